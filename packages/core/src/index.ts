@@ -1,0 +1,6 @@
+export * from './errors.js';
+export * from './encoding.js';
+export * from './canonical-json.js';
+export * from './digest.js';
+export * from './dsse.js';
+export * from './intoto.js';
