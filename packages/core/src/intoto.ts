@@ -62,12 +62,12 @@ export function validateStatement(value: unknown): asserts value is Statement {
       if (typeof s !== 'object' || s === null) return void problems.push(`subject[${i}] is not an object`);
       const sub = s as Record<string, unknown>;
       if (sub.name !== undefined && typeof sub.name !== 'string') problems.push(`subject[${i}].name must be a string`);
-      if (typeof sub.digest !== 'object' || sub.digest === null || Object.keys(sub.digest).length === 0) {
+      if (typeof sub.digest !== 'object' || sub.digest === null || Array.isArray(sub.digest) || Object.keys(sub.digest).length === 0) {
         return void problems.push(`subject[${i}].digest must be a non-empty object`);
       }
       for (const [alg, hex] of Object.entries(sub.digest as Record<string, unknown>)) {
-        if (typeof hex !== 'string') {
-          problems.push(`subject[${i}].digest.${alg} must be a string`);
+        if (typeof hex !== 'string' || hex === '') {
+          problems.push(`subject[${i}].digest.${alg} must be a non-empty string`);
         } else if ((DIGEST_ALGORITHMS as readonly string[]).includes(alg)) {
           const bytes = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 }[alg as 'sha256'];
           if (!HEX.test(hex) || hex.length !== bytes * 2) problems.push(`subject[${i}].digest.${alg} must be ${bytes * 2} lowercase hex characters`);
@@ -101,8 +101,9 @@ export function findMatchingSubject(statement: Statement, artifact: DigestSet, n
     let compared = 0;
     let ok = true;
     for (const [alg, hex] of Object.entries(artifact)) {
-      const theirs = s.digest[alg];
-      if (hex === undefined || theirs === undefined) continue;
+      // Own properties only: a key like 'constructor' must not reach Object.prototype.
+      const theirs = Object.hasOwn(s.digest, alg) ? s.digest[alg] : undefined;
+      if (typeof hex !== 'string' || typeof theirs !== 'string') continue;
       compared++;
       if (!digestsEqual(theirs, hex)) ok = false;
     }
