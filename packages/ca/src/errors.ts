@@ -1,0 +1,14 @@
+import { AirlockError } from '@airlock/core';
+
+/** Failure codes of the CA. Token refusals keep the identity package's `OIDC_*` codes (HTTP 401). */
+export type CaErrorCode =
+  | 'CA_CONFIG_INVALID'
+  | 'CA_KEY_INVALID'
+  | 'CA_REQUEST_INVALID'
+  | 'CA_UNSUPPORTED_KEY'
+  | 'CA_POP_INVALID'
+  | 'CA_CSR_INVALID'
+  | 'CA_CLAIM_INVALID'
+  | 'CA_NOT_VALID_NOW';
+
+export class CaError extends AirlockError<CaErrorCode> {}

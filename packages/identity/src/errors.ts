@@ -1,0 +1,33 @@
+import { AirlockError } from '@airlock/core';
+
+/**
+ * Failure codes of the identity package. `OIDC_*` codes are token-verification refusals (a CA maps them to
+ * HTTP 401); the others are issuer-side configuration or request problems.
+ */
+export type IdentityErrorCode =
+  // Issuer side
+  | 'SPIFFE_ID_INVALID'
+  | 'SPIFFE_TRUST_DOMAIN_MISMATCH'
+  | 'IDENTITY_KEY_INVALID'
+  | 'IDENTITY_CONFIG_INVALID'
+  | 'TOKEN_REQUEST_INVALID'
+  // Verifier side
+  | 'OIDC_CONFIG_INVALID'
+  | 'OIDC_MALFORMED'
+  | 'OIDC_UNSUPPORTED_ALG'
+  | 'OIDC_UNTRUSTED_ISSUER'
+  | 'OIDC_JWKS_UNAVAILABLE'
+  | 'OIDC_BAD_SIGNATURE'
+  | 'OIDC_EXPIRED'
+  | 'OIDC_NOT_YET_VALID'
+  | 'OIDC_BAD_AUDIENCE'
+  | 'OIDC_BAD_SUBJECT'
+  | 'OIDC_EMAIL_UNVERIFIED'
+  | 'OIDC_BAD_CLAIMS';
+
+export class IdentityError extends AirlockError<IdentityErrorCode> {}
+
+/** True for the codes that mean "this token is not acceptable" (as opposed to a server-side failure). */
+export function isOidcRefusal(code: string): boolean {
+  return code.startsWith('OIDC_') && code !== 'OIDC_JWKS_UNAVAILABLE' && code !== 'OIDC_CONFIG_INVALID';
+}
