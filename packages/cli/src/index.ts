@@ -1,1 +1,2 @@
-export {};
+export { buildProgram, VERSION } from './program.js';
+export { runDemo } from './commands/demo.js';

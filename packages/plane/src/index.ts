@@ -1,1 +1,2 @@
-export {};
+export * from './trusted-root.js';
+export * from './plane.js';

@@ -1,1 +1,3 @@
-export {};
+export * from './errors.js';
+export * from './signer.js';
+export * from './key-signer.js';

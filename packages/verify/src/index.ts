@@ -1,1 +1,3 @@
-export {};
+export * from './errors.js';
+export * from './trusted-root.js';
+export * from './verifier.js';

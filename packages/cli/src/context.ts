@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { issueWorkloadToken, readEndpoints } from '@airlock/plane';
+import { UsageError } from './output.js';
+
+export interface SigningFlags {
+  data?: string;
+  fulcioUrl?: string;
+  rekorUrl?: string;
+  identityToken?: string;
+  identityTokenFile?: string;
+  subject?: string;
+}
+
+export interface SigningContext {
+  fulcioUrl: string;
+  rekorUrl: string;
+  identity: () => Promise<string>;
+}
+
+/**
+ * Where to sign and with which token. Explicit URLs win over the plane's `endpoints.json`; the token comes
+ * from --identity-token, --identity-token-file, $SIGSTORE_ID_TOKEN, or is minted by the embedded issuer of
+ * the plane in --data for --subject (default spiffe://<trust domain>/airlock/cli).
+ */
+export function resolveSigningContext(flags: SigningFlags): SigningContext {
+  const endpoints = flags.data ? readEndpoints(flags.data) : undefined;
+  const fulcioUrl = flags.fulcioUrl ?? endpoints?.caUrl;
+  const rekorUrl = flags.rekorUrl ?? endpoints?.tlogUrl;
+  if (!fulcioUrl || !rekorUrl) throw new UsageError('no CA/log given: pass --data DIR (a running `airlock up`) or --fulcio-url and --rekor-url');
+  let identity: () => Promise<string>;
+  if (flags.identityToken) {
+    const token = flags.identityToken;
+    identity = async () => token;
+  } else if (flags.identityTokenFile) {
+    const file = flags.identityTokenFile;
+    identity = async () => readFileSync(file, 'utf8').trim();
+  } else if (process.env.SIGSTORE_ID_TOKEN) {
+    const token = process.env.SIGSTORE_ID_TOKEN;
+    identity = async () => token;
+  } else if (flags.data && endpoints) {
+    const dataDir = flags.data;
+    const subject = flags.subject ?? `spiffe://${endpoints.trustDomain}/airlock/cli`;
+    identity = () => issueWorkloadToken(dataDir, subject);
+  } else {
+    throw new UsageError('no identity token: pass --identity-token, --identity-token-file, set SIGSTORE_ID_TOKEN, or --data DIR to use the embedded issuer');
+  }
+  return { fulcioUrl, rekorUrl, identity };
+}
+
+export function readJsonFile(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${what} '${path}': ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${what} '${path}' is not JSON: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,10 @@
+import { AirlockError } from '@airlock/core';
+
+export type SignErrorCode =
+  | 'SIGN_IDENTITY_TOKEN'
+  | 'SIGN_CERTIFICATE'
+  | 'SIGN_TLOG'
+  | 'SIGN_KEY_UNSUPPORTED'
+  | 'SIGN_FAILED';
+
+export class SignError extends AirlockError<SignErrorCode> {}
