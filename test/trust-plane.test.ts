@@ -99,7 +99,7 @@ describe('airlock up + stock sigstore-js', () => {
     );
     expect(blobBundle.verificationMaterial.tlogEntries).toHaveLength(1);
     expect(dsseBundle.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
-    expect(dsseBundle.verificationMaterial.tlogEntries[0]!.kindVersion.kind).toBe('dsse');
+    expect(dsseBundle.verificationMaterial.tlogEntries[0]!.kindVersion?.kind).toBe('dsse');
   });
 
   it('stock @sigstore/verify verifies both with the generated trusted root', () => {
@@ -151,6 +151,30 @@ describe('airlock up + stock sigstore-js', () => {
     // Missing policy → usage error (exit 2), never "verified without identity".
     const noPolicy = await runCli(['verify', file, '--bundle', signed.bundle, '--data', dir]);
     expect(noPolicy.code).toBe(2);
+  });
+
+  it('key-based signing: airlock sign --key / verify --key, logged in the transparency log', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyFile = join(dir, 'signing-key.pem');
+    const pubFile = join(dir, 'signing-key.pub');
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(pubFile, publicKey.export({ type: 'spki', format: 'pem' }));
+    const file = join(dir, 'key-signed.bin');
+    writeFileSync(file, ARTIFACT);
+    const sign = await runCli(['sign', file, '--data', dir, '--key', keyFile, '--json']);
+    expect(sign.code, sign.stdout + sign.stderr).toBe(0);
+    const { bundle } = JSON.parse(sign.stdout) as { bundle: string };
+    const saved = JSON.parse(readFileSync(bundle, 'utf8')) as SerializedBundle;
+    expect(saved.verificationMaterial.tlogEntries).toHaveLength(1);
+    const ok = await runCli(['verify', file, '--bundle', bundle, '--data', dir, '--key', pubFile, '--json']);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    // Another key does not verify it.
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+    const otherFile = join(dir, 'other.pub');
+    writeFileSync(otherFile, other.export({ type: 'spki', format: 'pem' }));
+    const bad = await runCli(['verify', file, '--bundle', bundle, '--data', dir, '--key', otherFile]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/VERIFY_(SIGNATURE|TLOG_BODY)/);
   });
 
   it('sigstore-conformance entry point: sign-bundle and verify-bundle by exit code, PATH and DIGEST modes', async () => {

@@ -1,1 +1,42 @@
-export {};
+/**
+ * @airlock/tlog — a Rekor v1-compatible transparency log: RFC 6962 Merkle tree with persisted perfect subtrees,
+ * durable SQLite storage with group commit, hashedrekord/dsse verification, signed checkpoints (C2SP), the
+ * Rekor REST API, a client for it and a consistency monitor.
+ */
+export * from './errors.js';
+export {
+  HASH_SIZE,
+  hashLeaf,
+  hashChildren,
+  emptyRoot,
+  decompose,
+  MerkleFrontier,
+  MerkleTree,
+  MemoryNodeStore,
+  rootFromInclusionProof,
+  verifyInclusionProof,
+  verifyConsistencyProof,
+  type NodeReader,
+  type TreeNode,
+} from './merkle.js';
+export {
+  formatCheckpoint,
+  signNote,
+  parseSignedNote,
+  parseCheckpoint,
+  verifyCheckpoint,
+  keyHintFor,
+  isValidKeyName,
+  type Checkpoint,
+  type SignedNote,
+  type NoteSignature,
+} from './checkpoint.js';
+export { LogSigner, SIGNING_KEY_FILE } from './signing-key.js';
+export { setPayload, toWire, verifyLogEntry, type LogEntry, type InclusionProof, type VerifiedEntry } from './entry.js';
+export { prepareEntry, SUPPORTED_KINDS, DSSE_API_VERSION, HASHEDREKORD_API_VERSION, type PreparedEntry } from './types/index.js';
+export { pemEncode, parseVerifierPem, type VerifierKey } from './pki.js';
+export { TransparencyLog, DATABASE_FILE, type TransparencyLogOptions, type SignedCheckpoint } from './log.js';
+export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
+export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
+export { RekorClient, parseLogEntryResponse, type RekorClientOptions, type LogInfo, type ConsistencyProof, type CreatedEntry } from './client.js';
+export { monitorLog, type MonitorOptions, type MonitorResult, type MonitorState } from './monitor.js';

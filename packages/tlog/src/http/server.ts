@@ -1,0 +1,120 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { TransparencyLog } from '../log.js';
+import { DEFAULT_MAX_BODY_BYTES, errorResponse, readJsonBody, responseForError, send } from './http-util.js';
+import { ROUTES, type RouteDeps } from './routes.js';
+
+export interface TlogServerOptions {
+  dataDir: string;
+  /** Interface to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Port; 0 (default) picks a free one. */
+  port?: number;
+  /** Checkpoint key name / origin host; default: `host`. Must occur in the trusted root's tlog `baseUrl`. */
+  logName?: string;
+  /** PEM ECDSA P-256 private key; default `<dataDir>/tlog-signing-key.pem` (generated on first start). */
+  signingKeyPath?: string;
+  /** Largest accepted request body. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Entries per commit; 1 disables group commit (for measurements). */
+  maxBatch?: number;
+}
+
+export interface RunningTlog {
+  url: string;
+  logName: string;
+  origin: string;
+  /** Hex SHA-256 of the DER SPKI. */
+  logId: string;
+  publicKeyPem: string;
+  publicKeyDer: Buffer;
+  /** The in-process log behind the server. */
+  log: TransparencyLog;
+  close(): Promise<void>;
+}
+
+const CLOSE_GRACE_MS = 5_000;
+
+/** Serves one request: route match → method check → handler → response (errors become `{code, message}`). */
+export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, maxBodyBytes: number): Promise<void> {
+  try {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+    for (const route of ROUTES) {
+      const m = route.pattern.exec(path);
+      if (!m) continue;
+      const handler = route.methods[req.method as 'GET' | 'POST'];
+      if (!handler) {
+        send(res, errorResponse(405, `method ${req.method} not allowed on ${path}`, { Allow: Object.keys(route.methods).join(', ') }));
+        return;
+      }
+      send(res, await handler({ url, params: m.slice(1), readJson: () => readJsonBody(req, maxBodyBytes) }, deps));
+      return;
+    }
+    send(res, errorResponse(404, `no route for ${path.slice(0, 200)}`));
+  } catch (err) {
+    const response = responseForError(err);
+    if (response.status === 500) console.error('tlog: internal error', err);
+    send(res, response);
+  }
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** Opens the log in `dataDir` and serves the Rekor v1 API on it. */
+export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
+  const host = options.host ?? '127.0.0.1';
+  const logName = options.logName ?? host;
+  const log = TransparencyLog.open({
+    dataDir: options.dataDir,
+    logName,
+    ...(options.signingKeyPath ? { signingKeyPath: options.signingKeyPath } : {}),
+    ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+  });
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const deps: RouteDeps = { log };
+  const server: Server = createServer((req, res) => {
+    void handleRequest(req, res, deps, maxBodyBytes);
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${formatHost(host)}:${port}`,
+    logName: log.logName,
+    origin: log.origin,
+    logId: log.logId,
+    publicKeyPem: log.publicKeyPem,
+    publicKeyDer: log.publicKeyDer,
+    log,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+          server.close(() => {
+            clearTimeout(force);
+            resolve();
+          });
+          server.closeIdleConnections();
+        });
+        await log.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { TlogError } from './errors.js';
+
+export const SIGNING_KEY_FILE = 'tlog-signing-key.pem';
+
+/**
+ * The log's ECDSA P-256 key. It signs SETs and checkpoints with ECDSA/SHA-256 (DER signatures) — the only EC
+ * combination sigstore-js verifies (`crypto.verify(undefined, …)` always hashes with SHA-256).
+ */
+export class LogSigner {
+  readonly publicKey: KeyObject;
+  readonly publicKeyDer: Buffer;
+  readonly publicKeyPem: string;
+  /** Hex SHA-256 of the DER SPKI: Rekor's `logID`. */
+  readonly logId: string;
+  /** First 4 bytes of SHA-256(DER SPKI): the C2SP signed-note key hint Rekor v1 uses for ECDSA keys. */
+  readonly keyHint: Buffer;
+
+  constructor(private readonly privateKey: KeyObject) {
+    if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key must be an ECDSA P-256 private key');
+    }
+    this.publicKey = createPublicKey(privateKey);
+    this.publicKeyDer = this.publicKey.export({ type: 'spki', format: 'der' });
+    this.publicKeyPem = this.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const digest = createHash('sha256').update(this.publicKeyDer).digest();
+    this.logId = digest.toString('hex');
+    this.keyHint = digest.subarray(0, 4);
+  }
+
+  sign(data: Uint8Array): Buffer {
+    return sign('sha256', data, this.privateKey);
+  }
+
+  /** Loads `path` (PKCS#8 or SEC1 PEM). */
+  static fromFile(path: string): LogSigner {
+    let pem: string;
+    try {
+      pem = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', `cannot read the log signing key ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    let key: KeyObject;
+    try {
+      key = createPrivateKey({ key: pem, format: 'pem' });
+    } catch (err) {
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', `${path} is not a PEM private key`, { cause: err });
+    }
+    return new LogSigner(key);
+  }
+
+  /**
+   * The key in `<dataDir>/tlog-signing-key.pem`, generated on first use (mode 0600). Written to a temp file and
+   * hard-linked into place, so a crash never leaves a half-written key and two racing starts cannot both win.
+   */
+  static loadOrCreate(dataDir: string): LogSigner {
+    const path = join(dataDir, SIGNING_KEY_FILE);
+    if (existsSync(path)) return LogSigner.fromFile(path);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, pem);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmp, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Someone else created it first: use theirs.
+    } finally {
+      unlinkSync(tmp);
+    }
+    fsyncDir(dataDir);
+    return LogSigner.fromFile(path);
+  }
+}
+
+/** fsync a directory so a rename/link in it survives a power loss (best effort where unsupported). */
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some filesystems refuse fsync on directories; the data itself was fsynced.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

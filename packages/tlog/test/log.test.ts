@@ -1,0 +1,189 @@
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { verifyLogEntry } from '../src/entry.js';
+import { DATABASE_FILE, TransparencyLog } from '../src/log.js';
+import { hashLeaf, MemoryNodeStore, verifyConsistencyProof, verifyInclusionProof } from '../src/merkle.js';
+import { SIGNING_KEY_FILE } from '../src/signing-key.js';
+import { prepareEntry, type PreparedEntry } from '../src/types/index.js';
+import { dsseEntry, hashedRekord, makeKeySigner, tempDir } from './helpers.js';
+
+const cleanups: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function openLog(dataDir: string, extra: Partial<Parameters<typeof TransparencyLog.open>[0]> = {}): TransparencyLog {
+  const log = TransparencyLog.open({ dataDir, logName: 'tlog.test', ...extra });
+  cleanups.push(() => log.close());
+  return log;
+}
+
+function newDir(): string {
+  const d = tempDir();
+  cleanups.push(d.remove);
+  return d.path;
+}
+
+const signer = makeKeySigner();
+const entries = (n: number, tag = 'e'): PreparedEntry[] => Array.from({ length: n }, (_, i) => prepareEntry(dsseEntry([signer], `${tag} ${i}`)));
+
+describe('TransparencyLog (in process)', () => {
+  it('creates its key (0600) and tree ID once, and keeps them across restarts', async () => {
+    const dir = newDir();
+    const log = openLog(dir);
+    expect(statSync(join(dir, SIGNING_KEY_FILE)).mode & 0o777).toBe(0o600);
+    expect(log.treeId).toMatch(/^[1-9][0-9]*$/);
+    expect(BigInt(log.treeId) < 2n ** 63n).toBe(true);
+    expect(log.origin).toBe(`tlog.test - ${log.treeId}`);
+    const { treeId, logId } = log;
+    await log.append(hashedRekord(signer, 'one'));
+    await log.close();
+    const again = openLog(dir);
+    expect(again.treeId).toBe(treeId);
+    expect(again.logId).toBe(logId);
+    expect(again.size).toBe(1);
+  });
+
+  it('answers an append only after commit, with a SET, proof and checkpoint that verify', async () => {
+    const log = openLog(newDir());
+    const entry = await log.append(hashedRekord(signer, 'artifact'));
+    expect(entry.logIndex).toBe(0);
+    expect(entry.verification?.inclusionProof?.treeSize).toBe(1);
+    verifyLogEntry(entry, { publicKey: log.publicKeyPem, expectedKeyName: 'tlog.test' });
+    expect(log.getByUuid(entry.uuid)?.verification?.signedEntryTimestamp).toBe(entry.verification?.signedEntryTimestamp);
+  });
+
+  it('group-commits entries submitted in the same tick: dense indices, one shared checkpoint', async () => {
+    const log = openLog(newDir());
+    const batch = entries(20);
+    const results = await Promise.all(batch.map((e) => log.submit(e)));
+    expect(results.map((r) => r.logIndex).sort((a, b) => a - b)).toEqual([...Array(20).keys()]);
+    const checkpoints = new Set(results.map((r) => r.verification?.inclusionProof?.checkpoint));
+    expect(checkpoints.size).toBe(1);
+    for (const r of results) verifyLogEntry(r, { publicKey: log.publicKeyDer });
+  });
+
+  it('rejects duplicates (also within one batch) with TLOG_ENTRY_EXISTS naming the UUID', async () => {
+    const log = openLog(newDir());
+    const [e] = entries(1);
+    const settled = await Promise.allSettled([log.submit(e!), log.submit(e!)]);
+    expect(settled[0]!.status).toBe('fulfilled');
+    expect(settled[1]!.status).toBe('rejected');
+    const err = (settled[1] as PromiseRejectedResult).reason;
+    expect(err.code).toBe('TLOG_ENTRY_EXISTS');
+    expect(err.details.uuid).toBe(e!.leafHash.toString('hex'));
+    await expect(log.submit(e!)).rejects.toMatchObject({ code: 'TLOG_ENTRY_EXISTS', details: { logIndex: 0 } });
+    expect(log.size).toBe(1);
+  });
+
+  it('serves roots and proofs from stored nodes that match an in-memory tree, for every size', () => {
+    const log = openLog(newDir());
+    const batch = entries(70);
+    log.appendBatch(batch.slice(0, 33));
+    log.appendBatch(batch.slice(33));
+    const mem = new MemoryNodeStore();
+    for (const e of batch) mem.appendLeaf(e.leafHash);
+    for (let n = 1; n <= 70; n++) {
+      expect(log.rootAt(n).equals(mem.tree.rootAt(n))).toBe(true);
+      for (const m of [0, n >> 1, n - 1]) {
+        expect(verifyInclusionProof(batch[m]!.leafHash, m, n, log.inclusionProof(m, n), mem.tree.rootAt(n))).toBe(true);
+      }
+      for (const m of [1, n >> 1, n - 1].filter((x) => x >= 1)) {
+        expect(verifyConsistencyProof(m, n, mem.tree.rootAt(m), mem.tree.rootAt(n), log.consistencyProof(m, n))).toBe(true);
+      }
+    }
+    expect(() => log.rootAt(71)).toThrow(/outside the log/);
+    expect(() => log.appendBatch([batch[0]!])).toThrow(/already exists/);
+    expect(log.size).toBe(70);
+  });
+
+  it('looks entries up by index, 64-hex UUID and 80-hex entry ID, and searches the index', async () => {
+    const log = openLog(newDir());
+    const a = await log.append(hashedRekord(signer, 'A'));
+    const other = makeKeySigner();
+    const b = await log.append(hashedRekord(other, 'A'));
+    await log.append(hashedRekord(other, 'B'));
+    expect(log.getByIndex(1)?.uuid).toBe(b.uuid);
+    expect(log.getByUuid(a.uuid)?.logIndex).toBe(0);
+    expect(log.getByUuid(`${log.treeIdHex}${a.uuid}`)?.logIndex).toBe(0);
+    expect(log.getByUuid(`${'0'.repeat(16)}${a.uuid}`)).toBeUndefined();
+    expect(log.getByIndex(3)).toBeUndefined();
+    expect(log.getByIndex(-1)).toBeUndefined();
+    const digestA = JSON.parse(Buffer.from(a.body, 'base64').toString()).spec.data.hash.value;
+    const keyOther = prepareEntry(hashedRekord(other, 'x')).indexKeys.find((k) => k.startsWith('key:'))!;
+    expect(log.search([`sha256:${digestA}`])).toEqual([a.uuid, b.uuid]);
+    expect(log.search([`sha256:${digestA}`, keyOther], 'and')).toEqual([b.uuid]);
+    expect(log.search([`sha256:${digestA}`, keyOther], 'or')).toHaveLength(3);
+  });
+
+  it('refuses to open with another signing key than the one the log was created with', async () => {
+    const dir = newDir();
+    const log = openLog(dir);
+    await log.close();
+    const keyPath = join(newDir(), 'other.pem');
+    writeFileSync(keyPath, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(() => TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).toThrow(expect.objectContaining({ code: 'TLOG_KEY_MISMATCH' }));
+  });
+
+  it('uses an operator-provided signing key (logID = SHA-256 of its DER SPKI) instead of generating one', () => {
+    const keyPath = join(newDir(), 'operator.pem');
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    writeFileSync(keyPath, privateKey.export({ type: 'sec1', format: 'pem' }));
+    const dir = newDir();
+    const log = openLog(dir, { signingKeyPath: keyPath });
+    expect(log.logId).toBe(createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex'));
+    expect(existsSync(join(dir, SIGNING_KEY_FILE))).toBe(false);
+  });
+
+  it('refuses a non-P-256 signing key', () => {
+    const keyPath = join(newDir(), 'rsa.pem');
+    writeFileSync(keyPath, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(() => TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).toThrow(expect.objectContaining({ code: 'TLOG_SIGNING_KEY_INVALID' }));
+  });
+
+  it('locks its database: a second writer on the same directory is refused', () => {
+    const dir = newDir();
+    openLog(dir);
+    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(expect.objectContaining({ code: 'TLOG_STORE_LOCKED' }));
+  });
+
+  it('detects a database whose entries and recorded tree size disagree', async () => {
+    const dir = newDir();
+    const log = openLog(dir);
+    log.appendBatch(entries(5));
+    await log.close();
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.prepare('DELETE FROM entries WHERE log_index = 2').run();
+    db.close();
+    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(expect.objectContaining({ code: 'TLOG_STORE_CORRUPT' }));
+  });
+
+  it('rejects invalid options and appends after close', async () => {
+    expect(() => TransparencyLog.open({ dataDir: newDir(), logName: 'has space' })).toThrow(/logName/);
+    expect(() => TransparencyLog.open({ dataDir: newDir(), maxBatch: 0 })).toThrow(/maxBatch/);
+    const log = openLog(newDir());
+    await log.close();
+    await expect(log.append(hashedRekord(signer, 'late'))).rejects.toMatchObject({ code: 'TLOG_CLOSED' });
+  });
+
+  it('commits every queued append before closing', async () => {
+    const log = openLog(newDir());
+    const pending = entries(5).map((e) => log.submit(e));
+    await log.close();
+    const done = await Promise.all(pending);
+    expect(done.map((d) => d.logIndex)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('with maxBatch 1 commits each entry separately (same results)', async () => {
+    const log = openLog(newDir(), { maxBatch: 1 });
+    const results = await Promise.all(entries(10).map((e) => log.submit(e)));
+    // Each entry is proven against the tree right after its own commit.
+    expect(results.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual([...Array(10).keys()].map((i) => i + 1));
+    expect(results.map((r) => r.logIndex)).toEqual([...Array(10).keys()]);
+    for (const r of results) verifyLogEntry(r, { publicKey: log.publicKeyPem });
+    expect(hashLeaf(Buffer.from(results[3]!.body, 'base64')).toString('hex')).toBe(results[3]!.uuid);
+  });
+});
