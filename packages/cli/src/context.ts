@@ -22,11 +22,16 @@ export interface SigningContext {
  * from --identity-token, --identity-token-file, $SIGSTORE_ID_TOKEN, or is minted by the embedded issuer of
  * the plane in --data for --subject (default spiffe://<trust domain>/airlock/cli).
  */
-export function resolveSigningContext(flags: SigningFlags): SigningContext {
+export function resolveSigningContext(flags: SigningFlags, options: { keyBased?: boolean } = {}): SigningContext {
   const endpoints = flags.data ? readEndpoints(flags.data) : undefined;
-  const fulcioUrl = flags.fulcioUrl ?? endpoints?.caUrl;
+  const fulcioUrl = flags.fulcioUrl ?? endpoints?.caUrl ?? '';
   const rekorUrl = flags.rekorUrl ?? endpoints?.tlogUrl;
-  if (!fulcioUrl || !rekorUrl) throw new UsageError('no CA/log given: pass --data DIR (a running `airlock up`) or --fulcio-url and --rekor-url');
+  if (!rekorUrl) throw new UsageError('no transparency log given: pass --data DIR (a running `airlock up`) or --rekor-url');
+  if (options.keyBased) {
+    // A key signs without a certificate: no CA and no identity token are involved.
+    return { fulcioUrl, rekorUrl, identity: () => Promise.reject(new UsageError('key-based signing needs no identity token')) };
+  }
+  if (!fulcioUrl) throw new UsageError('no certificate authority given: pass --data DIR (a running `airlock up`) or --fulcio-url');
   let identity: () => Promise<string>;
   if (flags.identityToken) {
     const token = flags.identityToken;

@@ -14,7 +14,7 @@ interface SignFlags extends SigningFlags, OutputOptions {
 function addSigningOptions(cmd: Command): Command {
   return cmd
     .option('--data <dir>', 'trust plane data directory (uses its endpoints.json and embedded identity issuer)')
-    .option('--fulcio-url <url>', 'Fulcio-compatible CA URL (overrides --data)')
+    .option('--fulcio-url <url>', 'Fulcio-compatible CA URL (overrides --data; not needed with --key)')
     .option('--rekor-url <url>', 'Rekor v1-compatible log URL (overrides --data)')
     .option('--identity-token <jwt>', 'OIDC identity token (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the OIDC identity token from a file')
@@ -26,7 +26,7 @@ function addSigningOptions(cmd: Command): Command {
 }
 
 function makeSigner(flags: SignFlags): AirlockSigner {
-  const ctx = resolveSigningContext(flags);
+  const ctx = resolveSigningContext(flags, { keyBased: flags.key !== undefined });
   if (flags.key) {
     return new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, keySigner: new KeySigner(readFileSync(flags.key)) });
   }
