@@ -1,0 +1,406 @@
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobSource, BlobStore, ByteRange, PutExpectation, PutResult, VerifiedRead, VerifyResult } from './blob-store.js';
+import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
+import { CasError } from './errors.js';
+import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
+import { ImportLock, lockedError, newImportId } from './import-lock.js';
+import { MirrorIndex } from './mirror-index.js';
+import type { ManifestBlob, SnapshotInfo, SnapshotManifest, SnapshotRecord } from './types.js';
+import { validateEntry, validateManifestBlobs, validateSnapshotInfo } from './validate.js';
+
+/** Files and directories of a mirror store directory (besides the blob store's own layout). */
+export const MIRROR_STORE_LAYOUT = {
+  index: 'index.sqlite',
+  staging: 'staging',
+} as const;
+
+/** Points of `commit` where the fault-injection hook runs (crash tests kill the process there). */
+export type CommitStage = 'blobs-checked' | 'in-transaction' | 'committed' | 'released';
+
+export interface MirrorStoreOptions {
+  /** Storage backend; defaults to an FsBlobStore in the store directory. */
+  blobStore?: BlobStore;
+  /** Options for the default FsBlobStore. */
+  fs?: FsBlobStoreOptions;
+  /** Clean up after an interrupted import when no live import holds the store (default true). */
+  recover?: boolean;
+  /** How long a commit waits for another process's SQLite write lock (default 10 s). */
+  busyTimeoutMs?: number;
+  /** Test seam: runs at each commit stage (synchronously; `in-transaction` runs inside the SQLite transaction). */
+  faultInjection?: { onCommitStage?: (stage: CommitStage, importId: string) => void };
+}
+
+export interface CommitInput {
+  /** The transfer manifest (already verified by the importer); kept verbatim for audit. */
+  manifest: SnapshotManifest;
+  /** The signed attestations of the bundle (Sigstore bundles), kept verbatim for audit. */
+  signedBundles: unknown;
+  /** The entries to publish (transfer-manifest entry shape); validated again here. */
+  entries: readonly unknown[];
+  /** Accept a snapshot whose `previous` is not the current head (an explicit operator decision). */
+  allowGap?: boolean;
+}
+
+export interface RecoveryReport {
+  /** Journals of interrupted imports that were processed. */
+  journals: number;
+  /** Blobs those imports had added that no committed snapshot references (deleted). */
+  removedBlobs: string[];
+  /** Partial uploads removed from the blob store's temp area. */
+  removedPartials: number;
+  /** Set when recovery did not run because a live import holds the store. */
+  skipped?: 'import-in-progress';
+}
+
+/**
+ * The mirror's store: a BlobStore (bytes) + a MirrorIndex (what is published) + atomic snapshot publication.
+ * Blobs put during an import land in the CAS but stay invisible until `commit` references them in the same
+ * SQLite transaction that moves the head.
+ */
+export class MirrorStore {
+  private closed = false;
+  private readonly sessions = new Set<ImportSession>();
+
+  private constructor(
+    readonly dir: string,
+    readonly blobs: BlobStore,
+    readonly index: MirrorIndex,
+    private readonly options: MirrorStoreOptions,
+  ) {}
+
+  static async open(dir: string, options: MirrorStoreOptions = {}): Promise<MirrorStore> {
+    await mkdir(join(dir, MIRROR_STORE_LAYOUT.staging), { recursive: true });
+    const blobs = options.blobStore ?? (await FsBlobStore.open(dir, options.fs));
+    const index = MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), { busyTimeoutMs: options.busyTimeoutMs ?? 10_000 });
+    const store = new MirrorStore(dir, blobs, index, options);
+    if (options.recover !== false) {
+      try {
+        await store.recover();
+      } catch (err) {
+        index.close();
+        throw err;
+      }
+    }
+    return store;
+  }
+
+  get stagingDir(): string {
+    return join(this.dir, MIRROR_STORE_LAYOUT.staging);
+  }
+
+  head(): SnapshotRecord | undefined {
+    this.assertOpen();
+    return this.index.head();
+  }
+
+  /** Throws SNAPSHOT_REPLAY / SNAPSHOT_ROLLBACK / SNAPSHOT_GAP early, before an importer streams any blob. */
+  checkSnapshotOrder(snapshot: SnapshotInfo, options: { allowGap?: boolean } = {}): void {
+    this.assertOpen();
+    this.index.checkSnapshotOrder(validateSnapshotInfo(snapshot), options.allowGap ?? false);
+  }
+
+  /**
+   * Starts an import (one per store across processes: IMPORT_LOCKED otherwise). Leftovers of a crashed import
+   * are cleaned first.
+   */
+  async beginImport(): Promise<ImportSession> {
+    this.assertOpen();
+    const id = newImportId();
+    const lock = await this.acquireLock(id);
+    let journal: FileHandle | undefined;
+    try {
+      await this.cleanStaging(id);
+      journal = await open(join(this.stagingDir, `${id}.journal`), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_EXCL, 0o600);
+      await syncDir(this.stagingDir);
+    } catch (err) {
+      await journal?.close();
+      await lock.release();
+      throw err;
+    }
+    const session = new ImportSession(this, id, lock, journal, this.options.faultInjection?.onCommitStage);
+    this.sessions.add(session);
+    return session;
+  }
+
+  /** Removes what an interrupted import left (unreferenced new blobs, partial uploads), unless one is live. */
+  async recover(): Promise<RecoveryReport> {
+    this.assertOpen();
+    const id = newImportId();
+    let lock: ImportLock;
+    try {
+      lock = await this.acquireLock(id);
+    } catch (err) {
+      if (err instanceof CasError && err.code === 'IMPORT_LOCKED') return { journals: 0, removedBlobs: [], removedPartials: 0, skipped: 'import-in-progress' };
+      throw err;
+    }
+    try {
+      return await this.cleanStaging(id);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Runs `fn` holding the import slot (fsck uses it so staged blobs are never mistaken for orphans). */
+  async withImportLock<T>(fn: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    const id = newImportId();
+    const lock = await this.acquireLock(id);
+    try {
+      await this.cleanStaging(id);
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Verified read of a blob (verify-on-read with the backend's cache). A blob whose bytes no longer match is
+   * quarantined, marked in the index, and the caller gets CAS_CORRUPT; afterwards CAS_QUARANTINED.
+   */
+  async openBlob(sha256: string, range?: ByteRange): Promise<VerifiedRead> {
+    this.assertOpen();
+    try {
+      return await this.blobs.openVerifiedRead(sha256, range);
+    } catch (err) {
+      if (err instanceof CasError && (err.code === 'CAS_CORRUPT' || err.code === 'CAS_QUARANTINED')) this.markQuarantined(sha256);
+      throw err;
+    }
+  }
+
+  async verifyBlob(sha256: string, options: { force?: boolean } = {}): Promise<VerifyResult> {
+    this.assertOpen();
+    const result = await this.blobs.verify(sha256, options);
+    if (!result.ok) this.markQuarantined(sha256);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const s of [...this.sessions]) await s.abort().catch(() => undefined);
+    this.closed = true;
+    this.index.close();
+  }
+
+  /** @internal */
+  forgetSession(session: ImportSession): void {
+    this.sessions.delete(session);
+  }
+
+  /** @internal Deletes blobs a session created that no committed snapshot references. */
+  async removeUnreferenced(candidates: Iterable<string>): Promise<string[]> {
+    const removed: string[] = [];
+    for (const sha of candidates) {
+      if (!isSha256Hex(sha) || this.index.isReferenced(sha)) continue;
+      if (await this.blobs.delete(sha)) removed.push(sha);
+    }
+    return removed;
+  }
+
+  private markQuarantined(sha256: string): void {
+    try {
+      if (this.index.getBlob(sha256)?.state === 'ok') this.index.setBlobState(sha256, 'quarantined');
+    } catch {
+      // The blob store's quarantine is authoritative; fsck reconciles the index if this write lost a lock race.
+    }
+  }
+
+  private async acquireLock(id: string): Promise<ImportLock> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const got = await ImportLock.tryAcquire(this.stagingDir, id);
+      if (got instanceof ImportLock) return got;
+      if (!got.stale) throw lockedError(got.heldBy);
+      // The holder died: its leftovers are cleaned once we hold the lock ourselves.
+      await ImportLock.breakStale(this.stagingDir, got.heldBy);
+    }
+    throw lockedError(null);
+  }
+
+  /** With the import slot held: every journal but ours belongs to a dead import. */
+  private async cleanStaging(ownId: string): Promise<RecoveryReport> {
+    const report: RecoveryReport = { journals: 0, removedBlobs: [], removedPartials: 0 };
+    for (const name of await readdir(this.stagingDir)) {
+      if (!name.endsWith('.journal') || name === `${ownId}.journal`) continue;
+      const path = join(this.stagingDir, name);
+      const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.length > 0);
+      report.removedBlobs.push(...(await this.removeUnreferenced(lines)));
+      await unlink(path);
+      report.journals++;
+    }
+    report.removedPartials = (await this.blobs.removePartialUploads?.()) ?? 0;
+    if (report.journals > 0) await syncDir(this.stagingDir);
+    return report;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CasError('STORE_CLOSED', `mirror store ${this.dir} is closed`);
+  }
+}
+
+type SessionState = 'open' | 'committing' | 'committed' | 'aborted';
+
+/**
+ * One import: `put` blobs (journaled before they become visible in the CAS), then `commit` (one transaction) or
+ * `abort`. If `commit` throws, nothing was published and the session stays open: retry or `abort()`.
+ */
+export class ImportSession {
+  private state: SessionState = 'open';
+  private readonly putSizes = new Map<string, number>();
+  private readonly created = new Set<string>();
+  private journalTail: Promise<void> = Promise.resolve();
+
+  /** @internal use MirrorStore.beginImport */
+  constructor(
+    private readonly store: MirrorStore,
+    readonly id: string,
+    private readonly lock: ImportLock,
+    private readonly journal: FileHandle,
+    private readonly onStage: ((stage: CommitStage, importId: string) => void) | undefined,
+  ) {}
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Blobs put so far in this session (sha256 → size). */
+  get blobs(): ReadonlyMap<string, number> {
+    return this.putSizes;
+  }
+
+  /** Stores one blob; see BlobStore.put. The blob is invisible to readers until `commit`. */
+  async put(source: BlobSource, expected?: PutExpectation, options: { maxSize?: number } = {}): Promise<PutResult> {
+    this.assertOpen();
+    const result = await this.store.blobs.put(source, expected, {
+      ...options,
+      beforePublish: (sha256) => this.appendJournal(sha256),
+    });
+    this.putSizes.set(result.sha256, result.size);
+    if (result.created) this.created.add(result.sha256);
+    return result;
+  }
+
+  /**
+   * Publishes the snapshot: validates it, checks that every referenced blob is present with the right size, then
+   * in one SQLite transaction re-checks the order rules (SNAPSHOT_REPLAY / SNAPSHOT_ROLLBACK / SNAPSHOT_GAP),
+   * inserts the snapshot, its blobs and entries and moves the head.
+   */
+  async commit(input: CommitInput): Promise<SnapshotRecord> {
+    this.assertOpen();
+    this.state = 'committing';
+    let record: SnapshotRecord;
+    try {
+      if (typeof input !== 'object' || input === null || typeof input.manifest !== 'object' || input.manifest === null) {
+        throw new CasError('SNAPSHOT_INVALID', 'commit() needs { manifest, signedBundles, entries }');
+      }
+      if (!Array.isArray(input.entries)) throw new CasError('INDEX_INVALID_INPUT', 'commit(): entries must be an array');
+      const snapshot = validateSnapshotInfo(input.manifest.snapshot);
+      const manifestBlobs = validateManifestBlobs(input.manifest.blobs);
+      const entries = input.entries.map((e, i) => validateEntry(e, `entries[${i}]`));
+      const allowGap = input.allowGap ?? false;
+      this.store.index.checkSnapshotOrder(snapshot, allowGap);
+      const blobs = await this.checkBlobs(manifestBlobs, entries);
+      this.onStage?.('blobs-checked', this.id);
+      record = this.store.index.applySnapshot({
+        snapshot,
+        manifestJson: JSON.stringify(input.manifest),
+        signedBundlesJson: JSON.stringify(input.signedBundles ?? null),
+        blobs,
+        entries,
+        allowGap,
+        importedAt: new Date().toISOString(),
+        inTransaction: () => this.onStage?.('in-transaction', this.id),
+      });
+    } catch (err) {
+      this.state = 'open';
+      throw err;
+    }
+    this.state = 'committed';
+    this.onStage?.('committed', this.id);
+    // Blobs put but not referenced by the snapshot are garbage: the blob set stays "exactly what is referenced".
+    await this.store.removeUnreferenced(this.created);
+    await this.finish();
+    this.onStage?.('released', this.id);
+    return record;
+  }
+
+  /** Drops everything this import added to the CAS and releases the store. Idempotent. */
+  async abort(): Promise<void> {
+    if (this.state === 'aborted' || this.state === 'committed') return;
+    this.state = 'aborted';
+    await this.journalTail.catch(() => undefined);
+    await this.store.removeUnreferenced(this.created);
+    await this.finish();
+  }
+
+  private async checkBlobs(manifestBlobs: ManifestBlob[], entries: ReturnType<typeof validateEntry>[]): Promise<ManifestBlob[]> {
+    const sizes = new Map<string, number>();
+    for (const b of manifestBlobs) sizes.set(b.sha256, b.size);
+    for (const e of entries) {
+      const listed = sizes.get(e.digests.sha256);
+      if (listed !== undefined && listed !== e.size) {
+        throw new CasError('INDEX_INVALID_INPUT', `entry ${e.ecosystem} ${e.name} ${e.filename} has size ${e.size} but its blob sha256:${e.digests.sha256} is listed with ${listed}`);
+      }
+      sizes.set(e.digests.sha256, e.size);
+    }
+    const out: ManifestBlob[] = [];
+    for (const [sha256, size] of sizes) {
+      let actual = this.putSizes.get(sha256);
+      if (actual === undefined) {
+        // Not in this bundle: must already be in the store, intact.
+        const stat = await this.store.blobs.stat(sha256);
+        if (!stat) {
+          throw new CasError('IMPORT_BLOB_MISSING', `blob sha256:${sha256} is referenced by the snapshot but is neither in this import nor in the store`, {
+            details: { sha256 },
+          });
+        }
+        if (this.store.index.getBlob(sha256)?.state !== 'ok') {
+          const verified = await this.store.verifyBlob(sha256);
+          if (!verified.ok) {
+            throw new CasError('IMPORT_BLOB_MISSING', `blob sha256:${sha256} in the store failed verification (quarantined)`, { details: { sha256 } });
+          }
+        }
+        actual = stat.size;
+      }
+      if (actual !== size) {
+        throw new CasError('INDEX_INVALID_INPUT', `blob sha256:${sha256} has ${actual} bytes but the snapshot says ${size}`, {
+          details: { sha256, actual, expected: size },
+        });
+      }
+      out.push({ sha256, size });
+    }
+    return out;
+  }
+
+  private appendJournal(sha256: string): Promise<void> {
+    assertSha256Hex(sha256);
+    // Serialised and fsynced: the journal line is durable before the blob can exist under its name.
+    const next = this.journalTail.then(async () => {
+      await this.journal.write(`${sha256}\n`);
+      await this.journal.datasync();
+    });
+    this.journalTail = next.catch(() => undefined);
+    return next;
+  }
+
+  private async finish(): Promise<void> {
+    await this.journalTail.catch(() => undefined);
+    await this.journal.close().catch(() => undefined);
+    await unlink(join(this.store.stagingDir, `${this.id}.journal`)).catch(() => undefined);
+    await this.lock.release();
+    this.store.forgetSession(this);
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new CasError('IMPORT_CLOSED', `import ${this.id} is ${this.state}`);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}

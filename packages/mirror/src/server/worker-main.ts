@@ -1,0 +1,44 @@
+/**
+ * Entry point of a mirror worker process (forked by startMirrorServer with `workers > 1`). It receives the
+ * primary's listening socket and serves the same store, so several cores accept and serve connections.
+ */
+import type { Server } from 'node:net';
+import { MirrorStore } from '@airlock/cas';
+import { createMirrorServer } from './server.js';
+import { isMessage, type WorkerFailedMessage, type WorkerListenMessage, type WorkerReadyMessage } from './worker-protocol.js';
+
+let shutdown: (() => Promise<void>) | undefined;
+
+process.on('message', (message: unknown, handle: unknown) => {
+  if (isMessage<WorkerListenMessage>(message, 'airlock-mirror-listen')) {
+    void start(message, handle as Server).catch((err: unknown) => {
+      const failed: WorkerFailedMessage = { type: 'airlock-mirror-failed', message: err instanceof Error ? err.message : String(err) };
+      process.send?.(failed, () => process.exit(1));
+    });
+  } else if (isMessage(message, 'airlock-mirror-close')) {
+    void (shutdown ?? (async () => undefined))().finally(() => process.exit(0));
+  }
+});
+// The primary went away: do not linger holding the socket.
+process.on('disconnect', () => {
+  void (shutdown ?? (async () => undefined))().finally(() => process.exit(0));
+});
+
+async function start(message: WorkerListenMessage, handle: Server): Promise<void> {
+  // No recovery here: the primary's process owns the store's maintenance.
+  const store = await MirrorStore.open(message.storeDir, { recover: false });
+  const { server } = createMirrorServer({ store, publicUrl: message.publicUrl, ...(message.tls ? { tls: message.tls } : {}) });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(handle, () => resolve());
+  });
+  shutdown = async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    await store.close();
+  };
+  const ready: WorkerReadyMessage = { type: 'airlock-mirror-ready' };
+  process.send?.(ready);
+}

@@ -1,0 +1,24 @@
+/** Messages between the primary mirror process and its worker processes (over the fork IPC channel). */
+export interface WorkerListenMessage {
+  type: 'airlock-mirror-listen';
+  storeDir: string;
+  publicUrl: string;
+  tls?: { cert: string; key: string; ca?: string; requestClientCert?: boolean };
+}
+
+export interface WorkerCloseMessage {
+  type: 'airlock-mirror-close';
+}
+
+export interface WorkerReadyMessage {
+  type: 'airlock-mirror-ready';
+}
+
+export interface WorkerFailedMessage {
+  type: 'airlock-mirror-failed';
+  message: string;
+}
+
+export function isMessage<T extends { type: string }>(m: unknown, type: T['type']): m is T {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
+}
