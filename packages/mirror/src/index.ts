@@ -39,3 +39,4 @@ export {
   type BazelCacheExportOptions,
   type BazelCacheExportReport,
 } from './bazel-repository-cache.js';
+export * from './import/index.js';

@@ -1,0 +1,98 @@
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { HashingTransform, MultiHasher } from '@airlock/core';
+import tar from 'tar-stream';
+import { SyncError } from '../errors.js';
+import { compareStrings } from '../manifest.js';
+
+/** Fixed header fields: same inputs → same bytes (no clock, no uid/gid/user names, 0644, plain files only). */
+const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), type: 'file' as const };
+
+export interface BundleFile {
+  /** Path inside the tar, e.g. `attestations/manifest.sigstore.json`. */
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface BundleBlob {
+  sha256: string;
+  size: number;
+  /** Staged file holding the blob. */
+  path: string;
+}
+
+/**
+ * Writes the transfer bundle tar to `dest`:
+ *   manifest.json, then attestations/* (sorted), then blobs/sha256/<hex> (sorted by hex).
+ * The manifest comes first so an importer streaming the tar can check the signature and each blob as it arrives.
+ * Blobs are streamed from disk (constant memory) and re-hashed on the way in: a staged file that changed since
+ * it was verified fails the write instead of shipping. Returns the bundle's sha256 and size.
+ */
+export async function writeBundle(
+  dest: string,
+  manifestBytes: Uint8Array,
+  attestations: readonly BundleFile[],
+  blobs: readonly BundleBlob[],
+): Promise<{ sha256: string; size: number }> {
+  const pack = tar.pack();
+  const hasher = new HashingTransform(['sha256']);
+  const sink = pipeline(Readable.from(pack as AsyncIterable<Buffer>), hasher, createWriteStream(dest));
+  // If the consumer fails, the producer below must not wait forever on backpressure.
+  sink.catch((err: unknown) => pack.destroy(err as Error));
+  try {
+    await addBuffer(pack, 'manifest.json', manifestBytes);
+    for (const a of [...attestations].sort((x, y) => compareStrings(x.name, y.name))) await addBuffer(pack, a.name, a.bytes);
+    for (const b of [...blobs].sort((x, y) => compareStrings(x.sha256, y.sha256))) await addBlob(pack, b);
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    await sink.catch(() => {});
+    throw err instanceof SyncError ? err : new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    await sink;
+  } catch (cause) {
+    throw new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(cause as Error).message}`, { cause });
+  }
+  // Durable before the caller renames it into place.
+  const fh = await open(dest, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return { sha256: hasher.result!.digests.sha256!, size: hasher.result!.size };
+}
+
+function addBuffer(pack: tar.Pack, name: string, bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry({ ...FIXED, name, size: bytes.byteLength }, Buffer.from(bytes), (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+async function addBlob(pack: tar.Pack, blob: BundleBlob): Promise<void> {
+  const name = `blobs/sha256/${blob.sha256}`;
+  let sink!: ReturnType<tar.Pack['entry']>;
+  const finished = new Promise<void>((resolve, reject) => {
+    sink = pack.entry({ ...FIXED, name, size: blob.size }, (err) => (err ? reject(err) : resolve()));
+  });
+  finished.catch(() => {}); // observed below; avoid an unhandled rejection while we are still writing
+  const check = new MultiHasher(['sha256']);
+  for await (const chunk of createReadStream(blob.path, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer;
+    check.update(buf);
+    if (check.size > blob.size) break;
+    if (!sink.write(buf)) await once(sink as unknown as NodeJS.EventEmitter, 'drain');
+  }
+  const got = check.digest();
+  if (got.size !== blob.size || got.digests.sha256 !== blob.sha256) {
+    sink.destroy(new Error('staged blob changed'));
+    await finished.catch(() => {});
+    throw new SyncError('SYNC_BUNDLE_FAILED', `staged blob ${blob.sha256} changed on disk since it was verified (now ${got.size} bytes, sha256 ${got.digests.sha256})`);
+  }
+  sink.end(undefined); // streamx's typings want an argument; undefined = no final chunk
+  await finished;
+}

@@ -1,0 +1,147 @@
+/**
+ * The transfer manifest (contract with the importer and the mirror; JSON Schema:
+ * schemas/transfer-manifest.v1.schema.json) and the pinned requests the input parsers produce.
+ */
+
+export type Ecosystem = 'npm' | 'pypi' | 'bazel' | 'nix' | 'generic';
+
+export interface ManifestBlob {
+  sha256: string;
+  size: number;
+}
+
+export interface EntryDigests {
+  sha256: string;
+  sha512: string;
+  sha1: string;
+}
+
+export interface NpmEntryMetadata {
+  integrity: string;
+  shasum: string;
+  manifest: Record<string, unknown>;
+  time: string | null;
+  distTags?: Record<string, string>;
+}
+
+export interface PypiEntryMetadata {
+  project: string;
+  requiresPython: string | null;
+  /** false, or the yank reason ('' when the index gave none: any string means "yanked"). */
+  yanked: false | string;
+  packagetype: 'bdist_wheel' | 'sdist';
+  coreMetadata: ManifestBlob | null;
+}
+
+export interface BazelEntryMetadata {
+  repository: string;
+  stripPrefix: string | null;
+  type: 'http_archive' | 'http_file';
+}
+
+export interface NixEntryMetadata {
+  outputHashAlgo: 'sha256' | 'sha512';
+  outputHashMode: 'flat' | 'recursive';
+  outputHash: string;
+  nixBase32: string;
+}
+
+interface EntryBase<E extends Ecosystem, M> {
+  ecosystem: E;
+  name: string;
+  version: string | null;
+  filename: string;
+  urls: string[];
+  size: number;
+  digests: EntryDigests;
+  purl: string;
+  metadata: M;
+}
+
+export type NpmManifestEntry = EntryBase<'npm', NpmEntryMetadata>;
+export type PypiManifestEntry = EntryBase<'pypi', PypiEntryMetadata>;
+export type BazelManifestEntry = EntryBase<'bazel', BazelEntryMetadata>;
+export type NixManifestEntry = EntryBase<'nix', NixEntryMetadata>;
+export type GenericManifestEntry = EntryBase<'generic', Record<string, never>>;
+export type ManifestEntry = NpmManifestEntry | PypiManifestEntry | BazelManifestEntry | NixManifestEntry | GenericManifestEntry;
+
+export interface SnapshotInfo {
+  id: string;
+  sequence: number;
+  previous: string | null;
+  createdAt: string;
+  producer: { name: string; version: string };
+}
+
+export interface TransferManifest {
+  mediaType: 'application/vnd.airlock.transfer-manifest.v1+json';
+  snapshot: SnapshotInfo;
+  blobs: ManifestBlob[];
+  entries: ManifestEntry[];
+}
+
+// ---- What the parsers produce ----
+
+export type InputKind = 'npm-lock' | 'requirements' | 'bazel-fetch' | 'bazel-query' | 'nix-drv' | 'nix-fetch' | 'generic';
+
+export interface ParsedInput<T> {
+  kind: InputKind;
+  entries: T[];
+  /** Things deliberately skipped or worth knowing (bundled deps, workspace links, ignored options…). */
+  notes: string[];
+}
+
+/** One registry package from package-lock.json (deduplicated by name@version). */
+export interface NpmLockPackage {
+  name: string;
+  version: string;
+  resolved: string;
+  /** SRI exactly as in the lockfile. */
+  integrity: string;
+  /** The first lockfile key it was found under (`node_modules/a/node_modules/b`). */
+  lockPath: string;
+}
+
+/** One `name==version --hash=sha256:…` requirement. */
+export interface PinnedRequirement {
+  /** As written (display name). */
+  name: string;
+  /** PEP 503 normalised. */
+  normalizedName: string;
+  version: string;
+  extras: string[];
+  markers: string | null;
+  /** Pinned sha256 hex digests: any file of the version with one of these is wanted. */
+  sha256: string[];
+  line: number;
+}
+
+export interface BazelFetch {
+  name: string;
+  urls: string[];
+  /** sha256 hex; absent only when the rule pinned `integrity` with another algorithm. */
+  sha256?: string;
+  /** Everything pinned (sha256 and/or the integrity digests), lowercase hex. */
+  expected: Partial<Record<'sha256' | 'sha384' | 'sha512', string>>;
+  stripPrefix: string | null;
+  type: 'http_archive' | 'http_file';
+}
+
+export interface NixFetch {
+  name: string;
+  urls: string[];
+  outputHashAlgo: 'sha256' | 'sha512';
+  outputHashMode: 'flat';
+  /** The hash as the input wrote it (base16, nix32 or SRI). */
+  outputHash: string;
+  /** Pinned digest, lowercase hex. */
+  expected: Partial<Record<'sha256' | 'sha512', string>>;
+  /** The .drv path when it came from show-derivation. */
+  drvPath?: string;
+}
+
+export interface GenericFetch {
+  name: string;
+  url: string;
+  expected: Partial<Record<'sha256' | 'sha384' | 'sha512', string>>;
+}

@@ -1,0 +1,327 @@
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { canonicalBytes, hasErrorCode, sha256Hex, type Statement } from '@airlock/core';
+import type { ImportSession, MirrorEntryInput, MirrorStore, SnapshotManifest, SnapshotRecord } from '@airlock/cas';
+import { BundleVerifier, type IdentityPolicy, type VerificationResult } from '@airlock/verify';
+import { ImportError } from './errors.js';
+import { validateTransferManifest } from './manifest-schema.js';
+
+export const TRANSFER_MANIFEST_PREDICATE_TYPE = 'https://airlock.dev/attestation/transfer-manifest/v1';
+export const CYCLONEDX_PREDICATE_TYPE = 'https://cyclonedx.org/bom';
+
+const MANIFEST = 'manifest.json';
+const MANIFEST_BUNDLE = 'attestations/manifest.sigstore.json';
+const SBOM = 'attestations/sbom.cdx.json';
+const SBOM_BUNDLE = 'attestations/sbom.sigstore.json';
+const ATTESTATION_NAMES = new Set([MANIFEST_BUNDLE, SBOM, SBOM_BUNDLE]);
+const BLOB_NAME = /^blobs\/sha256\/([0-9a-f]{64})$/;
+
+export interface ImportOptions {
+  store: MirrorStore;
+  /** Sigstore TrustedRoot JSON of the trust plane that certifies the sync job. */
+  trustedRoot: unknown;
+  /** Who may sign transfer bundles: the sync job's workload identity and its OIDC issuer. */
+  syncIdentity: IdentityPolicy;
+  /** Accept a snapshot whose `previous` is not the store's head (a deliberate skip; sequence must still grow). */
+  allowGap?: boolean;
+  /** Largest single blob accepted (default 8 GiB). */
+  maxBlobBytes?: number;
+  /** Largest manifest / attestation file accepted (default 256 MiB / 64 MiB). */
+  maxManifestBytes?: number;
+  maxAttestationBytes?: number;
+  onProgress?: (event: ImportProgress) => void;
+}
+
+export type ImportProgress =
+  | { phase: 'verified'; snapshot: string; sequence: number; blobs: number; entries: number }
+  | { phase: 'blob'; index: number; total: number; sha256: string; size: number }
+  | { phase: 'committed'; snapshot: string; sequence: number };
+
+export interface ImportResult {
+  snapshot: SnapshotRecord;
+  entries: number;
+  blobs: number;
+  newBlobs: number;
+  bytes: number;
+  signer: VerificationResult['signer'];
+  logIndexes: number[];
+  durationMs: number;
+}
+
+/**
+ * Imports a transfer bundle, verifying all of it before anything becomes visible:
+ *  1. archive hygiene on every tar header (plain files only, safe names, no duplicates, size limits),
+ *  2. `manifest.json` first, then the attestations: the manifest's Sigstore bundle must verify against the
+ *     trusted root and the configured sync identity, and its in-toto statement must name exactly this manifest
+ *     (by sha256) and exactly the manifest's blobs; the manifest must match its schema; the snapshot must extend
+ *     the store's head (no rollback, no replay, no gap unless allowed),
+ *  3. every blob, streamed into a staging session of the store with its digest and size checked,
+ *  4. one atomic commit. Any failure aborts the session: the store stays exactly as it was.
+ */
+export async function importBundle(source: string | Readable, options: ImportOptions): Promise<ImportResult> {
+  const started = performance.now();
+  const maxBlob = options.maxBlobBytes ?? 8 * 1024 ** 3;
+  const maxManifest = options.maxManifestBytes ?? 256 * 1024 ** 2;
+  const maxAttestation = options.maxAttestationBytes ?? 64 * 1024 ** 2;
+  const input = typeof source === 'string' ? createReadStream(source, { highWaterMark: 1 << 20 }) : source;
+  const extract = tar.extract();
+  input.on('error', (err: Error) => extract.destroy(err));
+  input.pipe(extract);
+
+  const seen = new Set<string>();
+  const attestations = new Map<string, Buffer>();
+  let manifestBytes: Buffer | undefined;
+  let manifest: (SnapshotManifest & { entries: MirrorEntryInput[] }) | undefined;
+  let verified: { signer: VerificationResult['signer']; logIndexes: number[] } | undefined;
+  let session: ImportSession | undefined;
+  const expectedBlobs = new Map<string, number>();
+  const received = new Set<string>();
+  let newBlobs = 0;
+  let bytes = 0;
+
+  try {
+    for await (const entry of extract) {
+      const header = entry.header;
+      const name = checkHeader(header, seen);
+      if (name === MANIFEST) {
+        if (seen.size !== 1) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `${MANIFEST} must be the first entry of the bundle`);
+        manifestBytes = await readBounded(chunksOf(entry), header.size ?? 0, maxManifest, name);
+        continue;
+      }
+      if (!manifestBytes) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `'${name}' comes before ${MANIFEST}: not a transfer bundle`);
+      if (ATTESTATION_NAMES.has(name)) {
+        if (verified) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `attestation '${name}' after the first blob`);
+        attestations.set(name, await readBounded(chunksOf(entry), header.size ?? 0, maxAttestation, name));
+        continue;
+      }
+      const blob = BLOB_NAME.exec(name);
+      if (!blob) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `unexpected entry '${name}' in the bundle`);
+      if (!verified) {
+        ({ manifest, verified } = verifyHead(manifestBytes, attestations, options));
+        for (const b of manifest.blobs) expectedBlobs.set(b.sha256, b.size);
+        checkOrder(options.store, manifest, options.allowGap);
+        options.onProgress?.({ phase: 'verified', snapshot: manifest.snapshot.id, sequence: manifest.snapshot.sequence, blobs: manifest.blobs.length, entries: manifest.entries.length });
+        session = await options.store.beginImport();
+      }
+      const sha256 = blob[1]!;
+      const size = expectedBlobs.get(sha256);
+      if (size === undefined) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `blob ${sha256} is not listed in the manifest`);
+      if ((header.size ?? -1) !== size) throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: archive says ${header.size} bytes, manifest says ${size}`);
+      if (size > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob ${sha256} is ${size} bytes, over the limit of ${maxBlob}`);
+      try {
+        const put = await session!.put(chunksOf(entry), { sha256, size }, { maxSize: maxBlob });
+        if (put.created) newBlobs++;
+      } catch (cause) {
+        if (hasErrorCode(cause, 'CAS_DIGEST_MISMATCH') || hasErrorCode(cause, 'CAS_SIZE_MISMATCH')) {
+          throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: ${(cause as Error).message}`, { cause });
+        }
+        throw cause;
+      }
+      received.add(sha256);
+      bytes += size;
+      options.onProgress?.({ phase: 'blob', index: received.size, total: expectedBlobs.size, sha256, size });
+    }
+
+    if (!manifestBytes) throw new ImportError('IMPORT_MANIFEST_INVALID', `the bundle has no ${MANIFEST}`);
+    if (!verified) {
+      // A snapshot without blobs (or whose blobs are all missing) still has to pass every check.
+      ({ manifest, verified } = verifyHead(manifestBytes, attestations, options));
+      for (const b of manifest.blobs) expectedBlobs.set(b.sha256, b.size);
+      checkOrder(options.store, manifest, options.allowGap);
+      session = await options.store.beginImport();
+    }
+    const missing = [...expectedBlobs.keys()].filter((h) => !received.has(h));
+    if (missing.length) {
+      throw new ImportError('IMPORT_BLOB_MISSING', `the bundle lacks ${missing.length} blob(s) its manifest lists, e.g. ${missing[0]}`, { details: { missing: missing.slice(0, 20) } });
+    }
+    const signedBundles: Record<string, unknown> = {};
+    for (const [n, b] of attestations) if (n.endsWith('.sigstore.json')) signedBundles[n] = JSON.parse(b.toString('utf8'));
+    let snapshot: SnapshotRecord;
+    try {
+      snapshot = await session!.commit({
+        manifest: manifest!,
+        signedBundles,
+        entries: manifest!.entries,
+        ...(options.allowGap ? { allowGap: true } : {}),
+      });
+    } catch (cause) {
+      throw mapStoreError(cause);
+    }
+    session = undefined;
+    options.onProgress?.({ phase: 'committed', snapshot: snapshot.id, sequence: snapshot.sequence });
+    return {
+      snapshot,
+      entries: manifest!.entries.length,
+      blobs: expectedBlobs.size,
+      newBlobs,
+      bytes,
+      signer: verified.signer,
+      logIndexes: verified.logIndexes,
+      durationMs: Math.round(performance.now() - started),
+    };
+  } catch (err) {
+    extract.destroy();
+    input.destroy();
+    if (session) await session.abort().catch(() => undefined);
+    if (err instanceof ImportError) throw err;
+    if (hasErrorCode(err, 'CAS_SIZE_LIMIT')) throw new ImportError('IMPORT_TOO_LARGE', (err as Error).message, { cause: err });
+    // tar-stream's own parse errors (bad checksum, truncated archive) are archive problems.
+    throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `cannot read the bundle: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** tar-stream entries are streamx Readables: async-iterable Buffers. */
+function chunksOf(entry: AsyncIterable<unknown>): AsyncIterable<Buffer> {
+  return entry as AsyncIterable<Buffer>;
+}
+
+function checkHeader(header: tar.Header, seen: Set<string>): string {
+  const name = header.name;
+  if (header.type !== 'file') throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' is a ${header.type ?? 'unknown type'}, only plain files are allowed`);
+  if (name.includes('\0') || name.includes('\\')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry name '${JSON.stringify(name)}' has a NUL or backslash`);
+  if (name.startsWith('/')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has an absolute path`);
+  if (name.split('/').some((seg: string) => seg === '..' || seg === '.' || seg === '')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has an empty, '.' or '..' path segment`);
+  if (seen.has(name)) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' appears twice`);
+  if (typeof header.size !== 'number' || header.size < 0) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has no valid size`);
+  seen.add(name);
+  return name;
+}
+
+async function readBounded(stream: AsyncIterable<Buffer>, declared: number, limit: number, name: string): Promise<Buffer> {
+  if (declared > limit) throw new ImportError('IMPORT_TOO_LARGE', `'${name}' is ${declared} bytes, over the limit of ${limit}`);
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream) {
+    n += c.length;
+    if (n > limit) throw new ImportError('IMPORT_TOO_LARGE', `'${name}' exceeds ${limit} bytes`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (cause) {
+    throw new ImportError(what === MANIFEST ? 'IMPORT_MANIFEST_INVALID' : 'IMPORT_SIGNATURE_INVALID', `${what} is not JSON: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Verifies signatures, statement coverage and schema; returns the parsed manifest. */
+function verifyHead(
+  manifestBytes: Buffer,
+  attestations: Map<string, Buffer>,
+  options: ImportOptions,
+): { manifest: SnapshotManifest & { entries: MirrorEntryInput[] }; verified: { signer: VerificationResult['signer']; logIndexes: number[] } } {
+  const bundleBytes = attestations.get(MANIFEST_BUNDLE);
+  if (!bundleBytes) throw new ImportError('IMPORT_SIGNATURE_INVALID', `the bundle has no ${MANIFEST_BUNDLE}: unsigned bundles are refused`);
+  const verifier = new BundleVerifier(options.trustedRoot);
+  const manifestSha256 = sha256Hex(manifestBytes);
+  let result: VerificationResult;
+  try {
+    result = verifier.verify(parseJson(bundleBytes, MANIFEST_BUNDLE), {
+      artifactDigest: { sha256: manifestSha256 },
+      subjectName: MANIFEST,
+      policy: options.syncIdentity,
+      expectedPredicateType: TRANSFER_MANIFEST_PREDICATE_TYPE,
+    });
+  } catch (cause) {
+    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${MANIFEST_BUNDLE}: ${(cause as Error).message}`, { cause, details: { code: (cause as { code?: string }).code } });
+  }
+  const manifest = parseJson(manifestBytes, MANIFEST);
+  validateTransferManifest(manifest);
+  const m = manifest as SnapshotManifest & { entries: MirrorEntryInput[] };
+  checkManifestConsistency(m);
+  checkStatementCoversManifest(result.statement!, m);
+
+  const logIndexes = result.tlogEntries.map((e) => e.logIndex);
+  // The SBOM is optional, but if present it must be signed by the same identity and match its file.
+  const sbom = attestations.get(SBOM);
+  const sbomBundle = attestations.get(SBOM_BUNDLE);
+  if (sbom || sbomBundle) {
+    if (!sbom || !sbomBundle) throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} and ${SBOM_BUNDLE} must come together`);
+    try {
+      const r = verifier.verify(parseJson(sbomBundle, SBOM_BUNDLE), {
+        artifactDigest: { sha256: sha256Hex(sbom) },
+        policy: options.syncIdentity,
+        expectedPredicateType: CYCLONEDX_PREDICATE_TYPE,
+      });
+      logIndexes.push(...r.tlogEntries.map((e) => e.logIndex));
+    } catch (cause) {
+      throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM_BUNDLE}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  return { manifest: m, verified: { signer: result.signer, logIndexes } };
+}
+
+/**
+ * What the schema cannot say: the snapshot id is the hash of the content it names (so a manifest cannot keep an
+ * old id with new entries), every entry's blob is listed with the same size, and every listed blob is used.
+ */
+export function checkManifestConsistency(m: SnapshotManifest & { entries: MirrorEntryInput[] }): void {
+  const fail = (msg: string): never => {
+    throw new ImportError('IMPORT_MANIFEST_INVALID', `manifest.json: ${msg}`);
+  };
+  const { sequence, previous, createdAt } = m.snapshot;
+  const id = `sha256:${sha256Hex(canonicalBytes({ sequence, previous, createdAt, entries: m.entries, blobs: m.blobs }))}`;
+  if (id !== m.snapshot.id) fail(`snapshot.id ${m.snapshot.id} is not the digest of its content (${id})`);
+  const sizes = new Map<string, number>();
+  for (const b of m.blobs) {
+    if (sizes.has(b.sha256)) fail(`blob ${b.sha256} listed twice`);
+    sizes.set(b.sha256, b.size);
+  }
+  const used = new Set<string>();
+  const use = (sha256: string, size: number, where: string): void => {
+    const listed = sizes.get(sha256);
+    if (listed === undefined) fail(`${where} refers to blob ${sha256}, which the manifest does not list`);
+    if (listed !== size) fail(`${where} says ${size} bytes for blob ${sha256}, the blob list says ${listed}`);
+    used.add(sha256);
+  };
+  m.entries.forEach((e, i) => {
+    use(e.digests.sha256, e.size, `entries[${i}] (${e.ecosystem} ${e.name})`);
+    const core = (e.metadata as { coreMetadata?: { sha256?: unknown; size?: unknown } | null } | undefined)?.coreMetadata;
+    if (core && typeof core.sha256 === 'string' && typeof core.size === 'number') use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);
+  });
+  const unused = [...sizes.keys()].filter((h) => !used.has(h));
+  if (unused.length) fail(`${unused.length} listed blob(s) belong to no entry, e.g. ${unused[0]}`);
+}
+
+/** The signed statement must name exactly the manifest's blobs (no more, no fewer) with the same digests. */
+function checkStatementCoversManifest(statement: Statement, manifest: SnapshotManifest): void {
+  const signed = new Map<string, string>();
+  for (const s of statement.subject) {
+    const m = BLOB_NAME.exec(s.name);
+    if (m) {
+      if (s.digest.sha256 !== m[1]) throw new ImportError('IMPORT_STATEMENT_MISMATCH', `signed subject ${s.name} carries digest ${s.digest.sha256}`);
+      signed.set(m[1]!, s.name);
+    }
+  }
+  const listed = new Set(manifest.blobs.map((b) => b.sha256));
+  const unsigned = [...listed].filter((h) => !signed.has(h));
+  const extra = [...signed.keys()].filter((h) => !listed.has(h));
+  if (unsigned.length || extra.length) {
+    throw new ImportError(
+      'IMPORT_STATEMENT_MISMATCH',
+      `the signed statement and the manifest disagree: ${unsigned.length} manifest blob(s) unsigned${unsigned[0] ? ` (e.g. ${unsigned[0]})` : ''}, ${extra.length} signed blob(s) not in the manifest`,
+    );
+  }
+}
+
+function checkOrder(store: MirrorStore, manifest: SnapshotManifest, allowGap: boolean | undefined): void {
+  try {
+    store.checkSnapshotOrder(manifest.snapshot, allowGap ? { allowGap: true } : {});
+  } catch (cause) {
+    throw mapStoreError(cause);
+  }
+}
+
+function mapStoreError(cause: unknown): ImportError {
+  const code = (cause as { code?: string }).code ?? '';
+  const message = (cause as Error).message;
+  if (code === 'SNAPSHOT_REPLAY' || code === 'SNAPSHOT_ROLLBACK' || code === 'SNAPSHOT_GAP') {
+    return new ImportError('IMPORT_SEQUENCE', message, { cause, details: { storeCode: code } });
+  }
+  if (code === 'IMPORT_BLOB_MISSING') return new ImportError('IMPORT_BLOB_MISSING', message, { cause });
+  return new ImportError('IMPORT_STORE', `the store refused the snapshot: ${message}`, { cause, details: { storeCode: code } });
+}
