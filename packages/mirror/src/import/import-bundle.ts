@@ -278,7 +278,7 @@ export function checkManifestConsistency(m: SnapshotManifest & { entries: Mirror
     if (listed !== size) fail(`${where} says ${size} bytes for blob ${sha256}, the blob list says ${listed}`);
     used.add(sha256);
   };
-  m.entries.forEach((e, i) => {
+  (m.entries as MirrorEntryInput[]).forEach((e, i) => {
     use(e.digests.sha256, e.size, `entries[${i}] (${e.ecosystem} ${e.name})`);
     const core = (e.metadata as { coreMetadata?: { sha256?: unknown; size?: unknown } | null } | undefined)?.coreMetadata;
     if (core && typeof core.sha256 === 'string' && typeof core.size === 'number') use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);

@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { MirrorStore, fsck } from '@airlock/cas';
+import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
+import type { IdentityPolicy } from '@airlock/verify';
+import { readJsonFile } from '../context.js';
+import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import { parseListen, runUntilSignal } from './plane.js';
+
+interface ImportFlags extends OutputOptions {
+  store: string;
+  trustedRoot?: string;
+  data?: string;
+  syncIdentity?: string;
+  syncIdentityRegexp?: string;
+  syncIssuer?: string;
+  allowGap?: boolean;
+  maxBlobBytes?: string;
+}
+
+function syncPolicy(flags: ImportFlags): IdentityPolicy {
+  if (!flags.syncIssuer || (!flags.syncIdentity && !flags.syncIdentityRegexp)) {
+    throw new UsageError('name the sync job: --sync-identity (or --sync-identity-regexp) and --sync-issuer (bundles signed by anyone else are refused)');
+  }
+  return { issuer: flags.syncIssuer, ...(flags.syncIdentity ? { subject: flags.syncIdentity } : { subjectRegExp: flags.syncIdentityRegexp! }) };
+}
+
+export function registerMirrorCommands(program: Command): void {
+  const mirror = program.command('mirror').description('the mirror inside the perimeter: import transfer bundles, serve them, check the store');
+
+  mirror
+    .command('import')
+    .description('verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically')
+    .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
+    .requiredOption('--store <dir>', 'mirror store directory (created if missing)')
+    .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
+    .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
+    .option('--sync-identity <san>', 'exact identity (SPIFFE ID) of the sync job')
+    .option('--sync-identity-regexp <re>', 'anchored regular expression for the sync job identity')
+    .option('--sync-issuer <url>', 'exact OIDC issuer of the sync job identity')
+    .option('--allow-gap', 'accept a snapshot that does not extend the current head (sequence must still increase)')
+    .option('--max-blob-bytes <n>', 'largest blob accepted', String(8 * 1024 ** 3))
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'no progress output')
+    .action(async (bundle: string, flags: ImportFlags) => {
+      let store: MirrorStore | undefined;
+      try {
+        const rootPath = flags.trustedRoot ?? (flags.data ? `${flags.data}/trusted_root.json` : undefined);
+        if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
+        const trustedRoot = readJsonFile(rootPath, 'trusted root');
+        const policy = syncPolicy(flags);
+        store = await MirrorStore.open(flags.store);
+        let lastShown = 0;
+        const result = await importBundle(bundle, {
+          store,
+          trustedRoot,
+          syncIdentity: policy,
+          ...(flags.allowGap ? { allowGap: true } : {}),
+          maxBlobBytes: Number(flags.maxBlobBytes),
+          onProgress: (e) => {
+            if (e.phase === 'verified') info(flags, `verified snapshot ${e.snapshot} (sequence ${e.sequence}): ${e.entries} entries, ${e.blobs} blobs; importing…`);
+            else if (e.phase === 'blob' && (e.index === e.total || performance.now() - lastShown > 1000)) {
+              lastShown = performance.now();
+              info(flags, `  blobs ${e.index}/${e.total}`);
+            }
+          },
+        });
+        printResult(flags, { ok: true, ...result }, () =>
+          [
+            `imported snapshot ${result.snapshot.id}`,
+            `  sequence:  ${result.snapshot.sequence} (previous ${result.snapshot.previous ?? 'none'})`,
+            `  entries:   ${result.entries}, blobs: ${result.blobs} (${result.newBlobs} new, ${(result.bytes / 1e6).toFixed(1)} MB)`,
+            `  signed by: ${result.signer.subjectAlternativeName ?? '?'} (${result.signer.issuer ?? '?'}), log index ${result.logIndexes.join(', ')}`,
+            `  took:      ${(result.durationMs / 1000).toFixed(2)} s`,
+          ].join('\n'),
+        );
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      } finally {
+        await store?.close();
+      }
+    });
+
+  mirror
+    .command('serve')
+    .description('serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream')
+    .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
+    .option('--public-url <url>', 'URL clients reach the mirror at (for npm tarball links); default: the listen address')
+    .option('--tls-cert <pem>', 'serve HTTPS with this certificate (chain)')
+    .option('--tls-key <pem>', 'private key for --tls-cert')
+    .option('--client-ca <pem>', 'require client certificates issued by this CA (mTLS)')
+    .option('--workers <n>', 'processes sharing the socket (default 1)', '1')
+    .option('--json', 'print {url} as JSON when listening')
+    .action(async (flags: OutputOptions & { store: string; listen: string; publicUrl?: string; tlsCert?: string; tlsKey?: string; clientCa?: string; workers: string }) => {
+      try {
+        const { host, port } = parseListen(flags.listen);
+        if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
+        if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
+        const store = await MirrorStore.open(flags.store);
+        const server = await startMirrorServer({
+          store,
+          host,
+          port,
+          workers: Number(flags.workers),
+          ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
+          ...(flags.tlsCert
+            ? {
+                tls: {
+                  cert: readFileSync(flags.tlsCert),
+                  key: readFileSync(flags.tlsKey!),
+                  ...(flags.clientCa ? { ca: readFileSync(flags.clientCa), requestClientCert: true } : {}),
+                },
+              }
+            : {}),
+        });
+        const head = store.head();
+        printResult(flags, { url: server.url, snapshot: head?.id ?? null, sequence: head?.sequence ?? null }, () => `mirror serving ${flags.store} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`);
+        runUntilSignal(async () => {
+          await server.close();
+          await store.close();
+        });
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+      }
+    });
+
+  mirror
+    .command('fsck')
+    .description('re-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean')
+    .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
+    .option('--json', 'print the report as JSON')
+    .action(async (flags: OutputOptions & { store: string; removeOrphans?: boolean }) => {
+      let store: MirrorStore | undefined;
+      try {
+        store = await MirrorStore.open(flags.store);
+        const report = await fsck(store, { ...(flags.removeOrphans ? { removeOrphans: true } : {}) });
+        printResult(flags, { ...report, ok: report.clean }, () =>
+          [
+            `fsck ${flags.store}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
+            `  checked ${report.checked}, ok ${report.ok}, corrupt ${report.corrupt.length}, missing ${report.missing.length}, orphans ${report.orphans.length}`,
+            ...report.corrupt.map((c) => `  corrupt (quarantined): ${JSON.stringify(c)}`),
+            ...report.missing.map((m) => `  missing: ${JSON.stringify(m)}`),
+          ].join('\n'),
+        );
+        await store.close();
+        store = undefined;
+        if (!report.clean) process.exit(EXIT.FAILURE);
+      } catch (err) {
+        fail(flags, err, EXIT.FAILURE);
+      } finally {
+        await store?.close();
+      }
+    });
+
+  mirror
+    .command('export-bazel-cache')
+    .description('write a Bazel repository cache (content_addressable/sha256/<hex>/file) for --repository_cache')
+    .argument('<dir>', 'target directory')
+    .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--copy', 'copy files instead of hard-linking them')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, flags: OutputOptions & { store: string; copy?: boolean }) => {
+      let store: MirrorStore | undefined;
+      try {
+        store = await MirrorStore.open(flags.store);
+        const r = await exportBazelRepositoryCache(store, dir, { hardlink: !flags.copy });
+        printResult(flags, { ...r, ok: r.failed.length === 0 }, () => `exported ${r.total} blobs to ${dir} (${r.linked} linked, ${r.copied} copied, ${r.unchanged} unchanged, ${r.failed.length} failed)`);
+        if (r.failed.length) process.exitCode = EXIT.FAILURE;
+      } catch (err) {
+        fail(flags, err, EXIT.FAILURE);
+      } finally {
+        await store?.close();
+      }
+    });
+}

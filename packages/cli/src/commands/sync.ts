@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import { syncToBundle, type SyncInput, type InputKind } from '@airlock/mirror-sync';
+import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
+import { AirlockSigner } from '@airlock/sign';
+import { readEndpoints } from '@airlock/plane';
+import { resolveSigningContext, type SigningFlags } from '../context.js';
+import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
+
+interface SyncFlags extends SigningFlags, OutputOptions {
+  npmLock: string[];
+  requirements: string[];
+  bazelFetch: string[];
+  bazelQuery: string[];
+  nixDrv: string[];
+  nixFetch: string[];
+  list: string[];
+  pypiIndex?: string;
+  npmRegistry?: string;
+  rewriteHost: string[];
+  out: string;
+  state?: string;
+  concurrency: string;
+  perHost: string;
+  allowGap?: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function registerSyncCommand(program: Command): void {
+  program
+    .command('sync')
+    .description(
+      'outside the perimeter: fetch exactly the pinned dependencies of lockfiles, verify every hash, write one signed transfer bundle',
+    )
+    .option('--npm-lock <file>', 'npm package-lock.json (v2/v3); repeatable', collect, [])
+    .option('--requirements <file>', 'pip requirements.txt with --hash pins; repeatable', collect, [])
+    .option('--bazel-fetch <file>', 'Bazel fetch list (JSON/YAML: name, urls, sha256); repeatable', collect, [])
+    .option('--bazel-query <file>', "output of `bazel query 'kind(http_archive, //external:*)' --output=build`; repeatable", collect, [])
+    .option('--nix-drv <file>', '`nix show-derivation -r` JSON (fixed-output derivations); repeatable', collect, [])
+    .option('--nix-fetch <file>', 'Nix fetch list (url + hash); repeatable', collect, [])
+    .option('--list <file>', 'generic list of {url, sha256|sha512|integrity}; repeatable', collect, [])
+    .option('--pypi-index <url>', 'PEP 691/503 index to resolve requirements against')
+    .option('--npm-registry <url>', 'registry to read npm version manifests from (default: each resolved URL’s registry)')
+    .option('--rewrite-host <from=to>', 'fetch from another base URL (e.g. a local upstream mirror); repeatable', collect, [])
+    .requiredOption('--out <bundle.tar>', 'where to write the transfer bundle')
+    .option('--state <file>', 'sync state (last snapshot id + sequence); chains this bundle to the previous one')
+    .option('--concurrency <n>', 'parallel downloads', '8')
+    .option('--per-host <n>', 'parallel downloads per host', '4')
+    .option('--data <dir>', 'trust plane data directory: sign with its CA/log and embedded identity')
+    .option('--fulcio-url <url>', 'CA URL (overrides --data)')
+    .option('--rekor-url <url>', 'log URL (overrides --data)')
+    .option('--identity-token <jwt>', 'OIDC token of the sync job (else $SIGSTORE_ID_TOKEN, else minted from --data)')
+    .option('--identity-token-file <file>', 'read the OIDC token from a file')
+    .option('--subject <spiffe-id>', 'SPIFFE ID to mint for with --data (default spiffe://<trust domain>/airlock/mirror-sync)')
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'no progress output')
+    .action(async (flags: SyncFlags) => {
+      try {
+        const inputs: SyncInput[] = [];
+        const add = (kind: InputKind, paths: string[]): void => paths.forEach((path) => inputs.push({ path, kind }));
+        add('npm-lock', flags.npmLock);
+        add('requirements', flags.requirements);
+        add('bazel-fetch', flags.bazelFetch);
+        add('bazel-query', flags.bazelQuery);
+        add('nix-drv', flags.nixDrv);
+        add('nix-fetch', flags.nixFetch);
+        add('generic', flags.list);
+        if (inputs.length === 0) throw new UsageError('no inputs: give at least one of --npm-lock, --requirements, --bazel-fetch, --bazel-query, --nix-drv, --nix-fetch, --list');
+        const rewriteHosts: Record<string, string> = {};
+        for (const r of flags.rewriteHost) {
+          const i = r.indexOf('=');
+          if (i <= 0) throw new UsageError(`--rewrite-host '${r}': expected FROM=TO`);
+          rewriteHosts[r.slice(0, i)] = r.slice(i + 1);
+        }
+        const subject = flags.subject ?? (flags.data ? `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/mirror-sync` : undefined);
+        const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+        const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+        const result = await syncToBundle({
+          inputs,
+          out: flags.out,
+          ...(flags.state ? { state: flags.state } : {}),
+          ...(flags.pypiIndex ? { pypiIndex: flags.pypiIndex } : {}),
+          ...(flags.npmRegistry ? { npmRegistry: flags.npmRegistry } : {}),
+          ...(Object.keys(rewriteHosts).length ? { rewriteHosts } : {}),
+          concurrency: Number(flags.concurrency),
+          perHostConcurrency: Number(flags.perHost),
+          signer,
+          sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
+          progress: flags.quiet || flags.json ? 'none' : 'auto',
+        });
+        printResult(flags, { ok: true, ...result }, () =>
+          [
+            `wrote ${result.bundlePath}`,
+            `  snapshot:  ${result.snapshotId} (sequence ${result.sequence}, previous ${result.previous ?? 'none'})`,
+            `  entries:   ${result.entries}   blobs: ${result.blobs} (${(result.blobBytes / 1e6).toFixed(1)} MB)`,
+            `  bundle:    sha256:${result.bundleSha256} (${(result.bytes / 1e6).toFixed(1)} MB) in ${(result.durationMs / 1000).toFixed(1)} s`,
+            `  signed:    ${result.signed ? 'yes' : 'NO'}   sbom: ${result.sbom ? 'yes' : 'no'}`,
+            ...result.notes.map((n) => `  note: ${n}`),
+          ].join('\n'),
+        );
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        fail(flags, err, err instanceof UsageError || code === 'SYNC_UNPINNED' || code === 'SYNC_INPUT_INVALID' ? EXIT.USAGE : EXIT.FAILURE);
+      }
+    });
+}
