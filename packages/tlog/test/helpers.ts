@@ -6,7 +6,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { preAuthEncoding } from '@airlock/core';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 export interface TestSigner {
   privateKey: KeyObject;
@@ -18,7 +18,7 @@ export interface TestSigner {
 /** A P-256 key with a self-signed certificate (the shape of a Fulcio leaf for the log's purposes). */
 export async function makeCertSigner(cn = 'tlog-test'): Promise<TestSigner> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: '0102',
     name: `CN=${cn}`,
