@@ -234,7 +234,11 @@ describe.each(['sigstore', 'native'] as const)('tampering is caught, each with a
     expect(fn).toThrow(expect.objectContaining({ code }));
   };
 
-  it('the untouched bundles verify', () => {
+  it('the untouched bundles verify, and both are Sigstore bundle v0.3 with a single leaf certificate', () => {
+    for (const b of [blob, dsse]) {
+      expect(b.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
+      expect(Object.keys(b.verificationMaterial)).toContain('certificate');
+    }
     expect(verifier.verify(blob, { artifact: ARTIFACT, policy }).signer.subjectAlternativeName).toBe(subject);
     expect(verifier.verify(dsse, { artifact: ARTIFACT, policy }).statement?.predicateType).toBe('https://airlock.dev/attestation/test/v1');
   });
@@ -424,5 +428,51 @@ describe('certificates are short-lived and tokens are checked', () => {
     }
     const expired = await plane.issueToken(sub, { ttlSeconds: 600, issuedAt: new Date(Date.now() - 3_600_000) });
     expect((await request(expired)).status).toBe(401); // expired 50 minutes ago
+  });
+});
+
+describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer', () => {
+  it('accepts a workload token from a second, configured issuer and certifies its identity', async () => {
+    const otherDir = mkdtempSync(join(tmpdir(), 'airlock-e2e-ext-issuer-'));
+    const mainDir = mkdtempSync(join(tmpdir(), 'airlock-e2e-main-'));
+    // The "external" issuer: another plane's embedded issuer in its own trust domain (as SPIRE's OIDC discovery
+    // provider would be), reachable over loopback.
+    const external = await startTrustPlane({ dataDir: otherDir, trustDomain: 'spire.example.internal' });
+    let proc: Awaited<ReturnType<typeof startCli>> | undefined;
+    try {
+      const cfg = join(mainDir, 'issuers.json');
+      writeFileSync(cfg, JSON.stringify({ issuers: [{ issuerUrl: external.endpoints.identityIssuerUrl, type: 'spiffe', trustDomain: 'spire.example.internal' }] }));
+      proc = await startCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json'], (out) => out.trim().endsWith('}'));
+      const ep = JSON.parse(readFileSync(join(mainDir, 'endpoints.json'), 'utf8')) as Endpoints;
+      const sub = 'spiffe://spire.example.internal/ns/ci/sa/builder';
+      const signer = new AirlockSigner({ fulcioUrl: ep.caUrl, rekorUrl: ep.tlogUrl, identity: await external.issueToken(sub) });
+      const bundle = await signer.signBlob(ARTIFACT);
+      const root = JSON.parse(readFileSync(join(mainDir, 'trusted_root.json'), 'utf8')) as unknown;
+      const r = new BundleVerifier(root).verify(bundle, { artifact: ARTIFACT, policy: { subject: sub, issuer: external.endpoints.identityIssuerUrl } });
+      expect(r.signer).toMatchObject({ subjectAlternativeName: sub, issuer: external.endpoints.identityIssuerUrl });
+      // The embedded issuer is still trusted alongside the external one.
+      const own = await runCli(['identity', 'token', '--data', mainDir, '--subject', `spiffe://${ep.trustDomain}/ci/own`]);
+      expect(own.code, own.stderr).toBe(0);
+      const ownBundle = await new AirlockSigner({ fulcioUrl: ep.caUrl, rekorUrl: ep.tlogUrl, identity: own.stdout.trim() }).signBlob(ARTIFACT);
+      expect(new BundleVerifier(root).verify(ownBundle, { artifact: ARTIFACT, policy: { subject: `spiffe://${ep.trustDomain}/ci/own`, issuer: ep.identityIssuerUrl } }).signer.issuer).toBe(ep.identityIssuerUrl);
+    } finally {
+      await proc?.stop();
+      await external.close();
+      rmSync(otherDir, { recursive: true, force: true });
+      rmSync(mainDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a malformed issuer config with a usage error naming the problem', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'airlock-e2e-badcfg-'));
+    try {
+      const cfg = join(d, 'issuers.json');
+      writeFileSync(cfg, JSON.stringify({ issuers: [{ issuerUrl: 'http://127.0.0.1:9', type: 'github' }] }));
+      const r = await runCli(['up', '--data', join(d, 'data'), '--issuer-config', cfg]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/issuers\[0\]/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });
