@@ -2,7 +2,7 @@
  * Issue 2 acceptance: `airlock up`, then the stock sigstore-js client libraries sign and verify against it;
  * then every tampering the verifier must catch, each with its own error code.
  */
-import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -344,6 +344,21 @@ describe.each(['sigstore', 'native'] as const)('tampering is caught, each with a
   });
 });
 
+/** A raw Fulcio v2 signingCert request with proof of possession over the subject. */
+function requestCertificate(caUrl: string, token: string, subject: string, keys: { privateKey: KeyObject; publicKey: KeyObject }): Promise<Response> {
+  return fetch(`${caUrl}/api/v2/signingCert`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      credentials: { oidcIdentityToken: token },
+      publicKeyRequest: {
+        publicKey: { algorithm: 'ECDSA', content: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
+        proofOfPossession: cryptoSign('sha256', Buffer.from(subject), keys.privateKey).toString('base64'),
+      },
+    }),
+  });
+}
+
 describe('certificates are short-lived and tokens are checked', () => {
   let plane: RunningTrustPlane;
   let pdir: string;
@@ -358,19 +373,9 @@ describe('certificates are short-lived and tokens are checked', () => {
 
   it('an expired certificate used after its window is refused (the log time is outside the validity)', async () => {
     const sub = `spiffe://${plane.endpoints.trustDomain}/ci/late`;
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const tok = await plane.issueToken(sub);
-    const res = await fetch(`${plane.endpoints.caUrl}/api/v2/signingCert`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        credentials: { oidcIdentityToken: tok },
-        publicKeyRequest: {
-          publicKey: { algorithm: 'ECDSA', content: publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-          proofOfPossession: cryptoSign('sha256', Buffer.from(sub), privateKey).toString('base64'),
-        },
-      }),
-    });
+    const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { privateKey } = keys;
+    const res = await requestCertificate(plane.endpoints.caUrl, await plane.issueToken(sub), sub, keys);
     expect(res.status).toBe(201);
     const body = (await res.json()) as { signedCertificateDetachedSct: { chain: { certificates: string[] } } };
     const leafPem = body.signedCertificateDetachedSct.chain.certificates[0]!;
@@ -391,19 +396,8 @@ describe('certificates are short-lived and tokens are checked', () => {
 
   it('the CA refuses (401) tokens that are expired, for the wrong audience, badly signed or from an untrusted issuer', async () => {
     const sub = `spiffe://${plane.endpoints.trustDomain}/ci/x`;
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const request = (tok: string): Promise<Response> =>
-      fetch(`${plane.endpoints.caUrl}/api/v2/signingCert`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          credentials: { oidcIdentityToken: tok },
-          publicKeyRequest: {
-            publicKey: { algorithm: 'ECDSA', content: publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-            proofOfPossession: cryptoSign('sha256', Buffer.from(sub), privateKey).toString('base64'),
-          },
-        }),
-      });
+    const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const request = (tok: string): Promise<Response> => requestCertificate(plane.endpoints.caUrl, tok, sub, keys);
     const good = await plane.issueToken(sub);
     expect((await request(good)).status).toBe(201);
 

@@ -150,9 +150,8 @@ function verifyInclusion(entry: TransparencyLogEntry, trust: NativeTrust): void 
   }
   if (entry.inclusionProof) {
     const proof = entry.inclusionProof;
-    const { note, size, root } = verifyCheckpoint(proof.checkpoint?.envelope ?? '', trust);
+    const { size, root } = verifyCheckpoint(proof.checkpoint?.envelope ?? '', trust);
     verifyMerkleInclusion(Buffer.from(entry.canonicalizedBody), BigInt(proof.logIndex), size, proof.hashes.map((h) => Buffer.from(h)), root);
-    void note;
     verified = true;
   }
   if (!verified) throw new VerifyError('VERIFY_TLOG_MISSING', 'inclusion could not be verified');
@@ -168,7 +167,7 @@ function verifySig(data: Buffer, key: KeyObject, sig: Buffer): boolean {
 
 const SIG_LINE = /\u2014 (\S+) (\S+)\n/g;
 
-function verifyCheckpoint(envelope: string, trust: NativeTrust): { note: string; size: bigint; root: Buffer } {
+function verifyCheckpoint(envelope: string, trust: NativeTrust): { size: bigint; root: Buffer } {
   const split = envelope.indexOf('\n\n');
   if (split < 0) throw new VerifyError('VERIFY_TLOG_PROOF', 'missing checkpoint separator');
   const note = envelope.slice(0, split + 1);
@@ -191,7 +190,7 @@ function verifyCheckpoint(envelope: string, trust: NativeTrust): { note: string;
   } catch {
     throw new VerifyError('VERIFY_TLOG_PROOF', 'checkpoint size is not a number');
   }
-  return { note, size, root: Buffer.from(lines[2]!, 'base64') };
+  return { size, root: Buffer.from(lines[2]!, 'base64') };
 }
 
 const sha256 = (...parts: Buffer[]): Buffer => {

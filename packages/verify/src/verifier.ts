@@ -199,10 +199,10 @@ function parseBundle(json: unknown): Bundle {
 function checkKeySignature(bundle: Bundle, artifact: Buffer | undefined, trust: TrustMaterial): void {
   const material = bundle.verificationMaterial.content;
   if (material.$case !== 'publicKey') return;
-  verifyContentSignature(bundle, artifact, trust.publicKey(material.publicKey.hint).publicKey, 'VERIFY_SIGNATURE');
+  verifyContentSignature(bundle, artifact, trust.publicKey(material.publicKey.hint).publicKey);
 }
 
-function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, key: KeyObject, code: 'VERIFY_SIGNATURE'): void {
+function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, key: KeyObject): void {
   const alg = key.asymmetricKeyType === 'ed25519' ? null : 'sha256';
   let ok: boolean;
   if (bundle.content.$case === 'dsseEnvelope') {
@@ -212,7 +212,7 @@ function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, ke
   } else {
     ok = cryptoVerify(alg, artifact!, key, Buffer.from(bundle.content.messageSignature.signature));
   }
-  if (!ok) throw new VerifyError(code, 'signature does not verify with the signing key (artifact or signature altered)');
+  if (!ok) throw new VerifyError('VERIFY_SIGNATURE', 'signature does not verify with the signing key (artifact or signature altered)');
 }
 
 function checkSignatureFirst(bundle: Bundle, artifact: Buffer | undefined): void {
@@ -230,7 +230,7 @@ function checkSignatureFirst(bundle: Bundle, artifact: Buffer | undefined): void
   } catch (cause) {
     throw new VerifyError('VERIFY_CERTIFICATE', `signing certificate cannot be parsed: ${(cause as Error).message}`, { cause });
   }
-  verifyContentSignature(bundle, artifact, key, 'VERIFY_SIGNATURE');
+  verifyContentSignature(bundle, artifact, key);
 }
 
 function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
