@@ -4,6 +4,7 @@ import type { TrustedRoot } from '@sigstore/protobuf-specs';
 import { X509Certificate } from '@sigstore/core';
 import { canonicalBytes } from '@airlock/core';
 import { VerifyError } from './errors.js';
+import type { ParsedLeaf } from './leaf.js';
 
 /**
  * A second, native implementation of the Sigstore bundle checks @sigstore/verify@3 performs (timestamps from
@@ -24,6 +25,8 @@ interface NativeTlog {
 interface NativeCa {
   /** Intermediate(s) first, root last; each issued by the next, root self-signed (checked at load). */
   chain: NodeX509[];
+  /** [notBefore, notAfter] in ms, per chain certificate. */
+  validity: Array<[number, number]>;
   pathLen: Array<number | undefined>;
   start: number;
   end: number;
@@ -60,7 +63,8 @@ export function buildNativeTrust(root: TrustedRoot): NativeTrust {
       }
     }
     const pathLen = chain.map((c) => X509Certificate.parse(c.raw).extBasicConstraints?.pathLenConstraint).map((v) => (v === undefined ? undefined : Number(v)));
-    return { chain, pathLen, ...window(ca.validFor) };
+    const validity = chain.map((c): [number, number] => [Date.parse(c.validFrom), Date.parse(c.validTo)]);
+    return { chain, validity, pathLen, ...window(ca.validFor) };
   });
   return { tlogs, cas };
 }
@@ -72,6 +76,8 @@ export interface NativeVerificationResult {
 
 export interface NativeVerifyOptions {
   tlogThreshold: number;
+  /** The bundle's signing certificate, already parsed by the caller. */
+  leaf: ParsedLeaf | undefined;
   /** Out-of-band key lookup for key-signed bundles. */
   publicKey?: (hint: string) => KeyObject;
 }
@@ -89,11 +95,10 @@ export function verifyBundleNative(bundle: Bundle, trust: NativeTrust, options: 
     options.publicKey(material.publicKey.hint);
   } else {
     if (times.length < 1) throw new VerifyError('VERIFY_TIMESTAMP', `expected 1 timestamps, got ${times.length}`);
-    const der = material.$case === 'certificate' ? material.certificate.rawBytes : material.x509CertificateChain.certificates[0]?.rawBytes;
-    if (!der) throw new VerifyError('VERIFY_BUNDLE_MALFORMED', 'bundle has no signing certificate');
-    const leaf = new NodeX509(Buffer.from(der));
+    const leaf = options.leaf;
+    if (!leaf) throw new VerifyError('VERIFY_BUNDLE_MALFORMED', 'bundle has no signing certificate');
     for (const t of times) verifyChainAt(leaf, trust, t);
-    result = identityOf(der);
+    result = identityOf(leaf);
   }
 
   // 3. Log entries: inclusion (SET and/or proof with a signed checkpoint), then the body against the bundle.
@@ -105,18 +110,18 @@ export function verifyBundleNative(bundle: Bundle, trust: NativeTrust, options: 
   return result;
 }
 
-function verifyChainAt(leaf: NodeX509, trust: NativeTrust, t: number): void {
+function verifyChainAt(leaf: ParsedLeaf, trust: NativeTrust, t: number): void {
   for (const ca of trust.cas) {
     if (t < ca.start || t > ca.end) continue;
-    const idx = ca.chain.findIndex((c) => leaf.checkIssued(c) && leaf.verify(c.publicKey));
+    const idx = ca.chain.findIndex((c) => leaf.node.checkIssued(c) && leaf.node.verify(c.publicKey));
     if (idx < 0) continue;
     const path = ca.chain.slice(idx);
     // pathLen of the i-th CA above the leaf must allow the CAs below it (as @sigstore/verify checks).
     if (path.some((_, i) => { const pl = ca.pathLen[idx + i]; return pl !== undefined && pl < i; })) {
       throw new VerifyError('VERIFY_CERTIFICATE', 'path length constraint exceeded');
     }
-    const validAt = (c: NodeX509): boolean => Date.parse(c.validFrom) <= t && t <= Date.parse(c.validTo);
-    if (!validAt(leaf) || !path.every(validAt)) {
+    const chainValid = ca.validity.slice(idx).every(([from, to]) => from <= t && t <= to);
+    if (!(leaf.notBefore <= t && t <= leaf.notAfter) || !chainValid) {
       throw new VerifyError('VERIFY_CERTIFICATE', `certificate is not valid or expired at ${new Date(t).toISOString()}`);
     }
     return;
@@ -124,8 +129,8 @@ function verifyChainAt(leaf: NodeX509, trust: NativeTrust, t: number): void {
   throw new VerifyError('VERIFY_CERTIFICATE', 'Failed to verify certificate chain: no trusted CA issued the signing certificate');
 }
 
-function identityOf(der: Uint8Array): NativeVerificationResult {
-  const cert = X509Certificate.parse(Buffer.from(der));
+function identityOf(leaf: ParsedLeaf): NativeVerificationResult {
+  const cert = leaf.cert;
   const v2 = cert.extension(OID_ISSUER_V2);
   const issuer = v2 ? v2.valueObj.subs?.[0]?.value.toString('ascii') : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
   const san = cert.subjectAltName;

@@ -1,6 +1,5 @@
-import { X509Certificate as NodeX509, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
-import { X509Certificate } from '@sigstore/core';
 import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
 import {
   INTOTO_PAYLOAD_TYPE,
@@ -13,6 +12,7 @@ import {
 } from '@airlock/core';
 import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
+import { leafOf, type ParsedLeaf } from './leaf.js';
 import { buildNativeTrust, verifyBundleNative, type NativeTrust } from './native-engine.js';
 
 const EKU_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
@@ -113,12 +113,13 @@ export class BundleVerifier {
 
     // Check the signature itself first, so a damaged signature is reported as such rather than as a log-body
     // mismatch (the log entry records the original signature).
-    if (material.$case !== 'publicKey') checkSignatureFirst(bundle, options.artifact);
+    const leaf = leafOf(bundle);
+    if (leaf) verifyContentSignature(bundle, options.artifact, leaf.node.publicKey);
 
     let identity: { subjectAlternativeName?: string; issuer?: string } | undefined;
     if (this.native) {
       if (material.$case === 'publicKey') checkKeySignature(bundle, options.artifact, this.trust);
-      identity = verifyBundleNative(bundle, this.native, { tlogThreshold: this.tlogThreshold, publicKey: (hint) => this.trust.publicKey(hint).publicKey });
+      identity = verifyBundleNative(bundle, this.native, { tlogThreshold: this.tlogThreshold, leaf, publicKey: (hint) => this.trust.publicKey(hint).publicKey });
     } else {
       try {
         const signer = this.verifier.verify(toSignedEntity(bundle, options.artifact));
@@ -138,21 +139,17 @@ export class BundleVerifier {
       tlogEntries: bundle.verificationMaterial.tlogEntries.map(describeEntry),
     };
 
-    let leafDer: Buffer | undefined;
-    if (material.$case === 'certificate') leafDer = Buffer.from(material.certificate.rawBytes);
-    else if (material.$case === 'x509CertificateChain') leafDer = Buffer.from(material.x509CertificateChain.certificates[0]!.rawBytes);
-    else result.signer.keyHint = material.publicKey.hint;
+    if (material.$case === 'publicKey') result.signer.keyHint = material.publicKey.hint;
 
-    if (leafDer) {
-      checkCodeSigningUsage(leafDer);
+    if (leaf) {
+      checkCodeSigningUsage(leaf);
       const san = identity.subjectAlternativeName;
       const issuer = identity.issuer;
       if (san !== undefined) result.signer.subjectAlternativeName = san;
       if (issuer !== undefined) result.signer.issuer = issuer;
-      const leaf = new NodeX509(leafDer);
-      result.certificate = { serialNumber: leaf.serialNumber, notBefore: new Date(leaf.validFrom).toISOString(), notAfter: new Date(leaf.validTo).toISOString() };
+      result.certificate = { serialNumber: leaf.node.serialNumber, notBefore: new Date(leaf.notBefore).toISOString(), notAfter: new Date(leaf.notAfter).toISOString() };
       if (options.policy) checkPolicy(options.policy, san, issuer);
-      for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesSigner(entry, leafDer);
+      for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesSigner(entry, leaf.der);
     }
 
     if (bundle.content.$case === 'dsseEnvelope') {
@@ -215,24 +212,6 @@ function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, ke
   if (!ok) throw new VerifyError('VERIFY_SIGNATURE', 'signature does not verify with the signing key (artifact or signature altered)');
 }
 
-function checkSignatureFirst(bundle: Bundle, artifact: Buffer | undefined): void {
-  const material = bundle.verificationMaterial.content;
-  const der =
-    material.$case === 'certificate'
-      ? material.certificate.rawBytes
-      : material.$case === 'x509CertificateChain'
-        ? material.x509CertificateChain.certificates[0]?.rawBytes
-        : undefined;
-  if (!der) return;
-  let key;
-  try {
-    key = new NodeX509(Buffer.from(der)).publicKey;
-  } catch (cause) {
-    throw new VerifyError('VERIFY_CERTIFICATE', `signing certificate cannot be parsed: ${(cause as Error).message}`, { cause });
-  }
-  verifyContentSignature(bundle, artifact, key);
-}
-
 function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
   const proof = entry.inclusionProof;
   if (!proof) return;
@@ -254,12 +233,11 @@ function describeEntry(e: TransparencyLogEntry): VerifiedTlogEntry {
 }
 
 /** The leaf must be a code-signing certificate: KeyUsage digitalSignature and EKU codeSigning. */
-function checkCodeSigningUsage(der: Buffer): void {
-  const cert = X509Certificate.parse(Buffer.from(der));
-  if (!cert.extKeyUsage?.digitalSignature) {
+function checkCodeSigningUsage(leaf: ParsedLeaf): void {
+  if (!leaf.cert.extKeyUsage?.digitalSignature) {
     throw new VerifyError('VERIFY_KEY_USAGE', 'signing certificate lacks the digitalSignature key usage');
   }
-  const eku = new NodeX509(der).keyUsage ?? [];
+  const eku = leaf.node.keyUsage ?? [];
   if (!eku.includes(EKU_CODE_SIGNING)) {
     throw new VerifyError('VERIFY_KEY_USAGE', 'signing certificate lacks the codeSigning extended key usage');
   }

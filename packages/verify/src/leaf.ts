@@ -1,0 +1,30 @@
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import type { Bundle } from '@sigstore/bundle';
+import { X509Certificate } from '@sigstore/core';
+import { VerifyError } from './errors.js';
+
+/**
+ * The signing certificate of a bundle, parsed once per verification: by OpenSSL (node:crypto) for signatures,
+ * validity and EKU, and by @sigstore/core's ASN.1 reader for the extensions node:crypto does not expose
+ * (KeyUsage bits, SAN as @sigstore/verify reads it, the Fulcio issuer OIDs).
+ */
+export interface ParsedLeaf {
+  der: Buffer;
+  node: NodeX509;
+  cert: X509Certificate;
+  notBefore: number;
+  notAfter: number;
+}
+
+export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
+  const m = bundle.verificationMaterial.content;
+  const der = m.$case === 'certificate' ? m.certificate.rawBytes : m.$case === 'x509CertificateChain' ? m.x509CertificateChain.certificates[0]?.rawBytes : undefined;
+  if (!der) return undefined;
+  const buf = Buffer.from(der);
+  try {
+    const node = new NodeX509(buf);
+    return { der: buf, node, cert: X509Certificate.parse(buf), notBefore: Date.parse(node.validFrom), notAfter: Date.parse(node.validTo) };
+  } catch (cause) {
+    throw new VerifyError('VERIFY_CERTIFICATE', `signing certificate cannot be parsed: ${(cause as Error).message}`, { cause });
+  }
+}
