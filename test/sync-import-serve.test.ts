@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import { makeWheel } from '../mirror-sync/test/helpers/artifacts.js';
 import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
 import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
 import { runCli, startCli } from './helpers/cli.js';
@@ -30,8 +31,31 @@ let store: string;
 let syncIdentity: string;
 const GENERIC = Buffer.from('a generic pinned file\n'.repeat(1000));
 
+const WHEEL = makeWheel('fixture_pkg', '1.0.0');
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** The outside world: an npm-registry-shaped server, a PEP 691/503 index and a plain file, all on loopback. */
+async function startFixtureUpstream(): Promise<Upstream> {
+  const u = await startUpstream();
+  await publishFixturePackages(u, root);
+  u.file('/files/generic.bin', GENERIC);
+  const file = { filename: WHEEL.filename, url: `${u.url}/pypi-files/${WHEEL.filename}`, hashes: { sha256: sha256(WHEEL.wheel) }, 'requires-python': '>=3.8', 'core-metadata': { sha256: sha256(WHEEL.metadata) } };
+  u.route('/simple/fixture-pkg/', (_req, res) => {
+    res.setHeader('content-type', 'application/vnd.pypi.simple.v1+json');
+    res.end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: 'fixture-pkg', versions: ['1.0.0'], files: [file] }));
+  });
+  u.file(`/pypi-files/${WHEEL.filename}`, WHEEL.wheel);
+  u.file(`/pypi-files/${WHEEL.filename}.metadata`, WHEEL.metadata);
+  writeFileSync(join(root, 'list.json'), JSON.stringify([{ url: `${u.url}/files/generic.bin`, sha256: sha256(GENERIC) }]));
+  return u;
+}
+
 const sync = (out: string, extra: string[] = []): ReturnType<typeof runCli> =>
-  runCli(['sync', '--npm-lock', lockfile, '--list', join(root, 'list.json'), '--out', out, '--data', planeDir, '--json', ...extra]);
+  runCli([
+    'sync', '--npm-lock', lockfile, '--list', join(root, 'list.json'),
+    '--requirements', join(root, 'requirements.txt'), '--pypi-index', `${up!.url}/simple`,
+    '--out', out, '--data', planeDir, '--json', ...extra,
+  ]);
 const importArgs = (bundle: string, extra: string[] = []): string[] => [
   'mirror', 'import', bundle, '--store', store, '--data', planeDir,
   '--sync-identity', syncIdentity, '--sync-issuer', plane.endpoints.identityIssuerUrl, '--json', ...extra,
@@ -52,18 +76,16 @@ function storeState(): string {
   return JSON.stringify({ files: files.sort(), head });
 }
 
-describe.skipIf(!npmAvailable)('sync → import → serve → npm ci (CLI, real npm)', () => {
+describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI, real clients)', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'airlock-e2e-mirror-'));
     planeDir = join(root, 'plane');
     store = join(root, 'store');
     plane = await startTrustPlane({ dataDir: planeDir });
     syncIdentity = `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`;
-    up = await startUpstream();
-    await publishFixturePackages(up, root);
+    up = await startFixtureUpstream();
     lockfile = await generateLockfile(up, root, 3);
-    up.file('/files/generic.bin', GENERIC);
-    writeFileSync(join(root, 'list.json'), JSON.stringify([{ url: `${up.url}/files/generic.bin`, sha256: createHash('sha256').update(GENERIC).digest('hex') }]));
+    writeFileSync(join(root, 'requirements.txt'), `fixture-pkg==1.0.0 \\\n    --hash=sha256:${sha256(WHEEL.wheel)}\n`);
   });
   afterAll(async () => {
     await up?.close();
@@ -71,14 +93,14 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci (CLI, real 
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('syncs, imports, serves, and real npm ci installs from the mirror with the upstream gone', async () => {
+  it('syncs, imports, serves; real npm ci and pip install --require-hashes work from the mirror with the upstream gone', async () => {
     const s = await sync(join(root, 'b1.tar'), ['--state', join(root, 'state.json')]);
     expect(s.code, s.stdout + s.stderr).toBe(0);
-    expect(JSON.parse(s.stdout)).toMatchObject({ ok: true, signed: true, sequence: 1, entries: 4 });
+    expect(JSON.parse(s.stdout)).toMatchObject({ ok: true, signed: true, sequence: 1, entries: 5 });
 
     const imp = await runCli(importArgs(join(root, 'b1.tar')));
     expect(imp.code, imp.stdout + imp.stderr).toBe(0);
-    expect(JSON.parse(imp.stdout)).toMatchObject({ ok: true, entries: 4, signer: { subjectAlternativeName: syncIdentity } });
+    expect(JSON.parse(imp.stdout)).toMatchObject({ ok: true, entries: 5, signer: { subjectAlternativeName: syncIdentity } });
 
     await up!.close();
     up = undefined;
@@ -102,10 +124,16 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci (CLI, real 
       expect(JSON.parse(readFileSync(join(app, 'node_modules', '@fixture', 'scoped', 'package.json'), 'utf8'))).toMatchObject({ name: '@fixture/scoped', version: '1.0.0' });
       expect(JSON.parse(readFileSync(join(app, 'node_modules', 'fixture-dep', 'package.json'), 'utf8')).version).toBe('2.0.1');
       // The generic file by digest; an unknown name is 404, never fetched.
-      const hex = createHash('sha256').update(GENERIC).digest('hex');
+      const hex = sha256(GENERIC);
       const g = await fetch(`${url}/blobs/sha256/${hex}`);
       expect(Buffer.from(await g.arrayBuffer()).equals(GENERIC)).toBe(true);
       expect((await fetch(`${url}/left-pad`)).status).toBe(404);
+
+      // Real pip, hash-checking mode, from the mirror's simple index only.
+      const target = join(root, 'site');
+      const pip = spawnSync('python3', ['-m', 'pip', 'install', '--index-url', `${url}/simple`, '--require-hashes', '-r', join(root, 'requirements.txt'), '--target', target, '--no-cache-dir', '--isolated', '--disable-pip-version-check', '--no-deps'], { encoding: 'utf8', env: { ...process.env, HOME: home } });
+      expect(pip.status, pip.stdout + pip.stderr).toBe(0);
+      expect(readFileSync(join(target, 'fixture_pkg', '__init__.py'), 'utf8')).toContain('1.0.0');
     } finally {
       await mirror.stop();
     }
@@ -143,12 +171,8 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci (CLI, real 
 
   it('refuses a bundle signed by another identity, and accepts the next snapshot from the right one', async () => {
     // The upstream is gone: rebuild it for a second sync.
-    up = await startUpstream();
-    await publishFixturePackages(up, root);
-    up.file('/files/generic.bin', GENERIC);
-    const lock2 = await generateLockfile(up, root, 2);
-    lockfile = lock2;
-    writeFileSync(join(root, 'list.json'), JSON.stringify([{ url: `${up.url}/files/generic.bin`, sha256: createHash('sha256').update(GENERIC).digest('hex') }]));
+    up = await startFixtureUpstream();
+    lockfile = await generateLockfile(up, root, 2);
     const other = await sync(join(root, 'other.tar'), ['--state', join(root, 'state.json'), '--subject', `spiffe://${plane.endpoints.trustDomain}/someone/else`]);
     expect(other.code, other.stderr).toBe(0);
     const before = storeState();
