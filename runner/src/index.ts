@@ -1,1 +1,72 @@
-export {};
+/**
+ * @airlock/runner: the hermetic CI runner. `runBuild(spec, options)` checks out an exact commit, builds it in a
+ * bubblewrap sandbox whose only network endpoint is the mirror, classifies network attempts as hermeticity
+ * violations, optionally rebuilds and compares, and writes SLSA v1 provenance + CycloneDX SBOM per output
+ * (signed through the `AttestationSigner` port).
+ */
+export { RunnerError, EXIT_CODES, exitCodeFor, type RunnerErrorCode, type RunnerExitCode } from './errors.js';
+export {
+  loadSpec,
+  loadSpecFile,
+  DEFAULT_TIMEOUT_SECONDS,
+  type BuildSpec,
+  type SourceSpec,
+  type BuilderSpec,
+  type CommandBuilderSpec,
+  type BazelBuilderSpec,
+  type NixBuilderSpec,
+  type LoadedSpec,
+} from './spec.js';
+export { SCHEMA_FILES, schemaUrl, getValidator } from './schemas.js';
+export {
+  runBuild,
+  runnerVersion,
+  SANDBOX_PATH,
+  BUILD_LOG_NAME,
+  REBUILD_LOG_NAME,
+  type AttestationSigner,
+  type RunOptions,
+  type RunResult,
+  type ArtifactResult,
+  type ProgressEvent,
+  type RunPhase,
+} from './run.js';
+export { builderFor, CommandBuilder, type Builder, type BuildContext, type BuildPlan } from './builders.js';
+export {
+  runSandboxed,
+  bwrapArgs,
+  COMMAND_PROFILE,
+  DEFAULT_BRIDGE_PORT,
+  HOST_ETC_READONLY,
+  SANDBOX_UID,
+  SANDBOX_GID,
+  type SandboxProfile,
+  type SandboxLayout,
+  type SandboxRunOptions,
+  type SandboxRunResult,
+  type SandboxTools,
+} from './sandbox.js';
+export { checkoutSource, treeDigest, resolveLocalRepo, type SourceCheckout, type SourceResolver } from './git-source.js';
+export { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
+export {
+  analyzeTrace,
+  TraceAnalyzer,
+  describeViolation,
+  scanLogForViolations,
+  straceArgs,
+  type NetworkMonitorMode,
+  type NetworkViolation,
+  type ViolationKind,
+} from './network-monitor.js';
+export { collectOutputs, globToRegExp, type OutputFile } from './outputs.js';
+export { compareOutputs, type OutputDifference, type ReproducibilityResult, type RebuildVariations } from './reproducibility.js';
+export {
+  AIRLOCK_BUILD_TYPE,
+  SLSA_PROVENANCE_V1,
+  validateMirrorDependencies,
+  type MirrorDependency,
+  type ExternalParameters,
+  type InternalParameters,
+  type SandboxParameters,
+} from './provenance.js';
+export type { ToolchainEntry } from './toolchain.js';

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { MirrorStore, fsck } from '@airlock/cas';
 import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
@@ -16,6 +16,13 @@ interface ImportFlags extends OutputOptions {
   syncIssuer?: string;
   allowGap?: boolean;
   maxBlobBytes?: string;
+}
+
+/** A whole number ≥ min from a flag; NaN or a fraction would otherwise switch a limit off silently. */
+export function parseIntFlag(flag: string, value: string, min = 1): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} '${value}': expected a whole number ≥ ${min}`);
+  return n;
 }
 
 function syncPolicy(flags: ImportFlags): IdentityPolicy {
@@ -49,6 +56,8 @@ export function registerMirrorCommands(program: Command): void {
         if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
         const trustedRoot = readJsonFile(rootPath, 'trusted root');
         const policy = syncPolicy(flags);
+        const maxBlobBytes = parseIntFlag('--max-blob-bytes', flags.maxBlobBytes ?? '');
+        if (!statSync(bundle, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`bundle '${bundle}' is not a readable file`);
         store = await MirrorStore.open(flags.store);
         let lastShown = 0;
         const result = await importBundle(bundle, {
@@ -56,7 +65,7 @@ export function registerMirrorCommands(program: Command): void {
           trustedRoot,
           syncIdentity: policy,
           ...(flags.allowGap ? { allowGap: true } : {}),
-          maxBlobBytes: Number(flags.maxBlobBytes),
+          maxBlobBytes,
           onProgress: (e) => {
             if (e.phase === 'verified') info(flags, `verified snapshot ${e.snapshot} (sequence ${e.sequence}): ${e.entries} entries, ${e.blobs} blobs; importing…`);
             else if (e.phase === 'blob' && (e.index === e.total || performance.now() - lastShown > 1000)) {
@@ -102,7 +111,7 @@ export function registerMirrorCommands(program: Command): void {
           store,
           host,
           port,
-          workers: Number(flags.workers),
+          workers: parseIntFlag('--workers', flags.workers),
           ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
           ...(flags.tlsCert
             ? {

@@ -5,6 +5,7 @@ import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
 import { resolveSigningContext, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
+import { parseIntFlag } from './mirror.js';
 
 interface SyncFlags extends SigningFlags, OutputOptions {
   npmLock: string[];
@@ -82,8 +83,8 @@ export function registerSyncCommand(program: Command): void {
           ...(flags.pypiIndex ? { pypiIndex: flags.pypiIndex } : {}),
           ...(flags.npmRegistry ? { npmRegistry: flags.npmRegistry } : {}),
           ...(Object.keys(rewriteHosts).length ? { rewriteHosts } : {}),
-          concurrency: Number(flags.concurrency),
-          perHostConcurrency: Number(flags.perHost),
+          concurrency: parseIntFlag('--concurrency', flags.concurrency),
+          perHostConcurrency: parseIntFlag('--per-host', flags.perHost),
           signer,
           sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
           progress: flags.quiet || flags.json ? 'none' : 'auto',

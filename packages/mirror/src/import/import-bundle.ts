@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { canonicalBytes, hasErrorCode, sha256Hex, type Statement } from '@airlock/core';
+import { AirlockError, canonicalBytes, hasErrorCode, sha256Hex, type Statement } from '@airlock/core';
 import type { ImportSession, MirrorEntryInput, MirrorStore, SnapshotManifest, SnapshotRecord } from '@airlock/cas';
 import { BundleVerifier, type IdentityPolicy, type VerificationResult } from '@airlock/verify';
 import { ImportError } from './errors.js';
@@ -97,6 +97,8 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       }
       const blob = BLOB_NAME.exec(name);
       if (!blob) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `unexpected entry '${name}' in the bundle`);
+      // Checked on the header, before any signature work: an oversized entry is refused whoever signed it.
+      if (header.size! > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob entry '${name}' is ${header.size} bytes, over the limit of ${maxBlob}`);
       if (!verified) {
         ({ manifest, verified } = verifyHead(manifestBytes, attestations, options));
         for (const b of manifest.blobs) expectedBlobs.set(b.sha256, b.size);
@@ -108,7 +110,6 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       const size = expectedBlobs.get(sha256);
       if (size === undefined) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `blob ${sha256} is not listed in the manifest`);
       if ((header.size ?? -1) !== size) throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: archive says ${header.size} bytes, manifest says ${size}`);
-      if (size > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob ${sha256} is ${size} bytes, over the limit of ${maxBlob}`);
       try {
         const put = await session!.put(chunksOf(entry), { sha256, size }, { maxSize: maxBlob });
         if (put.created) newBlobs++;
@@ -166,6 +167,8 @@ export async function importBundle(source: string | Readable, options: ImportOpt
     if (session) await session.abort().catch(() => undefined);
     if (err instanceof ImportError) throw err;
     if (hasErrorCode(err, 'CAS_SIZE_LIMIT')) throw new ImportError('IMPORT_TOO_LARGE', (err as Error).message, { cause: err });
+    // The store's own refusals (another import holds it, it is closed…) are not archive problems.
+    if (err instanceof AirlockError) throw mapStoreError(err);
     // tar-stream's own parse errors (bad checksum, truncated archive) are archive problems.
     throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `cannot read the bundle: ${(err as Error).message}`, { cause: err });
   }

@@ -1,0 +1,64 @@
+import { realpathSync } from 'node:fs';
+import { digestFile } from '@airlock/core';
+import { RunnerError } from './errors.js';
+import { execFileBounded, which } from './exec.js';
+import type { ToolchainEntry } from './toolchain.js';
+
+/** The host programs the runner itself uses. */
+export interface HostTools {
+  bwrap: string;
+  bwrapVersion: string;
+  node: string;
+  strace?: string;
+  setpriv?: string;
+  faketime?: string;
+}
+
+let straceProbe: Promise<boolean> | undefined;
+
+/** strace is installed *and* ptrace with seccomp-bpf works here (containers may forbid it). */
+export function straceUsable(strace: string): Promise<boolean> {
+  straceProbe ??= execFileBounded(strace, ['-f', '--seccomp-bpf', '-qq', '-o', '/dev/null', '-e', 'trace=execve', 'true'], { timeoutMs: 30_000 })
+    .then((r) => r.code === 0)
+    .catch(() => false);
+  return straceProbe;
+}
+
+export async function findHostTools(monitor: 'auto' | 'strace' | 'log', useFaketime: boolean | undefined): Promise<HostTools> {
+  const bwrap = which('bwrap');
+  if (!bwrap) throw new RunnerError('RUNNER_TOOL_MISSING', 'bwrap (bubblewrap) is not installed: the runner needs it to sandbox builds (apt-get install bubblewrap)');
+  const v = await execFileBounded(bwrap, ['--version'], { timeoutMs: 30_000 }).catch(() => undefined);
+  const bwrapVersion = /bubblewrap ([0-9.]+)/.exec(v?.stdout.toString() ?? '')?.[1] ?? 'unknown';
+  let strace: string | undefined;
+  if (monitor !== 'log') {
+    const found = which('strace');
+    const ok = found !== undefined && (await straceUsable(found));
+    if (ok) strace = found;
+    else if (monitor === 'strace') {
+      throw new RunnerError('RUNNER_TOOL_MISSING', found ? 'strace cannot trace here (ptrace not permitted?)' : 'strace is not installed (apt-get install strace)');
+    }
+  }
+  const setpriv = which('setpriv');
+  const faketime = useFaketime === false ? undefined : which('faketime');
+  if (useFaketime === true && !faketime) throw new RunnerError('RUNNER_TOOL_MISSING', 'faketime is not installed (apt-get install faketime)');
+  return {
+    bwrap,
+    bwrapVersion,
+    node: process.execPath,
+    ...(strace ? { strace } : {}),
+    ...(setpriv ? { setpriv } : {}),
+    ...(faketime ? { faketime } : {}),
+  };
+}
+
+/** The runner's own tools by digest (provenance runDetails.builder.builderDependencies). */
+export async function builderDependencies(tools: HostTools, git: string | undefined): Promise<ToolchainEntry[]> {
+  const paths = [tools.bwrap, tools.node, tools.strace, tools.setpriv, git].filter((p): p is string => p !== undefined);
+  const out: ToolchainEntry[] = [];
+  for (const path of [...new Set(paths)]) {
+    const resolvedPath = realpathSync(path);
+    const { digests, size } = await digestFile(resolvedPath, ['sha256']);
+    out.push({ path, resolvedPath, sha256: digests.sha256!, size });
+  }
+  return out;
+}

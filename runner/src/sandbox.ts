@@ -1,0 +1,288 @@
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RunnerError } from './errors.js';
+import { straceArgs } from './network-monitor.js';
+import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
+
+/**
+ * The bubblewrap sandbox every builder runs in (bwrap(1), bubblewrap 0.8):
+ * - namespaces: user (the build runs as uid/gid 1000 "builder" with no capabilities), network (only the
+ *   sandbox's own loopback), pid, ipc, uts (own hostname), cgroup when available; `--die-with-parent`,
+ *   `--new-session` (no TIOCSTI on a terminal);
+ * - filesystem: an empty root remounted read-only; the host's /usr (and the /bin, /lib* links or dirs) and a
+ *   short list of harmless /etc files read-only; synthetic /etc/passwd, group, hosts, nsswitch.conf; empty
+ *   read-only /root and /home; writable only the source (work), output, home and temp directories.
+ *   Nothing else of the host is visible — in particular no /root, /home, /run, /var, /etc/ssl or /etc/machine-id.
+ *   Host files appear owned by the sandbox user when the runner runs as root, which is why only world-readable,
+ *   non-secret paths are ever bound;
+ * - environment: exactly `env` (the caller builds it: PATH, HOME, TZ=UTC, LC_ALL=C, SOURCE_DATE_EPOCH, …), and
+ *   umask 022 set by the supervisor;
+ * - network: the mirror, if any, is the host mirror's UNIX socket bound at /airlock/mirror.sock and served on
+ *   127.0.0.1:<bridgePort> inside by the supervisor;
+ * - a wall-clock limit: the whole process group (setpriv → strace → bwrap) is SIGKILLed; bwrap's pid namespace
+ *   then takes every build process with it.
+ *
+ * Later builders (Bazel, Nix) that run their own nested sandboxes pass a profile without the pid namespace and
+ * /proc and with nested user namespaces allowed (hermetic-tools notes §1 "bwrap caveats").
+ */
+
+export const SANDBOX_UID = 1000;
+export const SANDBOX_GID = 1000;
+export const DEFAULT_BRIDGE_PORT = 18080;
+
+/** Host /etc entries that are safe and commonly needed (dynamic linker, alternatives symlinks, protocol tables). */
+export const HOST_ETC_READONLY = [
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
+  '/etc/alternatives',
+  '/etc/protocols',
+  '/etc/services',
+  '/etc/os-release',
+  '/etc/debian_version',
+  '/etc/gai.conf',
+  '/etc/host.conf',
+  '/etc/locale.alias',
+  '/etc/magic',
+  '/etc/magic.mime',
+  '/etc/mime.types',
+  '/etc/perl',
+];
+
+/** Top-level host entries that hold programs and libraries (merged-/usr systems have them as symlinks). */
+const HOST_SYSTEM_DIRS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+
+export interface SandboxProfile {
+  /** New pid namespace and a fresh /proc (off for tools that mount their own /proc, e.g. Nix, Bazel). */
+  unsharePid: boolean;
+  /** Forbid user namespaces inside the sandbox (off for tools with nested sandboxes). */
+  disableNestedUserns: boolean;
+  /** Extra host paths bound read-only at the same path (toolchains outside /usr). */
+  extraReadOnly: string[];
+}
+
+export const COMMAND_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: true, extraReadOnly: [] };
+
+export interface BindDir {
+  host: string;
+  /** Path inside the sandbox. */
+  path: string;
+}
+
+export interface SandboxLayout {
+  /** Host directory for the runner's per-sandbox files (etc/, plumbing); never writable from inside. */
+  plumbingDir: string;
+  src: BindDir;
+  out: BindDir;
+  home: BindDir;
+  tmp: BindDir;
+}
+
+export interface SandboxTools {
+  bwrap: string;
+  /** Node binary for the supervisor (bound at /airlock/bin/node). */
+  node: string;
+  /** When set, the run is traced (network monitor, toolchain list). */
+  strace?: string;
+  /** util-linux setpriv, to tie strace/bwrap to the runner's life (--pdeathsig); optional. */
+  setpriv?: string;
+}
+
+export interface SandboxRunOptions {
+  tools: SandboxTools;
+  layout: SandboxLayout;
+  profile: SandboxProfile;
+  argv: string[];
+  /** Working directory inside the sandbox. */
+  cwd: string;
+  /** The complete environment of the build. */
+  env: Record<string, string>;
+  hostname: string;
+  /** Host path of the mirror's UNIX socket. */
+  mirrorSocket?: string;
+  bridgePort?: number;
+  /** Prefix for argv inside the sandbox (e.g. faketime for the rebuild). */
+  wrap?: string[];
+  timeoutMs: number;
+  logPath: string;
+  maxLogBytes?: number;
+  /** Where strace writes (host side), when tools.strace is set. */
+  tracePath?: string;
+  signal?: AbortSignal;
+}
+
+export interface SandboxRunResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  aborted: boolean;
+  durationMs: number;
+  logBytes: number;
+  logTruncated: boolean;
+}
+
+export const SUPERVISOR_PATH = '/airlock/supervisor.mjs';
+export const SUPERVISOR_CONFIG_PATH = '/airlock/supervisor.json';
+export const SANDBOX_NODE_PATH = '/airlock/bin/node';
+export const SANDBOX_MIRROR_SOCKET = '/airlock/mirror.sock';
+
+/** Files under /airlock inside the sandbox are runner plumbing, never part of the build's toolchain. */
+export function isPlumbingPath(path: string): boolean {
+  return path.startsWith('/airlock/');
+}
+
+/** Writes the synthetic /etc files and the supervisor into `layout.plumbingDir`. */
+export function writeSandboxFiles(opts: SandboxRunOptions): void {
+  const { layout } = opts;
+  const etc = join(layout.plumbingDir, 'etc');
+  mkdirSync(etc, { recursive: true });
+  writeFileSync(
+    join(etc, 'passwd'),
+    `root:x:0:0:root:/root:/usr/sbin/nologin\nbuilder:x:${SANDBOX_UID}:${SANDBOX_GID}:airlock builder:${layout.home.path}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+  );
+  writeFileSync(join(etc, 'group'), `root:x:0:\nbuilder:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`);
+  writeFileSync(join(etc, 'hosts'), `127.0.0.1\tlocalhost ${opts.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  writeFileSync(join(etc, 'hostname'), `${opts.hostname}\n`);
+  // Without nsswitch.conf glibc would ask DNS before /etc/hosts.
+  writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n');
+  writeFileSync(join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_SCRIPT);
+  const config = {
+    umask: '022',
+    cwd: opts.cwd,
+    argv: opts.argv,
+    ...(opts.wrap && opts.wrap.length > 0 ? { wrap: opts.wrap } : {}),
+    ...(opts.mirrorSocket ? { bridge: { port: opts.bridgePort ?? DEFAULT_BRIDGE_PORT, socket: SANDBOX_MIRROR_SOCKET } } : {}),
+  };
+  writeFileSync(join(layout.plumbingDir, 'supervisor.json'), JSON.stringify(config));
+}
+
+/** The bwrap argv (after the program name) for `opts`; a pure function of its input apart from probing the host's /bin-style entries. */
+export function bwrapArgs(opts: SandboxRunOptions): string[] {
+  const { layout, profile } = opts;
+  const a: string[] = [];
+  a.push('--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_GID));
+  a.push('--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
+  if (profile.unsharePid) a.push('--unshare-pid');
+  if (profile.disableNestedUserns) a.push('--disable-userns');
+  a.push('--hostname', opts.hostname, '--die-with-parent', '--new-session');
+  a.push('--ro-bind', '/usr', '/usr');
+  for (const d of HOST_SYSTEM_DIRS) {
+    let st;
+    try {
+      st = lstatSync(d);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
+    else if (st.isDirectory()) a.push('--ro-bind', d, d);
+  }
+  // A fresh procfs of the sandbox's pid namespace (without --unshare-pid it would show the host's processes:
+  // profiles that turn the pid namespace off must decide about /proc themselves via extraReadOnly).
+  if (profile.unsharePid) a.push('--proc', '/proc');
+  a.push('--dev', '/dev');
+  for (const p of [...HOST_ETC_READONLY, ...profile.extraReadOnly]) a.push('--ro-bind-try', p, p);
+  const etc = join(layout.plumbingDir, 'etc');
+  for (const f of ['passwd', 'group', 'hosts', 'hostname', 'nsswitch.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
+  a.push('--dir', '/root', '--dir', '/home', '--dir', '/var', '--symlink', '../tmp', '/var/tmp');
+  a.push('--bind', layout.tmp.host, layout.tmp.path);
+  for (const d of [layout.src, layout.out, layout.home]) a.push('--bind', d.host, d.path);
+  a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
+  a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_PATH);
+  a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.json'), SUPERVISOR_CONFIG_PATH);
+  if (opts.mirrorSocket) a.push('--ro-bind', opts.mirrorSocket, SANDBOX_MIRROR_SOCKET);
+  a.push('--remount-ro', '/');
+  a.push('--chdir', opts.cwd);
+  a.push('--', SANDBOX_NODE_PATH, SUPERVISOR_PATH);
+  return a;
+}
+
+/** Sandboxes still running, killed if the runner process exits first (vitest workers, uncaught errors). */
+const live = new Set<number>();
+let exitHookInstalled = false;
+function track(pid: number): void {
+  live.add(pid);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const p of live) killGroup(p);
+    });
+  }
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Runs `opts.argv` in the sandbox; stdout and stderr go (interleaved, bounded) to `opts.logPath`. */
+export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxRunResult> {
+  for (const d of [opts.layout.src, opts.layout.out, opts.layout.home, opts.layout.tmp]) {
+    if (!existsSync(d.host)) throw new RunnerError('RUNNER_INTERNAL', `sandbox directory ${d.host} does not exist`);
+  }
+  writeSandboxFiles(opts);
+  const bwrap = [opts.tools.bwrap, ...bwrapArgs(opts)];
+  // setpriv --pdeathsig KILL: if the runner dies, strace (and then bwrap, and then the sandbox) die too.
+  const guard = (argv: string[]) => (opts.tools.setpriv ? [opts.tools.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv);
+  let argv = guard(bwrap);
+  if (opts.tools.strace) {
+    if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with strace');
+    argv = guard([opts.tools.strace, ...straceArgs(opts.tracePath), ...argv]);
+  }
+  const maxLog = opts.maxLogBytes ?? 64 << 20;
+  const log = createWriteStream(opts.logPath, { flags: 'wx', mode: 0o644 });
+  const started = Date.now();
+  return new Promise<SandboxRunResult>((resolvePromise, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let logBytes = 0;
+    let truncated = false;
+    let timedOut = false;
+    let aborted = false;
+    const onData = (chunk: Buffer) => {
+      if (truncated) return;
+      if (logBytes + chunk.length > maxLog) {
+        log.write(chunk.subarray(0, maxLog - logBytes));
+        log.write(`\n[airlock: log truncated at ${maxLog} bytes]\n`);
+        logBytes = maxLog;
+        truncated = true;
+        return;
+      }
+      logBytes += chunk.length;
+      log.write(chunk);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    if (child.pid !== undefined) track(child.pid);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (child.pid !== undefined) killGroup(child.pid);
+    }, opts.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      if (child.pid !== undefined) killGroup(child.pid);
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      log.end();
+      reject(new RunnerError('RUNNER_TOOL_MISSING', `cannot start the sandbox (${argv[0]}): ${e.message}`, { cause: e }));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (child.pid !== undefined) {
+        // Anything left in the group (it should be empty: bwrap's pid namespace is gone) goes too.
+        killGroup(child.pid);
+        live.delete(child.pid);
+      }
+      log.end(() =>
+        resolvePromise({ exitCode: code, signal, timedOut, aborted, durationMs: Date.now() - started, logBytes, logTruncated: truncated }),
+      );
+    });
+  });
+}

@@ -1,0 +1,390 @@
+/**
+ * End-to-end runs of `runBuild` with a real bubblewrap sandbox and strace monitor: the good build and its
+ * attestations, signing through the port, the mirror bridge, the sandbox's view of the host, and build failures.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, generateKeyPairSync, createPublicKey } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDsseEnvelope, verifyDsse, INTOTO_PAYLOAD_TYPE, type Statement } from '@airlock/core';
+import { AirlockSigner, KeySigner } from '@airlock/sign';
+import { validateSbom, CYCLONEDX_PREDICATE_TYPE } from '@airlock/sbom';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CODES, exitCodeFor } from '../src/errors.js';
+import { AIRLOCK_BUILD_TYPE, SLSA_PROVENANCE_V1 } from '../src/provenance.js';
+import { runBuild, type RunOptions, type RunResult } from '../src/run.js';
+import { getValidator } from '../src/schemas.js';
+import type { BuildSpec } from '../src/spec.js';
+import { bwrapProblem, gitProblem, makeFixtureRepo, processesWith, rmrf, startFileServer, straceProblem, tempDir, toolsAvailable, type FixtureRepo } from './helpers.js';
+
+const enabled = toolsAvailable('sandboxed runner tests', [bwrapProblem(), straceProblem(), gitProblem()]);
+const BUILDER_ID = 'https://airlock.dev/runners/test/v1';
+const dir = tempDir('build');
+afterAll(() => rmrf(dir));
+
+let n = 0;
+const outDir = () => join(dir, `out-${++n}`);
+const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ outDir: outDir(), workRoot: join(dir, 'work'), builderId: BUILDER_ID, ...extra });
+
+function json<T = Record<string, unknown>>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+async function failure(p: Promise<unknown>): Promise<Error & { code: string; details?: Record<string, unknown> }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code: string; details?: Record<string, unknown> };
+  }
+  throw new Error('expected the build to fail');
+}
+
+describe.runIf(enabled)('runBuild: the good command build', () => {
+  let fx: FixtureRepo;
+  let spec: BuildSpec;
+  let result: RunResult;
+  let options: RunOptions;
+  const signed: Statement[] = [];
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const signer = new AirlockSigner({ fulcioUrl: 'http://127.0.0.1:1', rekorUrl: 'http://127.0.0.1:1', keySigner: new KeySigner(pem, 'runner-test'), skipTlog: true });
+
+  beforeAll(async () => {
+    fx = makeFixtureRepo('good', dir);
+    spec = {
+      source: { repo: fx.repo, commit: fx.commit, ref: 'refs/heads/main' },
+      builder: { type: 'command', argv: ['sh', 'build.sh'] },
+      outputs: ['hello.txt', 'lib/*.tar.gz', 'build-date.txt'],
+      reproducible: true,
+      timeoutSeconds: 120,
+    };
+    const specPath = join(dir, 'good.spec.json');
+    writeFileSync(specPath, JSON.stringify(spec));
+    options = opts({
+      signer: { attest: async (s) => (signed.push(s), signer.attest(s)) },
+      mirrorSnapshotId: `sha256:${'a'.repeat(64)}`,
+      resolvedMirrorDependencies: [{ purl: 'pkg:npm/left-pad@1.3.0', uri: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', digest: { sha256: 'b'.repeat(64) } }],
+    });
+    result = await runBuild(specPath, options);
+  });
+
+  it('builds the declared outputs with their digests, in the output directory', () => {
+    expect(result.artifacts.map((a) => a.name)).toEqual(['build-date.txt', 'hello.txt', 'lib/src.tar.gz']);
+    for (const a of result.artifacts) {
+      const bytes = readFileSync(a.path);
+      expect(a.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(a.size).toBe(bytes.length);
+    }
+    expect(readFileSync(join(options.outDir, 'hello.txt'), 'utf8')).toBe('HELLO FROM A HERMETIC BUILD\n');
+    // SOURCE_DATE_EPOCH is the commit time
+    expect(readFileSync(join(options.outDir, 'build-date.txt'), 'utf8')).toBe('2024-01-02T03:04:05Z\n');
+    expect(result.source.sourceDateEpoch).toBe(Date.parse('2024-01-02T03:04:05Z') / 1000);
+    expect(readFileSync(result.logPath, 'utf8')).toMatch(/built \d+ bytes of archive/);
+    expect(result.logSha256).toBe(createHash('sha256').update(readFileSync(result.logPath)).digest('hex'));
+  });
+
+  it('passed the rebuild check (different path, hostname, env, time) and cleaned its scratch space', () => {
+    expect(result.reproducibility).toMatchObject({ status: 'reproduced', files: 3, variations: { buildPath: true, hostname: true, environmentNoise: true } });
+    expect(result.rebuildLogPath && existsSync(result.rebuildLogPath)).toBe(true);
+    expect(readdirSync(join(dir, 'work'))).toEqual([]);
+    expect(result.hermeticity).toEqual({ monitor: 'strace', violations: 0 });
+  });
+
+  it('writes an SLSA v1 provenance statement per output that matches the documented build type schema', () => {
+    for (const a of result.artifacts) {
+      const st = json<Statement<Record<string, any>>>(a.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
+      expect(st._type).toBe('https://in-toto.io/Statement/v1');
+      expect(st.predicateType).toBe(SLSA_PROVENANCE_V1);
+      expect(st.subject).toEqual([{ name: a.name, digest: { sha256: a.sha256 } }]);
+      const bd = st.predicate!.buildDefinition;
+      const validate = getValidator('buildType');
+      expect(validate(bd), JSON.stringify(validate.errors)).toBe(true);
+      expect(bd.buildType).toBe(AIRLOCK_BUILD_TYPE);
+      expect(bd.externalParameters).toEqual({
+        source: { repo: fx.repo, commit: fx.commit, ref: 'refs/heads/main' },
+        spec: { digest: { sha256: result.spec.digest.sha256 } },
+        builder: { type: 'command', argv: ['sh', 'build.sh'] },
+        outputs: spec.outputs,
+        reproducible: true,
+        env: [],
+        timeoutSeconds: 120,
+      });
+      expect(bd.internalParameters.sandbox).toMatchObject({ tool: 'bubblewrap', uid: 1000, umask: '022', monitor: 'strace', network: { mode: 'none' } });
+      expect(bd.internalParameters.sandbox.namespaces).toEqual(expect.arrayContaining(['user', 'network', 'pid', 'ipc', 'uts']));
+      expect(bd.internalParameters.sandbox.environment).toMatchObject({ TZ: 'UTC', LC_ALL: 'C', HOME: '/build/home', SOURCE_DATE_EPOCH: String(result.source.sourceDateEpoch) });
+      const rd = st.predicate!.runDetails;
+      expect(rd.builder.id).toBe(BUILDER_ID);
+      expect(rd.metadata).toEqual({ invocationId: result.invocationId, startedOn: result.startedOn, finishedOn: result.finishedOn });
+      const byName = Object.fromEntries((rd.byproducts as { name: string }[]).map((b) => [b.name, b]));
+      expect(byName['airlock-build.log']).toMatchObject({ digest: { sha256: result.logSha256 } });
+      expect(byName['reproducibility']).toMatchObject({ annotations: { status: 'reproduced' } });
+      expect(JSON.parse(Buffer.from((byName['reproducibility'] as unknown as { content: string }).content, 'base64').toString())).toMatchObject({ status: 'reproduced' });
+    }
+  });
+
+  it('lists the source commit, mirror snapshot, mirror blobs and every tool the build ran, by digest', () => {
+    const st = json<Statement<Record<string, any>>>(result.artifacts[0]!.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const deps = st.predicate!.buildDefinition.resolvedDependencies as { name?: string; uri: string; digest: Record<string, string>; annotations?: Record<string, unknown> }[];
+    expect(deps[0]).toMatchObject({ name: 'source', uri: `git+file://${fx.repo}@${fx.commit}`, digest: { gitCommit: fx.commit } });
+    expect(deps[0]!.annotations).toMatchObject({ treeDigest: { algorithm: 'airlock-tree-v1', sha256: result.source.treeSha256 } });
+    expect(deps).toContainEqual(expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: 'a'.repeat(64) } }));
+    expect(deps).toContainEqual(expect.objectContaining({ uri: 'pkg:npm/left-pad@1.3.0', downloadLocation: expect.stringContaining('left-pad-1.3.0.tgz'), digest: { sha256: 'b'.repeat(64) } }));
+    const tools = deps.filter((d) => d.annotations?.role === 'toolchain');
+    for (const t of ['/usr/bin/tar', '/usr/bin/gzip', '/usr/bin/date', '/usr/bin/tr']) {
+      const entry = tools.find((d) => d.name === t);
+      expect(entry, t).toBeDefined();
+      const host = entry!.uri.slice('file://'.length);
+      expect(entry!.digest.sha256).toBe(createHash('sha256').update(readFileSync(host)).digest('hex'));
+    }
+    // runner plumbing is not a build dependency
+    expect(tools.find((d) => d.name!.startsWith('/airlock/'))).toBeUndefined();
+    expect(result.toolchain.map((t) => t.path)).toEqual(tools.map((d) => d.name));
+  });
+
+  it('writes a valid CycloneDX 1.6 SBOM per output with the source, mirror blobs and tools', () => {
+    const a = result.artifacts.find((x) => x.name === 'hello.txt')!;
+    const bom = json<{ metadata: { component: { name: string; hashes: { content: string }[] } }; components: { name: string; purl?: string }[] }>(a.sbomPath);
+    expect(validateSbom(bom)).toEqual({ valid: true, errors: [] });
+    expect(bom.metadata.component.name).toBe('hello.txt');
+    expect(bom.metadata.component.hashes[0]!.content).toBe(a.sha256);
+    const names = bom.components.map((c) => c.name);
+    expect(names).toEqual(expect.arrayContaining([`${fx.commit.slice(0, 0)}good`, 'left-pad', '/usr/bin/tar']));
+    expect(bom.components.find((c) => c.name === 'left-pad')!.purl).toBe('pkg:npm/left-pad@1.3.0');
+  });
+
+  it('signs both attestations of every output through the port and writes the bundles next to it', () => {
+    expect(signed).toHaveLength(2 * result.artifacts.length);
+    const publicKey = createPublicKey(privateKey);
+    for (const a of result.artifacts) {
+      const prov = json<{ dsseEnvelope: unknown }>(a.provenanceBundlePath!);
+      expect(a.provenanceBundlePath).toBe(`${a.path}.provenance.sigstore.json`);
+      expect(a.sbomBundlePath).toBe(`${a.path}.sbom.sigstore.json`);
+      const payload = JSON.parse(verifyDsse(parseDsseEnvelope(prov.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString()) as Statement;
+      expect(payload).toEqual(json(a.provenancePath));
+      const sbom = json<{ dsseEnvelope: unknown }>(a.sbomBundlePath!);
+      const sbomPayload = JSON.parse(verifyDsse(parseDsseEnvelope(sbom.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString()) as Statement;
+      expect(sbomPayload.predicateType).toBe(CYCLONEDX_PREDICATE_TYPE);
+      expect(sbomPayload.subject).toEqual([{ name: a.name, digest: { sha256: a.sha256 } }]);
+      expect(sbomPayload.predicate).toEqual(json(a.sbomPath));
+    }
+  });
+
+  it('gives the same outputs for the same commit in a second run (and a new invocation id)', async () => {
+    const again = await runBuild(spec, opts());
+    expect(again.artifacts.map((a) => a.sha256)).toEqual(result.artifacts.map((a) => a.sha256));
+    expect(again.invocationId).not.toBe(result.invocationId);
+    expect(again.artifacts[0]!.provenanceBundlePath).toBeUndefined();
+  });
+
+  it('maps a signer failure to RUNNER_SIGNING_FAILED (exit 13)', async () => {
+    const e = await failure(runBuild({ ...spec, reproducible: false }, opts({ signer: { attest: async () => Promise.reject(Object.assign(new Error('CA unreachable'), { code: 'SIGN_CERTIFICATE' })) } })));
+    expect(e.code).toBe('RUNNER_SIGNING_FAILED');
+    expect(e.message).toMatch(/signing the provenance of build-date\.txt failed \[SIGN_CERTIFICATE\]: CA unreachable/);
+    expect(exitCodeFor(e)).toBe(EXIT_CODES.SIGNING_FAILED);
+  });
+
+  it('refuses a non-empty output directory', async () => {
+    const o = outDir();
+    mkdirSync(o);
+    writeFileSync(join(o, 'stale'), 'x');
+    await expect(runBuild(spec, opts({ outDir: o }))).rejects.toMatchObject({ code: 'RUNNER_OUT_DIR_NOT_EMPTY' });
+  });
+});
+
+describe.runIf(enabled)('runBuild: the sandbox as seen from inside', () => {
+  let fx: FixtureRepo;
+  let report: string;
+  let canary: string;
+  const secret = `canary-${createHash('sha256').update(String(Math.random())).digest('hex')}`;
+
+  beforeAll(async () => {
+    fx = makeFixtureRepo('probe', dir);
+    // a HOME-like directory outside the sandbox with an ssh key: it must stay invisible
+    const fakeHome = join(dir, 'fake-home');
+    mkdirSync(join(fakeHome, '.ssh'), { recursive: true });
+    canary = join(fakeHome, '.ssh', 'id_ed25519');
+    writeFileSync(canary, secret, { mode: 0o600 });
+    const r = await runBuild(
+      { source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'probe.sh', canary, fakeHome, join(dir, 'work')] }, outputs: ['report.txt'], env: ['BUILD_FLAVOR', 'NOT_SET_ANYWHERE'] },
+      opts({ hostEnv: { BUILD_FLAVOR: 'release', SECRET_TOKEN: 'do-not-pass', HOME: '/root' } }),
+    );
+    report = readFileSync(r.artifacts[0]!.path, 'utf8');
+  });
+
+  it('hides host secrets: the canary, its directory, /root contents, the runner scratch dir', () => {
+    expect(report).not.toContain(secret);
+    expect(report).toContain(`invisible: ${canary}`);
+    expect(report).toContain(`invisible: ${join(dir, 'fake-home')}`);
+    expect(report).toContain(`invisible: ${join(dir, 'work')}`);
+    expect(report).not.toMatch(/^READ: /m);
+    for (const p of ['/root/.ssh', '/etc/shadow', '/etc/ssl/private', '/etc/machine-id', '/run', '/var/lib']) expect(report).toContain(`invisible: ${p}`);
+    expect(report).toContain('root-entries=0 home-entries=0');
+  });
+
+  it('runs as an unprivileged builder with its own hostname, umask 022 and a fixed clean environment', () => {
+    expect(report).toContain('uid=1000 gid=1000 user=builder');
+    expect(report).toContain('hostname=airlock-build');
+    expect(report).toContain('umask=0022');
+    expect(report).toContain('pwd=/build/src');
+    const env = report.split('--- env\n')[1]!;
+    const names = env.trim().split('\n').map((l) => l.split('=')[0]);
+    expect(names.filter((n) => n !== 'PWD' && n !== 'SHLVL' && n !== '_' && n !== 'OLDPWD')).toEqual(
+      ['AIRLOCK_OUTPUT_DIR', 'AIRLOCK_SOURCE_DIR', 'BUILD_FLAVOR', 'HOME', 'LC_ALL', 'LOGNAME', 'PATH', 'SOURCE_DATE_EPOCH', 'TMPDIR', 'TZ', 'USER'],
+    );
+    expect(env).toContain('BUILD_FLAVOR=release');
+    expect(env).toContain('HOME=/build/home');
+    expect(env).toContain('TZ=UTC');
+    expect(env).not.toContain('do-not-pass');
+  });
+
+  it('lets the build write only its source, output, home and temp directories', () => {
+    for (const p of ['/usr/airlock-probe', '/etc/airlock-probe', '/airlock-probe', '/root/airlock-probe', '/home/airlock-probe']) expect(report).toContain(`read-only: ${p}`);
+    for (const p of ['/build/home/probe', '/tmp/probe', '/build/out/probe', '/build/src/probe']) expect(report).toContain(`writable: ${p}`);
+  });
+});
+
+describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
+  let fx: FixtureRepo;
+  const body = 'mirror blob contents\n';
+  const sha = createHash('sha256').update(body).digest('hex');
+  const files = { [`/sha256/${sha}`]: body, [`/base/sha256/${sha}`]: body };
+  beforeAll(() => {
+    fx = makeFixtureRepo('mirror-fetch', dir);
+  });
+
+  const spec = (path: string, mirror?: string): BuildSpec => ({
+    source: { repo: fx.repo, commit: fx.commit },
+    builder: { type: 'command', argv: ['bash', 'fetch.sh', path, sha, 'blob.txt'] },
+    outputs: ['blob.txt'],
+    ...(mirror ? { mirror: { url: mirror } } : {}),
+  });
+
+  it('fetches from a mirror on a UNIX socket through the in-sandbox loopback bridge', async () => {
+    const sock = join(dir, 'mirror-unix.sock');
+    const server = await startFileServer(files, sock);
+    try {
+      const r = await runBuild(spec(`/sha256/${sha}`), opts({ mirrorUnixSocket: sock, resolvedMirrorDependencies: [{ uri: `http://mirror/sha256/${sha}`, name: 'blob.txt', digest: { sha256: sha } }] }));
+      expect(r.artifacts[0]!.sha256).toBe(sha);
+      expect(server.requests).toEqual([`/sha256/${sha}`]);
+      const st = json<Statement<Record<string, any>>>(r.artifacts[0]!.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
+      expect(st.predicate!.buildDefinition.internalParameters.sandbox.network).toEqual({ mode: 'mirror-bridge', bridge: '127.0.0.1:18080' });
+      expect(st.predicate!.buildDefinition.internalParameters.sandbox.environment.AIRLOCK_MIRROR_URL).toBe('http://127.0.0.1:18080');
+      expect(st.predicate!.buildDefinition.resolvedDependencies).toContainEqual(expect.objectContaining({ uri: `http://mirror/sha256/${sha}`, digest: { sha256: sha } }));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("bridges a TCP mirror (the spec's mirror.url) and keeps its path prefix", async () => {
+    const server = await startFileServer(files);
+    try {
+      const r = await runBuild(spec(`/sha256/${sha}`, `${server.url}/base`), opts());
+      expect(r.artifacts[0]!.sha256).toBe(sha);
+      expect(server.requests).toEqual([`/base/sha256/${sha}`]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('fails the build (not the runner) when the mirror lacks the blob', async () => {
+    const server = await startFileServer({});
+    try {
+      const e = await failure(runBuild(spec(`/sha256/${sha}`, server.url), opts()));
+      expect(e.code).toBe('RUNNER_BUILD_FAILED');
+      expect(e.message).toMatch(/mirror answered: HTTP\/1\.1 404/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reports an unreachable mirror before building', async () => {
+    const e = await failure(runBuild(spec('/x', 'http://127.0.0.1:9'), opts()));
+    expect(e.code).toBe('RUNNER_MIRROR_UNAVAILABLE');
+    expect(exitCodeFor(e)).toBe(EXIT_CODES.UNAVAILABLE);
+  });
+});
+
+describe.runIf(enabled)('runBuild: build failures', () => {
+  let fx: FixtureRepo;
+  beforeAll(() => {
+    fx = makeFixtureRepo('good', join(dir, 'failures'));
+  });
+  const base = (): BuildSpec => ({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['hello.txt'] });
+
+  it('fails with the exit status and the tail of the log', async () => {
+    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo compiling; echo "error: it broke" >&2; exit 3'] } }, opts()));
+    expect(e.code).toBe('RUNNER_BUILD_FAILED');
+    expect(e.message).toMatch(/build failed: sh exited with status 3; log: .*airlock-build\.log/);
+    expect(e.message).toContain('error: it broke');
+    expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
+    expect(readFileSync(e.details!.logPath as string, 'utf8')).toContain('compiling');
+  });
+
+  it('reports a missing program as exit 127', async () => {
+    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['no-such-tool', '--version'] } }, opts()));
+    expect(e.code).toBe('RUNNER_BUILD_FAILED');
+    expect(e.message).toMatch(/exited with status 127/);
+    expect(e.message).toMatch(/cannot run "no-such-tool"/);
+  });
+
+  it('kills the whole sandbox on timeout and leaves no process behind', async () => {
+    const marker = `airlock-timeout-${process.pid}-${Date.now()}`;
+    const e = await failure(runBuild({ ...base(), timeoutSeconds: 1, builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } }, opts()));
+    expect(e.code).toBe('RUNNER_BUILD_TIMEOUT');
+    expect(e.message).toMatch(/timed out after 1s/);
+    expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
+    expect(processesWith(marker)).toEqual([]);
+    expect(readdirSync(join(dir, 'work')).filter((d) => d.startsWith('airlock-run-'))).toEqual([]);
+  });
+
+  it('stops the sandbox when the caller aborts, background processes included', async () => {
+    const marker = `airlock-abort-${process.pid}-${Date.now()}`;
+    const ac = new AbortController();
+    const run = failure(
+      runBuild({ ...base(), builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } }, opts({ signal: ac.signal })),
+    );
+    // positive control: both sleeps are seen running before the abort
+    for (let i = 0; i < 400 && processesWith(marker).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(processesWith(marker)).toHaveLength(2);
+    ac.abort();
+    const e = await run;
+    expect(e.code).toBe('RUNNER_BUILD_FAILED');
+    expect(e.message).toMatch(/bash was aborted/);
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('takes the sandbox down when the runner process itself is SIGKILLed (setpriv --pdeathsig)', async () => {
+    const marker = `airlock-orphan-${process.pid}-${Date.now()}`;
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const spec = { ...base(), builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } };
+    const code = `const { runBuild } = await import(${JSON.stringify(dist)}); await runBuild(${JSON.stringify(spec)}, ${JSON.stringify(opts())}).catch(() => {});`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: 'ignore' });
+    const others = [child.pid!]; // its -e source contains the marker too
+    try {
+      for (let i = 0; i < 400 && processesWith(marker, others).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(processesWith(marker, others)).toHaveLength(2);
+      child.kill('SIGKILL');
+      for (let i = 0; i < 100 && processesWith(marker, others).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(processesWith(marker, others)).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('fails when a declared output is missing, naming it', async () => {
+    const e = await failure(runBuild({ ...base(), outputs: ['hello.txt', 'dist/*.bin'] }, opts()));
+    expect(e.code).toBe('RUNNER_OUTPUT_MISSING');
+    expect(e.message).toContain("'dist/*.bin'");
+  });
+
+  it('refuses an output that is a symlink to a host file', async () => {
+    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'ln -s /etc/passwd "$AIRLOCK_OUTPUT_DIR/passwd"'] }, outputs: ['passwd'] }, opts()));
+    expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
+    expect(e.message).toContain("'passwd' (symlink)");
+  });
+
+  it('refuses an output named like a runner file', async () => {
+    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo x > "$AIRLOCK_OUTPUT_DIR/airlock-build.log"'] }, outputs: ['airlock-build.log'] }, opts()));
+    expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
+  });
+});

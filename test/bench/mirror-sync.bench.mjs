@@ -1,0 +1,205 @@
+#!/usr/bin/env node
+// Sync hashing throughput against `sha256sum`, on the same large files in the same run:
+//   sha256sum                   coreutils over the files (page cache warm), one process, one file after another
+//   syncToBundle (end to end)   a generic list of the files fetched from a loopback upstream (nginx when installed,
+//                               else a Node static server in its own process): streaming download with sha256 +
+//                               sha512 + sha1 in one pass (the sync always computes all three), staging file,
+//                               then the bundle tar written (a second copy of every byte) — MB/s of blob bytes
+//   hashing stage               what each download does per chunk, alone: @airlock/core HashingTransform over a
+//                               64 KiB-chunk file stream (the size of the chunks fetch hands over), with the
+//                               sync's three algorithms, and with sha256 only (like for like with sha256sum)
+//   download only               the same files over HTTP from the upstream with fetch (what the sync uses), bytes
+//                               discarded: the transport floor; and with node:http, as a diagnostic of the client
+// Rounds run the methods round-robin (the machine is shared); medians are reported.
+//
+// Env: BENCH_SYNC_FILES (default 4), BENCH_SYNC_MIB (MiB per file, default 256), BENCH_SYNC_ROUNDS (default 3).
+import { randomBytes } from 'node:crypto';
+import { closeSync, createReadStream, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { emit, mbPerSec, printTable, ratio, skip, which } from './lib.mjs';
+import { createScope, findNginx, importBuilt, machineLoad, median, round, runBench, runOk, startJsonChild, startNginx } from './lib-mirror.mjs';
+
+const FILES = Math.max(1, Number(process.env.BENCH_SYNC_FILES ?? 4));
+const SIZE = Math.round(Number(process.env.BENCH_SYNC_MIB ?? 256) * 1024 * 1024);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_SYNC_ROUNDS ?? 3));
+const BUDGET_MS = 150_000; // no round is started that would end after this
+
+const sha256sum = which('sha256sum');
+if (!sha256sum) skip('sha256sum (coreutils) not installed: it is the reference this benchmark compares against');
+
+const { syncToBundle } = await importBuilt('mirror-sync');
+const { HashingTransform } = await importBuilt('packages/core');
+const scope = createScope('sync');
+
+await runBench(scope, async () => {
+  const load = await machineLoad();
+  console.log(`machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`);
+
+  // ---- the files: 16 MiB of random bytes repeated, each copy stamped so no two blocks are equal ----
+  const filesDir = scope.dir('files');
+  const names = Array.from({ length: FILES }, (_, i) => `big-${i}.bin`);
+  const paths = names.map((n) => join(filesDir, n));
+  {
+    const t0 = performance.now();
+    const block = randomBytes(16 << 20);
+    let stamp = 0;
+    for (const p of paths) {
+      const fd = openSync(p, 'w');
+      for (let off = 0; off < SIZE; off += block.length) {
+        block.writeUInt32BE(stamp++, 0);
+        writeSync(fd, block, 0, Math.min(block.length, SIZE - off));
+      }
+      closeSync(fd);
+    }
+    console.log(`generated ${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const totalBytes = SIZE * FILES;
+
+  // sha256sum once to warm the page cache and get the pins.
+  const sums = async () => {
+    const r = await runOk(sha256sum, paths, { scope });
+    return r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/)[0]);
+  };
+  const expected = await sums();
+
+  // ---- the upstream, in another process ----
+  let upstream;
+  if (findNginx()) {
+    upstream = { name: 'nginx (sendfile)', url: (await startNginx(scope, filesDir, { workers: 1 })).url };
+  } else {
+    const s = await startJsonChild(scope, process.execPath, [join(import.meta.dirname, 'lib-mirror-static.mjs'), filesDir]);
+    upstream = { name: 'node static server (nginx not installed)', url: s.json.url };
+  }
+  console.log(`upstream: ${upstream.name} at ${upstream.url}`);
+  const list = join(scope.root, 'list.json');
+  writeFileSync(list, JSON.stringify(names.map((n, i) => ({ url: `${upstream.url}/${n}`, sha256: expected[i] }))));
+  const bundleDir = scope.dir('out');
+
+  const nullSink = () =>
+    new Writable({
+      write(_chunk, _enc, cb) {
+        cb();
+      },
+    });
+  const hashStage = async (algorithms) => {
+    for (let i = 0; i < paths.length; i++) {
+      const h = new HashingTransform(algorithms);
+      await pipeline(createReadStream(paths[i], { highWaterMark: 64 << 10 }), h, nullSink());
+      if (h.result.digests.sha256 !== expected[i]) throw new Error(`hashing stage: ${names[i]} hashed to ${h.result.digests.sha256}, expected ${expected[i]}`);
+    }
+  };
+  let syncRun = 0;
+  const methods = [
+    {
+      name: 'sha256sum',
+      run: async () => {
+        const got = await sums();
+        if (got.join() !== expected.join()) throw new Error('sha256sum disagrees with itself');
+      },
+    },
+    {
+      name: 'syncToBundle (end to end)',
+      run: async () => {
+        const out = join(bundleDir, `bundle-${++syncRun}.tar`);
+        const r = await syncToBundle({ inputs: [{ path: list, kind: 'generic' }], out, sequence: 1, previous: null, quiet: true, progress: 'none' });
+        if (r.blobs !== FILES || r.blobBytes !== totalBytes) throw new Error(`sync wrote ${r.blobs} blobs, ${r.blobBytes} bytes`);
+        rmSync(out, { force: true });
+        return r.durationMs;
+      },
+    },
+    { name: 'hashing stage: sha256+sha512+sha1', run: () => hashStage(['sha256', 'sha512', 'sha1']) },
+    { name: 'hashing stage: sha256 only', run: () => hashStage(['sha256']) },
+    {
+      name: 'download only (no hashing)',
+      run: async () => {
+        const sizes = await Promise.all(
+          names.map(async (n) => {
+            const res = await fetch(`${upstream.url}/${n}`);
+            let size = 0;
+            for await (const c of res.body) size += c.length;
+            return size;
+          }),
+        );
+        if (sizes.reduce((a, b) => a + b, 0) !== totalBytes) throw new Error('download only: short read');
+      },
+    },
+    {
+      // Diagnostic: the same transfer through node:http instead of fetch (undici web streams), to show how much of
+      // the download cost is the client rather than the network.
+      name: 'download only, node:http (diagnostic)',
+      run: async () => {
+        const sizes = await Promise.all(
+          names.map(
+            (n) =>
+              new Promise((resolve, reject) => {
+                httpGet(`${upstream.url}/${n}`, (res) => {
+                  let size = 0;
+                  res.on('data', (c) => (size += c.length));
+                  res.on('end', () => resolve(size));
+                  res.on('error', reject);
+                }).on('error', reject);
+              }),
+          ),
+        );
+        if (sizes.reduce((a, b) => a + b, 0) !== totalBytes) throw new Error('download only (node:http): short read');
+      },
+    },
+  ];
+
+  const times = new Map(methods.map((m) => [m.name, []]));
+  const started = performance.now();
+  let lastRoundMs = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    // Another round only if it should end within the budget.
+    if (r > 0 && performance.now() - started + lastRoundMs > BUDGET_MS) {
+      console.log(`time budget: stopping after ${r} round(s)`);
+      break;
+    }
+    const roundStart = performance.now();
+    for (const m of methods) {
+      const t0 = performance.now();
+      const reported = await m.run();
+      const ms = reported ?? performance.now() - t0;
+      times.get(m.name).push(ms);
+      console.log(`  round ${r + 1}: ${m.name.padEnd(38)} ${(ms / 1000).toFixed(2)} s  ${mbPerSec(totalBytes, ms)} MB/s`);
+    }
+    lastRoundMs = performance.now() - roundStart;
+  }
+
+  const ref = mbPerSec(totalBytes, median(times.get('sha256sum')));
+  const rows = methods.map((m) => {
+    const ms = median(times.get(m.name));
+    const mb = mbPerSec(totalBytes, ms);
+    return { method: m.name, seconds: round(ms / 1000, 2), mbPerSec: mb, vsSha256sum: ratio(mb, ref), runs: times.get(m.name).length };
+  });
+  console.log('');
+  printTable(rows, ['method', 'seconds', 'mbPerSec', 'vsSha256sum', 'runs']);
+  console.log(`\n${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB = ${(totalBytes / 1e6).toFixed(0)} MB; MB = 10^6 bytes; medians. The sync computes three digests per`);
+  console.log('byte and writes every byte twice (staging file, then the bundle); sha256sum computes one and writes nothing.');
+  console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
+
+  const row = (n) => rows.find((r) => r.method === n);
+  const after = await machineLoad();
+  emit({
+    summary: {
+      sha256sum_mbps: ref,
+      sync_mbps: row('syncToBundle (end to end)').mbPerSec,
+      ratio_sync: row('syncToBundle (end to end)').vsSha256sum,
+      hash3_mbps: row('hashing stage: sha256+sha512+sha1').mbPerSec,
+      ratio_hash3: row('hashing stage: sha256+sha512+sha1').vsSha256sum,
+      ratio_sha256_stage: row('hashing stage: sha256 only').vsSha256sum,
+    },
+    files: FILES,
+    bytesPerFile: SIZE,
+    upstream: upstream.name,
+    machine: { before: load, after },
+    rows,
+  });
+});
