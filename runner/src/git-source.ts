@@ -99,9 +99,13 @@ export async function checkoutSource(
 
   const clone = await run(['clone', '--quiet', '--no-local', '--no-checkout', '--no-hardlinks', '--', pathToFileURL(local).href, dir], 'clone');
   if (!clone.ok) throw fail(clone);
-  const exists = await run(['cat-file', '-e', `${source.commit}^{commit}`], 'cat-file', dir);
-  if (!exists.ok) {
-    throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.commit: ${source.commit} is not a commit reachable from any branch or tag of ${source.repo}`);
+  const co = await run(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', `${source.commit}^{commit}`], 'checkout', dir);
+  if (!co.ok) {
+    const exists = await run(['cat-file', '-e', `${source.commit}^{commit}`], 'cat-file', dir);
+    if (!exists.ok) {
+      throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.commit: ${source.commit} is not a commit reachable from any branch or tag of ${source.repo}`);
+    }
+    throw fail(co);
   }
   if (source.ref !== undefined) {
     const remoteRef = source.ref.startsWith('refs/heads/') ? `refs/remotes/origin/${source.ref.slice('refs/heads/'.length)}` : source.ref;
@@ -110,13 +114,11 @@ export async function checkoutSource(
     const anc = await run(['merge-base', '--is-ancestor', source.commit, remoteRef], 'merge-base', dir);
     if (!anc.ok) throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.ref: ${source.ref} of ${source.repo} does not contain commit ${source.commit}`);
   }
-  const co = await run(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', source.commit], 'checkout', dir);
-  if (!co.ok) throw fail(co);
-  const head = (await run(['rev-parse', 'HEAD'], 'rev-parse', dir)).stdout.toString().trim();
-  if (head !== source.commit) throw new RunnerError('RUNNER_SOURCE_FAILED', `checked-out HEAD ${head} is not ${source.commit}`);
-  const info = await run(['show', '-s', '--format=%T %ct', source.commit], 'show', dir);
+  // One call verifies HEAD and reads the tree id and committer time.
+  const info = await run(['show', '-s', '--format=%H %T %ct', 'HEAD'], 'show', dir);
   if (!info.ok) throw fail(info);
-  const [gitTree = '', ct = ''] = info.stdout.toString().trim().split(' ');
+  const [head = '', gitTree = '', ct = ''] = info.stdout.toString().trim().split(' ');
+  if (head !== source.commit) throw new RunnerError('RUNNER_SOURCE_FAILED', `checked-out HEAD ${head} is not ${source.commit}`);
   const commitTime = Number(ct);
   if (!/^[0-9a-f]{40}$/.test(gitTree) || !Number.isSafeInteger(commitTime) || commitTime < 0) {
     throw new RunnerError('RUNNER_SOURCE_FAILED', `unexpected 'git show' output for ${source.commit}`);

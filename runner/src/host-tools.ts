@@ -1,4 +1,4 @@
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { digestFile } from '@airlock/core';
 import { RunnerError } from './errors.js';
 import { execFileBounded, which } from './exec.js';
@@ -51,14 +51,32 @@ export async function findHostTools(monitor: 'auto' | 'strace' | 'log', useFaket
   };
 }
 
-/** The runner's own tools by digest (provenance runDetails.builder.builderDependencies). */
-export async function builderDependencies(tools: HostTools, git: string | undefined): Promise<ToolchainEntry[]> {
-  const paths = [tools.bwrap, tools.node, tools.strace, tools.setpriv, git].filter((p): p is string => p !== undefined);
+const digestCache = new Map<string, Promise<{ sha256: string; size: number }>>();
+
+/** sha256 of a host file, cached per (path, inode, size, mtime): the Node binary alone is ~100 MB. */
+async function cachedDigest(resolvedPath: string): Promise<{ sha256: string; size: number }> {
+  const st = statSync(resolvedPath);
+  const key = `${resolvedPath}\0${st.ino}\0${st.size}\0${st.mtimeMs}`;
+  let hit = digestCache.get(key);
+  if (!hit) {
+    hit = digestFile(resolvedPath, ['sha256']).then(({ digests, size }) => ({ sha256: digests.sha256!, size }));
+    digestCache.set(key, hit);
+    hit.catch(() => digestCache.delete(key));
+  }
+  return hit;
+}
+
+/**
+ * The runner's own tools that touched the build, by digest (provenance runDetails.builder.builderDependencies):
+ * bwrap, git, strace and setpriv when used, and Node only when it ran inside the sandbox (the mirror bridge).
+ */
+export async function builderDependencies(tools: HostTools, git: string | undefined, nodeInSandbox: boolean): Promise<ToolchainEntry[]> {
+  const paths = [tools.bwrap, nodeInSandbox ? tools.node : undefined, tools.strace, tools.setpriv, git].filter((p): p is string => p !== undefined);
   const out: ToolchainEntry[] = [];
   for (const path of [...new Set(paths)]) {
     const resolvedPath = realpathSync(path);
-    const { digests, size } = await digestFile(resolvedPath, ['sha256']);
-    out.push({ path, resolvedPath, sha256: digests.sha256!, size });
+    const { sha256, size } = await cachedDigest(resolvedPath);
+    out.push({ path, resolvedPath, sha256, size });
   }
   return out;
 }

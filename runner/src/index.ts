@@ -35,6 +35,9 @@ export { builderFor, CommandBuilder, type Builder, type BuildContext, type Build
 export {
   runSandboxed,
   bwrapArgs,
+  sandboxCommand,
+  isPlumbingPath,
+  SANDBOX_SHELL_PATH,
   COMMAND_PROFILE,
   DEFAULT_BRIDGE_PORT,
   HOST_ETC_READONLY,

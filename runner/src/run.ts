@@ -16,6 +16,7 @@ import {
   buildSbom,
   provenancePredicate,
   provenanceStatement,
+  RUNNER_NAME,
   sbomStatement,
   validateMirrorDependencies,
   type MirrorDependency,
@@ -283,8 +284,8 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       mirrorDependencies,
       toolchain,
       builderId: options.builderId,
-      builderVersion: { [RUNNER_NAME_KEY]: RUNNER_VERSION, bubblewrap: tools.bwrapVersion, node: process.version },
-      builderDependencies: await builderDependencies(tools, git),
+      builderVersion: { [RUNNER_NAME]: RUNNER_VERSION, bubblewrap: tools.bwrapVersion, node: process.version },
+      builderDependencies: await builderDependencies(tools, git, mirror !== undefined),
       invocationId,
       startedOn,
       finishedOn,
@@ -344,8 +345,6 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     if (!options.keepWorkDir) removeTree(runDir);
   }
 }
-
-const RUNNER_NAME_KEY = '@airlock/runner';
 
 function checkOptions(options: RunOptions): void {
   if (typeof options.builderId !== 'string' || !/^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(options.builderId)) {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { straceArgs } from './network-monitor.js';
@@ -17,7 +17,7 @@ import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
  *   Host files appear owned by the sandbox user when the runner runs as root, which is why only world-readable,
  *   non-secret paths are ever bound;
  * - environment: exactly `env` (the caller builds it: PATH, HOME, TZ=UTC, LC_ALL=C, SOURCE_DATE_EPOCH, …), and
- *   umask 022 set by the supervisor;
+ *   umask 022 set by the sandbox's first program (see `sandboxCommand`);
  * - network: the mirror, if any, is the host mirror's UNIX socket bound at /airlock/mirror.sock and served on
  *   127.0.0.1:<bridgePort> inside by the supervisor;
  * - a wall-clock limit: the whole process group (setpriv → strace → bwrap) is SIGKILLed; bwrap's pid namespace
@@ -87,6 +87,8 @@ export interface SandboxTools {
   strace?: string;
   /** util-linux setpriv, to tie strace/bwrap to the runner's life (--pdeathsig); optional. */
   setpriv?: string;
+  /** POSIX shell for the sandbox's first program when there is no mirror (default /bin/sh). */
+  shell?: string;
 }
 
 export interface SandboxRunOptions {
@@ -126,13 +128,14 @@ export const SUPERVISOR_PATH = '/airlock/supervisor.mjs';
 export const SUPERVISOR_CONFIG_PATH = '/airlock/supervisor.json';
 export const SANDBOX_NODE_PATH = '/airlock/bin/node';
 export const SANDBOX_MIRROR_SOCKET = '/airlock/mirror.sock';
+export const SANDBOX_SHELL_PATH = '/airlock/bin/sh';
 
 /** Files under /airlock inside the sandbox are runner plumbing, never part of the build's toolchain. */
 export function isPlumbingPath(path: string): boolean {
   return path.startsWith('/airlock/');
 }
 
-/** Writes the synthetic /etc files and the supervisor into `layout.plumbingDir`. */
+/** Writes the synthetic /etc files (and, with a mirror, the supervisor) into `layout.plumbingDir`. */
 export function writeSandboxFiles(opts: SandboxRunOptions): void {
   const { layout } = opts;
   const etc = join(layout.plumbingDir, 'etc');
@@ -146,13 +149,14 @@ export function writeSandboxFiles(opts: SandboxRunOptions): void {
   writeFileSync(join(etc, 'hostname'), `${opts.hostname}\n`);
   // Without nsswitch.conf glibc would ask DNS before /etc/hosts.
   writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n');
+  if (!opts.mirrorSocket) return;
   writeFileSync(join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_SCRIPT);
   const config = {
     umask: '022',
     cwd: opts.cwd,
     argv: opts.argv,
     ...(opts.wrap && opts.wrap.length > 0 ? { wrap: opts.wrap } : {}),
-    ...(opts.mirrorSocket ? { bridge: { port: opts.bridgePort ?? DEFAULT_BRIDGE_PORT, socket: SANDBOX_MIRROR_SOCKET } } : {}),
+    bridge: { port: opts.bridgePort ?? DEFAULT_BRIDGE_PORT, socket: SANDBOX_MIRROR_SOCKET },
   };
   writeFileSync(join(layout.plumbingDir, 'supervisor.json'), JSON.stringify(config));
 }
@@ -187,14 +191,28 @@ export function bwrapArgs(opts: SandboxRunOptions): string[] {
   a.push('--dir', '/root', '--dir', '/home', '--dir', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--bind', layout.tmp.host, layout.tmp.path);
   for (const d of [layout.src, layout.out, layout.home]) a.push('--bind', d.host, d.path);
-  a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
-  a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_PATH);
-  a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.json'), SUPERVISOR_CONFIG_PATH);
-  if (opts.mirrorSocket) a.push('--ro-bind', opts.mirrorSocket, SANDBOX_MIRROR_SOCKET);
+  if (opts.mirrorSocket) {
+    a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
+    a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_PATH);
+    a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.json'), SUPERVISOR_CONFIG_PATH);
+    a.push('--ro-bind', opts.mirrorSocket, SANDBOX_MIRROR_SOCKET);
+  } else {
+    a.push('--ro-bind', realpathSync(opts.tools.shell ?? '/bin/sh'), SANDBOX_SHELL_PATH);
+  }
   a.push('--remount-ro', '/');
   a.push('--chdir', opts.cwd);
-  a.push('--', SANDBOX_NODE_PATH, SUPERVISOR_PATH);
+  a.push('--', ...sandboxCommand(opts));
   return a;
+}
+
+/**
+ * The first program in the sandbox. Without a mirror it is the host's POSIX shell (bound at /airlock/bin/sh)
+ * setting the umask and exec'ing the build argv ("$@": no word splitting or interpretation), which costs ~2 ms;
+ * with a mirror it is the Node supervisor, which also runs the loopback bridge (~100 ms of Node start-up).
+ */
+export function sandboxCommand(opts: Pick<SandboxRunOptions, 'mirrorSocket' | 'argv' | 'wrap'>): string[] {
+  if (opts.mirrorSocket) return [SANDBOX_NODE_PATH, SUPERVISOR_PATH];
+  return [SANDBOX_SHELL_PATH, '-c', 'umask 022 && exec "$@"', 'airlock-sandbox', ...(opts.wrap ?? []), ...opts.argv];
 }
 
 /** Sandboxes still running, killed if the runner process exits first (vitest workers, uncaught errors). */

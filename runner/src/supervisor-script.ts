@@ -1,6 +1,6 @@
 /**
- * The first program inside the sandbox (`/airlock/bin/node /airlock/supervisor.mjs`). It is runner plumbing, not
- * the build: it sets the umask, starts the mirror bridge (loopback TCP → the host mirror's UNIX socket bound into
+ * The first program inside the sandbox when there is a mirror (`/airlock/bin/node /airlock/supervisor.mjs`). It
+ * is runner plumbing, not the build: it sets the umask, starts the mirror bridge (loopback TCP → the host mirror's UNIX socket bound into
  * the sandbox) when there is a mirror, then runs the build argv with inherited stdio and exits with its status.
  * Written to the run directory at run time and bound read-only, so the build cannot alter it.
  *

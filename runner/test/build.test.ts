@@ -1,8 +1,7 @@
 /**
  * End-to-end runs of `runBuild` with a real bubblewrap sandbox and strace monitor: the good build and its
- * attestations, signing through the port, the mirror bridge, the sandbox's view of the host, and build failures.
+ * attestations, signing through the port, the mirror bridge and the sandbox's view of the host.
  */
-import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, createPublicKey } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import { AIRLOCK_BUILD_TYPE, SLSA_PROVENANCE_V1 } from '../src/provenance.js';
 import { runBuild, type RunOptions, type RunResult } from '../src/run.js';
 import { getValidator } from '../src/schemas.js';
 import type { BuildSpec } from '../src/spec.js';
-import { bwrapProblem, gitProblem, makeFixtureRepo, processesWith, rmrf, startFileServer, straceProblem, tempDir, toolsAvailable, type FixtureRepo } from './helpers.js';
+import { bwrapProblem, gitProblem, makeFixtureRepo, rmrf, startFileServer, straceProblem, tempDir, toolsAvailable, type FixtureRepo } from './helpers.js';
 
 const enabled = toolsAvailable('sandboxed runner tests', [bwrapProblem(), straceProblem(), gitProblem()]);
 const BUILDER_ID = 'https://airlock.dev/runners/test/v1';
@@ -148,7 +147,7 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
     expect(bom.metadata.component.name).toBe('hello.txt');
     expect(bom.metadata.component.hashes[0]!.content).toBe(a.sha256);
     const names = bom.components.map((c) => c.name);
-    expect(names).toEqual(expect.arrayContaining([`${fx.commit.slice(0, 0)}good`, 'left-pad', '/usr/bin/tar']));
+    expect(names).toEqual(expect.arrayContaining(['good', 'left-pad', '/usr/bin/tar']));
     expect(bom.components.find((c) => c.name === 'left-pad')!.purl).toBe('pkg:npm/left-pad@1.3.0');
   });
 
@@ -170,7 +169,7 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
   });
 
   it('gives the same outputs for the same commit in a second run (and a new invocation id)', async () => {
-    const again = await runBuild(spec, opts());
+    const again = await runBuild({ ...spec, reproducible: false }, opts());
     expect(again.artifacts.map((a) => a.sha256)).toEqual(result.artifacts.map((a) => a.sha256));
     expect(again.invocationId).not.toBe(result.invocationId);
     expect(again.artifacts[0]!.provenanceBundlePath).toBeUndefined();
@@ -301,90 +300,5 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     const e = await failure(runBuild(spec('/x', 'http://127.0.0.1:9'), opts()));
     expect(e.code).toBe('RUNNER_MIRROR_UNAVAILABLE');
     expect(exitCodeFor(e)).toBe(EXIT_CODES.UNAVAILABLE);
-  });
-});
-
-describe.runIf(enabled)('runBuild: build failures', () => {
-  let fx: FixtureRepo;
-  beforeAll(() => {
-    fx = makeFixtureRepo('good', join(dir, 'failures'));
-  });
-  const base = (): BuildSpec => ({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['hello.txt'] });
-
-  it('fails with the exit status and the tail of the log', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo compiling; echo "error: it broke" >&2; exit 3'] } }, opts()));
-    expect(e.code).toBe('RUNNER_BUILD_FAILED');
-    expect(e.message).toMatch(/build failed: sh exited with status 3; log: .*airlock-build\.log/);
-    expect(e.message).toContain('error: it broke');
-    expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
-    expect(readFileSync(e.details!.logPath as string, 'utf8')).toContain('compiling');
-  });
-
-  it('reports a missing program as exit 127', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['no-such-tool', '--version'] } }, opts()));
-    expect(e.code).toBe('RUNNER_BUILD_FAILED');
-    expect(e.message).toMatch(/exited with status 127/);
-    expect(e.message).toMatch(/cannot run "no-such-tool"/);
-  });
-
-  it('kills the whole sandbox on timeout and leaves no process behind', async () => {
-    const marker = `airlock-timeout-${process.pid}-${Date.now()}`;
-    const e = await failure(runBuild({ ...base(), timeoutSeconds: 1, builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } }, opts()));
-    expect(e.code).toBe('RUNNER_BUILD_TIMEOUT');
-    expect(e.message).toMatch(/timed out after 1s/);
-    expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
-    expect(processesWith(marker)).toEqual([]);
-    expect(readdirSync(join(dir, 'work')).filter((d) => d.startsWith('airlock-run-'))).toEqual([]);
-  });
-
-  it('stops the sandbox when the caller aborts, background processes included', async () => {
-    const marker = `airlock-abort-${process.pid}-${Date.now()}`;
-    const ac = new AbortController();
-    const run = failure(
-      runBuild({ ...base(), builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } }, opts({ signal: ac.signal })),
-    );
-    // positive control: both sleeps are seen running before the abort
-    for (let i = 0; i < 400 && processesWith(marker).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(processesWith(marker)).toHaveLength(2);
-    ac.abort();
-    const e = await run;
-    expect(e.code).toBe('RUNNER_BUILD_FAILED');
-    expect(e.message).toMatch(/bash was aborted/);
-    expect(processesWith(marker)).toEqual([]);
-  });
-
-  it('takes the sandbox down when the runner process itself is SIGKILLed (setpriv --pdeathsig)', async () => {
-    const marker = `airlock-orphan-${process.pid}-${Date.now()}`;
-    const dist = new URL('../dist/index.js', import.meta.url).href;
-    const spec = { ...base(), builder: { type: 'command', argv: ['bash', '-c', `(exec -a ${marker} sleep 60) & exec -a ${marker} sleep 61`] } };
-    const code = `const { runBuild } = await import(${JSON.stringify(dist)}); await runBuild(${JSON.stringify(spec)}, ${JSON.stringify(opts())}).catch(() => {});`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: 'ignore' });
-    const others = [child.pid!]; // its -e source contains the marker too
-    try {
-      for (let i = 0; i < 400 && processesWith(marker, others).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(processesWith(marker, others)).toHaveLength(2);
-      child.kill('SIGKILL');
-      for (let i = 0; i < 100 && processesWith(marker, others).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(processesWith(marker, others)).toEqual([]);
-    } finally {
-      child.kill('SIGKILL');
-    }
-  });
-
-  it('fails when a declared output is missing, naming it', async () => {
-    const e = await failure(runBuild({ ...base(), outputs: ['hello.txt', 'dist/*.bin'] }, opts()));
-    expect(e.code).toBe('RUNNER_OUTPUT_MISSING');
-    expect(e.message).toContain("'dist/*.bin'");
-  });
-
-  it('refuses an output that is a symlink to a host file', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'ln -s /etc/passwd "$AIRLOCK_OUTPUT_DIR/passwd"'] }, outputs: ['passwd'] }, opts()));
-    expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
-    expect(e.message).toContain("'passwd' (symlink)");
-  });
-
-  it('refuses an output named like a runner file', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo x > "$AIRLOCK_OUTPUT_DIR/airlock-build.log"'] }, outputs: ['airlock-build.log'] }, opts()));
-    expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
   });
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { link, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CasError } from './errors.js';
 
@@ -48,20 +48,29 @@ export class ImportLock {
   static async tryAcquire(stagingDir: string, importId: string): Promise<ImportLock | { heldBy: ImportLockHolder | null; stale: boolean }> {
     const path = join(stagingDir, IMPORT_LOCK_FILE);
     const holder: ImportLockHolder = { pid: process.pid, bootId: await bootId(), importId, startedAt: new Date().toISOString() };
-    let fh;
-    try {
-      fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EEXIST') throw err;
-      const current = await readHolder(path);
-      return { heldBy: current.holder, stale: !(await isLive(current)) };
-    }
+    // The lock must never exist half-written (a kill -9 between create and write would leave an empty lock that
+    // nobody can judge), so the holder is written and fsynced to a private temp file first and then published
+    // with link(2), which fails atomically with EEXIST when the slot is taken.
+    const temp = join(stagingDir, `${IMPORT_LOCK_FILE}.${process.pid}.${importId}.tmp`);
+    const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       await fh.writeFile(`${JSON.stringify(holder)}\n`);
       await fh.sync();
     } finally {
       await fh.close();
     }
+    try {
+      await link(temp, path);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EEXIST') {
+        await unlink(temp).catch(() => undefined);
+        throw err;
+      }
+      await unlink(temp).catch(() => undefined);
+      const current = await readHolder(path);
+      return { heldBy: current.holder, stale: !(await isLive(current)) };
+    }
+    await unlink(temp);
     await syncDir(stagingDir);
     activeImports.add(importId);
     return new ImportLock(path, holder);
@@ -122,13 +131,38 @@ async function readHolder(path: string): Promise<{ holder: ImportLockHolder | nu
 
 async function isLive(current: { holder: ImportLockHolder | null; mtimeMs: number }): Promise<boolean> {
   const { holder } = current;
-  // An empty/garbled lock is a holder that crashed between create and write, unless it is brand new.
-  if (!holder) return current.mtimeMs > 0 && Date.now() - current.mtimeMs < 10_000;
+  // Locks are published complete (link of a fsynced file), so an empty or garbled one is damage, not a holder
+  // mid-write: stale. A lock that vanished meanwhile (mtime 0) is also not live.
+  if (!holder) return false;
   const ours = await bootId();
   if (holder.bootId && ours && holder.bootId !== ours) return false;
   if (holder.pid === process.pid) return activeImports.has(holder.importId);
   try {
     process.kill(holder.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: unknown }).code === 'EPERM';
+  }
+}
+
+/** Removes temp lock files left by processes killed before they could link or unlink them. */
+export async function removeStaleLockTemps(stagingDir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(stagingDir)) {
+    if (!name.startsWith(`${IMPORT_LOCK_FILE}.`) || !name.endsWith('.tmp')) continue;
+    // Only a dead process's temp file: a live one may be about to link it.
+    const pid = Number(name.slice(IMPORT_LOCK_FILE.length + 1).split('.')[0]);
+    if (Number.isSafeInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+    await unlink(join(stagingDir, name)).catch(() => undefined);
+    removed++;
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as { code?: unknown }).code === 'EPERM';

@@ -5,7 +5,7 @@ import type { BlobSource, BlobStore, ByteRange, PutExpectation, PutResult, Verif
 import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
 import { CasError } from './errors.js';
 import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
-import { ImportLock, lockedError, newImportId } from './import-lock.js';
+import { ImportLock, lockedError, newImportId, removeStaleLockTemps } from './import-lock.js';
 import { MirrorIndex } from './mirror-index.js';
 import type { ManifestBlob, SnapshotInfo, SnapshotManifest, SnapshotRecord } from './types.js';
 import { validateEntry, validateManifestBlobs, validateSnapshotInfo } from './validate.js';
@@ -229,7 +229,8 @@ export class MirrorStore {
       report.journals++;
     }
     report.removedPartials = (await this.blobs.removePartialUploads?.()) ?? 0;
-    if (report.journals > 0) await syncDir(this.stagingDir);
+    const lockTemps = await removeStaleLockTemps(this.stagingDir);
+    if (report.journals > 0 || lockTemps > 0) await syncDir(this.stagingDir);
     return report;
   }
 

@@ -257,4 +257,21 @@ describe('MirrorStore snapshots', () => {
     expect(statSync(join(dir, 'staging', 'import.lock')).isFile()).toBe(true);
     await s.abort();
   });
+
+  it('a lock left empty or garbled by a crash, and a dead process\'s temp lock file, do not wedge the store', async () => {
+    const staging = join(dir, 'staging');
+    // Before locks were published by link(2), kill -9 between create and write left an empty lock: fsck refused.
+    writeFileSync(join(staging, 'import.lock'), '');
+    writeFileSync(join(staging, 'import.lock.999999999.dead-import.tmp'), '{"pid":999999999');
+    const report = await fsck(store);
+    expect(report.clean).toBe(true);
+    expect(readdirSync(staging)).toEqual([]);
+    writeFileSync(join(staging, 'import.lock'), 'not json');
+    await (await store.beginImport()).abort();
+    // A live holder (this process, active session) is still respected, and its lock file is complete JSON.
+    const s = await store.beginImport();
+    expect(JSON.parse(readFileSync(join(staging, 'import.lock'), 'utf8'))).toMatchObject({ pid: process.pid, importId: s.id });
+    await expect(fsck(store)).rejects.toEqual(expectCode('IMPORT_LOCKED'));
+    await s.abort();
+  });
 });
