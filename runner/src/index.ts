@@ -50,7 +50,8 @@ export {
   type SandboxTools,
 } from './sandbox.js';
 export { checkoutSource, treeDigest, resolveLocalRepo, type SourceCheckout, type SourceResolver } from './git-source.js';
-export { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
+export { openMirrorEndpoint, type MirrorEndpoint, type MirrorFetch } from './mirror-endpoint.js';
+export { resolveMirrorFetches, mergeDependencies, type ResolvedMirrorFetches } from './mirror-dependencies.js';
 export {
   analyzeTrace,
   TraceAnalyzer,

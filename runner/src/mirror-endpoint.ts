@@ -1,12 +1,14 @@
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type RequestOptions, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { RunnerError } from './errors.js';
 
 /**
  * The host side of the mirror bridge. The sandbox can only reach a UNIX socket bound into it (sockets in the
  * filesystem cross network namespaces; TCP ports do not), so the mirror is always handed over as a socket:
- * either the mirror already listens on one (`mirrorUnixSocket`, `unix:/path`), or the runner opens a socket in
- * its run directory that forwards each connection to the mirror's TCP address (`http://host:port`).
+ * the runner opens one in its run directory and proxies it to the mirror, whether the mirror listens on a UNIX
+ * socket itself (`mirrorUnixSocket`, `unix:/path`) or on TCP (`http://host:port`).
  */
 export interface MirrorEndpoint {
   /** Host path of the UNIX socket bound into the sandbox. */
@@ -15,9 +17,20 @@ export interface MirrorEndpoint {
   pathPrefix: string;
   /** What the mirror was given as (for provenance). */
   described: string;
-  /** Connections forwarded so far (runner-opened sockets only). */
+  /** Connections accepted from the sandbox so far. */
   connections(): number;
+  /** Every complete 200 response to a GET the build received through the bridge, with the sha256 of its body. */
+  fetched(): readonly MirrorFetch[];
+  /** A GET to the mirror from the runner itself (not recorded), e.g. the blob lookup API. */
+  get(path: string): Promise<{ status: number; body: Buffer }>;
   close(): Promise<void>;
+}
+
+/** One response the build got from the mirror, as relayed (and hashed) by the bridge. */
+export interface MirrorFetch {
+  path: string;
+  sha256: string;
+  size: number;
 }
 
 const MAX_SOCKET_PATH = 107; // sockaddr_un.sun_path (108 bytes with its NUL)
@@ -25,14 +38,16 @@ const MAX_SOCKET_PATH = 107; // sockaddr_un.sun_path (108 bytes with its NUL)
 export interface MirrorEndpointOptions {
   unixSocket?: string;
   url?: string;
-  /** Where to create the forwarding socket when the mirror is a TCP URL. */
+  /** Where to create the bridge socket bound into the sandbox. */
   socketPath: string;
 }
 
+type Upstream = { socketPath: string } | { host: string; port: number };
+
 export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<MirrorEndpoint | undefined> {
-  if (opts.unixSocket) return existingSocket(opts.unixSocket, opts.url ? httpPathPrefix(opts.url) : '', opts.unixSocket);
+  if (opts.unixSocket) return recordingProxy(opts.socketPath, existingSocket(opts.unixSocket), opts.url ? httpPathPrefix(opts.url) : '', opts.unixSocket);
   if (!opts.url) return undefined;
-  if (opts.url.startsWith('unix:')) return existingSocket(opts.url.slice('unix:'.length), '', opts.url);
+  if (opts.url.startsWith('unix:')) return recordingProxy(opts.socketPath, existingSocket(opts.url.slice('unix:'.length)), '', opts.url);
   let u: URL;
   try {
     u = new URL(opts.url);
@@ -46,7 +61,7 @@ export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<M
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const port = Number(u.port || 80);
   await probeTcp(host, port, opts.url);
-  return forwardingSocket(opts.socketPath, host, port, httpPathPrefix(opts.url), opts.url);
+  return recordingProxy(opts.socketPath, { host, port }, httpPathPrefix(opts.url), opts.url);
 }
 
 function httpPathPrefix(url: string): string {
@@ -58,7 +73,7 @@ function httpPathPrefix(url: string): string {
   }
 }
 
-function existingSocket(path: string, pathPrefix: string, described: string): MirrorEndpoint {
+function existingSocket(path: string): Upstream {
   let isSocket = false;
   try {
     isSocket = statSync(path).isSocket();
@@ -66,7 +81,7 @@ function existingSocket(path: string, pathPrefix: string, described: string): Mi
     // missing
   }
   if (!isSocket) throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror socket ${path} does not exist or is not a UNIX socket`);
-  return { socketPath: path, pathPrefix, described, connections: () => 0, close: async () => undefined };
+  return { socketPath: path };
 }
 
 function probeTcp(host: string, port: number, url: string): Promise<void> {
@@ -83,25 +98,63 @@ function probeTcp(host: string, port: number, url: string): Promise<void> {
   });
 }
 
-async function forwardingSocket(socketPath: string, host: string, port: number, pathPrefix: string, described: string): Promise<MirrorEndpoint> {
+// Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+function forwardHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+  return out;
+}
+
+/**
+ * The bridge: an HTTP/1.1 reverse proxy on a UNIX socket in the run directory (bound into the sandbox), forwarding
+ * to the mirror. Being HTTP-aware rather than a byte pipe lets the runner record exactly which bytes the build
+ * received — the sha256 of every complete 200 GET body — which is what provenance's resolvedDependencies must
+ * name (not what the caller believes the build used). The mirror is read-only, so only GET and HEAD pass.
+ */
+async function recordingProxy(socketPath: string, upstream: Upstream, pathPrefix: string, described: string): Promise<MirrorEndpoint> {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
     throw new RunnerError('RUNNER_INTERNAL', `UNIX socket path too long (${Buffer.byteLength(socketPath)} > ${MAX_SOCKET_PATH} bytes): ${socketPath}; use a shorter workRoot`);
   }
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const target = (): RequestOptions => ('socketPath' in upstream ? { socketPath: upstream.socketPath, agent } : { host: upstream.host, port: upstream.port, agent });
+  const fetches: MirrorFetch[] = [];
+  const sockets = new Set<Socket>();
   let count = 0;
-  const open = new Set<Socket>();
-  const server: Server = createServer((client) => {
+  const server: Server = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end(`the mirror is read-only: ${method.slice(0, 20)} not allowed\n`);
+      req.resume();
+      return;
+    }
+    const path = req.url ?? '/';
+    const upstreamReq = httpRequest({ ...target(), method, path, headers: forwardHeaders(req.headers) }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardHeaders(upRes.headers));
+      const record = method === 'GET' && upRes.statusCode === 200;
+      const hash = record ? createHash('sha256') : undefined;
+      let size = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        hash?.update(chunk);
+        size += chunk.length;
+      });
+      upRes.on('end', () => {
+        if (hash && upRes.complete) fetches.push({ path, sha256: hash.digest('hex'), size });
+      });
+      upRes.on('error', () => res.destroy());
+      upRes.pipe(res);
+    });
+    upstreamReq.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'text/plain' }).end(`airlock bridge: mirror unreachable: ${err.message}\n`);
+      else res.destroy();
+    });
+    req.pipe(upstreamReq);
+  });
+  server.on('connection', (s: Socket) => {
     count++;
-    const upstream = connect({ host, port });
-    open.add(client).add(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const drop = (s: Socket) => () => {
-      open.delete(s);
-    };
-    client.on('close', drop(client));
-    upstream.on('close', drop(upstream));
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolvePromise, reject) => {
     server.once('error', (e) => reject(new RunnerError('RUNNER_INTERNAL', `cannot listen on ${socketPath}: ${e.message}`, { cause: e })));
@@ -112,9 +165,22 @@ async function forwardingSocket(socketPath: string, host: string, port: number, 
     pathPrefix,
     described,
     connections: () => count,
+    fetched: () => fetches,
+    get: (path) =>
+      new Promise((resolvePromise, reject) => {
+        const r = httpRequest({ ...target(), method: 'GET', path: `${pathPrefix}${path}` }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        });
+        r.on('error', (err) => reject(new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror ${described}: ${err.message}`, { cause: err })));
+        r.end();
+      }),
     close: () =>
       new Promise<void>((resolvePromise) => {
-        for (const s of open) s.destroy();
+        for (const s of sockets) s.destroy();
+        agent.destroy();
         server.close(() => resolvePromise());
       }),
   };

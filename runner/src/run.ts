@@ -10,6 +10,7 @@ import { which } from './exec.js';
 import { checkoutSource, type SourceCheckout, type SourceResolver } from './git-source.js';
 import { builderDependencies, findHostTools, type HostTools } from './host-tools.js';
 import { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
+import { mergeDependencies, resolveMirrorFetches } from './mirror-dependencies.js';
 import { describeViolation, scanLogForViolations, TraceAnalyzer, type NetworkMonitorMode, type NetworkViolation } from './network-monitor.js';
 import { collectOutputs, copyOutputs, type OutputFile } from './outputs.js';
 import {
@@ -104,6 +105,8 @@ export interface RunResult {
   reproducibility: ReproducibilityResult;
   hermeticity: { monitor: NetworkMonitorMode; violations: number };
   toolchain: ToolchainEntry[];
+  /** The mirror snapshot and the blobs recorded in resolvedDependencies (given + fetched through the bridge). */
+  mirror?: { snapshotId?: string; dependencies: MirrorDependency[]; metadataResponses: number };
   durations: { checkoutMs: number; buildMs: number; rebuildMs?: number; attestMs: number; totalMs: number };
   workDir?: string;
 }
@@ -274,14 +277,18 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     const logs = [await logDigest(BUILD_LOG_NAME, first)];
     if (rebuildLogPath !== undefined) logs.push(await logDigest(REBUILD_LOG_NAME, undefined, rebuildLogPath));
     const git = which('git');
+    // What the build actually received from the mirror (hashed by the bridge), resolved to mirror entries.
+    const recorded = mirror ? await resolveMirrorFetches(mirror) : { dependencies: [], metadataResponses: 0 };
+    if (mirror) progress('attest', `the build fetched ${recorded.dependencies.length} mirror blob${recorded.dependencies.length === 1 ? '' : 's'} (${recorded.metadataResponses} metadata response${recorded.metadataResponses === 1 ? '' : 's'})`);
+    const mirrorSnapshotId = options.mirrorSnapshotId ?? recorded.snapshotId;
     const input: ProvenanceInput = {
       spec: loaded.spec,
       specDigest: loaded.digest,
       source: first.source,
       runnerVersion: RUNNER_VERSION,
       sandbox: sandboxParameters(ctx, first),
-      ...(options.mirrorSnapshotId ? { mirrorSnapshotId: options.mirrorSnapshotId } : {}),
-      mirrorDependencies,
+      ...(mirrorSnapshotId ? { mirrorSnapshotId } : {}),
+      mirrorDependencies: mergeDependencies(mirrorDependencies, recorded.dependencies),
       toolchain,
       builderId: options.builderId,
       builderVersion: { [RUNNER_NAME]: RUNNER_VERSION, bubblewrap: tools.bwrapVersion, node: process.version },
@@ -337,6 +344,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       reproducibility,
       hermeticity: { monitor, violations: 0 },
       toolchain,
+      ...(mirror ? { mirror: { ...(mirrorSnapshotId ? { snapshotId: mirrorSnapshotId } : {}), dependencies: input.mirrorDependencies as MirrorDependency[], metadataResponses: recorded.metadataResponses } } : {}),
       durations: { checkoutMs, buildMs, ...(rebuildMs !== undefined ? { rebuildMs } : {}), attestMs, totalMs: Date.now() - t0 },
       ...(options.keepWorkDir ? { workDir: runDir } : {}),
     };

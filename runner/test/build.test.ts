@@ -258,28 +258,37 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     ...(mirror ? { mirror: { url: mirror } } : {}),
   });
 
-  it('fetches from a mirror on a UNIX socket through the in-sandbox loopback bridge', async () => {
+  it('fetches from a mirror on a UNIX socket through the in-sandbox loopback bridge and records what the build received', async () => {
     const sock = join(dir, 'mirror-unix.sock');
-    const server = await startFileServer(files, sock);
+    const snapshot = { id: `sha256:${'5'.repeat(64)}`, sequence: 7 };
+    // The mirror's lookup API: what the bridge asks after the build about each body it relayed.
+    const lookup = { sha256: sha, size: 0, snapshot, entries: [{ ecosystem: 'generic', name: 'blob.txt', version: '1.0', filename: 'blob.txt', purl: 'pkg:generic/blob.txt@1.0', urls: ['https://upstream.example/blob.txt'], digests: { sha256: sha } }] };
+    const server = await startFileServer({ ...files, [`/-/airlock/blobs/${sha}`]: JSON.stringify(lookup) }, sock);
     try {
-      const r = await runBuild(spec(`/sha256/${sha}`), opts({ mirrorUnixSocket: sock, resolvedMirrorDependencies: [{ uri: `http://mirror/sha256/${sha}`, name: 'blob.txt', digest: { sha256: sha } }] }));
+      const r = await runBuild(spec(`/sha256/${sha}`), opts({ mirrorUnixSocket: sock }));
       expect(r.artifacts[0]!.sha256).toBe(sha);
-      expect(server.requests).toEqual([`/sha256/${sha}`]);
+      expect(server.requests.filter((u) => !u.startsWith('/-/airlock/'))).toEqual([`/sha256/${sha}`]);
       const st = json<Statement<Record<string, any>>>(r.artifacts[0]!.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
       expect(st.predicate!.buildDefinition.internalParameters.sandbox.network).toEqual({ mode: 'mirror-bridge', bridge: '127.0.0.1:18080' });
       expect(st.predicate!.buildDefinition.internalParameters.sandbox.environment.AIRLOCK_MIRROR_URL).toBe('http://127.0.0.1:18080');
-      expect(st.predicate!.buildDefinition.resolvedDependencies).toContainEqual(expect.objectContaining({ uri: `http://mirror/sha256/${sha}`, digest: { sha256: sha } }));
+      // Not supplied by the caller: recorded by the bridge from the bytes the build got, resolved by the lookup.
+      const deps = st.predicate!.buildDefinition.resolvedDependencies;
+      expect(deps).toContainEqual(expect.objectContaining({ uri: 'pkg:generic/blob.txt@1.0', downloadLocation: 'https://upstream.example/blob.txt', digest: { sha256: sha } }));
+      expect(deps).toContainEqual(expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: '5'.repeat(64) } }));
+      expect(r.mirror).toMatchObject({ snapshotId: snapshot.id, metadataResponses: 0 });
+      expect(r.mirror!.dependencies).toEqual([{ purl: 'pkg:generic/blob.txt@1.0', uri: 'https://upstream.example/blob.txt', name: 'blob.txt', version: '1.0', digest: { sha256: sha } }]);
     } finally {
       await server.close();
     }
   });
 
-  it("bridges a TCP mirror (the spec's mirror.url) and keeps its path prefix", async () => {
+  it("bridges a TCP mirror (the spec's mirror.url) and keeps its path prefix; bodies the mirror does not know as blobs are metadata", async () => {
     const server = await startFileServer(files);
     try {
       const r = await runBuild(spec(`/sha256/${sha}`, `${server.url}/base`), opts());
       expect(r.artifacts[0]!.sha256).toBe(sha);
-      expect(server.requests).toEqual([`/base/sha256/${sha}`]);
+      expect(server.requests).toEqual([`/base/sha256/${sha}`, `/base/-/airlock/blobs/${sha}`]);
+      expect(r.mirror).toEqual({ dependencies: [], metadataResponses: 1 });
     } finally {
       await server.close();
     }

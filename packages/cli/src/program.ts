@@ -6,6 +6,7 @@ import { registerSignCommands } from './commands/sign.js';
 import { registerVerifyCommand } from './commands/verify.js';
 import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
+import { registerRunCommand } from './commands/run.js';
 
 export const VERSION = '0.1.0';
 
@@ -23,6 +24,8 @@ export function buildProgram(): Command {
         'Mirror:       `airlock sync` (outside) writes a signed transfer bundle from pinned lockfiles;',
         '              `airlock mirror import` verifies and publishes it; `airlock mirror serve` serves',
         '              npm, pip, Nix and Bazel clients from it.',
+        'Builds:       `airlock run --spec FILE` builds a commit in a sandbox whose only endpoint is the mirror,',
+        '              checks reproducibility, and writes signed SLSA provenance and a CycloneDX SBOM per output.',
         '',
         'Progress goes to stderr; --json prints a machine-readable result on stdout.',
         'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable.',
@@ -36,6 +39,7 @@ export function buildProgram(): Command {
   registerVerifyCommand(program);
   registerSyncCommand(program);
   registerMirrorCommands(program);
+  registerRunCommand(program);
   registerConformanceCommands(program);
   program.exitOverride((err) => {
     // commander's own usage errors (unknown option, missing argument) → exit 2, like other CLIs.

@@ -59,6 +59,19 @@ describe('mirror server routes', () => {
     expect((await rawRequest(url, '/-/ping')).status).toBe(200);
   });
 
+  it('describes a blob by sha256 at /-/airlock/blobs/<hex> (the runner resolves what a build fetched with it)', async () => {
+    const hex = sha256(tgz('lp1'));
+    const res = await rawRequest(url, `/-/airlock/blobs/${hex}`);
+    expect(res.status).toBe(200);
+    const doc = json(res) as { sha256: string; size: number; snapshot: { id: string; sequence: number }; entries: { ecosystem: string; name: string; version: string; purl: string | null; digests: Record<string, string> }[] };
+    expect(doc).toMatchObject({ sha256: hex, size: tgz('lp1').length, snapshot: { id: store.head()!.id, sequence: 1 } });
+    expect(doc.entries).toEqual([expect.objectContaining({ ecosystem: 'npm', name: 'left-pad-lite', version: '1.0.0', digests: expect.objectContaining({ sha256: hex, sha512: sha512(tgz('lp1')) }) })]);
+    // Unknown digests and malformed paths are 404s, never a lookup elsewhere.
+    expect((await rawRequest(url, `/-/airlock/blobs/${'0'.repeat(64)}`)).status).toBe(404);
+    expect((await rawRequest(url, `/-/airlock/blobs/${hex.toUpperCase()}`)).status).toBe(404);
+    expect((await rawRequest(url, `/-/airlock/blobs/${hex}/x`)).status).toBe(404);
+  });
+
   describe('npm', () => {
     it('serves the full packument with tarball URLs rewritten and integrity/shasum preserved', async () => {
       const res = await rawRequest(url, '/left-pad-lite');

@@ -5,6 +5,7 @@ import { notFound, parseRequestPath, sendError, sendJson } from './http-utils.js
 import { handleBlob, handleHashed, parseBlobPath, parseHashedPath } from './routes/hashed.js';
 import { handleNpm, parseNpmPath } from './routes/npm.js';
 import { handlePypi, parsePypiPath } from './routes/pypi.js';
+import { handleLookup, parseLookupPath } from './routes/lookup.js';
 
 /**
  * Dispatches one request. Order matters where spaces overlap: `/simple/`, `/files/<sha256>/…`, `/blobs/…` and
@@ -27,6 +28,8 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
   }
   if (segments[0] === '-') {
     if (segments.length === 2 && segments[1] === 'ping') return sendJson(req, res, 200, {});
+    const lookup = parseLookupPath(segments);
+    if (lookup) return handleLookup(ctx, req, res, lookup);
     throw notFound('not found');
   }
   const pypi = parsePypiPath(segments, trailingSlash);
