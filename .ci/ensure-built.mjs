@@ -21,3 +21,24 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
   run('npm', ['ci', '--no-audit', '--no-fund']);
 }
 run('npx', ['--no-install', 'tsc', '-b']);
+
+// `--system-tools`: the demo's hermetic build needs bubblewrap (the sandbox), git (the checkout) and strace (the
+// network monitor). On a fresh Debian machine as root they are installed from Debian; otherwise the demo explains
+// what is missing and skips only the build stage.
+if (process.argv.includes('--system-tools')) {
+  const needed = { bwrap: 'bubblewrap', git: 'git', strace: 'strace' };
+  const onPath = (cmd) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, cmd)));
+  const missing = Object.entries(needed).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg);
+  if (missing.length > 0) {
+    if (process.getuid?.() === 0 && onPath('apt-get')) {
+      console.error(`airlock: installing ${missing.join(' ')} from Debian for the demo's sandboxed build…`);
+      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+      const apt = (args) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
+      if (!(apt(['update', '-qq']) && apt(['install', '-y', '-qq', '--no-install-recommends', ...missing]))) {
+        console.error(`airlock: could not install ${missing.join(' ')}; the demo will skip the hermetic build`);
+      }
+    } else {
+      console.error(`airlock: ${missing.join(', ')} not installed (apt-get install ${missing.join(' ')} as root); the demo will skip the hermetic build`);
+    }
+  }
+}
