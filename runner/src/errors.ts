@@ -24,6 +24,10 @@ export type RunnerErrorCode =
   // the host lacks a tool (bwrap, git) or the mirror cannot be reached
   | 'RUNNER_TOOL_MISSING'
   | 'RUNNER_MIRROR_UNAVAILABLE'
+  // the image registry cannot be reached (connection refused, timeout, TLS handshake): retrying may help
+  | 'RUNNER_REGISTRY_UNAVAILABLE'
+  // the registry was reached but the image or its signatures could not be pushed (auth, refused, digest mismatch)
+  | 'RUNNER_IMAGE_PUSH_FAILED'
   | 'RUNNER_INTERNAL';
 
 export class RunnerError extends AirlockError<RunnerErrorCode> {}
@@ -43,6 +47,7 @@ export const EXIT_CODES = {
   REPRODUCIBILITY_FAILED: 12,
   SIGNING_FAILED: 13,
   NOT_IMPLEMENTED: 14,
+  IMAGE_PUSH_FAILED: 15,
 } as const;
 
 export type RunnerExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
@@ -64,6 +69,8 @@ const EXIT_BY_CODE: Record<RunnerErrorCode, RunnerExitCode> = {
   RUNNER_SIGNING_FAILED: EXIT_CODES.SIGNING_FAILED,
   RUNNER_TOOL_MISSING: EXIT_CODES.UNAVAILABLE,
   RUNNER_MIRROR_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
+  RUNNER_REGISTRY_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
+  RUNNER_IMAGE_PUSH_FAILED: EXIT_CODES.IMAGE_PUSH_FAILED,
   RUNNER_INTERNAL: EXIT_CODES.INTERNAL,
 };
 

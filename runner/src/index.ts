@@ -15,6 +15,7 @@ export {
   type CommandBuilderSpec,
   type BazelBuilderSpec,
   type NixBuilderSpec,
+  type ImageSpec,
   type LoadedSpec,
 } from './spec.js';
 export { SCHEMA_FILES, schemaUrl, getValidator } from './schemas.js';
@@ -74,3 +75,16 @@ export {
   type SandboxParameters,
 } from './provenance.js';
 export type { ToolchainEntry } from './toolchain.js';
+export {
+  checkImageRequest,
+  cosignMaterialFromBundle,
+  publishImage,
+  selectImageFiles,
+  DEFAULT_IMAGE_PATH,
+  IMAGE_FILES,
+  type ImageFileResult,
+  type ImageReferrer,
+  type ImageResult,
+  type PublishImageInput,
+  type RegistryOptions,
+} from './image.js';

@@ -28,14 +28,17 @@ import { compareOutputs, describeDifferences, diffoscopeSummary, type RebuildVar
 import { DEFAULT_BRIDGE_PORT, HOST_ETC_READONLY, isPlumbingPath, runSandboxed, SANDBOX_GID, SANDBOX_UID, type SandboxLayout, type SandboxRunResult } from './sandbox.js';
 import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec, type LoadedSpec } from './spec.js';
 import { resolveToolchain, type ToolchainEntry } from './toolchain.js';
+import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
 import { removeTree } from './cleanup.js';
 
 /** The signing port: anything that turns an in-toto statement into a Sigstore bundle (e.g. @airlock/sign's AirlockSigner). */
 export interface AttestationSigner {
   attest(statement: Statement): Promise<unknown>;
+  /** Signs raw bytes (a message-signature bundle); needed for the cosign signature of an OCI image output. */
+  signBlob?(bytes: Buffer): Promise<unknown>;
 }
 
-export type RunPhase = 'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'done';
+export type RunPhase = 'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
 
 export interface ProgressEvent {
   phase: RunPhase;
@@ -77,6 +80,8 @@ export interface RunOptions {
   /** Keep the scratch directory (debugging); its path is in the result. */
   keepWorkDir?: boolean;
   signal?: AbortSignal;
+  /** How to reach the registry of the spec's `image.repository` (runner/src/image.ts). */
+  registry?: RegistryOptions;
 }
 
 export interface ArtifactResult {
@@ -109,6 +114,8 @@ export interface RunResult {
   mirror?: { snapshotId?: string; dependencies: MirrorDependency[]; metadataResponses: number };
   durations: { checkoutMs: number; buildMs: number; rebuildMs?: number; attestMs: number; totalMs: number };
   workDir?: string;
+  /** The pushed OCI image, when the spec has `image`. */
+  image?: ImageResult;
 }
 
 /** PATH inside the sandbox: host /usr (read-only) and the merged-/usr links. */
@@ -179,7 +186,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
   const loaded = typeof spec === 'string' ? loadSpecFile(spec) : loadSpec(spec, options.baseDir);
   checkOptions(options);
   const builder = builderFor(loaded.spec.builder);
-  if (loaded.spec.image) progress('spec', `image output (${loaded.spec.image.repository}) is not implemented by this runner version yet: skipped`);
+  if (loaded.spec.image) checkImageRequest(loaded.spec.image, loaded.spec.source.commit, options);
   const mirrorDependencies = validateMirrorDependencies(options.resolvedMirrorDependencies);
   const outDir = prepareOutDir(options.outDir);
   const tools = await findHostTools(options.networkMonitor ?? 'auto', options.faketime);
@@ -327,6 +334,9 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       }
       artifacts.push(artifact);
     }
+    const image = loaded.spec.image
+      ? await publishImage({ image: loaded.spec.image, outDir, workDir: join(runDir, 'image'), outputs: firstOutputs, predicate, provenance: input, ...(options.signer ? { signer: options.signer } : {}), ...(options.registry ? { registry: options.registry } : {}), progress: (m) => progress('image', m) })
+      : undefined;
     const attestMs = Date.now() - tAttest;
     const s = first.source;
     progress('done', `${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} built`);
@@ -347,6 +357,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       ...(mirror ? { mirror: { ...(mirrorSnapshotId ? { snapshotId: mirrorSnapshotId } : {}), dependencies: input.mirrorDependencies as MirrorDependency[], metadataResponses: recorded.metadataResponses } } : {}),
       durations: { checkoutMs, buildMs, ...(rebuildMs !== undefined ? { rebuildMs } : {}), attestMs, totalMs: Date.now() - t0 },
       ...(options.keepWorkDir ? { workDir: runDir } : {}),
+      ...(image ? { image } : {}),
     };
   } finally {
     await mirror?.close();

@@ -74,5 +74,8 @@ function patternHint(instancePath: string): string | undefined {
   }
   if (instancePath === '/source/commit') return 'must be a full 40-hex lowercase commit id';
   if (instancePath.startsWith('/env/')) return 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)';
+  if (/^\/image\/(files|executable)\/\d+$/.test(instancePath)) return "must be a relative '/'-separated pattern over output names, without '.', '..' or empty segments";
+  if (instancePath === '/image/path' || instancePath === '/image/workingDir') return "must be an absolute '/'-separated path without '.', '..' or empty segments or a trailing '/'";
+  if (instancePath === '/image/tag') return "must be a tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) not starting with 'sha256-' (reserved for signatures and the referrers index)";
   return undefined;
 }

@@ -14,7 +14,31 @@ export interface BuildSpec {
   env?: string[];
   reproducible?: boolean;
   timeoutSeconds?: number;
-  image?: { type: 'oci'; repository: string };
+  image?: ImageSpec;
+}
+
+/**
+ * OCI image output: the selected outputs as one reproducible layer, pushed to `repository` and signed
+ * (schemas/build-spec.v1.schema.json `image`; runner/README.md "Image output").
+ */
+export interface ImageSpec {
+  type: 'oci';
+  /** `registry-host[:port]/path`, without tag or digest. */
+  repository: string;
+  /** Tag pushed besides the digest; default: the first 12 hex digits of `source.commit`. */
+  tag?: string;
+  /** Patterns over the declared outputs' names (the `outputs` glob syntax) to put in the image; default: every output. */
+  files?: string[];
+  /** Absolute directory in the image the files go under (keeping their relative paths); default `/app`. */
+  path?: string;
+  entrypoint?: string[];
+  /** Default: `path`. */
+  workingDir?: string;
+  /**
+   * Patterns over the output names whose files get mode 0755 (all others 0644). Default: the files the build
+   * left executable.
+   */
+  executable?: string[];
 }
 
 export interface SourceSpec {

@@ -1,8 +1,10 @@
+import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import { parseImageReference, readCosignAttestations, readCosignSignatures, readSigstoreBundles, RegistryClient, type FetchedBundle } from '@airlock/oci';
 import { readEndpoints } from '@airlock/plane';
-import { EXIT_CODES, RunnerError, exitCodeFor, runBuild, type RunResult } from '@airlock/runner';
+import { EXIT_CODES, RunnerError, cosignMaterialFromBundle, exitCodeFor, runBuild, type ImageResult, type RegistryOptions, type RunResult } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
 import { BundleVerifier } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
@@ -18,6 +20,10 @@ interface RunFlags extends SigningFlags, OutputOptions {
   verify: boolean;
   workRoot?: string;
   keepWorkDir?: boolean;
+  registryPlainHttp?: boolean;
+  registryCa?: string;
+  registryUsername?: string;
+  registryPasswordFile?: string;
 }
 
 /** One signed artifact as the summary reports it. */
@@ -51,6 +57,10 @@ export function registerRunCommand(program: Command): void {
     .option('--no-verify', 'skip verifying the written bundles against the trusted root')
     .option('--work-root <dir>', 'where the scratch directory is made (default: the OS temp dir)')
     .option('--keep-work-dir', 'keep the scratch directory (debugging)')
+    .option('--registry-plain-http', "push the spec's OCI image over plain HTTP (loopback or lab registries)")
+    .option('--registry-ca <pem>', 'PEM file of the CA certificate(s) trusted for the registry (instead of the system store)')
+    .option('--registry-username <user>', 'registry user for HTTP Basic auth (with --registry-password-file)')
+    .option('--registry-password-file <file>', 'file holding the registry password')
     .option('--json', 'machine-readable result on stdout')
     .option('-q, --quiet', 'no progress output')
     .addHelpText(
@@ -62,8 +72,13 @@ export function registerRunCommand(program: Command): void {
         "mirror's snapshot, so provenance lists exactly the blobs used. With `reproducible: true` it builds twice",
         '(different path, hostname, environment and clock) and compares the outputs.',
         '',
-        'Exit codes: 0 ok, 1 internal error, 2 spec error, 3 a tool or the mirror is unavailable, 10 build failed,',
-        '11 hermeticity violation, 12 not reproducible, 13 signing failed, 14 builder not implemented.',
+        'With `image` in the spec the outputs are also pushed as a reproducible OCI image, with a cosign signature,',
+        'the provenance and SBOM as cosign attestations and Sigstore bundles as referrers; unless --no-verify, they',
+        'are read back from the registry and verified.',
+        '',
+        'Exit codes: 0 ok, 1 internal error, 2 spec error, 3 a tool, the mirror or the registry is unavailable,',
+        '10 build failed, 11 hermeticity violation, 12 not reproducible, 13 signing failed, 14 builder not',
+        'implemented, 15 image push refused.',
         '',
         'Example:',
         '  airlock up --data plane &',
@@ -88,9 +103,40 @@ export interface RunCommandResult {
   reproducibility: RunResult['reproducibility']['status'];
   hermeticity: RunResult['hermeticity'];
   mirror?: { snapshotId?: string; dependencies: number };
+  image?: RunImageSummary;
   verified: boolean;
   logs: { build: string; rebuild?: string };
   durations: RunResult['durations'];
+}
+
+/** The pushed image as the summary reports it. */
+export interface RunImageSummary {
+  reference: string;
+  digest: string;
+  tags: string[];
+  signature?: { tag: string; manifestDigest: string };
+  attestations?: { tag: string; manifestDigest: string };
+  referrers: { kind: string; digest: string }[];
+  referrersIndex?: { tag: string; digest?: string };
+  metadata: string;
+  verified: boolean;
+}
+
+function registryOptions(flags: RunFlags): RegistryOptions {
+  if (flags.registryUsername !== undefined && flags.registryPasswordFile === undefined) throw new UsageError('--registry-username needs --registry-password-file');
+  if (flags.registryPasswordFile !== undefined && flags.registryUsername === undefined) throw new UsageError('--registry-password-file needs --registry-username');
+  const read = (path: string, what: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read ${what} '${path}': ${(e as Error).message}`);
+    }
+  };
+  return {
+    ...(flags.registryPlainHttp ? { plainHttp: true } : {}),
+    ...(flags.registryCa !== undefined ? { caCertPem: read(flags.registryCa, 'registry CA certificate') } : {}),
+    ...(flags.registryUsername !== undefined ? { username: flags.registryUsername, password: read(flags.registryPasswordFile!, 'registry password file').replace(/\r?\n$/, '') } : {}),
+  };
 }
 
 async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
@@ -102,6 +148,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
     signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
   }
+  const registry = registryOptions(flags);
   const started = Date.now();
   const result = await runBuild(flags.spec, {
     outDir: flags.out,
@@ -111,12 +158,19 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     ...(flags.mirrorSocket ? { mirrorUnixSocket: flags.mirrorSocket } : {}),
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),
     ...(flags.keepWorkDir ? { keepWorkDir: true } : {}),
+    registry,
     onProgress: (e) => info(flags, `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${e.phase.padEnd(8)} ${e.message}`),
   });
   let verified = false;
   if (signer && flags.verify) {
     verified = verifyOutputs(result, flags, endpoints?.identityIssuerUrl, subject);
     info(flags, `verified ${result.artifacts.length * 2} bundles against the trusted root`);
+  }
+  let imageVerified = false;
+  if (result.image && result.image.signed && verified && endpoints && subject) {
+    const n = await verifyImage(result.image, flags, registry, { issuer: endpoints.identityIssuerUrl, subject });
+    imageVerified = true;
+    info(flags, `verified the image's ${n} Sigstore bundles, its cosign signature and attestations, read back from ${result.image.registry}`);
   }
   return {
     invocationId: result.invocationId,
@@ -133,7 +187,8 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     reproducibility: result.reproducibility.status,
     hermeticity: result.hermeticity,
     ...(result.mirror ? { mirror: { ...(result.mirror.snapshotId ? { snapshotId: result.mirror.snapshotId } : {}), dependencies: result.mirror.dependencies.length } } : {}),
-    verified,
+    ...(result.image ? { image: imageSummary(result.image, imageVerified) } : {}),
+    verified: verified && (result.image === undefined || imageVerified),
     logs: { build: result.logPath, ...(result.rebuildLogPath ? { rebuild: result.rebuildLogPath } : {}) },
     durations: result.durations,
   };
@@ -184,6 +239,108 @@ function humanSummary(r: RunCommandResult): string {
     lines.push(`    provenance ${a.provenance.bundle ?? a.provenance.statement}${a.provenance.logIndex !== undefined ? `  (log index ${a.provenance.logIndex})` : ''}`);
     lines.push(`    sbom       ${a.sbom.bundle ?? a.sbom.statement}${a.sbom.logIndex !== undefined ? `  (log index ${a.sbom.logIndex})` : ''}`);
   }
+  if (r.image) {
+    const i = r.image;
+    lines.push(`  image ${i.reference}  (tag${i.tags.length === 1 ? '' : 's'} ${i.tags.join(', ')})`);
+    if (i.signature) lines.push(`    signature   ${i.signature.tag}  ${i.signature.manifestDigest}`);
+    if (i.attestations) lines.push(`    attestations ${i.attestations.tag}  ${i.attestations.manifestDigest}`);
+    for (const ref of i.referrers) lines.push(`    referrer ${ref.kind.padEnd(10)} ${ref.digest}`);
+    if (i.referrersIndex) lines.push(`    referrers index ${i.referrersIndex.tag}${i.referrersIndex.digest ? `  ${i.referrersIndex.digest}` : ''}`);
+    lines.push(`    ${i.metadata}${i.verified ? '; read back and verified' : ''}`);
+  }
   lines.push(`  verified: ${r.verified ? 'yes' : 'no'}; log: ${r.logs.build}`);
   return lines.join('\n');
+}
+
+function imageSummary(i: ImageResult, verified: boolean): RunImageSummary {
+  return {
+    reference: i.reference,
+    digest: i.digest,
+    tags: i.tags,
+    ...(i.signature ? { signature: { tag: i.signature.tag, manifestDigest: i.signature.manifestDigest } } : {}),
+    ...(i.attestations ? { attestations: { tag: i.attestations.tag, manifestDigest: i.attestations.manifestDigest } } : {}),
+    referrers: i.referrers.map((r) => ({ kind: r.kind, digest: r.digest })),
+    ...(i.referrersIndex ? { referrersIndex: i.referrersIndex } : {}),
+    metadata: i.metadataPath,
+    verified,
+  };
+}
+
+/**
+ * Reads the image's signatures back from the registry, as a deployer would, and verifies them: every Sigstore
+ * bundle this run attached (found through the referrers API or the `sha256-<hex>` index) against the trusted root,
+ * the runner identity and the image digest; the cosign `.sig` layer against the signature bundle (same signature and
+ * certificate, and the signature checks over the payload it stores); each `.att` envelope equal to a verified
+ * bundle's envelope. Returns the number of bundles verified.
+ */
+async function verifyImage(image: ImageResult, flags: RunFlags, registry: RegistryOptions, policy: { issuer: string; subject: string }): Promise<number> {
+  const verifier = new BundleVerifier(readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root'));
+  const client = new RegistryClient({
+    url: image.registryUrl,
+    ...(registry.caCertPem !== undefined ? { ca: registry.caCertPem } : {}),
+    ...(registry.username !== undefined ? { auth: { username: registry.username, password: registry.password ?? '' } } : {}),
+  });
+  const repo = parseImageReference(image.reference).repository;
+  const fail = (what: string, cause?: unknown): never => {
+    throw new RunnerError('RUNNER_SIGNING_FAILED', `the image ${image.reference}: ${what}${cause ? `: ${(cause as Error).message}` : ''}`, cause ? { cause } : {});
+  };
+  const read = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (cause) {
+      throw new RunnerError('RUNNER_IMAGE_PUSH_FAILED', `reading ${what} of ${image.reference} back from the registry failed: ${(cause as Error).message}`, { cause });
+    }
+  };
+  for (const tag of image.tags) {
+    const d = await read(`tag ${tag}`, () => client.manifestDigest(repo, tag));
+    if (d !== image.digest) fail(`tag ${tag} points at ${d ?? 'nothing'}, not at the pushed digest`);
+  }
+  const bundles = await read('the Sigstore bundles', () => readSigstoreBundles(client, repo, image.digest));
+  const artifactDigest = { sha256: image.digest.slice('sha256:'.length) };
+  const found = (digest: string): FetchedBundle => bundles.find((b) => b.manifestDigest === digest) ?? fail(`the referrer ${digest} is not listed for it in the registry`);
+  const envelopes: { payload: string; sig: string }[] = [];
+  let messageBundle: { signature: string; bundle: unknown } | undefined;
+  for (const r of image.referrers) {
+    const b = found(r.digest);
+    if (r.kind === 'signature') {
+      const signature = (b.bundle as { messageSignature?: { signature?: unknown } }).messageSignature?.signature;
+      if (typeof signature !== 'string') fail('its signature referrer holds no message signature');
+      messageBundle = { signature: signature as string, bundle: b.bundle };
+      continue;
+    }
+    const expectedPredicateType = r.kind === 'provenance' ? 'https://slsa.dev/provenance/v1' : 'https://cyclonedx.org/bom';
+    try {
+      verifier.verify(b.bundle, { artifactDigest, subjectName: image.repository, policy, expectedPredicateType });
+    } catch (cause) {
+      fail(`its ${r.kind} bundle (referrer ${r.digest}) does not verify`, cause);
+    }
+    const env = (b.bundle as { dsseEnvelope?: { payload?: string; signatures?: { sig?: string }[] } }).dsseEnvelope;
+    envelopes.push({ payload: env?.payload ?? '', sig: env?.signatures?.[0]?.sig ?? '' });
+  }
+  if (messageBundle) {
+    const sigs = await read('the cosign signatures', () => readCosignSignatures(client, repo, image.digest));
+    const layer = sigs.find((s) => s.signature === messageBundle!.signature);
+    if (!layer) fail(`no layer of ${image.signature?.tag ?? 'its .sig tag'} carries the signature of its signature bundle`);
+    if (!layer!.payloadMatchesImage) fail(`the cosign payload in ${image.signature?.tag} names ${layer!.simpleSigning?.manifestDigest ?? 'no digest'}, not the image`);
+    try {
+      verifier.verify(messageBundle.bundle, { artifact: layer!.payload, policy });
+    } catch (cause) {
+      fail(`its signature bundle does not verify over the cosign payload`, cause);
+    }
+    const expected = cosignMaterialFromBundle(messageBundle.bundle).certificate;
+    if (expected !== undefined) {
+      if (layer!.certificate !== expected) fail(`the certificate on ${image.signature?.tag} is not the one in its signature bundle`);
+      const key = new X509Certificate(layer!.certificate!).publicKey;
+      if (!cryptoVerify('sha256', layer!.payload, key, Buffer.from(layer!.signature, 'base64'))) fail(`the signature on ${image.signature?.tag} does not check against its certificate`);
+    }
+  }
+  if (envelopes.length > 0) {
+    const atts = await read('the cosign attestations', () => readCosignAttestations(client, repo, image.digest));
+    for (const e of envelopes) {
+      if (!atts.some((a) => a.envelope?.payload === e.payload && a.envelope.signatures.some((s) => s.sig === e.sig))) {
+        fail(`${image.attestations?.tag ?? 'its .att tag'} lacks the envelope of a verified bundle`);
+      }
+    }
+  }
+  return image.referrers.length;
 }
