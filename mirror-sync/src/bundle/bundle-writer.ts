@@ -3,13 +3,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HashingTransform, MultiHasher } from '@airlock/core';
+import { HashingTransform, MultiHasher, transferTarHeader } from '@airlock/core';
 import tar from 'tar-stream';
 import { SyncError } from '../errors.js';
 import { compareStrings } from '../manifest.js';
-
-/** Fixed header fields: same inputs → same bytes (no clock, no uid/gid/user names, 0644, plain files only). */
-const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), type: 'file' as const };
 
 export interface BundleFile {
   /** Path inside the tar, e.g. `attestations/manifest.sigstore.json`. */
@@ -69,7 +66,8 @@ export async function writeBundle(
 
 function addBuffer(pack: tar.Pack, name: string, bytes: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry({ ...FIXED, name, size: bytes.byteLength }, Buffer.from(bytes), (err) => (err ? reject(err) : resolve()));
+    // Fixed header fields shared with the importer, which accepts nothing else (see transferTarHeader).
+    pack.entry(transferTarHeader(name, bytes.byteLength), Buffer.from(bytes), (err) => (err ? reject(err) : resolve()));
   });
 }
 
@@ -77,7 +75,7 @@ async function addBlob(pack: tar.Pack, blob: BundleBlob): Promise<void> {
   const name = `blobs/sha256/${blob.sha256}`;
   let sink!: ReturnType<tar.Pack['entry']>;
   const finished = new Promise<void>((resolve, reject) => {
-    sink = pack.entry({ ...FIXED, name, size: blob.size }, (err) => (err ? reject(err) : resolve()));
+    sink = pack.entry(transferTarHeader(name, blob.size), (err) => (err ? reject(err) : resolve()));
   });
   finished.catch(() => {}); // observed below; avoid an unhandled rejection while we are still writing
   const check = new MultiHasher(['sha256']);

@@ -4,3 +4,4 @@ export * from './canonical-json.js';
 export * from './digest.js';
 export * from './dsse.js';
 export * from './intoto.js';
+export * from './transfer-tar.js';

@@ -2,6 +2,7 @@ import { AirlockError } from '@airlock/core';
 
 export type VerifyErrorCode =
   | 'VERIFY_BUNDLE_MALFORMED'
+  | 'VERIFY_BUNDLE_NONCANONICAL'
   | 'VERIFY_TRUSTED_ROOT'
   | 'VERIFY_SIGNATURE'
   | 'VERIFY_CERTIFICATE'

@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './trusted-root.js';
 export * from './verifier.js';
+export * from './strict-bundle.js';

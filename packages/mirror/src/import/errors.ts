@@ -1,7 +1,8 @@
 import { AirlockError } from '@airlock/core';
 
 export type ImportErrorCode =
-  | 'IMPORT_ARCHIVE_UNSAFE' // absolute path, `..`, link, device, directory, duplicate name, bad header
+  | 'IMPORT_ARCHIVE_UNSAFE' // absolute path, `..`, link, device, directory, extension header, duplicate name, truncated
+  | 'IMPORT_ARCHIVE_NONCANONICAL' // a header, padding or end block not byte-identical to what the sync job writes; trailing data
   | 'IMPORT_UNEXPECTED_ENTRY' // a file the manifest does not name, or out of order
   | 'IMPORT_TOO_LARGE' // an entry over the configured limit
   | 'IMPORT_MANIFEST_INVALID' // not JSON or not the schema

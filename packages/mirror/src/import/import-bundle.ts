@@ -1,11 +1,11 @@
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
-import tar from 'tar-stream';
+import type { Readable } from 'node:stream';
 import { AirlockError, canonicalBytes, hasErrorCode, sha256Hex, type Statement } from '@airlock/core';
 import type { ImportSession, MirrorEntryInput, MirrorStore, SnapshotManifest, SnapshotRecord } from '@airlock/cas';
-import { BundleVerifier, type IdentityPolicy, type VerificationResult } from '@airlock/verify';
+import { BundleVerifier, parseBundleStrict, type IdentityPolicy, type VerificationResult } from '@airlock/verify';
 import { ImportError } from './errors.js';
 import { validateTransferManifest } from './manifest-schema.js';
+import { readStrictTar } from './strict-tar.js';
 
 export const TRANSFER_MANIFEST_PREDICATE_TYPE = 'https://airlock.dev/attestation/transfer-manifest/v1';
 export const CYCLONEDX_PREDICATE_TYPE = 'https://cyclonedx.org/bom';
@@ -51,11 +51,13 @@ export interface ImportResult {
 
 /**
  * Imports a transfer bundle, verifying all of it before anything becomes visible:
- *  1. archive hygiene on every tar header (plain files only, safe names, no duplicates, size limits),
- *  2. `manifest.json` first, then the attestations: the manifest's Sigstore bundle must verify against the
+ *  1. the archive is read strictly (strict-tar.ts): every header, padding byte and end block must be exactly
+ *     what the sync job writes; plus hygiene (plain files only, safe names, no duplicates, size limits),
+ *  2. `manifest.json` first, then the attestations: the manifest's Sigstore bundle must be in canonical form
+ *     (byte for byte the protobuf-specs JSON encoding, so no unsigned byte of it can vary) and verify against the
  *     trusted root and the configured sync identity, and its in-toto statement must name exactly this manifest
- *     (by sha256) and exactly the manifest's blobs; the manifest must match its schema; the snapshot must extend
- *     the store's head (no rollback, no replay, no gap unless allowed),
+ *     (by sha256, so every byte of manifest.json is signed) and exactly the manifest's blobs; the manifest must
+ *     match its schema; the snapshot must extend the store's head (no rollback, no replay, no gap unless allowed),
  *  3. every blob, streamed into a staging session of the store with its digest and size checked,
  *  4. one atomic commit. Any failure aborts the session: the store stays exactly as it was.
  */
@@ -65,9 +67,6 @@ export async function importBundle(source: string | Readable, options: ImportOpt
   const maxManifest = options.maxManifestBytes ?? 256 * 1024 ** 2;
   const maxAttestation = options.maxAttestationBytes ?? 64 * 1024 ** 2;
   const input = typeof source === 'string' ? createReadStream(source, { highWaterMark: 1 << 20 }) : source;
-  const extract = tar.extract();
-  input.on('error', (err: Error) => extract.destroy(err));
-  input.pipe(extract);
 
   const seen = new Set<string>();
   const attestations = new Map<string, Buffer>();
@@ -81,24 +80,25 @@ export async function importBundle(source: string | Readable, options: ImportOpt
   let bytes = 0;
 
   try {
-    for await (const entry of extract) {
-      const header = entry.header;
-      const name = checkHeader(header, seen);
+    for await (const entry of readStrictTar(input)) {
+      const name = entry.name;
+      if (seen.has(name)) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' appears twice`);
+      seen.add(name);
       if (name === MANIFEST) {
         if (seen.size !== 1) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `${MANIFEST} must be the first entry of the bundle`);
-        manifestBytes = await readBounded(chunksOf(entry), header.size ?? 0, maxManifest, name);
+        manifestBytes = await readBounded(entry.body, entry.size, maxManifest, name);
         continue;
       }
       if (!manifestBytes) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `'${name}' comes before ${MANIFEST}: not a transfer bundle`);
       if (ATTESTATION_NAMES.has(name)) {
         if (verified) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `attestation '${name}' after the first blob`);
-        attestations.set(name, await readBounded(chunksOf(entry), header.size ?? 0, maxAttestation, name));
+        attestations.set(name, await readBounded(entry.body, entry.size, maxAttestation, name));
         continue;
       }
       const blob = BLOB_NAME.exec(name);
       if (!blob) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `unexpected entry '${name}' in the bundle`);
       // Checked on the header, before any signature work: an oversized entry is refused whoever signed it.
-      if (header.size! > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob entry '${name}' is ${header.size} bytes, over the limit of ${maxBlob}`);
+      if (entry.size > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob entry '${name}' is ${entry.size} bytes, over the limit of ${maxBlob}`);
       if (!verified) {
         ({ manifest, verified } = verifyHead(manifestBytes, attestations, options));
         for (const b of manifest.blobs) expectedBlobs.set(b.sha256, b.size);
@@ -109,9 +109,9 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       const sha256 = blob[1]!;
       const size = expectedBlobs.get(sha256);
       if (size === undefined) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `blob ${sha256} is not listed in the manifest`);
-      if ((header.size ?? -1) !== size) throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: archive says ${header.size} bytes, manifest says ${size}`);
+      if (entry.size !== size) throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: archive says ${entry.size} bytes, manifest says ${size}`);
       try {
-        const put = await session!.put(chunksOf(entry), { sha256, size }, { maxSize: maxBlob });
+        const put = await session!.put(entry.body, { sha256, size }, { maxSize: maxBlob });
         if (put.created) newBlobs++;
       } catch (cause) {
         if (hasErrorCode(cause, 'CAS_DIGEST_MISMATCH') || hasErrorCode(cause, 'CAS_SIZE_MISMATCH')) {
@@ -137,7 +137,7 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       throw new ImportError('IMPORT_BLOB_MISSING', `the bundle lacks ${missing.length} blob(s) its manifest lists, e.g. ${missing[0]}`, { details: { missing: missing.slice(0, 20) } });
     }
     const signedBundles: Record<string, unknown> = {};
-    for (const [n, b] of attestations) if (n.endsWith('.sigstore.json')) signedBundles[n] = JSON.parse(b.toString('utf8'));
+    for (const [n, b] of attestations) if (n.endsWith('.sigstore.json')) signedBundles[n] = strictBundle(b, n);
     let snapshot: SnapshotRecord;
     try {
       snapshot = await session!.commit({
@@ -162,33 +162,15 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       durationMs: Math.round(performance.now() - started),
     };
   } catch (err) {
-    extract.destroy();
     input.destroy();
     if (session) await session.abort().catch(() => undefined);
     if (err instanceof ImportError) throw err;
     if (hasErrorCode(err, 'CAS_SIZE_LIMIT')) throw new ImportError('IMPORT_TOO_LARGE', (err as Error).message, { cause: err });
     // The store's own refusals (another import holds it, it is closed…) are not archive problems.
     if (err instanceof AirlockError) throw mapStoreError(err);
-    // tar-stream's own parse errors (bad checksum, truncated archive) are archive problems.
+    // Anything else (the source stream failing…) means the bundle could not be read.
     throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `cannot read the bundle: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/** tar-stream entries are streamx Readables: async-iterable Buffers. */
-function chunksOf(entry: AsyncIterable<unknown>): AsyncIterable<Buffer> {
-  return entry as AsyncIterable<Buffer>;
-}
-
-function checkHeader(header: tar.Header, seen: Set<string>): string {
-  const name = header.name;
-  if (header.type !== 'file') throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' is a ${header.type ?? 'unknown type'}, only plain files are allowed`);
-  if (name.includes('\0') || name.includes('\\')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry name '${JSON.stringify(name)}' has a NUL or backslash`);
-  if (name.startsWith('/')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has an absolute path`);
-  if (name.split('/').some((seg: string) => seg === '..' || seg === '.' || seg === '')) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has an empty, '.' or '..' path segment`);
-  if (seen.has(name)) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' appears twice`);
-  if (typeof header.size !== 'number' || header.size < 0) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' has no valid size`);
-  seen.add(name);
-  return name;
 }
 
 async function readBounded(stream: AsyncIterable<Buffer>, declared: number, limit: number, name: string): Promise<Buffer> {
@@ -211,6 +193,18 @@ function parseJson(bytes: Buffer, what: string): unknown {
   }
 }
 
+/**
+ * A Sigstore bundle file, accepted only byte for byte in canonical form: its signatures cover the decoded
+ * values, not their JSON spelling (base64 padding bits, unknown fields, whitespace), which must not vary either.
+ */
+function strictBundle(bytes: Buffer, what: string): unknown {
+  try {
+    return parseBundleStrict(bytes).json;
+  } catch (cause) {
+    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${what}: ${(cause as Error).message}`, { cause, details: { code: (cause as { code?: string }).code } });
+  }
+}
+
 /** Verifies signatures, statement coverage and schema; returns the parsed manifest. */
 function verifyHead(
   manifestBytes: Buffer,
@@ -221,9 +215,10 @@ function verifyHead(
   if (!bundleBytes) throw new ImportError('IMPORT_SIGNATURE_INVALID', `the bundle has no ${MANIFEST_BUNDLE}: unsigned bundles are refused`);
   const verifier = new BundleVerifier(options.trustedRoot);
   const manifestSha256 = sha256Hex(manifestBytes);
+  const manifestBundle = strictBundle(bundleBytes, MANIFEST_BUNDLE);
   let result: VerificationResult;
   try {
-    result = verifier.verify(parseJson(bundleBytes, MANIFEST_BUNDLE), {
+    result = verifier.verify(manifestBundle, {
       artifactDigest: { sha256: manifestSha256 },
       subjectName: MANIFEST,
       policy: options.syncIdentity,
@@ -244,8 +239,9 @@ function verifyHead(
   const sbomBundle = attestations.get(SBOM_BUNDLE);
   if (sbom || sbomBundle) {
     if (!sbom || !sbomBundle) throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} and ${SBOM_BUNDLE} must come together`);
+    const parsedSbomBundle = strictBundle(sbomBundle, SBOM_BUNDLE);
     try {
-      const r = verifier.verify(parseJson(sbomBundle, SBOM_BUNDLE), {
+      const r = verifier.verify(parsedSbomBundle, {
         artifactDigest: { sha256: sha256Hex(sbom) },
         policy: options.syncIdentity,
         expectedPredicateType: CYCLONEDX_PREDICATE_TYPE,
@@ -254,6 +250,14 @@ function verifyHead(
     } catch (cause) {
       throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM_BUNDLE}: ${(cause as Error).message}`, { cause });
     }
+    // Signed by digest already; the writer's canonical JSON is required as well, like every other file.
+    let canonical: Buffer | undefined;
+    try {
+      canonical = canonicalBytes(JSON.parse(sbom.toString('utf8')));
+    } catch {
+      canonical = undefined;
+    }
+    if (!canonical?.equals(sbom)) throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} is signed but not in canonical JSON form (RFC 8785) as the sync job writes it`);
   }
   return { manifest: m, verified: { signer: result.signer, logIndexes } };
 }
