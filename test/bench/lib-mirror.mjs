@@ -4,7 +4,7 @@
 // `package/…` layout, with a dependency graph and scoped names); the trust plane + signer; child-process helpers.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -336,8 +336,11 @@ export function prng(seed) {
 
 const NPM_MTIME = new Date('1985-10-26T08:15:00.000Z'); // what npm pack stamps on every entry
 
-/** A .tgz in npm's layout (`package/<path>`), gzip-compressed, from `{ path: string|Buffer }`. */
-export async function npmTarball(files) {
+/**
+ * A .tgz in npm's layout (`package/<path>`), gzip-compressed, from `{ path: string|Buffer }`. `level` 9 as npm
+ * pack does; a lower one for incompressible payloads, where it only costs time.
+ */
+export async function npmTarball(files, { level = 9 } = {}) {
   const pack = tar.pack();
   const chunks = [];
   pack.on('data', (c) => chunks.push(c));
@@ -353,7 +356,7 @@ export async function npmTarball(files) {
   }
   pack.finalize();
   await ended;
-  return gzipSync(Buffer.concat(chunks), { level: 9 });
+  return gzipSync(Buffer.concat(chunks), { level });
 }
 
 export const sriSha512 = (b) => `sha512-${createHash('sha512').update(b).digest('base64')}`;
@@ -576,6 +579,57 @@ export function median(xs) {
 }
 
 export const round = (x, digits = 2) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
+
+/** `pid` and all its descendants (Linux /proc; [] elsewhere). */
+export function processTree(pid) {
+  const parents = new Map();
+  let names;
+  try {
+    names = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return [];
+  }
+  for (const n of names) {
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!parents.has(ppid)) parents.set(ppid, []);
+      parents.get(ppid).push(Number(n));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = [];
+  const visit = (p) => {
+    out.push(p);
+    for (const c of parents.get(p) ?? []) visit(c);
+  };
+  visit(pid);
+  return out;
+}
+
+const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux architecture Node runs on
+
+/**
+ * CPU time (ms, user and system) used so far by `pids` (Linux /proc/<pid>/stat; an exited pid counts 0). Sampled
+ * before and after a load run, it gives the server's CPU cost per request — much steadier on a shared machine than
+ * requests/s, which moves with everything else the cores run.
+ */
+export function cpuTimeMs(pids) {
+  let user = 0;
+  let system = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      user += Number(f[11]);
+      system += Number(f[12]);
+    } catch {
+      // exited
+    }
+  }
+  return { user: (user * 1000) / CLOCK_TICKS, system: (system * 1000) / CLOCK_TICKS };
+}
 
 /** The 1-minute load average and core count, printed with every result: the machine is shared. */
 export async function machineLoad() {

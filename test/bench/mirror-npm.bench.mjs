@@ -6,23 +6,31 @@
 //   - the real npm writes the lockfile (`npm install --package-lock-only`),
 //   - airlock syncs them (`syncToBundle`, signed through an in-process trust plane, with the CycloneDX SBOM) and
 //     imports the bundle (`airlock mirror import`, signature + identity + every blob verified),
-//   - Verdaccio 6.8 (installed with npm into a temp prefix, offline config: no uplinks) receives them through its
-//     publish API (what `npm publish` sends), so it serves from its own local storage.
+//   - Verdaccio 6.8.0 (installed once with npm, exact version, into a cache dir outside the repository, never a
+//     project dependency; offline config: no uplinks) receives them through its publish API (what `npm publish`
+//     sends), so it serves from its own local storage. If it cannot be installed, it is skipped as a peer (with the
+//     reason, in the output and in BENCH_JSON) and airlock is still measured.
 // The upstream is then stopped. Each `npm ci` runs with an empty cache (`--cache <fresh dir> --prefer-online`),
 // `--no-audit --no-fund`, no node_modules; two lockfiles: with `resolved` (npm fetches tarballs only) and without
 // (omit-lockfile-registry-resolved: npm asks for every packument too). Servers alternate order every repetition
 // (the machine is shared); medians are reported, with `npm ci --offline` from a warm cache as npm's own floor.
+// Last, a short tarball-GET throughput run over the same tarballs: Verdaccio, airlock, and nginx serving them as
+// static files (mirror-get.bench.mjs is the full GET comparison).
 //
-// Env: BENCH_NPM_REPS (default 3), BENCH_VERDACCIO_DIR (reuse an existing install prefix holding
-//      node_modules/verdaccio instead of installing one into a temp dir).
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Env: BENCH_NPM_REPS (default 3), BENCH_NPM_GET_SECONDS (tarball-GET run per server, default 4; 0 skips it),
+//      BENCH_VERDACCIO_DIR (an install prefix holding node_modules/verdaccio at that version, instead of
+//      $XDG_CACHE_HOME or ~/.cache /airlock-bench/verdaccio-<version>).
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { emit, printTable, ratio, skip, which } from './lib.mjs';
 import {
   CLI,
   cliImportArgs,
   createScope,
+  fetchSha256,
+  findNginx,
   freePort,
   generateNpmPackages,
   importBuilt,
@@ -38,14 +46,17 @@ import {
   runOk,
   serveNpmPackages,
   startCliJson,
+  startNginx,
   startSigning,
   startUpstream,
   waitForHttp,
 } from './lib-mirror.mjs';
+import { loadGenerator } from './lib-mirror-load.mjs';
 
 const REPS = Math.max(1, Number(process.env.BENCH_NPM_REPS ?? 3));
 const VERDACCIO_VERSION = '6.8.0'; // 6.9+ needs Node 22
 const BUDGET_MS = 150_000; // measurement phase: no repetition is started that would end after this
+const GET_SECONDS = Math.max(0, Number(process.env.BENCH_NPM_GET_SECONDS ?? 4));
 
 const npm = which('npm');
 if (!npm) skip('npm not installed');
@@ -55,19 +66,61 @@ const { syncToBundle } = await importBuilt('mirror-sync');
 const { sbomFromManifest } = await importBuilt('packages/sbom');
 const scope = createScope('npm');
 
-/** Installs Verdaccio into a temp prefix (or reuses BENCH_VERDACCIO_DIR); resolves to its bin script, or a skip reason. */
-async function installVerdaccio() {
-  const reuse = process.env.BENCH_VERDACCIO_DIR;
-  if (reuse && existsSync(join(reuse, 'node_modules', 'verdaccio', 'bin', 'verdaccio'))) {
-    return { bin: join(reuse, 'node_modules', 'verdaccio', 'bin', 'verdaccio'), seconds: 0, reused: true };
-  }
-  const prefix = scope.dir('verdaccio-install');
-  // verdaccio-audit needs node-fetch 2.7.0 pinned (see the notes on Verdaccio as a benchmark peer).
-  writeFileSync(join(prefix, 'package.json'), JSON.stringify({ name: 'bench-verdaccio', private: true, dependencies: { verdaccio: VERDACCIO_VERSION }, overrides: { 'node-fetch': '2.7.0' } }));
-  const r = await run(npm, ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', '--cache', join(prefix, '.npm-cache')], { cwd: prefix, timeoutMs: 180_000 });
+/**
+ * Verdaccio's install prefix: BENCH_VERDACCIO_DIR, else a cache dir outside the repository
+ * ($XDG_CACHE_HOME or ~/.cache)/airlock-bench/verdaccio-<version>. Never a project dependency.
+ */
+function verdaccioPrefix() {
+  if (process.env.BENCH_VERDACCIO_DIR) return resolve(process.env.BENCH_VERDACCIO_DIR);
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(cache, 'airlock-bench', `verdaccio-${VERDACCIO_VERSION}`);
+}
+
+function installedVerdaccio(prefix) {
   const bin = join(prefix, 'node_modules', 'verdaccio', 'bin', 'verdaccio');
-  if (r.code !== 0 || !existsSync(bin)) return { skip: `could not install verdaccio@${VERDACCIO_VERSION} from the npm registry (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}` };
-  return { bin, seconds: r.ms / 1000, reused: false };
+  try {
+    const { version } = JSON.parse(readFileSync(join(prefix, 'node_modules', 'verdaccio', 'package.json'), 'utf8'));
+    return version === VERDACCIO_VERSION && existsSync(bin) ? bin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Installs verdaccio@VERDACCIO_VERSION (exact) into the cache prefix once, reusing it afterwards; resolves to its
+ * bin script, or to a skip reason. Installs into a temp dir beside the prefix, then renames it into place, so an
+ * interrupted install never leaves a half-populated prefix behind.
+ */
+async function installVerdaccio() {
+  const prefix = verdaccioPrefix();
+  const have = installedVerdaccio(prefix);
+  if (have) return { bin: have, seconds: 0, reused: prefix };
+  if (process.env.BENCH_VERDACCIO_DIR) return { skip: `BENCH_VERDACCIO_DIR=${prefix} holds no verdaccio@${VERDACCIO_VERSION}` };
+  mkdirSync(dirname(prefix), { recursive: true });
+  const staging = mkdtempSync(`${prefix}.partial-`);
+  try {
+    // verdaccio-audit needs node-fetch 2.7.0 pinned (see the notes on Verdaccio as a benchmark peer).
+    writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'bench-verdaccio', private: true, dependencies: { verdaccio: VERDACCIO_VERSION }, overrides: { 'node-fetch': '2.7.0' } }));
+    const r = await run(npm, ['install', '--save-exact', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', '--cache', join(staging, '.npm-cache')], {
+      // The host's own npm configuration (registry, proxy, CA file): this is the one step that talks to the
+      // outside registry. Every npm run of the measurement uses npmEnv() instead.
+      cwd: staging,
+      timeoutMs: 240_000,
+    });
+    if (r.code !== 0 || !installedVerdaccio(staging)) {
+      return { skip: `could not install verdaccio@${VERDACCIO_VERSION} from the npm registry (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}` };
+    }
+    rmSync(join(staging, '.npm-cache'), { recursive: true, force: true });
+    try {
+      renameSync(staging, prefix);
+    } catch (err) {
+      // Another bench run installed it meanwhile: use theirs.
+      if (!installedVerdaccio(prefix)) throw err;
+    }
+    return { bin: installedVerdaccio(prefix), seconds: r.ms / 1000, reused: false, prefix };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 /** Verdaccio with an offline config (no uplinks, no proxy), local storage, htpasswd auth; returns { url, child }. */
@@ -219,21 +272,29 @@ await runBench(scope, async () => {
   const imp = await runOk(process.execPath, [CLI, ...cliImportArgs(bundle, store, signing)], { scope });
   console.log(`airlock: sync ${(synced.durationMs / 1000).toFixed(1)} s (${synced.entries} entries, signed + SBOM), import ${(imp.ms / 1000).toFixed(1)} s`);
 
-  // ---- Verdaccio: install, start, publish ----
+  // ---- Verdaccio: install, start, publish (a peer that cannot be installed is skipped; airlock is still measured) ----
   const vi = await verdaccioInstall;
-  if (vi.skip) skip(vi.skip);
-  console.log(`verdaccio@${VERDACCIO_VERSION}: ${vi.reused ? `reused ${process.env.BENCH_VERDACCIO_DIR}` : `installed in ${vi.seconds.toFixed(1)} s`}`);
-  const verdaccio = await startVerdaccio(vi.bin);
-  const tp = performance.now();
-  await publishToVerdaccio(verdaccio.url, packages);
-  console.log(`verdaccio: published ${packages.length} versions in ${((performance.now() - tp) / 1000).toFixed(1)} s`);
+  let verdaccio;
+  let verdaccioSkip;
+  if (vi.skip) {
+    verdaccioSkip = vi.skip;
+    console.log(`verdaccio: SKIPPED as a peer: ${verdaccioSkip}`);
+  } else {
+    console.log(`verdaccio@${VERDACCIO_VERSION}: ${vi.reused ? `reused the install in ${vi.reused}` : `installed into ${vi.prefix} in ${vi.seconds.toFixed(1)} s (kept for later runs)`}`);
+    verdaccio = await startVerdaccio(vi.bin);
+    const tp = performance.now();
+    await publishToVerdaccio(verdaccio.url, packages);
+    console.log(`verdaccio: published ${packages.length} versions in ${((performance.now() - tp) / 1000).toFixed(1)} s into its local storage`);
+  }
   await up.close(); // from here on nothing can come from the upstream
 
   const mirror = await startCliJson(scope, ['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json']);
+  const airlockName = 'airlock mirror serve';
   const servers = [
-    { name: `verdaccio ${VERDACCIO_VERSION}`, kind: 'verdaccio', url: verdaccio.url },
-    { name: 'airlock mirror serve', kind: 'airlock', url: mirror.json.url },
+    ...(verdaccio ? [{ name: `verdaccio ${VERDACCIO_VERSION}`, kind: 'verdaccio', url: verdaccio.url }] : []),
+    { name: airlockName, kind: 'airlock', url: mirror.json.url },
   ];
+  const verdaccioName = verdaccio ? servers[0].name : undefined;
 
   // ---- npm ci ----
   const scenarios = [
@@ -298,12 +359,8 @@ await runBench(scope, async () => {
 
   const rows = [];
   for (const sc of scenarios) {
-    const v = median(times.get(key(sc, servers[0].name)));
-    for (const [name, label] of [
-      [servers[0].name, servers[0].name],
-      [servers[1].name, servers[1].name],
-      ['floor', 'npm ci --offline (warm cache)'],
-    ]) {
+    const v = verdaccioName ? median(times.get(key(sc, verdaccioName))) : NaN;
+    for (const [name, label] of [...servers.map((s) => [s.name, s.name]), ['floor', 'npm ci --offline (warm cache)']]) {
       const xs = times.get(key(sc, name));
       const m = median(xs);
       rows.push({
@@ -313,36 +370,82 @@ await runBench(scope, async () => {
         minS: round(Math.min(...xs) / 1000, 2),
         maxS: round(Math.max(...xs) / 1000, 2),
         runs: xs.length,
-        vsVerdaccio: name === 'floor' ? undefined : ratio(m, v),
+        vsVerdaccio: name === 'floor' || !verdaccioName ? undefined : ratio(m, v),
       });
     }
   }
   console.log('');
   printTable(rows, ['lockfile', 'server', 'medianS', 'minS', 'maxS', 'runs', 'vsVerdaccio']);
   console.log(`\nvsVerdaccio = airlock npm ci time ÷ Verdaccio npm ci time (below 1: airlock faster). Each npm ci: empty cache,`);
-  console.log(`no node_modules, ${lockEntries.length} packages. Server, npm and the other engineers' work share ${load.cpus} cores;`);
+  console.log(`--prefer-online, no node_modules, ${lockEntries.length} packages. Server, npm and the other engineers' work share ${load.cpus} cores;`);
   console.log('npm ci --offline from a warm cache is what npm itself costs with no server at all.');
+  if (verdaccioSkip) console.log(`Verdaccio was skipped as a peer: ${verdaccioSkip}`);
 
-  const med = (sc, name) => round(median(times.get(key(sc, name))) / 1000, 2);
+  // ---- tarball GETs: the same tarballs (those the lockfile installs) from each server, and from nginx as static files ----
+  let getRows = [];
+  let getLoad;
+  if (GET_SECONDS > 0) {
+    // Only what the lockfile installs: a generated 2.0.0 that nothing depends on was never synced.
+    const locked = new Set(lockEntries.map((k) => `${lockWith.packages[k].name ?? k.slice(k.lastIndexOf('node_modules/') + 13)}@${lockWith.packages[k].version}`));
+    const served = packages.filter((p) => locked.has(`${p.name}@${p.version}`));
+    const paths = served.map((p) => npmTarballPath(p.name, p.version));
+    const getServers = [...servers];
+    if (findNginx()) {
+      const www = scope.dir('www');
+      for (const p of served) {
+        const f = join(www, npmTarballPath(p.name, p.version));
+        mkdirSync(dirname(f), { recursive: true });
+        writeFileSync(f, p.tarball);
+      }
+      getServers.push({ name: 'nginx (static files)', kind: 'nginx', url: (await startNginx(scope, www, { workers: 'auto' })).url });
+    }
+    // Every server serves the right bytes for every path (and its caches are warm).
+    for (const s of getServers) {
+      for (const p of served) {
+        const got = await fetchSha256(`${s.url}${npmTarballPath(p.name, p.version)}`);
+        if (got !== p.sha256) throw new Error(`${s.name} ${p.name}@${p.version}: served sha256 ${got}, expected ${p.sha256}`);
+      }
+    }
+    const gen = loadGenerator(scope.dir('load'), { connections: 16, threads: 1 });
+    getLoad = gen.name;
+    console.log(`\ntarball GETs (${gen.name}, 1 s warm-up + ${GET_SECONDS} s, cycling through all ${paths.length} tarball paths):`);
+    for (const s of getServers) {
+      await gen.run(s.url, paths, 1);
+      const r = await gen.run(s.url, paths, GET_SECONDS);
+      if (r.errors > 0) throw new Error(`${s.name}: ${r.errors} failed tarball GETs`);
+      getRows.push({ server: s.name, kind: s.kind, reqPerSec: r.reqPerSec, mbPerSec: r.mbPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms });
+    }
+    const nginxRps = getRows.find((r) => r.kind === 'nginx')?.reqPerSec;
+    for (const r of getRows) r.vsNginx = nginxRps ? ratio(r.reqPerSec, nginxRps) : undefined;
+    printTable(getRows, ['server', 'reqPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'vsNginx']);
+    console.log('(one process each except nginx, worker_processes auto; the load generator shares the cores: see mirror-get for the full comparison)');
+  }
+
+  const med = (sc, name) => (name && times.has(key(sc, name)) ? round(median(times.get(key(sc, name))) / 1000, 2) : undefined);
+  const get = (kind) => getRows.find((r) => r.kind === kind);
   const after = await machineLoad();
   emit({
     summary: {
-      resolved_verdaccio_s: med(scenarios[0], servers[0].name),
-      resolved_airlock_s: med(scenarios[0], servers[1].name),
-      ratio_resolved: rows[1].vsVerdaccio,
-      noresolved_verdaccio_s: med(scenarios[1], servers[0].name),
-      noresolved_airlock_s: med(scenarios[1], servers[1].name),
-      ratio_noresolved: rows[4].vsVerdaccio,
+      resolved_verdaccio_s: med(scenarios[0], verdaccioName) ?? 'skipped',
+      resolved_airlock_s: med(scenarios[0], airlockName),
+      ratio_resolved: rows.find((r) => r.lockfile === scenarios[0].name && r.server === airlockName).vsVerdaccio,
+      noresolved_verdaccio_s: med(scenarios[1], verdaccioName) ?? 'skipped',
+      noresolved_airlock_s: med(scenarios[1], airlockName),
+      ratio_noresolved: rows.find((r) => r.lockfile === scenarios[1].name && r.server === airlockName).vsVerdaccio,
       floor_s: med(scenarios[0], 'floor'),
+      ...(get('airlock') ? { get_airlock_rps: get('airlock').reqPerSec } : {}),
+      ...(get('verdaccio') ? { get_verdaccio_rps: get('verdaccio').reqPerSec } : {}),
+      ...(get('nginx') ? { get_nginx_rps: get('nginx').reqPerSec } : {}),
     },
     packages: lockEntries.length,
     nested,
     tarballs: packages.length,
     tarballBytes: totalBytes,
     reps,
-    verdaccio: VERDACCIO_VERSION,
+    verdaccio: verdaccioSkip ? { version: VERDACCIO_VERSION, skipped: verdaccioSkip } : { version: VERDACCIO_VERSION },
     machine: { before: load, after },
     samplesMs: Object.fromEntries([...times].map(([k, v]) => [k.replace('\0', ' | '), v.map((x) => Math.round(x))])),
     rows,
+    get: { loadGenerator: getLoad, seconds: GET_SECONDS, rows: getRows },
   });
 });
