@@ -185,6 +185,12 @@ export class FsBlobStore implements BlobStore {
     } finally {
       await fh.close();
     }
+    // Verified before under the same change token (inode, size, mtime, ctime): the same trust the streaming path
+    // gives, and it spares re-hashing every small blob that fell out of the memory cache on each request.
+    if (stable !== undefined && this.verified.isVerified(sha256, stable)) {
+      this.memory.set(sha256, stable, bytes);
+      return bytes;
+    }
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== sha256) {
       this.verified.forget(sha256);

@@ -10,7 +10,9 @@ export interface HttpResponse {
   headers?: Record<string, string>;
 }
 
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+// A DSSE entry carries its whole envelope: a transfer-bundle statement names every blob (~230 bytes each), so
+// 1 MiB capped signed syncs at ~4,400 blobs. 32 MiB allows ~140k while still bounding memory per request.
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 /**
  * Reads and parses a JSON request body of at most `maxBytes`. A declared Content-Length over the limit is refused

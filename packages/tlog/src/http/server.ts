@@ -14,7 +14,7 @@ export interface TlogServerOptions {
   logName?: string;
   /** PEM ECDSA P-256 private key; default `<dataDir>/tlog-signing-key.pem` (generated on first start). */
   signingKeyPath?: string;
-  /** Largest accepted request body. Default 1 MiB. */
+  /** Largest accepted request body. Default 32 MiB. */
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
   maxBatch?: number;
