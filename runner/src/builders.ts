@@ -1,4 +1,5 @@
-import { RunnerError } from './errors.js';
+import { BazelBuilder } from './bazel-builder.js';
+import { NixBuilder } from './nix-builder.js';
 import { COMMAND_PROFILE, type SandboxProfile } from './sandbox.js';
 import type { BuilderSpec } from './spec.js';
 
@@ -17,15 +18,31 @@ export interface BuildPlan {
   profile: SandboxProfile;
   /** Extra variables the builder needs (e.g. tool config paths); must not override the runner's. */
   env?: Record<string, string>;
+  /** Runner plumbing files (name → content) bound read-only at /airlock/<name>, e.g. a builder's driver script. */
+  files?: Record<string, string>;
+  /** argv runs /airlock/bin/node (a builder driver): Node is bound even without a mirror. */
+  needsNode?: boolean;
+  /**
+   * Host files (by their sandbox path) that belong to the toolchain although the trace may not show them executed:
+   * a server jar, the tool's own binaries and libraries. Recorded by digest like executed programs.
+   */
+  toolchainFiles?: string[];
+  /** What the build runs, for failure messages (default: argv[0]). */
+  describe?: string;
 }
 
 /**
  * A builder turns its spec into a sandboxed command. The sandbox, checkout, monitoring, rebuild check and
- * attestation are shared; Bazel and Nix builders will add their offline configuration (repository cache or
- * downloader config, hashed-mirrors) and a nested-sandbox profile here.
+ * attestation are shared; the Bazel and Nix builders (bazel-builder.ts, nix-builder.ts) add a driver that
+ * feeds the tool only from the mirror by digest, and a nested-sandbox profile.
  */
 export interface Builder {
   readonly type: BuilderSpec['type'];
+  /**
+   * Whether the rebuild may run under faketime (default true). False when the shifted clock could not reach the
+   * build steps anyway (Nix clears its builders' environment), so the rebuild record says 'wall-clock'.
+   */
+  readonly supportsFaketime?: boolean;
   plan(ctx: BuildContext): BuildPlan;
 }
 
@@ -38,13 +55,14 @@ export class CommandBuilder implements Builder {
   }
 }
 
-/** The builder for a spec; Bazel and Nix are accepted by the schema but not run yet. */
+/** The builder for a (validated) spec. */
 export function builderFor(spec: BuilderSpec): Builder {
   switch (spec.type) {
     case 'command':
       return new CommandBuilder(spec.argv);
     case 'bazel':
+      return new BazelBuilder(spec.targets);
     case 'nix':
-      throw new RunnerError('RUNNER_BUILDER_NOT_IMPLEMENTED', `builder.type '${spec.type}' is valid but not implemented by this runner version yet (use 'command')`);
+      return new NixBuilder(spec.file, spec.attribute);
   }
 }

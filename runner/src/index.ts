@@ -33,6 +33,8 @@ export {
   type RunPhase,
 } from './run.js';
 export { builderFor, CommandBuilder, type Builder, type BuildContext, type BuildPlan } from './builders.js';
+export { BazelBuilder, bazelBuilderProblem } from './bazel-builder.js';
+export { NixBuilder, nixBuilderProblem } from './nix-builder.js';
 export {
   runSandboxed,
   bwrapArgs,
@@ -40,6 +42,7 @@ export {
   isPlumbingPath,
   SANDBOX_SHELL_PATH,
   COMMAND_PROFILE,
+  NESTED_SANDBOX_PROFILE,
   DEFAULT_BRIDGE_PORT,
   HOST_ETC_READONLY,
   SANDBOX_UID,

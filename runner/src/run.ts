@@ -242,7 +242,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       rebuildMs = second.result.durationMs;
       rebuildLogPath = second.logPath;
       failOnViolations(ctx, second);
-      const variations: RebuildVariations = { buildPath: true, hostname: true, home: true, environmentNoise: true, time: tools.faketime ? 'faketime' : 'wall-clock' };
+      const variations: RebuildVariations = { buildPath: true, hostname: true, home: true, environmentNoise: true, time: tools.faketime && builder.supportsFaketime !== false ? 'faketime' : 'wall-clock' };
       if (second.result.exitCode !== 0 || second.result.timedOut) {
         throw new RunnerError(
           'RUNNER_REPRODUCIBILITY_FAILED',
@@ -280,7 +280,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     progress('outputs', `copying ${firstOutputs.length} output${firstOutputs.length === 1 ? '' : 's'}`);
     checkNameCollisions(firstOutputs, rebuildLogPath !== undefined);
     copyOutputs(first.layout.out.host, firstOutputs, outDir);
-    const toolchain = await resolveToolchain(executedPrograms(ctx, first), toolchainContext(first));
+    const toolchain = await resolveToolchain([...executedPrograms(ctx, first), ...(first.plan.toolchainFiles ?? [])], toolchainContext(first));
     const logs = [await logDigest(BUILD_LOG_NAME, first)];
     if (rebuildLogPath !== undefined) logs.push(await logDigest(REBUILD_LOG_NAME, undefined, rebuildLogPath));
     const git = which('git');
@@ -299,7 +299,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       toolchain,
       builderId: options.builderId,
       builderVersion: { [RUNNER_NAME]: RUNNER_VERSION, bubblewrap: tools.bwrapVersion, node: process.version },
-      builderDependencies: await builderDependencies(tools, git, mirror !== undefined),
+      builderDependencies: await builderDependencies(tools, git, mirror !== undefined || first.plan.needsNode === true),
       invocationId,
       startedOn,
       finishedOn,
@@ -413,6 +413,8 @@ async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild'): Promi
   };
   const mirrorUrl = ctx.mirror ? `http://127.0.0.1:${ctx.bridgePort}${ctx.mirror.pathPrefix}` : undefined;
   const plan = ctx.builder.plan({ sourceDir: layout.src.path, outputDir: layout.out.path, ...(mirrorUrl ? { mirrorUrl } : {}) });
+  // Builder hook: extra writable directories (e.g. a private /nix store), fresh per attempt.
+  if (plan.profile.writableDirs?.length) layout.extra = plan.profile.writableDirs.map((path, i) => ({ host: hostDir(`extra-${i}`), path }));
   const hostname = kind === 'build' ? 'airlock-build' : `airlock-rebuild-${noise}`;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(plan.env ?? {})) env[k] = v;
@@ -454,7 +456,7 @@ async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild'): Promi
 
 async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void> {
   const tracePath = join(a.dir, 'trace.txt');
-  const wrap = a.kind === 'rebuild' && ctx.tools.faketime ? [ctx.tools.faketime, '-m', '-f', '+397d'] : undefined;
+  const wrap = a.kind === 'rebuild' && ctx.tools.faketime && ctx.builder.supportsFaketime !== false ? [ctx.tools.faketime, '-m', '-f', '+397d'] : undefined;
   a.result = await runSandboxed({
     tools: {
       bwrap: ctx.tools.bwrap,
@@ -474,6 +476,10 @@ async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void> {
     logPath: a.logPath,
     ...(ctx.tools.strace ? { tracePath } : {}),
     ...(ctx.options.signal ? { signal: ctx.options.signal } : {}),
+    // Builder hooks: driver files and Node for Bazel/Nix, and the run directory for an unprivileged host user.
+    ...(a.plan.files ? { files: a.plan.files } : {}),
+    ...(a.plan.needsNode ? { bindNode: true } : {}),
+    scratchRoot: ctx.runDir,
   });
   if (ctx.monitor === 'strace') {
     const analyzer = new TraceAnalyzer({ ...(ctx.mirror ? { bridgePort: ctx.bridgePort } : {}), isPlumbing: isPlumbingPath });
@@ -532,7 +538,7 @@ function failOnBuildError(a: Attempt, timeoutSeconds: number): void {
   if (r.timedOut) {
     throw new RunnerError('RUNNER_BUILD_TIMEOUT', `build timed out after ${timeoutSeconds}s (timeoutSeconds) and was killed; log: ${a.logPath}`, { details });
   }
-  throw new RunnerError('RUNNER_BUILD_FAILED', `build failed: ${a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`, {
+  throw new RunnerError('RUNNER_BUILD_FAILED', `build failed: ${a.plan.describe ?? a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`, {
     details,
   });
 }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { chmodSync, chownSync, createWriteStream, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { straceArgs } from './network-monitor.js';
 import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
@@ -23,8 +24,9 @@ import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
  * - a wall-clock limit: the whole process group (setpriv → strace → bwrap) is SIGKILLed; bwrap's pid namespace
  *   then takes every build process with it.
  *
- * Later builders (Bazel, Nix) that run their own nested sandboxes pass a profile without the pid namespace and
- * /proc and with nested user namespaces allowed (hermetic-tools notes §1 "bwrap caveats").
+ * Builders that run their own nested sandboxes (Bazel's linux-sandbox, Nix's sandbox) use NESTED_SANDBOX_PROFILE:
+ * the same pid namespace and fresh /proc, nested user namespaces allowed, and — when the runner is root — an
+ * unprivileged host uid (see `SandboxProfile.unprivilegedHost` for why that is what makes nesting possible).
  */
 
 export const SANDBOX_UID = 1000;
@@ -60,9 +62,33 @@ export interface SandboxProfile {
   disableNestedUserns: boolean;
   /** Extra host paths bound read-only at the same path (toolchains outside /usr). */
   extraReadOnly: string[];
+  /**
+   * Extra writable directories (sandbox paths, e.g. /nix for a private Nix store), each backed by a fresh host
+   * directory per build (`SandboxLayout.extra`, created by the caller).
+   */
+  writableDirs?: string[];
+  /**
+   * When the runner is root, run bwrap as a per-run unprivileged host uid/gid instead of root (no effect
+   * otherwise: bwrap then already runs unprivileged). Why:
+   * - the sandbox user is whatever host uid runs bwrap, and procfs judges files such as /proc/sys/* by that host
+   *   uid: as host root the build could write host sysctls (kernel.core_pattern…);
+   * - bwrap therefore covers the /proc subdirectories it finds writable with read-only binds, and those covers
+   *   make the kernel refuse any nested /proc mount (fs/namespace.c mnt_already_visible: a new procfs needs a
+   *   fully visible one), which is exactly what Bazel's linux-sandbox and Nix's sandbox do. As an unprivileged
+   *   host uid nothing is writable, nothing is covered, and the nested mount works inside the pid namespace.
+   * The writable binds are chowned to that uid and the run directory is opened to its group for the duration.
+   */
+  unprivilegedHost?: boolean;
 }
 
 export const COMMAND_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: true, extraReadOnly: [] };
+
+/**
+ * For tools with their own sandbox (Bazel linux-sandbox, Nix): nested user namespaces allowed (they need them),
+ * but still a pid namespace (no build process — e.g. a Bazel server JVM — outlives the sandbox) with a fresh
+ * /proc, made nestable by `unprivilegedHost`.
+ */
+export const NESTED_SANDBOX_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: false, extraReadOnly: [], unprivilegedHost: true };
 
 export interface BindDir {
   host: string;
@@ -77,6 +103,8 @@ export interface SandboxLayout {
   out: BindDir;
   home: BindDir;
   tmp: BindDir;
+  /** Writable directories for `profile.writableDirs` (bound after the others). */
+  extra?: BindDir[];
 }
 
 export interface SandboxTools {
@@ -112,6 +140,15 @@ export interface SandboxRunOptions {
   /** Where strace writes (host side), when tools.strace is set. */
   tracePath?: string;
   signal?: AbortSignal;
+  /** Runner plumbing files (name → content), written to the plumbing dir and bound read-only at /airlock/<name>. */
+  files?: Record<string, string>;
+  /** Bind the Node binary at /airlock/bin/node even without a mirror (builder drivers are Node scripts). */
+  bindNode?: boolean;
+  /**
+   * The runner-owned directory holding every per-run host path bound into the sandbox (the run directory). With
+   * an unprivileged host uid it is opened to that uid's group while the sandbox runs, so bwrap can reach the binds.
+   */
+  scratchRoot?: string;
 }
 
 export interface SandboxRunResult {
@@ -135,6 +172,17 @@ export function isPlumbingPath(path: string): boolean {
   return path.startsWith('/airlock/');
 }
 
+const PLUMBING_FILE_NAME = /^[a-z0-9][a-z0-9._-]{0,100}$/;
+const RESERVED_PLUMBING = new Set(['supervisor.mjs', 'supervisor.json', 'mirror.sock', 'bin', 'etc', 'files']);
+
+function plumbingFiles(opts: Pick<SandboxRunOptions, 'files'>): [string, string][] {
+  const entries = Object.entries(opts.files ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  for (const [name] of entries) {
+    if (!PLUMBING_FILE_NAME.test(name) || RESERVED_PLUMBING.has(name)) throw new RunnerError('RUNNER_INTERNAL', `invalid sandbox plumbing file name '${name}'`);
+  }
+  return entries;
+}
+
 /** Writes the synthetic /etc files (and, with a mirror, the supervisor) into `layout.plumbingDir`. */
 export function writeSandboxFiles(opts: SandboxRunOptions): void {
   const { layout } = opts;
@@ -149,6 +197,9 @@ export function writeSandboxFiles(opts: SandboxRunOptions): void {
   writeFileSync(join(etc, 'hostname'), `${opts.hostname}\n`);
   // Without nsswitch.conf glibc would ask DNS before /etc/hosts.
   writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n');
+  const files = plumbingFiles(opts);
+  if (files.length > 0) mkdirSync(join(layout.plumbingDir, 'files'), { recursive: true });
+  for (const [name, content] of files) writeFileSync(join(layout.plumbingDir, 'files', name), content, { mode: 0o644 });
   if (!opts.mirrorSocket) return;
   writeFileSync(join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_SCRIPT);
   const config = {
@@ -190,7 +241,9 @@ export function bwrapArgs(opts: SandboxRunOptions): string[] {
   for (const f of ['passwd', 'group', 'hosts', 'hostname', 'nsswitch.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
   a.push('--dir', '/root', '--dir', '/home', '--dir', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--bind', layout.tmp.host, layout.tmp.path);
-  for (const d of [layout.src, layout.out, layout.home]) a.push('--bind', d.host, d.path);
+  for (const d of [layout.src, layout.out, layout.home, ...(layout.extra ?? [])]) a.push('--bind', d.host, d.path);
+  for (const [name] of plumbingFiles(opts)) a.push('--ro-bind', join(layout.plumbingDir, 'files', name), `/airlock/${name}`);
+  if (opts.bindNode && !opts.mirrorSocket) a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
   if (opts.mirrorSocket) {
     a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
     a.push('--ro-bind', join(layout.plumbingDir, 'supervisor.mjs'), SUPERVISOR_PATH);
@@ -236,16 +289,91 @@ function killGroup(pid: number): void {
   }
 }
 
+/**
+ * Host uids/gids for `unprivilegedHost` sandboxes: one per sandbox run, random in a range no distribution
+ * allocates (system and login users sit below 65536, subordinate-id ranges of rootless containers usually
+ * just above), so two concurrent builds never share a uid (they could ptrace each other) and nothing else
+ * on the host owns files as it.
+ */
+export const UNPRIVILEGED_HOST_ID_BASE = 1_500_000_000;
+export const UNPRIVILEGED_HOST_ID_COUNT = 1 << 24;
+
+/** The host uid/gid the sandbox will run as, when the profile asks for an unprivileged host user and the runner is root. */
+function unprivilegedHostId(opts: SandboxRunOptions): number | undefined {
+  if (opts.profile.unprivilegedHost !== true || process.getuid?.() !== 0) return undefined;
+  return UNPRIVILEGED_HOST_ID_BASE + randomInt(UNPRIVILEGED_HOST_ID_COUNT);
+}
+
+/** lchown every entry under `dir` (symlinks themselves, never their targets). */
+function chownTree(dir: string, id: number): void {
+  const stack = [dir];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    const st = lstatSync(p);
+    lchownSync(p, id, id);
+    if (st.isDirectory()) for (const n of readdirSync(p)) stack.push(join(p, n));
+  }
+}
+
+/**
+ * Hands the writable binds to `id` and opens the run directory (mkdtemp: 0700) to its group, so bwrap running as
+ * `id` can reach every bind below it; returns the function that closes the run directory again.
+ */
+function prepareUnprivilegedHost(opts: SandboxRunOptions, writable: readonly BindDir[], id: number): () => void {
+  if (!opts.tools.setpriv) {
+    throw new RunnerError('RUNNER_TOOL_MISSING', 'setpriv (util-linux) is needed to run this builder as an unprivileged host user (the runner is root)');
+  }
+  const root = opts.scratchRoot;
+  if (root) {
+    // Above the run directory nothing is changed: the work root must already be searchable by anyone.
+    for (let d = dirname(root); ; d = dirname(d)) {
+      if ((statSync(d).mode & 0o001) === 0) {
+        throw new RunnerError('RUNNER_SPEC_INVALID', `workRoot: ${d} is not searchable by other users (mode ${(statSync(d).mode & 0o777).toString(8)}); this builder's sandbox runs as an unprivileged host user and must reach the run directory: use a workRoot under /tmp or /var/tmp`);
+      }
+      if (d === dirname(d)) break;
+    }
+  }
+  for (const d of writable) chownTree(d.host, id);
+  if (!root) return () => undefined;
+  const st = statSync(root);
+  chownSync(root, st.uid, id);
+  chmodSync(root, 0o710);
+  // The bridge socket the runner opened in the run directory: connecting needs write permission on it.
+  if (opts.mirrorSocket && opts.mirrorSocket.startsWith(`${root}/`)) lchownSync(opts.mirrorSocket, id, id);
+  return () => {
+    try {
+      chownSync(root, st.uid, st.gid);
+      chmodSync(root, st.mode & 0o7777);
+    } catch {
+      // the run directory may already be gone
+    }
+  };
+}
+
 /** Runs `opts.argv` in the sandbox; stdout and stderr go (interleaved, bounded) to `opts.logPath`. */
 export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxRunResult> {
-  for (const d of [opts.layout.src, opts.layout.out, opts.layout.home, opts.layout.tmp]) {
+  const writable = [opts.layout.src, opts.layout.out, opts.layout.home, opts.layout.tmp, ...(opts.layout.extra ?? [])];
+  for (const d of writable) {
     if (!existsSync(d.host)) throw new RunnerError('RUNNER_INTERNAL', `sandbox directory ${d.host} does not exist`);
   }
   writeSandboxFiles(opts);
+  const hostId = unprivilegedHostId(opts);
+  const release = hostId === undefined ? undefined : prepareUnprivilegedHost(opts, writable, hostId);
+  try {
+    return await spawnSandbox(opts, hostId);
+  } finally {
+    release?.();
+  }
+}
+
+async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined): Promise<SandboxRunResult> {
   const bwrap = [opts.tools.bwrap, ...bwrapArgs(opts)];
   // setpriv --pdeathsig KILL: if the runner dies, strace (and then bwrap, and then the sandbox) die too.
   const guard = (argv: string[]) => (opts.tools.setpriv ? [opts.tools.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv);
-  let argv = guard(bwrap);
+  // An unprivileged host user: setpriv switches uid/gid (clearing supplementary groups and, with them, every
+  // capability) right before bwrap; strace stays root outside and keeps tracing across the switch.
+  const drop = hostId === undefined ? [] : ['--reuid', String(hostId), '--regid', String(hostId), '--clear-groups'];
+  let argv = hostId === undefined ? guard(bwrap) : [opts.tools.setpriv!, ...drop, '--pdeathsig', 'KILL', '--', ...bwrap];
   if (opts.tools.strace) {
     if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with strace');
     argv = guard([opts.tools.strace, ...straceArgs(opts.tracePath), ...argv]);

@@ -2,15 +2,19 @@
 // Runner overhead for the `good` command fixture: the same `sh build.sh` run directly, in the sandbox (with and
 // without the strace monitor), and through the whole runBuild (checkout + sandbox + outputs + attestations),
 // with and without the rebuild check. Median of RUNS runs each. Needs the runner built (npx tsc -b runner),
-// bwrap, strace and git. Usage: node runner/test/bench/overhead.mjs [RUNS]
+// bwrap, strace and git. Usage: node runner/test/bench/overhead.mjs [RUNS] [--builders]
+// --builders adds the Bazel and Nix fixtures (fixtures/runner/bazel-ws, nix-fod): the tool run directly on the
+// host (fresh output root / store, archive pre-placed) vs runBuild cold (sandbox + strace + mirror), and the
+// rebuild check's cost; at most 3 runs each (a cold Bazel build is several seconds).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMAND_PROFILE, runBuild, runSandboxed } from '../../dist/index.js';
 
-const RUNS = Number(process.argv[2] ?? 7);
+const RUNS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
+const BUILDERS = process.argv.includes('--builders');
 const fixture = fileURLToPath(new URL('../../../fixtures/runner/good/', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'airlock-runner-bench-'));
 const which = (c) => execFileSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' }).trim();
@@ -25,9 +29,9 @@ const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: work, encoding:
 const sde = '1704164645';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function measure(name, fn) {
+async function measure(name, fn, runs = RUNS) {
   const times = [];
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < runs; i++) {
     const t = process.hrtime.bigint();
     await fn(i);
     times.push(Number(process.hrtime.bigint() - t) / 1e6);
@@ -76,6 +80,92 @@ const spec = { source: { repo: work, commit }, builder: { type: 'command', argv:
 results.push(await measure('runBuild (checkout + sandbox + outputs + provenance/SBOM)', () => runBuild(spec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' })));
 results.push(await measure('runBuild reproducible: true (adds checkout + rebuild + compare)', () => runBuild({ ...spec, reproducible: true }, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' })));
 
+if (BUILDERS) results.push(...(await builderBenchmarks()));
+
 const base = results[0].medianMs;
 for (const r of results) console.log(`${r.name.padEnd(66)} median ${String(r.medianMs).padStart(7)} ms  min ${String(r.minMs).padStart(7)} ms  (+${Math.round((r.medianMs - base) * 10) / 10} ms, x${(r.medianMs / base).toFixed(1)})`);
 rmSync(root, { recursive: true, force: true });
+
+/** Bazel and Nix: direct vs runBuild (cold), and the rebuild check (runBuild reproducible minus plain). */
+async function builderBenchmarks() {
+  const { createHash } = await import('node:crypto');
+  const { createServer } = await import('node:http');
+  const { readFileSync, readdirSync, renameSync, writeFileSync } = await import('node:fs');
+  const { RULES_CC_STUB } = await import('../../dist/bazel-builder.js');
+  const { nixSandboxPaths } = await import('../../dist/nix-builder.js');
+  const runs = Math.min(RUNS, 3);
+  // As root the Bazel/Nix sandboxes run as an unprivileged host uid, which must reach the work root.
+  chmodSync(root, 0o711);
+  const out = [];
+  const fixtures = fileURLToPath(new URL('../../../fixtures/runner/', import.meta.url));
+  const blobs = {};
+  const server = createServer((req, res) => {
+    const m = /^\/sha256\/([0-9a-f]{64})/.exec(req.url ?? '');
+    const b = m && blobs[m[1]];
+    if (b) res.writeHead(200, { 'content-length': b.length }).end(req.method === 'HEAD' ? undefined : b);
+    else res.writeHead(404).end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const mirrorUrl = `http://127.0.0.1:${server.address().port}`;
+  const prepare = (fixture) => {
+    const archive = execFileSync('sh', ['-c', 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - greet-2.0 | gzip -n -9'], { cwd: join(fixtures, fixture, 'upstream') });
+    const pin = createHash('sha256').update(archive).digest('hex');
+    blobs[pin] = archive;
+    const ws = fresh(`${fixture}-ws`);
+    cpSync(join(fixtures, fixture, 'workspace'), ws, { recursive: true });
+    for (const n of readdirSync(ws)) if (n.endsWith('.in')) { writeFileSync(join(ws, n.slice(0, -3)), readFileSync(join(ws, n), 'utf8').replaceAll('@GREET_SHA256@', pin)); renameSync(join(ws, n), join(root, `${fixture}-${n}`)); }
+    execFileSync('git', ['init', '-q'], { cwd: ws, env });
+    execFileSync('git', ['add', '-A'], { cwd: ws, env });
+    execFileSync('git', ['commit', '-qm', 'bench'], { cwd: ws, env });
+    return { ws, pin, archive, commit: execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ws, encoding: 'utf8' }).trim() };
+  };
+  const time = async (name, fn) => {
+    const r = await measure(name, fn, runs);
+    out.push(r);
+    return r;
+  };
+  const timedRunBuild = async (spec) => {
+    const r = await runBuild(spec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' });
+    return r;
+  };
+  const sh = (argv, cwd, extraEnv = {}) => {
+    const r = spawnSync(argv[0], argv.slice(1), { cwd, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr.slice(-2000)}`);
+  };
+  try {
+    // Bazel
+    const bz = prepare('bazel-ws');
+    await time('bazel direct: cold bazel build (host, linux-sandbox) + shutdown', () => {
+      const d = fresh('bazel-direct');
+      for (const [n, text] of Object.entries(RULES_CC_STUB)) { mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true }); writeFileSync(join(d, 'rules_cc', n), text); }
+      mkdirSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin), { recursive: true });
+      writeFileSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin, 'file'), bz.archive);
+      const startup = ['bazel', '--ignore_all_rc_files', '--install_base=/usr/share/bazel', '--trust_install_base', `--output_user_root=${join(d, 'out')}`, '--host_jvm_args=-XX:-UsePerfData'];
+      sh([...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'], bz.ws);
+      sh([...startup, 'shutdown'], bz.ws);
+    });
+    const bzSpec = { source: { repo: bz.ws, commit: bz.commit }, builder: { type: 'bazel', targets: ['//:hello', '//:bundle'] }, outputs: ['hello', 'bundle.tar'], mirror: { url: mirrorUrl } };
+    const bzPlain = await time('bazel runBuild: cold (sandbox + strace + query + mirror fetch)', () => timedRunBuild(bzSpec));
+    const bzRepro = await time('bazel runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...bzSpec, reproducible: true }));
+    out.push({ name: 'bazel rebuild check cost (difference of medians)', medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10, minMs: NaN });
+    // Nix
+    const nx = prepare('nix-fod');
+    await time('nix direct: nix-store --add-fixed + nix-build (fresh store, sandbox)', () => {
+      const d = fresh('nix-direct');
+      const store = `local?store=${join(d, 'nix', 'store')}&state=${join(d, 'nix', 'var')}&log=${join(d, 'nix', 'log')}`;
+      const opts = ['--store', store, '--option', 'substituters', '', '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', nixSandboxPaths(), '--option', 'build-users-group', ''];
+      mkdirSync(join(d, 'in'));
+      writeFileSync(join(d, 'in', 'greet-2.0.tar.gz'), nx.archive);
+      const e = { HOME: d, TMPDIR: d };
+      sh(['nix-store', ...opts, '--add-fixed', 'sha256', join(d, 'in', 'greet-2.0.tar.gz')], nx.ws, e);
+      sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
+    });
+    const nxSpec = { source: { repo: nx.ws, commit: nx.commit }, builder: { type: 'nix', file: 'default.nix', attribute: 'greet' }, outputs: ['bin/greet'], mirror: { url: mirrorUrl } };
+    const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () => timedRunBuild(nxSpec));
+    const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...nxSpec, reproducible: true }));
+    out.push({ name: 'nix rebuild check cost (difference of medians)', medianMs: Math.round((nxRepro.medianMs - nxPlain.medianMs) * 10) / 10, minMs: NaN });
+  } finally {
+    server.close();
+  }
+  return out;
+}
