@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
@@ -88,6 +88,8 @@ const runArgs = (spec: string, out: string): string[] => ['run', '--spec', spec,
 describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed and verified (CLI)', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'airlock-run-e2e-'));
+    // As root the sandbox runs as an unprivileged host uid, which must traverse the work root.
+    chmodSync(root, 0o711);
     plane = await startPlane(join(root, 'plane'));
     const fixtureSet = loadNpmFixtureSet();
     const packed = await packNpmFixtures(root, fixtureSet.packages);

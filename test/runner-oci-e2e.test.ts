@@ -12,7 +12,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, verify as cryptoVerify, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +105,8 @@ describe.skipIf(!enabled)('airlock run e2e: OCI image pushed to docker-registry,
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'airlock-run-oci-e2e-'));
+    // As root the sandbox runs as an unprivileged host uid, which must traverse the work root.
+    chmodSync(root, 0o711);
     plane = await startPlane(join(root, 'plane'));
     registry = await startRegistry(join(root, 'registry'));
     client = new RegistryClient({ url: registry.url });

@@ -81,7 +81,9 @@ export interface SandboxProfile {
   unprivilegedHost?: boolean;
 }
 
-export const COMMAND_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: true, extraReadOnly: [] };
+// unprivilegedHost: as root, the sandbox user would be host uid 0, and procfs judges /proc/sys/* by host uid: a
+// build could write host sysctls (kernel.core_pattern → host root). Every build runs as a random unprivileged uid.
+export const COMMAND_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: true, extraReadOnly: [], unprivilegedHost: true };
 
 /**
  * For tools with their own sandbox (Bazel linux-sandbox, Nix): nested user namespaces allowed (they need them),

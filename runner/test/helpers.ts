@@ -50,8 +50,14 @@ export function gitProblem(): string | undefined {
   return which('git') ? undefined : 'git is not installed';
 }
 
+/**
+ * A fresh temp dir that other users may traverse (0711): as root, the runner's sandboxes run as an unprivileged host
+ * uid that must reach the run directory under the work root.
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `airlock-runner-test-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `airlock-runner-test-${prefix}-`));
+  chmodSync(dir, 0o711);
+  return dir;
 }
 
 const GIT_ENV = {
