@@ -17,6 +17,8 @@ const RUNS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
 const BUILDERS = process.argv.includes('--builders');
 const fixture = fileURLToPath(new URL('../../../fixtures/runner/good/', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'airlock-runner-bench-'));
+// As root every sandbox runs as an unprivileged host uid, which must reach the directories under root.
+chmodSync(root, 0o711);
 const which = (c) => execFileSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' }).trim();
 
 const env = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@x', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@x', GIT_AUTHOR_DATE: '2024-01-02T03:04:05Z', GIT_COMMITTER_DATE: '2024-01-02T03:04:05Z' };
@@ -59,7 +61,10 @@ for (const traced of [false, true]) {
   results.push(
     await measure(`sandboxed${traced ? ' + strace monitor' : ''}: sh build.sh`, async () => {
       const d = fresh('sbx');
-      const layout = { plumbingDir: fresh('plumb'), src: { host: work, path: '/build/src' }, out: { host: fresh('out'), path: '/build/out' }, home: { host: fresh('home'), path: '/build/home' }, tmp: { host: fresh('tmp'), path: '/tmp' } };
+      // A copy per run: as root the writable binds are handed to the sandbox's unprivileged uid (chowned).
+      const src = fresh('src');
+      cpSync(fixture, src, { recursive: true });
+      const layout = { plumbingDir: fresh('plumb'), src: { host: src, path: '/build/src' }, out: { host: fresh('out'), path: '/build/out' }, home: { host: fresh('home'), path: '/build/home' }, tmp: { host: fresh('tmp'), path: '/tmp' } };
       const r = await runSandboxed({
         tools,
         layout,
@@ -83,8 +88,30 @@ results.push(await measure('runBuild reproducible: true (adds checkout + rebuild
 if (BUILDERS) results.push(...(await builderBenchmarks()));
 
 const base = results[0].medianMs;
+const byName = (prefix) => results.find((r) => r.name.startsWith(prefix))?.medianMs;
+const summary = {};
+for (const tool of BUILDERS ? ['bazel', 'nix'] : []) {
+  const direct = byName(`${tool} direct: cold`) ?? byName(`${tool} direct: nix-store`);
+  const warm = byName(`${tool} direct: warm`);
+  const runner = byName(`${tool} runBuild: cold (`);
+  if (direct && runner) {
+    Object.assign(summary, {
+      [`${tool}_direct_cold_s`]: +(direct / 1000).toFixed(2),
+      [`${tool}_direct_warm_s`]: warm !== undefined ? +(warm / 1000).toFixed(2) : null,
+      [`${tool}_runner_s`]: +(runner / 1000).toFixed(2),
+      [`${tool}_runner_vs_cold`]: +(runner / direct).toFixed(2),
+      [`${tool}_overhead_s`]: +((runner - direct) / 1000).toFixed(2),
+      [`${tool}_target_met`]: runner <= direct * 1.1 + 2000,
+      [`${tool}_rebuild_check_s`]: +((byName(`${tool} rebuild check cost`) ?? NaN) / 1000).toFixed(2),
+    });
+  }
+}
+summary.command_runbuild_ms = byName('runBuild (checkout');
+summary.command_direct_ms = base;
 for (const r of results) console.log(`${r.name.padEnd(66)} median ${String(r.medianMs).padStart(7)} ms  min ${String(r.minMs).padStart(7)} ms  (+${Math.round((r.medianMs - base) * 10) / 10} ms, x${(r.medianMs / base).toFixed(1)})`);
 rmSync(root, { recursive: true, force: true });
+console.log('target: runner ≤ 1.1 × direct cold + 2 s (the runner is always cold: fresh work dir and output root per run)');
+console.log(`BENCH_JSON ${JSON.stringify({ summary, results })}`);
 
 /** Bazel and Nix: direct vs runBuild (cold), and the rebuild check (runBuild reproducible minus plain). */
 async function builderBenchmarks() {
@@ -144,8 +171,25 @@ async function builderBenchmarks() {
       sh([...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'], bz.ws);
       sh([...startup, 'shutdown'], bz.ws);
     });
+    {
+      // Warm direct: the same output root with the server up and outputs present (an incremental no-op build). The
+      // runner has no warm state by design (fresh work dir and output root per run), so it is always "cold".
+      const d = fresh('bazel-warm');
+      for (const [n, text] of Object.entries(RULES_CC_STUB)) { mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true }); writeFileSync(join(d, 'rules_cc', n), text); }
+      mkdirSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin), { recursive: true });
+      writeFileSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin, 'file'), bz.archive);
+      const startup = ['bazel', '--ignore_all_rc_files', '--install_base=/usr/share/bazel', '--trust_install_base', `--output_user_root=${join(d, 'out')}`, '--host_jvm_args=-XX:-UsePerfData'];
+      const build = [...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'];
+      sh(build, bz.ws);
+      try {
+        await time('bazel direct: warm (server up, outputs present: no-op build)', () => sh(build, bz.ws));
+      } finally {
+        sh([...startup, 'shutdown'], bz.ws);
+      }
+    }
     const bzSpec = { source: { repo: bz.ws, commit: bz.commit }, builder: { type: 'bazel', targets: ['//:hello', '//:bundle'] }, outputs: ['hello', 'bundle.tar'], mirror: { url: mirrorUrl } };
     const bzPlain = await time('bazel runBuild: cold (sandbox + strace + query + mirror fetch)', () => timedRunBuild(bzSpec));
+    await time('bazel runBuild: cold, log monitor instead of strace', () => runBuild(bzSpec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench', networkMonitor: 'log' }));
     const bzRepro = await time('bazel runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...bzSpec, reproducible: true }));
     out.push({ name: 'bazel rebuild check cost (difference of medians)', medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10, minMs: NaN });
     // Nix
@@ -160,6 +204,17 @@ async function builderBenchmarks() {
       sh(['nix-store', ...opts, '--add-fixed', 'sha256', join(d, 'in', 'greet-2.0.tar.gz')], nx.ws, e);
       sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
     });
+    {
+      const d = fresh('nix-warm');
+      const store = `local?store=${join(d, 'nix', 'store')}&state=${join(d, 'nix', 'var')}&log=${join(d, 'nix', 'log')}`;
+      const opts = ['--store', store, '--option', 'substituters', '', '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', nixSandboxPaths(), '--option', 'build-users-group', ''];
+      mkdirSync(join(d, 'in'));
+      writeFileSync(join(d, 'in', 'greet-2.0.tar.gz'), nx.archive);
+      const e = { HOME: d, TMPDIR: d };
+      sh(['nix-store', ...opts, '--add-fixed', 'sha256', join(d, 'in', 'greet-2.0.tar.gz')], nx.ws, e);
+      sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
+      await time('nix direct: warm (output already in the store)', () => sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e));
+    }
     const nxSpec = { source: { repo: nx.ws, commit: nx.commit }, builder: { type: 'nix', file: 'default.nix', attribute: 'greet' }, outputs: ['bin/greet'], mirror: { url: mirrorUrl } };
     const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () => timedRunBuild(nxSpec));
     const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...nxSpec, reproducible: true }));
