@@ -14,7 +14,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tar from 'tar-stream';
+import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleVerifier } from '@airlock/verify';
 import { REPO_ROOT } from './helpers/cli.js';
@@ -61,23 +61,9 @@ function workspaceRepo(fixture: string, parent: string, values: Record<string, s
 }
 
 async function manifestOf(bundle: string): Promise<{ snapshot: { id: string }; entries: { ecosystem: string; digests: { sha256: string } }[] }> {
-  const extract = tar.extract();
-  let text = '';
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-    stream.on('end', () => {
-      if (header.name === 'manifest.json') text = Buffer.concat(chunks).toString('utf8');
-      next();
-    });
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('finish', resolve);
-    extract.on('error', reject);
-  });
-  extract.end(readFileSync(bundle));
-  await done;
-  return JSON.parse(text) as Awaited<ReturnType<typeof manifestOf>>;
+  const entry = (await readTar(bundle)).find((e) => e.name === 'manifest.json');
+  if (!entry) throw new Error(`${bundle} has no manifest.json`);
+  return JSON.parse(entry.body.toString('utf8')) as { snapshot: { id: string }; entries: { ecosystem: string; digests: { sha256: string } }[] };
 }
 
 interface RunJson {

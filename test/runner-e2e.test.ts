@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tar from 'tar-stream';
+import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleVerifier } from '@airlock/verify';
 import { importArgs, runCliJson, startMirror, startPlane, type CliPlane, type RunningMirror } from './helpers/upstream-e2e.js';
@@ -58,23 +58,9 @@ function git(args: string[], cwd: string): string {
 }
 
 async function readManifest(bundle: string): Promise<typeof manifest> {
-  const extract = tar.extract();
-  let text = '';
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-    stream.on('end', () => {
-      if (header.name === 'manifest.json') text = Buffer.concat(chunks).toString('utf8');
-      next();
-    });
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('finish', resolve);
-    extract.on('error', reject);
-  });
-  extract.end(readFileSync(bundle));
-  await done;
-  return JSON.parse(text) as typeof manifest;
+  const entry = (await readTar(bundle)).find((e) => e.name === 'manifest.json');
+  if (!entry) throw new Error(`${bundle} has no manifest.json`);
+  return JSON.parse(entry.body.toString('utf8')) as typeof manifest;
 }
 
 function writeSpec(name: string, spec: Record<string, unknown>): string {

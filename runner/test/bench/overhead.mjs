@@ -162,29 +162,29 @@ async function builderBenchmarks() {
   try {
     // Bazel
     const bz = prepare('bazel-ws');
-    await time('bazel direct: cold bazel build (host, linux-sandbox) + shutdown', () => {
-      const d = fresh('bazel-direct');
-      for (const [n, text] of Object.entries(RULES_CC_STUB)) { mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true }); writeFileSync(join(d, 'rules_cc', n), text); }
-      mkdirSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin), { recursive: true });
-      writeFileSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin, 'file'), bz.archive);
-      const startup = ['bazel', '--ignore_all_rc_files', '--install_base=/usr/share/bazel', '--trust_install_base', `--output_user_root=${join(d, 'out')}`, '--host_jvm_args=-XX:-UsePerfData'];
-      sh([...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'], bz.ws);
-      sh([...startup, 'shutdown'], bz.ws);
-    });
-    {
-      // Warm direct: the same output root with the server up and outputs present (an incremental no-op build). The
-      // runner has no warm state by design (fresh work dir and output root per run), so it is always "cold".
-      const d = fresh('bazel-warm');
+    /** A fresh output root with the rules_cc stub and the pinned archive in a repository cache; build and shutdown argv. */
+    const bazelDirect = (d) => {
       for (const [n, text] of Object.entries(RULES_CC_STUB)) { mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true }); writeFileSync(join(d, 'rules_cc', n), text); }
       mkdirSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin), { recursive: true });
       writeFileSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin, 'file'), bz.archive);
       const startup = ['bazel', '--ignore_all_rc_files', '--install_base=/usr/share/bazel', '--trust_install_base', `--output_user_root=${join(d, 'out')}`, '--host_jvm_args=-XX:-UsePerfData'];
       const build = [...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'];
+      return { build, shutdown: [...startup, 'shutdown'] };
+    };
+    await time('bazel direct: cold bazel build (host, linux-sandbox) + shutdown', () => {
+      const { build, shutdown } = bazelDirect(fresh('bazel-direct'));
+      sh(build, bz.ws);
+      sh(shutdown, bz.ws);
+    });
+    {
+      // Warm direct: the same output root with the server up and outputs present (an incremental no-op build). The
+      // runner has no warm state by design (fresh work dir and output root per run), so it is always "cold".
+      const { build, shutdown } = bazelDirect(fresh('bazel-warm'));
       sh(build, bz.ws);
       try {
         await time('bazel direct: warm (server up, outputs present: no-op build)', () => sh(build, bz.ws));
       } finally {
-        sh([...startup, 'shutdown'], bz.ws);
+        sh(shutdown, bz.ws);
       }
     }
     const bzSpec = { source: { repo: bz.ws, commit: bz.commit }, builder: { type: 'bazel', targets: ['//:hello', '//:bundle'] }, outputs: ['hello', 'bundle.tar'], mirror: { url: mirrorUrl } };
@@ -194,27 +194,21 @@ async function builderBenchmarks() {
     out.push({ name: 'bazel rebuild check cost (difference of medians)', medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10, minMs: NaN });
     // Nix
     const nx = prepare('nix-fod');
-    await time('nix direct: nix-store --add-fixed + nix-build (fresh store, sandbox)', () => {
-      const d = fresh('nix-direct');
+    /** A fresh private store with the archive added as the fixed output, then the build; returns the rebuild. */
+    const nixDirect = (d) => {
       const store = `local?store=${join(d, 'nix', 'store')}&state=${join(d, 'nix', 'var')}&log=${join(d, 'nix', 'log')}`;
       const opts = ['--store', store, '--option', 'substituters', '', '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', nixSandboxPaths(), '--option', 'build-users-group', ''];
       mkdirSync(join(d, 'in'));
       writeFileSync(join(d, 'in', 'greet-2.0.tar.gz'), nx.archive);
       const e = { HOME: d, TMPDIR: d };
+      const build = () => sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
       sh(['nix-store', ...opts, '--add-fixed', 'sha256', join(d, 'in', 'greet-2.0.tar.gz')], nx.ws, e);
-      sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
-    });
-    {
-      const d = fresh('nix-warm');
-      const store = `local?store=${join(d, 'nix', 'store')}&state=${join(d, 'nix', 'var')}&log=${join(d, 'nix', 'log')}`;
-      const opts = ['--store', store, '--option', 'substituters', '', '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', nixSandboxPaths(), '--option', 'build-users-group', ''];
-      mkdirSync(join(d, 'in'));
-      writeFileSync(join(d, 'in', 'greet-2.0.tar.gz'), nx.archive);
-      const e = { HOME: d, TMPDIR: d };
-      sh(['nix-store', ...opts, '--add-fixed', 'sha256', join(d, 'in', 'greet-2.0.tar.gz')], nx.ws, e);
-      sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e);
-      await time('nix direct: warm (output already in the store)', () => sh(['nix-build', ...opts, '--no-out-link', 'default.nix', '-A', 'greet'], nx.ws, e));
-    }
+      build();
+      return build;
+    };
+    await time('nix direct: nix-store --add-fixed + nix-build (fresh store, sandbox)', () => void nixDirect(fresh('nix-direct')));
+    const nixWarm = nixDirect(fresh('nix-warm'));
+    await time('nix direct: warm (output already in the store)', nixWarm);
     const nxSpec = { source: { repo: nx.ws, commit: nx.commit }, builder: { type: 'nix', file: 'default.nix', attribute: 'greet' }, outputs: ['bin/greet'], mirror: { url: mirrorUrl } };
     const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () => timedRunBuild(nxSpec));
     const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...nxSpec, reproducible: true }));
