@@ -28,7 +28,9 @@ run('npx', ['--no-install', 'tsc', '-b']);
 if (process.argv.includes('--system-tools')) {
   const needed = { bwrap: 'bubblewrap', git: 'git', strace: 'strace' };
   const onPath = (cmd) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, cmd)));
-  const missing = Object.entries(needed).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg);
+  const missing = Object.entries(needed)
+    .filter(([cmd]) => !onPath(cmd))
+    .map(([, pkg]) => pkg);
   if (missing.length > 0) {
     if (process.getuid?.() === 0 && onPath('apt-get')) {
       console.error(`airlock: installing ${missing.join(' ')} from Debian for the demo's sandboxed build…`);
@@ -38,7 +40,9 @@ if (process.argv.includes('--system-tools')) {
         console.error(`airlock: could not install ${missing.join(' ')}; the demo will skip the hermetic build`);
       }
     } else {
-      console.error(`airlock: ${missing.join(', ')} not installed (apt-get install ${missing.join(' ')} as root); the demo will skip the hermetic build`);
+      console.error(
+        `airlock: ${missing.join(', ')} not installed (apt-get install ${missing.join(' ')} as root); the demo will skip the hermetic build`,
+      );
     }
   }
 }

@@ -25,7 +25,11 @@ describe.skipIf(!enabled)('airlock demo', () => {
     const data = join(dir, 'data');
     const r = await runCli(['demo', '--data', data, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { ok: boolean; skipped?: string; steps: { step: string; detail: Record<string, unknown> }[] };
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      skipped?: string;
+      steps: { step: string; detail: Record<string, unknown> }[];
+    };
     expect(report.ok).toBe(true);
     expect(report.skipped).toBeUndefined();
     const names = report.steps.map((s) => s.step.split(':')[0]);
@@ -37,11 +41,18 @@ describe.skipIf(!enabled)('airlock demo', () => {
     expect(artifact.toString()).toContain('hello, release engineer');
     expect(run.detail.artifact).toBe(`greeting.txt sha256:${createHash('sha256').update(artifact).digest('hex')}`);
     const root = JSON.parse(readFileSync(join(data, 'plane', 'trusted_root.json'), 'utf8')) as unknown;
-    const endpoints = JSON.parse(readFileSync(join(data, 'plane', 'endpoints.json'), 'utf8')) as { trustDomain: string; identityIssuerUrl: string };
+    const endpoints = JSON.parse(readFileSync(join(data, 'plane', 'endpoints.json'), 'utf8')) as {
+      trustDomain: string;
+      identityIssuerUrl: string;
+    };
     const verifier = new BundleVerifier(root);
     const policy = { subject: `spiffe://${endpoints.trustDomain}/airlock/runner`, issuer: endpoints.identityIssuerUrl };
-    const bundle = JSON.parse(readFileSync(join(data, 'out', 'greeting.txt.provenance.sigstore.json'), 'utf8')) as unknown;
-    expect(verifier.verify(bundle, { artifact, policy }).statement?.predicateType).toBe('https://slsa.dev/provenance/v1');
+    const bundle = JSON.parse(
+      readFileSync(join(data, 'out', 'greeting.txt.provenance.sigstore.json'), 'utf8'),
+    ) as unknown;
+    expect(verifier.verify(bundle, { artifact, policy }).statement?.predicateType).toBe(
+      'https://slsa.dev/provenance/v1',
+    );
     // And not for different bytes.
     expect(() => verifier.verify(bundle, { artifact: Buffer.concat([artifact, Buffer.from('x')]), policy })).toThrow();
   }, 180_000);

@@ -37,9 +37,23 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
-  writeFileSync(join(root, 'list.json'), JSON.stringify([...blobs].map(([p, b]) => ({ url: `${base}${p}`, sha256: createHash('sha256').update(b).digest('hex') }))));
+  writeFileSync(
+    join(root, 'list.json'),
+    JSON.stringify(
+      [...blobs].map(([p, b]) => ({ url: `${base}${p}`, sha256: createHash('sha256').update(b).digest('hex') })),
+    ),
+  );
   bundle = join(root, 'big.tar');
-  const s = await runCli(['sync', '--list', join(root, 'list.json'), '--out', bundle, '--data', join(root, 'plane'), '--json']);
+  const s = await runCli([
+    'sync',
+    '--list',
+    join(root, 'list.json'),
+    '--out',
+    bundle,
+    '--data',
+    join(root, 'plane'),
+    '--json',
+  ]);
   expect(s.code, s.stdout + s.stderr).toBe(0);
 }, 180_000);
 
@@ -50,8 +64,17 @@ afterAll(async () => {
 });
 
 const importArgs = (): string[] => [
-  'mirror', 'import', bundle, '--store', store, '--data', join(root, 'plane'),
-  '--sync-identity', `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`, '--sync-issuer', plane.endpoints.identityIssuerUrl,
+  'mirror',
+  'import',
+  bundle,
+  '--store',
+  store,
+  '--data',
+  join(root, 'plane'),
+  '--sync-identity',
+  `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`,
+  '--sync-issuer',
+  plane.endpoints.identityIssuerUrl,
 ];
 
 /** Starts an import and SIGKILLs it `delayMs` after it reports the bundle verified (i.e. while blobs stream in). */
@@ -72,7 +95,10 @@ function killMidImport(delayMs: number): Promise<{ killed: boolean; stderr: stri
   });
 }
 
-async function fsckJson(): Promise<{ code: number | null; report: { clean: boolean; checked: number; corrupt: unknown[]; missing: unknown[] } }> {
+async function fsckJson(): Promise<{
+  code: number | null;
+  report: { clean: boolean; checked: number; corrupt: unknown[]; missing: unknown[] };
+}> {
   const r = await runCli(['mirror', 'fsck', '--store', store, '--json']);
   return { code: r.code, report: JSON.parse(r.stdout) };
 }

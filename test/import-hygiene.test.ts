@@ -66,9 +66,22 @@ beforeAll(async () => {
   files = createServer((_req, res) => res.end(BLOB));
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(files.address() as AddressInfo).port}/blob.bin`;
-  writeFileSync(join(root, 'list.json'), JSON.stringify([{ url, sha256: createHash('sha256').update(BLOB).digest('hex') }]));
-  const signer = new AirlockSigner({ fulcioUrl: plane.endpoints.caUrl, rekorUrl: plane.endpoints.tlogUrl, identity: () => plane.issueToken(subject) });
-  await syncToBundle({ inputs: [{ path: join(root, 'list.json'), kind: 'generic' }], out: join(root, 'good.tar'), signer, quiet: true, progress: 'none' });
+  writeFileSync(
+    join(root, 'list.json'),
+    JSON.stringify([{ url, sha256: createHash('sha256').update(BLOB).digest('hex') }]),
+  );
+  const signer = new AirlockSigner({
+    fulcioUrl: plane.endpoints.caUrl,
+    rekorUrl: plane.endpoints.tlogUrl,
+    identity: () => plane.issueToken(subject),
+  });
+  await syncToBundle({
+    inputs: [{ path: join(root, 'list.json'), kind: 'generic' }],
+    out: join(root, 'good.tar'),
+    signer,
+    quiet: true,
+    progress: 'none',
+  });
   goodBundle = readFileSync(join(root, 'good.tar'));
 });
 
@@ -79,13 +92,22 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function expectRefused(bundle: Buffer, code: ImportErrorCode, opts: { maxBlobBytes?: number; maxManifestBytes?: number } = {}): Promise<string> {
+async function expectRefused(
+  bundle: Buffer,
+  code: ImportErrorCode,
+  opts: { maxBlobBytes?: number; maxManifestBytes?: number } = {},
+): Promise<string> {
   const storeDir = join(root, `store-${n++}`);
   const store = await MirrorStore.open(storeDir);
   let message = '';
   try {
     await expect(
-      importBundle(Readable.from([bundle]), { store, trustedRoot: plane.trustedRoot, syncIdentity: policy, ...opts }).catch((e: Error) => {
+      importBundle(Readable.from([bundle]), {
+        store,
+        trustedRoot: plane.trustedRoot,
+        syncIdentity: policy,
+        ...opts,
+      }).catch((e: Error) => {
         message = e.message;
         throw e;
       }),
@@ -96,7 +118,8 @@ async function expectRefused(bundle: Buffer, code: ImportErrorCode, opts: { maxB
   }
   // Nothing published, nothing left staged.
   const blobs = join(storeDir, 'blobs');
-  const count = (d: string): number => (existsSync(d) ? readdirSync(d, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length : 0);
+  const count = (d: string): number =>
+    existsSync(d) ? readdirSync(d, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length : 0;
   expect(count(blobs)).toBe(0);
   return message;
 }
@@ -105,7 +128,11 @@ describe('bundle archive hygiene', () => {
   it('a good bundle imports (control)', async () => {
     const store = await MirrorStore.open(join(root, 'store-good'));
     try {
-      const r = await importBundle(Readable.from([goodBundle]), { store, trustedRoot: plane.trustedRoot, syncIdentity: policy });
+      const r = await importBundle(Readable.from([goodBundle]), {
+        store,
+        trustedRoot: plane.trustedRoot,
+        syncIdentity: policy,
+      });
       expect(r.blobs).toBe(1);
       expect(store.head()?.sequence).toBe(1);
     } finally {
@@ -118,7 +145,10 @@ describe('bundle archive hygiene', () => {
     ['an absolute path', [manifest, { name: '/etc/passwd', body: Buffer.from('x') }]],
     ['a .. traversal', [manifest, { name: 'blobs/sha256/../../../etc/passwd', body: Buffer.from('x') }]],
     ['a symlink', [manifest, { name: 'blobs/sha256/' + 'a'.repeat(64), type: 'symlink', linkname: '/etc/shadow' }]],
-    ['a hard link', [manifest, { name: 'attestations/manifest.sigstore.json', type: 'link', linkname: 'manifest.json' }]],
+    [
+      'a hard link',
+      [manifest, { name: 'attestations/manifest.sigstore.json', type: 'link', linkname: 'manifest.json' }],
+    ],
     ['a character device', [manifest, { name: 'dev-null', type: 'character-device' }]],
     ['a directory', [manifest, { name: 'blobs/', type: 'directory' }]],
     ['a FIFO', [manifest, { name: 'fifo', type: 'fifo' }]],
@@ -130,7 +160,10 @@ describe('bundle archive hygiene', () => {
   });
 
   it('refuses entries before the manifest and names it', async () => {
-    const msg = await expectRefused(await makeTar([{ name: 'blobs/sha256/' + 'b'.repeat(64), body: Buffer.from('x') }, manifest]), 'IMPORT_UNEXPECTED_ENTRY');
+    const msg = await expectRefused(
+      await makeTar([{ name: 'blobs/sha256/' + 'b'.repeat(64), body: Buffer.from('x') }, manifest]),
+      'IMPORT_UNEXPECTED_ENTRY',
+    );
     expect(msg).toContain('manifest.json');
   });
 
@@ -141,7 +174,10 @@ describe('bundle archive hygiene', () => {
 
   it('refuses a file the manifest does not name, even inside a validly signed bundle', async () => {
     const entries = await readTar(goodBundle);
-    entries.push({ name: 'blobs/sha256/' + createHash('sha256').update('smuggled').digest('hex'), body: Buffer.from('smuggled') });
+    entries.push({
+      name: 'blobs/sha256/' + createHash('sha256').update('smuggled').digest('hex'),
+      body: Buffer.from('smuggled'),
+    });
     await expectRefused(await makeTar(entries), 'IMPORT_UNEXPECTED_ENTRY');
     const extra = await readTar(goodBundle);
     extra.push({ name: 'README.txt', body: Buffer.from('hello') });

@@ -12,12 +12,32 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from './helpers/cli.js';
-import { blobPath, fsck, importArgs, runCliJson, startMirror, startPlane, storeState, type CliPlane, type RunningMirror, type StoreState } from './helpers/upstream-e2e.js';
+import {
+  blobPath,
+  fsck,
+  importArgs,
+  runCliJson,
+  startMirror,
+  startPlane,
+  storeState,
+  type CliPlane,
+  type RunningMirror,
+  type StoreState,
+} from './helpers/upstream-e2e.js';
 import { sha256Hex, startFixtureUpstream, type FixtureUpstream } from './helpers/upstream.js';
 
 // Many small blobs (each is a journaled, fsynced publish) plus a few large ones: an import takes long enough to
@@ -58,13 +78,20 @@ function journalLines(): number {
  * Starts the big import and SIGKILLs it once `when(lines)` holds (polling the journal). While it runs, a mirror
  * reading the same store must keep showing the old head, and a second import must be refused as busy.
  */
-async function killImportWhen(when: (lines: number) => boolean, extra?: () => Promise<void>): Promise<{ signal: NodeJS.Signals | null; code: number | null; linesAtKill: number; heads: Set<number | null> }> {
-  const child = spawn(process.execPath, [CLI, ...importArgs(big, store, plane!)], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function killImportWhen(
+  when: (lines: number) => boolean,
+  extra?: () => Promise<void>,
+): Promise<{ signal: NodeJS.Signals | null; code: number | null; linesAtKill: number; heads: Set<number | null> }> {
+  const child = spawn(process.execPath, [CLI, ...importArgs(big, store, plane!)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   live.push(child);
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise<{ signal: NodeJS.Signals | null; code: number | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ signal: NodeJS.Signals | null; code: number | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   let done = false;
   void exited.then(() => (done = true));
   const heads = new Set<number | null>();
@@ -87,7 +114,8 @@ async function killImportWhen(when: (lines: number) => boolean, extra?: () => Pr
   }
   const result = await exited;
   live.splice(live.indexOf(child), 1);
-  if (result.signal !== 'SIGKILL') throw new Error(`the import ended on its own before the kill point (exit ${result.code}):\n${out}`);
+  if (result.signal !== 'SIGKILL')
+    throw new Error(`the import ended on its own before the kill point (exit ${result.code}):\n${out}`);
   return { ...result, linesAtKill, heads };
 }
 
@@ -109,10 +137,35 @@ describe('mirror e2e: kill -9 mid-import, then corruption at rest (CLI)', () => 
     const state = join(root, 'state.json');
     b1 = join(root, 'b1.tar');
     big = join(root, 'big.tar');
-    const s1 = await runCliJson(['sync', '--list', list('l1.json', Object.keys(files).filter((k) => k.startsWith('first-'))), '--out', b1, '--state', state, '--data', plane.dir, '--json']);
+    const s1 = await runCliJson([
+      'sync',
+      '--list',
+      list(
+        'l1.json',
+        Object.keys(files).filter((k) => k.startsWith('first-')),
+      ),
+      '--out',
+      b1,
+      '--state',
+      state,
+      '--data',
+      plane.dir,
+      '--json',
+    ]);
     expect(s1.code, s1.stdout + s1.stderr).toBe(0);
     // The big bundle also carries bundle 1's blobs (already in the store: verified, not re-added).
-    const s2 = await runCliJson(['sync', '--list', list('l2.json', Object.keys(files)), '--out', big, '--state', state, '--data', plane.dir, '--json']);
+    const s2 = await runCliJson([
+      'sync',
+      '--list',
+      list('l2.json', Object.keys(files)),
+      '--out',
+      big,
+      '--state',
+      state,
+      '--data',
+      plane.dir,
+      '--json',
+    ]);
     expect(s2.code, s2.stdout + s2.stderr).toBe(0);
     await upstream.close();
     upstream = undefined;
@@ -142,26 +195,30 @@ describe('mirror e2e: kill -9 mid-import, then corruption at rest (CLI)', () => 
     ['near the end (ten blobs to go)', (l) => l >= fresh - 10],
   ];
 
-  it.each(moments)('SIGKILL %s leaves the store as it was', async (_what, when) => {
-    const k = await killImportWhen(when);
-    expect(k.signal).toBe('SIGKILL');
-    expect(k.linesAtKill, 'killed before its last blob').toBeLessThan(fresh);
-    // Concurrent readers never saw anything but the old snapshot.
-    expect([...k.heads]).toEqual([1]);
-    expect(await headSeen()).toBe(1);
-    // Before anyone recovers, the index is untouched (the kill happened before or inside the publish transaction).
-    const raw = storeState(store);
-    expect(raw.head).toEqual(afterB1.head);
-    expect(raw.rows).toEqual(afterB1.rows);
-    // None of the bundle's new blobs is served.
-    const r = await fetch(`${reader!.url}/blobs/sha256/${sha256Hex(small[0]!)}`);
-    expect(r.status).toBe(404);
-    // The next opener (fsck) recovers: the interrupted import's blobs, temp files and journal are gone.
-    const f = await fsck(store);
-    expect(f.code, JSON.stringify(f.report)).toBe(0);
-    expect(f.report).toMatchObject({ clean: true, corrupt: [], missing: [], orphans: [] });
-    expect(storeState(store)).toEqual(afterB1);
-  }, 120_000);
+  it.each(moments)(
+    'SIGKILL %s leaves the store as it was',
+    async (_what, when) => {
+      const k = await killImportWhen(when);
+      expect(k.signal).toBe('SIGKILL');
+      expect(k.linesAtKill, 'killed before its last blob').toBeLessThan(fresh);
+      // Concurrent readers never saw anything but the old snapshot.
+      expect([...k.heads]).toEqual([1]);
+      expect(await headSeen()).toBe(1);
+      // Before anyone recovers, the index is untouched (the kill happened before or inside the publish transaction).
+      const raw = storeState(store);
+      expect(raw.head).toEqual(afterB1.head);
+      expect(raw.rows).toEqual(afterB1.rows);
+      // None of the bundle's new blobs is served.
+      const r = await fetch(`${reader!.url}/blobs/sha256/${sha256Hex(small[0]!)}`);
+      expect(r.status).toBe(404);
+      // The next opener (fsck) recovers: the interrupted import's blobs, temp files and journal are gone.
+      const f = await fsck(store);
+      expect(f.code, JSON.stringify(f.report)).toBe(0);
+      expect(f.report).toMatchObject({ clean: true, corrupt: [], missing: [], orphans: [] });
+      expect(storeState(store)).toEqual(afterB1);
+    },
+    120_000,
+  );
 
   it('a second import while one runs is refused as a store conflict (IMPORT_STORE), not as a bad archive', async () => {
     let second: Awaited<ReturnType<typeof runCliJson>> | undefined;
@@ -240,6 +297,10 @@ describe('mirror e2e: kill -9 mid-import, then corruption at rest (CLI)', () => 
     // Still never served after fsck (quarantined).
     const again = await fetch(`${url}/blobs/sha256/${sha256Hex(small[2]!)}`);
     expect([410, 500, 502, 503]).toContain(again.status);
-    expect(createHash('sha256').update(Buffer.from(await again.arrayBuffer())).digest('hex')).not.toBe(sha256Hex(small[2]!));
+    expect(
+      createHash('sha256')
+        .update(Buffer.from(await again.arrayBuffer()))
+        .digest('hex'),
+    ).not.toBe(sha256Hex(small[2]!));
   }, 120_000);
 });

@@ -26,8 +26,24 @@ import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore } from '@airlock/cas';
 import { importBundle } from '@airlock/mirror';
-import { HEADER_FIELD_OFFSETS, expectedFlip, jsonHotSpots, seeded, tarLayout, type Flip, type TarLayoutEntry } from './helpers/bundle-flips.js';
-import { fsck, importArgs, runCliJson, startPlane, storeState, type CliPlane, type StoreState } from './helpers/upstream-e2e.js';
+import {
+  HEADER_FIELD_OFFSETS,
+  expectedFlip,
+  jsonHotSpots,
+  seeded,
+  tarLayout,
+  type Flip,
+  type TarLayoutEntry,
+} from './helpers/bundle-flips.js';
+import {
+  fsck,
+  importArgs,
+  runCliJson,
+  startPlane,
+  storeState,
+  type CliPlane,
+  type StoreState,
+} from './helpers/upstream-e2e.js';
 import {
   buildPythonFixtures,
   loadNpmFixtureSet,
@@ -54,20 +70,41 @@ let store: string;
 let planeA: CliPlane | undefined;
 let planeB: CliPlane | undefined;
 let upstream: FixtureUpstream | undefined;
-const bundles: Record<'b1' | 'b2' | 'b3' | 'b4' | 'otherIdentity' | 'otherPlane', string> = { b1: '', b2: '', b3: '', b4: '', otherIdentity: '', otherPlane: '' };
+const bundles: Record<'b1' | 'b2' | 'b3' | 'b4' | 'otherIdentity' | 'otherPlane', string> = {
+  b1: '',
+  b2: '',
+  b3: '',
+  b4: '',
+  otherIdentity: '',
+  otherPlane: '',
+};
 let otherSubject: string;
 
-async function sync(name: string, opts: { lists: string[]; full?: boolean; state: string; plane: CliPlane; subject?: string }): Promise<string> {
+async function sync(
+  name: string,
+  opts: { lists: string[]; full?: boolean; state: string; plane: CliPlane; subject?: string },
+): Promise<string> {
   const out = join(root, `${name}.tar`);
   const inputs = opts.full
     ? [
         ...(npmMissing ? [] : ['--npm-lock', join(root, 'app', 'package-lock.json')]),
-        ...(pythonMissing ? [] : ['--requirements', join(root, 'requirements.txt'), '--pypi-index', upstream!.pypiIndex]),
+        ...(pythonMissing
+          ? []
+          : ['--requirements', join(root, 'requirements.txt'), '--pypi-index', upstream!.pypiIndex]),
       ]
     : [];
   const r = await runCliJson([
-    'sync', ...inputs, ...opts.lists.flatMap((l) => ['--list', join(root, l)]),
-    '--out', out, '--state', opts.state, '--data', opts.plane.dir, ...(opts.subject ? ['--subject', opts.subject] : []), '--json',
+    'sync',
+    ...inputs,
+    ...opts.lists.flatMap((l) => ['--list', join(root, l)]),
+    '--out',
+    out,
+    '--state',
+    opts.state,
+    '--data',
+    opts.plane.dir,
+    ...(opts.subject ? ['--subject', opts.subject] : []),
+    '--json',
   ]);
   if (r.code !== 0) throw new Error(`sync ${name} failed: ${r.stdout}${r.stderr}`);
   return out;
@@ -92,7 +129,21 @@ async function expectFsckClean(): Promise<void> {
 /** A store that trusts `plane` and accepts anything in sequence (--allow-gap): proves a refused bundle is otherwise valid. */
 async function importIntoScratch(bundle: string, plane: CliPlane, identity = plane.syncIdentity): Promise<void> {
   const scratch = mkdtempSync(join(root, 'scratch-'));
-  const r = await runCliJson(['mirror', 'import', bundle, '--store', scratch, '--data', plane.dir, '--sync-identity', identity, '--sync-issuer', plane.endpoints.identityIssuerUrl, '--allow-gap', '--json']);
+  const r = await runCliJson([
+    'mirror',
+    'import',
+    bundle,
+    '--store',
+    scratch,
+    '--data',
+    plane.dir,
+    '--sync-identity',
+    identity,
+    '--sync-issuer',
+    plane.endpoints.identityIssuerUrl,
+    '--allow-gap',
+    '--json',
+  ]);
   expect(r.code, r.stdout + r.stderr).toBe(0);
   rmSync(scratch, { recursive: true, force: true });
 }
@@ -124,7 +175,17 @@ async function writeTar(path: string, entries: CraftEntry[]): Promise<string> {
   for (const e of entries) {
     const type = e.type ?? 'file';
     if (type === 'file') pack.entry({ name: e.name, mode: 0o644, mtime: new Date(0) }, e.body ?? Buffer.alloc(0));
-    else pack.entry({ name: e.name, type, linkname: e.linkname ?? '', mode: 0o644, mtime: new Date(0), size: 0, devmajor: 1, devminor: 3 });
+    else
+      pack.entry({
+        name: e.name,
+        type,
+        linkname: e.linkname ?? '',
+        mode: 0o644,
+        mtime: new Date(0),
+        size: 0,
+        devmajor: 1,
+        devminor: 3,
+      });
   }
   pack.finalize();
   const chunks: Buffer[] = [];
@@ -145,12 +206,22 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
     expect(planeB.syncIdentity).toBe(planeA.syncIdentity);
 
     const set = loadNpmFixtureSet();
-    const [packed, dists] = await Promise.all([npmMissing ? [] : packNpmFixtures(root, set.packages), pythonMissing ? [] : buildPythonFixtures(root)]);
-    upstream = await startFixtureUpstream({ npm: packed, pypi: dists, files: { a: GEN_A, b: GEN_B, c: GEN_C, d: GEN_D } });
+    const [packed, dists] = await Promise.all([
+      npmMissing ? [] : packNpmFixtures(root, set.packages),
+      pythonMissing ? [] : buildPythonFixtures(root),
+    ]);
+    upstream = await startFixtureUpstream({
+      npm: packed,
+      pypi: dists,
+      files: { a: GEN_A, b: GEN_B, c: GEN_C, d: GEN_D },
+    });
     if (!npmMissing) await writeFixtureProject(join(root, 'app'), root, upstream.npmRegistry, set.project);
     if (!pythonMissing) writeFileSync(join(root, 'requirements.txt'), requirementsTxt(dists));
     const list = (name: string, files: [string, Buffer][]): void =>
-      writeFileSync(join(root, name), JSON.stringify(files.map(([f, b]) => ({ url: upstream!.fileUrl(f), sha256: sha256Hex(b) }))));
+      writeFileSync(
+        join(root, name),
+        JSON.stringify(files.map(([f, b]) => ({ url: upstream!.fileUrl(f), sha256: sha256Hex(b) }))),
+      );
     list('list-a.json', [['a', GEN_A]]);
     list('list-b.json', [['b', GEN_B]]);
     list('list-c.json', [['c', GEN_C]]);
@@ -166,7 +237,12 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
     bundles.b4 = await sync('b4', { lists: ['list-d.json'], state, plane: planeA });
     // The same place in the chain as bundle 2 (sequence 2 after bundle 1), signed by someone else.
     [bundles.otherIdentity, bundles.otherPlane] = await Promise.all([
-      sync('other-identity', { lists: ['list-b.json'], state: join(root, 'state-after-b1-x.json'), plane: planeA, subject: otherSubject }),
+      sync('other-identity', {
+        lists: ['list-b.json'],
+        state: join(root, 'state-after-b1-x.json'),
+        plane: planeA,
+        subject: otherSubject,
+      }),
       sync('other-plane', { lists: ['list-b.json'], state: join(root, 'state-after-b1-y.json'), plane: planeB }),
     ]);
     await upstream.close();
@@ -216,16 +292,32 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
       // follow the signature check; a sample of every other header
       const full = [manifest, mBundle, sbom, sBundle, firstBlob, lastBlob].includes(e);
       add(...(full ? HEADER_FIELD_OFFSETS : [pick(512), pick(512), 148 + pick(8)]).map((o) => e.header + o));
-      if (e.paddingLength > 0) add(...(full ? [e.padding, e.padding + e.paddingLength - 1] : []), e.padding + pick(e.paddingLength));
+      if (e.paddingLength > 0)
+        add(...(full ? [e.padding, e.padding + e.paddingLength - 1] : []), e.padding + pick(e.paddingLength));
       if (e.size > 0) add(e.data + pick(e.size));
     }
     add(manifest.data, manifest.data + Math.floor(manifest.size / 2), manifest.data + manifest.size - 1);
     add(...jsonHotSpots(bytes, mBundle), ...jsonHotSpots(bytes, sBundle));
     add(sbom.data, sbom.data + Math.floor(sbom.size / 2), sbom.data + sbom.size - 1);
-    add(newBlob.data, newBlob.data + newBlob.size - 1, oldBlob.data + Math.floor(oldBlob.size / 2), lastBlob.data, lastBlob.data + lastBlob.size - 1);
-    add(layout.end, layout.end + 1, layout.end + 511, layout.end + 512, bytes.length - 1, layout.end + pick(1024), layout.end + pick(1024));
+    add(
+      newBlob.data,
+      newBlob.data + newBlob.size - 1,
+      oldBlob.data + Math.floor(oldBlob.size / 2),
+      lastBlob.data,
+      lastBlob.data + lastBlob.size - 1,
+    );
+    add(
+      layout.end,
+      layout.end + 1,
+      layout.end + 511,
+      layout.end + 512,
+      bytes.length - 1,
+      layout.end + pick(1024),
+      layout.end + pick(1024),
+    );
     const flips: Flip[] = [...positions].sort((a, b) => a - b).map((pos) => ({ pos, ...expectedFlip(layout, pos) }));
-    for (const code of ['IMPORT_ARCHIVE_NONCANONICAL', 'IMPORT_SIGNATURE_INVALID', 'IMPORT_BLOB_MISMATCH']) expect(flips.filter((f) => f.code === code).length).toBeGreaterThan(20);
+    for (const code of ['IMPORT_ARCHIVE_NONCANONICAL', 'IMPORT_SIGNATURE_INVALID', 'IMPORT_BLOB_MISMATCH'])
+      expect(flips.filter((f) => f.code === code).length).toBeGreaterThan(20);
 
     const before = storeState(store);
     const trustedRoot = JSON.parse(readFileSync(join(planeA!.dir, 'trusted_root.json'), 'utf8')) as unknown;
@@ -311,20 +403,53 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
     /** The genuine entries with `inject` put before the first blob (after the signatures were read). */
     const withEntry = (inject: CraftEntry[], at: 'before-blobs' | 'end' = 'before-blobs'): CraftEntry[] =>
       at === 'end' ? [...genuine, ...inject] : [...genuine.slice(0, firstBlob), ...inject, ...genuine.slice(firstBlob)];
-    const replacingFirstBlob = (e: Omit<CraftEntry, 'name'>): CraftEntry[] => genuine.map((g, i) => (i === firstBlob ? { name: g.name, ...e } : g));
+    const replacingFirstBlob = (e: Omit<CraftEntry, 'name'>): CraftEntry[] =>
+      genuine.map((g, i) => (i === firstBlob ? { name: g.name, ...e } : g));
 
     const cases: [string, () => CraftEntry[], string][] = [
-      ['an absolute path', () => genuine.map((g, i) => (i === firstBlob ? { ...g, name: `/tmp/airlock-escape-abs` } : g)), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a .. traversal', () => withEntry([{ name: 'blobs/sha256/../../../../tmp/airlock-escape-dotdot', body: Buffer.from('x') }]), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a .. traversal in a long (pax) name', () => withEntry([{ name: `blobs/${'../'.repeat(40)}tmp/airlock-escape-pax`, body: Buffer.from('x') }]), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a symlink in place of a blob', () => replacingFirstBlob({ type: 'symlink', linkname: '/etc/passwd' }), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a hard link in place of a blob', () => replacingFirstBlob({ type: 'link', linkname: 'manifest.json' }), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a character device', () => withEntry([{ name: 'dev-null', type: 'character-device' }]), 'IMPORT_ARCHIVE_UNSAFE'],
+      [
+        'an absolute path',
+        () => genuine.map((g, i) => (i === firstBlob ? { ...g, name: `/tmp/airlock-escape-abs` } : g)),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
+      [
+        'a .. traversal',
+        () => withEntry([{ name: 'blobs/sha256/../../../../tmp/airlock-escape-dotdot', body: Buffer.from('x') }]),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
+      [
+        'a .. traversal in a long (pax) name',
+        () => withEntry([{ name: `blobs/${'../'.repeat(40)}tmp/airlock-escape-pax`, body: Buffer.from('x') }]),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
+      [
+        'a symlink in place of a blob',
+        () => replacingFirstBlob({ type: 'symlink', linkname: '/etc/passwd' }),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
+      [
+        'a hard link in place of a blob',
+        () => replacingFirstBlob({ type: 'link', linkname: 'manifest.json' }),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
+      [
+        'a character device',
+        () => withEntry([{ name: 'dev-null', type: 'character-device' }]),
+        'IMPORT_ARCHIVE_UNSAFE',
+      ],
       ['a FIFO', () => withEntry([{ name: 'fifo', type: 'fifo' }]), 'IMPORT_ARCHIVE_UNSAFE'],
       ['a directory entry', () => withEntry([{ name: 'blobs/sha256/', type: 'directory' }]), 'IMPORT_ARCHIVE_UNSAFE'],
       ['a duplicate blob', () => withEntry([genuine[firstBlob]!]), 'IMPORT_ARCHIVE_UNSAFE'],
-      ['a blob the manifest does not list', () => withEntry([{ name: `blobs/sha256/${sha256Hex('smuggled')}`, body: Buffer.from('smuggled') }], 'end'), 'IMPORT_UNEXPECTED_ENTRY'],
-      ['a file outside the bundle layout', () => withEntry([{ name: 'README.txt', body: Buffer.from('hello') }]), 'IMPORT_UNEXPECTED_ENTRY'],
+      [
+        'a blob the manifest does not list',
+        () => withEntry([{ name: `blobs/sha256/${sha256Hex('smuggled')}`, body: Buffer.from('smuggled') }], 'end'),
+        'IMPORT_UNEXPECTED_ENTRY',
+      ],
+      [
+        'a file outside the bundle layout',
+        () => withEntry([{ name: 'README.txt', body: Buffer.from('hello') }]),
+        'IMPORT_UNEXPECTED_ENTRY',
+      ],
     ];
     it.each(cases)('%s', async (_what, make, code) => {
       const path = await writeTar(join(root, 'crafted.tar'), make());
@@ -337,7 +462,10 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
       const largest = Math.max(...genuine.filter((g) => g.name.startsWith('blobs/')).map((g) => g.body!.length));
       await expectRefused(bundles.b2, 'IMPORT_TOO_LARGE', ['--max-blob-bytes', String(largest - 1)]);
       // Unsigned: the size limit is an archive check, it does not wait for (or depend on) the signatures.
-      const unsigned = await writeTar(join(root, 'unsigned-big.tar'), [{ name: 'manifest.json', body: Buffer.from('{}') }, { name: `blobs/sha256/${sha256Hex(GEN_B)}`, body: GEN_B }]);
+      const unsigned = await writeTar(join(root, 'unsigned-big.tar'), [
+        { name: 'manifest.json', body: Buffer.from('{}') },
+        { name: `blobs/sha256/${sha256Hex(GEN_B)}`, body: GEN_B },
+      ]);
       await expectRefused(unsigned, 'IMPORT_TOO_LARGE', ['--max-blob-bytes', '65536']);
       // A limit that is not a number is a usage error, not "no limit".
       const r = await runCliJson(importArgs(bundles.b2, store, planeA!, ['--max-blob-bytes', 'lots']));
@@ -359,7 +487,19 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
     await expectRefused(bundles.otherPlane, 'IMPORT_SIGNATURE_INVALID');
     const policyForB = ['--sync-issuer', planeB!.endpoints.identityIssuerUrl];
     const before = storeState(store);
-    const r = await runCliJson(['mirror', 'import', bundles.otherPlane, '--store', store, '--data', planeA!.dir, '--sync-identity', planeA!.syncIdentity, ...policyForB, '--json']);
+    const r = await runCliJson([
+      'mirror',
+      'import',
+      bundles.otherPlane,
+      '--store',
+      store,
+      '--data',
+      planeA!.dir,
+      '--sync-identity',
+      planeA!.syncIdentity,
+      ...policyForB,
+      '--json',
+    ]);
     expect(r.code).toBe(1);
     expect(r.errorCode).toBe('IMPORT_SIGNATURE_INVALID');
     expect(storeState(store)).toEqual(before);
@@ -388,5 +528,4 @@ describe('mirror e2e faults: refused imports leave the store unchanged (CLI)', (
     const f = await fsck(store);
     expect(f.report.checked).toBe(afterTwo.files.filter((x) => x.startsWith('blobs/')).length + 1);
   }, 60_000);
-
 });

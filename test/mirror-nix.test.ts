@@ -16,8 +16,22 @@ import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
 import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
 import { REPO_ROOT, runCli, startCli } from './helpers/cli.js';
-import { deterministicTarGz, networkIsolationProblem, removeTree, runIsolated, startUnixBridge, toolsAvailable } from './helpers/netns.js';
-import { makeNixSandbox, nixBuildCommand, nixInstantiate, nixProblem, nixShowDerivationRecursive, storeFile } from './helpers/nix.js';
+import {
+  deterministicTarGz,
+  networkIsolationProblem,
+  removeTree,
+  runIsolated,
+  startUnixBridge,
+  toolsAvailable,
+} from './helpers/netns.js';
+import {
+  makeNixSandbox,
+  nixBuildCommand,
+  nixInstantiate,
+  nixProblem,
+  nixShowDerivationRecursive,
+  storeFile,
+} from './helpers/nix.js';
 
 const enabled = toolsAvailable('real nix-build against the mirror', [nixProblem(), networkIsolationProblem()]);
 
@@ -44,12 +58,25 @@ const cleanups: (() => Promise<void>)[] = [];
 
 const importBundle = (bundle: string, store: string): ReturnType<typeof runCli> =>
   runCli([
-    'mirror', 'import', bundle, '--store', store, '--data', planeDir,
-    '--sync-identity', `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`, '--sync-issuer', plane.endpoints.identityIssuerUrl, '--json',
+    'mirror',
+    'import',
+    bundle,
+    '--store',
+    store,
+    '--data',
+    planeDir,
+    '--sync-identity',
+    `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`,
+    '--sync-issuer',
+    plane.endpoints.identityIssuerUrl,
+    '--json',
   ]);
 
 /** `airlock mirror serve` on the host, reachable from the namespace only through a UNIX-socket bridge. */
-async function serveMirror(store: string, name: string): Promise<{ url: string; socketPath: string; connections: () => number }> {
+async function serveMirror(
+  store: string,
+  name: string,
+): Promise<{ url: string; socketPath: string; connections: () => number }> {
   const mirror = await startCli(['mirror', 'serve', '--store', store, '--json'], (o) => o.trim().endsWith('}'));
   cleanups.push(() => mirror.stop());
   const { url } = JSON.parse(mirror.stdout()) as { url: string };
@@ -68,7 +95,12 @@ describe.skipIf(!enabled)('Nix: sync → import → serve → real nix-build via
     up = await startUpstream();
     up.file('/airlock-fixture/greet-1.0.tar.gz', greet);
     up.file('/airlock-fixture/notes.txt', notes);
-    consumerArgs = { greetUrl: GREET_URL, greetSha256: sha256(greet), notesUrl: NOTES_URL, notesHash: toSri('sha256', sha256(notes)) };
+    consumerArgs = {
+      greetUrl: GREET_URL,
+      greetSha256: sha256(greet),
+      notesUrl: NOTES_URL,
+      notesHash: toSri('sha256', sha256(notes)),
+    };
 
     // The real .drv graph, evaluated offline into a scratch store (not the build stores, which start empty).
     const evalNix = makeNixSandbox(join(root, 'eval'));
@@ -100,11 +132,25 @@ describe.skipIf(!enabled)('Nix: sync → import → serve → real nix-build via
       ]),
     );
     const rewrite = ['--rewrite-host', `${UPSTREAM}=${up!.url}`];
-    for (const [name, input] of [['list', ['--nix-fetch', join(root, 'nix-fetch.json')]], ['drv', ['--nix-drv', join(root, 'show-derivation.json')]]] as const) {
-      const s = await runCli(['sync', ...input, ...rewrite, '--out', join(root, `${name}.tar`), '--data', planeDir, '--json']);
+    for (const [name, input] of [
+      ['list', ['--nix-fetch', join(root, 'nix-fetch.json')]],
+      ['drv', ['--nix-drv', join(root, 'show-derivation.json')]],
+    ] as const) {
+      const s = await runCli([
+        'sync',
+        ...input,
+        ...rewrite,
+        '--out',
+        join(root, `${name}.tar`),
+        '--data',
+        planeDir,
+        '--json',
+      ]);
       expect(s.code, s.stdout + s.stderr).toBe(0);
       expect(JSON.parse(s.stdout)).toMatchObject({ ok: true, signed: true, entries: 2 });
-      const manifest = JSON.parse((await readTar(join(root, `${name}.tar`))).find((e) => e.name === 'manifest.json')!.body.toString('utf8')) as {
+      const manifest = JSON.parse(
+        (await readTar(join(root, `${name}.tar`))).find((e) => e.name === 'manifest.json')!.body.toString('utf8'),
+      ) as {
         entries: { ecosystem: string; name: string; urls: string[]; digests: { sha256: string } }[];
       };
       // The manifest records the upstream URLs (rewriting is transport), the ecosystem and the pinned digests.
@@ -138,13 +184,18 @@ describe.skipIf(!enabled)('Nix: sync → import → serve → real nix-build via
       const consumerOut = drvJson[consumerDrv]!.outputs.out.path;
       expect(r.stdout.trim()).toBe(consumerOut);
       expect(mirror.connections()).toBeGreaterThanOrEqual(2);
-      for (const [url, bytes] of [[GREET_URL, greet], [NOTES_URL, notes]] as const) {
+      for (const [url, bytes] of [
+        [GREET_URL, greet],
+        [NOTES_URL, notes],
+      ] as const) {
         const fod = Object.values(drvJson).find((d) => d.env.url === url)!;
         const file = readFileSync(storeFile(nix, fod.outputs.out.path));
         expect(sha256(file)).toBe(sha256(bytes));
       }
       const out = readFileSync(storeFile(nix, consumerOut), 'utf8');
-      expect(out).toContain(`greet archive: ${Object.values(drvJson).find((d) => d.env.url === GREET_URL)!.outputs.out.path}`);
+      expect(out).toContain(
+        `greet archive: ${Object.values(drvJson).find((d) => d.env.url === GREET_URL)!.outputs.out.path}`,
+      );
       expect(out).toContain('notes: second line');
     });
   }
@@ -157,12 +208,15 @@ describe.skipIf(!enabled)('Nix: sync → import → serve → real nix-build via
     const mirror = await serveMirror(join(root, 'store-list'), 'mirror-missing');
     const nix = makeNixSandbox(join(root, 'build-missing'));
     const args = { url: `${live.url}/airlock-fixture/missing.txt`, sha256: sha256(missing) };
-    const r = await runIsolated(nixBuildCommand(nix, join(FIXTURES, 'fetch.nix'), args, MIRROR_INSIDE, ['--option', 'download-attempts', '1']), {
-      cwd: root,
-      env: nix.env,
-      bridge: { socketPath: mirror.socketPath, port: 18080 },
-      timeoutMs: 120_000,
-    });
+    const r = await runIsolated(
+      nixBuildCommand(nix, join(FIXTURES, 'fetch.nix'), args, MIRROR_INSIDE, ['--option', 'download-attempts', '1']),
+      {
+        cwd: root,
+        env: nix.env,
+        bridge: { socketPath: mirror.socketPath, port: 18080 },
+        timeoutMs: 120_000,
+      },
+    );
     expect(r.code, r.stdout + r.stderr).not.toBe(0);
     // Nix asked the mirror first (a 404 there is silent), then the URL, which is unreachable from the namespace.
     expect(mirror.connections()).toBeGreaterThanOrEqual(1);

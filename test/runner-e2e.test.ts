@@ -18,8 +18,22 @@ import { join } from 'node:path';
 import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleVerifier } from '@airlock/verify';
-import { importArgs, runCliJson, startMirror, startPlane, type CliPlane, type RunningMirror } from './helpers/upstream-e2e.js';
-import { loadNpmFixtureSet, packNpmFixtures, sha256Hex, startFixtureUpstream, writeFixtureProject, type FixtureUpstream } from './helpers/upstream.js';
+import {
+  importArgs,
+  runCliJson,
+  startMirror,
+  startPlane,
+  type CliPlane,
+  type RunningMirror,
+} from './helpers/upstream-e2e.js';
+import {
+  loadNpmFixtureSet,
+  packNpmFixtures,
+  sha256Hex,
+  startFixtureUpstream,
+  writeFixtureProject,
+  type FixtureUpstream,
+} from './helpers/upstream.js';
 import { toolsAvailable, which } from './helpers/netns.js';
 
 const GENERIC = Buffer.from(Array.from({ length: 2048 }, (_, i) => `pinned tool line ${i}\n`).join(''));
@@ -43,7 +57,13 @@ let commit: string;
 interface RunJson {
   ok: boolean;
   error?: { code: string; message: string };
-  artifacts: { name: string; path: string; sha256: string; provenance: { statement: string; bundle: string; logIndex: string }; sbom: { statement: string; bundle: string; logIndex: string } }[];
+  artifacts: {
+    name: string;
+    path: string;
+    sha256: string;
+    provenance: { statement: string; bundle: string; logIndex: string };
+    sbom: { statement: string; bundle: string; logIndex: string };
+  }[];
   reproducibility: string;
   mirror?: { snapshotId?: string; dependencies: number };
   verified: boolean;
@@ -53,7 +73,17 @@ function git(args: string[], cwd: string): string {
   return execFileSync('git', args, {
     cwd,
     encoding: 'utf8',
-    env: { PATH: process.env.PATH, HOME: root, GIT_CONFIG_NOSYSTEM: '1', GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com', GIT_AUTHOR_DATE: '2026-01-02T03:04:05Z', GIT_COMMITTER_DATE: '2026-01-02T03:04:05Z' },
+    env: {
+      PATH: process.env.PATH,
+      HOME: root,
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_AUTHOR_NAME: 't',
+      GIT_AUTHOR_EMAIL: 't@example.com',
+      GIT_COMMITTER_NAME: 't',
+      GIT_COMMITTER_EMAIL: 't@example.com',
+      GIT_AUTHOR_DATE: '2026-01-02T03:04:05Z',
+      GIT_COMMITTER_DATE: '2026-01-02T03:04:05Z',
+    },
   }).trim();
 }
 
@@ -69,7 +99,20 @@ function writeSpec(name: string, spec: Record<string, unknown>): string {
   return path;
 }
 
-const runArgs = (spec: string, out: string): string[] => ['run', '--spec', spec, '--out', out, '--data', plane!.dir, '--mirror', mirror!.url, '--work-root', join(root, 'work'), '--json'];
+const runArgs = (spec: string, out: string): string[] => [
+  'run',
+  '--spec',
+  spec,
+  '--out',
+  out,
+  '--data',
+  plane!.dir,
+  '--mirror',
+  mirror!.url,
+  '--work-root',
+  join(root, 'work'),
+  '--json',
+];
 
 describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed and verified (CLI)', () => {
   beforeAll(async () => {
@@ -118,15 +161,32 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
         '',
       ].join('\n'),
     );
-    writeFileSync(join(repo, 'reach-out.js'), "require('node:net').connect(443, '1.1.1.1').on('error', () => process.exit(0)).on('connect', () => process.exit(0));\n");
+    writeFileSync(
+      join(repo, 'reach-out.js'),
+      "require('node:net').connect(443, '1.1.1.1').on('error', () => process.exit(0)).on('connect', () => process.exit(0));\n",
+    );
     git(['init', '-q', '-b', 'main'], repo);
     git(['add', '-A'], repo);
     git(['commit', '-q', '-m', 'fixture'], repo);
     commit = git(['rev-parse', 'HEAD'], repo);
 
-    writeFileSync(join(root, 'list.json'), JSON.stringify([{ url: upstream.fileUrl('tool-1.0.tar.gz'), sha256: GENERIC_SHA }]));
+    writeFileSync(
+      join(root, 'list.json'),
+      JSON.stringify([{ url: upstream.fileUrl('tool-1.0.tar.gz'), sha256: GENERIC_SHA }]),
+    );
     const bundle = join(root, 'b1.tar');
-    const s = await runCliJson(['sync', '--npm-lock', join(repo, 'app', 'package-lock.json'), '--list', join(root, 'list.json'), '--out', bundle, '--data', plane.dir, '--json']);
+    const s = await runCliJson([
+      'sync',
+      '--npm-lock',
+      join(repo, 'app', 'package-lock.json'),
+      '--list',
+      join(root, 'list.json'),
+      '--out',
+      bundle,
+      '--data',
+      plane.dir,
+      '--json',
+    ]);
     expect(s.code, s.stdout + s.stderr).toBe(0);
     const imp = await runCliJson(importArgs(bundle, join(root, 'store'), plane));
     expect(imp.code, imp.stdout + imp.stderr).toBe(0);
@@ -146,14 +206,27 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
 
   /** Verifies both bundles of every artifact with stock @sigstore/verify and checks provenance against the manifest. */
   async function checkSigned(result: RunJson): Promise<void> {
-    const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')), { engine: 'sigstore' });
-    const policy = { issuer: plane!.endpoints.identityIssuerUrl, subject: `spiffe://${plane!.endpoints.trustDomain}/airlock/runner` };
+    const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')), {
+      engine: 'sigstore',
+    });
+    const policy = {
+      issuer: plane!.endpoints.identityIssuerUrl,
+      subject: `spiffe://${plane!.endpoints.trustDomain}/airlock/runner`,
+    };
     const mirrorBlobs = new Set(manifest.entries.map((e) => e.digests.sha256));
     for (const a of result.artifacts) {
       const bytes = readFileSync(a.path);
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(a.sha256);
-      const prov = verifier.verify(JSON.parse(readFileSync(a.provenance.bundle, 'utf8')), { artifact: bytes, policy, expectedPredicateType: 'https://slsa.dev/provenance/v1' });
-      const sbom = verifier.verify(JSON.parse(readFileSync(a.sbom.bundle, 'utf8')), { artifact: bytes, policy, expectedPredicateType: 'https://cyclonedx.org/bom' });
+      const prov = verifier.verify(JSON.parse(readFileSync(a.provenance.bundle, 'utf8')), {
+        artifact: bytes,
+        policy,
+        expectedPredicateType: 'https://slsa.dev/provenance/v1',
+      });
+      const sbom = verifier.verify(JSON.parse(readFileSync(a.sbom.bundle, 'utf8')), {
+        artifact: bytes,
+        policy,
+        expectedPredicateType: 'https://cyclonedx.org/bom',
+      });
       expect(prov.tlogEntries.length).toBeGreaterThan(0);
       expect(sbom.tlogEntries.length).toBeGreaterThan(0);
       expect(prov.statement!.subject).toEqual([{ name: a.name, digest: { sha256: a.sha256 } }]);
@@ -162,12 +235,28 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
         const r = await fetch(`${plane!.endpoints.tlogUrl}/api/v1/log/entries?logIndex=${idx}`);
         expect(r.status, `log index ${idx}`).toBe(200);
       }
-      const predicate = prov.statement!.predicate as { buildDefinition: { externalParameters: { source: { commit?: string } }; resolvedDependencies: { name?: string; uri?: string; digest: Record<string, string>; annotations?: { role?: string } }[] } };
+      const predicate = prov.statement!.predicate as {
+        buildDefinition: {
+          externalParameters: { source: { commit?: string } };
+          resolvedDependencies: {
+            name?: string;
+            uri?: string;
+            digest: Record<string, string>;
+            annotations?: { role?: string };
+          }[];
+        };
+      };
       const deps = predicate.buildDefinition.resolvedDependencies;
       const snapshot = deps.find((d) => d.name === 'mirror-snapshot');
       expect(snapshot?.digest.sha256).toBe(manifest.snapshot.id.replace(/^sha256:/, ''));
-      const fromMirror = deps.filter((d) => d.name !== 'source' && d.name !== 'mirror-snapshot' && d.annotations?.role !== 'toolchain');
-      for (const d of fromMirror) expect(mirrorBlobs.has(d.digest.sha256!), `${d.uri} sha256:${d.digest.sha256} is in snapshot ${manifest.snapshot.id}`).toBe(true);
+      const fromMirror = deps.filter(
+        (d) => d.name !== 'source' && d.name !== 'mirror-snapshot' && d.annotations?.role !== 'toolchain',
+      );
+      for (const d of fromMirror)
+        expect(
+          mirrorBlobs.has(d.digest.sha256!),
+          `${d.uri} sha256:${d.digest.sha256} is in snapshot ${manifest.snapshot.id}`,
+        ).toBe(true);
     }
   }
 
@@ -181,12 +270,21 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
     const r = await runCliJson(runArgs(spec, join(root, 'out-command')));
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const result = r.json as unknown as RunJson;
-    expect(result).toMatchObject({ ok: true, reproducibility: 'reproduced', verified: true, mirror: { snapshotId: manifest.snapshot.id, dependencies: 1 } });
+    expect(result).toMatchObject({
+      ok: true,
+      reproducibility: 'reproduced',
+      verified: true,
+      mirror: { snapshotId: manifest.snapshot.id, dependencies: 1 },
+    });
     expect(result.artifacts.map((a) => a.name).sort()).toEqual(['tool.lines', 'tool.tar.gz']);
     expect(result.artifacts.find((a) => a.name === 'tool.tar.gz')!.sha256).toBe(GENERIC_SHA);
     await checkSigned(result);
-    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as { predicate: { buildDefinition: { resolvedDependencies: { uri?: string; digest: { sha256: string } }[] } } };
-    expect(st.predicate.buildDefinition.resolvedDependencies).toContainEqual(expect.objectContaining({ digest: expect.objectContaining({ sha256: GENERIC_SHA }) }));
+    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as {
+      predicate: { buildDefinition: { resolvedDependencies: { uri?: string; digest: { sha256: string } }[] } };
+    };
+    expect(st.predicate.buildDefinition.resolvedDependencies).toContainEqual(
+      expect.objectContaining({ digest: expect.objectContaining({ sha256: GENERIC_SHA }) }),
+    );
   }, 180_000);
 
   it('builds an npm project: npm ci from the mirror alone, then its build script, reproducibly; every package is in provenance', async () => {
@@ -194,7 +292,11 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
       source: { repo, commit },
       builder: {
         type: 'command',
-        argv: ['sh', '-c', 'cd app && npm ci --registry="$AIRLOCK_MIRROR_URL/" --replace-registry-host=always --cache /tmp/npm-cache --fetch-retries=0 --no-audit --no-fund --no-update-notifier --loglevel=warn && node build.js'],
+        argv: [
+          'sh',
+          '-c',
+          'cd app && npm ci --registry="$AIRLOCK_MIRROR_URL/" --replace-registry-host=always --cache /tmp/npm-cache --fetch-retries=0 --no-audit --no-fund --no-update-notifier --loglevel=warn && node build.js',
+        ],
       },
       outputs: ['app.json'],
       reproducible: true,
@@ -210,24 +312,35 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
     const app = JSON.parse(readFileSync(result.artifacts[0]!.path, 'utf8')) as Record<string, unknown>;
     expect(Object.keys(app).length).toBeGreaterThan(3);
     await checkSigned(result);
-    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as { predicate: { buildDefinition: { resolvedDependencies: { uri?: string }[] } } };
-    const purls = st.predicate.buildDefinition.resolvedDependencies.map((d) => d.uri ?? '').filter((u) => u.startsWith('pkg:npm/'));
+    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as {
+      predicate: { buildDefinition: { resolvedDependencies: { uri?: string }[] } };
+    };
+    const purls = st.predicate.buildDefinition.resolvedDependencies
+      .map((d) => d.uri ?? '')
+      .filter((u) => u.startsWith('pkg:npm/'));
     expect(purls.length).toBe(npmEntries.length);
     expect(purls.some((p) => p.startsWith('pkg:npm/%40fx-alpha/'))).toBe(true);
   }, 300_000);
 
   it('refuses a branch-only spec (exit 2) and fails a build that reaches for the network as a hermeticity violation (exit 11)', async () => {
-    const branchOnly = writeSpec('branch', { source: { repo, commit: 'main' }, builder: { type: 'command', argv: ['true'] }, outputs: ['x'] });
+    const branchOnly = writeSpec('branch', {
+      source: { repo, commit: 'main' },
+      builder: { type: 'command', argv: ['true'] },
+      outputs: ['x'],
+    });
     const b = await runCliJson(runArgs(branchOnly, join(root, 'out-branch')));
     expect(b.code, b.stdout + b.stderr).toBe(2);
     expect(b.json).toMatchObject({ ok: false, error: { code: 'RUNNER_SPEC_INVALID' } });
     expect((b.json as unknown as RunJson).error!.message).toMatch(/commit/);
 
-    const reach = writeSpec('reach', { source: { repo, commit }, builder: { type: 'command', argv: ['node', 'reach-out.js'] }, outputs: ['x'] });
+    const reach = writeSpec('reach', {
+      source: { repo, commit },
+      builder: { type: 'command', argv: ['node', 'reach-out.js'] },
+      outputs: ['x'],
+    });
     const n = await runCliJson(runArgs(reach, join(root, 'out-reach')));
     expect(n.code, n.stdout + n.stderr).toBe(11);
     expect(n.json).toMatchObject({ ok: false, error: { code: 'RUNNER_HERMETICITY_VIOLATION' } });
     expect((n.json as unknown as RunJson).error!.message).toMatch(/1\.1\.1\.1/);
   }, 120_000);
 });
-

@@ -19,7 +19,8 @@ import { runCli, startCli } from './helpers/cli.js';
 
 const npmAvailable = hasNpm();
 if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
+  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
+    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
   console.warn('skipping sync → import → serve e2e: npm is not installed');
 }
 
@@ -40,26 +41,60 @@ async function startFixtureUpstream(): Promise<Upstream> {
   const u = await startUpstream();
   await publishFixturePackages(u, root);
   u.file('/files/generic.bin', GENERIC);
-  const file = { filename: WHEEL.filename, url: `${u.url}/pypi-files/${WHEEL.filename}`, hashes: { sha256: sha256(WHEEL.wheel) }, 'requires-python': '>=3.8', 'core-metadata': { sha256: sha256(WHEEL.metadata) } };
+  const file = {
+    filename: WHEEL.filename,
+    url: `${u.url}/pypi-files/${WHEEL.filename}`,
+    hashes: { sha256: sha256(WHEEL.wheel) },
+    'requires-python': '>=3.8',
+    'core-metadata': { sha256: sha256(WHEEL.metadata) },
+  };
   u.route('/simple/fixture-pkg/', (_req, res) => {
     res.setHeader('content-type', 'application/vnd.pypi.simple.v1+json');
-    res.end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: 'fixture-pkg', versions: ['1.0.0'], files: [file] }));
+    res.end(
+      JSON.stringify({ meta: { 'api-version': '1.1' }, name: 'fixture-pkg', versions: ['1.0.0'], files: [file] }),
+    );
   });
   u.file(`/pypi-files/${WHEEL.filename}`, WHEEL.wheel);
   u.file(`/pypi-files/${WHEEL.filename}.metadata`, WHEEL.metadata);
-  writeFileSync(join(root, 'list.json'), JSON.stringify([{ url: `${u.url}/files/generic.bin`, sha256: sha256(GENERIC) }]));
+  writeFileSync(
+    join(root, 'list.json'),
+    JSON.stringify([{ url: `${u.url}/files/generic.bin`, sha256: sha256(GENERIC) }]),
+  );
   return u;
 }
 
 const sync = (out: string, extra: string[] = []): ReturnType<typeof runCli> =>
   runCli([
-    'sync', '--npm-lock', lockfile, '--list', join(root, 'list.json'),
-    '--requirements', join(root, 'requirements.txt'), '--pypi-index', `${up!.url}/simple`,
-    '--out', out, '--data', planeDir, '--json', ...extra,
+    'sync',
+    '--npm-lock',
+    lockfile,
+    '--list',
+    join(root, 'list.json'),
+    '--requirements',
+    join(root, 'requirements.txt'),
+    '--pypi-index',
+    `${up!.url}/simple`,
+    '--out',
+    out,
+    '--data',
+    planeDir,
+    '--json',
+    ...extra,
   ]);
 const importArgs = (bundle: string, extra: string[] = [], into = store): string[] => [
-  'mirror', 'import', bundle, '--store', into, '--data', planeDir,
-  '--sync-identity', syncIdentity, '--sync-issuer', plane.endpoints.identityIssuerUrl, '--json', ...extra,
+  'mirror',
+  'import',
+  bundle,
+  '--store',
+  into,
+  '--data',
+  planeDir,
+  '--sync-identity',
+  syncIdentity,
+  '--sync-issuer',
+  plane.endpoints.identityIssuerUrl,
+  '--json',
+  ...extra,
 ];
 
 /** What must not change when an import is refused: head, every blob file, the index contents. */
@@ -73,7 +108,9 @@ function storeState(dir = store): string {
     }
   };
   walk(join(dir, 'blobs'));
-  const head = spawnSync(process.execPath, [join(__dirname, 'helpers', 'store-head.mjs'), dir], { encoding: 'utf8' }).stdout;
+  const head = spawnSync(process.execPath, [join(__dirname, 'helpers', 'store-head.mjs'), dir], {
+    encoding: 'utf8',
+  }).stdout;
   return JSON.stringify({ files: files.sort(), head });
 }
 
@@ -101,7 +138,11 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
 
     const imp = await runCli(importArgs(join(root, 'b1.tar')));
     expect(imp.code, imp.stdout + imp.stderr).toBe(0);
-    expect(JSON.parse(imp.stdout)).toMatchObject({ ok: true, entries: 5, signer: { subjectAlternativeName: syncIdentity } });
+    expect(JSON.parse(imp.stdout)).toMatchObject({
+      ok: true,
+      entries: 5,
+      signer: { subjectAlternativeName: syncIdentity },
+    });
 
     await up!.close();
     up = undefined;
@@ -116,14 +157,32 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
       mkdirSync(home);
       // The fixture lockfile's `resolved` URLs name the (now stopped) upstream; lockfiles from the public registry
       // name registry.npmjs.org, which npm rewrites to --registry by default. `always` does the same for ours.
-      const r = spawnSync('npm', ['ci', `--registry=${url}/`, '--replace-registry-host=always', '--fetch-retries=0', '--cache', join(root, 'npm-cache'), '--prefer-online', '--no-audit', '--no-fund'], {
-        cwd: app,
-        encoding: 'utf8',
-        env: { ...process.env, HOME: home, npm_config_userconfig: join(home, '.npmrc') },
-      });
+      const r = spawnSync(
+        'npm',
+        [
+          'ci',
+          `--registry=${url}/`,
+          '--replace-registry-host=always',
+          '--fetch-retries=0',
+          '--cache',
+          join(root, 'npm-cache'),
+          '--prefer-online',
+          '--no-audit',
+          '--no-fund',
+        ],
+        {
+          cwd: app,
+          encoding: 'utf8',
+          env: { ...process.env, HOME: home, npm_config_userconfig: join(home, '.npmrc') },
+        },
+      );
       expect(r.status, r.stdout + r.stderr).toBe(0);
-      expect(JSON.parse(readFileSync(join(app, 'node_modules', '@fixture', 'scoped', 'package.json'), 'utf8'))).toMatchObject({ name: '@fixture/scoped', version: '1.0.0' });
-      expect(JSON.parse(readFileSync(join(app, 'node_modules', 'fixture-dep', 'package.json'), 'utf8')).version).toBe('2.0.1');
+      expect(
+        JSON.parse(readFileSync(join(app, 'node_modules', '@fixture', 'scoped', 'package.json'), 'utf8')),
+      ).toMatchObject({ name: '@fixture/scoped', version: '1.0.0' });
+      expect(JSON.parse(readFileSync(join(app, 'node_modules', 'fixture-dep', 'package.json'), 'utf8')).version).toBe(
+        '2.0.1',
+      );
       // The generic file by digest; an unknown name is 404, never fetched.
       const hex = sha256(GENERIC);
       const g = await fetch(`${url}/blobs/sha256/${hex}`);
@@ -132,7 +191,26 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
 
       // Real pip, hash-checking mode, from the mirror's simple index only.
       const target = join(root, 'site');
-      const pip = spawnSync('python3', ['-m', 'pip', 'install', '--index-url', `${url}/simple`, '--require-hashes', '-r', join(root, 'requirements.txt'), '--target', target, '--no-cache-dir', '--isolated', '--disable-pip-version-check', '--no-deps'], { encoding: 'utf8', env: { ...process.env, HOME: home } });
+      const pip = spawnSync(
+        'python3',
+        [
+          '-m',
+          'pip',
+          'install',
+          '--index-url',
+          `${url}/simple`,
+          '--require-hashes',
+          '-r',
+          join(root, 'requirements.txt'),
+          '--target',
+          target,
+          '--no-cache-dir',
+          '--isolated',
+          '--disable-pip-version-check',
+          '--no-deps',
+        ],
+        { encoding: 'utf8', env: { ...process.env, HOME: home } },
+      );
       expect(pip.status, pip.stdout + pip.stderr).toBe(0);
       expect(readFileSync(join(target, 'fixture_pkg', '__init__.py'), 'utf8')).toContain('1.0.0');
     } finally {
@@ -184,7 +262,10 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
       writeFileSync(path, t);
       const r = await runCli(importArgs(path, [], fresh));
       const { what, code } = expectedFlip(layout, pos);
-      outcomes.push({ what, code: r.code === 0 ? 'ACCEPTED' : (JSON.parse(r.stdout) as { error: { code: string } }).error.code });
+      outcomes.push({
+        what,
+        code: r.code === 0 ? 'ACCEPTED' : (JSON.parse(r.stdout) as { error: { code: string } }).error.code,
+      });
       expected.push({ what, code });
       expect(storeState(fresh), what).toBe(before);
       rmSync(path);
@@ -202,7 +283,12 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
     // The upstream is gone: rebuild it for a second sync.
     up = await startFixtureUpstream();
     lockfile = await generateLockfile(up, root, 2);
-    const other = await sync(join(root, 'other.tar'), ['--state', join(root, 'state.json'), '--subject', `spiffe://${plane.endpoints.trustDomain}/someone/else`]);
+    const other = await sync(join(root, 'other.tar'), [
+      '--state',
+      join(root, 'state.json'),
+      '--subject',
+      `spiffe://${plane.endpoints.trustDomain}/someone/else`,
+    ]);
     expect(other.code, other.stderr).toBe(0);
     const before = storeState();
     const r = await runCli(importArgs(join(root, 'other.tar')));

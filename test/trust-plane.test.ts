@@ -73,7 +73,10 @@ function stockVerify(bundle: SerializedBundle, artifact: Buffer | undefined, san
 
 describe('airlock up + stock sigstore-js', () => {
   it('writes endpoints.json and a trusted root that names the log and the CA chain', () => {
-    const root = trustedRootJson as { tlogs: Array<{ baseUrl: string }>; certificateAuthorities: Array<{ certChain: { certificates: unknown[] } }> };
+    const root = trustedRootJson as {
+      tlogs: Array<{ baseUrl: string }>;
+      certificateAuthorities: Array<{ certChain: { certificates: unknown[] } }>;
+    };
     expect(root.tlogs[0]!.baseUrl).toBe(endpoints.tlogUrl);
     expect(root.certificateAuthorities[0]!.certChain.certificates).toHaveLength(2);
   });
@@ -90,7 +93,11 @@ describe('airlock up + stock sigstore-js', () => {
   it('stock @sigstore/sign signs a blob and a DSSE statement against the plane', async () => {
     const tok = await token();
     const witness = new RekorWitness({ rekorBaseURL: endpoints.tlogUrl, entryType: 'dsse', fetchOnConflict: true });
-    blobBundle = bundleToJSON(await new MessageSignatureBundleBuilder({ signer: stockSigner(tok), witnesses: [witness] }).create({ data: ARTIFACT }));
+    blobBundle = bundleToJSON(
+      await new MessageSignatureBundleBuilder({ signer: stockSigner(tok), witnesses: [witness] }).create({
+        data: ARTIFACT,
+      }),
+    );
     dsseBundle = bundleToJSON(
       await new DSSEBundleBuilder({ signer: stockSigner(tok), witnesses: [witness] }).create({
         data: Buffer.from(JSON.stringify(statement)),
@@ -111,17 +118,20 @@ describe('airlock up + stock sigstore-js', () => {
     const other = `spiffe://${endpoints.trustDomain}/ci/someone-else`;
     expect(() => stockVerify(blobBundle, ARTIFACT, other)).toThrow(/identity|subject|SAN|match/i);
     const v = new BundleVerifier(trustedRootJson);
-    expect(() => v.verify(dsseBundle, { artifact: ARTIFACT, policy: { subject: other, issuer: endpoints.identityIssuerUrl } })).toThrow(
-      expect.objectContaining({ code: 'VERIFY_POLICY' }),
-    );
+    expect(() =>
+      v.verify(dsseBundle, { artifact: ARTIFACT, policy: { subject: other, issuer: endpoints.identityIssuerUrl } }),
+    ).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
     // A prefix of the real identity must not match: policies are anchored.
-    expect(() => v.verify(dsseBundle, { artifact: ARTIFACT, policy: { subjectRegExp: `spiffe://${endpoints.trustDomain}/ci`, issuer: endpoints.identityIssuerUrl } })).toThrow(
-      expect.objectContaining({ code: 'VERIFY_POLICY' }),
-    );
+    expect(() =>
+      v.verify(dsseBundle, {
+        artifact: ARTIFACT,
+        policy: { subjectRegExp: `spiffe://${endpoints.trustDomain}/ci`, issuer: endpoints.identityIssuerUrl },
+      }),
+    ).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
     // Wrong issuer with the right subject.
-    expect(() => v.verify(dsseBundle, { artifact: ARTIFACT, policy: { subject, issuer: 'https://accounts.example.com' } })).toThrow(
-      expect.objectContaining({ code: 'VERIFY_POLICY' }),
-    );
+    expect(() =>
+      v.verify(dsseBundle, { artifact: ARTIFACT, policy: { subject, issuer: 'https://accounts.example.com' } }),
+    ).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
   });
 
   it('airlock sign / attest / verify CLI round-trip', async () => {
@@ -131,21 +141,67 @@ describe('airlock up + stock sigstore-js', () => {
     expect(sign.code, sign.stderr).toBe(0);
     const signed = JSON.parse(sign.stdout) as { bundle: string; logIndex: string };
     const verify = await runCli([
-      'verify', file, '--bundle', signed.bundle, '--trusted-root', join(dir, 'trusted_root.json'),
-      '--certificate-identity', subject, '--certificate-oidc-issuer', endpoints.identityIssuerUrl, '--json',
+      'verify',
+      file,
+      '--bundle',
+      signed.bundle,
+      '--trusted-root',
+      join(dir, 'trusted_root.json'),
+      '--certificate-identity',
+      subject,
+      '--certificate-oidc-issuer',
+      endpoints.identityIssuerUrl,
+      '--json',
     ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, signer: { subjectAlternativeName: subject } });
 
     const predicate = join(dir, 'predicate.json');
     writeFileSync(predicate, JSON.stringify({ builder: 'test' }));
-    const attest = await runCli(['attest', file, '--predicate-type', 'https://airlock.dev/attestation/test/v1', '--predicate', predicate, '--bundle', `${file}.att.json`, '--data', dir, '--subject', subject]);
+    const attest = await runCli([
+      'attest',
+      file,
+      '--predicate-type',
+      'https://airlock.dev/attestation/test/v1',
+      '--predicate',
+      predicate,
+      '--bundle',
+      `${file}.att.json`,
+      '--data',
+      dir,
+      '--subject',
+      subject,
+    ]);
     expect(attest.code, attest.stderr).toBe(0);
-    const v2 = await runCli(['verify', file, '--bundle', `${file}.att.json`, '--data', dir, '--certificate-identity-regexp', `spiffe://${endpoints.trustDomain}/ci/.*`, '--certificate-oidc-issuer', endpoints.identityIssuerUrl, '--predicate-type', 'https://airlock.dev/attestation/test/v1']);
+    const v2 = await runCli([
+      'verify',
+      file,
+      '--bundle',
+      `${file}.att.json`,
+      '--data',
+      dir,
+      '--certificate-identity-regexp',
+      `spiffe://${endpoints.trustDomain}/ci/.*`,
+      '--certificate-oidc-issuer',
+      endpoints.identityIssuerUrl,
+      '--predicate-type',
+      'https://airlock.dev/attestation/test/v1',
+    ]);
     expect(v2.code, v2.stderr).toBe(0);
 
     // Wrong identity → exit 1 with the policy error named.
-    const bad = await runCli(['verify', file, '--bundle', signed.bundle, '--data', dir, '--certificate-identity', `${subject}-x`, '--certificate-oidc-issuer', endpoints.identityIssuerUrl]);
+    const bad = await runCli([
+      'verify',
+      file,
+      '--bundle',
+      signed.bundle,
+      '--data',
+      dir,
+      '--certificate-identity',
+      `${subject}-x`,
+      '--certificate-oidc-issuer',
+      endpoints.identityIssuerUrl,
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('VERIFY_POLICY');
     // Missing policy → usage error (exit 2), never "verified without identity".
@@ -181,12 +237,38 @@ describe('airlock up + stock sigstore-js', () => {
     const file = join(dir, 'conf.txt');
     writeFileSync(file, 'conformance\n');
     const signingConfig = join(dir, 'signing_config.json');
-    writeFileSync(signingConfig, JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json', caUrls: [{ url: endpoints.caUrl }], rekorTlogUrls: [{ url: endpoints.tlogUrl, majorApiVersion: 1 }] }));
+    writeFileSync(
+      signingConfig,
+      JSON.stringify({
+        mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
+        caUrls: [{ url: endpoints.caUrl }],
+        rekorTlogUrls: [{ url: endpoints.tlogUrl, majorApiVersion: 1 }],
+      }),
+    );
     const tok = await token();
     const bundle = join(dir, 'conf.sigstore.json');
-    const s = await runCli(['conformance', 'sign-bundle', '--identity-token', tok, '--bundle', bundle, '--signing-config', signingConfig, file]);
+    const s = await runCli([
+      'conformance',
+      'sign-bundle',
+      '--identity-token',
+      tok,
+      '--bundle',
+      bundle,
+      '--signing-config',
+      signingConfig,
+      file,
+    ]);
     expect(s.code, s.stderr).toBe(0);
-    const common = ['--bundle', bundle, '--certificate-identity', subject, '--certificate-oidc-issuer', endpoints.identityIssuerUrl, '--trusted-root', join(dir, 'trusted_root.json')];
+    const common = [
+      '--bundle',
+      bundle,
+      '--certificate-identity',
+      subject,
+      '--certificate-oidc-issuer',
+      endpoints.identityIssuerUrl,
+      '--trusted-root',
+      join(dir, 'trusted_root.json'),
+    ];
     expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).toBe(0);
     writeFileSync(file, 'tampered\n');
     expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).not.toBe(0);
@@ -195,157 +277,208 @@ describe('airlock up + stock sigstore-js', () => {
     const stmtFile = join(dir, 'stmt.json');
     writeFileSync(stmtFile, JSON.stringify(statement));
     const dsse = join(dir, 'conf-dsse.sigstore.json');
-    expect((await runCli(['conformance', 'sign-bundle', '--in-toto', '--identity-token', tok, '--bundle', dsse, '--signing-config', signingConfig, stmtFile])).code).toBe(0);
-    const dcommon = ['--bundle', dsse, '--certificate-identity', subject, '--certificate-oidc-issuer', endpoints.identityIssuerUrl, '--trusted-root', join(dir, 'trusted_root.json')];
+    expect(
+      (
+        await runCli([
+          'conformance',
+          'sign-bundle',
+          '--in-toto',
+          '--identity-token',
+          tok,
+          '--bundle',
+          dsse,
+          '--signing-config',
+          signingConfig,
+          stmtFile,
+        ])
+      ).code,
+    ).toBe(0);
+    const dcommon = [
+      '--bundle',
+      dsse,
+      '--certificate-identity',
+      subject,
+      '--certificate-oidc-issuer',
+      endpoints.identityIssuerUrl,
+      '--trusted-root',
+      join(dir, 'trusted_root.json'),
+    ];
     expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${sha256(ARTIFACT)}`])).code).toBe(0);
     expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${'0'.repeat(64)}`])).code).not.toBe(0);
   });
 });
 
-describe.each(['sigstore', 'native'] as const)('tampering is caught, each with a specific error (%s engine)', (engine) => {
-  let verifier: BundleVerifier;
-  let blob: SerializedBundle;
-  let dsse: SerializedBundle;
-  let other: SerializedBundle;
-  let policy: { subject: string; issuer: string };
+describe.each(['sigstore', 'native'] as const)(
+  'tampering is caught, each with a specific error (%s engine)',
+  (engine) => {
+    let verifier: BundleVerifier;
+    let blob: SerializedBundle;
+    let dsse: SerializedBundle;
+    let other: SerializedBundle;
+    let policy: { subject: string; issuer: string };
 
-  beforeAll(async () => {
-    verifier = new BundleVerifier(trustedRootJson, { engine });
-    policy = { subject, issuer: endpoints.identityIssuerUrl };
-    const signer = new AirlockSigner({ fulcioUrl: endpoints.caUrl, rekorUrl: endpoints.tlogUrl, identity: await token() });
-    blob = await signer.signBlob(ARTIFACT);
-    other = await signer.signBlob(Buffer.from('another artifact'));
-    dsse = await signer.attest({
-      _type: 'https://in-toto.io/Statement/v1',
-      subject: [{ name: 'fox.txt', digest: { sha256: sha256(ARTIFACT) } }],
-      predicateType: 'https://airlock.dev/attestation/test/v1',
-      predicate: {},
+    beforeAll(async () => {
+      verifier = new BundleVerifier(trustedRootJson, { engine });
+      policy = { subject, issuer: endpoints.identityIssuerUrl };
+      const signer = new AirlockSigner({
+        fulcioUrl: endpoints.caUrl,
+        rekorUrl: endpoints.tlogUrl,
+        identity: await token(),
+      });
+      blob = await signer.signBlob(ARTIFACT);
+      other = await signer.signBlob(Buffer.from('another artifact'));
+      dsse = await signer.attest({
+        _type: 'https://in-toto.io/Statement/v1',
+        subject: [{ name: 'fox.txt', digest: { sha256: sha256(ARTIFACT) } }],
+        predicateType: 'https://airlock.dev/attestation/test/v1',
+        predicate: {},
+      });
     });
-  });
 
-  const clone = (b: SerializedBundle): SerializedBundle => JSON.parse(JSON.stringify(b)) as SerializedBundle;
-  const flipB64 = (b64: string, at = -3): string => {
-    const buf = Buffer.from(b64, 'base64');
-    const i = at < 0 ? buf.length + at : at;
-    buf[i] = buf[i]! ^ 0x01;
-    return buf.toString('base64');
-  };
-  const expectCode = (fn: () => unknown, code: VerifyErrorCode): void => {
-    expect(fn).toThrow(expect.objectContaining({ code }));
-  };
+    const clone = (b: SerializedBundle): SerializedBundle => JSON.parse(JSON.stringify(b)) as SerializedBundle;
+    const flipB64 = (b64: string, at = -3): string => {
+      const buf = Buffer.from(b64, 'base64');
+      const i = at < 0 ? buf.length + at : at;
+      buf[i] = buf[i]! ^ 0x01;
+      return buf.toString('base64');
+    };
+    const expectCode = (fn: () => unknown, code: VerifyErrorCode): void => {
+      expect(fn).toThrow(expect.objectContaining({ code }));
+    };
 
-  it('the untouched bundles verify, and both are Sigstore bundle v0.3 with a single leaf certificate', () => {
-    for (const b of [blob, dsse]) {
-      expect(b.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
-      expect(Object.keys(b.verificationMaterial)).toContain('certificate');
-    }
-    expect(verifier.verify(blob, { artifact: ARTIFACT, policy }).signer.subjectAlternativeName).toBe(subject);
-    expect(verifier.verify(dsse, { artifact: ARTIFACT, policy }).statement?.predicateType).toBe('https://airlock.dev/attestation/test/v1');
-  });
-
-  it('a flipped byte in the artifact', () => {
-    const art = Buffer.from(ARTIFACT);
-    art[3] = art[3]! ^ 0x20;
-    expectCode(() => verifier.verify(blob, { artifact: art, policy }), 'VERIFY_SIGNATURE');
-    expectCode(() => verifier.verify(dsse, { artifact: art, policy }), 'VERIFY_SUBJECT_MISMATCH');
-  });
-
-  it('a flipped byte in the signature', () => {
-    const b = clone(blob);
-    if (!('messageSignature' in b) || !b.messageSignature) throw new Error('expected a message signature');
-    b.messageSignature.signature = flipB64(b.messageSignature.signature, 10);
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_SIGNATURE');
-    const d = clone(dsse);
-    if (!('dsseEnvelope' in d) || !d.dsseEnvelope) throw new Error('expected DSSE');
-    d.dsseEnvelope.signatures[0]!.sig = flipB64(d.dsseEnvelope.signatures[0]!.sig, 10);
-    expectCode(() => verifier.verify(d, { artifact: ARTIFACT, policy }), 'VERIFY_SIGNATURE');
-  });
-
-  it('a flipped byte in the certificate', () => {
-    const b = clone(blob);
-    const vm = b.verificationMaterial as { certificate?: { rawBytes: string } };
-    vm.certificate!.rawBytes = flipB64(vm.certificate!.rawBytes, -5); // inside the CA's signature over the leaf
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_CERTIFICATE');
-  });
-
-  it('a flipped byte in the signed entry timestamp (SET)', () => {
-    const b = clone(blob);
-    const e = b.verificationMaterial.tlogEntries[0]!;
-    e.inclusionPromise!.signedEntryTimestamp = flipB64(e.inclusionPromise!.signedEntryTimestamp, 12);
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROMISE');
-  });
-
-  it('a flipped byte in an inclusion proof hash', async () => {
-    // Make sure the tree has grown so the proof has hashes to flip.
-    const b = clone(other);
-    const proof = b.verificationMaterial.tlogEntries[0]!.inclusionProof!;
-    expect(proof.hashes.length).toBeGreaterThan(0);
-    proof.hashes[0] = flipB64(proof.hashes[0]!, 0);
-    expectCode(() => verifier.verify(b, { artifact: Buffer.from('another artifact'), policy }), 'VERIFY_TLOG_PROOF');
-  });
-
-  const mutateCheckpoint = (b: SerializedBundle, f: (note: string) => string): SerializedBundle => {
-    const c = clone(b);
-    const cp = c.verificationMaterial.tlogEntries[0]!.inclusionProof!.checkpoint;
-    cp.envelope = f(cp.envelope);
-    return c;
-  };
-
-  it('a flipped byte in the checkpoint signature', () => {
-    const b = mutateCheckpoint(blob, (note) => {
-      const [text, sigs] = note.split('\n\n');
-      const line = sigs!.split('\n')[0]!;
-      const parts = line.split(' ');
-      parts[2] = flipB64(parts[2]!, -4);
-      return `${text}\n\n${parts.join(' ')}\n`;
+    it('the untouched bundles verify, and both are Sigstore bundle v0.3 with a single leaf certificate', () => {
+      for (const b of [blob, dsse]) {
+        expect(b.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
+        expect(Object.keys(b.verificationMaterial)).toContain('certificate');
+      }
+      expect(verifier.verify(blob, { artifact: ARTIFACT, policy }).signer.subjectAlternativeName).toBe(subject);
+      expect(verifier.verify(dsse, { artifact: ARTIFACT, policy }).statement?.predicateType).toBe(
+        'https://airlock.dev/attestation/test/v1',
+      );
     });
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROOF');
-  });
 
-  it('a flipped byte in the checkpoint origin', () => {
-    const b = mutateCheckpoint(blob, (note) => {
-      const first = note.charCodeAt(0);
-      return String.fromCharCode(first ^ 0x01) + note.slice(1);
+    it('a flipped byte in the artifact', () => {
+      const art = Buffer.from(ARTIFACT);
+      art[3] = art[3]! ^ 0x20;
+      expectCode(() => verifier.verify(blob, { artifact: art, policy }), 'VERIFY_SIGNATURE');
+      expectCode(() => verifier.verify(dsse, { artifact: art, policy }), 'VERIFY_SUBJECT_MISMATCH');
     });
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROOF');
-  });
 
-  it('a log entry whose body does not match the bundle', () => {
-    const b = clone(blob);
-    b.verificationMaterial.tlogEntries = clone(other).verificationMaterial.tlogEntries; // a genuine entry, for another signature
-    expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_BODY');
-  });
+    it('a flipped byte in the signature', () => {
+      const b = clone(blob);
+      if (!('messageSignature' in b) || !b.messageSignature) throw new Error('expected a message signature');
+      b.messageSignature.signature = flipB64(b.messageSignature.signature, 10);
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_SIGNATURE');
+      const d = clone(dsse);
+      if (!('dsseEnvelope' in d) || !d.dsseEnvelope) throw new Error('expected DSSE');
+      d.dsseEnvelope.signatures[0]!.sig = flipB64(d.dsseEnvelope.signatures[0]!.sig, 10);
+      expectCode(() => verifier.verify(d, { artifact: ARTIFACT, policy }), 'VERIFY_SIGNATURE');
+    });
 
-  it('a bundle with no log entry has no trusted time and is refused', () => {
-    const b = clone(blob);
-    b.verificationMaterial.tlogEntries = [];
-    expect(() => verifier.verify(b, { artifact: ARTIFACT, policy })).toThrow(expect.objectContaining({ code: expect.stringMatching(/^VERIFY_(TIMESTAMP|TLOG_MISSING)$/) }));
-  });
+    it('a flipped byte in the certificate', () => {
+      const b = clone(blob);
+      const vm = b.verificationMaterial as { certificate?: { rawBytes: string } };
+      vm.certificate!.rawBytes = flipB64(vm.certificate!.rawBytes, -5); // inside the CA's signature over the leaf
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_CERTIFICATE');
+    });
 
-  it('a DSSE payloadType mismatch', async () => {
-    const signer = new AirlockSigner({ fulcioUrl: endpoints.caUrl, rekorUrl: endpoints.tlogUrl, identity: await token() });
-    const textBundle = await signer.signEnvelope(Buffer.from(JSON.stringify({ not: 'in-toto' })), 'text/plain');
-    expectCode(() => verifier.verify(textBundle, { artifact: ARTIFACT, policy }), 'VERIFY_PAYLOAD_TYPE');
-    // Rewriting the payloadType in the bundle breaks the PAE signature instead.
-    const d = clone(dsse);
-    if (!('dsseEnvelope' in d) || !d.dsseEnvelope) throw new Error('expected DSSE');
-    d.dsseEnvelope.payloadType = 'application/vnd.in-toto+jsonx';
-    expect(() => verifier.verify(d, { artifact: ARTIFACT, policy, expectedPayloadType: 'application/vnd.in-toto+jsonx' })).toThrow(expect.objectContaining({ code: 'VERIFY_SIGNATURE' }));
-  });
+    it('a flipped byte in the signed entry timestamp (SET)', () => {
+      const b = clone(blob);
+      const e = b.verificationMaterial.tlogEntries[0]!;
+      e.inclusionPromise!.signedEntryTimestamp = flipB64(e.inclusionPromise!.signedEntryTimestamp, 12);
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROMISE');
+    });
 
-  it('a subject digest mismatch', () => {
-    expectCode(() => verifier.verify(dsse, { artifactDigest: { sha256: sha256(Buffer.from('something else')) }, policy }), 'VERIFY_SUBJECT_MISMATCH');
-  });
+    it('a flipped byte in an inclusion proof hash', async () => {
+      // Make sure the tree has grown so the proof has hashes to flip.
+      const b = clone(other);
+      const proof = b.verificationMaterial.tlogEntries[0]!.inclusionProof!;
+      expect(proof.hashes.length).toBeGreaterThan(0);
+      proof.hashes[0] = flipB64(proof.hashes[0]!, 0);
+      expectCode(() => verifier.verify(b, { artifact: Buffer.from('another artifact'), policy }), 'VERIFY_TLOG_PROOF');
+    });
 
-  it('a trusted root authority without validFor.start is refused', () => {
-    const root = JSON.parse(JSON.stringify(trustedRootJson)) as { certificateAuthorities: Array<{ validFor: Record<string, unknown> }> };
-    delete root.certificateAuthorities[0]!.validFor.start;
-    expect(() => new BundleVerifier(root)).toThrow(expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }));
-  });
-});
+    const mutateCheckpoint = (b: SerializedBundle, f: (note: string) => string): SerializedBundle => {
+      const c = clone(b);
+      const cp = c.verificationMaterial.tlogEntries[0]!.inclusionProof!.checkpoint;
+      cp.envelope = f(cp.envelope);
+      return c;
+    };
+
+    it('a flipped byte in the checkpoint signature', () => {
+      const b = mutateCheckpoint(blob, (note) => {
+        const [text, sigs] = note.split('\n\n');
+        const line = sigs!.split('\n')[0]!;
+        const parts = line.split(' ');
+        parts[2] = flipB64(parts[2]!, -4);
+        return `${text}\n\n${parts.join(' ')}\n`;
+      });
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROOF');
+    });
+
+    it('a flipped byte in the checkpoint origin', () => {
+      const b = mutateCheckpoint(blob, (note) => {
+        const first = note.charCodeAt(0);
+        return String.fromCharCode(first ^ 0x01) + note.slice(1);
+      });
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_PROOF');
+    });
+
+    it('a log entry whose body does not match the bundle', () => {
+      const b = clone(blob);
+      b.verificationMaterial.tlogEntries = clone(other).verificationMaterial.tlogEntries; // a genuine entry, for another signature
+      expectCode(() => verifier.verify(b, { artifact: ARTIFACT, policy }), 'VERIFY_TLOG_BODY');
+    });
+
+    it('a bundle with no log entry has no trusted time and is refused', () => {
+      const b = clone(blob);
+      b.verificationMaterial.tlogEntries = [];
+      expect(() => verifier.verify(b, { artifact: ARTIFACT, policy })).toThrow(
+        expect.objectContaining({ code: expect.stringMatching(/^VERIFY_(TIMESTAMP|TLOG_MISSING)$/) }),
+      );
+    });
+
+    it('a DSSE payloadType mismatch', async () => {
+      const signer = new AirlockSigner({
+        fulcioUrl: endpoints.caUrl,
+        rekorUrl: endpoints.tlogUrl,
+        identity: await token(),
+      });
+      const textBundle = await signer.signEnvelope(Buffer.from(JSON.stringify({ not: 'in-toto' })), 'text/plain');
+      expectCode(() => verifier.verify(textBundle, { artifact: ARTIFACT, policy }), 'VERIFY_PAYLOAD_TYPE');
+      // Rewriting the payloadType in the bundle breaks the PAE signature instead.
+      const d = clone(dsse);
+      if (!('dsseEnvelope' in d) || !d.dsseEnvelope) throw new Error('expected DSSE');
+      d.dsseEnvelope.payloadType = 'application/vnd.in-toto+jsonx';
+      expect(() =>
+        verifier.verify(d, { artifact: ARTIFACT, policy, expectedPayloadType: 'application/vnd.in-toto+jsonx' }),
+      ).toThrow(expect.objectContaining({ code: 'VERIFY_SIGNATURE' }));
+    });
+
+    it('a subject digest mismatch', () => {
+      expectCode(
+        () => verifier.verify(dsse, { artifactDigest: { sha256: sha256(Buffer.from('something else')) }, policy }),
+        'VERIFY_SUBJECT_MISMATCH',
+      );
+    });
+
+    it('a trusted root authority without validFor.start is refused', () => {
+      const root = JSON.parse(JSON.stringify(trustedRootJson)) as {
+        certificateAuthorities: Array<{ validFor: Record<string, unknown> }>;
+      };
+      delete root.certificateAuthorities[0]!.validFor.start;
+      expect(() => new BundleVerifier(root)).toThrow(expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }));
+    });
+  },
+);
 
 /** A raw Fulcio v2 signingCert request with proof of possession over the subject. */
-function requestCertificate(caUrl: string, token: string, subject: string, keys: { privateKey: KeyObject; publicKey: KeyObject }): Promise<Response> {
+function requestCertificate(
+  caUrl: string,
+  token: string,
+  subject: string,
+  keys: { privateKey: KeyObject; publicKey: KeyObject },
+): Promise<Response> {
   return fetch(`${caUrl}/api/v2/signingCert`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -381,16 +514,22 @@ describe('certificates are short-lived and tokens are checked', () => {
     const leafPem = body.signedCertificateDetachedSct.chain.certificates[0]!;
     await new Promise((r) => setTimeout(r, 3_000)); // let the 2 s certificate expire
     const lateSigner: Signer = {
-      sign: async (data: Buffer) => ({ signature: cryptoSign('sha256', data, privateKey), key: { $case: 'x509Certificate', certificate: leafPem } }),
+      sign: async (data: Buffer) => ({
+        signature: cryptoSign('sha256', data, privateKey),
+        key: { $case: 'x509Certificate', certificate: leafPem },
+      }),
     };
     const late = bundleToJSON(
-      await new MessageSignatureBundleBuilder({ signer: lateSigner, witnesses: [new RekorWitness({ rekorBaseURL: plane.endpoints.tlogUrl })] }).create({ data: ARTIFACT }),
+      await new MessageSignatureBundleBuilder({
+        signer: lateSigner,
+        witnesses: [new RekorWitness({ rekorBaseURL: plane.endpoints.tlogUrl })],
+      }).create({ data: ARTIFACT }),
     );
     for (const engine of ['sigstore', 'native'] as const) {
       const v = new BundleVerifier(plane.trustedRoot, { engine });
-      expect(() => v.verify(late, { artifact: ARTIFACT, policy: { subject: sub, issuer: plane.endpoints.identityIssuerUrl } })).toThrow(
-        expect.objectContaining({ code: 'VERIFY_CERTIFICATE' }),
-      );
+      expect(() =>
+        v.verify(late, { artifact: ARTIFACT, policy: { subject: sub, issuer: plane.endpoints.identityIssuerUrl } }),
+      ).toThrow(expect.objectContaining({ code: 'VERIFY_CERTIFICATE' }));
     }
   });
 
@@ -403,7 +542,8 @@ describe('certificates are short-lived and tokens are checked', () => {
 
     const [h, p, s] = good.split('.') as [string, string, string];
     const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-    const forge = (changes: Record<string, unknown>): string => `${h}.${Buffer.from(JSON.stringify({ ...payload, ...changes })).toString('base64url')}.${s}`;
+    const forge = (changes: Record<string, unknown>): string =>
+      `${h}.${Buffer.from(JSON.stringify({ ...payload, ...changes })).toString('base64url')}.${s}`;
     const sig = Buffer.from(s, 'base64url');
     sig[5] = sig[5]! ^ 0x01;
     expect((await request(`${h}.${p}.${sig.toString('base64url')}`)).status).toBe(401); // bad signature
@@ -435,20 +575,52 @@ describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer
     let proc: Awaited<ReturnType<typeof startCli>> | undefined;
     try {
       const cfg = join(mainDir, 'issuers.json');
-      writeFileSync(cfg, JSON.stringify({ issuers: [{ issuerUrl: external.endpoints.identityIssuerUrl, type: 'spiffe', trustDomain: 'spire.example.internal' }] }));
-      proc = await startCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json'], (out) => out.trim().endsWith('}'));
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          issuers: [
+            { issuerUrl: external.endpoints.identityIssuerUrl, type: 'spiffe', trustDomain: 'spire.example.internal' },
+          ],
+        }),
+      );
+      proc = await startCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json'], (out) =>
+        out.trim().endsWith('}'),
+      );
       const ep = JSON.parse(readFileSync(join(mainDir, 'endpoints.json'), 'utf8')) as Endpoints;
       const sub = 'spiffe://spire.example.internal/ns/ci/sa/builder';
-      const signer = new AirlockSigner({ fulcioUrl: ep.caUrl, rekorUrl: ep.tlogUrl, identity: await external.issueToken(sub) });
+      const signer = new AirlockSigner({
+        fulcioUrl: ep.caUrl,
+        rekorUrl: ep.tlogUrl,
+        identity: await external.issueToken(sub),
+      });
       const bundle = await signer.signBlob(ARTIFACT);
       const root = JSON.parse(readFileSync(join(mainDir, 'trusted_root.json'), 'utf8')) as unknown;
-      const r = new BundleVerifier(root).verify(bundle, { artifact: ARTIFACT, policy: { subject: sub, issuer: external.endpoints.identityIssuerUrl } });
+      const r = new BundleVerifier(root).verify(bundle, {
+        artifact: ARTIFACT,
+        policy: { subject: sub, issuer: external.endpoints.identityIssuerUrl },
+      });
       expect(r.signer).toMatchObject({ subjectAlternativeName: sub, issuer: external.endpoints.identityIssuerUrl });
       // The embedded issuer is still trusted alongside the external one.
-      const own = await runCli(['identity', 'token', '--data', mainDir, '--subject', `spiffe://${ep.trustDomain}/ci/own`]);
+      const own = await runCli([
+        'identity',
+        'token',
+        '--data',
+        mainDir,
+        '--subject',
+        `spiffe://${ep.trustDomain}/ci/own`,
+      ]);
       expect(own.code, own.stderr).toBe(0);
-      const ownBundle = await new AirlockSigner({ fulcioUrl: ep.caUrl, rekorUrl: ep.tlogUrl, identity: own.stdout.trim() }).signBlob(ARTIFACT);
-      expect(new BundleVerifier(root).verify(ownBundle, { artifact: ARTIFACT, policy: { subject: `spiffe://${ep.trustDomain}/ci/own`, issuer: ep.identityIssuerUrl } }).signer.issuer).toBe(ep.identityIssuerUrl);
+      const ownBundle = await new AirlockSigner({
+        fulcioUrl: ep.caUrl,
+        rekorUrl: ep.tlogUrl,
+        identity: own.stdout.trim(),
+      }).signBlob(ARTIFACT);
+      expect(
+        new BundleVerifier(root).verify(ownBundle, {
+          artifact: ARTIFACT,
+          policy: { subject: `spiffe://${ep.trustDomain}/ci/own`, issuer: ep.identityIssuerUrl },
+        }).signer.issuer,
+      ).toBe(ep.identityIssuerUrl);
     } finally {
       await proc?.stop();
       await external.close();

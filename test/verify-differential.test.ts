@@ -24,7 +24,11 @@ beforeAll(async () => {
   plane = await startTrustPlane({ dataDir: dir });
   const subject = `spiffe://${plane.endpoints.trustDomain}/diff`;
   policy = { subject, issuer: plane.endpoints.identityIssuerUrl };
-  const signer = new AirlockSigner({ fulcioUrl: plane.endpoints.caUrl, rekorUrl: plane.endpoints.tlogUrl, identity: () => plane.issueToken(subject) });
+  const signer = new AirlockSigner({
+    fulcioUrl: plane.endpoints.caUrl,
+    rekorUrl: plane.endpoints.tlogUrl,
+    identity: () => plane.issueToken(subject),
+  });
   // A few entries first so inclusion proofs have hashes.
   for (let i = 0; i < 3; i++) await signer.signBlob(Buffer.from(`warm-up ${i}`));
   bundles = {
@@ -48,7 +52,17 @@ type Path = Array<string | number>;
 function base64Leaves(b: unknown, path: Path = []): Path[] {
   if (typeof b === 'string') {
     const key = path[path.length - 1];
-    return ['rawBytes', 'signature', 'sig', 'signedEntryTimestamp', 'rootHash', 'payload', 'canonicalizedBody', 'digest', 'keyId'].includes(String(key)) ||
+    return [
+      'rawBytes',
+      'signature',
+      'sig',
+      'signedEntryTimestamp',
+      'rootHash',
+      'payload',
+      'canonicalizedBody',
+      'digest',
+      'keyId',
+    ].includes(String(key)) ||
       (path.includes('hashes') && typeof key === 'number')
       ? [path]
       : [];
@@ -104,7 +118,12 @@ describe('native engine vs @sigstore/verify', () => {
           const a = outcome(stock, mutated);
           const b = outcome(native, mutated);
           compared++;
-          expect({ name, path: path.join('.'), pos, native: b }).toEqual({ name, path: path.join('.'), pos, native: a });
+          expect({ name, path: path.join('.'), pos, native: b }).toEqual({
+            name,
+            path: path.join('.'),
+            pos,
+            native: a,
+          });
           if (a === 'ok') accepted.push(`${name}:${path.join('.')}@${pos}`);
         }
       }

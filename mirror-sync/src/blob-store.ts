@@ -85,18 +85,25 @@ export class BlobStore {
           assertDigestSetMatches(req.what, req.expected, result.digests);
         } catch (err) {
           await rm(tmp, { force: true });
-          const [alg, expected] = Object.entries(req.expected).find(([a]) => result.digests[a as DigestAlgorithm] !== undefined) ?? ['?', '?'];
+          const [alg, expected] = Object.entries(req.expected).find(
+            ([a]) => result.digests[a as DigestAlgorithm] !== undefined,
+          ) ?? ['?', '?'];
           const actual = result.digests[alg as DigestAlgorithm] ?? '?';
           throw new SyncError(
             'SYNC_HASH_MISMATCH',
             `${req.what}: upstream content does not match the pin: ${url} served ${result.size} bytes with ${alg} ${actual}, expected ${expected}`,
-            { cause: err, details: { url, algorithm: alg, expected, actual, size: result.size, actualDigests: result.digests } },
+            {
+              cause: err,
+              details: { url, algorithm: alg, expected, actual, size: result.size, actualDigests: result.digests },
+            },
           );
         }
       }
       return this.commit(tmp, result.digests, result.size);
     }
-    throw new SyncError('SYNC_FETCH_FAILED', `${req.what}: every URL failed:\n    ${failures.join('\n    ')}`, { details: { urls: req.urls, failures } });
+    throw new SyncError('SYNC_FETCH_FAILED', `${req.what}: every URL failed:\n    ${failures.join('\n    ')}`, {
+      details: { urls: req.urls, failures },
+    });
   }
 
   private async commit(tmp: string, digests: DigestSet, size: number): Promise<StoredBlob> {

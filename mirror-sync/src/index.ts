@@ -32,7 +32,13 @@ export type {
 export { parseNpmLockfile } from './inputs/npm-lockfile.js';
 export { parseRequirementsTxt, normalizePypiName } from './inputs/requirements-txt.js';
 export { parseBazelQueryOutput, parseBazelFetchList } from './inputs/bazel.js';
-export { parseNixShowDerivation, parseNixFetchList, parseNixHash, DEFAULT_NIX_MIRRORS, type NixParseOptions } from './inputs/nix.js';
+export {
+  parseNixShowDerivation,
+  parseNixFetchList,
+  parseNixHash,
+  DEFAULT_NIX_MIRRORS,
+  type NixParseOptions,
+} from './inputs/nix.js';
 export { parseGenericList } from './inputs/generic-list.js';
 export { detectInputKind } from './inputs/detect.js';
 export {

@@ -10,7 +10,12 @@ export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function entryKey(e: { ecosystem: string; name: string; version: string | null; filename: string }): [string, string, string, string] {
+function entryKey(e: {
+  ecosystem: string;
+  name: string;
+  version: string | null;
+  filename: string;
+}): [string, string, string, string] {
   return [e.ecosystem, e.name, e.version ?? '', e.filename];
 }
 
@@ -27,7 +32,8 @@ export function compareEntries(a: ManifestEntry, b: ManifestEntry): number {
 /** RFC 3339 UTC with second precision, the form the manifest uses. */
 export function formatCreatedAt(value: string | Date | undefined): string {
   const d = value === undefined ? new Date() : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new SyncError('SYNC_OPTIONS_INVALID', `createdAt '${String(value)}' is not a date`);
+  if (Number.isNaN(d.getTime()))
+    throw new SyncError('SYNC_OPTIONS_INVALID', `createdAt '${String(value)}' is not a date`);
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
@@ -51,7 +57,12 @@ export function draftsToEntries(drafts: readonly EntryDraft[]): ManifestEntry[] 
       continue;
     }
     const { blob, ...rest } = d;
-    byKey.set(key, { ...rest, urls: [...d.urls], size: blob.size, digests: { sha256: blob.sha256, sha512: blob.sha512, sha1: blob.sha1 } } as ManifestEntry);
+    byKey.set(key, {
+      ...rest,
+      urls: [...d.urls],
+      size: blob.size,
+      digests: { sha256: blob.sha256, sha512: blob.sha512, sha1: blob.sha1 },
+    } as ManifestEntry);
   }
   return [...byKey.values()].sort(compareEntries);
 }
@@ -61,22 +72,42 @@ export function referencedBlobs(entries: readonly ManifestEntry[]): ManifestBlob
   const m = new Map<string, number>();
   for (const e of entries) {
     m.set(e.digests.sha256, e.size);
-    if (e.ecosystem === 'pypi' && e.metadata.coreMetadata) m.set(e.metadata.coreMetadata.sha256, e.metadata.coreMetadata.size);
+    if (e.ecosystem === 'pypi' && e.metadata.coreMetadata)
+      m.set(e.metadata.coreMetadata.sha256, e.metadata.coreMetadata.size);
   }
-  return [...m.entries()].map(([sha256, size]) => ({ sha256, size })).sort((a, b) => compareStrings(a.sha256, b.sha256));
+  return [...m.entries()]
+    .map(([sha256, size]) => ({ sha256, size }))
+    .sort((a, b) => compareStrings(a.sha256, b.sha256));
 }
 
 /** `sha256:` of the RFC 8785 form of {sequence, previous, createdAt, entries, blobs} (manifest.md). */
-export function computeSnapshotId(s: { sequence: number; previous: string | null; createdAt: string; entries: ManifestEntry[]; blobs: ManifestBlob[] }): string {
+export function computeSnapshotId(s: {
+  sequence: number;
+  previous: string | null;
+  createdAt: string;
+  entries: ManifestEntry[];
+  blobs: ManifestBlob[];
+}): string {
   return `sha256:${sha256Hex(canonicalBytes({ sequence: s.sequence, previous: s.previous, createdAt: s.createdAt, entries: s.entries, blobs: s.blobs }))}`;
 }
 
-export function buildManifest(args: { entries: ManifestEntry[]; sequence: number; previous: string | null; createdAt: string }): TransferManifest {
+export function buildManifest(args: {
+  entries: ManifestEntry[];
+  sequence: number;
+  previous: string | null;
+  createdAt: string;
+}): TransferManifest {
   const blobs = referencedBlobs(args.entries);
   const id = computeSnapshotId({ ...args, blobs });
   const manifest: TransferManifest = {
     mediaType: TRANSFER_MANIFEST_MEDIA_TYPE,
-    snapshot: { id, sequence: args.sequence, previous: args.previous, createdAt: args.createdAt, producer: { ...PRODUCER } },
+    snapshot: {
+      id,
+      sequence: args.sequence,
+      previous: args.previous,
+      createdAt: args.createdAt,
+      producer: { ...PRODUCER },
+    },
     blobs,
     entries: args.entries,
   };

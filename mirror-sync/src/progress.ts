@@ -34,7 +34,14 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
 
   if (mode === 'bar' || (mode === 'auto' && tty)) {
     const bar = new cliProgress.SingleBar(
-      { stream, format: 'sync [{bar}] {value}/{total} | {mb} MB', hideCursor: true, clearOnComplete: false, noTTYOutput: !tty, notTTYSchedule: 2000 },
+      {
+        stream,
+        format: 'sync [{bar}] {value}/{total} | {mb} MB',
+        hideCursor: true,
+        clearOnComplete: false,
+        noTTYOutput: !tty,
+        notTTYSchedule: 2000,
+      },
       cliProgress.Presets.shades_classic,
     );
     bar.start(0, 0, { mb: '0.0' });

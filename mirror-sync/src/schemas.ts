@@ -67,9 +67,18 @@ export function assertSchema(
 export function formatSchemaErrors(errors: readonly ErrorObject[], label: (key: string) => string): string[] {
   const out = new Set<string>();
   for (const e of errors.slice(0, 50)) {
-    const parts = e.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const where = parts.length === 0 ? '(top level)' : `${label(parts[0]!)}${parts.length > 1 ? ` at /${parts.slice(1).join('/')}` : ''}`;
-    const extra = e.keyword === 'additionalProperties' ? ` '${String((e.params as { additionalProperty?: unknown }).additionalProperty)}'` : '';
+    const parts = e.instancePath
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const where =
+      parts.length === 0
+        ? '(top level)'
+        : `${label(parts[0]!)}${parts.length > 1 ? ` at /${parts.slice(1).join('/')}` : ''}`;
+    const extra =
+      e.keyword === 'additionalProperties'
+        ? ` '${String((e.params as { additionalProperty?: unknown }).additionalProperty)}'`
+        : '';
     out.add(`${where}: ${e.message ?? e.keyword}${extra}`);
   }
   if (errors.length > 50) out.add(`… and ${errors.length - 50} more`);

@@ -22,11 +22,16 @@ export async function readSyncState(path: string): Promise<SyncState | undefined
   let text: string;
   try {
     const buf = await readFile(path);
-    if (buf.length > MAX_STATE_BYTES) throw new SyncError('SYNC_STATE_INVALID', `${path}: state file larger than ${MAX_STATE_BYTES} bytes`);
+    if (buf.length > MAX_STATE_BYTES)
+      throw new SyncError('SYNC_STATE_INVALID', `${path}: state file larger than ${MAX_STATE_BYTES} bytes`);
     text = buf.toString('utf8');
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') return undefined;
-    throw err instanceof SyncError ? err : new SyncError('SYNC_STATE_INVALID', `${path}: cannot read state file: ${(err as Error).message}`, { cause: err });
+    throw err instanceof SyncError
+      ? err
+      : new SyncError('SYNC_STATE_INVALID', `${path}: cannot read state file: ${(err as Error).message}`, {
+          cause: err,
+        });
   }
   let data: unknown;
   try {
@@ -52,6 +57,8 @@ export async function writeSyncState(path: string, state: SyncState): Promise<vo
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw new SyncError('SYNC_STATE_INVALID', `${path}: cannot write state file: ${(err as Error).message}`, { cause: err });
+    throw new SyncError('SYNC_STATE_INVALID', `${path}: cannot write state file: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

@@ -30,7 +30,11 @@ export interface TransferManifestPredicate {
  * in-toto Statement v1 over the bundle: subjects are `manifest.json` and every blob as `blobs/sha256/<hex>`
  * (the tar paths), so a verifier can check each file it extracts against a signed digest.
  */
-export function buildManifestStatement(manifest: TransferManifest, manifestSha256: string, inputs: InputRecord[]): Statement<TransferManifestPredicate> {
+export function buildManifestStatement(
+  manifest: TransferManifest,
+  manifestSha256: string,
+  inputs: InputRecord[],
+): Statement<TransferManifestPredicate> {
   const subject = [
     { name: 'manifest.json', digest: { sha256: manifestSha256 } },
     ...manifest.blobs.map((b) => ({ name: `blobs/sha256/${b.sha256}`, digest: { sha256: b.sha256 } })),
@@ -48,5 +52,9 @@ export function buildManifestStatement(manifest: TransferManifest, manifestSha25
 
 /** The SBOM attestation: subject = the SBOM file in the bundle, predicate = the CycloneDX document. */
 export function buildSbomStatement(sbom: object, sbomSha256: string): Statement<object> {
-  return makeStatement([{ name: 'attestations/sbom.cdx.json', digest: { sha256: sbomSha256 } }], CYCLONEDX_PREDICATE_TYPE, sbom);
+  return makeStatement(
+    [{ name: 'attestations/sbom.cdx.json', digest: { sha256: sbomSha256 } }],
+    CYCLONEDX_PREDICATE_TYPE,
+    sbom,
+  );
 }

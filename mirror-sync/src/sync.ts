@@ -20,7 +20,15 @@ import { bazelTasks, genericTasks, nixTasks } from './resolve/plain-files.js';
 import { pypiTasks, PYPI_PUBLIC_INDEX } from './resolve/pypi-index.js';
 import { readSyncState, writeSyncState, type SyncState } from './state-file.js';
 import { buildManifestStatement, buildSbomStatement, type InputRecord, type ManifestSigner } from './statement.js';
-import type { BazelFetch, GenericFetch, InputKind, NixFetch, NpmLockPackage, PinnedRequirement, TransferManifest } from './types.js';
+import type {
+  BazelFetch,
+  GenericFetch,
+  InputKind,
+  NixFetch,
+  NpmLockPackage,
+  PinnedRequirement,
+  TransferManifest,
+} from './types.js';
 
 export interface SyncInput {
   path: string;
@@ -128,13 +136,18 @@ async function readInputs(options: SyncOptions): Promise<Parsed> {
       if (st.size > MAX_INPUT_BYTES) throw new Error(`larger than ${MAX_INPUT_BYTES} bytes`);
       buf = await readFile(input.path);
     } catch (cause) {
-      throw new SyncError('SYNC_INPUT_INVALID', `${input.path}: cannot read input: ${(cause as Error).message}`, { cause });
+      throw new SyncError('SYNC_INPUT_INVALID', `${input.path}: cannot read input: ${(cause as Error).message}`, {
+        cause,
+      });
     }
     const text = buf.toString('utf8');
     const kind = input.kind ?? detectInputKind(input.path, text);
     const src = input.path;
     out.records.push({ kind, name: basename(input.path), digest: { sha256: sha256Hex(buf) } });
-    const nixOpts = { ...(options.nixMirrors ? { mirrors: options.nixMirrors } : {}), skipRecursive: options.nixSkipRecursive === true };
+    const nixOpts = {
+      ...(options.nixMirrors ? { mirrors: options.nixMirrors } : {}),
+      skipRecursive: options.nixSkipRecursive === true,
+    };
     switch (kind) {
       case 'npm-lock': {
         const p = parseNpmLockfile(text, src);
@@ -142,7 +155,10 @@ async function readInputs(options: SyncOptions): Promise<Parsed> {
         for (const e of p.entries) {
           const prev = npmById.get(`${e.name}@${e.version}`);
           if (prev && prev.integrity !== e.integrity) {
-            throw new SyncError('SYNC_INPUT_CONFLICT', `npm ${e.name}@${e.version}: lockfiles disagree on integrity (${prev.integrity} vs ${e.integrity} in ${src})`);
+            throw new SyncError(
+              'SYNC_INPUT_CONFLICT',
+              `npm ${e.name}@${e.version}: lockfiles disagree on integrity (${prev.integrity} vs ${e.integrity} in ${src})`,
+            );
           }
           if (!prev) npmById.set(`${e.name}@${e.version}`, e);
         }
@@ -173,7 +189,8 @@ async function readInputs(options: SyncOptions): Promise<Parsed> {
       }
       case 'nix-drv':
       case 'nix-fetch': {
-        const p = kind === 'nix-drv' ? parseNixShowDerivation(text, src, nixOpts) : parseNixFetchList(text, src, nixOpts);
+        const p =
+          kind === 'nix-drv' ? parseNixShowDerivation(text, src, nixOpts) : parseNixFetchList(text, src, nixOpts);
         out.notes.push(...p.notes);
         out.nix.push(...p.entries);
         break;
@@ -195,7 +212,10 @@ async function readInputs(options: SyncOptions): Promise<Parsed> {
 }
 
 /** sequence/previous from explicit options and/or the state file; fails on any inconsistency rather than forking the chain. */
-function chainPosition(options: SyncOptions, state: SyncState | undefined): { sequence: number; previous: string | null } {
+function chainPosition(
+  options: SyncOptions,
+  state: SyncState | undefined,
+): { sequence: number; previous: string | null } {
   const { sequence, previous } = options;
   if (sequence !== undefined && (!Number.isSafeInteger(sequence) || sequence < 1)) {
     throw new SyncError('SYNC_OPTIONS_INVALID', `sequence must be an integer >= 1 (got ${sequence})`);
@@ -205,7 +225,10 @@ function chainPosition(options: SyncOptions, state: SyncState | undefined): { se
   }
   const fromState = state ? { sequence: state.sequence + 1, previous: state.snapshotId } : undefined;
   if (fromState) {
-    if ((sequence !== undefined && sequence !== fromState.sequence) || (previous !== undefined && previous !== fromState.previous)) {
+    if (
+      (sequence !== undefined && sequence !== fromState.sequence) ||
+      (previous !== undefined && previous !== fromState.previous)
+    ) {
       throw new SyncError(
         'SYNC_STATE_INVALID',
         `the state file says the next snapshot is #${fromState.sequence} after ${fromState.previous}, but the options ask for #${sequence ?? '?'} after ${previous ?? '?'}`,
@@ -215,9 +238,16 @@ function chainPosition(options: SyncOptions, state: SyncState | undefined): { se
   }
   const seq = sequence ?? 1;
   const prev = previous === undefined ? (seq === 1 ? null : undefined) : previous;
-  if (prev === undefined) throw new SyncError('SYNC_OPTIONS_INVALID', `sequence ${seq} needs 'previous' (the id of snapshot #${seq - 1}) or a state file`);
+  if (prev === undefined)
+    throw new SyncError(
+      'SYNC_OPTIONS_INVALID',
+      `sequence ${seq} needs 'previous' (the id of snapshot #${seq - 1}) or a state file`,
+    );
   if ((seq === 1) !== (prev === null)) {
-    throw new SyncError('SYNC_OPTIONS_INVALID', seq === 1 ? 'snapshot #1 has no previous snapshot' : `snapshot #${seq} must name its previous snapshot`);
+    throw new SyncError(
+      'SYNC_OPTIONS_INVALID',
+      seq === 1 ? 'snapshot #1 has no previous snapshot' : `snapshot #${seq} must name its previous snapshot`,
+    );
   }
   return { sequence: seq, previous: prev };
 }
@@ -231,7 +261,8 @@ function chainPosition(options: SyncOptions, state: SyncState | undefined): { se
 export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
   const started = Date.now();
   if (!options.out) throw new SyncError('SYNC_OPTIONS_INVALID', "'out' (bundle path) is required");
-  if (!Array.isArray(options.inputs) || options.inputs.length === 0) throw new SyncError('SYNC_OPTIONS_INVALID', 'no inputs given');
+  if (!Array.isArray(options.inputs) || options.inputs.length === 0)
+    throw new SyncError('SYNC_OPTIONS_INVALID', 'no inputs given');
   const out = resolvePath(options.out);
   const createdAt = formatCreatedAt(options.createdAt);
   const state = options.state ? await readSyncState(options.state) : undefined;
@@ -250,10 +281,15 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     rewriteHosts: options.rewriteHosts,
     fetch: options.fetch,
   });
-  const progress = createProgress({ mode: options.quiet ? 'none' : (options.progress ?? 'auto'), stream: options.progressStream });
+  const progress = createProgress({
+    mode: options.quiet ? 'none' : (options.progress ?? 'auto'),
+    stream: options.progressStream,
+  });
 
   await mkdir(dirname(out), { recursive: true });
-  const workDir = options.workDir ? await mkdtemp(join(resolvePath(options.workDir), 'airlock-sync-')) : await mkdtemp(join(dirname(out), '.airlock-sync-'));
+  const workDir = options.workDir
+    ? await mkdtemp(join(resolvePath(options.workDir), 'airlock-sync-'))
+    : await mkdtemp(join(dirname(out), '.airlock-sync-'));
   const partial = `${out}.partial-${randomBytes(6).toString('hex')}`;
   try {
     const store = new BlobStore(workDir, http, (n) => progress.bytes(n));
@@ -300,10 +336,14 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
         throw new SyncError('SYNC_SIGN_FAILED', `signing ${file} failed: ${(cause as Error).message}`, { cause });
       }
       const text = typeof bundle === 'string' ? bundle : JSON.stringify(bundle);
-      if (typeof text !== 'string') throw new SyncError('SYNC_SIGN_FAILED', `the signer returned nothing JSON-serialisable for ${file}`);
+      if (typeof text !== 'string')
+        throw new SyncError('SYNC_SIGN_FAILED', `the signer returned nothing JSON-serialisable for ${file}`);
       attestations.push({ name: file, bytes: Buffer.from(text, 'utf8') });
     };
-    await attest(buildManifestStatement(manifest, sha256Hex(manifestBytes), parsed.records), 'attestations/manifest.sigstore.json');
+    await attest(
+      buildManifestStatement(manifest, sha256Hex(manifestBytes), parsed.records),
+      'attestations/manifest.sigstore.json',
+    );
     if (options.sbom) {
       let sbom: object;
       try {
@@ -319,13 +359,20 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
 
     const blobs = manifest.blobs.map((b) => {
       const staged = store.get(b.sha256);
-      if (!staged) throw new SyncError('SYNC_BUNDLE_FAILED', `internal: blob ${b.sha256} is listed but was never staged`);
+      if (!staged)
+        throw new SyncError('SYNC_BUNDLE_FAILED', `internal: blob ${b.sha256} is listed but was never staged`);
       return { sha256: b.sha256, size: b.size, path: staged.path };
     });
     const written = await writeBundle(partial, manifestBytes, attestations, blobs);
     await rename(partial, out);
     if (options.state) {
-      await writeSyncState(options.state, { version: 1, snapshotId: manifest.snapshot.id, sequence, createdAt, bundleSha256: written.sha256 });
+      await writeSyncState(options.state, {
+        version: 1,
+        snapshotId: manifest.snapshot.id,
+        sequence,
+        createdAt,
+        bundleSha256: written.sha256,
+      });
     }
     progress.stop();
     printNotes(options, notes);
@@ -361,5 +408,6 @@ function printNotes(options: SyncOptions, notes: readonly string[]): void {
   const stream = options.progressStream ?? process.stderr;
   const shown = notes.slice(0, 50);
   for (const n of shown) stream.write(`note: ${n}\n`);
-  if (notes.length > shown.length) stream.write(`note: … ${notes.length - shown.length} more (see the result's notes)\n`);
+  if (notes.length > shown.length)
+    stream.write(`note: … ${notes.length - shown.length} more (see the result's notes)\n`);
 }

@@ -63,7 +63,8 @@ export type PypiManifestEntry = EntryBase<'pypi', PypiEntryMetadata>;
 export type BazelManifestEntry = EntryBase<'bazel', BazelEntryMetadata>;
 export type NixManifestEntry = EntryBase<'nix', NixEntryMetadata>;
 export type GenericManifestEntry = EntryBase<'generic', Record<string, never>>;
-export type ManifestEntry = NpmManifestEntry | PypiManifestEntry | BazelManifestEntry | NixManifestEntry | GenericManifestEntry;
+export type ManifestEntry =
+  NpmManifestEntry | PypiManifestEntry | BazelManifestEntry | NixManifestEntry | GenericManifestEntry;
 
 export interface SnapshotInfo {
   id: string;
@@ -82,7 +83,8 @@ export interface TransferManifest {
 
 // ---- What the parsers produce ----
 
-export type InputKind = 'npm-lock' | 'requirements' | 'bazel-fetch' | 'bazel-query' | 'nix-drv' | 'nix-fetch' | 'generic';
+export type InputKind =
+  'npm-lock' | 'requirements' | 'bazel-fetch' | 'bazel-query' | 'nix-drv' | 'nix-fetch' | 'generic';
 
 export interface ParsedInput<T> {
   kind: InputKind;

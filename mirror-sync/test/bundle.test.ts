@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalBytes, fromHex, INTOTO_PAYLOAD_TYPE, parseDsseEnvelope, parseStatement, toNixBase32, verifyDsse } from '@airlock/core';
+import {
+  canonicalBytes,
+  fromHex,
+  INTOTO_PAYLOAD_TYPE,
+  parseDsseEnvelope,
+  parseStatement,
+  toNixBase32,
+  verifyDsse,
+} from '@airlock/core';
 import {
   compareEntries,
   computeSnapshotId,
@@ -30,7 +38,13 @@ const sbom = async (m: TransferManifest): Promise<object> => ({
   specVersion: '1.5',
   version: 1,
   metadata: { timestamp: m.snapshot.createdAt },
-  components: m.entries.map((e) => ({ type: 'library', name: e.name, ...(e.version ? { version: e.version } : {}), purl: e.purl, hashes: [{ alg: 'SHA-256', content: e.digests.sha256 }] })),
+  components: m.entries.map((e) => ({
+    type: 'library',
+    name: e.name,
+    ...(e.version ? { version: e.version } : {}),
+    purl: e.purl,
+    hashes: [{ alg: 'SHA-256', content: e.digests.sha256 }],
+  })),
 });
 
 beforeAll(async () => {
@@ -44,7 +58,12 @@ beforeAll(async () => {
 
   // npm: a scoped package and its dependency
   const dep = await makeNpmTarball({ name: 'left-pad', version: '1.3.0', main: 'index.js' });
-  const scoped = await makeNpmTarball({ name: '@acme/util', version: '2.1.0', main: 'index.js', dependencies: { 'left-pad': '^1.3.0' } });
+  const scoped = await makeNpmTarball({
+    name: '@acme/util',
+    version: '2.1.0',
+    main: 'index.js',
+    dependencies: { 'left-pad': '^1.3.0' },
+  });
   for (const p of [dep, scoped]) servePackage(up, p);
   const lock = {
     name: 'app',
@@ -53,7 +72,12 @@ beforeAll(async () => {
     requires: true,
     packages: {
       '': { name: 'app', version: '1.0.0', dependencies: { '@acme/util': '2.1.0' } },
-      'node_modules/@acme/util': { version: '2.1.0', resolved: `${up.url}${tarballPath(scoped)}`, integrity: scoped.integrity, dependencies: { 'left-pad': '^1.3.0' } },
+      'node_modules/@acme/util': {
+        version: '2.1.0',
+        resolved: `${up.url}${tarballPath(scoped)}`,
+        integrity: scoped.integrity,
+        dependencies: { 'left-pad': '^1.3.0' },
+      },
       'node_modules/left-pad': { version: '1.3.0', resolved: `${up.url}${tarballPath(dep)}`, integrity: dep.integrity },
     },
   };
@@ -64,7 +88,18 @@ beforeAll(async () => {
   up.file(`/files/${whl.filename}.metadata`, whl.metadata);
   up.file(
     '/simple/tiny/',
-    JSON.stringify({ meta: { 'api-version': '1.0' }, name: 'tiny', files: [{ filename: whl.filename, url: `/files/${whl.filename}`, hashes: { sha256: sha256(whl.wheel) }, 'core-metadata': { sha256: sha256(whl.metadata) } }] }),
+    JSON.stringify({
+      meta: { 'api-version': '1.0' },
+      name: 'tiny',
+      files: [
+        {
+          filename: whl.filename,
+          url: `/files/${whl.filename}`,
+          hashes: { sha256: sha256(whl.wheel) },
+          'core-metadata': { sha256: sha256(whl.metadata) },
+        },
+      ],
+    }),
     'application/vnd.pypi.simple.v1+json',
   );
 
@@ -80,13 +115,25 @@ beforeAll(async () => {
   up.file('/mirror2/tool-1.0', tool);
   const drv = {
     '/nix/store/0ry0wq7s3mm4ijhh0jnjqmg7vpbghcn4-hello-2.12.1.tar.gz.drv': {
-      outputs: { out: { path: '/nix/store/sk4ga2wy0b02k7pnzakwq4r3jdknda4g-hello-2.12.1.tar.gz', hashAlgo: 'sha256', hash: sha256(nixSrc) } },
+      outputs: {
+        out: {
+          path: '/nix/store/sk4ga2wy0b02k7pnzakwq4r3jdknda4g-hello-2.12.1.tar.gz',
+          hashAlgo: 'sha256',
+          hash: sha256(nixSrc),
+        },
+      },
       inputSrcs: [],
       inputDrvs: {},
       system: 'x86_64-linux',
       builder: 'builtin:fetchurl',
       args: [],
-      env: { name: 'hello-2.12.1.tar.gz', outputHash: `sha256-${Buffer.from(sha256(nixSrc), 'hex').toString('base64')}`, outputHashAlgo: '', outputHashMode: 'flat', urls: `${up.url}/gnu/hello/hello-2.12.1.tar.gz` },
+      env: {
+        name: 'hello-2.12.1.tar.gz',
+        outputHash: `sha256-${Buffer.from(sha256(nixSrc), 'hex').toString('base64')}`,
+        outputHashAlgo: '',
+        outputHashMode: 'flat',
+        urls: `${up.url}/gnu/hello/hello-2.12.1.tar.gz`,
+      },
     },
     '/nix/store/wz0zyc0a1r5hwjyr7jkc10mwvcpxyb1v-hello-2.12.1.drv': {
       outputs: { out: { path: '/nix/store/xq4mhx6f4fg7kx5k1x1v4p5m5bn8ikl1-hello-2.12.1' } },
@@ -102,10 +149,31 @@ beforeAll(async () => {
   inputs = [
     { path: w('package-lock.json', JSON.stringify(lock, null, 2)) },
     { path: w('requirements.txt', `tiny==0.1.0 --hash=sha256:${sha256(whl.wheel)}\n`) },
-    { path: w('bazel.yaml', `- name: greet\n  urls: ["${up.url}/gh/example/greet/archive/v1.0.tar.gz"]\n  sha256: ${sha256(archive)}\n  strip_prefix: greet-1.0\n`), kind: 'bazel-fetch' },
+    {
+      path: w(
+        'bazel.yaml',
+        `- name: greet\n  urls: ["${up.url}/gh/example/greet/archive/v1.0.tar.gz"]\n  sha256: ${sha256(archive)}\n  strip_prefix: greet-1.0\n`,
+      ),
+      kind: 'bazel-fetch',
+    },
     { path: w('drv.json', JSON.stringify(drv, null, 2)) },
-    { path: w('nix-fetch.json', JSON.stringify([{ url: `${up.url}/patches/fix.patch`, hash: toNixBase32(fromHex(sha256(patch))) }])), kind: 'nix-fetch' },
-    { path: w('files.json', JSON.stringify([{ url: `${up.url}/dl/tool-1.0`, sha256: sha256(tool) }, { url: `${up.url}/mirror2/tool-1.0`, sha256: sha256(tool), name: 'tool-copy' }])), kind: 'generic' },
+    {
+      path: w(
+        'nix-fetch.json',
+        JSON.stringify([{ url: `${up.url}/patches/fix.patch`, hash: toNixBase32(fromHex(sha256(patch))) }]),
+      ),
+      kind: 'nix-fetch',
+    },
+    {
+      path: w(
+        'files.json',
+        JSON.stringify([
+          { url: `${up.url}/dl/tool-1.0`, sha256: sha256(tool) },
+          { url: `${up.url}/mirror2/tool-1.0`, sha256: sha256(tool), name: 'tool-copy' },
+        ]),
+      ),
+      kind: 'generic',
+    },
   ];
 });
 afterAll(async () => {
@@ -114,11 +182,23 @@ afterAll(async () => {
 });
 
 const run = (out: string, extra: Partial<SyncOptions> = {}): ReturnType<typeof syncToBundle> =>
-  syncToBundle({ inputs, out: join(dir, out), createdAt: '2026-11-28T15:00:00Z', quiet: true, signer, sbom, pypiIndex: `${up.url}/simple/`, fetch: loopbackFetch, ...extra });
+  syncToBundle({
+    inputs,
+    out: join(dir, out),
+    createdAt: '2026-11-28T15:00:00Z',
+    quiet: true,
+    signer,
+    sbom,
+    pypiIndex: `${up.url}/simple/`,
+    fetch: loopbackFetch,
+    ...extra,
+  });
 
 function schemaValidator(): ReturnType<Ajv['compile']> {
   // As the importer would: default Ajv options, schema read from the repository's schemas/ folder.
-  const schema = JSON.parse(readFileSync(new URL('../../schemas/transfer-manifest.v1.schema.json', import.meta.url), 'utf8')) as object;
+  const schema = JSON.parse(
+    readFileSync(new URL('../../schemas/transfer-manifest.v1.schema.json', import.meta.url), 'utf8'),
+  ) as object;
   return new Ajv({ allErrors: true }).compile(schema);
 }
 
@@ -135,7 +215,14 @@ describe('transfer bundle', () => {
       ...blobNames,
     ]);
     expect(blobNames).toEqual([...blobNames].sort());
-    for (const e of tarEntries) expect({ mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, type: e.type }).toEqual({ mode: 0o644, uid: 0, gid: 0, mtime: 0, type: 'file' });
+    for (const e of tarEntries)
+      expect({ mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, type: e.type }).toEqual({
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        type: 'file',
+      });
     for (const b of r.manifest.blobs) {
       const e = tarEntries.find((x) => x.name === `blobs/sha256/${b.sha256}`)!;
       expect(sha256(e.body)).toBe(b.sha256);
@@ -156,22 +243,39 @@ describe('transfer bundle', () => {
     const m = r.manifest;
     expect(new Set(m.entries.map((e) => e.ecosystem))).toEqual(new Set(['npm', 'pypi', 'bazel', 'nix', 'generic']));
     expect([...m.entries].sort(compareEntries)).toEqual(m.entries);
-    expect(m.snapshot).toMatchObject({ sequence: 1, previous: null, createdAt: '2026-11-28T15:00:00Z', producer: { name: 'airlock-mirror-sync' } });
+    expect(m.snapshot).toMatchObject({
+      sequence: 1,
+      previous: null,
+      createdAt: '2026-11-28T15:00:00Z',
+      producer: { name: 'airlock-mirror-sync' },
+    });
     expect(m.snapshot.id).toBe(computeSnapshotId({ ...m.snapshot, entries: m.entries, blobs: m.blobs }));
     // every entry's blob (and the PEP 658 metadata blob) is listed, and nothing else
-    const referenced = new Set(m.entries.flatMap((e) => [e.digests.sha256, ...(e.ecosystem === 'pypi' && e.metadata.coreMetadata ? [e.metadata.coreMetadata.sha256] : [])]));
+    const referenced = new Set(
+      m.entries.flatMap((e) => [
+        e.digests.sha256,
+        ...(e.ecosystem === 'pypi' && e.metadata.coreMetadata ? [e.metadata.coreMetadata.sha256] : []),
+      ]),
+    );
     expect(new Set(m.blobs.map((b) => b.sha256))).toEqual(referenced);
     expect(m.entries.filter((e) => e.ecosystem === 'generic').map((e) => e.name)).toEqual(['tool-1.0', 'tool-copy']);
     const nix = m.entries.find((e) => e.ecosystem === 'nix' && e.name === 'hello-2.12.1.tar.gz')!;
-    expect(nix.metadata).toMatchObject({ outputHashAlgo: 'sha256', outputHashMode: 'flat', nixBase32: toNixBase32(fromHex(nix.digests.sha256)) });
+    expect(nix.metadata).toMatchObject({
+      outputHashAlgo: 'sha256',
+      outputHashMode: 'flat',
+      nixBase32: toNixBase32(fromHex(nix.digests.sha256)),
+    });
 
     // …and the schema is not a rubber stamp
     for (const tamper of [
       (x: TransferManifest) => void ((x.entries[0] as { filename: string }).filename = '../../etc/passwd'),
       (x: TransferManifest) => void ((x as unknown as Record<string, unknown>).extra = 1),
       (x: TransferManifest) => void ((x.blobs[0] as { sha256: string }).sha256 = 'A'.repeat(64)),
-      (x: TransferManifest) => void ((x.entries.find((e) => e.ecosystem === 'bazel')! as { version: string | null }).version = '1.0'),
-      (x: TransferManifest) => void ((x.entries.find((e) => e.ecosystem === 'npm')!.metadata as unknown as Record<string, unknown>).shasum = 'nope'),
+      (x: TransferManifest) =>
+        void ((x.entries.find((e) => e.ecosystem === 'bazel')! as { version: string | null }).version = '1.0'),
+      (x: TransferManifest) =>
+        void ((x.entries.find((e) => e.ecosystem === 'npm')!.metadata as unknown as Record<string, unknown>).shasum =
+          'nope'),
     ]) {
       const copy = structuredClone(r.manifest);
       tamper(copy);
@@ -182,7 +286,9 @@ describe('transfer bundle', () => {
   it('signs an in-toto statement whose subjects are manifest.json and every blob; the SBOM is attested too', async () => {
     const r = await run('signed.tar');
     const files = new Map((await readTar(r.bundlePath)).map((e) => [e.name, e.body]));
-    const bundle = JSON.parse(files.get('attestations/manifest.sigstore.json')!.toString('utf8')) as { dsseEnvelope: unknown };
+    const bundle = JSON.parse(files.get('attestations/manifest.sigstore.json')!.toString('utf8')) as {
+      dsseEnvelope: unknown;
+    };
     const payload = verifyDsse(parseDsseEnvelope(bundle.dsseEnvelope), signer.publicKey, INTOTO_PAYLOAD_TYPE);
     const st = parseStatement(payload);
     expect(st.predicateType).toBe(TRANSFER_MANIFEST_PREDICATE_TYPE);
@@ -190,16 +296,28 @@ describe('transfer bundle', () => {
       { name: 'manifest.json', digest: { sha256: sha256(files.get('manifest.json')!) } },
       ...r.manifest.blobs.map((b) => ({ name: `blobs/sha256/${b.sha256}`, digest: { sha256: b.sha256 } })),
     ]);
-    for (const name of files.keys()) if (name.startsWith('blobs/')) expect(st.subject.some((s) => s.name === name && s.digest.sha256 === sha256(files.get(name)!))).toBe(true);
+    for (const name of files.keys())
+      if (name.startsWith('blobs/'))
+        expect(st.subject.some((s) => s.name === name && s.digest.sha256 === sha256(files.get(name)!))).toBe(true);
     const pred = st.predicate as Record<string, unknown>;
     expect(pred.snapshot).toEqual({ id: r.snapshotId, sequence: 1, previous: null, createdAt: '2026-11-28T15:00:00Z' });
     expect(pred.entryCount).toBe(r.entries);
-    expect(pred.inputs).toEqual(inputs.map((i) => ({ kind: expect.any(String), name: i.path.slice(i.path.lastIndexOf('/') + 1), digest: { sha256: sha256(readFileSync(i.path)) } })));
+    expect(pred.inputs).toEqual(
+      inputs.map((i) => ({
+        kind: expect.any(String),
+        name: i.path.slice(i.path.lastIndexOf('/') + 1),
+        digest: { sha256: sha256(readFileSync(i.path)) },
+      })),
+    );
 
     const sbomBody = files.get('attestations/sbom.cdx.json')!;
     expect(JSON.parse(sbomBody.toString('utf8')).bomFormat).toBe('CycloneDX');
-    const sbomBundle = JSON.parse(files.get('attestations/sbom.sigstore.json')!.toString('utf8')) as { dsseEnvelope: unknown };
-    const sbomSt = parseStatement(verifyDsse(parseDsseEnvelope(sbomBundle.dsseEnvelope), signer.publicKey, INTOTO_PAYLOAD_TYPE));
+    const sbomBundle = JSON.parse(files.get('attestations/sbom.sigstore.json')!.toString('utf8')) as {
+      dsseEnvelope: unknown;
+    };
+    const sbomSt = parseStatement(
+      verifyDsse(parseDsseEnvelope(sbomBundle.dsseEnvelope), signer.publicKey, INTOTO_PAYLOAD_TYPE),
+    );
     expect(sbomSt.subject).toEqual([{ name: 'attestations/sbom.cdx.json', digest: { sha256: sha256(sbomBody) } }]);
   });
 
@@ -217,18 +335,32 @@ describe('transfer bundle', () => {
     const state = join(dir, 'state.json');
     const first = await run('seq1.tar', { state });
     expect([first.sequence, first.previous]).toEqual([1, null]);
-    expect(await readSyncState(state)).toEqual({ version: 1, snapshotId: first.snapshotId, sequence: 1, createdAt: '2026-11-28T15:00:00Z', bundleSha256: first.bundleSha256 });
+    expect(await readSyncState(state)).toEqual({
+      version: 1,
+      snapshotId: first.snapshotId,
+      sequence: 1,
+      createdAt: '2026-11-28T15:00:00Z',
+      bundleSha256: first.bundleSha256,
+    });
     const second = await run('seq2.tar', { state, createdAt: '2026-11-29T15:00:00Z' });
     expect(second.manifest.snapshot).toMatchObject({ sequence: 2, previous: first.snapshotId });
     expect((await readSyncState(state))!.snapshotId).toBe(second.snapshotId);
 
     const before = readFileSync(state, 'utf8');
-    const conflict = (await run('seq-bad.tar', { state, sequence: 2, previous: first.snapshotId }).catch((e: unknown) => e)) as SyncError;
+    const conflict = (await run('seq-bad.tar', { state, sequence: 2, previous: first.snapshotId }).catch(
+      (e: unknown) => e,
+    )) as SyncError;
     expect(conflict.code).toBe('SYNC_STATE_INVALID');
     // a failing run leaves the state (and the chain) untouched
     const badList = join(dir, 'bad.json');
     writeFileSync(badList, JSON.stringify([{ url: `${up.url}/dl/tool-1.0`, sha256: 'a'.repeat(64) }]));
-    const failed = (await syncToBundle({ inputs: [{ path: badList, kind: 'generic' }], out: join(dir, 'seq3.tar'), state, quiet: true, fetch: loopbackFetch }).catch((e: unknown) => e)) as SyncError;
+    const failed = (await syncToBundle({
+      inputs: [{ path: badList, kind: 'generic' }],
+      out: join(dir, 'seq3.tar'),
+      state,
+      quiet: true,
+      fetch: loopbackFetch,
+    }).catch((e: unknown) => e)) as SyncError;
     expect(failed.code).toBe('SYNC_ENTRIES_FAILED');
     expect(readFileSync(state, 'utf8')).toBe(before);
     expect(existsSync(join(dir, 'seq3.tar'))).toBe(false);
@@ -240,19 +372,25 @@ describe('transfer bundle', () => {
     expect(missingPrev.code).toBe('SYNC_OPTIONS_INVALID');
     const corrupt = join(dir, 'corrupt-state.json');
     writeFileSync(corrupt, JSON.stringify({ version: 1, snapshotId: 'nope', sequence: 0 }));
-    expect(((await run('y.tar', { state: corrupt }).catch((e: unknown) => e)) as SyncError).code).toBe('SYNC_STATE_INVALID');
+    expect(((await run('y.tar', { state: corrupt }).catch((e: unknown) => e)) as SyncError).code).toBe(
+      'SYNC_STATE_INVALID',
+    );
   });
 
   it('without a signer writes no manifest attestation and says so', async () => {
     const r = await run('unsigned.tar', { signer: undefined, sbom: undefined });
     expect(r.signed).toBe(false);
-    expect((await readTar(r.bundlePath, false)).filter((e) => !e.name.startsWith('blobs/')).map((e) => e.name)).toEqual(['manifest.json']);
+    expect((await readTar(r.bundlePath, false)).filter((e) => !e.name.startsWith('blobs/')).map((e) => e.name)).toEqual(
+      ['manifest.json'],
+    );
     expect(r.notes.join('\n')).toMatch(/no signer/);
   });
 
   it('a signer failure fails the run and writes nothing', async () => {
     const out = 'sign-fail.tar';
-    const err = (await run(out, { signer: { attest: async () => Promise.reject(new Error('fulcio unreachable')) } }).catch((e: unknown) => e)) as SyncError;
+    const err = (await run(out, {
+      signer: { attest: async () => Promise.reject(new Error('fulcio unreachable')) },
+    }).catch((e: unknown) => e)) as SyncError;
     expect(err.code).toBe('SYNC_SIGN_FAILED');
     expect(err.message).toContain('fulcio unreachable');
     expect(existsSync(join(dir, out))).toBe(false);

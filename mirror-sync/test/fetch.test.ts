@@ -67,11 +67,25 @@ describe('fetching', () => {
     const state = join(d, 'state.json');
     const err = await rejection(
       syncToBundle(
-        base(out, [list([{ url: `${up.url}/files/good.txt`, sha256: sha256(good) }, { url: `${up.url}/files/evil.tar.gz`, sha256: pinned }])], { state }),
+        base(
+          out,
+          [
+            list([
+              { url: `${up.url}/files/good.txt`, sha256: sha256(good) },
+              { url: `${up.url}/files/evil.tar.gz`, sha256: pinned },
+            ]),
+          ],
+          { state },
+        ),
       ),
     );
     expect(err.code).toBe('SYNC_ENTRIES_FAILED');
-    const failures = err.details!.failures as { entry: string; code: string; message: string; details: Record<string, unknown> }[];
+    const failures = err.details!.failures as {
+      entry: string;
+      code: string;
+      message: string;
+      details: Record<string, unknown>;
+    }[];
     expect(failures).toHaveLength(1);
     expect(failures[0]!.code).toBe('SYNC_HASH_MISMATCH');
     expect(failures[0]!.entry).toBe('generic evil.tar.gz');
@@ -96,7 +110,9 @@ describe('fetching', () => {
       }
       res.end(body);
     });
-    const r = await syncToBundle(base(join(d, 'b.tar'), [list([{ url: `${up.url}/flaky/file.bin`, sha256: sha256(body) }])]));
+    const r = await syncToBundle(
+      base(join(d, 'b.tar'), [list([{ url: `${up.url}/flaky/file.bin`, sha256: sha256(body) }])]),
+    );
     expect(up.hits('/flaky/file.bin')).toBe(3);
     expect(r.manifest.entries[0]!.digests.sha256).toBe(sha256(body));
   });
@@ -126,7 +142,18 @@ describe('fetching', () => {
       res.end();
     });
     const err = await rejection(
-      syncToBundle(base(join(d, 'b.tar'), [list([{ url: `${up.url}/down.bin`, sha256: 'a'.repeat(64) }, { url: `${up.url}/missing.bin`, sha256: 'b'.repeat(64) }])], { retries: 2 })),
+      syncToBundle(
+        base(
+          join(d, 'b.tar'),
+          [
+            list([
+              { url: `${up.url}/down.bin`, sha256: 'a'.repeat(64) },
+              { url: `${up.url}/missing.bin`, sha256: 'b'.repeat(64) },
+            ]),
+          ],
+          { retries: 2 },
+        ),
+      ),
     );
     expect(err.code).toBe('SYNC_ENTRIES_FAILED');
     expect(up.hits('/down.bin')).toBe(3);
@@ -138,7 +165,10 @@ describe('fetching', () => {
   it('respects the per-host limit while the global limit allows more', async () => {
     const d = workdir();
     const items: unknown[] = [];
-    for (const [server, tag] of [[up, 'a'], [up2, 'b']] as const) {
+    for (const [server, tag] of [
+      [up, 'a'],
+      [up2, 'b'],
+    ] as const) {
       for (let i = 0; i < 5; i++) {
         const body = Buffer.from(`slow ${tag} ${i}\n`);
         server.route(`/slow/${i}.bin`, (_req, res) => void setTimeout(() => res.end(body), 120));
@@ -158,7 +188,9 @@ describe('fetching', () => {
         overall--;
       }
     };
-    const r = await syncToBundle(base(join(d, 'b.tar'), [list(items)], { concurrency: 8, perHostConcurrency: 2, fetch: counting }));
+    const r = await syncToBundle(
+      base(join(d, 'b.tar'), [list(items)], { concurrency: 8, perHostConcurrency: 2, fetch: counting }),
+    );
     expect(r.entries).toBe(10);
     expect(up.maxInFlight).toBe(2);
     expect(up2.maxInFlight).toBe(2);
@@ -188,7 +220,11 @@ describe('fetching', () => {
     const d = workdir();
     const body = Buffer.alloc(4096, 7);
     up.file('/big.bin', body);
-    const err = await rejection(syncToBundle(base(join(d, 'b.tar'), [list([{ url: `${up.url}/big.bin`, sha256: sha256(body) }])], { maxBlobBytes: 1000 })));
+    const err = await rejection(
+      syncToBundle(
+        base(join(d, 'b.tar'), [list([{ url: `${up.url}/big.bin`, sha256: sha256(body) }])], { maxBlobBytes: 1000 }),
+      ),
+    );
     expect((err.details!.failures as { code: string }[])[0]!.code).toBe('SYNC_SIZE_LIMIT');
   });
 
@@ -197,9 +233,13 @@ describe('fetching', () => {
     const body = Buffer.from('rewritten\n');
     up.file('/dist/tool.tar.gz', body);
     const r = await syncToBundle(
-      base(join(d, 'b.tar'), [list([{ url: 'https://downloads.example.com/dist/tool.tar.gz', sha256: sha256(body) }])], {
-        rewriteHosts: { 'https://downloads.example.com': up.url },
-      }),
+      base(
+        join(d, 'b.tar'),
+        [list([{ url: 'https://downloads.example.com/dist/tool.tar.gz', sha256: sha256(body) }])],
+        {
+          rewriteHosts: { 'https://downloads.example.com': up.url },
+        },
+      ),
     );
     expect(up.hits('/dist/tool.tar.gz')).toBe(1);
     expect(r.manifest.entries[0]!.urls).toEqual(['https://downloads.example.com/dist/tool.tar.gz']);
@@ -215,9 +255,24 @@ describe('fetching', () => {
     });
     up.file('/real/greet-1.0.tar.gz', body);
     const p = join(d, 'bazel.json');
-    writeFileSync(p, JSON.stringify([{ name: 'greet', urls: [`${up.url}/gone.tar.gz`, `${up.url}/moved.tar.gz`], sha256: sha256(body), strip_prefix: 'greet-1.0' }]));
+    writeFileSync(
+      p,
+      JSON.stringify([
+        {
+          name: 'greet',
+          urls: [`${up.url}/gone.tar.gz`, `${up.url}/moved.tar.gz`],
+          sha256: sha256(body),
+          strip_prefix: 'greet-1.0',
+        },
+      ]),
+    );
     const r = await syncToBundle({ ...base(join(d, 'b.tar'), []), inputs: [{ path: p, kind: 'bazel-fetch' }] });
-    expect(r.manifest.entries[0]).toMatchObject({ ecosystem: 'bazel', name: 'greet', filename: 'gone.tar.gz', metadata: { repository: 'greet', stripPrefix: 'greet-1.0', type: 'http_archive' } });
+    expect(r.manifest.entries[0]).toMatchObject({
+      ecosystem: 'bazel',
+      name: 'greet',
+      filename: 'gone.tar.gz',
+      metadata: { repository: 'greet', stripPrefix: 'greet-1.0', type: 'http_archive' },
+    });
     expect(up.hits('/gone.tar.gz')).toBe(1);
     expect(up.hits('/real/greet-1.0.tar.gz')).toBe(1);
   });

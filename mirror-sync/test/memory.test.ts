@@ -45,13 +45,24 @@ describe('streaming', () => {
     for (let i = 0; i < 8; i++) w.update(block);
     const warmList = join(dir, 'warm.json');
     writeFileSync(warmList, JSON.stringify([{ url: `${up.url}/warmup.bin`, sha256: w.digest('hex') }]));
-    await syncToBundle({ inputs: [{ path: warmList, kind: 'generic' }], out: join(dir, 'warm.tar'), quiet: true, fetch: loopbackFetch });
+    await syncToBundle({
+      inputs: [{ path: warmList, kind: 'generic' }],
+      out: join(dir, 'warm.tar'),
+      quiet: true,
+      fetch: loopbackFetch,
+    });
 
     const before = process.memoryUsage().rss;
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     try {
-      const r = await syncToBundle({ inputs: [{ path: listPath, kind: 'generic' }], out: join(dir, 'big.tar'), quiet: true, createdAt: '2026-01-01T00:00:00Z', fetch: loopbackFetch });
+      const r = await syncToBundle({
+        inputs: [{ path: listPath, kind: 'generic' }],
+        out: join(dir, 'big.tar'),
+        quiet: true,
+        createdAt: '2026-01-01T00:00:00Z',
+        fetch: loopbackFetch,
+      });
       expect(r.manifest.blobs).toEqual([{ sha256: expected, size: BLOCKS * MiB }]);
       expect(statSync(r.bundlePath).size).toBeGreaterThan(BLOCKS * MiB);
     } finally {
@@ -59,7 +70,9 @@ describe('streaming', () => {
     }
     peak = Math.max(peak, process.memoryUsage().rss);
     const growth = (peak - before) / MiB;
-    console.log(`rss before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${growth.toFixed(1)} MiB`);
+    console.log(
+      `rss before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${growth.toFixed(1)} MiB`,
+    );
     expect(growth).toBeLessThan(64);
   });
 });

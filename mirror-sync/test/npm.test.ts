@@ -4,12 +4,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmLockfile, syncToBundle, type NpmManifestEntry, type SyncError } from '../src/index.js';
 import { sha512, type PackedPackage } from './helpers/artifacts.js';
-import { generateLockfile, hasNpm, publishFixturePackages, PUBLISHED_AT, servePackage, tarballPath } from './helpers/fixture-registry.js';
+import {
+  generateLockfile,
+  hasNpm,
+  publishFixturePackages,
+  PUBLISHED_AT,
+  servePackage,
+  tarballPath,
+} from './helpers/fixture-registry.js';
 import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
 
 const npmAvailable = hasNpm();
 if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
+  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
+    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
   console.warn('skipping mirror-sync npm tests: npm is not installed');
 }
 
@@ -37,13 +45,23 @@ describe.skipIf(!npmAvailable)('npm lockfiles against an npm-registry-shaped fix
     const v2 = parseNpmLockfile(readFileSync(lockV2, 'utf8'));
     expect(JSON.parse(readFileSync(lockV2, 'utf8')).lockfileVersion).toBe(2);
     expect(JSON.parse(readFileSync(lockV3, 'utf8')).lockfileVersion).toBe(3);
-    expect(v3.entries.map((e) => `${e.name}@${e.version}`).sort()).toEqual(['@fixture/scoped@1.0.0', 'fixture-dep@2.0.1', 'fixture-plain@1.2.3']);
+    expect(v3.entries.map((e) => `${e.name}@${e.version}`).sort()).toEqual([
+      '@fixture/scoped@1.0.0',
+      'fixture-dep@2.0.1',
+      'fixture-plain@1.2.3',
+    ]);
     expect(v2.entries).toEqual(v3.entries);
   });
 
   for (const v of [3, 2] as const) {
     it(`syncs lockfile v${v}: tarballs verified against integrity, version manifests from the packument`, async () => {
-      const r = await syncToBundle({ inputs: [{ path: v === 3 ? lockV3 : lockV2 }], out: join(root, `npm-v${v}.tar`), quiet: true, fetch: loopbackFetch, createdAt: '2026-11-28T15:00:00Z' });
+      const r = await syncToBundle({
+        inputs: [{ path: v === 3 ? lockV3 : lockV2 }],
+        out: join(root, `npm-v${v}.tar`),
+        quiet: true,
+        fetch: loopbackFetch,
+        createdAt: '2026-11-28T15:00:00Z',
+      });
       const entries = r.manifest.entries as NpmManifestEntry[];
       expect(entries.map((e) => e.name)).toEqual(['@fixture/scoped', 'fixture-dep', 'fixture-plain']);
       const scoped = entries[0]!;
@@ -57,12 +75,22 @@ describe.skipIf(!npmAvailable)('npm lockfiles against an npm-registry-shaped fix
         purl: 'pkg:npm/%40fixture/scoped@1.0.0',
         digests: { sha512: sha512(packed.tarball), sha1: packed.shasum },
       });
-      expect(scoped.metadata).toMatchObject({ integrity: packed.integrity, shasum: packed.shasum, time: PUBLISHED_AT, distTags: { latest: '1.0.0', next: '1.0.0' } });
+      expect(scoped.metadata).toMatchObject({
+        integrity: packed.integrity,
+        shasum: packed.shasum,
+        time: PUBLISHED_AT,
+        distTags: { latest: '1.0.0', next: '1.0.0' },
+      });
       expect(scoped.metadata.manifest).toMatchObject({
         name: '@fixture/scoped',
         version: '1.0.0',
         dependencies: { 'fixture-dep': '^2.0.0' },
-        dist: { integrity: packed.integrity, shasum: packed.shasum, tarball: `${up.url}${tarballPath(packed)}`, fileCount: 2 },
+        dist: {
+          integrity: packed.integrity,
+          shasum: packed.shasum,
+          tarball: `${up.url}${tarballPath(packed)}`,
+          fileCount: 2,
+        },
       });
       expect(scoped.metadata.manifest).not.toHaveProperty('readme');
       expect(scoped.metadata.manifest).not.toHaveProperty('maintainers');
@@ -78,10 +106,18 @@ describe.skipIf(!npmAvailable)('npm lockfiles against an npm-registry-shaped fix
     const publicLock = join(root, 'public-lock.json');
     writeFileSync(publicLock, readFileSync(lockV3, 'utf8').replaceAll(`${up.url}/`, 'https://registry.npmjs.org/'));
     up.resetCounters();
-    const r = await syncToBundle({ inputs: [{ path: publicLock, kind: 'npm-lock' }], out: join(root, 'mapped.tar'), quiet: true, fetch: loopbackFetch, npmRegistry: `${up.url}/` });
+    const r = await syncToBundle({
+      inputs: [{ path: publicLock, kind: 'npm-lock' }],
+      out: join(root, 'mapped.tar'),
+      quiet: true,
+      fetch: loopbackFetch,
+      npmRegistry: `${up.url}/`,
+    });
     const scoped = r.manifest.entries[0] as NpmManifestEntry;
     expect(scoped.urls).toEqual(['https://registry.npmjs.org/@fixture/scoped/-/scoped-1.0.0.tgz']);
-    expect(scoped.metadata.manifest.dist).toMatchObject({ tarball: 'https://registry.npmjs.org/@fixture/scoped/-/scoped-1.0.0.tgz' });
+    expect(scoped.metadata.manifest.dist).toMatchObject({
+      tarball: 'https://registry.npmjs.org/@fixture/scoped/-/scoped-1.0.0.tgz',
+    });
     expect(up.hits('/@fixture/scoped/-/scoped-1.0.0.tgz')).toBe(1);
   });
 
@@ -89,7 +125,12 @@ describe.skipIf(!npmAvailable)('npm lockfiles against an npm-registry-shaped fix
     const plain = pkgs.get('fixture-plain')!;
     servePackage(up, plain, { shasum: '0'.repeat(40) });
     try {
-      const err = (await syncToBundle({ inputs: [{ path: lockV3 }], out: join(root, 'bad.tar'), quiet: true, fetch: loopbackFetch }).catch((e: unknown) => e)) as SyncError;
+      const err = (await syncToBundle({
+        inputs: [{ path: lockV3 }],
+        out: join(root, 'bad.tar'),
+        quiet: true,
+        fetch: loopbackFetch,
+      }).catch((e: unknown) => e)) as SyncError;
       expect(err.code).toBe('SYNC_ENTRIES_FAILED');
       const f = (err.details!.failures as { entry: string; code: string }[]).map((x) => `${x.entry} ${x.code}`);
       expect(f).toEqual(['npm fixture-plain@1.2.3 SYNC_UPSTREAM_INVALID']);
@@ -102,7 +143,12 @@ describe.skipIf(!npmAvailable)('npm lockfiles against an npm-registry-shaped fix
     const dep = pkgs.get('fixture-dep')!;
     up.file(tarballPath(dep), pkgs.get('fixture-plain')!.tarball);
     try {
-      const err = (await syncToBundle({ inputs: [{ path: lockV3 }], out: join(root, 'bad2.tar'), quiet: true, fetch: loopbackFetch }).catch((e: unknown) => e)) as SyncError;
+      const err = (await syncToBundle({
+        inputs: [{ path: lockV3 }],
+        out: join(root, 'bad2.tar'),
+        quiet: true,
+        fetch: loopbackFetch,
+      }).catch((e: unknown) => e)) as SyncError;
       const failures = err.details!.failures as { entry: string; code: string; message: string }[];
       expect(failures.map((x) => `${x.entry} ${x.code}`)).toEqual(['npm fixture-dep@2.0.1 SYNC_HASH_MISMATCH']);
       expect(failures[0]!.message).toContain(sha512(dep.tarball));

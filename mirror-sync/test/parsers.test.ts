@@ -14,7 +14,8 @@ import {
   type SyncError,
 } from '../src/index.js';
 
-const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/mirror-sync/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../../fixtures/mirror-sync/${name}`, import.meta.url), 'utf8');
 
 /** Runs fn, expects a SyncError with `code`, returns it for message assertions. */
 function refused(fn: () => unknown, code: string): SyncError {
@@ -52,11 +53,28 @@ describe('parseNpmLockfile', () => {
     });
   }
 
-  const lock = (packages: Record<string, unknown>): string => JSON.stringify({ lockfileVersion: 3, packages: { '': { name: 'x' }, ...packages } });
-  const good = { version: '1.0.0', resolved: 'https://registry.npmjs.org/ok/-/ok-1.0.0.tgz', integrity: 'sha512-' + 'A'.repeat(86) + '==' };
+  const lock = (packages: Record<string, unknown>): string =>
+    JSON.stringify({ lockfileVersion: 3, packages: { '': { name: 'x' }, ...packages } });
+  const good = {
+    version: '1.0.0',
+    resolved: 'https://registry.npmjs.org/ok/-/ok-1.0.0.tgz',
+    integrity: 'sha512-' + 'A'.repeat(86) + '==',
+  };
 
   it('refuses a registry dependency without integrity, naming it', () => {
-    const err = refused(() => parseNpmLockfile(lock({ 'node_modules/ok': good, 'node_modules/left-pad': { version: '1.3.0', resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz' } })), 'SYNC_UNPINNED');
+    const err = refused(
+      () =>
+        parseNpmLockfile(
+          lock({
+            'node_modules/ok': good,
+            'node_modules/left-pad': {
+              version: '1.3.0',
+              resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz',
+            },
+          }),
+        ),
+      'SYNC_UNPINNED',
+    );
     expect(err.message).toContain('left-pad@1.3.0');
     expect(err.message).toContain("no 'integrity'");
     expect(err.message).not.toContain('ok@1.0.0');
@@ -69,8 +87,16 @@ describe('parseNpmLockfile', () => {
           lock({
             'node_modules/no-resolved': { version: '1.0.0', integrity: good.integrity },
             'node_modules/no-version': { resolved: good.resolved, integrity: good.integrity },
-            'node_modules/weak': { version: '1.0.0', resolved: good.resolved, integrity: 'sha1-' + 'A'.repeat(27) + '=' },
-            'node_modules/gitdep': { version: '1.0.0', resolved: 'git+ssh://git@github.com/a/b.git#abc', integrity: good.integrity },
+            'node_modules/weak': {
+              version: '1.0.0',
+              resolved: good.resolved,
+              integrity: 'sha1-' + 'A'.repeat(27) + '=',
+            },
+            'node_modules/gitdep': {
+              version: '1.0.0',
+              resolved: 'git+ssh://git@github.com/a/b.git#abc',
+              integrity: good.integrity,
+            },
           }),
         ),
       'SYNC_UNPINNED',
@@ -80,14 +106,23 @@ describe('parseNpmLockfile', () => {
   });
 
   it('refuses lockfileVersion 1, malformed JSON and schema violations', () => {
-    expect(refused(() => parseNpmLockfile(JSON.stringify({ lockfileVersion: 1, dependencies: {} })), 'SYNC_INPUT_INVALID').message).toMatch(/lockfileVersion 1/);
+    expect(
+      refused(() => parseNpmLockfile(JSON.stringify({ lockfileVersion: 1, dependencies: {} })), 'SYNC_INPUT_INVALID')
+        .message,
+    ).toMatch(/lockfileVersion 1/);
     refused(() => parseNpmLockfile('{ nope'), 'SYNC_INPUT_INVALID');
-    const err = refused(() => parseNpmLockfile(lock({ 'node_modules/bad': { version: 7, resolved: good.resolved } })), 'SYNC_INPUT_INVALID');
+    const err = refused(
+      () => parseNpmLockfile(lock({ 'node_modules/bad': { version: 7, resolved: good.resolved } })),
+      'SYNC_INPUT_INVALID',
+    );
     expect(err.message).toContain('node_modules/bad');
   });
 
   it('refuses a malformed integrity and an invalid name', () => {
-    refused(() => parseNpmLockfile(lock({ 'node_modules/x': { ...good, integrity: 'sha512-!!!' } })), 'SYNC_INPUT_INVALID');
+    refused(
+      () => parseNpmLockfile(lock({ 'node_modules/x': { ...good, integrity: 'sha512-!!!' } })),
+      'SYNC_INPUT_INVALID',
+    );
     refused(() => parseNpmLockfile(lock({ 'node_modules/x': { ...good, name: '../evil' } })), 'SYNC_INPUT_INVALID');
   });
 });
@@ -131,7 +166,9 @@ describe('parseRequirementsTxt', () => {
   });
 
   it('merges the same pin listed twice and keeps both hashes', () => {
-    const r = parseRequirementsTxt(`Six==1.16.0 --hash=sha256:${'a'.repeat(64)}\nsix==1.16.0 --hash=sha256:${'b'.repeat(64)}\n`);
+    const r = parseRequirementsTxt(
+      `Six==1.16.0 --hash=sha256:${'a'.repeat(64)}\nsix==1.16.0 --hash=sha256:${'b'.repeat(64)}\n`,
+    );
     expect(r.entries).toHaveLength(1);
     expect(r.entries[0]!.sha256).toEqual(['a'.repeat(64), 'b'.repeat(64)]);
   });
@@ -143,7 +180,10 @@ describe('parseBazelQueryOutput', () => {
     expect(r.entries.map((e) => e.name)).toEqual(['rules_cc', 'zlib', 'com_google_protobuf', 'buildifier']);
     const zlib = r.entries.find((e) => e.name === 'zlib')!;
     // `url` comes first, then `urls` (what http.bzl does)
-    expect(zlib.urls).toEqual(['https://zlib.net/fossils/zlib-1.2.12.tar.gz', 'https://storage.googleapis.com/mirror.tensorflow.org/zlib.net/zlib-1.2.12.tar.gz']);
+    expect(zlib.urls).toEqual([
+      'https://zlib.net/fossils/zlib-1.2.12.tar.gz',
+      'https://storage.googleapis.com/mirror.tensorflow.org/zlib.net/zlib-1.2.12.tar.gz',
+    ]);
     expect(zlib.stripPrefix).toBe('zlib-1.2.12');
     expect(zlib.type).toBe('http_archive');
     expect(r.entries.find((e) => e.name === 'rules_cc')!.urls).toHaveLength(2);
@@ -162,13 +202,19 @@ describe('parseBazelQueryOutput', () => {
   });
 
   it('reports syntax errors with a line number', () => {
-    const err = refused(() => parseBazelQueryOutput('http_archive(\n  name = "x",\n  urls = ["a" "b"],\n)\n', 'q.txt'), 'SYNC_INPUT_INVALID');
+    const err = refused(
+      () => parseBazelQueryOutput('http_archive(\n  name = "x",\n  urls = ["a" "b"],\n)\n', 'q.txt'),
+      'SYNC_INPUT_INVALID',
+    );
     expect(err.message).toMatch(/^q\.txt:3:/);
     refused(() => parseBazelQueryOutput('http_archive(name = "x", sha256 = "unterminated)\n'), 'SYNC_INPUT_INVALID');
   });
 
   it('refuses non-literal urls', () => {
-    const err = refused(() => parseBazelQueryOutput(`http_archive(name = "x", urls = MIRRORS, sha256 = "${'a'.repeat(64)}")`), 'SYNC_INPUT_INVALID');
+    const err = refused(
+      () => parseBazelQueryOutput(`http_archive(name = "x", urls = MIRRORS, sha256 = "${'a'.repeat(64)}")`),
+      'SYNC_INPUT_INVALID',
+    );
     expect(err.message).toContain('x');
   });
 });
@@ -176,17 +222,49 @@ describe('parseBazelQueryOutput', () => {
 describe('parseBazelFetchList', () => {
   const sha = 'ab'.repeat(32);
   it('reads JSON and YAML', () => {
-    const json = parseBazelFetchList(JSON.stringify([{ name: 'greet', urls: ['https://github.com/example/greet/archive/v1.0.tar.gz'], sha256: sha, strip_prefix: 'greet-1.0' }]));
-    const yaml = parseBazelFetchList(`- name: greet\n  urls:\n    - https://github.com/example/greet/archive/v1.0.tar.gz\n  sha256: ${sha.toUpperCase()}\n  strip_prefix: greet-1.0\n`);
+    const json = parseBazelFetchList(
+      JSON.stringify([
+        {
+          name: 'greet',
+          urls: ['https://github.com/example/greet/archive/v1.0.tar.gz'],
+          sha256: sha,
+          strip_prefix: 'greet-1.0',
+        },
+      ]),
+    );
+    const yaml = parseBazelFetchList(
+      `- name: greet\n  urls:\n    - https://github.com/example/greet/archive/v1.0.tar.gz\n  sha256: ${sha.toUpperCase()}\n  strip_prefix: greet-1.0\n`,
+    );
     expect(yaml.entries).toEqual(json.entries);
-    expect(json.entries[0]).toMatchObject({ name: 'greet', sha256: sha, stripPrefix: 'greet-1.0', type: 'http_archive' });
+    expect(json.entries[0]).toMatchObject({
+      name: 'greet',
+      sha256: sha,
+      stripPrefix: 'greet-1.0',
+      type: 'http_archive',
+    });
   });
 
   it('refuses entries without sha256 or with a bad one', () => {
-    expect(refused(() => parseBazelFetchList(JSON.stringify([{ name: 'nohash', urls: ['https://x/y.tgz'] }])), 'SYNC_UNPINNED').message).toContain("'nohash'");
-    expect(refused(() => parseBazelFetchList(JSON.stringify([{ name: 'short', urls: ['https://x/y.tgz'], sha256: 'abc' }])), 'SYNC_INPUT_INVALID').message).toContain("'short'");
-    refused(() => parseBazelFetchList(JSON.stringify([{ name: 'ftp', urls: ['ftp://x/y.tgz'], sha256: sha }])), 'SYNC_INPUT_INVALID');
-    refused(() => parseBazelFetchList(JSON.stringify([{ name: 'x', urls: ['https://x/y'], sha256: sha, extra: 1 }])), 'SYNC_INPUT_INVALID');
+    expect(
+      refused(
+        () => parseBazelFetchList(JSON.stringify([{ name: 'nohash', urls: ['https://x/y.tgz'] }])),
+        'SYNC_UNPINNED',
+      ).message,
+    ).toContain("'nohash'");
+    expect(
+      refused(
+        () => parseBazelFetchList(JSON.stringify([{ name: 'short', urls: ['https://x/y.tgz'], sha256: 'abc' }])),
+        'SYNC_INPUT_INVALID',
+      ).message,
+    ).toContain("'short'");
+    refused(
+      () => parseBazelFetchList(JSON.stringify([{ name: 'ftp', urls: ['ftp://x/y.tgz'], sha256: sha }])),
+      'SYNC_INPUT_INVALID',
+    );
+    refused(
+      () => parseBazelFetchList(JSON.stringify([{ name: 'x', urls: ['https://x/y'], sha256: sha, extra: 1 }])),
+      'SYNC_INPUT_INVALID',
+    );
   });
 });
 
@@ -196,7 +274,8 @@ describe('Nix inputs', () => {
   it('parseNixHash accepts base16, nix-base32, SRI and typed forms alike', () => {
     const nix32 = toNixBase32(fromHex(helloHex));
     const sri = `sha256-${Buffer.from(helloHex, 'hex').toString('base64')}`;
-    for (const s of [helloHex, nix32, sri, `sha256:${nix32}`, `sha256:${helloHex}`]) expect(parseNixHash(s, 'sha256')).toEqual({ algo: 'sha256', hex: helloHex });
+    for (const s of [helloHex, nix32, sri, `sha256:${nix32}`, `sha256:${helloHex}`])
+      expect(parseNixHash(s, 'sha256')).toEqual({ algo: 'sha256', hex: helloHex });
     expect(() => parseNixHash(`md5:${'a'.repeat(32)}`)).toThrow(/not accepted/);
     expect(() => parseNixHash('sha1-' + 'A'.repeat(27) + '=')).toThrow(/not accepted/);
     expect(() => parseNixHash('xyz', 'sha256')).toThrow();
@@ -209,7 +288,10 @@ describe('Nix inputs', () => {
   });
 
   it('keeps flat FODs (mirror:// expanded), skips recursive ones when asked and ignores non-FODs', () => {
-    const r = parseNixShowDerivation(fixture('nix-show-derivation.json'), 'drv.json', { skipRecursive: true, mirrors: { gnu: ['https://ftp.example.org/gnu/'] } });
+    const r = parseNixShowDerivation(fixture('nix-show-derivation.json'), 'drv.json', {
+      skipRecursive: true,
+      mirrors: { gnu: ['https://ftp.example.org/gnu/'] },
+    });
     expect(r.entries.map((e) => e.name).sort()).toEqual(['bash52-001', 'hello-2.12.1.tar.gz']);
     const hello = r.entries.find((e) => e.name === 'hello-2.12.1.tar.gz')!;
     expect(hello.urls).toEqual(['https://ftp.example.org/gnu/hello/hello-2.12.1.tar.gz']);
@@ -232,7 +314,9 @@ describe('Nix inputs', () => {
     );
     expect(r.entries.map((e) => e.expected.sha256)).toEqual([helloHex, helloHex, helloHex]);
     expect(r.entries[0]!.name).toBe('hello-2.12.1.tar.gz');
-    expect(refused(() => parseNixFetchList('- url: https://example.org/floating.tar.gz\n'), 'SYNC_UNPINNED').message).toContain('floating.tar.gz');
+    expect(
+      refused(() => parseNixFetchList('- url: https://example.org/floating.tar.gz\n'), 'SYNC_UNPINNED').message,
+    ).toContain('floating.tar.gz');
     refused(() => parseNixFetchList(JSON.stringify([{ hash: helloHex }])), 'SYNC_INPUT_INVALID');
   });
 });
@@ -252,10 +336,26 @@ describe('parseGenericList', () => {
   });
 
   it('refuses unpinned entries and unsafe names, naming them', () => {
-    expect(refused(() => parseGenericList(JSON.stringify([{ url: 'https://example.org/latest.tar.gz' }])), 'SYNC_UNPINNED').message).toContain('latest.tar.gz');
-    expect(refused(() => parseGenericList(JSON.stringify([{ url: 'https://example.org/x', sha256: sha, name: '../../etc/passwd' }])), 'SYNC_INPUT_INVALID').message).toContain('passwd');
-    refused(() => parseGenericList(JSON.stringify([{ url: 'https://example.org/dir/', sha256: sha }])), 'SYNC_INPUT_INVALID');
-    refused(() => parseGenericList(JSON.stringify([{ url: 'https://example.org/a', integrity: 'sha1-' + 'A'.repeat(27) + '=' }])), 'SYNC_UNPINNED');
+    expect(
+      refused(() => parseGenericList(JSON.stringify([{ url: 'https://example.org/latest.tar.gz' }])), 'SYNC_UNPINNED')
+        .message,
+    ).toContain('latest.tar.gz');
+    expect(
+      refused(
+        () =>
+          parseGenericList(JSON.stringify([{ url: 'https://example.org/x', sha256: sha, name: '../../etc/passwd' }])),
+        'SYNC_INPUT_INVALID',
+      ).message,
+    ).toContain('passwd');
+    refused(
+      () => parseGenericList(JSON.stringify([{ url: 'https://example.org/dir/', sha256: sha }])),
+      'SYNC_INPUT_INVALID',
+    );
+    refused(
+      () =>
+        parseGenericList(JSON.stringify([{ url: 'https://example.org/a', integrity: 'sha1-' + 'A'.repeat(27) + '=' }])),
+      'SYNC_UNPINNED',
+    );
   });
 });
 

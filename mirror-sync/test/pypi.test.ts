@@ -39,7 +39,9 @@ function page(): { json: string; html: string } {
   const anchors = files.map(
     (f) =>
       `    <a href="../../files/${f.filename}#sha256=${sha256(f.body)}" data-requires-python="&gt;=3.8"` +
-      (f.meta ? ` data-core-metadata="sha256=${sha256(f.meta)}" data-dist-info-metadata="sha256=${sha256(f.meta)}"` : '') +
+      (f.meta
+        ? ` data-core-metadata="sha256=${sha256(f.meta)}" data-dist-info-metadata="sha256=${sha256(f.meta)}"`
+        : '') +
       (f.yanked ? ` data-yanked="${f.yanked}"` : '') +
       `>${f.filename}</a><br />`,
   );
@@ -116,9 +118,17 @@ describe('PyPI requirements against a PEP 691/503 fixture index', () => {
         coreMetadata: { sha256: sha256(wheel.metadata), size: wheel.metadata.length },
       },
     });
-    expect(sd!.metadata).toEqual({ project: 'Fixture_Pkg', requiresPython: '>=3.8', yanked: 'broken build', packagetype: 'sdist', coreMetadata: null });
+    expect(sd!.metadata).toEqual({
+      project: 'Fixture_Pkg',
+      requiresPython: '>=3.8',
+      yanked: 'broken build',
+      packagetype: 'sdist',
+      coreMetadata: null,
+    });
     // the core metadata file is a blob of its own
-    expect(r.manifest.blobs.map((b) => b.sha256).sort()).toEqual([sha256(wheel.wheel), sha256(sdist.body), sha256(wheel.metadata)].sort());
+    expect(r.manifest.blobs.map((b) => b.sha256).sort()).toEqual(
+      [sha256(wheel.wheel), sha256(sdist.body), sha256(wheel.metadata)].sort(),
+    );
     expect(up.hits(`/files/${cpWheel.filename}`)).toBe(0); // not pinned → not fetched
     expect(up.hits(`/files/${oldWheel.filename}`)).toBe(0);
     expect(r.notes.join('\n')).toContain(notPublished);

@@ -26,10 +26,22 @@ describe('small pieces', () => {
   });
 
   it('registryBase follows the registry a lockfile names; the public one can be swapped', () => {
-    const pkg = (name: string, resolved: string) => ({ name, version: '1.0.0', resolved, integrity: 'x', lockPath: '' });
-    expect(registryBase(pkg('@a/b', 'https://npm.corp.example/repo/@a/b/-/b-1.0.0.tgz'), undefined)).toBe('https://npm.corp.example/repo/');
-    expect(registryBase(pkg('@a/b', 'https://npm.corp.example/@a%2fb/-/b-1.0.0.tgz'), undefined)).toBe('https://npm.corp.example/');
-    expect(registryBase(pkg('x', 'https://registry.npmjs.org/x/-/x-1.0.0.tgz'), 'http://127.0.0.1:1/')).toBe('http://127.0.0.1:1/');
+    const pkg = (name: string, resolved: string) => ({
+      name,
+      version: '1.0.0',
+      resolved,
+      integrity: 'x',
+      lockPath: '',
+    });
+    expect(registryBase(pkg('@a/b', 'https://npm.corp.example/repo/@a/b/-/b-1.0.0.tgz'), undefined)).toBe(
+      'https://npm.corp.example/repo/',
+    );
+    expect(registryBase(pkg('@a/b', 'https://npm.corp.example/@a%2fb/-/b-1.0.0.tgz'), undefined)).toBe(
+      'https://npm.corp.example/',
+    );
+    expect(registryBase(pkg('x', 'https://registry.npmjs.org/x/-/x-1.0.0.tgz'), 'http://127.0.0.1:1/')).toBe(
+      'http://127.0.0.1:1/',
+    );
     expect(registryBase(pkg('x', 'https://cdn.example/odd/layout.tgz'), undefined)).toBe('https://registry.npmjs.org/');
     expect(packumentPath('@a/b')).toBe('@a%2Fb');
   });
@@ -37,30 +49,52 @@ describe('small pieces', () => {
   it('purls follow the spec', () => {
     expect(npmPurl('@scope/pkg', '1.2.3')).toBe('pkg:npm/%40scope/pkg@1.2.3');
     expect(pypiPurl('Typing_Extensions', '4.9.0')).toBe('pkg:pypi/typing-extensions@4.9.0');
-    expect(genericPurl('tool 1', 'ab', 'https://x/y?z')).toBe('pkg:generic/tool%201?checksum=sha256:ab&download_url=https:%2F%2Fx%2Fy%3Fz');
+    expect(genericPurl('tool 1', 'ab', 'https://x/y?z')).toBe(
+      'pkg:generic/tool%201?checksum=sha256:ab&download_url=https:%2F%2Fx%2Fy%3Fz',
+    );
   });
 
   it('PEP 503 HTML: entities, relative URLs, fragments, yanked and metadata attributes', () => {
     const html = `<meta name="pypi:repository-version" content="1.0"><a href="../../f/a-1.0.tar.gz#sha256=${'A'.repeat(64)}" data-requires-python="&gt;=3.8,&lt;4" data-yanked="" data-dist-info-metadata="true">a-1.0.tar.gz</a>
       <a href='https://files.example/b-1.0-py3-none-any.whl' data-core-metadata="sha256=${'b'.repeat(64)}"><span>b-1.0-py3-none-any.whl</span></a>`;
     const { files } = parseSimpleHtml(html, 'https://idx.example/simple/a/');
-    expect(files[0]).toEqual({ filename: 'a-1.0.tar.gz', url: 'https://idx.example/f/a-1.0.tar.gz', hashes: { sha256: 'a'.repeat(64) }, requiresPython: '>=3.8,<4', yanked: '', coreMetadata: true });
-    expect(files[1]).toMatchObject({ filename: 'b-1.0-py3-none-any.whl', coreMetadata: { sha256: 'b'.repeat(64) }, yanked: false, requiresPython: null });
-    expect(() => parseSimpleHtml('<meta name="pypi:repository-version" content="2.0">', 'https://i/')).toThrow(/API version/);
+    expect(files[0]).toEqual({
+      filename: 'a-1.0.tar.gz',
+      url: 'https://idx.example/f/a-1.0.tar.gz',
+      hashes: { sha256: 'a'.repeat(64) },
+      requiresPython: '>=3.8,<4',
+      yanked: '',
+      coreMetadata: true,
+    });
+    expect(files[1]).toMatchObject({
+      filename: 'b-1.0-py3-none-any.whl',
+      coreMetadata: { sha256: 'b'.repeat(64) },
+      yanked: false,
+      requiresPython: null,
+    });
+    expect(() => parseSimpleHtml('<meta name="pypi:repository-version" content="2.0">', 'https://i/')).toThrow(
+      /API version/,
+    );
     expect(() => parseSimpleHtml('<a href="javascript:alert(1)">x</a>', 'https://i/')).toThrow(/http/);
     expect(decodeHtmlEntities('&#x41;&#66;&amp;&bogus;')).toBe('AB&&bogus;');
   });
 
   it('PEP 691 JSON: yanked true, legacy dist-info-metadata, bad api-version', () => {
-    const page = (extra: object, meta = { 'api-version': '1.0' }) => JSON.stringify({ meta, name: 'a', files: [{ filename: 'a-1.whl', url: 'a-1.whl', hashes: {}, ...extra }] });
-    expect(parseSimpleJson(page({ yanked: true, 'dist-info-metadata': { sha256: 'c'.repeat(64) } }), 'https://i/simple/a/').files[0]).toMatchObject({ url: 'https://i/simple/a/a-1.whl', yanked: '', coreMetadata: { sha256: 'c'.repeat(64) } });
+    const page = (extra: object, meta = { 'api-version': '1.0' }) =>
+      JSON.stringify({ meta, name: 'a', files: [{ filename: 'a-1.whl', url: 'a-1.whl', hashes: {}, ...extra }] });
+    expect(
+      parseSimpleJson(page({ yanked: true, 'dist-info-metadata': { sha256: 'c'.repeat(64) } }), 'https://i/simple/a/')
+        .files[0],
+    ).toMatchObject({ url: 'https://i/simple/a/a-1.whl', yanked: '', coreMetadata: { sha256: 'c'.repeat(64) } });
     expect(() => parseSimpleJson(page({}, { 'api-version': '2.0' }), 'https://i/')).toThrow(/API version/);
     expect(() => parseSimpleJson('{"files": [{"filename": 1}]}', 'https://i/')).toThrow(/filename/);
   });
 
   it('progress: plain lines on a non-TTY, nothing in none mode', () => {
     let text = '';
-    const stream = Object.assign(new Writable({ write: (c, _e, cb) => void ((text += String(c)), cb()) }), { isTTY: false });
+    const stream = Object.assign(new Writable({ write: (c, _e, cb) => void ((text += String(c)), cb()) }), {
+      isTTY: false,
+    });
     const p = createProgress({ stream, intervalMs: 0 });
     p.planned(2);
     p.bytes(3 * 1024 * 1024);

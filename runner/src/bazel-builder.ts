@@ -44,8 +44,10 @@ export const BAZEL_WORK_DIR = '/tmp/airlock-bazel';
 /** Why this host cannot run the Bazel builder, or undefined. */
 export function bazelBuilderProblem(): string | undefined {
   if (!findBazel()) return `bazel is not installed in ${BAZEL_DIRS.join(', ')} (Debian: bazel-bootstrap)`;
-  if (!existsSync(join(BAZEL_INSTALL_BASE, 'A-server.jar'))) return `bazel is not Debian's bazel-bootstrap: no pre-extracted install base in ${BAZEL_INSTALL_BASE}`;
-  if (!existsSync(join(BAZEL_RULES_JAVA, 'java'))) return `rules_java is not installed in ${BAZEL_RULES_JAVA} (Debian: bazel-rules-java)`;
+  if (!existsSync(join(BAZEL_INSTALL_BASE, 'A-server.jar')))
+    return `bazel is not Debian's bazel-bootstrap: no pre-extracted install base in ${BAZEL_INSTALL_BASE}`;
+  if (!existsSync(join(BAZEL_RULES_JAVA, 'java')))
+    return `rules_java is not installed in ${BAZEL_RULES_JAVA} (Debian: bazel-rules-java)`;
   return undefined;
 }
 
@@ -91,8 +93,21 @@ function javaEtcDirs(): string[] {
 export const RULES_CC_STUB: Record<string, string> = {
   WORKSPACE: '',
   BUILD: '',
-  'cc/BUILD': 'alias(name = "toolchain_type", actual = "@bazel_tools//tools/cpp:toolchain_type", visibility = ["//visibility:public"])\n',
-  'cc/defs.bzl': ['cc_binary', 'cc_library', 'cc_test', 'cc_import', 'cc_proto_library', 'cc_toolchain', 'cc_toolchain_suite', 'fdo_profile', 'fdo_prefetch_hints', 'objc_library', 'objc_import']
+  'cc/BUILD':
+    'alias(name = "toolchain_type", actual = "@bazel_tools//tools/cpp:toolchain_type", visibility = ["//visibility:public"])\n',
+  'cc/defs.bzl': [
+    'cc_binary',
+    'cc_library',
+    'cc_test',
+    'cc_import',
+    'cc_proto_library',
+    'cc_toolchain',
+    'cc_toolchain_suite',
+    'fdo_profile',
+    'fdo_prefetch_hints',
+    'objc_library',
+    'objc_import',
+  ]
     .map((r) => `def ${r}(**kw):\n    native.${r}(**kw)\n`)
     .join('\n'),
 };
@@ -306,7 +321,9 @@ export class BazelBuilder implements Builder {
       toolchainFiles: [
         this.bazel,
         ...(existsSync(bazel4) ? [bazel4] : []),
-        ...['A-server.jar', 'linux-sandbox', 'process-wrapper', 'build-runfiles'].map((f) => join(BAZEL_INSTALL_BASE, f)).filter((p) => existsSync(p)),
+        ...['A-server.jar', 'linux-sandbox', 'process-wrapper', 'build-runfiles']
+          .map((f) => join(BAZEL_INSTALL_BASE, f))
+          .filter((p) => existsSync(p)),
         ...jvmAndCompiler(),
       ],
       describe: `bazel build ${this.targets.join(' ')}`,

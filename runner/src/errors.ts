@@ -77,5 +77,7 @@ const EXIT_BY_CODE: Record<RunnerErrorCode, RunnerExitCode> = {
 /** The exit code for any thrown value: a RunnerError by its code, anything else INTERNAL. */
 export function exitCodeFor(err: unknown): RunnerExitCode {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && Object.hasOwn(EXIT_BY_CODE, code) ? EXIT_BY_CODE[code as RunnerErrorCode] : EXIT_CODES.INTERNAL;
+  return typeof code === 'string' && Object.hasOwn(EXIT_BY_CODE, code)
+    ? EXIT_BY_CODE[code as RunnerErrorCode]
+    : EXIT_CODES.INTERNAL;
 }

@@ -16,11 +16,21 @@ export interface ExecResult {
 export function execFileBounded(
   file: string,
   args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; maxStdout?: number; timeoutMs?: number } = {},
+  options: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    input?: string | Buffer;
+    maxStdout?: number;
+    timeoutMs?: number;
+  } = {},
 ): Promise<ExecResult> {
   const maxStdout = options.maxStdout ?? 64 << 20;
   return new Promise((resolvePromise, reject) => {
-    const spawnOptions: SpawnOptions = { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] };
+    const spawnOptions: SpawnOptions = {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    };
     const child = spawn(file, args, spawnOptions);
     const out: Buffer[] = [];
     let outBytes = 0;
@@ -52,7 +62,10 @@ export function execFileBounded(
 }
 
 /** Absolute path of an executable found on `path` (default: the runner's PATH plus the sbin directories). */
-export function which(cmd: string, path = `${process.env.PATH ?? ''}${delimiter}/usr/sbin${delimiter}/sbin`): string | undefined {
+export function which(
+  cmd: string,
+  path = `${process.env.PATH ?? ''}${delimiter}/usr/sbin${delimiter}/sbin`,
+): string | undefined {
   if (cmd.includes('/')) return isExecutableFile(cmd) ? cmd : undefined;
   for (const dir of path.split(delimiter)) {
     if (dir === '') continue;

@@ -45,7 +45,18 @@ function gitEnv(home: string): NodeJS.ProcessEnv {
   };
 }
 
-const GIT_HARDENING = ['-c', 'protocol.allow=never', '-c', 'protocol.file.allow=always', '-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'core.autocrlf=false'];
+const GIT_HARDENING = [
+  '-c',
+  'protocol.allow=never',
+  '-c',
+  'protocol.file.allow=always',
+  '-c',
+  'core.hooksPath=/dev/null',
+  '-c',
+  'core.fsmonitor=false',
+  '-c',
+  'core.autocrlf=false',
+];
 
 /** Resolves `source.repo` to a local repository directory, refusing anything that would need the network. */
 export function resolveLocalRepo(repo: string, baseDir: string, resolver?: SourceResolver): string {
@@ -70,7 +81,10 @@ export function resolveLocalRepo(repo: string, baseDir: string, resolver?: Sourc
   try {
     if (!statSync(local).isDirectory()) throw new Error('not a directory');
   } catch {
-    throw new RunnerError('RUNNER_SOURCE_UNSUPPORTED', `source.repo: '${repo}' is not a local git repository (${local} is not a directory)`);
+    throw new RunnerError(
+      'RUNNER_SOURCE_UNSUPPORTED',
+      `source.repo: '${repo}' is not a local git repository (${local} is not a directory)`,
+    );
   }
   return local;
 }
@@ -91,41 +105,81 @@ export async function checkoutSource(
   mkdirSync(opts.scratchHome, { recursive: true });
   const env = gitEnv(opts.scratchHome);
   const run = async (args: string[], what: string, cwd?: string, input?: string) => {
-    const r = await execFileBounded(git, [...GIT_HARDENING, '-c', `safe.directory=${local}`, ...args], { cwd, env, input, timeoutMs: 600_000 });
+    const r = await execFileBounded(git, [...GIT_HARDENING, '-c', `safe.directory=${local}`, ...args], {
+      cwd,
+      env,
+      input,
+      timeoutMs: 600_000,
+    });
     return { ...r, ok: r.code === 0, what };
   };
   const fail = (r: { stderr: string; what: string }) =>
-    new RunnerError('RUNNER_SOURCE_FAILED', `git ${r.what} failed: ${r.stderr.trim() || 'no output'}`, { details: { repo: source.repo } });
+    new RunnerError('RUNNER_SOURCE_FAILED', `git ${r.what} failed: ${r.stderr.trim() || 'no output'}`, {
+      details: { repo: source.repo },
+    });
 
-  const clone = await run(['clone', '--quiet', '--no-local', '--no-checkout', '--no-hardlinks', '--', pathToFileURL(local).href, dir], 'clone');
+  const clone = await run(
+    ['clone', '--quiet', '--no-local', '--no-checkout', '--no-hardlinks', '--', pathToFileURL(local).href, dir],
+    'clone',
+  );
   if (!clone.ok) throw fail(clone);
-  const co = await run(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', `${source.commit}^{commit}`], 'checkout', dir);
+  const co = await run(
+    ['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', `${source.commit}^{commit}`],
+    'checkout',
+    dir,
+  );
   if (!co.ok) {
     const exists = await run(['cat-file', '-e', `${source.commit}^{commit}`], 'cat-file', dir);
     if (!exists.ok) {
-      throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.commit: ${source.commit} is not a commit reachable from any branch or tag of ${source.repo}`);
+      throw new RunnerError(
+        'RUNNER_SOURCE_COMMIT_NOT_FOUND',
+        `source.commit: ${source.commit} is not a commit reachable from any branch or tag of ${source.repo}`,
+      );
     }
     throw fail(co);
   }
   if (source.ref !== undefined) {
-    const remoteRef = source.ref.startsWith('refs/heads/') ? `refs/remotes/origin/${source.ref.slice('refs/heads/'.length)}` : source.ref;
+    const remoteRef = source.ref.startsWith('refs/heads/')
+      ? `refs/remotes/origin/${source.ref.slice('refs/heads/'.length)}`
+      : source.ref;
     const has = await run(['rev-parse', '--verify', '--quiet', `${remoteRef}^{commit}`], 'rev-parse', dir);
-    if (!has.ok) throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.ref: ${source.ref} does not exist in ${source.repo}`);
+    if (!has.ok)
+      throw new RunnerError(
+        'RUNNER_SOURCE_COMMIT_NOT_FOUND',
+        `source.ref: ${source.ref} does not exist in ${source.repo}`,
+      );
     const anc = await run(['merge-base', '--is-ancestor', source.commit, remoteRef], 'merge-base', dir);
-    if (!anc.ok) throw new RunnerError('RUNNER_SOURCE_COMMIT_NOT_FOUND', `source.ref: ${source.ref} of ${source.repo} does not contain commit ${source.commit}`);
+    if (!anc.ok)
+      throw new RunnerError(
+        'RUNNER_SOURCE_COMMIT_NOT_FOUND',
+        `source.ref: ${source.ref} of ${source.repo} does not contain commit ${source.commit}`,
+      );
   }
   // One call verifies HEAD and reads the tree id and committer time.
   const info = await run(['show', '-s', '--format=%H %T %ct', 'HEAD'], 'show', dir);
   if (!info.ok) throw fail(info);
   const [head = '', gitTree = '', ct = ''] = info.stdout.toString().trim().split(' ');
-  if (head !== source.commit) throw new RunnerError('RUNNER_SOURCE_FAILED', `checked-out HEAD ${head} is not ${source.commit}`);
+  if (head !== source.commit)
+    throw new RunnerError('RUNNER_SOURCE_FAILED', `checked-out HEAD ${head} is not ${source.commit}`);
   const commitTime = Number(ct);
   if (!/^[0-9a-f]{40}$/.test(gitTree) || !Number.isSafeInteger(commitTime) || commitTime < 0) {
     throw new RunnerError('RUNNER_SOURCE_FAILED', `unexpected 'git show' output for ${source.commit}`);
   }
   const treeSha256 = await treeDigest(git, env, dir, source.commit);
-  const repoUri = source.repo.includes('://') && !source.repo.startsWith('file://') ? `git+${source.repo}` : `git+${pathToFileURL(local).href}`;
-  return { repo: source.repo, repoUri, commit: source.commit, ...(source.ref ? { ref: source.ref } : {}), gitTree, treeSha256, commitTime, dir };
+  const repoUri =
+    source.repo.includes('://') && !source.repo.startsWith('file://')
+      ? `git+${source.repo}`
+      : `git+${pathToFileURL(local).href}`;
+  return {
+    repo: source.repo,
+    repoUri,
+    commit: source.commit,
+    ...(source.ref ? { ref: source.ref } : {}),
+    gitTree,
+    treeSha256,
+    commitTime,
+    dir,
+  };
 }
 
 /**
@@ -135,8 +189,16 @@ export async function checkoutSource(
  * symlinks: the link target is the blob) and `git:<sha1>` for submodule commits. The result is the sha256 of
  * the concatenation. Blob contents come from the object database, so .gitattributes conversions do not matter.
  */
-export async function treeDigest(git: string, env: NodeJS.ProcessEnv, repoDir: string, commit: string): Promise<string> {
-  const ls = await execFileBounded(git, [...GIT_HARDENING, 'ls-tree', '-r', '-z', '--full-tree', commit], { cwd: repoDir, env });
+export async function treeDigest(
+  git: string,
+  env: NodeJS.ProcessEnv,
+  repoDir: string,
+  commit: string,
+): Promise<string> {
+  const ls = await execFileBounded(git, [...GIT_HARDENING, 'ls-tree', '-r', '-z', '--full-tree', commit], {
+    cwd: repoDir,
+    env,
+  });
   if (ls.code !== 0) throw new RunnerError('RUNNER_SOURCE_FAILED', `git ls-tree failed: ${ls.stderr.trim()}`);
   const entries: { mode: string; type: string; oid: string; path: Buffer }[] = [];
   let start = 0;
@@ -163,11 +225,20 @@ export async function treeDigest(git: string, env: NodeJS.ProcessEnv, repoDir: s
 }
 
 /** sha256 of each blob, streamed through one `git cat-file --batch` (constant memory per blob). */
-function blobDigests(git: string, env: NodeJS.ProcessEnv, repoDir: string, oids: string[]): Promise<Map<string, string>> {
+function blobDigests(
+  git: string,
+  env: NodeJS.ProcessEnv,
+  repoDir: string,
+  oids: string[],
+): Promise<Map<string, string>> {
   return new Promise((resolvePromise, reject) => {
     const result = new Map<string, string>();
     if (oids.length === 0) return resolvePromise(result);
-    const child = spawn(git, [...GIT_HARDENING, 'cat-file', '--batch'], { cwd: repoDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(git, [...GIT_HARDENING, 'cat-file', '--batch'], {
+      cwd: repoDir,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let header = Buffer.alloc(0);
     let current: { oid: string; remaining: number; hash: ReturnType<typeof createHash> } | undefined;
     let trailing = 0; // the '\n' after each object's content
@@ -204,7 +275,9 @@ function blobDigests(git: string, env: NodeJS.ProcessEnv, repoDir: string, oids:
         const m = /^([0-9a-f]{40,64}) (\w+) (\d+)$/.exec(line);
         if (!m) {
           child.kill('SIGKILL');
-          return reject(new RunnerError('RUNNER_SOURCE_FAILED', `git cat-file: unexpected output '${line.slice(0, 200)}'`));
+          return reject(
+            new RunnerError('RUNNER_SOURCE_FAILED', `git cat-file: unexpected output '${line.slice(0, 200)}'`),
+          );
         }
         current = { oid: m[1]!, remaining: Number(m[3]), hash: createHash('sha256') };
         if (current.remaining === 0) {
@@ -217,7 +290,9 @@ function blobDigests(git: string, env: NodeJS.ProcessEnv, repoDir: string, oids:
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0 || result.size !== oids.length) {
-        return reject(new RunnerError('RUNNER_SOURCE_FAILED', `git cat-file --batch failed (exit ${code}): ${stderr.trim()}`));
+        return reject(
+          new RunnerError('RUNNER_SOURCE_FAILED', `git cat-file --batch failed (exit ${code}): ${stderr.trim()}`),
+        );
       }
       resolvePromise(result);
     });

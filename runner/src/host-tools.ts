@@ -18,15 +18,26 @@ let straceProbe: Promise<boolean> | undefined;
 
 /** strace is installed *and* ptrace with seccomp-bpf works here (containers may forbid it). */
 export function straceUsable(strace: string): Promise<boolean> {
-  straceProbe ??= execFileBounded(strace, ['-f', '--seccomp-bpf', '-qq', '-o', '/dev/null', '-e', 'trace=execve', 'true'], { timeoutMs: 30_000 })
+  straceProbe ??= execFileBounded(
+    strace,
+    ['-f', '--seccomp-bpf', '-qq', '-o', '/dev/null', '-e', 'trace=execve', 'true'],
+    { timeoutMs: 30_000 },
+  )
     .then((r) => r.code === 0)
     .catch(() => false);
   return straceProbe;
 }
 
-export async function findHostTools(monitor: 'auto' | 'strace' | 'log', useFaketime: boolean | undefined): Promise<HostTools> {
+export async function findHostTools(
+  monitor: 'auto' | 'strace' | 'log',
+  useFaketime: boolean | undefined,
+): Promise<HostTools> {
   const bwrap = which('bwrap');
-  if (!bwrap) throw new RunnerError('RUNNER_TOOL_MISSING', 'bwrap (bubblewrap) is not installed: the runner needs it to sandbox builds (apt-get install bubblewrap)');
+  if (!bwrap)
+    throw new RunnerError(
+      'RUNNER_TOOL_MISSING',
+      'bwrap (bubblewrap) is not installed: the runner needs it to sandbox builds (apt-get install bubblewrap)',
+    );
   const v = await execFileBounded(bwrap, ['--version'], { timeoutMs: 30_000 }).catch(() => undefined);
   const bwrapVersion = /bubblewrap ([0-9.]+)/.exec(v?.stdout.toString() ?? '')?.[1] ?? 'unknown';
   let strace: string | undefined;
@@ -35,12 +46,16 @@ export async function findHostTools(monitor: 'auto' | 'strace' | 'log', useFaket
     const ok = found !== undefined && (await straceUsable(found));
     if (ok) strace = found;
     else if (monitor === 'strace') {
-      throw new RunnerError('RUNNER_TOOL_MISSING', found ? 'strace cannot trace here (ptrace not permitted?)' : 'strace is not installed (apt-get install strace)');
+      throw new RunnerError(
+        'RUNNER_TOOL_MISSING',
+        found ? 'strace cannot trace here (ptrace not permitted?)' : 'strace is not installed (apt-get install strace)',
+      );
     }
   }
   const setpriv = which('setpriv');
   const faketime = useFaketime === false ? undefined : which('faketime');
-  if (useFaketime === true && !faketime) throw new RunnerError('RUNNER_TOOL_MISSING', 'faketime is not installed (apt-get install faketime)');
+  if (useFaketime === true && !faketime)
+    throw new RunnerError('RUNNER_TOOL_MISSING', 'faketime is not installed (apt-get install faketime)');
   return {
     bwrap,
     bwrapVersion,
@@ -70,8 +85,14 @@ async function cachedDigest(resolvedPath: string): Promise<{ sha256: string; siz
  * The runner's own tools that touched the build, by digest (provenance runDetails.builder.builderDependencies):
  * bwrap, git, strace and setpriv when used, and Node only when it ran inside the sandbox (the mirror bridge).
  */
-export async function builderDependencies(tools: HostTools, git: string | undefined, nodeInSandbox: boolean): Promise<ToolchainEntry[]> {
-  const paths = [tools.bwrap, nodeInSandbox ? tools.node : undefined, tools.strace, tools.setpriv, git].filter((p): p is string => p !== undefined);
+export async function builderDependencies(
+  tools: HostTools,
+  git: string | undefined,
+  nodeInSandbox: boolean,
+): Promise<ToolchainEntry[]> {
+  const paths = [tools.bwrap, nodeInSandbox ? tools.node : undefined, tools.strace, tools.setpriv, git].filter(
+    (p): p is string => p !== undefined,
+  );
   const out: ToolchainEntry[] = [];
   for (const path of [...new Set(paths)]) {
     const resolvedPath = realpathSync(path);

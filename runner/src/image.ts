@@ -20,7 +20,13 @@ import {
 import { CYCLONEDX_PREDICATE_TYPE } from '@airlock/sbom';
 import { RunnerError } from './errors.js';
 import { globToRegExp, type OutputFile } from './outputs.js';
-import { buildSbom, provenanceStatement, sbomStatement, SLSA_PROVENANCE_V1, type ProvenanceInput } from './provenance.js';
+import {
+  buildSbom,
+  provenanceStatement,
+  sbomStatement,
+  SLSA_PROVENANCE_V1,
+  type ProvenanceInput,
+} from './provenance.js';
 import type { AttestationSigner } from './run.js';
 import type { ImageSpec } from './spec.js';
 
@@ -122,7 +128,11 @@ interface ImageTarget {
  * What can be checked before the build: the repository names a registry, the options are coherent and a signer
  * can also sign the cosign payload. Throws RUNNER_SPEC_INVALID / RUNNER_SIGNING_FAILED.
  */
-export function checkImageRequest(image: ImageSpec, commit: string, options: { signer?: AttestationSigner; registry?: RegistryOptions }): ImageTarget {
+export function checkImageRequest(
+  image: ImageSpec,
+  commit: string,
+  options: { signer?: AttestationSigner; registry?: RegistryOptions },
+): ImageTarget {
   let parsed;
   try {
     parsed = parseImageReference(image.repository);
@@ -136,20 +146,29 @@ export function checkImageRequest(image: ImageSpec, commit: string, options: { s
     );
   }
   if (parsed.tag !== undefined || parsed.digest !== undefined) {
-    throw new RunnerError('RUNNER_SPEC_INVALID', `image.repository '${image.repository}' must not carry a tag or digest (use image.tag)`);
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `image.repository '${image.repository}' must not carry a tag or digest (use image.tag)`,
+    );
   }
   const r = options.registry ?? {};
   if ((r.username === undefined) !== (r.password === undefined)) {
     throw new RunnerError('RUNNER_SPEC_INVALID', 'registry credentials need both a username and a password');
   }
-  if (r.plainHttp && r.caCertPem !== undefined) throw new RunnerError('RUNNER_SPEC_INVALID', 'a registry CA certificate makes no sense with plain HTTP');
+  if (r.plainHttp && r.caCertPem !== undefined)
+    throw new RunnerError('RUNNER_SPEC_INVALID', 'a registry CA certificate makes no sense with plain HTTP');
   if (options.signer && typeof options.signer.signBlob !== 'function') {
     throw new RunnerError(
       'RUNNER_SIGNING_FAILED',
       `the build spec asks for an OCI image (${image.repository}), but the signer cannot sign blobs (no signBlob method), which the image's cosign signature needs`,
     );
   }
-  return { registry: parsed.registry, path: parsed.repository, tag: image.tag ?? commit.slice(0, 12), url: `${r.plainHttp ? 'http' : 'https'}://${parsed.registry}` };
+  return {
+    registry: parsed.registry,
+    path: parsed.repository,
+    tag: image.tag ?? commit.slice(0, 12),
+    url: `${r.plainHttp ? 'http' : 'https'}://${parsed.registry}`,
+  };
 }
 
 function hasGlob(pattern: string): boolean {
@@ -163,13 +182,19 @@ function matcher(pattern: string): (name: string) => boolean {
 }
 
 /** Which outputs go into the image, where, and with which mode. Every pattern must match something. */
-export function selectImageFiles(image: ImageSpec, outputs: readonly OutputFile[]): (ImageFileResult & { output: OutputFile })[] {
+export function selectImageFiles(
+  image: ImageSpec,
+  outputs: readonly OutputFile[],
+): (ImageFileResult & { output: OutputFile })[] {
   const problems: string[] = [];
   let selected = [...outputs];
   if (image.files !== undefined) {
     const matchers = image.files.map(matcher);
     image.files.forEach((p, i) => {
-      if (!outputs.some((o) => matchers[i]!(o.name))) problems.push(`image.files[${i}] '${p}' matches no declared output (outputs: ${outputs.map((o) => o.name).join(', ')})`);
+      if (!outputs.some((o) => matchers[i]!(o.name)))
+        problems.push(
+          `image.files[${i}] '${p}' matches no declared output (outputs: ${outputs.map((o) => o.name).join(', ')})`,
+        );
     });
     selected = outputs.filter((o) => matchers.some((m) => m(o.name)));
   }
@@ -177,13 +202,23 @@ export function selectImageFiles(image: ImageSpec, outputs: readonly OutputFile[
   if (image.executable !== undefined) {
     const matchers = image.executable.map(matcher);
     image.executable.forEach((p, i) => {
-      if (!selected.some((o) => matchers[i]!(o.name))) problems.push(`image.executable[${i}] '${p}' matches no file of the image`);
+      if (!selected.some((o) => matchers[i]!(o.name)))
+        problems.push(`image.executable[${i}] '${p}' matches no file of the image`);
     });
     isExecutable = (o) => matchers.some((m) => m(o.name));
   }
-  if (problems.length > 0) throw new RunnerError('RUNNER_SPEC_INVALID', `build spec image:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  if (problems.length > 0)
+    throw new RunnerError('RUNNER_SPEC_INVALID', `build spec image:\n  - ${problems.join('\n  - ')}`, {
+      details: { problems },
+    });
   const base = (image.path ?? DEFAULT_IMAGE_PATH).replace(/\/$/, '');
-  return selected.map((o) => ({ path: `${base}/${o.name}`, name: o.name, sha256: o.sha256, mode: isExecutable(o) ? '0755' : '0644', output: o }));
+  return selected.map((o) => ({
+    path: `${base}/${o.name}`,
+    name: o.name,
+    sha256: o.sha256,
+    mode: isExecutable(o) ? '0755' : '0644',
+    output: o,
+  }));
 }
 
 /** A registry failure as a RunnerError: unreachable (retry later) or refused (fix something). */
@@ -196,16 +231,24 @@ function registryFailure(err: unknown, what: string, target: ImageTarget): Runne
       target.url.startsWith('https:') && /wrong version number|EPROTO|packet length|ECONNRESET/i.test(message)
         ? ' (it may be a plain-HTTP registry: then use --registry-plain-http / registry.plainHttp)'
         : '';
-    return new RunnerError('RUNNER_REGISTRY_UNAVAILABLE', `${what}: cannot reach the registry ${target.url}${tlsHint}: ${message}`, {
-      cause: err,
-      details: { registry: target.url },
-    });
+    return new RunnerError(
+      'RUNNER_REGISTRY_UNAVAILABLE',
+      `${what}: cannot reach the registry ${target.url}${tlsHint}: ${message}`,
+      {
+        cause: err,
+        details: { registry: target.url },
+      },
+    );
   }
   const hint = e.code === 'OCI_UNAUTHORIZED' ? ' (check the registry username and password)' : '';
-  return new RunnerError('RUNNER_IMAGE_PUSH_FAILED', `${what} on ${target.url} failed${typeof e.code === 'string' ? ` [${e.code}]` : ''}${hint}: ${message}`, {
-    cause: err,
-    details: { registry: target.url, ...(e.details?.status !== undefined ? { status: e.details.status } : {}) },
-  });
+  return new RunnerError(
+    'RUNNER_IMAGE_PUSH_FAILED',
+    `${what} on ${target.url} failed${typeof e.code === 'string' ? ` [${e.code}]` : ''}${hint}: ${message}`,
+    {
+      cause: err,
+      details: { registry: target.url, ...(e.details?.status !== undefined ? { status: e.details.status } : {}) },
+    },
+  );
 }
 
 async function signing<T>(what: string, fn: () => Promise<T>): Promise<Record<string, unknown>> {
@@ -214,9 +257,14 @@ async function signing<T>(what: string, fn: () => Promise<T>): Promise<Record<st
     bundle = await fn();
   } catch (cause) {
     const code = (cause as { code?: unknown }).code;
-    throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} failed${typeof code === 'string' ? ` [${code}]` : ''}: ${(cause as Error).message}`, { cause });
+    throw new RunnerError(
+      'RUNNER_SIGNING_FAILED',
+      `signing the ${what} failed${typeof code === 'string' ? ` [${code}]` : ''}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
-  if (typeof bundle !== 'object' || bundle === null) throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
+  if (typeof bundle !== 'object' || bundle === null)
+    throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
   return bundle as Record<string, unknown>;
 }
 
@@ -237,7 +285,10 @@ interface BundleJson {
 }
 
 function derToPem(b64: string): string {
-  const lines = Buffer.from(b64, 'base64').toString('base64').match(/.{1,64}/g) ?? [];
+  const lines =
+    Buffer.from(b64, 'base64')
+      .toString('base64')
+      .match(/.{1,64}/g) ?? [];
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
 
@@ -253,7 +304,12 @@ export function cosignMaterialFromBundle(bundle: unknown): CosignMaterial {
   if (typeof der === 'string' && der !== '') out.certificate = derToPem(der);
   const entry = vm?.tlogEntries?.[0];
   const set = entry?.inclusionPromise?.signedEntryTimestamp;
-  if (entry && typeof set === 'string' && typeof entry.canonicalizedBody === 'string' && typeof entry.logId?.keyId === 'string') {
+  if (
+    entry &&
+    typeof set === 'string' &&
+    typeof entry.canonicalizedBody === 'string' &&
+    typeof entry.logId?.keyId === 'string'
+  ) {
     out.bundle = {
       SignedEntryTimestamp: set,
       Payload: {
@@ -269,7 +325,13 @@ export function cosignMaterialFromBundle(bundle: unknown): CosignMaterial {
 
 function envelopeOf(bundle: Record<string, unknown>, what: string): NonNullable<BundleJson['dsseEnvelope']> {
   const env = (bundle as BundleJson).dsseEnvelope;
-  if (!env || typeof env.payload !== 'string' || typeof env.payloadType !== 'string' || !Array.isArray(env.signatures) || env.signatures.length === 0) {
+  if (
+    !env ||
+    typeof env.payload !== 'string' ||
+    typeof env.payloadType !== 'string' ||
+    !Array.isArray(env.signatures) ||
+    env.signatures.length === 0
+  ) {
     throw new RunnerError('RUNNER_SIGNING_FAILED', `the signer's bundle for the ${what} holds no DSSE envelope`);
   }
   return env;
@@ -299,22 +361,34 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
   const progress = input.progress ?? (() => undefined);
   const { image, outDir, provenance } = input;
   const source = provenance.source;
-  const target = checkImageRequest(image, source.commit, { ...(input.signer ? { signer: input.signer } : {}), ...(input.registry ? { registry: input.registry } : {}) });
+  const target = checkImageRequest(image, source.commit, {
+    ...(input.signer ? { signer: input.signer } : {}),
+    ...(input.registry ? { registry: input.registry } : {}),
+  });
   const clash = Object.values(IMAGE_FILES).filter((n) => existsSync(join(outDir, n)));
   if (clash.length > 0) {
-    throw new RunnerError('RUNNER_OUTPUT_INVALID', `output${clash.length > 1 ? 's' : ''} ${clash.map((c) => `'${c}'`).join(', ')} collide with the files of the image step`);
+    throw new RunnerError(
+      'RUNNER_OUTPUT_INVALID',
+      `output${clash.length > 1 ? 's' : ''} ${clash.map((c) => `'${c}'`).join(', ')} collide with the files of the image step`,
+    );
   }
   const files = selectImageFiles(image, input.outputs);
   const workingDir = image.workingDir ?? image.path ?? DEFAULT_IMAGE_PATH;
 
-  progress(`building the image layout (${files.length} file${files.length === 1 ? '' : 's'}, created ${new Date(source.commitTime * 1000).toISOString().replace('.000Z', 'Z')})`);
+  progress(
+    `building the image layout (${files.length} file${files.length === 1 ? '' : 's'}, created ${new Date(source.commitTime * 1000).toISOString().replace('.000Z', 'Z')})`,
+  );
   mkdirSync(input.workDir, { recursive: true });
   const layoutDir = join(input.workDir, 'layout');
   let built: BuiltImage;
   try {
     built = await buildImageLayout(
       {
-        files: files.map((f): ImageFile => ({ path: f.path, source: join(outDir, f.name), mode: Number.parseInt(f.mode, 8) })),
+        files: files.map((f): ImageFile => ({
+          path: f.path,
+          source: join(outDir, f.name),
+          mode: Number.parseInt(f.mode, 8),
+        })),
         ...(image.entrypoint ? { entrypoint: image.entrypoint } : {}),
         workingDir,
         // Only what the commit fixes: the digest must not depend on where or when the runner ran.
@@ -326,7 +400,9 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
       layoutDir,
     );
   } catch (cause) {
-    throw new RunnerError('RUNNER_INTERNAL', `building the image layout failed: ${(cause as Error).message}`, { cause });
+    throw new RunnerError('RUNNER_INTERNAL', `building the image layout failed: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   const digest = built.manifestDigest;
   const subject: Subject = { name: image.repository, digest: { sha256: digest.slice('sha256:'.length) } };
@@ -337,7 +413,9 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
   const client = new RegistryClient({
     url: target.url,
     ...(input.registry?.caCertPem !== undefined ? { ca: input.registry.caCertPem } : {}),
-    ...(input.registry?.username !== undefined ? { auth: { username: input.registry.username, password: input.registry.password ?? '' } } : {}),
+    ...(input.registry?.username !== undefined
+      ? { auth: { username: input.registry.username, password: input.registry.password ?? '' } }
+      : {}),
     ...(input.registry?.timeoutMs !== undefined ? { timeoutMs: input.registry.timeoutMs } : {}),
     userAgent: 'airlock-runner',
   });
@@ -350,12 +428,15 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
 
   // Sign before pushing: a signer that fails must not leave an unsigned image in the registry.
   const payload = simpleSigningPayload({ dockerReference: image.repository, manifestDigest: digest });
-  let signed: { provenance: Record<string, unknown>; sbom: Record<string, unknown>; signature: Record<string, unknown> } | undefined;
+  let signed:
+    | { provenance: Record<string, unknown>; sbom: Record<string, unknown>; signature: Record<string, unknown> }
+    | undefined;
   if (input.signer) {
     const signer = input.signer;
     progress(`signing provenance, SBOM and the cosign signature of ${digest}`);
     const signBlob = signer.signBlob;
-    if (typeof signBlob !== 'function') throw new RunnerError('RUNNER_SIGNING_FAILED', 'the signer cannot sign blobs (no signBlob method)');
+    if (typeof signBlob !== 'function')
+      throw new RunnerError('RUNNER_SIGNING_FAILED', 'the signer cannot sign blobs (no signBlob method)');
     signed = {
       provenance: await signing('image provenance', () => signer.attest(provenanceSt)),
       sbom: await signing('image SBOM', () => signer.attest(sbomSt)),
@@ -371,7 +452,10 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
     throw registryFailure(err, `pushing ${target.path}:${target.tag}`, target);
   }
   if (pushed.digest !== digest) {
-    throw new RunnerError('RUNNER_IMAGE_PUSH_FAILED', `the registry stored ${pushed.digest}, the layout's manifest is ${digest}`);
+    throw new RunnerError(
+      'RUNNER_IMAGE_PUSH_FAILED',
+      `the registry stored ${pushed.digest}, the layout's manifest is ${digest}`,
+    );
   }
 
   const out = (name: string) => join(outDir, name);
@@ -402,27 +486,57 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
     try {
       const sigBundle = signed.signature as BundleJson;
       const signature = sigBundle.messageSignature?.signature;
-      if (typeof signature !== 'string' || signature === '') throw new RunnerError('RUNNER_SIGNING_FAILED', "the signer's bundle for the image signature holds no message signature");
-      const sig = await attachCosignSignature(client, target.path, digest, { payload, signature, ...cosignMaterialFromBundle(signed.signature) });
-      result.signature = { tag: cosignSignatureTag(digest), manifestDigest: sig.manifestDigest, bundle: out(IMAGE_FILES.signatureBundle), payload: out(IMAGE_FILES.signaturePayload) };
+      if (typeof signature !== 'string' || signature === '')
+        throw new RunnerError(
+          'RUNNER_SIGNING_FAILED',
+          "the signer's bundle for the image signature holds no message signature",
+        );
+      const sig = await attachCosignSignature(client, target.path, digest, {
+        payload,
+        signature,
+        ...cosignMaterialFromBundle(signed.signature),
+      });
+      result.signature = {
+        tag: cosignSignatureTag(digest),
+        manifestDigest: sig.manifestDigest,
+        bundle: out(IMAGE_FILES.signatureBundle),
+        payload: out(IMAGE_FILES.signaturePayload),
+      };
       let att;
       for (const [what, bundle, predicateType] of [
         ['image provenance', signed.provenance, SLSA_PROVENANCE_V1],
         ['image SBOM', signed.sbom, CYCLONEDX_PREDICATE_TYPE],
       ] as const) {
-        att = await attachCosignAttestation(client, target.path, digest, { envelope: Buffer.from(JSON.stringify(envelopeOf(bundle, what)), 'utf8'), predicateType, ...cosignMaterialFromBundle(bundle) });
+        att = await attachCosignAttestation(client, target.path, digest, {
+          envelope: Buffer.from(JSON.stringify(envelopeOf(bundle, what)), 'utf8'),
+          predicateType,
+          ...cosignMaterialFromBundle(bundle),
+        });
       }
-      result.attestations = { tag: cosignAttestationTag(digest), manifestDigest: att!.manifestDigest, predicateTypes: [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE_TYPE] };
+      result.attestations = {
+        tag: cosignAttestationTag(digest),
+        manifestDigest: att!.manifestDigest,
+        predicateTypes: [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE_TYPE],
+      };
       let indexDigest: string | undefined;
       for (const [kind, bundle, file] of [
         ['provenance', signed.provenance, IMAGE_FILES.provenanceBundle],
         ['sbom', signed.sbom, IMAGE_FILES.sbomBundle],
         ['signature', signed.signature, IMAGE_FILES.signatureBundle],
       ] as const) {
-        const r = await attachSigstoreBundle(client, target.path, { subject: descriptor, bundle: Buffer.from(JSON.stringify(bundle), 'utf8') });
+        const r = await attachSigstoreBundle(client, target.path, {
+          subject: descriptor,
+          bundle: Buffer.from(JSON.stringify(bundle), 'utf8'),
+        });
         indexDigest = r.fallbackIndexDigest ?? indexDigest;
         const predicateType = r.descriptor.annotations?.['dev.sigstore.bundle.predicateType'];
-        result.referrers.push({ kind, digest: r.manifestDigest, artifactType: r.descriptor.artifactType ?? '', ...(predicateType ? { predicateType } : {}), bundle: out(file) });
+        result.referrers.push({
+          kind,
+          digest: r.manifestDigest,
+          artifactType: r.descriptor.artifactType ?? '',
+          ...(predicateType ? { predicateType } : {}),
+          bundle: out(file),
+        });
       }
       result.referrersIndex = { tag: referrersFallbackTag(digest), ...(indexDigest ? { digest: indexDigest } : {}) };
     } catch (err) {
@@ -453,7 +567,9 @@ function imageMetadata(r: ImageResult): Record<string, unknown> {
   return {
     ...rest,
     statements: { provenance: rel(r.statements.provenance), sbom: rel(r.statements.sbom) },
-    ...(r.signature ? { signature: { ...r.signature, bundle: rel(r.signature.bundle), payload: rel(r.signature.payload) } } : {}),
+    ...(r.signature
+      ? { signature: { ...r.signature, bundle: rel(r.signature.bundle), payload: rel(r.signature.payload) } }
+      : {}),
     referrers: r.referrers.map((x) => ({ ...x, bundle: rel(x.bundle) })),
   };
 }

@@ -53,7 +53,13 @@ export {
   type SandboxRunResult,
   type SandboxTools,
 } from './sandbox.js';
-export { checkoutSource, treeDigest, resolveLocalRepo, type SourceCheckout, type SourceResolver } from './git-source.js';
+export {
+  checkoutSource,
+  treeDigest,
+  resolveLocalRepo,
+  type SourceCheckout,
+  type SourceResolver,
+} from './git-source.js';
 export { openMirrorEndpoint, type MirrorEndpoint, type MirrorFetch } from './mirror-endpoint.js';
 export { resolveMirrorFetches, mergeDependencies, type ResolvedMirrorFetches } from './mirror-dependencies.js';
 export {
@@ -67,7 +73,12 @@ export {
   type ViolationKind,
 } from './network-monitor.js';
 export { collectOutputs, globToRegExp, type OutputFile } from './outputs.js';
-export { compareOutputs, type OutputDifference, type ReproducibilityResult, type RebuildVariations } from './reproducibility.js';
+export {
+  compareOutputs,
+  type OutputDifference,
+  type ReproducibilityResult,
+  type RebuildVariations,
+} from './reproducibility.js';
 export {
   AIRLOCK_BUILD_TYPE,
   SLSA_PROVENANCE_V1,

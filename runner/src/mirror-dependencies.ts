@@ -32,7 +32,10 @@ const HEX = { sha1: 40, sha512: 128 } as const;
  * Turns the bodies the build received into resolvedDependencies: each distinct sha256 is looked up in the mirror;
  * a blob becomes one dependency per entry naming it (purl, upstream URI, digests), anything else was metadata.
  */
-export async function resolveMirrorFetches(mirror: MirrorEndpoint, fetches: readonly MirrorFetch[] = mirror.fetched()): Promise<ResolvedMirrorFetches> {
+export async function resolveMirrorFetches(
+  mirror: MirrorEndpoint,
+  fetches: readonly MirrorFetch[] = mirror.fetched(),
+): Promise<ResolvedMirrorFetches> {
   const distinct = new Map<string, MirrorFetch>();
   for (const f of fetches) if (!distinct.has(f.sha256)) distinct.set(f.sha256, f);
   const dependencies: MirrorDependency[] = [];
@@ -45,16 +48,24 @@ export async function resolveMirrorFetches(mirror: MirrorEndpoint, fetches: read
       continue;
     }
     if (r.status !== 200) {
-      throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror lookup of sha256:${sha256} (fetched as ${fetch.path}) answered HTTP ${r.status}`);
+      throw new RunnerError(
+        'RUNNER_MIRROR_UNAVAILABLE',
+        `mirror lookup of sha256:${sha256} (fetched as ${fetch.path}) answered HTTP ${r.status}`,
+      );
     }
     let info: BlobLookup;
     try {
       info = JSON.parse(r.body.toString('utf8')) as BlobLookup;
     } catch (cause) {
-      throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror lookup of sha256:${sha256} returned invalid JSON`, { cause });
+      throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror lookup of sha256:${sha256} returned invalid JSON`, {
+        cause,
+      });
     }
     if (info.sha256 !== sha256 || !Array.isArray(info.entries) || typeof info.snapshot?.id !== 'string') {
-      throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror lookup of sha256:${sha256} returned an unexpected document`);
+      throw new RunnerError(
+        'RUNNER_MIRROR_UNAVAILABLE',
+        `mirror lookup of sha256:${sha256} returned an unexpected document`,
+      );
     }
     if (!newest || info.snapshot.sequence > newest.sequence) newest = info.snapshot;
     const seen = new Set<string>();
@@ -82,7 +93,10 @@ export async function resolveMirrorFetches(mirror: MirrorEndpoint, fetches: read
 }
 
 /** Caller-supplied dependencies first, then the recorded ones not already named (by sha256 + purl/uri). */
-export function mergeDependencies(given: readonly MirrorDependency[], recorded: readonly MirrorDependency[]): MirrorDependency[] {
+export function mergeDependencies(
+  given: readonly MirrorDependency[],
+  recorded: readonly MirrorDependency[],
+): MirrorDependency[] {
   const key = (d: MirrorDependency) => `${d.digest.sha256}|${d.purl ?? d.uri ?? ''}`;
   const keys = new Set(given.map(key));
   return [...given, ...recorded.filter((d) => !keys.has(key(d)))];

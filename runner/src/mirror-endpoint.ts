@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type RequestOptions, type Server } from 'node:http';
+import {
+  Agent,
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type RequestOptions,
+  type Server,
+} from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { RunnerError } from './errors.js';
 
@@ -45,9 +53,16 @@ export interface MirrorEndpointOptions {
 type Upstream = { socketPath: string } | { host: string; port: number };
 
 export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<MirrorEndpoint | undefined> {
-  if (opts.unixSocket) return recordingProxy(opts.socketPath, existingSocket(opts.unixSocket), opts.url ? httpPathPrefix(opts.url) : '', opts.unixSocket);
+  if (opts.unixSocket)
+    return recordingProxy(
+      opts.socketPath,
+      existingSocket(opts.unixSocket),
+      opts.url ? httpPathPrefix(opts.url) : '',
+      opts.unixSocket,
+    );
   if (!opts.url) return undefined;
-  if (opts.url.startsWith('unix:')) return recordingProxy(opts.socketPath, existingSocket(opts.url.slice('unix:'.length)), '', opts.url);
+  if (opts.url.startsWith('unix:'))
+    return recordingProxy(opts.socketPath, existingSocket(opts.url.slice('unix:'.length)), '', opts.url);
   let u: URL;
   try {
     u = new URL(opts.url);
@@ -55,9 +70,13 @@ export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<M
     throw new RunnerError('RUNNER_SPEC_INVALID', `mirror.url: '${opts.url}' is not a URL`, { cause });
   }
   if (u.protocol !== 'http:') {
-    throw new RunnerError('RUNNER_SPEC_INVALID', `mirror.url: only http:// and unix: mirrors can be bridged into the sandbox, not ${u.protocol}`);
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `mirror.url: only http:// and unix: mirrors can be bridged into the sandbox, not ${u.protocol}`,
+    );
   }
-  if (u.username || u.password) throw new RunnerError('RUNNER_SPEC_INVALID', 'mirror.url: credentials in the URL are not allowed');
+  if (u.username || u.password)
+    throw new RunnerError('RUNNER_SPEC_INVALID', 'mirror.url: credentials in the URL are not allowed');
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const port = Number(u.port || 80);
   await probeTcp(host, port, opts.url);
@@ -80,7 +99,8 @@ function existingSocket(path: string): Upstream {
   } catch {
     // missing
   }
-  if (!isSocket) throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror socket ${path} does not exist or is not a UNIX socket`);
+  if (!isSocket)
+    throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror socket ${path} does not exist or is not a UNIX socket`);
   return { socketPath: path };
 }
 
@@ -89,7 +109,12 @@ function probeTcp(host: string, port: number, url: string): Promise<void> {
     const s = connect({ host, port });
     const done = (err?: Error) => {
       s.destroy();
-      if (err) reject(new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror ${url} is not reachable: ${err.message}`, { cause: err }));
+      if (err)
+        reject(
+          new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror ${url} is not reachable: ${err.message}`, {
+            cause: err,
+          }),
+        );
       else resolvePromise();
     };
     s.setTimeout(10_000, () => done(new Error('timed out')));
@@ -99,7 +124,16 @@ function probeTcp(host: string, port: number, url: string): Promise<void> {
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 function forwardHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
@@ -113,19 +147,32 @@ function forwardHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
  * received — the sha256 of every complete 200 GET body — which is what provenance's resolvedDependencies must
  * name (not what the caller believes the build used). The mirror is read-only, so only GET and HEAD pass.
  */
-async function recordingProxy(socketPath: string, upstream: Upstream, pathPrefix: string, described: string): Promise<MirrorEndpoint> {
+async function recordingProxy(
+  socketPath: string,
+  upstream: Upstream,
+  pathPrefix: string,
+  described: string,
+): Promise<MirrorEndpoint> {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
-    throw new RunnerError('RUNNER_INTERNAL', `UNIX socket path too long (${Buffer.byteLength(socketPath)} > ${MAX_SOCKET_PATH} bytes): ${socketPath}; use a shorter workRoot`);
+    throw new RunnerError(
+      'RUNNER_INTERNAL',
+      `UNIX socket path too long (${Buffer.byteLength(socketPath)} > ${MAX_SOCKET_PATH} bytes): ${socketPath}; use a shorter workRoot`,
+    );
   }
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const target = (): RequestOptions => ('socketPath' in upstream ? { socketPath: upstream.socketPath, agent } : { host: upstream.host, port: upstream.port, agent });
+  const target = (): RequestOptions =>
+    'socketPath' in upstream
+      ? { socketPath: upstream.socketPath, agent }
+      : { host: upstream.host, port: upstream.port, agent };
   const fetches: MirrorFetch[] = [];
   const sockets = new Set<Socket>();
   let count = 0;
   const server: Server = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end(`the mirror is read-only: ${method.slice(0, 20)} not allowed\n`);
+      res
+        .writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' })
+        .end(`the mirror is read-only: ${method.slice(0, 20)} not allowed\n`);
       req.resume();
       return;
     }
@@ -146,7 +193,10 @@ async function recordingProxy(socketPath: string, upstream: Upstream, pathPrefix
       upRes.pipe(res);
     });
     upstreamReq.on('error', (err) => {
-      if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'text/plain' }).end(`airlock bridge: mirror unreachable: ${err.message}\n`);
+      if (!res.headersSent)
+        res
+          .writeHead(502, { 'Content-Type': 'text/plain' })
+          .end(`airlock bridge: mirror unreachable: ${err.message}\n`);
       else res.destroy();
     });
     req.pipe(upstreamReq);
@@ -157,7 +207,9 @@ async function recordingProxy(socketPath: string, upstream: Upstream, pathPrefix
     s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolvePromise, reject) => {
-    server.once('error', (e) => reject(new RunnerError('RUNNER_INTERNAL', `cannot listen on ${socketPath}: ${e.message}`, { cause: e })));
+    server.once('error', (e) =>
+      reject(new RunnerError('RUNNER_INTERNAL', `cannot listen on ${socketPath}: ${e.message}`, { cause: e })),
+    );
     server.listen(socketPath, resolvePromise);
   });
   return {
@@ -174,7 +226,9 @@ async function recordingProxy(socketPath: string, upstream: Upstream, pathPrefix
           res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
           res.on('error', reject);
         });
-        r.on('error', (err) => reject(new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror ${described}: ${err.message}`, { cause: err })));
+        r.on('error', (err) =>
+          reject(new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror ${described}: ${err.message}`, { cause: err })),
+        );
         r.end();
       }),
     close: () =>

@@ -23,11 +23,34 @@
 export type NetworkMonitorMode = 'strace' | 'log';
 
 /** Syscalls traced: program executions, network attempts, their async results, and process tree edges. */
-export const STRACE_SYSCALLS = ['execve', 'execveat', 'connect', 'sendto', 'getsockopt', 'clone', 'clone3', 'fork', 'vfork'];
+export const STRACE_SYSCALLS = [
+  'execve',
+  'execveat',
+  'connect',
+  'sendto',
+  'getsockopt',
+  'clone',
+  'clone3',
+  'fork',
+  'vfork',
+];
 
 /** Arguments for `strace` that trace the command following them into `traceFile`. */
 export function straceArgs(traceFile: string): string[] {
-  return ['-f', '--seccomp-bpf', '--pidns-translation', '-qq', '-e', 'signal=none', '-s', '0', '-e', `trace=${STRACE_SYSCALLS.join(',')}`, '-o', traceFile];
+  return [
+    '-f',
+    '--seccomp-bpf',
+    '--pidns-translation',
+    '-qq',
+    '-e',
+    'signal=none',
+    '-s',
+    '0',
+    '-e',
+    `trace=${STRACE_SYSCALLS.join(',')}`,
+    '-o',
+    traceFile,
+  ];
 }
 
 export type ViolationKind = 'public-address' | 'host-loopback' | 'dns';
@@ -159,7 +182,8 @@ export class TraceAnalyzer {
       case 'execveat': {
         if (ret !== 0) return;
         const args = call[2]!;
-        const path = /^(?:-?\d+|AT_FDCWD), "((?:[^"\\]|\\.)*)"/.exec(args)?.[1] ?? /^"((?:[^"\\]|\\.)*)"/.exec(args)?.[1];
+        const path =
+          /^(?:-?\d+|AT_FDCWD), "((?:[^"\\]|\\.)*)"/.exec(args)?.[1] ?? /^"((?:[^"\\]|\\.)*)"/.exec(args)?.[1];
         if (path === undefined || path === '') return;
         const decoded = unescapeC(path);
         // After execve the caller is its own thread group leader.
@@ -185,7 +209,8 @@ export class TraceAnalyzer {
         else if (name === 'connect' && errno === 'ECONNREFUSED') this.add({ kind: 'host-loopback', ...base });
         else if (name === 'connect' && errno === 'EINPROGRESS') {
           const fd = /^connect\((\d+),/.exec(body)?.[1];
-          if (fd !== undefined) this.pendingLoopback.set(`${this.groupOf(pid)}:${fd}`, { address: addr.address, port: addr.port, pid });
+          if (fd !== undefined)
+            this.pendingLoopback.set(`${this.groupOf(pid)}:${fd}`, { address: addr.address, port: addr.port, pid });
         }
         return;
       }
@@ -197,7 +222,14 @@ export class TraceAnalyzer {
         if (!pending) return;
         this.pendingLoopback.delete(key);
         if (so[2] === 'ECONNREFUSED') {
-          this.add({ kind: 'host-loopback', syscall: 'connect', address: pending.address, port: pending.port, result: 'ECONNREFUSED', ...this.who(pid) });
+          this.add({
+            kind: 'host-loopback',
+            syscall: 'connect',
+            address: pending.address,
+            port: pending.port,
+            result: 'ECONNREFUSED',
+            ...this.who(pid),
+          });
         }
         return;
       }
@@ -255,7 +287,10 @@ function unescapeC(s: string): string {
 
 const LOG_PATTERNS: { re: RegExp; kind: ViolationKind }[] = [
   { re: /Network is unreachable|ENETUNREACH|EHOSTUNREACH|No route to host/i, kind: 'public-address' },
-  { re: /Could not resolve host|Temporary failure in name resolution|Name or service not known|EAI_AGAIN|getaddrinfo ENOTFOUND|nodename nor servname/i, kind: 'dns' },
+  {
+    re: /Could not resolve host|Temporary failure in name resolution|Name or service not known|EAI_AGAIN|getaddrinfo ENOTFOUND|nodename nor servname/i,
+    kind: 'dns',
+  },
   { re: /Connection refused|ECONNREFUSED/i, kind: 'host-loopback' },
 ];
 
@@ -278,7 +313,11 @@ export function describeViolation(v: NetworkViolation): string {
     dns: 'DNS (name lookups cannot leave the sandbox)',
   };
   if (v.syscall === 'log') return `log: "${v.result}" (${what[v.kind]})`;
-  const who = v.program ? `${v.program}${v.pid !== undefined ? ` (pid ${v.pid})` : ''}` : v.pid !== undefined ? `pid ${v.pid}` : 'the build';
+  const who = v.program
+    ? `${v.program}${v.pid !== undefined ? ` (pid ${v.pid})` : ''}`
+    : v.pid !== undefined
+      ? `pid ${v.pid}`
+      : 'the build';
   const host = v.address?.includes(':') ? `[${v.address}]` : v.address;
   return `${who} ${v.syscall} ${host}:${v.port} → ${v.result}: ${what[v.kind]}`;
 }

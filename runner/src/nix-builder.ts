@@ -226,7 +226,11 @@ export class NixBuilder implements Builder {
   ) {
     const problem = nixBuilderProblem();
     if (problem) throw new RunnerError('RUNNER_TOOL_MISSING', `the nix builder cannot run on this host: ${problem}`);
-    this.tools = { nixBuild: findTool('nix-build')!, nixInstantiate: findTool('nix-instantiate')!, nixStore: findTool('nix-store')! };
+    this.tools = {
+      nixBuild: findTool('nix-build')!,
+      nixInstantiate: findTool('nix-instantiate')!,
+      nixStore: findTool('nix-store')!,
+    };
   }
 
   plan(ctx: BuildContext): BuildPlan {

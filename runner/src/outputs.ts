@@ -59,13 +59,21 @@ function walk(root: string): WalkEntry[] {
     try {
       names = readdirSync(rel === '' ? root : join(root, rel));
     } catch (cause) {
-      throw new RunnerError('RUNNER_OUTPUT_INVALID', `cannot read output directory ${rel || '.'}: ${(cause as Error).message}`, { cause });
+      throw new RunnerError(
+        'RUNNER_OUTPUT_INVALID',
+        `cannot read output directory ${rel || '.'}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
     for (const n of names.sort()) {
       const name = rel === '' ? n : `${rel}/${n}`;
       const stats = lstatSync(join(root, name));
       out.push({ name, stats });
-      if (out.length > MAX_WALK_ENTRIES) throw new RunnerError('RUNNER_OUTPUT_INVALID', `the output directory holds more than ${MAX_WALK_ENTRIES} entries`);
+      if (out.length > MAX_WALK_ENTRIES)
+        throw new RunnerError(
+          'RUNNER_OUTPUT_INVALID',
+          `the output directory holds more than ${MAX_WALK_ENTRIES} entries`,
+        );
       if (stats.isDirectory()) stack.push(name);
     }
   }
@@ -95,16 +103,23 @@ export async function collectOutputs(outDir: string, patterns: readonly string[]
     for (const m of matches) selected.set(m.name, m);
   }
   if (missing.length > 0) {
-    throw new RunnerError('RUNNER_OUTPUT_MISSING', `declared output${missing.length > 1 ? 's' : ''} not produced: ${missing.map((m) => `'${m}'`).join(', ')}`, {
-      details: { missing },
-    });
+    throw new RunnerError(
+      'RUNNER_OUTPUT_MISSING',
+      `declared output${missing.length > 1 ? 's' : ''} not produced: ${missing.map((m) => `'${m}'`).join(', ')}`,
+      {
+        details: { missing },
+      },
+    );
   }
   const bad = [...selected.values()].filter((e) => !e.stats.isFile());
   if (bad.length > 0) {
     const kinds = bad.map((e) => `'${e.name}' (${e.stats.isSymbolicLink() ? 'symlink' : 'not a regular file'})`);
-    throw new RunnerError('RUNNER_OUTPUT_INVALID', `outputs must be regular files: ${kinds.join(', ')}`, { details: { invalid: bad.map((e) => e.name) } });
+    throw new RunnerError('RUNNER_OUTPUT_INVALID', `outputs must be regular files: ${kinds.join(', ')}`, {
+      details: { invalid: bad.map((e) => e.name) },
+    });
   }
-  if (selected.size > MAX_OUTPUTS) throw new RunnerError('RUNNER_OUTPUT_INVALID', `more than ${MAX_OUTPUTS} outputs matched`);
+  if (selected.size > MAX_OUTPUTS)
+    throw new RunnerError('RUNNER_OUTPUT_INVALID', `more than ${MAX_OUTPUTS} outputs matched`);
   const files: OutputFile[] = [];
   for (const e of [...selected.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const { digests, size } = await digestFile(join(outDir, e.name), ['sha256']);

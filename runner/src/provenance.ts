@@ -84,7 +84,11 @@ export const RUNNER_NAME = '@airlock/runner';
 
 export function externalParameters(spec: BuildSpec, specDigest: string, timeoutSeconds: number): ExternalParameters {
   return {
-    source: { repo: spec.source.repo, commit: spec.source.commit, ...(spec.source.ref ? { ref: spec.source.ref } : {}) },
+    source: {
+      repo: spec.source.repo,
+      commit: spec.source.commit,
+      ...(spec.source.ref ? { ref: spec.source.ref } : {}),
+    },
     spec: { digest: { sha256: specDigest } },
     builder: spec.builder,
     outputs: [...spec.outputs],
@@ -96,14 +100,21 @@ export function externalParameters(spec: BuildSpec, specDigest: string, timeoutS
 }
 
 /** The source commit, the mirror snapshot, every mirror blob and every tool, each once. */
-export function resolvedDependencies(input: Pick<ProvenanceInput, 'source' | 'mirrorSnapshotId' | 'mirrorDependencies' | 'toolchain' | 'spec'>): ResourceDescriptor[] {
+export function resolvedDependencies(
+  input: Pick<ProvenanceInput, 'source' | 'mirrorSnapshotId' | 'mirrorDependencies' | 'toolchain' | 'spec'>,
+): ResourceDescriptor[] {
   const deps: ResourceDescriptor[] = [];
   const s = input.source;
   deps.push({
     name: 'source',
     uri: `${s.repoUri}@${s.commit}`,
     digest: { gitCommit: s.commit },
-    annotations: { gitTree: s.gitTree, treeDigest: { algorithm: 'airlock-tree-v1', sha256: s.treeSha256 }, commitTime: s.commitTime, ...(s.ref ? { ref: s.ref } : {}) },
+    annotations: {
+      gitTree: s.gitTree,
+      treeDigest: { algorithm: 'airlock-tree-v1', sha256: s.treeSha256 },
+      commitTime: s.commitTime,
+      ...(s.ref ? { ref: s.ref } : {}),
+    },
   });
   if (input.mirrorSnapshotId) {
     deps.push({
@@ -128,7 +139,12 @@ export function resolvedDependencies(input: Pick<ProvenanceInput, 'source' | 'mi
     });
   }
   for (const t of input.toolchain) {
-    deps.push({ name: t.path, uri: `file://${t.resolvedPath}`, digest: { sha256: t.sha256 }, annotations: { role: 'toolchain', size: t.size } });
+    deps.push({
+      name: t.path,
+      uri: `file://${t.resolvedPath}`,
+      digest: { sha256: t.sha256 },
+      annotations: { role: 'toolchain', size: t.size },
+    });
   }
   return deps;
 }
@@ -141,22 +157,44 @@ function base64Json(value: unknown): string {
 export function provenancePredicate(input: ProvenanceInput, timeoutSeconds: number): Record<string, unknown> {
   const reproducibility = input.reproducibility;
   const byproducts: ResourceDescriptor[] = [
-    ...input.logs.map((l) => ({ name: l.name, digest: { sha256: l.sha256 }, mediaType: 'text/plain', annotations: { size: l.size, truncated: l.truncated } })),
-    { name: 'reproducibility', mediaType: 'application/json', content: base64Json(reproducibility), annotations: { ...reproducibility } },
-    { name: 'hermeticity', mediaType: 'application/json', content: base64Json(input.hermeticity), annotations: { ...input.hermeticity } },
+    ...input.logs.map((l) => ({
+      name: l.name,
+      digest: { sha256: l.sha256 },
+      mediaType: 'text/plain',
+      annotations: { size: l.size, truncated: l.truncated },
+    })),
+    {
+      name: 'reproducibility',
+      mediaType: 'application/json',
+      content: base64Json(reproducibility),
+      annotations: { ...reproducibility },
+    },
+    {
+      name: 'hermeticity',
+      mediaType: 'application/json',
+      content: base64Json(input.hermeticity),
+      annotations: { ...input.hermeticity },
+    },
   ];
   return {
     buildDefinition: {
       buildType: AIRLOCK_BUILD_TYPE,
       externalParameters: externalParameters(input.spec, input.specDigest, timeoutSeconds),
-      internalParameters: { runner: { name: RUNNER_NAME, version: input.runnerVersion }, sandbox: input.sandbox } satisfies InternalParameters,
+      internalParameters: {
+        runner: { name: RUNNER_NAME, version: input.runnerVersion },
+        sandbox: input.sandbox,
+      } satisfies InternalParameters,
       resolvedDependencies: resolvedDependencies(input),
     },
     runDetails: {
       builder: {
         id: input.builderId,
         version: input.builderVersion,
-        builderDependencies: input.builderDependencies.map((t) => ({ name: t.path, uri: `file://${t.resolvedPath}`, digest: { sha256: t.sha256 } })),
+        builderDependencies: input.builderDependencies.map((t) => ({
+          name: t.path,
+          uri: `file://${t.resolvedPath}`,
+          digest: { sha256: t.sha256 },
+        })),
       },
       metadata: { invocationId: input.invocationId, startedOn: input.startedOn, finishedOn: input.finishedOn },
       byproducts,
@@ -195,7 +233,9 @@ export function buildSbom(subject: Subject, input: ProvenanceInput): CycloneDxBo
       },
     });
   } catch (cause) {
-    throw new RunnerError('RUNNER_INTERNAL', `cannot build the SBOM of ${subject.name}: ${(cause as Error).message}`, { cause });
+    throw new RunnerError('RUNNER_INTERNAL', `cannot build the SBOM of ${subject.name}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
 }
 
@@ -208,7 +248,12 @@ function repoName(repo: string): string {
 }
 
 function lastSegment(s: string): string {
-  return s.split(/[/:]/).filter((x) => x !== '').pop() ?? s;
+  return (
+    s
+      .split(/[/:]/)
+      .filter((x) => x !== '')
+      .pop() ?? s
+  );
 }
 
 function nameFromPurl(purl: string | undefined): string | undefined {
@@ -228,7 +273,8 @@ export function validateMirrorDependencies(deps: unknown): MirrorDependency[] {
     const o = d as Record<string, unknown>;
     if (o.purl === undefined && o.uri === undefined) problems.push(`${at}: needs a purl or a uri`);
     for (const k of ['purl', 'uri', 'name', 'version'] as const) {
-      if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k] === '' || (o[k] as string).length > 4096)) problems.push(`${at}.${k}: must be a non-empty string`);
+      if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k] === '' || (o[k] as string).length > 4096))
+        problems.push(`${at}.${k}: must be a non-empty string`);
     }
     if (typeof o.purl === 'string' && !o.purl.startsWith('pkg:')) problems.push(`${at}.purl: must start with pkg:`);
     const dg = o.digest as Record<string, unknown> | undefined;
@@ -237,9 +283,13 @@ export function validateMirrorDependencies(deps: unknown): MirrorDependency[] {
     if (typeof dg.sha256 !== 'string') problems.push(`${at}.digest.sha256: required`);
     for (const [alg, hex] of Object.entries(dg)) {
       if (len[alg] === undefined) problems.push(`${at}.digest.${alg}: unsupported algorithm`);
-      else if (typeof hex !== 'string' || !new RegExp(`^[0-9a-f]{${len[alg]}}$`).test(hex)) problems.push(`${at}.digest.${alg}: must be ${len[alg]} lowercase hex characters`);
+      else if (typeof hex !== 'string' || !new RegExp(`^[0-9a-f]{${len[alg]}}$`).test(hex))
+        problems.push(`${at}.digest.${alg}: must be ${len[alg]} lowercase hex characters`);
     }
   });
-  if (problems.length > 0) throw new RunnerError('RUNNER_SPEC_INVALID', `resolvedMirrorDependencies:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  if (problems.length > 0)
+    throw new RunnerError('RUNNER_SPEC_INVALID', `resolvedMirrorDependencies:\n  - ${problems.join('\n  - ')}`, {
+      details: { problems },
+    });
   return deps as MirrorDependency[];
 }

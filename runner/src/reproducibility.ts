@@ -28,14 +28,25 @@ export type ReproducibilityResult =
   | { status: 'differs'; differences: OutputDifference[]; variations: RebuildVariations; diffoscope?: string };
 
 /** Compares two output sets by name and sha256; the first byte that differs is located for changed files. */
-export function compareOutputs(firstDir: string, first: readonly OutputFile[], secondDir: string, second: readonly OutputFile[]): OutputDifference[] {
+export function compareOutputs(
+  firstDir: string,
+  first: readonly OutputFile[],
+  secondDir: string,
+  second: readonly OutputFile[],
+): OutputDifference[] {
   const b = new Map(second.map((f) => [f.name, f]));
   const diffs: OutputDifference[] = [];
   for (const f of first) {
     const g = b.get(f.name);
     if (!g) diffs.push({ name: f.name, reason: 'missing-in-rebuild', sha256: f.sha256 });
     else if (g.sha256 !== f.sha256) {
-      diffs.push({ name: f.name, reason: 'content-differs', sha256: f.sha256, rebuildSha256: g.sha256, firstDifferenceAt: firstDifference(join(firstDir, f.name), join(secondDir, f.name)) });
+      diffs.push({
+        name: f.name,
+        reason: 'content-differs',
+        sha256: f.sha256,
+        rebuildSha256: g.sha256,
+        firstDifferenceAt: firstDifference(join(firstDir, f.name), join(secondDir, f.name)),
+      });
     }
     b.delete(f.name);
   }
@@ -66,7 +77,12 @@ function firstDifference(a: string, b: string): number {
 }
 
 /** diffoscope's text report for the first few differing files, when diffoscope is installed (bounded). */
-export async function diffoscopeSummary(firstDir: string, secondDir: string, diffs: readonly OutputDifference[], maxFiles = 3): Promise<string | undefined> {
+export async function diffoscopeSummary(
+  firstDir: string,
+  secondDir: string,
+  diffs: readonly OutputDifference[],
+  maxFiles = 3,
+): Promise<string | undefined> {
   const diffoscope = which('diffoscope');
   if (!diffoscope) return undefined;
   const parts: string[] = [];
@@ -74,8 +90,21 @@ export async function diffoscopeSummary(firstDir: string, secondDir: string, dif
     try {
       const r = await execFileBounded(
         diffoscope,
-        ['--no-progress', '--text', '-', '--max-text-report-size', '16384', '--', join(firstDir, d.name), join(secondDir, d.name)],
-        { timeoutMs: 120_000, maxStdout: 1 << 20, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', HOME: secondDir } },
+        [
+          '--no-progress',
+          '--text',
+          '-',
+          '--max-text-report-size',
+          '16384',
+          '--',
+          join(firstDir, d.name),
+          join(secondDir, d.name),
+        ],
+        {
+          timeoutMs: 120_000,
+          maxStdout: 1 << 20,
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', HOME: secondDir },
+        },
       );
       parts.push(r.stdout.toString('utf8').slice(0, 16384));
     } catch {

@@ -1,5 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,7 +21,13 @@ import { checkoutSource, type SourceCheckout, type SourceResolver } from './git-
 import { builderDependencies, findHostTools, type HostTools } from './host-tools.js';
 import { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
 import { mergeDependencies, resolveMirrorFetches } from './mirror-dependencies.js';
-import { describeViolation, scanLogForViolations, TraceAnalyzer, type NetworkMonitorMode, type NetworkViolation } from './network-monitor.js';
+import {
+  describeViolation,
+  scanLogForViolations,
+  TraceAnalyzer,
+  type NetworkMonitorMode,
+  type NetworkViolation,
+} from './network-monitor.js';
 import { collectOutputs, copyOutputs, type OutputFile } from './outputs.js';
 import {
   buildSbom,
@@ -24,8 +40,23 @@ import {
   type ProvenanceInput,
   type SandboxParameters,
 } from './provenance.js';
-import { compareOutputs, describeDifferences, diffoscopeSummary, type RebuildVariations, type ReproducibilityResult } from './reproducibility.js';
-import { DEFAULT_BRIDGE_PORT, HOST_ETC_READONLY, isPlumbingPath, runSandboxed, SANDBOX_GID, SANDBOX_UID, type SandboxLayout, type SandboxRunResult } from './sandbox.js';
+import {
+  compareOutputs,
+  describeDifferences,
+  diffoscopeSummary,
+  type RebuildVariations,
+  type ReproducibilityResult,
+} from './reproducibility.js';
+import {
+  DEFAULT_BRIDGE_PORT,
+  HOST_ETC_READONLY,
+  isPlumbingPath,
+  runSandboxed,
+  SANDBOX_GID,
+  SANDBOX_UID,
+  type SandboxLayout,
+  type SandboxRunResult,
+} from './sandbox.js';
 import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec, type LoadedSpec } from './spec.js';
 import { resolveToolchain, type ToolchainEntry } from './toolchain.js';
 import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
@@ -38,7 +69,8 @@ export interface AttestationSigner {
   signBlob?(bytes: Buffer): Promise<unknown>;
 }
 
-export type RunPhase = 'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
+export type RunPhase =
+  'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
 
 export interface ProgressEvent {
   phase: RunPhase;
@@ -102,7 +134,15 @@ export interface RunResult {
   startedOn: string;
   finishedOn: string;
   spec: { path?: string; digest: { sha256: string } };
-  source: { repo: string; repoUri: string; commit: string; ref?: string; gitTree: string; treeSha256: string; sourceDateEpoch: number };
+  source: {
+    repo: string;
+    repoUri: string;
+    commit: string;
+    ref?: string;
+    gitTree: string;
+    treeSha256: string;
+    sourceDateEpoch: number;
+  };
   artifacts: ArtifactResult[];
   logPath: string;
   logSha256: string;
@@ -180,7 +220,8 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
   const t0 = Date.now();
   const startedOn = new Date(t0).toISOString();
   const invocationId = randomUUID();
-  const progress = (phase: RunPhase, message: string) => options.onProgress?.({ phase, message, elapsedMs: Date.now() - t0 });
+  const progress = (phase: RunPhase, message: string) =>
+    options.onProgress?.({ phase, message, elapsedMs: Date.now() - t0 });
 
   progress('spec', typeof spec === 'string' ? `validating ${spec}` : 'validating the build spec');
   const loaded = typeof spec === 'string' ? loadSpecFile(spec) : loadSpec(spec, options.baseDir);
@@ -242,7 +283,13 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       rebuildMs = second.result.durationMs;
       rebuildLogPath = second.logPath;
       failOnViolations(ctx, second);
-      const variations: RebuildVariations = { buildPath: true, hostname: true, home: true, environmentNoise: true, time: tools.faketime && builder.supportsFaketime !== false ? 'faketime' : 'wall-clock' };
+      const variations: RebuildVariations = {
+        buildPath: true,
+        hostname: true,
+        home: true,
+        environmentNoise: true,
+        time: tools.faketime && builder.supportsFaketime !== false ? 'faketime' : 'wall-clock',
+      };
       if (second.result.exitCode !== 0 || second.result.timedOut) {
         throw new RunnerError(
           'RUNNER_REPRODUCIBILITY_FAILED',
@@ -256,22 +303,36 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
         secondOutputs = await collectOutputs(second.layout.out.host, loaded.spec.outputs);
       } catch (err) {
         if ((err as { code?: string }).code !== 'RUNNER_OUTPUT_MISSING') throw err;
-        throw new RunnerError('RUNNER_REPRODUCIBILITY_FAILED', `not reproducible: ${(err as Error).message} by the rebuild`, {
-          details: { logPath: first.logPath, rebuildLogPath: second.logPath },
-          cause: err,
-        });
+        throw new RunnerError(
+          'RUNNER_REPRODUCIBILITY_FAILED',
+          `not reproducible: ${(err as Error).message} by the rebuild`,
+          {
+            details: { logPath: first.logPath, rebuildLogPath: second.logPath },
+            cause: err,
+          },
+        );
       }
       const differences = compareOutputs(first.layout.out.host, firstOutputs, second.layout.out.host, secondOutputs);
       if (differences.length > 0) {
         const diffoscope = await diffoscopeSummary(first.layout.out.host, second.layout.out.host, differences);
-        const result: ReproducibilityResult = { status: 'differs', differences, variations, ...(diffoscope ? { diffoscope } : {}) };
+        const result: ReproducibilityResult = {
+          status: 'differs',
+          differences,
+          variations,
+          ...(diffoscope ? { diffoscope } : {}),
+        };
         throw new RunnerError(
           'RUNNER_REPRODUCIBILITY_FAILED',
           `not reproducible: ${differences.length} output${differences.length > 1 ? 's differ' : ' differs'} between two builds of ${loaded.spec.source.commit}: ${describeDifferences(differences)}${diffoscope ? `\ndiffoscope:\n${diffoscope}` : ''}`,
           { details: { differences, reproducibility: result, logPath: first.logPath, rebuildLogPath: second.logPath } },
         );
       }
-      reproducibility = { status: 'reproduced', files: firstOutputs.length, variations, rebuildDurationMs: second.result.durationMs };
+      reproducibility = {
+        status: 'reproduced',
+        files: firstOutputs.length,
+        variations,
+        rebuildDurationMs: second.result.durationMs,
+      };
     }
     const finishedOn = new Date().toISOString();
 
@@ -280,13 +341,20 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     progress('outputs', `copying ${firstOutputs.length} output${firstOutputs.length === 1 ? '' : 's'}`);
     checkNameCollisions(firstOutputs, rebuildLogPath !== undefined);
     copyOutputs(first.layout.out.host, firstOutputs, outDir);
-    const toolchain = await resolveToolchain([...executedPrograms(ctx, first), ...(first.plan.toolchainFiles ?? [])], toolchainContext(first));
+    const toolchain = await resolveToolchain(
+      [...executedPrograms(ctx, first), ...(first.plan.toolchainFiles ?? [])],
+      toolchainContext(first),
+    );
     const logs = [await logDigest(BUILD_LOG_NAME, first)];
     if (rebuildLogPath !== undefined) logs.push(await logDigest(REBUILD_LOG_NAME, undefined, rebuildLogPath));
     const git = which('git');
     // What the build actually received from the mirror (hashed by the bridge), resolved to mirror entries.
     const recorded = mirror ? await resolveMirrorFetches(mirror) : { dependencies: [], metadataResponses: 0 };
-    if (mirror) progress('attest', `the build fetched ${recorded.dependencies.length} mirror blob${recorded.dependencies.length === 1 ? '' : 's'} (${recorded.metadataResponses} metadata response${recorded.metadataResponses === 1 ? '' : 's'})`);
+    if (mirror)
+      progress(
+        'attest',
+        `the build fetched ${recorded.dependencies.length} mirror blob${recorded.dependencies.length === 1 ? '' : 's'} (${recorded.metadataResponses} metadata response${recorded.metadataResponses === 1 ? '' : 's'})`,
+      );
     const mirrorSnapshotId = options.mirrorSnapshotId ?? recorded.snapshotId;
     const input: ProvenanceInput = {
       spec: loaded.spec,
@@ -330,12 +398,25 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
         artifact.provenanceBundlePath = `${path}${PROVENANCE_BUNDLE_SUFFIX}`;
         artifact.sbomBundlePath = `${path}${SBOM_BUNDLE_SUFFIX}`;
         writeJson(artifact.provenanceBundlePath, await sign(options.signer, statement, `provenance of ${f.name}`));
-        writeJson(artifact.sbomBundlePath, await sign(options.signer, sbomStatement(subject, bom), `SBOM of ${f.name}`));
+        writeJson(
+          artifact.sbomBundlePath,
+          await sign(options.signer, sbomStatement(subject, bom), `SBOM of ${f.name}`),
+        );
       }
       artifacts.push(artifact);
     }
     const image = loaded.spec.image
-      ? await publishImage({ image: loaded.spec.image, outDir, workDir: join(runDir, 'image'), outputs: firstOutputs, predicate, provenance: input, ...(options.signer ? { signer: options.signer } : {}), ...(options.registry ? { registry: options.registry } : {}), progress: (m) => progress('image', m) })
+      ? await publishImage({
+          image: loaded.spec.image,
+          outDir,
+          workDir: join(runDir, 'image'),
+          outputs: firstOutputs,
+          predicate,
+          provenance: input,
+          ...(options.signer ? { signer: options.signer } : {}),
+          ...(options.registry ? { registry: options.registry } : {}),
+          progress: (m) => progress('image', m),
+        })
       : undefined;
     const attestMs = Date.now() - tAttest;
     const s = first.source;
@@ -346,7 +427,15 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       startedOn,
       finishedOn,
       spec: { ...(loaded.path ? { path: loaded.path } : {}), digest: { sha256: loaded.digest } },
-      source: { repo: s.repo, repoUri: s.repoUri, commit: s.commit, ...(s.ref ? { ref: s.ref } : {}), gitTree: s.gitTree, treeSha256: s.treeSha256, sourceDateEpoch: s.commitTime },
+      source: {
+        repo: s.repo,
+        repoUri: s.repoUri,
+        commit: s.commit,
+        ...(s.ref ? { ref: s.ref } : {}),
+        gitTree: s.gitTree,
+        treeSha256: s.treeSha256,
+        sourceDateEpoch: s.commitTime,
+      },
       artifacts,
       logPath: first.logPath,
       logSha256: logs[0]!.sha256,
@@ -354,8 +443,22 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       reproducibility,
       hermeticity: { monitor, violations: 0 },
       toolchain,
-      ...(mirror ? { mirror: { ...(mirrorSnapshotId ? { snapshotId: mirrorSnapshotId } : {}), dependencies: input.mirrorDependencies as MirrorDependency[], metadataResponses: recorded.metadataResponses } } : {}),
-      durations: { checkoutMs, buildMs, ...(rebuildMs !== undefined ? { rebuildMs } : {}), attestMs, totalMs: Date.now() - t0 },
+      ...(mirror
+        ? {
+            mirror: {
+              ...(mirrorSnapshotId ? { snapshotId: mirrorSnapshotId } : {}),
+              dependencies: input.mirrorDependencies as MirrorDependency[],
+              metadataResponses: recorded.metadataResponses,
+            },
+          }
+        : {}),
+      durations: {
+        checkoutMs,
+        buildMs,
+        ...(rebuildMs !== undefined ? { rebuildMs } : {}),
+        attestMs,
+        totalMs: Date.now() - t0,
+      },
       ...(options.keepWorkDir ? { workDir: runDir } : {}),
       ...(image ? { image } : {}),
     };
@@ -367,22 +470,34 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
 
 function checkOptions(options: RunOptions): void {
   if (typeof options.builderId !== 'string' || !/^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(options.builderId)) {
-    throw new RunnerError('RUNNER_SPEC_INVALID', `builderId must be a URI (the runner's identity), got '${String(options.builderId)}'`);
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `builderId must be a URI (the runner's identity), got '${String(options.builderId)}'`,
+    );
   }
   if (options.mirrorSnapshotId !== undefined && !/^sha256:[0-9a-f]{64}$/.test(options.mirrorSnapshotId)) {
-    throw new RunnerError('RUNNER_SPEC_INVALID', `mirrorSnapshotId must look like sha256:<64 hex>, got '${options.mirrorSnapshotId}'`);
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `mirrorSnapshotId must look like sha256:<64 hex>, got '${options.mirrorSnapshotId}'`,
+    );
   }
-  if (options.bridgePort !== undefined && !(Number.isInteger(options.bridgePort) && options.bridgePort > 0 && options.bridgePort < 65536)) {
+  if (
+    options.bridgePort !== undefined &&
+    !(Number.isInteger(options.bridgePort) && options.bridgePort > 0 && options.bridgePort < 65536)
+  ) {
     throw new RunnerError('RUNNER_SPEC_INVALID', `bridgePort must be a TCP port, got ${options.bridgePort}`);
   }
-  if (typeof options.outDir !== 'string' || options.outDir === '') throw new RunnerError('RUNNER_SPEC_INVALID', 'outDir is required');
+  if (typeof options.outDir !== 'string' || options.outDir === '')
+    throw new RunnerError('RUNNER_SPEC_INVALID', 'outDir is required');
 }
 
 function prepareOutDir(dir: string): string {
   const abs = resolve(dir);
   if (existsSync(abs)) {
-    if (!statSync(abs).isDirectory()) throw new RunnerError('RUNNER_OUT_DIR_NOT_EMPTY', `output directory ${abs} is not a directory`);
-    if (readdirSync(abs).length > 0) throw new RunnerError('RUNNER_OUT_DIR_NOT_EMPTY', `output directory ${abs} is not empty`);
+    if (!statSync(abs).isDirectory())
+      throw new RunnerError('RUNNER_OUT_DIR_NOT_EMPTY', `output directory ${abs} is not a directory`);
+    if (readdirSync(abs).length > 0)
+      throw new RunnerError('RUNNER_OUT_DIR_NOT_EMPTY', `output directory ${abs} is not empty`);
   } else mkdirSync(abs, { recursive: true });
   return abs;
 }
@@ -412,9 +527,14 @@ async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild'): Promi
     tmp: { host: hostDir('tmp'), path: '/tmp' },
   };
   const mirrorUrl = ctx.mirror ? `http://127.0.0.1:${ctx.bridgePort}${ctx.mirror.pathPrefix}` : undefined;
-  const plan = ctx.builder.plan({ sourceDir: layout.src.path, outputDir: layout.out.path, ...(mirrorUrl ? { mirrorUrl } : {}) });
+  const plan = ctx.builder.plan({
+    sourceDir: layout.src.path,
+    outputDir: layout.out.path,
+    ...(mirrorUrl ? { mirrorUrl } : {}),
+  });
   // Builder hook: extra writable directories (e.g. a private /nix store), fresh per attempt.
-  if (plan.profile.writableDirs?.length) layout.extra = plan.profile.writableDirs.map((path, i) => ({ host: hostDir(`extra-${i}`), path }));
+  if (plan.profile.writableDirs?.length)
+    layout.extra = plan.profile.writableDirs.map((path, i) => ({ host: hostDir(`extra-${i}`), path }));
   const hostname = kind === 'build' ? 'airlock-build' : `airlock-rebuild-${noise}`;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(plan.env ?? {})) env[k] = v;
@@ -447,7 +567,15 @@ async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild'): Promi
     hostname,
     env,
     logPath,
-    result: { exitCode: null, signal: null, timedOut: false, aborted: false, durationMs: 0, logBytes: 0, logTruncated: false },
+    result: {
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      aborted: false,
+      durationMs: 0,
+      logBytes: 0,
+      logTruncated: false,
+    },
     violations: [],
     violationCount: 0,
     executed: [],
@@ -456,7 +584,10 @@ async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild'): Promi
 
 async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void> {
   const tracePath = join(a.dir, 'trace.txt');
-  const wrap = a.kind === 'rebuild' && ctx.tools.faketime && ctx.builder.supportsFaketime !== false ? [ctx.tools.faketime, '-m', '-f', '+397d'] : undefined;
+  const wrap =
+    a.kind === 'rebuild' && ctx.tools.faketime && ctx.builder.supportsFaketime !== false
+      ? [ctx.tools.faketime, '-m', '-f', '+397d']
+      : undefined;
   a.result = await runSandboxed({
     tools: {
       bwrap: ctx.tools.bwrap,
@@ -482,7 +613,10 @@ async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void> {
     scratchRoot: ctx.runDir,
   });
   if (ctx.monitor === 'strace') {
-    const analyzer = new TraceAnalyzer({ ...(ctx.mirror ? { bridgePort: ctx.bridgePort } : {}), isPlumbing: isPlumbingPath });
+    const analyzer = new TraceAnalyzer({
+      ...(ctx.mirror ? { bridgePort: ctx.bridgePort } : {}),
+      isPlumbing: isPlumbingPath,
+    });
     if (existsSync(tracePath)) {
       const rl = createInterface({ input: createReadStream(tracePath, 'utf8'), crlfDelay: Infinity });
       for await (const line of rl) analyzer.line(line);
@@ -511,15 +645,23 @@ function failOnViolations(ctx: RunContext, a: Attempt): void {
   if (a.violationCount === 0) return;
   const lines = a.violations.slice(0, 10).map(describeViolation);
   const more =
-    a.violations.length > lines.length
-      ? `\n  … and ${a.violations.length - lines.length} more distinct attempts`
-      : '';
+    a.violations.length > lines.length ? `\n  … and ${a.violations.length - lines.length} more distinct attempts` : '';
   const attempts = a.violationCount > 1 ? ` (${a.violationCount} attempts)` : '';
-  const allowed = ctx.mirror ? `only the mirror (${a.env.AIRLOCK_MIRROR_URL}) is reachable` : 'this build has no mirror, so nothing is reachable';
+  const allowed = ctx.mirror
+    ? `only the mirror (${a.env.AIRLOCK_MIRROR_URL}) is reachable`
+    : 'this build has no mirror, so nothing is reachable';
   throw new RunnerError(
     'RUNNER_HERMETICITY_VIOLATION',
     `hermeticity violation: the ${a.kind === 'rebuild' ? 'rebuild' : 'build'} tried to reach the network${attempts} (${allowed}; detected by ${ctx.monitor}):\n  - ${lines.join('\n  - ')}${more}\nbuild ${exitDescription(a.result, ctx.timeoutSeconds)}; log: ${a.logPath}`,
-    { details: { violations: a.violations, violationCount: a.violationCount, monitor: ctx.monitor, exitCode: a.result.exitCode, logPath: a.logPath } },
+    {
+      details: {
+        violations: a.violations,
+        violationCount: a.violationCount,
+        monitor: ctx.monitor,
+        exitCode: a.result.exitCode,
+        logPath: a.logPath,
+      },
+    },
   );
 }
 
@@ -536,11 +678,19 @@ function failOnBuildError(a: Attempt, timeoutSeconds: number): void {
   const tail = readTail(a.logPath, 4096).split('\n').slice(-20).join('\n').trimEnd();
   const details = { exitCode: r.exitCode, signal: r.signal, logPath: a.logPath, timedOut: r.timedOut };
   if (r.timedOut) {
-    throw new RunnerError('RUNNER_BUILD_TIMEOUT', `build timed out after ${timeoutSeconds}s (timeoutSeconds) and was killed; log: ${a.logPath}`, { details });
+    throw new RunnerError(
+      'RUNNER_BUILD_TIMEOUT',
+      `build timed out after ${timeoutSeconds}s (timeoutSeconds) and was killed; log: ${a.logPath}`,
+      { details },
+    );
   }
-  throw new RunnerError('RUNNER_BUILD_FAILED', `build failed: ${a.plan.describe ?? a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`, {
-    details,
-  });
+  throw new RunnerError(
+    'RUNNER_BUILD_FAILED',
+    `build failed: ${a.plan.describe ?? a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`,
+    {
+      details,
+    },
+  );
 }
 
 /** Programs the build ran: from the trace, or (log mode) argv[0] as the sandbox would resolve it. */
@@ -566,7 +716,16 @@ function lookupOnSandboxPath(cmd: string): string | undefined {
 
 /** Sandbox path → host file, for the read-only host binds and the source checkout only. */
 function toolchainContext(a: Attempt) {
-  const readOnlyRoots = ['/usr/', '/bin/', '/sbin/', '/lib/', '/lib32/', '/lib64/', '/libx32/', ...[...HOST_ETC_READONLY, ...a.plan.profile.extraReadOnly].map((p) => `${p}/`)];
+  const readOnlyRoots = [
+    '/usr/',
+    '/bin/',
+    '/sbin/',
+    '/lib/',
+    '/lib32/',
+    '/lib64/',
+    '/libx32/',
+    ...[...HOST_ETC_READONLY, ...a.plan.profile.extraReadOnly].map((p) => `${p}/`),
+  ];
   const src = `${a.layout.src.path}/`;
   const absolute = (p: string) => (isAbsolute(p) ? p : `${a.plan.cwd}/${p.replace(/^\.\//, '')}`);
   return {
@@ -601,7 +760,11 @@ function sandboxParameters(ctx: RunContext, a: Attempt): SandboxParameters {
     uid: SANDBOX_UID,
     gid: SANDBOX_GID,
     hostname: a.hostname,
-    readOnlyHostPaths: ['/usr', ...['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'].filter((p) => existsSync(p)), ...[...HOST_ETC_READONLY, ...a.plan.profile.extraReadOnly].filter((p) => existsSync(p))],
+    readOnlyHostPaths: [
+      '/usr',
+      ...['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'].filter((p) => existsSync(p)),
+      ...[...HOST_ETC_READONLY, ...a.plan.profile.extraReadOnly].filter((p) => existsSync(p)),
+    ],
     paths: { source: a.layout.src.path, output: a.layout.out.path, home: a.layout.home.path, tmp: a.layout.tmp.path },
     environment: fixed,
     passthroughEnv: [...passthrough].filter((k) => a.env[k] !== undefined),
@@ -612,7 +775,11 @@ function sandboxParameters(ctx: RunContext, a: Attempt): SandboxParameters {
   };
 }
 
-async function logDigest(name: string, a: Attempt | undefined, path = a?.logPath): Promise<{ name: string; sha256: string; size: number; truncated: boolean }> {
+async function logDigest(
+  name: string,
+  a: Attempt | undefined,
+  path = a?.logPath,
+): Promise<{ name: string; sha256: string; size: number; truncated: boolean }> {
   const { digests, size } = await digestFile(path!, ['sha256']);
   return { name, sha256: digests.sha256!, size, truncated: a?.result.logTruncated ?? false };
 }
@@ -620,10 +787,15 @@ async function logDigest(name: string, a: Attempt | undefined, path = a?.logPath
 /** Output names must not collide with the logs or with each other's attestation files. */
 function checkNameCollisions(files: readonly OutputFile[], hasRebuildLog: boolean): void {
   const reserved = new Set<string>([BUILD_LOG_NAME, ...(hasRebuildLog ? [REBUILD_LOG_NAME] : [])]);
-  for (const f of files) for (const s of [PROVENANCE_SUFFIX, SBOM_SUFFIX, PROVENANCE_BUNDLE_SUFFIX, SBOM_BUNDLE_SUFFIX]) reserved.add(`${f.name}${s}`);
+  for (const f of files)
+    for (const s of [PROVENANCE_SUFFIX, SBOM_SUFFIX, PROVENANCE_BUNDLE_SUFFIX, SBOM_BUNDLE_SUFFIX])
+      reserved.add(`${f.name}${s}`);
   const clash = files.filter((f) => reserved.has(f.name)).map((f) => f.name);
   if (clash.length > 0) {
-    throw new RunnerError('RUNNER_OUTPUT_INVALID', `output name${clash.length > 1 ? 's' : ''} ${clash.map((c) => `'${c}'`).join(', ')} collide with the runner's log or attestation files`);
+    throw new RunnerError(
+      'RUNNER_OUTPUT_INVALID',
+      `output name${clash.length > 1 ? 's' : ''} ${clash.map((c) => `'${c}'`).join(', ')} collide with the runner's log or attestation files`,
+    );
   }
 }
 
@@ -637,8 +809,13 @@ async function sign(signer: AttestationSigner, statement: Statement, what: strin
     bundle = await signer.attest(statement);
   } catch (cause) {
     const code = (cause as { code?: unknown }).code;
-    throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} failed${typeof code === 'string' ? ` [${code}]` : ''}: ${(cause as Error).message}`, { cause });
+    throw new RunnerError(
+      'RUNNER_SIGNING_FAILED',
+      `signing the ${what} failed${typeof code === 'string' ? ` [${code}]` : ''}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
-  if (typeof bundle !== 'object' || bundle === null) throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
+  if (typeof bundle !== 'object' || bundle === null)
+    throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
   return bundle;
 }

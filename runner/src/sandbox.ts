@@ -1,6 +1,19 @@
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { chmodSync, chownSync, createWriteStream, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  createWriteStream,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { straceArgs } from './network-monitor.js';
@@ -83,14 +96,24 @@ export interface SandboxProfile {
 
 // unprivilegedHost: as root, the sandbox user would be host uid 0, and procfs judges /proc/sys/* by host uid: a
 // build could write host sysctls (kernel.core_pattern → host root). Every build runs as a random unprivileged uid.
-export const COMMAND_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: true, extraReadOnly: [], unprivilegedHost: true };
+export const COMMAND_PROFILE: SandboxProfile = {
+  unsharePid: true,
+  disableNestedUserns: true,
+  extraReadOnly: [],
+  unprivilegedHost: true,
+};
 
 /**
  * For tools with their own sandbox (Bazel linux-sandbox, Nix): nested user namespaces allowed (they need them),
  * but still a pid namespace (no build process — e.g. a Bazel server JVM — outlives the sandbox) with a fresh
  * /proc, made nestable by `unprivilegedHost`.
  */
-export const NESTED_SANDBOX_PROFILE: SandboxProfile = { unsharePid: true, disableNestedUserns: false, extraReadOnly: [], unprivilegedHost: true };
+export const NESTED_SANDBOX_PROFILE: SandboxProfile = {
+  unsharePid: true,
+  disableNestedUserns: false,
+  extraReadOnly: [],
+  unprivilegedHost: true,
+};
 
 export interface BindDir {
   host: string;
@@ -180,7 +203,8 @@ const RESERVED_PLUMBING = new Set(['supervisor.mjs', 'supervisor.json', 'mirror.
 function plumbingFiles(opts: Pick<SandboxRunOptions, 'files'>): [string, string][] {
   const entries = Object.entries(opts.files ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
   for (const [name] of entries) {
-    if (!PLUMBING_FILE_NAME.test(name) || RESERVED_PLUMBING.has(name)) throw new RunnerError('RUNNER_INTERNAL', `invalid sandbox plumbing file name '${name}'`);
+    if (!PLUMBING_FILE_NAME.test(name) || RESERVED_PLUMBING.has(name))
+      throw new RunnerError('RUNNER_INTERNAL', `invalid sandbox plumbing file name '${name}'`);
   }
   return entries;
 }
@@ -195,10 +219,16 @@ export function writeSandboxFiles(opts: SandboxRunOptions): void {
     `root:x:0:0:root:/root:/usr/sbin/nologin\nbuilder:x:${SANDBOX_UID}:${SANDBOX_GID}:airlock builder:${layout.home.path}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
   );
   writeFileSync(join(etc, 'group'), `root:x:0:\nbuilder:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`);
-  writeFileSync(join(etc, 'hosts'), `127.0.0.1\tlocalhost ${opts.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  writeFileSync(
+    join(etc, 'hosts'),
+    `127.0.0.1\tlocalhost ${opts.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`,
+  );
   writeFileSync(join(etc, 'hostname'), `${opts.hostname}\n`);
   // Without nsswitch.conf glibc would ask DNS before /etc/hosts.
-  writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n');
+  writeFileSync(
+    join(etc, 'nsswitch.conf'),
+    'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n',
+  );
   const files = plumbingFiles(opts);
   if (files.length > 0) mkdirSync(join(layout.plumbingDir, 'files'), { recursive: true });
   for (const [name, content] of files) writeFileSync(join(layout.plumbingDir, 'files', name), content, { mode: 0o644 });
@@ -240,11 +270,13 @@ export function bwrapArgs(opts: SandboxRunOptions): string[] {
   a.push('--dev', '/dev');
   for (const p of [...HOST_ETC_READONLY, ...profile.extraReadOnly]) a.push('--ro-bind-try', p, p);
   const etc = join(layout.plumbingDir, 'etc');
-  for (const f of ['passwd', 'group', 'hosts', 'hostname', 'nsswitch.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
+  for (const f of ['passwd', 'group', 'hosts', 'hostname', 'nsswitch.conf'])
+    a.push('--ro-bind', join(etc, f), `/etc/${f}`);
   a.push('--dir', '/root', '--dir', '/home', '--dir', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--bind', layout.tmp.host, layout.tmp.path);
   for (const d of [layout.src, layout.out, layout.home, ...(layout.extra ?? [])]) a.push('--bind', d.host, d.path);
-  for (const [name] of plumbingFiles(opts)) a.push('--ro-bind', join(layout.plumbingDir, 'files', name), `/airlock/${name}`);
+  for (const [name] of plumbingFiles(opts))
+    a.push('--ro-bind', join(layout.plumbingDir, 'files', name), `/airlock/${name}`);
   if (opts.bindNode && !opts.mirrorSocket) a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
   if (opts.mirrorSocket) {
     a.push('--ro-bind', opts.tools.node, SANDBOX_NODE_PATH);
@@ -323,14 +355,20 @@ function chownTree(dir: string, id: number): void {
  */
 function prepareUnprivilegedHost(opts: SandboxRunOptions, writable: readonly BindDir[], id: number): () => void {
   if (!opts.tools.setpriv) {
-    throw new RunnerError('RUNNER_TOOL_MISSING', 'setpriv (util-linux) is needed to run this builder as an unprivileged host user (the runner is root)');
+    throw new RunnerError(
+      'RUNNER_TOOL_MISSING',
+      'setpriv (util-linux) is needed to run this builder as an unprivileged host user (the runner is root)',
+    );
   }
   const root = opts.scratchRoot;
   if (root) {
     // Above the run directory nothing is changed: the work root must already be searchable by anyone.
     for (let d = dirname(root); ; d = dirname(d)) {
       if ((statSync(d).mode & 0o001) === 0) {
-        throw new RunnerError('RUNNER_SPEC_INVALID', `workRoot: ${d} is not searchable by other users (mode ${(statSync(d).mode & 0o777).toString(8)}); this builder's sandbox runs as an unprivileged host user and must reach the run directory: use a workRoot under /tmp or /var/tmp`);
+        throw new RunnerError(
+          'RUNNER_SPEC_INVALID',
+          `workRoot: ${d} is not searchable by other users (mode ${(statSync(d).mode & 0o777).toString(8)}); this builder's sandbox runs as an unprivileged host user and must reach the run directory: use a workRoot under /tmp or /var/tmp`,
+        );
       }
       if (d === dirname(d)) break;
     }
@@ -371,11 +409,13 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxRunR
 async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined): Promise<SandboxRunResult> {
   const bwrap = [opts.tools.bwrap, ...bwrapArgs(opts)];
   // setpriv --pdeathsig KILL: if the runner dies, strace (and then bwrap, and then the sandbox) die too.
-  const guard = (argv: string[]) => (opts.tools.setpriv ? [opts.tools.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv);
+  const guard = (argv: string[]) =>
+    opts.tools.setpriv ? [opts.tools.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv;
   // An unprivileged host user: setpriv switches uid/gid (clearing supplementary groups and, with them, every
   // capability) right before bwrap; strace stays root outside and keeps tracing across the switch.
   const drop = hostId === undefined ? [] : ['--reuid', String(hostId), '--regid', String(hostId), '--clear-groups'];
-  let argv = hostId === undefined ? guard(bwrap) : [opts.tools.setpriv!, ...drop, '--pdeathsig', 'KILL', '--', ...bwrap];
+  let argv =
+    hostId === undefined ? guard(bwrap) : [opts.tools.setpriv!, ...drop, '--pdeathsig', 'KILL', '--', ...bwrap];
   if (opts.tools.strace) {
     if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with strace');
     argv = guard([opts.tools.strace, ...straceArgs(opts.tracePath), ...argv]);
@@ -418,7 +458,9 @@ async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined)
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       log.end();
-      reject(new RunnerError('RUNNER_TOOL_MISSING', `cannot start the sandbox (${argv[0]}): ${e.message}`, { cause: e }));
+      reject(
+        new RunnerError('RUNNER_TOOL_MISSING', `cannot start the sandbox (${argv[0]}): ${e.message}`, { cause: e }),
+      );
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -429,7 +471,15 @@ async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined)
         live.delete(child.pid);
       }
       log.end(() =>
-        resolvePromise({ exitCode: code, signal, timedOut, aborted, durationMs: Date.now() - started, logBytes, logTruncated: truncated }),
+        resolvePromise({
+          exitCode: code,
+          signal,
+          timedOut,
+          aborted,
+          durationMs: Date.now() - started,
+          logBytes,
+          logTruncated: truncated,
+        }),
       );
     });
   });

@@ -40,7 +40,10 @@ export function getValidator(name: SchemaName): ValidateFunction {
 
 /** Field path of an ajv error in dotted form: `/builder/argv/0` → `builder.argv[0]`; the top level → `(spec)`. */
 export function fieldName(instancePath: string, root = '(spec)'): string {
-  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (parts.length === 0) return root;
   return parts.reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc === '' ? p : `${acc}.${p}`), '');
 }
@@ -60,7 +63,8 @@ export function formatSchemaErrors(errors: readonly ErrorObject[]): string[] {
       continue;
     }
     let message = e.message ?? e.keyword;
-    if (e.keyword === 'enum') message += `: ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
+    if (e.keyword === 'enum')
+      message += `: ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
     if (e.keyword === 'not' || e.keyword === 'pattern') message = patternHint(e.instancePath) ?? message;
     out.add(`${fieldName(e.instancePath)}: ${message}`);
   }
@@ -74,8 +78,11 @@ function patternHint(instancePath: string): string | undefined {
   }
   if (instancePath === '/source/commit') return 'must be a full 40-hex lowercase commit id';
   if (instancePath.startsWith('/env/')) return 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)';
-  if (/^\/image\/(files|executable)\/\d+$/.test(instancePath)) return "must be a relative '/'-separated pattern over output names, without '.', '..' or empty segments";
-  if (instancePath === '/image/path' || instancePath === '/image/workingDir') return "must be an absolute '/'-separated path without '.', '..' or empty segments or a trailing '/'";
-  if (instancePath === '/image/tag') return "must be a tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) not starting with 'sha256-' (reserved for signatures and the referrers index)";
+  if (/^\/image\/(files|executable)\/\d+$/.test(instancePath))
+    return "must be a relative '/'-separated pattern over output names, without '.', '..' or empty segments";
+  if (instancePath === '/image/path' || instancePath === '/image/workingDir')
+    return "must be an absolute '/'-separated path without '.', '..' or empty segments or a trailing '/'";
+  if (instancePath === '/image/tag')
+    return "must be a tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) not starting with 'sha256-' (reserved for signatures and the referrers index)";
   return undefined;
 }

@@ -90,13 +90,22 @@ export function loadSpecFile(path: string): LoadedSpec {
     if (st.size > MAX_SPEC_BYTES) throw new Error(`larger than ${MAX_SPEC_BYTES} bytes`);
     text = readFileSync(abs, 'utf8');
   } catch (cause) {
-    throw new RunnerError('RUNNER_SPEC_UNREADABLE', `cannot read build spec ${abs}: ${(cause as Error).message}`, { cause });
+    throw new RunnerError('RUNNER_SPEC_UNREADABLE', `cannot read build spec ${abs}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   let value: unknown;
   try {
-    value = extname(abs).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: true });
+    value =
+      extname(abs).toLowerCase() === '.json'
+        ? JSON.parse(text)
+        : parseYaml(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: true });
   } catch (cause) {
-    throw new RunnerError('RUNNER_SPEC_UNREADABLE', `build spec ${abs} is not valid ${extname(abs) === '.json' ? 'JSON' : 'YAML'}: ${(cause as Error).message}`, { cause });
+    throw new RunnerError(
+      'RUNNER_SPEC_UNREADABLE',
+      `build spec ${abs} is not valid ${extname(abs) === '.json' ? 'JSON' : 'YAML'}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   return { ...validateSpec(value, abs), path: abs, baseDir: dirname(abs) };
 }
@@ -112,13 +121,21 @@ function validateSpec(value: unknown, what: string): { spec: BuildSpec; digest: 
   const validate = getValidator('buildSpec');
   if (!validate(value)) {
     const problems = formatSchemaErrors(validate.errors ?? []);
-    throw new RunnerError('RUNNER_SPEC_INVALID', `${what} does not match ${SCHEMA_FILES.buildSpec}:\n  - ${problems.join('\n  - ')}`, {
-      details: { schema: SCHEMA_FILES.buildSpec, problems },
-    });
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `${what} does not match ${SCHEMA_FILES.buildSpec}:\n  - ${problems.join('\n  - ')}`,
+      {
+        details: { schema: SCHEMA_FILES.buildSpec, problems },
+      },
+    );
   }
   const spec = value as unknown as BuildSpec;
   const problems = (spec.env ?? [])
-    .map((name, i) => (RESERVED_ENV.has(name) || RESERVED_ENV_PREFIX.test(name) ? `env[${i}]: '${name}' is set by the runner and cannot be passed through` : undefined))
+    .map((name, i) =>
+      RESERVED_ENV.has(name) || RESERVED_ENV_PREFIX.test(name)
+        ? `env[${i}]: '${name}' is set by the runner and cannot be passed through`
+        : undefined,
+    )
     .filter((p): p is string => p !== undefined);
   if (problems.length > 0) {
     throw new RunnerError('RUNNER_SPEC_INVALID', `${what}:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
@@ -144,7 +161,8 @@ function branchOnlyProblem(value: unknown): string | undefined {
   if (typeof s.commit === 'number') return 'source.commit: must be a string (quote the commit id in YAML)';
   if (typeof s.commit === 'string' && !/^[0-9a-f]{40}$/.test(s.commit)) {
     if (/^[0-9A-F]{40}$/i.test(s.commit)) return `source.commit: '${s.commit}' must be lowercase hex`;
-    if (/^[0-9a-f]{4,39}$/i.test(s.commit)) return `source.commit: '${s.commit}' is an abbreviated commit id: give all 40 hex digits`;
+    if (/^[0-9a-f]{4,39}$/i.test(s.commit))
+      return `source.commit: '${s.commit}' is an abbreviated commit id: give all 40 hex digits`;
     return `source.commit: '${s.commit}' is not a 40-hex commit id; a branch or tag name is refused because it can move: pin the exact commit (git rev-parse)`;
   }
   return undefined;

@@ -14,7 +14,17 @@ import { AIRLOCK_BUILD_TYPE, SLSA_PROVENANCE_V1 } from '../src/provenance.js';
 import { runBuild, type RunOptions, type RunResult } from '../src/run.js';
 import { getValidator } from '../src/schemas.js';
 import type { BuildSpec } from '../src/spec.js';
-import { bwrapProblem, gitProblem, makeFixtureRepo, rmrf, startFileServer, straceProblem, tempDir, toolsAvailable, type FixtureRepo } from './helpers.js';
+import {
+  bwrapProblem,
+  gitProblem,
+  makeFixtureRepo,
+  rmrf,
+  startFileServer,
+  straceProblem,
+  tempDir,
+  toolsAvailable,
+  type FixtureRepo,
+} from './helpers.js';
 
 const enabled = toolsAvailable('sandboxed runner tests', [bwrapProblem(), straceProblem(), gitProblem()]);
 const BUILDER_ID = 'https://airlock.dev/runners/test/v1';
@@ -23,7 +33,12 @@ afterAll(() => rmrf(dir));
 
 let n = 0;
 const outDir = () => join(dir, `out-${++n}`);
-const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ outDir: outDir(), workRoot: join(dir, 'work'), builderId: BUILDER_ID, ...extra });
+const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({
+  outDir: outDir(),
+  workRoot: join(dir, 'work'),
+  builderId: BUILDER_ID,
+  ...extra,
+});
 
 function json<T = Record<string, unknown>>(path: string): T {
   return JSON.parse(readFileSync(path, 'utf8')) as T;
@@ -46,7 +61,12 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
   const signed: Statement[] = [];
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const signer = new AirlockSigner({ fulcioUrl: 'http://127.0.0.1:1', rekorUrl: 'http://127.0.0.1:1', keySigner: new KeySigner(pem, 'runner-test'), skipTlog: true });
+  const signer = new AirlockSigner({
+    fulcioUrl: 'http://127.0.0.1:1',
+    rekorUrl: 'http://127.0.0.1:1',
+    keySigner: new KeySigner(pem, 'runner-test'),
+    skipTlog: true,
+  });
 
   beforeAll(async () => {
     fx = makeFixtureRepo('good', dir);
@@ -62,7 +82,13 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
     options = opts({
       signer: { attest: async (s) => (signed.push(s), signer.attest(s)) },
       mirrorSnapshotId: `sha256:${'a'.repeat(64)}`,
-      resolvedMirrorDependencies: [{ purl: 'pkg:npm/left-pad@1.3.0', uri: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', digest: { sha256: 'b'.repeat(64) } }],
+      resolvedMirrorDependencies: [
+        {
+          purl: 'pkg:npm/left-pad@1.3.0',
+          uri: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz',
+          digest: { sha256: 'b'.repeat(64) },
+        },
+      ],
     });
     result = await runBuild(specPath, options);
   });
@@ -83,7 +109,11 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
   });
 
   it('passed the rebuild check (different path, hostname, env, time) and cleaned its scratch space', () => {
-    expect(result.reproducibility).toMatchObject({ status: 'reproduced', files: 3, variations: { buildPath: true, hostname: true, environmentNoise: true } });
+    expect(result.reproducibility).toMatchObject({
+      status: 'reproduced',
+      files: 3,
+      variations: { buildPath: true, hostname: true, environmentNoise: true },
+    });
     expect(result.rebuildLogPath && existsSync(result.rebuildLogPath)).toBe(true);
     expect(readdirSync(join(dir, 'work'))).toEqual([]);
     expect(result.hermeticity).toEqual({ monitor: 'strace', violations: 0 });
@@ -108,26 +138,66 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
         env: [],
         timeoutSeconds: 120,
       });
-      expect(bd.internalParameters.sandbox).toMatchObject({ tool: 'bubblewrap', uid: 1000, umask: '022', monitor: 'strace', network: { mode: 'none' } });
-      expect(bd.internalParameters.sandbox.namespaces).toEqual(expect.arrayContaining(['user', 'network', 'pid', 'ipc', 'uts']));
-      expect(bd.internalParameters.sandbox.environment).toMatchObject({ TZ: 'UTC', LC_ALL: 'C', HOME: '/build/home', SOURCE_DATE_EPOCH: String(result.source.sourceDateEpoch) });
+      expect(bd.internalParameters.sandbox).toMatchObject({
+        tool: 'bubblewrap',
+        uid: 1000,
+        umask: '022',
+        monitor: 'strace',
+        network: { mode: 'none' },
+      });
+      expect(bd.internalParameters.sandbox.namespaces).toEqual(
+        expect.arrayContaining(['user', 'network', 'pid', 'ipc', 'uts']),
+      );
+      expect(bd.internalParameters.sandbox.environment).toMatchObject({
+        TZ: 'UTC',
+        LC_ALL: 'C',
+        HOME: '/build/home',
+        SOURCE_DATE_EPOCH: String(result.source.sourceDateEpoch),
+      });
       const rd = st.predicate!.runDetails;
       expect(rd.builder.id).toBe(BUILDER_ID);
-      expect(rd.metadata).toEqual({ invocationId: result.invocationId, startedOn: result.startedOn, finishedOn: result.finishedOn });
+      expect(rd.metadata).toEqual({
+        invocationId: result.invocationId,
+        startedOn: result.startedOn,
+        finishedOn: result.finishedOn,
+      });
       const byName = Object.fromEntries((rd.byproducts as { name: string }[]).map((b) => [b.name, b]));
       expect(byName['airlock-build.log']).toMatchObject({ digest: { sha256: result.logSha256 } });
       expect(byName['reproducibility']).toMatchObject({ annotations: { status: 'reproduced' } });
-      expect(JSON.parse(Buffer.from((byName['reproducibility'] as unknown as { content: string }).content, 'base64').toString())).toMatchObject({ status: 'reproduced' });
+      expect(
+        JSON.parse(
+          Buffer.from((byName['reproducibility'] as unknown as { content: string }).content, 'base64').toString(),
+        ),
+      ).toMatchObject({ status: 'reproduced' });
     }
   });
 
   it('lists the source commit, mirror snapshot, mirror blobs and every tool the build ran, by digest', () => {
     const st = json<Statement<Record<string, any>>>(result.artifacts[0]!.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
-    const deps = st.predicate!.buildDefinition.resolvedDependencies as { name?: string; uri: string; digest: Record<string, string>; annotations?: Record<string, unknown> }[];
-    expect(deps[0]).toMatchObject({ name: 'source', uri: `git+file://${fx.repo}@${fx.commit}`, digest: { gitCommit: fx.commit } });
-    expect(deps[0]!.annotations).toMatchObject({ treeDigest: { algorithm: 'airlock-tree-v1', sha256: result.source.treeSha256 } });
-    expect(deps).toContainEqual(expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: 'a'.repeat(64) } }));
-    expect(deps).toContainEqual(expect.objectContaining({ uri: 'pkg:npm/left-pad@1.3.0', downloadLocation: expect.stringContaining('left-pad-1.3.0.tgz'), digest: { sha256: 'b'.repeat(64) } }));
+    const deps = st.predicate!.buildDefinition.resolvedDependencies as {
+      name?: string;
+      uri: string;
+      digest: Record<string, string>;
+      annotations?: Record<string, unknown>;
+    }[];
+    expect(deps[0]).toMatchObject({
+      name: 'source',
+      uri: `git+file://${fx.repo}@${fx.commit}`,
+      digest: { gitCommit: fx.commit },
+    });
+    expect(deps[0]!.annotations).toMatchObject({
+      treeDigest: { algorithm: 'airlock-tree-v1', sha256: result.source.treeSha256 },
+    });
+    expect(deps).toContainEqual(
+      expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: 'a'.repeat(64) } }),
+    );
+    expect(deps).toContainEqual(
+      expect.objectContaining({
+        uri: 'pkg:npm/left-pad@1.3.0',
+        downloadLocation: expect.stringContaining('left-pad-1.3.0.tgz'),
+        digest: { sha256: 'b'.repeat(64) },
+      }),
+    );
     const tools = deps.filter((d) => d.annotations?.role === 'toolchain');
     for (const t of ['/usr/bin/tar', '/usr/bin/gzip', '/usr/bin/date', '/usr/bin/tr']) {
       const entry = tools.find((d) => d.name === t);
@@ -142,7 +212,10 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
 
   it('writes a valid CycloneDX 1.6 SBOM per output with the source, mirror blobs and tools', () => {
     const a = result.artifacts.find((x) => x.name === 'hello.txt')!;
-    const bom = json<{ metadata: { component: { name: string; hashes: { content: string }[] } }; components: { name: string; purl?: string }[] }>(a.sbomPath);
+    const bom = json<{
+      metadata: { component: { name: string; hashes: { content: string }[] } };
+      components: { name: string; purl?: string }[];
+    }>(a.sbomPath);
     expect(validateSbom(bom)).toEqual({ valid: true, errors: [] });
     expect(bom.metadata.component.name).toBe('hello.txt');
     expect(bom.metadata.component.hashes[0]!.content).toBe(a.sha256);
@@ -158,10 +231,14 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
       const prov = json<{ dsseEnvelope: unknown }>(a.provenanceBundlePath!);
       expect(a.provenanceBundlePath).toBe(`${a.path}.provenance.sigstore.json`);
       expect(a.sbomBundlePath).toBe(`${a.path}.sbom.sigstore.json`);
-      const payload = JSON.parse(verifyDsse(parseDsseEnvelope(prov.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString()) as Statement;
+      const payload = JSON.parse(
+        verifyDsse(parseDsseEnvelope(prov.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString(),
+      ) as Statement;
       expect(payload).toEqual(json(a.provenancePath));
       const sbom = json<{ dsseEnvelope: unknown }>(a.sbomBundlePath!);
-      const sbomPayload = JSON.parse(verifyDsse(parseDsseEnvelope(sbom.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString()) as Statement;
+      const sbomPayload = JSON.parse(
+        verifyDsse(parseDsseEnvelope(sbom.dsseEnvelope), publicKey, INTOTO_PAYLOAD_TYPE).toString(),
+      ) as Statement;
       expect(sbomPayload.predicateType).toBe(CYCLONEDX_PREDICATE_TYPE);
       expect(sbomPayload.subject).toEqual([{ name: a.name, digest: { sha256: a.sha256 } }]);
       expect(sbomPayload.predicate).toEqual(json(a.sbomPath));
@@ -176,7 +253,17 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
   });
 
   it('maps a signer failure to RUNNER_SIGNING_FAILED (exit 13)', async () => {
-    const e = await failure(runBuild({ ...spec, reproducible: false }, opts({ signer: { attest: async () => Promise.reject(Object.assign(new Error('CA unreachable'), { code: 'SIGN_CERTIFICATE' })) } })));
+    const e = await failure(
+      runBuild(
+        { ...spec, reproducible: false },
+        opts({
+          signer: {
+            attest: async () =>
+              Promise.reject(Object.assign(new Error('CA unreachable'), { code: 'SIGN_CERTIFICATE' })),
+          },
+        }),
+      ),
+    );
     expect(e.code).toBe('RUNNER_SIGNING_FAILED');
     expect(e.message).toMatch(/signing the provenance of build-date\.txt failed \[SIGN_CERTIFICATE\]: CA unreachable/);
     expect(exitCodeFor(e)).toBe(EXIT_CODES.SIGNING_FAILED);
@@ -204,7 +291,12 @@ describe.runIf(enabled)('runBuild: the sandbox as seen from inside', () => {
     canary = join(fakeHome, '.ssh', 'id_ed25519');
     writeFileSync(canary, secret, { mode: 0o600 });
     const r = await runBuild(
-      { source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'probe.sh', canary, fakeHome, join(dir, 'work')] }, outputs: ['report.txt'], env: ['BUILD_FLAVOR', 'NOT_SET_ANYWHERE'] },
+      {
+        source: { repo: fx.repo, commit: fx.commit },
+        builder: { type: 'command', argv: ['sh', 'probe.sh', canary, fakeHome, join(dir, 'work')] },
+        outputs: ['report.txt'],
+        env: ['BUILD_FLAVOR', 'NOT_SET_ANYWHERE'],
+      },
       opts({ hostEnv: { BUILD_FLAVOR: 'release', SECRET_TOKEN: 'do-not-pass', HOME: '/root' } }),
     );
     report = readFileSync(r.artifacts[0]!.path, 'utf8');
@@ -216,7 +308,8 @@ describe.runIf(enabled)('runBuild: the sandbox as seen from inside', () => {
     expect(report).toContain(`invisible: ${join(dir, 'fake-home')}`);
     expect(report).toContain(`invisible: ${join(dir, 'work')}`);
     expect(report).not.toMatch(/^READ: /m);
-    for (const p of ['/root/.ssh', '/etc/shadow', '/etc/ssl/private', '/etc/machine-id', '/run', '/var/lib']) expect(report).toContain(`invisible: ${p}`);
+    for (const p of ['/root/.ssh', '/etc/shadow', '/etc/ssl/private', '/etc/machine-id', '/run', '/var/lib'])
+      expect(report).toContain(`invisible: ${p}`);
     expect(report).toContain('root-entries=0 home-entries=0');
   });
 
@@ -226,10 +319,23 @@ describe.runIf(enabled)('runBuild: the sandbox as seen from inside', () => {
     expect(report).toContain('umask=0022');
     expect(report).toContain('pwd=/build/src');
     const env = report.split('--- env\n')[1]!;
-    const names = env.trim().split('\n').map((l) => l.split('=')[0]);
-    expect(names.filter((n) => n !== 'PWD' && n !== 'SHLVL' && n !== '_' && n !== 'OLDPWD')).toEqual(
-      ['AIRLOCK_OUTPUT_DIR', 'AIRLOCK_SOURCE_DIR', 'BUILD_FLAVOR', 'HOME', 'LC_ALL', 'LOGNAME', 'PATH', 'SOURCE_DATE_EPOCH', 'TMPDIR', 'TZ', 'USER'],
-    );
+    const names = env
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=')[0]);
+    expect(names.filter((n) => n !== 'PWD' && n !== 'SHLVL' && n !== '_' && n !== 'OLDPWD')).toEqual([
+      'AIRLOCK_OUTPUT_DIR',
+      'AIRLOCK_SOURCE_DIR',
+      'BUILD_FLAVOR',
+      'HOME',
+      'LC_ALL',
+      'LOGNAME',
+      'PATH',
+      'SOURCE_DATE_EPOCH',
+      'TMPDIR',
+      'TZ',
+      'USER',
+    ]);
     expect(env).toContain('BUILD_FLAVOR=release');
     expect(env).toContain('HOME=/build/home');
     expect(env).toContain('TZ=UTC');
@@ -237,8 +343,16 @@ describe.runIf(enabled)('runBuild: the sandbox as seen from inside', () => {
   });
 
   it('lets the build write only its source, output, home and temp directories', () => {
-    for (const p of ['/usr/airlock-probe', '/etc/airlock-probe', '/airlock-probe', '/root/airlock-probe', '/home/airlock-probe']) expect(report).toContain(`read-only: ${p}`);
-    for (const p of ['/build/home/probe', '/tmp/probe', '/build/out/probe', '/build/src/probe']) expect(report).toContain(`writable: ${p}`);
+    for (const p of [
+      '/usr/airlock-probe',
+      '/etc/airlock-probe',
+      '/airlock-probe',
+      '/root/airlock-probe',
+      '/home/airlock-probe',
+    ])
+      expect(report).toContain(`read-only: ${p}`);
+    for (const p of ['/build/home/probe', '/tmp/probe', '/build/out/probe', '/build/src/probe'])
+      expect(report).toContain(`writable: ${p}`);
   });
 });
 
@@ -262,21 +376,57 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     const sock = join(dir, 'mirror-unix.sock');
     const snapshot = { id: `sha256:${'5'.repeat(64)}`, sequence: 7 };
     // The mirror's lookup API: what the bridge asks after the build about each body it relayed.
-    const lookup = { sha256: sha, size: 0, snapshot, entries: [{ ecosystem: 'generic', name: 'blob.txt', version: '1.0', filename: 'blob.txt', purl: 'pkg:generic/blob.txt@1.0', urls: ['https://upstream.example/blob.txt'], digests: { sha256: sha } }] };
+    const lookup = {
+      sha256: sha,
+      size: 0,
+      snapshot,
+      entries: [
+        {
+          ecosystem: 'generic',
+          name: 'blob.txt',
+          version: '1.0',
+          filename: 'blob.txt',
+          purl: 'pkg:generic/blob.txt@1.0',
+          urls: ['https://upstream.example/blob.txt'],
+          digests: { sha256: sha },
+        },
+      ],
+    };
     const server = await startFileServer({ ...files, [`/-/airlock/blobs/${sha}`]: JSON.stringify(lookup) }, sock);
     try {
       const r = await runBuild(spec(`/sha256/${sha}`), opts({ mirrorUnixSocket: sock }));
       expect(r.artifacts[0]!.sha256).toBe(sha);
       expect(server.requests.filter((u) => !u.startsWith('/-/airlock/'))).toEqual([`/sha256/${sha}`]);
       const st = json<Statement<Record<string, any>>>(r.artifacts[0]!.provenancePath); // eslint-disable-line @typescript-eslint/no-explicit-any
-      expect(st.predicate!.buildDefinition.internalParameters.sandbox.network).toEqual({ mode: 'mirror-bridge', bridge: '127.0.0.1:18080' });
-      expect(st.predicate!.buildDefinition.internalParameters.sandbox.environment.AIRLOCK_MIRROR_URL).toBe('http://127.0.0.1:18080');
+      expect(st.predicate!.buildDefinition.internalParameters.sandbox.network).toEqual({
+        mode: 'mirror-bridge',
+        bridge: '127.0.0.1:18080',
+      });
+      expect(st.predicate!.buildDefinition.internalParameters.sandbox.environment.AIRLOCK_MIRROR_URL).toBe(
+        'http://127.0.0.1:18080',
+      );
       // Not supplied by the caller: recorded by the bridge from the bytes the build got, resolved by the lookup.
       const deps = st.predicate!.buildDefinition.resolvedDependencies;
-      expect(deps).toContainEqual(expect.objectContaining({ uri: 'pkg:generic/blob.txt@1.0', downloadLocation: 'https://upstream.example/blob.txt', digest: { sha256: sha } }));
-      expect(deps).toContainEqual(expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: '5'.repeat(64) } }));
+      expect(deps).toContainEqual(
+        expect.objectContaining({
+          uri: 'pkg:generic/blob.txt@1.0',
+          downloadLocation: 'https://upstream.example/blob.txt',
+          digest: { sha256: sha },
+        }),
+      );
+      expect(deps).toContainEqual(
+        expect.objectContaining({ name: 'mirror-snapshot', digest: { sha256: '5'.repeat(64) } }),
+      );
       expect(r.mirror).toMatchObject({ snapshotId: snapshot.id, metadataResponses: 0 });
-      expect(r.mirror!.dependencies).toEqual([{ purl: 'pkg:generic/blob.txt@1.0', uri: 'https://upstream.example/blob.txt', name: 'blob.txt', version: '1.0', digest: { sha256: sha } }]);
+      expect(r.mirror!.dependencies).toEqual([
+        {
+          purl: 'pkg:generic/blob.txt@1.0',
+          uri: 'https://upstream.example/blob.txt',
+          name: 'blob.txt',
+          version: '1.0',
+          digest: { sha256: sha },
+        },
+      ]);
     } finally {
       await server.close();
     }

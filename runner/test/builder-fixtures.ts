@@ -15,17 +15,25 @@ export const sha256 = (b: Buffer | string): string => createHash('sha256').updat
 
 /** `tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - <dir> | gzip -n -9` of fixtures/runner/<fixture>/upstream/<dir>. */
 export function upstreamArchive(fixture: string, dir: string): Buffer {
-  return execFileSync('sh', ['-c', 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$1" | gzip -n -9', 'sh', dir], {
-    cwd: join(FIXTURES, fixture, 'upstream'),
-    maxBuffer: 16 << 20,
-  });
+  return execFileSync(
+    'sh',
+    ['-c', 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$1" | gzip -n -9', 'sh', dir],
+    {
+      cwd: join(FIXTURES, fixture, 'upstream'),
+      maxBuffer: 16 << 20,
+    },
+  );
 }
 
 /**
  * A bare repo with fixtures/runner/<fixture>/workspace as one commit; every `<name>.in` becomes `<name>` with
  * `@KEY@` placeholders replaced.
  */
-export function workspaceRepo(fixture: string, parent: string, values: Record<string, string>): { repo: string; commit: string } {
+export function workspaceRepo(
+  fixture: string,
+  parent: string,
+  values: Record<string, string>,
+): { repo: string; commit: string } {
   const work = join(parent, `${fixture}-work`);
   cpSync(join(FIXTURES, fixture, 'workspace'), work, { recursive: true });
   for (const n of readdirSync(work)) {
@@ -54,7 +62,10 @@ export interface StandInMirror {
  * Serves `blobs` (sha256 hex → bytes, which may deliberately not match the digest) at /sha256/<hex> and
  * /sha256/<hex>/<filename>, GET and HEAD; answers the blob lookup for the blobs whose bytes do match.
  */
-export async function startStandInMirror(blobs: Record<string, Buffer>, names: Record<string, string> = {}): Promise<StandInMirror> {
+export async function startStandInMirror(
+  blobs: Record<string, Buffer>,
+  names: Record<string, string> = {},
+): Promise<StandInMirror> {
   const requests: string[] = [];
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
@@ -74,7 +85,17 @@ export async function startStandInMirror(blobs: Record<string, Buffer>, names: R
         sha256: lookup[1],
         size: known.length,
         snapshot: { id: `sha256:${'7'.repeat(64)}`, sequence: 1 },
-        entries: [{ ecosystem: 'generic', name, version: null, filename: name, purl: null, urls: [`https://upstream.invalid/${name}`], digests: { sha256: lookup[1] } }],
+        entries: [
+          {
+            ecosystem: 'generic',
+            name,
+            version: null,
+            filename: name,
+            purl: null,
+            urls: [`https://upstream.invalid/${name}`],
+            digests: { sha256: lookup[1] },
+          },
+        ],
       };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
       return;

@@ -9,14 +9,29 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES, exitCodeFor } from '../src/errors.js';
 import { runBuild, type RunOptions } from '../src/run.js';
 import type { BuildSpec } from '../src/spec.js';
-import { bwrapProblem, gitProblem, makeFixtureRepo, processesWith, rmrf, straceProblem, tempDir, toolsAvailable, type FixtureRepo } from './helpers.js';
+import {
+  bwrapProblem,
+  gitProblem,
+  makeFixtureRepo,
+  processesWith,
+  rmrf,
+  straceProblem,
+  tempDir,
+  toolsAvailable,
+  type FixtureRepo,
+} from './helpers.js';
 
 const enabled = toolsAvailable('sandboxed runner failure tests', [bwrapProblem(), straceProblem(), gitProblem()]);
 const dir = tempDir('failures');
 afterAll(() => rmrf(dir));
 
 let n = 0;
-const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ outDir: join(dir, `out-${++n}`), workRoot: join(dir, 'work'), builderId: 'https://airlock.dev/runners/test/v1', ...extra });
+const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({
+  outDir: join(dir, `out-${++n}`),
+  workRoot: join(dir, 'work'),
+  builderId: 'https://airlock.dev/runners/test/v1',
+  ...extra,
+});
 
 async function failure(p: Promise<unknown>): Promise<Error & { code: string; details?: Record<string, unknown> }> {
   try {
@@ -34,7 +49,13 @@ async function failure(p: Promise<unknown>): Promise<Error & { code: string; det
  */
 function sleepers(marker: string): string[] {
   const cut = marker.lastIndexOf('-');
-  return ['bash', '-c', 'm="$0-$1"; (exec -a "$m" sleep 60) & exec -a "$m" sleep 61', marker.slice(0, cut), marker.slice(cut + 1)];
+  return [
+    'bash',
+    '-c',
+    'm="$0-$1"; (exec -a "$m" sleep 60) & exec -a "$m" sleep 61',
+    marker.slice(0, cut),
+    marker.slice(cut + 1),
+  ];
 }
 
 describe.runIf(enabled)('runBuild: build failures', () => {
@@ -42,10 +63,22 @@ describe.runIf(enabled)('runBuild: build failures', () => {
   beforeAll(() => {
     fx = makeFixtureRepo('good', dir);
   });
-  const base = (): BuildSpec => ({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['hello.txt'] });
+  const base = (): BuildSpec => ({
+    source: { repo: fx.repo, commit: fx.commit },
+    builder: { type: 'command', argv: ['sh', 'build.sh'] },
+    outputs: ['hello.txt'],
+  });
 
   it('fails with the exit status and the tail of the log', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo compiling; echo "error: it broke" >&2; exit 3'] } }, opts()));
+    const e = await failure(
+      runBuild(
+        {
+          ...base(),
+          builder: { type: 'command', argv: ['sh', '-c', 'echo compiling; echo "error: it broke" >&2; exit 3'] },
+        },
+        opts(),
+      ),
+    );
     expect(e.code).toBe('RUNNER_BUILD_FAILED');
     expect(e.message).toMatch(/build failed: sh exited with status 3; log: .*airlock-build\.log/);
     expect(e.message).toContain('error: it broke');
@@ -54,7 +87,9 @@ describe.runIf(enabled)('runBuild: build failures', () => {
   });
 
   it('reports a missing program as exit 127', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['no-such-tool', '--version'] } }, opts()));
+    const e = await failure(
+      runBuild({ ...base(), builder: { type: 'command', argv: ['no-such-tool', '--version'] } }, opts()),
+    );
     expect(e.code).toBe('RUNNER_BUILD_FAILED');
     expect(e.message).toMatch(/exited with status 127/);
     expect(e.message).toMatch(/no-such-tool: not found/);
@@ -62,7 +97,9 @@ describe.runIf(enabled)('runBuild: build failures', () => {
 
   it('kills the whole sandbox on timeout and leaves no process behind', async () => {
     const marker = `airlock-timeout-${process.pid}-${Date.now()}`;
-    const e = await failure(runBuild({ ...base(), timeoutSeconds: 1, builder: { type: 'command', argv: sleepers(marker) } }, opts()));
+    const e = await failure(
+      runBuild({ ...base(), timeoutSeconds: 1, builder: { type: 'command', argv: sleepers(marker) } }, opts()),
+    );
     expect(e.code).toBe('RUNNER_BUILD_TIMEOUT');
     expect(e.message).toMatch(/timed out after 1s/);
     expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
@@ -94,10 +131,12 @@ describe.runIf(enabled)('runBuild: build failures', () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: 'ignore' });
     const others = [child.pid!]; // its -e source contains the marker too
     try {
-      for (let i = 0; i < 400 && processesWith(marker, others).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 400 && processesWith(marker, others).length < 2; i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect(processesWith(marker, others)).toHaveLength(2);
       child.kill('SIGKILL');
-      for (let i = 0; i < 100 && processesWith(marker, others).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100 && processesWith(marker, others).length > 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect(processesWith(marker, others)).toEqual([]);
     } finally {
       child.kill('SIGKILL');
@@ -111,13 +150,31 @@ describe.runIf(enabled)('runBuild: build failures', () => {
   });
 
   it('refuses an output that is a symlink to a host file', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'ln -s /etc/passwd "$AIRLOCK_OUTPUT_DIR/passwd"'] }, outputs: ['passwd'] }, opts()));
+    const e = await failure(
+      runBuild(
+        {
+          ...base(),
+          builder: { type: 'command', argv: ['sh', '-c', 'ln -s /etc/passwd "$AIRLOCK_OUTPUT_DIR/passwd"'] },
+          outputs: ['passwd'],
+        },
+        opts(),
+      ),
+    );
     expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
     expect(e.message).toContain("'passwd' (symlink)");
   });
 
   it('refuses an output named like a runner file', async () => {
-    const e = await failure(runBuild({ ...base(), builder: { type: 'command', argv: ['sh', '-c', 'echo x > "$AIRLOCK_OUTPUT_DIR/airlock-build.log"'] }, outputs: ['airlock-build.log'] }, opts()));
+    const e = await failure(
+      runBuild(
+        {
+          ...base(),
+          builder: { type: 'command', argv: ['sh', '-c', 'echo x > "$AIRLOCK_OUTPUT_DIR/airlock-build.log"'] },
+          outputs: ['airlock-build.log'],
+        },
+        opts(),
+      ),
+    );
     expect(e.code).toBe('RUNNER_OUTPUT_INVALID');
   });
 });

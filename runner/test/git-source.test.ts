@@ -66,21 +66,31 @@ describe.runIf(enabled)('checkoutSource', () => {
   });
 
   it('refuses a commit that is not in the repository', async () => {
-    await expect(checkoutSource({ repo: fx.repo, commit: 'f'.repeat(40) }, join(dir, 'co4'), opts())).rejects.toMatchObject({
+    await expect(
+      checkoutSource({ repo: fx.repo, commit: 'f'.repeat(40) }, join(dir, 'co4'), opts()),
+    ).rejects.toMatchObject({
       code: 'RUNNER_SOURCE_COMMIT_NOT_FOUND',
       message: expect.stringContaining('ffffffff'),
     });
   });
 
   it('checks that source.ref exists and contains the commit', async () => {
-    await expect(checkoutSource({ repo: fx.repo, commit: second, ref: 'refs/heads/side' }, join(dir, 'co5'), opts())).rejects.toMatchObject({
+    await expect(
+      checkoutSource({ repo: fx.repo, commit: second, ref: 'refs/heads/side' }, join(dir, 'co5'), opts()),
+    ).rejects.toMatchObject({
       code: 'RUNNER_SOURCE_COMMIT_NOT_FOUND',
       message: expect.stringMatching(/refs\/heads\/side .* does not contain commit/),
     });
-    await expect(checkoutSource({ repo: fx.repo, commit: second, ref: 'refs/heads/nope' }, join(dir, 'co6'), opts())).rejects.toMatchObject({
+    await expect(
+      checkoutSource({ repo: fx.repo, commit: second, ref: 'refs/heads/nope' }, join(dir, 'co6'), opts()),
+    ).rejects.toMatchObject({
       message: expect.stringContaining('does not exist'),
     });
-    const ok = await checkoutSource({ repo: fx.repo, commit: fx.commit, ref: 'refs/heads/side' }, join(dir, 'co7'), opts());
+    const ok = await checkoutSource(
+      { repo: fx.repo, commit: fx.commit, ref: 'refs/heads/side' },
+      join(dir, 'co7'),
+      opts(),
+    );
     expect(ok.ref).toBe('refs/heads/side');
   });
 
@@ -103,14 +113,28 @@ describe.runIf(enabled)('checkoutSource', () => {
 
 describe('resolveLocalRepo', () => {
   it('refuses remote URLs without a resolver, so nothing is fetched over the network', () => {
-    for (const url of ['https://github.com/org/repo.git', 'ssh://git@host/repo.git', 'git@github.com:org/repo.git', 'git://host/repo']) {
-      expect(() => resolveLocalRepo(url, dir), url).toThrow(expect.objectContaining({ code: 'RUNNER_SOURCE_UNSUPPORTED', message: expect.stringContaining('never fetches over the network') }));
+    for (const url of [
+      'https://github.com/org/repo.git',
+      'ssh://git@host/repo.git',
+      'git@github.com:org/repo.git',
+      'git://host/repo',
+    ]) {
+      expect(() => resolveLocalRepo(url, dir), url).toThrow(
+        expect.objectContaining({
+          code: 'RUNNER_SOURCE_UNSUPPORTED',
+          message: expect.stringContaining('never fetches over the network'),
+        }),
+      );
     }
   });
 
   it('uses a resolver for remote URLs and checks the result is a directory', () => {
     expect(resolveLocalRepo('https://git.internal/app.git', dir, () => dir)).toBe(dir);
-    expect(() => resolveLocalRepo('https://git.internal/app.git', dir, () => join(dir, 'nope'))).toThrow(expect.objectContaining({ code: 'RUNNER_SOURCE_UNSUPPORTED' }));
-    expect(() => resolveLocalRepo('/definitely/not/here', dir)).toThrow(expect.objectContaining({ code: 'RUNNER_SOURCE_UNSUPPORTED' }));
+    expect(() => resolveLocalRepo('https://git.internal/app.git', dir, () => join(dir, 'nope'))).toThrow(
+      expect.objectContaining({ code: 'RUNNER_SOURCE_UNSUPPORTED' }),
+    );
+    expect(() => resolveLocalRepo('/definitely/not/here', dir)).toThrow(
+      expect.objectContaining({ code: 'RUNNER_SOURCE_UNSUPPORTED' }),
+    );
   });
 });

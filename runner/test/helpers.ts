@@ -11,7 +11,8 @@ export const FIXTURES = fileURLToPath(new URL('../../fixtures/runner/', import.m
 export function toolsAvailable(what: string, problems: (string | undefined)[]): boolean {
   const missing = problems.filter((p): p is string => p !== undefined);
   if (missing.length === 0) return true;
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
+  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
+    throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
   console.warn(`skipping ${what}: ${missing.join('; ')}`);
   return false;
 }
@@ -32,7 +33,31 @@ export function which(cmd: string): string | undefined {
 export function bwrapProblem(): string | undefined {
   const bwrap = which('bwrap');
   if (!bwrap) return 'bwrap (bubblewrap) is not installed';
-  const r = spawnSync(bwrap, ['--unshare-user', '--unshare-net', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--proc', '/proc', '--dev', '/dev', '/usr/bin/true'], { encoding: 'utf8' });
+  const r = spawnSync(
+    bwrap,
+    [
+      '--unshare-user',
+      '--unshare-net',
+      '--ro-bind',
+      '/usr',
+      '/usr',
+      '--symlink',
+      'usr/bin',
+      '/bin',
+      '--symlink',
+      'usr/lib',
+      '/lib',
+      '--symlink',
+      'usr/lib64',
+      '/lib64',
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '/usr/bin/true',
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) return `bwrap cannot create namespaces here: ${(r.stderr || String(r.error)).trim()}`;
   return undefined;
 }
@@ -41,7 +66,9 @@ export function bwrapProblem(): string | undefined {
 export function straceProblem(): string | undefined {
   const strace = which('strace');
   if (!strace) return 'strace is not installed';
-  const r = spawnSync(strace, ['-f', '--seccomp-bpf', '-qq', '-o', '/dev/null', '-e', 'trace=execve', 'true'], { encoding: 'utf8' });
+  const r = spawnSync(strace, ['-f', '--seccomp-bpf', '-qq', '-o', '/dev/null', '-e', 'trace=execve', 'true'], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) return `strace cannot trace here: ${(r.stderr || String(r.error)).trim()}`;
   return undefined;
 }
@@ -73,7 +100,11 @@ const GIT_ENV = {
 };
 
 export function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'init.defaultBranch=main', '-c', 'core.autocrlf=false', '-c', 'core.safecrlf=false', ...args], { cwd, env: GIT_ENV, encoding: 'utf8' }).trim();
+  return execFileSync(
+    'git',
+    ['-c', 'init.defaultBranch=main', '-c', 'core.autocrlf=false', '-c', 'core.safecrlf=false', ...args],
+    { cwd, env: GIT_ENV, encoding: 'utf8' },
+  ).trim();
 }
 
 export interface FixtureRepo {
@@ -112,7 +143,10 @@ export function rmrf(p: string): void {
 }
 
 /** A tiny HTTP server serving `files` (path → body), on a UNIX socket or 127.0.0.1:0. */
-export async function startFileServer(files: Record<string, string>, socketPath?: string): Promise<{ url: string; requests: string[]; close(): Promise<void>; server: Server }> {
+export async function startFileServer(
+  files: Record<string, string>,
+  socketPath?: string,
+): Promise<{ url: string; requests: string[]; close(): Promise<void>; server: Server }> {
   const requests: string[] = [];
   const server = createServer((req, res) => {
     requests.push(req.url ?? '');
@@ -123,7 +157,9 @@ export async function startFileServer(files: Record<string, string>, socketPath?
     }
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
   });
-  await new Promise<void>((resolve) => (socketPath ? server.listen(socketPath, resolve) : server.listen(0, '127.0.0.1', resolve)));
+  await new Promise<void>((resolve) =>
+    socketPath ? server.listen(socketPath, resolve) : server.listen(0, '127.0.0.1', resolve),
+  );
   const addr = server.address();
   const url = typeof addr === 'object' && addr !== null ? `http://127.0.0.1:${addr.port}` : `unix:${socketPath}`;
   return {

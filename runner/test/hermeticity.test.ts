@@ -11,7 +11,17 @@ import type { NetworkViolation } from '../src/network-monitor.js';
 import type { OutputDifference } from '../src/reproducibility.js';
 import { runBuild, type RunOptions } from '../src/run.js';
 import type { BuildSpec } from '../src/spec.js';
-import { bwrapProblem, gitProblem, makeFixtureRepo, rmrf, straceProblem, tempDir, toolsAvailable, which, type FixtureRepo } from './helpers.js';
+import {
+  bwrapProblem,
+  gitProblem,
+  makeFixtureRepo,
+  rmrf,
+  straceProblem,
+  tempDir,
+  toolsAvailable,
+  which,
+  type FixtureRepo,
+} from './helpers.js';
 
 const sandbox = bwrapProblem();
 const enabled = toolsAvailable('runner hermeticity tests', [sandbox, straceProblem(), gitProblem()]);
@@ -20,9 +30,17 @@ const dir = tempDir('hermetic');
 afterAll(() => rmrf(dir));
 
 let n = 0;
-const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ outDir: join(dir, `out-${++n}`), workRoot: join(dir, 'work'), builderId: 'https://airlock.dev/runners/test/v1', ...extra });
+const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({
+  outDir: join(dir, `out-${++n}`),
+  workRoot: join(dir, 'work'),
+  builderId: 'https://airlock.dev/runners/test/v1',
+  ...extra,
+});
 
-type RunnerFailure = Error & { code: string; details: { violations?: NetworkViolation[]; differences?: OutputDifference[]; logPath?: string; monitor?: string } };
+type RunnerFailure = Error & {
+  code: string;
+  details: { violations?: NetworkViolation[]; differences?: OutputDifference[]; logPath?: string; monitor?: string };
+};
 
 async function failure(p: Promise<unknown>): Promise<RunnerFailure> {
   try {
@@ -50,15 +68,23 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
   });
   afterAll(() => new Promise<void>((r) => hostServer.close(() => r())));
 
-  const spec = (argv: string[], outputs = ['result.txt']): BuildSpec => ({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv }, outputs });
+  const spec = (argv: string[], outputs = ['result.txt']): BuildSpec => ({
+    source: { repo: fx.repo, commit: fx.commit },
+    builder: { type: 'command', argv },
+    outputs,
+  });
 
   it('TCP to a public address fails as a hermeticity violation (exit 11) naming address, program and errno', async () => {
     const e = await failure(runBuild(spec(['bash', 'public.sh']), opts()));
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(exitCodeFor(e)).toBe(EXIT_CODES.HERMETICITY_VIOLATION);
-    expect(e.message).toMatch(/hermeticity violation: the build tried to reach the network \(this build has no mirror, so nothing is reachable; detected by strace\)/);
+    expect(e.message).toMatch(
+      /hermeticity violation: the build tried to reach the network \(this build has no mirror, so nothing is reachable; detected by strace\)/,
+    );
     expect(e.message).toMatch(/\/usr\/bin\/bash \(pid \d+\) connect 1\.1\.1\.1:80 → ENETUNREACH: a public address/);
-    expect(e.details.violations).toEqual([expect.objectContaining({ kind: 'public-address', address: '1.1.1.1', port: 80, result: 'ENETUNREACH' })]);
+    expect(e.details.violations).toEqual([
+      expect.objectContaining({ kind: 'public-address', address: '1.1.1.1', port: 80, result: 'ENETUNREACH' }),
+    ]);
     expect(readFileSync(e.details.logPath!, 'utf8')).toContain('could not connect to 1.1.1.1:80');
   });
 
@@ -85,30 +111,45 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
     expect(e.message).toContain('getent');
   });
 
-  it.runIf(existsSync('/usr/bin/python3'))('a non-blocking loopback connect (EINPROGRESS, then SO_ERROR) is a violation', async () => {
-    const e = await failure(runBuild(spec(['/usr/bin/python3', 'nonblocking.py', String(hostPort)]), opts()));
-    expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
-    expect(e.details.violations![0]).toMatchObject({ kind: 'host-loopback', port: hostPort, result: 'ECONNREFUSED' });
-  });
+  it.runIf(existsSync('/usr/bin/python3'))(
+    'a non-blocking loopback connect (EINPROGRESS, then SO_ERROR) is a violation',
+    async () => {
+      const e = await failure(runBuild(spec(['/usr/bin/python3', 'nonblocking.py', String(hostPort)]), opts()));
+      expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
+      expect(e.details.violations![0]).toMatchObject({ kind: 'host-loopback', port: hostPort, result: 'ECONNREFUSED' });
+    },
+  );
 
-  it.runIf(existsSync('/usr/bin/python3'))('connecting to a service the build itself started on loopback is allowed', async () => {
-    const py = [
-      'import os, socket',
-      "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()",
-      'cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()',
-      "cli.sendall(b'local service ok\\n'); data = conn.recv(100)",
-      "open(os.environ['AIRLOCK_OUTPUT_DIR'] + '/result.txt', 'wb').write(data)",
-    ].join('\n');
-    const r = await runBuild(spec(['/usr/bin/python3', '-c', py]), opts());
-    expect(readFileSync(r.artifacts[0]!.path, 'utf8')).toBe('local service ok\n');
-    expect(r.hermeticity.violations).toBe(0);
-  });
+  it.runIf(existsSync('/usr/bin/python3'))(
+    'connecting to a service the build itself started on loopback is allowed',
+    async () => {
+      const py = [
+        'import os, socket',
+        "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()",
+        'cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()',
+        "cli.sendall(b'local service ok\\n'); data = conn.recv(100)",
+        "open(os.environ['AIRLOCK_OUTPUT_DIR'] + '/result.txt', 'wb').write(data)",
+      ].join('\n');
+      const r = await runBuild(spec(['/usr/bin/python3', '-c', py]), opts());
+      expect(readFileSync(r.artifacts[0]!.path, 'utf8')).toBe('local service ok\n');
+      expect(r.hermeticity.violations).toBe(0);
+    },
+  );
 });
 
 describe.runIf(logModeEnabled)('hermeticity violations (log monitor fallback)', () => {
   it('classifies a failed build whose log shows a network error', async () => {
     const fx = makeFixtureRepo('network', join(dir, 'logmode'));
-    const e = await failure(runBuild({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['bash', 'public.sh'] }, outputs: ['x'] }, opts({ networkMonitor: 'log' })));
+    const e = await failure(
+      runBuild(
+        {
+          source: { repo: fx.repo, commit: fx.commit },
+          builder: { type: 'command', argv: ['bash', 'public.sh'] },
+          outputs: ['x'],
+        },
+        opts({ networkMonitor: 'log' }),
+      ),
+    );
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(e.details.monitor).toBe('log');
     expect(e.message).toMatch(/detected by log/);
@@ -124,35 +165,72 @@ describe.runIf(enabled)('rebuild check', () => {
 
   it('fails a build with a timestamp in its output, naming that file and not the stable one', async () => {
     const e = await failure(
-      runBuild({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['stable.txt', 'stamp.txt'], reproducible: true }, opts()),
+      runBuild(
+        {
+          source: { repo: fx.repo, commit: fx.commit },
+          builder: { type: 'command', argv: ['sh', 'build.sh'] },
+          outputs: ['stable.txt', 'stamp.txt'],
+          reproducible: true,
+        },
+        opts(),
+      ),
     );
     expect(e.code).toBe('RUNNER_REPRODUCIBILITY_FAILED');
     expect(exitCodeFor(e)).toBe(EXIT_CODES.REPRODUCIBILITY_FAILED);
-    expect(e.message).toMatch(/not reproducible: 1 output differs between two builds of [0-9a-f]{40}: stamp\.txt: content differs \(first at byte \d+;/);
+    expect(e.message).toMatch(
+      /not reproducible: 1 output differs between two builds of [0-9a-f]{40}: stamp\.txt: content differs \(first at byte \d+;/,
+    );
     expect(e.message).not.toContain('stable.txt');
     expect(e.details.differences).toEqual([expect.objectContaining({ name: 'stamp.txt', reason: 'content-differs' })]);
   });
 
   it('passes the same build when reproducibility is not requested', async () => {
-    const r = await runBuild({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['stable.txt', 'stamp.txt'] }, opts());
+    const r = await runBuild(
+      {
+        source: { repo: fx.repo, commit: fx.commit },
+        builder: { type: 'command', argv: ['sh', 'build.sh'] },
+        outputs: ['stable.txt', 'stamp.txt'],
+      },
+      opts(),
+    );
     expect(r.reproducibility).toEqual({ status: 'not-requested' });
   });
 
   it('catches output that depends on the hostname, the build path or HOME, naming each file', async () => {
-    const script = 'uname -n > "$AIRLOCK_OUTPUT_DIR/host.txt"; pwd > "$AIRLOCK_OUTPUT_DIR/path.txt"; echo "$HOME" > "$AIRLOCK_OUTPUT_DIR/home.txt"; echo same > "$AIRLOCK_OUTPUT_DIR/same.txt"';
+    const script =
+      'uname -n > "$AIRLOCK_OUTPUT_DIR/host.txt"; pwd > "$AIRLOCK_OUTPUT_DIR/path.txt"; echo "$HOME" > "$AIRLOCK_OUTPUT_DIR/home.txt"; echo same > "$AIRLOCK_OUTPUT_DIR/same.txt"';
     const e = await failure(
-      runBuild({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', '-c', script] }, outputs: ['*.txt'], reproducible: true }, opts()),
+      runBuild(
+        {
+          source: { repo: fx.repo, commit: fx.commit },
+          builder: { type: 'command', argv: ['sh', '-c', script] },
+          outputs: ['*.txt'],
+          reproducible: true,
+        },
+        opts(),
+      ),
     );
     expect(e.code).toBe('RUNNER_REPRODUCIBILITY_FAILED');
     expect(e.details.differences!.map((d) => d.name)).toEqual(['home.txt', 'host.txt', 'path.txt']);
     expect(e.message).toMatch(/3 outputs differ/);
   });
 
-  it.runIf(which('faketime') !== undefined)('shifts the rebuild clock with faketime when installed (a date-only stamp differs too)', async () => {
-    const e = await failure(
-      runBuild({ source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', '-c', 'date -u +%Y-%m-%d > "$AIRLOCK_OUTPUT_DIR/day.txt"'] }, outputs: ['day.txt'], reproducible: true }, opts()),
-    );
-    expect(e.code).toBe('RUNNER_REPRODUCIBILITY_FAILED');
-    expect(e.message).toContain('day.txt');
-  });
+  it.runIf(which('faketime') !== undefined)(
+    'shifts the rebuild clock with faketime when installed (a date-only stamp differs too)',
+    async () => {
+      const e = await failure(
+        runBuild(
+          {
+            source: { repo: fx.repo, commit: fx.commit },
+            builder: { type: 'command', argv: ['sh', '-c', 'date -u +%Y-%m-%d > "$AIRLOCK_OUTPUT_DIR/day.txt"'] },
+            outputs: ['day.txt'],
+            reproducible: true,
+          },
+          opts(),
+        ),
+      );
+      expect(e.code).toBe('RUNNER_REPRODUCIBILITY_FAILED');
+      expect(e.message).toContain('day.txt');
+    },
+  );
 });

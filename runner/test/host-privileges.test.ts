@@ -9,7 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../src/run.js';
 import { bwrapProblem, gitProblem, makeFixtureRepo, rmrf, straceProblem, tempDir, toolsAvailable } from './helpers.js';
 
-const enabled = toolsAvailable('runner host-privilege test', [bwrapProblem(), straceProblem(), gitProblem()]) && process.getuid?.() === 0;
+const enabled =
+  toolsAvailable('runner host-privilege test', [bwrapProblem(), straceProblem(), gitProblem()]) &&
+  process.getuid?.() === 0;
 const dir = tempDir('privileges');
 afterAll(() => rmrf(dir));
 
@@ -22,7 +24,11 @@ describe.runIf(enabled)('runBuild as root: the build gets no host privileges', (
       'echo "host-uid=$(cut -d" " -f2 /proc/self/uid_map | head -n1)"',
     ].join('; ');
     const r = await runBuild(
-      { source: { repo: fx.repo, commit: fx.commit }, builder: { type: 'command', argv: ['sh', '-c', `{ ${probe}; } > "$AIRLOCK_OUTPUT_DIR/probe.txt"`] }, outputs: ['probe.txt'] },
+      {
+        source: { repo: fx.repo, commit: fx.commit },
+        builder: { type: 'command', argv: ['sh', '-c', `{ ${probe}; } > "$AIRLOCK_OUTPUT_DIR/probe.txt"`] },
+        outputs: ['probe.txt'],
+      },
       { outDir: join(dir, 'out'), workRoot: join(dir, 'work'), builderId: 'https://airlock.dev/runners/test/v1' },
     );
     const text = readFileSync(r.artifacts[0]!.path, 'utf8');

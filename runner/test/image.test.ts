@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findMatchingSubject, INTOTO_PAYLOAD_TYPE, parseStatement, verifyDsse, type DsseEnvelope, type Statement } from '@airlock/core';
+import {
+  findMatchingSubject,
+  INTOTO_PAYLOAD_TYPE,
+  parseStatement,
+  verifyDsse,
+  type DsseEnvelope,
+  type Statement,
+} from '@airlock/core';
 import {
   MEDIA_TYPES,
   readCosignAttestations,
@@ -28,7 +35,14 @@ import { cosignMaterialFromBundle, IMAGE_FILES, selectImageFiles } from '../src/
 import { SLSA_PROVENANCE_V1 } from '../src/provenance.js';
 import { runBuild, type AttestationSigner, type RunOptions, type RunResult } from '../src/run.js';
 import { loadSpec, type BuildSpec } from '../src/spec.js';
-import { HTPASSWD_PASSWORD, HTPASSWD_USER, registryJson, registryProblem, startRegistry, type RunningRegistry } from '../../test/helpers/registry.js';
+import {
+  HTPASSWD_PASSWORD,
+  HTPASSWD_USER,
+  registryJson,
+  registryProblem,
+  startRegistry,
+  type RunningRegistry,
+} from '../../test/helpers/registry.js';
 import { bwrapProblem, git, gitProblem, rmrf, straceProblem, tempDir, toolsAvailable } from './helpers.js';
 
 const BUILDER_ID = 'https://airlock.dev/runners/test/v1';
@@ -58,7 +72,13 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const output = (name: string, executable = false) => ({ name, sha256: 'a'.repeat(64), size: 1, executable });
 
 describe('image settings (no tools needed)', () => {
-  const outputs = [output('bin/hello', true), output('bin/helper'), output('share/a.txt'), output('share/b.md'), output('notes.txt')];
+  const outputs = [
+    output('bin/hello', true),
+    output('bin/helper'),
+    output('share/a.txt'),
+    output('share/b.md'),
+    output('notes.txt'),
+  ];
 
   it('puts every output under /app by default, keeping the build’s executable bit', () => {
     const files = selectImageFiles({ type: 'oci', repository: 'r.example/x' }, outputs);
@@ -72,19 +92,35 @@ describe('image settings (no tools needed)', () => {
   });
 
   it('selects by directory name and glob, sets modes by pattern, and honours path', () => {
-    const files = selectImageFiles({ type: 'oci', repository: 'r.example/x', path: '/opt/tool', files: ['bin', 'share/*.txt'], executable: ['bin/*'] }, outputs);
+    const files = selectImageFiles(
+      {
+        type: 'oci',
+        repository: 'r.example/x',
+        path: '/opt/tool',
+        files: ['bin', 'share/*.txt'],
+        executable: ['bin/*'],
+      },
+      outputs,
+    );
     expect(files.map((f) => [f.path, f.mode])).toEqual([
       ['/opt/tool/bin/hello', '0755'],
       ['/opt/tool/bin/helper', '0755'],
       ['/opt/tool/share/a.txt', '0644'],
     ]);
-    expect(selectImageFiles({ type: 'oci', repository: 'r.example/x', path: '/', files: ['notes.txt'] }, outputs).map((f) => f.path)).toEqual(['/notes.txt']);
+    expect(
+      selectImageFiles({ type: 'oci', repository: 'r.example/x', path: '/', files: ['notes.txt'] }, outputs).map(
+        (f) => f.path,
+      ),
+    ).toEqual(['/notes.txt']);
   });
 
   it('refuses patterns that match nothing, naming each', () => {
     let err: (Error & { code?: string }) | undefined;
     try {
-      selectImageFiles({ type: 'oci', repository: 'r.example/x', files: ['bin', 'lib/**'], executable: ['share/*'] }, outputs);
+      selectImageFiles(
+        { type: 'oci', repository: 'r.example/x', files: ['bin', 'lib/**'], executable: ['share/*'] },
+        outputs,
+      );
     } catch (e) {
       err = e as Error & { code?: string };
     }
@@ -94,7 +130,11 @@ describe('image settings (no tools needed)', () => {
   });
 
   it('validates the image part of the spec with field-named errors', () => {
-    const base = { source: { repo: '.', commit: 'c'.repeat(40) }, builder: { type: 'command', argv: ['true'] }, outputs: ['x'] };
+    const base = {
+      source: { repo: '.', commit: 'c'.repeat(40) },
+      builder: { type: 'command', argv: ['true'] },
+      outputs: ['x'],
+    };
     for (const [image, pattern] of [
       [{ type: 'oci', repository: 'r.example/x', tag: 'sha256-abc.sig' }, /image\.tag: .*reserved/],
       [{ type: 'oci', repository: 'r.example/x', path: 'app' }, /image\.path: must be an absolute/],
@@ -112,21 +152,44 @@ describe('image settings (no tools needed)', () => {
       expect(err?.code, JSON.stringify(image)).toBe('RUNNER_SPEC_INVALID');
       expect(err?.message).toMatch(pattern);
     }
-    expect(loadSpec({ ...base, image: { type: 'oci', repository: 'r.example/x', tag: 'v1.2', path: '/', entrypoint: ['/x'], workingDir: '/', files: ['x'], executable: ['x'] } }).spec.image?.tag).toBe('v1.2');
+    expect(
+      loadSpec({
+        ...base,
+        image: {
+          type: 'oci',
+          repository: 'r.example/x',
+          tag: 'v1.2',
+          path: '/',
+          entrypoint: ['/x'],
+          workingDir: '/',
+          files: ['x'],
+          executable: ['x'],
+        },
+      }).spec.image?.tag,
+    ).toBe('v1.2');
   });
 
   it('refuses before building: a repository without registry host, and a signer that cannot sign blobs', async () => {
-    const spec = (repository: string): BuildSpec => ({ source: { repo: dir, commit: 'c'.repeat(40) }, builder: { type: 'command', argv: ['true'] }, outputs: ['x'], image: { type: 'oci', repository } });
+    const spec = (repository: string): BuildSpec => ({
+      source: { repo: dir, commit: 'c'.repeat(40) },
+      builder: { type: 'command', argv: ['true'] },
+      outputs: ['x'],
+      image: { type: 'oci', repository },
+    });
     const out = join(dir, 'never-made');
     const noHost = await failure(runBuild(spec('team/app'), { outDir: out, builderId: BUILDER_ID }));
     expect(noHost.code).toBe('RUNNER_SPEC_INVALID');
     expect(noHost.message).toMatch(/does not name a registry/);
     const attestOnly: AttestationSigner = { attest: (s) => airlockSigner.attest(s) };
-    const noBlob = await failure(runBuild(spec('127.0.0.1:5000/team/app'), { outDir: out, builderId: BUILDER_ID, signer: attestOnly }));
+    const noBlob = await failure(
+      runBuild(spec('127.0.0.1:5000/team/app'), { outDir: out, builderId: BUILDER_ID, signer: attestOnly }),
+    );
     expect(noBlob.code).toBe('RUNNER_SIGNING_FAILED');
     expect(noBlob.message).toMatch(/cannot sign blobs/);
     expect(exitCodeFor(noBlob)).toBe(EXIT_CODES.SIGNING_FAILED);
-    const halfCreds = await failure(runBuild(spec('127.0.0.1:5000/team/app'), { outDir: out, builderId: BUILDER_ID, registry: { username: 'u' } }));
+    const halfCreds = await failure(
+      runBuild(spec('127.0.0.1:5000/team/app'), { outDir: out, builderId: BUILDER_ID, registry: { username: 'u' } }),
+    );
     expect(halfCreds.code).toBe('RUNNER_SPEC_INVALID');
     // Nothing ran: the output directory was never created.
     expect(existsSync(out)).toBe(false);
@@ -136,16 +199,36 @@ describe('image settings (no tools needed)', () => {
     const m = cosignMaterialFromBundle({
       verificationMaterial: {
         certificate: { rawBytes: Buffer.from('not really DER').toString('base64') },
-        tlogEntries: [{ logIndex: '42', logId: { keyId: Buffer.from([0xc0, 0xff, 0xee]).toString('base64') }, integratedTime: '1700000000', inclusionPromise: { signedEntryTimestamp: 'U0VU' }, canonicalizedBody: 'Ym9keQ==' }],
+        tlogEntries: [
+          {
+            logIndex: '42',
+            logId: { keyId: Buffer.from([0xc0, 0xff, 0xee]).toString('base64') },
+            integratedTime: '1700000000',
+            inclusionPromise: { signedEntryTimestamp: 'U0VU' },
+            canonicalizedBody: 'Ym9keQ==',
+          },
+        ],
       },
     });
-    expect(m.certificate).toBe(`-----BEGIN CERTIFICATE-----\n${Buffer.from('not really DER').toString('base64')}\n-----END CERTIFICATE-----\n`);
-    expect(m.bundle).toEqual({ SignedEntryTimestamp: 'U0VU', Payload: { body: 'Ym9keQ==', integratedTime: 1700000000, logIndex: 42, logID: 'c0ffee' } });
-    expect(cosignMaterialFromBundle({ verificationMaterial: { publicKey: { hint: 'k' }, tlogEntries: [] } })).toEqual({});
+    expect(m.certificate).toBe(
+      `-----BEGIN CERTIFICATE-----\n${Buffer.from('not really DER').toString('base64')}\n-----END CERTIFICATE-----\n`,
+    );
+    expect(m.bundle).toEqual({
+      SignedEntryTimestamp: 'U0VU',
+      Payload: { body: 'Ym9keQ==', integratedTime: 1700000000, logIndex: 42, logID: 'c0ffee' },
+    });
+    expect(cosignMaterialFromBundle({ verificationMaterial: { publicKey: { hint: 'k' }, tlogEntries: [] } })).toEqual(
+      {},
+    );
   });
 });
 
-const enabled = toolsAvailable('runner image tests (bwrap sandbox, strace, git, docker-registry)', [bwrapProblem(), straceProblem(), gitProblem(), registryProblem()]);
+const enabled = toolsAvailable('runner image tests (bwrap sandbox, strace, git, docker-registry)', [
+  bwrapProblem(),
+  straceProblem(),
+  gitProblem(),
+  registryProblem(),
+]);
 
 describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-registry 2.8.2', () => {
   let registry: RunningRegistry;
@@ -153,7 +236,13 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
   let repo: string;
   let commit: string;
   let n = 0;
-  const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ outDir: join(dir, `out-${++n}`), workRoot: join(dir, 'work'), builderId: BUILDER_ID, registry: { plainHttp: true }, ...extra });
+  const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({
+    outDir: join(dir, `out-${++n}`),
+    workRoot: join(dir, 'work'),
+    builderId: BUILDER_ID,
+    registry: { plainHttp: true },
+    ...extra,
+  });
   const blobCalls: Buffer[] = [];
   const signer: AttestationSigner = {
     attest: (s) => airlockSigner.attest(s),
@@ -163,7 +252,14 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
     source: { repo, commit },
     builder: { type: 'command', argv: ['sh', 'build.sh'] },
     outputs: ['bin/hello', 'share', 'notes.txt'],
-    image: { type: 'oci', repository: `${host}/airlock/hello`, files: ['bin', 'share/*.txt'], executable: ['bin/*'], entrypoint: ['/app/bin/hello'], ...extra },
+    image: {
+      type: 'oci',
+      repository: `${host}/airlock/hello`,
+      files: ['bin', 'share/*.txt'],
+      executable: ['bin/*'],
+      entrypoint: ['/app/bin/hello'],
+      ...extra,
+    },
   });
 
   beforeAll(async () => {
@@ -217,13 +313,26 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
       expect(image.reference).toBe(`${registry.host}/${repoPath}@${digest}`);
       expect(image.tags).toEqual([commit.slice(0, 12)]);
       expect(await client.manifestDigest(repoPath, commit.slice(0, 12))).toBe(digest);
-      const raw = await fetch(`${registry.url}/v2/${repoPath}/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+      const raw = await fetch(`${registry.url}/v2/${repoPath}/manifests/${digest}`, {
+        headers: { Accept: MEDIA_TYPES.ociManifest },
+      });
       expect(raw.status).toBe(200);
       expect(`sha256:${sha256(Buffer.from(await raw.arrayBuffer()))}`).toBe(digest);
       // image.json says the same, with file names relative to the output directory
-      const meta = JSON.parse(readFileSync(join(options.outDir, IMAGE_FILES.metadata), 'utf8')) as Record<string, unknown>;
-      expect(meta).toMatchObject({ reference: image.reference, digest, tags: image.tags, signed: true, statements: { provenance: IMAGE_FILES.provenance, sbom: IMAGE_FILES.sbom } });
-      expect((meta.referrers as { digest: string }[]).map((r) => r.digest)).toEqual(image.referrers.map((r) => r.digest));
+      const meta = JSON.parse(readFileSync(join(options.outDir, IMAGE_FILES.metadata), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      expect(meta).toMatchObject({
+        reference: image.reference,
+        digest,
+        tags: image.tags,
+        signed: true,
+        statements: { provenance: IMAGE_FILES.provenance, sbom: IMAGE_FILES.sbom },
+      });
+      expect((meta.referrers as { digest: string }[]).map((r) => r.digest)).toEqual(
+        image.referrers.map((r) => r.digest),
+      );
     });
 
     it('holds exactly the selected outputs, owned by root, with the commit time and the spec’s modes', async () => {
@@ -236,7 +345,11 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
         rootfs: { diff_ids: string[] };
       };
       expect(config.created).toBe(COMMIT_TIME);
-      expect(config.config).toMatchObject({ Entrypoint: ['/app/bin/hello'], WorkingDir: '/app', Labels: { 'org.opencontainers.image.revision': commit } });
+      expect(config.config).toMatchObject({
+        Entrypoint: ['/app/bin/hello'],
+        WorkingDir: '/app',
+        Labels: { 'org.opencontainers.image.revision': commit },
+      });
       const layer = gunzipSync(await client.getBlob(repoPath, m.layers[0]!.digest));
       expect(`sha256:${sha256(layer)}`).toBe(config.rootfs.diff_ids[0]);
       const entries: { name: string; mode: number; uid: number; gid: number; mtime: number; body: string }[] = [];
@@ -245,7 +358,14 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
         const chunks: Buffer[] = [];
         stream.on('data', (c: unknown) => chunks.push(c as Buffer));
         stream.on('end', () => {
-          entries.push({ name: h.name, mode: h.mode ?? 0, uid: h.uid ?? -1, gid: h.gid ?? -1, mtime: h.mtime!.getTime() / 1000, body: Buffer.concat(chunks).toString('utf8') });
+          entries.push({
+            name: h.name,
+            mode: h.mode ?? 0,
+            uid: h.uid ?? -1,
+            gid: h.gid ?? -1,
+            mtime: h.mtime!.getTime() / 1000,
+            body: Buffer.concat(chunks).toString('utf8'),
+          });
           next();
         });
       });
@@ -269,8 +389,12 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
     it('lists the tag, the .sig and .att tags and the sha256-<hex> referrers index', async () => {
       const hex = digest.slice('sha256:'.length);
       const tags = await registryJson<{ tags: string[] }>(`${registry.url}/v2/${repoPath}/tags/list`);
-      expect(tags.body.tags.sort()).toEqual([commit.slice(0, 12), `sha256-${hex}`, `sha256-${hex}.att`, `sha256-${hex}.sig`].sort());
-      const index = JSON.parse((await client.getManifest(repoPath, `sha256-${hex}`)).bytes.toString('utf8')) as ImageIndex;
+      expect(tags.body.tags.sort()).toEqual(
+        [commit.slice(0, 12), `sha256-${hex}`, `sha256-${hex}.att`, `sha256-${hex}.sig`].sort(),
+      );
+      const index = JSON.parse(
+        (await client.getManifest(repoPath, `sha256-${hex}`)).bytes.toString('utf8'),
+      ) as ImageIndex;
       expect(index.manifests.map((d) => d.digest).sort()).toEqual(result.image!.referrers.map((r) => r.digest).sort());
       expect(result.image!.referrersIndex).toEqual({ tag: `sha256-${hex}`, digest: expect.stringMatching(/^sha256:/) });
     });
@@ -289,24 +413,35 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
       // the key signs directly, so the signatures are checked with it.)
       const predicateTypes: string[] = [];
       for (const b of bundles) {
-        const bundle = b.bundle as { messageSignature?: { messageDigest: { digest: string }; signature: string }; dsseEnvelope?: DsseEnvelope };
+        const bundle = b.bundle as {
+          messageSignature?: { messageDigest: { digest: string }; signature: string };
+          dsseEnvelope?: DsseEnvelope;
+        };
         if (bundle.messageSignature) {
           expect(bundle.messageSignature.signature).toBe(sigs[0]!.signature);
-          expect(Buffer.from(bundle.messageSignature.messageDigest.digest, 'base64').toString('hex')).toBe(sha256(sigs[0]!.payload));
+          expect(Buffer.from(bundle.messageSignature.messageDigest.digest, 'base64').toString('hex')).toBe(
+            sha256(sigs[0]!.payload),
+          );
           continue;
         }
         const st = parseStatement(verifyDsse(bundle.dsseEnvelope!, publicKey, INTOTO_PAYLOAD_TYPE));
-        expect(findMatchingSubject(st, { sha256: digest.slice(7) }, `${registry.host}/${repoPath}`).name).toBe(`${registry.host}/${repoPath}`);
+        expect(findMatchingSubject(st, { sha256: digest.slice(7) }, `${registry.host}/${repoPath}`).name).toBe(
+          `${registry.host}/${repoPath}`,
+        );
         expect(b.predicateType).toBe(st.predicateType);
         predicateTypes.push(st.predicateType);
       }
       expect(predicateTypes.sort()).toEqual([CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1].sort());
       // the same bundles are in the output directory
-      expect(JSON.parse(readFileSync(join(options.outDir, IMAGE_FILES.signatureBundle), 'utf8'))).toEqual(bundles.find((b) => b.predicateType === undefined)!.bundle);
+      expect(JSON.parse(readFileSync(join(options.outDir, IMAGE_FILES.signatureBundle), 'utf8'))).toEqual(
+        bundles.find((b) => b.predicateType === undefined)!.bundle,
+      );
       expect(readFileSync(join(options.outDir, IMAGE_FILES.signaturePayload))).toEqual(sigs[0]!.payload);
       const imageProv = JSON.parse(readFileSync(result.image!.statements.provenance, 'utf8')) as Statement;
       const artifactProv = JSON.parse(readFileSync(result.artifacts[0]!.provenancePath, 'utf8')) as Statement;
-      expect(imageProv.subject).toEqual([{ name: `${registry.host}/${repoPath}`, digest: { sha256: digest.slice(7) } }]);
+      expect(imageProv.subject).toEqual([
+        { name: `${registry.host}/${repoPath}`, digest: { sha256: digest.slice(7) } },
+      ]);
       expect(imageProv.predicate).toEqual(artifactProv.predicate);
     });
 
@@ -333,10 +468,16 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
   });
 
   it('pushes to a registry with Basic auth, and refuses wrong credentials with RUNNER_IMAGE_PUSH_FAILED (exit 15)', async () => {
-    const ok = await runBuild(spec(authRegistry.host), opts({ registry: { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD } }));
+    const ok = await runBuild(
+      spec(authRegistry.host),
+      opts({ registry: { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD } }),
+    );
     expect(ok.image!.signed).toBe(false);
     expect(ok.image!.referrers).toEqual([]);
-    const authed = new RegistryClient({ url: authRegistry.url, auth: { username: HTPASSWD_USER, password: HTPASSWD_PASSWORD } });
+    const authed = new RegistryClient({
+      url: authRegistry.url,
+      auth: { username: HTPASSWD_USER, password: HTPASSWD_PASSWORD },
+    });
     expect(await authed.manifestDigest('airlock/hello', ok.image!.tags[0]!)).toBe(ok.image!.digest);
 
     const o = opts({ signer, registry: { plainHttp: true, username: HTPASSWD_USER, password: 'wrong' } });

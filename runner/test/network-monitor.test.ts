@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { analyzeTrace, describeViolation, isLoopback, parseInetAddress, scanLogForViolations } from '../src/network-monitor.js';
+import {
+  analyzeTrace,
+  describeViolation,
+  isLoopback,
+  parseInetAddress,
+  scanLogForViolations,
+} from '../src/network-monitor.js';
 import { isPlumbingPath } from '../src/sandbox.js';
 
 // Lines in the shape strace 6.1 prints with `-f --seccomp-bpf --pidns-translation -qq -s 0` (recorded from real runs).
@@ -17,18 +23,40 @@ const opts = { bridgePort: 18080, isPlumbing: isPlumbingPath };
 
 describe('strace trace analysis', () => {
   it('lists programs the build executed, not the host-side setpriv/bwrap or the /airlock plumbing', () => {
-    const r = analyzeTrace([...HEADER, '104 execve("/usr/bin/tar", [...], 0x1 /* 3 vars */) = 0', '105 execve("/usr/bin/bash", [...], 0x1 /* 3 vars */) = 0'].join('\n'), opts);
+    const r = analyzeTrace(
+      [
+        ...HEADER,
+        '104 execve("/usr/bin/tar", [...], 0x1 /* 3 vars */) = 0',
+        '105 execve("/usr/bin/bash", [...], 0x1 /* 3 vars */) = 0',
+      ].join('\n'),
+      opts,
+    );
     expect(r.executed).toEqual(['/usr/bin/bash', '/usr/bin/tar']);
     expect(r.violationCount).toBe(0);
   });
 
   it('flags a connect to a public address and names the program', () => {
     const r = analyzeTrace(
-      [...HEADER, '103 connect(3, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("1.1.1.1")}, 16) = -1 ENETUNREACH (Network is unreachable)'].join('\n'),
+      [
+        ...HEADER,
+        '103 connect(3, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("1.1.1.1")}, 16) = -1 ENETUNREACH (Network is unreachable)',
+      ].join('\n'),
       opts,
     );
-    expect(r.violations).toEqual([{ kind: 'public-address', syscall: 'connect', address: '1.1.1.1', port: 80, result: 'ENETUNREACH', pid: 103, program: '/usr/bin/bash' }]);
-    expect(describeViolation(r.violations[0]!)).toBe('/usr/bin/bash (pid 103) connect 1.1.1.1:80 → ENETUNREACH: a public address (there is no route out of the sandbox)');
+    expect(r.violations).toEqual([
+      {
+        kind: 'public-address',
+        syscall: 'connect',
+        address: '1.1.1.1',
+        port: 80,
+        result: 'ENETUNREACH',
+        pid: 103,
+        program: '/usr/bin/bash',
+      },
+    ]);
+    expect(describeViolation(r.violations[0]!)).toBe(
+      '/usr/bin/bash (pid 103) connect 1.1.1.1:80 → ENETUNREACH: a public address (there is no route out of the sandbox)',
+    );
   });
 
   it('flags IPv6 public connects and UDP sendto', () => {
@@ -59,7 +87,12 @@ describe('strace trace analysis', () => {
       opts,
     );
     expect(r.violations).toHaveLength(1);
-    expect(r.violations[0]).toMatchObject({ kind: 'host-loopback', address: '127.0.0.1', port: 45678, result: 'ECONNREFUSED' });
+    expect(r.violations[0]).toMatchObject({
+      kind: 'host-loopback',
+      address: '127.0.0.1',
+      port: 45678,
+      result: 'ECONNREFUSED',
+    });
   });
 
   it('resolves non-blocking loopback connects through getsockopt(SO_ERROR), across threads of one process', () => {
@@ -73,11 +106,27 @@ describe('strace trace analysis', () => {
       '106 getsockopt(20, SOL_SOCKET, SO_ERROR, [0], [4]) = 0',
     ];
     const r = analyzeTrace(lines.join('\n'), opts);
-    expect(r.violations).toEqual([{ kind: 'host-loopback', syscall: 'connect', address: '127.0.0.1', port: 45678, result: 'ECONNREFUSED', pid: 107, program: '/usr/bin/node' }]);
+    expect(r.violations).toEqual([
+      {
+        kind: 'host-loopback',
+        syscall: 'connect',
+        address: '127.0.0.1',
+        port: 45678,
+        result: 'ECONNREFUSED',
+        pid: 107,
+        program: '/usr/bin/node',
+      },
+    ]);
   });
 
   it('flags DNS lookups, including to the sandbox loopback (no resolv.conf: glibc asks 127.0.0.1:53)', () => {
-    const r = analyzeTrace([...HEADER, '108 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("127.0.0.1")}, 16) = 0'].join('\n'), opts);
+    const r = analyzeTrace(
+      [
+        ...HEADER,
+        '108 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("127.0.0.1")}, 16) = 0',
+      ].join('\n'),
+      opts,
+    );
     expect(r.violations[0]).toMatchObject({ kind: 'dns', port: 53 });
     expect(describeViolation(r.violations[0]!)).toContain('DNS');
   });
@@ -98,7 +147,11 @@ describe('strace trace analysis', () => {
   });
 
   it('ignores garbage lines and keeps an exact count beyond the kept violations', () => {
-    const flood = Array.from({ length: 150 }, (_, i) => `103 connect(3, {sa_family=AF_INET, sin_port=htons(${1000 + i}), sin_addr=inet_addr("1.2.3.4")}, 16) = -1 ENETUNREACH (x)`);
+    const flood = Array.from(
+      { length: 150 },
+      (_, i) =>
+        `103 connect(3, {sa_family=AF_INET, sin_port=htons(${1000 + i}), sin_addr=inet_addr("1.2.3.4")}, 16) = -1 ENETUNREACH (x)`,
+    );
     const r = analyzeTrace([...HEADER, 'not a trace line', '12 ???', ...flood].join('\n'), opts);
     expect(r.violationCount).toBe(150);
     expect(r.violations).toHaveLength(100);
@@ -117,24 +170,40 @@ describe('strace trace analysis', () => {
     );
     // two attempts, one distinct violation, attributed to getent (not the forking shell)
     expect(r.violationCount).toBe(2);
-    expect(r.violations).toEqual([{ kind: 'dns', syscall: 'connect', address: '127.0.0.1', port: 53, result: 'connected', pid: 110, program: '/usr/bin/getent' }]);
+    expect(r.violations).toEqual([
+      {
+        kind: 'dns',
+        syscall: 'connect',
+        address: '127.0.0.1',
+        port: 53,
+        result: 'connected',
+        pid: 110,
+        program: '/usr/bin/getent',
+      },
+    ]);
   });
 
   it('decodes C escapes in executed paths', () => {
-    const r = analyzeTrace([...HEADER, '109 execve("/usr/bin/odd\\x20name\\303\\251", [...], 0x1 /* 1 var */) = 0'].join('\n'), opts);
+    const r = analyzeTrace(
+      [...HEADER, '109 execve("/usr/bin/odd\\x20name\\303\\251", [...], 0x1 /* 1 var */) = 0'].join('\n'),
+      opts,
+    );
     expect(r.executed).toContain('/usr/bin/odd nameé');
   });
 });
 
 describe('address helpers and log mode', () => {
   it('knows loopback addresses', () => {
-    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', '0.0.0.0']) expect(isLoopback(a), a).toBe(true);
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', '0.0.0.0'])
+      expect(isLoopback(a), a).toBe(true);
     for (const a of ['1.1.1.1', '10.0.0.1', '::ffff:8.8.8.8', '2001:db8::1']) expect(isLoopback(a), a).toBe(false);
     expect(parseInetAddress('connect(3, {sa_family=AF_UNIX, sun_path="/x"}, 110) = 0')).toBeUndefined();
   });
 
   it('classifies network errors in a failed build log', () => {
-    const v = scanLogForViolations('compiling\ncurl: (6) Could not resolve host: example.com\nbash: connect: Network is unreachable\nconnect ECONNREFUSED 127.0.0.1:9\nok\n');
+    const v = scanLogForViolations(
+      'compiling\ncurl: (6) Could not resolve host: example.com\nbash: connect: Network is unreachable\nconnect ECONNREFUSED 127.0.0.1:9\nok\n',
+    );
     expect(v.map((x) => x.kind)).toEqual(['dns', 'public-address', 'host-loopback']);
     expect(describeViolation(v[0]!)).toContain('Could not resolve host');
     expect(scanLogForViolations('all good\n')).toEqual([]);

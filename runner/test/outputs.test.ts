@@ -32,18 +32,29 @@ describe('output globs', () => {
       ['x+y(1).txt', 'x+y(1).txt', true],
       ['x.txt', 'xxtxt', false],
     ];
-    for (const [pattern, path, want] of cases) expect(globToRegExp(pattern).test(path), `${pattern} ~ ${path}`).toBe(want);
+    for (const [pattern, path, want] of cases)
+      expect(globToRegExp(pattern).test(path), `${pattern} ~ ${path}`).toBe(want);
   });
 });
 
 describe('collectOutputs', () => {
-  const out = tree(join(dir, 'out1'), { 'a.txt': 'A', 'dist/app.js': 'js', 'dist/sub/b.js': 'b', 'dist/readme.md': 'r', 'junk.log': 'j' });
+  const out = tree(join(dir, 'out1'), {
+    'a.txt': 'A',
+    'dist/app.js': 'js',
+    'dist/sub/b.js': 'b',
+    'dist/readme.md': 'r',
+    'junk.log': 'j',
+  });
 
   it('selects declared files with digests, sorted; a directory pattern means all files under it', async () => {
     const files = await collectOutputs(out, ['a.txt', 'dist/**/*.js']);
     expect(files.map((f) => f.name)).toEqual(['a.txt', 'dist/app.js', 'dist/sub/b.js']);
     expect(files[0]!.sha256).toBe(createHash('sha256').update('A').digest('hex'));
-    expect((await collectOutputs(out, ['dist'])).map((f) => f.name)).toEqual(['dist/app.js', 'dist/readme.md', 'dist/sub/b.js']);
+    expect((await collectOutputs(out, ['dist'])).map((f) => f.name)).toEqual([
+      'dist/app.js',
+      'dist/readme.md',
+      'dist/sub/b.js',
+    ]);
   });
 
   it('fails naming every declared output that was not produced', async () => {
@@ -56,7 +67,10 @@ describe('collectOutputs', () => {
   it('refuses symlinked outputs (they could point at host files)', async () => {
     const o = tree(join(dir, 'out2'), { 'ok.txt': 'x' });
     symlinkSync('/etc/passwd', join(o, 'passwd'));
-    await expect(collectOutputs(o, ['passwd'])).rejects.toMatchObject({ code: 'RUNNER_OUTPUT_INVALID', message: expect.stringContaining("'passwd' (symlink)") });
+    await expect(collectOutputs(o, ['passwd'])).rejects.toMatchObject({
+      code: 'RUNNER_OUTPUT_INVALID',
+      message: expect.stringContaining("'passwd' (symlink)"),
+    });
     await expect(collectOutputs(o, ['*'])).rejects.toMatchObject({ code: 'RUNNER_OUTPUT_INVALID' });
     // an unmatched symlink is ignored
     expect((await collectOutputs(o, ['ok.txt'])).map((f) => f.name)).toEqual(['ok.txt']);
@@ -93,8 +107,8 @@ describe('compareOutputs', () => {
   });
 
   it('locates a difference that is only a length change', async () => {
-    const a = tree(join(dir, 'lenA'), { 'f': 'abc' });
-    const b = tree(join(dir, 'lenB'), { 'f': 'abcd' });
+    const a = tree(join(dir, 'lenA'), { f: 'abc' });
+    const b = tree(join(dir, 'lenB'), { f: 'abcd' });
     const diffs = compareOutputs(a, await collectOutputs(a, ['f']), b, await collectOutputs(b, ['f']));
     expect(diffs[0]!.firstDifferenceAt).toBe(3);
   });

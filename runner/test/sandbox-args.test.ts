@@ -31,7 +31,17 @@ function mounts(args: string[], flag: string): [string, string][] {
 describe('bwrapArgs', () => {
   it('isolates every namespace, drops to uid 1000 and forbids nested user namespaces for command builds', () => {
     const a = bwrapArgs(base);
-    for (const f of ['--unshare-user', '--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--die-with-parent', '--new-session', '--disable-userns']) {
+    for (const f of [
+      '--unshare-user',
+      '--unshare-net',
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--unshare-cgroup-try',
+      '--die-with-parent',
+      '--new-session',
+      '--disable-userns',
+    ]) {
       expect(a, f).toContain(f);
     }
     expect(a.slice(a.indexOf('--uid'), a.indexOf('--uid') + 4)).toEqual(['--uid', '1000', '--gid', '1000']);
@@ -51,7 +61,11 @@ describe('bwrapArgs', () => {
     expect(ro).toContain('/usr');
     expect(ro.filter((p) => /^\/(root|home|run|var|proc)\b/.test(p))).toEqual([]);
     expect(ro).not.toContain('/etc/ssl');
-    expect(mounts(a, '--ro-bind-try').map(([from]) => from).every((p) => p.startsWith('/etc/') && !p.startsWith('/etc/ssl') && p !== '/etc/shadow')).toBe(true);
+    expect(
+      mounts(a, '--ro-bind-try')
+        .map(([from]) => from)
+        .every((p) => p.startsWith('/etc/') && !p.startsWith('/etc/ssl') && p !== '/etc/shadow'),
+    ).toBe(true);
     const remount = a.indexOf('--remount-ro');
     expect(a[remount + 1]).toBe('/');
     expect(a.lastIndexOf('--bind')).toBeLessThan(remount);
@@ -61,19 +75,44 @@ describe('bwrapArgs', () => {
   it('passes argv after "--" to a shell that only sets the umask and execs "$@" (no interpretation)', () => {
     const a = bwrapArgs(base);
     const cmd = a.slice(a.indexOf('--') + 1);
-    expect(cmd).toEqual(['/airlock/bin/sh', '-c', 'umask 022 && exec "$@"', 'airlock-sandbox', 'sh', '-c', 'echo "$HOME"; rm -rf /']);
-    expect(sandboxCommand({ ...base, wrap: ['/usr/bin/faketime', '-f', '+1d'] })).toEqual(['/airlock/bin/sh', '-c', 'umask 022 && exec "$@"', 'airlock-sandbox', '/usr/bin/faketime', '-f', '+1d', ...base.argv]);
+    expect(cmd).toEqual([
+      '/airlock/bin/sh',
+      '-c',
+      'umask 022 && exec "$@"',
+      'airlock-sandbox',
+      'sh',
+      '-c',
+      'echo "$HOME"; rm -rf /',
+    ]);
+    expect(sandboxCommand({ ...base, wrap: ['/usr/bin/faketime', '-f', '+1d'] })).toEqual([
+      '/airlock/bin/sh',
+      '-c',
+      'umask 022 && exec "$@"',
+      'airlock-sandbox',
+      '/usr/bin/faketime',
+      '-f',
+      '+1d',
+      ...base.argv,
+    ]);
   });
 
   it('runs the Node supervisor and binds the mirror socket only when there is a mirror', () => {
     const a = bwrapArgs({ ...base, mirrorSocket: '/w/run/mirror.sock', bridgePort: 18080 });
-    expect(mounts(a, '--ro-bind')).toEqual(expect.arrayContaining([['/w/run/mirror.sock', '/airlock/mirror.sock'], ['/usr/bin/node', '/airlock/bin/node']]));
+    expect(mounts(a, '--ro-bind')).toEqual(
+      expect.arrayContaining([
+        ['/w/run/mirror.sock', '/airlock/mirror.sock'],
+        ['/usr/bin/node', '/airlock/bin/node'],
+      ]),
+    );
     expect(a.slice(a.indexOf('--') + 1)).toEqual(['/airlock/bin/node', '/airlock/supervisor.mjs']);
     expect(mounts(bwrapArgs(base), '--ro-bind').find(([, to]) => to === '/airlock/mirror.sock')).toBeUndefined();
   });
 
   it('lets a nested-sandbox profile keep the host pid namespace and user namespaces', () => {
-    const a = bwrapArgs({ ...base, profile: { unsharePid: false, disableNestedUserns: false, extraReadOnly: ['/etc/java-17-openjdk'] } });
+    const a = bwrapArgs({
+      ...base,
+      profile: { unsharePid: false, disableNestedUserns: false, extraReadOnly: ['/etc/java-17-openjdk'] },
+    });
     expect(a).not.toContain('--unshare-pid');
     expect(a).not.toContain('--disable-userns');
     expect(a).not.toContain('--proc');

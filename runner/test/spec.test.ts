@@ -39,13 +39,26 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
     expect(a.spec.source.commit).toBe(COMMIT);
     expect(a.digest).toMatch(/^[0-9a-f]{64}$/);
     // key order does not change the digest (RFC 8785)
-    const reordered = { outputs: good.outputs, builder: good.builder, source: good.source, mirror: good.mirror, env: good.env, reproducible: true, timeoutSeconds: 600, image: good.image };
+    const reordered = {
+      outputs: good.outputs,
+      builder: good.builder,
+      source: good.source,
+      mirror: good.mirror,
+      env: good.env,
+      reproducible: true,
+      timeoutSeconds: 600,
+      image: good.image,
+    };
     expect(loadSpec(reordered).digest).toBe(a.digest);
   });
 
   it('accepts bazel and nix builders in the schema', () => {
-    expect(loadSpec({ ...good, builder: { type: 'bazel', targets: ['//app:bin', '@dep//:lib'] } }).spec.builder.type).toBe('bazel');
-    expect(loadSpec({ ...good, builder: { type: 'nix', file: 'default.nix', attribute: 'app' } }).spec.builder.type).toBe('nix');
+    expect(
+      loadSpec({ ...good, builder: { type: 'bazel', targets: ['//app:bin', '@dep//:lib'] } }).spec.builder.type,
+    ).toBe('bazel');
+    expect(
+      loadSpec({ ...good, builder: { type: 'nix', file: 'default.nix', attribute: 'app' } }).spec.builder.type,
+    ).toBe('nix');
   });
 
   it('reads JSON and YAML files to the same spec and digest', () => {
@@ -81,7 +94,9 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
 
   it('refuses abbreviated, uppercase and YAML-numeric commits with a specific message', () => {
     expect(specError({ ...good, source: { repo: 'x', commit: '0123456' } }).message).toMatch(/abbreviated commit id/);
-    expect(specError({ ...good, source: { repo: 'x', commit: COMMIT.toUpperCase() } }).message).toMatch(/must be lowercase hex/);
+    expect(specError({ ...good, source: { repo: 'x', commit: COMMIT.toUpperCase() } }).message).toMatch(
+      /must be lowercase hex/,
+    );
     expect(specError({ ...good, source: { repo: 'x', commit: 1234 } }).message).toMatch(/quote the commit id/);
   });
 
@@ -93,7 +108,10 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
       [{ ...good, outputs: ['a/./b'] }, /outputs\[0\]: must be a relative/],
       [{ ...good, builder: { type: 'command', argv: [] } }, /builder\.argv: must NOT have fewer than 1 items/],
       [{ ...good, builder: { type: 'command' } }, /builder: must have required property 'argv'/],
-      [{ ...good, builder: { type: 'make', argv: ['make'] } }, /builder\.type: must be equal to one of the allowed values: "command", "bazel", "nix"/],
+      [
+        { ...good, builder: { type: 'make', argv: ['make'] } },
+        /builder\.type: must be equal to one of the allowed values: "command", "bazel", "nix"/,
+      ],
       [{ ...good, builder: { type: 'command', argv: ['sh'], targets: ['//x'] } }, /builder\.targets: unknown field/],
       [{ ...good, builder: { type: 'bazel', targets: ['not-a-label'] } }, /builder\.targets\[0\]: must match pattern/],
       [{ ...good, builder: { type: 'nix', file: '../x.nix', attribute: 'a' } }, /builder\.file: must be a relative/],
@@ -122,7 +140,9 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
   });
 
   it('reports unreadable and malformed spec files as spec errors', () => {
-    expect(() => loadSpecFile(join(dir, 'missing.json'))).toThrow(expect.objectContaining({ code: 'RUNNER_SPEC_UNREADABLE' }));
+    expect(() => loadSpecFile(join(dir, 'missing.json'))).toThrow(
+      expect.objectContaining({ code: 'RUNNER_SPEC_UNREADABLE' }),
+    );
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'source: [unclosed\n');
     expect(() => loadSpecFile(bad)).toThrow(expect.objectContaining({ code: 'RUNNER_SPEC_UNREADABLE' }));
@@ -132,7 +152,10 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
   });
 
   it('gives bazel/nix specs their builders (exit code 14 stays mapped for builder types a runner lacks)', () => {
-    const specs: BuildSpec['builder'][] = [{ type: 'bazel', targets: ['//app:bin'] }, { type: 'nix', file: 'default.nix', attribute: 'app' }];
+    const specs: BuildSpec['builder'][] = [
+      { type: 'bazel', targets: ['//app:bin'] },
+      { type: 'nix', file: 'default.nix', attribute: 'app' },
+    ];
     for (const b of specs) {
       try {
         expect(builderFor(b).type).toBe(b.type);
@@ -145,7 +168,9 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
   });
 
   it('refuses a builderId that is not a URI', async () => {
-    await expect(runBuild(good, { outDir: join(dir, 'o2'), builderId: 'runner 1' })).rejects.toMatchObject({ code: 'RUNNER_SPEC_INVALID' });
+    await expect(runBuild(good, { outDir: join(dir, 'o2'), builderId: 'runner 1' })).rejects.toMatchObject({
+      code: 'RUNNER_SPEC_INVALID',
+    });
   });
 });
 
@@ -160,7 +185,8 @@ describe('exit codes', () => {
       RUNNER_SIGNING_FAILED: EXIT_CODES.SIGNING_FAILED,
       RUNNER_TOOL_MISSING: EXIT_CODES.UNAVAILABLE,
     } as const;
-    for (const [code, exit] of Object.entries(codes)) expect(exitCodeFor(new RunnerError(code as keyof typeof codes, 'x'))).toBe(exit);
+    for (const [code, exit] of Object.entries(codes))
+      expect(exitCodeFor(new RunnerError(code as keyof typeof codes, 'x'))).toBe(exit);
     expect(new Set(Object.values(EXIT_CODES)).size).toBe(Object.keys(EXIT_CODES).length);
     expect(exitCodeFor(new Error('boom'))).toBe(EXIT_CODES.INTERNAL);
     expect(exitCodeFor({ code: 'toString' })).toBe(EXIT_CODES.INTERNAL);

@@ -47,7 +47,9 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)
     writeSync(fd, block, 0, Math.min(block.length, SIZE - off));
   }
   closeSync(fd);
-  console.log(`generated ${(SIZE / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)}s at ${file}`);
+  console.log(
+    `generated ${(SIZE / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)}s at ${file}`,
+  );
 }
 
 // ---- ways to hash it ----
@@ -114,8 +116,14 @@ async function readOnly() {
 
 const methods = [
   { name: 'airlock digestFile', kind: 'airlock', run: async () => (await digestFile(file, ['sha256'])).digests.sha256 },
-  { name: 'openssl dgst -sha256', kind: 'tool', run: async () => viaTool(openssl, ['dgst', '-sha256', '-r'], (out) => out.split(/\s/)[0]) },
-  ...(sha256sum ? [{ name: 'sha256sum', kind: 'tool', run: async () => viaTool(sha256sum, [], (out) => out.split(/\s/)[0]) }] : []),
+  {
+    name: 'openssl dgst -sha256',
+    kind: 'tool',
+    run: async () => viaTool(openssl, ['dgst', '-sha256', '-r'], (out) => out.split(/\s/)[0]),
+  },
+  ...(sha256sum
+    ? [{ name: 'sha256sum', kind: 'tool', run: async () => viaTool(sha256sum, [], (out) => out.split(/\s/)[0]) }]
+    : []),
   { name: 'node stream hwm=64KiB', kind: 'variant', run: () => viaStream(64 << 10) },
   { name: 'node stream hwm=1MiB', kind: 'variant', run: () => viaStream(1 << 20) },
   { name: 'node stream hwm=4MiB', kind: 'variant', run: () => viaStream(4 << 20) },
@@ -166,7 +174,13 @@ const opensslSpeedMBps = opensslSpeed();
 const stats = methods.map((m) => {
   const samples = times.get(m.name);
   const sorted = [...samples].sort((a, b) => a - b);
-  return { method: m.name, kind: m.kind, runs: samples.length, bestMBps: mbPerSec(SIZE, sorted[0]), medianMBps: mbPerSec(SIZE, percentile(sorted, 50)) };
+  return {
+    method: m.name,
+    kind: m.kind,
+    runs: samples.length,
+    bestMBps: mbPerSec(SIZE, sorted[0]),
+    medianMBps: mbPerSec(SIZE, percentile(sorted, 50)),
+  };
 });
 const best = (name) => stats.find((s) => s.method === name)?.bestMBps ?? NaN;
 const airlockMBps = best('airlock digestFile');
@@ -175,11 +189,21 @@ const sha256sumMBps = sha256sum ? best('sha256sum') : null;
 const hashing = stats.filter((s) => s.kind !== 'baseline');
 const fastestNode = [...hashing.filter((s) => s.kind !== 'tool')].sort((a, b) => b.bestMBps - a.bestMBps)[0];
 
-console.log(`\nSHA-256 of a ${(SIZE / 2 ** 20).toFixed(0)} MiB page-cache-warm file, ${RUNS} pass(es) each (decimal MB/s):`);
+console.log(
+  `\nSHA-256 of a ${(SIZE / 2 ** 20).toFixed(0)} MiB page-cache-warm file, ${RUNS} pass(es) each (decimal MB/s):`,
+);
 printTable(
   [
-    ...stats.map((s) => ({ ...s, 'vs openssl': s.kind === 'baseline' ? undefined : ratio(s.bestMBps, opensslMBps, 2) })),
-    { method: 'openssl speed -evp sha256 (in memory)', kind: 'ceiling', bestMBps: opensslSpeedMBps, 'vs openssl': ratio(opensslSpeedMBps, opensslMBps, 2) },
+    ...stats.map((s) => ({
+      ...s,
+      'vs openssl': s.kind === 'baseline' ? undefined : ratio(s.bestMBps, opensslMBps, 2),
+    })),
+    {
+      method: 'openssl speed -evp sha256 (in memory)',
+      kind: 'ceiling',
+      bestMBps: opensslSpeedMBps,
+      'vs openssl': ratio(opensslSpeedMBps, opensslMBps, 2),
+    },
   ],
   ['method', 'kind', 'runs', 'bestMBps', 'medianMBps', 'vs openssl'],
 );
@@ -187,7 +211,9 @@ const r = ratio(airlockMBps, opensslMBps);
 const meetsTarget = r >= TARGET_RATIO;
 console.log(`\nairlock/openssl = ${r}× (target ≥ ${TARGET_RATIO}×): ${meetsTarget ? 'met' : 'NOT MET'}`);
 if (fastestNode && fastestNode.method !== 'airlock digestFile' && fastestNode.bestMBps > airlockMBps * 1.05) {
-  console.log(`note: '${fastestNode.method}' measured faster than digestFile (${fastestNode.bestMBps} vs ${airlockMBps} MB/s)`);
+  console.log(
+    `note: '${fastestNode.method}' measured faster than digestFile (${fastestNode.bestMBps} vs ${airlockMBps} MB/s)`,
+  );
 }
 
 emit({

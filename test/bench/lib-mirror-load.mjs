@@ -39,14 +39,34 @@ export function loadGenerator(workDir, { connections = 16, threads = 1 } = {}) {
       async run(baseUrl, paths, seconds) {
         const list = join(workDir, `paths-${++n}.txt`);
         writeFileSync(list, `${paths.join('\n')}\n`);
-        const r = await run(wrk, [`-t${threads}`, `-c${connections}`, `-d${Math.max(1, Math.round(seconds))}s`, '--timeout', '10s', '-s', script, baseUrl], {
-          env: { ...process.env, WRK_PATHS: list },
-          timeoutMs: (seconds + 30) * 1000,
-        });
+        const r = await run(
+          wrk,
+          [
+            `-t${threads}`,
+            `-c${connections}`,
+            `-d${Math.max(1, Math.round(seconds))}s`,
+            '--timeout',
+            '10s',
+            '-s',
+            script,
+            baseUrl,
+          ],
+          {
+            env: { ...process.env, WRK_PATHS: list },
+            timeoutMs: (seconds + 30) * 1000,
+          },
+        );
         const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
         if (r.code !== 0 || !line) throw new Error(`wrk failed (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
         const j = JSON.parse(line.slice('WRK_JSON '.length));
-        return toResult(j.requests, j.bytes, j.durationUs / 1e3, j.p50Us / 1e3, j.p99Us / 1e3, j.connect + j.read + j.write + j.status + j.timeout);
+        return toResult(
+          j.requests,
+          j.bytes,
+          j.durationUs / 1e3,
+          j.p50Us / 1e3,
+          j.p99Us / 1e3,
+          j.connect + j.read + j.write + j.status + j.timeout,
+        );
       },
     };
   }

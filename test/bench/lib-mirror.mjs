@@ -4,7 +4,17 @@
 // `package/…` layout, with a dependency graph and scoped names); the trust plane + signer; child-process helpers.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +24,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { which } from './lib.mjs';
-
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO_ROOT, 'packages', 'cli', 'dist', 'bin.js');
@@ -161,7 +170,10 @@ export function run(cmd, args, options = {}) {
   const { scope, input, timeoutMs = 300_000, ...spawnOptions } = options;
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = (scope ? scope.spawn.bind(scope) : spawn)(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...spawnOptions });
+    const child = (scope ? scope.spawn.bind(scope) : spawn)(cmd, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...spawnOptions,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
@@ -182,7 +194,10 @@ export function run(cmd, args, options = {}) {
 /** Like run() but throws with the output when the exit code is not 0. */
 export async function runOk(cmd, args, options = {}) {
   const r = await run(cmd, args, options);
-  if (r.code !== 0) throw new Error(`'${cmd} ${args.join(' ')}' failed (exit ${r.code ?? r.signal})\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+  if (r.code !== 0)
+    throw new Error(
+      `'${cmd} ${args.join(' ')}' failed (exit ${r.code ?? r.signal})\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`,
+    );
   return r;
 }
 
@@ -201,7 +216,10 @@ export async function startJsonChild(scope, cmd, args, timeoutMs = 60_000) {
     if (err.length < 20_000) err += d;
   });
   const json = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${timeoutMs} ms\n${out}\n${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: not ready after ${timeoutMs} ms\n${out}\n${err}`)),
+      timeoutMs,
+    );
     child.stdout.setEncoding('utf8').on('data', (d) => {
       out += d;
       // `--json` output may be pretty-printed over several lines: done once the whole of it parses.
@@ -245,7 +263,8 @@ export async function waitForHttp(url, { timeoutMs = 30_000, ok = (s) => s >= 20
   const deadline = performance.now() + timeoutMs;
   let last = '';
   while (performance.now() < deadline) {
-    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`${url}: the server exited (${child.exitCode ?? child.signalCode})`);
+    if (child && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`${url}: the server exited (${child.exitCode ?? child.signalCode})`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
@@ -351,7 +370,9 @@ export async function npmTarball(files, { level = 9 } = {}) {
   for (const [path, content] of Object.entries(files)) {
     const body = Buffer.isBuffer(content) ? content : Buffer.from(content);
     await new Promise((resolve, reject) =>
-      pack.entry({ name: `package/${path}`, mode: 0o644, mtime: NPM_MTIME, type: 'file' }, body, (err) => (err ? reject(err) : resolve())),
+      pack.entry({ name: `package/${path}`, mode: 0o644, mtime: NPM_MTIME, type: 'file' }, body, (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
   }
   pack.finalize();
@@ -375,7 +396,20 @@ export function npmPackumentPath(name) {
 
 /** Filler JS source of roughly `bytes` bytes (compressible like real code, but not trivially). */
 function fillerSource(rand, bytes) {
-  const words = ['const', 'value', 'return', 'function', 'module', 'exports', 'options', 'result', 'length', 'index', 'buffer', 'config'];
+  const words = [
+    'const',
+    'value',
+    'return',
+    'function',
+    'module',
+    'exports',
+    'options',
+    'result',
+    'length',
+    'index',
+    'buffer',
+    'config',
+  ];
   const lines = [];
   let n = 0;
   while (n < bytes) {
@@ -393,7 +427,14 @@ function fillerSource(rand, bytes) {
  * list plus a few random extra edges; some dependents of a two-version package ask for ^2, others ^1, so npm
  * nests copies (`node_modules/a/node_modules/b`). Returns the packages (with tarballs) and the root app's deps.
  */
-export async function generateNpmPackages({ count = 210, twoVersions = 15, roots = 12, seed = 42, minBytes = 300, maxBytes = 150_000 } = {}) {
+export async function generateNpmPackages({
+  count = 210,
+  twoVersions = 15,
+  roots = 12,
+  seed = 42,
+  minBytes = 300,
+  maxBytes = 150_000,
+} = {}) {
   const rand = prng(seed);
   const scopes = ['@bench-core', '@bench-util', '@bench-ui'];
   const names = Array.from({ length: count }, (_, i) => {
@@ -401,7 +442,8 @@ export async function generateNpmPackages({ count = 210, twoVersions = 15, roots
     return i % 3 === 0 ? `bench-pkg-${id}` : `${scopes[i % scopes.length]}/pkg-${id}`;
   });
   const twoVersion = new Set();
-  while (twoVersion.size < Math.min(twoVersions, count - roots)) twoVersion.add(roots + Math.floor(rand() * (count - roots)));
+  while (twoVersion.size < Math.min(twoVersions, count - roots))
+    twoVersion.add(roots + Math.floor(rand() * (count - roots)));
   // deps[i]: name → range
   const deps = names.map(() => ({}));
   for (let j = roots; j < count; j++) {
@@ -437,7 +479,15 @@ export async function generateNpmPackages({ count = 210, twoVersions = 15, roots
         'lib/filler.js': fillerSource(rand, size),
         'README.md': `# ${name}\n\nGenerated for the airlock mirror benchmark.\n`,
       });
-      packages.push({ name, version, manifest, tarball, integrity: sriSha512(tarball), shasum: sha1Hex(tarball), sha256: sha256Hex(tarball) });
+      packages.push({
+        name,
+        version,
+        manifest,
+        tarball,
+        integrity: sriSha512(tarball),
+        shasum: sha1Hex(tarball),
+        sha256: sha256Hex(tarball),
+      });
     }
   }
   const rootDeps = Object.fromEntries(names.slice(0, roots).map((n) => [n, '^1.0.0']));
@@ -459,7 +509,12 @@ export function packuments(packages, base, publishedAt = '2024-01-02T03:04:05.00
       versions[p.version] = {
         ...p.manifest,
         _id: `${name}@${p.version}`,
-        dist: { integrity: p.integrity, shasum: p.shasum, tarball: `${base}${npmTarballPath(name, p.version)}`, fileCount: 4 },
+        dist: {
+          integrity: p.integrity,
+          shasum: p.shasum,
+          tarball: `${base}${npmTarballPath(name, p.version)}`,
+          fileCount: 4,
+        },
       };
       time[p.version] = publishedAt;
     }
@@ -480,10 +535,21 @@ export function serveNpmPackages(up, packages) {
  * `resolved` pointing at `base`. Enough for the sync job; not meant for `npm ci`.
  */
 export function flatLockfile(packages, base) {
-  const lock = { name: 'bench-app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'bench-app', version: '1.0.0', dependencies: {} } } };
+  const lock = {
+    name: 'bench-app',
+    version: '1.0.0',
+    lockfileVersion: 3,
+    requires: true,
+    packages: { '': { name: 'bench-app', version: '1.0.0', dependencies: {} } },
+  };
   for (const p of packages) {
     lock.packages[''].dependencies[p.name] = p.version;
-    lock.packages[`node_modules/${p.name}`] = { version: p.version, resolved: `${base}${npmTarballPath(p.name, p.version)}`, integrity: p.integrity, license: 'MIT' };
+    lock.packages[`node_modules/${p.name}`] = {
+      version: p.version,
+      resolved: `${base}${npmTarballPath(p.name, p.version)}`,
+      integrity: p.integrity,
+      license: 'MIT',
+    };
   }
   return lock;
 }
@@ -519,11 +585,24 @@ export function npmEnv(home) {
  */
 export async function startSigning(scope, dataDir, { tlogMaxBodyBytes } = {}) {
   const { AirlockSigner } = await importBuilt('packages/sign');
-  const plane = tlogMaxBodyBytes === undefined ? await (await importBuilt('packages/plane')).startTrustPlane({ dataDir }) : await startPlaneWithTlogLimit(dataDir, tlogMaxBodyBytes);
+  const plane =
+    tlogMaxBodyBytes === undefined
+      ? await (await importBuilt('packages/plane')).startTrustPlane({ dataDir })
+      : await startPlaneWithTlogLimit(dataDir, tlogMaxBodyBytes);
   scope.defer(() => plane.close());
   const subject = `spiffe://${plane.endpoints.trustDomain}/airlock/mirror-sync`;
-  const signer = new AirlockSigner({ fulcioUrl: plane.endpoints.caUrl, rekorUrl: plane.endpoints.tlogUrl, identity: () => plane.issueToken(subject) });
-  return { plane, signer, dataDir, policy: { subject, issuer: plane.endpoints.identityIssuerUrl }, trustedRoot: plane.trustedRoot };
+  const signer = new AirlockSigner({
+    fulcioUrl: plane.endpoints.caUrl,
+    rekorUrl: plane.endpoints.tlogUrl,
+    identity: () => plane.issueToken(subject),
+  });
+  return {
+    plane,
+    signer,
+    dataDir,
+    policy: { subject, issuer: plane.endpoints.identityIssuerUrl },
+    trustedRoot: plane.trustedRoot,
+  };
 }
 
 /** startTrustPlane's composition (packages/plane/src/plane.ts) with a larger log request-body limit; in-process only. */
@@ -541,13 +620,24 @@ async function startPlaneWithTlogLimit(dataDir, maxBodyBytes) {
   try {
     const identity = await startIdentityIssuer({ dataDir, host: '127.0.0.1', port: 0, trustDomain });
     closers.push(() => identity.close());
-    const ca = await startCaServer({ dataDir, host: '127.0.0.1', port: 0, issuers: [{ issuerUrl: identity.url, type: 'spiffe', trustDomain }] });
+    const ca = await startCaServer({
+      dataDir,
+      host: '127.0.0.1',
+      port: 0,
+      issuers: [{ issuerUrl: identity.url, type: 'spiffe', trustDomain }],
+    });
     closers.push(() => ca.close());
     const tlog = await startTlogServer({ dataDir, host: '127.0.0.1', port: 0, maxBodyBytes });
     closers.push(() => tlog.close());
     const trustedRoot = buildTrustedRoot({
       tlog: { baseUrl: tlog.url, publicKeyDer: tlog.publicKeyDer, validFrom: new Date(Date.now() - 60_000) },
-      ca: { uri: ca.url, chainDer: ca.chainDer, validFrom: ca.validFrom, organization: ca.ca.subject.organization, commonName: ca.ca.subject.commonName },
+      ca: {
+        uri: ca.url,
+        chainDer: ca.chainDer,
+        validFrom: ca.validFrom,
+        organization: ca.ca.subject.organization,
+        commonName: ca.ca.subject.commonName,
+      },
     });
     writeFileSync(join(dataDir, 'trusted_root.json'), `${JSON.stringify(trustedRoot, null, 2)}\n`);
     return {
@@ -564,7 +654,22 @@ async function startPlaneWithTlogLimit(dataDir, maxBodyBytes) {
 
 /** The `airlock mirror import` arguments for a bundle signed through `signing`. */
 export function cliImportArgs(bundle, store, signing, extra = []) {
-  return ['mirror', 'import', bundle, '--store', store, '--data', signing.dataDir, '--sync-identity', signing.policy.subject, '--sync-issuer', signing.policy.issuer, '--json', '--quiet', ...extra];
+  return [
+    'mirror',
+    'import',
+    bundle,
+    '--store',
+    store,
+    '--data',
+    signing.dataDir,
+    '--sync-identity',
+    signing.policy.subject,
+    '--sync-issuer',
+    signing.policy.issuer,
+    '--json',
+    '--quiet',
+    ...extra,
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -674,7 +779,9 @@ export async function startNginx(scope, root, { workers = 1, name = `nginx-w${wo
       '  tcp_nopush on;',
       '  keepalive_requests 1000000;',
       '  default_type application/octet-stream;',
-      ...['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t === 'body' ? 'client_body' : t}_temp_path ${join(prefix, 'tmp', t)};`),
+      ...['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
+        (t) => `  ${t === 'body' ? 'client_body' : t}_temp_path ${join(prefix, 'tmp', t)};`,
+      ),
       `  server { listen 127.0.0.1:${port}; root ${root}; location / { try_files $uri =404; } }`,
       '}',
       '',

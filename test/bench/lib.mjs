@@ -19,7 +19,13 @@ export async function time(fn, { iterations, durationMs, minIterations = 1, warm
     const t0 = performance.now();
     await fn(i);
     samples.push(performance.now() - t0);
-    if (durationMs !== undefined && iterations === undefined && samples.length >= minIterations && performance.now() - started >= durationMs) break;
+    if (
+      durationMs !== undefined &&
+      iterations === undefined &&
+      samples.length >= minIterations &&
+      performance.now() - started >= durationMs
+    )
+      break;
   }
   return summarize(samples);
 }
@@ -71,7 +77,11 @@ export function formatTable(rows, columns) {
   const body = rows.map((r) => cols.map((c) => cell(r[c])));
   const widths = cols.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
   const numeric = cols.map((c) => rows.length > 0 && rows.every((r) => r[c] === undefined || typeof r[c] === 'number'));
-  const line = (cells) => cells.map((v, i) => (numeric[i] ? v.padStart(widths[i]) : v.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells) =>
+    cells
+      .map((v, i) => (numeric[i] ? v.padStart(widths[i]) : v.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(cols), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
@@ -98,7 +108,12 @@ export function skip(reason) {
 
 /** Absolute path of an executable on PATH (like `which`), or null. */
 export function which(cmd) {
-  const candidates = cmd.includes('/') ? [cmd] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, cmd));
+  const candidates = cmd.includes('/')
+    ? [cmd]
+    : (process.env.PATH ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, cmd));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);

@@ -85,14 +85,19 @@ const ALL_MIXES = [
   { id: '1m-cold', size: MiB, count: 80, note: 'working set over airlock 64 MiB memory cache' },
   { id: '4m', size: 4 * MiB, count: 8, note: 'streamed (over the 1 MiB in-memory limit)' },
 ];
-const wanted = process.env.BENCH_GET_MIXES?.split(',').map((s) => s.trim()).filter(Boolean);
+const wanted = process.env.BENCH_GET_MIXES?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const MIXES = wanted ? ALL_MIXES.filter((m) => wanted.includes(m.id)) : ALL_MIXES;
 if (wanted && MIXES.length !== wanted.length) {
-  console.error(`mirror-get: BENCH_GET_MIXES=${wanted.join(',')}: known mixes are ${ALL_MIXES.map((m) => m.id).join(', ')}`);
+  console.error(
+    `mirror-get: BENCH_GET_MIXES=${wanted.join(',')}: known mixes are ${ALL_MIXES.map((m) => m.id).join(', ')}`,
+  );
   process.exit(2);
 }
 
-if (!findNginx()) skip('nginx not installed (apt-get install nginx): it is the static file server this benchmark compares against');
+if (!findNginx())
+  skip('nginx not installed (apt-get install nginx): it is the static file server this benchmark compares against');
 requireCli();
 
 const { syncToBundle } = await importBuilt('mirror-sync');
@@ -111,7 +116,13 @@ async function tarballsOfSize(mix) {
     const id = String(i).padStart(3, '0');
     const name = i % 2 ? `bench-get-${mix.id}-${id}` : `@bench-get-${mix.id}/pkg-${id}`;
     const version = '1.0.0';
-    const manifest = { name, version, description: `mirror-get benchmark tarball (${mix.id})`, main: 'index.js', license: 'MIT' };
+    const manifest = {
+      name,
+      version,
+      description: `mirror-get benchmark tarball (${mix.id})`,
+      main: 'index.js',
+      license: 'MIT',
+    };
     const build = (n) =>
       npmTarball(
         {
@@ -129,7 +140,15 @@ async function tarballsOfSize(mix) {
       tarball = await build(n);
     }
     while (tarball.length > mix.size) tarball = await build((n -= 64));
-    out.push({ name, version, manifest, tarball, integrity: sriSha512(tarball), shasum: sha1Hex(tarball), sha256: sha256Hex(tarball) });
+    out.push({
+      name,
+      version,
+      manifest,
+      tarball,
+      integrity: sriSha512(tarball),
+      shasum: sha1Hex(tarball),
+      sha256: sha256Hex(tarball),
+    });
   }
   return out;
 }
@@ -143,7 +162,9 @@ function profileTop(file, n = 20) {
   for (let i = 0; i < prof.samples.length; i++) {
     const node = byId.get(prof.samples[i]);
     const f = node.callFrame;
-    const where = f.url ? `${f.url.replace(/^file:\/\/.*\/(packages|node_modules)\//, '$1/').replace(/^node:/, 'node:')}:${f.lineNumber + 1}` : '';
+    const where = f.url
+      ? `${f.url.replace(/^file:\/\/.*\/(packages|node_modules)\//, '$1/').replace(/^node:/, 'node:')}:${f.lineNumber + 1}`
+      : '';
     const k = `${f.functionName || '(anonymous)'} ${where}`.trim();
     self.set(k, (self.get(k) ?? 0) + (prof.timeDeltas[i] ?? 0));
   }
@@ -162,7 +183,9 @@ function profileTop(file, n = 20) {
 
 await runBench(scope, async () => {
   const load = await machineLoad();
-  console.log(`machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`);
+  console.log(
+    `machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`,
+  );
 
   // ---- the tarballs, synced (signed) and imported ----
   const t0 = performance.now();
@@ -175,7 +198,13 @@ await runBench(scope, async () => {
   writeFileSync(lockfile, JSON.stringify(flatLockfile(packages, up.url), null, 2));
   const signing = await startSigning(scope, scope.dir('plane'));
   const bundle = join(scope.root, 'bundle.tar');
-  const synced = await syncToBundle({ inputs: [{ path: lockfile, kind: 'npm-lock' }], out: bundle, signer: signing.signer, quiet: true, progress: 'none' });
+  const synced = await syncToBundle({
+    inputs: [{ path: lockfile, kind: 'npm-lock' }],
+    out: bundle,
+    signer: signing.signer,
+    quiet: true,
+    progress: 'none',
+  });
   await up.close();
   const store = join(scope.root, 'store');
   const imp = await runOk(process.execPath, [CLI, ...cliImportArgs(bundle, store, signing)], { scope });
@@ -201,26 +230,46 @@ await runBench(scope, async () => {
   const servers = [await nginxServer('nginx w1', 1)];
   if (CORES > 1) servers.push(await nginxServer(NGINX_AUTO, 'auto'));
   for (const workers of [...new Set([1, CORES])]) {
-    const args = ['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--workers', String(workers), '--json'];
+    const args = [
+      'mirror',
+      'serve',
+      '--store',
+      store,
+      '--listen',
+      '127.0.0.1:0',
+      '--workers',
+      String(workers),
+      '--json',
+    ];
     // Profiled: the primary process of airlock w1 only (worker processes are forked without the flag).
     const profileDir = PROFILE && workers === 1 ? scope.dir('cpu-prof') : undefined;
     const a = profileDir
       ? await startJsonChild(scope, process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, CLI, ...args])
       : await startCliJson(scope, args);
-    servers.push({ name: `airlock w${workers}`, kind: 'airlock', workers, url: a.json.url, child: a.child, profileDir });
+    servers.push({
+      name: `airlock w${workers}`,
+      kind: 'airlock',
+      workers,
+      url: a.json.url,
+      child: a.child,
+      profileDir,
+    });
   }
 
   // Every server returns exactly the expected bytes for every path.
   for (const s of servers) {
     for (const p of packages) {
       const got = await fetchSha256(`${s.url}${npmTarballPath(p.name, p.version)}`);
-      if (got !== p.sha256) throw new Error(`${s.name} ${p.name}@${p.version}: served sha256 ${got}, expected ${p.sha256}`);
+      if (got !== p.sha256)
+        throw new Error(`${s.name} ${p.name}@${p.version}: served sha256 ${got}, expected ${p.sha256}`);
     }
   }
   console.log(`checked: all ${servers.length} servers return the right bytes for all ${packages.length} tarball paths`);
 
   const gen = loadGenerator(scope.dir('load'), { connections: CONNECTIONS, threads: THREADS });
-  console.log(`load: ${gen.name}, ${WARMUP} s warm-up + ${SECONDS} s measured per server and mix; servers and client share the ${CORES} cores`);
+  console.log(
+    `load: ${gen.name}, ${WARMUP} s warm-up + ${SECONDS} s measured per server and mix; servers and client share the ${CORES} cores`,
+  );
   console.log(`${ROUNDS} round(s), server order reversed each round; median per server`);
   const rows = [];
   for (const m of mixes) {
@@ -237,7 +286,8 @@ await runBench(scope, async () => {
         res.userUs = ((cpu1.user - cpu0.user) * 1000) / res.requests;
         res.sysUs = ((cpu1.system - cpu0.system) * 1000) / res.requests;
         res.cpuUs = res.userUs + res.sysUs;
-        if (res.errors > 0) throw new Error(`${s.name} ${m.id}: ${res.errors} failed requests (non-2xx, timeouts or socket errors)`);
+        if (res.errors > 0)
+          throw new Error(`${s.name} ${m.id}: ${res.errors} failed requests (non-2xx, timeouts or socket errors)`);
         samples.get(s.name).push(res);
         console.log(
           `  ${m.id.padEnd(7)} ${s.name.padEnd(10)} ${String(res.reqPerSec).padStart(7)} req/s ${String(res.mbPerSec).padStart(7)} MB/s  p50 ${res.p50Ms} ms  ` +
@@ -278,14 +328,39 @@ await runBench(scope, async () => {
     r.cpuEff = r.kind === 'airlock' ? ratio(cheapest, r.cpuUs) : undefined;
   }
   console.log('');
-  printTable(rows, ['mix', 'files', 'meanKiB', 'server', 'reqPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'cpuUs', 'userUs', 'sysUs', 'vsNginxSame', 'vsNginxAuto', 'cpuEff']);
-  console.log(`\nvsNginxSame = airlock req/s ÷ nginx req/s at the same process count; vsNginxAuto = ÷ nginx worker_processes auto`);
+  printTable(rows, [
+    'mix',
+    'files',
+    'meanKiB',
+    'server',
+    'reqPerSec',
+    'mbPerSec',
+    'p50Ms',
+    'p99Ms',
+    'cpuUs',
+    'userUs',
+    'sysUs',
+    'vsNginxSame',
+    'vsNginxAuto',
+    'cpuEff',
+  ]);
+  console.log(
+    `\nvsNginxSame = airlock req/s ÷ nginx req/s at the same process count; vsNginxAuto = ÷ nginx worker_processes auto`,
+  );
   console.log(`(${CORES}). Target ≥ ${TARGET}×. The load generator runs on the same ${CORES} cores as the servers.`);
-  console.log('cpuUs = CPU time (user + sys, all the server\'s processes) per request; cpuEff = the cheaper nginx\'s cpuUs ÷');
-  console.log('airlock\'s: the requests/s ratio to expect when CPU, not the shared machine or the load generator, is the limit.');
+  console.log(
+    "cpuUs = CPU time (user + sys, all the server's processes) per request; cpuEff = the cheaper nginx's cpuUs ÷",
+  );
+  console.log(
+    "airlock's: the requests/s ratio to expect when CPU, not the shared machine or the load generator, is the limit.",
+  );
   for (const m of mixes.filter((x) => x.note)) console.log(`${m.id}: ${m.note}`);
-  console.log('airlock verifies on read: small blobs are hashed once and then served from memory while their stat token');
-  console.log('(inode, size, mtime, ctime) is unchanged — one lstat per request; large blobs are streamed after the same');
+  console.log(
+    'airlock verifies on read: small blobs are hashed once and then served from memory while their stat token',
+  );
+  console.log(
+    '(inode, size, mtime, ctime) is unchanged — one lstat per request; large blobs are streamed after the same',
+  );
   console.log('token check. nginx does no verification.');
 
   let profile;
@@ -298,7 +373,9 @@ await runBench(scope, async () => {
     const kept = join(PROFILE, `airlock-w1-${mixes.map((m) => m.id).join('+')}.cpuprofile`);
     copyFileSync(join(profiled.profileDir, file), kept);
     profile = profileTop(kept);
-    console.log(`\nCPU profile of ${profiled.name} (whole run: setup checks + every mix; idle included), kept as ${kept}:`);
+    console.log(
+      `\nCPU profile of ${profiled.name} (whole run: setup checks + every mix; idle included), kept as ${kept}:`,
+    );
     printTable(profile, ['selfPct', 'selfMs', 'function']);
   }
 
@@ -306,15 +383,21 @@ await runBench(scope, async () => {
   const nginxAuto = (mix) => rows.find((r) => r.mix === mix && r.server === NGINX_AUTO);
   const summary = {};
   for (const m of mixes) {
-    const best = [airlockRow(m.id, 1), airlockRow(m.id, CORES)].filter(Boolean).sort((a, b) => b.reqPerSec - a.reqPerSec)[0];
+    const best = [airlockRow(m.id, 1), airlockRow(m.id, CORES)]
+      .filter(Boolean)
+      .sort((a, b) => b.reqPerSec - a.reqPerSec)[0];
     summary[`${m.id}_airlock_rps`] = best.reqPerSec;
     summary[`${m.id}_nginx_rps`] = nginxAuto(m.id).reqPerSec;
     summary[`${m.id}_ratio`] = ratio(best.reqPerSec, nginxAuto(m.id).reqPerSec);
     summary[`${m.id}_cpu_eff`] = airlockRow(m.id, 1).cpuEff;
   }
   summary.worst_ratio = Math.min(...mixes.map((m) => summary[`${m.id}_ratio`]));
-  console.log(`\nbest airlock variant ÷ nginx auto, req/s, per mix: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_ratio`]}×`).join(', ')}`);
-  console.log(`airlock w1 CPU efficiency vs nginx, per mix:        ${mixes.map((m) => `${m.id} ${summary[`${m.id}_cpu_eff`]}×`).join(', ')}`);
+  console.log(
+    `\nbest airlock variant ÷ nginx auto, req/s, per mix: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_ratio`]}×`).join(', ')}`,
+  );
+  console.log(
+    `airlock w1 CPU efficiency vs nginx, per mix:        ${mixes.map((m) => `${m.id} ${summary[`${m.id}_cpu_eff`]}×`).join(', ')}`,
+  );
   const after = await machineLoad();
   emit({
     summary,
@@ -324,7 +407,12 @@ await runBench(scope, async () => {
     rounds: ROUNDS,
     connections: CONNECTIONS,
     cores: CORES,
-    mixes: mixes.map((m) => ({ id: m.id, files: m.packages.length, bytes: m.packages.reduce((n, p) => n + p.tarball.length, 0), note: m.note })),
+    mixes: mixes.map((m) => ({
+      id: m.id,
+      files: m.packages.length,
+      bytes: m.packages.reduce((n, p) => n + p.tarball.length, 0),
+      note: m.note,
+    })),
     machine: { before: load, after },
     rows,
     ...(profile ? { profile } : {}),

@@ -23,7 +23,20 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { emit, printTable } from './lib.mjs';
-import { createScope, findNginx, importBuilt, machineLoad, median, prng, round, runBench, sha256Hex, startJsonChild, startNginx, startSigning } from './lib-mirror.mjs';
+import {
+  createScope,
+  findNginx,
+  importBuilt,
+  machineLoad,
+  median,
+  prng,
+  round,
+  runBench,
+  sha256Hex,
+  startJsonChild,
+  startNginx,
+  startSigning,
+} from './lib-mirror.mjs';
 
 const BLOBS = Math.max(1, Number(process.env.BENCH_IMPORT_BLOBS ?? 10_000));
 const CHANGED = Math.min(1, Math.max(0, Number(process.env.BENCH_IMPORT_CHANGED ?? 0.05)));
@@ -50,13 +63,20 @@ function makeBlob(rand, id) {
 
 await runBench(scope, async () => {
   const load = await machineLoad();
-  console.log(`machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`);
+  console.log(
+    `machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`,
+  );
 
   // ---- two snapshots of BLOBS files; snapshot 2 replaces every (1/CHANGED)-th file ----
   const rand = prng(7);
-  const gen1 = Array.from({ length: BLOBS }, (_, i) => ({ name: `file-${String(i).padStart(5, '0')}.bin`, bytes: makeBlob(rand, `s1-${i}`) }));
+  const gen1 = Array.from({ length: BLOBS }, (_, i) => ({
+    name: `file-${String(i).padStart(5, '0')}.bin`,
+    bytes: makeBlob(rand, `s1-${i}`),
+  }));
   const every = CHANGED > 0 ? Math.max(1, Math.round(1 / CHANGED)) : Infinity;
-  const gen2 = gen1.map((f, i) => (i % every === 0 ? { name: `file-${String(i).padStart(5, '0')}-v2.bin`, bytes: makeBlob(rand, `s2-${i}`) } : f));
+  const gen2 = gen1.map((f, i) =>
+    i % every === 0 ? { name: `file-${String(i).padStart(5, '0')}-v2.bin`, bytes: makeBlob(rand, `s2-${i}`) } : f,
+  );
   const bytes1 = gen1.reduce((n, f) => n + f.bytes.length, 0);
   const bytes2 = gen2.reduce((n, f) => n + f.bytes.length, 0);
 
@@ -67,11 +87,17 @@ await runBench(scope, async () => {
   if (findNginx()) {
     upstream = { name: 'nginx', url: (await startNginx(scope, join(scope.root, 'upstream'), { workers: 1 })).url };
   } else {
-    const s = await startJsonChild(scope, process.execPath, [join(import.meta.dirname, 'lib-mirror-static.mjs'), join(scope.root, 'upstream')]);
+    const s = await startJsonChild(scope, process.execPath, [
+      join(import.meta.dirname, 'lib-mirror-static.mjs'),
+      join(scope.root, 'upstream'),
+    ]);
     upstream = { name: 'node static server (nginx not installed)', url: s.json.url };
   }
   const listFor = (files, path) => {
-    writeFileSync(path, JSON.stringify(files.map((f) => ({ url: `${upstream.url}/files/${f.name}`, sha256: sha256Hex(f.bytes) }))));
+    writeFileSync(
+      path,
+      JSON.stringify(files.map((f) => ({ url: `${upstream.url}/files/${f.name}`, sha256: sha256Hex(f.bytes) }))),
+    );
     return path;
   };
 
@@ -89,7 +115,9 @@ await runBench(scope, async () => {
           if (!/\(413\)|exceeds the limit/.test(String(err?.message))) throw err;
           stockRefusal = String(err.message).split(': (413)')[0];
           console.log(`NOTE: the stock trust plane refused to sign this snapshot: ${stockRefusal}`);
-          console.log('      (statement subjects = manifest + every blob). Signing through the same services with a 64 MiB log body limit instead.');
+          console.log(
+            '      (statement subjects = manifest + every blob). Signing through the same services with a 64 MiB log body limit instead.',
+          );
           signing = await startSigning(scope, scope.dir('plane-large'), { tlogMaxBodyBytes: 64 << 20 });
         }
       }
@@ -134,9 +162,12 @@ await runBench(scope, async () => {
   const skipped = [];
   const importFirst = async (r) => {
     const a = await importInto(join(scope.root, `store-${r}`), s1.bundlePath);
-    if (a.result.blobs !== BLOBS || a.result.newBlobs !== BLOBS) throw new Error(`import 1: ${a.result.blobs} blobs, ${a.result.newBlobs} new`);
+    if (a.result.blobs !== BLOBS || a.result.newBlobs !== BLOBS)
+      throw new Error(`import 1: ${a.result.blobs} blobs, ${a.result.newBlobs} new`);
     samples.first.push(a.ms);
-    console.log(`  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s)`);
+    console.log(
+      `  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s)`,
+    );
   };
   await importFirst(0);
 
@@ -168,7 +199,8 @@ await runBench(scope, async () => {
     }
     await importFirst(r);
   }
-  if (skipped.length) console.log(`time budget (${BUDGET_MS / 1000} s for the whole bench): skipped ${skipped.join(', ')}`);
+  if (skipped.length)
+    console.log(`time budget (${BUDGET_MS / 1000} s for the whole bench): skipped ${skipped.join(', ')}`);
 
   const row = (what, ms, blobs, bytes, bundle, note) => ({
     import: what,
@@ -180,20 +212,52 @@ await runBench(scope, async () => {
     bundleMb: round(bundle / 1e6, 1),
     note,
   });
-  const rows = [row('#1 into an empty store', median(samples.first), BLOBS, bytes1, s1.bytes, `median of ${samples.first.length} run(s)`)];
-  if (samples.nofsync.length) rows.push(row('#1, blob fsyncs off (diag.)', median(samples.nofsync), BLOBS, bytes1, s1.bytes, 'journal fdatasync kept; not a mode'));
-  if (s2) rows.push(row('#2 next snapshot on top', median(samples.second), BLOBS, bytes2, s2.bytes, `${newInSecond} new blobs written`));
+  const rows = [
+    row(
+      '#1 into an empty store',
+      median(samples.first),
+      BLOBS,
+      bytes1,
+      s1.bytes,
+      `median of ${samples.first.length} run(s)`,
+    ),
+  ];
+  if (samples.nofsync.length)
+    rows.push(
+      row(
+        '#1, blob fsyncs off (diag.)',
+        median(samples.nofsync),
+        BLOBS,
+        bytes1,
+        s1.bytes,
+        'journal fdatasync kept; not a mode',
+      ),
+    );
+  if (s2)
+    rows.push(
+      row(
+        '#2 next snapshot on top',
+        median(samples.second),
+        BLOBS,
+        bytes2,
+        s2.bytes,
+        `${newInSecond} new blobs written`,
+      ),
+    );
   console.log('');
   printTable(rows, ['import', 'seconds', 'blobsPerSec', 'mbPerSec', 'blobs', 'mb', 'bundleMb', 'note']);
-  console.log('\nblobs/s and MB/s count every blob in the bundle (all are read and verified; #2 writes only the new ones).');
+  console.log(
+    '\nblobs/s and MB/s count every blob in the bundle (all are read and verified; #2 writes only the new ones).',
+  );
   if (samples.nofsync.length) {
     const perBlob = (median(samples.first) - median(samples.nofsync)) / BLOBS;
     console.log(
       `The blob file + directory fsyncs cost ${perBlob.toFixed(2)} ms per blob here: ${(100 * (1 - median(samples.nofsync) / median(samples.first))).toFixed(0)}% ` +
-        'of import #1 (each new blob also has its journal line fdatasync\'d, in both rows).',
+        "of import #1 (each new blob also has its journal line fdatasync'd, in both rows).",
     );
   }
-  if (stockRefusal) console.log(`Signed with a raised log body limit: the stock trust plane refused (${stockRefusal}).`);
+  if (stockRefusal)
+    console.log(`Signed with a raised log body limit: the stock trust plane refused (${stockRefusal}).`);
 
   const after = await machineLoad();
   emit({
@@ -207,10 +271,16 @@ await runBench(scope, async () => {
       stock_plane_signs: stockRefusal === undefined,
     },
     blobs: BLOBS,
-    signing: stockRefusal ? { plane: 'stock services, log body limit raised to 64 MiB', stockRefusal } : { plane: 'stock startTrustPlane' },
+    signing: stockRefusal
+      ? { plane: 'stock services, log body limit raised to 64 MiB', stockRefusal }
+      : { plane: 'stock startTrustPlane' },
     sharedInSnapshot2: shared,
     skipped,
-    sync: { upstream: upstream.name, snapshot1: { ms: s1.durationMs, bytes: s1.bytes }, ...(s2 ? { snapshot2: { ms: s2.durationMs, bytes: s2.bytes } } : {}) },
+    sync: {
+      upstream: upstream.name,
+      snapshot1: { ms: s1.durationMs, bytes: s1.bytes },
+      ...(s2 ? { snapshot2: { ms: s2.durationMs, bytes: s2.bytes } } : {}),
+    },
     samplesMs: samples,
     machine: { before: load, after },
     rows,

@@ -20,7 +20,18 @@
 // Env: BENCH_NPM_REPS (default 3), BENCH_NPM_GET_SECONDS (tarball-GET run per server, default 4; 0 skips it),
 //      BENCH_VERDACCIO_DIR (an install prefix holding node_modules/verdaccio at that version, instead of
 //      $XDG_CACHE_HOME or ~/.cache /airlock-bench/verdaccio-<version>).
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -95,20 +106,44 @@ async function installVerdaccio() {
   const prefix = verdaccioPrefix();
   const have = installedVerdaccio(prefix);
   if (have) return { bin: have, seconds: 0, reused: prefix };
-  if (process.env.BENCH_VERDACCIO_DIR) return { skip: `BENCH_VERDACCIO_DIR=${prefix} holds no verdaccio@${VERDACCIO_VERSION}` };
+  if (process.env.BENCH_VERDACCIO_DIR)
+    return { skip: `BENCH_VERDACCIO_DIR=${prefix} holds no verdaccio@${VERDACCIO_VERSION}` };
   mkdirSync(dirname(prefix), { recursive: true });
   const staging = mkdtempSync(`${prefix}.partial-`);
   try {
     // verdaccio-audit needs node-fetch 2.7.0 pinned (see the notes on Verdaccio as a benchmark peer).
-    writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'bench-verdaccio', private: true, dependencies: { verdaccio: VERDACCIO_VERSION }, overrides: { 'node-fetch': '2.7.0' } }));
-    const r = await run(npm, ['install', '--save-exact', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', '--cache', join(staging, '.npm-cache')], {
-      // The host's own npm configuration (registry, proxy, CA file): this is the one step that talks to the
-      // outside registry. Every npm run of the measurement uses npmEnv() instead.
-      cwd: staging,
-      timeoutMs: 240_000,
-    });
+    writeFileSync(
+      join(staging, 'package.json'),
+      JSON.stringify({
+        name: 'bench-verdaccio',
+        private: true,
+        dependencies: { verdaccio: VERDACCIO_VERSION },
+        overrides: { 'node-fetch': '2.7.0' },
+      }),
+    );
+    const r = await run(
+      npm,
+      [
+        'install',
+        '--save-exact',
+        '--no-audit',
+        '--no-fund',
+        '--ignore-scripts',
+        '--loglevel=error',
+        '--cache',
+        join(staging, '.npm-cache'),
+      ],
+      {
+        // The host's own npm configuration (registry, proxy, CA file): this is the one step that talks to the
+        // outside registry. Every npm run of the measurement uses npmEnv() instead.
+        cwd: staging,
+        timeoutMs: 240_000,
+      },
+    );
     if (r.code !== 0 || !installedVerdaccio(staging)) {
-      return { skip: `could not install verdaccio@${VERDACCIO_VERSION} from the npm registry (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}` };
+      return {
+        skip: `could not install verdaccio@${VERDACCIO_VERSION} from the npm registry (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}`,
+      };
     }
     rmSync(join(staging, '.npm-cache'), { recursive: true, force: true });
     try {
@@ -149,7 +184,11 @@ async function startVerdaccio(bin) {
       '',
     ].join('\n'),
   );
-  const child = scope.spawn(process.execPath, [realpathSync(bin), '--config', config, '--listen', `127.0.0.1:${port}`], { cwd: dir, env: { ...process.env, NODE_ENV: 'production' } });
+  const child = scope.spawn(
+    process.execPath,
+    [realpathSync(bin), '--config', config, '--listen', `127.0.0.1:${port}`],
+    { cwd: dir, env: { ...process.env, NODE_ENV: 'production' } },
+  );
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out.length < 20_000 ? (out += d) : undefined));
   child.stderr.setEncoding('utf8').on('data', (d) => (out.length < 20_000 ? (out += d) : undefined));
@@ -167,7 +206,14 @@ async function publishToVerdaccio(url, packages) {
   const user = await fetch(`${url}/-/user/org.couchdb.user:bench`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ _id: 'org.couchdb.user:bench', name: 'bench', password: 'bench-password-1', type: 'user', roles: [], date: new Date().toISOString() }),
+    body: JSON.stringify({
+      _id: 'org.couchdb.user:bench',
+      name: 'bench',
+      password: 'bench-password-1',
+      type: 'user',
+      roles: [],
+      date: new Date().toISOString(),
+    }),
   });
   const { token } = await user.json();
   if (!user.ok || !token) throw new Error(`verdaccio adduser: HTTP ${user.status}`);
@@ -190,11 +236,21 @@ async function publishToVerdaccio(url, packages) {
               [p.version]: {
                 ...p.manifest,
                 _id: `${p.name}@${p.version}`,
-                dist: { integrity: p.integrity, shasum: p.shasum, tarball: `${url}${npmTarballPath(p.name, p.version)}` },
+                dist: {
+                  integrity: p.integrity,
+                  shasum: p.shasum,
+                  tarball: `${url}${npmTarballPath(p.name, p.version)}`,
+                },
               },
             },
             access: null,
-            _attachments: { [file]: { content_type: 'application/octet-stream', data: p.tarball.toString('base64'), length: p.tarball.length } },
+            _attachments: {
+              [file]: {
+                content_type: 'application/octet-stream',
+                data: p.tarball.toString('base64'),
+                length: p.tarball.length,
+              },
+            },
           };
           const res = await fetch(`${url}${npmPackumentPath(p.name)}`, {
             method: 'PUT',
@@ -202,7 +258,8 @@ async function publishToVerdaccio(url, packages) {
             body: JSON.stringify(body),
           });
           const text = await res.text();
-          if (!res.ok) throw new Error(`verdaccio publish ${p.name}@${p.version}: HTTP ${res.status} ${text.slice(0, 300)}`);
+          if (!res.ok)
+            throw new Error(`verdaccio publish ${p.name}@${p.version}: HTTP ${res.status} ${text.slice(0, 300)}`);
         }
       }
     }),
@@ -216,7 +273,8 @@ function countInstalled(app) {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       if (!e.isDirectory() || e.name.startsWith('.')) continue;
       if (e.name.startsWith('@')) {
-        for (const s of readdirSync(join(dir, e.name), { withFileTypes: true })) if (s.isDirectory()) visit(join(dir, e.name, s.name));
+        for (const s of readdirSync(join(dir, e.name), { withFileTypes: true }))
+          if (s.isDirectory()) visit(join(dir, e.name, s.name));
       } else visit(join(dir, e.name));
     }
   };
@@ -230,7 +288,9 @@ function countInstalled(app) {
 
 await runBench(scope, async () => {
   const load = await machineLoad();
-  console.log(`machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`);
+  console.log(
+    `machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`,
+  );
   const verdaccioInstall = installVerdaccio(); // network-bound: overlaps with the generation below
   verdaccioInstall.catch(() => undefined);
 
@@ -240,11 +300,27 @@ await runBench(scope, async () => {
   const up = await startUpstream();
   serveNpmPackages(up, packages);
   const app = scope.dir('app');
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'bench-app', version: '1.0.0', private: true, dependencies: rootDeps }, null, 2));
-  await runOk(npm, ['install', '--package-lock-only', '--ignore-scripts', `--registry=${up.url}/`, '--cache', join(scope.root, 'lock-cache'), '--no-audit', '--no-fund'], {
-    cwd: app,
-    env: npmEnv(scope.dir('home-lock')),
-  });
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'bench-app', version: '1.0.0', private: true, dependencies: rootDeps }, null, 2),
+  );
+  await runOk(
+    npm,
+    [
+      'install',
+      '--package-lock-only',
+      '--ignore-scripts',
+      `--registry=${up.url}/`,
+      '--cache',
+      join(scope.root, 'lock-cache'),
+      '--no-audit',
+      '--no-fund',
+    ],
+    {
+      cwd: app,
+      env: npmEnv(scope.dir('home-lock')),
+    },
+  );
   const lockWith = JSON.parse(readFileSync(join(app, 'package-lock.json'), 'utf8'));
   const lockEntries = Object.keys(lockWith.packages).filter((k) => k.startsWith('node_modules/'));
   const nested = lockEntries.filter((k) => k.indexOf('/node_modules/') > 0).length;
@@ -270,7 +346,9 @@ await runBench(scope, async () => {
   });
   const store = join(scope.root, 'store');
   const imp = await runOk(process.execPath, [CLI, ...cliImportArgs(bundle, store, signing)], { scope });
-  console.log(`airlock: sync ${(synced.durationMs / 1000).toFixed(1)} s (${synced.entries} entries, signed + SBOM), import ${(imp.ms / 1000).toFixed(1)} s`);
+  console.log(
+    `airlock: sync ${(synced.durationMs / 1000).toFixed(1)} s (${synced.entries} entries, signed + SBOM), import ${(imp.ms / 1000).toFixed(1)} s`,
+  );
 
   // ---- Verdaccio: install, start, publish (a peer that cannot be installed is skipped; airlock is still measured) ----
   const vi = await verdaccioInstall;
@@ -280,11 +358,15 @@ await runBench(scope, async () => {
     verdaccioSkip = vi.skip;
     console.log(`verdaccio: SKIPPED as a peer: ${verdaccioSkip}`);
   } else {
-    console.log(`verdaccio@${VERDACCIO_VERSION}: ${vi.reused ? `reused the install in ${vi.reused}` : `installed into ${vi.prefix} in ${vi.seconds.toFixed(1)} s (kept for later runs)`}`);
+    console.log(
+      `verdaccio@${VERDACCIO_VERSION}: ${vi.reused ? `reused the install in ${vi.reused}` : `installed into ${vi.prefix} in ${vi.seconds.toFixed(1)} s (kept for later runs)`}`,
+    );
     verdaccio = await startVerdaccio(vi.bin);
     const tp = performance.now();
     await publishToVerdaccio(verdaccio.url, packages);
-    console.log(`verdaccio: published ${packages.length} versions in ${((performance.now() - tp) / 1000).toFixed(1)} s into its local storage`);
+    console.log(
+      `verdaccio: published ${packages.length} versions in ${((performance.now() - tp) / 1000).toFixed(1)} s into its local storage`,
+    );
   }
   await up.close(); // from here on nothing can come from the upstream
 
@@ -314,21 +396,34 @@ await runBench(scope, async () => {
     // Offline: the same registry URL the warm cache was filled from (npm keys packuments by URL), no requests.
     const registry = (server ?? servers.find((s) => s.kind === 'airlock')).url;
     const args = [
-      'ci', `--registry=${registry}/`, '--replace-registry-host=always', '--cache', cacheDir,
+      'ci',
+      `--registry=${registry}/`,
+      '--replace-registry-host=always',
+      '--cache',
+      cacheDir,
       ...(offline ? ['--offline'] : ['--prefer-online', '--fetch-retries=0']),
-      '--no-audit', '--no-fund', '--loglevel=error',
+      '--no-audit',
+      '--no-fund',
+      '--loglevel=error',
     ];
     const r = await run(npm, args, { cwd: dir, env, timeoutMs: 240_000 });
-    if (r.code !== 0) throw new Error(`npm ci (${server?.name ?? 'offline'}, ${scenario.name}) failed (exit ${r.code}):\n${r.stderr.slice(-3000)}`);
+    if (r.code !== 0)
+      throw new Error(
+        `npm ci (${server?.name ?? 'offline'}, ${scenario.name}) failed (exit ${r.code}):\n${r.stderr.slice(-3000)}`,
+      );
     const installed = countInstalled(dir);
-    if (installed !== lockEntries.length) throw new Error(`npm ci (${server?.name ?? 'offline'}, ${scenario.name}): ${installed} packages installed, lockfile has ${lockEntries.length}`);
+    if (installed !== lockEntries.length)
+      throw new Error(
+        `npm ci (${server?.name ?? 'offline'}, ${scenario.name}): ${installed} packages installed, lockfile has ${lockEntries.length}`,
+      );
     if (!cache) rmSync(cacheDir, { recursive: true, force: true });
     return r.ms;
   };
 
   // Warm-up: one unmeasured install per server and lockfile (also proves each server installs everything).
   const warmCache = join(scope.root, 'warm-cache');
-  for (const sc of scenarios) for (const s of servers) await npmCi(s, sc, s.kind === 'airlock' ? { cache: warmCache } : {});
+  for (const sc of scenarios)
+    for (const s of servers) await npmCi(s, sc, s.kind === 'airlock' ? { cache: warmCache } : {});
   console.log(`warm-up: every server installed all ${lockEntries.length} packages from both lockfiles`);
 
   const times = new Map();
@@ -351,7 +446,9 @@ await runBench(scope, async () => {
       }
       const floor = await npmCi(null, sc, { cache: warmCache, offline: true });
       times.set(key(sc, 'floor'), [...(times.get(key(sc, 'floor')) ?? []), floor]);
-      console.log(`  rep ${rep + 1}: ${sc.name.padEnd(16)} ${'npm ci --offline'.padEnd(20)} ${(floor / 1000).toFixed(2)} s (warm cache, no server)`);
+      console.log(
+        `  rep ${rep + 1}: ${sc.name.padEnd(16)} ${'npm ci --offline'.padEnd(20)} ${(floor / 1000).toFixed(2)} s (warm cache, no server)`,
+      );
     }
     reps++;
     lastRepMs = performance.now() - repStart;
@@ -376,8 +473,12 @@ await runBench(scope, async () => {
   }
   console.log('');
   printTable(rows, ['lockfile', 'server', 'medianS', 'minS', 'maxS', 'runs', 'vsVerdaccio']);
-  console.log(`\nvsVerdaccio = airlock npm ci time ÷ Verdaccio npm ci time (below 1: airlock faster). Each npm ci: empty cache,`);
-  console.log(`--prefer-online, no node_modules, ${lockEntries.length} packages. Server, npm and the other engineers' work share ${load.cpus} cores;`);
+  console.log(
+    `\nvsVerdaccio = airlock npm ci time ÷ Verdaccio npm ci time (below 1: airlock faster). Each npm ci: empty cache,`,
+  );
+  console.log(
+    `--prefer-online, no node_modules, ${lockEntries.length} packages. Server, npm and the other engineers' work share ${load.cpus} cores;`,
+  );
   console.log('npm ci --offline from a warm cache is what npm itself costs with no server at all.');
   if (verdaccioSkip) console.log(`Verdaccio was skipped as a peer: ${verdaccioSkip}`);
 
@@ -386,7 +487,12 @@ await runBench(scope, async () => {
   let getLoad;
   if (GET_SECONDS > 0) {
     // Only what the lockfile installs: a generated 2.0.0 that nothing depends on was never synced.
-    const locked = new Set(lockEntries.map((k) => `${lockWith.packages[k].name ?? k.slice(k.lastIndexOf('node_modules/') + 13)}@${lockWith.packages[k].version}`));
+    const locked = new Set(
+      lockEntries.map(
+        (k) =>
+          `${lockWith.packages[k].name ?? k.slice(k.lastIndexOf('node_modules/') + 13)}@${lockWith.packages[k].version}`,
+      ),
+    );
     const served = packages.filter((p) => locked.has(`${p.name}@${p.version}`));
     const paths = served.map((p) => npmTarballPath(p.name, p.version));
     const getServers = [...servers];
@@ -397,31 +503,48 @@ await runBench(scope, async () => {
         mkdirSync(dirname(f), { recursive: true });
         writeFileSync(f, p.tarball);
       }
-      getServers.push({ name: 'nginx (static files)', kind: 'nginx', url: (await startNginx(scope, www, { workers: 'auto' })).url });
+      getServers.push({
+        name: 'nginx (static files)',
+        kind: 'nginx',
+        url: (await startNginx(scope, www, { workers: 'auto' })).url,
+      });
     }
     // Every server serves the right bytes for every path (and its caches are warm).
     for (const s of getServers) {
       for (const p of served) {
         const got = await fetchSha256(`${s.url}${npmTarballPath(p.name, p.version)}`);
-        if (got !== p.sha256) throw new Error(`${s.name} ${p.name}@${p.version}: served sha256 ${got}, expected ${p.sha256}`);
+        if (got !== p.sha256)
+          throw new Error(`${s.name} ${p.name}@${p.version}: served sha256 ${got}, expected ${p.sha256}`);
       }
     }
     const gen = loadGenerator(scope.dir('load'), { connections: 16, threads: 1 });
     getLoad = gen.name;
-    console.log(`\ntarball GETs (${gen.name}, 1 s warm-up + ${GET_SECONDS} s, cycling through all ${paths.length} tarball paths):`);
+    console.log(
+      `\ntarball GETs (${gen.name}, 1 s warm-up + ${GET_SECONDS} s, cycling through all ${paths.length} tarball paths):`,
+    );
     for (const s of getServers) {
       await gen.run(s.url, paths, 1);
       const r = await gen.run(s.url, paths, GET_SECONDS);
       if (r.errors > 0) throw new Error(`${s.name}: ${r.errors} failed tarball GETs`);
-      getRows.push({ server: s.name, kind: s.kind, reqPerSec: r.reqPerSec, mbPerSec: r.mbPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms });
+      getRows.push({
+        server: s.name,
+        kind: s.kind,
+        reqPerSec: r.reqPerSec,
+        mbPerSec: r.mbPerSec,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+      });
     }
     const nginxRps = getRows.find((r) => r.kind === 'nginx')?.reqPerSec;
     for (const r of getRows) r.vsNginx = nginxRps ? ratio(r.reqPerSec, nginxRps) : undefined;
     printTable(getRows, ['server', 'reqPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'vsNginx']);
-    console.log('(one process each except nginx, worker_processes auto; the load generator shares the cores: see mirror-get for the full comparison)');
+    console.log(
+      '(one process each except nginx, worker_processes auto; the load generator shares the cores: see mirror-get for the full comparison)',
+    );
   }
 
-  const med = (sc, name) => (name && times.has(key(sc, name)) ? round(median(times.get(key(sc, name))) / 1000, 2) : undefined);
+  const med = (sc, name) =>
+    name && times.has(key(sc, name)) ? round(median(times.get(key(sc, name))) / 1000, 2) : undefined;
   const get = (kind) => getRows.find((r) => r.kind === kind);
   const after = await machineLoad();
   emit({

@@ -21,7 +21,18 @@ import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { emit, mbPerSec, printTable, ratio, skip, which } from './lib.mjs';
-import { createScope, findNginx, importBuilt, machineLoad, median, round, runBench, runOk, startJsonChild, startNginx } from './lib-mirror.mjs';
+import {
+  createScope,
+  findNginx,
+  importBuilt,
+  machineLoad,
+  median,
+  round,
+  runBench,
+  runOk,
+  startJsonChild,
+  startNginx,
+} from './lib-mirror.mjs';
 
 const FILES = Math.max(1, Number(process.env.BENCH_SYNC_FILES ?? 4));
 const SIZE = Math.round(Number(process.env.BENCH_SYNC_MIB ?? 256) * 1024 * 1024);
@@ -37,7 +48,9 @@ const scope = createScope('sync');
 
 await runBench(scope, async () => {
   const load = await machineLoad();
-  console.log(`machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`);
+  console.log(
+    `machine: ${load.cpus} cores, load average ${load.load1} before start (shared machine: numbers move with it)`,
+  );
 
   // ---- the files: 16 MiB of random bytes repeated, each copy stamped so no two blocks are equal ----
   const filesDir = scope.dir('files');
@@ -55,7 +68,9 @@ await runBench(scope, async () => {
       }
       closeSync(fd);
     }
-    console.log(`generated ${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(
+      `generated ${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
   }
   const totalBytes = SIZE * FILES;
 
@@ -74,7 +89,10 @@ await runBench(scope, async () => {
   if (findNginx()) {
     upstream = { name: 'nginx (sendfile)', url: (await startNginx(scope, filesDir, { workers: 1 })).url };
   } else {
-    const s = await startJsonChild(scope, process.execPath, [join(import.meta.dirname, 'lib-mirror-static.mjs'), filesDir]);
+    const s = await startJsonChild(scope, process.execPath, [
+      join(import.meta.dirname, 'lib-mirror-static.mjs'),
+      filesDir,
+    ]);
     upstream = { name: 'node static server (nginx not installed)', url: s.json.url };
   }
   console.log(`upstream: ${upstream.name} at ${upstream.url}`);
@@ -92,7 +110,8 @@ await runBench(scope, async () => {
     for (let i = 0; i < paths.length; i++) {
       const h = new HashingTransform(algorithms);
       await pipeline(createReadStream(paths[i], { highWaterMark: 64 << 10 }), h, nullSink());
-      if (h.result.digests.sha256 !== expected[i]) throw new Error(`hashing stage: ${names[i]} hashed to ${h.result.digests.sha256}, expected ${expected[i]}`);
+      if (h.result.digests.sha256 !== expected[i])
+        throw new Error(`hashing stage: ${names[i]} hashed to ${h.result.digests.sha256}, expected ${expected[i]}`);
     }
   };
   let syncRun = 0;
@@ -108,8 +127,16 @@ await runBench(scope, async () => {
       name: 'syncToBundle (end to end)',
       run: async () => {
         const out = join(bundleDir, `bundle-${++syncRun}.tar`);
-        const r = await syncToBundle({ inputs: [{ path: list, kind: 'generic' }], out, sequence: 1, previous: null, quiet: true, progress: 'none' });
-        if (r.blobs !== FILES || r.blobBytes !== totalBytes) throw new Error(`sync wrote ${r.blobs} blobs, ${r.blobBytes} bytes`);
+        const r = await syncToBundle({
+          inputs: [{ path: list, kind: 'generic' }],
+          out,
+          sequence: 1,
+          previous: null,
+          quiet: true,
+          progress: 'none',
+        });
+        if (r.blobs !== FILES || r.blobBytes !== totalBytes)
+          throw new Error(`sync wrote ${r.blobs} blobs, ${r.blobBytes} bytes`);
         rmSync(out, { force: true });
         return r.durationMs;
       },
@@ -168,7 +195,9 @@ await runBench(scope, async () => {
       const reported = await m.run();
       const ms = reported ?? performance.now() - t0;
       times.get(m.name).push(ms);
-      console.log(`  round ${r + 1}: ${m.name.padEnd(38)} ${(ms / 1000).toFixed(2)} s  ${mbPerSec(totalBytes, ms)} MB/s`);
+      console.log(
+        `  round ${r + 1}: ${m.name.padEnd(38)} ${(ms / 1000).toFixed(2)} s  ${mbPerSec(totalBytes, ms)} MB/s`,
+      );
     }
     lastRoundMs = performance.now() - roundStart;
   }
@@ -177,12 +206,22 @@ await runBench(scope, async () => {
   const rows = methods.map((m) => {
     const ms = median(times.get(m.name));
     const mb = mbPerSec(totalBytes, ms);
-    return { method: m.name, seconds: round(ms / 1000, 2), mbPerSec: mb, vsSha256sum: ratio(mb, ref), runs: times.get(m.name).length };
+    return {
+      method: m.name,
+      seconds: round(ms / 1000, 2),
+      mbPerSec: mb,
+      vsSha256sum: ratio(mb, ref),
+      runs: times.get(m.name).length,
+    };
   });
   console.log('');
   printTable(rows, ['method', 'seconds', 'mbPerSec', 'vsSha256sum', 'runs']);
-  console.log(`\n${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB = ${(totalBytes / 1e6).toFixed(0)} MB; MB = 10^6 bytes; medians. The sync computes three digests per`);
-  console.log('byte and writes every byte twice (staging file, then the bundle); sha256sum computes one and writes nothing.');
+  console.log(
+    `\n${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB = ${(totalBytes / 1e6).toFixed(0)} MB; MB = 10^6 bytes; medians. The sync computes three digests per`,
+  );
+  console.log(
+    'byte and writes every byte twice (staging file, then the bundle); sha256sum computes one and writes nothing.',
+  );
   console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
 
   const row = (n) => rows.find((r) => r.method === n);

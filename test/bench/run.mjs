@@ -69,7 +69,11 @@ function runOne(bench, timeoutMs) {
     const partial = { stdout: '', stderr: '' };
 
     // Own process group (detached) so a timeout also ends whatever the script spawned (openssl, sha256sum, …).
-    const child = spawn(process.execPath, [bench.file], { cwd: repoRoot, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bench.file], {
+      cwd: repoRoot,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
 
     const onLine = (line) => {
       if (line.startsWith('BENCH_JSON ')) {
@@ -126,7 +130,13 @@ function runOne(bench, timeoutMs) {
       const seconds = Math.round((performance.now() - started) / 100) / 10;
       const base = { name: bench.name, seconds, exitCode: code, ...(signal ? { signal } : {}) };
       if (timedOut) return done({ ...base, status: 'failed', reason: `timed out after ${timeoutMs / 1000}s` });
-      if (code !== 0) return done({ ...base, status: 'failed', reason: signal ? `killed by ${signal}` : `exit code ${code}`, result: json });
+      if (code !== 0)
+        return done({
+          ...base,
+          status: 'failed',
+          reason: signal ? `killed by ${signal}` : `exit code ${code}`,
+          result: json,
+        });
       if (skipReason !== undefined) return done({ ...base, status: 'skipped', reason: skipReason });
       if (jsonError) return done({ ...base, status: 'failed', reason: jsonError });
       if (json === undefined) return done({ ...base, status: 'failed', reason: 'printed no BENCH_JSON line' });
@@ -160,7 +170,8 @@ if (opts.list) {
   process.exit(0);
 }
 const unknown = opts.names.filter((n) => !all.some((b) => b.name === n));
-if (unknown.length > 0) usage(`no benchmark named ${unknown.join(', ')} (have: ${all.map((b) => b.name).join(', ') || 'none'})`);
+if (unknown.length > 0)
+  usage(`no benchmark named ${unknown.join(', ')} (have: ${all.map((b) => b.name).join(', ') || 'none'})`);
 const selected = opts.names.length > 0 ? [...new Set(opts.names)].map((n) => all.find((b) => b.name === n)) : all;
 if (selected.length === 0) {
   console.error(`bench: no *${SUFFIX} files in ${relative(process.cwd(), benchDir) || '.'}`);
@@ -176,7 +187,12 @@ for (const bench of selected) {
 console.log('\n=== bench summary ===');
 console.log(
   formatTable(
-    outcomes.map((o) => ({ bench: o.name, status: o.status, seconds: o.seconds, result: o.status === 'ok' ? headline(o.result) : o.reason })),
+    outcomes.map((o) => ({
+      bench: o.name,
+      status: o.status,
+      seconds: o.seconds,
+      result: o.status === 'ok' ? headline(o.result) : o.reason,
+    })),
     ['bench', 'status', 'seconds', 'result'],
   ),
 );
@@ -187,5 +203,7 @@ if (opts.out) {
 }
 const failed = outcomes.filter((o) => o.status === 'failed');
 const skipped = outcomes.filter((o) => o.status === 'skipped');
-console.log(`${outcomes.length - failed.length - skipped.length} passed, ${failed.length} failed, ${skipped.length} skipped`);
+console.log(
+  `${outcomes.length - failed.length - skipped.length} passed, ${failed.length} failed, ${skipped.length} skipped`,
+);
 process.exit(failed.length > 0 ? 1 : 0);

@@ -5,7 +5,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const missing = ['bwrap', 'strace', 'git', 'bazel', 'nix-build'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+const missing = ['bwrap', 'strace', 'git', 'bazel', 'nix-build'].filter(
+  (c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0,
+);
 if (missing.includes('bwrap') || missing.includes('strace') || missing.includes('git')) {
   console.log(`BENCH_SKIP needs ${missing.join(', ')}`);
   process.exit(0);

@@ -22,7 +22,11 @@ const plane = await startTrustPlane({ dataDir: dir });
 try {
   const subject = `spiffe://${plane.endpoints.trustDomain}/bench`;
   const token = await plane.issueToken(subject, { ttlSeconds: 3600 });
-  const signer = new AirlockSigner({ fulcioUrl: plane.endpoints.caUrl, rekorUrl: plane.endpoints.tlogUrl, identity: token });
+  const signer = new AirlockSigner({
+    fulcioUrl: plane.endpoints.caUrl,
+    rekorUrl: plane.endpoints.tlogUrl,
+    identity: token,
+  });
   const artifacts = Array.from({ length: SIGNATURES }, (_, i) => Buffer.from(`artifact ${i} ${'x'.repeat(64)}`));
   const bundles = new Array(SIGNATURES);
   const statements = artifacts.map((a, i) => ({
@@ -58,18 +62,36 @@ try {
   };
 
   // Stock @sigstore/verify, trust material built once, the same checks it always does (policy via its regex).
-  const stockVerifier = new Verifier(toTrustMaterial(TrustedRoot.fromJSON(plane.trustedRoot)), { ctlogThreshold: 0, tlogThreshold: 1, timestampThreshold: 1 });
-  const stockPolicy = { subjectAlternativeName: `^${subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, extensions: { issuer: policy.issuer } };
-  const stock = measure('stock @sigstore/verify', (i) => stockVerifier.verify(toSignedEntity(bundleFromJSON(bundles[i])), stockPolicy));
+  const stockVerifier = new Verifier(toTrustMaterial(TrustedRoot.fromJSON(plane.trustedRoot)), {
+    ctlogThreshold: 0,
+    tlogThreshold: 1,
+    timestampThreshold: 1,
+  });
+  const stockPolicy = {
+    subjectAlternativeName: `^${subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`,
+    extensions: { issuer: policy.issuer },
+  };
+  const stock = measure('stock @sigstore/verify', (i) =>
+    stockVerifier.verify(toSignedEntity(bundleFromJSON(bundles[i])), stockPolicy),
+  );
   const viaSigstore = new BundleVerifier(plane.trustedRoot, { engine: 'sigstore' });
-  const airlockSigstore = measure('airlock (sigstore engine)', (i) => viaSigstore.verify(bundles[i], { artifact: artifacts[i], policy }));
+  const airlockSigstore = measure('airlock (sigstore engine)', (i) =>
+    viaSigstore.verify(bundles[i], { artifact: artifacts[i], policy }),
+  );
   const viaNative = new BundleVerifier(plane.trustedRoot, { engine: 'native' });
-  const airlockNative = measure('airlock (native engine)', (i) => viaNative.verify(bundles[i], { artifact: artifacts[i], policy }));
+  const airlockNative = measure('airlock (native engine)', (i) =>
+    viaNative.verify(bundles[i], { artifact: artifacts[i], policy }),
+  );
 
   const rows = [stock, airlockSigstore, airlockNative];
-  console.log(`sign+log (DSSE, ${CONCURRENCY} concurrent): ${signPerSec.toFixed(1)}/s (${SIGNATURES} in ${signSeconds.toFixed(2)} s)`);
+  console.log(
+    `sign+log (DSSE, ${CONCURRENCY} concurrent): ${signPerSec.toFixed(1)}/s (${SIGNATURES} in ${signSeconds.toFixed(2)} s)`,
+  );
   console.log('verification (same bundles, single thread):');
-  for (const r of rows) console.log(`  ${r.name.padEnd(28)} ${r.perSecond.toFixed(0).padStart(7)}/s  ×${(r.perSecond / stock.perSecond).toFixed(2)} vs stock`);
+  for (const r of rows)
+    console.log(
+      `  ${r.name.padEnd(28)} ${r.perSecond.toFixed(0).padStart(7)}/s  ×${(r.perSecond / stock.perSecond).toFixed(2)} vs stock`,
+    );
   console.log(
     'BENCH_JSON ' +
       JSON.stringify({

@@ -30,7 +30,9 @@ if (!existsSync(join(dist, 'index.js'))) {
   console.error(`tlog bench: ${dist} is missing; build first (npx tsc -b packages/tlog, or npm run bench)`);
   process.exit(1);
 }
-const { TransparencyLog, hashLeaf, verifyInclusionProof, verifyConsistencyProof } = await import(pathToFileURL(join(dist, 'index.js')).href);
+const { TransparencyLog, hashLeaf, verifyInclusionProof, verifyConsistencyProof } = await import(
+  pathToFileURL(join(dist, 'index.js')).href
+);
 
 const work = mkdtempSync(join(tmpdir(), 'airlock-bench-tlog-'));
 const children = new Set();
@@ -46,11 +48,24 @@ const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256
 const pemB64 = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' })).toString('base64');
 let seq = 0;
 function dsseProposal() {
-  const payload = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: `a${seq++}`, digest: { sha256: '00'.repeat(32) } }] }));
+  const payload = Buffer.from(
+    JSON.stringify({
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name: `a${seq++}`, digest: { sha256: '00'.repeat(32) } }],
+    }),
+  );
   const type = 'application/vnd.in-toto+json';
   const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
-  const envelope = { payloadType: type, payload: payload.toString('base64'), signatures: [{ keyid: '', sig: sign('sha256', pae, privateKey).toString('base64') }] };
-  return { apiVersion: '0.0.1', kind: 'dsse', spec: { proposedContent: { envelope: JSON.stringify(envelope), verifiers: [pemB64] } } };
+  const envelope = {
+    payloadType: type,
+    payload: payload.toString('base64'),
+    signatures: [{ keyid: '', sig: sign('sha256', pae, privateKey).toString('base64') }],
+  };
+  return {
+    apiVersion: '0.0.1',
+    kind: 'dsse',
+    spec: { proposedContent: { envelope: JSON.stringify(envelope), verifiers: [pemB64] } },
+  };
 }
 function hashedRekordProposal() {
   const data = Buffer.from(`artifact ${seq++}`);
@@ -66,7 +81,14 @@ function hashedRekordProposal() {
 
 // ---- HTTP appends against a separate server process ----
 async function startServer(dataDir, maxBatch) {
-  const args = [join(dist, 'serve-main.js'), '--data', dataDir, '--port', '0', ...(maxBatch ? ['--max-batch', String(maxBatch)] : [])];
+  const args = [
+    join(dist, 'serve-main.js'),
+    '--data',
+    dataDir,
+    '--port',
+    '0',
+    ...(maxBatch ? ['--max-batch', String(maxBatch)] : []),
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
   const line = await new Promise((resolve, reject) => {
@@ -92,7 +114,12 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
   const server = await startServer(dir, maxBatch);
   const url = `${server.url}/api/v1/log/entries`;
   // warm-up (key load, JIT, connection pool)
-  for (let i = 0; i < 5; i++) await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(make()) }).then((r) => r.arrayBuffer());
+  for (let i = 0; i < 5; i++)
+    await fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(make()),
+    }).then((r) => r.arrayBuffer());
   let next = 0;
   let done = 0;
   const latencies = [];
@@ -113,7 +140,16 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
   const seconds = (performance.now() - t0) / 1000;
   await server.stop();
   const lat = summarize(latencies);
-  return { scenario: name, clients, kind, commit: maxBatch === 1 ? 'per-entry' : 'group', entries: done, perSec: Math.round(done / seconds), p50Ms: lat.p50, p99Ms: lat.p99 };
+  return {
+    scenario: name,
+    clients,
+    kind,
+    commit: maxBatch === 1 ? 'per-entry' : 'group',
+    entries: done,
+    perSec: Math.round(done / seconds),
+    p50Ms: lat.p50,
+    p99Ms: lat.p99,
+  };
 }
 
 const appendRows = [];
@@ -141,13 +177,17 @@ for (let start = 0; start < TREE; start += CHUNK) {
   const batch = [];
   for (let i = start; i < Math.min(TREE, start + CHUNK); i++) {
     // Already-verified entries (the sequencer's input): a canonical dsse-shaped body, unique per index.
-    const body = Buffer.from(`{"apiVersion":"0.0.1","kind":"dsse","spec":{"envelopeHash":{"algorithm":"sha256","value":"${createHash('sha256').update(String(i)).digest('hex')}"}}}`);
+    const body = Buffer.from(
+      `{"apiVersion":"0.0.1","kind":"dsse","spec":{"envelopeHash":{"algorithm":"sha256","value":"${createHash('sha256').update(String(i)).digest('hex')}"}}}`,
+    );
     batch.push({ kind: 'dsse', apiVersion: '0.0.1', body, leafHash: hashLeaf(body), indexKeys: [] });
   }
   log.appendBatch(batch);
 }
 const populateSeconds = (performance.now() - tPop) / 1000;
-console.log(`\npopulated ${TREE} entries in process in ${populateSeconds.toFixed(1)} s (${Math.round(TREE / populateSeconds)}/s, ${CHUNK} per transaction)`);
+console.log(
+  `\npopulated ${TREE} entries in process in ${populateSeconds.toFixed(1)} s (${Math.round(TREE / populateSeconds)}/s, ${CHUNK} per transaction)`,
+);
 
 const size = log.size;
 const rootN = log.rootAt(size);
@@ -159,14 +199,18 @@ for (let s = 0; s < PROOF_SAMPLES; s++) {
   let t = performance.now();
   const proof = log.inclusionProof(i, size);
   inclusion.push(performance.now() - t);
-  if (s % 50 === 0 && !verifyInclusionProof(hashLeaf(Buffer.from(log.getByIndex(i).body, 'base64')), i, size, proof, rootN)) {
+  if (
+    s % 50 === 0 &&
+    !verifyInclusionProof(hashLeaf(Buffer.from(log.getByIndex(i).body, 'base64')), i, size, proof, rootN)
+  ) {
     throw new Error(`inclusion proof for ${i} does not verify`);
   }
   const m = 1 + rand(size - 1);
   t = performance.now();
   const cproof = log.consistencyProof(m, size);
   consistency.push(performance.now() - t);
-  if (s % 50 === 0 && !verifyConsistencyProof(m, size, log.rootAt(m), rootN, cproof)) throw new Error(`consistency proof ${m}→${size} does not verify`);
+  if (s % 50 === 0 && !verifyConsistencyProof(m, size, log.rootAt(m), rootN, cproof))
+    throw new Error(`consistency proof ${m}→${size} does not verify`);
 }
 const inc = summarize(inclusion);
 const con = summarize(consistency);

@@ -14,7 +14,8 @@ const INSTALL_BASE = '/usr/share/bazel';
 
 export function bazelProblem(): string | undefined {
   if (!which('bazel')) return 'bazel is not installed (Debian: bazel-bootstrap)';
-  if (!existsSync(join(INSTALL_BASE, 'A-server.jar'))) return `bazel is not Debian's bazel-bootstrap (no pre-extracted install base in ${INSTALL_BASE})`;
+  if (!existsSync(join(INSTALL_BASE, 'A-server.jar')))
+    return `bazel is not Debian's bazel-bootstrap (no pre-extracted install base in ${INSTALL_BASE})`;
   return undefined;
 }
 
@@ -63,7 +64,9 @@ export function bazelDownloaderConfig(pins: { urls: string[]; sha256: string }[]
       const u = new URL(url);
       const filename = u.pathname.slice(u.pathname.lastIndexOf('/') + 1) || 'file';
       const withoutScheme = url.slice(u.protocol.length + 2);
-      lines.push(`rewrite ^${javaRegexQuote(withoutScheme)}$ ${javaReplacementQuote(`${base.origin}/sha256/${pin.sha256}/${encodeURIComponent(filename)}`)}`);
+      lines.push(
+        `rewrite ^${javaRegexQuote(withoutScheme)}$ ${javaReplacementQuote(`${base.origin}/sha256/${pin.sha256}/${encodeURIComponent(filename)}`)}`,
+      );
     }
   }
   lines.push(`allow ${base.hostname}`, 'block *', 'all_blocked_message only the airlock mirror is reachable', '');

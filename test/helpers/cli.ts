@@ -12,9 +12,15 @@ export interface CliResult {
 }
 
 /** Runs the built `airlock` CLI to completion. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? REPO_ROOT });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd ?? REPO_ROOT,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -29,7 +35,11 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: 
  * Starts a long-running CLI command (e.g. `airlock up`) and resolves once `ready(stdout)` is true.
  * The caller must `stop()` it; it is killed with SIGKILL if SIGTERM does not end it.
  */
-export async function startCli(args: string[], ready: (stdout: string) => boolean, timeoutMs = 30_000): Promise<{ child: ChildProcess; stdout: () => string; stop: () => Promise<void> }> {
+export async function startCli(
+  args: string[],
+  ready: (stdout: string) => boolean,
+  timeoutMs = 30_000,
+): Promise<{ child: ChildProcess; stdout: () => string; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -46,7 +56,13 @@ export async function startCli(args: string[], ready: (stdout: string) => boolea
       child.kill('SIGTERM');
     });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`'airlock ${args.join(' ')}' not ready after ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`'airlock ${args.join(' ')}' not ready after ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`),
+        ),
+      timeoutMs,
+    );
     const check = (): void => {
       if (ready(out)) {
         clearTimeout(timer);

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 export function toolsAvailable(what: string, problems: (string | undefined)[]): boolean {
   const missing = problems.filter((p): p is string => p !== undefined);
   if (missing.length === 0) return true;
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
+  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
+    throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
   console.warn(`skipping ${what}: ${missing.join('; ')}`);
   return false;
 }
@@ -43,7 +44,8 @@ export function networkIsolationProblem(): string | undefined {
   if (!which('unshare')) return 'unshare (util-linux) is not installed';
   if (!IP) return 'ip (iproute2) is not installed';
   const r = spawnSync('unshare', ['-n', IP, 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
-  if (r.status !== 0) return `cannot create a network namespace (unshare -n needs CAP_SYS_ADMIN): ${(r.stderr || String(r.error)).trim()}`;
+  if (r.status !== 0)
+    return `cannot create a network namespace (unshare -n needs CAP_SYS_ADMIN): ${(r.stderr || String(r.error)).trim()}`;
   return undefined;
 }
 
@@ -57,7 +59,8 @@ export interface UnixBridge {
 /** Host side: a UNIX socket that forwards every connection to `target` (the mirror's `http://127.0.0.1:<port>`). */
 export async function startUnixBridge(socketPath: string, target: string): Promise<UnixBridge> {
   // sockaddr_un.sun_path is 108 bytes with its NUL: a long TMPDIR would otherwise fail with a vague EINVAL.
-  if (Buffer.byteLength(socketPath) > 107) throw new Error(`UNIX socket path too long (${Buffer.byteLength(socketPath)} > 107 bytes): ${socketPath}`);
+  if (Buffer.byteLength(socketPath) > 107)
+    throw new Error(`UNIX socket path too long (${Buffer.byteLength(socketPath)} > 107 bytes): ${socketPath}`);
   const { hostname, port } = new URL(target);
   let count = 0;
   const server: Server = createServer((client) => {
@@ -144,7 +147,9 @@ export function runIsolated(command: string[], opts: IsolatedOptions): Promise<I
       } catch {
         // already gone
       }
-      reject(new Error(`'${command.join(' ')}' timed out after ${opts.timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(`'${command.join(' ')}' timed out after ${opts.timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`),
+      );
     }, opts.timeoutMs ?? 120_000);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -164,7 +169,13 @@ export function runIsolated(command: string[], opts: IsolatedOptions): Promise<I
 export function deterministicTarGz(parent: string, dir: string, out: string): Buffer {
   const r = spawnSync(
     'sh',
-    ['-c', 'tar -C "$1" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=go-w -cf - "$2" | gzip -n -9', 'sh', parent, dir],
+    [
+      '-c',
+      'tar -C "$1" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=go-w -cf - "$2" | gzip -n -9',
+      'sh',
+      parent,
+      dir,
+    ],
     { maxBuffer: 64 << 20 },
   );
   if (r.status !== 0) throw new Error(`tar | gzip failed: ${r.stderr.toString()}`);

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { which } from './netns.js';
 
 export function nixProblem(): string | undefined {
-  for (const tool of ['nix-build', 'nix-instantiate', 'nix']) if (!which(tool)) return `${tool} is not installed (Debian: nix-bin)`;
+  for (const tool of ['nix-build', 'nix-instantiate', 'nix'])
+    if (!which(tool)) return `${tool} is not installed (Debian: nix-bin)`;
   const v = spawnSync('nix-build', ['--version'], { encoding: 'utf8' });
   if (v.status !== 0 || !/\b2\.\d+/.test(v.stdout)) return `nix-build --version failed: ${v.stdout}${v.stderr}`;
   return undefined;
@@ -70,7 +71,11 @@ export function argstr(args: Record<string, string>): string[] {
 }
 
 function runNix(sb: NixSandbox, cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, ['--store', sb.store, ...args], { encoding: 'utf8', env: { ...process.env, ...sb.env }, timeout: 60_000 });
+  const r = spawnSync(cmd, ['--store', sb.store, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...sb.env },
+    timeout: 60_000,
+  });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return r.stdout;
 }
@@ -86,8 +91,25 @@ export function nixShowDerivationRecursive(sb: NixSandbox, drv: string): string 
 }
 
 /** The `nix-build` argv that fetches through `hashed-mirrors` only, for runIsolated. */
-export function nixBuildCommand(sb: NixSandbox, file: string, args: Record<string, string>, hashedMirror: string, extra: string[] = []): string[] {
-  return ['nix-build', '--store', sb.store, '--no-out-link', '--option', 'hashed-mirrors', hashedMirror, ...extra, file, ...argstr(args)];
+export function nixBuildCommand(
+  sb: NixSandbox,
+  file: string,
+  args: Record<string, string>,
+  hashedMirror: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    'nix-build',
+    '--store',
+    sb.store,
+    '--no-out-link',
+    '--option',
+    'hashed-mirrors',
+    hashedMirror,
+    ...extra,
+    file,
+    ...argstr(args),
+  ];
 }
 
 /** Where a logical `/nix/store/…` path of the chroot store is on disk. */

@@ -69,12 +69,17 @@ export async function startRegistry(dir: string, options: { htpasswd?: boolean }
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const config = join(dir, 'config.yml');
-    writeFileSync(config, [...lines, 'http:', `  addr: 127.0.0.1:${port}`, '  secret: airlock-test-secret', ''].join('\n'));
+    writeFileSync(
+      config,
+      [...lines, 'http:', `  addr: 127.0.0.1:${port}`, '  secret: airlock-test-secret', ''].join('\n'),
+    );
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const auth = options.htpasswd ? `Basic ${Buffer.from(`${HTPASSWD_USER}:${HTPASSWD_PASSWORD}`).toString('base64')}` : undefined;
+    const auth = options.htpasswd
+      ? `Basic ${Buffer.from(`${HTPASSWD_USER}:${HTPASSWD_PASSWORD}`).toString('base64')}`
+      : undefined;
     if (await waitReady(`http://127.0.0.1:${port}/v2/`, child, auth)) {
       return {
         host: `127.0.0.1:${port}`,
@@ -103,10 +108,14 @@ async function waitReady(url: string, child: ChildProcess, auth: string | undefi
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
     const status = await new Promise<number>((resolve) => {
-      const req = request(new URL(url), { method: 'GET', agent: false, headers: auth ? { Authorization: auth } : {} }, (res: IncomingMessage) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = request(
+        new URL(url),
+        { method: 'GET', agent: false, headers: auth ? { Authorization: auth } : {} },
+        (res: IncomingMessage) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', () => resolve(0));
       req.end();
     });
@@ -117,7 +126,10 @@ async function waitReady(url: string, child: ChildProcess, auth: string | undefi
 }
 
 /** GET a JSON document from the registry (tags/list and the like). */
-export async function registryJson<T>(url: string, auth?: { username: string; password: string }): Promise<{ status: number; body: T }> {
+export async function registryJson<T>(
+  url: string,
+  auth?: { username: string; password: string },
+): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (auth) headers.Authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   const res = await fetch(url, { headers });

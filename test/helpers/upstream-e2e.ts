@@ -21,7 +21,9 @@ export async function runCliJson(args: string[]): Promise<CliJson> {
   try {
     json = JSON.parse(r.stdout) as Record<string, unknown>;
   } catch {
-    throw new Error(`'airlock ${args.join(' ')}' printed no JSON (exit ${r.code})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    throw new Error(
+      `'airlock ${args.join(' ')}' printed no JSON (exit ${r.code})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+    );
   }
   const error = json.error as { code?: unknown } | undefined;
   return { ...r, json, errorCode: typeof error?.code === 'string' ? error.code : undefined };
@@ -45,14 +47,31 @@ export interface CliPlane {
 
 /** `airlock up --data DIR --json` in the foreground, until stop(). */
 export async function startPlane(dir: string, trustDomain?: string): Promise<CliPlane> {
-  const p = await startCli(['up', '--data', dir, '--json', ...(trustDomain ? ['--trust-domain', trustDomain] : [])], (o) => o.includes('"tlogUrl"') && o.trim().endsWith('}'));
+  const p = await startCli(
+    ['up', '--data', dir, '--json', ...(trustDomain ? ['--trust-domain', trustDomain] : [])],
+    (o) => o.includes('"tlogUrl"') && o.trim().endsWith('}'),
+  );
   const endpoints = JSON.parse(p.stdout()) as PlaneEndpoints;
   return { dir, endpoints, syncIdentity: `spiffe://${endpoints.trustDomain}/airlock/mirror-sync`, stop: p.stop };
 }
 
 /** `airlock mirror import` args trusting `plane` and its default sync identity. */
 export function importArgs(bundle: string, store: string, plane: CliPlane, extra: string[] = []): string[] {
-  return ['mirror', 'import', bundle, '--store', store, '--data', plane.dir, '--sync-identity', plane.syncIdentity, '--sync-issuer', plane.endpoints.identityIssuerUrl, '--json', ...extra];
+  return [
+    'mirror',
+    'import',
+    bundle,
+    '--store',
+    store,
+    '--data',
+    plane.dir,
+    '--sync-identity',
+    plane.syncIdentity,
+    '--sync-issuer',
+    plane.endpoints.identityIssuerUrl,
+    '--json',
+    ...extra,
+  ];
 }
 
 export interface RunningMirror {
@@ -63,7 +82,9 @@ export interface RunningMirror {
 }
 
 export async function startMirror(store: string): Promise<RunningMirror> {
-  const m = await startCli(['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json'], (o) => o.trim().endsWith('}'));
+  const m = await startCli(['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json'], (o) =>
+    o.trim().endsWith('}'),
+  );
   const info = JSON.parse(m.stdout()) as { url: string; snapshot: string | null; sequence: number | null };
   return { ...info, stop: m.stop };
 }
@@ -100,7 +121,10 @@ export function storeState(store: string): StoreState {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (!e.name.startsWith('index.sqlite')) files.push(`${relative(store, p)} ${e.isFile() ? statSync(p).size : e.isSymbolicLink() ? 'symlink' : 'special'}`);
+      else if (!e.name.startsWith('index.sqlite'))
+        files.push(
+          `${relative(store, p)} ${e.isFile() ? statSync(p).size : e.isSymbolicLink() ? 'symlink' : 'special'}`,
+        );
     }
   };
   if (existsSync(store)) walk(store);
@@ -108,9 +132,15 @@ export function storeState(store: string): StoreState {
   if (!existsSync(dbPath)) return { head: null, rows: {}, files: files.sort() };
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
   try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-    const rows = Object.fromEntries(tables.map((t) => [t, (db.prepare(`SELECT count(*) AS n FROM "${t}"`).get() as { n: number }).n]));
-    const head = (db.prepare('SELECT s.sequence, s.id FROM head h JOIN snapshots s ON s.sequence = h.sequence').get() as { sequence: number; id: string } | undefined) ?? null;
+    const tables = (
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]
+    ).map((r) => r.name);
+    const rows = Object.fromEntries(
+      tables.map((t) => [t, (db.prepare(`SELECT count(*) AS n FROM "${t}"`).get() as { n: number }).n]),
+    );
+    const head =
+      (db.prepare('SELECT s.sequence, s.id FROM head h JOIN snapshots s ON s.sequence = h.sequence').get() as
+        { sequence: number; id: string } | undefined) ?? null;
     return { head, rows, files: files.sort() };
   } finally {
     db.close();

@@ -69,7 +69,10 @@ function indexJs(spec: NpmFixtureSpec): string {
     "'use strict';",
     `const deps = {};`,
     ...deps.map((d) => `deps[${JSON.stringify(d)}] = require(${JSON.stringify(d)});`),
-    ...opt.map((d) => `try { deps[${JSON.stringify(d)}] = require(${JSON.stringify(d)}); } catch { deps[${JSON.stringify(d)}] = null; }`),
+    ...opt.map(
+      (d) =>
+        `try { deps[${JSON.stringify(d)}] = require(${JSON.stringify(d)}); } catch { deps[${JSON.stringify(d)}] = null; }`,
+    ),
     `module.exports = { id: ${JSON.stringify(`${spec.name}@${spec.version}`)}, deps };`,
     `if (require.main === module) console.log(module.exports.id);`,
     '',
@@ -94,7 +97,13 @@ export async function packNpmFixtures(work: string, specs: readonly NpmFixtureSp
     const dir = join(work, 'npm-src', `${spec.name.replace('/', '__')}@${spec.version}`);
     mkdirSync(dir, { recursive: true });
     const { padBytes, ...fields } = spec;
-    const manifest: Record<string, unknown> = { ...fields, description: `airlock mirror fixture ${spec.name}`, main: 'index.js', license: 'MIT', files: ['index.js', ...(padBytes ? ['data.txt'] : [])] };
+    const manifest: Record<string, unknown> = {
+      ...fields,
+      description: `airlock mirror fixture ${spec.name}`,
+      main: 'index.js',
+      license: 'MIT',
+      files: ['index.js', ...(padBytes ? ['data.txt'] : [])],
+    };
     writeFileSync(join(dir, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
     writeFileSync(join(dir, 'index.js'), indexJs(spec));
     if (padBytes) writeFileSync(join(dir, 'data.txt'), padding(padBytes, spec.name));
@@ -104,13 +113,29 @@ export async function packNpmFixtures(work: string, specs: readonly NpmFixtureSp
   mkdirSync(out, { recursive: true });
   const home = join(work, 'npm-home');
   mkdirSync(home, { recursive: true });
-  const info = JSON.parse(await npm(['pack', '--json', '--pack-destination', out, ...dirs], work, home)) as { name: string; version: string; filename: string; integrity: string; shasum: string }[];
-  if (info.length !== specs.length) throw new Error(`npm pack made ${info.length} tarballs for ${specs.length} packages`);
+  const info = JSON.parse(await npm(['pack', '--json', '--pack-destination', out, ...dirs], work, home)) as {
+    name: string;
+    version: string;
+    filename: string;
+    integrity: string;
+    shasum: string;
+  }[];
+  if (info.length !== specs.length)
+    throw new Error(`npm pack made ${info.length} tarballs for ${specs.length} packages`);
   return info.map((i, k) => {
     const manifest = JSON.parse(readFileSync(join(dirs[k]!, 'package.json'), 'utf8')) as Record<string, unknown>;
     const tarball = readFileSync(join(out, i.filename.replace(/^.*\//, '')));
-    if (i.name !== specs[k]!.name || createHash('sha1').update(tarball).digest('hex') !== i.shasum) throw new Error(`npm pack output does not match ${specs[k]!.name}`);
-    return { name: i.name, version: i.version, filename: i.filename, tarball, integrity: i.integrity, shasum: i.shasum, manifest };
+    if (i.name !== specs[k]!.name || createHash('sha1').update(tarball).digest('hex') !== i.shasum)
+      throw new Error(`npm pack output does not match ${specs[k]!.name}`);
+    return {
+      name: i.name,
+      version: i.version,
+      filename: i.filename,
+      tarball,
+      integrity: i.integrity,
+      shasum: i.shasum,
+      manifest,
+    };
   });
 }
 
@@ -123,12 +148,28 @@ export function npmTarballPath(p: { name: string; version: string }): string {
  * Writes the fixture project and makes its lockfile with the real npm against the upstream
  * (`npm install --package-lock-only`): `resolved` and `integrity` are whatever npm records.
  */
-export async function writeFixtureProject(dir: string, work: string, registry: string, project: NpmFixtureSet['project']): Promise<string> {
+export async function writeFixtureProject(
+  dir: string,
+  work: string,
+  registry: string,
+  project: NpmFixtureSet['project'],
+): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: project.name, version: '1.0.0', private: true, dependencies: project.dependencies }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify(
+      { name: project.name, version: '1.0.0', private: true, dependencies: project.dependencies },
+      null,
+      2,
+    ) + '\n',
+  );
   const home = join(work, 'npm-home');
   mkdirSync(home, { recursive: true });
-  await npm(['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund', `--registry=${registry}`], dir, home);
+  await npm(
+    ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund', `--registry=${registry}`],
+    dir,
+    home,
+  );
   return join(dir, 'package-lock.json');
 }
 
@@ -150,16 +191,30 @@ export interface PyDist {
 const execFileAsync = promisify(execFile);
 
 /** Builds the wheels + sdists of fixtures/mirror/pypi/* with the stdlib-only backend there. */
-export async function buildPythonFixtures(work: string, projects = ['airlock-fx-words', 'airlock-fx-greeting']): Promise<PyDist[]> {
+export async function buildPythonFixtures(
+  work: string,
+  projects = ['airlock-fx-words', 'airlock-fx-greeting'],
+): Promise<PyDist[]> {
   const out = join(work, 'py-dist');
-  const { stdout } = await execFileAsync('python3', [join(FIXTURES, 'pypi', 'build_dists.py'), out, ...projects.map((p) => join(FIXTURES, 'pypi', p))], {
-    env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: '1' },
-  });
+  const { stdout } = await execFileAsync(
+    'python3',
+    [join(FIXTURES, 'pypi', 'build_dists.py'), out, ...projects.map((p) => join(FIXTURES, 'pypi', p))],
+    {
+      env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: '1' },
+    },
+  );
   return stdout
     .trim()
     .split('\n')
     .map((line) => {
-      const r = JSON.parse(line) as { kind: 'wheel' | 'sdist'; project: string; version: string; requiresPython: string | null; filename: string; path: string };
+      const r = JSON.parse(line) as {
+        kind: 'wheel' | 'sdist';
+        project: string;
+        version: string;
+        requiresPython: string | null;
+        filename: string;
+        path: string;
+      };
       const bytes = readFileSync(r.path);
       return {
         kind: r.kind,
@@ -179,13 +234,17 @@ export function requirementsTxt(dists: readonly PyDist[]): string {
   const byProject = new Map<string, PyDist[]>();
   for (const d of dists) byProject.set(d.project, [...(byProject.get(d.project) ?? []), d]);
   return [...byProject.values()]
-    .map((ds) => `${ds[0]!.project}==${ds[0]!.version} \\\n${ds.map((d) => `    --hash=sha256:${d.sha256}`).join(' \\\n')}\n`)
+    .map(
+      (ds) =>
+        `${ds[0]!.project}==${ds[0]!.version} \\\n${ds.map((d) => `    --hash=sha256:${d.sha256}`).join(' \\\n')}\n`,
+    )
     .join('');
 }
 
 export const normalizePypiName = (n: string): string => n.replace(/[-_.]+/g, '-').toLowerCase();
 
-const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const escapeHtml = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 // ---------------------------------------------------------------------------------------------------------------
 // The upstream server
@@ -215,7 +274,10 @@ function wantsJson(req: IncomingMessage): boolean {
   return (req.headers.accept ?? '')
     .split(',')
     .map((p) => p.trim().split(';'))
-    .some(([type, ...params]) => type === 'application/vnd.pypi.simple.v1+json' && !params.some((q) => /^\s*q=0(\.0*)?\s*$/.test(q)));
+    .some(
+      ([type, ...params]) =>
+        type === 'application/vnd.pypi.simple.v1+json' && !params.some((q) => /^\s*q=0(\.0*)?\s*$/.test(q)),
+    );
 }
 
 function send(res: ServerResponse, type: string, body: string | Buffer): void {
@@ -248,11 +310,21 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
             _id: `${name}@${p.version}`,
             readme: 'Not needed by installers; the mirror may drop it.',
             maintainers: [{ name: 'fixture', email: 'fixture@example.invalid' }],
-            dist: { tarball: `${npmBase}${npmTarballPath(p)}`, integrity: p.integrity, shasum: p.shasum, fileCount: 2, unpackedSize: p.tarball.length },
+            dist: {
+              tarball: `${npmBase}${npmTarballPath(p)}`,
+              integrity: p.integrity,
+              shasum: p.shasum,
+              fileCount: 2,
+              unpackedSize: p.tarball.length,
+            },
           },
         ]),
       ),
-      time: { created: PUBLISHED_AT, modified: PUBLISHED_AT, ...Object.fromEntries(sorted.map((p) => [p.version, PUBLISHED_AT])) },
+      time: {
+        created: PUBLISHED_AT,
+        modified: PUBLISHED_AT,
+        ...Object.fromEntries(sorted.map((p) => [p.version, PUBLISHED_AT])),
+      },
     };
     // Upstream decodes the path, so this route answers /@scope/name, /@scope%2fname and /@scope%2Fname.
     up.file(`/${name}`, JSON.stringify(packument), 'application/json');
@@ -261,8 +333,10 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
 
   // PyPI simple: files under /packages/<aa>/<bb>/<filename> like pypi.org's files host.
   const byProject = new Map<string, PyDist[]>();
-  for (const d of opts.pypi ?? []) byProject.set(normalizePypiName(d.project), [...(byProject.get(normalizePypiName(d.project)) ?? []), d]);
-  const fileUrl = (d: PyDist): string => `${up.url}/packages/${d.sha256.slice(0, 2)}/${d.sha256.slice(2, 4)}/${d.filename}`;
+  for (const d of opts.pypi ?? [])
+    byProject.set(normalizePypiName(d.project), [...(byProject.get(normalizePypiName(d.project)) ?? []), d]);
+  const fileUrl = (d: PyDist): string =>
+    `${up.url}/packages/${d.sha256.slice(0, 2)}/${d.sha256.slice(2, 4)}/${d.filename}`;
   const htmlOnly = new Set((opts.htmlOnlyProjects ?? []).map(normalizePypiName));
   for (const [project, dists] of byProject) {
     for (const d of dists) {
@@ -307,8 +381,18 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
   }
   up.route('/simple/', (req, res) => {
     const names = [...byProject.keys()];
-    if (wantsJson(req)) send(res, 'application/vnd.pypi.simple.v1+json', JSON.stringify({ meta: { 'api-version': '1.1' }, projects: names.map((name) => ({ name })) }));
-    else send(res, 'text/html; charset=utf-8', `<!DOCTYPE html><html><body>${names.map((n) => `<a href="/simple/${n}/">${n}</a>`).join('\n')}</body></html>\n`);
+    if (wantsJson(req))
+      send(
+        res,
+        'application/vnd.pypi.simple.v1+json',
+        JSON.stringify({ meta: { 'api-version': '1.1' }, projects: names.map((name) => ({ name })) }),
+      );
+    else
+      send(
+        res,
+        'text/html; charset=utf-8',
+        `<!DOCTYPE html><html><body>${names.map((n) => `<a href="/simple/${n}/">${n}</a>`).join('\n')}</body></html>\n`,
+      );
   });
 
   for (const [name, body] of Object.entries(opts.files ?? {})) up.file(`/files/${name}`, body);

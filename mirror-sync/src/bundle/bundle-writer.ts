@@ -41,13 +41,16 @@ export async function writeBundle(
   sink.catch((err: unknown) => pack.destroy(err as Error));
   try {
     await addBuffer(pack, 'manifest.json', manifestBytes);
-    for (const a of [...attestations].sort((x, y) => compareStrings(x.name, y.name))) await addBuffer(pack, a.name, a.bytes);
+    for (const a of [...attestations].sort((x, y) => compareStrings(x.name, y.name)))
+      await addBuffer(pack, a.name, a.bytes);
     for (const b of [...blobs].sort((x, y) => compareStrings(x.sha256, y.sha256))) await addBlob(pack, b);
     pack.finalize();
   } catch (err) {
     pack.destroy(err as Error);
     await sink.catch(() => {});
-    throw err instanceof SyncError ? err : new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(err as Error).message}`, { cause: err });
+    throw err instanceof SyncError
+      ? err
+      : new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(err as Error).message}`, { cause: err });
   }
   try {
     await sink;
@@ -89,7 +92,10 @@ async function addBlob(pack: tar.Pack, blob: BundleBlob): Promise<void> {
   if (got.size !== blob.size || got.digests.sha256 !== blob.sha256) {
     sink.destroy(new Error('staged blob changed'));
     await finished.catch(() => {});
-    throw new SyncError('SYNC_BUNDLE_FAILED', `staged blob ${blob.sha256} changed on disk since it was verified (now ${got.size} bytes, sha256 ${got.digests.sha256})`);
+    throw new SyncError(
+      'SYNC_BUNDLE_FAILED',
+      `staged blob ${blob.sha256} changed on disk since it was verified (now ${got.size} bytes, sha256 ${got.digests.sha256})`,
+    );
   }
   sink.end(undefined); // streamx's typings want an argument; undefined = no final chunk
   await finished;

@@ -91,7 +91,8 @@ export class HttpClient {
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     };
     for (const k of ['concurrency', 'perHostConcurrency'] as const) {
-      if (!Number.isInteger(this.opts[k]) || this.opts[k] < 1) throw new SyncError('SYNC_OPTIONS_INVALID', `${k} must be a positive integer`);
+      if (!Number.isInteger(this.opts[k]) || this.opts[k] < 1)
+        throw new SyncError('SYNC_OPTIONS_INVALID', `${k} must be a positive integer`);
     }
     if (!Number.isInteger(this.opts.retries) || this.opts.retries < 0 || this.opts.retries > 20) {
       throw new SyncError('SYNC_OPTIONS_INVALID', 'retries must be an integer from 0 to 20');
@@ -143,7 +144,9 @@ export class HttpClient {
   private checkLength(url: string, res: Response, maxBytes: number): void {
     const len = Number(res.headers.get('content-length') ?? NaN);
     if (Number.isFinite(len) && len > maxBytes) {
-      throw new SyncError('SYNC_SIZE_LIMIT', `${url}: Content-Length ${len} exceeds the ${maxBytes}-byte limit`, { details: { url, limit: maxBytes, size: len } });
+      throw new SyncError('SYNC_SIZE_LIMIT', `${url}: Content-Length ${len} exceeds the ${maxBytes}-byte limit`, {
+        details: { url, limit: maxBytes, size: len },
+      });
     }
   }
 
@@ -171,11 +174,15 @@ export class HttpClient {
     }
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.hostQueue(host).add(() => this.global.add(() => this.once(url, target, accept, identity, body)));
+        return await this.hostQueue(host).add(() =>
+          this.global.add(() => this.once(url, target, accept, identity, body)),
+        );
       } catch (err) {
         const retryAfter = err instanceof HttpStatusError ? err.retryAfterMs : undefined;
         const retryable =
-          err instanceof HttpStatusError ? isRetryableStatus(err.status) : !(err instanceof SyncError) && !LOCAL_ERRNO.has((err as { code?: string }).code ?? '');
+          err instanceof HttpStatusError
+            ? isRetryableStatus(err.status)
+            : !(err instanceof SyncError) && !LOCAL_ERRNO.has((err as { code?: string }).code ?? '');
         if (!retryable || attempt >= this.opts.retries) throw this.finalError(url, err, attempt + 1);
         this.stats.retries++;
         await sleep(this.backoff(attempt, retryAfter));
@@ -187,15 +194,21 @@ export class HttpClient {
     const step = Math.min(this.opts.retryMaxDelayMs, this.opts.retryBaseDelayMs * 2 ** attempt);
     // "Equal jitter": half fixed, half random, so concurrent retries spread out but never retry instantly.
     const jittered = step / 2 + Math.random() * (step / 2);
-    return retryAfterMs === undefined ? jittered : Math.max(jittered, Math.min(retryAfterMs, this.opts.maxRetryAfterMs));
+    return retryAfterMs === undefined
+      ? jittered
+      : Math.max(jittered, Math.min(retryAfterMs, this.opts.maxRetryAfterMs));
   }
 
   private finalError(url: string, err: unknown, attempts: number): Error {
     if (err instanceof SyncError) return err;
     if (err instanceof HttpStatusError) {
-      return new SyncError('SYNC_FETCH_FAILED', `${url}: HTTP ${err.status}${attempts > 1 ? ` after ${attempts} attempts` : ''}`, {
-        details: { url, status: err.status, attempts },
-      });
+      return new SyncError(
+        'SYNC_FETCH_FAILED',
+        `${url}: HTTP ${err.status}${attempts > 1 ? ` after ${attempts} attempts` : ''}`,
+        {
+          details: { url, status: err.status, attempts },
+        },
+      );
     }
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const why = e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
@@ -217,7 +230,10 @@ export class HttpClient {
     let timer: NodeJS.Timeout | undefined;
     const touch = (): void => {
       clearTimeout(timer);
-      timer = setTimeout(() => controller.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)), this.opts.idleTimeoutMs);
+      timer = setTimeout(
+        () => controller.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)),
+        this.opts.idleTimeoutMs,
+      );
       timer.unref();
     };
     touch();
@@ -238,7 +254,8 @@ export class HttpClient {
         });
         if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
           await res.body?.cancel();
-          if (hop >= MAX_REDIRECTS) throw new SyncError('SYNC_FETCH_FAILED', `${logical}: more than ${MAX_REDIRECTS} redirects`);
+          if (hop >= MAX_REDIRECTS)
+            throw new SyncError('SYNC_FETCH_FAILED', `${logical}: more than ${MAX_REDIRECTS} redirects`);
           const loc = res.headers.get('location')!;
           let next: URL;
           try {
@@ -255,8 +272,11 @@ export class HttpClient {
         }
         if (!res.ok) {
           await res.body?.cancel();
-          if (isRetryableStatus(res.status)) throw new HttpStatusError(res.status, parseRetryAfter(res.headers.get('retry-after')));
-          throw new SyncError('SYNC_FETCH_FAILED', `${logical}: HTTP ${res.status}`, { details: { url: logical, status: res.status } });
+          if (isRetryableStatus(res.status))
+            throw new HttpStatusError(res.status, parseRetryAfter(res.headers.get('retry-after')));
+          throw new SyncError('SYNC_FETCH_FAILED', `${logical}: HTTP ${res.status}`, {
+            details: { url: logical, status: res.status },
+          });
         }
         if (!res.body) throw new SyncError('SYNC_FETCH_FAILED', `${logical}: empty response body`);
         return { value: await body(res, touch), url: upstream };
@@ -281,7 +301,11 @@ class LimitTransform extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.total += chunk.length;
     if (this.total > this.max) {
-      cb(new SyncError('SYNC_SIZE_LIMIT', `${this.url}: body exceeds the ${this.max}-byte limit`, { details: { url: this.url, limit: this.max } }));
+      cb(
+        new SyncError('SYNC_SIZE_LIMIT', `${this.url}: body exceeds the ${this.max}-byte limit`, {
+          details: { url: this.url, limit: this.max },
+        }),
+      );
       return;
     }
     this.onChunk(chunk.length);

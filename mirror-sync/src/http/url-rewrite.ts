@@ -16,7 +16,9 @@ export class UrlRewriter {
         origin = new URL(from).origin;
         base = new URL(to);
       } catch (cause) {
-        throw new SyncError('SYNC_OPTIONS_INVALID', `rewriteHosts: '${from}' -> '${to}' is not a pair of URLs`, { cause });
+        throw new SyncError('SYNC_OPTIONS_INVALID', `rewriteHosts: '${from}' -> '${to}' is not a pair of URLs`, {
+          cause,
+        });
       }
       if (!/^https?:$/.test(base.protocol) || origin === 'null') {
         throw new SyncError('SYNC_OPTIONS_INVALID', `rewriteHosts: '${from}' -> '${to}' must be http(s) URLs`);

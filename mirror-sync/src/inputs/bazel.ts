@@ -85,14 +85,27 @@ function fromRawList(data: unknown, source: string, fromQuery: boolean): { entri
       if (!isRecord(e)) return;
       const hasSha = typeof e.sha256 === 'string' && e.sha256 !== '';
       const hasIntegrity = fromQuery && typeof e.integrity === 'string' && e.integrity !== '';
-      if (!hasSha && !hasIntegrity) problems.push({ entry: label(String(i)), problem: `no sha256${fromQuery ? ' or integrity' : ''}`, unpinned: true });
+      if (!hasSha && !hasIntegrity)
+        problems.push({
+          entry: label(String(i)),
+          problem: `no sha256${fromQuery ? ' or integrity' : ''}`,
+          unpinned: true,
+        });
       const urls = e.urls;
-      if (Array.isArray(urls) && urls.length === 0) problems.push({ entry: label(String(i)), problem: 'no urls', unpinned: true });
+      if (Array.isArray(urls) && urls.length === 0)
+        problems.push({ entry: label(String(i)), problem: 'no urls', unpinned: true });
     });
     throwIfProblems(source, problems);
   }
   assertSchema('bazelFetchList', data, source, label);
-  const list = data as { name: string; urls: string[]; sha256?: string; integrity?: string; strip_prefix?: string; type?: 'http_archive' | 'http_file' }[];
+  const list = data as {
+    name: string;
+    urls: string[];
+    sha256?: string;
+    integrity?: string;
+    strip_prefix?: string;
+    type?: 'http_archive' | 'http_file';
+  }[];
   const problems: InputProblem[] = [];
   const notes: string[] = [];
   const byName = new Map<string, BazelFetch>();
@@ -139,7 +152,8 @@ function fromRawList(data: unknown, source: string, fromQuery: boolean): { entri
     };
     const prev = byName.get(e.name);
     if (prev) {
-      if (JSON.stringify(prev.expected) !== JSON.stringify(item.expected)) problems.push({ entry, problem: 'listed twice with different hashes' });
+      if (JSON.stringify(prev.expected) !== JSON.stringify(item.expected))
+        problems.push({ entry, problem: 'listed twice with different hashes' });
       else notes.push(`${source}: '${e.name}' listed twice; kept the first`);
       continue;
     }

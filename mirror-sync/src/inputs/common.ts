@@ -16,7 +16,11 @@ export function throwIfProblems(source: string, problems: readonly InputProblem[
   if (problems.length > 100) shown.push(`… and ${problems.length - 100} more`);
   const head = code === 'SYNC_UNPINNED' ? 'refusing unpinned entries' : 'refusing invalid entries';
   throw new SyncError(code, `${source}: ${head}:\n  - ${shown.join('\n  - ')}`, {
-    details: { source, entries: problems.map((p) => p.entry), problems: problems.map((p) => `${p.entry}: ${p.problem}`) },
+    details: {
+      source,
+      entries: problems.map((p) => p.entry),
+      problems: problems.map((p) => `${p.entry}: ${p.problem}`),
+    },
   });
 }
 
@@ -33,12 +37,15 @@ export function parseListInput(text: string, source: string): unknown {
   try {
     return parseYaml(text, { maxAliasCount: 100, prettyErrors: true, uniqueKeys: true });
   } catch (cause) {
-    throw new SyncError('SYNC_INPUT_INVALID', `${source}: not valid JSON/YAML (${(cause as Error).message})`, { cause });
+    throw new SyncError('SYNC_INPUT_INVALID', `${source}: not valid JSON/YAML (${(cause as Error).message})`, {
+      cause,
+    });
   }
 }
 
 /** `x.y.z` with optional prerelease/build: the only thing a lockfile may call a version. */
-export const EXACT_SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+export const EXACT_SEMVER =
+  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 
 /**
  * A name that can be a file name in the mirror and the bundle: no separators, no dot-dot, no control characters,
@@ -70,7 +77,9 @@ export function urlBasename(url: string): string | undefined {
 export function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && u.username === '' && u.password === '';
+    return (
+      (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && u.username === '' && u.password === ''
+    );
   } catch {
     return false;
   }

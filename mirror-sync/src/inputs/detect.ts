@@ -26,10 +26,15 @@ export function detectInputKind(path: string, text: string): InputKind {
       if (keys.length > 0 && keys.every((k) => k.endsWith('.drv'))) return 'nix-drv';
     }
   }
-  if (/^\s*(?:#.*\n\s*)*[A-Za-z_.]*http_(?:archive|file)\s*\(/m.test(trimmed) && !trimmed.startsWith('[') && !trimmed.startsWith('-')) {
+  if (
+    /^\s*(?:#.*\n\s*)*[A-Za-z_.]*http_(?:archive|file)\s*\(/m.test(trimmed) &&
+    !trimmed.startsWith('[') &&
+    !trimmed.startsWith('-')
+  ) {
     return 'bazel-query';
   }
-  if (/^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*==/m.test(trimmed) && /--hash[=\s]/.test(trimmed)) return 'requirements';
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*==/m.test(trimmed) && /--hash[=\s]/.test(trimmed))
+    return 'requirements';
 
   let list: unknown;
   try {
@@ -40,8 +45,12 @@ export function detectInputKind(path: string, text: string): InputKind {
   if (Array.isArray(list) && list.length > 0 && list.every(isRecord)) {
     const items = list as Record<string, unknown>[];
     if (items.every((e) => 'hash' in e)) return 'nix-fetch';
-    if (items.every((e) => 'urls' in e && 'name' in e && !('hash' in e)) || items.some((e) => 'strip_prefix' in e)) return 'bazel-fetch';
+    if (items.every((e) => 'urls' in e && 'name' in e && !('hash' in e)) || items.some((e) => 'strip_prefix' in e))
+      return 'bazel-fetch';
     if (items.every((e) => 'url' in e && !('urls' in e))) return 'generic';
   }
-  throw new SyncError('SYNC_INPUT_INVALID', `${path}: cannot tell what kind of input this is; give its kind explicitly`);
+  throw new SyncError(
+    'SYNC_INPUT_INVALID',
+    `${path}: cannot tell what kind of input this is; give its kind explicitly`,
+  );
 }

@@ -1,7 +1,15 @@
 import { isHex, parseSri } from '@airlock/core';
 import { assertSchema } from '../schemas.js';
 import type { GenericFetch, ParsedInput } from '../types.js';
-import { isHttpUrl, isRecord, isSafeFilename, parseListInput, throwIfProblems, urlBasename, type InputProblem } from './common.js';
+import {
+  isHttpUrl,
+  isRecord,
+  isSafeFilename,
+  parseListInput,
+  throwIfProblems,
+  urlBasename,
+  type InputProblem,
+} from './common.js';
 
 /**
  * Reads a JSON/YAML list of plain files `[{ url, sha256 | sha512 | integrity (SRI), name? }]`
@@ -35,15 +43,18 @@ export function parseGenericList(text: string, source = 'generic list'): ParsedI
     if (!isHttpUrl(e.url)) return void problems.push({ entry, problem: `not an http(s) URL: ${e.url}` });
     const expected: GenericFetch['expected'] = {};
     const put = (alg: 'sha256' | 'sha384' | 'sha512', hex: string): void => {
-      if (expected[alg] !== undefined && expected[alg] !== hex) problems.push({ entry, problem: `conflicting ${alg} pins` });
+      if (expected[alg] !== undefined && expected[alg] !== hex)
+        problems.push({ entry, problem: `conflicting ${alg} pins` });
       expected[alg] = hex;
     };
     if (e.sha256 !== undefined) {
-      if (!isHex(e.sha256.toLowerCase(), 32)) return void problems.push({ entry, problem: 'sha256 is not 64 hex characters' });
+      if (!isHex(e.sha256.toLowerCase(), 32))
+        return void problems.push({ entry, problem: 'sha256 is not 64 hex characters' });
       put('sha256', e.sha256.toLowerCase());
     }
     if (e.sha512 !== undefined) {
-      if (!isHex(e.sha512.toLowerCase(), 64)) return void problems.push({ entry, problem: 'sha512 is not 128 hex characters' });
+      if (!isHex(e.sha512.toLowerCase(), 64))
+        return void problems.push({ entry, problem: 'sha512 is not 128 hex characters' });
       put('sha512', e.sha512.toLowerCase());
     }
     if (e.integrity !== undefined) {
@@ -53,12 +64,15 @@ export function parseGenericList(text: string, source = 'generic list'): ParsedI
         return void problems.push({ entry, problem: `malformed integrity: ${(err as Error).message}` });
       }
     }
-    if (Object.keys(expected).length === 0) return void problems.push({ entry, problem: 'no sha256/sha384/sha512 pin (sha1 is too weak)', unpinned: true });
+    if (Object.keys(expected).length === 0)
+      return void problems.push({ entry, problem: 'no sha256/sha384/sha512 pin (sha1 is too weak)', unpinned: true });
     const name = e.name ?? urlBasename(e.url) ?? '';
-    if (!isSafeFilename(name)) return void problems.push({ entry, problem: `'${name}' is not a safe file name; give 'name'` });
+    if (!isSafeFilename(name))
+      return void problems.push({ entry, problem: `'${name}' is not a safe file name; give 'name'` });
     const prev = byName.get(name);
     if (prev) {
-      if (JSON.stringify(prev.expected) !== JSON.stringify(expected)) problems.push({ entry, problem: `name '${name}' is used twice with different pins` });
+      if (JSON.stringify(prev.expected) !== JSON.stringify(expected))
+        problems.push({ entry, problem: `name '${name}' is used twice with different pins` });
       else notes.push(`${source}: '${name}' listed twice; kept the first URL`);
       return;
     }

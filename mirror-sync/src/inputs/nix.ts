@@ -1,7 +1,16 @@
 import { fromBase64, fromNixBase32, isHex, parseSri, toHex } from '@airlock/core';
 import { assertSchema } from '../schemas.js';
 import type { NixFetch, ParsedInput } from '../types.js';
-import { isHttpUrl, isRecord, isSafeFilename, parseJsonInput, parseListInput, throwIfProblems, urlBasename, type InputProblem } from './common.js';
+import {
+  isHttpUrl,
+  isRecord,
+  isSafeFilename,
+  parseJsonInput,
+  parseListInput,
+  throwIfProblems,
+  urlBasename,
+  type InputProblem,
+} from './common.js';
 
 export interface NixParseOptions {
   /**
@@ -32,7 +41,8 @@ export function parseNixHash(input: string, defaultAlgo?: string): { algo: NixAl
   const sri = /^([a-z0-9]+)-([A-Za-z0-9+/]+={0,2})$/.exec(s);
   if (sri) {
     const algo = sri[1]!;
-    if (algo !== 'sha256' && algo !== 'sha512') throw new Error(`hash algorithm '${algo}' is not accepted (sha256 or sha512 only)`);
+    if (algo !== 'sha256' && algo !== 'sha512')
+      throw new Error(`hash algorithm '${algo}' is not accepted (sha256 or sha512 only)`);
     const d = parseSri(s)[0]!;
     return { algo, hex: d.hex };
   }
@@ -40,7 +50,11 @@ export function parseNixHash(input: string, defaultAlgo?: string): { algo: NixAl
   const algoName = typed ? typed[1]! : defaultAlgo;
   const body = typed ? typed[2]! : s;
   if (algoName !== 'sha256' && algoName !== 'sha512') {
-    throw new Error(algoName === undefined ? `cannot tell the algorithm of hash '${input}'` : `hash algorithm '${algoName}' is not accepted (sha256 or sha512 only)`);
+    throw new Error(
+      algoName === undefined
+        ? `cannot tell the algorithm of hash '${input}'`
+        : `hash algorithm '${algoName}' is not accepted (sha256 or sha512 only)`,
+    );
   }
   const n = BYTES[algoName];
   if (body.length === n * 2 && isHex(body.toLowerCase(), n)) return { algo: algoName, hex: body.toLowerCase() };
@@ -52,7 +66,12 @@ export function parseNixHash(input: string, defaultAlgo?: string): { algo: NixAl
   throw new Error(`'${input}' is not a ${algoName} hash in base16, nix-base32, base64 or SRI form`);
 }
 
-function expandUrls(urls: string[], mirrors: Record<string, readonly string[]>, notes: string[], where: string): string[] {
+function expandUrls(
+  urls: string[],
+  mirrors: Record<string, readonly string[]>,
+  notes: string[],
+  where: string,
+): string[] {
   const out: string[] = [];
   for (const u of urls) {
     const m = /^mirror:\/\/([^/]+)\/(.+)$/.exec(u);
@@ -89,7 +108,11 @@ function filenameFor(urls: string[], name: string): string {
  * mirrored as plain files (`hashed-mirrors` / `<mirror>/sha256/<hex>`); recursive (`r:`) ones hash a NAR
  * serialisation and are refused (NixOS/nix#5804). Non-FOD derivations are ignored.
  */
-export function parseNixShowDerivation(text: string, source = 'nix show-derivation', options: NixParseOptions = {}): ParsedInput<NixFetch> {
+export function parseNixShowDerivation(
+  text: string,
+  source = 'nix show-derivation',
+  options: NixParseOptions = {},
+): ParsedInput<NixFetch> {
   const data = parseJsonInput(text, source);
   assertSchema('nixShowDerivation', data, source, (k) => `derivation '${k}'`);
   const mirrors = { ...DEFAULT_NIX_MIRRORS, ...(options.mirrors ?? {}) };
@@ -97,7 +120,9 @@ export function parseNixShowDerivation(text: string, source = 'nix show-derivati
   const problems: InputProblem[] = [];
   const entries: NixFetch[] = [];
   let nonFod = 0;
-  for (const [drvPath, drv] of Object.entries(data as Record<string, { outputs: Record<string, Record<string, string>>; env?: Record<string, string> }>)) {
+  for (const [drvPath, drv] of Object.entries(
+    data as Record<string, { outputs: Record<string, Record<string, string>>; env?: Record<string, string> }>,
+  )) {
     const withHash = Object.entries(drv.outputs).filter(([, o]) => typeof o.hash === 'string' && o.hash !== '');
     if (withHash.length === 0) {
       nonFod++;
@@ -131,14 +156,19 @@ export function parseNixShowDerivation(text: string, source = 'nix show-derivati
       problems.push({ entry, problem: (err as Error).message });
       continue;
     }
-    const given = [env.url, ...(env.urls ?? '').split(/\s+/)].filter((u): u is string => typeof u === 'string' && u !== '');
+    const given = [env.url, ...(env.urls ?? '').split(/\s+/)].filter(
+      (u): u is string => typeof u === 'string' && u !== '',
+    );
     const urls = expandUrls(given, mirrors, notes, `${source}: ${entry}`).filter((u) => {
       if (isHttpUrl(u)) return true;
       notes.push(`${source}: ${entry}: dropped non-http(s) URL ${u}`);
       return false;
     });
     if (urls.length === 0) {
-      problems.push({ entry, problem: given.length === 0 ? 'no url/urls in env' : `no fetchable http(s) URL among ${given.join(' ')}` });
+      problems.push({
+        entry,
+        problem: given.length === 0 ? 'no url/urls in env' : `no fetchable http(s) URL among ${given.join(' ')}`,
+      });
       continue;
     }
     entries.push({
@@ -160,7 +190,11 @@ export function parseNixShowDerivation(text: string, source = 'nix show-derivati
  * Reads a JSON/YAML Nix fetch list `[{ url | urls, hash, name? }]`; `hash` is sha256 base16, nix-base32, SRI or
  * `sha256:<…>` (sha512 SRI also accepted). Schema: schemas/sync-nix-fetch-list.schema.json.
  */
-export function parseNixFetchList(text: string, source = 'nix fetch list', options: NixParseOptions = {}): ParsedInput<NixFetch> {
+export function parseNixFetchList(
+  text: string,
+  source = 'nix fetch list',
+  options: NixParseOptions = {},
+): ParsedInput<NixFetch> {
   const data = parseListInput(text, source);
   const label = (k: string): string => {
     const e = Array.isArray(data) ? (data[Number(k)] as unknown) : undefined;
@@ -170,7 +204,8 @@ export function parseNixFetchList(text: string, source = 'nix fetch list', optio
   if (Array.isArray(data)) {
     const unpinned: InputProblem[] = [];
     data.forEach((e, i) => {
-      if (isRecord(e) && (typeof e.hash !== 'string' || e.hash === '')) unpinned.push({ entry: label(String(i)), problem: 'no hash', unpinned: true });
+      if (isRecord(e) && (typeof e.hash !== 'string' || e.hash === ''))
+        unpinned.push({ entry: label(String(i)), problem: 'no hash', unpinned: true });
     });
     throwIfProblems(source, unpinned);
   }
@@ -199,7 +234,14 @@ export function parseNixFetchList(text: string, source = 'nix fetch list', optio
       problems.push({ entry, problem: `cannot use '${name}' as a store name; give 'name'` });
       return;
     }
-    entries.push({ name, urls, outputHashAlgo: parsed.algo, outputHashMode: 'flat', outputHash: e.hash, expected: { [parsed.algo]: parsed.hex } });
+    entries.push({
+      name,
+      urls,
+      outputHashAlgo: parsed.algo,
+      outputHashMode: 'flat',
+      outputHash: e.hash,
+      expected: { [parsed.algo]: parsed.hex },
+    });
   });
   throwIfProblems(source, problems);
   return { kind: 'nix-fetch', entries: dedupe(entries), notes };

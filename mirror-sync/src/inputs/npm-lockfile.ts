@@ -17,9 +17,15 @@ export const NPM_NAME = /^(?:@[A-Za-z0-9][A-Za-z0-9._~-]*\/)?[A-Za-z0-9_][A-Za-z
  */
 export function parseNpmLockfile(text: string, source = 'package-lock.json'): ParsedInput<NpmLockPackage> {
   const data = parseJsonInput(text, source);
-  if (isRecord(data) && (data.lockfileVersion === 1 || (data.lockfileVersion !== undefined && !isRecord(data.packages)))) {
+  if (
+    isRecord(data) &&
+    (data.lockfileVersion === 1 || (data.lockfileVersion !== undefined && !isRecord(data.packages)))
+  ) {
     throwIfProblems(source, [
-      { entry: '(lockfile)', problem: `lockfileVersion ${String(data.lockfileVersion)} has no 'packages' map; regenerate it with npm >= 7 (lockfileVersion 2 or 3)` },
+      {
+        entry: '(lockfile)',
+        problem: `lockfileVersion ${String(data.lockfileVersion)} has no 'packages' map; regenerate it with npm >= 7 (lockfileVersion 2 or 3)`,
+      },
     ]);
   }
   assertSchema('npmLockfile', data, source, (k) => (k === 'packages' ? 'packages' : k));
@@ -55,7 +61,11 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       continue;
     }
     if (typeof version !== 'string' || !EXACT_SEMVER.test(version)) {
-      problems.push({ entry: label, problem: `no exact version (got ${JSON.stringify(version ?? null)})`, unpinned: true });
+      problems.push({
+        entry: label,
+        problem: `no exact version (got ${JSON.stringify(version ?? null)})`,
+        unpinned: true,
+      });
       continue;
     }
     if (typeof resolved !== 'string' || resolved === '') {
@@ -63,7 +73,11 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       continue;
     }
     if (!isHttpUrl(resolved)) {
-      problems.push({ entry: label, problem: `'resolved' is not an http(s) registry tarball URL: ${resolved}`, unpinned: true });
+      problems.push({
+        entry: label,
+        problem: `'resolved' is not an http(s) registry tarball URL: ${resolved}`,
+        unpinned: true,
+      });
       continue;
     }
     if (typeof integrity !== 'string' || integrity === '') {
@@ -78,7 +92,11 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       continue;
     }
     if (!strong) {
-      problems.push({ entry: label, problem: `integrity '${integrity}' has only sha1, which is too weak to pin content`, unpinned: true });
+      problems.push({
+        entry: label,
+        problem: `integrity '${integrity}' has only sha1, which is too weak to pin content`,
+        unpinned: true,
+      });
       continue;
     }
     const id = `${name}@${version}`;

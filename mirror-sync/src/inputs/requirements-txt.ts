@@ -10,11 +10,24 @@ export function normalizePypiName(name: string): string {
 /** PEP 508 distribution name. */
 const PEP508_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 /** Loose PEP 440 version (public + local): enough to refuse wildcards and ranges. */
-const PEP440_VERSION = /^v?(?:\d+!)?\d+(?:\.\d+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?(?:-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?(?:[-_.]?dev[-_.]?\d*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i;
+const PEP440_VERSION =
+  /^v?(?:\d+!)?\d+(?:\.\d+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?(?:-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?(?:[-_.]?dev[-_.]?\d*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i;
 
 const GLOBAL_OPTIONS_IGNORED = new Set([
-  '-i', '--index-url', '--extra-index-url', '-f', '--find-links', '--no-index', '--trusted-host', '--require-hashes',
-  '--pre', '--prefer-binary', '--only-binary', '--no-binary', '--use-feature', '--config-settings',
+  '-i',
+  '--index-url',
+  '--extra-index-url',
+  '-f',
+  '--find-links',
+  '--no-index',
+  '--trusted-host',
+  '--require-hashes',
+  '--pre',
+  '--prefer-binary',
+  '--only-binary',
+  '--no-binary',
+  '--use-feature',
+  '--config-settings',
 ]);
 const INCLUDE_OPTIONS = new Set(['-r', '--requirement', '-c', '--constraint']);
 const EDITABLE_OPTIONS = new Set(['-e', '--editable']);
@@ -40,9 +53,19 @@ export function parseRequirementsTxt(text: string, source = 'requirements.txt'):
     const where = `line ${line}`;
     if (content.startsWith('-')) {
       const opt = /^(-[A-Za-z]|--[A-Za-z-]+)/.exec(content)![1]!;
-      if (INCLUDE_OPTIONS.has(opt)) problems.push({ entry: `${where} (${content})`, problem: 'nested requirement/constraint files are not followed: pass each file as its own input' });
-      else if (EDITABLE_OPTIONS.has(opt)) problems.push({ entry: `${where} (${content})`, problem: 'editable requirements cannot be mirrored', unpinned: true });
-      else if (GLOBAL_OPTIONS_IGNORED.has(opt)) notes.push(`${source}: ${where}: ignored option ${opt} (the index is configured on the sync job)`);
+      if (INCLUDE_OPTIONS.has(opt))
+        problems.push({
+          entry: `${where} (${content})`,
+          problem: 'nested requirement/constraint files are not followed: pass each file as its own input',
+        });
+      else if (EDITABLE_OPTIONS.has(opt))
+        problems.push({
+          entry: `${where} (${content})`,
+          problem: 'editable requirements cannot be mirrored',
+          unpinned: true,
+        });
+      else if (GLOBAL_OPTIONS_IGNORED.has(opt))
+        notes.push(`${source}: ${where}: ignored option ${opt} (the index is configured on the sync job)`);
       else notes.push(`${source}: ${where}: ignored unknown option ${opt}`);
       continue;
     }
@@ -61,15 +84,26 @@ export function parseRequirementsTxt(text: string, source = 'requirements.txt'):
       problems.push({ entry, problem: `cannot parse requirement '${spec}'` });
       continue;
     }
-    const extras = (m[2] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const extras = (m[2] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     const versionSpec = m[3]!.trim();
     if (versionSpec.startsWith('@')) {
-      problems.push({ entry, problem: 'direct URL requirements are not supported: pin name==version from an index', unpinned: true });
+      problems.push({
+        entry,
+        problem: 'direct URL requirements are not supported: pin name==version from an index',
+        unpinned: true,
+      });
       continue;
     }
     const pin = /^===?\s*([^\s,;]+)$/.exec(versionSpec);
     if (!pin || pin[1]!.includes('*') || !PEP440_VERSION.test(pin[1]!)) {
-      problems.push({ entry, problem: `not pinned to one exact version ('${versionSpec || '(no version)'}'); use name==version`, unpinned: true });
+      problems.push({
+        entry,
+        problem: `not pinned to one exact version ('${versionSpec || '(no version)'}'); use name==version`,
+        unpinned: true,
+      });
       continue;
     }
     const version = pin[1]!;
@@ -87,7 +121,10 @@ export function parseRequirementsTxt(text: string, source = 'requirements.txt'):
         problems.push({ entry, problem: `malformed --hash '${o[2] ?? ''}'` });
         bad = true;
       } else if (h[1] !== 'sha256') {
-        problems.push({ entry, problem: `--hash=${h[1]}:… is not supported; pin sha256 (what PEP 503/691 indexes publish)` });
+        problems.push({
+          entry,
+          problem: `--hash=${h[1]}:… is not supported; pin sha256 (what PEP 503/691 indexes publish)`,
+        });
         bad = true;
       } else if (h[2]!.length !== 64) {
         problems.push({ entry, problem: `--hash=sha256:${h[2]} is not 64 hex characters` });

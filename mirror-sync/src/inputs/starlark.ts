@@ -37,7 +37,8 @@ type Tok =
 const MAX_INPUT = 64 * 1024 * 1024;
 
 function lex(src: string, source: string): Tok[] {
-  if (src.length > MAX_INPUT) throw new SyncError('SYNC_INPUT_INVALID', `${source}: larger than ${MAX_INPUT} characters`);
+  if (src.length > MAX_INPUT)
+    throw new SyncError('SYNC_INPUT_INVALID', `${source}: larger than ${MAX_INPUT} characters`);
   const toks: Tok[] = [];
   let i = 0;
   let line = 1;
@@ -109,7 +110,19 @@ function lex(src: string, source: string): Tok[] {
             j += 2;
             continue;
           }
-          const simple: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', v: '\v', '\n': '' };
+          const simple: Record<string, string> = {
+            n: '\n',
+            t: '\t',
+            r: '\r',
+            '\\': '\\',
+            "'": "'",
+            '"': '"',
+            a: '\x07',
+            b: '\b',
+            f: '\f',
+            v: '\v',
+            '\n': '',
+          };
           if (n! in simple) {
             if (n === '\n') {
               line++;
@@ -119,7 +132,8 @@ function lex(src: string, source: string): Tok[] {
             j += 2;
             continue;
           }
-          const hex = n === 'x' ? /^[0-9a-fA-F]{2}/ : n === 'u' ? /^[0-9a-fA-F]{4}/ : n === 'U' ? /^[0-9a-fA-F]{8}/ : null;
+          const hex =
+            n === 'x' ? /^[0-9a-fA-F]{2}/ : n === 'u' ? /^[0-9a-fA-F]{4}/ : n === 'U' ? /^[0-9a-fA-F]{8}/ : null;
           if (hex) {
             const mm = hex.exec(src.slice(j + 2));
             if (!mm) fail(`bad \\${n} escape`);

@@ -13,9 +13,27 @@ export const NPM_PUBLIC_REGISTRY = 'https://registry.npmjs.org/';
  * install and would only grow the manifest.
  */
 const KEPT_FIELDS = [
-  'name', 'version', 'dependencies', 'optionalDependencies', 'devDependencies', 'peerDependencies', 'peerDependenciesMeta',
-  'bundleDependencies', 'bundledDependencies', 'bin', 'directories', 'engines', 'os', 'cpu', 'libc', 'deprecated',
-  'hasInstallScript', '_hasShrinkwrap', 'acceptDependencies', 'funding', 'license',
+  'name',
+  'version',
+  'dependencies',
+  'optionalDependencies',
+  'devDependencies',
+  'peerDependencies',
+  'peerDependenciesMeta',
+  'bundleDependencies',
+  'bundledDependencies',
+  'bin',
+  'directories',
+  'engines',
+  'os',
+  'cpu',
+  'libc',
+  'deprecated',
+  'hasInstallScript',
+  '_hasShrinkwrap',
+  'acceptDependencies',
+  'funding',
+  'license',
 ] as const;
 /** npm runs these at install time; other scripts are irrelevant to a consumer. */
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall'] as const;
@@ -67,12 +85,21 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
       const base = registryBase(pkg, configured);
       const doc = await packument(base, pkg.name);
       const vdoc = doc.versions.get(pkg.version);
-      if (!vdoc) throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: version ${pkg.version} is not in the packument at ${base}${packumentPath(pkg.name)}`);
+      if (!vdoc)
+        throw new SyncError(
+          'SYNC_UPSTREAM_INVALID',
+          `${what}: version ${pkg.version} is not in the packument at ${base}${packumentPath(pkg.name)}`,
+        );
       const expected: DigestSet = {};
       for (const d of parseSri(pkg.integrity)) expected[d.algorithm] = d.hex;
-      const url = configured !== undefined && pkg.resolved.startsWith(NPM_PUBLIC_REGISTRY) ? configured + pkg.resolved.slice(NPM_PUBLIC_REGISTRY.length) : pkg.resolved;
+      const url =
+        configured !== undefined && pkg.resolved.startsWith(NPM_PUBLIC_REGISTRY)
+          ? configured + pkg.resolved.slice(NPM_PUBLIC_REGISTRY.length)
+          : pkg.resolved;
       ctx.planned(1);
-      const blob = await ctx.store.fetchPinned({ what, urls: [url], expected, maxBytes: ctx.maxBlobBytes }).finally(ctx.done);
+      const blob = await ctx.store
+        .fetchPinned({ what, urls: [url], expected, maxBytes: ctx.maxBlobBytes })
+        .finally(ctx.done);
 
       const dist = isRecord(vdoc.dist) ? vdoc.dist : {};
       if (typeof dist.integrity === 'string') {
@@ -85,14 +112,21 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
         for (const [alg, hex] of Object.entries(theirs)) {
           const ours = ({ sha1: blob.sha1, sha256: blob.sha256, sha512: blob.sha512 } as Record<string, string>)[alg];
           if (ours !== undefined && ours !== hex) {
-            throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: packument dist.integrity (${dist.integrity}) disagrees with the verified tarball`, {
-              details: { algorithm: alg, packument: hex, tarball: ours },
-            });
+            throw new SyncError(
+              'SYNC_UPSTREAM_INVALID',
+              `${what}: packument dist.integrity (${dist.integrity}) disagrees with the verified tarball`,
+              {
+                details: { algorithm: alg, packument: hex, tarball: ours },
+              },
+            );
           }
         }
       }
       if (typeof dist.shasum === 'string' && dist.shasum.toLowerCase() !== blob.sha1) {
-        throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: packument dist.shasum ${dist.shasum} disagrees with the tarball's sha1 ${blob.sha1}`);
+        throw new SyncError(
+          'SYNC_UPSTREAM_INVALID',
+          `${what}: packument dist.shasum ${dist.shasum} disagrees with the tarball's sha1 ${blob.sha1}`,
+        );
       }
       const manifest: Record<string, unknown> = {};
       for (const k of KEPT_FIELDS) if (vdoc[k] !== undefined) manifest[k] = vdoc[k];
@@ -155,7 +189,12 @@ export function registryBase(pkg: NpmLockPackage, configured: string | undefined
   return configured ?? NPM_PUBLIC_REGISTRY;
 }
 
-async function fetchPackument(ctx: ResolveContext, base: string, name: string, versions: Set<string>): Promise<PackumentExtract> {
+async function fetchPackument(
+  ctx: ResolveContext,
+  base: string,
+  name: string,
+  versions: Set<string>,
+): Promise<PackumentExtract> {
   const url = base + packumentPath(name);
   const res = await ctx.http.getBytes(url, 'application/json', ctx.maxMetadataBytes);
   let doc: unknown;
@@ -164,7 +203,8 @@ async function fetchPackument(ctx: ResolveContext, base: string, name: string, v
   } catch (cause) {
     throw new SyncError('SYNC_UPSTREAM_INVALID', `npm ${name}: packument at ${url} is not JSON`, { cause });
   }
-  if (!isRecord(doc) || !isRecord(doc.versions)) throw new SyncError('SYNC_UPSTREAM_INVALID', `npm ${name}: packument at ${url} has no 'versions' object`);
+  if (!isRecord(doc) || !isRecord(doc.versions))
+    throw new SyncError('SYNC_UPSTREAM_INVALID', `npm ${name}: packument at ${url} has no 'versions' object`);
   if (doc.name !== undefined && doc.name !== name) {
     throw new SyncError('SYNC_UPSTREAM_INVALID', `npm ${name}: packument at ${url} is for '${String(doc.name)}'`);
   }
@@ -177,7 +217,10 @@ async function fetchPackument(ctx: ResolveContext, base: string, name: string, v
     const vdoc = doc.versions[v];
     if (!isRecord(vdoc)) continue;
     if (vdoc.version !== undefined && vdoc.version !== v) {
-      throw new SyncError('SYNC_UPSTREAM_INVALID', `npm ${name}: packument versions['${v}'] says it is version '${String(vdoc.version)}'`);
+      throw new SyncError(
+        'SYNC_UPSTREAM_INVALID',
+        `npm ${name}: packument versions['${v}'] says it is version '${String(vdoc.version)}'`,
+      );
     }
     out.versions.set(v, vdoc);
   }

@@ -19,7 +19,9 @@ export function bazelTasks(items: readonly BazelFetch[], ctx: ResolveContext): E
     label: `bazel ${b.name}`,
     run: async () => {
       ctx.planned(1);
-      const blob = await ctx.store.fetchPinned({ what: `bazel ${b.name}`, urls: b.urls, expected: b.expected, maxBytes: ctx.maxBlobBytes }).finally(ctx.done);
+      const blob = await ctx.store
+        .fetchPinned({ what: `bazel ${b.name}`, urls: b.urls, expected: b.expected, maxBytes: ctx.maxBlobBytes })
+        .finally(ctx.done);
       return [
         {
           ecosystem: 'bazel' as const,
@@ -42,7 +44,9 @@ export function nixTasks(items: readonly NixFetch[], ctx: ResolveContext): Entry
     label: `nix ${n.name}`,
     run: async () => {
       ctx.planned(1);
-      const blob = await ctx.store.fetchPinned({ what: `nix ${n.name}`, urls: n.urls, expected: n.expected, maxBytes: ctx.maxBlobBytes }).finally(ctx.done);
+      const blob = await ctx.store
+        .fetchPinned({ what: `nix ${n.name}`, urls: n.urls, expected: n.expected, maxBytes: ctx.maxBlobBytes })
+        .finally(ctx.done);
       return [
         {
           ecosystem: 'nix' as const,
@@ -69,7 +73,9 @@ export function genericTasks(items: readonly GenericFetch[], ctx: ResolveContext
     label: `generic ${g.name}`,
     run: async () => {
       ctx.planned(1);
-      const blob = await ctx.store.fetchPinned({ what: `generic ${g.name}`, urls: [g.url], expected: g.expected, maxBytes: ctx.maxBlobBytes }).finally(ctx.done);
+      const blob = await ctx.store
+        .fetchPinned({ what: `generic ${g.name}`, urls: [g.url], expected: g.expected, maxBytes: ctx.maxBlobBytes })
+        .finally(ctx.done);
       return [
         {
           ecosystem: 'generic' as const,

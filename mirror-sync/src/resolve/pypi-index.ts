@@ -20,7 +20,11 @@ const SDIST = /\.(tar\.gz|tgz|zip|tar\.bz2|tar\.xz)$/i;
  * with none offered fails. PEP 658 core metadata is fetched when offered, checked against its advertised hash
  * and stored as its own blob.
  */
-export function pypiTasks(reqs: readonly PinnedRequirement[], ctx: ResolveContext, index = PYPI_PUBLIC_INDEX): EntryTask[] {
+export function pypiTasks(
+  reqs: readonly PinnedRequirement[],
+  ctx: ResolveContext,
+  index = PYPI_PUBLIC_INDEX,
+): EntryTask[] {
   const base = index.replace(/\/?$/, '/');
   const pages = new Map<string, Promise<SimpleFile[]>>();
   const page = (project: string): Promise<SimpleFile[]> => {
@@ -42,13 +46,19 @@ export function pypiTasks(reqs: readonly PinnedRequirement[], ctx: ResolveContex
       const offered = new Set(chosen.map((f) => f.hashes.sha256));
       const missing = req.sha256.filter((h) => !offered.has(h));
       if (chosen.length === 0) {
-        throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: the index offers no file with any of the ${req.sha256.length} pinned sha256 hash(es)`, {
-          details: { pinned: req.sha256 },
-        });
+        throw new SyncError(
+          'SYNC_UPSTREAM_INVALID',
+          `${what}: the index offers no file with any of the ${req.sha256.length} pinned sha256 hash(es)`,
+          {
+            details: { pinned: req.sha256 },
+          },
+        );
       }
-      for (const h of missing) ctx.note(`${what}: pinned sha256 ${h} is not offered by the index (that platform's file will be missing)`);
+      for (const h of missing)
+        ctx.note(`${what}: pinned sha256 ${h} is not offered by the index (that platform's file will be missing)`);
       const unhashed = files.filter((f) => f.hashes.sha256 === undefined).length;
-      if (unhashed > 0) ctx.note(`${what}: the index lists ${unhashed} file(s) without a sha256; they were not considered`);
+      if (unhashed > 0)
+        ctx.note(`${what}: the index lists ${unhashed} file(s) without a sha256; they were not considered`);
       const byFilename = new Map<string, SimpleFile>();
       for (const f of chosen) if (!byFilename.has(f.filename)) byFilename.set(f.filename, f);
       return Promise.all([...byFilename.values()].map((f) => fetchFile(ctx, req, f, what)));
@@ -70,19 +80,35 @@ async function fetchProjectPage(ctx: ResolveContext, url: string, project: strin
   return parseSimpleHtml(text, res.url).files;
 }
 
-async function fetchFile(ctx: ResolveContext, req: PinnedRequirement, f: SimpleFile, what: string): Promise<EntryDraft> {
-  if (!isSafeFilename(f.filename)) throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: the index names a file '${f.filename}', which is not a safe file name`);
+async function fetchFile(
+  ctx: ResolveContext,
+  req: PinnedRequirement,
+  f: SimpleFile,
+  what: string,
+): Promise<EntryDraft> {
+  if (!isSafeFilename(f.filename))
+    throw new SyncError(
+      'SYNC_UPSTREAM_INVALID',
+      `${what}: the index names a file '${f.filename}', which is not a safe file name`,
+    );
   const packagetype = f.filename.endsWith('.whl') ? 'bdist_wheel' : SDIST.test(f.filename) ? 'sdist' : undefined;
-  if (!packagetype) throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: '${f.filename}' is neither a wheel nor an sdist`);
+  if (!packagetype)
+    throw new SyncError('SYNC_UPSTREAM_INVALID', `${what}: '${f.filename}' is neither a wheel nor an sdist`);
   const label = `${what} (${f.filename})`;
   ctx.planned(1);
-  const blob = await ctx.store.fetchPinned({ what: label, urls: [f.url], expected: { sha256: f.hashes.sha256! }, maxBytes: ctx.maxBlobBytes }).finally(ctx.done);
+  const blob = await ctx.store
+    .fetchPinned({ what: label, urls: [f.url], expected: { sha256: f.hashes.sha256! }, maxBytes: ctx.maxBlobBytes })
+    .finally(ctx.done);
 
   let coreMetadata: ManifestBlob | null = null;
   if (f.coreMetadata !== false) {
     const expected: DigestSet = {};
     if (f.coreMetadata !== true) {
-      for (const [alg, len] of [['sha256', 64], ['sha384', 96], ['sha512', 128]] as const) {
+      for (const [alg, len] of [
+        ['sha256', 64],
+        ['sha384', 96],
+        ['sha512', 128],
+      ] as const) {
         const h = f.coreMetadata[alg];
         if (h !== undefined && h.length === len) expected[alg] = h;
       }
@@ -91,11 +117,18 @@ async function fetchFile(ctx: ResolveContext, req: PinnedRequirement, f: SimpleF
     if (!pinned) ctx.note(`${label}: core metadata offered without a usable hash; stored as served`);
     ctx.planned(1);
     const meta = await ctx.store
-      .fetchPinned({ what: `${label} core metadata`, urls: [`${f.url}.metadata`], expected, pinned, maxBytes: Math.min(MAX_CORE_METADATA, ctx.maxMetadataBytes) })
+      .fetchPinned({
+        what: `${label} core metadata`,
+        urls: [`${f.url}.metadata`],
+        expected,
+        pinned,
+        maxBytes: Math.min(MAX_CORE_METADATA, ctx.maxMetadataBytes),
+      })
       .finally(ctx.done);
     coreMetadata = { sha256: meta.sha256, size: meta.size };
   }
-  if (f.yanked !== false) ctx.note(`${label}: yanked upstream${f.yanked ? ` (${f.yanked})` : ''}; mirrored with the yank recorded`);
+  if (f.yanked !== false)
+    ctx.note(`${label}: yanked upstream${f.yanked ? ` (${f.yanked})` : ''}; mirrored with the yank recorded`);
   return {
     ecosystem: 'pypi',
     name: req.normalizedName,

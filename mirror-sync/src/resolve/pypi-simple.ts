@@ -15,13 +15,17 @@ export interface SimpleFile {
   coreMetadata: boolean | Record<string, string>;
 }
 
-export const SIMPLE_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01';
+export const SIMPLE_ACCEPT =
+  'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01';
 
 /** PEP 629: refuse a major version we do not know. */
 function checkApiVersion(v: unknown, where: string): void {
   if (v === undefined) return;
   if (typeof v !== 'string' || !/^1\.\d+$/.test(v)) {
-    throw new SyncError('SYNC_UPSTREAM_INVALID', `${where}: unsupported repository API version '${String(v)}' (need 1.x)`);
+    throw new SyncError(
+      'SYNC_UPSTREAM_INVALID',
+      `${where}: unsupported repository API version '${String(v)}' (need 1.x)`,
+    );
   }
 }
 
@@ -32,7 +36,8 @@ function absoluteUrl(href: string, pageUrl: string, where: string): { url: strin
   } catch (cause) {
     throw new SyncError('SYNC_UPSTREAM_INVALID', `${where}: bad file URL '${href}'`, { cause });
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SyncError('SYNC_UPSTREAM_INVALID', `${where}: file URL '${href}' is not http(s)`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new SyncError('SYNC_UPSTREAM_INVALID', `${where}: file URL '${href}' is not http(s)`);
   const fragment = u.hash.replace(/^#/, '');
   u.hash = '';
   return { url: u.href, fragment };
@@ -41,7 +46,8 @@ function absoluteUrl(href: string, pageUrl: string, where: string): { url: strin
 function hashesFrom(value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (!isRecord(value)) return out;
-  for (const [k, v] of Object.entries(value)) if (typeof v === 'string' && /^[0-9a-fA-F]+$/.test(v)) out[k.toLowerCase()] = v.toLowerCase();
+  for (const [k, v] of Object.entries(value))
+    if (typeof v === 'string' && /^[0-9a-fA-F]+$/.test(v)) out[k.toLowerCase()] = v.toLowerCase();
   return out;
 }
 
@@ -53,7 +59,8 @@ export function parseSimpleJson(text: string, pageUrl: string): { name: string |
   } catch (cause) {
     throw new SyncError('SYNC_UPSTREAM_INVALID', `${pageUrl}: project page is not JSON`, { cause });
   }
-  if (!isRecord(doc) || !Array.isArray(doc.files)) throw new SyncError('SYNC_UPSTREAM_INVALID', `${pageUrl}: project page has no 'files' array`);
+  if (!isRecord(doc) || !Array.isArray(doc.files))
+    throw new SyncError('SYNC_UPSTREAM_INVALID', `${pageUrl}: project page has no 'files' array`);
   checkApiVersion(isRecord(doc.meta) ? doc.meta['api-version'] : undefined, pageUrl);
   const files: SimpleFile[] = [];
   for (const f of doc.files) {
@@ -67,9 +74,11 @@ export function parseSimpleJson(text: string, pageUrl: string): { name: string |
       filename: f.filename,
       url,
       hashes: hashesFrom(f.hashes),
-      requiresPython: typeof f['requires-python'] === 'string' && f['requires-python'] !== '' ? f['requires-python'] : null,
+      requiresPython:
+        typeof f['requires-python'] === 'string' && f['requires-python'] !== '' ? f['requires-python'] : null,
       yanked,
-      coreMetadata: cm === true ? true : isRecord(cm) ? (Object.keys(hashesFrom(cm)).length > 0 ? hashesFrom(cm) : true) : false,
+      coreMetadata:
+        cm === true ? true : isRecord(cm) ? (Object.keys(hashesFrom(cm)).length > 0 ? hashesFrom(cm) : true) : false,
     });
   }
   return { name: typeof doc.name === 'string' ? doc.name : undefined, files };

@@ -58,10 +58,22 @@ export async function npmPack(root: string, manifest: Record<string, unknown>): 
   writeFileSync(join(dir, 'index.js'), `module.exports = ${JSON.stringify(name)};\n`);
   const out = join(root, 'packed');
   mkdirSync(out, { recursive: true });
-  const info = JSON.parse(await npm(['pack', '--json', '--pack-destination', out], dir, root)) as { filename: string; integrity: string; shasum: string }[];
+  const info = JSON.parse(await npm(['pack', '--json', '--pack-destination', out], dir, root)) as {
+    filename: string;
+    integrity: string;
+    shasum: string;
+  }[];
   const filename = info[0]!.filename.replace(/^.*\//, '');
   const tarball = readFileSync(join(out, filename));
-  return { name, version: String(manifest.version), filename, tarball, integrity: info[0]!.integrity, shasum: info[0]!.shasum, manifest };
+  return {
+    name,
+    version: String(manifest.version),
+    filename,
+    tarball,
+    integrity: info[0]!.integrity,
+    shasum: info[0]!.shasum,
+    manifest,
+  };
 }
 
 /** A minimal store-only zip (PKWARE APPNOTE 4.3): enough for a wheel. */
@@ -104,7 +116,11 @@ export function makeZip(files: Record<string, string>): Buffer {
 }
 
 /** A wheel for `dist==version` plus its METADATA (served as the PEP 658 `.metadata` file). */
-export function makeWheel(dist: string, version: string, tag = 'py3-none-any'): { filename: string; wheel: Buffer; metadata: Buffer } {
+export function makeWheel(
+  dist: string,
+  version: string,
+  tag = 'py3-none-any',
+): { filename: string; wheel: Buffer; metadata: Buffer } {
   const metadata = `Metadata-Version: 2.1\nName: ${dist.replace(/_/g, '-')}\nVersion: ${version}\nRequires-Python: >=3.8\nSummary: fixture\n\n`;
   const info = `${dist}-${version}.dist-info`;
   const files: Record<string, string> = {
@@ -112,7 +128,14 @@ export function makeWheel(dist: string, version: string, tag = 'py3-none-any'): 
     [`${info}/METADATA`]: metadata,
     [`${info}/WHEEL`]: `Wheel-Version: 1.0\nGenerator: airlock-test\nRoot-Is-Purelib: true\nTag: ${tag}\n`,
   };
-  const record = [...Object.entries(files).map(([n, c]) => `${n},sha256=${Buffer.from(createHash('sha256').update(c).digest()).toString('base64url')},${Buffer.byteLength(c)}`), `${info}/RECORD,,`].join('\n') + '\n';
+  const record =
+    [
+      ...Object.entries(files).map(
+        ([n, c]) =>
+          `${n},sha256=${Buffer.from(createHash('sha256').update(c).digest()).toString('base64url')},${Buffer.byteLength(c)}`,
+      ),
+      `${info}/RECORD,,`,
+    ].join('\n') + '\n';
   files[`${info}/RECORD`] = record;
   return { filename: `${dist}-${version}-${tag}.whl`, wheel: makeZip(files), metadata: Buffer.from(metadata) };
 }
@@ -135,7 +158,10 @@ export async function makeSdist(dist: string, version: string): Promise<{ filena
 /** An npm-style tarball (`package/…`, gzip) without running npm: fast, deterministic, for bundle tests. */
 export async function makeNpmTarball(manifest: Record<string, unknown>): Promise<PackedPackage> {
   const pack = tar.pack();
-  pack.entry({ name: 'package/package.json', mtime: new Date(499162500000), mode: 0o644 }, JSON.stringify(manifest, null, 2));
+  pack.entry(
+    { name: 'package/package.json', mtime: new Date(499162500000), mode: 0o644 },
+    JSON.stringify(manifest, null, 2),
+  );
   pack.entry({ name: 'package/index.js', mtime: new Date(499162500000), mode: 0o644 }, 'module.exports = 1;\n');
   pack.finalize();
   const chunks: Buffer[] = [];

@@ -21,7 +21,16 @@ export async function readTar(path: string, keepBodies = true): Promise<TarEntry
       const chunks: Buffer[] = [];
       for await (const c of entry as AsyncIterable<Buffer>) if (keepBodies) chunks.push(c);
       const h = entry.header;
-      out.push({ name: h.name, size: h.size, mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime.getTime(), type: h.type, body: Buffer.concat(chunks) });
+      out.push({
+        name: h.name,
+        size: h.size,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: h.mtime.getTime(),
+        type: h.type,
+        body: Buffer.concat(chunks),
+      });
     }
   })();
   createReadStream(path).pipe(ex as unknown as NodeJS.WritableStream);

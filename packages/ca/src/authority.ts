@@ -1,9 +1,5 @@
 import './reflect-polyfill.js';
-import {
-  OidcTokenVerifier,
-  type OidcPrincipal,
-  type TrustedIssuer,
-} from '@airlock/identity';
+import { OidcTokenVerifier, type OidcPrincipal, type TrustedIssuer } from '@airlock/identity';
 import {
   AuthorityKeyIdentifierExtension,
   ExtendedKeyUsage,
@@ -19,7 +15,13 @@ import { loadOrCreateCaMaterial, type CaKeyOptions, type CaMaterial } from './ca
 import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM, x509Crypto } from './crypto-provider.js';
 import { CaError } from './errors.js';
 import { buildClaimExtensions, issuerExtensions } from './extensions.js';
-import { decodeProofOfPossession, parseCsr, parseSubmittedPublicKey, verifyProofOfPossession, type SubmittedKey } from './public-key.js';
+import {
+  decodeProofOfPossession,
+  parseCsr,
+  parseSubmittedPublicKey,
+  verifyProofOfPossession,
+  type SubmittedKey,
+} from './public-key.js';
 
 export const DEFAULT_CERT_VALIDITY_SECONDS = 600;
 const MAX_CERT_VALIDITY_SECONDS = 24 * 3600;
@@ -36,8 +38,7 @@ export interface CertificateAuthorityOptions extends CaKeyOptions {
 
 /** A request in Fulcio's two flavours: public key + proof of possession, or a CSR. */
 export type SigningCertificateRequest =
-  | { token: string; publicKey: string; proofOfPossession: Uint8Array | string }
-  | { token: string; csr: string };
+  { token: string; publicKey: string; proofOfPossession: Uint8Array | string } | { token: string; csr: string };
 
 export interface IssuedCertificate {
   certificatePem: string;
@@ -94,7 +95,12 @@ export class CertificateAuthority {
   readonly #verifier: OidcTokenVerifier;
   readonly #audience: string;
 
-  private constructor(material: CaMaterial, verifier: OidcTokenVerifier, certValiditySeconds: number, audience: string) {
+  private constructor(
+    material: CaMaterial,
+    verifier: OidcTokenVerifier,
+    certValiditySeconds: number,
+    audience: string,
+  ) {
     this.#material = material;
     this.#verifier = verifier;
     this.#audience = audience;
@@ -116,17 +122,24 @@ export class CertificateAuthority {
   static async open(options: CertificateAuthorityOptions): Promise<CertificateAuthority> {
     const validity = options.certValiditySeconds ?? DEFAULT_CERT_VALIDITY_SECONDS;
     if (!Number.isSafeInteger(validity) || validity < 1 || validity > MAX_CERT_VALIDITY_SECONDS) {
-      throw new CaError('CA_CONFIG_INVALID', `certValiditySeconds must be an integer in 1..${MAX_CERT_VALIDITY_SECONDS}`);
+      throw new CaError(
+        'CA_CONFIG_INVALID',
+        `certValiditySeconds must be an integer in 1..${MAX_CERT_VALIDITY_SECONDS}`,
+      );
     }
     let verifier: OidcTokenVerifier;
     try {
       verifier = new OidcTokenVerifier({
         issuers: options.issuers,
         ...(options.audience !== undefined ? { audience: options.audience } : {}),
-        ...(options.clockToleranceSeconds !== undefined ? { clockToleranceSeconds: options.clockToleranceSeconds } : {}),
+        ...(options.clockToleranceSeconds !== undefined
+          ? { clockToleranceSeconds: options.clockToleranceSeconds }
+          : {}),
       });
     } catch (err) {
-      throw new CaError('CA_CONFIG_INVALID', `invalid OIDC issuer configuration: ${(err as Error).message}`, { cause: err });
+      throw new CaError('CA_CONFIG_INVALID', `invalid OIDC issuer configuration: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const material = await loadOrCreateCaMaterial(options);
     return new CertificateAuthority(material, verifier, validity, options.audience ?? 'sigstore');
@@ -144,24 +157,36 @@ export class CertificateAuthority {
       key = await parseCsr(request.csr);
     } else {
       key = parseSubmittedPublicKey(request.publicKey);
-      const pop = typeof request.proofOfPossession === 'string'
-        ? decodeProofOfPossession(request.proofOfPossession)
-        : Buffer.from(request.proofOfPossession);
+      const pop =
+        typeof request.proofOfPossession === 'string'
+          ? decodeProofOfPossession(request.proofOfPossession)
+          : Buffer.from(request.proofOfPossession);
       verifyProofOfPossession(key, pop, verified.principal.name);
     }
     const claimExtensions = buildClaimExtensions(verified.claims);
     return this.#sign(key, verified.principal, claimExtensions, now);
   }
 
-  async #sign(key: SubmittedKey, principal: OidcPrincipal, claimExtensions: Extension[], now: Date): Promise<IssuedCertificate> {
+  async #sign(
+    key: SubmittedKey,
+    principal: OidcPrincipal,
+    claimExtensions: Extension[],
+    now: Date,
+  ): Promise<IssuedCertificate> {
     const { intermediate, root, signingKey, intermediateKeyId } = this.#material;
     // Whole seconds: X.509 times have second precision, and the window must be exactly certValiditySeconds.
     const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
     const notAfter = new Date(notBefore.getTime() + this.certValiditySeconds * 1000);
     if (notBefore < intermediate.notBefore || notAfter > intermediate.notAfter || notAfter > root.notAfter) {
-      throw new CaError('CA_NOT_VALID_NOW', `the CA chain is not valid for ${notBefore.toISOString()}..${notAfter.toISOString()}`);
+      throw new CaError(
+        'CA_NOT_VALID_NOW',
+        `the CA chain is not valid for ${notBefore.toISOString()}..${notAfter.toISOString()}`,
+      );
     }
-    const san = principal.san.type === 'email' ? { type: 'email' as const, value: principal.san.value } : { type: 'url' as const, value: principal.san.value };
+    const san =
+      principal.san.type === 'email'
+        ? { type: 'email' as const, value: principal.san.value }
+        : { type: 'url' as const, value: principal.san.value };
     const serialNumber = randomSerialHex();
     const leaf = await X509CertificateGenerator.create(
       {

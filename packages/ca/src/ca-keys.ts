@@ -14,7 +14,14 @@ import {
   X509Certificate,
   X509CertificateGenerator,
 } from '@peculiar/x509';
-import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM, toSigningKey, x509Crypto, type WebCryptoKey } from './crypto-provider.js';
+import {
+  keyIdentifierHex,
+  randomSerialHex,
+  SIGNING_ALGORITHM,
+  toSigningKey,
+  x509Crypto,
+  type WebCryptoKey,
+} from './crypto-provider.js';
 import { CaError } from './errors.js';
 
 /** Files under `<dataDir>/ca/`. */
@@ -60,9 +67,19 @@ export async function loadOrCreateCaMaterial(options: CaKeyOptions): Promise<CaM
   const operator = [options.rootCertPath, options.intermediateCertPath, options.intermediateKeyPath];
   if (operator.some((p) => p !== undefined)) {
     if (operator.some((p) => p === undefined)) {
-      throw new CaError('CA_CONFIG_INVALID', 'rootCertPath, intermediateCertPath and intermediateKeyPath must be given together');
+      throw new CaError(
+        'CA_CONFIG_INVALID',
+        'rootCertPath, intermediateCertPath and intermediateKeyPath must be given together',
+      );
     }
-    return loadChain(options.rootCertPath!, options.intermediateCertPath!, options.intermediateKeyPath!, now, 'operator', false);
+    return loadChain(
+      options.rootCertPath!,
+      options.intermediateCertPath!,
+      options.intermediateKeyPath!,
+      now,
+      'operator',
+      false,
+    );
   }
   const dir = path.join(options.dataDir, CA_DIR);
   const files = [ROOT_CERT_FILE, ROOT_KEY_FILE, INTERMEDIATE_CERT_FILE, INTERMEDIATE_KEY_FILE];
@@ -76,7 +93,10 @@ export async function loadOrCreateCaMaterial(options: CaKeyOptions): Promise<CaM
   } else if (present.length !== files.length) {
     // Never silently replace part of a CA: a new root would orphan every certificate already issued.
     const missing = files.filter((f) => !present.includes(f));
-    throw new CaError('CA_KEY_INVALID', `CA directory ${dir} is incomplete (missing ${missing.join(', ')}); restore it or remove it`);
+    throw new CaError(
+      'CA_KEY_INVALID',
+      `CA directory ${dir} is incomplete (missing ${missing.join(', ')}); restore it or remove it`,
+    );
   }
   return loadFromDir(dir, now);
 }
@@ -110,7 +130,10 @@ async function loadChain(
   requireCa(root, rootPath);
   requireCa(intermediate, intermediatePath);
   if (!sameBytes(intermediate.issuerName.toArrayBuffer(), root.subjectName.toArrayBuffer())) {
-    throw new CaError('CA_KEY_INVALID', `intermediate ${intermediatePath} is not issued by root ${rootPath} (names differ)`);
+    throw new CaError(
+      'CA_KEY_INVALID',
+      `intermediate ${intermediatePath} is not issued by root ${rootPath} (names differ)`,
+    );
   }
   if (!(await intermediate.verify({ publicKey: root.publicKey, signatureOnly: true }, x509Crypto))) {
     throw new CaError('CA_KEY_INVALID', `intermediate ${intermediatePath} is not signed by root ${rootPath}`);
@@ -122,8 +145,12 @@ async function loadChain(
   if (!sameBytes(keySpki, intermediate.publicKey.rawData)) {
     throw new CaError('CA_KEY_INVALID', `intermediate key ${keyPath} does not match certificate ${intermediatePath}`);
   }
-  for (const [cert, file] of [[root, rootPath], [intermediate, intermediatePath]] as const) {
-    if (cert.notAfter.getTime() <= now.getTime()) throw new CaError('CA_KEY_INVALID', `certificate ${file} expired at ${cert.notAfter.toISOString()}`);
+  for (const [cert, file] of [
+    [root, rootPath],
+    [intermediate, intermediatePath],
+  ] as const) {
+    if (cert.notAfter.getTime() <= now.getTime())
+      throw new CaError('CA_KEY_INVALID', `certificate ${file} expired at ${cert.notAfter.toISOString()}`);
   }
   const ski = intermediate.getExtension(SubjectKeyIdentifierExtension);
   const intermediateKeyId = ski ? ski.keyId : await keyIdentifierHex(keySpki);
@@ -133,7 +160,8 @@ async function loadChain(
 function requireCa(cert: X509Certificate, file: string): void {
   const bc = cert.getExtension(BasicConstraintsExtension);
   const ku = cert.getExtension(KeyUsagesExtension);
-  if (!bc?.ca) throw new CaError('CA_KEY_INVALID', `certificate ${file} is not a CA (basicConstraints CA:TRUE missing)`);
+  if (!bc?.ca)
+    throw new CaError('CA_KEY_INVALID', `certificate ${file} is not a CA (basicConstraints CA:TRUE missing)`);
   if (ku && (ku.usages & KeyUsageFlags.keyCertSign) === 0) {
     throw new CaError('CA_KEY_INVALID', `certificate ${file} lacks the keyCertSign key usage`);
   }
@@ -161,7 +189,10 @@ function readPrivateKey(file: string, requirePrivateMode: boolean): KeyObject {
     throw new CaError('CA_KEY_INVALID', `cannot read private key ${file}`, { cause: err });
   }
   if (requirePrivateMode && process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    throw new CaError('CA_KEY_INVALID', `private key ${file} is readable by group/others (mode ${(st.mode & 0o777).toString(8)}); expected 0600`);
+    throw new CaError(
+      'CA_KEY_INVALID',
+      `private key ${file} is readable by group/others (mode ${(st.mode & 0o777).toString(8)}); expected 0600`,
+    );
   }
   try {
     return createPrivateKey(fs.readFileSync(file));

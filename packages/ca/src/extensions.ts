@@ -64,7 +64,12 @@ export function buildClaimExtensions(claims: Readonly<Record<string, unknown>>):
   for (const name of BUILD_CLAIM_NAMES) {
     const value = claims[name];
     if (value === undefined) continue;
-    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_BUILD_CLAIM_LENGTH || hasControlCharacter(value)) {
+    if (
+      typeof value !== 'string' ||
+      value.length === 0 ||
+      value.length > MAX_BUILD_CLAIM_LENGTH ||
+      hasControlCharacter(value)
+    ) {
       throw new CaError(
         'CA_CLAIM_INVALID',
         `token claim ${name} must be a non-empty string of at most ${MAX_BUILD_CLAIM_LENGTH} characters without control characters`,

@@ -26,5 +26,18 @@ export {
 } from './ca-keys.js';
 export { FULCIO_OID, BUILD_CLAIM_OIDS, issuerExtensions, buildClaimExtensions } from './extensions.js';
 export { derUtf8String, parseDerUtf8String } from './der.js';
-export { parseSigningCertRequest, signingCertRoute, trustBundleRoute, configurationRoute, errorResult, type RouteResult } from './routes.js';
-export { parseSubmittedPublicKey, verifyProofOfPossession, decodeProofOfPossession, parseCsr, type SubmittedKey } from './public-key.js';
+export {
+  parseSigningCertRequest,
+  signingCertRoute,
+  trustBundleRoute,
+  configurationRoute,
+  errorResult,
+  type RouteResult,
+} from './routes.js';
+export {
+  parseSubmittedPublicKey,
+  verifyProofOfPossession,
+  decodeProofOfPossession,
+  parseCsr,
+  type SubmittedKey,
+} from './public-key.js';

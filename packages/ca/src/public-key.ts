@@ -24,7 +24,8 @@ export function parseSubmittedPublicKey(content: unknown): SubmittedKey {
   if (typeof content !== 'string' || content.length === 0) {
     throw new CaError('CA_REQUEST_INVALID', 'publicKeyRequest.publicKey.content must be a PEM public key');
   }
-  if (content.length > MAX_KEY_TEXT) throw new CaError('CA_REQUEST_INVALID', `public key longer than ${MAX_KEY_TEXT} characters`);
+  if (content.length > MAX_KEY_TEXT)
+    throw new CaError('CA_REQUEST_INVALID', `public key longer than ${MAX_KEY_TEXT} characters`);
   let der: Buffer;
   if (content.includes('-----BEGIN')) {
     der = pemBody(content, 'PUBLIC KEY');
@@ -48,19 +49,28 @@ export function checkKey(key: KeyObject): SubmittedKey {
   switch (key.asymmetricKeyType) {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
-      const name = curve === 'prime256v1' ? 'p256' : curve === 'secp384r1' ? 'p384' : curve === 'secp521r1' ? 'p521' : undefined;
-      if (!name) throw new CaError('CA_UNSUPPORTED_KEY', `unsupported elliptic curve ${String(curve)} (use P-256, P-384 or P-521)`);
+      const name =
+        curve === 'prime256v1' ? 'p256' : curve === 'secp384r1' ? 'p384' : curve === 'secp521r1' ? 'p521' : undefined;
+      if (!name)
+        throw new CaError(
+          'CA_UNSUPPORTED_KEY',
+          `unsupported elliptic curve ${String(curve)} (use P-256, P-384 or P-521)`,
+        );
       return { key, spki, description: `ecdsa-${name}` };
     }
     case 'ed25519':
       return { key, spki, description: 'ed25519' };
     case 'rsa': {
       const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-      if (bits < 2048 || bits > 4096) throw new CaError('CA_UNSUPPORTED_KEY', `RSA keys must be 2048–4096 bits, got ${bits}`);
+      if (bits < 2048 || bits > 4096)
+        throw new CaError('CA_UNSUPPORTED_KEY', `RSA keys must be 2048–4096 bits, got ${bits}`);
       return { key, spki, description: `rsa-${bits}` };
     }
     default:
-      throw new CaError('CA_UNSUPPORTED_KEY', `unsupported public key type ${String(key.asymmetricKeyType)} (use ECDSA, Ed25519 or RSA)`);
+      throw new CaError(
+        'CA_UNSUPPORTED_KEY',
+        `unsupported public key type ${String(key.asymmetricKeyType)} (use ECDSA, Ed25519 or RSA)`,
+      );
   }
 }
 
@@ -105,7 +115,8 @@ export async function parseCsr(value: unknown): Promise<SubmittedKey> {
     der = pemBody(value, 'CERTIFICATE REQUEST');
   } else {
     const compact = value.replace(/\s+/g, '');
-    if (!BASE64_RE.test(compact)) throw new CaError('CA_CSR_INVALID', 'certificateSigningRequest is neither PEM nor base64');
+    if (!BASE64_RE.test(compact))
+      throw new CaError('CA_CSR_INVALID', 'certificateSigningRequest is neither PEM nor base64');
     const decoded = Buffer.from(compact, 'base64');
     const text = decoded.toString('latin1');
     der = text.includes('-----BEGIN') ? pemBody(text, 'CERTIFICATE REQUEST') : decoded;

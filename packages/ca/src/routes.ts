@@ -19,7 +19,8 @@ export function parseSigningCertRequest(body: unknown, authorization: string | u
   }
   const b = body as Record<string, unknown>;
   const credentials = b.credentials as Record<string, unknown> | undefined;
-  let token: unknown = typeof credentials === 'object' && credentials !== null ? credentials.oidcIdentityToken : undefined;
+  let token: unknown =
+    typeof credentials === 'object' && credentials !== null ? credentials.oidcIdentityToken : undefined;
   if (token === undefined && authorization?.startsWith('Bearer ')) token = authorization.slice('Bearer '.length).trim();
   if (typeof token !== 'string' || token.length === 0) {
     throw new CaError('CA_REQUEST_INVALID', 'credentials.oidcIdentityToken is required');
@@ -49,7 +50,11 @@ export function parseSigningCertRequest(body: unknown, authorization: string | u
 }
 
 /** `POST /api/v2/signingCert` → 201 with a detached-SCT chain (we run no CT log, so no SCT). */
-export async function signingCertRoute(ca: CertificateAuthority, body: unknown, authorization: string | undefined): Promise<RouteResult> {
+export async function signingCertRoute(
+  ca: CertificateAuthority,
+  body: unknown,
+  authorization: string | undefined,
+): Promise<RouteResult> {
   const request = parseSigningCertRequest(body, authorization);
   const issued = await ca.issue(request);
   return {
@@ -77,7 +82,10 @@ export function errorResult(err: unknown): RouteResult {
     if (isOidcRefusal(code)) return { status: 401, body: { code, message } };
     if (code === 'OIDC_JWKS_UNAVAILABLE') return { status: 503, body: { code, message } };
     if (err instanceof CaError) {
-      const status = err.code === 'CA_NOT_VALID_NOW' || err.code === 'CA_KEY_INVALID' || err.code === 'CA_CONFIG_INVALID' ? 500 : 400;
+      const status =
+        err.code === 'CA_NOT_VALID_NOW' || err.code === 'CA_KEY_INVALID' || err.code === 'CA_CONFIG_INVALID'
+          ? 500
+          : 400;
       return { status, body: { code, message } };
     }
   }

@@ -66,13 +66,19 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
 async function route(ca: CertificateAuthority, maxBody: number, req: http.IncomingMessage): Promise<RouteResult> {
   const pathname = (req.url ?? '/').split('?')[0];
   const method = req.method ?? 'GET';
-  const notAllowed = (allow: string): RouteResult => ({ status: 405, body: { code: 'METHOD_NOT_ALLOWED', message: `use ${allow}` } });
+  const notAllowed = (allow: string): RouteResult => ({
+    status: 405,
+    body: { code: 'METHOD_NOT_ALLOWED', message: `use ${allow}` },
+  });
   switch (pathname) {
     case SIGNING_CERT: {
       if (method !== 'POST') return notAllowed('POST');
       const raw = await readBody(req, maxBody);
       if (raw === 'too-large') {
-        return { status: 413, body: { code: 'CA_REQUEST_INVALID', message: `request body larger than ${maxBody} bytes` } };
+        return {
+          status: 413,
+          body: { code: 'CA_REQUEST_INVALID', message: `request body larger than ${maxBody} bytes` },
+        };
       }
       let body: unknown;
       try {

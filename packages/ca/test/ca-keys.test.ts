@@ -23,7 +23,9 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-const ISSUERS = [{ issuerUrl: 'https://id.airlock.internal', type: 'spiffe' as const, trustDomain: 'airlock.internal' }];
+const ISSUERS = [
+  { issuerUrl: 'https://id.airlock.internal', type: 'spiffe' as const, trustDomain: 'airlock.internal' },
+];
 
 describe('CA key material', () => {
   it('generates an ECDSA P-256 root and intermediate with CA extensions', async () => {
@@ -98,7 +100,9 @@ describe('CA key material', () => {
     await CertificateAuthority.open({ dataDir, issuers: ISSUERS });
     const keyFile = path.join(dataDir, 'ca', 'intermediate-key.pem');
     fs.chmodSync(keyFile, 0o644);
-    await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS })).rejects.toMatchObject({ code: 'CA_KEY_INVALID' });
+    await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS })).rejects.toMatchObject({
+      code: 'CA_KEY_INVALID',
+    });
     fs.rmSync(keyFile);
     await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS })).rejects.toMatchObject({
       code: 'CA_KEY_INVALID',
@@ -128,9 +132,17 @@ describe('CA key material', () => {
 
     // A key that is not the intermediate's.
     const strayKey = path.join(emptyDataDir, 'stray.pem');
-    fs.writeFileSync(strayKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    fs.writeFileSync(
+      strayKey,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    );
     await expect(
-      CertificateAuthority.open({ dataDir: emptyDataDir, issuers: ISSUERS, ...operator, intermediateKeyPath: strayKey }),
+      CertificateAuthority.open({
+        dataDir: emptyDataDir,
+        issuers: ISSUERS,
+        ...operator,
+        intermediateKeyPath: strayKey,
+      }),
     ).rejects.toMatchObject({ code: 'CA_KEY_INVALID', message: expect.stringContaining('does not match') });
 
     // An intermediate from another CA under this root.
@@ -148,17 +160,26 @@ describe('CA key material', () => {
 
     // Same names (both CAs are "airlock-root"), different keys: the signature check is what refuses it.
     await expect(
-      CertificateAuthority.open({ dataDir: emptyDataDir, issuers: ISSUERS, ...operator, rootCertPath: path.join(foreign, 'ca', 'root.pem') }),
+      CertificateAuthority.open({
+        dataDir: emptyDataDir,
+        issuers: ISSUERS,
+        ...operator,
+        rootCertPath: path.join(foreign, 'ca', 'root.pem'),
+      }),
     ).rejects.toMatchObject({ code: 'CA_KEY_INVALID', message: expect.stringContaining('not signed by root') });
   });
 
   it('validates its configuration', async () => {
     const dataDir = makeTmpDir('airlock-ca-cfg-', dirs);
-    await expect(CertificateAuthority.open({ dataDir, issuers: [] })).rejects.toMatchObject({ code: 'CA_CONFIG_INVALID' });
+    await expect(CertificateAuthority.open({ dataDir, issuers: [] })).rejects.toMatchObject({
+      code: 'CA_CONFIG_INVALID',
+    });
     await expect(
       CertificateAuthority.open({ dataDir, issuers: [{ issuerUrl: 'https://x', type: 'spiffe' }] }),
     ).rejects.toMatchObject({ code: 'CA_CONFIG_INVALID' });
-    await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS, certValiditySeconds: 0 })).rejects.toMatchObject({
+    await expect(
+      CertificateAuthority.open({ dataDir, issuers: ISSUERS, certValiditySeconds: 0 }),
+    ).rejects.toMatchObject({
       code: 'CA_CONFIG_INVALID',
     });
     await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS, organization: '' })).rejects.toMatchObject({

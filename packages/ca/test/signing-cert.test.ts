@@ -22,7 +22,15 @@ import { parseDerUtf8String } from '../src/der.js';
 import { CertificateAuthority } from '../src/authority.js';
 import { FULCIO_OID } from '../src/extensions.js';
 import { startCaServer, type CaServer } from '../src/server.js';
-import { chainOf, makeTmpDir, p256, postJson, proofOfPossession, signingCertBody, type RequestKey } from './support/ca-fixture.js';
+import {
+  chainOf,
+  makeTmpDir,
+  p256,
+  postJson,
+  proofOfPossession,
+  signingCertBody,
+  type RequestKey,
+} from './support/ca-fixture.js';
 import { flipSignatureByte, startFakeOidcIssuer, unsignedToken, type FakeOidcIssuer } from './support/fake-oidc.js';
 
 const crypto = x509Crypto;
@@ -98,7 +106,9 @@ describe('POST /api/v2/signingCert', () => {
     // SKI of the submitted key; AKI = intermediate SKI.
     const ski = leaf.getExtension(SubjectKeyIdentifierExtension)!;
     expect(ski.keyId).toBe(Buffer.from(await leaf.publicKey.getKeyIdentifier(crypto)).toString('hex'));
-    expect(leaf.getExtension(AuthorityKeyIdentifierExtension)!.keyId).toBe(intermediate.getExtension(SubjectKeyIdentifierExtension)!.keyId);
+    expect(leaf.getExtension(AuthorityKeyIdentifierExtension)!.keyId).toBe(
+      intermediate.getExtension(SubjectKeyIdentifierExtension)!.keyId,
+    );
 
     // Issuer extensions: .1.1 raw bytes, .1.8 DER UTF8String.
     expect(Buffer.from(leaf.getExtension(FULCIO_OID.issuer)!.value).toString('utf8')).toBe(issuerA.url);
@@ -175,8 +185,12 @@ describe('POST /api/v2/signingCert', () => {
 
   it('accepts Ed25519 and P-384 keys', async () => {
     for (const type of ['ed25519', 'p384'] as const) {
-      const pair = type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-384' });
-      const key = { privateKey: pair.privateKey, publicPem: pair.publicKey.export({ format: 'pem', type: 'spki' }) as string };
+      const pair =
+        type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-384' });
+      const key = {
+        privateKey: pair.privateKey,
+        publicPem: pair.publicKey.export({ format: 'pem', type: 'spki' }) as string,
+      };
       const leaf = await issueLeaf(await issuerA.issueToken({ subject: SUBJECT }), SUBJECT, key);
       expect(leaf.publicKey.algorithm.name).toBe(type === 'ed25519' ? 'Ed25519' : 'ECDSA');
     }
@@ -189,7 +203,10 @@ describe('POST /api/v2/signingCert', () => {
       crypto,
     );
     const token = await issuerA.issueToken({ subject: SUBJECT });
-    const ok = await postJson(ca.url, { credentials: { oidcIdentityToken: token }, certificateSigningRequest: csr.toString('pem') });
+    const ok = await postJson(ca.url, {
+      credentials: { oidcIdentityToken: token },
+      certificateSigningRequest: csr.toString('pem'),
+    });
     expect(ok.status, JSON.stringify(ok.json)).toBe(201);
     const leaf = new X509Certificate(chainOf(ok.json)[0]!);
     expect(leaf.subject).toBe(''); // the CSR's subject is ignored
@@ -198,7 +215,10 @@ describe('POST /api/v2/signingCert', () => {
     // Tamper with the CSR signature.
     const der = Buffer.from(csr.rawData);
     der[der.length - 3] = der[der.length - 3]! ^ 0x01;
-    const bad = await postJson(ca.url, { credentials: { oidcIdentityToken: token }, certificateSigningRequest: der.toString('base64') });
+    const bad = await postJson(ca.url, {
+      credentials: { oidcIdentityToken: token },
+      certificateSigningRequest: der.toString('base64'),
+    });
     expect(bad.status).toBe(400);
     expect(bad.json.code).toBe('CA_POP_INVALID');
   });
@@ -227,7 +247,14 @@ describe('POST /api/v2/signingCert', () => {
     fs.writeFileSync(path.join(dir, 'int.pem'), ca.intermediatePem);
     fs.writeFileSync(path.join(dir, 'leaf.pem'), leaf.toString('pem'));
     const out = execFileSync('openssl', [
-      'verify', '-purpose', 'any', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'int.pem'), path.join(dir, 'leaf.pem'),
+      'verify',
+      '-purpose',
+      'any',
+      '-CAfile',
+      path.join(dir, 'root.pem'),
+      '-untrusted',
+      path.join(dir, 'int.pem'),
+      path.join(dir, 'leaf.pem'),
     ]).toString();
     expect(out).toContain('leaf.pem: OK');
   });
@@ -245,11 +272,19 @@ describe('signingCert refusals', () => {
     await expectRefusal(await rogue.issueToken({ subject: SUBJECT }), 401, 'OIDC_UNTRUSTED_ISSUER');
   });
   it('401 for an expired token', async () => {
-    const token = await issuerA.issueToken({ subject: SUBJECT, ttlSeconds: 60, issuedAt: new Date(Date.now() - 2 * 3600_000) });
+    const token = await issuerA.issueToken({
+      subject: SUBJECT,
+      ttlSeconds: 60,
+      issuedAt: new Date(Date.now() - 2 * 3600_000),
+    });
     await expectRefusal(token, 401, 'OIDC_EXPIRED');
   });
   it('401 for the wrong audience', async () => {
-    await expectRefusal(await issuerA.issueToken({ subject: SUBJECT, audience: 'not-sigstore' }), 401, 'OIDC_BAD_AUDIENCE');
+    await expectRefusal(
+      await issuerA.issueToken({ subject: SUBJECT, audience: 'not-sigstore' }),
+      401,
+      'OIDC_BAD_AUDIENCE',
+    );
   });
   it('401 for a flipped signature byte', async () => {
     await expectRefusal(flipSignatureByte(await issuerA.issueToken({ subject: SUBJECT })), 401, 'OIDC_BAD_SIGNATURE');
@@ -262,7 +297,11 @@ describe('signingCert refusals', () => {
     await expectRefusal(token, 401, 'OIDC_BAD_SIGNATURE');
   });
   it('401 for alg none', async () => {
-    await expectRefusal(unsignedToken({ iss: issuerA.url, sub: SUBJECT, aud: 'sigstore', iat: now(), exp: now() + 600 }), 401, 'OIDC_UNSUPPORTED_ALG');
+    await expectRefusal(
+      unsignedToken({ iss: issuerA.url, sub: SUBJECT, aud: 'sigstore', iat: now(), exp: now() + 600 }),
+      401,
+      'OIDC_UNSUPPORTED_ALG',
+    );
   });
   it('401 for garbage and for a SPIFFE ID outside the issuer trust domain', async () => {
     await expectRefusal('not.a.jwt', 401, 'OIDC_MALFORMED');
@@ -273,7 +312,10 @@ describe('signingCert refusals', () => {
     });
     try {
       const subject = 'spiffe://build.corp/x';
-      const { status, json } = await postJson(strict.url, signingCertBody(await issuerB.issueToken({ subject }), p256(), subject));
+      const { status, json } = await postJson(
+        strict.url,
+        signingCertBody(await issuerB.issueToken({ subject }), p256(), subject),
+      );
       expect({ status, code: json.code }).toEqual({ status: 401, code: 'OIDC_BAD_SUBJECT' });
     } finally {
       await strict.close();
@@ -295,7 +337,10 @@ describe('signingCert refusals', () => {
   });
   it('400 for a proof of possession over the wrong string', async () => {
     const token = await issuerA.issueToken({ subject: SUBJECT });
-    const { status, json } = await postJson(ca.url, signingCertBody(token, p256(), 'spiffe://airlock.internal/someone-else'));
+    const { status, json } = await postJson(
+      ca.url,
+      signingCertBody(token, p256(), 'spiffe://airlock.internal/someone-else'),
+    );
     expect({ status, code: json.code }).toEqual({ status: 400, code: 'CA_POP_INVALID' });
   });
   it('400 for weak or unsupported keys', async () => {
@@ -303,19 +348,30 @@ describe('signingCert refusals', () => {
     const weakRsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
     const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
     for (const pair of [weakRsa, k1]) {
-      const key = { privateKey: pair.privateKey, publicPem: pair.publicKey.export({ format: 'pem', type: 'spki' }) as string };
+      const key = {
+        privateKey: pair.privateKey,
+        publicPem: pair.publicKey.export({ format: 'pem', type: 'spki' }) as string,
+      };
       const { status, json } = await postJson(ca.url, signingCertBody(token, key, SUBJECT));
       expect({ status, code: json.code }).toEqual({ status: 400, code: 'CA_UNSUPPORTED_KEY' });
     }
     // A private key where the public key belongs is refused, not silently converted.
     const key = p256();
     const body = signingCertBody(token, key, SUBJECT);
-    (body.publicKeyRequest as { publicKey: { content: string } }).publicKey.content = key.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    (body.publicKeyRequest as { publicKey: { content: string } }).publicKey.content = key.privateKey.export({
+      format: 'pem',
+      type: 'pkcs8',
+    }) as string;
     const { status, json } = await postJson(ca.url, body);
     expect({ status, code: json.code }).toEqual({ status: 400, code: 'CA_REQUEST_INVALID' });
   });
   it('400 for a token claim that cannot be an extension value', async () => {
-    const token = await emailIssuer.sign({ sub: 'u', email: 'dev@corp.example', email_verified: true, build_trigger: 42 });
+    const token = await emailIssuer.sign({
+      sub: 'u',
+      email: 'dev@corp.example',
+      email_verified: true,
+      build_trigger: 42,
+    });
     const { status, json } = await postJson(ca.url, signingCertBody(token, p256(), 'dev@corp.example'));
     expect({ status, code: json.code }).toEqual({ status: 400, code: 'CA_CLAIM_INVALID' });
   });
@@ -364,14 +420,20 @@ describe('in-process CertificateAuthority', () => {
     expect(leaf.notAfter.getTime() - leaf.notBefore.getTime()).toBe(300_000);
     expect(leaf.serialNumber).toBe(issued.serialNumber);
     await expect(
-      authority.issue({ token: await rogue.issueToken({ subject: SUBJECT }), publicKey: key.publicPem, proofOfPossession: proofOfPossession(key, SUBJECT) }),
+      authority.issue({
+        token: await rogue.issueToken({ subject: SUBJECT }),
+        publicKey: key.publicPem,
+        proofOfPossession: proofOfPossession(key, SUBJECT),
+      }),
     ).rejects.toMatchObject({ code: 'OIDC_UNTRUSTED_ISSUER' });
   });
 });
 
 describe('trustBundle and configuration', () => {
   it('serves the chain without the leaf', async () => {
-    const body = (await (await fetch(`${ca.url}/api/v2/trustBundle`)).json()) as { chains: { certificates: string[] }[] };
+    const body = (await (await fetch(`${ca.url}/api/v2/trustBundle`)).json()) as {
+      chains: { certificates: string[] }[];
+    };
     expect(body).toEqual({ chains: [{ certificates: [ca.intermediatePem, ca.rootPem] }] });
   });
   it('describes the issuers in Fulcio shape', async () => {
@@ -383,4 +445,3 @@ describe('trustBundle and configuration', () => {
     ]);
   });
 });
-

@@ -80,7 +80,7 @@ describe('@sigstore/sign FulcioSigner against the CA', () => {
     expect(() => verifyCertificate(leaf, [new Date(ca.validFrom.getTime() - 60_000)], trust)).toThrow();
   });
 
-  it('a certificate does not chain to another CA\'s root', async () => {
+  it("a certificate does not chain to another CA's root", async () => {
     const other = await CertificateAuthority.open({
       dataDir: makeTmpDir('airlock-sjs-other-', dirs),
       issuers: [{ issuerUrl: issuer.url, type: 'spiffe', trustDomain: 'airlock.internal' }],

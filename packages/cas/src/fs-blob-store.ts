@@ -1,6 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, lstatSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type {
@@ -129,7 +140,10 @@ export class FsBlobStore implements BlobStore {
     try {
       const st = await fh.stat();
       if (range) checkRange(range, st.size);
-      return fh.createReadStream({ ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: STREAM_HIGH_WATER_MARK });
+      return fh.createReadStream({
+        ...(range ? { start: range.start, end: range.end } : {}),
+        highWaterMark: STREAM_HIGH_WATER_MARK,
+      });
     } catch (err) {
       await fh.close();
       throw err;
@@ -221,7 +235,10 @@ export class FsBlobStore implements BlobStore {
       await fh.close().catch(() => undefined);
       throw err;
     }
-    const stream = fh.createReadStream({ ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: STREAM_HIGH_WATER_MARK });
+    const stream = fh.createReadStream({
+      ...(range ? { start: range.start, end: range.end } : {}),
+      highWaterMark: STREAM_HIGH_WATER_MARK,
+    });
     return { sha256, size, ...(range ? { range } : {}), stream };
   }
 
@@ -241,7 +258,10 @@ export class FsBlobStore implements BlobStore {
     if (expected !== undefined) {
       assertSha256Hex(expected.sha256, 'expected sha256');
       if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
-        throw new CasError('CAS_SIZE_MISMATCH', `expected size must be a non-negative integer, got ${String(expected.size)}`);
+        throw new CasError(
+          'CAS_SIZE_MISMATCH',
+          `expected size must be a non-negative integer, got ${String(expected.size)}`,
+        );
       }
     }
     const limit = Math.min(options.maxSize ?? this.maxBlobSize, this.maxBlobSize);
@@ -257,7 +277,10 @@ export class FsBlobStore implements BlobStore {
         }
         size += chunk.byteLength;
         if (expected?.size !== undefined && size > expected.size) {
-          throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`);
+          throw new CasError(
+            'CAS_SIZE_MISMATCH',
+            `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
+          );
         }
         if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
         hash.update(chunk);
@@ -265,9 +288,13 @@ export class FsBlobStore implements BlobStore {
       }
       sha256 = hash.digest('hex');
       if (expected !== undefined && sha256 !== expected.sha256) {
-        throw new CasError('CAS_DIGEST_MISMATCH', `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`, {
-          details: { expected: expected.sha256, actual: sha256, size },
-        });
+        throw new CasError(
+          'CAS_DIGEST_MISMATCH',
+          `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`,
+          {
+            details: { expected: expected.sha256, actual: sha256, size },
+          },
+        );
       }
       if (expected?.size !== undefined && size !== expected.size) {
         throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${sha256} has ${size} bytes, expected ${expected.size}`, {
@@ -361,7 +388,9 @@ export class FsBlobStore implements BlobStore {
   async *list(): AsyncIterable<string> {
     const shards = (await readdir(this.blobsDir)).filter((s) => /^[0-9a-f]{2}$/.test(s)).sort();
     for (const shard of shards) {
-      const names = (await readdir(join(this.blobsDir, shard))).filter((n) => isSha256Hex(n) && n.startsWith(shard)).sort();
+      const names = (await readdir(join(this.blobsDir, shard)))
+        .filter((n) => isSha256Hex(n) && n.startsWith(shard))
+        .sort();
       yield* names;
     }
   }
@@ -382,7 +411,8 @@ export class FsBlobStore implements BlobStore {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await this.has(sha256)) {
         const existing = await this.verify(sha256).catch((err: unknown) => {
-          if (err instanceof CasError && (err.code === 'CAS_NOT_FOUND' || err.code === 'CAS_QUARANTINED')) return undefined;
+          if (err instanceof CasError && (err.code === 'CAS_NOT_FOUND' || err.code === 'CAS_QUARANTINED'))
+            return undefined;
           throw err;
         });
         if (existing?.ok) return { sha256, size, created: false };
@@ -398,12 +428,17 @@ export class FsBlobStore implements BlobStore {
       await this.syncDir(join(this.blobsDir, sha256.slice(0, 2)));
       return { sha256, size, created: true };
     }
-    throw new CasError('CAS_CORRUPT', `could not publish blob sha256:${sha256}: the stored copy keeps failing verification`);
+    throw new CasError(
+      'CAS_CORRUPT',
+      `could not publish blob sha256:${sha256}: the stored copy keeps failing verification`,
+    );
   }
 
   private async missingError(sha256: string): Promise<CasError> {
     if (await this.isQuarantined(sha256)) {
-      return new CasError('CAS_QUARANTINED', `blob sha256:${sha256} was quarantined after failing verification`, { details: { sha256 } });
+      return new CasError('CAS_QUARANTINED', `blob sha256:${sha256} was quarantined after failing verification`, {
+        details: { sha256 },
+      });
     }
     return new CasError('CAS_NOT_FOUND', `blob sha256:${sha256} is not in the store`, { details: { sha256 } });
   }
@@ -414,7 +449,8 @@ export class FsBlobStore implements BlobStore {
       return await open(path, READ_FLAGS);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw await this.missingError(sha256);
-      if (isErrno(err, 'ELOOP')) throw new CasError('CAS_CORRUPT', `blob sha256:${sha256} is a symlink, refusing to follow it`);
+      if (isErrno(err, 'ELOOP'))
+        throw new CasError('CAS_CORRUPT', `blob sha256:${sha256} is a symlink, refusing to follow it`);
       throw err;
     }
   }
@@ -533,11 +569,19 @@ function corruptError(sha256: string, actual: string | undefined): CasError {
 
 export function checkRange(range: ByteRange, size: number): void {
   const ok =
-    Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start && range.end < size;
+    Number.isSafeInteger(range.start) &&
+    Number.isSafeInteger(range.end) &&
+    range.start >= 0 &&
+    range.end >= range.start &&
+    range.end < size;
   if (!ok) {
-    throw new CasError('CAS_INVALID_RANGE', `range ${range.start}-${range.end} is not satisfiable for a blob of ${size} bytes`, {
-      details: { size },
-    });
+    throw new CasError(
+      'CAS_INVALID_RANGE',
+      `range ${range.start}-${range.end} is not satisfiable for a blob of ${size} bytes`,
+      {
+        details: { size },
+      },
+    );
   }
 }
 

@@ -47,7 +47,15 @@ export interface FsckReport {
  */
 export async function fsck(store: MirrorStore, options: FsckOptions = {}): Promise<FsckReport> {
   return store.withImportLock(async () => {
-    const report: FsckReport = { checked: 0, ok: 0, corrupt: [], missing: [], orphans: [], removedOrphans: 0, clean: false };
+    const report: FsckReport = {
+      checked: 0,
+      ok: 0,
+      corrupt: [],
+      missing: [],
+      orphans: [],
+      removedOrphans: 0,
+      clean: false,
+    };
     const good = new Set<string>();
     for await (const sha256 of store.blobs.list()) {
       report.checked++;
@@ -57,7 +65,11 @@ export async function fsck(store: MirrorStore, options: FsckOptions = {}): Promi
           report.ok++;
           good.add(sha256);
         } else {
-          report.corrupt.push({ sha256, ...(result.actual ? { actual: result.actual } : {}), reason: `content hashes to sha256:${result.actual ?? '?'}` });
+          report.corrupt.push({
+            sha256,
+            ...(result.actual ? { actual: result.actual } : {}),
+            reason: `content hashes to sha256:${result.actual ?? '?'}`,
+          });
         }
       } catch (err) {
         // Vanished between list and read, or unreadable: report it, keep checking the rest.
@@ -73,7 +85,11 @@ export async function fsck(store: MirrorStore, options: FsckOptions = {}): Promi
         continue;
       }
       if (blob.state === 'ok') store.index.setBlobState(blob.sha256, 'quarantined');
-      report.missing.push({ sha256: blob.sha256, state: blob.state, entries: store.index.findEntriesBySha256(blob.sha256).length });
+      report.missing.push({
+        sha256: blob.sha256,
+        state: blob.state,
+        entries: store.index.findEntriesBySha256(blob.sha256).length,
+      });
     }
     // What is left in `good` is present and intact but referenced by nothing.
     report.orphans = [...good].sort();

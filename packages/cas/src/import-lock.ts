@@ -45,9 +45,17 @@ export class ImportLock {
   ) {}
 
   /** Takes the lock or returns the live holder. A stale lock is left in place for the caller to recover. */
-  static async tryAcquire(stagingDir: string, importId: string): Promise<ImportLock | { heldBy: ImportLockHolder | null; stale: boolean }> {
+  static async tryAcquire(
+    stagingDir: string,
+    importId: string,
+  ): Promise<ImportLock | { heldBy: ImportLockHolder | null; stale: boolean }> {
     const path = join(stagingDir, IMPORT_LOCK_FILE);
-    const holder: ImportLockHolder = { pid: process.pid, bootId: await bootId(), importId, startedAt: new Date().toISOString() };
+    const holder: ImportLockHolder = {
+      pid: process.pid,
+      bootId: await bootId(),
+      importId,
+      startedAt: new Date().toISOString(),
+    };
     // The lock must never exist half-written (a kill -9 between create and write would leave an empty lock that
     // nobody can judge), so the holder is written and fsynced to a private temp file first and then published
     // with link(2), which fails atomically with EEXIST when the slot is taken.
@@ -115,7 +123,12 @@ async function readHolder(path: string): Promise<{ holder: ImportLockHolder | nu
       const v = JSON.parse(text) as Partial<ImportLockHolder>;
       if (typeof v.pid === 'number' && typeof v.importId === 'string') {
         return {
-          holder: { pid: v.pid, bootId: typeof v.bootId === 'string' ? v.bootId : null, importId: v.importId, startedAt: String(v.startedAt ?? '') },
+          holder: {
+            pid: v.pid,
+            bootId: typeof v.bootId === 'string' ? v.bootId : null,
+            importId: v.importId,
+            startedAt: String(v.startedAt ?? ''),
+          },
           mtimeMs: st.mtimeMs,
         };
       }

@@ -14,6 +14,12 @@ export {
   type RecoveryReport,
 } from './mirror-store.js';
 export { fsck, type FsckOptions, type FsckReport, type FsckCorruptBlob, type FsckMissingBlob } from './fsck.js';
-export { normalizePypiName, isSnapshotId, validateEntry, validateSnapshotInfo, validateManifestBlobs } from './validate.js';
+export {
+  normalizePypiName,
+  isSnapshotId,
+  validateEntry,
+  validateSnapshotInfo,
+  validateManifestBlobs,
+} from './validate.js';
 export { isSha256Hex, assertSha256Hex } from './digest-utils.js';
 export type { ImportLockHolder } from './import-lock.js';

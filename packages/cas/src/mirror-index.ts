@@ -192,7 +192,9 @@ export class MirrorIndex {
         `INSERT INTO blobs (sha256, size, state, added_in) VALUES (?, ?, 'ok', ?)
          ON CONFLICT (sha256) DO UPDATE SET state = 'ok'`,
       ),
-      insertSnapshotBlob: db.prepare<[number, string]>('INSERT OR IGNORE INTO snapshot_blobs (sequence, sha256) VALUES (?, ?)'),
+      insertSnapshotBlob: db.prepare<[number, string]>(
+        'INSERT OR IGNORE INTO snapshot_blobs (sequence, sha256) VALUES (?, ?)',
+      ),
       conflictingEntry: db.prepare<[string, string, string | null, string, string], { sha256: string }>(
         `SELECT sha256 FROM entries WHERE ecosystem = ? AND name = ? AND coalesce(version, '') = coalesce(?, '')
          AND filename = ? AND sha256 != ? LIMIT 1`,
@@ -217,9 +219,13 @@ export class MirrorIndex {
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000))}`);
       db.exec(SCHEMA);
       const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
-      if (row === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(SCHEMA_VERSION);
+      if (row === undefined)
+        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(SCHEMA_VERSION);
       else if (row.value !== SCHEMA_VERSION) {
-        throw new CasError('INDEX_SCHEMA_UNSUPPORTED', `index ${path} has schema version ${row.value}; this build reads version ${SCHEMA_VERSION}`);
+        throw new CasError(
+          'INDEX_SCHEMA_UNSUPPORTED',
+          `index ${path} has schema version ${row.value}; this build reads version ${SCHEMA_VERSION}`,
+        );
       }
       return new MirrorIndex(db);
     } catch (err) {
@@ -244,7 +250,10 @@ export class MirrorIndex {
   }
 
   getSnapshot(idOrSequence: string | number): SnapshotDetail | undefined {
-    const row = typeof idOrSequence === 'number' ? this.stmts.snapshotBySequence.get(idOrSequence) : this.stmts.snapshotById.get(idOrSequence);
+    const row =
+      typeof idOrSequence === 'number'
+        ? this.stmts.snapshotBySequence.get(idOrSequence)
+        : this.stmts.snapshotById.get(idOrSequence);
     if (!row) return undefined;
     return {
       ...toSnapshotRecord(row),
@@ -273,7 +282,11 @@ export class MirrorIndex {
   }
 
   /** Fast path: an entry of `ecosystem` at head with this blob and file name. */
-  findFileBySha256(ecosystem: Ecosystem, sha256: string, filename: string): { sha256: string; size: number } | undefined {
+  findFileBySha256(
+    ecosystem: Ecosystem,
+    sha256: string,
+    filename: string,
+  ): { sha256: string; size: number } | undefined {
     return this.stmts.fileBySha256.get(sha256, ecosystem, filename);
   }
 
@@ -294,7 +307,11 @@ export class MirrorIndex {
   findBlobByDigest(algorithm: LookupAlgorithm, hex: string): BlobRecord | undefined {
     const h = hex.toLowerCase();
     const row =
-      algorithm === 'sha256' ? this.stmts.visibleBlob.get(h) : algorithm === 'sha512' ? this.stmts.blobBySha512.get(h) : this.stmts.blobBySha1.get(h);
+      algorithm === 'sha256'
+        ? this.stmts.visibleBlob.get(h)
+        : algorithm === 'sha512'
+          ? this.stmts.blobBySha512.get(h)
+          : this.stmts.blobBySha1.get(h);
     return row ? toBlob(row) : undefined;
   }
 
@@ -336,9 +353,13 @@ export class MirrorIndex {
   checkSnapshotOrder(snapshot: SnapshotInfo, allowGap = false): void {
     const head = this.head();
     if (this.stmts.snapshotById.get(snapshot.id) !== undefined) {
-      throw new CasError('SNAPSHOT_REPLAY', `snapshot ${snapshot.id} (sequence ${snapshot.sequence}) was already imported`, {
-        details: { id: snapshot.id, sequence: snapshot.sequence, head: head?.id ?? null },
-      });
+      throw new CasError(
+        'SNAPSHOT_REPLAY',
+        `snapshot ${snapshot.id} (sequence ${snapshot.sequence}) was already imported`,
+        {
+          details: { id: snapshot.id, sequence: snapshot.sequence, head: head?.id ?? null },
+        },
+      );
     }
     if (head && snapshot.sequence <= head.sequence) {
       throw new CasError(
@@ -378,7 +399,10 @@ export class MirrorIndex {
       for (const blob of input.blobs) {
         const existing = this.stmts.blob.get(blob.sha256);
         if (existing && existing.size !== blob.size) {
-          throw new CasError('INDEX_INVALID_INPUT', `blob sha256:${blob.sha256} has size ${blob.size} but the index recorded ${existing.size}`);
+          throw new CasError(
+            'INDEX_INVALID_INPUT',
+            `blob sha256:${blob.sha256} has size ${blob.size} but the index recorded ${existing.size}`,
+          );
         }
         this.stmts.upsertBlob.run(blob.sha256, blob.size, snapshot.sequence);
         this.stmts.insertSnapshotBlob.run(snapshot.sequence, blob.sha256);
@@ -439,7 +463,12 @@ function toSnapshotRecord(row: SnapshotRow): SnapshotRecord {
 }
 
 function toBlob(row: BlobRow): BlobRecord {
-  return { sha256: row.sha256, size: row.size, state: row.state === 'ok' ? 'ok' : 'quarantined', addedIn: row.added_in };
+  return {
+    sha256: row.sha256,
+    size: row.size,
+    state: row.state === 'ok' ? 'ok' : 'quarantined',
+    addedIn: row.added_in,
+  };
 }
 
 function toEntry(row: EntryRow): MirrorEntry {

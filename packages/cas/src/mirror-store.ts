@@ -1,7 +1,15 @@
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobSource, BlobStore, ByteRange, PutExpectation, PutResult, VerifiedRead, VerifyResult } from './blob-store.js';
+import type {
+  BlobSource,
+  BlobStore,
+  ByteRange,
+  PutExpectation,
+  PutResult,
+  VerifiedRead,
+  VerifyResult,
+} from './blob-store.js';
 import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
 import { CasError } from './errors.js';
 import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
@@ -73,7 +81,9 @@ export class MirrorStore {
   static async open(dir: string, options: MirrorStoreOptions = {}): Promise<MirrorStore> {
     await mkdir(join(dir, MIRROR_STORE_LAYOUT.staging), { recursive: true });
     const blobs = options.blobStore ?? (await FsBlobStore.open(dir, options.fs));
-    const index = MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), { busyTimeoutMs: options.busyTimeoutMs ?? 10_000 });
+    const index = MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), {
+      busyTimeoutMs: options.busyTimeoutMs ?? 10_000,
+    });
     const store = new MirrorStore(dir, blobs, index, options);
     if (options.recover !== false) {
       try {
@@ -112,7 +122,11 @@ export class MirrorStore {
     let journal: FileHandle | undefined;
     try {
       await this.cleanStaging(id);
-      journal = await open(join(this.stagingDir, `${id}.journal`), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_EXCL, 0o600);
+      journal = await open(
+        join(this.stagingDir, `${id}.journal`),
+        constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_EXCL,
+        0o600,
+      );
       await syncDir(this.stagingDir);
     } catch (err) {
       await journal?.close();
@@ -132,7 +146,8 @@ export class MirrorStore {
     try {
       lock = await this.acquireLock(id);
     } catch (err) {
-      if (err instanceof CasError && err.code === 'IMPORT_LOCKED') return { journals: 0, removedBlobs: [], removedPartials: 0, skipped: 'import-in-progress' };
+      if (err instanceof CasError && err.code === 'IMPORT_LOCKED')
+        return { journals: 0, removedBlobs: [], removedPartials: 0, skipped: 'import-in-progress' };
       throw err;
     }
     try {
@@ -164,7 +179,8 @@ export class MirrorStore {
     try {
       return await this.blobs.openVerifiedRead(sha256, range);
     } catch (err) {
-      if (err instanceof CasError && (err.code === 'CAS_CORRUPT' || err.code === 'CAS_QUARANTINED')) this.markQuarantined(sha256);
+      if (err instanceof CasError && (err.code === 'CAS_CORRUPT' || err.code === 'CAS_QUARANTINED'))
+        this.markQuarantined(sha256);
       throw err;
     }
   }
@@ -291,10 +307,16 @@ export class ImportSession {
     this.state = 'committing';
     let record: SnapshotRecord;
     try {
-      if (typeof input !== 'object' || input === null || typeof input.manifest !== 'object' || input.manifest === null) {
+      if (
+        typeof input !== 'object' ||
+        input === null ||
+        typeof input.manifest !== 'object' ||
+        input.manifest === null
+      ) {
         throw new CasError('SNAPSHOT_INVALID', 'commit() needs { manifest, signedBundles, entries }');
       }
-      if (!Array.isArray(input.entries)) throw new CasError('INDEX_INVALID_INPUT', 'commit(): entries must be an array');
+      if (!Array.isArray(input.entries))
+        throw new CasError('INDEX_INVALID_INPUT', 'commit(): entries must be an array');
       const snapshot = validateSnapshotInfo(input.manifest.snapshot);
       const manifestBlobs = validateManifestBlobs(input.manifest.blobs);
       const entries = input.entries.map((e, i) => validateEntry(e, `entries[${i}]`));
@@ -334,13 +356,19 @@ export class ImportSession {
     await this.finish();
   }
 
-  private async checkBlobs(manifestBlobs: ManifestBlob[], entries: ReturnType<typeof validateEntry>[]): Promise<ManifestBlob[]> {
+  private async checkBlobs(
+    manifestBlobs: ManifestBlob[],
+    entries: ReturnType<typeof validateEntry>[],
+  ): Promise<ManifestBlob[]> {
     const sizes = new Map<string, number>();
     for (const b of manifestBlobs) sizes.set(b.sha256, b.size);
     for (const e of entries) {
       const listed = sizes.get(e.digests.sha256);
       if (listed !== undefined && listed !== e.size) {
-        throw new CasError('INDEX_INVALID_INPUT', `entry ${e.ecosystem} ${e.name} ${e.filename} has size ${e.size} but its blob sha256:${e.digests.sha256} is listed with ${listed}`);
+        throw new CasError(
+          'INDEX_INVALID_INPUT',
+          `entry ${e.ecosystem} ${e.name} ${e.filename} has size ${e.size} but its blob sha256:${e.digests.sha256} is listed with ${listed}`,
+        );
       }
       sizes.set(e.digests.sha256, e.size);
     }
@@ -351,22 +379,34 @@ export class ImportSession {
         // Not in this bundle: must already be in the store, intact.
         const stat = await this.store.blobs.stat(sha256);
         if (!stat) {
-          throw new CasError('IMPORT_BLOB_MISSING', `blob sha256:${sha256} is referenced by the snapshot but is neither in this import nor in the store`, {
-            details: { sha256 },
-          });
+          throw new CasError(
+            'IMPORT_BLOB_MISSING',
+            `blob sha256:${sha256} is referenced by the snapshot but is neither in this import nor in the store`,
+            {
+              details: { sha256 },
+            },
+          );
         }
         if (this.store.index.getBlob(sha256)?.state !== 'ok') {
           const verified = await this.store.verifyBlob(sha256);
           if (!verified.ok) {
-            throw new CasError('IMPORT_BLOB_MISSING', `blob sha256:${sha256} in the store failed verification (quarantined)`, { details: { sha256 } });
+            throw new CasError(
+              'IMPORT_BLOB_MISSING',
+              `blob sha256:${sha256} in the store failed verification (quarantined)`,
+              { details: { sha256 } },
+            );
           }
         }
         actual = stat.size;
       }
       if (actual !== size) {
-        throw new CasError('INDEX_INVALID_INPUT', `blob sha256:${sha256} has ${actual} bytes but the snapshot says ${size}`, {
-          details: { sha256, actual, expected: size },
-        });
+        throw new CasError(
+          'INDEX_INVALID_INPUT',
+          `blob sha256:${sha256} has ${actual} bytes but the snapshot says ${size}`,
+          {
+            details: { sha256, actual, expected: size },
+          },
+        );
       }
       out.push({ sha256, size });
     }

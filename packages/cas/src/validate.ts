@@ -1,6 +1,13 @@
 import { isHexOfAlgorithm, describe } from './digest-utils.js';
 import { CasError } from './errors.js';
-import { ECOSYSTEMS, type Ecosystem, type EntryDigests, type ManifestBlob, type MirrorEntryInput, type SnapshotInfo } from './types.js';
+import {
+  ECOSYSTEMS,
+  type Ecosystem,
+  type EntryDigests,
+  type ManifestBlob,
+  type MirrorEntryInput,
+  type SnapshotInfo,
+} from './types.js';
 
 const SNAPSHOT_ID_RE = /^sha256:[0-9a-f]{64}$/;
 // Control characters never belong in names the server echoes back or matches against URLs.
@@ -27,12 +34,16 @@ export function isSnapshotId(s: unknown): s is string {
 export function validateSnapshotInfo(v: unknown): SnapshotInfo {
   if (!isPlainObject(v)) throw new CasError('SNAPSHOT_INVALID', 'manifest.snapshot must be an object');
   const { id, sequence, previous, createdAt, producer } = v;
-  if (!isSnapshotId(id)) throw new CasError('SNAPSHOT_INVALID', `snapshot.id must be 'sha256:<64 hex>', got ${describe(id)}`);
+  if (!isSnapshotId(id))
+    throw new CasError('SNAPSHOT_INVALID', `snapshot.id must be 'sha256:<64 hex>', got ${describe(id)}`);
   if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 1) {
     throw new CasError('SNAPSHOT_INVALID', `snapshot.sequence must be an integer >= 1, got ${String(sequence)}`);
   }
   if (previous !== null && !isSnapshotId(previous)) {
-    throw new CasError('SNAPSHOT_INVALID', `snapshot.previous must be null or 'sha256:<64 hex>', got ${describe(previous)}`);
+    throw new CasError(
+      'SNAPSHOT_INVALID',
+      `snapshot.previous must be null or 'sha256:<64 hex>', got ${describe(previous)}`,
+    );
   }
   if (previous === id) throw new CasError('SNAPSHOT_INVALID', 'snapshot.previous equals snapshot.id');
   if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt))) {
@@ -51,8 +62,10 @@ export function validateManifestBlobs(v: unknown): ManifestBlob[] {
   return v.map((b: unknown, i) => {
     if (!isPlainObject(b)) throw invalid(`manifest.blobs[${i}] must be an object`);
     const { sha256, size } = b;
-    if (!isHexOfAlgorithm('sha256', sha256)) throw invalid(`manifest.blobs[${i}].sha256 must be 64 lowercase hex, got ${describe(sha256)}`);
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`manifest.blobs[${i}].size must be a non-negative integer`);
+    if (!isHexOfAlgorithm('sha256', sha256))
+      throw invalid(`manifest.blobs[${i}].sha256 must be 64 lowercase hex, got ${describe(sha256)}`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw invalid(`manifest.blobs[${i}].size must be a non-negative integer`);
     if (seen.has(sha256)) throw invalid(`manifest.blobs lists sha256:${sha256} twice`);
     seen.add(sha256);
     return { sha256, size };
@@ -70,12 +83,18 @@ export function validateEntry(v: unknown, where: string): MirrorEntryInput {
     throw invalid(`${where}.name must be a non-empty string without control characters, got ${describe(name)}`);
   }
   if (eco === 'pypi' && normalizePypiName(name) !== name) {
-    throw invalid(`${where}.name must be the PEP 503 normalised project name ('${normalizePypiName(name)}'), got ${describe(name)}`);
+    throw invalid(
+      `${where}.name must be the PEP 503 normalised project name ('${normalizePypiName(name)}'), got ${describe(name)}`,
+    );
   }
-  if (version !== null && (typeof version !== 'string' || version.length === 0 || version.length > 256 || CONTROL_RE.test(version))) {
+  if (
+    version !== null &&
+    (typeof version !== 'string' || version.length === 0 || version.length > 256 || CONTROL_RE.test(version))
+  ) {
     throw invalid(`${where}.version must be null or a non-empty string, got ${describe(version)}`);
   }
-  if ((eco === 'npm' || eco === 'pypi') && version === null) throw invalid(`${where}.version is required for ${eco} entries`);
+  if ((eco === 'npm' || eco === 'pypi') && version === null)
+    throw invalid(`${where}.version is required for ${eco} entries`);
   if (
     typeof filename !== 'string' ||
     filename.length === 0 ||
@@ -87,21 +106,25 @@ export function validateEntry(v: unknown, where: string): MirrorEntryInput {
   ) {
     throw invalid(`${where}.filename must be a plain file name, got ${describe(filename)}`);
   }
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.size must be a non-negative integer`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw invalid(`${where}.size must be a non-negative integer`);
   if (!isPlainObject(digests)) throw invalid(`${where}.digests must be an object`);
   const d: EntryDigests = { sha256: '' };
   if (!isHexOfAlgorithm('sha256', digests['sha256'])) throw invalid(`${where}.digests.sha256 must be 64 lowercase hex`);
   d.sha256 = digests['sha256'];
   if (digests['sha512'] !== undefined) {
-    if (!isHexOfAlgorithm('sha512', digests['sha512'])) throw invalid(`${where}.digests.sha512 must be 128 lowercase hex`);
+    if (!isHexOfAlgorithm('sha512', digests['sha512']))
+      throw invalid(`${where}.digests.sha512 must be 128 lowercase hex`);
     d.sha512 = digests['sha512'];
   }
   if (digests['sha1'] !== undefined) {
     if (!isHexOfAlgorithm('sha1', digests['sha1'])) throw invalid(`${where}.digests.sha1 must be 40 lowercase hex`);
     d.sha1 = digests['sha1'];
   }
-  if (purl !== undefined && purl !== null && typeof purl !== 'string') throw invalid(`${where}.purl must be a string or null`);
-  if (urls !== undefined && !(Array.isArray(urls) && urls.every((u) => typeof u === 'string'))) throw invalid(`${where}.urls must be an array of strings`);
+  if (purl !== undefined && purl !== null && typeof purl !== 'string')
+    throw invalid(`${where}.purl must be a string or null`);
+  if (urls !== undefined && !(Array.isArray(urls) && urls.every((u) => typeof u === 'string')))
+    throw invalid(`${where}.urls must be an array of strings`);
   if (metadata !== undefined && !isPlainObject(metadata)) throw invalid(`${where}.metadata must be an object`);
   return {
     ecosystem: eco,

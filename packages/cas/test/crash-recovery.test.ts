@@ -3,7 +3,16 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore, fsck } from '../src/index.js';
-import { chunks, genericFile, makeManifest, removeDir, removeTranspiled, sha256, tempDir, transpileForChild } from './helpers.js';
+import {
+  chunks,
+  genericFile,
+  makeManifest,
+  removeDir,
+  removeTranspiled,
+  sha256,
+  tempDir,
+  transpileForChild,
+} from './helpers.js';
 
 // The child runs a real import and is SIGKILLed at a chosen point: mid-put (a partial temp file), after its puts
 // (journaled blobs in the CAS), or at a commit stage (inside the SQLite transaction, or just after it).
@@ -53,7 +62,11 @@ async function captureState(dir: string): Promise<StoreState> {
   }
 }
 
-function runChild(script: string, dir: string, planPath: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+function runChild(
+  script: string,
+  dir: string,
+  planPath: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, dir, planPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -81,14 +94,22 @@ describe('crash recovery (kill -9 during an import)', () => {
     const dir = tempDir();
     dirs.push(dir);
     const store = await MirrorStore.open(dir);
-    const first = makeManifest({ sequence: 1, previous: null, files: [genericFile('base', 'base bytes'), genericFile('shared', 'shared bytes')] });
+    const first = makeManifest({
+      sequence: 1,
+      previous: null,
+      files: [genericFile('base', 'base bytes'), genericFile('shared', 'shared bytes')],
+    });
     const s = await store.beginImport();
     await s.put(chunks('base bytes'));
     await s.put(chunks('shared bytes'));
     await s.commit({ manifest: first.manifest, signedBundles: null, entries: first.entries });
     await store.close();
     // Snapshot 2 re-lists a blob we already have and brings two new ones.
-    const files = [genericFile('shared2', 'shared bytes'), genericFile('new1', 'new one'), genericFile('new2', 'x'.repeat(100_000))];
+    const files = [
+      genericFile('shared2', 'shared bytes'),
+      genericFile('new1', 'new one'),
+      genericFile('new2', 'x'.repeat(100_000)),
+    ];
     const second = makeManifest({ sequence: 2, previous: first.manifest.snapshot.id, files });
     const planPath = join(dir, '..', `${dir.split('/').pop()}-plan.json`);
     return { dir, files, second, planPath };
@@ -100,7 +121,12 @@ describe('crash recovery (kill -9 during an import)', () => {
       const before = await captureState(dir);
       writeFileSync(
         planPath,
-        JSON.stringify({ killAt, manifest: second.manifest, entries: second.entries, files: files.map((f) => f.bytes.toString('base64')) }),
+        JSON.stringify({
+          killAt,
+          manifest: second.manifest,
+          entries: second.entries,
+          files: files.map((f) => f.bytes.toString('base64')),
+        }),
       );
       dirs.push(planPath);
       const result = await runChild(script, dir, planPath);
@@ -108,7 +134,8 @@ describe('crash recovery (kill -9 during an import)', () => {
       // Leftovers exist before recovery (lock, journal; for mid-put a partial temp file).
       expect(readdirSync(join(dir, 'staging'))).toContain('import.lock');
       if (killAt === 'mid-put') expect(readdirSync(join(dir, 'tmp')).length).toBeGreaterThan(0);
-      else expect(existsSync(join(dir, 'blobs', 'sha256', sha256('new one').slice(0, 2), sha256('new one')))).toBe(true);
+      else
+        expect(existsSync(join(dir, 'blobs', 'sha256', sha256('new one').slice(0, 2), sha256('new one')))).toBe(true);
 
       const after = await captureState(dir); // open() recovers
       expect(after).toEqual(before);
@@ -133,14 +160,21 @@ describe('crash recovery (kill -9 during an import)', () => {
     const { dir, files, second, planPath } = await setup();
     writeFileSync(
       planPath,
-      JSON.stringify({ killAt: 'committed', manifest: second.manifest, entries: second.entries, files: files.map((f) => f.bytes.toString('base64')) }),
+      JSON.stringify({
+        killAt: 'committed',
+        manifest: second.manifest,
+        entries: second.entries,
+        files: files.map((f) => f.bytes.toString('base64')),
+      }),
     );
     dirs.push(planPath);
     const result = await runChild(script, dir, planPath);
     expect(result.signal, result.stderr).toBe('SIGKILL');
     const after = await captureState(dir);
     expect(after.head).toMatchObject({ id: second.manifest.snapshot.id, sequence: 2 });
-    expect(after.blobs).toEqual([sha256('base bytes'), sha256('shared bytes'), sha256('new one'), sha256('x'.repeat(100_000))].sort());
+    expect(after.blobs).toEqual(
+      [sha256('base bytes'), sha256('shared bytes'), sha256('new one'), sha256('x'.repeat(100_000))].sort(),
+    );
     const store = await MirrorStore.open(dir);
     try {
       expect((await fsck(store)).clean).toBe(true);
@@ -151,7 +185,15 @@ describe('crash recovery (kill -9 during an import)', () => {
 
   it('completes normally when not killed (the child harness itself works)', async () => {
     const { dir, files, second, planPath } = await setup();
-    writeFileSync(planPath, JSON.stringify({ killAt: 'never', manifest: second.manifest, entries: second.entries, files: files.map((f) => f.bytes.toString('base64')) }));
+    writeFileSync(
+      planPath,
+      JSON.stringify({
+        killAt: 'never',
+        manifest: second.manifest,
+        entries: second.entries,
+        files: files.map((f) => f.bytes.toString('base64')),
+      }),
+    );
     dirs.push(planPath);
     const result = await runChild(script, dir, planPath);
     expect(result, result.stderr).toMatchObject({ code: 0, signal: null });

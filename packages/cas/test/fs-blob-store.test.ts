@@ -1,4 +1,16 @@
-import { chmodSync, existsSync, openSync, readdirSync, readSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -68,9 +80,13 @@ describe('FsBlobStore', () => {
 
   it('refuses too many bytes, too few bytes and blobs over the size limit', async () => {
     const h = sha256('12345');
-    await expect(store.put(chunks('123', '45'), { sha256: h, size: 4 })).rejects.toEqual(expectCode('CAS_SIZE_MISMATCH'));
+    await expect(store.put(chunks('123', '45'), { sha256: h, size: 4 })).rejects.toEqual(
+      expectCode('CAS_SIZE_MISMATCH'),
+    );
     await expect(store.put(chunks('12345'), { sha256: h, size: 6 })).rejects.toEqual(expectCode('CAS_SIZE_MISMATCH'));
-    await expect(store.put(chunks('123', '45'), undefined, { maxSize: 4 })).rejects.toEqual(expectCode('CAS_SIZE_LIMIT'));
+    await expect(store.put(chunks('123', '45'), undefined, { maxSize: 4 })).rejects.toEqual(
+      expectCode('CAS_SIZE_LIMIT'),
+    );
     const small = await FsBlobStore.open(dir, { maxBlobSize: 3 });
     await expect(small.put(chunks('1234'), undefined, { maxSize: 100 })).rejects.toEqual(expectCode('CAS_SIZE_LIMIT'));
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
@@ -86,7 +102,13 @@ describe('FsBlobStore', () => {
   });
 
   it('refuses a stream of strings', async () => {
-    await expect(store.put((async function* () { yield 'text' as unknown as Uint8Array; })())).rejects.toEqual(expectCode('CAS_INVALID_SOURCE'));
+    await expect(
+      store.put(
+        (async function* () {
+          yield 'text' as unknown as Uint8Array;
+        })(),
+      ),
+    ).rejects.toEqual(expectCode('CAS_INVALID_SOURCE'));
   });
 
   it('is write-once: putting an existing digest verifies and changes nothing', async () => {
@@ -203,7 +225,13 @@ describe('FsBlobStore', () => {
 
   it('refuses unsatisfiable ranges', async () => {
     const { sha256: h } = await store.put(chunks('0123456789'));
-    for (const range of [{ start: 5, end: 10 }, { start: 10, end: 10 }, { start: 4, end: 3 }, { start: -1, end: 2 }, { start: 0.5, end: 2 }]) {
+    for (const range of [
+      { start: 5, end: 10 },
+      { start: 10, end: 10 },
+      { start: 4, end: 3 },
+      { start: -1, end: 2 },
+      { start: 0.5, end: 2 },
+    ]) {
       await expect(store.openVerifiedRead(h, range)).rejects.toEqual(expectCode('CAS_INVALID_RANGE'));
     }
     expect((await readAll((await store.openVerifiedRead(h, { start: 9, end: 9 })).stream)).toString()).toBe('9');

@@ -9,7 +9,11 @@ describe('fsck', () => {
   beforeEach(async () => {
     dir = tempDir();
     store = await MirrorStore.open(dir);
-    const m = makeManifest({ sequence: 1, previous: null, files: ['one', 'two', 'three'].map((n) => genericFile(n, `${n} content`)) });
+    const m = makeManifest({
+      sequence: 1,
+      previous: null,
+      files: ['one', 'two', 'three'].map((n) => genericFile(n, `${n} content`)),
+    });
     const s = await store.beginImport();
     for (const n of ['one', 'two', 'three']) await s.put(chunks(`${n} content`));
     await s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries });
@@ -20,7 +24,15 @@ describe('fsck', () => {
   });
 
   it('reports a clean store', async () => {
-    expect(await fsck(store)).toEqual({ checked: 3, ok: 3, corrupt: [], missing: [], orphans: [], removedOrphans: 0, clean: true });
+    expect(await fsck(store)).toEqual({
+      checked: 3,
+      ok: 3,
+      corrupt: [],
+      missing: [],
+      orphans: [],
+      removedOrphans: 0,
+      clean: true,
+    });
   });
 
   it('finds corrupt, missing and orphan blobs; quarantines the corrupt one and can remove orphans', async () => {
@@ -38,7 +50,9 @@ describe('fsck', () => {
     const report = await fsck(store);
     expect(report.checked).toBe(3);
     expect(report.ok).toBe(2);
-    expect(report.corrupt).toEqual([{ sha256: corrupt, actual: sha256('one contenT'), reason: expect.stringContaining('hashes to') }]);
+    expect(report.corrupt).toEqual([
+      { sha256: corrupt, actual: sha256('one contenT'), reason: expect.stringContaining('hashes to') },
+    ]);
     expect(report.missing.map((m) => m.sha256).sort()).toEqual([corrupt, missing].sort());
     expect(report.missing.find((m) => m.sha256 === missing)).toMatchObject({ entries: 1 });
     expect(report.orphans).toEqual([orphan]);

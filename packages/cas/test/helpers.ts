@@ -35,13 +35,18 @@ export interface FixtureFile {
 }
 
 /** A transfer manifest for some files, with the snapshot id computed as the contract says. */
-export function makeManifest(opts: { sequence: number; previous: string | null; files: FixtureFile[]; createdAt?: string }): {
+export function makeManifest(opts: {
+  sequence: number;
+  previous: string | null;
+  files: FixtureFile[];
+  createdAt?: string;
+}): {
   manifest: SnapshotManifest;
   entries: MirrorEntryInput[];
 } {
-  const blobs = [...new Map(opts.files.map((f) => [sha256(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length }])).values()].sort((a, b) =>
-    a.sha256 < b.sha256 ? -1 : 1,
-  );
+  const blobs = [
+    ...new Map(opts.files.map((f) => [sha256(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length }])).values(),
+  ].sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1));
   const entries: MirrorEntryInput[] = opts.files
     .filter((f) => f.entry)
     .map((f) => ({
@@ -54,7 +59,13 @@ export function makeManifest(opts: { sequence: number; previous: string | null; 
   return {
     manifest: {
       mediaType: 'application/vnd.airlock.transfer-manifest.v1+json',
-      snapshot: { id, sequence: opts.sequence, previous: opts.previous, createdAt, producer: { name: 'test', version: '0' } },
+      snapshot: {
+        id,
+        sequence: opts.sequence,
+        previous: opts.previous,
+        createdAt,
+        producer: { name: 'test', version: '0' },
+      },
       blobs,
       entries,
     },
@@ -63,7 +74,10 @@ export function makeManifest(opts: { sequence: number; previous: string | null; 
 }
 
 export function genericFile(name: string, content: string): FixtureFile {
-  return { bytes: Buffer.from(content), entry: { ecosystem: 'generic', name, version: null, filename: name, urls: [], purl: null, metadata: {} } };
+  return {
+    bytes: Buffer.from(content),
+    entry: { ecosystem: 'generic', name, version: null, filename: name, urls: [], purl: null, metadata: {} },
+  };
 }
 
 /**

@@ -2,17 +2,39 @@ import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsBlobStore, MirrorStore, fsck, type CasErrorCode, type CommitStage } from '../src/index.js';
-import { chunks, genericFile, makeManifest, readAll, removeDir, sha1, sha256, sha512, tempDir, type FixtureFile } from './helpers.js';
+import {
+  chunks,
+  genericFile,
+  makeManifest,
+  readAll,
+  removeDir,
+  sha1,
+  sha256,
+  sha512,
+  tempDir,
+  type FixtureFile,
+} from './helpers.js';
 
 function expectCode(code: CasErrorCode) {
   return expect.objectContaining({ code });
 }
 
-async function publish(store: MirrorStore, files: FixtureFile[], sequence: number, previous: string | null, allowGap = false) {
+async function publish(
+  store: MirrorStore,
+  files: FixtureFile[],
+  sequence: number,
+  previous: string | null,
+  allowGap = false,
+) {
   const { manifest, entries } = makeManifest({ sequence, previous, files });
   const session = await store.beginImport();
   for (const f of files) await session.put(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
-  const record = await session.commit({ manifest, signedBundles: { 'manifest.sigstore.json': { test: true } }, entries, allowGap });
+  const record = await session.commit({
+    manifest,
+    signedBundles: { 'manifest.sigstore.json': { test: true } },
+    entries,
+    allowGap,
+  });
   return { record, manifest };
 }
 
@@ -44,7 +66,12 @@ describe('MirrorStore snapshots', () => {
     expect(store.head()).toMatchObject({ id: manifest.snapshot.id, sequence: 1 });
     const entries = store.index.findEntries({ ecosystem: 'generic', name: 'a.txt' });
     expect(entries).toHaveLength(1);
-    expect(entries[0]).toMatchObject({ sha256: sha256('alpha'), size: 5, addedIn: 1, addedAt: manifest.snapshot.createdAt });
+    expect(entries[0]).toMatchObject({
+      sha256: sha256('alpha'),
+      size: 5,
+      addedIn: 1,
+      addedAt: manifest.snapshot.createdAt,
+    });
     expect(store.index.findBlobByDigest('sha256', sha256('alpha'))?.size).toBe(5);
     expect(store.index.findBlobByDigest('sha512', sha512('alpha'))?.sha256).toBe(sha256('alpha'));
     expect(store.index.findBlobByDigest('sha1', sha1('alpha'))?.sha256).toBe(sha256('alpha'));
@@ -69,17 +96,23 @@ describe('MirrorStore snapshots', () => {
 
     // Rollback: an older sequence (a different snapshot that claims to extend s1).
     const old = makeManifest({ sequence: 2, previous: s1.manifest.snapshot.id, files: [genericFile('c', 'c')] });
-    expect(() => store.checkSnapshotOrder(old.manifest.snapshot)).toThrow(expect.objectContaining({ code: 'SNAPSHOT_ROLLBACK' }));
+    expect(() => store.checkSnapshotOrder(old.manifest.snapshot)).toThrow(
+      expect.objectContaining({ code: 'SNAPSHOT_ROLLBACK' }),
+    );
     const rb = await store.beginImport();
     await rb.put(chunks('c'));
-    await expect(rb.commit({ manifest: old.manifest, signedBundles: null, entries: old.entries })).rejects.toEqual(expectCode('SNAPSHOT_ROLLBACK'));
+    await expect(rb.commit({ manifest: old.manifest, signedBundles: null, entries: old.entries })).rejects.toEqual(
+      expectCode('SNAPSHOT_ROLLBACK'),
+    );
     await rb.abort();
 
     // Gap: sequence 4 extends a snapshot we never saw.
     const gap = makeManifest({ sequence: 4, previous: `sha256:${'0'.repeat(64)}`, files: [genericFile('d', 'd')] });
     const g = await store.beginImport();
     await g.put(chunks('d'));
-    await expect(g.commit({ manifest: gap.manifest, signedBundles: null, entries: gap.entries })).rejects.toEqual(expectCode('SNAPSHOT_GAP'));
+    await expect(g.commit({ manifest: gap.manifest, signedBundles: null, entries: gap.entries })).rejects.toEqual(
+      expectCode('SNAPSHOT_GAP'),
+    );
     expect(store.head()?.sequence).toBe(2);
     // The session stays open after a refused commit; the operator may allow the gap explicitly.
     const rec = await g.commit({ manifest: gap.manifest, signedBundles: null, entries: gap.entries, allowGap: true });
@@ -94,15 +127,21 @@ describe('MirrorStore snapshots', () => {
     const m = makeManifest({ sequence: 5, previous: `sha256:${'1'.repeat(64)}`, files: [genericFile('x', 'x')] });
     const s = await store.beginImport();
     await s.put(chunks('x'));
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).rejects.toEqual(expectCode('SNAPSHOT_GAP'));
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries, allowGap: true })).resolves.toMatchObject({ sequence: 5 });
+    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).rejects.toEqual(
+      expectCode('SNAPSHOT_GAP'),
+    );
+    await expect(
+      s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries, allowGap: true }),
+    ).resolves.toMatchObject({ sequence: 5 });
   });
 
   it('refuses a sequence that is not newer even when previous matches', async () => {
     const s1 = await publish(store, [genericFile('a', 'a')], 3, null);
     const m = makeManifest({ sequence: 3, previous: s1.manifest.snapshot.id, files: [] });
     const s = await store.beginImport();
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: [] })).rejects.toEqual(expectCode('SNAPSHOT_ROLLBACK'));
+    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: [] })).rejects.toEqual(
+      expectCode('SNAPSHOT_ROLLBACK'),
+    );
     await s.abort();
   });
 
@@ -111,9 +150,15 @@ describe('MirrorStore snapshots', () => {
     const s = await store.beginImport();
     await s.put(chunks('a'));
     const bad = (patch: Record<string, unknown>) => ({ ...m.manifest, snapshot: { ...m.manifest.snapshot, ...patch } });
-    await expect(s.commit({ manifest: bad({ id: 'sha256:xyz' }), signedBundles: null, entries: m.entries })).rejects.toEqual(expectCode('SNAPSHOT_INVALID'));
-    await expect(s.commit({ manifest: bad({ sequence: 0 }), signedBundles: null, entries: m.entries })).rejects.toEqual(expectCode('SNAPSHOT_INVALID'));
-    await expect(s.commit({ manifest: bad({ createdAt: 'yesterday' }), signedBundles: null, entries: m.entries })).rejects.toEqual(expectCode('SNAPSHOT_INVALID'));
+    await expect(
+      s.commit({ manifest: bad({ id: 'sha256:xyz' }), signedBundles: null, entries: m.entries }),
+    ).rejects.toEqual(expectCode('SNAPSHOT_INVALID'));
+    await expect(s.commit({ manifest: bad({ sequence: 0 }), signedBundles: null, entries: m.entries })).rejects.toEqual(
+      expectCode('SNAPSHOT_INVALID'),
+    );
+    await expect(
+      s.commit({ manifest: bad({ createdAt: 'yesterday' }), signedBundles: null, entries: m.entries }),
+    ).rejects.toEqual(expectCode('SNAPSHOT_INVALID'));
     const entry = m.entries[0]!;
     for (const e of [
       { ...entry, ecosystem: 'maven' },
@@ -124,7 +169,9 @@ describe('MirrorStore snapshots', () => {
       { ...entry, ecosystem: 'npm', version: null },
       { ...entry, size: -1 },
     ]) {
-      await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: [e] })).rejects.toEqual(expectCode('INDEX_INVALID_INPUT'));
+      await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: [e] })).rejects.toEqual(
+        expectCode('INDEX_INVALID_INPUT'),
+      );
     }
     expect(store.head()).toBeUndefined();
     await s.abort();
@@ -134,14 +181,20 @@ describe('MirrorStore snapshots', () => {
     const a = genericFile('a', 'aaa');
     const m = makeManifest({ sequence: 1, previous: null, files: [a] });
     const s = await store.beginImport();
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).rejects.toEqual(expectCode('IMPORT_BLOB_MISSING'));
+    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).rejects.toEqual(
+      expectCode('IMPORT_BLOB_MISSING'),
+    );
     await s.put(chunks('aaa'));
     const wrongSize = { ...m.manifest, blobs: [{ sha256: sha256('aaa'), size: 4 }] };
-    await expect(s.commit({ manifest: wrongSize, signedBundles: null, entries: [] })).rejects.toEqual(expectCode('INDEX_INVALID_INPUT'));
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: [{ ...m.entries[0]!, size: 2 }] })).rejects.toEqual(
+    await expect(s.commit({ manifest: wrongSize, signedBundles: null, entries: [] })).rejects.toEqual(
       expectCode('INDEX_INVALID_INPUT'),
     );
-    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).resolves.toMatchObject({ sequence: 1 });
+    await expect(
+      s.commit({ manifest: m.manifest, signedBundles: null, entries: [{ ...m.entries[0]!, size: 2 }] }),
+    ).rejects.toEqual(expectCode('INDEX_INVALID_INPUT'));
+    await expect(s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries })).resolves.toMatchObject({
+      sequence: 1,
+    });
   });
 
   it('lets a later snapshot reference blobs already in the store (incremental bundles)', async () => {
@@ -164,7 +217,9 @@ describe('MirrorStore snapshots', () => {
     const m3 = makeManifest({ sequence: 3, previous: again.manifest.snapshot.id, files: [pkg('evil')] });
     const s = await store.beginImport();
     await s.put(chunks('evil'));
-    await expect(s.commit({ manifest: m3.manifest, signedBundles: null, entries: m3.entries })).rejects.toEqual(expectCode('IMPORT_ENTRY_CONFLICT'));
+    await expect(s.commit({ manifest: m3.manifest, signedBundles: null, entries: m3.entries })).rejects.toEqual(
+      expectCode('IMPORT_ENTRY_CONFLICT'),
+    );
     await s.abort();
     expect(store.head()?.sequence).toBe(2);
     expect(await store.blobs.has(sha256('evil'))).toBe(false);
@@ -179,13 +234,20 @@ describe('MirrorStore snapshots', () => {
       faultInjection: {
         onCommitStage: (stage: CommitStage) => {
           if (stage === 'in-transaction') {
-            seenInTransaction.push(reader.head()?.sequence, reader.index.findEntries({ ecosystem: 'generic', name: 'new' }).length);
+            seenInTransaction.push(
+              reader.head()?.sequence,
+              reader.index.findEntries({ ecosystem: 'generic', name: 'new' }).length,
+            );
           }
         },
       },
     });
     stores.push(writer);
-    const m2 = makeManifest({ sequence: 2, previous: s1.manifest.snapshot.id, files: [genericFile('new', 'new bytes')] });
+    const m2 = makeManifest({
+      sequence: 2,
+      previous: s1.manifest.snapshot.id,
+      files: [genericFile('new', 'new bytes')],
+    });
     const session = await writer.beginImport();
     await session.put(chunks('new bytes'), { sha256: sha256('new bytes') });
     // Staged: in the CAS, but invisible through the index.
@@ -258,7 +320,7 @@ describe('MirrorStore snapshots', () => {
     await s.abort();
   });
 
-  it('a lock left empty or garbled by a crash, and a dead process\'s temp lock file, do not wedge the store', async () => {
+  it("a lock left empty or garbled by a crash, and a dead process's temp lock file, do not wedge the store", async () => {
     const staging = join(dir, 'staging');
     // Before locks were published by link(2), kill -9 between create and write left an empty lock: fsck refused.
     writeFileSync(join(staging, 'import.lock'), '');
@@ -270,7 +332,10 @@ describe('MirrorStore snapshots', () => {
     await (await store.beginImport()).abort();
     // A live holder (this process, active session) is still respected, and its lock file is complete JSON.
     const s = await store.beginImport();
-    expect(JSON.parse(readFileSync(join(staging, 'import.lock'), 'utf8'))).toMatchObject({ pid: process.pid, importId: s.id });
+    expect(JSON.parse(readFileSync(join(staging, 'import.lock'), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      importId: s.id,
+    });
     await expect(fsck(store)).rejects.toEqual(expectCode('IMPORT_LOCKED'));
     await s.abort();
   });

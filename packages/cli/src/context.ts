@@ -26,12 +26,18 @@ export function resolveSigningContext(flags: SigningFlags, options: { keyBased?:
   const endpoints = flags.data ? readEndpoints(flags.data) : undefined;
   const fulcioUrl = flags.fulcioUrl ?? endpoints?.caUrl ?? '';
   const rekorUrl = flags.rekorUrl ?? endpoints?.tlogUrl;
-  if (!rekorUrl) throw new UsageError('no transparency log given: pass --data DIR (a running `airlock up`) or --rekor-url');
+  if (!rekorUrl)
+    throw new UsageError('no transparency log given: pass --data DIR (a running `airlock up`) or --rekor-url');
   if (options.keyBased) {
     // A key signs without a certificate: no CA and no identity token are involved.
-    return { fulcioUrl, rekorUrl, identity: () => Promise.reject(new UsageError('key-based signing needs no identity token')) };
+    return {
+      fulcioUrl,
+      rekorUrl,
+      identity: () => Promise.reject(new UsageError('key-based signing needs no identity token')),
+    };
   }
-  if (!fulcioUrl) throw new UsageError('no certificate authority given: pass --data DIR (a running `airlock up`) or --fulcio-url');
+  if (!fulcioUrl)
+    throw new UsageError('no certificate authority given: pass --data DIR (a running `airlock up`) or --fulcio-url');
   let identity: () => Promise<string>;
   if (flags.identityToken) {
     const token = flags.identityToken;
@@ -47,7 +53,9 @@ export function resolveSigningContext(flags: SigningFlags, options: { keyBased?:
     const subject = flags.subject ?? `spiffe://${endpoints.trustDomain}/airlock/cli`;
     identity = () => issueWorkloadToken(dataDir, subject);
   } else {
-    throw new UsageError('no identity token: pass --identity-token, --identity-token-file, set SIGSTORE_ID_TOKEN, or --data DIR to use the embedded issuer');
+    throw new UsageError(
+      'no identity token: pass --identity-token, --identity-token-file, set SIGSTORE_ID_TOKEN, or --data DIR to use the embedded issuer',
+    );
   }
   return { fulcioUrl, rekorUrl, identity };
 }

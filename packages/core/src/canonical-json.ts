@@ -55,7 +55,8 @@ function serialize(value: unknown, path: string, ancestors: object[]): string {
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function serializeString(s: string, path: string): string {
-  if (LONE_SURROGATE.test(s)) throw new CoreError('CANONICAL_JSON_UNSUPPORTED', `${path}: string contains a lone UTF-16 surrogate`);
+  if (LONE_SURROGATE.test(s))
+    throw new CoreError('CANONICAL_JSON_UNSUPPORTED', `${path}: string contains a lone UTF-16 surrogate`);
   return JSON.stringify(s);
 }
 

@@ -44,7 +44,8 @@ export class MultiHasher {
   constructor(algorithms: readonly DigestAlgorithm[] = ['sha256']) {
     if (algorithms.length === 0) throw new CoreError('DIGEST_UNSUPPORTED_ALGORITHM', 'no digest algorithm requested');
     this.hashes = [...new Set(algorithms)].map((a) => {
-      if (!isDigestAlgorithm(a)) throw new CoreError('DIGEST_UNSUPPORTED_ALGORITHM', `unsupported digest algorithm '${a}'`);
+      if (!isDigestAlgorithm(a))
+        throw new CoreError('DIGEST_UNSUPPORTED_ALGORITHM', `unsupported digest algorithm '${a}'`);
       return [a, createHash(a)];
     });
   }
@@ -84,7 +85,10 @@ const FILE_READ_SIZE = 4 << 20;
  * 1 GiB file (test/bench/hashing.bench.mjs): ~1.6 GB/s, against ~0.85 GB/s for `createReadStream` with 1 MiB
  * chunks and ~1.1 GB/s for `openssl dgst -sha256`.
  */
-export async function digestFile(path: string, algorithms: readonly DigestAlgorithm[] = ['sha256']): Promise<DigestResult> {
+export async function digestFile(
+  path: string,
+  algorithms: readonly DigestAlgorithm[] = ['sha256'],
+): Promise<DigestResult> {
   const hasher = new MultiHasher(algorithms); // validates the algorithms before the file is opened
   const file = await open(path, 'r');
   const buffers = [Buffer.allocUnsafe(FILE_READ_SIZE), Buffer.allocUnsafe(FILE_READ_SIZE)] as const;
@@ -152,9 +156,11 @@ export function parseDigestString(s: string): Digest {
   const m = /^([a-z0-9]+):([0-9a-fA-F]+)$/.exec(s);
   if (!m) throw new CoreError('DIGEST_MALFORMED', `malformed digest '${s}': expected '<algorithm>:<hex>'`);
   const algorithm = m[1]!;
-  if (!isDigestAlgorithm(algorithm)) throw new CoreError('DIGEST_UNSUPPORTED_ALGORITHM', `unsupported digest algorithm '${algorithm}' in '${s}'`);
+  if (!isDigestAlgorithm(algorithm))
+    throw new CoreError('DIGEST_UNSUPPORTED_ALGORITHM', `unsupported digest algorithm '${algorithm}' in '${s}'`);
   const hex = m[2]!.toLowerCase();
-  if (!isHex(hex, DIGEST_BYTES[algorithm])) throw new CoreError('DIGEST_MALFORMED', `malformed ${algorithm} digest '${s}': wrong length`);
+  if (!isHex(hex, DIGEST_BYTES[algorithm]))
+    throw new CoreError('DIGEST_MALFORMED', `malformed ${algorithm} digest '${s}': wrong length`);
   return { algorithm, hex };
 }
 
@@ -181,7 +187,10 @@ export function parseSri(sri: string): Digest[] {
       throw new CoreError('DIGEST_MALFORMED', `malformed base64 in SRI token '${token}'`, { cause });
     }
     if (bytes.length !== DIGEST_BYTES[algorithm]) {
-      throw new CoreError('DIGEST_MALFORMED', `SRI ${algorithm} digest has ${bytes.length} bytes, expected ${DIGEST_BYTES[algorithm]}`);
+      throw new CoreError(
+        'DIGEST_MALFORMED',
+        `SRI ${algorithm} digest has ${bytes.length} bytes, expected ${DIGEST_BYTES[algorithm]}`,
+      );
     }
     out.push({ algorithm, hex: toHex(bytes) });
   }
@@ -211,11 +220,18 @@ export function assertDigestSetMatches(what: string, expected: DigestSet, actual
     const got = actual[a];
     if (got === undefined) continue;
     // Both sides must be well-formed: '' vs '' or two equal garbage strings would otherwise "match".
-    for (const [side, hex] of [['expected', e], ['actual', got]] as const) {
+    for (const [side, hex] of [
+      ['expected', e],
+      ['actual', got],
+    ] as const) {
       if (typeof hex !== 'string' || !isHex(hex.toLowerCase(), DIGEST_BYTES[a])) {
-        throw new CoreError('DIGEST_MALFORMED', `${what}: ${side} ${a} digest is not ${DIGEST_BYTES[a] * 2} hex characters`, {
-          details: { algorithm: a, side },
-        });
+        throw new CoreError(
+          'DIGEST_MALFORMED',
+          `${what}: ${side} ${a} digest is not ${DIGEST_BYTES[a] * 2} hex characters`,
+          {
+            details: { algorithm: a, side },
+          },
+        );
       }
     }
     compared++;
@@ -245,7 +261,8 @@ export function toNixBase32(bytes: Uint8Array): string {
 }
 
 export function fromNixBase32(s: string, byteLength: number): Buffer {
-  if (s.length !== Math.ceil((byteLength * 8) / 5)) throw new CoreError('DIGEST_MALFORMED', `nix base32 string has wrong length for ${byteLength} bytes`);
+  if (s.length !== Math.ceil((byteLength * 8) / 5))
+    throw new CoreError('DIGEST_MALFORMED', `nix base32 string has wrong length for ${byteLength} bytes`);
   const out = Buffer.alloc(byteLength);
   for (let n = 0; n < s.length; n++) {
     const c = s[s.length - n - 1]!;

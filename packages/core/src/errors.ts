@@ -14,7 +14,12 @@ export class AirlockError<Code extends string = string> extends Error {
   }
 
   toJSON(): Record<string, unknown> {
-    return { name: this.name, code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) };
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      ...(this.details ? { details: this.details } : {}),
+    };
   }
 }
 

@@ -52,7 +52,10 @@ export function validateStatement(value: unknown): asserts value is Statement {
   if (typeof v.predicateType !== 'string' || !/^[a-z][a-z0-9+.-]*:/i.test(v.predicateType)) {
     problems.push('predicateType must be a URI');
   }
-  if (v.predicate !== undefined && (typeof v.predicate !== 'object' || v.predicate === null || Array.isArray(v.predicate))) {
+  if (
+    v.predicate !== undefined &&
+    (typeof v.predicate !== 'object' || v.predicate === null || Array.isArray(v.predicate))
+  ) {
     problems.push('predicate must be an object');
   }
   if (!Array.isArray(v.subject) || v.subject.length === 0) {
@@ -62,7 +65,12 @@ export function validateStatement(value: unknown): asserts value is Statement {
       if (typeof s !== 'object' || s === null) return void problems.push(`subject[${i}] is not an object`);
       const sub = s as Record<string, unknown>;
       if (sub.name !== undefined && typeof sub.name !== 'string') problems.push(`subject[${i}].name must be a string`);
-      if (typeof sub.digest !== 'object' || sub.digest === null || Array.isArray(sub.digest) || Object.keys(sub.digest).length === 0) {
+      if (
+        typeof sub.digest !== 'object' ||
+        sub.digest === null ||
+        Array.isArray(sub.digest) ||
+        Object.keys(sub.digest).length === 0
+      ) {
         return void problems.push(`subject[${i}].digest must be a non-empty object`);
       }
       for (const [alg, hex] of Object.entries(sub.digest as Record<string, unknown>)) {
@@ -70,13 +78,16 @@ export function validateStatement(value: unknown): asserts value is Statement {
           problems.push(`subject[${i}].digest.${alg} must be a non-empty string`);
         } else if ((DIGEST_ALGORITHMS as readonly string[]).includes(alg)) {
           const bytes = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 }[alg as 'sha256'];
-          if (!HEX.test(hex) || hex.length !== bytes * 2) problems.push(`subject[${i}].digest.${alg} must be ${bytes * 2} lowercase hex characters`);
+          if (!HEX.test(hex) || hex.length !== bytes * 2)
+            problems.push(`subject[${i}].digest.${alg} must be ${bytes * 2} lowercase hex characters`);
         }
       }
     });
   }
   if (problems.length > 0) {
-    throw new CoreError('INTOTO_STATEMENT_INVALID', `in-toto statement: ${problems.join('; ')}`, { details: { problems } });
+    throw new CoreError('INTOTO_STATEMENT_INVALID', `in-toto statement: ${problems.join('; ')}`, {
+      details: { problems },
+    });
   }
 }
 
@@ -109,6 +120,11 @@ export function findMatchingSubject(statement: Statement, artifact: DigestSet, n
     }
     if (compared > 0 && ok) return s;
   }
-  const want = Object.entries(artifact).map(([a, h]) => `${a}:${h}`).join(', ');
-  throw new CoreError('INTOTO_SUBJECT_MISMATCH', `no in-toto subject${name ? ` named '${name}'` : ''} has digest ${want}`);
+  const want = Object.entries(artifact)
+    .map(([a, h]) => `${a}:${h}`)
+    .join(', ');
+  throw new CoreError(
+    'INTOTO_SUBJECT_MISMATCH',
+    `no in-toto subject${name ? ` named '${name}'` : ''} has digest ${want}`,
+  );
 }

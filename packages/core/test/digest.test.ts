@@ -199,7 +199,10 @@ describe('digestsEqual', () => {
 describe('parseDigestString', () => {
   it('parses algorithm:hex and lowercases the hex', () => {
     expect(parseDigestString(`sha256:${VECTORS.sha256.abc}`)).toEqual({ algorithm: 'sha256', hex: VECTORS.sha256.abc });
-    expect(parseDigestString(`sha1:${VECTORS.sha1.abc.toUpperCase()}`)).toEqual({ algorithm: 'sha1', hex: VECTORS.sha1.abc });
+    expect(parseDigestString(`sha1:${VECTORS.sha1.abc.toUpperCase()}`)).toEqual({
+      algorithm: 'sha1',
+      hex: VECTORS.sha1.abc,
+    });
   });
 
   it('rejects malformed strings with DIGEST_MALFORMED', () => {
@@ -215,12 +218,17 @@ describe('parseDigestString', () => {
       `sha256:${VECTORS.sha256.abc}\n`,
       `sha512:${VECTORS.sha256.abc}`,
     ]) {
-      expect(codeOf(() => parseDigestString(s)), JSON.stringify(s)).toBe('DIGEST_MALFORMED');
+      expect(
+        codeOf(() => parseDigestString(s)),
+        JSON.stringify(s),
+      ).toBe('DIGEST_MALFORMED');
     }
   });
 
   it('rejects unknown algorithms with DIGEST_UNSUPPORTED_ALGORITHM', () => {
-    expect(codeOf(() => parseDigestString('md5:d41d8cd98f00b204e9800998ecf8427e'))).toBe('DIGEST_UNSUPPORTED_ALGORITHM');
+    expect(codeOf(() => parseDigestString('md5:d41d8cd98f00b204e9800998ecf8427e'))).toBe(
+      'DIGEST_UNSUPPORTED_ALGORITHM',
+    );
   });
 });
 
@@ -263,7 +271,10 @@ describe('SRI', () => {
       `sha256:${VECTORS.sha256.abc}`,
       `${toSri('sha256', VECTORS.sha256.abc)} garbage`,
     ]) {
-      expect(codeOf(() => parseSri(s)), JSON.stringify(s)).toBe('DIGEST_MALFORMED');
+      expect(
+        codeOf(() => parseSri(s)),
+        JSON.stringify(s),
+      ).toBe('DIGEST_MALFORMED');
     }
   });
 });
@@ -273,7 +284,9 @@ describe('strongestDigest', () => {
     const all = ALGS.map((a) => ({ algorithm: a, hex: VECTORS[a].abc }));
     expect(strongestDigest(all).algorithm).toBe('sha512');
     expect(strongestDigest(all.filter((d) => d.algorithm !== 'sha512')).algorithm).toBe('sha384');
-    expect(strongestDigest(all.filter((d) => d.algorithm === 'sha1' || d.algorithm === 'sha256')).algorithm).toBe('sha256');
+    expect(strongestDigest(all.filter((d) => d.algorithm === 'sha1' || d.algorithm === 'sha256')).algorithm).toBe(
+      'sha256',
+    );
     expect(strongestDigest([all[0]!]).algorithm).toBe('sha1');
     expect(codeOf(() => strongestDigest([]))).toBe('DIGEST_UNSUPPORTED_ALGORITHM');
   });
@@ -284,7 +297,9 @@ describe('assertDigestSetMatches', () => {
 
   it('passes when every shared algorithm matches (case-insensitively)', () => {
     expect(() => assertDigestSetMatches('blob', abc, { sha256: VECTORS.sha256.abc.toUpperCase() })).not.toThrow();
-    expect(() => assertDigestSetMatches('blob', { sha256: VECTORS.sha256.abc }, { ...abc, sha1: VECTORS.sha1.abc })).not.toThrow();
+    expect(() =>
+      assertDigestSetMatches('blob', { sha256: VECTORS.sha256.abc }, { ...abc, sha1: VECTORS.sha1.abc }),
+    ).not.toThrow();
   });
 
   it('throws DIGEST_MISMATCH naming the artifact and algorithm when one differs', () => {

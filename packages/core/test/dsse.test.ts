@@ -30,7 +30,8 @@ describe('preAuthEncoding', () => {
     const pae = preAuthEncoding('http://example.com/HelloWorld', Buffer.from('hello world'));
     expect(pae.toString('utf8')).toBe('DSSEv1 29 http://example.com/HelloWorld 11 hello world');
     expect(pae.toString('hex')).toBe(
-      '44535345763120323920687474703a2f2f6578616d706c652e636f6d2f48656c6c6f576f726c6420313120' + '68656c6c6f20776f726c64',
+      '44535345763120323920687474703a2f2f6578616d706c652e636f6d2f48656c6c6f576f726c6420313120' +
+        '68656c6c6f20776f726c64',
     );
   });
 
@@ -65,7 +66,10 @@ describe.each([
   });
 
   it('fails with DSSE_SIGNATURE_INVALID when the payload is tampered', () => {
-    const tampered: DsseEnvelope = { ...env, payload: Buffer.from(payload.toString().replace('[]', '[1]')).toString('base64') };
+    const tampered: DsseEnvelope = {
+      ...env,
+      payload: Buffer.from(payload.toString().replace('[]', '[1]')).toString('base64'),
+    };
     expect(codeOf(() => verifyDsse(tampered, keys.publicKey))).toBe('DSSE_SIGNATURE_INVALID');
   });
 
@@ -75,7 +79,9 @@ describe.each([
   });
 
   it('fails with DSSE_PAYLOAD_TYPE_MISMATCH when the caller expects another type', () => {
-    expect(codeOf(() => verifyDsse(env, keys.publicKey, 'application/vnd.other+json'))).toBe('DSSE_PAYLOAD_TYPE_MISMATCH');
+    expect(codeOf(() => verifyDsse(env, keys.publicKey, 'application/vnd.other+json'))).toBe(
+      'DSSE_PAYLOAD_TYPE_MISMATCH',
+    );
   });
 
   it('fails with DSSE_SIGNATURE_INVALID for a flipped signature bit, a foreign key, or garbage', () => {
@@ -85,7 +91,9 @@ describe.each([
       'DSSE_SIGNATURE_INVALID',
     );
     expect(codeOf(() => verifyDsse(env, otherP256.publicKey))).toBe('DSSE_SIGNATURE_INVALID');
-    expect(codeOf(() => verifyDsse({ ...env, signatures: [{ sig: 'AAAA' }] }, keys.publicKey))).toBe('DSSE_SIGNATURE_INVALID');
+    expect(codeOf(() => verifyDsse({ ...env, signatures: [{ sig: 'AAAA' }] }, keys.publicKey))).toBe(
+      'DSSE_SIGNATURE_INVALID',
+    );
     expect(codeOf(() => verifyDsse({ ...env, signatures: [] }, keys.publicKey))).toBe('DSSE_SIGNATURE_INVALID');
   });
 
@@ -102,10 +110,17 @@ describe('base64 forms (DSSE allows standard or URL-safe)', () => {
     const body = Buffer.from([0xfb, 0xff, 0xfe, 0x3e, 0x3f, 0x00, 0x01]);
     const env = signDsse('application/octet-stream', body, ed25519.privateKey);
     const url = (s: string): string => Buffer.from(s, 'base64').toString('base64url');
-    const unpadded: DsseEnvelope = { ...env, payload: url(env.payload), signatures: [{ sig: url(env.signatures[0]!.sig) }] };
+    const unpadded: DsseEnvelope = {
+      ...env,
+      payload: url(env.payload),
+      signatures: [{ sig: url(env.signatures[0]!.sig) }],
+    };
     expect(unpadded.payload).toMatch(/[-_]/);
     expect(verifyDsse(parseDsseEnvelope(unpadded), ed25519.publicKey).equals(body)).toBe(true);
-    const padded: DsseEnvelope = { ...unpadded, payload: unpadded.payload.padEnd(Math.ceil(unpadded.payload.length / 4) * 4, '=') };
+    const padded: DsseEnvelope = {
+      ...unpadded,
+      payload: unpadded.payload.padEnd(Math.ceil(unpadded.payload.length / 4) * 4, '='),
+    };
     expect(verifyDsse(parseDsseEnvelope(padded), ed25519.publicKey).equals(body)).toBe(true);
   });
 

@@ -46,7 +46,8 @@ describe('hasErrorCode', () => {
   });
 
   it('is false for non-objects', () => {
-    for (const v of [null, undefined, 'DIGEST_MISMATCH', 42, true]) expect(hasErrorCode(v, 'DIGEST_MISMATCH')).toBe(false);
+    for (const v of [null, undefined, 'DIGEST_MISMATCH', 42, true])
+      expect(hasErrorCode(v, 'DIGEST_MISMATCH')).toBe(false);
   });
 });
 
@@ -64,13 +65,16 @@ describe('encoding', () => {
   it('toHex respects subarray views', () => {
     const big = Buffer.from('00112233', 'hex');
     expect(toHex(big.subarray(1, 3))).toBe('1122');
-    expect(toBase64(new Uint8Array(big.buffer, big.byteOffset + 1, 2))).toBe(Buffer.from('1122', 'hex').toString('base64'));
+    expect(toBase64(new Uint8Array(big.buffer, big.byteOffset + 1, 2))).toBe(
+      Buffer.from('1122', 'hex').toString('base64'),
+    );
   });
 
   it('base64 is strict: padded standard alphabet only', () => {
     expect(toBase64(bytes)).toBe('AAH7/38=');
     expect(fromBase64('AAH7/38=').equals(Buffer.from(bytes))).toBe(true);
-    for (const bad of ['AAH7/38', 'AAH7_38=', 'AA=H', 'A', '====', 'AAH7/38=\n']) expect(() => fromBase64(bad), bad).toThrow(TypeError);
+    for (const bad of ['AAH7/38', 'AAH7_38=', 'AA=H', 'A', '====', 'AAH7/38=\n'])
+      expect(() => fromBase64(bad), bad).toThrow(TypeError);
   });
 
   it('base64url round-trips and rejects the standard alphabet', () => {

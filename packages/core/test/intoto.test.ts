@@ -35,7 +35,12 @@ const valid = (): Record<string, unknown> => ({
 describe('makeStatement / validateStatement', () => {
   it('makes a Statement v1', () => {
     const s = makeStatement([{ name: 'a', digest: { sha256: SHA256_A } }], PREDICATE, { x: 1 });
-    expect(s).toEqual({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'a', digest: { sha256: SHA256_A } }], predicateType: PREDICATE, predicate: { x: 1 } });
+    expect(s).toEqual({
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name: 'a', digest: { sha256: SHA256_A } }],
+      predicateType: PREDICATE,
+      predicate: { x: 1 },
+    });
   });
 
   it('accepts a valid statement, unnamed subjects, unknown digest algorithms and no predicate', () => {
@@ -61,7 +66,9 @@ describe('makeStatement / validateStatement', () => {
 
   it('rejects bad digests: uppercase, wrong length, non-hex, empty, non-string, array', () => {
     const digestProblems = (digest: unknown): string[] => problemsOf({ ...valid(), subject: [{ name: 'x', digest }] });
-    expect(digestProblems({ sha256: SHA256_A.toUpperCase() })).toEqual(['subject[0].digest.sha256 must be 64 lowercase hex characters']);
+    expect(digestProblems({ sha256: SHA256_A.toUpperCase() })).toEqual([
+      'subject[0].digest.sha256 must be 64 lowercase hex characters',
+    ]);
     expect(digestProblems({ sha256: SHA256_A.slice(1) })).toHaveLength(1);
     expect(digestProblems({ sha1: SHA256_A })).toEqual(['subject[0].digest.sha1 must be 40 lowercase hex characters']);
     expect(digestProblems({ sha512: 'z'.repeat(128) })).toHaveLength(1);
@@ -75,7 +82,9 @@ describe('makeStatement / validateStatement', () => {
   it('rejects an empty or missing subject', () => {
     expect(problemsOf({ ...valid(), subject: [] })).toEqual(['subject must be a non-empty array']);
     expect(problemsOf({ ...valid(), subject: undefined })).toEqual(['subject must be a non-empty array']);
-    expect(problemsOf({ ...valid(), subject: { name: 'x', digest: { sha256: SHA256_A } } })).toEqual(['subject must be a non-empty array']);
+    expect(problemsOf({ ...valid(), subject: { name: 'x', digest: { sha256: SHA256_A } } })).toEqual([
+      'subject must be a non-empty array',
+    ]);
   });
 
   it('collects every problem into one error', () => {
@@ -144,8 +153,12 @@ describe('findMatchingSubject', () => {
   });
 
   it('needs at least one algorithm in common', () => {
-    expect(() => findMatchingSubject(statement, { sha1: 'f'.repeat(40) })).toThrow(expect.objectContaining({ code: 'INTOTO_SUBJECT_MISMATCH' }));
-    expect(() => findMatchingSubject(statement, {})).toThrow(expect.objectContaining({ code: 'INTOTO_SUBJECT_MISMATCH' }));
+    expect(() => findMatchingSubject(statement, { sha1: 'f'.repeat(40) })).toThrow(
+      expect.objectContaining({ code: 'INTOTO_SUBJECT_MISMATCH' }),
+    );
+    expect(() => findMatchingSubject(statement, {})).toThrow(
+      expect.objectContaining({ code: 'INTOTO_SUBJECT_MISMATCH' }),
+    );
   });
 
   it('filters by name', () => {

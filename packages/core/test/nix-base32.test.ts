@@ -57,7 +57,10 @@ describe('Nix base32', () => {
   it('rejects characters outside the alphabet', () => {
     const good = toNixBase32(sha256(''));
     for (const c of ['e', 'o', 't', 'u', 'A', '-', ' ']) {
-      expect(codeOf(() => fromNixBase32(c + good.slice(1), 32)), c).toBe('DIGEST_MALFORMED');
+      expect(
+        codeOf(() => fromNixBase32(c + good.slice(1), 32)),
+        c,
+      ).toBe('DIGEST_MALFORMED');
     }
   });
 

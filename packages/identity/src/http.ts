@@ -1,7 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Small HTTP helpers shared by the issuer routes. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -18,7 +23,8 @@ export class BodyTooLargeError extends Error {}
 /** Reads a request body, failing once it exceeds `limit` bytes (checked on Content-Length and while streaming). */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLargeError(`request body larger than ${limit} bytes`);
+  if (Number.isFinite(declared) && declared > limit)
+    throw new BodyTooLargeError(`request body larger than ${limit} bytes`);
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

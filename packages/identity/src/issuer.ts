@@ -81,7 +81,10 @@ export class IdentityIssuer {
   /** Loads (or on first use generates) the signing key in `<dataDir>/identity/`. */
   static async open(options: IdentityIssuerOptions): Promise<IdentityIssuer> {
     const dir = path.join(options.dataDir, IDENTITY_DIR);
-    const recorded = options.issuerUrl === undefined || options.trustDomain === undefined ? readIssuerMetadata(options.dataDir) : undefined;
+    const recorded =
+      options.issuerUrl === undefined || options.trustDomain === undefined
+        ? readIssuerMetadata(options.dataDir)
+        : undefined;
     const issuerUrlInput = options.issuerUrl ?? recorded?.issuerUrl;
     if (issuerUrlInput === undefined) {
       throw new IdentityError(
@@ -93,7 +96,10 @@ export class IdentityIssuer {
     const trustDomain = validateTrustDomain(options.trustDomain ?? recorded?.trustDomain ?? DEFAULT_TRUST_DOMAIN);
     const maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_MAX_TOKEN_TTL_SECONDS;
     if (!Number.isSafeInteger(maxTtlSeconds) || maxTtlSeconds < 1 || maxTtlSeconds > 86_400) {
-      throw new IdentityError('IDENTITY_CONFIG_INVALID', `maxTtlSeconds must be an integer in 1..86400, got ${maxTtlSeconds}`);
+      throw new IdentityError(
+        'IDENTITY_CONFIG_INVALID',
+        `maxTtlSeconds must be an integer in 1..86400, got ${maxTtlSeconds}`,
+      );
     }
     const { privateKey } = loadOrCreateP256Key(path.join(dir, SIGNING_KEY_FILE));
     const publicJwk = publicJwkOf(privateKey);
@@ -137,7 +143,10 @@ export class IdentityIssuer {
     }
     const ttl = request.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
     if (!Number.isSafeInteger(ttl) || ttl < 1 || ttl > this.maxTtlSeconds) {
-      throw new IdentityError('TOKEN_REQUEST_INVALID', `ttlSeconds must be an integer in 1..${this.maxTtlSeconds}, got ${String(ttl)}`);
+      throw new IdentityError(
+        'TOKEN_REQUEST_INVALID',
+        `ttlSeconds must be an integer in 1..${this.maxTtlSeconds}, got ${String(ttl)}`,
+      );
     }
     const extra = validateBuildClaims(request.claims);
     const issuedAt = request.issuedAt ?? new Date();
@@ -166,11 +175,22 @@ function validateBuildClaims(claims: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(claims)) {
     if (!isBuildClaimName(name)) {
-      throw new IdentityError('TOKEN_REQUEST_INVALID', `claim ${JSON.stringify(name)} is not a supported build claim (${BUILD_CLAIM_NAMES.join(', ')})`);
+      throw new IdentityError(
+        'TOKEN_REQUEST_INVALID',
+        `claim ${JSON.stringify(name)} is not a supported build claim (${BUILD_CLAIM_NAMES.join(', ')})`,
+      );
     }
     if (value === undefined) continue;
-    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_BUILD_CLAIM_LENGTH || hasControlCharacter(value)) {
-      throw new IdentityError('TOKEN_REQUEST_INVALID', `claim ${name} must be a non-empty string of at most ${MAX_BUILD_CLAIM_LENGTH} characters without control characters`);
+    if (
+      typeof value !== 'string' ||
+      value.length === 0 ||
+      value.length > MAX_BUILD_CLAIM_LENGTH ||
+      hasControlCharacter(value)
+    ) {
+      throw new IdentityError(
+        'TOKEN_REQUEST_INVALID',
+        `claim ${name} must be a non-empty string of at most ${MAX_BUILD_CLAIM_LENGTH} characters without control characters`,
+      );
     }
     out[name] = value;
   }
@@ -208,7 +228,12 @@ export function readIssuerMetadata(dataDir: string): IssuerMetadata | undefined 
     throw new IdentityError('IDENTITY_CONFIG_INVALID', `${file} is not valid JSON`, { cause: err });
   }
   const rec = parsed as Partial<Record<keyof IssuerMetadata, unknown>>;
-  if (typeof parsed !== 'object' || parsed === null || typeof rec.issuerUrl !== 'string' || typeof rec.trustDomain !== 'string') {
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof rec.issuerUrl !== 'string' ||
+    typeof rec.trustDomain !== 'string'
+  ) {
     throw new IdentityError('IDENTITY_CONFIG_INVALID', `${file} must hold {issuerUrl, trustDomain}`);
   }
   return {

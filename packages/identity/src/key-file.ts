@@ -32,7 +32,8 @@ export function loadOrCreateP256Key(file: string): { privateKey: KeyObject; crea
 
 function readP256Key(file: string): KeyObject {
   const st = fs.statSync(file);
-  if (!st.isFile()) throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a regular file`);
+  if (!st.isFile())
+    throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a regular file`);
   if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
     throw new IdentityError(
       'IDENTITY_KEY_INVALID',
@@ -43,7 +44,9 @@ function readP256Key(file: string): KeyObject {
   try {
     key = createPrivateKey(fs.readFileSync(file));
   } catch (err) {
-    throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a PEM private key`, { cause: err });
+    throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a PEM private key`, {
+      cause: err,
+    });
   }
   return checkP256(key, file);
 }

@@ -25,14 +25,19 @@ const SAN_SAFE_RE = /^[\x21-\x7e]+$/;
  */
 export function principalFromClaims(issuer: TrustedIssuer, claims: Readonly<Record<string, unknown>>): OidcPrincipal {
   const sub = claims.sub;
-  const badSubject = (why: string): IdentityError => new IdentityError('OIDC_BAD_SUBJECT', `token from ${issuer.issuerUrl}: ${why}`);
+  const badSubject = (why: string): IdentityError =>
+    new IdentityError('OIDC_BAD_SUBJECT', `token from ${issuer.issuerUrl}: ${why}`);
   switch (issuer.type) {
     case 'spiffe': {
       let id;
       try {
         id = parseSpiffeId(sub);
       } catch (err) {
-        throw new IdentityError('OIDC_BAD_SUBJECT', `token from ${issuer.issuerUrl}: sub is not a SPIFFE ID: ${(err as Error).message}`, { cause: err });
+        throw new IdentityError(
+          'OIDC_BAD_SUBJECT',
+          `token from ${issuer.issuerUrl}: sub is not a SPIFFE ID: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
       if (id.trustDomain !== issuer.trustDomain) {
         throw badSubject(`sub ${id.id} is outside trust domain ${JSON.stringify(issuer.trustDomain)}`);
@@ -41,10 +46,14 @@ export function principalFromClaims(issuer: TrustedIssuer, claims: Readonly<Reco
     }
     case 'email': {
       const email = claims.email;
-      if (typeof email !== 'string' || !isMailbox(email)) throw badSubject('email claim is missing or not an ASCII mailbox');
+      if (typeof email !== 'string' || !isMailbox(email))
+        throw badSubject('email claim is missing or not an ASCII mailbox');
       // Strictly boolean true, as Fulcio does: a string "true" is not a verification.
       if (claims.email_verified !== true) {
-        throw new IdentityError('OIDC_EMAIL_UNVERIFIED', `token from ${issuer.issuerUrl}: email ${email} is not verified (email_verified must be true)`);
+        throw new IdentityError(
+          'OIDC_EMAIL_UNVERIFIED',
+          `token from ${issuer.issuerUrl}: email ${email} is not verified (email_verified must be true)`,
+        );
       }
       return { issuerUrl: issuer.issuerUrl, name: email, san: { type: 'email', value: email } };
     }
@@ -56,7 +65,11 @@ export function principalFromClaims(issuer: TrustedIssuer, claims: Readonly<Reco
       if (typeof ns !== 'string' || ns.length > 63 || !KUBERNETES_LABEL_RE.test(ns)) {
         throw badSubject('kubernetes.io.namespace is missing or not a DNS-1123 label');
       }
-      if (typeof sa !== 'string' || sa.length > 253 || !sa.split('.').every((l) => l.length <= 63 && KUBERNETES_LABEL_RE.test(l))) {
+      if (
+        typeof sa !== 'string' ||
+        sa.length > 253 ||
+        !sa.split('.').every((l) => l.length <= 63 && KUBERNETES_LABEL_RE.test(l))
+      ) {
         throw badSubject('kubernetes.io.serviceaccount.name is missing or not a DNS-1123 subdomain');
       }
       return {

@@ -98,12 +98,14 @@ async function handle(
   const pathname = (req.url ?? '/').split('?')[0] ?? '/';
   const route = pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length) : undefined;
   if (route === DISCOVERY_PATH || route === JWKS_PATH) {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { code: 'METHOD_NOT_ALLOWED', message: 'use GET' }, { allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return sendJson(res, 405, { code: 'METHOD_NOT_ALLOWED', message: 'use GET' }, { allow: 'GET, HEAD' });
     const body = route === JWKS_PATH ? issuer.jwks() : issuer.discoveryDocument(jwksUrl);
     return sendJson(res, 200, body, { 'cache-control': 'public, max-age=300' });
   }
   if (route === TOKEN_PATH && tokenEndpoint) {
-    if (req.method !== 'POST') return sendJson(res, 405, { code: 'METHOD_NOT_ALLOWED', message: 'use POST' }, { allow: 'POST' });
+    if (req.method !== 'POST')
+      return sendJson(res, 405, { code: 'METHOD_NOT_ALLOWED', message: 'use POST' }, { allow: 'POST' });
     if (!isLoopbackAddress(req.socket.remoteAddress)) {
       return sendJson(res, 403, { code: 'FORBIDDEN', message: 'the token endpoint only serves loopback clients' });
     }
@@ -112,7 +114,11 @@ async function handle(
   return sendJson(res, 404, { code: 'NOT_FOUND', message: `no route for ${req.method ?? ''} ${pathname}` });
 }
 
-async function issueFromRequest(issuer: IdentityIssuer, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function issueFromRequest(
+  issuer: IdentityIssuer,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
   let body: unknown;
   try {
     body = JSON.parse((await readBody(req, MAX_TOKEN_REQUEST_BYTES)).toString('utf8'));
@@ -125,9 +131,12 @@ async function issueFromRequest(issuer: IdentityIssuer, req: http.IncomingMessag
   }
   const b = body as Record<string, unknown>;
   try {
-    if (typeof b.subject !== 'string') throw new IdentityError('TOKEN_REQUEST_INVALID', 'subject (a SPIFFE ID) is required');
-    if (b.audience !== undefined && typeof b.audience !== 'string') throw new IdentityError('TOKEN_REQUEST_INVALID', 'audience must be a string');
-    if (b.ttlSeconds !== undefined && typeof b.ttlSeconds !== 'number') throw new IdentityError('TOKEN_REQUEST_INVALID', 'ttlSeconds must be a number');
+    if (typeof b.subject !== 'string')
+      throw new IdentityError('TOKEN_REQUEST_INVALID', 'subject (a SPIFFE ID) is required');
+    if (b.audience !== undefined && typeof b.audience !== 'string')
+      throw new IdentityError('TOKEN_REQUEST_INVALID', 'audience must be a string');
+    if (b.ttlSeconds !== undefined && typeof b.ttlSeconds !== 'number')
+      throw new IdentityError('TOKEN_REQUEST_INVALID', 'ttlSeconds must be a number');
     const ttlSeconds = (b.ttlSeconds as number | undefined) ?? 600;
     const token = await issuer.issueToken({
       subject: b.subject,

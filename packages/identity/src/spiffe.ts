@@ -22,7 +22,10 @@ const SEGMENT_RE = /^[a-zA-Z0-9._-]+$/;
 /** Throws `SPIFFE_ID_INVALID` unless `td` is a valid trust domain name. */
 export function validateTrustDomain(td: string): string {
   if (typeof td !== 'string' || td.length === 0 || td.length > MAX_TRUST_DOMAIN_LENGTH || !TRUST_DOMAIN_RE.test(td)) {
-    throw new IdentityError('SPIFFE_ID_INVALID', `invalid SPIFFE trust domain ${JSON.stringify(td)}: expected 1-255 characters of [a-z0-9._-]`);
+    throw new IdentityError(
+      'SPIFFE_ID_INVALID',
+      `invalid SPIFFE trust domain ${JSON.stringify(td)}: expected 1-255 characters of [a-z0-9._-]`,
+    );
   }
   if (td === '.' || td === '..') {
     throw new IdentityError('SPIFFE_ID_INVALID', `invalid SPIFFE trust domain ${JSON.stringify(td)}`);

@@ -37,13 +37,18 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
   const seen = new Set<string>();
   return issuers.map((raw: unknown, i): TrustedIssuer => {
     const where = `trusted issuer #${i}`;
-    if (typeof raw !== 'object' || raw === null) throw new IdentityError('OIDC_CONFIG_INVALID', `${where} must be an object`);
+    if (typeof raw !== 'object' || raw === null)
+      throw new IdentityError('OIDC_CONFIG_INVALID', `${where} must be an object`);
     const r = raw as Record<string, unknown>;
     const issuerUrl = validateIssuerUrl(r.issuerUrl, 'OIDC_CONFIG_INVALID');
-    if (seen.has(issuerUrl)) throw new IdentityError('OIDC_CONFIG_INVALID', `${where}: issuer ${issuerUrl} is configured twice`);
+    if (seen.has(issuerUrl))
+      throw new IdentityError('OIDC_CONFIG_INVALID', `${where}: issuer ${issuerUrl} is configured twice`);
     seen.add(issuerUrl);
     if (!TYPES.includes(r.type as TrustedIssuerType)) {
-      throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): type must be one of ${TYPES.join(', ')}`);
+      throw new IdentityError(
+        'OIDC_CONFIG_INVALID',
+        `${where} (${issuerUrl}): type must be one of ${TYPES.join(', ')}`,
+      );
     }
     const out: TrustedIssuer = { issuerUrl, type: r.type as TrustedIssuerType };
     if (out.type === 'spiffe') {
@@ -53,7 +58,9 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
       try {
         out.trustDomain = validateTrustDomain(r.trustDomain);
       } catch (err) {
-        throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): ${(err as Error).message}`, { cause: err });
+        throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     if (out.type === 'uri') {
@@ -65,7 +72,10 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
         parsed = undefined;
       }
       if (typeof sd !== 'string' || !parsed || !parsed.hostname) {
-        throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): uri issuers need a subjectDomain URL such as https://ci.example`);
+        throw new IdentityError(
+          'OIDC_CONFIG_INVALID',
+          `${where} (${issuerUrl}): uri issuers need a subjectDomain URL such as https://ci.example`,
+        );
       }
       out.subjectDomain = sd;
     }

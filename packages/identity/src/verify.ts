@@ -9,7 +9,17 @@ import { validateTrustedIssuers, type TrustedIssuer } from './trusted-issuer.js'
  * be tricked into using a public key as an HMAC secret (RFC 8725 §2.1, §3.1).
  */
 export const ALLOWED_JWT_ALGORITHMS = [
-  'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519',
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+  'Ed25519',
 ] as const;
 
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
@@ -78,10 +88,18 @@ export class JwksCache {
 async function fetchJwksUri(issuerUrl: string, timeoutMs: number): Promise<string> {
   const url = discoveryUrlFor(issuerUrl);
   const unavailable = (why: string, cause?: unknown): IdentityError =>
-    new IdentityError('OIDC_JWKS_UNAVAILABLE', `OIDC discovery for ${issuerUrl} failed: ${why}`, cause === undefined ? {} : { cause });
+    new IdentityError(
+      'OIDC_JWKS_UNAVAILABLE',
+      `OIDC discovery for ${issuerUrl} failed: ${why}`,
+      cause === undefined ? {} : { cause },
+    );
   let body: unknown;
   try {
-    const res = await fetch(url, { redirect: 'error', signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+    const res = await fetch(url, {
+      redirect: 'error',
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { accept: 'application/json' },
+    });
     if (!res.ok) throw unavailable(`GET ${url} answered HTTP ${res.status}`);
     body = JSON.parse(await readBounded(res, MAX_DISCOVERY_BYTES));
   } catch (err) {
@@ -92,7 +110,8 @@ async function fetchJwksUri(issuerUrl: string, timeoutMs: number): Promise<strin
   if (typeof body !== 'object' || body === null) throw unavailable('discovery document is not a JSON object');
   // OIDC Discovery §4.3: the document's issuer must be exactly the issuer we asked about.
   if (doc.issuer !== issuerUrl) throw unavailable(`discovery document names issuer ${JSON.stringify(doc.issuer)}`);
-  if (typeof doc.jwks_uri !== 'string' || !/^https?:\/\//.test(doc.jwks_uri)) throw unavailable('jwks_uri is missing or not http(s)');
+  if (typeof doc.jwks_uri !== 'string' || !/^https?:\/\//.test(doc.jwks_uri))
+    throw unavailable('jwks_uri is missing or not http(s)');
   return doc.jwks_uri;
 }
 
@@ -122,7 +141,10 @@ export class OidcTokenVerifier {
     this.#audience = options.audience ?? 'sigstore';
     const tolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
     if (!Number.isFinite(tolerance) || tolerance < 0 || tolerance > MAX_CLOCK_TOLERANCE_SECONDS) {
-      throw new IdentityError('OIDC_CONFIG_INVALID', `clockToleranceSeconds must be within 0..${MAX_CLOCK_TOLERANCE_SECONDS}`);
+      throw new IdentityError(
+        'OIDC_CONFIG_INVALID',
+        `clockToleranceSeconds must be within 0..${MAX_CLOCK_TOLERANCE_SECONDS}`,
+      );
     }
     this.#tolerance = tolerance;
     this.#keys = options.jwksCache ?? new JwksCache();
@@ -130,9 +152,12 @@ export class OidcTokenVerifier {
 
   /** Verifies `token`; every refusal is an `IdentityError` with a distinct `OIDC_*` code. */
   async verify(token: unknown, options: { now?: Date } = {}): Promise<VerifiedOidcToken> {
-    if (typeof token !== 'string' || token.length === 0) throw new IdentityError('OIDC_MALFORMED', 'identity token is missing');
-    if (token.length > MAX_TOKEN_LENGTH) throw new IdentityError('OIDC_MALFORMED', `identity token is longer than ${MAX_TOKEN_LENGTH} characters`);
-    if (!JWT_SHAPE_RE.test(token)) throw new IdentityError('OIDC_MALFORMED', 'identity token is not a compact JWS (three base64url parts)');
+    if (typeof token !== 'string' || token.length === 0)
+      throw new IdentityError('OIDC_MALFORMED', 'identity token is missing');
+    if (token.length > MAX_TOKEN_LENGTH)
+      throw new IdentityError('OIDC_MALFORMED', `identity token is longer than ${MAX_TOKEN_LENGTH} characters`);
+    if (!JWT_SHAPE_RE.test(token))
+      throw new IdentityError('OIDC_MALFORMED', 'identity token is not a compact JWS (three base64url parts)');
 
     let alg: unknown;
     let unverified: JWTPayload;
@@ -140,10 +165,15 @@ export class OidcTokenVerifier {
       alg = decodeProtectedHeader(token).alg;
       unverified = decodeJwt(token);
     } catch (err) {
-      throw new IdentityError('OIDC_MALFORMED', `identity token cannot be decoded: ${(err as Error).message}`, { cause: err });
+      throw new IdentityError('OIDC_MALFORMED', `identity token cannot be decoded: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (typeof alg !== 'string' || !(ALLOWED_JWT_ALGORITHMS as readonly string[]).includes(alg)) {
-      throw new IdentityError('OIDC_UNSUPPORTED_ALG', `identity token algorithm ${JSON.stringify(alg)} is not allowed (${ALLOWED_JWT_ALGORITHMS.join(', ')})`);
+      throw new IdentityError(
+        'OIDC_UNSUPPORTED_ALG',
+        `identity token algorithm ${JSON.stringify(alg)} is not allowed (${ALLOWED_JWT_ALGORITHMS.join(', ')})`,
+      );
     }
     // Selecting the issuer from the unverified `iss` is safe: the signature is then checked with that issuer's keys only.
     const iss = unverified.iss;
@@ -170,7 +200,10 @@ export class OidcTokenVerifier {
     }
     const nowSeconds = Math.floor(now.getTime() / 1000);
     if (typeof claims.iat === 'number' && claims.iat > nowSeconds + this.#tolerance) {
-      throw new IdentityError('OIDC_NOT_YET_VALID', `identity token from ${issuer.issuerUrl} was issued in the future (iat ${claims.iat})`);
+      throw new IdentityError(
+        'OIDC_NOT_YET_VALID',
+        `identity token from ${issuer.issuerUrl} was issued in the future (iat ${claims.iat})`,
+      );
     }
     if (typeof claims.sub !== 'string' || claims.sub.length === 0) {
       throw new IdentityError('OIDC_BAD_SUBJECT', `identity token from ${issuer.issuerUrl} has no sub`);
@@ -186,14 +219,17 @@ function mapJoseError(err: unknown, issuer: TrustedIssuer, audience: string): Id
   const reason = (err as { reason?: unknown }).reason;
   const msg = (err as Error).message ?? String(err);
   const from = `identity token from ${issuer.issuerUrl}`;
-  const e = (c: ConstructorParameters<typeof IdentityError>[0], m: string): IdentityError => new IdentityError(c, m, { cause: err });
+  const e = (c: ConstructorParameters<typeof IdentityError>[0], m: string): IdentityError =>
+    new IdentityError(c, m, { cause: err });
   switch (code) {
     case 'ERR_JWT_EXPIRED':
       return e('OIDC_EXPIRED', `${from} has expired`);
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       if (reason === 'missing') return e('OIDC_MALFORMED', `${from} lacks the required ${String(claim)} claim`);
-      if (claim === 'aud') return e('OIDC_BAD_AUDIENCE', `${from} is not intended for audience ${JSON.stringify(audience)}`);
-      if (claim === 'nbf' && reason === 'check_failed') return e('OIDC_NOT_YET_VALID', `${from} is not valid yet (nbf)`);
+      if (claim === 'aud')
+        return e('OIDC_BAD_AUDIENCE', `${from} is not intended for audience ${JSON.stringify(audience)}`);
+      if (claim === 'nbf' && reason === 'check_failed')
+        return e('OIDC_NOT_YET_VALID', `${from} is not valid yet (nbf)`);
       if (claim === 'iss') return e('OIDC_UNTRUSTED_ISSUER', `${from}: ${msg}`);
       return e('OIDC_MALFORMED', `${from}: invalid ${String(claim)} claim (${msg})`);
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':

@@ -30,13 +30,18 @@ describe('identity issuer server', () => {
   });
 
   it('serves OIDC discovery and the JWKS', async () => {
-    const discovery = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    const discovery = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(discovery.issuer).toBe(server.url);
     expect(discovery.jwks_uri).toBe(server.jwksUrl);
     expect(discovery.id_token_signing_alg_values_supported).toEqual(['ES256']);
     expect(discovery.subject_types_supported).toEqual(['public']);
     expect(discovery.response_types_supported).toEqual(['id_token']);
-    expect(discovery.claims_supported).toEqual(expect.arrayContaining(['iss', 'sub', 'aud', 'exp', 'build_signer_uri']));
+    expect(discovery.claims_supported).toEqual(
+      expect.arrayContaining(['iss', 'sub', 'aud', 'exp', 'build_signer_uri']),
+    );
 
     const jwks = (await (await fetch(server.jwksUrl)).json()) as { keys: Record<string, string>[] };
     expect(jwks.keys).toHaveLength(1);
@@ -70,8 +75,12 @@ describe('identity issuer server', () => {
   });
 
   it('refuses subjects that are not SPIFFE IDs in its trust domain', async () => {
-    await expect(server.issueToken({ subject: 'alice@example.com' })).rejects.toMatchObject({ code: 'SPIFFE_ID_INVALID' });
-    await expect(server.issueToken({ subject: 'spiffe://airlock.internal/a/../b' })).rejects.toMatchObject({ code: 'SPIFFE_ID_INVALID' });
+    await expect(server.issueToken({ subject: 'alice@example.com' })).rejects.toMatchObject({
+      code: 'SPIFFE_ID_INVALID',
+    });
+    await expect(server.issueToken({ subject: 'spiffe://airlock.internal/a/../b' })).rejects.toMatchObject({
+      code: 'SPIFFE_ID_INVALID',
+    });
     await expect(server.issueToken({ subject: 'spiffe://other.internal/ci' })).rejects.toMatchObject({
       code: 'SPIFFE_TRUST_DOMAIN_MISMATCH',
     });
@@ -79,9 +88,15 @@ describe('identity issuer server', () => {
 
   it('bounds the TTL and refuses unknown or reserved claims', async () => {
     const subject = 'spiffe://airlock.internal/ci';
-    await expect(server.issueToken({ subject, ttlSeconds: 3601 })).rejects.toMatchObject({ code: 'TOKEN_REQUEST_INVALID' });
-    await expect(server.issueToken({ subject, ttlSeconds: 0 })).rejects.toMatchObject({ code: 'TOKEN_REQUEST_INVALID' });
-    await expect(server.issueToken({ subject, ttlSeconds: 1.5 })).rejects.toMatchObject({ code: 'TOKEN_REQUEST_INVALID' });
+    await expect(server.issueToken({ subject, ttlSeconds: 3601 })).rejects.toMatchObject({
+      code: 'TOKEN_REQUEST_INVALID',
+    });
+    await expect(server.issueToken({ subject, ttlSeconds: 0 })).rejects.toMatchObject({
+      code: 'TOKEN_REQUEST_INVALID',
+    });
+    await expect(server.issueToken({ subject, ttlSeconds: 1.5 })).rejects.toMatchObject({
+      code: 'TOKEN_REQUEST_INVALID',
+    });
     for (const name of ['email', 'sub', 'iss', 'email_verified', 'random']) {
       await expect(server.issueToken({ subject, claims: { [name]: 'x' } as never })).rejects.toMatchObject({
         code: 'TOKEN_REQUEST_INVALID',
@@ -94,14 +109,21 @@ describe('identity issuer server', () => {
   });
 
   it('does not expose a token endpoint unless enabled', async () => {
-    const res = await fetch(`${server.url}/token`, { method: 'POST', body: '{"subject":"spiffe://airlock.internal/x"}' });
+    const res = await fetch(`${server.url}/token`, {
+      method: 'POST',
+      body: '{"subject":"spiffe://airlock.internal/x"}',
+    });
     expect(res.status).toBe(404);
   });
 
   it('persists its key (0600) and records issuer metadata for in-process use', async () => {
     const keyFile = path.join(dataDir, 'identity', 'signing-key.pem');
     expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
-    expect(readIssuerMetadata(dataDir)).toEqual({ issuerUrl: server.url, trustDomain: 'airlock.internal', jwksUrl: server.jwksUrl });
+    expect(readIssuerMetadata(dataDir)).toEqual({
+      issuerUrl: server.url,
+      trustDomain: 'airlock.internal',
+      jwksUrl: server.jwksUrl,
+    });
 
     // The CLI path: open from the data dir alone, same key, token verifies against the running server.
     const inProcess = await IdentityIssuer.open({ dataDir });
@@ -155,7 +177,9 @@ describe('identity issuer keys and options', () => {
     await expect(IdentityIssuer.open({ dataDir: tmpDir(), issuerUrl: 'https://x/?q=1' })).rejects.toMatchObject({
       code: 'IDENTITY_CONFIG_INVALID',
     });
-    await expect(IdentityIssuer.open({ dataDir: tmpDir(), issuerUrl: 'https://x', trustDomain: 'Bad Domain' })).rejects.toMatchObject({
+    await expect(
+      IdentityIssuer.open({ dataDir: tmpDir(), issuerUrl: 'https://x', trustDomain: 'Bad Domain' }),
+    ).rejects.toMatchObject({
       code: 'SPIFFE_ID_INVALID',
     });
   });

@@ -45,7 +45,9 @@ describe('verifyOidcToken', () => {
   });
 
   it('accepts a second trusted issuer with its own trust domain', async () => {
-    const v = await verifyOidcToken(await second.issueToken({ subject: 'spiffe://build.corp/pipeline/7' }), { issuers });
+    const v = await verifyOidcToken(await second.issueToken({ subject: 'spiffe://build.corp/pipeline/7' }), {
+      issuers,
+    });
     expect(v.issuer.issuerUrl).toBe(second.url);
     expect(v.principal.san).toEqual({ type: 'uri', value: 'spiffe://build.corp/pipeline/7' });
   });
@@ -57,12 +59,18 @@ describe('verifyOidcToken', () => {
 
   it('matches iss exactly (a trailing slash is another issuer)', async () => {
     const token = await trusted.issueToken({ subject: SUBJECT });
-    const slashed: TrustedIssuer[] = [{ issuerUrl: `${trusted.url}/`, type: 'spiffe', trustDomain: 'airlock.internal' }];
+    const slashed: TrustedIssuer[] = [
+      { issuerUrl: `${trusted.url}/`, type: 'spiffe', trustDomain: 'airlock.internal' },
+    ];
     await expect(verifyOidcToken(token, { issuers: slashed })).rejects.toMatchObject({ code: 'OIDC_UNTRUSTED_ISSUER' });
   });
 
   it('refuses an expired token', async () => {
-    const token = await trusted.issueToken({ subject: SUBJECT, ttlSeconds: 60, issuedAt: new Date(Date.now() - 3600_000) });
+    const token = await trusted.issueToken({
+      subject: SUBJECT,
+      ttlSeconds: 60,
+      issuedAt: new Date(Date.now() - 3600_000),
+    });
     await expect(verifyOidcToken(token, { issuers })).rejects.toMatchObject({ code: 'OIDC_EXPIRED' });
   });
 
@@ -77,7 +85,9 @@ describe('verifyOidcToken', () => {
     const token = await trusted.issueToken({ subject: SUBJECT, audience: 'something-else' });
     await expect(verifyOidcToken(token, { issuers })).rejects.toMatchObject({ code: 'OIDC_BAD_AUDIENCE' });
     const ok = await trusted.issueToken({ subject: SUBJECT });
-    await expect(verifyOidcToken(ok, { issuers, audience: 'tlog' })).rejects.toMatchObject({ code: 'OIDC_BAD_AUDIENCE' });
+    await expect(verifyOidcToken(ok, { issuers, audience: 'tlog' })).rejects.toMatchObject({
+      code: 'OIDC_BAD_AUDIENCE',
+    });
     const perIssuer = [{ ...issuers[0]!, audience: 'something-else' }];
     await expect(verifyOidcToken(token, { issuers: perIssuer })).resolves.toMatchObject({ subject: SUBJECT });
   });
@@ -89,14 +99,25 @@ describe('verifyOidcToken', () => {
 
   it('refuses a tampered payload', async () => {
     const [h, , s] = (await trusted.issueToken({ subject: SUBJECT })).split('.');
-    const forged = Buffer.from(JSON.stringify({ iss: trusted.url, sub: 'spiffe://airlock.internal/admin', aud: 'sigstore', iat: 1, exp: 9e9 })).toString('base64url');
-    await expect(verifyOidcToken(`${h}.${forged}.${s}`, { issuers })).rejects.toMatchObject({ code: 'OIDC_BAD_SIGNATURE' });
+    const forged = Buffer.from(
+      JSON.stringify({ iss: trusted.url, sub: 'spiffe://airlock.internal/admin', aud: 'sigstore', iat: 1, exp: 9e9 }),
+    ).toString('base64url');
+    await expect(verifyOidcToken(`${h}.${forged}.${s}`, { issuers })).rejects.toMatchObject({
+      code: 'OIDC_BAD_SIGNATURE',
+    });
   });
 
   it('refuses a token re-signed by another key under the same kid', async () => {
     const attacker = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ iss: trusted.url, sub: SUBJECT, aud: 'sigstore', iat: now, nbf: now, exp: now + 600 })
+    const token = await new SignJWT({
+      iss: trusted.url,
+      sub: SUBJECT,
+      aud: 'sigstore',
+      iat: now,
+      nbf: now,
+      exp: now + 600,
+    })
       .setProtectedHeader({ alg: 'ES256', kid: trusted.issuer.keyId })
       .sign(attacker);
     await expect(verifyOidcToken(token, { issuers })).rejects.toMatchObject({ code: 'OIDC_BAD_SIGNATURE' });
@@ -114,7 +135,9 @@ describe('verifyOidcToken', () => {
   it('refuses alg none and symmetric algorithms', async () => {
     const now = Math.floor(Date.now() / 1000);
     const payload = { iss: trusted.url, sub: SUBJECT, aud: 'sigstore', iat: now, exp: now + 600 };
-    await expect(verifyOidcToken(unsignedToken(payload), { issuers })).rejects.toMatchObject({ code: 'OIDC_UNSUPPORTED_ALG' });
+    await expect(verifyOidcToken(unsignedToken(payload), { issuers })).rejects.toMatchObject({
+      code: 'OIDC_UNSUPPORTED_ALG',
+    });
     const hs = await new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(new Uint8Array(32));
     await expect(verifyOidcToken(hs, { issuers })).rejects.toMatchObject({ code: 'OIDC_UNSUPPORTED_ALG' });
   });
@@ -134,7 +157,11 @@ describe('verifyOidcToken', () => {
   it('maps an email issuer to an rfc822Name principal and requires email_verified', async () => {
     const ok = await email.sign({ sub: '1234', email: 'dev@corp.example', email_verified: true });
     const v = await verifyOidcToken(ok, { issuers });
-    expect(v.principal).toEqual({ issuerUrl: email.url, name: 'dev@corp.example', san: { type: 'email', value: 'dev@corp.example' } });
+    expect(v.principal).toEqual({
+      issuerUrl: email.url,
+      name: 'dev@corp.example',
+      san: { type: 'email', value: 'dev@corp.example' },
+    });
 
     const unverified = await email.sign({ sub: '1234', email: 'dev@corp.example', email_verified: false });
     await expect(verifyOidcToken(unverified, { issuers })).rejects.toMatchObject({ code: 'OIDC_EMAIL_UNVERIFIED' });
@@ -148,16 +175,20 @@ describe('verifyOidcToken', () => {
     const closed = await startFakeOidcIssuer();
     const token = await closed.sign({ sub: 'x', email: 'a@b.example', email_verified: true });
     await closed.close();
-    await expect(verifyOidcToken(token, { issuers: [{ issuerUrl: closed.url, type: 'email' }] })).rejects.toMatchObject({
-      code: 'OIDC_JWKS_UNAVAILABLE',
-    });
+    await expect(verifyOidcToken(token, { issuers: [{ issuerUrl: closed.url, type: 'email' }] })).rejects.toMatchObject(
+      {
+        code: 'OIDC_JWKS_UNAVAILABLE',
+      },
+    );
   });
 
   it('uses a pinned jwksUrl without discovery', async () => {
     const verifier = new OidcTokenVerifier({
       issuers: [{ issuerUrl: trusted.url, type: 'spiffe', trustDomain: 'airlock.internal', jwksUrl: trusted.jwksUrl }],
     });
-    await expect(verifier.verify(await trusted.issueToken({ subject: SUBJECT }))).resolves.toMatchObject({ subject: SUBJECT });
+    await expect(verifier.verify(await trusted.issueToken({ subject: SUBJECT }))).resolves.toMatchObject({
+      subject: SUBJECT,
+    });
   });
 });
 
@@ -170,16 +201,26 @@ describe('principalFromClaims', () => {
     });
     expect(p.name).toBe('system:serviceaccount:build:builder');
     expect(p.san).toEqual({ type: 'uri', value: 'https://kubernetes.io/namespaces/build/serviceaccounts/builder' });
-    expect(() => principalFromClaims(issuer, { sub: 's', 'kubernetes.io': { namespace: '../x', serviceaccount: { name: 'a' } } })).toThrow(
+    expect(() =>
+      principalFromClaims(issuer, { sub: 's', 'kubernetes.io': { namespace: '../x', serviceaccount: { name: 'a' } } }),
+    ).toThrow(expect.objectContaining({ code: 'OIDC_BAD_SUBJECT' }));
+    expect(() => principalFromClaims(issuer, { sub: 's' })).toThrow(
       expect.objectContaining({ code: 'OIDC_BAD_SUBJECT' }),
     );
-    expect(() => principalFromClaims(issuer, { sub: 's' })).toThrow(expect.objectContaining({ code: 'OIDC_BAD_SUBJECT' }));
   });
 
   it('requires uri subjects to match the subject domain scheme and host', () => {
     const issuer: TrustedIssuer = { issuerUrl: 'https://ci.example', type: 'uri', subjectDomain: 'https://ci.example' };
-    expect(principalFromClaims(issuer, { sub: 'https://ci.example/jobs/1' }).san).toEqual({ type: 'uri', value: 'https://ci.example/jobs/1' });
-    for (const sub of ['http://ci.example/jobs/1', 'https://evil.example/jobs/1', 'someone@ci.example', 'https://ci.example/a b']) {
+    expect(principalFromClaims(issuer, { sub: 'https://ci.example/jobs/1' }).san).toEqual({
+      type: 'uri',
+      value: 'https://ci.example/jobs/1',
+    });
+    for (const sub of [
+      'http://ci.example/jobs/1',
+      'https://evil.example/jobs/1',
+      'someone@ci.example',
+      'https://ci.example/a b',
+    ]) {
       expect(() => principalFromClaims(issuer, { sub })).toThrow(expect.objectContaining({ code: 'OIDC_BAD_SUBJECT' }));
     }
   });
@@ -192,7 +233,13 @@ describe('validateTrustedIssuers', () => {
     ['spiffe without trust domain', [{ issuerUrl: 'https://a', type: 'spiffe' }]],
     ['uri without subject domain', [{ issuerUrl: 'https://a', type: 'uri' }]],
     ['non-http issuer', [{ issuerUrl: 'file:///etc', type: 'email' }]],
-    ['duplicate issuer', [{ issuerUrl: 'https://a', type: 'email' }, { issuerUrl: 'https://a', type: 'email' }]],
+    [
+      'duplicate issuer',
+      [
+        { issuerUrl: 'https://a', type: 'email' },
+        { issuerUrl: 'https://a', type: 'email' },
+      ],
+    ],
   ])('rejects %s', (_why, config) => {
     expect(() => validateTrustedIssuers(config)).toThrow(expect.objectContaining({ code: 'OIDC_CONFIG_INVALID' }));
   });

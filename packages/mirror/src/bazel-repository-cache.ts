@@ -31,7 +31,11 @@ export interface BazelCacheExportReport {
  * sha256/integrity and re-hashes what it reads. Hardlinks share the CAS inode (read-only 0444); copies are made
  * from verified reads. Idempotent: existing files with the right content are left alone, wrong ones replaced.
  */
-export async function exportBazelRepositoryCache(store: MirrorStore, dir: string, options: BazelCacheExportOptions = {}): Promise<BazelCacheExportReport> {
+export async function exportBazelRepositoryCache(
+  store: MirrorStore,
+  dir: string,
+  options: BazelCacheExportOptions = {},
+): Promise<BazelCacheExportReport> {
   const verify = options.verify ?? true;
   const tryLink = options.hardlink ?? true;
   const blobs = store.index.listVisibleBlobs().filter((b) => b.state === 'ok');
@@ -54,7 +58,11 @@ export async function exportBazelRepositoryCache(store: MirrorStore, dir: string
         const tmp = join(root, blob.sha256, `.file.${randomBytes(6).toString('hex')}.tmp`);
         try {
           let linked = false;
-          if (tryLink && source) linked = await link(source, tmp).then(() => true, () => false);
+          if (tryLink && source)
+            linked = await link(source, tmp).then(
+              () => true,
+              () => false,
+            );
           if (!linked) {
             if (source && !verify) await copyFile(source, tmp);
             else await pipeline((await store.openBlob(blob.sha256)).stream, createWriteStream(tmp, { mode: 0o644 }));

@@ -3,7 +3,15 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsBlobStore, type MirrorStore } from '@airlock/cas';
 import { exportBazelRepositoryCache } from '../src/index.js';
-import { openStore, populateFromManifest, pypiFiles, removeDir, sha256, tempDir, type FixtureFile } from './helpers/populate.js';
+import {
+  openStore,
+  populateFromManifest,
+  pypiFiles,
+  removeDir,
+  sha256,
+  tempDir,
+  type FixtureFile,
+} from './helpers/populate.js';
 
 const archive = Buffer.from('rules_fixture archive bytes '.repeat(40));
 const file = Buffer.from('a single http_file '.repeat(10));
@@ -11,8 +19,26 @@ const wheel = Buffer.from('wheel '.repeat(30));
 const meta = Buffer.from('Metadata-Version: 2.1\nName: w\nVersion: 1\n');
 
 const FILES: FixtureFile[] = [
-  { bytes: archive, entry: { ecosystem: 'bazel', name: 'rules_fixture', version: null, filename: 'rules_fixture-1.0.tar.gz', metadata: { repository: 'rules_fixture', stripPrefix: null, type: 'http_archive' } } },
-  { bytes: file, entry: { ecosystem: 'bazel', name: 'some_file', version: null, filename: 'some_file.bin', metadata: { repository: 'some_file', stripPrefix: null, type: 'http_file' } } },
+  {
+    bytes: archive,
+    entry: {
+      ecosystem: 'bazel',
+      name: 'rules_fixture',
+      version: null,
+      filename: 'rules_fixture-1.0.tar.gz',
+      metadata: { repository: 'rules_fixture', stripPrefix: null, type: 'http_archive' },
+    },
+  },
+  {
+    bytes: file,
+    entry: {
+      ecosystem: 'bazel',
+      name: 'some_file',
+      version: null,
+      filename: 'some_file.bin',
+      metadata: { repository: 'some_file', stripPrefix: null, type: 'http_file' },
+    },
+  },
   ...pypiFiles(wheel, { project: 'w', version: '1', filename: 'w-1-py3-none-any.whl', metadata: meta }),
 ];
 
@@ -29,13 +55,16 @@ describe('exportBazelRepositoryCache', () => {
     removeDir(dir);
   });
 
-  const cachePath = (cache: string, bytes: Buffer) => join(cache, 'content_addressable', 'sha256', sha256(bytes), 'file');
+  const cachePath = (cache: string, bytes: Buffer) =>
+    join(cache, 'content_addressable', 'sha256', sha256(bytes), 'file');
 
   it('writes content_addressable/sha256/<hex>/file for every blob, hardlinked to the CAS', async () => {
     const cache = join(dir, 'repo-cache');
     const report = await exportBazelRepositoryCache(store, cache);
     expect(report).toEqual({ total: 4, linked: 4, copied: 0, unchanged: 0, failed: [] });
-    expect(readdirSync(join(cache, 'content_addressable', 'sha256')).sort()).toEqual([archive, file, wheel, meta].map(sha256).sort());
+    expect(readdirSync(join(cache, 'content_addressable', 'sha256')).sort()).toEqual(
+      [archive, file, wheel, meta].map(sha256).sort(),
+    );
     for (const bytes of [archive, file, wheel, meta]) {
       const p = cachePath(cache, bytes);
       expect(readFileSync(p)).toEqual(bytes);
@@ -53,7 +82,10 @@ describe('exportBazelRepositoryCache', () => {
     expect(statSync(p).mode & 0o777).toBe(0o444);
     chmodSync(p, 0o644);
     writeFileSync(p, 'tampered');
-    expect(await exportBazelRepositoryCache(store, cache, { hardlink: false })).toMatchObject({ copied: 1, unchanged: 3 });
+    expect(await exportBazelRepositoryCache(store, cache, { hardlink: false })).toMatchObject({
+      copied: 1,
+      unchanged: 3,
+    });
     expect(readFileSync(p)).toEqual(archive);
   });
 

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { toBase64, toNixBase32 } from '@airlock/core';
-import { negotiate, parseAccept, parseHashedPath, parseNpmPath, parseRange, parseRequestPath, type HttpError } from '../src/index.js';
+import {
+  negotiate,
+  parseAccept,
+  parseHashedPath,
+  parseNpmPath,
+  parseRange,
+  parseRequestPath,
+  type HttpError,
+} from '../src/index.js';
 
 function status(fn: () => unknown): number | undefined {
   try {
@@ -13,8 +21,16 @@ function status(fn: () => unknown): number | undefined {
 
 describe('parseRequestPath', () => {
   it('decodes segments and keeps an encoded slash inside its segment', () => {
-    expect(parseRequestPath('/@scope%2fname?write=true')).toEqual({ raw: '/@scope%2fname', segments: ['@scope/name'], trailingSlash: false });
-    expect(parseRequestPath('/simple/foo/')).toEqual({ raw: '/simple/foo/', segments: ['simple', 'foo'], trailingSlash: true });
+    expect(parseRequestPath('/@scope%2fname?write=true')).toEqual({
+      raw: '/@scope%2fname',
+      segments: ['@scope/name'],
+      trailingSlash: false,
+    });
+    expect(parseRequestPath('/simple/foo/')).toEqual({
+      raw: '/simple/foo/',
+      segments: ['simple', 'foo'],
+      trailingSlash: true,
+    });
     expect(parseRequestPath('/')).toEqual({ raw: '/', segments: [], trailingSlash: false });
     expect(parseRequestPath('//sha256-abc')).toMatchObject({ segments: ['', 'sha256-abc'] });
   });
@@ -41,7 +57,10 @@ describe('parseRequestPath', () => {
 describe('Accept negotiation', () => {
   const offers = ['text/html', 'application/vnd.pypi.simple.v1+json', 'application/vnd.pypi.simple.v1+html'];
   it.each([
-    ['application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01', 'application/vnd.pypi.simple.v1+json'],
+    [
+      'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01',
+      'application/vnd.pypi.simple.v1+json',
+    ],
     ['*/*', 'text/html'],
     ['text/*', 'text/html'],
     ['application/vnd.pypi.simple.v1+json, */*', 'application/vnd.pypi.simple.v1+json'],

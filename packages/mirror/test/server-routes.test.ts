@@ -4,7 +4,18 @@ import { FsBlobStore, type MirrorStore } from '@airlock/cas';
 import { toBase64, toNixBase32, fromHex } from '@airlock/core';
 import { startMirrorServer, type RunningMirrorServer } from '../src/index.js';
 import { json, rawRequest } from './helpers/http.js';
-import { npmFile, openStore, populateFromManifest, pypiFiles, removeDir, sha1, sha256, sha512, tempDir, type FixtureFile } from './helpers/populate.js';
+import {
+  npmFile,
+  openStore,
+  populateFromManifest,
+  pypiFiles,
+  removeDir,
+  sha1,
+  sha256,
+  sha512,
+  tempDir,
+  type FixtureFile,
+} from './helpers/populate.js';
 
 const NPM_ACCEPT = 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*';
 const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01';
@@ -12,24 +23,64 @@ const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.si
 const tgz = (label: string) => Buffer.from(`fake tarball ${label} `.repeat(20));
 const wheel = Buffer.from('PK fake wheel bytes '.repeat(50));
 const sdist = Buffer.from('fake sdist bytes '.repeat(30));
-const coreMetadata = Buffer.from('Metadata-Version: 2.1\nName: Example_Project\nVersion: 1.0\nRequires-Python: >=3.8,<4\n');
+const coreMetadata = Buffer.from(
+  'Metadata-Version: 2.1\nName: Example_Project\nVersion: 1.0\nRequires-Python: >=3.8,<4\n',
+);
 const generic = Buffer.from('generic tool archive '.repeat(100));
 const nixSrc = Buffer.from('hello-2.12 source tarball '.repeat(64));
 
 function fixtures(): FixtureFile[] {
   return [
-    npmFile(tgz('lp1'), { name: 'left-pad-lite', version: '1.0.0', description: 'pads', dependencies: { tiny: '^1.0.0' } }, { time: '2020-01-01T00:00:00.000Z' }),
-    npmFile(tgz('lp11'), { name: 'left-pad-lite', version: '1.1.0', description: 'pads more', bin: { lp: 'bin.js' }, scripts: { postinstall: 'node x' } }, { time: '2021-01-01T00:00:00.000Z' }),
-    npmFile(tgz('lp2b'), { name: 'left-pad-lite', version: '2.0.0-beta.1', description: 'next' }, { time: '2022-01-01T00:00:00.000Z' }),
+    npmFile(
+      tgz('lp1'),
+      { name: 'left-pad-lite', version: '1.0.0', description: 'pads', dependencies: { tiny: '^1.0.0' } },
+      { time: '2020-01-01T00:00:00.000Z' },
+    ),
+    npmFile(
+      tgz('lp11'),
+      {
+        name: 'left-pad-lite',
+        version: '1.1.0',
+        description: 'pads more',
+        bin: { lp: 'bin.js' },
+        scripts: { postinstall: 'node x' },
+      },
+      { time: '2021-01-01T00:00:00.000Z' },
+    ),
+    npmFile(
+      tgz('lp2b'),
+      { name: 'left-pad-lite', version: '2.0.0-beta.1', description: 'next' },
+      { time: '2022-01-01T00:00:00.000Z' },
+    ),
     npmFile(tgz('scoped'), { name: '@scope/pkg', version: '1.0.0', engines: { node: '>=18' } }),
     npmFile(tgz('tag1'), { name: 'tagged', version: '1.0.0' }, { distTags: { latest: '1.0.0', next: '2.0.0' } }),
     npmFile(tgz('tag2'), { name: 'tagged', version: '2.0.0' }, { distTags: { next: '2.0.0' } }),
-    ...pypiFiles(wheel, { project: 'Example_Project', version: '1.0', filename: 'example_project-1.0-py3-none-any.whl', requiresPython: '>=3.8,<4', metadata: coreMetadata }),
-    ...pypiFiles(sdist, { project: 'Example_Project', version: '0.9', filename: 'example_project-0.9.tar.gz', yanked: 'broken build' }),
-    { bytes: generic, entry: { ecosystem: 'generic', name: 'tool.tar.gz', version: null, filename: 'tool.tar.gz', metadata: {} } },
+    ...pypiFiles(wheel, {
+      project: 'Example_Project',
+      version: '1.0',
+      filename: 'example_project-1.0-py3-none-any.whl',
+      requiresPython: '>=3.8,<4',
+      metadata: coreMetadata,
+    }),
+    ...pypiFiles(sdist, {
+      project: 'Example_Project',
+      version: '0.9',
+      filename: 'example_project-0.9.tar.gz',
+      yanked: 'broken build',
+    }),
+    {
+      bytes: generic,
+      entry: { ecosystem: 'generic', name: 'tool.tar.gz', version: null, filename: 'tool.tar.gz', metadata: {} },
+    },
     {
       bytes: nixSrc,
-      entry: { ecosystem: 'nix', name: 'hello-2.12.tar.gz', version: null, filename: 'hello-2.12.tar.gz', metadata: { outputHashAlgo: 'sha256', outputHashMode: 'flat' } },
+      entry: {
+        ecosystem: 'nix',
+        name: 'hello-2.12.tar.gz',
+        version: null,
+        filename: 'hello-2.12.tar.gz',
+        metadata: { outputHashAlgo: 'sha256', outputHashMode: 'flat' },
+      },
     },
   ];
 }
@@ -63,9 +114,31 @@ describe('mirror server routes', () => {
     const hex = sha256(tgz('lp1'));
     const res = await rawRequest(url, `/-/airlock/blobs/${hex}`);
     expect(res.status).toBe(200);
-    const doc = json(res) as { sha256: string; size: number; snapshot: { id: string; sequence: number }; entries: { ecosystem: string; name: string; version: string; purl: string | null; digests: Record<string, string> }[] };
-    expect(doc).toMatchObject({ sha256: hex, size: tgz('lp1').length, snapshot: { id: store.head()!.id, sequence: 1 } });
-    expect(doc.entries).toEqual([expect.objectContaining({ ecosystem: 'npm', name: 'left-pad-lite', version: '1.0.0', digests: expect.objectContaining({ sha256: hex, sha512: sha512(tgz('lp1')) }) })]);
+    const doc = json(res) as {
+      sha256: string;
+      size: number;
+      snapshot: { id: string; sequence: number };
+      entries: {
+        ecosystem: string;
+        name: string;
+        version: string;
+        purl: string | null;
+        digests: Record<string, string>;
+      }[];
+    };
+    expect(doc).toMatchObject({
+      sha256: hex,
+      size: tgz('lp1').length,
+      snapshot: { id: store.head()!.id, sequence: 1 },
+    });
+    expect(doc.entries).toEqual([
+      expect.objectContaining({
+        ecosystem: 'npm',
+        name: 'left-pad-lite',
+        version: '1.0.0',
+        digests: expect.objectContaining({ sha256: hex, sha512: sha512(tgz('lp1')) }),
+      }),
+    ]);
     // Unknown digests and malformed paths are 404s, never a lookup elsewhere.
     expect((await rawRequest(url, `/-/airlock/blobs/${'0'.repeat(64)}`)).status).toBe(404);
     expect((await rawRequest(url, `/-/airlock/blobs/${hex.toUpperCase()}`)).status).toBe(404);
@@ -78,7 +151,13 @@ describe('mirror server routes', () => {
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toBe('application/json');
       expect(res.headers['vary']).toBe('Accept');
-      const doc = json(res) as { name: string; versions: Record<string, Record<string, unknown>>; time: Record<string, string>; 'dist-tags': Record<string, string>; description?: string };
+      const doc = json(res) as {
+        name: string;
+        versions: Record<string, Record<string, unknown>>;
+        time: Record<string, string>;
+        'dist-tags': Record<string, string>;
+        description?: string;
+      };
       expect(doc.name).toBe('left-pad-lite');
       expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0', '2.0.0-beta.1']);
       expect(doc['dist-tags']).toEqual({ latest: '1.1.0' });
@@ -90,7 +169,11 @@ describe('mirror server routes', () => {
         tarball: `${url}/left-pad-lite/-/left-pad-lite-1.0.0.tgz`,
       });
       expect(v1['dependencies']).toEqual({ tiny: '^1.0.0' });
-      expect(doc.time).toMatchObject({ created: '2020-01-01T00:00:00.000Z', modified: '2022-01-01T00:00:00.000Z', '1.1.0': '2021-01-01T00:00:00.000Z' });
+      expect(doc.time).toMatchObject({
+        created: '2020-01-01T00:00:00.000Z',
+        modified: '2022-01-01T00:00:00.000Z',
+        '1.1.0': '2021-01-01T00:00:00.000Z',
+      });
       expect(doc.versions['1.1.0']!['hasInstallScript']).toBe(true);
       expect(doc.description).toBe('pads more');
     });
@@ -99,33 +182,50 @@ describe('mirror server routes', () => {
       const res = await rawRequest(url, '/left-pad-lite', { headers: { accept: NPM_ACCEPT } });
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toBe('application/vnd.npm.install-v1+json');
-      const doc = json(res) as { modified: string; versions: Record<string, Record<string, unknown>>; 'dist-tags': unknown };
+      const doc = json(res) as {
+        modified: string;
+        versions: Record<string, Record<string, unknown>>;
+        'dist-tags': unknown;
+      };
       expect(Object.keys(doc).sort()).toEqual(['dist-tags', 'modified', 'name', 'versions']);
       expect(doc.modified).toBe('2022-01-01T00:00:00.000Z');
       const v = doc.versions['1.1.0']!;
-      expect(v).toMatchObject({ name: 'left-pad-lite', version: '1.1.0', bin: { lp: 'bin.js' }, hasInstallScript: true });
+      expect(v).toMatchObject({
+        name: 'left-pad-lite',
+        version: '1.1.0',
+        bin: { lp: 'bin.js' },
+        hasInstallScript: true,
+      });
       expect(v['description']).toBeUndefined();
       expect(v['scripts']).toBeUndefined();
       expect((v['dist'] as Record<string, string>)['tarball']).toBe(`${url}/left-pad-lite/-/left-pad-lite-1.1.0.tgz`);
       // A client that prefers plain JSON gets the full document.
-      const full = await rawRequest(url, '/left-pad-lite', { headers: { accept: 'application/json, application/vnd.npm.install-v1+json;q=0.5' } });
+      const full = await rawRequest(url, '/left-pad-lite', {
+        headers: { accept: 'application/json, application/vnd.npm.install-v1+json;q=0.5' },
+      });
       expect(full.headers['content-type']).toBe('application/json');
     });
 
-    it.each(['/@scope%2fpkg', '/@scope%2Fpkg', '/@scope/pkg', '/%40scope%2Fpkg', '/%40scope%2fpkg'])('accepts the scoped spelling %s', async (path) => {
-      const res = await rawRequest(url, path, { headers: { accept: NPM_ACCEPT } });
-      expect(res.status).toBe(200);
-      const doc = json(res) as { name: string; versions: Record<string, { dist: { tarball: string } }> };
-      expect(doc.name).toBe('@scope/pkg');
-      expect(doc.versions['1.0.0']!.dist.tarball).toBe(`${url}/@scope/pkg/-/pkg-1.0.0.tgz`);
-    });
+    it.each(['/@scope%2fpkg', '/@scope%2Fpkg', '/@scope/pkg', '/%40scope%2Fpkg', '/%40scope%2fpkg'])(
+      'accepts the scoped spelling %s',
+      async (path) => {
+        const res = await rawRequest(url, path, { headers: { accept: NPM_ACCEPT } });
+        expect(res.status).toBe(200);
+        const doc = json(res) as { name: string; versions: Record<string, { dist: { tarball: string } }> };
+        expect(doc.name).toBe('@scope/pkg');
+        expect(doc.versions['1.0.0']!.dist.tarball).toBe(`${url}/@scope/pkg/-/pkg-1.0.0.tgz`);
+      },
+    );
 
-    it.each(['/@scope/pkg/-/pkg-1.0.0.tgz', '/@scope%2fpkg/-/pkg-1.0.0.tgz', '/%40scope%2Fpkg/-/pkg-1.0.0.tgz'])('serves the scoped tarball at %s', async (path) => {
-      const res = await rawRequest(url, path);
-      expect(res.status).toBe(200);
-      expect(res.body).toEqual(tgz('scoped'));
-      expect(res.headers['etag']).toBe(`"sha256:${sha256(tgz('scoped'))}"`);
-    });
+    it.each(['/@scope/pkg/-/pkg-1.0.0.tgz', '/@scope%2fpkg/-/pkg-1.0.0.tgz', '/%40scope%2Fpkg/-/pkg-1.0.0.tgz'])(
+      'serves the scoped tarball at %s',
+      async (path) => {
+        const res = await rawRequest(url, path);
+        expect(res.status).toBe(200);
+        expect(res.body).toEqual(tgz('scoped'));
+        expect(res.headers['etag']).toBe(`"sha256:${sha256(tgz('scoped'))}"`);
+      },
+    );
 
     it('serves tarballs and 404s what is not mirrored', async () => {
       const res = await rawRequest(url, '/left-pad-lite/-/left-pad-lite-1.1.0.tgz');
@@ -147,7 +247,10 @@ describe('mirror server routes', () => {
     });
 
     it('serves single versions by number and by tag', async () => {
-      expect(json(await rawRequest(url, '/left-pad-lite/1.0.0'))).toMatchObject({ version: '1.0.0', name: 'left-pad-lite' });
+      expect(json(await rawRequest(url, '/left-pad-lite/1.0.0'))).toMatchObject({
+        version: '1.0.0',
+        name: 'left-pad-lite',
+      });
       expect(json(await rawRequest(url, '/left-pad-lite/latest'))).toMatchObject({ version: '1.1.0' });
       expect(json(await rawRequest(url, '/@scope/pkg/1.0.0'))).toMatchObject({ version: '1.0.0' });
       expect((await rawRequest(url, '/left-pad-lite/3.0.0')).status).toBe(404);
@@ -197,13 +300,20 @@ describe('mirror server routes', () => {
     });
 
     it('serves PEP 503 HTML with hashes, escaped requires-python, yanked and core-metadata attributes', async () => {
-      for (const accept of [undefined, 'text/html', '*/*', 'application/vnd.pypi.simple.v1+json;q=0.2, text/html;q=0.9']) {
+      for (const accept of [
+        undefined,
+        'text/html',
+        '*/*',
+        'application/vnd.pypi.simple.v1+json;q=0.2, text/html;q=0.9',
+      ]) {
         const res = await rawRequest(url, project, accept ? { headers: { accept } } : {});
         expect(res.status).toBe(200);
         expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
         const html = res.body.toString();
         expect(html).toContain('<meta name="pypi:repository-version" content="1.1">');
-        expect(html).toContain(`href="${url}/files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl#sha256=${sha256(wheel)}"`);
+        expect(html).toContain(
+          `href="${url}/files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl#sha256=${sha256(wheel)}"`,
+        );
         expect(html).toContain('data-requires-python="&gt;=3.8,&lt;4"');
         expect(html).toContain(`data-core-metadata="sha256=${sha256(coreMetadata)}"`);
         expect(html).toContain(`data-dist-info-metadata="sha256=${sha256(coreMetadata)}"`);
@@ -217,10 +327,18 @@ describe('mirror server routes', () => {
 
     it('answers 406 when nothing acceptable is offered (and survives weird Accept headers)', async () => {
       expect((await rawRequest(url, project, { headers: { accept: 'application/xml' } })).status).toBe(406);
-      expect((await rawRequest(url, project, { headers: { accept: 'text/html;q=0, application/vnd.pypi.simple.v1+json;q=0' } })).status).toBe(406);
+      expect(
+        (
+          await rawRequest(url, project, {
+            headers: { accept: 'text/html;q=0, application/vnd.pypi.simple.v1+json;q=0' },
+          })
+        ).status,
+      ).toBe(406);
       expect((await rawRequest(url, project, { headers: { accept: ';;;,,,/,*/' } })).status).toBe(406);
       expect((await rawRequest(url, project, { headers: { accept: 'text/html;q=nope' } })).status).toBe(406);
-      expect((await rawRequest(url, project, { headers: { accept: `text/html, ${'x/y, '.repeat(600)}` } })).status).toBe(400);
+      expect(
+        (await rawRequest(url, project, { headers: { accept: `text/html, ${'x/y, '.repeat(600)}` } })).status,
+      ).toBe(400);
     });
 
     it('lists projects at /simple/ in both forms', async () => {
@@ -320,17 +438,24 @@ describe('mirror server routes', () => {
       expect(res.body).toEqual(generic.subarray(start, end + 1));
     });
 
-    it.each(['bytes=99999-', 'bytes=5-2', 'bytes=abc', 'bytes=-0', 'bytes=1-2-3'])('answers bad Range %s with 416', async (range) => {
-      const res = await rawRequest(url, path, { headers: { range } });
-      expect(res.status).toBe(416);
-      expect(res.headers['content-range']).toBe(`bytes */${generic.length}`);
-    });
+    it.each(['bytes=99999-', 'bytes=5-2', 'bytes=abc', 'bytes=-0', 'bytes=1-2-3'])(
+      'answers bad Range %s with 416',
+      async (range) => {
+        const res = await rawRequest(url, path, { headers: { range } });
+        expect(res.status).toBe(416);
+        expect(res.headers['content-range']).toBe(`bytes */${generic.length}`);
+      },
+    );
 
     it('ignores multi-range and foreign units (full 200), and If-Range with another validator', async () => {
       expect((await rawRequest(url, path, { headers: { range: 'bytes=0-1,3-4' } })).status).toBe(200);
       expect((await rawRequest(url, path, { headers: { range: 'items=0-1' } })).status).toBe(200);
-      expect((await rawRequest(url, path, { headers: { range: 'bytes=0-1', 'if-range': '"other"' } })).status).toBe(200);
-      expect((await rawRequest(url, path, { headers: { range: 'bytes=0-1', 'if-range': `"sha256:${hex}"` } })).status).toBe(206);
+      expect((await rawRequest(url, path, { headers: { range: 'bytes=0-1', 'if-range': '"other"' } })).status).toBe(
+        200,
+      );
+      expect(
+        (await rawRequest(url, path, { headers: { range: 'bytes=0-1', 'if-range': `"sha256:${hex}"` } })).status,
+      ).toBe(206);
     });
 
     it('does not serve blobs that are only staged by an unfinished import', async () => {

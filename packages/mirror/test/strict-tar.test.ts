@@ -82,10 +82,18 @@ const ENTRIES: [string, Buffer][] = [
 
 describe('canonicalTarHeader', () => {
   it('is byte-identical to what tar-stream pack writes for transferTarHeader(name, size)', async () => {
-    const names = ['manifest.json', 'attestations/manifest.sigstore.json', BLOB, 'x'.repeat(100), `${'d'.repeat(60)}/${'e'.repeat(99)}`, `${'p/'.repeat(70)}file`];
+    const names = [
+      'manifest.json',
+      'attestations/manifest.sigstore.json',
+      BLOB,
+      'x'.repeat(100),
+      `${'d'.repeat(60)}/${'e'.repeat(99)}`,
+      `${'p/'.repeat(70)}file`,
+    ];
     const sizes = [0, 1, 511, 512, 513, 65_536, 8 * 1024 ** 3 - 1, 8 * 1024 ** 3, 2 ** 40 + 7, Number.MAX_SAFE_INTEGER];
     for (const name of names) {
-      for (const size of sizes) expect(canonicalTarHeader(name, size), `${name} ${size}`).toEqual(await packHeader(name, size));
+      for (const size of sizes)
+        expect(canonicalTarHeader(name, size), `${name} ${size}`).toEqual(await packHeader(name, size));
     }
   });
 
@@ -97,7 +105,22 @@ describe('canonicalTarHeader', () => {
 
   it('names header fields', () => {
     expect([0, 99, 100, 124, 135, 148, 155, 156, 157, 257, 263, 265, 345, 499, 500, 511].map(tarHeaderField)).toEqual([
-      'name', 'name', 'mode', 'size', 'size', 'checksum', 'checksum', 'typeflag', 'linkname', 'magic', 'version', 'uname', 'prefix', 'prefix', 'unused', 'unused',
+      'name',
+      'name',
+      'mode',
+      'size',
+      'size',
+      'checksum',
+      'checksum',
+      'typeflag',
+      'linkname',
+      'magic',
+      'version',
+      'uname',
+      'prefix',
+      'prefix',
+      'unused',
+      'unused',
     ]);
   });
 });
@@ -167,7 +190,12 @@ describe('readStrictTar: every single-byte change of the structure is refused', 
   it('headers, padding and end blocks (all positions, several bit patterns); data bytes pass through unchanged but for that byte', async () => {
     const archive = await packLikeWriter(ENTRIES);
     const data = new Set<number>();
-    for (const [start, len] of [[512, 5], [1536, 512], [2560, 600]] as const) for (let i = 0; i < len; i++) data.add(start + i);
+    for (const [start, len] of [
+      [512, 5],
+      [1536, 512],
+      [2560, 600],
+    ] as const)
+      for (let i = 0; i < len; i++) data.add(start + i);
     let structural = 0;
     for (let pos = 0; pos < archive.length; pos++) {
       for (const mask of [0x01, 0x10, 0x20, 0x80, 0xff]) {
@@ -241,7 +269,13 @@ describe('readStrictTar: deviation classes', () => {
 
   it('anything after the end blocks (garbage, more zeros, a whole record of padding)', async () => {
     const a = await archiveP;
-    for (const tail of [Buffer.from([0]), Buffer.from('x'), Buffer.alloc(512), Buffer.alloc(10240 - (a.length % 10240)), await packLikeWriter([['manifest.json', Buffer.from('{}')]])]) {
+    for (const tail of [
+      Buffer.from([0]),
+      Buffer.from('x'),
+      Buffer.alloc(512),
+      Buffer.alloc(10240 - (a.length % 10240)),
+      await packLikeWriter([['manifest.json', Buffer.from('{}')]]),
+    ]) {
       const r = await refusal(Buffer.concat([a, tail]));
       expect(r.code, `${tail.length} bytes`).toBe('IMPORT_ARCHIVE_NONCANONICAL');
       expect(r.message).toContain(`after the end-of-archive blocks, from offset ${a.length}`);
@@ -250,18 +284,41 @@ describe('readStrictTar: deviation classes', () => {
 
   it('truncated anywhere (inside a header, data, padding, end blocks; missing end blocks) is refused as unsafe', async () => {
     const a = await archiveP;
-    for (const len of [0, 100, 512, 520, 1024 + 511, 2048 + 512 + 599, 2048 + 512 + 700, 4096, a.length - 1024, a.length - 512, a.length - 1]) {
+    for (const len of [
+      0,
+      100,
+      512,
+      520,
+      1024 + 511,
+      2048 + 512 + 599,
+      2048 + 512 + 700,
+      4096,
+      a.length - 1024,
+      a.length - 512,
+      a.length - 1,
+    ]) {
       const r = await refusal(a.subarray(0, len));
       expect(r.code, `${len}: ${r.message}`).toBe('IMPORT_ARCHIVE_UNSAFE');
       expect(r.message).toContain('truncated');
     }
   });
 
-  async function craft(entries: { name: string; type?: tar.Header['type']; linkname?: string; body?: Buffer }[]): Promise<Buffer> {
+  async function craft(
+    entries: { name: string; type?: tar.Header['type']; linkname?: string; body?: Buffer }[],
+  ): Promise<Buffer> {
     const pack = tar.pack();
     for (const e of entries) {
-      if ((e.type ?? 'file') === 'file') pack.entry({ name: e.name, mode: 0o644, mtime: new Date(0) }, e.body ?? Buffer.alloc(0));
-      else pack.entry({ name: e.name, type: e.type, linkname: e.linkname ?? '', mode: 0o644, mtime: new Date(0), size: 0 });
+      if ((e.type ?? 'file') === 'file')
+        pack.entry({ name: e.name, mode: 0o644, mtime: new Date(0) }, e.body ?? Buffer.alloc(0));
+      else
+        pack.entry({
+          name: e.name,
+          type: e.type,
+          linkname: e.linkname ?? '',
+          mode: 0o644,
+          mtime: new Date(0),
+          size: 0,
+        });
     }
     pack.finalize();
     const chunks: Buffer[] = [];
@@ -279,8 +336,16 @@ describe('readStrictTar: deviation classes', () => {
     ['an absolute path', { name: '/etc/passwd', body: Buffer.from('x') }, /absolute path/],
     ['a .. segment', { name: 'blobs/sha256/../../../etc/passwd', body: Buffer.from('x') }, /'\.\.' path segment/],
     ['a backslash', { name: 'blobs\\sha256\\x', body: Buffer.from('x') }, /backslash/],
-    ['a .. segment in a pax name', { name: `blobs/${'../'.repeat(60)}${'x'.repeat(120)}`, body: Buffer.from('x') }, /'\.\.' path segment/],
-    ['a pax header with a harmless name', { name: `blobs/${'é'.repeat(10)}`, body: Buffer.from('x') }, /pax extended header/],
+    [
+      'a .. segment in a pax name',
+      { name: `blobs/${'../'.repeat(60)}${'x'.repeat(120)}`, body: Buffer.from('x') },
+      /'\.\.' path segment/,
+    ],
+    [
+      'a pax header with a harmless name',
+      { name: `blobs/${'é'.repeat(10)}`, body: Buffer.from('x') },
+      /pax extended header/,
+    ],
   ] as [string, { name: string; type?: tar.Header['type']; linkname?: string; body?: Buffer }, RegExp][])(
     'hygiene: %s is refused as unsafe',
     async (_what, entry, message) => {

@@ -16,23 +16,58 @@ function openssl(dir: string, args: string[]): void {
 /** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, all P-256. */
 function makePki(dir: string): void {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=airlock test CA']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=airlock test CA',
+  ]);
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
   for (const who of ['server', 'client']) {
     openssl(dir, ['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who}`]);
-    openssl(dir, ['x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.crt`, '-days', '1', '-extfile', `${who}.ext`]);
+    openssl(dir, [
+      'x509',
+      '-req',
+      '-in',
+      `${who}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${who}.crt`,
+      '-days',
+      '1',
+      '-extfile',
+      `${who}.ext`,
+    ]);
   }
 }
 
-function get(url: string, path: string, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }): Promise<{ status: number; body: Buffer }> {
+function get(
+  url: string,
+  path: string,
+  tls: { ca: Buffer; cert?: Buffer; key?: Buffer },
+): Promise<{ status: number; body: Buffer }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, path, ca: tls.ca, cert: tls.cert, key: tls.key, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-    });
+    const req = request(
+      { host: u.hostname, port: u.port, path, ca: tls.ca, cert: tls.cert, key: tls.key, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -70,18 +105,45 @@ describe('TLS and mTLS', () => {
   });
 
   it.skipIf(!available)('requires a client certificate from the configured CA when mTLS is on', async () => {
-    const server = await startMirrorServer({ store, tls: { cert: file('server.crt'), key: file('server.key'), ca: file('ca.crt') } });
+    const server = await startMirrorServer({
+      store,
+      tls: { cert: file('server.crt'), key: file('server.key'), ca: file('ca.crt') },
+    });
     servers.push(server);
     await expect(get(server.url, '/over-tls', { ca: file('ca.crt') })).rejects.toThrow();
-    const ok = await get(server.url, '/over-tls/-/over-tls-1.0.0.tgz', { ca: file('ca.crt'), cert: file('client.crt'), key: file('client.key') });
+    const ok = await get(server.url, '/over-tls/-/over-tls-1.0.0.tgz', {
+      ca: file('ca.crt'),
+      cert: file('client.crt'),
+      key: file('client.key'),
+    });
     expect(ok.status).toBe(200);
     expect(ok.body).toEqual(tgz);
     // A certificate from another CA is refused too.
     const other = join(dir, 'other');
     spawnSync('mkdir', [other]);
-    openssl(other, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '1', '-subj', '/CN=rogue']);
+    openssl(other, [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'k.pem',
+      '-out',
+      'c.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=rogue',
+    ]);
     await expect(
-      get(server.url, '/over-tls', { ca: file('ca.crt'), cert: readFileSync(join(other, 'c.pem')), key: readFileSync(join(other, 'k.pem')) }),
+      get(server.url, '/over-tls', {
+        ca: file('ca.crt'),
+        cert: readFileSync(join(other, 'c.pem')),
+        key: readFileSync(join(other, 'k.pem')),
+      }),
     ).rejects.toThrow();
   });
 
@@ -89,8 +151,12 @@ describe('TLS and mTLS', () => {
     const dir2 = tempDir();
     const s = await openStore(dir2);
     try {
-      await expect(startMirrorServer({ store: s, publicUrl: 'ftp://x' })).rejects.toMatchObject({ code: 'MIRROR_CONFIG_INVALID' });
-      await expect(startMirrorServer({ store: s, publicUrl: 'https://user:pw@x/' })).rejects.toMatchObject({ code: 'MIRROR_CONFIG_INVALID' });
+      await expect(startMirrorServer({ store: s, publicUrl: 'ftp://x' })).rejects.toMatchObject({
+        code: 'MIRROR_CONFIG_INVALID',
+      });
+      await expect(startMirrorServer({ store: s, publicUrl: 'https://user:pw@x/' })).rejects.toMatchObject({
+        code: 'MIRROR_CONFIG_INVALID',
+      });
       const srv = await startMirrorServer({ store: s, publicUrl: 'https://mirror.example/npm/' });
       expect(srv.publicUrl).toBe('https://mirror.example/npm');
       await srv.close();

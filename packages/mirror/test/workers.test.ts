@@ -43,7 +43,11 @@ describe('multi-process serving (workers)', () => {
   });
 
   it('worker processes serve the same socket and store, are replaced when they die, and stop on close', async () => {
-    const running = await startMirrorServer({ store, workers: 3, workerScript: join(build, 'server', 'worker-main.js') });
+    const running = await startMirrorServer({
+      store,
+      workers: 3,
+      workerScript: join(build, 'server', 'worker-main.js'),
+    });
     let pids: number[] = [];
     try {
       pids = running.workerPids;
@@ -59,7 +63,9 @@ describe('multi-process serving (workers)', () => {
         expect(res.status).toBe(200);
         expect(res.body).toEqual(tgz);
       }
-      const packument = JSON.parse((await fetchFresh(`${running.url}/multi`)).body.toString()) as { versions: Record<string, { dist: { tarball: string } }> };
+      const packument = JSON.parse((await fetchFresh(`${running.url}/multi`)).body.toString()) as {
+        versions: Record<string, { dist: { tarball: string } }>;
+      };
       expect(packument.versions['1.0.0']!.dist.tarball).toBe(`${running.url}/multi/-/multi-1.0.0.tgz`);
       // A worker killed hard is replaced.
       process.kill(pids[0]!, 'SIGKILL');
@@ -79,6 +85,8 @@ describe('multi-process serving (workers)', () => {
   });
 
   it('refuses a missing worker entry point', async () => {
-    await expect(startMirrorServer({ store, workers: 2, workerScript: join(dir, 'nope.js') })).rejects.toMatchObject({ code: 'MIRROR_CONFIG_INVALID' });
+    await expect(startMirrorServer({ store, workers: 2, workerScript: join(dir, 'nope.js') })).rejects.toMatchObject({
+      code: 'MIRROR_CONFIG_INVALID',
+    });
   });
 });

@@ -1,7 +1,15 @@
 import { canonicalBytes, decodeDsseBase64 } from '@airlock/core';
 import { OciError } from './errors.js';
 import { parseImageIndex, parseImageManifest } from './layout.js';
-import { ANNOTATIONS, EMPTY_JSON, EMPTY_JSON_DIGEST, MEDIA_TYPES, type Descriptor, type ImageIndex, type ImageManifest } from './media-types.js';
+import {
+  ANNOTATIONS,
+  EMPTY_JSON,
+  EMPTY_JSON_DIGEST,
+  MEDIA_TYPES,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+} from './media-types.js';
 import { assertDigest, assertRepository, referrersFallbackTag } from './reference.js';
 import { sha256Digest, type RegistryClient } from './registry.js';
 
@@ -15,7 +23,12 @@ import { sha256Digest, type RegistryClient } from './registry.js';
 const BUNDLE_TYPE_PREFIX = 'application/vnd.dev.sigstore.bundle';
 
 export function isSigstoreBundleMediaType(t: unknown): t is string {
-  return typeof t === 'string' && (t === MEDIA_TYPES.sigstoreBundleV03 || t.startsWith(`${BUNDLE_TYPE_PREFIX}+json`) || /^application\/vnd\.dev\.sigstore\.bundle\.v0\.[0-9]+\+json$/.test(t));
+  return (
+    typeof t === 'string' &&
+    (t === MEDIA_TYPES.sigstoreBundleV03 ||
+      t.startsWith(`${BUNDLE_TYPE_PREFIX}+json`) ||
+      /^application\/vnd\.dev\.sigstore\.bundle\.v0\.[0-9]+\+json$/.test(t))
+  );
 }
 
 export interface AttachBundleOptions {
@@ -59,14 +72,19 @@ function bundleFacts(bytes: Buffer): BundleFacts {
     throw new OciError('OCI_INPUT_INVALID', 'bundle is not JSON', { cause: err });
   }
   if (typeof v !== 'object' || v === null || !isSigstoreBundleMediaType(v.mediaType)) {
-    throw new OciError('OCI_INPUT_INVALID', `bundle mediaType ${JSON.stringify((v as { mediaType?: unknown } | null)?.mediaType)} is not a Sigstore bundle type`);
+    throw new OciError(
+      'OCI_INPUT_INVALID',
+      `bundle mediaType ${JSON.stringify((v as { mediaType?: unknown } | null)?.mediaType)} is not a Sigstore bundle type`,
+    );
   }
   const env = v.dsseEnvelope as { payloadType?: unknown; payload?: unknown } | undefined;
   if (env !== undefined) {
     const facts: BundleFacts = { mediaType: v.mediaType, content: 'dsse-envelope' };
     if (env.payloadType === 'application/vnd.in-toto+json' && typeof env.payload === 'string') {
       try {
-        const stmt = JSON.parse((decodeDsseBase64(env.payload) ?? Buffer.alloc(0)).toString('utf8')) as { predicateType?: unknown };
+        const stmt = JSON.parse((decodeDsseBase64(env.payload) ?? Buffer.alloc(0)).toString('utf8')) as {
+          predicateType?: unknown;
+        };
         if (typeof stmt.predicateType === 'string') facts.predicateType = stmt.predicateType;
       } catch {
         // not a statement: no predicate type to announce
@@ -78,7 +96,11 @@ function bundleFacts(bytes: Buffer): BundleFacts {
   throw new OciError('OCI_INPUT_INVALID', 'bundle has neither dsseEnvelope nor messageSignature');
 }
 
-async function subjectDescriptor(client: RegistryClient, repo: string, subject: Descriptor | string): Promise<Descriptor> {
+async function subjectDescriptor(
+  client: RegistryClient,
+  repo: string,
+  subject: Descriptor | string,
+): Promise<Descriptor> {
   if (typeof subject !== 'string') {
     assertDigest(subject.digest, 'subject digest');
     return { mediaType: subject.mediaType, digest: subject.digest, size: subject.size };
@@ -88,9 +110,16 @@ async function subjectDescriptor(client: RegistryClient, repo: string, subject: 
 }
 
 /** Pushes a Sigstore bundle as a referrer of the image and records it in the fallback index. */
-export async function attachSigstoreBundle(client: RegistryClient, repo: string, options: AttachBundleOptions): Promise<AttachBundleResult> {
+export async function attachSigstoreBundle(
+  client: RegistryClient,
+  repo: string,
+  options: AttachBundleOptions,
+): Promise<AttachBundleResult> {
   assertRepository(repo);
-  const bytes = options.bundle instanceof Uint8Array ? Buffer.from(options.bundle) : Buffer.from(JSON.stringify(options.bundle), 'utf8');
+  const bytes =
+    options.bundle instanceof Uint8Array
+      ? Buffer.from(options.bundle)
+      : Buffer.from(JSON.stringify(options.bundle), 'utf8');
   const facts = bundleFacts(bytes);
   const subject = await subjectDescriptor(client, repo, options.subject);
   const predicateType = options.predicateType ?? facts.predicateType;
@@ -112,7 +141,13 @@ export async function attachSigstoreBundle(client: RegistryClient, repo: string,
   const manifestBytes = canonicalBytes(manifest);
   const digest = sha256Digest(manifestBytes);
   const put = await client.putManifest(repo, digest, manifestBytes, MEDIA_TYPES.ociManifest);
-  const descriptor: Descriptor = { mediaType: MEDIA_TYPES.ociManifest, digest, size: manifestBytes.byteLength, artifactType: facts.mediaType, annotations };
+  const descriptor: Descriptor = {
+    mediaType: MEDIA_TYPES.ociManifest,
+    digest,
+    size: manifestBytes.byteLength,
+    artifactType: facts.mediaType,
+    annotations,
+  };
   const fallbackTag = referrersFallbackTag(subject.digest);
   const mode = options.fallback ?? 'auto';
   if (mode === 'never' || (mode === 'auto' && put.ociSubject !== undefined)) {
@@ -129,21 +164,39 @@ export async function attachSigstoreBundle(client: RegistryClient, repo: string,
  * If-Match with the ETag it read; a registry that honours it answers 412 on a lost race and we retry.
  * Distribution 2.8.2 ignores If-Match, so two concurrent writers there can still drop an entry.
  */
-export async function addToFallbackIndex(client: RegistryClient, repo: string, subjectDigest: string, descriptor: Descriptor): Promise<{ updated: boolean; indexDigest?: string }> {
+export async function addToFallbackIndex(
+  client: RegistryClient,
+  repo: string,
+  subjectDigest: string,
+  descriptor: Descriptor,
+): Promise<{ updated: boolean; indexDigest?: string }> {
   const tag = referrersFallbackTag(subjectDigest);
   for (let attempt = 0; attempt < 3; attempt++) {
     const current = await client.tryGetManifest(repo, tag);
     let manifests: Descriptor[] = [];
     if (current !== undefined) {
       if (current.mediaType !== MEDIA_TYPES.ociIndex) {
-        throw new OciError('OCI_REFERRERS_CONFLICT', `${repo}:${tag} exists but is a ${current.mediaType}, not the referrers index`);
+        throw new OciError(
+          'OCI_REFERRERS_CONFLICT',
+          `${repo}:${tag} exists but is a ${current.mediaType}, not the referrers index`,
+        );
       }
       manifests = parseImageIndex(current.bytes, `${repo}:${tag}`).manifests;
       if (manifests.some((m) => m.digest === descriptor.digest)) return { updated: false, indexDigest: current.digest };
     }
-    const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [...manifests, descriptor] };
+    const index: ImageIndex = {
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      manifests: [...manifests, descriptor],
+    };
     try {
-      const put = await client.putManifest(repo, tag, canonicalBytes(index), MEDIA_TYPES.ociIndex, current?.etag !== undefined ? { ifMatch: current.etag } : {});
+      const put = await client.putManifest(
+        repo,
+        tag,
+        canonicalBytes(index),
+        MEDIA_TYPES.ociIndex,
+        current?.etag !== undefined ? { ifMatch: current.etag } : {},
+      );
       return { updated: true, indexDigest: put.digest };
     } catch (err) {
       if ((err as OciError).details?.status === 412) continue;
@@ -170,7 +223,12 @@ export interface FetchedBundle {
  * Every Sigstore bundle referring to `imageDigest`. Manifests and blobs are digest-checked; a referrer whose
  * manifest does not name this image as `subject` is skipped (an index entry cannot attach it to another image).
  */
-export async function readSigstoreBundles(client: RegistryClient, repo: string, imageDigest: string, options: { maxBlobBytes?: number } = {}): Promise<FetchedBundle[]> {
+export async function readSigstoreBundles(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  options: { maxBlobBytes?: number } = {},
+): Promise<FetchedBundle[]> {
   assertDigest(imageDigest, 'image digest');
   const maxBlobBytes = options.maxBlobBytes ?? 16 << 20;
   const { descriptors, source } = await client.listReferrers(repo, imageDigest);
@@ -181,15 +239,20 @@ export async function readSigstoreBundles(client: RegistryClient, repo: string, 
     seen.add(d.digest);
     const fetched = await client.getManifest(repo, d.digest);
     if (fetched.bytes.byteLength !== d.size) {
-      throw new OciError('OCI_DIGEST_MISMATCH', `referrer ${repo}@${d.digest}: ${fetched.bytes.byteLength} bytes, index says ${d.size}`);
+      throw new OciError(
+        'OCI_DIGEST_MISMATCH',
+        `referrer ${repo}@${d.digest}: ${fetched.bytes.byteLength} bytes, index says ${d.size}`,
+      );
     }
     const m = parseImageManifest(fetched.bytes, `referrer ${repo}@${d.digest}`);
     if (m.subject?.digest !== imageDigest) continue;
     const artifactType = m.artifactType ?? m.config.mediaType;
     if (!isSigstoreBundleMediaType(artifactType)) continue;
     const layer = m.layers.find((l) => isSigstoreBundleMediaType(l.mediaType));
-    if (layer === undefined) throw new OciError('OCI_INVALID_MANIFEST', `referrer ${repo}@${d.digest} has no bundle layer`);
-    if (layer.size > maxBlobBytes) throw new OciError('OCI_SIZE_LIMIT', `bundle ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`);
+    if (layer === undefined)
+      throw new OciError('OCI_INVALID_MANIFEST', `referrer ${repo}@${d.digest} has no bundle layer`);
+    if (layer.size > maxBlobBytes)
+      throw new OciError('OCI_SIZE_LIMIT', `bundle ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`);
     const bytes = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
     let bundle: unknown;
     try {

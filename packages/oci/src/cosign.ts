@@ -24,9 +24,14 @@ export interface SimpleSigning {
  * The "simple signing" payload (`sslib:pkg/signature/payload/payload.go`) in cosign's field order. Sign exactly
  * these bytes; they are stored verbatim as the layer.
  */
-export function simpleSigningPayload(input: { dockerReference: string; manifestDigest: string; optional?: Record<string, unknown> }): Buffer {
+export function simpleSigningPayload(input: {
+  dockerReference: string;
+  manifestDigest: string;
+  optional?: Record<string, unknown>;
+}): Buffer {
   assertDigest(input.manifestDigest, 'manifestDigest');
-  if (typeof input.dockerReference !== 'string' || input.dockerReference === '') throw new OciError('OCI_INPUT_INVALID', 'dockerReference must be a non-empty string');
+  if (typeof input.dockerReference !== 'string' || input.dockerReference === '')
+    throw new OciError('OCI_INPUT_INVALID', 'dockerReference must be a non-empty string');
   return Buffer.from(
     JSON.stringify({
       critical: {
@@ -58,7 +63,10 @@ export function parseSimpleSigningPayload(bytes: Uint8Array): SimpleSigning | un
     dockerReference: ref,
     manifestDigest: digest,
     type: critical.type,
-    optional: typeof optional === 'object' && optional !== null && !Array.isArray(optional) ? (optional as Record<string, unknown>) : null,
+    optional:
+      typeof optional === 'object' && optional !== null && !Array.isArray(optional)
+        ? (optional as Record<string, unknown>)
+        : null,
   };
 }
 
@@ -112,7 +120,14 @@ function materialAnnotations(m: CosignMaterial): Record<string, string> {
  * signers coexist). Read-modify-write with If-Match on the ETag read: a registry that honours it answers 412 on a
  * lost race and we retry; Distribution 2.8.2 ignores If-Match, so concurrent writers there can still race.
  */
-async function appendLayer(client: RegistryClient, repo: string, tag: string, blob: Buffer, mediaType: string, annotations: Record<string, string>): Promise<AttachResult> {
+async function appendLayer(
+  client: RegistryClient,
+  repo: string,
+  tag: string,
+  blob: Buffer,
+  mediaType: string,
+  annotations: Record<string, string>,
+): Promise<AttachResult> {
   const layer: Descriptor = { mediaType, digest: sha256Digest(blob), size: blob.byteLength, annotations };
   await client.pushBlob(repo, blob);
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -139,7 +154,13 @@ async function appendLayer(client: RegistryClient, repo: string, tag: string, bl
       layers,
     };
     try {
-      const put = await client.putManifest(repo, tag, canonicalBytes(manifest), MEDIA_TYPES.ociManifest, existing?.etag !== undefined ? { ifMatch: existing.etag } : {});
+      const put = await client.putManifest(
+        repo,
+        tag,
+        canonicalBytes(manifest),
+        MEDIA_TYPES.ociManifest,
+        existing?.etag !== undefined ? { ifMatch: existing.etag } : {},
+      );
       return { tag, manifestDigest: put.digest, layerDigest: layer.digest, layers: layers.length, added: true };
     } catch (err) {
       if ((err as OciError).details?.status === 412) continue;
@@ -156,29 +177,56 @@ function sameAnnotations(a: Record<string, string> | undefined, b: Record<string
 }
 
 /** Attaches a cosign signature to `imageDigest` under `sha256-<hex>.sig` in `repo`. */
-export async function attachCosignSignature(client: RegistryClient, repo: string, imageDigest: string, input: CosignSignatureInput): Promise<AttachResult> {
+export async function attachCosignSignature(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  input: CosignSignatureInput,
+): Promise<AttachResult> {
   assertRepository(repo);
   assertDigest(imageDigest, 'image digest');
   if (typeof input.signature !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(input.signature)) {
     throw new OciError('OCI_INPUT_INVALID', 'signature must be standard base64');
   }
   const annotations = { [ANNOTATIONS.cosignSignature]: input.signature, ...materialAnnotations(input) };
-  return appendLayer(client, repo, cosignSignatureTag(imageDigest), Buffer.from(input.payload), MEDIA_TYPES.cosignSimpleSigning, annotations);
+  return appendLayer(
+    client,
+    repo,
+    cosignSignatureTag(imageDigest),
+    Buffer.from(input.payload),
+    MEDIA_TYPES.cosignSimpleSigning,
+    annotations,
+  );
 }
 
 /** Attaches a DSSE attestation to `imageDigest` under `sha256-<hex>.att` in `repo`. */
-export async function attachCosignAttestation(client: RegistryClient, repo: string, imageDigest: string, input: CosignAttestationInput): Promise<AttachResult> {
+export async function attachCosignAttestation(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  input: CosignAttestationInput,
+): Promise<AttachResult> {
   assertRepository(repo);
   assertDigest(imageDigest, 'image digest');
-  if (typeof input.predicateType !== 'string' || input.predicateType === '') throw new OciError('OCI_INPUT_INVALID', 'predicateType is required');
-  const bytes = input.envelope instanceof Uint8Array ? Buffer.from(input.envelope) : Buffer.from(JSON.stringify(input.envelope), 'utf8');
+  if (typeof input.predicateType !== 'string' || input.predicateType === '')
+    throw new OciError('OCI_INPUT_INVALID', 'predicateType is required');
+  const bytes =
+    input.envelope instanceof Uint8Array
+      ? Buffer.from(input.envelope)
+      : Buffer.from(JSON.stringify(input.envelope), 'utf8');
   try {
     parseDsseEnvelope(JSON.parse(bytes.toString('utf8')));
   } catch (err) {
-    throw new OciError('OCI_INPUT_INVALID', `envelope is not a DSSE envelope: ${(err as Error).message}`, { cause: err });
+    throw new OciError('OCI_INPUT_INVALID', `envelope is not a DSSE envelope: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   // cosign leaves the signature annotation empty on attestations: the signature is inside the envelope.
-  const annotations = { [ANNOTATIONS.cosignSignature]: '', [ANNOTATIONS.predicateType]: input.predicateType, ...materialAnnotations(input) };
+  const annotations = {
+    [ANNOTATIONS.cosignSignature]: '',
+    [ANNOTATIONS.predicateType]: input.predicateType,
+    ...materialAnnotations(input),
+  };
   return appendLayer(client, repo, cosignAttestationTag(imageDigest), bytes, MEDIA_TYPES.dsseEnvelope, annotations);
 }
 
@@ -219,7 +267,11 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
   const out: { blob: Buffer; base: FetchedLayer }[] = [];
   for (const layer of manifest.layers) {
     if (layer.mediaType !== mediaType) continue;
-    if (layer.size > maxBlobBytes) throw new OciError('OCI_SIZE_LIMIT', `${repo}:${tag} layer ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`);
+    if (layer.size > maxBlobBytes)
+      throw new OciError(
+        'OCI_SIZE_LIMIT',
+        `${repo}:${tag} layer ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`,
+      );
     const blob = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
     const a = layer.annotations ?? {};
     const base: FetchedLayer = { manifestDigest: fetched.digest, layerDigest: layer.digest, annotations: a };
@@ -236,9 +288,20 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
  * The cosign signatures attached to `imageDigest` (tag `sha256-<hex>.sig`); [] when there is none. Fetched bytes
  * are digest-checked; nothing is signature-verified here.
  */
-export async function readCosignSignatures(client: RegistryClient, repo: string, imageDigest: string, options: { maxBlobBytes?: number } = {}): Promise<CosignSignature[]> {
+export async function readCosignSignatures(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  options: { maxBlobBytes?: number } = {},
+): Promise<CosignSignature[]> {
   assertDigest(imageDigest, 'image digest');
-  const layers = await readLayers(client, repo, cosignSignatureTag(imageDigest), MEDIA_TYPES.cosignSimpleSigning, options.maxBlobBytes ?? 1 << 20);
+  const layers = await readLayers(
+    client,
+    repo,
+    cosignSignatureTag(imageDigest),
+    MEDIA_TYPES.cosignSimpleSigning,
+    options.maxBlobBytes ?? 1 << 20,
+  );
   return layers.map(({ blob, base }) => {
     const simpleSigning = parseSimpleSigningPayload(blob);
     const sig: CosignSignature = {
@@ -253,9 +316,20 @@ export async function readCosignSignatures(client: RegistryClient, repo: string,
 }
 
 /** The cosign attestations attached to `imageDigest` (tag `sha256-<hex>.att`); [] when there is none. */
-export async function readCosignAttestations(client: RegistryClient, repo: string, imageDigest: string, options: { maxBlobBytes?: number } = {}): Promise<CosignAttestation[]> {
+export async function readCosignAttestations(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  options: { maxBlobBytes?: number } = {},
+): Promise<CosignAttestation[]> {
   assertDigest(imageDigest, 'image digest');
-  const layers = await readLayers(client, repo, cosignAttestationTag(imageDigest), MEDIA_TYPES.dsseEnvelope, options.maxBlobBytes ?? 16 << 20);
+  const layers = await readLayers(
+    client,
+    repo,
+    cosignAttestationTag(imageDigest),
+    MEDIA_TYPES.dsseEnvelope,
+    options.maxBlobBytes ?? 16 << 20,
+  );
   return layers.map(({ blob, base }) => {
     const att: CosignAttestation = { ...base, envelopeBytes: blob };
     try {

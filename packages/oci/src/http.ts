@@ -38,7 +38,11 @@ export async function httpExchange(spec: RequestSpec, options: HttpOptions): Pro
   for (let hop = 0; ; hop++) {
     const res = await once(spec, url, options, sendAuth);
     const location = res.headers.location;
-    if ((spec.method === 'GET' || spec.method === 'HEAD') && [301, 302, 303, 307, 308].includes(res.status) && location) {
+    if (
+      (spec.method === 'GET' || spec.method === 'HEAD') &&
+      [301, 302, 303, 307, 308].includes(res.status) &&
+      location
+    ) {
       if (hop >= MAX_REDIRECTS) throw new OciError('OCI_HTTP', `${spec.method} ${spec.url.href}: too many redirects`);
       const next = new URL(location, url);
       // Credentials are for the registry only, never for a storage backend it redirects to.
@@ -54,12 +58,15 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
   const maxBytes = spec.maxBytes ?? 4 << 20;
   const headers: Record<string, string> = { 'User-Agent': options.userAgent ?? 'airlock-oci/0.1', ...spec.headers };
   if (options.auth && sendAuth) {
-    headers['Authorization'] = `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`, 'utf8').toString('base64')}`;
+    headers['Authorization'] =
+      `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`, 'utf8').toString('base64')}`;
   }
   if (Buffer.isBuffer(spec.body)) headers['Content-Length'] = String(spec.body.byteLength);
-  else if (spec.body === undefined && (spec.method === 'PUT' || spec.method === 'POST')) headers['Content-Length'] = '0';
+  else if (spec.body === undefined && (spec.method === 'PUT' || spec.method === 'POST'))
+    headers['Content-Length'] = '0';
   const isHttps = url.protocol === 'https:';
-  if (!isHttps && url.protocol !== 'http:') return Promise.reject(new OciError('OCI_INPUT_INVALID', `unsupported URL scheme ${url.protocol}`));
+  if (!isHttps && url.protocol !== 'http:')
+    return Promise.reject(new OciError('OCI_INPUT_INVALID', `unsupported URL scheme ${url.protocol}`));
   const what = `${spec.method} ${url.href}`;
   return new Promise<HttpResponse>((resolve, reject) => {
     const onResponse = (res: IncomingMessage): void => {
@@ -79,15 +86,26 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
         }
         chunks.push(c);
       });
-      res.on('error', (err) => reject(err instanceof OciError ? err : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err })));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), url }));
+      res.on('error', (err) =>
+        reject(err instanceof OciError ? err : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err })),
+      );
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), url }),
+      );
     };
     const req = (isHttps ? httpsRequest : httpRequest)(
       url,
-      { method: spec.method, headers, agent: false, ...(isHttps && options.ca !== undefined ? { ca: options.ca } : {}) },
+      {
+        method: spec.method,
+        headers,
+        agent: false,
+        ...(isHttps && options.ca !== undefined ? { ca: options.ca } : {}),
+      },
       onResponse,
     );
-    req.setTimeout(options.timeoutMs ?? 60_000, () => req.destroy(new Error(`no activity for ${options.timeoutMs ?? 60_000} ms`)));
+    req.setTimeout(options.timeoutMs ?? 60_000, () =>
+      req.destroy(new Error(`no activity for ${options.timeoutMs ?? 60_000} ms`)),
+    );
     req.on('error', (err) => reject(new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err })));
     if (spec.body === undefined) req.end();
     else if (Buffer.isBuffer(spec.body)) req.end(spec.body);
@@ -116,7 +134,8 @@ export function registryErrorText(res: HttpResponse): string {
 export function failStatus(res: HttpResponse, what: string): never {
   const text = registryErrorText(res);
   const detail = `${what}: HTTP ${res.status}${text ? ` (${text})` : ''}`;
-  if (res.status === 401 || res.status === 403) throw new OciError('OCI_UNAUTHORIZED', detail, { details: { status: res.status } });
+  if (res.status === 401 || res.status === 403)
+    throw new OciError('OCI_UNAUTHORIZED', detail, { details: { status: res.status } });
   if (res.status === 404) throw new OciError('OCI_NOT_FOUND', detail, { details: { status: res.status } });
   throw new OciError('OCI_HTTP', detail, { details: { status: res.status } });
 }

@@ -73,7 +73,15 @@ export interface BuiltImage {
   created: string;
 }
 
-const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** Resolves the creation time to whole seconds: explicit value, else SOURCE_DATE_EPOCH, else 0. */
 export function resolveCreated(created?: string | Date | number): { epoch: number; iso: string } {
@@ -81,14 +89,19 @@ export function resolveCreated(created?: string | Date | number): { epoch: numbe
   if (created === undefined) {
     const sde = process.env['SOURCE_DATE_EPOCH'];
     if (sde !== undefined && sde !== '') {
-      if (!/^[0-9]{1,12}$/.test(sde)) throw new OciError('OCI_INPUT_INVALID', `SOURCE_DATE_EPOCH must be a non-negative integer, got ${JSON.stringify(sde)}`);
+      if (!/^[0-9]{1,12}$/.test(sde))
+        throw new OciError(
+          'OCI_INPUT_INVALID',
+          `SOURCE_DATE_EPOCH must be a non-negative integer, got ${JSON.stringify(sde)}`,
+        );
       epoch = Number(sde);
     } else epoch = 0;
   } else if (typeof created === 'number') {
     epoch = created;
   } else {
     const ms = (created instanceof Date ? created : new Date(created)).getTime();
-    if (Number.isNaN(ms)) throw new OciError('OCI_INPUT_INVALID', `created is not a valid time: ${JSON.stringify(String(created))}`);
+    if (Number.isNaN(ms))
+      throw new OciError('OCI_INPUT_INVALID', `created is not a valid time: ${JSON.stringify(String(created))}`);
     epoch = Math.floor(ms / 1000);
   }
   if (!Number.isSafeInteger(epoch) || epoch < 0 || epoch > 8 ** 11 - 1) {
@@ -108,14 +121,17 @@ interface TarEntry {
 }
 
 function normalizePath(p: string): string {
-  if (typeof p !== 'string' || p.includes('\0')) throw new OciError('OCI_INPUT_INVALID', `invalid image path ${JSON.stringify(p)}`);
+  if (typeof p !== 'string' || p.includes('\0'))
+    throw new OciError('OCI_INPUT_INVALID', `invalid image path ${JSON.stringify(p)}`);
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
-  if (parts.length === 0 || parts.includes('..')) throw new OciError('OCI_INPUT_INVALID', `invalid image path ${JSON.stringify(p)}: empty or contains '..'`);
+  if (parts.length === 0 || parts.includes('..'))
+    throw new OciError('OCI_INPUT_INVALID', `invalid image path ${JSON.stringify(p)}: empty or contains '..'`);
   return parts.join('/');
 }
 
 async function collectEntries(files: ImageFile[]): Promise<TarEntry[]> {
-  if (!Array.isArray(files) || files.length === 0) throw new OciError('OCI_INPUT_INVALID', 'files must be a non-empty array');
+  if (!Array.isArray(files) || files.length === 0)
+    throw new OciError('OCI_INPUT_INVALID', 'files must be a non-empty array');
   const explicit = new Map<string, TarEntry>();
   for (const f of files) {
     const name = normalizePath(f.path);
@@ -125,15 +141,21 @@ async function collectEntries(files: ImageFile[]): Promise<TarEntry[]> {
       throw new OciError('OCI_INPUT_INVALID', `'${name}': mode must be an integer in 0..0o7777`);
     }
     if (type === 'directory') {
-      if (f.bytes !== undefined || f.source !== undefined) throw new OciError('OCI_INPUT_INVALID', `'${name}': a directory has no content`);
+      if (f.bytes !== undefined || f.source !== undefined)
+        throw new OciError('OCI_INPUT_INVALID', `'${name}': a directory has no content`);
       explicit.set(name, { name, type, mode: f.mode ?? 0o755, size: 0 });
     } else if (type === 'symlink') {
-      if (typeof f.linkTarget !== 'string' || f.linkTarget === '') throw new OciError('OCI_INPUT_INVALID', `'${name}': a symlink needs linkTarget`);
+      if (typeof f.linkTarget !== 'string' || f.linkTarget === '')
+        throw new OciError('OCI_INPUT_INVALID', `'${name}': a symlink needs linkTarget`);
       explicit.set(name, { name, type, mode: f.mode ?? 0o777, size: 0, linkTarget: f.linkTarget });
     } else if (type === 'file') {
-      if ((f.bytes === undefined) === (f.source === undefined)) throw new OciError('OCI_INPUT_INVALID', `'${name}': give exactly one of bytes or source`);
+      if ((f.bytes === undefined) === (f.source === undefined))
+        throw new OciError('OCI_INPUT_INVALID', `'${name}': give exactly one of bytes or source`);
       if (f.bytes !== undefined) {
-        const bytes = typeof f.bytes === 'string' ? Buffer.from(f.bytes, 'utf8') : Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength);
+        const bytes =
+          typeof f.bytes === 'string'
+            ? Buffer.from(f.bytes, 'utf8')
+            : Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength);
         explicit.set(name, { name, type, mode: f.mode ?? 0o644, bytes, size: bytes.byteLength });
       } else {
         let st;
@@ -142,7 +164,8 @@ async function collectEntries(files: ImageFile[]): Promise<TarEntry[]> {
         } catch (err) {
           throw new OciError('OCI_INPUT_INVALID', `'${name}': cannot read source ${f.source}`, { cause: err });
         }
-        if (!st.isFile()) throw new OciError('OCI_INPUT_INVALID', `'${name}': source ${f.source} is not a regular file`);
+        if (!st.isFile())
+          throw new OciError('OCI_INPUT_INVALID', `'${name}': source ${f.source} is not a regular file`);
         explicit.set(name, { name, type, mode: f.mode ?? 0o644, source: f.source as string, size: st.size });
       }
     } else {
@@ -157,7 +180,8 @@ async function collectEntries(files: ImageFile[]): Promise<TarEntry[]> {
       const dir = parts.slice(0, i).join('/');
       const existing = all.get(dir);
       if (existing === undefined) all.set(dir, { name: dir, type: 'directory', mode: 0o755, size: 0 });
-      else if (existing.type !== 'directory') throw new OciError('OCI_INPUT_INVALID', `'${dir}' is both a ${existing.type} and a parent of '${name}'`);
+      else if (existing.type !== 'directory')
+        throw new OciError('OCI_INPUT_INVALID', `'${dir}' is both a ${existing.type} and a parent of '${name}'`);
     }
   }
   // Byte order of the UTF-8 names: a parent is a prefix of its children, so it always comes first.
@@ -194,7 +218,12 @@ class PinGzipOsByte extends Transform {
   }
 }
 
-async function writeLayer(entries: TarEntry[], epoch: number, compression: 'gzip' | 'none', blobDir: string): Promise<LayerInfo> {
+async function writeLayer(
+  entries: TarEntry[],
+  epoch: number,
+  compression: 'gzip' | 'none',
+  blobDir: string,
+): Promise<LayerInfo> {
   const tmp = join(blobDir, `.layer-${process.pid}-${Date.now()}.tmp`);
   const pack = tar.pack();
   const diff = new HashTap();
@@ -202,7 +231,9 @@ async function writeLayer(entries: TarEntry[], epoch: number, compression: 'gzip
   const out = await open(tmp, 'wx', 0o644);
   const sink = out.createWriteStream();
   const done =
-    compression === 'gzip' ? pipeline(pack, diff, createGzip({ level: 9 }), new PinGzipOsByte(), blob, sink) : pipeline(pack, diff, blob, sink);
+    compression === 'gzip'
+      ? pipeline(pack, diff, createGzip({ level: 9 }), new PinGzipOsByte(), blob, sink)
+      : pipeline(pack, diff, blob, sink);
   const mtime = new Date(epoch * 1000);
   try {
     for (const e of entries) {
@@ -239,10 +270,18 @@ async function writeLayer(entries: TarEntry[], epoch: number, compression: 'gzip
   }
   const digest = blob.digest();
   await rename(tmp, join(blobDir, digest.slice('sha256:'.length)));
-  return { mediaType: compression === 'gzip' ? MEDIA_TYPES.ociLayerGzip : MEDIA_TYPES.ociLayerTar, digest, size: blob.size, diffId: diff.digest() };
+  return {
+    mediaType: compression === 'gzip' ? MEDIA_TYPES.ociLayerGzip : MEDIA_TYPES.ociLayerTar,
+    digest,
+    size: blob.size,
+    diffId: diff.digest(),
+  };
 }
 
-async function writeJsonBlob(blobDir: string, value: unknown): Promise<{ digest: string; size: number; bytes: Buffer }> {
+async function writeJsonBlob(
+  blobDir: string,
+  value: unknown,
+): Promise<{ digest: string; size: number; bytes: Buffer }> {
   const bytes = canonicalBytes(value);
   const hex = createHash('sha256').update(bytes).digest('hex');
   await writeFile(join(blobDir, hex), bytes, { mode: 0o644 });
@@ -259,12 +298,14 @@ export async function buildImageLayout(options: BuildImageOptions, layoutDir: st
   const entries = await collectEntries(options.files);
   const tag = options.tag ?? 'latest';
   const compression = options.compression ?? 'gzip';
-  if (compression !== 'gzip' && compression !== 'none') throw new OciError('OCI_INPUT_INVALID', `compression must be gzip or none`);
+  if (compression !== 'gzip' && compression !== 'none')
+    throw new OciError('OCI_INPUT_INVALID', `compression must be gzip or none`);
   const architecture = options.architecture ?? GOARCH[process.arch] ?? process.arch;
   const os = options.os ?? 'linux';
 
   await mkdir(layoutDir, { recursive: true });
-  if ((await readdir(layoutDir)).length > 0) throw new OciError('OCI_LAYOUT_EXISTS', `layout directory ${layoutDir} is not empty`);
+  if ((await readdir(layoutDir)).length > 0)
+    throw new OciError('OCI_LAYOUT_EXISTS', `layout directory ${layoutDir} is not empty`);
   const blobDir = join(layoutDir, 'blobs', 'sha256');
   await mkdir(blobDir, { recursive: true });
 
@@ -292,7 +333,11 @@ export async function buildImageLayout(options: BuildImageOptions, layoutDir: st
     ...(options.manifestAnnotations ? { annotations: options.manifestAnnotations } : {}),
   };
   const manifest = await writeJsonBlob(blobDir, manifestValue);
-  const manifestDescriptor: Descriptor = { mediaType: MEDIA_TYPES.ociManifest, digest: manifest.digest, size: manifest.size };
+  const manifestDescriptor: Descriptor = {
+    mediaType: MEDIA_TYPES.ociManifest,
+    digest: manifest.digest,
+    size: manifest.size,
+  };
   const index: ImageIndex = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.ociIndex,
@@ -315,7 +360,8 @@ export async function buildImageLayout(options: BuildImageOptions, layoutDir: st
 
 /** Path of a blob in a layout; the digest is validated first so it can never escape the directory. */
 export function layoutBlobPath(layoutDir: string, digest: string): string {
-  if (!isSha256Digest(digest)) throw new OciError('OCI_LAYOUT_INVALID', `unsupported or malformed digest ${JSON.stringify(digest)}`);
+  if (!isSha256Digest(digest))
+    throw new OciError('OCI_LAYOUT_INVALID', `unsupported or malformed digest ${JSON.stringify(digest)}`);
   return join(layoutDir, 'blobs', 'sha256', digest.slice('sha256:'.length));
 }
 
@@ -325,15 +371,21 @@ export async function readLayoutBlob(layoutDir: string, desc: Descriptor, maxByt
   let bytes: Buffer;
   try {
     const st = await stat(path);
-    if (st.size > maxBytes) throw new OciError('OCI_SIZE_LIMIT', `layout blob ${desc.digest} is ${st.size} bytes, limit ${maxBytes}`);
+    if (st.size > maxBytes)
+      throw new OciError('OCI_SIZE_LIMIT', `layout blob ${desc.digest} is ${st.size} bytes, limit ${maxBytes}`);
     bytes = await readFile(path);
   } catch (err) {
     if (err instanceof OciError) throw err;
-    throw new OciError('OCI_LAYOUT_BLOB_MISSING', `layout ${layoutDir} lacks blob ${desc.digest} (${desc.mediaType})`, { cause: err });
+    throw new OciError('OCI_LAYOUT_BLOB_MISSING', `layout ${layoutDir} lacks blob ${desc.digest} (${desc.mediaType})`, {
+      cause: err,
+    });
   }
   const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   if (actual !== desc.digest || bytes.byteLength !== desc.size) {
-    throw new OciError('OCI_LAYOUT_DIGEST_MISMATCH', `layout blob ${desc.digest}: content hashes to ${actual} (${bytes.byteLength} bytes, descriptor says ${desc.size})`);
+    throw new OciError(
+      'OCI_LAYOUT_DIGEST_MISMATCH',
+      `layout blob ${desc.digest}: content hashes to ${actual} (${bytes.byteLength} bytes, descriptor says ${desc.size})`,
+    );
   }
   return bytes;
 }
@@ -349,28 +401,43 @@ export async function checkLayoutBlob(layoutDir: string, desc: Descriptor): Prom
       size += (chunk as Buffer).byteLength;
     }
   } catch (err) {
-    throw new OciError('OCI_LAYOUT_BLOB_MISSING', `layout ${layoutDir} lacks blob ${desc.digest} (${desc.mediaType})`, { cause: err });
+    throw new OciError('OCI_LAYOUT_BLOB_MISSING', `layout ${layoutDir} lacks blob ${desc.digest} (${desc.mediaType})`, {
+      cause: err,
+    });
   }
   const actual = `sha256:${hash.digest('hex')}`;
   if (actual !== desc.digest || size !== desc.size) {
-    throw new OciError('OCI_LAYOUT_DIGEST_MISMATCH', `layout blob ${desc.digest}: content hashes to ${actual} (${size} bytes, descriptor says ${desc.size})`);
+    throw new OciError(
+      'OCI_LAYOUT_DIGEST_MISMATCH',
+      `layout blob ${desc.digest}: content hashes to ${actual} (${size} bytes, descriptor says ${desc.size})`,
+    );
   }
   return path;
 }
 
 export function parseDescriptor(value: unknown, where: string): Descriptor {
   const v = value as Record<string, unknown> | null;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor is not an object`);
-  if (typeof v.mediaType !== 'string' || v.mediaType === '') throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor has no mediaType`);
-  if (!isSha256Digest(v.digest)) throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor digest must be sha256:<64 hex>`);
-  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor size invalid`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor is not an object`);
+  if (typeof v.mediaType !== 'string' || v.mediaType === '')
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor has no mediaType`);
+  if (!isSha256Digest(v.digest))
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor digest must be sha256:<64 hex>`);
+  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0)
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: descriptor size invalid`);
   if (v.annotations !== undefined) {
     const a = v.annotations as Record<string, unknown>;
-    if (typeof a !== 'object' || a === null || Array.isArray(a) || !Object.values(a).every((x) => typeof x === 'string')) {
+    if (
+      typeof a !== 'object' ||
+      a === null ||
+      Array.isArray(a) ||
+      !Object.values(a).every((x) => typeof x === 'string')
+    ) {
       throw new OciError('OCI_INVALID_MANIFEST', `${where}: annotations must map strings to strings`);
     }
   }
-  if (v.artifactType !== undefined && typeof v.artifactType !== 'string') throw new OciError('OCI_INVALID_MANIFEST', `${where}: artifactType must be a string`);
+  if (v.artifactType !== undefined && typeof v.artifactType !== 'string')
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: artifactType must be a string`);
   return v as unknown as Descriptor;
 }
 
@@ -382,8 +449,13 @@ export function parseImageManifest(bytes: Uint8Array, where: string): ImageManif
   } catch (err) {
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: not JSON`, { cause: err });
   }
-  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2) throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
-  if (v.mediaType !== undefined && v.mediaType !== MEDIA_TYPES.ociManifest && v.mediaType !== MEDIA_TYPES.dockerManifest) {
+  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2)
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
+  if (
+    v.mediaType !== undefined &&
+    v.mediaType !== MEDIA_TYPES.ociManifest &&
+    v.mediaType !== MEDIA_TYPES.dockerManifest
+  ) {
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: not an image manifest (mediaType ${String(v.mediaType)})`);
   }
   parseDescriptor(v.config, `${where} config`);
@@ -401,8 +473,13 @@ export function parseImageIndex(bytes: Uint8Array, where: string): ImageIndex {
   } catch (err) {
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: not JSON`, { cause: err });
   }
-  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2) throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
-  if (v.mediaType !== undefined && v.mediaType !== MEDIA_TYPES.ociIndex && v.mediaType !== MEDIA_TYPES.dockerManifestList) {
+  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2)
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
+  if (
+    v.mediaType !== undefined &&
+    v.mediaType !== MEDIA_TYPES.ociIndex &&
+    v.mediaType !== MEDIA_TYPES.dockerManifestList
+  ) {
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: not an image index (mediaType ${String(v.mediaType)})`);
   }
   if (!Array.isArray(v.manifests)) throw new OciError('OCI_INVALID_MANIFEST', `${where}: manifests must be an array`);
@@ -416,7 +493,11 @@ export async function resolveLayoutManifest(layoutDir: string, tag?: string): Pr
   try {
     layoutFile = JSON.parse(await readFile(join(layoutDir, 'oci-layout'), 'utf8'));
   } catch (err) {
-    throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir} is not an OCI image layout (oci-layout missing or not JSON)`, { cause: err });
+    throw new OciError(
+      'OCI_LAYOUT_INVALID',
+      `${layoutDir} is not an OCI image layout (oci-layout missing or not JSON)`,
+      { cause: err },
+    );
   }
   if ((layoutFile as { imageLayoutVersion?: unknown })?.imageLayoutVersion !== '1.0.0') {
     throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}: unsupported imageLayoutVersion`);
@@ -428,9 +509,13 @@ export async function resolveLayoutManifest(layoutDir: string, tag?: string): Pr
     throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}: index.json missing`, { cause: err });
   }
   const index = parseImageIndex(indexBytes, `${layoutDir}/index.json`);
-  const matches = tag === undefined ? index.manifests : index.manifests.filter((m) => m.annotations?.[ANNOTATIONS.refName] === tag);
+  const matches =
+    tag === undefined ? index.manifests : index.manifests.filter((m) => m.annotations?.[ANNOTATIONS.refName] === tag);
   if (matches.length !== 1) {
-    throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}/index.json has ${matches.length} manifests${tag === undefined ? '' : ` tagged '${tag}'`}; expected exactly one`);
+    throw new OciError(
+      'OCI_LAYOUT_INVALID',
+      `${layoutDir}/index.json has ${matches.length} manifests${tag === undefined ? '' : ` tagged '${tag}'`}; expected exactly one`,
+    );
   }
   return matches[0] as Descriptor;
 }

@@ -24,7 +24,8 @@ export function isSha256Digest(s: unknown): s is string {
 }
 
 export function assertDigest(s: unknown, what = 'digest'): string {
-  if (!isSha256Digest(s)) throw new OciError('OCI_INPUT_INVALID', `${what} must be sha256:<64 lowercase hex>, got ${JSON.stringify(s)}`);
+  if (!isSha256Digest(s))
+    throw new OciError('OCI_INPUT_INVALID', `${what} must be sha256:<64 lowercase hex>, got ${JSON.stringify(s)}`);
   return s;
 }
 
@@ -47,7 +48,8 @@ export function parseImageReference(ref: string): ImageReference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!isSha256Digest(digest)) throw new OciError('OCI_INVALID_REFERENCE', `reference ${JSON.stringify(ref)}: digest must be sha256:<64 hex>`);
+    if (!isSha256Digest(digest))
+      throw new OciError('OCI_INVALID_REFERENCE', `reference ${JSON.stringify(ref)}: digest must be sha256:<64 hex>`);
   }
   let registry: string | undefined;
   const slash = rest.indexOf('/');
@@ -57,7 +59,10 @@ export function parseImageReference(ref: string): ImageReference {
       registry = first;
       rest = rest.slice(slash + 1);
       if (!/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/.test(registry)) {
-        throw new OciError('OCI_INVALID_REFERENCE', `reference ${JSON.stringify(ref)}: invalid registry ${JSON.stringify(registry)}`);
+        throw new OciError(
+          'OCI_INVALID_REFERENCE',
+          `reference ${JSON.stringify(ref)}: invalid registry ${JSON.stringify(registry)}`,
+        );
       }
     }
   }

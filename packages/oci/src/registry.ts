@@ -3,9 +3,23 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { OciError } from './errors.js';
 import { failStatus, header, httpExchange, type HttpOptions, type HttpResponse, type RequestSpec } from './http.js';
-import { checkLayoutBlob, parseImageIndex, parseImageManifest, readLayoutBlob, resolveLayoutManifest } from './layout.js';
+import {
+  checkLayoutBlob,
+  parseImageIndex,
+  parseImageManifest,
+  readLayoutBlob,
+  resolveLayoutManifest,
+} from './layout.js';
 import { MANIFEST_ACCEPT, MEDIA_TYPES, type Descriptor } from './media-types.js';
-import { assertDigest, assertRepository, assertTag, isSha256Digest, parseImageReference, referrersFallbackTag, type ImageReference } from './reference.js';
+import {
+  assertDigest,
+  assertRepository,
+  assertTag,
+  isSha256Digest,
+  parseImageReference,
+  referrersFallbackTag,
+  type ImageReference,
+} from './reference.js';
 
 export interface RegistryClientOptions extends HttpOptions {
   /** Base URL of the registry, e.g. `http://127.0.0.1:5000` or `https://registry.internal`. */
@@ -67,11 +81,17 @@ export class RegistryClient {
     try {
       url = new URL(options.url);
     } catch (err) {
-      throw new OciError('OCI_INPUT_INVALID', `registry url ${JSON.stringify(options.url)} is not a URL`, { cause: err });
+      throw new OciError('OCI_INPUT_INVALID', `registry url ${JSON.stringify(options.url)} is not a URL`, {
+        cause: err,
+      });
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OciError('OCI_INPUT_INVALID', `registry url must be http or https, got ${url.protocol}`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new OciError('OCI_INPUT_INVALID', `registry url must be http or https, got ${url.protocol}`);
     if (url.pathname !== '/' || url.search !== '' || url.username !== '') {
-      throw new OciError('OCI_INPUT_INVALID', 'registry url must be scheme://host[:port] only (put credentials in auth)');
+      throw new OciError(
+        'OCI_INPUT_INVALID',
+        'registry url must be scheme://host[:port] only (put credentials in auth)',
+      );
     }
     this.baseUrl = url;
     this.host = url.host;
@@ -115,7 +135,8 @@ export class RegistryClient {
     const location = header(start, 'location');
     if (!location) throw new OciError('OCI_HTTP', `${what}: POST answered 202 without a Location`);
     const target = new URL(location, this.baseUrl);
-    if (target.origin !== this.baseUrl.origin) throw new OciError('OCI_HTTP', `${what}: upload Location points at another origin (${target.origin})`);
+    if (target.origin !== this.baseUrl.origin)
+      throw new OciError('OCI_HTTP', `${what}: upload Location points at another origin (${target.origin})`);
     target.searchParams.set('digest', digest);
     const isBuffer = Buffer.isBuffer(content);
     const size = isBuffer ? content.byteLength : content.size;
@@ -141,18 +162,32 @@ export class RegistryClient {
   }
 
   /** GET a blob into memory and check it hashes to `digest` (and has `expectedSize` when given). */
-  async getBlob(repo: string, digest: string, options: { maxBytes?: number; expectedSize?: number } = {}): Promise<Buffer> {
+  async getBlob(
+    repo: string,
+    digest: string,
+    options: { maxBytes?: number; expectedSize?: number } = {},
+  ): Promise<Buffer> {
     assertRepository(repo);
     assertDigest(digest);
-    const maxBytes = options.expectedSize !== undefined ? Math.min(options.expectedSize, options.maxBytes ?? Infinity) : (options.maxBytes ?? 16 << 20);
+    const maxBytes =
+      options.expectedSize !== undefined
+        ? Math.min(options.expectedSize, options.maxBytes ?? Infinity)
+        : (options.maxBytes ?? 16 << 20);
     const res = await this.exchange({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, maxBytes });
     if (res.status !== 200) failStatus(res, `GET blob ${repo}@${digest}`);
     const actual = sha256Digest(res.body);
     if (actual !== digest) {
-      throw new OciError('OCI_DIGEST_MISMATCH', `blob ${repo}@${digest}: the registry returned bytes hashing to ${actual}`, { details: { expected: digest, actual } });
+      throw new OciError(
+        'OCI_DIGEST_MISMATCH',
+        `blob ${repo}@${digest}: the registry returned bytes hashing to ${actual}`,
+        { details: { expected: digest, actual } },
+      );
     }
     if (options.expectedSize !== undefined && res.body.byteLength !== options.expectedSize) {
-      throw new OciError('OCI_DIGEST_MISMATCH', `blob ${repo}@${digest}: ${res.body.byteLength} bytes, descriptor says ${options.expectedSize}`);
+      throw new OciError(
+        'OCI_DIGEST_MISMATCH',
+        `blob ${repo}@${digest}: ${res.body.byteLength} bytes, descriptor says ${options.expectedSize}`,
+      );
     }
     return res.body;
   }
@@ -161,14 +196,22 @@ export class RegistryClient {
    * PUT a manifest by tag or by digest with its media type as Content-Type. The registry's Docker-Content-Digest
    * must equal the sha256 of the bytes sent (a registry that rewrote them would break every signature).
    */
-  async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string, options: { ifMatch?: string } = {}): Promise<PutManifestResult> {
+  async putManifest(
+    repo: string,
+    reference: string,
+    bytes: Buffer,
+    mediaType: string,
+    options: { ifMatch?: string } = {},
+  ): Promise<PutManifestResult> {
     assertRepository(repo);
     const local = sha256Digest(bytes);
     if (reference.startsWith('sha256:')) {
       assertDigest(reference, 'manifest reference');
-      if (reference !== local) throw new OciError('OCI_INPUT_INVALID', `manifest PUT by digest ${reference}, but the bytes hash to ${local}`);
+      if (reference !== local)
+        throw new OciError('OCI_INPUT_INVALID', `manifest PUT by digest ${reference}, but the bytes hash to ${local}`);
     } else assertTag(reference);
-    if (bytes.byteLength > this.maxManifestBytes) throw new OciError('OCI_SIZE_LIMIT', `manifest is ${bytes.byteLength} bytes, limit ${this.maxManifestBytes}`);
+    if (bytes.byteLength > this.maxManifestBytes)
+      throw new OciError('OCI_SIZE_LIMIT', `manifest is ${bytes.byteLength} bytes, limit ${this.maxManifestBytes}`);
     const what = `PUT manifest ${repo}:${reference}`;
     const headers: Record<string, string> = { 'Content-Type': mediaType };
     if (options.ifMatch !== undefined) headers['If-Match'] = options.ifMatch;
@@ -177,9 +220,17 @@ export class RegistryClient {
     const reported = header(res, 'docker-content-digest');
     if (reported === undefined) {
       // Not every registry sends it; then the manifest must at least be retrievable under our digest.
-      if ((await this.manifestDigest(repo, local)) !== local) throw new OciError('OCI_PUSH_DIGEST_MISMATCH', `${what}: no Docker-Content-Digest and ${local} is not retrievable`);
+      if ((await this.manifestDigest(repo, local)) !== local)
+        throw new OciError(
+          'OCI_PUSH_DIGEST_MISMATCH',
+          `${what}: no Docker-Content-Digest and ${local} is not retrievable`,
+        );
     } else if (reported !== local) {
-      throw new OciError('OCI_PUSH_DIGEST_MISMATCH', `${what}: registry reports ${reported}, local manifest is ${local}`, { details: { local, reported } });
+      throw new OciError(
+        'OCI_PUSH_DIGEST_MISMATCH',
+        `${what}: registry reports ${reported}, local manifest is ${local}`,
+        { details: { local, reported } },
+      );
     }
     const subject = header(res, 'oci-subject');
     return subject === undefined ? { digest: local } : { digest: local, ociSubject: subject };
@@ -196,22 +247,37 @@ export class RegistryClient {
   }
 
   /** Like getManifest, but undefined for 404. */
-  async tryGetManifest(repo: string, reference: string, accept: string = MANIFEST_ACCEPT): Promise<FetchedManifest | undefined> {
+  async tryGetManifest(
+    repo: string,
+    reference: string,
+    accept: string = MANIFEST_ACCEPT,
+  ): Promise<FetchedManifest | undefined> {
     assertRepository(repo);
     const byDigest = reference.startsWith('sha256:');
     if (byDigest) assertDigest(reference, 'manifest reference');
     else assertTag(reference);
     const what = `manifest ${repo}${byDigest ? '@' : ':'}${reference}`;
-    const res = await this.exchange({ method: 'GET', url: `/v2/${repo}/manifests/${reference}`, headers: { Accept: accept }, maxBytes: this.maxManifestBytes });
+    const res = await this.exchange({
+      method: 'GET',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { Accept: accept },
+      maxBytes: this.maxManifestBytes,
+    });
     if (res.status === 404) return undefined;
     if (res.status !== 200) failStatus(res, `GET ${what}`);
     const digest = sha256Digest(res.body);
     if (byDigest && digest !== reference) {
-      throw new OciError('OCI_DIGEST_MISMATCH', `${what}: the registry returned bytes hashing to ${digest}`, { details: { expected: reference, actual: digest } });
+      throw new OciError('OCI_DIGEST_MISMATCH', `${what}: the registry returned bytes hashing to ${digest}`, {
+        details: { expected: reference, actual: digest },
+      });
     }
     const reported = header(res, 'docker-content-digest');
     if (reported !== undefined && isSha256Digest(reported) && reported !== digest) {
-      throw new OciError('OCI_DIGEST_MISMATCH', `${what}: Docker-Content-Digest is ${reported}, the bytes hash to ${digest}`, { details: { expected: reported, actual: digest } });
+      throw new OciError(
+        'OCI_DIGEST_MISMATCH',
+        `${what}: Docker-Content-Digest is ${reported}, the bytes hash to ${digest}`,
+        { details: { expected: reported, actual: digest } },
+      );
     }
     const contentType = (header(res, 'content-type') ?? '').split(';')[0]!.trim();
     let bodyType: unknown;
@@ -231,7 +297,11 @@ export class RegistryClient {
   /** HEAD a manifest: its Docker-Content-Digest, or undefined when absent. */
   async manifestDigest(repo: string, reference: string): Promise<string | undefined> {
     assertRepository(repo);
-    const res = await this.exchange({ method: 'HEAD', url: `/v2/${repo}/manifests/${reference}`, headers: { Accept: MANIFEST_ACCEPT } });
+    const res = await this.exchange({
+      method: 'HEAD',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { Accept: MANIFEST_ACCEPT },
+    });
     if (res.status === 404) return undefined;
     if (res.status !== 200) failStatus(res, `HEAD manifest ${repo}:${reference}`);
     return header(res, 'docker-content-digest');
@@ -256,7 +326,8 @@ export class RegistryClient {
       if (res.status !== 200) failStatus(res, `GET tags/list ${repo}`);
       const body = parseJson(res.body, `tags/list ${repo}`) as { tags?: unknown };
       if (body.tags !== null && body.tags !== undefined) {
-        if (!Array.isArray(body.tags) || !body.tags.every((t) => typeof t === 'string')) throw new OciError('OCI_HTTP', `tags/list ${repo}: tags is not a string array`);
+        if (!Array.isArray(body.tags) || !body.tags.every((t) => typeof t === 'string'))
+          throw new OciError('OCI_HTTP', `tags/list ${repo}: tags is not a string array`);
         tags.push(...(body.tags as string[]));
       }
       next = this.nextLink(res);
@@ -269,7 +340,8 @@ export class RegistryClient {
     const m = link?.match(/<([^>]+)>\s*;\s*rel="?next"?/);
     if (!m) return undefined;
     const url = new URL(m[1] as string, res.url);
-    if (url.origin !== this.baseUrl.origin) throw new OciError('OCI_HTTP', `pagination Link points at another origin (${url.origin})`);
+    if (url.origin !== this.baseUrl.origin)
+      throw new OciError('OCI_HTTP', `pagination Link points at another origin (${url.origin})`);
     return url;
   }
 
@@ -280,15 +352,23 @@ export class RegistryClient {
   async listReferrers(repo: string, digest: string, options: { artifactType?: string } = {}): Promise<ReferrersResult> {
     assertRepository(repo);
     assertDigest(digest, 'subject digest');
-    const filter = (ds: Descriptor[]) => (options.artifactType === undefined ? ds : ds.filter((d) => d.artifactType === options.artifactType));
+    const filter = (ds: Descriptor[]) =>
+      options.artifactType === undefined ? ds : ds.filter((d) => d.artifactType === options.artifactType);
     const first = this.url(`/v2/${repo}/referrers/${digest}`);
     if (options.artifactType !== undefined) first.searchParams.set('artifactType', options.artifactType);
     const descriptors: Descriptor[] = [];
     let next: URL | undefined = first;
     for (let page = 0; next !== undefined; page++) {
-      if (page >= MAX_PAGES) throw new OciError('OCI_HTTP', `referrers of ${repo}@${digest}: more than ${MAX_PAGES} pages`);
-      const res = await this.exchange({ method: 'GET', url: next, headers: { Accept: MEDIA_TYPES.ociIndex }, maxBytes: this.maxManifestBytes });
-      if (res.status === 404 && page === 0) return { descriptors: filter(await this.readFallbackIndex(repo, digest)), source: 'fallback' };
+      if (page >= MAX_PAGES)
+        throw new OciError('OCI_HTTP', `referrers of ${repo}@${digest}: more than ${MAX_PAGES} pages`);
+      const res = await this.exchange({
+        method: 'GET',
+        url: next,
+        headers: { Accept: MEDIA_TYPES.ociIndex },
+        maxBytes: this.maxManifestBytes,
+      });
+      if (res.status === 404 && page === 0)
+        return { descriptors: filter(await this.readFallbackIndex(repo, digest)), source: 'fallback' };
       if (res.status !== 200) failStatus(res, `GET referrers ${repo}@${digest}`);
       descriptors.push(...parseImageIndex(res.body, `referrers of ${repo}@${digest}`).manifests);
       next = this.nextLink(res);
@@ -307,7 +387,10 @@ export class RegistryClient {
   resolveReference(ref: string | ImageReference): ImageReference {
     const parsed = typeof ref === 'string' ? parseImageReference(ref) : ref;
     if (parsed.registry !== undefined && parsed.registry !== this.host) {
-      throw new OciError('OCI_INVALID_REFERENCE', `reference names registry ${parsed.registry}, but this client talks to ${this.host}`);
+      throw new OciError(
+        'OCI_INVALID_REFERENCE',
+        `reference names registry ${parsed.registry}, but this client talks to ${this.host}`,
+      );
     }
     assertRepository(parsed.repository);
     return parsed;
@@ -318,11 +401,18 @@ export class RegistryClient {
    * first (skipping those the registry has), child manifests by digest, then the top manifest by tag (or digest).
    * Every blob is checked on disk before the first request, so a broken layout pushes nothing.
    */
-  async pushLayout(layoutDir: string, ref: string | ImageReference, options: { layoutTag?: string } = {}): Promise<PushLayoutResult> {
+  async pushLayout(
+    layoutDir: string,
+    ref: string | ImageReference,
+    options: { layoutTag?: string } = {},
+  ): Promise<PushLayoutResult> {
     const target = this.resolveReference(ref);
     const top = await resolveLayoutManifest(layoutDir, options.layoutTag);
     if (target.digest !== undefined && target.digest !== top.digest) {
-      throw new OciError('OCI_INPUT_INVALID', `reference pins ${target.digest}, but the layout's manifest is ${top.digest}`);
+      throw new OciError(
+        'OCI_INPUT_INVALID',
+        `reference pins ${target.digest}, but the layout's manifest is ${top.digest}`,
+      );
     }
     const blobs = new Map<string, { desc: Descriptor; path: string }>();
     const manifests: { desc: Descriptor; bytes: Buffer }[] = []; // children before parents
@@ -330,13 +420,15 @@ export class RegistryClient {
       if (depth > 4) throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}: index nesting deeper than 4`);
       const bytes = await readLayoutBlob(layoutDir, desc, this.maxManifestBytes);
       if (desc.mediaType === MEDIA_TYPES.ociIndex || desc.mediaType === MEDIA_TYPES.dockerManifestList) {
-        for (const child of parseImageIndex(bytes, `${layoutDir} ${desc.digest}`).manifests) await visit(child, depth + 1);
+        for (const child of parseImageIndex(bytes, `${layoutDir} ${desc.digest}`).manifests)
+          await visit(child, depth + 1);
       } else if (desc.mediaType === MEDIA_TYPES.ociManifest || desc.mediaType === MEDIA_TYPES.dockerManifest) {
         const m = parseImageManifest(bytes, `${layoutDir} ${desc.digest}`);
         for (const b of [m.config, ...m.layers]) {
           if (!blobs.has(b.digest)) blobs.set(b.digest, { desc: b, path: await checkLayoutBlob(layoutDir, b) });
         }
-      } else throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}: unsupported manifest media type ${desc.mediaType}`);
+      } else
+        throw new OciError('OCI_LAYOUT_INVALID', `${layoutDir}: unsupported manifest media type ${desc.mediaType}`);
       if (!manifests.some((x) => x.desc.digest === desc.digest)) manifests.push({ desc, bytes });
     };
     await visit(top, 0);
@@ -358,7 +450,8 @@ export class RegistryClient {
       const reference = isTop ? (target.tag ?? desc.digest) : desc.digest;
       result = await this.putManifest(target.repository, reference, bytes, desc.mediaType);
       // putManifest already compared Docker-Content-Digest with the bytes; the bytes came from the descriptor.
-      if (result.digest !== desc.digest) throw new OciError('OCI_PUSH_DIGEST_MISMATCH', `pushed ${result.digest}, layout says ${desc.digest}`);
+      if (result.digest !== desc.digest)
+        throw new OciError('OCI_PUSH_DIGEST_MISMATCH', `pushed ${result.digest}, layout says ${desc.digest}`);
     }
     const out: PushLayoutResult = {
       registry: this.host,

@@ -43,7 +43,8 @@ export function toolProblem(cmd: string, args: string[]): string | undefined {
 export function toolsAvailable(what: string, problems: (string | undefined)[]): boolean {
   const missing = problems.filter((p): p is string => p !== undefined);
   if (missing.length === 0) return true;
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
+  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
+    throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
   console.warn(`skipping ${what}: ${missing.join('; ')}`);
   return false;
 }
@@ -90,10 +91,38 @@ export function makePki(dir: string): { caFile: string; certFile: string; keyFil
     if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
   };
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=airlock oci test CA']);
+  openssl([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=airlock oci test CA',
+  ]);
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'server.ext']);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.crt',
+    '-days',
+    '1',
+    '-extfile',
+    'server.ext',
+  ]);
   return { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') };
 }
 
@@ -113,7 +142,10 @@ export interface RunningRegistry {
  * Starts a real CNCF Distribution (`docker-registry serve`) on 127.0.0.1 with storage under `dir`. The port comes
  * from binding port 0 in node; if the registry loses the race for it, start again on another one.
  */
-export async function startRegistry(dir: string, options: { tls?: { certFile: string; keyFile: string; caFile: string }; htpasswd?: boolean } = {}): Promise<RunningRegistry> {
+export async function startRegistry(
+  dir: string,
+  options: { tls?: { certFile: string; keyFile: string; caFile: string }; htpasswd?: boolean } = {},
+): Promise<RunningRegistry> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'registry-data');
   const lines = [
@@ -132,7 +164,10 @@ export async function startRegistry(dir: string, options: { tls?: { certFile: st
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const http = [`http:`, `  addr: 127.0.0.1:${port}`, '  secret: airlock-test-secret'];
-    if (options.tls) http.push(`  tls: { certificate: ${JSON.stringify(options.tls.certFile)}, key: ${JSON.stringify(options.tls.keyFile)} }`);
+    if (options.tls)
+      http.push(
+        `  tls: { certificate: ${JSON.stringify(options.tls.certFile)}, key: ${JSON.stringify(options.tls.keyFile)} }`,
+      );
     const config = join(dir, 'config.yml');
     writeFileSync(config, [...lines, ...http, ''].join('\n'));
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -166,12 +201,22 @@ export async function startRegistry(dir: string, options: { tls?: { certFile: st
 }
 
 /** Polls GET /v2/ until 200; false as soon as the process exits (or after a generous cap). */
-async function waitReady(url: string, child: ChildProcess, ca: Buffer | undefined, auth: string | undefined): Promise<boolean> {
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  ca: Buffer | undefined,
+  auth: string | undefined,
+): Promise<boolean> {
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
     const status = await new Promise<number>((resolve) => {
       const u = new URL(url);
-      const opts = { method: 'GET', agent: false as const, headers: auth ? { Authorization: auth } : {}, ...(ca ? { ca } : {}) };
+      const opts = {
+        method: 'GET',
+        agent: false as const,
+        headers: auth ? { Authorization: auth } : {},
+        ...(ca ? { ca } : {}),
+      };
       const req = (u.protocol === 'https:' ? httpsRequest : request)(u, opts, (res: IncomingMessage) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -208,26 +253,30 @@ export function startCorruptingProxy(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const headers = { ...req.headers, host: `127.0.0.1:${targetPort}` };
-      const up = request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers, agent: false }, (upRes) => {
-        const body: Buffer[] = [];
-        upRes.on('data', (c: Buffer) => body.push(c));
-        upRes.on('end', () => {
-          let out = Buffer.concat(body);
-          if (out.length > 0 && shouldCorrupt(req.method ?? '', req.url ?? '')) {
-            out = Buffer.from(out);
-            // Flip a bit in the middle: still the same length, usually still JSON-looking.
-            const i = Math.floor(out.length / 2);
-            out[i] = out[i]! ^ 0x01;
-            corrupted.push(`${req.method} ${req.url}`);
-          }
-          const h = { ...upRes.headers };
-          if (h['content-length'] !== undefined) h['content-length'] = String(out.length);
-          // A smarter attacker also makes the registry's digest header match the altered bytes.
-          if (options.forgeDigestHeader && h['docker-content-digest'] !== undefined) h['docker-content-digest'] = sha256(out);
-          res.writeHead(upRes.statusCode ?? 502, h);
-          res.end(out);
-        });
-      });
+      const up = request(
+        { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers, agent: false },
+        (upRes) => {
+          const body: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => body.push(c));
+          upRes.on('end', () => {
+            let out = Buffer.concat(body);
+            if (out.length > 0 && shouldCorrupt(req.method ?? '', req.url ?? '')) {
+              out = Buffer.from(out);
+              // Flip a bit in the middle: still the same length, usually still JSON-looking.
+              const i = Math.floor(out.length / 2);
+              out[i] = out[i]! ^ 0x01;
+              corrupted.push(`${req.method} ${req.url}`);
+            }
+            const h = { ...upRes.headers };
+            if (h['content-length'] !== undefined) h['content-length'] = String(out.length);
+            // A smarter attacker also makes the registry's digest header match the altered bytes.
+            if (options.forgeDigestHeader && h['docker-content-digest'] !== undefined)
+              h['docker-content-digest'] = sha256(out);
+            res.writeHead(upRes.statusCode ?? 502, h);
+            res.end(out);
+          });
+        },
+      );
       up.on('error', (err) => {
         res.writeHead(502);
         res.end(String(err));

@@ -4,8 +4,25 @@ import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildImageLayout, EMPTY_JSON, EMPTY_JSON_DIGEST, MEDIA_TYPES, parseImageReference, resolveLayoutManifest, type BuildImageOptions } from '../src/index.js';
-import { removeDir, run, sha256, skopeoProblem, tempDir, toolsAvailable, treeContents, umociProblem } from './helpers.js';
+import {
+  buildImageLayout,
+  EMPTY_JSON,
+  EMPTY_JSON_DIGEST,
+  MEDIA_TYPES,
+  parseImageReference,
+  resolveLayoutManifest,
+  type BuildImageOptions,
+} from '../src/index.js';
+import {
+  removeDir,
+  run,
+  sha256,
+  skopeoProblem,
+  tempDir,
+  toolsAvailable,
+  treeContents,
+  umociProblem,
+} from './helpers.js';
 
 interface TarHeaderSeen {
   name: string;
@@ -95,9 +112,14 @@ describe('buildImageLayout', () => {
     for (const [k, v] of ta) expect(tb.get(k)?.equals(v), k).toBe(true);
     // oci-layout, index.json, config, manifest and one layer; no temp files left behind.
     expect([...ta.keys()].sort()).toEqual(
-      ['index.json', 'oci-layout', ...[a.manifestDigest, a.configDigest, a.layers[0]!.digest].map((d) => `blobs/sha256/${d.slice(7)}`)].sort(),
+      [
+        'index.json',
+        'oci-layout',
+        ...[a.manifestDigest, a.configDigest, a.layers[0]!.digest].map((d) => `blobs/sha256/${d.slice(7)}`),
+      ].sort(),
     );
-    for (const [k, v] of ta) if (k.startsWith('blobs/')) expect(sha256(v)).toBe(`sha256:${k.slice('blobs/sha256/'.length)}`);
+    for (const [k, v] of ta)
+      if (k.startsWith('blobs/')) expect(sha256(v)).toBe(`sha256:${k.slice('blobs/sha256/'.length)}`);
   });
 
   it('changes the digest when one byte of content changes', async () => {
@@ -167,9 +189,16 @@ describe('buildImageLayout', () => {
       history: [{ created: '1970-01-01T00:00:00Z', created_by: 'airlock buildImageLayout' }],
     });
     const index = JSON.parse(readFileSync(join(built.layoutDir, 'index.json'), 'utf8')) as { manifests: unknown[] };
-    expect(index.manifests).toEqual([{ ...built.manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }]);
-    expect(JSON.parse(readFileSync(join(built.layoutDir, 'oci-layout'), 'utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
-    expect(await resolveLayoutManifest(built.layoutDir, 'latest')).toEqual({ ...built.manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } });
+    expect(index.manifests).toEqual([
+      { ...built.manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } },
+    ]);
+    expect(JSON.parse(readFileSync(join(built.layoutDir, 'oci-layout'), 'utf8'))).toEqual({
+      imageLayoutVersion: '1.0.0',
+    });
+    expect(await resolveLayoutManifest(built.layoutDir, 'latest')).toEqual({
+      ...built.manifest,
+      annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+    });
   });
 
   it('takes SOURCE_DATE_EPOCH for created and every mtime, and an explicit created over it', async () => {
@@ -178,15 +207,23 @@ describe('buildImageLayout', () => {
     expect(fromEnv.created).toBe('2023-11-14T22:13:20Z');
     const entries = await listTar(gunzipSync(blob(fromEnv.layoutDir, fromEnv.layers[0]!.digest)));
     expect(new Set(entries.map((e) => e.mtime))).toEqual(new Set([1700000000]));
-    const config = JSON.parse(blob(fromEnv.layoutDir, fromEnv.configDigest).toString()) as { created: string; history: { created: string }[] };
+    const config = JSON.parse(blob(fromEnv.layoutDir, fromEnv.configDigest).toString()) as {
+      created: string;
+      history: { created: string }[];
+    };
     expect([config.created, config.history[0]!.created]).toEqual(['2023-11-14T22:13:20Z', '2023-11-14T22:13:20Z']);
 
-    const explicit = await buildImageLayout({ ...options(), created: '2001-02-03T04:05:06Z' }, join(dir, 'sde-explicit'));
+    const explicit = await buildImageLayout(
+      { ...options(), created: '2001-02-03T04:05:06Z' },
+      join(dir, 'sde-explicit'),
+    );
     expect(explicit.created).toBe('2001-02-03T04:05:06Z');
     expect(explicit.manifestDigest).not.toBe(fromEnv.manifestDigest);
 
     process.env.SOURCE_DATE_EPOCH = 'yesterday';
-    await expect(buildImageLayout(options(), join(dir, 'sde-bad'))).rejects.toMatchObject({ code: 'OCI_INPUT_INVALID' });
+    await expect(buildImageLayout(options(), join(dir, 'sde-bad'))).rejects.toMatchObject({
+      code: 'OCI_INPUT_INVALID',
+    });
   });
 
   it('with compression none, the layer is the plain tar and its digest is the diff_id', async () => {
@@ -199,21 +236,41 @@ describe('buildImageLayout', () => {
 
   it('refuses bad input with OCI_INPUT_INVALID / OCI_LAYOUT_EXISTS', async () => {
     const bad: [string, BuildImageOptions][] = [
-      ['duplicate', { files: [{ path: 'a', bytes: '1' }, { path: '/a', bytes: '2' }] }],
+      [
+        'duplicate',
+        {
+          files: [
+            { path: 'a', bytes: '1' },
+            { path: '/a', bytes: '2' },
+          ],
+        },
+      ],
       ['dotdot', { files: [{ path: 'a/../../etc/passwd', bytes: '1' }] }],
       ['empty path', { files: [{ path: '/', bytes: '1' }] }],
-      ['file as parent', { files: [{ path: 'a', bytes: '1' }, { path: 'a/b', bytes: '2' }] }],
+      [
+        'file as parent',
+        {
+          files: [
+            { path: 'a', bytes: '1' },
+            { path: 'a/b', bytes: '2' },
+          ],
+        },
+      ],
       ['both bytes and source', { files: [{ path: 'a', bytes: '1', source: src }] }],
       ['missing source', { files: [{ path: 'a', source: join(dir, 'nope') }] }],
       ['bad mode', { files: [{ path: 'a', bytes: '1', mode: 0o10000 }] }],
       ['no files', { files: [] }],
     ];
     for (const [name, o] of bad) {
-      await expect(buildImageLayout(o, join(dir, `bad-${name.replace(/ /g, '-')}`)), name).rejects.toMatchObject({ code: 'OCI_INPUT_INVALID' });
+      await expect(buildImageLayout(o, join(dir, `bad-${name.replace(/ /g, '-')}`)), name).rejects.toMatchObject({
+        code: 'OCI_INPUT_INVALID',
+      });
     }
     mkdirSync(join(dir, 'occupied'));
     writeFileSync(join(dir, 'occupied', 'x'), '');
-    await expect(buildImageLayout(options(), join(dir, 'occupied'))).rejects.toMatchObject({ code: 'OCI_LAYOUT_EXISTS' });
+    await expect(buildImageLayout(options(), join(dir, 'occupied'))).rejects.toMatchObject({
+      code: 'OCI_LAYOUT_EXISTS',
+    });
   });
 
   it('exposes the OCI empty descriptor content with its well-known digest', () => {
@@ -222,7 +279,11 @@ describe('buildImageLayout', () => {
   });
 
   it('parses image references the way docker does', () => {
-    expect(parseImageReference('127.0.0.1:5000/team/app:v1')).toEqual({ registry: '127.0.0.1:5000', repository: 'team/app', tag: 'v1' });
+    expect(parseImageReference('127.0.0.1:5000/team/app:v1')).toEqual({
+      registry: '127.0.0.1:5000',
+      repository: 'team/app',
+      tag: 'v1',
+    });
     const d = `sha256:${'a'.repeat(64)}`;
     expect(parseImageReference(`localhost/app@${d}`)).toEqual({ registry: 'localhost', repository: 'app', digest: d });
     expect(parseImageReference('team/app')).toEqual({ repository: 'team/app' });
@@ -245,7 +306,9 @@ describe('buildImageLayout', () => {
       expect(statSync(app).mode & 0o777).toBe(0o755);
       expect(statSync(join(bundle, 'rootfs', 'app', 'data')).mode & 0o777).toBe(0o700);
       expect(readFileSync(join(bundle, 'rootfs', 'app', 'current'), 'utf8')).toBe(readFileSync(src, 'utf8'));
-      const runtime = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; cwd: string } };
+      const runtime = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
+        process: { args: string[]; cwd: string };
+      };
       expect(runtime.process.args).toEqual(['/app/bin/app']);
       expect(runtime.process.cwd).toBe('/app');
     });
@@ -254,7 +317,12 @@ describe('buildImageLayout', () => {
       const built = await buildImageLayout(options(), join(dir, 'skopeo'));
       const r = await run('skopeo', ['inspect', `oci:${built.layoutDir}:latest`]);
       expect(r.status, r.stderr).toBe(0);
-      const info = JSON.parse(r.stdout.toString()) as { Digest: string; Layers: string[]; Architecture: string; Created: string };
+      const info = JSON.parse(r.stdout.toString()) as {
+        Digest: string;
+        Layers: string[];
+        Architecture: string;
+        Created: string;
+      };
       expect(info.Digest).toBe(built.manifestDigest);
       expect(info.Layers).toEqual([built.layers[0]!.digest]);
       expect([info.Architecture, info.Created]).toEqual(['amd64', '1970-01-01T00:00:00Z']);

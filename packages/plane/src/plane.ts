@@ -94,8 +94,18 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
     closers.push(() => tlog.close());
 
     const trustedRoot = buildTrustedRoot({
-      tlog: { baseUrl: tlog.url, publicKeyDer: tlog.publicKeyDer, validFrom: new Date(Date.parse(state.createdAt) - 60_000) },
-      ca: { uri: ca.url, chainDer: ca.chainDer, validFrom: ca.validFrom, organization: ca.ca.subject.organization, commonName: ca.ca.subject.commonName },
+      tlog: {
+        baseUrl: tlog.url,
+        publicKeyDer: tlog.publicKeyDer,
+        validFrom: new Date(Date.parse(state.createdAt) - 60_000),
+      },
+      ca: {
+        uri: ca.url,
+        chainDer: ca.chainDer,
+        validFrom: ca.validFrom,
+        organization: ca.ca.subject.organization,
+        commonName: ca.ca.subject.commonName,
+      },
     });
     const trustedRootPath = join(dataDir, 'trusted_root.json');
     writeFileAtomic(trustedRootPath, JSON.stringify(trustedRoot, null, 2) + '\n');
@@ -139,7 +149,10 @@ function loadOrCreateState(path: string): PlaneState {
 export function readEndpoints(dataDir: string): PlaneEndpoints {
   const path = join(dataDir, 'endpoints.json');
   if (!existsSync(path)) {
-    throw new PlaneError('PLANE_NOT_RUNNING', `${path} not found: start the trust plane first with 'airlock up --data ${dataDir}'`);
+    throw new PlaneError(
+      'PLANE_NOT_RUNNING',
+      `${path} not found: start the trust plane first with 'airlock up --data ${dataDir}'`,
+    );
   }
   return JSON.parse(readFileSync(path, 'utf8')) as PlaneEndpoints;
 }
@@ -148,7 +161,11 @@ export function readEndpoints(dataDir: string): PlaneEndpoints {
  * Mints a workload token with the embedded issuer of the plane in `dataDir`, in-process (the signing key is in
  * the data directory, so only whoever can read it can mint). The `iss` is the running issuer's URL.
  */
-export async function issueWorkloadToken(dataDir: string, subject: string, options: WorkloadTokenOptions = {}): Promise<string> {
+export async function issueWorkloadToken(
+  dataDir: string,
+  subject: string,
+  options: WorkloadTokenOptions = {},
+): Promise<string> {
   const e = readEndpoints(dataDir);
   const issuer = await IdentityIssuer.open({ dataDir, issuerUrl: e.identityIssuerUrl, trustDomain: e.trustDomain });
   return issuer.issueToken({ subject, ...options });

@@ -48,7 +48,10 @@ export function buildTrustedRoot(input: TrustedRootInput): TrustedRootJson {
     ],
     certificateAuthorities: [
       {
-        subject: { organization: input.ca.organization ?? 'airlock', commonName: input.ca.commonName ?? 'airlock internal CA' },
+        subject: {
+          organization: input.ca.organization ?? 'airlock',
+          commonName: input.ca.commonName ?? 'airlock internal CA',
+        },
         uri: input.ca.uri,
         certChain: { certificates: input.ca.chainDer.map((der) => ({ rawBytes: der.toString('base64') })) },
         validFor: { start: input.ca.validFrom.toISOString() },

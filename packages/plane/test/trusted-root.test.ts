@@ -12,8 +12,12 @@ describe('buildTrustedRoot', () => {
       ca: { uri: 'http://127.0.0.1:8', chainDer: chain, validFrom: new Date('2026-01-02T00:00:00Z') },
     });
     const parsed = TrustedRoot.fromJSON(json);
-    expect(Buffer.from(parsed.tlogs[0]!.logId!.keyId).toString('hex')).toBe(createHash('sha256').update(der).digest('hex'));
-    expect(parsed.certificateAuthorities[0]!.certChain!.certificates.map((c) => Buffer.from(c.rawBytes).toString())).toEqual(['intermediate', 'root']);
+    expect(Buffer.from(parsed.tlogs[0]!.logId!.keyId).toString('hex')).toBe(
+      createHash('sha256').update(der).digest('hex'),
+    );
+    expect(
+      parsed.certificateAuthorities[0]!.certChain!.certificates.map((c) => Buffer.from(c.rawBytes).toString()),
+    ).toEqual(['intermediate', 'root']);
     expect(json.tlogs[0]!.publicKey.validFor.start).toBe('2026-01-01T00:00:00.000Z');
     expect(json.certificateAuthorities[0]!.validFor.start).toBe('2026-01-02T00:00:00.000Z');
   });

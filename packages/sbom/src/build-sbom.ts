@@ -21,7 +21,10 @@ const REF_DIGEST_ORDER: DigestAlgorithm[] = ['sha256', 'sha512', 'sha384', 'sha1
 export function sbomForBuild(input: BuildSbomInput): CycloneDxBom {
   const problems = new Problems();
   checkBuildInput(input, problems);
-  if (!isObject(input)) throw new SbomError('SBOM_INVALID_INPUT', problems.summary('build SBOM input'), { details: { problems: problems.list } });
+  if (!isObject(input))
+    throw new SbomError('SBOM_INVALID_INPUT', problems.summary('build SBOM input'), {
+      details: { problems: problems.list },
+    });
   const purls = new Map<BuildInput, PackageURL>();
   let subjectPurl: PackageURL | undefined;
   if (problems.empty) {
@@ -34,22 +37,32 @@ export function sbomForBuild(input: BuildSbomInput): CycloneDxBom {
     }
     input.components.forEach((c, i) => {
       try {
-        purls.set(c, c.purl ? parsePurl(c.purl) : genericPurl(c.name, c.version ?? null, { downloadUrl: httpUrl(c.uri), sha256: c.digests.sha256 }));
+        purls.set(
+          c,
+          c.purl
+            ? parsePurl(c.purl)
+            : genericPurl(c.name, c.version ?? null, { downloadUrl: httpUrl(c.uri), sha256: c.digests.sha256 }),
+        );
       } catch (err) {
         problems.add(`components[${i}].purl: ${(err as Error).message}`);
       }
     });
   }
   const inputs = problems.empty ? dedupeInputs(input.components, problems) : [];
-  const serialNumber = input.serialNumber ?? (problems.empty ? `urn:uuid:${uuidV5(AIRLOCK_SBOM_NAMESPACE, `build:${contentKey(input)}`)}` : '');
-  if (problems.empty && !SERIAL_NUMBER_RE.test(serialNumber)) problems.add(`serialNumber must look like urn:uuid:<lowercase uuid>, got '${serialNumber}'`);
+  const serialNumber =
+    input.serialNumber ??
+    (problems.empty ? `urn:uuid:${uuidV5(AIRLOCK_SBOM_NAMESPACE, `build:${contentKey(input)}`)}` : '');
+  if (problems.empty && !SERIAL_NUMBER_RE.test(serialNumber))
+    problems.add(`serialNumber must look like urn:uuid:<lowercase uuid>, got '${serialNumber}'`);
   let timestamp: Date | undefined;
   if (input.timestamp !== undefined) {
     timestamp = new Date(input.timestamp);
     if (Number.isNaN(timestamp.getTime())) problems.add('timestamp is not a valid date');
   }
   if (!problems.empty) {
-    throw new SbomError('SBOM_INVALID_INPUT', problems.summary('build SBOM input'), { details: { problems: problems.list } });
+    throw new SbomError('SBOM_INVALID_INPUT', problems.summary('build SBOM input'), {
+      details: { problems: problems.list },
+    });
   }
 
   const bom = new Models.Bom({ serialNumber });
@@ -79,7 +92,14 @@ export function sbomForBuild(input: BuildSbomInput): CycloneDxBom {
       bomRef: inputBomRef(c),
       purl,
       digests: c.digests,
-      externalReferences: c.uri ? [{ type: isVcs(c.uri) ? Enums.ExternalReferenceType.VCS : Enums.ExternalReferenceType.Distribution, url: c.uri }] : [],
+      externalReferences: c.uri
+        ? [
+            {
+              type: isVcs(c.uri) ? Enums.ExternalReferenceType.VCS : Enums.ExternalReferenceType.Distribution,
+              url: c.uri,
+            },
+          ]
+        : [],
     });
     bom.components.add(component);
     root.dependencies.add(component.bomRef);
@@ -108,7 +128,8 @@ function dedupeInputs(components: BuildInput[], problems: Problems): BuildInput[
     const ref = inputBomRef(c);
     const seen = byRef.get(ref);
     if (!seen) byRef.set(ref, { input: c, index });
-    else if (canonicalize(seen.input) !== canonicalize(c)) problems.add(`components[${index}] and components[${seen.index}] share bom-ref '${ref}' but differ`);
+    else if (canonicalize(seen.input) !== canonicalize(c))
+      problems.add(`components[${index}] and components[${seen.index}] share bom-ref '${ref}' but differ`);
   });
   return [...byRef.values()].map((v) => v.input);
 }
@@ -116,7 +137,9 @@ function dedupeInputs(components: BuildInput[], problems: Problems): BuildInput[
 /** What the default serial number is derived from: everything but serialNumber/timestamp/toolVersion. */
 function contentKey(input: BuildSbomInput): string {
   const refs = input.components.map(inputBomRef).sort();
-  return sha256Hex(canonicalize({ subject: input.subject, inputs: [...new Set(refs)], properties: input.properties ?? {} }));
+  return sha256Hex(
+    canonicalize({ subject: input.subject, inputs: [...new Set(refs)], properties: input.properties ?? {} }),
+  );
 }
 
 function checkBuildInput(input: unknown, problems: Problems): void {
@@ -126,10 +149,13 @@ function checkBuildInput(input: unknown, problems: Problems): void {
     problems.add('subject must be an object');
   } else {
     if (!isShortString(s.name)) problems.add('subject.name must be a non-empty string');
-    if (s.version !== undefined && !isShortString(s.version)) problems.add('subject.version must be a non-empty string');
-    if (checkDigests(s.digests, 'subject.digests', problems) === 0 && isObject(s.digests)) problems.add('subject.digests must hold at least one digest');
+    if (s.version !== undefined && !isShortString(s.version))
+      problems.add('subject.version must be a non-empty string');
+    if (checkDigests(s.digests, 'subject.digests', problems) === 0 && isObject(s.digests))
+      problems.add('subject.digests must hold at least one digest');
     if (s.purl !== undefined && !isShortString(s.purl)) problems.add('subject.purl must be a non-empty string');
-    if (s.type !== undefined && !(SUBJECT_TYPES as readonly unknown[]).includes(s.type)) problems.add(`subject.type must be one of ${SUBJECT_TYPES.join(', ')}`);
+    if (s.type !== undefined && !(SUBJECT_TYPES as readonly unknown[]).includes(s.type))
+      problems.add(`subject.type must be one of ${SUBJECT_TYPES.join(', ')}`);
   }
   if (!Array.isArray(input.components)) return problems.add('components must be an array');
   if (input.components.length > MAX_INPUTS) return problems.add(`components has more than ${MAX_INPUTS} items`);
@@ -138,15 +164,19 @@ function checkBuildInput(input: unknown, problems: Problems): void {
     if (!isObject(c)) return problems.add(`${at} must be an object`);
     if (!isShortString(c.name)) problems.add(`${at}.name must be a non-empty string`);
     if (c.version !== undefined && !isShortString(c.version)) problems.add(`${at}.version must be a non-empty string`);
-    if (checkDigests(c.digests, `${at}.digests`, problems) === 0 && isObject(c.digests)) problems.add(`${at}.digests must hold at least one digest`);
+    if (checkDigests(c.digests, `${at}.digests`, problems) === 0 && isObject(c.digests))
+      problems.add(`${at}.digests must hold at least one digest`);
     if (c.purl !== undefined && !isShortString(c.purl)) problems.add(`${at}.purl must be a non-empty string`);
     if (c.uri !== undefined && !isShortString(c.uri)) problems.add(`${at}.uri must be a non-empty string`);
   });
   if (input.properties !== undefined) {
-    if (!isObject(input.properties) || !Object.entries(input.properties).every(([k, v]) => isShortString(k) && isShortString(v, { allowEmpty: true }))) {
+    if (
+      !isObject(input.properties) ||
+      !Object.entries(input.properties).every(([k, v]) => isShortString(k) && isShortString(v, { allowEmpty: true }))
+    ) {
       problems.add('properties must map non-empty names to strings');
     }
   }
-  if (input.serialNumber !== undefined && typeof input.serialNumber !== 'string') problems.add('serialNumber must be a string');
+  if (input.serialNumber !== undefined && typeof input.serialNumber !== 'string')
+    problems.add('serialNumber must be a string');
 }
-

@@ -45,7 +45,8 @@ export function checkDigests(v: unknown, path: string, problems: Problems, requi
       continue;
     }
     const len = DIGEST_HEX_LENGTH[alg as DigestAlgorithm];
-    if (typeof hex !== 'string' || hex.length !== len || !isHex(hex)) problems.add(`${path}.${alg} must be ${len} lowercase hex characters`);
+    if (typeof hex !== 'string' || hex.length !== len || !isHex(hex))
+      problems.add(`${path}.${alg} must be ${len} lowercase hex characters`);
     else valid++;
   }
   for (const alg of required) if (v[alg] === undefined) problems.add(`${path}.${alg} is required`);

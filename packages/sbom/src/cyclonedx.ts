@@ -42,7 +42,8 @@ export function makeComponent(spec: ComponentSpec): Models.Component {
     const hex = spec.digests?.[alg];
     if (hex) c.hashes.set(cdxAlg as Enums.HashAlgorithm, hex.toLowerCase());
   }
-  for (const ref of spec.externalReferences ?? []) c.externalReferences.add(new Models.ExternalReference(ref.url, ref.type));
+  for (const ref of spec.externalReferences ?? [])
+    c.externalReferences.add(new Models.ExternalReference(ref.url, ref.type));
   for (const [name, value] of spec.properties ?? []) c.properties.add(new Models.Property(name, value));
   return c;
 }
@@ -64,8 +65,10 @@ export function toCycloneDxJson(bom: Models.Bom): CycloneDxBom {
   const json = JSON.parse(JSON.stringify(normalized)) as CycloneDxBom; // drops the undefined members
   json.components = sortBy(json.components.map(sortComponentLists), componentKey);
   if (json.metadata.component) json.metadata.component = sortComponentLists(json.metadata.component);
-  if (json.metadata.tools?.components) json.metadata.tools.components = sortBy(json.metadata.tools.components.map(sortComponentLists), componentKey);
-  if (json.metadata.properties) json.metadata.properties = sortBy(json.metadata.properties, (p) => `${p.name}\u0000${p.value}`);
+  if (json.metadata.tools?.components)
+    json.metadata.tools.components = sortBy(json.metadata.tools.components.map(sortComponentLists), componentKey);
+  if (json.metadata.properties)
+    json.metadata.properties = sortBy(json.metadata.properties, (p) => `${p.name}\u0000${p.value}`);
   if (json.dependencies) {
     json.dependencies = sortBy(
       json.dependencies.map((d) => (d.dependsOn ? { ...d, dependsOn: sortBy(d.dependsOn, (x) => x) } : d)),

@@ -18,7 +18,12 @@ export {
   type SnapshotInfo,
   type SnapshotManifest,
 } from './types.js';
-export { AIRLOCK_SBOM_VERSION, CYCLONEDX_MEDIA_TYPE, CYCLONEDX_PREDICATE_TYPE, CYCLONEDX_SPEC_VERSION } from './cyclonedx.js';
+export {
+  AIRLOCK_SBOM_VERSION,
+  CYCLONEDX_MEDIA_TYPE,
+  CYCLONEDX_PREDICATE_TYPE,
+  CYCLONEDX_SPEC_VERSION,
+} from './cyclonedx.js';
 export { sbomFromManifest, entryBomRef } from './manifest-sbom.js';
 export { sbomForBuild, inputBomRef } from './build-sbom.js';
 export { serializeSbom } from './serialize.js';

@@ -23,8 +23,10 @@ const MAX_ENTRIES = 1_000_000;
 export function sbomFromManifest(manifest: SnapshotManifest, options: SbomOptions = {}): CycloneDxBom {
   const problems = new Problems();
   checkManifest(manifest, problems);
-  const serialNumber = options.serialNumber ?? `urn:uuid:${uuidV5(AIRLOCK_SBOM_NAMESPACE, `snapshot:${manifest?.snapshot?.id}`)}`;
-  if (!SERIAL_NUMBER_RE.test(serialNumber)) problems.add(`serialNumber must look like urn:uuid:<lowercase uuid>, got '${serialNumber}'`);
+  const serialNumber =
+    options.serialNumber ?? `urn:uuid:${uuidV5(AIRLOCK_SBOM_NAMESPACE, `snapshot:${manifest?.snapshot?.id}`)}`;
+  if (!SERIAL_NUMBER_RE.test(serialNumber))
+    problems.add(`serialNumber must look like urn:uuid:<lowercase uuid>, got '${serialNumber}'`);
   const timestamp = parseTimestamp(options.timestamp ?? manifest?.snapshot?.createdAt, problems);
   const purls = new Map<SnapshotEntry, PackageURL>();
   if (problems.empty) {
@@ -38,7 +40,9 @@ export function sbomFromManifest(manifest: SnapshotManifest, options: SbomOption
   }
   if (problems.empty) checkPurlTypes(manifest.entries, purls, problems);
   if (!problems.empty) {
-    throw new SbomError('SBOM_INVALID_INPUT', problems.summary('transfer manifest'), { details: { problems: problems.list } });
+    throw new SbomError('SBOM_INVALID_INPUT', problems.summary('transfer manifest'), {
+      details: { problems: problems.list },
+    });
   }
 
   const { snapshot } = manifest;
@@ -57,7 +61,9 @@ export function sbomFromManifest(manifest: SnapshotManifest, options: SbomOption
       ['airlock:sequence', String(snapshot.sequence)],
       ['airlock:createdAt', snapshot.createdAt],
       ...(snapshot.previous ? ([['airlock:previous', snapshot.previous]] as [string, string][]) : []),
-      ...(snapshot.producer ? ([['airlock:producer', `${snapshot.producer.name}@${snapshot.producer.version}`]] as [string, string][]) : []),
+      ...(snapshot.producer
+        ? ([['airlock:producer', `${snapshot.producer.name}@${snapshot.producer.version}`]] as [string, string][])
+        : []),
     ],
   });
 
@@ -141,35 +147,53 @@ function checkManifest(m: unknown, problems: Problems): void {
   if (!isObject(s)) {
     problems.add('snapshot must be an object');
   } else {
-    if (typeof s.id !== 'string' || !SNAPSHOT_ID_RE.test(s.id)) problems.add('snapshot.id must be sha256:<64 lowercase hex>');
-    if (!Number.isSafeInteger(s.sequence) || (s.sequence as number) < 1) problems.add('snapshot.sequence must be a positive integer');
+    if (typeof s.id !== 'string' || !SNAPSHOT_ID_RE.test(s.id))
+      problems.add('snapshot.id must be sha256:<64 lowercase hex>');
+    if (!Number.isSafeInteger(s.sequence) || (s.sequence as number) < 1)
+      problems.add('snapshot.sequence must be a positive integer');
     if (s.previous !== null && (typeof s.previous !== 'string' || !SNAPSHOT_ID_RE.test(s.previous))) {
       problems.add('snapshot.previous must be null or sha256:<64 lowercase hex>');
     }
-    if (typeof s.createdAt !== 'string' || !ISO_TIME_RE.test(s.createdAt)) problems.add('snapshot.createdAt must be an ISO 8601 date-time');
-    if (s.producer !== undefined && (!isObject(s.producer) || !isShortString(s.producer.name) || !isShortString(s.producer.version))) {
+    if (typeof s.createdAt !== 'string' || !ISO_TIME_RE.test(s.createdAt))
+      problems.add('snapshot.createdAt must be an ISO 8601 date-time');
+    if (
+      s.producer !== undefined &&
+      (!isObject(s.producer) || !isShortString(s.producer.name) || !isShortString(s.producer.version))
+    ) {
       problems.add('snapshot.producer must be {name, version}');
     }
   }
   if (!Array.isArray(m.entries)) return problems.add('entries must be an array');
-  if (m.entries.length > MAX_ENTRIES) return problems.add(`entries has ${m.entries.length} items, more than ${MAX_ENTRIES}`);
+  if (m.entries.length > MAX_ENTRIES)
+    return problems.add(`entries has ${m.entries.length} items, more than ${MAX_ENTRIES}`);
   const refs = new Map<string, number>();
   m.entries.forEach((e: unknown, i: number) => {
     const at = `entries[${i}]`;
     if (!isObject(e)) return problems.add(`${at} must be an object`);
-    if (!(ECOSYSTEMS as readonly unknown[]).includes(e.ecosystem)) problems.add(`${at}.ecosystem must be one of ${ECOSYSTEMS.join(', ')}`);
+    if (!(ECOSYSTEMS as readonly unknown[]).includes(e.ecosystem))
+      problems.add(`${at}.ecosystem must be one of ${ECOSYSTEMS.join(', ')}`);
     if (!isShortString(e.name)) problems.add(`${at}.name must be a non-empty string`);
-    if (e.version !== null && !isShortString(e.version)) problems.add(`${at}.version must be a non-empty string or null`);
+    if (e.version !== null && !isShortString(e.version))
+      problems.add(`${at}.version must be a non-empty string or null`);
     if (!isShortString(e.filename)) problems.add(`${at}.filename must be a non-empty string`);
-    if (!Array.isArray(e.urls) || !e.urls.every((u) => isShortString(u))) problems.add(`${at}.urls must be an array of non-empty strings`);
-    if (!Number.isSafeInteger(e.size) || (e.size as number) < 0) problems.add(`${at}.size must be a non-negative integer`);
+    if (!Array.isArray(e.urls) || !e.urls.every((u) => isShortString(u)))
+      problems.add(`${at}.urls must be an array of non-empty strings`);
+    if (!Number.isSafeInteger(e.size) || (e.size as number) < 0)
+      problems.add(`${at}.size must be a non-negative integer`);
     checkDigests(e.digests, `${at}.digests`, problems, ['sha256']);
-    if (e.purl !== undefined && !isShortString(e.purl, { allowEmpty: true })) problems.add(`${at}.purl must be a string`);
+    if (e.purl !== undefined && !isShortString(e.purl, { allowEmpty: true }))
+      problems.add(`${at}.purl must be a string`);
     if (e.metadata !== undefined && !isObject(e.metadata)) problems.add(`${at}.metadata must be an object`);
     if (typeof e.ecosystem === 'string' && typeof e.name === 'string' && typeof e.filename === 'string') {
-      const ref = entryBomRef({ ecosystem: e.ecosystem as SnapshotEntry['ecosystem'], name: e.name, version: typeof e.version === 'string' ? e.version : null, filename: e.filename });
+      const ref = entryBomRef({
+        ecosystem: e.ecosystem as SnapshotEntry['ecosystem'],
+        name: e.name,
+        version: typeof e.version === 'string' ? e.version : null,
+        filename: e.filename,
+      });
       const first = refs.get(ref);
-      if (first !== undefined) problems.add(`${at} duplicates entries[${first}] (same ecosystem, name, version and filename)`);
+      if (first !== undefined)
+        problems.add(`${at} duplicates entries[${first}] (same ecosystem, name, version and filename)`);
       else refs.set(ref, i);
     }
   });

@@ -10,7 +10,11 @@ export function parsePurl(purl: string): PackageURL {
   try {
     return PackageURL.fromString(purl);
   } catch (cause) {
-    throw new SbomError('SBOM_INVALID_PURL', `invalid package URL '${purl.slice(0, 200)}': ${(cause as Error).message}`, { cause });
+    throw new SbomError(
+      'SBOM_INVALID_PURL',
+      `invalid package URL '${purl.slice(0, 200)}': ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 
@@ -27,19 +31,35 @@ export function pypiPurl(name: string, version: string | null, filename?: string
 }
 
 /** `pkg:generic/<name>@<version>?download_url=…&checksum=sha256:…` for things with no package ecosystem. */
-export function genericPurl(name: string, version: string | null, opts: { downloadUrl?: string; sha256?: string } = {}): PackageURL {
+export function genericPurl(
+  name: string,
+  version: string | null,
+  opts: { downloadUrl?: string; sha256?: string } = {},
+): PackageURL {
   const qualifiers: Record<string, string> = {};
   if (opts.downloadUrl) qualifiers.download_url = opts.downloadUrl;
   if (opts.sha256) qualifiers.checksum = `sha256:${opts.sha256}`;
   return build('generic', undefined, name, version, Object.keys(qualifiers).length > 0 ? qualifiers : undefined);
 }
 
-function build(type: string, namespace: string | undefined, name: string, version: string | null, qualifiers: Record<string, string> | undefined): PackageURL {
+function build(
+  type: string,
+  namespace: string | undefined,
+  name: string,
+  version: string | null,
+  qualifiers: Record<string, string> | undefined,
+): PackageURL {
   try {
     // Round-trip through the string form so type-specific normalisation applies exactly as for parsed purls.
-    return PackageURL.fromString(new PackageURL(type, namespace, name, version ?? undefined, qualifiers, undefined).toString());
+    return PackageURL.fromString(
+      new PackageURL(type, namespace, name, version ?? undefined, qualifiers, undefined).toString(),
+    );
   } catch (cause) {
-    throw new SbomError('SBOM_INVALID_PURL', `cannot make a ${type} package URL for '${name}': ${(cause as Error).message}`, { cause });
+    throw new SbomError(
+      'SBOM_INVALID_PURL',
+      `cannot make a ${type} package URL for '${name}': ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 
@@ -58,6 +78,10 @@ export function makePypiPurl(name: string, version: string | null, filename?: st
   return pypiPurl(name, version, filename).toString();
 }
 
-export function makeGenericPurl(name: string, version: string | null, opts: { downloadUrl?: string; sha256?: string } = {}): string {
+export function makeGenericPurl(
+  name: string,
+  version: string | null,
+  opts: { downloadUrl?: string; sha256?: string } = {},
+): string {
   return genericPurl(name, version, opts).toString();
 }

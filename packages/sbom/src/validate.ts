@@ -17,7 +17,10 @@ export interface SbomValidationResult {
 }
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv, opts?: object) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
+  ajv: Ajv,
+  opts?: object,
+) => Ajv;
 
 const SCHEMA_FILES = {
   bom: 'bom-1.6.SNAPSHOT.schema.json',
@@ -40,7 +43,8 @@ function validator(): ValidateFunction {
   if (compiled) return compiled;
   try {
     const dir = schemaDir();
-    const load = (file: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
+    const load = (file: string): Record<string, unknown> =>
+      JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
     const ajv = new Ajv({ strict: false, useDefaults: false, allErrors: true, addUsedSchema: false });
     addFormats(ajv, { mode: 'full', keywords: false });
     ajv.addFormat('idn-email', /^[^\s@]+@[^\s@]+$/u);
@@ -49,7 +53,11 @@ function validator(): ValidateFunction {
     compiled = ajv.compile(load(SCHEMA_FILES.bom));
     return compiled;
   } catch (cause) {
-    throw new SbomError('SBOM_SCHEMA_UNAVAILABLE', `cannot load the CycloneDX 1.6 JSON schema: ${(cause as Error).message}`, { cause });
+    throw new SbomError(
+      'SBOM_SCHEMA_UNAVAILABLE',
+      `cannot load the CycloneDX 1.6 JSON schema: ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 
@@ -61,6 +69,9 @@ export function validateSbom(value: unknown): SbomValidationResult {
 }
 
 function describe(e: ErrorObject): string {
-  const extra = e.keyword === 'additionalProperties' ? ` ('${String((e.params as { additionalProperty?: unknown }).additionalProperty)}')` : '';
+  const extra =
+    e.keyword === 'additionalProperties'
+      ? ` ('${String((e.params as { additionalProperty?: unknown }).additionalProperty)}')`
+      : '';
   return `${e.instancePath || '/'}: ${e.message ?? e.keyword}${extra}`;
 }

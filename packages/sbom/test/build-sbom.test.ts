@@ -18,10 +18,29 @@ function problemsOf(fn: () => unknown): string[] {
 const input = (): BuildSbomInput => ({
   subject: { name: 'dist/app.tar.gz', version: '2.0.0', digests: digestsOf('app', ['sha256', 'sha512']) },
   components: [
-    { name: '@scope/lib', version: '1.0.0', purl: 'pkg:npm/%40scope/lib@1.0.0', digests: digestsOf('lib', ['sha512']), uri: 'https://mirror.internal/npm/@scope/lib/-/lib-1.0.0.tgz' },
-    { name: 'requests', version: '2.32.3', purl: 'pkg:pypi/requests@2.32.3', digests: digestsOf('requests', ['sha256']) },
-    { name: 'go1.22.5.linux-amd64.tar.gz', digests: digestsOf('go', ['sha256']), uri: 'https://mirror.internal/generic/go1.22.5.linux-amd64.tar.gz' },
-    { name: 'source', digests: { sha1: digestsOf('src', ['sha1']).sha1! }, uri: 'git+https://git.internal/app.git@0123456' },
+    {
+      name: '@scope/lib',
+      version: '1.0.0',
+      purl: 'pkg:npm/%40scope/lib@1.0.0',
+      digests: digestsOf('lib', ['sha512']),
+      uri: 'https://mirror.internal/npm/@scope/lib/-/lib-1.0.0.tgz',
+    },
+    {
+      name: 'requests',
+      version: '2.32.3',
+      purl: 'pkg:pypi/requests@2.32.3',
+      digests: digestsOf('requests', ['sha256']),
+    },
+    {
+      name: 'go1.22.5.linux-amd64.tar.gz',
+      digests: digestsOf('go', ['sha256']),
+      uri: 'https://mirror.internal/generic/go1.22.5.linux-amd64.tar.gz',
+    },
+    {
+      name: 'source',
+      digests: { sha1: digestsOf('src', ['sha1']).sha1! },
+      uri: 'git+https://git.internal/app.git@0123456',
+    },
   ],
   properties: { 'airlock:builder': 'https://airlock.internal/runner/v1', 'airlock:invocation': 'run-42' },
 });
@@ -36,7 +55,12 @@ describe('sbomForBuild', () => {
 
   it('makes the artifact metadata.component, with lifecycle build and airlock as the tool', () => {
     const root = bom.metadata.component!;
-    expect(root).toMatchObject({ type: 'file', name: 'dist/app.tar.gz', version: '2.0.0', 'bom-ref': 'artifact:dist%2Fapp.tar.gz' });
+    expect(root).toMatchObject({
+      type: 'file',
+      name: 'dist/app.tar.gz',
+      version: '2.0.0',
+      'bom-ref': 'artifact:dist%2Fapp.tar.gz',
+    });
     expect(root.hashes).toEqual([
       { alg: 'SHA-256', content: digestsOf('app', ['sha256']).sha256 },
       { alg: 'SHA-512', content: digestsOf('app', ['sha512']).sha512 },
@@ -55,7 +79,9 @@ describe('sbomForBuild', () => {
     const lib = bom.components.find((c) => c.name === '@scope/lib')!;
     expect(lib).toMatchObject({ type: 'library', version: '1.0.0', purl: 'pkg:npm/%40scope/lib@1.0.0' });
     expect(lib.hashes).toEqual([{ alg: 'SHA-512', content: digestsOf('lib', ['sha512']).sha512 }]);
-    expect(lib.externalReferences).toEqual([{ type: 'distribution', url: 'https://mirror.internal/npm/@scope/lib/-/lib-1.0.0.tgz' }]);
+    expect(lib.externalReferences).toEqual([
+      { type: 'distribution', url: 'https://mirror.internal/npm/@scope/lib/-/lib-1.0.0.tgz' },
+    ]);
     const go = bom.components.find((c) => c.name === 'go1.22.5.linux-amd64.tar.gz')!;
     expect(go.type).toBe('file');
     expect(go.purl).toBe(
@@ -74,7 +100,9 @@ describe('sbomForBuild', () => {
     expect(root.dependsOn).toEqual(refs);
     expect(bom.components.map((c) => c['bom-ref']).sort()).toEqual(refs);
     for (const ref of refs) expect(bom.dependencies!.find((d) => d.ref === ref)).toEqual({ ref });
-    expect(inputBomRef(input().components[0]!)).toBe(`input:%40scope%2Flib@1.0.0#sha512:${digestsOf('lib', ['sha512']).sha512}`);
+    expect(inputBomRef(input().components[0]!)).toBe(
+      `input:%40scope%2Flib@1.0.0#sha512:${digestsOf('lib', ['sha512']).sha512}`,
+    );
   });
 
   it('is deterministic: same input, same bytes, whatever the input order; serial derives from content', () => {
@@ -88,7 +116,9 @@ describe('sbomForBuild', () => {
     expect(b.serialNumber).not.toBe(bom.serialNumber);
     expect(bom.serialNumber).toMatch(/^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     // The tool version and timestamp are not part of the identity.
-    expect(sbomForBuild({ ...input(), toolVersion: '1.2.3', timestamp: '2026-01-01T00:00:00Z' }).serialNumber).toBe(bom.serialNumber);
+    expect(sbomForBuild({ ...input(), toolVersion: '1.2.3', timestamp: '2026-01-01T00:00:00Z' }).serialNumber).toBe(
+      bom.serialNumber,
+    );
   });
 
   it('takes serialNumber, timestamp, toolVersion and the artifact type from the input', () => {
@@ -149,7 +179,9 @@ describe('sbomForBuild', () => {
     badPurl.components[0]!.purl = 'npm/left-pad';
     expect(problemsOf(() => sbomForBuild(badPurl))[0]).toMatch(/^components\[0\]\.purl: invalid package URL/);
     expect(problemsOf(() => sbomForBuild({ ...input(), serialNumber: 'urn:uuid:nope' }))[0]).toMatch(/serialNumber/);
-    expect(problemsOf(() => sbomForBuild({ ...input(), timestamp: 'not a date' }))).toEqual(['timestamp is not a valid date']);
+    expect(problemsOf(() => sbomForBuild({ ...input(), timestamp: 'not a date' }))).toEqual([
+      'timestamp is not a valid date',
+    ]);
     expect(problemsOf(() => sbomForBuild(null as unknown as BuildSbomInput))).toEqual(['input must be an object']);
   });
 });

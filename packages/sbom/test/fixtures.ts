@@ -3,7 +3,10 @@ import type { SnapshotEntry, SnapshotManifest } from '../src/types.js';
 
 const digest = (alg: string, s: string): string => createHash(alg).update(s).digest('hex');
 
-export function digestsOf(content: string, algs: ('sha1' | 'sha256' | 'sha384' | 'sha512')[] = ['sha256', 'sha512', 'sha1']): SnapshotEntry['digests'] {
+export function digestsOf(
+  content: string,
+  algs: ('sha1' | 'sha256' | 'sha384' | 'sha512')[] = ['sha256', 'sha512', 'sha1'],
+): SnapshotEntry['digests'] {
   const out: Record<string, string> = {};
   for (const a of algs) out[a] = digest(a, content);
   return out as SnapshotEntry['digests'];
@@ -109,7 +112,9 @@ export function sampleManifest(): SnapshotManifest {
       createdAt: '2026-11-28T15:00:00Z',
       producer: { name: 'airlock-mirror-sync', version: '0.1.0' },
     },
-    blobs: entries.map((e) => ({ sha256: e.digests.sha256, size: e.size })).sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1)),
+    blobs: entries
+      .map((e) => ({ sha256: e.digests.sha256, size: e.size }))
+      .sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1)),
     entries,
   };
 }

@@ -17,12 +17,15 @@ function problemsOf(fn: () => unknown): string[] {
 }
 
 function byFilename(bom: CycloneDxBom, filename: string): CycloneDxComponent {
-  const c = bom.components.find((x) => x.properties?.some((p) => p.name === 'airlock:filename' && p.value === filename));
+  const c = bom.components.find((x) =>
+    x.properties?.some((p) => p.name === 'airlock:filename' && p.value === filename),
+  );
   if (!c) throw new Error(`no component for ${filename}`);
   return c;
 }
 
-const prop = (c: CycloneDxComponent, name: string): string | undefined => c.properties?.find((p) => p.name === name)?.value;
+const prop = (c: CycloneDxComponent, name: string): string | undefined =>
+  c.properties?.find((p) => p.name === name)?.value;
 
 describe('sbomFromManifest', () => {
   const manifest = sampleManifest();
@@ -57,7 +60,11 @@ describe('sbomFromManifest', () => {
   });
 
   it('rejects a serialNumber the schema would not accept (the library would silently drop it)', () => {
-    for (const serialNumber of ['3e671687-395b-41f5-a30f-a58921a69b79', 'urn:uuid:3E671687-395B-41F5-A30F-A58921A69B79', 'urn:uuid:x']) {
+    for (const serialNumber of [
+      '3e671687-395b-41f5-a30f-a58921a69b79',
+      'urn:uuid:3E671687-395B-41F5-A30F-A58921A69B79',
+      'urn:uuid:x',
+    ]) {
       expect(problemsOf(() => sbomFromManifest(manifest, { serialNumber }))[0]).toMatch(/serialNumber/);
     }
     expect(problemsOf(() => sbomFromManifest(manifest, { timestamp: 'yesterday' }))[0]).toMatch(/timestamp/);
@@ -99,7 +106,9 @@ describe('sbomFromManifest', () => {
       { alg: 'SHA-512', content: e.digests.sha512 },
       { alg: 'SHA-1', content: e.digests.sha1 },
     ]);
-    expect(byFilename(bom, 'hello-2.12.1.tar.gz').hashes).toEqual([{ alg: 'SHA-256', content: digestsOf('hello', ['sha256']).sha256 }]);
+    expect(byFilename(bom, 'hello-2.12.1.tar.gz').hashes).toEqual([
+      { alg: 'SHA-256', content: digestsOf('hello', ['sha256']).sha256 },
+    ]);
   });
 
   it('lists every upstream URL as a distribution reference', () => {
@@ -112,8 +121,18 @@ describe('sbomFromManifest', () => {
   describe('per ecosystem', () => {
     it('npm: scoped name goes to group, purl keeps %40', () => {
       const c = byFilename(bom, 'name-1.0.0.tgz');
-      expect(c).toMatchObject({ type: 'library', group: '@scope', name: 'name', version: '1.0.0', purl: 'pkg:npm/%40scope/name@1.0.0' });
-      expect(byFilename(bom, 'left-pad-1.3.0.tgz')).toMatchObject({ type: 'library', name: 'left-pad', purl: 'pkg:npm/left-pad@1.3.0' });
+      expect(c).toMatchObject({
+        type: 'library',
+        group: '@scope',
+        name: 'name',
+        version: '1.0.0',
+        purl: 'pkg:npm/%40scope/name@1.0.0',
+      });
+      expect(byFilename(bom, 'left-pad-1.3.0.tgz')).toMatchObject({
+        type: 'library',
+        name: 'left-pad',
+        purl: 'pkg:npm/left-pad@1.3.0',
+      });
       expect(byFilename(bom, 'left-pad-1.3.0.tgz').group).toBeUndefined();
     });
 
@@ -133,10 +152,14 @@ describe('sbomFromManifest', () => {
         version: '2.32.3',
         purl: 'pkg:pypi/requests@2.32.3?file_name=requests-2.32.3-py3-none-any.whl',
       });
-      expect(byFilename(bom, 'requests-2.32.3.tar.gz').purl).toBe('pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz');
+      expect(byFilename(bom, 'requests-2.32.3.tar.gz').purl).toBe(
+        'pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz',
+      );
       const m = clone(manifest);
       for (const e of m.entries) if (e.ecosystem === 'pypi') delete e.purl;
-      expect(byFilename(sbomFromManifest(m), 'requests-2.32.3.tar.gz').purl).toBe('pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz');
+      expect(byFilename(sbomFromManifest(m), 'requests-2.32.3.tar.gz').purl).toBe(
+        'pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz',
+      );
     });
 
     it('bazel/nix/generic: pkg:generic purls with download_url and sha256 checksum', () => {
@@ -150,7 +173,9 @@ describe('sbomFromManifest', () => {
       expect(url.searchParams.get('checksum')).toBe(`sha256:${manifest.entries[0]!.digests.sha256}`);
       expect(byFilename(bom, 'buildifier-linux-amd64').type).toBe('file'); // http_file
       expect(byFilename(bom, 'hello-2.12.1.tar.gz')).toMatchObject({ type: 'file', name: 'hello-2.12.1.tar.gz' });
-      expect(byFilename(bom, 'hello-2.12.1.tar.gz').purl).toMatch(/^pkg:generic\/hello-2\.12\.1\.tar\.gz\?checksum=sha256%3A[0-9a-f]{64}&download_url=https%3A%2F%2Fftp\.gnu\.org/);
+      expect(byFilename(bom, 'hello-2.12.1.tar.gz').purl).toMatch(
+        /^pkg:generic\/hello-2\.12\.1\.tar\.gz\?checksum=sha256%3A[0-9a-f]{64}&download_url=https%3A%2F%2Fftp\.gnu\.org/,
+      );
       expect(byFilename(bom, 'jq-linux64').type).toBe('file');
     });
 
@@ -234,7 +259,9 @@ describe('sbomFromManifest', () => {
     it('rejects duplicate entries', () => {
       const m = clone(manifest);
       m.entries.push(clone(m.entries[4]!));
-      expect(problemsOf(() => sbomFromManifest(m))).toEqual([`entries[8] duplicates entries[4] (same ecosystem, name, version and filename)`]);
+      expect(problemsOf(() => sbomFromManifest(m))).toEqual([
+        `entries[8] duplicates entries[4] (same ecosystem, name, version and filename)`,
+      ]);
     });
 
     it('rejects an unparseable purl and a purl of the wrong type', () => {
@@ -242,12 +269,18 @@ describe('sbomFromManifest', () => {
       m.entries[4]!.purl = 'npm:@scope/name@1.0.0';
       expect(problemsOf(() => sbomFromManifest(m))[0]).toMatch(/^entries\[4\]\.purl: invalid package URL/);
       m.entries[4]!.purl = 'pkg:pypi/name@1.0.0';
-      expect(problemsOf(() => sbomFromManifest(m))).toEqual(["entries[4].purl is a 'pypi' package URL for a npm entry"]);
+      expect(problemsOf(() => sbomFromManifest(m))).toEqual([
+        "entries[4].purl is a 'pypi' package URL for a npm entry",
+      ]);
     });
 
     it('rejects non-objects', () => {
-      expect(problemsOf(() => sbomFromManifest(null as unknown as SnapshotManifest))).toContain('manifest must be an object');
-      expect(problemsOf(() => sbomFromManifest({ snapshot: manifest.snapshot } as unknown as SnapshotManifest))).toEqual(['entries must be an array']);
+      expect(problemsOf(() => sbomFromManifest(null as unknown as SnapshotManifest))).toContain(
+        'manifest must be an object',
+      );
+      expect(
+        problemsOf(() => sbomFromManifest({ snapshot: manifest.snapshot } as unknown as SnapshotManifest)),
+      ).toEqual(['entries must be an array']);
     });
 
     it('an empty snapshot still makes a valid SBOM', () => {

@@ -23,19 +23,42 @@ describe('validateSbom (CycloneDX 1.6 JSON schema, offline)', () => {
       ['missing bomFormat', (b) => delete b.bomFormat, /must have required property 'bomFormat'/],
       ['wrong bomFormat', (b) => (b.bomFormat = 'SPDX'), /^\/bomFormat:/],
       ['unknown top-level member', (b) => (b.surprise = 1), /additional properties \('surprise'\)/],
-      ['component without name', (b) => delete (b.components as Record<string, unknown>[])[0]!.name, /^\/components\/0:/],
-      ['unknown component type', (b) => ((b.components as Record<string, unknown>[])[0]!.type = 'gizmo'), /^\/components\/0\/type:/],
-      ['bad hash content', (b) => ((b.components as { hashes: { content: string }[] }[])[0]!.hashes[0]!.content = 'xyz'), /^\/components\/0\/hashes\/0\/content:/],
-      ['unknown hash alg', (b) => ((b.components as { hashes: { alg: string }[] }[])[0]!.hashes[0]!.alg = 'SHA-257'), /^\/components\/0\/hashes\/0\/alg:/],
+      [
+        'component without name',
+        (b) => delete (b.components as Record<string, unknown>[])[0]!.name,
+        /^\/components\/0:/,
+      ],
+      [
+        'unknown component type',
+        (b) => ((b.components as Record<string, unknown>[])[0]!.type = 'gizmo'),
+        /^\/components\/0\/type:/,
+      ],
+      [
+        'bad hash content',
+        (b) => ((b.components as { hashes: { content: string }[] }[])[0]!.hashes[0]!.content = 'xyz'),
+        /^\/components\/0\/hashes\/0\/content:/,
+      ],
+      [
+        'unknown hash alg',
+        (b) => ((b.components as { hashes: { alg: string }[] }[])[0]!.hashes[0]!.alg = 'SHA-257'),
+        /^\/components\/0\/hashes\/0\/alg:/,
+      ],
       ['bad serialNumber', (b) => (b.serialNumber = 'urn:uuid:nope'), /^\/serialNumber:/],
-      ['bad timestamp', (b) => (b.metadata = { timestamp: 'yesterday' }), /^\/metadata\/timestamp: must match format "date-time"/],
+      [
+        'bad timestamp',
+        (b) => (b.metadata = { timestamp: 'yesterday' }),
+        /^\/metadata\/timestamp: must match format "date-time"/,
+      ],
     ];
     for (const [what, mutate, expected] of cases) {
       const b = minimal();
       mutate(b);
       const r = validateSbom(b);
       expect(r.valid, what).toBe(false);
-      expect(r.errors.some((e) => expected.test(e)), `${what}: ${r.errors.join(' | ')}`).toBe(true);
+      expect(
+        r.errors.some((e) => expected.test(e)),
+        `${what}: ${r.errors.join(' | ')}`,
+      ).toBe(true);
     }
   });
 
@@ -59,7 +82,9 @@ describe('package URLs', () => {
 
   it('normalises pypi names (PEP 503) and keeps file_name', () => {
     expect(makePypiPurl('Django_Rest', '3.0')).toBe('pkg:pypi/django-rest@3.0');
-    expect(makePypiPurl('requests', '2.32.3', 'requests-2.32.3.tar.gz')).toBe('pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz');
+    expect(makePypiPurl('requests', '2.32.3', 'requests-2.32.3.tar.gz')).toBe(
+      'pkg:pypi/requests@2.32.3?file_name=requests-2.32.3.tar.gz',
+    );
   });
 
   it('builds generic purls with percent-encoded qualifiers', () => {

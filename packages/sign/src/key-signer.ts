@@ -17,7 +17,10 @@ export class KeySigner implements Signer {
     const curve = this.privateKey.asymmetricKeyDetails?.namedCurve;
     // @sigstore/verify@3 checks ECDSA with SHA-256 whatever the curve, so only P-256 and Ed25519 round-trip.
     if (!(type === 'ec' && curve === 'prime256v1') && type !== 'ed25519') {
-      throw new SignError('SIGN_KEY_UNSUPPORTED', `unsupported signing key (${type}${curve ? ` ${curve}` : ''}): use ECDSA P-256 or Ed25519`);
+      throw new SignError(
+        'SIGN_KEY_UNSUPPORTED',
+        `unsupported signing key (${type}${curve ? ` ${curve}` : ''}): use ECDSA P-256 or Ed25519`,
+      );
     }
     this.publicKeyPem = createPublicKey(this.privateKey).export({ type: 'spki', format: 'pem' }).toString();
     this.hint = hint;

@@ -11,7 +11,12 @@ import {
   type Signer,
   type Witness,
 } from '@sigstore/sign';
-import { bundleToJSON, toMessageSignatureBundle, type BundleWithMessageSignature, type SerializedBundle } from '@sigstore/bundle';
+import {
+  bundleToJSON,
+  toMessageSignatureBundle,
+  type BundleWithMessageSignature,
+  type SerializedBundle,
+} from '@sigstore/bundle';
 import { INTOTO_PAYLOAD_TYPE, validateStatement, type Statement } from '@airlock/core';
 import { SignError } from './errors.js';
 
@@ -74,7 +79,11 @@ export class AirlockSigner {
     const timeout = options.timeoutMs ?? 30_000;
     this.signer =
       options.keySigner ??
-      new FulcioSigner({ fulcioBaseURL: options.fulcioUrl, identityProvider: toIdentityProvider(options.identity), timeout });
+      new FulcioSigner({
+        fulcioBaseURL: options.fulcioUrl,
+        identityProvider: toIdentityProvider(options.identity),
+        timeout,
+      });
     this.witnesses = options.skipTlog
       ? []
       : [new RekorWitness({ rekorBaseURL: options.rekorUrl, entryType: 'dsse', fetchOnConflict: true, timeout })];
@@ -113,8 +122,11 @@ function classifySigningFailure(cause: unknown): SignError {
   const message = cause instanceof Error ? cause.message : String(cause);
   const inner = (cause as { cause?: unknown }).cause;
   const detail = inner instanceof Error ? `: ${inner.message}` : '';
-  if (code.startsWith('IDENTITY_TOKEN')) return new SignError('SIGN_IDENTITY_TOKEN', `identity token: ${message}${detail}`, { cause });
-  if (code.startsWith('CA_')) return new SignError('SIGN_CERTIFICATE', `certificate authority refused or failed: ${message}${detail}`, { cause });
-  if (code.startsWith('TLOG_')) return new SignError('SIGN_TLOG', `transparency log refused or failed: ${message}${detail}`, { cause });
+  if (code.startsWith('IDENTITY_TOKEN'))
+    return new SignError('SIGN_IDENTITY_TOKEN', `identity token: ${message}${detail}`, { cause });
+  if (code.startsWith('CA_'))
+    return new SignError('SIGN_CERTIFICATE', `certificate authority refused or failed: ${message}${detail}`, { cause });
+  if (code.startsWith('TLOG_'))
+    return new SignError('SIGN_TLOG', `transparency log refused or failed: ${message}${detail}`, { cause });
   return new SignError('SIGN_FAILED', `signing failed: ${message}${detail}`, { cause });
 }

@@ -2,7 +2,8 @@ import { generateKeyPairSync, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { KeySigner } from '../src/key-signer.js';
 
-const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey']): string => k.export({ type: 'pkcs8', format: 'pem' }).toString();
+const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey']): string =>
+  k.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 describe('KeySigner', () => {
   it('signs with P-256 and Ed25519 keys and reports the public key', async () => {

@@ -49,12 +49,20 @@ export function isValidKeyName(name: string): boolean {
 }
 
 /** The checkpoint body (the signed text). */
-export function formatCheckpoint(cp: { origin: string; size: number; rootHash: Uint8Array; otherContent?: readonly string[] }): string {
-  if (cp.origin === '' || /[\n\r]/.test(cp.origin)) throw new TlogError('TLOG_INVALID_OPTION', 'checkpoint origin must be one non-empty line');
-  if (!Number.isSafeInteger(cp.size) || cp.size < 0) throw new TlogError('TLOG_INVALID_OPTION', `checkpoint size ${cp.size} is not a non-negative integer`);
+export function formatCheckpoint(cp: {
+  origin: string;
+  size: number;
+  rootHash: Uint8Array;
+  otherContent?: readonly string[];
+}): string {
+  if (cp.origin === '' || /[\n\r]/.test(cp.origin))
+    throw new TlogError('TLOG_INVALID_OPTION', 'checkpoint origin must be one non-empty line');
+  if (!Number.isSafeInteger(cp.size) || cp.size < 0)
+    throw new TlogError('TLOG_INVALID_OPTION', `checkpoint size ${cp.size} is not a non-negative integer`);
   if (cp.rootHash.length !== 32) throw new TlogError('TLOG_INVALID_OPTION', 'checkpoint root hash must be 32 bytes');
   for (const line of cp.otherContent ?? []) {
-    if (line === '' || /[\n\r]/.test(line)) throw new TlogError('TLOG_INVALID_OPTION', 'checkpoint extra lines must be non-empty single lines');
+    if (line === '' || /[\n\r]/.test(line))
+      throw new TlogError('TLOG_INVALID_OPTION', 'checkpoint extra lines must be non-empty single lines');
   }
   const root = Buffer.from(cp.rootHash).toString('base64');
   return [cp.origin, String(cp.size), root, ...(cp.otherContent ?? [])].map((l) => `${l}\n`).join('');
@@ -62,7 +70,8 @@ export function formatCheckpoint(cp: { origin: string; size: number; rootHash: U
 
 /** Signs a checkpoint body with the log key: the complete signed note. */
 export function signNote(note: string, keyName: string, signer: Pick<LogSigner, 'sign' | 'keyHint'>): string {
-  if (!isValidKeyName(keyName)) throw new TlogError('TLOG_INVALID_OPTION', `invalid signed-note key name '${keyName}' (no spaces or '+')`);
+  if (!isValidKeyName(keyName))
+    throw new TlogError('TLOG_INVALID_OPTION', `invalid signed-note key name '${keyName}' (no spaces or '+')`);
   if (!note.endsWith('\n')) throw new TlogError('TLOG_INVALID_OPTION', 'a note must end with a newline');
   const sig = signer.sign(Buffer.from(note, 'utf8'));
   return `${note}\n${EM_DASH_PREFIX}${keyName} ${Buffer.concat([signer.keyHint, sig]).toString('base64')}\n`;
@@ -100,8 +109,10 @@ export function parseCheckpoint(note: string): Checkpoint {
   if (lines.length < 3) malformed('body needs origin, size and root hash lines');
   const [origin, sizeLine, rootLine, ...otherContent] = lines as [string, string, string, ...string[]];
   if (origin === '') malformed('empty origin');
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeLine) || !Number.isSafeInteger(Number(sizeLine))) malformed(`invalid tree size '${sizeLine.slice(0, 32)}'`);
-  if (rootLine.length !== 44 || !/^[A-Za-z0-9+/]{43}=$/.test(rootLine)) malformed('root hash is not base64 of 32 bytes');
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeLine) || !Number.isSafeInteger(Number(sizeLine)))
+    malformed(`invalid tree size '${sizeLine.slice(0, 32)}'`);
+  if (rootLine.length !== 44 || !/^[A-Za-z0-9+/]{43}=$/.test(rootLine))
+    malformed('root hash is not base64 of 32 bytes');
   if (otherContent.some((l) => l === '')) malformed('empty line inside the body');
   return { origin, size: Number(sizeLine), rootHash: Buffer.from(rootLine, 'base64'), otherContent };
 }
@@ -115,14 +126,21 @@ export function toPublicKey(key: KeyObject | string | Uint8Array): KeyObject {
 
 /** SHA-256(DER SPKI)[:4]. */
 export function keyHintFor(publicKey: KeyObject): Buffer {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest().subarray(0, 4);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest()
+    .subarray(0, 4);
 }
 
 /**
  * Verifies a signed checkpoint against the log's public key: at least one signature line whose key hint is the
  * key's (and whose name is `expectedKeyName`, if given) must verify. Returns the parsed checkpoint.
  */
-export function verifyCheckpoint(signedNote: string, publicKey: KeyObject | string | Uint8Array, expectedKeyName?: string): Checkpoint {
+export function verifyCheckpoint(
+  signedNote: string,
+  publicKey: KeyObject | string | Uint8Array,
+  expectedKeyName?: string,
+): Checkpoint {
   const parsed = parseSignedNote(signedNote);
   const checkpoint = parseCheckpoint(parsed.note);
   const key = toPublicKey(publicKey);
@@ -130,11 +148,17 @@ export function verifyCheckpoint(signedNote: string, publicKey: KeyObject | stri
   const data = Buffer.from(parsed.note, 'utf8');
   const candidates = parsed.signatures.filter((s) => timingSafeEqual(s.keyHint, hint));
   if (candidates.length === 0) {
-    throw new TlogError('TLOG_CHECKPOINT_SIGNATURE_INVALID', 'checkpoint has no signature by the log key (no matching key hint)');
+    throw new TlogError(
+      'TLOG_CHECKPOINT_SIGNATURE_INVALID',
+      'checkpoint has no signature by the log key (no matching key hint)',
+    );
   }
   const named = expectedKeyName === undefined ? candidates : candidates.filter((s) => s.name === expectedKeyName);
   if (named.length === 0) {
-    throw new TlogError('TLOG_CHECKPOINT_SIGNATURE_INVALID', `checkpoint is signed as '${candidates[0]!.name}', expected key name '${expectedKeyName}'`);
+    throw new TlogError(
+      'TLOG_CHECKPOINT_SIGNATURE_INVALID',
+      `checkpoint is signed as '${candidates[0]!.name}', expected key name '${expectedKeyName}'`,
+    );
   }
   const digest = key.asymmetricKeyType === 'ed25519' ? null : 'sha256';
   if (!named.some((s) => safeVerify(digest, data, key, s.signature))) {

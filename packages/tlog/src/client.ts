@@ -54,7 +54,8 @@ function parseInclusionProof(v: unknown): InclusionProof {
   const { logIndex, treeSize, rootHash, hashes, checkpoint } = v;
   if (!isCount(logIndex) || !isCount(treeSize)) badResponse('inclusionProof logIndex/treeSize are not integers');
   if (!isHexString(rootHash) || rootHash.length !== 64) badResponse('inclusionProof rootHash is not 32 hex bytes');
-  if (!Array.isArray(hashes) || !hashes.every((h) => isHexString(h) && h.length === 64)) badResponse('inclusionProof hashes are not 32-byte hex strings');
+  if (!Array.isArray(hashes) || !hashes.every((h) => isHexString(h) && h.length === 64))
+    badResponse('inclusionProof hashes are not 32-byte hex strings');
   if (typeof checkpoint !== 'string') badResponse('inclusionProof checkpoint missing');
   return { logIndex, treeSize, rootHash, hashes: hashes as string[], checkpoint };
 }
@@ -77,7 +78,8 @@ export function parseLogEntryResponse(data: unknown): LogEntry {
   if (verification !== undefined) {
     if (!isObject(verification)) badResponse('entry verification is not an object');
     const { signedEntryTimestamp, inclusionProof } = verification;
-    if (signedEntryTimestamp !== undefined && typeof signedEntryTimestamp !== 'string') badResponse('signedEntryTimestamp is not a string');
+    if (signedEntryTimestamp !== undefined && typeof signedEntryTimestamp !== 'string')
+      badResponse('signedEntryTimestamp is not a string');
     entry.verification = {
       ...(signedEntryTimestamp !== undefined ? { signedEntryTimestamp: signedEntryTimestamp as string } : {}),
       ...(inclusionProof !== undefined ? { inclusionProof: parseInclusionProof(inclusionProof) } : {}),
@@ -99,7 +101,8 @@ export class RekorClient {
     } catch {
       throw new TlogError('TLOG_INVALID_OPTION', `invalid Rekor base URL '${options.baseUrl}'`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TlogError('TLOG_INVALID_OPTION', 'Rekor base URL must be http(s)');
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw new TlogError('TLOG_INVALID_OPTION', 'Rekor base URL must be http(s)');
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
@@ -119,13 +122,16 @@ export class RekorClient {
   }
 
   async getEntryByUuid(uuid: string): Promise<LogEntry> {
-    if (!/^[0-9a-f]{64}([0-9a-f]{16})?$/i.test(uuid)) throw new TlogError('TLOG_INVALID_OPTION', 'entry UUID must be 64 or 80 hex characters');
+    if (!/^[0-9a-f]{64}([0-9a-f]{16})?$/i.test(uuid))
+      throw new TlogError('TLOG_INVALID_OPTION', 'entry UUID must be 64 or 80 hex characters');
     return parseLogEntryResponse(await this.json(await this.request('GET', `/api/v1/log/entries/${uuid}`)));
   }
 
   async getEntryByIndex(logIndex: number): Promise<LogEntry> {
     if (!isCount(logIndex)) throw new TlogError('TLOG_INVALID_OPTION', 'logIndex must be a non-negative integer');
-    return parseLogEntryResponse(await this.json(await this.request('GET', `/api/v1/log/entries?logIndex=${logIndex}`)));
+    return parseLogEntryResponse(
+      await this.json(await this.request('GET', `/api/v1/log/entries?logIndex=${logIndex}`)),
+    );
   }
 
   /** Entries by UUID and/or index (unknown ones are omitted by the server). Queries in chunks public Rekor accepts. */
@@ -138,8 +144,10 @@ export class RekorClient {
     };
     const uuids = query.entryUUIDs ?? [];
     const indexes = query.logIndexes ?? [];
-    for (let i = 0; i < uuids.length; i += RETRIEVE_CHUNK) await run({ entryUUIDs: uuids.slice(i, i + RETRIEVE_CHUNK) });
-    for (let i = 0; i < indexes.length; i += RETRIEVE_CHUNK) await run({ logIndexes: indexes.slice(i, i + RETRIEVE_CHUNK) });
+    for (let i = 0; i < uuids.length; i += RETRIEVE_CHUNK)
+      await run({ entryUUIDs: uuids.slice(i, i + RETRIEVE_CHUNK) });
+    for (let i = 0; i < indexes.length; i += RETRIEVE_CHUNK)
+      await run({ logIndexes: indexes.slice(i, i + RETRIEVE_CHUNK) });
     return out;
   }
 
@@ -150,8 +158,15 @@ export class RekorClient {
     if (!isHexString(rootHash) || rootHash.length !== 64) badResponse('log info rootHash is not 32 hex bytes');
     if (!isCount(treeSize)) badResponse('log info treeSize is not an integer');
     if (typeof signedTreeHead !== 'string') badResponse('log info signedTreeHead missing');
-    if (typeof treeID !== 'string' || !/^[0-9]{1,20}$/.test(treeID)) badResponse('log info treeID is not a decimal string');
-    return { rootHash, treeSize, signedTreeHead, treeID, inactiveShards: Array.isArray(inactiveShards) ? inactiveShards : [] };
+    if (typeof treeID !== 'string' || !/^[0-9]{1,20}$/.test(treeID))
+      badResponse('log info treeID is not a decimal string');
+    return {
+      rootHash,
+      treeSize,
+      signedTreeHead,
+      treeID,
+      inactiveShards: Array.isArray(inactiveShards) ? inactiveShards : [],
+    };
   }
 
   /** The log's public key (PEM). */
@@ -162,12 +177,16 @@ export class RekorClient {
   }
 
   async getConsistencyProof(firstSize: number, lastSize: number): Promise<ConsistencyProof> {
-    if (!isCount(firstSize) || !isCount(lastSize)) throw new TlogError('TLOG_INVALID_OPTION', 'sizes must be non-negative integers');
-    const data = await this.json(await this.request('GET', `/api/v1/log/proof?firstSize=${firstSize}&lastSize=${lastSize}`));
+    if (!isCount(firstSize) || !isCount(lastSize))
+      throw new TlogError('TLOG_INVALID_OPTION', 'sizes must be non-negative integers');
+    const data = await this.json(
+      await this.request('GET', `/api/v1/log/proof?firstSize=${firstSize}&lastSize=${lastSize}`),
+    );
     if (!isObject(data)) badResponse('consistency proof is not an object');
     const { rootHash, hashes } = data;
     if (!isHexString(rootHash) || rootHash.length !== 64) badResponse('consistency proof rootHash is not 32 hex bytes');
-    if (!Array.isArray(hashes) || !hashes.every((h) => isHexString(h) && h.length === 64)) badResponse('consistency proof hashes are not 32-byte hex strings');
+    if (!Array.isArray(hashes) || !hashes.every((h) => isHexString(h) && h.length === 64))
+      badResponse('consistency proof hashes are not 32-byte hex strings');
     return { rootHash, hashes: hashes as string[] };
   }
 
@@ -178,7 +197,8 @@ export class RekorClient {
   async searchIndex(query: { hash?: string; publicKey?: string; operator?: 'and' | 'or' }): Promise<string[]> {
     const body: Json = {};
     if (query.hash !== undefined) body.hash = query.hash;
-    if (query.publicKey !== undefined) body.publicKey = { format: 'x509', content: Buffer.from(query.publicKey, 'utf8').toString('base64') };
+    if (query.publicKey !== undefined)
+      body.publicKey = { format: 'x509', content: Buffer.from(query.publicKey, 'utf8').toString('base64') };
     if (query.operator !== undefined) body.operator = query.operator;
     const data = await this.json(await this.request('POST', '/api/v1/index/retrieve', body));
     if (!Array.isArray(data) || !data.every((u) => typeof u === 'string' && /^[0-9a-f]{64}([0-9a-f]{16})?$/i.test(u))) {
@@ -187,7 +207,12 @@ export class RekorClient {
     return data as string[];
   }
 
-  private async request(method: 'GET' | 'POST', path: string, body?: unknown, okStatuses: number[] = [200]): Promise<Response> {
+  private async request(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    okStatuses: number[] = [200],
+  ): Promise<Response> {
     let res: Response;
     try {
       res = await this.fetchImpl(`${this.baseUrl}${path}`, {
@@ -197,7 +222,9 @@ export class RekorClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      throw new TlogError('TLOG_HTTP_ERROR', `${method} ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
+      throw new TlogError('TLOG_HTTP_ERROR', `${method} ${this.baseUrl}${path} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (!okStatuses.includes(res.status)) {
       let message = res.statusText;
@@ -217,7 +244,8 @@ export class RekorClient {
 
   private async text(res: Response): Promise<string> {
     const declared = Number(res.headers.get('content-length') ?? '0');
-    if (declared > this.maxResponseBytes) badResponse(`body of ${declared} bytes is larger than ${this.maxResponseBytes}`);
+    if (declared > this.maxResponseBytes)
+      badResponse(`body of ${declared} bytes is larger than ${this.maxResponseBytes}`);
     const buf = Buffer.from(await res.arrayBuffer());
     if (buf.length > this.maxResponseBytes) badResponse(`body is larger than ${this.maxResponseBytes} bytes`);
     return buf.toString('utf8');

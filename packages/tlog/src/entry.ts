@@ -62,7 +62,9 @@ export function verifyLogEntry(
   options: { publicKey: KeyObject | string | Uint8Array; expectedKeyName?: string; requireInclusionProof?: boolean },
 ): VerifiedEntry {
   const key = toPublicKey(options.publicKey);
-  const logId = createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+  const logId = createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
   if (entry.logID !== logId) fail(`logID ${entry.logID} is not the ID of the given log key (${logId})`);
   const body = Buffer.from(entry.body, 'base64');
   if (body.toString('base64') !== entry.body) fail('body is not canonical base64');
@@ -88,8 +90,10 @@ export function verifyLogEntry(
   } catch (err) {
     throw new TlogError('TLOG_ENTRY_VERIFICATION_FAILED', `log entry: ${(err as Error).message}`, { cause: err });
   }
-  if (checkpoint.size !== proof.treeSize) fail(`inclusion proof tree size ${proof.treeSize} differs from the checkpoint's ${checkpoint.size}`);
-  if (checkpoint.rootHash.toString('hex') !== proof.rootHash) fail('inclusion proof root hash differs from the checkpoint root');
+  if (checkpoint.size !== proof.treeSize)
+    fail(`inclusion proof tree size ${proof.treeSize} differs from the checkpoint's ${checkpoint.size}`);
+  if (checkpoint.rootHash.toString('hex') !== proof.rootHash)
+    fail('inclusion proof root hash differs from the checkpoint root');
   const hashes = proof.hashes.map((h) => Buffer.from(h, 'hex'));
   if (!verifyInclusionProof(hashLeaf(body), proof.logIndex, checkpoint.size, hashes, checkpoint.rootHash)) {
     fail(`inclusion proof for index ${proof.logIndex} does not lead to the checkpoint root`);

@@ -33,10 +33,23 @@ export {
 } from './checkpoint.js';
 export { LogSigner, SIGNING_KEY_FILE } from './signing-key.js';
 export { setPayload, toWire, verifyLogEntry, type LogEntry, type InclusionProof, type VerifiedEntry } from './entry.js';
-export { prepareEntry, SUPPORTED_KINDS, DSSE_API_VERSION, HASHEDREKORD_API_VERSION, type PreparedEntry } from './types/index.js';
+export {
+  prepareEntry,
+  SUPPORTED_KINDS,
+  DSSE_API_VERSION,
+  HASHEDREKORD_API_VERSION,
+  type PreparedEntry,
+} from './types/index.js';
 export { pemEncode, parseVerifierPem, type VerifierKey } from './pki.js';
 export { TransparencyLog, DATABASE_FILE, type TransparencyLogOptions, type SignedCheckpoint } from './log.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
-export { RekorClient, parseLogEntryResponse, type RekorClientOptions, type LogInfo, type ConsistencyProof, type CreatedEntry } from './client.js';
+export {
+  RekorClient,
+  parseLogEntryResponse,
+  type RekorClientOptions,
+  type LogInfo,
+  type ConsistencyProof,
+  type CreatedEntry,
+} from './client.js';
 export { monitorLog, type MonitorOptions, type MonitorResult, type MonitorState } from './monitor.js';

@@ -89,12 +89,15 @@ export class TransparencyLog {
 
   static open(options: TransparencyLogOptions): TransparencyLog {
     const logName = options.logName ?? '127.0.0.1';
-    if (!isValidKeyName(logName)) throw new TlogError('TLOG_INVALID_OPTION', `logName '${logName}' must be non-empty, without spaces or '+'`);
+    if (!isValidKeyName(logName))
+      throw new TlogError('TLOG_INVALID_OPTION', `logName '${logName}' must be non-empty, without spaces or '+'`);
     if (options.maxBatch !== undefined && (!Number.isSafeInteger(options.maxBatch) || options.maxBatch < 1)) {
       throw new TlogError('TLOG_INVALID_OPTION', 'maxBatch must be a positive integer');
     }
     mkdirSync(options.dataDir, { recursive: true });
-    const signer = options.signingKeyPath ? LogSigner.fromFile(options.signingKeyPath) : LogSigner.loadOrCreate(options.dataDir);
+    const signer = options.signingKeyPath
+      ? LogSigner.fromFile(options.signingKeyPath)
+      : LogSigner.loadOrCreate(options.dataDir);
     const store = LogStore.open(join(options.dataDir, DATABASE_FILE));
     try {
       const treeId = store.transaction(() => {
@@ -114,7 +117,8 @@ export class TransparencyLog {
         }
         return id;
       });
-      if (!/^[1-9][0-9]{0,18}$/.test(treeId)) throw new TlogError('TLOG_STORE_CORRUPT', `stored tree ID '${treeId}' is invalid`);
+      if (!/^[1-9][0-9]{0,18}$/.test(treeId))
+        throw new TlogError('TLOG_STORE_CORRUPT', `stored tree ID '${treeId}' is invalid`);
       return new TransparencyLog(store, signer, { ...options, logName }, treeId);
     } catch (err) {
       store.close();
@@ -239,9 +243,13 @@ export class TransparencyLog {
 
   private duplicateError(entry: PreparedEntry, logIndex: number): TlogError {
     const uuid = entry.leafHash.toString('hex');
-    return new TlogError('TLOG_ENTRY_EXISTS', `an equivalent entry already exists in the transparency log with UUID ${uuid}`, {
-      details: { uuid, logIndex },
-    });
+    return new TlogError(
+      'TLOG_ENTRY_EXISTS',
+      `an equivalent entry already exists in the transparency log with UUID ${uuid}`,
+      {
+        details: { uuid, logIndex },
+      },
+    );
   }
 
   /** The signed checkpoint of the current tree (signed once per tree size). */

@@ -44,7 +44,8 @@ export interface TreeNode {
 }
 
 function assertSize(what: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw new TlogError('TLOG_INVALID_TREE_SIZE', `${what} must be a non-negative safe integer, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new TlogError('TLOG_INVALID_TREE_SIZE', `${what} must be a non-negative safe integer, got ${n}`);
 }
 
 /** Largest power of two strictly less than n (n ≥ 2): the RFC 6962 split point k. */
@@ -115,7 +116,10 @@ export class MerkleFrontier {
   }
 
   clone(): MerkleFrontier {
-    return new MerkleFrontier(this.edge.map((n) => ({ ...n })), this.count);
+    return new MerkleFrontier(
+      this.edge.map((n) => ({ ...n })),
+      this.count,
+    );
   }
 
   /** Appends one leaf hash; returns the nodes to persist: the leaf (level 0) and every subtree it completes. */
@@ -150,7 +154,8 @@ export class MerkleTree {
   subtreeHash(start: number, count: number): Buffer {
     if (count === 0) return emptyRoot();
     if (isPowerOfTwo(count)) {
-      if (start % count !== 0) throw new TlogError('TLOG_STORE_CORRUPT', `unaligned subtree [${start}, ${start + count})`);
+      if (start % count !== 0)
+        throw new TlogError('TLOG_STORE_CORRUPT', `unaligned subtree [${start}, ${start + count})`);
       return this.reader.getNode(log2Exact(count), start / count);
     }
     const k = splitPoint(count);
@@ -163,7 +168,8 @@ export class MerkleTree {
     const parts = decompose(size);
     if (parts.length === 0) return emptyRoot();
     let acc = this.reader.getNode(parts[parts.length - 1]!.level, parts[parts.length - 1]!.index);
-    for (let i = parts.length - 2; i >= 0; i--) acc = hashChildren(this.reader.getNode(parts[i]!.level, parts[i]!.index), acc);
+    for (let i = parts.length - 2; i >= 0; i--)
+      acc = hashChildren(this.reader.getNode(parts[i]!.level, parts[i]!.index), acc);
     return acc;
   }
 
@@ -171,7 +177,8 @@ export class MerkleTree {
   inclusionProof(index: number, size: number): Buffer[] {
     assertSize('tree size', size);
     assertSize('leaf index', index);
-    if (index >= size) throw new TlogError('TLOG_INVALID_TREE_SIZE', `leaf index ${index} is not below tree size ${size}`);
+    if (index >= size)
+      throw new TlogError('TLOG_INVALID_TREE_SIZE', `leaf index ${index} is not below tree size ${size}`);
     const out: Buffer[] = [];
     this.path(index, 0, size, out);
     return out;
@@ -193,7 +200,8 @@ export class MerkleTree {
   consistencyProof(first: number, second: number): Buffer[] {
     assertSize('first size', first);
     assertSize('second size', second);
-    if (first > second) throw new TlogError('TLOG_INVALID_TREE_SIZE', `first size ${first} is larger than second size ${second}`);
+    if (first > second)
+      throw new TlogError('TLOG_INVALID_TREE_SIZE', `first size ${first} is larger than second size ${second}`);
     const out: Buffer[] = [];
     if (first === 0 || first === second) return out;
     this.subproof(first, 0, second, true, out);
@@ -267,8 +275,14 @@ function sameHash(a: Uint8Array, b: Uint8Array): boolean {
  * The root an inclusion proof implies for `leafHash` at `index` in a tree of `treeSize`, or undefined if the proof
  * has the wrong shape (RFC 9162 §2.1.3.2 steps 1–4).
  */
-export function rootFromInclusionProof(leafHash: Uint8Array, index: number, treeSize: number, proof: readonly Uint8Array[]): Buffer | undefined {
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(treeSize) || index < 0 || index >= treeSize) return undefined;
+export function rootFromInclusionProof(
+  leafHash: Uint8Array,
+  index: number,
+  treeSize: number,
+  proof: readonly Uint8Array[],
+): Buffer | undefined {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(treeSize) || index < 0 || index >= treeSize)
+    return undefined;
   if (!isHash(leafHash) || !proof.every(isHash)) return undefined;
   let fn = index;
   let sn = treeSize - 1;
@@ -315,7 +329,8 @@ export function verifyConsistencyProof(
   secondRoot: Uint8Array,
   proof: readonly Uint8Array[],
 ): boolean {
-  if (!Number.isSafeInteger(firstSize) || !Number.isSafeInteger(secondSize) || firstSize < 0 || firstSize > secondSize) return false;
+  if (!Number.isSafeInteger(firstSize) || !Number.isSafeInteger(secondSize) || firstSize < 0 || firstSize > secondSize)
+    return false;
   if (!isHash(firstRoot) || !isHash(secondRoot) || !proof.every(isHash)) return false;
   if (firstSize === secondSize) return proof.length === 0 && sameHash(firstRoot, secondRoot);
   if (firstSize === 0) return proof.length === 0;

@@ -60,7 +60,9 @@ function readState(path: string): MonitorState | undefined {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new TlogError('TLOG_MONITOR_STATE_INVALID', `cannot read monitor state ${path}: ${(err as Error).message}`, { cause: err });
+    throw new TlogError('TLOG_MONITOR_STATE_INVALID', `cannot read monitor state ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (text.length > MAX_STATE_BYTES) stateInvalid(path, 'file too large');
   let v: unknown;
@@ -71,16 +73,23 @@ function readState(path: string): MonitorState | undefined {
   }
   const s = v as Partial<MonitorState>;
   if (typeof v !== 'object' || v === null || s.version !== 1) stateInvalid(path, 'unknown format (expected version 1)');
-  if (typeof s.publicKeyPem !== 'string' || typeof s.logId !== 'string' || typeof s.origin !== 'string') stateInvalid(path, 'missing key or origin');
-  if (typeof s.checkpoint !== 'string' || !Number.isSafeInteger(s.treeSize) || typeof s.rootHash !== 'string') stateInvalid(path, 'missing checkpoint');
+  if (typeof s.publicKeyPem !== 'string' || typeof s.logId !== 'string' || typeof s.origin !== 'string')
+    stateInvalid(path, 'missing key or origin');
+  if (typeof s.checkpoint !== 'string' || !Number.isSafeInteger(s.treeSize) || typeof s.rootHash !== 'string')
+    stateInvalid(path, 'missing checkpoint');
   // Never trust the stored summary alone: re-verify the stored checkpoint with the stored key.
   let cp: Checkpoint;
   try {
     cp = verifyCheckpoint(s.checkpoint, s.publicKeyPem);
   } catch (err) {
-    throw new TlogError('TLOG_MONITOR_STATE_INVALID', `monitor state ${path}: stored checkpoint does not verify: ${(err as Error).message}`, { cause: err });
+    throw new TlogError(
+      'TLOG_MONITOR_STATE_INVALID',
+      `monitor state ${path}: stored checkpoint does not verify: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
-  if (cp.size !== s.treeSize || cp.rootHash.toString('hex') !== s.rootHash || cp.origin !== s.origin) stateInvalid(path, 'summary differs from the stored checkpoint');
+  if (cp.size !== s.treeSize || cp.rootHash.toString('hex') !== s.rootHash || cp.origin !== s.origin)
+    stateInvalid(path, 'summary differs from the stored checkpoint');
   return s as MonitorState;
 }
 
@@ -104,7 +113,9 @@ function writeState(path: string, state: MonitorState): void {
 }
 
 function logIdOf(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+  return createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }
 
 function parseKey(pem: string, what: string): KeyObject {
@@ -120,12 +131,20 @@ async function remote<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     const code = (err as { code?: string }).code;
-    throw new TlogError(code === 'TLOG_BAD_RESPONSE' ? 'TLOG_MONITOR_BAD_RESPONSE' : 'TLOG_MONITOR_UNREACHABLE', `${what}: ${(err as Error).message}`, { cause: err });
+    throw new TlogError(
+      code === 'TLOG_BAD_RESPONSE' ? 'TLOG_MONITOR_BAD_RESPONSE' : 'TLOG_MONITOR_UNREACHABLE',
+      `${what}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
 export async function monitorLog(options: MonitorOptions): Promise<MonitorResult> {
-  const client = new RekorClient({ baseUrl: options.url, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}), ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const client = new RekorClient({
+    baseUrl: options.url,
+    ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
   const previous = readState(options.stateFile);
 
   // 1. The trusted key: given > pinned > fetched (trust on first use).
@@ -134,7 +153,10 @@ export async function monitorLog(options: MonitorOptions): Promise<MonitorResult
   if (options.publicKeyPem !== undefined) {
     keyPem = options.publicKeyPem;
     if (previous && logIdOf(parseKey(keyPem, 'the given public key')) !== previous.logId) {
-      throw new TlogError('TLOG_MONITOR_KEY_MISMATCH', `the given public key (log ID ${logIdOf(parseKey(keyPem, 'key'))}) is not the key pinned in ${options.stateFile} (log ID ${previous.logId})`);
+      throw new TlogError(
+        'TLOG_MONITOR_KEY_MISMATCH',
+        `the given public key (log ID ${logIdOf(parseKey(keyPem, 'key'))}) is not the key pinned in ${options.stateFile} (log ID ${previous.logId})`,
+      );
     }
   } else if (previous) {
     keyPem = previous.publicKeyPem;
@@ -151,10 +173,17 @@ export async function monitorLog(options: MonitorOptions): Promise<MonitorResult
   try {
     current = verifyCheckpoint(info.signedTreeHead, key);
   } catch (err) {
-    throw new TlogError('TLOG_MONITOR_BAD_SIGNATURE', `checkpoint from ${options.url} is not validly signed by the log key ${logId}: ${(err as Error).message}`, { cause: err });
+    throw new TlogError(
+      'TLOG_MONITOR_BAD_SIGNATURE',
+      `checkpoint from ${options.url} is not validly signed by the log key ${logId}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   if (current.size !== info.treeSize || current.rootHash.toString('hex') !== info.rootHash) {
-    throw new TlogError('TLOG_MONITOR_BAD_RESPONSE', `log info treeSize/rootHash (${info.treeSize}/${info.rootHash}) differ from its signed checkpoint (${current.size}/${current.rootHash.toString('hex')})`);
+    throw new TlogError(
+      'TLOG_MONITOR_BAD_RESPONSE',
+      `log info treeSize/rootHash (${info.treeSize}/${info.rootHash}) differ from its signed checkpoint (${current.size}/${current.rootHash.toString('hex')})`,
+    );
   }
   const rootHex = current.rootHash.toString('hex');
 
@@ -162,31 +191,57 @@ export async function monitorLog(options: MonitorOptions): Promise<MonitorResult
   let status: MonitorResult['status'] = 'initialized';
   if (previous) {
     if (current.origin !== previous.origin) {
-      throw new TlogError('TLOG_MONITOR_ORIGIN_MISMATCH', `checkpoint origin '${current.origin}' differs from the pinned origin '${previous.origin}': this is another log`);
+      throw new TlogError(
+        'TLOG_MONITOR_ORIGIN_MISMATCH',
+        `checkpoint origin '${current.origin}' differs from the pinned origin '${previous.origin}': this is another log`,
+      );
     }
     if (current.size < previous.treeSize) {
-      throw new TlogError('TLOG_MONITOR_SHRINK', `log shrank from ${previous.treeSize} to ${current.size} entries: the log is rewriting its history`, {
-        details: { previousTreeSize: previous.treeSize, treeSize: current.size },
-      });
+      throw new TlogError(
+        'TLOG_MONITOR_SHRINK',
+        `log shrank from ${previous.treeSize} to ${current.size} entries: the log is rewriting its history`,
+        {
+          details: { previousTreeSize: previous.treeSize, treeSize: current.size },
+        },
+      );
     }
     if (current.size === previous.treeSize) {
       if (rootHex !== previous.rootHash) {
-        throw new TlogError('TLOG_MONITOR_FORK', `log fork: tree size ${current.size} now has root ${rootHex}, previously ${previous.rootHash}`, {
-          details: { treeSize: current.size, rootHash: rootHex, previousRootHash: previous.rootHash },
-        });
+        throw new TlogError(
+          'TLOG_MONITOR_FORK',
+          `log fork: tree size ${current.size} now has root ${rootHex}, previously ${previous.rootHash}`,
+          {
+            details: { treeSize: current.size, rootHash: rootHex, previousRootHash: previous.rootHash },
+          },
+        );
       }
       status = 'unchanged';
     } else {
       if (previous.treeSize > 0) {
-        const proof = await remote('fetching a consistency proof', () => client.getConsistencyProof(previous.treeSize, current.size));
+        const proof = await remote('fetching a consistency proof', () =>
+          client.getConsistencyProof(previous.treeSize, current.size),
+        );
         const ok =
           proof.rootHash === rootHex &&
-          verifyConsistencyProof(previous.treeSize, current.size, Buffer.from(previous.rootHash, 'hex'), current.rootHash, proof.hashes.map((h) => Buffer.from(h, 'hex')));
+          verifyConsistencyProof(
+            previous.treeSize,
+            current.size,
+            Buffer.from(previous.rootHash, 'hex'),
+            current.rootHash,
+            proof.hashes.map((h) => Buffer.from(h, 'hex')),
+          );
         if (!ok) {
           throw new TlogError(
             'TLOG_MONITOR_FORK',
             `log fork: the tree of size ${current.size} (root ${rootHex}) is not a consistent extension of the verified tree of size ${previous.treeSize} (root ${previous.rootHash})`,
-            { details: { treeSize: current.size, rootHash: rootHex, previousTreeSize: previous.treeSize, previousRootHash: previous.rootHash } },
+            {
+              details: {
+                treeSize: current.size,
+                rootHash: rootHex,
+                previousTreeSize: previous.treeSize,
+                previousRootHash: previous.rootHash,
+              },
+            },
           );
         }
       }

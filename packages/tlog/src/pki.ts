@@ -1,4 +1,13 @@
-import { constants, createHash, createPublicKey, publicDecrypt, timingSafeEqual, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  createHash,
+  createPublicKey,
+  publicDecrypt,
+  timingSafeEqual,
+  verify,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { p256, p384, p521 } from '@noble/curves/nist.js';
 import { TlogError } from './errors.js';
 
@@ -41,7 +50,8 @@ function decodePemBlocks(text: string, what: string): Array<{ type: string; der:
   for (const m of text.matchAll(PEM_BLOCK)) {
     if (text.slice(last, m.index).trim() !== '') invalid(`${what}: unexpected text outside PEM blocks`);
     const b64 = m[2]!.replace(/[\r\n]/g, '');
-    if (b64.length === 0 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) invalid(`${what}: PEM body is not base64`);
+    if (b64.length === 0 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64))
+      invalid(`${what}: PEM body is not base64`);
     blocks.push({ type: m[1]!, der: Buffer.from(b64, 'base64') });
     last = m.index + m[0].length;
     if (blocks.length > MAX_CERTS) invalid(`${what}: more than ${MAX_CERTS} PEM blocks`);
@@ -55,7 +65,8 @@ function checkKeyType(key: KeyObject, what: string): void {
   const type = key.asymmetricKeyType;
   if (type === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
-    if (curve !== 'prime256v1' && curve !== 'secp384r1' && curve !== 'secp521r1') invalid(`${what}: unsupported EC curve ${curve ?? 'unknown'}`);
+    if (curve !== 'prime256v1' && curve !== 'secp384r1' && curve !== 'secp521r1')
+      invalid(`${what}: unsupported EC curve ${curve ?? 'unknown'}`);
     return;
   }
   if (type === 'rsa') {
@@ -94,7 +105,9 @@ export function parseVerifierPem(pem: string, what: string): VerifierKey {
     kind = 'publicKey';
     canonicalPem = pemEncode('PUBLIC KEY', key.export({ type: 'spki', format: 'der' }));
   } else {
-    invalid(`${what}: expected CERTIFICATE blocks or one PUBLIC KEY block, got ${blocks.map((b) => b.type).join(', ')}`);
+    invalid(
+      `${what}: expected CERTIFICATE blocks or one PUBLIC KEY block, got ${blocks.map((b) => b.type).join(', ')}`,
+    );
   }
   checkKeyType(key, what);
   return { kind, key, canonicalPem, fingerprint: createHash('sha256').update(canonicalPem).digest('hex') };
@@ -122,7 +135,8 @@ const DIGEST_INFO_PREFIX: Record<PrehashAlgorithm, Buffer> = {
 
 function ecPoint(key: KeyObject): Uint8Array {
   const jwk = key.export({ format: 'jwk' });
-  if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') throw new TlogError('TLOG_INVALID_ENTRY', 'EC key without coordinates');
+  if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string')
+    throw new TlogError('TLOG_INVALID_ENTRY', 'EC key without coordinates');
   return Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]);
 }
 
@@ -131,7 +145,12 @@ function ecPoint(key: KeyObject): Uint8Array {
  * always hashes its input), so ECDSA goes through @noble/curves; RSA PKCS#1 v1.5 is verify-recover + DigestInfo
  * comparison. High-S ECDSA signatures are accepted, as Go's `ecdsa.VerifyASN1` does.
  */
-export function verifyPrehashed(key: KeyObject, algorithm: PrehashAlgorithm, digest: Buffer, signature: Buffer): boolean {
+export function verifyPrehashed(
+  key: KeyObject,
+  algorithm: PrehashAlgorithm,
+  digest: Buffer,
+  signature: Buffer,
+): boolean {
   switch (key.asymmetricKeyType) {
     case 'ec': {
       const curve = { prime256v1: p256, secp384r1: p384, secp521r1: p521 }[key.asymmetricKeyDetails?.namedCurve ?? ''];
@@ -153,7 +172,10 @@ export function verifyPrehashed(key: KeyObject, algorithm: PrehashAlgorithm, dig
       return recovered.length === expected.length && timingSafeEqual(recovered, expected);
     }
     default:
-      throw new TlogError('TLOG_UNSUPPORTED_ENTRY', `hashedrekord: ${key.asymmetricKeyType ?? 'this'} keys are not supported (use ECDSA or RSA)`);
+      throw new TlogError(
+        'TLOG_UNSUPPORTED_ENTRY',
+        `hashedrekord: ${key.asymmetricKeyType ?? 'this'} keys are not supported (use ECDSA or RSA)`,
+      );
   }
 }
 

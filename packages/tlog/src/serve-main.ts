@@ -51,7 +51,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const server = await startTlogServer(options);
-  process.stdout.write(`${JSON.stringify({ url: server.url, logId: server.logId, origin: server.origin, logName: server.logName, pid: process.pid })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ url: server.url, logId: server.logId, origin: server.origin, logName: server.logName, pid: process.pid })}\n`,
+  );
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -1,4 +1,12 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TlogError } from './errors.js';
@@ -19,7 +27,11 @@ export class LogSigner {
   readonly keyHint: Buffer;
 
   constructor(private readonly privateKey: KeyObject) {
-    if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    if (
+      privateKey.type !== 'private' ||
+      privateKey.asymmetricKeyType !== 'ec' ||
+      privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+    ) {
       throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key must be an ECDSA P-256 private key');
     }
     this.publicKey = createPublicKey(privateKey);
@@ -40,7 +52,11 @@ export class LogSigner {
     try {
       pem = readFileSync(path, 'utf8');
     } catch (err) {
-      throw new TlogError('TLOG_SIGNING_KEY_INVALID', `cannot read the log signing key ${path}: ${(err as Error).message}`, { cause: err });
+      throw new TlogError(
+        'TLOG_SIGNING_KEY_INVALID',
+        `cannot read the log signing key ${path}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     let key: KeyObject;
     try {

@@ -59,7 +59,9 @@ export class LogStore implements NodeReader {
   private constructor(private readonly db: Database.Database) {
     this.stmts = {
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
-      setMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      setMeta: db.prepare<[string, string]>(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+      ),
       getNode: db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM nodes WHERE level = ? AND idx = ?'),
       getLeaf: db.prepare<[number], { leaf_hash: Buffer }>('SELECT leaf_hash FROM entries WHERE log_index = ?'),
       putNode: db.prepare<[number, number, Buffer]>('INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)'),
@@ -70,8 +72,12 @@ export class LogStore implements NodeReader {
       byIndex: db.prepare<[number], EntryRow>('SELECT * FROM entries WHERE log_index = ?'),
       byLeaf: db.prepare<[Buffer], EntryRow>('SELECT * FROM entries WHERE leaf_hash = ?'),
       indexOfLeaf: db.prepare<[Buffer], { log_index: number }>('SELECT log_index FROM entries WHERE leaf_hash = ?'),
-      search: db.prepare<[string, number], { log_index: number }>('SELECT log_index FROM search_index WHERE key = ? ORDER BY log_index LIMIT ?'),
-      maxIndex: db.prepare<[], { n: number | null; c: number }>('SELECT MAX(log_index) AS n, COUNT(*) AS c FROM entries'),
+      search: db.prepare<[string, number], { log_index: number }>(
+        'SELECT log_index FROM search_index WHERE key = ? ORDER BY log_index LIMIT ?',
+      ),
+      maxIndex: db.prepare<[], { n: number | null; c: number }>(
+        'SELECT MAX(log_index) AS n, COUNT(*) AS c FROM entries',
+      ),
     };
   }
 
@@ -80,7 +86,9 @@ export class LogStore implements NodeReader {
     try {
       db = new Database(path);
     } catch (err) {
-      throw new TlogError('TLOG_STORE_CORRUPT', `cannot open the log database ${path}: ${(err as Error).message}`, { cause: err });
+      throw new TlogError('TLOG_STORE_CORRUPT', `cannot open the log database ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     try {
       db.pragma('busy_timeout = 0');
@@ -105,7 +113,11 @@ export class LogStore implements NodeReader {
       `);
       const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
       if (!version) db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(SCHEMA_VERSION);
-      else if (version.value !== SCHEMA_VERSION) throw new TlogError('TLOG_STORE_CORRUPT', `log database schema version ${version.value} is not supported (expected ${SCHEMA_VERSION})`);
+      else if (version.value !== SCHEMA_VERSION)
+        throw new TlogError(
+          'TLOG_STORE_CORRUPT',
+          `log database schema version ${version.value} is not supported (expected ${SCHEMA_VERSION})`,
+        );
       db.exec('COMMIT');
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
@@ -113,9 +125,13 @@ export class LogStore implements NodeReader {
       if (err instanceof TlogError) throw err;
       const code = (err as { code?: string }).code ?? '';
       if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-        throw new TlogError('TLOG_STORE_LOCKED', `the log database ${path} is in use by another process`, { cause: err });
+        throw new TlogError('TLOG_STORE_LOCKED', `the log database ${path} is in use by another process`, {
+          cause: err,
+        });
       }
-      throw new TlogError('TLOG_STORE_CORRUPT', `cannot open the log database ${path}: ${(err as Error).message}`, { cause: err });
+      throw new TlogError('TLOG_STORE_CORRUPT', `cannot open the log database ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return new LogStore(db);
   }
@@ -133,16 +149,19 @@ export class LogStore implements NodeReader {
   treeSize(): number {
     const { n, c } = this.stmts.maxIndex.get()!;
     const size = n === null ? 0 : n + 1;
-    if (c !== size) throw new TlogError('TLOG_STORE_CORRUPT', `log entries are not dense: ${c} rows but highest index ${size - 1}`);
+    if (c !== size)
+      throw new TlogError('TLOG_STORE_CORRUPT', `log entries are not dense: ${c} rows but highest index ${size - 1}`);
     const recorded = Number(this.getMeta('tree_size') ?? '0');
-    if (recorded !== size) throw new TlogError('TLOG_STORE_CORRUPT', `log database records tree size ${recorded} but holds ${size} entries`);
+    if (recorded !== size)
+      throw new TlogError('TLOG_STORE_CORRUPT', `log database records tree size ${recorded} but holds ${size} entries`);
     return size;
   }
 
   getNode(level: number, index: number): Buffer {
     const row = level === 0 ? this.stmts.getLeaf.get(index) : this.stmts.getNode.get(level, index);
     const hash = row && ('hash' in row ? row.hash : row.leaf_hash);
-    if (!hash) throw new TlogError('TLOG_STORE_CORRUPT', `log database is missing tree node (level ${level}, index ${index})`);
+    if (!hash)
+      throw new TlogError('TLOG_STORE_CORRUPT', `log database is missing tree node (level ${level}, index ${index})`);
     return hash;
   }
 
@@ -172,7 +191,15 @@ export class LogStore implements NodeReader {
   appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): void {
     const run = this.db.transaction(() => {
       for (const r of rows) {
-        this.stmts.putEntry.run(r.logIndex, r.leafHash, r.body, r.integratedTime, r.kind, r.apiVersion, r.signedEntryTimestamp);
+        this.stmts.putEntry.run(
+          r.logIndex,
+          r.leafHash,
+          r.body,
+          r.integratedTime,
+          r.kind,
+          r.apiVersion,
+          r.signedEntryTimestamp,
+        );
         for (const n of r.nodes) this.stmts.putNode.run(n.level, n.index, n.hash);
         for (const k of r.indexKeys) this.stmts.putIndex.run(k, r.logIndex);
       }

@@ -46,7 +46,9 @@ describe('checkpoints (C2SP signed note, Rekor v1 format)', () => {
     // The right hint but a signature by another key.
     const forged = `${body}\n\u2014 log ${Buffer.concat([signer.keyHint, other.sign(Buffer.from(body))]).toString('base64')}\n`;
     expect(() => verifyCheckpoint(forged, signer.publicKey)).toThrow(/does not verify/);
-    expect(() => verifyCheckpoint(signNote(body, 'log', signer), signer.publicKey, 'another-name')).toThrow(/expected key name/);
+    expect(() => verifyCheckpoint(signNote(body, 'log', signer), signer.publicKey, 'another-name')).toThrow(
+      /expected key name/,
+    );
   });
 
   it('accepts extra signature lines from other keys (witness cosignatures)', () => {

@@ -25,7 +25,9 @@ describe(`${WRITERS} concurrent writers × ${PER_WRITER} entries over HTTP`, () 
     // Proposals are built first so the writers only compete for the log.
     const proposals = Array.from({ length: WRITERS }, (_, w) => {
       const signer = makeKeySigner();
-      return Array.from({ length: PER_WRITER }, (_, i) => (i % 2 === 0 ? dsseEntry([signer], `writer ${w} entry ${i}`) : hashedRekord(signer, `writer ${w} entry ${i}`)));
+      return Array.from({ length: PER_WRITER }, (_, i) =>
+        i % 2 === 0 ? dsseEntry([signer], `writer ${w} entry ${i}`) : hashedRekord(signer, `writer ${w} entry ${i}`),
+      );
     });
     const acked: LogEntry[] = [];
     await Promise.all(
@@ -50,7 +52,9 @@ describe(`${WRITERS} concurrent writers × ${PER_WRITER} entries over HTTP`, () 
     const client = new RekorClient({ baseUrl: server.url });
     const stored = new Map<number, LogEntry>();
     for (let i = 0; i < N; i += 100) {
-      const res = await postJson(`${server.url}/api/v1/log/entries/retrieve`, { logIndexes: [...Array(Math.min(100, N - i)).keys()].map((k) => i + k) });
+      const res = await postJson(`${server.url}/api/v1/log/entries/retrieve`, {
+        logIndexes: [...Array(Math.min(100, N - i)).keys()].map((k) => i + k),
+      });
       for (const item of res.json as Array<Record<string, Omit<LogEntry, 'uuid'>>>) {
         const [uuid, value] = Object.entries(item)[0]!;
         expect(stored.has(value.logIndex)).toBe(false);

@@ -23,7 +23,9 @@ afterEach(() => {
 
 async function spawnLog(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
   if (!existsSync(SERVE_MAIN)) throw new Error(`${SERVE_MAIN} is missing: build first (npx tsc -b packages/tlog)`);
-  const child = spawn(process.execPath, [SERVE_MAIN, '--data', dataDir, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [SERVE_MAIN, '--data', dataDir, '--host', '127.0.0.1', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let stderr = '';
@@ -55,7 +57,11 @@ describe('crash safety (kill -9)', () => {
         const i = n++;
         const p = i % 3 === 0 ? hashedRekord(signer, `crash ${w} ${i}`) : dsseEntry([signer], `crash ${w} ${i}`);
         try {
-          const res = await fetch(`${first.url}/api/v1/log/entries`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(p) });
+          const res = await fetch(`${first.url}/api/v1/log/entries`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify(p),
+          });
           if (res.status !== 201) continue;
           const [uuid, value] = Object.entries((await res.json()) as Record<string, Omit<LogEntry, 'uuid'>>)[0]!;
           acked.set(uuid, value.logIndex);
@@ -108,7 +114,13 @@ describe('crash safety (kill -9)', () => {
     for (const [size, root] of sizes) {
       if (size === 0) continue;
       const proof = await after.getConsistencyProof(size, head.size);
-      const ok = verifyConsistencyProof(size, head.size, Buffer.from(root, 'hex'), head.rootHash, proof.hashes.map((h) => Buffer.from(h, 'hex')));
+      const ok = verifyConsistencyProof(
+        size,
+        head.size,
+        Buffer.from(root, 'hex'),
+        head.rootHash,
+        proof.hashes.map((h) => Buffer.from(h, 'hex')),
+      );
       expect(ok, `checkpoint of size ${size} is consistent with the restarted tree`).toBe(true);
     }
 

@@ -48,7 +48,11 @@ export function makeKeySigner(type: 'P-256' | 'P-384' | 'rsa' | 'ed25519' = 'P-2
 export const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
 
 /** A proposed hashedrekord entry signing `artifact`. */
-export function hashedRekord(signer: TestSigner, artifact: Buffer | string, opts: { alg?: 'sha256' | 'sha384' | 'sha512' } = {}) {
+export function hashedRekord(
+  signer: TestSigner,
+  artifact: Buffer | string,
+  opts: { alg?: 'sha256' | 'sha384' | 'sha512' } = {},
+) {
   const alg = opts.alg ?? 'sha256';
   const data = Buffer.from(artifact);
   const digest = createHash(alg).update(data).digest('hex');
@@ -63,7 +67,11 @@ export function hashedRekord(signer: TestSigner, artifact: Buffer | string, opts
   };
 }
 
-export function dsseEnvelope(signers: TestSigner[], payload: Buffer | string, payloadType = 'application/vnd.in-toto+json') {
+export function dsseEnvelope(
+  signers: TestSigner[],
+  payload: Buffer | string,
+  payloadType = 'application/vnd.in-toto+json',
+) {
   const body = Buffer.from(payload);
   const pae = preAuthEncoding(payloadType, body);
   return {
@@ -79,7 +87,11 @@ export function dsseEnvelope(signers: TestSigner[], payload: Buffer | string, pa
 /** A proposed dsse entry as sigstore-js sends it. */
 export function dsseEntry(signers: TestSigner[], payload: Buffer | string, verifiers: TestSigner[] = signers) {
   const envelope = JSON.stringify(dsseEnvelope(signers, payload));
-  return { apiVersion: '0.0.1', kind: 'dsse', spec: { proposedContent: { envelope, verifiers: verifiers.map((v) => b64(v.pem)) } } };
+  return {
+    apiVersion: '0.0.1',
+    kind: 'dsse',
+    spec: { proposedContent: { envelope, verifiers: verifiers.map((v) => b64(v.pem)) } },
+  };
 }
 
 export function statement(name: string, content: string): string {
@@ -96,8 +108,15 @@ export function tempDir(prefix = 'airlock-tlog-test-'): { path: string; remove()
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-export async function postJson(url: string, body: unknown): Promise<{ status: number; headers: Headers; json: unknown }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+export async function postJson(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; headers: Headers; json: unknown }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
 }

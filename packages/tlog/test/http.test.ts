@@ -7,7 +7,18 @@ import { RekorClient } from '../src/client.js';
 import { verifyLogEntry, type LogEntry } from '../src/entry.js';
 import { startTlogServer, type RunningTlog } from '../src/http/server.js';
 import { hashLeaf, verifyConsistencyProof, verifyInclusionProof } from '../src/merkle.js';
-import { b64, dsseEntry, getJson, hashedRekord, makeCertSigner, makeKeySigner, postJson, statement, tempDir, type TestSigner } from './helpers.js';
+import {
+  b64,
+  dsseEntry,
+  getJson,
+  hashedRekord,
+  makeCertSigner,
+  makeKeySigner,
+  postJson,
+  statement,
+  tempDir,
+  type TestSigner,
+} from './helpers.js';
 
 let server: RunningTlog;
 let dir: ReturnType<typeof tempDir>;
@@ -37,8 +48,20 @@ function only(json: unknown): LogEntry {
 /** Checks an entry the way a sigstore client does, with independent code where it is short enough. */
 function checkEntry(entry: LogEntry): void {
   // SET over JCS {body, integratedTime, logID, logIndex}
-  const payload = canonicalize({ body: entry.body, integratedTime: entry.integratedTime, logID: entry.logID, logIndex: entry.logIndex });
-  expect(verify('sha256', Buffer.from(payload), server.publicKeyPem, Buffer.from(entry.verification!.signedEntryTimestamp!, 'base64'))).toBe(true);
+  const payload = canonicalize({
+    body: entry.body,
+    integratedTime: entry.integratedTime,
+    logID: entry.logID,
+    logIndex: entry.logIndex,
+  });
+  expect(
+    verify(
+      'sha256',
+      Buffer.from(payload),
+      server.publicKeyPem,
+      Buffer.from(entry.verification!.signedEntryTimestamp!, 'base64'),
+    ),
+  ).toBe(true);
   expect(entry.logID).toBe(createHash('sha256').update(server.publicKeyDer).digest('hex'));
   expect(entry.uuid).toBe(hashLeaf(Buffer.from(entry.body, 'base64')).toString('hex'));
   const proof = entry.verification!.inclusionProof!;
@@ -46,7 +69,13 @@ function checkEntry(entry: LogEntry): void {
   expect(cp.origin).toBe(server.origin);
   expect(cp.size).toBe(proof.treeSize);
   expect(cp.rootHash.toString('hex')).toBe(proof.rootHash);
-  const ok = verifyInclusionProof(hashLeaf(Buffer.from(entry.body, 'base64')), proof.logIndex, cp.size, proof.hashes.map((h) => Buffer.from(h, 'hex')), cp.rootHash);
+  const ok = verifyInclusionProof(
+    hashLeaf(Buffer.from(entry.body, 'base64')),
+    proof.logIndex,
+    cp.size,
+    proof.hashes.map((h) => Buffer.from(h, 'hex')),
+    cp.rootHash,
+  );
   expect(ok).toBe(true);
   verifyLogEntry(entry, { publicKey: server.publicKeyDer, expectedKeyName: '127.0.0.1' });
 }
@@ -92,7 +121,11 @@ describe('Rekor v1 HTTP API', () => {
 
   it('rejects malformed bodies with 400', async () => {
     for (const body of ['{not json', '', '[]', '{"kind":"rekord","apiVersion":"0.0.1","spec":{}}']) {
-      const res = await fetch(api('/api/v1/log/entries'), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+      const res = await fetch(api('/api/v1/log/entries'), {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body,
+      });
       expect(res.status).toBe(400);
       const json = (await res.json()) as { code: number; message: string };
       expect(json.code).toBe(400);
@@ -137,15 +170,23 @@ describe('Rekor v1 HTTP API', () => {
   it('retrieves several entries at once, skipping unknown ones', async () => {
     const a = await client.createEntry(hashedRekord(cert, 'r1'));
     const b = await client.createEntry(hashedRekord(cert, 'r2'));
-    const res = await postJson(api('/api/v1/log/entries/retrieve'), { entryUUIDs: [a.uuid, 'cd'.repeat(32)], logIndexes: [b.logIndex, 10_000] });
+    const res = await postJson(api('/api/v1/log/entries/retrieve'), {
+      entryUUIDs: [a.uuid, 'cd'.repeat(32)],
+      logIndexes: [b.logIndex, 10_000],
+    });
     expect(res.status).toBe(200);
     const list = (res.json as unknown[]).map(only);
     expect(list.map((e) => e.uuid).sort()).toEqual([a.uuid, b.uuid].sort());
-    expect((await client.retrieveEntries({ logIndexes: [a.logIndex, b.logIndex] })).map((e) => e.uuid)).toEqual([a.uuid, b.uuid]);
+    expect((await client.retrieveEntries({ logIndexes: [a.logIndex, b.logIndex] })).map((e) => e.uuid)).toEqual([
+      a.uuid,
+      b.uuid,
+    ]);
     // By proposed content (re-canonicalized, so a fresh proposal of a logged signature finds it).
     const p = hashedRekord(cert, 'r3');
     const c = await client.createEntry(p);
-    const byContent = await postJson(api('/api/v1/log/entries/retrieve'), { entries: [p, hashedRekord(cert, 'never logged')] });
+    const byContent = await postJson(api('/api/v1/log/entries/retrieve'), {
+      entries: [p, hashedRekord(cert, 'never logged')],
+    });
     expect((byContent.json as unknown[]).map(only).map((e) => e.uuid)).toEqual([c.uuid]);
     expect((await postJson(api('/api/v1/log/entries/retrieve'), { entries: Array(11).fill(p) })).status).toBe(400);
     expect((await postJson(api('/api/v1/log/entries/retrieve'), {})).status).toBe(400);
@@ -172,11 +213,24 @@ describe('Rekor v1 HTTP API', () => {
     const after = await client.getLogInfo();
     const proof = await client.getConsistencyProof(before.treeSize, after.treeSize);
     expect(proof.rootHash).toBe(after.rootHash);
-    const ok = verifyConsistencyProof(before.treeSize, after.treeSize, Buffer.from(before.rootHash, 'hex'), Buffer.from(after.rootHash, 'hex'), proof.hashes.map((h) => Buffer.from(h, 'hex')));
+    const ok = verifyConsistencyProof(
+      before.treeSize,
+      after.treeSize,
+      Buffer.from(before.rootHash, 'hex'),
+      Buffer.from(after.rootHash, 'hex'),
+      proof.hashes.map((h) => Buffer.from(h, 'hex')),
+    );
     expect(ok).toBe(true);
     const same = await client.getConsistencyProof(after.treeSize, after.treeSize);
     expect(same.hashes).toEqual([]);
-    for (const q of ['firstSize=3&lastSize=2', `firstSize=1&lastSize=${after.treeSize + 1}`, 'firstSize=0&lastSize=1', 'firstSize=x&lastSize=2', 'firstSize=1', `lastSize=1&treeID=5`]) {
+    for (const q of [
+      'firstSize=3&lastSize=2',
+      `firstSize=1&lastSize=${after.treeSize + 1}`,
+      'firstSize=0&lastSize=1',
+      'firstSize=x&lastSize=2',
+      'firstSize=1',
+      `lastSize=1&treeID=5`,
+    ]) {
       const res = await getJson(api(`/api/v1/log/proof?${q}`));
       expect([400, 404]).toContain(res.status);
       expect((res.json as { code: number }).code).toBe(res.status);
@@ -196,7 +250,13 @@ describe('Rekor v1 HTTP API', () => {
     expect(await client.searchIndex({ hash: `sha256:${'0'.repeat(64)}` })).toEqual([]);
     // A bare hex digest means sha256, as in Rekor.
     expect(await client.searchIndex({ hash: hash.slice(7) })).toHaveLength(3);
-    for (const q of [{}, { hash: 'sha256:xyz' }, { email: 'a@b' }, { publicKey: { format: 'pgp', content: 'AA==' } }, { hash, operator: 'xor' }]) {
+    for (const q of [
+      {},
+      { hash: 'sha256:xyz' },
+      { email: 'a@b' },
+      { publicKey: { format: 'pgp', content: 'AA==' } },
+      { hash, operator: 'xor' },
+    ]) {
       expect((await postJson(api('/api/v1/index/retrieve'), q)).status).toBe(400);
     }
   });
@@ -208,10 +268,14 @@ describe('Rekor v1 HTTP API', () => {
     expect((res.json as { code: number }).code).toBe(413);
     // Chunked (no Content-Length) bodies are cut off too.
     const chunked = await new Promise<number>((resolve, reject) => {
-      const req = request(api('/api/v1/log/entries'), { method: 'POST', headers: { 'Content-Type': 'application/json' } }, (r) => {
-        r.resume();
-        resolve(r.statusCode ?? 0);
-      });
+      const req = request(
+        api('/api/v1/log/entries'),
+        { method: 'POST', headers: { 'Content-Type': 'application/json' } },
+        (r) => {
+          r.resume();
+          resolve(r.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       for (let i = 0; i < 10; i++) req.write('x'.repeat(8 * 1024));
       req.end();
@@ -227,11 +291,17 @@ describe('Rekor v1 HTTP API', () => {
   });
 
   it('the client reports HTTP errors with the server message and validates responses', async () => {
-    await expect(client.getEntryByIndex(123456)).rejects.toMatchObject({ code: 'TLOG_HTTP_ERROR', details: { status: 404 } });
+    await expect(client.getEntryByIndex(123456)).rejects.toMatchObject({
+      code: 'TLOG_HTTP_ERROR',
+      details: { status: 404 },
+    });
     const p = hashedRekord(cert, 'x');
     p.spec.signature.content = b64('bad');
     await expect(client.createEntry(p)).rejects.toThrow(/HTTP 400: hashedrekord: the signature does not verify/);
-    const liar = new RekorClient({ baseUrl: server.url, fetch: async () => new Response(JSON.stringify({ a: {}, b: {} }), { status: 200 }) });
+    const liar = new RekorClient({
+      baseUrl: server.url,
+      fetch: async () => new Response(JSON.stringify({ a: {}, b: {} }), { status: 200 }),
+    });
     await expect(liar.getEntryByIndex(0)).rejects.toMatchObject({ code: 'TLOG_BAD_RESPONSE' });
   });
 });

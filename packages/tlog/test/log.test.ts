@@ -28,7 +28,8 @@ function newDir(): string {
 }
 
 const signer = makeKeySigner();
-const entries = (n: number, tag = 'e'): PreparedEntry[] => Array.from({ length: n }, (_, i) => prepareEntry(dsseEntry([signer], `${tag} ${i}`)));
+const entries = (n: number, tag = 'e'): PreparedEntry[] =>
+  Array.from({ length: n }, (_, i) => prepareEntry(dsseEntry([signer], `${tag} ${i}`)));
 
 describe('TransparencyLog (in process)', () => {
   it('creates its key (0600) and tree ID once, and keeps them across restarts', async () => {
@@ -53,7 +54,9 @@ describe('TransparencyLog (in process)', () => {
     expect(entry.logIndex).toBe(0);
     expect(entry.verification?.inclusionProof?.treeSize).toBe(1);
     verifyLogEntry(entry, { publicKey: log.publicKeyPem, expectedKeyName: 'tlog.test' });
-    expect(log.getByUuid(entry.uuid)?.verification?.signedEntryTimestamp).toBe(entry.verification?.signedEntryTimestamp);
+    expect(log.getByUuid(entry.uuid)?.verification?.signedEntryTimestamp).toBe(
+      entry.verification?.signedEntryTimestamp,
+    );
   });
 
   it('group-commits entries submitted in the same tick: dense indices, one shared checkpoint', async () => {
@@ -92,7 +95,9 @@ describe('TransparencyLog (in process)', () => {
         expect(verifyInclusionProof(batch[m]!.leafHash, m, n, log.inclusionProof(m, n), mem.tree.rootAt(n))).toBe(true);
       }
       for (const m of [1, n >> 1, n - 1].filter((x) => x >= 1)) {
-        expect(verifyConsistencyProof(m, n, mem.tree.rootAt(m), mem.tree.rootAt(n), log.consistencyProof(m, n))).toBe(true);
+        expect(verifyConsistencyProof(m, n, mem.tree.rootAt(m), mem.tree.rootAt(n), log.consistencyProof(m, n))).toBe(
+          true,
+        );
       }
     }
     expect(() => log.rootAt(71)).toThrow(/outside the log/);
@@ -124,8 +129,13 @@ describe('TransparencyLog (in process)', () => {
     const log = openLog(dir);
     await log.close();
     const keyPath = join(newDir(), 'other.pem');
-    writeFileSync(keyPath, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    expect(() => TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).toThrow(expect.objectContaining({ code: 'TLOG_KEY_MISMATCH' }));
+    writeFileSync(
+      keyPath,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    expect(() => TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).toThrow(
+      expect.objectContaining({ code: 'TLOG_KEY_MISMATCH' }),
+    );
   });
 
   it('uses an operator-provided signing key (logID = SHA-256 of its DER SPKI) instead of generating one', () => {
@@ -134,20 +144,31 @@ describe('TransparencyLog (in process)', () => {
     writeFileSync(keyPath, privateKey.export({ type: 'sec1', format: 'pem' }));
     const dir = newDir();
     const log = openLog(dir, { signingKeyPath: keyPath });
-    expect(log.logId).toBe(createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex'));
+    expect(log.logId).toBe(
+      createHash('sha256')
+        .update(publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('hex'),
+    );
     expect(existsSync(join(dir, SIGNING_KEY_FILE))).toBe(false);
   });
 
   it('refuses a non-P-256 signing key', () => {
     const keyPath = join(newDir(), 'rsa.pem');
-    writeFileSync(keyPath, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    expect(() => TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).toThrow(expect.objectContaining({ code: 'TLOG_SIGNING_KEY_INVALID' }));
+    writeFileSync(
+      keyPath,
+      generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    expect(() => TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).toThrow(
+      expect.objectContaining({ code: 'TLOG_SIGNING_KEY_INVALID' }),
+    );
   });
 
   it('locks its database: a second writer on the same directory is refused', () => {
     const dir = newDir();
     openLog(dir);
-    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(expect.objectContaining({ code: 'TLOG_STORE_LOCKED' }));
+    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(
+      expect.objectContaining({ code: 'TLOG_STORE_LOCKED' }),
+    );
   });
 
   it('detects a database whose entries and recorded tree size disagree', async () => {
@@ -158,7 +179,9 @@ describe('TransparencyLog (in process)', () => {
     const db = new Database(join(dir, DATABASE_FILE));
     db.prepare('DELETE FROM entries WHERE log_index = 2').run();
     db.close();
-    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(expect.objectContaining({ code: 'TLOG_STORE_CORRUPT' }));
+    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(
+      expect.objectContaining({ code: 'TLOG_STORE_CORRUPT' }),
+    );
   });
 
   it('rejects invalid options and appends after close', async () => {
@@ -181,7 +204,9 @@ describe('TransparencyLog (in process)', () => {
     const log = openLog(newDir(), { maxBatch: 1 });
     const results = await Promise.all(entries(10).map((e) => log.submit(e)));
     // Each entry is proven against the tree right after its own commit.
-    expect(results.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual([...Array(10).keys()].map((i) => i + 1));
+    expect(results.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual(
+      [...Array(10).keys()].map((i) => i + 1),
+    );
     expect(results.map((r) => r.logIndex)).toEqual([...Array(10).keys()]);
     for (const r of results) verifyLogEntry(r, { publicKey: log.publicKeyPem });
     expect(hashLeaf(Buffer.from(results[3]!.body, 'base64')).toString('hex')).toBe(results[3]!.uuid);

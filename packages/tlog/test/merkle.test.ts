@@ -189,7 +189,9 @@ describe('consistency proofs', () => {
 
   it('match and verify for sampled pairs up to 300 (every second size, several first sizes each)', () => {
     for (let n = 65; n <= MAX; n++) {
-      const firsts = new Set([1, 2, 3, n >> 1, n - 1, n, (n * 7919) % n || 1, 64, 128, 256].filter((m) => m >= 1 && m <= n));
+      const firsts = new Set(
+        [1, 2, 3, n >> 1, n - 1, n, (n * 7919) % n || 1, 64, 128, 256].filter((m) => m >= 1 && m <= n),
+      );
       for (const m of firsts) check(m, n);
     }
   });

@@ -51,15 +51,32 @@ describe('monitorLog', () => {
     const stateFile = join(newDir(), 'state.json');
     await grow(log, 3, 'a');
     const first = await monitorLog({ url: log.url, stateFile });
-    expect(first).toMatchObject({ status: 'initialized', treeSize: 3, keyPinnedFromLog: true, logId: log.logId, origin: log.origin });
+    expect(first).toMatchObject({
+      status: 'initialized',
+      treeSize: 3,
+      keyPinnedFromLog: true,
+      logId: log.logId,
+      origin: log.origin,
+    });
     const state = JSON.parse(readFileSync(stateFile, 'utf8'));
     expect(state).toMatchObject({ version: 1, treeSize: 3, publicKeyPem: log.publicKeyPem, logId: log.logId });
-    expect(await monitorLog({ url: log.url, stateFile })).toMatchObject({ status: 'unchanged', treeSize: 3, keyPinnedFromLog: false });
+    expect(await monitorLog({ url: log.url, stateFile })).toMatchObject({
+      status: 'unchanged',
+      treeSize: 3,
+      keyPinnedFromLog: false,
+    });
     await grow(log, 10, 'b');
-    expect(await monitorLog({ url: log.url, stateFile })).toMatchObject({ status: 'extended', previousTreeSize: 3, treeSize: 13 });
+    expect(await monitorLog({ url: log.url, stateFile })).toMatchObject({
+      status: 'extended',
+      previousTreeSize: 3,
+      treeSize: 13,
+    });
     // With the key given explicitly (matching the pinned one).
     await grow(log, 1, 'c');
-    expect(await monitorLog({ url: log.url, stateFile, publicKeyPem: log.publicKeyPem })).toMatchObject({ status: 'extended', treeSize: 14 });
+    expect(await monitorLog({ url: log.url, stateFile, publicKeyPem: log.publicKeyPem })).toMatchObject({
+      status: 'extended',
+      treeSize: 14,
+    });
   });
 
   it('starts from an empty log', async () => {
@@ -139,7 +156,10 @@ describe('monitorLog', () => {
       const info = (await res.json()) as { signedTreeHead: string; rootHash: string };
       const lines = info.signedTreeHead.split('\n');
       lines[2] = Buffer.alloc(32, 7).toString('base64');
-      return new Response(JSON.stringify({ ...info, signedTreeHead: lines.join('\n'), rootHash: Buffer.alloc(32, 7).toString('hex') }), { status: 200 });
+      return new Response(
+        JSON.stringify({ ...info, signedTreeHead: lines.join('\n'), rootHash: Buffer.alloc(32, 7).toString('hex') }),
+        { status: 200 },
+      );
     };
     const tampered = await monitorError(monitorLog({ url: a.url, stateFile, fetch: tampering }));
     expect(tampered.code).toBe('TLOG_MONITOR_BAD_SIGNATURE');

@@ -18,7 +18,10 @@ const key = makeKeySigner();
 const HINT = 'airlock-test-key';
 
 const signer: Signer = {
-  sign: async (data: Buffer) => ({ signature: sign('sha256', data, key.privateKey), key: { $case: 'publicKey', publicKey: key.publicKeyPem, hint: HINT } }),
+  sign: async (data: Buffer) => ({
+    signature: sign('sha256', data, key.privateKey),
+    key: { $case: 'publicKey', publicKey: key.publicKeyPem, hint: HINT },
+  }),
 };
 
 beforeAll(async () => {
@@ -37,7 +40,11 @@ function trustedRoot(baseUrl: string) {
       {
         baseUrl,
         hashAlgorithm: 'SHA2_256',
-        publicKey: { rawBytes: server.publicKeyDer.toString('base64'), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start: '2000-01-01T00:00:00Z' } },
+        publicKey: {
+          rawBytes: server.publicKeyDer.toString('base64'),
+          keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+          validFor: { start: '2000-01-01T00:00:00Z' },
+        },
         logId: { keyId: Buffer.from(server.logId, 'hex').toString('base64') },
       },
     ],
@@ -57,7 +64,10 @@ function verifier(baseUrl = server.url): Verifier {
 
 describe('sigstore-js against this log', () => {
   it('RekorWitness (dsse) logs a DSSE bundle that @sigstore/verify accepts', async () => {
-    const builder = new DSSEBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: server.url, entryType: 'dsse', fetchOnConflict: true })] });
+    const builder = new DSSEBundleBuilder({
+      signer,
+      witnesses: [new RekorWitness({ rekorBaseURL: server.url, entryType: 'dsse', fetchOnConflict: true })],
+    });
     const payload = Buffer.from(statement('pkg.tgz', 'package bytes'));
     const bundle = await builder.create({ data: payload, type: 'application/vnd.in-toto+json' });
     const json = bundleToJSON(bundle);
@@ -70,7 +80,10 @@ describe('sigstore-js against this log', () => {
   });
 
   it('RekorWitness logs a message signature as hashedrekord that @sigstore/verify accepts', async () => {
-    const builder = new MessageSignatureBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: server.url })] });
+    const builder = new MessageSignatureBundleBuilder({
+      signer,
+      witnesses: [new RekorWitness({ rekorBaseURL: server.url })],
+    });
     const artifact = Buffer.from('a release artifact');
     const bundle = await builder.create({ data: artifact });
     const json = bundleToJSON(bundle);
@@ -92,12 +105,17 @@ describe('sigstore-js against this log', () => {
 
   it('fails verification when the trusted root baseUrl does not contain the checkpoint key name', async () => {
     const builder = new DSSEBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: server.url })] });
-    const bundle = await builder.create({ data: Buffer.from(statement('x', 'y')), type: 'application/vnd.in-toto+json' });
+    const bundle = await builder.create({
+      data: Buffer.from(statement('x', 'y')),
+      type: 'application/vnd.in-toto+json',
+    });
     expect(() => verifier('https://rekor.elsewhere.example').verify(toSignedEntity(bundle))).toThrow(/checkpoint/);
   });
 
-  it('the same entries pass this package\'s own verifier', async () => {
+  it("the same entries pass this package's own verifier", async () => {
     const entry = server.log.getByIndex(0)!;
-    expect(verifyLogEntry(entry, { publicKey: server.publicKeyPem, expectedKeyName: server.logName }).checkpoint?.size).toBe(server.log.size);
+    expect(
+      verifyLogEntry(entry, { publicKey: server.publicKeyPem, expectedKeyName: server.logName }).checkpoint?.size,
+    ).toBe(server.log.size);
   });
 });

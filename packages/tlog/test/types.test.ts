@@ -3,7 +3,16 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { hashLeaf } from '../src/merkle.js';
 import { pemEncode, parseVerifierPem } from '../src/pki.js';
 import { prepareEntry } from '../src/types/index.js';
-import { b64, dsseEntry, dsseEnvelope, hashedRekord, makeCertSigner, makeKeySigner, statement, type TestSigner } from './helpers.js';
+import {
+  b64,
+  dsseEntry,
+  dsseEnvelope,
+  hashedRekord,
+  makeCertSigner,
+  makeKeySigner,
+  statement,
+  type TestSigner,
+} from './helpers.js';
 
 let certSigner: TestSigner;
 beforeAll(async () => {
@@ -56,7 +65,9 @@ describe('hashedrekord 0.0.1', () => {
   it('rejects a signature over another digest, by another key, or garbled', () => {
     const p = hashedRekord(certSigner, 'hello');
     const other = hashedRekord(certSigner, 'bye');
-    expect(codeOf(() => prepareEntry({ ...p, spec: { ...p.spec, data: other.spec.data } }))).toBe('TLOG_SIGNATURE_INVALID');
+    expect(codeOf(() => prepareEntry({ ...p, spec: { ...p.spec, data: other.spec.data } }))).toBe(
+      'TLOG_SIGNATURE_INVALID',
+    );
     const wrongKey = structuredClone(p);
     wrongKey.spec.signature.publicKey.content = b64(makeKeySigner().pem);
     expect(codeOf(() => prepareEntry(wrongKey))).toBe('TLOG_SIGNATURE_INVALID');
@@ -71,7 +82,10 @@ describe('hashedrekord 0.0.1', () => {
       [{ ...p, spec: { ...p.spec, data: { hash: { algorithm: 'md5', value: p.spec.data.hash.value } } } }, /algorithm/],
       [{ ...p, spec: { ...p.spec, data: { hash: { algorithm: 'sha256', value: 'abc' } } } }, /hash\.value/],
       [{ ...p, spec: { ...p.spec, signature: { ...p.spec.signature, content: '!!' } } }, /signature\.content/],
-      [{ ...p, spec: { ...p.spec, signature: { ...p.spec.signature, publicKey: { content: b64('hello') } } } }, /publicKey\.content/],
+      [
+        { ...p, spec: { ...p.spec, signature: { ...p.spec.signature, publicKey: { content: b64('hello') } } } },
+        /publicKey\.content/,
+      ],
       [{ ...p, spec: { data: p.spec.data } }, /spec\.signature/],
       [{ ...p, apiVersion: '0.0.2' }, /apiVersion/],
       [{ ...p, kind: 'rekord' }, /unsupported entry kind/],
@@ -101,8 +115,14 @@ describe('dsse 0.0.1', () => {
     const env = JSON.parse(proposed.spec.proposedContent.envelope);
     expect(Object.keys(body)).toEqual(['apiVersion', 'kind', 'spec']);
     expect(Object.keys(body.spec)).toEqual(['envelopeHash', 'payloadHash', 'signatures']);
-    expect(body.spec.envelopeHash).toEqual({ algorithm: 'sha256', value: createHash('sha256').update(proposed.spec.proposedContent.envelope).digest('hex') });
-    expect(body.spec.payloadHash).toEqual({ algorithm: 'sha256', value: createHash('sha256').update(payload).digest('hex') });
+    expect(body.spec.envelopeHash).toEqual({
+      algorithm: 'sha256',
+      value: createHash('sha256').update(proposed.spec.proposedContent.envelope).digest('hex'),
+    });
+    expect(body.spec.payloadHash).toEqual({
+      algorithm: 'sha256',
+      value: createHash('sha256').update(payload).digest('hex'),
+    });
     const sigs = env.signatures.map((s: { sig: string }) => s.sig);
     const byKey = new Map([
       [sigs[0], b64(a.pem)],
@@ -129,12 +149,23 @@ describe('dsse 0.0.1', () => {
     // Payload changed after signing.
     const env = dsseEnvelope([a], 'payload');
     env.payload = b64('other payload');
-    const tampered = { apiVersion: '0.0.1', kind: 'dsse', spec: { proposedContent: { envelope: JSON.stringify(env), verifiers: [b64(a.pem)] } } };
+    const tampered = {
+      apiVersion: '0.0.1',
+      kind: 'dsse',
+      spec: { proposedContent: { envelope: JSON.stringify(env), verifiers: [b64(a.pem)] } },
+    };
     expect(codeOf(() => prepareEntry(tampered))).toBe('TLOG_SIGNATURE_INVALID');
     // Payload type changed after signing (the PAE binds it).
     const env2 = dsseEnvelope([a], 'payload');
     env2.payloadType = 'text/plain';
-    expect(codeOf(() => prepareEntry({ ...tampered, spec: { proposedContent: { envelope: JSON.stringify(env2), verifiers: [b64(a.pem)] } } }))).toBe('TLOG_SIGNATURE_INVALID');
+    expect(
+      codeOf(() =>
+        prepareEntry({
+          ...tampered,
+          spec: { proposedContent: { envelope: JSON.stringify(env2), verifiers: [b64(a.pem)] } },
+        }),
+      ),
+    ).toBe('TLOG_SIGNATURE_INVALID');
   });
 
   it('rejects malformed proposals', () => {
@@ -144,10 +175,21 @@ describe('dsse 0.0.1', () => {
     const bad: Array<[unknown, RegExp]> = [
       [{ ...ok, spec: {} }, /proposedContent/],
       [{ ...ok, spec: { proposedContent: { ...pc, envelope: '{not json' } } }, /envelope/],
-      [{ ...ok, spec: { proposedContent: { ...pc, envelope: JSON.stringify({ payloadType: 'x', payload: 'AA==', signatures: [] }) } } }, /no signatures/],
+      [
+        {
+          ...ok,
+          spec: {
+            proposedContent: { ...pc, envelope: JSON.stringify({ payloadType: 'x', payload: 'AA==', signatures: [] }) },
+          },
+        },
+        /no signatures/,
+      ],
       [{ ...ok, spec: { proposedContent: { ...pc, verifiers: [] } } }, /verifiers/],
       [{ ...ok, spec: { proposedContent: { ...pc, verifiers: ['***'] } } }, /verifiers\[0\]/],
-      [{ ...ok, spec: { proposedContent: pc, payloadHash: { algorithm: 'sha256', value: '00' } } }, /computed by the log/],
+      [
+        { ...ok, spec: { proposedContent: pc, payloadHash: { algorithm: 'sha256', value: '00' } } },
+        /computed by the log/,
+      ],
     ];
     for (const [input, message] of bad) expect(() => prepareEntry(input)).toThrow(message);
   });
@@ -156,7 +198,11 @@ describe('dsse 0.0.1', () => {
     const a = makeKeySigner();
     const env = dsseEnvelope([a], 'payload');
     env.signatures.push({ ...env.signatures[0]! });
-    const p = prepareEntry({ apiVersion: '0.0.1', kind: 'dsse', spec: { proposedContent: { envelope: JSON.stringify(env), verifiers: [b64(a.pem)] } } });
+    const p = prepareEntry({
+      apiVersion: '0.0.1',
+      kind: 'dsse',
+      spec: { proposedContent: { envelope: JSON.stringify(env), verifiers: [b64(a.pem)] } },
+    });
     expect(JSON.parse(p.body.toString()).spec.signatures).toHaveLength(1);
   });
 

@@ -18,13 +18,26 @@ export interface ParsedLeaf {
 
 export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
   const m = bundle.verificationMaterial.content;
-  const der = m.$case === 'certificate' ? m.certificate.rawBytes : m.$case === 'x509CertificateChain' ? m.x509CertificateChain.certificates[0]?.rawBytes : undefined;
+  const der =
+    m.$case === 'certificate'
+      ? m.certificate.rawBytes
+      : m.$case === 'x509CertificateChain'
+        ? m.x509CertificateChain.certificates[0]?.rawBytes
+        : undefined;
   if (!der) return undefined;
   const buf = Buffer.from(der);
   try {
     const node = new NodeX509(buf);
-    return { der: buf, node, cert: X509Certificate.parse(buf), notBefore: Date.parse(node.validFrom), notAfter: Date.parse(node.validTo) };
+    return {
+      der: buf,
+      node,
+      cert: X509Certificate.parse(buf),
+      notBefore: Date.parse(node.validFrom),
+      notAfter: Date.parse(node.validTo),
+    };
   } catch (cause) {
-    throw new VerifyError('VERIFY_CERTIFICATE', `signing certificate cannot be parsed: ${(cause as Error).message}`, { cause });
+    throw new VerifyError('VERIFY_CERTIFICATE', `signing certificate cannot be parsed: ${(cause as Error).message}`, {
+      cause,
+    });
   }
 }

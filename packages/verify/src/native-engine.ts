@@ -1,4 +1,10 @@
-import { X509Certificate as NodeX509, createPublicKey, verify as cryptoVerify, createHash, type KeyObject } from 'node:crypto';
+import {
+  X509Certificate as NodeX509,
+  createPublicKey,
+  verify as cryptoVerify,
+  createHash,
+  type KeyObject,
+} from 'node:crypto';
 import type { Bundle, TransparencyLogEntry } from '@sigstore/bundle';
 import type { TrustedRoot } from '@sigstore/protobuf-specs';
 import { X509Certificate } from '@sigstore/core';
@@ -49,20 +55,35 @@ export function buildNativeTrust(root: TrustedRoot): NativeTrust {
     const raw = t.publicKey?.rawBytes;
     if (!raw) throw new VerifyError('VERIFY_TRUSTED_ROOT', 'trusted root: tlog without a public key');
     const logId = t.logId?.keyId ? Buffer.from(t.logId.keyId) : createHash('sha256').update(raw).digest();
-    return { logId, baseUrl: t.baseUrl, key: createPublicKey({ key: Buffer.from(raw), format: 'der', type: 'spki' }), ...window(t.publicKey?.validFor) };
+    return {
+      logId,
+      baseUrl: t.baseUrl,
+      key: createPublicKey({ key: Buffer.from(raw), format: 'der', type: 'spki' }),
+      ...window(t.publicKey?.validFor),
+    };
   });
   const cas: NativeCa[] = root.certificateAuthorities.map((ca, i) => {
     const chain = (ca.certChain?.certificates ?? []).map((c) => new NodeX509(Buffer.from(c.rawBytes)));
-    if (chain.length === 0) throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: certificateAuthorities[${i}] has no certificates`);
+    if (chain.length === 0)
+      throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: certificateAuthorities[${i}] has no certificates`);
     for (let j = 0; j < chain.length; j++) {
       const cert = chain[j]!;
       const issuer = chain[j + 1] ?? cert;
-      if (!cert.ca) throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: certificateAuthorities[${i}] certificate ${j} is not a CA`);
+      if (!cert.ca)
+        throw new VerifyError(
+          'VERIFY_TRUSTED_ROOT',
+          `trusted root: certificateAuthorities[${i}] certificate ${j} is not a CA`,
+        );
       if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) {
-        throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: certificateAuthorities[${i}] chain is broken at certificate ${j}`);
+        throw new VerifyError(
+          'VERIFY_TRUSTED_ROOT',
+          `trusted root: certificateAuthorities[${i}] chain is broken at certificate ${j}`,
+        );
       }
     }
-    const pathLen = chain.map((c) => X509Certificate.parse(c.raw).extBasicConstraints?.pathLenConstraint).map((v) => (v === undefined ? undefined : Number(v)));
+    const pathLen = chain
+      .map((c) => X509Certificate.parse(c.raw).extBasicConstraints?.pathLenConstraint)
+      .map((v) => (v === undefined ? undefined : Number(v)));
     const validity = chain.map((c): [number, number] => [Date.parse(c.validFrom), Date.parse(c.validTo)]);
     return { chain, validity, pathLen, ...window(ca.validFor) };
   });
@@ -82,16 +103,23 @@ export interface NativeVerifyOptions {
   publicKey?: (hint: string) => KeyObject;
 }
 
-export function verifyBundleNative(bundle: Bundle, trust: NativeTrust, options: NativeVerifyOptions): NativeVerificationResult {
+export function verifyBundleNative(
+  bundle: Bundle,
+  trust: NativeTrust,
+  options: NativeVerifyOptions,
+): NativeVerificationResult {
   const entries = bundle.verificationMaterial.tlogEntries;
   // 1. Trusted times: only entries with an inclusion promise (SET) vouch for their integratedTime.
-  const times = entries.filter((e) => e.inclusionPromise && e.integratedTime && e.integratedTime !== '0').map((e) => Number(e.integratedTime) * 1000);
+  const times = entries
+    .filter((e) => e.inclusionPromise && e.integratedTime && e.integratedTime !== '0')
+    .map((e) => Number(e.integratedTime) * 1000);
   const material = bundle.verificationMaterial.content;
   let result: NativeVerificationResult = {};
 
   // 2. The signing key: a certificate chaining to a trusted CA at every trusted time, or an out-of-band key.
   if (material.$case === 'publicKey') {
-    if (!options.publicKey) throw new VerifyError('VERIFY_PUBLIC_KEY', 'key-signed bundle but no verification key configured');
+    if (!options.publicKey)
+      throw new VerifyError('VERIFY_PUBLIC_KEY', 'key-signed bundle but no verification key configured');
     options.publicKey(material.publicKey.hint);
   } else {
     if (times.length < 1) throw new VerifyError('VERIFY_TIMESTAMP', `expected 1 timestamps, got ${times.length}`);
@@ -106,7 +134,11 @@ export function verifyBundleNative(bundle: Bundle, trust: NativeTrust, options: 
     verifyInclusion(entry, trust);
     verifyBody(entry, bundle);
   }
-  if (entries.length < options.tlogThreshold) throw new VerifyError('VERIFY_TLOG_MISSING', `expected ${options.tlogThreshold} tlog entries, got ${entries.length}`);
+  if (entries.length < options.tlogThreshold)
+    throw new VerifyError(
+      'VERIFY_TLOG_MISSING',
+      `expected ${options.tlogThreshold} tlog entries, got ${entries.length}`,
+    );
   return result;
 }
 
@@ -117,22 +149,35 @@ function verifyChainAt(leaf: ParsedLeaf, trust: NativeTrust, t: number): void {
     if (idx < 0) continue;
     const path = ca.chain.slice(idx);
     // pathLen of the i-th CA above the leaf must allow the CAs below it (as @sigstore/verify checks).
-    if (path.some((_, i) => { const pl = ca.pathLen[idx + i]; return pl !== undefined && pl < i; })) {
+    if (
+      path.some((_, i) => {
+        const pl = ca.pathLen[idx + i];
+        return pl !== undefined && pl < i;
+      })
+    ) {
       throw new VerifyError('VERIFY_CERTIFICATE', 'path length constraint exceeded');
     }
     const chainValid = ca.validity.slice(idx).every(([from, to]) => from <= t && t <= to);
     if (!(leaf.notBefore <= t && t <= leaf.notAfter) || !chainValid) {
-      throw new VerifyError('VERIFY_CERTIFICATE', `certificate is not valid or expired at ${new Date(t).toISOString()}`);
+      throw new VerifyError(
+        'VERIFY_CERTIFICATE',
+        `certificate is not valid or expired at ${new Date(t).toISOString()}`,
+      );
     }
     return;
   }
-  throw new VerifyError('VERIFY_CERTIFICATE', 'Failed to verify certificate chain: no trusted CA issued the signing certificate');
+  throw new VerifyError(
+    'VERIFY_CERTIFICATE',
+    'Failed to verify certificate chain: no trusted CA issued the signing certificate',
+  );
 }
 
 function identityOf(leaf: ParsedLeaf): NativeVerificationResult {
   const cert = leaf.cert;
   const v2 = cert.extension(OID_ISSUER_V2);
-  const issuer = v2 ? v2.valueObj.subs?.[0]?.value.toString('ascii') : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
+  const issuer = v2
+    ? v2.valueObj.subs?.[0]?.value.toString('ascii')
+    : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
   const san = cert.subjectAltName;
   return { ...(san !== undefined ? { subjectAlternativeName: san } : {}), ...(issuer !== undefined ? { issuer } : {}) };
 }
@@ -149,14 +194,22 @@ function verifyInclusion(entry: TransparencyLogEntry, trust: NativeTrust): void 
       logID: logId.toString('hex'),
     });
     const sig = Buffer.from(entry.inclusionPromise.signedEntryTimestamp);
-    const ok = trust.tlogs.some((tl) => tl.logId.equals(logId) && tl.start <= t && t <= tl.end && verifySig(payload, tl.key, sig));
+    const ok = trust.tlogs.some(
+      (tl) => tl.logId.equals(logId) && tl.start <= t && t <= tl.end && verifySig(payload, tl.key, sig),
+    );
     if (!ok) throw new VerifyError('VERIFY_TLOG_PROMISE', 'inclusion promise could not be verified');
     verified = true;
   }
   if (entry.inclusionProof) {
     const proof = entry.inclusionProof;
     const { size, root } = verifyCheckpoint(proof.checkpoint?.envelope ?? '', trust);
-    verifyMerkleInclusion(Buffer.from(entry.canonicalizedBody), BigInt(proof.logIndex), size, proof.hashes.map((h) => Buffer.from(h)), root);
+    verifyMerkleInclusion(
+      Buffer.from(entry.canonicalizedBody),
+      BigInt(proof.logIndex),
+      size,
+      proof.hashes.map((h) => Buffer.from(h)),
+      root,
+    );
     verified = true;
   }
   if (!verified) throw new VerifyError('VERIFY_TLOG_MISSING', 'inclusion could not be verified');
@@ -185,7 +238,12 @@ function verifyCheckpoint(envelope: string, trust: NativeTrust): { size: bigint;
   const data = Buffer.from(note, 'utf8');
   // Same selection rule as @sigstore/verify: key hint = first 4 bytes of the log ID, and the name must occur
   // in the log's base URL.
-  const ok = sigs.some((s) => trust.tlogs.some((tl) => tl.logId.subarray(0, 4).equals(s.hint) && tl.baseUrl.match(s.name) !== null && verifySig(data, tl.key, s.sig)));
+  const ok = sigs.some((s) =>
+    trust.tlogs.some(
+      (tl) =>
+        tl.logId.subarray(0, 4).equals(s.hint) && tl.baseUrl.match(s.name) !== null && verifySig(data, tl.key, s.sig),
+    ),
+  );
   if (!ok) throw new VerifyError('VERIFY_TLOG_PROOF', 'invalid checkpoint signature');
   const lines = note.trimEnd().split('\n');
   if (lines.length < 3) throw new VerifyError('VERIFY_TLOG_PROOF', 'too few lines in checkpoint header');
@@ -213,9 +271,11 @@ function verifyMerkleInclusion(leaf: Buffer, index: bigint, size: bigint, hashes
   const border = (index >> BigInt(inner)).toString(2).split('1').length - 1;
   if (hashes.length !== inner + border) throw new VerifyError('VERIFY_TLOG_PROOF', 'invalid hash count');
   let h = sha256(LEAF, leaf);
-  for (let i = 0; i < inner; i++) h = (index >> BigInt(i)) & 1n ? sha256(NODE, hashes[i]!, h) : sha256(NODE, h, hashes[i]!);
+  for (let i = 0; i < inner; i++)
+    h = (index >> BigInt(i)) & 1n ? sha256(NODE, hashes[i]!, h) : sha256(NODE, h, hashes[i]!);
   for (let i = inner; i < hashes.length; i++) h = sha256(NODE, hashes[i]!, h);
-  if (!h.equals(root)) throw new VerifyError('VERIFY_TLOG_PROOF', 'calculated root hash does not match inclusion proof');
+  if (!h.equals(root))
+    throw new VerifyError('VERIFY_TLOG_PROOF', 'calculated root hash does not match inclusion proof');
 }
 
 function verifyBody(entry: TransparencyLogEntry, bundle: Bundle): void {
@@ -230,22 +290,27 @@ function verifyBody(entry: TransparencyLogEntry, bundle: Bundle): void {
   }
   const kind = entry.kindVersion?.kind;
   const version = entry.kindVersion?.version;
-  if (kind !== body.kind || version !== body.apiVersion) fail(`kind/version mismatch - expected: ${kind}/${version}, received: ${String(body.kind)}/${String(body.apiVersion)}`);
+  if (kind !== body.kind || version !== body.apiVersion)
+    fail(
+      `kind/version mismatch - expected: ${kind}/${version}, received: ${String(body.kind)}/${String(body.apiVersion)}`,
+    );
   const spec = body.spec ?? {};
   if (kind === 'dsse' && version === '0.0.1') {
     if (bundle.content.$case !== 'dsseEnvelope') return fail('dsse log entry for a non-DSSE bundle');
     const env = bundle.content.dsseEnvelope;
     const sigs = spec.signatures as Array<{ signature?: string }> | undefined;
     if (sigs?.length !== 1) fail('signature count mismatch');
-    if (!Buffer.from(sigs![0]!.signature ?? '', 'base64').equals(Buffer.from(env.signatures[0]?.sig ?? []))) fail('tlog entry signature mismatch');
+    if (!Buffer.from(sigs![0]!.signature ?? '', 'base64').equals(Buffer.from(env.signatures[0]?.sig ?? [])))
+      fail('tlog entry signature mismatch');
     const payloadHash = (spec.payloadHash as { value?: string } | undefined)?.value ?? '';
     if (!Buffer.from(payloadHash, 'hex').equals(sha256(Buffer.from(env.payload)))) fail('DSSE payload hash mismatch');
   } else if (kind === 'hashedrekord' && version === '0.0.1') {
-    if (bundle.content.$case !== 'messageSignature') return fail('hashedrekord log entry for a non-message-signature bundle');
+    if (bundle.content.$case !== 'messageSignature')
+      return fail('hashedrekord log entry for a non-message-signature bundle');
     const ms = bundle.content.messageSignature;
-    const sig = ((spec.signature as { content?: string } | undefined)?.content) ?? '';
+    const sig = (spec.signature as { content?: string } | undefined)?.content ?? '';
     if (!Buffer.from(sig, 'base64').equals(Buffer.from(ms.signature))) fail('signature mismatch');
-    const digest = ((spec.data as { hash?: { value?: string } } | undefined)?.hash?.value) ?? '';
+    const digest = (spec.data as { hash?: { value?: string } } | undefined)?.hash?.value ?? '';
     if (!Buffer.from(digest, 'hex').equals(Buffer.from(ms.messageDigest?.digest ?? []))) fail('digest mismatch');
   } else {
     fail(`unsupported kind: ${String(kind)}/${String(version)}`);

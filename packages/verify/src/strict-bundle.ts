@@ -1,4 +1,10 @@
-import { BUNDLE_V03_MEDIA_TYPE, bundleFromJSON, bundleToJSON, type Bundle, type SerializedBundle } from '@sigstore/bundle';
+import {
+  BUNDLE_V03_MEDIA_TYPE,
+  bundleFromJSON,
+  bundleToJSON,
+  type Bundle,
+  type SerializedBundle,
+} from '@sigstore/bundle';
 import { VerifyError } from './errors.js';
 
 export interface StrictBundleOptions {
@@ -33,11 +39,16 @@ export function parseBundleStrict(bytes: Uint8Array, options: StrictBundleOption
   try {
     bundle = bundleFromJSON(json);
   } catch (cause) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, { cause });
+    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   const mediaTypes = options.mediaTypes ?? [BUNDLE_V03_MEDIA_TYPE];
   if (!mediaTypes.includes(bundle.mediaType)) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `bundle media type '${bundle.mediaType}' is not accepted (expected ${mediaTypes.map((m) => `'${m}'`).join(' or ')})`);
+    throw new VerifyError(
+      'VERIFY_BUNDLE_MALFORMED',
+      `bundle media type '${bundle.mediaType}' is not accepted (expected ${mediaTypes.map((m) => `'${m}'`).join(' or ')})`,
+    );
   }
   checkIntegers(bundle);
   checkCheckpoints(bundle);
@@ -70,7 +81,10 @@ function checkIntegers(bundle: Bundle): void {
     ];
     for (const [name, value] of fields) {
       if (value !== undefined && !/^(0|[1-9][0-9]*)$/.test(value)) {
-        throw new VerifyError('VERIFY_BUNDLE_NONCANONICAL', `tlogEntries[${i}].${name} ${JSON.stringify(value)} is not a canonical decimal integer`);
+        throw new VerifyError(
+          'VERIFY_BUNDLE_NONCANONICAL',
+          `tlogEntries[${i}].${name} ${JSON.stringify(value)} is not a canonical decimal integer`,
+        );
       }
     }
   });
@@ -96,7 +110,8 @@ function checkCheckpoints(bundle: Bundle): void {
     const m = /^\u2014 (\S+) ([A-Za-z0-9+/]+={0,2})\n$/.exec(envelope.slice(split + 2));
     if (!m) fail("the signature block is not exactly one line '\u2014 <name> <base64>'");
     const [, name, b64] = m!;
-    if (name !== origin && name !== origin.split(' - ')[0]) fail(`the signature's key name '${name}' does not name the log's origin '${origin}'`);
+    if (name !== origin && name !== origin.split(' - ')[0])
+      fail(`the signature's key name '${name}' does not name the log's origin '${origin}'`);
     if (Buffer.from(b64!, 'base64').toString('base64') !== b64) fail('the signature is not canonical base64');
   });
 }

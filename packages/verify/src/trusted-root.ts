@@ -16,7 +16,8 @@ type Json = Record<string, unknown>;
  * which would make a key valid for all of history).
  */
 export function parseTrustedRoot(json: unknown): TrustedRoot {
-  if (typeof json !== 'object' || json === null) throw new VerifyError('VERIFY_TRUSTED_ROOT', 'trusted root: not a JSON object');
+  if (typeof json !== 'object' || json === null)
+    throw new VerifyError('VERIFY_TRUSTED_ROOT', 'trusted root: not a JSON object');
   const root = json as Json;
   if (!TRUSTED_ROOT_MEDIA_TYPES.includes(String(root.mediaType))) {
     throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: unknown mediaType '${String(root.mediaType)}'`);
@@ -24,7 +25,8 @@ export function parseTrustedRoot(json: unknown): TrustedRoot {
   const problems: string[] = [];
   const checkStart = (what: string, validFor: unknown): void => {
     const start = (validFor as Json | undefined)?.start;
-    if (typeof start !== 'string' || Number.isNaN(Date.parse(start))) problems.push(`${what}.validFor.start missing or not a timestamp`);
+    if (typeof start !== 'string' || Number.isNaN(Date.parse(start)))
+      problems.push(`${what}.validFor.start missing or not a timestamp`);
   };
   const list = (k: string): Json[] => (Array.isArray(root[k]) ? (root[k] as Json[]) : []);
   list('tlogs').forEach((t, i) => checkStart(`tlogs[${i}].publicKey`, (t.publicKey as Json | undefined)?.validFor));
@@ -32,7 +34,8 @@ export function parseTrustedRoot(json: unknown): TrustedRoot {
   list('certificateAuthorities').forEach((c, i) => checkStart(`certificateAuthorities[${i}]`, c.validFor));
   list('timestampAuthorities').forEach((c, i) => checkStart(`timestampAuthorities[${i}]`, c.validFor));
   if (list('tlogs').length === 0) problems.push('no transparency logs (tlogs) listed');
-  if (problems.length) throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: ${problems.join('; ')}`, { details: { problems } });
+  if (problems.length)
+    throw new VerifyError('VERIFY_TRUSTED_ROOT', `trusted root: ${problems.join('; ')}`, { details: { problems } });
   try {
     return TrustedRoot.fromJSON(json);
   } catch (cause) {

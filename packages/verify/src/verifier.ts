@@ -103,12 +103,18 @@ export class BundleVerifier {
     const bundle = parseBundle(bundleJson);
     const isDsse = bundle.content.$case === 'dsseEnvelope';
     if (!isDsse && !options.artifact) {
-      throw new VerifyError('VERIFY_ARTIFACT_REQUIRED', 'a message-signature bundle can only be verified against the artifact bytes');
+      throw new VerifyError(
+        'VERIFY_ARTIFACT_REQUIRED',
+        'a message-signature bundle can only be verified against the artifact bytes',
+      );
     }
     const material = bundle.verificationMaterial.content;
     const isCertificate = material.$case !== 'publicKey';
     if (isCertificate && !options.policy && !options.allowAnyIdentity) {
-      throw new VerifyError('VERIFY_POLICY', 'an identity policy (certificate identity and OIDC issuer) is required for certificate-signed bundles');
+      throw new VerifyError(
+        'VERIFY_POLICY',
+        'an identity policy (certificate identity and OIDC issuer) is required for certificate-signed bundles',
+      );
     }
 
     // Check the signature itself first, so a damaged signature is reported as such rather than as a log-body
@@ -119,11 +125,18 @@ export class BundleVerifier {
     let identity: { subjectAlternativeName?: string; issuer?: string } | undefined;
     if (this.native) {
       if (material.$case === 'publicKey') checkKeySignature(bundle, options.artifact, this.trust);
-      identity = verifyBundleNative(bundle, this.native, { tlogThreshold: this.tlogThreshold, leaf, publicKey: (hint) => this.trust.publicKey(hint).publicKey });
+      identity = verifyBundleNative(bundle, this.native, {
+        tlogThreshold: this.tlogThreshold,
+        leaf,
+        publicKey: (hint) => this.trust.publicKey(hint).publicKey,
+      });
     } else {
       try {
         const signer = this.verifier.verify(toSignedEntity(bundle, options.artifact));
-        identity = { subjectAlternativeName: signer.identity?.subjectAlternativeName, issuer: signer.identity?.extensions?.issuer };
+        identity = {
+          subjectAlternativeName: signer.identity?.subjectAlternativeName,
+          issuer: signer.identity?.extensions?.issuer,
+        };
       } catch (err) {
         throw fromSigstoreError(err);
       }
@@ -147,7 +160,11 @@ export class BundleVerifier {
       const issuer = identity.issuer;
       if (san !== undefined) result.signer.subjectAlternativeName = san;
       if (issuer !== undefined) result.signer.issuer = issuer;
-      result.certificate = { serialNumber: leaf.node.serialNumber, notBefore: new Date(leaf.notBefore).toISOString(), notAfter: new Date(leaf.notAfter).toISOString() };
+      result.certificate = {
+        serialNumber: leaf.node.serialNumber,
+        notBefore: new Date(leaf.notBefore).toISOString(),
+        notAfter: new Date(leaf.notAfter).toISOString(),
+      };
       if (options.policy) checkPolicy(options.policy, san, issuer);
       for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesSigner(entry, leaf.der);
     }
@@ -156,7 +173,10 @@ export class BundleVerifier {
       const env = bundle.content.dsseEnvelope;
       const expectedType = options.expectedPayloadType ?? INTOTO_PAYLOAD_TYPE;
       if (env.payloadType !== expectedType) {
-        throw new VerifyError('VERIFY_PAYLOAD_TYPE', `DSSE payloadType is '${env.payloadType}', expected '${expectedType}'`);
+        throw new VerifyError(
+          'VERIFY_PAYLOAD_TYPE',
+          `DSSE payloadType is '${env.payloadType}', expected '${expectedType}'`,
+        );
       }
       result.payloadType = env.payloadType;
       result.payload = Buffer.from(env.payload);
@@ -168,9 +188,13 @@ export class BundleVerifier {
           throw new VerifyError('VERIFY_STATEMENT', (cause as Error).message, { cause });
         }
         if (options.expectedPredicateType && statement.predicateType !== options.expectedPredicateType) {
-          throw new VerifyError('VERIFY_STATEMENT', `predicateType is '${statement.predicateType}', expected '${options.expectedPredicateType}'`);
+          throw new VerifyError(
+            'VERIFY_STATEMENT',
+            `predicateType is '${statement.predicateType}', expected '${options.expectedPredicateType}'`,
+          );
         }
-        const digest = options.artifactDigest ?? (options.artifact ? { sha256: sha256Hex(options.artifact) } : undefined);
+        const digest =
+          options.artifactDigest ?? (options.artifact ? { sha256: sha256Hex(options.artifact) } : undefined);
         if (digest) {
           try {
             findMatchingSubject(statement, digest, options.subjectName);
@@ -189,7 +213,9 @@ function parseBundle(json: unknown): Bundle {
   try {
     return bundleFromJSON(json);
   } catch (cause) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, { cause });
+    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, {
+      cause,
+    });
   }
 }
 
@@ -204,12 +230,25 @@ function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, ke
   let ok: boolean;
   if (bundle.content.$case === 'dsseEnvelope') {
     const env = bundle.content.dsseEnvelope;
-    if (env.signatures.length !== 1) throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `DSSE envelope must carry exactly one signature, has ${env.signatures.length}`);
-    ok = cryptoVerify(alg, preAuthEncoding(env.payloadType, Buffer.from(env.payload)), key, Buffer.from(env.signatures[0]!.sig));
+    if (env.signatures.length !== 1)
+      throw new VerifyError(
+        'VERIFY_BUNDLE_MALFORMED',
+        `DSSE envelope must carry exactly one signature, has ${env.signatures.length}`,
+      );
+    ok = cryptoVerify(
+      alg,
+      preAuthEncoding(env.payloadType, Buffer.from(env.payload)),
+      key,
+      Buffer.from(env.signatures[0]!.sig),
+    );
   } else {
     ok = cryptoVerify(alg, artifact!, key, Buffer.from(bundle.content.messageSignature.signature));
   }
-  if (!ok) throw new VerifyError('VERIFY_SIGNATURE', 'signature does not verify with the signing key (artifact or signature altered)');
+  if (!ok)
+    throw new VerifyError(
+      'VERIFY_SIGNATURE',
+      'signature does not verify with the signing key (artifact or signature altered)',
+    );
 }
 
 function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
@@ -219,7 +258,10 @@ function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
   const size = lines[1];
   const root = lines[2] ? Buffer.from(lines[2], 'base64') : undefined;
   if (size !== String(proof.treeSize) || !root || !root.equals(Buffer.from(proof.rootHash))) {
-    throw new VerifyError('VERIFY_TLOG_PROOF', 'inclusion proof tree size or root hash differs from its signed checkpoint');
+    throw new VerifyError(
+      'VERIFY_TLOG_PROOF',
+      'inclusion proof tree size or root hash differs from its signed checkpoint',
+    );
   }
 }
 
@@ -254,12 +296,20 @@ export function checkPolicy(policy: IdentityPolicy, san: string | undefined, iss
   const pattern = policy.subject !== undefined ? escapeRegExp(policy.subject) : policy.subjectRegExp!;
   const re = new RegExp(`^(?:${pattern})$`);
   if (san === undefined || !re.test(san)) {
-    throw new VerifyError('VERIFY_POLICY', `certificate identity '${san ?? '(none)'}' does not match ${policy.subject !== undefined ? `'${policy.subject}'` : `/${pattern}/`}`, {
-      details: { subjectAlternativeName: san },
-    });
+    throw new VerifyError(
+      'VERIFY_POLICY',
+      `certificate identity '${san ?? '(none)'}' does not match ${policy.subject !== undefined ? `'${policy.subject}'` : `/${pattern}/`}`,
+      {
+        details: { subjectAlternativeName: san },
+      },
+    );
   }
   if (issuer !== policy.issuer) {
-    throw new VerifyError('VERIFY_POLICY', `certificate OIDC issuer '${issuer ?? '(none)'}' is not '${policy.issuer}'`, { details: { issuer } });
+    throw new VerifyError(
+      'VERIFY_POLICY',
+      `certificate OIDC issuer '${issuer ?? '(none)'}' is not '${policy.issuer}'`,
+      { details: { issuer } },
+    );
   }
 }
 
@@ -276,7 +326,9 @@ function checkBodyNamesSigner(entry: TransparencyLogEntry, leafDer: Buffer): voi
   }
   const pems: string[] = [];
   if (body.kind === 'hashedrekord') {
-    const c = ((body.spec?.signature as Record<string, unknown> | undefined)?.publicKey as Record<string, unknown> | undefined)?.content;
+    const c = (
+      (body.spec?.signature as Record<string, unknown> | undefined)?.publicKey as Record<string, unknown> | undefined
+    )?.content;
     if (typeof c === 'string') pems.push(c);
   } else if (body.kind === 'dsse') {
     for (const s of (body.spec?.signatures as Array<Record<string, unknown>> | undefined) ?? []) {
@@ -294,7 +346,10 @@ function checkBodyNamesSigner(entry: TransparencyLogEntry, leafDer: Buffer): voi
     }
   });
   if (!matches) {
-    throw new VerifyError('VERIFY_TLOG_BODY', 'transparency log entry was made with a different certificate than the bundle carries');
+    throw new VerifyError(
+      'VERIFY_TLOG_BODY',
+      'transparency log entry was made with a different certificate than the bundle carries',
+    );
   }
 }
 

@@ -5,7 +5,9 @@ const ISSUER = 'http://127.0.0.1:1234';
 
 describe('checkPolicy', () => {
   it('accepts an exact subject and issuer', () => {
-    expect(() => checkPolicy({ subject: 'spiffe://a.b/ci/x', issuer: ISSUER }, 'spiffe://a.b/ci/x', ISSUER)).not.toThrow();
+    expect(() =>
+      checkPolicy({ subject: 'spiffe://a.b/ci/x', issuer: ISSUER }, 'spiffe://a.b/ci/x', ISSUER),
+    ).not.toThrow();
   });
 
   it('treats an exact subject literally (regex metacharacters do not match other strings)', () => {
@@ -17,25 +19,37 @@ describe('checkPolicy', () => {
   it('anchors regular expressions at both ends', () => {
     const policy = { subjectRegExp: 'spiffe://a\\.b/ci/.*', issuer: ISSUER };
     expect(() => checkPolicy(policy, 'spiffe://a.b/ci/build', ISSUER)).not.toThrow();
-    expect(() => checkPolicy(policy, 'evil:spiffe://a.b/ci/build', ISSUER)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
-    expect(() => checkPolicy({ subjectRegExp: 'spiffe://a\\.b/ci', issuer: ISSUER }, 'spiffe://a.b/ci/build', ISSUER)).toThrow(
+    expect(() => checkPolicy(policy, 'evil:spiffe://a.b/ci/build', ISSUER)).toThrow(
       expect.objectContaining({ code: 'VERIFY_POLICY' }),
     );
+    expect(() =>
+      checkPolicy({ subjectRegExp: 'spiffe://a\\.b/ci', issuer: ISSUER }, 'spiffe://a.b/ci/build', ISSUER),
+    ).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
     // alternation cannot escape the anchors
     expect(() => checkPolicy({ subjectRegExp: 'x|.*', issuer: ISSUER }, 'anything', ISSUER)).not.toThrow();
-    expect(() => checkPolicy({ subjectRegExp: 'x|y', issuer: ISSUER }, 'xy', ISSUER)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
+    expect(() => checkPolicy({ subjectRegExp: 'x|y', issuer: ISSUER }, 'xy', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
   });
 
   it('requires the issuer to match exactly', () => {
-    expect(() => checkPolicy({ subject: 's', issuer: ISSUER }, 's', `${ISSUER}/`)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
-    expect(() => checkPolicy({ subject: 's', issuer: ISSUER }, 's', undefined)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
+    expect(() => checkPolicy({ subject: 's', issuer: ISSUER }, 's', `${ISSUER}/`)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
+    expect(() => checkPolicy({ subject: 's', issuer: ISSUER }, 's', undefined)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
   });
 
   it('refuses a policy with no subject at all', () => {
-    expect(() => checkPolicy({ issuer: ISSUER }, 's', ISSUER)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
+    expect(() => checkPolicy({ issuer: ISSUER }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
   });
 
   it('refuses a certificate without a SAN', () => {
-    expect(() => checkPolicy({ subjectRegExp: '.*', issuer: ISSUER }, undefined, ISSUER)).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
+    expect(() => checkPolicy({ subjectRegExp: '.*', issuer: ISSUER }, undefined, ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
   });
 });

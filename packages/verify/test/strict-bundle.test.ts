@@ -5,7 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { BUNDLE_V02_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE, bundleFromJSON, bundleToJSON, toDSSEBundle, type Bundle } from '@sigstore/bundle';
+import {
+  BUNDLE_V02_MEDIA_TYPE,
+  BUNDLE_V03_MEDIA_TYPE,
+  bundleFromJSON,
+  bundleToJSON,
+  toDSSEBundle,
+  type Bundle,
+} from '@sigstore/bundle';
 import { describe, expect, it } from 'vitest';
 import { canonicalBundleBytes, parseBundleStrict, type VerifyErrorCode } from '../src/index.js';
 
@@ -35,7 +42,9 @@ function makeBundle(): Bundle {
       rootHash: root,
       treeSize: '8',
       hashes: [randomBytes(32), randomBytes(32)],
-      checkpoint: { envelope: `127.0.0.1 - 941938410908775306\n8\n${root.toString('base64')}\n\n\u2014 127.0.0.1 ${CHECKPOINT_SIG}\n` },
+      checkpoint: {
+        envelope: `127.0.0.1 - 941938410908775306\n8\n${root.toString('base64')}\n\n\u2014 127.0.0.1 ${CHECKPOINT_SIG}\n`,
+      },
     },
     canonicalizedBody: Buffer.from(JSON.stringify({ apiVersion: '0.0.1', kind: 'dsse', spec: {} })),
   });
@@ -92,7 +101,10 @@ describe('parseBundleStrict', () => {
     ['pretty-printed', () => JSON.stringify(JSON.parse(TEXT), null, 2)],
     ['a trailing newline', () => `${TEXT}\n`],
     ['leading whitespace', () => ` ${TEXT}`],
-    ['reordered keys', () => JSON.stringify({ verificationMaterial: JSON.parse(TEXT).verificationMaterial, ...JSON.parse(TEXT) })],
+    [
+      'reordered keys',
+      () => JSON.stringify({ verificationMaterial: JSON.parse(TEXT).verificationMaterial, ...JSON.parse(TEXT) }),
+    ],
     ['an unknown top-level field', () => `${TEXT.slice(0, -1)},"extra":1}`],
     ['an unknown nested field', () => edit('"kindVersion":{', '"kindVersion":{"x":"y",')],
     ['the key of an empty object renamed', () => edit('"timestampVerificationData"', '"timestampVerificationDatb"')],
@@ -103,12 +115,24 @@ describe('parseBundleStrict', () => {
     ['changed padding bits in a base64 value (two =)', () => paddingBitsChanged('signedEntryTimestamp')],
     ['a base64 value without its padding', () => edit('=="', '"')],
     ['a changed padding character', () => edit('=="', '=<"')],
-    ['url-safe base64', () => paddingBitsChanged('sig').replace(/"sig":"[^"]*"/, (m) => m.replace(/\+/g, '-').replace(/\//g, '_'))],
-    ['a number instead of a string for int64', () => edit('"integratedTime":"1795923536"', '"integratedTime":1795923536')],
+    [
+      'url-safe base64',
+      () => paddingBitsChanged('sig').replace(/"sig":"[^"]*"/, (m) => m.replace(/\+/g, '-').replace(/\//g, '_')),
+    ],
+    [
+      'a number instead of a string for int64',
+      () => edit('"integratedTime":"1795923536"', '"integratedTime":1795923536'),
+    ],
     ['a leading zero in an int64 string', () => edit('"treeSize":"8"', '"treeSize":"08"')],
     ['a sign in an int64 string', () => edit('"logIndex":"7"', '"logIndex":"+7"')],
     ['whitespace in an int64 string', () => edit('"integratedTime":"1795923536"', '"integratedTime":" 1795923536"')],
-    ['an invalid UTF-8 byte', () => { const at = TEXT.indexOf('127.0.0.1 -') + 1; return Buffer.concat([BYTES.subarray(0, at), Buffer.from([0xff]), BYTES.subarray(at + 1)]); }],
+    [
+      'an invalid UTF-8 byte',
+      () => {
+        const at = TEXT.indexOf('127.0.0.1 -') + 1;
+        return Buffer.concat([BYTES.subarray(0, at), Buffer.from([0xff]), BYTES.subarray(at + 1)]);
+      },
+    ],
   ] as [string, () => string | Buffer][])('refuses %s as non-canonical', (_what, make) => {
     expect(codeOf(make())).toBe('VERIFY_BUNDLE_NONCANONICAL');
   });
@@ -136,7 +160,9 @@ describe('parseBundleStrict', () => {
     ])('refuses %s', (_what, replacement) => {
       expect(TEXT).toContain(line);
       const t = TEXT.replace(line, replacement);
-      expect(() => parseBundleStrict(Buffer.from(t))).toThrow(expect.objectContaining({ code: 'VERIFY_BUNDLE_NONCANONICAL', message: expect.stringContaining('checkpoint') }));
+      expect(() => parseBundleStrict(Buffer.from(t))).toThrow(
+        expect.objectContaining({ code: 'VERIFY_BUNDLE_NONCANONICAL', message: expect.stringContaining('checkpoint') }),
+      );
     });
   });
 
@@ -148,7 +174,9 @@ describe('parseBundleStrict', () => {
     const v02 = TEXT.replace(BUNDLE_V03_MEDIA_TYPE, BUNDLE_V02_MEDIA_TYPE);
     expect(codeOf(v02)).toBe('VERIFY_BUNDLE_MALFORMED');
     expect(codeOf(TEXT.replace('v0.3', 'v1.3'))).toBe('VERIFY_BUNDLE_MALFORMED');
-    expect(parseBundleStrict(Buffer.from(v02), { mediaTypes: [BUNDLE_V02_MEDIA_TYPE] }).bundle.mediaType).toBe(BUNDLE_V02_MEDIA_TYPE);
+    expect(parseBundleStrict(Buffer.from(v02), { mediaTypes: [BUNDLE_V02_MEDIA_TYPE] }).bundle.mediaType).toBe(
+      BUNDLE_V02_MEDIA_TYPE,
+    );
   });
 
   it('refuses every single-byte change that a lenient parse would decode to the very same bundle', () => {

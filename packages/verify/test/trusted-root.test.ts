@@ -11,7 +11,11 @@ function root(): Record<string, unknown> {
       {
         baseUrl: 'http://127.0.0.1:1',
         hashAlgorithm: 'SHA2_256',
-        publicKey: { rawBytes: der.toString('base64'), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start: '2026-01-01T00:00:00Z' } },
+        publicKey: {
+          rawBytes: der.toString('base64'),
+          keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+          validFor: { start: '2026-01-01T00:00:00Z' },
+        },
         logId: { keyId: 'AAAA' },
       },
     ],
@@ -27,7 +31,9 @@ describe('parseTrustedRoot', () => {
   });
 
   it('refuses an unknown media type', () => {
-    expect(() => parseTrustedRoot({ ...root(), mediaType: 'application/json' })).toThrow(expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }));
+    expect(() => parseTrustedRoot({ ...root(), mediaType: 'application/json' })).toThrow(
+      expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }),
+    );
   });
 
   it('refuses a log key without validFor.start, naming it', () => {
@@ -37,7 +43,9 @@ describe('parseTrustedRoot', () => {
   });
 
   it('refuses a root with no log', () => {
-    expect(() => parseTrustedRoot({ ...root(), tlogs: [] })).toThrow(expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }));
+    expect(() => parseTrustedRoot({ ...root(), tlogs: [] })).toThrow(
+      expect.objectContaining({ code: 'VERIFY_TRUSTED_ROOT' }),
+    );
   });
 
   it('refuses non-objects', () => {
@@ -53,7 +61,10 @@ describe('buildTrustMaterial', () => {
     const one = buildTrustMaterial(parseTrustedRoot(root()), { k1: pem });
     expect(one.publicKey('').publicKey.asymmetricKeyType).toBe('ec');
     const { publicKey: other } = generateKeyPairSync('ed25519');
-    const two = buildTrustMaterial(parseTrustedRoot(root()), { k1: pem, k2: other.export({ type: 'spki', format: 'pem' }).toString() });
+    const two = buildTrustMaterial(parseTrustedRoot(root()), {
+      k1: pem,
+      k2: other.export({ type: 'spki', format: 'pem' }).toString(),
+    });
     expect(two.publicKey('k2').publicKey.asymmetricKeyType).toBe('ed25519');
     expect(() => two.publicKey('nope')).toThrow(expect.objectContaining({ code: 'VERIFY_PUBLIC_KEY' }));
   });

@@ -21,7 +21,17 @@ const root = mkdtempSync(join(tmpdir(), 'airlock-runner-bench-'));
 chmodSync(root, 0o711);
 const which = (c) => execFileSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' }).trim();
 
-const env = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@x', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@x', GIT_AUTHOR_DATE: '2024-01-02T03:04:05Z', GIT_COMMITTER_DATE: '2024-01-02T03:04:05Z' };
+const env = {
+  ...process.env,
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 'b',
+  GIT_AUTHOR_EMAIL: 'b@x',
+  GIT_COMMITTER_NAME: 'b',
+  GIT_COMMITTER_EMAIL: 'b@x',
+  GIT_AUTHOR_DATE: '2024-01-02T03:04:05Z',
+  GIT_COMMITTER_DATE: '2024-01-02T03:04:05Z',
+};
 const work = join(root, 'src');
 cpSync(fixture, work, { recursive: true });
 execFileSync('git', ['init', '-q'], { cwd: work, env });
@@ -52,26 +62,56 @@ const results = [];
 results.push(
   await measure('direct: sh build.sh', () => {
     const out = fresh('direct-out');
-    const r = spawnSync('sh', ['build.sh'], { cwd: work, env: { PATH: process.env.PATH, HOME: out, TZ: 'UTC', LC_ALL: 'C', SOURCE_DATE_EPOCH: sde, AIRLOCK_OUTPUT_DIR: out }, stdio: 'ignore' });
+    const r = spawnSync('sh', ['build.sh'], {
+      cwd: work,
+      env: {
+        PATH: process.env.PATH,
+        HOME: out,
+        TZ: 'UTC',
+        LC_ALL: 'C',
+        SOURCE_DATE_EPOCH: sde,
+        AIRLOCK_OUTPUT_DIR: out,
+      },
+      stdio: 'ignore',
+    });
     if (r.status !== 0) throw new Error('direct build failed');
   }),
 );
 for (const traced of [false, true]) {
-  const tools = { bwrap: which('bwrap'), node: process.execPath, setpriv: which('setpriv'), ...(traced ? { strace: which('strace') } : {}) };
+  const tools = {
+    bwrap: which('bwrap'),
+    node: process.execPath,
+    setpriv: which('setpriv'),
+    ...(traced ? { strace: which('strace') } : {}),
+  };
   results.push(
     await measure(`sandboxed${traced ? ' + strace monitor' : ''}: sh build.sh`, async () => {
       const d = fresh('sbx');
       // A copy per run: as root the writable binds are handed to the sandbox's unprivileged uid (chowned).
       const src = fresh('src');
       cpSync(fixture, src, { recursive: true });
-      const layout = { plumbingDir: fresh('plumb'), src: { host: src, path: '/build/src' }, out: { host: fresh('out'), path: '/build/out' }, home: { host: fresh('home'), path: '/build/home' }, tmp: { host: fresh('tmp'), path: '/tmp' } };
+      const layout = {
+        plumbingDir: fresh('plumb'),
+        src: { host: src, path: '/build/src' },
+        out: { host: fresh('out'), path: '/build/out' },
+        home: { host: fresh('home'), path: '/build/home' },
+        tmp: { host: fresh('tmp'), path: '/tmp' },
+      };
       const r = await runSandboxed({
         tools,
         layout,
         profile: COMMAND_PROFILE,
         argv: ['sh', 'build.sh'],
         cwd: '/build/src',
-        env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/build/home', TZ: 'UTC', LC_ALL: 'C', SOURCE_DATE_EPOCH: sde, AIRLOCK_OUTPUT_DIR: '/build/out', TMPDIR: '/tmp' },
+        env: {
+          PATH: '/usr/local/bin:/usr/bin:/bin',
+          HOME: '/build/home',
+          TZ: 'UTC',
+          LC_ALL: 'C',
+          SOURCE_DATE_EPOCH: sde,
+          AIRLOCK_OUTPUT_DIR: '/build/out',
+          TMPDIR: '/tmp',
+        },
         hostname: 'airlock-build',
         timeoutMs: 60_000,
         logPath: join(d, 'log'),
@@ -81,9 +121,28 @@ for (const traced of [false, true]) {
     }),
   );
 }
-const spec = { source: { repo: work, commit }, builder: { type: 'command', argv: ['sh', 'build.sh'] }, outputs: ['hello.txt', 'lib/*.tar.gz', 'build-date.txt'] };
-results.push(await measure('runBuild (checkout + sandbox + outputs + provenance/SBOM)', () => runBuild(spec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' })));
-results.push(await measure('runBuild reproducible: true (adds checkout + rebuild + compare)', () => runBuild({ ...spec, reproducible: true }, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' })));
+const spec = {
+  source: { repo: work, commit },
+  builder: { type: 'command', argv: ['sh', 'build.sh'] },
+  outputs: ['hello.txt', 'lib/*.tar.gz', 'build-date.txt'],
+};
+results.push(
+  await measure('runBuild (checkout + sandbox + outputs + provenance/SBOM)', () =>
+    runBuild(spec, {
+      outDir: join(root, `rb-${k++}`),
+      workRoot: join(root, 'work'),
+      builderId: 'https://airlock.dev/bench',
+    }),
+  ),
+);
+results.push(
+  await measure('runBuild reproducible: true (adds checkout + rebuild + compare)', () =>
+    runBuild(
+      { ...spec, reproducible: true },
+      { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' },
+    ),
+  ),
+);
 
 if (BUILDERS) results.push(...(await builderBenchmarks()));
 
@@ -108,9 +167,14 @@ for (const tool of BUILDERS ? ['bazel', 'nix'] : []) {
 }
 summary.command_runbuild_ms = byName('runBuild (checkout');
 summary.command_direct_ms = base;
-for (const r of results) console.log(`${r.name.padEnd(66)} median ${String(r.medianMs).padStart(7)} ms  min ${String(r.minMs).padStart(7)} ms  (+${Math.round((r.medianMs - base) * 10) / 10} ms, x${(r.medianMs / base).toFixed(1)})`);
+for (const r of results)
+  console.log(
+    `${r.name.padEnd(66)} median ${String(r.medianMs).padStart(7)} ms  min ${String(r.minMs).padStart(7)} ms  (+${Math.round((r.medianMs - base) * 10) / 10} ms, x${(r.medianMs / base).toFixed(1)})`,
+  );
 rmSync(root, { recursive: true, force: true });
-console.log('target: runner ≤ 1.1 × direct cold + 2 s (the runner is always cold: fresh work dir and output root per run)');
+console.log(
+  'target: runner ≤ 1.1 × direct cold + 2 s (the runner is always cold: fresh work dir and output root per run)',
+);
 console.log(`BENCH_JSON ${JSON.stringify({ summary, results })}`);
 
 /** Bazel and Nix: direct vs runBuild (cold), and the rebuild check (runBuild reproducible minus plain). */
@@ -135,16 +199,29 @@ async function builderBenchmarks() {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const mirrorUrl = `http://127.0.0.1:${server.address().port}`;
   const prepare = (fixture) => {
-    const archive = execFileSync('sh', ['-c', 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - greet-2.0 | gzip -n -9'], { cwd: join(fixtures, fixture, 'upstream') });
+    const archive = execFileSync(
+      'sh',
+      ['-c', 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - greet-2.0 | gzip -n -9'],
+      { cwd: join(fixtures, fixture, 'upstream') },
+    );
     const pin = createHash('sha256').update(archive).digest('hex');
     blobs[pin] = archive;
     const ws = fresh(`${fixture}-ws`);
     cpSync(join(fixtures, fixture, 'workspace'), ws, { recursive: true });
-    for (const n of readdirSync(ws)) if (n.endsWith('.in')) { writeFileSync(join(ws, n.slice(0, -3)), readFileSync(join(ws, n), 'utf8').replaceAll('@GREET_SHA256@', pin)); renameSync(join(ws, n), join(root, `${fixture}-${n}`)); }
+    for (const n of readdirSync(ws))
+      if (n.endsWith('.in')) {
+        writeFileSync(join(ws, n.slice(0, -3)), readFileSync(join(ws, n), 'utf8').replaceAll('@GREET_SHA256@', pin));
+        renameSync(join(ws, n), join(root, `${fixture}-${n}`));
+      }
     execFileSync('git', ['init', '-q'], { cwd: ws, env });
     execFileSync('git', ['add', '-A'], { cwd: ws, env });
     execFileSync('git', ['commit', '-qm', 'bench'], { cwd: ws, env });
-    return { ws, pin, archive, commit: execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ws, encoding: 'utf8' }).trim() };
+    return {
+      ws,
+      pin,
+      archive,
+      commit: execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ws, encoding: 'utf8' }).trim(),
+    };
   };
   const time = async (name, fn) => {
     const r = await measure(name, fn, runs);
@@ -152,11 +229,20 @@ async function builderBenchmarks() {
     return r;
   };
   const timedRunBuild = async (spec) => {
-    const r = await runBuild(spec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench' });
+    const r = await runBuild(spec, {
+      outDir: join(root, `rb-${k++}`),
+      workRoot: join(root, 'work'),
+      builderId: 'https://airlock.dev/bench',
+    });
     return r;
   };
   const sh = (argv, cwd, extraEnv = {}) => {
-    const r = spawnSync(argv[0], argv.slice(1), { cwd, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    const r = spawnSync(argv[0], argv.slice(1), {
+      cwd,
+      env: { ...process.env, ...extraEnv },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      encoding: 'utf8',
+    });
     if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr.slice(-2000)}`);
   };
   try {
@@ -164,11 +250,34 @@ async function builderBenchmarks() {
     const bz = prepare('bazel-ws');
     /** A fresh output root with the rules_cc stub and the pinned archive in a repository cache; build and shutdown argv. */
     const bazelDirect = (d) => {
-      for (const [n, text] of Object.entries(RULES_CC_STUB)) { mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true }); writeFileSync(join(d, 'rules_cc', n), text); }
+      for (const [n, text] of Object.entries(RULES_CC_STUB)) {
+        mkdirSync(join(d, 'rules_cc', n, '..'), { recursive: true });
+        writeFileSync(join(d, 'rules_cc', n), text);
+      }
       mkdirSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin), { recursive: true });
       writeFileSync(join(d, 'cache', 'content_addressable', 'sha256', bz.pin, 'file'), bz.archive);
-      const startup = ['bazel', '--ignore_all_rc_files', '--install_base=/usr/share/bazel', '--trust_install_base', `--output_user_root=${join(d, 'out')}`, '--host_jvm_args=-XX:-UsePerfData'];
-      const build = [...startup, 'build', `--override_repository=rules_cc=${join(d, 'rules_cc')}`, '--override_repository=rules_java=/usr/share/bazel/rules/java', `--repository_cache=${join(d, 'cache')}`, '--experimental_repository_disable_download', '--host_javabase=@local_jdk//:jdk', '--spawn_strategy=linux-sandbox', '--incompatible_strict_action_env', '--symlink_prefix=/', '//:hello', '//:bundle'];
+      const startup = [
+        'bazel',
+        '--ignore_all_rc_files',
+        '--install_base=/usr/share/bazel',
+        '--trust_install_base',
+        `--output_user_root=${join(d, 'out')}`,
+        '--host_jvm_args=-XX:-UsePerfData',
+      ];
+      const build = [
+        ...startup,
+        'build',
+        `--override_repository=rules_cc=${join(d, 'rules_cc')}`,
+        '--override_repository=rules_java=/usr/share/bazel/rules/java',
+        `--repository_cache=${join(d, 'cache')}`,
+        '--experimental_repository_disable_download',
+        '--host_javabase=@local_jdk//:jdk',
+        '--spawn_strategy=linux-sandbox',
+        '--incompatible_strict_action_env',
+        '--symlink_prefix=/',
+        '//:hello',
+        '//:bundle',
+      ];
       return { build, shutdown: [...startup, 'shutdown'] };
     };
     await time('bazel direct: cold bazel build (host, linux-sandbox) + shutdown', () => {
@@ -187,17 +296,55 @@ async function builderBenchmarks() {
         sh(shutdown, bz.ws);
       }
     }
-    const bzSpec = { source: { repo: bz.ws, commit: bz.commit }, builder: { type: 'bazel', targets: ['//:hello', '//:bundle'] }, outputs: ['hello', 'bundle.tar'], mirror: { url: mirrorUrl } };
-    const bzPlain = await time('bazel runBuild: cold (sandbox + strace + query + mirror fetch)', () => timedRunBuild(bzSpec));
-    await time('bazel runBuild: cold, log monitor instead of strace', () => runBuild(bzSpec, { outDir: join(root, `rb-${k++}`), workRoot: join(root, 'work'), builderId: 'https://airlock.dev/bench', networkMonitor: 'log' }));
-    const bzRepro = await time('bazel runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...bzSpec, reproducible: true }));
-    out.push({ name: 'bazel rebuild check cost (difference of medians)', medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10, minMs: NaN });
+    const bzSpec = {
+      source: { repo: bz.ws, commit: bz.commit },
+      builder: { type: 'bazel', targets: ['//:hello', '//:bundle'] },
+      outputs: ['hello', 'bundle.tar'],
+      mirror: { url: mirrorUrl },
+    };
+    const bzPlain = await time('bazel runBuild: cold (sandbox + strace + query + mirror fetch)', () =>
+      timedRunBuild(bzSpec),
+    );
+    await time('bazel runBuild: cold, log monitor instead of strace', () =>
+      runBuild(bzSpec, {
+        outDir: join(root, `rb-${k++}`),
+        workRoot: join(root, 'work'),
+        builderId: 'https://airlock.dev/bench',
+        networkMonitor: 'log',
+      }),
+    );
+    const bzRepro = await time('bazel runBuild reproducible: true (+ rebuild + compare)', () =>
+      timedRunBuild({ ...bzSpec, reproducible: true }),
+    );
+    out.push({
+      name: 'bazel rebuild check cost (difference of medians)',
+      medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10,
+      minMs: NaN,
+    });
     // Nix
     const nx = prepare('nix-fod');
     /** A fresh private store with the archive added as the fixed output, then the build; returns the rebuild. */
     const nixDirect = (d) => {
       const store = `local?store=${join(d, 'nix', 'store')}&state=${join(d, 'nix', 'var')}&log=${join(d, 'nix', 'log')}`;
-      const opts = ['--store', store, '--option', 'substituters', '', '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', nixSandboxPaths(), '--option', 'build-users-group', ''];
+      const opts = [
+        '--store',
+        store,
+        '--option',
+        'substituters',
+        '',
+        '--option',
+        'sandbox',
+        'true',
+        '--option',
+        'sandbox-fallback',
+        'false',
+        '--option',
+        'sandbox-paths',
+        nixSandboxPaths(),
+        '--option',
+        'build-users-group',
+        '',
+      ];
       mkdirSync(join(d, 'in'));
       writeFileSync(join(d, 'in', 'greet-2.0.tar.gz'), nx.archive);
       const e = { HOME: d, TMPDIR: d };
@@ -206,13 +353,29 @@ async function builderBenchmarks() {
       build();
       return build;
     };
-    await time('nix direct: nix-store --add-fixed + nix-build (fresh store, sandbox)', () => void nixDirect(fresh('nix-direct')));
+    await time(
+      'nix direct: nix-store --add-fixed + nix-build (fresh store, sandbox)',
+      () => void nixDirect(fresh('nix-direct')),
+    );
     const nixWarm = nixDirect(fresh('nix-warm'));
     await time('nix direct: warm (output already in the store)', nixWarm);
-    const nxSpec = { source: { repo: nx.ws, commit: nx.commit }, builder: { type: 'nix', file: 'default.nix', attribute: 'greet' }, outputs: ['bin/greet'], mirror: { url: mirrorUrl } };
-    const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () => timedRunBuild(nxSpec));
-    const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () => timedRunBuild({ ...nxSpec, reproducible: true }));
-    out.push({ name: 'nix rebuild check cost (difference of medians)', medianMs: Math.round((nxRepro.medianMs - nxPlain.medianMs) * 10) / 10, minMs: NaN });
+    const nxSpec = {
+      source: { repo: nx.ws, commit: nx.commit },
+      builder: { type: 'nix', file: 'default.nix', attribute: 'greet' },
+      outputs: ['bin/greet'],
+      mirror: { url: mirrorUrl },
+    };
+    const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () =>
+      timedRunBuild(nxSpec),
+    );
+    const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () =>
+      timedRunBuild({ ...nxSpec, reproducible: true }),
+    );
+    out.push({
+      name: 'nix rebuild check cost (difference of medians)',
+      medianMs: Math.round((nxRepro.medianMs - nxPlain.medianMs) * 10) / 10,
+      minMs: NaN,
+    });
   } finally {
     server.close();
   }

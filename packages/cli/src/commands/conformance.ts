@@ -14,10 +14,14 @@ import { EXIT, fail, UsageError } from '../output.js';
  */
 function signingEndpoints(signingConfig?: string): { fulcioUrl: string; rekorUrl: string } {
   if (signingConfig) {
-    const cfg = readJsonFile(signingConfig, 'signing config') as { caUrls?: Array<{ url?: string }>; rekorTlogUrls?: Array<{ url?: string; majorApiVersion?: number }> };
+    const cfg = readJsonFile(signingConfig, 'signing config') as {
+      caUrls?: Array<{ url?: string }>;
+      rekorTlogUrls?: Array<{ url?: string; majorApiVersion?: number }>;
+    };
     const fulcioUrl = cfg.caUrls?.[0]?.url;
     const rekorUrl = cfg.rekorTlogUrls?.find((t) => (t.majorApiVersion ?? 1) === 1)?.url;
-    if (!fulcioUrl || !rekorUrl) throw new UsageError(`signing config '${signingConfig}' names no CA URL or no Rekor v1 URL`);
+    if (!fulcioUrl || !rekorUrl)
+      throw new UsageError(`signing config '${signingConfig}' names no CA URL or no Rekor v1 URL`);
     return { fulcioUrl, rekorUrl };
   }
   const data = process.env.AIRLOCK_DATA;
@@ -27,7 +31,9 @@ function signingEndpoints(signingConfig?: string): { fulcioUrl: string; rekorUrl
 }
 
 export function registerConformanceCommands(program: Command): void {
-  const conf = program.command('conformance').description('sigstore-conformance compatible entry point (result by exit code)');
+  const conf = program
+    .command('conformance')
+    .description('sigstore-conformance compatible entry point (result by exit code)');
   conf
     .command('sign-bundle')
     .argument('<file>')
@@ -37,17 +43,25 @@ export function registerConformanceCommands(program: Command): void {
     .requiredOption('--bundle <file>')
     .option('--trusted-root <file>')
     .option('--signing-config <file>')
-    .action(async (file: string, flags: { staging?: boolean; inToto?: boolean; identityToken: string; bundle: string; signingConfig?: string }) => {
-      try {
-        if (flags.staging) throw new UsageError('--staging needs the public Sigstore instance, which is not reachable inside the perimeter');
-        const signer = new AirlockSigner({ ...signingEndpoints(flags.signingConfig), identity: flags.identityToken });
-        const data = readFileSync(file);
-        const bundle = flags.inToto ? await signer.attest(parseStatement(data)) : await signer.signBlob(data);
-        writeFileSync(flags.bundle, JSON.stringify(bundle));
-      } catch (err) {
-        fail({}, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
-      }
-    });
+    .action(
+      async (
+        file: string,
+        flags: { staging?: boolean; inToto?: boolean; identityToken: string; bundle: string; signingConfig?: string },
+      ) => {
+        try {
+          if (flags.staging)
+            throw new UsageError(
+              '--staging needs the public Sigstore instance, which is not reachable inside the perimeter',
+            );
+          const signer = new AirlockSigner({ ...signingEndpoints(flags.signingConfig), identity: flags.identityToken });
+          const data = readFileSync(file);
+          const bundle = flags.inToto ? await signer.attest(parseStatement(data)) : await signer.signBlob(data);
+          writeFileSync(flags.bundle, JSON.stringify(bundle));
+        } catch (err) {
+          fail({}, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+        }
+      },
+    );
   conf
     .command('verify-bundle')
     .argument('<file-or-digest>')
@@ -57,22 +71,41 @@ export function registerConformanceCommands(program: Command): void {
     .option('--certificate-oidc-issuer <url>')
     .option('--key <file>')
     .option('--trusted-root <file>')
-    .action((target: string, flags: { staging?: boolean; bundle: string; certificateIdentity?: string; certificateOidcIssuer?: string; key?: string; trustedRoot?: string }) => {
-      try {
-        if (flags.staging || !flags.trustedRoot) throw new UsageError('the public-good trusted root is not available offline: pass --trusted-root');
-        const isDigest = /^sha256:[0-9a-f]{64}$/.test(target) && !existsSync(target);
-        const verifier = new BundleVerifier(readJsonFile(flags.trustedRoot, 'trusted root'), flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {});
-        let policy;
-        if (!flags.key) {
-          if (!flags.certificateIdentity || !flags.certificateOidcIssuer) throw new UsageError('--certificate-identity and --certificate-oidc-issuer, or --key, are required');
-          policy = { subject: flags.certificateIdentity, issuer: flags.certificateOidcIssuer };
+    .action(
+      (
+        target: string,
+        flags: {
+          staging?: boolean;
+          bundle: string;
+          certificateIdentity?: string;
+          certificateOidcIssuer?: string;
+          key?: string;
+          trustedRoot?: string;
+        },
+      ) => {
+        try {
+          if (flags.staging || !flags.trustedRoot)
+            throw new UsageError('the public-good trusted root is not available offline: pass --trusted-root');
+          const isDigest = /^sha256:[0-9a-f]{64}$/.test(target) && !existsSync(target);
+          const verifier = new BundleVerifier(
+            readJsonFile(flags.trustedRoot, 'trusted root'),
+            flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {},
+          );
+          let policy;
+          if (!flags.key) {
+            if (!flags.certificateIdentity || !flags.certificateOidcIssuer)
+              throw new UsageError('--certificate-identity and --certificate-oidc-issuer, or --key, are required');
+            policy = { subject: flags.certificateIdentity, issuer: flags.certificateOidcIssuer };
+          }
+          verifier.verify(readJsonFile(flags.bundle, 'bundle'), {
+            ...(isDigest
+              ? { artifactDigest: { sha256: target.slice('sha256:'.length) } }
+              : { artifact: readFileSync(target) }),
+            ...(policy ? { policy } : {}),
+          });
+        } catch (err) {
+          fail({}, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
         }
-        verifier.verify(readJsonFile(flags.bundle, 'bundle'), {
-          ...(isDigest ? { artifactDigest: { sha256: target.slice('sha256:'.length) } } : { artifact: readFileSync(target) }),
-          ...(policy ? { policy } : {}),
-        });
-      } catch (err) {
-        fail({}, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
-      }
-    });
+      },
+    );
 }

@@ -59,11 +59,19 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
     const result = await fn();
     const s = { step: name, ms: Math.round(performance.now() - t0), detail: detail(result) };
     steps.push(s);
-    opts.log(`  ✓ ${name} (${s.ms} ms)\n${Object.entries(s.detail).map(([k, v]) => `      ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join('\n')}`);
+    opts.log(
+      `  ✓ ${name} (${s.ms} ms)\n${Object.entries(s.detail)
+        .map(([k, v]) => `      ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join('\n')}`,
+    );
     return result;
   };
 
-  const plane = await step('start trust plane', () => startTrustPlane({ dataDir: join(dataDir, 'plane') }), (p) => ({ tlog: p.endpoints.tlogUrl, ca: p.endpoints.caUrl, issuer: p.endpoints.identityIssuerUrl }));
+  const plane = await step(
+    'start trust plane',
+    () => startTrustPlane({ dataDir: join(dataDir, 'plane') }),
+    (p) => ({ tlog: p.endpoints.tlogUrl, ca: p.endpoints.caUrl, issuer: p.endpoints.identityIssuerUrl }),
+  );
   const cleanups: (() => Promise<unknown>)[] = [() => plane.close()];
   try {
     const td = plane.endpoints.trustDomain;
@@ -71,16 +79,27 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
     const syncIdentity = `spiffe://${td}/airlock/mirror-sync`;
     const runnerIdentity = `spiffe://${td}/airlock/runner`;
     const signerFor = (subject: string) =>
-      new AirlockSigner({ fulcioUrl: plane.endpoints.caUrl, rekorUrl: plane.endpoints.tlogUrl, identity: () => plane.issueToken(subject) });
+      new AirlockSigner({
+        fulcioUrl: plane.endpoints.caUrl,
+        rekorUrl: plane.endpoints.tlogUrl,
+        identity: () => plane.issueToken(subject),
+      });
 
     // ---- outside the perimeter
-    const upstream = await step('start the stand-in public upstream (npm registry + file server)', () => startDemoUpstream(join(dataDir, 'upstream')), (u) => ({ url: u.url, package: `${PACKAGE}@1.0.0`, file: 'words.txt' }));
+    const upstream = await step(
+      'start the stand-in public upstream (npm registry + file server)',
+      () => startDemoUpstream(join(dataDir, 'upstream')),
+      (u) => ({ url: u.url, package: `${PACKAGE}@1.0.0`, file: 'words.txt' }),
+    );
     cleanups.unshift(() => upstream.close());
     const project = join(dataDir, 'src');
     cpSync(join(FIXTURES, 'project'), project, { recursive: true });
     writeFileSync(join(project, 'package-lock.json'), `${JSON.stringify(upstream.lockfile(), null, 2)}\n`);
     writeFileSync(join(project, 'words.sha256'), `${upstream.wordsSha256}\n`);
-    writeFileSync(join(dataDir, 'pins.json'), JSON.stringify([{ url: upstream.wordsUrl, sha256: upstream.wordsSha256 }]));
+    writeFileSync(
+      join(dataDir, 'pins.json'),
+      JSON.stringify([{ url: upstream.wordsUrl, sha256: upstream.wordsSha256 }]),
+    );
     const bundlePath = join(dataDir, 'transfer-bundle.tar');
     const sync = await step(
       'sync: fetch the pinned lockfile and file, check every hash, sign the transfer bundle',
@@ -95,7 +114,13 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
           sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
           quiet: true,
         }),
-      (r) => ({ bundle: r.bundlePath, snapshot: r.snapshotId, entries: r.entries, blobs: r.blobs, signedBy: syncIdentity }),
+      (r) => ({
+        bundle: r.bundlePath,
+        snapshot: r.snapshotId,
+        entries: r.entries,
+        blobs: r.blobs,
+        signedBy: syncIdentity,
+      }),
     );
 
     // ---- inside the perimeter
@@ -103,18 +128,36 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
     cleanups.unshift(() => store.close());
     const imported = await step(
       'import: verify signature, identity, every digest and the sequence; publish atomically',
-      () => importBundle(bundlePath, { store, trustedRoot: plane.trustedRoot, syncIdentity: { subject: syncIdentity, issuer } }),
-      (r) => ({ snapshot: r.snapshot.id, sequence: r.snapshot.sequence, blobs: r.blobs, manifestLogIndex: r.logIndexes.join(', ') }),
+      () =>
+        importBundle(bundlePath, {
+          store,
+          trustedRoot: plane.trustedRoot,
+          syncIdentity: { subject: syncIdentity, issuer },
+        }),
+      (r) => ({
+        snapshot: r.snapshot.id,
+        sequence: r.snapshot.sequence,
+        blobs: r.blobs,
+        manifestLogIndex: r.logIndexes.join(', '),
+      }),
     );
-    const mirror = await step('serve the mirror; stop the upstream (nothing outside is reachable now)', async () => {
-      const m = await startMirrorServer({ store });
-      await upstream.close();
-      return m;
-    }, (m) => ({ mirror: m.url }));
+    const mirror = await step(
+      'serve the mirror; stop the upstream (nothing outside is reachable now)',
+      async () => {
+        const m = await startMirrorServer({ store });
+        await upstream.close();
+        return m;
+      },
+      (m) => ({ mirror: m.url }),
+    );
     cleanups.unshift(() => mirror.close());
 
     const repo = join(dataDir, 'repo');
-    const commit = await step('commit the project source', () => commitProject(project, repo), (c) => ({ repo, commit: c }));
+    const commit = await step(
+      'commit the project source',
+      () => commitProject(project, repo),
+      (c) => ({ repo, commit: c }),
+    );
 
     let build: RunResult;
     try {
@@ -126,7 +169,11 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
               source: { repo, commit, ref: 'refs/heads/main' },
               builder: {
                 type: 'command',
-                argv: ['sh', '-c', 'npm ci --registry="$AIRLOCK_MIRROR_URL/" --replace-registry-host=always --cache /tmp/npm-cache --fetch-retries=0 --no-audit --no-fund --no-update-notifier --loglevel=error && node build.js'],
+                argv: [
+                  'sh',
+                  '-c',
+                  'npm ci --registry="$AIRLOCK_MIRROR_URL/" --replace-registry-host=always --cache /tmp/npm-cache --fetch-retries=0 --no-audit --no-fund --no-update-notifier --loglevel=error && node build.js',
+                ],
               },
               outputs: ['greeting.txt'],
               reproducible: true,
@@ -145,7 +192,9 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
           reproducibility: r.reproducibility.status,
           mirrorBlobsUsed: r.mirror?.dependencies.length ?? 0,
           provenance: r.artifacts[0]!.provenanceBundlePath,
-          logIndexes: r.artifacts.flatMap((a) => [logIndexOf(a.provenanceBundlePath), logIndexOf(a.sbomBundlePath)]).join(', '),
+          logIndexes: r.artifacts
+            .flatMap((a) => [logIndexOf(a.provenanceBundlePath), logIndexOf(a.sbomBundlePath)])
+            .join(', '),
         }),
       );
     } catch (err) {
@@ -164,8 +213,16 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
     await step(
       'verify: provenance and SBOM bundles against the trusted root and the runner identity',
       async () => {
-        const prov = verifier.verify(readJson(artifact.provenanceBundlePath!), { artifact: bytes, policy, expectedPredicateType: 'https://slsa.dev/provenance/v1' });
-        verifier.verify(readJson(artifact.sbomBundlePath!), { artifact: bytes, policy, expectedPredicateType: 'https://cyclonedx.org/bom' });
+        const prov = verifier.verify(readJson(artifact.provenanceBundlePath!), {
+          artifact: bytes,
+          policy,
+          expectedPredicateType: 'https://slsa.dev/provenance/v1',
+        });
+        verifier.verify(readJson(artifact.sbomBundlePath!), {
+          artifact: bytes,
+          policy,
+          expectedPredicateType: 'https://cyclonedx.org/bom',
+        });
         return prov;
       },
       (r) => ({ signer: r.signer.subjectAlternativeName, subject: `${artifact.name} sha256:${artifact.sha256}` }),
@@ -177,7 +234,9 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
         const deps = build.mirror?.dependencies ?? [];
         const missing = deps.filter((d) => !inSnapshot.has(d.digest.sha256));
         if (deps.length === 0 || missing.length > 0 || build.mirror?.snapshotId !== imported.snapshot.id) {
-          throw new Error(`provenance names blobs outside snapshot ${imported.snapshot.id}: ${missing.map((d) => d.purl ?? d.uri).join(', ') || '(none recorded)'}`);
+          throw new Error(
+            `provenance names blobs outside snapshot ${imported.snapshot.id}: ${missing.map((d) => d.purl ?? d.uri).join(', ') || '(none recorded)'}`,
+          );
         }
         return deps;
       },
@@ -187,7 +246,10 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       'reject: the same provenance under a policy naming another identity',
       async () => {
         try {
-          verifier.verify(readJson(artifact.provenanceBundlePath!), { artifact: bytes, policy: { subject: syncIdentity, issuer } });
+          verifier.verify(readJson(artifact.provenanceBundlePath!), {
+            artifact: bytes,
+            policy: { subject: syncIdentity, issuer },
+          });
         } catch (err) {
           if (hasErrorCode(err, 'VERIFY_POLICY')) return (err as Error).message;
           throw err;
@@ -248,7 +310,14 @@ interface DemoUpstream {
  */
 async function startDemoUpstream(work: string): Promise<DemoUpstream> {
   mkdirSync(work, { recursive: true });
-  const packed = JSON.parse((await execFileAsync('npm', ['pack', '--json', '--pack-destination', work, join(FIXTURES, 'upstream', PACKAGE)], { cwd: work, env: { ...process.env, npm_config_update_notifier: 'false' } })).stdout) as { filename: string; integrity: string; shasum: string }[];
+  const packed = JSON.parse(
+    (
+      await execFileAsync('npm', ['pack', '--json', '--pack-destination', work, join(FIXTURES, 'upstream', PACKAGE)], {
+        cwd: work,
+        env: { ...process.env, npm_config_update_notifier: 'false' },
+      })
+    ).stdout,
+  ) as { filename: string; integrity: string; shasum: string }[];
   const tarball = readFileSync(join(work, packed[0]!.filename));
   const words = readFileSync(join(FIXTURES, 'upstream', 'words.txt'));
   const manifest = readJson(join(FIXTURES, 'upstream', PACKAGE, 'package.json')) as Record<string, unknown>;
@@ -267,7 +336,13 @@ async function startDemoUpstream(work: string): Promise<DemoUpstream> {
     _id: PACKAGE,
     name: PACKAGE,
     'dist-tags': { latest: '1.0.0' },
-    versions: { '1.0.0': { ...manifest, _id: `${PACKAGE}@1.0.0`, dist: { tarball: tarballUrl, integrity: packed[0]!.integrity, shasum: packed[0]!.shasum } } },
+    versions: {
+      '1.0.0': {
+        ...manifest,
+        _id: `${PACKAGE}@1.0.0`,
+        dist: { tarball: tarballUrl, integrity: packed[0]!.integrity, shasum: packed[0]!.shasum },
+      },
+    },
     time: { created: published, modified: published, '1.0.0': published },
   };
   routes.set(`/${PACKAGE}`, { body: Buffer.from(JSON.stringify(packument)), type: 'application/json' });
@@ -285,7 +360,12 @@ async function startDemoUpstream(work: string): Promise<DemoUpstream> {
       requires: true,
       packages: {
         '': { name: 'airlock-demo-app', version: '1.0.0', dependencies: { [PACKAGE]: '1.0.0' } },
-        [`node_modules/${PACKAGE}`]: { version: '1.0.0', resolved: tarballUrl, integrity: packed[0]!.integrity, license: 'Apache-2.0' },
+        [`node_modules/${PACKAGE}`]: {
+          version: '1.0.0',
+          resolved: tarballUrl,
+          integrity: packed[0]!.integrity,
+          license: 'Apache-2.0',
+        },
       },
     }),
     close: () => {
@@ -299,8 +379,13 @@ async function startDemoUpstream(work: string): Promise<DemoUpstream> {
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the whole chain on embedded defaults: trust plane, sync, verified import, mirror, hermetic build, signed provenance + SBOM, verification')
-    .option('--data <dir>', 'keep the plane data, store, bundle and outputs in this (empty) directory (default: a new temp directory)')
+    .description(
+      'run the whole chain on embedded defaults: trust plane, sync, verified import, mirror, hermetic build, signed provenance + SBOM, verification',
+    )
+    .option(
+      '--data <dir>',
+      'keep the plane data, store, bundle and outputs in this (empty) directory (default: a new temp directory)',
+    )
     .option('--json', 'print the report as JSON')
     .action(async (flags: OutputOptions & { data?: string }) => {
       try {
@@ -316,4 +401,3 @@ export function registerDemoCommand(program: Command): void {
       }
     });
 }
-

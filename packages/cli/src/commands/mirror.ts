@@ -21,23 +21,33 @@ interface ImportFlags extends OutputOptions {
 /** A whole number ≥ min from a flag; NaN or a fraction would otherwise switch a limit off silently. */
 export function parseIntFlag(flag: string, value: string, min = 1): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} '${value}': expected a whole number ≥ ${min}`);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min)
+    throw new UsageError(`${flag} '${value}': expected a whole number ≥ ${min}`);
   return n;
 }
 
 function syncPolicy(flags: ImportFlags): IdentityPolicy {
   if (!flags.syncIssuer || (!flags.syncIdentity && !flags.syncIdentityRegexp)) {
-    throw new UsageError('name the sync job: --sync-identity (or --sync-identity-regexp) and --sync-issuer (bundles signed by anyone else are refused)');
+    throw new UsageError(
+      'name the sync job: --sync-identity (or --sync-identity-regexp) and --sync-issuer (bundles signed by anyone else are refused)',
+    );
   }
-  return { issuer: flags.syncIssuer, ...(flags.syncIdentity ? { subject: flags.syncIdentity } : { subjectRegExp: flags.syncIdentityRegexp! }) };
+  return {
+    issuer: flags.syncIssuer,
+    ...(flags.syncIdentity ? { subject: flags.syncIdentity } : { subjectRegExp: flags.syncIdentityRegexp! }),
+  };
 }
 
 export function registerMirrorCommands(program: Command): void {
-  const mirror = program.command('mirror').description('the mirror inside the perimeter: import transfer bundles, serve them, check the store');
+  const mirror = program
+    .command('mirror')
+    .description('the mirror inside the perimeter: import transfer bundles, serve them, check the store');
 
   mirror
     .command('import')
-    .description('verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically')
+    .description(
+      'verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically',
+    )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
     .requiredOption('--store <dir>', 'mirror store directory (created if missing)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
@@ -57,7 +67,8 @@ export function registerMirrorCommands(program: Command): void {
         const trustedRoot = readJsonFile(rootPath, 'trusted root');
         const policy = syncPolicy(flags);
         const maxBlobBytes = parseIntFlag('--max-blob-bytes', flags.maxBlobBytes ?? '');
-        if (!statSync(bundle, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`bundle '${bundle}' is not a readable file`);
+        if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
+          throw new UsageError(`bundle '${bundle}' is not a readable file`);
         store = await MirrorStore.open(flags.store);
         let lastShown = 0;
         const result = await importBundle(bundle, {
@@ -67,7 +78,11 @@ export function registerMirrorCommands(program: Command): void {
           ...(flags.allowGap ? { allowGap: true } : {}),
           maxBlobBytes,
           onProgress: (e) => {
-            if (e.phase === 'verified') info(flags, `verified snapshot ${e.snapshot} (sequence ${e.sequence}): ${e.entries} entries, ${e.blobs} blobs; importing…`);
+            if (e.phase === 'verified')
+              info(
+                flags,
+                `verified snapshot ${e.snapshot} (sequence ${e.sequence}): ${e.entries} entries, ${e.blobs} blobs; importing…`,
+              );
             else if (e.phase === 'blob' && (e.index === e.total || performance.now() - lastShown > 1000)) {
               lastShown = performance.now();
               info(flags, `  blobs ${e.index}/${e.total}`);
@@ -92,51 +107,75 @@ export function registerMirrorCommands(program: Command): void {
 
   mirror
     .command('serve')
-    .description('serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream')
+    .description(
+      'serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream',
+    )
     .requiredOption('--store <dir>', 'mirror store directory')
     .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
-    .option('--public-url <url>', 'URL clients reach the mirror at (for npm tarball links); default: the listen address')
+    .option(
+      '--public-url <url>',
+      'URL clients reach the mirror at (for npm tarball links); default: the listen address',
+    )
     .option('--tls-cert <pem>', 'serve HTTPS with this certificate (chain)')
     .option('--tls-key <pem>', 'private key for --tls-cert')
     .option('--client-ca <pem>', 'require client certificates issued by this CA (mTLS)')
     .option('--workers <n>', 'processes sharing the socket (default 1)', '1')
     .option('--json', 'print {url} as JSON when listening')
-    .action(async (flags: OutputOptions & { store: string; listen: string; publicUrl?: string; tlsCert?: string; tlsKey?: string; clientCa?: string; workers: string }) => {
-      try {
-        const { host, port } = parseListen(flags.listen);
-        if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
-        if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
-        const store = await MirrorStore.open(flags.store);
-        const server = await startMirrorServer({
-          store,
-          host,
-          port,
-          workers: parseIntFlag('--workers', flags.workers),
-          ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
-          ...(flags.tlsCert
-            ? {
-                tls: {
-                  cert: readFileSync(flags.tlsCert),
-                  key: readFileSync(flags.tlsKey!),
-                  ...(flags.clientCa ? { ca: readFileSync(flags.clientCa), requestClientCert: true } : {}),
-                },
-              }
-            : {}),
-        });
-        const head = store.head();
-        printResult(flags, { url: server.url, snapshot: head?.id ?? null, sequence: head?.sequence ?? null }, () => `mirror serving ${flags.store} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`);
-        runUntilSignal(async () => {
-          await server.close();
-          await store.close();
-        });
-      } catch (err) {
-        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-      }
-    });
+    .action(
+      async (
+        flags: OutputOptions & {
+          store: string;
+          listen: string;
+          publicUrl?: string;
+          tlsCert?: string;
+          tlsKey?: string;
+          clientCa?: string;
+          workers: string;
+        },
+      ) => {
+        try {
+          const { host, port } = parseListen(flags.listen);
+          if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
+          if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
+          const store = await MirrorStore.open(flags.store);
+          const server = await startMirrorServer({
+            store,
+            host,
+            port,
+            workers: parseIntFlag('--workers', flags.workers),
+            ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
+            ...(flags.tlsCert
+              ? {
+                  tls: {
+                    cert: readFileSync(flags.tlsCert),
+                    key: readFileSync(flags.tlsKey!),
+                    ...(flags.clientCa ? { ca: readFileSync(flags.clientCa), requestClientCert: true } : {}),
+                  },
+                }
+              : {}),
+          });
+          const head = store.head();
+          printResult(
+            flags,
+            { url: server.url, snapshot: head?.id ?? null, sequence: head?.sequence ?? null },
+            () =>
+              `mirror serving ${flags.store} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`,
+          );
+          runUntilSignal(async () => {
+            await server.close();
+            await store.close();
+          });
+        } catch (err) {
+          fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+        }
+      },
+    );
 
   mirror
     .command('fsck')
-    .description('re-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean')
+    .description(
+      're-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean',
+    )
     .requiredOption('--store <dir>', 'mirror store directory')
     .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
     .option('--json', 'print the report as JSON')
@@ -175,7 +214,12 @@ export function registerMirrorCommands(program: Command): void {
       try {
         store = await MirrorStore.open(flags.store);
         const r = await exportBazelRepositoryCache(store, dir, { hardlink: !flags.copy });
-        printResult(flags, { ...r, ok: r.failed.length === 0 }, () => `exported ${r.total} blobs to ${dir} (${r.linked} linked, ${r.copied} copied, ${r.unchanged} unchanged, ${r.failed.length} failed)`);
+        printResult(
+          flags,
+          { ...r, ok: r.failed.length === 0 },
+          () =>
+            `exported ${r.total} blobs to ${dir} (${r.linked} linked, ${r.copied} copied, ${r.unchanged} unchanged, ${r.failed.length} failed)`,
+        );
         if (r.failed.length) process.exitCode = EXIT.FAILURE;
       } catch (err) {
         fail(flags, err, EXIT.FAILURE);

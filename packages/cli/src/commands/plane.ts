@@ -37,11 +37,14 @@ function loadIssuerConfig(path: string | undefined): TrustedIssuer[] {
   if (!path) return [];
   const cfg = readJsonFile(path, 'issuer config');
   const list = Array.isArray(cfg) ? cfg : (cfg as { issuers?: unknown }).issuers;
-  if (!Array.isArray(list)) throw new UsageError(`issuer config '${path}' must be an array of issuers or {"issuers": [...]}`);
+  if (!Array.isArray(list))
+    throw new UsageError(`issuer config '${path}' must be an array of issuers or {"issuers": [...]}`);
   for (const [i, it] of list.entries()) {
     const o = it as Partial<TrustedIssuer>;
     if (typeof o.issuerUrl !== 'string' || !['spiffe', 'email', 'kubernetes', 'uri'].includes(String(o.type))) {
-      throw new UsageError(`issuer config '${path}': issuers[${i}] needs issuerUrl and type (spiffe|email|kubernetes|uri)`);
+      throw new UsageError(
+        `issuer config '${path}': issuers[${i}] needs issuerUrl and type (spiffe|email|kubernetes|uri)`,
+      );
     }
   }
   return list as TrustedIssuer[];
@@ -50,42 +53,63 @@ function loadIssuerConfig(path: string | undefined): TrustedIssuer[] {
 export function registerPlaneCommands(program: Command): void {
   program
     .command('up')
-    .description('start the trust plane (transparency log, CA, workload-identity issuer) on loopback; writes DIR/endpoints.json and DIR/trusted_root.json')
+    .description(
+      'start the trust plane (transparency log, CA, workload-identity issuer) on loopback; writes DIR/endpoints.json and DIR/trusted_root.json',
+    )
     .requiredOption('--data <dir>', 'data directory (keys, log database, generated files)')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--tlog-port <port>', 'transparency log port (0 = any free port)', '0')
     .option('--ca-port <port>', 'certificate authority port', '0')
     .option('--identity-port <port>', 'identity issuer port', '0')
     .option('--trust-domain <domain>', 'SPIFFE trust domain of the embedded issuer', 'airlock.internal')
-    .option('--issuer-config <file>', 'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?})')
+    .option(
+      '--issuer-config <file>',
+      'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?})',
+    )
     .option('--json', 'print the endpoints as JSON')
-    .action(async (flags: OutputOptions & { data: string; host: string; tlogPort: string; caPort: string; identityPort: string; trustDomain: string; issuerConfig?: string }) => {
-      let plane: RunningTrustPlane;
-      try {
-        plane = await startTrustPlane({
-          dataDir: flags.data,
-          host: flags.host,
-          ports: { tlog: parsePort(flags.tlogPort), ca: parsePort(flags.caPort), identity: parsePort(flags.identityPort) },
-          trustDomain: flags.trustDomain,
-          externalIssuers: loadIssuerConfig(flags.issuerConfig),
-        });
-      } catch (err) {
-        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-      }
-      const e = plane.endpoints;
-      printResult(flags, e, () =>
-        [
-          'airlock trust plane is up',
-          `  transparency log:   ${e.tlogUrl}`,
-          `  certificate auth.:  ${e.caUrl}`,
-          `  identity issuer:    ${e.identityIssuerUrl}  (trust domain ${e.trustDomain})`,
-          `  trusted root:       ${e.trustedRoot}`,
-          `  endpoints:          ${flags.data}/endpoints.json`,
-          'Ctrl-C to stop.',
-        ].join('\n'),
-      );
-      runUntilSignal(() => plane.close());
-    });
+    .action(
+      async (
+        flags: OutputOptions & {
+          data: string;
+          host: string;
+          tlogPort: string;
+          caPort: string;
+          identityPort: string;
+          trustDomain: string;
+          issuerConfig?: string;
+        },
+      ) => {
+        let plane: RunningTrustPlane;
+        try {
+          plane = await startTrustPlane({
+            dataDir: flags.data,
+            host: flags.host,
+            ports: {
+              tlog: parsePort(flags.tlogPort),
+              ca: parsePort(flags.caPort),
+              identity: parsePort(flags.identityPort),
+            },
+            trustDomain: flags.trustDomain,
+            externalIssuers: loadIssuerConfig(flags.issuerConfig),
+          });
+        } catch (err) {
+          fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+        }
+        const e = plane.endpoints;
+        printResult(flags, e, () =>
+          [
+            'airlock trust plane is up',
+            `  transparency log:   ${e.tlogUrl}`,
+            `  certificate auth.:  ${e.caUrl}`,
+            `  identity issuer:    ${e.identityIssuerUrl}  (trust domain ${e.trustDomain})`,
+            `  trusted root:       ${e.trustedRoot}`,
+            `  endpoints:          ${flags.data}/endpoints.json`,
+            'Ctrl-C to stop.',
+          ].join('\n'),
+        );
+        runUntilSignal(() => plane.close());
+      },
+    );
 
   const identity = program.command('identity').description('the embedded workload-identity issuer');
   identity
@@ -115,8 +139,17 @@ export function registerPlaneCommands(program: Command): void {
     .action(async (flags: OutputOptions & { data: string; listen: string; logName?: string }) => {
       try {
         const { host, port } = parseListen(flags.listen);
-        const server = await startTlogServer({ dataDir: flags.data, host, port, ...(flags.logName ? { logName: flags.logName } : {}) });
-        printResult(flags, { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem }, () => `transparency log listening on ${server.url} (log ID ${server.logId})`);
+        const server = await startTlogServer({
+          dataDir: flags.data,
+          host,
+          port,
+          ...(flags.logName ? { logName: flags.logName } : {}),
+        });
+        printResult(
+          flags,
+          { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
+          () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
+        );
         runUntilSignal(() => server.close());
       } catch (err) {
         fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
@@ -124,7 +157,9 @@ export function registerPlaneCommands(program: Command): void {
     });
   tlog
     .command('monitor')
-    .description('check the newest checkpoint of a log is signed and a consistent extension of the last one seen (exit 1 on fork, shrink or bad signature)')
+    .description(
+      'check the newest checkpoint of a log is signed and a consistent extension of the last one seen (exit 1 on fork, shrink or bad signature)',
+    )
     .requiredOption('--url <url>', 'log base URL')
     .requiredOption('--state <file>', 'state file: the log key (pinned on first run) and the last verified checkpoint')
     .option('--public-key <pem-file>', 'the log public key (else pinned from the first run)')

@@ -2,9 +2,25 @@ import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { parseImageReference, readCosignAttestations, readCosignSignatures, readSigstoreBundles, RegistryClient, type FetchedBundle } from '@airlock/oci';
+import {
+  parseImageReference,
+  readCosignAttestations,
+  readCosignSignatures,
+  readSigstoreBundles,
+  RegistryClient,
+  type FetchedBundle,
+} from '@airlock/oci';
 import { readEndpoints } from '@airlock/plane';
-import { EXIT_CODES, RunnerError, cosignMaterialFromBundle, exitCodeFor, runBuild, type ImageResult, type RegistryOptions, type RunResult } from '@airlock/runner';
+import {
+  EXIT_CODES,
+  RunnerError,
+  cosignMaterialFromBundle,
+  exitCodeFor,
+  runBuild,
+  type ImageResult,
+  type RegistryOptions,
+  type RunResult,
+} from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
 import { BundleVerifier } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
@@ -41,7 +57,9 @@ const RUNNER_SUBJECT = 'airlock/runner';
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
-    .description('build an exact source commit hermetically (bwrap sandbox, mirror only), then write and sign SLSA provenance and a CycloneDX SBOM per output')
+    .description(
+      'build an exact source commit hermetically (bwrap sandbox, mirror only), then write and sign SLSA provenance and a CycloneDX SBOM per output',
+    )
     .requiredOption('--spec <file>', 'build spec (JSON or YAML, schemas/build-spec.v1.schema.json)')
     .option('--out <dir>', 'output directory for artifacts, attestations and logs (must be empty)', 'airlock-out')
     .option('--data <dir>', 'trust plane data directory: its CA, log, embedded identity issuer and trusted root')
@@ -49,7 +67,10 @@ export function registerRunCommand(program: Command): void {
     .option('--rekor-url <url>', 'Rekor v1-compatible log URL (overrides --data)')
     .option('--identity-token <jwt>', 'OIDC token of this runner (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the runner OIDC token from a file')
-    .option('--subject <spiffe-id>', `SPIFFE ID the embedded issuer mints for (default spiffe://<trust domain>/${RUNNER_SUBJECT})`)
+    .option(
+      '--subject <spiffe-id>',
+      `SPIFFE ID the embedded issuer mints for (default spiffe://<trust domain>/${RUNNER_SUBJECT})`,
+    )
     .option('--builder-id <uri>', 'SLSA runDetails.builder.id (default: the runner SPIFFE ID)')
     .option('--mirror <url>', "the mirror (http://host:port[/path] or unix:/path); overrides the spec's mirror.url")
     .option('--mirror-socket <path>', 'the mirror as a UNIX socket (no TCP port needed on the host)')
@@ -58,7 +79,10 @@ export function registerRunCommand(program: Command): void {
     .option('--work-root <dir>', 'where the scratch directory is made (default: the OS temp dir)')
     .option('--keep-work-dir', 'keep the scratch directory (debugging)')
     .option('--registry-plain-http', "push the spec's OCI image over plain HTTP (loopback or lab registries)")
-    .option('--registry-ca <pem>', 'PEM file of the CA certificate(s) trusted for the registry (instead of the system store)')
+    .option(
+      '--registry-ca <pem>',
+      'PEM file of the CA certificate(s) trusted for the registry (instead of the system store)',
+    )
     .option('--registry-username <user>', 'registry user for HTTP Basic auth (with --registry-password-file)')
     .option('--registry-password-file <file>', 'file holding the registry password')
     .option('--json', 'machine-readable result on stdout')
@@ -123,8 +147,10 @@ export interface RunImageSummary {
 }
 
 function registryOptions(flags: RunFlags): RegistryOptions {
-  if (flags.registryUsername !== undefined && flags.registryPasswordFile === undefined) throw new UsageError('--registry-username needs --registry-password-file');
-  if (flags.registryPasswordFile !== undefined && flags.registryUsername === undefined) throw new UsageError('--registry-password-file needs --registry-username');
+  if (flags.registryUsername !== undefined && flags.registryPasswordFile === undefined)
+    throw new UsageError('--registry-username needs --registry-password-file');
+  if (flags.registryPasswordFile !== undefined && flags.registryUsername === undefined)
+    throw new UsageError('--registry-password-file needs --registry-username');
   const read = (path: string, what: string): string => {
     try {
       return readFileSync(path, 'utf8');
@@ -135,7 +161,12 @@ function registryOptions(flags: RunFlags): RegistryOptions {
   return {
     ...(flags.registryPlainHttp ? { plainHttp: true } : {}),
     ...(flags.registryCa !== undefined ? { caCertPem: read(flags.registryCa, 'registry CA certificate') } : {}),
-    ...(flags.registryUsername !== undefined ? { username: flags.registryUsername, password: read(flags.registryPasswordFile!, 'registry password file').replace(/\r?\n$/, '') } : {}),
+    ...(flags.registryUsername !== undefined
+      ? {
+          username: flags.registryUsername,
+          password: read(flags.registryPasswordFile!, 'registry password file').replace(/\r?\n$/, ''),
+        }
+      : {}),
   };
 }
 
@@ -159,7 +190,8 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),
     ...(flags.keepWorkDir ? { keepWorkDir: true } : {}),
     registry,
-    onProgress: (e) => info(flags, `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${e.phase.padEnd(8)} ${e.message}`),
+    onProgress: (e) =>
+      info(flags, `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${e.phase.padEnd(8)} ${e.message}`),
   });
   let verified = false;
   if (signer && flags.verify) {
@@ -170,7 +202,10 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
   if (result.image && result.image.signed && verified && endpoints && subject) {
     const n = await verifyImage(result.image, flags, registry, { issuer: endpoints.identityIssuerUrl, subject });
     imageVerified = true;
-    info(flags, `verified the image's ${n} Sigstore bundles, its cosign signature and attestations, read back from ${result.image.registry}`);
+    info(
+      flags,
+      `verified the image's ${n} Sigstore bundles, its cosign signature and attestations, read back from ${result.image.registry}`,
+    );
   }
   return {
     invocationId: result.invocationId,
@@ -186,7 +221,14 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     })),
     reproducibility: result.reproducibility.status,
     hermeticity: result.hermeticity,
-    ...(result.mirror ? { mirror: { ...(result.mirror.snapshotId ? { snapshotId: result.mirror.snapshotId } : {}), dependencies: result.mirror.dependencies.length } } : {}),
+    ...(result.mirror
+      ? {
+          mirror: {
+            ...(result.mirror.snapshotId ? { snapshotId: result.mirror.snapshotId } : {}),
+            dependencies: result.mirror.dependencies.length,
+          },
+        }
+      : {}),
     ...(result.image ? { image: imageSummary(result.image, imageVerified) } : {}),
     verified: verified && (result.image === undefined || imageVerified),
     logs: { build: result.logPath, ...(result.rebuildLogPath ? { rebuild: result.rebuildLogPath } : {}) },
@@ -196,7 +238,9 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
 
 function bundleInfo(path: string | undefined): { bundle?: string; logIndex?: string } {
   if (!path) return {};
-  const bundle = JSON.parse(readFileSync(path, 'utf8')) as { verificationMaterial?: { tlogEntries?: { logIndex?: string }[] } };
+  const bundle = JSON.parse(readFileSync(path, 'utf8')) as {
+    verificationMaterial?: { tlogEntries?: { logIndex?: string }[] };
+  };
   const logIndex = bundle.verificationMaterial?.tlogEntries?.[0]?.logIndex;
   return { bundle: path, ...(logIndex !== undefined ? { logIndex } : {}) };
 }
@@ -205,7 +249,12 @@ function bundleInfo(path: string | undefined): { bundle?: string; logIndex?: str
  * Checks what was just written the way a release engineer will: each bundle against the trusted root, the runner's
  * identity and the artifact bytes. A runner that produces bundles its own verifiers refuse must not report success.
  */
-function verifyOutputs(result: RunResult, flags: RunFlags, issuer: string | undefined, subject: string | undefined): boolean {
+function verifyOutputs(
+  result: RunResult,
+  flags: RunFlags,
+  issuer: string | undefined,
+  subject: string | undefined,
+): boolean {
   if (!flags.data) {
     info(flags, 'not verifying the bundles: no --data (trusted root) given');
     return false;
@@ -220,9 +269,17 @@ function verifyOutputs(result: RunResult, flags: RunFlags, issuer: string | unde
     ] as const) {
       if (!path) continue;
       try {
-        verifier.verify(JSON.parse(readFileSync(path, 'utf8')), { artifact, policy: { issuer, subject }, expectedPredicateType: predicateType });
+        verifier.verify(JSON.parse(readFileSync(path, 'utf8')), {
+          artifact,
+          policy: { issuer, subject },
+          expectedPredicateType: predicateType,
+        });
       } catch (cause) {
-        throw new RunnerError('RUNNER_SIGNING_FAILED', `the ${kind} bundle of ${a.name} does not verify: ${(cause as Error).message}`, { cause });
+        throw new RunnerError(
+          'RUNNER_SIGNING_FAILED',
+          `the ${kind} bundle of ${a.name} does not verify: ${(cause as Error).message}`,
+          { cause },
+        );
       }
     }
   }
@@ -233,11 +290,18 @@ function humanSummary(r: RunCommandResult): string {
   const lines = [
     `built ${r.source.repo}@${r.source.commit.slice(0, 12)} (${r.reproducibility === 'reproduced' ? 'reproduced' : 'not rebuilt'}, ${(r.durations.totalMs / 1000).toFixed(1)} s)`,
   ];
-  if (r.mirror) lines.push(`  mirror snapshot ${r.mirror.snapshotId ?? '(unknown)'}, ${r.mirror.dependencies} blob${r.mirror.dependencies === 1 ? '' : 's'} used`);
+  if (r.mirror)
+    lines.push(
+      `  mirror snapshot ${r.mirror.snapshotId ?? '(unknown)'}, ${r.mirror.dependencies} blob${r.mirror.dependencies === 1 ? '' : 's'} used`,
+    );
   for (const a of r.artifacts) {
     lines.push(`  ${a.name}  sha256:${a.sha256}  ${a.size} bytes`);
-    lines.push(`    provenance ${a.provenance.bundle ?? a.provenance.statement}${a.provenance.logIndex !== undefined ? `  (log index ${a.provenance.logIndex})` : ''}`);
-    lines.push(`    sbom       ${a.sbom.bundle ?? a.sbom.statement}${a.sbom.logIndex !== undefined ? `  (log index ${a.sbom.logIndex})` : ''}`);
+    lines.push(
+      `    provenance ${a.provenance.bundle ?? a.provenance.statement}${a.provenance.logIndex !== undefined ? `  (log index ${a.provenance.logIndex})` : ''}`,
+    );
+    lines.push(
+      `    sbom       ${a.sbom.bundle ?? a.sbom.statement}${a.sbom.logIndex !== undefined ? `  (log index ${a.sbom.logIndex})` : ''}`,
+    );
   }
   if (r.image) {
     const i = r.image;
@@ -245,7 +309,10 @@ function humanSummary(r: RunCommandResult): string {
     if (i.signature) lines.push(`    signature   ${i.signature.tag}  ${i.signature.manifestDigest}`);
     if (i.attestations) lines.push(`    attestations ${i.attestations.tag}  ${i.attestations.manifestDigest}`);
     for (const ref of i.referrers) lines.push(`    referrer ${ref.kind.padEnd(10)} ${ref.digest}`);
-    if (i.referrersIndex) lines.push(`    referrers index ${i.referrersIndex.tag}${i.referrersIndex.digest ? `  ${i.referrersIndex.digest}` : ''}`);
+    if (i.referrersIndex)
+      lines.push(
+        `    referrers index ${i.referrersIndex.tag}${i.referrersIndex.digest ? `  ${i.referrersIndex.digest}` : ''}`,
+      );
     lines.push(`    ${i.metadata}${i.verified ? '; read back and verified' : ''}`);
   }
   lines.push(`  verified: ${r.verified ? 'yes' : 'no'}; log: ${r.logs.build}`);
@@ -258,7 +325,9 @@ function imageSummary(i: ImageResult, verified: boolean): RunImageSummary {
     digest: i.digest,
     tags: i.tags,
     ...(i.signature ? { signature: { tag: i.signature.tag, manifestDigest: i.signature.manifestDigest } } : {}),
-    ...(i.attestations ? { attestations: { tag: i.attestations.tag, manifestDigest: i.attestations.manifestDigest } } : {}),
+    ...(i.attestations
+      ? { attestations: { tag: i.attestations.tag, manifestDigest: i.attestations.manifestDigest } }
+      : {}),
     referrers: i.referrers.map((r) => ({ kind: r.kind, digest: r.digest })),
     ...(i.referrersIndex ? { referrersIndex: i.referrersIndex } : {}),
     metadata: i.metadataPath,
@@ -273,22 +342,37 @@ function imageSummary(i: ImageResult, verified: boolean): RunImageSummary {
  * certificate, and the signature checks over the payload it stores); each `.att` envelope equal to a verified
  * bundle's envelope. Returns the number of bundles verified.
  */
-async function verifyImage(image: ImageResult, flags: RunFlags, registry: RegistryOptions, policy: { issuer: string; subject: string }): Promise<number> {
+async function verifyImage(
+  image: ImageResult,
+  flags: RunFlags,
+  registry: RegistryOptions,
+  policy: { issuer: string; subject: string },
+): Promise<number> {
   const verifier = new BundleVerifier(readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root'));
   const client = new RegistryClient({
     url: image.registryUrl,
     ...(registry.caCertPem !== undefined ? { ca: registry.caCertPem } : {}),
-    ...(registry.username !== undefined ? { auth: { username: registry.username, password: registry.password ?? '' } } : {}),
+    ...(registry.username !== undefined
+      ? { auth: { username: registry.username, password: registry.password ?? '' } }
+      : {}),
   });
   const repo = parseImageReference(image.reference).repository;
   const fail = (what: string, cause?: unknown): never => {
-    throw new RunnerError('RUNNER_SIGNING_FAILED', `the image ${image.reference}: ${what}${cause ? `: ${(cause as Error).message}` : ''}`, cause ? { cause } : {});
+    throw new RunnerError(
+      'RUNNER_SIGNING_FAILED',
+      `the image ${image.reference}: ${what}${cause ? `: ${(cause as Error).message}` : ''}`,
+      cause ? { cause } : {},
+    );
   };
   const read = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
     } catch (cause) {
-      throw new RunnerError('RUNNER_IMAGE_PUSH_FAILED', `reading ${what} of ${image.reference} back from the registry failed: ${(cause as Error).message}`, { cause });
+      throw new RunnerError(
+        'RUNNER_IMAGE_PUSH_FAILED',
+        `reading ${what} of ${image.reference} back from the registry failed: ${(cause as Error).message}`,
+        { cause },
+      );
     }
   };
   for (const tag of image.tags) {
@@ -297,7 +381,9 @@ async function verifyImage(image: ImageResult, flags: RunFlags, registry: Regist
   }
   const bundles = await read('the Sigstore bundles', () => readSigstoreBundles(client, repo, image.digest));
   const artifactDigest = { sha256: image.digest.slice('sha256:'.length) };
-  const found = (digest: string): FetchedBundle => bundles.find((b) => b.manifestDigest === digest) ?? fail(`the referrer ${digest} is not listed for it in the registry`);
+  const found = (digest: string): FetchedBundle =>
+    bundles.find((b) => b.manifestDigest === digest) ??
+    fail(`the referrer ${digest} is not listed for it in the registry`);
   const envelopes: { payload: string; sig: string }[] = [];
   let messageBundle: { signature: string; bundle: unknown } | undefined;
   for (const r of image.referrers) {
@@ -308,7 +394,8 @@ async function verifyImage(image: ImageResult, flags: RunFlags, registry: Regist
       messageBundle = { signature: signature as string, bundle: b.bundle };
       continue;
     }
-    const expectedPredicateType = r.kind === 'provenance' ? 'https://slsa.dev/provenance/v1' : 'https://cyclonedx.org/bom';
+    const expectedPredicateType =
+      r.kind === 'provenance' ? 'https://slsa.dev/provenance/v1' : 'https://cyclonedx.org/bom';
     try {
       verifier.verify(b.bundle, { artifactDigest, subjectName: image.repository, policy, expectedPredicateType });
     } catch (cause) {
@@ -320,8 +407,12 @@ async function verifyImage(image: ImageResult, flags: RunFlags, registry: Regist
   if (messageBundle) {
     const sigs = await read('the cosign signatures', () => readCosignSignatures(client, repo, image.digest));
     const layer = sigs.find((s) => s.signature === messageBundle!.signature);
-    if (!layer) fail(`no layer of ${image.signature?.tag ?? 'its .sig tag'} carries the signature of its signature bundle`);
-    if (!layer!.payloadMatchesImage) fail(`the cosign payload in ${image.signature?.tag} names ${layer!.simpleSigning?.manifestDigest ?? 'no digest'}, not the image`);
+    if (!layer)
+      fail(`no layer of ${image.signature?.tag ?? 'its .sig tag'} carries the signature of its signature bundle`);
+    if (!layer!.payloadMatchesImage)
+      fail(
+        `the cosign payload in ${image.signature?.tag} names ${layer!.simpleSigning?.manifestDigest ?? 'no digest'}, not the image`,
+      );
     try {
       verifier.verify(messageBundle.bundle, { artifact: layer!.payload, policy });
     } catch (cause) {
@@ -329,9 +420,11 @@ async function verifyImage(image: ImageResult, flags: RunFlags, registry: Regist
     }
     const expected = cosignMaterialFromBundle(messageBundle.bundle).certificate;
     if (expected !== undefined) {
-      if (layer!.certificate !== expected) fail(`the certificate on ${image.signature?.tag} is not the one in its signature bundle`);
+      if (layer!.certificate !== expected)
+        fail(`the certificate on ${image.signature?.tag} is not the one in its signature bundle`);
       const key = new X509Certificate(layer!.certificate!).publicKey;
-      if (!cryptoVerify('sha256', layer!.payload, key, Buffer.from(layer!.signature, 'base64'))) fail(`the signature on ${image.signature?.tag} does not check against its certificate`);
+      if (!cryptoVerify('sha256', layer!.payload, key, Buffer.from(layer!.signature, 'base64')))
+        fail(`the signature on ${image.signature?.tag} does not check against its certificate`);
     }
   }
   if (envelopes.length > 0) {

@@ -28,7 +28,11 @@ function addSigningOptions(cmd: Command): Command {
 function makeSigner(flags: SignFlags): AirlockSigner {
   const ctx = resolveSigningContext(flags, { keyBased: flags.key !== undefined });
   if (flags.key) {
-    return new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, keySigner: new KeySigner(readFileSync(flags.key)) });
+    return new AirlockSigner({
+      fulcioUrl: ctx.fulcioUrl,
+      rekorUrl: ctx.rekorUrl,
+      keySigner: new KeySigner(readFileSync(flags.key)),
+    });
   }
   return new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
 }
@@ -52,7 +56,11 @@ export function registerSignCommands(program: Command): void {
       const out = flags.bundle ?? `${file}.sigstore.json`;
       writeFileSync(out, JSON.stringify(bundle) + '\n');
       const s = summarize(bundle);
-      printResult(flags, { ok: true, file, sha256: sha256Hex(data), bundle: out, ...s }, () => `signed ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`);
+      printResult(
+        flags,
+        { ok: true, file, sha256: sha256Hex(data), bundle: out, ...s },
+        () => `signed ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`,
+      );
     } catch (err) {
       fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
     }
@@ -69,15 +77,24 @@ export function registerSignCommands(program: Command): void {
     try {
       const data = readFileOrUsage(file);
       const predicate = readJsonFile(flags.predicate, 'predicate');
-      if (typeof predicate !== 'object' || predicate === null || Array.isArray(predicate)) throw new UsageError('predicate must be a JSON object');
+      if (typeof predicate !== 'object' || predicate === null || Array.isArray(predicate))
+        throw new UsageError('predicate must be a JSON object');
       const digest: DigestSet = { sha256: sha256Hex(data) };
-      const statement = makeStatement([{ name: basename(file), digest: digest as Record<string, string> }], flags.predicateType, predicate);
+      const statement = makeStatement(
+        [{ name: basename(file), digest: digest as Record<string, string> }],
+        flags.predicateType,
+        predicate,
+      );
       info(flags, `attesting ${file} (${flags.predicateType})…`);
       const bundle = await makeSigner(flags).attest(statement);
       const out = flags.bundle ?? `${file}.sigstore.json`;
       writeFileSync(out, JSON.stringify(bundle) + '\n');
       const s = summarize(bundle);
-      printResult(flags, { ok: true, file, sha256: digest.sha256, predicateType: flags.predicateType, bundle: out, ...s }, () => `attested ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`);
+      printResult(
+        flags,
+        { ok: true, file, sha256: digest.sha256, predicateType: flags.predicateType, bundle: out, ...s },
+        () => `attested ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`,
+      );
     } catch (err) {
       fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
     }

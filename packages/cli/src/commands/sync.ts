@@ -36,13 +36,26 @@ export function registerSyncCommand(program: Command): void {
     .option('--npm-lock <file>', 'npm package-lock.json (v2/v3); repeatable', collect, [])
     .option('--requirements <file>', 'pip requirements.txt with --hash pins; repeatable', collect, [])
     .option('--bazel-fetch <file>', 'Bazel fetch list (JSON/YAML: name, urls, sha256); repeatable', collect, [])
-    .option('--bazel-query <file>', "output of `bazel query 'kind(http_archive, //external:*)' --output=build`; repeatable", collect, [])
+    .option(
+      '--bazel-query <file>',
+      "output of `bazel query 'kind(http_archive, //external:*)' --output=build`; repeatable",
+      collect,
+      [],
+    )
     .option('--nix-drv <file>', '`nix show-derivation -r` JSON (fixed-output derivations); repeatable', collect, [])
     .option('--nix-fetch <file>', 'Nix fetch list (url + hash); repeatable', collect, [])
     .option('--list <file>', 'generic list of {url, sha256|sha512|integrity}; repeatable', collect, [])
     .option('--pypi-index <url>', 'PEP 691/503 index to resolve requirements against')
-    .option('--npm-registry <url>', 'registry to read npm version manifests from (default: each resolved URL’s registry)')
-    .option('--rewrite-host <from=to>', 'fetch from another base URL (e.g. a local upstream mirror); repeatable', collect, [])
+    .option(
+      '--npm-registry <url>',
+      'registry to read npm version manifests from (default: each resolved URL’s registry)',
+    )
+    .option(
+      '--rewrite-host <from=to>',
+      'fetch from another base URL (e.g. a local upstream mirror); repeatable',
+      collect,
+      [],
+    )
     .requiredOption('--out <bundle.tar>', 'where to write the transfer bundle')
     .option('--state <file>', 'sync state (last snapshot id + sequence); chains this bundle to the previous one')
     .option('--concurrency <n>', 'parallel downloads', '8')
@@ -52,7 +65,10 @@ export function registerSyncCommand(program: Command): void {
     .option('--rekor-url <url>', 'log URL (overrides --data)')
     .option('--identity-token <jwt>', 'OIDC token of the sync job (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the OIDC token from a file')
-    .option('--subject <spiffe-id>', 'SPIFFE ID to mint for with --data (default spiffe://<trust domain>/airlock/mirror-sync)')
+    .option(
+      '--subject <spiffe-id>',
+      'SPIFFE ID to mint for with --data (default spiffe://<trust domain>/airlock/mirror-sync)',
+    )
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'no progress output')
     .action(async (flags: SyncFlags) => {
@@ -66,14 +82,19 @@ export function registerSyncCommand(program: Command): void {
         add('nix-drv', flags.nixDrv);
         add('nix-fetch', flags.nixFetch);
         add('generic', flags.list);
-        if (inputs.length === 0) throw new UsageError('no inputs: give at least one of --npm-lock, --requirements, --bazel-fetch, --bazel-query, --nix-drv, --nix-fetch, --list');
+        if (inputs.length === 0)
+          throw new UsageError(
+            'no inputs: give at least one of --npm-lock, --requirements, --bazel-fetch, --bazel-query, --nix-drv, --nix-fetch, --list',
+          );
         const rewriteHosts: Record<string, string> = {};
         for (const r of flags.rewriteHost) {
           const i = r.indexOf('=');
           if (i <= 0) throw new UsageError(`--rewrite-host '${r}': expected FROM=TO`);
           rewriteHosts[r.slice(0, i)] = r.slice(i + 1);
         }
-        const subject = flags.subject ?? (flags.data ? `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/mirror-sync` : undefined);
+        const subject =
+          flags.subject ??
+          (flags.data ? `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/mirror-sync` : undefined);
         const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
         const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
         const result = await syncToBundle({
@@ -101,7 +122,13 @@ export function registerSyncCommand(program: Command): void {
         );
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
-        fail(flags, err, err instanceof UsageError || code === 'SYNC_UNPINNED' || code === 'SYNC_INPUT_INVALID' ? EXIT.USAGE : EXIT.FAILURE);
+        fail(
+          flags,
+          err,
+          err instanceof UsageError || code === 'SYNC_UNPINNED' || code === 'SYNC_INPUT_INVALID'
+            ? EXIT.USAGE
+            : EXIT.FAILURE,
+        );
       }
     });
 }

@@ -45,10 +45,18 @@ export function registerVerifyCommand(program: Command): void {
 export function verifyFile(file: string, flags: VerifyFlags): VerificationResult {
   const rootPath = flags.trustedRoot ?? (flags.data ? `${flags.data}/trusted_root.json` : undefined);
   if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
-  if (!flags.key && (!flags.certificateOidcIssuer || (!flags.certificateIdentity && !flags.certificateIdentityRegexp))) {
-    throw new UsageError('give --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer, or --key');
+  if (
+    !flags.key &&
+    (!flags.certificateOidcIssuer || (!flags.certificateIdentity && !flags.certificateIdentityRegexp))
+  ) {
+    throw new UsageError(
+      'give --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer, or --key',
+    );
   }
-  const verifier = new BundleVerifier(readJsonFile(rootPath, 'trusted root'), flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {});
+  const verifier = new BundleVerifier(
+    readJsonFile(rootPath, 'trusted root'),
+    flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {},
+  );
   return verifier.verify(readJsonFile(flags.bundle, 'bundle'), {
     artifact: readFileOrUsage(file),
     ...(flags.key
@@ -56,7 +64,9 @@ export function verifyFile(file: string, flags: VerifyFlags): VerificationResult
       : {
           policy: {
             issuer: flags.certificateOidcIssuer!,
-            ...(flags.certificateIdentity ? { subject: flags.certificateIdentity } : { subjectRegExp: flags.certificateIdentityRegexp! }),
+            ...(flags.certificateIdentity
+              ? { subject: flags.certificateIdentity }
+              : { subjectRegExp: flags.certificateIdentityRegexp! }),
           },
         }),
     ...(flags.predicateType ? { expectedPredicateType: flags.predicateType } : {}),
@@ -76,9 +86,11 @@ export function summarizeResult(r: VerificationResult): Record<string, unknown> 
 
 function humanResult(file: string, r: VerificationResult): string {
   const lines = [`verified ${file}`];
-  if (r.signer.subjectAlternativeName) lines.push(`  signer:    ${r.signer.subjectAlternativeName}`, `  issuer:    ${r.signer.issuer ?? ''}`);
+  if (r.signer.subjectAlternativeName)
+    lines.push(`  signer:    ${r.signer.subjectAlternativeName}`, `  issuer:    ${r.signer.issuer ?? ''}`);
   else lines.push(`  key hint:  ${r.signer.keyHint ?? ''}`);
-  for (const e of r.tlogEntries) lines.push(`  log entry: #${e.logIndex} at ${new Date(e.integratedTime * 1000).toISOString()} (${e.kind})`);
+  for (const e of r.tlogEntries)
+    lines.push(`  log entry: #${e.logIndex} at ${new Date(e.integratedTime * 1000).toISOString()} (${e.kind})`);
   if (r.statement) lines.push(`  statement: ${r.statement.predicateType}`);
   return lines.join('\n');
 }

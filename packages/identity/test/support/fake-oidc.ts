@@ -36,7 +36,14 @@ export async function startFakeOidcIssuer(): Promise<FakeOidcIssuer> {
     kid,
     async sign(payload, options = {}) {
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ iss: url, aud: 'sigstore', iat: now, nbf: now, exp: now + (options.ttlSeconds ?? 600), ...payload })
+      return new SignJWT({
+        iss: url,
+        aud: 'sigstore',
+        iat: now,
+        nbf: now,
+        exp: now + (options.ttlSeconds ?? 600),
+        ...payload,
+      })
         .setProtectedHeader({ alg: 'ES256', kid: options.kid ?? kid, typ: 'JWT' })
         .sign(options.key ?? privateKey);
     },

@@ -85,11 +85,13 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       if (seen.has(name)) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `entry '${name}' appears twice`);
       seen.add(name);
       if (name === MANIFEST) {
-        if (seen.size !== 1) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `${MANIFEST} must be the first entry of the bundle`);
+        if (seen.size !== 1)
+          throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `${MANIFEST} must be the first entry of the bundle`);
         manifestBytes = await readBounded(entry.body, entry.size, maxManifest, name);
         continue;
       }
-      if (!manifestBytes) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `'${name}' comes before ${MANIFEST}: not a transfer bundle`);
+      if (!manifestBytes)
+        throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `'${name}' comes before ${MANIFEST}: not a transfer bundle`);
       if (ATTESTATION_NAMES.has(name)) {
         if (verified) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `attestation '${name}' after the first blob`);
         attestations.set(name, await readBounded(entry.body, entry.size, maxAttestation, name));
@@ -98,18 +100,33 @@ export async function importBundle(source: string | Readable, options: ImportOpt
       const blob = BLOB_NAME.exec(name);
       if (!blob) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `unexpected entry '${name}' in the bundle`);
       // Checked on the header, before any signature work: an oversized entry is refused whoever signed it.
-      if (entry.size > maxBlob) throw new ImportError('IMPORT_TOO_LARGE', `blob entry '${name}' is ${entry.size} bytes, over the limit of ${maxBlob}`);
+      if (entry.size > maxBlob)
+        throw new ImportError(
+          'IMPORT_TOO_LARGE',
+          `blob entry '${name}' is ${entry.size} bytes, over the limit of ${maxBlob}`,
+        );
       if (!verified) {
         ({ manifest, verified } = verifyHead(manifestBytes, attestations, options));
         for (const b of manifest.blobs) expectedBlobs.set(b.sha256, b.size);
         checkOrder(options.store, manifest, options.allowGap);
-        options.onProgress?.({ phase: 'verified', snapshot: manifest.snapshot.id, sequence: manifest.snapshot.sequence, blobs: manifest.blobs.length, entries: manifest.entries.length });
+        options.onProgress?.({
+          phase: 'verified',
+          snapshot: manifest.snapshot.id,
+          sequence: manifest.snapshot.sequence,
+          blobs: manifest.blobs.length,
+          entries: manifest.entries.length,
+        });
         session = await options.store.beginImport();
       }
       const sha256 = blob[1]!;
       const size = expectedBlobs.get(sha256);
-      if (size === undefined) throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `blob ${sha256} is not listed in the manifest`);
-      if (entry.size !== size) throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: archive says ${entry.size} bytes, manifest says ${size}`);
+      if (size === undefined)
+        throw new ImportError('IMPORT_UNEXPECTED_ENTRY', `blob ${sha256} is not listed in the manifest`);
+      if (entry.size !== size)
+        throw new ImportError(
+          'IMPORT_BLOB_MISMATCH',
+          `blob ${sha256}: archive says ${entry.size} bytes, manifest says ${size}`,
+        );
       try {
         const put = await session!.put(entry.body, { sha256, size }, { maxSize: maxBlob });
         if (put.created) newBlobs++;
@@ -134,7 +151,11 @@ export async function importBundle(source: string | Readable, options: ImportOpt
     }
     const missing = [...expectedBlobs.keys()].filter((h) => !received.has(h));
     if (missing.length) {
-      throw new ImportError('IMPORT_BLOB_MISSING', `the bundle lacks ${missing.length} blob(s) its manifest lists, e.g. ${missing[0]}`, { details: { missing: missing.slice(0, 20) } });
+      throw new ImportError(
+        'IMPORT_BLOB_MISSING',
+        `the bundle lacks ${missing.length} blob(s) its manifest lists, e.g. ${missing[0]}`,
+        { details: { missing: missing.slice(0, 20) } },
+      );
     }
     const signedBundles: Record<string, unknown> = {};
     for (const [n, b] of attestations) if (n.endsWith('.sigstore.json')) signedBundles[n] = strictBundle(b, n);
@@ -165,7 +186,8 @@ export async function importBundle(source: string | Readable, options: ImportOpt
     input.destroy();
     if (session) await session.abort().catch(() => undefined);
     if (err instanceof ImportError) throw err;
-    if (hasErrorCode(err, 'CAS_SIZE_LIMIT')) throw new ImportError('IMPORT_TOO_LARGE', (err as Error).message, { cause: err });
+    if (hasErrorCode(err, 'CAS_SIZE_LIMIT'))
+      throw new ImportError('IMPORT_TOO_LARGE', (err as Error).message, { cause: err });
     // The store's own refusals (another import holds it, it is closed…) are not archive problems.
     if (err instanceof AirlockError) throw mapStoreError(err);
     // Anything else (the source stream failing…) means the bundle could not be read.
@@ -173,8 +195,14 @@ export async function importBundle(source: string | Readable, options: ImportOpt
   }
 }
 
-async function readBounded(stream: AsyncIterable<Buffer>, declared: number, limit: number, name: string): Promise<Buffer> {
-  if (declared > limit) throw new ImportError('IMPORT_TOO_LARGE', `'${name}' is ${declared} bytes, over the limit of ${limit}`);
+async function readBounded(
+  stream: AsyncIterable<Buffer>,
+  declared: number,
+  limit: number,
+  name: string,
+): Promise<Buffer> {
+  if (declared > limit)
+    throw new ImportError('IMPORT_TOO_LARGE', `'${name}' is ${declared} bytes, over the limit of ${limit}`);
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of stream) {
@@ -189,7 +217,11 @@ function parseJson(bytes: Buffer, what: string): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
-    throw new ImportError(what === MANIFEST ? 'IMPORT_MANIFEST_INVALID' : 'IMPORT_SIGNATURE_INVALID', `${what} is not JSON: ${(cause as Error).message}`, { cause });
+    throw new ImportError(
+      what === MANIFEST ? 'IMPORT_MANIFEST_INVALID' : 'IMPORT_SIGNATURE_INVALID',
+      `${what} is not JSON: ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 
@@ -201,7 +233,10 @@ function strictBundle(bytes: Buffer, what: string): unknown {
   try {
     return parseBundleStrict(bytes).json;
   } catch (cause) {
-    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${what}: ${(cause as Error).message}`, { cause, details: { code: (cause as { code?: string }).code } });
+    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${what}: ${(cause as Error).message}`, {
+      cause,
+      details: { code: (cause as { code?: string }).code },
+    });
   }
 }
 
@@ -210,9 +245,16 @@ function verifyHead(
   manifestBytes: Buffer,
   attestations: Map<string, Buffer>,
   options: ImportOptions,
-): { manifest: SnapshotManifest & { entries: MirrorEntryInput[] }; verified: { signer: VerificationResult['signer']; logIndexes: number[] } } {
+): {
+  manifest: SnapshotManifest & { entries: MirrorEntryInput[] };
+  verified: { signer: VerificationResult['signer']; logIndexes: number[] };
+} {
   const bundleBytes = attestations.get(MANIFEST_BUNDLE);
-  if (!bundleBytes) throw new ImportError('IMPORT_SIGNATURE_INVALID', `the bundle has no ${MANIFEST_BUNDLE}: unsigned bundles are refused`);
+  if (!bundleBytes)
+    throw new ImportError(
+      'IMPORT_SIGNATURE_INVALID',
+      `the bundle has no ${MANIFEST_BUNDLE}: unsigned bundles are refused`,
+    );
   const verifier = new BundleVerifier(options.trustedRoot);
   const manifestSha256 = sha256Hex(manifestBytes);
   const manifestBundle = strictBundle(bundleBytes, MANIFEST_BUNDLE);
@@ -225,7 +267,10 @@ function verifyHead(
       expectedPredicateType: TRANSFER_MANIFEST_PREDICATE_TYPE,
     });
   } catch (cause) {
-    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${MANIFEST_BUNDLE}: ${(cause as Error).message}`, { cause, details: { code: (cause as { code?: string }).code } });
+    throw new ImportError('IMPORT_SIGNATURE_INVALID', `${MANIFEST_BUNDLE}: ${(cause as Error).message}`, {
+      cause,
+      details: { code: (cause as { code?: string }).code },
+    });
   }
   const manifest = parseJson(manifestBytes, MANIFEST);
   validateTransferManifest(manifest);
@@ -238,7 +283,8 @@ function verifyHead(
   const sbom = attestations.get(SBOM);
   const sbomBundle = attestations.get(SBOM_BUNDLE);
   if (sbom || sbomBundle) {
-    if (!sbom || !sbomBundle) throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} and ${SBOM_BUNDLE} must come together`);
+    if (!sbom || !sbomBundle)
+      throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} and ${SBOM_BUNDLE} must come together`);
     const parsedSbomBundle = strictBundle(sbomBundle, SBOM_BUNDLE);
     try {
       const r = verifier.verify(parsedSbomBundle, {
@@ -257,7 +303,11 @@ function verifyHead(
     } catch {
       canonical = undefined;
     }
-    if (!canonical?.equals(sbom)) throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} is signed but not in canonical JSON form (RFC 8785) as the sync job writes it`);
+    if (!canonical?.equals(sbom))
+      throw new ImportError(
+        'IMPORT_SIGNATURE_INVALID',
+        `${SBOM} is signed but not in canonical JSON form (RFC 8785) as the sync job writes it`,
+      );
   }
   return { manifest: m, verified: { signer: result.signer, logIndexes } };
 }
@@ -287,8 +337,10 @@ export function checkManifestConsistency(m: SnapshotManifest & { entries: Mirror
   };
   (m.entries as MirrorEntryInput[]).forEach((e, i) => {
     use(e.digests.sha256, e.size, `entries[${i}] (${e.ecosystem} ${e.name})`);
-    const core = (e.metadata as { coreMetadata?: { sha256?: unknown; size?: unknown } | null } | undefined)?.coreMetadata;
-    if (core && typeof core.sha256 === 'string' && typeof core.size === 'number') use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);
+    const core = (e.metadata as { coreMetadata?: { sha256?: unknown; size?: unknown } | null } | undefined)
+      ?.coreMetadata;
+    if (core && typeof core.sha256 === 'string' && typeof core.size === 'number')
+      use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);
   });
   const unused = [...sizes.keys()].filter((h) => !used.has(h));
   if (unused.length) fail(`${unused.length} listed blob(s) belong to no entry, e.g. ${unused[0]}`);
@@ -300,7 +352,11 @@ function checkStatementCoversManifest(statement: Statement, manifest: SnapshotMa
   for (const s of statement.subject) {
     const m = BLOB_NAME.exec(s.name);
     if (m) {
-      if (s.digest.sha256 !== m[1]) throw new ImportError('IMPORT_STATEMENT_MISMATCH', `signed subject ${s.name} carries digest ${s.digest.sha256}`);
+      if (s.digest.sha256 !== m[1])
+        throw new ImportError(
+          'IMPORT_STATEMENT_MISMATCH',
+          `signed subject ${s.name} carries digest ${s.digest.sha256}`,
+        );
       signed.set(m[1]!, s.name);
     }
   }
@@ -330,5 +386,8 @@ function mapStoreError(cause: unknown): ImportError {
     return new ImportError('IMPORT_SEQUENCE', message, { cause, details: { storeCode: code } });
   }
   if (code === 'IMPORT_BLOB_MISSING') return new ImportError('IMPORT_BLOB_MISSING', message, { cause });
-  return new ImportError('IMPORT_STORE', `the store refused the snapshot: ${message}`, { cause, details: { storeCode: code } });
+  return new ImportError('IMPORT_STORE', `the store refused the snapshot: ${message}`, {
+    cause,
+    details: { storeCode: code },
+  });
 }

@@ -19,9 +19,15 @@ function getValidator(): ValidateFunction {
 export function validateTransferManifest(value: unknown): void {
   const validate = getValidator();
   if (!validate(value)) {
-    const problems = (validate.errors ?? []).slice(0, 10).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
-    throw new ImportError('IMPORT_MANIFEST_INVALID', `manifest.json does not match the transfer-manifest schema: ${problems.join('; ')}`, {
-      details: { problems },
-    });
+    const problems = (validate.errors ?? [])
+      .slice(0, 10)
+      .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
+    throw new ImportError(
+      'IMPORT_MANIFEST_INVALID',
+      `manifest.json does not match the transfer-manifest schema: ${problems.join('; ')}`,
+      {
+        details: { problems },
+      },
+    );
   }
 }

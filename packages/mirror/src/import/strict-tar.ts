@@ -35,9 +35,23 @@ export interface StrictTarEntry {
 }
 
 const FIELDS: [number, string][] = [
-  [0, 'name'], [100, 'mode'], [108, 'uid'], [116, 'gid'], [124, 'size'], [136, 'mtime'], [148, 'checksum'],
-  [156, 'typeflag'], [157, 'linkname'], [257, 'magic'], [263, 'version'], [265, 'uname'], [297, 'gname'],
-  [329, 'devmajor'], [337, 'devminor'], [345, 'prefix'], [500, 'unused'],
+  [0, 'name'],
+  [100, 'mode'],
+  [108, 'uid'],
+  [116, 'gid'],
+  [124, 'size'],
+  [136, 'mtime'],
+  [148, 'checksum'],
+  [156, 'typeflag'],
+  [157, 'linkname'],
+  [257, 'magic'],
+  [263, 'version'],
+  [265, 'uname'],
+  [297, 'gname'],
+  [329, 'devmajor'],
+  [337, 'devminor'],
+  [345, 'prefix'],
+  [500, 'unused'],
 ];
 
 /** Which header field byte `i` belongs to, for messages. */
@@ -108,9 +122,11 @@ export function canonicalTarHeader(name: string, size: number): Buffer | undefin
 
 /** Archive-level name hygiene (IMPORT_ARCHIVE_UNSAFE): nothing that could resolve outside a target directory. */
 export function checkEntryName(name: string): void {
-  if (name.includes('\0') || name.includes('\\')) throw unsafe(`entry name ${JSON.stringify(name)} has a NUL or backslash`);
+  if (name.includes('\0') || name.includes('\\'))
+    throw unsafe(`entry name ${JSON.stringify(name)} has a NUL or backslash`);
   if (name.startsWith('/')) throw unsafe(`entry '${name}' has an absolute path`);
-  if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) throw unsafe(`entry '${name}' has an empty, '.' or '..' path segment`);
+  if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === ''))
+    throw unsafe(`entry '${name}' has an empty, '.' or '..' path segment`);
 }
 
 function unsafe(message: string): ImportError {
@@ -118,13 +134,19 @@ function unsafe(message: string): ImportError {
 }
 
 function noncanonical(message: string, offset: number, entry?: string): ImportError {
-  return new ImportError('IMPORT_ARCHIVE_NONCANONICAL', `${message}; the bundle is not as the sync job writes it (tampered or corrupt)`, {
-    details: { offset, ...(entry !== undefined ? { entry } : {}) },
-  });
+  return new ImportError(
+    'IMPORT_ARCHIVE_NONCANONICAL',
+    `${message}; the bundle is not as the sync job writes it (tampered or corrupt)`,
+    {
+      details: { offset, ...(entry !== undefined ? { entry } : {}) },
+    },
+  );
 }
 
 function truncated(offset: number, where: string): ImportError {
-  return new ImportError('IMPORT_ARCHIVE_UNSAFE', `the bundle is truncated: it ends at byte ${offset}, ${where}`, { details: { offset } });
+  return new ImportError('IMPORT_ARCHIVE_UNSAFE', `the bundle is truncated: it ends at byte ${offset}, ${where}`, {
+    details: { offset },
+  });
 }
 
 function firstNonZero(b: Buffer): number {
@@ -178,7 +200,8 @@ class ByteReader {
         return false;
       }
       const v = r.value;
-      if (!(v instanceof Uint8Array)) throw unsafe(`cannot read the bundle: its stream yields ${typeof v} chunks, not bytes`);
+      if (!(v instanceof Uint8Array))
+        throw unsafe(`cannot read the bundle: its stream yields ${typeof v} chunks, not bytes`);
       this.chunk = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
     }
     return true;
@@ -226,9 +249,17 @@ class EntryBody {
 
   async *read(): AsyncGenerator<Buffer, void, undefined> {
     while (this.remaining > 0) {
-      if (this.closed) throw new ImportError('IMPORT_ARCHIVE_UNSAFE', `internal: entry '${this.name}' read after the next entry was requested`);
+      if (this.closed)
+        throw new ImportError(
+          'IMPORT_ARCHIVE_UNSAFE',
+          `internal: entry '${this.name}' read after the next entry was requested`,
+        );
       const c = await this.r.some(this.remaining);
-      if (!c) throw truncated(this.r.offset, `inside the data of entry '${this.name}' (${this.remaining} of ${this.size} bytes missing)`);
+      if (!c)
+        throw truncated(
+          this.r.offset,
+          `inside the data of entry '${this.name}' (${this.remaining} of ${this.size} bytes missing)`,
+        );
       this.remaining -= c.length;
       yield c;
     }
@@ -249,7 +280,12 @@ class EntryBody {
     const p = await this.r.exact(pad);
     if (p.length < pad) throw truncated(this.r.offset, `inside the padding after entry '${this.name}'`);
     const nz = firstNonZero(p);
-    if (nz >= 0) throw noncanonical(`the padding after entry '${this.name}' has a non-zero byte at offset ${at + nz}`, at + nz, this.name);
+    if (nz >= 0)
+      throw noncanonical(
+        `the padding after entry '${this.name}' has a non-zero byte at offset ${at + nz}`,
+        at + nz,
+        this.name,
+      );
   }
 }
 
@@ -290,30 +326,46 @@ async function readEnd(r: ByteReader, first: number): Promise<void> {
     const b = await r.exact(BLOCK);
     if (b.length < BLOCK) throw truncated(r.offset, `inside the end-of-archive blocks that begin at offset ${first}`);
     const nz = firstNonZero(b);
-    if (nz >= 0) throw noncanonical(`end-of-archive block ${i + 1} (at offset ${at}) has a non-zero byte at offset ${at + nz}`, at + nz);
+    if (nz >= 0)
+      throw noncanonical(
+        `end-of-archive block ${i + 1} (at offset ${at}) has a non-zero byte at offset ${at + nz}`,
+        at + nz,
+      );
   }
-  if (await r.more()) throw noncanonical(`there are bytes after the end-of-archive blocks, from offset ${r.offset}`, r.offset);
+  if (await r.more())
+    throw noncanonical(`there are bytes after the end-of-archive blocks, from offset ${r.offset}`, r.offset);
 }
 
 async function readHeader(r: ByteReader, block: Buffer, at: number): Promise<{ name: string; size: number }> {
   const stored = numericField(block, 148, 8);
   const sum = headerSum(block);
   if (stored !== sum) {
-    throw noncanonical(`the header block at offset ${at} fails its checksum (stored ${stored === undefined ? 'unreadable' : stored}, computed ${sum}); is it an uncompressed tar?`, at);
+    throw noncanonical(
+      `the header block at offset ${at} fails its checksum (stored ${stored === undefined ? 'unreadable' : stored}, computed ${sum}); is it an uncompressed tar?`,
+      at,
+    );
   }
   const typeflag = String.fromCharCode(block[156]!);
   const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
   let name = cString(block, 0, 100);
   if (ustar && block[345] !== 0) name = `${cString(block, 345, 155)}/${name}`;
-  if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') await refuseExtensionHeader(r, block, at, typeflag, name);
+  if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K')
+    await refuseExtensionHeader(r, block, at, typeflag, name);
   if (typeflag !== '0' && typeflag !== '\0') {
-    throw unsafe(`entry '${name}' is a ${TYPE_NAMES[typeflag] ?? `entry of unknown type '${typeflag}'`}, only plain files are allowed`);
+    throw unsafe(
+      `entry '${name}' is a ${TYPE_NAMES[typeflag] ?? `entry of unknown type '${typeflag}'`}, only plain files are allowed`,
+    );
   }
   checkEntryName(name);
   const size = numericField(block, 124, 12);
   if (size === undefined) throw unsafe(`entry '${name}' has no valid size`);
   const expected = canonicalTarHeader(name, size);
-  if (!expected) throw noncanonical(`entry '${name}' (header at offset ${at}) has a name no plain ustar header written by the sync job can hold`, at, name);
+  if (!expected)
+    throw noncanonical(
+      `entry '${name}' (header at offset ${at}) has a name no plain ustar header written by the sync job can hold`,
+      at,
+      name,
+    );
   if (!expected.equals(block)) {
     let i = 0;
     while (expected[i] === block[i]) i++;
@@ -327,7 +379,13 @@ async function readHeader(r: ByteReader, block: Buffer, at: number): Promise<{ n
 }
 
 /** Pax and GNU long-name headers never occur in a bundle: refuse, naming the path they carry (and its problem). */
-async function refuseExtensionHeader(r: ByteReader, block: Buffer, at: number, typeflag: string, headerName: string): Promise<never> {
+async function refuseExtensionHeader(
+  r: ByteReader,
+  block: Buffer,
+  at: number,
+  typeflag: string,
+  headerName: string,
+): Promise<never> {
   const kind = typeflag === 'x' || typeflag === 'g' ? 'pax extended' : 'GNU long-name';
   const size = numericField(block, 124, 12);
   let path: string | undefined;
@@ -338,5 +396,7 @@ async function refuseExtensionHeader(r: ByteReader, block: Buffer, at: number, t
     else path = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(text)?.[1];
   }
   if (path !== undefined) checkEntryName(path);
-  throw unsafe(`entry '${path ?? headerName}' (header at offset ${at}) uses a ${kind} header; bundles hold plain ustar file entries only`);
+  throw unsafe(
+    `entry '${path ?? headerName}' (header at offset ${at}) uses a ${kind} header; bundles hold plain ustar file entries only`,
+  );
 }

@@ -24,24 +24,40 @@ export async function sendBlob(
   options: BlobResponseOptions = {},
 ): Promise<void> {
   const etag = `"sha256:${blob.sha256}"`;
-  const common = { ETag: etag, 'Cache-Control': IMMUTABLE, 'Accept-Ranges': 'bytes', 'X-Content-Type-Options': 'nosniff' };
+  const common = {
+    ETag: etag,
+    'Cache-Control': IMMUTABLE,
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+  };
   if (etagMatches(header(req, 'if-none-match'), etag)) {
     res.writeHead(304, common);
     res.end();
     return;
   }
   const ifRange = header(req, 'if-range');
-  const range = ifRange !== undefined && ifRange !== etag ? ({ kind: 'none' } as const) : parseRange(header(req, 'range'), blob.size);
+  const range =
+    ifRange !== undefined && ifRange !== etag
+      ? ({ kind: 'none' } as const)
+      : parseRange(header(req, 'range'), blob.size);
   if (range.kind === 'unsatisfiable') {
-    throw new HttpError(416, 'MIRROR_RANGE_NOT_SATISFIABLE', `range not satisfiable for ${blob.size} bytes`, { 'Content-Range': `bytes */${blob.size}` });
+    throw new HttpError(416, 'MIRROR_RANGE_NOT_SATISFIABLE', `range not satisfiable for ${blob.size} bytes`, {
+      'Content-Range': `bytes */${blob.size}`,
+    });
   }
   let read;
   try {
-    read = await ctx.store.openBlob(blob.sha256, range.kind === 'single' ? { start: range.start, end: range.end } : undefined);
+    read = await ctx.store.openBlob(
+      blob.sha256,
+      range.kind === 'single' ? { start: range.start, end: range.end } : undefined,
+    );
   } catch (err) {
     throw blobError(err, blob.sha256, blob.size);
   }
-  const headers: Record<string, string> = { ...common, 'Content-Type': options.contentType ?? 'application/octet-stream' };
+  const headers: Record<string, string> = {
+    ...common,
+    'Content-Type': options.contentType ?? 'application/octet-stream',
+  };
   let status = 200;
   if (read.range) {
     status = 206;
@@ -69,13 +85,27 @@ function blobError(err: unknown, sha256: string, size: number): unknown {
   if (!(err instanceof CasError)) return err;
   switch (err.code) {
     case 'CAS_CORRUPT':
-      return new HttpError(500, 'MIRROR_BLOB_CORRUPT', `blob sha256:${sha256} failed integrity verification on read and has been quarantined; it will not be served`);
+      return new HttpError(
+        500,
+        'MIRROR_BLOB_CORRUPT',
+        `blob sha256:${sha256} failed integrity verification on read and has been quarantined; it will not be served`,
+      );
     case 'CAS_QUARANTINED':
-      return new HttpError(410, 'MIRROR_BLOB_QUARANTINED', `blob sha256:${sha256} was quarantined after failing integrity verification`);
+      return new HttpError(
+        410,
+        'MIRROR_BLOB_QUARANTINED',
+        `blob sha256:${sha256} was quarantined after failing integrity verification`,
+      );
     case 'CAS_NOT_FOUND':
-      return new HttpError(500, 'MIRROR_BLOB_MISSING', `blob sha256:${sha256} is published but missing from the store (run fsck)`);
+      return new HttpError(
+        500,
+        'MIRROR_BLOB_MISSING',
+        `blob sha256:${sha256} is published but missing from the store (run fsck)`,
+      );
     case 'CAS_INVALID_RANGE':
-      return new HttpError(416, 'MIRROR_RANGE_NOT_SATISFIABLE', `range not satisfiable for ${size} bytes`, { 'Content-Range': `bytes */${size}` });
+      return new HttpError(416, 'MIRROR_RANGE_NOT_SATISFIABLE', `range not satisfiable for ${size} bytes`, {
+        'Content-Range': `bytes */${size}`,
+      });
     default:
       return err;
   }

@@ -24,7 +24,8 @@ export interface RequestPath {
  */
 export function parseRequestPath(url: string | undefined): RequestPath {
   if (url === undefined || url.length === 0) throw badRequest('missing request target');
-  if (url.length > MAX_URL_LENGTH) throw new HttpError(414, 'MIRROR_URI_TOO_LONG', `request target longer than ${MAX_URL_LENGTH} characters`);
+  if (url.length > MAX_URL_LENGTH)
+    throw new HttpError(414, 'MIRROR_URI_TOO_LONG', `request target longer than ${MAX_URL_LENGTH} characters`);
   if (url[0] !== '/') throw badRequest('request target must be an absolute path');
   const end = url.search(/[?#]/);
   const raw = end >= 0 ? url.slice(0, end) : url;
@@ -41,7 +42,8 @@ export function parseRequestPath(url: string | undefined): RequestPath {
       throw badRequest('request path has malformed percent-encoding');
     }
     if (FORBIDDEN_DECODED.test(d)) throw badRequest('request path contains NUL, control characters or backslashes');
-    if (d.split('/').some((piece) => piece === '.' || piece === '..')) throw badRequest('request path contains a dot segment');
+    if (d.split('/').some((piece) => piece === '.' || piece === '..'))
+      throw badRequest('request path contains a dot segment');
     return d;
   });
   return { raw, segments, trailingSlash };
@@ -98,17 +100,26 @@ export function negotiate(accept: MediaRange[], offers: readonly string[]): stri
     const [type, subtype] = offer.split('/') as [string, string];
     let match: { q: number; specificity: number } | undefined;
     for (const r of accept) {
-      const specificity = r.type === type && r.subtype === subtype ? 2 : r.type === type && r.subtype === '*' ? 1 : r.type === '*' && r.subtype === '*' ? 0 : -1;
+      const specificity =
+        r.type === type && r.subtype === subtype
+          ? 2
+          : r.type === type && r.subtype === '*'
+            ? 1
+            : r.type === '*' && r.subtype === '*'
+              ? 0
+              : -1;
       if (specificity < 0) continue;
       if (!match || specificity > match.specificity) match = { q: r.q, specificity };
     }
     if (!match || match.q <= 0) return;
-    if (!best || match.q > best.q || (match.q === best.q && match.specificity > best.specificity)) best = { offer, ...match, index };
+    if (!best || match.q > best.q || (match.q === best.q && match.specificity > best.specificity))
+      best = { offer, ...match, index };
   });
   return best?.offer;
 }
 
-export type RangeRequest = { kind: 'none' } | { kind: 'single'; start: number; end: number } | { kind: 'unsatisfiable' };
+export type RangeRequest =
+  { kind: 'none' } | { kind: 'single'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 /**
  * RFC 9110 §14.2 single byte ranges. Other units and multi-range requests are ignored (a full 200 is a valid
@@ -142,11 +153,27 @@ export function etagMatches(ifNoneMatch: string | undefined, etag: string): bool
   return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
 }
 
-export function sendJson(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  sendBody(req, res, status, Buffer.from(JSON.stringify(body)), { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...headers });
+export function sendJson(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  sendBody(req, res, status, Buffer.from(JSON.stringify(body)), {
+    'Content-Type': 'application/json',
+    'X-Content-Type-Options': 'nosniff',
+    ...headers,
+  });
 }
 
-export function sendBody(req: IncomingMessage, res: ServerResponse, status: number, body: Buffer, headers: Record<string, string>): void {
+export function sendBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: Buffer,
+  headers: Record<string, string>,
+): void {
   res.writeHead(status, { ...headers, 'Content-Length': String(body.length) });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
@@ -156,7 +183,13 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: HttpEr
     res.destroy();
     return;
   }
-  sendJson(req, res, err.status, { error: err.message, code: err.code }, { 'Cache-Control': 'no-store', ...err.headers });
+  sendJson(
+    req,
+    res,
+    err.status,
+    { error: err.message, code: err.code },
+    { 'Cache-Control': 'no-store', ...err.headers },
+  );
 }
 
 export function escapeHtml(s: string): string {

@@ -14,16 +14,30 @@ import { handleLookup, parseLookupPath } from './routes/lookup.js';
  */
 export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    throw new HttpError(405, 'MIRROR_METHOD_NOT_ALLOWED', `method ${String(req.method).slice(0, 20)} not allowed: this mirror is read-only`, {
-      Allow: 'GET, HEAD',
-    });
+    throw new HttpError(
+      405,
+      'MIRROR_METHOD_NOT_ALLOWED',
+      `method ${String(req.method).slice(0, 20)} not allowed: this mirror is read-only`,
+      {
+        Allow: 'GET, HEAD',
+      },
+    );
   }
   const { segments, trailingSlash } = parseRequestPath(req.url);
   if (segments.length === 0) {
     const head = ctx.store.index.head();
-    sendJson(req, res, 200, { service: 'airlock-mirror', head: head ? { id: head.id, sequence: head.sequence, createdAt: head.createdAt } : null }, {
-      'Cache-Control': 'no-store',
-    });
+    sendJson(
+      req,
+      res,
+      200,
+      {
+        service: 'airlock-mirror',
+        head: head ? { id: head.id, sequence: head.sequence, createdAt: head.createdAt } : null,
+      },
+      {
+        'Cache-Control': 'no-store',
+      },
+    );
     return;
   }
   if (segments[0] === '-') {

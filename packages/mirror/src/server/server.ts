@@ -67,7 +67,10 @@ export function normalizePublicUrl(url: string): string {
     throw new MirrorError('MIRROR_CONFIG_INVALID', `publicUrl '${url}' is not a URL`);
   }
   if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.search || u.hash || u.username || u.password) {
-    throw new MirrorError('MIRROR_CONFIG_INVALID', `publicUrl '${url}' must be a plain http(s) URL without query, fragment or credentials`);
+    throw new MirrorError(
+      'MIRROR_CONFIG_INVALID',
+      `publicUrl '${url}' must be a plain http(s) URL without query, fragment or credentials`,
+    );
   }
   return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
 }
@@ -140,18 +143,25 @@ export async function startMirrorServer(options: StartMirrorServerOptions): Prom
   const publicUrl = options.publicUrl !== undefined ? normalizePublicUrl(options.publicUrl) : url;
   const closeServer = () =>
     new Promise<void>((resolve, reject) => {
-      server.close((err) => (err && (err as { code?: string }).code !== 'ERR_SERVER_NOT_RUNNING' ? reject(err) : resolve()));
+      server.close((err) =>
+        err && (err as { code?: string }).code !== 'ERR_SERVER_NOT_RUNNING' ? reject(err) : resolve(),
+      );
       server.closeAllConnections();
     });
   let workers: WorkerPool | undefined;
   try {
     if ((options.workers ?? 1) > 1) {
-      workers = await WorkerPool.start(server, (options.workers ?? 1) - 1, {
-        type: 'airlock-mirror-listen',
-        storeDir: options.store.dir,
-        publicUrl,
-        ...(options.tls ? { tls: pemOptions(options.tls) } : {}),
-      }, options.workerScript);
+      workers = await WorkerPool.start(
+        server,
+        (options.workers ?? 1) - 1,
+        {
+          type: 'airlock-mirror-listen',
+          storeDir: options.store.dir,
+          publicUrl,
+          ...(options.tls ? { tls: pemOptions(options.tls) } : {}),
+        },
+        options.workerScript,
+      );
     }
   } catch (err) {
     await closeServer();
@@ -193,9 +203,18 @@ class WorkerPool {
     private readonly script: string,
   ) {}
 
-  static async start(server: HttpServer | HttpsServer, count: number, message: WorkerListenMessage, script?: string): Promise<WorkerPool> {
+  static async start(
+    server: HttpServer | HttpsServer,
+    count: number,
+    message: WorkerListenMessage,
+    script?: string,
+  ): Promise<WorkerPool> {
     const entry = script ?? fileURLToPath(new URL('./worker-main.js', import.meta.url));
-    if (!existsSync(entry)) throw new MirrorError('MIRROR_CONFIG_INVALID', `mirror worker entry point ${entry} does not exist (build the package)`);
+    if (!existsSync(entry))
+      throw new MirrorError(
+        'MIRROR_CONFIG_INVALID',
+        `mirror worker entry point ${entry} does not exist (build the package)`,
+      );
     const pool = new WorkerPool(server, message, entry);
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
@@ -214,7 +233,10 @@ class WorkerPool {
     const child = fork(this.script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
     this.children.add(child);
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new MirrorError('MIRROR_CONFIG_INVALID', 'mirror worker did not start within 30 s')), 30_000);
+      const timer = setTimeout(
+        () => reject(new MirrorError('MIRROR_CONFIG_INVALID', 'mirror worker did not start within 30 s')),
+        30_000,
+      );
       child.on('message', (m: unknown) => {
         if (isMessage(m, 'airlock-mirror-ready')) {
           clearTimeout(timer);
@@ -229,7 +251,8 @@ class WorkerPool {
         this.children.delete(child);
         reject(new MirrorError('MIRROR_INTERNAL', `mirror worker exited during start (${signal ?? code})`));
         // A worker that dies while serving is replaced (the socket stays open in this process), within reason.
-        if (!this.closing && this.restarts++ < 20) setTimeout(() => void this.spawn().catch(() => undefined), 1_000).unref();
+        if (!this.closing && this.restarts++ < 20)
+          setTimeout(() => void this.spawn().catch(() => undefined), 1_000).unref();
       });
       child.send(this.message, this.server);
     });

@@ -5,14 +5,22 @@
 import type { Server } from 'node:net';
 import { MirrorStore } from '@airlock/cas';
 import { createMirrorServer } from './server.js';
-import { isMessage, type WorkerFailedMessage, type WorkerListenMessage, type WorkerReadyMessage } from './worker-protocol.js';
+import {
+  isMessage,
+  type WorkerFailedMessage,
+  type WorkerListenMessage,
+  type WorkerReadyMessage,
+} from './worker-protocol.js';
 
 let shutdown: (() => Promise<void>) | undefined;
 
 process.on('message', (message: unknown, handle: unknown) => {
   if (isMessage<WorkerListenMessage>(message, 'airlock-mirror-listen')) {
     void start(message, handle as Server).catch((err: unknown) => {
-      const failed: WorkerFailedMessage = { type: 'airlock-mirror-failed', message: err instanceof Error ? err.message : String(err) };
+      const failed: WorkerFailedMessage = {
+        type: 'airlock-mirror-failed',
+        message: err instanceof Error ? err.message : String(err),
+      };
       process.send?.(failed, () => process.exit(1));
     });
   } else if (isMessage(message, 'airlock-mirror-close')) {
@@ -27,7 +35,11 @@ process.on('disconnect', () => {
 async function start(message: WorkerListenMessage, handle: Server): Promise<void> {
   // No recovery here: the primary's process owns the store's maintenance.
   const store = await MirrorStore.open(message.storeDir, { recover: false });
-  const { server } = createMirrorServer({ store, publicUrl: message.publicUrl, ...(message.tls ? { tls: message.tls } : {}) });
+  const { server } = createMirrorServer({
+    store,
+    publicUrl: message.publicUrl,
+    ...(message.tls ? { tls: message.tls } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(handle, () => resolve());

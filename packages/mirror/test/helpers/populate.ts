@@ -35,13 +35,22 @@ export async function populateFromManifest(
   const head = store.head();
   const sequence = (head?.sequence ?? 0) + 1;
   const previous = head?.id ?? null;
-  const blobs = [...new Map(files.map((f) => [sha256(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length }])).values()].sort((a, b) =>
-    a.sha256 < b.sha256 ? -1 : 1,
-  );
+  const blobs = [
+    ...new Map(files.map((f) => [sha256(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length }])).values(),
+  ].sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1));
   const entries: MirrorEntryInput[] = files
     .filter((f) => f.entry !== undefined)
-    .map((f) => ({ ...f.entry!, size: f.bytes.length, digests: { sha256: sha256(f.bytes), sha512: sha512(f.bytes), sha1: sha1(f.bytes) } }))
-    .sort((a, b) => (`${a.ecosystem}\0${a.name}\0${a.version}\0${a.filename}` < `${b.ecosystem}\0${b.name}\0${b.version}\0${b.filename}` ? -1 : 1));
+    .map((f) => ({
+      ...f.entry!,
+      size: f.bytes.length,
+      digests: { sha256: sha256(f.bytes), sha512: sha512(f.bytes), sha1: sha1(f.bytes) },
+    }))
+    .sort((a, b) =>
+      `${a.ecosystem}\0${a.name}\0${a.version}\0${a.filename}` <
+      `${b.ecosystem}\0${b.name}\0${b.version}\0${b.filename}`
+        ? -1
+        : 1,
+    );
   const createdAt = options.createdAt ?? new Date(Date.UTC(2026, 0, sequence)).toISOString().replace('.000', '');
   const id = `sha256:${sha256(canonicalize({ sequence, previous, createdAt, entries, blobs }))}`;
   const manifest: SnapshotManifest = {
@@ -83,7 +92,10 @@ export function npmFile(
       metadata: {
         integrity,
         shasum,
-        manifest: { ...pkg, dist: { integrity, shasum, tarball: `https://registry.npmjs.org/${pkg.name}/-/${filename}` } },
+        manifest: {
+          ...pkg,
+          dist: { integrity, shasum, tarball: `https://registry.npmjs.org/${pkg.name}/-/${filename}` },
+        },
         time: options.time ?? null,
         ...(options.distTags ? { distTags: options.distTags } : {}),
       },
@@ -94,7 +106,14 @@ export function npmFile(
 /** A PyPI file entry, optionally with its PEP 658 core metadata as a separate blob. */
 export function pypiFiles(
   bytes: Buffer,
-  info: { project: string; version: string; filename: string; requiresPython?: string | null; yanked?: false | string; metadata?: Buffer },
+  info: {
+    project: string;
+    version: string;
+    filename: string;
+    requiresPython?: string | null;
+    yanked?: false | string;
+    metadata?: Buffer;
+  },
 ): FixtureFile[] {
   const normalized = info.project.replace(/[-_.]+/g, '-').toLowerCase();
   const files: FixtureFile[] = [

@@ -11,7 +11,8 @@ export function toolAvailable(cmd: string, args: string[]): boolean {
 
 export function requireOrSkip(available: boolean, what: string): boolean {
   if (available) return true;
-  if (process.env['AIRLOCK_REQUIRE_TOOLS'] === '1') throw new Error(`${what} is required (AIRLOCK_REQUIRE_TOOLS=1) but not available`);
+  if (process.env['AIRLOCK_REQUIRE_TOOLS'] === '1')
+    throw new Error(`${what} is required (AIRLOCK_REQUIRE_TOOLS=1) but not available`);
   console.warn(`skipping: ${what} is not available`);
   return false;
 }
@@ -20,7 +21,12 @@ export function requireOrSkip(available: boolean, what: string): boolean {
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(npm_|NPM_|PIP_|pip_|PYTHON|VIRTUAL_ENV$|http_proxy$|https_proxy$|HTTP_PROXY$|HTTPS_PROXY$|no_proxy$|NO_PROXY$)/.test(k)) continue;
+    if (
+      /^(npm_|NPM_|PIP_|pip_|PYTHON|VIRTUAL_ENV$|http_proxy$|https_proxy$|HTTP_PROXY$|HTTPS_PROXY$|no_proxy$|NO_PROXY$)/.test(
+        k,
+      )
+    )
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };

@@ -22,7 +22,12 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBytes) {
-      reject(new TlogError('TLOG_PAYLOAD_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`));
+      reject(
+        new TlogError(
+          'TLOG_PAYLOAD_TOO_LARGE',
+          `request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`,
+        ),
+      );
       return;
     }
     const chunks: Buffer[] = [];

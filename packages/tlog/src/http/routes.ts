@@ -43,13 +43,15 @@ function intParam(url: URL, name: string, fallback?: number): number {
     if (fallback === undefined) badRequest(`query parameter ${name} is required`);
     return fallback!;
   }
-  if (!/^[0-9]{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw))) badRequest(`query parameter ${name} must be a non-negative integer`);
+  if (!/^[0-9]{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw)))
+    badRequest(`query parameter ${name} must be a non-negative integer`);
   return Number(raw);
 }
 
 function checkTreeId(url: URL, log: TransparencyLog): void {
   const treeId = url.searchParams.get('treeID');
-  if (treeId !== null && treeId !== log.treeId) notFound(`unknown treeID ${treeId.slice(0, 24)} (this log's is ${log.treeId})`);
+  if (treeId !== null && treeId !== log.treeId)
+    notFound(`unknown treeID ${treeId.slice(0, 24)} (this log's is ${log.treeId})`);
 }
 
 /** POST /api/v1/log/entries */
@@ -94,15 +96,18 @@ export const retrieveEntries: RouteHandler = async (req, { log }) => {
   const uuids = boundedArray(query.entryUUIDs, 'entryUUIDs');
   const indexes = boundedArray(query.logIndexes, 'logIndexes');
   const proposed = boundedArray(query.entries, 'entries', MAX_RETRIEVE_PROPOSED);
-  if (uuids.length + indexes.length + proposed.length === 0) badRequest('give at least one of entryUUIDs, logIndexes or entries');
+  if (uuids.length + indexes.length + proposed.length === 0)
+    badRequest('give at least one of entryUUIDs, logIndexes or entries');
   const found = new Map<string, ReturnType<typeof toWire>>();
   for (const u of uuids) {
-    if (typeof u !== 'string' || !/^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$/.test(u)) badRequest('entryUUIDs must be 64 or 80 hex characters each');
+    if (typeof u !== 'string' || !/^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$/.test(u))
+      badRequest('entryUUIDs must be 64 or 80 hex characters each');
     const e = log.getByUuid(u as string);
     if (e) found.set(e.uuid, toWire(e));
   }
   for (const i of indexes) {
-    if (typeof i !== 'number' || !Number.isSafeInteger(i) || i < 0) badRequest('logIndexes must be non-negative integers');
+    if (typeof i !== 'number' || !Number.isSafeInteger(i) || i < 0)
+      badRequest('logIndexes must be non-negative integers');
     const e = log.getByIndex(i as number);
     if (e) found.set(e.uuid, toWire(e));
   }
@@ -118,7 +123,13 @@ export const getLogInfo: RouteHandler = (_req, { log }) => {
   const cp = log.checkpoint();
   return {
     status: 200,
-    body: { rootHash: cp.rootHash.toString('hex'), treeSize: cp.size, signedTreeHead: cp.note, treeID: log.treeId, inactiveShards: [] },
+    body: {
+      rootHash: cp.rootHash.toString('hex'),
+      treeSize: cp.size,
+      signedTreeHead: cp.note,
+      treeID: log.treeId,
+      inactiveShards: [],
+    },
   };
 };
 
@@ -138,7 +149,10 @@ export const getConsistencyProof: RouteHandler = (req, { log }) => {
   if (last > log.size) badRequest(`lastSize(${last}) is larger than the tree size (${log.size})`);
   return {
     status: 200,
-    body: { rootHash: log.rootAt(last).toString('hex'), hashes: log.consistencyProof(first, last).map((h) => h.toString('hex')) },
+    body: {
+      rootHash: log.rootAt(last).toString('hex'),
+      hashes: log.consistencyProof(first, last).map((h) => h.toString('hex')),
+    },
   };
 };
 
@@ -154,14 +168,16 @@ export const searchIndex: RouteHandler = async (req, { log }) => {
     const m = /^(?:(sha256|sha384|sha512):)?([0-9a-f]+)$/.exec(h);
     const expected = { sha256: 64, sha384: 96, sha512: 128 } as const;
     const alg = (m?.[1] ?? 'sha256') as keyof typeof expected;
-    if (!m || m[2]!.length !== expected[alg]) badRequest('hash must be <algorithm>:<hex digest> (sha256, sha384 or sha512)');
+    if (!m || m[2]!.length !== expected[alg])
+      badRequest('hash must be <algorithm>:<hex digest> (sha256, sha384 or sha512)');
     keys.push(artifactKey(alg, m![2]!));
   }
   if (query.publicKey !== undefined) {
     const pk = query.publicKey;
     if (!isObject(pk)) badRequest('publicKey must be an object');
     const { format, content, url } = pk as Record<string, unknown>;
-    if (format !== 'x509') badRequest(`publicKey.format ${JSON.stringify(format)?.slice(0, 20)} is not supported (only x509)`);
+    if (format !== 'x509')
+      badRequest(`publicKey.format ${JSON.stringify(format)?.slice(0, 20)} is not supported (only x509)`);
     if (url !== undefined) badRequest('publicKey.url is not supported; send publicKey.content');
     try {
       keys.push(signerKey(parseVerifierBase64(content, 'publicKey.content').fingerprint));

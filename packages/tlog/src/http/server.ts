@@ -36,7 +36,12 @@ export interface RunningTlog {
 const CLOSE_GRACE_MS = 5_000;
 
 /** Serves one request: route match → method check → handler → response (errors become `{code, message}`). */
-export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, maxBodyBytes: number): Promise<void> {
+export async function handleRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: RouteDeps,
+  maxBodyBytes: number,
+): Promise<void> {
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
@@ -45,7 +50,12 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       if (!m) continue;
       const handler = route.methods[req.method as 'GET' | 'POST'];
       if (!handler) {
-        send(res, errorResponse(405, `method ${req.method} not allowed on ${path}`, { Allow: Object.keys(route.methods).join(', ') }));
+        send(
+          res,
+          errorResponse(405, `method ${req.method} not allowed on ${path}`, {
+            Allow: Object.keys(route.methods).join(', '),
+          }),
+        );
         return;
       }
       send(res, await handler({ url, params: m.slice(1), readJson: () => readJsonBody(req, maxBodyBytes) }, deps));

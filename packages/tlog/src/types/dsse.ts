@@ -1,4 +1,11 @@
-import { canonicalBytes, decodeDsseBase64, INTOTO_PAYLOAD_TYPE, parseDsseEnvelope, preAuthEncoding, type DsseEnvelope } from '@airlock/core';
+import {
+  canonicalBytes,
+  decodeDsseBase64,
+  INTOTO_PAYLOAD_TYPE,
+  parseDsseEnvelope,
+  preAuthEncoding,
+  type DsseEnvelope,
+} from '@airlock/core';
 import { createHash } from 'node:crypto';
 import { TlogError } from '../errors.js';
 import { hashLeaf } from '../merkle.js';
@@ -25,16 +32,20 @@ export function prepareDsse(spec: Json): PreparedEntry {
   }
   const proposed = field(spec, 'proposedContent', 'spec');
   const envelopeText = proposed.envelope;
-  if (typeof envelopeText !== 'string' || envelopeText === '') invalid('spec.proposedContent.envelope must be the DSSE envelope as a JSON string');
+  if (typeof envelopeText !== 'string' || envelopeText === '')
+    invalid('spec.proposedContent.envelope must be the DSSE envelope as a JSON string');
   let envelope: DsseEnvelope;
   try {
     envelope = parseDsseEnvelope(JSON.parse(envelopeText as string));
   } catch (err) {
-    throw new TlogError('TLOG_INVALID_ENTRY', `spec.proposedContent.envelope: ${(err as Error).message}`, { cause: err });
+    throw new TlogError('TLOG_INVALID_ENTRY', `spec.proposedContent.envelope: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (envelope.signatures.length > MAX_SIGNATURES) invalid(`dsse: more than ${MAX_SIGNATURES} envelope signatures`);
   const rawVerifiers = proposed.verifiers;
-  if (!Array.isArray(rawVerifiers) || rawVerifiers.length === 0) invalid('spec.proposedContent.verifiers must be a non-empty array of base64 PEM keys or certificates');
+  if (!Array.isArray(rawVerifiers) || rawVerifiers.length === 0)
+    invalid('spec.proposedContent.verifiers must be a non-empty array of base64 PEM keys or certificates');
   if (rawVerifiers.length > MAX_VERIFIERS) invalid(`spec.proposedContent.verifiers: more than ${MAX_VERIFIERS}`);
   const verifiers = rawVerifiers.map((v, i) => parseVerifierBase64(v, `spec.proposedContent.verifiers[${i}]`));
 
@@ -46,7 +57,11 @@ export function prepareDsse(spec: Json): PreparedEntry {
     if (bySignature.has(s.sig)) return;
     const sig = decodeDsseBase64(s.sig)!;
     const match = verifiers.find((v) => verifyMessage(v.key, pae, sig));
-    if (!match) throw new TlogError('TLOG_SIGNATURE_INVALID', `dsse: envelope signature ${i} does not verify over the PAE with any of the ${verifiers.length} verifier(s)`);
+    if (!match)
+      throw new TlogError(
+        'TLOG_SIGNATURE_INVALID',
+        `dsse: envelope signature ${i} does not verify over the PAE with any of the ${verifiers.length} verifier(s)`,
+      );
     bySignature.set(s.sig, match);
   });
   const signatures = [...bySignature.entries()]
@@ -54,7 +69,9 @@ export function prepareDsse(spec: Json): PreparedEntry {
     .map(([signature, v]) => ({ signature, verifier: Buffer.from(v.canonicalPem).toString('base64') }));
 
   const payloadHash = createHash('sha256').update(payload).digest('hex');
-  const envelopeHash = createHash('sha256').update(envelopeText as string, 'utf8').digest('hex');
+  const envelopeHash = createHash('sha256')
+    .update(envelopeText as string, 'utf8')
+    .digest('hex');
   const body = canonicalBytes({
     apiVersion: DSSE_API_VERSION,
     kind: 'dsse',
@@ -83,7 +100,8 @@ function inTotoSubjectKeys(payload: Buffer): string[] {
   for (const subject of statement.subject.slice(0, MAX_SUBJECTS)) {
     if (!isObject(subject) || !isObject(subject.digest)) continue;
     for (const [alg, value] of Object.entries(subject.digest)) {
-      if (/^[a-z0-9_-]{1,32}$/i.test(alg) && typeof value === 'string' && /^[0-9a-f]{16,128}$/i.test(value)) keys.push(artifactKey(alg, value));
+      if (/^[a-z0-9_-]{1,32}$/i.test(alg) && typeof value === 'string' && /^[0-9a-f]{16,128}$/i.test(value))
+        keys.push(artifactKey(alg, value));
     }
   }
   return keys;

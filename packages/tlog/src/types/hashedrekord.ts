@@ -19,7 +19,9 @@ export function prepareHashedRekord(spec: Json): PreparedEntry {
   const hash = field(data, 'hash', 'spec.data');
   const algorithm = hash.algorithm;
   if (algorithm !== 'sha256' && algorithm !== 'sha384' && algorithm !== 'sha512') {
-    invalid(`spec.data.hash.algorithm must be sha256, sha384 or sha512, got ${JSON.stringify(algorithm)?.slice(0, 40)}`);
+    invalid(
+      `spec.data.hash.algorithm must be sha256, sha384 or sha512, got ${JSON.stringify(algorithm)?.slice(0, 40)}`,
+    );
   }
   const alg = algorithm as PrehashAlgorithm;
   const value = typeof hash.value === 'string' ? hash.value.toLowerCase() : undefined;
@@ -31,14 +33,20 @@ export function prepareHashedRekord(spec: Json): PreparedEntry {
   const publicKey = field(signature, 'publicKey', 'spec.signature');
   const verifier = parseVerifierBase64(publicKey.content, 'spec.signature.publicKey.content');
   if (!verifyPrehashed(verifier.key, alg, Buffer.from(value!, 'hex'), sigBytes)) {
-    throw new TlogError('TLOG_SIGNATURE_INVALID', `hashedrekord: the signature does not verify over ${alg}:${value} with the given ${verifier.kind === 'certificate' ? 'certificate' : 'public key'}`);
+    throw new TlogError(
+      'TLOG_SIGNATURE_INVALID',
+      `hashedrekord: the signature does not verify over ${alg}:${value} with the given ${verifier.kind === 'certificate' ? 'certificate' : 'public key'}`,
+    );
   }
   const body = canonicalBytes({
     apiVersion: HASHEDREKORD_API_VERSION,
     kind: 'hashedrekord',
     spec: {
       data: { hash: { algorithm: alg, value } },
-      signature: { content: sigBytes.toString('base64'), publicKey: { content: Buffer.from(verifier.canonicalPem).toString('base64') } },
+      signature: {
+        content: sigBytes.toString('base64'),
+        publicKey: { content: Buffer.from(verifier.canonicalPem).toString('base64') },
+      },
     },
   });
   return {

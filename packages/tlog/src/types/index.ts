@@ -8,7 +8,10 @@ export { DSSE_API_VERSION } from './dsse.js';
 export { HASHEDREKORD_API_VERSION } from './hashedrekord.js';
 
 /** The kinds and versions this log accepts. */
-export const SUPPORTED_KINDS: Readonly<Record<string, string>> = { hashedrekord: HASHEDREKORD_API_VERSION, dsse: DSSE_API_VERSION };
+export const SUPPORTED_KINDS: Readonly<Record<string, string>> = {
+  hashedrekord: HASHEDREKORD_API_VERSION,
+  dsse: DSSE_API_VERSION,
+};
 
 /**
  * Validates, verifies and canonicalizes a proposed entry (the JSON body of `POST /api/v1/log/entries`).
@@ -22,10 +25,16 @@ export function prepareEntry(proposed: unknown): PreparedEntry {
   if (!isObject(spec)) invalid('proposed entry has no spec object');
   const supported = SUPPORTED_KINDS[kind as string];
   if (supported === undefined || !Object.hasOwn(SUPPORTED_KINDS, kind as string)) {
-    throw new TlogError('TLOG_UNSUPPORTED_ENTRY', `unsupported entry kind '${String(kind).slice(0, 40)}' (supported: ${Object.keys(SUPPORTED_KINDS).join(', ')})`);
+    throw new TlogError(
+      'TLOG_UNSUPPORTED_ENTRY',
+      `unsupported entry kind '${String(kind).slice(0, 40)}' (supported: ${Object.keys(SUPPORTED_KINDS).join(', ')})`,
+    );
   }
   if (apiVersion !== supported) {
-    throw new TlogError('TLOG_UNSUPPORTED_ENTRY', `unsupported ${kind as string} apiVersion '${String(apiVersion).slice(0, 20)}' (supported: ${supported})`);
+    throw new TlogError(
+      'TLOG_UNSUPPORTED_ENTRY',
+      `unsupported ${kind as string} apiVersion '${String(apiVersion).slice(0, 20)}' (supported: ${supported})`,
+    );
   }
   return kind === 'hashedrekord' ? prepareHashedRekord(spec) : prepareDsse(spec);
 }

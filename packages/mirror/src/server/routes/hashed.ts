@@ -42,7 +42,8 @@ export function parseHashedPath(segments: string[]): HashedRequest | 'unsupporte
     return { algorithm, hex: rest[0]!.toLowerCase(), filename: rest[1]! };
   }
   let hash = rest.join('/');
-  for (const prefix of [`${algorithm}-`, `${algorithm}:`]) if (hash.startsWith(prefix)) hash = hash.slice(prefix.length);
+  for (const prefix of [`${algorithm}-`, `${algorithm}:`])
+    if (hash.startsWith(prefix)) hash = hash.slice(prefix.length);
   return decodeHash(algorithm, hash);
 }
 
@@ -67,9 +68,16 @@ function decodeHash(algorithm: LookupAlgorithm, text: string): HashedRequest {
   throw badRequest(`'${text.slice(0, 140)}' is not a ${algorithm} hash in base16, nix base32 or base64`);
 }
 
-export async function handleHashed(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, request: HashedRequest | 'unsupported'): Promise<void> {
+export async function handleHashed(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: HashedRequest | 'unsupported',
+): Promise<void> {
   if (request === 'unsupported') throw notFound('this mirror indexes sha256, sha512 and sha1 digests only');
-  const blob = ctx.files.lookup(`${request.algorithm}\0${request.hex}`, () => ctx.store.index.findBlobByDigest(request.algorithm, request.hex));
+  const blob = ctx.files.lookup(`${request.algorithm}\0${request.hex}`, () =>
+    ctx.store.index.findBlobByDigest(request.algorithm, request.hex),
+  );
   if (!blob) throw notFound(`no blob with ${request.algorithm} ${request.hex} in this mirror`);
   await sendBlob(ctx, req, res, blob);
 }
@@ -84,7 +92,12 @@ export function parseBlobPath(segments: string[]): string | undefined {
   return undefined;
 }
 
-export async function handleBlob(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, sha256: string): Promise<void> {
+export async function handleBlob(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  sha256: string,
+): Promise<void> {
   const blob = ctx.files.lookup(`sha256\0${sha256}`, () => ctx.store.index.getVisibleBlob(sha256));
   if (!blob) throw notFound(`no blob sha256:${sha256} in this mirror`);
   await sendBlob(ctx, req, res, blob);

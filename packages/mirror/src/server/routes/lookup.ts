@@ -6,7 +6,8 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** `/-/airlock/blobs/<sha256 hex>`: what the mirror knows about one blob. */
 export function parseLookupPath(segments: readonly string[]): { sha256: string } | undefined {
-  if (segments.length !== 4 || segments[0] !== '-' || segments[1] !== 'airlock' || segments[2] !== 'blobs') return undefined;
+  if (segments.length !== 4 || segments[0] !== '-' || segments[1] !== 'airlock' || segments[2] !== 'blobs')
+    return undefined;
   const sha256 = segments[3]!;
   return SHA256_HEX.test(sha256) ? { sha256 } : undefined;
 }
@@ -16,7 +17,12 @@ export function parseLookupPath(segments: readonly string[]): { sha256: string }
  * purl, upstream URLs, digests) that names it. The runner uses it to turn "the build received bytes with this
  * sha256" into SLSA resolvedDependencies that a verifier can check against the snapshot.
  */
-export function handleLookup(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, { sha256 }: { sha256: string }): void {
+export function handleLookup(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  { sha256 }: { sha256: string },
+): void {
   const blob = ctx.store.index.getVisibleBlob(sha256);
   const head = ctx.store.index.head();
   if (!blob || !head) throw notFound(`sha256:${sha256} is not in this mirror`);
@@ -30,5 +36,11 @@ export function handleLookup(ctx: MirrorContext, req: IncomingMessage, res: Serv
     digests: e.digests,
     addedIn: e.addedIn,
   }));
-  sendJson(req, res, 200, { sha256, size: blob.size, snapshot: { id: head.id, sequence: head.sequence }, entries }, { 'Cache-Control': 'no-store' });
+  sendJson(
+    req,
+    res,
+    200,
+    { sha256, size: blob.size, snapshot: { id: head.id, sequence: head.sequence }, entries },
+    { 'Cache-Control': 'no-store' },
+  );
 }

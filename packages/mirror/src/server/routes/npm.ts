@@ -39,7 +39,15 @@ const ABBREVIATED_FIELDS = [
   '_hasShrinkwrap',
 ] as const;
 
-const TOP_LEVEL_FROM_LATEST = ['description', 'license', 'homepage', 'repository', 'bugs', 'keywords', 'author'] as const;
+const TOP_LEVEL_FROM_LATEST = [
+  'description',
+  'license',
+  'homepage',
+  'repository',
+  'bugs',
+  'keywords',
+  'author',
+] as const;
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall'] as const;
 
 export type NpmRequest =
@@ -71,22 +79,34 @@ export function parseNpmPath(segments: string[]): NpmRequest | undefined {
   return undefined;
 }
 
-export async function handleNpm(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, request: NpmRequest): Promise<void> {
+export async function handleNpm(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: NpmRequest,
+): Promise<void> {
   if (request.kind === 'tarball') {
-    if (!/^[A-Za-z0-9._~+-]+\.tgz$/.test(request.filename)) throw badRequest('npm tarball file names end in .tgz and contain no special characters');
-    const entry = ctx.files.lookup(`npm\0${request.name}\0${request.filename}`, () => ctx.store.index.findFile('npm', request.name, request.filename));
+    if (!/^[A-Za-z0-9._~+-]+\.tgz$/.test(request.filename))
+      throw badRequest('npm tarball file names end in .tgz and contain no special characters');
+    const entry = ctx.files.lookup(`npm\0${request.name}\0${request.filename}`, () =>
+      ctx.store.index.findFile('npm', request.name, request.filename),
+    );
     if (!entry) throw notFound(`no tarball ${request.filename} for npm package ${request.name} in this mirror`);
     await sendBlob(ctx, req, res, entry);
     return;
   }
-  const abbreviated = request.kind === 'packument' && negotiate(parseAccept(req.headers.accept), NPM_OFFERS) === NPM_ABBREVIATED;
+  const abbreviated =
+    request.kind === 'packument' && negotiate(parseAccept(req.headers.accept), NPM_OFFERS) === NPM_ABBREVIATED;
   const doc = renderPackument(ctx, req, request.name, abbreviated);
   if (!doc) throw notFound(`npm package ${request.name} is not in this mirror`);
   if (request.kind === 'version') {
     const full = JSON.parse(doc.body.toString('utf8')) as Packument;
     const version = full.versions[request.spec] ?? full.versions[full['dist-tags'][request.spec] ?? ''];
     if (!version) throw notFound(`npm package ${request.name} has no version or tag '${request.spec}' in this mirror`);
-    sendBody(req, res, 200, Buffer.from(JSON.stringify(version)), { 'Content-Type': 'application/json', 'Cache-Control': 'public, max-age=60' });
+    sendBody(req, res, 200, Buffer.from(JSON.stringify(version)), {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'public, max-age=60',
+    });
     return;
   }
   const headers = {
@@ -103,7 +123,12 @@ export async function handleNpm(ctx: MirrorContext, req: IncomingMessage, res: S
   sendBody(req, res, 200, doc.body, headers);
 }
 
-function renderPackument(ctx: MirrorContext, req: IncomingMessage, name: string, abbreviated: boolean): { body: Buffer; etag: string } | undefined {
+function renderPackument(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  name: string,
+  abbreviated: boolean,
+): { body: Buffer; etag: string } | undefined {
   const base = ctx.publicUrl(req);
   const sequence = ctx.store.index.headSequence();
   const key = `npm\0${abbreviated ? 'a' : 'f'}\0${base}\0${name}`;
@@ -137,7 +162,9 @@ export interface AbbreviatedPackument {
 /** URL of a tarball on this mirror: scoped names keep the scope in the path, not in the file name. */
 export function npmTarballUrl(base: string, name: string, filename: string): string {
   // Keep `@` literal: registry.npmjs.org writes `/@scope/name/-/name-1.0.0.tgz`.
-  const path = name.startsWith('@') ? `@${name.slice(1).split('/').map(encodeURIComponent).join('/')}` : encodeURIComponent(name);
+  const path = name.startsWith('@')
+    ? `@${name.slice(1).split('/').map(encodeURIComponent).join('/')}`
+    : encodeURIComponent(name);
   return `${base}/${path}/-/${encodeURIComponent(filename)}`;
 }
 
@@ -192,14 +219,23 @@ export function abbreviate(full: Packument): AbbreviatedPackument {
     if (doc['hasInstallScript'] === true) out['hasInstallScript'] = true;
     versions[v] = out;
   }
-  return { name: full.name, modified: full.time['modified'] ?? new Date(0).toISOString(), 'dist-tags': full['dist-tags'], versions };
+  return {
+    name: full.name,
+    modified: full.time['modified'] ?? new Date(0).toISOString(),
+    'dist-tags': full['dist-tags'],
+    versions,
+  };
 }
 
 /**
  * Tags the snapshots recorded (`metadata.distTags`, newest snapshot wins) for versions we have; `latest`
  * otherwise is the highest stable semver (the highest prerelease only when there is no stable one).
  */
-function computeDistTags(entries: MirrorEntry[], versions: Record<string, unknown>, addedIn: Record<string, number>): Record<string, string> {
+function computeDistTags(
+  entries: MirrorEntry[],
+  versions: Record<string, unknown>,
+  addedIn: Record<string, number>,
+): Record<string, string> {
   const claims = new Map<string, { version: string; addedIn: number }>();
   for (const entry of entries) {
     const tags = entry.metadata['distTags'];

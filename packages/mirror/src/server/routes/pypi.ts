@@ -10,7 +10,13 @@ import { badRequest, escapeHtml, etagMatches, negotiate, notFound, parseAccept, 
 // no Accept or only `*/*` (older pip parses only HTML), JSON wins whenever the client names it.
 export const PYPI_JSON = 'application/vnd.pypi.simple.v1+json';
 export const PYPI_HTML = 'application/vnd.pypi.simple.v1+html';
-const OFFERS = ['text/html', PYPI_JSON, 'application/vnd.pypi.simple.latest+json', PYPI_HTML, 'application/vnd.pypi.simple.latest+html'] as const;
+const OFFERS = [
+  'text/html',
+  PYPI_JSON,
+  'application/vnd.pypi.simple.latest+json',
+  PYPI_HTML,
+  'application/vnd.pypi.simple.latest+html',
+] as const;
 /** PEP 700 api-version 1.1 (adds `versions`, per-file `size`). */
 const API_VERSION = '1.1';
 const PROJECT_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$/;
@@ -18,7 +24,10 @@ const METADATA_SUFFIX = '.metadata';
 
 type Representation = 'json' | 'html' | 'v1-html';
 
-export type PypiRequest = { kind: 'index' } | { kind: 'project'; project: string; trailingSlash: boolean } | { kind: 'file'; sha256: string; filename: string };
+export type PypiRequest =
+  | { kind: 'index' }
+  | { kind: 'project'; project: string; trailingSlash: boolean }
+  | { kind: 'file'; sha256: string; filename: string };
 
 /** `/simple/`, `/simple/<project>/` and `/files/<sha256>/<filename>[.metadata]`. */
 export function parsePypiPath(segments: string[], trailingSlash: boolean): PypiRequest | undefined {
@@ -33,7 +42,12 @@ export function parsePypiPath(segments: string[], trailingSlash: boolean): PypiR
   return undefined;
 }
 
-export async function handlePypi(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, request: PypiRequest): Promise<void> {
+export async function handlePypi(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: PypiRequest,
+): Promise<void> {
   if (request.kind === 'file') return sendPypiFile(ctx, req, res, request.sha256, request.filename);
   const representation = chooseRepresentation(req);
   if (request.kind === 'index') {
@@ -59,8 +73,12 @@ export async function handlePypi(ctx: MirrorContext, req: IncomingMessage, res: 
   if (entries.length === 0) throw notFound(`Python project ${normalized} is not in this mirror`);
   const base = ctx.publicUrl(req);
   const doc = cached(ctx, req, `project\0${representation}\0${base}\0${normalized}`, () => {
-    const files = entries.map((e) => projectFile(e, base)).sort((a, b) => (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0));
-    return representation === 'json' ? renderProjectJson(normalized, entries, files) : renderProjectHtml(normalized, files);
+    const files = entries
+      .map((e) => projectFile(e, base))
+      .sort((a, b) => (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0));
+    return representation === 'json'
+      ? renderProjectJson(normalized, entries, files)
+      : renderProjectHtml(normalized, files);
   });
   return sendDocument(req, res, representation, doc);
 }
@@ -70,15 +88,25 @@ function chooseRepresentation(req: IncomingMessage): Representation {
   if (acceptHeader === undefined || acceptHeader.trim() === '') return 'html';
   const chosen = negotiate(parseAccept(acceptHeader), OFFERS);
   if (chosen === undefined) {
-    throw new HttpError(406, 'MIRROR_NOT_ACCEPTABLE', `no acceptable representation; this index serves ${PYPI_JSON}, ${PYPI_HTML} and text/html`, {
-      Vary: 'Accept',
-    });
+    throw new HttpError(
+      406,
+      'MIRROR_NOT_ACCEPTABLE',
+      `no acceptable representation; this index serves ${PYPI_JSON}, ${PYPI_HTML} and text/html`,
+      {
+        Vary: 'Accept',
+      },
+    );
   }
   if (chosen === 'text/html') return 'html';
   return chosen.endsWith('+json') ? 'json' : 'v1-html';
 }
 
-function cached(ctx: MirrorContext, req: IncomingMessage, key: string, render: () => string): { body: Buffer; etag: string } {
+function cached(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  key: string,
+  render: () => string,
+): { body: Buffer; etag: string } {
   const sequence = ctx.store.index.headSequence();
   const fullKey = `pypi\0${ctx.publicUrl(req)}\0${key}`;
   const hit = ctx.cache.get(sequence, fullKey);
@@ -89,9 +117,15 @@ function cached(ctx: MirrorContext, req: IncomingMessage, key: string, render: (
   return doc;
 }
 
-function sendDocument(req: IncomingMessage, res: ServerResponse, representation: Representation, doc: { body: Buffer; etag: string }): void {
+function sendDocument(
+  req: IncomingMessage,
+  res: ServerResponse,
+  representation: Representation,
+  doc: { body: Buffer; etag: string },
+): void {
   const headers = {
-    'Content-Type': representation === 'json' ? PYPI_JSON : representation === 'v1-html' ? PYPI_HTML : 'text/html; charset=utf-8',
+    'Content-Type':
+      representation === 'json' ? PYPI_JSON : representation === 'v1-html' ? PYPI_HTML : 'text/html; charset=utf-8',
     Vary: 'Accept',
     ETag: doc.etag,
     'Cache-Control': 'public, max-age=60',
@@ -131,7 +165,8 @@ function projectFile(e: MirrorEntry, base: string): ProjectFile {
     url: pypiFileUrl(base, e.sha256, e.filename),
     sha256: e.sha256,
     size: e.size,
-    requiresPython: typeof m['requiresPython'] === 'string' && m['requiresPython'] !== '' ? m['requiresPython'] : undefined,
+    requiresPython:
+      typeof m['requiresPython'] === 'string' && m['requiresPython'] !== '' ? m['requiresPython'] : undefined,
     yanked: typeof yanked === 'string' ? (yanked === '' ? true : yanked) : yanked === true,
     coreMetadataSha256: isSha256Hex(coreSha) ? coreSha : undefined,
     uploadTime: typeof m['uploadTime'] === 'string' ? m['uploadTime'] : undefined,
@@ -196,12 +231,22 @@ function htmlPage(title: string, lines: string[]): string {
   ].join('\n');
 }
 
-async function sendPypiFile(ctx: MirrorContext, req: IncomingMessage, res: ServerResponse, sha256: string, filename: string): Promise<void> {
-  const file = ctx.files.lookup(`pypi\0${sha256}\0${filename}`, () => ctx.store.index.findFileBySha256('pypi', sha256, filename));
+async function sendPypiFile(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  sha256: string,
+  filename: string,
+): Promise<void> {
+  const file = ctx.files.lookup(`pypi\0${sha256}\0${filename}`, () =>
+    ctx.store.index.findFileBySha256('pypi', sha256, filename),
+  );
   if (file) return sendBlob(ctx, req, res, file);
   if (filename.endsWith(METADATA_SUFFIX)) {
     const base = filename.slice(0, -METADATA_SUFFIX.length);
-    const owner = ctx.store.index.findEntriesBySha256(sha256).find((e) => e.ecosystem === 'pypi' && e.filename === base);
+    const owner = ctx.store.index
+      .findEntriesBySha256(sha256)
+      .find((e) => e.ecosystem === 'pypi' && e.filename === base);
     const core = owner ? projectFile(owner, '').coreMetadataSha256 : undefined;
     const blob = core ? ctx.store.index.getVisibleBlob(core) : undefined;
     if (blob) return sendBlob(ctx, req, res, blob, { contentType: 'text/plain; charset=utf-8' });
