@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BuildContext, BuildPlan, Builder } from './builders.js';
+import type { BuildContext, BuildPlan, Builder } from './build-plan.js';
 import { DRIVER_COMMON } from './driver-common.js';
 import { RunnerError } from './errors.js';
 import { NESTED_SANDBOX_PROFILE, SANDBOX_NODE_PATH } from './sandbox.js';

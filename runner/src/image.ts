@@ -27,7 +27,7 @@ import {
   SLSA_PROVENANCE_V1,
   type ProvenanceInput,
 } from './provenance.js';
-import type { AttestationSigner } from './run.js';
+import type { AttestationSigner } from './signer.js';
 import type { ImageSpec } from './spec.js';
 
 /**
