@@ -143,6 +143,7 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     a.kind === 'rebuild' && ctx.tools.faketime && ctx.builder.supportsFaketime !== false
       ? [ctx.tools.faketime, '-m', '-f', '+397d']
       : undefined;
+  const refusedBefore = ctx.mirror?.refused().length ?? 0;
   a.result = await runSandboxed({
     tools: {
       bwrap: ctx.tools.bwrap,
@@ -185,6 +186,15 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     a.violations = scanLogForViolations(readTail(a.logPath, 1 << 20));
     a.violationCount = a.violations.length;
   }
+  // Requests the bridge refused (a body, another method) are hermeticity events whatever the monitor saw.
+  const refused = (ctx.mirror?.refused() ?? []).slice(refusedBefore).map((r): NetworkViolation => ({
+    kind: 'mirror-request',
+    syscall: 'bridge',
+    request: `${r.method} ${r.path}`,
+    result: r.reason,
+  }));
+  a.violations = [...refused, ...a.violations];
+  a.violationCount += refused.length;
 }
 
 export function readTail(path: string, max: number): string {

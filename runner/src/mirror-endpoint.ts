@@ -5,9 +5,11 @@ import {
   createServer as createHttpServer,
   request as httpRequest,
   type IncomingHttpHeaders,
+  type IncomingMessage,
   type OutgoingHttpHeaders,
   type RequestOptions,
   type Server,
+  type ServerResponse,
 } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { RunnerError } from './errors.js';
@@ -29,6 +31,8 @@ export interface MirrorEndpoint {
   connections(): number;
   /** Every complete 200 response to a GET the build received through the bridge, with the sha256 of its body. */
   fetched(): readonly MirrorFetch[];
+  /** Requests the bridge refused (a body, another method): hermeticity events, the run fails on any. */
+  refused(): readonly RefusedRequest[];
   /** A GET to the mirror from the runner itself (not recorded), e.g. the blob lookup API. */
   get(path: string): Promise<{ status: number; body: Buffer }>;
   close(): Promise<void>;
@@ -39,6 +43,13 @@ export interface MirrorFetch {
   path: string;
   sha256: string;
   size: number;
+}
+
+/** A request the bridge refused without contacting the mirror. */
+export interface RefusedRequest {
+  method: string;
+  path: string;
+  reason: string;
 }
 
 const MAX_SOCKET_PATH = 107; // sockaddr_un.sun_path (108 bytes with its NUL)
@@ -123,11 +134,16 @@ function probeTcp(host: string, port: number, url: string): Promise<void> {
   });
 }
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
+// Request headers the bridge passes on; everything else (hop-by-hop, Range and conditionals, credentials, bodies'
+// framing) is dropped, so each upstream request is a fresh, bodiless HTTP/1.1 GET/HEAD in the bridge's own framing.
+const FORWARDED_REQUEST_HEADERS = ['host', 'accept', 'user-agent'] as const;
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never relayed back either.
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
+  'proxy-authenticate',
   'proxy-authorization',
   'te',
   'trailer',
@@ -135,17 +151,41 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-function forwardHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+function requestHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const k of FORWARDED_REQUEST_HEADERS) {
+    const v = headers[k];
+    if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+}
+
+function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
   return out;
+}
+
+/** Why the bridge refuses a request without contacting the mirror, or undefined when it may pass. */
+function refusal(req: IncomingMessage): { status: 400 | 405; reason: string } | undefined {
+  const method = req.method ?? '';
+  if (method !== 'GET' && method !== 'HEAD')
+    return { status: 405, reason: `method ${method.slice(0, 20)} (the mirror is read-only: GET and HEAD only)` };
+  if (req.headers['transfer-encoding'] !== undefined)
+    return { status: 400, reason: 'a request body (Transfer-Encoding) on a GET/HEAD' };
+  const length = req.headers['content-length'];
+  if (length !== undefined && length !== '0')
+    return { status: 400, reason: `a request body (Content-Length: ${length.slice(0, 20)}) on a GET/HEAD` };
+  return undefined;
 }
 
 /**
  * The bridge: an HTTP/1.1 reverse proxy on a UNIX socket in the run directory (bound into the sandbox), forwarding
  * to the mirror. Being HTTP-aware rather than a byte pipe lets the runner record exactly which bytes the build
  * received — the sha256 of every complete 200 GET body — which is what provenance's resolvedDependencies must
- * name (not what the caller believes the build used). The mirror is read-only, so only GET and HEAD pass.
+ * name (not what the caller believes the build used). The mirror is read-only, so only bodiless GET and HEAD pass;
+ * each becomes a fresh HTTP/1.1 request with an allow-list of headers (no Range or conditionals, so no partial or
+ * 304 answer can hide a body from the record). Anything else is refused and counted as a hermeticity event.
  */
 async function recordingProxy(
   socketPath: string,
@@ -165,20 +205,30 @@ async function recordingProxy(
       ? { socketPath: upstream.socketPath, agent }
       : { host: upstream.host, port: upstream.port, agent };
   const fetches: MirrorFetch[] = [];
+  const refusals: RefusedRequest[] = [];
   const sockets = new Set<Socket>();
   let count = 0;
   const server: Server = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
-    const method = req.method ?? 'GET';
-    if (method !== 'GET' && method !== 'HEAD') {
-      res
-        .writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' })
-        .end(`the mirror is read-only: ${method.slice(0, 20)} not allowed\n`);
-      req.resume();
+    const path = (req.url ?? '/').slice(0, 4096);
+    const refused = refusal(req);
+    if (refused) {
+      refusals.push({ method: (req.method ?? '').slice(0, 20), path, reason: refused.reason });
+      // Close the connection: whatever body follows must never be parsed as another request.
+      res.writeHead(refused.status, {
+        'Content-Type': 'text/plain',
+        Connection: 'close',
+        ...(refused.status === 405 ? { Allow: 'GET, HEAD' } : {}),
+      });
+      res.end(`airlock bridge: refused ${refused.reason}\n`, () => req.socket.destroy());
       return;
     }
-    const path = req.url ?? '/';
-    const upstreamReq = httpRequest({ ...target(), method, path, headers: forwardHeaders(req.headers) }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardHeaders(upRes.headers));
+    relay(req, res, path);
+  });
+  const relay = (req: IncomingMessage, res: ServerResponse, path: string) => {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const upstreamReq = httpRequest({ ...target(), method, path, headers: requestHeaders(req.headers) }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.headers));
+      // Range and conditionals are stripped, so a body the build gets is a full 200: hash and record it.
       const record = method === 'GET' && upRes.statusCode === 200;
       const hash = record ? createHash('sha256') : undefined;
       let size = 0;
@@ -199,8 +249,9 @@ async function recordingProxy(
           .end(`airlock bridge: mirror unreachable: ${err.message}\n`);
       else res.destroy();
     });
-    req.pipe(upstreamReq);
-  });
+    // No request body is ever sent: the request ends right after its headers.
+    upstreamReq.end();
+  };
   server.on('connection', (s: Socket) => {
     count++;
     sockets.add(s);
@@ -218,6 +269,7 @@ async function recordingProxy(
     described,
     connections: () => count,
     fetched: () => fetches,
+    refused: () => refusals,
     get: (path) =>
       new Promise((resolvePromise, reject) => {
         const r = httpRequest({ ...target(), method: 'GET', path: `${pathPrefix}${path}` }, (res) => {

@@ -53,11 +53,12 @@ export function straceArgs(traceFile: string): string[] {
   ];
 }
 
-export type ViolationKind = 'public-address' | 'host-loopback' | 'dns';
+export type ViolationKind = 'public-address' | 'host-loopback' | 'dns' | 'mirror-request';
 
 export interface NetworkViolation {
   kind: ViolationKind;
-  syscall: 'connect' | 'sendto' | 'log';
+  /** 'bridge': a request the mirror bridge refused (a body, another method); `result` says why. */
+  syscall: 'connect' | 'sendto' | 'log' | 'bridge';
   address?: string;
   port?: number;
   /** errno name, e.g. ENETUNREACH; or the log line in log mode. */
@@ -66,6 +67,8 @@ export interface NetworkViolation {
   pid?: number;
   /** The program that made the attempt (sandbox path), when known. */
   program?: string;
+  /** 'bridge' only: the refused request line (method and path). */
+  request?: string;
 }
 
 export interface TraceAnalysis {
@@ -311,7 +314,9 @@ export function describeViolation(v: NetworkViolation): string {
     'public-address': 'a public address (there is no route out of the sandbox)',
     'host-loopback': "the host's loopback (the sandbox has its own; nothing listens there)",
     dns: 'DNS (name lookups cannot leave the sandbox)',
+    'mirror-request': 'the mirror is read-only: bodiless GET and HEAD only',
   };
+  if (v.syscall === 'bridge') return `mirror bridge refused ${v.request ?? 'a request'}: ${v.result} (${what[v.kind]})`;
   if (v.syscall === 'log') return `log: "${v.result}" (${what[v.kind]})`;
   const who = v.program
     ? `${v.program}${v.pid !== undefined ? ` (pid ${v.pid})` : ''}`

@@ -455,6 +455,39 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     }
   });
 
+  it('fails as a hermeticity violation (exit 11) when the build sends the mirror a request with a body; the body never reaches it', async () => {
+    const server = await startFileServer(files);
+    // A GET whose chunked body carries a second request (request smuggling through the bridge).
+    const script = [
+      "const s = require('node:net').connect(Number(process.env.AIRLOCK_MIRROR_URL.split(':')[2]), '127.0.0.1');",
+      "const inner = 'POST /containers/create HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 0\\r\\n\\r\\n';",
+      "s.write('GET /sha256/" +
+        sha +
+        " HTTP/1.1\\r\\nHost: x\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n' + inner.length.toString(16) + '\\r\\n' + inner + '\\r\\n0\\r\\n\\r\\n');",
+      "s.on('data', (d) => process.stdout.write(d)); s.on('close', () => process.exit(0));",
+    ].join('\n');
+    try {
+      const e = await failure(
+        runBuild(
+          {
+            source: { repo: fx.repo, commit: fx.commit },
+            builder: { type: 'command', argv: ['node', '-e', script] },
+            outputs: ['x'],
+          },
+          opts({ mirrorUrl: server.url }),
+        ),
+      );
+      expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
+      expect(exitCodeFor(e)).toBe(EXIT_CODES.HERMETICITY_VIOLATION);
+      expect(e.message).toMatch(
+        /mirror bridge refused GET \/sha256\/[0-9a-f]{64}: a request body \(Transfer-Encoding\)/,
+      );
+      expect(server.requests).toEqual([]);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('reports an unreachable mirror before building', async () => {
     const e = await failure(runBuild(spec('/x', 'http://127.0.0.1:9'), opts()));
     expect(e.code).toBe('RUNNER_MIRROR_UNAVAILABLE');
