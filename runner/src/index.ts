@@ -32,6 +32,7 @@ export {
   type ProgressEvent,
   type RunPhase,
 } from './run.js';
+export { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
 export { builderFor, CommandBuilder, type Builder, type BuildContext, type BuildPlan } from './builders.js';
 export { BazelBuilder, bazelBuilderProblem } from './bazel-builder.js';
 export { NixBuilder, nixBuilderProblem } from './nix-builder.js';

@@ -35,7 +35,7 @@ export interface ExternalParameters {
   reproducible: boolean;
   env: string[];
   timeoutSeconds: number;
-  mirror?: { url: string };
+  mirror?: { url: string } | { name: string };
 }
 
 export interface SandboxParameters {
@@ -95,7 +95,9 @@ export function externalParameters(spec: BuildSpec, specDigest: string, timeoutS
     reproducible: spec.reproducible ?? false,
     env: [...(spec.env ?? [])],
     timeoutSeconds,
-    ...(spec.mirror ? { mirror: { url: spec.mirror.url } } : {}),
+    ...(spec.mirror
+      ? { mirror: spec.mirror.name !== undefined ? { name: spec.mirror.name } : { url: spec.mirror.url } }
+      : {}),
   };
 }
 

@@ -6,11 +6,13 @@ import { attestOutputs, type ArtifactResult } from './attestation.js';
 import { executeAttempt, failOnBuildError, failOnViolations, prepareAttempt, type RunContext } from './attempt.js';
 import { builderFor } from './builders.js';
 import { removeTree } from './cleanup.js';
+import { selectBuildEnv } from './env-policy.js';
 import { RunnerError } from './errors.js';
 import type { SourceResolver } from './git-source.js';
 import { findHostTools } from './host-tools.js';
 import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
 import { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
+import { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
 import { collectOutputs } from './outputs.js';
 import { validateMirrorDependencies, type MirrorDependency } from './provenance.js';
@@ -24,6 +26,7 @@ import type { ToolchainEntry } from './toolchain.js';
 export { BUILD_LOG_NAME, REBUILD_LOG_NAME, SANDBOX_PATH } from './attempt.js';
 export type { ArtifactResult } from './attestation.js';
 export type { AttestationSigner } from './signer.js';
+export type { MirrorConfig } from './mirror-selection.js';
 
 export type RunPhase =
   'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
@@ -46,8 +49,13 @@ export interface RunOptions {
   builderId: string;
   /** The mirror as a UNIX socket (preferred: no TCP port on the host)… */
   mirrorUnixSocket?: string;
-  /** …or as http://host:port[/path] (the runner bridges it). Default: the spec's mirror.url. */
+  /** …or as http://host:port[/path] (the runner bridges it). */
   mirrorUrl?: string;
+  /**
+   * More operator-approved mirrors (after the mirrorUrl/mirrorUnixSocket one). A spec's `mirror` may only select
+   * one of these (by name or exact URL); without a selection the first approved mirror is used.
+   */
+  mirrors?: MirrorConfig[];
   /** The mirror snapshot the build used (`sha256:<hex>`), recorded in provenance. */
   mirrorSnapshotId?: string;
   /** Mirror blobs the build used, as the caller knows them (purl/uri + digests). */
@@ -55,6 +63,10 @@ export interface RunOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Environment the spec's `env` allow-list reads from (default: process.env). */
   hostEnv?: NodeJS.ProcessEnv;
+  /** Credential-like variable names (…TOKEN…, AWS_…, see env-policy.ts) the spec may pass (`--pass-env`). */
+  passEnv?: string[];
+  /** Values that never reach a build, whatever variable holds them (the runner's identity token). */
+  withheldValues?: string[];
   /** How network attempts are detected (default 'auto': strace when usable, else the log). */
   networkMonitor?: 'auto' | NetworkMonitorMode;
   /** Maps remote source URLs to local repositories. */
@@ -133,6 +145,12 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
   checkOptions(options);
   const builder = builderFor(loaded.spec.builder);
   if (loaded.spec.image) checkImageRequest(loaded.spec.image, loaded.spec.source.commit, options);
+  const chosenMirror = selectMirror(loaded.spec, approvedMirrors(options));
+  const buildEnv = selectBuildEnv(loaded.spec, {
+    hostEnv: options.hostEnv ?? process.env,
+    ...(options.passEnv ? { passEnv: options.passEnv } : {}),
+    ...(options.withheldValues ? { withheldValues: options.withheldValues } : {}),
+  });
   const givenDependencies = validateMirrorDependencies(options.resolvedMirrorDependencies);
   const outDir = prepareOutDir(options.outDir);
   const tools = await findHostTools(options.networkMonitor ?? 'auto', options.faketime);
@@ -143,8 +161,8 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
   let mirror: MirrorEndpoint | undefined;
   try {
     mirror = await openMirrorEndpoint({
-      unixSocket: options.mirrorUnixSocket,
-      url: options.mirrorUrl ?? loaded.spec.mirror?.url,
+      unixSocket: chosenMirror?.unixSocket,
+      url: chosenMirror?.url,
       socketPath: join(runDir, 'mirror.sock'),
     });
     const ctx: RunContext = {
@@ -158,7 +176,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       mirror,
       bridgePort: options.bridgePort ?? DEFAULT_BRIDGE_PORT,
       timeoutSeconds: specTimeoutSeconds(loaded.spec),
-      passEnv: selectEnv(loaded.spec, options.hostEnv ?? process.env),
+      passEnv: buildEnv,
       ...(options.sourceResolver ? { sourceResolver: options.sourceResolver } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };
@@ -261,16 +279,6 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     await mirror?.close();
     if (!options.keepWorkDir) removeTree(runDir);
   }
-}
-
-/** The host variables the spec's `env` allow-list names (unset ones are skipped). */
-function selectEnv(spec: BuildSpec, hostEnv: NodeJS.ProcessEnv): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of spec.env ?? []) {
-    const v = hostEnv[name];
-    if (v !== undefined) env[name] = v;
-  }
-  return env;
 }
 
 function checkOptions(options: RunOptions): void {

@@ -10,7 +10,8 @@ export interface BuildSpec {
   source: SourceSpec;
   builder: BuilderSpec;
   outputs: string[];
-  mirror?: { url: string };
+  /** Selects one of the operator's mirrors (runner/src/mirror-selection.ts): by name or by its exact URL. */
+  mirror?: { name: string; url?: undefined } | { url: string; name?: undefined };
   env?: string[];
   reproducible?: boolean;
   timeoutSeconds?: number;

@@ -72,7 +72,7 @@ describe.runIf(enabled)('Bazel builder: runBuild with the mirror as the only sou
     pin = sha256(archive);
     fx = workspaceRepo('bazel-ws', dir, { GREET_SHA256: pin });
     mirror = await startStandInMirror({ [pin]: archive }, { [pin]: 'greet-2.0.tar.gz' });
-    result = await runBuild(spec(mirror.url, { reproducible: true }), opts());
+    result = await runBuild(spec(mirror.url, { reproducible: true }), opts({ mirrorUrl: mirror.url }));
   }, TIMEOUT);
 
   afterAll(async () => {
@@ -159,7 +159,7 @@ describe.runIf(enabled)('Bazel builder: runBuild with the mirror as the only sou
     async () => {
       const empty = await startStandInMirror({});
       try {
-        const e = await failure(runBuild(spec(empty.url), opts()));
+        const e = await failure(runBuild(spec(empty.url), opts({ mirrorUrl: empty.url })));
         expect(e.code).toBe('RUNNER_BUILD_FAILED');
         expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
         expect(e.message).toContain('build failed: bazel build //:hello //:bundle exited with status 1');
@@ -185,7 +185,7 @@ describe.runIf(enabled)('Bazel builder: runBuild with the mirror as the only sou
       const bad = await startStandInMirror({ [pin]: tampered });
       try {
         // The log monitor is enough here (and spares the traced JVM start): the driver stops before building.
-        const e = await failure(runBuild(spec(bad.url), opts({ networkMonitor: 'log' })));
+        const e = await failure(runBuild(spec(bad.url), opts({ mirrorUrl: bad.url, networkMonitor: 'log' })));
         expect(e.code).toBe('RUNNER_BUILD_FAILED');
         expect(e.message).toContain(
           `REFUSED @greet: the mirror served ${tampered.length} bytes with sha256 ${sha256(tampered)}`,

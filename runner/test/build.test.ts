@@ -432,10 +432,19 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     }
   });
 
-  it("bridges a TCP mirror (the spec's mirror.url) and keeps its path prefix; bodies the mirror does not know as blobs are metadata", async () => {
+  it("bridges the TCP mirror the spec selects among the operator's and keeps its path prefix; bodies the mirror does not know as blobs are metadata", async () => {
     const server = await startFileServer(files);
     try {
-      const r = await runBuild(spec(`/sha256/${sha}`, `${server.url}/base`), opts());
+      // Two approved mirrors; the spec selects the second by its exact URL (prefix included).
+      const r = await runBuild(
+        spec(`/sha256/${sha}`, `${server.url}/base`),
+        opts({
+          mirrors: [
+            { name: 'elsewhere', url: 'http://127.0.0.1:9' },
+            { name: 'lab', url: `${server.url}/base` },
+          ],
+        }),
+      );
       expect(r.artifacts[0]!.sha256).toBe(sha);
       expect(server.requests).toEqual([`/base/sha256/${sha}`, `/base/-/airlock/blobs/${sha}`]);
       expect(r.mirror).toEqual({ dependencies: [], metadataResponses: 1 });
@@ -447,7 +456,7 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
   it('fails the build (not the runner) when the mirror lacks the blob', async () => {
     const server = await startFileServer({});
     try {
-      const e = await failure(runBuild(spec(`/sha256/${sha}`, server.url), opts()));
+      const e = await failure(runBuild(spec(`/sha256/${sha}`), opts({ mirrorUrl: server.url })));
       expect(e.code).toBe('RUNNER_BUILD_FAILED');
       expect(e.message).toMatch(/mirror answered: HTTP\/1\.1 404/);
     } finally {
@@ -488,9 +497,94 @@ describe.runIf(enabled)('runBuild: the mirror is the only endpoint', () => {
     }
   });
 
+  it('refuses (exit 2) a spec whose mirror is a UNIX socket of its choosing, e.g. a Docker socket: nothing reaches it', async () => {
+    // A stand-in for /var/run/docker.sock: an HTTP server on a UNIX socket that would answer anything.
+    const docker = await startFileServer(files, join(dir, 'docker.sock'));
+    try {
+      const e = await failure(runBuild(spec(`/sha256/${sha}`, `unix:${join(dir, 'docker.sock')}`), opts()));
+      expect(e.code).toBe('RUNNER_SPEC_INVALID');
+      expect(exitCodeFor(e)).toBe(EXIT_CODES.SPEC_ERROR);
+      expect(e.message).toMatch(/mirror/);
+      expect(docker.requests).toEqual([]);
+    } finally {
+      await docker.close();
+    }
+  });
+
+  it('refuses (exit 2) a spec naming an http mirror the operator did not approve, with or without an operator mirror', async () => {
+    const approved = await startFileServer(files);
+    const other = await startFileServer(files);
+    try {
+      for (const extra of [{}, { mirrorUrl: approved.url }]) {
+        const e = await failure(runBuild(spec(`/sha256/${sha}`, other.url), opts(extra)));
+        expect(e.code).toBe('RUNNER_SPEC_INVALID');
+        expect(exitCodeFor(e)).toBe(EXIT_CODES.SPEC_ERROR);
+        expect(e.message).toContain(`mirror.url: '${other.url}' is not a mirror the operator approved`);
+      }
+      expect(other.requests).toEqual([]);
+      expect(approved.requests).toEqual([]);
+    } finally {
+      await approved.close();
+      await other.close();
+    }
+  });
+
   it('reports an unreachable mirror before building', async () => {
-    const e = await failure(runBuild(spec('/x', 'http://127.0.0.1:9'), opts()));
+    const e = await failure(runBuild(spec('/x'), opts({ mirrorUrl: 'http://127.0.0.1:9' })));
     expect(e.code).toBe('RUNNER_MIRROR_UNAVAILABLE');
     expect(exitCodeFor(e)).toBe(EXIT_CODES.UNAVAILABLE);
+  });
+});
+
+describe.runIf(enabled)('runBuild: credentials never reach a build through the spec env', () => {
+  let fx: FixtureRepo;
+  const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.runner-identity-token.c2lnbmF0dXJl';
+  beforeAll(() => {
+    fx = makeFixtureRepo('mirror-fetch', join(dir, 'env'));
+  });
+  const envSpec = (env: string[]): BuildSpec => ({
+    source: { repo: fx.repo, commit: fx.commit },
+    builder: { type: 'command', argv: ['sh', '-c', 'env > "$AIRLOCK_OUTPUT_DIR/env.txt"'] },
+    outputs: ['env.txt'],
+    env,
+  });
+  const hostEnv = { SIGSTORE_ID_TOKEN: TOKEN, MY_API_KEY: 'k-123', DEPLOY_TOKEN: TOKEN, BUILD_FLAVOR: 'release' };
+
+  it("refuses (exit 2) a spec naming the runner's own SIGSTORE_ID_TOKEN, even when the operator passes it; the message names the variable, never its value", async () => {
+    for (const passEnv of [[], ['SIGSTORE_ID_TOKEN']]) {
+      const e = await failure(runBuild(envSpec(['BUILD_FLAVOR', 'SIGSTORE_ID_TOKEN']), opts({ hostEnv, passEnv })));
+      expect(e.code).toBe('RUNNER_SPEC_INVALID');
+      expect(exitCodeFor(e)).toBe(EXIT_CODES.SPEC_ERROR);
+      expect(e.message).toContain('SIGSTORE_ID_TOKEN');
+      expect(e.message).not.toContain(TOKEN);
+      expect(JSON.stringify(e.details ?? {})).not.toContain(TOKEN);
+    }
+  });
+
+  it('refuses credential-like names unless the operator passes them (--pass-env), and never a value equal to the identity token', async () => {
+    for (const name of [
+      'MY_API_KEY',
+      'github_token',
+      'DB_PASSWORD',
+      'CLIENT_SECRET',
+      'AWS_REGION',
+      'ACTIONS_RUNTIME_URL',
+    ]) {
+      const e = await failure(runBuild(envSpec([name]), opts({ hostEnv: { ...hostEnv, [name]: 'v' } })));
+      expect(e.code, name).toBe('RUNNER_SPEC_INVALID');
+      expect(e.message).toContain(`'${name}'`);
+      expect(e.message).toContain('--pass-env');
+    }
+    const ok = await runBuild(envSpec(['BUILD_FLAVOR', 'MY_API_KEY']), opts({ hostEnv, passEnv: ['MY_API_KEY'] }));
+    const seen = readFileSync(ok.artifacts[0]!.path, 'utf8');
+    expect(seen).toContain('MY_API_KEY=k-123');
+    expect(seen).toContain('BUILD_FLAVOR=release');
+    expect(seen).not.toContain(TOKEN);
+    const e = await failure(
+      runBuild(envSpec(['DEPLOY_TOKEN']), opts({ hostEnv, passEnv: ['DEPLOY_TOKEN'], withheldValues: [TOKEN] })),
+    );
+    expect(e.code).toBe('RUNNER_SPEC_INVALID');
+    expect(e.message).toContain("'DEPLOY_TOKEN'");
+    expect(e.message).not.toContain(TOKEN);
   });
 });

@@ -81,7 +81,7 @@ describe.runIf(enabled)('Nix builder: runBuild with the mirror as the only sourc
     pin = sha256(archive);
     fx = workspaceRepo('nix-fod', dir, { GREET_SHA256: pin });
     mirror = await startStandInMirror({ [pin]: archive }, { [pin]: 'greet-2.0.tar.gz' });
-    result = await runBuild(spec(mirror.url, { reproducible: true }), opts());
+    result = await runBuild(spec(mirror.url, { reproducible: true }), opts({ mirrorUrl: mirror.url }));
   }, TIMEOUT);
 
   afterAll(async () => {
@@ -171,7 +171,7 @@ describe.runIf(enabled)('Nix builder: runBuild with the mirror as the only sourc
     async () => {
       const empty = await startStandInMirror({});
       try {
-        const e = await failure(runBuild(spec(empty.url), opts()));
+        const e = await failure(runBuild(spec(empty.url), opts({ mirrorUrl: empty.url })));
         expect(e.code).toBe('RUNNER_BUILD_FAILED');
         expect(exitCodeFor(e)).toBe(EXIT_CODES.BUILD_FAILED);
         expect(e.message).toContain('build failed: nix-build default.nix -A greet exited with status 1');
@@ -193,7 +193,7 @@ describe.runIf(enabled)('Nix builder: runBuild with the mirror as the only sourc
       const tampered = Buffer.concat([archive, Buffer.from('appended by a compromised mirror\n')]);
       const bad = await startStandInMirror({ [pin]: tampered });
       try {
-        const e = await failure(runBuild(spec(bad.url), opts()));
+        const e = await failure(runBuild(spec(bad.url), opts({ mirrorUrl: bad.url })));
         expect(e.code).toBe('RUNNER_BUILD_FAILED');
         expect(e.message).toContain(`REFUSED greet-2.0.tar.gz`);
         expect(e.message).toContain(`served ${tampered.length} bytes with sha256 ${sha256(tampered)}`);

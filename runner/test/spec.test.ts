@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { builderFor } from '../src/builders.js';
 import { EXIT_CODES, exitCodeFor, RunnerError } from '../src/errors.js';
+import { approvedMirrors, selectMirror } from '../src/mirror-selection.js';
 import { runBuild } from '../src/run.js';
 import { loadSpec, loadSpecFile, type BuildSpec } from '../src/spec.js';
 import { rmrf, tempDir } from './helpers.js';
@@ -119,6 +120,12 @@ describe('build spec validation (schemas/build-spec.v1.schema.json)', () => {
       [{ ...good, reproducible: 'yes' }, /reproducible: must be boolean/],
       [{ ...good, env: ['BAD-NAME'] }, /env\[0\]: must be an environment variable name/],
       [{ ...good, mirror: { url: 'ftp://mirror' } }, /mirror\.url: must match pattern/],
+      [{ ...good, mirror: { url: 'unix:/var/run/docker.sock' } }, /mirror\.url: must match pattern/],
+      [{ ...good, mirror: { url: 'https://user@mirror.internal' } }, /mirror\.url: must match pattern/],
+      [
+        { ...good, mirror: { name: 'lab', url: 'http://127.0.0.1:8080' } },
+        /mirror: must NOT have more than 1 properties/,
+      ],
       [{ ...good, image: { type: 'oci', repository: 'Bad Repo' } }, /image\.repository: must match pattern/],
       [{ ...good, image: { type: 'docker', repository: 'r.internal/app' } }, /image\.type: must be equal to constant/],
       [{ ...good, surprise: 1 }, /surprise: unknown field/],
@@ -190,5 +197,53 @@ describe('exit codes', () => {
     expect(new Set(Object.values(EXIT_CODES)).size).toBe(Object.keys(EXIT_CODES).length);
     expect(exitCodeFor(new Error('boom'))).toBe(EXIT_CODES.INTERNAL);
     expect(exitCodeFor({ code: 'toString' })).toBe(EXIT_CODES.INTERNAL);
+  });
+});
+
+describe('mirror selection: the operator approves mirrors, a spec only picks one', () => {
+  const approved = approvedMirrors({
+    mirrorUnixSocket: '/run/airlock/mirror.sock',
+    mirrors: [
+      { name: 'lab', url: 'http://10.0.0.5:4873/base' },
+      { name: 'dmz', url: 'http://127.0.0.1:8080' },
+    ],
+  });
+  const pick = (mirror?: BuildSpec['mirror']) =>
+    selectMirror({ ...good, ...(mirror ? { mirror } : { mirror: undefined }) }, approved);
+
+  it('selects by name or by exact URL (a trailing slash aside), defaulting to the first approved mirror', () => {
+    expect(pick()).toEqual({ unixSocket: '/run/airlock/mirror.sock' });
+    expect(pick({ name: 'dmz' })).toEqual({ name: 'dmz', url: 'http://127.0.0.1:8080' });
+    expect(pick({ url: 'http://127.0.0.1:8080/' })).toEqual({ name: 'dmz', url: 'http://127.0.0.1:8080' });
+    expect(pick({ url: 'http://10.0.0.5:4873/base' })?.name).toBe('lab');
+  });
+
+  it('refuses an unknown name, another URL or a path of the approved host (exit 2), naming what is approved', () => {
+    for (const m of [{ name: 'docker' }, { url: 'http://10.0.0.5:4873' }, { url: 'http://127.0.0.1:2375' }] as const) {
+      let err: unknown;
+      try {
+        pick(m);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(m)).toBeInstanceOf(RunnerError);
+      expect(exitCodeFor(err)).toBe(EXIT_CODES.SPEC_ERROR);
+      expect((err as Error).message).toMatch(/is not a mirror the operator approved \(approved: .*lab, dmz\)/);
+    }
+    expect(() => selectMirror({ ...good, mirror: { name: 'lab' } }, [])).toThrow(
+      /none was given: airlock run --mirror/,
+    );
+  });
+
+  it('refuses duplicate or malformed operator mirror names', () => {
+    expect(() =>
+      approvedMirrors({
+        mirrors: [
+          { name: 'a', url: 'http://x' },
+          { name: 'a', url: 'http://y' },
+        ],
+      }),
+    ).toThrow(/given twice/);
+    expect(() => approvedMirrors({ mirrors: [{ name: 'a b', url: 'http://x' }] })).toThrow(/not a valid name/);
   });
 });

@@ -18,7 +18,9 @@ import {
   exitCodeFor,
   runBuild,
   type ImageResult,
+  type MirrorConfig,
   type RegistryOptions,
+  type RunOptions,
   type RunResult,
 } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
@@ -30,8 +32,9 @@ interface RunFlags extends SigningFlags, OutputOptions {
   spec: string;
   out: string;
   builderId?: string;
-  mirror?: string;
-  mirrorSocket?: string;
+  mirror: string[];
+  mirrorSocket: string[];
+  passEnv: string[];
   sign: boolean;
   verify: boolean;
   workRoot?: string;
@@ -72,8 +75,24 @@ export function registerRunCommand(program: Command): void {
       `SPIFFE ID the embedded issuer mints for (default spiffe://<trust domain>/${RUNNER_SUBJECT})`,
     )
     .option('--builder-id <uri>', 'SLSA runDetails.builder.id (default: the runner SPIFFE ID)')
-    .option('--mirror <url>', "the mirror (http://host:port[/path] or unix:/path); overrides the spec's mirror.url")
-    .option('--mirror-socket <path>', 'the mirror as a UNIX socket (no TCP port needed on the host)')
+    .option(
+      '--mirror <[name=]url>',
+      "an approved mirror (http://host:port[/path]); repeatable; a spec's `mirror` may only select one of these (by name or exact URL), else the first is used",
+      collect,
+      [],
+    )
+    .option(
+      '--mirror-socket <[name=]path>',
+      'an approved mirror as a UNIX socket (no TCP port needed on the host); repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--pass-env <name>',
+      "let the spec's env pass this credential-like variable (…TOKEN…, …SECRET…, …PASSWORD…, …KEY…, AWS_*, SIGSTORE_*, ACTIONS_*); repeatable; SIGSTORE_ID_TOKEN never passes",
+      collect,
+      [],
+    )
     .option('--no-sign', 'write unsigned provenance and SBOM statements only')
     .option('--no-verify', 'skip verifying the written bundles against the trusted root')
     .option('--work-root <dir>', 'where the scratch directory is made (default: the OS temp dir)')
@@ -146,6 +165,56 @@ export interface RunImageSummary {
   verified: boolean;
 }
 
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `[name=]value`: a name is letters, digits, `.`, `_`, `-` before the first `=` (a URL's scheme has a `:`). */
+function splitNamed(value: string): { name?: string; value: string } {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$/.exec(value);
+  return m ? { name: m[1]!, value: m[2]! } : { value };
+}
+
+/**
+ * The operator's mirrors. One unnamed --mirror-socket with one unnamed --mirror is a single mirror (the socket,
+ * with the URL's path prefix), as before; otherwise each flag is a mirror of its own, sockets first.
+ */
+function mirrorOptions(flags: RunFlags): Pick<RunOptions, 'mirrorUrl' | 'mirrorUnixSocket' | 'mirrors'> {
+  const urls = flags.mirror.map(splitNamed);
+  const sockets = flags.mirrorSocket.map(splitNamed);
+  for (const u of urls)
+    if (!/^(http:\/\/|unix:\/)/.test(u.value))
+      throw new UsageError(`--mirror ${u.value}: expected http://host:port[/path] (or unix:/path)`);
+  const single = urls.length <= 1 && sockets.length <= 1 && [...urls, ...sockets].every((m) => m.name === undefined);
+  if (single)
+    return {
+      ...(urls[0] ? { mirrorUrl: urls[0].value } : {}),
+      ...(sockets[0] ? { mirrorUnixSocket: sockets[0].value } : {}),
+    };
+  const mirrors: MirrorConfig[] = [
+    ...sockets.map((m) => ({ ...(m.name ? { name: m.name } : {}), unixSocket: m.value })),
+    ...urls.map((m) =>
+      m.value.startsWith('unix:')
+        ? { ...(m.name ? { name: m.name } : {}), unixSocket: m.value.slice('unix:'.length) }
+        : { ...(m.name ? { name: m.name } : {}), url: m.value },
+    ),
+  ];
+  return { mirrors };
+}
+
+/** The runner's own identity token, wherever it came from: never visible to a build under any name. */
+function identityTokenValues(flags: RunFlags): string[] {
+  const values = [flags.identityToken, process.env.SIGSTORE_ID_TOKEN];
+  if (flags.identityTokenFile !== undefined) {
+    try {
+      values.push(readFileSync(flags.identityTokenFile, 'utf8').trim());
+    } catch {
+      // resolveSigningContext reports an unreadable file when signing needs it
+    }
+  }
+  return values.filter((v): v is string => typeof v === 'string' && v.trim() !== '').map((v) => v.trim());
+}
+
 function registryOptions(flags: RunFlags): RegistryOptions {
   if (flags.registryUsername !== undefined && flags.registryPasswordFile === undefined)
     throw new UsageError('--registry-username needs --registry-password-file');
@@ -185,8 +254,9 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     outDir: flags.out,
     builderId,
     ...(signer ? { signer } : {}),
-    ...(flags.mirror ? { mirrorUrl: flags.mirror } : {}),
-    ...(flags.mirrorSocket ? { mirrorUnixSocket: flags.mirrorSocket } : {}),
+    ...mirrorOptions(flags),
+    passEnv: flags.passEnv,
+    withheldValues: identityTokenValues(flags),
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),
     ...(flags.keepWorkDir ? { keepWorkDir: true } : {}),
     registry,
