@@ -42,9 +42,14 @@ export interface RegistryOptions {
   plainHttp?: boolean;
   /** PEM CA certificate(s) trusted for the registry's TLS certificate, instead of the system store. */
   caCertPem?: string;
-  /** HTTP Basic credentials (both or neither). */
+  /** HTTP Basic credentials (both or neither), only ever sent to `hosts`. */
   username?: string;
   password?: string;
+  /**
+   * The registries (`host[:port]`) the operator configured (`airlock run --registry`). When given, the spec's
+   * `image.repository` must name one of them; credentials need them and are sent to no other host.
+   */
+  hosts?: string[];
   /** Idle timeout per request; default 60 s. */
   timeoutMs?: number;
 }
@@ -124,6 +129,21 @@ interface ImageTarget {
   url: string;
 }
 
+/** Registry hosts compare as `host[:port]`, case-insensitively; no port is not the same as any port. */
+function sameRegistryHost(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/** The credentials for `registry` (`host[:port]`): only when it is one of the operator's hosts. */
+export function registryCredentialsFor(
+  registry: string,
+  options: Pick<RegistryOptions, 'username' | 'password' | 'hosts'>,
+): { username: string; password: string } | undefined {
+  if (options.username === undefined || options.password === undefined) return undefined;
+  if (!(options.hosts ?? []).some((h) => sameRegistryHost(h, registry))) return undefined;
+  return { username: options.username, password: options.password };
+}
+
 /**
  * What can be checked before the build: the repository names a registry, the options are coherent and a signer
  * can also sign the cosign payload. Throws RUNNER_SPEC_INVALID / RUNNER_SIGNING_FAILED.
@@ -154,6 +174,18 @@ export function checkImageRequest(
   const r = options.registry ?? {};
   if ((r.username === undefined) !== (r.password === undefined)) {
     throw new RunnerError('RUNNER_SPEC_INVALID', 'registry credentials need both a username and a password');
+  }
+  if (r.username !== undefined && !r.hosts?.length) {
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      'registry credentials need the registry host(s) they are for (airlock run --registry HOST[:PORT]); they are never sent wherever a spec points',
+    );
+  }
+  if (r.hosts?.length && !r.hosts.some((h) => sameRegistryHost(h, parsed.registry!))) {
+    throw new RunnerError(
+      'RUNNER_SPEC_INVALID',
+      `image.repository: registry '${parsed.registry}' is not one of the registries the operator configured (${r.hosts.join(', ')})`,
+    );
   }
   if (r.plainHttp && r.caCertPem !== undefined)
     throw new RunnerError('RUNNER_SPEC_INVALID', 'a registry CA certificate makes no sense with plain HTTP');
@@ -410,12 +442,11 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
   const bom = buildSbom(subject, provenance);
   const sbomSt: Statement = sbomStatement(subject, bom);
 
+  const credentials = registryCredentialsFor(target.registry, input.registry ?? {});
   const client = new RegistryClient({
     url: target.url,
     ...(input.registry?.caCertPem !== undefined ? { ca: input.registry.caCertPem } : {}),
-    ...(input.registry?.username !== undefined
-      ? { auth: { username: input.registry.username, password: input.registry.password ?? '' } }
-      : {}),
+    ...(credentials ? { auth: credentials } : {}),
     ...(input.registry?.timeoutMs !== undefined ? { timeoutMs: input.registry.timeoutMs } : {}),
     userAgent: 'airlock-runner',
   });

@@ -93,6 +93,7 @@ export type { ToolchainEntry } from './toolchain.js';
 export {
   checkImageRequest,
   cosignMaterialFromBundle,
+  registryCredentialsFor,
   publishImage,
   selectImageFiles,
   DEFAULT_IMAGE_PATH,

@@ -6,6 +6,7 @@
  * wrong credentials, a signer that cannot sign blobs, bad image settings) with their codes and exit codes.
  */
 import { createHash, generateKeyPairSync, verify as cryptoVerify } from 'node:crypto';
+import { createServer } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -31,7 +32,13 @@ import {
 import { CYCLONEDX_PREDICATE_TYPE } from '@airlock/sbom';
 import { AirlockSigner, KeySigner } from '@airlock/sign';
 import { EXIT_CODES, exitCodeFor } from '../src/errors.js';
-import { cosignMaterialFromBundle, IMAGE_FILES, selectImageFiles } from '../src/image.js';
+import {
+  checkImageRequest,
+  cosignMaterialFromBundle,
+  IMAGE_FILES,
+  registryCredentialsFor,
+  selectImageFiles,
+} from '../src/image.js';
 import { SLSA_PROVENANCE_V1 } from '../src/provenance.js';
 import { runBuild, type AttestationSigner, type RunOptions, type RunResult } from '../src/run.js';
 import { loadSpec, type BuildSpec } from '../src/spec.js';
@@ -193,6 +200,43 @@ describe('image settings (no tools needed)', () => {
     expect(halfCreds.code).toBe('RUNNER_SPEC_INVALID');
     // Nothing ran: the output directory was never created.
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('binds registry credentials to the operator-configured hosts: another host gets none, and is refused (exit 2)', () => {
+    const registry = { username: 'ci', password: 'pw-123', hosts: ['registry.internal:5000', 'LOCALHOST:5001'] };
+    expect(registryCredentialsFor('registry.internal:5000', registry)).toEqual({ username: 'ci', password: 'pw-123' });
+    expect(registryCredentialsFor('localhost:5001', registry)).toEqual({ username: 'ci', password: 'pw-123' });
+    for (const host of [
+      'registry.internal',
+      'registry.internal:5001',
+      'evil.example:5000',
+      'registry.internal.evil:5000',
+    ])
+      expect(registryCredentialsFor(host, registry), host).toBeUndefined();
+    expect(registryCredentialsFor('registry.internal:5000', { hosts: ['registry.internal:5000'] })).toBeUndefined();
+    const img = (repository: string) => ({ type: 'oci' as const, repository });
+    const commit = 'a'.repeat(40);
+    expect(checkImageRequest(img('registry.internal:5000/team/app'), commit, { registry }).registry).toBe(
+      'registry.internal:5000',
+    );
+    for (const repository of ['evil.example:5000/team/app', 'registry.internal/team/app']) {
+      let err: unknown;
+      try {
+        checkImageRequest(img(repository), commit, { registry });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { code?: string }).code, repository).toBe('RUNNER_SPEC_INVALID');
+      expect(exitCodeFor(err)).toBe(EXIT_CODES.SPEC_ERROR);
+      expect((err as Error).message).toContain('is not one of the registries the operator configured');
+      expect((err as Error).message).not.toContain('pw-123');
+    }
+    // Credentials with no host to bind them to are refused rather than sent wherever the spec points.
+    expect(() =>
+      checkImageRequest(img('registry.internal:5000/team/app'), commit, {
+        registry: { username: 'ci', password: 'pw' },
+      }),
+    ).toThrow(/registry credentials need the registry host/);
   });
 
   it('derives cosign annotations from a Sigstore bundle (certificate PEM, Rekor bundle with hex logID)', () => {
@@ -470,7 +514,9 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
   it('pushes to a registry with Basic auth, and refuses wrong credentials with RUNNER_IMAGE_PUSH_FAILED (exit 15)', async () => {
     const ok = await runBuild(
       spec(authRegistry.host),
-      opts({ registry: { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD } }),
+      opts({
+        registry: { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD, hosts: [authRegistry.host] },
+      }),
     );
     expect(ok.image!.signed).toBe(false);
     expect(ok.image!.referrers).toEqual([]);
@@ -480,7 +526,10 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
     });
     expect(await authed.manifestDigest('airlock/hello', ok.image!.tags[0]!)).toBe(ok.image!.digest);
 
-    const o = opts({ signer, registry: { plainHttp: true, username: HTPASSWD_USER, password: 'wrong' } });
+    const o = opts({
+      signer,
+      registry: { plainHttp: true, username: HTPASSWD_USER, password: 'wrong', hosts: [authRegistry.host] },
+    });
     const before = blobCalls.length;
     const err = await failure(runBuild(spec(authRegistry.host), o));
     expect(err.code).toBe('RUNNER_IMAGE_PUSH_FAILED');
@@ -490,6 +539,32 @@ describe.runIf(enabled)('runBuild with an OCI image output, pushed to docker-reg
     // refused before anything was signed for the image, and nothing reported
     expect(blobCalls.length).toBe(before);
     expect(existsSync(join(o.outDir, IMAGE_FILES.metadata))).toBe(false);
+  }, 120_000);
+
+  it("never sends the operator's registry credentials to a host the spec names", async () => {
+    // Another "registry" the spec points at, recording any Authorization header it is sent.
+    const seen: string[] = [];
+    const other = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization ?? '-'}`);
+      res.writeHead(200, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' });
+      res.end('{}');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const port = (other.address() as { port: number }).port;
+    try {
+      for (const registryOptions of [
+        { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD },
+        { plainHttp: true, username: HTPASSWD_USER, password: HTPASSWD_PASSWORD, hosts: [authRegistry.host] },
+      ]) {
+        const err = await failure(runBuild(spec(`127.0.0.1:${port}`), opts({ registry: registryOptions })));
+        expect(err.code).toBe('RUNNER_SPEC_INVALID');
+        expect(exitCodeFor(err)).toBe(EXIT_CODES.SPEC_ERROR);
+        expect(err.message).not.toContain(HTPASSWD_PASSWORD);
+      }
+      expect(seen.filter((l) => !l.endsWith(' -'))).toEqual([]);
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
   }, 120_000);
 
   it('fails with RUNNER_REGISTRY_UNAVAILABLE (exit 3) when the registry is down, writing no image files', async () => {

@@ -16,6 +16,7 @@ import {
   RunnerError,
   cosignMaterialFromBundle,
   exitCodeFor,
+  registryCredentialsFor,
   runBuild,
   type ImageResult,
   type MirrorConfig,
@@ -41,6 +42,7 @@ interface RunFlags extends SigningFlags, OutputOptions {
   keepWorkDir?: boolean;
   registryPlainHttp?: boolean;
   registryCa?: string;
+  registry: string[];
   registryUsername?: string;
   registryPasswordFile?: string;
 }
@@ -97,12 +99,21 @@ export function registerRunCommand(program: Command): void {
     .option('--no-verify', 'skip verifying the written bundles against the trusted root')
     .option('--work-root <dir>', 'where the scratch directory is made (default: the OS temp dir)')
     .option('--keep-work-dir', 'keep the scratch directory (debugging)')
+    .option(
+      '--registry <host[:port]>',
+      "a registry the spec's image may be pushed to; repeatable; when given, image.repository must name one of them, and --registry-username credentials go to these only",
+      collect,
+      [],
+    )
     .option('--registry-plain-http', "push the spec's OCI image over plain HTTP (loopback or lab registries)")
     .option(
       '--registry-ca <pem>',
       'PEM file of the CA certificate(s) trusted for the registry (instead of the system store)',
     )
-    .option('--registry-username <user>', 'registry user for HTTP Basic auth (with --registry-password-file)')
+    .option(
+      '--registry-username <user>',
+      'registry user for HTTP Basic auth (with --registry-password-file and --registry)',
+    )
     .option('--registry-password-file <file>', 'file holding the registry password')
     .option('--json', 'machine-readable result on stdout')
     .option('-q, --quiet', 'no progress output')
@@ -220,6 +231,13 @@ function registryOptions(flags: RunFlags): RegistryOptions {
     throw new UsageError('--registry-username needs --registry-password-file');
   if (flags.registryPasswordFile !== undefined && flags.registryUsername === undefined)
     throw new UsageError('--registry-password-file needs --registry-username');
+  if (flags.registryUsername !== undefined && flags.registry.length === 0)
+    throw new UsageError(
+      '--registry-username needs --registry HOST[:PORT]: credentials go to the registries named there only',
+    );
+  for (const h of flags.registry)
+    if (!/^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$/.test(h))
+      throw new UsageError(`--registry ${h}: expected HOST[:PORT]`);
   const read = (path: string, what: string): string => {
     try {
       return readFileSync(path, 'utf8');
@@ -228,6 +246,7 @@ function registryOptions(flags: RunFlags): RegistryOptions {
     }
   };
   return {
+    ...(flags.registry.length > 0 ? { hosts: flags.registry } : {}),
     ...(flags.registryPlainHttp ? { plainHttp: true } : {}),
     ...(flags.registryCa !== undefined ? { caCertPem: read(flags.registryCa, 'registry CA certificate') } : {}),
     ...(flags.registryUsername !== undefined
@@ -419,12 +438,11 @@ async function verifyImage(
   policy: { issuer: string; subject: string },
 ): Promise<number> {
   const verifier = new BundleVerifier(readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root'));
+  const credentials = registryCredentialsFor(image.registry, registry);
   const client = new RegistryClient({
     url: image.registryUrl,
     ...(registry.caCertPem !== undefined ? { ca: registry.caCertPem } : {}),
-    ...(registry.username !== undefined
-      ? { auth: { username: registry.username, password: registry.password ?? '' } }
-      : {}),
+    ...(credentials ? { auth: credentials } : {}),
   });
   const repo = parseImageReference(image.reference).repository;
   const fail = (what: string, cause?: unknown): never => {
