@@ -8,11 +8,16 @@
  * Each yields artifacts, two bundles that verify with stock @sigstore/verify against the trusted root and the
  * runner's identity, and log entries; provenance subjects equal the artifacts' sha256, and every mirror blob in
  * resolvedDependencies exists in the snapshot named (checked against the signed transfer manifest itself).
- * Negative: a branch-only spec (exit 2) and a build that reaches for the network (exit 11).
+ *   - `pip install --require-hashes` of two projects from the mirror's PEP 503/691 index through the bridge
+ *     (relative file links), and `npm install` of a package by name (packument `dist.tarball` built from the
+ *     request's own Host, so it points back through the bridge),
+ *   - a `Range: bytes=0-` fetch, which the bridge strips so the blob is still recorded in provenance.
+ * Negative: a branch-only spec (exit 2), a build that reaches for the network (exit 11), and specs that try to
+ * choose a mirror, a credential or a registry the operator did not allow (exit 2).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
@@ -27,12 +32,16 @@ import {
   type RunningMirror,
 } from './helpers/upstream-e2e.js';
 import {
+  buildPythonFixtures,
   loadNpmFixtureSet,
+  missingTool,
   packNpmFixtures,
+  requirementsTxt,
   sha256Hex,
   startFixtureUpstream,
   writeFixtureProject,
   type FixtureUpstream,
+  type PyDist,
 } from './helpers/upstream.js';
 import { toolsAvailable, which } from './helpers/netns.js';
 
@@ -44,6 +53,7 @@ const enabled = toolsAvailable('runner e2e (bwrap sandbox, strace monitor, git, 
   which('strace') ? undefined : 'strace is not installed',
   which('git') ? undefined : 'git is not installed',
   which('npm') ? undefined : 'npm is not installed',
+  missingTool('python3', ['-m', 'pip', '--version'], 'python3 -m pip'),
 ]);
 
 let root: string;
@@ -53,6 +63,7 @@ let mirror: RunningMirror | undefined;
 let manifest: { snapshot: { id: string }; entries: { ecosystem: string; name: string; digests: { sha256: string } }[] };
 let repo: string;
 let commit: string;
+let dists: PyDist[] = [];
 
 interface RunJson {
   ok: boolean;
@@ -122,7 +133,13 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
     plane = await startPlane(join(root, 'plane'));
     const fixtureSet = loadNpmFixtureSet();
     const packed = await packNpmFixtures(root, fixtureSet.packages);
-    upstream = await startFixtureUpstream({ npm: packed, files: { 'tool-1.0.tar.gz': GENERIC } });
+    dists = await buildPythonFixtures(root);
+    upstream = await startFixtureUpstream({
+      npm: packed,
+      pypi: dists,
+      htmlOnlyProjects: ['airlock-fx-words'],
+      files: { 'tool-1.0.tar.gz': GENERIC },
+    });
 
     // The project repository: an npm app with a build script, and a command build over the generic file.
     repo = join(root, 'repo');
@@ -161,6 +178,22 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
         '',
       ].join('\n'),
     );
+    mkdirSync(join(repo, 'py'), { recursive: true });
+    writeFileSync(join(repo, 'py', 'requirements.txt'), requirementsTxt(dists));
+    writeFileSync(
+      join(repo, 'fetch-range.js'),
+      [
+        "'use strict';",
+        "const { get } = require('node:http');",
+        'const [hex] = process.argv.slice(2);',
+        "get(process.env.AIRLOCK_MIRROR_URL + '/blobs/sha256/' + hex, { headers: { Range: 'bytes=0-' } }, (res) => {",
+        "  const out = require('node:fs').createWriteStream(process.env.AIRLOCK_OUTPUT_DIR + '/tool.tar.gz');",
+        '  res.pipe(out);',
+        "  out.on('close', () => process.exit(res.statusCode === 200 || res.statusCode === 206 ? 0 : 1));",
+        "}).on('error', (e) => { console.error(e.message); process.exit(1); });",
+        '',
+      ].join('\n'),
+    );
     writeFileSync(
       join(repo, 'reach-out.js'),
       "require('node:net').connect(443, '1.1.1.1').on('error', () => process.exit(0)).on('connect', () => process.exit(0));\n",
@@ -179,6 +212,10 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
       'sync',
       '--npm-lock',
       join(repo, 'app', 'package-lock.json'),
+      '--requirements',
+      join(repo, 'py', 'requirements.txt'),
+      '--pypi-index',
+      upstream.pypiIndex,
       '--list',
       join(root, 'list.json'),
       '--out',
@@ -321,6 +358,96 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
     expect(purls.length).toBe(npmEntries.length);
     expect(purls.some((p) => p.startsWith('pkg:npm/%40fx-alpha/'))).toBe(true);
   }, 300_000);
+
+  it('pip install --require-hashes inside airlock run resolves and installs from the mirror through the bridge', async () => {
+    const spec = writeSpec('pip', {
+      source: { repo, commit },
+      builder: {
+        type: 'command',
+        argv: [
+          'sh',
+          '-c',
+          [
+            'python3 -m pip install --index-url "$AIRLOCK_MIRROR_URL/simple" --require-hashes -r py/requirements.txt',
+            '--target /tmp/site --no-cache-dir --isolated --disable-pip-version-check --no-input --retries 0 --timeout 20',
+            '&& PYTHONPATH=/tmp/site PYTHONDONTWRITEBYTECODE=1 python3 -c "import airlock_fx_greeting as g; print(g.__version__, g.greet())" > "$AIRLOCK_OUTPUT_DIR/greet.txt"',
+          ].join(' '),
+        ],
+      },
+      outputs: ['greet.txt'],
+    });
+    const r = await runCliJson(runArgs(spec, join(root, 'out-pip')));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const result = r.json as unknown as RunJson;
+    expect(readFileSync(result.artifacts[0]!.path, 'utf8').trim()).toBe('2.1.0 hello from the air gap');
+    // Both wheels came through the bridge and are named in provenance.
+    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as {
+      predicate: { buildDefinition: { resolvedDependencies: { uri?: string; digest: { sha256?: string } }[] } };
+    };
+    const got = new Set(st.predicate.buildDefinition.resolvedDependencies.map((d) => d.digest.sha256));
+    for (const d of dists.filter((x) => x.kind === 'wheel')) expect(got.has(d.sha256), d.filename).toBe(true);
+    await checkSigned(result);
+  }, 300_000);
+
+  it('npm install of a package by name inside airlock run fetches the tarballs the packument names, through the bridge', async () => {
+    const spec = writeSpec('npm-install', {
+      source: { repo, commit },
+      builder: {
+        type: 'command',
+        argv: [
+          'sh',
+          '-c',
+          'mkdir /tmp/p && cd /tmp/p && echo "{}" > package.json && npm install --no-package-lock --registry="$AIRLOCK_MIRROR_URL/" --cache /tmp/npm-cache --fetch-retries=0 --no-audit --no-fund --no-update-notifier --loglevel=warn fx-chain-1 && node -p "require(\'fx-chain-1/package.json\').version" > "$AIRLOCK_OUTPUT_DIR/chain.txt"',
+        ],
+      },
+      outputs: ['chain.txt'],
+    });
+    const r = await runCliJson(runArgs(spec, join(root, 'out-npm-install')));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const result = r.json as unknown as RunJson;
+    expect(readFileSync(result.artifacts[0]!.path, 'utf8').trim()).toBe('1.0.0');
+    // fx-chain-1 … fx-chain-6 and @fx-beta/empty: every tarball recorded.
+    expect(result.mirror!.dependencies).toBe(7);
+  }, 300_000);
+
+  it('records a blob fetched with `Range: bytes=0-` (the bridge strips the range; the build gets the whole blob)', async () => {
+    const spec = writeSpec('range', {
+      source: { repo, commit },
+      builder: { type: 'command', argv: ['node', 'fetch-range.js', GENERIC_SHA] },
+      outputs: ['tool.tar.gz'],
+    });
+    const r = await runCliJson(runArgs(spec, join(root, 'out-range')));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const result = r.json as unknown as RunJson;
+    expect(result.artifacts[0]!.sha256).toBe(GENERIC_SHA);
+    expect(result.mirror).toMatchObject({ dependencies: 1 });
+    const st = JSON.parse(readFileSync(result.artifacts[0]!.provenance.statement, 'utf8')) as {
+      predicate: { buildDefinition: { resolvedDependencies: { digest: { sha256?: string } }[] } };
+    };
+    expect(st.predicate.buildDefinition.resolvedDependencies.map((d) => d.digest.sha256)).toContain(GENERIC_SHA);
+  }, 120_000);
+
+  it('refuses (exit 2, JSON error) a spec choosing its own mirror, the runner token, or an unconfigured registry', async () => {
+    const base = { source: { repo, commit }, builder: { type: 'command', argv: ['true'] }, outputs: ['x'] };
+    const cases: [string, Record<string, unknown>, string[], RegExp][] = [
+      ['docker-sock', { ...base, mirror: { url: 'unix:/var/run/docker.sock' } }, [], /mirror\.url/],
+      ['other-mirror', { ...base, mirror: { url: 'http://127.0.0.1:2375' } }, [], /not a mirror the operator approved/],
+      ['token', { ...base, env: ['SIGSTORE_ID_TOKEN'] }, [], /SIGSTORE_ID_TOKEN/],
+      ['api-key', { ...base, env: ['NPM_TOKEN'] }, [], /--pass-env NPM_TOKEN/],
+      [
+        'registry',
+        { ...base, image: { type: 'oci', repository: '127.0.0.1:5999/team/app' } },
+        ['--registry', '127.0.0.1:5000', '--registry-plain-http'],
+        /not one of the registries the operator configured/,
+      ],
+    ];
+    for (const [name, spec, extra, re] of cases) {
+      const r = await runCliJson([...runArgs(writeSpec(name, spec), join(root, `out-${name}`)), ...extra]);
+      expect(r.code, `${name}: ${r.stdout}${r.stderr}`).toBe(2);
+      expect(r.json, name).toMatchObject({ ok: false, error: { code: 'RUNNER_SPEC_INVALID' } });
+      expect((r.json as unknown as RunJson).error!.message, name).toMatch(re);
+    }
+  }, 120_000);
 
   it('refuses a branch-only spec (exit 2) and fails a build that reaches for the network as a hermeticity violation (exit 11)', async () => {
     const branchOnly = writeSpec('branch', {

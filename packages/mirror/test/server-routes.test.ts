@@ -146,6 +146,32 @@ describe('mirror server routes', () => {
   });
 
   describe('npm', () => {
+    it("builds tarball URLs from the request's own Host (the runner bridge's 127.0.0.1:18080), ignoring a malformed one", async () => {
+      const viaBridge = await rawRequest(url, '/left-pad-lite', { headers: { host: '127.0.0.1:18080' } });
+      const doc = json(viaBridge) as { versions: Record<string, { dist: { tarball: string } }> };
+      expect(doc.versions['1.0.0']!.dist.tarball).toBe(
+        'http://127.0.0.1:18080/left-pad-lite/-/left-pad-lite-1.0.0.tgz',
+      );
+      for (const host of ['evil"/><x', 'a b', 'x:99999999', '']) {
+        const r = await rawRequest(url, '/left-pad-lite', { headers: { host } });
+        const d = json(r) as { versions: Record<string, { dist: { tarball: string } }> };
+        expect(d.versions['1.0.0']!.dist.tarball, host).toBe(`${url}/left-pad-lite/-/left-pad-lite-1.0.0.tgz`);
+      }
+    });
+
+    it("keeps the operator's --public-url (a proxy in front) whatever Host the request carries", async () => {
+      const proxied = await startMirrorServer({ store, publicUrl: 'https://mirror.example/npm/' });
+      try {
+        const r = await rawRequest(proxied.url, '/left-pad-lite', { headers: { host: '127.0.0.1:18080' } });
+        const d = json(r) as { versions: Record<string, { dist: { tarball: string } }> };
+        expect(d.versions['1.0.0']!.dist.tarball).toBe(
+          'https://mirror.example/npm/left-pad-lite/-/left-pad-lite-1.0.0.tgz',
+        );
+      } finally {
+        await proxied.close();
+      }
+    });
+
     it('serves the full packument with tarball URLs rewritten and integrity/shasum preserved', async () => {
       const res = await rawRequest(url, '/left-pad-lite');
       expect(res.status).toBe(200);
@@ -288,7 +314,8 @@ describe('mirror server routes', () => {
       const whl = doc.files.find((f) => f['filename'] === 'example_project-1.0-py3-none-any.whl')!;
       expect(whl).toEqual({
         filename: 'example_project-1.0-py3-none-any.whl',
-        url: `${url}/files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl`,
+        // Relative to the project page (PEP 691): works at whatever address the client reached the mirror.
+        url: `../../files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl`,
         hashes: { sha256: sha256(wheel) },
         'requires-python': '>=3.8,<4',
         'core-metadata': { sha256: sha256(coreMetadata) },
@@ -297,6 +324,18 @@ describe('mirror server routes', () => {
       expect(whl['dist-info-metadata']).toBeUndefined();
       const sd = doc.files.find((f) => f['filename'] === 'example_project-0.9.tar.gz')!;
       expect(sd['yanked']).toBe('broken build');
+    });
+
+    it('links files relative to the page, so a client at another address (a proxy, the runner bridge) resolves them there', async () => {
+      const res = await rawRequest(url, project, { headers: { accept: PIP_ACCEPT, host: '127.0.0.1:18080' } });
+      const doc = json(res) as { files: { url: string }[] };
+      for (const f of doc.files) {
+        expect(f.url).toMatch(/^\.\.\/\.\.\/files\/[0-9a-f]{64}\//);
+        // What pip does: resolve against the page URL it fetched.
+        const resolved = new URL(f.url, `http://127.0.0.1:18080${project}`);
+        expect(resolved.origin).toBe('http://127.0.0.1:18080');
+        expect((await rawRequest(url, resolved.pathname)).status).toBe(200);
+      }
     });
 
     it('serves PEP 503 HTML with hashes, escaped requires-python, yanked and core-metadata attributes', async () => {
@@ -312,7 +351,7 @@ describe('mirror server routes', () => {
         const html = res.body.toString();
         expect(html).toContain('<meta name="pypi:repository-version" content="1.1">');
         expect(html).toContain(
-          `href="${url}/files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl#sha256=${sha256(wheel)}"`,
+          `href="../../files/${sha256(wheel)}/example_project-1.0-py3-none-any.whl#sha256=${sha256(wheel)}"`,
         );
         expect(html).toContain('data-requires-python="&gt;=3.8,&lt;4"');
         expect(html).toContain(`data-core-metadata="sha256=${sha256(coreMetadata)}"`);

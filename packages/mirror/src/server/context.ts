@@ -8,6 +8,8 @@ export interface MirrorContext {
   publicUrl(req: IncomingMessage): string;
   /** Path part of the public URL (for redirects), '' at the root. */
   publicPath(req: IncomingMessage): string;
+  /** The operator set the public URL (`--public-url`); else absolute links follow the request's Host. */
+  publicUrlConfigured: boolean;
   cache: ResponseCache;
   /** Positive results of file/blob lookups (see LookupCache). */
   files: LookupCache<{ sha256: string; size: number }>;

@@ -22,8 +22,14 @@ export interface MirrorTlsOptions {
 
 export interface MirrorServerOptions {
   store: MirrorStore;
-  /** Absolute base URL clients reach this mirror at (tarball and file URLs point there). Default: the listening address. */
+  /**
+   * Absolute base URL clients reach this mirror at (npm tarball URLs point there; PyPI file links are relative).
+   * Without it, npm tarball URLs are built from each request's own Host, so the mirror works directly and through
+   * the runner's bridge alike.
+   */
   publicUrl?: string;
+  /** `publicUrl` is only the listening address, not the operator's choice (worker processes). */
+  publicUrlIsDefault?: boolean;
   tls?: MirrorTlsOptions;
   /** Unexpected (non-HTTP) errors; the client only sees an opaque 500. */
   onError?: (err: unknown, req: IncomingMessage) => void;
@@ -31,7 +37,7 @@ export interface MirrorServerOptions {
 
 export interface MirrorServer {
   server: HttpServer | HttpsServer;
-  /** Sets the public URL after the fact (startMirrorServer uses it once the port is known). */
+  /** Sets the default public URL after the fact (startMirrorServer: the listening address, once known). */
   setPublicUrl(url: string): void;
 }
 
@@ -78,6 +84,7 @@ export function normalizePublicUrl(url: string): string {
 /** The read-only mirror as a node:http(s) server, not yet listening. */
 export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
   let publicUrl = options.publicUrl !== undefined ? normalizePublicUrl(options.publicUrl) : undefined;
+  const publicUrlConfigured = options.publicUrl !== undefined && options.publicUrlIsDefault !== true;
   const tls = options.tls;
   const fallbackUrl = (req: IncomingMessage): string => {
     // Without a configured URL: the address this connection reached (never the client-controlled Host header).
@@ -92,6 +99,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     store: options.store,
     publicUrl: (req) => publicUrl ?? fallbackUrl(req),
     publicPath: (req) => new URL(publicUrl ?? fallbackUrl(req)).pathname.replace(/\/+$/, ''),
+    publicUrlConfigured,
     cache: new ResponseCache(),
     files: new LookupCache(),
   };
@@ -158,6 +166,7 @@ export async function startMirrorServer(options: StartMirrorServerOptions): Prom
           type: 'airlock-mirror-listen',
           storeDir: options.store.dir,
           publicUrl,
+          publicUrlConfigured: options.publicUrl !== undefined,
           ...(options.tls ? { tls: pemOptions(options.tls) } : {}),
         },
         options.workerScript,

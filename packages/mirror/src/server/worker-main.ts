@@ -38,6 +38,7 @@ async function start(message: WorkerListenMessage, handle: Server): Promise<void
   const { server } = createMirrorServer({
     store,
     publicUrl: message.publicUrl,
+    ...(message.publicUrlConfigured === false ? { publicUrlIsDefault: true } : {}),
     ...(message.tls ? { tls: message.tls } : {}),
   });
   await new Promise<void>((resolve, reject) => {

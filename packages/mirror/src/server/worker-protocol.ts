@@ -3,6 +3,8 @@ export interface WorkerListenMessage {
   type: 'airlock-mirror-listen';
   storeDir: string;
   publicUrl: string;
+  /** False when publicUrl is only the listening address (absent: configured, as before). */
+  publicUrlConfigured?: boolean;
   tls?: { cert: string; key: string; ca?: string; requestClientCert?: boolean };
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { MirrorEntry } from '@airlock/cas';
 import { toSri } from '@airlock/core';
 import semver from 'semver';
@@ -129,7 +130,7 @@ function renderPackument(
   name: string,
   abbreviated: boolean,
 ): { body: Buffer; etag: string } | undefined {
-  const base = ctx.publicUrl(req);
+  const base = linkBase(ctx, req);
   const sequence = ctx.store.index.headSequence();
   const key = `npm\0${abbreviated ? 'a' : 'f'}\0${base}\0${name}`;
   const cached = ctx.cache.get(sequence, key);
@@ -141,6 +142,23 @@ function renderPackument(
   const doc = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` };
   ctx.cache.set(sequence, key, doc);
   return doc;
+}
+
+// A Host header usable in a URL: a DNS name or an IP literal, with an optional port (nothing else is echoed back).
+const HOST_RE = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?)(?::[0-9]{1,5})?$/;
+
+/**
+ * The absolute base of tarball URLs (npm needs absolute ones): the operator's --public-url when set (behind a
+ * proxy), else the request's own Host, so a client reaching the mirror at another address (the runner's bridge at
+ * 127.0.0.1:18080 inside a sandbox) is sent back to that address. The cache key includes the base.
+ */
+export function linkBase(ctx: MirrorContext, req: IncomingMessage): string {
+  const configured = ctx.publicUrl(req);
+  if (ctx.publicUrlConfigured) return configured;
+  const host = req.headers.host;
+  if (typeof host !== 'string' || !HOST_RE.test(host)) return configured;
+  const scheme = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  return `${scheme}://${host.toLowerCase()}${ctx.publicPath(req)}`;
 }
 
 export interface Packument {

@@ -21,6 +21,12 @@ const OFFERS = [
 const API_VERSION = '1.1';
 const PROJECT_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$/;
 const METADATA_SUFFIX = '.metadata';
+/**
+ * File links are relative to the project page (`<base>/simple/<project>/` → `<base>/files/…`), as PEP 503 and
+ * PEP 691 allow: pip resolves them against the page's own URL, so one mirror works directly, behind a proxy and
+ * through the runner's bridge, whatever address each client reaches it at.
+ */
+const PROJECT_PAGE_TO_ROOT = '../..';
 
 type Representation = 'json' | 'html' | 'v1-html';
 
@@ -52,7 +58,7 @@ export async function handlePypi(
   const representation = chooseRepresentation(req);
   if (request.kind === 'index') {
     const names = ctx.store.index.listNames('pypi');
-    const doc = cached(ctx, req, `index\0${representation}`, () =>
+    const doc = cached(ctx, `index\0${representation}`, () =>
       representation === 'json'
         ? JSON.stringify({ meta: { 'api-version': API_VERSION }, projects: names.map((name) => ({ name })) })
         : renderIndexHtml(names),
@@ -71,10 +77,9 @@ export async function handlePypi(
   }
   const entries = ctx.store.index.findEntries({ ecosystem: 'pypi', name: normalized });
   if (entries.length === 0) throw notFound(`Python project ${normalized} is not in this mirror`);
-  const base = ctx.publicUrl(req);
-  const doc = cached(ctx, req, `project\0${representation}\0${base}\0${normalized}`, () => {
+  const doc = cached(ctx, `project\0${representation}\0${normalized}`, () => {
     const files = entries
-      .map((e) => projectFile(e, base))
+      .map((e) => projectFile(e, PROJECT_PAGE_TO_ROOT))
       .sort((a, b) => (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0));
     return representation === 'json'
       ? renderProjectJson(normalized, entries, files)
@@ -101,14 +106,9 @@ function chooseRepresentation(req: IncomingMessage): Representation {
   return chosen.endsWith('+json') ? 'json' : 'v1-html';
 }
 
-function cached(
-  ctx: MirrorContext,
-  req: IncomingMessage,
-  key: string,
-  render: () => string,
-): { body: Buffer; etag: string } {
+function cached(ctx: MirrorContext, key: string, render: () => string): { body: Buffer; etag: string } {
   const sequence = ctx.store.index.headSequence();
-  const fullKey = `pypi\0${ctx.publicUrl(req)}\0${key}`;
+  const fullKey = `pypi\0${key}`;
   const hit = ctx.cache.get(sequence, fullKey);
   if (hit) return hit;
   const body = Buffer.from(render());
