@@ -42,7 +42,7 @@ export interface RunContext {
   bridgePort: number;
   timeoutSeconds: number;
   /** The variables the spec's `env` may select (already filtered by the operator's policy). */
-  passEnv: Readonly<Record<string, string>>;
+  specEnv: Readonly<Record<string, string>>;
   sourceResolver?: SourceResolver;
   signal?: AbortSignal;
 }
@@ -96,7 +96,7 @@ export async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild')
   if (plan.profile.writableDirs?.length)
     layout.extra = plan.profile.writableDirs.map((path, i) => ({ host: hostDir(`extra-${i}`), path }));
   const hostname = kind === 'build' ? 'airlock-build' : `airlock-rebuild-${noise}`;
-  const env: Record<string, string> = { ...(plan.env ?? {}), ...ctx.passEnv };
+  const env: Record<string, string> = { ...(plan.env ?? {}), ...ctx.specEnv };
   Object.assign(env, {
     PATH: SANDBOX_PATH,
     HOME: layout.home.path,

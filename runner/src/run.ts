@@ -176,7 +176,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       mirror,
       bridgePort: options.bridgePort ?? DEFAULT_BRIDGE_PORT,
       timeoutSeconds: specTimeoutSeconds(loaded.spec),
-      passEnv: buildEnv,
+      specEnv: buildEnv,
       ...(options.sourceResolver ? { sourceResolver: options.sourceResolver } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };
