@@ -61,6 +61,13 @@ import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec, type Loaded
 import { resolveToolchain, type ToolchainEntry } from './toolchain.js';
 import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
 import { removeTree } from './cleanup.js';
+import {
+  confinementConfig,
+  limitError,
+  resolveLimits,
+  type ConfinementConfig,
+  type ResourceLimitOptions,
+} from './limits/index.js';
 
 /** The signing port: anything that turns an in-toto statement into a Sigstore bundle (e.g. @airlock/sign's AirlockSigner). */
 export interface AttestationSigner {
@@ -114,6 +121,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** How to reach the registry of the spec's `image.repository` (runner/src/image.ts). */
   registry?: RegistryOptions;
+  /** Memory, pids, CPU and disk limits of every sandbox (runner/src/limits; defaults 8 GiB, 4096, all cores, 20 GiB). */
+  limits?: ResourceLimitOptions;
 }
 
 export interface ArtifactResult {
@@ -208,6 +217,7 @@ interface RunContext {
   mirror: MirrorEndpoint | undefined;
   bridgePort: number;
   timeoutSeconds: number;
+  limits: ConfinementConfig;
 }
 
 /**
@@ -255,6 +265,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       mirror,
       bridgePort: options.bridgePort ?? DEFAULT_BRIDGE_PORT,
       timeoutSeconds: specTimeoutSeconds(loaded.spec),
+      limits: confinementConfig(options.limits, (m) => progress('build', m)),
     };
 
     // ---- first build
@@ -283,6 +294,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       rebuildMs = second.result.durationMs;
       rebuildLogPath = second.logPath;
       failOnViolations(ctx, second);
+      if (second.result.limitExceeded) throw limitError(second.result.limitExceeded, 'rebuild', second.logPath);
       const variations: RebuildVariations = {
         buildPath: true,
         hostname: true,
@@ -487,6 +499,7 @@ function checkOptions(options: RunOptions): void {
   ) {
     throw new RunnerError('RUNNER_SPEC_INVALID', `bridgePort must be a TCP port, got ${options.bridgePort}`);
   }
+  resolveLimits(options.limits);
   if (typeof options.outDir !== 'string' || options.outDir === '')
     throw new RunnerError('RUNNER_SPEC_INVALID', 'outDir is required');
 }
@@ -611,6 +624,7 @@ async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void> {
     ...(a.plan.files ? { files: a.plan.files } : {}),
     ...(a.plan.needsNode ? { bindNode: true } : {}),
     scratchRoot: ctx.runDir,
+    limits: ctx.limits,
   });
   if (ctx.monitor === 'strace') {
     const analyzer = new TraceAnalyzer({
@@ -674,6 +688,7 @@ function exitDescription(r: SandboxRunResult, timeoutSeconds: number): string {
 
 function failOnBuildError(a: Attempt, timeoutSeconds: number): void {
   const r = a.result;
+  if (r.limitExceeded) throw limitError(r.limitExceeded, a.kind, a.logPath);
   if (r.exitCode === 0 && !r.timedOut && !r.aborted) return;
   const tail = readTail(a.logPath, 4096).split('\n').slice(-20).join('\n').trimEnd();
   const details = { exitCode: r.exitCode, signal: r.signal, logPath: a.logPath, timedOut: r.timedOut };

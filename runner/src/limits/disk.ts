@@ -1,0 +1,125 @@
+/**
+ * Disk bound of a build: a periodic walk of its writable directories summing allocated blocks.
+ *
+ * Why a walk and not a size-limited tmpfs or loop image: tmpfs pages are memory (they would be charged to the
+ * build's memory limit, and 20 GiB of tmpfs would need 20 GiB of RAM+swap); a loop image needs root, mkfs and
+ * mount in the runner (and a rootless runner has none of them), and costs an image file per build. The walk
+ * works for any runner, sees exactly the directories the build can write (source, output, home, tmp, extra),
+ * and costs one lstat per file. Its bound is soft: a build can overshoot by what it writes between two walks
+ * (the interval is ≥ 1 s and 10× the last walk's duration, so a huge tree is not walked back to back), and the
+ * final walk after the build catches anything a short build wrote in between.
+ */
+import { chmod, lstat, opendir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface DiskUsage {
+  bytes: number;
+  /** The walk stopped early: the limit was already exceeded. */
+  exceeded: boolean;
+  /** A directory that could not be read (the build cannot hide bytes from the count: treated as exceeded). */
+  unreadable?: string;
+}
+
+/**
+ * Allocated bytes (st_blocks × 512: sparse files count what they occupy) under `dirs`, each inode once (hard
+ * links), stopping as soon as `limit` is passed.
+ */
+export async function diskUsage(dirs: readonly string[], limit = Infinity): Promise<DiskUsage> {
+  const seen = new Set<string>();
+  let bytes = 0;
+  const stack = [...dirs];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    let st;
+    try {
+      st = await lstat(p, { bigint: true });
+    } catch {
+      continue; // removed while we walk
+    }
+    const key = `${st.dev}:${st.ino}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    bytes += Number(st.blocks) * 512;
+    if (bytes > limit) return { bytes, exceeded: true };
+    if (!st.isDirectory()) continue;
+    const entries = await readDir(p, Number(st.mode));
+    if (entries === undefined) return { bytes, exceeded: true, unreadable: p };
+    for (const n of entries) stack.push(join(p, n));
+  }
+  return { bytes, exceeded: false };
+}
+
+/** Directory entries; a directory the build made unreadable (chmod 000, runner not root) is opened to its owner. */
+async function readDir(p: string, mode: number): Promise<string[] | undefined> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const names: string[] = [];
+      for await (const e of await opendir(p)) names.push(e.name);
+      return names;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+      if (code !== 'EACCES' || attempt > 0) return undefined;
+      try {
+        await chmod(p, (mode & 0o7777) | 0o700);
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+export interface DiskWatchResult {
+  exceeded: boolean;
+  /** The largest usage seen (bytes). */
+  peakBytes: number;
+  unreadable?: string;
+}
+
+/** Walks `dirs` until stopped; calls `onExceeded` once when the usage passes `limit`. */
+export class DiskWatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private result: DiskWatchResult = { exceeded: false, peakBytes: 0 };
+
+  constructor(
+    private readonly dirs: readonly string[],
+    private readonly limit: number,
+    private readonly onExceeded: () => void,
+    private readonly minIntervalMs = 1000,
+  ) {}
+
+  start(): void {
+    this.schedule(this.minIntervalMs);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped || this.result.exceeded) return;
+    this.timer = setTimeout(() => {
+      this.running = this.check().then((took) => this.schedule(Math.max(this.minIntervalMs, 10 * took)));
+    }, ms);
+  }
+
+  private async check(): Promise<number> {
+    const t = Date.now();
+    const u = await diskUsage(this.dirs, this.limit);
+    this.result.peakBytes = Math.max(this.result.peakBytes, u.bytes);
+    if (u.exceeded && !this.result.exceeded) {
+      this.result.exceeded = true;
+      if (u.unreadable) this.result.unreadable = u.unreadable;
+      this.onExceeded();
+    }
+    return Date.now() - t;
+  }
+
+  /** Stops the timer and takes a final measurement (the build has ended). */
+  async stop(): Promise<DiskWatchResult> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    if (!this.result.exceeded) await this.check();
+    return this.result;
+  }
+}
