@@ -204,9 +204,18 @@ describe.runIf(enabled)('runBuild: resource limits (cgroup v1 on this host)', ()
   });
 
   it('removes the cgroup after a timeout', async () => {
-    const e = await failure(runBuild(spec(['sleep', '30'], { timeoutSeconds: 1 }), opts()));
+    const run = failure(runBuild(spec(['sleep', '30'], { timeoutSeconds: 2 }), opts()));
+    // positive control: the build ran in its cgroups (defaults: 8 GiB, 4096 pids, no CPU quota)
+    const found = await until(() => {
+      const c = cgroupsOf(process.pid);
+      return c.length === 2 && readFileSync(join(c[0]!, 'cgroup.procs'), 'utf8').trim() !== '' ? c : undefined;
+    }, 'the build cgroup');
+    expect(readFileSync(join(found[0]!, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(8 * 1024 * MiB));
+    expect(readFileSync(join(found[1]!, 'pids.max'), 'utf8').trim()).toBe('4096');
+    const e = await run;
     expect(e.code).toBe('RUNNER_BUILD_TIMEOUT');
-    expect(cgroupsOf(process.pid)).toEqual([]);
+    for (const d of found) expect(existsSync(d)).toBe(false);
+    expect(processesInCgroupsOf(process.pid)).toEqual([]);
   });
 
   it("removes a dead runner's cgroup (and kills what is left in it) when the next build starts", async () => {

@@ -67,7 +67,8 @@ export function cgroupDir(mount: CgroupMount, path: string): string | undefined 
   if (path.split('/').some((c) => c === '..' || c === '.')) return undefined;
   const root = mount.root === '/' ? '' : mount.root.replace(/\/$/, '');
   if (path !== root && !path.startsWith(`${root}/`)) return undefined;
-  return join(mount.mountPoint, path.slice(root.length));
+  const dir = join(mount.mountPoint, path.slice(root.length));
+  return dir.length > 1 ? dir.replace(/\/+$/, '') : dir;
 }
 
 function under(p: string, root: string): boolean {
