@@ -5,7 +5,16 @@
  * /sys/fs/cgroup tree in a temp dir (v2 has no controllers on the test machines); everything else is real.
  */
 import { spawnSync } from 'node:child_process';
-import { linkSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  mkdirSync,
+  symlinkSync,
+  openSync,
+  closeSync,
+  ftruncateSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -141,9 +150,9 @@ describe('cgroup v2 plan (fake tree)', () => {
   it('delegates the controllers, creates the child and writes memory.max, pids.max, cpu.max', () => {
     const { root, layout } = fakeTree('v2', 'cpuset cpu io memory hugetlb pids');
     expect(layout).toMatchObject({ version: 'v2', own: join(root, 'unified/runner.service') });
-    const cg = BuildCgroup.create(layout as CgroupLayout, limits, 'airlock-123-0123456789abcdef');
+    const cg = BuildCgroup.create(layout as CgroupLayout, limits, 'airlock-4026531836-123-0123456789abcdef');
     const own = join(root, 'unified/runner.service');
-    const child = join(own, 'airlock-123-0123456789abcdef');
+    const child = join(own, 'airlock-4026531836-123-0123456789abcdef');
     expect(read(join(own, 'cgroup.subtree_control'))).toBe('+memory +pids +cpu');
     expect(read(join(child, 'memory.max'))).toBe(String(64 * MiB));
     expect(read(join(child, 'memory.swap.max'))).toBe('0');
@@ -161,7 +170,7 @@ describe('cgroup v2 plan (fake tree)', () => {
 
   it('does not re-enable delegated controllers, and names a cpu limit it cannot enforce', () => {
     const { layout } = fakeTree('v2-nocpu', 'memory pids', 'memory pids');
-    const plan = cgroupPlan(layout as CgroupLayout, limits, 'airlock-1-00000000');
+    const plan = cgroupPlan(layout as CgroupLayout, limits, 'airlock-4026531836-1-00000000');
     expect(plan.parentSetup).toEqual([]);
     expect(plan.writes.map((w) => w.file.split('/').pop())).toEqual([
       'memory.max',
@@ -178,9 +187,10 @@ describe('cgroup v2 plan (fake tree)', () => {
     expect(layout).toBe('no cgroup v2 hierarchy; no cgroup v1 memory and pids hierarchies');
   });
 
-  it('refuses a cgroup name that is not airlock-<pid>-<hex> (no path tricks)', () => {
+  it('refuses a cgroup name that is not airlock-<pidns>-<pid>-<hex> (no path tricks)', () => {
     const { layout } = fakeTree('v2-name', 'memory pids');
-    expect(() => cgroupPlan(layout as CgroupLayout, limits, '../escape')).toThrow(/invalid cgroup name/);
+    for (const bad of ['../escape', 'airlock-1-00000000', 'airlock-1-2-00000000/../x'])
+      expect(() => cgroupPlan(layout as CgroupLayout, limits, bad)).toThrow(/invalid cgroup name/);
   });
 });
 
@@ -188,10 +198,10 @@ describe('cgroup v1 plan (fake tree)', () => {
   it('creates memory, pids and cpu children with limit_in_bytes, memsw, pids.max and the CFS quota', () => {
     const { root, layout } = fakeTree('v1', 'hugetlb');
     const limits = { memoryBytes: 256 * MiB, pids: 100, cpuCores: 0.5, diskBytes: GiB };
-    const cg = BuildCgroup.create(layout as CgroupLayout, limits, 'airlock-9-abcdef0123456789');
-    const mem = join(root, 'memory/process_api/72fc186e/airlock-9-abcdef0123456789');
-    const pids = join(root, 'pids/airlock-9-abcdef0123456789');
-    const cpu = join(root, 'cpu/airlock-9-abcdef0123456789');
+    const cg = BuildCgroup.create(layout as CgroupLayout, limits, 'airlock-4026531836-9-abcdef0123456789');
+    const mem = join(root, 'memory/process_api/72fc186e/airlock-4026531836-9-abcdef0123456789');
+    const pids = join(root, 'pids/airlock-4026531836-9-abcdef0123456789');
+    const cpu = join(root, 'cpu/airlock-4026531836-9-abcdef0123456789');
     expect(read(join(mem, 'memory.limit_in_bytes'))).toBe(String(256 * MiB));
     expect(read(join(mem, 'memory.memsw.limit_in_bytes'))).toBe(String(256 * MiB));
     expect(read(join(pids, 'pids.max'))).toBe('100');
@@ -206,7 +216,7 @@ describe('cgroup v1 plan (fake tree)', () => {
 
   it('makes no cpu cgroup without a CPU limit', () => {
     const { layout } = fakeTree('v1-nocpu', '');
-    const plan = cgroupPlan(layout as CgroupLayout, { ...DEFAULT_LIMITS }, 'airlock-9-00000000');
+    const plan = cgroupPlan(layout as CgroupLayout, { ...DEFAULT_LIMITS }, 'airlock-4026531836-9-00000000');
     expect(plan.dirs.map((d) => d.split('/').slice(-2, -1)[0])).toEqual(['72fc186e', 'pids']);
     expect(plan.procs).toHaveLength(2);
   });
@@ -214,7 +224,7 @@ describe('cgroup v1 plan (fake tree)', () => {
   it('removes what it created when a limit cannot be written', () => {
     const { root, layout } = fakeTree('v1-fail', '');
     // a directory where the limit file should be: the write fails, as on a read-only cgroupfs
-    const name = 'airlock-9-1111111111111111';
+    const name = 'airlock-4026531836-9-1111111111111111';
     const own = join(root, 'pids');
     expect(() =>
       BuildCgroup.create(
@@ -270,6 +280,7 @@ describe('disk usage walk', () => {
     const fd = openSync(join(d, 'sparse'), 'w');
     ftruncateSync(fd, 10 * GiB);
     closeSync(fd);
+    symlinkSync('/', join(d, 'host-root')); // counted as a link, never followed
     const u = await diskUsage([d]);
     expect(u.exceeded).toBe(false);
     expect(u.bytes).toBeGreaterThanOrEqual(4 * MiB);

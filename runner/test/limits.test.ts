@@ -83,7 +83,7 @@ async function failure(p: Promise<unknown>): Promise<Failure> {
 function cgroupsOf(pid: number): string[] {
   return [dirs.memory, dirs.pids, dirs.cpu].flatMap((d) =>
     readdirSync(d)
-      .filter((x) => x.startsWith(`airlock-${pid}-`))
+      .filter((x) => new RegExp(`^airlock-\\d+-${pid}-`).test(x))
       .map((x) => join(d, x)),
   );
 }
@@ -94,7 +94,7 @@ function processesInCgroupsOf(pid: number): number[] {
     .filter((p) => /^\d+$/.test(p))
     .filter((p) => {
       try {
-        return readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(`/airlock-${pid}-`);
+        return new RegExp(`/airlock-\\d+-${pid}-`).test(readFileSync(`/proc/${p}/cgroup`, 'utf8'));
       } catch {
         return false;
       }
@@ -236,8 +236,17 @@ describe.runIf(enabled)('runBuild: resource limits (cgroup v1 on this host)', ()
     child.kill('SIGKILL');
     await exited;
     expect(stale.every((d) => existsSync(d))).toBe(true);
+    // A runner of another pid namespace (another container sharing the v1 hierarchy): its pid means nothing
+    // here, so its cgroup is left alone even though no such pid exists in ours.
+    const foreign = join(dirs.pids, `airlock-1-${childPid}-00000000deadbeef`);
+    mkdirSync(foreign);
     const gone = new Promise((r) => straggler.on('exit', r));
-    await runBuild(spec(build), opts());
+    try {
+      await runBuild(spec(build), opts());
+      expect(existsSync(foreign)).toBe(true);
+    } finally {
+      spawnSync('rmdir', [foreign]);
+    }
     for (const d of stale) expect(existsSync(d)).toBe(false);
     await gone;
     expect(straggler.signalCode).toBe('SIGKILL');

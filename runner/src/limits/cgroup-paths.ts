@@ -150,8 +150,12 @@ export interface CgroupPlan {
 /** CFS period: 100 ms, the kernel default; the quota is cores × period. */
 export const CPU_PERIOD_US = 100_000;
 
-/** A child cgroup name: the runner's pid (to find stale ones) and random hex. */
-export const CGROUP_NAME = /^airlock-(\d+)-[0-9a-f]{8,32}$/;
+/**
+ * A child cgroup name: the runner's pid namespace (inode) and pid, to find the stale ones of dead runners (a pid
+ * is only meaningful in its own namespace: v1 hierarchies can be shared with runners in other containers), and
+ * random hex.
+ */
+export const CGROUP_NAME = /^airlock-(\d+)-(\d+)-[0-9a-f]{8,32}$/;
 
 export function cgroupPlan(layout: CgroupLayout, limits: ResourceLimits, name: string): CgroupPlan {
   if (!CGROUP_NAME.test(name)) throw new Error(`invalid cgroup name '${name}'`);

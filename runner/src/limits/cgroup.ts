@@ -1,6 +1,6 @@
 /** Carries out a `CgroupPlan` on the cgroup filesystem: create, read the events, kill leftovers, remove. */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import {
@@ -51,8 +51,17 @@ export function detectLayout(host: CgroupHost): CgroupLayout | string {
   return chooseLayout(own, state);
 }
 
+/** The inode of our pid namespace (`pid:[4026531836]`), '0' when /proc does not say. */
+export function pidNamespace(): string {
+  try {
+    return /^pid:\[(\d+)\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+  } catch {
+    return '0';
+  }
+}
+
 export function newCgroupName(): string {
-  return `airlock-${process.pid}-${randomBytes(8).toString('hex')}`;
+  return `airlock-${pidNamespace()}-${process.pid}-${randomBytes(8).toString('hex')}`;
 }
 
 /** One build's cgroup, created from a plan. */
@@ -62,7 +71,18 @@ export class BuildCgroup {
   /** Creates the child cgroup with its limits; on any failure removes what it made and throws. */
   static create(layout: CgroupLayout, limits: ResourceLimits, name = newCgroupName()): BuildCgroup {
     const plan = cgroupPlan(layout, limits, name);
-    for (const w of plan.parentSetup) writeFileSync(w.file, w.value);
+    for (const w of plan.parentSetup) {
+      try {
+        writeFileSync(w.file, w.value);
+      } catch (err) {
+        // cgroup v2's no-internal-process rule: a cgroup holding processes cannot hand controllers to children.
+        const busy = (err as NodeJS.ErrnoException).code === 'EBUSY';
+        throw new Error(
+          `cannot enable '${w.value}' in ${w.file}: ${busy ? 'the runner shares its cgroup with processes; start it in a delegated cgroup of its own (e.g. systemd-run -p Delegate=yes)' : (err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
     const made: string[] = [];
     try {
       for (const d of plan.dirs) {
@@ -163,11 +183,12 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Child cgroups left by runners that died (crash, SIGKILL): `airlock-<pid>-…` under our own cgroups whose
- * runner pid no longer exists. Their processes are killed and the directories removed. Returns how many.
+ * Child cgroups left by runners that died (crash, SIGKILL): `airlock-<pidns>-<pid>-…` under our own cgroups
+ * whose runner pid (in our pid namespace) no longer exists. Their processes are killed and the directories removed. Returns how many.
  */
 export async function removeStaleCgroups(own: OwnCgroups): Promise<number> {
   const parents = [own.v2, own.v1.memory, own.v1.pids, own.v1.cpu].filter((d): d is string => d !== undefined);
+  const ns = pidNamespace();
   let removed = 0;
   for (const parent of parents) {
     let names: string[];
@@ -178,7 +199,8 @@ export async function removeStaleCgroups(own: OwnCgroups): Promise<number> {
     }
     for (const n of names) {
       const m = CGROUP_NAME.exec(n);
-      if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+      // Only our pid namespace's runners: another namespace's pid says nothing here.
+      if (!m || m[1] !== ns || Number(m[2]) === process.pid || alive(Number(m[2]))) continue;
       const dir = join(parent, n);
       await killAndRemove([dir], parent === own.v2 ? join(dir, 'cgroup.kill') : undefined);
       removed++;

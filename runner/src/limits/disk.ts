@@ -9,7 +9,7 @@
  * (the interval is ≥ 1 s and 10× the last walk's duration, so a huge tree is not walked back to back), and the
  * final walk after the build catches anything a short build wrote in between.
  */
-import { chmod, lstat, opendir } from 'node:fs/promises';
+import { lstat, opendir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface DiskUsage {
@@ -22,52 +22,49 @@ export interface DiskUsage {
 
 /**
  * Allocated bytes (st_blocks × 512: sparse files count what they occupy) under `dirs`, each inode once (hard
- * links), stopping as soon as `limit` is passed.
+ * links), stopping as soon as `limit` is passed. Like `du -x`: never leaves the file system of each root, so a
+ * directory the build swaps for a symlink mid-walk cannot send the walk into /proc or /sys (lstat never follows
+ * the last component; the final walk after the build, when nothing can swap anymore, is the authoritative one).
  */
 export async function diskUsage(dirs: readonly string[], limit = Infinity): Promise<DiskUsage> {
   const seen = new Set<string>();
   let bytes = 0;
-  const stack = [...dirs];
+  const stack: { path: string; dev?: bigint }[] = dirs.map((path) => ({ path }));
   while (stack.length > 0) {
-    const p = stack.pop()!;
+    const { path, dev } = stack.pop()!;
     let st;
     try {
-      st = await lstat(p, { bigint: true });
+      st = await lstat(path, { bigint: true });
     } catch {
       continue; // removed while we walk
     }
+    if (dev !== undefined && st.dev !== dev) continue;
     const key = `${st.dev}:${st.ino}`;
     if (seen.has(key)) continue;
     seen.add(key);
     bytes += Number(st.blocks) * 512;
     if (bytes > limit) return { bytes, exceeded: true };
     if (!st.isDirectory()) continue;
-    const entries = await readDir(p, Number(st.mode));
-    if (entries === undefined) return { bytes, exceeded: true, unreadable: p };
-    for (const n of entries) stack.push(join(p, n));
+    const entries = await readDir(path);
+    if (entries === undefined) return { bytes, exceeded: true, unreadable: path };
+    for (const n of entries) stack.push({ path: join(path, n), dev: st.dev });
   }
   return { bytes, exceeded: false };
 }
 
-/** Directory entries; a directory the build made unreadable (chmod 000, runner not root) is opened to its owner. */
-async function readDir(p: string, mode: number): Promise<string[] | undefined> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const names: string[] = [];
-      for await (const e of await opendir(p)) names.push(e.name);
-      return names;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-      if (code !== 'EACCES' || attempt > 0) return undefined;
-      try {
-        await chmod(p, (mode & 0o7777) | 0o700);
-      } catch {
-        return undefined;
-      }
-    }
+/**
+ * Directory entries, or undefined when the directory cannot be read: a non-root runner's build can chmod 000 its
+ * own directories. Not repaired with chmod (a path the build controls may have become a symlink by then).
+ */
+async function readDir(p: string): Promise<string[] | undefined> {
+  try {
+    const names: string[] = [];
+    for await (const e of await opendir(p)) names.push(e.name);
+    return names;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? [] : undefined;
   }
-  return undefined;
 }
 
 export interface DiskWatchResult {
