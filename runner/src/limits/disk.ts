@@ -9,7 +9,7 @@
  * (the interval is ≥ 1 s and 10× the last walk's duration, so a huge tree is not walked back to back), and the
  * final walk after the build catches anything a short build wrote in between.
  */
-import { lstat, opendir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface DiskUsage {
@@ -31,26 +31,28 @@ export async function diskUsage(dirs: readonly string[], limit = Infinity): Prom
   let bytes = 0;
   const stack: { path: string; dev?: bigint }[] = dirs.map((path) => ({ path }));
   while (stack.length > 0) {
-    const { path, dev } = stack.pop()!;
-    let st;
-    try {
-      st = await lstat(path, { bigint: true });
-    } catch {
-      continue; // removed while we walk
+    // lstat a batch at once: libuv's thread pool makes that several times faster than one await per file.
+    const batch = stack.splice(Math.max(0, stack.length - STAT_BATCH));
+    const stats = await Promise.all(batch.map((e) => lstat(e.path, { bigint: true }).catch(() => undefined)));
+    for (let i = 0; i < batch.length; i++) {
+      const st = stats[i]; // undefined: removed while we walk
+      const { path, dev } = batch[i]!;
+      if (!st || (dev !== undefined && st.dev !== dev)) continue;
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      bytes += Number(st.blocks) * 512;
+      if (bytes > limit) return { bytes, exceeded: true };
+      if (!st.isDirectory()) continue;
+      const entries = await readDir(path);
+      if (entries === undefined) return { bytes, exceeded: true, unreadable: path };
+      for (const n of entries) stack.push({ path: join(path, n), dev: st.dev });
     }
-    if (dev !== undefined && st.dev !== dev) continue;
-    const key = `${st.dev}:${st.ino}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    bytes += Number(st.blocks) * 512;
-    if (bytes > limit) return { bytes, exceeded: true };
-    if (!st.isDirectory()) continue;
-    const entries = await readDir(path);
-    if (entries === undefined) return { bytes, exceeded: true, unreadable: path };
-    for (const n of entries) stack.push({ path: join(path, n), dev: st.dev });
   }
   return { bytes, exceeded: false };
 }
+
+const STAT_BATCH = 128;
 
 /**
  * Directory entries, or undefined when the directory cannot be read: a non-root runner's build can chmod 000 its
@@ -58,9 +60,7 @@ export async function diskUsage(dirs: readonly string[], limit = Infinity): Prom
  */
 async function readDir(p: string): Promise<string[] | undefined> {
   try {
-    const names: string[] = [];
-    for await (const e of await opendir(p)) names.push(e.name);
-    return names;
+    return await readdir(p);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ENOTDIR' ? [] : undefined;
