@@ -30,6 +30,7 @@ import {
   type CgroupLayout,
 } from '../src/limits/cgroup-paths.js';
 import { diskUsage } from '../src/limits/disk.js';
+import { rlimitArgv } from '../src/limits/rlimit.js';
 import { DEFAULT_LIMITS, parseCores, parseCount, parseSize, resolveLimits } from '../src/limits/limits.js';
 import { rmrf, tempDir } from './helpers.js';
 
@@ -268,6 +269,20 @@ describe('entering the cgroup', () => {
     const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
     expect(r.status).toBe(125);
     expect(() => read(marker)).toThrow(/ENOENT/);
+  });
+});
+
+describe('rlimit fallback', () => {
+  it('prlimit sets RLIMIT_DATA and RLIMIT_NPROC (soft and hard) on itself, then execs the sandbox argv', () => {
+    const limits = { memoryBytes: 256 * MiB, pids: 77, diskBytes: GiB };
+    expect(rlimitArgv('/usr/bin/prlimit', limits, ['strace', '-f'])).toEqual([
+      '/usr/bin/prlimit',
+      `--data=${256 * MiB}`,
+      '--nproc=77',
+      '--',
+      'strace',
+      '-f',
+    ]);
   });
 });
 

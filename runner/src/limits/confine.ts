@@ -6,6 +6,7 @@ import { which } from '../exec.js';
 import { BuildCgroup, detectLayout, readCgroupHost, removeStaleCgroups } from './cgroup.js';
 import { cgroupEnterArgv, ownCgroups } from './cgroup-paths.js';
 import { DiskWatcher } from './disk.js';
+import { rlimitArgv } from './rlimit.js';
 import {
   DEFAULT_CGROUP_ROOT,
   formatBytes,
@@ -126,7 +127,7 @@ class RunConfinement implements Confinement {
   wrap(argv: string[]): string[] {
     const { limits } = this.config;
     if (this.cgroup) return cgroupEnterArgv(this.shell, this.cgroup.procsFiles, argv);
-    if (this.prlimit) return [this.prlimit, `--data=${limits.memoryBytes}`, `--nproc=${limits.pids}`, '--', ...argv];
+    if (this.prlimit) return rlimitArgv(this.prlimit, limits, argv);
     return argv;
   }
 
