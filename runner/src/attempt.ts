@@ -16,6 +16,7 @@ import {
 } from './network-monitor.js';
 import { isPlumbingPath, runSandboxed, type SandboxLayout, type SandboxRunResult } from './sandbox.js';
 import type { BuildSpec } from './spec.js';
+import { limitError, type ConfinementConfig } from './limits/index.js';
 
 /**
  * One build attempt (the build, or the rebuild of the rebuild check): a fresh checkout and directories, one
@@ -43,6 +44,7 @@ export interface RunContext {
   timeoutSeconds: number;
   /** The variables the spec's `env` may select (already filtered by the operator's policy). */
   specEnv: Readonly<Record<string, string>>;
+  limits: ConfinementConfig;
   sourceResolver?: SourceResolver;
   signal?: AbortSignal;
 }
@@ -167,6 +169,7 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     ...(a.plan.files ? { files: a.plan.files } : {}),
     ...(a.plan.needsNode ? { bindNode: true } : {}),
     scratchRoot: ctx.runDir,
+    limits: ctx.limits,
   });
   if (ctx.monitor === 'strace') {
     const analyzer = new TraceAnalyzer({
@@ -239,6 +242,7 @@ export function exitDescription(r: SandboxRunResult, timeoutSeconds: number): st
 
 export function failOnBuildError(a: Attempt, timeoutSeconds: number): void {
   const r = a.result;
+  if (r.limitExceeded) throw limitError(r.limitExceeded, a.kind, a.logPath);
   if (r.exitCode === 0 && !r.timedOut && !r.aborted) return;
   const tail = readTail(a.logPath, 4096).split('\n').slice(-20).join('\n').trimEnd();
   const details = { exitCode: r.exitCode, signal: r.signal, logPath: a.logPath, timedOut: r.timedOut };

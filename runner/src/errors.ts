@@ -15,6 +15,8 @@ export type RunnerErrorCode =
   | 'RUNNER_BUILD_TIMEOUT'
   | 'RUNNER_OUTPUT_MISSING'
   | 'RUNNER_OUTPUT_INVALID'
+  // the build hit a resource limit of the runner (memory, pids, disk)
+  | 'RUNNER_RESOURCE_LIMIT'
   // the build tried to leave its sandbox (network)
   | 'RUNNER_HERMETICITY_VIOLATION'
   // a second build did not give the same outputs
@@ -48,6 +50,7 @@ export const EXIT_CODES = {
   SIGNING_FAILED: 13,
   NOT_IMPLEMENTED: 14,
   IMAGE_PUSH_FAILED: 15,
+  RESOURCE_LIMIT: 16,
 } as const;
 
 export type RunnerExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
@@ -64,6 +67,7 @@ const EXIT_BY_CODE: Record<RunnerErrorCode, RunnerExitCode> = {
   RUNNER_BUILD_TIMEOUT: EXIT_CODES.BUILD_FAILED,
   RUNNER_OUTPUT_MISSING: EXIT_CODES.BUILD_FAILED,
   RUNNER_OUTPUT_INVALID: EXIT_CODES.BUILD_FAILED,
+  RUNNER_RESOURCE_LIMIT: EXIT_CODES.RESOURCE_LIMIT,
   RUNNER_HERMETICITY_VIOLATION: EXIT_CODES.HERMETICITY_VIOLATION,
   RUNNER_REPRODUCIBILITY_FAILED: EXIT_CODES.REPRODUCIBILITY_FAILED,
   RUNNER_SIGNING_FAILED: EXIT_CODES.SIGNING_FAILED,

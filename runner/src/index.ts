@@ -61,6 +61,14 @@ export {
   type SourceCheckout,
   type SourceResolver,
 } from './git-source.js';
+export {
+  DEFAULT_LIMITS,
+  parseCores,
+  parseCount,
+  parseSize,
+  type LimitExceeded,
+  type ResourceLimitOptions,
+} from './limits/index.js';
 export { openMirrorEndpoint, type MirrorEndpoint, type MirrorFetch } from './mirror-endpoint.js';
 export { resolveMirrorFetches, mergeDependencies, type ResolvedMirrorFetches } from './mirror-dependencies.js';
 export {

@@ -1,3 +1,4 @@
+import { limitError } from './limits/index.js';
 import {
   exitDescription,
   executeAttempt,
@@ -41,6 +42,7 @@ export async function rebuildCheck(
   }
   await executeAttempt(ctx, second);
   failOnViolations(ctx, second);
+  if (second.result.limitExceeded) throw limitError(second.result.limitExceeded, 'rebuild', second.logPath);
   const details = { logPath: first.logPath, rebuildLogPath: second.logPath };
   if (second.result.exitCode !== 0 || second.result.timedOut) {
     throw new RunnerError(

@@ -22,6 +22,7 @@ import { DEFAULT_BRIDGE_PORT } from './sandbox.js';
 import type { AttestationSigner } from './signer.js';
 import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec } from './spec.js';
 import type { ToolchainEntry } from './toolchain.js';
+import { confinementConfig, resolveLimits, type ResourceLimitOptions } from './limits/index.js';
 
 export { BUILD_LOG_NAME, REBUILD_LOG_NAME, SANDBOX_PATH } from './attempt.js';
 export type { ArtifactResult } from './attestation.js';
@@ -82,6 +83,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** How to reach the registry of the spec's `image.repository` (runner/src/image.ts). */
   registry?: RegistryOptions;
+  /** Memory, pids, CPU and disk limits of every sandbox (runner/src/limits; defaults 8 GiB, 4096, all cores, 20 GiB). */
+  limits?: ResourceLimitOptions;
 }
 
 export interface RunResult {
@@ -177,6 +180,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       bridgePort: options.bridgePort ?? DEFAULT_BRIDGE_PORT,
       timeoutSeconds: specTimeoutSeconds(loaded.spec),
       specEnv: buildEnv,
+      limits: confinementConfig(options.limits, (m) => progress('build', m)),
       ...(options.sourceResolver ? { sourceResolver: options.sourceResolver } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };
@@ -282,6 +286,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
 }
 
 function checkOptions(options: RunOptions): void {
+  resolveLimits(options.limits);
   if (typeof options.builderId !== 'string' || !/^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(options.builderId)) {
     throw new RunnerError(
       'RUNNER_SPEC_INVALID',

@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RunnerError } from './errors.js';
+import { openConfinement, type Confinement, type ConfinementConfig, type LimitExceeded } from './limits/index.js';
 import { straceArgs } from './network-monitor.js';
 import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
 
@@ -174,6 +175,8 @@ export interface SandboxRunOptions {
    * an unprivileged host uid it is opened to that uid's group while the sandbox runs, so bwrap can reach the binds.
    */
   scratchRoot?: string;
+  /** Resource limits (runner/src/limits): its own cgroup, or rlimits; the writable binds' disk usage watched. */
+  limits?: ConfinementConfig;
 }
 
 export interface SandboxRunResult {
@@ -184,6 +187,8 @@ export interface SandboxRunResult {
   durationMs: number;
   logBytes: number;
   logTruncated: boolean;
+  /** The resource limit the build hit (it was killed, or a fork or allocation refused). */
+  limitExceeded?: LimitExceeded;
 }
 
 export const SUPERVISOR_PATH = '/airlock/supervisor.mjs';
@@ -399,14 +404,29 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxRunR
   writeSandboxFiles(opts);
   const hostId = unprivilegedHostId(opts);
   const release = hostId === undefined ? undefined : prepareUnprivilegedHost(opts, writable, hostId);
+  let confinement: Confinement | undefined;
   try {
-    return await spawnSandbox(opts, hostId);
+    if (opts.limits)
+      confinement = await openConfinement(
+        opts.limits,
+        writable.map((d) => d.host),
+        opts.tools.shell ?? '/bin/sh',
+      );
+    const result = await spawnSandbox(opts, hostId, confinement);
+    const limitExceeded = await confinement?.finish();
+    return limitExceeded ? { ...result, limitExceeded } : result;
   } finally {
+    // Also on a failed spawn: the cgroup goes (finish is idempotent).
+    await confinement?.finish();
     release?.();
   }
 }
 
-async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined): Promise<SandboxRunResult> {
+async function spawnSandbox(
+  opts: SandboxRunOptions,
+  hostId: number | undefined,
+  confinement?: Confinement,
+): Promise<SandboxRunResult> {
   const bwrap = [opts.tools.bwrap, ...bwrapArgs(opts)];
   // setpriv --pdeathsig KILL: if the runner dies, strace (and then bwrap, and then the sandbox) die too.
   const guard = (argv: string[]) =>
@@ -420,6 +440,7 @@ async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined)
     if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with strace');
     argv = guard([opts.tools.strace, ...straceArgs(opts.tracePath), ...argv]);
   }
+  if (confinement) argv = confinement.wrap(argv);
   const maxLog = opts.maxLogBytes ?? 64 << 20;
   const log = createWriteStream(opts.logPath, { flags: 'wx', mode: 0o644 });
   const started = Date.now();
@@ -444,6 +465,7 @@ async function spawnSandbox(opts: SandboxRunOptions, hostId: number | undefined)
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     if (child.pid !== undefined) track(child.pid);
+    if (child.pid !== undefined) confinement?.started(() => killGroup(child.pid!));
     const timer = setTimeout(() => {
       timedOut = true;
       if (child.pid !== undefined) killGroup(child.pid);

@@ -17,11 +17,15 @@ import {
   cosignMaterialFromBundle,
   exitCodeFor,
   registryCredentialsFor,
+  parseCores,
+  parseCount,
+  parseSize,
   runBuild,
   type ImageResult,
   type MirrorConfig,
   type RegistryOptions,
   type RunOptions,
+  type ResourceLimitOptions,
   type RunResult,
 } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
@@ -45,6 +49,10 @@ interface RunFlags extends SigningFlags, OutputOptions {
   registry: string[];
   registryUsername?: string;
   registryPasswordFile?: string;
+  memoryLimit?: string;
+  pidsLimit?: string;
+  cpuLimit?: string;
+  diskLimit?: string;
 }
 
 /** One signed artifact as the summary reports it. */
@@ -115,6 +123,10 @@ export function registerRunCommand(program: Command): void {
       'registry user for HTTP Basic auth (with --registry-password-file and --registry)',
     )
     .option('--registry-password-file <file>', 'file holding the registry password')
+    .option('--memory-limit <size>', 'memory of each build sandbox, page cache included (default 8G)')
+    .option('--pids-limit <n>', 'processes and threads alive at once in each build sandbox (default 4096)')
+    .option('--cpu-limit <cores>', 'CPU bandwidth of each build sandbox in cores, e.g. 2 or 0.5 (default: all)')
+    .option('--disk-limit <size>', 'bytes a build may hold in its writable directories (default 20G)')
     .option('--json', 'machine-readable result on stdout')
     .option('-q, --quiet', 'no progress output')
     .addHelpText(
@@ -132,7 +144,10 @@ export function registerRunCommand(program: Command): void {
         '',
         'Exit codes: 0 ok, 1 internal error, 2 spec error, 3 a tool, the mirror or the registry is unavailable,',
         '10 build failed, 11 hermeticity violation, 12 not reproducible, 13 signing failed, 14 builder not',
-        'implemented, 15 image push refused.',
+        'implemented, 15 image push refused, 16 a resource limit (memory, pids, disk) was exceeded.',
+        '',
+        "Each build runs in its own cgroup (v2, or the v1 memory/pids/cpu hierarchies) below the runner's, with",
+        'the limits above; where no cgroup is writable it says so once and falls back to rlimits (prlimit).',
         '',
         'Example:',
         '  airlock up --data plane &',
@@ -226,6 +241,28 @@ function identityTokenValues(flags: RunFlags): string[] {
   return values.filter((v): v is string => typeof v === 'string' && v.trim() !== '').map((v) => v.trim());
 }
 
+/** The operator's resource limits (flags only: the spec cannot raise them). */
+function limitOptions(flags: RunFlags): ResourceLimitOptions {
+  const parse = <T>(value: string | undefined, flag: string, fn: (v: string, what: string) => T): T | undefined => {
+    if (value === undefined) return undefined;
+    try {
+      return fn(value, flag);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  };
+  const memoryBytes = parse(flags.memoryLimit, '--memory-limit', parseSize);
+  const pids = parse(flags.pidsLimit, '--pids-limit', parseCount);
+  const cpuCores = parse(flags.cpuLimit, '--cpu-limit', parseCores);
+  const diskBytes = parse(flags.diskLimit, '--disk-limit', parseSize);
+  return {
+    ...(memoryBytes !== undefined ? { memoryBytes } : {}),
+    ...(pids !== undefined ? { pids } : {}),
+    ...(cpuCores !== undefined ? { cpuCores } : {}),
+    ...(diskBytes !== undefined ? { diskBytes } : {}),
+  };
+}
+
 function registryOptions(flags: RunFlags): RegistryOptions {
   if (flags.registryUsername !== undefined && flags.registryPasswordFile === undefined)
     throw new UsageError('--registry-username needs --registry-password-file');
@@ -259,6 +296,7 @@ function registryOptions(flags: RunFlags): RegistryOptions {
 }
 
 async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
+  const limits = limitOptions(flags);
   const endpoints = flags.data ? readEndpoints(flags.data) : undefined;
   const subject = flags.subject ?? (endpoints ? `spiffe://${endpoints.trustDomain}/${RUNNER_SUBJECT}` : undefined);
   const builderId = flags.builderId ?? subject ?? `https://airlock.dev/runners/${hostname()}`;
@@ -279,6 +317,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),
     ...(flags.keepWorkDir ? { keepWorkDir: true } : {}),
     registry,
+    limits,
     onProgress: (e) =>
       info(flags, `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${e.phase.padEnd(8)} ${e.message}`),
   });
