@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { bundleFromJSON, type Bundle, type MessageSignature, type TransparencyLogEntry } from '@sigstore/bundle';
+import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
 import {
@@ -14,6 +14,7 @@ import {
 import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
 import { leafOf, type ParsedLeaf } from './leaf.js';
+import { decodeBundle } from './strict-bundle.js';
 
 const EKU_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 
@@ -98,7 +99,7 @@ export class BundleVerifier {
   }
 
   verify(bundleJson: unknown, options: VerifyBundleOptions = {}): VerificationResult {
-    const bundle = parseBundle(bundleJson);
+    const bundle = decodeBundle(bundleJson);
     const isDsse = bundle.content.$case === 'dsseEnvelope';
     if (!isDsse && !options.artifact) {
       throw new VerifyError(
@@ -203,16 +204,6 @@ export class BundleVerifier {
       }
     }
     return result;
-  }
-}
-
-function parseBundle(json: unknown): Bundle {
-  try {
-    return bundleFromJSON(json);
-  } catch (cause) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, {
-      cause,
-    });
   }
 }
 
