@@ -358,7 +358,8 @@ describe('tampering is caught, each with a specific error', () => {
   it('a flipped byte in the artifact', () => {
     const art = Buffer.from(ARTIFACT);
     art[3] = art[3]! ^ 0x20;
-    expectCode(() => verifier.verify(blob, { artifact: art, policy }), 'VERIFY_SIGNATURE');
+    // The bundle's digest is compared with the artifact before the signature is.
+    expectCode(() => verifier.verify(blob, { artifact: art, policy }), 'VERIFY_MESSAGE_DIGEST');
     expectCode(() => verifier.verify(dsse, { artifact: art, policy }), 'VERIFY_SUBJECT_MISMATCH');
   });
 
