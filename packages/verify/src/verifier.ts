@@ -119,6 +119,7 @@ export class BundleVerifier {
         'an identity policy (certificate identity and OIDC issuer) is required for certificate-signed bundles',
       );
     }
+    if (options.policy) compilePolicy(options.policy); // a malformed policy is refused before any bundle check
 
     // Check the signature itself first, so a damaged signature is reported as such rather than as a log-body
     // mismatch (the log entry records the original signature).
