@@ -216,9 +216,7 @@ describe.skipIf(!enabled)(
         mirror: { snapshotId: manifest.snapshot.id },
       });
       expect(result.mirror!.dependencies).toBeGreaterThanOrEqual(1);
-      const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')), {
-        engine: 'sigstore',
-      });
+      const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')));
       const policy = {
         issuer: plane!.endpoints.identityIssuerUrl,
         subject: `spiffe://${plane!.endpoints.trustDomain}/airlock/runner`,

@@ -243,9 +243,7 @@ describe.skipIf(!enabled)('airlock run e2e: mirror-fed hermetic builds, signed a
 
   /** Verifies both bundles of every artifact with stock @sigstore/verify and checks provenance against the manifest. */
   async function checkSigned(result: RunJson): Promise<void> {
-    const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')), {
-      engine: 'sigstore',
-    });
+    const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')));
     const policy = {
       issuer: plane!.endpoints.identityIssuerUrl,
       subject: `spiffe://${plane!.endpoints.trustDomain}/airlock/runner`,

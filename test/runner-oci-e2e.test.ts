@@ -3,7 +3,7 @@
  * `airlock run --registry-plain-http` on a command build whose spec asks for an OCI image. Checked from outside:
  *   - skopeo sees the digest the runner reported, and `skopeo inspect --raw` bytes hash to it;
  *   - `/v2/<repo>/tags/list` has the tag, `sha256-<hex>.sig`, `.att` and the `sha256-<hex>` referrers index;
- *   - the referrer bundles verify with stock @sigstore/verify (BundleVerifier engine 'sigstore') against the plane's
+ *   - the referrer bundles verify with stock @sigstore/verify (through BundleVerifier) against the plane's
  *     trusted root, the runner's identity and the image digest; the `.sig` layer carries that certificate, a Rekor
  *     bundle naming a real log entry, and a signature over the simple-signing payload;
  *   - the `.att` envelopes' statements name the image digest;
@@ -234,9 +234,7 @@ describe.skipIf(!enabled)(
     });
 
     it('has referrer bundles that verify with stock @sigstore/verify against the trusted root, the runner identity and the image digest', async () => {
-      const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')), {
-        engine: 'sigstore',
-      });
+      const verifier = new BundleVerifier(JSON.parse(readFileSync(join(plane!.dir, 'trusted_root.json'), 'utf8')));
       const policy = {
         issuer: plane!.endpoints.identityIssuerUrl,
         subject: `spiffe://${plane!.endpoints.trustDomain}/airlock/runner`,

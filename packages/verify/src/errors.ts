@@ -17,7 +17,8 @@ export type VerifyErrorCode =
   | 'VERIFY_PAYLOAD_TYPE'
   | 'VERIFY_STATEMENT'
   | 'VERIFY_SUBJECT_MISMATCH'
-  | 'VERIFY_ARTIFACT_REQUIRED';
+  | 'VERIFY_ARTIFACT_REQUIRED'
+  | 'VERIFY_MESSAGE_DIGEST';
 
 export class VerifyError extends AirlockError<VerifyErrorCode> {}
 

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './trusted-root.js';
 export * from './verifier.js';
 export * from './strict-bundle.js';
+export { certificateIdentity, type CertificateIdentity } from './leaf.js';

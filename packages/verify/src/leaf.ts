@@ -41,3 +41,26 @@ export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
     });
   }
 }
+
+const OID_ISSUER_V1 = '1.3.6.1.4.1.57264.1.1';
+const OID_ISSUER_V2 = '1.3.6.1.4.1.57264.1.8';
+
+export interface CertificateIdentity {
+  subjectAlternativeName?: string;
+  issuer?: string;
+}
+
+/**
+ * The identity a Fulcio certificate names — SAN and OIDC issuer, read as @sigstore/verify reads them (issuer
+ * extension .1.8, else .1.1). A description only, nothing is verified: signers use it to tell the user which
+ * identity policy will verify what they just signed.
+ */
+export function certificateIdentity(der: Uint8Array): CertificateIdentity {
+  const cert = X509Certificate.parse(Buffer.from(der));
+  const v2 = cert.extension(OID_ISSUER_V2);
+  const issuer = v2
+    ? v2.valueObj.subs?.[0]?.value.toString('ascii')
+    : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
+  const san = cert.subjectAltName;
+  return { ...(san !== undefined ? { subjectAlternativeName: san } : {}), ...(issuer !== undefined ? { issuer } : {}) };
+}

@@ -35,14 +35,7 @@ export function parseBundleStrict(bytes: Uint8Array, options: StrictBundleOption
   } catch (cause) {
     throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not JSON: ${(cause as Error).message}`, { cause });
   }
-  let bundle: Bundle;
-  try {
-    bundle = bundleFromJSON(json);
-  } catch (cause) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
+  const bundle = decodeBundle(json);
   const mediaTypes = options.mediaTypes ?? [BUNDLE_V03_MEDIA_TYPE];
   if (!mediaTypes.includes(bundle.mediaType)) {
     throw new VerifyError(
@@ -65,6 +58,25 @@ export function parseBundleStrict(bytes: Uint8Array, options: StrictBundleOption
     );
   }
   return { json: json as SerializedBundle, bundle };
+}
+
+/**
+ * Decodes bundle JSON (lenient about spelling; parseBundleStrict adds that). @sigstore/bundle reports a missing or
+ * malformed field as "invalid bundle" with the field paths aside: put them in the message, so the user reads
+ * which field (e.g. `verificationMaterial.tlogEntries[0].inclusionProof`) is wrong.
+ */
+export function decodeBundle(json: unknown): Bundle {
+  try {
+    return bundleFromJSON(json);
+  } catch (cause) {
+    const fields = (cause as { fields?: unknown }).fields;
+    const named = Array.isArray(fields) && fields.length > 0 ? fields.map(String) : undefined;
+    const why = named ? `missing or invalid ${named.join(', ')}` : (cause as Error).message || 'cannot be decoded';
+    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${why}`, {
+      cause,
+      ...(named ? { details: { fields: named } } : {}),
+    });
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import { VerifyError } from './errors.js';
@@ -48,11 +48,30 @@ export function parseTrustedRoot(json: unknown): TrustedRoot {
  * bundles (`airlock verify --key`); a key has no validity window of its own.
  */
 export function buildTrustMaterial(root: TrustedRoot, publicKeys: Record<string, string> = {}): TrustMaterial {
-  const keys = Object.entries(publicKeys).map(([hint, pem]) => [hint, createPublicKey(pem)] as const);
+  const keys = Object.entries(publicKeys).map(([hint, pem]) => [hint, parsePublicKeyPem(pem, hint)] as const);
   return toTrustMaterial(root, (hint: string) => {
     // The hint is only a hint (often empty): with exactly one key given out of band, that key is the one meant.
     const found = keys.length === 1 ? keys[0] : keys.find(([h]) => h === hint);
     if (!found) throw new VerifyError('VERIFY_PUBLIC_KEY', `no verification key configured for hint '${hint}'`);
     return { publicKey: found[1], validFor: () => true };
   });
+}
+
+/**
+ * A verification key: a PEM `PUBLIC KEY` (SPKI) document. A private key is refused rather than reduced to its
+ * public half (it should not be lying around where verifiers run), and OpenSSL's decoder codes are not shown.
+ */
+export function parsePublicKeyPem(pem: string, hint = ''): KeyObject {
+  const what = hint ? `verification key '${hint}'` : 'verification key';
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    throw new VerifyError('VERIFY_PUBLIC_KEY', `${what} is a private key: give its PEM public key`);
+  }
+  const notPem = (): VerifyError =>
+    new VerifyError('VERIFY_PUBLIC_KEY', `${what} is not a PEM public key (-----BEGIN PUBLIC KEY-----)`);
+  if (!/-----BEGIN (RSA )?PUBLIC KEY-----/.test(pem)) throw notPem();
+  try {
+    return createPublicKey(pem);
+  } catch {
+    throw notPem();
+  }
 }

@@ -1,5 +1,6 @@
-import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
+import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
+import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
 import {
   INTOTO_PAYLOAD_TYPE,
@@ -13,18 +14,23 @@ import {
 import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
 import { leafOf, type ParsedLeaf } from './leaf.js';
-import { buildNativeTrust, verifyBundleNative, type NativeTrust } from './native-engine.js';
+import { decodeBundle } from './strict-bundle.js';
 
 const EKU_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 
-/** Who may have signed. Certificate bundles always need one; matching is exact or an anchored regex. */
+/**
+ * Who may have signed. Certificate bundles always need one; each of subject and issuer is matched exactly or by
+ * an anchored regular expression (exactly one of the two forms each).
+ */
 export interface IdentityPolicy {
   /** Exact subject alternative name (URI such as a SPIFFE ID, or email). */
   subject?: string;
   /** Regular expression for the SAN; always anchored (`^(?:…)$`), never a substring match. */
   subjectRegExp?: string;
   /** Exact OIDC issuer URL (certificate extension 1.3.6.1.4.1.57264.1.8, falling back to .1.1). */
-  issuer: string;
+  issuer?: string;
+  /** Regular expression for the OIDC issuer URL; anchored like `subjectRegExp`. */
+  issuerRegExp?: string;
 }
 
 export interface VerifyBundleOptions {
@@ -66,24 +72,18 @@ export interface BundleVerifierOptions {
   publicKeys?: Record<string, string>;
   /** Minimum number of verified transparency-log entries (default 1: a bundle that was never logged fails). */
   tlogThreshold?: number;
-  /**
-   * Which implementation performs the Sigstore checks: `sigstore` (the stock @sigstore/verify, default) or
-   * `native` (node:crypto with trust anchors pre-verified; several times faster, held to the same verdicts by
-   * differential tests). The airlock checks on top are the same for both.
-   */
-  engine?: 'sigstore' | 'native';
 }
 
 /**
  * Verifies Sigstore bundles against a trusted root with @sigstore/verify, then performs what it leaves out:
- * an anchored identity policy, code-signing key usage on the leaf, DSSE payloadType, the in-toto subject digest
- * against the artifact, and that each tlog entry's body names the same certificate/key as the bundle.
- * Build one per trusted root and reuse it: trust material is parsed once.
+ * a message signature's digest against the artifact, an anchored identity policy, code-signing key usage on the
+ * leaf, DSSE payloadType, the in-toto subject digest against the artifact, and that each tlog entry's body names
+ * the bundle's certificate or the configured key. Build one per trusted root and reuse it: trust material is
+ * parsed once.
  */
 export class BundleVerifier {
   private readonly trust: TrustMaterial;
   private readonly verifier: Verifier;
-  private readonly native?: NativeTrust;
   private readonly tlogThreshold: number;
 
   constructor(trustedRoot: unknown, options: BundleVerifierOptions = {}) {
@@ -96,11 +96,10 @@ export class BundleVerifier {
       tlogThreshold: this.tlogThreshold,
       timestampThreshold: options.publicKeys ? 0 : 1,
     });
-    if (options.engine === 'native') this.native = buildNativeTrust(root);
   }
 
   verify(bundleJson: unknown, options: VerifyBundleOptions = {}): VerificationResult {
-    const bundle = parseBundle(bundleJson);
+    const bundle = decodeBundle(bundleJson);
     const isDsse = bundle.content.$case === 'dsseEnvelope';
     if (!isDsse && !options.artifact) {
       throw new VerifyError(
@@ -108,6 +107,10 @@ export class BundleVerifier {
         'a message-signature bundle can only be verified against the artifact bytes',
       );
     }
+    // Before anything else: the digest the bundle (and so its log entry) records must be the artifact's, or the
+    // log would vouch for another artifact than the one the signature is checked over.
+    if (bundle.content.$case === 'messageSignature')
+      checkMessageDigest(bundle.content.messageSignature, options.artifact!);
     const material = bundle.verificationMaterial.content;
     const isCertificate = material.$case !== 'publicKey';
     if (isCertificate && !options.policy && !options.allowAnyIdentity) {
@@ -116,33 +119,25 @@ export class BundleVerifier {
         'an identity policy (certificate identity and OIDC issuer) is required for certificate-signed bundles',
       );
     }
+    if (options.policy) compilePolicy(options.policy); // a malformed policy is refused before any bundle check
 
     // Check the signature itself first, so a damaged signature is reported as such rather than as a log-body
     // mismatch (the log entry records the original signature).
     const leaf = leafOf(bundle);
     if (leaf) verifyContentSignature(bundle, options.artifact, leaf.node.publicKey);
 
-    let identity: { subjectAlternativeName?: string; issuer?: string } | undefined;
-    if (this.native) {
-      if (material.$case === 'publicKey') checkKeySignature(bundle, options.artifact, this.trust);
-      identity = verifyBundleNative(bundle, this.native, {
-        tlogThreshold: this.tlogThreshold,
-        leaf,
-        publicKey: (hint) => this.trust.publicKey(hint).publicKey,
-      });
-    } else {
-      try {
-        const signer = this.verifier.verify(toSignedEntity(bundle, options.artifact));
-        identity = {
-          subjectAlternativeName: signer.identity?.subjectAlternativeName,
-          issuer: signer.identity?.extensions?.issuer,
-        };
-      } catch (err) {
-        throw fromSigstoreError(err);
-      }
+    let identity: { subjectAlternativeName?: string; issuer?: string };
+    try {
+      const signer = this.verifier.verify(toSignedEntity(bundle, options.artifact));
+      identity = {
+        subjectAlternativeName: signer.identity?.subjectAlternativeName,
+        issuer: signer.identity?.extensions?.issuer,
+      };
+    } catch (err) {
+      throw fromSigstoreError(err);
     }
 
-    // Both engines take tree size and root from the signed checkpoint and ignore the proof's own copies; a
+    // @sigstore/verify takes tree size and root from the signed checkpoint and ignores the proof's own copies; a
     // disagreement between the two means the bundle was altered, so refuse it.
     for (const entry of bundle.verificationMaterial.tlogEntries) checkProofMatchesCheckpoint(entry);
 
@@ -152,7 +147,11 @@ export class BundleVerifier {
       tlogEntries: bundle.verificationMaterial.tlogEntries.map(describeEntry),
     };
 
-    if (material.$case === 'publicKey') result.signer.keyHint = material.publicKey.hint;
+    if (material.$case === 'publicKey') {
+      result.signer.keyHint = material.publicKey.hint;
+      const configured = this.trust.publicKey(material.publicKey.hint).publicKey;
+      for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesKey(entry, configured);
+    }
 
     if (leaf) {
       checkCodeSigningUsage(leaf);
@@ -166,7 +165,7 @@ export class BundleVerifier {
         notAfter: new Date(leaf.notAfter).toISOString(),
       };
       if (options.policy) checkPolicy(options.policy, san, issuer);
-      for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesSigner(entry, leaf.der);
+      for (const entry of bundle.verificationMaterial.tlogEntries) checkBodyNamesCertificate(entry, leaf.der);
     }
 
     if (bundle.content.$case === 'dsseEnvelope') {
@@ -207,22 +206,6 @@ export class BundleVerifier {
     }
     return result;
   }
-}
-
-function parseBundle(json: unknown): Bundle {
-  try {
-    return bundleFromJSON(json);
-  } catch (cause) {
-    throw new VerifyError('VERIFY_BUNDLE_MALFORMED', `not a valid Sigstore bundle: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
-}
-
-function checkKeySignature(bundle: Bundle, artifact: Buffer | undefined, trust: TrustMaterial): void {
-  const material = bundle.verificationMaterial.content;
-  if (material.$case !== 'publicKey') return;
-  verifyContentSignature(bundle, artifact, trust.publicKey(material.publicKey.hint).publicKey);
 }
 
 function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, key: KeyObject): void {
@@ -289,63 +272,108 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-export function checkPolicy(policy: IdentityPolicy, san: string | undefined, issuer: string | undefined): void {
-  if (!policy.subject && !policy.subjectRegExp) {
-    throw new VerifyError('VERIFY_POLICY', 'identity policy names no subject (exact or regular expression)');
+/** An anchored matcher for an exact value or a regular expression; an invalid expression is a policy error. */
+function anchored(what: string, exact: string | undefined, pattern: string | undefined): RegExp {
+  const source = exact !== undefined ? escapeRegExp(exact) : pattern!;
+  try {
+    return new RegExp(`^(?:${source})$`);
+  } catch (cause) {
+    throw new VerifyError('VERIFY_POLICY', `${what} regular expression is invalid: ${(cause as Error).message}`, {
+      cause,
+    });
   }
-  const pattern = policy.subject !== undefined ? escapeRegExp(policy.subject) : policy.subjectRegExp!;
-  const re = new RegExp(`^(?:${pattern})$`);
-  if (san === undefined || !re.test(san)) {
+}
+
+/** Checks the policy's own shape: one subject form and one issuer form, and valid regular expressions. */
+export function compilePolicy(policy: IdentityPolicy): { subject: RegExp; issuer: RegExp } {
+  const forms = (a: unknown, b: unknown): number => Number(a !== undefined) + Number(b !== undefined);
+  if (forms(policy.subject, policy.subjectRegExp) !== 1) {
+    throw new VerifyError('VERIFY_POLICY', 'identity policy must name its subject exactly or by regular expression');
+  }
+  if (forms(policy.issuer, policy.issuerRegExp) !== 1) {
+    throw new VerifyError('VERIFY_POLICY', 'identity policy must name its issuer exactly or by regular expression');
+  }
+  return {
+    subject: anchored('identity', policy.subject, policy.subjectRegExp),
+    issuer: anchored('issuer', policy.issuer, policy.issuerRegExp),
+  };
+}
+
+export function checkPolicy(policy: IdentityPolicy, san: string | undefined, issuer: string | undefined): void {
+  const re = compilePolicy(policy);
+  if (san === undefined || !re.subject.test(san)) {
+    const wanted = policy.subject !== undefined ? `'${policy.subject}'` : `/${policy.subjectRegExp}/`;
+    throw new VerifyError('VERIFY_POLICY', `certificate identity '${san ?? '(none)'}' does not match ${wanted}`, {
+      details: { subjectAlternativeName: san },
+    });
+  }
+  if (issuer === undefined || !re.issuer.test(issuer)) {
+    const wanted = policy.issuer !== undefined ? `'${policy.issuer}'` : `/${policy.issuerRegExp}/`;
+    throw new VerifyError('VERIFY_POLICY', `certificate OIDC issuer '${issuer ?? '(none)'}' does not match ${wanted}`, {
+      details: { issuer },
+    });
+  }
+}
+
+const DIGEST_ALGORITHMS: Partial<Record<HashAlgorithm, string>> = {
+  [HashAlgorithm.SHA2_256]: 'sha256',
+  [HashAlgorithm.SHA2_384]: 'sha384',
+  [HashAlgorithm.SHA2_512]: 'sha512',
+};
+
+/**
+ * @sigstore/verify checks the signature over the artifact and compares the log body's digest with the bundle's
+ * messageDigest, but never the messageDigest with the artifact: a signer holding the key can make one ECDSA
+ * signature valid over the artifact and over another digest, and have the log record that other digest.
+ */
+function checkMessageDigest(signature: MessageSignature, artifact: Buffer): void {
+  const md = signature.messageDigest;
+  const alg = md ? DIGEST_ALGORITHMS[md.algorithm] : undefined;
+  if (!md || !alg) {
     throw new VerifyError(
-      'VERIFY_POLICY',
-      `certificate identity '${san ?? '(none)'}' does not match ${policy.subject !== undefined ? `'${policy.subject}'` : `/${pattern}/`}`,
-      {
-        details: { subjectAlternativeName: san },
-      },
+      'VERIFY_MESSAGE_DIGEST',
+      `messageSignature.messageDigest algorithm ${md ? HashAlgorithm[md.algorithm] : '(none)'} is not SHA2_256, SHA2_384 or SHA2_512`,
     );
   }
-  if (issuer !== policy.issuer) {
+  const bundleDigest = `${alg}:${Buffer.from(md.digest).toString('hex')}`;
+  const artifactDigest = `${alg}:${createHash(alg).update(artifact).digest('hex')}`;
+  if (bundleDigest !== artifactDigest) {
     throw new VerifyError(
-      'VERIFY_POLICY',
-      `certificate OIDC issuer '${issuer ?? '(none)'}' is not '${policy.issuer}'`,
-      { details: { issuer } },
+      'VERIFY_MESSAGE_DIGEST',
+      `messageSignature.messageDigest ${bundleDigest} is not the artifact's digest ${artifactDigest}`,
+      { details: { bundleDigest, artifactDigest } },
     );
   }
 }
 
-/**
- * @sigstore/verify@3 compares the signature and digest in a log entry's body with the bundle but not the key:
- * a log entry for the same signature made under another certificate would pass. Compare it.
- */
-function checkBodyNamesSigner(entry: TransparencyLogEntry, leafDer: Buffer): void {
+/** The PEM documents (certificates or public keys) a hashedrekord or dsse log entry body names as its signer. */
+function bodySignerPems(entry: TransparencyLogEntry): string[] | undefined {
   let body: { kind?: string; spec?: Record<string, unknown> };
   try {
     body = JSON.parse(Buffer.from(entry.canonicalizedBody).toString('utf8'));
   } catch (cause) {
     throw new VerifyError('VERIFY_TLOG_BODY', 'transparency log entry body is not JSON', { cause });
   }
-  const pems: string[] = [];
+  const b64: unknown[] = [];
   if (body.kind === 'hashedrekord') {
-    const c = (
-      (body.spec?.signature as Record<string, unknown> | undefined)?.publicKey as Record<string, unknown> | undefined
-    )?.content;
-    if (typeof c === 'string') pems.push(c);
+    const signature = body.spec?.signature as Record<string, unknown> | undefined;
+    b64.push((signature?.publicKey as Record<string, unknown> | undefined)?.content);
   } else if (body.kind === 'dsse') {
-    for (const s of (body.spec?.signatures as Array<Record<string, unknown>> | undefined) ?? []) {
-      if (typeof s.verifier === 'string') pems.push(s.verifier);
-    }
+    for (const s of (body.spec?.signatures as Array<Record<string, unknown>> | undefined) ?? []) b64.push(s.verifier);
   } else {
-    return; // other kinds (intoto) carry keys differently; @sigstore/verify has checked signature and hash.
+    return undefined; // other kinds (intoto) carry keys differently; @sigstore/verify has checked signature and hash.
   }
-  const matches = pems.some((b64) => {
-    try {
-      const der = pemToDer(Buffer.from(b64, 'base64').toString('utf8'));
-      return der.equals(leafDer);
-    } catch {
-      return false;
-    }
-  });
-  if (!matches) {
+  return b64.filter((v): v is string => typeof v === 'string').map((v) => Buffer.from(v, 'base64').toString('utf8'));
+}
+
+/**
+ * @sigstore/verify@3 compares the signature and digest in a log entry's body with the bundle but not the key:
+ * a log entry for the same signature made under another certificate would pass. Compare it.
+ */
+function checkBodyNamesCertificate(entry: TransparencyLogEntry, leafDer: Buffer): void {
+  const pems = bodySignerPems(entry);
+  if (pems === undefined) return;
+  if (!pems.some((pem) => pemBody(pem, 'CERTIFICATE')?.equals(leafDer))) {
     throw new VerifyError(
       'VERIFY_TLOG_BODY',
       'transparency log entry was made with a different certificate than the bundle carries',
@@ -353,7 +381,35 @@ function checkBodyNamesSigner(entry: TransparencyLogEntry, leafDer: Buffer): voi
   }
 }
 
-function pemToDer(pem: string): Buffer {
-  if (!pem.includes('-----BEGIN')) return Buffer.from(pem, 'base64');
-  return Buffer.from(pem.replace(/-----(BEGIN|END) [A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+/**
+ * The same for key-signed bundles: the log entry must name the configured key. A signer can make one ECDSA
+ * signature that verifies under two keys, so "the signature verifies with the configured key" does not imply it.
+ */
+function checkBodyNamesKey(entry: TransparencyLogEntry, configured: KeyObject): void {
+  const pems = bodySignerPems(entry);
+  if (pems === undefined) return;
+  const want = configured.export({ type: 'spki', format: 'der' });
+  const names = (pem: string): boolean => {
+    const der = pemBody(pem, 'PUBLIC KEY');
+    if (!der) return false;
+    try {
+      return createPublicKey({ key: der, format: 'der', type: 'spki' })
+        .export({ type: 'spki', format: 'der' })
+        .equals(want);
+    } catch {
+      return false;
+    }
+  };
+  if (!pems.some(names)) {
+    throw new VerifyError(
+      'VERIFY_TLOG_BODY',
+      'transparency log entry was made with a different public key than the configured verification key',
+    );
+  }
+}
+
+/** The DER inside a PEM document with the given label, or undefined when it is not one. */
+function pemBody(pem: string, label: string): Buffer | undefined {
+  const m = new RegExp(`^-----BEGIN ${label}-----\\s*([A-Za-z0-9+/=\\s]+?)\\s*-----END ${label}-----\\s*$`).exec(pem);
+  return m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : undefined;
 }

@@ -53,3 +53,31 @@ describe('checkPolicy', () => {
     );
   });
 });
+
+describe('checkPolicy: issuer by regular expression', () => {
+  it('anchors the issuer expression and requires exactly one issuer form', () => {
+    const policy = { subject: 's', issuerRegExp: 'http://127\\.0\\.0\\.1:[0-9]+' };
+    expect(() => checkPolicy(policy, 's', ISSUER)).not.toThrow();
+    expect(() => checkPolicy(policy, 's', `${ISSUER}/evil`)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
+    expect(() => checkPolicy({ subject: 's', issuer: ISSUER, issuerRegExp: '.*' }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
+    expect(() => checkPolicy({ subject: 's' }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
+  });
+
+  it('refuses both subject forms at once and an invalid expression, as policy errors', () => {
+    expect(() => checkPolicy({ subject: 's', subjectRegExp: 's', issuer: ISSUER }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY' }),
+    );
+    expect(() => checkPolicy({ subjectRegExp: '(', issuer: ISSUER }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY', message: expect.stringMatching(/identity regular expression/) }),
+    );
+    expect(() => checkPolicy({ subject: 's', issuerRegExp: '[' }, 's', ISSUER)).toThrow(
+      expect.objectContaining({ code: 'VERIFY_POLICY', message: expect.stringMatching(/issuer regular expression/) }),
+    );
+  });
+});

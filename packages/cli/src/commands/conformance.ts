@@ -6,6 +6,7 @@ import { BundleVerifier } from '@airlock/verify';
 import { readEndpoints } from '@airlock/plane';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, UsageError } from '../output.js';
+import { readPublicKeyFile } from './verify.js';
 
 /**
  * The sigstore-conformance CLI protocol (sigstore-conformance docs/cli_protocol.md): the exit status is the only
@@ -89,7 +90,7 @@ export function registerConformanceCommands(program: Command): void {
           const isDigest = /^sha256:[0-9a-f]{64}$/.test(target) && !existsSync(target);
           const verifier = new BundleVerifier(
             readJsonFile(flags.trustedRoot, 'trusted root'),
-            flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {},
+            flags.key ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {},
           );
           let policy;
           if (!flags.key) {

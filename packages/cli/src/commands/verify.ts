@@ -1,6 +1,11 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { BundleVerifier, type VerificationResult } from '@airlock/verify';
+import {
+  BundleVerifier,
+  parsePublicKeyPem,
+  VerifyError,
+  type IdentityPolicy,
+  type VerificationResult,
+} from '@airlock/verify';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { readFileOrUsage } from './sign.js';
@@ -12,6 +17,7 @@ interface VerifyFlags extends OutputOptions {
   certificateIdentity?: string;
   certificateIdentityRegexp?: string;
   certificateOidcIssuer?: string;
+  certificateOidcIssuerRegexp?: string;
   key?: string;
   predicateType?: string;
   payloadType?: string;
@@ -28,6 +34,7 @@ export function registerVerifyCommand(program: Command): void {
     .option('--certificate-identity <san>', 'exact expected signer identity (SPIFFE ID URI or email)')
     .option('--certificate-identity-regexp <re>', 'anchored regular expression for the signer identity')
     .option('--certificate-oidc-issuer <url>', 'exact expected OIDC issuer of the signer')
+    .option('--certificate-oidc-issuer-regexp <re>', 'anchored regular expression for the OIDC issuer')
     .option('--key <pem>', 'verify a key-signed bundle with this public key instead of an identity')
     .option('--predicate-type <uri>', 'require this in-toto predicate type (DSSE bundles)')
     .option('--payload-type <type>', 'require this DSSE payload type', 'application/vnd.in-toto+json')
@@ -45,33 +52,78 @@ export function registerVerifyCommand(program: Command): void {
 export function verifyFile(file: string, flags: VerifyFlags): VerificationResult {
   const rootPath = flags.trustedRoot ?? (flags.data ? `${flags.data}/trusted_root.json` : undefined);
   if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
-  if (
-    !flags.key &&
-    (!flags.certificateOidcIssuer || (!flags.certificateIdentity && !flags.certificateIdentityRegexp))
-  ) {
-    throw new UsageError(
-      'give --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer, or --key',
-    );
-  }
+  const policy = flags.key === undefined ? policyFromFlags(flags) : undefined;
+  if (flags.key !== undefined) refuseIdentityFlagsWithKey(flags);
   const verifier = new BundleVerifier(
     readJsonFile(rootPath, 'trusted root'),
-    flags.key ? { publicKeys: { '': readFileSync(flags.key, 'utf8') } } : {},
+    flags.key !== undefined ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {},
   );
   return verifier.verify(readJsonFile(flags.bundle, 'bundle'), {
     artifact: readFileOrUsage(file),
-    ...(flags.key
-      ? {}
-      : {
-          policy: {
-            issuer: flags.certificateOidcIssuer!,
-            ...(flags.certificateIdentity
-              ? { subject: flags.certificateIdentity }
-              : { subjectRegExp: flags.certificateIdentityRegexp! }),
-          },
-        }),
+    ...(policy ? { policy } : {}),
     ...(flags.predicateType ? { expectedPredicateType: flags.predicateType } : {}),
     ...(flags.payloadType ? { expectedPayloadType: flags.payloadType } : {}),
   });
+}
+
+/** The identity policy the flags describe: one identity form and one issuer form, valid regular expressions. */
+function policyFromFlags(flags: VerifyFlags): IdentityPolicy {
+  const identity = oneOf(flags.certificateIdentity, flags.certificateIdentityRegexp, '--certificate-identity');
+  const issuer = oneOf(flags.certificateOidcIssuer, flags.certificateOidcIssuerRegexp, '--certificate-oidc-issuer');
+  if (!identity || !issuer) {
+    throw new UsageError(
+      'give --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer ' +
+        '(or --certificate-oidc-issuer-regexp), or --key',
+    );
+  }
+  return {
+    ...(identity.exact !== undefined ? { subject: identity.exact } : { subjectRegExp: identity.regexp! }),
+    ...(issuer.exact !== undefined ? { issuer: issuer.exact } : { issuerRegExp: issuer.regexp! }),
+  };
+}
+
+/** At most one of `--flag` and `--flag-regexp`; the expression must compile (it is anchored when used). */
+function oneOf(
+  exact: string | undefined,
+  regexp: string | undefined,
+  flag: string,
+): { exact?: string; regexp?: string } | undefined {
+  if (exact !== undefined && regexp !== undefined)
+    throw new UsageError(`${flag} and ${flag}-regexp are mutually exclusive: give one`);
+  if (regexp !== undefined) {
+    try {
+      new RegExp(`^(?:${regexp})$`);
+    } catch (e) {
+      throw new UsageError(`${flag}-regexp is not a valid regular expression: ${(e as Error).message}`);
+    }
+    return { regexp };
+  }
+  return exact !== undefined ? { exact } : undefined;
+}
+
+function refuseIdentityFlagsWithKey(flags: VerifyFlags): void {
+  const given = (
+    [
+      ['--certificate-identity', flags.certificateIdentity],
+      ['--certificate-identity-regexp', flags.certificateIdentityRegexp],
+      ['--certificate-oidc-issuer', flags.certificateOidcIssuer],
+      ['--certificate-oidc-issuer-regexp', flags.certificateOidcIssuerRegexp],
+    ] as const
+  ).filter(([, v]) => v !== undefined);
+  if (given.length > 0)
+    throw new UsageError(`--key verifies key-signed bundles: it cannot be combined with ${given[0]![0]}`);
+}
+
+/** A `--key` file's text, checked to be a PEM public key (a usage error saying so, not an OpenSSL code). */
+export function readPublicKeyFile(path: string): string {
+  const pem = readFileOrUsage(path).toString('utf8');
+  try {
+    parsePublicKeyPem(pem);
+  } catch (e) {
+    if (e instanceof VerifyError) throw new UsageError(`--key '${path}': ${e.message}`);
+    throw e;
+  }
+  return pem;
 }
 
 export function summarizeResult(r: VerificationResult): Record<string, unknown> {
