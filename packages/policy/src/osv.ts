@@ -212,9 +212,13 @@ function comparator(type: string, p: ParsedPurl): Compare {
   return compareGeneric;
 }
 
+/** PEP 440 post-release spellings: after the release they follow. */
+const POST = new Set<string | number>(['post', 'rev', 'r']);
+
 /**
  * A generic version order (an approximation for non-semver ecosystems such as PyPI): numeric runs compare as numbers,
- * other runs as strings, a release sorts after its pre-releases (`1.0rc1` < `1.0`).
+ * other runs as strings, a release sorts after its pre-releases (`1.0rc1` < `1.0`) and before its post-releases
+ * (`1.0` < `1.0.post1`, PEP 440 spellings post/rev/r).
  */
 export function compareGeneric(a: string, b: string): number {
   const split = (v: string): (number | string)[] =>
@@ -230,8 +234,8 @@ export function compareGeneric(a: string, b: string): number {
     const s = x[i];
     const t = y[i];
     if (s === t) continue;
-    if (s === undefined) return typeof t === 'number' ? -1 : 1;
-    if (t === undefined) return typeof s === 'number' ? 1 : -1;
+    if (s === undefined) return typeof t === 'number' || POST.has(t!) ? -1 : 1;
+    if (t === undefined) return typeof s === 'number' || POST.has(s) ? 1 : -1;
     if (typeof s === 'number' && typeof t === 'number') return s < t ? -1 : 1;
     if (typeof s === 'number') return 1;
     if (typeof t === 'number') return -1;

@@ -8,7 +8,10 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { AirlockSigner } from '@airlock/sign';
 import {
+  buildVsa,
+  checkVsa,
   evaluatePolicy,
   indexAdvisories,
   loadOsvDirectory,
@@ -446,5 +449,86 @@ describe('the negative matrix (issue 8 §3), each refused with the failing rule 
     );
     expectRefused(v, ['dependencies.snapshot', 'advisories.osv']);
     expect(ruleOf(v, 'dependencies.snapshot').seen).toBe('no snapshot source given');
+  });
+});
+
+describe('VSA (SLSA verification summary v1)', () => {
+  const verifier = { id: 'https://airlock.dev/verifiers/release', version: { '@airlock/policy': '0.1.0' } };
+
+  it('a passing verdict becomes a VSA about the artifact digest, signed as the verifier, verifiable by identity', async () => {
+    const v = await evaluatePolicy(policy, evidence([good.provenance, good.sbom]), { now: now() });
+    const vsa = buildVsa({ verdict: v, verifier, resourceUri: `file:${ARTIFACT_NAME}` });
+    expect(vsa.subject).toEqual([{ name: ARTIFACT_NAME, digest: { sha256: ARTIFACT_SHA256 } }]);
+    expect(vsa.predicateType).toBe('https://slsa.dev/verification_summary/v1');
+    expect(vsa.predicate).toEqual({
+      verifier,
+      timeVerified: v.evaluatedAt,
+      resourceUri: `file:${ARTIFACT_NAME}`,
+      policy: { uri: policy.uri, digest: { sha256: sha256(readFileSync(POLICY_FILE)) } },
+      inputAttestations: [
+        { uri: good.provenance.uri, digest: good.provenance.bundleDigest },
+        { uri: good.sbom.uri, digest: good.sbom.bundleDigest },
+      ],
+      verificationResult: 'PASSED',
+      verifiedLevels: ['SLSA_BUILD_LEVEL_3'],
+      slsaVersion: '1.0',
+    });
+    // Signed through the trust plane as the verifier's identity; one signature check (stock @sigstore/verify).
+    const signer = new AirlockSigner({
+      fulcioUrl: w.plane.endpoints.caUrl,
+      rekorUrl: w.plane.endpoints.tlogUrl,
+      identity: () => w.plane.issueToken(w.ids.verifier),
+    });
+    const bundle = await signer.attest(vsa);
+    const checked = w.verifier.verify(bundle, {
+      artifactDigest: { sha256: ARTIFACT_SHA256 },
+      policy: { subject: w.ids.verifier, issuer: w.issuer },
+      expectedPredicateType: 'https://slsa.dev/verification_summary/v1',
+    });
+    const summary = checkVsa(checked.statement, {
+      subjectDigest: { sha256: ARTIFACT_SHA256 },
+      policyDigest: policy.digest.sha256,
+      verifierId: verifier.id,
+      minimumLevel: 'SLSA_BUILD_LEVEL_3',
+    });
+    expect(summary.verificationResult).toBe('PASSED');
+  });
+
+  it('a VSA replayed for another digest, under another policy, from another verifier, or FAILED is refused', async () => {
+    const v = await evaluatePolicy(policy, evidence([good.provenance, good.sbom]), { now: now() });
+    const vsa = buildVsa({ verdict: v, verifier, resourceUri: ARTIFACT_NAME });
+    const expectation = { subjectDigest: { sha256: ARTIFACT_SHA256 }, policyDigest: policy.digest.sha256 };
+    const mismatch = expect.objectContaining({ code: 'POLICY_VSA_MISMATCH' });
+    expect(() => checkVsa(vsa, { ...expectation, subjectDigest: { sha256: sha256('another artifact') } })).toThrow(
+      mismatch,
+    );
+    expect(() => checkVsa(vsa, { ...expectation, subjectDigest: { sha256: sha256('another artifact') } })).toThrow(
+      /not about sha256:/,
+    );
+    const newerPolicy = variant((d) => (d.provenance!.maxAge = '7d'));
+    expect(() => checkVsa(vsa, { ...expectation, policyDigest: newerPolicy.digest.sha256 })).toThrow(
+      /issued under policy/,
+    );
+    expect(() => checkVsa(vsa, { ...expectation, verifierId: 'https://other.example/verifier' })).toThrow(mismatch);
+
+    const failed = await evaluatePolicy(policy, evidence([good.provenance]), { now: now() });
+    const failedVsa = buildVsa({ verdict: failed, verifier, resourceUri: ARTIFACT_NAME });
+    expect(failedVsa.predicate!.verificationResult).toBe('FAILED');
+    expect(failedVsa.predicate!.verifiedLevels).toEqual(['FAILED']);
+    expect(() => checkVsa(failedVsa, expectation)).toThrow(/verificationResult FAILED/);
+
+    const l2 = await evaluatePolicy(
+      variant((d) => delete d.provenance!.builderIds),
+      evidence([good.provenance, good.sbom]),
+      { now: now() },
+    );
+    const l2Vsa = buildVsa({ verdict: l2, verifier, resourceUri: ARTIFACT_NAME });
+    expect(l2Vsa.predicate!.verifiedLevels).toEqual(['SLSA_BUILD_LEVEL_2']);
+    expect(() =>
+      checkVsa(l2Vsa, { ...expectation, policyDigest: l2.policy.digest.sha256, minimumLevel: 'SLSA_BUILD_LEVEL_3' }),
+    ).toThrow(/SLSA_BUILD_LEVEL_3 is required/);
+    expect(() => checkVsa({ ...vsa, predicateType: 'https://slsa.dev/provenance/v1' }, expectation)).toThrow(
+      expect.objectContaining({ code: 'POLICY_VSA_INVALID' }),
+    );
   });
 });
