@@ -233,7 +233,8 @@ export function compareGeneric(a: string, b: string): number {
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
     const s = x[i];
     const t = y[i];
-    if (s === t) continue;
+    // A missing numeric part is 0 (`1.0` = `1.0.0`).
+    if (s === t || (s === undefined && t === 0) || (t === undefined && s === 0)) continue;
     if (s === undefined) return typeof t === 'number' || POST.has(t!) ? -1 : 1;
     if (t === undefined) return typeof s === 'number' || POST.has(s) ? 1 : -1;
     if (typeof s === 'number' && typeof t === 'number') return s < t ? -1 : 1;

@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { AirlockSigner } from '@airlock/sign';
+import { generateKeyPairSync } from 'node:crypto';
+import { AirlockSigner, KeySigner } from '@airlock/sign';
+import { BundleVerifier } from '@airlock/verify';
 import {
   buildVsa,
   checkVsa,
@@ -17,6 +19,7 @@ import {
   loadOsvDirectory,
   loadPolicyFile,
   parsePolicy,
+  TransferManifestSnapshotSource,
   type AdvisoryIndex,
   type AttestationEvidence,
   type Evidence,
@@ -530,5 +533,62 @@ describe('VSA (SLSA verification summary v1)', () => {
     expect(() => checkVsa({ ...vsa, predicateType: 'https://slsa.dev/provenance/v1' }, expectation)).toThrow(
       expect.objectContaining({ code: 'POLICY_VSA_INVALID' }),
     );
+  });
+});
+
+describe('snapshot files and public-key authorities', () => {
+  it('a transfer manifest whose bytes differ from what was signed, or whose id is not its content hash, is refused', async () => {
+    const tampered = Buffer.from(w.snapshot.manifestBytes.toString('utf8').replace('left-pad', 'left-pbd'));
+    expect(() => new TransferManifestSnapshotSource().add(tampered, w.snapshot.bundle, w.verifier, 'm.json')).toThrow(
+      expect.objectContaining({
+        code: 'POLICY_SNAPSHOT_INVALID',
+        message: expect.stringMatching(/^m\.json: signature/),
+      }),
+    );
+    // Signed by the sync identity, but an entry was added under the old snapshot id.
+    const extra = npmPackage('smuggled', '1.0.0');
+    const m = JSON.parse(w.snapshot.manifestBytes.toString('utf8')) as { entries: unknown[] };
+    m.entries.push(extra.entry);
+    const bytes = Buffer.from(JSON.stringify(m));
+    const bundle = await w.signers.sync.attest({
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name: 'manifest.json', digest: { sha256: sha256(bytes) } }],
+      predicateType: 'https://airlock.dev/attestation/transfer-manifest/v1',
+      predicate: {},
+    });
+    expect(() => new TransferManifestSnapshotSource().add(bytes, bundle, w.verifier)).toThrow(
+      /snapshot\.id sha256:[0-9a-f]{64} is not the hash of its content/,
+    );
+  });
+
+  it('provenance signed with a long-lived key matches a publicKey authority, and claims at most L2', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keySigner = new KeySigner(privateKey.export({ type: 'pkcs8', format: 'pem' }), 'release-key');
+    const signer = new AirlockSigner({
+      fulcioUrl: w.plane.endpoints.caUrl,
+      rekorUrl: w.plane.endpoints.tlogUrl,
+      keySigner,
+    });
+    const bundle = await signer.attest(provenanceOf(provenanceInput(w)));
+    const keyed = new BundleVerifier(w.plane.trustedRoot, { publicKeys: { 'release-key': keySigner.publicKeyPem } });
+    const prov: AttestationEvidence = {
+      uri: 'keyed.provenance.sigstore.json',
+      bundleDigest: { sha256: sha256(JSON.stringify(bundle)) },
+      verification: keyed.verify(bundle, { artifactDigest: { sha256: ARTIFACT_SHA256 } }),
+    };
+    const byKey = variant((d) => {
+      d.authorities['release-key'] = { publicKey: { hint: 'release-key', path: 'release-key.pem' } };
+      d.provenance!.authorities = ['release-key'];
+    });
+    const v = await evaluatePolicy(byKey, evidence([prov, good.sbom]), { now: now() });
+    expect(v.rules.filter((r) => !r.passed)).toEqual([]);
+    expect(ruleOf(v, 'provenance.signed').seen).toEqual([{ uri: prov.uri, signedBy: "public key 'release-key'" }]);
+    expect(v.verifiedLevels).toEqual(['SLSA_BUILD_LEVEL_2']);
+    expect(v.levelReason).toMatch(/long-lived key/);
+    // The runner's keyless provenance does not satisfy a key authority, nor the key a keyless one.
+    const wrong = await evaluatePolicy(byKey, evidence([good.provenance, good.sbom]), { now: now() });
+    expect(ruleOf(wrong, 'provenance.signed').passed).toBe(false);
+    const keyless = await evaluatePolicy(policy, evidence([prov, good.sbom]), { now: now() });
+    expect(ruleOf(keyless, 'provenance.signed').passed).toBe(false);
   });
 });

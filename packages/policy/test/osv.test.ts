@@ -58,7 +58,8 @@ describe('OSV deny-list', () => {
   it('generic version order: numeric runs as numbers, a release after its pre-releases', () => {
     expect(compareGeneric('2.10', '2.9')).toBe(1);
     expect(compareGeneric('1.0rc1', '1.0')).toBe(-1);
-    expect(compareGeneric('1.0', '1.0.0')).toBe(-1);
+    expect(compareGeneric('1.0', '1.0.0')).toBe(0);
+    expect(compareGeneric('1.0', '1.0.1')).toBe(-1);
     expect(compareGeneric('1.0.post1', '1.0')).toBe(1);
     expect(compareGeneric('v3.1', '3.1')).toBe(0);
   });
