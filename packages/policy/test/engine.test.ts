@@ -444,6 +444,27 @@ describe('the negative matrix (issue 8 §3), each refused with the failing rule 
     expect(ruleOf(v, 'provenance.signed').message).toMatch(/disagree/);
   });
 
+  it('a further required attestation type: missing, then present and signed by the named authority', async () => {
+    const TEST_TYPE = 'https://airlock.dev/attestation/test-report/v1';
+    const requiring = variant((d) => (d.attestations = [{ predicateType: TEST_TYPE, authorities: ['runner'] }]));
+    const missing = await evaluatePolicy(requiring, evidence([good.provenance, good.sbom]), { now: now() });
+    expectRefused(missing, [`attestations.required[${TEST_TYPE}]`]);
+    expect(ruleOf(missing, `attestations.required[${TEST_TYPE}]`).seen).toBe('none');
+    const report = await attest(
+      w,
+      w.signers.runner,
+      {
+        _type: 'https://in-toto.io/Statement/v1',
+        subject: [{ name: ARTIFACT_NAME, digest: { sha256: ARTIFACT_SHA256 } }],
+        predicateType: TEST_TYPE,
+        predicate: { passed: 412, failed: 0 },
+      },
+      'tests.sigstore.json',
+    );
+    const present = await evaluatePolicy(requiring, evidence([good.provenance, good.sbom, report]), { now: now() });
+    expect(present.result).toBe('PASS');
+  });
+
   it('dependency rules without a snapshot source, or advisories without the OSV index, fail closed', async () => {
     const v = await evaluatePolicy(
       policy,
