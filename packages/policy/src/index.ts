@@ -18,6 +18,7 @@ export {
   type Signer,
 } from './match.js';
 export { evaluatePolicy, type EvaluateOptions } from './engine.js';
+export { implicitPolicy, versionedTagRange, type ShortcutFlags } from './implicit.js';
 export { verifiedLevels, SLSA_BUILD_LEVEL } from './levels.js';
 export { buildVsa, checkVsa, type VsaInput, type VsaExpectation, type VsaPredicate } from './vsa.js';
 export {
