@@ -171,6 +171,8 @@ function refusal(req: IncomingMessage): { status: 400 | 405; reason: string } | 
   const method = req.method ?? '';
   if (method !== 'GET' && method !== 'HEAD')
     return { status: 405, reason: `method ${method.slice(0, 20)} (the mirror is read-only: GET and HEAD only)` };
+  if (!(req.url ?? '').startsWith('/'))
+    return { status: 400, reason: 'a request target that is not a path (absolute-form or authority-form)' };
   if (req.headers['transfer-encoding'] !== undefined)
     return { status: 400, reason: 'a request body (Transfer-Encoding) on a GET/HEAD' };
   const length = req.headers['content-length'];

@@ -2,8 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { attestOutputs, type ArtifactResult } from './attestation.js';
-import { executeAttempt, failOnBuildError, failOnViolations, prepareAttempt, type RunContext } from './attempt.js';
+import { attestOutputs, type ArtifactResult, type AttestationResult } from './attestation.js';
+import {
+  executeAttempt,
+  failOnBuildError,
+  failOnViolations,
+  prepareAttempt,
+  type Attempt,
+  type RunContext,
+} from './attempt.js';
 import { builderFor } from './builders.js';
 import { removeTree } from './cleanup.js';
 import { selectBuildEnv } from './env-policy.js';
@@ -16,11 +23,11 @@ import { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selec
 import type { NetworkMonitorMode } from './network-monitor.js';
 import { collectOutputs } from './outputs.js';
 import { validateMirrorDependencies, type MirrorDependency } from './provenance.js';
-import { rebuildCheck } from './rebuild-check.js';
+import { rebuildCheck, type RebuildCheckResult } from './rebuild-check.js';
 import type { ReproducibilityResult } from './reproducibility.js';
 import { DEFAULT_BRIDGE_PORT } from './sandbox.js';
 import type { AttestationSigner } from './signer.js';
-import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec } from './spec.js';
+import { loadSpec, loadSpecFile, specTimeoutSeconds, type BuildSpec, type LoadedSpec } from './spec.js';
 import type { ToolchainEntry } from './toolchain.js';
 import { confinementConfig, resolveLimits, type ResourceLimitOptions } from './limits/index.js';
 
@@ -144,17 +151,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     options.onProgress?.({ phase, message, elapsedMs: Date.now() - t0 });
 
   progress('spec', typeof spec === 'string' ? `validating ${spec}` : 'validating the build spec');
-  const loaded = typeof spec === 'string' ? loadSpecFile(spec) : loadSpec(spec, options.baseDir);
-  checkOptions(options);
-  const builder = builderFor(loaded.spec.builder);
-  if (loaded.spec.image) checkImageRequest(loaded.spec.image, loaded.spec.source.commit, options);
-  const chosenMirror = selectMirror(loaded.spec, approvedMirrors(options));
-  const buildEnv = selectBuildEnv(loaded.spec, {
-    hostEnv: options.hostEnv ?? process.env,
-    ...(options.passEnv ? { passEnv: options.passEnv } : {}),
-    ...(options.withheldValues ? { withheldValues: options.withheldValues } : {}),
-  });
-  const givenDependencies = validateMirrorDependencies(options.resolvedMirrorDependencies);
+  const { loaded, builder, chosenMirror, buildEnv, givenDependencies } = checkInputs(spec, options);
   const outDir = prepareOutDir(options.outDir);
   const tools = await findHostTools(options.networkMonitor ?? 'auto', options.faketime);
 
@@ -235,54 +232,45 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
         })
       : undefined;
     const attestMs = Date.now() - tAttest;
-    const { artifacts } = attested;
-    progress('done', `${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} built`);
-    const s = first.source;
-    return {
+    const n = attested.artifacts.length;
+    progress('done', `${n} artifact${n === 1 ? '' : 's'} built`);
+    return runResult({
+      options,
+      loaded,
+      ctx,
+      first,
+      rebuilt,
+      attested,
+      image,
       invocationId,
-      builderId: options.builderId,
       startedOn,
       finishedOn,
-      spec: { ...(loaded.path ? { path: loaded.path } : {}), digest: { sha256: loaded.digest } },
-      source: {
-        repo: s.repo,
-        repoUri: s.repoUri,
-        commit: s.commit,
-        ...(s.ref ? { ref: s.ref } : {}),
-        gitTree: s.gitTree,
-        treeSha256: s.treeSha256,
-        sourceDateEpoch: s.commitTime,
-      },
-      artifacts,
-      logPath: first.logPath,
-      logSha256: attested.logs[0]!.sha256,
-      ...(rebuilt.rebuildLogPath ? { rebuildLogPath: rebuilt.rebuildLogPath } : {}),
-      reproducibility: rebuilt.reproducibility,
-      hermeticity: { monitor: ctx.monitor, violations: 0 },
-      toolchain: attested.toolchain,
-      ...(mirror
-        ? {
-            mirror: {
-              ...(attested.mirrorSnapshotId ? { snapshotId: attested.mirrorSnapshotId } : {}),
-              dependencies: attested.provenance.mirrorDependencies as MirrorDependency[],
-              metadataResponses: attested.recorded.metadataResponses,
-            },
-          }
-        : {}),
-      durations: {
-        checkoutMs,
-        buildMs: first.result.durationMs,
-        ...(rebuilt.rebuildMs !== undefined ? { rebuildMs: rebuilt.rebuildMs } : {}),
-        attestMs,
-        totalMs: Date.now() - t0,
-      },
-      ...(options.keepWorkDir ? { workDir: runDir } : {}),
-      ...(image ? { image } : {}),
-    };
+      checkoutMs,
+      attestMs,
+      t0,
+    });
   } finally {
     await mirror?.close();
     if (!options.keepWorkDir) removeTree(runDir);
   }
+}
+
+/**
+ * Everything decidable before any work: the spec, the options, and what the spec chose among what the operator
+ * allowed (mirror, environment, registry). Throws RUNNER_SPEC_INVALID (exit 2) and friends.
+ */
+function checkInputs(spec: BuildSpec | string, options: RunOptions) {
+  const loaded = typeof spec === 'string' ? loadSpecFile(spec) : loadSpec(spec, options.baseDir);
+  checkOptions(options);
+  if (loaded.spec.image) checkImageRequest(loaded.spec.image, loaded.spec.source.commit, options);
+  const chosenMirror = selectMirror(loaded.spec, approvedMirrors(options));
+  const buildEnv = selectBuildEnv(loaded.spec, {
+    hostEnv: options.hostEnv ?? process.env,
+    ...(options.passEnv ? { passEnv: options.passEnv } : {}),
+    ...(options.withheldValues ? { withheldValues: options.withheldValues } : {}),
+  });
+  const givenDependencies = validateMirrorDependencies(options.resolvedMirrorDependencies);
+  return { loaded, builder: builderFor(loaded.spec.builder), chosenMirror, buildEnv, givenDependencies };
 }
 
 function checkOptions(options: RunOptions): void {
@@ -318,4 +306,70 @@ function prepareOutDir(dir: string): string {
       throw new RunnerError('RUNNER_OUT_DIR_NOT_EMPTY', `output directory ${abs} is not empty`);
   } else mkdirSync(abs, { recursive: true });
   return abs;
+}
+
+interface RunSummary {
+  options: RunOptions;
+  loaded: LoadedSpec;
+  ctx: RunContext;
+  first: Attempt;
+  rebuilt: RebuildCheckResult;
+  attested: AttestationResult;
+  image: ImageResult | undefined;
+  invocationId: string;
+  startedOn: string;
+  finishedOn: string;
+  checkoutMs: number;
+  attestMs: number;
+  t0: number;
+}
+
+/** What runBuild reports, from what each phase produced. */
+function runResult(r: RunSummary): RunResult {
+  const { options, loaded, ctx, first, rebuilt, attested, image, invocationId, startedOn, finishedOn } = r;
+  const { checkoutMs, attestMs, t0 } = r;
+  const { artifacts } = attested;
+  const mirror = ctx.mirror;
+  const s = first.source;
+  return {
+    invocationId,
+    builderId: options.builderId,
+    startedOn,
+    finishedOn,
+    spec: { ...(loaded.path ? { path: loaded.path } : {}), digest: { sha256: loaded.digest } },
+    source: {
+      repo: s.repo,
+      repoUri: s.repoUri,
+      commit: s.commit,
+      ...(s.ref ? { ref: s.ref } : {}),
+      gitTree: s.gitTree,
+      treeSha256: s.treeSha256,
+      sourceDateEpoch: s.commitTime,
+    },
+    artifacts,
+    logPath: first.logPath,
+    logSha256: attested.logs[0]!.sha256,
+    ...(rebuilt.rebuildLogPath ? { rebuildLogPath: rebuilt.rebuildLogPath } : {}),
+    reproducibility: rebuilt.reproducibility,
+    hermeticity: { monitor: ctx.monitor, violations: 0 },
+    toolchain: attested.toolchain,
+    ...(mirror
+      ? {
+          mirror: {
+            ...(attested.mirrorSnapshotId ? { snapshotId: attested.mirrorSnapshotId } : {}),
+            dependencies: attested.provenance.mirrorDependencies as MirrorDependency[],
+            metadataResponses: attested.recorded.metadataResponses,
+          },
+        }
+      : {}),
+    durations: {
+      checkoutMs,
+      buildMs: first.result.durationMs,
+      ...(rebuilt.rebuildMs !== undefined ? { rebuildMs: rebuilt.rebuildMs } : {}),
+      attestMs,
+      totalMs: Date.now() - t0,
+    },
+    ...(options.keepWorkDir ? { workDir: ctx.runDir } : {}),
+    ...(image ? { image } : {}),
+  };
 }

@@ -126,7 +126,7 @@ describe('mirror bridge: requests the build sends to the mirror', () => {
     ]);
   });
 
-  it('refuses a GET with Content-Length > 0 and a HEAD with a body; a non-GET method is refused and counted', async () => {
+  it('refuses a GET with Content-Length > 0, another method and an absolute-form target, counting each', async () => {
     const withLength = await rawExchange(
       bridge.socketPath,
       'GET /blob HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello',
@@ -137,8 +137,13 @@ describe('mirror bridge: requests the build sends to the mirror', () => {
       'POST /blob HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
     );
     expect(post).toMatch(/^HTTP\/1\.1 405 /);
+    const proxyForm = await rawExchange(
+      bridge.socketPath,
+      'GET http://127.0.0.1:2375/containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(proxyForm).toMatch(/^HTTP\/1\.1 400 /);
     expect(await drain()).toEqual([]);
-    expect(bridge.refused().map((r) => r.method)).toEqual(['GET', 'POST']);
+    expect(bridge.refused().map((r) => r.method)).toEqual(['GET', 'POST', 'GET']);
   });
 
   it('passes a plain GET with only allow-listed headers, in its own HTTP/1.1 framing, and records the body', async () => {

@@ -138,6 +138,10 @@ export function registerRunCommand(program: Command): void {
         "mirror's snapshot, so provenance lists exactly the blobs used. With `reproducible: true` it builds twice",
         '(different path, hostname, environment and clock) and compares the outputs.',
         '',
+        'The spec is input, the flags are policy: a spec may only select one of the --mirror/--mirror-socket mirrors',
+        '(by name or exact URL), pass credential-like variables only when --pass-env names them (the runner token',
+        'never), and push an image only to a --registry host (when given); anything else is a spec error (exit 2).',
+        '',
         'With `image` in the spec the outputs are also pushed as a reproducible OCI image, with a cosign signature,',
         'the provenance and SBOM as cosign attestations and Sigstore bundles as referrers; unless --no-verify, they',
         'are read back from the registry and verified.',
@@ -152,6 +156,7 @@ export function registerRunCommand(program: Command): void {
         'Example:',
         '  airlock up --data plane &',
         '  airlock run --spec build.yaml --out out --data plane --mirror http://127.0.0.1:4873',
+        '  airlock run --spec build.yaml --data plane --mirror lab=http://10.0.0.5:4873 --mirror-socket local=/run/mirror.sock',
       ].join('\n'),
     )
     .action(async (flags: RunFlags) => {
