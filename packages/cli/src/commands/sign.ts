@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import { makeStatement, sha256Hex, type DigestSet } from '@airlock/core';
 import { AirlockSigner, KeySigner, type SerializedBundle } from '@airlock/sign';
 import { basename } from 'node:path';
-import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
-import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import { contextExitCode, readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
+import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 interface SignFlags extends SigningFlags, OutputOptions {
   bundle?: string;
@@ -62,7 +62,7 @@ export function registerSignCommands(program: Command): void {
         () => `signed ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`,
       );
     } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      fail(flags, err, contextExitCode(err));
     }
   });
 
@@ -96,7 +96,7 @@ export function registerSignCommands(program: Command): void {
         () => `attested ${file}\n  bundle:    ${out}\n  log index: ${s.logIndex ?? '(not logged)'}`,
       );
     } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      fail(flags, err, contextExitCode(err));
     }
   });
 }
