@@ -583,8 +583,13 @@ describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer
           ],
         }),
       );
-      proc = await startCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json'], (out) =>
-        out.trim().endsWith('}'),
+      // Plain http is refused without the explicit test switch: its keys would be fetched over http.
+      const refused = await runCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json']);
+      expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+      expect(refused.stdout).toMatch(/must be https/);
+      proc = await startCli(
+        ['up', '--data', mainDir, '--issuer-config', cfg, '--allow-insecure-issuer', '--json'],
+        (out) => out.trim().endsWith('}'),
       );
       const ep = JSON.parse(readFileSync(join(mainDir, 'endpoints.json'), 'utf8')) as Endpoints;
       const sub = 'spiffe://spire.example.internal/ns/ci/sa/builder';

@@ -56,11 +56,15 @@ function loadIssuerConfig(path: string | undefined, allowInsecure: boolean): Tru
     const clean = Object.fromEntries(ISSUER_FIELDS.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
     return { ...clean, ...(allowInsecure ? { allowInsecureHttp: true } : {}) };
   });
-  try {
-    return validateTrustedIssuers(issuers);
-  } catch (err) {
-    throw new UsageError(`issuer config '${path}': ${(err as Error).message}`);
-  }
+  const check = (what: string, list: unknown[]): TrustedIssuer[] => {
+    try {
+      return validateTrustedIssuers(list);
+    } catch (err) {
+      throw new UsageError(`issuer config '${path}': ${what}${(err as Error).message}`);
+    }
+  };
+  issuers.forEach((it, i) => check(`issuers[${i}]: `, [it]));
+  return check('', issuers);
 }
 
 function parsePositiveInt(v: string | undefined, flag: string): number | undefined {
