@@ -16,7 +16,7 @@ afterEach(async () => {
 /** An echo server: reads a JSON body with the shared reader and returns it. */
 async function echoServer(maxBytes: number): Promise<string> {
   const server = createLimitedServer(
-    async (req, res, ctx) => {
+    async (_req, res, ctx) => {
       try {
         const body = await ctx.readJson(maxBytes);
         res.writeHead(200, { 'content-type': 'application/json' });

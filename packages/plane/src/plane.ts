@@ -94,7 +94,7 @@ export function writeFileAtomic(path: string, data: string, mode = 0o644): void 
 export async function startTrustPlane(options: TrustPlaneOptions): Promise<RunningTrustPlane> {
   const dataDir = options.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  refuseIfRunning(dataDir);
+  await refuseIfRunning(dataDir);
   const statePath = join(dataDir, 'plane.json');
   const state = loadOrCreateState(statePath);
   const { host, ports } = resolveBinding(state, options, statePath);
@@ -242,10 +242,13 @@ function recordBinding(statePath: string, state: PlaneState, host: string, ports
   writeFileAtomic(statePath, JSON.stringify(state, null, 2) + '\n', 0o600);
 }
 
-/** A second `airlock up` on the same data dir would fight over the log store and the ports. */
-function refuseIfRunning(dataDir: string): void {
+/**
+ * A second `airlock up` on the same data dir would fight over the log store and the ports. Running = its pid is
+ * alive AND its CA answers (a crashed plane's pid may have been reused by an unrelated process).
+ */
+async function refuseIfRunning(dataDir: string): Promise<void> {
   const e = readEndpointsFile(dataDir);
-  if (e && liveness(e) === 'alive' && e.pid !== process.pid) {
+  if (e && liveness(e) === 'alive' && e.pid !== process.pid && (await answers(e.caUrl))) {
     throw new PlaneError(
       'PLANE_ALREADY_RUNNING',
       `a trust plane is already running on ${dataDir} (pid ${e.pid}); stop it first`,
@@ -322,16 +325,20 @@ function missing(dataDir: string): never {
   throw notRunning(dataDir, `${join(dataDir, 'endpoints.json')} not found`);
 }
 
+async function answers(caUrl: string, timeoutMs = 3_000): Promise<boolean> {
+  try {
+    const res = await fetch(`${caUrl}/api/v2/configuration`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
 /** `readEndpoints` plus a request to the CA: the pid may have been reused by an unrelated process. */
 export async function readLiveEndpoints(dataDir: string, timeoutMs = 3_000): Promise<PlaneEndpoints> {
   const e = readEndpoints(dataDir);
-  try {
-    const res = await fetch(`${e.caUrl}/api/v2/configuration`, { signal: AbortSignal.timeout(timeoutMs) });
-    await res.body?.cancel();
-    if (res.ok) return e;
-  } catch {
-    // fall through: not answering
-  }
+  if (await answers(e.caUrl, timeoutMs)) return e;
   throw notRunning(dataDir, `its certificate authority at ${e.caUrl} does not answer`);
 }
 
