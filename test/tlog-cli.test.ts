@@ -37,7 +37,7 @@ async function logSomething(url: string, text: string): Promise<void> {
 }
 
 describe('airlock tlog serve / monitor', () => {
-  it('monitor pins, follows growth, and exits 1 naming a fork', async () => {
+  it('monitor pins, follows growth, and exits 1 naming a fork', { timeout: 180_000 }, async () => {
     const dataA = tmp('a');
     let a = await serve(dataA);
     for (let i = 0; i < 3; i++) await logSomething(a.url, `common ${i}`);
@@ -64,5 +64,74 @@ describe('airlock tlog serve / monitor', () => {
     // The state still describes log A: a later honest check passes.
     const again = await runCli(['tlog', 'monitor', '--url', a.url, '--state', state, '--json']);
     expect(again.code, again.stderr).toBe(0);
+  });
+});
+
+/** A "log" that answers, but not as a log: garbage checkpoints or an HTTP 500 on every route. */
+async function misbehavingLog(kind: 'garbage' | 'http500'): Promise<string> {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => {
+    if (kind === 'http500') {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"code":500,"message":"boom"}');
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"treeSize":"many","signedTreeHead":42}');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  procs.push({ stop: () => new Promise<void>((r) => server.close(() => r())) });
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+describe('airlock tlog monitor exit codes', () => {
+  const errorOf = (stdout: string): { code: string; message: string } =>
+    (JSON.parse(stdout) as { ok: boolean; error: { code: string; message: string } }).error;
+
+  it('exits 3 with a JSON error when the log is unreachable', async () => {
+    const { createServer } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const state = join(tmp('unreach'), 'monitor.json');
+    const r = await runCli(['tlog', 'monitor', '--url', `http://127.0.0.1:${port}`, '--state', state, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    expect(errorOf(r.stdout).code).toBe('TLOG_MONITOR_UNREACHABLE');
+  });
+
+  it.each(['garbage', 'http500'] as const)('exits 1 when the log misbehaves (%s)', async (kind) => {
+    const url = await misbehavingLog(kind);
+    const state = join(tmp('liar'), 'monitor.json');
+    const r = await runCli(['tlog', 'monitor', '--url', url, '--state', state, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(errorOf(r.stdout).code).toBe('TLOG_MONITOR_BAD_RESPONSE');
+  });
+
+  it('exits 2 for a bad --public-key file or a corrupt state file', async () => {
+    const url = await misbehavingLog('garbage');
+    const d = tmp('input');
+    const badKey = join(d, 'key.pem');
+    writeFileSync(badKey, 'not a key');
+    const r1 = await runCli(['tlog', 'monitor', '--url', url, '--state', join(d, 's.json'), '--public-key', badKey]);
+    expect(r1.code, r1.stderr).toBe(2);
+    const missing = await runCli([
+      'tlog',
+      'monitor',
+      '--url',
+      url,
+      '--state',
+      join(d, 's.json'),
+      '--public-key',
+      join(d, 'nope.pem'),
+      '--json',
+    ]);
+    expect(missing.code, missing.stdout + missing.stderr).toBe(2);
+    expect(errorOf(missing.stdout).message).toContain('nope.pem');
+    const corrupt = join(d, 'corrupt.json');
+    writeFileSync(corrupt, '{not json');
+    const r2 = await runCli(['tlog', 'monitor', '--url', url, '--state', corrupt, '--json']);
+    expect(r2.code, r2.stdout + r2.stderr).toBe(2);
+    expect(errorOf(r2.stdout).code).toBe('TLOG_MONITOR_STATE_INVALID');
   });
 });

@@ -134,7 +134,7 @@ describe('airlock up + stock sigstore-js', () => {
     ).toThrow(expect.objectContaining({ code: 'VERIFY_POLICY' }));
   });
 
-  it('airlock sign / attest / verify CLI round-trip', async () => {
+  it('airlock sign / attest / verify CLI round-trip', { timeout: 240_000 }, async () => {
     const file = join(dir, 'cli-artifact.bin');
     writeFileSync(file, ARTIFACT);
     const sign = await runCli(['sign', file, '--data', dir, '--subject', subject, '--json']);
@@ -233,79 +233,83 @@ describe('airlock up + stock sigstore-js', () => {
     expect(bad.stderr).toMatch(/VERIFY_(SIGNATURE|TLOG_BODY)/);
   });
 
-  it('sigstore-conformance entry point: sign-bundle and verify-bundle by exit code, PATH and DIGEST modes', async () => {
-    const file = join(dir, 'conf.txt');
-    writeFileSync(file, 'conformance\n');
-    const signingConfig = join(dir, 'signing_config.json');
-    writeFileSync(
-      signingConfig,
-      JSON.stringify({
-        mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
-        caUrls: [{ url: endpoints.caUrl }],
-        rekorTlogUrls: [{ url: endpoints.tlogUrl, majorApiVersion: 1 }],
-      }),
-    );
-    const tok = await token();
-    const bundle = join(dir, 'conf.sigstore.json');
-    const s = await runCli([
-      'conformance',
-      'sign-bundle',
-      '--identity-token',
-      tok,
-      '--bundle',
-      bundle,
-      '--signing-config',
-      signingConfig,
-      file,
-    ]);
-    expect(s.code, s.stderr).toBe(0);
-    const common = [
-      '--bundle',
-      bundle,
-      '--certificate-identity',
-      subject,
-      '--certificate-oidc-issuer',
-      endpoints.identityIssuerUrl,
-      '--trusted-root',
-      join(dir, 'trusted_root.json'),
-    ];
-    expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).toBe(0);
-    writeFileSync(file, 'tampered\n');
-    expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).not.toBe(0);
+  it(
+    'sigstore-conformance entry point: sign-bundle and verify-bundle by exit code, PATH and DIGEST modes',
+    { timeout: 240_000 },
+    async () => {
+      const file = join(dir, 'conf.txt');
+      writeFileSync(file, 'conformance\n');
+      const signingConfig = join(dir, 'signing_config.json');
+      writeFileSync(
+        signingConfig,
+        JSON.stringify({
+          mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
+          caUrls: [{ url: endpoints.caUrl }],
+          rekorTlogUrls: [{ url: endpoints.tlogUrl, majorApiVersion: 1 }],
+        }),
+      );
+      const tok = await token();
+      const bundle = join(dir, 'conf.sigstore.json');
+      const s = await runCli([
+        'conformance',
+        'sign-bundle',
+        '--identity-token',
+        tok,
+        '--bundle',
+        bundle,
+        '--signing-config',
+        signingConfig,
+        file,
+      ]);
+      expect(s.code, s.stderr).toBe(0);
+      const common = [
+        '--bundle',
+        bundle,
+        '--certificate-identity',
+        subject,
+        '--certificate-oidc-issuer',
+        endpoints.identityIssuerUrl,
+        '--trusted-root',
+        join(dir, 'trusted_root.json'),
+      ];
+      expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).toBe(0);
+      writeFileSync(file, 'tampered\n');
+      expect((await runCli(['conformance', 'verify-bundle', ...common, file])).code).not.toBe(0);
 
-    // in-toto: DIGEST mode checks the subject digest.
-    const stmtFile = join(dir, 'stmt.json');
-    writeFileSync(stmtFile, JSON.stringify(statement));
-    const dsse = join(dir, 'conf-dsse.sigstore.json');
-    expect(
-      (
-        await runCli([
-          'conformance',
-          'sign-bundle',
-          '--in-toto',
-          '--identity-token',
-          tok,
-          '--bundle',
-          dsse,
-          '--signing-config',
-          signingConfig,
-          stmtFile,
-        ])
-      ).code,
-    ).toBe(0);
-    const dcommon = [
-      '--bundle',
-      dsse,
-      '--certificate-identity',
-      subject,
-      '--certificate-oidc-issuer',
-      endpoints.identityIssuerUrl,
-      '--trusted-root',
-      join(dir, 'trusted_root.json'),
-    ];
-    expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${sha256(ARTIFACT)}`])).code).toBe(0);
-    expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${'0'.repeat(64)}`])).code).not.toBe(0);
-  });
+      // in-toto: DIGEST mode checks the subject digest.
+      const stmtFile = join(dir, 'stmt.json');
+      writeFileSync(stmtFile, JSON.stringify(statement));
+      const dsse = join(dir, 'conf-dsse.sigstore.json');
+      expect(
+        (
+          await runCli([
+            'conformance',
+            'sign-bundle',
+            '--in-toto',
+            '--identity-token',
+            tok,
+            '--bundle',
+            dsse,
+            '--signing-config',
+            signingConfig,
+            stmtFile,
+          ])
+        ).code,
+      ).toBe(0);
+      const dcommon = [
+        '--bundle',
+        dsse,
+        '--certificate-identity',
+        subject,
+        '--certificate-oidc-issuer',
+        endpoints.identityIssuerUrl,
+        '--trusted-root',
+        join(dir, 'trusted_root.json'),
+      ];
+      expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${sha256(ARTIFACT)}`])).code).toBe(0);
+      expect((await runCli(['conformance', 'verify-bundle', ...dcommon, `sha256:${'0'.repeat(64)}`])).code).not.toBe(0);
+    },
+  );
 });
 
 describe('tampering is caught, each with a specific error', () => {
@@ -579,8 +583,13 @@ describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer
           ],
         }),
       );
-      proc = await startCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json'], (out) =>
-        out.trim().endsWith('}'),
+      // Plain http is refused without the explicit test switch: its keys would be fetched over http.
+      const refused = await runCli(['up', '--data', mainDir, '--issuer-config', cfg, '--json']);
+      expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+      expect(refused.stdout).toMatch(/must be https/);
+      proc = await startCli(
+        ['up', '--data', mainDir, '--issuer-config', cfg, '--allow-insecure-issuer', '--json'],
+        (out) => out.trim().endsWith('}'),
       );
       const ep = JSON.parse(readFileSync(join(mainDir, 'endpoints.json'), 'utf8')) as Endpoints;
       const sub = 'spiffe://spire.example.internal/ns/ci/sa/builder';

@@ -1,3 +1,4 @@
+import { HttpLimitError } from '@airlock/core';
 import { isOidcRefusal } from '@airlock/identity';
 import type { CertificateAuthority, SigningCertificateRequest } from './authority.js';
 import { CaError } from './errors.js';
@@ -6,6 +7,7 @@ import { CaError } from './errors.js';
 export interface RouteResult {
   status: number;
   body: unknown;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -76,6 +78,10 @@ export function configurationRoute(ca: CertificateAuthority): RouteResult {
  * anything else 500 (with a generic message, so internals do not leak).
  */
 export function errorResult(err: unknown): RouteResult {
+  if (err instanceof HttpLimitError) {
+    // A half-read body leaves the connection unusable: close it after the answer.
+    return { status: err.status, body: { code: err.code, message: err.message }, headers: { connection: 'close' } };
+  }
   const code = (err as { code?: unknown }).code;
   const message = (err as { message?: unknown }).message;
   if (typeof code === 'string' && typeof message === 'string') {

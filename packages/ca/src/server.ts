@@ -1,5 +1,6 @@
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createLimitedServer, type HttpLimits, type RequestContext } from '@airlock/core';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './authority.js';
 import { configurationRoute, errorResult, signingCertRoute, trustBundleRoute, type RouteResult } from './routes.js';
 
@@ -8,6 +9,8 @@ export interface StartCaServerOptions extends CertificateAuthorityOptions {
   port?: number;
   /** Request body limit for signingCert (default 64 KiB; a token + key + PoP is a few KiB). */
   maxBodyBytes?: number;
+  /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
+  limits?: Partial<HttpLimits>;
 }
 
 export interface CaServer {
@@ -30,14 +33,16 @@ const CONFIGURATION = '/api/v2/configuration';
 export async function startCaServer(options: StartCaServerOptions): Promise<CaServer> {
   const ca = await CertificateAuthority.open(options);
   const maxBody = options.maxBodyBytes ?? 64 * 1024;
-  const server = http.createServer((req, res) => {
-    route(ca, maxBody, req)
-      .catch((err: unknown) => errorResult(err))
-      .then((result) => send(res, result))
-      .catch((err: unknown) => res.destroy(err as Error));
-  });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const server = createLimitedServer(
+    (req, res, ctx) =>
+      route(ca, maxBody, req, ctx)
+        .catch((err: unknown) => errorResult(err))
+        .then((result) => send(res, result)),
+    {
+      ...(options.limits ? { limits: options.limits } : {}),
+      writeError: (res, status, code, message, headers) => send(res, { status, body: { code, message } }, headers),
+    },
+  );
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -63,7 +68,12 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
   };
 }
 
-async function route(ca: CertificateAuthority, maxBody: number, req: http.IncomingMessage): Promise<RouteResult> {
+async function route(
+  ca: CertificateAuthority,
+  maxBody: number,
+  req: http.IncomingMessage,
+  ctx: RequestContext,
+): Promise<RouteResult> {
   const pathname = (req.url ?? '/').split('?')[0];
   const method = req.method ?? 'GET';
   const notAllowed = (allow: string): RouteResult => ({
@@ -73,19 +83,7 @@ async function route(ca: CertificateAuthority, maxBody: number, req: http.Incomi
   switch (pathname) {
     case SIGNING_CERT: {
       if (method !== 'POST') return notAllowed('POST');
-      const raw = await readBody(req, maxBody);
-      if (raw === 'too-large') {
-        return {
-          status: 413,
-          body: { code: 'CA_REQUEST_INVALID', message: `request body larger than ${maxBody} bytes` },
-        };
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        return { status: 400, body: { code: 'CA_REQUEST_INVALID', message: 'request body is not valid JSON' } };
-      }
+      const body = await ctx.readJson(maxBody);
       const auth = req.headers.authorization;
       return signingCertRoute(ca, body, typeof auth === 'string' ? auth : undefined);
     }
@@ -98,28 +96,13 @@ async function route(ca: CertificateAuthority, maxBody: number, req: http.Incomi
   }
 }
 
-async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume(); // drain so the 413 reaches the client
-    return 'too-large';
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) {
-      req.resume();
-      return 'too-large';
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-function send(res: http.ServerResponse, result: RouteResult): void {
+function send(res: http.ServerResponse, result: RouteResult, headers: Record<string, string> = {}): void {
+  // After a deadline answer the handler's late result is dropped.
+  if (res.headersSent || res.writableEnded) return;
   const text = JSON.stringify(result.body);
   res.writeHead(result.status, {
+    ...result.headers,
+    ...headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',

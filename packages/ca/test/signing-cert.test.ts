@@ -51,9 +51,9 @@ beforeAll(async () => {
   ca = await startCaServer({
     dataDir: makeTmpDir('airlock-ca-', dirs),
     issuers: [
-      { issuerUrl: issuerA.url, type: 'spiffe', trustDomain: 'airlock.internal' },
-      { issuerUrl: issuerB.url, type: 'spiffe', trustDomain: 'build.corp' },
-      { issuerUrl: emailIssuer.url, type: 'email' },
+      { issuerUrl: issuerA.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true },
+      { issuerUrl: issuerB.url, type: 'spiffe', trustDomain: 'build.corp', allowInsecureHttp: true },
+      { issuerUrl: emailIssuer.url, type: 'email', allowInsecureHttp: true },
     ],
   });
 });
@@ -308,7 +308,7 @@ describe('signingCert refusals', () => {
     // Issuer B is trusted for build.corp only; a second CA configured with the wrong domain refuses its tokens.
     const strict = await startCaServer({
       dataDir: makeTmpDir('airlock-ca-strict-', dirs),
-      issuers: [{ issuerUrl: issuerB.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+      issuers: [{ issuerUrl: issuerB.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
     });
     try {
       const subject = 'spiffe://build.corp/x';
@@ -404,7 +404,7 @@ describe('in-process CertificateAuthority', () => {
   it('issues without a server, with a configurable validity', async () => {
     const authority = await CertificateAuthority.open({
       dataDir: makeTmpDir('airlock-ca-inproc-', dirs),
-      issuers: [{ issuerUrl: issuerA.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+      issuers: [{ issuerUrl: issuerA.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
       certValiditySeconds: 300,
     });
     const key = p256();

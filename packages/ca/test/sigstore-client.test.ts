@@ -41,7 +41,7 @@ beforeAll(async () => {
   rogue = await startIdentityIssuer({ dataDir: makeTmpDir('airlock-sjs-rogue-', dirs) });
   ca = await startCaServer({
     dataDir: makeTmpDir('airlock-sjs-ca-', dirs),
-    issuers: [{ issuerUrl: issuer.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+    issuers: [{ issuerUrl: issuer.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
   });
 });
 afterAll(async () => {
@@ -83,7 +83,7 @@ describe('@sigstore/sign FulcioSigner against the CA', () => {
   it("a certificate does not chain to another CA's root", async () => {
     const other = await CertificateAuthority.open({
       dataDir: makeTmpDir('airlock-sjs-other-', dirs),
-      issuers: [{ issuerUrl: issuer.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+      issuers: [{ issuerUrl: issuer.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
     });
     const signer = new FulcioSigner({
       fulcioBaseURL: ca.url,

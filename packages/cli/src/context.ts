@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { issueWorkloadToken, readEndpoints } from '@airlock/plane';
-import { UsageError } from './output.js';
+import { EXIT, UsageError } from './output.js';
 
 export interface SigningFlags {
   data?: string;
@@ -18,9 +18,20 @@ export interface SigningContext {
 }
 
 /**
+ * Exit code for a failure around the signing context: a usage error → 2, a trust plane that is not running
+ * (`PLANE_NOT_RUNNING` from `readEndpoints`: missing, stopped or stale endpoints.json) → 3, else `fallback`.
+ */
+export function contextExitCode(err: unknown, fallback: number = EXIT.FAILURE): number {
+  if (err instanceof UsageError) return EXIT.USAGE;
+  if ((err as { code?: unknown }).code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
+  return fallback;
+}
+
+/**
  * Where to sign and with which token. Explicit URLs win over the plane's `endpoints.json`; the token comes
  * from --identity-token, --identity-token-file, $SIGSTORE_ID_TOKEN, or is minted by the embedded issuer of
- * the plane in --data for --subject (default spiffe://<trust domain>/airlock/cli).
+ * the plane in --data for --subject (default spiffe://<trust domain>/airlock/cli). With --data, a plane that is not
+ * running throws `PLANE_NOT_RUNNING` here (stopped or dead pid), or when minting (its CA does not answer).
  */
 export function resolveSigningContext(flags: SigningFlags, options: { keyBased?: boolean } = {}): SigningContext {
   const endpoints = flags.data ? readEndpoints(flags.data) : undefined;

@@ -5,3 +5,4 @@ export * from './digest.js';
 export * from './dsse.js';
 export * from './intoto.js';
 export * from './transfer-tar.js';
+export * from './http-body.js';

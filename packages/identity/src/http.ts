@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 
 /** Small HTTP helpers shared by the issuer routes. */
 export function sendJson(
@@ -7,6 +7,8 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
+  // After a deadline answer the handler's late result is dropped.
+  if (res.headersSent || res.writableEnded) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -16,23 +18,6 @@ export function sendJson(
     ...headers,
   });
   res.end(text);
-}
-
-export class BodyTooLargeError extends Error {}
-
-/** Reads a request body, failing once it exceeds `limit` bytes (checked on Content-Length and while streaming). */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (Number.isFinite(declared) && declared > limit)
-    throw new BodyTooLargeError(`request body larger than ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw new BodyTooLargeError(`request body larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 /** True for a peer on the loopback interface (IPv4 127/8, IPv6 ::1, or IPv4-mapped loopback). */

@@ -1,8 +1,8 @@
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { hasErrorCode } from '@airlock/core';
+import { createLimitedServer, hasErrorCode, HttpLimitError, type HttpLimits, type RequestContext } from '@airlock/core';
 import { IdentityError } from './errors.js';
-import { BodyTooLargeError, formatHostForUrl, isLoopbackAddress, readBody, sendJson } from './http.js';
+import { formatHostForUrl, isLoopbackAddress, sendJson } from './http.js';
 import { IdentityIssuer, writeIssuerMetadata, type IssueTokenRequest } from './issuer.js';
 
 export interface StartIdentityIssuerOptions {
@@ -15,6 +15,10 @@ export interface StartIdentityIssuerOptions {
   /** Enable `POST <prefix>/token` for loopback peers (default off: any local user could then mint tokens). */
   enableTokenEndpoint?: boolean;
   maxTtlSeconds?: number;
+  /** Token-request body limit (default 16 KiB). */
+  maxBodyBytes?: number;
+  /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
+  limits?: Partial<HttpLimits>;
 }
 
 export interface IdentityIssuerServer {
@@ -38,18 +42,26 @@ const MAX_TOKEN_REQUEST_BYTES = 16 * 1024;
 export async function startIdentityIssuer(options: StartIdentityIssuerOptions): Promise<IdentityIssuerServer> {
   const host = options.host ?? '127.0.0.1';
   let issuer: IdentityIssuer | undefined;
-  let prefix = '';
-  let jwksUrl = '';
 
-  const server = http.createServer((req, res) => {
-    if (!issuer) return sendJson(res, 503, { code: 'STARTING', message: 'issuer is starting' });
-    handle(issuer, prefix, jwksUrl, options.enableTokenEndpoint === true, req, res).catch((err: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, { code: 'INTERNAL', message: 'internal error' });
-      else res.destroy(err as Error);
-    });
-  });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const routes: Omit<Routes, 'issuer'> = {
+    prefix: '',
+    jwksUrl: '',
+    tokenEndpoint: options.enableTokenEndpoint === true,
+    maxBodyBytes: options.maxBodyBytes ?? MAX_TOKEN_REQUEST_BYTES,
+  };
+  const server = createLimitedServer(
+    async (req, res, ctx) => {
+      if (!issuer) return sendJson(res, 503, { code: 'STARTING', message: 'issuer is starting' });
+      await handle({ ...routes, issuer }, req, res, ctx).catch((err: unknown) => {
+        sendJson(res, 500, { code: 'INTERNAL', message: 'internal error' });
+        if (res.headersSent && !res.writableEnded) res.destroy(err as Error);
+      });
+    },
+    {
+      ...(options.limits ? { limits: options.limits } : {}),
+      writeError: (res, status, code, message, headers) => sendJson(res, status, { code, message }, headers),
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => {
@@ -66,9 +78,13 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
       trustDomain: options.trustDomain ?? 'airlock.internal',
       ...(options.maxTtlSeconds !== undefined ? { maxTtlSeconds: options.maxTtlSeconds } : {}),
     });
-    prefix = new URL(issuer.issuerUrl).pathname.replace(/\/+$/, '');
-    jwksUrl = `${issuer.issuerUrl}${JWKS_PATH}`;
-    writeIssuerMetadata(options.dataDir, { issuerUrl: issuer.issuerUrl, trustDomain: issuer.trustDomain, jwksUrl });
+    routes.prefix = new URL(issuer.issuerUrl).pathname.replace(/\/+$/, '');
+    routes.jwksUrl = `${issuer.issuerUrl}${JWKS_PATH}`;
+    writeIssuerMetadata(options.dataDir, {
+      issuerUrl: issuer.issuerUrl,
+      trustDomain: issuer.trustDomain,
+      jwksUrl: routes.jwksUrl,
+    });
   } catch (err) {
     server.close();
     throw err;
@@ -76,7 +92,7 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
   const ready = issuer;
   return {
     url: ready.issuerUrl,
-    jwksUrl,
+    jwksUrl: routes.jwksUrl,
     issuer: ready,
     issueToken: (request) => ready.issueToken(request),
     close: () =>
@@ -87,13 +103,19 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
   };
 }
 
+interface Routes {
+  issuer: IdentityIssuer;
+  prefix: string;
+  jwksUrl: string;
+  tokenEndpoint: boolean;
+  maxBodyBytes: number;
+}
+
 async function handle(
-  issuer: IdentityIssuer,
-  prefix: string,
-  jwksUrl: string,
-  tokenEndpoint: boolean,
+  { issuer, prefix, jwksUrl, tokenEndpoint, maxBodyBytes }: Routes,
   req: http.IncomingMessage,
   res: http.ServerResponse,
+  ctx: RequestContext,
 ): Promise<void> {
   const pathname = (req.url ?? '/').split('?')[0] ?? '/';
   const route = pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length) : undefined;
@@ -109,22 +131,22 @@ async function handle(
     if (!isLoopbackAddress(req.socket.remoteAddress)) {
       return sendJson(res, 403, { code: 'FORBIDDEN', message: 'the token endpoint only serves loopback clients' });
     }
-    return issueFromRequest(issuer, req, res);
+    return issueFromRequest(issuer, res, () => ctx.readJson(maxBodyBytes));
   }
   return sendJson(res, 404, { code: 'NOT_FOUND', message: `no route for ${req.method ?? ''} ${pathname}` });
 }
 
 async function issueFromRequest(
   issuer: IdentityIssuer,
-  req: http.IncomingMessage,
   res: http.ServerResponse,
+  readJson: () => Promise<unknown>,
 ): Promise<void> {
   let body: unknown;
   try {
-    body = JSON.parse((await readBody(req, MAX_TOKEN_REQUEST_BYTES)).toString('utf8'));
+    body = await readJson();
   } catch (err) {
-    if (err instanceof BodyTooLargeError) return sendJson(res, 413, { code: 'TOO_LARGE', message: err.message });
-    return sendJson(res, 400, { code: 'TOKEN_REQUEST_INVALID', message: 'request body must be JSON' });
+    if (!(err instanceof HttpLimitError)) throw err;
+    return sendJson(res, err.status, { code: err.code, message: err.message }, { connection: 'close' });
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     return sendJson(res, 400, { code: 'TOKEN_REQUEST_INVALID', message: 'request body must be a JSON object' });

@@ -1,3 +1,4 @@
+import type { JWK } from 'jose';
 import { IdentityError } from './errors.js';
 import { validateIssuerUrl } from './issuer-url.js';
 import { validateTrustDomain } from './spiffe.js';
@@ -19,6 +20,13 @@ export interface TrustedIssuer {
   jwksUrl?: string;
   /** Expected `aud` for this issuer; overrides the verifier-wide audience. */
   audience?: string;
+  /** The issuer's keys given in-process (the plane's embedded issuer): nothing is fetched, so `issuerUrl` may be http. */
+  jwks?: { keys: JWK[] };
+  /**
+   * Accept plain-http `issuerUrl`/`jwksUrl`/discovered `jwks_uri` (tests only: `airlock up --allow-insecure-issuer`).
+   * Without it an external issuer and its JWKS must be https: over http anyone on the path could swap the keys.
+   */
+  allowInsecureHttp?: boolean;
 }
 
 export type TrustedIssuerType = 'spiffe' | 'email' | 'kubernetes' | 'uri';
@@ -51,6 +59,15 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
       );
     }
     const out: TrustedIssuer = { issuerUrl, type: r.type as TrustedIssuerType };
+    if (r.allowInsecureHttp === true) out.allowInsecureHttp = true;
+    if (r.jwks !== undefined) out.jwks = validateStaticJwks(r.jwks, where);
+    if (!out.jwks && !out.allowInsecureHttp && !issuerUrl.startsWith('https://')) {
+      throw new IdentityError(
+        'OIDC_CONFIG_INVALID',
+        `${where} (${issuerUrl}): an external issuer must be https (its keys are fetched from it); ` +
+          'plain http only with --allow-insecure-issuer, for tests',
+      );
+    }
     if (out.type === 'spiffe') {
       if (typeof r.trustDomain !== 'string') {
         throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): spiffe issuers need a trustDomain`);
@@ -80,8 +97,10 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
       out.subjectDomain = sd;
     }
     if (r.jwksUrl !== undefined) {
-      if (typeof r.jwksUrl !== 'string' || !/^https?:\/\//.test(r.jwksUrl)) {
-        throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): jwksUrl must be an http(s) URL`);
+      const scheme = out.allowInsecureHttp ? /^https?:\/\// : /^https:\/\//;
+      if (typeof r.jwksUrl !== 'string' || !scheme.test(r.jwksUrl)) {
+        const what = out.allowInsecureHttp ? 'an http(s)' : 'an https';
+        throw new IdentityError('OIDC_CONFIG_INVALID', `${where} (${issuerUrl}): jwksUrl must be ${what} URL`);
       }
       out.jwksUrl = r.jwksUrl;
     }
@@ -93,4 +112,12 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
     }
     return out;
   });
+}
+
+function validateStaticJwks(value: unknown, where: string): { keys: JWK[] } {
+  const keys = (value as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null)) {
+    throw new IdentityError('OIDC_CONFIG_INVALID', `${where}: jwks must be a JWK Set with at least one key`);
+  }
+  return { keys: keys as JWK[] };
 }

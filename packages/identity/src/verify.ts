@@ -1,4 +1,11 @@
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  jwtVerify,
+  type JWTPayload,
+} from 'jose';
 import { IdentityError } from './errors.js';
 import { discoveryUrlFor } from './issuer-url.js';
 import { principalFromClaims, type OidcPrincipal } from './principal.js';
@@ -44,7 +51,7 @@ export interface VerifiedOidcToken {
   principal: OidcPrincipal;
 }
 
-type KeySet = ReturnType<typeof createRemoteJWKSet>;
+type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
 
 /**
  * Remote JWKS resolvers per issuer, found through OIDC discovery unless the issuer pins `jwksUrl`. jose's
@@ -60,7 +67,8 @@ export class JwksCache {
   }
 
   async keySetFor(issuer: TrustedIssuer): Promise<KeySet> {
-    const jwksUrl = issuer.jwksUrl ?? (await this.#discover(issuer.issuerUrl));
+    if (issuer.jwks) return createLocalJWKSet(issuer.jwks);
+    const jwksUrl = issuer.jwksUrl ?? (await this.#discover(issuer));
     let set = this.#sets.get(jwksUrl);
     if (!set) {
       set = createRemoteJWKSet(new URL(jwksUrl), {
@@ -73,10 +81,11 @@ export class JwksCache {
     return set;
   }
 
-  #discover(issuerUrl: string): Promise<string> {
+  #discover(issuer: TrustedIssuer): Promise<string> {
+    const issuerUrl = issuer.issuerUrl;
     let pending = this.#discovered.get(issuerUrl);
     if (!pending) {
-      pending = fetchJwksUri(issuerUrl, this.#timeoutMs);
+      pending = fetchJwksUri(issuerUrl, this.#timeoutMs, issuer.allowInsecureHttp === true);
       this.#discovered.set(issuerUrl, pending);
       // A failed discovery is retried on the next token rather than cached forever.
       pending.catch(() => this.#discovered.delete(issuerUrl));
@@ -85,7 +94,7 @@ export class JwksCache {
   }
 }
 
-async function fetchJwksUri(issuerUrl: string, timeoutMs: number): Promise<string> {
+async function fetchJwksUri(issuerUrl: string, timeoutMs: number, allowHttp: boolean): Promise<string> {
   const url = discoveryUrlFor(issuerUrl);
   const unavailable = (why: string, cause?: unknown): IdentityError =>
     new IdentityError(
@@ -110,8 +119,9 @@ async function fetchJwksUri(issuerUrl: string, timeoutMs: number): Promise<strin
   if (typeof body !== 'object' || body === null) throw unavailable('discovery document is not a JSON object');
   // OIDC Discovery §4.3: the document's issuer must be exactly the issuer we asked about.
   if (doc.issuer !== issuerUrl) throw unavailable(`discovery document names issuer ${JSON.stringify(doc.issuer)}`);
-  if (typeof doc.jwks_uri !== 'string' || !/^https?:\/\//.test(doc.jwks_uri))
-    throw unavailable('jwks_uri is missing or not http(s)');
+  const scheme = allowHttp ? /^https?:\/\// : /^https:\/\//;
+  if (typeof doc.jwks_uri !== 'string' || !scheme.test(doc.jwks_uri))
+    throw unavailable(`jwks_uri is missing or not ${allowHttp ? 'http(s)' : 'https'}`);
   return doc.jwks_uri;
 }
 
@@ -170,16 +180,20 @@ export class OidcTokenVerifier {
       });
     }
     if (typeof alg !== 'string' || !(ALLOWED_JWT_ALGORITHMS as readonly string[]).includes(alg)) {
+      // Nothing from an unverified token is quoted: errors reach logs and HTTP bodies.
       throw new IdentityError(
         'OIDC_UNSUPPORTED_ALG',
-        `identity token algorithm ${JSON.stringify(alg)} is not allowed (${ALLOWED_JWT_ALGORITHMS.join(', ')})`,
+        `identity token algorithm is not allowed (allowed: ${ALLOWED_JWT_ALGORITHMS.join(', ')})`,
       );
     }
     // Selecting the issuer from the unverified `iss` is safe: the signature is then checked with that issuer's keys only.
     const iss = unverified.iss;
     const issuer = typeof iss === 'string' ? this.issuers.find((i) => i.issuerUrl === iss) : undefined;
     if (!issuer) {
-      throw new IdentityError('OIDC_UNTRUSTED_ISSUER', `identity token issuer ${JSON.stringify(iss)} is not trusted`);
+      throw new IdentityError(
+        'OIDC_UNTRUSTED_ISSUER',
+        `identity token issuer (iss) is not trusted; trusted issuers: ${this.issuers.map((i) => i.issuerUrl).join(', ')}`,
+      );
     }
     const audience = issuer.audience ?? this.#audience;
     const now = options.now ?? new Date();

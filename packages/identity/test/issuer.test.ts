@@ -68,7 +68,7 @@ describe('identity issuer server', () => {
     expect(claims).not.toHaveProperty('email');
 
     const verified = await verifyOidcToken(token, {
-      issuers: [{ issuerUrl: server.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+      issuers: [{ issuerUrl: server.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
     });
     expect(verified.subject).toBe(subject);
     expect(verified.principal).toEqual({ issuerUrl: server.url, name: subject, san: { type: 'uri', value: subject } });
@@ -131,7 +131,7 @@ describe('identity issuer server', () => {
     expect(inProcess.issuerUrl).toBe(server.url);
     const token = await inProcess.issueToken({ subject: 'spiffe://airlock.internal/cli' });
     const verified = await verifyOidcToken(token, {
-      issuers: [{ issuerUrl: server.url, type: 'spiffe', trustDomain: 'airlock.internal' }],
+      issuers: [{ issuerUrl: server.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true }],
     });
     expect(verified.subject).toBe('spiffe://airlock.internal/cli');
   });

@@ -27,9 +27,9 @@ describe('verifyOidcToken', () => {
     second = await startIdentityIssuer({ dataDir: dirs[2]!, trustDomain: 'build.corp' });
     email = await startFakeOidcIssuer();
     issuers = [
-      { issuerUrl: trusted.url, type: 'spiffe', trustDomain: 'airlock.internal' },
-      { issuerUrl: second.url, type: 'spiffe', trustDomain: 'build.corp' },
-      { issuerUrl: email.url, type: 'email' },
+      { issuerUrl: trusted.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true },
+      { issuerUrl: second.url, type: 'spiffe', trustDomain: 'build.corp', allowInsecureHttp: true },
+      { issuerUrl: email.url, type: 'email', allowInsecureHttp: true },
     ];
   });
   afterAll(async () => {
@@ -60,7 +60,7 @@ describe('verifyOidcToken', () => {
   it('matches iss exactly (a trailing slash is another issuer)', async () => {
     const token = await trusted.issueToken({ subject: SUBJECT });
     const slashed: TrustedIssuer[] = [
-      { issuerUrl: `${trusted.url}/`, type: 'spiffe', trustDomain: 'airlock.internal' },
+      { issuerUrl: `${trusted.url}/`, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true },
     ];
     await expect(verifyOidcToken(token, { issuers: slashed })).rejects.toMatchObject({ code: 'OIDC_UNTRUSTED_ISSUER' });
   });
@@ -150,7 +150,9 @@ describe('verifyOidcToken', () => {
 
   it('refuses a SPIFFE subject outside the configured trust domain', async () => {
     const token = await second.issueToken({ subject: 'spiffe://build.corp/x' });
-    const mismatched: TrustedIssuer[] = [{ issuerUrl: second.url, type: 'spiffe', trustDomain: 'airlock.internal' }];
+    const mismatched: TrustedIssuer[] = [
+      { issuerUrl: second.url, type: 'spiffe', trustDomain: 'airlock.internal', allowInsecureHttp: true },
+    ];
     await expect(verifyOidcToken(token, { issuers: mismatched })).rejects.toMatchObject({ code: 'OIDC_BAD_SUBJECT' });
   });
 
@@ -175,16 +177,24 @@ describe('verifyOidcToken', () => {
     const closed = await startFakeOidcIssuer();
     const token = await closed.sign({ sub: 'x', email: 'a@b.example', email_verified: true });
     await closed.close();
-    await expect(verifyOidcToken(token, { issuers: [{ issuerUrl: closed.url, type: 'email' }] })).rejects.toMatchObject(
-      {
-        code: 'OIDC_JWKS_UNAVAILABLE',
-      },
-    );
+    await expect(
+      verifyOidcToken(token, { issuers: [{ issuerUrl: closed.url, type: 'email', allowInsecureHttp: true }] }),
+    ).rejects.toMatchObject({
+      code: 'OIDC_JWKS_UNAVAILABLE',
+    });
   });
 
   it('uses a pinned jwksUrl without discovery', async () => {
     const verifier = new OidcTokenVerifier({
-      issuers: [{ issuerUrl: trusted.url, type: 'spiffe', trustDomain: 'airlock.internal', jwksUrl: trusted.jwksUrl }],
+      issuers: [
+        {
+          issuerUrl: trusted.url,
+          type: 'spiffe',
+          trustDomain: 'airlock.internal',
+          jwksUrl: trusted.jwksUrl,
+          allowInsecureHttp: true,
+        },
+      ],
     });
     await expect(verifier.verify(await trusted.issueToken({ subject: SUBJECT }))).resolves.toMatchObject({
       subject: SUBJECT,

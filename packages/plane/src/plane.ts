@@ -1,19 +1,31 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { AirlockError } from '@airlock/core';
+import { AirlockError, type HttpLimits } from '@airlock/core';
 import { startTlogServer } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
 import { buildTrustedRoot, type TrustedRootJson } from './trusted-root.js';
 
-export type PlaneErrorCode = 'PLANE_CONFIG' | 'PLANE_NOT_RUNNING';
+export type PlaneErrorCode =
+  | 'PLANE_CONFIG'
+  | 'PLANE_NOT_RUNNING' // clients: exit 3
+  | 'PLANE_ALREADY_RUNNING' // exit 3
+  | 'PLANE_PORT_IN_USE' // a recorded (or given) port is taken: exit 3
+  | 'PLANE_PORT_CONFLICT'; // a flag contradicts the recorded port: exit 2
 export class PlaneError extends AirlockError<PlaneErrorCode> {}
 
 export interface TrustPlaneOptions {
   /** Where keys, the log database and the generated files live. Created if missing. */
   dataDir: string;
+  /** Address to bind; default the recorded one, else 127.0.0.1. */
   host?: string;
-  ports?: { tlog?: number; ca?: number; identity?: number };
+  /** Ports; 0/absent = the port recorded in `plane.json` on first start (else any free port, then recorded). */
+  ports?: Partial<PlanePorts>;
+  /** Let `host`/`ports` replace recorded values (the URLs in trusted roots, certificates and policies change). */
+  reassignPorts?: boolean;
+  /** Load limits of the three services. */
+  limits?: Partial<HttpLimits>;
   /** SPIFFE trust domain of the embedded workload-identity issuer. */
   trustDomain?: string;
   /** Extra OIDC issuers the CA trusts besides the embedded one (SPIRE OIDC discovery, Kubernetes SA issuer, …). */
@@ -22,7 +34,13 @@ export interface TrustPlaneOptions {
   certValiditySeconds?: number;
 }
 
-/** `endpoints.json`: what clients need to reach the plane. */
+export interface PlanePorts {
+  tlog: number;
+  ca: number;
+  identity: number;
+}
+
+/** `endpoints.json`: what clients need to reach the plane, and whether it is running. */
 export interface PlaneEndpoints {
   tlogUrl: string;
   caUrl: string;
@@ -30,7 +48,12 @@ export interface PlaneEndpoints {
   trustDomain: string;
   trustedRoot: string;
   startedAt: string;
+  /** The plane's process; with `hostname`, lets clients tell a live plane from a stale file. */
   pid: number;
+  hostname?: string;
+  /** `running` while serving; `stopped` after a clean shutdown (a crash leaves `running` with a dead pid). */
+  state?: 'running' | 'stopped';
+  stoppedAt?: string;
 }
 
 export interface RunningTrustPlane {
@@ -49,8 +72,11 @@ export interface WorkloadTokenOptions {
   issuedAt?: Date;
 }
 
+/** `plane.json`: what must survive restarts so that every URL in a certificate or policy stays the same. */
 interface PlaneState {
   createdAt: string;
+  host?: string;
+  ports?: PlanePorts;
 }
 
 /** Writes a file atomically: readers never see a half-written endpoints.json or trusted_root.json. */
@@ -62,36 +88,53 @@ export function writeFileAtomic(path: string, data: string, mode = 0o644): void 
 
 /**
  * Starts the trust plane in one process: transparency log, certificate authority and the embedded
- * workload-identity issuer, all on loopback, then writes `endpoints.json` and `trusted_root.json`.
+ * workload-identity issuer, all on loopback, then writes `endpoints.json` and `trusted_root.json`. Host and ports
+ * are recorded in `plane.json` on first start and reused, so the issuer, CA and log URLs survive restarts.
  */
 export async function startTrustPlane(options: TrustPlaneOptions): Promise<RunningTrustPlane> {
   const dataDir = options.dataDir;
-  const host = options.host ?? '127.0.0.1';
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const state = loadOrCreateState(join(dataDir, 'plane.json'));
+  await refuseIfRunning(dataDir);
+  const statePath = join(dataDir, 'plane.json');
+  const state = loadOrCreateState(statePath);
+  const { host, ports } = resolveBinding(state, options, statePath);
   const trustDomain = options.trustDomain ?? 'airlock.internal';
+  const limits = options.limits ? { limits: options.limits } : {};
 
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
   };
   try {
-    const identity = await startIdentityIssuer({ dataDir, host, port: options.ports?.identity ?? 0, trustDomain });
+    const identity = await bind('identity issuer', ports.identity, statePath, () =>
+      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits }),
+    );
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [
-      { issuerUrl: identity.url, type: 'spiffe', trustDomain },
+      // Trusted in-process: the CA gets the issuer's keys directly and fetches nothing over plain http.
+      { issuerUrl: identity.url, type: 'spiffe', trustDomain, jwks: identity.issuer.jwks() },
       ...(options.externalIssuers ?? []),
     ];
-    const ca = await startCaServer({
-      dataDir,
-      host,
-      port: options.ports?.ca ?? 0,
-      issuers,
-      ...(options.certValiditySeconds ? { certValiditySeconds: options.certValiditySeconds } : {}),
-    });
+    const ca = await bind('certificate authority', ports.ca, statePath, () =>
+      startCaServer({
+        dataDir,
+        host,
+        port: ports.ca,
+        issuers,
+        ...limits,
+        ...(options.certValiditySeconds ? { certValiditySeconds: options.certValiditySeconds } : {}),
+      }),
+    );
     closers.push(() => ca.close());
-    const tlog = await startTlogServer({ dataDir, host, port: options.ports?.tlog ?? 0 });
+    const tlog = await bind('transparency log', ports.tlog, statePath, () =>
+      startTlogServer({ dataDir, host, port: ports.tlog, ...limits }),
+    );
     closers.push(() => tlog.close());
+    recordBinding(statePath, state, host, {
+      tlog: portOf(tlog.url),
+      ca: portOf(ca.url),
+      identity: portOf(identity.url),
+    });
 
     const trustedRoot = buildTrustedRoot({
       tlog: {
@@ -117,18 +160,99 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
       trustedRoot: trustedRootPath,
       startedAt: new Date().toISOString(),
       pid: process.pid,
+      hostname: hostname(),
+      state: 'running',
     };
-    writeFileAtomic(join(dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n');
-
+    const endpointsPath = join(dataDir, 'endpoints.json');
+    writeFileAtomic(endpointsPath, JSON.stringify(endpoints, null, 2) + '\n');
+    let closing: Promise<void> | undefined;
     return {
       endpoints,
       trustedRoot,
       issueToken: (subject, o = {}) => identity.issueToken({ subject, ...o }),
-      close: closeAll,
+      close: () =>
+        (closing ??= closeAll().then(() => {
+          const stopped: PlaneEndpoints = { ...endpoints, state: 'stopped', stoppedAt: new Date().toISOString() };
+          writeFileAtomic(endpointsPath, JSON.stringify(stopped, null, 2) + '\n');
+        })),
     };
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+const SERVICES = ['tlog', 'ca', 'identity'] as const;
+const FLAG: Record<keyof PlanePorts, string> = { tlog: '--tlog-port', ca: '--ca-port', identity: '--identity-port' };
+
+/**
+ * Host and ports to bind: a given value must agree with the recorded one unless `reassignPorts` (a silent change
+ * would move the issuer/CA/log URLs that policies and trusted roots name). 0 or absent means "the recorded one".
+ */
+function resolveBinding(
+  state: PlaneState,
+  options: TrustPlaneOptions,
+  statePath: string,
+): { host: string; ports: PlanePorts } {
+  const conflict = (what: string, given: string, recorded: string): never => {
+    throw new PlaneError(
+      'PLANE_PORT_CONFLICT',
+      `${what} ${given} differs from ${recorded} recorded in ${statePath}; the URLs in the trusted root, ` +
+        `certificates and identity policies would change. Drop the flag, or pass --reassign-ports to move the plane`,
+    );
+  };
+  const reassign = options.reassignPorts === true;
+  if (options.host && state.host && options.host !== state.host && !reassign)
+    conflict('--host', options.host, state.host);
+  const host = options.host ?? state.host ?? '127.0.0.1';
+  const ports = { tlog: 0, ca: 0, identity: 0 };
+  for (const svc of SERVICES) {
+    const given = options.ports?.[svc] ?? 0;
+    const recorded = state.ports?.[svc] ?? 0;
+    if (given && recorded && given !== recorded && !reassign) conflict(FLAG[svc], String(given), String(recorded));
+    ports[svc] = given || recorded;
+  }
+  return { host, ports };
+}
+
+/** Runs a service's start, turning "address in use" into an error that names the recorded port. */
+async function bind<T>(what: string, port: number, statePath: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'EADDRINUSE') throw err;
+    throw new PlaneError(
+      'PLANE_PORT_IN_USE',
+      `port ${port} of the ${what} (recorded in ${statePath} so that its URL stays stable) is in use by another ` +
+        `process: stop it, or move the plane with --reassign-ports and a new port flag`,
+      { cause: err },
+    );
+  }
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+function recordBinding(statePath: string, state: PlaneState, host: string, ports: PlanePorts): void {
+  const same = state.host === host && SERVICES.every((s) => state.ports?.[s] === ports[s]);
+  if (same) return;
+  state.host = host;
+  state.ports = ports;
+  writeFileAtomic(statePath, JSON.stringify(state, null, 2) + '\n', 0o600);
+}
+
+/**
+ * A second `airlock up` on the same data dir would fight over the log store and the ports. Running = its pid is
+ * alive AND its CA answers (a crashed plane's pid may have been reused by an unrelated process).
+ */
+async function refuseIfRunning(dataDir: string): Promise<void> {
+  const e = readEndpointsFile(dataDir);
+  if (e && liveness(e) === 'alive' && e.pid !== process.pid && (await answers(e.caUrl))) {
+    throw new PlaneError(
+      'PLANE_ALREADY_RUNNING',
+      `a trust plane is already running on ${dataDir} (pid ${e.pid}); stop it first`,
+    );
   }
 }
 
@@ -138,23 +262,84 @@ function loadOrCreateState(path: string): PlaneState {
     if (typeof parsed.createdAt !== 'string' || Number.isNaN(Date.parse(parsed.createdAt))) {
       throw new PlaneError('PLANE_CONFIG', `${path}: createdAt missing or invalid`);
     }
-    return { createdAt: parsed.createdAt };
+    const ports = parsed.ports;
+    if (ports !== undefined && !SERVICES.every((s) => Number.isInteger(ports[s]) && ports[s] > 0 && ports[s] < 65536))
+      throw new PlaneError('PLANE_CONFIG', `${path}: ports must hold tlog, ca and identity port numbers`);
+    return {
+      createdAt: parsed.createdAt,
+      ...(typeof parsed.host === 'string' ? { host: parsed.host } : {}),
+      ...(ports ? { ports } : {}),
+    };
   }
   const state = { createdAt: new Date().toISOString() };
   writeFileAtomic(path, JSON.stringify(state, null, 2) + '\n', 0o600);
   return state;
 }
 
-/** Reads `endpoints.json` written by a running plane. */
-export function readEndpoints(dataDir: string): PlaneEndpoints {
+function readEndpointsFile(dataDir: string): PlaneEndpoints | undefined {
   const path = join(dataDir, 'endpoints.json');
-  if (!existsSync(path)) {
-    throw new PlaneError(
-      'PLANE_NOT_RUNNING',
-      `${path} not found: start the trust plane first with 'airlock up --data ${dataDir}'`,
-    );
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as PlaneEndpoints;
+  } catch (err) {
+    throw new PlaneError('PLANE_CONFIG', `${path} is not valid JSON`, { cause: err });
   }
-  return JSON.parse(readFileSync(path, 'utf8')) as PlaneEndpoints;
+}
+
+/**
+ * Whether the plane that wrote `e` still runs, judged without the network: `stopped` after a clean shutdown,
+ * `dead` when its pid is gone on this host; `alive` otherwise (another host's pid cannot be checked).
+ */
+function liveness(e: PlaneEndpoints): 'alive' | 'stopped' | 'dead' {
+  if (e.state === 'stopped') return 'stopped';
+  if (e.hostname !== undefined && e.hostname !== hostname()) return 'alive';
+  try {
+    process.kill(e.pid, 0);
+    return 'alive';
+  } catch (err) {
+    return (err as { code?: unknown }).code === 'EPERM' ? 'alive' : 'dead';
+  }
+}
+
+function notRunning(dataDir: string, why: string): PlaneError {
+  return new PlaneError(
+    'PLANE_NOT_RUNNING',
+    `trust plane not running (${why}): start it with 'airlock up --data ${dataDir}'`,
+  );
+}
+
+/**
+ * Reads `endpoints.json` of a running plane. Throws `PLANE_NOT_RUNNING` (clients exit 3) when the file is missing,
+ * says the plane stopped, or names a process that is gone.
+ */
+export function readEndpoints(dataDir: string): PlaneEndpoints {
+  const e = readEndpointsFile(dataDir);
+  if (!e) return missing(dataDir);
+  const state = liveness(e);
+  if (state === 'stopped') throw notRunning(dataDir, `it stopped at ${e.stoppedAt ?? 'an unknown time'}`);
+  if (state === 'dead') throw notRunning(dataDir, `its process ${e.pid} is gone; endpoints.json is stale`);
+  return e;
+}
+
+function missing(dataDir: string): never {
+  throw notRunning(dataDir, `${join(dataDir, 'endpoints.json')} not found`);
+}
+
+async function answers(caUrl: string, timeoutMs = 3_000): Promise<boolean> {
+  try {
+    const res = await fetch(`${caUrl}/api/v2/configuration`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** `readEndpoints` plus a request to the CA: the pid may have been reused by an unrelated process. */
+export async function readLiveEndpoints(dataDir: string, timeoutMs = 3_000): Promise<PlaneEndpoints> {
+  const e = readEndpoints(dataDir);
+  if (await answers(e.caUrl, timeoutMs)) return e;
+  throw notRunning(dataDir, `its certificate authority at ${e.caUrl} does not answer`);
 }
 
 /**
@@ -166,7 +351,7 @@ export async function issueWorkloadToken(
   subject: string,
   options: WorkloadTokenOptions = {},
 ): Promise<string> {
-  const e = readEndpoints(dataDir);
+  const e = await readLiveEndpoints(dataDir);
   const issuer = await IdentityIssuer.open({ dataDir, issuerUrl: e.identityIssuerUrl, trustDomain: e.trustDomain });
   return issuer.issueToken({ subject, ...options });
 }

@@ -126,15 +126,26 @@ function parseKey(pem: string, what: string): KeyObject {
   }
 }
 
+/** HTTP statuses that mean "not reachable right now" (a proxy or an overloaded log), not "answered wrongly". */
+const UNAVAILABLE_STATUSES = new Set([502, 503, 504]);
+
+/**
+ * Runs a request to the log, classifying failures: no connection, a timeout or 502/503/504 is
+ * `TLOG_MONITOR_UNREACHABLE` (the CLI exits 3); any other error status or a malformed answer is
+ * `TLOG_MONITOR_BAD_RESPONSE` (the log misbehaved: exit 1).
+ */
 async function remote<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    const code = (err as { code?: string }).code;
+    const status = (err as TlogError).details?.status;
+    const unreachable =
+      (err as { code?: string }).code === 'TLOG_HTTP_ERROR' &&
+      (status === undefined || UNAVAILABLE_STATUSES.has(status as number));
     throw new TlogError(
-      code === 'TLOG_BAD_RESPONSE' ? 'TLOG_MONITOR_BAD_RESPONSE' : 'TLOG_MONITOR_UNREACHABLE',
+      unreachable ? 'TLOG_MONITOR_UNREACHABLE' : 'TLOG_MONITOR_BAD_RESPONSE',
       `${what}: ${(err as Error).message}`,
-      { cause: err },
+      { cause: err, ...(status === undefined ? {} : { details: { status } }) },
     );
   }
 }

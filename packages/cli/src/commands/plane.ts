@@ -1,7 +1,10 @@
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { issueWorkloadToken, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { monitorLog, startTlogServer } from '@airlock/tlog';
-import type { TrustedIssuer } from '@airlock/identity';
+import type { HttpLimits } from '@airlock/core';
+import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
@@ -33,132 +36,207 @@ export function runUntilSignal(close: () => Promise<void>): void {
   process.on('SIGTERM', stop);
 }
 
-function loadIssuerConfig(path: string | undefined): TrustedIssuer[] {
+const ISSUER_FIELDS = ['issuerUrl', 'type', 'trustDomain', 'subjectDomain', 'jwksUrl', 'audience'] as const;
+
+/**
+ * Extra trusted issuers from --issuer-config. Validated here (exit 2 on a bad file): external issuers and their
+ * JWKS must be https unless the operator passes --allow-insecure-issuer (tests).
+ */
+function loadIssuerConfig(path: string | undefined, allowInsecure: boolean): TrustedIssuer[] {
   if (!path) return [];
   const cfg = readJsonFile(path, 'issuer config');
   const list = Array.isArray(cfg) ? cfg : (cfg as { issuers?: unknown }).issuers;
   if (!Array.isArray(list))
     throw new UsageError(`issuer config '${path}' must be an array of issuers or {"issuers": [...]}`);
-  for (const [i, it] of list.entries()) {
-    const o = it as Partial<TrustedIssuer>;
-    if (typeof o.issuerUrl !== 'string' || !['spiffe', 'email', 'kubernetes', 'uri'].includes(String(o.type))) {
-      throw new UsageError(
-        `issuer config '${path}': issuers[${i}] needs issuerUrl and type (spiffe|email|kubernetes|uri)`,
-      );
+  const issuers = list.map((it: unknown, i) => {
+    if (typeof it !== 'object' || it === null)
+      throw new UsageError(`issuer config '${path}': issuers[${i}] must be an object`);
+    const o = it as Record<string, unknown>;
+    // Only known fields: the insecure switch is the flag's alone, and keys are always fetched from the issuer.
+    const clean = Object.fromEntries(ISSUER_FIELDS.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
+    return { ...clean, ...(allowInsecure ? { allowInsecureHttp: true } : {}) };
+  });
+  const check = (what: string, list: unknown[]): TrustedIssuer[] => {
+    try {
+      return validateTrustedIssuers(list);
+    } catch (err) {
+      throw new UsageError(`issuer config '${path}': ${what}${(err as Error).message}`);
     }
+  };
+  issuers.forEach((it, i) => check(`issuers[${i}]: `, [it]));
+  return check('', issuers);
+}
+
+function parsePositiveInt(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+interface LimitFlags {
+  maxConcurrentRequests?: string;
+  headersTimeout?: string;
+  bodyTimeout?: string;
+  requestDeadline?: string;
+}
+
+function addLimitOptions(cmd: Command): Command {
+  return cmd
+    .option('--max-concurrent-requests <n>', 'per service; more are answered 503 + Retry-After (default 256)')
+    .option('--headers-timeout <ms>', 'request headers must arrive within this time (default 10000)')
+    .option('--body-timeout <ms>', 'a request body must arrive within this time (default 20000)')
+    .option('--request-deadline <ms>', 'a request unanswered after this time gets 503 (default 30000)');
+}
+
+function parseLimits(flags: LimitFlags): Partial<HttpLimits> {
+  const limits: Partial<HttpLimits> = {
+    maxConcurrentRequests: parsePositiveInt(flags.maxConcurrentRequests, '--max-concurrent-requests'),
+    headersTimeoutMs: parsePositiveInt(flags.headersTimeout, '--headers-timeout'),
+    bodyTimeoutMs: parsePositiveInt(flags.bodyTimeout, '--body-timeout'),
+    requestDeadlineMs: parsePositiveInt(flags.requestDeadline, '--request-deadline'),
+  };
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
+}
+
+/** `up` failures: bad flags or a port that contradicts the recorded one → 2; a taken port or a running plane → 3. */
+function upExitCode(err: unknown): number {
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof UsageError || code === 'PLANE_PORT_CONFLICT' || code === 'PLANE_CONFIG') return EXIT.USAGE;
+  return EXIT.UNAVAILABLE;
+}
+
+type UpFlags = OutputOptions &
+  LimitFlags & {
+    data: string;
+    host?: string;
+    tlogPort?: string;
+    caPort?: string;
+    identityPort?: string;
+    reassignPorts?: boolean;
+    trustDomain: string;
+    issuerConfig?: string;
+    allowInsecureIssuer?: boolean;
+  };
+
+async function up(flags: UpFlags): Promise<void> {
+  let plane: RunningTrustPlane;
+  try {
+    const port = (v: string | undefined): number => (v === undefined ? 0 : parsePort(v));
+    plane = await startTrustPlane({
+      dataDir: flags.data,
+      ...(flags.host ? { host: flags.host } : {}),
+      ports: { tlog: port(flags.tlogPort), ca: port(flags.caPort), identity: port(flags.identityPort) },
+      reassignPorts: flags.reassignPorts === true,
+      trustDomain: flags.trustDomain,
+      externalIssuers: loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
+      limits: parseLimits(flags),
+    });
+  } catch (err) {
+    fail(flags, err, upExitCode(err));
   }
-  return list as TrustedIssuer[];
+  const e = plane.endpoints;
+  printResult(flags, e, () =>
+    [
+      'airlock trust plane is up',
+      `  transparency log:   ${e.tlogUrl}`,
+      `  certificate auth.:  ${e.caUrl}`,
+      `  identity issuer:    ${e.identityIssuerUrl}  (trust domain ${e.trustDomain})`,
+      `  trusted root:       ${e.trustedRoot}`,
+      `  endpoints:          ${flags.data}/endpoints.json`,
+      'Ctrl-C to stop.',
+    ].join('\n'),
+  );
+  runUntilSignal(() => plane.close());
+}
+
+/** `identity token` failures: bad flags or subject → 2, plane not running → 3, anything else (key file) → 1. */
+function tokenExitCode(err: unknown): number {
+  const code = String((err as { code?: unknown }).code ?? '');
+  if (err instanceof UsageError || code.startsWith('SPIFFE_') || code === 'TOKEN_REQUEST_INVALID') return EXIT.USAGE;
+  if (code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
+  return EXIT.FAILURE;
 }
 
 export function registerPlaneCommands(program: Command): void {
-  program
-    .command('up')
-    .description(
-      'start the trust plane (transparency log, CA, workload-identity issuer) on loopback; writes DIR/endpoints.json and DIR/trusted_root.json',
-    )
-    .requiredOption('--data <dir>', 'data directory (keys, log database, generated files)')
-    .option('--host <host>', 'address to bind', '127.0.0.1')
-    .option('--tlog-port <port>', 'transparency log port (0 = any free port)', '0')
-    .option('--ca-port <port>', 'certificate authority port', '0')
-    .option('--identity-port <port>', 'identity issuer port', '0')
-    .option('--trust-domain <domain>', 'SPIFFE trust domain of the embedded issuer', 'airlock.internal')
-    .option(
-      '--issuer-config <file>',
-      'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?})',
-    )
-    .option('--json', 'print the endpoints as JSON')
-    .action(
-      async (
-        flags: OutputOptions & {
-          data: string;
-          host: string;
-          tlogPort: string;
-          caPort: string;
-          identityPort: string;
-          trustDomain: string;
-          issuerConfig?: string;
-        },
-      ) => {
-        let plane: RunningTrustPlane;
-        try {
-          plane = await startTrustPlane({
-            dataDir: flags.data,
-            host: flags.host,
-            ports: {
-              tlog: parsePort(flags.tlogPort),
-              ca: parsePort(flags.caPort),
-              identity: parsePort(flags.identityPort),
-            },
-            trustDomain: flags.trustDomain,
-            externalIssuers: loadIssuerConfig(flags.issuerConfig),
-          });
-        } catch (err) {
-          fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-        }
-        const e = plane.endpoints;
-        printResult(flags, e, () =>
-          [
-            'airlock trust plane is up',
-            `  transparency log:   ${e.tlogUrl}`,
-            `  certificate auth.:  ${e.caUrl}`,
-            `  identity issuer:    ${e.identityIssuerUrl}  (trust domain ${e.trustDomain})`,
-            `  trusted root:       ${e.trustedRoot}`,
-            `  endpoints:          ${flags.data}/endpoints.json`,
-            'Ctrl-C to stop.',
-          ].join('\n'),
-        );
-        runUntilSignal(() => plane.close());
-      },
-    );
+  addLimitOptions(
+    program
+      .command('up')
+      .description(
+        'start the trust plane (transparency log, CA, workload-identity issuer) on loopback; writes DIR/endpoints.json ' +
+          'and DIR/trusted_root.json. Host and ports are recorded in DIR/plane.json on first start and reused, so the ' +
+          'issuer, CA and log URLs (in certificates, trusted roots and policies) survive restarts',
+      )
+      .requiredOption('--data <dir>', 'data directory (keys, log database, generated files)')
+      .option('--host <host>', 'address to bind (default: the recorded one, else 127.0.0.1)')
+      .option('--tlog-port <port>', 'transparency log port (default: the recorded one, else any free port)')
+      .option('--ca-port <port>', 'certificate authority port (default: recorded, else any)')
+      .option('--identity-port <port>', 'identity issuer port (default: recorded, else any)')
+      .option('--reassign-ports', 'let --host/--*-port replace the recorded ones (changes the URLs policies name)')
+      .option('--trust-domain <domain>', 'SPIFFE trust domain of the embedded issuer', 'airlock.internal')
+      .option(
+        '--issuer-config <file>',
+        'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?, audience?}); https only',
+      )
+      .option('--allow-insecure-issuer', 'accept plain-http issuers and JWKS from --issuer-config (tests only)')
+      .option('--json', 'print the endpoints as JSON'),
+  ).action(up);
 
   const identity = program.command('identity').description('the embedded workload-identity issuer');
   identity
     .command('token')
-    .description('print a fresh workload identity token (JWT, audience sigstore) from the plane in --data')
+    .description(
+      'admin break-glass: mint a workload identity token (JWT, audience sigstore) by reading the issuer key file in ' +
+        '--data directly (needs read access to the key; the plane must be running)',
+    )
     .requiredOption('--data <dir>', 'trust plane data directory')
     .requiredOption('--subject <spiffe-id>', 'SPIFFE ID, e.g. spiffe://airlock.internal/ci/runner')
     .option('--ttl <seconds>', 'token lifetime in seconds', '600')
     .option('--json', 'print {token} as JSON')
     .action(async (flags: OutputOptions & { data: string; subject: string; ttl: string }) => {
       try {
-        const token = await issueWorkloadToken(flags.data, flags.subject, { ttlSeconds: Number(flags.ttl) });
+        const ttlSeconds = parsePositiveInt(flags.ttl, '--ttl')!;
+        const token = await issueWorkloadToken(flags.data, flags.subject, { ttlSeconds });
         printResult(flags, { token }, () => token);
       } catch (err) {
-        fail(flags, err, EXIT.USAGE);
+        fail(flags, err, tokenExitCode(err));
       }
     });
 
   const tlog = program.command('tlog').description('the transparency log (Rekor v1 API)');
-  tlog
-    .command('serve')
-    .description('run only the transparency log')
-    .requiredOption('--data <dir>', 'data directory (log database and signing key)')
-    .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
-    .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
-    .option('--json', 'print {url, logId, publicKey} as JSON')
-    .action(async (flags: OutputOptions & { data: string; listen: string; logName?: string }) => {
-      try {
-        const { host, port } = parseListen(flags.listen);
-        const server = await startTlogServer({
-          dataDir: flags.data,
-          host,
-          port,
-          ...(flags.logName ? { logName: flags.logName } : {}),
-        });
-        printResult(
-          flags,
-          { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
-          () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
-        );
-        runUntilSignal(() => server.close());
-      } catch (err) {
-        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-      }
-    });
+  addLimitOptions(
+    tlog
+      .command('serve')
+      .description('run only the transparency log')
+      .requiredOption('--data <dir>', 'data directory (log database and signing key)')
+      .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
+      .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
+      .option('--json', 'print {url, logId, publicKey} as JSON'),
+  ).action(async (flags: OutputOptions & LimitFlags & { data: string; listen: string; logName?: string }) => {
+    try {
+      const { host, port } = parseListen(flags.listen);
+      const server = await startTlogServer({
+        dataDir: flags.data,
+        host,
+        port,
+        limits: parseLimits(flags),
+        ...(flags.logName ? { logName: flags.logName } : {}),
+      });
+      printResult(
+        flags,
+        { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
+        () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
+      );
+      runUntilSignal(() => server.close());
+    } catch (err) {
+      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+    }
+  });
   tlog
     .command('monitor')
     .description(
-      'check the newest checkpoint of a log is signed and a consistent extension of the last one seen (exit 1 on fork, shrink or bad signature)',
+      'check the newest checkpoint of a log is signed and a consistent extension of the last one seen ' +
+        '(exit 1 when the log misbehaved: fork, shrink, bad signature or a malformed answer; 3 when unreachable)',
     )
     .requiredOption('--url <url>', 'log base URL')
     .requiredOption('--state <file>', 'state file: the log key (pinned on first run) and the last verified checkpoint')
@@ -166,16 +244,40 @@ export function registerPlaneCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (flags: OutputOptions & { url: string; state: string; publicKey?: string }) => {
       try {
-        const { readFileSync } = await import('node:fs');
+        const publicKeyPem = flags.publicKey ? readPublicKeyPem(flags.publicKey) : undefined;
         const result = await monitorLog({
           url: flags.url,
           stateFile: flags.state,
-          ...(flags.publicKey ? { publicKeyPem: readFileSync(flags.publicKey, 'utf8') } : {}),
+          ...(publicKeyPem ? { publicKeyPem } : {}),
         });
         printResult(flags, { ok: true, ...result }, () => `log ${flags.url} is consistent: ${JSON.stringify(result)}`);
       } catch (err) {
-        info(flags, 'monitor: the log is NOT trustworthy');
-        fail(flags, err, EXIT.FAILURE);
+        const exit = monitorExitCode(err);
+        if (exit === EXIT.FAILURE) info(flags, 'monitor: the log is NOT trustworthy');
+        fail(flags, err, exit);
       }
     });
+}
+
+/** Unreachable log → 3, bad flags or state file → 2, anything the log did wrong → 1. */
+function monitorExitCode(err: unknown): number {
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof UsageError || code === 'TLOG_MONITOR_STATE_INVALID') return EXIT.USAGE;
+  if (code === 'TLOG_MONITOR_UNREACHABLE') return EXIT.UNAVAILABLE;
+  return EXIT.FAILURE;
+}
+
+function readPublicKeyPem(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read --public-key '${path}': ${(err as Error).message}`);
+  }
+  try {
+    createPublicKey({ key: pem, format: 'pem' });
+  } catch {
+    throw new UsageError(`--public-key '${path}' is not a PEM public key`);
+  }
+  return pem;
 }

@@ -16,8 +16,8 @@ import type { Command } from 'commander';
 import { makeStatement, sha256Hex, type DigestSet } from '@airlock/core';
 import { AirlockSigner, KeySigner, type SerializedBundle } from '@airlock/sign';
 import { certificateIdentity, type CertificateIdentity } from '@airlock/verify';
-import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
-import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import { contextExitCode, readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
+import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 interface SignFlags extends SigningFlags, OutputOptions {
   bundle?: string;
@@ -129,7 +129,7 @@ export function registerSignCommands(program: Command): void {
         humanSummary('signed', file, out, s),
       );
     } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      fail(flags, err, contextExitCode(err));
     }
   });
 
@@ -166,7 +166,7 @@ export function registerSignCommands(program: Command): void {
         () => humanSummary('attested', file, out, s),
       );
     } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      fail(flags, err, contextExitCode(err));
     }
   });
 }

@@ -3,7 +3,7 @@ import { syncToBundle, type SyncInput, type InputKind } from '@airlock/mirror-sy
 import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
-import { resolveSigningContext, type SigningFlags } from '../context.js';
+import { contextExitCode, resolveSigningContext, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag } from './mirror.js';
 
@@ -127,7 +127,7 @@ export function registerSyncCommand(program: Command): void {
           err,
           err instanceof UsageError || code === 'SYNC_UNPINNED' || code === 'SYNC_INPUT_INVALID'
             ? EXIT.USAGE
-            : EXIT.FAILURE,
+            : contextExitCode(err),
         );
       }
     });

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { HttpLimitError } from '@airlock/core';
 import { httpStatusFor, TlogError } from '../errors.js';
 
 /** What a route returns; the server writes it. */
@@ -14,60 +15,9 @@ export interface HttpResponse {
 // 1 MiB capped signed syncs at ~4,400 blobs. 32 MiB allows ~140k while still bounding memory per request.
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
-/**
- * Reads and parses a JSON request body of at most `maxBytes`. A declared Content-Length over the limit is refused
- * before reading anything; a chunked body is cut off as soon as it passes the limit.
- */
-export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > maxBytes) {
-      reject(
-        new TlogError(
-          'TLOG_PAYLOAD_TOO_LARGE',
-          `request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`,
-        ),
-      );
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > maxBytes) {
-        done = true;
-        chunks.length = 0;
-        reject(new TlogError('TLOG_PAYLOAD_TOO_LARGE', `request body exceeds the limit of ${maxBytes} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') {
-        reject(new TlogError('TLOG_BAD_REQUEST', 'request body is empty; expected JSON'));
-        return;
-      }
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(new TlogError('TLOG_BAD_REQUEST', 'request body is not valid JSON'));
-      }
-    });
-    req.on('error', (err) => {
-      if (done) return;
-      done = true;
-      reject(err);
-    });
-  });
-}
-
 export function send(res: ServerResponse, response: HttpResponse): void {
-  if (res.headersSent) return;
+  // After a deadline answer the handler's late result is dropped.
+  if (res.headersSent || res.writableEnded) return;
   const isText = typeof response.body === 'string';
   const payload = isText ? (response.body as string) : JSON.stringify(response.body);
   res.writeHead(response.status, {
@@ -86,6 +36,7 @@ export function errorResponse(status: number, message: string, headers?: Record<
 
 /** Maps a thrown error to a response: typed errors keep their message; anything else is an opaque 500. */
 export function responseForError(err: unknown): HttpResponse {
+  if (err instanceof HttpLimitError) return errorResponse(err.status, err.message, { Connection: 'close' });
   if (err instanceof TlogError) {
     const e = err;
     const status = httpStatusFor(e.code);

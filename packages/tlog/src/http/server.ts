@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createLimitedServer, type HttpLimits, type RequestContext } from '@airlock/core';
 import { TransparencyLog } from '../log.js';
-import { DEFAULT_MAX_BODY_BYTES, errorResponse, readJsonBody, responseForError, send } from './http-util.js';
+import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
 
 export interface TlogServerOptions {
@@ -18,6 +19,8 @@ export interface TlogServerOptions {
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
   maxBatch?: number;
+  /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
+  limits?: Partial<HttpLimits>;
 }
 
 export interface RunningTlog {
@@ -41,6 +44,7 @@ export async function handleRequest(
   res: ServerResponse,
   deps: RouteDeps,
   maxBodyBytes: number,
+  ctx: RequestContext,
 ): Promise<void> {
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -58,7 +62,7 @@ export async function handleRequest(
         );
         return;
       }
-      send(res, await handler({ url, params: m.slice(1), readJson: () => readJsonBody(req, maxBodyBytes) }, deps));
+      send(res, await handler({ url, params: m.slice(1), readJson: () => ctx.readJson(maxBodyBytes) }, deps));
       return;
     }
     send(res, errorResponse(404, `no route for ${path.slice(0, 200)}`));
@@ -85,12 +89,13 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const deps: RouteDeps = { log };
-  const server: Server = createServer((req, res) => {
-    void handleRequest(req, res, deps, maxBodyBytes);
-  });
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
+  let server: Server;
   try {
+    server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
+      ...(options.limits ? { limits: options.limits } : {}),
+      writeError: (res, status, code, message, headers) =>
+        send(res, { status, body: { code: status, message: `${code}: ${message}` }, headers }),
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port ?? 0, host, () => {
