@@ -95,24 +95,18 @@ function isUnavailableOne(e: object): boolean {
   return NETWORK_CODES.has(code) || (e as { syscall?: unknown }).syscall === 'connect';
 }
 
-/** Every error reachable from `err` through `cause` and AggregateError's `errors` (cycles and depth bounded). */
-function errorChain(err: unknown): object[] {
-  const seen = new Set<object>();
-  const queue: unknown[] = [err];
-  while (queue.length > 0 && seen.size < 64) {
-    const e = queue.shift();
-    if (typeof e !== 'object' || e === null || seen.has(e)) continue;
-    seen.add(e);
-    queue.push((e as { cause?: unknown }).cause);
-    const inner = (e as { errors?: unknown }).errors;
-    if (Array.isArray(inner)) queue.push(...(inner as unknown[]));
-  }
-  return [...seen];
-}
-
-/** True when `err` (or anything in its cause chain) says a service could not be reached. */
-export function isServiceUnavailable(err: unknown): boolean {
-  return errorChain(err).some(isUnavailableOne);
+/**
+ * True when `err` or anything in its `cause` chain says a service could not be reached. An AggregateError's
+ * `errors` count only when every one of them does (all addresses refused), so a real failure among them wins.
+ */
+export function isServiceUnavailable(err: unknown, seen = new Set<object>()): boolean {
+  if (typeof err !== 'object' || err === null || seen.has(err) || seen.size >= 64) return false;
+  seen.add(err);
+  if (isUnavailableOne(err) || isServiceUnavailable((err as { cause?: unknown }).cause, seen)) return true;
+  const inner = (err as { errors?: unknown }).errors;
+  return (
+    Array.isArray(inner) && inner.length > 0 && inner.every((e: unknown) => isServiceUnavailable(e, new Set(seen)))
+  );
 }
 
 /** The exit code for an error: 3 if a service was unreachable, 2 for a UsageError, else `fallbackExit`. */
