@@ -15,10 +15,36 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '@airlock/cli';
 import { sha256Hex } from '@airlock/core';
-import { runCli, startCli, type CliResult } from './helpers/cli.js';
+import { runCli as runCliNow, startCli as startCliNow, type CliResult } from './helpers/cli.js';
+
+// Up to 3 CLI processes at a time (the concurrent cells below would otherwise start dozens on a shared machine),
+// and timeouts that allow for waiting for a slot.
+const SLOTS = 3;
+const CELL_TIMEOUT_MS = 600_000;
+vi.setConfig({ testTimeout: CELL_TIMEOUT_MS, hookTimeout: CELL_TIMEOUT_MS });
+let running = 0;
+const waiting: Array<() => void> = [];
+async function gated<T>(fn: () => Promise<T>): Promise<T> {
+  if (running >= SLOTS) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+const runCli = (args: string[]): Promise<CliResult> => gated(() => runCliNow(args));
+/** Starts a server command and stops it once it has printed its first JSON object; returns its stdout. */
+const serveOnce = (args: string[]): Promise<string> =>
+  gated(async () => {
+    const server = await startCliNow(args, (out) => firstJson(out) !== undefined, 120_000);
+    await server.stop();
+    return server.stdout();
+  });
 
 /** Paths, ports and URLs the expectations refer to; filled in by beforeAll. */
 interface Fixture {
@@ -309,11 +335,10 @@ beforeAll(async () => {
 
   // A plane started and stopped again leaves its endpoints.json behind.
   const stalePlane = join(root, 'stale-plane');
-  const stale = await startCli(['up', '--data', stalePlane, '--json'], (out) => firstJson(out) !== undefined);
-  await stale.stop();
+  await serveOnce(['up', '--data', stalePlane, '--json']);
 
   const livePlane = join(root, 'live-plane');
-  const live = await startCli(['up', '--data', livePlane, '--json'], (out) => firstJson(out) !== undefined);
+  const live = await startCliNow(['up', '--data', livePlane, '--json'], (out) => firstJson(out) !== undefined, 120_000);
   cleanups.push(() => live.stop());
   const endpoints = firstJson(live.stdout()) as { identityIssuerUrl: string; tlogUrl: string };
 
@@ -446,9 +471,7 @@ describe.concurrent.each(leaves)('airlock %s', (path) => {
     it('--json → stdout is the JSON result; progress (if any) stays on stderr', async () => {
       const args = [...words, ...ok.args(f), '--json'];
       if (ok.serves) {
-        const server = await startCli(args, (out) => firstJson(out) !== undefined);
-        await server.stop();
-        expect(firstJson(server.stdout())).toBeTypeOf('object');
+        expect(firstJson(await serveOnce(args))).toBeTypeOf('object');
       } else {
         expectJsonExit(await runCli(args), 0, true);
       }

@@ -28,8 +28,10 @@ export function buildProgram(): Command {
         'Builds:       `airlock run --spec FILE` builds a commit in a sandbox whose only endpoint is the mirror,',
         '              checks reproducibility, and writes signed SLSA provenance and a CycloneDX SBOM per output.',
         '',
-        'Progress goes to stderr; --json prints a machine-readable result on stdout.',
-        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable.',
+        'Progress goes to stderr (--quiet silences it); --json prints one JSON object on stdout: the result, or',
+        '{"ok": false, "error": {"code", "message"}} for any failure.',
+        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable; `run` adds 10-15',
+        '(see `airlock run --help`).',
       ].join('\n'),
     )
     .showHelpAfterError('(run with --help for usage)')
