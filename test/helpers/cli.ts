@@ -33,7 +33,7 @@ export function runCli(
 
 /**
  * Starts a long-running CLI command (e.g. `airlock up`) and resolves once `ready(stdout)` is true.
- * The caller must `stop()` it; it is killed with SIGKILL if SIGTERM does not end it.
+ * The caller must `stop()` it; it is killed with SIGKILL if SIGTERM does not end it, or if it is not ready in time.
  */
 export async function startCli(
   args: string[],
@@ -56,13 +56,11 @@ export async function startCli(
       child.kill('SIGTERM');
     });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new Error(`'airlock ${args.join(' ')}' not ready after ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`),
-        ),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      // The caller never gets a handle to stop it: do not leave it running.
+      child.kill('SIGKILL');
+      reject(new Error(`'airlock ${args.join(' ')}' not ready after ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`));
+    }, timeoutMs);
     const check = (): void => {
       if (ready(out)) {
         clearTimeout(timer);

@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-import { buildProgram } from './program.js';
+import { fail } from './output.js';
+import { buildProgram, wantsJson } from './program.js';
 
+// Errors an action did not catch get the same reporting and exit classification as caught ones.
 buildProgram()
   .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`airlock: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  .catch((err: unknown) => fail(wantsJson(process.argv) ? { json: true } : {}, err));

@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, type CommanderError } from 'commander';
 import { registerConformanceCommands } from './commands/conformance.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerPlaneCommands } from './commands/plane.js';
@@ -7,6 +7,7 @@ import { registerVerifyCommand } from './commands/verify.js';
 import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
 import { registerRunCommand } from './commands/run.js';
+import { errorJson, EXIT, setCommandOutput } from './output.js';
 
 export const VERSION = '0.1.0';
 
@@ -27,8 +28,10 @@ export function buildProgram(): Command {
         'Builds:       `airlock run --spec FILE` builds a commit in a sandbox whose only endpoint is the mirror,',
         '              checks reproducibility, and writes signed SLSA provenance and a CycloneDX SBOM per output.',
         '',
-        'Progress goes to stderr; --json prints a machine-readable result on stdout.',
-        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable.',
+        'Progress goes to stderr (--quiet silences it); --json prints one JSON object on stdout: the result, or',
+        '{"ok": false, "error": {"code", "message"}} for any failure.',
+        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable; `run` adds 10-15',
+        '(see `airlock run --help`).',
       ].join('\n'),
     )
     .showHelpAfterError('(run with --help for usage)')
@@ -41,9 +44,48 @@ export function buildProgram(): Command {
   registerMirrorCommands(program);
   registerRunCommand(program);
   registerConformanceCommands(program);
-  program.exitOverride((err) => {
-    // commander's own usage errors (unknown option, missing argument) → exit 2, like other CLIs.
-    process.exit(err.exitCode === 0 ? 0 : 2);
-  });
+  applyCliContract(program);
   return program;
+}
+
+/**
+ * The contract every subcommand shares, applied after registration so no command can miss it (commander copies
+ * settings such as exitOverride to a subcommand only when it is created): usage errors exit 2 (with a JSON error
+ * on stdout when --json is in argv), and every command that runs an action has --json and -q/--quiet.
+ */
+function applyCliContract(program: Command): void {
+  program.hook('preAction', (_program, action) => setCommandOutput(action.opts()));
+  const visit = (cmd: Command): void => {
+    cmd.exitOverride(usageExit);
+    if (cmd.commands.length === 0) {
+      if (!hasOption(cmd, '--json'))
+        cmd.option('--json', 'machine-readable result (or error) on stdout; progress still goes to stderr');
+      if (!hasOption(cmd, '--quiet')) cmd.option('-q, --quiet', 'no progress output on stderr');
+    }
+    cmd.commands.forEach(visit);
+  };
+  visit(program);
+}
+
+function hasOption(cmd: Command, long: string): boolean {
+  return cmd.options.some((o) => o.long === long);
+}
+
+/** commander's own errors (unknown option, missing argument, excess arguments, …) → exit 2, like other CLIs. */
+function usageExit(err: CommanderError): never {
+  if (err.exitCode === 0) process.exit(EXIT.OK); // --help, --version
+  if (wantsJson(process.argv)) process.stdout.write(errorJson('USAGE', usageMessage(err)));
+  process.exit(EXIT.USAGE);
+}
+
+function usageMessage(err: CommanderError): string {
+  // A group command run without a subcommand prints its help; the message is then only '(outputHelp)'.
+  if (err.code === 'commander.help') return 'missing command (see --help)';
+  return err.message.replace(/^error: /, '');
+}
+
+/** `--json` anywhere before a `--` (usage errors happen before the options are parsed). */
+export function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }

@@ -386,10 +386,10 @@ export function registerDemoCommand(program: Command): void {
       '--data <dir>',
       'keep the plane data, store, bundle and outputs in this (empty) directory (default: a new temp directory)',
     )
-    .option('--json', 'print the report as JSON')
+    .option('--json', 'print the report as JSON (progress still goes to stderr)')
     .action(async (flags: OutputOptions & { data?: string }) => {
       try {
-        const log = flags.json ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+        const log = flags.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
         const report = await runDemo({ ...(flags.data ? { data: flags.data } : {}), log });
         printResult(flags, report, () =>
           report.skipped

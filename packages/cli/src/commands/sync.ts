@@ -108,7 +108,7 @@ export function registerSyncCommand(program: Command): void {
           perHostConcurrency: parseIntFlag('--per-host', flags.perHost),
           signer,
           sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
-          progress: flags.quiet || flags.json ? 'none' : 'auto',
+          progress: flags.quiet ? 'none' : 'auto',
         });
         printResult(flags, { ok: true, ...result }, () =>
           [
