@@ -30,7 +30,7 @@ export function buildProgram(): Command {
         '',
         'Progress goes to stderr (--quiet silences it); --json prints one JSON object on stdout: the result, or',
         '{"ok": false, "error": {"code", "message"}} for any failure.',
-        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable; `run` adds 10-15',
+        'Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 a service is unavailable; `run` adds 10-16',
         '(see `airlock run --help`).',
       ].join('\n'),
     )
