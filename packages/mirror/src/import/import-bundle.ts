@@ -294,10 +294,9 @@ function verifyHead(
   checkSnapshotAge(m.snapshot.createdAt, options);
 
   const logIndexes = result.tlogEntries.map((e) => e.logIndex);
-  // The SBOM is optional, but if present it must be signed by the same identity and match its file.
+  // The SBOM must be signed by the same identity, match its file, and be the one the manifest commits to.
   const sbom = attestations.get(SBOM);
   const sbomBundle = attestations.get(SBOM_BUNDLE);
-  checkSbomCommitted(m.sbom, sbom, sbomBundle);
   if (sbom || sbomBundle) {
     if (!sbom || !sbomBundle)
       throw new ImportError('IMPORT_SIGNATURE_INVALID', `${SBOM} and ${SBOM_BUNDLE} must come together`);
@@ -325,6 +324,9 @@ function verifyHead(
         `${SBOM} is signed but not in canonical JSON form (RFC 8785) as the sync job writes it`,
       );
   }
+  // After the signature checks, so a changed byte of the SBOM is a signature failure like any other file's; a
+  // validly signed SBOM of another snapshot (or none at all) gets here.
+  checkSbomCommitted(m.sbom, sbom, sbomBundle);
   return { manifest: m, verified: { signer: result.signer, logIndexes } };
 }
 
