@@ -97,7 +97,11 @@ async function librarySync(out: string, createdAt: Date): Promise<void> {
 }
 
 /** Rewrites a bundle in the sync job's own canonical tar form, with some attestation files replaced or removed. */
-async function rewriteBundle(from: TarEntry[], out: string, attestations: Map<string, Buffer | undefined>): Promise<void> {
+async function rewriteBundle(
+  from: TarEntry[],
+  out: string,
+  attestations: Map<string, Buffer | undefined>,
+): Promise<void> {
   const blobDir = mkdtempSync(join(root, 'blobs-'));
   const files = from
     .filter((e) => e.name.startsWith('attestations/'))
@@ -203,9 +207,9 @@ describe.skipIf(!npmAvailable)('mirror and sync hardening (issue 7, CLI)', () =>
     const realEntries = await readTar(real);
     const otherEntries = await readTar(other);
     const pick = (es: TarEntry[], n: string): Buffer => es.find((e) => e.name === n)!.body;
-    expect(pick(otherEntries, 'attestations/sbom.cdx.json').equals(pick(realEntries, 'attestations/sbom.cdx.json'))).toBe(
-      false,
-    );
+    expect(
+      pick(otherEntries, 'attestations/sbom.cdx.json').equals(pick(realEntries, 'attestations/sbom.cdx.json')),
+    ).toBe(false);
 
     const swapped = join(root, 'swapped.tar');
     await rewriteBundle(
@@ -270,12 +274,11 @@ describe.skipIf(!npmAvailable)('mirror and sync hardening (issue 7, CLI)', () =>
     up.resetCounters();
     const out = join(root, 'unreachable.tar');
     const down = await runCli(
-      syncArgs(out, ['--npm-lock', lockfile, '--list', list], [
-        '--fulcio-url',
-        `http://127.0.0.1:${port}`,
-        '--rekor-url',
-        `http://127.0.0.1:${port}`,
-      ]),
+      syncArgs(
+        out,
+        ['--npm-lock', lockfile, '--list', list],
+        ['--fulcio-url', `http://127.0.0.1:${port}`, '--rekor-url', `http://127.0.0.1:${port}`],
+      ),
     );
     expect(down.code, down.stdout + down.stderr).toBe(3);
     expect(errorOf(down).code).toBe('SYNC_PLANE_UNREACHABLE');

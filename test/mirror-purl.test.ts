@@ -131,7 +131,7 @@ describe('one purl per package: transfer manifest = snapshot SBOM = provenance',
       const body = tar.find((e) => e.name === `blobs/sha256/${b.sha256}`)!.body;
       await session.put(Readable.from([body]), { sha256: b.sha256, size: b.size });
     }
-    await session.commit({ manifest, signedBundles: {}, entries: manifest.entries });
+    await session.commit({ manifest: { ...manifest }, signedBundles: {}, entries: manifest.entries });
     server = await startMirrorServer({ store, host: '127.0.0.1', port: 0 });
     const base = server.url;
     const endpoint = {
