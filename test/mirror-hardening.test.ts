@@ -310,6 +310,12 @@ describe.skipIf(!npmAvailable)('mirror and sync hardening (issue 7, CLI)', () =>
     expect(errorOf(r).message).toContain('1 of 2 entries failed');
     expect(existsSync(out)).toBe(false);
     expect(existsSync(state)).toBe(false);
+    // The progress on stderr counts it as a failure too, not as one more entry done.
+    const human = await runCli(['sync', '--list', bad, '--out', out, '--data', planeDir]);
+    expect(human.code, human.stderr).toBe(1);
+    expect(human.stderr).toMatch(/^sync: \d+\/\d+ done, [\d.]+ MB, 1 FAILED$/m);
+    expect(human.stderr).toContain('1 of 2 entries failed');
+    expect(existsSync(out)).toBe(false);
   }, 60_000);
 
   it('fsck and export-bazel-cache show progress on stderr', async () => {

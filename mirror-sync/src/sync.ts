@@ -332,6 +332,7 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
       else failures.push(toEntryFailure(tasks[i]!.label, s.reason));
     });
     if (failures.length > 0) {
+      progress.failed(failures.length);
       throw new SyncError(
         'SYNC_ENTRIES_FAILED',
         `sync failed, no bundle written: ${failures.length} of ${tasks.length} entries failed:\n  - ${failures.map((f) => `${f.entry}: ${f.message}`).join('\n  - ')}`,
