@@ -191,6 +191,14 @@ describe.skipIf(!npmAvailable)('mirror and sync hardening (issue 7, CLI)', () =>
     const typo = await runCli(importArgs(old, store, ['--max-snapshot-age', '30 days']));
     expect(typo.code, typo.stdout).toBe(2);
     expect(storeHead(store)).toBe(before);
+    // Forward-dating does not buy a snapshot eternal life.
+    const future = join(root, 'future.tar');
+    await librarySync(future, new Date(Date.now() + 3 * 86_400_000));
+    const ahead = await runCli(importArgs(future, store, ['--max-snapshot-age', '30d']));
+    expect(ahead.code, ahead.stdout).toBe(1);
+    expect(errorOf(ahead).code).toBe('IMPORT_SNAPSHOT_EXPIRED');
+    expect(errorOf(ahead).message).toContain('in the future');
+    expect(storeHead(store)).toBe(before);
     const ok = await runCli(importArgs(fresh, store, ['--max-snapshot-age', '30d']));
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     // Without the flag there is no limit (the default stays off).
