@@ -69,6 +69,7 @@ const importArgs = (): string[] => [
   bundle,
   '--store',
   store,
+  '--create',
   '--data',
   join(root, 'plane'),
   '--sync-identity',

@@ -158,6 +158,7 @@ describe.skipIf(!enabled)(
           join(root, `${name}.tar`),
           '--store',
           join(root, `store-${name}`),
+          '--create',
           '--data',
           planeDir,
           '--sync-identity',

@@ -135,6 +135,7 @@ async function importIntoScratch(bundle: string, plane: CliPlane, identity = pla
     bundle,
     '--store',
     scratch,
+    '--create',
     '--data',
     plane.dir,
     '--sync-identity',

@@ -63,6 +63,7 @@ const importBundle = (bundle: string, store: string): ReturnType<typeof runCli> 
     bundle,
     '--store',
     store,
+    '--create',
     '--data',
     planeDir,
     '--sync-identity',

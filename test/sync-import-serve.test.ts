@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MirrorStore } from '@airlock/cas';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { makeWheel } from '../mirror-sync/test/helpers/artifacts.js';
 import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
@@ -87,6 +88,7 @@ const importArgs = (bundle: string, extra: string[] = [], into = store): string[
   bundle,
   '--store',
   into,
+  '--create',
   '--data',
   planeDir,
   '--sync-identity',
@@ -231,7 +233,7 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
     const layout = tarLayout(bundle);
     // A fresh store, where the intact bundle is importable (checked last): the flip is the only reason to refuse.
     const fresh = join(root, 'tamper-store');
-    expect((await runCli(['mirror', 'fsck', '--store', fresh, '--json'])).code).toBe(0);
+    await (await MirrorStore.open(fresh)).close();
     const before = storeState(fresh);
     const mainBefore = storeState();
     const mBundle = layout.entries.find((e) => e.name === 'attestations/manifest.sigstore.json')!;

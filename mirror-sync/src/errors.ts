@@ -17,7 +17,11 @@ export type SyncErrorCode =
   | 'SYNC_SCHEMA_INVALID' // a JSON Schema file is missing or the produced manifest fails its own schema
   | 'SYNC_SIGN_FAILED' // the signer or SBOM port threw
   | 'SYNC_BUNDLE_FAILED' // writing the tar failed
-  | 'SYNC_OPTIONS_INVALID';
+  | 'SYNC_OPTIONS_INVALID'
+  | 'SYNC_NO_REGISTRY' // npm entries without `resolved` and no --npm-registry / .npmrc registry to resolve them
+  | 'SYNC_EMPTY' // the inputs pin nothing (refused unless allowEmpty)
+  | 'SYNC_OUTPUT_UNWRITABLE' // the bundle cannot be written where `out` says (checked before any download)
+  | 'SYNC_PLANE_UNREACHABLE'; // the preflight (CA/log reachability) failed before any download
 
 export class SyncError extends AirlockError<SyncErrorCode> {}
 

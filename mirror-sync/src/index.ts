@@ -30,6 +30,7 @@ export type {
   TransferManifest,
 } from './types.js';
 export { parseNpmLockfile } from './inputs/npm-lockfile.js';
+export { parseNpmrc, type NpmRegistries } from './inputs/npmrc.js';
 export { parseRequirementsTxt, normalizePypiName } from './inputs/requirements-txt.js';
 export { parseBazelQueryOutput, parseBazelFetchList } from './inputs/bazel.js';
 export {

@@ -110,6 +110,7 @@ export function buildManifest(args: {
     },
     blobs,
     entries: args.entries,
+    sbom: null,
   };
   // Our own output must meet the contract the importer enforces: a failure here is a bug or hostile upstream data.
   assertSchema('transferManifest', manifest, 'transfer manifest', (k) => k, 'SYNC_SCHEMA_INVALID');

@@ -6,6 +6,8 @@ export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
 export interface ProgressReporter {
   planned(n: number): void;
   done(): void;
+  /** Entries that failed: shown as failures, never folded into "done". */
+  failed(n: number): void;
   bytes(n: number): void;
   stop(): void;
 }
@@ -17,7 +19,7 @@ export interface ProgressOptions {
   intervalMs?: number;
 }
 
-const NONE: ProgressReporter = { planned() {}, done() {}, bytes() {}, stop() {} };
+const NONE: ProgressReporter = { planned() {}, done() {}, failed() {}, bytes() {}, stop() {} };
 
 function mb(n: number): string {
   return (n / (1024 * 1024)).toFixed(1);
@@ -30,13 +32,15 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
   const tty = stream.isTTY === true;
   let total = 0;
   let finished = 0;
+  let failures = 0;
   let bytes = 0;
+  const failedText = (): string => (failures > 0 ? `, ${failures} FAILED` : '');
 
   if (mode === 'bar' || (mode === 'auto' && tty)) {
     const bar = new cliProgress.SingleBar(
       {
         stream,
-        format: 'sync [{bar}] {value}/{total} | {mb} MB',
+        format: 'sync [{bar}] {value}/{total} | {mb} MB{failed}',
         hideCursor: true,
         clearOnComplete: false,
         noTTYOutput: !tty,
@@ -44,7 +48,7 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(0, 0, { mb: '0.0' });
+    bar.start(0, 0, { mb: '0.0', failed: '' });
     return {
       planned(n) {
         total += n;
@@ -53,11 +57,14 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
       done() {
         bar.update(++finished, { mb: mb(bytes) });
       },
+      failed(n) {
+        failures += n;
+      },
       bytes(n) {
         bytes += n;
       },
       stop() {
-        bar.update(finished, { mb: mb(bytes) });
+        bar.update(finished, { mb: mb(bytes), failed: failedText() });
         bar.stop();
       },
     };
@@ -69,7 +76,7 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
     const now = Date.now();
     if (!force && now - last < interval) return;
     last = now;
-    stream.write(`sync: ${finished}/${total} done, ${mb(bytes)} MB\n`);
+    stream.write(`sync: ${finished}/${total} done, ${mb(bytes)} MB${failedText()}\n`);
   };
   return {
     planned(n) {
@@ -78,6 +85,9 @@ export function createProgress(options: ProgressOptions = {}): ProgressReporter 
     done() {
       finished++;
       line(false);
+    },
+    failed(n) {
+      failures += n;
     },
     bytes(n) {
       bytes += n;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { canonicalBytes, sha256Hex, type Statement } from '@airlock/core';
 import { BlobStore } from './blob-store.js';
@@ -15,7 +15,7 @@ import { parseRequirementsTxt } from './inputs/requirements-txt.js';
 import { buildManifest, draftsToEntries, formatCreatedAt } from './manifest.js';
 import { createProgress, type ProgressMode } from './progress.js';
 import type { EntryDraft, EntryTask, ResolveContext } from './resolve/context.js';
-import { npmTasks } from './resolve/npm-registry.js';
+import { noRegistryError, npmTasks } from './resolve/npm-registry.js';
 import { bazelTasks, genericTasks, nixTasks } from './resolve/plain-files.js';
 import { pypiTasks, PYPI_PUBLIC_INDEX } from './resolve/pypi-index.js';
 import { readSyncState, writeSyncState, type SyncState } from './state-file.js';
@@ -53,6 +53,18 @@ export interface SyncOptions {
    * https://registry.npmjs.org/ are fetched from here instead. Other registries are used as the lockfile names them.
    */
   npmRegistry?: string;
+  /**
+   * `@scope` → registry base, for lockfile entries without `resolved` in that scope (from an `.npmrc`'s
+   * `@scope:registry=`). Entries without `resolved` outside these scopes use `npmRegistry`.
+   */
+  npmScopeRegistries?: Record<string, string>;
+  /** Accept inputs that pin nothing (default: refused with SYNC_EMPTY; an empty bundle is rarely what was meant). */
+  allowEmpty?: boolean;
+  /**
+   * Runs after the inputs are parsed and the output location checked, before any download: e.g. checking that
+   * the trust plane that will sign the bundle is reachable, so a run cannot download gigabytes and then fail.
+   */
+  preflight?: () => Promise<void>;
   /** PEP 503/691 index base (default https://pypi.org/simple/). */
   pypiIndex?: string;
   /** Mirror mode: upstream origin → replacement base (see UrlRewriter). */
@@ -270,6 +282,10 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
 
   const parsed = await readInputs(options);
   const notes = [...parsed.notes];
+  checkPinsSomething(parsed, options.allowEmpty === true);
+  checkNpmRegistries(parsed.npm, options);
+  await checkOutputWritable(out);
+  await options.preflight?.();
 
   const http = new HttpClient({
     concurrency: options.concurrency,
@@ -286,7 +302,6 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     stream: options.progressStream,
   });
 
-  await mkdir(dirname(out), { recursive: true });
   const workDir = options.workDir
     ? await mkdtemp(join(resolvePath(options.workDir), 'airlock-sync-'))
     : await mkdtemp(join(dirname(out), '.airlock-sync-'));
@@ -303,7 +318,7 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
       maxMetadataBytes: options.maxMetadataBytes ?? 256 * 1024 ** 2,
     };
     const tasks: EntryTask[] = [
-      ...npmTasks(parsed.npm, ctx, options.npmRegistry),
+      ...npmTasks(parsed.npm, ctx, options.npmRegistry, options.npmScopeRegistries),
       ...pypiTasks(parsed.requirements, ctx, options.pypiIndex ?? PYPI_PUBLIC_INDEX),
       ...bazelTasks(parsed.bazel, ctx),
       ...nixTasks(parsed.nix, ctx),
@@ -311,20 +326,39 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     ];
     const settled = await Promise.allSettled(tasks.map((t) => t.run()));
     const failures: EntryFailure[] = [];
+    const reasons: unknown[] = [];
     const drafts: EntryDraft[] = [];
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') drafts.push(...s.value);
-      else failures.push(toEntryFailure(tasks[i]!.label, s.reason));
+      else {
+        failures.push(toEntryFailure(tasks[i]!.label, s.reason));
+        reasons.push(s.reason);
+      }
     });
     if (failures.length > 0) {
+      progress.failed(failures.length);
+      // The causes travel along so a caller can tell "upstream unreachable" (every cause a network error) from a
+      // failed check such as a hash mismatch.
       throw new SyncError(
         'SYNC_ENTRIES_FAILED',
         `sync failed, no bundle written: ${failures.length} of ${tasks.length} entries failed:\n  - ${failures.map((f) => `${f.entry}: ${f.message}`).join('\n  - ')}`,
-        { details: { failures } },
+        { details: { failures }, cause: new AggregateError(reasons, 'entry failures') },
       );
     }
 
     const manifest = buildManifest({ entries: draftsToEntries(drafts), sequence, previous, createdAt });
+    // The SBOM is made from the entries first, so the manifest can commit to its digest before it is signed.
+    let sbom: { doc: object; bytes: Buffer } | undefined;
+    if (options.sbom) {
+      let doc: object;
+      try {
+        doc = await options.sbom(manifest);
+      } catch (cause) {
+        throw new SyncError('SYNC_SIGN_FAILED', `the SBOM generator failed: ${(cause as Error).message}`, { cause });
+      }
+      sbom = { doc, bytes: canonicalBytes(doc) };
+      manifest.sbom = { sha256: sha256Hex(sbom.bytes), size: sbom.bytes.length };
+    }
     const manifestBytes = canonicalBytes(manifest);
     const attestations: BundleFile[] = [];
     const attest = async (statement: Statement, file: string): Promise<void> => {
@@ -344,16 +378,9 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
       buildManifestStatement(manifest, sha256Hex(manifestBytes), parsed.records),
       'attestations/manifest.sigstore.json',
     );
-    if (options.sbom) {
-      let sbom: object;
-      try {
-        sbom = await options.sbom(manifest);
-      } catch (cause) {
-        throw new SyncError('SYNC_SIGN_FAILED', `the SBOM generator failed: ${(cause as Error).message}`, { cause });
-      }
-      const sbomBytes = canonicalBytes(sbom);
-      attestations.push({ name: 'attestations/sbom.cdx.json', bytes: sbomBytes });
-      await attest(buildSbomStatement(sbom, sha256Hex(sbomBytes)), 'attestations/sbom.sigstore.json');
+    if (sbom) {
+      attestations.push({ name: 'attestations/sbom.cdx.json', bytes: sbom.bytes });
+      await attest(buildSbomStatement(sbom.doc, manifest.sbom!.sha256), 'attestations/sbom.sigstore.json');
     }
     if (!options.signer) notes.push('no signer configured: the bundle carries no manifest attestation');
 
@@ -400,6 +427,44 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     throw err;
   } finally {
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function checkPinsSomething(parsed: Parsed, allowEmpty: boolean): void {
+  const n =
+    parsed.npm.length + parsed.requirements.length + parsed.bazel.length + parsed.nix.length + parsed.generic.length;
+  if (n === 0 && !allowEmpty)
+    throw new SyncError(
+      'SYNC_EMPTY',
+      `the inputs (${parsed.records.map((r) => r.name).join(', ')}) pin nothing to fetch: refusing to write an empty bundle (pass --allow-empty if that is what you mean)`,
+    );
+}
+
+/** Every npm entry without `resolved` needs a registry; all of them are named at once, before any download. */
+function checkNpmRegistries(npm: readonly NpmLockPackage[], options: SyncOptions): void {
+  const scopes = options.npmScopeRegistries ?? {};
+  const orphans = npm.filter(
+    (p) =>
+      p.resolved === undefined &&
+      options.npmRegistry === undefined &&
+      !(p.name.startsWith('@') && scopes[p.name.slice(0, p.name.indexOf('/'))] !== undefined),
+  );
+  if (orphans.length > 0) throw noRegistryError(orphans);
+}
+
+/** The bundle's directory must exist (or be creatable) and take a file: checked before any download. */
+async function checkOutputWritable(out: string): Promise<void> {
+  const probe = join(dirname(out), `.airlock-sync-probe-${randomBytes(6).toString('hex')}`);
+  try {
+    if ((await stat(out).catch(() => undefined))?.isDirectory()) throw new Error('it is a directory');
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(probe, '', { flag: 'wx' });
+  } catch (cause) {
+    throw new SyncError('SYNC_OUTPUT_UNWRITABLE', `cannot write the bundle to ${out}: ${(cause as Error).message}`, {
+      cause,
+    });
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
   }
 }
 

@@ -79,6 +79,8 @@ export interface TransferManifest {
   snapshot: SnapshotInfo;
   blobs: ManifestBlob[];
   entries: ManifestEntry[];
+  /** The bundle's SBOM by digest, or null when it carries none: the signed manifest commits to it. */
+  sbom: ManifestBlob | null;
 }
 
 // ---- What the parsers produce ----
@@ -97,7 +99,8 @@ export interface ParsedInput<T> {
 export interface NpmLockPackage {
   name: string;
   version: string;
-  resolved: string;
+  /** Absent in lockfiles written with `omit-lockfile-registry-resolved`: resolved through the registry. */
+  resolved?: string;
   /** SRI exactly as in the lockfile. */
   integrity: string;
   /** The first lockfile key it was found under (`node_modules/a/node_modules/b`). */

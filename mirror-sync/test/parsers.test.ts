@@ -80,12 +80,20 @@ describe('parseNpmLockfile', () => {
     expect(err.message).not.toContain('ok@1.0.0');
   });
 
-  it('refuses missing resolved, missing version, sha1-only integrity and git deps — all listed at once', () => {
+  it('keeps an entry without resolved (omit-lockfile-registry-resolved): the registry resolves it later', () => {
+    const { entries } = parseNpmLockfile(
+      lock({ 'node_modules/no-resolved': { version: '1.0.0', integrity: good.integrity } }),
+    );
+    expect(entries).toEqual([
+      { name: 'no-resolved', version: '1.0.0', integrity: good.integrity, lockPath: 'node_modules/no-resolved' },
+    ]);
+  });
+
+  it('refuses missing version, sha1-only integrity and git deps — all listed at once', () => {
     const err = refused(
       () =>
         parseNpmLockfile(
           lock({
-            'node_modules/no-resolved': { version: '1.0.0', integrity: good.integrity },
             'node_modules/no-version': { resolved: good.resolved, integrity: good.integrity },
             'node_modules/weak': {
               version: '1.0.0',
@@ -101,8 +109,8 @@ describe('parseNpmLockfile', () => {
         ),
       'SYNC_UNPINNED',
     );
-    for (const n of ['no-resolved@1.0.0', 'no-version', 'weak@1.0.0', 'gitdep@1.0.0']) expect(err.message).toContain(n);
-    expect(err.details?.entries).toHaveLength(4);
+    for (const n of ['no-version', 'weak@1.0.0', 'gitdep@1.0.0']) expect(err.message).toContain(n);
+    expect(err.details?.entries).toHaveLength(3);
   });
 
   it('refuses lockfileVersion 1, malformed JSON and schema violations', () => {

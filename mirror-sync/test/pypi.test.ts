@@ -108,7 +108,7 @@ describe('PyPI requirements against a PEP 691/503 fixture index', () => {
       name: 'fixture-pkg',
       version: '1.0.0',
       urls: [`${up.url}/files/${wheel.filename}`],
-      purl: 'pkg:pypi/fixture-pkg@1.0.0',
+      purl: `pkg:pypi/fixture-pkg@1.0.0?file_name=${wheel.filename}`,
       digests: { sha256: sha256(wheel.wheel) },
       metadata: {
         project: 'Fixture_Pkg',

@@ -46,11 +46,26 @@ describe('small pieces', () => {
     expect(packumentPath('@a/b')).toBe('@a%2Fb');
   });
 
+  it("registryBase for an entry without resolved: its scope's registry, else the configured one, else refused", () => {
+    const bare = (name: string) => ({ name, version: '1.0.0', integrity: 'x', lockPath: '' });
+    const scopes = { '@corp': 'https://npm.corp.example/' };
+    expect(registryBase(bare('@corp/lib'), 'http://127.0.0.1:1/', scopes)).toBe('https://npm.corp.example/');
+    expect(registryBase(bare('@other/lib'), 'http://127.0.0.1:1/', scopes)).toBe('http://127.0.0.1:1/');
+    expect(registryBase(bare('plain'), 'http://127.0.0.1:1/', scopes)).toBe('http://127.0.0.1:1/');
+    expect(() => registryBase(bare('@other/lib'), undefined, scopes)).toThrow(/--npm-registry/);
+    expect(() => registryBase(bare('plain'), undefined)).toThrow(
+      expect.objectContaining({ code: 'SYNC_NO_REGISTRY' }) as Error,
+    );
+  });
+
   it('purls follow the spec', () => {
     expect(npmPurl('@scope/pkg', '1.2.3')).toBe('pkg:npm/%40scope/pkg@1.2.3');
-    expect(pypiPurl('Typing_Extensions', '4.9.0')).toBe('pkg:pypi/typing-extensions@4.9.0');
+    // packageurl-js (through @airlock/sbom) is the one writer: qualifier values percent-encoded, pypi per file.
+    expect(pypiPurl('Typing_Extensions', '4.9.0', 'typing_extensions-4.9.0-py3-none-any.whl')).toBe(
+      'pkg:pypi/typing-extensions@4.9.0?file_name=typing_extensions-4.9.0-py3-none-any.whl',
+    );
     expect(genericPurl('tool 1', 'ab', 'https://x/y?z')).toBe(
-      'pkg:generic/tool%201?checksum=sha256:ab&download_url=https:%2F%2Fx%2Fy%3Fz',
+      'pkg:generic/tool%201?checksum=sha256%3Aab&download_url=https%3A%2F%2Fx%2Fy%3Fz',
     );
   });
 

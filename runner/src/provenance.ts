@@ -1,5 +1,11 @@
 import { canonicalize, makeStatement, type ResourceDescriptor, type Statement, type Subject } from '@airlock/core';
-import { CYCLONEDX_PREDICATE_TYPE, sbomForBuild, type BuildInput, type CycloneDxBom } from '@airlock/sbom';
+import {
+  CYCLONEDX_PREDICATE_TYPE,
+  purlDisplayName,
+  sbomForBuild,
+  type BuildInput,
+  type CycloneDxBom,
+} from '@airlock/sbom';
 import { RunnerError } from './errors.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
 import type { ReproducibilityResult } from './reproducibility.js';
@@ -259,9 +265,7 @@ function lastSegment(s: string): string {
 }
 
 function nameFromPurl(purl: string | undefined): string | undefined {
-  if (!purl) return undefined;
-  const m = /^pkg:[^/]+\/(.+?)(?:@[^?#]*)?(?:[?#].*)?$/.exec(purl);
-  return m ? decodeURIComponent(m[1]!) : undefined;
+  return purl ? purlDisplayName(purl) : undefined;
 }
 
 /** Checks caller-supplied mirror dependencies (untrusted): digest shape and an identifier. */

@@ -660,6 +660,7 @@ export function cliImportArgs(bundle, store, signing, extra = []) {
     bundle,
     '--store',
     store,
+    '--create',
     '--data',
     signing.dataDir,
     '--sync-identity',

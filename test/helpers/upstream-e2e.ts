@@ -63,6 +63,7 @@ export function importArgs(bundle: string, store: string, plane: CliPlane, extra
     bundle,
     '--store',
     store,
+    '--create',
     '--data',
     plane.dir,
     '--sync-identity',

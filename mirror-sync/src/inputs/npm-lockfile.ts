@@ -12,8 +12,9 @@ export const NPM_NAME = /^(?:@[A-Za-z0-9][A-Za-z0-9._~-]*\/)?[A-Za-z0-9_][A-Za-z
  *
  * Skipped with a note: the root (`""`), workspace folders (keys outside node_modules), `link: true` entries,
  * bundled deps (`inBundle`: they ship inside their parent's tarball) and local `file:` tarballs. Refused: anything
- * else without an exact version, an http(s) `resolved` and a strong `integrity` (git deps included: they are not
- * registry content and cannot be pinned by hash here).
+ * else without an exact version and a strong `integrity`, or with a `resolved` that is not http(s) (git deps
+ * included: they are not registry content and cannot be pinned by hash here). An entry without `resolved`
+ * (npm's `omit-lockfile-registry-resolved`) is kept: the sync job resolves it through the configured registry.
  */
 export function parseNpmLockfile(text: string, source = 'package-lock.json'): ParsedInput<NpmLockPackage> {
   const data = parseJsonInput(text, source);
@@ -68,11 +69,11 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       });
       continue;
     }
-    if (typeof resolved !== 'string' || resolved === '') {
-      problems.push({ entry: label, problem: "no 'resolved' URL", unpinned: true });
+    if (resolved !== undefined && typeof resolved !== 'string') {
+      problems.push({ entry: label, problem: "'resolved' is not a string" });
       continue;
     }
-    if (!isHttpUrl(resolved)) {
+    if (resolved !== undefined && resolved !== '' && !isHttpUrl(resolved)) {
       problems.push({
         entry: label,
         problem: `'resolved' is not an http(s) registry tarball URL: ${resolved}`,
@@ -107,7 +108,7 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       }
       continue;
     }
-    byId.set(id, { name, version, resolved, integrity, lockPath: key });
+    byId.set(id, { name, version, ...(resolved ? { resolved } : {}), integrity, lockPath: key });
   }
   throwIfProblems(source, problems);
   return { kind: 'npm-lock', entries: [...byId.values()], notes };

@@ -1,6 +1,6 @@
 import { parseSri, type DigestSet } from '@airlock/core';
 import { SyncError } from '../errors.js';
-import { isRecord } from '../inputs/common.js';
+import { isHttpUrl, isRecord } from '../inputs/common.js';
 import type { NpmLockPackage } from '../types.js';
 import type { EntryTask, ResolveContext } from './context.js';
 import { npmPurl } from './purl.js';
@@ -58,11 +58,17 @@ interface PackumentExtract {
  * The packument must agree with the lockfile (`dist.integrity`, `dist.shasum`), or the mirror would serve
  * metadata that contradicts the bytes.
  */
-export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContext, registry?: string): EntryTask[] {
+export function npmTasks(
+  packages: readonly NpmLockPackage[],
+  ctx: ResolveContext,
+  registry?: string,
+  scopes: Record<string, string> = {},
+): EntryTask[] {
   const configured = registry === undefined ? undefined : registry.replace(/\/?$/, '/');
+  const baseOf = (p: NpmLockPackage): string => registryBase(p, configured, scopes);
   const wanted = new Map<string, Set<string>>();
   for (const p of packages) {
-    const key = `${registryBase(p, configured)}\0${p.name}`;
+    const key = `${baseOf(p)}\0${p.name}`;
     if (!wanted.has(key)) wanted.set(key, new Set());
     wanted.get(key)!.add(p.version);
   }
@@ -82,7 +88,7 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
     label: `npm ${pkg.name}@${pkg.version}`,
     run: async () => {
       const what = `npm ${pkg.name}@${pkg.version}`;
-      const base = registryBase(pkg, configured);
+      const base = baseOf(pkg);
       const doc = await packument(base, pkg.name);
       const vdoc = doc.versions.get(pkg.version);
       if (!vdoc)
@@ -92,16 +98,18 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
         );
       const expected: DigestSet = {};
       for (const d of parseSri(pkg.integrity)) expected[d.algorithm] = d.hex;
+      const dist = isRecord(vdoc.dist) ? vdoc.dist : {};
+      // No `resolved` (omit-lockfile-registry-resolved): the registry's own dist.tarball, pinned by `integrity`.
+      const resolved = pkg.resolved ?? tarballFromVersionDoc(what, dist, base);
       const url =
-        configured !== undefined && pkg.resolved.startsWith(NPM_PUBLIC_REGISTRY)
-          ? configured + pkg.resolved.slice(NPM_PUBLIC_REGISTRY.length)
-          : pkg.resolved;
+        configured !== undefined && resolved.startsWith(NPM_PUBLIC_REGISTRY)
+          ? configured + resolved.slice(NPM_PUBLIC_REGISTRY.length)
+          : resolved;
       ctx.planned(1);
       const blob = await ctx.store
         .fetchPinned({ what, urls: [url], expected, maxBytes: ctx.maxBlobBytes })
         .finally(ctx.done);
 
-      const dist = isRecord(vdoc.dist) ? vdoc.dist : {};
       if (typeof dist.integrity === 'string') {
         let theirs: DigestSet = {};
         try {
@@ -140,7 +148,7 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
       const outDist: Record<string, unknown> = {
         integrity: typeof dist.integrity === 'string' ? dist.integrity : pkg.integrity,
         shasum: blob.sha1,
-        tarball: pkg.resolved,
+        tarball: resolved,
       };
       for (const k of KEPT_DIST) if (dist[k] !== undefined) outDist[k] = dist[k];
       manifest.dist = outDist;
@@ -155,7 +163,7 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
           name: pkg.name,
           version: pkg.version,
           filename: `${unscoped}-${pkg.version}.tgz`,
-          urls: [pkg.resolved],
+          urls: [resolved],
           blob,
           purl: npmPurl(pkg.name, pkg.version),
           metadata: {
@@ -177,7 +185,17 @@ export function npmTasks(packages: readonly NpmLockPackage[], ctx: ResolveContex
  * registry is replaced by `configured` when one is given; a URL in another layout falls back to `configured`
  * or the public registry.
  */
-export function registryBase(pkg: NpmLockPackage, configured: string | undefined): string {
+export function registryBase(
+  pkg: NpmLockPackage,
+  configured: string | undefined,
+  scopes: Record<string, string> = {},
+): string {
+  if (pkg.resolved === undefined) {
+    const scope = pkg.name.startsWith('@') ? pkg.name.slice(0, pkg.name.indexOf('/')) : undefined;
+    const base = (scope ? scopes[scope] : undefined) ?? configured;
+    if (base === undefined) throw noRegistryError([pkg]);
+    return base;
+  }
   const encoded = pkg.name.startsWith('@') ? `@${encodeURIComponent(pkg.name.slice(1))}` : pkg.name;
   for (const marker of [`/${pkg.name}/-/`, `/${encoded}/-/`, `/${encoded.replace('%2F', '%2f')}/-/`]) {
     const i = pkg.resolved.lastIndexOf(marker);
@@ -187,6 +205,27 @@ export function registryBase(pkg: NpmLockPackage, configured: string | undefined
     }
   }
   return configured ?? NPM_PUBLIC_REGISTRY;
+}
+
+/** Entries without `resolved` and no registry to resolve them: refused before any download, naming the flags. */
+export function noRegistryError(packages: readonly NpmLockPackage[]): SyncError {
+  const names = packages.slice(0, 10).map((p) => `${p.name}@${p.version}`);
+  return new SyncError(
+    'SYNC_NO_REGISTRY',
+    `${packages.length} npm lockfile entr${packages.length === 1 ? 'y has' : 'ies have'} no 'resolved' URL (${names.join(', ')}${packages.length > 10 ? ', …' : ''}) and no registry is configured to resolve ${packages.length === 1 ? 'it' : 'them'}: pass --npm-registry URL (or --npmrc FILE with registry= / @scope:registry=)`,
+    { details: { entries: packages.map((p) => `${p.name}@${p.version}`) } },
+  );
+}
+
+/** `dist.tarball` of a version document, which must be an http(s) URL. */
+function tarballFromVersionDoc(what: string, dist: Record<string, unknown>, base: string): string {
+  const t = dist.tarball;
+  if (typeof t !== 'string' || !isHttpUrl(t))
+    throw new SyncError(
+      'SYNC_UPSTREAM_INVALID',
+      `${what}: the lockfile has no 'resolved' URL and the version document at ${base} has no http(s) dist.tarball`,
+    );
+  return t;
 }
 
 async function fetchPackument(

@@ -136,7 +136,7 @@ async function fetchFile(
     filename: f.filename,
     urls: [f.url],
     blob,
-    purl: pypiPurl(req.normalizedName, req.version),
+    purl: pypiPurl(req.normalizedName, req.version, f.filename),
     metadata: { project: req.name, requiresPython: f.requiresPython, yanked: f.yanked, packagetype, coreMetadata },
   };
 }

@@ -21,6 +21,7 @@ export type CasErrorCode =
   | 'IMPORT_ENTRY_CONFLICT'
   | 'IMPORT_CLOSED'
   | 'IMPORT_LOCKED'
-  | 'STORE_CLOSED';
+  | 'STORE_CLOSED'
+  | 'STORE_MISSING'; // open({ create: false }) on a directory that holds no store
 
 export class CasError extends AirlockError<CasErrorCode> {}

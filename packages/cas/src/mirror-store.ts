@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   BlobSource,
@@ -28,6 +28,11 @@ export const MIRROR_STORE_LAYOUT = {
 export type CommitStage = 'blobs-checked' | 'in-transaction' | 'committed' | 'released';
 
 export interface MirrorStoreOptions {
+  /**
+   * Make a new, empty store when `dir` holds none (default true). The CLI passes false for every command but
+   * `mirror import --create`, so a mistyped path is an error rather than a silently empty mirror.
+   */
+  create?: boolean;
   /** Storage backend; defaults to an FsBlobStore in the store directory. */
   blobStore?: BlobStore;
   /** Options for the default FsBlobStore. */
@@ -79,6 +84,8 @@ export class MirrorStore {
   ) {}
 
   static async open(dir: string, options: MirrorStoreOptions = {}): Promise<MirrorStore> {
+    if (options.create === false && !(await MirrorStore.exists(dir)))
+      throw new CasError('STORE_MISSING', `no mirror store at ${dir}`, { details: { dir } });
     await mkdir(join(dir, MIRROR_STORE_LAYOUT.staging), { recursive: true });
     const blobs = options.blobStore ?? (await FsBlobStore.open(dir, options.fs));
     const index = MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), {
@@ -94,6 +101,12 @@ export class MirrorStore {
       }
     }
     return store;
+  }
+
+  /** A store is there when its index is: an empty or unrelated directory is not a store. */
+  static async exists(dir: string): Promise<boolean> {
+    const st = await stat(join(dir, MIRROR_STORE_LAYOUT.index)).catch(() => undefined);
+    return st?.isFile() === true;
   }
 
   get stagingDir(): string {

@@ -28,5 +28,5 @@ export { sbomFromManifest, entryBomRef } from './manifest-sbom.js';
 export { sbomForBuild, inputBomRef } from './build-sbom.js';
 export { serializeSbom } from './serialize.js';
 export { validateSbom, type SbomValidationResult } from './validate.js';
-export { canonicalPurl, makeGenericPurl, makeNpmPurl, makePypiPurl } from './purl.js';
+export { canonicalPurl, makeGenericPurl, makeNpmPurl, makePypiPurl, purlDisplayName } from './purl.js';
 export { uuidV5, AIRLOCK_SBOM_NAMESPACE } from './uuid.js';

@@ -85,3 +85,13 @@ export function makeGenericPurl(
 ): string {
   return genericPurl(name, version, opts).toString();
 }
+
+/** `namespace/name` of a purl (e.g. `@scope/pkg` for npm), or undefined when it does not parse. */
+export function purlDisplayName(purl: string): string | undefined {
+  try {
+    const p = PackageURL.fromString(purl);
+    return p.namespace ? `${p.namespace}/${p.name}` : p.name;
+  } catch {
+    return undefined;
+  }
+}

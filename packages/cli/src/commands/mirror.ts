@@ -16,6 +16,39 @@ interface ImportFlags extends OutputOptions {
   syncIssuer?: string;
   allowGap?: boolean;
   maxBlobBytes?: string;
+  maxSnapshotAge?: string;
+  create?: boolean;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `30d`, `12h`, `90m`, `45s`, `2w` → milliseconds; anything else is a usage error (a typo must not disable a limit). */
+export function parseDuration(flag: string, value: string): number {
+  const m = /^(\d+)([smhdw])$/.exec(value.trim());
+  const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]!]! : NaN;
+  if (!m || !Number.isSafeInteger(ms) || ms <= 0)
+    throw new UsageError(`${flag} '${value}': expected a duration such as 30d, 12h, 90m (units s, m, h, d, w)`);
+  return ms;
+}
+
+/**
+ * Opens a store that must already exist: a mistyped --store must not serve or check an empty mirror.
+ * Only `mirror import --create` makes new stores.
+ */
+export async function openExistingStore(dir: string): Promise<MirrorStore> {
+  if (!(await MirrorStore.exists(dir)))
+    throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
+  return MirrorStore.open(dir, { create: false });
+}
+
+/** Counted progress lines on stderr, at most about one a second (and always the last). */
+function progressLine(flags: OutputOptions, label: string): (done: number, total: number) => void {
+  let lastShown = 0;
+  return (done, total) => {
+    if (done !== total && performance.now() - lastShown < 1000) return;
+    lastShown = performance.now();
+    info(flags, `  ${label} ${done}/${total}`);
+  };
 }
 
 /** A whole number ≥ min from a flag; NaN or a fraction would otherwise switch a limit off silently. */
@@ -49,7 +82,8 @@ export function registerMirrorCommands(program: Command): void {
       'verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically',
     )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
-    .requiredOption('--store <dir>', 'mirror store directory (created if missing)')
+    .requiredOption('--store <dir>', 'mirror store directory (must exist unless --create)')
+    .option('--create', 'make a new store at --store if there is none (first import)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
     .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
     .option('--sync-identity <san>', 'exact identity (SPIFFE ID) of the sync job')
@@ -57,6 +91,10 @@ export function registerMirrorCommands(program: Command): void {
     .option('--sync-issuer <url>', 'exact OIDC issuer of the sync job identity')
     .option('--allow-gap', 'accept a snapshot that does not extend the current head (sequence must still increase)')
     .option('--max-blob-bytes <n>', 'largest blob accepted', String(8 * 1024 ** 3))
+    .option(
+      '--max-snapshot-age <duration>',
+      'refuse a snapshot whose signed creation time is older (e.g. 30d, 12h; default: no limit)',
+    )
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'no progress output')
     .action(async (bundle: string, flags: ImportFlags) => {
@@ -67,9 +105,11 @@ export function registerMirrorCommands(program: Command): void {
         const trustedRoot = readJsonFile(rootPath, 'trusted root');
         const policy = syncPolicy(flags);
         const maxBlobBytes = parseIntFlag('--max-blob-bytes', flags.maxBlobBytes ?? '');
+        const maxSnapshotAgeMs =
+          flags.maxSnapshotAge === undefined ? undefined : parseDuration('--max-snapshot-age', flags.maxSnapshotAge);
         if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
           throw new UsageError(`bundle '${bundle}' is not a readable file`);
-        store = await MirrorStore.open(flags.store);
+        store = flags.create ? await MirrorStore.open(flags.store) : await openExistingStore(flags.store);
         let lastShown = 0;
         const result = await importBundle(bundle, {
           store,
@@ -77,6 +117,7 @@ export function registerMirrorCommands(program: Command): void {
           syncIdentity: policy,
           ...(flags.allowGap ? { allowGap: true } : {}),
           maxBlobBytes,
+          ...(maxSnapshotAgeMs !== undefined ? { maxSnapshotAgeMs } : {}),
           onProgress: (e) => {
             if (e.phase === 'verified')
               info(
@@ -137,7 +178,7 @@ export function registerMirrorCommands(program: Command): void {
           const { host, port } = parseListen(flags.listen);
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
-          const store = await MirrorStore.open(flags.store);
+          const store = await openExistingStore(flags.store);
           const server = await startMirrorServer({
             store,
             host,
@@ -182,8 +223,14 @@ export function registerMirrorCommands(program: Command): void {
     .action(async (flags: OutputOptions & { store: string; removeOrphans?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await MirrorStore.open(flags.store);
-        const report = await fsck(store, { ...(flags.removeOrphans ? { removeOrphans: true } : {}) });
+        store = await openExistingStore(flags.store);
+        const total = store.index.listBlobs().length;
+        const shown = progressLine(flags, 'checked blobs');
+        info(flags, `fsck ${flags.store}: re-hashing ${total} blobs…`);
+        const report = await fsck(store, {
+          ...(flags.removeOrphans ? { removeOrphans: true } : {}),
+          onProgress: (checked) => shown(checked, Math.max(total, checked)),
+        });
         printResult(flags, { ...report, ok: report.clean }, () =>
           [
             `fsck ${flags.store}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
@@ -196,7 +243,7 @@ export function registerMirrorCommands(program: Command): void {
         store = undefined;
         if (!report.clean) process.exit(EXIT.FAILURE);
       } catch (err) {
-        fail(flags, err, EXIT.FAILURE);
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
       } finally {
         await store?.close();
       }
@@ -212,8 +259,11 @@ export function registerMirrorCommands(program: Command): void {
     .action(async (dir: string, flags: OutputOptions & { store: string; copy?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await MirrorStore.open(flags.store);
-        const r = await exportBazelRepositoryCache(store, dir, { hardlink: !flags.copy });
+        store = await openExistingStore(flags.store);
+        const r = await exportBazelRepositoryCache(store, dir, {
+          hardlink: !flags.copy,
+          onProgress: progressLine(flags, 'exported blobs'),
+        });
         printResult(
           flags,
           { ...r, ok: r.failed.length === 0 },
@@ -222,7 +272,7 @@ export function registerMirrorCommands(program: Command): void {
         );
         if (r.failed.length) process.exitCode = EXIT.FAILURE;
       } catch (err) {
-        fail(flags, err, EXIT.FAILURE);
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
       } finally {
         await store?.close();
       }

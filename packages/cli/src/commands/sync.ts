@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { syncToBundle, type SyncInput, type InputKind } from '@airlock/mirror-sync';
+import { parseNpmrc, syncToBundle, SyncError, type SyncInput, type InputKind } from '@airlock/mirror-sync';
 import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
-import { contextExitCode, resolveSigningContext, type SigningFlags } from '../context.js';
+import { resolveSigningContext, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag } from './mirror.js';
 
@@ -17,6 +18,8 @@ interface SyncFlags extends SigningFlags, OutputOptions {
   list: string[];
   pypiIndex?: string;
   npmRegistry?: string;
+  npmrc?: string;
+  allowEmpty?: boolean;
   rewriteHost: string[];
   out: string;
   state?: string;
@@ -48,8 +51,13 @@ export function registerSyncCommand(program: Command): void {
     .option('--pypi-index <url>', 'PEP 691/503 index to resolve requirements against')
     .option(
       '--npm-registry <url>',
-      'registry to read npm version manifests from (default: each resolved URL’s registry)',
+      'registry to read npm version manifests from (default: each resolved URL’s registry); also resolves lockfile entries without `resolved`',
     )
+    .option(
+      '--npmrc <file>',
+      '.npmrc whose registry= and @scope:registry= lines resolve entries without `resolved` (credential lines are refused)',
+    )
+    .option('--allow-empty', 'write a bundle even when the inputs pin nothing')
     .option(
       '--rewrite-host <from=to>',
       'fetch from another base URL (e.g. a local upstream mirror); repeatable',
@@ -95,6 +103,8 @@ export function registerSyncCommand(program: Command): void {
         const subject =
           flags.subject ??
           (flags.data ? `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/mirror-sync` : undefined);
+        const npmrc = flags.npmrc ? parseNpmrc(readNpmrc(flags.npmrc), flags.npmrc) : undefined;
+        const npmRegistry = flags.npmRegistry ?? npmrc?.registry;
         const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
         const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
         const result = await syncToBundle({
@@ -102,7 +112,10 @@ export function registerSyncCommand(program: Command): void {
           out: flags.out,
           ...(flags.state ? { state: flags.state } : {}),
           ...(flags.pypiIndex ? { pypiIndex: flags.pypiIndex } : {}),
-          ...(flags.npmRegistry ? { npmRegistry: flags.npmRegistry } : {}),
+          ...(npmRegistry ? { npmRegistry } : {}),
+          ...(npmrc ? { npmScopeRegistries: npmrc.scopes } : {}),
+          ...(flags.allowEmpty ? { allowEmpty: true } : {}),
+          preflight: () => checkPlaneReachable(ctx.fulcioUrl, ctx.rekorUrl),
           ...(Object.keys(rewriteHosts).length ? { rewriteHosts } : {}),
           concurrency: parseIntFlag('--concurrency', flags.concurrency),
           perHostConcurrency: parseIntFlag('--per-host', flags.perHost),
@@ -121,14 +134,51 @@ export function registerSyncCommand(program: Command): void {
           ].join('\n'),
         );
       } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        fail(
-          flags,
-          err,
-          err instanceof UsageError || code === 'SYNC_UNPINNED' || code === 'SYNC_INPUT_INVALID'
-            ? EXIT.USAGE
-            : contextExitCode(err),
-        );
+        fail(flags, err, exitCodeOf(err));
       }
     });
+}
+
+const USAGE_CODES = new Set([
+  'SYNC_UNPINNED',
+  'SYNC_INPUT_INVALID',
+  'SYNC_NO_REGISTRY',
+  'SYNC_EMPTY',
+  'SYNC_OUTPUT_UNWRITABLE',
+]);
+
+function exitCodeOf(err: unknown): number {
+  const code = (err as { code?: string }).code ?? '';
+  if (code === 'SYNC_PLANE_UNREACHABLE' || code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
+  return err instanceof UsageError || USAGE_CODES.has(code) ? EXIT.USAGE : EXIT.FAILURE;
+}
+
+function readNpmrc(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read --npmrc '${path}': ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The CA and the log answer HTTP at all (any status): checked before the first download, so a run does not fetch
+ * everything and then fail to sign. Signing itself still fails closed if they misbehave later.
+ */
+async function checkPlaneReachable(fulcioUrl: string, rekorUrl: string): Promise<void> {
+  for (const [what, url] of [
+    ['certificate authority', fulcioUrl],
+    ['transparency log', rekorUrl],
+  ] as const) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: 'manual' });
+      await res.body?.cancel();
+    } catch (cause) {
+      throw new SyncError(
+        'SYNC_PLANE_UNREACHABLE',
+        `the ${what} at ${url} cannot be reached (${(cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error).message}); nothing was downloaded`,
+        { cause },
+      );
+    }
+  }
 }

@@ -11,6 +11,8 @@ export type ImportErrorCode =
   | 'IMPORT_BLOB_MISMATCH' // a blob's bytes are not what its name and the manifest say
   | 'IMPORT_BLOB_MISSING' // the manifest lists a blob the archive does not carry
   | 'IMPORT_SEQUENCE' // rollback, replay or gap against the store's head
+  | 'IMPORT_SNAPSHOT_EXPIRED' // the signed createdAt is older than --max-snapshot-age (or dated in the future)
+  | 'IMPORT_SBOM_MISMATCH' // the SBOM is missing, extra, or not the one the signed manifest commits to
   | 'IMPORT_STORE'; // the store refused the commit for another reason
 
 export class ImportError extends AirlockError<ImportErrorCode> {}

@@ -17,6 +17,13 @@ const SBOM_BUNDLE = 'attestations/sbom.sigstore.json';
 const ATTESTATION_NAMES = new Set([MANIFEST_BUNDLE, SBOM, SBOM_BUNDLE]);
 const BLOB_NAME = /^blobs\/sha256\/([0-9a-f]{64})$/;
 
+/** The manifest's commitment to the bundle's SBOM document (`attestations/sbom.cdx.json`). */
+interface ManifestSbom {
+  sha256: string;
+  size: number;
+}
+type TransferManifest = SnapshotManifest & { entries: MirrorEntryInput[]; sbom?: ManifestSbom | null };
+
 export interface ImportOptions {
   store: MirrorStore;
   /** Sigstore TrustedRoot JSON of the trust plane that certifies the sync job. */
@@ -27,6 +34,13 @@ export interface ImportOptions {
   allowGap?: boolean;
   /** Largest single blob accepted (default 8 GiB). */
   maxBlobBytes?: number;
+  /**
+   * Refuse a snapshot whose signed `snapshot.createdAt` is older than this (default: no limit), so a bundle
+   * captured on its way in cannot be replayed into a fresh mirror long after its packages were withdrawn.
+   */
+  maxSnapshotAgeMs?: number;
+  /** The clock for maxSnapshotAgeMs (tests); default Date.now. */
+  now?: () => number;
   /** Largest manifest / attestation file accepted (default 256 MiB / 64 MiB). */
   maxManifestBytes?: number;
   maxAttestationBytes?: number;
@@ -71,7 +85,7 @@ export async function importBundle(source: string | Readable, options: ImportOpt
   const seen = new Set<string>();
   const attestations = new Map<string, Buffer>();
   let manifestBytes: Buffer | undefined;
-  let manifest: (SnapshotManifest & { entries: MirrorEntryInput[] }) | undefined;
+  let manifest: TransferManifest | undefined;
   let verified: { signer: VerificationResult['signer']; logIndexes: number[] } | undefined;
   let session: ImportSession | undefined;
   const expectedBlobs = new Map<string, number>();
@@ -246,7 +260,7 @@ function verifyHead(
   attestations: Map<string, Buffer>,
   options: ImportOptions,
 ): {
-  manifest: SnapshotManifest & { entries: MirrorEntryInput[] };
+  manifest: TransferManifest;
   verified: { signer: VerificationResult['signer']; logIndexes: number[] };
 } {
   const bundleBytes = attestations.get(MANIFEST_BUNDLE);
@@ -274,12 +288,13 @@ function verifyHead(
   }
   const manifest = parseJson(manifestBytes, MANIFEST);
   validateTransferManifest(manifest);
-  const m = manifest as SnapshotManifest & { entries: MirrorEntryInput[] };
+  const m = manifest as TransferManifest;
   checkManifestConsistency(m);
   checkStatementCoversManifest(result.statement!, m);
+  checkSnapshotAge(m.snapshot.createdAt, options);
 
   const logIndexes = result.tlogEntries.map((e) => e.logIndex);
-  // The SBOM is optional, but if present it must be signed by the same identity and match its file.
+  // The SBOM must be signed by the same identity, match its file, and be the one the manifest commits to.
   const sbom = attestations.get(SBOM);
   const sbomBundle = attestations.get(SBOM_BUNDLE);
   if (sbom || sbomBundle) {
@@ -309,7 +324,68 @@ function verifyHead(
         `${SBOM} is signed but not in canonical JSON form (RFC 8785) as the sync job writes it`,
       );
   }
+  // After the signature checks, so a changed byte of the SBOM is a signature failure like any other file's; a
+  // validly signed SBOM of another snapshot (or none at all) gets here.
+  checkSbomCommitted(m.sbom, sbom, sbomBundle);
   return { manifest: m, verified: { signer: result.signer, logIndexes } };
+}
+
+/** Accepted clock difference between the sync host and this one before a snapshot counts as future-dated. */
+const CLOCK_SKEW_MS = 10 * 60 * 1000;
+
+/**
+ * `createdAt` is inside manifest.json, whose sha256 is a subject of the signed statement: the sync job vouches
+ * for it. A future date is refused too when a limit is set, or a forward-dated snapshot would never expire.
+ */
+function checkSnapshotAge(createdAt: string, options: ImportOptions): void {
+  if (options.maxSnapshotAgeMs === undefined) return;
+  const created = Date.parse(createdAt);
+  const now = (options.now ?? Date.now)();
+  if (created > now + CLOCK_SKEW_MS)
+    throw new ImportError(
+      'IMPORT_SNAPSHOT_EXPIRED',
+      `the snapshot is dated ${createdAt}, in the future of this host's clock: refused under --max-snapshot-age`,
+      { details: { createdAt } },
+    );
+  const age = now - created;
+  if (age > options.maxSnapshotAgeMs)
+    throw new ImportError(
+      'IMPORT_SNAPSHOT_EXPIRED',
+      `the snapshot was signed as created at ${createdAt}, ${formatAge(age)} ago: older than the maximum age of ${formatAge(options.maxSnapshotAgeMs)}`,
+      { details: { createdAt, ageMs: age, maxAgeMs: options.maxSnapshotAgeMs } },
+    );
+}
+
+function formatAge(ms: number): string {
+  const h = ms / 3_600_000;
+  return h >= 48 ? `${(h / 24).toFixed(1)} days` : h >= 1 ? `${h.toFixed(1)} hours` : `${Math.round(ms / 1000)} s`;
+}
+
+/**
+ * The signed manifest names the SBOM by digest (or says there is none), so an SBOM cannot be stripped, added
+ * or swapped for another one the same identity signed.
+ */
+function checkSbomCommitted(
+  committed: ManifestSbom | null | undefined,
+  sbom: Buffer | undefined,
+  sbomBundle: Buffer | undefined,
+): void {
+  if (!committed) {
+    if (sbom || sbomBundle)
+      throw new ImportError('IMPORT_SBOM_MISMATCH', `${MANIFEST} commits to no SBOM, but the bundle carries one`);
+    return;
+  }
+  if (!sbom || !sbomBundle)
+    throw new ImportError(
+      'IMPORT_SBOM_MISMATCH',
+      `${MANIFEST} commits to an SBOM (sha256 ${committed.sha256}) but the bundle lacks ${!sbom ? SBOM : SBOM_BUNDLE}`,
+    );
+  const actual = sha256Hex(sbom);
+  if (actual !== committed.sha256 || sbom.length !== committed.size)
+    throw new ImportError(
+      'IMPORT_SBOM_MISMATCH',
+      `${SBOM} is not the SBOM ${MANIFEST} commits to (sha256 ${actual}, ${sbom.length} bytes; committed ${committed.sha256}, ${committed.size} bytes)`,
+    );
 }
 
 /**
