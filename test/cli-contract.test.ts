@@ -206,7 +206,7 @@ const CONTRACT: Record<string, CommandContract> = {
     down: { none: 'verifies the bundle offline against a trusted root file' },
     ok: {
       args: (f) => [
-        ...[f.transferBundle, '--store', join(f.fresh(), 'store'), '--data', f.livePlane],
+        ...[f.transferBundle, '--store', join(f.fresh(), 'store'), '--create', '--data', f.livePlane],
         ...['--sync-identity', SPIFFE_SYNC, '--sync-issuer', f.issuerUrl],
       ],
     },
@@ -406,7 +406,7 @@ beforeAll(async () => {
   await setup(['sign', f.artifact, '--data', livePlane, '--bundle', join(root, 'signed.sigstore.json')]);
   await setup(['sync', '--list', f.listLive, '--data', livePlane, '--out', f.transferBundle]);
   await setup([
-    ...['mirror', 'import', f.transferBundle, '--store', f.store, '--data', livePlane],
+    ...['mirror', 'import', f.transferBundle, '--store', f.store, '--create', '--data', livePlane],
     ...['--sync-identity', SPIFFE_SYNC, '--sync-issuer', f.issuerUrl],
   ]);
 });
