@@ -7,6 +7,7 @@ import { registerVerifyCommand } from './commands/verify.js';
 import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerReportCommand } from './commands/report.js';
 
 export const VERSION = '0.1.0';
 
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerSyncCommand(program);
   registerMirrorCommands(program);
   registerRunCommand(program);
+  registerReportCommand(program);
   registerConformanceCommands(program);
   program.exitOverride((err) => {
     // commander's own usage errors (unknown option, missing argument) → exit 2, like other CLIs.
