@@ -218,5 +218,11 @@ describe.runIf(enabled)('airlock report in headless Chromium', () => {
     expect(text).toContain(`<script>document.title='pwned'</script>`);
     expect(text).toContain('✗ provenance.source.uri FAILED');
     expect(text).toContain('✗ provenance.source.ref FAILED');
+    const png = join(work, 'evil.png');
+    const shot = await chromium(['--window-size=1280,1600', `--screenshot=${png}`, `file://${html}`]);
+    expect(shot.code, shot.stderr).toBe(0);
+    expect(shot.stderr).not.toMatch(/CONSOLE|Refused to|Uncaught/);
+    if (process.env.AIRLOCK_REPORT_SCREENSHOT)
+      writeFileSync(`${process.env.AIRLOCK_REPORT_SCREENSHOT}.fail.png`, readFileSync(png));
   }, 120_000);
 });
