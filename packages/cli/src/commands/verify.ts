@@ -10,6 +10,7 @@ import { readJsonFile } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { readFileOrUsage } from './sign.js';
 import { registerVerifyArtifact } from './verify/artifact.js';
+import { registerVerifyImage } from './verify/image.js';
 import { registerVerifyVsa } from './verify/vsa.js';
 
 interface VerifyFlags extends OutputOptions {
@@ -62,6 +63,7 @@ export function registerVerifyCommand(program: Command): void {
       }
     });
   registerVerifyArtifact(verify);
+  registerVerifyImage(verify);
   registerVerifyVsa(verify);
 }
 

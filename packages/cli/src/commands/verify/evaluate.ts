@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { sha256Hex } from '@airlock/core';
 import { evaluatePolicy, type LoadedPolicy, type Verdict } from '@airlock/policy';
+import type { BundleVerifier } from '@airlock/verify';
 import { UsageError } from '../../output.js';
 import {
   advisoriesFor,
@@ -45,7 +46,16 @@ export async function verifyArtifactByPolicy(file: string, flags: ArtifactVerify
   const artifact = { name: basename(file), digest: { sha256: sha256Hex(bytes) } };
   const verifiers = verifiersFor(policy, flags);
   const bundles = checkBundles(bundlePaths(file, flags.bundle), artifact.digest, verifiers);
-  const snaps = snapshotSources(flags, verifiers);
+  return evaluateChecked({ file, artifact, policy, bundles, verifiers }, flags);
+}
+
+/** The bundles' verdict under the policy (shared by files and images); unverified bundles fail the verdict. */
+export async function evaluateChecked(
+  input: Omit<PolicyRun, 'verdict' | 'snapshots'> & { verifiers: readonly BundleVerifier[] },
+  flags: ArtifactVerifyFlags,
+): Promise<PolicyRun> {
+  const { file, artifact, policy, bundles } = input;
+  const snaps = snapshotSources(flags, input.verifiers);
   const advisories = advisoriesFor(policy, flags);
   const verdict = await evaluatePolicy(
     policy,
@@ -64,8 +74,8 @@ export async function verifyArtifactByPolicy(file: string, flags: ArtifactVerify
     verdict.levelReason = 'a bundle did not verify';
     // The VSA names every bundle it was given, verified or not.
     for (const f of bundles.failures) {
-      const uri = (f.seen as { uri: string }).uri;
-      verdict.inputAttestations.push({ uri, digest: { sha256: sha256Hex(readFileSync(uri)) } });
+      const seen = f.seen as { uri: string; bundleSha256: string };
+      verdict.inputAttestations.push({ uri: seen.uri, digest: { sha256: seen.bundleSha256 } });
     }
   }
   return { file, artifact, policy, verdict, bundles, snapshots: snaps.ids };

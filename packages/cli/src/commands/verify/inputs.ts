@@ -102,29 +102,46 @@ export interface CheckedBundles {
   raw: Map<string, unknown>;
 }
 
+/** A bundle as read: where from (file path, registry reference) and its bytes. */
+export interface BundleInput {
+  uri: string;
+  bytes: Buffer;
+}
+
 /** Verifies each bundle (trusted root, signature, log entries, subject = the artifact), any identity: the policy decides. */
 export function checkBundles(
   paths: readonly string[],
   artifact: { sha256: string },
   verifiers: readonly BundleVerifier[],
 ): CheckedBundles {
+  return checkBundleInputs(
+    paths.map((uri) => ({ uri, bytes: readBytes(uri, 'bundle') })),
+    artifact,
+    verifiers,
+  );
+}
+
+export function checkBundleInputs(
+  inputs: readonly BundleInput[],
+  artifact: { sha256: string },
+  verifiers: readonly BundleVerifier[],
+): CheckedBundles {
   const out: CheckedBundles = { attestations: [], failures: [], raw: new Map() };
-  for (const path of paths) {
-    const bytes = readBytes(path, 'bundle');
-    const json = parseJson(bytes, path, 'bundle');
+  for (const { uri, bytes } of inputs) {
+    const json = parseJson(bytes, uri, 'bundle');
     const r = verifyAny(json, artifact, verifiers);
     if ('error' in r) {
       out.failures.push({
         rule: 'attestations.signature',
         passed: false,
-        seen: { uri: path, error: r.error },
+        seen: { uri, bundleSha256: sha256Hex(bytes), error: r.error },
         expected: 'a bundle that verifies against the trusted root and names the artifact',
-        message: `${path} does not verify: ${r.error}`,
+        message: `${uri} does not verify: ${r.error}`,
       });
       continue;
     }
-    out.attestations.push({ uri: path, bundleDigest: { sha256: sha256Hex(bytes) }, verification: r.result });
-    out.raw.set(path, json);
+    out.attestations.push({ uri, bundleDigest: { sha256: sha256Hex(bytes) }, verification: r.result });
+    out.raw.set(uri, json);
   }
   return out;
 }
