@@ -48,19 +48,29 @@ export function registerVerifyArtifact(verify: Command): void {
     } catch (err) {
       fail(flags, err, exitCodeFor(err));
     }
-    let vsa: { path: string; logIndex?: string } | undefined;
-    try {
-      if (flags.vsa !== undefined && (run.verdict.result === 'PASS' || flags.vsaOnFail)) {
-        info(flags, `signing the VSA (${run.verdict.result}) to ${flags.vsa}…`);
-        vsa = await signVsa(run, flags);
-      }
-    } catch (err) {
-      fail(flags, err, exitCodeFor(err));
-    }
-    const v = run.verdict;
-    printResult(flags, { ok: v.result === 'PASS', file, ...v, ...(vsa ? { vsa } : {}) }, () =>
-      [humanVerdict(run), ...(vsa ? [`  VSA:    ${vsa.path} (log index ${vsa.logIndex ?? '?'})`] : [])].join('\n'),
-    );
-    process.exitCode = v.result === 'PASS' ? EXIT.OK : EXIT.FAILURE;
+    await finishVerify(run, flags, { file });
   });
+}
+
+/** Signs the VSA when asked (PASS, or FAIL with --vsa-on-fail), prints the verdict, sets exit 0 PASS / 1 FAIL. */
+export async function finishVerify(run: PolicyRun, flags: Flags, extra: Record<string, unknown>): Promise<void> {
+  const v = run.verdict;
+  let vsa: { path: string; logIndex?: string } | undefined;
+  try {
+    if (flags.vsa !== undefined && (v.result === 'PASS' || flags.vsaOnFail)) {
+      info(flags, `signing the VSA (${v.result}) to ${flags.vsa}…`);
+      vsa = await signVsa(run, flags);
+    }
+  } catch (err) {
+    fail(flags, err, exitCodeFor(err));
+  }
+  const vsaLine = vsa
+    ? [`  VSA:    ${vsa.path} (log index ${vsa.logIndex ?? '?'})`]
+    : flags.vsa !== undefined
+      ? [`  VSA:    not written (${v.result}; --vsa-on-fail writes one for a FAIL)`]
+      : [];
+  printResult(flags, { ok: v.result === 'PASS', ...extra, ...v, ...(vsa ? { vsa } : {}) }, () =>
+    [humanVerdict(run), ...vsaLine].join('\n'),
+  );
+  process.exitCode = v.result === 'PASS' ? EXIT.OK : EXIT.FAILURE;
 }

@@ -7,12 +7,12 @@ import {
   readSigstoreBundles,
   RegistryClient,
 } from '@airlock/oci';
-import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../../output.js';
-import { addPolicyInputOptions } from './artifact.js';
+import { fail, UsageError, type OutputOptions } from '../../output.js';
+import { addPolicyInputOptions, finishVerify } from './artifact.js';
 import { exitCodeFor } from './errors.js';
-import { evaluateChecked, humanVerdict, type ArtifactVerifyFlags, type PolicyRun } from './evaluate.js';
+import { evaluateChecked, type ArtifactVerifyFlags, type PolicyRun } from './evaluate.js';
 import { checkBundleInputs, loadPolicy, verifiersFor } from './inputs.js';
-import { addVsaOptions, signVsa, type VsaSigningFlags } from './vsa.js';
+import { addVsaOptions, type VsaSigningFlags } from './vsa.js';
 
 interface RegistryFlags {
   registryPlainHttp?: boolean;
@@ -50,21 +50,7 @@ export function registerVerifyImage(verify: Command): void {
     } catch (err) {
       fail(flags, err, exitCodeFor(err));
     }
-    let vsa: { path: string; logIndex?: string } | undefined;
-    try {
-      if (flags.vsa !== undefined && (run.verdict.result === 'PASS' || flags.vsaOnFail)) {
-        info(flags, `signing the VSA (${run.verdict.result}) to ${flags.vsa}…`);
-        vsa = await signVsa(run, flags);
-      }
-    } catch (err) {
-      fail(flags, err, exitCodeFor(err));
-    }
-    const v = run.verdict;
-    const json = { ok: v.result === 'PASS', image: run.file, cosignAttestations: run.cosignAttestations, ...v };
-    printResult(flags, { ...json, ...(vsa ? { vsa } : {}) }, () =>
-      [humanVerdict(run), ...(vsa ? [`  VSA:    ${vsa.path} (log index ${vsa.logIndex ?? '?'})`] : [])].join('\n'),
-    );
-    process.exitCode = v.result === 'PASS' ? EXIT.OK : EXIT.FAILURE;
+    await finishVerify(run, flags, { image: run.file, cosignAttestations: run.cosignAttestations });
   });
 }
 
