@@ -74,8 +74,9 @@ export async function evaluateChecked(
     verdict.levelReason = 'a bundle did not verify';
     // The VSA names every bundle it was given, verified or not.
     for (const f of bundles.failures) {
-      const seen = f.seen as { uri: string; bundleSha256: string };
-      verdict.inputAttestations.push({ uri: seen.uri, digest: { sha256: seen.bundleSha256 } });
+      const seen = f.seen as { uri: string; bundleSha256?: string };
+      if (seen.bundleSha256 !== undefined)
+        verdict.inputAttestations.push({ uri: seen.uri, digest: { sha256: seen.bundleSha256 } });
     }
   }
   return { file, artifact, policy, verdict, bundles, snapshots: snaps.ids };
