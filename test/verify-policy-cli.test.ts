@@ -3,7 +3,7 @@
  * provenance and SBOM made by the runner's own builders and signed as the runner (packages/policy/test/world.ts),
  * bundles written beside the artifact under the runner's names, a transfer manifest made by mirror-sync's builder
  * and signed as the sync job — given as an unpacked transfer bundle (--snapshot) and committed into a real mirror
- * store (--mirror-store, the sync bundle kept as the importer keeps it). Proves: a written policy passes (exit 0,
+ * store (--mirror-store: a transfer bundle imported by the real importer, which keeps the sync bundle). Proves: a written policy passes (exit 0,
  * every rule ✓, SLSA Build L3); a representative negative matrix is refused with the rule named (wrong builder id via
  * the shortcut flags, snapshot signed by the wrong identity, tampered provenance → exit 1; malformed policy and
  * unknown key → exit 2 naming the field); the signed VSA verifies with stock @sigstore/verify (subject = the
@@ -17,6 +17,7 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore } from '@airlock/cas';
+import { canonicalTarHeader, importBundle } from '@airlock/mirror';
 import {
   ARTIFACT,
   ARTIFACT_SHA256,
@@ -28,6 +29,7 @@ import {
   sha256,
   signSnapshot,
   startWorld,
+  type Pkg,
   type SignedSnapshot,
   type World,
 } from '../packages/policy/test/world.js';
@@ -61,6 +63,21 @@ function writeSnapshotDir(dir: string, snap: SignedSnapshot): string {
   writeFileSync(join(dir, 'manifest.json'), snap.manifestBytes);
   writeFileSync(join(dir, 'attestations', 'manifest.sigstore.json'), JSON.stringify(snap.bundle));
   return dir;
+}
+
+/** A transfer bundle: manifest.json, its Sigstore bundle, then blobs/sha256/<hex>, as canonical ustar entries. */
+function transferTar(snap: SignedSnapshot, packages: readonly Pkg[]): Buffer {
+  const entries: [string, Buffer][] = [
+    ['manifest.json', snap.manifestBytes],
+    ['attestations/manifest.sigstore.json', Buffer.from(JSON.stringify(snap.bundle))],
+    ...packages.map((p): [string, Buffer] => [`blobs/sha256/${p.entry.digests.sha256}`, p.bytes]),
+  ];
+  const parts: Buffer[] = [];
+  for (const [name, body] of entries) {
+    parts.push(canonicalTarHeader(name, body.length)!, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
 }
 
 function policyText(builderIds: string = w.ids.runner): string {
@@ -100,13 +117,14 @@ beforeAll(async () => {
   writeFileSync(policyPath, policyText());
   snapDir = writeSnapshotDir(join(work, 'snapshot'), w.snapshot);
   storeDir = join(work, 'store');
+  // The real importer on a transfer bundle laid out as mirror-sync writes it (canonical ustar entries).
+  const tarPath = join(work, 'transfer.tar');
+  writeFileSync(tarPath, transferTar(w.snapshot, w.packages));
   const store = await MirrorStore.open(storeDir);
-  const session = await store.beginImport();
-  for (const p of w.packages) await session.put([p.bytes], { sha256: p.entry.digests.sha256, size: p.bytes.length });
-  await session.commit({
-    manifest: w.snapshot.manifest as unknown as Parameters<typeof session.commit>[0]['manifest'],
-    signedBundles: { 'attestations/manifest.sigstore.json': w.snapshot.bundle },
-    entries: w.snapshot.manifest.entries,
+  await importBundle(tarPath, {
+    store,
+    trustedRoot: w.plane.trustedRoot,
+    syncIdentity: { subject: w.ids.sync, issuer: w.issuer },
   });
   await store.close();
 }, 120_000);
