@@ -7,6 +7,7 @@ import { registerVerifyCommand } from './commands/verify.js';
 import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerReportCommand } from './commands/report.js';
 import { errorJson, EXIT, setCommandOutput } from './output.js';
 
 export const VERSION = '0.1.0';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerSyncCommand(program);
   registerMirrorCommands(program);
   registerRunCommand(program);
+  registerReportCommand(program);
   registerConformanceCommands(program);
   applyCliContract(program);
   return program;

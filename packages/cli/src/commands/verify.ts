@@ -9,9 +9,12 @@ import {
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { readFileOrUsage } from './sign.js';
+import { registerVerifyArtifact } from './verify/artifact.js';
+import { registerVerifyImage } from './verify/image.js';
+import { registerVerifyVsa } from './verify/vsa.js';
 
 interface VerifyFlags extends OutputOptions {
-  bundle: string;
+  bundle?: string;
   trustedRoot?: string;
   data?: string;
   certificateIdentity?: string;
@@ -23,12 +26,23 @@ interface VerifyFlags extends OutputOptions {
   payloadType?: string;
 }
 
+/**
+ * `airlock verify FILE --bundle B` checks one signature and signer identity; `verify artifact|vsa` are subcommands.
+ * Commander dispatches to a subcommand when the first operand names one, else runs this action. Positional options
+ * (on the program, whose only options are --version/--help, and on `verify`) keep `verify`'s own options from
+ * swallowing a subcommand's options of the same name (--trusted-root, --bundle, --json…); --bundle is checked in the
+ * action because commander checks an ancestor's mandatory options for its subcommands too.
+ */
 export function registerVerifyCommand(program: Command): void {
-  program
+  program.enablePositionalOptions();
+  const verify = program
     .command('verify')
-    .description('verify a Sigstore bundle for a file against a trusted root and an identity policy (or a key)')
+    .description(
+      'verify a Sigstore bundle for a file (signature + identity); `verify artifact` / `verify vsa` check a policy / a VSA',
+    )
+    .enablePositionalOptions()
     .argument('<file>', 'the artifact (for DSSE bundles: the in-toto subject)')
-    .requiredOption('--bundle <file>', 'Sigstore bundle (JSON)')
+    .option('--bundle <file>', 'Sigstore bundle (JSON), required')
     .option('--trusted-root <file>', 'trusted_root.json (default: <--data>/trusted_root.json)')
     .option('--data <dir>', 'trust plane data directory, for its trusted_root.json')
     .option('--certificate-identity <san>', 'exact expected signer identity (SPIFFE ID URI or email)')
@@ -41,12 +55,16 @@ export function registerVerifyCommand(program: Command): void {
     .option('--json', 'machine-readable output on stdout')
     .action((file: string, flags: VerifyFlags) => {
       try {
+        if (flags.bundle === undefined) throw new UsageError("required option '--bundle <file>' not specified");
         const result = verifyFile(file, flags);
         printResult(flags, { ok: true, file, ...summarizeResult(result) }, () => humanResult(file, result));
       } catch (err) {
         fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
       }
     });
+  registerVerifyArtifact(verify);
+  registerVerifyImage(verify);
+  registerVerifyVsa(verify);
 }
 
 export function verifyFile(file: string, flags: VerifyFlags): VerificationResult {
@@ -58,7 +76,7 @@ export function verifyFile(file: string, flags: VerifyFlags): VerificationResult
     readJsonFile(rootPath, 'trusted root'),
     flags.key !== undefined ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {},
   );
-  return verifier.verify(readJsonFile(flags.bundle, 'bundle'), {
+  return verifier.verify(readJsonFile(flags.bundle ?? '', 'bundle'), {
     artifact: readFileOrUsage(file),
     ...(policy ? { policy } : {}),
     ...(flags.predicateType ? { expectedPredicateType: flags.predicateType } : {}),

@@ -1,0 +1,32 @@
+import { PolicyError } from '@airlock/policy';
+import { VerifyError } from '@airlock/verify';
+import { EXIT, UsageError } from '../../output.js';
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'EAI_AGAIN']);
+
+/**
+ * The exit code for an error of the policy commands: 2 for bad input (flags, unreadable or malformed policy, OSV or
+ * trusted root), 3 when a service (CA, log) cannot be reached, 1 for a check that failed (a VSA or snapshot that
+ * does not verify or says something else).
+ */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof UsageError) return EXIT.USAGE;
+  if (err instanceof PolicyError)
+    return ['POLICY_INVALID', 'POLICY_UNREADABLE', 'POLICY_ADVISORY_INVALID', 'POLICY_SCHEMA_UNAVAILABLE'].includes(
+      err.code,
+    )
+      ? EXIT.USAGE
+      : EXIT.FAILURE;
+  if (err instanceof VerifyError && /TRUSTED_ROOT/.test(err.code)) return EXIT.USAGE;
+  return unreachable(err) ? EXIT.UNAVAILABLE : EXIT.FAILURE;
+}
+
+/** True when the error (or one of its causes) is a connection failure, e.g. fetch's `fetch failed`. */
+function unreachable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
+    if (e instanceof TypeError && e.message === 'fetch failed') return true;
+  }
+  return false;
+}
