@@ -184,6 +184,51 @@ const CONTRACT: Record<string, CommandContract> = {
       ],
     },
   },
+  'verify artifact': {
+    valid: (f) => [f.artifact, ...['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl]],
+    missing: (f) => ['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+    down: {
+      'CA and log not listening (signing a VSA)': (f) => [
+        ...[f.artifact, '--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+        ...['--bundle', join(f.root, 'signed.sigstore.json'), '--data', f.livePlane],
+        ...['--vsa', join(f.fresh(), 'vsa.json'), '--vsa-on-fail', '--verifier-id', 'https://verifier.example/v1'],
+        ...['--fulcio-url', url(f.closedPort), '--rekor-url', url(f.closedPort), '--identity-token', f.jwt],
+      ],
+    },
+    ok: { notHere: 'needs a built artifact with provenance: test/verify-policy-cli.test.ts' },
+  },
+  'verify image': {
+    valid: (f) => [
+      ...[`127.0.0.1:${f.closedPort}/acme/app:v1`, '--registry-plain-http', '--data', f.livePlane],
+      ...['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+    ],
+    missing: (f) => ['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+    down: {
+      'registry not listening': (f) => [
+        ...[`127.0.0.1:${f.closedPort}/acme/app:v1`, '--registry-plain-http', '--data', f.livePlane],
+        ...['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+      ],
+    },
+    ok: { notHere: 'needs a registry holding a signed image: test/verify-policy-image.test.ts' },
+  },
+  'verify vsa': {
+    valid: (f) => [
+      ...[f.artifact, '--bundle', join(f.root, 'signed.sigstore.json'), '--policy-digest', `sha256:${'0'.repeat(64)}`],
+      ...['--verifier-identity', SPIFFE_CLI, '--verifier-issuer', f.issuerUrl, '--data', f.livePlane],
+    ],
+    missing: (f) => ['--bundle', join(f.root, 'signed.sigstore.json')],
+    down: { none: 'verifies offline against a trusted root file' },
+    ok: { notHere: 'needs a signed VSA: test/verify-policy-cli.test.ts' },
+  },
+  report: {
+    valid: (f) => [
+      ...[f.artifact, '--html', join(f.fresh(), 'r.html'), '--data', f.livePlane],
+      ...['--certificate-identity', SPIFFE_CLI, '--certificate-oidc-issuer', f.issuerUrl],
+    ],
+    missing: (f) => ['--html', join(f.fresh(), 'r.html')],
+    down: { none: 'verifies offline against a trusted root file' },
+    ok: { notHere: 'needs a built artifact with provenance: test/report-html.test.ts' },
+  },
   sync: {
     valid: (f) => ['--out', join(f.fresh(), 'b.tar')],
     missing: (f) => ['--list', f.listLive],
@@ -271,10 +316,14 @@ function commandPaths(): { leaves: string[]; groups: string[] } {
   const visit = (cmd: Command, path: string[]): void => {
     for (const sub of cmd.commands) {
       const p = [...path, sub.name()];
+      // A command may both run an action and hold subcommands (`verify FILE` and `verify artifact FILE`): then it
+      // is a leaf and a group. commander keeps the handler in a private field; this test reads it on purpose.
+      const hasAction = (sub as unknown as { _actionHandler: unknown })._actionHandler !== null;
       if (sub.commands.length > 0) {
         groups.push(p.join(' '));
         visit(sub, p);
-      } else leaves.push(p.join(' '));
+      }
+      if (sub.commands.length === 0 || hasAction) leaves.push(p.join(' '));
     }
   };
   visit(buildProgram(), []);

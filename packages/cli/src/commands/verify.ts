@@ -53,6 +53,7 @@ export function registerVerifyCommand(program: Command): void {
     .option('--predicate-type <uri>', 'require this in-toto predicate type (DSSE bundles)')
     .option('--payload-type <type>', 'require this DSSE payload type', 'application/vnd.in-toto+json')
     .option('--json', 'machine-readable output on stdout')
+    .option('-q, --quiet', 'no progress output on stderr')
     .action((file: string, flags: VerifyFlags) => {
       try {
         if (flags.bundle === undefined) throw new UsageError("required option '--bundle <file>' not specified");
