@@ -23,9 +23,15 @@ import { issueWorkloadToken, startTrustPlane, type RunningTrustPlane } from '@ai
 import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { writeBundle } from '../mirror-sync/src/bundle/bundle-writer.js';
-import { readTar, type TarEntry } from '../mirror-sync/test/helpers/bundle-reader.js';
-import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  generateLockfile,
+  hasNpm,
+  publishFixturePackages,
+  readTar,
+  startUpstream,
+  type TarEntry,
+  type Upstream,
+} from '@airlock/testkit';
 import { runCli, type CliResult } from './helpers/cli.js';
 
 const npmAvailable = hasNpm();

@@ -12,9 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmrc } from '@airlock/mirror-sync';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { npm } from '../mirror-sync/test/helpers/artifacts.js';
-import { hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import { hasNpm, npm, publishFixturePackages, startUpstream, type Upstream } from '@airlock/testkit';
 import { runCli, startCli, type CliResult } from './helpers/cli.js';
 
 const npmAvailable = hasNpm();

@@ -12,9 +12,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore } from '@airlock/cas';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { makeWheel } from '../mirror-sync/test/helpers/artifacts.js';
-import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  generateLockfile,
+  hasNpm,
+  makeWheel,
+  publishFixturePackages,
+  startUpstream,
+  type Upstream,
+} from '@airlock/testkit';
 import { expectedFlip, tarLayout } from './helpers/bundle-flips.js';
 import { runCli, startCli } from './helpers/cli.js';
 

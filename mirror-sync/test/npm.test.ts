@@ -3,16 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmLockfile, syncToBundle, type NpmManifestEntry, type SyncError } from '../src/index.js';
-import { sha512, type PackedPackage } from './helpers/artifacts.js';
 import {
   generateLockfile,
   hasNpm,
-  publishFixturePackages,
+  loopbackFetch,
+  type PackedPackage,
   PUBLISHED_AT,
+  publishFixturePackages,
   servePackage,
+  sha512,
+  startUpstream,
   tarballPath,
-} from './helpers/fixture-registry.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
+  type Upstream,
+} from '@airlock/testkit';
 
 const npmAvailable = hasNpm();
 if (!npmAvailable) {

@@ -7,7 +7,7 @@
  *    with `#sha256=` fragments, `data-requires-python` and PEP 658/714 core metadata; one project HTML-only like
  *    an old index), serving wheels and sdists built locally from fixtures/mirror/pypi by a stdlib-only backend,
  *  - plain files under `/files/`.
- * Routing and hit counting come from the mirror-sync test upstream (mirror-sync/test/helpers/upstream.ts).
+ * Routing and hit counting come from the shared loopback upstream (@airlock/testkit `startUpstream`).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,8 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { npm, type PackedPackage } from '../../mirror-sync/test/helpers/artifacts.js';
-import { startUpstream, type Upstream } from '../../mirror-sync/test/helpers/upstream.js';
+import { npm, type PackedPackage, startUpstream, type Upstream } from '@airlock/testkit';
 import { REPO_ROOT } from './cli.js';
 
 export const FIXTURES = join(REPO_ROOT, 'fixtures', 'mirror');
