@@ -25,7 +25,8 @@ import { AirlockSigner } from '@airlock/sign';
 import { writeBundle } from '../mirror-sync/src/bundle/bundle-writer.js';
 import {
   generateLockfile,
-  hasNpm,
+  npmProblem,
+  toolsAvailable,
   publishFixturePackages,
   readTar,
   startUpstream,
@@ -34,11 +35,7 @@ import {
 } from '@airlock/testkit';
 import { runCli, type CliResult } from './helpers/cli.js';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1)');
-  console.warn('skipping mirror hardening tests: npm is not installed');
-}
+const npmAvailable = toolsAvailable('mirror hardening tests', [npmProblem()]);
 
 const GENERIC = Buffer.from('a pinned generic file for the hardening tests\n'.repeat(200));
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -14,7 +14,8 @@ import { MirrorStore } from '@airlock/cas';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import {
   generateLockfile,
-  hasNpm,
+  npmProblem,
+  toolsAvailable,
   makeWheel,
   publishFixturePackages,
   startUpstream,
@@ -23,12 +24,7 @@ import {
 import { expectedFlip, tarLayout } from './helpers/bundle-flips.js';
 import { runCli, startCli } from './helpers/cli.js';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
-    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
-  console.warn('skipping sync → import → serve e2e: npm is not installed');
-}
+const npmAvailable = toolsAvailable('sync → import → serve e2e', [npmProblem()]);
 
 let root: string;
 let planeDir: string;

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmLockfile, syncToBundle, type NpmManifestEntry, type SyncError } from '../src/index.js';
 import {
   generateLockfile,
-  hasNpm,
+  npmProblem,
+  toolsAvailable,
   loopbackFetch,
   type PackedPackage,
   PUBLISHED_AT,
@@ -17,12 +18,7 @@ import {
   type Upstream,
 } from '@airlock/testkit';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
-    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
-  console.warn('skipping mirror-sync npm tests: npm is not installed');
-}
+const npmAvailable = toolsAvailable('mirror-sync npm tests', [npmProblem()]);
 
 let up: Upstream;
 let root: string;
