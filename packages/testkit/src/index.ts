@@ -12,3 +12,4 @@ export * from './bundle/bundle-reader.js';
 export * from './tools/tools.js';
 export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
+export * from './pki/openssl-pki.js';

@@ -3,7 +3,7 @@
  * probes the OCI tests skip on; optionally TLS (with a throwaway openssl PKI) and htpasswd Basic auth. Callers must
  * `stop()` every registry they start (afterAll).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -14,7 +14,6 @@ import { toolProblem } from '../tools/tools.js';
 export const registryProblem = (): string | undefined => toolProblem('docker-registry', ['--version']);
 export const skopeoProblem = (): string | undefined => toolProblem('skopeo', ['--version']);
 export const umociProblem = (): string | undefined => toolProblem('umoci', ['--version']);
-export const opensslProblem = (): string | undefined => toolProblem('openssl', ['version']);
 
 /** user `airlock`, password `airlock-pw`; bcrypt cost 4 so every request stays cheap. */
 export const HTPASSWD_USER = 'airlock';
@@ -45,49 +44,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A throwaway CA and a server certificate for 127.0.0.1 (P-256), made with the openssl CLI. */
-export function makePki(dir: string): { caFile: string; certFile: string; keyFile: string } {
-  const openssl = (args: string[]): void => {
-    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=airlock oci test CA',
-  ]);
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.crt',
-    '-days',
-    '1',
-    '-extfile',
-    'server.ext',
-  ]);
-  return { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') };
-}
-
-/** TLS material for a registry (see makePki). */
+/** TLS material for a registry (makePki makes one). */
 export interface RegistryTls {
   certFile: string;
   keyFile: string;
