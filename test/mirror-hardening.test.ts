@@ -26,10 +26,10 @@ import { writeBundle } from '../mirror-sync/src/bundle/bundle-writer.js';
 import {
   generateLockfile,
   npmProblem,
-  toolsAvailable,
   publishFixturePackages,
   readTar,
   startUpstream,
+  toolsAvailable,
   type TarEntry,
   type Upstream,
 } from '@airlock/testkit';

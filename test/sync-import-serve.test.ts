@@ -14,11 +14,11 @@ import { MirrorStore } from '@airlock/cas';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import {
   generateLockfile,
-  npmProblem,
-  toolsAvailable,
   makeWheel,
+  npmProblem,
   publishFixturePackages,
   startUpstream,
+  toolsAvailable,
   type Upstream,
 } from '@airlock/testkit';
 import { expectedFlip, tarLayout } from './helpers/bundle-flips.js';

@@ -5,16 +5,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmLockfile, syncToBundle, type NpmManifestEntry, type SyncError } from '../src/index.js';
 import {
   generateLockfile,
-  npmProblem,
-  toolsAvailable,
   loopbackFetch,
-  type PackedPackage,
+  npmProblem,
   PUBLISHED_AT,
   publishFixturePackages,
   servePackage,
   sha512,
   startUpstream,
   tarballPath,
+  toolsAvailable,
+  type PackedPackage,
   type Upstream,
 } from '@airlock/testkit';
 
