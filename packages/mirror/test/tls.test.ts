@@ -3,10 +3,9 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorStore } from '@airlock/cas';
-import { makePki } from '@airlock/testkit';
+import { makePki, opensslProblem, toolsAvailable } from '@airlock/testkit';
 import { startMirrorServer, type RunningMirrorServer } from '../src/index.js';
 import { npmFile, openStore, populateFromManifest, removeDir, tempDir } from './helpers/populate.js';
-import { requireOrSkip, toolAvailable } from './helpers/tools.js';
 
 function get(
   url: string,
@@ -29,7 +28,7 @@ function get(
 }
 
 describe('TLS and mTLS', () => {
-  const available = toolAvailable('openssl', ['version']);
+  const available = toolsAvailable('mirror TLS and mTLS', [opensslProblem()]);
   let dir: string;
   let store: MirrorStore;
   const servers: RunningMirrorServer[] = [];
@@ -37,7 +36,7 @@ describe('TLS and mTLS', () => {
   const file = (name: string) => readFileSync(join(dir, name));
 
   beforeAll(async () => {
-    if (!requireOrSkip(available, 'openssl')) return;
+    if (!available) return;
     dir = tempDir();
     makePki(dir);
     store = await openStore(dir);
