@@ -23,16 +23,19 @@ import { issueWorkloadToken, startTrustPlane, type RunningTrustPlane } from '@ai
 import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { writeBundle } from '../mirror-sync/src/bundle/bundle-writer.js';
-import { readTar, type TarEntry } from '../mirror-sync/test/helpers/bundle-reader.js';
-import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  generateLockfile,
+  npmProblem,
+  publishFixturePackages,
+  readTar,
+  startUpstream,
+  toolsAvailable,
+  type TarEntry,
+  type Upstream,
+} from '@airlock/testkit';
 import { runCli, type CliResult } from './helpers/cli.js';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1)');
-  console.warn('skipping mirror hardening tests: npm is not installed');
-}
+const npmAvailable = toolsAvailable('mirror hardening tests', [npmProblem()]);
 
 const GENERIC = Buffer.from('a pinned generic file for the hardening tests\n'.repeat(200));
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

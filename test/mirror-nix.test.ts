@@ -13,8 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromHex, toNixBase32, toSri } from '@airlock/core';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
-import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
+import { readTar, startUpstream, type Upstream } from '@airlock/testkit';
 import { REPO_ROOT, runCli, startCli } from './helpers/cli.js';
 import {
   deterministicTarGz,

@@ -12,16 +12,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmrc } from '@airlock/mirror-sync';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { npm } from '../mirror-sync/test/helpers/artifacts.js';
-import { hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  npm,
+  npmProblem,
+  publishFixturePackages,
+  startUpstream,
+  toolsAvailable,
+  type Upstream,
+} from '@airlock/testkit';
 import { runCli, startCli, type CliResult } from './helpers/cli.js';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1)');
-  console.warn('skipping npm omit-lockfile-registry-resolved e2e: npm is not installed');
-}
+const npmAvailable = toolsAvailable('npm omit-lockfile-registry-resolved e2e', [npmProblem()]);
 
 let root: string;
 let planeDir: string;

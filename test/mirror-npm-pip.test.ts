@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PackedPackage } from '../mirror-sync/test/helpers/artifacts.js';
+import type { PackedPackage } from '@airlock/testkit';
 import {
   blobPath,
   fsck,

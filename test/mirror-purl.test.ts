@@ -17,10 +17,16 @@ import { syncToBundle, type TransferManifest } from '@airlock/mirror-sync';
 import { resolveMirrorFetches, type MirrorEndpoint } from '@airlock/runner';
 import { canonicalPurl, sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
 import { resolvedDependencies } from '../runner/src/provenance.js';
-import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
-import { makeNpmTarball, makeWheel } from '../mirror-sync/test/helpers/artifacts.js';
-import { servePackage, tarballPath } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { loopbackFetch, startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  loopbackFetch,
+  makeNpmTarball,
+  makeWheel,
+  readTar,
+  servePackage,
+  startUpstream,
+  tarballPath,
+  type Upstream,
+} from '@airlock/testkit';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const GENERIC = Buffer.from('a generic file, named by its digest\n'.repeat(50));

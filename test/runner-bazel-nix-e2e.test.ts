@@ -24,7 +24,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
+import { readTar } from '@airlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleVerifier } from '@airlock/verify';
 import { REPO_ROOT } from './helpers/cli.js';

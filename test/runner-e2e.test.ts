@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTar } from '../mirror-sync/test/helpers/bundle-reader.js';
+import { readTar } from '@airlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleVerifier } from '@airlock/verify';
 import {

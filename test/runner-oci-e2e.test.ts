@@ -20,14 +20,15 @@ import { parseStatement } from '@airlock/core';
 import { readCosignAttestations, readCosignSignatures, readSigstoreBundles, RegistryClient } from '@airlock/oci';
 import { BundleVerifier } from '@airlock/verify';
 import { runCliJson, startPlane, type CliPlane } from './helpers/upstream-e2e.js';
-import { toolsAvailable, which } from './helpers/netns.js';
 import {
   registryJson,
   registryProblem,
   skopeoProblem,
   startRegistry,
+  toolsAvailable,
+  which,
   type RunningRegistry,
-} from './helpers/registry.js';
+} from '@airlock/testkit';
 
 const enabled = toolsAvailable('runner OCI e2e (bwrap sandbox, strace, git, docker-registry, skopeo)', [
   which('bwrap') ? undefined : 'bwrap (bubblewrap) is not installed',

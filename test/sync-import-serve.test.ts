@@ -12,18 +12,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore } from '@airlock/cas';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { makeWheel } from '../mirror-sync/test/helpers/artifacts.js';
-import { generateLockfile, hasNpm, publishFixturePackages } from '../mirror-sync/test/helpers/fixture-registry.js';
-import { startUpstream, type Upstream } from '../mirror-sync/test/helpers/upstream.js';
+import {
+  generateLockfile,
+  makeWheel,
+  npmProblem,
+  publishFixturePackages,
+  startUpstream,
+  toolsAvailable,
+  type Upstream,
+} from '@airlock/testkit';
 import { expectedFlip, tarLayout } from './helpers/bundle-flips.js';
 import { runCli, startCli } from './helpers/cli.js';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
-    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
-  console.warn('skipping sync → import → serve e2e: npm is not installed');
-}
+const npmAvailable = toolsAvailable('sync → import → serve e2e', [npmProblem()]);
 
 let root: string;
 let planeDir: string;

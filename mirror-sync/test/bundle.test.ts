@@ -22,11 +22,18 @@ import {
   type SyncOptions,
   type TransferManifest,
 } from '../src/index.js';
-import { makeNpmTarball, makeWheel, sha256 } from './helpers/artifacts.js';
-import { readTar } from './helpers/bundle-reader.js';
-import { servePackage, tarballPath } from './helpers/fixture-registry.js';
+import {
+  loopbackFetch,
+  makeNpmTarball,
+  makeWheel,
+  readTar,
+  servePackage,
+  sha256,
+  startUpstream,
+  tarballPath,
+  type Upstream,
+} from '@airlock/testkit';
 import { testSigner } from './helpers/signer.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
 
 let up: Upstream;
 let dir: string;

@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { syncToBundle, type SyncError, type SyncOptions } from '../src/index.js';
-import { sha256 } from './helpers/artifacts.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
+import { loopbackFetch, sha256, startUpstream, type Upstream } from '@airlock/testkit';
 
 let up: Upstream;
 let up2: Upstream;

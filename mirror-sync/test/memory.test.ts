@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncToBundle } from '../src/index.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
+import { loopbackFetch, startUpstream, type Upstream } from '@airlock/testkit';
 
 const MiB = 1024 * 1024;
 const BLOCKS = 200;

@@ -3,23 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNpmLockfile, syncToBundle, type NpmManifestEntry, type SyncError } from '../src/index.js';
-import { sha512, type PackedPackage } from './helpers/artifacts.js';
 import {
   generateLockfile,
-  hasNpm,
-  publishFixturePackages,
+  loopbackFetch,
+  npmProblem,
   PUBLISHED_AT,
+  publishFixturePackages,
   servePackage,
+  sha512,
+  startUpstream,
   tarballPath,
-} from './helpers/fixture-registry.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
+  toolsAvailable,
+  type PackedPackage,
+  type Upstream,
+} from '@airlock/testkit';
 
-const npmAvailable = hasNpm();
-if (!npmAvailable) {
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
-    throw new Error('npm is required (AIRLOCK_REQUIRE_TOOLS=1) but not installed');
-  console.warn('skipping mirror-sync npm tests: npm is not installed');
-}
+const npmAvailable = toolsAvailable('mirror-sync npm tests', [npmProblem()]);
 
 let up: Upstream;
 let root: string;

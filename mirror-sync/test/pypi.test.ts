@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncToBundle, type PypiManifestEntry, type SyncError, type SyncOptions } from '../src/index.js';
-import { makeSdist, makeWheel, sha256 } from './helpers/artifacts.js';
-import { loopbackFetch, startUpstream, type Upstream } from './helpers/upstream.js';
+import { loopbackFetch, makeSdist, makeWheel, sha256, startUpstream, type Upstream } from '@airlock/testkit';
 
 let up: Upstream;
 let dir: string;

@@ -49,7 +49,7 @@ import {
   registryProblem,
   startRegistry,
   type RunningRegistry,
-} from '../../test/helpers/registry.js';
+} from '@airlock/testkit';
 import { bwrapProblem, git, gitProblem, rmrf, straceProblem, tempDir, toolsAvailable } from './helpers.js';
 
 const BUILDER_ID = 'https://airlock.dev/runners/test/v1';

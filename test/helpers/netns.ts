@@ -9,33 +9,13 @@
  * Recipe and the `ip link set lo up` gotcha: util-linux unshare(1); the namespace's lo starts DOWN.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, lstatSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
+import { which } from '@airlock/testkit';
 
-/** Gate for tests that need system tools: skip with a printed reason, or fail when AIRLOCK_REQUIRE_TOOLS=1. */
-export function toolsAvailable(what: string, problems: (string | undefined)[]): boolean {
-  const missing = problems.filter((p): p is string => p !== undefined);
-  if (missing.length === 0) return true;
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1')
-    throw new Error(`${what}: ${missing.join('; ')} (required: AIRLOCK_REQUIRE_TOOLS=1)`);
-  console.warn(`skipping ${what}: ${missing.join('; ')}`);
-  return false;
-}
-
-/** Absolute path of an executable on PATH (plus the sbin directories a non-root PATH may lack, for `ip`), if any. */
-export function which(cmd: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin'].filter((d) => d !== '');
-  for (const d of dirs) {
-    const p = join(d, cmd);
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+// The tool gate and `which` are shared with every package's tests (@airlock/testkit).
+export { toolsAvailable, which } from '@airlock/testkit';
 
 const IP = which('ip');
 

@@ -7,16 +7,15 @@
  *    with `#sha256=` fragments, `data-requires-python` and PEP 658/714 core metadata; one project HTML-only like
  *    an old index), serving wheels and sdists built locally from fixtures/mirror/pypi by a stdlib-only backend,
  *  - plain files under `/files/`.
- * Routing and hit counting come from the mirror-sync test upstream (mirror-sync/test/helpers/upstream.ts).
+ * Routing and hit counting come from the shared loopback upstream (@airlock/testkit `startUpstream`).
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { npm, type PackedPackage } from '../../mirror-sync/test/helpers/artifacts.js';
-import { startUpstream, type Upstream } from '../../mirror-sync/test/helpers/upstream.js';
+import { npm, startUpstream, toolProblem, toolsAvailable, type PackedPackage, type Upstream } from '@airlock/testkit';
 import { REPO_ROOT } from './cli.js';
 
 export const FIXTURES = join(REPO_ROOT, 'fixtures', 'mirror');
@@ -25,16 +24,12 @@ export const PUBLISHED_AT = '2024-03-04T05:06:07.000Z';
 export const sha256Hex = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
 /**
- * Is a system tool there? Returns a reason to skip when it is not, and throws instead when the run demands every
- * tool (AIRLOCK_REQUIRE_TOOLS=1, as CI sets it).
+ * Is a system tool there? Returns a reason to skip when it is not (printed), and throws instead when the run demands
+ * every tool (AIRLOCK_REQUIRE_TOOLS=1, as CI sets it): the shared gate, for tests that skip per tool.
  */
 export function missingTool(cmd: string, args: string[], what: string): string | undefined {
-  const r = spawnSync(cmd, args, { stdio: 'ignore' });
-  if (r.status === 0) return undefined;
-  const reason = `${what} is not available (\`${cmd} ${args.join(' ')}\` failed)`;
-  if (process.env.AIRLOCK_REQUIRE_TOOLS === '1') throw new Error(`${reason}, and AIRLOCK_REQUIRE_TOOLS=1`);
-  console.warn(`skipping: ${reason}`);
-  return reason;
+  const problem = toolProblem(cmd, args);
+  return problem === undefined || toolsAvailable(what, [problem]) ? undefined : problem;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import {
   signingCertBody,
   type RequestKey,
 } from './support/ca-fixture.js';
-import { flipSignatureByte, startFakeOidcIssuer, unsignedToken, type FakeOidcIssuer } from './support/fake-oidc.js';
+import { flipSignatureByte, startFakeOidcIssuer, unsignedToken, type FakeOidcIssuer } from '@airlock/testkit';
 
 const crypto = x509Crypto;
 const SUBJECT = 'spiffe://airlock.internal/ci/runner-1';

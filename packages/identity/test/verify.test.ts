@@ -8,7 +8,7 @@ import { principalFromClaims } from '../src/principal.js';
 import { startIdentityIssuer, type IdentityIssuerServer } from '../src/server.js';
 import { validateTrustedIssuers, type TrustedIssuer } from '../src/trusted-issuer.js';
 import { OidcTokenVerifier, verifyOidcToken } from '../src/verify.js';
-import { flipSignatureByte, startFakeOidcIssuer, unsignedToken, type FakeOidcIssuer } from './support/fake-oidc.js';
+import { flipSignatureByte, startFakeOidcIssuer, unsignedToken, type FakeOidcIssuer } from '@airlock/testkit';
 
 const SUBJECT = 'spiffe://airlock.internal/ci/runner';
 

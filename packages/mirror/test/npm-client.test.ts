@@ -3,10 +3,11 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorStore } from '@airlock/cas';
+import { npmProblem, toolsAvailable } from '@airlock/testkit';
 import { startMirrorServer, type RunningMirrorServer } from '../src/index.js';
 import { npmFile, openStore, populateFromManifest, removeDir, tempDir, type FixtureFile } from './helpers/populate.js';
 import { run, type ChildResult } from './helpers/spawn.js';
-import { cleanEnv, requireOrSkip, toolAvailable } from './helpers/tools.js';
+import { cleanEnv } from './helpers/tools.js';
 
 interface PackageSource {
   name: string;
@@ -61,7 +62,7 @@ function npm(args: string[], cwd: string, cacheDir: string, configDir: string): 
 }
 
 describe('real npm client against the mirror', () => {
-  const available = toolAvailable('npm', ['--version']);
+  const available = toolsAvailable('real npm client against the mirror', [npmProblem()]);
   let dir: string;
   let store: MirrorStore;
   let server: RunningMirrorServer;
@@ -69,7 +70,7 @@ describe('real npm client against the mirror', () => {
   const serverErrors: unknown[] = [];
 
   beforeAll(async () => {
-    if (!requireOrSkip(available, 'npm')) return;
+    if (!available) return;
     dir = tempDir();
     writeFileSync(join(dir, 'user.npmrc'), '');
     writeFileSync(join(dir, 'global.npmrc'), '');

@@ -4,10 +4,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorStore } from '@airlock/cas';
+import { toolProblem, toolsAvailable } from '@airlock/testkit';
 import { startMirrorServer, type RunningMirrorServer } from '../src/index.js';
 import { openStore, populateFromManifest, pypiFiles, removeDir, sha256, tempDir } from './helpers/populate.js';
 import { run } from './helpers/spawn.js';
-import { cleanEnv, requireOrSkip, toolAvailable } from './helpers/tools.js';
+import { cleanEnv } from './helpers/tools.js';
 
 interface WheelSpec {
   project: string;
@@ -62,7 +63,9 @@ function buildWheel(dir: string, spec: WheelSpec): { bytes: Buffer; filename: st
 }
 
 describe('real pip client against the mirror', () => {
-  const available = toolAvailable('python3', ['-m', 'pip', '--version']);
+  const available = toolsAvailable('real pip client against the mirror', [
+    toolProblem('python3', ['-m', 'pip', '--version']),
+  ]);
   let dir: string;
   let store: MirrorStore;
   let server: RunningMirrorServer;
@@ -72,7 +75,7 @@ describe('real pip client against the mirror', () => {
   let dep: ReturnType<typeof buildWheel>;
 
   beforeAll(async () => {
-    if (!requireOrSkip(available, 'python3 -m pip')) return;
+    if (!available) return;
     dir = tempDir();
     mkdirSync(join(dir, 'wheels'));
     app = buildWheel(join(dir, 'wheels'), {

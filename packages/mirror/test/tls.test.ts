@@ -1,57 +1,11 @@
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorStore } from '@airlock/cas';
+import { makePki, opensslProblem, toolsAvailable } from '@airlock/testkit';
 import { startMirrorServer, type RunningMirrorServer } from '../src/index.js';
 import { npmFile, openStore, populateFromManifest, removeDir, tempDir } from './helpers/populate.js';
-import { requireOrSkip, toolAvailable } from './helpers/tools.js';
-
-function openssl(dir: string, args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
-}
-
-/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, all P-256. */
-function makePki(dir: string): void {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, [
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=airlock test CA',
-  ]);
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const who of ['server', 'client']) {
-    openssl(dir, ['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who}`]);
-    openssl(dir, [
-      'x509',
-      '-req',
-      '-in',
-      `${who}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      `${who}.crt`,
-      '-days',
-      '1',
-      '-extfile',
-      `${who}.ext`,
-    ]);
-  }
-}
 
 function get(
   url: string,
@@ -74,7 +28,7 @@ function get(
 }
 
 describe('TLS and mTLS', () => {
-  const available = toolAvailable('openssl', ['version']);
+  const available = toolsAvailable('mirror TLS and mTLS', [opensslProblem()]);
   let dir: string;
   let store: MirrorStore;
   const servers: RunningMirrorServer[] = [];
@@ -82,7 +36,7 @@ describe('TLS and mTLS', () => {
   const file = (name: string) => readFileSync(join(dir, name));
 
   beforeAll(async () => {
-    if (!requireOrSkip(available, 'openssl')) return;
+    if (!available) return;
     dir = tempDir();
     makePki(dir);
     store = await openStore(dir);
@@ -120,29 +74,13 @@ describe('TLS and mTLS', () => {
     expect(ok.body).toEqual(tgz);
     // A certificate from another CA is refused too.
     const other = join(dir, 'other');
-    spawnSync('mkdir', [other]);
-    openssl(other, [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'k.pem',
-      '-out',
-      'c.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=rogue',
-    ]);
+    mkdirSync(other);
+    const rogue = makePki(other);
     await expect(
       get(server.url, '/over-tls', {
         ca: file('ca.crt'),
-        cert: readFileSync(join(other, 'c.pem')),
-        key: readFileSync(join(other, 'k.pem')),
+        cert: readFileSync(rogue.clientCertFile),
+        key: readFileSync(rogue.clientKeyFile),
       }),
     ).rejects.toThrow();
   });

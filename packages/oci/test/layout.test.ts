@@ -13,16 +13,8 @@ import {
   resolveLayoutManifest,
   type BuildImageOptions,
 } from '../src/index.js';
-import {
-  removeDir,
-  run,
-  sha256,
-  skopeoProblem,
-  tempDir,
-  toolsAvailable,
-  treeContents,
-  umociProblem,
-} from './helpers.js';
+import { skopeoProblem, toolsAvailable, umociProblem } from '@airlock/testkit';
+import { removeDir, run, sha256, tempDir, treeContents } from './helpers.js';
 
 interface TarHeaderSeen {
   name: string;

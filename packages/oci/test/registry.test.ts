@@ -12,17 +12,12 @@ import {
   makePki,
   opensslProblem,
   registryProblem,
-  removeDir,
-  run,
-  sha256,
   skopeoProblem,
-  startCorruptingProxy,
   startRegistry,
-  tempDir,
   toolsAvailable,
-  type CorruptingProxy,
   type RunningRegistry,
-} from './helpers.js';
+} from '@airlock/testkit';
+import { removeDir, run, sha256, startCorruptingProxy, tempDir, type CorruptingProxy } from './helpers.js';
 
 const imageOptions = (marker: string): BuildImageOptions => ({
   files: [

@@ -23,19 +23,8 @@ import {
   type ImageIndex,
   type ImageManifest,
 } from '../src/index.js';
-import {
-  registryProblem,
-  removeDir,
-  run,
-  sha256,
-  skopeoProblem,
-  startCorruptingProxy,
-  startRegistry,
-  tempDir,
-  toolsAvailable,
-  type CorruptingProxy,
-  type RunningRegistry,
-} from './helpers.js';
+import { registryProblem, skopeoProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
+import { removeDir, run, sha256, startCorruptingProxy, tempDir, type CorruptingProxy } from './helpers.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 const otherKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;

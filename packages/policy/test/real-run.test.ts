@@ -8,19 +8,22 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild, type RunResult } from '../../../runner/src/run.js';
 import {
   bwrapProblem,
   gitProblem,
-  makeFixtureRepo,
+  makeGitFixtureRepo,
   rmrf,
+  sandboxTempDir,
   straceProblem,
-  tempDir,
   toolsAvailable,
-} from '../../../runner/test/helpers.js';
+} from '@airlock/testkit';
 import { evaluatePolicy, parsePolicy, type AttestationEvidence } from '../src/index.js';
 import { sha256, snapshotSource, startWorld, type World } from './world.js';
+
+const RUNNER_GOOD_FIXTURE = fileURLToPath(new URL('../../../fixtures/runner/good', import.meta.url));
 
 const enabled = toolsAvailable('policy on a real run (bwrap sandbox, strace, git)', [
   bwrapProblem(),
@@ -35,8 +38,8 @@ describe.runIf(enabled)('policy over a real runBuild', () => {
 
   beforeAll(async () => {
     w = await startWorld(3);
-    dir = tempDir('policy');
-    const fx = makeFixtureRepo('good', dir);
+    dir = sandboxTempDir('policy');
+    const fx = makeGitFixtureRepo(RUNNER_GOOD_FIXTURE, dir);
     const specPath = join(dir, 'good.spec.json');
     writeFileSync(
       specPath,

@@ -1,17 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { npm, npmPack, type PackedPackage } from './artifacts.js';
 import type { Upstream } from './upstream.js';
+import { toolProblem } from '../tools/tools.js';
 
-export function hasNpm(): boolean {
-  try {
-    execFileSync('npm', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Why the real npm cannot run here, or undefined (gate with toolsAvailable). */
+export const npmProblem = (): string | undefined => toolProblem('npm', ['--version']);
 
 export const PUBLISHED_AT = '2024-01-02T03:04:05.000Z';
 

@@ -1,27 +1,25 @@
 /**
  * A real CNCF Distribution registry (Debian's `docker-registry` 2.8.2) on 127.0.0.1 for tests, plus the tool
- * probes the OCI tests skip on. Copied from packages/oci/test/helpers.ts (tests do not import another package's
- * test helpers). Callers must `stop()` every registry they start (afterAll).
+ * probes the OCI tests skip on; optionally TLS (with a throwaway openssl PKI) and htpasswd Basic auth. Callers must
+ * `stop()` every registry they start (afterAll).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
-
-/** Why `cmd` cannot be used, or undefined. */
-export function toolProblem(cmd: string, args: string[]): string | undefined {
-  const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 60_000 });
-  return r.status === 0 ? undefined : `${cmd} is not available (${r.error ? r.error.message : `exit ${r.status}`})`;
-}
+import { toolProblem } from '../tools/tools.js';
 
 export const registryProblem = (): string | undefined => toolProblem('docker-registry', ['--version']);
 export const skopeoProblem = (): string | undefined => toolProblem('skopeo', ['--version']);
+export const umociProblem = (): string | undefined => toolProblem('umoci', ['--version']);
 
 /** user `airlock`, password `airlock-pw`; bcrypt cost 4 so every request stays cheap. */
 export const HTPASSWD_USER = 'airlock';
 export const HTPASSWD_PASSWORD = 'airlock-pw';
-const HTPASSWD = 'airlock:$2b$04$jKLsbdc1tSD1ghWgVNMYLu9a/m5zm/4bdbMwNF3k1s6UbPeAZZLBS\n';
+/** The htpasswd file content for that user. */
+export const HTPASSWD = 'airlock:$2b$04$jKLsbdc1tSD1ghWgVNMYLu9a/m5zm/4bdbMwNF3k1s6UbPeAZZLBS\n';
 
 export interface RunningRegistry {
   /** `127.0.0.1:<port>`, as in image references. */
@@ -46,11 +44,21 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** TLS material for a registry (makePki makes one). */
+export interface RegistryTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
 /**
- * Starts `docker-registry serve` on 127.0.0.1 with storage under `dir` (plain HTTP; `htpasswd` turns on Basic
- * auth). The port comes from binding port 0 in node; if the registry loses the race for it, start again.
+ * Starts `docker-registry serve` on 127.0.0.1 with storage under `dir` (plain HTTP unless `tls`; `htpasswd` turns
+ * on Basic auth). The port comes from binding port 0 in node; if the registry loses the race for it, start again.
  */
-export async function startRegistry(dir: string, options: { htpasswd?: boolean } = {}): Promise<RunningRegistry> {
+export async function startRegistry(
+  dir: string,
+  options: { tls?: RegistryTls; htpasswd?: boolean } = {},
+): Promise<RunningRegistry> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'registry-data');
   const lines = [
@@ -68,22 +76,27 @@ export async function startRegistry(dir: string, options: { htpasswd?: boolean }
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
+    const http = [`http:`, `  addr: 127.0.0.1:${port}`, '  secret: airlock-test-secret'];
+    if (options.tls)
+      http.push(
+        `  tls: { certificate: ${JSON.stringify(options.tls.certFile)}, key: ${JSON.stringify(options.tls.keyFile)} }`,
+      );
     const config = join(dir, 'config.yml');
-    writeFileSync(
-      config,
-      [...lines, 'http:', `  addr: 127.0.0.1:${port}`, '  secret: airlock-test-secret', ''].join('\n'),
-    );
+    writeFileSync(config, [...lines, ...http, ''].join('\n'));
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const scheme = options.tls ? 'https' : 'http';
+    const ca = options.tls ? readFileSync(options.tls.caFile) : undefined;
     const auth = options.htpasswd
       ? `Basic ${Buffer.from(`${HTPASSWD_USER}:${HTPASSWD_PASSWORD}`).toString('base64')}`
       : undefined;
-    if (await waitReady(`http://127.0.0.1:${port}/v2/`, child, auth)) {
+    const ready = await waitReady(`${scheme}://127.0.0.1:${port}/v2/`, child, ca, auth);
+    if (ready) {
       return {
         host: `127.0.0.1:${port}`,
-        url: `http://127.0.0.1:${port}`,
+        url: `${scheme}://127.0.0.1:${port}`,
         port,
         dataDir,
         pid: child.pid!,
@@ -104,18 +117,26 @@ export async function startRegistry(dir: string, options: { htpasswd?: boolean }
 }
 
 /** Polls GET /v2/ until 200; false as soon as the process exits (or after a generous cap). */
-async function waitReady(url: string, child: ChildProcess, auth: string | undefined): Promise<boolean> {
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  ca: Buffer | undefined,
+  auth: string | undefined,
+): Promise<boolean> {
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
     const status = await new Promise<number>((resolve) => {
-      const req = request(
-        new URL(url),
-        { method: 'GET', agent: false, headers: auth ? { Authorization: auth } : {} },
-        (res: IncomingMessage) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        },
-      );
+      const u = new URL(url);
+      const opts = {
+        method: 'GET',
+        agent: false as const,
+        headers: auth ? { Authorization: auth } : {},
+        ...(ca ? { ca } : {}),
+      };
+      const req = (u.protocol === 'https:' ? httpsRequest : request)(u, opts, (res: IncomingMessage) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
       req.on('error', () => resolve(0));
       req.end();
     });
