@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toolsAvailable } from '../runner/test/helpers.js';
+import { toolsAvailable } from '@airlock/testkit';
 import {
   ARTIFACT,
   attest,

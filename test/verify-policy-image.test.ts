@@ -11,11 +11,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachSigstoreBundle, MEDIA_TYPES, RegistryClient, sha256Digest } from '@airlock/oci';
-import { toolsAvailable } from '../runner/test/helpers.js';
 import { buildSbom, provenancePredicate, provenanceStatement, sbomStatement } from '../runner/src/provenance.js';
 import { provenanceInput, startWorld, type World } from '../packages/policy/test/world.js';
 import { runCli } from './helpers/cli.js';
-import { registryProblem, startRegistry, type RunningRegistry } from './helpers/registry.js';
+import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
 
 const enabled = toolsAvailable('verify image against a registry (docker-registry)', [registryProblem()]);
 const REPO = 'acme/app';
