@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildProgram } from '@airlock/cli';
+import { buildProgram, EXAMPLES } from '@airlock/cli';
 import { sha256Hex } from '@airlock/core';
 import { runCli as runCliNow, startCli as startCliNow, type CliResult } from './helpers/cli.js';
 
@@ -475,6 +475,30 @@ describe('the CLI contract covers every command', () => {
       Object.keys(CONTRACT).filter((c) => !leaves.includes(c)),
       'entries for no command',
     ).toEqual([]);
+  });
+
+  it('every command shows an example in --help', async () => {
+    const missing: string[] = [];
+    for (const path of leaves) {
+      const r = await runCli([...path.split(' '), '--help']);
+      expect(r.code, path).toBe(0);
+      if (!/^Example:\n {2}airlock /m.test(r.stdout)) missing.push(path);
+    }
+    expect(missing, 'commands without an example in --help').toEqual([]);
+  });
+
+  it('every example uses only options its command has', () => {
+    const program = buildProgram();
+    const find = (path: string): Command =>
+      path.split(' ').reduce((cmd, name) => cmd.commands.find((c) => c.name() === name)!, program);
+    for (const [path, lines] of Object.entries(EXAMPLES)) {
+      const known = find(path).options.map((o) => o.long);
+      const used = lines.join(' ').match(/(?<=\s)--[a-z][a-z0-9-]*/g) ?? [];
+      expect(
+        used.filter((u) => !known.includes(u)),
+        path,
+      ).toEqual([]);
+    }
   });
 
   it('every command has --json and --quiet', () => {

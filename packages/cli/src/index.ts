@@ -1,2 +1,3 @@
 export { buildProgram, VERSION } from './program.js';
+export { EXAMPLES } from './examples.js';
 export { runDemo } from './commands/demo.js';

@@ -8,6 +8,7 @@ import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerReportCommand } from './commands/report.js';
+import { EXAMPLES } from './examples.js';
 import { errorJson, EXIT, setCommandOutput } from './output.js';
 
 export const VERSION = '0.1.0';
@@ -57,16 +58,18 @@ export function buildProgram(): Command {
  */
 function applyCliContract(program: Command): void {
   program.hook('preAction', (_program, action) => setCommandOutput(action.opts()));
-  const visit = (cmd: Command): void => {
+  const visit = (cmd: Command, path: string[]): void => {
     cmd.exitOverride(usageExit);
+    const example = EXAMPLES[path.join(' ')];
+    if (example) cmd.addHelpText('after', ['', 'Example:', ...example.map((l) => `  ${l}`)].join('\n'));
     if (cmd.commands.length === 0) {
       if (!hasOption(cmd, '--json'))
         cmd.option('--json', 'machine-readable result (or error) on stdout; progress still goes to stderr');
       if (!hasOption(cmd, '--quiet')) cmd.option('-q, --quiet', 'no progress output on stderr');
     }
-    cmd.commands.forEach(visit);
+    for (const sub of cmd.commands) visit(sub, [...path, sub.name()]);
   };
-  visit(program);
+  visit(program, []);
 }
 
 function hasOption(cmd: Command, long: string): boolean {
