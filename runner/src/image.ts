@@ -27,7 +27,7 @@ import {
   SLSA_PROVENANCE_V1,
   type ProvenanceInput,
 } from './provenance.js';
-import type { AttestationSigner } from './signer.js';
+import { signWith, type AttestationSigner } from './signer.js';
 import type { ImageSpec } from './spec.js';
 
 /**
@@ -283,23 +283,6 @@ function registryFailure(err: unknown, what: string, target: ImageTarget): Runne
   );
 }
 
-async function signing<T>(what: string, fn: () => Promise<T>): Promise<Record<string, unknown>> {
-  let bundle: unknown;
-  try {
-    bundle = await fn();
-  } catch (cause) {
-    const code = (cause as { code?: unknown }).code;
-    throw new RunnerError(
-      'RUNNER_SIGNING_FAILED',
-      `signing the ${what} failed${typeof code === 'string' ? ` [${code}]` : ''}: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  if (typeof bundle !== 'object' || bundle === null)
-    throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
-  return bundle as Record<string, unknown>;
-}
-
 interface BundleJson {
   verificationMaterial?: {
     certificate?: { rawBytes?: string };
@@ -469,9 +452,9 @@ export async function publishImage(input: PublishImageInput): Promise<ImageResul
     if (typeof signBlob !== 'function')
       throw new RunnerError('RUNNER_SIGNING_FAILED', 'the signer cannot sign blobs (no signBlob method)');
     signed = {
-      provenance: await signing('image provenance', () => signer.attest(provenanceSt)),
-      sbom: await signing('image SBOM', () => signer.attest(sbomSt)),
-      signature: await signing('image signature payload', () => signBlob.call(signer, payload)),
+      provenance: await signWith('image provenance', () => signer.attest(provenanceSt)),
+      sbom: await signWith('image SBOM', () => signer.attest(sbomSt)),
+      signature: await signWith('image signature payload', () => signBlob.call(signer, payload)),
     };
   }
 

@@ -9,10 +9,15 @@ export interface AttestationSigner {
 }
 
 /** Signs one statement; any failure (or a non-object answer) is RUNNER_SIGNING_FAILED naming what was signed. */
-export async function signStatement(signer: AttestationSigner, statement: Statement, what: string): Promise<unknown> {
+export function signStatement(signer: AttestationSigner, statement: Statement, what: string): Promise<unknown> {
+  return signWith(what, () => signer.attest(statement));
+}
+
+/** Runs one signing call; any failure (or a non-object answer) is RUNNER_SIGNING_FAILED naming what was signed. */
+export async function signWith(what: string, sign: () => Promise<unknown>): Promise<Record<string, unknown>> {
   let bundle: unknown;
   try {
-    bundle = await signer.attest(statement);
+    bundle = await sign();
   } catch (cause) {
     const code = (cause as { code?: unknown }).code;
     throw new RunnerError(
@@ -23,5 +28,5 @@ export async function signStatement(signer: AttestationSigner, statement: Statem
   }
   if (typeof bundle !== 'object' || bundle === null)
     throw new RunnerError('RUNNER_SIGNING_FAILED', `signing the ${what} returned no bundle`);
-  return bundle;
+  return bundle as Record<string, unknown>;
 }
