@@ -6,6 +6,7 @@ export default defineConfig({
   test: {
     include: [
       'packages/*/test/**/*.test.ts',
+      'schemas/test/**/*.test.ts',
       'runner/test/**/*.test.ts',
       'mirror-sync/test/**/*.test.ts',
       'test/**/*.test.ts',
