@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncToBundle } from '@airlock/mirror-sync';
 import { issueWorkloadToken, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
+import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { writeBundle } from '../mirror-sync/src/bundle/bundle-writer.js';
 import {
@@ -95,7 +95,7 @@ async function librarySync(out: string, createdAt: Date): Promise<void> {
       rekorUrl: plane.endpoints.tlogUrl,
       identity: () => issueWorkloadToken(planeDir, syncIdentity),
     }),
-    sbom: async (m) => sbomFromManifest(m as unknown as SbomManifest),
+    sbom: async (m) => sbomFromManifest(m),
   });
 }
 

@@ -15,7 +15,7 @@ import { MirrorStore } from '@airlock/cas';
 import { startMirrorServer, type RunningMirrorServer } from '@airlock/mirror';
 import { syncToBundle, type TransferManifest } from '@airlock/mirror-sync';
 import { resolveMirrorFetches, type MirrorEndpoint } from '@airlock/runner';
-import { canonicalPurl, sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
+import { canonicalPurl, sbomFromManifest } from '@airlock/sbom';
 import { resolvedDependencies } from '../runner/src/provenance.js';
 import {
   loopbackFetch,
@@ -106,7 +106,7 @@ describe('one purl per package: transfer manifest = snapshot SBOM = provenance',
       pypiIndex: `${up.url}/simple`,
       progress: 'none',
       fetch: loopbackFetch,
-      sbom: async (m) => sbomFromManifest(m as unknown as SbomManifest),
+      sbom: async (m) => sbomFromManifest(m),
     });
     const manifest: TransferManifest = result.manifest;
 

@@ -51,7 +51,6 @@ export {
 } from './statement.js';
 export { computeSnapshotId, compareEntries } from './manifest.js';
 export { readSyncState, writeSyncState, type SyncState } from './state-file.js';
-export { schemaUrl, SCHEMA_FILES } from './schemas.js';
 export type { ProgressMode } from './progress.js';
 export {
   PRODUCER,

@@ -113,6 +113,6 @@ export function buildManifest(args: {
     sbom: null,
   };
   // Our own output must meet the contract the importer enforces: a failure here is a bug or hostile upstream data.
-  assertSchema('transferManifest', manifest, 'transfer manifest', (k) => k, 'SYNC_SCHEMA_INVALID');
+  assertSchema('transfer-manifest.v1', manifest, 'transfer manifest', (k) => k, 'SYNC_SCHEMA_INVALID');
   return manifest;
 }

@@ -1,20 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
+import type { SyncState } from '@airlock/schemas';
 import { SyncError } from './errors.js';
 import { assertSchema } from './schemas.js';
+
+export type { SyncState };
 
 /**
  * The sync job's memory between runs (schemas/sync-state.v1.schema.json): the last snapshot it produced, so the
  * next one extends it (`previous` = that id, `sequence` + 1). Written only after the bundle is complete.
  */
-export interface SyncState {
-  version: 1;
-  snapshotId: string;
-  sequence: number;
-  createdAt: string;
-  bundleSha256: string;
-}
 
 const MAX_STATE_BYTES = 64 * 1024;
 
@@ -39,8 +35,8 @@ export async function readSyncState(path: string): Promise<SyncState | undefined
   } catch (cause) {
     throw new SyncError('SYNC_STATE_INVALID', `${path}: state file is not JSON`, { cause });
   }
-  assertSchema('state', data, `state file ${path}`, (k) => k, 'SYNC_STATE_INVALID');
-  return data as SyncState;
+  assertSchema('sync-state.v1', data, `state file ${path}`, (k) => k, 'SYNC_STATE_INVALID');
+  return data;
 }
 
 /** Atomic replace: temp file in the same directory, fsync, rename. A crash leaves the old state or the new one. */

@@ -1,87 +1,25 @@
 /**
- * The transfer manifest (contract with the importer and the mirror; JSON Schema:
- * schemas/transfer-manifest.v1.schema.json) and the pinned requests the input parsers produce.
+ * The transfer manifest (the contract with the importer and the mirror) is defined once, in @airlock/schemas
+ * (checked against transfer-manifest.v1.schema.json); re-exported here. Below: the pinned requests the input
+ * parsers produce.
  */
-
-export type Ecosystem = 'npm' | 'pypi' | 'bazel' | 'nix' | 'generic';
-
-export interface ManifestBlob {
-  sha256: string;
-  size: number;
-}
-
-export interface EntryDigests {
-  sha256: string;
-  sha512: string;
-  sha1: string;
-}
-
-export interface NpmEntryMetadata {
-  integrity: string;
-  shasum: string;
-  manifest: Record<string, unknown>;
-  time: string | null;
-  distTags?: Record<string, string>;
-}
-
-export interface PypiEntryMetadata {
-  project: string;
-  requiresPython: string | null;
-  /** false, or the yank reason ('' when the index gave none: any string means "yanked"). */
-  yanked: false | string;
-  packagetype: 'bdist_wheel' | 'sdist';
-  coreMetadata: ManifestBlob | null;
-}
-
-export interface BazelEntryMetadata {
-  repository: string;
-  stripPrefix: string | null;
-  type: 'http_archive' | 'http_file';
-}
-
-export interface NixEntryMetadata {
-  outputHashAlgo: 'sha256' | 'sha512';
-  outputHashMode: 'flat' | 'recursive';
-  outputHash: string;
-  nixBase32: string;
-}
-
-interface EntryBase<E extends Ecosystem, M> {
-  ecosystem: E;
-  name: string;
-  version: string | null;
-  filename: string;
-  urls: string[];
-  size: number;
-  digests: EntryDigests;
-  purl: string;
-  metadata: M;
-}
-
-export type NpmManifestEntry = EntryBase<'npm', NpmEntryMetadata>;
-export type PypiManifestEntry = EntryBase<'pypi', PypiEntryMetadata>;
-export type BazelManifestEntry = EntryBase<'bazel', BazelEntryMetadata>;
-export type NixManifestEntry = EntryBase<'nix', NixEntryMetadata>;
-export type GenericManifestEntry = EntryBase<'generic', Record<string, never>>;
-export type ManifestEntry =
-  NpmManifestEntry | PypiManifestEntry | BazelManifestEntry | NixManifestEntry | GenericManifestEntry;
-
-export interface SnapshotInfo {
-  id: string;
-  sequence: number;
-  previous: string | null;
-  createdAt: string;
-  producer: { name: string; version: string };
-}
-
-export interface TransferManifest {
-  mediaType: 'application/vnd.airlock.transfer-manifest.v1+json';
-  snapshot: SnapshotInfo;
-  blobs: ManifestBlob[];
-  entries: ManifestEntry[];
-  /** The bundle's SBOM by digest, or null when it carries none: the signed manifest commits to it. */
-  sbom: ManifestBlob | null;
-}
+export type {
+  Ecosystem,
+  ManifestBlob,
+  EntryDigests,
+  NpmEntryMetadata,
+  PypiEntryMetadata,
+  BazelEntryMetadata,
+  NixEntryMetadata,
+  NpmManifestEntry,
+  PypiManifestEntry,
+  BazelManifestEntry,
+  NixManifestEntry,
+  GenericManifestEntry,
+  ManifestEntry,
+  SnapshotInfo,
+  TransferManifest,
+} from '@airlock/schemas';
 
 // ---- What the parsers produce ----
 

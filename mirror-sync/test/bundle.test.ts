@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
+import { validatorFor } from '@airlock/schemas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   canonicalBytes,
@@ -201,13 +201,8 @@ const run = (out: string, extra: Partial<SyncOptions> = {}): ReturnType<typeof s
     ...extra,
   });
 
-function schemaValidator(): ReturnType<Ajv['compile']> {
-  // As the importer would: default Ajv options, schema read from the repository's schemas/ folder.
-  const schema = JSON.parse(
-    readFileSync(new URL('../../schemas/transfer-manifest.v1.schema.json', import.meta.url), 'utf8'),
-  ) as object;
-  return new Ajv({ allErrors: true }).compile(schema);
-}
+// As the importer does: the repository's one loader (@airlock/schemas).
+const schemaValidator = () => validatorFor('transfer-manifest.v1');
 
 describe('transfer bundle', () => {
   it('holds exactly manifest.json, the attestations and every blob, with fixed headers', async () => {

@@ -17,16 +17,10 @@ import {
   type Descriptor,
   type ImageFile,
 } from '@airlock/oci';
-import { CYCLONEDX_PREDICATE_TYPE } from '@airlock/sbom';
+import { CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1 } from '@airlock/schemas';
 import { RunnerError } from './errors.js';
 import { globToRegExp, type OutputFile } from './outputs.js';
-import {
-  buildSbom,
-  provenanceStatement,
-  sbomStatement,
-  SLSA_PROVENANCE_V1,
-  type ProvenanceInput,
-} from './provenance.js';
+import { buildSbom, provenanceStatement, sbomStatement, type ProvenanceInput } from './provenance.js';
 import { signWith, type AttestationSigner } from './signer.js';
 import type { ImageSpec } from './spec.js';
 

@@ -18,7 +18,6 @@ export {
   type ImageSpec,
   type LoadedSpec,
 } from './spec.js';
-export { SCHEMA_FILES, schemaUrl, getValidator } from './schemas.js';
 export {
   runBuild,
   runnerVersion,

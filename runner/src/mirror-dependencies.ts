@@ -1,22 +1,7 @@
+import { check } from '@airlock/schemas';
 import type { MirrorEndpoint, MirrorFetch } from './mirror-endpoint.js';
 import type { MirrorDependency } from './provenance.js';
 import { RunnerError } from './errors.js';
-
-/** What the mirror's `/-/airlock/blobs/<sha256>` answers. */
-interface BlobLookup {
-  sha256: string;
-  size: number;
-  snapshot: { id: string; sequence: number };
-  entries: {
-    ecosystem: string;
-    name: string;
-    version: string | null;
-    filename: string;
-    purl: string | null;
-    urls: string[];
-    digests: Record<string, string | undefined>;
-  }[];
-}
 
 export interface ResolvedMirrorFetches {
   dependencies: MirrorDependency[];
@@ -53,20 +38,24 @@ export async function resolveMirrorFetches(
         `mirror lookup of sha256:${sha256} (fetched as ${fetch.path}) answered HTTP ${r.status}`,
       );
     }
-    let info: BlobLookup;
+    let body: unknown;
     try {
-      info = JSON.parse(r.body.toString('utf8')) as BlobLookup;
+      body = JSON.parse(r.body.toString('utf8'));
     } catch (cause) {
       throw new RunnerError('RUNNER_MIRROR_UNAVAILABLE', `mirror lookup of sha256:${sha256} returned invalid JSON`, {
         cause,
       });
     }
-    if (info.sha256 !== sha256 || !Array.isArray(info.entries) || typeof info.snapshot?.id !== 'string') {
+    // The mirror's answer (mirror-blob-lookup.v1.schema.json) must be about the blob asked for.
+    const checked = check('mirror-blob-lookup.v1', body, {}, (e) => new RunnerError('RUNNER_INTERNAL', e.message));
+    const problems = checked.ok ? (checked.value.sha256 === sha256 ? [] : [`sha256: not ${sha256}`]) : checked.problems;
+    if (!checked.ok || problems.length > 0) {
       throw new RunnerError(
         'RUNNER_MIRROR_UNAVAILABLE',
-        `mirror lookup of sha256:${sha256} returned an unexpected document`,
+        `mirror lookup of sha256:${sha256} returned an unexpected document: ${problems.join('; ')}`,
       );
     }
+    const info = checked.value;
     if (!newest || info.snapshot.sequence > newest.sequence) newest = info.snapshot;
     const seen = new Set<string>();
     for (const e of info.entries) {

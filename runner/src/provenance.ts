@@ -1,11 +1,6 @@
 import { canonicalize, makeStatement, type ResourceDescriptor, type Statement, type Subject } from '@airlock/core';
-import {
-  CYCLONEDX_PREDICATE_TYPE,
-  purlDisplayName,
-  sbomForBuild,
-  type BuildInput,
-  type CycloneDxBom,
-} from '@airlock/sbom';
+import { AIRLOCK_BUILD_TYPE, CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1 } from '@airlock/schemas';
+import { purlDisplayName, sbomForBuild, type BuildInput, type CycloneDxBom } from '@airlock/sbom';
 import { RunnerError } from './errors.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
 import type { ReproducibilityResult } from './reproducibility.js';
@@ -13,14 +8,12 @@ import type { SourceCheckout } from './git-source.js';
 import type { BuildSpec, BuilderSpec } from './spec.js';
 import type { ToolchainEntry } from './toolchain.js';
 
-/** SLSA Provenance v1 predicate type (https://slsa.dev/provenance/v1). */
-export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
-
 /**
- * The build type this runner documents: how to read externalParameters and internalParameters is fixed by
- * schemas/slsa-buildtype-airlock-v1.schema.json (verifiers should reject unknown externalParameters fields).
+ * The build type this runner documents (AIRLOCK_BUILD_TYPE): how to read externalParameters and
+ * internalParameters is fixed by schemas/slsa-buildtype-airlock-v1.schema.json (verifiers should reject unknown
+ * externalParameters fields). Re-exported: @airlock/schemas defines the URIs once.
  */
-export const AIRLOCK_BUILD_TYPE = 'https://airlock.dev/buildtypes/hermetic/v1';
+export { AIRLOCK_BUILD_TYPE, SLSA_PROVENANCE_V1 };
 
 /** A mirror blob the build consumed, as the caller knows it (from the transfer manifest). */
 export interface MirrorDependency {

@@ -3,65 +3,18 @@ import { dirname, extname, resolve } from 'node:path';
 import { canonicalize, sha256Hex } from '@airlock/core';
 import { parse as parseYaml } from 'yaml';
 import { RunnerError } from './errors.js';
-import { formatSchemaErrors, getValidator, SCHEMA_FILES } from './schemas.js';
+import { validate, type BuildSpec, type FieldStyle } from '@airlock/schemas';
 
-/** The build spec (schemas/build-spec.v1.schema.json). */
-export interface BuildSpec {
-  source: SourceSpec;
-  builder: BuilderSpec;
-  outputs: string[];
-  /** Selects one of the operator's mirrors (runner/src/mirror-selection.ts): by name or by its exact URL. */
-  mirror?: { name: string; url?: undefined } | { url: string; name?: undefined };
-  env?: string[];
-  reproducible?: boolean;
-  timeoutSeconds?: number;
-  image?: ImageSpec;
-}
-
-/**
- * OCI image output: the selected outputs as one reproducible layer, pushed to `repository` and signed
- * (schemas/build-spec.v1.schema.json `image`; runner/README.md "Image output").
- */
-export interface ImageSpec {
-  type: 'oci';
-  /** `registry-host[:port]/path`, without tag or digest. */
-  repository: string;
-  /** Tag pushed besides the digest; default: the first 12 hex digits of `source.commit`. */
-  tag?: string;
-  /** Patterns over the declared outputs' names (the `outputs` glob syntax) to put in the image; default: every output. */
-  files?: string[];
-  /** Absolute directory in the image the files go under (keeping their relative paths); default `/app`. */
-  path?: string;
-  entrypoint?: string[];
-  /** Default: `path`. */
-  workingDir?: string;
-  /**
-   * Patterns over the output names whose files get mode 0755 (all others 0644). Default: the files the build
-   * left executable.
-   */
-  executable?: string[];
-}
-
-export interface SourceSpec {
-  repo: string;
-  commit: string;
-  ref?: string;
-}
-
-export type BuilderSpec = CommandBuilderSpec | BazelBuilderSpec | NixBuilderSpec;
-export interface CommandBuilderSpec {
-  type: 'command';
-  argv: string[];
-}
-export interface BazelBuilderSpec {
-  type: 'bazel';
-  targets: string[];
-}
-export interface NixBuilderSpec {
-  type: 'nix';
-  file: string;
-  attribute: string;
-}
+/** The build spec's types are the shared contract (@airlock/schemas, checked against build-spec.v1.schema.json). */
+export type {
+  BuildSpec,
+  SourceSpec,
+  BuilderSpec,
+  CommandBuilderSpec,
+  BazelBuilderSpec,
+  NixBuilderSpec,
+  ImageSpec,
+} from '@airlock/schemas';
 
 /** A validated spec plus what the runner derives from how it was given. */
 export interface LoadedSpec {
@@ -119,18 +72,15 @@ export function loadSpec(value: unknown, baseDir = process.cwd()): LoadedSpec {
 function validateSpec(value: unknown, what: string): { spec: BuildSpec; digest: string } {
   const early = branchOnlyProblem(value);
   if (early) throw new RunnerError('RUNNER_SPEC_INVALID', `${what}: ${early}`, { details: { problems: [early] } });
-  const validate = getValidator('buildSpec');
-  if (!validate(value)) {
-    const problems = formatSchemaErrors(validate.errors ?? []);
-    throw new RunnerError(
-      'RUNNER_SPEC_INVALID',
-      `${what} does not match ${SCHEMA_FILES.buildSpec}:\n  - ${problems.join('\n  - ')}`,
-      {
-        details: { schema: SCHEMA_FILES.buildSpec, problems },
-      },
-    );
-  }
-  const spec = value as unknown as BuildSpec;
+  validate('build-spec.v1', value, {
+    what,
+    style: SPEC_FIELDS,
+    error: (e) =>
+      e.code === 'SCHEMA_UNAVAILABLE'
+        ? new RunnerError('RUNNER_INTERNAL', e.message, { cause: e })
+        : new RunnerError('RUNNER_SPEC_INVALID', e.message, { details: { schema: e.schema, problems: e.problems } }),
+  });
+  const spec: BuildSpec = value;
   const problems = (spec.env ?? [])
     .map((name, i) =>
       RESERVED_ENV.has(name) || RESERVED_ENV_PREFIX.test(name)
@@ -171,4 +121,23 @@ function branchOnlyProblem(value: unknown): string | undefined {
 
 export function specTimeoutSeconds(spec: BuildSpec): number {
   return spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
+}
+
+/** Spec problems name the field from the top (`builder.argv[0]`), the spec itself as `(spec)`. */
+const SPEC_FIELDS: FieldStyle = { top: '(spec)', hint: patternHint };
+
+/** What a failed `pattern`/`not` means, in words (the regular expression itself helps nobody). */
+function patternHint(instancePath: string): string | undefined {
+  if (/^\/outputs\/\d+$/.test(instancePath) || instancePath === '/builder/file') {
+    return "must be a relative '/'-separated path without '.', '..' or empty segments, backslashes or control characters";
+  }
+  if (instancePath === '/source/commit') return 'must be a full 40-hex lowercase commit id';
+  if (instancePath.startsWith('/env/')) return 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)';
+  if (/^\/image\/(files|executable)\/\d+$/.test(instancePath))
+    return "must be a relative '/'-separated pattern over output names, without '.', '..' or empty segments";
+  if (instancePath === '/image/path' || instancePath === '/image/workingDir')
+    return "must be an absolute '/'-separated path without '.', '..' or empty segments or a trailing '/'";
+  if (instancePath === '/image/tag')
+    return "must be a tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) not starting with 'sha256-' (reserved for signatures and the referrers index)";
+  return undefined;
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES, exitCodeFor } from '../src/errors.js';
 import { AIRLOCK_BUILD_TYPE, SLSA_PROVENANCE_V1 } from '../src/provenance.js';
 import { runBuild, type RunOptions, type RunResult } from '../src/run.js';
-import { getValidator } from '../src/schemas.js';
+import { validatorFor } from '@airlock/schemas';
 import type { BuildSpec } from '../src/spec.js';
 import {
   bwrapProblem,
@@ -126,7 +126,7 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
       expect(st.predicateType).toBe(SLSA_PROVENANCE_V1);
       expect(st.subject).toEqual([{ name: a.name, digest: { sha256: a.sha256 } }]);
       const bd = st.predicate!.buildDefinition;
-      const validate = getValidator('buildType');
+      const validate = validatorFor('slsa-buildtype-airlock-v1');
       expect(validate(bd), JSON.stringify(validate.errors)).toBe(true);
       expect(bd.buildType).toBe(AIRLOCK_BUILD_TYPE);
       expect(bd.externalParameters).toEqual({

@@ -63,6 +63,8 @@ export interface ValidateOptions {
   error?: SchemaErrorFactory;
 }
 
+export type Checked<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+
 /** Locates a schema file; the default resolves `@airlock/schemas/<file>` through the package's own exports. */
 export type SchemaLocator = (file: string) => string;
 
@@ -105,6 +107,17 @@ export class SchemaLoader {
     return fn(value) ? [] : formatSchemaErrors(fn.errors ?? [], style);
   }
 
+  /** The value typed as the schema's contract, or the problem lines. */
+  check<N extends SchemaName>(
+    name: N,
+    value: unknown,
+    style: FieldStyle = {},
+    error?: SchemaErrorFactory,
+  ): Checked<Contracts[N]> {
+    const problems = this.problems(name, value, style, error);
+    return problems.length === 0 ? { ok: true, value: value as Contracts[N] } : { ok: false, problems };
+  }
+
   /** Throws SCHEMA_MISMATCH (through `error`) with one line per problem unless `value` matches the schema. */
   validate<N extends SchemaName>(
     name: N,
@@ -134,6 +147,15 @@ export function schemaProblems(
   error?: SchemaErrorFactory,
 ): string[] {
   return schemas.problems(name, value, style, error);
+}
+
+export function check<N extends SchemaName>(
+  name: N,
+  value: unknown,
+  style?: FieldStyle,
+  error?: SchemaErrorFactory,
+): Checked<Contracts[N]> {
+  return schemas.check(name, value, style, error);
 }
 
 export function validate<N extends SchemaName>(

@@ -3,8 +3,6 @@
  * types. Defined once here; packages import them instead of repeating the literals.
  */
 
-/** in-toto Statement v1 (`_type`). */
-export const INTOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
 /** SLSA Provenance v1 predicate type (the same URI for SLSA 1.0–1.2). */
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
 /** SLSA Verification Summary Attestation v1 predicate type. */

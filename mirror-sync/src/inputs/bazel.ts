@@ -97,7 +97,7 @@ function fromRawList(data: unknown, source: string, fromQuery: boolean): { entri
     });
     throwIfProblems(source, problems);
   }
-  assertSchema('bazelFetchList', data, source, label);
+  assertSchema('sync-bazel-fetch-list', data, source, label);
   const list = data as {
     name: string;
     urls: string[];

@@ -33,7 +33,7 @@ export function parseGenericList(text: string, source = 'generic list'): ParsedI
     });
     throwIfProblems(source, unpinned);
   }
-  assertSchema('genericList', data, source, label);
+  assertSchema('sync-generic-list', data, source, label);
 
   const problems: InputProblem[] = [];
   const notes: string[] = [];

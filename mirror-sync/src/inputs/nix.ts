@@ -114,7 +114,7 @@ export function parseNixShowDerivation(
   options: NixParseOptions = {},
 ): ParsedInput<NixFetch> {
   const data = parseJsonInput(text, source);
-  assertSchema('nixShowDerivation', data, source, (k) => `derivation '${k}'`);
+  assertSchema('sync-nix-show-derivation', data, source, (k) => `derivation '${k}'`);
   const mirrors = { ...DEFAULT_NIX_MIRRORS, ...(options.mirrors ?? {}) };
   const notes: string[] = [];
   const problems: InputProblem[] = [];
@@ -209,7 +209,7 @@ export function parseNixFetchList(
     });
     throwIfProblems(source, unpinned);
   }
-  assertSchema('nixFetchList', data, source, label);
+  assertSchema('sync-nix-fetch-list', data, source, label);
   const mirrors = { ...DEFAULT_NIX_MIRRORS, ...(options.mirrors ?? {}) };
   const notes: string[] = [];
   const problems: InputProblem[] = [];

@@ -29,7 +29,7 @@ export function parseNpmLockfile(text: string, source = 'package-lock.json'): Pa
       },
     ]);
   }
-  assertSchema('npmLockfile', data, source, (k) => (k === 'packages' ? 'packages' : k));
+  assertSchema('sync-npm-lockfile', data, source, (k) => (k === 'packages' ? 'packages' : k));
   const packages = (data as { packages: Record<string, Record<string, unknown>> }).packages;
 
   const notes: string[] = [];

@@ -149,7 +149,7 @@ export function parseRequirementsTxt(text: string, source = 'requirements.txt'):
   }
   throwIfProblems(source, problems);
   const entries = [...byId.values()];
-  assertSchema('requirements', entries, source, (k) => {
+  assertSchema('sync-requirements', entries, source, (k) => {
     const r = entries[Number(k)];
     return r ? `${r.name}==${r.version} (line ${r.line})` : `entry ${k}`;
   });

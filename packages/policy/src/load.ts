@@ -6,7 +6,7 @@ import { validRange } from 'semver';
 import { parseDocument } from 'yaml';
 import { PolicyError } from './errors.js';
 import { compileAuthority, type CompiledAuthority } from './match.js';
-import { formatSchemaErrors, getValidator } from './schemas.js';
+import { problemsAgainst } from './schemas.js';
 import type { PolicyDocument } from './types.js';
 
 /** A validated policy with everything the engine needs precomputed. */
@@ -81,9 +81,8 @@ export function loadPolicyFile(path: string): LoadedPolicy {
 }
 
 function validate(value: unknown): string[] {
-  const validator = getValidator('policy');
-  if (!validator(value)) return formatSchemaErrors(validator.errors ?? [], 'policy');
-  return semanticProblems(value as PolicyDocument);
+  const problems = problemsAgainst('policy.v1', value, 'policy');
+  return problems.length > 0 ? problems : semanticProblems(value as PolicyDocument);
 }
 
 /** What the schema cannot say (see its description). */

@@ -4,7 +4,7 @@ import { AIRLOCK_BUILD_TYPE } from './constants.js';
 import type { Accepted, BuildFacts, Dependency, ProvenancePredicate, RuleResult } from './evidence.js';
 import type { LoadedPolicy } from './load.js';
 import { matchesAny } from './match.js';
-import { formatSchemaErrors, getValidator } from './schemas.js';
+import { problemsAgainst } from './schemas.js';
 import type { ProvenanceRules } from './types.js';
 
 /** What the rules read from one provenance predicate, extracted once with every access checked. */
@@ -170,9 +170,8 @@ function oneOf(rule: string, field: string, seen: string | undefined, allowed: s
 
 /** The airlock build type's schema: unknown externalParameters fields are refused (SLSA: verifiers SHOULD). */
 function buildDefinitionRule(v: ProvenanceView): RuleResult {
-  const validate = getValidator('buildType');
-  const ok = validate(v.predicate.buildDefinition);
-  const problems = ok ? [] : formatSchemaErrors(validate.errors ?? [], 'buildDefinition');
+  const problems = problemsAgainst('slsa-buildtype-airlock-v1', v.predicate.buildDefinition, 'buildDefinition');
+  const ok = problems.length === 0;
   return result(
     'provenance.buildDefinition',
     ok,

@@ -1,6 +1,6 @@
 import { canonicalBytes, sha256Hex } from '@airlock/core';
+import { check, TRANSFER_MANIFEST_PREDICATE_TYPE, type TransferManifest } from '@airlock/schemas';
 import type { BundleVerifier } from '@airlock/verify';
-import { TRANSFER_MANIFEST_MEDIA_TYPE, TRANSFER_MANIFEST_PREDICATE_TYPE } from './constants.js';
 import { PolicyError } from './errors.js';
 import type { Signer } from './match.js';
 
@@ -18,13 +18,6 @@ export interface SnapshotHit {
  */
 export interface SnapshotSource {
   lookup(digest: { sha256: string }): SnapshotHit[] | Promise<SnapshotHit[]>;
-}
-
-interface ManifestLike {
-  mediaType?: unknown;
-  snapshot?: { id?: unknown; sequence?: unknown; previous?: unknown; createdAt?: unknown };
-  blobs?: unknown;
-  entries?: { digests?: { sha256?: unknown }; purl?: unknown }[];
 }
 
 /**
@@ -56,12 +49,11 @@ export class TransferManifestSnapshotSource implements SnapshotSource {
       );
     }
     const m = parseManifest(manifestBytes, where);
-    const snapshotId = m.snapshot!.id as string;
-    for (const e of m.entries ?? []) {
-      const sha = e.digests?.sha256;
-      if (typeof sha !== 'string') throw new PolicyError('POLICY_SNAPSHOT_INVALID', `${where}: entry without sha256`);
+    const snapshotId = m.snapshot.id;
+    for (const e of m.entries) {
+      const sha = e.digests.sha256;
       const hits = this.bySha256.get(sha) ?? [];
-      hits.push({ snapshotId, signedBy: { ...signer }, ...(typeof e.purl === 'string' ? { purl: e.purl } : {}) });
+      hits.push({ snapshotId, signedBy: { ...signer }, purl: e.purl });
       this.bySha256.set(sha, hits);
     }
     return this;
@@ -72,16 +64,27 @@ export class TransferManifestSnapshotSource implements SnapshotSource {
   }
 }
 
-function parseManifest(bytes: Buffer, where: string): ManifestLike {
-  let m: ManifestLike;
+function parseManifest(bytes: Buffer, where: string): TransferManifest {
+  let value: unknown;
   try {
-    m = JSON.parse(bytes.toString('utf8')) as ManifestLike;
+    value = JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
     throw new PolicyError('POLICY_SNAPSHOT_INVALID', `${where}: not JSON`, { cause });
   }
-  const s = m?.snapshot;
-  if (m?.mediaType !== TRANSFER_MANIFEST_MEDIA_TYPE || typeof s?.id !== 'string' || !Array.isArray(m.entries))
-    throw new PolicyError('POLICY_SNAPSHOT_INVALID', `${where}: not an airlock transfer manifest`);
+  const checked = check(
+    'transfer-manifest.v1',
+    value,
+    { root: 'manifest' },
+    (e) => new PolicyError('POLICY_SCHEMA_UNAVAILABLE', e.message, { cause: e }),
+  );
+  if (!checked.ok)
+    throw new PolicyError(
+      'POLICY_SNAPSHOT_INVALID',
+      `${where}: not an airlock transfer manifest: ${checked.problems.slice(0, 5).join('; ')}`,
+      { details: { problems: checked.problems } },
+    );
+  const m = checked.value;
+  const s = m.snapshot;
   const id = `sha256:${sha256Hex(
     canonicalBytes({
       sequence: s.sequence,

@@ -6,8 +6,8 @@ import type { CycloneDxBom, CycloneDxComponent, CycloneDxHashAlgorithm } from '.
 /** Package version, recorded as the `airlock` tool's version unless the caller says otherwise. */
 export const AIRLOCK_SBOM_VERSION = '0.1.0';
 export const CYCLONEDX_SPEC_VERSION = '1.6';
-/** in-toto predicate type for a CycloneDX BOM (in-toto/attestation spec/predicates/cyclonedx.md). */
-export const CYCLONEDX_PREDICATE_TYPE = 'https://cyclonedx.org/bom';
+/** in-toto predicate type for a CycloneDX BOM: defined once in @airlock/schemas, re-exported. */
+export { CYCLONEDX_PREDICATE_TYPE } from '@airlock/schemas';
 export const CYCLONEDX_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
 
 const HASH_ALGORITHMS: [DigestAlgorithm, CycloneDxHashAlgorithm][] = [

@@ -1,4 +1,5 @@
 import type { DigestSet } from '@airlock/core';
+import type { Assignable, TransferManifest } from '@airlock/schemas';
 
 // ---- Input: the parts of the transfer manifest (helper-briefs/manifest.md) that the SBOM reads ----
 
@@ -26,13 +27,18 @@ export interface SnapshotInfo {
   producer?: { name: string; version: string };
 }
 
-/** A transfer manifest (`application/vnd.airlock.transfer-manifest.v1+json`), structurally. */
+/**
+ * A transfer manifest (`application/vnd.airlock.transfer-manifest.v1+json`), structurally: the parts the SBOM
+ * reads. The contract itself is @airlock/schemas' TransferManifest, which is assignable to this (checked below).
+ */
 export interface SnapshotManifest {
   mediaType?: string;
   snapshot: SnapshotInfo;
   blobs?: { sha256: string; size: number }[];
   entries: SnapshotEntry[];
 }
+
+export type TransferManifestIsSnapshotManifest = Assignable<TransferManifest, SnapshotManifest>;
 
 export interface SbomOptions {
   /** `urn:uuid:<lowercase uuid>`; default: a UUID v5 derived from the content, so the same input gives the same bytes. */

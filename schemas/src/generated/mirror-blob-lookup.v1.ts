@@ -30,7 +30,7 @@ export interface Entry {
     sha1?: string;
   };
   /**
-   * Sequence of the snapshot that added the entry.
+   * Sequence of the snapshot that added the entry (always sent by the mirror; not needed by readers).
    */
-  addedIn: number;
+  addedIn?: number;
 }

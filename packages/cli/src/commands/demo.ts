@@ -14,7 +14,7 @@ import { importBundle, startMirrorServer } from '@airlock/mirror';
 import { syncToBundle } from '@airlock/mirror-sync';
 import { startTrustPlane } from '@airlock/plane';
 import { runBuild, type RunResult } from '@airlock/runner';
-import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
+import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { BundleVerifier } from '@airlock/verify';
 import { EXIT, fail, printResult, type OutputOptions } from '../output.js';
@@ -111,7 +111,7 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
           ],
           out: bundlePath,
           signer: signerFor(syncIdentity),
-          sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
+          sbom: async (manifest) => sbomFromManifest(manifest),
           quiet: true,
         }),
       (r) => ({

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseNpmrc, syncToBundle, SyncError, type SyncInput, type InputKind } from '@airlock/mirror-sync';
-import { sbomFromManifest, type SnapshotManifest as SbomManifest } from '@airlock/sbom';
+import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
 import { resolveSigningContext, type SigningFlags } from '../context.js';
@@ -120,7 +120,7 @@ export function registerSyncCommand(program: Command): void {
           concurrency: parseIntFlag('--concurrency', flags.concurrency),
           perHostConcurrency: parseIntFlag('--per-host', flags.perHost),
           signer,
-          sbom: async (manifest) => sbomFromManifest(manifest as unknown as SbomManifest),
+          sbom: async (manifest) => sbomFromManifest(manifest),
           progress: flags.quiet ? 'none' : 'auto',
         });
         printResult(flags, { ok: true, ...result }, () =>

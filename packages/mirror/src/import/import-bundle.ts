@@ -1,14 +1,20 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { AirlockError, canonicalBytes, hasErrorCode, sha256Hex, type Statement } from '@airlock/core';
-import type { ImportSession, MirrorEntryInput, MirrorStore, SnapshotManifest, SnapshotRecord } from '@airlock/cas';
+import type { ImportSession, MirrorStore, SnapshotRecord } from '@airlock/cas';
+import {
+  CYCLONEDX_PREDICATE_TYPE,
+  TRANSFER_MANIFEST_PREDICATE_TYPE,
+  type ManifestBlob,
+  type TransferManifest,
+} from '@airlock/schemas';
 import { BundleVerifier, parseBundleStrict, type IdentityPolicy, type VerificationResult } from '@airlock/verify';
 import { ImportError } from './errors.js';
 import { validateTransferManifest } from './manifest-schema.js';
 import { readStrictTar } from './strict-tar.js';
 
-export const TRANSFER_MANIFEST_PREDICATE_TYPE = 'https://airlock.dev/attestation/transfer-manifest/v1';
-export const CYCLONEDX_PREDICATE_TYPE = 'https://cyclonedx.org/bom';
+/** Defined once in @airlock/schemas; re-exported for the importer's users. */
+export { CYCLONEDX_PREDICATE_TYPE, TRANSFER_MANIFEST_PREDICATE_TYPE };
 
 const MANIFEST = 'manifest.json';
 const MANIFEST_BUNDLE = 'attestations/manifest.sigstore.json';
@@ -18,11 +24,7 @@ const ATTESTATION_NAMES = new Set([MANIFEST_BUNDLE, SBOM, SBOM_BUNDLE]);
 const BLOB_NAME = /^blobs\/sha256\/([0-9a-f]{64})$/;
 
 /** The manifest's commitment to the bundle's SBOM document (`attestations/sbom.cdx.json`). */
-interface ManifestSbom {
-  sha256: string;
-  size: number;
-}
-type TransferManifest = SnapshotManifest & { entries: MirrorEntryInput[]; sbom?: ManifestSbom | null };
+type ManifestSbom = ManifestBlob;
 
 export interface ImportOptions {
   store: MirrorStore;
@@ -288,7 +290,7 @@ function verifyHead(
   }
   const manifest = parseJson(manifestBytes, MANIFEST);
   validateTransferManifest(manifest);
-  const m = manifest as TransferManifest;
+  const m: TransferManifest = manifest;
   checkManifestConsistency(m);
   checkStatementCoversManifest(result.statement!, m);
   checkSnapshotAge(m.snapshot.createdAt, options);
@@ -392,7 +394,7 @@ function checkSbomCommitted(
  * What the schema cannot say: the snapshot id is the hash of the content it names (so a manifest cannot keep an
  * old id with new entries), every entry's blob is listed with the same size, and every listed blob is used.
  */
-export function checkManifestConsistency(m: SnapshotManifest & { entries: MirrorEntryInput[] }): void {
+export function checkManifestConsistency(m: TransferManifest): void {
   const fail = (msg: string): never => {
     throw new ImportError('IMPORT_MANIFEST_INVALID', `manifest.json: ${msg}`);
   };
@@ -411,19 +413,17 @@ export function checkManifestConsistency(m: SnapshotManifest & { entries: Mirror
     if (listed !== size) fail(`${where} says ${size} bytes for blob ${sha256}, the blob list says ${listed}`);
     used.add(sha256);
   };
-  (m.entries as MirrorEntryInput[]).forEach((e, i) => {
+  m.entries.forEach((e, i) => {
     use(e.digests.sha256, e.size, `entries[${i}] (${e.ecosystem} ${e.name})`);
-    const core = (e.metadata as { coreMetadata?: { sha256?: unknown; size?: unknown } | null } | undefined)
-      ?.coreMetadata;
-    if (core && typeof core.sha256 === 'string' && typeof core.size === 'number')
-      use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);
+    const core = e.ecosystem === 'pypi' ? e.metadata.coreMetadata : null;
+    if (core) use(core.sha256, core.size, `entries[${i}].metadata.coreMetadata`);
   });
   const unused = [...sizes.keys()].filter((h) => !used.has(h));
   if (unused.length) fail(`${unused.length} listed blob(s) belong to no entry, e.g. ${unused[0]}`);
 }
 
 /** The signed statement must name exactly the manifest's blobs (no more, no fewer) with the same digests. */
-function checkStatementCoversManifest(statement: Statement, manifest: SnapshotManifest): void {
+function checkStatementCoversManifest(statement: Statement, manifest: TransferManifest): void {
   const signed = new Map<string, string>();
   for (const s of statement.subject) {
     const m = BLOB_NAME.exec(s.name);
@@ -447,7 +447,7 @@ function checkStatementCoversManifest(statement: Statement, manifest: SnapshotMa
   }
 }
 
-function checkOrder(store: MirrorStore, manifest: SnapshotManifest, allowGap: boolean | undefined): void {
+function checkOrder(store: MirrorStore, manifest: TransferManifest, allowGap: boolean | undefined): void {
   try {
     store.checkSnapshotOrder(manifest.snapshot, allowGap ? { allowGap: true } : {});
   } catch (cause) {
