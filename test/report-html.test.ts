@@ -23,7 +23,7 @@ import {
   sbomOf,
   startWorld,
   type World,
-} from '../packages/policy/test/world.js';
+} from './helpers/policy-world.js';
 import { runCli } from './helpers/cli.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));

@@ -1,6 +1,6 @@
 /**
  * `airlock verify artifact` / `verify vsa` through the built CLI, on real artifacts: a real trust plane on loopback,
- * provenance and SBOM made by the runner's own builders and signed as the runner (packages/policy/test/world.ts),
+ * provenance and SBOM made by the runner's own builders and signed as the runner (test/helpers/policy-world.ts),
  * bundles written beside the artifact under the runner's names, a transfer manifest made by mirror-sync's builder
  * and signed as the sync job — given as an unpacked transfer bundle (--snapshot) and committed into a real mirror
  * store (--mirror-store: a transfer bundle imported by the real importer, which keeps the sync bundle). Proves: a written policy passes (exit 0,
@@ -32,7 +32,7 @@ import {
   type Pkg,
   type SignedSnapshot,
   type World,
-} from '../packages/policy/test/world.js';
+} from './helpers/policy-world.js';
 import { runCli } from './helpers/cli.js';
 
 let w: World;

@@ -11,8 +11,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachSigstoreBundle, MEDIA_TYPES, RegistryClient, sha256Digest } from '@airlock/oci';
-import { buildSbom, provenancePredicate, provenanceStatement, sbomStatement } from '../runner/src/provenance.js';
-import { provenanceInput, startWorld, type World } from '../packages/policy/test/world.js';
+import { buildSbom, provenancePredicate, provenanceStatement, sbomStatement } from '@airlock/runner';
+import { provenanceInput, startWorld, type World } from './helpers/policy-world.js';
 import { runCli } from './helpers/cli.js';
 import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
 

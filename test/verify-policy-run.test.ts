@@ -9,18 +9,18 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild, type RunResult } from '../runner/src/run.js';
+import { runBuild, type RunResult } from '@airlock/runner';
 import {
   bwrapProblem,
   gitProblem,
-  makeFixtureRepo,
+  makeGitFixtureRepo,
   rmrf,
+  sandboxTempDir as tempDir,
   straceProblem,
-  tempDir,
   toolsAvailable,
-} from '../runner/test/helpers.js';
-import { startWorld, type World } from '../packages/policy/test/world.js';
-import { runCli } from './helpers/cli.js';
+} from '@airlock/testkit';
+import { startWorld, type World } from './helpers/policy-world.js';
+import { REPO_ROOT, runCli } from './helpers/cli.js';
 
 const enabled = toolsAvailable('verify artifact on a real run (bwrap sandbox, strace, git)', [
   bwrapProblem(),
@@ -60,7 +60,7 @@ describe.runIf(enabled)('verify artifact on a real runBuild', () => {
   beforeAll(async () => {
     w = await startWorld(3);
     dir = tempDir('verify-run');
-    const fx = makeFixtureRepo('good', dir);
+    const fx = makeGitFixtureRepo(join(REPO_ROOT, 'fixtures/runner/good'), dir);
     const specPath = join(dir, 'good.spec.json');
     writeFileSync(
       specPath,

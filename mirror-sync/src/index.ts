@@ -49,7 +49,7 @@ export {
   type ManifestSigner,
   type TransferManifestPredicate,
 } from './statement.js';
-export { computeSnapshotId, compareEntries } from './manifest.js';
+export { buildManifest, computeSnapshotId, compareEntries } from './manifest.js';
 export { readSyncState, writeSyncState, type SyncState } from './state-file.js';
 export type { ProgressMode } from './progress.js';
 export {

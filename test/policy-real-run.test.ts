@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild, type RunResult } from '../../../runner/src/run.js';
+import { runBuild, type RunResult } from '@airlock/runner';
 import {
   bwrapProblem,
   gitProblem,
@@ -20,10 +20,10 @@ import {
   straceProblem,
   toolsAvailable,
 } from '@airlock/testkit';
-import { evaluatePolicy, parsePolicy, type AttestationEvidence } from '../src/index.js';
-import { sha256, snapshotSource, startWorld, type World } from './world.js';
+import { evaluatePolicy, parsePolicy, type AttestationEvidence } from '@airlock/policy';
+import { sha256, snapshotSource, startWorld, type World } from './helpers/policy-world.js';
 
-const RUNNER_GOOD_FIXTURE = fileURLToPath(new URL('../../../fixtures/runner/good', import.meta.url));
+const RUNNER_GOOD_FIXTURE = fileURLToPath(new URL('../fixtures/runner/good', import.meta.url));
 
 const enabled = toolsAvailable('policy on a real run (bwrap sandbox, strace, git)', [
   bwrapProblem(),

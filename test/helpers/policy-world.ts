@@ -2,7 +2,9 @@
  * A realistic world for the policy engine: a real trust plane (CA, transparency log, workload-identity issuer) on
  * loopback; a mirror snapshot made with mirror-sync's own manifest builder and signed as the sync job; provenance
  * and SBOM made with the runner's own builders (runner/src/provenance.ts) and signed as the runner; every bundle
- * verified with @airlock/verify's BundleVerifier before it becomes evidence, as the CLI will do.
+ * verified with @airlock/verify's BundleVerifier before it becomes evidence, as the CLI will do. Shared by the
+ * cross-package policy tests here in test/ (it needs the runner and mirror-sync, so it cannot live in @airlock/testkit,
+ * which must not depend on them).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,12 +21,11 @@ import {
   sbomStatement,
   type MirrorDependency,
   type ProvenanceInput,
-} from '../../../runner/src/provenance.js';
-import type { ReproducibilityResult } from '../../../runner/src/reproducibility.js';
-import { buildManifest, compareEntries } from '../../../mirror-sync/src/manifest.js';
-import { buildManifestStatement } from '../../../mirror-sync/src/statement.js';
-import type { NpmManifestEntry, TransferManifest } from '../../../mirror-sync/src/types.js';
-import { TransferManifestSnapshotSource, type AttestationEvidence } from '../src/index.js';
+  type ReproducibilityResult,
+} from '@airlock/runner';
+import { buildManifest, buildManifestStatement, compareEntries } from '@airlock/mirror-sync';
+import { TransferManifestSnapshotSource, type AttestationEvidence } from '@airlock/policy';
+import type { NpmManifestEntry, TransferManifest } from '@airlock/schemas';
 
 export const REPO = 'https://git.corp.example/acme/app.git';
 export const COMMIT = 'a3c1f0e29b7d4c5e8f6a1b2c3d4e5f60718293a4';

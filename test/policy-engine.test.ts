@@ -27,7 +27,7 @@ import {
   type PolicyDocument,
   type SnapshotSource,
   type Verdict,
-} from '../src/index.js';
+} from '@airlock/policy';
 import {
   ARTIFACT_NAME,
   ARTIFACT_SHA256,
@@ -47,9 +47,9 @@ import {
   startWorld,
   type BuildOptions,
   type World,
-} from './world.js';
+} from './helpers/policy-world.js';
 
-const POLICY_FILE = fileURLToPath(new URL('../../../fixtures/policy/release.policy.yaml', import.meta.url));
+const POLICY_FILE = fileURLToPath(new URL('../fixtures/policy/release.policy.yaml', import.meta.url));
 
 let w: World;
 let policy: LoadedPolicy;
