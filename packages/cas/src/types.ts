@@ -1,6 +1,7 @@
-/** Ecosystems the mirror serves (the transfer manifest's `entries[].ecosystem`). */
-export type Ecosystem = 'npm' | 'pypi' | 'bazel' | 'nix' | 'generic';
-export const ECOSYSTEMS: readonly Ecosystem[] = ['npm', 'pypi', 'bazel', 'nix', 'generic'];
+import type { Assignable, Ecosystem, TransferManifest } from '@airlock/schemas';
+
+/** Ecosystems the mirror serves (the transfer manifest's `entries[].ecosystem`): the shared contract's. */
+export { ECOSYSTEMS, type Ecosystem } from '@airlock/schemas';
 
 /** Digest algorithms the index can look blobs up by (all lowercase hex). */
 export type LookupAlgorithm = 'sha256' | 'sha512' | 'sha1';
@@ -67,6 +68,11 @@ export interface SnapshotManifest {
   entries?: unknown[];
   [key: string]: unknown;
 }
+
+/** The store takes the transfer manifest (@airlock/schemas) as it is: checked at compile time. */
+export type TransferManifestIsSnapshotManifest = Assignable<TransferManifest, SnapshotManifest>;
+/** An entry of the transfer manifest is what the importer hands to `commit`. */
+export type ManifestEntryIsMirrorEntryInput = Assignable<TransferManifest['entries'][number], MirrorEntryInput>;
 
 export interface SnapshotRecord {
   id: string;

@@ -1,10 +1,9 @@
 import type { DigestSet } from '@airlock/core';
-import type { Assignable, TransferManifest } from '@airlock/schemas';
+import type { Assignable, Ecosystem, TransferManifest } from '@airlock/schemas';
 
 // ---- Input: the parts of the transfer manifest (helper-briefs/manifest.md) that the SBOM reads ----
 
-export type Ecosystem = 'npm' | 'pypi' | 'bazel' | 'nix' | 'generic';
-export const ECOSYSTEMS: readonly Ecosystem[] = ['npm', 'pypi', 'bazel', 'nix', 'generic'];
+export { ECOSYSTEMS, type Ecosystem } from '@airlock/schemas';
 
 /** One manifest entry. Ecosystem `metadata` is not read (except bazel's `type`), so it is typed loosely. */
 export interface SnapshotEntry {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { SLSA_PROVENANCE_V1 } from '@airlock/schemas';
 import {
   closeSync,
   constants,
@@ -138,7 +139,7 @@ export function registerSignCommands(program: Command): void {
       .command('attest')
       .description('sign an in-toto Statement v1 about a file as DSSE (subject = the file, predicate from a JSON file)')
       .argument('<file>', 'the artifact the statement is about')
-      .requiredOption('--predicate-type <uri>', 'predicate type URI, e.g. https://slsa.dev/provenance/v1')
+      .requiredOption('--predicate-type <uri>', `predicate type URI, e.g. ${SLSA_PROVENANCE_V1}`)
       .requiredOption('--predicate <file>', 'JSON file with the predicate'),
     DEFAULT_BUNDLE_SUFFIX.attest,
   ).action(async (file: string, flags: AttestFlags) => {
