@@ -1,5 +1,11 @@
 import { canonicalize, makeStatement, type ResourceDescriptor, type Statement, type Subject } from '@airlock/core';
-import { AIRLOCK_BUILD_TYPE, CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1 } from '@airlock/schemas';
+import {
+  AIRLOCK_BUILD_TYPE,
+  CYCLONEDX_PREDICATE_TYPE,
+  SLSA_PROVENANCE_V1,
+  type AirlockBuildDefinition,
+  type Assignable,
+} from '@airlock/schemas';
 import { purlDisplayName, sbomForBuild, type BuildInput, type CycloneDxBom } from '@airlock/sbom';
 import { RunnerError } from './errors.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
@@ -36,6 +42,12 @@ export interface ExternalParameters {
   timeoutSeconds: number;
   mirror?: { url: string } | { name: string };
 }
+
+/** What the runner records stays within the documented build type (slsa-buildtype-airlock-v1.schema.json). */
+export type ExternalParametersMatchBuildType = Assignable<
+  ExternalParameters,
+  AirlockBuildDefinition['externalParameters']
+>;
 
 export interface SandboxParameters {
   tool: 'bubblewrap';
