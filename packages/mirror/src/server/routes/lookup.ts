@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { MirrorBlobLookup } from '@airlock/schemas';
 import type { MirrorContext } from '../context.js';
 import { notFound, sendJson } from '../http-utils.js';
 
@@ -36,11 +37,12 @@ export function handleLookup(
     digests: e.digests,
     addedIn: e.addedIn,
   }));
-  sendJson(
-    req,
-    res,
-    200,
-    { sha256, size: blob.size, snapshot: { id: head.id, sequence: head.sequence }, entries },
-    { 'Cache-Control': 'no-store' },
-  );
+  // The contract (mirror-blob-lookup.v1.schema.json) the runner checks the answer against.
+  const body: MirrorBlobLookup = {
+    sha256,
+    size: blob.size,
+    snapshot: { id: head.id, sequence: head.sequence },
+    entries,
+  };
+  sendJson(req, res, 200, body, { 'Cache-Control': 'no-store' });
 }
