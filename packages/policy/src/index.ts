@@ -57,3 +57,5 @@ export {
   type VerifyArtifactInput,
 } from './artifact/verify.js';
 export { verifyImageByPolicy, type ImagePolicyRun, type VerifyImageInput } from './image/verify.js';
+export { resolveImageDigest, type ImageTarget } from './image/verify.js';
+export { checkVsaBundle, checkImageVsa, type CheckedVsa } from './image/vsa.js';

@@ -56,7 +56,7 @@ export interface ImagePolicyRun extends PolicyRun {
 export async function verifyImageByPolicy(input: VerifyImageInput): Promise<ImagePolicyRun> {
   const { client, signal } = input;
   const verifiers = verifiersOf(input);
-  const { repository, digest } = await resolveTarget(input);
+  const { repository, digest } = await resolveImageDigest(input);
   for (const tag of input.tags ?? []) {
     const d = await registryCall(`tag ${tag}`, signal, () => client.manifestDigest(repository, tag));
     if (d !== digest)
@@ -117,8 +117,19 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
   };
 }
 
-/** The repository and digest to verify: the reference's digest, or its tag (default `latest`) resolved. */
-async function resolveTarget(input: VerifyImageInput): Promise<{ repository: string; digest: string }> {
+export interface ImageTarget {
+  client: RegistryClient;
+  reference?: string;
+  repository?: string;
+  digest?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * The repository and digest an image reference names: its digest (checked against its tag when it has both), or
+ * its tag (default `latest`) resolved through the registry. Or the repository + digest given, unchanged.
+ */
+export async function resolveImageDigest(input: ImageTarget): Promise<{ repository: string; digest: string }> {
   const { client, signal } = input;
   if (input.reference === undefined) {
     if (input.repository === undefined || input.digest === undefined || !isSha256Digest(input.digest))
