@@ -56,7 +56,11 @@ export function checkVsaBundle(
  */
 export async function checkImageVsa(
   target: ImageTarget & { repository: string; digest: string },
-  opts: { verifiers: readonly BundleVerifier[]; identity: IdentityPolicy; expect: Omit<VsaExpectation, 'subjectDigest'> },
+  opts: {
+    verifiers: readonly BundleVerifier[];
+    identity: IdentityPolicy;
+    expect: Omit<VsaExpectation, 'subjectDigest'>;
+  },
 ): Promise<CheckedVsa> {
   const { client, repository, digest, signal } = target;
   const fetched = await registryCall('the Sigstore bundles', signal, () =>
@@ -64,7 +68,10 @@ export async function checkImageVsa(
   );
   const candidates = fetched.filter((b) => b.predicateType === SLSA_VSA_V1);
   if (candidates.length === 0)
-    throw new PolicyError('POLICY_VSA_INVALID', `${client.host}/${repository}@${digest} has no VSA among its referrers`);
+    throw new PolicyError(
+      'POLICY_VSA_INVALID',
+      `${client.host}/${repository}@${digest} has no VSA among its referrers`,
+    );
   let last: unknown;
   for (const b of candidates) {
     try {
