@@ -52,21 +52,29 @@ export async function signVsa(run: PolicyRun, flags: VsaSigningFlags): Promise<{
   if (verifierId === undefined)
     throw new UsageError('--verifier-id is required when the verifier signs with its own OIDC token');
   const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+  const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+  return writeSignedVsa(run, { signer, verifierId, out, ...(flags.force ? { force: true } : {}) });
+}
+
+/** Builds the VSA of a verdict, signs it (DSSE, logged) with `signer`, writes the bundle to `out` (never over a file unless `force`). */
+export async function writeSignedVsa(
+  run: PolicyRun,
+  o: { signer: AirlockSigner; verifierId: string; out: string; force?: boolean },
+): Promise<{ path: string; logIndex?: string }> {
   const statement = buildVsa({
     verdict: run.verdict,
-    verifier: { id: verifierId, version: { '@airlock/cli': VERSION } },
+    verifier: { id: o.verifierId, version: { '@airlock/cli': VERSION } },
     resourceUri: run.resourceUri,
     subjectName: run.artifact.name,
   });
-  const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
-  const bundle: SerializedBundle = await signer.attest(statement);
+  const bundle: SerializedBundle = await o.signer.attest(statement);
   try {
-    writeFileSync(out, `${JSON.stringify(bundle, null, 2)}\n`, { flag: flags.force ? 'w' : 'wx' });
+    writeFileSync(o.out, `${JSON.stringify(bundle, null, 2)}\n`, { flag: o.force ? 'w' : 'wx' });
   } catch (err) {
-    throw new UsageError(`cannot write the VSA to '${out}': ${(err as Error).message} (use --force to overwrite)`);
+    throw new UsageError(`cannot write the VSA to '${o.out}': ${(err as Error).message} (use --force to overwrite)`);
   }
   const e = bundle.verificationMaterial.tlogEntries[0];
-  return { path: out, ...(e?.logIndex !== undefined ? { logIndex: e.logIndex } : {}) };
+  return { path: o.out, ...(e?.logIndex !== undefined ? { logIndex: e.logIndex } : {}) };
 }
 
 function defaultVerifierSubject(flags: VsaSigningFlags): string | undefined {
