@@ -34,17 +34,17 @@ export const AFTER_BUILD_STEPS: DemoStepSpec[] = [
 ];
 
 /** The demo's release policy: every rule kind the engine has except advisories, pinned to this build. */
-function releasePolicy(ctx: DemoContext, runnerIdentity: string): string {
+function releasePolicy(ctx: DemoContext, builder: { name: string; subject: string }): string {
   const { issuer, sync } = ctx.identities;
   return `# Written by airlock demo: the policy the demo build is verified against.
 apiVersion: airlock.dev/policy/v1
 name: airlock demo release
 trustedRoots: [plane/trusted_root.json]
 authorities:
-  runner: { keyless: { subject: '${runnerIdentity}', issuer: '${issuer}' } }
+  ${builder.name}: { keyless: { subject: '${builder.subject}', issuer: '${issuer}' } }
   mirror-sync: { keyless: { subject: '${sync}', issuer: '${issuer}' } }
 provenance:
-  authorities: [runner]
+  authorities: [${builder.name}]
   builderIds: ['${ctx.identities.runner}']
   buildTypes: ['${AIRLOCK_BUILD_TYPE}']
   source:
@@ -54,7 +54,7 @@ provenance:
   reproducible: true
   maxAge: 1h
 dependencies: { syncAuthorities: [mirror-sync] }
-sbom: { authorities: [runner] }
+sbom: { authorities: [${builder.name}] }
 `;
 }
 
@@ -81,7 +81,7 @@ const failedRules = (run: PolicyRun): string =>
 
 async function verifyByPolicy(ctx: DemoContext): Promise<Record<string, unknown>> {
   const path = join(ctx.dataDir, 'release.policy.yaml');
-  writeFileSync(path, releasePolicy(ctx, ctx.identities.runner));
+  writeFileSync(path, releasePolicy(ctx, { name: 'runner', subject: ctx.identities.runner }));
   const run = await verifyWith(ctx, loadPolicyFile(path));
   if (run.verdict.result !== 'PASS') throw new Error(`the build fails the release policy: ${failedRules(run)}`);
   ctx.policyPath = path;
@@ -93,11 +93,15 @@ async function verifyByPolicy(ctx: DemoContext): Promise<Record<string, unknown>
     rules: run.verdict.rules.map((r) => r.rule).join(', '),
     snapshot: run.verdict.facts.mirrorSnapshot ?? ctx.snapshotId,
     commit: run.verdict.facts.commit,
+    byHand: `airlock verify artifact ${run.resourceUri} --policy ${path} --mirror-store ${ctx.storeDir}`,
   };
 }
 
 async function rejectOtherIdentity(ctx: DemoContext): Promise<Record<string, unknown>> {
-  const policy = parsePolicy(releasePolicy(ctx, ctx.identities.sync), 'airlock:demo-wrong-identity');
+  const policy = parsePolicy(
+    releasePolicy(ctx, { name: 'builder-as-sync-job', subject: ctx.identities.sync }),
+    'airlock:demo-wrong-identity',
+  );
   const run = await verifyWith(ctx, policy);
   const rule = run.verdict.rules.find((r) => r.rule === 'provenance.signed');
   if (run.verdict.result !== 'FAIL' || rule?.passed !== false)
