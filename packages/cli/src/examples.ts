@@ -34,8 +34,13 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   'verify vsa': [
     'airlock verify vsa out/app.tar --bundle app.vsa.json --policy-digest sha256:<hex> --data plane \\',
     '  --verifier-identity spiffe://airlock.internal/airlock/verifier --verifier-issuer http://127.0.0.1:8102',
+    'airlock verify vsa registry.corp:5000/acme/app:v1.2.0 --policy-digest sha256:<hex> --data plane \\',
+    '  --verifier-identity spiffe://airlock.internal/airlock/verifier --verifier-issuer http://127.0.0.1:8102',
   ],
-  report: ['airlock report out/app.tar --policy release.policy.yaml --data plane --html report.html --md report.md'],
+  report: [
+    'airlock report out/app.tar --policy release.policy.yaml --data plane --html report.html --md report.md',
+    'airlock report registry.corp:5000/acme/app:v1.2.0 --policy release.policy.yaml --data plane --html report.html',
+  ],
   sync: [
     'airlock sync --npm-lock package-lock.json --requirements requirements.txt --out snapshot-42.tar --data plane',
     'airlock sync --npm-lock package-lock.json --npm-registry https://registry.npmjs.org --out s.tar --data plane',

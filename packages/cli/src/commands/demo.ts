@@ -12,12 +12,13 @@ import { hasErrorCode } from '@airlock/core';
 import { MirrorStore } from '@airlock/cas';
 import { importBundle, startMirrorServer } from '@airlock/mirror';
 import { syncToBundle } from '@airlock/mirror-sync';
-import { startTrustPlane } from '@airlock/plane';
+import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import type { PolicyRun } from '@airlock/policy';
 import { runBuild, type RunResult } from '@airlock/runner';
 import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
-import { BundleVerifier } from '@airlock/verify';
 import { EXIT, fail, printResult, type OutputOptions } from '../output.js';
+import { AFTER_BUILD_STEPS } from './demo-steps.js';
 
 const execFileAsync = promisify(execFile);
 const FIXTURES = fileURLToPath(new URL('../../../../fixtures/demo/', import.meta.url));
@@ -35,6 +36,35 @@ export interface DemoReport {
   steps: DemoStep[];
   /** Set when the hermetic build could not run here (a missing system tool), with the reason. */
   skipped?: string;
+  /** The release policy the demo wrote and verified the build against. */
+  policy?: string;
+  /** The signed VSA (Sigstore bundle) about the built artifact. */
+  vsa?: string;
+  /** The HTML report of the chain. */
+  report?: string;
+}
+
+/** What the steps after the build share; steps record what later steps (and the summary) use. */
+export interface DemoContext {
+  dataDir: string;
+  plane: RunningTrustPlane;
+  identities: { issuer: string; runner: string; sync: string; verifier: string };
+  signerFor(subject: string): AirlockSigner;
+  source: { repo: string; commit: string; ref: string };
+  build: RunResult;
+  /** The mirror store the transfer bundle was imported into. */
+  storeDir: string;
+  snapshotId: string;
+  policyPath?: string;
+  run?: PolicyRun;
+  vsaPath?: string;
+  reportPath?: string;
+}
+
+/** One step after the build: does its work and returns the detail the demo prints; throws to fail the demo. */
+export interface DemoStepSpec {
+  name: string;
+  run(ctx: DemoContext): Promise<Record<string, unknown>>;
 }
 
 /**
@@ -45,8 +75,9 @@ export interface DemoReport {
  *  3. inside: `import` verifies all of it into a content-addressed store; the mirror serves it; the upstream is gone,
  *  4. `run`: the project is built from an exact commit in a bwrap sandbox whose only endpoint is the mirror
  *     (npm ci + a pinned file), rebuilt to check reproducibility, and its SLSA provenance and SBOM are signed,
- *  5. verification like a release engineer's: both bundles against the trusted root and the runner identity, every
- *     dependency named in provenance found in the signed snapshot, and a wrong identity rejected.
+ *  5. AFTER_BUILD_STEPS: verification by a release policy (builder, source repo and commit, reproducible, every
+ *     dependency in a sync-signed snapshot of the imported mirror store, SBOM), the same build rejected under a
+ *     policy naming another builder identity, a signed VSA checked as a consumer would, and the HTML report.
  */
 export async function runDemo(opts: { data?: string; log: (line: string) => void }): Promise<DemoReport> {
   const dataDir = opts.data ?? mkdtempSync(join(tmpdir(), 'airlock-demo-'));
@@ -101,7 +132,7 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       JSON.stringify([{ url: upstream.wordsUrl, sha256: upstream.wordsSha256 }]),
     );
     const bundlePath = join(dataDir, 'transfer-bundle.tar');
-    const sync = await step(
+    await step(
       'sync: fetch the pinned lockfile and file, check every hash, sign the transfer bundle',
       () =>
         syncToBundle({
@@ -206,59 +237,30 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       throw err;
     }
 
-    const verifier = new BundleVerifier(plane.trustedRoot);
-    const artifact = build.artifacts[0]!;
-    const bytes = readFileSync(artifact.path);
-    const policy = { subject: runnerIdentity, issuer };
-    await step(
-      'verify: provenance and SBOM bundles against the trusted root and the runner identity',
-      async () => {
-        const prov = verifier.verify(readJson(artifact.provenanceBundlePath!), {
-          artifact: bytes,
-          policy,
-          expectedPredicateType: 'https://slsa.dev/provenance/v1',
-        });
-        verifier.verify(readJson(artifact.sbomBundlePath!), {
-          artifact: bytes,
-          policy,
-          expectedPredicateType: 'https://cyclonedx.org/bom',
-        });
-        return prov;
-      },
-      (r) => ({ signer: r.signer.subjectAlternativeName, subject: `${artifact.name} sha256:${artifact.sha256}` }),
-    );
-    await step(
-      'verify: every mirror dependency in provenance is in the signed snapshot',
-      async () => {
-        const inSnapshot = new Set(sync.manifest.entries.map((e) => e.digests.sha256));
-        const deps = build.mirror?.dependencies ?? [];
-        const missing = deps.filter((d) => !inSnapshot.has(d.digest.sha256));
-        if (deps.length === 0 || missing.length > 0 || build.mirror?.snapshotId !== imported.snapshot.id) {
-          throw new Error(
-            `provenance names blobs outside snapshot ${imported.snapshot.id}: ${missing.map((d) => d.purl ?? d.uri).join(', ') || '(none recorded)'}`,
-          );
-        }
-        return deps;
-      },
-      (deps) => ({ snapshot: imported.snapshot.id, dependencies: deps.map((d) => d.purl ?? d.uri).join(', ') }),
-    );
-    await step(
-      'reject: the same provenance under a policy naming another identity',
-      async () => {
-        try {
-          verifier.verify(readJson(artifact.provenanceBundlePath!), {
-            artifact: bytes,
-            policy: { subject: syncIdentity, issuer },
-          });
-        } catch (err) {
-          if (hasErrorCode(err, 'VERIFY_POLICY')) return (err as Error).message;
-          throw err;
-        }
-        throw new Error('provenance verified under the wrong identity: the demo failed');
-      },
-      (message) => ({ rejected: message }),
-    );
-    return { ok: true, dataDir, steps };
+    const ctx: DemoContext = {
+      dataDir,
+      plane,
+      identities: { issuer, runner: runnerIdentity, sync: syncIdentity, verifier: `spiffe://${td}/airlock/verifier` },
+      signerFor,
+      source: { repo, commit, ref: 'refs/heads/main' },
+      build,
+      storeDir: join(dataDir, 'mirror-store'),
+      snapshotId: imported.snapshot.id,
+    };
+    for (const s of AFTER_BUILD_STEPS)
+      await step(
+        s.name,
+        () => s.run(ctx),
+        (detail) => detail,
+      );
+    return {
+      ok: true,
+      dataDir,
+      steps,
+      ...(ctx.policyPath ? { policy: ctx.policyPath } : {}),
+      ...(ctx.vsaPath ? { vsa: ctx.vsaPath } : {}),
+      ...(ctx.reportPath ? { report: ctx.reportPath } : {}),
+    };
   } finally {
     for (const c of cleanups) await c().catch(() => undefined);
   }
@@ -394,7 +396,11 @@ export function registerDemoCommand(program: Command): void {
         printResult(flags, report, () =>
           report.skipped
             ? `\nairlock demo: ${report.steps.length} steps passed; the hermetic build was skipped (${report.skipped}). Data in ${report.dataDir}`
-            : `\nairlock demo: all ${report.steps.length} steps passed. Data, bundles and build outputs in ${report.dataDir}`,
+            : [
+                `\nairlock demo: all ${report.steps.length} steps passed. Data, bundles and build outputs in ${report.dataDir}`,
+                ...(report.vsa ? [`  VSA:    ${report.vsa}`] : []),
+                ...(report.report ? [`  report: ${report.report}`] : []),
+              ].join('\n'),
         );
       } catch (err) {
         fail(flags, err, EXIT.FAILURE);

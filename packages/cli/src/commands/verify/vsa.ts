@@ -2,14 +2,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { sha256Hex } from '@airlock/core';
 import { readEndpoints } from '@airlock/plane';
-import { buildVsa, checkVsa, SLSA_VSA_V1, type VsaPredicate } from '@airlock/policy';
+import {
+  buildVsa,
+  checkImageVsa,
+  checkVsaBundle,
+  resolveImageDigest,
+  type CheckedVsa,
+  type PolicyRun,
+} from '@airlock/policy';
 import { AirlockSigner, type SerializedBundle } from '@airlock/sign';
-import { BundleVerifier, type VerificationResult } from '@airlock/verify';
+import { BundleVerifier, type IdentityPolicy } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, type SigningFlags } from '../../context.js';
 import { VERSION } from '../../program.js';
 import { fail, printResult, UsageError, type OutputOptions } from '../../output.js';
 import { exitCodeFor } from './errors.js';
-import type { PolicyRun } from './evaluate.js';
+import { addRegistryOptions, looksLikeImageRef, registryClientFor, type RegistryFlags } from './registry.js';
 
 export interface VsaSigningFlags extends SigningFlags {
   vsa?: string;
@@ -45,21 +52,29 @@ export async function signVsa(run: PolicyRun, flags: VsaSigningFlags): Promise<{
   if (verifierId === undefined)
     throw new UsageError('--verifier-id is required when the verifier signs with its own OIDC token');
   const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+  const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+  return writeSignedVsa(run, { signer, verifierId, out, ...(flags.force ? { force: true } : {}) });
+}
+
+/** Builds the VSA of a verdict, signs it (DSSE, logged) with `signer`, writes the bundle to `out` (never over a file unless `force`). */
+export async function writeSignedVsa(
+  run: PolicyRun,
+  o: { signer: AirlockSigner; verifierId: string; out: string; force?: boolean },
+): Promise<{ path: string; logIndex?: string }> {
   const statement = buildVsa({
     verdict: run.verdict,
-    verifier: { id: verifierId, version: { '@airlock/cli': VERSION } },
-    resourceUri: run.file,
+    verifier: { id: o.verifierId, version: { '@airlock/cli': VERSION } },
+    resourceUri: run.resourceUri,
     subjectName: run.artifact.name,
   });
-  const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
-  const bundle: SerializedBundle = await signer.attest(statement);
+  const bundle: SerializedBundle = await o.signer.attest(statement);
   try {
-    writeFileSync(out, `${JSON.stringify(bundle, null, 2)}\n`, { flag: flags.force ? 'w' : 'wx' });
+    writeFileSync(o.out, `${JSON.stringify(bundle, null, 2)}\n`, { flag: o.force ? 'w' : 'wx' });
   } catch (err) {
-    throw new UsageError(`cannot write the VSA to '${out}': ${(err as Error).message} (use --force to overwrite)`);
+    throw new UsageError(`cannot write the VSA to '${o.out}': ${(err as Error).message} (use --force to overwrite)`);
   }
   const e = bundle.verificationMaterial.tlogEntries[0];
-  return { path: out, ...(e?.logIndex !== undefined ? { logIndex: e.logIndex } : {}) };
+  return { path: o.out, ...(e?.logIndex !== undefined ? { logIndex: e.logIndex } : {}) };
 }
 
 function defaultVerifierSubject(flags: VsaSigningFlags): string | undefined {
@@ -67,8 +82,8 @@ function defaultVerifierSubject(flags: VsaSigningFlags): string | undefined {
   return `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/verifier`;
 }
 
-interface VerifyVsaFlags extends OutputOptions {
-  bundle: string;
+interface VerifyVsaFlags extends OutputOptions, RegistryFlags {
+  bundle?: string;
   trustedRoot?: string;
   data?: string;
   verifierIdentity?: string;
@@ -81,82 +96,107 @@ interface VerifyVsaFlags extends OutputOptions {
 }
 
 export function registerVerifyVsa(verify: Command): void {
-  verify
-    .command('vsa')
-    .description('check a signed SLSA VSA for a file: one signature, the file digest, the policy digest, PASSED')
-    .argument('<file>', 'the artifact the VSA must be about')
-    .requiredOption('--bundle <file>', 'the VSA Sigstore bundle (written by `airlock verify artifact --vsa`)')
-    .requiredOption('--policy-digest <sha256>', 'sha256 of the policy file the VSA must have been issued under')
-    .option('--verifier-identity <san>', "the verifier's exact signing identity")
-    .option('--verifier-identity-regexp <re>', "anchored regular expression for the verifier's identity")
-    .option('--verifier-issuer <url>', "the verifier's exact OIDC issuer")
-    .option('--verifier-issuer-regexp <re>', "anchored regular expression for the verifier's OIDC issuer")
-    .option('--verifier-id <uri>', 'the verifier.id the VSA must name (default: --verifier-identity)')
-    .option('--minimum-level <level>', 'a level the VSA must claim at least, e.g. SLSA_BUILD_LEVEL_3')
-    .option('--trusted-root <file>', 'trusted_root.json (default: <--data>/trusted_root.json)')
-    .option('--data <dir>', 'trust plane data directory, for its trusted_root.json')
-    .option('--json', 'machine-readable output on stdout')
-    .action((file: string, flags: VerifyVsaFlags) => {
-      try {
-        const r = verifyVsaFile(file, flags);
-        printResult(flags, { ok: true, file, ...r }, () =>
-          [
-            `verified VSA for ${file}`,
-            `  verifier: ${r.predicate.verifier.id} (signed by ${r.signer})`,
-            `  result:   ${r.predicate.verificationResult} ${r.predicate.verifiedLevels.join(', ')}`,
-            `  policy:   ${r.predicate.policy.uri} (sha256:${r.predicate.policy.digest.sha256})`,
-            `  verified: ${r.predicate.timeVerified}`,
-          ].join('\n'),
-        );
-      } catch (err) {
-        fail(flags, err, exitCodeFor(err));
-      }
-    });
+  addRegistryOptions(
+    verify
+      .command('vsa')
+      .description(
+        'check a signed SLSA VSA for a file or an image: one signature, the digest, the policy digest, PASSED',
+      )
+      .argument('<file|ref>', 'the artifact, or an image host[:port]/repository(:tag|@sha256:…) (tags resolved)')
+      .option('--bundle <file>', 'the VSA Sigstore bundle (required for a file; for an image: else its referrers)')
+      .requiredOption('--policy-digest <sha256>', 'sha256 of the policy file the VSA must have been issued under')
+      .option('--verifier-identity <san>', "the verifier's exact signing identity")
+      .option('--verifier-identity-regexp <re>', "anchored regular expression for the verifier's identity")
+      .option('--verifier-issuer <url>', "the verifier's exact OIDC issuer")
+      .option('--verifier-issuer-regexp <re>', "anchored regular expression for the verifier's OIDC issuer")
+      .option('--verifier-id <uri>', 'the verifier.id the VSA must name (default: --verifier-identity)')
+      .option('--minimum-level <level>', 'a level the VSA must claim at least, e.g. SLSA_BUILD_LEVEL_3')
+      .option('--trusted-root <file>', 'trusted_root.json (default: <--data>/trusted_root.json)')
+      .option('--data <dir>', 'trust plane data directory, for its trusted_root.json')
+      .option('--json', 'machine-readable output on stdout'),
+  ).action(async (operand: string, flags: VerifyVsaFlags) => {
+    try {
+      const r = await verifyVsaOperand(operand, flags);
+      const key = r.image ? 'image' : 'file';
+      printResult(flags, { ok: true, [key]: r.image ?? operand, ...r.checked, sha256: r.sha256 }, () =>
+        [
+          `verified VSA for ${r.image ?? operand}`,
+          `  vsa:      ${r.checked.uri}`,
+          `  verifier: ${r.checked.predicate.verifier.id} (signed by ${r.checked.signer})`,
+          `  result:   ${r.checked.predicate.verificationResult} ${r.checked.predicate.verifiedLevels.join(', ')}`,
+          `  policy:   ${r.checked.predicate.policy.uri} (sha256:${r.checked.predicate.policy.digest.sha256})`,
+          `  verified: ${r.checked.predicate.timeVerified}`,
+        ].join('\n'),
+      );
+    } catch (err) {
+      fail(flags, err, exitCodeFor(err));
+    }
+  });
 }
 
-function verifyVsaFile(
-  file: string,
+/**
+ * A file's VSA (--bundle), or an image's: the tag resolved to its digest first, the VSA from --bundle or else from
+ * the image's Sigstore referrers (the first that passes).
+ */
+async function verifyVsaOperand(
+  operand: string,
   flags: VerifyVsaFlags,
-): { sha256: string; signer: string; predicate: VsaPredicate; logIndex?: number } {
+): Promise<{ sha256: string; image?: string; checked: CheckedVsa }> {
   const rootPath = flags.trustedRoot ?? (flags.data ? `${flags.data}/trusted_root.json` : undefined);
   if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
   if (!/^(sha256:)?[0-9a-f]{64}$/.test(flags.policyDigest))
     throw new UsageError(`--policy-digest '${flags.policyDigest}' is not sha256:<64 hex digits>`);
+  const identity = identityOf(flags);
+  const verifiers = [new BundleVerifier(readJsonFile(rootPath, 'trusted root'))];
+  const expect = {
+    policyDigest: flags.policyDigest,
+    ...((flags.verifierId ?? flags.verifierIdentity)
+      ? { verifierId: (flags.verifierId ?? flags.verifierIdentity)! }
+      : {}),
+    ...(flags.minimumLevel ? { minimumLevel: flags.minimumLevel } : {}),
+  };
+  if (looksLikeImageRef(operand)) {
+    const client = registryClientFor(operand, flags);
+    const target = await resolveImageDigest({ client, reference: operand });
+    const image = `${client.host}/${target.repository}@${target.digest}`;
+    const sha256 = target.digest.slice('sha256:'.length);
+    const checked =
+      flags.bundle !== undefined
+        ? checkVsaBundle(readJsonFile(flags.bundle, 'VSA bundle'), flags.bundle, {
+            verifiers,
+            identity,
+            expect: { ...expect, subjectDigest: { sha256 } },
+          })
+        : await checkImageVsa({ client, ...target }, { verifiers, identity, expect });
+    return { sha256, image, checked };
+  }
+  if (flags.bundle === undefined) throw new UsageError("required option '--bundle <file>' not specified");
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(operand);
+  } catch (err) {
+    throw new UsageError(`cannot read '${operand}': ${(err as Error).message}`);
+  }
+  const sha256 = sha256Hex(bytes);
+  const checked = checkVsaBundle(readJsonFile(flags.bundle, 'VSA bundle'), flags.bundle, {
+    verifiers,
+    identity,
+    expect: { ...expect, subjectDigest: { sha256 } },
+  });
+  return { sha256, checked };
+}
+
+function identityOf(flags: VerifyVsaFlags): IdentityPolicy {
   const identity = flags.verifierIdentity ?? flags.verifierIdentityRegexp;
   const issuer = flags.verifierIssuer ?? flags.verifierIssuerRegexp;
   if (identity === undefined || issuer === undefined)
     throw new UsageError('give --verifier-identity[-regexp] and --verifier-issuer[-regexp]');
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    throw new UsageError(`cannot read '${file}': ${(err as Error).message}`);
-  }
-  const verifier = new BundleVerifier(readJsonFile(rootPath, 'trusted root'));
-  const result: VerificationResult = verifier.verify(readJsonFile(flags.bundle, 'VSA bundle'), {
-    artifact: bytes,
-    expectedPredicateType: SLSA_VSA_V1,
-    policy: {
-      ...(flags.verifierIdentity !== undefined
-        ? { subject: flags.verifierIdentity }
-        : { subjectRegExp: flags.verifierIdentityRegexp! }),
-      ...(flags.verifierIssuer !== undefined
-        ? { issuer: flags.verifierIssuer }
-        : { issuerRegExp: flags.verifierIssuerRegexp! }),
-    },
-  });
-  const sha256 = sha256Hex(bytes);
-  const predicate = checkVsa(result.statement, {
-    subjectDigest: { sha256 },
-    policyDigest: flags.policyDigest,
-    verifierId: flags.verifierId ?? flags.verifierIdentity ?? result.signer.subjectAlternativeName ?? '',
-    ...(flags.minimumLevel ? { minimumLevel: flags.minimumLevel } : {}),
-  });
-  const e = result.tlogEntries[0];
   return {
-    sha256,
-    signer: result.signer.subjectAlternativeName ?? '',
-    predicate,
-    ...(e ? { logIndex: e.logIndex } : {}),
+    ...(flags.verifierIdentity !== undefined
+      ? { subject: flags.verifierIdentity }
+      : { subjectRegExp: flags.verifierIdentityRegexp! }),
+    ...(flags.verifierIssuer !== undefined
+      ? { issuer: flags.verifierIssuer }
+      : { issuerRegExp: flags.verifierIssuerRegexp! }),
   };
 }

@@ -1,0 +1,200 @@
+/**
+ * verifyImageByPolicy (the library the CLI's `verify image`, `run` and the admission webhook call) against a real
+ * CNCF Distribution registry (docker-registry) on loopback and a real trust plane. Images are pushed with
+ * packages/oci; provenance and SBOM about the manifest digest are made by the runner's builders and signed as the
+ * runner; the cosign `.sig` / `.att` layers and the Sigstore-bundle referrers are attached as the runner attaches
+ * them. Proves: a tag is resolved to its digest and the verdict is about it; an admission-style call (repository +
+ * resolved digest + AbortSignal) gives the same verdict; an unsigned image, an image signed by another identity, a
+ * `.sig` whose bundle is another identity's and a stray `.att` envelope each FAIL naming the rule; bad input,
+ * an unknown tag, a tag moved elsewhere, an unreachable registry and an aborted signal are typed PolicyErrors.
+ * Skips (printing why) without docker-registry unless AIRLOCK_REQUIRE_TOOLS=1.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attachCosignAttestation, RegistryClient } from '@airlock/oci';
+import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
+import { provenancePredicate, provenanceStatement } from '../../../runner/src/provenance.js';
+import {
+  parsePolicy,
+  PolicyError,
+  SLSA_PROVENANCE_V1,
+  VerifiedSnapshots,
+  verifyImageByPolicy,
+  type ImagePolicyRun,
+  type LoadedPolicy,
+  type VerifyImageInput,
+} from '../src/index.js';
+import { pushImage, signImage } from './image-world.js';
+import { provenanceInput, startWorld, type World } from './world.js';
+
+const enabled = toolsAvailable('verifyImageByPolicy against a registry (docker-registry)', [registryProblem()]);
+
+let w: World;
+let registry: RunningRegistry;
+let client: RegistryClient;
+let policy: LoadedPolicy;
+let snapshots: VerifiedSnapshots;
+const digests: Record<string, string> = {};
+
+const failed = (run: ImagePolicyRun): string[] => run.verdict.rules.filter((r) => !r.passed).map((r) => r.rule);
+
+function verify(over: Partial<VerifyImageInput>): Promise<ImagePolicyRun> {
+  return verifyImageByPolicy({
+    policy,
+    trustedRoots: [w.plane.trustedRoot],
+    client,
+    snapshotSource: snapshots.source,
+    snapshotInfo: snapshots.infos,
+    ...over,
+  });
+}
+
+async function policyError(p: Promise<unknown>): Promise<PolicyError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PolicyError);
+  return err as PolicyError;
+}
+
+beforeAll(async () => {
+  if (!enabled) return;
+  w = await startWorld(4);
+  registry = await startRegistry(join(w.dir, 'registry'));
+  client = new RegistryClient({ url: registry.url });
+  policy = parsePolicy(
+    `apiVersion: airlock.dev/policy/v1
+authorities:
+  runner: { keyless: { subject: '${w.ids.runner}', issuer: '${w.issuer}' } }
+  mirror-sync: { keyless: { subject: '${w.ids.sync}', issuer: '${w.issuer}' } }
+provenance:
+  authorities: [runner]
+  builderIds: ['${w.ids.runner}']
+  source: { uris: ['https://git.corp.example/acme/*.git'], refs: { semverTags: '^1.0.0' } }
+  reproducible: true
+  maxAge: 30d
+dependencies: { syncAuthorities: [mirror-sync] }
+sbom: { authorities: [runner] }
+`,
+    'test:image-policy',
+  );
+  snapshots = new VerifiedSnapshots([w.verifier]).add(w.snapshot.manifestBytes, w.snapshot.bundle, 'snapshot 1');
+  const { runner, rogue } = w.signers;
+  digests.good = await pushImage(client, 'acme/app', 'v1.4.2');
+  await signImage(w, client, 'acme/app', digests.good, { attestations: runner, signature: runner });
+  digests.unsigned = await pushImage(client, 'acme/unsigned', 'v1');
+  digests.rogue = await pushImage(client, 'acme/rogue', 'v1');
+  await signImage(w, client, 'acme/rogue', digests.rogue, { attestations: rogue, signature: rogue });
+  digests.rogueSig = await pushImage(client, 'acme/rogue-sig', 'v1');
+  await signImage(w, client, 'acme/rogue-sig', digests.rogueSig, { attestations: runner, signature: rogue });
+  digests.strayAtt = await pushImage(client, 'acme/stray-att', 'v1');
+  await signImage(w, client, 'acme/stray-att', digests.strayAtt, { attestations: runner, signature: runner });
+  // An extra .att envelope that no verified referrer bundle carries (a claim with nothing to check it against).
+  const extra = await rogue.attest(
+    provenanceStatement(
+      { name: 'x', digest: { sha256: digests.strayAtt.slice(7) } },
+      provenancePredicate(provenanceInput(w), 3600),
+    ),
+  );
+  await attachCosignAttestation(client, 'acme/stray-att', digests.strayAtt, {
+    envelope: Buffer.from(JSON.stringify(extra.dsseEnvelope)),
+    predicateType: SLSA_PROVENANCE_V1,
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  await w?.close();
+});
+
+describe.runIf(enabled)('verifyImageByPolicy', () => {
+  it('resolves a tag to its digest and passes; every referrer bundle is an input of the verdict', async () => {
+    const run = await verify({ reference: `${registry.host}/acme/app:v1.4.2` });
+    expect(failed(run)).toEqual([]);
+    expect(run.verdict.result).toBe('PASS');
+    expect(run.digest).toBe(digests.good);
+    expect(run.resourceUri).toBe(`${registry.host}/acme/app@${digests.good}`);
+    expect(run.artifact.digest.sha256).toBe(digests.good!.slice(7));
+    expect(run.cosign).toEqual({ signatures: 1, attestations: 2 });
+    const rules = run.verdict.rules.map((r) => r.rule);
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        'provenance.builderId',
+        'dependencies.snapshot',
+        'sbom.signed',
+        'attestations.cosign',
+        'attestations.cosign-signature',
+      ]),
+    );
+    // provenance + SBOM + the signature bundle backing .sig, each named by its referrer manifest digest.
+    expect(run.bundlesUsed).toHaveLength(3);
+    for (const b of run.bundlesUsed) expect(b.uri).toMatch(new RegExp(`^${registry.host}/acme/app@sha256:`));
+    expect(run.snapshots.map((s) => s.id)).toEqual([w.snapshot.manifest.snapshot.id]);
+  });
+
+  it('an admission-style call (repository + resolved digest + signal) gives the same verdict about the digest', async () => {
+    const run = await verify({ repository: 'acme/app', digest: digests.good, signal: new AbortController().signal });
+    expect(run.verdict.result).toBe('PASS');
+    expect(run.resourceUri).toBe(`${registry.host}/acme/app@${digests.good}`);
+  });
+
+  it('an unsigned image fails: no provenance, no SBOM', async () => {
+    const run = await verify({ reference: `${registry.host}/acme/unsigned:v1` });
+    expect(run.verdict.result).toBe('FAIL');
+    expect(run.verdict.verifiedLevels).toEqual(['FAILED']);
+    expect(failed(run)).toEqual(expect.arrayContaining(['provenance.signed', 'sbom.signed']));
+    expect(run.verdict.rules.find((r) => r.rule === 'provenance.signed')!.message).toMatch(/no SLSA provenance/);
+    expect(run.bundlesUsed).toEqual([]);
+  });
+
+  it('an image signed by another identity fails naming the signer; so does its .sig', async () => {
+    const run = await verify({ reference: `${registry.host}/acme/rogue:v1` });
+    expect(run.verdict.result).toBe('FAIL');
+    expect(failed(run)).toEqual(
+      expect.arrayContaining(['provenance.signed', 'sbom.signed', 'attestations.cosign-signature']),
+    );
+    const prov = run.verdict.rules.find((r) => r.rule === 'provenance.signed')!;
+    expect(prov.message).toContain(w.ids.rogue);
+    expect(prov.expected).toMatchObject({ signedBy: [{ authority: 'runner', subject: w.ids.runner }] });
+  });
+
+  it('a .sig whose bundle is signed by another identity fails attestations.cosign-signature only', async () => {
+    const run = await verify({ reference: `${registry.host}/acme/rogue-sig:v1` });
+    expect(failed(run)).toEqual(['attestations.cosign-signature']);
+    expect(run.verdict.rules[0]!.message).toContain(`signed by ${w.ids.rogue}`);
+  });
+
+  it('a stray .att envelope (no verified bundle carries it) fails attestations.cosign', async () => {
+    const run = await verify({ reference: `${registry.host}/acme/stray-att:v1` });
+    expect(failed(run)).toEqual(['attestations.cosign']);
+    expect(run.verdict.rules[0]!.message).toMatch(/1 cosign \.att envelope\(s\) match no verified bundle/);
+  });
+
+  it('an unknown tag, or a tag that points elsewhere → POLICY_IMAGE_NOT_FOUND', async () => {
+    expect((await policyError(verify({ reference: `${registry.host}/acme/app:v9` }))).code).toBe(
+      'POLICY_IMAGE_NOT_FOUND',
+    );
+    const both = `${registry.host}/acme/app:v1.4.2@${digests.unsigned}`;
+    expect((await policyError(verify({ reference: both }))).message).toContain('points at');
+    const tags = verify({ repository: 'acme/app', digest: digests.unsigned, tags: ['v1.4.2'] });
+    expect((await policyError(tags)).code).toBe('POLICY_IMAGE_NOT_FOUND');
+  });
+
+  it('input the caller must fix → POLICY_INPUT_INVALID (another registry than the client, no digest)', async () => {
+    const other = await policyError(verify({ reference: `registry.example:5000/acme/app:v1` }));
+    expect(other.code).toBe('POLICY_INPUT_INVALID');
+    expect(other.message).toContain(`the client given is for ${registry.host}`);
+    expect((await policyError(verify({ repository: 'acme/app' }))).code).toBe('POLICY_INPUT_INVALID');
+  });
+
+  it('a registry that cannot be reached → POLICY_REGISTRY_UNAVAILABLE; an aborted signal → POLICY_ABORTED', async () => {
+    const down = new RegistryClient({ url: 'http://127.0.0.1:9' });
+    const e = await policyError(verify({ client: down, reference: '127.0.0.1:9/acme/app:v1' }));
+    expect(e.code).toBe('POLICY_REGISTRY_UNAVAILABLE');
+    const ac = new AbortController();
+    ac.abort(new Error('admission deadline'));
+    const aborted = await policyError(verify({ repository: 'acme/app', digest: digests.good, signal: ac.signal }));
+    expect(aborted.code).toBe('POLICY_ABORTED');
+  });
+});
