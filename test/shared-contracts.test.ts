@@ -28,7 +28,7 @@ const URIS = [
  * Verification code other branches are moving out of these CLI files into packages/policy (issue 8 §1); the
  * literals go with it. An entry whose file no longer holds a literal fails, so the list cannot go stale.
  */
-const MOVING = ['packages/cli/src/commands/run.ts', 'packages/cli/src/commands/demo.ts'];
+const MOVING: string[] = [];
 
 function sourceFiles(dir: string): string[] {
   let names: string[];

@@ -2,7 +2,7 @@
  * The image forms of the policy commands through the built CLI, against a real CNCF Distribution registry
  * (docker-registry) on loopback and a real trust plane: `airlock report REF` and `airlock verify vsa REF` (tags
  * resolved to digests first), and `verify image` refusing a cosign `.sig` whose bundle another identity signed.
- * Images carry what the runner attaches (packages/policy/test/image-world.ts). Proves: `report REF` writes the HTML
+ * Images carry what the runner attaches (test/helpers/policy-image-world.ts). Proves: `report REF` writes the HTML
  * and Markdown about the resolved digest (exit 0); `verify vsa REF --bundle` accepts the VSA `verify image --vsa`
  * wrote for that image and refuses it for another image's digest; `verify vsa REF` finds a VSA attached as a
  * referrer, and refuses it under another policy digest; an unknown tag is bad input (exit 2). Skips (printing why)
@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachSigstoreBundle, RegistryClient } from '@airlock/oci';
 import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
-import { pushImage, signImage } from '../packages/policy/test/image-world.js';
-import { startWorld, type World } from '../packages/policy/test/world.js';
+import { pushImage, signImage } from './helpers/policy-image-world.js';
+import { startWorld, type World } from './helpers/policy-world.js';
 import { runCli } from './helpers/cli.js';
 
 const enabled = toolsAvailable('report / verify vsa for images (docker-registry)', [registryProblem()]);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachCosignAttestation, RegistryClient } from '@airlock/oci';
 import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
-import { provenancePredicate, provenanceStatement } from '../../../runner/src/provenance.js';
+import { provenancePredicate, provenanceStatement } from '@airlock/runner';
 import {
   parsePolicy,
   PolicyError,
@@ -23,9 +23,9 @@ import {
   type ImagePolicyRun,
   type LoadedPolicy,
   type VerifyImageInput,
-} from '../src/index.js';
-import { pushImage, signImage } from './image-world.js';
-import { provenanceInput, startWorld, type World } from './world.js';
+} from '@airlock/policy';
+import { pushImage, signImage } from './helpers/policy-image-world.js';
+import { provenanceInput, startWorld, type World } from './helpers/policy-world.js';
 
 const enabled = toolsAvailable('verifyImageByPolicy against a registry (docker-registry)', [registryProblem()]);
 

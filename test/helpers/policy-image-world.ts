@@ -15,10 +15,15 @@ import {
   type RegistryClient,
 } from '@airlock/oci';
 import type { AirlockSigner } from '@airlock/sign';
-import { cosignMaterialFromBundle } from '../../../runner/src/image.js';
-import { buildSbom, provenancePredicate, provenanceStatement, sbomStatement } from '../../../runner/src/provenance.js';
-import { CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1 } from '../src/index.js';
-import { provenanceInput, type World } from './world.js';
+import {
+  buildSbom,
+  cosignMaterialFromBundle,
+  provenancePredicate,
+  provenanceStatement,
+  sbomStatement,
+} from '@airlock/runner';
+import { CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_V1 } from '@airlock/policy';
+import { provenanceInput, type World } from './policy-world.js';
 
 /** Pushes a one-layer image under `repo:tag` (distinct bytes per repo) and returns its manifest digest. */
 export async function pushImage(client: RegistryClient, repo: string, tag: string): Promise<string> {
