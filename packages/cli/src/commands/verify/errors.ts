@@ -12,9 +12,13 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOST
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.USAGE;
   if (err instanceof PolicyError)
-    return ['POLICY_INVALID', 'POLICY_UNREADABLE', 'POLICY_ADVISORY_INVALID', 'POLICY_SCHEMA_UNAVAILABLE'].includes(
-      err.code,
-    )
+    return [
+      'POLICY_INVALID',
+      'POLICY_UNREADABLE',
+      'POLICY_ADVISORY_INVALID',
+      'POLICY_SCHEMA_UNAVAILABLE',
+      'POLICY_MIRROR_URL_INVALID',
+    ].includes(err.code)
       ? EXIT.USAGE
       : EXIT.FAILURE;
   if (err instanceof VerifyError && /TRUSTED_ROOT/.test(err.code)) return EXIT.USAGE;

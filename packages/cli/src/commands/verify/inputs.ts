@@ -8,6 +8,7 @@ import {
   indexAdvisories,
   loadOsvDirectory,
   loadPolicyFile,
+  MirrorLookupSnapshotSource,
   PolicyError,
   TransferManifestSnapshotSource,
   type AttestationEvidence,
@@ -26,6 +27,7 @@ export interface PolicyInputFlags extends ShortcutFlags {
   bundle?: string[];
   data?: string;
   mirrorStore?: string;
+  mirror?: string;
   snapshot?: string[];
   osvDir?: string;
 }
@@ -170,6 +172,7 @@ export function snapshotSources(
   const ids: SnapshotInfoForReport[] = [];
   const sources: SnapshotSource[] = [];
   if (flags.mirrorStore !== undefined) sources.push(fromMirrorStore(flags.mirrorStore, verifiers, ids));
+  if (flags.mirror !== undefined) sources.push(new MirrorLookupSnapshotSource(flags.mirror, { verifiers }));
   if (flags.snapshot && flags.snapshot.length > 0) {
     const s = new TransferManifestSnapshotSource();
     for (const p of flags.snapshot) {
