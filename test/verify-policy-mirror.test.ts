@@ -275,6 +275,44 @@ describe('airlock verify artifact --mirror URL', () => {
     }
   });
 
+  it('a snapshot whose sync signature does not verify, or another snapshot than the one named, counts for nothing', async () => {
+    const id = w.snapshot.manifest.snapshot.id;
+    const other = await signSnapshot(w.signers.sync, w.packages.slice(0, 2), 2, id);
+    let mode: 'tampered' | 'swapped' = 'tampered';
+    const liar = await serve((req, res) => {
+      void (async () => {
+        const upstream = await fetch(`${mirror.url}${req.url}`);
+        const body = (await upstream.json()) as { bundle?: { dsseEnvelope: { signatures: { sig: string }[] } } };
+        if (req.url!.startsWith('/-/airlock/snapshots/')) {
+          if (mode === 'tampered') {
+            const sig = Buffer.from(body.bundle!.dsseEnvelope.signatures[0]!.sig, 'base64');
+            sig[sig.length - 5]! ^= 1;
+            body.bundle!.dsseEnvelope.signatures[0]!.sig = sig.toString('base64');
+          } else Object.assign(body, { manifest: other.manifest, bundle: JSON.parse(JSON.stringify(other.bundle)) });
+        }
+        res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      })();
+    });
+    const sha = w.packages[0]!.entry.digests.sha256;
+    try {
+      for (const m of ['tampered', 'swapped'] as const) {
+        mode = m;
+        const source = new MirrorLookupSnapshotSource(liar.url, { verifiers: [w.verifier] });
+        try {
+          expect(await source.lookup({ sha256: sha })).toEqual([]);
+          expect(source.discrepancies).toHaveLength(1);
+          expect(source.discrepancies[0]!.reason).toMatch(
+            m === 'tampered' ? /^its sync signature does not verify/ : /^the mirror served snapshot sha256:/,
+          );
+        } finally {
+          source.close();
+        }
+      }
+    } finally {
+      await liar.close();
+    }
+  });
+
   it('a mirror that is down → exit 3, POLICY_MIRROR_UNREACHABLE', async () => {
     const gone = await serve((_req, res) => res.end());
     await gone.close();
