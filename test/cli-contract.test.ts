@@ -268,6 +268,12 @@ const CONTRACT: Record<string, CommandContract> = {
     down: { none: 'reads the local store only' },
     ok: { args: (f) => ['--store', f.store] },
   },
+  'mirror export-snapshot': {
+    valid: (f) => [f.fresh(), '--store', f.store],
+    missing: (f) => ['--store', f.store],
+    down: { none: 'reads the local store only' },
+    ok: { args: (f) => [join(f.fresh(), 'snapshot'), '--store', f.store] },
+  },
   'mirror export-bazel-cache': {
     valid: (f) => [f.fresh(), '--store', f.store],
     missing: (f) => ['--store', f.store],

@@ -26,6 +26,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   'verify artifact': [
     'airlock verify artifact out/app.tar --policy release.policy.yaml --mirror-store /srv/mirror --vsa app.vsa.json --data plane',
+    'airlock verify artifact out/app.tar --policy release.policy.yaml --mirror http://mirror.internal:4873 --data plane',
     'airlock verify artifact out/app.tar --data plane --builder-id spiffe://airlock.internal/airlock/runner \\',
     '  --source-uri "https://git.corp/acme/*.git" --source-versioned-tag v1 --certificate-identity spiffe://airlock.internal/airlock/runner \\',
     '  --certificate-oidc-issuer http://127.0.0.1:8102',
@@ -51,6 +52,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   'mirror serve': ['airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2'],
   'mirror fsck': ['airlock mirror fsck --store /srv/mirror --json'],
+  'mirror export-snapshot': ['airlock mirror export-snapshot snapshot-42 --store /srv/mirror --snapshot 42'],
   'mirror export-bazel-cache': ['airlock mirror export-bazel-cache /var/cache/bazel-repo --store /srv/mirror'],
   'conformance sign-bundle': [
     'airlock conformance sign-bundle --identity-token "$TOKEN" --bundle out.sigstore.json artifact.bin',

@@ -11,6 +11,12 @@ export type PolicyErrorCode =
   | 'POLICY_ADVISORY_INVALID'
   /** A mirror snapshot (transfer manifest and its bundle) does not verify or is inconsistent. */
   | 'POLICY_SNAPSHOT_INVALID'
+  /** A running mirror's lookup API cannot be reached (connection, timeout, HTTP 5xx). */
+  | 'POLICY_MIRROR_UNREACHABLE'
+  /** A running mirror answered something that is not the lookup API's documents (wrong shape, too large). */
+  | 'POLICY_MIRROR_INVALID'
+  /** `--mirror` is not an http(s) URL without credentials. */
+  | 'POLICY_MIRROR_URL_INVALID'
   /** A VSA is malformed or not a SLSA VSA v1 statement. */
   | 'POLICY_VSA_INVALID'
   /** A well-formed VSA about another artifact, another policy, another verifier or a failed verification. */

@@ -28,6 +28,14 @@ export {
   type SnapshotSource,
 } from './snapshots.js';
 export {
+  MirrorLookupSnapshotSource,
+  MIRROR_BLOB_SNAPSHOTS_MEDIA_TYPE,
+  MIRROR_SNAPSHOT_MEDIA_TYPE,
+  type MirrorLookupOptions,
+  type MirrorDiscrepancy,
+  type MirrorSnapshotSeen,
+} from './snapshots-mirror.js';
+export {
   loadOsvDirectory,
   parseOsv,
   indexAdvisories,

@@ -28,6 +28,8 @@ export interface SnapshotSource {
  */
 export class TransferManifestSnapshotSource implements SnapshotSource {
   private readonly bySha256 = new Map<string, SnapshotHit[]>();
+  /** Who signed the manifest added last. */
+  lastSigner: Signer | undefined;
 
   add(manifestBytes: Buffer, bundleJson: unknown, verifier: BundleVerifier, where = 'transfer manifest'): this {
     let signer: Signer;
@@ -39,6 +41,7 @@ export class TransferManifestSnapshotSource implements SnapshotSource {
         expectedPredicateType: TRANSFER_MANIFEST_PREDICATE_TYPE,
       });
       signer = r.signer;
+      this.lastSigner = { ...signer };
     } catch (cause) {
       throw new PolicyError(
         'POLICY_SNAPSHOT_INVALID',

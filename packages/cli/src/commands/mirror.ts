@@ -1,4 +1,6 @@
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { canonicalBytes, sha256Hex } from '@airlock/core';
 import type { Command } from 'commander';
 import { MirrorStore, fsck } from '@airlock/cas';
 import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
@@ -250,6 +252,32 @@ export function registerMirrorCommands(program: Command): void {
     });
 
   mirror
+    .command('export-snapshot')
+    .description(
+      'write one snapshot’s signed transfer manifest (manifest.json + the sync bundle) for `verify --snapshot DIR`',
+    )
+    .argument('<dir>', 'target directory (gets manifest.json and attestations/manifest.sigstore.json)')
+    .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--snapshot <id|sequence>', 'the snapshot (sha256:<hex> or its sequence number; default: the head)')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, flags: OutputOptions & { store: string; snapshot?: string }) => {
+      let store: MirrorStore | undefined;
+      try {
+        store = await openExistingStore(flags.store);
+        const r = exportSnapshot(store, dir, flags.snapshot);
+        printResult(
+          flags,
+          { ok: true, ...r },
+          () => `exported snapshot ${r.id} (sequence ${r.sequence}) to ${dir}: ${r.files.join(', ')}`,
+        );
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      } finally {
+        await store?.close();
+      }
+    });
+
+  mirror
     .command('export-bazel-cache')
     .description('write a Bazel repository cache (content_addressable/sha256/<hex>/file) for --repository_cache')
     .argument('<dir>', 'target directory')
@@ -278,3 +306,33 @@ export function registerMirrorCommands(program: Command): void {
       }
     });
 }
+
+/**
+ * Writes a snapshot as an unpacked transfer bundle would hold it: manifest.json is the manifest's canonical form
+ * (the bytes the sync job signed; the store keeps it parsed) and the sync bundle exactly as the import kept it.
+ * Nothing is trusted on the way: `verify --snapshot` re-verifies the signature against its own trusted root.
+ */
+function exportSnapshot(
+  store: MirrorStore,
+  dir: string,
+  which: string | undefined,
+): { id: string; sequence: number; manifestSha256: string; files: string[] } {
+  const key = which === undefined ? store.index.head()?.sequence : /^\d+$/.test(which) ? Number(which) : which;
+  if (key === undefined) throw new UsageError(`the mirror store ${store.dir} has no snapshot yet`);
+  const d = store.index.getSnapshot(key);
+  if (!d) throw new UsageError(`no snapshot ${String(key)} in ${store.dir}`);
+  const bundle = (d.signedBundles as Record<string, unknown> | null)?.[MANIFEST_BUNDLE];
+  if (bundle === undefined) throw new UsageError(`snapshot ${d.id} has no ${MANIFEST_BUNDLE} in the store`);
+  const manifest = canonicalBytes(d.manifest);
+  mkdirSync(join(dir, 'attestations'), { recursive: true });
+  writeFileSync(join(dir, 'manifest.json'), manifest);
+  writeFileSync(join(dir, MANIFEST_BUNDLE), JSON.stringify(bundle));
+  return {
+    id: d.id,
+    sequence: d.sequence,
+    manifestSha256: sha256Hex(manifest),
+    files: ['manifest.json', MANIFEST_BUNDLE],
+  };
+}
+
+const MANIFEST_BUNDLE = 'attestations/manifest.sigstore.json';

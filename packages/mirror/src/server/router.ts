@@ -6,6 +6,7 @@ import { handleBlob, handleHashed, parseBlobPath, parseHashedPath } from './rout
 import { handleNpm, parseNpmPath } from './routes/npm.js';
 import { handlePypi, parsePypiPath } from './routes/pypi.js';
 import { handleLookup, parseLookupPath } from './routes/lookup.js';
+import { handleSnapshots, parseSnapshotsPath } from './routes/snapshots.js';
 
 /**
  * Dispatches one request. Order matters where spaces overlap: `/simple/`, `/files/<sha256>/…`, `/blobs/…` and
@@ -44,6 +45,8 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
     if (segments.length === 2 && segments[1] === 'ping') return sendJson(req, res, 200, {});
     const lookup = parseLookupPath(segments);
     if (lookup) return handleLookup(ctx, req, res, lookup);
+    const snapshots = parseSnapshotsPath(segments);
+    if (snapshots) return handleSnapshots(ctx, req, res, snapshots);
     throw notFound('not found');
   }
   const pypi = parsePypiPath(segments, trailingSlash);

@@ -16,6 +16,7 @@ export function addPolicyInputOptions(cmd: Command): Command {
     .option('--trusted-root <file>', 'trusted_root.json (default: <--data>/trusted_root.json, else the policy)')
     .option('--data <dir>', 'trust plane data directory (its trusted_root.json; with --vsa, its CA and log)')
     .option('--mirror-store <dir>', 'a mirror store: dependencies must be in a snapshot signed by a sync authority')
+    .option('--mirror <url>', 'a running mirror: its lookup API, each snapshot re-verified against the trusted root')
     .option('--snapshot <path>', 'a signed snapshot: transfer-bundle dir or manifest.json (repeatable)', collect)
     .option('--osv-dir <dir>', 'OSV advisory files (default: the policy’s advisories.osvDirectory)')
     .option('--source-uri <uri>', 'shortcut: the source repository URI (glob)')

@@ -9,6 +9,7 @@ import {
   indexAdvisories,
   loadOsvDirectory,
   loadPolicyFile,
+  MirrorLookupSnapshotSource,
   policyTrustedRoots,
   VerifiedSnapshots,
   type LoadedPolicy,
@@ -27,6 +28,7 @@ export interface PolicyInputFlags extends ShortcutFlags {
   bundle?: string[];
   data?: string;
   mirrorStore?: string;
+  mirror?: string;
   snapshot?: string[];
   osvDir?: string;
 }
@@ -108,7 +110,7 @@ export function bundlePaths(file: string, given: readonly string[] | undefined):
 
 /** The snapshot sources the flags name (each snapshot's signature verified now, with the first verifier that accepts it). */
 export function snapshotSources(
-  flags: Pick<PolicyInputFlags, 'mirrorStore' | 'snapshot'>,
+  flags: Pick<PolicyInputFlags, 'mirrorStore' | 'mirror' | 'snapshot'>,
   verifiers: readonly BundleVerifier[],
 ): { source?: SnapshotSource; ids: SnapshotInfo[] } {
   const collections: VerifiedSnapshots[] = [];
@@ -119,8 +121,10 @@ export function snapshotSources(
     collections.push(s);
   }
   const ids = collections.flatMap((c) => c.infos);
-  if (collections.length === 0) return { ids };
-  const sources = collections.map((c) => c.source);
+  const sources: SnapshotSource[] = collections.map((c) => c.source);
+  // A running mirror's answers are re-verified per lookup; it names no snapshots up front for the report.
+  if (flags.mirror !== undefined) sources.push(new MirrorLookupSnapshotSource(flags.mirror, { verifiers }));
+  if (sources.length === 0) return { ids };
   return { source: sources.length === 1 ? sources[0]! : combineSnapshotSources(sources), ids };
 }
 
