@@ -32,7 +32,7 @@ import {
   type Pkg,
   type SignedSnapshot,
   type World,
-} from '../packages/policy/test/world.js';
+} from './helpers/policy-world.js';
 import { REPO_ROOT, runCli } from './helpers/cli.js';
 
 let w: World;
