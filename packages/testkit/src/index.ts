@@ -14,3 +14,5 @@ export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
 export * from './pki/openssl-pki.js';
 export * from './admission/world.js';
+export * from './admission/reviews.js';
+export * from './admission/malformed.js';
