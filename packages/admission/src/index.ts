@@ -1,4 +1,5 @@
 export type * from './types.js';
+export * from './server/index.js';
 export * from './errors.js';
 export { createAdmissionController, type AdmissionControllerConfig } from './controller.js';
 export { findImages, isSupportedKind, SUPPORTED_KINDS, type FoundImage, type ImageField } from './review/images.js';
