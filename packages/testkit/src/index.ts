@@ -16,3 +16,4 @@ export * from './pki/openssl-pki.js';
 export * from './admission/world.js';
 export * from './admission/reviews.js';
 export * from './admission/malformed.js';
+export * from './registry/counting-proxy.js';
