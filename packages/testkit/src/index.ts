@@ -17,3 +17,4 @@ export * from './admission/world.js';
 export * from './admission/reviews.js';
 export * from './admission/malformed.js';
 export * from './registry/counting-proxy.js';
+export * from './registry/token-server.js';
