@@ -6,6 +6,7 @@
  * the registry down. Skips (printing why) without docker-registry, skopeo, git, bwrap or strace unless
  * AIRLOCK_REQUIRE_TOOLS=1.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -18,6 +19,7 @@ import {
   type CountingProxy,
   type WorldImage,
 } from '@airlock/testkit';
+import { attachSigstoreBundle, RegistryClient } from '@airlock/oci';
 import { createAdmissionController, type AdmissionControllerConfig } from '../src/controller.js';
 import { loadRegistries } from '../src/registry/config.js';
 import type { AdmissionRequest, AdmissionResponse } from '../src/types.js';
@@ -55,6 +57,14 @@ const ref = (img: WorldImage, by: 'tag' | 'digest' = 'tag'): string =>
   `${proxy.host}/${img.path}${by === 'tag' ? `:${img.tag}` : `@${img.digest}`}`;
 
 const never = () => new AbortController().signal;
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
 
 async function validate(c: Controller, req: AdmissionRequest): Promise<AdmissionResponse> {
   return c.decide(req, { mutate: false, signal: never() });
@@ -219,7 +229,7 @@ describe.runIf(enabled)('admission controller', () => {
     const long = `${proxy.host}/acme/${'a'.repeat(5000)}:v1`;
     const r = await validate(c, pod({ containers: [long] }));
     expect(r.allowed).toBe(false);
-    expect(r.status!.message.length).toBeLessThan(1000);
+    expect(r.status?.message?.length ?? 0).toBeLessThan(1000);
     expect(r.status?.message).toContain(`(${long.length} characters) is not a valid image reference`);
     const secret = await validate(c, {
       ...pod({ containers: [] }),
@@ -301,6 +311,51 @@ describe.runIf(enabled)('admission controller', () => {
     writeFileSync(release, text);
     c.reload();
     expect(c.ready()).toEqual({ ok: true });
+  });
+
+  it('VSA fast path: a VSA from the trusted verifier under the same policy admits; under another policy it is refused', async () => {
+    const img = w.images.signed;
+    const vsaFile = join(dir, 'signed.vsa.json');
+    const verifier = `spiffe://${w.trustDomain}/airlock/verifier`;
+    const cli = await run(process.execPath, [
+      CLI,
+      'verify',
+      'image',
+      `${w.registry.host}/${img.path}@${img.digest}`,
+      '--registry-plain-http',
+      '--policy',
+      join(dir, 'release.yaml'),
+      '--data',
+      w.planeDir,
+      '--vsa',
+      vsaFile,
+      '--verifier-subject',
+      verifier,
+      '--json',
+    ]);
+    expect(cli.code, cli.stderr).toBe(0);
+    await attachSigstoreBundle(new RegistryClient({ url: w.registry.url }), img.path, {
+      subject: img.digest,
+      bundle: readFileSync(vsaFile),
+    });
+    const vsa = `{ verifierIdentity: '${verifier}', issuer: '${w.issuer}', maxAge: 1h }`;
+    writeFileSync(
+      join(dir, 'vsa.yaml'),
+      `apiVersion: airlock.dev/admission-policy/v1
+policies:
+  - { name: by-vsa, images: ['${proxy.host}/acme/app'], release: { file: release.yaml }, vsa: ${vsa} }
+  - { name: strict-vsa, images: ['${proxy.host}/acme/app'], namespaces: [strict], release: { file: strict.yaml }, vsa: ${vsa} }
+`,
+    );
+    const c = controller({ policyFile: join(dir, 'vsa.yaml') });
+    const ok = await c.checkWorkspace({ image: ref(img, 'digest') }, { signal: never() });
+    expect(ok.allowed, ok.reason).toBe(true);
+    expect(ok.reason).toContain(`verified by policy by-vsa (accepted by VSA from ${verifier} (SLSA_BUILD_LEVEL_`);
+    const strict = await validate(c, pod({ containers: [ref(img, 'digest')] }, { namespace: 'strict' }));
+    expect(strict.allowed).toBe(false);
+    expect(strict.status?.message).toMatch(
+      /denied by policy strict-vsa: provenance\.builderId: .*\(no usable VSA: .*the VSA was issued under policy sha256:[0-9a-f]+, not sha256:/,
+    );
   });
 
   it('workspace: the signed image is allowed, the unsigned refused; toolchains need the toolchains section', async () => {
