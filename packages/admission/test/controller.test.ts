@@ -7,7 +7,7 @@
  * AIRLOCK_REQUIRE_TOOLS=1.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -358,24 +358,50 @@ policies:
     );
   });
 
-  it('workspace: the signed image is allowed, the unsigned refused; toolchains need the toolchains section', async () => {
+  it('workspace: the signed image is allowed, the unsigned refused; toolchain files are verified by their provenance', async () => {
     // A workspace has no namespace: only policies without `namespaces` apply to it.
-    writeFileSync(
-      join(dir, 'workspace.yaml'),
-      `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: workspaces, images: ['${proxy.host}/acme/**'], release: { file: release.yaml } }\n`,
-    );
+    const policy = (toolchains: boolean) =>
+      `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: workspaces, images: ['${proxy.host}/acme/**'], release: { file: release.yaml } }\n${toolchains ? 'toolchains: { release: { file: release.yaml } }\n' : ''}`;
+    writeFileSync(join(dir, 'workspace.yaml'), policy(false));
     const c = controller({ policyFile: join(dir, 'workspace.yaml') });
     const ok = await c.checkWorkspace({ image: ref(w.images.signed) }, { signal: never() });
     expect(ok).toMatchObject({ allowed: true, image: { verdict: 'PASS', digest: w.images.signed.digest } });
     const bad = await c.checkWorkspace({ image: ref(w.images.unsigned) }, { signal: never() });
     expect(bad).toMatchObject({ allowed: false, image: { verdict: 'FAIL' } });
     expect(bad.reason).toContain(ref(w.images.unsigned));
-    const tc = await c.checkWorkspace(
-      { image: ref(w.images.signed), toolchains: [{ path: w.trustedRootPath }] },
+    // The runner's outputs, with their provenance and SBOM bundles beside them.
+    const tool = join(dir, 'out-app', 'bin', 'hello');
+    const rogueTool = join(dir, 'out-rogue', 'bin', 'hello');
+    expect(existsSync(`${tool}.provenance.sigstore.json`), tool).toBe(true);
+    const none = await c.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tool }] },
       { signal: never() },
     );
-    expect(tc.allowed).toBe(false);
-    expect(tc.reason).toBe(`toolchain ${w.trustedRootPath}: the admission policy has no toolchains section`);
+    expect(none.allowed).toBe(false);
+    expect(none.reason).toBe(`toolchain ${tool}: the admission policy has no toolchains section`);
+    writeFileSync(join(dir, 'workspace-tc.yaml'), policy(true));
+    const t = controller({ policyFile: join(dir, 'workspace-tc.yaml') });
+    const good = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tool }] },
+      { signal: never() },
+    );
+    expect(good.allowed, good.reason).toBe(true);
+    expect(good.toolchains).toMatchObject([{ path: tool, verdict: 'PASS' }]);
+    const tampered = join(dir, 'hello-tampered');
+    writeFileSync(tampered, Buffer.concat([readFileSync(tool), Buffer.from('\n')]));
+    const forged = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tampered, bundles: [`${tool}.provenance.sigstore.json`] }] },
+      { signal: never() },
+    );
+    expect(forged.allowed).toBe(false);
+    expect(forged.reason).toMatch(new RegExp(`^toolchain ${tampered}: .*does not verify`));
+    const rogue = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: rogueTool }] },
+      { signal: never() },
+    );
+    expect(rogue.allowed).toBe(false);
+    expect(rogue.toolchains[0]).toMatchObject({ verdict: 'FAIL' });
+    expect(rogue.reason).toContain('someone-else');
   });
 
   it('a registry that goes down gives denials naming the registry error, never allows', async () => {
