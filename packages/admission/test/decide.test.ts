@@ -86,6 +86,11 @@ describe('decide without a registry', () => {
     expect(await decide(deny, { ...base, kind: { group: 'apps', version: 'v1', kind: 'Pod' } })).toMatchObject({
       allowed: false,
     });
+    const { object: _, ...noObject } = base;
+    expect(await decide(deny, noObject)).toMatchObject({
+      allowed: false,
+      status: { code: 400, message: 'request.object is missing (CREATE)' },
+    });
     const bad = await decide(deny, { ...base, object: { spec: { initContainers: [{ name: 'x', image: null }] } } });
     expect(bad.status?.message).toBe(
       'Pod team-a/app: /spec/initContainers/0/image must be a non-empty image reference',

@@ -19,6 +19,9 @@ export function requestProblem(request: unknown): string | undefined {
   const kind = request['kind'];
   if (!isRecord(kind) || typeof kind['kind'] !== 'string' || typeof kind['group'] !== 'string')
     return 'request.kind must be {group, version, kind}';
+  // CREATE and UPDATE always carry the object: without it there is nothing to check, so nothing to admit.
+  const op = request['operation'] as string;
+  if ((op === 'CREATE' || op === 'UPDATE') && !isRecord(request['object'])) return `request.object is missing (${op})`;
   return undefined;
 }
 
