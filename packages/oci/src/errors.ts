@@ -15,6 +15,8 @@ export type OciErrorCode =
   | 'OCI_SIZE_LIMIT'
   | 'OCI_INVALID_MANIFEST'
   | 'OCI_PUSH_DIGEST_MISMATCH'
-  | 'OCI_REFERRERS_CONFLICT';
+  | 'OCI_REFERRERS_CONFLICT'
+  /** The caller's AbortSignal fired (a deadline): the exchange was cut off. */
+  | 'OCI_ABORTED';
 
 export class OciError extends AirlockError<OciErrorCode> {}

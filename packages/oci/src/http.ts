@@ -11,6 +11,13 @@ export interface HttpOptions {
   /** Idle socket timeout; default 60 s. */
   timeoutMs?: number;
   userAgent?: string;
+  /** Aborts every exchange (a caller's deadline): in-flight requests are destroyed, none is started after it. */
+  signal?: AbortSignal;
+  /**
+   * Bearer tokens per scope for registries using Distribution token auth (401 + `WWW-Authenticate: Bearer`): the
+   * token is fetched from the challenge's realm (with `auth` as Basic credentials, if any) and reused until a 401.
+   */
+  tokens?: Map<string, string>;
 }
 
 export interface HttpResponse {
@@ -35,8 +42,17 @@ const MAX_REDIRECTS = 5;
 export async function httpExchange(spec: RequestSpec, options: HttpOptions): Promise<HttpResponse> {
   let url = spec.url;
   let sendAuth = true;
+  let retried = false;
   for (let hop = 0; ; hop++) {
     const res = await once(spec, url, options, sendAuth);
+    const challenge = bearerChallenge(res);
+    if (challenge && options.tokens && sendAuth && !retried && typeof spec.body !== 'function') {
+      // Token auth: fetch a token for the challenged scope, then repeat the request once with it.
+      retried = true;
+      options.tokens.set(tokenKey(spec.url), await fetchToken(challenge, spec.url, options));
+      hop--;
+      continue;
+    }
     const location = res.headers.location;
     if (
       (spec.method === 'GET' || spec.method === 'HEAD') &&
@@ -57,10 +73,14 @@ export async function httpExchange(spec: RequestSpec, options: HttpOptions): Pro
 function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boolean): Promise<HttpResponse> {
   const maxBytes = spec.maxBytes ?? 4 << 20;
   const headers: Record<string, string> = { 'User-Agent': options.userAgent ?? 'airlock-oci/0.1', ...spec.headers };
-  if (options.auth && sendAuth) {
+  const token = sendAuth ? options.tokens?.get(tokenKey(spec.url)) : undefined;
+  if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
+  else if (options.auth && sendAuth) {
     headers['Authorization'] =
       `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`, 'utf8').toString('base64')}`;
   }
+  if (options.signal?.aborted)
+    return Promise.reject(new OciError('OCI_ABORTED', `${spec.method} ${url.href}: aborted (deadline)`));
   if (Buffer.isBuffer(spec.body)) headers['Content-Length'] = String(spec.body.byteLength);
   else if (spec.body === undefined && (spec.method === 'PUT' || spec.method === 'POST'))
     headers['Content-Length'] = '0';
@@ -100,13 +120,20 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
         headers,
         agent: false,
         ...(isHttps && options.ca !== undefined ? { ca: options.ca } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
       },
       onResponse,
     );
     req.setTimeout(options.timeoutMs ?? 60_000, () =>
       req.destroy(new Error(`no activity for ${options.timeoutMs ?? 60_000} ms`)),
     );
-    req.on('error', (err) => reject(new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err })));
+    req.on('error', (err) =>
+      reject(
+        options.signal?.aborted
+          ? new OciError('OCI_ABORTED', `${what}: aborted (deadline)`, { cause: err })
+          : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err }),
+      ),
+    );
     if (spec.body === undefined) req.end();
     else if (Buffer.isBuffer(spec.body)) req.end(spec.body);
     else {
@@ -143,4 +170,65 @@ export function failStatus(res: HttpResponse, what: string): never {
 export function header(res: HttpResponse, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()];
   return Array.isArray(v) ? v[0] : v;
+}
+
+interface BearerChallenge {
+  realm: string;
+  service?: string;
+  scope?: string;
+}
+
+/** `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` of a 401, if any. */
+function bearerChallenge(res: HttpResponse): BearerChallenge | undefined {
+  if (res.status !== 401) return undefined;
+  const h = header(res, 'www-authenticate');
+  if (!h || !/^bearer\s/i.test(h)) return undefined;
+  const params: Record<string, string> = {};
+  for (const m of h.slice(7).matchAll(/([a-zA-Z]+)="([^"]*)"/g)) params[m[1]!.toLowerCase()] = m[2]!;
+  if (!params['realm']) return undefined;
+  return {
+    realm: params['realm'],
+    ...(params['service'] !== undefined ? { service: params['service'] } : {}),
+    ...(params['scope'] !== undefined ? { scope: params['scope'] } : {}),
+  };
+}
+
+/** Tokens are scoped per repository (`/v2/<name>/…`); the `/v2/` ping has a scope of its own. */
+function tokenKey(url: URL): string {
+  const m = /^\/v2\/(.+?)\/(?:manifests|blobs|tags|referrers)\//.exec(url.pathname);
+  return `${url.origin} ${m ? m[1] : ''}`;
+}
+
+/**
+ * Distribution token auth (distribution/distribution:docs/spec/auth/token.md): GET realm?service&scope with the
+ * Basic credentials. Credentials go only to an https realm, or an http one on the registry's own host.
+ */
+async function fetchToken(c: BearerChallenge, registryUrl: URL, options: HttpOptions): Promise<string> {
+  let realm: URL;
+  try {
+    realm = new URL(c.realm);
+  } catch (cause) {
+    throw new OciError('OCI_UNAUTHORIZED', `token realm ${JSON.stringify(c.realm)} is not a URL`, { cause });
+  }
+  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && realm.hostname === registryUrl.hostname))
+    throw new OciError('OCI_UNAUTHORIZED', `token realm ${realm.origin} is neither https nor the registry's own host`);
+  if (c.service !== undefined) realm.searchParams.set('service', c.service);
+  if (c.scope !== undefined) realm.searchParams.set('scope', c.scope);
+  const res = await once(
+    { method: 'GET', url: realm, maxBytes: 1 << 20 },
+    realm,
+    { ...options, tokens: undefined },
+    true,
+  );
+  if (res.status !== 200) failStatus(res, `token from ${realm.origin}${realm.pathname}`);
+  let body: { token?: unknown; access_token?: unknown };
+  try {
+    body = JSON.parse(res.body.toString('utf8')) as typeof body;
+  } catch (cause) {
+    throw new OciError('OCI_UNAUTHORIZED', `token from ${realm.origin}: not JSON`, { cause });
+  }
+  const token = typeof body.token === 'string' ? body.token : body.access_token;
+  if (typeof token !== 'string' || token === '')
+    throw new OciError('OCI_UNAUTHORIZED', `token from ${realm.origin}: no token in the answer`);
+  return token;
 }

@@ -67,7 +67,7 @@ const MAX_PAGES = 1000;
 
 /**
  * A minimal OCI distribution-spec v1.1 client: exactly the calls airlock needs, every fetched byte checked against
- * its digest. Auth: none or HTTP Basic (no bearer-token dance).
+ * its digest. Auth: none, HTTP Basic, or Distribution bearer tokens (fetched on a 401 challenge).
  */
 export class RegistryClient {
   readonly baseUrl: URL;
@@ -95,7 +95,14 @@ export class RegistryClient {
     }
     this.baseUrl = url;
     this.host = url.host;
-    this.http = { ca: options.ca, auth: options.auth, timeoutMs: options.timeoutMs, userAgent: options.userAgent };
+    this.http = {
+      ca: options.ca,
+      auth: options.auth,
+      timeoutMs: options.timeoutMs,
+      userAgent: options.userAgent,
+      signal: options.signal,
+      tokens: options.tokens ?? new Map(),
+    };
     this.maxManifestBytes = options.maxManifestBytes ?? 4 << 20;
   }
 

@@ -13,3 +13,8 @@ export * from './tools/tools.js';
 export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
 export * from './pki/openssl-pki.js';
+export * from './admission/world.js';
+export * from './admission/reviews.js';
+export * from './admission/malformed.js';
+export * from './registry/counting-proxy.js';
+export * from './registry/token-server.js';

@@ -1,0 +1,256 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { dirname } from 'node:path';
+import { AdmissionError } from './errors.js';
+import { loadAdmissionPolicyFile, type LoadedAdmissionPolicy } from './policy/load.js';
+import { loadRegistries, Registries } from './registry/config.js';
+import { decideImage, type ImageCheckDeps, type ImageVerdict } from './review/decide.js';
+import { findImages, type FoundImage } from './review/images.js';
+import { readableKind, requestProblem, skipReason } from './review/request.js';
+import { refused, respond, skipped } from './review/respond.js';
+import type {
+  AdmissionController,
+  AdmissionEvents,
+  AdmissionRequest,
+  AdmissionResponse,
+  DecideOptions,
+  WorkspaceRequest,
+  WorkspaceVerdict,
+} from './types.js';
+import { EngineImageVerifier } from './verify/engine.js';
+import { VerificationCache } from './verify/cache.js';
+import type { PolicyOutcome } from './verify/check.js';
+import { TrustStore } from './verify/trust.js';
+import type { ImageVerifier } from './verify/types.js';
+import { checkToolchain } from './workspace/toolchains.js';
+
+/** Operator configuration of the controller (flags and files; nothing in a request can change it). */
+export interface AdmissionControllerConfig {
+  /** The admission policy file (schemas/admission-policy.v1.schema.json). */
+  policyFile: string;
+  /** Sigstore TrustedRoot JSON files; signatures are verified offline against them. */
+  trustedRoots: string[];
+  /** Mirror snapshot directories (manifest.json + attestations/manifest.sigstore.json) for dependency rules. */
+  snapshots?: string[];
+  /** Registries the controller may contact: a registries file and/or a Kubernetes dockerconfigjson file. */
+  registries?: { file?: string; dockerConfigJson?: string } | Registries;
+  /** Cache of successful verifications (default 10 min, 10 000 entries); false turns it off. */
+  cache?: { ttlMs?: number; maxEntries?: number } | false;
+  /** Image verification (default: @airlock/policy's verifyImageByPolicy). */
+  verifier?: ImageVerifier;
+  events?: AdmissionEvents;
+  /** Watch the policy and trust files and drop the cache when they change (default true). */
+  watch?: boolean;
+}
+
+interface State {
+  policy: LoadedAdmissionPolicy;
+  trust: TrustStore;
+}
+
+const NO_EVENTS: AdmissionEvents = { cache: () => undefined, registryError: () => undefined };
+
+/** The controller behind /validate, /mutate, /workspace and /readyz. Throws for unusable configuration. */
+export function createAdmissionController(config: AdmissionControllerConfig): AdmissionController & {
+  reload(): boolean;
+  readonly cacheSize: number;
+} {
+  return new Controller(config);
+}
+
+class Controller implements AdmissionController {
+  private state: State;
+  private readonly registries: Registries;
+  private readonly cache: VerificationCache<PolicyOutcome>;
+  private readonly verifier: ImageVerifier;
+  private readonly events: AdmissionEvents;
+  private watchers: FSWatcher[] = [];
+  private reloadError: string | undefined;
+  private closed = false;
+
+  constructor(private readonly config: AdmissionControllerConfig) {
+    this.state = this.load();
+    this.registries =
+      config.registries instanceof Registries ? config.registries : loadRegistries(config.registries ?? {});
+    const c = config.cache === false ? { ttlMs: 0, maxEntries: 0 } : (config.cache ?? {});
+    this.cache = new VerificationCache({ ttlMs: c.ttlMs ?? 600_000, maxEntries: c.maxEntries ?? 10_000 });
+    this.verifier = config.verifier ?? new EngineImageVerifier();
+    this.events = config.events ?? NO_EVENTS;
+    if (config.watch !== false) this.watchFiles();
+  }
+
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  private load(): State {
+    const policy = loadAdmissionPolicyFile(this.config.policyFile);
+    const trust = new TrustStore({
+      trustedRoots: this.config.trustedRoots,
+      ...(this.config.snapshots ? { snapshots: this.config.snapshots } : {}),
+    });
+    return { policy, trust };
+  }
+
+  /**
+   * Re-reads the policy and trust files; when a digest changed, swaps them in and drops the cache. Returns true
+   * when something changed. A file that no longer loads makes the controller not ready (the old policy is not
+   * silently kept as if current).
+   */
+  reload(): boolean {
+    let next: State;
+    try {
+      next = this.load();
+    } catch (err) {
+      this.reloadError = (err as Error).message;
+      return false;
+    }
+    this.reloadError = undefined;
+    const changed = next.policy.digest !== this.state.policy.digest || next.trust.digest !== this.state.trust.digest;
+    if (changed) {
+      this.state = next;
+      this.cache.clear();
+      this.rewatch();
+    }
+    return changed;
+  }
+
+  ready(): { ok: boolean; reason?: string } {
+    if (this.closed) return { ok: false, reason: 'closed' };
+    if (this.reloadError !== undefined)
+      return { ok: false, reason: `policy or trusted root no longer loads: ${this.reloadError}` };
+    return { ok: true };
+  }
+
+  async decide(request: AdmissionRequest, options: DecideOptions): Promise<AdmissionResponse> {
+    const problem = requestProblem(request);
+    if (problem) return refused({ uid: typeof request?.uid === 'string' ? request.uid : '' }, problem);
+    const skip = skipReason(request);
+    if (skip) return skipped(request, skip);
+    const ready = this.ready();
+    if (!ready.ok) return refused(request, `airlock admission is not ready: ${ready.reason}`, 503);
+    const kind = readableKind(request);
+    if (!kind) {
+      const k = request.kind;
+      return refused(
+        request,
+        `airlock does not read images from ${k.group || 'core'}/${k.version}/${k.kind}${request.subResource ? ` (${request.subResource})` : ''}`,
+      );
+    }
+    let found: FoundImage[];
+    try {
+      found = findImages(
+        kind,
+        request.object,
+        request.subResource === 'ephemeralcontainers' ? request.oldObject : undefined,
+      );
+    } catch (err) {
+      return refused(request, `${kind} ${request.namespace ?? ''}/${request.name ?? ''}: ${(err as Error).message}`);
+    }
+    const verdicts = await this.decideAll(found, request.namespace, options.signal);
+    return respond(request, verdicts, options.mutate);
+  }
+
+  private async decideAll(
+    found: FoundImage[],
+    namespace: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ImageVerdict[]> {
+    const byImage = new Map<string, FoundImage[]>();
+    for (const f of found) byImage.set(f.image, [...(byImage.get(f.image) ?? []), f]);
+    const deps = this.deps();
+    return Promise.all([...byImage].map(([image, at]) => decideImage(image, at, namespace, deps, signal)));
+  }
+
+  private deps(): ImageCheckDeps {
+    const { policy, trust } = this.state;
+    return {
+      policy,
+      registries: this.registries,
+      events: this.events,
+      check: {
+        verifier: this.verifier,
+        registries: this.registries,
+        cache: this.cache,
+        trustDigest: trust.digest,
+        material: (p) => trust.material(p.release),
+        onCache: (hit) => this.events.cache(hit),
+      },
+    };
+  }
+
+  async checkWorkspace(request: WorkspaceRequest, options: { signal: AbortSignal }): Promise<WorkspaceVerdict> {
+    if (typeof request?.image !== 'string' || request.image === '')
+      return {
+        allowed: false,
+        reason: 'the workspace request names no image',
+        image: { reference: '', verdict: 'ERROR' },
+        toolchains: [],
+      };
+    const [v] = await this.decideAll(
+      [{ image: request.image, pointer: '', field: 'containers', name: 'workspace', check: true }],
+      undefined,
+      options.signal,
+    );
+    const image = workspaceImage(v!);
+    const { policy, trust } = this.state;
+    const toolchains = [];
+    for (const tc of request.toolchains ?? [])
+      toolchains.push(await checkToolchain(tc, policy.toolchains, (p) => trust.material(p)));
+    const badTc = toolchains.find((t) => t.verdict !== 'PASS');
+    const allowed = v!.outcome !== 'deny' && badTc === undefined;
+    const reason =
+      v!.outcome === 'deny'
+        ? v!.reason
+        : badTc
+          ? `toolchain ${badTc.path}: ${badTc.reason ?? badTc.verdict}`
+          : v!.reason;
+    return { allowed, reason, image, toolchains };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    this.cache.clear();
+  }
+
+  private watchFiles(): void {
+    const dirs = new Set([...this.state.policy.files, ...this.state.trust.files].map((f) => dirname(f)));
+    for (const d of dirs) {
+      try {
+        // Directories, not files: editors and ConfigMap updates replace files by rename.
+        const w = watch(d, { persistent: false }, () => this.reload());
+        w.on('error', () => undefined);
+        this.watchers.push(w);
+      } catch (cause) {
+        throw new AdmissionError('ADMISSION_CONFIG_INVALID', `cannot watch ${d}: ${(cause as Error).message}`, {
+          cause,
+        });
+      }
+    }
+  }
+
+  private rewatch(): void {
+    if (this.config.watch === false || this.closed) return;
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    this.watchFiles();
+  }
+}
+
+function workspaceImage(v: ImageVerdict): WorkspaceVerdict['image'] {
+  const policy = v.policies.map((p) => p.policy).join(',');
+  const failedWithError =
+    v.policies.length === 0 && v.outcome === 'deny' && !/no admission policy matches/.test(v.reason);
+  return {
+    reference: v.image,
+    ...(v.resolved ? { digest: v.resolved.digest } : {}),
+    ...(policy ? { policy } : {}),
+    verdict:
+      v.outcome === 'deny'
+        ? failedWithError || v.policies.some((p) => /registry error|deadline/.test(p.reason))
+          ? 'ERROR'
+          : 'FAIL'
+        : 'PASS',
+  };
+}

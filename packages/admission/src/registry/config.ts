@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { RegistryClient } from '@airlock/oci';
+import { parseDocument } from 'yaml';
+import { AdmissionError } from '../errors.js';
+import { isRecord } from '../review/images.js';
+
+/** How to reach one registry host (operator configuration). */
+export interface RegistryHost {
+  /** `host[:port]` as in image references. */
+  host: string;
+  /** Plain HTTP (loopback or lab registries); default https. */
+  plainHttp: boolean;
+  /** PEM CA bundle for the registry's TLS (replaces the system store). */
+  ca?: string;
+  /** Basic credentials (also sent to the token realm of a bearer-token registry). */
+  auth?: { username: string; password: string };
+}
+
+/**
+ * The registries the controller may contact: only hosts listed here. An image reference is attacker input; it
+ * chooses among these hosts and can never make the webhook connect anywhere else.
+ */
+export class Registries {
+  private readonly hosts: ReadonlyMap<string, RegistryHost>;
+  /** Bearer tokens per host, shared by every client of that host. */
+  private readonly tokens = new Map<string, Map<string, string>>();
+
+  /** Idle socket timeout per registry request (default 5 s); the request's AbortSignal is the real deadline. */
+  private readonly timeoutMs: number;
+
+  constructor(hosts: readonly RegistryHost[], options: { timeoutMs?: number } = {}) {
+    this.hosts = new Map(hosts.map((h) => [h.host, h]));
+    this.timeoutMs = options.timeoutMs ?? 5_000;
+  }
+
+  /** The same hosts with another idle timeout. */
+  withTimeout(timeoutMs: number): Registries {
+    return new Registries([...this.hosts.values()], { timeoutMs });
+  }
+
+  has(host: string): boolean {
+    return this.hosts.has(host);
+  }
+
+  list(): string[] {
+    return [...this.hosts.keys()];
+  }
+
+  /** A client for `host` bound to `signal` (clients are cheap: no pooled connections). */
+  client(host: string, signal?: AbortSignal): RegistryClient {
+    const h = this.hosts.get(host);
+    if (!h)
+      throw new AdmissionError(
+        'ADMISSION_REGISTRY_UNAVAILABLE',
+        `registry ${host} is not one the admission controller is configured to use`,
+      );
+    let tokens = this.tokens.get(host);
+    if (!tokens) this.tokens.set(host, (tokens = new Map()));
+    return new RegistryClient({
+      url: `${h.plainHttp ? 'http' : 'https'}://${h.host}`,
+      ...(h.ca !== undefined ? { ca: h.ca } : {}),
+      ...(h.auth ? { auth: h.auth } : {}),
+      ...(signal ? { signal } : {}),
+      tokens,
+      timeoutMs: this.timeoutMs,
+      userAgent: 'airlock-admission/0.1',
+    });
+  }
+}
+
+/** The registries file: `registries: { "<host[:port]>": { plainHttp?, caFile?, username?, passwordFile? } }`. */
+interface RegistriesFile {
+  registries: Record<string, { plainHttp?: boolean; caFile?: string; username?: string; passwordFile?: string }>;
+}
+
+/**
+ * Reads the operator's registries file (YAML/JSON) and, optionally, a Kubernetes dockerconfigjson file
+ * (`{"auths": {"host": {"auth": base64(user:pass)} | {"username", "password"}}}`) whose credentials apply to the
+ * hosts the registries file lists (a host only in dockerconfigjson is added with https). Errors name the file and
+ * field, never a secret.
+ */
+export function loadRegistries(options: { file?: string; dockerConfigJson?: string }): Registries {
+  const hosts = new Map<string, RegistryHost>();
+  if (options.file !== undefined) for (const h of readRegistriesFile(options.file)) hosts.set(h.host, h);
+  if (options.dockerConfigJson !== undefined)
+    for (const [host, auth] of readDockerConfig(options.dockerConfigJson)) {
+      const h = hosts.get(host) ?? { host, plainHttp: false };
+      if (!h.auth) hosts.set(host, { ...h, auth });
+    }
+  return new Registries([...hosts.values()]);
+}
+
+function configError(msg: string, cause?: unknown): AdmissionError {
+  return new AdmissionError('ADMISSION_CONFIG_INVALID', msg, cause === undefined ? {} : { cause });
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw configError(`cannot read ${what} ${path}: ${(cause as Error).message}`, cause);
+  }
+}
+
+const HOST_RE = /^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/;
+const ENTRY_KEYS = new Set(['plainHttp', 'caFile', 'username', 'passwordFile']);
+
+function readRegistriesFile(file: string): RegistryHost[] {
+  const doc = parseDocument(readText(file, 'registries file'), { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) throw configError(`${file}: not valid YAML or JSON: ${doc.errors[0]!.message}`);
+  const value = doc.toJS({ maxAliasCount: 10 }) as unknown;
+  if (!isRecord(value) || !isRecord(value['registries']) || Object.keys(value).length !== 1)
+    throw configError(`${file}: must be an object with exactly one field, registries (an object keyed by host)`);
+  const base = dirname(resolve(file));
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  return Object.entries((value as unknown as RegistriesFile).registries).map(([host, e]) => {
+    const at = `${file}: registries.${host}`;
+    if (!HOST_RE.test(host)) throw configError(`${at}: not a host[:port]`);
+    if (!isRecord(e)) throw configError(`${at}: must be an object`);
+    for (const k of Object.keys(e)) if (!ENTRY_KEYS.has(k)) throw configError(`${at}.${k}: unknown field`);
+    if (e.plainHttp !== undefined && typeof e.plainHttp !== 'boolean')
+      throw configError(`${at}.plainHttp: must be boolean`);
+    for (const k of ['caFile', 'username', 'passwordFile'] as const)
+      if (e[k] !== undefined && (typeof e[k] !== 'string' || e[k] === ''))
+        throw configError(`${at}.${k}: must be a non-empty string`);
+    if ((e.username === undefined) !== (e.passwordFile === undefined))
+      throw configError(`${at}: username and passwordFile go together`);
+    return {
+      host,
+      plainHttp: e.plainHttp === true,
+      ...(e.caFile !== undefined ? { ca: readText(abs(e.caFile), `CA file for ${host}`) } : {}),
+      ...(e.username !== undefined
+        ? {
+            auth: {
+              username: e.username,
+              password: readText(abs(e.passwordFile!), `password file for ${host}`).trim(),
+            },
+          }
+        : {}),
+    };
+  });
+}
+
+function readDockerConfig(file: string): Map<string, { username: string; password: string }> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readText(file, 'dockerconfigjson file'));
+  } catch (cause) {
+    if (cause instanceof AdmissionError) throw cause;
+    throw configError(`${file}: not JSON`, cause);
+  }
+  const auths = isRecord(value) ? value['auths'] : undefined;
+  if (!isRecord(auths)) throw configError(`${file}: auths must be an object keyed by registry host`);
+  const out = new Map<string, { username: string; password: string }>();
+  for (const [key, entry] of Object.entries(auths)) {
+    const host = key.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+    const at = `${file}: auths.${host}`;
+    if (!HOST_RE.test(host)) throw configError(`${at}: not a host[:port]`);
+    if (!isRecord(entry)) throw configError(`${at}: must be an object`);
+    out.set(host, dockerAuth(entry, at));
+  }
+  return out;
+}
+
+function dockerAuth(entry: Record<string, unknown>, at: string): { username: string; password: string } {
+  if (typeof entry['username'] === 'string' && typeof entry['password'] === 'string')
+    return { username: entry['username'], password: entry['password'] };
+  if (typeof entry['auth'] === 'string') {
+    const text = Buffer.from(entry['auth'], 'base64').toString('utf8');
+    const colon = text.indexOf(':');
+    if (colon > 0) return { username: text.slice(0, colon), password: text.slice(colon + 1) };
+  }
+  throw configError(`${at}: needs auth (base64 of user:password) or username and password`);
+}

@@ -1,0 +1,134 @@
+import type { LoadedAdmissionPolicy } from '../policy/load.js';
+import { matchName, matchingPolicies } from '../policy/match.js';
+import type { Registries } from '../registry/config.js';
+import type { AdmissionEvents } from '../types.js';
+import { checkDigest, type CheckContext } from '../verify/check.js';
+import type { FoundImage } from './images.js';
+import { parseReference, registryFailure, resolveImage, short, type ResolvedImage } from './resolve.js';
+
+/** One image policy's verdict for one image in one request (mode applied). */
+export interface PolicyVerdict {
+  policy: string;
+  mode: 'enforce' | 'warn';
+  passed: boolean;
+  reason: string;
+  cached: boolean;
+}
+
+/** Everything decided about one image string of the object. */
+export interface ImageVerdict {
+  image: string;
+  /** Where it occurs (several pointers when the same string is used by several containers). */
+  at: FoundImage[];
+  resolved?: ResolvedImage;
+  policies: PolicyVerdict[];
+  /** allow: every policy passed (or unmatched allowed); warn: only warn-mode policies failed; deny. */
+  outcome: 'allow' | 'warn' | 'deny';
+  /** One line naming the image and why. */
+  reason: string;
+}
+
+export interface ImageCheckDeps {
+  policy: LoadedAdmissionPolicy;
+  registries: Registries;
+  check: CheckContext;
+  events: AdmissionEvents;
+}
+
+/**
+ * Decides one image: matching policies (namespace and globs evaluated now, never cached), tag → digest, then each
+ * policy's verification for that digest. Any error denies the image with a message naming it; nothing here
+ * throws.
+ */
+export async function decideImage(
+  image: string,
+  at: FoundImage[],
+  namespace: string | undefined,
+  deps: ImageCheckDeps,
+  signal: AbortSignal,
+): Promise<ImageVerdict> {
+  const base = { image, at, policies: [] as PolicyVerdict[] };
+  let name: string;
+  try {
+    parseReference(image);
+    name = matchName(image);
+  } catch (err) {
+    return { ...base, outcome: 'deny', reason: (err as Error).message };
+  }
+  const matched = matchingPolicies(deps.policy, name, namespace);
+  if (matched.length === 0) return unmatched(base, name, deps, signal);
+  let resolved: ResolvedImage;
+  try {
+    resolved = await resolveImage(image, deps.registries, signal);
+  } catch (err) {
+    reportRegistryError(err, name, deps);
+    return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}` };
+  }
+  const target = {
+    reference: resolved.pinned,
+    registry: resolved.registry,
+    repository: resolved.repository,
+    digest: resolved.digest,
+  };
+  const policies = await Promise.all(
+    matched.map(async (p): Promise<PolicyVerdict> => {
+      try {
+        const o = await checkDigest(target, p, deps.check, signal);
+        return { policy: p.name, mode: p.mode, passed: o.passed, reason: o.reason, cached: o.cached };
+      } catch (err) {
+        const e = registryFailure(resolved.pinned, err, signal);
+        reportRegistryError(e, name, deps);
+        return { policy: p.name, mode: p.mode, passed: false, reason: e.message, cached: false };
+      }
+    }),
+  );
+  return { ...base, resolved, policies, ...summarise(image, resolved, policies) };
+}
+
+async function unmatched(
+  base: { image: string; at: FoundImage[]; policies: PolicyVerdict[] },
+  name: string,
+  deps: ImageCheckDeps,
+  signal: AbortSignal,
+): Promise<ImageVerdict> {
+  if (deps.policy.unmatched === 'deny')
+    return {
+      ...base,
+      outcome: 'deny',
+      reason: `${short(base.image)}: no admission policy matches ${name} (unmatched: deny)`,
+    };
+  const reason = `${short(base.image)}: no admission policy matches; allowed (unmatched: allow)`;
+  const host = name.slice(0, name.indexOf('/'));
+  if (!deps.registries.has(host)) return { ...base, outcome: 'allow', reason };
+  try {
+    // Pinned all the same, so the tag cannot move under it after admission.
+    return { ...base, resolved: await resolveImage(base.image, deps.registries, signal), outcome: 'allow', reason };
+  } catch (err) {
+    reportRegistryError(err, name, deps);
+    return { ...base, outcome: 'deny', reason: `${short(base.image)}: ${(err as Error).message}` };
+  }
+}
+
+function summarise(
+  image: string,
+  resolved: ResolvedImage,
+  policies: PolicyVerdict[],
+): { outcome: ImageVerdict['outcome']; reason: string } {
+  const what =
+    resolved.fromTag !== undefined ? `${short(image)} (tag ${resolved.fromTag} = ${resolved.digest})` : short(image);
+  const enforced = policies.filter((p) => !p.passed && p.mode === 'enforce');
+  const warned = policies.filter((p) => !p.passed && p.mode === 'warn');
+  const names = (ps: PolicyVerdict[]): string => ps.map((p) => `policy ${p.policy}: ${p.reason}`).join('; ');
+  if (enforced.length > 0) return { outcome: 'deny', reason: `${what} denied by ${names(enforced)}` };
+  if (warned.length > 0) return { outcome: 'warn', reason: `${what} fails (warn mode) ${names(warned)}` };
+  return {
+    outcome: 'allow',
+    reason: `${what} verified by ${policies.map((p) => `policy ${p.policy} (${p.reason})`).join(', ')}`,
+  };
+}
+
+function reportRegistryError(err: unknown, name: string, deps: ImageCheckDeps): void {
+  const code = (err as { code?: string }).code;
+  if (code === 'ADMISSION_REGISTRY_UNAVAILABLE' || code === 'ADMISSION_DEADLINE')
+    deps.events.registryError(name.slice(0, name.indexOf('/')));
+}

@@ -1,0 +1,5 @@
+export * from './server.js';
+export * from './metrics.js';
+export * from './errors.js';
+export * from './tls.js';
+export { API_VERSION, denyResponse, parseEnvelope, sanitizeResponse } from './envelope.js';
