@@ -19,6 +19,9 @@ export function requestProblem(request: unknown): string | undefined {
   const kind = request['kind'];
   if (!isRecord(kind) || typeof kind['kind'] !== 'string' || typeof kind['group'] !== 'string')
     return 'request.kind must be {group, version, kind}';
+  // The API server always sends the object on CREATE/UPDATE: without it there is nothing to check, so refuse.
+  if ((request['operation'] === 'CREATE' || request['operation'] === 'UPDATE') && !isRecord(request['object']))
+    return `request.object is missing on ${request['operation'] as string}`;
   return undefined;
 }
 
