@@ -16,7 +16,7 @@ import type {
   WorkspaceRequest,
   WorkspaceVerdict,
 } from './types.js';
-import { ReferrerBundleVerifier } from './verify/bundles.js';
+import { EngineImageVerifier } from './verify/engine.js';
 import { VerificationCache } from './verify/cache.js';
 import type { PolicyOutcome } from './verify/check.js';
 import { TrustStore } from './verify/trust.js';
@@ -35,7 +35,7 @@ export interface AdmissionControllerConfig {
   registries?: { file?: string; dockerConfigJson?: string } | Registries;
   /** Cache of successful verifications (default 10 min, 10 000 entries); false turns it off. */
   cache?: { ttlMs?: number; maxEntries?: number } | false;
-  /** Image verification (default: referrer Sigstore bundles + the release policy engine). */
+  /** Image verification (default: @airlock/policy's verifyImageByPolicy). */
   verifier?: ImageVerifier;
   events?: AdmissionEvents;
   /** Watch the policy and trust files and drop the cache when they change (default true). */
@@ -73,7 +73,7 @@ class Controller implements AdmissionController {
       config.registries instanceof Registries ? config.registries : loadRegistries(config.registries ?? {});
     const c = config.cache === false ? { ttlMs: 0, maxEntries: 0 } : (config.cache ?? {});
     this.cache = new VerificationCache({ ttlMs: c.ttlMs ?? 600_000, maxEntries: c.maxEntries ?? 10_000 });
-    this.verifier = config.verifier ?? new ReferrerBundleVerifier();
+    this.verifier = config.verifier ?? new EngineImageVerifier();
     this.events = config.events ?? NO_EVENTS;
     if (config.watch !== false) this.watchFiles();
   }

@@ -14,5 +14,5 @@ export type { AdmissionPolicyDocument, ImagePolicyDocument, ReleaseRef, VsaFastP
 export { matchName, matchingPolicies } from './policy/match.js';
 export { loadRegistries, Registries, type RegistryHost } from './registry/config.js';
 export { VerificationCache, type CacheOptions } from './verify/cache.js';
-export { ReferrerBundleVerifier } from './verify/bundles.js';
+export { EngineImageVerifier } from './verify/engine.js';
 export type { DigestImage, ImageVerifier, TrustMaterial } from './verify/types.js';

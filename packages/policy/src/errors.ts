@@ -14,6 +14,16 @@ export type PolicyErrorCode =
   /** A VSA is malformed or not a SLSA VSA v1 statement. */
   | 'POLICY_VSA_INVALID'
   /** A well-formed VSA about another artifact, another policy, another verifier or a failed verification. */
-  | 'POLICY_VSA_MISMATCH';
+  | 'POLICY_VSA_MISMATCH'
+  /** An input of a verification is unusable: a bundle or trusted root that is not JSON, an unreadable key file. */
+  | 'POLICY_INPUT_INVALID'
+  /** The image reference names no manifest (unknown tag), or a tag and a digest that disagree. */
+  | 'POLICY_IMAGE_NOT_FOUND'
+  /** The registry answered with an error or with content that does not check out (digest, size, manifest). */
+  | 'POLICY_REGISTRY_FAILED'
+  /** Nothing answered at the registry's address (connection refused, reset, timed out). */
+  | 'POLICY_REGISTRY_UNAVAILABLE'
+  /** The caller's AbortSignal fired before the verification finished. */
+  | 'POLICY_ABORTED';
 
 export class PolicyError extends AirlockError<PolicyErrorCode> {}

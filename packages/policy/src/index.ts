@@ -40,3 +40,20 @@ export {
   type AdvisoryIndex,
 } from './osv.js';
 export { parsePurl, type ParsedPurl } from './purl.js';
+export {
+  bundleVerifiers,
+  checkBundleInputs,
+  policyTrustedRoots,
+  readBundleFiles,
+  type BundleInput,
+  type CheckedBundles,
+} from './artifact/bundles.js';
+export { VerifiedSnapshots, readSnapshotFiles, type SnapshotInfo } from './artifact/snapshots.js';
+export {
+  verifyArtifactByPolicy,
+  evaluateBundles,
+  type PolicyContext,
+  type PolicyRun,
+  type VerifyArtifactInput,
+} from './artifact/verify.js';
+export { verifyImageByPolicy, type ImagePolicyRun, type VerifyImageInput } from './image/verify.js';

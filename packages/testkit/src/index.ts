@@ -13,3 +13,6 @@ export * from './tools/tools.js';
 export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
 export * from './pki/openssl-pki.js';
+export * from './admission/world.js';
+export * from './admission/reviews.js';
+export * from './admission/malformed.js';

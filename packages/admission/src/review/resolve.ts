@@ -1,4 +1,4 @@
-import { OciError, isSha256Digest, parseImageReference } from '@airlock/oci';
+import { isSha256Digest, parseImageReference } from '@airlock/oci';
 import { AdmissionError } from '../errors.js';
 import type { Registries } from '../registry/config.js';
 
@@ -54,18 +54,32 @@ export function parseReference(image: string): ReturnType<typeof parseImageRefer
   }
 }
 
-/** A registry error as an admission error: the deadline, or the registry's answer (never its credentials). */
+const REGISTRY_CODES = new Set([
+  'OCI_HTTP',
+  'OCI_UNAUTHORIZED',
+  'OCI_NOT_FOUND',
+  'POLICY_REGISTRY_UNAVAILABLE',
+  'POLICY_REGISTRY_FAILED',
+  'POLICY_IMAGE_NOT_FOUND',
+]);
+
+/**
+ * An error while resolving or verifying as an admission error: the deadline (the signal fired, or an abort in the
+ * cause chain), a registry failure (named; never its credentials), or anything else as a failure to verify.
+ */
 export function registryFailure(what: string, cause: unknown, signal: AbortSignal): AdmissionError {
-  if (signal.aborted || (cause instanceof OciError && cause.code === 'OCI_ABORTED'))
+  if (cause instanceof AdmissionError) return cause;
+  const code = (cause as { code?: unknown }).code;
+  if (signal.aborted || code === 'OCI_ABORTED' || code === 'POLICY_ABORTED')
     return new AdmissionError(
       'ADMISSION_DEADLINE',
-      `${what}: the admission deadline passed before the registry answered`,
-      { cause },
+      `${what}: the admission deadline passed before verification finished`,
+      {
+        cause,
+      },
     );
-  if (cause instanceof AdmissionError) return cause;
   const msg = cause instanceof Error ? cause.message : String(cause);
-  const code = cause instanceof OciError ? cause.code : undefined;
-  if (code === 'OCI_HTTP' || code === 'OCI_UNAUTHORIZED' || code === 'OCI_NOT_FOUND')
+  if (typeof code === 'string' && REGISTRY_CODES.has(code))
     return new AdmissionError('ADMISSION_REGISTRY_UNAVAILABLE', `${what}: registry error: ${msg}`, { cause });
   return new AdmissionError('ADMISSION_VERIFICATION_FAILED', `${what}: cannot verify: ${msg}`, { cause });
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '@airlock/core';
-import { TransferManifestSnapshotSource, type LoadedPolicy } from '@airlock/policy';
+import { indexAdvisories, loadOsvDirectory, TransferManifestSnapshotSource, type LoadedPolicy } from '@airlock/policy';
 import { BundleVerifier } from '@airlock/verify';
 import { AdmissionError } from '../errors.js';
 import type { TrustMaterial } from './types.js';
@@ -59,9 +59,11 @@ export class TrustStore {
     for (const a of Object.values(policy.document.authorities))
       if (a.publicKey) publicKeys[a.publicKey.hint] = readKey(a.publicKey.path);
     const verifiers = this.roots.map((r) => new BundleVerifier(r.json, { publicKeys }));
+    const osv = policy.document.advisories?.osvDirectory;
     const material: TrustMaterial = {
       verifiers,
       ...(this.snapshotFiles.length > 0 ? { snapshots: this.snapshots(verifiers) } : {}),
+      ...(osv !== undefined ? { advisories: indexAdvisories(loadOsvDirectory(osv)) } : {}),
     };
     this.cache.set(policy.digest.sha256, material);
     return material;

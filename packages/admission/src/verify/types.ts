@@ -1,5 +1,5 @@
 import type { RegistryClient } from '@airlock/oci';
-import type { LoadedPolicy, SnapshotSource, Verdict } from '@airlock/policy';
+import type { AdvisoryIndex, LoadedPolicy, SnapshotSource, Verdict } from '@airlock/policy';
 import type { BundleVerifier } from '@airlock/verify';
 
 /** An image by digest, and how to reach its registry. */
@@ -18,12 +18,14 @@ export interface TrustMaterial {
   /** One BundleVerifier per trusted root (the policy's public keys given to each). */
   verifiers: readonly BundleVerifier[];
   snapshots?: SnapshotSource;
+  /** The release policy's OSV advisories (advisories.osvDirectory), indexed. */
+  advisories?: AdvisoryIndex;
 }
 
 /**
  * The one method the controller needs from image verification: the release policy's verdict for an image digest,
  * every signature checked offline against the trusted roots. A thrown error is a failure to verify (denied, never
- * cached). @airlock/policy's `verifyImageByPolicy` is adapted to it when that lands (see verify/engine.ts).
+ * cached). The default is @airlock/policy's `verifyImageByPolicy` (verify/engine.ts).
  */
 export interface ImageVerifier {
   verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict>;

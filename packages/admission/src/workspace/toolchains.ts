@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { sha256Hex } from '@airlock/core';
-import { evaluatePolicy, type AttestationEvidence, type LoadedPolicy } from '@airlock/policy';
+import { readBundleFiles, verifyArtifactByPolicy, type LoadedPolicy } from '@airlock/policy';
 import type { WorkspaceVerdict } from '../types.js';
 import { outcomeOf } from '../verify/check.js';
 import type { TrustMaterial } from '../verify/types.js';
@@ -11,8 +12,9 @@ const BESIDE = ['.provenance.sigstore.json', '.sbom.sigstore.json'] as const;
 type ToolchainVerdict = WorkspaceVerdict['toolchains'][number];
 
 /**
- * A toolchain file verified by its provenance: its sha256, its bundles (given, else the runner's beside it)
- * verified offline against the trusted roots, and the toolchains release policy evaluated. Never throws.
+ * A toolchain file verified by its provenance with @airlock/policy's artifact verification: its sha256, its
+ * bundles (given, else the runner's beside it) verified offline against the trusted roots, the toolchains release
+ * policy evaluated. Never throws: an unreadable file or bundle is an ERROR verdict naming it.
  */
 export async function checkToolchain(
   tc: { path: string; bundles?: string[] },
@@ -38,43 +40,18 @@ export async function checkToolchain(
     return { path: tc.path, sha256, verdict: 'FAIL', reason: 'no provenance bundle given or beside it' };
   try {
     const material = trust(policy);
-    const attestations: AttestationEvidence[] = [];
-    for (const p of paths) {
-      const bytes = readFileSync(p);
-      const json = JSON.parse(bytes.toString('utf8')) as unknown;
-      const result = verifyAny(json, sha256, material);
-      if (typeof result === 'string')
-        return { path: tc.path, sha256, verdict: 'FAIL', reason: `${p} does not verify: ${result}` };
-      attestations.push({ uri: p, bundleDigest: { sha256: sha256Hex(bytes) }, verification: result });
-    }
-    const verdict = await evaluatePolicy(
+    const run = await verifyArtifactByPolicy({
+      artifact: { name: basename(tc.path), sha256 },
+      resourceUri: tc.path,
+      bundles: readBundleFiles(paths),
       policy,
-      {
-        artifact: { digest: { sha256 }, uri: tc.path },
-        attestations,
-        ...(material.snapshots ? { snapshots: material.snapshots } : {}),
-      },
-      { now: new Date() },
-    );
-    const o = outcomeOf(verdict);
+      verifiers: material.verifiers,
+      ...(material.snapshots ? { snapshotSource: material.snapshots } : {}),
+      ...(material.advisories ? { advisories: material.advisories } : {}),
+    });
+    const o = outcomeOf(run.verdict);
     return { path: tc.path, sha256, verdict: o.passed ? 'PASS' : 'FAIL', reason: o.reason };
   } catch (err) {
     return error((err as Error).message, sha256);
   }
-}
-
-function verifyAny(
-  json: unknown,
-  sha256: string,
-  material: TrustMaterial,
-): AttestationEvidence['verification'] | string {
-  let last = 'no trusted root';
-  for (const v of material.verifiers) {
-    try {
-      return v.verify(json, { artifactDigest: { sha256 }, allowAnyIdentity: true });
-    } catch (err) {
-      last = (err as Error).message;
-    }
-  }
-  return last;
 }

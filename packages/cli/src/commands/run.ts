@@ -1,20 +1,23 @@
-import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import {
-  parseImageReference,
-  readCosignAttestations,
-  readCosignSignatures,
-  readSigstoreBundles,
-  RegistryClient,
-  type FetchedBundle,
-} from '@airlock/oci';
+import { hasErrorCode } from '@airlock/core';
+import { parseImageReference, RegistryClient } from '@airlock/oci';
 import { readEndpoints } from '@airlock/plane';
+import {
+  CYCLONEDX_PREDICATE_TYPE,
+  SLSA_PROVENANCE_V1,
+  parsePolicy,
+  readBundleFiles,
+  verifyArtifactByPolicy,
+  verifyImageByPolicy,
+  type ImagePolicyRun,
+  type LoadedPolicy,
+  type PolicyRun,
+} from '@airlock/policy';
 import {
   EXIT_CODES,
   RunnerError,
-  cosignMaterialFromBundle,
   exitCodeFor,
   registryCredentialsFor,
   parseCores,
@@ -29,7 +32,6 @@ import {
   type RunResult,
 } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
-import { BundleVerifier } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
 import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
@@ -328,7 +330,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
   });
   let verified = false;
   if (signer && flags.verify) {
-    verified = verifyOutputs(result, flags, endpoints?.identityIssuerUrl, subject);
+    verified = await verifyOutputs(result, flags, endpoints?.identityIssuerUrl, subject);
     info(flags, `verified ${result.artifacts.length * 2} bundles against the trusted root`);
   }
   let imageVerified = false;
@@ -379,44 +381,57 @@ function bundleInfo(path: string | undefined): { bundle?: string; logIndex?: str
 }
 
 /**
- * Checks what was just written the way a release engineer will: each bundle against the trusted root, the runner's
- * identity and the artifact bytes. A runner that produces bundles its own verifiers refuse must not report success.
+ * Checks what was just written the way a release engineer will, through @airlock/policy: each output's provenance
+ * and SBOM bundles against the trusted root, the artifact bytes and a policy requiring both, signed by this runner.
+ * A runner that produces bundles its own verifiers refuse must not report success.
  */
-function verifyOutputs(
+async function verifyOutputs(
   result: RunResult,
   flags: RunFlags,
   issuer: string | undefined,
   subject: string | undefined,
-): boolean {
+): Promise<boolean> {
   if (!flags.data) {
     info(flags, 'not verifying the bundles: no --data (trusted root) given');
     return false;
   }
   if (!issuer || !subject) return false;
-  const verifier = new BundleVerifier(readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root'));
+  const policy = runnerPolicy(subject, issuer);
+  const trustedRoots = [readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root')];
   for (const a of result.artifacts) {
-    const artifact = readFileSync(a.path);
-    for (const [kind, path, predicateType] of [
-      ['provenance', a.provenanceBundlePath, 'https://slsa.dev/provenance/v1'],
-      ['SBOM', a.sbomBundlePath, 'https://cyclonedx.org/bom'],
-    ] as const) {
-      if (!path) continue;
-      try {
-        verifier.verify(JSON.parse(readFileSync(path, 'utf8')), {
-          artifact,
-          policy: { issuer, subject },
-          expectedPredicateType: predicateType,
-        });
-      } catch (cause) {
-        throw new RunnerError(
-          'RUNNER_SIGNING_FAILED',
-          `the ${kind} bundle of ${a.name} does not verify: ${(cause as Error).message}`,
-          { cause },
-        );
-      }
-    }
+    const paths = [a.provenanceBundlePath, a.sbomBundlePath].filter((p): p is string => p !== undefined);
+    const run = await verifyArtifactByPolicy({
+      policy,
+      trustedRoots,
+      artifact: { name: a.name, bytes: readFileSync(a.path) },
+      resourceUri: a.path,
+      bundles: readBundleFiles(paths),
+    });
+    if (run.verdict.result !== 'PASS')
+      throw new RunnerError('RUNNER_SIGNING_FAILED', `the bundles of ${a.name} do not verify: ${failedRules(run)}`);
   }
   return true;
+}
+
+/** What `run` checks of its own outputs: provenance and SBOM present, each signed by this runner's identity. */
+function runnerPolicy(subject: string, issuer: string): LoadedPolicy {
+  const doc = {
+    apiVersion: 'airlock.dev/policy/v1',
+    name: 'airlock run: outputs signed by this runner',
+    authorities: { runner: { keyless: { subject, issuer } } },
+    attestations: [
+      { predicateType: SLSA_PROVENANCE_V1, authorities: ['runner'] },
+      { predicateType: CYCLONEDX_PREDICATE_TYPE, authorities: ['runner'] },
+    ],
+  };
+  return parsePolicy(JSON.stringify(doc), 'airlock:run-verification');
+}
+
+function failedRules(run: PolicyRun): string {
+  return run.verdict.rules
+    .filter((r) => !r.passed)
+    .map((r) => `${r.rule}: ${r.message}`)
+    .join('; ');
 }
 
 function humanSummary(r: RunCommandResult): string {
@@ -469,103 +484,53 @@ function imageSummary(i: ImageResult, verified: boolean): RunImageSummary {
 }
 
 /**
- * Reads the image's signatures back from the registry, as a deployer would, and verifies them: every Sigstore
- * bundle this run attached (found through the referrers API or the `sha256-<hex>` index) against the trusted root,
- * the runner identity and the image digest; the cosign `.sig` layer against the signature bundle (same signature and
- * certificate, and the signature checks over the payload it stores); each `.att` envelope equal to a verified
- * bundle's envelope. Returns the number of bundles verified.
+ * Reads the image's signatures back from the registry, as a deployer would, through @airlock/policy's
+ * verifyImageByPolicy: every tag points at the digest; every Sigstore bundle this run attached (referrers API or the
+ * `sha256-<hex>` index) verifies against the trusted root and the image digest; provenance and SBOM are signed by
+ * the runner; the cosign `.sig` is backed by the signature bundle (same signature and certificate, over the payload
+ * it stores) and each `.att` envelope is a verified bundle's. Returns the number of bundles verified.
  */
 async function verifyImage(
   image: ImageResult,
   flags: RunFlags,
   registry: RegistryOptions,
-  policy: { issuer: string; subject: string },
+  identity: { issuer: string; subject: string },
 ): Promise<number> {
-  const verifier = new BundleVerifier(readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root'));
   const credentials = registryCredentialsFor(image.registry, registry);
   const client = new RegistryClient({
     url: image.registryUrl,
     ...(registry.caCertPem !== undefined ? { ca: registry.caCertPem } : {}),
     ...(credentials ? { auth: credentials } : {}),
   });
-  const repo = parseImageReference(image.reference).repository;
-  const fail = (what: string, cause?: unknown): never => {
-    throw new RunnerError(
-      'RUNNER_SIGNING_FAILED',
-      `the image ${image.reference}: ${what}${cause ? `: ${(cause as Error).message}` : ''}`,
-      cause ? { cause } : {},
-    );
+  let run: ImagePolicyRun;
+  try {
+    run = await verifyImageByPolicy({
+      policy: runnerPolicy(identity.subject, identity.issuer),
+      trustedRoots: [readJsonFile(`${flags.data}/trusted_root.json`, 'trusted root')],
+      client,
+      repository: parseImageReference(image.reference).repository,
+      digest: image.digest,
+      tags: image.tags,
+    });
+  } catch (cause) {
+    const code = hasErrorCode(cause, 'POLICY_REGISTRY_UNAVAILABLE')
+      ? 'RUNNER_REGISTRY_UNAVAILABLE'
+      : hasErrorCode(cause, 'POLICY_IMAGE_NOT_FOUND')
+        ? 'RUNNER_SIGNING_FAILED'
+        : 'RUNNER_IMAGE_PUSH_FAILED';
+    throw new RunnerError(code, `reading ${image.reference} back from the registry: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const fail = (what: string): never => {
+    throw new RunnerError('RUNNER_SIGNING_FAILED', `the image ${image.reference}: ${what}`);
   };
-  const read = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (cause) {
-      throw new RunnerError(
-        'RUNNER_IMAGE_PUSH_FAILED',
-        `reading ${what} of ${image.reference} back from the registry failed: ${(cause as Error).message}`,
-        { cause },
-      );
-    }
-  };
-  for (const tag of image.tags) {
-    const d = await read(`tag ${tag}`, () => client.manifestDigest(repo, tag));
-    if (d !== image.digest) fail(`tag ${tag} points at ${d ?? 'nothing'}, not at the pushed digest`);
-  }
-  const bundles = await read('the Sigstore bundles', () => readSigstoreBundles(client, repo, image.digest));
-  const artifactDigest = { sha256: image.digest.slice('sha256:'.length) };
-  const found = (digest: string): FetchedBundle =>
-    bundles.find((b) => b.manifestDigest === digest) ??
-    fail(`the referrer ${digest} is not listed for it in the registry`);
-  const envelopes: { payload: string; sig: string }[] = [];
-  let messageBundle: { signature: string; bundle: unknown } | undefined;
-  for (const r of image.referrers) {
-    const b = found(r.digest);
-    if (r.kind === 'signature') {
-      const signature = (b.bundle as { messageSignature?: { signature?: unknown } }).messageSignature?.signature;
-      if (typeof signature !== 'string') fail('its signature referrer holds no message signature');
-      messageBundle = { signature: signature as string, bundle: b.bundle };
-      continue;
-    }
-    const expectedPredicateType =
-      r.kind === 'provenance' ? 'https://slsa.dev/provenance/v1' : 'https://cyclonedx.org/bom';
-    try {
-      verifier.verify(b.bundle, { artifactDigest, subjectName: image.repository, policy, expectedPredicateType });
-    } catch (cause) {
-      fail(`its ${r.kind} bundle (referrer ${r.digest}) does not verify`, cause);
-    }
-    const env = (b.bundle as { dsseEnvelope?: { payload?: string; signatures?: { sig?: string }[] } }).dsseEnvelope;
-    envelopes.push({ payload: env?.payload ?? '', sig: env?.signatures?.[0]?.sig ?? '' });
-  }
-  if (messageBundle) {
-    const sigs = await read('the cosign signatures', () => readCosignSignatures(client, repo, image.digest));
-    const layer = sigs.find((s) => s.signature === messageBundle!.signature);
-    if (!layer)
-      fail(`no layer of ${image.signature?.tag ?? 'its .sig tag'} carries the signature of its signature bundle`);
-    if (!layer!.payloadMatchesImage)
-      fail(
-        `the cosign payload in ${image.signature?.tag} names ${layer!.simpleSigning?.manifestDigest ?? 'no digest'}, not the image`,
-      );
-    try {
-      verifier.verify(messageBundle.bundle, { artifact: layer!.payload, policy });
-    } catch (cause) {
-      fail(`its signature bundle does not verify over the cosign payload`, cause);
-    }
-    const expected = cosignMaterialFromBundle(messageBundle.bundle).certificate;
-    if (expected !== undefined) {
-      if (layer!.certificate !== expected)
-        fail(`the certificate on ${image.signature?.tag} is not the one in its signature bundle`);
-      const key = new X509Certificate(layer!.certificate!).publicKey;
-      if (!cryptoVerify('sha256', layer!.payload, key, Buffer.from(layer!.signature, 'base64')))
-        fail(`the signature on ${image.signature?.tag} does not check against its certificate`);
-    }
-  }
-  if (envelopes.length > 0) {
-    const atts = await read('the cosign attestations', () => readCosignAttestations(client, repo, image.digest));
-    for (const e of envelopes) {
-      if (!atts.some((a) => a.envelope?.payload === e.payload && a.envelope.signatures.some((s) => s.sig === e.sig))) {
-        fail(`${image.attestations?.tag ?? 'its .att tag'} lacks the envelope of a verified bundle`);
-      }
-    }
-  }
+  if (run.verdict.result !== 'PASS') fail(`its signatures do not verify: ${failedRules(run)}`);
+  const used = new Set(run.verdict.inputAttestations.map((a) => a.uri));
+  for (const r of image.referrers)
+    if (!used.has(`${client.host}/${run.repository}@${r.digest}`))
+      fail(`its ${r.kind} referrer ${r.digest} was not found and verified in the registry`);
+  if (image.signature && run.cosign.signatures === 0) fail(`${image.signature.tag} holds no cosign signature`);
+  if (image.attestations && run.cosign.attestations === 0) fail(`${image.attestations.tag} holds no attestation`);
   return image.referrers.length;
 }

@@ -2,6 +2,15 @@ import { PolicyError } from '@airlock/policy';
 import { VerifyError } from '@airlock/verify';
 import { EXIT, UsageError } from '../../output.js';
 
+/** Policy errors that mean bad input (exit 2): the policy, a bundle, a trusted root, an image reference. */
+const USAGE_CODES = new Set<string>([
+  'POLICY_INVALID',
+  'POLICY_UNREADABLE',
+  'POLICY_ADVISORY_INVALID',
+  'POLICY_SCHEMA_UNAVAILABLE',
+  'POLICY_INPUT_INVALID',
+  'POLICY_IMAGE_NOT_FOUND',
+]);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 /**
@@ -12,11 +21,11 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOST
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.USAGE;
   if (err instanceof PolicyError)
-    return ['POLICY_INVALID', 'POLICY_UNREADABLE', 'POLICY_ADVISORY_INVALID', 'POLICY_SCHEMA_UNAVAILABLE'].includes(
-      err.code,
-    )
+    return USAGE_CODES.has(err.code)
       ? EXIT.USAGE
-      : EXIT.FAILURE;
+      : err.code === 'POLICY_REGISTRY_UNAVAILABLE'
+        ? EXIT.UNAVAILABLE
+        : EXIT.FAILURE;
   if (err instanceof VerifyError && /TRUSTED_ROOT/.test(err.code)) return EXIT.USAGE;
   return unreachable(err) ? EXIT.UNAVAILABLE : EXIT.FAILURE;
 }

@@ -1,20 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import {
-  isSha256Digest,
-  parseImageReference,
-  readCosignAttestations,
-  readSigstoreBundles,
-  RegistryClient,
-} from '@airlock/oci';
+import { parseImageReference, RegistryClient } from '@airlock/oci';
+import { PolicyError, verifyImageByPolicy, type ImagePolicyRun } from '@airlock/policy';
 import { fail, UsageError, type OutputOptions } from '../../output.js';
 import { addPolicyInputOptions, finishVerify } from './artifact.js';
 import { exitCodeFor } from './errors.js';
-import { evaluateChecked, type ArtifactVerifyFlags, type PolicyRun } from './evaluate.js';
-import { checkBundleInputs, loadPolicy, verifiersFor } from './inputs.js';
+import type { ArtifactVerifyFlags } from './evaluate.js';
+import { policyContext } from './inputs.js';
 import { addVsaOptions, type VsaSigningFlags } from './vsa.js';
 
-interface RegistryFlags {
+export interface RegistryFlags {
   registryPlainHttp?: boolean;
   registryCa?: string;
   registryUsername?: string;
@@ -23,85 +18,56 @@ interface RegistryFlags {
 
 type Flags = ArtifactVerifyFlags & VsaSigningFlags & RegistryFlags & OutputOptions;
 
+/** The registry options `verify image`, `verify vsa REF` and `report REF` share. */
+export function addRegistryOptions(cmd: Command): Command {
+  return cmd
+    .option('--registry-plain-http', 'talk to the registry over plain HTTP (loopback or lab registries)')
+    .option('--registry-ca <pem>', 'CA certificate(s) for the registry’s TLS')
+    .option('--registry-username <user>', 'registry user for HTTP Basic auth (with --registry-password-file)')
+    .option('--registry-password-file <file>', 'file holding the registry password');
+}
+
 /**
- * `airlock verify image REF`: the tag is resolved to a digest first (the verdict is about that digest); the Sigstore
- * bundles referring to it (referrers API, else the `sha256-<hex>` fallback index) are fetched digest-checked, verified
- * about the image digest, and evaluated like a file's. cosign `.att` envelopes are counted and must each match a
- * verified bundle's envelope (they carry no verification material of their own that airlock checks offline).
+ * `airlock verify image REF`: @airlock/policy's verifyImageByPolicy with the flags' policy, trusted root, snapshots
+ * and a registry client for REF's host. The verdict, the JSON and the VSA are about the digest the tag resolved to.
  */
 export function registerVerifyImage(verify: Command): void {
   addVsaOptions(
-    addPolicyInputOptions(
-      verify
-        .command('image')
-        .description('verify an OCI image’s attestations (registry referrers) against a release policy')
-        .argument('<ref>', 'host[:port]/repository(:tag|@sha256:…)')
-        .option('--registry-plain-http', 'talk to the registry over plain HTTP (loopback or lab registries)')
-        .option('--registry-ca <pem>', 'CA certificate(s) for the registry’s TLS')
-        .option('--registry-username <user>', 'registry user for HTTP Basic auth (with --registry-password-file)')
-        .option('--registry-password-file <file>', 'file holding the registry password'),
+    addRegistryOptions(
+      addPolicyInputOptions(
+        verify
+          .command('image')
+          .description('verify an OCI image’s attestations (registry referrers) against a release policy')
+          .argument('<ref>', 'host[:port]/repository(:tag|@sha256:…)'),
+      ),
     ),
   ).action(async (ref: string, flags: Flags) => {
-    let run: PolicyRun & { cosignAttestations: number };
+    let run: ImagePolicyRun;
     try {
       if (flags.bundle && flags.bundle.length > 0)
         throw new UsageError('verify image reads its bundles from the registry: --bundle is for files');
-      run = await verifyImageByPolicy(ref, flags);
+      run = await verifyImageRef(ref, flags);
     } catch (err) {
       fail(flags, err, exitCodeFor(err));
     }
-    await finishVerify(run, flags, { image: run.file, cosignAttestations: run.cosignAttestations });
+    await finishVerify(run, flags, { image: run.resourceUri, cosignAttestations: run.cosign.attestations });
   });
 }
 
-export async function verifyImageByPolicy(
-  ref: string,
-  flags: Flags,
-): Promise<PolicyRun & { cosignAttestations: number }> {
-  const policy = loadPolicy(flags);
-  const verifiers = verifiersFor(policy, flags);
-  const parsed = parseImageReference(ref);
-  if (!parsed.registry) throw new UsageError(`'${ref}' names no registry (host[:port]/repository…)`);
-  const client = registryClient(parsed.registry, flags);
-  const repo = parsed.repository;
-  const digest = parsed.digest ?? (await client.manifestDigest(repo, parsed.tag ?? 'latest'));
-  if (!digest || !isSha256Digest(digest))
-    throw new UsageError(`${ref}: the registry has no manifest for ${parsed.tag ?? 'latest'}`);
-  if (parsed.digest && parsed.tag) {
-    const byTag = await client.manifestDigest(repo, parsed.tag);
-    if (byTag !== parsed.digest) throw new UsageError(`${ref}: tag ${parsed.tag} points at ${byTag ?? 'nothing'}`);
-  }
-  const fetched = (await readSigstoreBundles(client, repo, digest)).filter(
-    (b) => (b.bundle as { dsseEnvelope?: unknown }).dsseEnvelope !== undefined,
-  );
-  const artifact = { name: `${parsed.registry}/${repo}`, digest: { sha256: digest.slice('sha256:'.length) } };
-  const bundles = checkBundleInputs(
-    fetched.map((b) => ({ uri: `${parsed.registry}/${repo}@${b.manifestDigest}`, bytes: b.bytes })),
-    artifact.digest,
-    verifiers,
-  );
-  const atts = await readCosignAttestations(client, repo, digest);
-  const verifiedSigs = new Set(
-    bundles.attestations.map((a) => {
-      const env = (bundles.raw.get(a.uri) as { dsseEnvelope?: { signatures?: { sig?: string }[] } }).dsseEnvelope;
-      return env?.signatures?.[0]?.sig ?? '';
-    }),
-  );
-  const stray = atts.filter((a) => !a.envelope?.signatures.some((s) => verifiedSigs.has(s.sig)));
-  if (stray.length > 0)
-    bundles.failures.push({
-      rule: 'attestations.cosign',
-      passed: false,
-      seen: { uri: `${parsed.registry}/${repo}:${'sha256-' + artifact.digest.sha256}.att`, unmatched: stray.length },
-      expected: 'every .att envelope is one of the verified Sigstore bundles',
-      message: `${stray.length} cosign .att envelope(s) match no verified bundle`,
-    });
-  const file = `${parsed.registry}/${repo}@${digest}`;
-  const run = await evaluateChecked({ file, artifact, policy, bundles, verifiers }, flags);
-  return { ...run, cosignAttestations: atts.length };
+export async function verifyImageRef(ref: string, flags: ArtifactVerifyFlags & RegistryFlags): Promise<ImagePolicyRun> {
+  const ctx = policyContext(flags);
+  return verifyImageByPolicy({ ...ctx, client: registryClientFor(ref, flags), reference: ref });
 }
 
-function registryClient(host: string, flags: RegistryFlags): RegistryClient {
+/** A client for the registry REF names, with the flags' TLS CA and credentials. */
+export function registryClientFor(ref: string, flags: RegistryFlags): RegistryClient {
+  let host: string | undefined;
+  try {
+    host = parseImageReference(ref).registry;
+  } catch (cause) {
+    throw new PolicyError('POLICY_INPUT_INVALID', (cause as Error).message, { cause });
+  }
+  if (!host) throw new UsageError(`'${ref}' names no registry (host[:port]/repository…)`);
   if ((flags.registryUsername === undefined) !== (flags.registryPasswordFile === undefined))
     throw new UsageError('--registry-username and --registry-password-file go together');
   const read = (p: string, what: string): string => {
@@ -123,4 +89,13 @@ function registryClient(host: string, flags: RegistryFlags): RegistryClient {
         }
       : {}),
   });
+}
+
+/** True when the operand names an image (`host[:port]/repo…` with a registry) rather than a file on disk. */
+export function looksLikeImageRef(operand: string): boolean {
+  try {
+    return parseImageReference(operand).registry !== undefined;
+  } catch {
+    return false;
+  }
 }

@@ -48,7 +48,7 @@ export async function signVsa(run: PolicyRun, flags: VsaSigningFlags): Promise<{
   const statement = buildVsa({
     verdict: run.verdict,
     verifier: { id: verifierId, version: { '@airlock/cli': VERSION } },
-    resourceUri: run.file,
+    resourceUri: run.resourceUri,
     subjectName: run.artifact.name,
   });
   const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });

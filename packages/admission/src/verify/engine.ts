@@ -1,0 +1,24 @@
+import { verifyImageByPolicy, type LoadedPolicy, type Verdict } from '@airlock/policy';
+import type { DigestImage, ImageVerifier, TrustMaterial } from './types.js';
+
+/**
+ * Image verification by @airlock/policy's `verifyImageByPolicy` (the same code as `airlock verify image`): the
+ * Sigstore bundles referring to the digest (referrers API, else the `sha256-<hex>` fallback index) verified offline
+ * against the trusted roots, cosign `.sig`/`.att` cross-checked, the release policy evaluated. The digest is given,
+ * never re-resolved: the verdict is about the digest that is admitted and pinned.
+ */
+export class EngineImageVerifier implements ImageVerifier {
+  async verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict> {
+    const run = await verifyImageByPolicy({
+      client: image.client,
+      repository: image.repository,
+      digest: image.digest,
+      policy,
+      verifiers: trust.verifiers,
+      ...(trust.snapshots ? { snapshotSource: trust.snapshots } : {}),
+      ...(trust.advisories ? { advisories: trust.advisories } : {}),
+      signal,
+    });
+    return run.verdict;
+  }
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+// Admission webhook latency and throughput (issue 9 §3): `airlock admission serve` over HTTPS on loopback, fed
+// POST /validate with one AdmissionReview for a Deployment with 3 runner-signed images (3 distinct digests in a real
+// docker-registry, signed through a real trust plane), by autocannon at a fixed 200 requests/s for a bounded time:
+//   - warm: the verification cache on and primed (every request a cache hit; the policy still re-evaluated), with
+//     the images by tag (3 tags resolved in the registry per request) and digest-pinned (no registry at all);
+//   - cold: a second server with the cache off, so every request resolves 3 tags in the registry, fetches the
+//     referrers and verifies every bundle (the no-cache baseline, in the same run);
+//   - floor: GET /healthz on the same server (TLS + HTTP only), to show what the server itself costs.
+// Latencies are autocannon's (corrected for coordinated omission at the fixed rate). Targets: warm p99 < 5 ms,
+// cold p99 < 100 ms, printed as met / not met. Every verdict is checked before the load: a deny fails the bench.
+//
+//   npm run bench -- admission          BENCH_ADMISSION_SECONDS=10 (per phase)  BENCH_ADMISSION_CONNECTIONS=16
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import {
+  admissionWorldProblems,
+  buildAdmissionWorld,
+  makePki,
+  opensslProblem,
+  startCliProcess,
+  workloadReview,
+} from '../../packages/testkit/dist/index.js';
+import { emit, printTable, skip } from './lib.mjs';
+
+const RATE = 200;
+const SECONDS = Number(process.env.BENCH_ADMISSION_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_ADMISSION_CONNECTIONS ?? 16);
+const TARGETS = { warmP99Ms: 5, coldP99Ms: 100 };
+const CLI = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
+
+const problems = [...admissionWorldProblems(), opensslProblem()].filter(Boolean);
+if (problems.length > 0) skip(`needs ${problems.join('; ')}`);
+
+const world = await buildAdmissionWorld({ cli: CLI, extraSigned: 2, progress: (m) => console.log(`world: ${m}`) });
+const servers = [];
+try {
+  const images = [world.images.signed, ...world.images.extraSigned].map((i) => i.reference);
+  const conf = writeConfig(world);
+  const warmServer = await serve(conf, { cache: true });
+  servers.push(warmServer);
+  const coldServer = await serve(conf, { cache: false });
+  servers.push(coldServer);
+  const body = JSON.stringify(workloadReview('Deployment', { containers: images }, { name: 'bench' }));
+  const pinnedImages = [world.images.signed, ...world.images.extraSigned].map((i) => i.pinned);
+  const pinnedBody = JSON.stringify(workloadReview('Deployment', { containers: pinnedImages }, { name: 'bench' }));
+
+  // Correctness first: both servers allow the 3 signed images (and the warm one now has them cached).
+  for (const s of [warmServer, coldServer]) await expectAllowed(s, body, conf.ca);
+  await expectAllowed(warmServer, pinnedBody, conf.ca);
+
+  const floor = await load(`${warmServer.url}/healthz`, { method: 'GET' }, conf.ca);
+  const warm = await load(`${warmServer.url}/validate`, { method: 'POST', body }, conf.ca);
+  const warmPinned = await load(`${warmServer.url}/validate`, { method: 'POST', body: pinnedBody }, conf.ca);
+  const cold = await load(`${coldServer.url}/validate`, { method: 'POST', body }, conf.ca);
+
+  const rows = [
+    { phase: 'floor (GET /healthz)', ...floor },
+    { phase: 'warm (cache hit; 3 tags resolved)', ...warm },
+    { phase: 'warm (cache hit; digest-pinned)', ...warmPinned },
+    { phase: 'cold (cache off, no-cache baseline)', ...cold },
+  ];
+  console.log(
+    `\nadmission: Deployment with 3 images, ${RATE} req/s for ${SECONDS}s per phase, ${CONNECTIONS} connections`,
+  );
+  printTable(rows, ['phase', 'p50Ms', 'p99Ms', 'maxMs', 'reqPerSec', 'requests', 'non2xx', 'errors', 'timeouts']);
+  const met = {
+    warm: warm.p99Ms < TARGETS.warmP99Ms && warm.non2xx === 0 && warm.errors === 0,
+    cold: cold.p99Ms < TARGETS.coldP99Ms && cold.non2xx === 0 && cold.errors === 0,
+  };
+  console.log(`target warm p99 < ${TARGETS.warmP99Ms} ms: ${met.warm ? 'met' : 'NOT met'} (${warm.p99Ms} ms)`);
+  console.log(
+    `target warm p99 < ${TARGETS.warmP99Ms} ms with digest-pinned images: ${warmPinned.p99Ms < TARGETS.warmP99Ms ? 'met' : 'NOT met'} (${warmPinned.p99Ms} ms)`,
+  );
+  console.log(`target cold p99 < ${TARGETS.coldP99Ms} ms: ${met.cold ? 'met' : 'NOT met'} (${cold.p99Ms} ms)`);
+  emit({
+    summary: {
+      warmP50Ms: warm.p50Ms,
+      warmP99Ms: warm.p99Ms,
+      warmReqPerSec: warm.reqPerSec,
+      warmPinnedP99Ms: warmPinned.p99Ms,
+      coldP50Ms: cold.p50Ms,
+      coldP99Ms: cold.p99Ms,
+      coldReqPerSec: cold.reqPerSec,
+      warmTargetMet: met.warm,
+      coldTargetMet: met.cold,
+    },
+    rate: RATE,
+    seconds: SECONDS,
+    connections: CONNECTIONS,
+    images: 3,
+    targets: TARGETS,
+    floor,
+    warm,
+    warmPinned,
+    cold,
+  });
+} finally {
+  for (const s of servers) await s.stop();
+  await world.close();
+}
+
+/** The admission policy (runner identity and builder id), the registries file (the world's registry) and TLS. */
+function writeConfig(w) {
+  const dir = join(w.dir, 'admission');
+  mkdirSync(dir, { recursive: true });
+  const policy = join(dir, 'admission.policy.yaml');
+  writeFileSync(
+    policy,
+    `apiVersion: airlock.dev/admission-policy/v1
+policies:
+  - name: runner-built
+    images: ['${w.registry.host}/acme/**']
+    release:
+      inline:
+        apiVersion: airlock.dev/policy/v1
+        authorities:
+          runner: { keyless: { subject: '${w.identities.runner}', issuer: '${w.issuer}' } }
+        provenance:
+          authorities: [runner]
+          builderIds: ['${w.builderIds.runner}']
+`,
+  );
+  const registries = join(dir, 'registries.yaml');
+  writeFileSync(registries, `registries:\n  '${w.registry.host}': { plainHttp: true }\n`);
+  const pki = makePki(dir);
+  return { dir, policy, registries, trustedRoot: w.trustedRootPath, pki, ca: readFileSync(pki.caFile) };
+}
+
+/** `airlock admission serve` on 127.0.0.1:0 (cache on or off) until stop(). */
+async function serve(conf, { cache }) {
+  const args = [
+    'admission',
+    'serve',
+    '--policy',
+    conf.policy,
+    '--trusted-root',
+    conf.trustedRoot,
+    '--registries',
+    conf.registries,
+    '--tls-cert',
+    conf.pki.certFile,
+    '--tls-key',
+    conf.pki.keyFile,
+    '--listen',
+    '127.0.0.1:0',
+    ...(cache ? [] : ['--no-cache']),
+    '--json',
+  ];
+  const p = await startCliProcess(CLI, args, (o) => /"url"\s*:/.test(o) && o.trim().endsWith('}'));
+  const { url } = JSON.parse(p.stdout().trim().split('\n').pop());
+  return { url, stop: p.stop };
+}
+
+function post(url, body, ca) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', ca, headers: { 'content-type': 'application/json' } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function expectAllowed(server, body, ca) {
+  const r = await post(`${server.url}/validate`, body, ca);
+  const response = r.status === 200 ? JSON.parse(r.text).response : undefined;
+  if (!response?.allowed)
+    throw new Error(`the bench Deployment was not allowed (HTTP ${r.status}): ${r.text.slice(0, 2000)}`);
+}
+
+/** autocannon at RATE req/s for SECONDS against `url`; latencies in ms. */
+async function load(url, { method, body }, ca) {
+  const result = await autocannon({
+    url,
+    method,
+    ...(body ? { body, headers: { 'content-type': 'application/json' } } : {}),
+    connections: CONNECTIONS,
+    overallRate: RATE,
+    duration: SECONDS,
+    tlsOptions: { ca },
+    timeout: 10,
+  });
+  return {
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+    reqPerSec: result.requests.average,
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+  };
+}
