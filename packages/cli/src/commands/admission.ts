@@ -12,7 +12,7 @@ import {
 } from '@airlock/admission';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag } from './mirror.js';
-import { runUntilSignal } from './plane.js';
+import { parseListen, runUntilSignal } from './plane.js';
 
 /**
  * `airlock admission serve|manifests` (the Kubernetes webhook) and `airlock admit workspace` (the check a dev
@@ -33,6 +33,7 @@ interface ServeFlags extends ControllerFlags {
   tlsKey: string;
   host: string;
   port: string;
+  listen?: string;
   deadline: string;
   cacheTtl: string;
   cacheSize: string;
@@ -116,6 +117,7 @@ export function registerAdmissionCommands(program: Command): void {
     .requiredOption('--tls-key <pem>', 'private key for --tls-cert; reloaded when the file changes')
     .option('--host <addr>', 'address to bind', '0.0.0.0')
     .option('--port <n>', 'port to bind (0: any free port)', '8443')
+    .option('--listen <addr>', 'HOST:PORT to bind (instead of --host/--port, as the other serve commands)')
     .option('--deadline <duration>', 'answer (deny) by then if verification has not finished', '8s')
     .option('--cache-ttl <duration>', 'how long a successful verification is reused', '10m')
     .option('--cache-size <n>', 'most cached verifications', '10000')
@@ -123,7 +125,9 @@ export function registerAdmissionCommands(program: Command): void {
     .option('--toolchain-dir <dir>', 'where POST /workspace may name toolchain files (default: none accepted)')
     .action(async (flags: ServeFlags) => {
       try {
-        const port = parseIntFlag('--port', flags.port, 0);
+        const { host, port } = flags.listen
+          ? parseListen(flags.listen)
+          : { host: flags.host, port: parseIntFlag('--port', flags.port, 0) };
         if (port > 65535) throw new UsageError(`--port ${port}: at most 65535`);
         const deadlineMs = parseMs('--deadline', flags.deadline);
         const metrics = new AdmissionMetrics();
@@ -143,7 +147,7 @@ export function registerAdmissionCommands(program: Command): void {
             controller,
             metrics,
             tls: { certFile: flags.tlsCert, keyFile: flags.tlsKey },
-            host: flags.host,
+            host,
             port,
             deadlineMs,
             ...(flags.toolchainDir ? { toolchainDir: flags.toolchainDir } : {}),
@@ -241,11 +245,14 @@ export function registerAdmissionCommands(program: Command): void {
       } catch (err) {
         fail(flags, err, exitFor(err, EXIT.FAILURE));
       }
-      const exit = verdict.allowed ? EXIT.OK : verdict.image.verdict === 'ERROR' ? EXIT.UNAVAILABLE : EXIT.FAILURE;
-      printResult(
-        flags,
-        { ok: verdict.allowed, ...verdict },
-        () => `${verdict.allowed ? 'ALLOW' : 'REFUSE'}: ${oneLine(verdict.reason)}`,
+      // An image that could not be checked (registry down, deadline) is "unreachable" (3), not a failed check (1).
+      const unreachable = !verdict.allowed && verdict.image.verdict === 'ERROR';
+      const exit = verdict.allowed ? EXIT.OK : unreachable ? EXIT.UNAVAILABLE : EXIT.FAILURE;
+      const reason = oneLine(verdict.reason);
+      const code = unreachable ? 'ADMISSION_WORKSPACE_UNCHECKED' : 'ADMISSION_WORKSPACE_REFUSED';
+      const error = verdict.allowed ? {} : { error: { code, message: reason } };
+      printResult(flags, { ok: verdict.allowed, ...error, ...verdict }, () =>
+        verdict.allowed ? `ALLOW: ${reason}` : `REFUSE: ${reason}`,
       );
       process.exit(exit);
     });
