@@ -30,6 +30,7 @@ import {
   malformedCorpus,
   opensslProblem,
   reviewOf,
+  startCliProcess,
   toolsAvailable,
   WORKLOAD_KINDS,
   workloadReview,
@@ -37,7 +38,6 @@ import {
   type TestAdmissionReview,
   type WorkloadKind,
 } from '@airlock/testkit';
-import { createAdmissionController, startAdmissionServer } from '@airlock/admission';
 import { CLI } from './helpers/cli.js';
 
 const enabled = toolsAvailable('admission webhook e2e (docker-registry, skopeo, git, bwrap, strace, openssl)', [
@@ -104,25 +104,15 @@ policies:
   return { policy, registries, certFile: pki.certFile, keyFile: pki.keyFile };
 }
 
-/** The admission controller and its HTTPS server, configured as an operator would (files on disk). */
+/** `airlock admission serve` over HTTPS on an ephemeral loopback port, configured as an operator would. */
 async function startWebhook(conf: ReturnType<typeof writeConfig>): Promise<typeof webhook> {
-  const controller = createAdmissionController({
-    policyFile: conf.policy,
-    trustedRoots: [w.trustedRootPath],
-    registries: { file: conf.registries },
-  });
-  const server = await startAdmissionServer({
-    controller,
-    tls: { certFile: conf.certFile, keyFile: conf.keyFile },
-    log: () => undefined,
-  });
-  return {
-    url: server.url,
-    stop: async () => {
-      await server.close();
-      await controller.close();
-    },
-  };
+  const args = ['admission', 'serve', '--policy', conf.policy, '--trusted-root', w.trustedRootPath];
+  args.push('--registry-config', conf.registries, '--tls-cert', conf.certFile, '--tls-key', conf.keyFile);
+  args.push('--listen', '127.0.0.1:0', '--json');
+  const p = await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
+  const started = JSON.parse(p.stdout()) as { ok: boolean; url: string };
+  expect(started).toMatchObject({ ok: true, url: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/) });
+  return { url: started.url, stop: p.stop };
 }
 
 /** Sends raw bytes; resolves with the answer (a response that arrives before the body is fully sent counts). */

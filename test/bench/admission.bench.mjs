@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Admission webhook latency and throughput (issue 9 §3): the admission controller behind its HTTPS server (what
-// `airlock admission serve` runs) on loopback, fed
+// Admission webhook latency and throughput (issue 9 §3): `airlock admission serve` over HTTPS on loopback, each
+// server in its own process (never sharing the load generator's event loop), fed
 // POST /validate with one AdmissionReview for a Deployment with 3 runner-signed images (3 distinct digests in a real
 // docker-registry, signed through a real trust plane), by autocannon at a fixed 200 requests/s for a bounded time:
 //   - warm: the verification cache on and primed (every request a cache hit; the policy still re-evaluated), with
@@ -12,7 +12,6 @@
 // cold p99 < 100 ms, printed as met / not met. Every verdict is checked before the load: a deny fails the bench.
 //
 //   npm run bench -- admission          BENCH_ADMISSION_SECONDS=10 (per phase)  BENCH_ADMISSION_CONNECTIONS=16
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { request } from 'node:https';
@@ -24,6 +23,7 @@ import {
   buildAdmissionWorld,
   makePki,
   opensslProblem,
+  startCliProcess,
   workloadReview,
 } from '../../packages/testkit/dist/index.js';
 import { emit, printTable, skip, time } from './lib.mjs';
@@ -151,56 +151,13 @@ policies:
   return { dir, policy, registries, trustedRoot: w.trustedRootPath, pki, ca: readFileSync(pki.caFile) };
 }
 
-/**
- * The admission controller (cache on or off) behind its HTTPS server on 127.0.0.1:0, in a child process of its own
- * (`node admission.bench.mjs --serve <config>`), so the load generator never shares the server's event loop.
- */
+/** `airlock admission serve` (cache on, or --no-cache) on 127.0.0.1:0 in its own process, until stop(). */
 async function serve(conf, { cache }) {
-  const config = JSON.stringify({ ...conf, ca: undefined, cache });
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', config], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /^URL (\S+)$/m.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`the admission server exited (${code}) before listening`)));
-  });
-  return {
-    url,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
-  };
-}
-
-/** Child mode: start the controller and server from the parent's config; print its URL; stop on SIGTERM. */
-async function serveChild(conf) {
-  const { createAdmissionController, startAdmissionServer } = await import('../../packages/admission/dist/index.js');
-  const controller = createAdmissionController({
-    policyFile: conf.policy,
-    trustedRoots: [conf.trustedRoot],
-    registries: { file: conf.registries },
-    ...(conf.cache ? {} : { cache: false }),
-  });
-  const server = await startAdmissionServer({
-    controller,
-    tls: { certFile: conf.pki.certFile, keyFile: conf.pki.keyFile },
-    log: (line) => console.error(`admission server: ${line}`),
-  });
-  process.once('SIGTERM', async () => {
-    await server.close();
-    await controller.close();
-    process.exit(0);
-  });
-  console.log(`URL ${server.url}`);
+  const args = ['admission', 'serve', '--policy', conf.policy, '--trusted-root', conf.trustedRoot];
+  args.push('--registry-config', conf.registries, '--tls-cert', conf.pki.certFile, '--tls-key', conf.pki.keyFile);
+  args.push('--listen', '127.0.0.1:0', '--json', ...(cache ? [] : ['--no-cache']));
+  const p = await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
+  return { url: JSON.parse(p.stdout()).url, stop: p.stop };
 }
 
 const SEQUENTIAL = 40;
@@ -264,9 +221,4 @@ async function load(url, { method, body }, ca) {
   };
 }
 
-// Last, so every declaration above is initialised before it runs.
-if (process.argv[2] === '--serve') {
-  await serveChild(JSON.parse(process.argv[3]));
-} else {
-  await main();
-}
+await main();
