@@ -19,6 +19,7 @@ import {
   type WorldImage,
 } from '@airlock/testkit';
 import { createAdmissionController, type AdmissionControllerConfig } from '../src/controller.js';
+import { loadRegistries } from '../src/registry/config.js';
 import type { AdmissionRequest, AdmissionResponse } from '../src/types.js';
 import { ALL_KINDS, admissionRequest, ephemeralUpdate, type Images } from './k8s.js';
 
@@ -258,7 +259,9 @@ describe.runIf(enabled)('admission controller', () => {
   });
 
   it('the deadline aborts the registry call and denies naming the image', async () => {
-    const c = controller();
+    // An idle timeout far beyond the test's: only the AbortSignal can end the held request.
+    const registries = loadRegistries({ file: join(dir, 'registries.yaml') }).withTimeout(3_600_000);
+    const c = controller({ registries });
     proxy.hold(true);
     try {
       const ac = new AbortController();
