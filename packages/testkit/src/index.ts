@@ -16,3 +16,5 @@ export * from './pki/openssl-pki.js';
 export * from './admission/world.js';
 export * from './admission/reviews.js';
 export * from './admission/malformed.js';
+export * from './registry/counting-proxy.js';
+export * from './registry/token-server.js';

@@ -26,8 +26,17 @@ export class Registries {
   /** Bearer tokens per host, shared by every client of that host. */
   private readonly tokens = new Map<string, Map<string, string>>();
 
-  constructor(hosts: readonly RegistryHost[]) {
+  /** Idle socket timeout per registry request (default 5 s); the request's AbortSignal is the real deadline. */
+  private readonly timeoutMs: number;
+
+  constructor(hosts: readonly RegistryHost[], options: { timeoutMs?: number } = {}) {
     this.hosts = new Map(hosts.map((h) => [h.host, h]));
+    this.timeoutMs = options.timeoutMs ?? 5_000;
+  }
+
+  /** The same hosts with another idle timeout. */
+  withTimeout(timeoutMs: number): Registries {
+    return new Registries([...this.hosts.values()], { timeoutMs });
   }
 
   has(host: string): boolean {
@@ -54,7 +63,7 @@ export class Registries {
       ...(h.auth ? { auth: h.auth } : {}),
       ...(signal ? { signal } : {}),
       tokens,
-      timeoutMs: 5_000,
+      timeoutMs: this.timeoutMs,
       userAgent: 'airlock-admission/0.1',
     });
   }

@@ -34,15 +34,11 @@ export async function resolveImage(image: string, registries: Registries, signal
   try {
     digest = await client.manifestDigest(ref.repository, tag);
   } catch (cause) {
-    throw registryFailure(`${base}:${tag}`, cause, signal);
+    throw registryFailure(`tag ${tag}`, cause, signal);
   }
-  if (digest === undefined)
-    throw new AdmissionError('ADMISSION_IMAGE_NOT_FOUND', `${base}:${tag} is not in the registry`);
+  if (digest === undefined) throw new AdmissionError('ADMISSION_IMAGE_NOT_FOUND', `tag ${tag} is not in the registry`);
   if (!isSha256Digest(digest))
-    throw new AdmissionError(
-      'ADMISSION_REGISTRY_UNAVAILABLE',
-      `${base}:${tag}: the registry answered a non-sha256 digest`,
-    );
+    throw new AdmissionError('ADMISSION_REGISTRY_UNAVAILABLE', `tag ${tag}: the registry answered a non-sha256 digest`);
   return { registry: ref.registry, repository: ref.repository, digest, pinned: `${base}@${digest}`, fromTag: tag };
 }
 

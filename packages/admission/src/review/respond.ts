@@ -47,9 +47,7 @@ export function respond(request: AdmissionRequest, images: ImageVerdict[], mutat
   const warnings = [
     ...(dryRun && denied.length > 0 ? denied.map((i) => `dry run, would deny: ${i.reason}`) : []),
     ...warned.map((i) => i.reason),
-    ...images
-      .filter((i) => i.resolved?.fromTag !== undefined && i.outcome !== 'deny')
-      .map((i) => `${i.image} verified as ${i.resolved!.digest}`),
+    ...images.filter((i) => i.resolved?.fromTag !== undefined && i.outcome !== 'deny').map(tagWarning),
   ];
   const response: AdmissionResponse = {
     uid: request.uid,
@@ -71,6 +69,13 @@ export function respond(request: AdmissionRequest, images: ImageVerdict[], mutat
     }
   }
   return response;
+}
+
+/** A tag is resolved once and the digest is what was verified: say so, with the full digest (within 120 characters). */
+function tagWarning(i: ImageVerdict): string {
+  const r = i.resolved!;
+  const name = r.repository.slice(r.repository.lastIndexOf('/') + 1);
+  return `${name}:${r.fromTag} verified as ${r.digest}`;
 }
 
 /** `replace` of each image string whose reference is not already `host/repo@digest` exactly. */

@@ -57,7 +57,12 @@ export interface RegistryTls {
  */
 export async function startRegistry(
   dir: string,
-  options: { tls?: RegistryTls; htpasswd?: boolean } = {},
+  options: {
+    tls?: RegistryTls;
+    htpasswd?: boolean;
+    /** Distribution token auth: clients need a bearer token from this realm (see startTokenServer). */
+    token?: { realm: string; service: string; issuer: string; certFile: string };
+  } = {},
 ): Promise<RunningRegistry> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'registry-data');
@@ -72,6 +77,13 @@ export async function startRegistry(
   if (options.htpasswd) {
     writeFileSync(join(dir, 'htpasswd'), HTPASSWD);
     lines.push('auth:', `  htpasswd: { realm: airlock-test, path: ${JSON.stringify(join(dir, 'htpasswd'))} }`);
+  }
+  if (options.token) {
+    const t = options.token;
+    lines.push(
+      'auth:',
+      `  token: { realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.certFile)} }`,
+    );
   }
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -92,7 +104,7 @@ export async function startRegistry(
     const auth = options.htpasswd
       ? `Basic ${Buffer.from(`${HTPASSWD_USER}:${HTPASSWD_PASSWORD}`).toString('base64')}`
       : undefined;
-    const ready = await waitReady(`${scheme}://127.0.0.1:${port}/v2/`, child, ca, auth);
+    const ready = await waitReady(`${scheme}://127.0.0.1:${port}/v2/`, child, ca, auth, options.token ? 401 : 200);
     if (ready) {
       return {
         host: `127.0.0.1:${port}`,
@@ -116,12 +128,13 @@ export async function startRegistry(
   throw new Error(`docker-registry did not start: ${lastError.trim().slice(-2000)}`);
 }
 
-/** Polls GET /v2/ until 200; false as soon as the process exits (or after a generous cap). */
+/** Polls GET /v2/ until 200 (401 for a token-auth registry); false as soon as the process exits (or after a generous cap). */
 async function waitReady(
   url: string,
   child: ChildProcess,
   ca: Buffer | undefined,
   auth: string | undefined,
+  readyStatus = 200,
 ): Promise<boolean> {
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
@@ -140,7 +153,7 @@ async function waitReady(
       req.on('error', () => resolve(0));
       req.end();
     });
-    if (status === 200) return true;
+    if (status === readyStatus) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
