@@ -11,10 +11,31 @@ import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admissionWorldProblems, buildAdmissionWorld, toolsAvailable, type AdmissionWorld } from '@airlock/testkit';
-import { CLI, REPO_ROOT } from './helpers/cli.js';
+import { request } from 'node:https';
+import {
+  admissionWorldProblems,
+  buildAdmissionWorld,
+  makePki,
+  opensslProblem,
+  toolsAvailable,
+  workloadReview,
+  type AdmissionWorld,
+} from '@airlock/testkit';
+import { CLI, REPO_ROOT, startCli } from './helpers/cli.js';
 
-const available = toolsAvailable('Dev Containers workspace check', admissionWorldProblems());
+const available = toolsAvailable('Dev Containers workspace check', [...admissionWorldProblems(), opensslProblem()]);
+
+function post(url: string, ca: Buffer, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', ca, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as Record<string, unknown> }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
 
 interface DevContainer {
   image: string;
@@ -119,6 +140,45 @@ describe.skipIf(!available)('Dev Containers initializeCommand runs `airlock admi
     );
     expect(r.code, `${r.command}\n${r.stdout}${r.stderr}`).toBe(1);
     expect(r.stdout).toMatch(/^REFUSE: /);
+  }, 300_000);
+
+  it('the same check over HTTP: `airlock admission serve` answers POST /workspace, /validate and /mutate', async () => {
+    const pkiDir = join(world.dir, 'webhook-pki');
+    mkdirSync(pkiDir);
+    const pki = makePki(pkiDir);
+    const ca = readFileSync(pki.caFile);
+    const server = await startCli(
+      [
+        ...['admission', 'serve', '--policy', join(workspace, '.devcontainer', 'admission-policy.yaml')],
+        ...['--trusted-root', world.trustedRootPath, '--registry-config', env.AIRLOCK_REGISTRY_CONFIG!],
+        ...['--tls-cert', pki.certFile, '--tls-key', pki.keyFile, '--listen', '127.0.0.1:0', '--json'],
+      ],
+      (out) => out.trim().endsWith('}'),
+      120_000,
+    );
+    try {
+      const { url } = JSON.parse(server.stdout()) as { url: string };
+      const signed = world.images.signed;
+      const allowed = await post(`${url}/workspace`, ca, { image: signed.reference });
+      expect(allowed.status).toBe(200);
+      expect(allowed.json).toMatchObject({ allowed: true, image: { digest: signed.digest, verdict: 'PASS' } });
+      const refused = await post(`${url}/workspace`, ca, { image: world.images.unsigned.reference });
+      expect(refused.json).toMatchObject({ allowed: false, image: { verdict: 'FAIL' } });
+
+      const review = workloadReview('Deployment', { containers: [signed.reference] });
+      const validate = (await post(`${url}/validate`, ca, review)).json.response as Record<string, unknown>;
+      expect(validate).toMatchObject({ uid: review.request.uid, allowed: true });
+      expect(validate.auditAnnotations).toMatchObject({ verdict: 'allow' });
+      const mutate = (await post(`${url}/mutate`, ca, review)).json.response as { allowed: boolean; patch: string };
+      expect(mutate.allowed).toBe(true);
+      const patch = JSON.parse(Buffer.from(mutate.patch, 'base64').toString('utf8')) as { value: string }[];
+      expect(patch.map((p) => p.value)).toEqual([expect.stringContaining(`@${signed.digest}`)]);
+      const unsigned = workloadReview('Deployment', { containers: [world.images.unsigned.reference] });
+      const denied = (await post(`${url}/validate`, ca, unsigned)).json.response as Record<string, unknown>;
+      expect(denied).toMatchObject({ uid: unsigned.request.uid, allowed: false });
+    } finally {
+      await server.stop();
+    }
   }, 300_000);
 
   it('the registry down: the start is refused with exit 3 (unreachable), never allowed', async () => {

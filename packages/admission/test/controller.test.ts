@@ -6,7 +6,8 @@
  * the registry down. Skips (printing why) without docker-registry, skopeo, git, bwrap or strace unless
  * AIRLOCK_REQUIRE_TOOLS=1.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -18,6 +19,7 @@ import {
   type CountingProxy,
   type WorldImage,
 } from '@airlock/testkit';
+import { attachSigstoreBundle, RegistryClient } from '@airlock/oci';
 import { createAdmissionController, type AdmissionControllerConfig } from '../src/controller.js';
 import { loadRegistries } from '../src/registry/config.js';
 import type { AdmissionRequest, AdmissionResponse } from '../src/types.js';
@@ -55,6 +57,14 @@ const ref = (img: WorldImage, by: 'tag' | 'digest' = 'tag'): string =>
   `${proxy.host}/${img.path}${by === 'tag' ? `:${img.tag}` : `@${img.digest}`}`;
 
 const never = () => new AbortController().signal;
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
 
 async function validate(c: Controller, req: AdmissionRequest): Promise<AdmissionResponse> {
   return c.decide(req, { mutate: false, signal: never() });
@@ -219,7 +229,7 @@ describe.runIf(enabled)('admission controller', () => {
     const long = `${proxy.host}/acme/${'a'.repeat(5000)}:v1`;
     const r = await validate(c, pod({ containers: [long] }));
     expect(r.allowed).toBe(false);
-    expect(r.status!.message.length).toBeLessThan(1000);
+    expect(r.status?.message?.length ?? 0).toBeLessThan(1000);
     expect(r.status?.message).toContain(`(${long.length} characters) is not a valid image reference`);
     const secret = await validate(c, {
       ...pod({ containers: [] }),
@@ -303,24 +313,95 @@ describe.runIf(enabled)('admission controller', () => {
     expect(c.ready()).toEqual({ ok: true });
   });
 
-  it('workspace: the signed image is allowed, the unsigned refused; toolchains need the toolchains section', async () => {
-    // A workspace has no namespace: only policies without `namespaces` apply to it.
+  it('VSA fast path: a VSA from the trusted verifier under the same policy admits; under another policy it is refused', async () => {
+    const img = w.images.signed;
+    const vsaFile = join(dir, 'signed.vsa.json');
+    const verifier = `spiffe://${w.trustDomain}/airlock/verifier`;
+    const cli = await run(process.execPath, [
+      CLI,
+      'verify',
+      'image',
+      `${w.registry.host}/${img.path}@${img.digest}`,
+      '--registry-plain-http',
+      '--policy',
+      join(dir, 'release.yaml'),
+      '--data',
+      w.planeDir,
+      '--vsa',
+      vsaFile,
+      '--verifier-subject',
+      verifier,
+      '--json',
+    ]);
+    expect(cli.code, cli.stderr).toBe(0);
+    await attachSigstoreBundle(new RegistryClient({ url: w.registry.url }), img.path, {
+      subject: img.digest,
+      bundle: readFileSync(vsaFile),
+    });
+    const vsa = `{ verifierIdentity: '${verifier}', issuer: '${w.issuer}', maxAge: 1h }`;
     writeFileSync(
-      join(dir, 'workspace.yaml'),
-      `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: workspaces, images: ['${proxy.host}/acme/**'], release: { file: release.yaml } }\n`,
+      join(dir, 'vsa.yaml'),
+      `apiVersion: airlock.dev/admission-policy/v1
+policies:
+  - { name: by-vsa, images: ['${proxy.host}/acme/app'], release: { file: release.yaml }, vsa: ${vsa} }
+  - { name: strict-vsa, images: ['${proxy.host}/acme/app'], namespaces: [strict], release: { file: strict.yaml }, vsa: ${vsa} }
+`,
     );
+    const c = controller({ policyFile: join(dir, 'vsa.yaml') });
+    const ok = await c.checkWorkspace({ image: ref(img, 'digest') }, { signal: never() });
+    expect(ok.allowed, ok.reason).toBe(true);
+    expect(ok.reason).toContain(`verified by policy by-vsa (accepted by VSA from ${verifier} (SLSA_BUILD_LEVEL_`);
+    const strict = await validate(c, pod({ containers: [ref(img, 'digest')] }, { namespace: 'strict' }));
+    expect(strict.allowed).toBe(false);
+    expect(strict.status?.message).toMatch(
+      /denied by policy strict-vsa: provenance\.builderId: .*\(no usable VSA: .*the VSA was issued under policy sha256:[0-9a-f]+, not sha256:/,
+    );
+  });
+
+  it('workspace: the signed image is allowed, the unsigned refused; toolchain files are verified by their provenance', async () => {
+    // A workspace has no namespace: only policies without `namespaces` apply to it.
+    const policy = (toolchains: boolean) =>
+      `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: workspaces, images: ['${proxy.host}/acme/**'], release: { file: release.yaml } }\n${toolchains ? 'toolchains: { release: { file: release.yaml } }\n' : ''}`;
+    writeFileSync(join(dir, 'workspace.yaml'), policy(false));
     const c = controller({ policyFile: join(dir, 'workspace.yaml') });
     const ok = await c.checkWorkspace({ image: ref(w.images.signed) }, { signal: never() });
     expect(ok).toMatchObject({ allowed: true, image: { verdict: 'PASS', digest: w.images.signed.digest } });
     const bad = await c.checkWorkspace({ image: ref(w.images.unsigned) }, { signal: never() });
     expect(bad).toMatchObject({ allowed: false, image: { verdict: 'FAIL' } });
     expect(bad.reason).toContain(ref(w.images.unsigned));
-    const tc = await c.checkWorkspace(
-      { image: ref(w.images.signed), toolchains: [{ path: w.trustedRootPath }] },
+    // The runner's outputs, with their provenance and SBOM bundles beside them.
+    const tool = join(dir, 'out-app', 'bin', 'hello');
+    const rogueTool = join(dir, 'out-rogue', 'bin', 'hello');
+    expect(existsSync(`${tool}.provenance.sigstore.json`), tool).toBe(true);
+    const none = await c.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tool }] },
       { signal: never() },
     );
-    expect(tc.allowed).toBe(false);
-    expect(tc.reason).toBe(`toolchain ${w.trustedRootPath}: the admission policy has no toolchains section`);
+    expect(none.allowed).toBe(false);
+    expect(none.reason).toBe(`toolchain ${tool}: the admission policy has no toolchains section`);
+    writeFileSync(join(dir, 'workspace-tc.yaml'), policy(true));
+    const t = controller({ policyFile: join(dir, 'workspace-tc.yaml') });
+    const good = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tool }] },
+      { signal: never() },
+    );
+    expect(good.allowed, good.reason).toBe(true);
+    expect(good.toolchains).toMatchObject([{ path: tool, verdict: 'PASS' }]);
+    const tampered = join(dir, 'hello-tampered');
+    writeFileSync(tampered, Buffer.concat([readFileSync(tool), Buffer.from('\n')]));
+    const forged = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: tampered, bundles: [`${tool}.provenance.sigstore.json`] }] },
+      { signal: never() },
+    );
+    expect(forged.allowed).toBe(false);
+    expect(forged.reason).toMatch(new RegExp(`^toolchain ${tampered}: .*does not verify`));
+    const rogue = await t.checkWorkspace(
+      { image: ref(w.images.signed), toolchains: [{ path: rogueTool }] },
+      { signal: never() },
+    );
+    expect(rogue.allowed).toBe(false);
+    expect(rogue.toolchains[0]).toMatchObject({ verdict: 'FAIL' });
+    expect(rogue.reason).toContain('someone-else');
   });
 
   it('a registry that goes down gives denials naming the registry error, never allows', async () => {

@@ -25,14 +25,12 @@ export function requestProblem(request: unknown): string | undefined {
   return undefined;
 }
 
-/** The kind whose images are read: `pods/ephemeralcontainers` arrives with kind Pod (or EphemeralContainers on old servers). */
+/**
+ * The kind whose images are read. `pods/ephemeralcontainers` arrives as kind Pod (Kubernetes ≥ 1.22); the older
+ * `EphemeralContainers` object has no pod spec, so it is not read (undefined → refused): reading it as a Pod would
+ * find no images and admit whatever debug container it adds.
+ */
 export function readableKind(request: AdmissionRequest): string | undefined {
   const { group, kind } = request.kind;
-  if (
-    request.subResource === 'ephemeralcontainers' &&
-    group === '' &&
-    (kind === 'Pod' || kind === 'EphemeralContainers')
-  )
-    return 'Pod';
   return isSupportedKind(group, kind) ? kind : undefined;
 }
