@@ -18,6 +18,7 @@ import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildProgram, EXAMPLES } from '@airlock/cli';
 import { sha256Hex } from '@airlock/core';
+import { makePki } from '@airlock/testkit';
 import { runCli as runCliNow, startCli as startCliNow, type CliResult } from './helpers/cli.js';
 
 // Up to 3 CLI processes at a time (the concurrent cells below would otherwise start dozens on a shared machine),
@@ -76,6 +77,10 @@ interface Fixture {
   /** A mirror store with one imported snapshot, and the transfer bundle it came from. */
   store: string;
   transferBundle: string;
+  /** An admission policy (any image, runner-signed), a registries file naming the closed port, a TLS pair. */
+  admissionPolicy: string;
+  registriesDown: string;
+  tls: { certFile: string; keyFile: string; caFile: string };
   fresh: () => string;
 }
 
@@ -296,6 +301,48 @@ const CONTRACT: Record<string, CommandContract> = {
     },
     ok: { notHere: 'a hermetic build needs bwrap and a git fixture: test/runner-e2e.test.ts checks `run --json`' },
   },
+  'admission serve': {
+    valid: (f) => [
+      ...['--policy', f.admissionPolicy, '--trusted-root', join(f.livePlane, 'trusted_root.json')],
+      ...['--tls-cert', f.tls.certFile, '--tls-key', f.tls.keyFile, '--listen', '127.0.0.1:0'],
+    ],
+    missing: (f) => ['--policy', f.admissionPolicy, '--trusted-root', join(f.livePlane, 'trusted_root.json')],
+    down: {
+      'its port is taken': (f) => [
+        ...['--policy', f.admissionPolicy, '--trusted-root', join(f.livePlane, 'trusted_root.json')],
+        ...['--tls-cert', f.tls.certFile, '--tls-key', f.tls.keyFile, '--listen', `127.0.0.1:${f.busyPort}`],
+      ],
+    },
+    ok: {
+      args: (f) => [
+        ...['--policy', f.admissionPolicy, '--trusted-root', join(f.livePlane, 'trusted_root.json')],
+        ...['--tls-cert', f.tls.certFile, '--tls-key', f.tls.keyFile, '--listen', '127.0.0.1:0'],
+      ],
+      serves: true,
+    },
+  },
+  'admission manifests': {
+    valid: () => ['--namespace', 'airlock-system', '--image', 'registry.test/airlock:1'],
+    missing: () => ['--namespace', 'airlock-system'],
+    down: { none: 'prints manifests' },
+    ok: {
+      args: (f) => ['--namespace', 'airlock-system', '--image', 'registry.test/airlock:1', '--ca-bundle', f.tls.caFile],
+    },
+  },
+  'admit workspace': {
+    valid: (f) => [
+      ...['--image', `127.0.0.1:${f.closedPort}/acme/app:v1`, '--policy', f.admissionPolicy],
+      ...['--trusted-root', join(f.livePlane, 'trusted_root.json'), '--registry-config', f.registriesDown],
+    ],
+    missing: (f) => ['--policy', f.admissionPolicy, '--trusted-root', join(f.livePlane, 'trusted_root.json')],
+    down: {
+      'registry not listening': (f) => [
+        ...['--image', `127.0.0.1:${f.closedPort}/acme/app:v1`, '--policy', f.admissionPolicy],
+        ...['--trusted-root', join(f.livePlane, 'trusted_root.json'), '--registry-config', f.registriesDown],
+      ],
+    },
+    ok: { notHere: 'needs a registry holding a signed image: test/admission-devcontainer.test.ts' },
+  },
   'conformance sign-bundle': {
     valid: (f) => [f.artifact, '--identity-token', f.jwt, '--bundle', join(f.fresh(), 'b.json')],
     missing: (f) => [f.artifact, '--identity-token', f.jwt],
@@ -450,6 +497,27 @@ beforeAll(async () => {
     ),
     store: join(root, 'store'),
     transferBundle: join(root, 'transfer.tar'),
+    admissionPolicy: file(
+      'admission-policy.yaml',
+      [
+        'apiVersion: airlock.dev/admission-policy/v1',
+        'policies:',
+        '  - name: runner-built',
+        "    images: ['**']",
+        '    release:',
+        '      inline:',
+        '        apiVersion: airlock.dev/policy/v1',
+        `        authorities: { runner: { keyless: { subject: '${SPIFFE_CLI}', issuer: '${endpoints.identityIssuerUrl}' } } }`,
+        '        provenance: { authorities: [runner] }',
+        '',
+      ].join('\n'),
+    ),
+    registriesDown: file('registries.yaml', `registries:\n  '127.0.0.1:${closedPort}': { plainHttp: true }\n`),
+    tls: (() => {
+      mkdirSync(join(root, 'pki'));
+      const pki = makePki(join(root, 'pki'));
+      return { certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile };
+    })(),
     fresh,
   };
 

@@ -154,6 +154,24 @@ describe.skipIf(!available)('admission server', () => {
       }
     });
 
+    it('the audit verdict never contradicts allowed: a deny annotated "allow" is audited as deny; dry-run kept', async () => {
+      controller.decideWith = async (r) => ({
+        uid: r.uid,
+        allowed: r.dryRun !== true ? false : true,
+        status: { message: 'no signature' },
+        auditAnnotations: { verdict: r.dryRun ? 'dry-run' : 'allow', policy: 'p' },
+      });
+      try {
+        const denied = responseOf(await postJson(server.url, ca, '/validate', podReview(['a:1'])));
+        expect(denied.allowed).toBe(false);
+        expect(denied.auditAnnotations).toEqual({ verdict: 'deny', policy: 'p' });
+        const dry = responseOf(await postJson(server.url, ca, '/validate', podReview(['a:1'], { dryRun: true })));
+        expect(dry.auditAnnotations).toEqual({ verdict: 'dry-run', policy: 'p' });
+      } finally {
+        controller.decideWith = new ScriptedController().decideWith;
+      }
+    });
+
     it('warnings are kept (each at most 120 characters) and counted as verdict warn', async () => {
       controller.decideWith = async (r) => ({ uid: r.uid, allowed: true, warnings: ['w'.repeat(500), 'short'] });
       try {

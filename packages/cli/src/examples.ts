@@ -54,6 +54,18 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   'mirror fsck': ['airlock mirror fsck --store /srv/mirror --json'],
   'mirror export-snapshot': ['airlock mirror export-snapshot snapshot-42 --store /srv/mirror --snapshot 42'],
   'mirror export-bazel-cache': ['airlock mirror export-bazel-cache /var/cache/bazel-repo --store /srv/mirror'],
+  'admission serve': [
+    'airlock admission serve --policy admission-policy.yaml --trusted-root trusted_root.json \\',
+    '  --tls-cert tls.crt --tls-key tls.key --registry-config registries.yaml --port 8443 --deadline 8s',
+  ],
+  'admission manifests': [
+    'airlock admission manifests --namespace airlock-system --image registry.corp/airlock@sha256:<hex> \\',
+    '  --ca-bundle ca.crt --timeout 10 > admission.yaml',
+  ],
+  'admit workspace': [
+    'airlock admit workspace --image registry.corp/dev/workspace:2024 --toolchain sdk.tar.gz \\',
+    '  --policy admission-policy.yaml --trusted-root trusted_root.json --registry-config registries.yaml',
+  ],
   'conformance sign-bundle': [
     'airlock conformance sign-bundle --identity-token "$TOKEN" --bundle out.sigstore.json artifact.bin',
   ],

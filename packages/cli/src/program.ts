@@ -8,6 +8,7 @@ import { registerSyncCommand } from './commands/sync.js';
 import { registerMirrorCommands } from './commands/mirror.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerReportCommand } from './commands/report.js';
+import { registerAdmissionCommands } from './commands/admission.js';
 import { EXAMPLES } from './examples.js';
 import { errorJson, EXIT, setCommandOutput } from './output.js';
 
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerMirrorCommands(program);
   registerRunCommand(program);
   registerReportCommand(program);
+  registerAdmissionCommands(program);
   registerConformanceCommands(program);
   applyCliContract(program);
   return program;

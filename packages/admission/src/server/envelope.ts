@@ -120,7 +120,16 @@ export function sanitizeResponse(
     out.patch = response.patch;
   }
   const annotations = isObject(response.auditAnnotations) ? stringValues(response.auditAnnotations) : {};
-  out.auditAnnotations = { verdict: allowed ? (warnings.length > 0 ? 'warn' : 'allow') : 'deny', ...annotations };
+  // The controller may refine the verdict (skip, dry-run) but never contradict `allowed` in the audit log.
+  const claimed = annotations.verdict;
+  const verdict = !allowed
+    ? 'deny'
+    : claimed !== undefined && claimed !== 'deny'
+      ? claimed
+      : warnings.length > 0
+        ? 'warn'
+        : 'allow';
+  out.auditAnnotations = { ...annotations, verdict };
   return { response: out, internalError: false };
 }
 

@@ -5,7 +5,12 @@
  */
 import { reviewUid, workloadReview, type TestAdmissionReview } from './reviews.js';
 
-export type MalformedAnswer = 'http-4xx' | 'deny';
+/**
+ * `connection-cut`: the server refused the body before reading it and closed; the client saw EPIPE/ECONNRESET
+ * instead of the status. Acceptable only for an oversized body: the API server counts a cut as a failed call, and
+ * with `failurePolicy: Fail` that is a refusal.
+ */
+export type MalformedAnswer = 'http-4xx' | 'deny' | 'connection-cut';
 
 export interface MalformedCase {
   name: string;
@@ -46,7 +51,7 @@ export function malformedCorpus(image: string, registryHost: string): MalformedC
         obj.metadata.annotations = { padding: 'x'.repeat(10 * 1024 * 1024) };
         return json(r);
       },
-      acceptable: ['http-4xx'],
+      acceptable: ['http-4xx', 'connection-cut'],
     },
     {
       name: 'wrong apiVersion (admission.k8s.io/v1beta1)',
