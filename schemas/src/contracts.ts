@@ -3,7 +3,9 @@
  * express if/then rules), else the type generated from the schema.
  */
 import type { BuildSpec } from './build-spec.js';
+import type { AirlockAdmissionPolicyV1 } from './generated/admission-policy.v1.js';
 import type { AirlockMirrorBlobLookupV1 } from './generated/mirror-blob-lookup.v1.js';
+import type { MirrorSnapshotLookupAPIAirlockMirrorServe } from './generated/mirror-snapshot-lookup.v1.js';
 import type { AirlockReleasePolicyV1 } from './generated/policy.v1.js';
 import type { AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition } from './generated/slsa-buildtype-airlock-v1.js';
 import type { BazelFetchListJSONOrYAML } from './generated/sync-bazel-fetch-list.js';
@@ -25,9 +27,16 @@ export type AirlockBuildDefinition = AirlockHermeticBuildTypeV1SLSAProvenanceV1B
 /** The release policy document as the schema describes it (@airlock/policy refines it). */
 export type PolicyDocumentV1 = AirlockReleasePolicyV1;
 
+/** The admission policy document (webhook and workspace check). */
+export type AdmissionPolicyDocumentV1 = AirlockAdmissionPolicyV1;
+/** A mirror's snapshot lookup answers (`/-/airlock/blobs/<sha256>/snapshots`, `/-/airlock/snapshots/<id>`). */
+export type MirrorSnapshotLookup = MirrorSnapshotLookupAPIAirlockMirrorServe;
+
 export interface Contracts {
+  'admission-policy.v1': AdmissionPolicyDocumentV1;
   'build-spec.v1': BuildSpec;
   'mirror-blob-lookup.v1': MirrorBlobLookup;
+  'mirror-snapshot-lookup.v1': MirrorSnapshotLookup;
   'policy.v1': PolicyDocumentV1;
   'slsa-buildtype-airlock-v1': AirlockBuildDefinition;
   'sync-bazel-fetch-list': BazelFetchListJSONOrYAML;

@@ -5,8 +5,10 @@ import type { Contracts } from './contracts.js';
 
 /** Every JSON Schema of the repository, by name (the file name without `.schema.json`). */
 export const SCHEMA_FILES = {
+  'admission-policy.v1': 'admission-policy.v1.schema.json',
   'build-spec.v1': 'build-spec.v1.schema.json',
   'mirror-blob-lookup.v1': 'mirror-blob-lookup.v1.schema.json',
+  'mirror-snapshot-lookup.v1': 'mirror-snapshot-lookup.v1.schema.json',
   'policy.v1': 'policy.v1.schema.json',
   'slsa-buildtype-airlock-v1': 'slsa-buildtype-airlock-v1.schema.json',
   'sync-bazel-fetch-list': 'sync-bazel-fetch-list.schema.json',

@@ -5,7 +5,7 @@ import { canonicalize, sha256Hex } from '@airlock/core';
 import { globToRegExp, loadPolicyFile, parseDuration, parsePolicy, type LoadedPolicy } from '@airlock/policy';
 import { parseDocument } from 'yaml';
 import { AdmissionError } from '../errors.js';
-import { admissionPolicyValidator, schemaProblems } from './schema.js';
+import { admissionPolicyProblems } from './schema.js';
 import type { AdmissionPolicyDocument, ImagePolicyDocument, ReleaseRef, VsaFastPath } from './types.js';
 
 const MAX_POLICY_BYTES = 1024 * 1024;
@@ -50,10 +50,8 @@ export function parseAdmissionPolicy(
 ): LoadedAdmissionPolicy {
   const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
   const value = readYaml(buf, uri);
-  const validator = admissionPolicyValidator();
-  const problems = validator(value)
-    ? semanticProblems(value as AdmissionPolicyDocument)
-    : schemaProblems(validator.errors ?? [], 'admission');
+  const shape = admissionPolicyProblems(value);
+  const problems = shape.length === 0 ? semanticProblems(value as AdmissionPolicyDocument) : shape;
   if (problems.length > 0) throw invalid(uri, problems);
   const doc = value as AdmissionPolicyDocument;
   const files: string[] = [];
