@@ -1,1 +1,9 @@
-export {};
+export * from './errors.js';
+export * from './tpm/constants.js';
+export * from './tpm/marshal.js';
+export * from './tpm/public.js';
+export * from './tpm/signature.js';
+export * from './tpm/quote.js';
+export * from './tpm/credential.js';
+export * from './tpm/ek.js';
+export * from './x509-chain.js';
