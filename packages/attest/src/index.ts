@@ -7,3 +7,8 @@ export * from './tpm/quote.js';
 export * from './tpm/credential.js';
 export * from './tpm/ek.js';
 export * from './x509-chain.js';
+export * from './tpm/attester.js';
+export * from './evidence.js';
+export * from './reference-values.js';
+export * from './claims.js';
+export * from './verifier.js';

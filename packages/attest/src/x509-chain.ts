@@ -46,7 +46,9 @@ export function verifyChain(
   let current = leaf;
   for (let depth = 0; depth <= (opts.maxDepth ?? 4); depth++) {
     if (!validAt(current, opts.now))
-      fail(`certificate "${current.subject}" is not valid at ${opts.now.toISOString()} (${current.validFrom} – ${current.validTo})`);
+      fail(
+        `certificate "${current.subject}" is not valid at ${opts.now.toISOString()} (${current.validFrom} – ${current.validTo})`,
+      );
     const root = roots.find((r) => signedBy(current, r));
     if (root) {
       if (!root.ca) fail(`trusted root "${root.subject}" is not a CA certificate`);
@@ -55,7 +57,8 @@ export function verifyChain(
     }
     if (roots.some((r) => r.fingerprint256 === current.fingerprint256)) return chain;
     const next = intermediates.find((c) => c.ca && c.fingerprint256 !== current.fingerprint256 && signedBy(current, c));
-    if (!next) fail(`certificate "${current.subject}" (issuer "${current.issuer}") does not chain to a configured trusted root`);
+    if (!next)
+      fail(`certificate "${current.subject}" (issuer "${current.issuer}") does not chain to a configured trusted root`);
     chain.push(next!);
     current = next!;
   }

@@ -13,3 +13,4 @@ export * from './tools/tools.js';
 export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
 export * from './pki/openssl-pki.js';
+export * from './tpm/swtpm.js';

@@ -24,7 +24,14 @@ function label(s: string): Buffer {
 }
 
 /** KDFa (Part 1 §11.4.10.2): SP 800-108 counter-mode KDF with HMAC. */
-export function kdfa(hash: TpmHashName, key: Buffer, use: string, contextU: Buffer, contextV: Buffer, bits: number): Buffer {
+export function kdfa(
+  hash: TpmHashName,
+  key: Buffer,
+  use: string,
+  contextU: Buffer,
+  contextV: Buffer,
+  bits: number,
+): Buffer {
   const out: Buffer[] = [];
   let have = 0;
   for (let i = 1; have * 8 < bits; i++) {
@@ -70,7 +77,12 @@ function seedFor(ek: TpmPublic): { seed: Buffer; encryptedSecret: Buffer } {
   if (ek.type === 'rsa') {
     const seed = randomBytes(n);
     const encryptedSecret = publicEncrypt(
-      { key: publicKeyObject(ek), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: ek.nameAlg, oaepLabel: label('IDENTITY') },
+      {
+        key: publicKeyObject(ek),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: ek.nameAlg,
+        oaepLabel: label('IDENTITY'),
+      },
       seed,
     );
     return { seed, encryptedSecret };

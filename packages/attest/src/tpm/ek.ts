@@ -21,7 +21,9 @@ export function verifyEkCertificate(
 ): X509Certificate {
   const what = 'EK certificate';
   const leaf = parseCertificate(certDer, what, 'EK_CERT_UNTRUSTED');
-  const extra = presentedIntermediates.map((d, i) => parseCertificate(d, `EK intermediate #${i + 1}`, 'EK_CERT_UNTRUSTED'));
+  const extra = presentedIntermediates.map((d, i) =>
+    parseCertificate(d, `EK intermediate #${i + 1}`, 'EK_CERT_UNTRUSTED'),
+  );
   verifyChain(leaf, [...(trust.intermediates ?? []), ...extra], trust.roots, { now, what, code: 'EK_CERT_UNTRUSTED' });
   if (!spkiDer(leaf.publicKey).equals(spkiDer(publicKeyObject(ekPublic))))
     throw new AttestError('EK_KEY_MISMATCH', 'the EK public key is not the key the EK certificate certifies');

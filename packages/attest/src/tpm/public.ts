@@ -44,7 +44,8 @@ function readTpmtPublic(r: TpmReader): Omit<TpmPublic, 'tpmtPublic'> {
   const typeId = r.u16();
   const nameAlgId = r.u16();
   const nameAlg = hashName(nameAlgId);
-  if (!nameAlg) throw new AttestError('TPM_UNSUPPORTED', `TPMT_PUBLIC: unsupported nameAlg 0x${nameAlgId.toString(16)}`);
+  if (!nameAlg)
+    throw new AttestError('TPM_UNSUPPORTED', `TPMT_PUBLIC: unsupported nameAlg 0x${nameAlgId.toString(16)}`);
   const attributes = r.u32();
   const authPolicy = r.tpm2b(64);
   if (typeId === TPM_ALG.RSA) {
@@ -53,7 +54,16 @@ function readTpmtPublic(r: TpmReader): Omit<TpmPublic, 'tpmtPublic'> {
     const bits = r.u16();
     const exponent = r.u32();
     const modulus = r.tpm2b(512);
-    return { type: 'rsa', nameAlg, nameAlgId, attributes, authPolicy, symmetric, scheme, rsa: { bits, exponent, modulus } };
+    return {
+      type: 'rsa',
+      nameAlg,
+      nameAlgId,
+      attributes,
+      authPolicy,
+      symmetric,
+      scheme,
+      rsa: { bits, exponent, modulus },
+    };
   }
   if (typeId === TPM_ALG.ECC) {
     const symmetric = readSymDef(r);
@@ -119,7 +129,11 @@ export function spkiDer(key: KeyObject): Buffer {
 }
 
 const AK_REQUIRED =
-  TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.restricted | TPMA_OBJECT.sign;
+  TPMA_OBJECT.fixedTPM |
+  TPMA_OBJECT.fixedParent |
+  TPMA_OBJECT.sensitiveDataOrigin |
+  TPMA_OBJECT.restricted |
+  TPMA_OBJECT.sign;
 
 /**
  * An attestation key must be a restricted signing key generated inside and bound to its TPM: only then does the TPM

@@ -1,0 +1,274 @@
+/**
+ * NodeAttestationVerifier: the issuer side of TPM node attestation. Per node: check the EK certificate against the
+ * configured manufacturer CA, challenge the AK↔EK binding with MakeCredential and a fresh nonce, then accept a quote
+ * only if the AK signed it over that nonce and the quoted PCRs equal one configured reference value set.
+ */
+import { createHash, randomBytes, randomUUID, type X509Certificate } from 'node:crypto';
+import { fromBase64, sha256Hex, toBase64 } from '@airlock/core';
+import type { NodeAttestationClaims } from './claims.js';
+import { AttestError } from './errors.js';
+import type { AttestationChallenge, TpmEvidence, TpmIdentity } from './evidence.js';
+import { checkReferenceValueSet, type ReferenceValueSet } from './reference-values.js';
+import type { TpmHashName } from './tpm/constants.js';
+import { makeCredential } from './tpm/credential.js';
+import { verifyEkCertificate } from './tpm/ek.js';
+import {
+  assertAttestationKey,
+  parseTpm2bPublic,
+  publicKeyObject,
+  spkiDer,
+  tpmName,
+  type TpmPublic,
+} from './tpm/public.js';
+import { buffersEqual, computePcrDigest, parseQuote, type PcrSelection, type TpmQuote } from './tpm/quote.js';
+import { parseTpmtSignature, verifyTpmSignature } from './tpm/signature.js';
+import { parsePemBundle } from './x509-chain.js';
+
+export interface NodeAttestationVerifierOptions {
+  /** PEM: the TPM manufacturers' root CAs the operator trusts (swtpm's local root CA in tests). */
+  manufacturerRoots: string;
+  /** PEM: manufacturer intermediates the operator configured (optional; nodes may also present them). */
+  manufacturerIntermediates?: string;
+  /** Accepted reference value sets (all in one PCR bank); a quote must match one of them exactly. */
+  referenceValues: ReferenceValueSet[];
+  /** When set, only these EKs (`sha256:<hex>` of the EK SubjectPublicKeyInfo) may attest: registered nodes. */
+  allowedEkPublicKeyDigests?: string[];
+  /** Seconds a challenge stays answerable (default 60). */
+  challengeTtlSeconds?: number;
+  /** Outstanding challenges kept at most (default 1024); more are refused rather than evicting others. */
+  maxPendingChallenges?: number;
+  now?: () => Date;
+}
+
+export interface AttestedNode {
+  claims: NodeAttestationClaims;
+  ekCertificate: X509Certificate;
+  akPublic: TpmPublic;
+}
+
+interface ParsedIdentity {
+  raw: TpmIdentity;
+  ekCert: X509Certificate;
+  ekPublic: TpmPublic;
+  akPublic: TpmPublic;
+  akName: Buffer;
+}
+
+interface Pending {
+  identity: ParsedIdentity;
+  nonce: Buffer;
+  secret: Buffer;
+  expiresAt: number;
+}
+
+const digestOf = (b: Buffer): string => `sha256:${sha256Hex(b)}`;
+
+function sameIdentity(a: TpmIdentity, b: TpmIdentity): boolean {
+  return a.ekCertificate === b.ekCertificate && a.ekPublic === b.ekPublic && a.akPublic === b.akPublic;
+}
+
+export class NodeAttestationVerifier {
+  private readonly roots: X509Certificate[];
+  private readonly intermediates: X509Certificate[];
+  private readonly selection: PcrSelection;
+  private readonly pending = new Map<string, Pending>();
+  private readonly now: () => Date;
+
+  constructor(private readonly opts: NodeAttestationVerifierOptions) {
+    this.roots = parsePemBundle(opts.manufacturerRoots, 'manufacturer root', 'EK_CERT_UNTRUSTED');
+    if (this.roots.length === 0) throw new AttestError('EK_CERT_UNTRUSTED', 'no manufacturer root CA configured');
+    this.intermediates = parsePemBundle(
+      opts.manufacturerIntermediates ?? '',
+      'manufacturer intermediate',
+      'EK_CERT_UNTRUSTED',
+    );
+    this.selection = selectionOf(opts.referenceValues);
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** PCRs every quote must cover: the union of the reference value sets' PCRs. */
+  get pcrSelection(): PcrSelection {
+    return { hash: this.selection.hash, pcrs: [...this.selection.pcrs] };
+  }
+
+  /** Checks the node's identity and issues a single-use challenge bound to its EK and AK. */
+  challenge(identity: TpmIdentity): AttestationChallenge {
+    const parsed = this.parseIdentity(identity);
+    const now = this.now().getTime();
+    for (const [id, p] of this.pending) if (p.expiresAt < now) this.pending.delete(id);
+    if (this.pending.size >= (this.opts.maxPendingChallenges ?? 1024))
+      throw new AttestError('TOO_MANY_CHALLENGES', 'too many outstanding attestation challenges; retry later');
+    const nonce = randomBytes(32);
+    const secret = randomBytes(32);
+    const made = makeCredential(parsed.ekPublic, secret, parsed.akName);
+    const expiresAt = now + (this.opts.challengeTtlSeconds ?? 60) * 1000;
+    const id = randomUUID();
+    this.pending.set(id, { identity: parsed, nonce, secret, expiresAt });
+    return {
+      id,
+      nonce: nonce.toString('hex'),
+      pcrSelection: { bank: this.selection.hash, pcrs: [...this.selection.pcrs] },
+      credential: { blob: toBase64(made.credentialBlob), encryptedSecret: toBase64(made.encryptedSecret) },
+      expiresAt: new Date(expiresAt).toISOString(),
+    };
+  }
+
+  /** Verifies evidence answering one of this verifier's challenges (consumed whether it passes or not). */
+  verify(evidence: TpmEvidence): AttestedNode {
+    const pending = this.take(evidence.challengeId);
+    const id = pending.identity;
+    if (!sameIdentity(evidence.identity, id.raw))
+      throw new AttestError(
+        'AK_MISMATCH',
+        'evidence names a different EK or AK than the one the challenge was issued for',
+      );
+    if (!buffersEqual(decode(evidence.activatedCredential, 'activatedCredential'), pending.secret))
+      throw new AttestError(
+        'ACTIVATION_FAILED',
+        'credential activation failed: the AK is not resident in the TPM that owns the certified EK',
+      );
+    const attest = decode(evidence.quote.attest, 'quote.attest');
+    const quote = parseQuote(attest);
+    const sig = parseTpmtSignature(decode(evidence.quote.signature, 'quote.signature'));
+    if (!verifyTpmSignature(id.akPublic, sig, attest))
+      throw new AttestError(
+        'QUOTE_SIGNATURE_INVALID',
+        "the quote's signature does not verify with the activated AK (quote from a different TPM or altered)",
+      );
+    if (!buffersEqual(quote.extraData, pending.nonce))
+      throw new AttestError(
+        'QUOTE_NONCE_MISMATCH',
+        `quote nonce ${quote.extraData.toString('hex')} is not this challenge's nonce (replayed quote)`,
+      );
+    const values = this.checkPcrs(quote, evidence, sig.hash);
+    const set = this.matchReferenceValues(values);
+    return { claims: this.claims(id, attest, quote, values, set), ekCertificate: id.ekCert, akPublic: id.akPublic };
+  }
+
+  private parseIdentity(identity: TpmIdentity): ParsedIdentity {
+    const ekPublic = parseTpm2bPublic(decode(identity.ekPublic, 'ekPublic'));
+    const intermediates = (identity.ekIntermediates ?? []).map((c, i) => decode(c, `ekIntermediates[${i}]`));
+    const ekCert = verifyEkCertificate(
+      decode(identity.ekCertificate, 'ekCertificate'),
+      intermediates,
+      ekPublic,
+      { roots: this.roots, intermediates: this.intermediates },
+      this.now(),
+    );
+    const allowed = this.opts.allowedEkPublicKeyDigests;
+    const ekDigest = digestOf(spkiDer(publicKeyObject(ekPublic)));
+    if (allowed && !allowed.includes(ekDigest))
+      throw new AttestError('EK_NOT_ALLOWED', `EK ${ekDigest} is not a registered node`);
+    const akPublic = parseTpm2bPublic(decode(identity.akPublic, 'akPublic'));
+    assertAttestationKey(akPublic);
+    return { raw: identity, ekCert, ekPublic, akPublic, akName: tpmName(akPublic) };
+  }
+
+  private take(challengeId: string): Pending {
+    const pending = this.pending.get(challengeId);
+    if (!pending)
+      throw new AttestError(
+        'CHALLENGE_UNKNOWN',
+        `challenge ${JSON.stringify(String(challengeId).slice(0, 64))} is unknown or already used (replayed evidence)`,
+      );
+    this.pending.delete(challengeId);
+    if (pending.expiresAt < this.now().getTime())
+      throw new AttestError(
+        'CHALLENGE_EXPIRED',
+        `challenge ${challengeId} expired at ${new Date(pending.expiresAt).toISOString()}`,
+      );
+    return pending;
+  }
+
+  /** The quote must cover exactly the requested PCRs, and the reported values must hash to its pcrDigest. */
+  private checkPcrs(quote: TpmQuote, evidence: TpmEvidence, digestAlg: TpmHashName): Map<number, Buffer> {
+    const want = this.selection;
+    const got = quote.pcrSelect.filter((s) => s.pcrs.length > 0);
+    if (got.length !== 1 || got[0]!.hash !== want.hash || got[0]!.pcrs.join(',') !== want.pcrs.join(','))
+      throw new AttestError('PCR_SELECTION_MISMATCH', `quote covers ${describe(got)}, expected ${describe([want])}`);
+    if (evidence.pcrs.bank !== want.hash)
+      throw new AttestError(
+        'PCR_SELECTION_MISMATCH',
+        `reported PCR bank ${String(evidence.pcrs.bank)} is not ${want.hash}`,
+      );
+    const values = new Map<number, Buffer>();
+    for (const [k, v] of Object.entries(evidence.pcrs.values)) {
+      if (!/^[0-9a-f]+$/i.test(v)) throw new AttestError('EVIDENCE_MALFORMED', `PCR ${k}: value is not hex`);
+      values.set(Number(k), Buffer.from(v, 'hex'));
+    }
+    const digest = computePcrDigest([want], { [want.hash]: Object.fromEntries(values) }, digestAlg);
+    if (!buffersEqual(digest, quote.pcrDigest))
+      throw new AttestError('PCR_DIGEST_MISMATCH', "the reported PCR values do not hash to the quote's pcrDigest");
+    return new Map([...values].filter(([pcr]) => want.pcrs.includes(pcr)));
+  }
+
+  private matchReferenceValues(values: Map<number, Buffer>): ReferenceValueSet {
+    const mismatches: string[] = [];
+    for (const set of this.opts.referenceValues) {
+      checkReferenceValueSet(set);
+      const bad = Object.entries(set.pcrs).filter(([k, v]) => values.get(Number(k))?.toString('hex') !== v);
+      if (bad.length === 0) return set;
+      const [k, v] = bad[0]!;
+      mismatches.push(
+        `set "${set.name}" (${set.id}): PCR ${set.bank}:${k} is ${values.get(Number(k))?.toString('hex')}, reference ${v}`,
+      );
+    }
+    throw new AttestError(
+      'REFERENCE_VALUE_MISMATCH',
+      `quoted PCRs match no reference value set: ${mismatches.join('; ')}`,
+    );
+  }
+
+  private claims(
+    id: ParsedIdentity,
+    attest: Buffer,
+    quote: TpmQuote,
+    values: Map<number, Buffer>,
+    set: ReferenceValueSet,
+  ): NodeAttestationClaims {
+    return {
+      version: 1,
+      type: 'tpm2',
+      ek: {
+        certificateDigest: digestOf(id.ekCert.raw),
+        publicKeyDigest: digestOf(spkiDer(publicKeyObject(id.ekPublic))),
+        issuer: id.ekCert.issuer.replace(/\n/g, ', '),
+      },
+      ak: { name: id.akName.toString('hex'), publicKeyDigest: digestOf(spkiDer(publicKeyObject(id.akPublic))) },
+      pcrs: {
+        bank: this.selection.hash,
+        values: Object.fromEntries(
+          [...values].sort(([a], [b]) => a - b).map(([k, v]) => [String(k), v.toString('hex')]),
+        ),
+      },
+      referenceValues: { id: set.id, name: set.name },
+      quote: {
+        digest: `sha256:${createHash('sha256').update(attest).digest('hex')}`,
+        nonce: quote.extraData.toString('hex'),
+        resetCount: quote.clock.resetCount,
+        restartCount: quote.clock.restartCount,
+        firmwareVersion: quote.firmwareVersion.toString(16).padStart(16, '0'),
+      },
+      attestedAt: this.now().toISOString(),
+    };
+  }
+}
+
+function decode(b64: unknown, what: string): Buffer {
+  if (typeof b64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
+    throw new AttestError('EVIDENCE_MALFORMED', `${what} is not base64`);
+  return fromBase64(b64);
+}
+
+function describe(sel: PcrSelection[]): string {
+  return sel.map((s) => `${s.hash}:${s.pcrs.join(',')}`).join(' + ') || 'no PCRs';
+}
+
+function selectionOf(sets: ReferenceValueSet[]): PcrSelection {
+  if (sets.length === 0) throw new AttestError('REFERENCE_VALUES_INVALID', 'no reference value sets configured');
+  sets.forEach(checkReferenceValueSet);
+  const banks = new Set(sets.map((s) => s.bank));
+  if (banks.size !== 1) throw new AttestError('REFERENCE_VALUES_INVALID', 'reference value sets must use one PCR bank');
+  const pcrs = new Set(sets.flatMap((s) => Object.keys(s.pcrs).map(Number)));
+  return { hash: sets[0]!.bank, pcrs: [...pcrs].sort((a, b) => a - b) };
+}
