@@ -12,3 +12,5 @@ export * from './evidence.js';
 export * from './reference-values.js';
 export * from './claims.js';
 export * from './verifier.js';
+export * from './confidential/snp.js';
+export * from './confidential/tdx.js';

@@ -16,6 +16,11 @@ export function parsePemBundle(pem: string, what: string, code: AttestErrorCode)
   return blocks.map((b, i) => parseCertificate(b, `${what} #${i + 1}`, code));
 }
 
+/** A DN on one line (node prints one RDN per line). */
+export function dn(name: string): string {
+  return name.replace(/\n/g, ', ');
+}
+
 function validAt(cert: X509Certificate, now: Date): boolean {
   return new Date(cert.validFrom) <= now && now <= new Date(cert.validTo);
 }
@@ -47,18 +52,21 @@ export function verifyChain(
   for (let depth = 0; depth <= (opts.maxDepth ?? 4); depth++) {
     if (!validAt(current, opts.now))
       fail(
-        `certificate "${current.subject}" is not valid at ${opts.now.toISOString()} (${current.validFrom} – ${current.validTo})`,
+        `certificate "${dn(current.subject)}" is not valid at ${opts.now.toISOString()} (${current.validFrom} – ${current.validTo})`,
       );
     const root = roots.find((r) => signedBy(current, r));
     if (root) {
-      if (!root.ca) fail(`trusted root "${root.subject}" is not a CA certificate`);
-      if (!validAt(root, opts.now)) fail(`trusted root "${root.subject}" is not valid at ${opts.now.toISOString()}`);
+      if (!root.ca) fail(`trusted root "${dn(root.subject)}" is not a CA certificate`);
+      if (!validAt(root, opts.now))
+        fail(`trusted root "${dn(root.subject)}" is not valid at ${opts.now.toISOString()}`);
       return [...chain, root];
     }
     if (roots.some((r) => r.fingerprint256 === current.fingerprint256)) return chain;
     const next = intermediates.find((c) => c.ca && c.fingerprint256 !== current.fingerprint256 && signedBy(current, c));
     if (!next)
-      fail(`certificate "${current.subject}" (issuer "${current.issuer}") does not chain to a configured trusted root`);
+      fail(
+        `certificate "${dn(current.subject)}" (issuer "${dn(current.issuer)}") does not chain to a configured trusted root`,
+      );
     chain.push(next!);
     current = next!;
   }
