@@ -16,6 +16,11 @@ import {
   type TpmEvidence,
 } from '../src/index.js';
 
+/** The slice of ajv 8's API used here (the root node_modules holds eslint's ajv 6, so no import type). */
+type AjvModule = {
+  Ajv: new (opts: object) => { compile(schema: object): ((data: unknown) => boolean) & { errors?: unknown } };
+};
+
 const available = toolsAvailable('swtpm node attestation', [swtpmProblem()]);
 const IMAGE_DIGEST = createHash('sha256').update('airlock runner image v1').digest('hex');
 const zero = '00'.repeat(32);
@@ -77,7 +82,7 @@ describe.skipIf(!available)('TPM node attestation against swtpm', () => {
 
     // The claims match schemas/node-attestation-claims.v1.schema.json (with the schemas workspace's ajv).
     const schemasDir = resolve(__dirname, '../../../schemas');
-    const { Ajv } = createRequire(join(schemasDir, 'package.json'))('ajv') as typeof import('ajv');
+    const { Ajv } = createRequire(join(schemasDir, 'package.json'))('ajv') as AjvModule;
     const schema = JSON.parse(
       readFileSync(join(schemasDir, 'node-attestation-claims.v1.schema.json'), 'utf8'),
     ) as object;
