@@ -24,8 +24,10 @@ export type AttestErrorCode =
   | 'SNP_REPORT_MALFORMED'
   | 'SNP_SIGNATURE_INVALID'
   | 'SNP_CHAIN_UNTRUSTED'
+  | 'SNP_REPORT_DATA_MISMATCH'
   | 'TDX_QUOTE_MALFORMED'
   | 'TDX_SIGNATURE_INVALID'
-  | 'TDX_CHAIN_UNTRUSTED';
+  | 'TDX_CHAIN_UNTRUSTED'
+  | 'TDX_REPORT_DATA_MISMATCH';
 
 export class AttestError extends AirlockError<AttestErrorCode> {}

@@ -115,6 +115,7 @@ export class NodeAttestationVerifier {
 
   /** Verifies evidence answering one of this verifier's challenges (consumed whether it passes or not). */
   verify(evidence: TpmEvidence): AttestedNode {
+    assertEvidenceShape(evidence);
     const pending = this.take(evidence.challengeId);
     const id = pending.identity;
     if (!sameIdentity(evidence.identity, id.raw))
@@ -252,6 +253,33 @@ export class NodeAttestationVerifier {
       attestedAt: this.now().toISOString(),
     };
   }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Evidence arrives over the wire: check its shape before touching it, so a malformed one fails with a code. */
+function assertEvidenceShape(e: unknown): asserts e is TpmEvidence {
+  const bad = (what: string): never => {
+    throw new AttestError('EVIDENCE_MALFORMED', `TPM evidence: ${what}`);
+  };
+  if (!isObject(e) || e.kind !== 'tpm2') bad('kind must be "tpm2"');
+  const ev = e as Record<string, unknown>;
+  if (typeof ev.challengeId !== 'string') bad('challengeId must be a string');
+  if (typeof ev.activatedCredential !== 'string') bad('activatedCredential must be a string');
+  const id = ev.identity;
+  if (!isObject(id) || ['ekCertificate', 'ekPublic', 'akPublic'].some((k) => typeof id[k] !== 'string'))
+    bad('identity needs ekCertificate, ekPublic and akPublic strings');
+  const q = ev.quote;
+  if (!isObject(q) || typeof q.attest !== 'string' || typeof q.signature !== 'string')
+    bad('quote needs attest and signature strings');
+  const p = ev.pcrs;
+  if (
+    !isObject(p) ||
+    typeof p.bank !== 'string' ||
+    !isObject(p.values) ||
+    Object.values(p.values).some((v) => typeof v !== 'string')
+  )
+    bad('pcrs needs a bank and string values');
 }
 
 function decode(b64: unknown, what: string): Buffer {

@@ -172,6 +172,15 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
     expect(ok.report.measurement).toEqual(measurement);
     expect(ok.report.version).toBe(3);
     expect(ok.report.chipId).toEqual(Buffer.alloc(64, 0xc1));
+    const ev = {
+      kind: 'sev-snp' as const,
+      report: report.toString('base64'),
+      certificates: file('vcek.crt') + file('ask.crt'),
+    };
+    expect(() => verifySnpEvidence(ev, { arkPem: file('ark.crt') }, { reportData: nonce })).not.toThrow();
+    expect(
+      errorOf(() => verifySnpEvidence(ev, { arkPem: file('ark.crt') }, { reportData: Buffer.alloc(32, 1) })),
+    ).toMatch(/^SNP_REPORT_DATA_MISMATCH: /);
   });
 
   it.skipIf(!available)('refuses a report signed by a different key than the presented VCEK', () => {
@@ -210,6 +219,11 @@ describe('TDX: a real DCAP quote v4 (go-tdx-guest test data, Sapphire Rapids E4)
     expect(parsed.body.mrTd).toHaveLength(48);
     expect(parsed.body.rtmrs).toHaveLength(4);
     expect(pck.subject).toContain('CN=Intel SGX PCK Certificate');
+    const own = parsed.body.reportData;
+    expect(() => verifyTdxEvidence(ev(quote), { rootPem: intelRoot, now }, { reportData: own })).not.toThrow();
+    expect(
+      errorOf(() => verifyTdxEvidence(ev(quote), { rootPem: intelRoot, now }, { reportData: Buffer.alloc(64, 7) })),
+    ).toMatch(/^TDX_REPORT_DATA_MISMATCH: /);
   });
 
   it('refuses the quote with its report_data changed', () => {

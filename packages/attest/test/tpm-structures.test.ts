@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  NodeAttestationVerifier,
+  makeReferenceValueSet,
   assertAttestationKey,
   computePcrDigest,
   kdfa,
@@ -96,5 +98,36 @@ describe('TPM 2.0 structures (bytes from swtpm)', () => {
     expect(made.encryptedSecret).toHaveLength(256);
     expect(made.credentialBlob.readUInt16BE(0)).toBe(32); // outer HMAC size
     expect(made.credentialBlob).toHaveLength(2 + 32 + 2 + 32);
+  });
+});
+
+describe('NodeAttestationVerifier input handling (no TPM needed)', () => {
+  const verifier = new NodeAttestationVerifier({
+    manufacturerRoots: readFileSync(join(__dirname, 'fixtures', 'intel-sgx-root-ca.pem'), 'utf8'),
+    referenceValues: [makeReferenceValueSet('r', 'sha256', { '23': '00'.repeat(32) })],
+  });
+
+  it('refuses malformed evidence with EVIDENCE_MALFORMED, not a TypeError', () => {
+    expect(errorOf(() => verifier.verify({} as never))).toMatch(/^EVIDENCE_MALFORMED: TPM evidence: kind/);
+    const partial = { kind: 'tpm2', challengeId: 'x', activatedCredential: '', identity: {}, quote: {}, pcrs: {} };
+    expect(errorOf(() => verifier.verify(partial as never))).toMatch(/^EVIDENCE_MALFORMED: TPM evidence: identity/);
+  });
+
+  it('refuses evidence for a challenge it never issued', () => {
+    const evidence = {
+      kind: 'tpm2' as const,
+      challengeId: 'made-up',
+      activatedCredential: '',
+      identity: { ekCertificate: '', ekPublic: '', akPublic: '' },
+      quote: { attest: '', signature: '' },
+      pcrs: { bank: 'sha256' as const, values: {} },
+    };
+    expect(errorOf(() => verifier.verify(evidence))).toMatch(/^CHALLENGE_UNKNOWN: /);
+  });
+
+  it('refuses to start with no reference values or an empty root list', () => {
+    expect(errorOf(() => new NodeAttestationVerifier({ manufacturerRoots: '', referenceValues: [] }))).toMatch(
+      /^EK_CERT_UNTRUSTED: no manufacturer root/,
+    );
   });
 });

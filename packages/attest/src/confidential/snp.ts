@@ -113,7 +113,11 @@ export interface VerifiedSnpReport {
 }
 
 /** Verifies the report's signature with the first certificate in `evidence.certificates` and that cert's chain. */
-export function verifySnpEvidence(evidence: SnpEvidence, trust: SnpTrust): VerifiedSnpReport {
+export function verifySnpEvidence(
+  evidence: SnpEvidence,
+  trust: SnpTrust,
+  expected: { reportData?: Buffer } = {},
+): VerifiedSnpReport {
   const report = parseSnpReport(fromBase64(evidence.report));
   if (report.signatureAlgo !== SIG_ALGO_ECDSA_P384_SHA384)
     throw new AttestError('SNP_REPORT_MALFORMED', `SNP signature algorithm ${report.signatureAlgo} is not ECDSA P-384`);
@@ -134,5 +138,17 @@ export function verifySnpEvidence(evidence: SnpEvidence, trust: SnpTrust): Verif
   const sig = Buffer.concat([report.signature.r, report.signature.s]);
   if (!cryptoVerify('sha384', report.signedBytes, { key, dsaEncoding: 'ieee-p1363' }, sig))
     throw new AttestError('SNP_SIGNATURE_INVALID', `the SNP report's signature does not verify with the ${what}`);
+  // REPORT_DATA is the guest's 64 bytes (the verifier's nonce, or a hash binding it); checked after the signature.
+  if (expected.reportData && !report.reportData.equals(padTo64(expected.reportData)))
+    throw new AttestError(
+      'SNP_REPORT_DATA_MISMATCH',
+      "the report's REPORT_DATA is not the expected nonce binding (replayed report)",
+    );
   return { report, signer };
+}
+
+/** A shorter value (e.g. a 32-byte hash) sits at the start of the 64-byte field, zero-padded. */
+export function padTo64(b: Buffer): Buffer {
+  if (b.length > 64) throw new AttestError('SNP_REPORT_MALFORMED', 'report data is longer than 64 bytes');
+  return Buffer.concat([b, Buffer.alloc(64 - b.length)]);
 }

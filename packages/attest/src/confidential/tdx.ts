@@ -10,6 +10,7 @@ import { fromBase64 } from '@airlock/core';
 import { AttestError } from '../errors.js';
 import type { TdxEvidence } from '../evidence.js';
 import { parsePemBundle, verifyChain } from '../x509-chain.js';
+import { padTo64 } from './snp.js';
 
 const HEADER = 48;
 const BODY = 584;
@@ -159,7 +160,11 @@ export interface VerifiedTdxQuote {
   pck: X509Certificate;
 }
 
-export function verifyTdxEvidence(evidence: TdxEvidence, trust: TdxTrust): VerifiedTdxQuote {
+export function verifyTdxEvidence(
+  evidence: TdxEvidence,
+  trust: TdxTrust,
+  expected: { reportData?: Buffer } = {},
+): VerifiedTdxQuote {
   const quote = parseTdxQuote(fromBase64(evidence.quote));
   const chain = parsePemBundle(quote.pckChainPem, 'PCK certificate', 'TDX_CHAIN_UNTRUSTED');
   const [pck, ...intermediates] = chain;
@@ -180,5 +185,10 @@ export function verifyTdxEvidence(evidence: TdxEvidence, trust: TdxTrust): Verif
     throw new AttestError('TDX_SIGNATURE_INVALID', 'the QE report does not bind the attestation key');
   if (!ecdsa(p256Raw(quote.attestationKey), quote.signedBytes, quote.signature))
     throw new AttestError('TDX_SIGNATURE_INVALID', "the quote's signature does not verify with the attestation key");
+  if (expected.reportData && !quote.body.reportData.equals(padTo64(expected.reportData)))
+    throw new AttestError(
+      'TDX_REPORT_DATA_MISMATCH',
+      "the TD's REPORTDATA is not the expected nonce binding (replayed quote)",
+    );
   return { quote, pck };
 }

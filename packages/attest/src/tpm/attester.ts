@@ -34,6 +34,8 @@ export interface TpmAttesterOptions {
   toolsDir?: string;
 }
 
+/** A TPM command that has not answered in this time will not: fail instead of hanging the agent. */
+const TOOL_TIMEOUT_MS = 30_000;
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export class TpmAttester implements NodeAttestor {
@@ -55,7 +57,12 @@ export class TpmAttester implements NodeAttestor {
     const cmd = this.opts.toolsDir ? join(this.opts.toolsDir, name) : name;
     const env = { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti };
     try {
-      const { stdout } = await run(cmd, args, { env, cwd: this.opts.workDir, maxBuffer: 1 << 20 });
+      const { stdout } = await run(cmd, args, {
+        env,
+        cwd: this.opts.workDir,
+        maxBuffer: 1 << 20,
+        timeout: TOOL_TIMEOUT_MS,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
@@ -67,12 +74,10 @@ export class TpmAttester implements NodeAttestor {
           .join(' ') || e.message;
       throw new AttestError('ATTESTER_FAILED', `${name} failed: ${detail}`);
     } finally {
-      await run(this.opts.toolsDir ? join(this.opts.toolsDir, 'tpm2_flushcontext') : 'tpm2_flushcontext', ['-t'], {
-        env,
-      }).catch(() => undefined);
-      await run(this.opts.toolsDir ? join(this.opts.toolsDir, 'tpm2_flushcontext') : 'tpm2_flushcontext', ['-s'], {
-        env,
-      }).catch(() => undefined);
+      // No resource manager: drop the transient objects and sessions this tool left loaded.
+      const flush = this.opts.toolsDir ? join(this.opts.toolsDir, 'tpm2_flushcontext') : 'tpm2_flushcontext';
+      for (const what of ['-t', '-s'])
+        await run(flush, [what], { env, timeout: TOOL_TIMEOUT_MS }).catch(() => undefined);
     }
   }
 
@@ -199,8 +204,11 @@ export class TpmAttester implements NodeAttestor {
       const env = { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti };
       const session = this.file('ek-policy.ctx');
       try {
-        await run('tpm2_startauthsession', ['--policy-session', '-g', this.ekNameAlg, '-S', session], { env });
-        await run('tpm2_policysecret', ['-S', session, '-c', 'e'], { env });
+        await run('tpm2_startauthsession', ['--policy-session', '-g', this.ekNameAlg, '-S', session], {
+          env,
+          timeout: TOOL_TIMEOUT_MS,
+        });
+        await run('tpm2_policysecret', ['-S', session, '-c', 'e'], { env, timeout: TOOL_TIMEOUT_MS });
         await this.tool('tpm2_activatecredential', [...base, '-P', `session:${session}`]);
       } catch (err) {
         if (err instanceof AttestError) throw err;
