@@ -2,7 +2,7 @@
 // fixtures/README.md) verified against AMD's / Intel's roots, plus SNP reports constructed here in the exact
 // 1184-byte layout and signed with test keys (a P-384 "VCEK" under an RSA-PSS "ASK"/"ARK" made with openssl).
 import { createPrivateKey, sign } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +68,17 @@ describe('SEV-SNP: a real Milan report (go-sev-guest test data)', () => {
   });
 });
 
+// The test VCEK's AMD extensions: TCB boot loader 3, TEE 0, SNP 8, microcode 115 (DER INTEGERs); hwID = 64 × 0xc1.
+const TCB = { bootLoader: 3, tee: 0, snp: 8, microcode: 115 };
+const int = (n: number): string => `DER:0201${n.toString(16).padStart(2, '0')}`;
+const VCEK_EXT = [
+  `1.3.6.1.4.1.3704.1.3.1=${int(TCB.bootLoader)}`,
+  `1.3.6.1.4.1.3704.1.3.2=${int(TCB.tee)}`,
+  `1.3.6.1.4.1.3704.1.3.3=${int(TCB.snp)}`,
+  `1.3.6.1.4.1.3704.1.3.8=${int(TCB.microcode)}`,
+  `1.3.6.1.4.1.3704.1.4=DER:${'c1'.repeat(64)}`,
+].join('\n');
+
 describe('SEV-SNP: reports constructed in the exact layout, signed with test keys', () => {
   const available = toolsAvailable('SNP test PKI (openssl)', [opensslProblem()]);
   let dir: string;
@@ -99,12 +110,12 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
     ]);
     require_ca('ask', 'ark', ['-newkey', 'rsa:2048'], pss, true);
     for (const leaf of ['vcek', 'other'])
-      require_ca(leaf, 'ask', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], pss, false);
+      require_ca(leaf, 'ask', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], pss, false, VCEK_EXT);
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  function require_ca(name: string, issuer: string, keyArgs: string[], pss: string[], ca: boolean): void {
+  function require_ca(name: string, issuer: string, keyArgs: string[], pss: string[], ca: boolean, extra = ''): void {
     openssl([
       'req',
       ...keyArgs,
@@ -116,9 +127,7 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
       '-subj',
       `/CN=test ${name}`,
     ]);
-    spawnSync('sh', ['-c', `printf '%s\\n' "basicConstraints=critical,CA:${ca ? 'TRUE' : 'FALSE'}" > ${name}.ext`], {
-      cwd: dir,
-    });
+    writeFileSync(join(dir, `${name}.ext`), `basicConstraints=critical,CA:${ca ? 'TRUE' : 'FALSE'}\n${extra}\n`);
     openssl([
       'x509',
       '-req',
@@ -140,7 +149,7 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
   }
 
   /** A version-3 report with the given report data and measurement, signed by `key` (r, s little-endian). */
-  function makeReport(keyFile: string, reportData: Buffer, measurement: Buffer): Buffer {
+  function makeReport(keyFile: string, reportData: Buffer, measurement: Buffer, tcb = TCB, chip = 0xc1): Buffer {
     const b = Buffer.alloc(SNP_REPORT_SIZE);
     b.writeUInt32LE(3, 0x00); // version
     b.writeUInt32LE(1, 0x04); // guest SVN
@@ -148,7 +157,14 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
     b.writeUInt32LE(1, 0x34); // ECDSA P-384 with SHA-384
     reportData.copy(b, 0x50);
     measurement.copy(b, 0x90);
-    b.fill(0xc1, 0x1a0, 0x1e0); // chip id
+    for (const off of [0x38, 0x180, 0x1e0, 0x1f0]) {
+      // CURRENT, REPORTED, COMMITTED and LAUNCH TCB: boot loader, TEE, 4 reserved, SNP, microcode
+      b[off] = tcb.bootLoader;
+      b[off + 1] = tcb.tee;
+      b[off + 6] = tcb.snp;
+      b[off + 7] = tcb.microcode;
+    }
+    b.fill(chip, 0x1a0, 0x1e0); // chip id
     const sig = sign('sha384', b.subarray(0, 0x2a0), {
       key: createPrivateKey(file(keyFile)),
       dsaEncoding: 'ieee-p1363',
@@ -181,6 +197,19 @@ describe('SEV-SNP: reports constructed in the exact layout, signed with test key
     expect(
       errorOf(() => verifySnpEvidence(ev, { arkPem: file('ark.crt') }, { reportData: Buffer.alloc(32, 1) })),
     ).toMatch(/^SNP_REPORT_DATA_MISMATCH: /);
+  });
+
+  it.skipIf(!available)("refuses a report whose REPORTED_TCB or CHIP_ID is not the VCEK's", () => {
+    const certs = file('vcek.crt') + file('ask.crt');
+    const ev = (r: Buffer) => ({ kind: 'sev-snp' as const, report: r.toString('base64'), certificates: certs });
+    const rolledBack = makeReport('vcek.key', Buffer.alloc(64), Buffer.alloc(48), { ...TCB, microcode: 114 });
+    expect(errorOf(() => verifySnpEvidence(ev(rolledBack), { arkPem: file('ark.crt') }))).toMatch(
+      /^SNP_CHAIN_UNTRUSTED: VCEK microcode SPL 115 differs from the report's REPORTED_TCB 114/,
+    );
+    const otherChip = makeReport('vcek.key', Buffer.alloc(64), Buffer.alloc(48), TCB, 0xc2);
+    expect(errorOf(() => verifySnpEvidence(ev(otherChip), { arkPem: file('ark.crt') }))).toMatch(
+      /^SNP_CHAIN_UNTRUSTED: the VCEK's hwID is not the report's CHIP_ID/,
+    );
   });
 
   it.skipIf(!available)('refuses a report signed by a different key than the presented VCEK', () => {

@@ -7,6 +7,7 @@ import { type X509Certificate, verify as cryptoVerify } from 'node:crypto';
 import { fromBase64 } from '@airlock/core';
 import { AttestError } from '../errors.js';
 import type { SnpEvidence } from '../evidence.js';
+import { certificateExtensions, derSmallInt } from '../der.js';
 import { parseCertificate, parsePemBundle, verifyChain } from '../x509-chain.js';
 
 export const SNP_REPORT_SIZE = 0x4a0;
@@ -138,6 +139,7 @@ export function verifySnpEvidence(
   const sig = Buffer.concat([report.signature.r, report.signature.s]);
   if (!cryptoVerify('sha384', report.signedBytes, { key, dsaEncoding: 'ieee-p1363' }, sig))
     throw new AttestError('SNP_SIGNATURE_INVALID', `the SNP report's signature does not verify with the ${what}`);
+  if (report.signingKey === 0) checkVcekBinding(report, signer);
   // REPORT_DATA is the guest's 64 bytes (the verifier's nonce, or a hash binding it); checked after the signature.
   if (expected.reportData && !report.reportData.equals(padTo64(expected.reportData)))
     throw new AttestError(
@@ -145,6 +147,44 @@ export function verifySnpEvidence(
       "the report's REPORT_DATA is not the expected nonce binding (replayed report)",
     );
   return { report, signer };
+}
+
+/** AMD's VCEK extensions (AMD "Versioned Chip Endorsement Key (VCEK) Certificate and KDS Interface Specification"). */
+export const VCEK_OID = {
+  blSpl: '1.3.6.1.4.1.3704.1.3.1',
+  teeSpl: '1.3.6.1.4.1.3704.1.3.2',
+  snpSpl: '1.3.6.1.4.1.3704.1.3.3',
+  ucodeSpl: '1.3.6.1.4.1.3704.1.3.8',
+  hwId: '1.3.6.1.4.1.3704.1.4',
+} as const;
+
+/**
+ * A VCEK is derived for one chip at one TCB: the report's REPORTED_TCB must be the TCB the VCEK was issued for, and
+ * its CHIP_ID the VCEK's hwID (unless the guest policy masks the chip id).
+ */
+function checkVcekBinding(report: SnpReport, vcek: X509Certificate): void {
+  const ext = certificateExtensions(vcek.raw);
+  const spl = (oid: string): number | undefined => {
+    const v = ext.get(oid);
+    return v ? derSmallInt(v) : undefined;
+  };
+  const want: [string, string, number][] = [
+    ['boot loader', VCEK_OID.blSpl, report.reportedTcb.bootLoader],
+    ['TEE', VCEK_OID.teeSpl, report.reportedTcb.tee],
+    ['SNP', VCEK_OID.snpSpl, report.reportedTcb.snp],
+    ['microcode', VCEK_OID.ucodeSpl, report.reportedTcb.microcode],
+  ];
+  for (const [name, oid, value] of want) {
+    const got = spl(oid);
+    if (got !== value)
+      throw new AttestError(
+        'SNP_CHAIN_UNTRUSTED',
+        `VCEK ${name} SPL ${got ?? 'missing'} differs from the report's REPORTED_TCB ${value}`,
+      );
+  }
+  const hwId = ext.get(VCEK_OID.hwId);
+  if (!report.maskChipId && !(hwId && hwId.equals(report.chipId)))
+    throw new AttestError('SNP_CHAIN_UNTRUSTED', "the VCEK's hwID is not the report's CHIP_ID");
 }
 
 /** A shorter value (e.g. a 32-byte hash) sits at the start of the 64-byte field, zero-padded. */
