@@ -14,3 +14,4 @@ export * from './claims.js';
 export * from './verifier.js';
 export * from './confidential/snp.js';
 export * from './confidential/tdx.js';
+export * from './quote-check.js';

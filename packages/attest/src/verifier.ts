@@ -8,8 +8,8 @@ import { fromBase64, sha256Hex, toBase64 } from '@airlock/core';
 import type { NodeAttestationClaims } from './claims.js';
 import { AttestError } from './errors.js';
 import type { AttestationChallenge, TpmEvidence, TpmIdentity } from './evidence.js';
-import { checkReferenceValueSet, type ReferenceValueSet } from './reference-values.js';
-import type { TpmHashName } from './tpm/constants.js';
+import type { ReferenceValueSet } from './reference-values.js';
+import { checkQuote, selectionOf } from './quote-check.js';
 import { makeCredential } from './tpm/credential.js';
 import { verifyEkCertificate } from './tpm/ek.js';
 import {
@@ -20,8 +20,7 @@ import {
   tpmName,
   type TpmPublic,
 } from './tpm/public.js';
-import { buffersEqual, computePcrDigest, parseQuote, type PcrSelection, type TpmQuote } from './tpm/quote.js';
-import { parseTpmtSignature, verifyTpmSignature } from './tpm/signature.js';
+import { buffersEqual, type PcrSelection, type TpmQuote } from './tpm/quote.js';
 import { parsePemBundle } from './x509-chain.js';
 
 export interface NodeAttestationVerifierOptions {
@@ -87,8 +86,8 @@ export class NodeAttestationVerifier {
   }
 
   /** PCRs every quote must cover: the union of the reference value sets' PCRs. */
-  get pcrSelection(): PcrSelection {
-    return { hash: this.selection.hash, pcrs: [...this.selection.pcrs] };
+  get pcrSelection(): AttestationChallenge['pcrSelection'] {
+    return { bank: this.selection.hash, pcrs: [...this.selection.pcrs] };
   }
 
   /** Checks the node's identity and issues a single-use challenge bound to its EK and AK. */
@@ -128,21 +127,19 @@ export class NodeAttestationVerifier {
         'ACTIVATION_FAILED',
         'credential activation failed: the AK is not resident in the TPM that owns the certified EK',
       );
-    const attest = decode(evidence.quote.attest, 'quote.attest');
-    const quote = parseQuote(attest);
-    const sig = parseTpmtSignature(decode(evidence.quote.signature, 'quote.signature'));
-    if (!verifyTpmSignature(id.akPublic, sig, attest))
-      throw new AttestError(
-        'QUOTE_SIGNATURE_INVALID',
-        "the quote's signature does not verify with the activated AK (quote from a different TPM or altered)",
-      );
-    if (!buffersEqual(quote.extraData, pending.nonce))
-      throw new AttestError(
-        'QUOTE_NONCE_MISMATCH',
-        `quote nonce ${quote.extraData.toString('hex')} is not this challenge's nonce (replayed quote)`,
-      );
-    const values = this.checkPcrs(quote, evidence, sig.hash);
-    const set = this.matchReferenceValues(values);
+    const {
+      attest,
+      quote,
+      values,
+      referenceValues: set,
+    } = checkQuote({
+      ak: id.akPublic,
+      quote: evidence.quote,
+      pcrs: evidence.pcrs,
+      nonce: pending.nonce,
+      selection: this.selection,
+      referenceValues: this.opts.referenceValues,
+    });
     return { claims: this.claims(id, attest, quote, values, set), ekCertificate: id.ekCert, akPublic: id.akPublic };
   }
 
@@ -179,45 +176,6 @@ export class NodeAttestationVerifier {
         `challenge ${challengeId} expired at ${new Date(pending.expiresAt).toISOString()}`,
       );
     return pending;
-  }
-
-  /** The quote must cover exactly the requested PCRs, and the reported values must hash to its pcrDigest. */
-  private checkPcrs(quote: TpmQuote, evidence: TpmEvidence, digestAlg: TpmHashName): Map<number, Buffer> {
-    const want = this.selection;
-    const got = quote.pcrSelect.filter((s) => s.pcrs.length > 0);
-    if (got.length !== 1 || got[0]!.hash !== want.hash || got[0]!.pcrs.join(',') !== want.pcrs.join(','))
-      throw new AttestError('PCR_SELECTION_MISMATCH', `quote covers ${describe(got)}, expected ${describe([want])}`);
-    if (evidence.pcrs.bank !== want.hash)
-      throw new AttestError(
-        'PCR_SELECTION_MISMATCH',
-        `reported PCR bank ${String(evidence.pcrs.bank)} is not ${want.hash}`,
-      );
-    const values = new Map<number, Buffer>();
-    for (const [k, v] of Object.entries(evidence.pcrs.values)) {
-      if (!/^[0-9a-f]+$/i.test(v)) throw new AttestError('EVIDENCE_MALFORMED', `PCR ${k}: value is not hex`);
-      values.set(Number(k), Buffer.from(v, 'hex'));
-    }
-    const digest = computePcrDigest([want], { [want.hash]: Object.fromEntries(values) }, digestAlg);
-    if (!buffersEqual(digest, quote.pcrDigest))
-      throw new AttestError('PCR_DIGEST_MISMATCH', "the reported PCR values do not hash to the quote's pcrDigest");
-    return new Map([...values].filter(([pcr]) => want.pcrs.includes(pcr)));
-  }
-
-  private matchReferenceValues(values: Map<number, Buffer>): ReferenceValueSet {
-    const mismatches: string[] = [];
-    for (const set of this.opts.referenceValues) {
-      checkReferenceValueSet(set);
-      const bad = Object.entries(set.pcrs).filter(([k, v]) => values.get(Number(k))?.toString('hex') !== v);
-      if (bad.length === 0) return set;
-      const [k, v] = bad[0]!;
-      mismatches.push(
-        `set "${set.name}" (${set.id}): PCR ${set.bank}:${k} is ${values.get(Number(k))?.toString('hex')}, reference ${v}`,
-      );
-    }
-    throw new AttestError(
-      'REFERENCE_VALUE_MISMATCH',
-      `quoted PCRs match no reference value set: ${mismatches.join('; ')}`,
-    );
   }
 
   private claims(
@@ -286,17 +244,4 @@ function decode(b64: unknown, what: string): Buffer {
   if (typeof b64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
     throw new AttestError('EVIDENCE_MALFORMED', `${what} is not base64`);
   return fromBase64(b64);
-}
-
-function describe(sel: PcrSelection[]): string {
-  return sel.map((s) => `${s.hash}:${s.pcrs.join(',')}`).join(' + ') || 'no PCRs';
-}
-
-function selectionOf(sets: ReferenceValueSet[]): PcrSelection {
-  if (sets.length === 0) throw new AttestError('REFERENCE_VALUES_INVALID', 'no reference value sets configured');
-  sets.forEach(checkReferenceValueSet);
-  const banks = new Set(sets.map((s) => s.bank));
-  if (banks.size !== 1) throw new AttestError('REFERENCE_VALUES_INVALID', 'reference value sets must use one PCR bank');
-  const pcrs = new Set(sets.flatMap((s) => Object.keys(s.pcrs).map(Number)));
-  return { hash: sets[0]!.bank, pcrs: [...pcrs].sort((a, b) => a - b) };
 }

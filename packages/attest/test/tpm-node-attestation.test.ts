@@ -10,6 +10,8 @@ import { startSwtpm, swtpmProblem, toolsAvailable, type Swtpm } from '@airlock/t
 import {
   NodeAttestationVerifier,
   TpmAttester,
+  buildQuoteNonce,
+  verifyBuildQuote,
   extendPcr,
   makeReferenceValueSet,
   type ReferenceValueSet,
@@ -174,5 +176,24 @@ describe.skipIf(!available)('TPM node attestation against swtpm', () => {
     const v = verifier();
     const node = v.verify(await att.attest(v.challenge(await att.identity())));
     expect(node.ekCertificate.publicKey.asymmetricKeyDetails?.namedCurve).toBe('secp384r1');
+  });
+
+  it('binds a build to the attested node: a quote over H(invocation id, spec digest) verifies with the attested AK', async () => {
+    const v = verifier();
+    const node = v.verify(await attA.attest(v.challenge(await attA.identity())));
+    const spec = `sha256:${'5'.repeat(64)}`;
+    const nonce = buildQuoteNonce('build-42', spec).toString('hex');
+    const q = await attA.quote(nonce, v.pcrSelection);
+    const ok = verifyBuildQuote(q, { invocationId: 'build-42', specDigest: spec, referenceValues: [reference] });
+    expect(ok.akName).toBe(node.claims.ak.name);
+    expect(ok.referenceValues.id).toBe(reference.id);
+    // The same quote presented for another build: the nonce names the build it was made for.
+    expect(
+      codeOf(() => verifyBuildQuote(q, { invocationId: 'build-43', specDigest: spec, referenceValues: [reference] })),
+    ).toMatch(/^QUOTE_NONCE_MISMATCH: /);
+    // B's AK cannot stand in: its name differs from the attested one.
+    const qB = await attB.quote(nonce, v.pcrSelection);
+    const okB = verifyBuildQuote(qB, { invocationId: 'build-42', specDigest: spec, referenceValues: [reference] });
+    expect(okB.akName).not.toBe(node.claims.ak.name);
   });
 });

@@ -14,6 +14,7 @@ import { TPMA_OBJECT } from './constants.js';
 import { tpm2ToolsCredentialFile } from './credential.js';
 import { parseTpm2bPublic } from './public.js';
 import { parseQuote } from './quote.js';
+import type { BuildQuote } from '../quote-check.js';
 
 const run = promisify(execFile);
 
@@ -150,42 +151,48 @@ export class TpmAttester implements NodeAttestor {
     const identity = await this.identity();
     return this.serial(async () => {
       const secret = await this.activate(challenge);
-      const sel = `${challenge.pcrSelection.bank}:${challenge.pcrSelection.pcrs.join(',')}`;
-      if (!/^[0-9a-f]{2,128}$/.test(challenge.nonce))
-        throw new AttestError('ATTESTER_FAILED', 'challenge nonce is not hex');
-      const [msg, sig, pcrs] = ['quote.msg', 'quote.sig', 'quote.pcrs'].map((f) => this.file(f)) as [
-        string,
-        string,
-        string,
-      ];
-      await this.tool('tpm2_quote', [
-        '-c',
-        this.file('ak.ctx'),
-        '-l',
-        sel,
-        '-q',
-        challenge.nonce,
-        '-m',
-        msg,
-        '-s',
-        sig,
-        '-o',
-        pcrs,
-        '-F',
-        'values',
-        '-g',
-        'sha256',
-      ]);
-      const attest = readFileSync(msg);
+      const { quote, pcrs } = await this.quoteNow(challenge.nonce, challenge.pcrSelection);
       return {
         kind: 'tpm2',
         challengeId: challenge.id,
         identity,
         activatedCredential: toBase64(secret),
-        quote: { attest: toBase64(attest), signature: toBase64(readFileSync(sig)) },
-        pcrs: { bank: challenge.pcrSelection.bank, values: pcrValues(attest, readFileSync(pcrs)) },
+        quote,
+        pcrs,
       };
     });
+  }
+
+  /**
+   * A quote with the (already activated) AK over `nonceHex`: what the runner records in provenance, with
+   * nonce = buildQuoteNonce(invocationId, specDigest). Includes the AK public so a verifier can check it.
+   */
+  async quote(nonceHex: string, selection: AttestationChallenge['pcrSelection']): Promise<BuildQuote> {
+    const identity = await this.identity();
+    const { quote, pcrs } = await this.serial(() => this.quoteNow(nonceHex, selection));
+    return { akPublic: identity.akPublic, quote, pcrs };
+  }
+
+  private async quoteNow(
+    nonceHex: string,
+    selection: AttestationChallenge['pcrSelection'],
+  ): Promise<Pick<TpmEvidence, 'quote' | 'pcrs'>> {
+    if (!/^(?:[0-9a-f]{2}){1,64}$/.test(nonceHex)) throw new AttestError('ATTESTER_FAILED', 'nonce is not hex');
+    if (!selection.pcrs.every((p) => Number.isInteger(p) && p >= 0 && p <= 23))
+      throw new AttestError('ATTESTER_FAILED', 'PCR selection must be indices 0..23');
+    const [msg, sig, pcrs] = ['quote.msg', 'quote.sig', 'quote.pcrs'].map((f) => this.file(f)) as [
+      string,
+      string,
+      string,
+    ];
+    const sel = `${selection.bank}:${selection.pcrs.join(',')}`;
+    const args = ['-c', this.file('ak.ctx'), '-l', sel, '-q', nonceHex, '-m', msg, '-s', sig, '-o', pcrs];
+    await this.tool('tpm2_quote', [...args, '-F', 'values', '-g', 'sha256']);
+    const attest = readFileSync(msg);
+    return {
+      quote: { attest: toBase64(attest), signature: toBase64(readFileSync(sig)) },
+      pcrs: { bank: selection.bank, values: pcrValues(attest, readFileSync(pcrs)) },
+    };
   }
 
   private async activate(challenge: AttestationChallenge): Promise<Buffer> {
