@@ -139,6 +139,17 @@ describe.skipIf(!available)('TPM node attestation against swtpm', () => {
     expect(codeOf(() => v.challenge(idC))).toMatch(/^EK_CERT_UNTRUSTED: EK certificate: .*does not chain/);
   });
 
+  it('admits only registered EKs when the operator lists them', async () => {
+    const idA = await attA.identity();
+    const v = new NodeAttestationVerifier({
+      manufacturerRoots: a.rootCaPem,
+      manufacturerIntermediates: a.issuerCaPem,
+      referenceValues: [reference],
+      allowedEkPublicKeyDigests: [`sha256:${'0'.repeat(64)}`],
+    });
+    expect(codeOf(() => v.challenge(idA))).toMatch(/^EK_NOT_ALLOWED: EK sha256:[0-9a-f]{64} is not a registered node/);
+  });
+
   it('refuses a node whose PCR 23 does not match the reference value (the PCR is named)', async () => {
     const other = makeReferenceValueSet('runner-image-v2', 'sha256', {
       ...BOOT,
