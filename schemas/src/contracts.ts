@@ -6,6 +6,7 @@ import type { BuildSpec } from './build-spec.js';
 import type { AirlockAdmissionPolicyV1 } from './generated/admission-policy.v1.js';
 import type { AirlockMirrorBlobLookupV1 } from './generated/mirror-blob-lookup.v1.js';
 import type { MirrorSnapshotLookupAPIAirlockMirrorServe } from './generated/mirror-snapshot-lookup.v1.js';
+import type { AirlockNodeAttestationClaimsV1 } from './generated/node-attestation-claims.v1.js';
 import type { AirlockReleasePolicyV1 } from './generated/policy.v1.js';
 import type { AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition } from './generated/slsa-buildtype-airlock-v1.js';
 import type { BazelFetchListJSONOrYAML } from './generated/sync-bazel-fetch-list.js';
@@ -31,12 +32,15 @@ export type PolicyDocumentV1 = AirlockReleasePolicyV1;
 export type AdmissionPolicyDocumentV1 = AirlockAdmissionPolicyV1;
 /** A mirror's snapshot lookup answers (`/-/airlock/blobs/<sha256>/snapshots`, `/-/airlock/snapshots/<id>`). */
 export type MirrorSnapshotLookup = MirrorSnapshotLookupAPIAirlockMirrorServe;
+/** What node attestation proved about a host (packages/attest), carried into tokens and certificates. */
+export type NodeAttestationClaimsV1 = AirlockNodeAttestationClaimsV1;
 
 export interface Contracts {
   'admission-policy.v1': AdmissionPolicyDocumentV1;
   'build-spec.v1': BuildSpec;
   'mirror-blob-lookup.v1': MirrorBlobLookup;
   'mirror-snapshot-lookup.v1': MirrorSnapshotLookup;
+  'node-attestation-claims.v1': NodeAttestationClaimsV1;
   'policy.v1': PolicyDocumentV1;
   'slsa-buildtype-airlock-v1': AirlockBuildDefinition;
   'sync-bazel-fetch-list': BazelFetchListJSONOrYAML;

@@ -9,6 +9,7 @@ export const SCHEMA_FILES = {
   'build-spec.v1': 'build-spec.v1.schema.json',
   'mirror-blob-lookup.v1': 'mirror-blob-lookup.v1.schema.json',
   'mirror-snapshot-lookup.v1': 'mirror-snapshot-lookup.v1.schema.json',
+  'node-attestation-claims.v1': 'node-attestation-claims.v1.schema.json',
   'policy.v1': 'policy.v1.schema.json',
   'slsa-buildtype-airlock-v1': 'slsa-buildtype-airlock-v1.schema.json',
   'sync-bazel-fetch-list': 'sync-bazel-fetch-list.schema.json',

@@ -18,3 +18,4 @@ export * from './admission/reviews.js';
 export * from './admission/malformed.js';
 export * from './registry/counting-proxy.js';
 export * from './registry/token-server.js';
+export * from './tpm/swtpm.js';

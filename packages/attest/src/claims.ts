@@ -1,0 +1,58 @@
+/**
+ * The attested node identity as claims (schemas/node-attestation-claims.v1.schema.json): what the issuer puts in
+ * workload tokens, the CA copies into certificate extensions and the runner records in provenance.
+ */
+import { canonicalBytes } from '@airlock/core';
+import type { TpmHashName } from './tpm/constants.js';
+
+export const NODE_ATTESTATION_CLAIMS_SCHEMA = 'https://airlock.dev/schemas/node-attestation-claims.v1.schema.json';
+
+export interface NodeAttestationClaims {
+  version: 1;
+  type: 'tpm2';
+  ek: {
+    /** `sha256:<hex>` of the EK certificate (DER). */
+    certificateDigest: string;
+    /** `sha256:<hex>` of the EK's SubjectPublicKeyInfo (DER): stable across certificate re-issuance. */
+    publicKeyDigest: string;
+    /** Issuer DN of the EK certificate (the TPM manufacturer's CA). */
+    issuer: string;
+  };
+  ak: {
+    /** TPM Name of the AK (nameAlg || H(TPMT_PUBLIC)), hex. */
+    name: string;
+    publicKeyDigest: string;
+  };
+  pcrs: { bank: TpmHashName; values: Record<string, string> };
+  referenceValues: { id: string; name: string };
+  quote: {
+    /** `sha256:<hex>` of the TPMS_ATTEST the AK signed. */
+    digest: string;
+    /** The verifier's nonce, hex. */
+    nonce: string;
+    resetCount: number;
+    restartCount: number;
+    firmwareVersion: string;
+  };
+  attestedAt: string;
+}
+
+/**
+ * Object identifiers for certificate extensions carrying these claims. The arc is a UUID OID (ITU-T X.667,
+ * 2.25.<uuid as integer>), which needs no registration: 2.25 + UUID 59a152d1-db25-4696-a0aa-67087904d637.
+ * Each leaf holds a DER UTF8String (as Fulcio's extensions 1.3.6.1.4.1.57264.1.8+ do).
+ */
+export const AIRLOCK_OID_ARC = '2.25.119138931203177365605296461339232097847';
+export const NODE_ATTESTATION_OID = {
+  /** The whole claims object, RFC 8785 canonical JSON. */
+  claims: `${AIRLOCK_OID_ARC}.1.1`,
+  referenceValueSetId: `${AIRLOCK_OID_ARC}.1.2`,
+  ekPublicKeyDigest: `${AIRLOCK_OID_ARC}.1.3`,
+  akName: `${AIRLOCK_OID_ARC}.1.4`,
+  quoteDigest: `${AIRLOCK_OID_ARC}.1.5`,
+} as const;
+
+/** The canonical bytes that go into the `claims` extension or a token claim. */
+export function canonicalClaims(claims: NodeAttestationClaims): Buffer {
+  return canonicalBytes(claims);
+}
