@@ -111,13 +111,13 @@ const CONTRACT: Record<string, CommandContract> = {
     ok: { args: (f) => ['--data', f.fresh()], serves: true },
   },
   'identity token': {
-    valid: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI],
-    missing: (f) => ['--data', f.livePlane],
+    valid: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI, '--break-glass'],
+    missing: (f) => ['--data', f.livePlane, '--break-glass'],
     down: {
-      'no plane in --data': (f) => ['--data', f.noPlane, '--subject', SPIFFE_CLI],
-      'stale endpoints.json': (f) => ['--data', f.stalePlane, '--subject', SPIFFE_CLI],
+      'no plane in --data': (f) => ['--data', f.noPlane, '--subject', SPIFFE_CLI, '--break-glass'],
+      'stale endpoints.json': (f) => ['--data', f.stalePlane, '--subject', SPIFFE_CLI, '--break-glass'],
     },
-    ok: { args: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI] },
+    ok: { args: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI, '--break-glass'] },
   },
   'tlog serve': {
     valid: (f) => ['--data', f.fresh()],
