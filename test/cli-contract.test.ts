@@ -97,6 +97,13 @@ const SPIFFE_CLI = 'spiffe://airlock.internal/airlock/cli';
 const SPIFFE_SYNC = 'spiffe://airlock.internal/airlock/mirror-sync';
 const url = (port: number): string => `http://127.0.0.1:${port}`;
 
+/** A registration entries file for `identity agent` (the agent only reads it). */
+function agentEntries(f: Fixture): string {
+  const file = join(f.fresh(), 'entries.json');
+  writeFileSync(file, JSON.stringify({ entries: [{ spiffeId: SPIFFE_CLI, selectors: ['unix:uid:0'] }] }));
+  return file;
+}
+
 const CONTRACT: Record<string, CommandContract> = {
   demo: {
     valid: () => [],
@@ -118,6 +125,15 @@ const CONTRACT: Record<string, CommandContract> = {
       'stale endpoints.json': (f) => ['--data', f.stalePlane, '--subject', SPIFFE_CLI, '--break-glass'],
     },
     ok: { args: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI, '--break-glass'] },
+  },
+  'identity agent': {
+    valid: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--entries', agentEntries(f), '--data', f.livePlane],
+    missing: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--data', f.livePlane],
+    down: { none: 'serves a local socket and signs with the issuer key in --data' },
+    ok: {
+      args: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--entries', agentEntries(f), '--data', f.livePlane],
+      serves: true,
+    },
   },
   'tlog serve': {
     valid: (f) => ['--data', f.fresh()],

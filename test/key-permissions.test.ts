@@ -76,7 +76,10 @@ describe('airlock identity token is break-glass only', () => {
   it('refuses to mint from the key file without --break-glass (exit 2), mints and logs loudly with it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-breakglass-'));
     dirs.push(dir);
-    const up = await startCli(['up', '--data', dir, '--json'], (o) => o.includes('"tlogUrl"') && o.trim().endsWith('}'));
+    const up = await startCli(
+      ['up', '--data', dir, '--json'],
+      (o) => o.includes('"tlogUrl"') && o.trim().endsWith('}'),
+    );
     try {
       const subject = 'spiffe://airlock.internal/airlock/runner';
       const refused = await runCli(['identity', 'token', '--data', dir, '--subject', subject, '--json']);
