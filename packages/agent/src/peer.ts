@@ -59,8 +59,11 @@ export function unpin(peer: PinnedPeer): void {
 /** Test seam: runs between reading the caller's /proc facts and re-checking them (to exec/replace the caller there). */
 export type InspectHook = (pid: number) => Promise<void>;
 
-/** digest cache keyed by the executable file's identity and change times (a rewrite changes ctime). */
-const digestCache = new Map<string, string>();
+/**
+ * Digests keyed by the executable file's identity and change times (a rewrite changes ctime); concurrent callers
+ * running the same new binary share one hashing.
+ */
+const digestCache = new Map<string, Promise<string>>();
 
 /**
  * Reads the pinned caller's executable (path and sha256), cgroup and start time, then re-checks that the same
@@ -147,24 +150,31 @@ function exeFileKey(pid: number): { path: string; key: string } {
 /** Path, file identity and sha256 of what the process executes, hashed through /proc/<pid>/exe itself. */
 async function readExe(pid: number): Promise<{ path: string; key: string; sha256: string }> {
   const { path, key } = exeFileKey(pid);
-  const cached = digestCache.get(key);
-  if (cached !== undefined) return { path, key, sha256: cached };
+  const shared = digestCache.get(key);
+  if (shared !== undefined) {
+    // Another caller's hashing failed (it exited, say)? Then hash through our own caller.
+    const sha256 = await shared.catch(() => hashExe(pid, key));
+    return { path, key, sha256 };
+  }
+  const digest = hashExe(pid, key);
+  digestCache.set(key, digest);
+  digest.catch(() => digestCache.delete(key));
+  return { path, key, sha256: await digest };
+}
+
+/** sha256 through /proc/<pid>/exe; refuses if the file is not (or stops being) the one `key` names. */
+async function hashExe(pid: number, key: string): Promise<string> {
+  const keyOf = (st: fs.BigIntStats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   let handle: fs.promises.FileHandle | undefined;
   try {
     handle = await fs.promises.open(`/proc/${pid}/exe`, 'r');
-    const st = await handle.stat({ bigint: true });
-    const opened = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-    if (opened !== key) changed(pid, 'its executable changed while being opened');
+    if (keyOf(await handle.stat({ bigint: true })) !== key) changed(pid, 'its executable changed while being opened');
     const hash = createHash('sha256');
     for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
-    const sha256 = hash.digest('hex');
-    // Cache only if the file did not change while we read it.
-    const after = await handle.stat({ bigint: true });
-    if (`${after.dev}:${after.ino}:${after.size}:${after.mtimeNs}:${after.ctimeNs}` !== key) {
+    if (keyOf(await handle.stat({ bigint: true })) !== key) {
       changed(pid, 'its executable file was modified while being hashed');
     }
-    digestCache.set(key, sha256);
-    return { path, key, sha256 };
+    return hash.digest('hex');
   } catch (err) {
     if (err instanceof AgentError) throw err;
     throw new AgentError('AGENT_PEER_UNKNOWN', `cannot read /proc/${pid}/exe: ${(err as Error).message}`, {
