@@ -220,7 +220,7 @@ describe.skipIf(!PYTHON)('the caller is pinned: exec after connect and pid reuse
   const pyRunner = (): RegistrationEntry[] => [entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${PYTHON}`])];
 
   it('a registered caller that execs another program after connecting is judged as that program', async () => {
-    let c: Caller | undefined;
+    let c: Caller | undefined = undefined;
     const { socket, log } = await start(pyRunner(), {
       hooks: {
         afterPin: async () => {
@@ -243,7 +243,7 @@ describe.skipIf(!PYTHON)('the caller is pinned: exec after connect and pid reuse
   });
 
   it('an exec while the agent reads the executable is detected by the re-check (AGENT_PEER_CHANGED)', async () => {
-    let c: Caller | undefined;
+    let c: Caller | undefined = undefined;
     const { socket, log } = await start(pyRunner(), {
       hooks: {
         afterRead: async () => {
@@ -268,7 +268,7 @@ describe.skipIf(!PYTHON)('the caller is pinned: exec after connect and pid reuse
     // Registered: sleep. The caller is an unregistered python that dies after connecting; its pid is then handed
     // to a registered sleep (ns_last_pid), while a forked child still holds the connection and reads the answer.
     const entries = [entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${SLEEP}`])];
-    let c: Caller | undefined;
+    let c: Caller | undefined = undefined;
     let reused: ChildProcess | undefined;
     const { socket, log } = await start(entries, {
       hooks: {
