@@ -613,6 +613,7 @@ describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer
         mainDir,
         '--subject',
         `spiffe://${ep.trustDomain}/ci/own`,
+        '--break-glass',
       ]);
       expect(own.code, own.stderr).toBe(0);
       const ownBundle = await new AirlockSigner({

@@ -32,12 +32,13 @@ export interface PinnedPeer {
   pinnedBy: PeerIdentity['pinnedBy'];
 }
 
-export function pinPeer(socket: net.Socket): PinnedPeer {
+/** Pins the caller: SO_PEERPIDFD where the kernel has it (unless `pinWith` says otherwise), else pidfd_open now. */
+export function pinPeer(socket: net.Socket, pinWith: 'auto' | 'pidfd_open' = 'auto'): PinnedPeer {
   const native = peerNative();
   const fd = socketFd(socket);
   const cred = native.peerCred(fd);
   if (cred.pid <= 0) throw new AgentError('AGENT_PEER_UNKNOWN', 'the caller has no pid in this pid namespace');
-  let pidfd = native.peerPidfd(fd);
+  let pidfd = pinWith === 'auto' ? native.peerPidfd(fd) : -1;
   let pinnedBy: PeerIdentity['pinnedBy'] = 'SO_PEERPIDFD';
   if (pidfd < 0) {
     pinnedBy = 'pidfd_open';

@@ -45,6 +45,8 @@ export interface StartAgentOptions {
   socketMode?: number;
   /** How long a caller may take to send its request line (default 5 s). */
   requestTimeoutMs?: number;
+  /** `pidfd_open` pins at accept even where SO_PEERPIDFD exists (tests of the pre-6.5 kernel path). */
+  pinWith?: 'auto' | 'pidfd_open';
   /** Test seams: after the peer is pinned, and between reading its /proc facts and re-checking them. */
   hooks?: { afterPin?: (pid: number) => Promise<void>; afterRead?: InspectHook };
 }
@@ -136,7 +138,7 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
   let peer: PinnedPeer | undefined;
   let identity: PeerIdentity | undefined;
   try {
-    peer = pinPeer(socket);
+    peer = pinPeer(socket, ctx.pinWith);
     if (ctx.hooks?.afterPin) await ctx.hooks.afterPin(peer.pid);
     const request = await readRequest(socket, ctx.requestTimeoutMs ?? 5_000);
     identity = await inspectPeer(peer, ctx.hooks?.afterRead);

@@ -60,6 +60,7 @@ async function start(
   return { socket, log };
 }
 
+const startAgentWith = start;
 const entry = (spiffeId: string, selectors: string[]): RegistrationEntry => ({ spiffeId, selectors, ttlSeconds: 300 });
 
 interface Answer {
@@ -216,81 +217,88 @@ describe('forged identities', () => {
   });
 });
 
-describe.skipIf(!PYTHON)('the caller is pinned: exec after connect and pid reuse', () => {
-  const pyRunner = (): RegistrationEntry[] => [entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${PYTHON}`])];
+describe.skipIf(!PYTHON).each(['auto', 'pidfd_open'] as const)(
+  'the caller is pinned (%s): exec after connect and pid reuse',
+  (pinWith) => {
+    const start = (entries: RegistrationEntry[], extra: Partial<StartAgentOptions> = {}) =>
+      startAgentWith(entries, { pinWith, ...extra });
+    const pyRunner = (): RegistrationEntry[] => [
+      entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${PYTHON}`]),
+    ];
 
-  it('a registered caller that execs another program after connecting is judged as that program', async () => {
-    let c: Caller | undefined = undefined;
-    const { socket, log } = await start(pyRunner(), {
-      hooks: {
-        afterPin: async () => {
-          await c!.sent;
-          c!.child.kill('SIGUSR1');
-          await untilExe(c!.pid, SLEEP);
+    it('a registered caller that execs another program after connecting is judged as that program', async () => {
+      let c: Caller | undefined = undefined;
+      const { socket, log } = await start(pyRunner(), {
+        hooks: {
+          afterPin: async () => {
+            await c!.sent;
+            c!.child.kill('SIGUSR1');
+            await untilExe(c!.pid, SLEEP);
+          },
         },
-      },
+      });
+      c = pyCaller(socket, 'exec');
+      await c.sent;
+      await new Promise<void>((resolve) => {
+        const check = (): void => void (log.some((r) => r.event !== 'listening') ? resolve() : setTimeout(check, 5));
+        check();
+      });
+      const decision = log.find((r) => r.event !== 'listening')!;
+      expect(decision.event).toBe('refused');
+      expect(decision.exe).toBe(SLEEP);
+      expect(decision.error!.code).toBe('AGENT_NO_MATCH');
     });
-    c = pyCaller(socket, 'exec');
-    await c.sent;
-    await new Promise<void>((resolve) => {
-      const check = (): void => void (log.some((r) => r.event !== 'listening') ? resolve() : setTimeout(check, 5));
-      check();
-    });
-    const decision = log.find((r) => r.event !== 'listening')!;
-    expect(decision.event).toBe('refused');
-    expect(decision.exe).toBe(SLEEP);
-    expect(decision.error!.code).toBe('AGENT_NO_MATCH');
-  });
 
-  it('an exec while the agent reads the executable is detected by the re-check (AGENT_PEER_CHANGED)', async () => {
-    let c: Caller | undefined = undefined;
-    const { socket, log } = await start(pyRunner(), {
-      hooks: {
-        afterRead: async () => {
-          c!.child.kill('SIGUSR1');
-          await untilExe(c!.pid, SLEEP);
+    it('an exec while the agent reads the executable is detected by the re-check (AGENT_PEER_CHANGED)', async () => {
+      let c: Caller | undefined = undefined;
+      const { socket, log } = await start(pyRunner(), {
+        hooks: {
+          afterRead: async () => {
+            c!.child.kill('SIGUSR1');
+            await untilExe(c!.pid, SLEEP);
+          },
         },
-      },
+      });
+      c = pyCaller(socket, 'exec');
+      await c.sent;
+      await new Promise<void>((resolve) => {
+        const check = (): void => void (log.some((r) => r.event !== 'listening') ? resolve() : setTimeout(check, 5));
+        check();
+      });
+      const decision = log.find((r) => r.event !== 'listening')!;
+      expect(decision.event, JSON.stringify(decision)).toBe('refused');
+      expect(decision.error!.code).toBe('AGENT_PEER_CHANGED');
+      expect(decision.error!.message).toContain(`${PYTHON} → ${SLEEP}`);
     });
-    c = pyCaller(socket, 'exec');
-    await c.sent;
-    await new Promise<void>((resolve) => {
-      const check = (): void => void (log.some((r) => r.event !== 'listening') ? resolve() : setTimeout(check, 5));
-      check();
-    });
-    const decision = log.find((r) => r.event !== 'listening')!;
-    expect(decision.event, JSON.stringify(decision)).toBe('refused');
-    expect(decision.error!.code).toBe('AGENT_PEER_CHANGED');
-    expect(decision.error!.message).toContain(`${PYTHON} → ${SLEEP}`);
-  });
 
-  it.skipIf(!isRoot)('a reused pid never inherits the identity of the process now holding it', async (ctx) => {
-    // Registered: sleep. The caller is an unregistered python that dies after connecting; its pid is then handed
-    // to a registered sleep (ns_last_pid), while a forked child still holds the connection and reads the answer.
-    const entries = [entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${SLEEP}`])];
-    let c: Caller | undefined = undefined;
-    let reused: ChildProcess | undefined;
-    const { socket, log } = await start(entries, {
-      hooks: {
-        afterPin: async (pid) => {
-          await c!.sent;
-          const exited = new Promise((r) => c!.child.once('exit', r));
-          c!.child.kill('SIGKILL');
-          await exited;
-          reused = reusePid(pid);
-          if (reused) await untilExe(pid, SLEEP);
+    it.skipIf(!isRoot)('a reused pid never inherits the identity of the process now holding it', async (ctx) => {
+      // Registered: sleep. The caller is an unregistered python that dies after connecting; its pid is then handed
+      // to a registered sleep (ns_last_pid), while a forked child still holds the connection and reads the answer.
+      const entries = [entry(RUNNER, [`unix:uid:${process.getuid!()}`, `unix:path:${SLEEP}`])];
+      let c: Caller | undefined = undefined;
+      let reused: ChildProcess | undefined;
+      const { socket, log } = await start(entries, {
+        hooks: {
+          afterPin: async (pid) => {
+            await c!.sent;
+            const exited = new Promise((r) => c!.child.once('exit', r));
+            c!.child.kill('SIGKILL');
+            await exited;
+            reused = reusePid(pid);
+            if (reused) await untilExe(pid, SLEEP);
+          },
         },
-      },
+      });
+      c = pyCaller(socket, 'fork');
+      const refused = await answer(c);
+      if (!reused) ctx.skip(); // another process on this machine took the pid first every time
+      expect(refused.ok).toBe(false);
+      expect(refused.error!.code).toBe('AGENT_PEER_CHANGED');
+      expect(log.some((r) => r.event === 'issued')).toBe(false);
+      expect(fs.readlinkSync(`/proc/${c.pid}/exe`)).toBe(SLEEP); // the pid now really is a registered program
     });
-    c = pyCaller(socket, 'fork');
-    const refused = await answer(c);
-    if (!reused) ctx.skip(); // another process on this machine took the pid first every time
-    expect(refused.ok).toBe(false);
-    expect(refused.error!.code).toBe('AGENT_PEER_CHANGED');
-    expect(log.some((r) => r.event === 'issued')).toBe(false);
-    expect(fs.readlinkSync(`/proc/${c.pid}/exe`)).toBe(SLEEP); // the pid now really is a registered program
-  });
-});
+  },
+);
 
 /** Makes the next fork get `pid` (root, via ns_last_pid); undefined when other processes keep winning the race. */
 function reusePid(pid: number): ChildProcess | undefined {
