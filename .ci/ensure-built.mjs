@@ -21,6 +21,10 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
   run('npm', ['ci', '--no-audit', '--no-fund']);
 }
 run('npx', ['--no-install', 'tsc', '-b']);
+// The agent's native addon is built by `npm ci`; a tree installed before it existed (or with --ignore-scripts) lacks it.
+if (!existsSync(join(root, 'packages', 'agent', 'build', 'Release', 'airlock_peer.node'))) {
+  run(process.execPath, [join(root, 'packages', 'agent', 'scripts', 'build-addon.mjs')]);
+}
 
 // `--system-tools`: the demo's hermetic build needs bubblewrap (the sandbox), git (the checkout) and strace (the
 // network monitor). On a fresh Debian machine as root they are installed from Debian; otherwise the demo explains

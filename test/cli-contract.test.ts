@@ -102,6 +102,13 @@ const SPIFFE_CLI = 'spiffe://airlock.internal/airlock/cli';
 const SPIFFE_SYNC = 'spiffe://airlock.internal/airlock/mirror-sync';
 const url = (port: number): string => `http://127.0.0.1:${port}`;
 
+/** A registration entries file for `identity agent` (the agent only reads it). */
+function agentEntries(f: Fixture): string {
+  const file = join(f.fresh(), 'entries.json');
+  writeFileSync(file, JSON.stringify({ entries: [{ spiffeId: SPIFFE_CLI, selectors: ['unix:uid:0'] }] }));
+  return file;
+}
+
 const CONTRACT: Record<string, CommandContract> = {
   demo: {
     valid: () => [],
@@ -116,13 +123,22 @@ const CONTRACT: Record<string, CommandContract> = {
     ok: { args: (f) => ['--data', f.fresh()], serves: true },
   },
   'identity token': {
-    valid: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI],
-    missing: (f) => ['--data', f.livePlane],
+    valid: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI, '--break-glass'],
+    missing: (f) => ['--data', f.livePlane, '--break-glass'],
     down: {
-      'no plane in --data': (f) => ['--data', f.noPlane, '--subject', SPIFFE_CLI],
-      'stale endpoints.json': (f) => ['--data', f.stalePlane, '--subject', SPIFFE_CLI],
+      'no plane in --data': (f) => ['--data', f.noPlane, '--subject', SPIFFE_CLI, '--break-glass'],
+      'stale endpoints.json': (f) => ['--data', f.stalePlane, '--subject', SPIFFE_CLI, '--break-glass'],
     },
-    ok: { args: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI] },
+    ok: { args: (f) => ['--data', f.livePlane, '--subject', SPIFFE_CLI, '--break-glass'] },
+  },
+  'identity agent': {
+    valid: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--entries', agentEntries(f), '--data', f.livePlane],
+    missing: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--data', f.livePlane],
+    down: { none: 'serves a local socket and signs with the issuer key in --data' },
+    ok: {
+      args: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--entries', agentEntries(f), '--data', f.livePlane],
+      serves: true,
+    },
   },
   'tlog serve': {
     valid: (f) => ['--data', f.fresh()],

@@ -71,7 +71,15 @@ describe('airlock up --data D: restart keeps every URL in certificates, roots an
     expect(stopped.code, stopped.stdout + stopped.stderr).toBe(3);
     expect(errorOf(stopped.stdout)).toMatchObject({ code: 'PLANE_NOT_RUNNING' });
     expect(errorOf(stopped.stdout).message).toContain('trust plane not running');
-    const token = await runCli(['identity', 'token', '--data', data, '--subject', 'spiffe://airlock.internal/x']);
+    const token = await runCli([
+      'identity',
+      'token',
+      '--data',
+      data,
+      '--subject',
+      'spiffe://airlock.internal/x',
+      '--break-glass',
+    ]);
     expect(token.code, token.stderr).toBe(3);
     expect(token.stderr).toContain('trust plane not running');
 

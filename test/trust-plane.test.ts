@@ -40,7 +40,7 @@ let trustedRootJson: unknown;
 let subject: string;
 
 async function token(sub = subject): Promise<string> {
-  const r = await runCli(['identity', 'token', '--data', dir, '--subject', sub]);
+  const r = await runCli(['identity', 'token', '--data', dir, '--subject', sub, '--break-glass']);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.trim();
 }
@@ -613,6 +613,7 @@ describe('airlock up --issuer-config: the CA also trusts an external OIDC issuer
         mainDir,
         '--subject',
         `spiffe://${ep.trustDomain}/ci/own`,
+        '--break-glass',
       ]);
       expect(own.code, own.stderr).toBe(0);
       const ownBundle = await new AirlockSigner({

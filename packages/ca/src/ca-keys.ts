@@ -23,6 +23,7 @@ import {
   type WebCryptoKey,
 } from './crypto-provider.js';
 import { CaError } from './errors.js';
+import { privateKeyFileProblem } from '@airlock/core';
 
 /** Files under `<dataDir>/ca/`. */
 export const CA_DIR = 'ca';
@@ -78,7 +79,6 @@ export async function loadOrCreateCaMaterial(options: CaKeyOptions): Promise<CaM
       options.intermediateKeyPath!,
       now,
       'operator',
-      false,
     );
   }
   const dir = path.join(options.dataDir, CA_DIR);
@@ -102,13 +102,14 @@ export async function loadOrCreateCaMaterial(options: CaKeyOptions): Promise<CaM
 }
 
 function loadFromDir(dir: string, now: Date): Promise<CaMaterial> {
+  // The root key is never read while serving, but it is the most valuable file here: hold it to the same rule.
+  assertPrivateKeyFile(path.join(dir, ROOT_KEY_FILE));
   return loadChain(
     path.join(dir, ROOT_CERT_FILE),
     path.join(dir, INTERMEDIATE_CERT_FILE),
     path.join(dir, INTERMEDIATE_KEY_FILE),
     now,
     'data-dir',
-    true,
   );
 }
 
@@ -118,11 +119,10 @@ async function loadChain(
   keyPath: string,
   now: Date,
   source: CaMaterial['source'],
-  requirePrivateMode: boolean,
 ): Promise<CaMaterial> {
   const root = readCertificate(rootPath);
   const intermediate = readCertificate(intermediatePath);
-  const key = readPrivateKey(keyPath, requirePrivateMode);
+  const key = readPrivateKey(keyPath);
 
   if (!(await root.verify({ signatureOnly: true }, x509Crypto))) {
     throw new CaError('CA_KEY_INVALID', `root certificate ${rootPath} is not self-signed`);
@@ -181,24 +181,25 @@ function readCertificate(file: string): X509Certificate {
   }
 }
 
-function readPrivateKey(file: string, requirePrivateMode: boolean): KeyObject {
+function readPrivateKey(file: string): KeyObject {
+  assertPrivateKeyFile(file);
+  try {
+    return createPrivateKey(fs.readFileSync(file));
+  } catch (err) {
+    throw new CaError('CA_KEY_INVALID', `${file} is not a PEM private key`, { cause: err });
+  }
+}
+
+/** Refuses a private key file that is not 0600 and owned by this process's user (issue 10 §1). */
+function assertPrivateKeyFile(file: string): void {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch (err) {
     throw new CaError('CA_KEY_INVALID', `cannot read private key ${file}`, { cause: err });
   }
-  if (requirePrivateMode && process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    throw new CaError(
-      'CA_KEY_INVALID',
-      `private key ${file} is readable by group/others (mode ${(st.mode & 0o777).toString(8)}); expected 0600`,
-    );
-  }
-  try {
-    return createPrivateKey(fs.readFileSync(file));
-  } catch (err) {
-    throw new CaError('CA_KEY_INVALID', `${file} is not a PEM private key`, { cause: err });
-  }
+  const problem = privateKeyFileProblem(file, 'CA private key', st);
+  if (problem) throw new CaError(problem.kind === 'type' ? 'CA_KEY_INVALID' : 'CA_KEY_PERMISSIONS', problem.message);
 }
 
 function createPublicKeyDer(key: KeyObject): Buffer {

@@ -4,6 +4,7 @@ import { AirlockError } from '@airlock/core';
 export type CaErrorCode =
   | 'CA_CONFIG_INVALID'
   | 'CA_KEY_INVALID'
+  | 'CA_KEY_PERMISSIONS' // a CA private key file is group/world-readable or not owned by the CA's user
   | 'CA_REQUEST_INVALID'
   | 'CA_UNSUPPORTED_KEY'
   | 'CA_POP_INVALID'

@@ -101,7 +101,7 @@ describe('CA key material', () => {
     const keyFile = path.join(dataDir, 'ca', 'intermediate-key.pem');
     fs.chmodSync(keyFile, 0o644);
     await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS })).rejects.toMatchObject({
-      code: 'CA_KEY_INVALID',
+      code: 'CA_KEY_PERMISSIONS',
     });
     fs.rmSync(keyFile);
     await expect(CertificateAuthority.open({ dataDir, issuers: ISSUERS })).rejects.toMatchObject({
@@ -135,6 +135,7 @@ describe('CA key material', () => {
     fs.writeFileSync(
       strayKey,
       generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }),
+      { mode: 0o600 },
     );
     await expect(
       CertificateAuthority.open({

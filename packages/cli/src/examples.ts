@@ -9,7 +9,10 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'airlock up --data plane --tlog-port 8100 --ca-port 8101 --identity-port 8102',
   ],
   'identity token': [
-    'airlock identity token --data plane --subject spiffe://airlock.internal/ci/release  # break-glass only',
+    'airlock identity token --data plane --subject spiffe://airlock.internal/ci/release --break-glass  # admin only, logged',
+  ],
+  'identity agent': [
+    'airlock identity agent --socket /run/airlock/agent.sock --entries /etc/airlock/entries.json --data /var/lib/airlock/plane',
   ],
   'tlog serve': ['airlock tlog serve --data log --listen 127.0.0.1:8100 --log-name tlog.airlock.internal'],
   'tlog monitor': ['airlock tlog monitor --url http://127.0.0.1:8100 --state monitor.json --json'],

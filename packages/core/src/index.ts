@@ -6,3 +6,4 @@ export * from './dsse.js';
 export * from './intoto.js';
 export * from './transfer-tar.js';
 export * from './http-body.js';
+export * from './private-key-file.js';

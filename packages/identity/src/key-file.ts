@@ -1,6 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { privateKeyFileProblem } from '@airlock/core';
 import { IdentityError } from './errors.js';
 
 /**
@@ -31,13 +32,11 @@ export function loadOrCreateP256Key(file: string): { privateKey: KeyObject; crea
 }
 
 function readP256Key(file: string): KeyObject {
-  const st = fs.statSync(file);
-  if (!st.isFile())
-    throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a regular file`);
-  if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+  const problem = privateKeyFileProblem(file, 'identity signing key');
+  if (problem) {
     throw new IdentityError(
-      'IDENTITY_KEY_INVALID',
-      `identity signing key ${file} is readable by group/others (mode ${(st.mode & 0o777).toString(8)}); expected 0600`,
+      problem.kind === 'type' ? 'IDENTITY_KEY_INVALID' : 'IDENTITY_KEY_PERMISSIONS',
+      problem.message,
     );
   }
   let key: KeyObject;

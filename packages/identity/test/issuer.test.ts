@@ -159,7 +159,7 @@ describe('identity issuer keys and options', () => {
     await IdentityIssuer.open({ dataDir, issuerUrl: 'https://id.example' });
     fs.chmodSync(keyFile, 0o644);
     await expect(IdentityIssuer.open({ dataDir, issuerUrl: 'https://id.example' })).rejects.toMatchObject({
-      code: 'IDENTITY_KEY_INVALID',
+      code: 'IDENTITY_KEY_PERMISSIONS',
     });
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' });
     fs.writeFileSync(keyFile, rsa, { mode: 0o600 });

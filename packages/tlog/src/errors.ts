@@ -17,6 +17,7 @@ export type TlogErrorCode =
   | 'TLOG_STORE_CORRUPT'
   | 'TLOG_KEY_MISMATCH'
   | 'TLOG_SIGNING_KEY_INVALID'
+  | 'TLOG_SIGNING_KEY_PERMISSIONS' // the key file is group/world-readable or not owned by the log's user
   | 'TLOG_CLOSED'
   // client-side verification
   | 'TLOG_CHECKPOINT_MALFORMED'

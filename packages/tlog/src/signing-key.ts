@@ -9,6 +9,7 @@ import {
 } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { privateKeyFileProblem } from '@airlock/core';
 import { TlogError } from './errors.js';
 
 export const SIGNING_KEY_FILE = 'tlog-signing-key.pem';
@@ -46,12 +47,18 @@ export class LogSigner {
     return sign('sha256', data, this.privateKey);
   }
 
-  /** Loads `path` (PKCS#8 or SEC1 PEM). */
+  /** Loads `path` (PKCS#8 or SEC1 PEM), which must be 0600 and owned by this process's user. */
   static fromFile(path: string): LogSigner {
     let pem: string;
     try {
+      const problem = privateKeyFileProblem(path, 'log signing key');
+      if (problem) {
+        const code = problem.kind === 'type' ? 'TLOG_SIGNING_KEY_INVALID' : 'TLOG_SIGNING_KEY_PERMISSIONS';
+        throw new TlogError(code, problem.message);
+      }
       pem = readFileSync(path, 'utf8');
     } catch (err) {
+      if (err instanceof TlogError) throw err;
       throw new TlogError(
         'TLOG_SIGNING_KEY_INVALID',
         `cannot read the log signing key ${path}: ${(err as Error).message}`,

@@ -132,6 +132,7 @@ describe('TransparencyLog (in process)', () => {
     writeFileSync(
       keyPath,
       generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      { mode: 0o600 },
     );
     expect(() => TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).toThrow(
       expect.objectContaining({ code: 'TLOG_KEY_MISMATCH' }),
@@ -141,7 +142,7 @@ describe('TransparencyLog (in process)', () => {
   it('uses an operator-provided signing key (logID = SHA-256 of its DER SPKI) instead of generating one', () => {
     const keyPath = join(newDir(), 'operator.pem');
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    writeFileSync(keyPath, privateKey.export({ type: 'sec1', format: 'pem' }));
+    writeFileSync(keyPath, privateKey.export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
     const dir = newDir();
     const log = openLog(dir, { signingKeyPath: keyPath });
     expect(log.logId).toBe(
@@ -157,6 +158,7 @@ describe('TransparencyLog (in process)', () => {
     writeFileSync(
       keyPath,
       generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      { mode: 0o600 },
     );
     expect(() => TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).toThrow(
       expect.objectContaining({ code: 'TLOG_SIGNING_KEY_INVALID' }),

@@ -1,11 +1,12 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { issueWorkloadToken, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { monitorLog, startTlogServer } from '@airlock/tlog';
 import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
+import { registerIdentityCommands } from './identity.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 function parsePort(v: string): number {
@@ -150,14 +151,6 @@ async function up(flags: UpFlags): Promise<void> {
   runUntilSignal(() => plane.close());
 }
 
-/** `identity token` failures: bad flags or subject → 2, plane not running → 3, anything else (key file) → 1. */
-function tokenExitCode(err: unknown): number {
-  const code = String((err as { code?: unknown }).code ?? '');
-  if (err instanceof UsageError || code.startsWith('SPIFFE_') || code === 'TOKEN_REQUEST_INVALID') return EXIT.USAGE;
-  if (code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
-  return EXIT.FAILURE;
-}
-
 export function registerPlaneCommands(program: Command): void {
   addLimitOptions(
     program
@@ -182,26 +175,7 @@ export function registerPlaneCommands(program: Command): void {
       .option('--json', 'print the endpoints as JSON'),
   ).action(up);
 
-  const identity = program.command('identity').description('the embedded workload-identity issuer');
-  identity
-    .command('token')
-    .description(
-      'admin break-glass: mint a workload identity token (JWT, audience sigstore) by reading the issuer key file in ' +
-        '--data directly (needs read access to the key; the plane must be running)',
-    )
-    .requiredOption('--data <dir>', 'trust plane data directory')
-    .requiredOption('--subject <spiffe-id>', 'SPIFFE ID, e.g. spiffe://airlock.internal/ci/runner')
-    .option('--ttl <seconds>', 'token lifetime in seconds', '600')
-    .option('--json', 'print {token} as JSON')
-    .action(async (flags: OutputOptions & { data: string; subject: string; ttl: string }) => {
-      try {
-        const ttlSeconds = parsePositiveInt(flags.ttl, '--ttl')!;
-        const token = await issueWorkloadToken(flags.data, flags.subject, { ttlSeconds });
-        printResult(flags, { token }, () => token);
-      } catch (err) {
-        fail(flags, err, tokenExitCode(err));
-      }
-    });
+  registerIdentityCommands(program);
 
   const tlog = program.command('tlog').description('the transparency log (Rekor v1 API)');
   addLimitOptions(

@@ -32,7 +32,7 @@ import {
   type RunResult,
 } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
-import { readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
+import { isAgentRefusal, readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
 import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 interface RunFlags extends SigningFlags, OutputOptions {
@@ -85,6 +85,10 @@ export function registerRunCommand(program: Command): void {
     .option(
       '--subject <spiffe-id>',
       `SPIFFE ID the embedded issuer mints for (default spiffe://<trust domain>/${RUNNER_SUBJECT})`,
+    )
+    .option(
+      '--agent-socket <path>',
+      'get the token from the workload attestation agent (else $AIRLOCK_AGENT_SOCKET); --subject then picks the ID',
     )
     .option('--builder-id <uri>', 'SLSA runDetails.builder.id (default: the runner SPIFFE ID)')
     .option(
@@ -166,7 +170,7 @@ export function registerRunCommand(program: Command): void {
         const result = await runCommand(flags);
         printResult(flags, { ok: true, ...result }, () => humanSummary(result));
       } catch (err) {
-        fail(flags, err, err instanceof UsageError ? EXIT_CODES.SPEC_ERROR : exitCodeFor(err));
+        fail(flags, err, err instanceof UsageError || isAgentRefusal(err) ? EXIT_CODES.SPEC_ERROR : exitCodeFor(err));
       }
     });
 }
@@ -310,6 +314,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
   let signer: AirlockSigner | undefined;
   if (flags.sign) {
     const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+    await ctx.preflight();
     signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
   }
   const registry = registryOptions(flags);

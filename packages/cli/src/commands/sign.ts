@@ -39,6 +39,7 @@ function addSigningOptions(cmd: Command, defaultSuffix: string): Command {
     .option('--identity-token <jwt>', 'OIDC identity token (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the OIDC identity token from a file')
     .option('--subject <spiffe-id>', 'SPIFFE ID to mint a token for with the embedded issuer')
+    .option('--agent-socket <path>', 'get the token from the workload attestation agent (else $AIRLOCK_AGENT_SOCKET)')
     .option('--key <pem>', 'sign with this private key (ECDSA P-256 or Ed25519) instead of a certificate')
     .option('--bundle <file>', `where to write the Sigstore bundle (default: <FILE>${defaultSuffix})`)
     .option('--force', 'overwrite the bundle file if it exists (default: refuse)')
@@ -46,8 +47,9 @@ function addSigningOptions(cmd: Command, defaultSuffix: string): Command {
     .option('-q, --quiet', 'no progress output');
 }
 
-function makeSigner(flags: SignFlags): AirlockSigner {
+async function makeSigner(flags: SignFlags): Promise<AirlockSigner> {
   const ctx = resolveSigningContext(flags, { keyBased: flags.key !== undefined });
+  await ctx.preflight();
   if (flags.key) {
     return new AirlockSigner({
       fulcioUrl: ctx.fulcioUrl,
@@ -120,7 +122,7 @@ export function registerSignCommands(program: Command): void {
     try {
       const data = readFileOrUsage(file);
       const out = flags.bundle ?? `${file}${DEFAULT_BUNDLE_SUFFIX.sign}`;
-      const signer = makeSigner(flags);
+      const signer = await makeSigner(flags);
       const bundle = await withBundleOutput(out, flags.force === true, () => {
         info(flags, `signing ${file} (sha256:${sha256Hex(data)})…`);
         return signer.signBlob(data);
@@ -155,7 +157,7 @@ export function registerSignCommands(program: Command): void {
         predicate,
       );
       const out = flags.bundle ?? `${file}${DEFAULT_BUNDLE_SUFFIX.attest}`;
-      const signer = makeSigner(flags);
+      const signer = await makeSigner(flags);
       const bundle = await withBundleOutput(out, flags.force === true, () => {
         info(flags, `attesting ${file} (${flags.predicateType})…`);
         return signer.attest(statement);

@@ -4,7 +4,7 @@ import { parseNpmrc, syncToBundle, SyncError, type SyncInput, type InputKind } f
 import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
-import { resolveSigningContext, type SigningFlags } from '../context.js';
+import { isAgentRefusal, resolveSigningContext, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag } from './mirror.js';
 
@@ -77,6 +77,10 @@ export function registerSyncCommand(program: Command): void {
       '--subject <spiffe-id>',
       'SPIFFE ID to mint for with --data (default spiffe://<trust domain>/airlock/mirror-sync)',
     )
+    .option(
+      '--agent-socket <path>',
+      'get the token from the workload attestation agent (else $AIRLOCK_AGENT_SOCKET); --subject then picks the ID',
+    )
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'no progress output')
     .action(async (flags: SyncFlags) => {
@@ -106,6 +110,7 @@ export function registerSyncCommand(program: Command): void {
         const npmrc = flags.npmrc ? parseNpmrc(readNpmrc(flags.npmrc), flags.npmrc) : undefined;
         const npmRegistry = flags.npmRegistry ?? npmrc?.registry;
         const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+        await ctx.preflight();
         const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
         const result = await syncToBundle({
           inputs,
@@ -149,7 +154,9 @@ const USAGE_CODES = new Set([
 
 function exitCodeOf(err: unknown): number {
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'SYNC_PLANE_UNREACHABLE' || code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
+  if (code === 'SYNC_PLANE_UNREACHABLE' || code === 'PLANE_NOT_RUNNING' || code === 'AGENT_UNAVAILABLE')
+    return EXIT.UNAVAILABLE;
+  if (isAgentRefusal(err)) return EXIT.USAGE;
   return err instanceof UsageError || USAGE_CODES.has(code) ? EXIT.USAGE : EXIT.FAILURE;
 }
 
