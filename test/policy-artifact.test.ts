@@ -16,8 +16,8 @@ import {
   type BundleInput,
   type LoadedPolicy,
   type VerifyArtifactInput,
-} from '../src/index.js';
-import { ARTIFACT, ARTIFACT_NAME, provenanceInput, provenanceOf, sbomOf, startWorld, type World } from './world.js';
+} from '@airlock/policy';
+import { ARTIFACT, ARTIFACT_NAME, provenanceInput, provenanceOf, sbomOf, startWorld, type World } from './helpers/policy-world.js';
 
 let w: World;
 let policy: LoadedPolicy;
