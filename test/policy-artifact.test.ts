@@ -17,7 +17,15 @@ import {
   type LoadedPolicy,
   type VerifyArtifactInput,
 } from '@airlock/policy';
-import { ARTIFACT, ARTIFACT_NAME, provenanceInput, provenanceOf, sbomOf, startWorld, type World } from './helpers/policy-world.js';
+import {
+  ARTIFACT,
+  ARTIFACT_NAME,
+  provenanceInput,
+  provenanceOf,
+  sbomOf,
+  startWorld,
+  type World,
+} from './helpers/policy-world.js';
 
 let w: World;
 let policy: LoadedPolicy;
