@@ -265,7 +265,8 @@ describe('airlock verify artifact', () => {
   });
 });
 
-describe('the VSA', () => {
+// Several CLI processes per test (sign through the plane, verify): slow on a loaded 2-core machine, not a timing check.
+describe('the VSA', { timeout: 180_000 }, () => {
   let vsa: string;
   let policyDigest: string;
   const verifierId = (): string => `spiffe://${w.plane.endpoints.trustDomain}/airlock/verifier`;
