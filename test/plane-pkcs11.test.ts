@@ -165,6 +165,7 @@ describe.runIf(ok)('airlock up with the CA and log keys in a PKCS#11 token (Soft
       expect(r.code, r.stdout + r.stderr).toBe(2);
       expect(errorOf(r.stdout)).toMatchObject({ code: 'PLANE_PKCS11_URI' });
       expect(errorOf(r.stdout).message).toContain('pin-value is refused');
+    expect(r.stdout + r.stderr).not.toContain(PIN);
     },
   );
 });

@@ -22,8 +22,11 @@ export interface Pkcs11KeyUri {
 const PATH_ATTRS = new Set(['token', 'object', 'id', 'type', 'manufacturer', 'model', 'serial']);
 const QUERY_ATTRS = new Set(['module-path', 'pin-source']);
 
+/** The URI fit for an error message: a `pin-value` (which the plane refuses) is never echoed. */
+const redact = (uri: string): string => uri.replace(/([?&]pin-value=)[^&#]*/g, '$1<redacted>');
+
 const uriError = (uri: string, why: string): PlaneError =>
-  new PlaneError('PLANE_PKCS11_URI', `invalid PKCS#11 URI '${uri}': ${why}`);
+  new PlaneError('PLANE_PKCS11_URI', `invalid PKCS#11 URI '${redact(uri)}': ${why}`);
 
 /** RFC 7512 pk11-pchar / pk11-qchar values: unreserved characters, a few sub-delims, or %XX. */
 function decodeValue(uri: string, name: string, raw: string, query: boolean): Buffer {
