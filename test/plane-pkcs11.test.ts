@@ -136,6 +136,26 @@ describe.runIf(ok)('airlock up with the CA and log keys in a PKCS#11 token (Soft
       expect(readdirSync(join(data, 'ca')).sort()).toEqual(['intermediate.pem', 'root.pem']);
       expect(existsSync(join(data, 'tlog-signing-key.pem'))).toBe(false);
       await plane.stop();
+
+      // Restart: the chain is loaded (not regenerated) and must carry the token key; the trusted root is unchanged.
+      const rootBefore = readFileSync(join(data, 'trusted_root.json'), 'utf8');
+      const again = await startCli(
+        ['up', '--data', data, '--ca-key', uri('ca-key'), '--log-key', uri('log-key'), '--json'],
+        (out) => out.trim().endsWith('}'),
+      );
+      running.push(again);
+      expect(readFileSync(join(data, 'trusted_root.json'), 'utf8')).toBe(rootBefore);
+      const second = await runCli(['sign', file, '--data', data, '--bundle', join(dir, 'second.json'), '--json']);
+      expect(second.code, second.stdout + second.stderr).toBe(0);
+      await again.stop();
+
+      // Another token key as the CA key does not match the recorded intermediate; without --ca-key there is no key.
+      const swapped = await runCli(['up', '--data', data, '--ca-key', uri('log-key'), '--json']);
+      expect(swapped.code, swapped.stdout + swapped.stderr).not.toBe(0);
+      expect(errorOf(swapped.stdout).message).toContain('does not match the intermediate certificate');
+      const fileCa = await runCli(['up', '--data', data, '--json']);
+      expect(fileCa.code, fileCa.stdout + fileCa.stderr).not.toBe(0);
+      expect(errorOf(fileCa.stdout).message).toContain('missing root-key.pem, intermediate-key.pem');
     },
   );
 
@@ -165,7 +185,7 @@ describe.runIf(ok)('airlock up with the CA and log keys in a PKCS#11 token (Soft
       expect(r.code, r.stdout + r.stderr).toBe(2);
       expect(errorOf(r.stdout)).toMatchObject({ code: 'PLANE_PKCS11_URI' });
       expect(errorOf(r.stdout).message).toContain('pin-value is refused');
-    expect(r.stdout + r.stderr).not.toContain(PIN);
+      expect(r.stdout + r.stderr).not.toContain(PIN);
     },
   );
 });
