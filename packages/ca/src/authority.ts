@@ -12,7 +12,7 @@ import {
   type Extension,
 } from '@peculiar/x509';
 import { loadOrCreateCaMaterial, type CaKeyOptions, type CaMaterial } from './ca-keys.js';
-import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM, x509Crypto } from './crypto-provider.js';
+import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM } from './crypto-provider.js';
 import { CaError } from './errors.js';
 import { buildClaimExtensions, issuerExtensions } from './extensions.js';
 import {
@@ -173,7 +173,7 @@ export class CertificateAuthority {
     claimExtensions: Extension[],
     now: Date,
   ): Promise<IssuedCertificate> {
-    const { intermediate, root, signingKey, intermediateKeyId } = this.#material;
+    const { intermediate, root, signingKey, signingCrypto, intermediateKeyId } = this.#material;
     // Whole seconds: X.509 times have second precision, and the window must be exactly certValiditySeconds.
     const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
     const notAfter = new Date(notBefore.getTime() + this.certValiditySeconds * 1000);
@@ -208,7 +208,7 @@ export class CertificateAuthority {
           ...claimExtensions,
         ],
       },
-      x509Crypto,
+      signingCrypto,
     );
     const certificatePem = leaf.toString('pem');
     return {

@@ -24,6 +24,7 @@ import {
 } from './crypto-provider.js';
 import { CaError } from './errors.js';
 import { privateKeyFileProblem } from '@airlock/core';
+import { signerHandle, type CaKeySigner, type X509Crypto } from './key-signer.js';
 
 /** Files under `<dataDir>/ca/`. */
 export const CA_DIR = 'ca';
@@ -47,6 +48,11 @@ export interface CaKeyOptions {
   /** Organization in generated CA names (default `airlock`). */
   organization?: string;
   now?: Date;
+  /**
+   * The intermediate's key in a token (PKCS#11): no CA key is ever written. The chain certificates live in
+   * `<dataDir>/ca/` (root.pem, intermediate.pem), created on first start with a root key that exists only in memory.
+   */
+  intermediateSigner?: CaKeySigner;
 }
 
 export interface CaMaterial {
@@ -54,9 +60,11 @@ export interface CaMaterial {
   intermediate: X509Certificate;
   /** WebCrypto handle on the intermediate's ECDSA P-256 key (non-extractable). */
   signingKey: WebCryptoKey;
+  /** The WebCrypto provider that signs with `signingKey` (Node's, or a token signer's wrapper). */
+  signingCrypto: X509Crypto;
   /** Hex SKI of the intermediate, used as the leaves' AKI. */
   intermediateKeyId: string;
-  source: 'generated' | 'data-dir' | 'operator';
+  source: 'generated' | 'data-dir' | 'operator' | 'token';
 }
 
 /**
@@ -65,6 +73,7 @@ export interface CaMaterial {
  */
 export async function loadOrCreateCaMaterial(options: CaKeyOptions): Promise<CaMaterial> {
   const now = options.now ?? new Date();
+  if (options.intermediateSigner) return loadOrCreateTokenChain(options, options.intermediateSigner, now);
   const operator = [options.rootCertPath, options.intermediateCertPath, options.intermediateKeyPath];
   if (operator.some((p) => p !== undefined)) {
     if (operator.some((p) => p === undefined)) {
@@ -154,7 +163,14 @@ async function loadChain(
   }
   const ski = intermediate.getExtension(SubjectKeyIdentifierExtension);
   const intermediateKeyId = ski ? ski.keyId : await keyIdentifierHex(keySpki);
-  return { root, intermediate, signingKey: await toSigningKey(key), intermediateKeyId, source };
+  return {
+    root,
+    intermediate,
+    signingKey: await toSigningKey(key),
+    signingCrypto: x509Crypto,
+    intermediateKeyId,
+    source,
+  };
 }
 
 function requireCa(cert: X509Certificate, file: string): void {
@@ -224,10 +240,26 @@ function validateOrganization(org: string): string {
  */
 async function generateInto(dir: string, organization: string, now: Date): Promise<boolean> {
   const org = validateOrganization(organization);
-  fs.mkdirSync(path.dirname(dir), { recursive: true });
-  const notBefore = new Date(now.getTime() - CHAIN_BACKDATE_MS);
-
   const rootKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const intKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const intSpki = intKeys.publicKey.export({ format: 'der', type: 'spki' });
+  const { root, intermediate } = await createChain(org, rootKeys, intSpki, now);
+  return writeCaDir(dir, [
+    [ROOT_CERT_FILE, root.toString('pem') + '\n', 0o644],
+    [ROOT_KEY_FILE, rootKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600],
+    [INTERMEDIATE_CERT_FILE, intermediate.toString('pem') + '\n', 0o644],
+    [INTERMEDIATE_KEY_FILE, intKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600],
+  ]);
+}
+
+/** Root (self-signed with `rootKeys`) and an intermediate for the public key `intSpki`, signed by the root. */
+async function createChain(
+  org: string,
+  rootKeys: { publicKey: KeyObject; privateKey: KeyObject },
+  intSpki: Buffer,
+  now: Date,
+): Promise<{ root: X509Certificate; intermediate: X509Certificate }> {
+  const notBefore = new Date(now.getTime() - CHAIN_BACKDATE_MS);
   const rootSpki = rootKeys.publicKey.export({ format: 'der', type: 'spki' });
   const rootKeyId = await keyIdentifierHex(rootSpki);
   const rootName = new Name([{ O: [org] }, { CN: [`${org}-root`] }]);
@@ -250,8 +282,6 @@ async function generateInto(dir: string, organization: string, now: Date): Promi
     x509Crypto,
   );
 
-  const intKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const intSpki = intKeys.publicKey.export({ format: 'der', type: 'spki' });
   const intermediate = await X509CertificateGenerator.create(
     {
       serialNumber: randomSerialHex(),
@@ -273,18 +303,22 @@ async function generateInto(dir: string, organization: string, now: Date): Promi
     },
     x509Crypto,
   );
+  return { root, intermediate };
+}
 
+/**
+ * Writes `files` into a private temp directory and renames it to `dir`: atomic, and if another process won the
+ * race its CA is kept (returns false) and ours discarded.
+ */
+function writeCaDir(dir: string, files: [name: string, data: string, mode: number][]): boolean {
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   fs.mkdirSync(tmp, { mode: 0o700 });
   try {
-    const write = (name: string, data: string, mode: number): void => {
+    for (const [name, data, mode] of files) {
       fs.writeFileSync(path.join(tmp, name), data, { mode, flag: 'wx' });
       fs.chmodSync(path.join(tmp, name), mode);
-    };
-    write(ROOT_CERT_FILE, root.toString('pem') + '\n', 0o644);
-    write(ROOT_KEY_FILE, rootKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
-    write(INTERMEDIATE_CERT_FILE, intermediate.toString('pem') + '\n', 0o644);
-    write(INTERMEDIATE_KEY_FILE, intKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
+    }
     try {
       fs.renameSync(tmp, dir);
       return true;
@@ -296,4 +330,50 @@ async function generateInto(dir: string, organization: string, now: Date): Promi
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The chain for a token-held intermediate key. First start: a root key generated in memory signs the root and an
+ * intermediate for the token's public key, then is dropped — only the two certificates are written, so no CA key
+ * ever sits in a file (a new intermediate later needs a new root). Later starts: the certificates are loaded and the
+ * intermediate must carry the token key.
+ */
+async function loadOrCreateTokenChain(options: CaKeyOptions, signer: CaKeySigner, now: Date): Promise<CaMaterial> {
+  const dir = path.join(options.dataDir, CA_DIR);
+  const rootPath = path.join(dir, ROOT_CERT_FILE);
+  const intPath = path.join(dir, INTERMEDIATE_CERT_FILE);
+  let source: CaMaterial['source'] = 'token';
+  if (!fs.existsSync(rootPath) && !fs.existsSync(intPath)) {
+    const org = validateOrganization(options.organization ?? 'airlock');
+    const rootKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { root, intermediate } = await createChain(org, rootKeys, signer.spkiDer, now);
+    writeCaDir(dir, [
+      [ROOT_CERT_FILE, root.toString('pem') + '\n', 0o644],
+      [INTERMEDIATE_CERT_FILE, intermediate.toString('pem') + '\n', 0o644],
+    ]);
+    source = 'generated';
+  }
+  const root = readCertificate(rootPath);
+  const intermediate = readCertificate(intPath);
+  requireCa(root, rootPath);
+  requireCa(intermediate, intPath);
+  if (!(await intermediate.verify({ publicKey: root.publicKey, signatureOnly: true }, x509Crypto)))
+    throw new CaError('CA_KEY_INVALID', `intermediate ${intPath} is not signed by root ${rootPath}`);
+  if (!sameBytes(signer.spkiDer, intermediate.publicKey.rawData)) {
+    throw new CaError(
+      'CA_KEY_INVALID',
+      `the token key given as the CA key does not match the intermediate certificate ${intPath}`,
+    );
+  }
+  for (const [cert, file] of [
+    [root, rootPath],
+    [intermediate, intPath],
+  ] as const) {
+    if (cert.notAfter.getTime() <= now.getTime())
+      throw new CaError('CA_KEY_INVALID', `certificate ${file} expired at ${cert.notAfter.toISOString()}`);
+  }
+  const ski = intermediate.getExtension(SubjectKeyIdentifierExtension);
+  const intermediateKeyId = ski ? ski.keyId : await keyIdentifierHex(signer.spkiDer);
+  const handle = signerHandle(signer);
+  return { root, intermediate, signingKey: handle.key, signingCrypto: handle.crypto, intermediateKeyId, source };
 }

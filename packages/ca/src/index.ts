@@ -26,6 +26,7 @@ export {
 } from './ca-keys.js';
 export { FULCIO_OID, BUILD_CLAIM_OIDS, issuerExtensions, buildClaimExtensions } from './extensions.js';
 export { derUtf8String, parseDerUtf8String } from './der.js';
+export { derSignatureToRaw, type CaKeySigner } from './key-signer.js';
 export {
   parseSigningCertRequest,
   signingCertRoute,

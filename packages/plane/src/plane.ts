@@ -5,6 +5,7 @@ import { AirlockError, type HttpLimits } from '@airlock/core';
 import { startTlogServer } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
+import { openPkcs11Signer } from './pkcs11.js';
 import { buildTrustedRoot, type TrustedRootJson } from './trusted-root.js';
 
 export type PlaneErrorCode =
@@ -12,7 +13,12 @@ export type PlaneErrorCode =
   | 'PLANE_NOT_RUNNING' // clients: exit 3
   | 'PLANE_ALREADY_RUNNING' // exit 3
   | 'PLANE_PORT_IN_USE' // a recorded (or given) port is taken: exit 3
-  | 'PLANE_PORT_CONFLICT'; // a flag contradicts the recorded port: exit 2
+  | 'PLANE_PORT_CONFLICT' // a flag contradicts the recorded port: exit 2
+  | 'PLANE_PKCS11_URI' // --ca-key/--log-key pkcs11: URI malformed: exit 2
+  | 'PLANE_PKCS11_MODULE' // the PKCS#11 module cannot be loaded: exit 2
+  | 'PLANE_PKCS11_PIN' // the PIN file/variable is missing: exit 2
+  | 'PLANE_PKCS11_LOGIN' // the token refused the PIN: exit 2
+  | 'PLANE_PKCS11_OBJECT'; // no token/key, or not a P-256 key pair: exit 2
 export class PlaneError extends AirlockError<PlaneErrorCode> {}
 
 export interface TrustPlaneOptions {
@@ -32,6 +38,10 @@ export interface TrustPlaneOptions {
   externalIssuers?: TrustedIssuer[];
   /** Leaf certificate lifetime (default 600 s, as Fulcio). */
   certValiditySeconds?: number;
+  /** RFC 7512 `pkcs11:` URI of the CA's intermediate key: no CA key is written to the data dir. */
+  caKey?: string;
+  /** RFC 7512 `pkcs11:` URI of the log's signing key: no log key is written to the data dir. */
+  logKey?: string;
 }
 
 export interface PlanePorts {
@@ -106,6 +116,16 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
     for (const c of closers.reverse()) await c().catch(() => undefined);
   };
   try {
+    const caSigner = options.caKey ? openPkcs11Signer(options.caKey) : undefined;
+    if (caSigner) closers.push(async () => caSigner.close());
+    // One module session serves both keys when they share a token: open the log key only if it differs.
+    const logSigner =
+      options.logKey === undefined
+        ? undefined
+        : options.logKey === options.caKey
+          ? caSigner
+          : openPkcs11Signer(options.logKey);
+    if (logSigner && logSigner !== caSigner) closers.push(async () => logSigner.close());
     const identity = await bind('identity issuer', ports.identity, statePath, () =>
       startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits }),
     );
@@ -123,11 +143,12 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
         issuers,
         ...limits,
         ...(options.certValiditySeconds ? { certValiditySeconds: options.certValiditySeconds } : {}),
+        ...(caSigner ? { intermediateSigner: caSigner } : {}),
       }),
     );
     closers.push(() => ca.close());
     const tlog = await bind('transparency log', ports.tlog, statePath, () =>
-      startTlogServer({ dataDir, host, port: ports.tlog, ...limits }),
+      startTlogServer({ dataDir, host, port: ports.tlog, ...limits, ...(logSigner ? { signer: logSigner } : {}) }),
     );
     closers.push(() => tlog.close());
     recordBinding(statePath, state, host, {

@@ -31,7 +31,7 @@ export {
   type SignedNote,
   type NoteSignature,
 } from './checkpoint.js';
-export { LogSigner, SIGNING_KEY_FILE } from './signing-key.js';
+export { LogSigner, SIGNING_KEY_FILE, type KeySigner } from './signing-key.js';
 export { setPayload, toWire, verifyLogEntry, type LogEntry, type InclusionProof, type VerifiedEntry } from './entry.js';
 export {
   prepareEntry,

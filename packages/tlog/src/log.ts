@@ -5,7 +5,7 @@ import { formatCheckpoint, isValidKeyName, signNote } from './checkpoint.js';
 import { setPayload, type LogEntry } from './entry.js';
 import { TlogError } from './errors.js';
 import { MerkleFrontier, MerkleTree } from './merkle.js';
-import { LogSigner } from './signing-key.js';
+import { LogSigner, type KeySigner } from './signing-key.js';
 import { LogStore, type NewEntryRow, type StoredEntry } from './storage.js';
 import { prepareEntry, type PreparedEntry } from './types/index.js';
 
@@ -23,6 +23,8 @@ export interface TransparencyLogOptions {
   logName?: string;
   /** PEM ECDSA P-256 private key to use instead of `<dataDir>/tlog-signing-key.pem`. */
   signingKeyPath?: string;
+  /** A signer whose key lives outside the data dir (PKCS#11); wins over `signingKeyPath`. */
+  signer?: KeySigner;
   /** Entries per commit (group commit). 1 = one fsynced transaction per entry (for measurements). Default 1000. */
   maxBatch?: number;
   /** Clock in milliseconds (tests). */
@@ -95,9 +97,11 @@ export class TransparencyLog {
       throw new TlogError('TLOG_INVALID_OPTION', 'maxBatch must be a positive integer');
     }
     mkdirSync(options.dataDir, { recursive: true });
-    const signer = options.signingKeyPath
-      ? LogSigner.fromFile(options.signingKeyPath)
-      : LogSigner.loadOrCreate(options.dataDir);
+    const signer = options.signer
+      ? new LogSigner(options.signer)
+      : options.signingKeyPath
+        ? LogSigner.fromFile(options.signingKeyPath)
+        : LogSigner.loadOrCreate(options.dataDir);
     const store = LogStore.open(join(options.dataDir, DATABASE_FILE));
     try {
       const treeId = store.transaction(() => {

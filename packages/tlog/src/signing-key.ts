@@ -15,6 +15,33 @@ import { TlogError } from './errors.js';
 export const SIGNING_KEY_FILE = 'tlog-signing-key.pem';
 
 /**
+ * An ECDSA P-256 key held elsewhere (a PKCS#11 token): its SPKI, and one method that signs with SHA-256 and returns
+ * a DER (X9.62) signature. The private key never enters this process.
+ */
+export interface KeySigner {
+  readonly spkiDer: Buffer;
+  sign(data: Uint8Array): Buffer;
+}
+
+/** Today's file-backed key as a `KeySigner`. */
+class KeyObjectSigner implements KeySigner {
+  readonly spkiDer: Buffer;
+  constructor(private readonly key: KeyObject) {
+    if (
+      key.type !== 'private' ||
+      key.asymmetricKeyType !== 'ec' ||
+      key.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+    ) {
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key must be an ECDSA P-256 private key');
+    }
+    this.spkiDer = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  }
+  sign(data: Uint8Array): Buffer {
+    return sign('sha256', data, this.key);
+  }
+}
+
+/**
  * The log's ECDSA P-256 key. It signs SETs and checkpoints with ECDSA/SHA-256 (DER signatures) — the only EC
  * combination sigstore-js verifies (`crypto.verify(undefined, …)` always hashes with SHA-256).
  */
@@ -27,15 +54,18 @@ export class LogSigner {
   /** First 4 bytes of SHA-256(DER SPKI): the C2SP signed-note key hint Rekor v1 uses for ECDSA keys. */
   readonly keyHint: Buffer;
 
-  constructor(private readonly privateKey: KeyObject) {
-    if (
-      privateKey.type !== 'private' ||
-      privateKey.asymmetricKeyType !== 'ec' ||
-      privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
-    ) {
-      throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key must be an ECDSA P-256 private key');
+  private readonly signer: KeySigner;
+
+  /** A PEM/KeyObject private key (today's file), or a `KeySigner` whose key lives in a token. */
+  constructor(key: KeyObject | KeySigner) {
+    this.signer = 'spkiDer' in key ? key : new KeyObjectSigner(key);
+    try {
+      this.publicKey = createPublicKey({ key: this.signer.spkiDer, format: 'der', type: 'spki' });
+    } catch (err) {
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key has an invalid public key', { cause: err });
     }
-    this.publicKey = createPublicKey(privateKey);
+    if (this.publicKey.asymmetricKeyType !== 'ec' || this.publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new TlogError('TLOG_SIGNING_KEY_INVALID', 'the log signing key must be an ECDSA P-256 key');
     this.publicKeyDer = this.publicKey.export({ type: 'spki', format: 'der' });
     this.publicKeyPem = this.publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const digest = createHash('sha256').update(this.publicKeyDer).digest();
@@ -44,7 +74,7 @@ export class LogSigner {
   }
 
   sign(data: Uint8Array): Buffer {
-    return sign('sha256', data, this.privateKey);
+    return this.signer.sign(data);
   }
 
   /** Loads `path` (PKCS#8 or SEC1 PEM), which must be 0600 and owned by this process's user. */

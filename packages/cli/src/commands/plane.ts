@@ -104,6 +104,7 @@ function parseLimits(flags: LimitFlags): Partial<HttpLimits> {
 function upExitCode(err: unknown): number {
   const code = (err as { code?: unknown }).code;
   if (err instanceof UsageError || code === 'PLANE_PORT_CONFLICT' || code === 'PLANE_CONFIG') return EXIT.USAGE;
+  if (typeof code === 'string' && code.startsWith('PLANE_PKCS11_')) return EXIT.USAGE;
   return EXIT.UNAVAILABLE;
 }
 
@@ -118,6 +119,8 @@ type UpFlags = OutputOptions &
     trustDomain: string;
     issuerConfig?: string;
     allowInsecureIssuer?: boolean;
+    caKey?: string;
+    logKey?: string;
   };
 
 async function up(flags: UpFlags): Promise<void> {
@@ -132,6 +135,8 @@ async function up(flags: UpFlags): Promise<void> {
       trustDomain: flags.trustDomain,
       externalIssuers: loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
       limits: parseLimits(flags),
+      ...(flags.caKey ? { caKey: flags.caKey } : {}),
+      ...(flags.logKey ? { logKey: flags.logKey } : {}),
     });
   } catch (err) {
     fail(flags, err, upExitCode(err));
@@ -172,6 +177,11 @@ export function registerPlaneCommands(program: Command): void {
         'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?, audience?}); https only',
       )
       .option('--allow-insecure-issuer', 'accept plain-http issuers and JWKS from --issuer-config (tests only)')
+      .option(
+        '--ca-key <pkcs11-uri>',
+        "the CA intermediate's key in a PKCS#11 token (RFC 7512: pkcs11:token=…;object=…?module-path=…&pin-source=file:…|env:…)",
+      )
+      .option('--log-key <pkcs11-uri>', "the transparency log's signing key in a PKCS#11 token (same URI form)")
       .option('--json', 'print the endpoints as JSON'),
   ).action(up);
 

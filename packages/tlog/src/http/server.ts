@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLimitedServer, type HttpLimits, type RequestContext } from '@airlock/core';
 import { TransparencyLog } from '../log.js';
+import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
 
@@ -15,6 +16,8 @@ export interface TlogServerOptions {
   logName?: string;
   /** PEM ECDSA P-256 private key; default `<dataDir>/tlog-signing-key.pem` (generated on first start). */
   signingKeyPath?: string;
+  /** A signer whose key lives outside the data dir (PKCS#11); nothing is generated in `dataDir`. */
+  signer?: KeySigner;
   /** Largest accepted request body. Default 32 MiB. */
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
@@ -85,6 +88,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     dataDir: options.dataDir,
     logName,
     ...(options.signingKeyPath ? { signingKeyPath: options.signingKeyPath } : {}),
+    ...(options.signer ? { signer: options.signer } : {}),
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
