@@ -27,25 +27,33 @@ if (!existsSync(join(root, 'packages', 'agent', 'build', 'Release', 'airlock_pee
 }
 
 // `--system-tools`: the demo's hermetic build needs bubblewrap (the sandbox), git (the checkout) and strace (the
-// network monitor). On a fresh Debian machine as root they are installed from Debian; otherwise the demo explains
-// what is missing and skips only the build stage.
+// network monitor); its admission stage needs docker-registry (Debian's CNCF Distribution, on loopback). On a fresh
+// Debian machine as root they are installed from Debian; otherwise the demo explains what is missing and skips only
+// the stage that needs it.
 if (process.argv.includes('--system-tools')) {
-  const needed = { bwrap: 'bubblewrap', git: 'git', strace: 'strace' };
+  const needed = {
+    bwrap: ['bubblewrap', 'the hermetic build'],
+    git: ['git', 'the hermetic build'],
+    strace: ['strace', 'the hermetic build'],
+    'docker-registry': ['docker-registry', 'the admission stage'],
+  };
   const onPath = (cmd) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, cmd)));
   const missing = Object.entries(needed)
     .filter(([cmd]) => !onPath(cmd))
-    .map(([, pkg]) => pkg);
+    .map(([, need]) => need);
+  const pkgs = missing.map(([pkg]) => pkg);
+  const stages = [...new Set(missing.map(([, stage]) => stage))].join(' and ');
   if (missing.length > 0) {
     if (process.getuid?.() === 0 && onPath('apt-get')) {
-      console.error(`airlock: installing ${missing.join(' ')} from Debian for the demo's sandboxed build…`);
+      console.error(`airlock: installing ${pkgs.join(' ')} from Debian for the demo (${stages})…`);
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
       const apt = (args) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
-      if (!(apt(['update', '-qq']) && apt(['install', '-y', '-qq', '--no-install-recommends', ...missing]))) {
-        console.error(`airlock: could not install ${missing.join(' ')}; the demo will skip the hermetic build`);
+      if (!(apt(['update', '-qq']) && apt(['install', '-y', '-qq', '--no-install-recommends', ...pkgs]))) {
+        console.error(`airlock: could not install ${pkgs.join(' ')}; the demo will skip ${stages}`);
       }
     } else {
       console.error(
-        `airlock: ${missing.join(', ')} not installed (apt-get install ${missing.join(' ')} as root); the demo will skip the hermetic build`,
+        `airlock: ${pkgs.join(', ')} not installed (apt-get install ${pkgs.join(' ')} as root); the demo will skip ${stages}`,
       );
     }
   }

@@ -4,9 +4,13 @@
  * release-policy verification against the imported mirror store, a signed VSA and the HTML report, whose paths it
  * prints last. The test re-verifies the demo's outputs itself rather than trusting its report: the provenance with
  * BundleVerifier, the VSA with stock @sigstore/verify and checkVsa (about the artifact, under the policy file the
- * demo wrote), and the report's text.
+ * demo wrote), and the report's text. With Debian's docker-registry installed (required under AIRLOCK_REQUIRE_TOOLS=1)
+ * the demo then ends with admission: the build pushed its output as a signed OCI image to a loopback registry, and
+ * the admission webhook, sent AdmissionReviews over HTTPS, admitted a Deployment of that image (at the digest the
+ * build pushed) and denied one of an unsigned image naming it and the failed rule; without a working
+ * docker-registry the demo still exits 0 and says it skipped the admission stage and why.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -15,6 +19,7 @@ import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { checkVsa } from '@airlock/policy';
+import { registryProblem } from '@airlock/testkit';
 import { BundleVerifier } from '@airlock/verify';
 import { runCli } from './helpers/cli.js';
 import { toolsAvailable, which } from './helpers/netns.js';
@@ -23,6 +28,10 @@ const enabled = toolsAvailable('airlock demo (hermetic build stage)', [
   which('bwrap') ? undefined : 'bwrap (bubblewrap) is not installed',
   which('git') ? undefined : 'git is not installed',
 ]);
+
+const withRegistry = enabled && toolsAvailable('airlock demo (admission stage: docker-registry)', [registryProblem()]);
+
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const dir = mkdtempSync(join(tmpdir(), 'airlock-demo-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,13 +48,16 @@ describe.skipIf(!enabled)('airlock demo', () => {
       policy: string;
       vsa: string;
       report: string;
+      admission?: { allowed: string; denied: string };
+      admissionSkipped?: string;
     };
     expect(report.ok).toBe(true);
     expect(report.skipped).toBeUndefined();
     const names = report.steps.map((s) => s.step.split(':')[0]);
     expect(names).toEqual(expect.arrayContaining(['sync', 'import', 'run', 'verify', 'reject']));
-    // The demo ends with the policy verification, the VSA and the report, in that order, and names their paths.
-    expect(names.slice(-4)).toEqual(['verify', 'reject', 'vsa', 'report']);
+    // After the build: the policy verification, the VSA and the report, in that order, then admission.
+    const tail = ['verify', 'reject', 'vsa', 'report'];
+    expect(names.slice(withRegistry ? -6 : -4)).toEqual(withRegistry ? [...tail, 'unsigned', 'admission'] : tail);
     const detail = (name: string): Record<string, unknown> => report.steps.find((s) => s.step.startsWith(name))!.detail;
     expect(detail('verify')).toMatchObject({ result: 'PASS', policy: join(data, 'release.policy.yaml') });
     for (const rule of [
@@ -112,5 +124,59 @@ describe.skipIf(!enabled)('airlock demo', () => {
     expect(html).toContain(String(detail('verify').snapshot));
     expect(html).toContain('dependencies.snapshot');
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=["']https?:/);
+
+    if (!withRegistry) {
+      expect(report.admissionSkipped).toMatch(/docker-registry/);
+      return;
+    }
+    // Admission: the image the build pushed (its digest as image.json in the output directory records it) was
+    // signed, admitted at that digest, and the unsigned image was denied, naming the image and the failed rule.
+    expect(report.admissionSkipped).toBeUndefined();
+    const image = JSON.parse(readFileSync(join(data, 'out', 'image.json'), 'utf8')) as {
+      digest: string;
+      repository: string;
+      signed: boolean;
+    };
+    expect(image.signed).toBe(true);
+    expect(run.detail).toMatchObject({ image: `${image.repository}@${image.digest}`, imageSigned: true });
+    const unsigned = detail('unsigned');
+    expect(unsigned).toMatchObject({ signatures: 'none' });
+    expect(unsigned.digest).not.toBe(image.digest);
+    const admission = detail('admission');
+    expect(admission.webhook).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/validate$/);
+    expect(admission.allowed).toBe(`Deployment default/greeting (${image.repository}:v1) → ALLOWED (${image.digest})`);
+    expect(admission.denied).toMatch(
+      new RegExp(
+        `^Deployment default/laptop-build \\(${esc(String(unsigned.image))}\\) → DENIED: ${esc(String(unsigned.image))} .*${esc(String(unsigned.digest))}.*denied by policy built-by-airlock: provenance\\.signed: `,
+      ),
+    );
+    expect(report.admission).toEqual({ allowed: admission.allowed, denied: admission.denied });
+    // The policy the webhook enforced is on disk for the operator to read.
+    expect(readFileSync(String(admission.policy), 'utf8')).toContain(`commit: '${String(detail('verify').commit)}'`);
   }, 180_000);
+
+  it.runIf(withRegistry)(
+    'says it skipped admission, and why, when docker-registry does not work',
+    async () => {
+      // A docker-registry that cannot even print its version shadows the real one.
+      const bin = join(dir, 'broken-bin');
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(join(bin, 'docker-registry'), '#!/bin/sh\necho "docker-registry: broken" >&2\nexit 1\n');
+      chmodSync(join(bin, 'docker-registry'), 0o755);
+      const r = await runCli(['demo', '--data', join(dir, 'data-no-registry'), '--json'], {
+        env: { PATH: `${bin}:${process.env.PATH ?? ''}` },
+      });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as { ok: boolean; steps: { step: string }[]; admissionSkipped?: string };
+      expect(report.ok).toBe(true);
+      expect(report.admissionSkipped).toBe('docker-registry --version failed (exit 1)');
+      expect(r.stderr).toContain('! admission stage skipped: docker-registry --version failed (exit 1)');
+      // Everything else still ran; nothing about a registry or admission did.
+      const names = report.steps.map((s) => s.step.split(':')[0]);
+      expect(names.slice(-4)).toEqual(['verify', 'reject', 'vsa', 'report']);
+      expect(names).not.toContain('registry');
+      expect(names).not.toContain('admission');
+    },
+    180_000,
+  );
 });

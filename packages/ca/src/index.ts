@@ -42,3 +42,4 @@ export {
   parseCsr,
   type SubmittedKey,
 } from './public-key.js';
+export { createTlsServerPair, type TlsServerPair } from './tls-pair.js';

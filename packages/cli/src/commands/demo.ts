@@ -18,6 +18,8 @@ import { runBuild, type RunResult } from '@airlock/runner';
 import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { EXIT, fail, printResult, type OutputOptions } from '../output.js';
+import { ADMISSION_STEPS, demoImageSpec } from './demo-admission.js';
+import { demoRegistryProblem, startDemoRegistry, type DemoRegistry } from './demo-registry.js';
 import { AFTER_BUILD_STEPS } from './demo-steps.js';
 
 const execFileAsync = promisify(execFile);
@@ -42,6 +44,10 @@ export interface DemoReport {
   vsa?: string;
   /** The HTML report of the chain. */
   report?: string;
+  /** The admission webhook's verdicts on the demo's signed image and on an unsigned one. */
+  admission?: { allowed: string; denied: string };
+  /** Set when the admission stage could not run here (docker-registry missing), with the reason. */
+  admissionSkipped?: string;
 }
 
 /** What the steps after the build share; steps record what later steps (and the summary) use. */
@@ -59,6 +65,10 @@ export interface DemoContext {
   run?: PolicyRun;
   vsaPath?: string;
   reportPath?: string;
+  /** The loopback registry the build pushed its signed image to (absent when docker-registry is missing). */
+  registry?: DemoRegistry;
+  /** The unsigned image pushed beside it, for the admission webhook to deny. */
+  unsignedImage?: string;
 }
 
 /** One step after the build: does its work and returns the detail the demo prints; throws to fail the demo. */
@@ -77,7 +87,10 @@ export interface DemoStepSpec {
  *     (npm ci + a pinned file), rebuilt to check reproducibility, and its SLSA provenance and SBOM are signed,
  *  5. AFTER_BUILD_STEPS: verification by a release policy (builder, source repo and commit, reproducible, every
  *     dependency in a sync-signed snapshot of the imported mirror store, SBOM), the same build rejected under a
- *     policy naming another builder identity, a signed VSA checked as a consumer would, and the HTML report.
+ *     policy naming another builder identity, a signed VSA checked as a consumer would, and the HTML report,
+ *  6. ADMISSION_STEPS (when Debian's docker-registry is installed; it is started before the build, which pushes
+ *     its output as a signed OCI image there): an unsigned image is pushed beside it, and the admission webhook
+ *     admits a Deployment of the signed image and denies one of the unsigned image.
  */
 export async function runDemo(opts: { data?: string; log: (line: string) => void }): Promise<DemoReport> {
   const dataDir = opts.data ?? mkdtempSync(join(tmpdir(), 'airlock-demo-'));
@@ -190,6 +203,17 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       (c) => ({ repo, commit: c }),
     );
 
+    const registryProblem = demoRegistryProblem();
+    const registry = registryProblem
+      ? undefined
+      : await step(
+          "registry: start Debian's docker-registry on loopback for the image the build pushes",
+          () => startDemoRegistry(join(dataDir, 'registry')),
+          (r) => ({ registry: r.url, image: demoImageSpec(r.host).repository }),
+        );
+    if (registry) cleanups.unshift(() => registry.stop());
+    else opts.log(`  ! admission stage skipped: ${registryProblem}`);
+
     let build: RunResult;
     try {
       build = await step(
@@ -209,12 +233,14 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
               outputs: ['greeting.txt'],
               reproducible: true,
               timeoutSeconds: 600,
+              ...(registry ? { image: demoImageSpec(registry.host) } : {}),
             },
             {
               outDir: join(dataDir, 'out'),
               builderId: runnerIdentity,
               mirrorUrl: mirror.url,
               signer: signerFor(runnerIdentity),
+              ...(registry ? { registry: { plainHttp: true, hosts: [registry.host] } } : {}),
               onProgress: (e) => opts.log(`      [${(e.elapsedMs / 1000).toFixed(1)} s] ${e.phase}: ${e.message}`),
             },
           ),
@@ -222,6 +248,7 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
           artifact: `${r.artifacts[0]!.name} sha256:${r.artifacts[0]!.sha256}`,
           reproducibility: r.reproducibility.status,
           mirrorBlobsUsed: r.mirror?.dependencies.length ?? 0,
+          ...(r.image ? { image: r.image.reference, imageSigned: r.image.signed } : {}),
           provenance: r.artifacts[0]!.provenanceBundlePath,
           logIndexes: r.artifacts
             .flatMap((a) => [logIndexOf(a.provenanceBundlePath), logIndexOf(a.sbomBundlePath)])
@@ -232,7 +259,13 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       if (hasErrorCode(err, 'RUNNER_TOOL_MISSING')) {
         const reason = (err as Error).message;
         opts.log(`  ! hermetic build skipped: ${reason}`);
-        return { ok: true, dataDir, steps, skipped: reason };
+        return {
+          ok: true,
+          dataDir,
+          steps,
+          skipped: reason,
+          ...(registryProblem ? { admissionSkipped: registryProblem } : {}),
+        };
       }
       throw err;
     }
@@ -246,13 +279,19 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       build,
       storeDir: join(dataDir, 'mirror-store'),
       snapshotId: imported.snapshot.id,
+      ...(registry ? { registry } : {}),
     };
-    for (const s of AFTER_BUILD_STEPS)
-      await step(
+    const last = registry ? [...AFTER_BUILD_STEPS, ...ADMISSION_STEPS] : AFTER_BUILD_STEPS;
+    let admission: DemoReport['admission'];
+    for (const s of last) {
+      const detail = await step(
         s.name,
         () => s.run(ctx),
-        (detail) => detail,
+        (d) => d,
       );
+      if (typeof detail['allowed'] === 'string' && typeof detail['denied'] === 'string')
+        admission = { allowed: detail['allowed'], denied: detail['denied'] };
+    }
     return {
       ok: true,
       dataDir,
@@ -260,6 +299,8 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       ...(ctx.policyPath ? { policy: ctx.policyPath } : {}),
       ...(ctx.vsaPath ? { vsa: ctx.vsaPath } : {}),
       ...(ctx.reportPath ? { report: ctx.reportPath } : {}),
+      ...(admission ? { admission } : {}),
+      ...(registryProblem ? { admissionSkipped: registryProblem } : {}),
     };
   } finally {
     for (const c of cleanups) await c().catch(() => undefined);
@@ -382,7 +423,7 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
-      'run the whole chain on embedded defaults: trust plane, sync, verified import, mirror, hermetic build, signed provenance + SBOM, verification',
+      'run the whole chain on embedded defaults: trust plane, sync, verified import, mirror, hermetic build, signed provenance + SBOM + image, verification, admission',
     )
     .option(
       '--data <dir>',
@@ -400,6 +441,10 @@ export function registerDemoCommand(program: Command): void {
                 `\nairlock demo: all ${report.steps.length} steps passed. Data, bundles and build outputs in ${report.dataDir}`,
                 ...(report.vsa ? [`  VSA:    ${report.vsa}`] : []),
                 ...(report.report ? [`  report: ${report.report}`] : []),
+                ...(report.admission
+                  ? [`  admission: ${report.admission.allowed}`, `             ${report.admission.denied}`]
+                  : []),
+                ...(report.admissionSkipped ? [`  admission skipped: ${report.admissionSkipped}`] : []),
               ].join('\n'),
         );
       } catch (err) {
