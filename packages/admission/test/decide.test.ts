@@ -158,7 +158,12 @@ describe('workspace verdicts without a registry', () => {
     );
     const regs = join(dir, 'down-registries.yaml');
     writeFileSync(regs, `registries:\n  '${down}': { plainHttp: true }\n`);
-    return createAdmissionController({ policyFile: file, trustedRoots: [root], registries: { file: regs }, watch: false });
+    return createAdmissionController({
+      policyFile: file,
+      trustedRoots: [root],
+      registries: { file: regs },
+      watch: false,
+    });
   })();
   afterAll(() => downController.close());
   const check = (image: string) => downController.checkWorkspace({ image }, { signal: new AbortController().signal });

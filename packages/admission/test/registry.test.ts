@@ -193,7 +193,10 @@ describe.runIf(enabled)('tag → digest through real registries', () => {
     });
     expect((await resolveImage(`${reg.host}/acme/app:v3`, byDefault, never())).digest).toBe(digest);
     const dockerOnly = loadRegistries({
-      dockerConfigJson: write('tls-docker.json', JSON.stringify({ auths: { [reg.host]: { username: 'u', password: 'p' } } })),
+      dockerConfigJson: write(
+        'tls-docker.json',
+        JSON.stringify({ auths: { [reg.host]: { username: 'u', password: 'p' } } }),
+      ),
       defaultCaFile: pki.caFile,
     });
     expect((await resolveImage(`${reg.host}/acme/app:v3`, dockerOnly, never())).digest).toBe(digest);

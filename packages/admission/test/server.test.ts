@@ -410,7 +410,7 @@ describe.skipIf(!available)('admission server', () => {
 
     it('a 10 MiB body sent whole (Content-Length or chunked) → 413, never a cut connection', async () => {
       const body = Buffer.alloc(10 * 1024 * 1024, 0x20);
-      for (const headers of [{}, { 'transfer-encoding': 'chunked' }]) {
+      for (const headers of [{}, { 'transfer-encoding': 'chunked' }] as Record<string, string>[]) {
         const r = await call(server.url, ca, '/validate', { body, headers }).catch((e: NodeJS.ErrnoException) => e);
         const what = JSON.stringify(headers);
         expect(r instanceof Error ? `${r.code ?? ''} ${r.message}` : r.status, what).toBe(413);

@@ -160,8 +160,8 @@ function onceOn(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boo
         req.reusedSocket && err.code === 'ECONNRESET' && (spec.method === 'GET' || spec.method === 'HEAD')
           ? new StaleSocketError(err.message)
           : options.signal?.aborted
-          ? new OciError('OCI_ABORTED', `${what}: aborted (deadline)`, { cause: err })
-          : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err }),
+            ? new OciError('OCI_ABORTED', `${what}: aborted (deadline)`, { cause: err })
+            : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err }),
       ),
     );
     if (spec.body === undefined) req.end();

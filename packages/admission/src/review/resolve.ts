@@ -69,13 +69,9 @@ export function registryFailure(what: string, cause: unknown, signal: AbortSigna
   const at = what === '' ? '' : `${what}: `;
   const code = (cause as { code?: unknown }).code;
   if (signal.aborted || code === 'OCI_ABORTED' || code === 'POLICY_ABORTED')
-    return new AdmissionError(
-      'ADMISSION_DEADLINE',
-      `${at}the admission deadline passed before verification finished`,
-      {
-        cause,
-      },
-    );
+    return new AdmissionError('ADMISSION_DEADLINE', `${at}the admission deadline passed before verification finished`, {
+      cause,
+    });
   const msg = cause instanceof Error ? cause.message : String(cause);
   if (typeof code === 'string' && REGISTRY_CODES.has(code))
     return new AdmissionError('ADMISSION_REGISTRY_UNAVAILABLE', `${at}registry error: ${msg}`, { cause });
