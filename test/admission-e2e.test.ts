@@ -13,8 +13,8 @@
  *     the pinned object names (it is still allowed, the tag no longer is);
  *   - a warn-mode policy (namespace sandbox) admits the unsigned image with a warning; DELETE is never blocked and
  *     a dryRun gets the verdict without being refused;
- *   - the malformed corpus is answered (4xx or a deny echoing the uid; the 10 MiB body may instead be cut off
- *     unread), never allowed, and /healthz works after;
+ *   - the malformed corpus is answered (4xx or a deny echoing the uid; the 10 MiB body gets its 413, drained
+ *     rather than cut off), never allowed, and /healthz works after;
  *   - with the registry stopped, every tag and every unverified digest is denied, never allowed.
  * Skips (printing why) without docker-registry, skopeo, git, bwrap, strace or openssl unless AIRLOCK_REQUIRE_TOOLS=1.
  */
@@ -284,7 +284,7 @@ describe.runIf(enabled)('admission webhook e2e (airlock admission serve, real re
       try {
         a = await send('/validate', c.body());
       } catch (err) {
-        // Refused before the body was read: the socket closes under the writer (see MalformedAnswer).
+        // A cut connection (EPIPE/ECONNRESET): no corpus entry accepts it (see MalformedAnswer).
         const code = (err as NodeJS.ErrnoException).code ?? '';
         expect(['EPIPE', 'ECONNRESET'], `${c.name}: ${String(err)}`).toContain(code);
         expect(c.acceptable, `${c.name}: connection cut (${code})`).toContain('connection-cut');

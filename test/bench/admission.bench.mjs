@@ -12,6 +12,7 @@
 // cold p99 < 100 ms, printed as met / not met. Every verdict is checked before the load: a deny fails the bench.
 //
 //   npm run bench -- admission          BENCH_ADMISSION_SECONDS=10 (per phase)  BENCH_ADMISSION_CONNECTIONS=16
+//   BENCH_ADMISSION_CPU_PROF=DIR        the servers run under node --cpu-prof (profiles written to DIR on exit)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { request } from 'node:https';
@@ -156,7 +157,11 @@ async function serve(conf, { cache }) {
   const args = ['admission', 'serve', '--policy', conf.policy, '--trusted-root', conf.trustedRoot];
   args.push('--registry-config', conf.registries, '--tls-cert', conf.pki.certFile, '--tls-key', conf.pki.keyFile);
   args.push('--listen', '127.0.0.1:0', '--json', ...(cache ? [] : ['--no-cache']));
-  const p = await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
+  // BENCH_ADMISSION_CPU_PROF=DIR: each server runs under `node --cpu-prof` and writes its profile there on exit.
+  const prof = process.env.BENCH_ADMISSION_CPU_PROF;
+  const p = prof
+    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', CLI, ...args], (o) => o.trim().endsWith('}'))
+    : await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
   return { url: JSON.parse(p.stdout()).url, stop: p.stop };
 }
 

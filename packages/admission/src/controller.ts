@@ -32,7 +32,7 @@ export interface AdmissionControllerConfig {
   /** Mirror snapshot directories (manifest.json + attestations/manifest.sigstore.json) for dependency rules. */
   snapshots?: string[];
   /** Registries the controller may contact: a registries file and/or a Kubernetes dockerconfigjson file. */
-  registries?: { file?: string; dockerConfigJson?: string } | Registries;
+  registries?: { file?: string; dockerConfigJson?: string; defaultCaFile?: string } | Registries;
   /** Cache of successful verifications (default 10 min, 10 000 entries); false turns it off. */
   cache?: { ttlMs?: number; maxEntries?: number } | false;
   /** Image verification (default: @airlock/policy's verifyImageByPolicy). */
@@ -212,6 +212,7 @@ class Controller implements AdmissionController {
     for (const w of this.watchers) w.close();
     this.watchers = [];
     this.cache.clear();
+    this.registries.close();
   }
 
   private watchFiles(): void {
@@ -240,17 +241,11 @@ class Controller implements AdmissionController {
 
 function workspaceImage(v: ImageVerdict): WorkspaceVerdict['image'] {
   const policy = v.policies.map((p) => p.policy).join(',');
-  const failedWithError =
-    v.policies.length === 0 && v.outcome === 'deny' && !/no admission policy matches/.test(v.reason);
   return {
     reference: v.image,
     ...(v.resolved ? { digest: v.resolved.digest } : {}),
     ...(policy ? { policy } : {}),
-    verdict:
-      v.outcome === 'deny'
-        ? failedWithError || v.policies.some((p) => /registry error|deadline/.test(p.reason))
-          ? 'ERROR'
-          : 'FAIL'
-        : 'PASS',
+    // ERROR (exit 3) only when the image could not be checked; an unconfigured registry is a refusal (FAIL).
+    verdict: v.outcome === 'deny' ? (v.unchecked ? 'ERROR' : 'FAIL') : 'PASS',
   };
 }

@@ -14,6 +14,8 @@ export type AdmissionErrorCode =
   | 'ADMISSION_IMAGE_INVALID'
   /** The registry answered with an error or could not be reached. */
   | 'ADMISSION_REGISTRY_UNAVAILABLE'
+  /** The image names a registry host the operator did not configure (a refusal: nothing was contacted). */
+  | 'ADMISSION_REGISTRY_NOT_CONFIGURED'
   /** The tag or digest is not in the registry. */
   | 'ADMISSION_IMAGE_NOT_FOUND'
   /** The internal deadline passed (the request was aborted). */

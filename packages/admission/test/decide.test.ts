@@ -146,3 +146,56 @@ describe('decide without a registry', () => {
     );
   });
 });
+
+describe('workspace verdicts without a registry', () => {
+  // Nothing listens on port 1 of loopback: every registry call is refused at once (ECONNREFUSED).
+  const down = '127.0.0.1:1';
+  const downController = (() => {
+    const file = join(dir, 'down.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: corp, images: ['reg.corp/**', '${down}/**'], release: ${release} }\n`,
+    );
+    const regs = join(dir, 'down-registries.yaml');
+    writeFileSync(regs, `registries:\n  '${down}': { plainHttp: true }\n`);
+    return createAdmissionController({
+      policyFile: file,
+      trustedRoots: [root],
+      registries: { file: regs },
+      watch: false,
+    });
+  })();
+  afterAll(() => downController.close());
+  const check = (image: string) => downController.checkWorkspace({ image }, { signal: new AbortController().signal });
+
+  it('an image on a registry the operator did not configure is a policy refusal (FAIL), not unreachable (ERROR)', async () => {
+    const v = await check('reg.corp/acme/app:v1');
+    expect(v.allowed).toBe(false);
+    expect(v.image.verdict).toBe('FAIL');
+    expect(v.reason).toBe(
+      'reg.corp/acme/app:v1: registry reg.corp is not one the admission controller is configured to use',
+    );
+  });
+
+  it('a configured registry that is down is ERROR (unreachable), naming the image once', async () => {
+    const image = `${down}/acme/app:v1`;
+    const v = await check(image);
+    expect(v).toMatchObject({ allowed: false, image: { verdict: 'ERROR' } });
+    expect(v.reason).toMatch(/^127\.0\.0\.1:1\/acme\/app:v1: tag v1: registry error: .*ECONNREFUSED/);
+    expect(v.reason.split(image).length - 1, v.reason).toBe(1);
+  });
+
+  it('a verification that fails after the digest is known names the image once (no `ref: ref:`)', async () => {
+    const image = `${down}/acme/app@sha256:${'d'.repeat(64)}`;
+    // This test's trusted root is `{}`: verification itself fails (FAIL); an aborted check is the deadline (ERROR).
+    const failed = await check(image);
+    expect(failed).toMatchObject({ allowed: false, image: { verdict: 'FAIL' } });
+    expect(failed.reason).toMatch(/denied by policy corp: cannot verify: trusted root/);
+    const ac = new AbortController();
+    ac.abort(new Error('deadline'));
+    const late = await downController.checkWorkspace({ image }, { signal: ac.signal });
+    expect(late).toMatchObject({ allowed: false, image: { verdict: 'ERROR' } });
+    expect(late.reason).toMatch(/denied by policy corp: the admission deadline passed/);
+    for (const v of [failed, late]) expect(v.reason.split(image).length - 1, v.reason).toBe(1);
+  });
+});

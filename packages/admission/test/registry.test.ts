@@ -6,6 +6,7 @@
  * openssl unless AIRLOCK_REQUIRE_TOOLS=1.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -185,5 +186,53 @@ describe.runIf(enabled)('tag → digest through real registries', () => {
     await expect(resolveImage(`${reg.host}/acme/app:v3`, withoutCa, never())).rejects.toThrow(
       /registry error: .*(certificate|self.signed)/i,
     );
+    // `--registry-ca`: the default CA for https hosts whose entry names none (also hosts only in dockerconfigjson).
+    const byDefault = loadRegistries({
+      file: write('tls-default.yaml', `registries:\n  '${reg.host}': {}\n`),
+      defaultCaFile: pki.caFile,
+    });
+    expect((await resolveImage(`${reg.host}/acme/app:v3`, byDefault, never())).digest).toBe(digest);
+    const dockerOnly = loadRegistries({
+      dockerConfigJson: write(
+        'tls-docker.json',
+        JSON.stringify({ auths: { [reg.host]: { username: 'u', password: 'p' } } }),
+      ),
+      defaultCaFile: pki.caFile,
+    });
+    expect((await resolveImage(`${reg.host}/acme/app:v3`, dockerOnly, never())).digest).toBe(digest);
+    expect(() => loadRegistries({ defaultCaFile: write('not-a-ca.pem', 'hello') })).toThrow(
+      /registry CA file .*not-a-ca\.pem: no PEM certificate in it/,
+    );
+    byDefault.close();
+    dockerOnly.close();
+  });
+
+  it('tag lookups reuse a kept-alive connection per registry host (no handshake per lookup)', async () => {
+    const reg = await startRegistry(join(dir, 'keepalive'));
+    stops.push(reg.stop);
+    const digest = await pushImage(new RegistryClient({ url: reg.url }), 'acme/app', 'v4');
+    // A TCP forwarder in front of the real registry, counting the connections the client opens.
+    const target = new URL(reg.url);
+    let connections = 0;
+    const sockets = new Set<Socket>();
+    const forwarder = createServer((down) => {
+      connections++;
+      const up = connect(Number(target.port), target.hostname);
+      sockets.add(down).add(up);
+      down.pipe(up).pipe(down);
+      down.on('error', () => up.destroy());
+      up.on('error', () => down.destroy());
+    });
+    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+    stops.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => forwarder.close(() => resolve()));
+    });
+    const host = `127.0.0.1:${(forwarder.address() as { port: number }).port}`;
+    const registries = new Registries([{ host, plainHttp: true }]);
+    for (let i = 0; i < 5; i++)
+      expect((await resolveImage(`${host}/acme/app:v4`, registries, never())).digest).toBe(digest);
+    expect(connections).toBe(1);
+    registries.close();
   });
 });

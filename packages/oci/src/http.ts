@@ -1,4 +1,10 @@
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import {
+  request as httpRequest,
+  type Agent as HttpAgent,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { OciError } from './errors.js';
@@ -18,6 +24,11 @@ export interface HttpOptions {
    * token is fetched from the challenge's realm (with `auth` as Basic credentials, if any) and reused until a 401.
    */
   tokens?: Map<string, string>;
+  /**
+   * A keep-alive agent (http or https, matching the registry's scheme) whose sockets are reused across requests;
+   * without one every exchange opens and closes its own connection. Used only for URLs of the agent's protocol.
+   */
+  agent?: HttpAgent;
 }
 
 export interface HttpResponse {
@@ -70,7 +81,23 @@ export async function httpExchange(spec: RequestSpec, options: HttpOptions): Pro
   }
 }
 
-function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boolean): Promise<HttpResponse> {
+/**
+ * One request. A GET/HEAD that fails with ECONNRESET on a reused keep-alive socket is repeated once on a new
+ * connection: the server closed the idle socket as we picked it (the request never reached it).
+ */
+async function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boolean): Promise<HttpResponse> {
+  try {
+    return await onceOn(spec, url, options, sendAuth);
+  } catch (err) {
+    if (!(err instanceof StaleSocketError)) throw err;
+    return onceOn(spec, url, options, sendAuth);
+  }
+}
+
+/** ECONNRESET on a reused keep-alive socket before any response (see `once`). */
+class StaleSocketError extends Error {}
+
+function onceOn(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boolean): Promise<HttpResponse> {
   const maxBytes = spec.maxBytes ?? 4 << 20;
   const headers: Record<string, string> = { 'User-Agent': options.userAgent ?? 'airlock-oci/0.1', ...spec.headers };
   const token = sendAuth ? options.tokens?.get(tokenKey(spec.url)) : undefined;
@@ -113,12 +140,13 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), url }),
       );
     };
-    const req = (isHttps ? httpsRequest : httpRequest)(
+    const agent = options.agent !== undefined && agentProtocol(options.agent) === url.protocol ? options.agent : false;
+    const req: ClientRequest = (isHttps ? httpsRequest : httpRequest)(
       url,
       {
         method: spec.method,
         headers,
-        agent: false,
+        agent,
         ...(isHttps && options.ca !== undefined ? { ca: options.ca } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       },
@@ -127,11 +155,13 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
     req.setTimeout(options.timeoutMs ?? 60_000, () =>
       req.destroy(new Error(`no activity for ${options.timeoutMs ?? 60_000} ms`)),
     );
-    req.on('error', (err) =>
+    req.on('error', (err: NodeJS.ErrnoException) =>
       reject(
-        options.signal?.aborted
-          ? new OciError('OCI_ABORTED', `${what}: aborted (deadline)`, { cause: err })
-          : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err }),
+        req.reusedSocket && err.code === 'ECONNRESET' && (spec.method === 'GET' || spec.method === 'HEAD')
+          ? new StaleSocketError(err.message)
+          : options.signal?.aborted
+            ? new OciError('OCI_ABORTED', `${what}: aborted (deadline)`, { cause: err })
+            : new OciError('OCI_HTTP', `${what}: ${err.message}`, { cause: err }),
       ),
     );
     if (spec.body === undefined) req.end();
@@ -142,6 +172,10 @@ function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boole
       src.pipe(req);
     }
   });
+}
+
+function agentProtocol(agent: HttpAgent): string | undefined {
+  return (agent as HttpAgent & { protocol?: string }).protocol;
 }
 
 /** The `errors[]` of a Distribution error body, as one line, for messages. */

@@ -102,6 +102,7 @@ export class RegistryClient {
       userAgent: options.userAgent,
       signal: options.signal,
       tokens: options.tokens ?? new Map(),
+      ...(options.agent !== undefined ? { agent: options.agent } : {}),
     };
     this.maxManifestBytes = options.maxManifestBytes ?? 4 << 20;
   }

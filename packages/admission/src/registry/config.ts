@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { RegistryClient } from '@airlock/oci';
 import { parseDocument } from 'yaml';
@@ -25,6 +27,11 @@ export class Registries {
   private readonly hosts: ReadonlyMap<string, RegistryHost>;
   /** Bearer tokens per host, shared by every client of that host. */
   private readonly tokens = new Map<string, Map<string, string>>();
+  /**
+   * One keep-alive agent per host: a tag lookup reuses a warm connection instead of a TCP (+TLS) handshake. The
+   * socket count is bounded; requests beyond it queue in the agent (the request deadline still applies).
+   */
+  private readonly agents = new Map<string, HttpAgent>();
 
   /** Idle socket timeout per registry request (default 5 s); the request's AbortSignal is the real deadline. */
   private readonly timeoutMs: number;
@@ -47,12 +54,12 @@ export class Registries {
     return [...this.hosts.keys()];
   }
 
-  /** A client for `host` bound to `signal` (clients are cheap: no pooled connections). */
+  /** A client for `host` bound to `signal` (clients are cheap; connections are pooled per host). */
   client(host: string, signal?: AbortSignal): RegistryClient {
     const h = this.hosts.get(host);
     if (!h)
       throw new AdmissionError(
-        'ADMISSION_REGISTRY_UNAVAILABLE',
+        'ADMISSION_REGISTRY_NOT_CONFIGURED',
         `registry ${host} is not one the admission controller is configured to use`,
       );
     let tokens = this.tokens.get(host);
@@ -63,11 +70,34 @@ export class Registries {
       ...(h.auth ? { auth: h.auth } : {}),
       ...(signal ? { signal } : {}),
       tokens,
+      agent: this.agent(h),
       timeoutMs: this.timeoutMs,
       userAgent: 'airlock-admission/0.1',
     });
   }
+
+  /** Closes every pooled connection (the server is stopping). */
+  close(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+
+  private agent(h: RegistryHost): HttpAgent {
+    let agent = this.agents.get(h.host);
+    if (!agent) {
+      // Idle sockets are closed after 4 s, below the common 5 s+ server idle timeouts, so reuse rarely races a close.
+      const options = { keepAlive: true, maxSockets: MAX_SOCKETS_PER_HOST, maxFreeSockets: 8, timeout: 4_000 };
+      agent = h.plainHttp
+        ? new HttpAgent(options)
+        : new HttpsAgent({ ...options, ...(h.ca !== undefined ? { ca: h.ca } : {}) });
+      this.agents.set(h.host, agent);
+    }
+    return agent;
+  }
 }
+
+/** Connections per registry host (a bound on what a burst of admissions can open). */
+const MAX_SOCKETS_PER_HOST = 16;
 
 /** The registries file: `registries: { "<host[:port]>": { plainHttp?, caFile?, username?, passwordFile? } }`. */
 interface RegistriesFile {
@@ -80,7 +110,12 @@ interface RegistriesFile {
  * hosts the registries file lists (a host only in dockerconfigjson is added with https). Errors name the file and
  * field, never a secret.
  */
-export function loadRegistries(options: { file?: string; dockerConfigJson?: string }): Registries {
+export function loadRegistries(options: {
+  file?: string;
+  dockerConfigJson?: string;
+  /** PEM CA bundle for every https registry whose entry names no caFile of its own (`--registry-ca`). */
+  defaultCaFile?: string;
+}): Registries {
   const hosts = new Map<string, RegistryHost>();
   if (options.file !== undefined) for (const h of readRegistriesFile(options.file)) hosts.set(h.host, h);
   if (options.dockerConfigJson !== undefined)
@@ -88,6 +123,12 @@ export function loadRegistries(options: { file?: string; dockerConfigJson?: stri
       const h = hosts.get(host) ?? { host, plainHttp: false };
       if (!h.auth) hosts.set(host, { ...h, auth });
     }
+  if (options.defaultCaFile !== undefined) {
+    const ca = readText(options.defaultCaFile, 'registry CA file');
+    if (!ca.includes('-----BEGIN CERTIFICATE-----'))
+      throw configError(`registry CA file ${options.defaultCaFile}: no PEM certificate in it`);
+    for (const h of hosts.values()) if (!h.plainHttp && h.ca === undefined) hosts.set(h.host, { ...h, ca });
+  }
   return new Registries([...hosts.values()]);
 }
 

@@ -4,7 +4,7 @@ import type { Registries } from '../registry/config.js';
 import type { AdmissionEvents } from '../types.js';
 import { checkDigest, type CheckContext } from '../verify/check.js';
 import type { FoundImage } from './images.js';
-import { parseReference, registryFailure, resolveImage, short, type ResolvedImage } from './resolve.js';
+import { isUnchecked, parseReference, registryFailure, resolveImage, short, type ResolvedImage } from './resolve.js';
 
 /** One image policy's verdict for one image in one request (mode applied). */
 export interface PolicyVerdict {
@@ -13,6 +13,8 @@ export interface PolicyVerdict {
   passed: boolean;
   reason: string;
   cached: boolean;
+  /** The policy could not be checked (registry down or failing, deadline), as opposed to a failed check. */
+  unchecked?: boolean;
 }
 
 /** Everything decided about one image string of the object. */
@@ -26,6 +28,8 @@ export interface ImageVerdict {
   outcome: 'allow' | 'warn' | 'deny';
   /** One line naming the image and why. */
   reason: string;
+  /** Denied because it could not be checked (registry unreachable, deadline): the workspace check's exit 3. */
+  unchecked?: boolean;
 }
 
 export interface ImageCheckDeps {
@@ -62,7 +66,7 @@ export async function decideImage(
     resolved = await resolveImage(image, deps.registries, signal);
   } catch (err) {
     reportRegistryError(err, name, deps);
-    return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}` };
+    return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}`, ...unchecked(err) };
   }
   const target = {
     reference: resolved.pinned,
@@ -76,9 +80,10 @@ export async function decideImage(
         const o = await checkDigest(target, p, deps.check, signal);
         return { policy: p.name, mode: p.mode, passed: o.passed, reason: o.reason, cached: o.cached };
       } catch (err) {
-        const e = registryFailure(resolved.pinned, err, signal);
+        // The summary names the image already: the reason does not repeat it.
+        const e = registryFailure('', err, signal);
         reportRegistryError(e, name, deps);
-        return { policy: p.name, mode: p.mode, passed: false, reason: e.message, cached: false };
+        return { policy: p.name, mode: p.mode, passed: false, reason: e.message, cached: false, ...unchecked(e) };
       }
     }),
   );
@@ -105,21 +110,28 @@ async function unmatched(
     return { ...base, resolved: await resolveImage(base.image, deps.registries, signal), outcome: 'allow', reason };
   } catch (err) {
     reportRegistryError(err, name, deps);
-    return { ...base, outcome: 'deny', reason: `${short(base.image)}: ${(err as Error).message}` };
+    return { ...base, outcome: 'deny', reason: `${short(base.image)}: ${(err as Error).message}`, ...unchecked(err) };
   }
 }
+
+const unchecked = (err: unknown): { unchecked?: true } => (isUnchecked(err) ? { unchecked: true } : {});
 
 function summarise(
   image: string,
   resolved: ResolvedImage,
   policies: PolicyVerdict[],
-): { outcome: ImageVerdict['outcome']; reason: string } {
+): { outcome: ImageVerdict['outcome']; reason: string; unchecked?: boolean } {
   const what =
     resolved.fromTag !== undefined ? `${short(image)} (tag ${resolved.fromTag} = ${resolved.digest})` : short(image);
   const enforced = policies.filter((p) => !p.passed && p.mode === 'enforce');
   const warned = policies.filter((p) => !p.passed && p.mode === 'warn');
   const names = (ps: PolicyVerdict[]): string => ps.map((p) => `policy ${p.policy}: ${p.reason}`).join('; ');
-  if (enforced.length > 0) return { outcome: 'deny', reason: `${what} denied by ${names(enforced)}` };
+  if (enforced.length > 0)
+    return {
+      outcome: 'deny',
+      reason: `${what} denied by ${names(enforced)}`,
+      ...(enforced.some((p) => p.unchecked) ? { unchecked: true } : {}),
+    };
   if (warned.length > 0) return { outcome: 'warn', reason: `${what} fails (warn mode) ${names(warned)}` };
   return {
     outcome: 'allow',

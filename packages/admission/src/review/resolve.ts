@@ -62,22 +62,26 @@ const REGISTRY_CODES = new Set([
 /**
  * An error while resolving or verifying as an admission error: the deadline (the signal fired, or an abort in the
  * cause chain), a registry failure (named; never its credentials), or anything else as a failure to verify.
+ * `what` prefixes the message (empty: none, when the caller's message names the image already).
  */
 export function registryFailure(what: string, cause: unknown, signal: AbortSignal): AdmissionError {
   if (cause instanceof AdmissionError) return cause;
+  const at = what === '' ? '' : `${what}: `;
   const code = (cause as { code?: unknown }).code;
   if (signal.aborted || code === 'OCI_ABORTED' || code === 'POLICY_ABORTED')
-    return new AdmissionError(
-      'ADMISSION_DEADLINE',
-      `${what}: the admission deadline passed before verification finished`,
-      {
-        cause,
-      },
-    );
+    return new AdmissionError('ADMISSION_DEADLINE', `${at}the admission deadline passed before verification finished`, {
+      cause,
+    });
   const msg = cause instanceof Error ? cause.message : String(cause);
   if (typeof code === 'string' && REGISTRY_CODES.has(code))
-    return new AdmissionError('ADMISSION_REGISTRY_UNAVAILABLE', `${what}: registry error: ${msg}`, { cause });
-  return new AdmissionError('ADMISSION_VERIFICATION_FAILED', `${what}: cannot verify: ${msg}`, { cause });
+    return new AdmissionError('ADMISSION_REGISTRY_UNAVAILABLE', `${at}registry error: ${msg}`, { cause });
+  return new AdmissionError('ADMISSION_VERIFICATION_FAILED', `${at}cannot verify: ${msg}`, { cause });
+}
+
+/** The image could not be checked (registry unreachable or failing, deadline): not a verdict on the image. */
+export function isUnchecked(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ADMISSION_REGISTRY_UNAVAILABLE' || code === 'ADMISSION_DEADLINE';
 }
 
 /** Image references are attacker input: bounded before they go into messages. */

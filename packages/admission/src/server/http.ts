@@ -73,7 +73,10 @@ const STATUS: Partial<Record<AdmissionServerErrorCode, number>> = {
   ADMISSION_BODY_TIMEOUT: 408,
 };
 
-/** Answers a request-level error (no usable uid) with its status; an unread body means the connection closes. */
+/**
+ * Answers a request-level error (no usable uid) with its status. A body left unread (413, 408) is drained first,
+ * within bounds, so the answer reaches the client (see `drainBounded`).
+ */
 export function sendRequestError(ctx: { metrics: AdmissionMetrics }, res: ServerResponse, err: unknown): void {
   const e =
     err instanceof AdmissionServerError
@@ -81,7 +84,42 @@ export function sendRequestError(ctx: { metrics: AdmissionMetrics }, res: Server
       : new AdmissionServerError('ADMISSION_INTERNAL', `internal error: ${(err as Error).message}`);
   ctx.metrics.rejectedRequest(e.code);
   const status = STATUS[e.code] ?? 500;
-  sendError(res, status, e.code, e.message, status === 413 || status === 408 ? { connection: 'close' } : {});
+  drainBounded(res.req);
+  sendError(res, status, e.code, e.message);
+}
+
+/** What a refused request may still send before its connection is cut. */
+export const DRAIN_LIMITS = { maxBytes: 16 * 1024 * 1024, maxMs: 5_000 };
+
+/**
+ * Reads and discards the rest of a refused request's body, up to DRAIN_LIMITS, then leaves the connection usable;
+ * past either limit it is destroyed. Closing a socket with unread data makes the kernel send a TCP RST, and a client
+ * still writing its body would lose the answer to EPIPE/ECONNRESET. Counted on the socket, so Node's own dump of an
+ * unread body is bounded too.
+ */
+export function drainBounded(req: IncomingMessage, limits = DRAIN_LIMITS): void {
+  if (req.complete || req.destroyed) return;
+  const socket = req.socket;
+  let seen = 0;
+  const cleanup = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', cleanup);
+    req.off('end', cleanup);
+  };
+  const cut = (): void => {
+    cleanup();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    seen += chunk.length;
+    if (seen > limits.maxBytes) cut();
+  };
+  const timer = setTimeout(cut, limits.maxMs);
+  socket.on('data', onData);
+  socket.once('close', cleanup);
+  req.once('end', cleanup);
+  req.resume();
 }
 
 /** Runs `work` until it settles or `signal` aborts, whichever is first; a late result or rejection is dropped. */

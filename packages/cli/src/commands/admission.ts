@@ -26,6 +26,7 @@ interface ControllerFlags extends OutputOptions {
   snapshot?: string[];
   registryConfig?: string;
   dockerconfigjson?: string;
+  registryCa?: string;
 }
 
 interface ServeFlags extends ControllerFlags {
@@ -78,6 +79,7 @@ function controllerConfig(flags: ControllerFlags): AdmissionControllerConfig {
     ['--policy', flags.policy],
     ['--registry-config', flags.registryConfig],
     ['--dockerconfigjson', flags.dockerconfigjson],
+    ['--registry-ca', flags.registryCa],
   ] as const)
     if (file !== undefined && !existsSync(file)) throw new UsageError(`${flag} ${file}: no such file`);
   const roots = trustedRoots(flags);
@@ -89,6 +91,7 @@ function controllerConfig(flags: ControllerFlags): AdmissionControllerConfig {
     registries: {
       ...(flags.registryConfig ? { file: flags.registryConfig } : {}),
       ...(flags.dockerconfigjson ? { dockerConfigJson: flags.dockerconfigjson } : {}),
+      ...(flags.registryCa ? { defaultCaFile: flags.registryCa } : {}),
     },
   };
 }
@@ -100,7 +103,8 @@ function controllerOptions(cmd: Command): Command {
     .option('--data <dir>', 'trust plane data directory (its trusted_root.json, when no --trusted-root)')
     .option('--snapshot <dir>', 'a signed mirror snapshot for dependency rules (repeatable)', collect)
     .option('--registry-config <file>', 'registries the controller may contact (hosts, CA files, credentials)')
-    .option('--dockerconfigjson <file>', 'a Kubernetes .dockerconfigjson with registry credentials');
+    .option('--dockerconfigjson <file>', 'a Kubernetes .dockerconfigjson with registry credentials')
+    .option('--registry-ca <file>', 'PEM CA bundle for https registries whose entry has no caFile of its own');
 }
 
 export function registerAdmissionCommands(program: Command): void {
