@@ -41,3 +41,12 @@ export {
   parseCsr,
   type SubmittedKey,
 } from './public-key.js';
+export {
+  createSvidCa,
+  loadOrCreateSvidCa,
+  issueX509Svid,
+  SVID_CA_DIR,
+  DEFAULT_SVID_TTL_SECONDS,
+  type SvidCa,
+  type IssueX509SvidOptions,
+} from './svid.js';
