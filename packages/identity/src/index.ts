@@ -37,6 +37,8 @@ export {
   spiffeAuthorizer,
   spiffeTlsServerOptions,
   refuseUnauthorized,
+  serviceMtls,
+  type ServiceMtlsOptions,
   type SpiffeMtlsConfig,
   type SpiffeAuthorization,
 } from './mtls.js';

@@ -190,3 +190,44 @@ export function refuseUnauthorized(
   res.end(JSON.stringify({ error: { code: auth.code, message: auth.message } }) + '\n');
   return true;
 }
+
+/** A service's mTLS configuration as the operator gives it (`--tls-cert/--tls-key/--client-ca/--allow-spiffe-id`). */
+export interface ServiceMtlsOptions extends SpiffeMtlsConfig {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** `all` (default): every request needs an authorized SVID; `writes`: only non-GET/HEAD requests do. */
+  scope?: 'all' | 'writes';
+}
+
+/**
+ * node:https options plus a request gate for a service: the handshake asks for (but does not demand) a client
+ * certificate, so the gate can answer a missing or foreign one with a JSON 401 and an unauthorized ID with a 403.
+ */
+export function serviceMtls(options: ServiceMtlsOptions): {
+  tls: {
+    cert: string | Buffer;
+    key: string | Buffer;
+    ca: string | Buffer;
+    requestCert: true;
+    rejectUnauthorized: false;
+    minVersion: 'TLSv1.2';
+  };
+  gate: (req: IncomingMessage, res: Parameters<typeof refuseUnauthorized>[1]) => boolean;
+} {
+  const authorize = spiffeAuthorizer(options);
+  const scope = options.scope ?? 'all';
+  return {
+    tls: {
+      cert: options.cert,
+      key: options.key,
+      ca: options.trustBundle,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    gate: (req, res) => {
+      if (scope === 'writes' && (req.method === 'GET' || req.method === 'HEAD')) return false;
+      return refuseUnauthorized(authorize(req), res);
+    },
+  };
+}

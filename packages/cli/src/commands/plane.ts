@@ -6,6 +6,7 @@ import { monitorLog, startTlogServer } from '@airlock/tlog';
 import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
+import { addMtlsOptions, mtlsFromFlags, type MtlsFlags } from './mtls-flags.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 function parsePort(v: string): number {
@@ -204,7 +205,7 @@ export function registerPlaneCommands(program: Command): void {
     });
 
   const tlog = program.command('tlog').description('the transparency log (Rekor v1 API)');
-  addLimitOptions(
+  const tlogServe = addLimitOptions(
     tlog
       .command('serve')
       .description('run only the transparency log')
@@ -212,26 +213,31 @@ export function registerPlaneCommands(program: Command): void {
       .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
       .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
       .option('--json', 'print {url, logId, publicKey} as JSON'),
-  ).action(async (flags: OutputOptions & LimitFlags & { data: string; listen: string; logName?: string }) => {
-    try {
-      const { host, port } = parseListen(flags.listen);
-      const server = await startTlogServer({
-        dataDir: flags.data,
-        host,
-        port,
-        limits: parseLimits(flags),
-        ...(flags.logName ? { logName: flags.logName } : {}),
-      });
-      printResult(
-        flags,
-        { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
-        () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
-      );
-      runUntilSignal(() => server.close());
-    } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-    }
-  });
+  );
+  addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(
+    async (flags: OutputOptions & LimitFlags & MtlsFlags & { data: string; listen: string; logName?: string }) => {
+      try {
+        const { host, port } = parseListen(flags.listen);
+        const mtls = mtlsFromFlags(flags, 'writes');
+        const server = await startTlogServer({
+          ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
+          dataDir: flags.data,
+          host,
+          port,
+          limits: parseLimits(flags),
+          ...(flags.logName ? { logName: flags.logName } : {}),
+        });
+        printResult(
+          flags,
+          { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
+          () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
+        );
+        runUntilSignal(() => server.close());
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+      }
+    },
+  );
   tlog
     .command('monitor')
     .description(
