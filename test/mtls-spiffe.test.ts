@@ -209,8 +209,12 @@ describe('airlock mirror serve --client-ca --allow-spiffe-id', () => {
       git('init', '-q');
       git('add', '-A');
       git('commit', '-q', '-m', 'one');
-      const fetchScript =
-        'import os, urllib.request; open("out.txt", "wb").write(urllib.request.urlopen(os.environ["AIRLOCK_MIRROR_URL"] + "/").read())';
+      // Fails the build unless the mirror answered 200 through the bridge; the body becomes the artifact.
+      const fetchScript = [
+        'import os, urllib.request',
+        'body = urllib.request.urlopen(os.environ["AIRLOCK_MIRROR_URL"] + "/").read()',
+        'open(os.environ["AIRLOCK_OUTPUT_DIR"] + "/out.txt", "wb").write(body)',
+      ].join('\n');
       spec = join(root, 'build.json');
       writeFileSync(
         spec,
