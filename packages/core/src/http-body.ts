@@ -169,6 +169,12 @@ export interface LimitedServerOptions {
   gate?: RequestGate;
 }
 
+/** A service's HTTPS options and optional request gate (mTLS with SPIFFE SVIDs: `serviceMtls` of @airlock/identity). */
+export interface ServiceTls {
+  tls: HttpsServerOptions;
+  gate?: RequestGate;
+}
+
 /** A pre-handler check that may answer (refuse) the request itself; true = answered. */
 export type RequestGate = (req: IncomingMessage, res: ServerResponse) => boolean;
 

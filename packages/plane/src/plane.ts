@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { AirlockError, type HttpLimits } from '@airlock/core';
+import { AirlockError, type HttpLimits, type ServiceTls } from '@airlock/core';
 import { startTlogServer } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
@@ -32,6 +32,8 @@ export interface TrustPlaneOptions {
   externalIssuers?: TrustedIssuer[];
   /** Leaf certificate lifetime (default 600 s, as Fulcio). */
   certValiditySeconds?: number;
+  /** Per service HTTPS / mTLS (SPIFFE SVID authorization); absent = plain HTTP as before. */
+  mtls?: Partial<Record<keyof PlanePorts, ServiceTls>>;
 }
 
 export interface PlanePorts {
@@ -107,7 +109,7 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
   };
   try {
     const identity = await bind('identity issuer', ports.identity, statePath, () =>
-      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits }),
+      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits, ...options.mtls?.identity }),
     );
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [
@@ -122,12 +124,13 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
         port: ports.ca,
         issuers,
         ...limits,
+        ...options.mtls?.ca,
         ...(options.certValiditySeconds ? { certValiditySeconds: options.certValiditySeconds } : {}),
       }),
     );
     closers.push(() => ca.close());
     const tlog = await bind('transparency log', ports.tlog, statePath, () =>
-      startTlogServer({ dataDir, host, port: ports.tlog, ...limits }),
+      startTlogServer({ dataDir, host, port: ports.tlog, ...limits, ...options.mtls?.tlog }),
     );
     closers.push(() => tlog.close());
     recordBinding(statePath, state, host, {

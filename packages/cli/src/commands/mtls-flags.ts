@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Command } from 'commander';
-import type { RequestGate } from '@airlock/core';
+import type { ServiceTls } from '@airlock/core';
 import { serviceMtls } from '@airlock/identity';
 import { UsageError } from '../output.js';
 
@@ -31,11 +30,6 @@ function readFlagFile(flag: string, file: string): Buffer {
   } catch {
     throw new UsageError(`${flag} ${file}: cannot read the file`);
   }
-}
-
-export interface ServiceTls {
-  tls: HttpsServerOptions;
-  gate?: RequestGate;
 }
 
 /** The server options for the flags (undefined without --tls-cert); `scope` = which requests need an SVID. */

@@ -100,6 +100,10 @@ function parseLimits(flags: LimitFlags): Partial<HttpLimits> {
   return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
 }
 
+function collectId(v: string, acc: string[] = []): string[] {
+  return [...acc, v];
+}
+
 /** `up` failures: bad flags or a port that contradicts the recorded one → 2; a taken port or a running plane → 3. */
 function upExitCode(err: unknown): number {
   const code = (err as { code?: unknown }).code;
@@ -118,12 +122,34 @@ type UpFlags = OutputOptions &
     trustDomain: string;
     issuerConfig?: string;
     allowInsecureIssuer?: boolean;
+    tlsCert?: string;
+    tlsKey?: string;
+    clientCa?: string;
+    caAllowSpiffeId?: string[];
+    tlogAllowSpiffeId?: string[];
+    identityAllowSpiffeId?: string[];
   };
+
+/** Per service mTLS of `up`: one server certificate and client trust bundle, an allow list per service (writes). */
+function planeMtls(flags: UpFlags): NonNullable<Parameters<typeof startTrustPlane>[0]['mtls']> | undefined {
+  const base = { ...pick(flags, 'tlsCert', 'tlsKey', 'clientCa') };
+  const service = (allow: string[] | undefined) =>
+    mtlsFromFlags({ ...base, ...(allow ? { allowSpiffeId: allow } : {}) }, 'writes');
+  const ca = service(flags.caAllowSpiffeId);
+  const tlog = service(flags.tlogAllowSpiffeId);
+  const identity = service(flags.identityAllowSpiffeId);
+  return ca && tlog && identity ? { ca, tlog, identity } : undefined;
+}
+
+function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as Pick<T, K>;
+}
 
 async function up(flags: UpFlags): Promise<void> {
   let plane: RunningTrustPlane;
   try {
     const port = (v: string | undefined): number => (v === undefined ? 0 : parsePort(v));
+    const mtls = planeMtls(flags);
     plane = await startTrustPlane({
       dataDir: flags.data,
       ...(flags.host ? { host: flags.host } : {}),
@@ -132,6 +158,7 @@ async function up(flags: UpFlags): Promise<void> {
       trustDomain: flags.trustDomain,
       externalIssuers: loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
       limits: parseLimits(flags),
+      ...(mtls ? { mtls } : {}),
     });
   } catch (err) {
     fail(flags, err, upExitCode(err));
@@ -180,6 +207,24 @@ export function registerPlaneCommands(program: Command): void {
         'JSON list of extra trusted OIDC issuers ({issuerUrl, type, trustDomain?, subjectDomain?, jwksUrl?, audience?}); https only',
       )
       .option('--allow-insecure-issuer', 'accept plain-http issuers and JWKS from --issuer-config (tests only)')
+      .option('--tls-cert <pem>', 'serve the log, CA and issuer over HTTPS with this certificate (chain)')
+      .option('--tls-key <pem>', 'private key for --tls-cert')
+      .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for writes (POST) to each service')
+      .option(
+        '--ca-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to request certificates; repeatable',
+        collectId,
+      )
+      .option(
+        '--tlog-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to submit to the log; repeatable',
+        collectId,
+      )
+      .option(
+        '--identity-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to request tokens; repeatable',
+        collectId,
+      )
       .option('--json', 'print the endpoints as JSON'),
   ).action(up);
 
