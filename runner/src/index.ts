@@ -68,7 +68,7 @@ export {
   type LimitExceeded,
   type ResourceLimitOptions,
 } from './limits/index.js';
-export { openMirrorEndpoint, type MirrorEndpoint, type MirrorFetch } from './mirror-endpoint.js';
+export { openMirrorEndpoint, type MirrorEndpoint, type MirrorFetch, type MirrorClientTls } from './mirror-endpoint.js';
 export { resolveMirrorFetches, mergeDependencies, type ResolvedMirrorFetches } from './mirror-dependencies.js';
 export {
   analyzeTrace,

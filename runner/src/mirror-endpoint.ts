@@ -11,7 +11,9 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { RunnerError } from './errors.js';
 
 /**
@@ -59,9 +61,19 @@ export interface MirrorEndpointOptions {
   url?: string;
   /** Where to create the bridge socket bound into the sandbox. */
   socketPath: string;
+  /** Operator's client certificate (the runner's X509-SVID) for an https:// mirror requiring mTLS. */
+  clientTls?: MirrorClientTls;
 }
 
-type Upstream = { socketPath: string } | { host: string; port: number };
+/** PEM material the bridge presents to (and trusts from) an https:// mirror. */
+export interface MirrorClientTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** Trust bundle for the mirror's server certificate (default: Node's CAs). */
+  ca?: string | Buffer;
+}
+
+type Upstream = { socketPath: string } | { host: string; port: number; tls?: MirrorClientTls };
 
 export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<MirrorEndpoint | undefined> {
   if (opts.unixSocket)
@@ -80,18 +92,19 @@ export async function openMirrorEndpoint(opts: MirrorEndpointOptions): Promise<M
   } catch (cause) {
     throw new RunnerError('RUNNER_SPEC_INVALID', `mirror.url: '${opts.url}' is not a URL`, { cause });
   }
-  if (u.protocol !== 'http:') {
+  if (u.protocol !== 'http:' && !(u.protocol === 'https:' && opts.clientTls)) {
     throw new RunnerError(
       'RUNNER_SPEC_INVALID',
-      `mirror.url: only http:// and unix: mirrors can be bridged into the sandbox, not ${u.protocol}`,
+      `mirror.url: only http://, unix: and (with a client certificate) https:// mirrors can be bridged into the sandbox, not ${u.protocol}`,
     );
   }
   if (u.username || u.password)
     throw new RunnerError('RUNNER_SPEC_INVALID', 'mirror.url: credentials in the URL are not allowed');
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(u.port || 80);
+  const tls = u.protocol === 'https:' ? opts.clientTls : undefined;
+  const port = Number(u.port || (tls ? 443 : 80));
   await probeTcp(host, port, opts.url);
-  return recordingProxy(opts.socketPath, { host, port }, httpPathPrefix(opts.url), opts.url);
+  return recordingProxy(opts.socketPath, { host, port, ...(tls ? { tls } : {}) }, httpPathPrefix(opts.url), opts.url);
 }
 
 function httpPathPrefix(url: string): string {
@@ -182,6 +195,15 @@ function refusal(req: IncomingMessage): { status: 400 | 405; reason: string } | 
 }
 
 /**
+ * A mirror serving an X509-SVID is identified by its SPIFFE ID, not a host name (the chain was already checked
+ * against the operator's bundle); any other certificate gets Node's host-name check.
+ */
+function spiffeOrHostname(host: string, cert: PeerCertificate): Error | undefined {
+  if (/^URI:spiffe:\/\/[^,"]+$/.test(cert.subjectaltname ?? '')) return undefined;
+  return checkServerIdentity(host, cert);
+}
+
+/**
  * The bridge: an HTTP/1.1 reverse proxy on a UNIX socket in the run directory (bound into the sandbox), forwarding
  * to the mirror. Being HTTP-aware rather than a byte pipe lets the runner record exactly which bytes the build
  * received — the sha256 of every complete 200 GET body — which is what provenance's resolvedDependencies must
@@ -201,7 +223,11 @@ async function recordingProxy(
       `UNIX socket path too long (${Buffer.byteLength(socketPath)} > ${MAX_SOCKET_PATH} bytes): ${socketPath}; use a shorter workRoot`,
     );
   }
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const tls = 'tls' in upstream ? upstream.tls : undefined;
+  const agent = tls
+    ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ...tls, checkServerIdentity: spiffeOrHostname })
+    : new Agent({ keepAlive: true, maxSockets: 64 });
+  const request = tls ? httpsRequest : httpRequest;
   const target = (): RequestOptions =>
     'socketPath' in upstream
       ? { socketPath: upstream.socketPath, agent }
@@ -228,7 +254,7 @@ async function recordingProxy(
   });
   const relay = (req: IncomingMessage, res: ServerResponse, path: string) => {
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
-    const upstreamReq = httpRequest({ ...target(), method, path, headers: requestHeaders(req.headers) }, (upRes) => {
+    const upstreamReq = request({ ...target(), method, path, headers: requestHeaders(req.headers) }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.headers));
       // Range and conditionals are stripped, so a body the build gets is a full 200: hash and record it.
       const record = method === 'GET' && upRes.statusCode === 200;
@@ -274,7 +300,7 @@ async function recordingProxy(
     refused: () => refusals,
     get: (path) =>
       new Promise((resolvePromise, reject) => {
-        const r = httpRequest({ ...target(), method: 'GET', path: `${pathPrefix}${path}` }, (res) => {
+        const r = request({ ...target(), method: 'GET', path: `${pathPrefix}${path}` }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));

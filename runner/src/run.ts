@@ -18,7 +18,7 @@ import { RunnerError } from './errors.js';
 import type { SourceResolver } from './git-source.js';
 import { findHostTools } from './host-tools.js';
 import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
-import { openMirrorEndpoint, type MirrorEndpoint } from './mirror-endpoint.js';
+import { openMirrorEndpoint, type MirrorClientTls, type MirrorEndpoint } from './mirror-endpoint.js';
 import { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
 import { collectOutputs } from './outputs.js';
@@ -64,6 +64,8 @@ export interface RunOptions {
    * one of these (by name or exact URL); without a selection the first approved mirror is used.
    */
   mirrors?: MirrorConfig[];
+  /** Client certificate (the runner's X509-SVID) the bridge presents to an https:// mirror: operator config only. */
+  mirrorClientTls?: MirrorClientTls;
   /** The mirror snapshot the build used (`sha256:<hex>`), recorded in provenance. */
   mirrorSnapshotId?: string;
   /** Mirror blobs the build used, as the caller knows them (purl/uri + digests). */
@@ -164,6 +166,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       unixSocket: chosenMirror?.unixSocket,
       url: chosenMirror?.url,
       socketPath: join(runDir, 'mirror.sock'),
+      ...(options.mirrorClientTls ? { clientTls: options.mirrorClientTls } : {}),
     });
     const ctx: RunContext = {
       spec: loaded.spec,

@@ -43,3 +43,12 @@ export {
   type SubmittedKey,
 } from './public-key.js';
 export { createTlsServerPair, type TlsServerPair } from './tls-pair.js';
+export {
+  createSvidCa,
+  loadOrCreateSvidCa,
+  issueX509Svid,
+  SVID_CA_DIR,
+  DEFAULT_SVID_TTL_SECONDS,
+  type SvidCa,
+  type IssueX509SvidOptions,
+} from './svid.js';

@@ -1,6 +1,7 @@
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLimitedServer, type HttpLimits, type RequestContext } from '@airlock/core';
+import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './authority.js';
 import { configurationRoute, errorResult, signingCertRoute, trustBundleRoute, type RouteResult } from './routes.js';
 
@@ -11,6 +12,10 @@ export interface StartCaServerOptions extends CertificateAuthorityOptions {
   maxBodyBytes?: number;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
+  /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs, see `serviceMtls`); the URL becomes https://. */
+  tls?: HttpsServerOptions;
+  /** Pre-handler check (e.g. SPIFFE ID authorization); true = it answered. */
+  gate?: RequestGate;
 }
 
 export interface CaServer {
@@ -40,6 +45,8 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
         .then((result) => send(res, result)),
     {
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      ...(options.gate ? { gate: options.gate } : {}),
       writeError: (res, status, code, message, headers) => send(res, { status, body: { code, message } }, headers),
     },
   );
@@ -54,7 +61,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
   const { port } = server.address() as AddressInfo;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
-    url: `http://${urlHost}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${port}`,
     rootPem: ca.rootPem,
     intermediatePem: ca.intermediatePem,
     chainDer: ca.chainDer,

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { AirlockError } from './errors.js';
 
 /**
@@ -162,7 +163,20 @@ export interface LimitedServerOptions {
   writeError: ErrorWriter;
   /** A handler rejected (services catch their own errors; this is the last resort). */
   onHandlerError?: (err: unknown) => void;
+  /** Serve HTTPS (optionally requesting client certificates) with the same limits. */
+  tls?: HttpsServerOptions;
+  /** Runs before the handler (e.g. mTLS authorization); returns true when it answered the request itself. */
+  gate?: RequestGate;
 }
+
+/** A service's HTTPS options and optional request gate (mTLS with SPIFFE SVIDs: `serviceMtls` of @airlock/identity). */
+export interface ServiceTls {
+  tls: HttpsServerOptions;
+  gate?: RequestGate;
+}
+
+/** A pre-handler check that may answer (refuse) the request itself; true = answered. */
+export type RequestGate = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 /**
  * An `http.Server` that applies `HttpLimits` around `handler`: concurrency cap (503 + Retry-After), Node's header
@@ -174,7 +188,8 @@ export function createLimitedServer(handler: LimitedHandler, options: LimitedSer
   // Node checks header/request timeouts on this interval (default 30 s, which would make short limits moot).
   const checkEvery = Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4)));
   let active = 0;
-  const server = createServer({ connectionsCheckingInterval: checkEvery }, (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    if (options.gate?.(req, res)) return;
     if (active >= limits.maxConcurrentRequests) {
       const busy = `server busy: more than ${limits.maxConcurrentRequests} concurrent requests; retry shortly`;
       writeLimitError(options.writeError, res, new HttpLimitError('HTTP_OVERLOADED', busy));
@@ -183,7 +198,11 @@ export function createLimitedServer(handler: LimitedHandler, options: LimitedSer
     active++;
     const done = serveOne(handler, req, res, limits, options.writeError);
     done.catch((err: unknown) => options.onHandlerError?.(err)).finally(() => active--);
-  });
+  };
+  // node:https.Server has node:http.Server's whole API (it extends tls.Server and mixes in http's).
+  const server = options.tls
+    ? (createHttpsServer({ ...options.tls, connectionsCheckingInterval: checkEvery }, listener) as unknown as Server)
+    : createServer({ connectionsCheckingInterval: checkEvery }, listener);
   server.headersTimeout = limits.headersTimeoutMs;
   // Node's whole-request limit backs up the body reader's own deadline; 0 would disable it.
   server.requestTimeout = limits.headersTimeoutMs + limits.bodyTimeoutMs;

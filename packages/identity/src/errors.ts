@@ -13,6 +13,11 @@ export type IdentityErrorCode =
   | 'IDENTITY_BREAK_GLASS_REQUIRED' // minting from the key file without the explicit admin flag
   | 'IDENTITY_CONFIG_INVALID'
   | 'TOKEN_REQUEST_INVALID'
+  // mTLS peers (X509-SVIDs)
+  | 'MTLS_CONFIG_INVALID'
+  | 'MTLS_CLIENT_CERT_MISSING'
+  | 'MTLS_CLIENT_CERT_INVALID'
+  | 'MTLS_SPIFFE_ID_FORBIDDEN'
   // Verifier side
   | 'OIDC_CONFIG_INVALID'
   | 'OIDC_MALFORMED'

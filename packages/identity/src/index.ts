@@ -30,3 +30,23 @@ export {
   type VerifyOidcTokenOptions,
   type VerifiedOidcToken,
 } from './verify.js';
+export {
+  parseTrustBundle,
+  spiffeIdOfPeer,
+  compileSpiffeAllowList,
+  spiffeAuthorizer,
+  spiffeTlsServerOptions,
+  refuseUnauthorized,
+  serviceMtls,
+  type ServiceMtlsOptions,
+  type SpiffeMtlsConfig,
+  type SpiffeAuthorization,
+} from './mtls.js';
+export {
+  x509SvidToJson,
+  splitDerCertificates,
+  readX509SvidFile,
+  type X509Svid,
+  type X509SvidJson,
+  type X509SvidPem,
+} from './x509-svid.js';

@@ -1,6 +1,14 @@
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLimitedServer, hasErrorCode, HttpLimitError, type HttpLimits, type RequestContext } from '@airlock/core';
+import {
+  createLimitedServer,
+  hasErrorCode,
+  HttpLimitError,
+  type HttpLimits,
+  type RequestContext,
+  type RequestGate,
+} from '@airlock/core';
 import { IdentityError } from './errors.js';
 import { formatHostForUrl, isLoopbackAddress, sendJson } from './http.js';
 import { IdentityIssuer, writeIssuerMetadata, type IssueTokenRequest } from './issuer.js';
@@ -19,6 +27,10 @@ export interface StartIdentityIssuerOptions {
   maxBodyBytes?: number;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
+  /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs, see `serviceMtls`); the URL becomes https://. */
+  tls?: HttpsServerOptions;
+  /** Pre-handler check (e.g. SPIFFE ID authorization); true = it answered. */
+  gate?: RequestGate;
 }
 
 export interface IdentityIssuerServer {
@@ -59,6 +71,8 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
     },
     {
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      ...(options.gate ? { gate: options.gate } : {}),
       writeError: (res, status, code, message, headers) => sendJson(res, status, { code, message }, headers),
     },
   );
@@ -71,7 +85,7 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
   });
   try {
     const { port } = server.address() as AddressInfo;
-    const url = options.issuerUrl ?? `http://${formatHostForUrl(host)}:${port}`;
+    const url = options.issuerUrl ?? `${options.tls ? 'https' : 'http'}://${formatHostForUrl(host)}:${port}`;
     issuer = await IdentityIssuer.open({
       dataDir: options.dataDir,
       issuerUrl: url,

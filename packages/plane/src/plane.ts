@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { AirlockError, type HttpLimits } from '@airlock/core';
+import { AirlockError, type HttpLimits, type ServiceTls } from '@airlock/core';
 import { startTlogServer } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
@@ -42,6 +42,8 @@ export interface TrustPlaneOptions {
   caKey?: string;
   /** RFC 7512 `pkcs11:` URI of the log's signing key: no log key is written to the data dir. */
   logKey?: string;
+  /** Per service HTTPS / mTLS (SPIFFE SVID authorization); absent = plain HTTP as before. */
+  mtls?: Partial<Record<keyof PlanePorts, ServiceTls>>;
 }
 
 export interface PlanePorts {
@@ -127,7 +129,7 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
           : openPkcs11Signer(options.logKey);
     if (logSigner && logSigner !== caSigner) closers.push(async () => logSigner.close());
     const identity = await bind('identity issuer', ports.identity, statePath, () =>
-      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits }),
+      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits, ...options.mtls?.identity }),
     );
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [
@@ -142,13 +144,21 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
         port: ports.ca,
         issuers,
         ...limits,
+        ...options.mtls?.ca,
         ...(options.certValiditySeconds ? { certValiditySeconds: options.certValiditySeconds } : {}),
         ...(caSigner ? { intermediateSigner: caSigner } : {}),
       }),
     );
     closers.push(() => ca.close());
     const tlog = await bind('transparency log', ports.tlog, statePath, () =>
-      startTlogServer({ dataDir, host, port: ports.tlog, ...limits, ...(logSigner ? { signer: logSigner } : {}) }),
+      startTlogServer({
+        dataDir,
+        host,
+        port: ports.tlog,
+        ...limits,
+        ...options.mtls?.tlog,
+        ...(logSigner ? { signer: logSigner } : {}),
+      }),
     );
     closers.push(() => tlog.close());
     recordBinding(statePath, state, host, {

@@ -162,6 +162,11 @@ export function registerMirrorCommands(program: Command): void {
     .option('--tls-cert <pem>', 'serve HTTPS with this certificate (chain)')
     .option('--tls-key <pem>', 'private key for --tls-cert')
     .option('--client-ca <pem>', 'require client certificates issued by this CA (mTLS)')
+    .option(
+      '--allow-spiffe-id <id>',
+      'with --client-ca: only clients whose X509-SVID carries this SPIFFE ID (exact, or anchored ^…$ pattern; repeatable)',
+      (v: string, acc: string[] = []) => [...acc, v],
+    )
     .option('--workers <n>', 'processes sharing the socket (default 1)', '1')
     .option('--json', 'print {url} as JSON when listening')
     .action(
@@ -173,6 +178,7 @@ export function registerMirrorCommands(program: Command): void {
           tlsCert?: string;
           tlsKey?: string;
           clientCa?: string;
+          allowSpiffeId?: string[];
           workers: string;
         },
       ) => {
@@ -180,6 +186,7 @@ export function registerMirrorCommands(program: Command): void {
           const { host, port } = parseListen(flags.listen);
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
+          if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
           const store = await openExistingStore(flags.store);
           const server = await startMirrorServer({
             store,
@@ -193,6 +200,7 @@ export function registerMirrorCommands(program: Command): void {
                     cert: readFileSync(flags.tlsCert),
                     key: readFileSync(flags.tlsKey!),
                     ...(flags.clientCa ? { ca: readFileSync(flags.clientCa), requestClientCert: true } : {}),
+                    ...(flags.allowSpiffeId ? { allowSpiffeIds: flags.allowSpiffeId } : {}),
                   },
                 }
               : {}),

@@ -7,6 +7,7 @@ import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
 import { registerIdentityCommands } from './identity.js';
+import { addMtlsOptions, mtlsFromFlags, type MtlsFlags } from './mtls-flags.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 function parsePort(v: string): number {
@@ -100,6 +101,10 @@ function parseLimits(flags: LimitFlags): Partial<HttpLimits> {
   return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
 }
 
+function collectId(v: string, acc: string[] = []): string[] {
+  return [...acc, v];
+}
+
 /** `up` failures: bad flags or a port that contradicts the recorded one → 2; a taken port or a running plane → 3. */
 function upExitCode(err: unknown): number {
   const code = (err as { code?: unknown }).code;
@@ -121,12 +126,34 @@ type UpFlags = OutputOptions &
     allowInsecureIssuer?: boolean;
     caKey?: string;
     logKey?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    clientCa?: string;
+    caAllowSpiffeId?: string[];
+    tlogAllowSpiffeId?: string[];
+    identityAllowSpiffeId?: string[];
   };
+
+/** Per service mTLS of `up`: one server certificate and client trust bundle, an allow list per service (writes). */
+function planeMtls(flags: UpFlags): NonNullable<Parameters<typeof startTrustPlane>[0]['mtls']> | undefined {
+  const base = { ...pick(flags, 'tlsCert', 'tlsKey', 'clientCa') };
+  const service = (allow: string[] | undefined) =>
+    mtlsFromFlags({ ...base, ...(allow ? { allowSpiffeId: allow } : {}) }, 'writes');
+  const ca = service(flags.caAllowSpiffeId);
+  const tlog = service(flags.tlogAllowSpiffeId);
+  const identity = service(flags.identityAllowSpiffeId);
+  return ca && tlog && identity ? { ca, tlog, identity } : undefined;
+}
+
+function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as Pick<T, K>;
+}
 
 async function up(flags: UpFlags): Promise<void> {
   let plane: RunningTrustPlane;
   try {
     const port = (v: string | undefined): number => (v === undefined ? 0 : parsePort(v));
+    const mtls = planeMtls(flags);
     plane = await startTrustPlane({
       dataDir: flags.data,
       ...(flags.host ? { host: flags.host } : {}),
@@ -137,6 +164,7 @@ async function up(flags: UpFlags): Promise<void> {
       limits: parseLimits(flags),
       ...(flags.caKey ? { caKey: flags.caKey } : {}),
       ...(flags.logKey ? { logKey: flags.logKey } : {}),
+      ...(mtls ? { mtls } : {}),
     });
   } catch (err) {
     fail(flags, err, upExitCode(err));
@@ -182,13 +210,31 @@ export function registerPlaneCommands(program: Command): void {
         "the CA intermediate's key in a PKCS#11 token (RFC 7512: pkcs11:token=…;object=…?module-path=…&pin-source=file:…|env:…)",
       )
       .option('--log-key <pkcs11-uri>', "the transparency log's signing key in a PKCS#11 token (same URI form)")
+      .option('--tls-cert <pem>', 'serve the log, CA and issuer over HTTPS with this certificate (chain)')
+      .option('--tls-key <pem>', 'private key for --tls-cert')
+      .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for writes (POST) to each service')
+      .option(
+        '--ca-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to request certificates; repeatable',
+        collectId,
+      )
+      .option(
+        '--tlog-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to submit to the log; repeatable',
+        collectId,
+      )
+      .option(
+        '--identity-allow-spiffe-id <id>',
+        'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to request tokens; repeatable',
+        collectId,
+      )
       .option('--json', 'print the endpoints as JSON'),
   ).action(up);
 
   registerIdentityCommands(program);
 
   const tlog = program.command('tlog').description('the transparency log (Rekor v1 API)');
-  addLimitOptions(
+  const tlogServe = addLimitOptions(
     tlog
       .command('serve')
       .description('run only the transparency log')
@@ -196,26 +242,31 @@ export function registerPlaneCommands(program: Command): void {
       .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
       .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
       .option('--json', 'print {url, logId, publicKey} as JSON'),
-  ).action(async (flags: OutputOptions & LimitFlags & { data: string; listen: string; logName?: string }) => {
-    try {
-      const { host, port } = parseListen(flags.listen);
-      const server = await startTlogServer({
-        dataDir: flags.data,
-        host,
-        port,
-        limits: parseLimits(flags),
-        ...(flags.logName ? { logName: flags.logName } : {}),
-      });
-      printResult(
-        flags,
-        { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
-        () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
-      );
-      runUntilSignal(() => server.close());
-    } catch (err) {
-      fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-    }
-  });
+  );
+  addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(
+    async (flags: OutputOptions & LimitFlags & MtlsFlags & { data: string; listen: string; logName?: string }) => {
+      try {
+        const { host, port } = parseListen(flags.listen);
+        const mtls = mtlsFromFlags(flags, 'writes');
+        const server = await startTlogServer({
+          ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
+          dataDir: flags.data,
+          host,
+          port,
+          limits: parseLimits(flags),
+          ...(flags.logName ? { logName: flags.logName } : {}),
+        });
+        printResult(
+          flags,
+          { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
+          () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
+        );
+        runUntilSignal(() => server.close());
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+      }
+    },
+  );
   tlog
     .command('monitor')
     .description(

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { hasErrorCode } from '@airlock/core';
 import { parseImageReference, RegistryClient } from '@airlock/oci';
+import { readX509SvidFile } from '@airlock/identity';
 import { readEndpoints } from '@airlock/plane';
 import {
   CYCLONEDX_PREDICATE_TYPE,
@@ -41,6 +42,10 @@ interface RunFlags extends SigningFlags, OutputOptions {
   builderId?: string;
   mirror: string[];
   mirrorSocket: string[];
+  mirrorClientCert?: string;
+  mirrorClientKey?: string;
+  mirrorCa?: string;
+  mirrorSvid?: string;
   passEnv: string[];
   sign: boolean;
   verify: boolean;
@@ -102,6 +107,13 @@ export function registerRunCommand(program: Command): void {
       'an approved mirror as a UNIX socket (no TCP port needed on the host); repeatable',
       collect,
       [],
+    )
+    .option('--mirror-client-cert <pem>', "client certificate chain (the runner's X509-SVID) for an https:// mirror")
+    .option('--mirror-client-key <pem>', 'private key for --mirror-client-cert')
+    .option('--mirror-ca <pem>', "trust bundle for the https:// mirror's server certificate")
+    .option(
+      '--mirror-svid <file>',
+      "the runner's X509-SVID as a Workload-API-shaped JSON file (spiffe_id, x509_svid, x509_svid_key, bundle; base64 DER)",
     )
     .option(
       '--pass-env <name>',
@@ -220,8 +232,8 @@ function mirrorOptions(flags: RunFlags): Pick<RunOptions, 'mirrorUrl' | 'mirrorU
   const urls = flags.mirror.map(splitNamed);
   const sockets = flags.mirrorSocket.map(splitNamed);
   for (const u of urls)
-    if (!/^(http:\/\/|unix:\/)/.test(u.value))
-      throw new UsageError(`--mirror ${u.value}: expected http://host:port[/path] (or unix:/path)`);
+    if (!/^(https?:\/\/|unix:\/)/.test(u.value))
+      throw new UsageError(`--mirror ${u.value}: expected http(s)://host:port[/path] (or unix:/path)`);
   const single = urls.length <= 1 && sockets.length <= 1 && [...urls, ...sockets].every((m) => m.name === undefined);
   if (single)
     return {
@@ -237,6 +249,39 @@ function mirrorOptions(flags: RunFlags): Pick<RunOptions, 'mirrorUrl' | 'mirrorU
     ),
   ];
   return { mirrors };
+}
+
+/** The bridge's client certificate for an https:// mirror: cert + key files, or an SVID file (operator flags only). */
+function mirrorClientTls(flags: RunFlags): Pick<RunOptions, 'mirrorClientTls'> {
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch {
+      throw new UsageError(`${flag} ${file}: cannot read the file`);
+    }
+  };
+  if (flags.mirrorSvid !== undefined) {
+    if (flags.mirrorClientCert || flags.mirrorClientKey)
+      throw new UsageError('--mirror-svid replaces --mirror-client-cert/--mirror-client-key');
+    let svid: ReturnType<typeof readX509SvidFile>;
+    try {
+      svid = readX509SvidFile(flags.mirrorSvid);
+    } catch (err) {
+      throw new UsageError(`--mirror-svid: ${(err as Error).message}`);
+    }
+    const ca = flags.mirrorCa ? read('--mirror-ca', flags.mirrorCa) : svid.bundlePem;
+    return { mirrorClientTls: { cert: svid.certChainPem, key: svid.keyPem, ca } };
+  }
+  if (!flags.mirrorClientCert && !flags.mirrorClientKey) return {};
+  if (!flags.mirrorClientCert || !flags.mirrorClientKey)
+    throw new UsageError('--mirror-client-cert and --mirror-client-key go together');
+  return {
+    mirrorClientTls: {
+      cert: read('--mirror-client-cert', flags.mirrorClientCert),
+      key: read('--mirror-client-key', flags.mirrorClientKey),
+      ...(flags.mirrorCa ? { ca: read('--mirror-ca', flags.mirrorCa) } : {}),
+    },
+  };
 }
 
 /** The runner's own identity token, wherever it came from: never visible to a build under any name. */
@@ -324,6 +369,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     builderId,
     ...(signer ? { signer } : {}),
     ...mirrorOptions(flags),
+    ...mirrorClientTls(flags),
     passEnv: flags.passEnv,
     withheldValues: identityTokenValues(flags),
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { MirrorStore } from '@airlock/cas';
+import { refuseUnauthorized, spiffeAuthorizer } from '@airlock/identity';
 import { MirrorError } from '../errors.js';
 import { LookupCache, ResponseCache, type MirrorContext } from './context.js';
 import { createRequestHandler } from './router.js';
@@ -18,6 +19,11 @@ export interface MirrorTlsOptions {
   ca?: string | Buffer;
   /** Default true when `ca` is given. */
   requestClientCert?: boolean;
+  /**
+   * With `ca`: authorize clients by the SPIFFE ID of their X509-SVID (exact IDs or anchored `^…$` patterns); others
+   * get 403 naming their ID, a certificate that is not an SVID 401.
+   */
+  allowSpiffeIds?: readonly string[];
 }
 
 export interface MirrorServerOptions {
@@ -103,7 +109,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     cache: new ResponseCache(),
     files: new LookupCache(),
   };
-  const handler = createRequestHandler(ctx, options.onError);
+  const handler = withSpiffeAuthorization(createRequestHandler(ctx, options.onError), tls);
   let server: HttpServer | HttpsServer;
   if (tls) {
     const requireClient = tls.ca !== undefined && (tls.requestClientCert ?? true);
@@ -129,6 +135,25 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     setPublicUrl(url: string) {
       publicUrl = normalizePublicUrl(url);
     },
+  };
+}
+
+/** Wraps the handler with the operator's SPIFFE ID allow list (only when client certificates are required). */
+function withSpiffeAuthorization(
+  handler: ReturnType<typeof createRequestHandler>,
+  tls: MirrorTlsOptions | undefined,
+): ReturnType<typeof createRequestHandler> {
+  if (tls?.ca === undefined || tls.allowSpiffeIds === undefined) return handler;
+  if (tls.requestClientCert === false)
+    throw new MirrorError('MIRROR_CONFIG_INVALID', 'allowSpiffeIds needs client certificates (requestClientCert)');
+  let authorize: ReturnType<typeof spiffeAuthorizer>;
+  try {
+    authorize = spiffeAuthorizer({ trustBundle: tls.ca, allow: tls.allowSpiffeIds });
+  } catch (err) {
+    throw new MirrorError('MIRROR_CONFIG_INVALID', (err as Error).message, { cause: err });
+  }
+  return (req, res) => {
+    if (!refuseUnauthorized(authorize(req), res)) handler(req, res);
   };
 }
 
@@ -197,6 +222,7 @@ function pemOptions(tls: MirrorTlsOptions): NonNullable<WorkerListenMessage['tls
     key: text(tls.key),
     ...(tls.ca !== undefined ? { ca: text(tls.ca) } : {}),
     ...(tls.requestClientCert !== undefined ? { requestClientCert: tls.requestClientCert } : {}),
+    ...(tls.allowSpiffeIds !== undefined ? { allowSpiffeIds: [...tls.allowSpiffeIds] } : {}),
   };
 }
 

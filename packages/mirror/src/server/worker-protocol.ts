@@ -5,7 +5,7 @@ export interface WorkerListenMessage {
   publicUrl: string;
   /** False when publicUrl is only the listening address (absent: configured, as before). */
   publicUrlConfigured?: boolean;
-  tls?: { cert: string; key: string; ca?: string; requestClientCert?: boolean };
+  tls?: { cert: string; key: string; ca?: string; requestClientCert?: boolean; allowSpiffeIds?: string[] };
 }
 
 export interface WorkerCloseMessage {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLimitedServer, type HttpLimits, type RequestContext } from '@airlock/core';
+import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { TransparencyLog } from '../log.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
@@ -24,6 +25,10 @@ export interface TlogServerOptions {
   maxBatch?: number;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
+  /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs); the URL becomes https://. */
+  tls?: HttpsServerOptions;
+  /** Pre-handler check (e.g. SPIFFE ID authorization of writes); true = it answered. */
+  gate?: RequestGate;
 }
 
 export interface RunningTlog {
@@ -97,6 +102,8 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   try {
     server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      ...(options.gate ? { gate: options.gate } : {}),
       writeError: (res, status, code, message, headers) =>
         send(res, { status, body: { code: status, message: `${code}: ${message}` }, headers }),
     });
@@ -114,7 +121,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${formatHost(host)}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${formatHost(host)}:${port}`,
     logName: log.logName,
     origin: log.origin,
     logId: log.logId,
