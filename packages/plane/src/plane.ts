@@ -112,7 +112,8 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [
       // Trusted in-process: the CA gets the issuer's keys directly and fetches nothing over plain http.
-      { issuerUrl: identity.url, type: 'spiffe', trustDomain, jwks: identity.issuer.jwks() },
+      // The only issuer trusted for attested node claims: it signs them only for the agent, after node attestation.
+      { issuerUrl: identity.url, type: 'spiffe', trustDomain, jwks: identity.issuer.jwks(), attestationClaims: true },
       ...(options.externalIssuers ?? []),
     ];
     const ca = await bind('certificate authority', ports.ca, statePath, () =>

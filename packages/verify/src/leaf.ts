@@ -1,6 +1,7 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import type { Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
+import { NODE_ATTESTATION_OID } from '@airlock/core';
 import { VerifyError } from './errors.js';
 
 /**
@@ -63,4 +64,9 @@ export function certificateIdentity(der: Uint8Array): CertificateIdentity {
     : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
   const san = cert.subjectAltName;
   return { ...(san !== undefined ? { subjectAlternativeName: san } : {}), ...(issuer !== undefined ? { issuer } : {}) };
+}
+
+/** The attested node claims extension (DER UTF8String of canonical JSON) of a leaf, if it carries one. */
+export function nodeAttestationOf(leaf: ParsedLeaf): string | undefined {
+  return leaf.cert.extension(NODE_ATTESTATION_OID.claims)?.valueObj.subs?.[0]?.value.toString('utf8');
 }
