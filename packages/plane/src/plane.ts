@@ -70,6 +70,8 @@ export interface WorkloadTokenOptions {
   claims?: BuildClaims;
   /** Backdate the token (tests, replays). */
   issuedAt?: Date;
+  /** Attested node claims (canonical JSON), for in-process callers that verified the node (the identity agent). */
+  nodeAttestation?: string;
 }
 
 /** `plane.json`: what must survive restarts so that every URL in a certificate or policy stays the same. */
