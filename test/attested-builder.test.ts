@@ -9,7 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalize, encodeOidContent, NODE_ATTESTATION_OID, NODE_ATTESTATION_TOKEN_CLAIM } from '@airlock/core';
+import { attestWith } from '@airlock/agent';
+import {
+  canonicalClaims,
+  extendPcr,
+  makeReferenceValueSet,
+  NodeAttestationVerifier,
+  TpmAttester,
+  type ReferenceValueSet,
+  type TpmEvidence,
+  type TpmIdentity,
+} from '@airlock/attest';
 import { IdentityIssuer } from '@airlock/identity';
+import { startSwtpm, swtpmProblem, toolsAvailable, type Swtpm } from '@airlock/testkit';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { evaluatePolicy, parsePolicy, type AttestationEvidence, type PolicyDocument } from '@airlock/policy';
 import type { NodeAttestationParameters } from '@airlock/runner';
@@ -202,5 +214,68 @@ describe('a token from an issuer not trusted for attestation claims cannot injec
     const token = await foreign.issueToken({ subject: 'spiffe://foreign.example/runner' });
     const bundle = await signerWith(plane, () => Promise.resolve(token)).signBlob(Buffer.from('x'));
     expect(leafOf(bundle).has(NODE_ATTESTATION_OID.claims)).toBe(false);
+  });
+});
+
+const tpmAvailable = toolsAvailable('swtpm node attestation', [swtpmProblem()]);
+
+describe.skipIf(!tpmAvailable)('swtpm: the node attests, its claims reach the certificate and the policy', () => {
+  let dir: string;
+  let a: Swtpm, c: Swtpm;
+  let attA: TpmAttester, attC: TpmAttester;
+  const IMAGE = sha256('airlock runner image v1');
+  const reference = makeReferenceValueSet('runner-image-v1', 'sha256', {
+    ...Object.fromEntries([0, 1, 2, 3, 4, 5, 6, 7].map((p) => [String(p), '00'.repeat(32)])),
+    '23': extendPcr('sha256', [Buffer.from(IMAGE, 'hex')]).toString('hex'),
+  });
+  /** The agent's seam over the real TPM and verifier (what `identity agent --tpm-socket …` wires). */
+  const attestation = (att: TpmAttester, refs: ReferenceValueSet[]) => {
+    const verifier = new NodeAttestationVerifier({
+      manufacturerRoots: a.rootCaPem,
+      manufacturerIntermediates: a.issuerCaPem,
+      referenceValues: refs,
+    });
+    return {
+      attestor: att,
+      challenge: (i: TpmIdentity) => verifier.challenge(i),
+      verify: (e: TpmEvidence) => {
+        const { claims } = verifier.verify(e);
+        return {
+          nodeId: claims.ek.publicKeyDigest,
+          referenceValueSetId: claims.referenceValues.id,
+          claimsJson: canonicalClaims(claims).toString('utf8'),
+        };
+      },
+    };
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-attested-tpm-'));
+    a = await startSwtpm(join(dir, 'a'), { localCaDir: join(dir, 'vendor1') });
+    c = await startSwtpm(join(dir, 'c'), { localCaDir: join(dir, 'vendor2') });
+    attA = new TpmAttester({ tcti: a.tcti, workDir: join(dir, 'a-work') });
+    attC = new TpmAttester({ tcti: c.tcti, workDir: join(dir, 'c-work') });
+    for (const att of [attA, attC]) await att.extendPcr(IMAGE);
+  });
+  afterAll(async () => {
+    await Promise.all([a, c].map((t) => t?.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('attested node → token → certificate extension → requireAttestedBuilder PASS', async () => {
+    const node = await attestWith(attestation(attA, [reference]));
+    expect(node.referenceValueSetId).toBe(reference.id);
+    const p = await provenanceSignedWith(node.claimsJson);
+    expect(p.verification.signer.nodeAttestation).toBe(node.claimsJson);
+    const { v, rule } = await verdictFor(p, [reference.id]);
+    expect(rule.passed).toBe(true);
+    expect(v.result).toBe('PASS');
+  });
+
+  it('a tampered reference value set and a TPM from another manufacturer are refused, named', async () => {
+    const tampered = { ...reference, pcrs: { ...reference.pcrs, '23': 'ff'.repeat(32) } };
+    // Refused when the operator's configuration is loaded, before any TPM is asked.
+    expect(() => attestation(attA, [tampered])).toThrow(/the values were changed after the id was computed/);
+    await expect(attestWith(attestation(attC, [reference]))).rejects.toMatchObject({ code: 'EK_CERT_UNTRUSTED' });
   });
 });
