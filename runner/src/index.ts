@@ -99,6 +99,7 @@ export {
   type MirrorDependency,
   type ExternalParameters,
   type InternalParameters,
+  type NodeAttestationParameters,
   type SandboxParameters,
 } from './provenance.js';
 export type { ToolchainEntry } from './toolchain.js';

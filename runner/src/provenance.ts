@@ -69,6 +69,15 @@ export interface SandboxParameters {
 export interface InternalParameters {
   runner: { name: string; version: string };
   sandbox: SandboxParameters;
+  nodeAttestation?: NodeAttestationParameters;
+}
+
+/** internalParameters.nodeAttestation (slsa-buildtype-airlock-v1): the build quote and the reference values. */
+export interface NodeAttestationParameters {
+  quoteDigest: string;
+  nonce: string;
+  akName: string;
+  referenceValues: { id: string; name?: string; bank: string; pcrs: Record<string, string> };
 }
 
 export interface ProvenanceInput {
@@ -89,6 +98,8 @@ export interface ProvenanceInput {
   reproducibility: ReproducibilityResult;
   hermeticity: { monitor: NetworkMonitorMode; violations: number };
   logs: { name: string; sha256: string; size: number; truncated: boolean }[];
+  /** A TPM quote by the attested node's AK over buildQuoteNonce(invocationId, specDigest) (run given an attestor). */
+  nodeAttestation?: NodeAttestationParameters;
 }
 
 export const RUNNER_NAME = '@airlock/runner';
@@ -196,6 +207,7 @@ export function provenancePredicate(input: ProvenanceInput, timeoutSeconds: numb
       internalParameters: {
         runner: { name: RUNNER_NAME, version: input.runnerVersion },
         sandbox: input.sandbox,
+        ...(input.nodeAttestation ? { nodeAttestation: input.nodeAttestation } : {}),
       } satisfies InternalParameters,
       resolvedDependencies: resolvedDependencies(input),
     },

@@ -1,29 +1,36 @@
 /**
- * The seam for node attestation (issue 10 §4): before it serves any workload the agent proves its host. The TPM
- * (or SEV-SNP/TDX) side lives elsewhere (@airlock/attest); the agent only knows this one-method interface and a
- * verifier for the evidence, both given by the operator's configuration.
+ * The seam for node attestation (issue 10 §4): before it serves any workload the agent proves its host. It has the
+ * shape of @airlock/attest's NodeAttestor (`identity()` once, `attest(challenge)` per attestation) and its
+ * verifier (`challenge(identity)`, `verify(evidence)`): the verifier, configured by the operator, issues a fresh
+ * single-use challenge (nonce + credential to activate), so replayed evidence fails. The agent only runs the
+ * exchange; the TPM (or SEV-SNP/TDX) specifics stay behind these four calls.
  */
-export interface NodeEvidence {
-  /** Evidence format, e.g. `tpm2-quote`. */
-  kind: string;
-  /** The format's own encoding of the evidence. */
-  payload: unknown;
+export interface NodeAttestor<I = unknown, C = unknown, E = unknown> {
+  identity(): Promise<I>;
+  attest(challenge: C): Promise<E>;
 }
 
-export interface NodeAttestor {
-  /** Produces evidence bound to `nonce` (a fresh random value per attestation: replays fail). */
-  attest(nonce: Uint8Array): Promise<NodeEvidence>;
-}
-
-/** What a verified node proved; its claims are recorded with every issuance the agent logs. */
+/** What a verified node proved: attached to every token the agent issues and logged with every issuance. */
 export interface NodeAttestationResult {
-  /** Stable id of the attested node (e.g. the EK/AK digest). */
+  /** Stable id of the attested node (e.g. the EK public-key digest). */
   nodeId: string;
-  claims?: Record<string, string>;
+  /** Reference value set the quote matched. */
+  referenceValueSetId: string;
+  /** The full claims as canonical JSON: the token's `airlock_node_attestation` claim (the CA copies it). */
+  claimsJson: string;
 }
 
-export interface NodeAttestation {
-  attestor: NodeAttestor;
-  /** Checks evidence against the nonce and the reference values; throws when the host is not acceptable. */
-  verify(evidence: NodeEvidence, nonce: Uint8Array): Promise<NodeAttestationResult>;
+export interface NodeAttestation<I = unknown, C = unknown, E = unknown> {
+  attestor: NodeAttestor<I, C, E>;
+  /** A fresh challenge for this node identity (throws when the identity is not acceptable, e.g. an unknown EK CA). */
+  challenge(identity: I): C | Promise<C>;
+  /** Checks evidence answering the challenge against the reference values; throws when the host is not acceptable. */
+  verify(evidence: E): NodeAttestationResult | Promise<NodeAttestationResult>;
+}
+
+/** Runs one attestation exchange. */
+export async function attestWith<I, C, E>(na: NodeAttestation<I, C, E>): Promise<NodeAttestationResult> {
+  const identity = await na.attestor.identity();
+  const challenge = await na.challenge(identity);
+  return na.verify(await na.attestor.attest(challenge));
 }

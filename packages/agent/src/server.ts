@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { IdentityIssuer } from '@airlock/identity';
 import { matchingEntries, type RegistrationEntry } from './entries.js';
 import { AgentError } from './errors.js';
 import { peerNative } from './native.js';
-import type { NodeAttestation, NodeAttestationResult } from './node-attestation.js';
+import { attestWith, type NodeAttestation, type NodeAttestationResult } from './node-attestation.js';
 import { inspectPeer, pinPeer, unpin, type InspectHook, type PeerIdentity, type PinnedPeer } from './peer.js';
 import { MAX_REQUEST_BYTES, type AgentResponse, type AgentTokenRequest } from './protocol.js';
 
@@ -28,7 +27,7 @@ export interface AgentLogRecord {
   spiffeId?: string;
   jti?: string;
   expiresAt?: string;
-  node?: NodeAttestationResult;
+  node?: { nodeId: string; referenceValueSetId: string; claimsJson?: string };
   socket?: string;
   error?: { code: string; message: string };
 }
@@ -92,10 +91,8 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
 }
 
 async function attestNode(na: NodeAttestation): Promise<NodeAttestationResult> {
-  const nonce = randomBytes(32);
   try {
-    const evidence = await na.attestor.attest(nonce);
-    return await na.verify(evidence, nonce);
+    return await attestWith(na);
   } catch (err) {
     throw new AgentError(
       'AGENT_NODE_ATTESTATION_FAILED',
@@ -147,6 +144,8 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
       subject: entry.spiffeId,
       ttlSeconds,
       ...(request.audience !== undefined ? { audience: request.audience } : {}),
+      // The attested node's claims ride in every token; the CA copies them (this issuer is trusted for them).
+      ...(ctx.node ? { nodeAttestation: ctx.node.claimsJson } : {}),
     });
     const claims = payloadOf(token);
     const expiresAt = new Date(claims.exp * 1000).toISOString();
@@ -158,7 +157,7 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
       spiffeId: entry.spiffeId,
       jti: claims.jti,
       expiresAt,
-      ...(ctx.node ? { node: ctx.node } : {}),
+      ...(ctx.node ? { node: { nodeId: ctx.node.nodeId, referenceValueSetId: ctx.node.referenceValueSetId } } : {}),
     });
     respond(socket, { ok: true, token, spiffeId: entry.spiffeId, expiresAt });
   } catch (err) {

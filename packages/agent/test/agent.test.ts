@@ -314,34 +314,40 @@ function reusePid(pid: number): ChildProcess | undefined {
 
 describe('node attestation seam and configuration', () => {
   const key = randomBytes(32);
-  const attestor = {
-    attest: async (nonce: Uint8Array) => ({
-      kind: 'test-hmac',
-      payload: createHmac('sha256', key).update(nonce).digest('hex'),
-    }),
-  };
-  const verifyWith = (k: Buffer) => async (evidence: { payload: unknown }, nonce: Uint8Array) => {
-    if (evidence.payload !== createHmac('sha256', k).update(nonce).digest('hex'))
-      throw new Error('evidence does not verify');
-    return { nodeId: 'node-1', claims: { 'reference-values': 'test' } };
+  const CLAIMS_JSON = '{"referenceValues":{"id":"test"}}';
+  /** A challenge-response node attestation with an HMAC key standing in for the TPM: same four-call shape. */
+  const attestationWith = (verifierKey: Buffer) => {
+    let issued: string | undefined;
+    return {
+      attestor: {
+        identity: async () => 'node-1',
+        attest: async (challenge: string) => createHmac('sha256', key).update(challenge).digest('hex'),
+      },
+      challenge: (identity: string) => (issued = `${identity}:${randomBytes(16).toString('hex')}`),
+      verify: (evidence: string) => {
+        if (issued === undefined || evidence !== createHmac('sha256', verifierKey).update(issued).digest('hex'))
+          throw new Error('evidence does not verify');
+        issued = undefined; // single use: a replay fails
+        return { nodeId: 'node-1', referenceValueSetId: 'test', claimsJson: CLAIMS_JSON };
+      },
+    };
   };
 
   it('serves only after the host proved itself, and records the node with every issuance', async () => {
     const me = [`unix:uid:${process.getuid!()}`, `unix:path:${NODE}`];
     await expect(
-      start([entry(RUNNER, me)], { nodeAttestation: { attestor, verify: verifyWith(randomBytes(32)) } }),
+      start([entry(RUNNER, me)], { nodeAttestation: attestationWith(randomBytes(32)) }),
     ).rejects.toMatchObject({
       code: 'AGENT_NODE_ATTESTATION_FAILED',
       message: expect.stringContaining('evidence does not verify'),
     });
-    const { socket, log } = await start([entry(RUNNER, me)], {
-      nodeAttestation: { attestor, verify: verifyWith(key) },
-    });
-    expect((await answer(nodeCaller(socket, {}))).spiffeId).toBe(RUNNER);
-    expect(log.find((r) => r.event === 'issued')!.node).toEqual({
-      nodeId: 'node-1',
-      claims: { 'reference-values': 'test' },
-    });
+    const { socket, log } = await start([entry(RUNNER, me)], { nodeAttestation: attestationWith(key) });
+    const got = await answer(nodeCaller(socket, {}));
+    expect(got.spiffeId).toBe(RUNNER);
+    // The attested claims ride in the token (the CA copies them into the certificate).
+    const payload = JSON.parse(Buffer.from(String(got.token).split('.')[1]!, 'base64url').toString('utf8'));
+    expect(payload.airlock_node_attestation).toBe(CLAIMS_JSON);
+    expect(log.find((r) => r.event === 'issued')!.node).toEqual({ nodeId: 'node-1', referenceValueSetId: 'test' });
   });
 
   it('rejects malformed entries files naming the problem', () => {

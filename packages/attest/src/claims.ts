@@ -37,20 +37,8 @@ export interface NodeAttestationClaims {
   attestedAt: string;
 }
 
-/**
- * Object identifiers for certificate extensions carrying these claims. The arc is a UUID OID (ITU-T X.667,
- * 2.25.<uuid as integer>), which needs no registration: 2.25 + UUID 59a152d1-db25-4696-a0aa-67087904d637.
- * Each leaf holds a DER UTF8String (as Fulcio's extensions 1.3.6.1.4.1.57264.1.8+ do).
- */
-export const AIRLOCK_OID_ARC = '2.25.119138931203177365605296461339232097847';
-export const NODE_ATTESTATION_OID = {
-  /** The whole claims object, RFC 8785 canonical JSON. */
-  claims: `${AIRLOCK_OID_ARC}.1.1`,
-  referenceValueSetId: `${AIRLOCK_OID_ARC}.1.2`,
-  ekPublicKeyDigest: `${AIRLOCK_OID_ARC}.1.3`,
-  akName: `${AIRLOCK_OID_ARC}.1.4`,
-  quoteDigest: `${AIRLOCK_OID_ARC}.1.5`,
-} as const;
+/** Object identifiers for certificate extensions carrying these claims: defined in @airlock/core (shared with the CA). */
+export { AIRLOCK_OID_ARC, NODE_ATTESTATION_OID } from '@airlock/core';
 
 /** The canonical bytes that go into the `claims` extension or a token claim. */
 export function canonicalClaims(claims: NodeAttestationClaims): Buffer {

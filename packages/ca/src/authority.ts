@@ -14,7 +14,7 @@ import {
 import { loadOrCreateCaMaterial, type CaKeyOptions, type CaMaterial } from './ca-keys.js';
 import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM } from './crypto-provider.js';
 import { CaError } from './errors.js';
-import { buildClaimExtensions, issuerExtensions } from './extensions.js';
+import { buildClaimExtensions, issuerExtensions, nodeAttestationExtensions } from './extensions.js';
 import {
   decodeProofOfPossession,
   parseCsr,
@@ -163,7 +163,10 @@ export class CertificateAuthority {
           : Buffer.from(request.proofOfPossession);
       verifyProofOfPossession(key, pop, verified.principal.name);
     }
-    const claimExtensions = buildClaimExtensions(verified.claims);
+    const claimExtensions = [
+      ...buildClaimExtensions(verified.claims),
+      ...nodeAttestationExtensions(verified.claims, verified.issuer),
+    ];
     return this.#sign(key, verified.principal, claimExtensions, now);
   }
 

@@ -10,6 +10,7 @@ export type CaErrorCode =
   | 'CA_POP_INVALID'
   | 'CA_CSR_INVALID'
   | 'CA_CLAIM_INVALID'
+  | 'CA_CLAIM_UNTRUSTED' // the token's issuer is not trusted to assert this claim (node attestation)
   | 'CA_NOT_VALID_NOW'
   | 'SVID_REQUEST_INVALID';
 

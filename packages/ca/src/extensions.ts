@@ -1,5 +1,11 @@
 import './reflect-polyfill.js';
-import { BUILD_CLAIM_NAMES, MAX_BUILD_CLAIM_LENGTH, type BuildClaimName } from '@airlock/identity';
+import {
+  canonicalize,
+  MAX_NODE_ATTESTATION_CLAIM_LENGTH,
+  NODE_ATTESTATION_OID,
+  NODE_ATTESTATION_TOKEN_CLAIM,
+} from '@airlock/core';
+import { BUILD_CLAIM_NAMES, MAX_BUILD_CLAIM_LENGTH, type BuildClaimName, type TrustedIssuer } from '@airlock/identity';
 import { Extension } from '@peculiar/x509';
 import { derUtf8String } from './der.js';
 import { CaError } from './errors.js';
@@ -78,6 +84,71 @@ export function buildClaimExtensions(claims: Readonly<Record<string, unknown>>):
     out.push(new Extension(BUILD_CLAIM_OIDS[name], false, derUtf8String(value)));
   }
   return out;
+}
+
+/**
+ * Extensions for attested node claims under the project's OID arc. Who may assert them is the operator's choice:
+ * only an issuer configured with `attestationClaims: true`; the claim from any other issuer is refused (not
+ * dropped), so a foreign or misconfigured issuer shows up instead of silently signing unattested certificates.
+ */
+export function nodeAttestationExtensions(
+  claims: Readonly<Record<string, unknown>>,
+  issuer: Pick<TrustedIssuer, 'issuerUrl' | 'attestationClaims'>,
+): Extension[] {
+  const raw = claims[NODE_ATTESTATION_TOKEN_CLAIM];
+  if (raw === undefined) return [];
+  if (issuer.attestationClaims !== true) {
+    throw new CaError(
+      'CA_CLAIM_UNTRUSTED',
+      `issuer ${issuer.issuerUrl} is not trusted to assert node attestation claims (${NODE_ATTESTATION_TOKEN_CLAIM})`,
+    );
+  }
+  const parsed = parseNodeAttestationClaim(raw);
+  return [
+    new Extension(NODE_ATTESTATION_OID.claims, false, derUtf8String(canonicalize(parsed.all))),
+    new Extension(NODE_ATTESTATION_OID.referenceValueSetId, false, derUtf8String(parsed.referenceValueSetId)),
+    new Extension(NODE_ATTESTATION_OID.ekPublicKeyDigest, false, derUtf8String(parsed.ekPublicKeyDigest)),
+    new Extension(NODE_ATTESTATION_OID.akName, false, derUtf8String(parsed.akName)),
+    new Extension(NODE_ATTESTATION_OID.quoteDigest, false, derUtf8String(parsed.quoteDigest)),
+  ];
+}
+
+interface ParsedNodeClaims {
+  all: unknown;
+  referenceValueSetId: string;
+  ekPublicKeyDigest: string;
+  akName: string;
+  quoteDigest: string;
+}
+
+function parseNodeAttestationClaim(raw: unknown): ParsedNodeClaims {
+  const invalid = (why: string): CaError =>
+    new CaError('CA_CLAIM_INVALID', `token claim ${NODE_ATTESTATION_TOKEN_CLAIM} ${why}`);
+  if (typeof raw !== 'string' || raw.length > MAX_NODE_ATTESTATION_CLAIM_LENGTH)
+    throw invalid(`must be a JSON string of at most ${MAX_NODE_ATTESTATION_CLAIM_LENGTH} characters`);
+  let all: unknown;
+  try {
+    all = JSON.parse(raw);
+  } catch {
+    throw invalid('is not JSON');
+  }
+  const c = all as {
+    referenceValues?: { id?: unknown };
+    ek?: { publicKeyDigest?: unknown };
+    ak?: { name?: unknown };
+    quote?: { digest?: unknown };
+  } | null;
+  const fields = {
+    referenceValueSetId: c?.referenceValues?.id,
+    ekPublicKeyDigest: c?.ek?.publicKeyDigest,
+    akName: c?.ak?.name,
+    quoteDigest: c?.quote?.digest,
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    if (typeof value !== 'string' || value.length === 0 || value.length > 256 || hasControlCharacter(value))
+      throw invalid(`lacks a well-formed ${name}`);
+  }
+  return { all, ...(fields as Omit<ParsedNodeClaims, 'all'>) };
 }
 
 function hasControlCharacter(s: string): boolean {

@@ -24,7 +24,13 @@ export {
   type CaKeyOptions,
   type CaMaterial,
 } from './ca-keys.js';
-export { FULCIO_OID, BUILD_CLAIM_OIDS, issuerExtensions, buildClaimExtensions } from './extensions.js';
+export {
+  FULCIO_OID,
+  BUILD_CLAIM_OIDS,
+  issuerExtensions,
+  buildClaimExtensions,
+  nodeAttestationExtensions,
+} from './extensions.js';
 export { derUtf8String, parseDerUtf8String } from './der.js';
 export { derSignatureToRaw, type CaKeySigner } from './key-signer.js';
 export {

@@ -7,3 +7,4 @@ export * from './intoto.js';
 export * from './transfer-tar.js';
 export * from './http-body.js';
 export * from './private-key-file.js';
+export * from './node-attestation.js';

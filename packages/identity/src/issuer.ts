@@ -1,6 +1,7 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { MAX_NODE_ATTESTATION_CLAIM_LENGTH, NODE_ATTESTATION_TOKEN_CLAIM } from '@airlock/core';
 import { calculateJwkThumbprint, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { BUILD_CLAIM_NAMES, isBuildClaimName, MAX_BUILD_CLAIM_LENGTH, type BuildClaims } from './build-claims.js';
 import { IdentityError } from './errors.js';
@@ -47,6 +48,13 @@ export interface IssueTokenRequest {
   claims?: BuildClaims;
   /** Issue time (default now). For backdated tokens in tests and replay of recorded runs. */
   issuedAt?: Date;
+  /**
+   * Attested node claims (canonical JSON of @airlock/attest's NodeAttestationClaims), put in the
+   * `airlock_node_attestation` claim. Only in-process callers that verified the node themselves (the identity
+   * agent) set this; the HTTP token endpoint never forwards it, and the CA copies it only from issuers the
+   * operator marked `attestationClaims: true`.
+   */
+  nodeAttestation?: string;
 }
 
 /**
@@ -129,7 +137,17 @@ export class IdentityIssuer {
       id_token_signing_alg_values_supported: [ISSUER_ALG],
       subject_types_supported: ['public'],
       response_types_supported: ['id_token'],
-      claims_supported: ['iss', 'sub', 'aud', 'iat', 'nbf', 'exp', 'jti', ...BUILD_CLAIM_NAMES],
+      claims_supported: [
+        'iss',
+        'sub',
+        'aud',
+        'iat',
+        'nbf',
+        'exp',
+        'jti',
+        ...BUILD_CLAIM_NAMES,
+        NODE_ATTESTATION_TOKEN_CLAIM,
+      ],
       scopes_supported: ['openid'],
     };
   }
@@ -148,7 +166,9 @@ export class IdentityIssuer {
         `ttlSeconds must be an integer in 1..${this.maxTtlSeconds}, got ${String(ttl)}`,
       );
     }
-    const extra = validateBuildClaims(request.claims);
+    const extra: Record<string, string> = validateBuildClaims(request.claims);
+    if (request.nodeAttestation !== undefined)
+      extra[NODE_ATTESTATION_TOKEN_CLAIM] = validateNodeAttestationClaim(request.nodeAttestation);
     const issuedAt = request.issuedAt ?? new Date();
     if (!(issuedAt instanceof Date) || Number.isNaN(issuedAt.getTime())) {
       throw new IdentityError('TOKEN_REQUEST_INVALID', 'issuedAt must be a valid Date');
@@ -195,6 +215,22 @@ function validateBuildClaims(claims: unknown): Record<string, string> {
     out[name] = value;
   }
   return out;
+}
+
+function validateNodeAttestationClaim(value: unknown): string {
+  let parsed: unknown;
+  try {
+    parsed = typeof value === 'string' && value.length <= MAX_NODE_ATTESTATION_CLAIM_LENGTH ? JSON.parse(value) : null;
+  } catch {
+    parsed = null;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new IdentityError(
+      'TOKEN_REQUEST_INVALID',
+      `nodeAttestation must be a JSON object of at most ${MAX_NODE_ATTESTATION_CLAIM_LENGTH} characters`,
+    );
+  }
+  return value as string;
 }
 
 function hasControlCharacter(s: string): boolean {

@@ -27,6 +27,12 @@ export interface TrustedIssuer {
    * Without it an external issuer and its JWKS must be https: over http anyone on the path could swap the keys.
    */
   allowInsecureHttp?: boolean;
+  /**
+   * The issuer may assert attested node claims (`airlock_node_attestation`): only an issuer that verifies node
+   * evidence before it signs (the plane's own issuer, fed by the identity agent). A token from any other issuer
+   * carrying that claim is refused by the CA, so a foreign issuer cannot inject attestation extensions.
+   */
+  attestationClaims?: boolean;
 }
 
 export type TrustedIssuerType = 'spiffe' | 'email' | 'kubernetes' | 'uri';
@@ -60,6 +66,7 @@ export function validateTrustedIssuers(issuers: unknown): TrustedIssuer[] {
     }
     const out: TrustedIssuer = { issuerUrl, type: r.type as TrustedIssuerType };
     if (r.allowInsecureHttp === true) out.allowInsecureHttp = true;
+    if (r.attestationClaims === true) out.attestationClaims = true;
     if (r.jwks !== undefined) out.jwks = validateStaticJwks(r.jwks, where);
     if (!out.jwks && !out.allowInsecureHttp && !issuerUrl.startsWith('https://')) {
       throw new IdentityError(

@@ -82,6 +82,8 @@ export interface WorkloadTokenOptions {
   claims?: BuildClaims;
   /** Backdate the token (tests, replays). */
   issuedAt?: Date;
+  /** Attested node claims (canonical JSON), for in-process callers that verified the node (the identity agent). */
+  nodeAttestation?: string;
 }
 
 /** `plane.json`: what must survive restarts so that every URL in a certificate or policy stays the same. */
@@ -134,7 +136,8 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [
       // Trusted in-process: the CA gets the issuer's keys directly and fetches nothing over plain http.
-      { issuerUrl: identity.url, type: 'spiffe', trustDomain, jwks: identity.issuer.jwks() },
+      // The only issuer trusted for attested node claims: it signs them only for the agent, after node attestation.
+      { issuerUrl: identity.url, type: 'spiffe', trustDomain, jwks: identity.issuer.jwks(), attestationClaims: true },
       ...(options.externalIssuers ?? []),
     ];
     const ca = await bind('certificate authority', ports.ca, statePath, () =>

@@ -1,5 +1,6 @@
 import { canonicalize } from '@airlock/core';
 import { satisfies, valid as validSemver } from 'semver';
+import { ATTESTED_BUILDER_RULE, attestedBuilderRule } from './attested-builder.js';
 import { AIRLOCK_BUILD_TYPE } from './constants.js';
 import type { Accepted, BuildFacts, Dependency, ProvenancePredicate, RuleResult } from './evidence.js';
 import type { LoadedPolicy } from './load.js';
@@ -138,6 +139,7 @@ export function provenanceRules(policy: LoadedPolicy, v: ProvenanceView, now: Da
   if (policy.maxAgeSeconds !== undefined) out.push(maxAgeRule(v, p.maxAge!, policy.maxAgeSeconds, now));
   if (p.externalParameters) out.push(externalParametersRule(v, p.externalParameters));
   if (p.toolchainDigests) out.push(toolchainRule(v, p.toolchainDigests));
+  if (p.requireAttestedBuilder) out.push(attestedBuilderRule(v, p.requireAttestedBuilder.referenceValues));
   return out;
 }
 
@@ -154,6 +156,7 @@ export function provenanceRuleNames(policy: LoadedPolicy): string[] {
     ...(p.maxAge !== undefined ? ['provenance.maxAge'] : []),
     ...(p.externalParameters ? ['provenance.externalParameters'] : []),
     ...(p.toolchainDigests ? ['provenance.toolchain'] : []),
+    ...(p.requireAttestedBuilder ? [ATTESTED_BUILDER_RULE] : []),
   ];
 }
 

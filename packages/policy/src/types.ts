@@ -43,6 +43,7 @@ export interface ProvenanceRules {
   maxAge?: string;
   externalParameters?: Record<string, string[]>;
   toolchainDigests?: string[];
+  requireAttestedBuilder?: { referenceValues: string[] };
 }
 
 export interface DependencyRules {

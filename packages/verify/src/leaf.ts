@@ -1,6 +1,7 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import type { Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
+import { encodeOidContent, NODE_ATTESTATION_OID } from '@airlock/core';
 import { VerifyError } from './errors.js';
 
 /**
@@ -63,4 +64,34 @@ export function certificateIdentity(der: Uint8Array): CertificateIdentity {
     : cert.extension(OID_ISSUER_V1)?.value.toString('ascii');
   const san = cert.subjectAltName;
   return { ...(san !== undefined ? { subjectAlternativeName: san } : {}), ...(issuer !== undefined ? { issuer } : {}) };
+}
+
+const NODE_CLAIMS_OID = encodeOidContent(NODE_ATTESTATION_OID.claims);
+
+/**
+ * The attested node claims extension (DER UTF8String of canonical JSON) of a leaf, if it carries one. Matched by
+ * the OID's encoded bytes: @sigstore/core's OID parser garbles the arc's 128-bit component.
+ */
+export function nodeAttestationOf(leaf: ParsedLeaf): string | undefined {
+  const ext = leaf.cert.extensions.find((e) => e.subs[0]?.value.equals(NODE_CLAIMS_OID));
+  const octets = ext?.subs[ext.subs.length - 1]?.value;
+  if (!octets || octets[0] !== 0x0c) return undefined;
+  const utf8 = readDerLength(octets, 1);
+  return utf8 ? octets.subarray(utf8.start, utf8.start + utf8.length).toString('utf8') : undefined;
+}
+
+/** A DER definite length at `pos`: where the content starts and how long it is, or undefined if it overruns. */
+function readDerLength(b: Buffer, pos: number): { start: number; length: number } | undefined {
+  const first = b[pos];
+  if (first === undefined) return undefined;
+  let length = first;
+  let start = pos + 1;
+  if (first & 0x80) {
+    const n = first & 0x7f;
+    if (n === 0 || n > 4) return undefined;
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + (b[start + i] ?? 0);
+    start += n;
+  }
+  return start + length === b.length ? { start, length } : undefined;
 }

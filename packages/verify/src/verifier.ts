@@ -13,7 +13,7 @@ import {
 } from '@airlock/core';
 import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
-import { leafOf, type ParsedLeaf } from './leaf.js';
+import { leafOf, nodeAttestationOf, type ParsedLeaf } from './leaf.js';
 import { decodeBundle } from './strict-bundle.js';
 
 const EKU_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
@@ -59,7 +59,13 @@ export interface VerifiedTlogEntry {
 
 export interface VerificationResult {
   content: 'messageSignature' | 'dsseEnvelope';
-  signer: { subjectAlternativeName?: string; issuer?: string; keyHint?: string };
+  signer: {
+    subjectAlternativeName?: string;
+    issuer?: string;
+    keyHint?: string;
+    /** Attested node claims (canonical JSON) from the verified leaf's extension under the project's OID arc. */
+    nodeAttestation?: string;
+  };
   certificate?: { serialNumber: string; notBefore: string; notAfter: string };
   tlogEntries: VerifiedTlogEntry[];
   payloadType?: string;
@@ -159,6 +165,8 @@ export class BundleVerifier {
       const issuer = identity.issuer;
       if (san !== undefined) result.signer.subjectAlternativeName = san;
       if (issuer !== undefined) result.signer.issuer = issuer;
+      const nodeAttestation = nodeAttestationOf(leaf);
+      if (nodeAttestation !== undefined) result.signer.nodeAttestation = nodeAttestation;
       result.certificate = {
         serialNumber: leaf.node.serialNumber,
         notBefore: new Date(leaf.notBefore).toISOString(),

@@ -3,7 +3,7 @@
 export type Sha256Digest = string;
 
 /**
- * The attested identity of a TPM-attested node, as @airlock/attest's NodeAttestationVerifier produces it: EK/AK digests, quoted PCR values, the reference value set they matched, the quote's digest and nonce. Carried in workload tokens, in certificate extensions (OID arc 2.25.119138931203177365605296461339232097847.1, see NODE_ATTESTATION_OID) as RFC 8785 canonical JSON, and in provenance.
+ * The attested identity of a TPM-attested node, as @airlock/attest's NodeAttestationVerifier produces it: EK/AK digests, quoted PCR values, the reference value set they matched, the quote's digest and nonce. Carried in workload tokens, in certificate extensions (OID arc 2.999.1136.59.1, AIRLOCK_OID_ARC, see NODE_ATTESTATION_OID) as RFC 8785 canonical JSON, and in provenance.
  */
 export interface AirlockNodeAttestationClaimsV1 {
   version: 1;

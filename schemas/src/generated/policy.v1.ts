@@ -139,4 +139,10 @@ export interface Provenance {
    * @minItems 1
    */
   toolchainDigests?: Sha256[];
+  /**
+   * The provenance's signing certificate must carry attested node claims (extension under the airlock OID arc, which the CA writes only for issuers trusted to assert them) whose reference value set id is one of referenceValues; if the provenance records a build quote (internalParameters.nodeAttestation), its AK and reference value set must be the certificate's.
+   */
+  requireAttestedBuilder?: {
+    referenceValues: Patterns3;
+  };
 }

@@ -60,6 +60,31 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
       name: '@airlock/runner';
       version: string;
     };
+    /**
+     * Present when the run was given a TPM attestor (issue 10 §4): a quote by the node's attested AK whose nonce is sha256(invocation id || spec digest) (buildQuoteNonce), binding this build to the attested node, and the reference value set it was compared with.
+     */
+    nodeAttestation?: {
+      /**
+       * sha256:<hex> of the TPMS_ATTEST the AK signed.
+       */
+      quoteDigest: string;
+      /**
+       * The quote's extraData, hex.
+       */
+      nonce: string;
+      /**
+       * TPM Name of the AK that signed the quote, hex.
+       */
+      akName: string;
+      referenceValues: {
+        id: string;
+        name?: string;
+        bank: string;
+        pcrs: {
+          [k: string]: string;
+        };
+      };
+    };
     sandbox: {
       tool: 'bubblewrap';
       version: string;

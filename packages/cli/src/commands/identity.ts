@@ -4,6 +4,7 @@ import { loadEntries, startAgent, type AgentLogRecord } from '@airlock/agent';
 import { IdentityError, IdentityIssuer } from '@airlock/identity';
 import { issueWorkloadToken } from '@airlock/plane';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
+import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation.js';
 import { runUntilSignal } from './plane.js';
 
 /** `identity token` failures: bad flags, subject or a missing --break-glass → 2, plane not running → 3, else 1. */
@@ -60,7 +61,7 @@ async function breakGlassToken(flags: TokenFlags): Promise<void> {
   }
 }
 
-interface AgentFlags extends OutputOptions {
+interface AgentFlags extends OutputOptions, TpmAttestationFlags {
   socket: string;
   entries: string;
   data: string;
@@ -96,7 +97,14 @@ async function runAgent(flags: AgentFlags): Promise<void> {
       ...(flags.trustDomain ? { trustDomain: flags.trustDomain } : {}),
     });
     const entries = loadEntries(flags.entries, signer.trustDomain);
-    const agent = await startAgent({ socketPath: flags.socket, entries, signer, log: auditSink(flags.auditLog) });
+    const nodeAttestation = tpmNodeAttestation(flags, flags.data);
+    const agent = await startAgent({
+      socketPath: flags.socket,
+      entries,
+      signer,
+      log: auditSink(flags.auditLog),
+      ...(nodeAttestation ? { nodeAttestation } : {}),
+    });
     printResult(
       flags,
       {
@@ -104,6 +112,9 @@ async function runAgent(flags: AgentFlags): Promise<void> {
         issuerUrl: signer.issuerUrl,
         trustDomain: signer.trustDomain,
         entries: entries.length,
+        ...(agent.node
+          ? { node: { nodeId: agent.node.nodeId, referenceValueSetId: agent.node.referenceValueSetId } }
+          : {}),
       },
       () =>
         `identity agent listening on ${agent.socketPath} (${entries.length} entries, issuer ${signer.issuerUrl}); Ctrl-C to stop.`,
@@ -149,7 +160,12 @@ export function registerIdentityCommands(program: Command): void {
     .option('--issuer-url <url>', "the issuer's URL (iss); default: the one the running plane recorded")
     .option('--trust-domain <domain>', 'SPIFFE trust domain; default: the recorded one')
     .option('--audit-log <file>', 'append the issuance/refusal records here (default: stderr)')
-    .option('--json', 'print {socket, issuerUrl, trustDomain, entries} as JSON once listening')
+    .option('--tpm-socket <path>', 'attest this node with the swtpm at this socket before serving (TCTI swtpm:path=…)')
+    .option('--tpm-tcti <tcti>', 'attest this node with this TPM (e.g. device:/dev/tpmrm0) before serving')
+    .option('--ek-ca <file>', "PEM: the TPM manufacturer root CA(s) the node's EK certificate must chain to")
+    .option('--reference-values <file>', 'JSON: the accepted reference value sets (PCR values) for the quote')
+    .option('--tpm-work-dir <dir>', "the attester's private directory (default <data>/agent-tpm)")
+    .option('--json', 'print {socket, issuerUrl, trustDomain, entries, node?} as JSON once listening')
     .option('-q, --quiet', 'no progress output')
     .action(runAgent);
 }
