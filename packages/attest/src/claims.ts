@@ -3,6 +3,7 @@
  * workload tokens, the CA copies into certificate extensions and the runner records in provenance.
  */
 import { canonicalBytes } from '@airlock/core';
+import type { Assignable, NodeAttestationClaimsV1 } from '@airlock/schemas';
 import type { TpmHashName } from './tpm/constants.js';
 
 export const NODE_ATTESTATION_CLAIMS_SCHEMA = 'https://airlock.dev/schemas/node-attestation-claims.v1.schema.json';
@@ -36,6 +37,9 @@ export interface NodeAttestationClaims {
   };
   attestedAt: string;
 }
+
+/** Compile-time check: the refined claims type stays within the one generated from the schema. */
+export type NodeAttestationClaimsMatchSchema = Assignable<NodeAttestationClaims, NodeAttestationClaimsV1>;
 
 /** Object identifiers for certificate extensions carrying these claims: defined in @airlock/core (shared with the CA). */
 export { AIRLOCK_OID_ARC, NODE_ATTESTATION_OID } from '@airlock/core';

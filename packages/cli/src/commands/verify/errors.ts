@@ -1,6 +1,6 @@
 import { PolicyError } from '@airlock/policy';
 import { VerifyError } from '@airlock/verify';
-import { EXIT, UsageError } from '../../output.js';
+import { EXIT, isServiceUnavailable, UsageError } from '../../output.js';
 
 /** Policy errors that mean bad input (exit 2): the policy, a bundle, a trusted root, an image reference. */
 const USAGE_CODES = new Set<string>([
@@ -12,7 +12,6 @@ const USAGE_CODES = new Set<string>([
   'POLICY_IMAGE_NOT_FOUND',
   'POLICY_MIRROR_URL_INVALID',
 ]);
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 /**
  * The exit code for an error of the policy commands: 2 for bad input (flags, unreadable or malformed policy, OSV or
@@ -28,15 +27,5 @@ export function exitCodeFor(err: unknown): number {
         ? EXIT.UNAVAILABLE
         : EXIT.FAILURE;
   if (err instanceof VerifyError && /TRUSTED_ROOT/.test(err.code)) return EXIT.USAGE;
-  return unreachable(err) ? EXIT.UNAVAILABLE : EXIT.FAILURE;
-}
-
-/** True when the error (or one of its causes) is a connection failure, e.g. fetch's `fetch failed`. */
-function unreachable(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
-    if (e instanceof TypeError && e.message === 'fetch failed') return true;
-  }
-  return false;
+  return isServiceUnavailable(err) ? EXIT.UNAVAILABLE : EXIT.FAILURE;
 }
