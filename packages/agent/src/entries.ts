@@ -4,6 +4,9 @@ import { AgentError } from './errors.js';
 
 /** Upper bound of every token the agent issues (issue 10: short-lived, ≤ 5 minutes). */
 export const MAX_AGENT_TOKEN_TTL_SECONDS = 300;
+/** X.509 SVIDs: one hour by default (SPIRE's default), at most a day; workloads rotate them at half-life. */
+export const DEFAULT_AGENT_SVID_TTL_SECONDS = 3600;
+export const MAX_AGENT_SVID_TTL_SECONDS = 24 * 3600;
 
 /** A registration entry: a caller whose kernel facts match every selector gets `spiffeId`. */
 export interface RegistrationEntry {
@@ -11,6 +14,8 @@ export interface RegistrationEntry {
   selectors: string[];
   /** Token lifetime for this entry (default and maximum 300 s). */
   ttlSeconds: number;
+  /** X.509 SVID lifetime for this entry (default 3600 s, at most a day). */
+  svidTtlSeconds?: number;
 }
 
 const SELECTOR_FORMS: Record<string, RegExp> = {
@@ -32,7 +37,10 @@ export function parseSelector(s: string): { type: string; value: string } | unde
   return undefined;
 }
 
-/** Reads and validates the operator's entries file: `{ "entries": [{ spiffeId, selectors, ttlSeconds? }] }`. */
+/**
+ * Reads and validates the operator's entries file:
+ * `{ "entries": [{ spiffeId, selectors, ttlSeconds?, svidTtlSeconds? }] }`.
+ */
 export function loadEntries(file: string, trustDomain: string): RegistrationEntry[] {
   let parsed: unknown;
   try {
@@ -55,7 +63,7 @@ function validateEntry(e: unknown, where: string, trustDomain: string): Registra
   };
   if (typeof e !== 'object' || e === null || Array.isArray(e)) return bad('must be an object');
   const r = e as Record<string, unknown>;
-  const unknown = Object.keys(r).filter((k) => !['spiffeId', 'selectors', 'ttlSeconds'].includes(k));
+  const unknown = Object.keys(r).filter((k) => !['spiffeId', 'selectors', 'ttlSeconds', 'svidTtlSeconds'].includes(k));
   if (unknown.length > 0) bad(`unknown field(s) ${unknown.join(', ')}`);
   if (typeof r.spiffeId !== 'string') bad('spiffeId must be a string');
   try {
@@ -77,7 +85,16 @@ function validateEntry(e: unknown, where: string, trustDomain: string): Registra
   if (!Number.isSafeInteger(ttl) || (ttl as number) < 1 || (ttl as number) > MAX_AGENT_TOKEN_TTL_SECONDS) {
     bad(`ttlSeconds must be an integer in 1..${MAX_AGENT_TOKEN_TTL_SECONDS}`);
   }
-  return { spiffeId: r.spiffeId as string, selectors: selectors as string[], ttlSeconds: ttl as number };
+  const svidTtl = r.svidTtlSeconds ?? DEFAULT_AGENT_SVID_TTL_SECONDS;
+  if (!Number.isSafeInteger(svidTtl) || (svidTtl as number) < 1 || (svidTtl as number) > MAX_AGENT_SVID_TTL_SECONDS) {
+    bad(`svidTtlSeconds must be an integer in 1..${MAX_AGENT_SVID_TTL_SECONDS}`);
+  }
+  return {
+    spiffeId: r.spiffeId as string,
+    selectors: selectors as string[],
+    ttlSeconds: ttl as number,
+    svidTtlSeconds: svidTtl as number,
+  };
 }
 
 /**

@@ -10,5 +10,6 @@ export {
   type RunningAgent,
   type AgentLogRecord,
   type AgentTokenSigner,
+  type AgentSvidSigner,
 } from './server.js';
-export { requestAgentToken, type AgentToken } from './client.js';
+export { requestAgentToken, requestAgentX509Svid, type AgentToken } from './client.js';

@@ -1,3 +1,5 @@
+import type { X509SvidJson } from '@airlock/identity';
+
 /**
  * The agent's wire protocol on its UNIX socket: one JSON request line, one JSON response line, then the agent
  * closes the connection. Who is asking is never part of the request: the agent learns it from the kernel.
@@ -9,10 +11,29 @@ export interface AgentTokenRequest {
   audience?: string;
   /** Shorter than the entry's lifetime if wanted; never longer. */
   ttlSeconds?: number;
+  /**
+   * What to hand out: a JWT (`token`, the default) or an X.509 SVID (`x509-svid`). Additive: older callers that
+   * send no kind keep getting tokens.
+   */
+  kind?: AgentRequestKind;
+  /** x509-svid only: the workload's own public key (PEM SPKI); without it the agent generates the key pair. */
+  publicKeyPem?: string;
+}
+
+export type AgentRequestKind = 'token' | 'x509-svid';
+
+/** The SPIFFE Workload API's X509SVIDResponse as JSON: DER fields base64 (see X509SvidJson in @airlock/identity). */
+export interface AgentX509SvidResponse {
+  ok: true;
+  kind: 'x509-svid';
+  spiffeId: string;
+  expiresAt: string;
+  svids: X509SvidJson[];
 }
 
 export type AgentResponse =
   | { ok: true; token: string; spiffeId: string; expiresAt: string }
+  | AgentX509SvidResponse
   | { ok: false; error: { code: string; message: string } };
 
 export const MAX_REQUEST_BYTES = 4096;

@@ -1,7 +1,8 @@
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import type { IdentityIssuer } from '@airlock/identity';
-import { matchingEntries, type RegistrationEntry } from './entries.js';
+import { x509SvidToJson, type IdentityIssuer, type X509Svid } from '@airlock/identity';
+import { DEFAULT_AGENT_SVID_TTL_SECONDS, matchingEntries, type RegistrationEntry } from './entries.js';
 import { AgentError } from './errors.js';
 import { peerNative } from './native.js';
 import { attestWith, type NodeAttestation, type NodeAttestationResult } from './node-attestation.js';
@@ -11,10 +12,24 @@ import { MAX_REQUEST_BYTES, type AgentResponse, type AgentTokenRequest } from '.
 /** The issuer's signing path the agent uses: it runs as the plane's user and holds the issuer key in-process. */
 export type AgentTokenSigner = Pick<IdentityIssuer, 'issueToken' | 'trustDomain' | 'issuerUrl'>;
 
+/**
+ * The SPIFFE X.509 CA the agent issues SVIDs with (e.g. `issueX509Svid` of @airlock/ca over the plane's SPIFFE CA).
+ * Without a public key the signer generates the key pair and returns its PKCS#8 DER in `x509_svid_key`.
+ */
+export type AgentSvidSigner = (request: {
+  spiffeId: string;
+  ttlSeconds: number;
+  publicKeyPem?: string;
+}) => Promise<X509Svid>;
+
 /** One audit record per request: issuance or refusal. Never contains the token. */
 export interface AgentLogRecord {
   time: string;
   event: 'issued' | 'refused' | 'node-attested' | 'listening';
+  /** What was asked for or issued: a JWT (`token`) or an X.509 SVID. */
+  kind?: 'token' | 'x509-svid';
+  /** x509-svid: the certificate's serial number (hex). */
+  serial?: string;
   pid?: number;
   uid?: number;
   gid?: number;
@@ -36,6 +51,8 @@ export interface StartAgentOptions {
   socketPath: string;
   entries: RegistrationEntry[];
   signer: AgentTokenSigner;
+  /** Enables `kind: "x509-svid"` requests; without it they are refused. */
+  svidSigner?: AgentSvidSigner;
   /** Audit sink (default: one JSON line per record on stderr). */
   log?: (record: AgentLogRecord) => void;
   /** When set, the host must prove itself before the socket is opened (issue 10 §4 seam). */
@@ -134,32 +151,19 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
   socket.on('error', () => undefined); // a caller that vanished must not crash the agent
   let peer: PinnedPeer | undefined;
   let identity: PeerIdentity | undefined;
+  let kind: AgentLogRecord['kind'];
   try {
     peer = pinPeer(socket, ctx.pinWith);
     if (ctx.hooks?.afterPin) await ctx.hooks.afterPin(peer.pid);
     const request = await readRequest(socket, ctx.requestTimeoutMs ?? 5_000);
+    kind = request.kind ?? 'token';
     identity = await inspectPeer(peer, ctx.hooks?.afterRead);
-    const { entry, ttlSeconds } = chooseEntry(ctx.entries, identity, request);
-    const token = await ctx.signer.issueToken({
-      subject: entry.spiffeId,
-      ttlSeconds,
-      ...(request.audience !== undefined ? { audience: request.audience } : {}),
-      // The attested node's claims ride in every token; the CA copies them (this issuer is trusted for them).
-      ...(ctx.node ? { nodeAttestation: ctx.node.claimsJson } : {}),
-    });
-    const claims = payloadOf(token);
-    const expiresAt = new Date(claims.exp * 1000).toISOString();
-    ctx.log({
-      time: now(),
-      event: 'issued',
-      ...facts(identity),
-      selectors: entry.selectors,
-      spiffeId: entry.spiffeId,
-      jti: claims.jti,
-      expiresAt,
-      ...(ctx.node ? { node: { nodeId: ctx.node.nodeId, referenceValueSetId: ctx.node.referenceValueSetId } } : {}),
-    });
-    respond(socket, { ok: true, token, spiffeId: entry.spiffeId, expiresAt });
+    const entry = chooseEntry(ctx.entries, identity, request);
+    const response =
+      kind === 'x509-svid'
+        ? await issueSvid(ctx, identity, entry, request)
+        : await issueToken(ctx, identity, entry, request);
+    respond(socket, response);
   } catch (err) {
     const error = {
       code: err instanceof AgentError ? err.code : String((err as { code?: unknown }).code ?? 'AGENT_INTERNAL'),
@@ -168,6 +172,7 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
     ctx.log({
       time: now(),
       event: 'refused',
+      ...(kind ? { kind } : {}),
       ...(identity ? { ...facts(identity), selectors: identity.selectors } : peerFacts(peer)),
       error,
     });
@@ -175,6 +180,63 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
   } finally {
     if (peer) unpin(peer);
   }
+}
+
+async function issueToken(
+  ctx: ConnectionContext,
+  identity: PeerIdentity,
+  entry: RegistrationEntry,
+  request: AgentTokenRequest,
+): Promise<AgentResponse> {
+  const token = await ctx.signer.issueToken({
+    subject: entry.spiffeId,
+    ttlSeconds: Math.min(entry.ttlSeconds, request.ttlSeconds ?? entry.ttlSeconds),
+    ...(request.audience !== undefined ? { audience: request.audience } : {}),
+    // The attested node's claims ride in every token; the CA copies them (this issuer is trusted for them).
+    ...(ctx.node ? { nodeAttestation: ctx.node.claimsJson } : {}),
+  });
+  const claims = payloadOf(token);
+  const expiresAt = new Date(claims.exp * 1000).toISOString();
+  ctx.log({
+    time: now(),
+    event: 'issued',
+    kind: 'token',
+    ...facts(identity),
+    selectors: entry.selectors,
+    spiffeId: entry.spiffeId,
+    jti: claims.jti,
+    expiresAt,
+    ...(ctx.node ? { node: { nodeId: ctx.node.nodeId, referenceValueSetId: ctx.node.referenceValueSetId } } : {}),
+  });
+  return { ok: true, token, spiffeId: entry.spiffeId, expiresAt };
+}
+
+/** An X.509 SVID for the matched entry, answered as the Workload API's X509SVIDResponse (one SVID). */
+async function issueSvid(
+  ctx: ConnectionContext,
+  identity: PeerIdentity,
+  entry: RegistrationEntry,
+  request: AgentTokenRequest,
+): Promise<AgentResponse> {
+  if (!ctx.svidSigner) throw new AgentError('AGENT_REQUEST_INVALID', 'this agent has no SPIFFE CA: it issues no X.509 SVIDs');
+  const max = entry.svidTtlSeconds ?? DEFAULT_AGENT_SVID_TTL_SECONDS;
+  const svid = await ctx.svidSigner({
+    spiffeId: entry.spiffeId,
+    ttlSeconds: Math.min(max, request.ttlSeconds ?? max),
+    ...(request.publicKeyPem !== undefined ? { publicKeyPem: request.publicKeyPem } : {}),
+  });
+  const expiresAt = new Date(svid.expires_at * 1000).toISOString();
+  ctx.log({
+    time: now(),
+    event: 'issued',
+    kind: 'x509-svid',
+    ...facts(identity),
+    selectors: entry.selectors,
+    spiffeId: svid.spiffe_id,
+    serial: new X509Certificate(svid.x509_svid).serialNumber,
+    expiresAt,
+  });
+  return { ok: true, kind: 'x509-svid', spiffeId: svid.spiffe_id, expiresAt, svids: [x509SvidToJson(svid)] };
 }
 
 function facts(id: PeerIdentity): Partial<AgentLogRecord> {
@@ -198,7 +260,7 @@ function chooseEntry(
   entries: readonly RegistrationEntry[],
   id: PeerIdentity,
   request: AgentTokenRequest,
-): { entry: RegistrationEntry; ttlSeconds: number } {
+): RegistrationEntry {
   const who =
     `caller uid ${id.uid} gid ${id.gid} pid ${id.pid} exe ${id.exePath} (sha256:${id.exeSha256})` +
     (id.cgroup ? ` cgroup ${id.cgroup}` : '');
@@ -214,8 +276,7 @@ function chooseEntry(
   } else {
     entry = matched[0]!;
   }
-  const ttlSeconds = Math.min(entry.ttlSeconds, request.ttlSeconds ?? entry.ttlSeconds);
-  return { entry, ttlSeconds };
+  return entry;
 }
 
 function readRequest(socket: net.Socket, timeoutMs: number): Promise<AgentTokenRequest> {
@@ -262,7 +323,9 @@ function parseRequest(line: string): AgentTokenRequest {
     throw new AgentError('AGENT_REQUEST_INVALID', 'the request must be a JSON object');
   }
   const r = v as Record<string, unknown>;
-  const extra = Object.keys(r).filter((k) => !['subject', 'audience', 'ttlSeconds'].includes(k));
+  const extra = Object.keys(r).filter(
+    (k) => !['subject', 'audience', 'ttlSeconds', 'kind', 'publicKeyPem'].includes(k),
+  );
   if (extra.length > 0) throw new AgentError('AGENT_REQUEST_INVALID', `unknown request field(s) ${extra.join(', ')}`);
   if (r.subject !== undefined && typeof r.subject !== 'string')
     throw new AgentError('AGENT_REQUEST_INVALID', 'subject must be a string');
@@ -270,7 +333,22 @@ function parseRequest(line: string): AgentTokenRequest {
     throw new AgentError('AGENT_REQUEST_INVALID', 'audience must be a string');
   if (r.ttlSeconds !== undefined && (!Number.isSafeInteger(r.ttlSeconds) || (r.ttlSeconds as number) < 1))
     throw new AgentError('AGENT_REQUEST_INVALID', 'ttlSeconds must be a positive integer');
+  if (r.kind !== undefined && r.kind !== 'token' && r.kind !== 'x509-svid')
+    throw new AgentError('AGENT_REQUEST_INVALID', 'kind must be "token" or "x509-svid"');
+  if (r.publicKeyPem !== undefined) checkPublicKeyPem(r.publicKeyPem, r.kind);
   return r as AgentTokenRequest;
+}
+
+/** A workload's own SVID key: a PEM public key only (a private key sent here would already be exposed). */
+function checkPublicKeyPem(pem: unknown, kind: unknown): void {
+  if (kind !== 'x509-svid') throw new AgentError('AGENT_REQUEST_INVALID', 'publicKeyPem goes with kind "x509-svid"');
+  if (typeof pem !== 'string' || !pem.trimStart().startsWith('-----BEGIN PUBLIC KEY-----'))
+    throw new AgentError('AGENT_REQUEST_INVALID', 'publicKeyPem must be a PEM public key (SPKI)');
+  try {
+    createPublicKey(pem);
+  } catch {
+    throw new AgentError('AGENT_REQUEST_INVALID', 'publicKeyPem is not a readable public key');
+  }
 }
 
 function respond(socket: net.Socket, response: AgentResponse): void {

@@ -14,6 +14,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   'identity agent': [
     'airlock identity agent --socket /run/airlock/agent.sock --entries /etc/airlock/entries.json --data /var/lib/airlock/plane',
   ],
+  'identity svid': ['airlock identity svid --socket /run/airlock/agent.sock --out-dir /run/airlock/svid --watch'],
   'tlog serve': ['airlock tlog serve --data log --listen 127.0.0.1:8100 --log-name tlog.airlock.internal'],
   'tlog monitor': ['airlock tlog monitor --url http://127.0.0.1:8100 --state monitor.json --json'],
   sign: [

@@ -50,3 +50,12 @@ export {
   type X509SvidJson,
   type X509SvidPem,
 } from './x509-svid.js';
+export {
+  watchX509Svid,
+  writeX509SvidFiles,
+  svidRefreshDelayMs,
+  svidRetryDelayMs,
+  SVID_FILES,
+  type X509SvidWatcher,
+  type X509SvidWatcherOptions,
+} from './svid-rotation.js';

@@ -1,11 +1,20 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { loadEntries, startAgent, type AgentLogRecord } from '@airlock/agent';
-import { IdentityError, IdentityIssuer } from '@airlock/identity';
+import path from 'node:path';
+import {
+  loadEntries,
+  requestAgentX509Svid,
+  startAgent,
+  type AgentLogRecord,
+  type AgentSvidSigner,
+} from '@airlock/agent';
+import { issueX509Svid, loadOrCreateSvidCa, SVID_CA_DIR } from '@airlock/ca';
+import { IdentityError, IdentityIssuer, watchX509Svid, writeX509SvidFiles, type X509Svid } from '@airlock/identity';
 import { issueWorkloadToken } from '@airlock/plane';
-import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
+import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation.js';
 import { runUntilSignal } from './plane.js';
+import { isAgentRefusal } from '../context.js';
 
 /** `identity token` failures: bad flags, subject or a missing --break-glass → 2, plane not running → 3, else 1. */
 function tokenExitCode(err: unknown): number {
@@ -85,6 +94,57 @@ function auditSink(file: string | undefined): (r: AgentLogRecord) => void {
   return (r) => fs.writeSync(fd, `${JSON.stringify(r)}\n`);
 }
 
+/** X.509 SVIDs from the plane's SPIFFE CA in `<data>/svid-ca` (created on first use; its key must be 0600). */
+async function planeSvidSigner(dataDir: string, trustDomain: string): Promise<AgentSvidSigner> {
+  const ca = await loadOrCreateSvidCa(dataDir, trustDomain);
+  return ({ spiffeId, ttlSeconds, publicKeyPem }) =>
+    issueX509Svid({ ca, spiffeId, ttlSeconds, ...(publicKeyPem !== undefined ? { publicKey: publicKeyPem } : {}) });
+}
+
+interface SvidFlags extends OutputOptions {
+  socket: string;
+  outDir: string;
+  subject?: string;
+  watch?: boolean;
+}
+
+function svidSummary(svid: X509Svid, files: Record<string, string>): Record<string, unknown> {
+  return { spiffeId: svid.spiffe_id, expiresAt: new Date(svid.expires_at * 1000).toISOString(), files };
+}
+
+/**
+ * Fetches this process's X.509 SVID from the agent and writes it to --out-dir; with --watch keeps it fresh
+ * (re-fetched at about half-life, files replaced atomically) until stopped. A refusal exits 2, no agent 3.
+ */
+async function fetchSvid(flags: SvidFlags): Promise<void> {
+  const fetch = (): Promise<X509Svid> =>
+    requestAgentX509Svid(flags.socket, flags.subject !== undefined ? { subject: flags.subject } : {});
+  let first = true;
+  const watcher = watchX509Svid({
+    fetch,
+    onUpdate: (svid) => {
+      const files = writeX509SvidFiles(flags.outDir, svid);
+      if (first) printResult(flags, svidSummary(svid, files), () => `X.509 SVID for ${svid.spiffe_id} in ${flags.outDir}`);
+      else info(flags, `rotated the X.509 SVID for ${svid.spiffe_id} (expires ${svidSummary(svid, files).expiresAt})`);
+      first = false;
+    },
+    onError: (err, retryMs) => {
+      if (!first) process.stderr.write(`airlock: SVID rotation failed (retry in ${retryMs} ms): ${err.message}\n`);
+    },
+  });
+  try {
+    await watcher.ready;
+  } catch (err) {
+    watcher.stop();
+    fail(flags, err, isAgentRefusal(err) ? EXIT.USAGE : EXIT.FAILURE);
+  }
+  if (flags.watch !== true) {
+    watcher.stop();
+    return;
+  }
+  runUntilSignal(async () => watcher.stop());
+}
+
 /**
  * The agent holds the issuer key itself (it runs as the plane's user, the one account allowed to read it): the
  * issuer's own signing path, with no second credential that would need provisioning and could leak.
@@ -98,10 +158,12 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     });
     const entries = loadEntries(flags.entries, signer.trustDomain);
     const nodeAttestation = tpmNodeAttestation(flags, flags.data);
+    const svidSigner = await planeSvidSigner(flags.data, signer.trustDomain);
     const agent = await startAgent({
       socketPath: flags.socket,
       entries,
       signer,
+      svidSigner,
       log: auditSink(flags.auditLog),
       ...(nodeAttestation ? { nodeAttestation } : {}),
     });
@@ -112,6 +174,7 @@ async function runAgent(flags: AgentFlags): Promise<void> {
         issuerUrl: signer.issuerUrl,
         trustDomain: signer.trustDomain,
         entries: entries.length,
+        svidBundle: path.join(flags.data, SVID_CA_DIR, 'ca.pem'),
         ...(agent.node
           ? { node: { nodeId: agent.node.nodeId, referenceValueSetId: agent.node.referenceValueSetId } }
           : {}),
@@ -165,7 +228,21 @@ export function registerIdentityCommands(program: Command): void {
     .option('--ek-ca <file>', "PEM: the TPM manufacturer root CA(s) the node's EK certificate must chain to")
     .option('--reference-values <file>', 'JSON: the accepted reference value sets (PCR values) for the quote')
     .option('--tpm-work-dir <dir>', "the attester's private directory (default <data>/agent-tpm)")
-    .option('--json', 'print {socket, issuerUrl, trustDomain, entries, node?} as JSON once listening')
+    .option('--json', 'print {socket, issuerUrl, trustDomain, entries, svidBundle, node?} as JSON once listening')
     .option('-q, --quiet', 'no progress output')
     .action(runAgent);
+  identity
+    .command('svid')
+    .description(
+      "fetch this process's X.509 SVID from the attestation agent and write it to --out-dir: svid.pem (chain), " +
+        'svid-key.pem (0600), bundle.pem, svid.json (Workload-API JSON, 0600; for `airlock run --mirror-svid`), each ' +
+        'replaced atomically. With --watch it stays running and re-fetches at about half-life, before expiry',
+    )
+    .requiredOption('--socket <path>', "the agent's UNIX socket")
+    .requiredOption('--out-dir <dir>', 'directory to write the SVID files to (created 0700)')
+    .option('--subject <spiffe-id>', 'the SPIFFE ID wanted, when the caller is registered for several')
+    .option('--watch', 'keep the files fresh (rotate before expiry) until SIGINT/SIGTERM')
+    .option('--json', 'print {spiffeId, expiresAt, files} as JSON (first SVID)')
+    .option('-q, --quiet', 'no progress output')
+    .action(fetchSvid);
 }
