@@ -109,7 +109,7 @@ interface SvidFlags extends OutputOptions {
 }
 
 function svidSummary(svid: X509Svid, files: Record<string, string>): Record<string, unknown> {
-  return { spiffeId: svid.spiffe_id, expiresAt: new Date(svid.expires_at * 1000).toISOString(), files };
+  return { ok: true, spiffeId: svid.spiffe_id, expiresAt: new Date(svid.expires_at * 1000).toISOString(), files };
 }
 
 /**
