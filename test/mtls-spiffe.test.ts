@@ -4,20 +4,31 @@
  *     the requested TTL) that chains to its bundle;
  *   - `airlock mirror serve --client-ca --allow-spiffe-id` serves the runner's bridge (`airlock run --mirror https://…
  *     --mirror-svid`) and refuses a client with no certificate, with one from another trust bundle (TLS handshake),
- *     and with a valid SVID whose SPIFFE ID is not allowed (403 naming the ID);
+ *     and with a valid SVID whose SPIFFE ID is not allowed (403 naming the ID); with `--agent-socket` the bridge
+ *     presents the SVID the attestation agent issued to the (kernel-identified) runner process;
  *   - the transparency log's write endpoint (`startTlogServer` with serviceMtls, as `airlock tlog serve` wires it):
  *     401 without / with a foreign certificate, 403 naming an unauthorized ID, an allowed SVID passes; reads stay open.
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSvidCa, issueX509Svid, type SvidCa } from '@airlock/ca';
 import { MirrorStore } from '@airlock/cas';
-import { serviceMtls, splitDerCertificates, x509SvidToJson, type X509Svid } from '@airlock/identity';
+import { startAgent, type AgentLogRecord, type AgentSvidSigner } from '@airlock/agent';
+import { IdentityIssuer, serviceMtls, splitDerCertificates, x509SvidToJson, type X509Svid } from '@airlock/identity';
 import { startTlogServer, type RunningTlog } from '@airlock/tlog';
 import { startCli } from './helpers/cli.js';
 import { runCliJson } from './helpers/upstream-e2e.js';
@@ -247,6 +258,46 @@ describe('airlock mirror serve --client-ca --allow-spiffe-id', () => {
       expect(r.json.ok, JSON.stringify(r.json)).toBe(true);
       const artifact = (r.json.artifacts as { path: string }[])[0]!;
       expect(readFileSync(artifact.path, 'utf8')).toContain('airlock-mirror');
+    });
+
+    it('with --agent-socket the bridge presents the SVID the attestation agent issued to the runner', async () => {
+      const dataDir = join(root, 'agent-issuer');
+      const signer = await IdentityIssuer.open({ dataDir, issuerUrl: 'http://127.0.0.1:9', trustDomain: TD });
+      const svidSigner: AgentSvidSigner = ({ spiffeId, ttlSeconds }) => issueX509Svid({ ca, spiffeId, ttlSeconds });
+      const log: AgentLogRecord[] = [];
+      const start = (selectors: string[]) =>
+        startAgent({
+          socketPath: join(root, `agent-${Math.random().toString(36).slice(2, 8)}.sock`),
+          entries: [{ spiffeId: RUNNER_ID, selectors, ttlSeconds: 300 }],
+          signer,
+          svidSigner,
+          log: (r) => log.push(r),
+        });
+      // This test process's uid running this node binary is the registered runner.
+      const agent = await start([`unix:uid:${process.getuid!()}`, `unix:path:${realpathSync(process.execPath)}`]);
+      try {
+        const r = await run(['--agent-socket', agent.socketPath]);
+        expect(r.json.ok, JSON.stringify(r.json)).toBe(true);
+        const artifact = (r.json.artifacts as { path: string }[])[0]!;
+        expect(readFileSync(artifact.path, 'utf8')).toContain('airlock-mirror');
+        expect(log).toContainEqual(
+          expect.objectContaining({ event: 'issued', kind: 'x509-svid', spiffeId: RUNNER_ID }),
+        );
+      } finally {
+        await agent.close();
+      }
+      // An agent where this process is not registered: refused before the build, exit 2, naming the caller.
+      const other = await start(['unix:uid:4242']);
+      try {
+        const r = await run(['--agent-socket', other.socketPath]);
+        expect(r.code, JSON.stringify(r.json)).toBe(2);
+        expect(r.json.error).toMatchObject({ code: 'AGENT_NO_MATCH' });
+        expect((r.json.error as { message: string }).message).toMatch(
+          /caller uid \d+ .* matches no registration entry/,
+        );
+      } finally {
+        await other.close();
+      }
     });
 
     it('without a client certificate the https mirror is refused before the build (exit 2)', async () => {

@@ -46,6 +46,7 @@ export {
   x509SvidToJson,
   splitDerCertificates,
   readX509SvidFile,
+  x509SvidToPem,
   type X509Svid,
   type X509SvidJson,
   type X509SvidPem,

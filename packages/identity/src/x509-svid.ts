@@ -79,6 +79,16 @@ export interface X509SvidPem {
   bundlePem: string;
 }
 
+/** PEM forms of an SVID held in memory (e.g. fresh from the agent); it must carry its key. */
+export function x509SvidToPem(svid: X509Svid): X509SvidPem {
+  if (!svid.x509_svid_key) throw svidInvalid(`the SVID for ${svid.spiffe_id} carries no key`);
+  const keyPem = createPrivateKey({ key: svid.x509_svid_key, format: 'der', type: 'pkcs8' })
+    .export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+  const pems = (der: Buffer) => splitDerCertificates(der).map(derToPem).join('');
+  return { spiffeId: parseSpiffeId(svid.spiffe_id).id, certChainPem: pems(svid.x509_svid), keyPem, bundlePem: pems(svid.bundle) };
+}
+
 /** Reads an SVID file (X509SvidJson); it must carry its key. Never echoes key material in errors. */
 export function readX509SvidFile(file: string): X509SvidPem {
   let json: X509SvidJson;

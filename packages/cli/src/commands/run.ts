@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { hasErrorCode } from '@airlock/core';
 import { parseImageReference, RegistryClient } from '@airlock/oci';
-import { readX509SvidFile } from '@airlock/identity';
+import { requestAgentX509Svid } from '@airlock/agent';
+import { readX509SvidFile, x509SvidToPem } from '@airlock/identity';
 import { readEndpoints } from '@airlock/plane';
 import {
   CYCLONEDX_PREDICATE_TYPE,
@@ -113,7 +114,8 @@ export function registerRunCommand(program: Command): void {
     .option('--mirror-ca <pem>', "trust bundle for the https:// mirror's server certificate")
     .option(
       '--mirror-svid <file>',
-      "the runner's X509-SVID as a Workload-API-shaped JSON file (spiffe_id, x509_svid, x509_svid_key, bundle; base64 DER)",
+      "the runner's X509-SVID as a Workload-API-shaped JSON file (spiffe_id, x509_svid, x509_svid_key, bundle; base64 DER); " +
+        'without it (and without --mirror-client-cert) an https:// mirror gets the SVID from --agent-socket',
     )
     .option(
       '--pass-env <name>',
@@ -251,8 +253,12 @@ function mirrorOptions(flags: RunFlags): Pick<RunOptions, 'mirrorUrl' | 'mirrorU
   return { mirrors };
 }
 
-/** The bridge's client certificate for an https:// mirror: cert + key files, or an SVID file (operator flags only). */
-function mirrorClientTls(flags: RunFlags): Pick<RunOptions, 'mirrorClientTls'> {
+/**
+ * The bridge's client certificate for an https:// mirror: cert + key files, or an SVID file (operator flags only),
+ * else, with an agent socket configured, the runner's X.509 SVID fetched from the attestation agent (the same
+ * kernel-attested identity its tokens carry).
+ */
+async function mirrorClientTls(flags: RunFlags): Promise<Pick<RunOptions, 'mirrorClientTls'>> {
   const read = (flag: string, file: string) => {
     try {
       return readFileSync(file);
@@ -272,7 +278,7 @@ function mirrorClientTls(flags: RunFlags): Pick<RunOptions, 'mirrorClientTls'> {
     const ca = flags.mirrorCa ? read('--mirror-ca', flags.mirrorCa) : svid.bundlePem;
     return { mirrorClientTls: { cert: svid.certChainPem, key: svid.keyPem, ca } };
   }
-  if (!flags.mirrorClientCert && !flags.mirrorClientKey) return {};
+  if (!flags.mirrorClientCert && !flags.mirrorClientKey) return agentMirrorTls(flags, read);
   if (!flags.mirrorClientCert || !flags.mirrorClientKey)
     throw new UsageError('--mirror-client-cert and --mirror-client-key go together');
   return {
@@ -282,6 +288,21 @@ function mirrorClientTls(flags: RunFlags): Pick<RunOptions, 'mirrorClientTls'> {
       ...(flags.mirrorCa ? { ca: read('--mirror-ca', flags.mirrorCa) } : {}),
     },
   };
+}
+
+/** An https:// mirror and an agent socket (flag or $AIRLOCK_AGENT_SOCKET): the bridge presents the agent's SVID. */
+async function agentMirrorTls(
+  flags: RunFlags,
+  read: (flag: string, file: string) => Buffer,
+): Promise<Pick<RunOptions, 'mirrorClientTls'>> {
+  const socket = flags.agentSocket ?? process.env.AIRLOCK_AGENT_SOCKET;
+  const https = flags.mirror.some((m) => splitNamed(m).value.startsWith('https:'));
+  if (!socket || !https) return {};
+  const svid = x509SvidToPem(
+    await requestAgentX509Svid(socket, flags.subject !== undefined ? { subject: flags.subject } : {}),
+  );
+  const ca = flags.mirrorCa ? read('--mirror-ca', flags.mirrorCa) : svid.bundlePem;
+  return { mirrorClientTls: { cert: svid.certChainPem, key: svid.keyPem, ca } };
 }
 
 /** The runner's own identity token, wherever it came from: never visible to a build under any name. */
@@ -369,7 +390,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     builderId,
     ...(signer ? { signer } : {}),
     ...mirrorOptions(flags),
-    ...mirrorClientTls(flags),
+    ...(await mirrorClientTls(flags)),
     passEnv: flags.passEnv,
     withheldValues: identityTokenValues(flags),
     ...(flags.workRoot ? { workRoot: flags.workRoot } : {}),
