@@ -4,6 +4,7 @@
  * service need an X509-SVID from the plane's SPIFFE trust bundle whose ID the operator allowed for that service:
  * an authorized SVID gets a real certificate from the CA (201); no certificate, a certificate from another trust
  * bundle, and a valid SVID with an unauthorized ID are refused (401/401/403), the refusal naming the SPIFFE ID.
+ * The same for `airlock admission serve --client-ca --allow-spiffe-id` (POST /validate, /workspace; probes stay open).
  */
 import { generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSvidCa, issueX509Svid, loadOrCreateSvidCa, type SvidCa } from '@airlock/ca';
 import { IdentityIssuer, x509SvidToPem } from '@airlock/identity';
-import { startCli } from './helpers/cli.js';
+import { runCli, startCli } from './helpers/cli.js';
 
 const TD = 'airlock.internal';
 const RUNNER = `spiffe://${TD}/airlock/runner`;
@@ -197,5 +198,92 @@ describe('airlock up with per-service mTLS (SPIFFE X509-SVIDs)', () => {
   it('reads stay open without a client certificate', async () => {
     const a = await call(`${endpoints.caUrl}/api/v2/configuration`, 'GET', undefined, undefined);
     expect(a.status).toBe(200);
+  });
+});
+
+describe('airlock admission serve --client-ca --allow-spiffe-id', () => {
+  let admission: { url: string; stop: () => Promise<void> } | undefined;
+  const WORKSPACE = `spiffe://${TD}/airlock/workspace/alice`;
+  let workspace: ClientPem;
+
+  beforeAll(async () => {
+    workspace = await pemOf(await loadOrCreateSvidCa(plane, TD), WORKSPACE);
+    const policy = join(root, 'admission-policy.yaml');
+    writeFileSync(
+      policy,
+      [
+        'apiVersion: airlock.dev/admission-policy/v1',
+        'policies:',
+        '  - name: runner-built',
+        "    images: ['registry.invalid/**']",
+        '    release:',
+        '      inline:',
+        '        apiVersion: airlock.dev/policy/v1',
+        `        authorities: { runner: { keyless: { subject: '${RUNNER}', issuer: '${endpoints.identityIssuerUrl}' } } }`,
+        `        provenance: { authorities: [runner], builderIds: ['${RUNNER}'] }`,
+        '',
+      ].join('\n'),
+    );
+    const a = await startCli(
+      [
+        ...['admission', 'serve', '--policy', policy, '--data', plane, '--listen', '127.0.0.1:0'],
+        ...['--tls-cert', join(root, 'server.pem'), '--tls-key', join(root, 'server-key.pem')],
+        ...['--client-ca', join(plane, 'svid-ca', 'ca.pem'), '--allow-spiffe-id', RUNNER],
+        ...['--allow-spiffe-id', `^spiffe://airlock\\.internal/airlock/workspace/[a-z]+$`, '--json'],
+      ],
+      (o) => o.trim().endsWith('}'),
+    );
+    admission = { url: (JSON.parse(a.stdout()) as { url: string }).url, stop: a.stop };
+  }, 60_000);
+  afterAll(async () => admission?.stop());
+
+  const review = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'b7a1c1a4-0000-4000-8000-000000000001',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'default',
+      operation: 'CREATE',
+      object: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [] } },
+    },
+  };
+
+  it('an authorized SVID (exact ID or allowed pattern) gets an AdmissionReview answer', async () => {
+    for (const client of [runner, workspace]) {
+      const a = await call(`${admission!.url}/validate`, 'POST', review, client);
+      expect(a.status, JSON.stringify(a.body)).toBe(200);
+      expect(a.body).toMatchObject({ kind: 'AdmissionReview', response: { uid: review.request.uid } });
+    }
+  });
+
+  it('no certificate, a foreign bundle and an unauthorized ID are refused, naming the SPIFFE ID', async () => {
+    const none = await call(`${admission!.url}/validate`, 'POST', review, undefined);
+    expect(none.status).toBe(401);
+    expect(errorOf(none).code).toBe('MTLS_CLIENT_CERT_MISSING');
+    const alien = await call(`${admission!.url}/workspace`, 'POST', {}, foreign);
+    expect(alien.status).toBe(401);
+    expect(errorOf(alien).message).toContain(`${RUNNER} does not chain to the trust bundle`);
+    const other = await call(`${admission!.url}/validate`, 'POST', review, intruder);
+    expect(other.status).toBe(403);
+    expect(errorOf(other)).toEqual({
+      code: 'MTLS_SPIFFE_ID_FORBIDDEN',
+      message: `SPIFFE ID ${INTRUDER} is not authorized for this service`,
+    });
+  });
+
+  it('probes stay open without a client certificate', async () => {
+    expect((await call(`${admission!.url}/healthz`, 'GET', undefined, undefined)).status).toBe(200);
+  });
+
+  it('--allow-spiffe-id without --client-ca is a usage error (exit 2)', async () => {
+    const r = await runCli([
+      ...['admission', 'serve', '--policy', join(root, 'admission-policy.yaml'), '--data', plane],
+      ...['--tls-cert', join(root, 'server.pem'), '--tls-key', join(root, 'server-key.pem')],
+      ...['--listen', '127.0.0.1:0', '--allow-spiffe-id', RUNNER, '--json'],
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stdout).toContain('--allow-spiffe-id needs --client-ca');
   });
 });

@@ -50,8 +50,10 @@ export async function requestAgentX509Svid(
   options: { timeoutMs?: number } = {},
 ): Promise<X509Svid> {
   const r = await askAgent(socketPath, { ...request, kind: 'x509-svid' }, options.timeoutMs);
-  const svid = r.ok === true && 'kind' in r && r.kind === 'x509-svid' && Array.isArray(r.svids) ? r.svids[0] : undefined;
-  const bad = (why: string): AgentError => new AgentError('AGENT_BAD_RESPONSE', `the agent's X.509 SVID answer: ${why}`);
+  const svid =
+    r.ok === true && 'kind' in r && r.kind === 'x509-svid' && Array.isArray(r.svids) ? r.svids[0] : undefined;
+  const bad = (why: string): AgentError =>
+    new AgentError('AGENT_BAD_RESPONSE', `the agent's X.509 SVID answer: ${why}`);
   if (!svid || typeof svid.x509_svid !== 'string' || typeof svid.bundle !== 'string') throw bad('no SVID');
   if (typeof svid.expires_at !== 'number') throw bad('no expiry');
   try {

@@ -218,7 +218,8 @@ async function issueSvid(
   entry: RegistrationEntry,
   request: AgentTokenRequest,
 ): Promise<AgentResponse> {
-  if (!ctx.svidSigner) throw new AgentError('AGENT_REQUEST_INVALID', 'this agent has no SPIFFE CA: it issues no X.509 SVIDs');
+  if (!ctx.svidSigner)
+    throw new AgentError('AGENT_REQUEST_INVALID', 'this agent has no SPIFFE CA: it issues no X.509 SVIDs');
   const max = entry.svidTtlSeconds ?? DEFAULT_AGENT_SVID_TTL_SECONDS;
   const svid = await ctx.svidSigner({
     spiffeId: entry.spiffeId,

@@ -86,7 +86,12 @@ export function x509SvidToPem(svid: X509Svid): X509SvidPem {
     .export({ format: 'pem', type: 'pkcs8' })
     .toString();
   const pems = (der: Buffer) => splitDerCertificates(der).map(derToPem).join('');
-  return { spiffeId: parseSpiffeId(svid.spiffe_id).id, certChainPem: pems(svid.x509_svid), keyPem, bundlePem: pems(svid.bundle) };
+  return {
+    spiffeId: parseSpiffeId(svid.spiffe_id).id,
+    certChainPem: pems(svid.x509_svid),
+    keyPem,
+    bundlePem: pems(svid.bundle),
+  };
 }
 
 /** Reads an SVID file (X509SvidJson); it must carry its key. Never echoes key material in errors. */

@@ -52,6 +52,11 @@ export interface AdmissionServerOptions {
   log?: (line: string) => void;
   /** Called after each TLS reload attempt (tests and the CLI). */
   onTlsReload?: (result: TlsReloadResult) => void;
+  /**
+   * Client authentication (mTLS, e.g. SPIFFE X509-SVIDs): the handshake asks for a certificate from `ca`, and `gate`
+   * answers a request itself (true) when the client is refused. `tls.clientCa` must hold the same bundle.
+   */
+  clientAuth?: { gate: (req: IncomingMessage, res: ServerResponse) => boolean };
 }
 
 export interface AdmissionServer {
@@ -92,8 +97,14 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
   const initial = await loadTlsPair(options.tls);
   let active = 0;
   const server: Server = createServer(
-    { ...initial, connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeoutMs / 4))) },
+    {
+      ...initial,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeoutMs / 4))),
+      // The gate, not the handshake, refuses: a JSON 401/403 naming the reason beats a bare TLS alert.
+      ...(options.clientAuth ? { requestCert: true, rejectUnauthorized: false } : {}),
+    },
     (req, res) => {
+      if (options.clientAuth?.gate(req, res)) return;
       if (active >= maxConcurrent) {
         ctx.metrics.rejectedRequest('ADMISSION_OVERLOADED');
         sendError(res, 503, 'ADMISSION_OVERLOADED', `more than ${maxConcurrent} requests at once; retry`, {

@@ -10,6 +10,8 @@ export const TLS_MIN_VERSION = 'TLSv1.2' as const;
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
+  /** Trust bundle for client certificates (mTLS); kept in every reloaded context. */
+  clientCa?: string | Buffer;
 }
 
 export interface TlsReloadResult {
@@ -30,7 +32,12 @@ export async function loadTlsPair(files: TlsFiles): Promise<SecureContextOptions
   } catch (err) {
     throw new AdmissionServerError('ADMISSION_TLS_INVALID', `cannot read TLS files: ${(err as Error).message}`);
   }
-  const options: SecureContextOptions = { cert, key, minVersion: TLS_MIN_VERSION };
+  const options: SecureContextOptions = {
+    cert,
+    key,
+    minVersion: TLS_MIN_VERSION,
+    ...(files.clientCa !== undefined ? { ca: files.clientCa } : {}),
+  };
   try {
     createSecureContext(options);
   } catch (err) {

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { refuseUnauthorized, spiffeAuthorizer } from '@airlock/identity';
 import {
   AdmissionMetrics,
   createAdmissionController,
@@ -32,6 +34,8 @@ interface ControllerFlags extends OutputOptions {
 interface ServeFlags extends ControllerFlags {
   tlsCert: string;
   tlsKey: string;
+  clientCa?: string;
+  allowSpiffeId?: string[];
   host: string;
   port: string;
   listen?: string;
@@ -66,6 +70,28 @@ export function parseMs(flag: string, value: string): number {
   if (!m || !Number.isSafeInteger(ms) || ms <= 0)
     throw new UsageError(`${flag} '${value}': expected a duration such as 8s, 8000ms, 10m`);
   return ms;
+}
+
+/** `--client-ca/--allow-spiffe-id`: POSTs need an authorized SVID; probes and /metrics (GET) stay open. */
+function admissionClientAuth(
+  flags: ServeFlags,
+): { ca: Buffer; gate: (req: IncomingMessage, res: ServerResponse) => boolean } | undefined {
+  if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
+  if (!flags.clientCa) return undefined;
+  let ca: Buffer;
+  try {
+    ca = readFileSync(flags.clientCa);
+  } catch {
+    throw new UsageError(`--client-ca ${flags.clientCa}: cannot read the file`);
+  }
+  try {
+    const authorize = spiffeAuthorizer({ trustBundle: ca, allow: flags.allowSpiffeId ?? [] });
+    const gate = (req: IncomingMessage, res: ServerResponse): boolean =>
+      req.method !== 'GET' && req.method !== 'HEAD' && refuseUnauthorized(authorize(req), res);
+    return { ca, gate };
+  } catch (err) {
+    throw new UsageError(`--client-ca/--allow-spiffe-id: ${(err as Error).message}`);
+  }
 }
 
 function trustedRoots(flags: ControllerFlags): string[] {
@@ -127,8 +153,15 @@ export function registerAdmissionCommands(program: Command): void {
     .option('--cache-size <n>', 'most cached verifications', '10000')
     .option('--no-cache', 'verify every image on every request (benchmarks, debugging)')
     .option('--toolchain-dir <dir>', 'where POST /workspace may name toolchain files (default: none accepted)')
+    .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for POST /validate, /mutate, /workspace')
+    .option(
+      '--allow-spiffe-id <id>',
+      'with --client-ca: only this SPIFFE ID (exact, or anchored ^…$ pattern; repeatable)',
+      collect,
+    )
     .action(async (flags: ServeFlags) => {
       try {
+        const clientAuth = admissionClientAuth(flags);
         const { host, port } = flags.listen
           ? parseListen(flags.listen)
           : { host: flags.host, port: parseIntFlag('--port', flags.port, 0) };
@@ -150,7 +183,12 @@ export function registerAdmissionCommands(program: Command): void {
           server = await startAdmissionServer({
             controller,
             metrics,
-            tls: { certFile: flags.tlsCert, keyFile: flags.tlsKey },
+            tls: {
+              certFile: flags.tlsCert,
+              keyFile: flags.tlsKey,
+              ...(clientAuth ? { clientCa: clientAuth.ca } : {}),
+            },
+            ...(clientAuth ? { clientAuth: { gate: clientAuth.gate } } : {}),
             host,
             port,
             deadlineMs,

@@ -124,7 +124,8 @@ async function fetchSvid(flags: SvidFlags): Promise<void> {
     fetch,
     onUpdate: (svid) => {
       const files = writeX509SvidFiles(flags.outDir, svid);
-      if (first) printResult(flags, svidSummary(svid, files), () => `X.509 SVID for ${svid.spiffe_id} in ${flags.outDir}`);
+      if (first)
+        printResult(flags, svidSummary(svid, files), () => `X.509 SVID for ${svid.spiffe_id} in ${flags.outDir}`);
       else info(flags, `rotated the X.509 SVID for ${svid.spiffe_id} (expires ${svidSummary(svid, files).expiresAt})`);
       first = false;
     },
