@@ -11,7 +11,7 @@ import { IdentityError } from './errors.js';
  */
 export function loadOrCreateP256Key(file: string): { privateKey: KeyObject; created: boolean } {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(file)) {
+  if (!keyFileExists(file)) {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
     const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
@@ -31,6 +31,30 @@ export function loadOrCreateP256Key(file: string): { privateKey: KeyObject; crea
   return { privateKey: readP256Key(file), created: false };
 }
 
+/**
+ * Whether the key file exists. "Cannot look" (the plane's directory belongs to its service user) is not "absent":
+ * that caller must neither create a second key nor see a raw EACCES, but learn it is not the key's owner.
+ */
+function keyFileExists(file: string): boolean {
+  try {
+    fs.statSync(file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code === 'EACCES' || code === 'EPERM') throw unreadable(file);
+    throw err;
+  }
+}
+
+function unreadable(file: string): IdentityError {
+  return new IdentityError(
+    'IDENTITY_KEY_UNREADABLE',
+    `identity signing key ${file} is not readable by uid ${process.getuid?.() ?? '?'}: the plane's keys belong to ` +
+      'its service user. Workloads get identities from the attestation agent (airlock identity agent)',
+  );
+}
+
 function readP256Key(file: string): KeyObject {
   const problem = privateKeyFileProblem(file, 'identity signing key');
   if (problem) {
@@ -39,9 +63,17 @@ function readP256Key(file: string): KeyObject {
       problem.message,
     );
   }
+  let pem: Buffer;
+  try {
+    pem = fs.readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw unreadable(file);
+    throw err;
+  }
   let key: KeyObject;
   try {
-    key = createPrivateKey(fs.readFileSync(file));
+    key = createPrivateKey(pem);
   } catch (err) {
     throw new IdentityError('IDENTITY_KEY_INVALID', `identity signing key ${file} is not a PEM private key`, {
       cause: err,

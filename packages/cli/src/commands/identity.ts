@@ -16,14 +16,15 @@ import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation
 import { runUntilSignal } from './plane.js';
 import { isAgentRefusal } from '../context.js';
 
-/** `identity token` failures: bad flags, subject or a missing --break-glass → 2, plane not running → 3, else 1. */
+/** `identity token` failures: bad flags, subject, a missing --break-glass or not the key owner → 2, plane not running → 3, else 1. */
 function tokenExitCode(err: unknown): number {
   const code = String((err as { code?: unknown }).code ?? '');
   if (
     err instanceof UsageError ||
     code.startsWith('SPIFFE_') ||
     code === 'TOKEN_REQUEST_INVALID' ||
-    code === 'IDENTITY_BREAK_GLASS_REQUIRED'
+    code === 'IDENTITY_BREAK_GLASS_REQUIRED' ||
+    code === 'IDENTITY_KEY_UNREADABLE'
   )
     return EXIT.USAGE;
   if (code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;

@@ -105,11 +105,30 @@ function collectId(v: string, acc: string[] = []): string[] {
   return [...acc, v];
 }
 
-/** `up` failures: bad flags or a port that contradicts the recorded one → 2; a taken port or a running plane → 3. */
+/**
+ * Key material the operator must fix (a key that does not match its certificate, a group-readable or foreign-owned
+ * key file, a log key that contradicts the recorded one) is an input error, not an unavailable service.
+ */
+const KEY_INPUT_CODES = new Set([
+  'CA_KEY_INVALID',
+  'CA_KEY_PERMISSIONS',
+  'CA_CONFIG_INVALID',
+  'IDENTITY_KEY_INVALID',
+  'IDENTITY_KEY_PERMISSIONS',
+  'IDENTITY_KEY_UNREADABLE',
+  'TLOG_KEY_MISMATCH',
+  'TLOG_SIGNING_KEY_INVALID',
+  'TLOG_SIGNING_KEY_PERMISSIONS',
+]);
+
+/**
+ * `up` failures: bad flags, a port that contradicts the recorded one, bad PKCS#11 URIs or bad key material → 2;
+ * a taken port or a running plane → 3.
+ */
 function upExitCode(err: unknown): number {
   const code = (err as { code?: unknown }).code;
   if (err instanceof UsageError || code === 'PLANE_PORT_CONFLICT' || code === 'PLANE_CONFIG') return EXIT.USAGE;
-  if (typeof code === 'string' && code.startsWith('PLANE_PKCS11_')) return EXIT.USAGE;
+  if (typeof code === 'string' && (code.startsWith('PLANE_PKCS11_') || KEY_INPUT_CODES.has(code))) return EXIT.USAGE;
   return EXIT.UNAVAILABLE;
 }
 
