@@ -2,9 +2,10 @@
  * Issue 10 §1: the CA's intermediate key and the log's signing key live in a PKCS#11 token (real SoftHSM2 in a
  * temp token dir), never in the data dir. `airlock up --ca-key pkcs11:… --log-key pkcs11:…`, sign with `airlock
  * sign` (stock @sigstore/sign), verify with stock @sigstore/verify; a wrong PIN and a missing object are clear
- * errors (exit 2) that never print the PIN.
+ * errors (exit 2) that never print the PIN. `airlock tlog serve --log-key pkcs11:…` runs the log alone on the token key.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPublicKey, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,11 +152,48 @@ describe.runIf(ok)('airlock up with the CA and log keys in a PKCS#11 token (Soft
 
       // Another token key as the CA key does not match the recorded intermediate; without --ca-key there is no key.
       const swapped = await runCli(['up', '--data', data, '--ca-key', uri('log-key'), '--json']);
-      expect(swapped.code, swapped.stdout + swapped.stderr).not.toBe(0);
+      expect(swapped.code, swapped.stdout + swapped.stderr).toBe(2); // the operator's key input, not "unavailable"
+      expect(errorOf(swapped.stdout).code).toBe('CA_KEY_INVALID');
       expect(errorOf(swapped.stdout).message).toContain('does not match the intermediate certificate');
       const fileCa = await runCli(['up', '--data', data, '--json']);
-      expect(fileCa.code, fileCa.stdout + fileCa.stderr).not.toBe(0);
+      expect(fileCa.code, fileCa.stdout + fileCa.stderr).toBe(2);
       expect(errorOf(fileCa.stdout).message).toContain('missing root-key.pem, intermediate-key.pem');
+    },
+  );
+
+  it(
+    'airlock tlog serve --log-key pkcs11:… signs checkpoints with the token key; no key file in its data dir',
+    { timeout: 60_000 },
+    async () => {
+      const logData = join(dir, 'tlog-only');
+      const log = await startCli(
+        ['tlog', 'serve', '--data', logData, '--listen', '127.0.0.1:0', '--log-key', uri('log-key'), '--json'],
+        (out) => out.trim().endsWith('}'),
+      );
+      running.push(log);
+      const started = JSON.parse(log.stdout()) as { url: string; publicKey: string };
+      expect(log.stdout()).not.toContain(PIN);
+      // The same key the plane's trusted root names for its log (from `up --log-key` above): the token's.
+      const root = JSON.parse(readFileSync(join(data, 'trusted_root.json'), 'utf8')) as {
+        tlogs: Array<{ publicKey: { rawBytes: string } }>;
+      };
+      const tokenSpki = Buffer.from(root.tlogs[0]!.publicKey.rawBytes, 'base64');
+      expect(createPublicKey(started.publicKey).export({ format: 'der', type: 'spki' }).equals(tokenSpki)).toBe(true);
+      // A checkpoint signed now verifies under that key.
+      const res = await fetch(`${started.url}/api/v1/log`);
+      const note = ((await res.json()) as { signedTreeHead: string }).signedTreeHead;
+      const split = note.indexOf('\n\n');
+      const body = note.slice(0, split + 1);
+      const sigLine = note.slice(split + 2).split('\n')[0]!;
+      const sig = Buffer.from(sigLine.split(' ').pop()!, 'base64').subarray(4);
+      expect(verify('sha256', Buffer.from(body), createPublicKey(started.publicKey), sig)).toBe(true);
+      expect(readdirSync(logData).filter((f) => f.includes('key'))).toEqual([]);
+      await log.stop();
+
+      // A malformed URI is the operator's input error: exit 2.
+      const bad = await runCli(['tlog', 'serve', '--data', logData, '--log-key', 'pkcs11:nonsense', '--json']);
+      expect(bad.code, bad.stdout + bad.stderr).toBe(2);
+      expect(errorOf(bad.stdout).code).toMatch(/^PLANE_PKCS11_/);
     },
   );
 

@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { monitorLog, startTlogServer } from '@airlock/tlog';
 import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
@@ -262,30 +262,11 @@ export function registerPlaneCommands(program: Command): void {
       .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
       .option('--json', 'print {url, logId, publicKey} as JSON'),
   );
-  addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(
-    async (flags: OutputOptions & LimitFlags & MtlsFlags & { data: string; listen: string; logName?: string }) => {
-      try {
-        const { host, port } = parseListen(flags.listen);
-        const mtls = mtlsFromFlags(flags, 'writes');
-        const server = await startTlogServer({
-          ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
-          dataDir: flags.data,
-          host,
-          port,
-          limits: parseLimits(flags),
-          ...(flags.logName ? { logName: flags.logName } : {}),
-        });
-        printResult(
-          flags,
-          { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
-          () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
-        );
-        runUntilSignal(() => server.close());
-      } catch (err) {
-        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
-      }
-    },
+  tlogServe.option(
+    '--log-key <pkcs11-uri>',
+    "the log's signing key in a PKCS#11 token (RFC 7512 URI, as for `up --log-key`): no key file in --data",
   );
+  addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(tlogServeAction);
   tlog
     .command('monitor')
     .description(
@@ -311,6 +292,42 @@ export function registerPlaneCommands(program: Command): void {
         fail(flags, err, exit);
       }
     });
+}
+
+type TlogServeFlags = OutputOptions &
+  LimitFlags &
+  MtlsFlags & { data: string; listen: string; logName?: string; logKey?: string };
+
+/** `airlock tlog serve`: bad flags, PKCS#11 URI/PIN/object or key material → 2, anything else (bind) → 3. */
+async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
+  let signer: ReturnType<typeof openPkcs11Signer> | undefined;
+  try {
+    const { host, port } = parseListen(flags.listen);
+    const mtls = mtlsFromFlags(flags, 'writes');
+    signer = flags.logKey !== undefined ? openPkcs11Signer(flags.logKey) : undefined;
+    const server = await startTlogServer({
+      ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
+      dataDir: flags.data,
+      host,
+      port,
+      limits: parseLimits(flags),
+      ...(flags.logName ? { logName: flags.logName } : {}),
+      ...(signer ? { signer } : {}),
+    });
+    printResult(
+      flags,
+      { url: server.url, logId: server.logId, origin: server.origin, publicKey: server.publicKeyPem },
+      () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
+    );
+    const tokenSigner = signer;
+    runUntilSignal(async () => {
+      await server.close();
+      tokenSigner?.close();
+    });
+  } catch (err) {
+    signer?.close();
+    fail(flags, err, upExitCode(err) === EXIT.USAGE ? EXIT.USAGE : EXIT.UNAVAILABLE);
+  }
 }
 
 /** Unreachable log → 3, bad flags or state file → 2, anything the log did wrong → 1. */
