@@ -5,6 +5,8 @@
  *   - With the plane run by its own service user (keys 0600, owned by that user), the old forging path — another
  *     local user reading the issuer key file to mint the runner's token (`airlock identity token --break-glass`,
  *     `airlock sign --data … --subject …`) — is refused with a clear error, and nothing is signed.
+ *   - Which identity may sign importable transfer bundles is the operator's configuration on `mirror import`: it
+ *     has no default (a bundle from another identity is refused: sync-import-serve / mirror-faults tests).
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -44,6 +46,27 @@ describe('airlock up: a CA key that does not match the CA certificate', () => {
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(errorOf(r.stdout).code).toBe('CA_KEY_INVALID');
     expect(errorOf(r.stdout).message).toMatch(/intermediate key .*intermediate-key\.pem does not match certificate/);
+  });
+});
+
+describe('mirror import: the bundle signer identity is operator configuration', () => {
+  it('refuses to import without --sync-identity and --sync-issuer (exit 2), before reading the bundle', async () => {
+    const d = tempDir('airlock-import-policy-');
+    const root = join(d, 'trusted_root.json');
+    writeFileSync(root, '{}');
+    const bundle = join(d, 'b.tar');
+    writeFileSync(bundle, 'not read');
+    const base = ['mirror', 'import', bundle, '--store', join(d, 'store'), '--create', '--trusted-root', root];
+    for (const extra of [
+      [],
+      ['--sync-identity', 'spiffe://airlock.internal/airlock/mirror-sync'],
+      ['--sync-issuer', 'http://127.0.0.1:1'],
+    ]) {
+      const r = await runCli([...base, ...extra, '--json']);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(errorOf(r.stdout).message).toContain('--sync-identity (or --sync-identity-regexp) and --sync-issuer');
+      expect(existsSync(join(d, 'store'))).toBe(false);
+    }
   });
 });
 
