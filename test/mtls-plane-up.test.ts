@@ -7,7 +7,7 @@
  * The same for `airlock admission serve --client-ca --allow-spiffe-id` (POST /validate, /workspace; probes stay open).
  */
 import { generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
