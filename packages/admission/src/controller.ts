@@ -192,7 +192,10 @@ class Controller implements AdmissionController {
         this.tags.run(
           `${registry}/${repository}:${tag}`,
           arrived,
-          (shared) => registries.client(registry, shared).manifestDigest(repository, tag),
+          (shared) => {
+            this.events.tagLookup?.();
+            return registries.client(registry, shared).manifestDigest(repository, tag);
+          },
           signal,
         ),
       events: this.events,
@@ -203,6 +206,7 @@ class Controller implements AdmissionController {
         trustDigest: trust.digest,
         material: (p) => trust.material(p.release),
         onCache: (hit) => this.events.cache(hit),
+        onVerify: () => this.events.verification?.(),
       },
     };
   }

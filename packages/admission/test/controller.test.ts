@@ -448,7 +448,15 @@ policies:
   });
 
   it('concurrent requests by tag share tag lookups: 8 requests, at most 2 HEADs of the tag', async () => {
-    const c = controller();
+    const counted = { tagLookups: 0, verifications: 0 };
+    const c = controller({
+      events: {
+        cache: () => undefined,
+        registryError: () => undefined,
+        tagLookup: () => counted.tagLookups++,
+        verification: () => counted.verifications++,
+      },
+    });
     const img = { containers: [ref(w.images.signed)] };
     await validate(c, pod(img)); // verification cached: only the tag lookups remain
     proxy.reset();
@@ -459,6 +467,7 @@ policies:
     );
     expect(heads.length).toBeGreaterThanOrEqual(1);
     expect(heads.length).toBeLessThanOrEqual(2);
+    expect(counted).toEqual({ tagLookups: 1 + heads.length, verifications: 1 }); // the events count what was sent
   });
 
   it('immutable reads: re-verifying reads manifests and blobs by digest once; tags and referrers stay live', async () => {
