@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { AdmissionError } from './errors.js';
 import { loadAdmissionPolicyFile, type LoadedAdmissionPolicy } from './policy/load.js';
 import { loadRegistries, Registries } from './registry/config.js';
+import { FreshLookups } from './registry/lookups.js';
 import { decideImage, type ImageCheckDeps, type ImageVerdict } from './review/decide.js';
 import { findImages, type FoundImage } from './review/images.js';
 import { readableKind, requestProblem, skipReason } from './review/request.js';
@@ -35,6 +36,12 @@ export interface AdmissionControllerConfig {
   registries?: { file?: string; dockerConfigJson?: string; defaultCaFile?: string } | Registries;
   /** Cache of successful verifications (default 10 min, 10 000 entries); false turns it off. */
   cache?: { ttlMs?: number; maxEntries?: number } | false;
+  /**
+   * Keep registry reads by digest (manifests, blobs: immutable, checked against their digest) in memory, so a
+   * re-verification (cache expiry, policy or root change) does not fetch them again. Tags, referrers and the
+   * fallback index are always read live. Default: 64 MiB, or off when `cache` is false ("nothing cached").
+   */
+  immutableReads?: { maxBytes: number } | false;
   /** Image verification (default: @airlock/policy's verifyImageByPolicy). */
   verifier?: ImageVerifier;
   events?: AdmissionEvents;
@@ -47,12 +54,15 @@ interface State {
   trust: TrustStore;
 }
 
+const DEFAULT_IMMUTABLE_BYTES = 64 * 1024 * 1024;
+
 const NO_EVENTS: AdmissionEvents = { cache: () => undefined, registryError: () => undefined };
 
 /** The controller behind /validate, /mutate, /workspace and /readyz. Throws for unusable configuration. */
 export function createAdmissionController(config: AdmissionControllerConfig): AdmissionController & {
   reload(): boolean;
   readonly cacheSize: number;
+  readonly tagLookupsSent: number;
 } {
   return new Controller(config);
 }
@@ -61,6 +71,8 @@ class Controller implements AdmissionController {
   private state: State;
   private readonly registries: Registries;
   private readonly cache: VerificationCache<PolicyOutcome>;
+  /** Tag → digest lookups shared by requests, never one sent before a request arrived. */
+  private readonly tags = new FreshLookups<string | undefined>();
   private readonly verifier: ImageVerifier;
   private readonly events: AdmissionEvents;
   private watchers: FSWatcher[] = [];
@@ -69,8 +81,10 @@ class Controller implements AdmissionController {
 
   constructor(private readonly config: AdmissionControllerConfig) {
     this.state = this.load();
-    this.registries =
+    const registries =
       config.registries instanceof Registries ? config.registries : loadRegistries(config.registries ?? {});
+    const reads = config.immutableReads ?? (config.cache === false ? false : { maxBytes: DEFAULT_IMMUTABLE_BYTES });
+    this.registries = reads === false ? registries : registries.with({ immutableReadBytes: reads.maxBytes });
     const c = config.cache === false ? { ttlMs: 0, maxEntries: 0 } : (config.cache ?? {});
     this.cache = new VerificationCache({ ttlMs: c.ttlMs ?? 600_000, maxEntries: c.maxEntries ?? 10_000 });
     this.verifier = config.verifier ?? new EngineImageVerifier();
@@ -80,6 +94,11 @@ class Controller implements AdmissionController {
 
   get cacheSize(): number {
     return this.cache.size;
+  }
+
+  /** Tag lookups sent to registries so far (tests: how many requests shared one). */
+  get tagLookupsSent(): number {
+    return this.tags.sent;
   }
 
   private load(): State {
@@ -122,6 +141,7 @@ class Controller implements AdmissionController {
   }
 
   async decide(request: AdmissionRequest, options: DecideOptions): Promise<AdmissionResponse> {
+    const arrived = this.tags.arrive();
     const problem = requestProblem(request);
     if (problem) return refused({ uid: typeof request?.uid === 'string' ? request.uid : '' }, problem);
     const skip = skipReason(request);
@@ -146,7 +166,7 @@ class Controller implements AdmissionController {
     } catch (err) {
       return refused(request, `${kind} ${request.namespace ?? ''}/${request.name ?? ''}: ${(err as Error).message}`);
     }
-    const verdicts = await this.decideAll(found, request.namespace, options.signal);
+    const verdicts = await this.decideAll(found, request.namespace, options.signal, arrived);
     return respond(request, verdicts, options.mutate);
   }
 
@@ -154,18 +174,30 @@ class Controller implements AdmissionController {
     found: FoundImage[],
     namespace: string | undefined,
     signal: AbortSignal,
+    arrived: number,
   ): Promise<ImageVerdict[]> {
     const byImage = new Map<string, FoundImage[]>();
     for (const f of found) byImage.set(f.image, [...(byImage.get(f.image) ?? []), f]);
-    const deps = this.deps();
+    const deps = this.deps(arrived);
     return Promise.all([...byImage].map(([image, at]) => decideImage(image, at, namespace, deps, signal)));
   }
 
-  private deps(): ImageCheckDeps {
+  private deps(arrived: number): ImageCheckDeps {
     const { policy, trust } = this.state;
+    const registries = this.registries;
     return {
       policy,
-      registries: this.registries,
+      registries,
+      lookup: (registry, repository, tag, signal) =>
+        this.tags.run(
+          `${registry}/${repository}:${tag}`,
+          arrived,
+          (shared) => {
+            this.events.tagLookup?.();
+            return registries.client(registry, shared).manifestDigest(repository, tag);
+          },
+          signal,
+        ),
       events: this.events,
       check: {
         verifier: this.verifier,
@@ -174,11 +206,13 @@ class Controller implements AdmissionController {
         trustDigest: trust.digest,
         material: (p) => trust.material(p.release),
         onCache: (hit) => this.events.cache(hit),
+        onVerify: () => this.events.verification?.(),
       },
     };
   }
 
   async checkWorkspace(request: WorkspaceRequest, options: { signal: AbortSignal }): Promise<WorkspaceVerdict> {
+    const arrived = this.tags.arrive();
     if (typeof request?.image !== 'string' || request.image === '')
       return {
         allowed: false,
@@ -190,6 +224,7 @@ class Controller implements AdmissionController {
       [{ image: request.image, pointer: '', field: 'containers', name: 'workspace', check: true }],
       undefined,
       options.signal,
+      arrived,
     );
     const image = workspaceImage(v!);
     const { policy, trust } = this.state;

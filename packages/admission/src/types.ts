@@ -90,6 +90,10 @@ export interface WorkspaceChecker {
 export interface AdmissionEvents {
   cache(hit: boolean): void;
   registryError(host: string): void;
+  /** A verification actually ran (not a cache hit, not a request joining one in flight). */
+  verification?(): void;
+  /** A tag lookup was sent to a registry (requests sharing it count once). */
+  tagLookup?(): void;
 }
 
 /** Readiness for /readyz: the policy and the trusted root are loaded. */

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   admissionWorldProblems,
   buildAdmissionWorld,
+  startAnswerGate,
   startCountingProxy,
   toolsAvailable,
   type AdmissionWorld,
@@ -402,6 +403,97 @@ policies:
     expect(rogue.allowed).toBe(false);
     expect(rogue.toolchains[0]).toMatchObject({ verdict: 'FAIL' });
     expect(rogue.reason).toContain('someone-else');
+  });
+
+  it('tag lookups: requests arriving during one share the next; a tag moved meanwhile is seen by them', async () => {
+    // The gate forwards every request at once but holds the answers to HEADs of tag `shared`: the registry has
+    // read the tag when its answer is held, so moving the tag then makes that answer old.
+    const gate = await startAnswerGate(w.registry.url);
+    try {
+      const { signed, retagged } = w.images;
+      await w.moveTag(signed.path, 'shared', signed.digest);
+      writeFileSync(join(dir, 'gate.yaml'), `registries:\n  '${gate.host}': { plainHttp: true }\n`);
+      writeFileSync(
+        join(dir, 'gate-admission.yaml'),
+        `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: runner-built, images: ['${gate.host}/acme/**'], release: { file: release.yaml } }\n`,
+      );
+      const c = controller({
+        policyFile: join(dir, 'gate-admission.yaml'),
+        registries: { file: join(dir, 'gate.yaml') },
+      });
+      const image = { containers: [`${gate.host}/${signed.path}:shared`] };
+      const head = `HEAD /v2/${signed.path}/manifests/shared`;
+      gate.hold((r) => r === head);
+      const first = validate(c, pod(image));
+      await gate.nextHeld(); // A's lookup has read `shared` = the signed digest
+      await w.moveTag(signed.path, 'shared', retagged.digest); // now an unsigned image
+      const later = [validate(c, pod(image)), validate(c, pod(image))]; // arrive after the move
+      await new Promise((r) => setImmediate(r));
+      expect(gate.requests.filter((r) => r === head)).toHaveLength(1); // they wait; no lookup of their own yet
+      gate.release();
+      const a = await first;
+      const [b1, b2] = await Promise.all(later);
+      expect(a.allowed, a.status?.message).toBe(true); // A arrived before the move: the signed digest
+      expect(a.auditAnnotations?.['digest']).toContain(signed.digest);
+      for (const b of [b1!, b2!]) {
+        // Never the answer A's lookup carried (sent before they arrived): the digest the tag names now.
+        expect(b.allowed).toBe(false);
+        expect(b.auditAnnotations?.['digest']).toContain(retagged.digest);
+      }
+      expect(gate.requests.filter((r) => r === head)).toHaveLength(2); // 3 requests, 2 registry lookups
+      expect(c.tagLookupsSent).toBe(2);
+    } finally {
+      await gate.close();
+    }
+  });
+
+  it('concurrent requests by tag share tag lookups: 8 requests, at most 2 HEADs of the tag', async () => {
+    const counted = { tagLookups: 0, verifications: 0 };
+    const c = controller({
+      events: {
+        cache: () => undefined,
+        registryError: () => undefined,
+        tagLookup: () => counted.tagLookups++,
+        verification: () => counted.verifications++,
+      },
+    });
+    const img = { containers: [ref(w.images.signed)] };
+    await validate(c, pod(img)); // verification cached: only the tag lookups remain
+    proxy.reset();
+    const all = await Promise.all(Array.from({ length: 8 }, () => validate(c, pod(img))));
+    expect(all.every((r) => r.allowed)).toBe(true);
+    const heads = proxy.requests.filter(
+      (r) => r === `HEAD /v2/${w.images.signed.path}/manifests/${w.images.signed.tag}`,
+    );
+    expect(heads.length).toBeGreaterThanOrEqual(1);
+    expect(heads.length).toBeLessThanOrEqual(2);
+    expect(counted).toEqual({ tagLookups: 1 + heads.length, verifications: 1 }); // the events count what was sent
+  });
+
+  it('immutable reads: re-verifying reads manifests and blobs by digest once; tags and referrers stay live', async () => {
+    const c = controller({ cache: false, immutableReads: { maxBytes: 16 << 20 } });
+    const img = { containers: [ref(w.images.signed)] };
+    proxy.reset();
+    expect((await validate(c, pod(img))).allowed).toBe(true);
+    const first = [...proxy.requests];
+    const byDigest = (rs: string[]) => rs.filter((r) => /^GET \/v2\/.+\/(blobs|manifests)\/sha256:/.test(r));
+    expect(byDigest(first).length).toBeGreaterThan(0);
+    proxy.reset();
+    expect((await validate(c, pod(img))).allowed).toBe(true); // no verification cache: verified again
+    expect(byDigest(proxy.requests)).toEqual([]);
+    // Everything mutable was read again: the tag, the referrers (API or fallback index), the cosign tags.
+    expect(proxy.requests).toEqual(first.filter((r) => !byDigest([r]).length));
+  });
+
+  it('cache: false reads everything from the registry every time (nothing cached)', async () => {
+    const c = controller({ cache: false });
+    const img = { containers: [ref(w.images.signed, 'digest')] };
+    proxy.reset();
+    await validate(c, pod(img));
+    const first = [...proxy.requests];
+    proxy.reset();
+    await validate(c, pod(img));
+    expect(proxy.requests).toEqual(first);
   });
 
   it('a registry that goes down gives denials naming the registry error, never allows', async () => {

@@ -449,6 +449,8 @@ describe.skipIf(!available)('admission server', () => {
       local.decideWith = async (r) => {
         metrics.cache(r.kind.kind === 'Pod');
         if (r.kind.kind !== 'Pod') metrics.registryError('registry.corp:5000');
+        if (r.kind.kind !== 'Pod') metrics.verification();
+        metrics.tagLookup();
         return { uid: r.uid, allowed: r.kind.kind === 'Pod' };
       };
       controller.decideWith = local.decideWith;
@@ -481,6 +483,8 @@ describe.skipIf(!available)('admission server', () => {
         expect(text).toContain('airlock_admission_request_duration_seconds_bucket{endpoint="validate",le="+Inf"} 2');
         expect(text).toContain('airlock_admission_cache_hits_total 1');
         expect(text).toContain('airlock_admission_cache_misses_total 2');
+        expect(text).toContain('airlock_admission_verifications_total 2');
+        expect(text).toContain('airlock_admission_tag_lookups_total 3');
         expect(text).toContain('airlock_admission_registry_errors_total{host="registry.corp:5000"} 2');
         expect(text).toContain('airlock_admission_registry_errors_total{host="other"} 1');
         expect(text).toContain('airlock_admission_rejected_requests_total{code="ADMISSION_BAD_REQUEST"} 1');

@@ -6,6 +6,7 @@ import { RegistryClient } from '@airlock/oci';
 import { parseDocument } from 'yaml';
 import { AdmissionError } from '../errors.js';
 import { isRecord } from '../review/images.js';
+import { CachingRegistryClient, ImmutableReads } from './immutable.js';
 
 /** How to reach one registry host (operator configuration). */
 export interface RegistryHost {
@@ -35,15 +36,30 @@ export class Registries {
 
   /** Idle socket timeout per registry request (default 5 s); the request's AbortSignal is the real deadline. */
   private readonly timeoutMs: number;
+  /** By-digest manifest and blob reads kept in memory (registry/immutable.ts), when configured. */
+  readonly immutableReads: ImmutableReads | undefined;
 
-  constructor(hosts: readonly RegistryHost[], options: { timeoutMs?: number } = {}) {
+  constructor(hosts: readonly RegistryHost[], options: RegistriesOptions = {}) {
     this.hosts = new Map(hosts.map((h) => [h.host, h]));
     this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.immutableReads =
+      options.immutableReadBytes !== undefined && options.immutableReadBytes > 0
+        ? new ImmutableReads(options.immutableReadBytes)
+        : undefined;
   }
 
   /** The same hosts with another idle timeout. */
   withTimeout(timeoutMs: number): Registries {
-    return new Registries([...this.hosts.values()], { timeoutMs });
+    return this.with({ timeoutMs });
+  }
+
+  /** The same hosts with other options (new connection pools; the old ones stay the caller's to close). */
+  with(options: RegistriesOptions): Registries {
+    return new Registries([...this.hosts.values()], {
+      timeoutMs: this.timeoutMs,
+      ...(this.immutableReads ? { immutableReadBytes: this.immutableReads.maxBytes } : {}),
+      ...options,
+    });
   }
 
   has(host: string): boolean {
@@ -54,17 +70,23 @@ export class Registries {
     return [...this.hosts.keys()];
   }
 
-  /** A client for `host` bound to `signal` (clients are cheap; connections are pooled per host). */
-  client(host: string, signal?: AbortSignal): RegistryClient {
+  /** Throws ADMISSION_REGISTRY_NOT_CONFIGURED unless `host` is configured. */
+  assertConfigured(host: string): RegistryHost {
     const h = this.hosts.get(host);
     if (!h)
       throw new AdmissionError(
         'ADMISSION_REGISTRY_NOT_CONFIGURED',
         `registry ${host} is not one the admission controller is configured to use`,
       );
+    return h;
+  }
+
+  /** A client for `host` bound to `signal` (clients are cheap; connections are pooled per host). */
+  client(host: string, signal?: AbortSignal): RegistryClient {
+    const h = this.assertConfigured(host);
     let tokens = this.tokens.get(host);
     if (!tokens) this.tokens.set(host, (tokens = new Map()));
-    return new RegistryClient({
+    const options = {
       url: `${h.plainHttp ? 'http' : 'https'}://${h.host}`,
       ...(h.ca !== undefined ? { ca: h.ca } : {}),
       ...(h.auth ? { auth: h.auth } : {}),
@@ -73,7 +95,8 @@ export class Registries {
       agent: this.agent(h),
       timeoutMs: this.timeoutMs,
       userAgent: 'airlock-admission/0.1',
-    });
+    };
+    return this.immutableReads ? new CachingRegistryClient(options, this.immutableReads) : new RegistryClient(options);
   }
 
   /** Closes every pooled connection (the server is stopping). */
@@ -94,6 +117,13 @@ export class Registries {
     }
     return agent;
   }
+}
+
+export interface RegistriesOptions {
+  /** Idle socket timeout per registry request (default 5 s). */
+  timeoutMs?: number;
+  /** Keep by-digest manifest and blob reads in memory, up to this many bytes (default: off). */
+  immutableReadBytes?: number;
 }
 
 /** Connections per registry host (a bound on what a burst of admissions can open). */

@@ -4,7 +4,15 @@ import type { Registries } from '../registry/config.js';
 import type { AdmissionEvents } from '../types.js';
 import { checkDigest, type CheckContext } from '../verify/check.js';
 import type { FoundImage } from './images.js';
-import { isUnchecked, parseReference, registryFailure, resolveImage, short, type ResolvedImage } from './resolve.js';
+import {
+  isUnchecked,
+  parseReference,
+  registryFailure,
+  resolveImage,
+  short,
+  type ResolvedImage,
+  type TagLookup,
+} from './resolve.js';
 
 /** One image policy's verdict for one image in one request (mode applied). */
 export interface PolicyVerdict {
@@ -35,6 +43,8 @@ export interface ImageVerdict {
 export interface ImageCheckDeps {
   policy: LoadedAdmissionPolicy;
   registries: Registries;
+  /** Tag → digest for this request (shared lookups sent after it arrived). */
+  lookup: TagLookup;
   check: CheckContext;
   events: AdmissionEvents;
 }
@@ -63,7 +73,7 @@ export async function decideImage(
   if (matched.length === 0) return unmatched(base, name, deps, signal);
   let resolved: ResolvedImage;
   try {
-    resolved = await resolveImage(image, deps.registries, signal);
+    resolved = await resolveImage(image, deps.registries, signal, deps.lookup);
   } catch (err) {
     reportRegistryError(err, name, deps);
     return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}`, ...unchecked(err) };
@@ -107,7 +117,12 @@ async function unmatched(
   if (!deps.registries.has(host)) return { ...base, outcome: 'allow', reason };
   try {
     // Pinned all the same, so the tag cannot move under it after admission.
-    return { ...base, resolved: await resolveImage(base.image, deps.registries, signal), outcome: 'allow', reason };
+    return {
+      ...base,
+      resolved: await resolveImage(base.image, deps.registries, signal, deps.lookup),
+      outcome: 'allow',
+      reason,
+    };
   } catch (err) {
     reportRegistryError(err, name, deps);
     return { ...base, outcome: 'deny', reason: `${short(base.image)}: ${(err as Error).message}`, ...unchecked(err) };

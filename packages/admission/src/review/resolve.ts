@@ -14,11 +14,32 @@ export interface ResolvedImage {
 }
 
 /**
+ * Looks a tag up in a configured registry (HEAD manifest): its digest, or undefined when absent. The controller's
+ * shares lookups between requests (registry/lookups.ts: never one sent before the request arrived).
+ */
+export type TagLookup = (
+  registry: string,
+  repository: string,
+  tag: string,
+  signal: AbortSignal,
+) => Promise<string | undefined>;
+
+/** A lookup of its own for each call (no sharing). */
+export function directTagLookup(registries: Registries): TagLookup {
+  return (registry, repository, tag, signal) => registries.client(registry, signal).manifestDigest(repository, tag);
+}
+
+/**
  * Resolves a reference to a digest through its (configured) registry. A reference that carries a digest is used
  * as is: that digest is what the kubelet pulls, whatever its tag says now. A reference by tag is resolved
  * (HEAD/GET manifest) once, and only that digest is verified and pinned.
  */
-export async function resolveImage(image: string, registries: Registries, signal: AbortSignal): Promise<ResolvedImage> {
+export async function resolveImage(
+  image: string,
+  registries: Registries,
+  signal: AbortSignal,
+  lookup: TagLookup = directTagLookup(registries),
+): Promise<ResolvedImage> {
   const ref = parseReference(image);
   if (ref.registry === undefined)
     throw new AdmissionError(
@@ -29,10 +50,11 @@ export async function resolveImage(image: string, registries: Registries, signal
   if (ref.digest !== undefined)
     return { registry: ref.registry, repository: ref.repository, digest: ref.digest, pinned: `${base}@${ref.digest}` };
   const tag = ref.tag ?? 'latest';
-  const client = registries.client(ref.registry, signal);
+  // An unconfigured host is refused before anything is sent or shared.
+  registries.assertConfigured(ref.registry);
   let digest: string | undefined;
   try {
-    digest = await client.manifestDigest(ref.repository, tag);
+    digest = await lookup(ref.registry, ref.repository, tag, signal);
   } catch (cause) {
     throw registryFailure(`tag ${tag}`, cause, signal);
   }

@@ -42,6 +42,16 @@ export class AdmissionMetrics implements AdmissionEvents {
   private readonly tlsReloads = new Map<'ok' | 'error', number>();
   private cacheHits = 0;
   private cacheMisses = 0;
+  private verifications = 0;
+  private tagLookups = 0;
+
+  verification(): void {
+    this.verifications++;
+  }
+
+  tagLookup(): void {
+    this.tagLookups++;
+  }
 
   cache(hit: boolean): void {
     if (hit) this.cacheHits++;
@@ -77,11 +87,23 @@ export class AdmissionMetrics implements AdmissionEvents {
   }
 
   /** Counter values for tests and the bench (the same numbers `/metrics` prints). */
-  snapshot(): { cacheHits: number; cacheMisses: number; requests: Record<string, number> } {
+  snapshot(): {
+    cacheHits: number;
+    cacheMisses: number;
+    verifications: number;
+    tagLookups: number;
+    requests: Record<string, number>;
+  } {
     const requests = Object.fromEntries(
       [...this.requests].map(([key, n]) => [key.split('\u0000').join('/'), n] as const),
     );
-    return { cacheHits: this.cacheHits, cacheMisses: this.cacheMisses, requests };
+    return {
+      cacheHits: this.cacheHits,
+      cacheMisses: this.cacheMisses,
+      verifications: this.verifications,
+      tagLookups: this.tagLookups,
+      requests,
+    };
   }
 
   render(): string {
@@ -116,6 +138,20 @@ export class AdmissionMetrics implements AdmissionEvents {
       'Verifications that had to run (no cached success).',
     );
     out.push(`airlock_admission_cache_misses_total ${this.cacheMisses}`);
+    family(
+      out,
+      'airlock_admission_verifications_total',
+      'counter',
+      'Verifications run (concurrent identical ones share one run).',
+    );
+    out.push(`airlock_admission_verifications_total ${this.verifications}`);
+    family(
+      out,
+      'airlock_admission_tag_lookups_total',
+      'counter',
+      'Tag lookups sent to registries (requests that share one count once).',
+    );
+    out.push(`airlock_admission_tag_lookups_total ${this.tagLookups}`);
     family(
       out,
       'airlock_admission_registry_errors_total',

@@ -22,6 +22,8 @@ export interface CheckContext {
   trustDigest: string;
   material(policy: ImagePolicy): TrustMaterial;
   onCache(hit: boolean): void;
+  /** A verification starts (shared by every request that joins it). */
+  onVerify?(): void;
 }
 
 /**
@@ -37,7 +39,10 @@ export async function checkDigest(
   const key = Cache.key(image.digest, policy.digest, ctx.trustDigest);
   const r = await ctx.cache.run(
     key,
-    (shared) => verifyOnce(image, policy, ctx, shared),
+    (shared) => {
+      ctx.onVerify?.();
+      return verifyOnce(image, policy, ctx, shared);
+    },
     (o) => o.passed,
     signal,
   );
