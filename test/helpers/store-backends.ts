@@ -3,9 +3,15 @@
  * a real S3 server (Ceph radosgw, started here) with the index in a directory. `corrupt` damages one blob at rest
  * the way each backend can be damaged (a flipped byte in the file / an object replaced behind the mirror's back).
  */
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { radosgwProblem, startRadosgw, toolsAvailable, type RunningRadosgw } from '@airlock/testkit';
 import { blobPath, type StoreRef } from './upstream-e2e.js';
 
@@ -17,6 +23,10 @@ export interface StoreBackend {
   ref: StoreRef;
   /** Flips one byte in the middle of a stored blob. */
   corrupt(sha256: string): Promise<void>;
+  /** Names of every blob object/file in the store, published or not (the index is not consulted). */
+  storedBlobs(): Promise<string[]>;
+  /** Uploads in progress or left by a crash (temp files / S3 multipart uploads). */
+  partialUploads(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -41,6 +51,14 @@ export async function startStoreBackend(name: StoreBackendName, root: string): P
         chmodSync(file, 0o644);
         writeFileSync(file, flip(readFileSync(file)));
       },
+      storedBlobs: async () => {
+        const shards = join(dir, 'blobs', 'sha256');
+        if (!existsSync(shards)) return [];
+        return readdirSync(shards)
+          .flatMap((d) => readdirSync(join(shards, d)))
+          .sort();
+      },
+      partialUploads: async () => (existsSync(join(dir, 'tmp')) ? readdirSync(join(dir, 'tmp')).length : 0),
       stop: async () => undefined,
     };
   }
@@ -71,6 +89,24 @@ async function startS3Backend(root: string): Promise<StoreBackend> {
       const bytes = Buffer.from(await got.Body!.transformToByteArray());
       await raw.send(new PutObjectCommand({ Bucket: bucket, Key, Body: flip(bytes) }));
     },
+    storedBlobs: async () => {
+      const out: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await raw
+          .send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}blobs/`, ContinuationToken: token }))
+          .catch(noBucket({ Contents: [], IsTruncated: false, NextContinuationToken: undefined }));
+        out.push(...(page.Contents ?? []).map((o) => o.Key!.slice(o.Key!.lastIndexOf('/') + 1)));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return out.sort();
+    },
+    partialUploads: async () => {
+      const out = await raw
+        .send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }))
+        .catch(noBucket({ Uploads: [] }));
+      return out.Uploads?.length ?? 0;
+    },
     stop: async () => {
       raw.destroy();
       for (const [k, v] of Object.entries(saved)) {
@@ -79,5 +115,13 @@ async function startS3Backend(root: string): Promise<StoreBackend> {
       }
       await rgw.stop();
     },
+  };
+}
+
+/** Before the first `import --create` the bucket does not exist yet: it holds nothing. */
+function noBucket<T>(empty: T): (err: unknown) => T {
+  return (err) => {
+    if ((err as { name?: string }).name === 'NoSuchBucket') return empty;
+    throw err;
   };
 }
