@@ -11,6 +11,7 @@ export type S3ErrorCode =
   | 'S3_UNAVAILABLE' // the server answered 5xx after the client's retries (CLI exit 3)
   | 'S3_ACCESS_DENIED' // 403: wrong credentials or no permission on the bucket
   | 'S3_BUCKET_MISSING' // NoSuchBucket
+  | 'S3_WRITE_CONFLICT' // a write-once object exists with other bytes
   | 'S3_REQUEST_FAILED'; // any other refusal
 
 export class S3Error extends AirlockError<S3ErrorCode> {}

@@ -6,3 +6,4 @@ export * from './errors.js';
 export * from './config.js';
 export { S3BlobStore, S3_BLOB_LAYOUT, toS3Error, type S3BlobStoreOptions } from './s3-blob-store.js';
 export { openS3BlobStore, type OpenS3BlobStoreOptions } from './open.js';
+export { S3TileStore } from './object-store.js';

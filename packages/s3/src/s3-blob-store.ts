@@ -642,7 +642,8 @@ export class S3BlobStore implements BlobStore {
 
 // ---- helpers ----
 
-function makeClient(c: S3Connection, maxSockets: number): S3Client {
+/** An S3 client for operator-configured connections (no other credential source, radosgw-safe checksums). */
+export function makeClient(c: S3Connection, maxSockets: number): S3Client {
   // The SDK warns on Node 20 about its own future releases; that is not the operator's problem at run time.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
@@ -683,7 +684,7 @@ function statusOf(err: unknown): number | undefined {
   return (err as { details?: { status?: unknown } } | null)?.details?.status as number | undefined;
 }
 
-function isStatus(err: unknown, status: number): boolean {
+export function isStatus(err: unknown, status: number): boolean {
   return statusOf(err) === status;
 }
 

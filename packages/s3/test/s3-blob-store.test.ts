@@ -18,6 +18,7 @@ import { radosgwProblem, startRadosgw, toolsAvailable, type RunningRadosgw } fro
 import {
   S3BlobStore,
   S3Error,
+  S3TileStore,
   openS3BlobStore,
   parseS3Url,
   resolveS3Connection,
@@ -288,6 +289,26 @@ describe.runIf(enabled)('S3BlobStore on a real radosgw', () => {
     } finally {
       await mirror.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('S3TileStore: write-once tile puts (same bytes ok, other bytes refused), a replaceable checkpoint', async () => {
+    const tiles = new S3TileStore({ bucket: BUCKET, prefix: 'log/' }, resolveS3Connection({ env: rgw.env() }));
+    try {
+      const tile = Buffer.from('tile bytes');
+      await tiles.put('tile/0/000', tile);
+      await tiles.put('tile/0/000', tile); // idempotent retry of the same write
+      await expect(tiles.put('tile/0/000', Buffer.from('other'))).rejects.toMatchObject({ code: 'S3_WRITE_CONFLICT' });
+      expect((await tiles.get('tile/0/000'))?.equals(tile)).toBe(true);
+      expect(await tiles.get('tile/0/001')).toBeUndefined();
+      await tiles.putCheckpoint(Buffer.from('size 1'));
+      await tiles.putCheckpoint(Buffer.from('size 2'));
+      expect((await tiles.get('checkpoint'))?.toString()).toBe('size 2');
+      // Readable without the log: plain S3 GETs of the same keys.
+      expect(await keys('log/')).toEqual(['log/checkpoint', 'log/tile/0/000']);
+      await expect(tiles.put('../escape', tile)).rejects.toMatchObject({ code: 'S3_CONFIG_INVALID' });
+    } finally {
+      tiles.close();
     }
   });
 
