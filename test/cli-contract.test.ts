@@ -70,6 +70,8 @@ interface Fixture {
   listDown: string;
   /** A SigningConfig naming the closed port as CA and log. */
   signingConfigDown: string;
+  /** An S3 config file (`--s3-config`) naming the closed port as the object store's endpoint. */
+  s3ConfigDown: string;
   /** A syntactically valid (unsigned) OIDC token: enough to get as far as contacting the CA. */
   jwt: string;
   /** A valid build spec (the mirror is given by flag). */
@@ -280,13 +282,32 @@ const CONTRACT: Record<string, CommandContract> = {
   'mirror serve': {
     valid: (f) => ['--store', f.store],
     missing: () => [],
-    down: { 'its port is taken': (f) => ['--store', f.store, '--listen', `127.0.0.1:${f.busyPort}`] },
+    down: {
+      'its port is taken': (f) => ['--store', f.store, '--listen', `127.0.0.1:${f.busyPort}`],
+      'object store not listening': (f) => [
+        '--store',
+        's3://mirror/p',
+        '--index',
+        f.store,
+        '--s3-config',
+        f.s3ConfigDown,
+      ],
+    },
     ok: { args: (f) => ['--store', f.store], serves: true },
   },
   'mirror fsck': {
     valid: (f) => ['--store', f.store],
     missing: () => [],
-    down: { none: 'reads the local store only' },
+    down: {
+      'object store not listening': (f) => [
+        '--store',
+        's3://mirror/p',
+        '--index',
+        f.store,
+        '--s3-config',
+        f.s3ConfigDown,
+      ],
+    },
     ok: { args: (f) => ['--store', f.store] },
   },
   'mirror export-snapshot': {
@@ -490,6 +511,10 @@ beforeAll(async () => {
       generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     ),
     listLive: file('list-live.json', JSON.stringify([{ url: `${upstreamUrl}/f.txt`, sha256: sha256Hex(payload) }])),
+    s3ConfigDown: file(
+      's3-down.json',
+      JSON.stringify({ endpoint: url(closedPort), accessKeyId: 'AK', secretAccessKey: 'contract-test-secret' }),
+    ),
     listDown: file('list-down.json', JSON.stringify([{ url: `${url(closedPort)}/f.txt`, sha256: sha256Hex(payload) }])),
     signingConfigDown: file(
       'signing-config.json',

@@ -54,8 +54,14 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'airlock mirror import snapshot-42.tar --store /srv/mirror --create --data plane --max-snapshot-age 30d \\',
     '  --sync-identity spiffe://airlock.internal/airlock/mirror-sync --sync-issuer http://127.0.0.1:8102',
   ],
-  'mirror serve': ['airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2'],
-  'mirror fsck': ['airlock mirror fsck --store /srv/mirror --json'],
+  'mirror serve': [
+    'airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2',
+    'AWS_ENDPOINT_URL=http://10.0.0.5:7480 airlock mirror serve --store s3://mirror/prod --index /srv/mirror-index',
+  ],
+  'mirror fsck': [
+    'airlock mirror fsck --store /srv/mirror --json',
+    'airlock mirror fsck --store s3://mirror/prod --index /srv/mirror-index --s3-config /etc/airlock/s3.json',
+  ],
   'mirror export-snapshot': ['airlock mirror export-snapshot snapshot-42 --store /srv/mirror --snapshot 42'],
   'mirror export-bazel-cache': ['airlock mirror export-bazel-cache /var/cache/bazel-repo --store /srv/mirror'],
   'admission serve': [

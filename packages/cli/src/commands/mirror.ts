@@ -7,10 +7,18 @@ import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@ai
 import type { IdentityPolicy } from '@airlock/verify';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import {
+  INDEX_FLAG_HELP,
+  openMirrorStore,
+  S3_CONFIG_FLAG_HELP,
+  STORE_FLAG_HELP,
+  storeLabel,
+  workerStoreOf,
+  type StoreFlags,
+} from './mirror-store-open.js';
 import { parseListen, runUntilSignal } from './plane.js';
 
-interface ImportFlags extends OutputOptions {
-  store: string;
+interface ImportFlags extends OutputOptions, StoreFlags {
   trustedRoot?: string;
   data?: string;
   syncIdentity?: string;
@@ -31,16 +39,6 @@ export function parseDuration(flag: string, value: string): number {
   if (!m || !Number.isSafeInteger(ms) || ms <= 0)
     throw new UsageError(`${flag} '${value}': expected a duration such as 30d, 12h, 90m (units s, m, h, d, w)`);
   return ms;
-}
-
-/**
- * Opens a store that must already exist: a mistyped --store must not serve or check an empty mirror.
- * Only `mirror import --create` makes new stores.
- */
-export async function openExistingStore(dir: string): Promise<MirrorStore> {
-  if (!(await MirrorStore.exists(dir)))
-    throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
-  return MirrorStore.open(dir, { create: false });
 }
 
 /** Counted progress lines on stderr, at most about one a second (and always the last). */
@@ -84,7 +82,9 @@ export function registerMirrorCommands(program: Command): void {
       'verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically',
     )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
-    .requiredOption('--store <dir>', 'mirror store directory (must exist unless --create)')
+    .requiredOption('--store <dir|s3://bucket/prefix>', `${STORE_FLAG_HELP}; must exist unless --create`)
+    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
     .option('--create', 'make a new store at --store if there is none (first import)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
     .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
@@ -111,7 +111,7 @@ export function registerMirrorCommands(program: Command): void {
           flags.maxSnapshotAge === undefined ? undefined : parseDuration('--max-snapshot-age', flags.maxSnapshotAge);
         if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
           throw new UsageError(`bundle '${bundle}' is not a readable file`);
-        store = flags.create ? await MirrorStore.open(flags.store) : await openExistingStore(flags.store);
+        store = await openMirrorStore(flags, { create: flags.create === true });
         let lastShown = 0;
         const result = await importBundle(bundle, {
           store,
@@ -153,7 +153,9 @@ export function registerMirrorCommands(program: Command): void {
     .description(
       'serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream',
     )
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
     .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
     .option(
       '--public-url <url>',
@@ -171,25 +173,27 @@ export function registerMirrorCommands(program: Command): void {
     .option('--json', 'print {url} as JSON when listening')
     .action(
       async (
-        flags: OutputOptions & {
-          store: string;
-          listen: string;
-          publicUrl?: string;
-          tlsCert?: string;
-          tlsKey?: string;
-          clientCa?: string;
-          allowSpiffeId?: string[];
-          workers: string;
-        },
+        flags: OutputOptions &
+          StoreFlags & {
+            listen: string;
+            publicUrl?: string;
+            tlsCert?: string;
+            tlsKey?: string;
+            clientCa?: string;
+            allowSpiffeId?: string[];
+            workers: string;
+          },
       ) => {
         try {
           const { host, port } = parseListen(flags.listen);
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
           if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
-          const store = await openExistingStore(flags.store);
+          const store = await openMirrorStore(flags);
+          const workerStore = workerStoreOf(flags);
           const server = await startMirrorServer({
             store,
+            ...(workerStore ? { workerStore } : {}),
             host,
             port,
             workers: parseIntFlag('--workers', flags.workers),
@@ -210,7 +214,7 @@ export function registerMirrorCommands(program: Command): void {
             flags,
             { url: server.url, snapshot: head?.id ?? null, sequence: head?.sequence ?? null },
             () =>
-              `mirror serving ${flags.store} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`,
+              `mirror serving ${storeLabel(flags)} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`,
           );
           runUntilSignal(async () => {
             await server.close();
@@ -227,23 +231,25 @@ export function registerMirrorCommands(program: Command): void {
     .description(
       're-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean',
     )
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
     .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
     .option('--json', 'print the report as JSON')
-    .action(async (flags: OutputOptions & { store: string; removeOrphans?: boolean }) => {
+    .action(async (flags: OutputOptions & StoreFlags & { removeOrphans?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openMirrorStore(flags);
         const total = store.index.listBlobs().length;
         const shown = progressLine(flags, 'checked blobs');
-        info(flags, `fsck ${flags.store}: re-hashing ${total} blobs…`);
+        info(flags, `fsck ${storeLabel(flags)}: re-hashing ${total} blobs…`);
         const report = await fsck(store, {
           ...(flags.removeOrphans ? { removeOrphans: true } : {}),
           onProgress: (checked) => shown(checked, Math.max(total, checked)),
         });
         printResult(flags, { ...report, ok: report.clean }, () =>
           [
-            `fsck ${flags.store}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
+            `fsck ${storeLabel(flags)}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
             `  checked ${report.checked}, ok ${report.ok}, corrupt ${report.corrupt.length}, missing ${report.missing.length}, orphans ${report.orphans.length}`,
             ...report.corrupt.map((c) => `  corrupt (quarantined): ${JSON.stringify(c)}`),
             ...report.missing.map((m) => `  missing: ${JSON.stringify(m)}`),
@@ -265,13 +271,15 @@ export function registerMirrorCommands(program: Command): void {
       'write one snapshot’s signed transfer manifest (manifest.json + the sync bundle) for `verify --snapshot DIR`',
     )
     .argument('<dir>', 'target directory (gets manifest.json and attestations/manifest.sigstore.json)')
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
     .option('--snapshot <id|sequence>', 'the snapshot (sha256:<hex> or its sequence number; default: the head)')
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, flags: OutputOptions & { store: string; snapshot?: string }) => {
+    .action(async (dir: string, flags: OutputOptions & StoreFlags & { snapshot?: string }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openMirrorStore(flags);
         const r = exportSnapshot(store, dir, flags.snapshot);
         printResult(
           flags,
@@ -289,13 +297,15 @@ export function registerMirrorCommands(program: Command): void {
     .command('export-bazel-cache')
     .description('write a Bazel repository cache (content_addressable/sha256/<hex>/file) for --repository_cache')
     .argument('<dir>', 'target directory')
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
     .option('--copy', 'copy files instead of hard-linking them')
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, flags: OutputOptions & { store: string; copy?: boolean }) => {
+    .action(async (dir: string, flags: OutputOptions & StoreFlags & { copy?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openMirrorStore(flags);
         const r = await exportBazelRepositoryCache(store, dir, {
           hardlink: !flags.copy,
           onProgress: progressLine(flags, 'exported blobs'),
