@@ -5,6 +5,8 @@
  *   `airlock mirror serve` → the upstream is stopped → real `npm ci` and real `pip install --require-hashes`,
  *   each with an empty cache and an isolated configuration, install from the mirror alone. Finally an npm tarball
  *   and a wheel corrupted at rest are refused through their ecosystem routes and fsck exits 1.
+ * The whole sequence runs once per store backend: a directory, and S3 (a real Ceph radosgw) with the index in a
+ * directory (issue 12), unchanged but for the --store flags.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';

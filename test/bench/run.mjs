@@ -5,6 +5,7 @@
 //   npm run bench                         # all of them
 //   npm run bench -- hashing tlog         # only hashing.bench.mjs and tlog.bench.mjs
 //   npm run bench -- admission            # the admission webhook (warm / cold p50, p99 at 200 req/s)
+//   npm run bench -- mirror-s3            # S3 (a radosgw it starts) vs local-disk store: import and GET, same run
 //   npm run bench -- --out results.json   # also write the collected results as JSON
 //   npm run bench -- --timeout 300        # per-script timeout in seconds (default 600)
 //

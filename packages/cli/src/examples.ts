@@ -56,7 +56,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   'mirror serve': [
     'airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2',
-    'AWS_ENDPOINT_URL=http://10.0.0.5:7480 airlock mirror serve --store s3://mirror/prod --index /srv/mirror-index',
+    'airlock mirror serve --store s3://mirror/prod --index /srv/mirror-index --s3-config /etc/airlock/s3.json --workers 2',
   ],
   'mirror fsck': [
     'airlock mirror fsck --store /srv/mirror --json',

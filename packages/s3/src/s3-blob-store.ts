@@ -426,11 +426,12 @@ export class S3BlobStore implements BlobStore {
       pending = pending.subarray(body.length);
       const number = ++partNumber;
       if (number > MAX_PARTS) throw new CasError('CAS_SIZE_LIMIT', `blob needs more than ${MAX_PARTS} parts`);
-      inFlight.push(
-        this.uploadPart(key, uploadId, number, body).then((etag) => {
-          parts[number - 1] = { PartNumber: number, ETag: etag };
-        }),
-      );
+      const upload = this.uploadPart(key, uploadId, number, body).then((etag) => {
+        parts[number - 1] = { PartNumber: number, ETag: etag };
+      });
+      // Awaited below; until then a failed part must not count as an unhandled rejection (it would end the process).
+      upload.catch(() => undefined);
+      inFlight.push(upload);
       if (inFlight.length >= this.partConcurrency) await inFlight.shift();
     }
     await Promise.all(inFlight);
