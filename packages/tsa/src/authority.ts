@@ -265,7 +265,9 @@ export class TimestampAuthority {
         AsnConvert.serialize(new SigningCertificateV2({ certs: new EssCertIdV2s([certId]) })),
       ),
     ];
-    const der = (a: Attribute): Buffer => Buffer.from(AsnConvert.serialize(a));
-    return attrs.sort((a, b) => Buffer.compare(der(a), der(b)));
+    return attrs
+      .map((a) => ({ a, der: Buffer.from(AsnConvert.serialize(a)) }))
+      .sort((x, y) => Buffer.compare(x.der, y.der))
+      .map((x) => x.a);
   }
 }
