@@ -39,6 +39,7 @@ const KEYS = [
   { what: 'CA intermediate key', rel: 'ca/intermediate-key.pem', code: 'CA_KEY_PERMISSIONS' },
   { what: 'CA root key', rel: 'ca/root-key.pem', code: 'CA_KEY_PERMISSIONS' },
   { what: 'log signing key', rel: 'tlog-signing-key.pem', code: 'TLOG_SIGNING_KEY_PERMISSIONS' },
+  { what: 'timestamp authority key', rel: 'tsa/tsa-key.pem', code: 'TSA_KEY_PERMISSIONS' },
 ];
 const isRoot = process.getuid?.() === 0;
 
