@@ -142,6 +142,14 @@ const CONTRACT: Record<string, CommandContract> = {
       serves: true,
     },
   },
+  'identity svid': {
+    valid: (f) => ['--socket', join(f.fresh(), 'agent.sock'), '--out-dir', f.fresh()],
+    missing: (f) => ['--socket', join(f.fresh(), 'agent.sock')],
+    down: {
+      'no agent listens on the socket': (f) => ['--socket', join(f.fresh(), 'none.sock'), '--out-dir', f.fresh()],
+    },
+    ok: { notHere: 'needs an agent this process is registered with: test/identity-svid.test.ts runs one' },
+  },
   'tlog serve': {
     valid: (f) => ['--data', f.fresh()],
     missing: () => [],

@@ -51,8 +51,8 @@ beforeAll(async () => {
     entries,
     JSON.stringify({
       entries: [
-        // Short SVIDs so rotation happens within the test: re-fetch at half-life, i.e. ~3 s.
-        { spiffeId: RUNNER, selectors: ['unix:uid:1500', `unix:path:${NODE}`], svidTtlSeconds: 6 },
+        // Short SVIDs so rotation happens within the test: re-fetch at half-life, i.e. ~10 s.
+        { spiffeId: RUNNER, selectors: ['unix:uid:1500', `unix:path:${NODE}`], svidTtlSeconds: 20 },
         { spiffeId: ROOT_ID, selectors: ['unix:uid:0'] },
       ],
     }),
@@ -71,7 +71,7 @@ beforeAll(async () => {
     (o) => o.trim().endsWith('}'),
   );
   stops.push(agent.stop);
-}, 60_000);
+}, 120_000);
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const s of stops.splice(0).reverse()) await s();

@@ -4,7 +4,16 @@
  * sign` (stock @sigstore/sign), verify with stock @sigstore/verify; a wrong PIN and a missing object are clear
  * errors (exit 2) that never print the PIN. `airlock tlog serve --log-key pkcs11:…` runs the log alone on the token key.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createPublicKey, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -62,6 +71,7 @@ function initToken(): void {
     for (const [label, id] of [
       ['ca-key', 1],
       ['log-key', 2],
+      ['issuer-key', 3],
     ] as const) {
       const common = [
         { type: pk.CKA_TOKEN, value: true },
@@ -194,6 +204,71 @@ describe.runIf(ok)('airlock up with the CA and log keys in a PKCS#11 token (Soft
       const bad = await runCli(['tlog', 'serve', '--data', logData, '--log-key', 'pkcs11:nonsense', '--json']);
       expect(bad.code, bad.stdout + bad.stderr).toBe(2);
       expect(errorOf(bad.stdout).code).toMatch(/^PLANE_PKCS11_/);
+    },
+  );
+
+  it(
+    'up --identity-key pkcs11:…: no issuer key file, break-glass minting refused; the agent signs with the token key',
+    { timeout: 120_000 },
+    async () => {
+      const plane = join(dir, 'plane-issuer');
+      const up = await startCli(['up', '--data', plane, '--identity-key', uri('issuer-key'), '--json'], (out) =>
+        out.trim().endsWith('}'),
+      );
+      running.push(up);
+      expect(existsSync(join(plane, 'identity', 'signing-key.pem'))).toBe(false);
+      const subject = 'spiffe://airlock.internal/airlock/cli';
+      // The old forging path: read the key file and mint. There is no file, and no second key is made.
+      const token = await runCli([
+        'identity',
+        'token',
+        '--data',
+        plane,
+        '--subject',
+        subject,
+        '--break-glass',
+        '--json',
+      ]);
+      expect(token.code, token.stdout + token.stderr).toBe(2);
+      expect(errorOf(token.stdout).code).toBe('IDENTITY_KEY_IN_TOKEN');
+      const file = join(dir, 'issuer-artifact.txt');
+      writeFileSync(file, 'signed with a token-held issuer key\n');
+      const minted = await runCli(['sign', file, '--data', plane, '--subject', subject, '--json'], {
+        env: { SIGSTORE_ID_TOKEN: '', AIRLOCK_AGENT_SOCKET: '' },
+      });
+      expect(minted.code, minted.stdout + minted.stderr).not.toBe(0);
+      expect(errorOf(minted.stdout).message).toContain('lives in a PKCS#11 token');
+      expect(existsSync(join(plane, 'identity', 'signing-key.pem'))).toBe(false);
+
+      // The agent holds the token key: a registered caller signs, and the CA accepts the token-signed JWT.
+      const entries = join(dir, 'entries.json');
+      writeFileSync(
+        entries,
+        JSON.stringify({
+          entries: [
+            {
+              spiffeId: subject,
+              selectors: [`unix:uid:${process.getuid!()}`, `unix:path:${realpathSync(process.execPath)}`],
+            },
+          ],
+        }),
+      );
+      const socket = join(dir, 'agent.sock');
+      const agent = await startCli(
+        [
+          ...['identity', 'agent', '--socket', socket, '--entries', entries, '--data', plane],
+          '--identity-key',
+          uri('issuer-key'),
+          '--json',
+        ],
+        (out) => out.trim().endsWith('}'),
+      );
+      running.push(agent);
+      const signed = await runCli(['sign', file, '--data', plane, '--agent-socket', socket, '--json']);
+      expect(signed.code, signed.stdout + signed.stderr).toBe(0);
+      expect(JSON.parse(signed.stdout)).toMatchObject({ ok: true, signer: { subjectAlternativeName: subject } });
+      await agent.stop();
+      await up.stop();
     },
   );
 

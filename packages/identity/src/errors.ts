@@ -10,6 +10,7 @@ export type IdentityErrorCode =
   | 'SPIFFE_TRUST_DOMAIN_MISMATCH'
   | 'IDENTITY_KEY_INVALID'
   | 'IDENTITY_KEY_PERMISSIONS' // key file group/world-readable or not owned by this service's user
+  | 'IDENTITY_KEY_IN_TOKEN' // the issuer key lives in a PKCS#11 token: the key-file (break-glass) path is closed
   | 'IDENTITY_KEY_UNREADABLE' // the caller is not the key's owner (the plane runs as its own service user)
   | 'IDENTITY_BREAK_GLASS_REQUIRED' // minting from the key file without the explicit admin flag
   | 'IDENTITY_CONFIG_INVALID'

@@ -14,6 +14,8 @@ export {
   SIGNING_KEY_FILE,
   ISSUER_METADATA_FILE,
   ISSUER_ALG,
+  KEY_IN_TOKEN_MARKER,
+  type ExternalJwtSigner,
   type IdentityIssuerOptions,
   type IssueTokenRequest,
   type IssuerMetadata,

@@ -1,4 +1,4 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MAX_NODE_ATTESTATION_CLAIM_LENGTH, NODE_ATTESTATION_TOKEN_CLAIM } from '@airlock/core';
@@ -35,7 +35,21 @@ export interface IdentityIssuerOptions {
   trustDomain?: string;
   /** Upper bound for `ttlSeconds` (default 3600). */
   maxTtlSeconds?: number;
+  /**
+   * A P-256 key held elsewhere (a PKCS#11 token): no key file is read or written, and a marker in the identity dir
+   * makes every later key-file open (the break-glass path) fail with `IDENTITY_KEY_IN_TOKEN`.
+   */
+  signer?: ExternalJwtSigner;
 }
+
+/** SPKI + ECDSA-SHA256 returning a DER signature (the PKCS#11 signer's shape). */
+export interface ExternalJwtSigner {
+  readonly spkiDer: Buffer;
+  sign(data: Uint8Array): Buffer;
+}
+
+/** Present in `<dataDir>/identity/` once the issuer key lives in a token. */
+export const KEY_IN_TOKEN_MARKER = 'key-in-token';
 
 export interface IssueTokenRequest {
   /** SPIFFE ID of the workload, in the issuer's trust domain. */
@@ -67,7 +81,7 @@ export class IdentityIssuer {
   /** RFC 7638 JWK thumbprint (SHA-256) of the public key. */
   readonly keyId: string;
   readonly maxTtlSeconds: number;
-  readonly #signingKey: CryptoKey;
+  readonly #signingKey: CryptoKey | ExternalJwtSigner;
   readonly #publicJwk: JWK;
 
   private constructor(init: {
@@ -75,7 +89,7 @@ export class IdentityIssuer {
     trustDomain: string;
     keyId: string;
     maxTtlSeconds: number;
-    signingKey: CryptoKey;
+    signingKey: CryptoKey | ExternalJwtSigner;
     publicJwk: JWK;
   }) {
     this.issuerUrl = init.issuerUrl;
@@ -109,11 +123,8 @@ export class IdentityIssuer {
         `maxTtlSeconds must be an integer in 1..86400, got ${maxTtlSeconds}`,
       );
     }
-    const { privateKey } = loadOrCreateP256Key(path.join(dir, SIGNING_KEY_FILE));
-    const publicJwk = publicJwkOf(privateKey);
+    const { publicJwk, signingKey } = options.signer ? externalKey(dir, options.signer) : await fileKey(dir);
     const keyId = await calculateJwkThumbprint(publicJwk, 'sha256');
-    const pkcs8 = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
-    const signingKey = await importPKCS8(pkcs8, ISSUER_ALG);
     return new IdentityIssuer({
       issuerUrl,
       trustDomain,
@@ -174,6 +185,20 @@ export class IdentityIssuer {
       throw new IdentityError('TOKEN_REQUEST_INVALID', 'issuedAt must be a valid Date');
     }
     const iat = Math.floor(issuedAt.getTime() / 1000);
+    if (isExternal(this.#signingKey)) {
+      const claims = { ...extra, iss: this.issuerUrl, sub: request.subject, aud: audience };
+      return signExternally(
+        this.#signingKey,
+        { alg: ISSUER_ALG, kid: this.keyId, typ: 'JWT' },
+        {
+          ...claims,
+          iat,
+          nbf: iat,
+          exp: iat + ttl,
+          jti: randomUUID(),
+        },
+      );
+    }
     return new SignJWT({ ...extra })
       .setProtectedHeader({ alg: ISSUER_ALG, kid: this.keyId, typ: 'JWT' })
       .setIssuer(this.issuerUrl)
@@ -185,6 +210,64 @@ export class IdentityIssuer {
       .setJti(randomUUID())
       .sign(this.#signingKey);
   }
+}
+
+function isExternal(key: CryptoKey | ExternalJwtSigner): key is ExternalJwtSigner {
+  return 'spkiDer' in key && typeof (key as ExternalJwtSigner).sign === 'function';
+}
+
+async function fileKey(dir: string): Promise<{ publicJwk: JWK; signingKey: CryptoKey }> {
+  if (fs.existsSync(path.join(dir, KEY_IN_TOKEN_MARKER))) {
+    throw new IdentityError(
+      'IDENTITY_KEY_IN_TOKEN',
+      `the issuer key of ${dir} lives in a PKCS#11 token: there is no key file to mint from. Workloads get ` +
+        'identities from the attestation agent (airlock identity agent --identity-key pkcs11:…)',
+    );
+  }
+  const { privateKey } = loadOrCreateP256Key(path.join(dir, SIGNING_KEY_FILE));
+  const pkcs8 = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+  return { publicJwk: publicJwkOf(privateKey), signingKey: await importPKCS8(pkcs8, ISSUER_ALG) };
+}
+
+/** A token key: never a key file; the marker closes the key-file path for good (a file left over is refused). */
+function externalKey(dir: string, signer: ExternalJwtSigner): { publicJwk: JWK; signingKey: ExternalJwtSigner } {
+  const publicKey = createPublicKey({ key: signer.spkiDer, format: 'der', type: 'spki' });
+  if (publicKey.asymmetricKeyType !== 'ec' || publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new IdentityError('IDENTITY_KEY_INVALID', 'the issuer token key must be an ECDSA P-256 key (ES256)');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (fs.existsSync(path.join(dir, SIGNING_KEY_FILE)))
+    throw new IdentityError(
+      'IDENTITY_KEY_INVALID',
+      `${path.join(dir, SIGNING_KEY_FILE)} exists: remove the old issuer key file before moving the key into a token`,
+    );
+  fs.writeFileSync(path.join(dir, KEY_IN_TOKEN_MARKER), 'pkcs11\n', { mode: 0o644 });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
+  return { publicJwk: { kty, crv, x, y } as JWK, signingKey: signer };
+}
+
+/** A compact JWS signed by the token: ES256 wants r||s (32 bytes each), the token gives DER. */
+function signExternally(signer: ExternalJwtSigner, header: object, payload: object): string {
+  const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${b64(header)}.${b64(payload)}`;
+  return `${input}.${derToJoseP256(signer.sign(Buffer.from(input))).toString('base64url')}`;
+}
+
+function derToJoseP256(der: Buffer): Buffer {
+  // SEQUENCE { INTEGER r, INTEGER s }, P-256 lengths always fit in one length byte.
+  const int = (at: number): { value: Buffer; next: number } => {
+    if (der[at] !== 0x02) throw new IdentityError('IDENTITY_KEY_INVALID', 'the token returned a malformed signature');
+    const len = der[at + 1]!;
+    const value = der.subarray(at + 2, at + 2 + len);
+    return { value, next: at + 2 + len };
+  };
+  if (der[0] !== 0x30) throw new IdentityError('IDENTITY_KEY_INVALID', 'the token returned a malformed signature');
+  const r = int(2);
+  const s2 = int(r.next);
+  const pad = (v: Buffer): Buffer => {
+    const t = v.subarray(Math.max(0, v.length - 32));
+    return Buffer.concat([Buffer.alloc(32 - t.length), t]);
+  };
+  return Buffer.concat([pad(r.value), pad(s2.value)]);
 }
 
 function validateBuildClaims(claims: unknown): Record<string, string> {

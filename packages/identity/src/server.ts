@@ -11,7 +11,7 @@ import {
 } from '@airlock/core';
 import { IdentityError } from './errors.js';
 import { formatHostForUrl, isLoopbackAddress, sendJson } from './http.js';
-import { IdentityIssuer, writeIssuerMetadata, type IssueTokenRequest } from './issuer.js';
+import { IdentityIssuer, writeIssuerMetadata, type ExternalJwtSigner, type IssueTokenRequest } from './issuer.js';
 
 export interface StartIdentityIssuerOptions {
   dataDir: string;
@@ -23,6 +23,8 @@ export interface StartIdentityIssuerOptions {
   /** Enable `POST <prefix>/token` for loopback peers (default off: any local user could then mint tokens). */
   enableTokenEndpoint?: boolean;
   maxTtlSeconds?: number;
+  /** The issuer key in a PKCS#11 token (no key file); see `IdentityIssuerOptions.signer`. */
+  signer?: ExternalJwtSigner;
   /** Token-request body limit (default 16 KiB). */
   maxBodyBytes?: number;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
@@ -91,6 +93,7 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
       issuerUrl: url,
       trustDomain: options.trustDomain ?? 'airlock.internal',
       ...(options.maxTtlSeconds !== undefined ? { maxTtlSeconds: options.maxTtlSeconds } : {}),
+      ...(options.signer ? { signer: options.signer } : {}),
     });
     routes.prefix = new URL(issuer.issuerUrl).pathname.replace(/\/+$/, '');
     routes.jwksUrl = `${issuer.issuerUrl}${JWKS_PATH}`;

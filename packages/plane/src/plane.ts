@@ -44,6 +44,8 @@ export interface TrustPlaneOptions {
   caKey?: string;
   /** RFC 7512 `pkcs11:` URI of the log's signing key: no log key is written to the data dir. */
   logKey?: string;
+  /** RFC 7512 `pkcs11:` URI of the identity issuer's key: no issuer key file, the break-glass path is closed. */
+  identityKey?: string;
   /** Per service HTTPS / mTLS (SPIFFE SVID authorization); absent = plain HTTP as before. */
   mtls?: Partial<Record<keyof PlanePorts, ServiceTls>>;
 }
@@ -141,8 +143,18 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
           ? caSigner
           : openPkcs11Signer(options.logKey);
     if (logSigner && logSigner !== caSigner) closers.push(async () => logSigner.close());
+    const identitySigner = options.identityKey ? openPkcs11Signer(options.identityKey) : undefined;
+    if (identitySigner) closers.push(async () => identitySigner.close());
     const identity = await bind('identity issuer', ports.identity, statePath, () =>
-      startIdentityIssuer({ dataDir, host, port: ports.identity, trustDomain, ...limits, ...options.mtls?.identity }),
+      startIdentityIssuer({
+        dataDir,
+        host,
+        port: ports.identity,
+        trustDomain,
+        ...limits,
+        ...options.mtls?.identity,
+        ...(identitySigner ? { signer: identitySigner } : {}),
+      }),
     );
     closers.push(() => identity.close());
     const issuers: TrustedIssuer[] = [

@@ -10,7 +10,7 @@ import {
 } from '@airlock/agent';
 import { issueX509Svid, loadOrCreateSvidCa, SVID_CA_DIR } from '@airlock/ca';
 import { IdentityError, IdentityIssuer, watchX509Svid, writeX509SvidFiles, type X509Svid } from '@airlock/identity';
-import { issueWorkloadToken } from '@airlock/plane';
+import { issueWorkloadToken, openPkcs11Signer } from '@airlock/plane';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation.js';
 import { runUntilSignal } from './plane.js';
@@ -24,7 +24,8 @@ function tokenExitCode(err: unknown): number {
     code.startsWith('SPIFFE_') ||
     code === 'TOKEN_REQUEST_INVALID' ||
     code === 'IDENTITY_BREAK_GLASS_REQUIRED' ||
-    code === 'IDENTITY_KEY_UNREADABLE'
+    code === 'IDENTITY_KEY_UNREADABLE' ||
+    code === 'IDENTITY_KEY_IN_TOKEN'
   )
     return EXIT.USAGE;
   if (code === 'PLANE_NOT_RUNNING') return EXIT.UNAVAILABLE;
@@ -78,9 +79,16 @@ interface AgentFlags extends OutputOptions, TpmAttestationFlags {
   issuerUrl?: string;
   trustDomain?: string;
   auditLog?: string;
+  identityKey?: string;
 }
 
 const AGENT_USAGE_CODES = new Set([
+  'IDENTITY_KEY_IN_TOKEN',
+  'PLANE_PKCS11_URI',
+  'PLANE_PKCS11_LOGIN',
+  'PLANE_PKCS11_PIN',
+  'PLANE_PKCS11_OBJECT',
+  'PLANE_PKCS11_MODULE',
   'AGENT_ENTRIES_INVALID',
   'AGENT_CONFIG_INVALID',
   'IDENTITY_CONFIG_INVALID',
@@ -153,8 +161,10 @@ async function fetchSvid(flags: SvidFlags): Promise<void> {
  */
 async function runAgent(flags: AgentFlags): Promise<void> {
   try {
+    const tokenKey = flags.identityKey !== undefined ? openPkcs11Signer(flags.identityKey) : undefined;
     const signer = await IdentityIssuer.open({
       dataDir: flags.data,
+      ...(tokenKey ? { signer: tokenKey } : {}),
       ...(flags.issuerUrl ? { issuerUrl: flags.issuerUrl } : {}),
       ...(flags.trustDomain ? { trustDomain: flags.trustDomain } : {}),
     });
@@ -184,7 +194,10 @@ async function runAgent(flags: AgentFlags): Promise<void> {
       () =>
         `identity agent listening on ${agent.socketPath} (${entries.length} entries, issuer ${signer.issuerUrl}); Ctrl-C to stop.`,
     );
-    runUntilSignal(() => agent.close());
+    runUntilSignal(async () => {
+      await agent.close();
+      tokenKey?.close();
+    });
   } catch (err) {
     const code = String((err as { code?: unknown }).code ?? '');
     fail(flags, err, err instanceof UsageError || AGENT_USAGE_CODES.has(code) ? EXIT.USAGE : EXIT.FAILURE);
@@ -225,6 +238,10 @@ export function registerIdentityCommands(program: Command): void {
     .option('--issuer-url <url>', "the issuer's URL (iss); default: the one the running plane recorded")
     .option('--trust-domain <domain>', 'SPIFFE trust domain; default: the recorded one')
     .option('--audit-log <file>', 'append the issuance/refusal records here (default: stderr)')
+    .option(
+      '--identity-key <pkcs11-uri>',
+      "the issuer's key in a PKCS#11 token, when the plane runs with up --identity-key",
+    )
     .option('--tpm-socket <path>', 'attest this node with the swtpm at this socket before serving (TCTI swtpm:path=…)')
     .option('--tpm-tcti <tcti>', 'attest this node with this TPM (e.g. device:/dev/tpmrm0) before serving')
     .option('--ek-ca <file>', "PEM: the TPM manufacturer root CA(s) the node's EK certificate must chain to")

@@ -116,6 +116,7 @@ const KEY_INPUT_CODES = new Set([
   'IDENTITY_KEY_INVALID',
   'IDENTITY_KEY_PERMISSIONS',
   'IDENTITY_KEY_UNREADABLE',
+  'IDENTITY_KEY_IN_TOKEN',
   'TLOG_KEY_MISMATCH',
   'TLOG_SIGNING_KEY_INVALID',
   'TLOG_SIGNING_KEY_PERMISSIONS',
@@ -146,6 +147,7 @@ type UpFlags = OutputOptions &
     allowInsecureIssuer?: boolean;
     caKey?: string;
     logKey?: string;
+    identityKey?: string;
     tlsCert?: string;
     tlsKey?: string;
     clientCa?: string;
@@ -191,6 +193,7 @@ async function up(flags: UpFlags): Promise<void> {
       limits: parseLimits(flags),
       ...(flags.caKey ? { caKey: flags.caKey } : {}),
       ...(flags.logKey ? { logKey: flags.logKey } : {}),
+      ...(flags.identityKey ? { identityKey: flags.identityKey } : {}),
       ...(mtls ? { mtls } : {}),
     });
   } catch (err) {
@@ -240,6 +243,10 @@ export function registerPlaneCommands(program: Command): void {
         "the CA intermediate's key in a PKCS#11 token (RFC 7512: pkcs11:token=…;object=…?module-path=…&pin-source=file:…|env:…)",
       )
       .option('--log-key <pkcs11-uri>', "the transparency log's signing key in a PKCS#11 token (same URI form)")
+      .option(
+        '--identity-key <pkcs11-uri>',
+        "the identity issuer's key in a PKCS#11 token (same URI form): no key file, so the break-glass path is closed",
+      )
       .option('--tls-cert <pem>', 'serve the log, CA and issuer over HTTPS with this certificate (chain)')
       .option('--tls-key <pem>', 'private key for --tls-cert')
       .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for writes (POST) to each service')
