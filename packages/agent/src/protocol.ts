@@ -9,10 +9,16 @@ export interface AgentTokenRequest {
   audience?: string;
   /** Shorter than the entry's lifetime if wanted; never longer. */
   ttlSeconds?: number;
+  /**
+   * Also quote the node's TPM for this build (issue 10 §4): the agent quotes with its attested AK over
+   * buildQuoteNonce(invocationId, specDigest), which it computes itself, so a caller can never obtain a quote over
+   * a nonce of its choosing (e.g. an issuer challenge). Answered only for a registered caller of an attested agent.
+   */
+  buildQuote?: { invocationId: string; specDigest: string };
 }
 
 export type AgentResponse =
-  | { ok: true; token: string; spiffeId: string; expiresAt: string }
+  | { ok: true; token: string; spiffeId: string; expiresAt: string; buildQuote?: unknown }
   | { ok: false; error: { code: string; message: string } };
 
 export const MAX_REQUEST_BYTES = 4096;

@@ -28,6 +28,8 @@ export interface AgentLogRecord {
   jti?: string;
   expiresAt?: string;
   node?: { nodeId: string; referenceValueSetId: string; claimsJson?: string };
+  /** The invocation a build quote was made for (the quote itself is in the answer, not the log). */
+  buildQuoteFor?: string;
   socket?: string;
   error?: { code: string; message: string };
 }
@@ -147,6 +149,7 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
       // The attested node's claims ride in every token; the CA copies them (this issuer is trusted for them).
       ...(ctx.node ? { nodeAttestation: ctx.node.claimsJson } : {}),
     });
+    const buildQuote = request.buildQuote ? await quoteForBuild(ctx, request.buildQuote) : undefined;
     const claims = payloadOf(token);
     const expiresAt = new Date(claims.exp * 1000).toISOString();
     ctx.log({
@@ -158,8 +161,9 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
       jti: claims.jti,
       expiresAt,
       ...(ctx.node ? { node: { nodeId: ctx.node.nodeId, referenceValueSetId: ctx.node.referenceValueSetId } } : {}),
+      ...(buildQuote !== undefined ? { buildQuoteFor: request.buildQuote!.invocationId } : {}),
     });
-    respond(socket, { ok: true, token, spiffeId: entry.spiffeId, expiresAt });
+    respond(socket, { ok: true, token, spiffeId: entry.spiffeId, expiresAt, ...(buildQuote ? { buildQuote } : {}) });
   } catch (err) {
     const error = {
       code: err instanceof AgentError ? err.code : String((err as { code?: unknown }).code ?? 'AGENT_INTERNAL'),
@@ -175,6 +179,15 @@ async function serveConnection(socket: net.Socket, ctx: ConnectionContext): Prom
   } finally {
     if (peer) unpin(peer);
   }
+}
+
+/** An agent whose node is not attested answers without a quote: the caller names it an unattested runner. */
+async function quoteForBuild(
+  ctx: ConnectionContext,
+  build: NonNullable<AgentTokenRequest['buildQuote']>,
+): Promise<unknown> {
+  if (!ctx.node || !ctx.nodeAttestation?.buildQuote) return undefined;
+  return ctx.nodeAttestation.buildQuote(build);
 }
 
 function facts(id: PeerIdentity): Partial<AgentLogRecord> {
@@ -262,7 +275,7 @@ function parseRequest(line: string): AgentTokenRequest {
     throw new AgentError('AGENT_REQUEST_INVALID', 'the request must be a JSON object');
   }
   const r = v as Record<string, unknown>;
-  const extra = Object.keys(r).filter((k) => !['subject', 'audience', 'ttlSeconds'].includes(k));
+  const extra = Object.keys(r).filter((k) => !['subject', 'audience', 'ttlSeconds', 'buildQuote'].includes(k));
   if (extra.length > 0) throw new AgentError('AGENT_REQUEST_INVALID', `unknown request field(s) ${extra.join(', ')}`);
   if (r.subject !== undefined && typeof r.subject !== 'string')
     throw new AgentError('AGENT_REQUEST_INVALID', 'subject must be a string');
@@ -270,7 +283,23 @@ function parseRequest(line: string): AgentTokenRequest {
     throw new AgentError('AGENT_REQUEST_INVALID', 'audience must be a string');
   if (r.ttlSeconds !== undefined && (!Number.isSafeInteger(r.ttlSeconds) || (r.ttlSeconds as number) < 1))
     throw new AgentError('AGENT_REQUEST_INVALID', 'ttlSeconds must be a positive integer');
+  if (r.buildQuote !== undefined) checkBuildQuoteRequest(r.buildQuote);
   return r as AgentTokenRequest;
+}
+
+function checkBuildQuoteRequest(b: unknown): void {
+  const o = (typeof b === 'object' && b !== null ? b : {}) as Record<string, unknown>;
+  const ok =
+    Object.keys(o).length === 2 &&
+    typeof o.invocationId === 'string' &&
+    /^[A-Za-z0-9._:-]{1,128}$/.test(o.invocationId) &&
+    typeof o.specDigest === 'string' &&
+    /^[0-9a-f]{64}$/.test(o.specDigest);
+  if (!ok)
+    throw new AgentError(
+      'AGENT_REQUEST_INVALID',
+      'buildQuote must be { invocationId (1-128 of [A-Za-z0-9._:-]), specDigest (64 hex) }',
+    );
 }
 
 function respond(socket: net.Socket, response: AgentResponse): void {

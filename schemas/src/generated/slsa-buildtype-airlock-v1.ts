@@ -76,6 +76,26 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
        * TPM Name of the AK that signed the quote, hex.
        */
       akName: string;
+      /**
+       * The AK's TPM2B_PUBLIC, base64: a verifier re-checks the quote's signature with it.
+       */
+      akPublic: string;
+      /**
+       * The quote itself: TPMS_ATTEST and TPMT_SIGNATURE, base64.
+       */
+      quote: {
+        attest: string;
+        signature: string;
+      };
+      /**
+       * The quoted PCR values (hex), which hash to the quote's pcrDigest.
+       */
+      pcrs: {
+        bank: string;
+        values: {
+          [k: string]: string;
+        };
+      };
       referenceValues: {
         id: string;
         name?: string;
