@@ -8,7 +8,7 @@
  * different TPM (a second swtpm), an unattested runner (an agent without a TPM). Skips (printing why) without
  * swtpm/tpm2-tools, bwrap, git or root unless AIRLOCK_REQUIRE_TOOLS=1.
  */
-import { chmodSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,7 +79,7 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
   let agentSocket: string;
   let bareSocket: string;
   let policyFile: string;
-  let first: RunJson;
+  let first: RunJson & { code: number | null; out: string };
   const stops: Array<() => Promise<void>> = [];
   const reference = makeReferenceValueSet('runner-image-v1', 'sha256', {
     ...Object.fromEntries([0, 1, 2, 3, 4, 5, 6, 7].map((p) => [String(p), '00'.repeat(32)])),
@@ -272,8 +272,8 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
     expect(r.code).toBe(17);
     expect(r.error?.code).toBe('RUNNER_NODE_ATTESTATION_FAILED');
     expect(r.error?.message).toMatch(/REFERENCE_VALUES_INVALID.*changed after the id was computed/);
-    // Not dispatched: no build log, no output.
-    expect(() => readFileSync(join(r.out, 'build.log'))).toThrow();
+    // Not dispatched: the build log is created at checkout, and the output directory is still empty.
+    expect(readdirSync(r.out)).toEqual([]);
   }, 120_000);
 
   it('a reference value set this node does not match (id recomputed): refused before dispatch, named', async () => {
@@ -283,6 +283,7 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
     const r = await run(agentSocket, other);
     expect(r.code).toBe(17);
     expect(r.error?.message).toMatch(/REFERENCE_VALUE_MISMATCH.*PCR sha256:23/);
+    expect(readdirSync(r.out)).toEqual([]);
   }, 120_000);
 
   it('a tampered reference value in a re-signed provenance fails the policy, named', async () => {
@@ -336,6 +337,7 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
     const refused = await run(bareSocket, rvFile);
     expect(refused.code).toBe(17);
     expect(refused.error?.message).toMatch(/NODE_NOT_ATTESTED.*unattested runner/);
+    expect(readdirSync(refused.out)).toEqual([]);
     const plain = await run(bareSocket);
     expect(plain.code).toBe(0);
     const v = await verify(plain.artifacts![0]!.path, plain.artifacts![0]!.provenance.bundle!);
