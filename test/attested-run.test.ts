@@ -198,6 +198,8 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
     return { ...parsed, code: r.code, out };
   }
 
+  const parseQuoteAttest = (q: unknown): Buffer => fromBase64((q as { quote: { attest: string } }).quote.attest);
+
   const statementOf = (r: RunJson): Statement =>
     JSON.parse(readFileSync(r.artifacts![0]!.provenance.statement, 'utf8')) as Statement;
 
@@ -344,6 +346,22 @@ describe.runIf(enabled)('airlock run bound to a TPM-attested node (swtpm)', () =
     expect(v.code).toBe(1);
     expect(v.message).toMatch(/unattested builder/);
   }, 180_000);
+
+  it('the agent quotes only over the nonce it derives itself, only for well-formed build ids', async () => {
+    const build = { invocationId: 'run-1', specDigest: sha256('spec') };
+    const ok = await requestAgentToken(agentSocket, { subject: RUNNER, buildQuote: build });
+    const attest = parseQuoteAttest(ok.buildQuote);
+    expect(attest.includes(buildQuoteNonce(build.invocationId, build.specDigest))).toBe(true);
+    // No field lets a caller pick the nonce (e.g. an issuer's challenge), and malformed ids are refused.
+    await expect(
+      requestAgentToken(agentSocket, { subject: RUNNER, buildQuote: { ...build, nonce: 'ab'.repeat(32) } } as never),
+    ).rejects.toThrow(/buildQuote must be/);
+    await expect(
+      requestAgentToken(agentSocket, { subject: RUNNER, buildQuote: { ...build, specDigest: 'xyz' } }),
+    ).rejects.toThrow(/buildQuote must be/);
+    // An agent that attested no node answers the token without a quote.
+    expect((await requestAgentToken(bareSocket, { subject: RUNNER, buildQuote: build })).buildQuote).toBeUndefined();
+  }, 60_000);
 
   it('an attested runner that skipped the build binding: its provenance fails the policy, named', async () => {
     const plain = await run(agentSocket);
