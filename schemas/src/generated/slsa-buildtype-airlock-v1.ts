@@ -61,7 +61,7 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
       version: string;
     };
     /**
-     * Present when the run was given a TPM attestor (issue 10 §4): a quote by the node's attested AK whose nonce is sha256(invocation id || spec digest) (buildQuoteNonce), binding this build to the attested node, and the reference value set it was compared with.
+     * Present when the run was bound to its TPM-attested node before dispatch (`airlock run --reference-values`, issue 10 §4): a quote by the node's attested AK whose nonce is sha256 of the RFC 8785 JSON of {invocationId, specDigest} (buildQuoteNonce), binding this build to the attested node, and the reference value set it matched; `requireAttestedBuilder` re-verifies it.
      */
     nodeAttestation?: {
       /**
