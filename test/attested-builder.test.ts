@@ -11,6 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalize, encodeOidContent, NODE_ATTESTATION_OID, NODE_ATTESTATION_TOKEN_CLAIM } from '@airlock/core';
 import { attestWith } from '@airlock/agent';
 import {
+  attestedNodeOf,
+  bindBuildQuote,
+  buildQuoteNonce,
   canonicalClaims,
   extendPcr,
   makeReferenceValueSet,
@@ -118,15 +121,19 @@ function leafOf(bundle: unknown): { der: Buffer; has(oid: string, text?: string)
   };
 }
 
+/** Well-formed but made up: no TPM signed it, so the policy's re-verification refuses it. */
 const BUILD_QUOTE: NodeAttestationParameters = {
   quoteDigest: `sha256:${sha256('build quote')}`,
   nonce: sha256('run-7f3a + spec digest'),
   akName: AK_NAME,
   referenceValues: { id: RV_ID, name: 'runner-image-v1', bank: 'sha256', pcrs: { '23': sha256('runner image') } },
+  akPublic: Buffer.from('not a TPM2B_PUBLIC').toString('base64'),
+  quote: { attest: Buffer.from('not a TPMS_ATTEST').toString('base64'), signature: 'AAAA' },
+  pcrs: { bank: 'sha256', values: { '23': sha256('runner image') } },
 };
 
 describe('attested node claims: token → certificate → policy', () => {
-  it('the plane issuer’s token carries the claims, the CA copies them under the OID arc, the policy passes', async () => {
+  it('the plane issuer’s token carries the claims, the CA copies them under the OID arc; a made-up build quote fails', async () => {
     const p = await provenanceSignedWith(CLAIMS_JSON, BUILD_QUOTE);
     const leaf = leafOf(p.bundle);
     expect(leaf.has(NODE_ATTESTATION_OID.claims, '"referenceValues"')).toBe(true);
@@ -134,12 +141,17 @@ describe('attested node claims: token → certificate → policy', () => {
     expect(leaf.has(NODE_ATTESTATION_OID.akName, AK_NAME)).toBe(true);
     expect(leaf.has(NODE_ATTESTATION_OID.quoteDigest, CLAIMS.quote.digest)).toBe(true);
     expect(p.verification.signer.nodeAttestation).toBe(CLAIMS_JSON);
+    // The claims are in order, but the recorded quote is re-verified and no TPM made it.
     const { v, rule } = await verdictFor(p);
-    expect(rule).toMatchObject({
-      passed: true,
-      message: `built on a node attested against reference value set '${RV_ID}'`,
-    });
-    expect(v.result).toBe('PASS');
+    expect(rule.passed).toBe(false);
+    expect(rule.message).toMatch(/build quote is refused \(REFERENCE_VALUES_INVALID\)/);
+    expect(v.result).toBe('FAIL');
+  });
+
+  it('attested claims without a build quote in the provenance fail, named', async () => {
+    const { rule } = await verdictFor(await provenanceSignedWith(CLAIMS_JSON));
+    expect(rule.passed).toBe(false);
+    expect(rule.message).toMatch(/records no build quote \(internalParameters\.nodeAttestation\)/);
   });
 
   it('an unattested runner (token without node claims) fails the rule, named', async () => {
@@ -156,13 +168,6 @@ describe('attested node claims: token → certificate → policy', () => {
     const { rule } = await verdictFor(p, [`sha256:${sha256('another set')}`]);
     expect(rule.passed).toBe(false);
     expect(rule.message).toMatch(new RegExp(`reference value set '${RV_ID}' is not one of the allowed sets`));
-  });
-
-  it('a build quote in the provenance from another AK than the attested node’s fails', async () => {
-    const p = await provenanceSignedWith(CLAIMS_JSON, { ...BUILD_QUOTE, akName: `000b${sha256('another TPM')}` });
-    const { rule } = await verdictFor(p);
-    expect(rule.passed).toBe(false);
-    expect(rule.message).toMatch(/signed by another AK/);
   });
 });
 
@@ -262,14 +267,34 @@ describe.skipIf(!tpmAvailable)('swtpm: the node attests, its claims reach the ce
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('attested node → token → certificate extension → requireAttestedBuilder PASS', async () => {
+  it('attested node → token → certificate extension; build quote → provenance → requireAttestedBuilder PASS', async () => {
     const node = await attestWith(attestation(attA, [reference]));
     expect(node.referenceValueSetId).toBe(reference.id);
-    const p = await provenanceSignedWith(node.claimsJson);
+    const { invocationId, specDigest } = provenanceInput(w);
+    const pcrSelection = { bank: 'sha256' as const, pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 23] };
+    const quote = await attA.quote(buildQuoteNonce(invocationId, specDigest).toString('hex'), pcrSelection);
+    const record = bindBuildQuote(quote, {
+      invocationId,
+      specDigest,
+      referenceValues: [reference],
+      node: attestedNodeOf(node.claimsJson, 'the token'),
+    });
+    const p = await provenanceSignedWith(node.claimsJson, record);
     expect(p.verification.signer.nodeAttestation).toBe(node.claimsJson);
     const { v, rule } = await verdictFor(p, [reference.id]);
     expect(rule.passed).toBe(true);
+    expect(rule.message).toMatch(new RegExp(`build quote ${record.quoteDigest} binds invocation ${invocationId}`));
     expect(v.result).toBe('PASS');
+    // The same quote from the other TPM's AK (C), recorded honestly: not the attested node's AK.
+    const fromC = await attC.quote(buildQuoteNonce(invocationId, specDigest).toString('hex'), pcrSelection);
+    expect(() =>
+      bindBuildQuote(fromC, {
+        invocationId,
+        specDigest,
+        referenceValues: [reference],
+        node: attestedNodeOf(node.claimsJson, 'the token'),
+      }),
+    ).toThrow(/build quote from a different TPM/);
   });
 
   it('a tampered reference value set and a TPM from another manufacturer are refused, named', async () => {

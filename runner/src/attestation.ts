@@ -14,6 +14,7 @@ import {
   RUNNER_NAME,
   sbomStatement,
   type MirrorDependency,
+  type NodeAttestationParameters,
   type ProvenanceInput,
   type SandboxParameters,
 } from './provenance.js';
@@ -60,6 +61,8 @@ export interface AttestationInput {
   givenDependencies: readonly MirrorDependency[];
   mirrorSnapshotId?: string;
   signer?: AttestationSigner;
+  /** The build quote verified before dispatch (runner/src/run.ts bindToNode). */
+  nodeAttestation?: NodeAttestationParameters;
   progress: (phase: 'outputs' | 'attest' | 'sign', message: string) => void;
 }
 
@@ -116,6 +119,7 @@ export async function attestOutputs(i: AttestationInput): Promise<AttestationRes
     reproducibility: i.reproducibility,
     hermeticity: { monitor: ctx.monitor, violations: 0 },
     logs,
+    ...(i.nodeAttestation ? { nodeAttestation: i.nodeAttestation } : {}),
   };
   i.progress('attest', 'writing provenance and SBOMs');
   const predicate = provenancePredicate(provenance, ctx.timeoutSeconds);

@@ -30,6 +30,10 @@ export type RunnerErrorCode =
   | 'RUNNER_REGISTRY_UNAVAILABLE'
   // the registry was reached but the image or its signatures could not be pushed (auth, refused, digest mismatch)
   | 'RUNNER_IMAGE_PUSH_FAILED'
+  // the node could not bind this build to its attested TPM state (issue 10 §4): nothing was dispatched
+  | 'RUNNER_NODE_ATTESTATION_FAILED'
+  // the identity agent holding the node's TPM did not answer
+  | 'RUNNER_ATTESTOR_UNAVAILABLE'
   | 'RUNNER_INTERNAL';
 
 export class RunnerError extends AirlockError<RunnerErrorCode> {}
@@ -51,6 +55,7 @@ export const EXIT_CODES = {
   NOT_IMPLEMENTED: 14,
   IMAGE_PUSH_FAILED: 15,
   RESOURCE_LIMIT: 16,
+  NODE_ATTESTATION_FAILED: 17,
 } as const;
 
 export type RunnerExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
@@ -75,6 +80,8 @@ const EXIT_BY_CODE: Record<RunnerErrorCode, RunnerExitCode> = {
   RUNNER_MIRROR_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
   RUNNER_REGISTRY_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
   RUNNER_IMAGE_PUSH_FAILED: EXIT_CODES.IMAGE_PUSH_FAILED,
+  RUNNER_NODE_ATTESTATION_FAILED: EXIT_CODES.NODE_ATTESTATION_FAILED,
+  RUNNER_ATTESTOR_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
   RUNNER_INTERNAL: EXIT_CODES.INTERNAL,
 };
 

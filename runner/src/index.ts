@@ -30,6 +30,7 @@ export {
   type ArtifactResult,
   type ProgressEvent,
   type RunPhase,
+  type NodeBinding,
 } from './run.js';
 export { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
 export { builderFor, CommandBuilder, type Builder, type BuildContext, type BuildPlan } from './builders.js';

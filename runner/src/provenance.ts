@@ -78,6 +78,10 @@ export interface NodeAttestationParameters {
   nonce: string;
   akName: string;
   referenceValues: { id: string; name?: string; bank: string; pcrs: Record<string, string> };
+  /** The AK's TPM2B_PUBLIC and the quote (base64), so a verifier can re-check the signature and nonce. */
+  akPublic: string;
+  quote: { attest: string; signature: string };
+  pcrs: { bank: string; values: Record<string, string> };
 }
 
 export interface ProvenanceInput {

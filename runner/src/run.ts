@@ -22,7 +22,7 @@ import { openMirrorEndpoint, type MirrorClientTls, type MirrorEndpoint } from '.
 import { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
 import type { NetworkMonitorMode } from './network-monitor.js';
 import { collectOutputs } from './outputs.js';
-import { validateMirrorDependencies, type MirrorDependency } from './provenance.js';
+import { validateMirrorDependencies, type MirrorDependency, type NodeAttestationParameters } from './provenance.js';
 import { rebuildCheck, type RebuildCheckResult } from './rebuild-check.js';
 import type { ReproducibilityResult } from './reproducibility.js';
 import { DEFAULT_BRIDGE_PORT } from './sandbox.js';
@@ -37,7 +37,17 @@ export type { AttestationSigner } from './signer.js';
 export type { MirrorConfig } from './mirror-selection.js';
 
 export type RunPhase =
-  'spec' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
+  'spec' | 'node' | 'checkout' | 'build' | 'rebuild' | 'compare' | 'outputs' | 'attest' | 'sign' | 'image' | 'done';
+
+/**
+ * Binds a build to the attested node before dispatch (issue 10 §4, SLSA BuildEnv L2): get a quote by the node's
+ * attested AK over buildQuoteNonce(invocationId, specDigest), verify it, and return the provenance record. Throwing
+ * stops the run before checkout (RUNNER_NODE_ATTESTATION_FAILED, or RUNNER_ATTESTOR_UNAVAILABLE for a code ending
+ * in _UNAVAILABLE).
+ */
+export interface NodeBinding {
+  bind(build: { invocationId: string; specDigest: string }): Promise<NodeAttestationParameters>;
+}
 
 export interface ProgressEvent {
   phase: RunPhase;
@@ -94,6 +104,8 @@ export interface RunOptions {
   registry?: RegistryOptions;
   /** Memory, pids, CPU and disk limits of every sandbox (runner/src/limits; defaults 8 GiB, 4096, all cores, 20 GiB). */
   limits?: ResourceLimitOptions;
+  /** Bind the build to the attested node before dispatch; its record goes to internalParameters.nodeAttestation. */
+  nodeBinding?: NodeBinding;
 }
 
 export interface RunResult {
@@ -124,6 +136,8 @@ export interface RunResult {
   workDir?: string;
   /** The pushed OCI image, when the spec has `image`. */
   image?: ImageResult;
+  /** The build quote verified before dispatch (options.nodeBinding), as recorded in provenance. */
+  nodeAttestation?: NodeAttestationParameters;
 }
 
 const RUNNER_VERSION: string = (() => {
@@ -156,6 +170,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
   const { loaded, builder, chosenMirror, buildEnv, givenDependencies } = checkInputs(spec, options);
   const outDir = prepareOutDir(options.outDir);
   const tools = await findHostTools(options.networkMonitor ?? 'auto', options.faketime);
+  const nodeAttestation = await bindToNode(options.nodeBinding, { invocationId, specDigest: loaded.digest }, progress);
 
   const workRoot = options.workRoot ?? tmpdir();
   mkdirSync(workRoot, { recursive: true });
@@ -217,6 +232,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       givenDependencies,
       ...(options.mirrorSnapshotId ? { mirrorSnapshotId: options.mirrorSnapshotId } : {}),
       ...(options.signer ? { signer: options.signer } : {}),
+      ...(nodeAttestation ? { nodeAttestation } : {}),
       progress,
     });
 
@@ -256,6 +272,33 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     await mirror?.close();
     if (!options.keepWorkDir) removeTree(runDir);
   }
+}
+
+/** The build quote, verified before anything is checked out or run; a failure dispatches nothing. */
+async function bindToNode(
+  binding: NodeBinding | undefined,
+  build: { invocationId: string; specDigest: string },
+  progress: (phase: RunPhase, message: string) => void,
+): Promise<NodeAttestationParameters | undefined> {
+  if (!binding) return undefined;
+  progress('node', `binding invocation ${build.invocationId} to the attested node (TPM quote)`);
+  let record: NodeAttestationParameters;
+  try {
+    record = await binding.bind(build);
+  } catch (cause) {
+    const code = String((cause as { code?: unknown }).code ?? 'ERROR');
+    const message = cause instanceof Error ? cause.message : String(cause);
+    throw new RunnerError(
+      /_UNAVAILABLE$/.test(code) ? 'RUNNER_ATTESTOR_UNAVAILABLE' : 'RUNNER_NODE_ATTESTATION_FAILED',
+      `the build was not dispatched: node attestation failed (${code}): ${message}`,
+      { cause, details: { reason: code } },
+    );
+  }
+  progress(
+    'node',
+    `quote ${record.quoteDigest} by AK ${record.akName.slice(0, 16)}… matches ${record.referenceValues.id}`,
+  );
+  return record;
 }
 
 /**
@@ -374,5 +417,6 @@ function runResult(r: RunSummary): RunResult {
     },
     ...(options.keepWorkDir ? { workDir: ctx.runDir } : {}),
     ...(image ? { image } : {}),
+    ...(attested.provenance.nodeAttestation ? { nodeAttestation: attested.provenance.nodeAttestation } : {}),
   };
 }

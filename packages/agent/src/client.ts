@@ -15,6 +15,8 @@ export interface AgentToken {
   token: string;
   spiffeId: string;
   expiresAt: string;
+  /** Present when the request asked for a build quote and the agent's node is attested. */
+  buildQuote?: unknown;
 }
 
 /**
@@ -35,7 +37,12 @@ export async function requestAgentToken(
     typeof r.spiffeId === 'string' &&
     typeof r.expiresAt === 'string'
   ) {
-    return { token: r.token, spiffeId: r.spiffeId, expiresAt: r.expiresAt };
+    return {
+      token: r.token,
+      spiffeId: r.spiffeId,
+      expiresAt: r.expiresAt,
+      ...(r.buildQuote !== undefined ? { buildQuote: r.buildQuote } : {}),
+    };
   }
   throw new AgentError('AGENT_BAD_RESPONSE', 'the agent answer is neither a token nor a refusal');
 }

@@ -26,6 +26,8 @@ export interface NodeAttestation<I = unknown, C = unknown, E = unknown> {
   challenge(identity: I): C | Promise<C>;
   /** Checks evidence answering the challenge against the reference values; throws when the host is not acceptable. */
   verify(evidence: E): NodeAttestationResult | Promise<NodeAttestationResult>;
+  /** A quote by the attested AK binding one build (nonce = buildQuoteNonce(invocationId, specDigest)). */
+  buildQuote?(build: { invocationId: string; specDigest: string }): Promise<unknown>;
 }
 
 /** Runs one attestation exchange. */

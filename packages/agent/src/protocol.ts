@@ -18,6 +18,12 @@ export interface AgentTokenRequest {
   kind?: AgentRequestKind;
   /** x509-svid only: the workload's own public key (PEM SPKI); without it the agent generates the key pair. */
   publicKeyPem?: string;
+  /**
+   * Also quote the node's TPM for this build (issue 10 §4): the agent quotes with its attested AK over
+   * buildQuoteNonce(invocationId, specDigest), which it computes itself, so a caller can never obtain a quote over
+   * a nonce of its choosing (e.g. an issuer challenge). Answered only for a registered caller of an attested agent.
+   */
+  buildQuote?: { invocationId: string; specDigest: string };
 }
 
 export type AgentRequestKind = 'token' | 'x509-svid';
@@ -32,7 +38,7 @@ export interface AgentX509SvidResponse {
 }
 
 export type AgentResponse =
-  | { ok: true; token: string; spiffeId: string; expiresAt: string }
+  | { ok: true; token: string; spiffeId: string; expiresAt: string; buildQuote?: unknown }
   | AgentX509SvidResponse
   | { ok: false; error: { code: string; message: string } };
 

@@ -43,6 +43,8 @@ export interface AgentLogRecord {
   jti?: string;
   expiresAt?: string;
   node?: { nodeId: string; referenceValueSetId: string; claimsJson?: string };
+  /** The invocation a build quote was made for (the quote itself is in the answer, not the log). */
+  buildQuoteFor?: string;
   socket?: string;
   error?: { code: string; message: string };
 }
@@ -195,6 +197,7 @@ async function issueToken(
     // The attested node's claims ride in every token; the CA copies them (this issuer is trusted for them).
     ...(ctx.node ? { nodeAttestation: ctx.node.claimsJson } : {}),
   });
+  const buildQuote = request.buildQuote ? await quoteForBuild(ctx, request.buildQuote) : undefined;
   const claims = payloadOf(token);
   const expiresAt = new Date(claims.exp * 1000).toISOString();
   ctx.log({
@@ -207,8 +210,18 @@ async function issueToken(
     jti: claims.jti,
     expiresAt,
     ...(ctx.node ? { node: { nodeId: ctx.node.nodeId, referenceValueSetId: ctx.node.referenceValueSetId } } : {}),
+    ...(buildQuote !== undefined ? { buildQuoteFor: request.buildQuote!.invocationId } : {}),
   });
-  return { ok: true, token, spiffeId: entry.spiffeId, expiresAt };
+  return { ok: true, token, spiffeId: entry.spiffeId, expiresAt, ...(buildQuote ? { buildQuote } : {}) };
+}
+
+/** An agent whose node is not attested answers without a quote: the caller names it an unattested runner. */
+async function quoteForBuild(
+  ctx: ConnectionContext,
+  build: NonNullable<AgentTokenRequest['buildQuote']>,
+): Promise<unknown> {
+  if (!ctx.node || !ctx.nodeAttestation?.buildQuote) return undefined;
+  return ctx.nodeAttestation.buildQuote(build);
 }
 
 /** An X.509 SVID for the matched entry, answered as the Workload API's X509SVIDResponse (one SVID). */
@@ -325,7 +338,7 @@ function parseRequest(line: string): AgentTokenRequest {
   }
   const r = v as Record<string, unknown>;
   const extra = Object.keys(r).filter(
-    (k) => !['subject', 'audience', 'ttlSeconds', 'kind', 'publicKeyPem'].includes(k),
+    (k) => !['subject', 'audience', 'ttlSeconds', 'kind', 'publicKeyPem', 'buildQuote'].includes(k),
   );
   if (extra.length > 0) throw new AgentError('AGENT_REQUEST_INVALID', `unknown request field(s) ${extra.join(', ')}`);
   if (r.subject !== undefined && typeof r.subject !== 'string')
@@ -337,7 +350,24 @@ function parseRequest(line: string): AgentTokenRequest {
   if (r.kind !== undefined && r.kind !== 'token' && r.kind !== 'x509-svid')
     throw new AgentError('AGENT_REQUEST_INVALID', 'kind must be "token" or "x509-svid"');
   if (r.publicKeyPem !== undefined) checkPublicKeyPem(r.publicKeyPem, r.kind);
+  if (r.buildQuote !== undefined) checkBuildQuoteRequest(r.buildQuote, r.kind);
   return r as AgentTokenRequest;
+}
+
+function checkBuildQuoteRequest(b: unknown, kind: unknown): void {
+  if (kind === 'x509-svid') throw new AgentError('AGENT_REQUEST_INVALID', 'buildQuote goes with a token request');
+  const o = (typeof b === 'object' && b !== null ? b : {}) as Record<string, unknown>;
+  const ok =
+    Object.keys(o).length === 2 &&
+    typeof o.invocationId === 'string' &&
+    /^[A-Za-z0-9._:-]{1,128}$/.test(o.invocationId) &&
+    typeof o.specDigest === 'string' &&
+    /^[0-9a-f]{64}$/.test(o.specDigest);
+  if (!ok)
+    throw new AgentError(
+      'AGENT_REQUEST_INVALID',
+      'buildQuote must be { invocationId (1-128 of [A-Za-z0-9._:-]), specDigest (64 hex) }',
+    );
 }
 
 /** A workload's own SVID key: a PEM public key only (a private key sent here would already be exposed). */

@@ -15,3 +15,4 @@ export * from './verifier.js';
 export * from './confidential/snp.js';
 export * from './confidential/tdx.js';
 export * from './quote-check.js';
+export * from './build-binding.js';

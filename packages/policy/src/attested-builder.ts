@@ -1,3 +1,4 @@
+import { AttestError, verifyBuildQuoteRecord, type BuildQuoteRecord } from '@airlock/attest';
 import type { RuleResult } from './evidence.js';
 import type { ProvenanceView } from './provenance.js';
 
@@ -11,8 +12,10 @@ interface NodeClaimsSeen {
 
 /**
  * `requireAttestedBuilder`: the verified signing certificate of the provenance carries attested node claims (the
- * CA writes them only for issuers the operator trusts to assert them) with an allowed reference value set; a build
- * quote recorded in the provenance must come from the same AK and reference value set.
+ * CA writes them only for issuers the operator trusts to assert them) with an allowed reference value set, and the
+ * provenance records the build quote made before dispatch (internalParameters.nodeAttestation), re-verified here:
+ * signed by the certificate's AK, over buildQuoteNonce(this invocation id, this spec digest), its PCRs matching
+ * the recorded reference value set, which is intact and is the certificate's.
  */
 export function attestedBuilderRule(v: ProvenanceView, allowed: readonly string[]): RuleResult {
   const raw = v.accepted.evidence.verification.signer.nodeAttestation;
@@ -24,25 +27,36 @@ export function attestedBuilderRule(v: ProvenanceView, allowed: readonly string[
   const id = cert.referenceValueSetId;
   if (id === undefined || !allowed.includes(id))
     return fail(cert, expected, `reference value set '${id ?? '(none)'}' is not one of the allowed sets`);
-  const quote = buildQuoteOf(v);
-  if (quote && quote.akName !== cert.akName)
+  const record = rec(rec(v.predicate.buildDefinition).internalParameters).nodeAttestation;
+  if (record === undefined)
     return fail(
-      { certificate: cert, provenance: quote },
+      cert,
       expected,
-      'the provenance’s build quote was signed by another AK than the attested node’s',
+      'the provenance records no build quote (internalParameters.nodeAttestation): the build was not bound to the attested node',
     );
-  if (quote && quote.referenceValueSetId !== id)
+  const build = buildIdsOf(v);
+  if (build === undefined || cert.akName === undefined)
+    return fail(cert, expected, 'the provenance lacks its invocation id or spec digest, or the claims their AK name');
+  let quote: BuildQuoteRecord;
+  try {
+    quote = verifyBuildQuoteRecord(record, {
+      ...build,
+      node: { akName: cert.akName, referenceValueSetId: id },
+    });
+  } catch (err) {
+    const code = err instanceof AttestError ? err.code : 'ERROR';
     return fail(
-      { certificate: cert, provenance: quote },
+      { certificate: cert, provenance: quoteSeen(record) },
       expected,
-      'the provenance’s build quote names another reference value set than the certificate',
+      `the provenance’s build quote is refused (${code}): ${(err as Error).message}`,
     );
+  }
   return {
     rule: ATTESTED_BUILDER_RULE,
     passed: true,
-    seen: quote ? { certificate: cert, provenance: quote } : cert,
+    seen: { certificate: cert, provenance: quoteSeen(quote) },
     expected,
-    message: `built on a node attested against reference value set '${id}'`,
+    message: `built on a node attested against reference value set '${id}'; build quote ${quote.quoteDigest} binds invocation ${build.invocationId}`,
   };
 }
 
@@ -72,10 +86,15 @@ function parseClaims(raw: string): NodeClaimsSeen | undefined {
   return out;
 }
 
-/** internalParameters.nodeAttestation (slsa-buildtype-airlock-v1), when the run was given an attestor. */
-function buildQuoteOf(v: ProvenanceView): NodeClaimsSeen | undefined {
-  const na = rec(rec(rec(v.predicate.buildDefinition).internalParameters).nodeAttestation);
-  if (Object.keys(na).length === 0) return undefined;
+/** The ids the build quote's nonce must bind: runDetails.metadata.invocationId and the spec digest. */
+function buildIdsOf(v: ProvenanceView): { invocationId: string; specDigest: string } | undefined {
+  const invocationId = str(rec(rec(v.predicate.runDetails).metadata).invocationId);
+  const specDigest = str(rec(rec(v.externalParameters.spec).digest).sha256);
+  return invocationId !== undefined && specDigest !== undefined ? { invocationId, specDigest } : undefined;
+}
+
+function quoteSeen(record: unknown): NodeClaimsSeen {
+  const na = rec(record);
   const out: NodeClaimsSeen = {};
   const id = str(rec(na.referenceValues).id);
   const ak = str(na.akName);

@@ -140,7 +140,7 @@ export interface Provenance {
    */
   toolchainDigests?: Sha256[];
   /**
-   * The provenance's signing certificate must carry attested node claims (extension under the airlock OID arc, which the CA writes only for issuers trusted to assert them) whose reference value set id is one of referenceValues; if the provenance records a build quote (internalParameters.nodeAttestation), its AK and reference value set must be the certificate's.
+   * The provenance's signing certificate must carry attested node claims (extension under the airlock OID arc, which the CA writes only for issuers trusted to assert them) whose reference value set id is one of referenceValues; and the provenance must record the build quote made before dispatch (internalParameters.nodeAttestation), re-verified: signed by the certificate's AK over buildQuoteNonce(this invocation id, this spec digest), its PCRs matching the recorded reference value set, whose id is its content digest and the certificate's.
    */
   requireAttestedBuilder?: {
     referenceValues: Patterns3;

@@ -61,7 +61,7 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
       version: string;
     };
     /**
-     * Present when the run was given a TPM attestor (issue 10 §4): a quote by the node's attested AK whose nonce is sha256(invocation id || spec digest) (buildQuoteNonce), binding this build to the attested node, and the reference value set it was compared with.
+     * Present when the run was bound to its TPM-attested node before dispatch (`airlock run --reference-values`, issue 10 §4): a quote by the node's attested AK whose nonce is sha256 of the RFC 8785 JSON of {invocationId, specDigest} (buildQuoteNonce), binding this build to the attested node, and the reference value set it matched; `requireAttestedBuilder` re-verifies it.
      */
     nodeAttestation?: {
       /**
@@ -76,6 +76,26 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
        * TPM Name of the AK that signed the quote, hex.
        */
       akName: string;
+      /**
+       * The AK's TPM2B_PUBLIC, base64: a verifier re-checks the quote's signature with it.
+       */
+      akPublic: string;
+      /**
+       * The quote itself: TPMS_ATTEST and TPMT_SIGNATURE, base64.
+       */
+      quote: {
+        attest: string;
+        signature: string;
+      };
+      /**
+       * The quoted PCR values (hex), which hash to the quote's pcrDigest.
+       */
+      pcrs: {
+        bank: string;
+        values: {
+          [k: string]: string;
+        };
+      };
       referenceValues: {
         id: string;
         name?: string;

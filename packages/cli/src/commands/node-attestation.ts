@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeAttestation } from '@airlock/agent';
 import {
+  buildQuoteNonce,
   canonicalClaims,
   NodeAttestationVerifier,
   TpmAttester,
@@ -52,11 +53,14 @@ export function tpmNodeAttestation(
         claimsJson: canonicalClaims(claims).toString('utf8'),
       };
     },
+    // The agent computes the nonce from the build's ids: callers never choose what the AK signs.
+    buildQuote: (build) =>
+      attestor.quote(buildQuoteNonce(build.invocationId, build.specDigest).toString('hex'), verifier.pcrSelection),
   };
 }
 
 /** The operator's reference value sets: a JSON array (or {referenceValues: [...]}); the verifier checks each id. */
-function readReferenceValues(file: string): ReferenceValueSet[] {
+export function readReferenceValues(file: string): ReferenceValueSet[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(fs.readFileSync(file, 'utf8'));

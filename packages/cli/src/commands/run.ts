@@ -42,6 +42,7 @@ import {
   type SigningFlags,
 } from '../context.js';
 import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import { agentNodeBinding } from './run-node-binding.js';
 
 interface RunFlags extends SigningFlags, OutputOptions {
   spec: string;
@@ -67,6 +68,7 @@ interface RunFlags extends SigningFlags, OutputOptions {
   pidsLimit?: string;
   cpuLimit?: string;
   diskLimit?: string;
+  referenceValues?: string;
 }
 
 /** One signed artifact as the summary reports it. */
@@ -103,6 +105,10 @@ export function registerRunCommand(program: Command): void {
     .option(
       '--agent-socket <path>',
       'get the token from the workload attestation agent (else $AIRLOCK_AGENT_SOCKET); --subject then picks the ID',
+    )
+    .option(
+      '--reference-values <file>',
+      "bind the build to the agent's TPM-attested node before dispatch: a quote by the attested AK over sha256(invocation id, spec digest), verified against these reference value sets (JSON array), recorded in provenance; needs --agent-socket",
     )
     .option('--builder-id <uri>', 'SLSA runDetails.builder.id (default: the runner SPIFFE ID)')
     .option(
@@ -176,7 +182,13 @@ export function registerRunCommand(program: Command): void {
         '',
         'Exit codes: 0 ok, 1 internal error, 2 spec error, 3 a tool, the mirror or the registry is unavailable,',
         '10 build failed, 11 hermeticity violation, 12 not reproducible, 13 signing failed, 14 builder not',
-        'implemented, 15 image push refused, 16 a resource limit (memory, pids, disk) was exceeded.',
+        'implemented, 15 image push refused, 16 a resource limit (memory, pids, disk) was exceeded, 17 node',
+        'attestation of the build failed (--reference-values; nothing was dispatched).',
+        '',
+        'With --reference-values the run first asks the identity agent (which attested this node with its TPM) for',
+        'a quote over sha256(invocation id, spec digest) and verifies it: the AK and reference value set must be',
+        "the ones in the agent token's node claims, the PCRs must match a given set. The quote goes into the",
+        'provenance (internalParameters.nodeAttestation), where `requireAttestedBuilder` policies re-check it.',
         '',
         "Each build runs in its own cgroup (v2, or the v1 memory/pids/cpu hierarchies) below the runner's, with",
         'the limits above; where no cgroup is writable it says so once and falls back to rlimits (prlimit).',
@@ -185,6 +197,7 @@ export function registerRunCommand(program: Command): void {
         '  airlock up --data plane &',
         '  airlock run --spec build.yaml --out out --data plane --mirror http://127.0.0.1:4873',
         '  airlock run --spec build.yaml --data plane --mirror lab=http://10.0.0.5:4873 --mirror-socket local=/run/mirror.sock',
+        '  airlock run --spec build.yaml --data plane --agent-socket /run/airlock/agent.sock --reference-values rv.json --json',
       ].join('\n'),
     )
     .action(async (flags: RunFlags) => {
@@ -206,6 +219,13 @@ export interface RunCommandResult {
   hermeticity: RunResult['hermeticity'];
   mirror?: { snapshotId?: string; dependencies: number };
   image?: RunImageSummary;
+  /** The build quote verified before dispatch (--reference-values), as recorded in provenance. */
+  nodeAttestation?: {
+    quoteDigest: string;
+    nonce: string;
+    akName: string;
+    referenceValues: { id: string; name?: string };
+  };
   verified: boolean;
   logs: { build: string; rebuild?: string };
   durations: RunResult['durations'];
@@ -392,6 +412,11 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     signer = new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
   }
   const registry = registryOptions(flags);
+  const nodeBinding = agentNodeBinding(
+    flags.referenceValues,
+    flags.agentSocket ?? process.env.AIRLOCK_AGENT_SOCKET,
+    flags.subject ?? subject,
+  );
   const started = Date.now();
   const result = await runBuild(flags.spec, {
     outDir: flags.out,
@@ -405,6 +430,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
     ...(flags.keepWorkDir ? { keepWorkDir: true } : {}),
     registry,
     limits,
+    ...(nodeBinding ? { nodeBinding } : {}),
     onProgress: (e) =>
       info(flags, `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${e.phase.padEnd(8)} ${e.message}`),
   });
@@ -445,9 +471,20 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
         }
       : {}),
     ...(result.image ? { image: imageSummary(result.image, imageVerified) } : {}),
+    ...(result.nodeAttestation ? { nodeAttestation: nodeAttestationSummary(result.nodeAttestation) } : {}),
     verified: verified && (result.image === undefined || imageVerified),
     logs: { build: result.logPath, ...(result.rebuildLogPath ? { rebuild: result.rebuildLogPath } : {}) },
     durations: result.durations,
+  };
+}
+
+function nodeAttestationSummary(n: NonNullable<RunResult['nodeAttestation']>): RunCommandResult['nodeAttestation'] {
+  const { id, name } = n.referenceValues;
+  return {
+    quoteDigest: n.quoteDigest,
+    nonce: n.nonce,
+    akName: n.akName,
+    referenceValues: { id, ...(name !== undefined ? { name } : {}) },
   };
 }
 
@@ -543,6 +580,10 @@ function humanSummary(r: RunCommandResult): string {
       );
     lines.push(`    ${i.metadata}${i.verified ? '; read back and verified' : ''}`);
   }
+  if (r.nodeAttestation)
+    lines.push(
+      `  node attested: quote ${r.nodeAttestation.quoteDigest} (AK ${r.nodeAttestation.akName.slice(0, 16)}…, reference values ${r.nodeAttestation.referenceValues.id})`,
+    );
   lines.push(`  verified: ${r.verified ? 'yes' : 'no'}; log: ${r.logs.build}`);
   return lines.join('\n');
 }
