@@ -58,6 +58,7 @@ export {
   type CommittedBatch,
   type CommittedLeaf,
 } from './log.js';
+export { VerifierPool, defaultVerifierThreads } from './verify-pool.js';
 export { SqliteLogStorage, type LogStorage, type StoredEntry, type NewEntryRow } from './storage.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';

@@ -15,7 +15,8 @@ import {
 } from './merkle.js';
 import { LogSigner, type KeySigner } from './signing-key.js';
 import { SqliteLogStorage, type LogStorage, type NewEntryRow, type StoredEntry } from './storage.js';
-import { prepareEntry, type PreparedEntry } from './types/index.js';
+import { type PreparedEntry } from './types/index.js';
+import { VerifierPool } from './verify-pool.js';
 
 export const DATABASE_FILE = 'tlog.sqlite';
 const DEFAULT_MAX_BATCH = 1000;
@@ -39,6 +40,8 @@ export interface TransparencyLogOptions {
   maxBatch?: number;
   /** Called after each durable batch, before its callers are answered (tiles are written here). */
   onBatchCommitted?: BatchCommittedHook;
+  /** Worker threads verifying signatures of `append`ed proposals in batches; 0 (default) = inline. */
+  verifierThreads?: number;
   /** Clock in milliseconds (tests). */
   now?: () => number;
 }
@@ -111,6 +114,7 @@ export class TransparencyLog {
   private readonly maxBatch: number;
   private readonly now: () => number;
   private readonly hook: BatchCommittedHook | undefined;
+  private readonly verifier: VerifierPool;
   private queue: Pending[] = [];
   private committing: Promise<void> | undefined;
   private closed = false;
@@ -134,6 +138,7 @@ export class TransparencyLog {
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     this.now = options.now ?? Date.now;
     this.hook = options.onBatchCommitted;
+    this.verifier = new VerifierPool(options.verifierThreads ?? 0);
   }
 
   static async open(options: TransparencyLogOptions): Promise<TransparencyLog> {
@@ -149,7 +154,7 @@ export class TransparencyLog {
       : options.signingKeyPath
         ? LogSigner.fromFile(options.signingKeyPath)
         : LogSigner.loadOrCreate(options.dataDir);
-    const store = options.storage ?? SqliteLogStorage.open(join(options.dataDir, DATABASE_FILE));
+    const store = options.storage ?? (await SqliteLogStorage.open(join(options.dataDir, DATABASE_FILE)));
     try {
       const { treeId } = await store.initialize({ logId: signer.logId, treeId: randomTreeId() });
       if (!/^[1-9][0-9]{0,18}$/.test(treeId))
@@ -174,14 +179,13 @@ export class TransparencyLog {
   }
 
   /** Verifies, canonicalizes and appends a proposed entry (Rekor JSON). Rejects with TLOG_ENTRY_EXISTS on a duplicate. */
-  append(proposed: unknown): Promise<LogEntry> {
-    let prepared: PreparedEntry;
-    try {
-      prepared = prepareEntry(proposed);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.submit(prepared);
+  async append(proposed: unknown): Promise<LogEntry> {
+    return this.submit(await this.prepare(proposed));
+  }
+
+  /** Verifies and canonicalizes a proposed entry (Rekor JSON), on a verifier thread when configured. */
+  prepare(proposed: unknown): Promise<PreparedEntry> {
+    return this.verifier.prepare(proposed);
   }
 
   /**
@@ -430,6 +434,7 @@ export class TransparencyLog {
     if (this.closed) return;
     while (this.committing) await this.committing;
     this.closed = true;
+    await this.verifier.close();
     await this.store.close();
   }
 

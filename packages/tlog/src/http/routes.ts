@@ -56,8 +56,7 @@ function checkTreeId(url: URL, log: TransparencyLog): void {
 
 /** POST /api/v1/log/entries */
 export const createEntry: RouteHandler = async (req, { log }) => {
-  const prepared = prepareEntry(await req.readJson());
-  const entry = await log.submit(prepared);
+  const entry = await log.append(await req.readJson());
   return {
     status: 201,
     body: toWire(entry),

@@ -4,6 +4,7 @@ import { createLimitedServer, type HttpLimits, type RequestContext, type Request
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { TransparencyLog, type BatchCommittedHook } from '../log.js';
 import type { LogStorage } from '../storage.js';
+import { defaultVerifierThreads } from '../verify-pool.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
@@ -26,6 +27,8 @@ export interface TlogServerOptions {
   maxBatch?: number;
   /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
   storage?: LogStorage;
+  /** Signature-verification threads; default: cores − 1 (1..4). 0 = verify on the event loop. */
+  verifierThreads?: number;
   /** After each durable batch, before its callers are answered (tile writing). */
   onBatchCommitted?: BatchCommittedHook;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
@@ -101,6 +104,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     ...(options.signer ? { signer: options.signer } : {}),
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
     ...(options.storage ? { storage: options.storage } : {}),
+    verifierThreads: options.verifierThreads ?? defaultVerifierThreads(),
     ...(options.onBatchCommitted ? { onBatchCommitted: options.onBatchCommitted } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
