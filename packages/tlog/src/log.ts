@@ -69,6 +69,7 @@ export class TransparencyLog {
   private flushScheduled = false;
   private closed = false;
   private cachedCheckpoint: SignedCheckpoint | undefined;
+  private readonly commitListeners = new Set<(size: number) => void>();
 
   private constructor(
     private readonly store: LogStore,
@@ -172,6 +173,7 @@ export class TransparencyLog {
     if (dup) throw this.duplicateError(entries[outcomes.indexOf(dup)]!, dup.duplicateOf!);
     this.store.appendBatch(rows, frontier.size);
     this.frontier = frontier;
+    this.notifyCommit();
     return rows.map((r) => r.logIndex);
   }
 
@@ -229,6 +231,7 @@ export class TransparencyLog {
       return;
     }
     this.frontier = sequenced.frontier;
+    if (sequenced.rows.length > 0) this.notifyCommit();
     let checkpoint: SignedCheckpoint | undefined;
     batch.forEach((p, i) => {
       const outcome = sequenced.outcomes[i]!;
@@ -243,6 +246,34 @@ export class TransparencyLog {
         p.reject(err);
       }
     });
+  }
+
+  /**
+   * Tile hook: `listener` runs synchronously after every durable batch commit with the new tree size (the tile
+   * writer publishes from there). Returns an unsubscribe function.
+   */
+  onCommit(listener: (size: number) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  private notifyCommit(): void {
+    for (const l of this.commitListeners) l(this.frontier.size);
+  }
+
+  /** Hash of the committed perfect subtree at (level, index); level 0 = leaf hashes (tile writer). */
+  nodeHash(level: number, index: number): Buffer {
+    this.assertOpen();
+    if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * 2 ** level > this.size)
+      throw new TlogError('TLOG_INVALID_TREE_SIZE', `node (${level}, ${index}) is outside the committed tree`);
+    return this.store.getNode(level, index);
+  }
+
+  /** The canonicalized body at `index` (tile writer: entry bundles). */
+  leafData(index: number): Buffer {
+    const stored = this.store.getEntryByIndex(index);
+    if (!stored) throw new TlogError('TLOG_ENTRY_NOT_FOUND', `no entry at index ${index}`);
+    return stored.body;
   }
 
   private duplicateError(entry: PreparedEntry, logIndex: number): TlogError {

@@ -6,6 +6,13 @@ import { TransparencyLog } from '../log.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
+import { V2_ROUTES } from './v2-routes.js';
+import { FsTileStore, type TileStore } from '../tiles/store.js';
+import { TileWriter } from '../tiles/writer.js';
+import { join } from 'node:path';
+
+/** Default tile directory inside the data dir (served at /api/v2/ by the log, or by any static server). */
+export const TILES_DIR = 'tiles';
 
 export interface TlogServerOptions {
   dataDir: string;
@@ -29,6 +36,11 @@ export interface TlogServerOptions {
   tls?: HttpsServerOptions;
   /** Pre-handler check (e.g. SPIFFE ID authorization of writes); true = it answered. */
   gate?: RequestGate;
+  /**
+   * Where the C2SP tlog-tiles are published after every commit: a directory (default `<dataDir>/tiles`), another
+   * TileStore (object storage), or false to publish none (then the v2 reads answer 404).
+   */
+  tiles?: string | TileStore | false;
 }
 
 export interface RunningTlog {
@@ -41,6 +53,10 @@ export interface RunningTlog {
   publicKeyDer: Buffer;
   /** The in-process log behind the server. */
   log: TransparencyLog;
+  /** The tile publisher (undefined with `tiles: false`). */
+  tiles?: TileWriter;
+  /** The tile directory when tiles go to one. */
+  tilesDir?: string;
   close(): Promise<void>;
 }
 
@@ -57,7 +73,7 @@ export async function handleRequest(
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
-    for (const route of ROUTES) {
+    for (const route of ALL_ROUTES) {
       const m = route.pattern.exec(path);
       if (!m) continue;
       const handler = route.methods[req.method as 'GET' | 'POST'];
@@ -81,6 +97,15 @@ export async function handleRequest(
   }
 }
 
+const ALL_ROUTES = [...ROUTES, ...V2_ROUTES];
+
+function tileStoreFor(options: TlogServerOptions): TileStore | undefined {
+  if (options.tiles === false) return undefined;
+  if (options.tiles === undefined || typeof options.tiles === 'string')
+    return new FsTileStore(options.tiles ?? join(options.dataDir, TILES_DIR));
+  return options.tiles;
+}
+
 function formatHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -97,7 +122,15 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const deps: RouteDeps = { log };
+  const store = tileStoreFor(options);
+  let tiles: TileWriter | undefined;
+  try {
+    tiles = store && (await TileWriter.start(log, store));
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  const deps: RouteDeps = { log, ...(tiles ? { tiles } : {}) };
   let server: Server;
   try {
     server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
@@ -115,6 +148,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       });
     });
   } catch (err) {
+    tiles?.stop();
     await log.close();
     throw err;
   }
@@ -128,6 +162,8 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     publicKeyPem: log.publicKeyPem,
     publicKeyDer: log.publicKeyDer,
     log,
+    ...(tiles ? { tiles } : {}),
+    ...(store instanceof FsTileStore ? { tilesDir: store.root } : {}),
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -138,6 +174,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
+        tiles?.stop();
         await log.close();
       })();
       return closing;
