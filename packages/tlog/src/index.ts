@@ -80,3 +80,11 @@ export {
   type WitnessKey,
   type VerifiedCosignature,
 } from './note.js';
+export {
+  followTiledLog,
+  witnessTiledLog,
+  monitorTiledLog,
+  type FollowOptions,
+  type FollowResult,
+  type TiledState,
+} from './tiles/follow.js';
