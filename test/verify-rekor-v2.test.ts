@@ -13,7 +13,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundleFromJSON, bundleToJSON, type SerializedBundle } from '@sigstore/bundle';
+import {
+  bundleFromJSON,
+  bundleToJSON,
+  type SerializedBundle,
+  type TransparencyLogEntry as BundleTlogEntry,
+} from '@sigstore/bundle';
 import { TransparencyLogEntry, TrustedRoot } from '@sigstore/protobuf-specs';
 import { DSSEBundleBuilder, MessageSignatureBundleBuilder, type Signer, type Witness } from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
@@ -76,7 +81,7 @@ function v2Witness(url: string): Witness {
         body: JSON.stringify(request),
       });
       if (res.status !== 201) throw new Error(`v2 log answered ${res.status}: ${await res.text()}`);
-      return { tlogEntries: [TransparencyLogEntry.fromJSON(await res.json())] };
+      return { tlogEntries: [TransparencyLogEntry.fromJSON(await res.json()) as BundleTlogEntry] };
     },
   };
 }
@@ -127,15 +132,15 @@ function airlockVerdict(bundle: SerializedBundle, opts: { witnesses?: string[]; 
   }
 }
 
-type Mutate = (b: any) => void;
+type Mutate = (b: SerializedBundle) => void;
 const clone = (b: SerializedBundle, m: Mutate = () => {}): SerializedBundle => {
   const c = structuredClone(b);
   m(c);
   return c;
 };
-const entry0 = (b: any) => b.verificationMaterial.tlogEntries[0];
-const envelope = (b: any): string => entry0(b).inclusionProof.checkpoint.envelope;
-const setEnvelope = (b: any, e: string) => (entry0(b).inclusionProof.checkpoint.envelope = e);
+const entry0 = (b: SerializedBundle) => b.verificationMaterial.tlogEntries[0]!;
+const envelope = (b: SerializedBundle): string => entry0(b).inclusionProof!.checkpoint!.envelope;
+const setEnvelope = (b: SerializedBundle, e: string) => (entry0(b).inclusionProof!.checkpoint!.envelope = e);
 const logLine = (e: string): string => e.slice(e.indexOf('\n\n') + 2);
 const noteText = (e: string): string => e.slice(0, e.indexOf('\n\n') + 2);
 const cosigned = (e: string, ...ws: Array<[string, typeof w1]>) =>
@@ -174,7 +179,7 @@ describe('Rekor v2 entries: stock @sigstore/verify 3.1.1 vs airlock verify', () 
     },
     {
       name: 'kindVersion claims 0.0.1 for a 0.0.2 body',
-      bundle: () => clone(blob, (b) => (entry0(b).kindVersion.version = '0.0.1')),
+      bundle: () => clone(blob, (b) => (entry0(b).kindVersion!.version = '0.0.1')),
       stock: /^refused TLOG_BODY_ERROR/,
       airlock: /^refused VERIFY_TLOG_BODY/,
     },
@@ -182,9 +187,10 @@ describe('Rekor v2 entries: stock @sigstore/verify 3.1.1 vs airlock verify', () 
       name: 'messageDigest other than the logged digest',
       bundle: () =>
         clone(blob, (b) => {
-          const d = Buffer.from(b.messageSignature.messageDigest.digest, 'base64');
+          const md = b.messageSignature!.messageDigest!;
+          const d = Buffer.from(md.digest, 'base64');
           d[0]! ^= 1;
-          b.messageSignature.messageDigest.digest = d.toString('base64');
+          md.digest = d.toString('base64');
         }),
       stock: /^refused/,
       airlock: /^refused/,

@@ -43,6 +43,15 @@ function v2Request(artifact: string, verifier: Record<string, unknown> = { publi
   };
 }
 
+interface TleJson {
+  kindVersion: unknown;
+  inclusionPromise?: unknown;
+  logId: { keyId: string };
+  logIndex: string;
+  canonicalizedBody: string;
+  inclusionProof: { treeSize: string; hashes: string[]; checkpoint: { envelope: string } };
+}
+
 beforeAll(async () => {
   dir = tempDir();
   server = await startTlogServer({ dataDir: dir.path });
@@ -65,7 +74,7 @@ describe('POST /api/v2/log/entries', () => {
   it('logs a hashedrekord v0.0.2 request and answers a TransparencyLogEntry with proof and checkpoint', async () => {
     const res = await postJson(`${server.url}/api/v2/log/entries`, v2Request('v2 artifact'));
     expect(res.status).toBe(201);
-    const tle = res.json as Record<string, any>;
+    const tle = res.json as TleJson;
     expect(tle.kindVersion).toEqual({ kind: 'hashedrekord', version: '0.0.2' });
     expect(tle.inclusionPromise).toBeUndefined();
     expect(Buffer.from(tle.logId.keyId, 'base64').toString('hex')).toBe(server.logId);
@@ -112,7 +121,7 @@ describe('POST /api/v2/log/entries', () => {
       },
     });
     expect(res.status).toBe(201);
-    const body = JSON.parse(Buffer.from((res.json as any).canonicalizedBody, 'base64').toString());
+    const body = JSON.parse(Buffer.from((res.json as TleJson).canonicalizedBody, 'base64').toString());
     expect(body.kind).toBe('hashedrekord');
     expect(body.spec.hashedRekordV002.data.digest).toBe(createHash('sha256').update(pae).digest('base64'));
   });
@@ -134,7 +143,8 @@ describe('POST /api/v2/log/entries', () => {
       'keyDetails for another curve',
       () => {
         const r = v2Request('z');
-        (r.hashedRekordRequestV002.signature.verifier as any).keyDetails = 'PKIX_ECDSA_P384_SHA_384';
+        (r.hashedRekordRequestV002.signature.verifier as Record<string, unknown>).keyDetails =
+          'PKIX_ECDSA_P384_SHA_384';
         return r;
       },
       400,
