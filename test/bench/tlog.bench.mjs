@@ -14,7 +14,7 @@
 // Env: BENCH_TLOG_ENTRIES (max entries per HTTP scenario, default 3000), BENCH_TLOG_TREE (default 10000000).
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -75,6 +75,25 @@ function dsseProposal() {
     spec: { proposedContent: { envelope: JSON.stringify(envelope), verifiers: [pemB64] } },
   };
 }
+// Rekor v2 CreateEntryRequest (dsse v0.0.2: logged as hashedrekord 0.0.2 over the PAE digest).
+const spkiB64 = Buffer.from(publicKey.export({ type: 'spki', format: 'der' })).toString('base64');
+function dsseV2Proposal() {
+  const payload = Buffer.from(
+    JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: `v2-${seq++}` }] }),
+  );
+  const type = 'application/vnd.in-toto+json';
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
+  return {
+    dsseRequestV002: {
+      envelope: {
+        payload: payload.toString('base64'),
+        payloadType: type,
+        signatures: [{ sig: sign('sha256', pae, privateKey).toString('base64'), keyid: '' }],
+      },
+      verifiers: [{ publicKey: { rawBytes: spkiB64 }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' }],
+    },
+  };
+}
 function hashedRekordProposal() {
   const data = Buffer.from(`artifact ${seq++}`);
   return {
@@ -88,7 +107,7 @@ function hashedRekordProposal() {
 }
 
 // ---- HTTP appends against a separate server process ----
-async function startServer(dataDir, maxBatch, verifierThreads) {
+async function startServer(dataDir, maxBatch, verifierThreads, tiles) {
   const args = [
     join(dist, 'serve-main.js'),
     '--data',
@@ -97,6 +116,7 @@ async function startServer(dataDir, maxBatch, verifierThreads) {
     '0',
     ...(maxBatch ? ['--max-batch', String(maxBatch)] : []),
     ...(verifierThreads !== undefined ? ['--verifier-threads', String(verifierThreads)] : []),
+    ...(tiles ? ['--tiles', tiles] : []),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
@@ -106,6 +126,7 @@ async function startServer(dataDir, maxBatch, verifierThreads) {
   });
   return {
     url: JSON.parse(line).url,
+    pid: child.pid,
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', resolve);
@@ -116,12 +137,13 @@ async function startServer(dataDir, maxBatch, verifierThreads) {
 }
 
 async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifierThreads }) {
-  const make = kind === 'dsse' ? dsseProposal : hashedRekordProposal;
+  const make = kind === 'dsse' ? dsseProposal : kind === 'dsse-v2' ? dsseV2Proposal : hashedRekordProposal;
   const count = Math.max(clients * 4, Math.min(ENTRIES, clients * 400));
   const bodies = Array.from({ length: count }, () => JSON.stringify(make()));
   const dir = mkdtempSync(join(work, 'http-'));
   const server = await startServer(dir, maxBatch, verifierThreads);
-  const url = `${server.url}/api/v1/log/entries`;
+  // v2 answers once the batch's tiles and checkpoint are published (tiles in <data>/tiles).
+  const url = `${server.url}/api/${kind === 'dsse-v2' ? 'v2' : 'v1'}/log/entries`;
   // warm-up (key load, JIT, connection pool)
   for (let i = 0; i < 5; i++)
     await fetch(url, {
@@ -132,6 +154,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
   let next = 0;
   let done = 0;
   const latencies = [];
+  const cpu0 = cpuMs(server.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
@@ -147,6 +170,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const serverCpuMs = cpuMs(server.pid) - cpu0;
   await server.stop();
   const lat = summarize(latencies);
   return {
@@ -159,7 +183,15 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
     perSec: Math.round(done / seconds),
     p50Ms: lat.p50,
     p99Ms: lat.p99,
+    // Load-independent: server CPU (all threads, user+sys) per acknowledged append.
+    cpuMsPerEntry: Math.round((serverCpuMs / done) * 100) / 100,
   };
+}
+
+/** User+system CPU time of a process, all threads (ms; Linux /proc, clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const appendRows = [];
@@ -167,6 +199,9 @@ for (const [name, opts] of [
   ['dsse x1', { clients: 1 }],
   ['dsse x8', { clients: 8 }],
   ['dsse x32', { clients: 32 }],
+  ['v2 dsse x1', { clients: 1, kind: 'dsse-v2' }],
+  ['v2 dsse x8', { clients: 8, kind: 'dsse-v2' }],
+  ['v2 dsse x32', { clients: 32, kind: 'dsse-v2' }],
   ['hashedrekord x8', { clients: 8, kind: 'hashedrekord' }],
   ['dsse x8 inline verify (peer)', { clients: 8, verifierThreads: 0 }],
   ['dsse x8 per-entry commit (peer)', { clients: 8, maxBatch: 1 }],
@@ -176,7 +211,18 @@ for (const [name, opts] of [
   console.log(`${name}: ${row.perSec}/s (${row.entries} entries, p50 ${row.p50Ms.toFixed(1)} ms)`);
 }
 console.log('\nHTTP appends (durable: acknowledged after an fsynced commit)');
-printTable(appendRows, ['scenario', 'clients', 'kind', 'commit', 'verify', 'entries', 'perSec', 'p50Ms', 'p99Ms']);
+printTable(appendRows, [
+  'scenario',
+  'clients',
+  'kind',
+  'commit',
+  'verify',
+  'entries',
+  'perSec',
+  'p50Ms',
+  'p99Ms',
+  'cpuMsPerEntry',
+]);
 
 // Raw SQLite peer: the same table shape, one synchronous=FULL transaction (fsync) per batch of 8 rows.
 function rawSqlitePeer(rows = 2000, batch = 8) {
@@ -264,8 +310,9 @@ const inc = summarize(inclusion);
 const con = summarize(consistency);
 await log.close();
 
-// The same over HTTP: GET an entry (stored SET + fresh inclusion proof + cached checkpoint).
-const server = await startServer(treeDir);
+// The same over HTTP: GET an entry (stored SET + fresh inclusion proof + cached checkpoint). Tiles off: publishing
+// 10M entries' tiles at startup is not what this measures.
+const server = await startServer(treeDir, undefined, undefined, 'off');
 const httpGet = [];
 for (let s = 0; s < 500; s++) {
   const t = performance.now();
@@ -292,8 +339,12 @@ emit({
     appendsPerSec1: by('dsse x1').perSec,
     appendsPerSec8: by('dsse x8').perSec,
     appendsPerSec32: by('dsse x32').perSec,
+    v2PerSec1: by('v2 dsse x1').perSec,
+    v2PerSec8: by('v2 dsse x8').perSec,
+    v2PerSec32: by('v2 dsse x32').perSec,
     hashedrekordPerSec8: by('hashedrekord x8').perSec,
     p99Ms8: by('dsse x8').p99Ms,
+    cpuMsPerEntry8: by('dsse x8').cpuMsPerEntry,
     inlineVerifyPerSec8: by('dsse x8 inline verify (peer)').perSec,
     ratioVsInline8: Math.round((by('dsse x8').perSec / by('dsse x8 inline verify (peer)').perSec) * 100) / 100,
     perEntryCommitPerSec8: by('dsse x8 per-entry commit (peer)').perSec,

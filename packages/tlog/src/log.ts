@@ -16,7 +16,7 @@ import {
 import { LogSigner, type KeySigner } from './signing-key.js';
 import { SqliteLogStorage, type LogStorage, type NewEntryRow, type StoredEntry } from './storage.js';
 import { type PreparedEntry } from './types/index.js';
-import { VerifierPool } from './verify-pool.js';
+import { VerifierPool, type ProposalApi } from './verify-pool.js';
 
 export const DATABASE_FILE = 'tlog.sqlite';
 const DEFAULT_MAX_BATCH = 1000;
@@ -120,6 +120,7 @@ export class TransparencyLog {
   private closed = false;
   private publishFailure: unknown;
   private cachedCheckpoint: SignedCheckpoint | undefined;
+  private readonly commitListeners = new Set<(size: number) => void>();
 
   private constructor(
     private readonly store: LogStorage,
@@ -183,9 +184,9 @@ export class TransparencyLog {
     return this.submit(await this.prepare(proposed));
   }
 
-  /** Verifies and canonicalizes a proposed entry (Rekor JSON), on a verifier thread when configured. */
-  prepare(proposed: unknown): Promise<PreparedEntry> {
-    return this.verifier.prepare(proposed);
+  /** Verifies and canonicalizes a proposal (v1 proposed entry or v2 CreateEntryRequest), on a verifier thread when configured. */
+  prepare(proposed: unknown, api: ProposalApi = 'v1'): Promise<PreparedEntry> {
+    return this.verifier.prepare(proposed, api);
   }
 
   /**
@@ -286,6 +287,7 @@ export class TransparencyLog {
       // The batch is durable whatever the hook did: reads must see it (and the next batch must extend it).
       this.frontier = frontier;
       this.cachedCheckpoint = checkpoint;
+      this.notifyCommit();
     }
     return checkpoint;
   }
@@ -325,6 +327,36 @@ export class TransparencyLog {
       'the log could not publish a committed batch (entries are logged); it accepts no appends until restarted',
       { cause: this.publishFailure },
     );
+  }
+
+  /**
+   * Tile hook (h/tiles' TileWriter): `listener` runs after every durable batch, once the new size is visible, with
+   * that size. Returns an unsubscribe function.
+   */
+  onCommit(listener: (size: number) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  private notifyCommit(): void {
+    for (const l of this.commitListeners) l(this.frontier.size);
+  }
+
+  /** Hashes of committed perfect subtrees (level, index); level 0 = leaf hashes (tile writer). One storage read. */
+  async nodeHashes(coords: readonly NodeCoord[]): Promise<Buffer[]> {
+    this.assertOpen();
+    for (const { level, index } of coords)
+      if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * 2 ** level > this.size)
+        throw new TlogError('TLOG_INVALID_TREE_SIZE', `node (${level}, ${index}) is outside the committed tree`);
+    return coords.length > 0 ? this.store.getNodes(coords) : [];
+  }
+
+  /** The canonicalized bodies of entries [start, start+count) (tile writer: entry bundles). */
+  async leafData(start: number, count: number): Promise<Buffer[]> {
+    const entries = await this.getEntryRange(start, count);
+    if (entries.length !== count)
+      throw new TlogError('TLOG_ENTRY_NOT_FOUND', `entries [${start}, ${start + count}) are not all logged`);
+    return entries.map((e) => e.body);
   }
 
   private duplicateError(entry: PreparedEntry, logIndex: number): TlogError {

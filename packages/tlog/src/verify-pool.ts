@@ -4,14 +4,22 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TlogError, type TlogErrorCode } from './errors.js';
 import { prepareEntry, type PreparedEntry } from './types/index.js';
+import { prepareV2Entry } from './types/v2.js';
 
 /** Verification of one proposal, as it crosses the thread boundary (structured clone turns Buffers into Uint8Arrays). */
 export type WireResult =
   | { ok: true; entry: PreparedEntry }
   | { ok: false; error: { code?: TlogErrorCode; message: string; details?: Record<string, unknown> | undefined } };
+/** Which API's request format: Rekor v1 proposed entries or Rekor v2 CreateEntryRequests. */
+export type ProposalApi = 'v1' | 'v2';
 export interface VerifyRequest {
   id: number;
-  proposals: unknown[];
+  proposals: Array<{ api: ProposalApi; proposal: unknown }>;
+}
+
+/** Verifies and canonicalizes one proposal of either API (what a verifier thread runs). */
+export function prepareFor(api: ProposalApi, proposal: unknown): PreparedEntry {
+  return api === 'v2' ? prepareV2Entry(proposal) : prepareEntry(proposal);
 }
 export interface VerifyReply {
   id: number;
@@ -19,6 +27,7 @@ export interface VerifyReply {
 }
 
 interface Job {
+  api: ProposalApi;
   proposal: unknown;
   resolve: (e: PreparedEntry) => void;
   reject: (err: unknown) => void;
@@ -77,18 +86,18 @@ export class VerifierPool {
     return this.lanes.length;
   }
 
-  /** Verifies and canonicalizes a proposed entry (same contract as `prepareEntry`). */
-  prepare(proposal: unknown): Promise<PreparedEntry> {
+  /** Verifies and canonicalizes a proposal (same contract as `prepareEntry` / `prepareV2Entry`). */
+  prepare(proposal: unknown, api: ProposalApi = 'v1'): Promise<PreparedEntry> {
     if (this.lanes.length === 0) {
       try {
-        return Promise.resolve(prepareEntry(proposal));
+        return Promise.resolve(prepareFor(api, proposal));
       } catch (err) {
         return Promise.reject(err);
       }
     }
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the verifier is closed'));
     return new Promise((resolve, reject) => {
-      if (this.queue.push({ proposal, resolve, reject }) === 1) setImmediate(() => this.dispatch());
+      if (this.queue.push({ api, proposal, resolve, reject }) === 1) setImmediate(() => this.dispatch());
     });
   }
 
@@ -106,7 +115,7 @@ export class VerifierPool {
       const part = jobs.slice(i, i + chunk);
       const id = this.nextId++;
       lane.inflight.set(id, part);
-      const req: VerifyRequest = { id, proposals: part.map((j) => j.proposal) };
+      const req: VerifyRequest = { id, proposals: part.map((j) => ({ api: j.api, proposal: j.proposal })) };
       try {
         lane.worker.postMessage(req);
       } catch (err) {

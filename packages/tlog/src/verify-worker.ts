@@ -4,12 +4,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { TlogError } from './errors.js';
-import { prepareEntry } from './types/index.js';
-import type { VerifyReply, VerifyRequest, WireResult } from './verify-pool.js';
+import { prepareFor, type ProposalApi, type VerifyReply, type VerifyRequest, type WireResult } from './verify-pool.js';
 
-function prepareOne(proposal: unknown): WireResult {
+function prepareOne({ api, proposal }: { api: ProposalApi; proposal: unknown }): WireResult {
   try {
-    return { ok: true, entry: prepareEntry(proposal) };
+    return { ok: true, entry: prepareFor(api, proposal) };
   } catch (err) {
     if (err instanceof TlogError)
       return { ok: false, error: { code: err.code, message: err.message, details: err.details } };

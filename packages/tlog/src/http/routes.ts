@@ -1,6 +1,7 @@
 import { toWire } from '../entry.js';
 import { TlogError } from '../errors.js';
 import type { TransparencyLog } from '../log.js';
+import type { TileWriter } from '../tiles/writer.js';
 import { parseVerifierBase64 } from '../pki.js';
 import { prepareEntry } from '../types/index.js';
 import { artifactKey, isObject, signerKey } from '../types/common.js';
@@ -20,6 +21,8 @@ export interface RouteRequest {
 
 export interface RouteDeps {
   log: TransparencyLog;
+  /** The tlog-tiles publisher (Rekor v2 reads and the v2 write path wait on it); absent when tiles are off. */
+  tiles?: TileWriter;
 }
 
 export type RouteHandler = (req: RouteRequest, deps: RouteDeps) => Promise<HttpResponse> | HttpResponse;

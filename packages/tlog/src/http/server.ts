@@ -8,6 +8,13 @@ import { defaultVerifierThreads } from '../verify-pool.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
+import { V2_ROUTES } from './v2-routes.js';
+import { FsTileStore, type TileStore } from '../tiles/store.js';
+import { TileWriter } from '../tiles/writer.js';
+import { join } from 'node:path';
+
+/** Default tile directory inside the data dir (served at /api/v2/ by the log, or by any static server). */
+export const TILES_DIR = 'tiles';
 
 export interface TlogServerOptions {
   dataDir: string;
@@ -37,6 +44,11 @@ export interface TlogServerOptions {
   tls?: HttpsServerOptions;
   /** Pre-handler check (e.g. SPIFFE ID authorization of writes); true = it answered. */
   gate?: RequestGate;
+  /**
+   * Where the C2SP tlog-tiles are published after every commit: a directory (default `<dataDir>/tiles`), another
+   * TileStore (object storage), or false to publish none (then the v2 reads answer 404).
+   */
+  tiles?: string | TileStore | false;
 }
 
 export interface RunningTlog {
@@ -49,6 +61,10 @@ export interface RunningTlog {
   publicKeyDer: Buffer;
   /** The in-process log behind the server. */
   log: TransparencyLog;
+  /** The tile publisher (undefined with `tiles: false`). */
+  tiles?: TileWriter;
+  /** The tile directory when tiles go to one. */
+  tilesDir?: string;
   close(): Promise<void>;
 }
 
@@ -65,7 +81,7 @@ export async function handleRequest(
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
-    for (const route of ROUTES) {
+    for (const route of ALL_ROUTES) {
       const m = route.pattern.exec(path);
       if (!m) continue;
       const handler = route.methods[req.method as 'GET' | 'POST'];
@@ -89,6 +105,15 @@ export async function handleRequest(
   }
 }
 
+const ALL_ROUTES = [...ROUTES, ...V2_ROUTES];
+
+function tileStoreFor(options: TlogServerOptions): TileStore | undefined {
+  if (options.tiles === false) return undefined;
+  if (options.tiles === undefined || typeof options.tiles === 'string')
+    return new FsTileStore(options.tiles ?? join(options.dataDir, TILES_DIR));
+  return options.tiles;
+}
+
 function formatHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -108,7 +133,15 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     ...(options.onBatchCommitted ? { onBatchCommitted: options.onBatchCommitted } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const deps: RouteDeps = { log };
+  const store = tileStoreFor(options);
+  let tiles: TileWriter | undefined;
+  try {
+    tiles = store && (await TileWriter.start(log, store));
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  const deps: RouteDeps = { log, ...(tiles ? { tiles } : {}) };
   let server: Server;
   try {
     server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
@@ -126,6 +159,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       });
     });
   } catch (err) {
+    tiles?.stop();
     await log.close();
     throw err;
   }
@@ -139,6 +173,8 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     publicKeyPem: log.publicKeyPem,
     publicKeyDer: log.publicKeyDer,
     log,
+    ...(tiles ? { tiles } : {}),
+    ...(store instanceof FsTileStore ? { tilesDir: store.root } : {}),
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -149,6 +185,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
+        tiles?.stop();
         await log.close();
       })();
       return closing;
