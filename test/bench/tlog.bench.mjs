@@ -1,27 +1,31 @@
 #!/usr/bin/env node
 // Transparency log throughput and proof latency.
-//  1. Appends/second over HTTP (the server in its own process, dist/serve-main.js; durable group commit) with 1, 8
-//     and 32 concurrent clients, dsse entries (signatures verified with node:crypto); hashedrekord (ECDSA over a
-//     pre-hashed digest, verified with @noble/curves) at 8 clients; and the same load with one commit per entry
-//     (--max-batch 1) to show what group commit buys.
-//  2. Inclusion / consistency proof latency (median, p99) on a 100k-entry tree populated in process in big
-//     transactions, plus GET /api/v1/log/entries?logIndex=N (entry + proof + checkpoint) over HTTP.
-// Bounded: fixed entry counts per scenario and a time box on each, so the whole script ends well under 2 minutes.
+//  1. Appends/second over HTTP (the server in its own process, dist/serve-main.js; durable group commit: one
+//     fdatasync per batch, acknowledged after it) with 1, 8 and 32 concurrent clients, dsse entries (signatures
+//     verified with node:crypto on the verifier threads); hashedrekord (@noble/curves) at 8 clients.
+//     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0, the old
+//     verification path), one commit per entry (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
+//     one fsynced transaction per batch of 8 rows of the same size: the storage ceiling, no HTTP/crypto).
+//  2. Inclusion / consistency proof latency (median, p99) on a BENCH_TLOG_TREE-entry tree (default 10 million),
+//     populated by direct SQLite writes in big transactions (bench-only: real Merkle nodes, placeholder SETs),
+//     plus GET /api/v1/log/entries?logIndex=N (entry + proof + checkpoint) over HTTP.
+// The load average is printed and recorded: the machine may be shared.
 //
-// Env: BENCH_TLOG_ENTRIES (entries per HTTP scenario, default 600), BENCH_TLOG_TREE (default 100000).
+// Env: BENCH_TLOG_ENTRIES (max entries per HTTP scenario, default 3000), BENCH_TLOG_TREE (default 10000000).
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { emit, printTable, summarize } from './lib.mjs';
 
-const ENTRIES = Number(process.env.BENCH_TLOG_ENTRIES ?? 600);
-const TREE = Number(process.env.BENCH_TLOG_TREE ?? 100_000);
-const SCENARIO_BUDGET_MS = 12_000;
+const ENTRIES = Number(process.env.BENCH_TLOG_ENTRIES ?? 3000);
+const TREE = Number(process.env.BENCH_TLOG_TREE ?? 10_000_000);
+const SCENARIO_BUDGET_MS = 8_000;
 const PROOF_SAMPLES = 2000;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,9 +34,13 @@ if (!existsSync(join(dist, 'index.js'))) {
   console.error(`tlog bench: ${dist} is missing; build first (npx tsc -b packages/tlog, or npm run bench)`);
   process.exit(1);
 }
-const { TransparencyLog, hashLeaf, verifyInclusionProof, verifyConsistencyProof } = await import(
+const { TransparencyLog, MerkleFrontier, hashLeaf, verifyInclusionProof, verifyConsistencyProof } = await import(
   pathToFileURL(join(dist, 'index.js')).href
 );
+const Database = createRequire(join(root, 'packages', 'tlog', 'package.json'))('better-sqlite3');
+const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
+const loadAtStart = load();
+console.log(`load average at start: ${loadAtStart.join(' ')}`);
 
 const work = mkdtempSync(join(tmpdir(), 'airlock-bench-tlog-'));
 const children = new Set();
@@ -67,6 +75,25 @@ function dsseProposal() {
     spec: { proposedContent: { envelope: JSON.stringify(envelope), verifiers: [pemB64] } },
   };
 }
+// Rekor v2 CreateEntryRequest (dsse v0.0.2: logged as hashedrekord 0.0.2 over the PAE digest).
+const spkiB64 = Buffer.from(publicKey.export({ type: 'spki', format: 'der' })).toString('base64');
+function dsseV2Proposal() {
+  const payload = Buffer.from(
+    JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: `v2-${seq++}` }] }),
+  );
+  const type = 'application/vnd.in-toto+json';
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
+  return {
+    dsseRequestV002: {
+      envelope: {
+        payload: payload.toString('base64'),
+        payloadType: type,
+        signatures: [{ sig: sign('sha256', pae, privateKey).toString('base64'), keyid: '' }],
+      },
+      verifiers: [{ publicKey: { rawBytes: spkiB64 }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' }],
+    },
+  };
+}
 function hashedRekordProposal() {
   const data = Buffer.from(`artifact ${seq++}`);
   return {
@@ -80,7 +107,7 @@ function hashedRekordProposal() {
 }
 
 // ---- HTTP appends against a separate server process ----
-async function startServer(dataDir, maxBatch) {
+async function startServer(dataDir, maxBatch, verifierThreads, tiles) {
   const args = [
     join(dist, 'serve-main.js'),
     '--data',
@@ -88,6 +115,8 @@ async function startServer(dataDir, maxBatch) {
     '--port',
     '0',
     ...(maxBatch ? ['--max-batch', String(maxBatch)] : []),
+    ...(verifierThreads !== undefined ? ['--verifier-threads', String(verifierThreads)] : []),
+    ...(tiles ? ['--tiles', tiles] : []),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
@@ -97,6 +126,7 @@ async function startServer(dataDir, maxBatch) {
   });
   return {
     url: JSON.parse(line).url,
+    pid: child.pid,
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', resolve);
@@ -106,13 +136,14 @@ async function startServer(dataDir, maxBatch) {
   };
 }
 
-async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
-  const make = kind === 'dsse' ? dsseProposal : hashedRekordProposal;
-  const count = Math.max(clients * 4, Math.min(ENTRIES, clients * 100));
+async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifierThreads }) {
+  const make = kind === 'dsse' ? dsseProposal : kind === 'dsse-v2' ? dsseV2Proposal : hashedRekordProposal;
+  const count = Math.max(clients * 4, Math.min(ENTRIES, clients * 400));
   const bodies = Array.from({ length: count }, () => JSON.stringify(make()));
   const dir = mkdtempSync(join(work, 'http-'));
-  const server = await startServer(dir, maxBatch);
-  const url = `${server.url}/api/v1/log/entries`;
+  const server = await startServer(dir, maxBatch, verifierThreads);
+  // v2 answers once the batch's tiles and checkpoint are published (tiles in <data>/tiles).
+  const url = `${server.url}/api/${kind === 'dsse-v2' ? 'v2' : 'v1'}/log/entries`;
   // warm-up (key load, JIT, connection pool)
   for (let i = 0; i < 5; i++)
     await fetch(url, {
@@ -123,6 +154,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
   let next = 0;
   let done = 0;
   const latencies = [];
+  const cpu0 = cpuMs(server.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
@@ -138,6 +170,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const serverCpuMs = cpuMs(server.pid) - cpu0;
   await server.stop();
   const lat = summarize(latencies);
   return {
@@ -145,11 +178,20 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch }) {
     clients,
     kind,
     commit: maxBatch === 1 ? 'per-entry' : 'group',
+    verify: verifierThreads === 0 ? 'inline' : 'threads',
     entries: done,
     perSec: Math.round(done / seconds),
     p50Ms: lat.p50,
     p99Ms: lat.p99,
+    // Load-independent: server CPU (all threads, user+sys) per acknowledged append.
+    cpuMsPerEntry: Math.round((serverCpuMs / done) * 100) / 100,
   };
+}
+
+/** User+system CPU time of a process, all threads (ms; Linux /proc, clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const appendRows = [];
@@ -157,67 +199,120 @@ for (const [name, opts] of [
   ['dsse x1', { clients: 1 }],
   ['dsse x8', { clients: 8 }],
   ['dsse x32', { clients: 32 }],
+  ['v2 dsse x1', { clients: 1, kind: 'dsse-v2' }],
+  ['v2 dsse x8', { clients: 8, kind: 'dsse-v2' }],
+  ['v2 dsse x32', { clients: 32, kind: 'dsse-v2' }],
   ['hashedrekord x8', { clients: 8, kind: 'hashedrekord' }],
-  ['dsse x8 per-entry commit', { clients: 8, maxBatch: 1 }],
-  ['dsse x32 per-entry commit', { clients: 32, maxBatch: 1 }],
+  ['dsse x8 inline verify (peer)', { clients: 8, verifierThreads: 0 }],
+  ['dsse x8 per-entry commit (peer)', { clients: 8, maxBatch: 1 }],
 ]) {
   const row = await appendScenario(name, opts);
   appendRows.push(row);
   console.log(`${name}: ${row.perSec}/s (${row.entries} entries, p50 ${row.p50Ms.toFixed(1)} ms)`);
 }
 console.log('\nHTTP appends (durable: acknowledged after an fsynced commit)');
-printTable(appendRows, ['scenario', 'clients', 'kind', 'commit', 'entries', 'perSec', 'p50Ms', 'p99Ms']);
+printTable(appendRows, [
+  'scenario',
+  'clients',
+  'kind',
+  'commit',
+  'verify',
+  'entries',
+  'perSec',
+  'p50Ms',
+  'p99Ms',
+  'cpuMsPerEntry',
+]);
 
-// ---- proofs at a 100k-entry tree ----
+// Raw SQLite peer: the same table shape, one synchronous=FULL transaction (fsync) per batch of 8 rows.
+function rawSqlitePeer(rows = 2000, batch = 8) {
+  const db = new Database(join(mkdtempSync(join(work, 'raw-')), 'raw.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE entries (log_index INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL)');
+  const put = db.prepare('INSERT INTO entries VALUES (?, ?, ?)');
+  const body = Buffer.alloc(1100, 7); // about a dsse entry body with its verifier PEM
+  const commit = db.transaction((start) => {
+    for (let i = start; i < start + batch; i++) put.run(i, createHash('sha256').update(String(i)).digest(), body);
+  });
+  const t0 = performance.now();
+  for (let start = 0; start < rows; start += batch) commit.immediate(start);
+  const seconds = (performance.now() - t0) / 1000;
+  db.close();
+  return { rows, batch, perSec: Math.round(rows / seconds), fsyncsPerSec: Math.round(rows / batch / seconds) };
+}
+const raw = rawSqlitePeer();
+console.log(
+  `raw SQLite peer: ${raw.perSec} rows/s in fsynced transactions of ${raw.batch} (${raw.fsyncsPerSec} commits/s)`,
+);
+
+// ---- proofs at a big tree (bench-only bulk populate: direct SQLite writes in big transactions) ----
 const treeDir = mkdtempSync(join(work, 'tree-'));
-const log = TransparencyLog.open({ dataDir: treeDir, logName: 'bench' });
+await (await TransparencyLog.open({ dataDir: treeDir, logName: 'bench' })).close(); // schema, key, tree ID
 const tPop = performance.now();
-const CHUNK = 10_000;
-for (let start = 0; start < TREE; start += CHUNK) {
-  const batch = [];
-  for (let i = start; i < Math.min(TREE, start + CHUNK); i++) {
-    // Already-verified entries (the sequencer's input): a canonical dsse-shaped body, unique per index.
-    const body = Buffer.from(
-      `{"apiVersion":"0.0.1","kind":"dsse","spec":{"envelopeHash":{"algorithm":"sha256","value":"${createHash('sha256').update(String(i)).digest('hex')}"}}}`,
-    );
-    batch.push({ kind: 'dsse', apiVersion: '0.0.1', body, leafHash: hashLeaf(body), indexKeys: [] });
+{
+  const db = new Database(join(treeDir, 'tlog.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = OFF'); // bench-only: the tree is rebuilt if the bench dies
+  db.pragma('cache_size = -1000000');
+  const putEntry = db.prepare(
+    "INSERT INTO entries (log_index, leaf_hash, body, integrated_time, kind, api_version, set_sig) VALUES (?, ?, ?, 0, 'dsse', '0.0.1', x'00')",
+  );
+  const putNode = db.prepare('INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)');
+  const frontier = MerkleFrontier.empty();
+  const CHUNK = 200_000;
+  const chunk = db.transaction((from, to) => {
+    for (let i = from; i < to; i++) {
+      const body = Buffer.from(`{"i":${i}}`);
+      const leaf = hashLeaf(body);
+      putEntry.run(i, leaf, body);
+      const created = frontier.append(leaf);
+      for (let k = 1; k < created.length; k++) putNode.run(created[k].level, created[k].index, created[k].hash);
+    }
+  });
+  for (let from = 0; from < TREE; from += CHUNK) {
+    chunk(from, Math.min(TREE, from + CHUNK));
+    if ((from / CHUNK) % 10 === 9) console.log(`  populated ${from + CHUNK} …`);
   }
-  log.appendBatch(batch);
+  db.prepare("UPDATE meta SET value = ? WHERE key = 'tree_size'").run(String(TREE));
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
 }
 const populateSeconds = (performance.now() - tPop) / 1000;
 console.log(
-  `\npopulated ${TREE} entries in process in ${populateSeconds.toFixed(1)} s (${Math.round(TREE / populateSeconds)}/s, ${CHUNK} per transaction)`,
+  `\npopulated ${TREE} entries by direct SQLite writes in ${populateSeconds.toFixed(1)} s (${Math.round(TREE / populateSeconds)}/s)`,
 );
-
+const log = await TransparencyLog.open({ dataDir: treeDir, logName: 'bench' });
 const size = log.size;
-const rootN = log.rootAt(size);
+const rootN = await log.rootAt(size);
 const rand = (n) => Math.floor(Math.random() * n);
 const inclusion = [];
 const consistency = [];
 for (let s = 0; s < PROOF_SAMPLES; s++) {
   const i = rand(size);
   let t = performance.now();
-  const proof = log.inclusionProof(i, size);
+  const proof = await log.inclusionProof(i, size);
   inclusion.push(performance.now() - t);
   if (
     s % 50 === 0 &&
-    !verifyInclusionProof(hashLeaf(Buffer.from(log.getByIndex(i).body, 'base64')), i, size, proof, rootN)
+    !verifyInclusionProof(hashLeaf(Buffer.from((await log.getByIndex(i)).body, 'base64')), i, size, proof, rootN)
   ) {
     throw new Error(`inclusion proof for ${i} does not verify`);
   }
   const m = 1 + rand(size - 1);
   t = performance.now();
-  const cproof = log.consistencyProof(m, size);
+  const cproof = await log.consistencyProof(m, size);
   consistency.push(performance.now() - t);
-  if (s % 50 === 0 && !verifyConsistencyProof(m, size, log.rootAt(m), rootN, cproof))
+  if (s % 50 === 0 && !verifyConsistencyProof(m, size, await log.rootAt(m), rootN, cproof))
     throw new Error(`consistency proof ${m}→${size} does not verify`);
 }
 const inc = summarize(inclusion);
 const con = summarize(consistency);
 await log.close();
 
-// The same over HTTP: GET an entry (stored SET + fresh inclusion proof + cached checkpoint).
-const server = await startServer(treeDir);
+// The same over HTTP: GET an entry (stored SET + fresh inclusion proof + cached checkpoint). Tiles off: publishing
+// 10M entries' tiles at startup is not what this measures.
+const server = await startServer(treeDir, undefined, undefined, 'off');
 const httpGet = [];
 for (let s = 0; s < 500; s++) {
   const t = performance.now();
@@ -236,20 +331,32 @@ const proofRows = [
 console.log('\nproofs at a', size, 'entry tree');
 printTable(proofRows, ['operation', 'samples', 'p50Ms', 'p99Ms']);
 
+console.log(`load average at end: ${load().join(' ')} (start: ${loadAtStart.join(' ')})`);
 const by = (name) => appendRows.find((r) => r.scenario === name);
 emit({
   summary: {
+    loadAvg1Start: loadAtStart[0],
     appendsPerSec1: by('dsse x1').perSec,
     appendsPerSec8: by('dsse x8').perSec,
     appendsPerSec32: by('dsse x32').perSec,
+    v2PerSec1: by('v2 dsse x1').perSec,
+    v2PerSec8: by('v2 dsse x8').perSec,
+    v2PerSec32: by('v2 dsse x32').perSec,
     hashedrekordPerSec8: by('hashedrekord x8').perSec,
-    perEntryCommitPerSec32: by('dsse x32 per-entry commit').perSec,
+    p99Ms8: by('dsse x8').p99Ms,
+    cpuMsPerEntry8: by('dsse x8').cpuMsPerEntry,
+    inlineVerifyPerSec8: by('dsse x8 inline verify (peer)').perSec,
+    ratioVsInline8: Math.round((by('dsse x8').perSec / by('dsse x8 inline verify (peer)').perSec) * 100) / 100,
+    perEntryCommitPerSec8: by('dsse x8 per-entry commit (peer)').perSec,
+    rawSqliteBatch8PerSec: raw.perSec,
     inclusionP50Ms: inc.p50,
     inclusionP99Ms: inc.p99,
     consistencyP50Ms: con.p50,
     consistencyP99Ms: con.p99,
   },
   appends: appendRows,
+  rawSqlitePeer: raw,
+  loadAverage: { start: loadAtStart, end: load() },
   treeSize: size,
   populatePerSec: Math.round(TREE / populateSeconds),
   proofs: proofRows,

@@ -16,7 +16,13 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   'identity svid': ['airlock identity svid --socket /run/airlock/agent.sock --out-dir /run/airlock/svid --watch'],
   'tlog serve': ['airlock tlog serve --data log --listen 127.0.0.1:8100 --log-name tlog.airlock.internal'],
-  'tlog monitor': ['airlock tlog monitor --url http://127.0.0.1:8100 --state monitor.json --json'],
+  'tlog monitor': [
+    'airlock tlog monitor --url http://127.0.0.1:8100 --state monitor.json --json',
+    'airlock tlog monitor --tiles --url http://tiles.internal/api/v2 --public-key log.pub --log-name tlog.airlock.internal --state m.json --witness "$(cat w1.vkey)" --min-witnesses 1',
+  ],
+  'tlog witness': [
+    'airlock tlog witness --url http://127.0.0.1:8100/api/v2 --public-key log.pub --log-name tlog.airlock.internal --name witness.example/w1 --key w1.pem --state w1.json --out cosigned.txt',
+  ],
   sign: [
     'airlock sign app.tar --data plane',
     'airlock sign app.tar --key signing.pem --rekor-url http://127.0.0.1:8100 --tsa-url http://127.0.0.1:8103',

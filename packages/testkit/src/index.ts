@@ -21,3 +21,4 @@ export * from './registry/token-server.js';
 export * from './tpm/swtpm.js';
 export * from './admission/answer-gate.js';
 export * from './s3/radosgw.js';
+export * from './nginx/static-server.js';

@@ -13,6 +13,14 @@ export {
   MerkleFrontier,
   MerkleTree,
   MemoryNodeStore,
+  foldRange,
+  rootPlan,
+  inclusionPlan,
+  consistencyPlan,
+  resolvePlans,
+  type AsyncNodeReader,
+  type NodeCoord,
+  type RangePlan,
   rootFromInclusionProof,
   verifyInclusionProof,
   verifyConsistencyProof,
@@ -41,7 +49,17 @@ export {
   type PreparedEntry,
 } from './types/index.js';
 export { pemEncode, parseVerifierPem, type VerifierKey } from './pki.js';
-export { TransparencyLog, DATABASE_FILE, type TransparencyLogOptions, type SignedCheckpoint } from './log.js';
+export {
+  TransparencyLog,
+  DATABASE_FILE,
+  type TransparencyLogOptions,
+  type SignedCheckpoint,
+  type BatchCommittedHook,
+  type CommittedBatch,
+  type CommittedLeaf,
+} from './log.js';
+export { VerifierPool, defaultVerifierThreads } from './verify-pool.js';
+export { SqliteLogStorage, type LogStorage, type StoredEntry, type NewEntryRow } from './storage.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
 export {
@@ -53,3 +71,38 @@ export {
   type CreatedEntry,
 } from './client.js';
 export { monitorLog, type MonitorOptions, type MonitorResult, type MonitorState } from './monitor.js';
+export { prepareV2Entry, HASHEDREKORD_V2_API_VERSION } from './types/v2.js';
+export {
+  TILE_WIDTH,
+  TILE_HEIGHT,
+  TILE_PATH_PATTERN,
+  CHECKPOINT_PATH,
+  encodeTileIndex,
+  tilePath,
+  entriesPath,
+  encodeEntryBundle,
+  decodeEntryBundle,
+} from './tiles/layout.js';
+export { FsTileStore, type TileStore } from './tiles/store.js';
+export { TileWriter, type TileSource } from './tiles/writer.js';
+export { V2_ROUTES, toTransparencyLogEntry } from './http/v2-routes.js';
+export { TILES_DIR } from './http/server.js';
+export { TileReader, httpTileFetch, type TileFetch } from './tiles/reader.js';
+export {
+  cosignCheckpoint,
+  verifyCosignatures,
+  requireCosignatures,
+  parseWitnessVkey,
+  witnessVkey,
+  cosignatureKeyId,
+  type WitnessKey,
+  type VerifiedCosignature,
+} from './note.js';
+export {
+  followTiledLog,
+  witnessTiledLog,
+  monitorTiledLog,
+  type FollowOptions,
+  type FollowResult,
+  type TiledState,
+} from './tiles/follow.js';

@@ -2,7 +2,7 @@
 /**
  * Runs the transparency log server as its own process (tests' kill -9 scenario; usable by the CLI).
  *
- *   node dist/serve-main.js --data <dir> [--host 127.0.0.1] [--port 0] [--log-name <name>] [--signing-key <pem>] [--max-batch N]
+ *   node dist/serve-main.js --data <dir> [--host 127.0.0.1] [--port 0] [--log-name <name>] [--signing-key <pem>] [--max-batch N] [--verifier-threads N] [--tiles <dir>|off]
  *
  * Options fall back to AIRLOCK_TLOG_DATA, AIRLOCK_TLOG_HOST, AIRLOCK_TLOG_PORT, AIRLOCK_TLOG_LOG_NAME,
  * AIRLOCK_TLOG_SIGNING_KEY. Prints one JSON line `{"url", "logId", "origin", "logName", "pid"}` on stdout once
@@ -21,7 +21,7 @@ function parseArgs(argv: string[]): TlogServerOptions {
     if (value === undefined) throw new Error(`--${name} needs a value`);
     flags.set(name, value);
   }
-  const known = new Set(['data', 'host', 'port', 'log-name', 'signing-key', 'max-batch']);
+  const known = new Set(['data', 'host', 'port', 'log-name', 'signing-key', 'max-batch', 'verifier-threads', 'tiles']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const env = process.env;
   const dataDir = flags.get('data') ?? env.AIRLOCK_TLOG_DATA;
@@ -32,6 +32,8 @@ function parseArgs(argv: string[]): TlogServerOptions {
   const logName = flags.get('log-name') ?? env.AIRLOCK_TLOG_LOG_NAME;
   const signingKeyPath = flags.get('signing-key') ?? env.AIRLOCK_TLOG_SIGNING_KEY;
   const maxBatch = flags.get('max-batch');
+  const verifierThreads = flags.get('verifier-threads');
+  const tiles = flags.get('tiles');
   return {
     dataDir,
     port,
@@ -39,6 +41,8 @@ function parseArgs(argv: string[]): TlogServerOptions {
     ...(logName ? { logName } : {}),
     ...(signingKeyPath ? { signingKeyPath } : {}),
     ...(maxBatch ? { maxBatch: Number(maxBatch) } : {}),
+    ...(verifierThreads ? { verifierThreads: Number(verifierThreads) } : {}),
+    ...(tiles ? { tiles: tiles === 'off' ? false : tiles } : {}),
   };
 }
 

@@ -1,6 +1,9 @@
+import { closeSync, fstatSync, fsyncSync, openSync, statSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { TlogError } from './errors.js';
-import type { NodeReader, TreeNode } from './merkle.js';
+import type { AsyncNodeReader, NodeCoord, TreeNode } from './merkle.js';
 
 /**
  * SQLite storage for the log (better-sqlite3, synchronous). WAL with `synchronous=FULL` so a committed
@@ -13,6 +16,7 @@ import type { NodeReader, TreeNode } from './merkle.js';
  */
 
 const SCHEMA_VERSION = '1';
+const CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024;
 
 export interface StoredEntry {
   logIndex: number;
@@ -29,6 +33,37 @@ export interface NewEntryRow extends StoredEntry {
   indexKeys: readonly string[];
   /** Perfect-subtree nodes (level ≥ 1) this append completes. */
   nodes: readonly TreeNode[];
+}
+
+/**
+ * What the log needs from its storage (SQLite here; PostgreSQL in @airlock/postgres). All methods may be
+ * asynchronous. Contract:
+ * - single writer: the log calls `appendBatch` one batch at a time, in order, and never concurrently;
+ * - `appendBatch` resolves only once the whole batch (entries, nodes, index keys, new tree size) is DURABLE
+ *   (fsynced / committed); it is atomic — after a crash either all of it is there or none;
+ * - reads may see rows of a batch whose `appendBatch` has not resolved yet; the log never asks for them (it bounds
+ *   every read by its durable tree size);
+ * - `getNodes` rejects (TLOG_STORE_CORRUPT) when a node is missing; level 0 are the leaf hashes.
+ */
+export interface LogStorage extends AsyncNodeReader {
+  /**
+   * First open: records `logId` and `treeId` (tree size 0). Later opens: returns the stored values, and rejects
+   * with TLOG_KEY_MISMATCH when the stored log ID differs from `logId`. Atomic.
+   */
+  initialize(identity: { logId: string; treeId: string }): Promise<{ treeId: string }>;
+  /** The durable tree size, checked against the stored entries (TLOG_STORE_CORRUPT when inconsistent). */
+  treeSize(): Promise<number>;
+  getEntryByIndex(index: number): Promise<StoredEntry | undefined>;
+  getEntryByLeafHash(leafHash: Buffer): Promise<StoredEntry | undefined>;
+  /** Entries [start, start+count) in index order (tile catch-up, monitors). */
+  getEntryRange(start: number, count: number): Promise<StoredEntry[]>;
+  /** Which of these leaf hashes are already logged: hex leaf hash → log index (deduplication, one query). */
+  findLeafHashes(leafHashes: readonly Buffer[]): Promise<Map<string, number>>;
+  /** Log indices under a search key, ascending, at most `limit`. */
+  search(key: string, limit: number): Promise<number[]>;
+  /** Durably appends one batch (see the contract above). */
+  appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void>;
+  close(): Promise<void>;
 }
 
 interface EntryRow {
@@ -53,10 +88,15 @@ function toEntry(r: EntryRow): StoredEntry {
   };
 }
 
-export class LogStore implements NodeReader {
+export class SqliteLogStorage implements LogStorage {
   private readonly stmts;
 
-  private constructor(private readonly db: Database.Database) {
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly path: string,
+    private readonly wal: FileHandle,
+    private readonly main: FileHandle,
+  ) {
     this.stmts = {
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
@@ -64,6 +104,9 @@ export class LogStore implements NodeReader {
       ),
       getNode: db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM nodes WHERE level = ? AND idx = ?'),
       getLeaf: db.prepare<[number], { leaf_hash: Buffer }>('SELECT leaf_hash FROM entries WHERE log_index = ?'),
+      range: db.prepare<[number, number], EntryRow>(
+        'SELECT * FROM entries WHERE log_index >= ? ORDER BY log_index LIMIT ?',
+      ),
       putNode: db.prepare<[number, number, Buffer]>('INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)'),
       putEntry: db.prepare<[number, Buffer, Buffer, number, string, string, Buffer]>(
         'INSERT INTO entries (log_index, leaf_hash, body, integrated_time, kind, api_version, set_sig) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -81,7 +124,7 @@ export class LogStore implements NodeReader {
     };
   }
 
-  static open(path: string): LogStore {
+  static async open(path: string): Promise<SqliteLogStorage> {
     let db: Database.Database;
     try {
       db = new Database(path);
@@ -133,20 +176,50 @@ export class LogStore implements NodeReader {
         cause: err,
       });
     }
-    return new LogStore(db);
+    // From here on SQLite only write()s (synchronous=OFF) and this class makes commits durable itself, with an
+    // fdatasync of the WAL off the event loop (see appendBatch). Checkpoints are manual so the database file is
+    // fsynced before SQLite may overwrite the WAL (see checkpointIfLarge).
+    db.pragma('synchronous = OFF');
+    db.pragma('wal_autocheckpoint = 0');
+    // The WAL exists now (created by the schema transaction); make its directory entry durable once.
+    const dirFd = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+    const [wal, main] = await Promise.all([open(`${path}-wal`, 'r+'), open(path, 'r+')]);
+    return new SqliteLogStorage(db, path, wal, main);
   }
 
-  getMeta(key: string): string | undefined {
+  private getMeta(key: string): string | undefined {
     return this.stmts.getMeta.get(key)?.value;
   }
 
-  /** Sets a metadata value (own transaction). */
-  setMeta(key: string, value: string): void {
-    this.stmts.setMeta.run(key, value);
+  async initialize(identity: { logId: string; treeId: string }): Promise<{ treeId: string }> {
+    const run = this.db.transaction(() => {
+      const logId = this.getMeta('log_id');
+      if (logId === undefined) this.stmts.setMeta.run('log_id', identity.logId);
+      else if (logId !== identity.logId) {
+        throw new TlogError(
+          'TLOG_KEY_MISMATCH',
+          `this log was created with the signing key whose log ID is ${logId}, but the configured key has log ID ${identity.logId}`,
+        );
+      }
+      let id = this.getMeta('tree_id');
+      if (id === undefined) {
+        id = identity.treeId;
+        this.stmts.setMeta.run('tree_id', id);
+        this.stmts.setMeta.run('tree_size', '0');
+      }
+      return { treeId: id };
+    });
+    const result = run.immediate();
+    await this.wal.datasync();
+    return result;
   }
 
-  /** Number of entries, checked against the size recorded by the last committed append. */
-  treeSize(): number {
+  async treeSize(): Promise<number> {
     const { n, c } = this.stmts.maxIndex.get()!;
     const size = n === null ? 0 : n + 1;
     if (c !== size)
@@ -157,6 +230,7 @@ export class LogStore implements NodeReader {
     return size;
   }
 
+  /** One node, synchronously (in-process readers: the bench, tests). */
   getNode(level: number, index: number): Buffer {
     const row = level === 0 ? this.stmts.getLeaf.get(index) : this.stmts.getNode.get(level, index);
     const hash = row && ('hash' in row ? row.hash : row.leaf_hash);
@@ -165,30 +239,43 @@ export class LogStore implements NodeReader {
     return hash;
   }
 
-  getEntryByIndex(index: number): StoredEntry | undefined {
+  async getNodes(coords: readonly NodeCoord[]): Promise<Buffer[]> {
+    return coords.map((c) => this.getNode(c.level, c.index));
+  }
+
+  async getEntryByIndex(index: number): Promise<StoredEntry | undefined> {
     const row = this.stmts.byIndex.get(index);
     return row && toEntry(row);
   }
 
-  getEntryByLeafHash(leafHash: Buffer): StoredEntry | undefined {
+  async getEntryByLeafHash(leafHash: Buffer): Promise<StoredEntry | undefined> {
     const row = this.stmts.byLeaf.get(leafHash);
     return row && toEntry(row);
   }
 
-  indexOfLeafHash(leafHash: Buffer): number | undefined {
-    return this.stmts.indexOfLeaf.get(leafHash)?.log_index;
+  async getEntryRange(start: number, count: number): Promise<StoredEntry[]> {
+    return this.stmts.range.all(start, count).map(toEntry);
   }
 
-  /** Log indices under a search key, ascending, at most `limit`. */
-  search(key: string, limit: number): number[] {
+  async findLeafHashes(leafHashes: readonly Buffer[]): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    for (const h of leafHashes) {
+      const i = this.stmts.indexOfLeaf.get(h)?.log_index;
+      if (i !== undefined) found.set(h.toString('hex'), i);
+    }
+    return found;
+  }
+
+  async search(key: string, limit: number): Promise<number[]> {
     return this.stmts.search.all(key, limit).map((r) => r.log_index);
   }
 
   /**
-   * Appends entries (with the tree nodes they complete) in ONE transaction, committed (fsynced) before this
-   * returns. Either all rows land or none do.
+   * One transaction (written to the WAL), then fdatasync of the WAL on the libuv thread pool: durable when the
+   * promise resolves, and the event loop keeps serving (and verifying the next batch) during the fsync — the same
+   * guarantee as `synchronous=FULL` without blocking. A crash before the fsync loses only unacknowledged batches.
    */
-  appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): void {
+  async appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
     const run = this.db.transaction(() => {
       for (const r of rows) {
         this.stmts.putEntry.run(
@@ -206,14 +293,25 @@ export class LogStore implements NodeReader {
       this.stmts.setMeta.run('tree_size', String(newTreeSize));
     });
     run.immediate();
+    await this.wal.datasync();
+    await this.checkpointIfLarge();
   }
 
-  /** Runs `fn` in one transaction (used to initialize metadata atomically). */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+  /**
+   * Copies the WAL into the database file once it is large, then fsyncs the database file BEFORE the next write
+   * transaction lets SQLite restart (overwrite) the WAL — so a committed page is always durable in one of them.
+   */
+  private async checkpointIfLarge(): Promise<void> {
+    if ((await this.wal.stat()).size < CHECKPOINT_WAL_BYTES) return;
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+    await this.main.datasync();
+    // The WAL we fsync must be the one SQLite writes (it never unlinks it while open in EXCLUSIVE mode).
+    if (fstatSync(this.wal.fd).ino !== statSync(`${this.path}-wal`).ino)
+      throw new TlogError('TLOG_STORE_CORRUPT', `the WAL of ${this.path} was replaced underneath the log`);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.db.open) this.db.close();
+    await Promise.allSettled([this.wal.close(), this.main.close()]);
   }
 }

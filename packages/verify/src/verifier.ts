@@ -16,6 +16,7 @@ import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
 import { leafOf, nodeAttestationOf, type ParsedLeaf } from './leaf.js';
 import { decodeBundle } from './strict-bundle.js';
+import { checkWitnesses, parseWitnessPolicy, type WitnessPolicy } from './witness.js';
 
 const EKU_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 
@@ -92,6 +93,8 @@ export interface BundleVerifierOptions {
    * v1 log entries (default 1 for certificate bundles, 0 for key bundles, which have no validity window).
    */
   timestampThreshold?: number;
+  /** Require C2SP witness cosignatures on every log entry's checkpoint (Ed25519 vkeys, at least `threshold`). */
+  witnesses?: WitnessPolicy;
 }
 
 /**
@@ -105,8 +108,13 @@ export class BundleVerifier {
   private readonly trust: TrustMaterial;
   private readonly verifier: Verifier;
   private readonly tlogThreshold: number;
+  private readonly witnesses: { keys: ReturnType<typeof parseWitnessPolicy>; threshold: number } | undefined;
 
   constructor(trustedRoot: unknown, options: BundleVerifierOptions = {}) {
+    this.witnesses = options.witnesses && {
+      keys: parseWitnessPolicy(options.witnesses),
+      threshold: options.witnesses.threshold,
+    };
     const root = parseTrustedRoot(trustedRoot);
     this.trust = buildTrustMaterial(root, options.publicKeys);
     this.tlogThreshold = options.tlogThreshold ?? 1;
@@ -163,6 +171,10 @@ export class BundleVerifier {
     // @sigstore/verify takes tree size and root from the signed checkpoint and ignores the proof's own copies; a
     // disagreement between the two means the bundle was altered, so refuse it.
     for (const entry of bundle.verificationMaterial.tlogEntries) checkProofMatchesCheckpoint(entry);
+    if (this.witnesses) {
+      for (const entry of bundle.verificationMaterial.tlogEntries)
+        checkWitnesses(entry, this.witnesses.keys, this.witnesses.threshold);
+    }
 
     const result: VerificationResult = {
       content: bundle.content.$case,
@@ -389,24 +401,60 @@ function checkMessageDigest(signature: MessageSignature, artifact: Buffer): void
   }
 }
 
-/** The PEM documents (certificates or public keys) a hashedrekord or dsse log entry body names as its signer. */
-function bodySignerPems(entry: TransparencyLogEntry): string[] | undefined {
-  let body: { kind?: string; spec?: Record<string, unknown> };
+interface BodySigner {
+  kind: 'certificate' | 'publicKey';
+  der: Buffer;
+}
+
+function pemSigners(b64: unknown[]): BodySigner[] {
+  const out: BodySigner[] = [];
+  for (const v of b64) {
+    if (typeof v !== 'string') continue;
+    const pem = Buffer.from(v, 'base64').toString('utf8');
+    const cert = pemBody(pem, 'CERTIFICATE');
+    const key = pemBody(pem, 'PUBLIC KEY');
+    if (cert) out.push({ kind: 'certificate', der: cert });
+    else if (key) out.push({ kind: 'publicKey', der: key });
+  }
+  return out;
+}
+
+/** The verifier of a Rekor v2 entry: `spec.hashedRekordV002.signature.verifier.{x509Certificate|publicKey}.rawBytes`. */
+function v2Signers(spec: Record<string, unknown> | undefined): BodySigner[] {
+  const hr = spec?.hashedRekordV002 as Record<string, unknown> | undefined;
+  const verifier = (hr?.signature as Record<string, unknown> | undefined)?.verifier as
+    Record<string, unknown> | undefined;
+  const out: BodySigner[] = [];
+  for (const kind of ['x509Certificate', 'publicKey'] as const) {
+    const raw = (verifier?.[kind] as Record<string, unknown> | undefined)?.rawBytes;
+    if (typeof raw === 'string')
+      out.push({ kind: kind === 'x509Certificate' ? 'certificate' : 'publicKey', der: Buffer.from(raw, 'base64') });
+  }
+  return out;
+}
+
+/**
+ * The certificates or public keys a log entry body names as its signer: hashedrekord 0.0.1 and dsse 0.0.1 carry
+ * base64 PEM, Rekor v2's hashedrekord 0.0.2 carries DER in its `verifier`.
+ */
+function bodySigners(entry: TransparencyLogEntry): BodySigner[] | undefined {
+  let body: { kind?: string; apiVersion?: string; spec?: Record<string, unknown> };
   try {
     body = JSON.parse(Buffer.from(entry.canonicalizedBody).toString('utf8'));
   } catch (cause) {
     throw new VerifyError('VERIFY_TLOG_BODY', 'transparency log entry body is not JSON', { cause });
   }
-  const b64: unknown[] = [];
+  if (body.kind === 'hashedrekord' && body.apiVersion === '0.0.2') return v2Signers(body.spec);
   if (body.kind === 'hashedrekord') {
     const signature = body.spec?.signature as Record<string, unknown> | undefined;
-    b64.push((signature?.publicKey as Record<string, unknown> | undefined)?.content);
-  } else if (body.kind === 'dsse') {
-    for (const s of (body.spec?.signatures as Array<Record<string, unknown>> | undefined) ?? []) b64.push(s.verifier);
-  } else {
-    return undefined; // other kinds (intoto) carry keys differently; @sigstore/verify has checked signature and hash.
+    return pemSigners([(signature?.publicKey as Record<string, unknown> | undefined)?.content]);
   }
-  return b64.filter((v): v is string => typeof v === 'string').map((v) => Buffer.from(v, 'base64').toString('utf8'));
+  if (body.kind === 'dsse') {
+    return pemSigners(
+      ((body.spec?.signatures as Array<Record<string, unknown>> | undefined) ?? []).map((s) => s.verifier),
+    );
+  }
+  return undefined; // other kinds (intoto) carry keys differently; @sigstore/verify has checked signature and hash.
 }
 
 /**
@@ -414,9 +462,9 @@ function bodySignerPems(entry: TransparencyLogEntry): string[] | undefined {
  * a log entry for the same signature made under another certificate would pass. Compare it.
  */
 function checkBodyNamesCertificate(entry: TransparencyLogEntry, leafDer: Buffer): void {
-  const pems = bodySignerPems(entry);
-  if (pems === undefined) return;
-  if (!pems.some((pem) => pemBody(pem, 'CERTIFICATE')?.equals(leafDer))) {
+  const signers = bodySigners(entry);
+  if (signers === undefined) return;
+  if (!signers.some((s) => s.kind === 'certificate' && s.der.equals(leafDer))) {
     throw new VerifyError(
       'VERIFY_TLOG_BODY',
       'transparency log entry was made with a different certificate than the bundle carries',
@@ -429,21 +477,20 @@ function checkBodyNamesCertificate(entry: TransparencyLogEntry, leafDer: Buffer)
  * signature that verifies under two keys, so "the signature verifies with the configured key" does not imply it.
  */
 function checkBodyNamesKey(entry: TransparencyLogEntry, configured: KeyObject): void {
-  const pems = bodySignerPems(entry);
-  if (pems === undefined) return;
+  const signers = bodySigners(entry);
+  if (signers === undefined) return;
   const want = configured.export({ type: 'spki', format: 'der' });
-  const names = (pem: string): boolean => {
-    const der = pemBody(pem, 'PUBLIC KEY');
-    if (!der) return false;
+  const names = (s: BodySigner): boolean => {
+    if (s.kind !== 'publicKey') return false;
     try {
-      return createPublicKey({ key: der, format: 'der', type: 'spki' })
+      return createPublicKey({ key: s.der, format: 'der', type: 'spki' })
         .export({ type: 'spki', format: 'der' })
         .equals(want);
     } catch {
       return false;
     }
   };
-  if (!pems.some(names)) {
+  if (!signers.some(names)) {
     throw new VerifyError(
       'VERIFY_TLOG_BODY',
       'transparency log entry was made with a different public key than the configured verification key',

@@ -2,7 +2,9 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { monitorLog, startTlogServer } from '@airlock/tlog';
+import { monitorLog, monitorTiledLog, startTlogServer, witnessTiledLog } from '@airlock/tlog';
+import { privateKeyFileProblem } from '@airlock/core';
+import { writeFileSync } from 'node:fs';
 import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
@@ -291,18 +293,20 @@ export function registerPlaneCommands(program: Command): void {
       'check the newest checkpoint of a log is signed and a consistent extension of the last one seen ' +
         '(exit 1 when the log misbehaved: fork, shrink, bad signature or a malformed answer; 3 when unreachable)',
     )
-    .requiredOption('--url <url>', 'log base URL')
+    .requiredOption('--url <url>', 'log base URL (with --tiles: the tlog-tiles base, e.g. http://log/api/v2)')
     .requiredOption('--state <file>', 'state file: the log key (pinned on first run) and the last verified checkpoint')
-    .option('--public-key <pem-file>', 'the log public key (else pinned from the first run)')
+    .option('--public-key <pem-file>', 'the log public key (else pinned from the first run; required with --tiles)')
+    .option('--tiles', 'follow the log from its C2SP tlog-tiles alone (consistency computed from tiles)')
+    .option('--log-name <name>', 'with --tiles: the checkpoint key name of the log')
+    .option('--witness <vkey>', 'with --tiles: a witness key (C2SP vkey); repeatable', collectId)
+    .option('--min-witnesses <n>', 'with --tiles: cosignatures required from --witness keys', '0')
     .option('--json', 'machine-readable output')
-    .action(async (flags: OutputOptions & { url: string; state: string; publicKey?: string }) => {
+    .action(async (flags: OutputOptions & MonitorFlags) => {
       try {
         const publicKeyPem = flags.publicKey ? readPublicKeyPem(flags.publicKey) : undefined;
-        const result = await monitorLog({
-          url: flags.url,
-          stateFile: flags.state,
-          ...(publicKeyPem ? { publicKeyPem } : {}),
-        });
+        const result = flags.tiles
+          ? await monitorTiles(flags, publicKeyPem)
+          : await monitorLog({ url: flags.url, stateFile: flags.state, ...(publicKeyPem ? { publicKeyPem } : {}) });
         printResult(flags, { ok: true, ...result }, () => `log ${flags.url} is consistent: ${JSON.stringify(result)}`);
       } catch (err) {
         const exit = monitorExitCode(err);
@@ -310,6 +314,77 @@ export function registerPlaneCommands(program: Command): void {
         fail(flags, err, exit);
       }
     });
+  tlog
+    .command('witness')
+    .description(
+      'verify the newest checkpoint of a tiled log (log signature, consistency from tiles with the last one ' +
+        'witnessed) and cosign it (C2SP tlog-cosignature, Ed25519); exit 1 when the log misbehaved, 3 when unreachable',
+    )
+    .requiredOption('--url <url>', 'tlog-tiles base URL (e.g. http://log/api/v2 or a static server)')
+    .requiredOption('--public-key <pem-file>', 'the log public key')
+    .requiredOption('--log-name <name>', 'the checkpoint key name of the log')
+    .requiredOption('--name <name>', "this witness's name (key name of its cosignature lines)")
+    .requiredOption('--key <pem-file>', "this witness's Ed25519 private key (0600)")
+    .requiredOption('--state <file>', 'state file: the last checkpoint this witness cosigned')
+    .option('--out <file>', 'write the cosigned checkpoint here')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: OutputOptions & WitnessFlags) => {
+      try {
+        const result = await witnessTiledLog({
+          tilesUrl: flags.url,
+          logPublicKeyPem: readPublicKeyPem(flags.publicKey),
+          logName: flags.logName,
+          stateFile: flags.state,
+          witnessName: flags.name,
+          witnessKey: readWitnessKey(flags.key),
+        });
+        if (flags.out) writeFileSync(flags.out, result.cosigned);
+        printResult(flags, { ok: true, ...result }, () => result.cosigned.trimEnd());
+      } catch (err) {
+        fail(flags, err, monitorExitCode(err));
+      }
+    });
+}
+
+interface MonitorFlags {
+  url: string;
+  state: string;
+  publicKey?: string;
+  tiles?: boolean;
+  logName?: string;
+  witness?: string[];
+  minWitnesses: string;
+}
+
+interface WitnessFlags {
+  url: string;
+  publicKey: string;
+  logName: string;
+  name: string;
+  key: string;
+  state: string;
+  out?: string;
+}
+
+function monitorTiles(flags: MonitorFlags, publicKeyPem: string | undefined) {
+  if (!publicKeyPem || !flags.logName) throw new UsageError('--tiles needs --public-key and --log-name');
+  const min = Number(flags.minWitnesses);
+  if (!Number.isSafeInteger(min) || min < 0) throw new UsageError(`invalid --min-witnesses '${flags.minWitnesses}'`);
+  if (min > (flags.witness ?? []).length) throw new UsageError('--min-witnesses exceeds the number of --witness keys');
+  return monitorTiledLog({
+    tilesUrl: flags.url,
+    logPublicKeyPem: publicKeyPem,
+    logName: flags.logName,
+    stateFile: flags.state,
+    witnesses: flags.witness ?? [],
+    minWitnesses: min,
+  });
+}
+
+function readWitnessKey(path: string): string {
+  const problem = privateKeyFileProblem(path, 'witness key');
+  if (problem) throw new UsageError(problem.message);
+  return readFileSync(path, 'utf8');
 }
 
 type TlogServeFlags = OutputOptions &
@@ -351,7 +426,8 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
 /** Unreachable log → 3, bad flags or state file → 2, anything the log did wrong → 1. */
 function monitorExitCode(err: unknown): number {
   const code = (err as { code?: unknown }).code;
-  if (err instanceof UsageError || code === 'TLOG_MONITOR_STATE_INVALID') return EXIT.USAGE;
+  if (err instanceof UsageError || code === 'TLOG_MONITOR_STATE_INVALID' || code === 'TLOG_INVALID_OPTION')
+    return EXIT.USAGE;
   if (code === 'TLOG_MONITOR_UNREACHABLE') return EXIT.UNAVAILABLE;
   return EXIT.FAILURE;
 }

@@ -5,7 +5,7 @@ import { httpStatusFor, TlogError } from '../errors.js';
 /** What a route returns; the server writes it. */
 export interface HttpResponse {
   status: number;
-  /** Serialised as JSON unless a string (sent as is with `contentType`). */
+  /** Serialised as JSON unless a string or Buffer (sent as is with `contentType`). */
   body: unknown;
   contentType?: string;
   headers?: Record<string, string>;
@@ -19,9 +19,12 @@ export function send(res: ServerResponse, response: HttpResponse): void {
   // After a deadline answer the handler's late result is dropped.
   if (res.headersSent || res.writableEnded) return;
   const isText = typeof response.body === 'string';
-  const payload = isText ? (response.body as string) : JSON.stringify(response.body);
+  const isBytes = Buffer.isBuffer(response.body);
+  const payload = isText || isBytes ? (response.body as string | Buffer) : JSON.stringify(response.body);
   res.writeHead(response.status, {
-    'Content-Type': response.contentType ?? (isText ? 'text/plain; charset=utf-8' : 'application/json'),
+    'Content-Type':
+      response.contentType ??
+      (isText ? 'text/plain; charset=utf-8' : isBytes ? 'application/octet-stream' : 'application/json'),
     'Content-Length': Buffer.byteLength(payload),
     'Cache-Control': 'no-store',
     ...response.headers,

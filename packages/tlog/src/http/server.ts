@@ -2,10 +2,19 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import { TransparencyLog } from '../log.js';
+import { TransparencyLog, type BatchCommittedHook } from '../log.js';
+import type { LogStorage } from '../storage.js';
+import { defaultVerifierThreads } from '../verify-pool.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
+import { V2_ROUTES } from './v2-routes.js';
+import { FsTileStore, type TileStore } from '../tiles/store.js';
+import { TileWriter } from '../tiles/writer.js';
+import { join } from 'node:path';
+
+/** Default tile directory inside the data dir (served at /api/v2/ by the log, or by any static server). */
+export const TILES_DIR = 'tiles';
 
 export interface TlogServerOptions {
   dataDir: string;
@@ -23,12 +32,23 @@ export interface TlogServerOptions {
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
   maxBatch?: number;
+  /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
+  storage?: LogStorage;
+  /** Signature-verification threads; default: cores − 1 (1..4). 0 = verify on the event loop. */
+  verifierThreads?: number;
+  /** After each durable batch, before its callers are answered (tile writing). */
+  onBatchCommitted?: BatchCommittedHook;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
   /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs); the URL becomes https://. */
   tls?: HttpsServerOptions;
   /** Pre-handler check (e.g. SPIFFE ID authorization of writes); true = it answered. */
   gate?: RequestGate;
+  /**
+   * Where the C2SP tlog-tiles are published after every commit: a directory (default `<dataDir>/tiles`), another
+   * TileStore (object storage), or false to publish none (then the v2 reads answer 404).
+   */
+  tiles?: string | TileStore | false;
 }
 
 export interface RunningTlog {
@@ -41,6 +61,10 @@ export interface RunningTlog {
   publicKeyDer: Buffer;
   /** The in-process log behind the server. */
   log: TransparencyLog;
+  /** The tile publisher (undefined with `tiles: false`). */
+  tiles?: TileWriter;
+  /** The tile directory when tiles go to one. */
+  tilesDir?: string;
   close(): Promise<void>;
 }
 
@@ -57,7 +81,7 @@ export async function handleRequest(
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
-    for (const route of ROUTES) {
+    for (const route of ALL_ROUTES) {
       const m = route.pattern.exec(path);
       if (!m) continue;
       const handler = route.methods[req.method as 'GET' | 'POST'];
@@ -81,6 +105,15 @@ export async function handleRequest(
   }
 }
 
+const ALL_ROUTES = [...ROUTES, ...V2_ROUTES];
+
+function tileStoreFor(options: TlogServerOptions): TileStore | undefined {
+  if (options.tiles === false) return undefined;
+  if (options.tiles === undefined || typeof options.tiles === 'string')
+    return new FsTileStore(options.tiles ?? join(options.dataDir, TILES_DIR));
+  return options.tiles;
+}
+
 function formatHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -89,15 +122,26 @@ function formatHost(host: string): string {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
-  const log = TransparencyLog.open({
+  const log = await TransparencyLog.open({
     dataDir: options.dataDir,
     logName,
     ...(options.signingKeyPath ? { signingKeyPath: options.signingKeyPath } : {}),
     ...(options.signer ? { signer: options.signer } : {}),
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+    ...(options.storage ? { storage: options.storage } : {}),
+    verifierThreads: options.verifierThreads ?? defaultVerifierThreads(),
+    ...(options.onBatchCommitted ? { onBatchCommitted: options.onBatchCommitted } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const deps: RouteDeps = { log };
+  const store = tileStoreFor(options);
+  let tiles: TileWriter | undefined;
+  try {
+    tiles = store && (await TileWriter.start(log, store));
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  const deps: RouteDeps = { log, ...(tiles ? { tiles } : {}) };
   let server: Server;
   try {
     server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
@@ -115,6 +159,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       });
     });
   } catch (err) {
+    tiles?.stop();
     await log.close();
     throw err;
   }
@@ -128,6 +173,8 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     publicKeyPem: log.publicKeyPem,
     publicKeyDer: log.publicKeyDer,
     log,
+    ...(tiles ? { tiles } : {}),
+    ...(store instanceof FsTileStore ? { tilesDir: store.root } : {}),
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -138,6 +185,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
+        tiles?.stop();
         await log.close();
       })();
       return closing;
