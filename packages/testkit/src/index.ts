@@ -19,3 +19,4 @@ export * from './admission/malformed.js';
 export * from './registry/counting-proxy.js';
 export * from './registry/token-server.js';
 export * from './tpm/swtpm.js';
+export * from './postgres/postgres.js';
