@@ -82,8 +82,8 @@ export interface RunningMirror {
   stop(): Promise<void>;
 }
 
-export async function startMirror(store: string): Promise<RunningMirror> {
-  const m = await startCli(['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json'], (o) =>
+export async function startMirror(store: string, extra: string[] = []): Promise<RunningMirror> {
+  const m = await startCli(['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json', ...extra], (o) =>
     o.trim().endsWith('}'),
   );
   const info = JSON.parse(m.stdout()) as { url: string; snapshot: string | null; sequence: number | null };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PgMirrorIndex } from '@airlock/postgres';
 import { postgresProblem, startPostgres, toolsAvailable, type PostgresServer } from '@airlock/testkit';
 import { afterAll, beforeAll, describe, expect, it as vit } from 'vitest';
-import { MirrorStore, fsck, type MirrorStoreOptions } from '../src/index.js';
+import { MirrorStore, fsck, type MirrorStoreOptions, type SharedIndex } from '../src/index.js';
 import {
   chunks,
   genericFile,
@@ -82,7 +82,8 @@ const backends: Backend[] = [
 
 async function storeOptions(dir: string): Promise<MirrorStoreOptions> {
   const url = indexUrls.get(dir);
-  return url ? { sharedIndex: await PgMirrorIndex.open(url) } : {};
+  // The cast: @airlock/postgres is typed against cas's dist, this test against cas's src (same shape).
+  return url ? { sharedIndex: (await PgMirrorIndex.open(url)) as unknown as SharedIndex } : {};
 }
 
 async function openStore(dir: string): Promise<MirrorStore> {

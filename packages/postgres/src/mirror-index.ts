@@ -26,6 +26,11 @@ export interface PgMirrorIndexOptions {
   follow?: boolean;
   /** Polling fallback interval in ms (default 2000). */
   pollMs?: number;
+  /**
+   * LISTEN for new snapshots besides polling (default true). Off behind a pooler that cannot LISTEN (PgBouncer in
+   * transaction mode): then polling alone bounds the delay.
+   */
+  listen?: boolean;
   /** Called after the read model moved to a new head (tests, logs). */
   onHead?: (sequence: number) => void;
 }
@@ -272,12 +277,13 @@ export class PgMirrorIndex implements SharedIndex {
 
   private async follow(): Promise<void> {
     const poll = Math.max(50, this.options.pollMs ?? DEFAULT_POLL_MS);
+    const listen = this.options.listen !== false;
     this.timer = setInterval(() => {
       void this.refresh().catch(() => undefined);
-      if (!this.listener) void this.listen().catch(() => undefined);
+      if (listen && !this.listener) void this.listen().catch(() => undefined);
     }, poll);
     this.timer.unref();
-    await this.listen().catch(() => undefined); // polling covers a listener that cannot connect
+    if (listen) await this.listen().catch(() => undefined); // polling covers a listener that cannot connect
   }
 
   private async listen(): Promise<void> {

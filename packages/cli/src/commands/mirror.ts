@@ -2,7 +2,8 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes, sha256Hex } from '@airlock/core';
 import type { Command } from 'commander';
-import { MirrorStore, fsck } from '@airlock/cas';
+import { MirrorStore, fsck, type MirrorStoreOptions } from '@airlock/cas';
+import { isPostgresUrl, PgMirrorIndex } from '@airlock/postgres';
 import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
 import type { IdentityPolicy } from '@airlock/verify';
 import { readJsonFile } from '../context.js';
@@ -11,6 +12,7 @@ import { parseListen, runUntilSignal } from './plane.js';
 
 interface ImportFlags extends OutputOptions {
   store: string;
+  index?: string;
   trustedRoot?: string;
   data?: string;
   syncIdentity?: string;
@@ -37,10 +39,59 @@ export function parseDuration(flag: string, value: string): number {
  * Opens a store that must already exist: a mistyped --store must not serve or check an empty mirror.
  * Only `mirror import --create` makes new stores.
  */
-export async function openExistingStore(dir: string): Promise<MirrorStore> {
-  if (!(await MirrorStore.exists(dir)))
-    throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
-  return MirrorStore.open(dir, { create: false });
+export async function openExistingStore(dir: string, index?: IndexFlags): Promise<MirrorStore> {
+  if (index?.index === undefined) {
+    if (!(await MirrorStore.exists(dir)))
+      throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
+    return MirrorStore.open(dir, { create: false });
+  }
+  const options = await indexOptions(index);
+  try {
+    return await MirrorStore.open(dir, { ...options, create: false });
+  } catch (err) {
+    await options.sharedIndex?.close().catch(() => undefined);
+    if ((err as { code?: unknown }).code === 'STORE_MISSING')
+      throw new UsageError(
+        `no mirror store at ${dir} with index ${(options.sharedIndex as PgMirrorIndex).display} (use \`airlock mirror import --create\` to make one)`,
+      );
+    throw err;
+  }
+}
+
+/** `--index`: where the mirror index lives (default: index.sqlite in the store; or a postgres:// URL). */
+export interface IndexFlags {
+  index?: string;
+  /** Serving: follow the shared index (LISTEN/NOTIFY, polling every `indexPoll`). */
+  follow?: boolean;
+  indexPoll?: string;
+  /** commander's `--no-index-listen`: poll only. */
+  indexListen?: boolean;
+}
+
+export const INDEX_HELP =
+  'mirror index: postgres://user@host:port/db (password from PGPASSWORD; default: index.sqlite in the store)';
+
+/** Opens the shared index named by --index; the connection string never reaches output (only user@host/db). */
+async function indexOptions(flags: IndexFlags): Promise<MirrorStoreOptions> {
+  if (flags.index === undefined) return {};
+  if (!isPostgresUrl(flags.index)) throw new UsageError('--index: expected a postgres:// URL');
+  const pollMs = flags.indexPoll === undefined ? undefined : parseDuration('--index-poll', flags.indexPoll);
+  const sharedIndex = await PgMirrorIndex.open(flags.index, {
+    follow: flags.follow === true,
+    listen: flags.indexListen !== false,
+    ...(pollMs !== undefined ? { pollMs } : {}),
+  });
+  return { sharedIndex };
+}
+
+async function openOrCreateStore(dir: string, index: IndexFlags): Promise<MirrorStore> {
+  const options = await indexOptions(index);
+  try {
+    return await MirrorStore.open(dir, options);
+  } catch (err) {
+    await options.sharedIndex?.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Counted progress lines on stderr, at most about one a second (and always the last). */
@@ -85,6 +136,7 @@ export function registerMirrorCommands(program: Command): void {
     )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
     .requiredOption('--store <dir>', 'mirror store directory (must exist unless --create)')
+    .option('--index <url>', INDEX_HELP)
     .option('--create', 'make a new store at --store if there is none (first import)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
     .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
@@ -111,7 +163,9 @@ export function registerMirrorCommands(program: Command): void {
           flags.maxSnapshotAge === undefined ? undefined : parseDuration('--max-snapshot-age', flags.maxSnapshotAge);
         if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
           throw new UsageError(`bundle '${bundle}' is not a readable file`);
-        store = flags.create ? await MirrorStore.open(flags.store) : await openExistingStore(flags.store);
+        store = flags.create
+          ? await openOrCreateStore(flags.store, { index: flags.index })
+          : await openExistingStore(flags.store, { index: flags.index });
         let lastShown = 0;
         const result = await importBundle(bundle, {
           store,
@@ -154,6 +208,15 @@ export function registerMirrorCommands(program: Command): void {
       'serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream',
     )
     .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--index <url>', INDEX_HELP)
+    .option(
+      '--index-poll <duration>',
+      'with a postgres:// --index: poll for new snapshots this often besides LISTEN/NOTIFY (default 2s)',
+    )
+    .option(
+      '--no-index-listen',
+      'poll only, no LISTEN (behind a pooler that cannot LISTEN, e.g. PgBouncer transaction mode)',
+    )
     .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
     .option(
       '--public-url <url>',
@@ -173,6 +236,9 @@ export function registerMirrorCommands(program: Command): void {
       async (
         flags: OutputOptions & {
           store: string;
+          index?: string;
+          indexPoll?: string;
+          indexListen: boolean;
           listen: string;
           publicUrl?: string;
           tlsCert?: string;
@@ -187,12 +253,22 @@ export function registerMirrorCommands(program: Command): void {
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
           if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
-          const store = await openExistingStore(flags.store);
+          const workers = parseIntFlag('--workers', flags.workers);
+          if (flags.index !== undefined && workers > 1)
+            throw new UsageError(
+              '--workers > 1 is not supported with --index postgres://… (run several serve processes)',
+            );
+          const store = await openExistingStore(flags.store, {
+            index: flags.index,
+            follow: true,
+            indexListen: flags.indexListen,
+            ...(flags.indexPoll !== undefined ? { indexPoll: flags.indexPoll } : {}),
+          });
           const server = await startMirrorServer({
             store,
             host,
             port,
-            workers: parseIntFlag('--workers', flags.workers),
+            workers,
             ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
             ...(flags.tlsCert
               ? {
@@ -228,12 +304,13 @@ export function registerMirrorCommands(program: Command): void {
       're-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean',
     )
     .requiredOption('--store <dir>', 'mirror store directory')
+    .option('--index <url>', INDEX_HELP)
     .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
     .option('--json', 'print the report as JSON')
-    .action(async (flags: OutputOptions & { store: string; removeOrphans?: boolean }) => {
+    .action(async (flags: OutputOptions & { store: string; index?: string; removeOrphans?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openExistingStore(flags.store, { index: flags.index });
         const total = store.index.listBlobs().length;
         const shown = progressLine(flags, 'checked blobs');
         info(flags, `fsck ${flags.store}: re-hashing ${total} blobs…`);
