@@ -53,7 +53,11 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'airlock mirror import snapshot-42.tar --store /srv/mirror --create --data plane --max-snapshot-age 30d \\',
     '  --sync-identity spiffe://airlock.internal/airlock/mirror-sync --sync-issuer http://127.0.0.1:8102',
   ],
-  'mirror serve': ['airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2'],
+  'mirror serve': [
+    'airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2',
+    '# a replica over a shared PostgreSQL index (password in PGPASSWORD):',
+    'airlock mirror serve --store /srv/mirror --index postgres://airlock@db.internal:5432/mirror --listen 127.0.0.1:4874',
+  ],
   'mirror fsck': ['airlock mirror fsck --store /srv/mirror --json'],
   'mirror export-snapshot': ['airlock mirror export-snapshot snapshot-42 --store /srv/mirror --snapshot 42'],
   'mirror export-bazel-cache': ['airlock mirror export-bazel-cache /var/cache/bazel-repo --store /srv/mirror'],
