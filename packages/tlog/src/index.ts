@@ -13,6 +13,14 @@ export {
   MerkleFrontier,
   MerkleTree,
   MemoryNodeStore,
+  foldRange,
+  rootPlan,
+  inclusionPlan,
+  consistencyPlan,
+  resolvePlans,
+  type AsyncNodeReader,
+  type NodeCoord,
+  type RangePlan,
   rootFromInclusionProof,
   verifyInclusionProof,
   verifyConsistencyProof,
@@ -41,7 +49,16 @@ export {
   type PreparedEntry,
 } from './types/index.js';
 export { pemEncode, parseVerifierPem, type VerifierKey } from './pki.js';
-export { TransparencyLog, DATABASE_FILE, type TransparencyLogOptions, type SignedCheckpoint } from './log.js';
+export {
+  TransparencyLog,
+  DATABASE_FILE,
+  type TransparencyLogOptions,
+  type SignedCheckpoint,
+  type BatchCommittedHook,
+  type CommittedBatch,
+  type CommittedLeaf,
+} from './log.js';
+export { SqliteLogStorage, type LogStorage, type StoredEntry, type NewEntryRow } from './storage.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
 export {

@@ -2,7 +2,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import { TransparencyLog } from '../log.js';
+import { TransparencyLog, type BatchCommittedHook } from '../log.js';
+import type { LogStorage } from '../storage.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
@@ -23,6 +24,10 @@ export interface TlogServerOptions {
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
   maxBatch?: number;
+  /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
+  storage?: LogStorage;
+  /** After each durable batch, before its callers are answered (tile writing). */
+  onBatchCommitted?: BatchCommittedHook;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
   /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs); the URL becomes https://. */
@@ -89,12 +94,14 @@ function formatHost(host: string): string {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
-  const log = TransparencyLog.open({
+  const log = await TransparencyLog.open({
     dataDir: options.dataDir,
     logName,
     ...(options.signingKeyPath ? { signingKeyPath: options.signingKeyPath } : {}),
     ...(options.signer ? { signer: options.signer } : {}),
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+    ...(options.storage ? { storage: options.storage } : {}),
+    ...(options.onBatchCommitted ? { onBatchCommitted: options.onBatchCommitted } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const deps: RouteDeps = { log };
