@@ -8,14 +8,19 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PackedPackage } from '@airlock/testkit';
 import {
-  blobPath,
+  STORE_BACKENDS,
+  startStoreBackend,
+  storeBackendAvailable,
+  type StoreBackend,
+} from './helpers/store-backends.js';
+import {
   fsck,
   importArgs,
   runCliJson,
@@ -23,6 +28,7 @@ import {
   startPlane,
   type CliPlane,
   type RunningMirror,
+  type StoreRef,
 } from './helpers/upstream-e2e.js';
 import {
   buildPythonFixtures,
@@ -48,7 +54,8 @@ let root: string;
 let plane: CliPlane | undefined;
 let upstream: FixtureUpstream | undefined;
 let mirror: RunningMirror | undefined;
-let store: string;
+let backend: StoreBackend | undefined;
+let store: StoreRef;
 let packed: PackedPackage[] = [];
 let dists: PyDist[] = [];
 let appDir: string;
@@ -97,12 +104,14 @@ async function run(
 
 const fixtureSet = loadNpmFixtureSet();
 
-describe.skipIf(npmMissing && pipMissing)(
-  'mirror e2e: sync → import → serve → real npm ci and pip install (CLI)',
-  () => {
+// The same test on every store backend: a directory, and S3 (a real radosgw) with the index in a directory.
+describe.each(STORE_BACKENDS.filter((b) => !(npmMissing && pipMissing) && storeBackendAvailable(b)))(
+  'mirror e2e: sync → import → serve → real npm ci and pip install (CLI, %s store)',
+  (backendName) => {
     beforeAll(async () => {
       root = mkdtempSync(join(tmpdir(), 'airlock-mirror-e2e-'));
-      store = join(root, 'store');
+      backend = await startStoreBackend(backendName, root);
+      store = backend.ref;
       plane = await startPlane(join(root, 'plane'));
       const [p, d] = await Promise.all([
         npmMissing ? [] : packNpmFixtures(root, fixtureSet.packages),
@@ -133,7 +142,9 @@ describe.skipIf(npmMissing && pipMissing)(
       await mirror?.stop();
       await upstream?.close();
       await plane?.stop();
+      await backend?.stop();
       if (root) rmSync(root, { recursive: true, force: true });
+      [mirror, upstream, plane, backend] = [undefined, undefined, undefined, undefined];
     });
 
     const nameOf = (lockPath: string): string =>
@@ -430,7 +441,7 @@ describe.skipIf(npmMissing && pipMissing)(
       }
     });
 
-    it('an npm tarball and a wheel corrupted on disk are never served through their routes; npm ci fails; fsck exits 1', async () => {
+    it('an npm tarball and a wheel corrupted at rest are never served through their routes; npm ci fails; fsck exits 1', async () => {
       expect(mirror, 'the mirror is running').toBeDefined();
       const url = mirror!.url;
       const victims: { what: string; bytes: Buffer; route: string }[] = [];
@@ -455,11 +466,7 @@ describe.skipIf(npmMissing && pipMissing)(
       for (const v of victims) {
         // Served intact first (so it is verified and cached), then damaged at rest.
         expect(Buffer.from(await (await fetch(`${url}${v.route}`)).arrayBuffer()).equals(v.bytes), v.what).toBe(true);
-        const file = blobPath(store, sha256Hex(v.bytes));
-        chmodSync(file, 0o644);
-        const b = readFileSync(file);
-        b[b.length >> 1] = b[b.length >> 1]! ^ 0x01;
-        writeFileSync(file, b);
+        await backend!.corrupt(sha256Hex(v.bytes));
       }
       for (const v of victims) {
         for (const path of [v.route, `/blobs/sha256/${sha256Hex(v.bytes)}`]) {

@@ -55,14 +55,22 @@ export async function startPlane(dir: string, trustDomain?: string): Promise<Cli
   return { dir, endpoints, syncIdentity: `spiffe://${endpoints.trustDomain}/airlock/mirror-sync`, stop: p.stop };
 }
 
+/**
+ * Where a test's mirror store lives: a directory, or the CLI flags of another backend (e.g. `--store s3://… --index
+ * DIR`; its credentials come from the environment the CLI inherits).
+ */
+export type StoreRef = string | { args: string[] };
+
+/** The CLI flags naming a store. */
+export const storeArgs = (store: StoreRef): string[] => (typeof store === 'string' ? ['--store', store] : store.args);
+
 /** `airlock mirror import` args trusting `plane` and its default sync identity. */
-export function importArgs(bundle: string, store: string, plane: CliPlane, extra: string[] = []): string[] {
+export function importArgs(bundle: string, store: StoreRef, plane: CliPlane, extra: string[] = []): string[] {
   return [
     'mirror',
     'import',
     bundle,
-    '--store',
-    store,
+    ...storeArgs(store),
     '--create',
     '--data',
     plane.dir,
@@ -82,9 +90,10 @@ export interface RunningMirror {
   stop(): Promise<void>;
 }
 
-export async function startMirror(store: string, extra: string[] = []): Promise<RunningMirror> {
-  const m = await startCli(['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json', ...extra], (o) =>
-    o.trim().endsWith('}'),
+export async function startMirror(store: StoreRef, extra: string[] = []): Promise<RunningMirror> {
+  const m = await startCli(
+    ['mirror', 'serve', ...storeArgs(store), '--listen', '127.0.0.1:0', '--json', ...extra],
+    (o) => o.trim().endsWith('}'),
   );
   const info = JSON.parse(m.stdout()) as { url: string; snapshot: string | null; sequence: number | null };
   return { ...info, stop: m.stop };
@@ -98,8 +107,8 @@ export interface FsckReport {
   orphans: unknown[];
 }
 
-export async function fsck(store: string): Promise<{ code: number | null; report: FsckReport }> {
-  const r = await runCliJson(['mirror', 'fsck', '--store', store, '--json']);
+export async function fsck(store: StoreRef): Promise<{ code: number | null; report: FsckReport }> {
+  const r = await runCliJson(['mirror', 'fsck', ...storeArgs(store), '--json']);
   return { code: r.code, report: r.json as unknown as FsckReport };
 }
 

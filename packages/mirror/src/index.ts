@@ -9,6 +9,7 @@ export {
   type RunningMirrorServer,
   type StartMirrorServerOptions,
 } from './server/server.js';
+export type { WorkerStoreOpener } from './server/worker-protocol.js';
 export { routeRequest, createRequestHandler } from './server/router.js';
 export { ResponseCache, type MirrorContext } from './server/context.js';
 export { sendBlob, type BlobResponseOptions } from './server/blob-response.js';

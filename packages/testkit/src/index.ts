@@ -20,3 +20,4 @@ export * from './registry/counting-proxy.js';
 export * from './registry/token-server.js';
 export * from './tpm/swtpm.js';
 export * from './postgres/postgres.js';
+export * from './s3/radosgw.js';

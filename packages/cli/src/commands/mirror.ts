@@ -2,17 +2,24 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes, sha256Hex } from '@airlock/core';
 import type { Command } from 'commander';
-import { MirrorStore, fsck, type MirrorStoreOptions } from '@airlock/cas';
-import { isPostgresUrl, PgMirrorIndex } from '@airlock/postgres';
+import { MirrorStore, fsck } from '@airlock/cas';
 import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
 import type { IdentityPolicy } from '@airlock/verify';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import {
+  INDEX_FLAG_HELP,
+  openMirrorStore,
+  S3_CONFIG_FLAG_HELP,
+  STATE_DIR_FLAG_HELP,
+  STORE_FLAG_HELP,
+  storeLabel,
+  workerStoreOf,
+  type StoreFlags,
+} from './mirror-store-open.js';
 import { parseListen, runUntilSignal } from './plane.js';
 
-interface ImportFlags extends OutputOptions {
-  store: string;
-  index?: string;
+interface ImportFlags extends OutputOptions, StoreFlags {
   trustedRoot?: string;
   data?: string;
   syncIdentity?: string;
@@ -33,65 +40,6 @@ export function parseDuration(flag: string, value: string): number {
   if (!m || !Number.isSafeInteger(ms) || ms <= 0)
     throw new UsageError(`${flag} '${value}': expected a duration such as 30d, 12h, 90m (units s, m, h, d, w)`);
   return ms;
-}
-
-/**
- * Opens a store that must already exist: a mistyped --store must not serve or check an empty mirror.
- * Only `mirror import --create` makes new stores.
- */
-export async function openExistingStore(dir: string, index?: IndexFlags): Promise<MirrorStore> {
-  if (index?.index === undefined) {
-    if (!(await MirrorStore.exists(dir)))
-      throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
-    return MirrorStore.open(dir, { create: false });
-  }
-  const options = await indexOptions(index);
-  try {
-    return await MirrorStore.open(dir, { ...options, create: false });
-  } catch (err) {
-    await options.sharedIndex?.close().catch(() => undefined);
-    if ((err as { code?: unknown }).code === 'STORE_MISSING')
-      throw new UsageError(
-        `no mirror store at ${dir} with index ${(options.sharedIndex as PgMirrorIndex).display} (use \`airlock mirror import --create\` to make one)`,
-      );
-    throw err;
-  }
-}
-
-/** `--index`: where the mirror index lives (default: index.sqlite in the store; or a postgres:// URL). */
-export interface IndexFlags {
-  index?: string;
-  /** Serving: follow the shared index (LISTEN/NOTIFY, polling every `indexPoll`). */
-  follow?: boolean;
-  indexPoll?: string;
-  /** commander's `--no-index-listen`: poll only. */
-  indexListen?: boolean;
-}
-
-export const INDEX_HELP =
-  'mirror index: postgres://user@host:port/db (password from PGPASSWORD; default: index.sqlite in the store)';
-
-/** Opens the shared index named by --index; the connection string never reaches output (only user@host/db). */
-async function indexOptions(flags: IndexFlags): Promise<MirrorStoreOptions> {
-  if (flags.index === undefined) return {};
-  if (!isPostgresUrl(flags.index)) throw new UsageError('--index: expected a postgres:// URL');
-  const pollMs = flags.indexPoll === undefined ? undefined : parseDuration('--index-poll', flags.indexPoll);
-  const sharedIndex = await PgMirrorIndex.open(flags.index, {
-    follow: flags.follow === true,
-    listen: flags.indexListen !== false,
-    ...(pollMs !== undefined ? { pollMs } : {}),
-  });
-  return { sharedIndex };
-}
-
-async function openOrCreateStore(dir: string, index: IndexFlags): Promise<MirrorStore> {
-  const options = await indexOptions(index);
-  try {
-    return await MirrorStore.open(dir, options);
-  } catch (err) {
-    await options.sharedIndex?.close().catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Counted progress lines on stderr, at most about one a second (and always the last). */
@@ -135,8 +83,10 @@ export function registerMirrorCommands(program: Command): void {
       'verify a transfer bundle completely (signature, identity, manifest, every blob, sequence) and publish it atomically',
     )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
-    .requiredOption('--store <dir>', 'mirror store directory (must exist unless --create)')
-    .option('--index <url>', INDEX_HELP)
+    .requiredOption('--store <dir|s3://bucket/prefix>', `${STORE_FLAG_HELP}; must exist unless --create`)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--create', 'make a new store at --store if there is none (first import)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
     .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
@@ -163,9 +113,7 @@ export function registerMirrorCommands(program: Command): void {
           flags.maxSnapshotAge === undefined ? undefined : parseDuration('--max-snapshot-age', flags.maxSnapshotAge);
         if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
           throw new UsageError(`bundle '${bundle}' is not a readable file`);
-        store = flags.create
-          ? await openOrCreateStore(flags.store, { index: flags.index })
-          : await openExistingStore(flags.store, { index: flags.index });
+        store = await openMirrorStore(flags, { create: flags.create === true });
         let lastShown = 0;
         const result = await importBundle(bundle, {
           store,
@@ -207,11 +155,13 @@ export function registerMirrorCommands(program: Command): void {
     .description(
       'serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream',
     )
-    .requiredOption('--store <dir>', 'mirror store directory')
-    .option('--index <url>', INDEX_HELP)
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option(
       '--index-poll <duration>',
-      'with a postgres:// --index: poll for new snapshots this often besides LISTEN/NOTIFY (default 2s)',
+      'with --index postgres://…: poll for new snapshots this often besides LISTEN/NOTIFY (default 2s)',
     )
     .option(
       '--no-index-listen',
@@ -234,41 +184,30 @@ export function registerMirrorCommands(program: Command): void {
     .option('--json', 'print {url} as JSON when listening')
     .action(
       async (
-        flags: OutputOptions & {
-          store: string;
-          index?: string;
-          indexPoll?: string;
-          indexListen: boolean;
-          listen: string;
-          publicUrl?: string;
-          tlsCert?: string;
-          tlsKey?: string;
-          clientCa?: string;
-          allowSpiffeId?: string[];
-          workers: string;
-        },
+        flags: OutputOptions &
+          StoreFlags & {
+            listen: string;
+            publicUrl?: string;
+            tlsCert?: string;
+            tlsKey?: string;
+            clientCa?: string;
+            allowSpiffeId?: string[];
+            workers: string;
+          },
       ) => {
         try {
           const { host, port } = parseListen(flags.listen);
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
           if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
-          const workers = parseIntFlag('--workers', flags.workers);
-          if (flags.index !== undefined && workers > 1)
-            throw new UsageError(
-              '--workers > 1 is not supported with --index postgres://… (run several serve processes)',
-            );
-          const store = await openExistingStore(flags.store, {
-            index: flags.index,
-            follow: true,
-            indexListen: flags.indexListen,
-            ...(flags.indexPoll !== undefined ? { indexPoll: flags.indexPoll } : {}),
-          });
+          const store = await openMirrorStore(flags, { follow: true });
+          const workerStore = workerStoreOf(flags);
           const server = await startMirrorServer({
             store,
+            ...(workerStore ? { workerStore } : {}),
             host,
             port,
-            workers,
+            workers: parseIntFlag('--workers', flags.workers),
             ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
             ...(flags.tlsCert
               ? {
@@ -286,7 +225,7 @@ export function registerMirrorCommands(program: Command): void {
             flags,
             { url: server.url, snapshot: head?.id ?? null, sequence: head?.sequence ?? null },
             () =>
-              `mirror serving ${flags.store} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`,
+              `mirror serving ${storeLabel(flags)} on ${server.url} (snapshot ${head?.id ?? 'none'}, sequence ${head?.sequence ?? '-'})`,
           );
           runUntilSignal(async () => {
             await server.close();
@@ -303,24 +242,26 @@ export function registerMirrorCommands(program: Command): void {
     .description(
       're-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean',
     )
-    .requiredOption('--store <dir>', 'mirror store directory')
-    .option('--index <url>', INDEX_HELP)
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
     .option('--json', 'print the report as JSON')
-    .action(async (flags: OutputOptions & { store: string; index?: string; removeOrphans?: boolean }) => {
+    .action(async (flags: OutputOptions & StoreFlags & { removeOrphans?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store, { index: flags.index });
+        store = await openMirrorStore(flags);
         const total = store.index.listBlobs().length;
         const shown = progressLine(flags, 'checked blobs');
-        info(flags, `fsck ${flags.store}: re-hashing ${total} blobs…`);
+        info(flags, `fsck ${storeLabel(flags)}: re-hashing ${total} blobs…`);
         const report = await fsck(store, {
           ...(flags.removeOrphans ? { removeOrphans: true } : {}),
           onProgress: (checked) => shown(checked, Math.max(total, checked)),
         });
         printResult(flags, { ...report, ok: report.clean }, () =>
           [
-            `fsck ${flags.store}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
+            `fsck ${storeLabel(flags)}: ${report.clean ? 'clean' : 'PROBLEMS FOUND'}`,
             `  checked ${report.checked}, ok ${report.ok}, corrupt ${report.corrupt.length}, missing ${report.missing.length}, orphans ${report.orphans.length}`,
             ...report.corrupt.map((c) => `  corrupt (quarantined): ${JSON.stringify(c)}`),
             ...report.missing.map((m) => `  missing: ${JSON.stringify(m)}`),
@@ -342,13 +283,16 @@ export function registerMirrorCommands(program: Command): void {
       'write one snapshot’s signed transfer manifest (manifest.json + the sync bundle) for `verify --snapshot DIR`',
     )
     .argument('<dir>', 'target directory (gets manifest.json and attestations/manifest.sigstore.json)')
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--snapshot <id|sequence>', 'the snapshot (sha256:<hex> or its sequence number; default: the head)')
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, flags: OutputOptions & { store: string; snapshot?: string }) => {
+    .action(async (dir: string, flags: OutputOptions & StoreFlags & { snapshot?: string }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openMirrorStore(flags);
         const r = exportSnapshot(store, dir, flags.snapshot);
         printResult(
           flags,
@@ -366,13 +310,16 @@ export function registerMirrorCommands(program: Command): void {
     .command('export-bazel-cache')
     .description('write a Bazel repository cache (content_addressable/sha256/<hex>/file) for --repository_cache')
     .argument('<dir>', 'target directory')
-    .requiredOption('--store <dir>', 'mirror store directory')
+    .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
+    .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--copy', 'copy files instead of hard-linking them')
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, flags: OutputOptions & { store: string; copy?: boolean }) => {
+    .action(async (dir: string, flags: OutputOptions & StoreFlags & { copy?: boolean }) => {
       let store: MirrorStore | undefined;
       try {
-        store = await openExistingStore(flags.store);
+        store = await openMirrorStore(flags);
         const r = await exportBazelRepositoryCache(store, dir, {
           hardlink: !flags.copy,
           onProgress: progressLine(flags, 'exported blobs'),

@@ -10,7 +10,12 @@ import { refuseUnauthorized, spiffeAuthorizer } from '@airlock/identity';
 import { MirrorError } from '../errors.js';
 import { LookupCache, ResponseCache, type MirrorContext } from './context.js';
 import { createRequestHandler } from './router.js';
-import { isMessage, type WorkerFailedMessage, type WorkerListenMessage } from './worker-protocol.js';
+import {
+  isMessage,
+  type WorkerFailedMessage,
+  type WorkerListenMessage,
+  type WorkerStoreOpener,
+} from './worker-protocol.js';
 
 export interface MirrorTlsOptions {
   cert: string | Buffer;
@@ -55,6 +60,11 @@ export interface StartMirrorServerOptions extends MirrorServerOptions {
    * open the same store directory and accept on the same socket: a single Node process tops out around one core.
    */
   workers?: number;
+  /**
+   * How worker processes open the store when it is not just `store.dir` (S3 blobs, a database index): without
+   * it they open the directory, which for such a store would be the wrong (empty) blob store.
+   */
+  workerStore?: WorkerStoreOpener;
   /** Worker entry point (default: the compiled `worker-main.js` beside this module). */
   workerScript?: string;
 }
@@ -190,6 +200,7 @@ export async function startMirrorServer(options: StartMirrorServerOptions): Prom
         {
           type: 'airlock-mirror-listen',
           storeDir: options.store.dir,
+          ...(options.workerStore ? { store: options.workerStore } : {}),
           publicUrl,
           publicUrlConfigured: options.publicUrl !== undefined,
           ...(options.tls ? { tls: pemOptions(options.tls) } : {}),

@@ -7,6 +7,7 @@ import { MirrorStore } from '@airlock/cas';
 import { createMirrorServer } from './server.js';
 import {
   isMessage,
+  type WorkerStoreOpener,
   type WorkerFailedMessage,
   type WorkerListenMessage,
   type WorkerReadyMessage,
@@ -34,7 +35,9 @@ process.on('disconnect', () => {
 
 async function start(message: WorkerListenMessage, handle: Server): Promise<void> {
   // No recovery here: the primary's process owns the store's maintenance.
-  const store = await MirrorStore.open(message.storeDir, { recover: false });
+  const store = message.store
+    ? await openThrough(message.store)
+    : await MirrorStore.open(message.storeDir, { recover: false });
   const { server } = createMirrorServer({
     store,
     publicUrl: message.publicUrl,
@@ -54,4 +57,11 @@ async function start(message: WorkerListenMessage, handle: Server): Promise<void
   };
   const ready: WorkerReadyMessage = { type: 'airlock-mirror-ready' };
   process.send?.(ready);
+}
+
+async function openThrough(opener: WorkerStoreOpener): Promise<MirrorStore> {
+  const mod = (await import(opener.module)) as { openMirrorStoreForWorker?: (args: unknown) => Promise<MirrorStore> };
+  if (typeof mod.openMirrorStoreForWorker !== 'function')
+    throw new Error(`${opener.module} does not export openMirrorStoreForWorker`);
+  return mod.openMirrorStoreForWorker(opener.args);
 }

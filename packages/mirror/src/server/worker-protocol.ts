@@ -2,6 +2,8 @@
 export interface WorkerListenMessage {
   type: 'airlock-mirror-listen';
   storeDir: string;
+  /** Open the store through this module's `openMirrorStoreForWorker(args)` (a store not in one directory). */
+  store?: WorkerStoreOpener;
   publicUrl: string;
   /** False when publicUrl is only the listening address (absent: configured, as before). */
   publicUrlConfigured?: boolean;
@@ -23,4 +25,12 @@ export interface WorkerFailedMessage {
 
 export function isMessage<T extends { type: string }>(m: unknown, type: T['type']): m is T {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
+}
+
+/** How a worker opens a store that is more than a directory (S3 blobs, a database index). */
+export interface WorkerStoreOpener {
+  /** Module URL or specifier exporting `openMirrorStoreForWorker(args: unknown): Promise<MirrorStore>`. */
+  module: string;
+  /** Structured-cloneable arguments (never secrets: workers inherit the primary's environment). */
+  args: unknown;
 }
