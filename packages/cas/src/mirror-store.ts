@@ -108,9 +108,8 @@ export class MirrorStore {
 
   static async open(dir: string, options: MirrorStoreOptions = {}): Promise<MirrorStore> {
     const shared = options.sharedIndex;
-    const present = shared
-      ? (await shared.hasStore()) && (await stat(dir).catch(() => undefined))?.isDirectory() === true
-      : await MirrorStore.exists(dir);
+    // With a shared index, `dir` only holds this host's import journal and lock: the index says whether a store is there.
+    const present = shared ? await shared.hasStore() : await MirrorStore.exists(dir);
     if (options.create === false && !present)
       throw new CasError('STORE_MISSING', `no mirror store at ${dir}`, { details: { dir } });
     await mkdir(join(dir, MIRROR_STORE_LAYOUT.staging), { recursive: true });

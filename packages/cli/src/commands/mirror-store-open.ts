@@ -4,6 +4,8 @@
  * AWS_* variables or `--s3-config FILE`; the index, import journal and lock in DIR). Mirror worker processes open
  * the store through `openMirrorStoreForWorker`, with the same flags and the environment they inherit.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { MirrorStore } from '@airlock/cas';
 import { isPostgresUrl, PgMirrorIndex } from '@airlock/postgres';
 import { isS3Url, openS3BlobStore, S3Error, type S3BlobStore } from '@airlock/s3';
@@ -103,6 +105,9 @@ async function openWithPostgresIndex(flags: StoreFlags, options: OpenStoreOption
     throw new UsageError(
       `--store ${flags.store} with --index postgres://… needs --state-dir DIR (import journal and lock)`,
     );
+  // A mistyped directory store must not serve an empty blob set under a populated index.
+  if (!s3 && !options.create && !existsSync(join(dir, 'blobs')))
+    throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
   const pollMs = flags.indexPoll === undefined ? undefined : parseDuration('--index-poll', flags.indexPoll);
   const sharedIndex = await PgMirrorIndex.open(flags.index!, {
     follow: options.follow === true,
