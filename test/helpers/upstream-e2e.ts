@@ -90,9 +90,10 @@ export interface RunningMirror {
   stop(): Promise<void>;
 }
 
-export async function startMirror(store: StoreRef): Promise<RunningMirror> {
-  const m = await startCli(['mirror', 'serve', ...storeArgs(store), '--listen', '127.0.0.1:0', '--json'], (o) =>
-    o.trim().endsWith('}'),
+export async function startMirror(store: StoreRef, extra: string[] = []): Promise<RunningMirror> {
+  const m = await startCli(
+    ['mirror', 'serve', ...storeArgs(store), '--listen', '127.0.0.1:0', '--json', ...extra],
+    (o) => o.trim().endsWith('}'),
   );
   const info = JSON.parse(m.stdout()) as { url: string; snapshot: string | null; sequence: number | null };
   return { ...info, stop: m.stop };

@@ -3,7 +3,13 @@ export * from './types.js';
 export * from './blob-store.js';
 export { FsBlobStore, FS_BLOB_LAYOUT, type FsBlobStoreOptions } from './fs-blob-store.js';
 export { VerifiedCache } from './verified-cache.js';
-export { MirrorIndex, type EntryQuery, type MirrorIndexOptions } from './mirror-index.js';
+export {
+  MirrorIndex,
+  snapshotOrderError,
+  type ApplySnapshotInput,
+  type EntryQuery,
+  type MirrorIndexOptions,
+} from './mirror-index.js';
 export {
   MirrorStore,
   ImportSession,
@@ -12,6 +18,7 @@ export {
   type CommitStage,
   type MirrorStoreOptions,
   type RecoveryReport,
+  type SharedIndex,
 } from './mirror-store.js';
 export { fsck, type FsckOptions, type FsckReport, type FsckCorruptBlob, type FsckMissingBlob } from './fsck.js';
 export {

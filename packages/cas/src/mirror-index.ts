@@ -138,6 +138,8 @@ export interface MirrorIndexOptions {
 export class MirrorIndex {
   private readonly db: Database.Database;
   private readonly stmts;
+  /** Set by a shared backend (PostgreSQL) whose read model this is: blob state changes are written through. */
+  onBlobState?: (sha256: string, state: BlobState) => void;
 
   private constructor(db: Database.Database) {
     this.db = db;
@@ -344,6 +346,12 @@ export class MirrorIndex {
 
   setBlobState(sha256: string, state: BlobState): void {
     this.stmts.setBlobState.run(state, sha256);
+    this.onBlobState?.(sha256, state);
+  }
+
+  /** Applies a state read from a shared backend (no write-through back to it). */
+  applyBlobState(sha256: string, state: BlobState): void {
+    this.stmts.setBlobState.run(state, sha256);
   }
 
   /**
@@ -351,33 +359,13 @@ export class MirrorIndex {
    * bundle before streaming its blobs. `commit` re-checks inside its write transaction.
    */
   checkSnapshotOrder(snapshot: SnapshotInfo, allowGap = false): void {
-    const head = this.head();
-    if (this.stmts.snapshotById.get(snapshot.id) !== undefined) {
-      throw new CasError(
-        'SNAPSHOT_REPLAY',
-        `snapshot ${snapshot.id} (sequence ${snapshot.sequence}) was already imported`,
-        {
-          details: { id: snapshot.id, sequence: snapshot.sequence, head: head?.id ?? null },
-        },
-      );
-    }
-    if (head && snapshot.sequence <= head.sequence) {
-      throw new CasError(
-        'SNAPSHOT_ROLLBACK',
-        `snapshot sequence ${snapshot.sequence} is not newer than the head's sequence ${head.sequence}: refusing to roll back`,
-        { details: { sequence: snapshot.sequence, headSequence: head.sequence, head: head.id } },
-      );
-    }
-    const expectedPrevious = head ? head.id : null;
-    if (snapshot.previous !== expectedPrevious && !allowGap) {
-      throw new CasError(
-        'SNAPSHOT_GAP',
-        head
-          ? `snapshot ${snapshot.id} extends ${snapshot.previous ?? 'nothing'}, not the head ${head.id} (sequence ${head.sequence}); import the missing snapshots first or allow the gap explicitly`
-          : `snapshot ${snapshot.id} extends ${snapshot.previous ?? 'nothing'} but this mirror is empty; import from the first snapshot or allow the gap explicitly`,
-        { details: { previous: snapshot.previous, head: head?.id ?? null } },
-      );
-    }
+    const err = snapshotOrderError(
+      snapshot,
+      this.head(),
+      this.stmts.snapshotById.get(snapshot.id) !== undefined,
+      allowGap,
+    );
+    if (err) throw err;
   }
 
   /** One write transaction: order checks, snapshot row, blobs, entries, head. All or nothing. */
@@ -486,4 +474,43 @@ function toEntry(row: EntryRow): MirrorEntry {
     addedIn: row.added_in,
     addedAt: row.added_at,
   };
+}
+
+/**
+ * The order rules of publication (shared with other index backends): the typed error a commit of `snapshot` on
+ * top of `head` would hit, or undefined.
+ */
+export function snapshotOrderError(
+  snapshot: SnapshotInfo,
+  head: SnapshotRecord | undefined,
+  alreadyImported: boolean,
+  allowGap: boolean,
+): CasError | undefined {
+  if (alreadyImported) {
+    return new CasError(
+      'SNAPSHOT_REPLAY',
+      `snapshot ${snapshot.id} (sequence ${snapshot.sequence}) was already imported`,
+      {
+        details: { id: snapshot.id, sequence: snapshot.sequence, head: head?.id ?? null },
+      },
+    );
+  }
+  if (head && snapshot.sequence <= head.sequence) {
+    return new CasError(
+      'SNAPSHOT_ROLLBACK',
+      `snapshot sequence ${snapshot.sequence} is not newer than the head's sequence ${head.sequence}: refusing to roll back`,
+      { details: { sequence: snapshot.sequence, headSequence: head.sequence, head: head.id } },
+    );
+  }
+  const expectedPrevious = head ? head.id : null;
+  if (snapshot.previous !== expectedPrevious && !allowGap) {
+    return new CasError(
+      'SNAPSHOT_GAP',
+      head
+        ? `snapshot ${snapshot.id} extends ${snapshot.previous ?? 'nothing'}, not the head ${head.id} (sequence ${head.sequence}); import the missing snapshots first or allow the gap explicitly`
+        : `snapshot ${snapshot.id} extends ${snapshot.previous ?? 'nothing'} but this mirror is empty; import from the first snapshot or allow the gap explicitly`,
+      { details: { previous: snapshot.previous, head: head?.id ?? null } },
+    );
+  }
+  return undefined;
 }

@@ -14,7 +14,7 @@ import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
 import { CasError } from './errors.js';
 import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
 import { ImportLock, lockedError, newImportId, removeStaleLockTemps } from './import-lock.js';
-import { MirrorIndex } from './mirror-index.js';
+import { MirrorIndex, type ApplySnapshotInput } from './mirror-index.js';
 import type { ManifestBlob, SnapshotInfo, SnapshotManifest, SnapshotRecord } from './types.js';
 import { validateEntry, validateManifestBlobs, validateSnapshotInfo } from './validate.js';
 
@@ -41,8 +41,31 @@ export interface MirrorStoreOptions {
   recover?: boolean;
   /** How long a commit waits for another process's SQLite write lock (default 10 s). */
   busyTimeoutMs?: number;
+  /**
+   * A shared index (PostgreSQL) instead of the embedded `index.sqlite`: it is authoritative and publishes
+   * snapshots; the store reads its synchronous read model `local`.
+   */
+  sharedIndex?: SharedIndex;
   /** Test seam: runs at each commit stage (synchronously; `in-transaction` runs inside the SQLite transaction). */
   faultInjection?: { onCommitStage?: (stage: CommitStage, importId: string) => void };
+}
+
+/**
+ * An index shared by several processes/hosts. `local` is a synchronous read model the backend keeps current
+ * (LISTEN/NOTIFY or polling); writes go to the backend first and reach `local` from it.
+ */
+export interface SharedIndex {
+  readonly local: MirrorIndex;
+  /** Brings `local` up to date with everything committed so far. */
+  refresh(): Promise<void>;
+  /** The publish transaction: order checks, snapshot, blobs, entries, head; all or nothing; durable once resolved. */
+  applySnapshot(input: ApplySnapshotInput): Promise<SnapshotRecord>;
+  /** Whether a store was created in the shared index (the `create: false` check). */
+  hasStore(): Promise<boolean>;
+  /** Records that the store exists (idempotent). */
+  createStore(): Promise<void>;
+  /** Flushes pending writes and disconnects. */
+  close(): Promise<void>;
 }
 
 export interface CommitInput {
@@ -84,19 +107,23 @@ export class MirrorStore {
   ) {}
 
   static async open(dir: string, options: MirrorStoreOptions = {}): Promise<MirrorStore> {
-    if (options.create === false && !(await MirrorStore.exists(dir)))
+    const shared = options.sharedIndex;
+    // With a shared index, `dir` only holds this host's import journal and lock: the index says whether a store is there.
+    const present = shared ? await shared.hasStore() : await MirrorStore.exists(dir);
+    if (options.create === false && !present)
       throw new CasError('STORE_MISSING', `no mirror store at ${dir}`, { details: { dir } });
     await mkdir(join(dir, MIRROR_STORE_LAYOUT.staging), { recursive: true });
+    if (shared && !present) await shared.createStore();
     const blobs = options.blobStore ?? (await FsBlobStore.open(dir, options.fs));
-    const index = MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), {
-      busyTimeoutMs: options.busyTimeoutMs ?? 10_000,
-    });
+    const index =
+      shared?.local ??
+      MirrorIndex.open(join(dir, MIRROR_STORE_LAYOUT.index), { busyTimeoutMs: options.busyTimeoutMs ?? 10_000 });
     const store = new MirrorStore(dir, blobs, index, options);
     if (options.recover !== false) {
       try {
         await store.recover();
       } catch (err) {
-        index.close();
+        await store.closeIndex();
         throw err;
       }
     }
@@ -209,7 +236,25 @@ export class MirrorStore {
     if (this.closed) return;
     for (const s of [...this.sessions]) await s.abort().catch(() => undefined);
     this.closed = true;
-    this.index.close();
+    await this.closeIndex();
+  }
+
+  private async closeIndex(): Promise<void> {
+    if (this.options.sharedIndex) await this.options.sharedIndex.close();
+    else this.index.close();
+  }
+
+  /** @internal The publish transaction, on the shared index when there is one. */
+  async publish(input: ApplySnapshotInput): Promise<SnapshotRecord> {
+    const shared = this.options.sharedIndex;
+    if (!shared) return this.index.applySnapshot(input);
+    // The read model may lag another host's import: order checks see the latest head first.
+    return shared.applySnapshot(input);
+  }
+
+  /** Catches the read model up with a shared index (no-op for the embedded one). */
+  async refresh(): Promise<void> {
+    await this.options.sharedIndex?.refresh();
   }
 
   /** @internal */
@@ -334,10 +379,11 @@ export class ImportSession {
       const manifestBlobs = validateManifestBlobs(input.manifest.blobs);
       const entries = input.entries.map((e, i) => validateEntry(e, `entries[${i}]`));
       const allowGap = input.allowGap ?? false;
+      await this.store.refresh();
       this.store.index.checkSnapshotOrder(snapshot, allowGap);
       const blobs = await this.checkBlobs(manifestBlobs, entries);
       this.onStage?.('blobs-checked', this.id);
-      record = this.store.index.applySnapshot({
+      record = await this.store.publish({
         snapshot,
         manifestJson: JSON.stringify(input.manifest),
         signedBundlesJson: JSON.stringify(input.signedBundles ?? null),

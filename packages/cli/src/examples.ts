@@ -65,6 +65,8 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   'mirror serve': [
     'airlock mirror serve --store /srv/mirror --listen 127.0.0.1:4873 --workers 2',
     'airlock mirror serve --store s3://mirror/prod --index /srv/mirror-index --s3-config /etc/airlock/s3.json --workers 2',
+    '# a replica over a shared PostgreSQL index (password in PGPASSWORD):',
+    'airlock mirror serve --store /srv/mirror --index postgres://airlock@db.internal:5432/mirror --listen 127.0.0.1:4874',
   ],
   'mirror fsck': [
     'airlock mirror fsck --store /srv/mirror --json',

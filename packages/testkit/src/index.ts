@@ -20,5 +20,6 @@ export * from './registry/counting-proxy.js';
 export * from './registry/token-server.js';
 export * from './tpm/swtpm.js';
 export * from './admission/answer-gate.js';
+export * from './postgres/postgres.js';
 export * from './s3/radosgw.js';
 export * from './nginx/static-server.js';

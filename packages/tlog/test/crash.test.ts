@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { postgresProblem, startPostgres, toolsAvailable, type PostgresServer } from '@airlock/testkit';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCheckpoint, type Checkpoint } from '../src/checkpoint.js';
 import { RekorClient } from '../src/client.js';
 import { verifyLogEntry, type LogEntry } from '../src/entry.js';
@@ -11,6 +12,15 @@ import { hashLeaf, verifyConsistencyProof, verifyInclusionProof } from '../src/m
 import { dsseEntry, hashedRekord, makeKeySigner, tempDir } from './helpers.js';
 
 const SERVE_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'serve-main.js');
+// The same server with its metadata on PostgreSQL (AIRLOCK_TLOG_INDEX); built with @airlock/postgres.
+const PG_SERVE_MAIN = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'postgres',
+  'dist',
+  'tlog-serve-main.js',
+);
 const CLIENTS = 8;
 
 const children = new Set<ChildProcess>();
@@ -21,10 +31,16 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-async function spawnLog(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
-  if (!existsSync(SERVE_MAIN)) throw new Error(`${SERVE_MAIN} is missing: build first (npx tsc -b packages/tlog)`);
-  const child = spawn(process.execPath, [SERVE_MAIN, '--data', dataDir, '--host', '127.0.0.1', '--port', '0'], {
+/** Where the log keeps its metadata: SQLite in the data dir, or a PostgreSQL database (URL via the environment). */
+async function spawnLog(
+  dataDir: string,
+  indexUrl?: string,
+): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
+  const main = indexUrl ? PG_SERVE_MAIN : SERVE_MAIN;
+  if (!existsSync(main)) throw new Error(`${main} is missing: build first (npm run build)`);
+  const child = spawn(process.execPath, [main, '--data', dataDir, '--host', '127.0.0.1', '--port', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: indexUrl ? { ...process.env, AIRLOCK_TLOG_INDEX: indexUrl } : process.env,
   });
   children.add(child);
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -39,11 +55,26 @@ async function spawnLog(dataDir: string): Promise<{ child: ChildProcess; url: st
   return { child, url, exited };
 }
 
-describe('crash safety (kill -9)', () => {
-  it('keeps every acknowledged entry at its index and extends every served checkpoint consistently', async () => {
+let pg: PostgresServer | undefined;
+const backends = [
+  { name: 'sqlite', available: true },
+  { name: 'postgres', available: toolsAvailable('tlog crash test on PostgreSQL', [postgresProblem()]) },
+] as const;
+
+describe.each(backends)('crash safety (kill -9), $name storage', ({ name, available }) => {
+  beforeAll(async () => {
+    if (name === 'postgres' && available) pg = await startPostgres();
+  });
+  afterAll(async () => {
+    if (name === 'postgres') await pg?.stop();
+  });
+  const test = available ? it : it.skip;
+
+  test('keeps every acknowledged entry at its index and extends every served checkpoint consistently', async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
-    const first = await spawnLog(dir.path);
+    const indexUrl = name === 'postgres' ? (await pg!.createDatabase()).url : undefined;
+    const first = await spawnLog(dir.path, indexUrl);
     const client = new RekorClient({ baseUrl: first.url, timeoutMs: 5000 });
     const { publicKeyPem } = { publicKeyPem: await client.getPublicKey() };
 
@@ -90,7 +121,7 @@ describe('crash safety (kill -9)', () => {
     await Promise.all(running);
     expect(acked.size).toBeGreaterThanOrEqual(150);
 
-    const second = await spawnLog(dir.path);
+    const second = await spawnLog(dir.path, indexUrl);
     const after = new RekorClient({ baseUrl: second.url });
     expect(await after.getPublicKey()).toBe(publicKeyPem);
     const info = await after.getLogInfo();

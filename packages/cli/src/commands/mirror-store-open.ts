@@ -4,14 +4,24 @@
  * AWS_* variables or `--s3-config FILE`; the index, import journal and lock in DIR). Mirror worker processes open
  * the store through `openMirrorStoreForWorker`, with the same flags and the environment they inherit.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { MirrorStore } from '@airlock/cas';
-import { isS3Url, openS3BlobStore, S3Error } from '@airlock/s3';
+import { isPostgresUrl, PgMirrorIndex } from '@airlock/postgres';
+import { isS3Url, openS3BlobStore, S3Error, type S3BlobStore } from '@airlock/s3';
 import { UsageError } from '../output.js';
+import { parseDuration } from './mirror.js';
 
 export interface StoreFlags {
   store: string;
   index?: string;
   s3Config?: string;
+  /** With --index postgres://… and --store s3://…: the local directory of the import journal and lock. */
+  stateDir?: string;
+  /** With --index postgres://…, serving: polling interval besides LISTEN/NOTIFY. */
+  indexPoll?: string;
+  /** commander's `--no-index-listen`: poll only. */
+  indexListen?: boolean;
 }
 
 export interface OpenStoreOptions {
@@ -19,16 +29,22 @@ export interface OpenStoreOptions {
   create?: boolean;
   /** Clean up after an interrupted import (default true; workers pass false). */
   recover?: boolean;
+  /** Serving: keep following a shared (PostgreSQL) index for new snapshots. */
+  follow?: boolean;
 }
 
 /** The help text shared by every mirror command's --store. */
 export const STORE_FLAG_HELP = 'mirror store: a directory, or s3://bucket/prefix (then --index DIR)';
-export const INDEX_FLAG_HELP = 'with --store s3://…: directory of the index, import journal and lock';
+export const INDEX_FLAG_HELP =
+  'postgres://user@host:port/db (password from PGPASSWORD), or with --store s3://…: directory of the index, import journal and lock';
+export const STATE_DIR_FLAG_HELP =
+  'with --store s3://… --index postgres://…: local directory of the import journal and lock';
 export const S3_CONFIG_FLAG_HELP =
   'JSON file with endpoint, region, accessKeyId, secretAccessKey (default: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)';
 
 /** Human name of the store for messages (never carries credentials: they are not part of the flags). */
 export function storeLabel(flags: StoreFlags): string {
+  if (flags.index !== undefined && isPostgresUrl(flags.index)) return `${flags.store} (index on PostgreSQL)`;
   return isS3Url(flags.store) ? `${flags.store} (index ${flags.index ?? '?'})` : flags.store;
 }
 
@@ -39,6 +55,8 @@ export function storeLabel(flags: StoreFlags): string {
 export async function openMirrorStore(flags: StoreFlags, options: OpenStoreOptions = {}): Promise<MirrorStore> {
   const create = options.create ?? false;
   const recover = options.recover ?? true;
+  if (flags.index !== undefined && isPostgresUrl(flags.index)) return openWithPostgresIndex(flags, options);
+  if (flags.stateDir !== undefined) throw new UsageError('--state-dir is only for --index postgres://…');
   if (!isS3Url(flags.store)) {
     if (flags.index !== undefined)
       throw new UsageError('--index is only for --store s3://… (a directory store keeps its index inside)');
@@ -53,9 +71,18 @@ export async function openMirrorStore(flags: StoreFlags, options: OpenStoreOptio
     throw new UsageError(
       `no mirror index at ${flags.index} for ${flags.store} (use \`airlock mirror import --create\` to make one)`,
     );
-  let blobStore;
+  const blobStore = await openBlobStore(flags, create);
   try {
-    blobStore = await openS3BlobStore(flags.store, {
+    return await MirrorStore.open(flags.index, { create, recover, blobStore });
+  } catch (err) {
+    blobStore.close();
+    throw err;
+  }
+}
+
+async function openBlobStore(flags: StoreFlags, create: boolean): Promise<S3BlobStore> {
+  try {
+    return await openS3BlobStore(flags.store, {
       ...(flags.s3Config !== undefined ? { configFile: flags.s3Config } : {}),
       createBucket: create,
     });
@@ -64,10 +91,45 @@ export async function openMirrorStore(flags: StoreFlags, options: OpenStoreOptio
       throw new UsageError(err.message);
     throw err;
   }
+}
+
+/**
+ * `--index postgres://…`: the index and snapshot history in PostgreSQL (authoritative; this process serves from a
+ * read model it keeps current), blobs in the --store directory or S3. The URL is never printed.
+ */
+async function openWithPostgresIndex(flags: StoreFlags, options: OpenStoreOptions): Promise<MirrorStore> {
+  const s3 = isS3Url(flags.store);
+  if (!s3 && flags.s3Config !== undefined) throw new UsageError('--s3-config is only for --store s3://…');
+  const dir = s3 ? flags.stateDir : flags.store;
+  if (dir === undefined)
+    throw new UsageError(
+      `--store ${flags.store} with --index postgres://… needs --state-dir DIR (import journal and lock)`,
+    );
+  // A mistyped directory store must not serve an empty blob set under a populated index.
+  if (!s3 && !options.create && !existsSync(join(dir, 'blobs')))
+    throw new UsageError(`no mirror store at ${dir} (use \`airlock mirror import --create\` to make one)`);
+  const pollMs = flags.indexPoll === undefined ? undefined : parseDuration('--index-poll', flags.indexPoll);
+  const sharedIndex = await PgMirrorIndex.open(flags.index!, {
+    follow: options.follow === true,
+    listen: flags.indexListen !== false,
+    ...(pollMs !== undefined ? { pollMs } : {}),
+  });
+  let blobStore: S3BlobStore | undefined;
   try {
-    return await MirrorStore.open(flags.index, { create, recover, blobStore });
+    if (s3) blobStore = await openBlobStore(flags, options.create ?? false);
+    return await MirrorStore.open(dir, {
+      create: options.create ?? false,
+      recover: options.recover ?? true,
+      sharedIndex,
+      ...(blobStore ? { blobStore } : {}),
+    });
   } catch (err) {
-    blobStore.close();
+    blobStore?.close();
+    await sharedIndex.close().catch(() => undefined);
+    if ((err as { code?: unknown }).code === 'STORE_MISSING')
+      throw new UsageError(
+        `no mirror store at ${flags.store} with index ${sharedIndex.display} (use \`airlock mirror import --create\` to make one)`,
+      );
     throw err;
   }
 }
@@ -78,23 +140,29 @@ export async function openMirrorStoreForWorker(args: unknown): Promise<MirrorSto
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   const store = str(a?.store);
   if (store === undefined) throw new UsageError('worker store arguments lack `store`');
-  const index = str(a?.index);
-  const s3Config = str(a?.s3Config);
-  return openMirrorStore(
-    { store, ...(index !== undefined ? { index } : {}), ...(s3Config !== undefined ? { s3Config } : {}) },
-    { recover: false },
-  );
+  const flags: StoreFlags = { store };
+  for (const k of ['index', 's3Config', 'stateDir', 'indexPoll'] as const) {
+    const v = str(a?.[k]);
+    if (v !== undefined) flags[k] = v;
+  }
+  if (a?.indexListen === false) flags.indexListen = false;
+  return openMirrorStore(flags, { recover: false, follow: true });
 }
 
 /** What a worker needs to open the same store (this module and the flags); a directory store needs nothing. */
 export function workerStoreOf(flags: StoreFlags): { module: string; args: StoreFlags } | undefined {
-  if (!isS3Url(flags.store)) return undefined;
+  const pgIndex = flags.index !== undefined && isPostgresUrl(flags.index);
+  if (!isS3Url(flags.store) && !pgIndex) return undefined;
+  // Sent over the IPC channel, never argv: the index URL may carry a password.
   return {
     module: new URL('./mirror-store-open.js', import.meta.url).href,
     args: {
       store: flags.store,
       ...(flags.index !== undefined ? { index: flags.index } : {}),
       ...(flags.s3Config !== undefined ? { s3Config: flags.s3Config } : {}),
+      ...(flags.stateDir !== undefined ? { stateDir: flags.stateDir } : {}),
+      ...(flags.indexPoll !== undefined ? { indexPoll: flags.indexPoll } : {}),
+      ...(flags.indexListen === false ? { indexListen: false } : {}),
     },
   };
 }

@@ -11,6 +11,7 @@ import {
   INDEX_FLAG_HELP,
   openMirrorStore,
   S3_CONFIG_FLAG_HELP,
+  STATE_DIR_FLAG_HELP,
   STORE_FLAG_HELP,
   storeLabel,
   workerStoreOf,
@@ -83,8 +84,9 @@ export function registerMirrorCommands(program: Command): void {
     )
     .argument('<bundle>', 'transfer bundle (.tar) written by `airlock sync`')
     .requiredOption('--store <dir|s3://bucket/prefix>', `${STORE_FLAG_HELP}; must exist unless --create`)
-    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
     .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--create', 'make a new store at --store if there is none (first import)')
     .option('--trusted-root <file>', 'trusted_root.json of the trust plane that certifies the sync job')
     .option('--data <dir>', 'trust plane data directory (for its trusted_root.json)')
@@ -154,8 +156,17 @@ export function registerMirrorCommands(program: Command): void {
       'serve the store read-only to npm, pip, Nix (hashed-mirrors), Bazel and plain HTTP clients; never fetches upstream',
     )
     .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
-    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
     .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
+    .option(
+      '--index-poll <duration>',
+      'with --index postgres://…: poll for new snapshots this often besides LISTEN/NOTIFY (default 2s)',
+    )
+    .option(
+      '--no-index-listen',
+      'poll only, no LISTEN (behind a pooler that cannot LISTEN, e.g. PgBouncer transaction mode)',
+    )
     .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
     .option(
       '--public-url <url>',
@@ -189,7 +200,7 @@ export function registerMirrorCommands(program: Command): void {
           if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
           if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
           if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
-          const store = await openMirrorStore(flags);
+          const store = await openMirrorStore(flags, { follow: true });
           const workerStore = workerStoreOf(flags);
           const server = await startMirrorServer({
             store,
@@ -232,8 +243,9 @@ export function registerMirrorCommands(program: Command): void {
       're-hash every blob, quarantine corrupt ones (never served again), check every referenced blob exists; exit 1 unless clean',
     )
     .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
-    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
     .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--remove-orphans', 'delete blobs no snapshot references (left by interrupted imports)')
     .option('--json', 'print the report as JSON')
     .action(async (flags: OutputOptions & StoreFlags & { removeOrphans?: boolean }) => {
@@ -272,8 +284,9 @@ export function registerMirrorCommands(program: Command): void {
     )
     .argument('<dir>', 'target directory (gets manifest.json and attestations/manifest.sigstore.json)')
     .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
-    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
     .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--snapshot <id|sequence>', 'the snapshot (sha256:<hex> or its sequence number; default: the head)')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, flags: OutputOptions & StoreFlags & { snapshot?: string }) => {
@@ -298,8 +311,9 @@ export function registerMirrorCommands(program: Command): void {
     .description('write a Bazel repository cache (content_addressable/sha256/<hex>/file) for --repository_cache')
     .argument('<dir>', 'target directory')
     .requiredOption('--store <dir|s3://bucket/prefix>', STORE_FLAG_HELP)
-    .option('--index <dir>', INDEX_FLAG_HELP)
+    .option('--index <dir|postgres://…>', INDEX_FLAG_HELP)
     .option('--s3-config <file>', S3_CONFIG_FLAG_HELP)
+    .option('--state-dir <dir>', STATE_DIR_FLAG_HELP)
     .option('--copy', 'copy files instead of hard-linking them')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, flags: OutputOptions & StoreFlags & { copy?: boolean }) => {
