@@ -19,6 +19,7 @@ export type TlogErrorCode =
   | 'TLOG_SIGNING_KEY_INVALID'
   | 'TLOG_SIGNING_KEY_PERMISSIONS' // the key file is group/world-readable or not owned by the log's user
   | 'TLOG_CLOSED'
+  | 'TLOG_PUBLISH_FAILED' // a durable batch's onBatchCommitted hook (tiles) failed; appends stop
   // client-side verification
   | 'TLOG_CHECKPOINT_MALFORMED'
   | 'TLOG_CHECKPOINT_SIGNATURE_INVALID'

@@ -13,6 +13,14 @@ export {
   MerkleFrontier,
   MerkleTree,
   MemoryNodeStore,
+  foldRange,
+  rootPlan,
+  inclusionPlan,
+  consistencyPlan,
+  resolvePlans,
+  type AsyncNodeReader,
+  type NodeCoord,
+  type RangePlan,
   rootFromInclusionProof,
   verifyInclusionProof,
   verifyConsistencyProof,
@@ -41,7 +49,16 @@ export {
   type PreparedEntry,
 } from './types/index.js';
 export { pemEncode, parseVerifierPem, type VerifierKey } from './pki.js';
-export { TransparencyLog, DATABASE_FILE, type TransparencyLogOptions, type SignedCheckpoint } from './log.js';
+export {
+  TransparencyLog,
+  DATABASE_FILE,
+  type TransparencyLogOptions,
+  type SignedCheckpoint,
+  type BatchCommittedHook,
+  type CommittedBatch,
+  type CommittedLeaf,
+} from './log.js';
+export { SqliteLogStorage, type LogStorage, type StoredEntry, type NewEntryRow } from './storage.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
 export {
@@ -66,7 +83,7 @@ export {
   decodeEntryBundle,
 } from './tiles/layout.js';
 export { FsTileStore, type TileStore } from './tiles/store.js';
-export { TileWriter, type TileSource } from './tiles/writer.js';
+export { TileWriter } from './tiles/writer.js';
 export { V2_ROUTES, toTransparencyLogEntry } from './http/v2-routes.js';
 export { TILES_DIR } from './http/server.js';
 export { TileReader, httpTileFetch, type TileFetch } from './tiles/reader.js';

@@ -4,9 +4,17 @@ import { join } from 'node:path';
 import { formatCheckpoint, isValidKeyName, signNote } from './checkpoint.js';
 import { setPayload, type LogEntry } from './entry.js';
 import { TlogError } from './errors.js';
-import { MerkleFrontier, MerkleTree } from './merkle.js';
+import {
+  consistencyPlan,
+  decompose,
+  inclusionPlan,
+  MerkleFrontier,
+  resolvePlans,
+  rootPlan,
+  type NodeCoord,
+} from './merkle.js';
 import { LogSigner, type KeySigner } from './signing-key.js';
-import { LogStore, type NewEntryRow, type StoredEntry } from './storage.js';
+import { SqliteLogStorage, type LogStorage, type NewEntryRow, type StoredEntry } from './storage.js';
 import { prepareEntry, type PreparedEntry } from './types/index.js';
 
 export const DATABASE_FILE = 'tlog.sqlite';
@@ -25,8 +33,12 @@ export interface TransparencyLogOptions {
   signingKeyPath?: string;
   /** A signer whose key lives outside the data dir (PKCS#11); wins over `signingKeyPath`. */
   signer?: KeySigner;
-  /** Entries per commit (group commit). 1 = one fsynced transaction per entry (for measurements). Default 1000. */
+  /** Metadata storage (e.g. PostgreSQL); default SQLite `<dataDir>/tlog.sqlite`. The log closes it on close(). */
+  storage?: LogStorage;
+  /** Entries per commit (group commit). 1 = one durable commit per entry (for measurements). Default 1000. */
   maxBatch?: number;
+  /** Called after each durable batch, before its callers are answered (tiles are written here). */
+  onBatchCommitted?: BatchCommittedHook;
   /** Clock in milliseconds (tests). */
   now?: () => number;
 }
@@ -38,17 +50,52 @@ export interface SignedCheckpoint {
   note: string;
 }
 
+/** One leaf of a committed batch. */
+export interface CommittedLeaf {
+  logIndex: number;
+  leafHash: Buffer;
+  /** Canonical entry body (the leaf data: leafHash = SHA-256(0x00 ‖ body)). */
+  body: Buffer;
+  kind: string;
+  apiVersion: string;
+  integratedTime: number;
+}
+
+/** A batch that is durable in storage: leaves [treeSize − leaves.length, treeSize), in index order. */
+export interface CommittedBatch {
+  treeSize: number;
+  rootHash: Buffer;
+  leaves: readonly CommittedLeaf[];
+  /** The log's signed checkpoint of `treeSize`, not yet served to anyone. */
+  checkpoint: SignedCheckpoint;
+}
+
+/**
+ * Runs after each durable batch, one batch at a time, in order. The log serves the new tree size (checkpoint,
+ * responses) only after the returned promise resolves. If it rejects, that batch's callers get TLOG_PUBLISH_FAILED
+ * (their entries ARE durably logged) and the log refuses further appends until reopened: a consumer that fell
+ * behind (tiles) catches up at open from `log.size` and `log.getEntryRange`.
+ */
+export type BatchCommittedHook = (batch: CommittedBatch) => void | Promise<void>;
+
 interface Pending {
   entry: PreparedEntry;
   resolve: (e: LogEntry) => void;
   reject: (err: unknown) => void;
 }
 
+interface Sequenced {
+  rows: NewEntryRow[];
+  outcomes: Array<{ row?: NewEntryRow; duplicateOf?: number }>;
+  frontier: MerkleFrontier;
+}
+
 /**
- * The transparency log, in process: verification (`prepareEntry`), sequencing with group commit, proofs and
- * signed checkpoints. Single writer: appends are serialised on the event loop and each batch is one SQLite
- * transaction, so concurrent callers can neither duplicate nor lose an index. A promise from `append`/`submit`
- * resolves only after the entry's transaction has committed.
+ * The transparency log, in process: sequencing with group commit, proofs and signed checkpoints. Single writer:
+ * one batch is committed at a time; entries submitted while a batch commits form the next batch, so a batch's
+ * size adapts to the load and there is one durable commit (fsync) per batch. A promise from `append`/`submit`
+ * resolves only after the entry's batch is durable and published (`onBatchCommitted`). Every read is bounded by
+ * the durable size.
  */
 export class TransparencyLog {
   readonly logName: string;
@@ -61,23 +108,23 @@ export class TransparencyLog {
   readonly publicKeyPem: string;
   readonly publicKeyDer: Buffer;
 
-  private readonly tree: MerkleTree;
-  private frontier: MerkleFrontier;
   private readonly maxBatch: number;
   private readonly now: () => number;
+  private readonly hook: BatchCommittedHook | undefined;
   private queue: Pending[] = [];
-  private flushScheduled = false;
+  private committing: Promise<void> | undefined;
   private closed = false;
+  private publishFailure: unknown;
   private cachedCheckpoint: SignedCheckpoint | undefined;
-  private readonly commitListeners = new Set<(size: number) => void>();
 
   private constructor(
-    private readonly store: LogStore,
+    private readonly store: LogStorage,
     private readonly signer: LogSigner,
-    options: TransparencyLogOptions,
+    private frontier: MerkleFrontier,
+    options: TransparencyLogOptions & { logName: string },
     treeId: string,
   ) {
-    this.logName = options.logName ?? '127.0.0.1';
+    this.logName = options.logName;
     this.treeId = treeId;
     this.treeIdHex = BigInt(treeId).toString(16).padStart(16, '0');
     this.origin = `${this.logName} - ${treeId}`;
@@ -86,11 +133,10 @@ export class TransparencyLog {
     this.publicKeyDer = signer.publicKeyDer;
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     this.now = options.now ?? Date.now;
-    this.tree = new MerkleTree(store);
-    this.frontier = MerkleFrontier.load(store, store.treeSize());
+    this.hook = options.onBatchCommitted;
   }
 
-  static open(options: TransparencyLogOptions): TransparencyLog {
+  static async open(options: TransparencyLogOptions): Promise<TransparencyLog> {
     const logName = options.logName ?? '127.0.0.1';
     if (!isValidKeyName(logName))
       throw new TlogError('TLOG_INVALID_OPTION', `logName '${logName}' must be non-empty, without spaces or '+'`);
@@ -103,35 +149,26 @@ export class TransparencyLog {
       : options.signingKeyPath
         ? LogSigner.fromFile(options.signingKeyPath)
         : LogSigner.loadOrCreate(options.dataDir);
-    const store = LogStore.open(join(options.dataDir, DATABASE_FILE));
+    const store = options.storage ?? SqliteLogStorage.open(join(options.dataDir, DATABASE_FILE));
     try {
-      const treeId = store.transaction(() => {
-        const logId = store.getMeta('log_id');
-        if (logId === undefined) store.setMeta('log_id', signer.logId);
-        else if (logId !== signer.logId) {
-          throw new TlogError(
-            'TLOG_KEY_MISMATCH',
-            `this log was created with the signing key whose log ID is ${logId}, but the configured key has log ID ${signer.logId}`,
-          );
-        }
-        let id = store.getMeta('tree_id');
-        if (id === undefined) {
-          id = randomTreeId();
-          store.setMeta('tree_id', id);
-          store.setMeta('tree_size', '0');
-        }
-        return id;
-      });
+      const { treeId } = await store.initialize({ logId: signer.logId, treeId: randomTreeId() });
       if (!/^[1-9][0-9]{0,18}$/.test(treeId))
         throw new TlogError('TLOG_STORE_CORRUPT', `stored tree ID '${treeId}' is invalid`);
-      return new TransparencyLog(store, signer, { ...options, logName }, treeId);
+      const size = await store.treeSize();
+      const edge = decompose(size);
+      const hashes = await store.getNodes(edge);
+      const frontier = MerkleFrontier.fromEdge(
+        edge.map((c, i) => ({ ...c, hash: hashes[i]! })),
+        size,
+      );
+      return new TransparencyLog(store, signer, frontier, { ...options, logName }, treeId);
     } catch (err) {
-      store.close();
+      await store.close();
       throw err;
     }
   }
 
-  /** Committed tree size. */
+  /** Durable (and published) tree size. */
   get size(): number {
     return this.frontier.size;
   }
@@ -148,54 +185,52 @@ export class TransparencyLog {
   }
 
   /**
-   * Queues an already verified entry; everything queued in the same event-loop turn is committed in one
-   * transaction, then all callers are answered (group commit).
+   * Queues an already verified entry. It joins the next batch: everything queued while the previous batch
+   * commits is committed together (group commit), then all its callers are answered.
    */
   submit(entry: PreparedEntry): Promise<LogEntry> {
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the log is closed'));
+    if (this.publishFailure !== undefined) return Promise.reject(this.publishError());
     return new Promise((resolve, reject) => {
       this.queue.push({ entry, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.committing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.drain());
     });
   }
 
   /**
-   * Bulk append of verified entries in one transaction (imports, benchmarks). Throws TLOG_ENTRY_EXISTS if any is
-   * already logged (nothing is appended then). Returns the assigned indices.
+   * Bulk append of verified entries as one batch (imports, tests). Throws TLOG_ENTRY_EXISTS if any is already
+   * logged (nothing is appended then). Returns the assigned indices.
    */
-  appendBatch(entries: readonly PreparedEntry[]): number[] {
+  async appendBatch(entries: readonly PreparedEntry[]): Promise<number[]> {
     this.assertOpen();
-    const { rows, outcomes, frontier } = this.sequence(entries);
-    const dup = outcomes.find((o) => o.duplicateOf !== undefined);
-    if (dup) throw this.duplicateError(entries[outcomes.indexOf(dup)]!, dup.duplicateOf!);
-    this.store.appendBatch(rows, frontier.size);
-    this.frontier = frontier;
-    this.notifyCommit();
-    return rows.map((r) => r.logIndex);
+    await this.committing;
+    const sequenced = await this.sequence(entries);
+    const dup = sequenced.outcomes.find((o) => o.duplicateOf !== undefined);
+    if (dup) throw this.duplicateError(entries[sequenced.outcomes.indexOf(dup)]!, dup.duplicateOf!);
+    await this.persist(sequenced);
+    return sequenced.rows.map((r) => r.logIndex);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.commit(batch);
+  /** The single committer: one batch at a time until the queue is empty. */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) await this.commit(this.queue.splice(0, this.maxBatch));
+    } finally {
+      this.committing = undefined;
     }
   }
 
-  private sequence(entries: readonly PreparedEntry[]) {
+  private async sequence(entries: readonly PreparedEntry[]): Promise<Sequenced> {
     const frontier = this.frontier.clone();
     const integratedTime = Math.floor(this.now() / 1000);
+    const existing = await this.store.findLeafHashes(entries.map((e) => e.leafHash));
     const rows: NewEntryRow[] = [];
-    const outcomes: Array<{ row?: NewEntryRow; duplicateOf?: number }> = [];
-    const inBatch = new Map<string, number>();
+    const outcomes: Sequenced['outcomes'] = [];
     for (const entry of entries) {
       const hex = entry.leafHash.toString('hex');
-      const existing = inBatch.get(hex) ?? this.store.indexOfLeafHash(entry.leafHash);
-      if (existing !== undefined) {
-        outcomes.push({ duplicateOf: existing });
+      const duplicateOf = existing.get(hex);
+      if (duplicateOf !== undefined) {
+        outcomes.push({ duplicateOf });
         continue;
       }
       const logIndex = frontier.size;
@@ -215,65 +250,77 @@ export class TransparencyLog {
       };
       rows.push(row);
       outcomes.push({ row });
-      inBatch.set(hex, logIndex);
+      existing.set(hex, logIndex);
     }
     return { rows, outcomes, frontier };
   }
 
-  private commit(batch: Pending[]): void {
-    let sequenced: ReturnType<TransparencyLog['sequence']>;
+  /** Durable commit, then the hook, then the new size becomes visible. */
+  private async persist(sequenced: Sequenced): Promise<SignedCheckpoint> {
+    const { rows, frontier } = sequenced;
+    if (rows.length === 0) return this.checkpoint();
+    await this.store.appendBatch(rows, frontier.size);
+    const checkpoint = this.signCheckpoint(frontier.size, frontier.root());
     try {
-      sequenced = this.sequence(batch.map((p) => p.entry));
-      if (sequenced.rows.length > 0) this.store.appendBatch(sequenced.rows, sequenced.frontier.size);
+      await this.hook?.({
+        treeSize: frontier.size,
+        rootHash: checkpoint.rootHash,
+        checkpoint,
+        leaves: rows.map((r) => ({
+          logIndex: r.logIndex,
+          leafHash: r.leafHash,
+          body: r.body,
+          kind: r.kind,
+          apiVersion: r.apiVersion,
+          integratedTime: r.integratedTime,
+        })),
+      });
     } catch (err) {
-      // Nothing was committed and the in-memory frontier is untouched: fail the whole batch.
+      this.publishFailure = err;
+      throw this.publishError();
+    } finally {
+      // The batch is durable whatever the hook did: reads must see it (and the next batch must extend it).
+      this.frontier = frontier;
+      this.cachedCheckpoint = checkpoint;
+    }
+    return checkpoint;
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    let sequenced: Sequenced;
+    let checkpoint: SignedCheckpoint;
+    try {
+      sequenced = await this.sequence(batch.map((p) => p.entry));
+      checkpoint = await this.persist(sequenced);
+    } catch (err) {
       for (const p of batch) p.reject(err);
       return;
     }
-    this.frontier = sequenced.frontier;
-    if (sequenced.rows.length > 0) this.notifyCommit();
-    let checkpoint: SignedCheckpoint | undefined;
+    let proofs: Buffer[][] = [];
+    try {
+      const rows = sequenced.rows;
+      proofs = await this.proofsFor(
+        rows.map((r) => r.logIndex),
+        checkpoint.size,
+      );
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const proofOf = new Map(sequenced.rows.map((r, i) => [r.logIndex, proofs[i]!]));
     batch.forEach((p, i) => {
       const outcome = sequenced.outcomes[i]!;
-      try {
-        if (outcome.row) {
-          checkpoint ??= this.checkpoint();
-          p.resolve(this.render(outcome.row, checkpoint));
-        } else {
-          p.reject(this.duplicateError(p.entry, outcome.duplicateOf!));
-        }
-      } catch (err) {
-        p.reject(err);
-      }
+      if (outcome.row) p.resolve(this.render(outcome.row, checkpoint, proofOf.get(outcome.row.logIndex)!));
+      else p.reject(this.duplicateError(p.entry, outcome.duplicateOf!));
     });
   }
 
-  /**
-   * Tile hook: `listener` runs synchronously after every durable batch commit with the new tree size (the tile
-   * writer publishes from there). Returns an unsubscribe function.
-   */
-  onCommit(listener: (size: number) => void): () => void {
-    this.commitListeners.add(listener);
-    return () => this.commitListeners.delete(listener);
-  }
-
-  private notifyCommit(): void {
-    for (const l of this.commitListeners) l(this.frontier.size);
-  }
-
-  /** Hash of the committed perfect subtree at (level, index); level 0 = leaf hashes (tile writer). */
-  nodeHash(level: number, index: number): Buffer {
-    this.assertOpen();
-    if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * 2 ** level > this.size)
-      throw new TlogError('TLOG_INVALID_TREE_SIZE', `node (${level}, ${index}) is outside the committed tree`);
-    return this.store.getNode(level, index);
-  }
-
-  /** The canonicalized body at `index` (tile writer: entry bundles). */
-  leafData(index: number): Buffer {
-    const stored = this.store.getEntryByIndex(index);
-    if (!stored) throw new TlogError('TLOG_ENTRY_NOT_FOUND', `no entry at index ${index}`);
-    return stored.body;
+  private publishError(): TlogError {
+    return new TlogError(
+      'TLOG_PUBLISH_FAILED',
+      'the log could not publish a committed batch (entries are logged); it accepts no appends until restarted',
+      { cause: this.publishFailure },
+    );
   }
 
   private duplicateError(entry: PreparedEntry, logIndex: number): TlogError {
@@ -287,47 +334,69 @@ export class TransparencyLog {
     );
   }
 
+  private signCheckpoint(size: number, rootHash: Buffer): SignedCheckpoint {
+    const note = signNote(formatCheckpoint({ origin: this.origin, size, rootHash }), this.logName, this.signer);
+    return { size, rootHash, note };
+  }
+
   /** The signed checkpoint of the current tree (signed once per tree size). */
   checkpoint(): SignedCheckpoint {
     this.assertOpen();
     const size = this.frontier.size;
-    if (this.cachedCheckpoint?.size !== size) {
-      const rootHash = this.frontier.root();
-      const note = signNote(formatCheckpoint({ origin: this.origin, size, rootHash }), this.logName, this.signer);
-      this.cachedCheckpoint = { size, rootHash, note };
-    }
+    if (this.cachedCheckpoint?.size !== size) this.cachedCheckpoint = this.signCheckpoint(size, this.frontier.root());
     return this.cachedCheckpoint;
   }
 
-  rootAt(size: number): Buffer {
+  async rootAt(size: number): Promise<Buffer> {
     this.assertSize(size);
-    return this.tree.rootAt(size);
+    if (size === this.size) return this.frontier.root();
+    const [[root]] = await resolvePlans(this.store, [[rootPlan(size)]]);
+    return root!;
   }
 
-  inclusionProof(index: number, size: number = this.size): Buffer[] {
+  async inclusionProof(index: number, size: number = this.size): Promise<Buffer[]> {
     this.assertSize(size);
-    return this.tree.inclusionProof(index, size);
+    const [proof] = await resolvePlans(this.store, [inclusionPlan(index, size)]);
+    return proof!;
   }
 
-  consistencyProof(first: number, second: number = this.size): Buffer[] {
+  /** Inclusion proofs of several leaves in one tree, with one storage read. */
+  private async proofsFor(indices: readonly number[], size: number): Promise<Buffer[][]> {
+    return resolvePlans(
+      this.store,
+      indices.map((i) => inclusionPlan(i, size)),
+    );
+  }
+
+  async consistencyProof(first: number, second: number = this.size): Promise<Buffer[]> {
     this.assertSize(second);
-    return this.tree.consistencyProof(first, second);
+    const [proof] = await resolvePlans(this.store, [consistencyPlan(first, second)]);
+    return proof!;
   }
 
   /** The entry at `index`, with an inclusion proof against the current checkpoint. */
-  getByIndex(index: number): LogEntry | undefined {
+  async getByIndex(index: number): Promise<LogEntry | undefined> {
     this.assertOpen();
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) return undefined;
-    const stored = this.store.getEntryByIndex(index);
-    return stored && this.render(stored, this.checkpoint());
+    const stored = await this.store.getEntryByIndex(index);
+    return stored && this.renderWithProof(stored);
   }
 
   /** The entry with this UUID: 64 hex (leaf hash) or Rekor's 80-hex entry ID (16-hex tree ID ‖ leaf hash). */
-  getByUuid(uuid: string): LogEntry | undefined {
+  async getByUuid(uuid: string): Promise<LogEntry | undefined> {
     this.assertOpen();
     const leaf = this.leafHashFromUuid(uuid);
-    const stored = leaf && this.store.getEntryByLeafHash(leaf);
-    return stored ? this.render(stored, this.checkpoint()) : undefined;
+    const stored = leaf && (await this.store.getEntryByLeafHash(leaf));
+    // A row of a batch still committing is not logged yet.
+    return stored && stored.logIndex < this.size ? this.renderWithProof(stored) : undefined;
+  }
+
+  /** Stored entries [start, start+count) within the durable tree (tile catch-up). */
+  async getEntryRange(start: number, count: number): Promise<StoredEntry[]> {
+    this.assertOpen();
+    const end = Math.min(this.size, start + count);
+    if (!Number.isSafeInteger(start) || start < 0 || end <= start) return [];
+    return this.store.getEntryRange(start, end - start);
   }
 
   /** Leaf hash named by a UUID / entry ID, or undefined when malformed or for another tree. */
@@ -342,28 +411,35 @@ export class TransparencyLog {
    * UUIDs of entries under search-index keys (`sha256:<hex>` artifact digests, `key:<hex>` signer fingerprints),
    * combined with `or` (union) or `and` (intersection), in log order.
    */
-  search(keys: readonly string[], operator: 'and' | 'or' = 'or'): string[] {
+  async search(keys: readonly string[], operator: 'and' | 'or' = 'or'): Promise<string[]> {
     this.assertOpen();
     if (keys.length === 0) return [];
-    const sets = keys.map((k) => new Set(this.store.search(k, MAX_SEARCH_RESULTS)));
+    const size = this.size;
+    const lists = await Promise.all(keys.map((k) => this.store.search(k, MAX_SEARCH_RESULTS)));
+    const sets = lists.map((l) => new Set(l.filter((i) => i < size)));
     let result: Set<number>;
     if (operator === 'and') result = new Set([...sets[0]!].filter((i) => sets.every((s) => s.has(i))));
     else result = new Set(sets.flatMap((s) => [...s]));
-    return [...result]
-      .sort((a, b) => a - b)
-      .slice(0, MAX_SEARCH_RESULTS)
-      .map((i) => this.store.getNode(0, i).toString('hex'));
+    const indices = [...result].sort((a, b) => a - b).slice(0, MAX_SEARCH_RESULTS);
+    const coords: NodeCoord[] = indices.map((index) => ({ level: 0, index }));
+    return (await this.store.getNodes(coords)).map((h) => h.toString('hex'));
   }
 
-  /** Answers pending appends (committing them), then closes the database. */
+  /** Commits and answers pending appends, then closes the storage. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.queue.length > 0) this.flush();
+    while (this.committing) await this.committing;
     this.closed = true;
-    this.store.close();
+    await this.store.close();
   }
 
-  private render(stored: StoredEntry, checkpoint: SignedCheckpoint): LogEntry {
+  private async renderWithProof(stored: StoredEntry): Promise<LogEntry> {
+    const checkpoint = this.checkpoint();
+    const [proof] = await this.proofsFor([stored.logIndex], checkpoint.size);
+    return this.render(stored, checkpoint, proof!);
+  }
+
+  private render(stored: StoredEntry, checkpoint: SignedCheckpoint, proof: readonly Buffer[]): LogEntry {
     return {
       uuid: stored.leafHash.toString('hex'),
       body: stored.body.toString('base64'),
@@ -376,7 +452,7 @@ export class TransparencyLog {
           logIndex: stored.logIndex,
           treeSize: checkpoint.size,
           rootHash: checkpoint.rootHash.toString('hex'),
-          hashes: this.tree.inclusionProof(stored.logIndex, checkpoint.size).map((h) => h.toString('hex')),
+          hashes: proof.map((h) => h.toString('hex')),
           checkpoint: checkpoint.note,
         },
       },

@@ -105,6 +105,14 @@ export class MerkleFrontier {
     return new MerkleFrontier([], 0);
   }
 
+  /** The frontier from the hashes of `decompose(size)` (largest first). */
+  static fromEdge(edge: readonly TreeNode[], size: number): MerkleFrontier {
+    return new MerkleFrontier(
+      edge.map((n) => ({ ...n })),
+      size,
+    );
+  }
+
   /** Rebuilds the frontier of a stored tree with O(log n) node reads. */
   static load(reader: NodeReader, size: number): MerkleFrontier {
     const edge = decompose(size).map(({ level, index }) => ({ level, index, hash: reader.getNode(level, index) }));
@@ -146,81 +154,132 @@ export class MerkleFrontier {
   }
 }
 
-/** Roots and proofs for any tree size ≤ the stored size, from persisted perfect-subtree hashes. */
-export class MerkleTree {
-  constructor(private readonly reader: NodeReader) {}
+/** Coordinates of a persisted perfect subtree: leaves [index·2^level, (index+1)·2^level). */
+export interface NodeCoord {
+  level: number;
+  index: number;
+}
 
-  /** MTH(D[start:start+count]) for a range that arises in the RFC 6962 recursion (start is a multiple of the split). */
-  subtreeHash(start: number, count: number): Buffer {
-    if (count === 0) return emptyRoot();
-    if (isPowerOfTwo(count)) {
-      if (start % count !== 0)
-        throw new TlogError('TLOG_STORE_CORRUPT', `unaligned subtree [${start}, ${start + count})`);
-      return this.reader.getNode(log2Exact(count), start / count);
-    }
-    const k = splitPoint(count);
-    return hashChildren(this.subtreeHash(start, k), this.subtreeHash(start + k, count - k));
+/**
+ * A hash to compute: the perfect subtrees covering one range of the RFC 6962 recursion, left to right; the range's
+ * MTH folds them right to left. A proof is a list of such ranges, so a reader can fetch every node a proof (or many
+ * proofs) needs in one round trip and fold afterwards.
+ */
+export type RangePlan = NodeCoord[];
+
+/** The perfect subtrees of [start, start+count) when start is a multiple of the RFC 6962 split (as in proofs). */
+function rangePlan(start: number, count: number): RangePlan {
+  const out: RangePlan = [];
+  while (count > 0) {
+    const span = isPowerOfTwo(count) ? count : splitPoint(count);
+    if (start % span !== 0) throw new TlogError('TLOG_STORE_CORRUPT', `unaligned subtree [${start}, ${start + span})`);
+    out.push({ level: log2Exact(span), index: start / span });
+    start += span;
+    count -= span;
   }
+  return out;
+}
 
-  /** MTH(D[0:size]). */
-  rootAt(size: number): Buffer {
-    assertSize('tree size', size);
-    const parts = decompose(size);
-    if (parts.length === 0) return emptyRoot();
-    let acc = this.reader.getNode(parts[parts.length - 1]!.level, parts[parts.length - 1]!.index);
-    for (let i = parts.length - 2; i >= 0; i--)
-      acc = hashChildren(this.reader.getNode(parts[i]!.level, parts[i]!.index), acc);
-    return acc;
-  }
+/** MTH of a range from its perfect subtrees' hashes (left to right); the empty range is MTH({}). */
+export function foldRange(hashes: readonly Buffer[]): Buffer {
+  if (hashes.length === 0) return emptyRoot();
+  let acc = hashes[hashes.length - 1]!;
+  for (let i = hashes.length - 2; i >= 0; i--) acc = hashChildren(hashes[i]!, acc);
+  return acc;
+}
 
-  /** PATH(index, D[0:size]) — RFC 6962 §2.1.1 / RFC 9162 §2.1.3.1; hashes ordered leaf → root. */
-  inclusionProof(index: number, size: number): Buffer[] {
-    assertSize('tree size', size);
-    assertSize('leaf index', index);
-    if (index >= size)
-      throw new TlogError('TLOG_INVALID_TREE_SIZE', `leaf index ${index} is not below tree size ${size}`);
-    const out: Buffer[] = [];
-    this.path(index, 0, size, out);
-    return out;
-  }
+/** The root of the tree of `size` as one range. */
+export function rootPlan(size: number): RangePlan {
+  assertSize('tree size', size);
+  return decompose(size);
+}
 
-  private path(m: number, start: number, n: number, out: Buffer[]): void {
+/** PATH(index, D[0:size]) — RFC 6962 §2.1.1 / RFC 9162 §2.1.3.1 — as ranges, ordered leaf → root. */
+export function inclusionPlan(index: number, size: number): RangePlan[] {
+  assertSize('tree size', size);
+  assertSize('leaf index', index);
+  if (index >= size)
+    throw new TlogError('TLOG_INVALID_TREE_SIZE', `leaf index ${index} is not below tree size ${size}`);
+  const out: RangePlan[] = [];
+  const path = (m: number, start: number, n: number): void => {
     if (n === 1) return;
     const k = splitPoint(n);
     if (m < k) {
-      this.path(m, start, k, out);
-      out.push(this.subtreeHash(start + k, n - k));
+      path(m, start, k);
+      out.push(rangePlan(start + k, n - k));
     } else {
-      this.path(m - k, start + k, n - k, out);
-      out.push(this.subtreeHash(start, k));
+      path(m - k, start + k, n - k);
+      out.push(rangePlan(start, k));
     }
-  }
+  };
+  path(index, 0, size);
+  return out;
+}
 
-  /** PROOF(first, D[0:second]) — RFC 6962 §2.1.2 / RFC 9162 §2.1.4.1. Empty when first is 0 or equals second. */
-  consistencyProof(first: number, second: number): Buffer[] {
-    assertSize('first size', first);
-    assertSize('second size', second);
-    if (first > second)
-      throw new TlogError('TLOG_INVALID_TREE_SIZE', `first size ${first} is larger than second size ${second}`);
-    const out: Buffer[] = [];
-    if (first === 0 || first === second) return out;
-    this.subproof(first, 0, second, true, out);
-    return out;
-  }
-
-  private subproof(m: number, start: number, n: number, whole: boolean, out: Buffer[]): void {
+/** PROOF(first, D[0:second]) — RFC 6962 §2.1.2 / RFC 9162 §2.1.4.1 — as ranges. Empty when first is 0 or second. */
+export function consistencyPlan(first: number, second: number): RangePlan[] {
+  assertSize('first size', first);
+  assertSize('second size', second);
+  if (first > second)
+    throw new TlogError('TLOG_INVALID_TREE_SIZE', `first size ${first} is larger than second size ${second}`);
+  const out: RangePlan[] = [];
+  if (first === 0 || first === second) return out;
+  const subproof = (m: number, start: number, n: number, whole: boolean): void => {
     if (m === n) {
-      if (!whole) out.push(this.subtreeHash(start, n));
+      if (!whole) out.push(rangePlan(start, n));
       return;
     }
     const k = splitPoint(n);
     if (m <= k) {
-      this.subproof(m, start, k, whole, out);
-      out.push(this.subtreeHash(start + k, n - k));
+      subproof(m, start, k, whole);
+      out.push(rangePlan(start + k, n - k));
     } else {
-      this.subproof(m - k, start + k, n - k, false, out);
-      out.push(this.subtreeHash(start, k));
+      subproof(m - k, start + k, n - k, false);
+      out.push(rangePlan(start, k));
     }
+  };
+  subproof(first, 0, second, true);
+  return out;
+}
+
+/** Batched read access to persisted perfect-subtree hashes (a database): one call per proof, or per batch of proofs. */
+export interface AsyncNodeReader {
+  /** The hashes of `coords`, in order. Must reject (not return garbage) when a node is missing. */
+  getNodes(coords: readonly NodeCoord[]): Promise<Buffer[]>;
+}
+
+/** Resolves several proofs' plans with ONE `getNodes` call (coordinates deduplicated); returns their hashes. */
+export async function resolvePlans(reader: AsyncNodeReader, proofs: readonly RangePlan[][]): Promise<Buffer[][]> {
+  const keyOf = (c: NodeCoord) => `${c.level}:${c.index}`;
+  const unique = new Map<string, NodeCoord>();
+  for (const proof of proofs) for (const range of proof) for (const c of range) unique.set(keyOf(c), c);
+  const coords = [...unique.values()];
+  const hashes = coords.length > 0 ? await reader.getNodes(coords) : [];
+  const byKey = new Map(coords.map((c, i) => [keyOf(c), hashes[i]!]));
+  return proofs.map((proof) => proof.map((range) => foldRange(range.map((c) => byKey.get(keyOf(c))!))));
+}
+
+/** Roots and proofs for any tree size ≤ the stored size, from persisted perfect-subtree hashes (synchronous reader). */
+export class MerkleTree {
+  constructor(private readonly reader: NodeReader) {}
+
+  private resolve(range: RangePlan): Buffer {
+    return foldRange(range.map((c) => this.reader.getNode(c.level, c.index)));
+  }
+
+  /** MTH(D[0:size]). */
+  rootAt(size: number): Buffer {
+    return this.resolve(rootPlan(size));
+  }
+
+  /** PATH(index, D[0:size]); hashes ordered leaf → root. */
+  inclusionProof(index: number, size: number): Buffer[] {
+    return inclusionPlan(index, size).map((r) => this.resolve(r));
+  }
+
+  /** PROOF(first, D[0:second]). Empty when first is 0 or equals second. */
+  consistencyProof(first: number, second: number): Buffer[] {
+    return consistencyPlan(first, second).map((r) => this.resolve(r));
   }
 }
 

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { TlogError } from './errors.js';
-import type { NodeReader, TreeNode } from './merkle.js';
+import type { AsyncNodeReader, NodeCoord, TreeNode } from './merkle.js';
 
 /**
  * SQLite storage for the log (better-sqlite3, synchronous). WAL with `synchronous=FULL` so a committed
@@ -31,6 +31,37 @@ export interface NewEntryRow extends StoredEntry {
   nodes: readonly TreeNode[];
 }
 
+/**
+ * What the log needs from its storage (SQLite here; PostgreSQL in @airlock/postgres). All methods may be
+ * asynchronous. Contract:
+ * - single writer: the log calls `appendBatch` one batch at a time, in order, and never concurrently;
+ * - `appendBatch` resolves only once the whole batch (entries, nodes, index keys, new tree size) is DURABLE
+ *   (fsynced / committed); it is atomic — after a crash either all of it is there or none;
+ * - reads may see rows of a batch whose `appendBatch` has not resolved yet; the log never asks for them (it bounds
+ *   every read by its durable tree size);
+ * - `getNodes` rejects (TLOG_STORE_CORRUPT) when a node is missing; level 0 are the leaf hashes.
+ */
+export interface LogStorage extends AsyncNodeReader {
+  /**
+   * First open: records `logId` and `treeId` (tree size 0). Later opens: returns the stored values, and rejects
+   * with TLOG_KEY_MISMATCH when the stored log ID differs from `logId`. Atomic.
+   */
+  initialize(identity: { logId: string; treeId: string }): Promise<{ treeId: string }>;
+  /** The durable tree size, checked against the stored entries (TLOG_STORE_CORRUPT when inconsistent). */
+  treeSize(): Promise<number>;
+  getEntryByIndex(index: number): Promise<StoredEntry | undefined>;
+  getEntryByLeafHash(leafHash: Buffer): Promise<StoredEntry | undefined>;
+  /** Entries [start, start+count) in index order (tile catch-up, monitors). */
+  getEntryRange(start: number, count: number): Promise<StoredEntry[]>;
+  /** Which of these leaf hashes are already logged: hex leaf hash → log index (deduplication, one query). */
+  findLeafHashes(leafHashes: readonly Buffer[]): Promise<Map<string, number>>;
+  /** Log indices under a search key, ascending, at most `limit`. */
+  search(key: string, limit: number): Promise<number[]>;
+  /** Durably appends one batch (see the contract above). */
+  appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void>;
+  close(): Promise<void>;
+}
+
 interface EntryRow {
   log_index: number;
   leaf_hash: Buffer;
@@ -53,7 +84,7 @@ function toEntry(r: EntryRow): StoredEntry {
   };
 }
 
-export class LogStore implements NodeReader {
+export class SqliteLogStorage implements LogStorage {
   private readonly stmts;
 
   private constructor(private readonly db: Database.Database) {
@@ -64,6 +95,9 @@ export class LogStore implements NodeReader {
       ),
       getNode: db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM nodes WHERE level = ? AND idx = ?'),
       getLeaf: db.prepare<[number], { leaf_hash: Buffer }>('SELECT leaf_hash FROM entries WHERE log_index = ?'),
+      range: db.prepare<[number, number], EntryRow>(
+        'SELECT * FROM entries WHERE log_index >= ? ORDER BY log_index LIMIT ?',
+      ),
       putNode: db.prepare<[number, number, Buffer]>('INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)'),
       putEntry: db.prepare<[number, Buffer, Buffer, number, string, string, Buffer]>(
         'INSERT INTO entries (log_index, leaf_hash, body, integrated_time, kind, api_version, set_sig) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -81,7 +115,7 @@ export class LogStore implements NodeReader {
     };
   }
 
-  static open(path: string): LogStore {
+  static open(path: string): SqliteLogStorage {
     let db: Database.Database;
     try {
       db = new Database(path);
@@ -133,20 +167,35 @@ export class LogStore implements NodeReader {
         cause: err,
       });
     }
-    return new LogStore(db);
+    return new SqliteLogStorage(db);
   }
 
-  getMeta(key: string): string | undefined {
+  private getMeta(key: string): string | undefined {
     return this.stmts.getMeta.get(key)?.value;
   }
 
-  /** Sets a metadata value (own transaction). */
-  setMeta(key: string, value: string): void {
-    this.stmts.setMeta.run(key, value);
+  async initialize(identity: { logId: string; treeId: string }): Promise<{ treeId: string }> {
+    const run = this.db.transaction(() => {
+      const logId = this.getMeta('log_id');
+      if (logId === undefined) this.stmts.setMeta.run('log_id', identity.logId);
+      else if (logId !== identity.logId) {
+        throw new TlogError(
+          'TLOG_KEY_MISMATCH',
+          `this log was created with the signing key whose log ID is ${logId}, but the configured key has log ID ${identity.logId}`,
+        );
+      }
+      let id = this.getMeta('tree_id');
+      if (id === undefined) {
+        id = identity.treeId;
+        this.stmts.setMeta.run('tree_id', id);
+        this.stmts.setMeta.run('tree_size', '0');
+      }
+      return { treeId: id };
+    });
+    return run.immediate();
   }
 
-  /** Number of entries, checked against the size recorded by the last committed append. */
-  treeSize(): number {
+  async treeSize(): Promise<number> {
     const { n, c } = this.stmts.maxIndex.get()!;
     const size = n === null ? 0 : n + 1;
     if (c !== size)
@@ -157,6 +206,7 @@ export class LogStore implements NodeReader {
     return size;
   }
 
+  /** One node, synchronously (in-process readers: the bench, tests). */
   getNode(level: number, index: number): Buffer {
     const row = level === 0 ? this.stmts.getLeaf.get(index) : this.stmts.getNode.get(level, index);
     const hash = row && ('hash' in row ? row.hash : row.leaf_hash);
@@ -165,30 +215,39 @@ export class LogStore implements NodeReader {
     return hash;
   }
 
-  getEntryByIndex(index: number): StoredEntry | undefined {
+  async getNodes(coords: readonly NodeCoord[]): Promise<Buffer[]> {
+    return coords.map((c) => this.getNode(c.level, c.index));
+  }
+
+  async getEntryByIndex(index: number): Promise<StoredEntry | undefined> {
     const row = this.stmts.byIndex.get(index);
     return row && toEntry(row);
   }
 
-  getEntryByLeafHash(leafHash: Buffer): StoredEntry | undefined {
+  async getEntryByLeafHash(leafHash: Buffer): Promise<StoredEntry | undefined> {
     const row = this.stmts.byLeaf.get(leafHash);
     return row && toEntry(row);
   }
 
-  indexOfLeafHash(leafHash: Buffer): number | undefined {
-    return this.stmts.indexOfLeaf.get(leafHash)?.log_index;
+  async getEntryRange(start: number, count: number): Promise<StoredEntry[]> {
+    return this.stmts.range.all(start, count).map(toEntry);
   }
 
-  /** Log indices under a search key, ascending, at most `limit`. */
-  search(key: string, limit: number): number[] {
+  async findLeafHashes(leafHashes: readonly Buffer[]): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    for (const h of leafHashes) {
+      const i = this.stmts.indexOfLeaf.get(h)?.log_index;
+      if (i !== undefined) found.set(h.toString('hex'), i);
+    }
+    return found;
+  }
+
+  async search(key: string, limit: number): Promise<number[]> {
     return this.stmts.search.all(key, limit).map((r) => r.log_index);
   }
 
-  /**
-   * Appends entries (with the tree nodes they complete) in ONE transaction, committed (fsynced) before this
-   * returns. Either all rows land or none do.
-   */
-  appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): void {
+  /** One transaction, committed with `synchronous=FULL` (fsynced) before the promise resolves. */
+  async appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
     const run = this.db.transaction(() => {
       for (const r of rows) {
         this.stmts.putEntry.run(
@@ -208,12 +267,7 @@ export class LogStore implements NodeReader {
     run.immediate();
   }
 
-  /** Runs `fn` in one transaction (used to initialize metadata atomically). */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
-  }
-
-  close(): void {
+  async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
 }

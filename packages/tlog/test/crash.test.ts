@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyCheckpoint, type Checkpoint } from '../src/checkpoint.js';
 import { RekorClient } from '../src/client.js';
-import type { LogEntry } from '../src/entry.js';
-import { verifyConsistencyProof } from '../src/merkle.js';
+import { verifyLogEntry, type LogEntry } from '../src/entry.js';
+import { hashLeaf, verifyConsistencyProof, verifyInclusionProof } from '../src/merkle.js';
 import { dsseEntry, hashedRekord, makeKeySigner, tempDir } from './helpers.js';
 
 const SERVE_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'serve-main.js');
-const CLIENTS = 4;
+const CLIENTS = 8;
 
 const children = new Set<ChildProcess>();
 const cleanups: Array<() => void> = [];
@@ -83,7 +83,7 @@ describe('crash safety (kill -9)', () => {
     };
     const running = [...Array(CLIENTS).keys()].map(writer).concat(checkpointReader());
     // Kill mid-stream, once a fair number of appends has been acknowledged.
-    while (acked.size < 150) await new Promise((r) => setTimeout(r, 10));
+    for (let waited = 0; acked.size < 150 && waited < 30_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
     first.child.kill('SIGKILL');
     await first.exited;
     stop = true;
@@ -102,6 +102,20 @@ describe('crash safety (kill -9)', () => {
     const found = await after.retrieveEntries({ entryUUIDs: uuids });
     expect(found).toHaveLength(uuids.length);
     for (const e of found) expect(e.logIndex).toBe(acked.get(e.uuid));
+    // … with an inclusion proof (and SET, checkpoint signature) that verifies against the restarted tree's head.
+    for (const e of found) {
+      verifyLogEntry(e, { publicKey: publicKeyPem });
+      const proof = e.verification!.inclusionProof!;
+      expect(proof.treeSize).toBe(head.size);
+      const ok = verifyInclusionProof(
+        hashLeaf(Buffer.from(e.body, 'base64')),
+        e.logIndex,
+        head.size,
+        proof.hashes.map((h) => Buffer.from(h, 'hex')),
+        head.rootHash,
+      );
+      expect(ok, `entry ${e.logIndex} is included in the restarted tree`).toBe(true);
+    }
 
     // The restarted tree is a consistent extension of every checkpoint served before the kill.
     const sizes = new Map<number, string>();

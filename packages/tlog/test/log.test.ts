@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyLogEntry } from '../src/entry.js';
-import { DATABASE_FILE, TransparencyLog } from '../src/log.js';
+import { DATABASE_FILE, TransparencyLog, type CommittedBatch } from '../src/log.js';
 import { hashLeaf, MemoryNodeStore, verifyConsistencyProof, verifyInclusionProof } from '../src/merkle.js';
 import { SIGNING_KEY_FILE } from '../src/signing-key.js';
 import { prepareEntry, type PreparedEntry } from '../src/types/index.js';
@@ -15,8 +15,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function openLog(dataDir: string, extra: Partial<Parameters<typeof TransparencyLog.open>[0]> = {}): TransparencyLog {
-  const log = TransparencyLog.open({ dataDir, logName: 'tlog.test', ...extra });
+async function openLog(
+  dataDir: string,
+  extra: Partial<Parameters<typeof TransparencyLog.open>[0]> = {},
+): Promise<TransparencyLog> {
+  const log = await TransparencyLog.open({ dataDir, logName: 'tlog.test', ...extra });
   cleanups.push(() => log.close());
   return log;
 }
@@ -34,7 +37,7 @@ const entries = (n: number, tag = 'e'): PreparedEntry[] =>
 describe('TransparencyLog (in process)', () => {
   it('creates its key (0600) and tree ID once, and keeps them across restarts', async () => {
     const dir = newDir();
-    const log = openLog(dir);
+    const log = await openLog(dir);
     expect(statSync(join(dir, SIGNING_KEY_FILE)).mode & 0o777).toBe(0o600);
     expect(log.treeId).toMatch(/^[1-9][0-9]*$/);
     expect(BigInt(log.treeId) < 2n ** 63n).toBe(true);
@@ -42,25 +45,25 @@ describe('TransparencyLog (in process)', () => {
     const { treeId, logId } = log;
     await log.append(hashedRekord(signer, 'one'));
     await log.close();
-    const again = openLog(dir);
+    const again = await openLog(dir);
     expect(again.treeId).toBe(treeId);
     expect(again.logId).toBe(logId);
     expect(again.size).toBe(1);
   });
 
   it('answers an append only after commit, with a SET, proof and checkpoint that verify', async () => {
-    const log = openLog(newDir());
+    const log = await openLog(newDir());
     const entry = await log.append(hashedRekord(signer, 'artifact'));
     expect(entry.logIndex).toBe(0);
     expect(entry.verification?.inclusionProof?.treeSize).toBe(1);
     verifyLogEntry(entry, { publicKey: log.publicKeyPem, expectedKeyName: 'tlog.test' });
-    expect(log.getByUuid(entry.uuid)?.verification?.signedEntryTimestamp).toBe(
+    expect((await log.getByUuid(entry.uuid))?.verification?.signedEntryTimestamp).toBe(
       entry.verification?.signedEntryTimestamp,
     );
   });
 
   it('group-commits entries submitted in the same tick: dense indices, one shared checkpoint', async () => {
-    const log = openLog(newDir());
+    const log = await openLog(newDir());
     const batch = entries(20);
     const results = await Promise.all(batch.map((e) => log.submit(e)));
     expect(results.map((r) => r.logIndex).sort((a, b) => a - b)).toEqual([...Array(20).keys()]);
@@ -70,7 +73,7 @@ describe('TransparencyLog (in process)', () => {
   });
 
   it('rejects duplicates (also within one batch) with TLOG_ENTRY_EXISTS naming the UUID', async () => {
-    const log = openLog(newDir());
+    const log = await openLog(newDir());
     const [e] = entries(1);
     const settled = await Promise.allSettled([log.submit(e!), log.submit(e!)]);
     expect(settled[0]!.status).toBe('fulfilled');
@@ -82,51 +85,53 @@ describe('TransparencyLog (in process)', () => {
     expect(log.size).toBe(1);
   });
 
-  it('serves roots and proofs from stored nodes that match an in-memory tree, for every size', () => {
-    const log = openLog(newDir());
+  it('serves roots and proofs from stored nodes that match an in-memory tree, for every size', async () => {
+    const log = await openLog(newDir());
     const batch = entries(70);
-    log.appendBatch(batch.slice(0, 33));
-    log.appendBatch(batch.slice(33));
+    await log.appendBatch(batch.slice(0, 33));
+    await log.appendBatch(batch.slice(33));
     const mem = new MemoryNodeStore();
     for (const e of batch) mem.appendLeaf(e.leafHash);
     for (let n = 1; n <= 70; n++) {
-      expect(log.rootAt(n).equals(mem.tree.rootAt(n))).toBe(true);
+      expect((await log.rootAt(n)).equals(mem.tree.rootAt(n))).toBe(true);
       for (const m of [0, n >> 1, n - 1]) {
-        expect(verifyInclusionProof(batch[m]!.leafHash, m, n, log.inclusionProof(m, n), mem.tree.rootAt(n))).toBe(true);
-      }
-      for (const m of [1, n >> 1, n - 1].filter((x) => x >= 1)) {
-        expect(verifyConsistencyProof(m, n, mem.tree.rootAt(m), mem.tree.rootAt(n), log.consistencyProof(m, n))).toBe(
+        expect(verifyInclusionProof(batch[m]!.leafHash, m, n, await log.inclusionProof(m, n), mem.tree.rootAt(n))).toBe(
           true,
         );
       }
+      for (const m of [1, n >> 1, n - 1].filter((x) => x >= 1)) {
+        expect(
+          verifyConsistencyProof(m, n, mem.tree.rootAt(m), mem.tree.rootAt(n), await log.consistencyProof(m, n)),
+        ).toBe(true);
+      }
     }
-    expect(() => log.rootAt(71)).toThrow(/outside the log/);
-    expect(() => log.appendBatch([batch[0]!])).toThrow(/already exists/);
+    await expect(log.rootAt(71)).rejects.toThrow(/outside the log/);
+    await expect(log.appendBatch([batch[0]!])).rejects.toThrow(/already exists/);
     expect(log.size).toBe(70);
   });
 
   it('looks entries up by index, 64-hex UUID and 80-hex entry ID, and searches the index', async () => {
-    const log = openLog(newDir());
+    const log = await openLog(newDir());
     const a = await log.append(hashedRekord(signer, 'A'));
     const other = makeKeySigner();
     const b = await log.append(hashedRekord(other, 'A'));
     await log.append(hashedRekord(other, 'B'));
-    expect(log.getByIndex(1)?.uuid).toBe(b.uuid);
-    expect(log.getByUuid(a.uuid)?.logIndex).toBe(0);
-    expect(log.getByUuid(`${log.treeIdHex}${a.uuid}`)?.logIndex).toBe(0);
-    expect(log.getByUuid(`${'0'.repeat(16)}${a.uuid}`)).toBeUndefined();
-    expect(log.getByIndex(3)).toBeUndefined();
-    expect(log.getByIndex(-1)).toBeUndefined();
+    expect((await log.getByIndex(1))?.uuid).toBe(b.uuid);
+    expect((await log.getByUuid(a.uuid))?.logIndex).toBe(0);
+    expect((await log.getByUuid(`${log.treeIdHex}${a.uuid}`))?.logIndex).toBe(0);
+    expect(await log.getByUuid(`${'0'.repeat(16)}${a.uuid}`)).toBeUndefined();
+    expect(await log.getByIndex(3)).toBeUndefined();
+    expect(await log.getByIndex(-1)).toBeUndefined();
     const digestA = JSON.parse(Buffer.from(a.body, 'base64').toString()).spec.data.hash.value;
     const keyOther = prepareEntry(hashedRekord(other, 'x')).indexKeys.find((k) => k.startsWith('key:'))!;
-    expect(log.search([`sha256:${digestA}`])).toEqual([a.uuid, b.uuid]);
-    expect(log.search([`sha256:${digestA}`, keyOther], 'and')).toEqual([b.uuid]);
-    expect(log.search([`sha256:${digestA}`, keyOther], 'or')).toHaveLength(3);
+    expect(await log.search([`sha256:${digestA}`])).toEqual([a.uuid, b.uuid]);
+    expect(await log.search([`sha256:${digestA}`, keyOther], 'and')).toEqual([b.uuid]);
+    expect(await log.search([`sha256:${digestA}`, keyOther], 'or')).toHaveLength(3);
   });
 
   it('refuses to open with another signing key than the one the log was created with', async () => {
     const dir = newDir();
-    const log = openLog(dir);
+    const log = await openLog(dir);
     await log.close();
     const keyPath = join(newDir(), 'other.pem');
     writeFileSync(
@@ -134,17 +139,17 @@ describe('TransparencyLog (in process)', () => {
       generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
       { mode: 0o600 },
     );
-    expect(() => TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).toThrow(
+    await expect(TransparencyLog.open({ dataDir: dir, signingKeyPath: keyPath })).rejects.toThrow(
       expect.objectContaining({ code: 'TLOG_KEY_MISMATCH' }),
     );
   });
 
-  it('uses an operator-provided signing key (logID = SHA-256 of its DER SPKI) instead of generating one', () => {
+  it('uses an operator-provided signing key (logID = SHA-256 of its DER SPKI) instead of generating one', async () => {
     const keyPath = join(newDir(), 'operator.pem');
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     writeFileSync(keyPath, privateKey.export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
     const dir = newDir();
-    const log = openLog(dir, { signingKeyPath: keyPath });
+    const log = await openLog(dir, { signingKeyPath: keyPath });
     expect(log.logId).toBe(
       createHash('sha256')
         .update(publicKey.export({ type: 'spki', format: 'der' }))
@@ -153,49 +158,49 @@ describe('TransparencyLog (in process)', () => {
     expect(existsSync(join(dir, SIGNING_KEY_FILE))).toBe(false);
   });
 
-  it('refuses a non-P-256 signing key', () => {
+  it('refuses a non-P-256 signing key', async () => {
     const keyPath = join(newDir(), 'rsa.pem');
     writeFileSync(
       keyPath,
       generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
       { mode: 0o600 },
     );
-    expect(() => TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).toThrow(
+    await expect(TransparencyLog.open({ dataDir: newDir(), signingKeyPath: keyPath })).rejects.toThrow(
       expect.objectContaining({ code: 'TLOG_SIGNING_KEY_INVALID' }),
     );
   });
 
-  it('locks its database: a second writer on the same directory is refused', () => {
+  it('locks its database: a second writer on the same directory is refused', async () => {
     const dir = newDir();
-    openLog(dir);
-    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(
+    await openLog(dir);
+    await expect(TransparencyLog.open({ dataDir: dir })).rejects.toThrow(
       expect.objectContaining({ code: 'TLOG_STORE_LOCKED' }),
     );
   });
 
   it('detects a database whose entries and recorded tree size disagree', async () => {
     const dir = newDir();
-    const log = openLog(dir);
-    log.appendBatch(entries(5));
+    const log = await openLog(dir);
+    await log.appendBatch(entries(5));
     await log.close();
     const db = new Database(join(dir, DATABASE_FILE));
     db.prepare('DELETE FROM entries WHERE log_index = 2').run();
     db.close();
-    expect(() => TransparencyLog.open({ dataDir: dir })).toThrow(
+    await expect(TransparencyLog.open({ dataDir: dir })).rejects.toThrow(
       expect.objectContaining({ code: 'TLOG_STORE_CORRUPT' }),
     );
   });
 
   it('rejects invalid options and appends after close', async () => {
-    expect(() => TransparencyLog.open({ dataDir: newDir(), logName: 'has space' })).toThrow(/logName/);
-    expect(() => TransparencyLog.open({ dataDir: newDir(), maxBatch: 0 })).toThrow(/maxBatch/);
-    const log = openLog(newDir());
+    await expect(TransparencyLog.open({ dataDir: newDir(), logName: 'has space' })).rejects.toThrow(/logName/);
+    await expect(TransparencyLog.open({ dataDir: newDir(), maxBatch: 0 })).rejects.toThrow(/maxBatch/);
+    const log = await openLog(newDir());
     await log.close();
     await expect(log.append(hashedRekord(signer, 'late'))).rejects.toMatchObject({ code: 'TLOG_CLOSED' });
   });
 
   it('commits every queued append before closing', async () => {
-    const log = openLog(newDir());
+    const log = await openLog(newDir());
     const pending = entries(5).map((e) => log.submit(e));
     await log.close();
     const done = await Promise.all(pending);
@@ -203,7 +208,7 @@ describe('TransparencyLog (in process)', () => {
   });
 
   it('with maxBatch 1 commits each entry separately (same results)', async () => {
-    const log = openLog(newDir(), { maxBatch: 1 });
+    const log = await openLog(newDir(), { maxBatch: 1 });
     const results = await Promise.all(entries(10).map((e) => log.submit(e)));
     // Each entry is proven against the tree right after its own commit.
     expect(results.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual(
@@ -212,5 +217,52 @@ describe('TransparencyLog (in process)', () => {
     expect(results.map((r) => r.logIndex)).toEqual([...Array(10).keys()]);
     for (const r of results) verifyLogEntry(r, { publicKey: log.publicKeyPem });
     expect(hashLeaf(Buffer.from(results[3]!.body, 'base64')).toString('hex')).toBe(results[3]!.uuid);
+  });
+  it('calls onBatchCommitted once per durable batch, in order, before the batch is answered or served', async () => {
+    const seen: CommittedBatch[] = [];
+    const log: TransparencyLog = await openLog(newDir(), {
+      onBatchCommitted: async (batch) => {
+        // Not yet visible: the checkpoint still has the previous size.
+        expect(log.size).toBe(batch.treeSize - batch.leaves.length);
+        expect(log.checkpoint().size).toBe(batch.treeSize - batch.leaves.length);
+        seen.push(batch);
+      },
+    });
+    const first = await Promise.all(entries(3, 'a').map((e) => log.submit(e)));
+    const second = await Promise.all(entries(2, 'b').map((e) => log.submit(e)));
+    expect(seen.map((b) => [b.treeSize, b.leaves.map((l) => l.logIndex)])).toEqual([
+      [3, [0, 1, 2]],
+      [5, [3, 4]],
+    ]);
+    const mem = new MemoryNodeStore();
+    for (const b of seen) {
+      for (const l of b.leaves) {
+        expect(hashLeaf(l.body).equals(l.leafHash)).toBe(true);
+        mem.appendLeaf(l.leafHash);
+      }
+      expect(b.rootHash.equals(mem.root())).toBe(true);
+      expect(b.checkpoint.size).toBe(b.treeSize);
+    }
+    expect(first[0]!.verification?.inclusionProof?.checkpoint).toBe(seen[0]!.checkpoint.note);
+    expect(second[0]!.verification?.inclusionProof?.checkpoint).toBe(seen[1]!.checkpoint.note);
+  });
+
+  it('when onBatchCommitted fails: the batch stays logged, its callers get TLOG_PUBLISH_FAILED, appends stop', async () => {
+    const dir = newDir();
+    let fail = false;
+    const log = await openLog(dir, {
+      onBatchCommitted: () => {
+        if (fail) throw new Error('disk full');
+      },
+    });
+    await log.submit(entries(1, 'ok')[0]!);
+    fail = true;
+    await expect(log.submit(entries(1, 'x')[0]!)).rejects.toMatchObject({ code: 'TLOG_PUBLISH_FAILED' });
+    expect(log.size).toBe(2);
+    await expect(log.submit(entries(1, 'y')[0]!)).rejects.toMatchObject({ code: 'TLOG_PUBLISH_FAILED' });
+    await log.close();
+    const again = await openLog(dir);
+    expect(again.size).toBe(2);
+    expect((await again.getEntryRange(0, 10)).map((e) => e.logIndex)).toEqual([0, 1]);
   });
 });

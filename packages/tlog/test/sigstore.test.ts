@@ -113,7 +113,7 @@ describe('sigstore-js against this log', () => {
   });
 
   it("the same entries pass this package's own verifier", async () => {
-    const entry = server.log.getByIndex(0)!;
+    const entry = (await server.log.getByIndex(0))!;
     expect(
       verifyLogEntry(entry, { publicKey: server.publicKeyPem, expectedKeyName: server.logName }).checkpoint?.size,
     ).toBe(server.log.size);

@@ -69,18 +69,18 @@ export const createEntry: RouteHandler = async (req, { log }) => {
 };
 
 /** GET /api/v1/log/entries?logIndex=N */
-export const getEntryByIndex: RouteHandler = (req, { log }) => {
+export const getEntryByIndex: RouteHandler = async (req, { log }) => {
   const index = intParam(req.url, 'logIndex');
-  const entry = log.getByIndex(index);
+  const entry = await log.getByIndex(index);
   if (!entry) notFound(`no entry at logIndex ${index} (tree size ${log.size})`);
   return { status: 200, body: toWire(entry!) };
 };
 
 /** GET /api/v1/log/entries/{uuid} — 64-hex UUID or 80-hex entry ID. */
-export const getEntryByUuid: RouteHandler = (req, { log }) => {
+export const getEntryByUuid: RouteHandler = async (req, { log }) => {
   const uuid = req.params[0] ?? '';
   if (!/^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$/.test(uuid)) badRequest('entry UUID must be 64 or 80 hex characters');
-  const entry = log.getByUuid(uuid);
+  const entry = await log.getByUuid(uuid);
   if (!entry) notFound(`no entry with UUID ${uuid}`);
   return { status: 200, body: toWire(entry!) };
 };
@@ -105,17 +105,17 @@ export const retrieveEntries: RouteHandler = async (req, { log }) => {
   for (const u of uuids) {
     if (typeof u !== 'string' || !/^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$/.test(u))
       badRequest('entryUUIDs must be 64 or 80 hex characters each');
-    const e = log.getByUuid(u as string);
+    const e = await log.getByUuid(u as string);
     if (e) found.set(e.uuid, toWire(e));
   }
   for (const i of indexes) {
     if (typeof i !== 'number' || !Number.isSafeInteger(i) || i < 0)
       badRequest('logIndexes must be non-negative integers');
-    const e = log.getByIndex(i as number);
+    const e = await log.getByIndex(i as number);
     if (e) found.set(e.uuid, toWire(e));
   }
   for (const p of proposed) {
-    const e = log.getByUuid(prepareEntry(p).leafHash.toString('hex'));
+    const e = await log.getByUuid(prepareEntry(p).leafHash.toString('hex'));
     if (e) found.set(e.uuid, toWire(e));
   }
   return { status: 200, body: [...found.values()] };
@@ -143,7 +143,7 @@ export const getPublicKey: RouteHandler = (req, { log }) => {
 };
 
 /** GET /api/v1/log/proof?firstSize=&lastSize= — consistency proof `{rootHash, hashes}` (root of lastSize). */
-export const getConsistencyProof: RouteHandler = (req, { log }) => {
+export const getConsistencyProof: RouteHandler = async (req, { log }) => {
   checkTreeId(req.url, log);
   const first = intParam(req.url, 'firstSize', 1);
   const last = intParam(req.url, 'lastSize');
@@ -153,8 +153,8 @@ export const getConsistencyProof: RouteHandler = (req, { log }) => {
   return {
     status: 200,
     body: {
-      rootHash: log.rootAt(last).toString('hex'),
-      hashes: log.consistencyProof(first, last).map((h) => h.toString('hex')),
+      rootHash: (await log.rootAt(last)).toString('hex'),
+      hashes: (await log.consistencyProof(first, last)).map((h) => h.toString('hex')),
     },
   };
 };
@@ -191,7 +191,7 @@ export const searchIndex: RouteHandler = async (req, { log }) => {
   if (keys.length === 0) badRequest('give hash and/or publicKey');
   const operator = query.operator ?? 'or';
   if (operator !== 'and' && operator !== 'or') badRequest("operator must be 'and' or 'or'");
-  return { status: 200, body: log.search(keys, operator) };
+  return { status: 200, body: await log.search(keys, operator) };
 };
 
 export interface Route {

@@ -2,7 +2,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import { TransparencyLog } from '../log.js';
+import { TransparencyLog, type BatchCommittedHook } from '../log.js';
+import type { LogStorage } from '../storage.js';
 import type { KeySigner } from '../signing-key.js';
 import { DEFAULT_MAX_BODY_BYTES, errorResponse, responseForError, send } from './http-util.js';
 import { ROUTES, type RouteDeps } from './routes.js';
@@ -30,6 +31,10 @@ export interface TlogServerOptions {
   maxBodyBytes?: number;
   /** Entries per commit; 1 disables group commit (for measurements). */
   maxBatch?: number;
+  /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
+  storage?: LogStorage;
+  /** After each durable batch, before its callers are answered (tile writing). */
+  onBatchCommitted?: BatchCommittedHook;
   /** Concurrency, timeouts and per-request deadline (defaults: `DEFAULT_HTTP_LIMITS` of @airlock/core). */
   limits?: Partial<HttpLimits>;
   /** Serve HTTPS (e.g. mTLS with SPIFFE SVIDs); the URL becomes https://. */
@@ -114,18 +119,28 @@ function formatHost(host: string): string {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
-  const log = TransparencyLog.open({
+  const store = tileStoreFor(options);
+  const tiles = store && new TileWriter(store);
+  const userHook = options.onBatchCommitted;
+  // Tiles first: a batch is answered only once its tiles and checkpoint are published.
+  const hook: BatchCommittedHook | undefined = tiles
+    ? async (batch) => {
+        await tiles.onBatch(batch);
+        await userHook?.(batch);
+      }
+    : userHook;
+  const log = await TransparencyLog.open({
     dataDir: options.dataDir,
     logName,
     ...(options.signingKeyPath ? { signingKeyPath: options.signingKeyPath } : {}),
     ...(options.signer ? { signer: options.signer } : {}),
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+    ...(options.storage ? { storage: options.storage } : {}),
+    ...(hook ? { onBatchCommitted: hook } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const store = tileStoreFor(options);
-  let tiles: TileWriter | undefined;
   try {
-    tiles = store && (await TileWriter.start(log, store));
+    await tiles?.catchUp(log);
   } catch (err) {
     await log.close();
     throw err;
@@ -148,7 +163,6 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       });
     });
   } catch (err) {
-    tiles?.stop();
     await log.close();
     throw err;
   }
@@ -174,7 +188,6 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
-        tiles?.stop();
         await log.close();
       })();
       return closing;
