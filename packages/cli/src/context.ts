@@ -7,6 +7,10 @@ export interface SigningFlags {
   data?: string;
   fulcioUrl?: string;
   rekorUrl?: string;
+  /** RFC 3161 timestamp authority base URL (overrides the plane's). */
+  tsaUrl?: string;
+  /** commander's `--no-timestamp`: false = sign without a TSA timestamp. */
+  timestamp?: boolean;
   identityToken?: string;
   identityTokenFile?: string;
   subject?: string;
@@ -17,6 +21,8 @@ export interface SigningFlags {
 export interface SigningContext {
   fulcioUrl: string;
   rekorUrl: string;
+  /** The timestamp authority every bundle gets a signed timestamp from; absent with --no-timestamp. */
+  tsaUrl?: string;
   identity: () => Promise<string>;
   /** Asks the agent once before any work, so a refused caller fails fast (no-op for other token sources). */
   preflight: () => Promise<void>;
@@ -68,11 +74,15 @@ export function resolveSigningContext(flags: SigningFlags, options: { keyBased?:
   const rekorUrl = flags.rekorUrl ?? endpoints?.tlogUrl;
   if (!rekorUrl)
     throw new UsageError('no transparency log given: pass --data DIR (a running `airlock up`) or --rekor-url');
+  // Timestamped by default (the plane's TSA); --no-timestamp opts out, e.g. for a plane from before the TSA.
+  const tsaUrl = flags.timestamp === false ? undefined : (flags.tsaUrl ?? endpoints?.tsaUrl);
+  const tsa = tsaUrl ? { tsaUrl } : {};
   if (options.keyBased) {
     // A key signs without a certificate: no CA and no identity token are involved.
     return {
       fulcioUrl,
       rekorUrl,
+      ...tsa,
       identity: () => Promise.reject(new UsageError('key-based signing needs no identity token')),
       preflight: async () => undefined,
     };
@@ -105,7 +115,12 @@ export function resolveSigningContext(flags: SigningFlags, options: { keyBased?:
         'set SIGSTORE_ID_TOKEN, or --data DIR to use the embedded issuer',
     );
   }
-  return { fulcioUrl, rekorUrl, identity, preflight };
+  return { fulcioUrl, rekorUrl, ...tsa, identity, preflight };
+}
+
+/** The signer endpoints of a context (CA, log and, unless --no-timestamp, the TSA). */
+export function signingEndpointsOf(ctx: SigningContext): { fulcioUrl: string; rekorUrl: string; tsaUrl?: string } {
+  return { fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, ...(ctx.tsaUrl ? { tsaUrl: ctx.tsaUrl } : {}) };
 }
 
 export function readJsonFile(path: string, what: string): unknown {

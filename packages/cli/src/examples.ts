@@ -6,7 +6,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   demo: ['airlock demo', 'airlock demo --data /tmp/airlock-demo --json > demo.json'],
   up: [
     'airlock up --data /var/lib/airlock/plane',
-    'airlock up --data plane --tlog-port 8100 --ca-port 8101 --identity-port 8102',
+    'airlock up --data plane --tlog-port 8100 --ca-port 8101 --identity-port 8102 --tsa-port 8103',
   ],
   'identity token': [
     'airlock identity token --data plane --subject spiffe://airlock.internal/ci/release --break-glass  # admin only, logged',
@@ -24,13 +24,15 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   sign: [
     'airlock sign app.tar --data plane',
-    'airlock sign app.tar --key signing.pem --rekor-url http://127.0.0.1:8100',
+    'airlock sign app.tar --key signing.pem --rekor-url http://127.0.0.1:8100 --tsa-url http://127.0.0.1:8103',
   ],
   attest: [
     'airlock attest app.tar --predicate-type https://example.com/review/v1 --predicate review.json --data plane',
   ],
   verify: [
     'airlock verify app.tar --bundle app.tar.sigstore.json --data plane \\',
+    '  --certificate-identity spiffe://airlock.internal/airlock/cli --certificate-oidc-issuer http://127.0.0.1:8102',
+    'airlock verify app.tar --bundle app.tar.sigstore.json --data plane --timestamp-threshold 2 \\',
     '  --certificate-identity spiffe://airlock.internal/airlock/cli --certificate-oidc-issuer http://127.0.0.1:8102',
   ],
   'verify artifact': [

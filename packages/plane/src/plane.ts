@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { AirlockError, type HttpLimits, type ServiceTls } from '@airlock/core';
 import { startTlogServer } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
+import { startTsaServer } from '@airlock/tsa';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
 import { openPkcs11Signer } from './pkcs11.js';
 import { buildTrustedRoot, type TrustedRootJson } from './trusted-root.js';
+import { buildSigningConfig, SIGNING_CONFIG_FILE } from './signing-config.js';
 
 export type PlaneErrorCode =
   | 'PLANE_CONFIG'
@@ -50,6 +52,8 @@ export interface PlanePorts {
   tlog: number;
   ca: number;
   identity: number;
+  /** The RFC 3161 timestamp authority (added with issue 11; older plane.json files lack it). */
+  tsa: number;
 }
 
 /** `endpoints.json`: what clients need to reach the plane, and whether it is running. */
@@ -57,8 +61,12 @@ export interface PlaneEndpoints {
   tlogUrl: string;
   caUrl: string;
   identityIssuerUrl: string;
+  /** RFC 3161 timestamp authority (sigstore/timestamp-authority API); absent in files written before issue 11. */
+  tsaUrl?: string;
   trustDomain: string;
   trustedRoot: string;
+  /** Sigstore signing config v0.2 beside the trusted root (CA, TSA and log URLs for stock clients). */
+  signingConfig?: string;
   startedAt: string;
   /** The plane's process; with `hostname`, lets clients tell a live plane from a stale file. */
   pid: number;
@@ -90,8 +98,11 @@ export interface WorkloadTokenOptions {
 interface PlaneState {
   createdAt: string;
   host?: string;
-  ports?: PlanePorts;
+  ports?: RecordedPorts;
 }
+
+/** Ports as recorded: a plane.json from before the TSA existed has no `tsa` (it gets one on next start). */
+type RecordedPorts = Omit<PlanePorts, 'tsa'> & { tsa?: number };
 
 /** Writes a file atomically: readers never see a half-written endpoints.json or trusted_root.json. */
 export function writeFileAtomic(path: string, data: string, mode = 0o644): void {
@@ -164,10 +175,15 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
       }),
     );
     closers.push(() => tlog.close());
+    const tsa = await bind('timestamp authority', ports.tsa, statePath, () =>
+      startTsaServer({ dataDir, host, port: ports.tsa, ...limits, ...options.mtls?.tsa }),
+    );
+    closers.push(() => tsa.close());
     recordBinding(statePath, state, host, {
       tlog: portOf(tlog.url),
       ca: portOf(ca.url),
       identity: portOf(identity.url),
+      tsa: portOf(tsa.url),
     });
 
     const trustedRoot = buildTrustedRoot({
@@ -183,15 +199,33 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
         organization: ca.ca.subject.organization,
         commonName: ca.ca.subject.commonName,
       },
+      tsa: { uri: tsa.url, chainDer: tsa.chainDer, validFrom: tsa.validFrom },
     });
     const trustedRootPath = join(dataDir, 'trusted_root.json');
     writeFileAtomic(trustedRootPath, JSON.stringify(trustedRoot, null, 2) + '\n');
+    const signingConfigPath = join(dataDir, SIGNING_CONFIG_FILE);
+    const signingConfig = buildSigningConfig({
+      ca: { url: ca.url, validFrom: ca.validFrom },
+      tsa: { url: tsa.url, validFrom: tsa.validFrom },
+      oidc: { url: identity.url, validFrom: new Date(state.createdAt) },
+      // One log, two APIs on the same tree: Rekor v1 and Rekor v2 (tiles). Both list the same URL; a v2 client
+      // picks majorApiVersion 2 and posts to /api/v2/log/entries.
+      // Stock clients take the newest start: v1 stays first because @sigstore/verify 3 cannot verify a DSSE bundle
+      // whose v2 entry is a hashedrekord over the PAE digest (verify ≥ 4.1 can); blobs work with either.
+      tlogs: [
+        { url: tlog.url, majorApiVersion: 1, validFrom: new Date(Date.parse(state.createdAt) - 60_000) },
+        { url: tlog.url, majorApiVersion: 2, validFrom: new Date(Date.parse(state.createdAt) - 61_000) },
+      ],
+    });
+    writeFileAtomic(signingConfigPath, JSON.stringify(signingConfig, null, 2) + '\n');
     const endpoints: PlaneEndpoints = {
       tlogUrl: tlog.url,
       caUrl: ca.url,
       identityIssuerUrl: identity.url,
+      tsaUrl: tsa.url,
       trustDomain,
       trustedRoot: trustedRootPath,
+      signingConfig: signingConfigPath,
       startedAt: new Date().toISOString(),
       pid: process.pid,
       hostname: hostname(),
@@ -216,8 +250,15 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
   }
 }
 
-const SERVICES = ['tlog', 'ca', 'identity'] as const;
-const FLAG: Record<keyof PlanePorts, string> = { tlog: '--tlog-port', ca: '--ca-port', identity: '--identity-port' };
+const SERVICES = ['tlog', 'ca', 'identity', 'tsa'] as const;
+/** Services every plane.json with ports records; `tsa` came later and may be missing. */
+const REQUIRED_SERVICES = ['tlog', 'ca', 'identity'] as const;
+const FLAG: Record<keyof PlanePorts, string> = {
+  tlog: '--tlog-port',
+  ca: '--ca-port',
+  identity: '--identity-port',
+  tsa: '--tsa-port',
+};
 
 /**
  * Host and ports to bind: a given value must agree with the recorded one unless `reassignPorts` (a silent change
@@ -239,7 +280,7 @@ function resolveBinding(
   if (options.host && state.host && options.host !== state.host && !reassign)
     conflict('--host', options.host, state.host);
   const host = options.host ?? state.host ?? '127.0.0.1';
-  const ports = { tlog: 0, ca: 0, identity: 0 };
+  const ports = { tlog: 0, ca: 0, identity: 0, tsa: 0 };
   for (const svc of SERVICES) {
     const given = options.ports?.[svc] ?? 0;
     const recorded = state.ports?.[svc] ?? 0;
@@ -297,8 +338,12 @@ function loadOrCreateState(path: string): PlaneState {
       throw new PlaneError('PLANE_CONFIG', `${path}: createdAt missing or invalid`);
     }
     const ports = parsed.ports;
-    if (ports !== undefined && !SERVICES.every((s) => Number.isInteger(ports[s]) && ports[s] > 0 && ports[s] < 65536))
-      throw new PlaneError('PLANE_CONFIG', `${path}: ports must hold tlog, ca and identity port numbers`);
+    const valid = (p: unknown): boolean => Number.isInteger(p) && (p as number) > 0 && (p as number) < 65536;
+    if (
+      ports !== undefined &&
+      (!REQUIRED_SERVICES.every((s) => valid(ports[s])) || (ports.tsa !== undefined && !valid(ports.tsa)))
+    )
+      throw new PlaneError('PLANE_CONFIG', `${path}: ports must hold tlog, ca and identity (and tsa) port numbers`);
     return {
       createdAt: parsed.createdAt,
       ...(typeof parsed.host === 'string' ? { host: parsed.host } : {}),

@@ -5,6 +5,16 @@ export const TRUSTED_ROOT_MEDIA_TYPE = 'application/vnd.dev.sigstore.trustedroot
 export interface TrustedRootInput {
   tlog: { baseUrl: string; publicKeyDer: Buffer; validFrom: Date };
   ca: { uri: string; chainDer: Buffer[]; validFrom: Date; organization?: string; commonName?: string };
+  /** The RFC 3161 timestamp authority: chain leaf first, root last. */
+  tsa?: { uri: string; chainDer: Buffer[]; validFrom: Date; organization?: string; commonName?: string };
+}
+
+/** A certificate authority or timestamp authority entry (same shape in the trusted root). */
+export interface CertificateAuthorityJson {
+  subject: { organization: string; commonName: string };
+  uri: string;
+  certChain: { certificates: Array<{ rawBytes: string }> };
+  validFor: { start: string; end?: string };
 }
 
 /** Sigstore TrustedRoot JSON (protobuf-specs sigstore_trustroot.proto, proto3 JSON mapping). */
@@ -16,20 +26,16 @@ export interface TrustedRootJson {
     publicKey: { rawBytes: string; keyDetails: string; validFor: { start: string; end?: string } };
     logId: { keyId: string };
   }>;
-  certificateAuthorities: Array<{
-    subject: { organization: string; commonName: string };
-    uri: string;
-    certChain: { certificates: Array<{ rawBytes: string }> };
-    validFor: { start: string; end?: string };
-  }>;
+  certificateAuthorities: CertificateAuthorityJson[];
   ctlogs: never[];
-  timestampAuthorities: never[];
+  timestampAuthorities: CertificateAuthorityJson[];
 }
 
 /**
  * Builds the trusted root clients use to verify what this plane signs. The log ID is SHA-256 of the log's DER
  * SPKI (what Rekor v1 reports and what the SET/checkpoint are matched against); the CA chain is
- * intermediate-first, root last (the anchor). No CT log and no TSA: the log's SET is the trusted time.
+ * intermediate-first, root last (the anchor). No CT log. The TSA (when given) is listed with `validFor` from its
+ * leaf's notBefore, open-ended: its timestamps and, for v1 entries, the log's SET are the trusted times.
  */
 export function buildTrustedRoot(input: TrustedRootInput): TrustedRootJson {
   return {
@@ -58,6 +64,18 @@ export function buildTrustedRoot(input: TrustedRootInput): TrustedRootJson {
       },
     ],
     ctlogs: [],
-    timestampAuthorities: [],
+    timestampAuthorities: input.tsa
+      ? [
+          {
+            subject: {
+              organization: input.tsa.organization ?? 'airlock',
+              commonName: input.tsa.commonName ?? 'airlock timestamp authority',
+            },
+            uri: input.tsa.uri,
+            certChain: { certificates: input.tsa.chainDer.map((der) => ({ rawBytes: der.toString('base64') })) },
+            validFor: { start: input.tsa.validFrom.toISOString() },
+          },
+        ]
+      : [],
   };
 }

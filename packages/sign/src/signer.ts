@@ -4,6 +4,7 @@ import {
   FulcioSigner,
   MessageSignatureBundleBuilder,
   RekorWitness,
+  TSAWitness,
   type Artifact,
   type Bundle,
   type IdentityProvider,
@@ -22,10 +23,15 @@ import { SignError } from './errors.js';
 
 export type { SerializedBundle } from '@sigstore/bundle';
 
-/** Where to sign: the internal (or any Fulcio v2 / Rekor v1 compatible) CA and log. */
+/** Where to sign: the internal (or any Fulcio v2 / Rekor v1 compatible) CA and log, and the timestamp authority. */
 export interface SigningEndpoints {
   fulcioUrl: string;
   rekorUrl: string;
+  /**
+   * RFC 3161 timestamp authority (sigstore/timestamp-authority API, base URL). When given, every bundle carries a
+   * signed timestamp over its signature besides the log's integrated time.
+   */
+  tsaUrl?: string;
 }
 
 export interface AirlockSignerOptions extends SigningEndpoints {
@@ -87,6 +93,7 @@ export class AirlockSigner {
     this.witnesses = options.skipTlog
       ? []
       : [new RekorWitness({ rekorBaseURL: options.rekorUrl, entryType: 'dsse', fetchOnConflict: true, timeout })];
+    if (options.tsaUrl) this.witnesses.push(new TSAWitness({ tsaBaseURL: options.tsaUrl, timeout }));
   }
 
   /** Signs raw bytes; the bundle holds a `messageSignature` over their SHA-256. */
@@ -128,5 +135,7 @@ function classifySigningFailure(cause: unknown): SignError {
     return new SignError('SIGN_CERTIFICATE', `certificate authority refused or failed: ${message}${detail}`, { cause });
   if (code.startsWith('TLOG_'))
     return new SignError('SIGN_TLOG', `transparency log refused or failed: ${message}${detail}`, { cause });
+  if (code.startsWith('TSA_'))
+    return new SignError('SIGN_TIMESTAMP', `timestamp authority refused or failed: ${message}${detail}`, { cause });
   return new SignError('SIGN_FAILED', `signing failed: ${message}${detail}`, { cause });
 }

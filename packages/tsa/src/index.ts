@@ -1,2 +1,4 @@
-// RFC 3161 timestamp authority compatible with sigstore/timestamp-authority: TimeStampReq/TimeStampResp via @peculiar/asn1-tsp, its key and certificate chain.
-export {};
+export * from './errors.js';
+export * from './material.js';
+export * from './authority.js';
+export * from './server.js';

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } f
 import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
+import { RFC3161Timestamp } from '@sigstore/core';
 import {
   INTOTO_PAYLOAD_TYPE,
   findMatchingSubject,
@@ -58,8 +59,16 @@ export interface VerifiedTlogEntry {
   kind: string;
 }
 
+/** A verified time the signature existed at: an RFC 3161 token, or a v1 log entry's SET-backed integrated time. */
+export interface VerifiedTimestamp {
+  source: 'timestamp-authority' | 'transparency-log';
+  time: string;
+}
+
 export interface VerificationResult {
   content: 'messageSignature' | 'dsseEnvelope';
+  /** The verified timestamps (at least the threshold; the certificate was valid at each). */
+  timestamps: VerifiedTimestamp[];
   signer: {
     subjectAlternativeName?: string;
     issuer?: string;
@@ -81,6 +90,11 @@ export interface BundleVerifierOptions {
   tlogThreshold?: number;
   /** Require C2SP witness cosignatures on every log entry's checkpoint (Ed25519 vkeys, at least `threshold`). */
   witnesses?: WitnessPolicy;
+  /**
+   * Minimum number of verified timestamps: RFC 3161 tokens from a trusted TSA plus SET-backed integrated times of
+   * v1 log entries (default 1 for certificate bundles, 0 for key bundles, which have no validity window).
+   */
+  timestampThreshold?: number;
 }
 
 /**
@@ -104,11 +118,14 @@ export class BundleVerifier {
     const root = parseTrustedRoot(trustedRoot);
     this.trust = buildTrustMaterial(root, options.publicKeys);
     this.tlogThreshold = options.tlogThreshold ?? 1;
-    // No CT log in an air-gapped plane (ctlogThreshold 0); the log's SET is the trusted time (one timestamp).
+    const timestampThreshold = options.timestampThreshold ?? (options.publicKeys ? 0 : 1);
+    if (!Number.isInteger(timestampThreshold) || timestampThreshold < 0)
+      throw new VerifyError('VERIFY_TIMESTAMP', `timestamp threshold must be a non-negative integer`);
+    // No CT log in an air-gapped plane (ctlogThreshold 0). Trusted times: the TSA's tokens and v1 entries' SETs.
     this.verifier = new Verifier(this.trust, {
       ctlogThreshold: 0,
       tlogThreshold: this.tlogThreshold,
-      timestampThreshold: options.publicKeys ? 0 : 1,
+      timestampThreshold,
     });
   }
 
@@ -161,6 +178,7 @@ export class BundleVerifier {
 
     const result: VerificationResult = {
       content: bundle.content.$case,
+      timestamps: verifiedTimestamps(bundle),
       signer: {},
       tlogEntries: bundle.verificationMaterial.tlogEntries.map(describeEntry),
     };
@@ -266,6 +284,23 @@ function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
       'inclusion proof tree size or root hash differs from its signed checkpoint',
     );
   }
+}
+
+/** The times @sigstore/verify has just checked: every RFC 3161 token (each must verify) and every SET. */
+function verifiedTimestamps(bundle: Bundle): VerifiedTimestamp[] {
+  const tokens = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps ?? [];
+  return [
+    ...tokens.map((t) => ({
+      source: 'timestamp-authority' as const,
+      time: RFC3161Timestamp.parse(Buffer.from(t.signedTimestamp)).signingTime.toISOString(),
+    })),
+    ...bundle.verificationMaterial.tlogEntries
+      .filter((e) => e.inclusionPromise !== undefined)
+      .map((e) => ({
+        source: 'transparency-log' as const,
+        time: new Date(Number(e.integratedTime) * 1000).toISOString(),
+      })),
+  ];
 }
 
 function describeEntry(e: TransparencyLogEntry): VerifiedTlogEntry {

@@ -13,22 +13,24 @@ import { readPublicKeyFile } from './verify.js';
  * result. Endpoints come from --signing-config (SigningConfig v0.2 JSON: caUrls / rekorTlogUrls) or from the
  * plane in $AIRLOCK_DATA. The public-good instance (--staging, or no --trusted-root) is unreachable in here.
  */
-function signingEndpoints(signingConfig?: string): { fulcioUrl: string; rekorUrl: string } {
+function signingEndpoints(signingConfig?: string): { fulcioUrl: string; rekorUrl: string; tsaUrl?: string } {
   if (signingConfig) {
     const cfg = readJsonFile(signingConfig, 'signing config') as {
       caUrls?: Array<{ url?: string }>;
       rekorTlogUrls?: Array<{ url?: string; majorApiVersion?: number }>;
+      tsaUrls?: Array<{ url?: string }>;
     };
+    const tsaUrl = cfg.tsaUrls?.[0]?.url;
     const fulcioUrl = cfg.caUrls?.[0]?.url;
     const rekorUrl = cfg.rekorTlogUrls?.find((t) => (t.majorApiVersion ?? 1) === 1)?.url;
     if (!fulcioUrl || !rekorUrl)
       throw new UsageError(`signing config '${signingConfig}' names no CA URL or no Rekor v1 URL`);
-    return { fulcioUrl, rekorUrl };
+    return { fulcioUrl, rekorUrl, ...(tsaUrl ? { tsaUrl } : {}) };
   }
   const data = process.env.AIRLOCK_DATA;
   if (!data) throw new UsageError('pass --signing-config or set AIRLOCK_DATA to a trust plane data directory');
   const e = readEndpoints(data);
-  return { fulcioUrl: e.caUrl, rekorUrl: e.tlogUrl };
+  return { fulcioUrl: e.caUrl, rekorUrl: e.tlogUrl, ...(e.tsaUrl ? { tsaUrl: e.tsaUrl } : {}) };
 }
 
 export function registerConformanceCommands(program: Command): void {

@@ -126,6 +126,7 @@ export async function runDemo(opts: { data?: string; log: (line: string) => void
       new AirlockSigner({
         fulcioUrl: plane.endpoints.caUrl,
         rekorUrl: plane.endpoints.tlogUrl,
+        ...(plane.endpoints.tsaUrl ? { tsaUrl: plane.endpoints.tsaUrl } : {}),
         identity: () => plane.issueToken(subject),
       });
 

@@ -122,6 +122,7 @@ type UpFlags = OutputOptions &
     tlogPort?: string;
     caPort?: string;
     identityPort?: string;
+    tsaPort?: string;
     reassignPorts?: boolean;
     trustDomain: string;
     issuerConfig?: string;
@@ -144,7 +145,9 @@ function planeMtls(flags: UpFlags): NonNullable<Parameters<typeof startTrustPlan
   const ca = service(flags.caAllowSpiffeId);
   const tlog = service(flags.tlogAllowSpiffeId);
   const identity = service(flags.identityAllowSpiffeId);
-  return ca && tlog && identity ? { ca, tlog, identity } : undefined;
+  // Who may submit to the log may also get timestamps: signers need both.
+  const tsa = service(flags.tlogAllowSpiffeId);
+  return ca && tlog && identity && tsa ? { ca, tlog, identity, tsa } : undefined;
 }
 
 function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Pick<T, K> {
@@ -159,7 +162,12 @@ async function up(flags: UpFlags): Promise<void> {
     plane = await startTrustPlane({
       dataDir: flags.data,
       ...(flags.host ? { host: flags.host } : {}),
-      ports: { tlog: port(flags.tlogPort), ca: port(flags.caPort), identity: port(flags.identityPort) },
+      ports: {
+        tlog: port(flags.tlogPort),
+        ca: port(flags.caPort),
+        identity: port(flags.identityPort),
+        tsa: port(flags.tsaPort),
+      },
       reassignPorts: flags.reassignPorts === true,
       trustDomain: flags.trustDomain,
       externalIssuers: loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
@@ -178,7 +186,9 @@ async function up(flags: UpFlags): Promise<void> {
       `  transparency log:   ${e.tlogUrl}`,
       `  certificate auth.:  ${e.caUrl}`,
       `  identity issuer:    ${e.identityIssuerUrl}  (trust domain ${e.trustDomain})`,
+      `  timestamp auth.:    ${e.tsaUrl ?? '(none)'}`,
       `  trusted root:       ${e.trustedRoot}`,
+      `  signing config:     ${e.signingConfig ?? '(none)'}`,
       `  endpoints:          ${flags.data}/endpoints.json`,
       'Ctrl-C to stop.',
     ].join('\n'),
@@ -191,8 +201,8 @@ export function registerPlaneCommands(program: Command): void {
     program
       .command('up')
       .description(
-        'start the trust plane (transparency log, CA, workload-identity issuer) on loopback; writes DIR/endpoints.json ' +
-          'and DIR/trusted_root.json. Host and ports are recorded in DIR/plane.json on first start and reused, so the ' +
+        'start the trust plane (transparency log, CA, workload-identity issuer, RFC 3161 timestamp authority) on loopback; ' +
+          'writes DIR/endpoints.json, DIR/trusted_root.json and DIR/signing_config.json. Host and ports are recorded in DIR/plane.json on first start and reused, so the ' +
           'issuer, CA and log URLs (in certificates, trusted roots and policies) survive restarts',
       )
       .requiredOption('--data <dir>', 'data directory (keys, log database, generated files)')
@@ -200,6 +210,7 @@ export function registerPlaneCommands(program: Command): void {
       .option('--tlog-port <port>', 'transparency log port (default: the recorded one, else any free port)')
       .option('--ca-port <port>', 'certificate authority port (default: recorded, else any)')
       .option('--identity-port <port>', 'identity issuer port (default: recorded, else any)')
+      .option('--tsa-port <port>', 'RFC 3161 timestamp authority port (default: recorded, else any)')
       .option('--reassign-ports', 'let --host/--*-port replace the recorded ones (changes the URLs policies name)')
       .option('--trust-domain <domain>', 'SPIFFE trust domain of the embedded issuer', 'airlock.internal')
       .option(

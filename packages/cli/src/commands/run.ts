@@ -33,7 +33,13 @@ import {
   type RunResult,
 } from '@airlock/runner';
 import { AirlockSigner } from '@airlock/sign';
-import { isAgentRefusal, readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
+import {
+  isAgentRefusal,
+  readJsonFile,
+  resolveSigningContext,
+  signingEndpointsOf,
+  type SigningFlags,
+} from '../context.js';
 import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 interface RunFlags extends SigningFlags, OutputOptions {
@@ -85,6 +91,8 @@ export function registerRunCommand(program: Command): void {
     .option('--data <dir>', 'trust plane data directory: its CA, log, embedded identity issuer and trusted root')
     .option('--fulcio-url <url>', 'Fulcio-compatible CA URL (overrides --data)')
     .option('--rekor-url <url>', 'Rekor v1-compatible log URL (overrides --data)')
+    .option('--tsa-url <url>', 'RFC 3161 timestamp authority URL (overrides --data)')
+    .option('--no-timestamp', 'do not request RFC 3161 timestamps for the attestations (default: every bundle has one)')
     .option('--identity-token <jwt>', 'OIDC token of this runner (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the runner OIDC token from a file')
     .option(
@@ -360,7 +368,7 @@ async function runCommand(flags: RunFlags): Promise<RunCommandResult> {
   if (flags.sign) {
     const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
     await ctx.preflight();
-    signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+    signer = new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
   }
   const registry = registryOptions(flags);
   const started = Date.now();

@@ -17,7 +17,13 @@ import type { Command } from 'commander';
 import { makeStatement, sha256Hex, type DigestSet } from '@airlock/core';
 import { AirlockSigner, KeySigner, type SerializedBundle } from '@airlock/sign';
 import { certificateIdentity, type CertificateIdentity } from '@airlock/verify';
-import { contextExitCode, readJsonFile, resolveSigningContext, type SigningFlags } from '../context.js';
+import {
+  contextExitCode,
+  readJsonFile,
+  resolveSigningContext,
+  signingEndpointsOf,
+  type SigningFlags,
+} from '../context.js';
 import { fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 
 interface SignFlags extends SigningFlags, OutputOptions {
@@ -36,6 +42,8 @@ function addSigningOptions(cmd: Command, defaultSuffix: string): Command {
     .option('--data <dir>', 'trust plane data directory (uses its endpoints.json and embedded identity issuer)')
     .option('--fulcio-url <url>', 'Fulcio-compatible CA URL (overrides --data; not needed with --key)')
     .option('--rekor-url <url>', 'Rekor v1-compatible log URL (overrides --data)')
+    .option('--tsa-url <url>', 'RFC 3161 timestamp authority URL (overrides --data)')
+    .option('--no-timestamp', 'do not request an RFC 3161 timestamp (default: every bundle carries one)')
     .option('--identity-token <jwt>', 'OIDC identity token (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the OIDC identity token from a file')
     .option('--subject <spiffe-id>', 'SPIFFE ID to mint a token for with the embedded issuer')
@@ -52,12 +60,11 @@ async function makeSigner(flags: SignFlags): Promise<AirlockSigner> {
   await ctx.preflight();
   if (flags.key) {
     return new AirlockSigner({
-      fulcioUrl: ctx.fulcioUrl,
-      rekorUrl: ctx.rekorUrl,
+      ...signingEndpointsOf(ctx),
       keySigner: new KeySigner(readFileOrUsage(flags.key)),
     });
   }
-  return new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+  return new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
 }
 
 interface SignSummary {

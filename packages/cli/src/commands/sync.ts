@@ -4,7 +4,7 @@ import { parseNpmrc, syncToBundle, SyncError, type SyncInput, type InputKind } f
 import { sbomFromManifest } from '@airlock/sbom';
 import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
-import { isAgentRefusal, resolveSigningContext, type SigningFlags } from '../context.js';
+import { isAgentRefusal, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag } from './mirror.js';
 
@@ -71,6 +71,8 @@ export function registerSyncCommand(program: Command): void {
     .option('--data <dir>', 'trust plane data directory: sign with its CA/log and embedded identity')
     .option('--fulcio-url <url>', 'CA URL (overrides --data)')
     .option('--rekor-url <url>', 'log URL (overrides --data)')
+    .option('--tsa-url <url>', 'RFC 3161 timestamp authority URL (overrides --data)')
+    .option('--no-timestamp', 'do not request an RFC 3161 timestamp for the snapshot bundle')
     .option('--identity-token <jwt>', 'OIDC token of the sync job (else $SIGSTORE_ID_TOKEN, else minted from --data)')
     .option('--identity-token-file <file>', 'read the OIDC token from a file')
     .option(
@@ -111,7 +113,7 @@ export function registerSyncCommand(program: Command): void {
         const npmRegistry = flags.npmRegistry ?? npmrc?.registry;
         const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
         await ctx.preflight();
-        const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+        const signer = new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
         const result = await syncToBundle({
           inputs,
           out: flags.out,

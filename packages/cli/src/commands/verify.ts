@@ -24,6 +24,7 @@ interface VerifyFlags extends OutputOptions {
   key?: string;
   predicateType?: string;
   payloadType?: string;
+  timestampThreshold?: string;
 }
 
 /**
@@ -52,6 +53,10 @@ export function registerVerifyCommand(program: Command): void {
     .option('--key <pem>', 'verify a key-signed bundle with this public key instead of an identity')
     .option('--predicate-type <uri>', 'require this in-toto predicate type (DSSE bundles)')
     .option('--payload-type <type>', 'require this DSSE payload type', 'application/vnd.in-toto+json')
+    .option(
+      '--timestamp-threshold <n>',
+      'minimum verified timestamps: RFC 3161 tokens from a trusted TSA plus v1 log integrated times (default 1; 0 with --key)',
+    )
     .option('--json', 'machine-readable output on stdout')
     .option('-q, --quiet', 'no progress output on stderr')
     .action((file: string, flags: VerifyFlags) => {
@@ -73,16 +78,25 @@ export function verifyFile(file: string, flags: VerifyFlags): VerificationResult
   if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
   const policy = flags.key === undefined ? policyFromFlags(flags) : undefined;
   if (flags.key !== undefined) refuseIdentityFlagsWithKey(flags);
-  const verifier = new BundleVerifier(
-    readJsonFile(rootPath, 'trusted root'),
-    flags.key !== undefined ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {},
-  );
+  const threshold = parseTimestampThreshold(flags.timestampThreshold);
+  const verifier = new BundleVerifier(readJsonFile(rootPath, 'trusted root'), {
+    ...(flags.key !== undefined ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {}),
+    ...(threshold !== undefined ? { timestampThreshold: threshold } : {}),
+  });
   return verifier.verify(readJsonFile(flags.bundle ?? '', 'bundle'), {
     artifact: readFileOrUsage(file),
     ...(policy ? { policy } : {}),
     ...(flags.predicateType ? { expectedPredicateType: flags.predicateType } : {}),
     ...(flags.payloadType ? { expectedPayloadType: flags.payloadType } : {}),
   });
+}
+
+/** `--timestamp-threshold`: a non-negative integer (a usage error otherwise). */
+export function parseTimestampThreshold(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,3}$/.test(value))
+    throw new UsageError(`--timestamp-threshold must be a non-negative integer, not '${value}'`);
+  return Number(value);
 }
 
 /** The identity policy the flags describe: one identity form and one issuer form, valid regular expressions. */
@@ -151,6 +165,7 @@ export function summarizeResult(r: VerificationResult): Record<string, unknown> 
     signer: r.signer,
     certificate: r.certificate,
     tlogEntries: r.tlogEntries,
+    timestamps: r.timestamps,
     ...(r.statement ? { predicateType: r.statement.predicateType, subjects: r.statement.subject } : {}),
   };
 }
@@ -162,6 +177,8 @@ function humanResult(file: string, r: VerificationResult): string {
   else lines.push(`  key hint:  ${r.signer.keyHint ?? ''}`);
   for (const e of r.tlogEntries)
     lines.push(`  log entry: #${e.logIndex} at ${new Date(e.integratedTime * 1000).toISOString()} (${e.kind})`);
+  for (const t of r.timestamps.filter((x) => x.source === 'timestamp-authority'))
+    lines.push(`  timestamp: ${t.time} (RFC 3161, trusted TSA)`);
   if (r.statement) lines.push(`  statement: ${r.statement.predicateType}`);
   return lines.join('\n');
 }

@@ -12,7 +12,7 @@ import {
 } from '@airlock/policy';
 import { AirlockSigner, type SerializedBundle } from '@airlock/sign';
 import { BundleVerifier, type IdentityPolicy } from '@airlock/verify';
-import { readJsonFile, resolveSigningContext, type SigningFlags } from '../../context.js';
+import { readJsonFile, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../../context.js';
 import { VERSION } from '../../program.js';
 import { fail, printResult, UsageError, type OutputOptions } from '../../output.js';
 import { exitCodeFor } from './errors.js';
@@ -52,7 +52,7 @@ export async function signVsa(run: PolicyRun, flags: VsaSigningFlags): Promise<{
   if (verifierId === undefined)
     throw new UsageError('--verifier-id is required when the verifier signs with its own OIDC token');
   const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
-  const signer = new AirlockSigner({ fulcioUrl: ctx.fulcioUrl, rekorUrl: ctx.rekorUrl, identity: ctx.identity });
+  const signer = new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
   return writeSignedVsa(run, { signer, verifierId, out, ...(flags.force ? { force: true } : {}) });
 }
 
