@@ -9,7 +9,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -161,6 +161,12 @@ const CONTRACT: Record<string, CommandContract> = {
     missing: (f) => ['--url', f.tlogUrl],
     down: { 'log not listening': (f) => ['--url', url(f.closedPort), '--state', join(f.fresh(), 'state.json')] },
     ok: { args: (f) => ['--url', f.tlogUrl, '--state', join(f.fresh(), 'state.json')] },
+  },
+  'tlog witness': {
+    valid: (f) => witnessArgs(f, f.tlogUrl),
+    missing: (f) => ['--url', `${f.tlogUrl}/api/v2`],
+    down: { 'log not listening': (f) => witnessArgs(f, url(f.closedPort)) },
+    ok: { args: (f) => witnessArgs(f, f.tlogUrl) },
   },
   sign: {
     valid: (f) => [f.artifact, '--data', f.livePlane],
@@ -716,3 +722,32 @@ describe('--json and --quiet', () => {
     expect((await runCli(['--version'])).code).toBe(0);
   });
 });
+
+/** `tlog witness` arguments: the live plane's log key (from its trusted root) and a fresh Ed25519 witness key. */
+function witnessArgs(f: Fixture, logUrl: string): string[] {
+  const dir = f.fresh();
+  const root = JSON.parse(readFileSync(join(f.livePlane, 'trusted_root.json'), 'utf8')) as {
+    tlogs: Array<{ publicKey: { rawBytes: string } }>;
+  };
+  const der = Buffer.from(root.tlogs[0]!.publicKey.rawBytes, 'base64');
+  writeFileSync(
+    join(dir, 'log.pub'),
+    `-----BEGIN PUBLIC KEY-----\n${der.toString('base64')}\n-----END PUBLIC KEY-----\n`,
+  );
+  const { privateKey } = generateKeyPairSync('ed25519');
+  writeFileSync(join(dir, 'w.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  return [
+    '--url',
+    `${logUrl}/api/v2`,
+    '--public-key',
+    join(dir, 'log.pub'),
+    '--log-name',
+    '127.0.0.1',
+    '--name',
+    'witness.example/w1',
+    '--key',
+    join(dir, 'w.pem'),
+    '--state',
+    join(dir, 'state.json'),
+  ];
+}

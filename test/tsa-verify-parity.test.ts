@@ -426,7 +426,10 @@ describe('plane signing config and default timestamping', () => {
     const cfg = SigningConfig.fromJSON(json);
     expect(cfg.mediaType).toBe('application/vnd.dev.sigstore.signingconfig.v0.2+json');
     expect(cfg.caUrls.map((s) => s.url)).toEqual([plane.endpoints.caUrl]);
-    expect(cfg.rekorTlogUrls.map((s) => [s.url, s.majorApiVersion])).toEqual([[plane.endpoints.tlogUrl, 1]]);
+    expect(cfg.rekorTlogUrls.map((s) => [s.url, s.majorApiVersion])).toEqual([
+      [plane.endpoints.tlogUrl, 1],
+      [plane.endpoints.tlogUrl, 2],
+    ]);
     expect(cfg.tsaUrls.map((s) => s.url)).toEqual([`${plane.endpoints.tsaUrl}/api/v1/timestamp`]);
     expect(cfg.oidcUrls.map((s) => s.url)).toEqual([issuer]);
     const stamped = await new TSAWitness({ tsaBaseURL: cfg.tsaUrls[0]!.url }).testify({

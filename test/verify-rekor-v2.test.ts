@@ -9,7 +9,7 @@
  * @sigstore/verify does not have.
  */
 import { createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,8 +19,14 @@ import {
   type SerializedBundle,
   type TransparencyLogEntry as BundleTlogEntry,
 } from '@sigstore/bundle';
-import { TransparencyLogEntry, TrustedRoot } from '@sigstore/protobuf-specs';
-import { DSSEBundleBuilder, MessageSignatureBundleBuilder, type Signer, type Witness } from '@sigstore/sign';
+import { SigningConfig, TransparencyLogEntry, TrustedRoot } from '@sigstore/protobuf-specs';
+import {
+  bundleBuilderFromSigningConfig,
+  DSSEBundleBuilder,
+  MessageSignatureBundleBuilder,
+  type Signer,
+  type Witness,
+} from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { cosignCheckpoint, witnessVkey } from '@airlock/tlog';
@@ -246,5 +252,47 @@ describe('airlock verify: required witness cosignatures', () => {
     const b = clone(blob, (x) => setEnvelope(x, cosigned(envelope(x), ...witnesses)));
     expect(stockVerdict(b)).toBe('ok');
     expect(airlockVerdict(b, { witnesses: vkeys(), threshold })).toMatch(verdict);
+  });
+});
+
+describe('stock sigstore-js signing through signing_config.json with Rekor v2 and the plane TSA', () => {
+  it('a certificate-signed blob bundle (v2 entry + RFC 3161 timestamp) passes stock @sigstore/verify and airlock verify', async () => {
+    const cfg = SigningConfig.fromJSON(JSON.parse(readFileSync(plane.endpoints.signingConfig!, 'utf8')));
+    // The plane lists both APIs of its one log; stock clients take v1 first (see README), so pick v2 here.
+    expect(cfg.rekorTlogUrls.map((s) => s.majorApiVersion)).toEqual([1, 2]);
+    const v2Only = { ...cfg, rekorTlogUrls: cfg.rekorTlogUrls.filter((s) => s.majorApiVersion === 2) };
+    const subject = `spiffe://${plane.endpoints.trustDomain}/v2-signer`;
+    const builder = bundleBuilderFromSigningConfig({
+      signingConfig: v2Only,
+      identityProvider: { getToken: () => plane.issueToken(subject) },
+      bundleType: 'messageSignature',
+    });
+    const bundle = bundleToJSON(await builder.create({ data: ARTIFACT }));
+    const entry = bundle.verificationMaterial.tlogEntries[0]!;
+    expect(entry.kindVersion).toEqual({ kind: 'hashedrekord', version: '0.0.2' });
+    expect(entry.inclusionPromise).toBeUndefined();
+    expect(bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps).toHaveLength(1);
+    const trust = toTrustMaterial(TrustedRoot.fromJSON(plane.trustedRoot));
+    new Verifier(trust, { ctlogThreshold: 0, tlogThreshold: 1, timestampThreshold: 1 }).verify(
+      toSignedEntity(bundleFromJSON(bundle), ARTIFACT),
+    );
+    const result = new BundleVerifier(plane.trustedRoot).verify(bundle, {
+      artifact: ARTIFACT,
+      policy: { subject, issuer: plane.endpoints.identityIssuerUrl },
+    });
+    expect(result.signer.subjectAlternativeName).toBe(subject);
+    // Without the TSA token a v2 entry gives no trusted time: both refuse.
+    const untimed = clone(bundle, (b) => delete b.verificationMaterial.timestampVerificationData);
+    expect(() =>
+      new Verifier(trust, { ctlogThreshold: 0, tlogThreshold: 1, timestampThreshold: 1 }).verify(
+        toSignedEntity(bundleFromJSON(untimed), ARTIFACT),
+      ),
+    ).toThrow();
+    expect(() =>
+      new BundleVerifier(plane.trustedRoot).verify(untimed, {
+        artifact: ARTIFACT,
+        policy: { subject, issuer: plane.endpoints.identityIssuerUrl },
+      }),
+    ).toThrow();
   });
 });

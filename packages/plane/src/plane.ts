@@ -220,8 +220,14 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
       ca: { url: ca.url, validFrom: ca.validFrom },
       tsa: { url: tsa.url, validFrom: tsa.validFrom },
       oidc: { url: identity.url, validFrom: new Date(state.createdAt) },
-      // One line per log service (a Rekor v2 API on the same log adds `{ url, majorApiVersion: 2, validFrom }`).
-      tlogs: [{ url: tlog.url, majorApiVersion: 1, validFrom: new Date(Date.parse(state.createdAt) - 60_000) }],
+      // One log, two APIs on the same tree: Rekor v1 and Rekor v2 (tiles). Both list the same URL; a v2 client
+      // picks majorApiVersion 2 and posts to /api/v2/log/entries.
+      // Stock clients take the newest start: v1 stays first because @sigstore/verify 3 cannot verify a DSSE bundle
+      // whose v2 entry is a hashedrekord over the PAE digest (verify ≥ 4.1 can); blobs work with either.
+      tlogs: [
+        { url: tlog.url, majorApiVersion: 1, validFrom: new Date(Date.parse(state.createdAt) - 60_000) },
+        { url: tlog.url, majorApiVersion: 2, validFrom: new Date(Date.parse(state.createdAt) - 61_000) },
+      ],
     });
     writeFileAtomic(signingConfigPath, JSON.stringify(signingConfig, null, 2) + '\n');
     const endpoints: PlaneEndpoints = {

@@ -84,7 +84,7 @@ export {
   decodeEntryBundle,
 } from './tiles/layout.js';
 export { FsTileStore, type TileStore } from './tiles/store.js';
-export { TileWriter, type TileSource } from './tiles/writer.js';
+export { TileWriter } from './tiles/writer.js';
 export { V2_ROUTES, toTransparencyLogEntry } from './http/v2-routes.js';
 export { TILES_DIR } from './http/server.js';
 export { TileReader, httpTileFetch, type TileFetch } from './tiles/reader.js';

@@ -120,7 +120,6 @@ export class TransparencyLog {
   private closed = false;
   private publishFailure: unknown;
   private cachedCheckpoint: SignedCheckpoint | undefined;
-  private readonly commitListeners = new Set<(size: number) => void>();
 
   private constructor(
     private readonly store: LogStorage,
@@ -287,7 +286,6 @@ export class TransparencyLog {
       // The batch is durable whatever the hook did: reads must see it (and the next batch must extend it).
       this.frontier = frontier;
       this.cachedCheckpoint = checkpoint;
-      this.notifyCommit();
     }
     return checkpoint;
   }
@@ -327,36 +325,6 @@ export class TransparencyLog {
       'the log could not publish a committed batch (entries are logged); it accepts no appends until restarted',
       { cause: this.publishFailure },
     );
-  }
-
-  /**
-   * Tile hook (h/tiles' TileWriter): `listener` runs after every durable batch, once the new size is visible, with
-   * that size. Returns an unsubscribe function.
-   */
-  onCommit(listener: (size: number) => void): () => void {
-    this.commitListeners.add(listener);
-    return () => this.commitListeners.delete(listener);
-  }
-
-  private notifyCommit(): void {
-    for (const l of this.commitListeners) l(this.frontier.size);
-  }
-
-  /** Hashes of committed perfect subtrees (level, index); level 0 = leaf hashes (tile writer). One storage read. */
-  async nodeHashes(coords: readonly NodeCoord[]): Promise<Buffer[]> {
-    this.assertOpen();
-    for (const { level, index } of coords)
-      if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * 2 ** level > this.size)
-        throw new TlogError('TLOG_INVALID_TREE_SIZE', `node (${level}, ${index}) is outside the committed tree`);
-    return coords.length > 0 ? this.store.getNodes(coords) : [];
-  }
-
-  /** The canonicalized bodies of entries [start, start+count) (tile writer: entry bundles). */
-  async leafData(start: number, count: number): Promise<Buffer[]> {
-    const entries = await this.getEntryRange(start, count);
-    if (entries.length !== count)
-      throw new TlogError('TLOG_ENTRY_NOT_FOUND', `entries [${start}, ${start + count}) are not all logged`);
-    return entries.map((e) => e.body);
   }
 
   private duplicateError(entry: PreparedEntry, logIndex: number): TlogError {

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
 import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
@@ -419,11 +419,20 @@ function pemSigners(b64: unknown[]): BodySigner[] {
   return out;
 }
 
-/** The verifier of a Rekor v2 entry: `spec.hashedRekordV002.signature.verifier.{x509Certificate|publicKey}.rawBytes`. */
+/**
+ * The verifiers of a Rekor v2 entry: `spec.hashedRekordV002.signature.verifier` or each of
+ * `spec.dsseV002.signatures[].verifier`, as `{x509Certificate|publicKey: {rawBytes}}`.
+ */
 function v2Signers(spec: Record<string, unknown> | undefined): BodySigner[] {
   const hr = spec?.hashedRekordV002 as Record<string, unknown> | undefined;
-  const verifier = (hr?.signature as Record<string, unknown> | undefined)?.verifier as
-    Record<string, unknown> | undefined;
+  const dsse = spec?.dsseV002 as Record<string, unknown> | undefined;
+  const verifiers = hr
+    ? [(hr.signature as Record<string, unknown> | undefined)?.verifier]
+    : ((dsse?.signatures as Array<Record<string, unknown>> | undefined) ?? []).map((sig) => sig.verifier);
+  return verifiers.flatMap((v) => v2Verifier(v as Record<string, unknown> | undefined));
+}
+
+function v2Verifier(verifier: Record<string, unknown> | undefined): BodySigner[] {
   const out: BodySigner[] = [];
   for (const kind of ['x509Certificate', 'publicKey'] as const) {
     const raw = (verifier?.[kind] as Record<string, unknown> | undefined)?.rawBytes;
@@ -444,7 +453,8 @@ function bodySigners(entry: TransparencyLogEntry): BodySigner[] | undefined {
   } catch (cause) {
     throw new VerifyError('VERIFY_TLOG_BODY', 'transparency log entry body is not JSON', { cause });
   }
-  if (body.kind === 'hashedrekord' && body.apiVersion === '0.0.2') return v2Signers(body.spec);
+  if ((body.kind === 'hashedrekord' || body.kind === 'dsse') && body.apiVersion === '0.0.2')
+    return v2Signers(body.spec);
   if (body.kind === 'hashedrekord') {
     const signature = body.spec?.signature as Record<string, unknown> | undefined;
     return pemSigners([(signature?.publicKey as Record<string, unknown> | undefined)?.content]);
@@ -464,7 +474,15 @@ function bodySigners(entry: TransparencyLogEntry): BodySigner[] | undefined {
 function checkBodyNamesCertificate(entry: TransparencyLogEntry, leafDer: Buffer): void {
   const signers = bodySigners(entry);
   if (signers === undefined) return;
-  if (!signers.some((s) => s.kind === 'certificate' && s.der.equals(leafDer))) {
+  // A Rekor v2 entry may name the certificate's public key instead of the certificate (sigstore-js' public
+  // fixtures do): the same signing key is bound, and the certificate binds it to the identity.
+  let leafSpki: Buffer | undefined;
+  const names = (s: BodySigner): boolean => {
+    if (s.kind === 'certificate') return s.der.equals(leafDer);
+    leafSpki ??= new X509Certificate(leafDer).publicKey.export({ type: 'spki', format: 'der' });
+    return s.der.equals(leafSpki);
+  };
+  if (!signers.some(names)) {
     throw new VerifyError(
       'VERIFY_TLOG_BODY',
       'transparency log entry was made with a different certificate than the bundle carries',

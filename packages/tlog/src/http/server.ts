@@ -122,6 +122,16 @@ function formatHost(host: string): string {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
+  const store = tileStoreFor(options);
+  const tiles = store && new TileWriter(store);
+  const userHook = options.onBatchCommitted;
+  // Tiles first: a batch is answered only once its tiles and checkpoint are published.
+  const hook: BatchCommittedHook | undefined = tiles
+    ? async (batch) => {
+        await tiles.onBatch(batch);
+        await userHook?.(batch);
+      }
+    : userHook;
   const log = await TransparencyLog.open({
     dataDir: options.dataDir,
     logName,
@@ -130,13 +140,11 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
     ...(options.storage ? { storage: options.storage } : {}),
     verifierThreads: options.verifierThreads ?? defaultVerifierThreads(),
-    ...(options.onBatchCommitted ? { onBatchCommitted: options.onBatchCommitted } : {}),
+    ...(hook ? { onBatchCommitted: hook } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const store = tileStoreFor(options);
-  let tiles: TileWriter | undefined;
   try {
-    tiles = store && (await TileWriter.start(log, store));
+    await tiles?.catchUp(log);
   } catch (err) {
     await log.close();
     throw err;
@@ -159,7 +167,6 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       });
     });
   } catch (err) {
-    tiles?.stop();
     await log.close();
     throw err;
   }
@@ -185,7 +192,6 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
-        tiles?.stop();
         await log.close();
       })();
       return closing;

@@ -1,149 +1,174 @@
 import { parseCheckpoint, parseSignedNote } from '../checkpoint.js';
 import { TlogError } from '../errors.js';
-import type { SignedCheckpoint } from '../log.js';
-import type { NodeCoord } from '../merkle.js';
-import { encodeEntryBundle, entriesPath, nodesAtTileLevel, tilePath, TILE_HEIGHT, TILE_WIDTH } from './layout.js';
+import type { CommittedBatch, SignedCheckpoint, TransparencyLog } from '../log.js';
+import { hashChildren, hashLeaf, HASH_SIZE } from '../merkle.js';
+import {
+  CHECKPOINT_PATH,
+  decodeEntryBundle,
+  encodeEntryBundle,
+  entriesPath,
+  nodesAtTileLevel,
+  tilePath,
+  TILE_WIDTH,
+} from './layout.js';
+import { TileReader } from './reader.js';
 import type { TileStore } from './store.js';
 
-/**
- * What the tile writer needs from the log: the narrow hook agreed with the log's batching code. `onCommit` fires
- * after each durable batch commit (the batch's transaction has been fsynced), synchronously, with the new size.
- */
-export interface TileSource {
-  checkpoint(): SignedCheckpoint;
-  /** Hashes of perfect subtrees (level, index) of the committed tree; level 0 = leaf hashes. One storage read. */
-  nodeHashes(coords: readonly NodeCoord[]): Promise<Buffer[]>;
-  /** The leaf data (canonicalized bodies) of entries [start, start+count). */
-  leafData(start: number, count: number): Promise<Buffer[]>;
-  onCommit(listener: (size: number) => void): () => void;
+const CATCH_UP_CHUNK = 4096;
+
+/** The root of a full tile: its 256 hashes folded up 8 levels (one hash of the next tile level). */
+function tileRoot(hashes: readonly Buffer[]): Buffer {
+  let level = [...hashes];
+  while (level.length > 1) {
+    const up: Buffer[] = [];
+    for (let k = 0; k < level.length; k += 2) up.push(hashChildren(level[k]!, level[k + 1]!));
+    level = up;
+  }
+  return level[0]!;
 }
 
-interface Waiter {
-  size: number;
-  resolve: (cp: SignedCheckpoint) => void;
-  reject: (err: unknown) => void;
+function split(bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let o = 0; o < bytes.length; o += HASH_SIZE) out.push(bytes.subarray(o, o + HASH_SIZE));
+  return out;
 }
 
 /**
- * Publishes the log as C2SP tlog-tiles after each commit: the tiles and entry bundles whose width changed, then
- * the signed checkpoint (so a reader never sees a checkpoint whose tiles are missing). Commits that arrive while
- * a publication is running are coalesced into the next one.
+ * Publishes the log as C2SP tlog-tiles, driven by the log's `onBatchCommitted` hook (the log answers a batch's
+ * callers, and serves its tree size, only after `onBatch` resolved): the tiles and entry bundles whose width
+ * changed, then the signed checkpoint, so a reader never sees a checkpoint whose tiles are missing. Self-contained:
+ * it keeps the right edge (one partial tile per level and the partial entry bundle) in memory, computes upper
+ * levels from completed tiles, and needs nothing from the log's storage but the committed leaves.
  */
 export class TileWriter {
+  private size = 0;
+  /** Right-edge (incomplete) tile hashes per tile level; level 0 = leaf hashes. */
+  private edge: Buffer[][] = [[]];
+  private edgeEntries: Buffer[] = [];
   private published: SignedCheckpoint | undefined;
-  private running = false;
-  private pending = false;
-  private waiters: Waiter[] = [];
-  private unsubscribe: (() => void) | undefined;
-  private lastError: unknown;
+  private ready = false;
 
-  private constructor(
-    private readonly source: TileSource,
-    readonly store: TileStore,
-    private publishedSize: number,
-  ) {}
+  constructor(readonly store: TileStore) {}
 
-  /** Catches up with the log (tiles a crash may have left unwritten), then follows its commits. */
-  static async start(source: TileSource, store: TileStore): Promise<TileWriter> {
-    const stored = await store.get('checkpoint');
-    let size = 0;
-    if (stored) {
-      size = parseCheckpoint(parseSignedNote(stored.toString('utf8')).note).size;
-      const logSize = source.checkpoint().size;
-      if (size > logSize)
-        throw new TlogError(
-          'TLOG_STORE_CORRUPT',
-          `the tile checkpoint is at size ${size} but the log holds ${logSize} entries`,
-        );
-    }
-    const writer = new TileWriter(source, store, size);
-    await writer.publish();
-    if (writer.lastError) throw writer.lastError;
-    writer.unsubscribe = source.onCommit(() => writer.kick());
-    return writer;
-  }
+  /** The hook to pass as the log's `onBatchCommitted`. */
+  readonly onBatch = async (batch: CommittedBatch): Promise<void> => {
+    if (!this.ready) throw new TlogError('TLOG_STORE_CORRUPT', 'tile writer: a batch arrived before catch-up');
+    const first = batch.treeSize - batch.leaves.length;
+    if (first !== this.size)
+      throw new TlogError('TLOG_STORE_CORRUPT', `tile writer at size ${this.size} got a batch starting at ${first}`);
+    await this.publish(
+      batch.leaves.map((l) => ({ hash: l.leafHash, body: l.body })),
+      batch.checkpoint,
+    );
+  };
 
   /** The last checkpoint written to the store. */
   get checkpoint(): SignedCheckpoint | undefined {
     return this.published;
   }
 
-  /** Resolves with the first published checkpoint whose size is ≥ `size` (the entry at size−1 is readable). */
-  waitFor(size: number): Promise<SignedCheckpoint> {
-    if (this.published && this.published.size >= size) return Promise.resolve(this.published);
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ size, resolve, reject });
-      this.kick();
-    });
-  }
-
-  stop(): void {
-    this.unsubscribe?.();
-  }
-
-  private kick(): void {
-    if (this.running) {
-      this.pending = true;
-      return;
+  /**
+   * Loads the right edge at the store's checkpoint, then writes what the log committed after it (a crash between
+   * a batch's commit and its tiles), and checks the tiles' root equals the log's. Call before serving appends.
+   */
+  async catchUp(log: TransparencyLog): Promise<void> {
+    const stored = await this.store.get(CHECKPOINT_PATH);
+    const start = stored ? parseCheckpoint(parseSignedNote(stored.toString('utf8')).note).size : 0;
+    if (start > log.size)
+      throw new TlogError(
+        'TLOG_STORE_CORRUPT',
+        `the tile checkpoint is at size ${start} but the log holds ${log.size}`,
+      );
+    await this.loadEdge(start);
+    this.size = start;
+    this.ready = true;
+    while (this.size < log.size) {
+      const rows = await log.getEntryRange(this.size, Math.min(CATCH_UP_CHUNK, log.size - this.size));
+      if (rows.length === 0) throw new TlogError('TLOG_STORE_CORRUPT', `tile writer: no entries at ${this.size}`);
+      const last = this.size + rows.length === log.size;
+      await this.publish(
+        rows.map((r) => ({ hash: r.leafHash, body: r.body })),
+        last ? log.checkpoint() : undefined,
+      );
     }
-    void this.publish();
-  }
-
-  private async publish(): Promise<void> {
-    this.running = true;
-    try {
-      do {
-        this.pending = false;
-        const cp = this.source.checkpoint();
-        try {
-          await this.writeRange(this.publishedSize, cp.size);
-          if (cp.size !== this.publishedSize || !this.published) await this.store.putCheckpoint(Buffer.from(cp.note));
-          this.publishedSize = cp.size;
-          this.published = cp;
-          this.lastError = undefined;
-          this.settle();
-        } catch (err) {
-          this.lastError = err;
-          console.error('tlog: publishing tiles failed', err);
-          for (const w of this.waiters.splice(0)) w.reject(err);
-        }
-      } while (this.pending);
-    } finally {
-      this.running = false;
+    if (!this.published) {
+      const cp = log.checkpoint();
+      if (!stored) await this.store.putCheckpoint(Buffer.from(cp.note));
+      this.published = cp;
     }
+    const root = log.size === 0 ? undefined : await new TileReader((p) => this.store.get(p)).rootAt(log.size);
+    if (root && !root.equals(log.checkpoint().rootHash))
+      throw new TlogError('TLOG_STORE_CORRUPT', `the tiles' root at size ${log.size} differs from the log's root`);
   }
 
-  private settle(): void {
-    const ready = this.waiters.filter((w) => w.size <= this.publishedSize);
-    this.waiters = this.waiters.filter((w) => w.size > this.publishedSize);
-    for (const w of ready) w.resolve(this.published!);
-  }
-
-  /** Writes every tile (and entry bundle) whose width differs between tree sizes `from` and `to`. */
-  private async writeRange(from: number, to: number): Promise<void> {
-    if (to === from && from > 0) return;
-    for (let level = 0; nodesAtTileLevel(to, level) > 0 || level === 0; level++) {
-      const before = nodesAtTileLevel(from, level);
-      const after = nodesAtTileLevel(to, level);
-      if (after === before) continue;
-      for (let tile = Math.floor(before / TILE_WIDTH); tile * TILE_WIDTH < after; tile++) {
-        const width = Math.min(TILE_WIDTH, after - tile * TILE_WIDTH);
-        await this.store.put(tilePath(level, tile, width), await this.tileHashes(level, tile, width));
-        if (level === 0) await this.store.put(entriesPath(tile, width), await this.entryBundle(tile, width));
+  private async loadEdge(size: number): Promise<void> {
+    this.edge = [[]];
+    for (let level = 0; nodesAtTileLevel(size, level) > 0; level++) {
+      const width = nodesAtTileLevel(size, level) % TILE_WIDTH;
+      const tile = Math.floor(nodesAtTileLevel(size, level) / TILE_WIDTH);
+      this.edge[level] = width === 0 ? [] : split(await this.mustGet(tilePath(level, tile, width)));
+      if (level === 0) {
+        const bundle = width === 0 ? undefined : await this.mustGet(entriesPath(tile, width));
+        this.edgeEntries = bundle ? decodeEntryBundle(bundle) : [];
       }
-      if (after < TILE_WIDTH) break;
     }
   }
 
-  private async tileHashes(level: number, tile: number, width: number): Promise<Buffer> {
-    const coords = Array.from({ length: width }, (_, k) => ({
-      level: level * TILE_HEIGHT,
-      index: tile * TILE_WIDTH + k,
-    }));
-    return Buffer.concat(await this.source.nodeHashes(coords));
+  private async mustGet(path: string): Promise<Buffer> {
+    const bytes = await this.store.get(path);
+    if (!bytes) throw new TlogError('TLOG_STORE_CORRUPT', `tile ${path} named by the tile checkpoint is missing`);
+    return bytes;
   }
 
-  private async entryBundle(tile: number, width: number): Promise<Buffer> {
-    return encodeEntryBundle(await this.source.leafData(tile * TILE_WIDTH, width));
+  /** Appends leaves to the edge, writes every tile whose width changed, then the checkpoint (if given). */
+  private async publish(
+    leaves: ReadonlyArray<{ hash: Buffer; body: Buffer }>,
+    cp: SignedCheckpoint | undefined,
+  ): Promise<void> {
+    const from = this.size;
+    const writes: Array<[string, Buffer]> = [];
+    for (const leaf of leaves) {
+      if (!hashLeaf(leaf.body).equals(leaf.hash))
+        throw new TlogError('TLOG_STORE_CORRUPT', `entry ${this.size} does not match its leaf hash`);
+      this.edgeEntries.push(leaf.body);
+      this.push(0, leaf.hash, writes);
+      this.size++;
+    }
+    // The partial right-edge tiles at the new size (full tiles were queued as they completed).
+    for (let level = 0; level < this.edge.length; level++) {
+      const width = this.edge[level]!.length;
+      if (width === 0) continue;
+      const tile = Math.floor(nodesAtTileLevel(this.size, level) / TILE_WIDTH);
+      if (
+        Math.floor(nodesAtTileLevel(from, level) / TILE_WIDTH) === tile &&
+        nodesAtTileLevel(from, level) % TILE_WIDTH === width
+      )
+        continue; // unchanged since the last publication
+      writes.push([tilePath(level, tile, width), Buffer.concat(this.edge[level]!)]);
+      if (level === 0) writes.push([entriesPath(tile, width), encodeEntryBundle(this.edgeEntries)]);
+    }
+    for (const [path, bytes] of writes) await this.store.put(path, bytes);
+    if (cp) {
+      if (cp.size !== this.size)
+        throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
+      await this.store.putCheckpoint(Buffer.from(cp.note));
+      this.published = cp;
+    }
+  }
+
+  /** Adds a hash to the tile level's edge; a completed tile is queued and its root carried to the next level. */
+  private push(level: number, hash: Buffer, writes: Array<[string, Buffer]>): void {
+    const edge = (this.edge[level] ??= []);
+    edge.push(hash);
+    if (edge.length < TILE_WIDTH) return;
+    // Called while adding leaf `this.size`: the tree then has this.size + 1 leaves.
+    const tile = Math.floor(nodesAtTileLevel(this.size + 1, level) / TILE_WIDTH) - 1;
+    writes.push([tilePath(level, tile, TILE_WIDTH), Buffer.concat(edge)]);
+    if (level === 0) {
+      writes.push([entriesPath(tile, TILE_WIDTH), encodeEntryBundle(this.edgeEntries)]);
+      this.edgeEntries = [];
+    }
+    this.edge[level] = [];
+    this.push(level + 1, tileRoot(edge), writes);
   }
 }
