@@ -29,6 +29,7 @@ import type {
 import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
 import { CasError } from './errors.js';
 import { VerifiedCache } from './verified-cache.js';
+import { SmallBlobCache } from './small-blob-cache.js';
 
 export interface FsBlobStoreOptions {
   /** Largest blob `put` accepts (default 16 GiB). */
@@ -501,46 +502,6 @@ function bufferedRead(sha256: string, size: number, range: ByteRange | undefined
       return stream;
     },
   };
-}
-
-/** Verified bytes of small blobs, bounded by total size; each entry is valid only under its change token. */
-class SmallBlobCache {
-  private readonly entries = new Map<string, { token: string; bytes: Buffer }>();
-  private bytes = 0;
-
-  constructor(private readonly budget: number) {}
-
-  get(sha256: string, token: string): Buffer | undefined {
-    const e = this.entries.get(sha256);
-    if (!e) return undefined;
-    if (e.token !== token) {
-      this.forget(sha256);
-      return undefined;
-    }
-    // Refresh recency.
-    this.entries.delete(sha256);
-    this.entries.set(sha256, e);
-    return e.bytes;
-  }
-
-  set(sha256: string, token: string, bytes: Buffer): void {
-    if (bytes.length > this.budget) return;
-    this.forget(sha256);
-    this.entries.set(sha256, { token, bytes });
-    this.bytes += bytes.length;
-    for (const [key, e] of this.entries) {
-      if (this.bytes <= this.budget) break;
-      this.entries.delete(key);
-      this.bytes -= e.bytes.length;
-    }
-  }
-
-  forget(sha256: string): void {
-    const e = this.entries.get(sha256);
-    if (!e) return;
-    this.entries.delete(sha256);
-    this.bytes -= e.bytes.length;
-  }
 }
 
 async function readWhole(fh: FileHandle, expected: number): Promise<Buffer> {

@@ -9,7 +9,7 @@
  * the signing key. Prints one JSON line `{"url", "logId", "origin", "logName", "pid"}` once listening; exits 0
  * after SIGTERM/SIGINT once pending appends are committed.
  */
-import { startTlogServer } from '@airlock/tlog';
+import { serveTlogUntilSignal } from '@airlock/tlog';
 import { PgLogStorage } from './log-storage.js';
 
 function flag(argv: string[], name: string): string | undefined {
@@ -27,29 +27,12 @@ async function main(): Promise<void> {
   }
   const storage = await PgLogStorage.open(url);
   const host = flag(argv, 'host');
-  const server = await startTlogServer({
+  await serveTlogUntilSignal({
     dataDir,
     storage,
     port: Number(flag(argv, 'port') ?? '0'),
     ...(host ? { host } : {}),
   });
-  process.stdout.write(
-    `${JSON.stringify({ url: server.url, logId: server.logId, origin: server.origin, logName: server.logName, pid: process.pid })}\n`,
-  );
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`tlog serve: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
 }
 
 main().catch((err: unknown) => {

@@ -27,6 +27,7 @@ import {
   assertSha256Hex,
   CasError,
   isSha256Hex,
+  SmallBlobCache,
   type BlobSource,
   type BlobStat,
   type BlobStore,
@@ -93,7 +94,7 @@ export class S3BlobStore implements BlobStore {
   private readonly partConcurrency: number;
   private readonly smallBlobBytes: number;
   private readonly verified: BoundedMap<string>;
-  private readonly memory: ByteBudgetCache;
+  private readonly memory: SmallBlobCache;
 
   private constructor(options: S3BlobStoreOptions) {
     this.bucket = options.location.bucket;
@@ -106,7 +107,7 @@ export class S3BlobStore implements BlobStore {
     this.partConcurrency = Math.max(1, options.partConcurrency ?? 4);
     this.smallBlobBytes = options.smallBlobBytes ?? 1024 * 1024;
     this.verified = new BoundedMap(options.verifiedCacheEntries ?? 200_000);
-    this.memory = new ByteBudgetCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
+    this.memory = new SmallBlobCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
   }
 
   /** Connects and checks the bucket (S3_BUCKET_MISSING, S3_ACCESS_DENIED, S3_UNREACHABLE otherwise). */
@@ -156,14 +157,14 @@ export class S3BlobStore implements BlobStore {
   async openVerifiedRead(sha256: string, range?: ByteRange): Promise<VerifiedRead> {
     const key = this.keyOf(sha256);
     if (range) checkRangeShape(range);
-    const small = this.memory.get(sha256);
-    if (small) {
+    if (this.memory.has(sha256)) {
       const head = await this.head(key);
       if (!head) {
         this.forget(sha256);
         throw await this.missingError(sha256);
       }
-      if (head.token === small.token) return bufferedRead(sha256, small.bytes, range);
+      const bytes = this.memory.get(sha256, head.token);
+      if (bytes) return bufferedRead(sha256, bytes, range);
       this.forget(sha256);
     }
     const token = this.verified.get(sha256);
@@ -543,7 +544,7 @@ export class S3BlobStore implements BlobStore {
 
   private forget(sha256: string): void {
     this.verified.delete(sha256);
-    this.memory.delete(sha256);
+    this.memory.forget(sha256);
   }
 
   private async head(key: string): Promise<{ size: number; token: string } | undefined> {
@@ -909,37 +910,5 @@ class BoundedMap<V> {
   }
   delete(key: string): void {
     this.entries.delete(key);
-  }
-}
-
-/** Verified bytes of small blobs under the object version they were read from, bounded by total size. */
-class ByteBudgetCache {
-  private readonly entries = new Map<string, { token: string; bytes: Buffer }>();
-  private bytes = 0;
-  constructor(private readonly budget: number) {}
-  get(sha256: string): { token: string; bytes: Buffer } | undefined {
-    const e = this.entries.get(sha256);
-    if (e) {
-      this.entries.delete(sha256);
-      this.entries.set(sha256, e);
-    }
-    return e;
-  }
-  set(sha256: string, token: string, bytes: Buffer): void {
-    if (bytes.length > this.budget) return;
-    this.delete(sha256);
-    this.entries.set(sha256, { token, bytes });
-    this.bytes += bytes.length;
-    for (const [key, e] of this.entries) {
-      if (this.bytes <= this.budget) break;
-      this.entries.delete(key);
-      this.bytes -= e.bytes.length;
-    }
-  }
-  delete(sha256: string): void {
-    const e = this.entries.get(sha256);
-    if (!e) return;
-    this.entries.delete(sha256);
-    this.bytes -= e.bytes.length;
   }
 }

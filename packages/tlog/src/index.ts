@@ -61,6 +61,7 @@ export {
 export { VerifierPool, defaultVerifierThreads } from './verify-pool.js';
 export { SqliteLogStorage, type LogStorage, type StoredEntry, type NewEntryRow } from './storage.js';
 export { startTlogServer, handleRequest, type TlogServerOptions, type RunningTlog } from './http/server.js';
+export { serveTlogUntilSignal } from './serve-process.js';
 export { ROUTES, type RouteHandler, type RouteDeps, type RouteRequest } from './http/routes.js';
 export {
   RekorClient,

@@ -8,7 +8,8 @@
  * AIRLOCK_TLOG_SIGNING_KEY. Prints one JSON line `{"url", "logId", "origin", "logName", "pid"}` on stdout once
  * listening; exits 0 after SIGTERM/SIGINT once pending appends are committed.
  */
-import { startTlogServer, type TlogServerOptions } from './http/server.js';
+import type { TlogServerOptions } from './http/server.js';
+import { serveTlogUntilSignal } from './serve-process.js';
 
 function parseArgs(argv: string[]): TlogServerOptions {
   const flags = new Map<string, string>();
@@ -54,24 +55,7 @@ async function main(): Promise<void> {
     process.stderr.write(`tlog serve: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const server = await startTlogServer(options);
-  process.stdout.write(
-    `${JSON.stringify({ url: server.url, logId: server.logId, origin: server.origin, logName: server.logName, pid: process.pid })}\n`,
-  );
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`tlog serve: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  await serveTlogUntilSignal(options);
 }
 
 main().catch((err: unknown) => {
