@@ -624,7 +624,8 @@ async function startPlaneWithTlogLimit(dataDir, maxBodyBytes) {
       dataDir,
       host: '127.0.0.1',
       port: 0,
-      issuers: [{ issuerUrl: identity.url, type: 'spiffe', trustDomain }],
+      // Loopback bench: the embedded issuer speaks plain http, which the CA accepts only when told so.
+      issuers: [{ issuerUrl: identity.url, type: 'spiffe', trustDomain, allowInsecureHttp: true }],
     });
     closers.push(() => ca.close());
     const tlog = await startTlogServer({ dataDir, host: '127.0.0.1', port: 0, maxBodyBytes });
