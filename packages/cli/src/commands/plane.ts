@@ -2,6 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import { isPostgresUrl, PgLogStorage } from '@airlock/postgres';
 import { monitorLog, monitorTiledLog, startTlogServer, witnessTiledLog } from '@airlock/tlog';
 import { privateKeyFileProblem } from '@airlock/core';
 import { writeFileSync } from 'node:fs';
@@ -282,10 +283,15 @@ export function registerPlaneCommands(program: Command): void {
       .option('--log-name <name>', 'checkpoint key name / origin host (must occur in the trusted root baseUrl)')
       .option('--json', 'print {url, logId, publicKey} as JSON'),
   );
-  tlogServe.option(
-    '--log-key <pkcs11-uri>',
-    "the log's signing key in a PKCS#11 token (RFC 7512 URI, as for `up --log-key`): no key file in --data",
-  );
+  tlogServe
+    .option(
+      '--log-key <pkcs11-uri>',
+      "the log's signing key in a PKCS#11 token (RFC 7512 URI, as for `up --log-key`): no key file in --data",
+    )
+    .option(
+      '--index <postgres-url>',
+      "the log's entries and tree in PostgreSQL (postgres://user@host:port/db; password from PGPASSWORD) instead of SQLite in --data",
+    );
   addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(tlogServeAction);
   tlog
     .command('monitor')
@@ -389,16 +395,21 @@ function readWitnessKey(path: string): string {
 
 type TlogServeFlags = OutputOptions &
   LimitFlags &
-  MtlsFlags & { data: string; listen: string; logName?: string; logKey?: string };
+  MtlsFlags & { data: string; listen: string; logName?: string; logKey?: string; index?: string };
 
-/** `airlock tlog serve`: bad flags, PKCS#11 URI/PIN/object or key material → 2, anything else (bind) → 3. */
+/**
+ * `airlock tlog serve`: bad flags, PKCS#11 URI/PIN/object, key material or a malformed/edited/newer PostgreSQL
+ * index → 2, anything else (bind, database unreachable) → 3.
+ */
 async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
   let signer: ReturnType<typeof openPkcs11Signer> | undefined;
   try {
     const { host, port } = parseListen(flags.listen);
     const mtls = mtlsFromFlags(flags, 'writes');
     signer = flags.logKey !== undefined ? openPkcs11Signer(flags.logKey) : undefined;
+    const storage = flags.index !== undefined ? await openPgLogStorage(flags.index) : undefined;
     const server = await startTlogServer({
+      ...(storage ? { storage } : {}),
       ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
       dataDir: flags.data,
       host,
@@ -419,8 +430,19 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
     });
   } catch (err) {
     signer?.close();
-    fail(flags, err, upExitCode(err) === EXIT.USAGE ? EXIT.USAGE : EXIT.UNAVAILABLE);
+    fail(flags, err, upExitCode(err) === EXIT.USAGE || PG_INPUT_CODES.has(codeOf(err)) ? EXIT.USAGE : EXIT.UNAVAILABLE);
   }
+}
+
+const PG_INPUT_CODES = new Set(['PG_URL_INVALID', 'PG_SCHEMA_NEWER', 'PG_MIGRATION_CHANGED']);
+
+function codeOf(err: unknown): string {
+  return String((err as { code?: unknown }).code ?? '');
+}
+
+async function openPgLogStorage(url: string): Promise<PgLogStorage> {
+  if (!isPostgresUrl(url)) throw new UsageError('--index must be a postgres:// URL');
+  return PgLogStorage.open(url);
 }
 
 /** Unreachable log → 3, bad flags or state file → 2, anything the log did wrong → 1. */
