@@ -240,7 +240,9 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
     const mBundle = layout.entries.find((e) => e.name === 'attestations/manifest.sigstore.json')!;
     const json = bundle.subarray(mBundle.data, mBundle.data + mBundle.size).toString('latin1');
     expect(json.indexOf('=')).toBeGreaterThan(0);
-    expect(json).toContain('":{}');
+    // The key of an empty object, when the bundle has one (a bundle without an RFC 3161 timestamp has
+    // `"timestampVerificationData":{}`; a timestamped one, the default since the plane has a TSA, has none).
+    const emptyObject = json.indexOf('":{}');
     const padded = layout.entries.filter((e) => e.paddingLength > 0);
     const middle = layout.entries[Math.floor(layout.entries.length / 2)]!;
     const positions = new Set([
@@ -254,7 +256,7 @@ describe.skipIf(!npmAvailable)('sync → import → serve → npm ci + pip (CLI,
       layout.end + 700,
       mBundle.data + json.indexOf('=') - 1,
       mBundle.data + json.indexOf('='),
-      mBundle.data + json.indexOf('{}') - 3,
+      ...(emptyObject > 0 ? [mBundle.data + emptyObject - 1] : []),
     ]);
     const outcomes: { what: string; code: string }[] = [];
     const expected: { what: string; code: string }[] = [];
