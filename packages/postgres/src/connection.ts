@@ -72,3 +72,18 @@ export function newPool(target: PgTarget, max = 4): pg.Pool {
   pool.on('error', () => undefined);
   return pool;
 }
+
+/** One pooled query; any failure becomes a typed PgError naming `what` (never the password). */
+export async function pgQuery<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  target: PgTarget,
+  sql: string,
+  params: unknown[],
+  what: string,
+): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(sql, params);
+  } catch (err) {
+    throw toPgError(err, target, what);
+  }
+}

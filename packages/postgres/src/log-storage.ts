@@ -1,6 +1,6 @@
 import { TlogError, type LogStorage, type NewEntryRow, type NodeCoord, type StoredEntry } from '@airlock/tlog';
 import pg from 'pg';
-import { newPool, parsePgUrl, toPgError, type PgTarget } from './connection.js';
+import { newPool, parsePgUrl, pgQuery, toPgError, type PgTarget } from './connection.js';
 import { migrate } from './migrate.js';
 
 // Session advisory lock held by the writer for its lifetime: one log process per database (the in-memory Merkle
@@ -241,11 +241,7 @@ export class PgLogStorage implements LogStorage {
     params: unknown[],
     what: string,
   ): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (err) {
-      throw toPgError(err, this.target, what);
-    }
+    return pgQuery<R>(this.pool, this.target, sql, params, what);
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type SnapshotRecord,
 } from '@airlock/cas';
 import pg from 'pg';
-import { newPool, parsePgUrl, toPgError, type PgTarget } from './connection.js';
+import { newPool, parsePgUrl, pgQuery, toPgError, type PgTarget } from './connection.js';
 import { migrate } from './migrate.js';
 
 /** NOTIFY channel: the payload is the new head's sequence. */
@@ -339,11 +339,7 @@ export class PgMirrorIndex implements SharedIndex {
     params: unknown[],
     what: string,
   ): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (err) {
-      throw toPgError(err, this.target, what);
-    }
+    return pgQuery<R>(this.pool, this.target, sql, params, what);
   }
 }
 
