@@ -61,7 +61,12 @@ export function draftsToEntries(drafts: readonly EntryDraft[]): ManifestEntry[] 
       ...rest,
       urls: [...d.urls],
       size: blob.size,
-      digests: { sha256: blob.sha256, sha512: blob.sha512, sha1: blob.sha1 },
+      // sha512/sha1 only when computed (npm needs both; other ecosystems carry what they pinned).
+      digests: {
+        sha256: blob.sha256,
+        ...(blob.sha512 !== undefined ? { sha512: blob.sha512 } : {}),
+        ...(blob.sha1 !== undefined ? { sha1: blob.sha1 } : {}),
+      },
     } as ManifestEntry);
   }
   return [...byKey.values()].sort(compareEntries);

@@ -86,6 +86,11 @@ export interface SyncOptions {
   maxMetadataBytes?: number;
   /** Staging directory (default a fresh `.airlock-sync-*` beside `out`); removed afterwards. */
   workDir?: string;
+  /**
+   * Blobs staged as open unlinked files (default 1024): unreachable by name, so written into the bundle without
+   * hashing them again. Past this many, blobs are staged as named files and re-hashed when the bundle is written.
+   */
+  maxSealedFiles?: number;
 
   signer?: ManifestSigner;
   /** SBOM port: given the manifest, returns a CycloneDX JSON document. */
@@ -275,6 +280,9 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
   if (!options.out) throw new SyncError('SYNC_OPTIONS_INVALID', "'out' (bundle path) is required");
   if (!Array.isArray(options.inputs) || options.inputs.length === 0)
     throw new SyncError('SYNC_OPTIONS_INVALID', 'no inputs given');
+  const sealed = options.maxSealedFiles;
+  if (sealed !== undefined && !(Number.isSafeInteger(sealed) && sealed >= 0))
+    throw new SyncError('SYNC_OPTIONS_INVALID', `maxSealedFiles must be an integer >= 0 (got ${sealed})`);
   const out = resolvePath(options.out);
   const createdAt = formatCreatedAt(options.createdAt);
   const state = options.state ? await readSyncState(options.state) : undefined;
@@ -306,8 +314,8 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     ? await mkdtemp(join(resolvePath(options.workDir), 'airlock-sync-'))
     : await mkdtemp(join(dirname(out), '.airlock-sync-'));
   const partial = `${out}.partial-${randomBytes(6).toString('hex')}`;
+  const store = new BlobStore(workDir, http, (n) => progress.bytes(n), options.maxSealedFiles);
   try {
-    const store = new BlobStore(workDir, http, (n) => progress.bytes(n));
     const ctx: ResolveContext = {
       http,
       store,
@@ -388,7 +396,11 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
       const staged = store.get(b.sha256);
       if (!staged)
         throw new SyncError('SYNC_BUNDLE_FAILED', `internal: blob ${b.sha256} is listed but was never staged`);
-      return { sha256: b.sha256, size: b.size, path: staged.path };
+      return {
+        sha256: b.sha256,
+        size: b.size,
+        ...(staged.staged.kind === 'path' ? { path: staged.staged.path } : { sealed: staged.staged.file }),
+      };
     });
     const written = await writeBundle(partial, manifestBytes, attestations, blobs);
     await rename(partial, out);
@@ -426,6 +438,7 @@ export async function syncToBundle(options: SyncOptions): Promise<SyncResult> {
     await rm(partial, { force: true });
     throw err;
   } finally {
+    await store.close();
     await rm(workDir, { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-import { parseSri, type DigestSet } from '@airlock/core';
+import { parseSri, type DigestAlgorithm, type DigestSet } from '@airlock/core';
 import { SyncError } from '../errors.js';
 import { isHttpUrl, isRecord } from '../inputs/common.js';
 import type { NpmLockPackage } from '../types.js';
@@ -38,6 +38,8 @@ const KEPT_FIELDS = [
 /** npm runs these at install time; other scripts are irrelevant to a consumer. */
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall'] as const;
 const KEPT_DIST = ['signatures', 'fileCount', 'unpackedSize'] as const;
+/** The registry protocol's dist.integrity (sha512) and dist.shasum (sha1) of every tarball. */
+const NPM_DIGESTS: readonly DigestAlgorithm[] = ['sha512', 'sha1'];
 
 /** `@scope/name` → `@scope%2fname` (what npm itself requests). */
 export function packumentPath(name: string): string {
@@ -107,8 +109,10 @@ export function npmTasks(
           : resolved;
       ctx.planned(1);
       const blob = await ctx.store
-        .fetchPinned({ what, urls: [url], expected, maxBytes: ctx.maxBlobBytes })
+        .fetchPinned({ what, urls: [url], expected, digests: NPM_DIGESTS, maxBytes: ctx.maxBlobBytes })
         .finally(ctx.done);
+      const sha1 = blob.sha1;
+      if (sha1 === undefined) throw new SyncError('SYNC_UPSTREAM_INVALID', `internal: ${what}: tarball sha1 missing`);
 
       if (typeof dist.integrity === 'string') {
         let theirs: DigestSet = {};
@@ -118,7 +122,9 @@ export function npmTasks(
           theirs = {};
         }
         for (const [alg, hex] of Object.entries(theirs)) {
-          const ours = ({ sha1: blob.sha1, sha256: blob.sha256, sha512: blob.sha512 } as Record<string, string>)[alg];
+          const ours = (
+            { sha1: blob.sha1, sha256: blob.sha256, sha512: blob.sha512 } as Record<string, string | undefined>
+          )[alg];
           if (ours !== undefined && ours !== hex) {
             throw new SyncError(
               'SYNC_UPSTREAM_INVALID',
@@ -130,10 +136,10 @@ export function npmTasks(
           }
         }
       }
-      if (typeof dist.shasum === 'string' && dist.shasum.toLowerCase() !== blob.sha1) {
+      if (typeof dist.shasum === 'string' && dist.shasum.toLowerCase() !== sha1) {
         throw new SyncError(
           'SYNC_UPSTREAM_INVALID',
-          `${what}: packument dist.shasum ${dist.shasum} disagrees with the tarball's sha1 ${blob.sha1}`,
+          `${what}: packument dist.shasum ${dist.shasum} disagrees with the tarball's sha1 ${sha1}`,
         );
       }
       const manifest: Record<string, unknown> = {};
@@ -147,7 +153,7 @@ export function npmTasks(
       }
       const outDist: Record<string, unknown> = {
         integrity: typeof dist.integrity === 'string' ? dist.integrity : pkg.integrity,
-        shasum: blob.sha1,
+        shasum: sha1,
         tarball: resolved,
       };
       for (const k of KEPT_DIST) if (dist[k] !== undefined) outDist[k] = dist[k];
@@ -168,7 +174,7 @@ export function npmTasks(
           purl: npmPurl(pkg.name, pkg.version),
           metadata: {
             integrity: pkg.integrity,
-            shasum: blob.sha1,
+            shasum: sha1,
             manifest,
             time: typeof time === 'string' ? time : null,
             ...(Object.keys(distTags).length > 0 ? { distTags } : {}),
