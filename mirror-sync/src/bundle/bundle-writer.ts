@@ -92,6 +92,9 @@ function openEntry(pack: tar.Pack, blob: BundleBlob): { sink: EntrySink; finishe
     );
   });
   finished.catch(() => {}); // observed by the caller; avoid an unhandled rejection while it is still writing
+  // Destroying the entry (a staged blob that changed) emits 'error' on it; unheard, that is an uncaught
+  // exception that kills the process instead of failing the sync. The callback above reports it.
+  (sink as unknown as NodeJS.EventEmitter).on('error', () => {});
   return { sink, finished };
 }
 
