@@ -115,7 +115,7 @@ describe.skipIf(!enabled)('mirror import on S3 (radosgw) + PostgreSQL through th
     process.env.PGPASSWORD = db.password;
     indexUrl = `postgres://${db.user}@127.0.0.1:${pg.port}/${db.name}`;
     plane = await startPlane(join(root, 'plane'));
-    // Three snapshots, each adding 100 blobs of 512 KiB (the first also one of 20 MiB, sent to S3 in parts).
+    // Three snapshots, each adding 100 blobs of 256 KiB (the first also one of 20 MiB, sent to S3 in parts).
     const blobs = new Map<string, Buffer>();
     files = createServer((req, res) => {
       const b = blobs.get(req.url ?? '');
@@ -126,7 +126,7 @@ describe.skipIf(!enabled)('mirror import on S3 (radosgw) + PostgreSQL through th
     const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
     blobs.set('/big.bin', randomBytes(20 * 1024 * 1024));
     for (let b = 0; b < 3; b++) {
-      for (let i = 0; i < 100; i++) blobs.set(`/f/${b}-${i}.bin`, randomBytes(512 * 1024));
+      for (let i = 0; i < 100; i++) blobs.set(`/f/${b}-${i}.bin`, randomBytes(256 * 1024));
       const list = join(root, `list${b}.json`);
       writeFileSync(
         list,
