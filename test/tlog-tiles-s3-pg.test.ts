@@ -132,12 +132,12 @@ describe.runIf(available)('airlock up --index postgres://… --tiles s3://…', 
     const plane = await startCli(
       ['up', '--data', data, '--index', indexUrl, '--tiles', `s3://${BUCKET}/${PREFIX}`, '--json'],
       (o) => o.includes('"tlogUrl"') && o.trim().endsWith('}'),
-      60_000,
+      180_000,
     );
     const server: { head?: ReturnType<typeof verifyCheckpoint>; entries: LogEntry[]; key?: string } = { entries: [] };
     try {
       const { tlogUrl } = JSON.parse(plane.stdout()) as { tlogUrl: string };
-      const client = new RekorClient({ baseUrl: tlogUrl, timeoutMs: 10_000 });
+      const client = new RekorClient({ baseUrl: tlogUrl, timeoutMs: 60_000 });
       for (let i = 0; i < ENTRIES; i += 8)
         await Promise.all(
           [...Array(Math.min(8, ENTRIES - i)).keys()].map((k) => client.createEntry(hashedRekord(`tiles ${i + k}`))),
@@ -170,5 +170,5 @@ describe.runIf(available)('airlock up --index postgres://… --tiles s3://…', 
     // The entry bundle holds the very bodies the server returned (checked against the tile hashes by the reader).
     const leaves = await reader.entries(0, ENTRIES);
     expect(leaves.map((b) => b.toString('base64'))).toEqual(server.entries.map((e) => e.body));
-  }, 300_000);
+  }, 600_000);
 });
