@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from '
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AirlockError, type HttpLimits, type ServiceTls } from '@airlock/core';
-import { startTlogServer } from '@airlock/tlog';
+import { startTlogServer, type LogStorage, type TileStore } from '@airlock/tlog';
 import { startCaServer } from '@airlock/ca';
 import { startTsaServer } from '@airlock/tsa';
 import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
@@ -48,6 +48,10 @@ export interface TrustPlaneOptions {
   identityKey?: string;
   /** Per service HTTPS / mTLS (SPIFFE SVID authorization); absent = plain HTTP as before. */
   mtls?: Partial<Record<keyof PlanePorts, ServiceTls>>;
+  /** The log's entries and tree outside the data dir (PostgreSQL); default SQLite in it. Closed with the log. */
+  logStorage?: LogStorage;
+  /** Where the log publishes its tiles: a directory or a TileStore (an S3 bucket); default `<dataDir>/tiles`. */
+  logTiles?: string | TileStore;
 }
 
 export interface PlanePorts {
@@ -184,6 +188,8 @@ export async function startTrustPlane(options: TrustPlaneOptions): Promise<Runni
         ...limits,
         ...options.mtls?.tlog,
         ...(logSigner ? { signer: logSigner } : {}),
+        ...(options.logStorage ? { storage: options.logStorage } : {}),
+        ...(options.logTiles ? { tiles: options.logTiles } : {}),
       }),
     );
     closers.push(() => tlog.close());

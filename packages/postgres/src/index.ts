@@ -5,3 +5,4 @@ export { isPostgresUrl, parsePgUrl, redact, type PgTarget } from './connection.j
 export { migrate, loadMigrations, MIGRATIONS_DIR, type Migration } from './migrate.js';
 export { PgMirrorIndex, MIRROR_CHANNEL, DEFAULT_POLL_MS, type PgMirrorIndexOptions } from './mirror-index.js';
 export { PgLogStorage } from './log-storage.js';
+export { acquirePgImportLock, type PgImportLock } from './import-lock.js';

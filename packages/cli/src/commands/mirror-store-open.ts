@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MirrorStore } from '@airlock/cas';
-import { isPostgresUrl, PgMirrorIndex } from '@airlock/postgres';
+import { acquirePgImportLock, isPostgresUrl, PgMirrorIndex, type PgImportLock } from '@airlock/postgres';
 import { isS3Url, openS3BlobStore, S3Error, type S3BlobStore } from '@airlock/s3';
 import { UsageError } from '../output.js';
 import { parseDuration } from './mirror.js';
@@ -46,6 +46,14 @@ export const S3_CONFIG_FLAG_HELP =
 export function storeLabel(flags: StoreFlags): string {
   if (flags.index !== undefined && isPostgresUrl(flags.index)) return `${flags.store} (index on PostgreSQL)`;
   return isS3Url(flags.store) ? `${flags.store} (index ${flags.index ?? '?'})` : flags.store;
+}
+
+/**
+ * With --index postgres://…: the import slot shared by every host using the database (import and fsck take it
+ * besides the state directory's file lock, which only serialises processes sharing that directory).
+ */
+export async function sharedImportLock(flags: StoreFlags): Promise<PgImportLock | undefined> {
+  return flags.index !== undefined && isPostgresUrl(flags.index) ? acquirePgImportLock(flags.index) : undefined;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   INDEX_FLAG_HELP,
   openMirrorStore,
   S3_CONFIG_FLAG_HELP,
+  sharedImportLock,
   STATE_DIR_FLAG_HELP,
   STORE_FLAG_HELP,
   storeLabel,
@@ -103,6 +104,7 @@ export function registerMirrorCommands(program: Command): void {
     .option('-q, --quiet', 'no progress output')
     .action(async (bundle: string, flags: ImportFlags) => {
       let store: MirrorStore | undefined;
+      let sharedLock: Awaited<ReturnType<typeof sharedImportLock>>;
       try {
         const rootPath = flags.trustedRoot ?? (flags.data ? `${flags.data}/trusted_root.json` : undefined);
         if (!rootPath) throw new UsageError('--trusted-root (or --data) is required');
@@ -113,6 +115,8 @@ export function registerMirrorCommands(program: Command): void {
           flags.maxSnapshotAge === undefined ? undefined : parseDuration('--max-snapshot-age', flags.maxSnapshotAge);
         if (!statSync(bundle, { throwIfNoEntry: false })?.isFile())
           throw new UsageError(`bundle '${bundle}' is not a readable file`);
+        // Before opening: the opener's recovery of this host's leftovers must not race another host's import.
+        sharedLock = await sharedImportLock(flags);
         store = await openMirrorStore(flags, { create: flags.create === true });
         let lastShown = 0;
         const result = await importBundle(bundle, {
@@ -147,6 +151,7 @@ export function registerMirrorCommands(program: Command): void {
         fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
       } finally {
         await store?.close();
+        await sharedLock?.release();
       }
     });
 
@@ -250,7 +255,10 @@ export function registerMirrorCommands(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (flags: OutputOptions & StoreFlags & { removeOrphans?: boolean }) => {
       let store: MirrorStore | undefined;
+      let sharedLock: Awaited<ReturnType<typeof sharedImportLock>>;
       try {
+        // Another host's staged blobs are not orphans: fsck holds the import slot like the file lock's holders.
+        sharedLock = await sharedImportLock(flags);
         store = await openMirrorStore(flags);
         const total = store.index.listBlobs().length;
         const shown = progressLine(flags, 'checked blobs');
@@ -269,11 +277,13 @@ export function registerMirrorCommands(program: Command): void {
         );
         await store.close();
         store = undefined;
+        await sharedLock?.release();
         if (!report.clean) process.exit(EXIT.FAILURE);
       } catch (err) {
         fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
       } finally {
         await store?.close();
+        await sharedLock?.release();
       }
     });
 

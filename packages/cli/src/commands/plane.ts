@@ -2,7 +2,6 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { isPostgresUrl, PgLogStorage } from '@airlock/postgres';
 import { monitorLog, monitorTiledLog, startTlogServer, witnessTiledLog } from '@airlock/tlog';
 import { privateKeyFileProblem } from '@airlock/core';
 import { writeFileSync } from 'node:fs';
@@ -12,6 +11,16 @@ import { readJsonFile } from '../context.js';
 import { registerIdentityCommands } from './identity.js';
 import { addMtlsOptions, mtlsFromFlags, type MtlsFlags } from './mtls-flags.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
+import {
+  backendInputExit,
+  openPgLogStorage,
+  openTileTarget,
+  TLOG_INDEX_HELP,
+  TLOG_S3_CONFIG_HELP,
+  TLOG_TILES_HELP,
+  type TileTarget,
+} from './tlog-backends.js';
+import type { PgLogStorage } from '@airlock/postgres';
 
 function parsePort(v: string): number {
   const n = Number(v);
@@ -137,7 +146,8 @@ function upExitCode(err: unknown): number {
 }
 
 type UpFlags = OutputOptions &
-  LimitFlags & {
+  LimitFlags &
+  LogBackendFlags & {
     data: string;
     host?: string;
     tlogPort?: string;
@@ -178,10 +188,14 @@ function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Pick<T, 
 
 async function up(flags: UpFlags): Promise<void> {
   let plane: RunningTrustPlane;
+  let backends: Awaited<ReturnType<typeof openLogBackends>> | undefined;
   try {
     const port = (v: string | undefined): number => (v === undefined ? 0 : parsePort(v));
     const mtls = planeMtls(flags);
+    backends = await openLogBackends(flags);
     plane = await startTrustPlane({
+      ...(backends.storage ? { logStorage: backends.storage } : {}),
+      ...(backends.tiles ? { logTiles: backends.tiles.tiles } : {}),
       dataDir: flags.data,
       ...(flags.host ? { host: flags.host } : {}),
       ports: {
@@ -200,9 +214,11 @@ async function up(flags: UpFlags): Promise<void> {
       ...(mtls ? { mtls } : {}),
     });
   } catch (err) {
-    fail(flags, err, upExitCode(err));
+    await backends?.close();
+    fail(flags, err, backendInputExit(err) ? EXIT.USAGE : upExitCode(err));
   }
   const e = plane.endpoints;
+  const opened = backends;
   printResult(flags, e, () =>
     [
       'airlock trust plane is up',
@@ -216,7 +232,10 @@ async function up(flags: UpFlags): Promise<void> {
       'Ctrl-C to stop.',
     ].join('\n'),
   );
-  runUntilSignal(() => plane.close());
+  runUntilSignal(async () => {
+    await plane.close();
+    await opened.close();
+  });
 }
 
 export function registerPlaneCommands(program: Command): void {
@@ -268,6 +287,9 @@ export function registerPlaneCommands(program: Command): void {
         'with --client-ca: SPIFFE ID (or ^…$ pattern) allowed to request tokens; repeatable',
         collectId,
       )
+      .option('--index <postgres-url>', TLOG_INDEX_HELP)
+      .option('--tiles <dir|s3://bucket/prefix>', TLOG_TILES_HELP)
+      .option('--s3-config <file>', TLOG_S3_CONFIG_HELP)
       .option('--json', 'print the endpoints as JSON'),
   ).action(up);
 
@@ -288,10 +310,9 @@ export function registerPlaneCommands(program: Command): void {
       '--log-key <pkcs11-uri>',
       "the log's signing key in a PKCS#11 token (RFC 7512 URI, as for `up --log-key`): no key file in --data",
     )
-    .option(
-      '--index <postgres-url>',
-      "the log's entries and tree in PostgreSQL (postgres://user@host:port/db; password from PGPASSWORD) instead of SQLite in --data",
-    );
+    .option('--index <postgres-url>', TLOG_INDEX_HELP)
+    .option('--tiles <dir|s3://bucket/prefix>', TLOG_TILES_HELP)
+    .option('--s3-config <file>', TLOG_S3_CONFIG_HELP);
   addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(tlogServeAction);
   tlog
     .command('monitor')
@@ -395,7 +416,31 @@ function readWitnessKey(path: string): string {
 
 type TlogServeFlags = OutputOptions &
   LimitFlags &
-  MtlsFlags & { data: string; listen: string; logName?: string; logKey?: string; index?: string };
+  MtlsFlags &
+  LogBackendFlags & { data: string; listen: string; logName?: string; logKey?: string };
+
+/** Where the log keeps its metadata and tiles (`tlog serve` and `up`). */
+interface LogBackendFlags {
+  index?: string;
+  tiles?: string;
+  s3Config?: string;
+}
+
+/** The log's storage and tile target from the flags; `close` releases what was opened (also on a later failure). */
+async function openLogBackends(
+  flags: LogBackendFlags,
+): Promise<{ storage?: PgLogStorage; tiles?: TileTarget; close(): Promise<void> }> {
+  if (flags.s3Config !== undefined && flags.tiles === undefined)
+    throw new UsageError('--s3-config is only for --tiles s3://…');
+  const tiles = flags.tiles !== undefined ? await openTileTarget(flags.tiles, flags.s3Config) : undefined;
+  try {
+    const storage = flags.index !== undefined ? await openPgLogStorage(flags.index) : undefined;
+    return { ...(storage ? { storage } : {}), ...(tiles ? { tiles } : {}), close: async () => tiles?.close() };
+  } catch (err) {
+    tiles?.close();
+    throw err;
+  }
+}
 
 /**
  * `airlock tlog serve`: bad flags, PKCS#11 URI/PIN/object, key material or a malformed/edited/newer PostgreSQL
@@ -403,13 +448,15 @@ type TlogServeFlags = OutputOptions &
  */
 async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
   let signer: ReturnType<typeof openPkcs11Signer> | undefined;
+  let backends: Awaited<ReturnType<typeof openLogBackends>> | undefined;
   try {
     const { host, port } = parseListen(flags.listen);
     const mtls = mtlsFromFlags(flags, 'writes');
     signer = flags.logKey !== undefined ? openPkcs11Signer(flags.logKey) : undefined;
-    const storage = flags.index !== undefined ? await openPgLogStorage(flags.index) : undefined;
+    backends = await openLogBackends(flags);
     const server = await startTlogServer({
-      ...(storage ? { storage } : {}),
+      ...(backends.storage ? { storage: backends.storage } : {}),
+      ...(backends.tiles ? { tiles: backends.tiles.tiles } : {}),
       ...(mtls ? { tls: mtls.tls, ...(mtls.gate ? { gate: mtls.gate } : {}) } : {}),
       dataDir: flags.data,
       host,
@@ -424,25 +471,17 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
       () => `transparency log listening on ${server.url} (log ID ${server.logId})`,
     );
     const tokenSigner = signer;
+    const opened = backends;
     runUntilSignal(async () => {
       await server.close();
+      await opened.close();
       tokenSigner?.close();
     });
   } catch (err) {
     signer?.close();
-    fail(flags, err, upExitCode(err) === EXIT.USAGE || PG_INPUT_CODES.has(codeOf(err)) ? EXIT.USAGE : EXIT.UNAVAILABLE);
+    await backends?.close();
+    fail(flags, err, upExitCode(err) === EXIT.USAGE || backendInputExit(err) ? EXIT.USAGE : EXIT.UNAVAILABLE);
   }
-}
-
-const PG_INPUT_CODES = new Set(['PG_URL_INVALID', 'PG_SCHEMA_NEWER', 'PG_MIGRATION_CHANGED']);
-
-function codeOf(err: unknown): string {
-  return String((err as { code?: unknown }).code ?? '');
-}
-
-async function openPgLogStorage(url: string): Promise<PgLogStorage> {
-  if (!isPostgresUrl(url)) throw new UsageError('--index must be a postgres:// URL');
-  return PgLogStorage.open(url);
 }
 
 /** Unreachable log → 3, bad flags or state file → 2, anything the log did wrong → 1. */
