@@ -3,6 +3,7 @@ import type { Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
 import { encodeOidContent, NODE_ATTESTATION_OID } from '@airlock/core';
 import { VerifyError } from './errors.js';
+import { MemoCertificate } from './memo-certificate.js';
 
 /**
  * The signing certificate of a bundle, parsed once per verification: by OpenSSL (node:crypto) for signatures,
@@ -12,7 +13,8 @@ import { VerifyError } from './errors.js';
 export interface ParsedLeaf {
   der: Buffer;
   node: NodeX509;
-  cert: X509Certificate;
+  /** Also the certificate @sigstore/verify checks (the chain and identity of this one verification). */
+  cert: MemoCertificate;
   notBefore: number;
   notAfter: number;
 }
@@ -32,7 +34,7 @@ export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
     return {
       der: buf,
       node,
-      cert: X509Certificate.parse(buf),
+      cert: MemoCertificate.fromDer(buf),
       notBefore: Date.parse(node.validFrom),
       notAfter: Date.parse(node.validTo),
     };

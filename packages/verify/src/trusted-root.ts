@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import { VerifyError } from './errors.js';
+import { MemoCertificate } from './memo-certificate.js';
 
 export const TRUSTED_ROOT_MEDIA_TYPES = [
   'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
@@ -49,12 +50,21 @@ export function parseTrustedRoot(json: unknown): TrustedRoot {
  */
 export function buildTrustMaterial(root: TrustedRoot, publicKeys: Record<string, string> = {}): TrustMaterial {
   const keys = Object.entries(publicKeys).map(([hint, pem]) => [hint, parsePublicKeyPem(pem, hint)] as const);
-  return toTrustMaterial(root, (hint: string) => {
+  const material = toTrustMaterial(root, (hint: string) => {
     // The hint is only a hint (often empty): with exactly one key given out of band, that key is the one meant.
     const found = keys.length === 1 ? keys[0] : keys.find(([h]) => h === hint);
     if (!found) throw new VerifyError('VERIFY_PUBLIC_KEY', `no verification key configured for hint '${hint}'`);
     return { publicKey: found[1], validFor: () => true };
   });
+  // The CA and TSA certificates are this root's: re-encoded and their signatures checked once, not per bundle.
+  type CertAuthority = TrustMaterial['certificateAuthorities'][number];
+  const memo = (cas: CertAuthority[]): CertAuthority[] =>
+    cas.map((ca) => ({ ...ca, certChain: ca.certChain.map((c) => MemoCertificate.of(c)) }));
+  return {
+    ...material,
+    certificateAuthorities: memo(material.certificateAuthorities),
+    timestampAuthorities: memo(material.timestampAuthorities),
+  };
 }
 
 /**

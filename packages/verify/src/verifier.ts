@@ -159,7 +159,10 @@ export class BundleVerifier {
 
     let identity: { subjectAlternativeName?: string; issuer?: string };
     try {
-      const signer = this.verifier.verify(toSignedEntity(bundle, options.artifact));
+      const entity = toSignedEntity(bundle, options.artifact);
+      // The same leaf, parsed once here with memoised encodings (see MemoCertificate).
+      if (leaf && entity.key.$case === 'certificate') entity.key = { $case: 'certificate', certificate: leaf.cert };
+      const signer = this.verifier.verify(entity);
       identity = {
         subjectAlternativeName: signer.identity?.subjectAlternativeName,
         issuer: signer.identity?.extensions?.issuer,

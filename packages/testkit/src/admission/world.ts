@@ -19,7 +19,13 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { registryProblem, skopeoProblem, startRegistry, type RunningRegistry } from '../registry/docker-registry.js';
+import {
+  registryProblem,
+  skopeoProblem,
+  startRegistry,
+  type RegistryTuning,
+  type RunningRegistry,
+} from '../registry/docker-registry.js';
 import { bwrapProblem, straceProblem, which } from '../tools/tools.js';
 
 export interface WorldImage {
@@ -75,6 +81,8 @@ export interface AdmissionWorldOptions {
   /** How many more runner-signed images to build (default 0). */
   extraSigned?: number;
   progress?: (message: string) => void;
+  /** Registry settings (benchmarks: as an operator would run it); default: startRegistry's. */
+  registry?: RegistryTuning;
 }
 
 /** Why this machine cannot build the world (each missing tool), for toolsAvailable(). */
@@ -135,7 +143,7 @@ async function assemble(
   const plane = await startCliProcess(options.cli, ['up', '--data', planeDir, '--json'], (o) => o.trim().endsWith('}'));
   cleanups.push(plane.stop);
   const endpoints = JSON.parse(plane.stdout()) as { trustDomain: string; identityIssuerUrl: string };
-  const registry = await startRegistry(join(dir, 'registry'));
+  const registry = await startRegistry(join(dir, 'registry'), options.registry ? { tuning: options.registry } : {});
   cleanups.push(registry.stop);
   const td = endpoints.trustDomain;
   const identities = { runner: `spiffe://${td}/airlock/runner`, rogue: `spiffe://${td}/ci/someone-else` };

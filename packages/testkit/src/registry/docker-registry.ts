@@ -44,6 +44,18 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Operator settings for a registry under load. `blobDescriptorCache`: `storage.cache.blobdescriptor: inmemory`
+ * (blob metadata kept in memory instead of re-read from the filesystem). `env`: the process environment, e.g.
+ * `GOGC=400`: on this VM most of docker-registry's CPU per request is the Go collector (the heap is tiny, so a
+ * collection runs every few requests, and each returns memory with madvise, whose TLB shootdowns are expensive
+ * under a hypervisor).
+ */
+export interface RegistryTuning {
+  blobDescriptorCache?: boolean;
+  env?: Record<string, string>;
+}
+
 /** TLS material for a registry (makePki makes one). */
 export interface RegistryTls {
   certFile: string;
@@ -62,6 +74,8 @@ export async function startRegistry(
     htpasswd?: boolean;
     /** Distribution token auth: clients need a bearer token from this realm (see startTokenServer). */
     token?: { realm: string; service: string; issuer: string; certFile: string };
+    /** How an operator would run it for load (benchmarks); tests keep the defaults. */
+    tuning?: RegistryTuning;
   } = {},
 ): Promise<RunningRegistry> {
   mkdirSync(dir, { recursive: true });
@@ -74,6 +88,7 @@ export async function startRegistry(
     '  delete: { enabled: true }',
     '  maintenance: { uploadpurging: { enabled: false } }',
   ];
+  if (options.tuning?.blobDescriptorCache) lines.push('  cache: { blobdescriptor: inmemory }');
   if (options.htpasswd) {
     writeFileSync(join(dir, 'htpasswd'), HTPASSWD);
     lines.push('auth:', `  htpasswd: { realm: airlock-test, path: ${JSON.stringify(join(dir, 'htpasswd'))} }`);
@@ -95,7 +110,10 @@ export async function startRegistry(
       );
     const config = join(dir, 'config.yml');
     writeFileSync(config, [...lines, ...http, ''].join('\n'));
-    const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('docker-registry', ['serve', config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...options.tuning?.env },
+    });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

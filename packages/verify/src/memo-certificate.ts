@@ -1,0 +1,110 @@
+import type { KeyObject } from 'node:crypto';
+import { crypto, X509Certificate, type ASN1Obj } from '@sigstore/core';
+
+/**
+ * @sigstore/core's X509Certificate with the same answers, computed once per object: its ASN.1 reader re-encodes
+ * the whole certificate to DER (in many small
+ * buffers) on every `equals`, and the TBS part and the issuer's key on every `verify`, which made
+ * @sigstore/verify's chain building most of a cold verification. Each value here is exactly what the stock method
+ * returns (the same stock code, called once: the parsed ASN.1 tree is never modified), so every check still runs
+ * for every verification; only the re-encoding is not repeated. An object lives as long as what holds it: the trust
+ * material of one trusted root (its CA and TSA certificates), or one bundle's verification (its leaf).
+ */
+export class MemoCertificate extends X509Certificate {
+  private der?: Buffer;
+  private tbsDer?: Buffer;
+  private spki?: Buffer;
+  private key?: KeyObject;
+  /** verify(issuer) results; issuers are MemoCertificates of the same root or verification (held weakly). */
+  private readonly verified = new WeakMap<X509Certificate, boolean>();
+
+  static of(cert: X509Certificate): MemoCertificate {
+    return cert instanceof MemoCertificate ? cert : new MemoCertificate(cert.root);
+  }
+
+  static fromDer(der: Buffer): MemoCertificate {
+    return new MemoCertificate(X509Certificate.parse(Buffer.from(der)).root);
+  }
+
+  /** The DER as @sigstore/core re-encodes it (what its `equals` compares). */
+  encoded(): Buffer {
+    return (this.der ??= encodeDer(this.root));
+  }
+
+  /** A fresh certificate from the same encoding, as the stock clone() makes it (callers modify clones). */
+  override clone(): X509Certificate {
+    return X509Certificate.parse(Buffer.from(this.encoded()));
+  }
+
+  override get publicKey(): Buffer {
+    return (this.spki ??= super.publicKey);
+  }
+
+  /** The subject public key as a KeyObject. */
+  publicKeyObject(): KeyObject {
+    return (this.key ??= crypto.createPublicKey(this.publicKey));
+  }
+
+  override equals(other: X509Certificate): boolean {
+    return this.encoded().equals(other instanceof MemoCertificate ? other.encoded() : other.root.toDER());
+  }
+
+  override verify(issuerCertificate?: X509Certificate): boolean {
+    const issuer = issuerCertificate ?? this;
+    const known = this.verified.get(issuer);
+    if (known !== undefined) return known;
+    const key = issuer instanceof MemoCertificate ? issuer.publicKeyObject() : crypto.createPublicKey(issuer.publicKey);
+    const ok = crypto.verify(
+      (this.tbsDer ??= encodeDer(this.tbsCertificate)),
+      key,
+      this.signatureValue,
+      this.signatureAlgorithm,
+    );
+    this.verified.set(issuer, ok);
+    return ok;
+  }
+}
+
+/**
+ * Byte for byte what @sigstore/core's `ASN1Obj.toDER()` returns (tag byte, minimal definite length, the children's
+ * encodings or the primitive value), written into one buffer instead of one growing buffer per node.
+ */
+export function encodeDer(obj: ASN1Obj): Buffer {
+  const sizes = new Map<ASN1Obj, number>();
+  const size = (o: ASN1Obj): number => {
+    let content = 0;
+    if (o.subs.length > 0) for (const s of o.subs) content += size(s);
+    else content = o.value.length;
+    sizes.set(o, content);
+    return 1 + lengthOctets(content) + content;
+  };
+  const out = Buffer.allocUnsafe(size(obj));
+  const write = (o: ASN1Obj, at: number): number => {
+    const content = sizes.get(o)!;
+    out[at++] = o.tag.toDER();
+    at = writeLength(out, at, content);
+    if (o.subs.length > 0) for (const s of o.subs) at = write(s, at);
+    else at += o.value.copy(out, at);
+    return at;
+  };
+  write(obj, 0);
+  return out;
+}
+
+function lengthOctets(len: number): number {
+  if (len < 128) return 1;
+  let n = 0;
+  for (let v = len; v > 0; v = Math.floor(v / 256)) n++;
+  return 1 + n;
+}
+
+function writeLength(out: Buffer, at: number, len: number): number {
+  if (len < 128) {
+    out[at] = len;
+    return at + 1;
+  }
+  const n = lengthOctets(len) - 1;
+  out[at] = 0x80 | n;
+  for (let i = n, v = len; i >= 1; i--, v = Math.floor(v / 256)) out[at + i] = v % 256;
+  return at + 1 + n;
+}
