@@ -50,6 +50,8 @@ export interface MirrorServer {
   server: HttpServer | HttpsServer;
   /** Sets the default public URL after the fact (startMirrorServer: the listening address, once known). */
   setPublicUrl(url: string): void;
+  /** Request targets remembered as blob routes in this process (observability; bounded). */
+  readonly cachedRoutes: number;
 }
 
 export interface StartMirrorServerOptions extends MirrorServerOptions {
@@ -118,6 +120,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     publicUrlConfigured,
     cache: new ResponseCache(),
     files: new LookupCache(),
+    routes: new LookupCache(),
   };
   const handler = withSpiffeAuthorization(createRequestHandler(ctx, options.onError), tls);
   let server: HttpServer | HttpsServer;
@@ -144,6 +147,9 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     server,
     setPublicUrl(url: string) {
       publicUrl = normalizePublicUrl(url);
+    },
+    get cachedRoutes() {
+      return ctx.routes.size;
     },
   };
 }
