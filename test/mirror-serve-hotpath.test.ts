@@ -7,18 +7,25 @@
  *  - a packument served for snapshot 1 is replaced by the new one as soon as snapshot 2 is published (same
  *    server process, no restart), and its tarball URL of the new version is served;
  *  - request targets with a query string or longer than the key limit are answered but not cached (attacker-chosen
- *    keys cannot grow the cache), checked through the route cache's own size.
+ *    keys cannot grow the cache), checked through the route cache's own size;
+ *  - `workers: 2` deals connections out round-robin between the primary and the worker, over plain HTTP and TLS:
+ *    of four keep-alive connections, exactly the two the worker holds break when it is SIGKILLed, the other two
+ *    keep answering (with workers accepting on the shared socket, one process took 13 of 16 connections).
  * A real MirrorStore on disk, a real startMirrorServer on 127.0.0.1, fetch as the client.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorStore, type MirrorEntryInput } from '@airlock/cas';
 import { createMirrorServer, startMirrorServer, type RunningMirrorServer } from '@airlock/mirror';
-import { makeNpmTarball } from '@airlock/testkit';
+import { makeNpmTarball, makePki, opensslProblem, toolsAvailable } from '@airlock/testkit';
+
+const opensslAvailable = toolsAvailable('mirror hot path TLS workers test', [opensslProblem()]);
 
 const sha = (alg: 'sha256' | 'sha512' | 'sha1', b: Buffer): string => createHash(alg).update(b).digest('hex');
 const blobFile = (store: string, hex: string): string => join(store, 'blobs', 'sha256', hex.slice(0, 2), hex);
@@ -194,5 +201,96 @@ describe('mirror serving hot path', () => {
         mirror.server.closeAllConnections();
       });
     }
+  });
+});
+
+/** A raw keep-alive HTTP/1.1 connection: `get` resolves to the status, or to 'closed' when the server side went. */
+async function rawConnection(url: string, ca?: string) {
+  const u = new URL(url);
+  const socket: Socket = await new Promise((resolve, reject) => {
+    const s =
+      u.protocol === 'https:'
+        ? tlsConnect({ host: u.hostname, port: Number(u.port), ca }, () => resolve(s))
+        : tcpConnect({ host: u.hostname, port: Number(u.port) }, () => resolve(s));
+    s.once('error', reject);
+  });
+  let buffered = Buffer.alloc(0);
+  let closed = false;
+  let waiting: (() => void) | undefined;
+  socket.on('data', (d: Buffer) => {
+    buffered = Buffer.concat([buffered, d]);
+    waiting?.();
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    closed = true;
+    waiting?.();
+  });
+  const response = (): { status: number; length: number } | undefined => {
+    const end = buffered.indexOf('\r\n\r\n');
+    if (end < 0) return undefined;
+    const head = buffered.subarray(0, end).toString('latin1');
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+    if (buffered.length < end + 4 + length) return undefined;
+    buffered = buffered.subarray(end + 4 + length);
+    return { status: Number(head.split(' ')[1]), length };
+  };
+  return {
+    async get(path: string): Promise<number | 'closed'> {
+      if (!closed) socket.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\n\r\n`);
+      for (;;) {
+        const r = response();
+        if (r) return r.status;
+        if (closed) return 'closed';
+        await new Promise<void>((resolve) => (waiting = resolve));
+      }
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+async function roundRobin(tls?: { cert: string; key: string; ca: string }): Promise<void> {
+  // Server certificate only (a `ca` would make the server require client certificates).
+  const serverTls = tls ? { tls: { cert: tls.cert, key: tls.key } } : {};
+  const running = await startMirrorServer({ store, host: '127.0.0.1', port: 0, workers: 2, ...serverTls });
+  const conns: Awaited<ReturnType<typeof rawConnection>>[] = [];
+  try {
+    expect(running.workerPids).toHaveLength(1);
+    const path = tarballPath(c1);
+    for (let i = 0; i < 4; i++) {
+      const c = await rawConnection(running.url, tls?.ca);
+      conns.push(c);
+      expect(await c.get(path)).toBe(200);
+    }
+    process.kill(running.workerPids[0]!, 'SIGKILL');
+    const after = await Promise.all(conns.map((c) => c.get(path)));
+    expect(
+      after.filter((r) => r === 'closed'),
+      JSON.stringify(after),
+    ).toHaveLength(2);
+    expect(
+      after.filter((r) => r === 200),
+      JSON.stringify(after),
+    ).toHaveLength(2);
+  } finally {
+    for (const c of conns) c.close();
+    await running.close();
+  }
+}
+
+describe('mirror serve --workers', () => {
+  it('deals connections out round-robin between the primary and the worker (plain HTTP)', async () => {
+    await roundRobin();
+  });
+
+  it.skipIf(!opensslAvailable)('deals TLS connections out the same way (the worker does the handshake)', async () => {
+    const dir = join(root, 'pki');
+    mkdirSync(dir);
+    const pki = makePki(dir);
+    await roundRobin({
+      cert: readFileSync(pki.certFile, 'utf8'),
+      key: readFileSync(pki.keyFile, 'utf8'),
+      ca: readFileSync(pki.caFile, 'utf8'),
+    });
   });
 });
