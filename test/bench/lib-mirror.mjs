@@ -757,7 +757,12 @@ export function findNginx() {
  * 127.0.0.1:<free port>, `workers` worker processes. Close to Debian's stock http block: sendfile + tcp_nopush,
  * no access log, no open_file_cache. Returns { url, child }.
  */
-export async function startNginx(scope, root, { workers = 1, name = `nginx-w${workers}` } = {}) {
+/**
+ * nginx serving `root` as static files. With `packuments`, a directory's `index.json` answers its own path (a
+ * packument pre-rendered as a file: `/name` and `/@scope%2fname`, which nginx decodes to `/@scope/name`), so npm
+ * can resolve from it as from a registry.
+ */
+export async function startNginx(scope, root, { workers = 1, name = `nginx-w${workers}`, packuments = false } = {}) {
   const nginx = findNginx();
   if (!nginx) throw new Error('nginx is not installed');
   const prefix = scope.dir(name);
@@ -784,7 +789,8 @@ export async function startNginx(scope, root, { workers = 1, name = `nginx-w${wo
       ...['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
         (t) => `  ${t === 'body' ? 'client_body' : t}_temp_path ${join(prefix, 'tmp', t)};`,
       ),
-      `  server { listen 127.0.0.1:${port}; root ${root}; location / { try_files $uri =404; } }`,
+      '  types { application/json json; }',
+      `  server { listen 127.0.0.1:${port}; root ${root}; location / { try_files $uri ${packuments ? '$uri/index.json ' : ''}=404; } }`,
       '}',
       '',
     ].join('\n'),

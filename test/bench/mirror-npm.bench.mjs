@@ -14,10 +14,16 @@
 // `--no-audit --no-fund`, no node_modules; two lockfiles: with `resolved` (npm fetches tarballs only) and without
 // (omit-lockfile-registry-resolved: npm asks for every packument too). Servers alternate order every repetition
 // (the machine is shared); medians are reported, with `npm ci --offline` from a warm cache as npm's own floor.
+// The floor peer is nginx serving the same tarballs as static files, with packuments pre-rendered as files
+// (`<name>/index.json`, tarball URLs pointing at nginx) for the lockfile without `resolved`; npm reaches every
+// server the same way (`--registry=<server> --replace-registry-host=always`, which rewrites the lockfile's
+// `resolved` hosts to the server). airlock and nginx run with the same process count (BENCH_NPM_WORKERS).
+// Target (issue 12): airlock's npm ci time ≤ 1.05× nginx's.
 // Last, a short tarball-GET throughput run over the same tarballs: Verdaccio, airlock, and nginx serving them as
 // static files (mirror-get.bench.mjs is the full GET comparison).
 //
 // Env: BENCH_NPM_REPS (default 3), BENCH_NPM_GET_SECONDS (tarball-GET run per server, default 4; 0 skips it),
+//      BENCH_NPM_WORKERS (processes of airlock `--workers` and nginx `worker_processes`, default 1),
 //      BENCH_VERDACCIO_DIR (an install prefix holding node_modules/verdaccio at that version, instead of
 //      $XDG_CACHE_HOME or ~/.cache /airlock-bench/verdaccio-<version>).
 import {
@@ -50,6 +56,7 @@ import {
   npmEnv,
   npmPackumentPath,
   npmTarballPath,
+  packuments,
   requireCli,
   round,
   run,
@@ -68,6 +75,8 @@ const REPS = Math.max(1, Number(process.env.BENCH_NPM_REPS ?? 3));
 const VERDACCIO_VERSION = '6.8.0'; // 6.9+ needs Node 22
 const BUDGET_MS = 150_000; // measurement phase: no repetition is started that would end after this
 const GET_SECONDS = Math.max(0, Number(process.env.BENCH_NPM_GET_SECONDS ?? 4));
+const WORKERS = Math.max(1, Number(process.env.BENCH_NPM_WORKERS ?? 1));
+const NGINX_TARGET = 1.05;
 
 const npm = which('npm');
 if (!npm) skip('npm not installed');
@@ -286,6 +295,25 @@ function countInstalled(app) {
   return n;
 }
 
+/**
+ * nginx serving every tarball at its registry path and every packument pre-rendered as `<name>/index.json` with
+ * tarball URLs pointing at nginx: the static-file floor for `npm ci`.
+ */
+async function startStaticNpm(packages) {
+  const www = scope.dir('www');
+  const server = await startNginx(scope, www, { workers: WORKERS, packuments: true });
+  for (const p of packages) {
+    const f = join(www, npmTarballPath(p.name, p.version));
+    mkdirSync(dirname(f), { recursive: true });
+    writeFileSync(f, p.tarball);
+  }
+  for (const [name, doc] of packuments(packages, server.url)) {
+    mkdirSync(join(www, name), { recursive: true });
+    writeFileSync(join(www, name, 'index.json'), JSON.stringify(doc));
+  }
+  return server;
+}
+
 await runBench(scope, async () => {
   const load = await machineLoad();
   console.log(
@@ -370,11 +398,25 @@ await runBench(scope, async () => {
   }
   await up.close(); // from here on nothing can come from the upstream
 
-  const mirror = await startCliJson(scope, ['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--json']);
-  const airlockName = 'airlock mirror serve';
+  const mirror = await startCliJson(scope, [
+    'mirror',
+    'serve',
+    '--store',
+    store,
+    '--listen',
+    '127.0.0.1:0',
+    '--workers',
+    String(WORKERS),
+    '--json',
+  ]);
+  const airlockName = `airlock mirror serve w${WORKERS}`;
+  const nginxName = `nginx w${WORKERS} (static files)`;
+  const nginx = findNginx() ? await startStaticNpm(packages) : undefined;
+  if (!nginx) console.log('nginx: not installed, skipped as a peer (apt-get install nginx)');
   const servers = [
     ...(verdaccio ? [{ name: `verdaccio ${VERDACCIO_VERSION}`, kind: 'verdaccio', url: verdaccio.url }] : []),
     { name: airlockName, kind: 'airlock', url: mirror.json.url },
+    ...(nginx ? [{ name: nginxName, kind: 'nginx', url: nginx.url }] : []),
   ];
   const verdaccioName = verdaccio ? servers[0].name : undefined;
 
@@ -457,6 +499,7 @@ await runBench(scope, async () => {
   const rows = [];
   for (const sc of scenarios) {
     const v = verdaccioName ? median(times.get(key(sc, verdaccioName))) : NaN;
+    const ng = nginx ? median(times.get(key(sc, nginxName))) : NaN;
     for (const [name, label] of [...servers.map((s) => [s.name, s.name]), ['floor', 'npm ci --offline (warm cache)']]) {
       const xs = times.get(key(sc, name));
       const m = median(xs);
@@ -468,11 +511,15 @@ await runBench(scope, async () => {
         maxS: round(Math.max(...xs) / 1000, 2),
         runs: xs.length,
         vsVerdaccio: name === 'floor' || !verdaccioName ? undefined : ratio(m, v),
+        vsNginx: name === 'floor' || !nginx ? undefined : ratio(m, ng),
       });
     }
   }
   console.log('');
-  printTable(rows, ['lockfile', 'server', 'medianS', 'minS', 'maxS', 'runs', 'vsVerdaccio']);
+  printTable(rows, ['lockfile', 'server', 'medianS', 'minS', 'maxS', 'runs', 'vsVerdaccio', 'vsNginx']);
+  console.log(
+    `\nvsNginx = npm ci time ÷ nginx's (static tarballs + pre-rendered packument files, ${WORKERS} process(es) each). Target ≤ ${NGINX_TARGET}×.`,
+  );
   console.log(
     `\nvsVerdaccio = airlock npm ci time ÷ Verdaccio npm ci time (below 1: airlock faster). Each npm ci: empty cache,`,
   );
@@ -496,19 +543,6 @@ await runBench(scope, async () => {
     const served = packages.filter((p) => locked.has(`${p.name}@${p.version}`));
     const paths = served.map((p) => npmTarballPath(p.name, p.version));
     const getServers = [...servers];
-    if (findNginx()) {
-      const www = scope.dir('www');
-      for (const p of served) {
-        const f = join(www, npmTarballPath(p.name, p.version));
-        mkdirSync(dirname(f), { recursive: true });
-        writeFileSync(f, p.tarball);
-      }
-      getServers.push({
-        name: 'nginx (static files)',
-        kind: 'nginx',
-        url: (await startNginx(scope, www, { workers: 'auto' })).url,
-      });
-    }
     // Every server serves the right bytes for every path (and its caches are warm).
     for (const s of getServers) {
       for (const p of served) {
@@ -539,7 +573,7 @@ await runBench(scope, async () => {
     for (const r of getRows) r.vsNginx = nginxRps ? ratio(r.reqPerSec, nginxRps) : undefined;
     printTable(getRows, ['server', 'reqPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'vsNginx']);
     console.log(
-      '(one process each except nginx, worker_processes auto; the load generator shares the cores: see mirror-get for the full comparison)',
+      `(airlock and nginx ${WORKERS} process(es) each; the load generator shares the cores: see mirror-get for the full comparison)`,
     );
   }
 
@@ -555,6 +589,16 @@ await runBench(scope, async () => {
       noresolved_verdaccio_s: med(scenarios[1], verdaccioName) ?? 'skipped',
       noresolved_airlock_s: med(scenarios[1], airlockName),
       ratio_noresolved: rows.find((r) => r.lockfile === scenarios[1].name && r.server === airlockName).vsVerdaccio,
+      ...(nginx
+        ? {
+            resolved_nginx_s: med(scenarios[0], nginxName),
+            noresolved_nginx_s: med(scenarios[1], nginxName),
+            ratio_resolved_nginx: rows.find((r) => r.lockfile === scenarios[0].name && r.server === airlockName)
+              .vsNginx,
+            ratio_noresolved_nginx: rows.find((r) => r.lockfile === scenarios[1].name && r.server === airlockName)
+              .vsNginx,
+          }
+        : { nginx: 'skipped: not installed' }),
       floor_s: med(scenarios[0], 'floor'),
       ...(get('airlock') ? { get_airlock_rps: get('airlock').reqPerSec } : {}),
       ...(get('verdaccio') ? { get_verdaccio_rps: get('verdaccio').reqPerSec } : {}),

@@ -23,6 +23,9 @@ export async function sendBlob(
   blob: { sha256: string; size: number },
   options: BlobResponseOptions = {},
 ): Promise<void> {
+  rememberRoute(ctx, req, blob, options);
+  const plain = req.headers['if-none-match'] === undefined && req.headers.range === undefined;
+  if (plain) return sendWhole(ctx, req, res, blob, options);
   const etag = `"sha256:${blob.sha256}"`;
   const common = {
     ETag: etag,
@@ -78,6 +81,66 @@ export async function sendBlob(
     return;
   }
   // A client that goes away mid-stream rejects the pipeline; nothing to report.
+  await pipeline(read.stream, res).catch(() => undefined);
+}
+
+// Bounded key length and no query strings: request targets are attacker input, the cache must stay small.
+const MAX_ROUTE_KEY = 512;
+
+function rememberRoute(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  blob: { sha256: string; size: number },
+  options: BlobResponseOptions,
+): void {
+  const url = req.url;
+  if (url === undefined || url.length > MAX_ROUTE_KEY || url.includes('?') || ctx.routes.get(url)) return;
+  ctx.routes.remember(url, options.contentType ? { blob, contentType: options.contentType } : { blob });
+}
+
+/** Response headers of a whole blob, built once per blob object and content type (lookups return stable objects). */
+const wholeHeaders = new WeakMap<object, Readonly<Record<string, string>>>();
+
+function headersOf(blob: { sha256: string; size: number }, contentType: string): Readonly<Record<string, string>> {
+  const cached = wholeHeaders.get(blob);
+  if (cached && cached['Content-Type'] === contentType) return cached;
+  const headers = Object.freeze({
+    ETag: `"sha256:${blob.sha256}"`,
+    'Cache-Control': IMMUTABLE,
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Type': contentType,
+    'Content-Length': String(blob.size),
+  });
+  wholeHeaders.set(blob, headers);
+  return headers;
+}
+
+/** The common case (no Range, no conditional): 200 with the whole verified blob and prebuilt headers. */
+async function sendWhole(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  blob: { sha256: string; size: number },
+  options: BlobResponseOptions,
+): Promise<void> {
+  let read;
+  try {
+    read = await ctx.store.openBlob(blob.sha256);
+  } catch (err) {
+    throw blobError(err, blob.sha256, blob.size);
+  }
+  const headers = headersOf(blob, options.contentType ?? 'application/octet-stream');
+  res.writeHead(200, read.size === blob.size ? headers : { ...headers, 'Content-Length': String(read.size) });
+  if (read.bytes) {
+    res.end(req.method === 'HEAD' ? undefined : read.bytes);
+    return;
+  }
+  if (req.method === 'HEAD') {
+    read.stream.destroy();
+    res.end();
+    return;
+  }
   await pipeline(read.stream, res).catch(() => undefined);
 }
 

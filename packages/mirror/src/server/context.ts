@@ -13,6 +13,18 @@ export interface MirrorContext {
   cache: ResponseCache;
   /** Positive results of file/blob lookups (see LookupCache). */
   files: LookupCache<{ sha256: string; size: number }>;
+  /** Request target → the blob it resolved to (see BlobRoute): repeated GETs skip parsing, routing and lookups. */
+  routes: LookupCache<BlobRoute>;
+}
+
+/**
+ * A request target that resolved to a blob. Cached on the same ground as LookupCache (publication is monotonic:
+ * a path that named a blob names it at every later head); the blob is still read through the store's
+ * verify-on-read on every request, so a cached route never serves bytes that fail verification.
+ */
+export interface BlobRoute {
+  blob: { sha256: string; size: number };
+  contentType?: string;
 }
 
 /**
@@ -29,18 +41,25 @@ export class LookupCache<V> {
     return this.entries.get(key);
   }
 
+  get size(): number {
+    return this.entries.size;
+  }
+
   lookup(key: string, find: () => V | undefined): V | undefined {
     const hit = this.entries.get(key);
     if (hit !== undefined) return hit;
     const found = find();
-    if (found !== undefined) {
-      if (this.entries.size >= this.maxEntries) {
-        const oldest = this.entries.keys().next();
-        if (!oldest.done) this.entries.delete(oldest.value);
-      }
-      this.entries.set(key, found);
-    }
+    if (found !== undefined) this.remember(key, found);
     return found;
+  }
+
+  /** Records a positive result (the oldest entry goes when full). */
+  remember(key: string, value: V): void {
+    if (this.entries.size >= this.maxEntries && !this.entries.has(key)) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, value);
   }
 }
 

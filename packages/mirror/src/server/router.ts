@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../errors.js';
+import { sendBlob } from './blob-response.js';
 import type { MirrorContext } from './context.js';
 import { notFound, parseRequestPath, sendError, sendJson } from './http-utils.js';
 import { handleBlob, handleHashed, parseBlobPath, parseHashedPath } from './routes/hashed.js';
@@ -65,7 +66,9 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
 /** Wraps routing so that no request can crash the server; unexpected errors become an opaque 500. */
 export function createRequestHandler(ctx: MirrorContext, onError?: (err: unknown, req: IncomingMessage) => void) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    routeRequest(ctx, req, res).catch((err: unknown) => {
+    const hot = req.method === 'GET' || req.method === 'HEAD' ? ctx.routes.get(req.url ?? '') : undefined;
+    const done = hot ? sendBlob(ctx, req, res, hot.blob, hot) : routeRequest(ctx, req, res);
+    done.catch((err: unknown) => {
       if (err instanceof HttpError) {
         sendError(req, res, err);
         return;

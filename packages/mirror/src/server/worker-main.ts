@@ -2,22 +2,28 @@
  * Entry point of a mirror worker process (forked by startMirrorServer with `workers > 1`). It receives the
  * primary's listening socket and serves the same store, so several cores accept and serve connections.
  */
-import type { Server } from 'node:net';
+import type { Socket } from 'node:net';
 import { MirrorStore } from '@airlock/cas';
 import { createMirrorServer } from './server.js';
 import {
   isMessage,
   type WorkerStoreOpener,
   type WorkerFailedMessage,
+  type WorkerConnectionMessage,
   type WorkerListenMessage,
   type WorkerReadyMessage,
 } from './worker-protocol.js';
 
 let shutdown: (() => Promise<void>) | undefined;
+let serve: ((socket: Socket) => void) | undefined;
 
 process.on('message', (message: unknown, handle: unknown) => {
-  if (isMessage<WorkerListenMessage>(message, 'airlock-mirror-listen')) {
-    void start(message, handle as Server).catch((err: unknown) => {
+  if (isMessage<WorkerConnectionMessage>(message, 'airlock-mirror-connection')) {
+    const socket = handle as Socket | undefined;
+    // The client may have gone while the socket was in transit; one not yet ready to serve is refused.
+    if (socket) (serve ?? ((s: Socket) => s.destroy()))(socket);
+  } else if (isMessage<WorkerListenMessage>(message, 'airlock-mirror-listen')) {
+    void start(message).catch((err: unknown) => {
       const failed: WorkerFailedMessage = {
         type: 'airlock-mirror-failed',
         message: err instanceof Error ? err.message : String(err),
@@ -33,7 +39,7 @@ process.on('disconnect', () => {
   void (shutdown ?? (async () => undefined))().finally(() => process.exit(0));
 });
 
-async function start(message: WorkerListenMessage, handle: Server): Promise<void> {
+async function start(message: WorkerListenMessage): Promise<void> {
   // No recovery here: the primary's process owns the store's maintenance.
   const store = message.store
     ? await openThrough(message.store)
@@ -44,10 +50,10 @@ async function start(message: WorkerListenMessage, handle: Server): Promise<void
     ...(message.publicUrlConfigured === false ? { publicUrlIsDefault: true } : {}),
     ...(message.tls ? { tls: message.tls } : {}),
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(handle, () => resolve());
-  });
+  // Not listening: the primary accepts and hands sockets over. 'listening' starts the server's connection
+  // tracking (headersTimeout / requestTimeout checks, closeAllConnections), as listen() would.
+  server.emit('listening');
+  serve = (socket) => server.emit('connection', socket);
   shutdown = async () => {
     await new Promise<void>((resolve) => {
       server.close(() => resolve());

@@ -10,6 +10,11 @@ export interface WorkerListenMessage {
   tls?: { cert: string; key: string; ca?: string; requestClientCert?: boolean; allowSpiffeIds?: string[] };
 }
 
+/** One accepted connection, handed to a worker with the socket (the primary never read from it). */
+export interface WorkerConnectionMessage {
+  type: 'airlock-mirror-connection';
+}
+
 export interface WorkerCloseMessage {
   type: 'airlock-mirror-close';
 }
