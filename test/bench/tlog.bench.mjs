@@ -6,6 +6,9 @@
 //     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0, the old
 //     verification path), one commit per entry (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
 //     one fsynced transaction per batch of 8 rows of the same size: the storage ceiling, no HTTP/crypto).
+//     The load comes from lib-tlog-load.mjs in its own process (node:http keep-alive, bodies built before the
+//     clock starts); its CPU per append is printed next to the server's. One signing key signs every entry, so
+//     the log's cache of parsed verifiers always hits (a signer logging many entries in a row).
 //  2. Inclusion / consistency proof latency (median, p99) on a BENCH_TLOG_TREE-entry tree (default 10 million),
 //     populated by direct SQLite writes in big transactions (bench-only: real Merkle nodes, placeholder SETs),
 //     plus GET /api/v1/log/entries?logIndex=N (entry + proof + checkpoint) over HTTP.
