@@ -165,7 +165,16 @@ const DIGEST_INFO_PREFIX: Record<PrehashAlgorithm, Buffer> = {
   sha512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
 };
 
+/** Uncompressed points of EC keys already seen (verifier keys come from the parse cache, so they repeat). */
+const points = new WeakMap<KeyObject, Uint8Array>();
+
 function ecPoint(key: KeyObject): Uint8Array {
+  let point = points.get(key);
+  if (!point) points.set(key, (point = exportEcPoint(key)));
+  return point;
+}
+
+function exportEcPoint(key: KeyObject): Uint8Array {
   const jwk = key.export({ format: 'jwk' });
   if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string')
     throw new TlogError('TLOG_INVALID_ENTRY', 'EC key without coordinates');
