@@ -93,12 +93,19 @@ interface Sequenced {
   frontier: MerkleFrontier;
 }
 
+/** A batch durable in storage whose callers wait for its publication. */
+interface Staged {
+  batch: Pending[];
+  sequenced: Sequenced;
+}
+
 /**
  * The transparency log, in process: sequencing with group commit, proofs and signed checkpoints. Single writer:
  * one batch is committed at a time; entries submitted while a batch commits form the next batch, so a batch's
- * size adapts to the load and there is one durable commit (fsync) per batch. A promise from `append`/`submit`
- * resolves only after the entry's batch is durable and published (`onBatchCommitted`). Every read is bounded by
- * the durable size.
+ * size adapts to the load and there is one durable commit (fsync) per batch. Publication (checkpoint signing and
+ * `onBatchCommitted`, i.e. tiles) is a second stage: it runs while the next batch commits, and publishes every
+ * batch that became durable meanwhile at once (one checkpoint, one tile write). A promise from `append`/`submit`
+ * resolves only after the entry's batch is durable and published. Every read is bounded by the published size.
  */
 export class TransparencyLog {
   readonly logName: string;
@@ -117,6 +124,11 @@ export class TransparencyLog {
   private readonly verifier: VerifierPool;
   private queue: Pending[] = [];
   private committing: Promise<void> | undefined;
+  /** Durable batches awaiting publication, in order, and the publisher working on them. */
+  private staged: Staged[] = [];
+  private publishing: Promise<void> | undefined;
+  /** The tree after the last batch durable in storage (ahead of `frontier` while a publication is pending). */
+  private tail: MerkleFrontier;
   private closed = false;
   private publishFailure: unknown;
   private cachedCheckpoint: SignedCheckpoint | undefined;
@@ -138,6 +150,7 @@ export class TransparencyLog {
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     this.now = options.now ?? Date.now;
     this.hook = options.onBatchCommitted;
+    this.tail = frontier;
     this.verifier = new VerifierPool(options.verifierThreads ?? 0);
   }
 
@@ -211,21 +224,30 @@ export class TransparencyLog {
     const sequenced = await this.sequence(entries);
     const dup = sequenced.outcomes.find((o) => o.duplicateOf !== undefined);
     if (dup) throw this.duplicateError(entries[sequenced.outcomes.indexOf(dup)]!, dup.duplicateOf!);
-    await this.persist(sequenced);
+    if (sequenced.rows.length > 0) await this.store.appendBatch(sequenced.rows, sequenced.frontier.size);
+    this.tail = sequenced.frontier;
+    await this.announce(sequenced.rows, sequenced.frontier);
     return sequenced.rows.map((r) => r.logIndex);
   }
 
-  /** The single committer: one batch at a time until the queue is empty. */
+  /**
+   * The single committer: one batch at a time until the queue is empty, each handed to the publisher once durable;
+   * done when everything committed is also published (close() waits for it).
+   */
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) await this.commit(this.queue.splice(0, this.maxBatch));
+      for (;;) {
+        while (this.queue.length > 0) await this.commit(this.queue.splice(0, this.maxBatch));
+        await this.publishing;
+        if (this.queue.length === 0) break;
+      }
     } finally {
       this.committing = undefined;
     }
   }
 
   private async sequence(entries: readonly PreparedEntry[]): Promise<Sequenced> {
-    const frontier = this.frontier.clone();
+    const frontier = this.tail.clone();
     const integratedTime = Math.floor(this.now() / 1000);
     const existing = await this.store.findLeafHashes(entries.map((e) => e.leafHash));
     const rows: NewEntryRow[] = [];
@@ -259,11 +281,16 @@ export class TransparencyLog {
     return { rows, outcomes, frontier };
   }
 
-  /** Durable commit, then the hook, then the new size becomes visible. */
-  private async persist(sequenced: Sequenced): Promise<SignedCheckpoint> {
-    const { rows, frontier } = sequenced;
+  /**
+   * Makes durable rows visible, in order: signs the checkpoint, runs the hook (tiles), then serves the new size.
+   * After a failed publication nothing more is published (later callers get TLOG_PUBLISH_FAILED).
+   */
+  private async announce(rows: readonly NewEntryRow[], frontier: MerkleFrontier): Promise<SignedCheckpoint> {
+    if (this.publishFailure !== undefined) {
+      this.frontier = frontier; // durable: reads see it, as below
+      throw this.publishError();
+    }
     if (rows.length === 0) return this.checkpoint();
-    await this.store.appendBatch(rows, frontier.size);
     const checkpoint = this.signCheckpoint(frontier.size, frontier.root());
     try {
       await this.hook?.({
@@ -290,33 +317,55 @@ export class TransparencyLog {
     return checkpoint;
   }
 
+  /** Stage 1: sequence and durably store one batch, then queue it for publication (not awaited). */
   private async commit(batch: Pending[]): Promise<void> {
     let sequenced: Sequenced;
-    let checkpoint: SignedCheckpoint;
     try {
+      if (this.publishFailure !== undefined) throw this.publishError();
       sequenced = await this.sequence(batch.map((p) => p.entry));
-      checkpoint = await this.persist(sequenced);
+      if (sequenced.rows.length > 0) await this.store.appendBatch(sequenced.rows, sequenced.frontier.size);
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
     }
-    let proofs: Buffer[][] = [];
+    this.tail = sequenced.frontier;
+    this.staged.push({ batch, sequenced });
+    this.publishing ??= this.publishStaged();
+  }
+
+  /** Stage 2: publishes every staged batch at once (one checkpoint and one hook call), until none is left. */
+  private async publishStaged(): Promise<void> {
     try {
-      const rows = sequenced.rows;
+      while (this.staged.length > 0) await this.publishGroup(this.staged.splice(0));
+    } finally {
+      this.publishing = undefined;
+    }
+  }
+
+  /** Publishes consecutive durable batches, then answers their callers with proofs against the new checkpoint. */
+  private async publishGroup(group: readonly Staged[]): Promise<void> {
+    const rows = group.flatMap((g) => g.sequenced.rows);
+    const frontier = group[group.length - 1]!.sequenced.frontier;
+    let checkpoint: SignedCheckpoint;
+    let proofs: Buffer[][];
+    try {
+      checkpoint = await this.announce(rows, frontier);
       proofs = await this.proofsFor(
         rows.map((r) => r.logIndex),
         checkpoint.size,
       );
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      for (const g of group) for (const p of g.batch) p.reject(err);
       return;
     }
-    const proofOf = new Map(sequenced.rows.map((r, i) => [r.logIndex, proofs[i]!]));
-    batch.forEach((p, i) => {
-      const outcome = sequenced.outcomes[i]!;
-      if (outcome.row) p.resolve(this.render(outcome.row, checkpoint, proofOf.get(outcome.row.logIndex)!));
-      else p.reject(this.duplicateError(p.entry, outcome.duplicateOf!));
-    });
+    const proofOf = new Map(rows.map((r, i) => [r.logIndex, proofs[i]!]));
+    for (const { batch, sequenced } of group) {
+      batch.forEach((p, i) => {
+        const outcome = sequenced.outcomes[i]!;
+        if (outcome.row) p.resolve(this.render(outcome.row, checkpoint, proofOf.get(outcome.row.logIndex)!));
+        else p.reject(this.duplicateError(p.entry, outcome.duplicateOf!));
+      });
+    }
   }
 
   private publishError(): TlogError {

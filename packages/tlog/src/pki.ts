@@ -123,9 +123,41 @@ export function decodeStdBase64(value: unknown, what: string, maxBytes: number):
 }
 
 export function parseVerifierBase64(value: unknown, what: string): VerifierKey {
+  const cached = typeof value === 'string' ? recentVerifiers.get(value) : undefined;
+  if (cached) return cached;
   const bytes = decodeStdBase64(value, what, MAX_PEM_BYTES);
-  return parseVerifierPem(bytes.toString('utf8'), what);
+  const parsed = parseVerifierPem(bytes.toString('utf8'), what);
+  recentVerifiers.set(value as string, parsed);
+  return parsed;
 }
+
+/**
+ * A small least-recently-used map. Parsing a key or certificate (OpenSSL 3's decoder, then re-encoding for the
+ * canonical form) costs several times the signature check itself, and one signer usually logs many entries in a
+ * row; the cached value is a pure function of the exact input bytes.
+ */
+export class RecentMap<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+}
+
+/** Parsed verifiers by their base64 PEM as proposed (only successfully parsed ones are kept). */
+const recentVerifiers = new RecentMap<VerifierKey>(256);
 
 const DIGEST_INFO_PREFIX: Record<PrehashAlgorithm, Buffer> = {
   sha256: Buffer.from('3031300d060960864801650304020105000420', 'hex'),
@@ -133,7 +165,16 @@ const DIGEST_INFO_PREFIX: Record<PrehashAlgorithm, Buffer> = {
   sha512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
 };
 
+/** Uncompressed points of EC keys already seen (verifier keys come from the parse cache, so they repeat). */
+const points = new WeakMap<KeyObject, Uint8Array>();
+
 function ecPoint(key: KeyObject): Uint8Array {
+  let point = points.get(key);
+  if (!point) points.set(key, (point = exportEcPoint(key)));
+  return point;
+}
+
+function exportEcPoint(key: KeyObject): Uint8Array {
   const jwk = key.export({ format: 'jwk' });
   if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string')
     throw new TlogError('TLOG_INVALID_ENTRY', 'EC key without coordinates');
@@ -183,6 +224,28 @@ export function verifyPrehashed(
 export function verifyMessage(key: KeyObject, message: Buffer, signature: Buffer): boolean {
   try {
     return verify(key.asymmetricKeyType === 'ed25519' ? null : 'sha256', message, key, signature);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies an ECDSA or RSA PKCS#1 v1.5 signature over a message hashed with `algorithm` — natively, where
+ * `verifyPrehashed` must do ECDSA in JavaScript. High-S ECDSA is accepted by both (OpenSSL does not enforce low S).
+ */
+export function verifyMessageWith(
+  key: KeyObject,
+  algorithm: PrehashAlgorithm,
+  message: Buffer,
+  signature: Buffer,
+): boolean {
+  if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa')
+    throw new TlogError(
+      'TLOG_UNSUPPORTED_ENTRY',
+      `${key.asymmetricKeyType ?? 'this'} keys are not supported (use ECDSA or RSA)`,
+    );
+  try {
+    return verify(algorithm, message, key, signature);
   } catch {
     return false;
   }

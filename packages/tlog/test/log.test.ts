@@ -7,6 +7,7 @@ import { verifyLogEntry } from '../src/entry.js';
 import { DATABASE_FILE, TransparencyLog, type CommittedBatch } from '../src/log.js';
 import { hashLeaf, MemoryNodeStore, verifyConsistencyProof, verifyInclusionProof } from '../src/merkle.js';
 import { SIGNING_KEY_FILE } from '../src/signing-key.js';
+import { SqliteLogStorage, type LogStorage, type NewEntryRow } from '../src/storage.js';
 import { prepareEntry, type PreparedEntry } from '../src/types/index.js';
 import { dsseEntry, hashedRekord, makeKeySigner, tempDir } from './helpers.js';
 
@@ -245,6 +246,50 @@ describe('TransparencyLog (in process)', () => {
     }
     expect(first[0]!.verification?.inclusionProof?.checkpoint).toBe(seen[0]!.checkpoint.note);
     expect(second[0]!.verification?.inclusionProof?.checkpoint).toBe(seen[1]!.checkpoint.note);
+  });
+
+  it('commits later batches while an earlier one publishes, then publishes them at once; none is answered or served before', async () => {
+    const dir = newDir();
+    // Storage that reports each durable batch (its new tree size).
+    const inner = await SqliteLogStorage.open(join(dir, DATABASE_FILE));
+    const durable = new Map<number, () => void>();
+    const durableAt = (size: number) => new Promise<void>((r) => durable.set(size, r));
+    const storage: LogStorage = Object.assign(Object.create(inner) as SqliteLogStorage, {
+      appendBatch: async (rows: readonly NewEntryRow[], size: number) => {
+        await inner.appendBatch(rows, size);
+        durable.get(size)?.();
+      },
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const seen: CommittedBatch[] = [];
+    const log = await openLog(dir, {
+      storage,
+      onBatchCommitted: async (b) => {
+        seen.push(b);
+        if (seen.length === 1) await gate; // the first publication hangs until released
+      },
+    });
+    let answered = 0;
+    const submit = (e: PreparedEntry) => log.submit(e).then((r) => (answered++, r));
+    const first = submit(entries(1, 'a')[0]!);
+    await durableAt(1);
+    const second = entries(2, 'b').map(submit);
+    await durableAt(3); // durable while batch 1 is still publishing
+    const third = entries(1, 'c').map(submit);
+    await durableAt(4);
+    expect(answered).toBe(0);
+    expect(log.size).toBe(0);
+    expect(await log.getByIndex(1)).toBeUndefined();
+    release();
+    const results = await Promise.all([first, ...second, ...third]);
+    expect(seen.map((b) => [b.treeSize, b.leaves.map((l) => l.logIndex)])).toEqual([
+      [1, [0]],
+      [4, [1, 2, 3]],
+    ]);
+    expect(results.map((r) => r.logIndex)).toEqual([0, 1, 2, 3]);
+    expect(results.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual([1, 4, 4, 4]);
+    for (const r of results) verifyLogEntry(r, { publicKey: log.publicKeyPem });
   });
 
   it('when onBatchCommitted fails: the batch stays logged, its callers get TLOG_PUBLISH_FAILED, appends stop', async () => {

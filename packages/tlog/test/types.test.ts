@@ -1,8 +1,10 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { preAuthEncoding } from '@airlock/core';
+import { createHash, createPublicKey, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashLeaf } from '../src/merkle.js';
 import { pemEncode, parseVerifierPem } from '../src/pki.js';
 import { prepareEntry } from '../src/types/index.js';
+import { prepareV2Entry } from '../src/types/v2.js';
 import {
   b64,
   dsseEntry,
@@ -209,5 +211,41 @@ describe('dsse 0.0.1', () => {
   it('verifies RSA DSSE signatures with SHA-256 PKCS#1 v1.5', () => {
     const r = makeKeySigner('rsa');
     expect(prepareEntry(dsseEntry([r], 'x')).kind).toBe('dsse');
+  });
+});
+
+describe('Rekor v2 dsseRequestV002: the envelope signature is checked over the PAE with the key of keyDetails', () => {
+  const type = 'application/vnd.in-toto+json';
+  function request(signer: TestSigner, verifierOf: TestSigner, keyDetails: string, hash: string, payload: string) {
+    const pae = preAuthEncoding(type, Buffer.from(payload));
+    const der = createPublicKey(verifierOf.publicKeyPem).export({ type: 'spki', format: 'der' });
+    return {
+      dsseRequestV002: {
+        envelope: {
+          payload: b64(payload),
+          payloadType: type,
+          signatures: [{ sig: b64(nodeSign(hash, pae, signer.privateKey)), keyid: '' }],
+        },
+        verifiers: [{ publicKey: { rawBytes: b64(der) }, keyDetails }],
+      },
+    };
+  }
+  const cases: Array<[string, 'P-256' | 'P-384' | 'rsa', string, string]> = [
+    ['ECDSA P-256', 'P-256', 'PKIX_ECDSA_P256_SHA_256', 'sha256'],
+    ['ECDSA P-384', 'P-384', 'PKIX_ECDSA_P384_SHA_384', 'sha384'],
+    ['RSA 2048 PKCS#1 v1.5', 'rsa', 'PKIX_RSA_PKCS1V15_2048_SHA256', 'sha256'],
+  ];
+  it.each(cases)('%s: accepts the signer, refuses another key under the same (cached) verifier', (_n, kind, d, h) => {
+    const a = makeKeySigner(kind);
+    const b = makeKeySigner(kind);
+    const req = request(a, a, d, h, 'one');
+    const ok = prepareV2Entry(req);
+    // The same request again (its verifier now cached): the same canonical body.
+    expect(prepareV2Entry(req).body.equals(ok.body)).toBe(true);
+    expect(codeOf(() => prepareV2Entry(request(b, a, d, h, 'two')))).toBe('TLOG_SIGNATURE_INVALID');
+    // A signature over another payload does not verify either.
+    const moved = request(a, a, d, h, 'three');
+    moved.dsseRequestV002.envelope.payload = b64('four');
+    expect(codeOf(() => prepareV2Entry(moved))).toBe('TLOG_SIGNATURE_INVALID');
   });
 });

@@ -147,7 +147,8 @@ export class TileWriter {
       writes.push([tilePath(level, tile, width), Buffer.concat(this.edge[level]!)]);
       if (level === 0) writes.push([entriesPath(tile, width), encodeEntryBundle(this.edgeEntries)]);
     }
-    for (const [path, bytes] of writes) await this.store.put(path, bytes);
+    // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
+    await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
     if (cp) {
       if (cp.size !== this.size)
         throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);

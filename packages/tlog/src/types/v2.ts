@@ -2,7 +2,14 @@ import { canonicalBytes, preAuthEncoding } from '@airlock/core';
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { TlogError } from '../errors.js';
 import { hashLeaf } from '../merkle.js';
-import { decodeStdBase64, pemEncode, verifyPrehashed, type PrehashAlgorithm } from '../pki.js';
+import {
+  decodeStdBase64,
+  pemEncode,
+  RecentMap,
+  verifyMessageWith,
+  verifyPrehashed,
+  type PrehashAlgorithm,
+} from '../pki.js';
 import { artifactKey, field, invalid, isObject, signerKey, type Json, type PreparedEntry } from './common.js';
 
 /**
@@ -66,7 +73,11 @@ function parseVerifier(v: unknown, path: string): ParsedVerifier {
   const hasCert = obj.x509Certificate !== undefined;
   if (hasCert === (obj.publicKey !== undefined)) invalid(`${path} needs exactly one of x509Certificate and publicKey`);
   const which = hasCert ? 'x509Certificate' : 'publicKey';
-  const der = decodeStdBase64(field(obj, which, path).rawBytes, `${path}.${which}.rawBytes`, MAX_DER_BYTES);
+  const raw = field(obj, which, path).rawBytes;
+  const cacheKey = `${detailsName as string} ${which} ${String(raw)}`;
+  const cached = recentVerifiers.get(cacheKey);
+  if (cached) return cached;
+  const der = decodeStdBase64(raw, `${path}.${which}.rawBytes`, MAX_DER_BYTES);
   let key: KeyObject;
   try {
     key = hasCert ? new X509Certificate(der).publicKey : createPublicKey({ key: der, format: 'der', type: 'spki' });
@@ -77,13 +88,18 @@ function parseVerifier(v: unknown, path: string): ParsedVerifier {
   const pem = hasCert
     ? pemEncode('CERTIFICATE', der)
     : pemEncode('PUBLIC KEY', key.export({ type: 'spki', format: 'der' }));
-  return {
+  const parsed: ParsedVerifier = {
     json: { keyDetails: detailsName, [which]: { rawBytes: der.toString('base64') } },
     key,
     details,
     fingerprint: createHash('sha256').update(pem).digest('hex'),
   };
+  recentVerifiers.set(cacheKey, parsed);
+  return parsed;
 }
+
+/** Parsed verifiers by keyDetails, kind and rawBytes as proposed (see RecentMap). */
+const recentVerifiers = new RecentMap<ParsedVerifier>(256);
 
 function checkKeyMatches(key: KeyObject, details: KeyDetails, name: string, path: string): void {
   const ok =
@@ -153,7 +169,8 @@ function prepareDsseV2(req: Json): PreparedEntry {
   const verifier = parseVerifier((rawVerifiers as unknown[])[0], `${path}.verifiers[0]`);
   const pae = preAuthEncoding(envelope.payloadType as string, payload);
   const digest = createHash(verifier.details.hash).update(pae).digest();
-  if (!verifyPrehashed(verifier.key, verifier.details.hash, digest, sig))
+  // The PAE is at hand, so OpenSSL verifies it (hashing it with the key's hash), the same check as over the digest.
+  if (!verifyMessageWith(verifier.key, verifier.details.hash, pae, sig))
     throw new TlogError('TLOG_SIGNATURE_INVALID', `${path}: the envelope signature does not verify over the PAE`);
   return hashedRekordBody(digest, sig, verifier);
 }
