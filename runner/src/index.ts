@@ -77,10 +77,16 @@ export {
   describeViolation,
   scanLogForViolations,
   straceArgs,
+  netmonArgs,
+  NetmonAnalyzer,
+  classifyNetmonEvent,
+  type NetmonEvent,
+  type RefusedSyscalls,
   type NetworkMonitorMode,
   type NetworkViolation,
   type ViolationKind,
 } from './network-monitor.js';
+export { NETMON_PATH, netmonProblem } from './host-tools.js';
 export { collectOutputs, globToRegExp, type OutputFile } from './outputs.js';
 export {
   compareOutputs,
