@@ -10,7 +10,9 @@ const pkgDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(pkgDir, 'native', 'build', 'netmon');
 mkdirSync(dirname(out), { recursive: true });
 const cc = process.env.CC || 'cc';
-const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', out, join(pkgDir, 'native', 'netmon.c')], { stdio: 'inherit' });
+const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', out, join(pkgDir, 'native', 'netmon.c')], {
+  stdio: 'inherit',
+});
 if (r.error || r.status !== 0) {
   console.error(
     `@airlock/runner: building the network monitor failed (${r.error?.message ?? `exit ${r.status}`}); needs a C compiler (gcc). The runner will fall back to strace.`,

@@ -246,6 +246,8 @@ async function builderBenchmarks() {
       workRoot: join(root, 'work'),
       builderId: 'https://airlock.dev/bench',
       networkMonitor,
+      // The operator approves the mirror; the spec only selects it (without this the run refuses the spec).
+      mirrorUrl,
     });
     if (r.hermeticity.monitor !== (networkMonitor === 'auto' ? 'seccomp' : networkMonitor))
       throw new Error(`expected the ${networkMonitor} monitor, the run used ${r.hermeticity.monitor}`);
