@@ -78,6 +78,7 @@ export {
   scanLogForViolations,
   straceArgs,
   netmonArgs,
+  NETMON_SYSCALLS,
   NetmonAnalyzer,
   classifyNetmonEvent,
   type NetmonEvent,

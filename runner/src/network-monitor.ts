@@ -262,6 +262,12 @@ export class TraceAnalyzer extends MonitorFindings {
   }
 }
 
+/**
+ * The only syscalls runner/native/netmon's seccomp filter hands to it (sendto only with a destination); everything
+ * else stays on the kernel's fast path. Kept equal to the filter in netmon.c by a test.
+ */
+export const NETMON_SYSCALLS = ['connect', 'sendmsg', 'sendmmsg', 'execve', 'execveat', 'io_uring_setup', 'sendto'];
+
 /** Arguments for runner/native/netmon that monitor the command following them, events into `eventsFile`. */
 export function netmonArgs(eventsFile: string): string[] {
   return ['--events', eventsFile, '--'];

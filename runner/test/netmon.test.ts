@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES, exitCodeFor } from '../src/errors.js';
 import {
   classifyNetmonEvent,
+  NETMON_SYSCALLS,
   NetmonAnalyzer,
   type NetmonEvent,
   type NetworkViolation,
@@ -43,6 +44,15 @@ const net = (e: Partial<NetEvent>): NetEvent => ({
   loopback: false,
   exe: '/usr/bin/bash',
   ...e,
+});
+
+describe('netmon filter (pure)', () => {
+  it('the C filter hands exactly NETMON_SYSCALLS to netmon, sendto only with a destination', () => {
+    const c = readFileSync(new URL('../native/netmon.c', import.meta.url), 'utf8');
+    const native = c.slice(c.indexOf('static int install_filter'), c.indexOf('#if defined(__x86_64__)\n      /* 18'));
+    expect([...native.matchAll(/JEQ\(__NR_(\w+)/g)].map((m) => m[1])).toEqual(NETMON_SYSCALLS);
+    expect(native).toMatch(/sendto\(fd, buf, len, flags, dest_addr, addrlen\): a NULL dest/);
+  });
 });
 
 describe('classifying netmon events (pure)', () => {
@@ -147,6 +157,9 @@ describe.runIf(haveNetmon)('netmon on real commands (loopback only)', () => {
       'except OSError: pass',
       'u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
       'u.sendto(b"x", ("127.0.0.1", 9)); u.sendmsg([b"x"], [], 0, ("127.0.0.2", 10))',
+      'r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(("127.0.0.3", 0))',
+      'c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.connect(r.getsockname()); c.send(b"x")',
+      'u.sendto(b"y", ("127.0.0.4", 12))',
       'print(port, fport)',
     ].join('\n');
     const r = run([python!, '-c', py]);
@@ -161,6 +174,9 @@ describe.runIf(haveNetmon)('netmon on real commands (loopback only)', () => {
     );
     expect(nets).toContainEqual(expect.objectContaining({ call: 'sendto', address: '127.0.0.1', port: 9 }));
     expect(nets).toContainEqual(expect.objectContaining({ call: 'sendmsg', address: '127.0.0.2', port: 10 }));
+    // a connected socket's send (sendto with a NULL destination) never reaches netmon: only its connect does
+    expect(nets.filter((e) => e.address === '127.0.0.3').map((e) => e.call)).toEqual(['connect']);
+    expect(nets).toContainEqual(expect.objectContaining({ call: 'sendto', address: '127.0.0.4', port: 12 }));
     // the command itself is netmon's child (host side, like setpriv/bwrap): only what it runs is recorded
     const sh = run(['sh', '-c', 'true; /bin/true; exec /bin/true']);
     const execs = sh.events.filter((e) => e.ev === 'exec');
