@@ -282,6 +282,31 @@ describe.runIf(enabled && python)('sandboxed builds under the seccomp monitor (t
     expect(e.message).toMatch(/\/usr\/bin\/bash \(pid \d+\) connect 1\.1\.1\.1:80 → ENETUNREACH: a public address/);
   });
 
+  it("TCP to the host's loopback (a real host service) is ECONNREFUSED and a violation; a service the build started is fine", async () => {
+    const host = await startFileServer({ '/': 'host secret\n' });
+    const port = Number(new URL(host.url).port);
+    try {
+      const e = await failure(
+        runBuild({ ...pySpec(''), builder: { type: 'command', argv: ['bash', 'loopback.sh', String(port)] } }, opts()),
+      );
+      expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
+      expect(e.message).toContain(`connect 127.0.0.1:${port} → ECONNREFUSED: the host's loopback`);
+      expect(host.requests).toEqual([]);
+    } finally {
+      await host.close();
+    }
+    const py = [
+      'import os, socket',
+      "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()",
+      'cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()',
+      "cli.sendall(b'local service ok\\n'); data = conn.recv(100)",
+      "open(os.environ['AIRLOCK_OUTPUT_DIR'] + '/result.txt', 'wb').write(data)",
+    ].join('\n');
+    const r = await runBuild(pySpec(py), opts());
+    expect(readFileSync(r.artifacts[0]!.path, 'utf8')).toBe('local service ok\n');
+    expect(r.hermeticity).toEqual({ monitor: 'seccomp', violations: 0 });
+  });
+
   it('UDP sendto a public address and a DNS query (sendto port 53) are recorded though the build exits 0', async () => {
     const py = [
       'import os, socket',
