@@ -49,7 +49,10 @@ async function measure(name, fn, runs = RUNS) {
     await fn(i);
     times.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
-  return { name, medianMs: Math.round(median(times) * 10) / 10, minMs: Math.round(Math.min(...times) * 10) / 10 };
+  const r = { name, medianMs: Math.round(median(times) * 10) / 10, minMs: Math.round(Math.min(...times) * 10) / 10 };
+  // Printed as measured too, so a long run that fails later still shows what it measured.
+  console.log(`measured: ${name}: median ${r.medianMs} ms, min ${r.minMs} ms (${runs} runs)`);
+  return r;
 }
 
 let k = 0;
