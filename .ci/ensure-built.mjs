@@ -25,6 +25,10 @@ run('npx', ['--no-install', 'tsc', '-b']);
 if (!existsSync(join(root, 'packages', 'agent', 'build', 'Release', 'airlock_peer.node'))) {
   run(process.execPath, [join(root, 'packages', 'agent', 'scripts', 'build-addon.mjs')]);
 }
+// Likewise the runner's seccomp network monitor (runner/native/netmon.c).
+if (!existsSync(join(root, 'runner', 'native', 'build', 'netmon'))) {
+  run(process.execPath, [join(root, 'runner', 'scripts', 'build-netmon.mjs')]);
+}
 
 // `--system-tools`: the demo's hermetic build needs bubblewrap (the sandbox), git (the checkout) and strace (the
 // network monitor); its admission stage needs docker-registry (Debian's CNCF Distribution, on loopback). On a fresh

@@ -9,8 +9,10 @@ import type { HostTools } from './host-tools.js';
 import type { MirrorEndpoint } from './mirror-endpoint.js';
 import {
   describeViolation,
+  NetmonAnalyzer,
   scanLogForViolations,
   TraceAnalyzer,
+  type RefusedSyscalls,
   type NetworkMonitorMode,
   type NetworkViolation,
 } from './network-monitor.js';
@@ -62,6 +64,8 @@ export interface Attempt {
   violations: NetworkViolation[];
   violationCount: number;
   executed: string[];
+  /** Syscalls the seccomp monitor refused (io_uring_setup), by name: named when the build then fails. */
+  refusedSyscalls: RefusedSyscalls;
 }
 
 /** Fresh directories and a fresh checkout for one build; the rebuild varies paths, hostname, HOME and env. */
@@ -135,6 +139,7 @@ export async function prepareAttempt(ctx: RunContext, kind: 'build' | 'rebuild')
     violations: [],
     violationCount: 0,
     executed: [],
+    refusedSyscalls: {},
   };
 }
 
@@ -150,7 +155,8 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     tools: {
       bwrap: ctx.tools.bwrap,
       node: ctx.tools.node,
-      ...(ctx.tools.strace ? { strace: ctx.tools.strace } : {}),
+      ...(ctx.monitor === 'seccomp' ? { netmon: ctx.tools.netmon! } : {}),
+      ...(ctx.monitor === 'strace' ? { strace: ctx.tools.strace! } : {}),
       ...(ctx.tools.setpriv ? { setpriv: ctx.tools.setpriv } : {}),
     },
     layout: a.layout,
@@ -163,7 +169,7 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     ...(wrap ? { wrap } : {}),
     timeoutMs: ctx.timeoutSeconds * 1000,
     logPath: a.logPath,
-    ...(ctx.tools.strace ? { tracePath } : {}),
+    ...(ctx.monitor !== 'log' ? { tracePath } : {}),
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     // Builder hooks: driver files and Node for Bazel/Nix, and the run directory for an unprivileged host user.
     ...(a.plan.files ? { files: a.plan.files } : {}),
@@ -171,11 +177,9 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     scratchRoot: ctx.runDir,
     limits: ctx.limits,
   });
-  if (ctx.monitor === 'strace') {
-    const analyzer = new TraceAnalyzer({
-      ...(ctx.mirror ? { bridgePort: ctx.bridgePort } : {}),
-      isPlumbing: isPlumbingPath,
-    });
+  if (ctx.monitor !== 'log') {
+    const options = { ...(ctx.mirror ? { bridgePort: ctx.bridgePort } : {}), isPlumbing: isPlumbingPath };
+    const analyzer = ctx.monitor === 'seccomp' ? new NetmonAnalyzer(options) : new TraceAnalyzer(options);
     if (existsSync(tracePath)) {
       const rl = createInterface({ input: createReadStream(tracePath, 'utf8'), crlfDelay: Infinity });
       for await (const line of rl) analyzer.line(line);
@@ -184,6 +188,7 @@ export async function executeAttempt(ctx: RunContext, a: Attempt): Promise<void>
     a.violations = r.violations;
     a.violationCount = r.violationCount;
     a.executed = r.executed;
+    if (analyzer instanceof NetmonAnalyzer) a.refusedSyscalls = analyzer.refusedSyscalls();
   } else if (a.result.exitCode !== 0) {
     // log mode: only a failed build is classified, from the tail of its log
     a.violations = scanLogForViolations(readTail(a.logPath, 1 << 20));
@@ -255,9 +260,16 @@ export function failOnBuildError(a: Attempt, timeoutSeconds: number): void {
   }
   throw new RunnerError(
     'RUNNER_BUILD_FAILED',
-    `build failed: ${a.plan.describe ?? a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`,
+    `build failed: ${a.plan.describe ?? a.plan.argv[0]} ${exitDescription(r, timeoutSeconds)}${refusedNote(a.refusedSyscalls)}; log: ${a.logPath}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`,
     {
-      details,
+      details: Object.keys(a.refusedSyscalls).length > 0 ? { ...details, refusedSyscalls: a.refusedSyscalls } : details,
     },
   );
+}
+
+/** A failed build that was refused io_uring may have failed for that: say so. */
+function refusedNote(refused: RefusedSyscalls): string {
+  const names = Object.entries(refused).map(([name, n]) => `${name} (${n}×)`);
+  if (names.length === 0) return '';
+  return ` (the sandbox refused ${names.join(', ')} with EPERM: io_uring would bypass the network monitor; use the tool's non-io_uring mode)`;
 }

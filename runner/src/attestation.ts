@@ -181,9 +181,9 @@ async function attestOne(
   return artifact;
 }
 
-/** Programs the build ran: from the trace, or (log mode) argv[0] as the sandbox would resolve it. */
+/** Programs the build ran: from the monitor (seccomp or strace), or (log mode) argv[0] as the sandbox would resolve it. */
 function executedPrograms(ctx: RunContext, a: Attempt): string[] {
-  if (ctx.monitor === 'strace') return a.executed;
+  if (ctx.monitor !== 'log') return a.executed;
   const argv0 = a.plan.argv[0]!;
   if (argv0.includes('/')) return [isAbsolute(argv0) ? argv0 : `${a.plan.cwd}/${argv0.replace(/^\.\//, '')}`];
   const found = lookupOnSandboxPath(argv0);

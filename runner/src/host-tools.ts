@@ -1,4 +1,5 @@
-import { realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { digestFile } from '@airlock/core';
 import { RunnerError } from './errors.js';
 import { execFileBounded, which } from './exec.js';
@@ -9,6 +10,10 @@ export interface HostTools {
   bwrap: string;
   bwrapVersion: string;
   node: string;
+  /** runner/native/netmon, the seccomp network monitor, when it works here. */
+  netmon?: string;
+  /** Why netmon is not used (the run says so when it falls back to strace or the log). */
+  netmonProblem?: string;
   strace?: string;
   setpriv?: string;
   faketime?: string;
@@ -28,10 +33,28 @@ export function straceUsable(strace: string): Promise<boolean> {
   return straceProbe;
 }
 
-export async function findHostTools(
-  monitor: 'auto' | 'strace' | 'log',
-  useFaketime: boolean | undefined,
-): Promise<HostTools> {
+/** Where `npm ci` (runner/scripts/build-netmon.mjs) builds the seccomp network monitor. */
+export const NETMON_PATH = fileURLToPath(new URL('../native/build/netmon', import.meta.url));
+
+const netmonProbes = new Map<string, Promise<string | undefined>>();
+
+/** Why runner/native/netmon cannot monitor here (not built, seccomp notify refused), or undefined when it can. */
+export function netmonProblem(netmon: string = NETMON_PATH): Promise<string | undefined> {
+  let probe = netmonProbes.get(netmon);
+  if (!probe) {
+    probe = existsSync(netmon)
+      ? execFileBounded(netmon, ['--events', '/dev/null', '--', 'true'], { timeoutMs: 30_000 })
+          .then((r) => (r.code === 0 ? undefined : `netmon cannot monitor here: ${r.stderr.toString().trim()}`))
+          .catch((e: Error) => `netmon cannot run: ${e.message}`)
+      : Promise.resolve(`${netmon} is not built (npm ci builds it with gcc: node runner/scripts/build-netmon.mjs)`);
+    netmonProbes.set(netmon, probe);
+  }
+  return probe;
+}
+
+export type MonitorChoice = 'auto' | 'seccomp' | 'strace' | 'log';
+
+export async function findHostTools(monitor: MonitorChoice, useFaketime: boolean | undefined): Promise<HostTools> {
   const bwrap = which('bwrap');
   if (!bwrap)
     throw new RunnerError(
@@ -40,8 +63,15 @@ export async function findHostTools(
     );
   const v = await execFileBounded(bwrap, ['--version'], { timeoutMs: 30_000 }).catch(() => undefined);
   const bwrapVersion = /bubblewrap ([0-9.]+)/.exec(v?.stdout.toString() ?? '')?.[1] ?? 'unknown';
+  let netmon: string | undefined;
+  let whyNotNetmon: string | undefined;
+  if (monitor === 'auto' || monitor === 'seccomp') {
+    whyNotNetmon = await netmonProblem();
+    if (whyNotNetmon === undefined) netmon = NETMON_PATH;
+    else if (monitor === 'seccomp') throw new RunnerError('RUNNER_TOOL_MISSING', whyNotNetmon);
+  }
   let strace: string | undefined;
-  if (monitor !== 'log') {
+  if (!netmon && monitor !== 'log') {
     const found = which('strace');
     const ok = found !== undefined && (await straceUsable(found));
     if (ok) strace = found;
@@ -60,6 +90,8 @@ export async function findHostTools(
     bwrap,
     bwrapVersion,
     node: process.execPath,
+    ...(netmon ? { netmon } : {}),
+    ...(whyNotNetmon ? { netmonProblem: whyNotNetmon } : {}),
     ...(strace ? { strace } : {}),
     ...(setpriv ? { setpriv } : {}),
     ...(faketime ? { faketime } : {}),
@@ -83,16 +115,21 @@ async function cachedDigest(resolvedPath: string): Promise<{ sha256: string; siz
 
 /**
  * The runner's own tools that touched the build, by digest (provenance runDetails.builder.builderDependencies):
- * bwrap, git, strace and setpriv when used, and Node only when it ran inside the sandbox (the mirror bridge).
+ * bwrap, git, netmon or strace and setpriv when used, and Node only when it ran inside the sandbox (the mirror bridge).
  */
 export async function builderDependencies(
   tools: HostTools,
   git: string | undefined,
   nodeInSandbox: boolean,
 ): Promise<ToolchainEntry[]> {
-  const paths = [tools.bwrap, nodeInSandbox ? tools.node : undefined, tools.strace, tools.setpriv, git].filter(
-    (p): p is string => p !== undefined,
-  );
+  const paths = [
+    tools.bwrap,
+    nodeInSandbox ? tools.node : undefined,
+    tools.netmon,
+    tools.strace,
+    tools.setpriv,
+    git,
+  ].filter((p): p is string => p !== undefined);
   const out: ToolchainEntry[] = [];
   for (const path of [...new Set(paths)]) {
     const resolvedPath = realpathSync(path);

@@ -77,10 +77,17 @@ export {
   describeViolation,
   scanLogForViolations,
   straceArgs,
+  netmonArgs,
+  NETMON_SYSCALLS,
+  NetmonAnalyzer,
+  classifyNetmonEvent,
+  type NetmonEvent,
+  type RefusedSyscalls,
   type NetworkMonitorMode,
   type NetworkViolation,
   type ViolationKind,
 } from './network-monitor.js';
+export { NETMON_PATH, netmonProblem } from './host-tools.js';
 export { collectOutputs, globToRegExp, type OutputFile } from './outputs.js';
 export {
   compareOutputs,

@@ -4,23 +4,34 @@
  * attempts, so a build that tried the network fails as a hermeticity violation instead of as a vague build
  * error (or, worse, succeeds after swallowing the error: `exec 3<>/dev/tcp/…` failing does not stop a script).
  *
- * `strace` mode (preferred): the runner starts `strace -f --seccomp-bpf` *outside* the sandbox (the trace file is
- * on the host, invisible to the build), tracing only the few syscalls below, so overhead is small. The
- * seccomp-bpf filter stops the tracee only on those syscalls.
- *   - connect/sendto to a non-loopback AF_INET/AF_INET6 address: always a violation (it can only fail here);
- *   - connect to loopback refused (ECONNREFUSED directly, or EINPROGRESS followed by getsockopt(SO_ERROR) =
- *     ECONNREFUSED): nothing in the sandbox listens there, so the build expected a host service;
+ * What counts as a violation (every mode):
+ *   - connect/sendto to a non-loopback AF_INET/AF_INET6 address: always (it can only fail here);
+ *   - a TCP connect to loopback that nothing in the sandbox listens for: the build expected a host service;
  *   - any connect/sendto to port 53 (DNS) other than the mirror bridge: a name lookup that /etc/hosts could not
  *     answer, i.e. an attempt to reach the network;
  *   - connects to the mirror bridge (127.0.0.1:<bridge port>) and AF_UNIX/AF_NETLINK are not violations.
- * It also yields every program the build executed (successful execve), which becomes the toolchain list.
+ * Each mode also yields every program the build executed, which becomes the toolchain list.
  *
- * `log` mode (fallback when strace is missing or ptrace is not permitted): a failed build whose log shows a
- * network error (ENETUNREACH, ECONNREFUSED, resolver failures) is classified as a violation. Weaker: a build
- * that swallows the error and succeeds is not caught.
+ * `seccomp` mode (preferred): runner/native/netmon.c runs the sandbox under a seccomp filter whose user
+ * notifications only it receives. Only connect, sendto with a destination, sendmsg, sendmmsg, execve(at) and
+ * io_uring_setup leave the kernel's fast path, so a JVM's thread churn and file I/O cost nothing. netmon reads the
+ * sockaddr (or path) from /proc/PID/mem, writes a JSON line, and lets the call continue
+ * (SECCOMP_USER_NOTIF_FLAG_CONTINUE): it is evidence, not enforcement, so the usual TOCTOU of seccomp notify (a
+ * thread rewriting the sockaddr after netmon read it) can hide an attempt, never open a way out. Because the call
+ * continues, netmon does not see its result: it records the facts that decide it (the sandbox's network namespace
+ * has only `lo`, so a public address is ENETUNREACH; no TCP listener on that loopback port, so ECONNREFUSED).
+ * io_uring_setup is refused (EPERM) and recorded: io_uring network operations would bypass seccomp.
+ *
+ * `strace` mode (fallback when netmon is missing or seccomp notify is not permitted): `strace -f --seccomp-bpf`
+ * *outside* the sandbox (the trace file is on the host, invisible to the build), tracing the syscalls below. Costs
+ * a ptrace stop on every clone and exec, which doubles a JVM build.
+ *
+ * `log` mode (fallback when neither works): a failed build whose log shows a network error (ENETUNREACH,
+ * ECONNREFUSED, resolver failures) is classified as a violation. Weaker: a build that swallows the error and
+ * succeeds is not caught.
  */
 
-export type NetworkMonitorMode = 'strace' | 'log';
+export type NetworkMonitorMode = 'seccomp' | 'strace' | 'log';
 
 /** Syscalls traced: program executions, network attempts, their async results, and process tree edges. */
 export const STRACE_SYSCALLS = [
@@ -58,12 +69,12 @@ export type ViolationKind = 'public-address' | 'host-loopback' | 'dns' | 'mirror
 export interface NetworkViolation {
   kind: ViolationKind;
   /** 'bridge': a request the mirror bridge refused (a body, another method); `result` says why. */
-  syscall: 'connect' | 'sendto' | 'log' | 'bridge';
+  syscall: 'connect' | 'sendto' | 'sendmsg' | 'sendmmsg' | 'log' | 'bridge';
   address?: string;
   port?: number;
   /** errno name, e.g. ENETUNREACH; or the log line in log mode. */
   result: string;
-  /** Host pid (strace mode). */
+  /** Host pid (strace and seccomp modes). */
   pid?: number;
   /** The program that made the attempt (sandbox path), when known. */
   program?: string;
@@ -86,6 +97,40 @@ export interface TraceOptions {
   maxViolations?: number;
 }
 
+/** What a monitor found: violations (distinct ones kept, all counted) and the programs executed. */
+class MonitorFindings {
+  private readonly maxViolations: number;
+  private readonly violations: NetworkViolation[] = [];
+  private readonly seenViolations = new Set<string>();
+  private violationCount = 0;
+  private readonly executed: string[] = [];
+  private readonly seenExec = new Set<string>();
+
+  constructor(protected readonly options: TraceOptions) {
+    this.maxViolations = options.maxViolations ?? 100;
+  }
+
+  result(): TraceAnalysis & { violationCount: number } {
+    return { violations: [...this.violations], violationCount: this.violationCount, executed: [...this.executed] };
+  }
+
+  /** Counts every attempt; keeps each distinct (kind, call, address, port, result, program) once. */
+  protected add(v: NetworkViolation): void {
+    this.violationCount++;
+    const key = `${v.kind} ${v.syscall} ${v.address} ${v.port} ${v.result} ${v.program}`;
+    if (this.seenViolations.has(key)) return;
+    this.seenViolations.add(key);
+    if (this.violations.length < this.maxViolations) this.violations.push(v);
+  }
+
+  /** A program the build executed (sandbox path), unless it is runner plumbing; first-seen order. */
+  protected addExecuted(path: string): void {
+    if (this.options.isPlumbing?.(path) || this.seenExec.has(path)) return;
+    this.seenExec.add(path);
+    this.executed.push(path);
+  }
+}
+
 interface Pending {
   address: string;
   port: number;
@@ -102,38 +147,19 @@ const RESULT = /\) += (-?\d+|\?)(?: \/\* (\d+) in strace's PID NS \*\/)?(?: (E[A
  * memory. Lines may be split by other processes (`<unfinished ...>` / `<... x resumed>`); those are joined per
  * pid first. Malformed lines are ignored: the build never writes this file (it lives outside the sandbox).
  */
-export class TraceAnalyzer {
-  private readonly maxViolations: number;
-  private readonly violations: NetworkViolation[] = [];
-  private readonly seenViolations = new Set<string>();
-  private violationCount = 0;
-  private readonly executed: string[] = [];
-  private readonly seenExec = new Set<string>();
+export class TraceAnalyzer extends MonitorFindings {
   private readonly unfinished = new Map<number, string>();
   private readonly tgid = new Map<number, number>(); // tid → thread group id
   private readonly program = new Map<number, string>(); // tgid → last executed program
   private readonly pendingLoopback = new Map<string, Pending>(); // `${tgid}:${fd}` → loopback connect in progress
   private rootPid: number | undefined;
 
-  constructor(private readonly options: TraceOptions = {}) {
-    this.maxViolations = options.maxViolations ?? 100;
-  }
-
-  result(): TraceAnalysis & { violationCount: number } {
-    return { violations: [...this.violations], violationCount: this.violationCount, executed: [...this.executed] };
+  constructor(options: TraceOptions = {}) {
+    super(options);
   }
 
   private groupOf(pid: number): number {
     return this.tgid.get(pid) ?? pid;
-  }
-
-  /** Counts every attempt; keeps each distinct (kind, call, address, port, result, program) once. */
-  private add(v: NetworkViolation): void {
-    this.violationCount++;
-    const key = `${v.kind} ${v.syscall} ${v.address} ${v.port} ${v.result} ${v.program}`;
-    if (this.seenViolations.has(key)) return;
-    this.seenViolations.add(key);
-    if (this.violations.length < this.maxViolations) this.violations.push(v);
   }
 
   private who(pid: number): { pid: number; program?: string } {
@@ -193,11 +219,7 @@ export class TraceAnalyzer {
         this.tgid.set(pid, pid);
         this.program.set(pid, decoded);
         if (pid === this.rootPid) return; // setpriv/bwrap on the host side of the sandbox
-        if (this.options.isPlumbing?.(decoded)) return;
-        if (!this.seenExec.has(decoded)) {
-          this.seenExec.add(decoded);
-          this.executed.push(decoded);
-        }
+        this.addExecuted(decoded);
         return;
       }
       case 'connect':
@@ -238,6 +260,95 @@ export class TraceAnalyzer {
       }
     }
   }
+}
+
+/**
+ * The only syscalls runner/native/netmon's seccomp filter hands to it (sendto only with a destination); everything
+ * else stays on the kernel's fast path. Kept equal to the filter in netmon.c by a test.
+ */
+export const NETMON_SYSCALLS = ['connect', 'sendmsg', 'sendmmsg', 'execve', 'execveat', 'io_uring_setup', 'sendto'];
+
+/** Arguments for runner/native/netmon that monitor the command following them, events into `eventsFile`. */
+export function netmonArgs(eventsFile: string): string[] {
+  return ['--events', eventsFile, '--'];
+}
+
+/** One line of netmon's events file (see runner/native/netmon.c). */
+export type NetmonEvent =
+  | {
+      ev: 'net';
+      call: 'connect' | 'sendto' | 'sendmsg' | 'sendmmsg';
+      pid: number;
+      tgid: number;
+      address: string;
+      port: number;
+      loopback: boolean;
+      /** Loopback connects: SO_TYPE is SOCK_STREAM (null: unknown). */
+      stream?: boolean | null;
+      /** Loopback stream connects: something in the sandbox listens on that port. */
+      listening?: boolean;
+      /** Non-loopback: the sandbox's network namespace has no interface but lo (null: unknown). */
+      onlyLoopback?: boolean | null;
+      exe: string;
+    }
+  | { ev: 'exec'; pid: number; path: string; found: boolean }
+  | { ev: 'refused'; call: string; pid: number };
+
+/** Syscalls netmon refused (they would bypass the monitor), by name. */
+export type RefusedSyscalls = Record<string, number>;
+
+/**
+ * Classifies netmon's events like `TraceAnalyzer` classifies a trace, so violations, messages and provenance are the
+ * same whichever monitor ran. Malformed lines are ignored: the build never writes this file (netmon, outside the
+ * sandbox, does).
+ */
+export class NetmonAnalyzer extends MonitorFindings {
+  private readonly program = new Map<number, string>(); // pid → program it exec'd
+  private readonly refused: RefusedSyscalls = {};
+
+  constructor(options: TraceOptions = {}) {
+    super(options);
+  }
+
+  refusedSyscalls(): RefusedSyscalls {
+    return { ...this.refused };
+  }
+
+  line(raw: string): void {
+    let e: NetmonEvent;
+    try {
+      e = JSON.parse(raw) as NetmonEvent;
+    } catch {
+      return;
+    }
+    if (e.ev === 'exec') {
+      if (!e.found) return; // a PATH search's miss, not a program that ran
+      this.program.set(e.pid, e.path);
+      this.addExecuted(e.path);
+    } else if (e.ev === 'refused') {
+      this.refused[e.call] = (this.refused[e.call] ?? 0) + 1;
+    } else if (e.ev === 'net') {
+      const v = classifyNetmonEvent(e, this.options.bridgePort);
+      if (v) this.add({ ...v, pid: e.pid, program: this.program.get(e.tgid) ?? e.exe });
+    }
+  }
+}
+
+/** The violation a netmon network event is, if any; `result` is what the kernel answers in this sandbox. */
+export function classifyNetmonEvent(
+  e: Extract<NetmonEvent, { ev: 'net' }>,
+  bridgePort: number | undefined,
+): Omit<NetworkViolation, 'pid' | 'program'> | undefined {
+  const base = { syscall: e.call, address: e.address, port: e.port } as const;
+  if (!e.loopback) {
+    const result = e.onlyLoopback === true ? 'ENETUNREACH' : 'attempted';
+    return { kind: e.port === 53 ? 'dns' : 'public-address', ...base, result };
+  }
+  if (bridgePort !== undefined && e.port === bridgePort) return undefined;
+  const refused = e.call === 'connect' && e.stream !== false && e.listening === false;
+  if (e.port === 53)
+    return { kind: 'dns', ...base, result: refused ? 'ECONNREFUSED' : e.call === 'connect' ? 'connected' : 'sent' };
+  return refused ? { kind: 'host-loopback', ...base, result: 'ECONNREFUSED' } : undefined;
 }
 
 /** Whole-text convenience for `TraceAnalyzer`. */

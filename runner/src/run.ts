@@ -16,7 +16,7 @@ import { removeTree } from './cleanup.js';
 import { selectBuildEnv } from './env-policy.js';
 import { RunnerError } from './errors.js';
 import type { SourceResolver } from './git-source.js';
-import { findHostTools } from './host-tools.js';
+import { findHostTools, type HostTools } from './host-tools.js';
 import { checkImageRequest, publishImage, type ImageResult, type RegistryOptions } from './image.js';
 import { openMirrorEndpoint, type MirrorClientTls, type MirrorEndpoint } from './mirror-endpoint.js';
 import { approvedMirrors, selectMirror, type MirrorConfig } from './mirror-selection.js';
@@ -87,7 +87,7 @@ export interface RunOptions {
   passEnv?: string[];
   /** Values that never reach a build, whatever variable holds them (the runner's identity token). */
   withheldValues?: string[];
-  /** How network attempts are detected (default 'auto': strace when usable, else the log). */
+  /** How network attempts are detected (default 'auto': seccomp (netmon) when usable, else strace, else the log). */
   networkMonitor?: 'auto' | NetworkMonitorMode;
   /** Maps remote source URLs to local repositories. */
   sourceResolver?: SourceResolver;
@@ -188,7 +188,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
       baseDir: loaded.baseDir,
       builder,
       tools,
-      monitor: tools.strace ? 'strace' : 'log',
+      monitor: tools.netmon ? 'seccomp' : tools.strace ? 'strace' : 'log',
       runDir,
       outDir,
       mirror,
@@ -205,7 +205,7 @@ export async function runBuild(spec: BuildSpec | string, options: RunOptions): P
     progress('checkout', `checking out ${loaded.spec.source.commit}`);
     const first = await prepareAttempt(ctx, 'build');
     const checkoutMs = Date.now() - tCheckout;
-    progress('build', `building (${builder.type}) in the sandbox`);
+    progress('build', `building (${builder.type}) in the sandbox; ${monitorNote(tools)}`);
     await executeAttempt(ctx, first);
     failOnViolations(ctx, first);
     failOnBuildError(first, ctx.timeoutSeconds);
@@ -419,4 +419,11 @@ function runResult(r: RunSummary): RunResult {
     ...(image ? { image } : {}),
     ...(attested.provenance.nodeAttestation ? { nodeAttestation: attested.provenance.nodeAttestation } : {}),
   };
+}
+
+/** Which network monitor watches the build, and why a fallback when it is one. */
+function monitorNote(tools: HostTools): string {
+  if (tools.netmon) return 'network monitor: seccomp (netmon)';
+  const why = tools.netmonProblem ? ` (${tools.netmonProblem})` : '';
+  return tools.strace ? `network monitor: strace, fallback${why}` : `network monitor: build log only, fallback${why}`;
 }

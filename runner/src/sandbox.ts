@@ -17,7 +17,7 @@ import {
 import { dirname, join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { openConfinement, type Confinement, type ConfinementConfig, type LimitExceeded } from './limits/index.js';
-import { straceArgs } from './network-monitor.js';
+import { netmonArgs, straceArgs } from './network-monitor.js';
 import { SUPERVISOR_SCRIPT } from './supervisor-script.js';
 
 /**
@@ -137,7 +137,9 @@ export interface SandboxTools {
   bwrap: string;
   /** Node binary for the supervisor (bound at /airlock/bin/node). */
   node: string;
-  /** When set, the run is traced (network monitor, toolchain list). */
+  /** When set, the run is monitored by runner/native/netmon (seccomp notify; preferred over strace). */
+  netmon?: string;
+  /** When set (and netmon is not), the run is traced (network monitor, toolchain list). */
   strace?: string;
   /** util-linux setpriv, to tie strace/bwrap to the runner's life (--pdeathsig); optional. */
   setpriv?: string;
@@ -163,7 +165,7 @@ export interface SandboxRunOptions {
   timeoutMs: number;
   logPath: string;
   maxLogBytes?: number;
-  /** Where strace writes (host side), when tools.strace is set. */
+  /** Where strace or netmon writes (host side), when tools.strace or tools.netmon is set. */
   tracePath?: string;
   signal?: AbortSignal;
   /** Runner plumbing files (name → content), written to the plumbing dir and bound read-only at /airlock/<name>. */
@@ -428,7 +430,7 @@ async function spawnSandbox(
   confinement?: Confinement,
 ): Promise<SandboxRunResult> {
   const bwrap = [opts.tools.bwrap, ...bwrapArgs(opts)];
-  // setpriv --pdeathsig KILL: if the runner dies, strace (and then bwrap, and then the sandbox) die too.
+  // setpriv --pdeathsig KILL: if the runner dies, netmon/strace (and then bwrap, and then the sandbox) die too.
   const guard = (argv: string[]) =>
     opts.tools.setpriv ? [opts.tools.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv;
   // An unprivileged host user: setpriv switches uid/gid (clearing supplementary groups and, with them, every
@@ -436,9 +438,12 @@ async function spawnSandbox(
   const drop = hostId === undefined ? [] : ['--reuid', String(hostId), '--regid', String(hostId), '--clear-groups'];
   let argv =
     hostId === undefined ? guard(bwrap) : [opts.tools.setpriv!, ...drop, '--pdeathsig', 'KILL', '--', ...bwrap];
-  if (opts.tools.strace) {
-    if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with strace');
-    argv = guard([opts.tools.strace, ...straceArgs(opts.tracePath), ...argv]);
+  if (opts.tools.netmon || opts.tools.strace) {
+    if (!opts.tracePath) throw new RunnerError('RUNNER_INTERNAL', 'tracePath is required with a monitor');
+    // netmon stays outside the sandbox like strace: the filter it installs is inherited by setpriv, bwrap and the build.
+    argv = opts.tools.netmon
+      ? guard([opts.tools.netmon, ...netmonArgs(opts.tracePath), ...argv])
+      : guard([opts.tools.strace!, ...straceArgs(opts.tracePath), ...argv]);
   }
   if (confinement) argv = confinement.wrap(argv);
   const maxLog = opts.maxLogBytes ?? 64 << 20;

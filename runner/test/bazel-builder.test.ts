@@ -23,11 +23,11 @@ import {
   workspaceRepo,
   type StandInMirror,
 } from './builder-fixtures.js';
-import { bwrapProblem, gitProblem, processesWith, rmrf, straceProblem, tempDir, toolsAvailable } from './helpers.js';
+import { bwrapProblem, gitProblem, netmonProblem, processesWith, rmrf, tempDir, toolsAvailable } from './helpers.js';
 
 const enabled = toolsAvailable('Bazel builder tests', [
   bwrapProblem(),
-  straceProblem(),
+  netmonProblem(),
   gitProblem(),
   bazelBuilderProblem(),
 ]);
@@ -97,7 +97,7 @@ describe.runIf(enabled)('Bazel builder: runBuild with the mirror as the only sou
       files: 2,
       variations: { buildPath: true, time: 'faketime' },
     });
-    expect(result.hermeticity).toEqual({ monitor: 'strace', violations: 0 });
+    expect(result.hermeticity).toEqual({ monitor: 'seccomp', violations: 0 });
   });
 
   it('took the archive from the mirror by digest only, verified it, and ran the actions in linux-sandbox', () => {

@@ -1,5 +1,5 @@
 /**
- * End-to-end runs of `runBuild` with a real bubblewrap sandbox and strace monitor: the good build and its
+ * End-to-end runs of `runBuild` with a real bubblewrap sandbox and seccomp monitor: the good build and its
  * attestations, signing through the port, the mirror bridge and the sandbox's view of the host.
  */
 import { createHash, generateKeyPairSync, createPublicKey } from 'node:crypto';
@@ -20,13 +20,13 @@ import {
   makeFixtureRepo,
   rmrf,
   startFileServer,
-  straceProblem,
+  netmonProblem,
   tempDir,
   toolsAvailable,
   type FixtureRepo,
 } from './helpers.js';
 
-const enabled = toolsAvailable('sandboxed runner tests', [bwrapProblem(), straceProblem(), gitProblem()]);
+const enabled = toolsAvailable('sandboxed runner tests', [bwrapProblem(), netmonProblem(), gitProblem()]);
 const BUILDER_ID = 'https://airlock.dev/runners/test/v1';
 const dir = tempDir('build');
 afterAll(() => rmrf(dir));
@@ -116,7 +116,7 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
     });
     expect(result.rebuildLogPath && existsSync(result.rebuildLogPath)).toBe(true);
     expect(readdirSync(join(dir, 'work'))).toEqual([]);
-    expect(result.hermeticity).toEqual({ monitor: 'strace', violations: 0 });
+    expect(result.hermeticity).toEqual({ monitor: 'seccomp', violations: 0 });
   });
 
   it('writes an SLSA v1 provenance statement per output that matches the documented build type schema', () => {
@@ -142,7 +142,7 @@ describe.runIf(enabled)('runBuild: the good command build', () => {
         tool: 'bubblewrap',
         uid: 1000,
         umask: '022',
-        monitor: 'strace',
+        monitor: 'seccomp',
         network: { mode: 'none' },
       });
       expect(bd.internalParameters.sandbox.namespaces).toEqual(

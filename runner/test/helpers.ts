@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,16 @@ export {
 } from '@airlock/testkit';
 
 export const FIXTURES = fileURLToPath(new URL('../../fixtures/runner/', import.meta.url));
+
+/** runner/native/netmon as `npm ci` builds it (runner/scripts/build-netmon.mjs). */
+export const NETMON = fileURLToPath(new URL('../native/build/netmon', import.meta.url));
+
+/** Why the seccomp network monitor cannot run here, or undefined. */
+export function netmonProblem(): string | undefined {
+  if (!existsSync(NETMON)) return `${NETMON} is not built (node runner/scripts/build-netmon.mjs)`;
+  const r = spawnSync(NETMON, ['--events', '/dev/null', '--', 'true'], { encoding: 'utf8', timeout: 30_000 });
+  return r.status === 0 ? undefined : `netmon cannot monitor here: ${(r.stderr || String(r.error)).trim()}`;
+}
 
 /** A bare git repo holding `fixtures/runner/<name>` as one commit with fixed dates (deterministic commit id). */
 export function makeFixtureRepo(name: string, parent: string): FixtureRepo {

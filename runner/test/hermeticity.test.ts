@@ -37,6 +37,9 @@ const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({
   ...extra,
 });
 
+/** The strace fallback, chosen explicitly: 'auto' prefers the seccomp monitor (netmon.test.ts covers it). */
+const straceOpts = (extra: Partial<RunOptions> = {}): RunOptions => opts({ networkMonitor: 'strace', ...extra });
+
 type RunnerFailure = Error & {
   code: string;
   details: { violations?: NetworkViolation[]; differences?: OutputDifference[]; logPath?: string; monitor?: string };
@@ -75,7 +78,7 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
   });
 
   it('TCP to a public address fails as a hermeticity violation (exit 11) naming address, program and errno', async () => {
-    const e = await failure(runBuild(spec(['bash', 'public.sh']), opts()));
+    const e = await failure(runBuild(spec(['bash', 'public.sh']), straceOpts()));
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(exitCodeFor(e)).toBe(EXIT_CODES.HERMETICITY_VIOLATION);
     expect(e.message).toMatch(
@@ -90,7 +93,7 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
 
   it("TCP to the host's loopback fails as a violation, and the host service never sees a connection", async () => {
     const before = hostConnections;
-    const e = await failure(runBuild(spec(['bash', 'loopback.sh', String(hostPort)]), opts()));
+    const e = await failure(runBuild(spec(['bash', 'loopback.sh', String(hostPort)]), straceOpts()));
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(e.message).toContain(`connect 127.0.0.1:${hostPort} → ECONNREFUSED: the host's loopback`);
     expect(e.details.violations![0]).toMatchObject({ kind: 'host-loopback', port: hostPort });
@@ -98,14 +101,14 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
   });
 
   it('a build that swallows the network error and exits 0 is still a violation', async () => {
-    const e = await failure(runBuild(spec(['bash', 'swallow.sh']), opts()));
+    const e = await failure(runBuild(spec(['bash', 'swallow.sh']), straceOpts()));
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(e.message).toMatch(/build exited with status 0/);
     expect(e.details.violations![0]).toMatchObject({ kind: 'public-address', address: '1.1.1.1', port: 443 });
   });
 
   it('a DNS lookup of a public name is a violation', async () => {
-    const e = await failure(runBuild(spec(['sh', 'dns.sh']), opts()));
+    const e = await failure(runBuild(spec(['sh', 'dns.sh']), straceOpts()));
     expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
     expect(e.details.violations!.every((v) => v.kind === 'dns' && v.port === 53)).toBe(true);
     expect(e.message).toContain('getent');
@@ -114,7 +117,7 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
   it.runIf(existsSync('/usr/bin/python3'))(
     'a non-blocking loopback connect (EINPROGRESS, then SO_ERROR) is a violation',
     async () => {
-      const e = await failure(runBuild(spec(['/usr/bin/python3', 'nonblocking.py', String(hostPort)]), opts()));
+      const e = await failure(runBuild(spec(['/usr/bin/python3', 'nonblocking.py', String(hostPort)]), straceOpts()));
       expect(e.code).toBe('RUNNER_HERMETICITY_VIOLATION');
       expect(e.details.violations![0]).toMatchObject({ kind: 'host-loopback', port: hostPort, result: 'ECONNREFUSED' });
     },
@@ -130,7 +133,7 @@ describe.runIf(enabled)('hermeticity violations (strace monitor)', () => {
         "cli.sendall(b'local service ok\\n'); data = conn.recv(100)",
         "open(os.environ['AIRLOCK_OUTPUT_DIR'] + '/result.txt', 'wb').write(data)",
       ].join('\n');
-      const r = await runBuild(spec(['/usr/bin/python3', '-c', py]), opts());
+      const r = await runBuild(spec(['/usr/bin/python3', '-c', py]), straceOpts());
       expect(readFileSync(r.artifacts[0]!.path, 'utf8')).toBe('local service ok\n');
       expect(r.hermeticity.violations).toBe(0);
     },

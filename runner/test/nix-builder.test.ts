@@ -31,11 +31,11 @@ import {
   workspaceRepo,
   type StandInMirror,
 } from './builder-fixtures.js';
-import { bwrapProblem, gitProblem, rmrf, straceProblem, tempDir, toolsAvailable, which } from './helpers.js';
+import { bwrapProblem, gitProblem, netmonProblem, rmrf, tempDir, toolsAvailable, which } from './helpers.js';
 
 const enabled = toolsAvailable('Nix builder tests', [
   bwrapProblem(),
-  straceProblem(),
+  netmonProblem(),
   gitProblem(),
   nixBuilderProblem(),
 ]);
@@ -112,7 +112,7 @@ describe.runIf(enabled)('Nix builder: runBuild with the mirror as the only sourc
       files: 4,
       variations: { buildPath: true, hostname: true, time: 'wall-clock' },
     });
-    expect(result.hermeticity).toEqual({ monitor: 'strace', violations: 0 });
+    expect(result.hermeticity).toEqual({ monitor: 'seccomp', violations: 0 });
   });
 
   it("built inside Nix's own sandbox (nested in bwrap), from a private /nix store, with the blob from the mirror by digest", () => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runner overhead against running the same builds directly: the command fixture, and with bwrap/strace/bazel/nix
-// present the Bazel and Nix fixtures (cold and warm direct vs runBuild, rebuild-check cost). The measurement lives
+// present the Bazel and Nix fixtures (cold and warm direct vs runBuild with the seccomp monitor and the strace
+// fallback as peers, rebuild-check cost). The measurement lives
 // in runner/test/bench/overhead.mjs (it needs the runner's dist); this wrapper runs it for `npm run bench`.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

@@ -1,17 +1,18 @@
 #!/usr/bin/env node
-// Runner overhead for the `good` command fixture: the same `sh build.sh` run directly, in the sandbox (with and
-// without the strace monitor), and through the whole runBuild (checkout + sandbox + outputs + attestations),
+// Runner overhead for the `good` command fixture: the same `sh build.sh` run directly, in the sandbox (without a
+// monitor, with the seccomp monitor netmon, with the strace fallback), and through the whole runBuild (checkout + sandbox + outputs + attestations),
 // with and without the rebuild check. Median of RUNS runs each. Needs the runner built (npx tsc -b runner),
 // bwrap, strace and git. Usage: node runner/test/bench/overhead.mjs [RUNS] [--builders]
 // --builders adds the Bazel and Nix fixtures (fixtures/runner/bazel-ws, nix-fod): the tool run directly on the
-// host (fresh output root / store, archive pre-placed) vs runBuild cold (sandbox + strace + mirror), and the
-// rebuild check's cost; at most 3 runs each (a cold Bazel build is several seconds).
+// host (fresh output root / store, archive pre-placed) vs runBuild cold (sandbox + monitor + mirror) with the seccomp
+// monitor (the default) and the strace fallback as peers in the same run, and the rebuild check's cost with each;
+// at most 3 runs each (a cold Bazel build is several seconds). RUNNER_BENCH_NIX=0 skips Nix.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { COMMAND_PROFILE, runBuild, runSandboxed } from '../../dist/index.js';
+import { COMMAND_PROFILE, NETMON_PATH, runBuild, runSandboxed } from '../../dist/index.js';
 
 const RUNS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
 const BUILDERS = process.argv.includes('--builders');
@@ -48,7 +49,10 @@ async function measure(name, fn, runs = RUNS) {
     await fn(i);
     times.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
-  return { name, medianMs: Math.round(median(times) * 10) / 10, minMs: Math.round(Math.min(...times) * 10) / 10 };
+  const r = { name, medianMs: Math.round(median(times) * 10) / 10, minMs: Math.round(Math.min(...times) * 10) / 10 };
+  // Printed as measured too, so a long run that fails later still shows what it measured.
+  console.log(`measured: ${name}: median ${r.medianMs} ms, min ${r.minMs} ms (${runs} runs)`);
+  return r;
 }
 
 let k = 0;
@@ -77,15 +81,17 @@ results.push(
     if (r.status !== 0) throw new Error('direct build failed');
   }),
 );
-for (const traced of [false, true]) {
+for (const monitor of ['none', 'seccomp', 'strace']) {
   const tools = {
     bwrap: which('bwrap'),
     node: process.execPath,
     setpriv: which('setpriv'),
-    ...(traced ? { strace: which('strace') } : {}),
+    ...(monitor === 'strace' ? { strace: which('strace') } : {}),
+    ...(monitor === 'seccomp' ? { netmon: NETMON_PATH } : {}),
   };
+  const traced = monitor !== 'none';
   results.push(
-    await measure(`sandboxed${traced ? ' + strace monitor' : ''}: sh build.sh`, async () => {
+    await measure(`sandboxed${traced ? ` + ${monitor} monitor` : ''}: sh build.sh`, async () => {
       const d = fresh('sbx');
       // A copy per run: as root the writable binds are handed to the sandbox's unprivileged uid (chowned).
       const src = fresh('src');
@@ -163,6 +169,15 @@ for (const tool of BUILDERS ? ['bazel', 'nix'] : []) {
       [`${tool}_target_met`]: runner <= direct * 1.1 + 2000,
       [`${tool}_rebuild_check_s`]: +((byName(`${tool} rebuild check cost`) ?? NaN) / 1000).toFixed(2),
     });
+    const strace = byName(`${tool} runBuild: cold, strace`);
+    if (strace) {
+      Object.assign(summary, {
+        [`${tool}_runner_strace_s`]: +(strace / 1000).toFixed(2),
+        [`${tool}_runner_strace_vs_cold`]: +(strace / direct).toFixed(2),
+        [`${tool}_seccomp_vs_strace`]: +(runner / strace).toFixed(2),
+        [`${tool}_rebuild_check_strace_s`]: +((byName(`${tool} rebuild check cost, strace`) ?? NaN) / 1000).toFixed(2),
+      });
+    }
   }
 }
 summary.command_runbuild_ms = byName('runBuild (checkout');
@@ -228,12 +243,17 @@ async function builderBenchmarks() {
     out.push(r);
     return r;
   };
-  const timedRunBuild = async (spec) => {
+  const timedRunBuild = async (spec, networkMonitor = 'auto') => {
     const r = await runBuild(spec, {
       outDir: join(root, `rb-${k++}`),
       workRoot: join(root, 'work'),
       builderId: 'https://airlock.dev/bench',
+      networkMonitor,
+      // The operator approves the mirror; the spec only selects it (without this the run refuses the spec).
+      mirrorUrl,
     });
+    if (r.hermeticity.monitor !== (networkMonitor === 'auto' ? 'seccomp' : networkMonitor))
+      throw new Error(`expected the ${networkMonitor} monitor, the run used ${r.hermeticity.monitor}`);
     return r;
   };
   const sh = (argv, cwd, extraEnv = {}) => {
@@ -302,25 +322,30 @@ async function builderBenchmarks() {
       outputs: ['hello', 'bundle.tar'],
       mirror: { url: mirrorUrl },
     };
-    const bzPlain = await time('bazel runBuild: cold (sandbox + strace + query + mirror fetch)', () =>
+    const bzPlain = await time('bazel runBuild: cold (sandbox + seccomp monitor + query + mirror fetch)', () =>
       timedRunBuild(bzSpec),
     );
-    await time('bazel runBuild: cold, log monitor instead of strace', () =>
-      runBuild(bzSpec, {
-        outDir: join(root, `rb-${k++}`),
-        workRoot: join(root, 'work'),
-        builderId: 'https://airlock.dev/bench',
-        networkMonitor: 'log',
-      }),
+    const bzStrace = await time('bazel runBuild: cold, strace monitor (the fallback)', () =>
+      timedRunBuild(bzSpec, 'strace'),
     );
+    await time('bazel runBuild: cold, log monitor (no syscall monitor at all)', () => timedRunBuild(bzSpec, 'log'));
     const bzRepro = await time('bazel runBuild reproducible: true (+ rebuild + compare)', () =>
       timedRunBuild({ ...bzSpec, reproducible: true }),
+    );
+    const bzReproStrace = await time('bazel runBuild reproducible: true, strace monitor', () =>
+      timedRunBuild({ ...bzSpec, reproducible: true }, 'strace'),
     );
     out.push({
       name: 'bazel rebuild check cost (difference of medians)',
       medianMs: Math.round((bzRepro.medianMs - bzPlain.medianMs) * 10) / 10,
       minMs: NaN,
     });
+    out.push({
+      name: 'bazel rebuild check cost, strace (difference of medians)',
+      medianMs: Math.round((bzReproStrace.medianMs - bzStrace.medianMs) * 10) / 10,
+      minMs: NaN,
+    });
+    if (process.env.RUNNER_BENCH_NIX === '0') return out;
     // Nix
     const nx = prepare('nix-fod');
     /** A fresh private store with the archive added as the fixed output, then the build; returns the rebuild. */
@@ -365,7 +390,7 @@ async function builderBenchmarks() {
       outputs: ['bin/greet'],
       mirror: { url: mirrorUrl },
     };
-    const nxPlain = await time('nix runBuild: cold (sandbox + strace + instantiate + mirror fetch)', () =>
+    const nxPlain = await time('nix runBuild: cold (sandbox + seccomp monitor + instantiate + mirror fetch)', () =>
       timedRunBuild(nxSpec),
     );
     const nxRepro = await time('nix runBuild reproducible: true (+ rebuild + compare)', () =>
