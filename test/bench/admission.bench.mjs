@@ -7,6 +7,7 @@
 //   - floor: GET /healthz on the warm server (TLS + HTTP + this machine's scheduling noise);
 //   - warm: verification cache on and primed, images by tag (every request resolves its 3 tags in the registry:
 //     lookups shared only with requests that arrived before they were sent) and digest-pinned (no registry);
+//     also by tag with `--tag-ttl 5` (a tag→digest answer up to 5 s old is reused: one HEAD per tag per 5 s);
 //   - cold, nothing cached: `--no-cache`: every request resolves its tags, lists referrers and fetches and
 //     verifies every bundle (concurrent identical verifications still share one run; the count is printed);
 //   - cold verification, immutable-blob cache: the same with manifests/blobs by digest kept in memory (tags,
@@ -71,6 +72,8 @@ async function main() {
     servers.push(warmServer);
     const coldServer = await serve(conf, { cache: false });
     servers.push(coldServer);
+    const ttlServer = await serve(conf, { cache: true, tagTtl: 5 });
+    servers.push(ttlServer);
     const blobServer = await serveVariant(conf, { cache: false, immutableReadBytes: 64 << 20 });
     servers.push(blobServer);
     const body = JSON.stringify(
@@ -91,6 +94,7 @@ async function main() {
       registryHead: await registryHeads(world.registry.url, img.path, img.tag),
       warm: await sequential(warmServer, body, conf.ca, reg),
       warmPinned: await sequential(warmServer, pinnedBody, conf.ca, reg),
+      warmTagTtl: await sequential(ttlServer, body, conf.ca, reg),
       cold: await sequential(coldServer, body, conf.ca, reg),
       coldBlobCache: await sequential(blobServer, body, conf.ca, reg),
     };
@@ -105,6 +109,13 @@ async function main() {
     const phases = [
       ['floor', 'floor (GET /healthz)', warmServer, '/healthz', { method: 'GET', expect: '"ok"' }],
       ['warm', 'warm (cache hit; 3 tags resolved)', warmServer, '/validate', { method: 'POST', body, expect: ALLOWED }],
+      [
+        'warmTagTtl',
+        'warm (cache hit; by tag, --tag-ttl 5)',
+        ttlServer,
+        '/validate',
+        { method: 'POST', body, expect: ALLOWED },
+      ],
       [
         'warmPinned',
         'warm (cache hit; digest-pinned)',
@@ -173,6 +184,7 @@ async function main() {
       );
     say('warm', warm, TARGETS.warmP99Ms);
     say('warm (digest-pinned images)', warmPinned, TARGETS.warmP99Ms);
+    say('warm (by tag, --tag-ttl 5)', results.warmTagTtl, TARGETS.warmP99Ms);
     say('cold, nothing cached,', cold, TARGETS.coldP99Ms);
     say('cold verification with immutable-blob cache', coldBlobCache, TARGETS.coldP99Ms);
     emit({
@@ -182,6 +194,7 @@ async function main() {
         warmP99Ms: warm.p99Ms,
         warmReqPerSec: warm.reqPerSec,
         warmPinnedP99Ms: warmPinned.p99Ms,
+        warmTagTtlP99Ms: results.warmTagTtl.p99Ms,
         coldP50Ms: cold.p50Ms,
         coldP99Ms: cold.p99Ms,
         coldReqPerSec: cold.reqPerSec,
@@ -282,10 +295,11 @@ policies:
 }
 
 /** `airlock admission serve` (cache on, or --no-cache) on 127.0.0.1:0 in its own process, until stop(). */
-async function serve(conf, { cache }) {
+async function serve(conf, { cache, tagTtl }) {
   const args = ['admission', 'serve', '--policy', conf.policy, '--trusted-root', conf.trustedRoot];
   args.push('--registry-config', conf.registries, '--tls-cert', conf.pki.certFile, '--tls-key', conf.pki.keyFile);
   args.push('--listen', '127.0.0.1:0', '--json', ...(cache ? [] : ['--no-cache']));
+  if (tagTtl !== undefined) args.push('--tag-ttl', String(tagTtl));
   // BENCH_ADMISSION_CPU_PROF=DIR: each server runs under `node --cpu-prof` and writes its profile there on exit.
   const prof = process.env.BENCH_ADMISSION_CPU_PROF;
   const p = prof

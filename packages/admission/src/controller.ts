@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { AdmissionError } from './errors.js';
 import { loadAdmissionPolicyFile, type LoadedAdmissionPolicy } from './policy/load.js';
 import { loadRegistries, Registries } from './registry/config.js';
-import { FreshLookups } from './registry/lookups.js';
+import { FreshLookups, type Ticket } from './registry/lookups.js';
 import { decideImage, type ImageCheckDeps, type ImageVerdict } from './review/decide.js';
 import { findImages, type FoundImage } from './review/images.js';
 import { readableKind, requestProblem, skipReason } from './review/request.js';
@@ -42,6 +42,13 @@ export interface AdmissionControllerConfig {
    * fallback index are always read live. Default: 64 MiB, or off when `cache` is false ("nothing cached").
    */
   immutableReads?: { maxBytes: number } | false;
+  /**
+   * How old a tag → digest answer a request may receive (`admission serve --tag-ttl`). Default 0: every request
+   * resolves its tags with a lookup sent after it arrived. With N > 0 a digest looked up less than N ms before the
+   * request arrived is reused (tags only; errors and absent tags never). What runs is still what was verified:
+   * /mutate pins that digest. Dropped when the policy or trusted root changes.
+   */
+  tags?: { ttlMs: number; maxEntries?: number; now?: () => number };
   /** Image verification (default: @airlock/policy's verifyImageByPolicy). */
   verifier?: ImageVerifier;
   events?: AdmissionEvents;
@@ -71,8 +78,8 @@ class Controller implements AdmissionController {
   private state: State;
   private readonly registries: Registries;
   private readonly cache: VerificationCache<PolicyOutcome>;
-  /** Tag → digest lookups shared by requests, never one sent before a request arrived. */
-  private readonly tags = new FreshLookups<string | undefined>();
+  /** Tag → digest lookups shared by requests, never one sent before a request arrived (or, with a TTL, within it). */
+  private readonly tags: FreshLookups<string | undefined>;
   private readonly verifier: ImageVerifier;
   private readonly events: AdmissionEvents;
   private watchers: FSWatcher[] = [];
@@ -87,6 +94,7 @@ class Controller implements AdmissionController {
     this.registries = reads === false ? registries : registries.with({ immutableReadBytes: reads.maxBytes });
     const c = config.cache === false ? { ttlMs: 0, maxEntries: 0 } : (config.cache ?? {});
     this.cache = new VerificationCache({ ttlMs: c.ttlMs ?? 600_000, maxEntries: c.maxEntries ?? 10_000 });
+    this.tags = new FreshLookups(config.tags ?? {});
     this.verifier = config.verifier ?? new EngineImageVerifier();
     this.events = config.events ?? NO_EVENTS;
     if (config.watch !== false) this.watchFiles();
@@ -128,6 +136,7 @@ class Controller implements AdmissionController {
     if (changed) {
       this.state = next;
       this.cache.clear();
+      this.tags.clear();
       this.rewatch();
     }
     return changed;
@@ -174,7 +183,7 @@ class Controller implements AdmissionController {
     found: FoundImage[],
     namespace: string | undefined,
     signal: AbortSignal,
-    arrived: number,
+    arrived: Ticket,
   ): Promise<ImageVerdict[]> {
     const byImage = new Map<string, FoundImage[]>();
     for (const f of found) byImage.set(f.image, [...(byImage.get(f.image) ?? []), f]);
@@ -182,7 +191,7 @@ class Controller implements AdmissionController {
     return Promise.all([...byImage].map(([image, at]) => decideImage(image, at, namespace, deps, signal)));
   }
 
-  private deps(arrived: number): ImageCheckDeps {
+  private deps(arrived: Ticket): ImageCheckDeps {
     const { policy, trust } = this.state;
     const registries = this.registries;
     return {

@@ -447,6 +447,57 @@ policies:
     }
   });
 
+  it('tag TTL: a digest is reused (and pinned) until the TTL passed, then the moved tag is seen; reload drops it; a registry down after it denies', async () => {
+    const gate = await startAnswerGate(w.registry.url);
+    let closed = false;
+    try {
+      const { signed, retagged } = w.images;
+      await w.moveTag(signed.path, 'ttl', signed.digest);
+      writeFileSync(join(dir, 'ttl.yaml'), `registries:\n  '${gate.host}': { plainHttp: true }\n`);
+      const policyFile = join(dir, 'ttl-admission.yaml');
+      const policy = `apiVersion: airlock.dev/admission-policy/v1\npolicies:\n  - { name: runner-built, images: ['${gate.host}/acme/**'], release: { file: release.yaml } }\n`;
+      writeFileSync(policyFile, policy);
+      let now = 1_000_000;
+      const c = controller({
+        policyFile,
+        registries: { file: join(dir, 'ttl.yaml') },
+        tags: { ttlMs: 5_000, now: () => now },
+      });
+      const image = { containers: [`${gate.host}/${signed.path}:ttl`] };
+      const heads = () => gate.requests.filter((r) => r === `HEAD /v2/${signed.path}/manifests/ttl`).length;
+      const mutate = (req: AdmissionRequest) => c.decide(req, { mutate: true, signal: never() });
+      expect((await validate(c, pod(image))).allowed).toBe(true);
+      expect(heads()).toBe(1);
+      await w.moveTag(signed.path, 'ttl', retagged.digest); // now an unsigned image
+      now += 4_999;
+      const reused = await mutate(pod(image));
+      expect(heads()).toBe(1); // answered from the remembered digest
+      expect(reused.allowed, reused.status?.message).toBe(true);
+      // What runs is what was verified: the pod is pinned to the digest the answer named, not to the tag.
+      const patch = JSON.parse(Buffer.from(reused.patch!, 'base64').toString('utf8')) as { value: string }[];
+      expect(patch.map((p) => p.value)).toEqual([`${gate.host}/${signed.path}@${signed.digest}`]);
+      now += 1; // 5 s after the first lookup was sent
+      const moved = await validate(c, pod(image));
+      expect(heads()).toBe(2);
+      expect(moved.allowed).toBe(false);
+      expect(moved.auditAnnotations?.['digest']).toContain(retagged.digest);
+      await w.moveTag(signed.path, 'ttl', signed.digest);
+      writeFileSync(policyFile, `${policy}# edited\n`);
+      expect(c.reload()).toBe(true); // the policy changed: remembered tags go with the verification cache
+      const afterReload = await validate(c, pod(image));
+      expect(heads()).toBe(3);
+      expect(afterReload.allowed, afterReload.status?.message).toBe(true);
+      await gate.close();
+      closed = true;
+      now += 5_000;
+      const down = await validate(c, pod(image)); // the remembered digest is too old: never an allow from it
+      expect(down.allowed).toBe(false);
+      expect(down.status?.message).toContain('registry error: ');
+    } finally {
+      if (!closed) await gate.close();
+    }
+  });
+
   it('concurrent requests by tag share tag lookups: 8 requests, at most 2 HEADs of the tag', async () => {
     const counted = { tagLookups: 0, verifications: 0 };
     const c = controller({

@@ -125,3 +125,142 @@ describe('FreshLookups', () => {
     expect(await p4).toBe('sha256:1');
   });
 });
+
+/**
+ * With an operator TTL (`admission serve --tag-ttl`) a request may also receive an answer from a lookup sent less
+ * than TTL before it arrived. The clock is injected: the test moves time, nothing waits for it.
+ */
+describe('FreshLookups with a TTL', () => {
+  function withClock(options: { ttlMs: number; maxEntries?: number }) {
+    const clock = { t: 1_000_000 };
+    const lookups = new FreshLookups<string | undefined>({ ...options, now: () => clock.t });
+    return { lookups, clock };
+  }
+  const answered = async (lookups: FreshLookups<string | undefined>, key: string, reg: ReturnType<typeof registry>) => {
+    const p = lookups.run(key, lookups.arrive(), reg.lookup, never);
+    await flush();
+    reg.sent.at(-1)?.answer();
+    return p;
+  };
+
+  it('a digest is reused until the TTL has passed since its lookup was sent; then the moved tag is seen', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:old');
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:old');
+    reg.move('sha256:new');
+    clock.t += 4_999;
+    expect(await lookups.run('app:v1', lookups.arrive(), reg.lookup, never)).toBe('sha256:old');
+    expect(lookups.sent).toBe(1);
+    clock.t += 1; // 5 s after the lookup was sent: too old
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:new');
+    expect(lookups.sent).toBe(2);
+  });
+
+  it('age counts from when the lookup was SENT, not when it answered', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:old');
+    const a = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+    await flush();
+    clock.t += 3_000; // a slow registry answers 3 s later
+    reg.sent[0]!.answer();
+    expect(await a).toBe('sha256:old');
+    clock.t += 2_000; // 5 s after sending, 2 s after answering
+    reg.move('sha256:new');
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:new');
+  });
+
+  it('a request arriving within the TTL joins the lookup in flight instead of queueing behind it', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    const a = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+    await flush();
+    clock.t += 10;
+    const b = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+    await flush();
+    reg.sent[0]!.answer();
+    expect(await Promise.all([a, b])).toEqual(['sha256:1', 'sha256:1']);
+    expect(lookups.sent).toBe(1);
+  });
+
+  it('errors are never remembered: the next request sends a lookup of its own', async () => {
+    const { lookups } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
+    lookups.clear();
+    await expect(
+      lookups.run('app:v1', lookups.arrive(), () => Promise.reject(new Error('registry down')), never),
+    ).rejects.toThrow('registry down');
+    expect(lookups.size).toBe(0);
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1'); // same instant: not the failure
+    expect(lookups.sent).toBe(3);
+  });
+
+  it('a failed refresh also forgets the answer it was replacing (never an old digest after a failure)', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    await answered(lookups, 'app:v1', reg);
+    clock.t += 5_000;
+    await expect(
+      lookups.run('app:v1', lookups.arrive(), () => Promise.reject(new Error('registry down')), never),
+    ).rejects.toThrow('registry down');
+    expect(lookups.size).toBe(0);
+  });
+
+  it('an absent tag is not remembered (a push right after is seen by the next request)', async () => {
+    const { lookups } = withClock({ ttlMs: 5_000 });
+    expect(await lookups.run('app:v1', lookups.arrive(), async () => undefined, never)).toBeUndefined();
+    expect(lookups.size).toBe(0);
+    expect(await lookups.run('app:v1', lookups.arrive(), async () => 'sha256:pushed', never)).toBe('sha256:pushed');
+    expect(lookups.sent).toBe(2);
+  });
+
+  it('clear() (policy or root reload) forgets every answer, and a lookup in flight then is neither joined nor kept', async () => {
+    const { lookups } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:old');
+    await answered(lookups, 'app:v1', reg);
+    lookups.clear();
+    expect(lookups.size).toBe(0);
+    const a = lookups.run('db:v1', lookups.arrive(), reg.lookup, never); // in flight across the next clear()
+    await flush();
+    lookups.clear();
+    reg.move('sha256:new');
+    const b = lookups.run('db:v1', lookups.arrive(), reg.lookup, never);
+    await flush();
+    expect(reg.sent).toHaveLength(2); // b queued behind a: it did not join a lookup sent before the clear
+    reg.sent[1]!.answer();
+    expect(await a).toBe('sha256:old');
+    await flush();
+    expect(lookups.size).toBe(0); // sent before the clear: not remembered
+    reg.sent[2]!.answer();
+    expect(await b).toBe('sha256:new');
+    expect(await lookups.run('app:v1', lookups.arrive(), async () => 'sha256:fresh', never)).toBe('sha256:fresh');
+  });
+
+  it('remembered answers are bounded; the least recently used is dropped first', async () => {
+    const { lookups } = withClock({ ttlMs: 5_000, maxEntries: 2 });
+    const reg = registry('sha256:1');
+    await answered(lookups, 'a:1', reg);
+    await answered(lookups, 'b:1', reg);
+    await lookups.run('a:1', lookups.arrive(), reg.lookup, never); // a used again: b is now the oldest
+    await answered(lookups, 'c:1', reg);
+    expect(lookups.size).toBe(2);
+    expect(lookups.sent).toBe(3);
+    await lookups.run('a:1', lookups.arrive(), reg.lookup, never);
+    expect(lookups.sent).toBe(3);
+    await answered(lookups, 'b:1', reg);
+    expect(lookups.sent).toBe(4);
+  });
+
+  it('TTL 0 (the default) remembers nothing: each later request sends its own lookup', async () => {
+    const lookups = new FreshLookups<string>({ ttlMs: 0, now: () => 0 });
+    const reg = registry('sha256:1');
+    for (let i = 0; i < 3; i++) {
+      const p = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+      await flush();
+      reg.sent.at(-1)!.answer();
+      await p;
+    }
+    expect(lookups.sent).toBe(3);
+    expect(lookups.size).toBe(0);
+  });
+});

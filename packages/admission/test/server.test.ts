@@ -285,7 +285,11 @@ describe.skipIf(!available)('admission server', () => {
     });
 
     it('an empty body, a JSON array → 400', async () => {
-      expect((await call(server.url, ca, '/validate', { body: '' })).status).toBe(400);
+      for (const body of ['', ' \n\t']) {
+        const r = await call(server.url, ca, '/validate', { body });
+        expect(r.status).toBe(400);
+        expect(r.json()).toEqual({ error: { code: 'ADMISSION_BAD_REQUEST', message: 'the request body is empty' } });
+      }
       expect((await call(server.url, ca, '/validate', { body: '[]' })).status).toBe(400);
       await healthy();
     });

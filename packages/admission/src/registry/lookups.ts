@@ -12,10 +12,17 @@
  *
  * Arrival and send order come from one counter (tickets), not clocks, so the rule holds exactly. A shared lookup
  * is aborted only when every request waiting for it has given up; its errors reach every waiter (each denies).
+ *
+ * With an operator-chosen TTL (`admission serve --tag-ttl`, default 0 = the rule above only) the rule widens to:
+ * a request receives the answer of a lookup sent after it arrived OR less than TTL before it arrived. Answers
+ * (digests only: never errors, never "tag absent") are remembered for that long, bounded in number, and forgotten
+ * on clear() (policy or trusted-root reload); lookups sent before a clear() are never reused through the TTL.
  */
 interface Flight<V> {
   /** Ticket taken when the lookup was sent; undefined while queued behind the current one. */
   sent?: number;
+  /** Clock time when it was sent (only read with a TTL). */
+  sentAt?: number;
   promise: Promise<V>;
   resolve: (v: V) => void;
   reject: (e: unknown) => void;
@@ -28,24 +35,70 @@ interface Flight<V> {
 
 export type Lookup<V> = (signal: AbortSignal) => Promise<V>;
 
+/** When a request arrived: its place in send order, and (with a TTL) its clock time. */
+export interface Ticket {
+  readonly seq: number;
+  readonly at: number;
+}
+
+export interface FreshLookupsOptions {
+  /** How old (ms, counted from when the lookup was sent) an answer a request receives may be; 0: none. */
+  ttlMs?: number;
+  /** Most remembered answers (default 10 000); the least recently used go first. */
+  maxEntries?: number;
+  /** The clock (tests inject one; default Date.now). */
+  now?: () => number;
+}
+
+interface Answer<V> {
+  value: V;
+  seq: number;
+  sentAt: number;
+}
+
 export class FreshLookups<V> {
   private clock = 0;
   private readonly current = new Map<string, Flight<V>>();
+  private readonly answers = new Map<string, Answer<V>>();
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  /** Lookups sent at or before this ticket are never reused through the TTL (clear()). */
+  private clearedSeq = 0;
   /** Lookups actually sent (tests and metrics). */
   sent = 0;
 
-  /** The ticket of a request arriving now: it may share lookups sent after this call, and only those. */
-  arrive(): number {
-    return ++this.clock;
+  constructor(options: FreshLookupsOptions = {}) {
+    this.ttlMs = Math.max(0, options.ttlMs ?? 0);
+    this.maxEntries = Math.max(1, options.maxEntries ?? 10_000);
+    this.now = options.now ?? Date.now;
   }
 
-  /** The answer to `key` from a lookup sent after `ticket` was taken (shared, or sent now). */
-  run(key: string, ticket: number, lookup: Lookup<V>, signal: AbortSignal): Promise<V> {
+  /** Remembered answers (tests: bounded). */
+  get size(): number {
+    return this.answers.size;
+  }
+
+  /** The ticket of a request arriving now: it may share lookups sent after this call (or within the TTL before). */
+  arrive(): Ticket {
+    return { seq: ++this.clock, at: this.ttlMs > 0 ? this.now() : 0 };
+  }
+
+  /** Forgets every remembered answer: requests arriving from now on see only lookups sent from now on. */
+  clear(): void {
+    this.answers.clear();
+    this.clearedSeq = this.clock;
+  }
+
+  /** The answer to `key` from a lookup sent after `ticket` was taken, or within the TTL before (shared, or sent now). */
+  run(key: string, ticket: Ticket, lookup: Lookup<V>, signal: AbortSignal): Promise<V> {
     signal.throwIfAborted();
+    const known = this.ttlMs > 0 ? this.remembered(key, ticket) : undefined;
+    if (known !== undefined) return Promise.resolve(known.value);
     const cur = this.current.get(key);
     let flight: Flight<V>;
     if (cur === undefined) flight = this.send(key, newFlight<V>(), lookup);
-    else if (cur.sent! > ticket && !cur.controller.signal.aborted) flight = cur;
+    else if (this.usable(cur.sent!, cur.sentAt, ticket) && !cur.controller.signal.aborted) flight = cur;
     else {
       // In flight since before this request arrived: wait for the next lookup (sent after it settles).
       if (cur.next === undefined || cur.next.controller.signal.aborted) cur.next = { ...newFlight<V>(), lookup };
@@ -54,14 +107,51 @@ export class FreshLookups<V> {
     return wait(flight, signal);
   }
 
+  /** Sent after the request arrived, or (TTL) less than TTL before it and after the last clear(). */
+  private usable(seq: number, sentAt: number | undefined, ticket: Ticket): boolean {
+    if (seq > ticket.seq) return true;
+    return this.ttlMs > 0 && seq > this.clearedSeq && ticket.at - sentAt! < this.ttlMs;
+  }
+
+  private remembered(key: string, ticket: Ticket): Answer<V> | undefined {
+    const a = this.answers.get(key);
+    if (a === undefined) return undefined;
+    if (!this.usable(a.seq, a.sentAt, ticket)) {
+      // Too old for this request; a newer request could not use it either once the clock passed it.
+      if (this.now() - a.sentAt >= this.ttlMs) this.answers.delete(key);
+      return undefined;
+    }
+    // Least recently used goes first when the bound is reached.
+    this.answers.delete(key);
+    this.answers.set(key, a);
+    return a;
+  }
+
+  private remember(key: string, flight: Flight<V>, value: V): void {
+    if (this.ttlMs <= 0 || value === undefined || flight.sent! <= this.clearedSeq) return;
+    this.answers.delete(key);
+    this.answers.set(key, { value, seq: flight.sent!, sentAt: flight.sentAt! });
+    if (this.answers.size > this.maxEntries) this.answers.delete(this.answers.keys().next().value!);
+  }
+
   private send(key: string, flight: Flight<V>, lookup: Lookup<V>): Flight<V> {
     flight.sent = ++this.clock;
+    if (this.ttlMs > 0) flight.sentAt = this.now();
     this.sent++;
     this.current.set(key, flight);
     const settled = (): void => this.settled(key, flight);
+    const resolved = (v: V): void => {
+      this.remember(key, flight, v);
+      flight.resolve(v);
+    };
+    const failed = (err: unknown): void => {
+      // Errors are never remembered, and the answer they replace is not kept either.
+      this.answers.delete(key);
+      flight.reject(err);
+    };
     Promise.resolve()
       .then(() => lookup(flight.controller.signal))
-      .then(flight.resolve, flight.reject)
+      .then(resolved, failed)
       .then(settled, settled);
     return flight;
   }

@@ -40,10 +40,11 @@ export async function readJsonBody(
     throw bodyError(err);
   }
   const text = body.toString('utf8');
-  if (text.trim() === '') throw new AdmissionServerError('ADMISSION_BAD_REQUEST', 'the request body is empty');
   try {
     return JSON.parse(text) as unknown;
   } catch {
+    // Only a failed parse pays for telling an empty body from a malformed one.
+    if (text.trim() === '') throw new AdmissionServerError('ADMISSION_BAD_REQUEST', 'the request body is empty');
     throw new AdmissionServerError('ADMISSION_BAD_REQUEST', 'the request body is not valid JSON');
   }
 }

@@ -265,6 +265,13 @@ async function decide(
   deadlineMs: number,
 ): Promise<{ response: AdmissionResponse; verdict: Verdict }> {
   const outcome = await raceDeadline(() => ctx.controller.decide(request, { mutate, signal }), signal);
+  if (outcome.kind === 'answer') {
+    const { response, internalError } = sanitizeResponse(request, outcome.value, mutate);
+    if (internalError) return { response, verdict: 'error' };
+    const verdict: Verdict = !response.allowed ? 'deny' : response.warnings?.length ? 'warn' : 'allow';
+    return { response, verdict };
+  }
+  // Only the server's own denials name the images (the walk over the object is not paid on every answer).
   const images = listForMessage(imagesNamedIn(request.object));
   const checking = images ? ` while checking ${images}` : '';
   const extra: Record<string, string> = images ? { images: images.slice(0, 1000) } : {};
@@ -272,14 +279,8 @@ async function decide(
     const message = `airlock: no verdict within ${deadlineMs} ms${checking}; denied (fail closed)`;
     return { response: denyResponse(request.uid, message, 'deadline-exceeded', extra), verdict: 'error' };
   }
-  if (outcome.kind === 'error') {
-    const reason = describeError(outcome.error);
-    ctx.log(`admission: controller failed on request ${request.uid}: ${reason}`);
-    const message = `airlock: internal error${checking}: ${reason}; denied (fail closed)`;
-    return { response: denyResponse(request.uid, message, 'internal-error', extra), verdict: 'error' };
-  }
-  const { response, internalError } = sanitizeResponse(request, outcome.value, mutate);
-  if (internalError) return { response, verdict: 'error' };
-  const verdict: Verdict = !response.allowed ? 'deny' : response.warnings?.length ? 'warn' : 'allow';
-  return { response, verdict };
+  const reason = describeError(outcome.error);
+  ctx.log(`admission: controller failed on request ${request.uid}: ${reason}`);
+  const message = `airlock: internal error${checking}: ${reason}; denied (fail closed)`;
+  return { response: denyResponse(request.uid, message, 'internal-error', extra), verdict: 'error' };
 }

@@ -43,6 +43,7 @@ interface ServeFlags extends ControllerFlags {
   cacheTtl: string;
   cacheSize: string;
   cache: boolean;
+  tagTtl: string;
   toolchainDir?: string;
 }
 
@@ -69,6 +70,17 @@ export function parseMs(flag: string, value: string): number {
   const ms = m ? Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'] : NaN;
   if (!m || !Number.isSafeInteger(ms) || ms <= 0)
     throw new UsageError(`${flag} '${value}': expected a duration such as 8s, 8000ms, 10m`);
+  return ms;
+}
+
+/** Longest `--tag-ttl`: a tag answer older than this is a configuration mistake, not a trade-off. */
+const MAX_TAG_TTL_MS = 3_600_000;
+
+/** `--tag-ttl`: seconds (`5`), or a duration (`5s`, `500ms`); 0 = every request resolves its tags live. */
+export function parseTagTtl(value: string): number {
+  const ms = /^\d+$/.test(value.trim()) ? Number(value.trim()) * 1_000 : parseMs('--tag-ttl', value);
+  if (!Number.isSafeInteger(ms) || ms > MAX_TAG_TTL_MS)
+    throw new UsageError(`--tag-ttl '${value}': at most ${MAX_TAG_TTL_MS / 1_000} seconds`);
   return ms;
 }
 
@@ -152,6 +164,11 @@ export function registerAdmissionCommands(program: Command): void {
     .option('--cache-ttl <duration>', 'how long a successful verification is reused', '10m')
     .option('--cache-size <n>', 'most cached verifications', '10000')
     .option('--no-cache', 'verify every image on every request (benchmarks, debugging)')
+    .option(
+      '--tag-ttl <seconds>',
+      'reuse a tag→digest answer up to this old (0: resolve every tag live; /mutate still pins what was verified)',
+      '0',
+    )
     .option('--toolchain-dir <dir>', 'where POST /workspace may name toolchain files (default: none accepted)')
     .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for POST /validate, /mutate, /workspace')
     .option(
@@ -167,6 +184,7 @@ export function registerAdmissionCommands(program: Command): void {
           : { host: flags.host, port: parseIntFlag('--port', flags.port, 0) };
         if (port > 65535) throw new UsageError(`--port ${port}: at most 65535`);
         const deadlineMs = parseMs('--deadline', flags.deadline);
+        const tagTtlMs = parseTagTtl(flags.tagTtl);
         const metrics = new AdmissionMetrics();
         const controller = createAdmissionController({
           ...controllerConfig(flags),
@@ -176,6 +194,7 @@ export function registerAdmissionCommands(program: Command): void {
                 maxEntries: parseIntFlag('--cache-size', flags.cacheSize),
               }
             : false,
+          ...(tagTtlMs > 0 ? { tags: { ttlMs: tagTtlMs } } : {}),
           events: metrics,
         });
         let server;
