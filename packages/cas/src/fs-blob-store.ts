@@ -23,6 +23,7 @@ import type {
   PutOptions,
   PutResult,
   QuarantineRecord,
+  StagedBlob,
   VerifiedRead,
   VerifyResult,
 } from './blob-store.js';
@@ -79,6 +80,8 @@ export class FsBlobStore implements BlobStore {
   private readonly verified: VerifiedCache;
   private readonly memory: SmallBlobCache;
   private readonly smallBlobBytes: number;
+  /** Temp files of staged blobs, until published or discarded. */
+  private readonly staged = new Map<StagedBlob, StagedFile>();
   /** Loads in flight, so concurrent first reads of one blob hash it once. */
   private readonly loading = new Map<string, Promise<Buffer | undefined>>();
 
@@ -256,68 +259,110 @@ export class FsBlobStore implements BlobStore {
   }
 
   async put(source: BlobSource, expected?: PutExpectation, options: PutOptions = {}): Promise<PutResult> {
-    if (expected !== undefined) {
-      assertSha256Hex(expected.sha256, 'expected sha256');
-      if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
-        throw new CasError(
-          'CAS_SIZE_MISMATCH',
-          `expected size must be a non-negative integer, got ${String(expected.size)}`,
-        );
-      }
-    }
+    const staged = await this.stage(source, expected, options);
+    const [result] = await this.publishStaged([staged], async (names) => {
+      for (const name of names) await options.beforePublish?.(name);
+    });
+    return result!;
+  }
+
+  /**
+   * Writes the bytes to a temporary file while hashing them and checks digest, size and limit (the partial copy
+   * is deleted on any refusal). Nothing is synced or visible yet: hand the result to `publishStaged`.
+   */
+  async stage(source: BlobSource, expected?: PutExpectation, options: { maxSize?: number } = {}): Promise<StagedBlob> {
+    checkExpectation(expected);
     const limit = Math.min(options.maxSize ?? this.maxBlobSize, this.maxBlobSize);
     const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}.partial`);
     const fh = await open(tmp, 'wx', 0o600);
-    const hash = createHash('sha256');
-    let size = 0;
-    let sha256: string;
     try {
-      for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
-        if (!(chunk instanceof Uint8Array)) {
-          throw new CasError('CAS_INVALID_SOURCE', `put() needs a byte stream; got a chunk of type ${typeof chunk}`);
-        }
-        size += chunk.byteLength;
-        if (expected?.size !== undefined && size > expected.size) {
-          throw new CasError(
-            'CAS_SIZE_MISMATCH',
-            `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
-          );
-        }
-        if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
-        hash.update(chunk);
-        await writeFully(fh, chunk);
-      }
-      sha256 = hash.digest('hex');
-      if (expected !== undefined && sha256 !== expected.sha256) {
-        throw new CasError(
-          'CAS_DIGEST_MISMATCH',
-          `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`,
-          {
-            details: { expected: expected.sha256, actual: sha256, size },
-          },
-        );
-      }
-      if (expected?.size !== undefined && size !== expected.size) {
-        throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${sha256} has ${size} bytes, expected ${expected.size}`, {
-          details: { expected: expected.size, actual: size },
-        });
-      }
+      const { sha256, size } = await writeHashed(fh, source, expected, limit);
       await fh.chmod(0o444);
-      if (this.doFsync) {
-        await fh.sync();
-        this.onSync?.('file', tmp);
-      }
+      const staged: StagedBlob = { sha256, size };
+      this.staged.set(staged, { tmp, fh });
+      return staged;
     } catch (err) {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
-    await fh.close();
+  }
+
+  /**
+   * Makes a batch durable and visible: every temp file fsynced (concurrently, so the filesystem can commit them
+   * in one journal transaction), then `beforePublish` with the names about to appear, then each linked into
+   * place (never overwriting), then one fsync per touched shard directory. When it resolves every name in the
+   * batch is durable; a crash before that leaves only names `beforePublish` was told about.
+   */
+  async publishStaged(
+    batch: readonly StagedBlob[],
+    beforePublish: (sha256s: readonly string[]) => Promise<void>,
+  ): Promise<PutResult[]> {
+    const files = batch.map((b) => this.takeStaged(b));
     try {
-      return await this.publish(tmp, sha256, size, options);
+      await Promise.all(files.map((f) => this.syncAndClose(f)));
+      const results: (PutResult | undefined)[] = await Promise.all(batch.map((b) => this.keptExisting(b)));
+      const fresh = batch.filter((_, i) => results[i] === undefined);
+      if (fresh.length > 0) await beforePublish(fresh.map((b) => b.sha256));
+      const shards = new Set<string>();
+      for (let i = 0; i < batch.length; i++) {
+        if (results[i] !== undefined) continue;
+        const { sha256, size } = batch[i]!;
+        results[i] = await this.linkStaged(files[i]!.tmp, sha256, size, shards);
+      }
+      await Promise.all([...shards].map((dir) => this.syncDir(dir)));
+      return results as PutResult[];
     } finally {
-      await unlink(tmp).catch(() => undefined);
+      await Promise.all(files.map((f) => this.dropTemp(f)));
     }
+  }
+
+  /** Deletes staged blobs that will not be published. */
+  async discardStaged(batch: readonly StagedBlob[]): Promise<void> {
+    await Promise.all(batch.map((b) => this.dropTemp(this.takeStaged(b))));
+  }
+
+  private takeStaged(blob: StagedBlob): StagedFile {
+    const file = this.staged.get(blob);
+    if (!file) throw new CasError('CAS_INVALID_SOURCE', `sha256:${blob.sha256} was not staged by this store`);
+    this.staged.delete(blob);
+    return file;
+  }
+
+  private async syncAndClose(file: StagedFile): Promise<void> {
+    if (this.doFsync) {
+      await file.fh.sync();
+      this.onSync?.('file', file.tmp);
+    }
+    await file.fh.close();
+    file.closed = true;
+  }
+
+  private async dropTemp(file: StagedFile): Promise<void> {
+    if (!file.closed) await file.fh.close().catch(() => undefined);
+    await unlink(file.tmp).catch(() => undefined);
+  }
+
+  /** A good copy already under the name: the put does nothing (a corrupt one is quarantined and replaced). */
+  private async keptExisting(blob: StagedBlob): Promise<PutResult | undefined> {
+    if (!(await this.has(blob.sha256))) return undefined;
+    const existing = await this.verify(blob.sha256).catch((err: unknown) => {
+      if (err instanceof CasError && (err.code === 'CAS_NOT_FOUND' || err.code === 'CAS_QUARANTINED')) return undefined;
+      throw err;
+    });
+    return existing?.ok ? { sha256: blob.sha256, size: blob.size, created: false } : undefined;
+  }
+
+  /** Links one synced temp file into place; a name taken meanwhile falls back to the careful single path. */
+  private async linkStaged(tmp: string, sha256: string, size: number, shards: Set<string>): Promise<PutResult> {
+    try {
+      await linkOrRename(tmp, this.pathOf(sha256));
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      return this.publish(tmp, sha256, size); // a concurrent put won, or the batch named it twice
+    }
+    shards.add(join(this.blobsDir, sha256.slice(0, 2)));
+    return { sha256, size, created: true };
   }
 
   async quarantine(sha256: string, reason: string): Promise<boolean> {
@@ -407,7 +452,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** Makes a verified temp file visible under its digest; write-once (link never overwrites). */
-  private async publish(tmp: string, sha256: string, size: number, options: PutOptions): Promise<PutResult> {
+  private async publish(tmp: string, sha256: string, size: number): Promise<PutResult> {
     const final = this.pathOf(sha256);
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await this.has(sha256)) {
@@ -419,7 +464,6 @@ export class FsBlobStore implements BlobStore {
         if (existing?.ok) return { sha256, size, created: false };
         // The old copy was corrupt (now quarantined by verify) or vanished: this put heals it.
       }
-      await options.beforePublish?.(sha256);
       try {
         await linkOrRename(tmp, final);
       } catch (err) {
@@ -482,6 +526,68 @@ export class FsBlobStore implements BlobStore {
       await dh.close();
     }
     this.onSync?.('dir', dir);
+  }
+}
+
+interface StagedFile {
+  tmp: string;
+  fh: FileHandle;
+  closed?: boolean;
+}
+
+function checkExpectation(expected: PutExpectation | undefined): void {
+  if (expected === undefined) return;
+  assertSha256Hex(expected.sha256, 'expected sha256');
+  if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
+    throw new CasError(
+      'CAS_SIZE_MISMATCH',
+      `expected size must be a non-negative integer, got ${String(expected.size)}`,
+    );
+  }
+}
+
+/** Copies `source` into `fh` while hashing it; refuses a wrong digest or size, or bytes over `limit`. */
+async function writeHashed(
+  fh: FileHandle,
+  source: BlobSource,
+  expected: PutExpectation | undefined,
+  limit: number,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new CasError('CAS_INVALID_SOURCE', `put() needs a byte stream; got a chunk of type ${typeof chunk}`);
+    }
+    size += chunk.byteLength;
+    if (expected?.size !== undefined && size > expected.size) {
+      throw new CasError(
+        'CAS_SIZE_MISMATCH',
+        `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
+      );
+    }
+    if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
+    hash.update(chunk);
+    await writeFully(fh, chunk);
+  }
+  const sha256 = hash.digest('hex');
+  checkDigestAndSize(sha256, size, expected);
+  return { sha256, size };
+}
+
+/** The checks every put makes once all bytes are in (shared with callers that hash in memory). */
+export function checkDigestAndSize(sha256: string, size: number, expected: PutExpectation | undefined): void {
+  if (expected !== undefined && sha256 !== expected.sha256) {
+    throw new CasError(
+      'CAS_DIGEST_MISMATCH',
+      `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`,
+      { details: { expected: expected.sha256, actual: sha256, size } },
+    );
+  }
+  if (expected?.size !== undefined && size !== expected.size) {
+    throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${sha256} has ${size} bytes, expected ${expected.size}`, {
+      details: { expected: expected.size, actual: size },
+    });
   }
 }
 
