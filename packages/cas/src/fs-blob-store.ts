@@ -1,5 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fsync,
+  linkSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  write,
+  writeSync,
+} from 'node:fs';
 import {
   link,
   mkdir,
@@ -14,6 +27,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import type {
   BlobSource,
   BlobStat,
@@ -274,25 +288,29 @@ export class FsBlobStore implements BlobStore {
     checkExpectation(expected);
     const limit = Math.min(options.maxSize ?? this.maxBlobSize, this.maxBlobSize);
     const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}.partial`);
-    const fh = await open(tmp, 'wx', 0o600);
+    // Small blobs are written with synchronous calls: page-cache writes of a few KiB take microseconds, while each
+    // threadpool round trip costs far more (and waits behind the fsyncs of the batch being published).
+    const small = expected?.size !== undefined && expected.size <= this.smallBlobBytes;
+    const fd = openSync(tmp, 'wx', 0o600);
     try {
-      const { sha256, size } = await writeHashed(fh, source, expected, limit);
-      await fh.chmod(0o444);
+      const { sha256, size } = await writeHashed(fd, small, source, expected, limit);
+      fchmodSync(fd, 0o444);
       const staged: StagedBlob = { sha256, size };
-      this.staged.set(staged, { tmp, fh });
+      this.staged.set(staged, { tmp, fd });
       return staged;
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await unlink(tmp).catch(() => undefined);
+      closeQuietly(fd);
+      unlinkQuietly(tmp);
       throw err;
     }
   }
 
   /**
    * Makes a batch durable and visible: every temp file fsynced (concurrently, so the filesystem can commit them
-   * in one journal transaction), then `beforePublish` with the names about to appear, then each linked into
-   * place (never overwriting), then one fsync per touched shard directory. When it resolves every name in the
-   * batch is durable; a crash before that leaves only names `beforePublish` was told about.
+   * in one journal transaction), then `beforePublish` with every name of the batch, then each linked into place
+   * (never overwriting; a name already there goes the careful single path: kept if intact, healed if not), then
+   * one fsync per touched shard directory. When it resolves every name in the batch is durable; a crash before
+   * that leaves only names `beforePublish` was told about.
    */
   async publishStaged(
     batch: readonly StagedBlob[],
@@ -301,25 +319,24 @@ export class FsBlobStore implements BlobStore {
     const files = batch.map((b) => this.takeStaged(b));
     try {
       await Promise.all(files.map((f) => this.syncAndClose(f)));
-      const results: (PutResult | undefined)[] = await Promise.all(batch.map((b) => this.keptExisting(b)));
-      const fresh = batch.filter((_, i) => results[i] === undefined);
-      if (fresh.length > 0) await beforePublish(fresh.map((b) => b.sha256));
+      await beforePublish(batch.map((b) => b.sha256));
       const shards = new Set<string>();
+      const results: PutResult[] = [];
       for (let i = 0; i < batch.length; i++) {
-        if (results[i] !== undefined) continue;
         const { sha256, size } = batch[i]!;
-        results[i] = await this.linkStaged(files[i]!.tmp, sha256, size, shards);
+        results.push(await this.linkStaged(files[i]!.tmp, sha256, size, shards));
       }
       await Promise.all([...shards].map((dir) => this.syncDir(dir)));
-      return results as PutResult[];
+      return results;
     } finally {
-      await Promise.all(files.map((f) => this.dropTemp(f)));
+      for (const f of files) dropTemp(f);
     }
   }
 
   /** Deletes staged blobs that will not be published. */
   async discardStaged(batch: readonly StagedBlob[]): Promise<void> {
-    await Promise.all(batch.map((b) => this.dropTemp(this.takeStaged(b))));
+    for (const b of batch) dropTemp(this.takeStaged(b));
+    return Promise.resolve();
   }
 
   private takeStaged(blob: StagedBlob): StagedFile {
@@ -331,35 +348,20 @@ export class FsBlobStore implements BlobStore {
 
   private async syncAndClose(file: StagedFile): Promise<void> {
     if (this.doFsync) {
-      await file.fh.sync();
+      await fsyncAsync(file.fd);
       this.onSync?.('file', file.tmp);
     }
-    await file.fh.close();
+    closeSync(file.fd);
     file.closed = true;
-  }
-
-  private async dropTemp(file: StagedFile): Promise<void> {
-    if (!file.closed) await file.fh.close().catch(() => undefined);
-    await unlink(file.tmp).catch(() => undefined);
-  }
-
-  /** A good copy already under the name: the put does nothing (a corrupt one is quarantined and replaced). */
-  private async keptExisting(blob: StagedBlob): Promise<PutResult | undefined> {
-    if (!(await this.has(blob.sha256))) return undefined;
-    const existing = await this.verify(blob.sha256).catch((err: unknown) => {
-      if (err instanceof CasError && (err.code === 'CAS_NOT_FOUND' || err.code === 'CAS_QUARANTINED')) return undefined;
-      throw err;
-    });
-    return existing?.ok ? { sha256: blob.sha256, size: blob.size, created: false } : undefined;
   }
 
   /** Links one synced temp file into place; a name taken meanwhile falls back to the careful single path. */
   private async linkStaged(tmp: string, sha256: string, size: number, shards: Set<string>): Promise<PutResult> {
     try {
-      await linkOrRename(tmp, this.pathOf(sha256));
+      linkOrRenameSync(tmp, this.pathOf(sha256));
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
-      return this.publish(tmp, sha256, size); // a concurrent put won, or the batch named it twice
+      return this.publish(tmp, sha256, size); // already stored (kept or healed there), or named twice in the batch
     }
     shards.add(join(this.blobsDir, sha256.slice(0, 2)));
     return { sha256, size, created: true };
@@ -519,11 +521,12 @@ export class FsBlobStore implements BlobStore {
 
   private async syncDir(dir: string): Promise<void> {
     if (!this.doFsync) return;
-    const dh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    // Only the fsync goes to the threadpool: open and close of a directory are quick metadata calls.
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
     try {
-      await dh.sync();
+      await fsyncAsync(fd);
     } finally {
-      await dh.close();
+      closeSync(fd);
     }
     this.onSync?.('dir', dir);
   }
@@ -531,9 +534,33 @@ export class FsBlobStore implements BlobStore {
 
 interface StagedFile {
   tmp: string;
-  fh: FileHandle;
+  fd: number;
   closed?: boolean;
 }
+
+function dropTemp(file: StagedFile): void {
+  if (!file.closed) closeQuietly(file.fd);
+  unlinkQuietly(file.tmp);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed or never opened: nothing to release
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already; a leftover would be removed by removePartialUploads
+  }
+}
+
+const fsyncAsync = promisify(fsync);
+const writeAsync = promisify(write);
 
 function checkExpectation(expected: PutExpectation | undefined): void {
   if (expected === undefined) return;
@@ -546,9 +573,10 @@ function checkExpectation(expected: PutExpectation | undefined): void {
   }
 }
 
-/** Copies `source` into `fh` while hashing it; refuses a wrong digest or size, or bytes over `limit`. */
+/** Copies `source` into `fd` while hashing it; refuses a wrong digest or size, or bytes over `limit`. */
 async function writeHashed(
-  fh: FileHandle,
+  fd: number,
+  sync: boolean,
   source: BlobSource,
   expected: PutExpectation | undefined,
   limit: number,
@@ -568,7 +596,8 @@ async function writeHashed(
     }
     if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
     hash.update(chunk);
-    await writeFully(fh, chunk);
+    if (sync) writeFullySync(fd, chunk);
+    else await writeFully(fd, chunk);
   }
   const sha256 = hash.digest('hex');
   checkDigestAndSize(sha256, size, expected);
@@ -665,11 +694,28 @@ async function hashHandle(fh: FileHandle): Promise<string> {
   return hash.digest('hex');
 }
 
-async function writeFully(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+async function writeFully(fd: number, chunk: Uint8Array): Promise<void> {
   let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await fh.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
+  while (offset < chunk.byteLength)
+    offset += (await writeAsync(fd, chunk, offset, chunk.byteLength - offset)).bytesWritten;
+}
+
+function writeFullySync(fd: number, chunk: Uint8Array): void {
+  let offset = 0;
+  while (offset < chunk.byteLength) offset += writeSync(fd, chunk, offset, chunk.byteLength - offset);
+}
+
+function linkOrRenameSync(from: string, to: string): void {
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    // Filesystems without hard links: rename is still atomic, but can replace (see linkOrRename).
+    if (isErrno(err, 'EPERM') || isErrno(err, 'ENOTSUP') || isErrno(err, 'EOPNOTSUPP')) {
+      if (existsSync(to)) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' });
+      renameSync(from, to);
+      return;
+    }
+    throw err;
   }
 }
 

@@ -1,0 +1,180 @@
+/**
+ * Batched import puts (ImportSession.putBatched, what the bundle importer uses): the durability order that makes
+ * a crash at any point recoverable, observed at every fsync of a real store, and the checks the fast paths must
+ * still make (a wrong digest, a blob already published, an abort).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FsBlobStore, MirrorStore, type CommitStage } from '../src/index.js';
+import { chunks, genericFile, makeManifest, removeDir, sha256, tempDir, type FixtureFile } from './helpers.js';
+
+const dirs: string[] = [];
+const stores: MirrorStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) removeDir(d);
+});
+
+function files(n: number, tag: string): FixtureFile[] {
+  return Array.from({ length: n }, (_, i) =>
+    genericFile(`${tag}-${i}`, `${tag} ${i} ${randomBytes(200 + i * 37).toString('base64')}`),
+  );
+}
+
+/**
+ * Watches a store's fsyncs and commit stages and records every broken rule:
+ *  - a blob's temp file is fsynced before its name exists (bytes durable before visible),
+ *  - when a shard directory is fsynced, every new name in it is listed in the import journal on disk and had its
+ *    file fsynced (journaled before visible, so recovery can remove it),
+ *  - when the index transaction runs, every new blob's directory was fsynced after the blob was linked (the
+ *    index never names a link a power cut could lose).
+ */
+class OrderWatch {
+  readonly violations: string[] = [];
+  readonly fileSynced = new Set<string>();
+  readonly durable = new Set<string>();
+  /** Blobs the commit must find durable (all new blobs of the import). */
+  expected = new Set<string>();
+  fileSyncs = 0;
+  dirSyncs = 0;
+  store!: MirrorStore;
+  constructor(
+    private readonly dir: string,
+    private readonly preexisting: Set<string>,
+  ) {}
+
+  onSync = (kind: 'file' | 'dir', path: string): void => {
+    if (kind === 'file') {
+      this.fileSyncs++;
+      const sha = createHash('sha256').update(readFileSync(path)).digest('hex');
+      if (existsSync((this.store.blobs as FsBlobStore).pathOf(sha)))
+        this.violations.push(`${sha} was visible before its bytes were fsynced`);
+      this.fileSynced.add(sha);
+      return;
+    }
+    if (!/\/blobs\/sha256\/[0-9a-f]{2}$/.test(path)) return; // the store's own layout, made at open
+    this.dirSyncs++;
+    const journal = this.journalLines();
+    for (const name of readdirSync(path)) {
+      if (this.preexisting.has(name)) continue;
+      if (!journal.has(name)) this.violations.push(`${name} was linked before its journal line was durable`);
+      if (!this.fileSynced.has(name)) this.violations.push(`${name} was linked before its file was fsynced`);
+      this.durable.add(name);
+    }
+  };
+
+  onCommitStage = (stage: CommitStage): void => {
+    if (stage !== 'in-transaction') return;
+    for (const sha of this.expected)
+      if (!this.durable.has(sha)) this.violations.push(`the index named ${sha} before its directory was fsynced`);
+  };
+
+  private journalLines(): Set<string> {
+    const staging = join(this.dir, 'staging');
+    const lines = new Set<string>();
+    for (const name of readdirSync(staging).filter((n) => n.endsWith('.journal')))
+      for (const l of readFileSync(join(staging, name), 'utf8').split('\n')) if (l) lines.add(l);
+    return lines;
+  }
+}
+
+async function openWatched(dir: string, preexisting: Set<string> = new Set()): Promise<[MirrorStore, OrderWatch]> {
+  const watch = new OrderWatch(dir, preexisting);
+  const store = await MirrorStore.open(dir, {
+    fs: { onSync: watch.onSync },
+    faultInjection: { onCommitStage: watch.onCommitStage },
+  });
+  watch.store = store;
+  stores.push(store);
+  return [store, watch];
+}
+
+async function listBlobs(store: MirrorStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const h of store.blobs.list()) out.push(h);
+  return out;
+}
+
+describe('ImportSession.putBatched', () => {
+  it('makes every blob durable and journaled before it is visible, and visible durably before the index names it', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const [store, watch] = await openWatched(dir);
+    const fixture = files(1200, 'b'); // more than one batch (512 blobs)
+    const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
+    const session = await store.beginImport();
+    for (const f of fixture)
+      await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
+    watch.expected = new Set(fixture.map((f) => sha256(f.bytes)));
+    await session.commit({ manifest, signedBundles: null, entries });
+
+    expect(watch.violations).toEqual([]);
+    expect(watch.durable.size).toBe(1200);
+    expect(store.head()?.sequence).toBe(1);
+    expect(await listBlobs(store)).toEqual(fixture.map((f) => sha256(f.bytes)).sort());
+    // Batched: one fsync per blob file, but directories are fsynced once per batch, not once per blob.
+    expect(watch.fileSyncs).toBe(1200);
+    expect(watch.dirSyncs).toBeLessThanOrEqual(3 * 256);
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('refuses bytes that do not match the expected digest at once, leaving nothing behind', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const [store] = await openWatched(dir);
+    const session = await store.beginImport();
+    const good = Buffer.from('good bytes');
+    await expect(
+      session.putBatched(chunks('evil bytes'), { sha256: sha256(good), size: good.length }),
+    ).rejects.toMatchObject({ code: 'CAS_DIGEST_MISMATCH' });
+    await expect(
+      session.putBatched(chunks('longer than said'), { sha256: sha256(good), size: 3 }),
+    ).rejects.toMatchObject({ code: 'CAS_SIZE_MISMATCH' });
+    await session.abort();
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    expect(await listBlobs(store)).toEqual([]);
+  });
+
+  it('does not write a blob already published, but still refuses other bytes under its name', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const first = [genericFile('kept', 'kept bytes')];
+    {
+      const [store] = await openWatched(dir);
+      const m = makeManifest({ sequence: 1, previous: null, files: first });
+      const s = await store.beginImport();
+      await s.putBatched(chunks('kept bytes'), { sha256: sha256('kept bytes'), size: 10 });
+      await s.commit({ manifest: m.manifest, signedBundles: null, entries: m.entries });
+      await store.close();
+    }
+    const [store, watch] = await openWatched(dir, new Set([sha256('kept bytes')]));
+    const s = await store.beginImport();
+    // Same name and size, other bytes: refused although nothing needs writing.
+    await expect(s.putBatched(chunks('evil bytes'), { sha256: sha256('kept bytes'), size: 10 })).rejects.toMatchObject({
+      code: 'CAS_DIGEST_MISMATCH',
+    });
+    await s.putBatched(chunks('kept bytes'), { sha256: sha256('kept bytes'), size: 10 });
+    await s.putBatched(chunks('new bytes'), { sha256: sha256('new bytes'), size: 9 });
+    const files2 = [genericFile('kept2', 'kept bytes'), genericFile('new', 'new bytes')];
+    const m2 = makeManifest({ sequence: 2, previous: store.head()!.id, files: files2 });
+    await s.commit({ manifest: m2.manifest, signedBundles: null, entries: m2.entries });
+    expect(watch.fileSyncs).toBe(1); // only the new blob was written
+    expect(watch.violations).toEqual([]);
+    expect(store.head()?.sequence).toBe(2);
+  });
+
+  it('abort after batches were published removes every blob the import added and every staged temp file', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const [store] = await openWatched(dir);
+    const session = await store.beginImport();
+    for (const f of files(600, 'a'))
+      await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
+    await session.abort();
+    expect(await listBlobs(store)).toEqual([]);
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(dir, 'staging')).map((n) => basename(n))).toEqual([]);
+  });
+});
