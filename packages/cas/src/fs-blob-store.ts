@@ -53,6 +53,8 @@ export interface FsBlobStoreOptions {
   fsync?: boolean;
   /** Observer called after each fsync (file = the temporary copy, dir = the directory holding a rename). */
   onSync?: (kind: 'file' | 'dir', path: string) => void;
+  /** Observer called right after a blob's name appears (crash and ordering tests). */
+  onLink?: (path: string) => void;
   /** Size of the verified-cache (default 200 000 blobs). */
   verifiedCacheEntries?: number;
   /**
@@ -91,6 +93,7 @@ export class FsBlobStore implements BlobStore {
   private readonly maxBlobSize: number;
   private readonly doFsync: boolean;
   private readonly onSync: ((kind: 'file' | 'dir', path: string) => void) | undefined;
+  private readonly onLink: ((path: string) => void) | undefined;
   private readonly verified: VerifiedCache;
   private readonly memory: SmallBlobCache;
   private readonly smallBlobBytes: number;
@@ -107,6 +110,7 @@ export class FsBlobStore implements BlobStore {
     this.maxBlobSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
     this.doFsync = options.fsync ?? true;
     this.onSync = options.onSync;
+    this.onLink = options.onLink;
     this.verified = new VerifiedCache(options.verifiedCacheEntries);
     this.memory = new SmallBlobCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
     this.smallBlobBytes = options.smallBlobBytes ?? 1024 * 1024;
@@ -363,6 +367,7 @@ export class FsBlobStore implements BlobStore {
       if (!isErrno(err, 'EEXIST')) throw err;
       return this.publish(tmp, sha256, size); // already stored (kept or healed there), or named twice in the batch
     }
+    this.onLink?.(this.pathOf(sha256));
     shards.add(join(this.blobsDir, sha256.slice(0, 2)));
     return { sha256, size, created: true };
   }
@@ -472,6 +477,7 @@ export class FsBlobStore implements BlobStore {
         if (isErrno(err, 'EEXIST')) continue; // a concurrent put won; check its copy
         throw err;
       }
+      this.onLink?.(final);
       await this.syncDir(join(this.blobsDir, sha256.slice(0, 2)));
       return { sha256, size, created: true };
     }

@@ -26,14 +26,15 @@ function files(n: number, tag: string): FixtureFile[] {
 /**
  * Watches a store's fsyncs and commit stages and records every broken rule:
  *  - a blob's temp file is fsynced before its name exists (bytes durable before visible),
- *  - when a shard directory is fsynced, every new name in it is listed in the import journal on disk and had its
- *    file fsynced (journaled before visible, so recovery can remove it),
+ *  - when a name appears (is linked), its file was fsynced and it is listed in the import journal on disk
+ *    (journaled before visible, so recovery can remove it),
  *  - when the index transaction runs, every new blob's directory was fsynced after the blob was linked (the
  *    index never names a link a power cut could lose).
  */
 class OrderWatch {
   readonly violations: string[] = [];
   readonly fileSynced = new Set<string>();
+  readonly linked = new Set<string>();
   readonly durable = new Set<string>();
   /** Blobs the commit must find durable (all new blobs of the import). */
   expected = new Set<string>();
@@ -56,13 +57,19 @@ class OrderWatch {
     }
     if (!/\/blobs\/sha256\/[0-9a-f]{2}$/.test(path)) return; // the store's own layout, made at open
     this.dirSyncs++;
-    const journal = this.journalLines();
     for (const name of readdirSync(path)) {
       if (this.preexisting.has(name)) continue;
-      if (!journal.has(name)) this.violations.push(`${name} was linked before its journal line was durable`);
-      if (!this.fileSynced.has(name)) this.violations.push(`${name} was linked before its file was fsynced`);
+      if (!this.linked.has(name)) this.violations.push(`${name} appeared without the store linking it`);
       this.durable.add(name);
     }
+  };
+
+  /** The moment a name appears: its bytes must be durable and its journal line on disk already. */
+  onLink = (path: string): void => {
+    const sha = basename(path);
+    if (!this.fileSynced.has(sha)) this.violations.push(`${sha} was linked before its file was fsynced`);
+    if (!this.journalLines().has(sha)) this.violations.push(`${sha} was linked before its journal line was durable`);
+    this.linked.add(sha);
   };
 
   onCommitStage = (stage: CommitStage): void => {
@@ -83,7 +90,7 @@ class OrderWatch {
 async function openWatched(dir: string, preexisting: Set<string> = new Set()): Promise<[MirrorStore, OrderWatch]> {
   const watch = new OrderWatch(dir, preexisting);
   const store = await MirrorStore.open(dir, {
-    fs: { onSync: watch.onSync },
+    fs: { onSync: watch.onSync, onLink: watch.onLink },
     faultInjection: { onCommitStage: watch.onCommitStage },
   });
   watch.store = store;

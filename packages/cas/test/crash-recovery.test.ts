@@ -30,7 +30,10 @@ const url = process.env.AIRLOCK_TEST_INDEX_URL;
 const sharedIndex = url ? await (await import('@airlock/postgres')).PgMirrorIndex.open(url) : undefined;
 const store = await MirrorStore.open(dir, {
   sharedIndex,
-  fs: { onSync(kind) { if (kind === plan.killOnSync) die(); } },
+  fs: {
+    onSync(kind) { if (kind === plan.killOnSync) die(); },
+    onLink() { if (plan.killAt === 'link') die(); },
+  },
   faultInjection: { onCommitStage(stage) { if (stage === plan.killAt) die(); } },
 });
 const session = await store.beginImport();
@@ -179,8 +182,9 @@ describe.each(backends.map((b) => [b.name, b] as const))(
     }
 
     // Per-blob puts (session.put) and batched ones (putBatched, what the importer uses): kill points in the puts,
-    // inside a batch's publish (at its first file fsync: nothing linked yet; at its first directory fsync: blobs
-    // linked, their journal lines must already be durable), after the flush, and in the commit.
+    // inside a batch's publish (at its first file fsync: nothing linked yet; right after its first link, whose
+    // journal line must already be durable; at its first directory fsync: all linked), after the flush, and in
+    // the commit.
     const cases: { killAt: string; batched: boolean; killOnSync?: 'file' | 'dir'; visible: boolean }[] = [
       ...(['mid-put', 'after-puts', 'blobs-checked', 'in-transaction'] as const).map((killAt) => ({
         killAt,
@@ -189,6 +193,7 @@ describe.each(backends.map((b) => [b.name, b] as const))(
       })),
       { killAt: 'mid-put', batched: true, visible: false },
       { killAt: 'file-sync', batched: true, killOnSync: 'file', visible: false },
+      { killAt: 'link', batched: true, visible: true },
       { killAt: 'dir-sync', batched: true, killOnSync: 'dir', visible: true },
       { killAt: 'after-puts', batched: true, visible: true },
       { killAt: 'blobs-flushed', batched: true, visible: true },
