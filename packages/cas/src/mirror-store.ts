@@ -600,11 +600,16 @@ export class ImportSession {
     }
     this.throwFailure();
     this.track(size, async () => {
-      const result = await this.store.blobs.put([bytes], expected, {
-        ...options,
-        beforePublish: (sha256) => this.appendJournal([sha256]),
-      });
-      if (result.created) this.created.add(result.sha256);
+      try {
+        const result = await this.store.blobs.put([bytes], expected, {
+          ...options,
+          beforePublish: (sha256) => this.appendJournal([sha256]),
+        });
+        if (result.created) this.created.add(result.sha256);
+      } catch (err) {
+        this.created.add(expected.sha256); // it may exist now: removed on abort unless a snapshot references it
+        throw err;
+      }
     });
   }
 

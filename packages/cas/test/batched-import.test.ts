@@ -7,7 +7,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FsBlobStore, MirrorStore, type CommitStage } from '../src/index.js';
+import {
+  FsBlobStore,
+  MirrorStore,
+  type BlobSource,
+  type BlobStore,
+  type ByteRange,
+  type CommitStage,
+  type PutExpectation,
+  type PutOptions,
+  type PutResult,
+} from '../src/index.js';
 import { chunks, genericFile, makeManifest, removeDir, sha256, tempDir, type FixtureFile } from './helpers.js';
 
 const dirs: string[] = [];
@@ -183,5 +193,87 @@ describe('ImportSession.putBatched', () => {
     expect(await listBlobs(store)).toEqual([]);
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
     expect(readdirSync(join(dir, 'staging')).map((n) => basename(n))).toEqual([]);
+  });
+});
+
+/**
+ * A backend without batches (as the S3 store is): the real filesystem store behind the BlobStore port with the
+ * batch methods hidden, observing how many puts run at once; `failAt` makes that put fail after its bytes land.
+ */
+class UnbatchedStore implements BlobStore {
+  inFlight = 0;
+  maxInFlight = 0;
+  puts = 0;
+  constructor(
+    private readonly inner: FsBlobStore,
+    private readonly failAt = -1,
+  ) {}
+  has = (sha: string) => this.inner.has(sha);
+  stat = (sha: string) => this.inner.stat(sha);
+  openRead = (sha: string, range?: ByteRange) => this.inner.openRead(sha, range);
+  openVerifiedRead = (sha: string, range?: ByteRange) => this.inner.openVerifiedRead(sha, range);
+  verify = (sha: string, o?: { force?: boolean }) => this.inner.verify(sha, o);
+  quarantine = (sha: string, reason: string) => this.inner.quarantine(sha, reason);
+  isQuarantined = (sha: string) => this.inner.isQuarantined(sha);
+  delete = (sha: string) => this.inner.delete(sha);
+  list = () => this.inner.list();
+  removePartialUploads = () => this.inner.removePartialUploads();
+  async put(source: BlobSource, expected?: PutExpectation, options?: PutOptions): Promise<PutResult> {
+    const n = this.puts++;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      await new Promise((r) => setImmediate(r)); // let the session hand over more puts meanwhile
+      const result = await this.inner.put(source, expected, options);
+      if (n === this.failAt) throw new Error(`injected failure of put #${n} (after its blob was published)`);
+      return result;
+    } finally {
+      this.inFlight--;
+    }
+  }
+}
+
+describe('ImportSession.putBatched on a backend without batches (S3-like)', () => {
+  async function open(failAt?: number): Promise<[MirrorStore, UnbatchedStore]> {
+    const dir = tempDir();
+    dirs.push(dir);
+    const blobs = new UnbatchedStore(await FsBlobStore.open(dir), failAt);
+    const store = await MirrorStore.open(dir, { blobStore: blobs });
+    stores.push(store);
+    return [store, blobs];
+  }
+
+  it('puts several blobs at a time (bounded), journals each before it appears, and commits them all', async () => {
+    const [store, blobs] = await open();
+    const fixture = files(100, 'c');
+    const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
+    const session = await store.beginImport();
+    for (const f of fixture)
+      await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
+    await session.commit({ manifest, signedBundles: null, entries });
+    expect(blobs.maxInFlight).toBeGreaterThan(1);
+    expect(blobs.maxInFlight).toBeLessThanOrEqual(16);
+    expect(await listBlobs(store)).toEqual(fixture.map((f) => sha256(f.bytes)).sort());
+  });
+
+  it('refuses a wrong digest before any request, and a failed background put fails the commit with nothing left', async () => {
+    const [store, blobs] = await open(30);
+    const session = await store.beginImport();
+    const good = Buffer.from('good');
+    await expect(session.putBatched(chunks('evil'), { sha256: sha256(good), size: 4 })).rejects.toMatchObject({
+      code: 'CAS_DIGEST_MISMATCH',
+    });
+    expect(blobs.puts).toBe(0);
+    const fixture = files(60, 'd');
+    const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
+    const put = async () => {
+      for (const f of fixture)
+        await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
+      await session.commit({ manifest, signedBundles: null, entries });
+    };
+    await expect(put()).rejects.toThrow(/injected failure of put #30/);
+    expect(store.head()).toBeUndefined();
+    await session.abort();
+    expect(await listBlobs(store)).toEqual([]);
   });
 });
