@@ -100,8 +100,10 @@ async function killImportWhen(
   while (!done) {
     const lines = journalLines();
     heads.add(await headSeen());
-    if (lines >= 1 && extra && !extraRan) {
+    if (lines >= 0 && extra && !extraRan) {
       extraRan = true;
+      // Frozen while `extra` runs, so it still holds the store however fast its batched import would finish.
+      child.kill('SIGSTOP');
       await extra();
       continue;
     }
@@ -223,7 +225,7 @@ describe('mirror e2e: kill -9 mid-import, then corruption at rest (CLI)', () => 
   it('a second import while one runs is refused as a store conflict (IMPORT_STORE), not as a bad archive', async () => {
     let second: Awaited<ReturnType<typeof runCliJson>> | undefined;
     const k = await killImportWhen(
-      (l) => l >= 3,
+      (l) => l >= 0,
       async () => {
         second = await runCliJson(importArgs(big, store, plane!));
       },
