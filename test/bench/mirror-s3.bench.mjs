@@ -2,8 +2,8 @@
 // S3-backed vs local-disk mirror store, same run, same bundle: a real one-node Ceph radosgw (started here, bluestore
 // on a sparse file, 127.0.0.1) against an FsBlobStore directory on the same disk.
 //   import: `importBundle` of one signed transfer bundle (BLOBS small blobs 256 B – 16 KiB plus LARGE blobs of
-//           4 MiB) into an empty store — every blob hashed, journaled, written (conditional PUT on S3, temp file +
-//           fsyncs + link on disk) and one atomic commit. Rounds alternate the backends; median reported.
+//           4 MiB) into an empty store — every blob hashed, journaled, written (conditional PUTs on S3, up to 16
+//           at a time; on disk temp files fsynced per batch + links + one fsync per directory) and one atomic commit. Rounds alternate the backends; median reported.
 //   GET:    the mirror server (in-process, one worker) serving every blob once over HTTP with CONCURRENCY parallel
 //           clients: cold (first read: the S3 store fetches and hashes; the disk store hashes the file) and warm
 //           (verified-cache hits: the S3 store still checks the object version with a HEAD or an If-Match GET).

@@ -36,6 +36,12 @@ export interface PutResult {
   created: boolean;
 }
 
+/** A blob whose bytes were written and checked but are neither durable nor visible yet (batched writes). */
+export interface StagedBlob {
+  readonly sha256: string;
+  readonly size: number;
+}
+
 /** A read whose bytes were checked against the name (now or earlier, with the file unchanged since). */
 export interface VerifiedRead {
   sha256: string;
@@ -94,6 +100,18 @@ export interface BlobStore {
   delete(sha256: string): Promise<boolean>;
   /** Every stored blob name, in ascending order. */
   list(): AsyncIterable<string>;
+  /**
+   * Batched writes (optional; the import session uses them when present): `stage` consumes and checks the bytes
+   * like `put` but leaves them in a temporary place; `publishStaged` makes a batch durable and visible with
+   * shared syncs, calling `beforePublish` once with every digest about to become visible first; `discardStaged`
+   * drops staged blobs that will not be published.
+   */
+  stage?(source: BlobSource, expected?: PutExpectation, options?: { maxSize?: number }): Promise<StagedBlob>;
+  publishStaged?(
+    batch: readonly StagedBlob[],
+    beforePublish: (sha256s: readonly string[]) => Promise<void>,
+  ): Promise<PutResult[]>;
+  discardStaged?(batch: readonly StagedBlob[]): Promise<void>;
   /** Removes partial uploads left by a crash. Only call while no put is in flight. */
   removePartialUploads?(): Promise<number>;
   /** Path of the blob on a local filesystem, when the backend has one (hardlink exports). */

@@ -1,5 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fsync,
+  linkSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  write,
+  writeSync,
+} from 'node:fs';
 import {
   link,
   mkdir,
@@ -14,6 +28,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import type {
   BlobSource,
   BlobStat,
@@ -23,6 +38,7 @@ import type {
   PutOptions,
   PutResult,
   QuarantineRecord,
+  StagedBlob,
   VerifiedRead,
   VerifyResult,
 } from './blob-store.js';
@@ -38,6 +54,8 @@ export interface FsBlobStoreOptions {
   fsync?: boolean;
   /** Observer called after each fsync (file = the temporary copy, dir = the directory holding a rename). */
   onSync?: (kind: 'file' | 'dir', path: string) => void;
+  /** Observer called right after a blob's name appears (crash and ordering tests). */
+  onLink?: (path: string) => void;
   /** Size of the verified-cache (default 200 000 blobs). */
   verifiedCacheEntries?: number;
   /**
@@ -76,9 +94,12 @@ export class FsBlobStore implements BlobStore {
   private readonly maxBlobSize: number;
   private readonly doFsync: boolean;
   private readonly onSync: ((kind: 'file' | 'dir', path: string) => void) | undefined;
+  private readonly onLink: ((path: string) => void) | undefined;
   private readonly verified: VerifiedCache;
   private readonly memory: SmallBlobCache;
   private readonly smallBlobBytes: number;
+  /** Temp files of staged blobs, until published or discarded. */
+  private readonly staged = new Map<StagedBlob, StagedFile>();
   /** Loads in flight, so concurrent first reads of one blob hash it once. */
   private readonly loading = new Map<string, Promise<Buffer | undefined>>();
 
@@ -90,6 +111,7 @@ export class FsBlobStore implements BlobStore {
     this.maxBlobSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
     this.doFsync = options.fsync ?? true;
     this.onSync = options.onSync;
+    this.onLink = options.onLink;
     this.verified = new VerifiedCache(options.verifiedCacheEntries);
     this.memory = new SmallBlobCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
     this.smallBlobBytes = options.smallBlobBytes ?? 1024 * 1024;
@@ -128,7 +150,8 @@ export class FsBlobStore implements BlobStore {
 
   async stat(sha256: string): Promise<BlobStat | undefined> {
     try {
-      const st = await stat(this.pathOf(sha256));
+      // Synchronous like readSmallVerified's lstat: cached metadata, cheaper than a threadpool round trip.
+      const st = statSync(this.pathOf(sha256));
       return st.isFile() ? { size: st.size } : undefined;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
@@ -256,68 +279,99 @@ export class FsBlobStore implements BlobStore {
   }
 
   async put(source: BlobSource, expected?: PutExpectation, options: PutOptions = {}): Promise<PutResult> {
-    if (expected !== undefined) {
-      assertSha256Hex(expected.sha256, 'expected sha256');
-      if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
-        throw new CasError(
-          'CAS_SIZE_MISMATCH',
-          `expected size must be a non-negative integer, got ${String(expected.size)}`,
-        );
-      }
-    }
+    const staged = await this.stage(source, expected, options);
+    const [result] = await this.publishStaged([staged], async (names) => {
+      for (const name of names) await options.beforePublish?.(name);
+    });
+    return result!;
+  }
+
+  /**
+   * Writes the bytes to a temporary file while hashing them and checks digest, size and limit (the partial copy
+   * is deleted on any refusal). Nothing is synced or visible yet: hand the result to `publishStaged`.
+   */
+  async stage(source: BlobSource, expected?: PutExpectation, options: { maxSize?: number } = {}): Promise<StagedBlob> {
+    checkExpectation(expected);
     const limit = Math.min(options.maxSize ?? this.maxBlobSize, this.maxBlobSize);
     const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}.partial`);
-    const fh = await open(tmp, 'wx', 0o600);
-    const hash = createHash('sha256');
-    let size = 0;
-    let sha256: string;
+    // Small blobs are written with synchronous calls: page-cache writes of a few KiB take microseconds, while each
+    // threadpool round trip costs far more (and waits behind the fsyncs of the batch being published).
+    const small = expected?.size !== undefined && expected.size <= this.smallBlobBytes;
+    const fd = openSync(tmp, 'wx', 0o600);
     try {
-      for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
-        if (!(chunk instanceof Uint8Array)) {
-          throw new CasError('CAS_INVALID_SOURCE', `put() needs a byte stream; got a chunk of type ${typeof chunk}`);
-        }
-        size += chunk.byteLength;
-        if (expected?.size !== undefined && size > expected.size) {
-          throw new CasError(
-            'CAS_SIZE_MISMATCH',
-            `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
-          );
-        }
-        if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
-        hash.update(chunk);
-        await writeFully(fh, chunk);
-      }
-      sha256 = hash.digest('hex');
-      if (expected !== undefined && sha256 !== expected.sha256) {
-        throw new CasError(
-          'CAS_DIGEST_MISMATCH',
-          `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`,
-          {
-            details: { expected: expected.sha256, actual: sha256, size },
-          },
-        );
-      }
-      if (expected?.size !== undefined && size !== expected.size) {
-        throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${sha256} has ${size} bytes, expected ${expected.size}`, {
-          details: { expected: expected.size, actual: size },
-        });
-      }
-      await fh.chmod(0o444);
-      if (this.doFsync) {
-        await fh.sync();
-        this.onSync?.('file', tmp);
-      }
+      const { sha256, size } = await writeHashed(fd, small, source, expected, limit);
+      fchmodSync(fd, 0o444);
+      const staged: StagedBlob = { sha256, size };
+      this.staged.set(staged, { tmp, fd });
+      return staged;
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await unlink(tmp).catch(() => undefined);
+      closeQuietly(fd);
+      unlinkQuietly(tmp);
       throw err;
     }
-    await fh.close();
+  }
+
+  /**
+   * Makes a batch durable and visible: every temp file fsynced (concurrently, so the filesystem can commit them
+   * in one journal transaction), then `beforePublish` with every name of the batch, then each linked into place
+   * (never overwriting; a name already there goes the careful single path: kept if intact, healed if not), then
+   * one fsync per touched shard directory. When it resolves every name in the batch is durable; a crash before
+   * that leaves only names `beforePublish` was told about.
+   */
+  async publishStaged(
+    batch: readonly StagedBlob[],
+    beforePublish: (sha256s: readonly string[]) => Promise<void>,
+  ): Promise<PutResult[]> {
+    const files = batch.map((b) => this.takeStaged(b));
     try {
-      return await this.publish(tmp, sha256, size, options);
+      await Promise.all(files.map((f) => this.syncAndClose(f)));
+      await beforePublish(batch.map((b) => b.sha256));
+      const shards = new Set<string>();
+      const results: PutResult[] = [];
+      for (let i = 0; i < batch.length; i++) {
+        const { sha256, size } = batch[i]!;
+        results.push(await this.linkStaged(files[i]!.tmp, sha256, size, shards));
+      }
+      await Promise.all([...shards].map((dir) => this.syncDir(dir)));
+      return results;
     } finally {
-      await unlink(tmp).catch(() => undefined);
+      for (const f of files) dropTemp(f);
     }
+  }
+
+  /** Deletes staged blobs that will not be published. */
+  async discardStaged(batch: readonly StagedBlob[]): Promise<void> {
+    for (const b of batch) dropTemp(this.takeStaged(b));
+    return Promise.resolve();
+  }
+
+  private takeStaged(blob: StagedBlob): StagedFile {
+    const file = this.staged.get(blob);
+    if (!file) throw new CasError('CAS_INVALID_SOURCE', `sha256:${blob.sha256} was not staged by this store`);
+    this.staged.delete(blob);
+    return file;
+  }
+
+  private async syncAndClose(file: StagedFile): Promise<void> {
+    if (this.doFsync) {
+      await fsyncAsync(file.fd);
+      this.onSync?.('file', file.tmp);
+    }
+    closeSync(file.fd);
+    file.closed = true;
+  }
+
+  /** Links one synced temp file into place; a name taken meanwhile falls back to the careful single path. */
+  private async linkStaged(tmp: string, sha256: string, size: number, shards: Set<string>): Promise<PutResult> {
+    try {
+      linkOrRenameSync(tmp, this.pathOf(sha256));
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      return this.publish(tmp, sha256, size); // already stored (kept or healed there), or named twice in the batch
+    }
+    this.onLink?.(this.pathOf(sha256));
+    shards.add(join(this.blobsDir, sha256.slice(0, 2)));
+    return { sha256, size, created: true };
   }
 
   async quarantine(sha256: string, reason: string): Promise<boolean> {
@@ -407,7 +461,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** Makes a verified temp file visible under its digest; write-once (link never overwrites). */
-  private async publish(tmp: string, sha256: string, size: number, options: PutOptions): Promise<PutResult> {
+  private async publish(tmp: string, sha256: string, size: number): Promise<PutResult> {
     const final = this.pathOf(sha256);
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await this.has(sha256)) {
@@ -419,13 +473,13 @@ export class FsBlobStore implements BlobStore {
         if (existing?.ok) return { sha256, size, created: false };
         // The old copy was corrupt (now quarantined by verify) or vanished: this put heals it.
       }
-      await options.beforePublish?.(sha256);
       try {
         await linkOrRename(tmp, final);
       } catch (err) {
         if (isErrno(err, 'EEXIST')) continue; // a concurrent put won; check its copy
         throw err;
       }
+      this.onLink?.(final);
       await this.syncDir(join(this.blobsDir, sha256.slice(0, 2)));
       return { sha256, size, created: true };
     }
@@ -475,13 +529,102 @@ export class FsBlobStore implements BlobStore {
 
   private async syncDir(dir: string): Promise<void> {
     if (!this.doFsync) return;
-    const dh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    // Only the fsync goes to the threadpool: open and close of a directory are quick metadata calls.
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
     try {
-      await dh.sync();
+      await fsyncAsync(fd);
     } finally {
-      await dh.close();
+      closeSync(fd);
     }
     this.onSync?.('dir', dir);
+  }
+}
+
+interface StagedFile {
+  tmp: string;
+  fd: number;
+  closed?: boolean;
+}
+
+function dropTemp(file: StagedFile): void {
+  if (!file.closed) closeQuietly(file.fd);
+  unlinkQuietly(file.tmp);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed or never opened: nothing to release
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already; a leftover would be removed by removePartialUploads
+  }
+}
+
+const fsyncAsync = promisify(fsync);
+const writeAsync = promisify(write);
+
+function checkExpectation(expected: PutExpectation | undefined): void {
+  if (expected === undefined) return;
+  assertSha256Hex(expected.sha256, 'expected sha256');
+  if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
+    throw new CasError(
+      'CAS_SIZE_MISMATCH',
+      `expected size must be a non-negative integer, got ${String(expected.size)}`,
+    );
+  }
+}
+
+/** Copies `source` into `fd` while hashing it; refuses a wrong digest or size, or bytes over `limit`. */
+async function writeHashed(
+  fd: number,
+  sync: boolean,
+  source: BlobSource,
+  expected: PutExpectation | undefined,
+  limit: number,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new CasError('CAS_INVALID_SOURCE', `put() needs a byte stream; got a chunk of type ${typeof chunk}`);
+    }
+    size += chunk.byteLength;
+    if (expected?.size !== undefined && size > expected.size) {
+      throw new CasError(
+        'CAS_SIZE_MISMATCH',
+        `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
+      );
+    }
+    if (size > limit) throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${limit} bytes`);
+    hash.update(chunk);
+    if (sync) writeFullySync(fd, chunk);
+    else await writeFully(fd, chunk);
+  }
+  const sha256 = hash.digest('hex');
+  checkDigestAndSize(sha256, size, expected);
+  return { sha256, size };
+}
+
+/** The checks every put makes once all bytes are in (shared with callers that hash in memory). */
+export function checkDigestAndSize(sha256: string, size: number, expected: PutExpectation | undefined): void {
+  if (expected !== undefined && sha256 !== expected.sha256) {
+    throw new CasError(
+      'CAS_DIGEST_MISMATCH',
+      `blob content hashes to sha256:${sha256}, expected sha256:${expected.sha256}`,
+      { details: { expected: expected.sha256, actual: sha256, size } },
+    );
+  }
+  if (expected?.size !== undefined && size !== expected.size) {
+    throw new CasError('CAS_SIZE_MISMATCH', `blob sha256:${sha256} has ${size} bytes, expected ${expected.size}`, {
+      details: { expected: expected.size, actual: size },
+    });
   }
 }
 
@@ -559,11 +702,28 @@ async function hashHandle(fh: FileHandle): Promise<string> {
   return hash.digest('hex');
 }
 
-async function writeFully(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+async function writeFully(fd: number, chunk: Uint8Array): Promise<void> {
   let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await fh.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
+  while (offset < chunk.byteLength)
+    offset += (await writeAsync(fd, chunk, offset, chunk.byteLength - offset)).bytesWritten;
+}
+
+function writeFullySync(fd: number, chunk: Uint8Array): void {
+  let offset = 0;
+  while (offset < chunk.byteLength) offset += writeSync(fd, chunk, offset, chunk.byteLength - offset);
+}
+
+function linkOrRenameSync(from: string, to: string): void {
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    // Filesystems without hard links: rename is still atomic, but can replace (see linkOrRename).
+    if (isErrno(err, 'EPERM') || isErrno(err, 'ENOTSUP') || isErrno(err, 'EOPNOTSUPP')) {
+      if (existsSync(to)) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' });
+      renameSync(from, to);
+      return;
+    }
+    throw err;
   }
 }
 

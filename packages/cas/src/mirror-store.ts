@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,12 +8,13 @@ import type {
   ByteRange,
   PutExpectation,
   PutResult,
+  StagedBlob,
   VerifiedRead,
   VerifyResult,
 } from './blob-store.js';
 import { assertSha256Hex, isSha256Hex } from './digest-utils.js';
 import { CasError } from './errors.js';
-import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
+import { checkDigestAndSize, FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
 import { ImportLock, lockedError, newImportId, removeStaleLockTemps } from './import-lock.js';
 import { MirrorIndex, type ApplySnapshotInput } from './mirror-index.js';
 import type { ManifestBlob, SnapshotInfo, SnapshotManifest, SnapshotRecord } from './types.js';
@@ -25,7 +27,17 @@ export const MIRROR_STORE_LAYOUT = {
 } as const;
 
 /** Points of `commit` where the fault-injection hook runs (crash tests kill the process there). */
-export type CommitStage = 'blobs-checked' | 'in-transaction' | 'committed' | 'released';
+export type CommitStage = 'blobs-flushed' | 'blobs-checked' | 'in-transaction' | 'committed' | 'released';
+
+/** A publish batch closes at this many blobs or bytes (fewer, larger batches share more syncs). */
+const BATCH_BLOBS = 512;
+const BATCH_BYTES = 64 * 1024 * 1024;
+/** Two batches publish while the next one is staged: the syncs of one overlap the writes of the next. */
+const MAX_BATCHES_IN_FLIGHT = 2;
+/** Backends without batches: puts at a time, and the memory they may hold. */
+const MAX_PUTS_IN_FLIGHT = 16;
+const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+const CONCURRENT_PUT_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface MirrorStoreOptions {
   /**
@@ -324,6 +336,17 @@ export class ImportSession {
   private readonly putSizes = new Map<string, number>();
   private readonly created = new Set<string>();
   private journalTail: Promise<void> = Promise.resolve();
+  /** Digests waiting for the next journal write (group commit: one fdatasync for all of them). */
+  private journalPending: string[] = [];
+  private journalNext: Promise<void> | undefined;
+  /** Staged blobs not yet handed to a publish batch, and their bytes. */
+  private batch: StagedBlob[] = [];
+  private batchBytes = 0;
+  /** Publishes (batches, or single puts of a backend without batches) running in the background. */
+  private readonly inFlight = new Set<Promise<void>>();
+  private inFlightBytes = 0;
+  /** The first background failure: every later put, flush and commit throws it. */
+  private failure: { error: unknown } | undefined;
 
   /** @internal use MirrorStore.beginImport */
   constructor(
@@ -348,11 +371,51 @@ export class ImportSession {
     this.assertOpen();
     const result = await this.store.blobs.put(source, expected, {
       ...options,
-      beforePublish: (sha256) => this.appendJournal(sha256),
+      beforePublish: (sha256) => this.appendJournal([sha256]),
     });
     this.putSizes.set(result.sha256, result.size);
     if (result.created) this.created.add(result.sha256);
     return result;
+  }
+
+  /** Blobs this session added to the store so far (published; see `flush`). */
+  get newBlobs(): number {
+    return this.created.size;
+  }
+
+  /**
+   * Stores one blob like `put`, but returns once its bytes are consumed and checked (a wrong digest or size
+   * throws here): making it durable and visible happens in the background, batched (one fsync per file, all of a
+   * batch at once, one journal sync and one fsync per directory for the batch) or, on backends without batches,
+   * as several puts at a time. `flush` (and `commit`, which calls it) waits for all of it. A blob already
+   * published and intact in the index is only hashed, not written again.
+   */
+  async putBatched(source: BlobSource, expected: PutExpectation, options: { maxSize?: number } = {}): Promise<void> {
+    this.assertOpen();
+    this.throwFailure();
+    assertSha256Hex(expected.sha256, 'expected sha256');
+    if (await this.isPublished(expected)) {
+      await hashOnly(source, expected, options.maxSize);
+      this.putSizes.set(expected.sha256, expected.size!);
+      return;
+    }
+    const blobs = this.store.blobs;
+    if (blobs.stage && blobs.publishStaged) {
+      const staged = await blobs.stage(source, expected, options);
+      this.putSizes.set(staged.sha256, staged.size);
+      this.batch.push(staged);
+      this.batchBytes += staged.size;
+      if (this.batch.length >= BATCH_BLOBS || this.batchBytes >= BATCH_BYTES) await this.startBatch();
+      return;
+    }
+    await this.putConcurrently(source, expected, options);
+  }
+
+  /** Waits until every blob handed to `putBatched` is durable and visible; throws the first failure. */
+  async flush(): Promise<void> {
+    if (this.batch.length > 0) await this.startBatch();
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    this.throwFailure();
   }
 
   /**
@@ -365,6 +428,9 @@ export class ImportSession {
     this.state = 'committing';
     let record: SnapshotRecord;
     try {
+      // Every blob durable and visible before the index can name it.
+      await this.flush();
+      this.onStage?.('blobs-flushed', this.id);
       if (
         typeof input !== 'object' ||
         input === null ||
@@ -410,6 +476,10 @@ export class ImportSession {
   async abort(): Promise<void> {
     if (this.state === 'aborted' || this.state === 'committed') return;
     this.state = 'aborted';
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    const unpublished = this.batch;
+    this.batch = [];
+    await this.store.blobs.discardStaged?.(unpublished).catch(() => undefined);
     await this.journalTail.catch(() => undefined);
     await this.store.removeUnreferenced(this.created);
     await this.finish();
@@ -472,15 +542,93 @@ export class ImportSession {
     return out;
   }
 
-  private appendJournal(sha256: string): Promise<void> {
-    assertSha256Hex(sha256);
-    // Serialised and fsynced: the journal line is durable before the blob can exist under its name.
+  /**
+   * Journal lines are durable before the blobs they name can exist. Group commit: digests that arrive while a
+   * write is under way go out together in the next write, with one fdatasync.
+   */
+  private appendJournal(sha256s: readonly string[]): Promise<void> {
+    for (const sha256 of sha256s) assertSha256Hex(sha256);
+    this.journalPending.push(...sha256s);
+    if (this.journalNext) return this.journalNext;
     const next = this.journalTail.then(async () => {
-      await this.journal.write(`${sha256}\n`);
+      this.journalNext = undefined;
+      const lines = this.journalPending;
+      this.journalPending = [];
+      await this.journal.write(lines.map((l) => `${l}\n`).join(''));
       await this.journal.datasync();
     });
+    this.journalNext = next;
     this.journalTail = next.catch(() => undefined);
     return next;
+  }
+
+  /** An intact copy is already published (the same trust `checkBlobs` gives a blob the bundle does not carry). */
+  private async isPublished(expected: PutExpectation): Promise<boolean> {
+    if (expected.size === undefined || this.store.index.getBlob(expected.sha256)?.state !== 'ok') return false;
+    return (await this.store.blobs.stat(expected.sha256))?.size === expected.size;
+  }
+
+  /** Hands the current batch to a background publish, keeping at most MAX_BATCHES_IN_FLIGHT running. */
+  private async startBatch(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    while (this.inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race(this.inFlight);
+    this.track(0, async () => {
+      try {
+        const results = await this.store.blobs.publishStaged!(batch, (names) => this.appendJournal(names));
+        for (const r of results) if (r.created) this.created.add(r.sha256);
+      } catch (err) {
+        // Some may be linked: all were journaled or never appeared, and unreferenced ones go on abort.
+        for (const b of batch) this.created.add(b.sha256);
+        throw err;
+      }
+    });
+  }
+
+  /** Backends without batches (S3): small blobs are read into memory, checked, and put several at a time. */
+  private async putConcurrently(source: BlobSource, expected: PutExpectation, options: { maxSize?: number }) {
+    const size = expected.size;
+    if (size === undefined || size > CONCURRENT_PUT_MAX_BYTES) {
+      await this.put(source, expected, options);
+      return;
+    }
+    const bytes = await readAll(source, expected, options.maxSize);
+    this.putSizes.set(expected.sha256, size);
+    while (this.inFlight.size >= MAX_PUTS_IN_FLIGHT || this.inFlightBytes + size > MAX_BYTES_IN_FLIGHT) {
+      await Promise.race(this.inFlight);
+    }
+    this.throwFailure();
+    this.track(size, async () => {
+      try {
+        const result = await this.store.blobs.put([bytes], expected, {
+          ...options,
+          beforePublish: (sha256) => this.appendJournal([sha256]),
+        });
+        if (result.created) this.created.add(result.sha256);
+      } catch (err) {
+        this.created.add(expected.sha256); // it may exist now: removed on abort unless a snapshot references it
+        throw err;
+      }
+    });
+  }
+
+  /** Runs `work` in the background; its failure is kept for the next put, flush or commit. */
+  private track(bytes: number, work: () => Promise<void>): void {
+    this.inFlightBytes += bytes;
+    const p: Promise<void> = work()
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => {
+        this.inFlight.delete(p);
+        this.inFlightBytes -= bytes;
+      });
+    this.inFlight.add(p);
+  }
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure.error;
   }
 
   private async finish(): Promise<void> {
@@ -494,6 +642,43 @@ export class ImportSession {
   private assertOpen(): void {
     if (this.state !== 'open') throw new CasError('IMPORT_CLOSED', `import ${this.id} is ${this.state}`);
   }
+}
+
+/** Consumes a blob already stored, hashing it so a bundle with other bytes under the name is still refused. */
+async function hashOnly(source: BlobSource, expected: PutExpectation, maxSize: number | undefined): Promise<void> {
+  await consume(source, expected, maxSize, undefined);
+}
+
+/** Reads a small blob into memory and checks it as a put would. */
+async function readAll(source: BlobSource, expected: PutExpectation, maxSize: number | undefined): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  await consume(source, expected, maxSize, chunks);
+  return Buffer.concat(chunks);
+}
+
+async function consume(
+  source: BlobSource,
+  expected: PutExpectation,
+  maxSize: number | undefined,
+  keep: Uint8Array[] | undefined,
+): Promise<void> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
+    if (!(chunk instanceof Uint8Array))
+      throw new CasError('CAS_INVALID_SOURCE', `put() needs a byte stream; got a chunk of type ${typeof chunk}`);
+    size += chunk.byteLength;
+    if (expected.size !== undefined && size > expected.size)
+      throw new CasError(
+        'CAS_SIZE_MISMATCH',
+        `blob sha256:${expected.sha256} is larger than the expected ${expected.size} bytes`,
+      );
+    if (maxSize !== undefined && size > maxSize)
+      throw new CasError('CAS_SIZE_LIMIT', `blob exceeds the size limit of ${maxSize} bytes`);
+    hash.update(chunk);
+    keep?.push(chunk);
+  }
+  checkDigestAndSize(hash.digest('hex'), size, expected);
 }
 
 async function syncDir(dir: string): Promise<void> {

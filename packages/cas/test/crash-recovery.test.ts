@@ -20,6 +20,7 @@ import {
 // (journaled blobs in the CAS), or at a commit stage (inside the index transaction, or just after it). The same
 // tests run on both index backends: the embedded SQLite file and PostgreSQL (AIRLOCK_TEST_INDEX_URL).
 const CHILD = `
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { MirrorStore } from './index.js';
 const [dir, planPath] = process.argv.slice(2);
@@ -27,17 +28,27 @@ const plan = JSON.parse(readFileSync(planPath, 'utf8'));
 const die = () => { process.kill(process.pid, 'SIGKILL'); };
 const url = process.env.AIRLOCK_TEST_INDEX_URL;
 const sharedIndex = url ? await (await import('@airlock/postgres')).PgMirrorIndex.open(url) : undefined;
-const store = await MirrorStore.open(dir, { sharedIndex, faultInjection: { onCommitStage(stage) { if (stage === plan.killAt) die(); } } });
+const store = await MirrorStore.open(dir, {
+  sharedIndex,
+  fs: {
+    onSync(kind) { if (kind === plan.killOnSync) die(); },
+    onLink() { if (plan.killAt === 'link') die(); },
+  },
+  faultInjection: { onCommitStage(stage) { if (stage === plan.killAt) die(); } },
+});
 const session = await store.beginImport();
 const files = plan.files.map((b) => Buffer.from(b, 'base64'));
+const put = (source, bytes) => plan.batched
+  ? session.putBatched(source, { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length })
+  : session.put(source);
 for (let i = 0; i < files.length; i++) {
   const bytes = files[i];
   if (plan.killAt === 'mid-put' && i === files.length - 1) {
-    await session.put((async function* () { yield bytes.subarray(0, 3); die(); await new Promise(() => {}); })());
+    await put((async function* () { yield bytes.subarray(0, 3); die(); await new Promise(() => {}); })(), bytes);
   }
-  await session.put([bytes]);
+  await put([bytes], bytes);
 }
-if (plan.killAt === 'after-puts') die();
+if (plan.killAt === 'after-puts') { await session.flush(); die(); }
 await session.commit({ manifest: plan.manifest, signedBundles: null, entries: plan.entries });
 await store.close();
 `;
@@ -170,14 +181,34 @@ describe.each(backends.map((b) => [b.name, b] as const))(
       return { dir, files, second, planPath };
     }
 
-    for (const killAt of ['mid-put', 'after-puts', 'blobs-checked', 'in-transaction'] as const) {
-      it(`leaves the store exactly as before when killed at ${killAt}`, async () => {
+    // Per-blob puts (session.put) and batched ones (putBatched, what the importer uses): kill points in the puts,
+    // inside a batch's publish (at its first file fsync: nothing linked yet; right after its first link, whose
+    // journal line must already be durable; at its first directory fsync: all linked), after the flush, and in
+    // the commit.
+    const cases: { killAt: string; batched: boolean; killOnSync?: 'file' | 'dir'; visible: boolean }[] = [
+      ...(['mid-put', 'after-puts', 'blobs-checked', 'in-transaction'] as const).map((killAt) => ({
+        killAt,
+        batched: false,
+        visible: true, // 'new one' is put (durably, alone) before the last blob
+      })),
+      { killAt: 'mid-put', batched: true, visible: false },
+      { killAt: 'file-sync', batched: true, killOnSync: 'file', visible: false },
+      { killAt: 'link', batched: true, visible: true },
+      { killAt: 'dir-sync', batched: true, killOnSync: 'dir', visible: true },
+      { killAt: 'after-puts', batched: true, visible: true },
+      { killAt: 'blobs-flushed', batched: true, visible: true },
+      { killAt: 'in-transaction', batched: true, visible: true },
+    ];
+    for (const { killAt, batched, killOnSync, visible } of cases) {
+      it(`leaves the store exactly as before when killed at ${killAt}${batched ? ' (batched puts)' : ''}`, async () => {
         const { dir, files, second, planPath } = await setup();
         const before = await captureState(dir);
         writeFileSync(
           planPath,
           JSON.stringify({
             killAt,
+            batched,
+            killOnSync,
             manifest: second.manifest,
             entries: second.entries,
             files: files.map((f) => f.bytes.toString('base64')),
@@ -186,11 +217,12 @@ describe.each(backends.map((b) => [b.name, b] as const))(
         dirs.push(planPath);
         const result = await runChild(script, dir, planPath);
         expect(result.signal, result.stderr).toBe('SIGKILL');
-        // Leftovers exist before recovery (lock, journal; for mid-put a partial temp file).
+        // Leftovers exist before recovery (lock, journal; partial or staged temp files; journaled new blobs).
         expect(readdirSync(join(dir, 'staging'))).toContain('import.lock');
-        if (killAt === 'mid-put') expect(readdirSync(join(dir, 'tmp')).length).toBeGreaterThan(0);
-        else
-          expect(existsSync(join(dir, 'blobs', 'sha256', sha256('new one').slice(0, 2), sha256('new one')))).toBe(true);
+        if (killAt === 'mid-put' || killAt === 'file-sync')
+          expect(readdirSync(join(dir, 'tmp')).length).toBeGreaterThan(0);
+        const newBlob = join(dir, 'blobs', 'sha256', sha256('new one').slice(0, 2), sha256('new one'));
+        expect(existsSync(newBlob)).toBe(visible);
 
         const after = await captureState(dir); // open() recovers
         expect(after).toEqual(before);

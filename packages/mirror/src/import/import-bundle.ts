@@ -92,7 +92,7 @@ export async function importBundle(source: string | Readable, options: ImportOpt
   let session: ImportSession | undefined;
   const expectedBlobs = new Map<string, number>();
   const received = new Set<string>();
-  let newBlobs = 0;
+  let newBlobs: number;
   let bytes = 0;
 
   try {
@@ -144,8 +144,8 @@ export async function importBundle(source: string | Readable, options: ImportOpt
           `blob ${sha256}: archive says ${entry.size} bytes, manifest says ${size}`,
         );
       try {
-        const put = await session!.put(entry.body, { sha256, size }, { maxSize: maxBlob });
-        if (put.created) newBlobs++;
+        // Durable in batches in the background; commit() waits for all of them before the index names any.
+        await session!.putBatched(entry.body, { sha256, size }, { maxSize: maxBlob });
       } catch (cause) {
         if (hasErrorCode(cause, 'CAS_DIGEST_MISMATCH') || hasErrorCode(cause, 'CAS_SIZE_MISMATCH')) {
           throw new ImportError('IMPORT_BLOB_MISMATCH', `blob ${sha256}: ${(cause as Error).message}`, { cause });
@@ -177,6 +177,8 @@ export async function importBundle(source: string | Readable, options: ImportOpt
     for (const [n, b] of attestations) if (n.endsWith('.sigstore.json')) signedBundles[n] = strictBundle(b, n);
     let snapshot: SnapshotRecord;
     try {
+      await session!.flush();
+      newBlobs = session!.newBlobs;
       snapshot = await session!.commit({
         manifest: manifest!,
         signedBundles,
