@@ -210,6 +210,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
+        if (store instanceof CosignatureCollector) await store.close();
         await log.close();
       })();
       return closing;

@@ -45,6 +45,7 @@ export class CosignatureCollector implements TileStore {
   /** Verified cosignature lines on `latest`, by witness URL. */
   private lines = new Map<string, string>();
   private readonly loops = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(
     readonly inner: TileStore,
@@ -102,6 +103,12 @@ export class CosignatureCollector implements TileStore {
     return reader.consistencyProof(from, to);
   }
 
+  /** Stops publishing: answers arriving later are dropped (a restarted log may own the store by then). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.writes;
+  }
+
   /** Resolves when no witness request is running (tests, shutdown). */
   async idle(): Promise<void> {
     while (this.loops.size > 0) await Promise.all([...this.loops]);
@@ -115,6 +122,7 @@ export class CosignatureCollector implements TileStore {
   }
 
   private kick(): void {
+    if (this.closed) return;
     for (const w of this.witnesses) {
       if (w.running) {
         w.pending = true;
@@ -143,7 +151,7 @@ export class CosignatureCollector implements TileStore {
   /** Re-publishes the latest checkpoint with every line collected for it (unless a newer one replaced it). */
   private addLine(w: Witness, note: string, line: string): Promise<void> {
     return this.serialized(async () => {
-      if (this.latest !== note) return;
+      if (this.closed || this.latest !== note) return;
       this.lines.set(w.url, line);
       await this.inner.putCheckpoint(Buffer.from(note + [...this.lines.values()].join('')));
     });
