@@ -162,6 +162,12 @@ const CONTRACT: Record<string, CommandContract> = {
     down: { 'log not listening': (f) => ['--url', url(f.closedPort), '--state', join(f.fresh(), 'state.json')] },
     ok: { args: (f) => ['--url', f.tlogUrl, '--state', join(f.fresh(), 'state.json')] },
   },
+  'tlog witness-serve': {
+    valid: (f) => witnessServeArgs(f),
+    missing: () => ['--name', 'witness.example/c'],
+    down: { 'its port is taken': (f) => [...witnessServeArgs(f), '--listen', `127.0.0.1:${f.busyPort}`] },
+    ok: { args: (f) => witnessServeArgs(f), serves: true },
+  },
   'tlog witness': {
     valid: (f) => witnessArgs(f, f.tlogUrl),
     missing: (f) => ['--url', `${f.tlogUrl}/api/v2`],
@@ -724,6 +730,24 @@ describe('--json and --quiet', () => {
 });
 
 /** `tlog witness` arguments: the live plane's log key (from its trusted root) and a fresh Ed25519 witness key. */
+/** witness-serve flags, reusing the key files `witnessArgs` writes. */
+function witnessServeArgs(f: Fixture): string[] {
+  const a = witnessArgs(f, 'http://127.0.0.1:1');
+  const at = (flag: string): string => a[a.indexOf(flag) + 1]!;
+  return [
+    '--name',
+    'witness.example/c',
+    '--key',
+    at('--key'),
+    '--state',
+    `${at('--key')}.state.json`,
+    '--origin',
+    'log.example - 1',
+    '--public-key',
+    at('--public-key'),
+  ];
+}
+
 function witnessArgs(f: Fixture, logUrl: string): string[] {
   const dir = f.fresh();
   const root = JSON.parse(readFileSync(join(f.livePlane, 'trusted_root.json'), 'utf8')) as {

@@ -20,6 +20,9 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'airlock tlog monitor --url http://127.0.0.1:8100 --state monitor.json --json',
     'airlock tlog monitor --tiles --url http://tiles.internal/api/v2 --public-key log.pub --log-name tlog.airlock.internal --state m.json --witness "$(cat w1.vkey)" --min-witnesses 1',
   ],
+  'tlog witness-serve': [
+    'airlock tlog witness-serve --listen 127.0.0.1:8200 --name witness.example/w1 --key w1.pem --state w1.json --origin "tlog.airlock.internal - 1" --public-key log.pub',
+  ],
   'tlog witness': [
     'airlock tlog witness --url http://127.0.0.1:8100/api/v2 --public-key log.pub --log-name tlog.airlock.internal --name witness.example/w1 --key w1.pem --state w1.json --out cosigned.txt',
   ],

@@ -88,6 +88,14 @@ export { FsTileStore, type TileStore } from './tiles/store.js';
 export { TileWriter } from './tiles/writer.js';
 export { V2_ROUTES, toTransparencyLogEntry } from './http/v2-routes.js';
 export { TILES_DIR } from './http/server.js';
+export { CosignatureCollector, type WitnessEndpoint, type CollectorOptions } from './witness/collector.js';
+export {
+  startWitnessServer,
+  type WitnessServerOptions,
+  type WitnessedLog,
+  type RunningWitness,
+} from './witness/server.js';
+export { formatAddCheckpoint, parseAddCheckpoint, type AddCheckpointRequest } from './witness/protocol.js';
 export { TileReader, httpTileFetch, type TileFetch } from './tiles/reader.js';
 export {
   cosignCheckpoint,

@@ -1,8 +1,17 @@
-import { createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import { monitorLog, monitorTiledLog, startTlogServer, witnessTiledLog } from '@airlock/tlog';
+import {
+  monitorLog,
+  monitorTiledLog,
+  parseWitnessVkey,
+  startTlogServer,
+  startWitnessServer,
+  witnessTiledLog,
+  witnessVkey,
+  type WitnessEndpoint,
+} from '@airlock/tlog';
 import { privateKeyFileProblem } from '@airlock/core';
 import { writeFileSync } from 'node:fs';
 import type { HttpLimits } from '@airlock/core';
@@ -312,7 +321,13 @@ export function registerPlaneCommands(program: Command): void {
     )
     .option('--index <postgres-url>', TLOG_INDEX_HELP)
     .option('--tiles <dir|s3://bucket/prefix>', TLOG_TILES_HELP)
-    .option('--s3-config <file>', TLOG_S3_CONFIG_HELP);
+    .option('--s3-config <file>', TLOG_S3_CONFIG_HELP)
+    .option(
+      '--witness-url <url>',
+      'a witness asked to cosign each checkpoint (C2SP tlog-witness); repeatable',
+      collectId,
+    )
+    .option('--witness-vkey <vkey>', 'the vkey of the --witness-url at the same position; repeatable', collectId);
   addMtlsOptions(tlogServe, 'submissions (POST; reads stay open)').action(tlogServeAction);
   tlog
     .command('monitor')
@@ -371,6 +386,74 @@ export function registerPlaneCommands(program: Command): void {
         fail(flags, err, monitorExitCode(err));
       }
     });
+  addWitnessServe(tlog);
+}
+
+interface WitnessServeFlags {
+  listen: string;
+  name: string;
+  key: string;
+  state: string;
+  origin: string;
+  publicKey: string;
+  logName?: string;
+}
+
+function addWitnessServe(tlog: Command): void {
+  tlog
+    .command('witness-serve')
+    .description(
+      'serve a C2SP tlog-witness endpoint (POST /add-checkpoint): cosign checkpoints of the configured log that ' +
+        'are signed by its key and consistent with the last one cosigned',
+    )
+    .option('--listen <addr>', 'HOST:PORT to bind', '127.0.0.1:0')
+    .requiredOption('--name <name>', "this witness's name (key name of its cosignature lines)")
+    .requiredOption('--key <pem-file>', "this witness's Ed25519 private key (0600)")
+    .requiredOption('--state <file>', 'state file: latest cosigned size and root per log')
+    .requiredOption('--origin <origin>', 'the checkpoint origin of the witnessed log')
+    .requiredOption('--public-key <pem-file>', 'the log public key')
+    .option('--log-name <name>', 'the checkpoint key name of the log')
+    .option('--json', 'print {url, vkey} as JSON')
+    .option('--quiet', 'print nothing on success')
+    .action(async (flags: OutputOptions & WitnessServeFlags) => {
+      try {
+        const { host, port } = parseListen(flags.listen);
+        const key = createPrivateKey(readWitnessKey(flags.key));
+        const server = await startWitnessServer({
+          name: flags.name,
+          key,
+          stateFile: flags.state,
+          host,
+          port,
+          logs: [
+            {
+              origin: flags.origin,
+              publicKeyPem: readPublicKeyPem(flags.publicKey),
+              ...(flags.logName ? { keyName: flags.logName } : {}),
+            },
+          ],
+        });
+        const vkey = witnessVkey(flags.name, key);
+        printResult(flags, { url: server.url, vkey }, () => `witness listening on ${server.url} (vkey ${vkey})`);
+        runUntilSignal(() => server.close());
+      } catch (err) {
+        fail(flags, err, err instanceof UsageError ? EXIT.USAGE : EXIT.UNAVAILABLE);
+      }
+    });
+}
+
+function witnessEndpoints(flags: { witnessUrl?: string[]; witnessVkey?: string[] }): WitnessEndpoint[] {
+  const urls = flags.witnessUrl ?? [];
+  const vkeys = flags.witnessVkey ?? [];
+  if (urls.length !== vkeys.length) throw new UsageError('give one --witness-vkey per --witness-url, in order');
+  return urls.map((url, i) => {
+    try {
+      parseWitnessVkey(vkeys[i]!);
+    } catch (err) {
+      throw new UsageError(`--witness-vkey: ${(err as Error).message}`);
+    }
+    return { url, vkey: vkeys[i]! };
+  });
 }
 
 interface MonitorFlags {
@@ -417,7 +500,14 @@ function readWitnessKey(path: string): string {
 type TlogServeFlags = OutputOptions &
   LimitFlags &
   MtlsFlags &
-  LogBackendFlags & { data: string; listen: string; logName?: string; logKey?: string };
+  LogBackendFlags & {
+    data: string;
+    listen: string;
+    logName?: string;
+    logKey?: string;
+    witnessUrl?: string[];
+    witnessVkey?: string[];
+  };
 
 /** Where the log keeps its metadata and tiles (`tlog serve` and `up`). */
 interface LogBackendFlags {
@@ -452,6 +542,7 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
   try {
     const { host, port } = parseListen(flags.listen);
     const mtls = mtlsFromFlags(flags, 'writes');
+    const witnesses = witnessEndpoints(flags);
     signer = flags.logKey !== undefined ? openPkcs11Signer(flags.logKey) : undefined;
     backends = await openLogBackends(flags);
     const server = await startTlogServer({
@@ -464,6 +555,7 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
       limits: parseLimits(flags),
       ...(flags.logName ? { logName: flags.logName } : {}),
       ...(signer ? { signer } : {}),
+      ...(witnesses.length ? { witnesses } : {}),
     });
     printResult(
       flags,

@@ -11,6 +11,7 @@ import { ROUTES, type RouteDeps } from './routes.js';
 import { V2_ROUTES } from './v2-routes.js';
 import { FsTileStore, type TileStore } from '../tiles/store.js';
 import { TileWriter } from '../tiles/writer.js';
+import { CosignatureCollector, type WitnessEndpoint } from '../witness/collector.js';
 import { join } from 'node:path';
 
 /** Default tile directory inside the data dir (served at /api/v2/ by the log, or by any static server). */
@@ -49,6 +50,8 @@ export interface TlogServerOptions {
    * TileStore (object storage), or false to publish none (then the v2 reads answer 404).
    */
   tiles?: string | TileStore | false;
+  /** Witnesses asked (in the background) to cosign each published tile checkpoint (C2SP tlog-witness). */
+  witnesses?: readonly WitnessEndpoint[];
 }
 
 export interface RunningTlog {
@@ -114,6 +117,20 @@ function tileStoreFor(options: TlogServerOptions): TileStore | undefined {
   return options.tiles;
 }
 
+/** Hook for witness cosignatures: the tile store wrapped by the collector when witnesses are configured. */
+function withWitnesses(store: TileStore | undefined, options: TlogServerOptions): TileStore | undefined {
+  if (!store || !options.witnesses?.length) return store;
+  return new CosignatureCollector(store, {
+    witnesses: options.witnesses,
+    onError: (url, err) => console.error(`tlog: witness ${url}: ${(err as Error).message}`),
+  });
+}
+
+function tilesDirOf(store: TileStore | undefined): string | undefined {
+  const inner = store instanceof CosignatureCollector ? store.inner : store;
+  return inner instanceof FsTileStore ? inner.root : undefined;
+}
+
 function formatHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -122,7 +139,7 @@ function formatHost(host: string): string {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
-  const store = tileStoreFor(options);
+  const store = withWitnesses(tileStoreFor(options), options);
   const tiles = store && new TileWriter(store);
   const userHook = options.onBatchCommitted;
   // Tiles first: a batch is answered only once its tiles and checkpoint are published.
@@ -145,6 +162,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   try {
     await tiles?.catchUp(log);
+    if (store instanceof CosignatureCollector) await store.resume();
   } catch (err) {
     await log.close();
     throw err;
@@ -181,7 +199,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     publicKeyDer: log.publicKeyDer,
     log,
     ...(tiles ? { tiles } : {}),
-    ...(store instanceof FsTileStore ? { tilesDir: store.root } : {}),
+    ...(tilesDirOf(store) !== undefined ? { tilesDir: tilesDirOf(store)! } : {}),
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -192,6 +210,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
+        if (store instanceof CosignatureCollector) await store.close();
         await log.close();
       })();
       return closing;
