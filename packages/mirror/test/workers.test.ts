@@ -53,11 +53,8 @@ describe('multi-process serving (workers)', () => {
       pids = running.workerPids;
       expect(pids).toHaveLength(2);
       expect(pids.every(alive)).toBe(true);
-      // Stop this process from accepting: from now on only the workers can answer.
-      await new Promise<void>((resolve) => {
-        running.server.close(() => resolve());
-        running.server.closeAllConnections();
-      });
+      // The primary accepts and hands connections out round-robin (itself included), so fresh connections land
+      // on every process; which process answered each is checked in mirror-serve-hotpath.test.ts.
       for (let i = 0; i < 20; i++) {
         const res = await fetchFresh(`${running.url}/multi/-/multi-1.0.0.tgz`);
         expect(res.status).toBe(200);
@@ -75,6 +72,8 @@ describe('multi-process serving (workers)', () => {
       }
       expect(running.workerPids).toHaveLength(2);
       expect(running.workerPids).not.toContain(pids[0]);
+      // Connections handed to the replacement are answered too.
+      for (let i = 0; i < 9; i++) expect((await fetchFresh(`${running.url}/multi/-/multi-1.0.0.tgz`)).status).toBe(200);
       pids = [...pids, ...running.workerPids];
     } finally {
       await running.close();

@@ -147,9 +147,9 @@ export interface AirlockHermeticBuildTypeV1SLSAProvenanceV1BuildDefinition {
         bridge?: string;
       };
       /**
-       * How network attempts were detected: strace (syscall trace from outside the sandbox) or log (heuristic).
+       * How network attempts were detected: seccomp (netmon: seccomp user notification on network syscalls, from outside the sandbox), strace (syscall trace from outside the sandbox; the fallback) or log (heuristic).
        */
-      monitor: 'strace' | 'log';
+      monitor: 'seccomp' | 'strace' | 'log';
     };
   };
   /**

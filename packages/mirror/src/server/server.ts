@@ -260,6 +260,8 @@ class WorkerPool {
   private restarts = 0;
   private turn = 0;
   private readonly children = new Set<ChildProcess>();
+  /** Children that said they are ready: only these are handed connections (a respawning one would drop them). */
+  private readonly ready = new Set<ChildProcess>();
 
   private constructor(
     private readonly server: HttpServer | HttpsServer,
@@ -301,7 +303,7 @@ class WorkerPool {
     (server as unknown as { pauseOnConnect: boolean }).pauseOnConnect = true;
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
-      const live = [...this.children].filter((c) => c.connected);
+      const live = [...this.ready].filter((c) => c.connected);
       const pick = this.turn++ % (live.length + 1);
       const child = live[pick - 1];
       if (this.closing || child === undefined) return serveHere(socket);
@@ -330,6 +332,7 @@ class WorkerPool {
       child.on('message', (m: unknown) => {
         if (isMessage(m, 'airlock-mirror-ready')) {
           clearTimeout(timer);
+          this.ready.add(child);
           resolve();
         } else if (isMessage<WorkerFailedMessage>(m, 'airlock-mirror-failed')) {
           clearTimeout(timer);
@@ -339,6 +342,7 @@ class WorkerPool {
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         this.children.delete(child);
+        this.ready.delete(child);
         reject(new MirrorError('MIRROR_INTERNAL', `mirror worker exited during start (${signal ?? code})`));
         // A worker that dies while serving is replaced (the socket stays open in this process), within reason.
         if (!this.closing && this.restarts++ < 20)
