@@ -110,18 +110,32 @@ describe.each(BACKENDS)('kill -9 during import (%s store)', (backendName) => {
     plane.endpoints.identityIssuerUrl,
   ];
 
-  /** Starts an import and SIGKILLs it `delayMs` after it reports the bundle verified (i.e. while blobs stream in). */
-  function killMidImport(delayMs: number): Promise<{ killed: boolean; stderr: string }> {
+  /**
+   * Starts an import and SIGKILLs it `when` ms after it reports the bundle verified (i.e. while blobs stream in), or
+   * as soon as the first blob is visible in the store ('first-blob': a fast import's only window with blobs in but
+   * nothing committed, which fixed delays can miss on a quiet machine).
+   */
+  function killMidImport(when: number | 'first-blob'): Promise<{ killed: boolean; stderr: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...importArgs()], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
+      let armed = false;
+      let exited = false;
       let timer: NodeJS.Timeout | undefined;
+      const killOnFirstBlob = async (): Promise<void> => {
+        while (!exited && (await backend.storedBlobs()).length === 0) await new Promise((r) => setImmediate(r));
+        if (!exited) child.kill('SIGKILL');
+      };
       child.stderr.on('data', (d: Buffer) => {
         stderr += d;
-        if (!timer && stderr.includes('verified snapshot')) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+        if (armed || !stderr.includes('verified snapshot')) return;
+        armed = true;
+        if (when === 'first-blob') void killOnFirstBlob().catch(reject);
+        else timer = setTimeout(() => child.kill('SIGKILL'), when);
       });
       child.on('error', reject);
       child.on('exit', (_code, signal) => {
+        exited = true;
         if (timer) clearTimeout(timer);
         resolve({ killed: signal === 'SIGKILL', stderr });
       });
@@ -143,8 +157,8 @@ describe.each(BACKENDS)('kill -9 during import (%s store)', (backendName) => {
     let killedWithBlobsIn = 0;
     let completedBeforeKill = false;
     // Later kills too: the directory store makes blobs visible a batch (up to 64 MiB) at a time, not one by one.
-    for (const delay of [0, 40, 150, 400, 1200, 2500, 5000]) {
-      const { killed, stderr } = await killMidImport(delay);
+    for (const when of ['first-blob', 0, 40, 150, 400, 1200, 2500, 5000] as const) {
+      const { killed, stderr } = await killMidImport(when);
       if (!killed) {
         completedBeforeKill = true; // it finished first: the good import below has happened already
         break;
