@@ -70,6 +70,15 @@ export async function sendBlob(
     headers['Content-Length'] = String(read.size);
   }
   res.writeHead(status, headers);
+  await writeBody(req, res, read);
+}
+
+/** The body after the headers: the in-memory bytes in one write, nothing for HEAD, else the verified stream. */
+async function writeBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  read: Awaited<ReturnType<MirrorContext['store']['openBlob']>>,
+): Promise<void> {
   if (read.bytes) {
     // Small verified blob already in memory: one write, no stream machinery.
     res.end(req.method === 'HEAD' ? undefined : read.bytes);
@@ -132,16 +141,7 @@ async function sendWhole(
   }
   const headers = headersOf(blob, options.contentType ?? 'application/octet-stream');
   res.writeHead(200, read.size === blob.size ? headers : { ...headers, 'Content-Length': String(read.size) });
-  if (read.bytes) {
-    res.end(req.method === 'HEAD' ? undefined : read.bytes);
-    return;
-  }
-  if (req.method === 'HEAD') {
-    read.stream.destroy();
-    res.end();
-    return;
-  }
-  await pipeline(read.stream, res).catch(() => undefined);
+  await writeBody(req, res, read);
 }
 
 function blobError(err: unknown, sha256: string, size: number): unknown {
