@@ -1,7 +1,13 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
+import {
+  closeNow,
+  createLimitedServer,
+  listen,
+  type HttpLimits,
+  type RequestContext,
+  type RequestGate,
+} from '@airlock/core';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './authority.js';
 import { configurationRoute, errorResult, signingCertRoute, trustBundleRoute, type RouteResult } from './routes.js';
 
@@ -50,28 +56,15 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
       writeError: (res, status, code, message, headers) => send(res, { status, body: { code, message } }, headers),
     },
   );
-  const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const { url } = await listen(server, options);
   return {
-    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${port}`,
+    url,
     rootPem: ca.rootPem,
     intermediatePem: ca.intermediatePem,
     chainDer: ca.chainDer,
     validFrom: ca.validFrom,
     ca,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      }),
+    close: () => closeNow(server),
   };
 }
 

@@ -6,5 +6,6 @@ export * from './dsse.js';
 export * from './intoto.js';
 export * from './transfer-tar.js';
 export * from './http-body.js';
+export * from './listen.js';
 export * from './private-key-file.js';
 export * from './node-attestation.js';

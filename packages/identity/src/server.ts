@@ -1,16 +1,16 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   createLimitedServer,
   hasErrorCode,
   HttpLimitError,
+  listen,
   type HttpLimits,
   type RequestContext,
   type RequestGate,
 } from '@airlock/core';
 import { IdentityError } from './errors.js';
-import { formatHostForUrl, isLoopbackAddress, sendJson } from './http.js';
+import { isLoopbackAddress, sendJson } from './http.js';
 import { IdentityIssuer, writeIssuerMetadata, type ExternalJwtSigner, type IssueTokenRequest } from './issuer.js';
 
 export interface StartIdentityIssuerOptions {
@@ -78,16 +78,9 @@ export async function startIdentityIssuer(options: StartIdentityIssuerOptions): 
       writeError: (res, status, code, message, headers) => sendJson(res, status, { code, message }, headers),
     },
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const listening = await listen(server, { ...options, host });
   try {
-    const { port } = server.address() as AddressInfo;
-    const url = options.issuerUrl ?? `${options.tls ? 'https' : 'http'}://${formatHostForUrl(host)}:${port}`;
+    const url = options.issuerUrl ?? listening.url;
     issuer = await IdentityIssuer.open({
       dataDir: options.dataDir,
       issuerUrl: url,

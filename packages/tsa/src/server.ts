@@ -1,9 +1,10 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   AirlockError,
+  closeNow,
   createLimitedServer,
+  listen,
   type HttpLimits,
   type RequestContext,
   type RequestGate,
@@ -67,26 +68,13 @@ export async function startTsaServer(options: StartTsaServerOptions): Promise<Ts
       writeError: (res, status, code, message, headers) => send(res, jsonReply(status, code, message), headers),
     },
   );
-  const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const { url } = await listen(server, options);
   return {
-    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${port}`,
+    url,
     tsa,
     chainDer: tsa.chainDer,
     validFrom: material.chain[0]!.notBefore,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      }),
+    close: () => closeNow(server),
   };
 }
 

@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { MirrorStore } from '@airlock/cas';
+import { listen } from '@airlock/core';
 import { refuseUnauthorized, spiffeAuthorizer } from '@airlock/identity';
 import { MirrorError } from '../errors.js';
 import { LookupCache, ResponseCache, type MirrorContext } from './context.js';
@@ -180,13 +181,7 @@ export async function startMirrorServer(options: StartMirrorServerOptions): Prom
   const mirror = createMirrorServer(options);
   const { server } = mirror;
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server as HttpServer, { ...options, host });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`;

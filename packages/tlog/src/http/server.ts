@@ -1,6 +1,12 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createLimitedServer, type HttpLimits, type RequestContext, type RequestGate } from '@airlock/core';
+import {
+  createLimitedServer,
+  listen,
+  type Listening,
+  type HttpLimits,
+  type RequestContext,
+  type RequestGate,
+} from '@airlock/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { TransparencyLog, type BatchCommittedHook } from '../log.js';
 import type { LogStorage } from '../storage.js';
@@ -131,10 +137,6 @@ function tilesDirOf(store: TileStore | undefined): string | undefined {
   return inner instanceof FsTileStore ? inner.root : undefined;
 }
 
-function formatHost(host: string): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
-
 /** Opens the log in `dataDir` and serves the Rekor v1 API on it. */
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
@@ -169,6 +171,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   }
   const deps: RouteDeps = { log, ...(tiles ? { tiles } : {}) };
   let server: Server;
+  let listening: Listening;
   try {
     server = createLimitedServer((req, res, ctx) => handleRequest(req, res, deps, maxBodyBytes, ctx), {
       ...(options.limits ? { limits: options.limits } : {}),
@@ -177,21 +180,14 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
       writeError: (res, status, code, message, headers) =>
         send(res, { status, body: { code: status, message: `${code}: ${message}` }, headers }),
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port ?? 0, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    listening = await listen(server, { ...options, host });
   } catch (err) {
     await log.close();
     throw err;
   }
-  const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   return {
-    url: `${options.tls ? 'https' : 'http'}://${formatHost(host)}:${port}`,
+    url: listening.url,
     logName: log.logName,
     origin: log.origin,
     logId: log.logId,

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { listen } from '@airlock/core';
 import { parseCheckpoint, parseSignedNote, toPublicKey, verifyCheckpoint, type Checkpoint } from '../checkpoint.js';
 import { TlogError } from '../errors.js';
 import { verifyConsistencyProof } from '../merkle.js';
@@ -166,14 +166,9 @@ export async function startWitnessServer(options: WitnessServerOptions): Promise
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const host = options.host ?? '127.0.0.1';
+  const { url } = await listen(server, { ...(options.host ? { host: options.host } : {}), port: options.port ?? 0 });
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
