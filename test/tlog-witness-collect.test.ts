@@ -4,7 +4,6 @@
  * the tile directory). A witness that is down or never answers does not block appends; a cosignature that does not
  * verify under the configured vkey is dropped; `tlog monitor --tiles --min-witnesses` sees the result.
  */
-import { createServer, type Server } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,25 +11,21 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   cosignatureKeyId,
-  cosignCheckpoint,
-  parseAddCheckpoint,
   parseCheckpoint,
   parseSignedNote,
   parseWitnessVkey,
   verifyCosignatures,
   witnessVkey,
 } from '@airlock/tlog';
+import { startForgingWitness, startHangingWitness, type FakeWitness } from '@airlock/testkit';
 import { runCli, startCli } from './helpers/cli.js';
 
 const dirs: string[] = [];
 const procs: Array<{ stop: () => Promise<void> }> = [];
-const servers: Server[] = [];
+const fakes: FakeWitness[] = [];
 afterAll(async () => {
   for (const p of procs) await p.stop();
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
+  for (const f of fakes) await f.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 const tmp = (tag: string): string => {
@@ -53,14 +48,6 @@ async function startJson<T>(args: string[]): Promise<T & { stop: () => Promise<v
   procs.push(p);
   p.child.stderr!.on('data', (d: Buffer) => (stderrs += d.toString()));
   return { ...(JSON.parse(p.stdout()) as T), stop: p.stop };
-}
-
-async function listen(handler: Parameters<typeof createServer>[1]): Promise<string> {
-  const s = createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const addr = s.address() as { port: number };
-  return `http://127.0.0.1:${addr.port}`;
 }
 
 const signKey = join(work, 'signer.pem');
@@ -133,26 +120,14 @@ describe('the log collects witness cosignatures', () => {
       const wb = await witness(B);
       expect(wa.vkey).toBe(A.vkey);
 
-      // C answers 200 with a line under its configured name and key ID, signed by another key: must be dropped.
-      const other = generateKeyPairSync('ed25519').privateKey;
-      let forgedAnswers = 0;
-      const cUrl = await listen((req, res) => {
-        let body = '';
-        req.on('data', (c: Buffer) => (body += c.toString()));
-        req.on('end', () => {
-          const note = parseAddCheckpoint(body).checkpoint;
-          const line = cosignCheckpoint(note, C.name, other).slice(note.length);
-          const raw = Buffer.from(line.trim().split(' ')[2]!, 'base64');
-          cosignatureKeyId(C.name, parseWitnessVkey(C.vkey).publicKey).copy(raw, 0);
-          forgedAnswers++;
-          res.end(`\u2014 ${C.name} ${raw.toString('base64')}\n`);
-        });
-      });
+      // C answers 200 with a line under its configured name and key ID, not signed by its key: must be dropped.
+      const forger = await startForgingWitness(C.name, cosignatureKeyId(C.name, parseWitnessVkey(C.vkey).publicKey));
+      fakes.push(forger);
+      const cUrl = forger.url;
       // D accepts the request and never answers.
-      let hung = 0;
-      const dUrl = await listen(() => {
-        hung++;
-      });
+      const hanger = await startHangingWitness();
+      fakes.push(hanger);
+      const dUrl = hanger.url;
       const D = witnessKeyFile('witness.example/hung');
 
       const log = await startJson<{ url: string }>([
@@ -180,9 +155,9 @@ describe('the log collects witness cosignatures', () => {
       await logSomething(log.url, 'one');
       await logSomething(log.url, 'two');
       // Appends completed although D has not answered a single request.
-      expect(hung).toBeGreaterThan(0);
+      expect(hanger.requests()).toBeGreaterThan(0);
       const cosigned = await checkpointWith(log.url, 2, [A.vkey, B.vkey]);
-      expect(forgedAnswers).toBeGreaterThan(0);
+      expect(forger.requests()).toBeGreaterThan(0);
       expect(cosigned).not.toContain(C.name);
       expect(readFileSync(join(data, 'tiles', 'checkpoint'), 'utf8')).toBe(cosigned);
 
