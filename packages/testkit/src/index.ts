@@ -23,3 +23,4 @@ export * from './admission/answer-gate.js';
 export * from './postgres/postgres.js';
 export * from './s3/radosgw.js';
 export * from './nginx/static-server.js';
+export * from './pki/ct-issuer.js';
