@@ -25,6 +25,7 @@ import {
   type SctSpec,
   type TestCtLog,
 } from '@airlock/testkit';
+import { BundleVerifier } from '@airlock/verify';
 import { runCli } from './helpers/cli.js';
 
 type Verdict = 'accept' | 'refuse';
@@ -354,6 +355,11 @@ describe("sigstore-js' public v0.1 bundle (Fulcio leaf with a real SCT from ctfe
 });
 
 describe('airlock verify --ctlog-threshold is operator input', () => {
+  it('is a constructor option of the verifier only; a negative or fractional one is refused', () => {
+    for (const bad of [-1, 1.5, Number.NaN])
+      expect(() => new BundleVerifier(root, { ctlogThreshold: bad })).toThrow(/ctlog threshold must be/);
+  });
+
   it('refuses a negative or non-numeric threshold as a usage error (exit 2)', async () => {
     for (const bad of ['one', '1.5', '=1']) {
       const r = await runCli([
