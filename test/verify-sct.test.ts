@@ -7,6 +7,7 @@
  * trusted root and thresholds and states both verdicts. Also sigstore-js' public v0.1 bundle, whose Fulcio leaf
  * carries a real SCT from ctfe.sigstore.dev/2022.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,8 @@ import {
   SctCertificateIssuer,
   createTestCtLog,
   ctlogRootEntry,
+  opensslProblem,
+  toolsAvailable,
   type SctLeafOptions,
   type SctSpec,
   type TestCtLog,
@@ -184,6 +187,35 @@ const lengthLies = (list: Buffer): Buffer => {
   out.writeUInt16BE(out.readUInt16BE(0) + 5, 0); // the list claims more bytes than it has
   return out;
 };
+
+const opensslAvailable = toolsAvailable('SCT list decoded by openssl x509 -text', [opensslProblem()]);
+
+describe('the test issuer writes the real RFC 6962 format', () => {
+  it.skipIf(!opensslAvailable)('openssl x509 -text decodes its SCT list: log ids, timestamps, extensions', async () => {
+    const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
+    const leaf = await issuer.issue({
+      san: SAN,
+      oidcIssuer: OIDC,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 60_000),
+      scts: [sct(logA, { extensions: Buffer.from('abc') }), sct(logB, { timestamp: at })],
+    });
+    const text = execFileSync('openssl', ['x509', '-noout', '-text'], { input: leaf.pem }).toString();
+    const colons = (b: Buffer): string =>
+      b
+        .toString('hex')
+        .toUpperCase()
+        .replace(/(..)(?!$)/g, '$1:');
+    const flat = text.replace(/\s+/g, ' ');
+    expect(flat).toContain('CT Precertificate SCTs');
+    expect(flat).toContain(`Log ID : ${colons(logA.logId).slice(0, 47)}`);
+    expect(flat).toContain('Extensions: 61:62:63');
+    expect(flat).toContain(`Log ID : ${colons(logB.logId).slice(0, 47)}`);
+    expect(flat).toContain('Timestamp : Jan 2 03:04:05.678 2026 GMT');
+    expect(flat).toContain('Extensions: none');
+    expect(flat).not.toContain('1.3.6.1.4.1.11129.2.4.3'); // no poison in the final certificate
+  });
+});
 
 describe('SCTs with and without extensions (RFC 6962 §3.2: the signature covers the extensions)', () => {
   runTable([
