@@ -38,6 +38,8 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     '  --certificate-identity spiffe://airlock.internal/airlock/cli --certificate-oidc-issuer http://127.0.0.1:8102',
     'airlock verify app.tar --bundle app.tar.sigstore.json --data plane --timestamp-threshold 2 \\',
     '  --certificate-identity spiffe://airlock.internal/airlock/cli --certificate-oidc-issuer http://127.0.0.1:8102',
+    'airlock verify app.tar --bundle app.tar.sigstore.json --trusted-root public-good.json --ctlog-threshold 1 \\',
+    '  --certificate-identity dev@example.com --certificate-oidc-issuer https://accounts.google.com',
   ],
   'verify artifact': [
     'airlock verify artifact out/app.tar --policy release.policy.yaml --mirror-store /srv/mirror --vsa app.vsa.json --data plane',

@@ -24,3 +24,4 @@ export * from './postgres/postgres.js';
 export * from './s3/radosgw.js';
 export * from './nginx/static-server.js';
 export * from './tlog/fake-witnesses.js';
+export * from './pki/ct-issuer.js';

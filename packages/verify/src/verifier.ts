@@ -93,6 +93,12 @@ export interface BundleVerifierOptions {
    * v1 log entries (default 1 for certificate bundles, 0 for key bundles, which have no validity window).
    */
   timestampThreshold?: number;
+  /**
+   * Minimum number of verified signed certificate timestamps (RFC 6962 SCTs from the trusted root's `ctlogs`) in
+   * the signing certificate (default 0: the plane's CA logs to no CT log). SCTs a certificate carries are checked
+   * whatever the threshold: one that does not verify refuses the bundle.
+   */
+  ctlogThreshold?: number;
   /** Require C2SP witness cosignatures on every log entry's checkpoint (Ed25519 vkeys, at least `threshold`). */
   witnesses?: WitnessPolicy;
 }
@@ -121,9 +127,13 @@ export class BundleVerifier {
     const timestampThreshold = options.timestampThreshold ?? (options.publicKeys ? 0 : 1);
     if (!Number.isInteger(timestampThreshold) || timestampThreshold < 0)
       throw new VerifyError('VERIFY_TIMESTAMP', `timestamp threshold must be a non-negative integer`);
-    // No CT log in an air-gapped plane (ctlogThreshold 0). Trusted times: the TSA's tokens and v1 entries' SETs.
+    const ctlogThreshold = options.ctlogThreshold ?? 0;
+    if (!Number.isInteger(ctlogThreshold) || ctlogThreshold < 0)
+      throw new VerifyError('VERIFY_CERTIFICATE', `ctlog threshold must be a non-negative integer`);
+    // No CT log in an air-gapped plane (ctlogThreshold 0 unless the operator asks for SCTs). Trusted times: the
+    // TSA's tokens and v1 entries' SETs.
     this.verifier = new Verifier(this.trust, {
-      ctlogThreshold: 0,
+      ctlogThreshold,
       tlogThreshold: this.tlogThreshold,
       timestampThreshold,
     });

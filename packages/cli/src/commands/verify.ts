@@ -25,6 +25,7 @@ interface VerifyFlags extends OutputOptions {
   predicateType?: string;
   payloadType?: string;
   timestampThreshold?: string;
+  ctlogThreshold?: string;
 }
 
 /**
@@ -57,6 +58,10 @@ export function registerVerifyCommand(program: Command): void {
       '--timestamp-threshold <n>',
       'minimum verified timestamps: RFC 3161 tokens from a trusted TSA plus v1 log integrated times (default 1; 0 with --key)',
     )
+    .option(
+      '--ctlog-threshold <n>',
+      "minimum verified SCTs (RFC 6962) in the signing certificate from the trusted root's ctlogs (default 0)",
+    )
     .option('--json', 'machine-readable output on stdout')
     .option('-q, --quiet', 'no progress output on stderr')
     .action((file: string, flags: VerifyFlags) => {
@@ -79,9 +84,11 @@ export function verifyFile(file: string, flags: VerifyFlags): VerificationResult
   const policy = flags.key === undefined ? policyFromFlags(flags) : undefined;
   if (flags.key !== undefined) refuseIdentityFlagsWithKey(flags);
   const threshold = parseTimestampThreshold(flags.timestampThreshold);
+  const ctlogThreshold = parseThreshold('--ctlog-threshold', flags.ctlogThreshold);
   const verifier = new BundleVerifier(readJsonFile(rootPath, 'trusted root'), {
     ...(flags.key !== undefined ? { publicKeys: { '': readPublicKeyFile(flags.key) } } : {}),
     ...(threshold !== undefined ? { timestampThreshold: threshold } : {}),
+    ...(ctlogThreshold !== undefined ? { ctlogThreshold } : {}),
   });
   return verifier.verify(readJsonFile(flags.bundle ?? '', 'bundle'), {
     artifact: readFileOrUsage(file),
@@ -93,9 +100,13 @@ export function verifyFile(file: string, flags: VerifyFlags): VerificationResult
 
 /** `--timestamp-threshold`: a non-negative integer (a usage error otherwise). */
 export function parseTimestampThreshold(value: string | undefined): number | undefined {
+  return parseThreshold('--timestamp-threshold', value);
+}
+
+/** A threshold flag: a non-negative integer (a usage error otherwise). */
+function parseThreshold(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d{1,3}$/.test(value))
-    throw new UsageError(`--timestamp-threshold must be a non-negative integer, not '${value}'`);
+  if (!/^\d{1,3}$/.test(value)) throw new UsageError(`${flag} must be a non-negative integer, not '${value}'`);
   return Number(value);
 }
 
