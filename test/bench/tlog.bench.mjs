@@ -16,7 +16,8 @@
 //
 // Env: BENCH_TLOG_ENTRIES (max entries per HTTP scenario, default 3000), BENCH_TLOG_TREE (default 10000000; 0 skips
 // the proofs part), BENCH_TLOG_ONLY (comma-separated scenario names to run, for quick iterations),
-// BENCH_TLOG_CPU_PROF (a directory: the server runs with node --cpu-prof writing its profile there).
+// BENCH_TLOG_CPU_PROF (a directory: the server runs with node --cpu-prof writing its profile there),
+// BENCH_TLOG_DIST (another build of packages/tlog/dist to measure, e.g. a baseline compiled from an older commit).
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,8 @@ const CPU_PROF = process.env.BENCH_TLOG_CPU_PROF;
 const PROOF_SAMPLES = 2000;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const dist = join(root, 'packages', 'tlog', 'dist');
+const dist = process.env.BENCH_TLOG_DIST ?? join(root, 'packages', 'tlog', 'dist');
+if (process.env.BENCH_TLOG_DIST) console.log(`measuring the build in ${dist}`);
 if (!existsSync(join(dist, 'index.js'))) {
   console.error(`tlog bench: ${dist} is missing; build first (npx tsc -b packages/tlog, or npm run bench)`);
   process.exit(1);
@@ -254,6 +256,7 @@ printTable(appendRows, [
 if (ONLY || TREE === 0) {
   // Quick iteration: the appends only (no peers summary, no proofs).
   console.log(`load average at end: ${load().join(' ')} (start: ${loadAtStart.join(' ')})`);
+  emit({ appends: appendRows, loadAverage: { start: loadAtStart, end: load() } });
   process.exit(0);
 }
 
