@@ -3,8 +3,9 @@
 //  1. Appends/second over HTTP (the server in its own process, dist/serve-main.js; durable group commit: one
 //     fdatasync per batch, acknowledged after it) with 1, 8 and 32 concurrent clients, dsse entries (signatures
 //     verified with node:crypto on the verifier threads); hashedrekord (@noble/curves) at 8 clients.
-//     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0, the old
-//     verification path), one commit per entry (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
+//     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0; the default
+//     below 4 cores), with one verifier thread, without tiles (what publication costs), one commit per entry
+//     (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
 //     one fsynced transaction per batch of 8 rows of the same size: the storage ceiling, no HTTP/crypto).
 //     The load comes from lib-tlog-load.mjs in its own process (node:http keep-alive, bodies built before the
 //     clock starts); its CPU per append is printed next to the server's. One signing key signs every entry, so
@@ -384,6 +385,9 @@ emit({
     loadGenCpuMsPerEntry8: by('dsse x8').loadGenCpuMsPerEntry,
     inlineVerifyPerSec8: by('dsse x8 inline verify (peer)').perSec,
     ratioVsInline8: Math.round((by('dsse x8').perSec / by('dsse x8 inline verify (peer)').perSec) * 100) / 100,
+    oneVerifierThreadPerSec8: by('dsse x8 1 verifier thread (peer)').perSec,
+    oneVerifierThreadCpuMsPerEntry8: by('dsse x8 1 verifier thread (peer)').cpuMsPerEntry,
+    tilesOffCpuMsPerEntry8: by('dsse x8 tiles off (peer)').cpuMsPerEntry,
     perEntryCommitPerSec8: by('dsse x8 per-entry commit (peer)').perSec,
     rawSqliteBatch8PerSec: raw.perSec,
     inclusionP50Ms: inc.p50,
