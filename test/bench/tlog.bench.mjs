@@ -3,8 +3,9 @@
 //  1. Appends/second over HTTP (the server in its own process, dist/serve-main.js; durable group commit: one
 //     fdatasync per batch, acknowledged after it) with 1, 8 and 32 concurrent clients, dsse entries (signatures
 //     verified with node:crypto on the verifier threads); hashedrekord (@noble/curves) at 8 clients.
-//     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0, the old
-//     verification path), one commit per entry (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
+//     Peers in the same run: the same server verifying inline on the event loop (--verifier-threads 0; the default
+//     below 4 cores), with one verifier thread, without tiles (what publication costs), one commit per entry
+//     (--max-batch 1), and raw SQLite (better-sqlite3, synchronous=FULL,
 //     one fsynced transaction per batch of 8 rows of the same size: the storage ceiling, no HTTP/crypto).
 //     The load comes from lib-tlog-load.mjs in its own process (node:http keep-alive, bodies built before the
 //     clock starts); its CPU per append is printed next to the server's. One signing key signs every entry, so
@@ -14,7 +15,10 @@
 //     plus GET /api/v1/log/entries?logIndex=N (entry + proof + checkpoint) over HTTP.
 // The load average is printed and recorded: the machine may be shared.
 //
-// Env: BENCH_TLOG_ENTRIES (max entries per HTTP scenario, default 3000), BENCH_TLOG_TREE (default 10000000).
+// Env: BENCH_TLOG_ENTRIES (max entries per HTTP scenario, default 3000), BENCH_TLOG_TREE (default 10000000; 0 skips
+// the proofs part), BENCH_TLOG_ONLY (comma-separated scenario names to run, for quick iterations),
+// BENCH_TLOG_CPU_PROF (a directory: the server runs with node --cpu-prof writing its profile there),
+// BENCH_TLOG_DIST (another build of packages/tlog/dist to measure, e.g. a baseline compiled from an older commit).
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,10 +33,13 @@ import { emit, printTable, summarize } from './lib.mjs';
 const ENTRIES = Number(process.env.BENCH_TLOG_ENTRIES ?? 3000);
 const TREE = Number(process.env.BENCH_TLOG_TREE ?? 10_000_000);
 const SCENARIO_BUDGET_MS = 8_000;
+const ONLY = process.env.BENCH_TLOG_ONLY ? new Set(process.env.BENCH_TLOG_ONLY.split(',')) : undefined;
+const CPU_PROF = process.env.BENCH_TLOG_CPU_PROF;
 const PROOF_SAMPLES = 2000;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const dist = join(root, 'packages', 'tlog', 'dist');
+const dist = process.env.BENCH_TLOG_DIST ?? join(root, 'packages', 'tlog', 'dist');
+if (process.env.BENCH_TLOG_DIST) console.log(`measuring the build in ${dist}`);
 if (!existsSync(join(dist, 'index.js'))) {
   console.error(`tlog bench: ${dist} is missing; build first (npx tsc -b packages/tlog, or npm run bench)`);
   process.exit(1);
@@ -112,6 +119,7 @@ function hashedRekordProposal() {
 // ---- HTTP appends against a separate server process ----
 async function startServer(dataDir, maxBatch, verifierThreads, tiles) {
   const args = [
+    ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []),
     join(dist, 'serve-main.js'),
     '--data',
     dataDir,
@@ -139,12 +147,12 @@ async function startServer(dataDir, maxBatch, verifierThreads, tiles) {
   };
 }
 
-async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifierThreads }) {
+async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifierThreads, tiles }) {
   const make = kind === 'dsse' ? dsseProposal : kind === 'dsse-v2' ? dsseV2Proposal : hashedRekordProposal;
   const count = Math.max(clients * 4, Math.min(ENTRIES, clients * 400));
   const bodies = Array.from({ length: count }, () => JSON.stringify(make()));
   const dir = mkdtempSync(join(work, 'http-'));
-  const server = await startServer(dir, maxBatch, verifierThreads);
+  const server = await startServer(dir, maxBatch, verifierThreads, tiles);
   // v2 answers once the batch's tiles and checkpoint are published (tiles in <data>/tiles).
   const url = `${server.url}/api/${kind === 'dsse-v2' ? 'v2' : 'v1'}/log/entries`;
   // warm-up (key load, JIT, connection pool)
@@ -171,7 +179,8 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
     clients,
     kind,
     commit: maxBatch === 1 ? 'per-entry' : 'group',
-    verify: verifierThreads === 0 ? 'inline' : 'threads',
+    verify: verifierThreads === undefined ? 'default' : verifierThreads === 0 ? 'inline' : `${verifierThreads} threads`,
+    tiles: tiles === 'off' ? 'off' : 'on',
     entries: done,
     perSec: Math.round(done / seconds),
     p50Ms: lat.p50,
@@ -220,8 +229,11 @@ for (const [name, opts] of [
   ['v2 dsse x32', { clients: 32, kind: 'dsse-v2' }],
   ['hashedrekord x8', { clients: 8, kind: 'hashedrekord' }],
   ['dsse x8 inline verify (peer)', { clients: 8, verifierThreads: 0 }],
+  ['dsse x8 1 verifier thread (peer)', { clients: 8, verifierThreads: 1 }],
+  ['dsse x8 tiles off (peer)', { clients: 8, tiles: 'off' }],
   ['dsse x8 per-entry commit (peer)', { clients: 8, maxBatch: 1 }],
 ]) {
+  if (ONLY && !ONLY.has(name)) continue;
   const row = await appendScenario(name, opts);
   appendRows.push(row);
   console.log(`${name}: ${row.perSec}/s (${row.entries} entries, p50 ${row.p50Ms.toFixed(1)} ms)`);
@@ -233,6 +245,7 @@ printTable(appendRows, [
   'kind',
   'commit',
   'verify',
+  'tiles',
   'entries',
   'perSec',
   'p50Ms',
@@ -240,6 +253,13 @@ printTable(appendRows, [
   'cpuMsPerEntry',
   'loadGenCpuMsPerEntry',
 ]);
+
+if (ONLY || TREE === 0) {
+  // Quick iteration: the appends only (no peers summary, no proofs).
+  console.log(`load average at end: ${load().join(' ')} (start: ${loadAtStart.join(' ')})`);
+  emit({ appends: appendRows, loadAverage: { start: loadAtStart, end: load() } });
+  process.exit(0);
+}
 
 // Raw SQLite peer: the same table shape, one synchronous=FULL transaction (fsync) per batch of 8 rows.
 function rawSqlitePeer(rows = 2000, batch = 8) {
@@ -365,6 +385,9 @@ emit({
     loadGenCpuMsPerEntry8: by('dsse x8').loadGenCpuMsPerEntry,
     inlineVerifyPerSec8: by('dsse x8 inline verify (peer)').perSec,
     ratioVsInline8: Math.round((by('dsse x8').perSec / by('dsse x8 inline verify (peer)').perSec) * 100) / 100,
+    oneVerifierThreadPerSec8: by('dsse x8 1 verifier thread (peer)').perSec,
+    oneVerifierThreadCpuMsPerEntry8: by('dsse x8 1 verifier thread (peer)').cpuMsPerEntry,
+    tilesOffCpuMsPerEntry8: by('dsse x8 tiles off (peer)').cpuMsPerEntry,
     perEntryCommitPerSec8: by('dsse x8 per-entry commit (peer)').perSec,
     rawSqliteBatch8PerSec: raw.perSec,
     inclusionP50Ms: inc.p50,

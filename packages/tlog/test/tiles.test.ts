@@ -1,4 +1,6 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RekorWitness } from '@sigstore/sign';
 import { nginxProblem, startStaticNginx, toolsAvailable, type StaticNginx } from '@airlock/testkit';
@@ -13,7 +15,7 @@ import {
   verifyCosignatures,
   witnessVkey,
 } from '../src/note.js';
-import { encodeTileIndex, tilePath } from '../src/tiles/layout.js';
+import { encodeEntryBundle, encodeTileIndex, entriesPath, tilePath } from '../src/tiles/layout.js';
 import { httpTileFetch, TileReader } from '../src/tiles/reader.js';
 import { prepareEntry } from '../src/types/index.js';
 import { b64, hashedRekord, makeCertSigner, makeKeySigner, postJson, tempDir } from './helpers.js';
@@ -277,6 +279,33 @@ describe('witness cosignatures (C2SP tlog-cosignature)', () => {
 });
 
 describe('tile catch-up at start', () => {
+  it('after a restart the partial tile and entry bundle continue byte for byte what the stored entries give', async () => {
+    const d = tempDir();
+    try {
+      const first = await startTlogServer({ dataDir: d.path });
+      for (let i = 0; i < 3; i++) await first.log.append(hashedRekord(key, `edge ${i}`));
+      await first.close();
+      // The writer's in-memory edge (encoded bundle entries, partial tile hashes) is rebuilt from the files.
+      const again = await startTlogServer({ dataDir: d.path });
+      try {
+        await Promise.all([0, 1, 2, 3].map((i) => again.log.append(hashedRekord(key, `after restart ${i}`))));
+        const size = again.log.size;
+        expect(size).toBe(7);
+        const stored = await again.log.getEntryRange(0, size);
+        const tiles = join(d.path, 'tiles');
+        expect(readFileSync(join(tiles, entriesPath(0, size)))).toEqual(encodeEntryBundle(stored.map((e) => e.body)));
+        expect(readFileSync(join(tiles, tilePath(0, 0, size)))).toEqual(Buffer.concat(stored.map((e) => e.leafHash)));
+        const cp = verifyCheckpoint(readFileSync(join(tiles, 'checkpoint'), 'utf8'), again.publicKeyPem, again.logName);
+        expect(cp.size).toBe(size);
+        expect(cp.rootHash.equals(await again.log.rootAt(size))).toBe(true);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      d.remove();
+    }
+  });
+
   it('entries committed without their tiles (a crash before publication) are tiled when the server starts', async () => {
     const d = tempDir();
     try {

@@ -53,3 +53,11 @@ describe('VerifierPool (worker threads, batched across callers)', () => {
     expect((settled[2] as PromiseRejectedResult).reason).toMatchObject({ code: 'TLOG_INVALID_ENTRY' });
   });
 });
+
+describe('defaultVerifierThreads', () => {
+  it('verifies inline below 4 cores (threads cost more than they saved on 2 cores) and uses threads above', async () => {
+    const { defaultVerifierThreads } = await import('../src/verify-pool.js');
+    expect([1, 2, 3].map((c) => defaultVerifierThreads(c))).toEqual([0, 0, 0]);
+    expect([4, 5, 6, 16].map((c) => defaultVerifierThreads(c))).toEqual([2, 3, 4, 4]);
+  });
+});

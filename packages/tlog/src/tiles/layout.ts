@@ -48,17 +48,19 @@ export function nodesAtTileLevel(size: number, level: number): number {
   return Math.floor(size / TILE_WIDTH ** level);
 }
 
+/** One entry of an entry bundle: big-endian uint16 length, then the bytes (one allocation). */
+export function encodeBundleEntry(entry: Uint8Array): Buffer {
+  if (entry.length > MAX_ENTRY_BYTES)
+    throw new TlogError('TLOG_INVALID_ENTRY', `entry of ${entry.length} bytes is too large for a tile`);
+  const out = Buffer.allocUnsafe(2 + entry.length);
+  out.writeUInt16BE(entry.length, 0);
+  out.set(entry, 2);
+  return out;
+}
+
 /** Packs entries into an entry bundle. */
 export function encodeEntryBundle(entries: readonly Uint8Array[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    if (e.length > MAX_ENTRY_BYTES)
-      throw new TlogError('TLOG_INVALID_ENTRY', `entry of ${e.length} bytes is too large for a tile`);
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(e.length);
-    parts.push(len, Buffer.from(e));
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat(entries.map(encodeBundleEntry));
 }
 
 /** Splits an entry bundle; throws TLOG_BAD_RESPONSE when malformed. */

@@ -5,7 +5,7 @@ import { hashChildren, hashLeaf, HASH_SIZE } from '../merkle.js';
 import {
   CHECKPOINT_PATH,
   decodeEntryBundle,
-  encodeEntryBundle,
+  encodeBundleEntry,
   entriesPath,
   nodesAtTileLevel,
   tilePath,
@@ -44,6 +44,7 @@ export class TileWriter {
   private size = 0;
   /** Right-edge (incomplete) tile hashes per tile level; level 0 = leaf hashes. */
   private edge: Buffer[][] = [[]];
+  /** The partial entry bundle, each entry already encoded (a publication only concatenates). */
   private edgeEntries: Buffer[] = [];
   private published: SignedCheckpoint | undefined;
   private ready = false;
@@ -109,7 +110,7 @@ export class TileWriter {
       this.edge[level] = width === 0 ? [] : split(await this.mustGet(tilePath(level, tile, width)));
       if (level === 0) {
         const bundle = width === 0 ? undefined : await this.mustGet(entriesPath(tile, width));
-        this.edgeEntries = bundle ? decodeEntryBundle(bundle) : [];
+        this.edgeEntries = bundle ? decodeEntryBundle(bundle).map(encodeBundleEntry) : [];
       }
     }
   }
@@ -130,7 +131,7 @@ export class TileWriter {
     for (const leaf of leaves) {
       if (!hashLeaf(leaf.body).equals(leaf.hash))
         throw new TlogError('TLOG_STORE_CORRUPT', `entry ${this.size} does not match its leaf hash`);
-      this.edgeEntries.push(leaf.body);
+      this.edgeEntries.push(encodeBundleEntry(leaf.body));
       this.push(0, leaf.hash, writes);
       this.size++;
     }
@@ -145,7 +146,7 @@ export class TileWriter {
       )
         continue; // unchanged since the last publication
       writes.push([tilePath(level, tile, width), Buffer.concat(this.edge[level]!)]);
-      if (level === 0) writes.push([entriesPath(tile, width), encodeEntryBundle(this.edgeEntries)]);
+      if (level === 0) writes.push([entriesPath(tile, width), Buffer.concat(this.edgeEntries)]);
     }
     // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
     await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
@@ -166,7 +167,7 @@ export class TileWriter {
     const tile = Math.floor(nodesAtTileLevel(this.size + 1, level) / TILE_WIDTH) - 1;
     writes.push([tilePath(level, tile, TILE_WIDTH), Buffer.concat(edge)]);
     if (level === 0) {
-      writes.push([entriesPath(tile, TILE_WIDTH), encodeEntryBundle(this.edgeEntries)]);
+      writes.push([entriesPath(tile, TILE_WIDTH), Buffer.concat(this.edgeEntries)]);
       this.edgeEntries = [];
     }
     this.edge[level] = [];
