@@ -8,6 +8,9 @@ import type { DigestImage, ImageVerifier, TrustMaterial } from './types.js';
  * never re-resolved: the verdict is about the digest that is admitted and pinned.
  */
 export class EngineImageVerifier implements ImageVerifier {
+  /** `cosignLayers`: see VerifyImageInput (operator configuration; default `always`). */
+  constructor(private readonly options: { cosignLayers?: 'always' | 'when-needed' } = {}) {}
+
   async verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict> {
     const run = await verifyImageByPolicy({
       client: image.client,
@@ -18,6 +21,7 @@ export class EngineImageVerifier implements ImageVerifier {
       ...(trust.snapshots ? { snapshotSource: trust.snapshots } : {}),
       ...(trust.advisories ? { advisories: trust.advisories } : {}),
       signal,
+      ...(this.options.cosignLayers ? { cosignLayers: this.options.cosignLayers } : {}),
     });
     return run.verdict;
   }
