@@ -352,8 +352,14 @@ policies:
     const ok = await c.checkWorkspace({ image: ref(img, 'digest') }, { signal: never() });
     expect(ok.allowed, ok.reason).toBe(true);
     expect(ok.reason).toContain(`verified by policy by-vsa (accepted by VSA from ${verifier} (SLSA_BUILD_LEVEL_`);
+    proxy.reset();
     const strict = await validate(c, pod({ containers: [ref(img, 'digest')] }, { namespace: 'strict' }));
     expect(strict.allowed).toBe(false);
+    // The VSA lookup and the full verification after it share one referrers listing (API, then fallback index).
+    const listings = proxy.requests.filter(
+      (r) => r.includes(`/referrers/`) || r.endsWith(`/sha256-${img.digest.slice(7)}`),
+    );
+    expect(listings).toHaveLength(2);
     expect(strict.status?.message).toMatch(
       /denied by policy strict-vsa: provenance\.builderId: .*\(no usable VSA: .*the VSA was issued under policy sha256:[0-9a-f]+, not sha256:/,
     );

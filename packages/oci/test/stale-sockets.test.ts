@@ -24,8 +24,8 @@ async function startDroppingServer(): Promise<DroppingServer> {
   let opened = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
-    if (old.has(req.socket)) return req.socket.destroy();
-    res.writeHead(200, { 'docker-content-digest': DIGEST, 'content-length': '0' }).end();
+    if (old.has(req.socket)) req.socket.destroy();
+    else res.writeHead(200, { 'docker-content-digest': DIGEST, 'content-length': '0' }).end();
   });
   server.on('connection', (s: Socket) => {
     opened++;

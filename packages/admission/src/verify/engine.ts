@@ -1,3 +1,4 @@
+import type { FetchedBundle } from '@airlock/oci';
 import { verifyImageByPolicy, type LoadedPolicy, type Verdict } from '@airlock/policy';
 import type { DigestImage, ImageVerifier, TrustMaterial } from './types.js';
 
@@ -11,7 +12,13 @@ export class EngineImageVerifier implements ImageVerifier {
   /** `cosignLayers`: see VerifyImageInput (operator configuration; default `always`). */
   constructor(private readonly options: { cosignLayers?: 'always' | 'when-needed' } = {}) {}
 
-  async verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict> {
+  async verify(
+    image: DigestImage,
+    policy: LoadedPolicy,
+    trust: TrustMaterial,
+    signal: AbortSignal,
+    bundles?: readonly FetchedBundle[],
+  ): Promise<Verdict> {
     const run = await verifyImageByPolicy({
       client: image.client,
       repository: image.repository,
@@ -21,6 +28,7 @@ export class EngineImageVerifier implements ImageVerifier {
       ...(trust.snapshots ? { snapshotSource: trust.snapshots } : {}),
       ...(trust.advisories ? { advisories: trust.advisories } : {}),
       signal,
+      ...(bundles ? { sigstoreBundles: bundles } : {}),
       ...(this.options.cosignLayers ? { cosignLayers: this.options.cosignLayers } : {}),
     });
     return run.verdict;

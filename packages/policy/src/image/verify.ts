@@ -45,6 +45,8 @@ export interface VerifyImageInput extends PolicyContext {
    * bundles stands, and an image with a stray `.att` or an unbacked `.sig` beside passing bundles is then allowed).
    */
   cosignLayers?: 'always' | 'when-needed';
+  /** The image's referrer bundles, when the caller has just read them for this digest (not read again). */
+  sigstoreBundles?: readonly FetchedBundle[];
 }
 
 /** An image's policy verification: the verdict is about `digest`; `resourceUri` is `host/repository@digest`. */
@@ -76,9 +78,10 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
       );
   }
   const name = `${client.host}/${repository}`;
-  const bundlesRead = registryCall('the Sigstore bundles', signal, () =>
-    readSigstoreBundles(client, repository, digest),
-  );
+  const given = input.sigstoreBundles;
+  const bundlesRead = given
+    ? Promise.resolve([...given])
+    : registryCall('the Sigstore bundles', signal, () => readSigstoreBundles(client, repository, digest));
   if (input.cosignLayers === 'when-needed') {
     const evidence = checkImageBundles(name, repository, digest, verifiers, await bundlesRead);
     const first = await evaluateImage(input, evidence);
