@@ -7,13 +7,28 @@
  * resolved digest + AbortSignal) gives the same verdict; an unsigned image, an image signed by another identity, a
  * `.sig` whose bundle is another identity's and a stray `.att` envelope each FAIL naming the rule; bad input,
  * an unknown tag, a tag moved elsewhere, an unreachable registry and an aborted signal are typed PolicyErrors.
- * Skips (printing why) without docker-registry unless AIRLOCK_REQUIRE_TOOLS=1.
+ * The referrers listing and the cosign tags are read at once (a holding proxy sees all three before any answer).
+ * `cosignLayers: 'when-needed'`: the layers are not read when the bundles pass, and are read and checked exactly as
+ * before when they do not (a `.sig`-only image fails the same); passing bundles beside a rogue `.sig` or a stray
+ * `.att` then PASS (written down). Skips (printing why) without docker-registry unless AIRLOCK_REQUIRE_TOOLS=1.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attachCosignAttestation, RegistryClient } from '@airlock/oci';
-import { registryProblem, startRegistry, toolsAvailable, type RunningRegistry } from '@airlock/testkit';
-import { provenancePredicate, provenanceStatement } from '@airlock/runner';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  attachCosignAttestation,
+  attachCosignSignature,
+  attachSigstoreBundle,
+  RegistryClient,
+  simpleSigningPayload,
+} from '@airlock/oci';
+import {
+  registryProblem,
+  startCountingProxy,
+  startRegistry,
+  toolsAvailable,
+  type RunningRegistry,
+} from '@airlock/testkit';
+import { cosignMaterialFromBundle, provenancePredicate, provenanceStatement } from '@airlock/runner';
 import {
   parsePolicy,
   PolicyError,
@@ -196,5 +211,107 @@ describe.runIf(enabled)('verifyImageByPolicy', () => {
     ac.abort(new Error('admission deadline'));
     const aborted = await policyError(verify({ repository: 'acme/app', digest: digests.good, signal: ac.signal }));
     expect(aborted.code).toBe('POLICY_ABORTED');
+  });
+});
+
+/** `.sig` only: the simple-signing payload signed by `signer`, as a cosign layer; its bundle a referrer or not. */
+async function signatureOnly(repo: string, digest: string, withBundle: boolean): Promise<void> {
+  const payload = simpleSigningPayload({ dockerReference: `${registry.host}/${repo}`, manifestDigest: digest });
+  const sigBundle = await w.signers.runner.signBlob(payload);
+  const signature = (sigBundle as { messageSignature?: { signature?: string } }).messageSignature!.signature!;
+  await attachCosignSignature(client, repo, digest, { payload, signature, ...cosignMaterialFromBundle(sigBundle) });
+  if (withBundle) await attachSigstoreBundle(client, repo, { subject: digest, bundle: sigBundle });
+}
+
+describe.runIf(enabled)('verifyImageByPolicy: registry reads', () => {
+  it('reads the referrers listing and the cosign .sig and .att tags at once, not one after another', async () => {
+    const proxy = await startCountingProxy(registry.url);
+    try {
+      proxy.hold(true);
+      const run = verify({
+        client: new RegistryClient({ url: proxy.url }),
+        repository: 'acme/app',
+        digest: digests.good,
+      });
+      run.catch(() => undefined); // fails when the proxy closes with the requests still held
+      // Nothing is answered: every request seen was sent before any reply (sequential reads would stop at one).
+      await vi.waitFor(() => expect(proxy.held()).toBe(3), { timeout: 5_000 });
+      const hex = digests.good!.slice(7);
+      expect([...proxy.requests].sort()).toEqual(
+        [
+          `GET /v2/acme/app/manifests/sha256-${hex}.att`,
+          `GET /v2/acme/app/manifests/sha256-${hex}.sig`,
+          `GET /v2/acme/app/referrers/${digests.good}`,
+        ].sort(),
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe.runIf(enabled)("verifyImageByPolicy, cosignLayers: 'when-needed'", () => {
+  const needed = (over: Partial<VerifyImageInput>): Promise<ImagePolicyRun> =>
+    verify({ ...over, cosignLayers: 'when-needed' });
+  const failedSet = (run: ImagePolicyRun): string[] => [...failed(run)].sort();
+
+  beforeAll(async () => {
+    digests.sigOnly = await pushImage(client, 'acme/sig-only', 'v1');
+    await signatureOnly('acme/sig-only', digests.sigOnly, true);
+    digests.bareSig = await pushImage(client, 'acme/bare-sig', 'v1');
+    await signatureOnly('acme/bare-sig', digests.bareSig, false);
+  }, 60_000);
+
+  it('bundles that pass: the same PASS, and the .sig/.att tags are not read (5 fewer registry reads)', async () => {
+    const proxy = await startCountingProxy(registry.url);
+    try {
+      const viaProxy = new RegistryClient({ url: proxy.url });
+      const always = await verify({ client: viaProxy, repository: 'acme/app', digest: digests.good });
+      const readAlways = proxy.requests.length;
+      proxy.reset();
+      const run = await needed({ client: viaProxy, repository: 'acme/app', digest: digests.good });
+      expect(run.verdict.result).toBe('PASS');
+      expect(run.verdict.verifiedLevels).toEqual(always.verdict.verifiedLevels);
+      expect(run.cosign).toEqual({ signatures: 0, attestations: 0, read: false });
+      expect(proxy.requests.filter((r) => /\.(sig|att)$/.test(r))).toEqual([]);
+      // .sig and .att manifests, the .sig payload and the two .att envelopes.
+      expect(readAlways - proxy.requests.length).toBe(5);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('an image whose only signature is a cosign .sig (with or without its bundle as a referrer) fails exactly as before', async () => {
+    for (const repo of ['acme/sig-only', 'acme/bare-sig']) {
+      const always = await verify({ reference: `${registry.host}/${repo}:v1` });
+      const run = await needed({ reference: `${registry.host}/${repo}:v1` });
+      expect(always.verdict.result).toBe('FAIL');
+      expect(run.verdict.result).toBe('FAIL');
+      expect(failedSet(run)).toEqual(failedSet(always));
+      expect(run.verdict.rules.map((r) => [r.rule, r.passed])).toEqual(
+        always.verdict.rules.map((r) => [r.rule, r.passed]),
+      );
+      expect(run.cosign).toEqual({ signatures: 1, attestations: 0 });
+    }
+    const bare = await needed({ reference: `${registry.host}/acme/bare-sig:v1` });
+    expect(failed(bare)).toEqual(expect.arrayContaining(['provenance.signed', 'attestations.cosign-signature']));
+  });
+
+  it('bundles that fail: the layers are read and checked as before (a rogue-signed image also fails its .sig)', async () => {
+    const always = await verify({ reference: `${registry.host}/acme/rogue:v1` });
+    const run = await needed({ reference: `${registry.host}/acme/rogue:v1` });
+    expect(failedSet(run)).toEqual(failedSet(always));
+    expect(failed(run)).toContain('attestations.cosign-signature');
+    expect(run.cosign).toEqual({ signatures: 1, attestations: 2 });
+  });
+
+  it('written down: passing bundles beside a .sig of another signer or a stray .att PASS (the layers are not read)', async () => {
+    // With the default (`always`) both FAIL (tests above); 'when-needed' trades that cross-check for fewer reads.
+    for (const repo of ['acme/rogue-sig', 'acme/stray-att']) {
+      expect((await verify({ reference: `${registry.host}/${repo}:v1` })).verdict.result).toBe('FAIL');
+      const run = await needed({ reference: `${registry.host}/${repo}:v1` });
+      expect(run.verdict.result).toBe('PASS');
+      expect(run.cosign.read).toBe(false);
+    }
   });
 });

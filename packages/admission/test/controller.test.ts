@@ -266,7 +266,7 @@ describe.runIf(enabled)('admission controller', () => {
     const c = controller();
     const all = await Promise.all(Array.from({ length: 8 }, () => validate(c, pod(img))));
     expect(all.every((r) => r.allowed)).toBe(true);
-    expect(proxy.requests).toEqual(one);
+    expect([...proxy.requests].sort()).toEqual([...one].sort()); // reads are concurrent: any order
   });
 
   it('the deadline aborts the registry call and denies naming the image', async () => {
@@ -352,8 +352,14 @@ policies:
     const ok = await c.checkWorkspace({ image: ref(img, 'digest') }, { signal: never() });
     expect(ok.allowed, ok.reason).toBe(true);
     expect(ok.reason).toContain(`verified by policy by-vsa (accepted by VSA from ${verifier} (SLSA_BUILD_LEVEL_`);
+    proxy.reset();
     const strict = await validate(c, pod({ containers: [ref(img, 'digest')] }, { namespace: 'strict' }));
     expect(strict.allowed).toBe(false);
+    // The VSA lookup and the full verification after it share one referrers listing (API, then fallback index).
+    const listings = proxy.requests.filter(
+      (r) => r.includes(`/referrers/`) || r.endsWith(`/sha256-${img.digest.slice(7)}`),
+    );
+    expect(listings).toHaveLength(2);
     expect(strict.status?.message).toMatch(
       /denied by policy strict-vsa: provenance\.builderId: .*\(no usable VSA: .*the VSA was issued under policy sha256:[0-9a-f]+, not sha256:/,
     );
@@ -532,8 +538,9 @@ policies:
     proxy.reset();
     expect((await validate(c, pod(img))).allowed).toBe(true); // no verification cache: verified again
     expect(byDigest(proxy.requests)).toEqual([]);
-    // Everything mutable was read again: the tag, the referrers (API or fallback index), the cosign tags.
-    expect(proxy.requests).toEqual(first.filter((r) => !byDigest([r]).length));
+    // Everything mutable was read again: the tag, the referrers (API or fallback index), the cosign tags (read
+    // concurrently: compared as sets).
+    expect([...proxy.requests].sort()).toEqual(first.filter((r) => !byDigest([r]).length).sort());
   });
 
   it('cache: false reads everything from the registry every time (nothing cached)', async () => {
@@ -544,7 +551,31 @@ policies:
     const first = [...proxy.requests];
     proxy.reset();
     await validate(c, pod(img));
-    expect(proxy.requests).toEqual(first);
+    expect([...proxy.requests].sort()).toEqual([...first].sort()); // concurrent reads: any order
+  });
+
+  it("cosignLayers 'when-needed': signed images pass without .sig/.att reads; failing ones are read and denied as before", async () => {
+    const always = controller({ cache: false });
+    const needed = controller({ cache: false, cosignLayers: 'when-needed' });
+    const signed = pod({ containers: [ref(w.images.signed, 'digest')] });
+    proxy.reset();
+    expect((await validate(always, signed)).allowed).toBe(true);
+    const readAlways = [...proxy.requests];
+    proxy.reset();
+    expect((await validate(needed, signed)).allowed).toBe(true);
+    const cosignTag = (r: string) => /\/manifests\/sha256-[0-9a-f]{64}\.(sig|att)$/.test(r);
+    expect(readAlways.filter(cosignTag)).toHaveLength(2);
+    expect(proxy.requests.filter(cosignTag)).toEqual([]);
+    expect(proxy.requests.length).toBeLessThan(readAlways.length);
+    for (const img of [w.images.unsigned, w.images.wrongIdentity, w.images.badProvenance]) {
+      const req = pod({ containers: [ref(img, 'digest')] });
+      const before = (await validate(always, req)).status?.message;
+      proxy.reset();
+      const r = await validate(needed, req);
+      expect(r.allowed, img.path).toBe(false);
+      expect(r.status?.message).toBe(before);
+      expect(proxy.requests.filter(cosignTag), img.path).toHaveLength(2); // read: the bundles failed
+    }
   });
 
   it('a registry that goes down gives denials naming the registry error, never allows', async () => {

@@ -1,4 +1,5 @@
 import { canonicalBytes, decodeDsseBase64 } from '@airlock/core';
+import { mapInOrder } from './concurrent.js';
 import { OciError } from './errors.js';
 import { parseImageIndex, parseImageManifest } from './layout.js';
 import {
@@ -232,39 +233,57 @@ export async function readSigstoreBundles(
   assertDigest(imageDigest, 'image digest');
   const maxBlobBytes = options.maxBlobBytes ?? 16 << 20;
   const { descriptors, source } = await client.listReferrers(repo, imageDigest);
-  const out: FetchedBundle[] = [];
   const seen = new Set<string>();
-  for (const d of descriptors) {
-    if (!isSigstoreBundleMediaType(d.artifactType) || seen.has(d.digest)) continue;
+  const wanted = descriptors.filter((d) => {
+    if (!isSigstoreBundleMediaType(d.artifactType) || seen.has(d.digest)) return false;
     seen.add(d.digest);
-    const fetched = await client.getManifest(repo, d.digest);
-    if (fetched.bytes.byteLength !== d.size) {
-      throw new OciError(
-        'OCI_DIGEST_MISMATCH',
-        `referrer ${repo}@${d.digest}: ${fetched.bytes.byteLength} bytes, index says ${d.size}`,
-      );
-    }
-    const m = parseImageManifest(fetched.bytes, `referrer ${repo}@${d.digest}`);
-    if (m.subject?.digest !== imageDigest) continue;
-    const artifactType = m.artifactType ?? m.config.mediaType;
-    if (!isSigstoreBundleMediaType(artifactType)) continue;
-    const layer = m.layers.find((l) => isSigstoreBundleMediaType(l.mediaType));
-    if (layer === undefined)
-      throw new OciError('OCI_INVALID_MANIFEST', `referrer ${repo}@${d.digest} has no bundle layer`);
-    if (layer.size > maxBlobBytes)
-      throw new OciError('OCI_SIZE_LIMIT', `bundle ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`);
-    const bytes = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
-    let bundle: unknown;
-    try {
-      bundle = JSON.parse(bytes.toString('utf8'));
-    } catch (err) {
-      throw new OciError('OCI_INVALID_MANIFEST', `bundle ${repo}@${layer.digest} is not JSON`, { cause: err });
-    }
-    const annotations = m.annotations ?? {};
-    const fb: FetchedBundle = { manifestDigest: fetched.digest, artifactType, bytes, bundle, annotations, source };
-    const pt = annotations[ANNOTATIONS.bundlePredicateType];
-    if (pt !== undefined) fb.predicateType = pt;
-    out.push(fb);
+    return true;
+  });
+  // Referrers are independent reads: fetched concurrently (bounded), kept in listing order.
+  const fetched = await mapInOrder(wanted, REFERRER_READS_IN_FLIGHT, (d) =>
+    readReferrerBundle(client, repo, imageDigest, d, maxBlobBytes, source),
+  );
+  return fetched.filter((b): b is FetchedBundle => b !== undefined);
+}
+
+/** Referrer manifests (and their bundle blobs) read at once per image. */
+const REFERRER_READS_IN_FLIGHT = 8;
+
+/** One referrer's bundle, or undefined when its manifest is not a Sigstore bundle about `imageDigest`. */
+async function readReferrerBundle(
+  client: RegistryClient,
+  repo: string,
+  imageDigest: string,
+  d: Descriptor,
+  maxBlobBytes: number,
+  source: FetchedBundle['source'],
+): Promise<FetchedBundle | undefined> {
+  const fetched = await client.getManifest(repo, d.digest);
+  if (fetched.bytes.byteLength !== d.size) {
+    throw new OciError(
+      'OCI_DIGEST_MISMATCH',
+      `referrer ${repo}@${d.digest}: ${fetched.bytes.byteLength} bytes, index says ${d.size}`,
+    );
   }
-  return out;
+  const m = parseImageManifest(fetched.bytes, `referrer ${repo}@${d.digest}`);
+  if (m.subject?.digest !== imageDigest) return undefined;
+  const artifactType = m.artifactType ?? m.config.mediaType;
+  if (!isSigstoreBundleMediaType(artifactType)) return undefined;
+  const layer = m.layers.find((l) => isSigstoreBundleMediaType(l.mediaType));
+  if (layer === undefined)
+    throw new OciError('OCI_INVALID_MANIFEST', `referrer ${repo}@${d.digest} has no bundle layer`);
+  if (layer.size > maxBlobBytes)
+    throw new OciError('OCI_SIZE_LIMIT', `bundle ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`);
+  const bytes = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
+  let bundle: unknown;
+  try {
+    bundle = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new OciError('OCI_INVALID_MANIFEST', `bundle ${repo}@${layer.digest} is not JSON`, { cause: err });
+  }
+  const annotations = m.annotations ?? {};
+  const fb: FetchedBundle = { manifestDigest: fetched.digest, artifactType, bytes, bundle, annotations, source };
+  const pt = annotations[ANNOTATIONS.bundlePredicateType];
+  if (pt !== undefined) fb.predicateType = pt;
+  return fb;
 }

@@ -1,5 +1,6 @@
 import { canonicalBytes, parseDsseEnvelope, type DsseEnvelope } from '@airlock/core';
 import { OciError } from './errors.js';
+import { mapInOrder } from './concurrent.js';
 import { parseImageManifest } from './layout.js';
 import { ANNOTATIONS, MEDIA_TYPES, type Descriptor, type ImageManifest } from './media-types.js';
 import { assertDigest, assertRepository, cosignAttestationTag, cosignSignatureTag } from './reference.js';
@@ -264,14 +265,15 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
   const fetched = await client.tryGetManifest(repo, tag);
   if (fetched === undefined) return [];
   const manifest = parseImageManifest(fetched.bytes, `${repo}:${tag}`);
-  const out: { blob: Buffer; base: FetchedLayer }[] = [];
-  for (const layer of manifest.layers) {
-    if (layer.mediaType !== mediaType) continue;
+  const layers = manifest.layers.filter((l) => l.mediaType === mediaType);
+  for (const layer of layers)
     if (layer.size > maxBlobBytes)
       throw new OciError(
         'OCI_SIZE_LIMIT',
         `${repo}:${tag} layer ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`,
       );
+  // The layers' blobs are independent reads: fetched concurrently (bounded), kept in manifest order.
+  return mapInOrder(layers, LAYER_READS_IN_FLIGHT, async (layer) => {
     const blob = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
     const a = layer.annotations ?? {};
     const base: FetchedLayer = { manifestDigest: fetched.digest, layerDigest: layer.digest, annotations: a };
@@ -279,10 +281,12 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
     if (a[ANNOTATIONS.cosignChain] !== undefined) base.chain = a[ANNOTATIONS.cosignChain];
     if (a[ANNOTATIONS.cosignBundle] !== undefined) base.bundle = a[ANNOTATIONS.cosignBundle];
     if (a[ANNOTATIONS.cosignRfc3161] !== undefined) base.rfc3161Timestamp = a[ANNOTATIONS.cosignRfc3161];
-    out.push({ blob, base });
-  }
-  return out;
+    return { blob, base };
+  });
 }
+
+/** Blobs of one cosign tag read at once. */
+const LAYER_READS_IN_FLIGHT = 8;
 
 /**
  * The cosign signatures attached to `imageDigest` (tag `sha256-<hex>.sig`); [] when there is none. Fetched bytes

@@ -90,14 +90,21 @@ async function once(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth:
     return await onceOn(spec, url, options, sendAuth);
   } catch (err) {
     if (!(err instanceof StaleSocketError)) throw err;
-    return onceOn(spec, url, options, sendAuth);
+    // Not through the pool: it may hold more sockets the server closed (concurrent reads leave several).
+    return onceOn(spec, url, options, sendAuth, true);
   }
 }
 
 /** ECONNRESET on a reused keep-alive socket before any response (see `once`). */
 class StaleSocketError extends Error {}
 
-function onceOn(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boolean): Promise<HttpResponse> {
+function onceOn(
+  spec: RequestSpec,
+  url: URL,
+  options: HttpOptions,
+  sendAuth: boolean,
+  freshConnection = false,
+): Promise<HttpResponse> {
   const maxBytes = spec.maxBytes ?? 4 << 20;
   const headers: Record<string, string> = { 'User-Agent': options.userAgent ?? 'airlock-oci/0.1', ...spec.headers };
   const token = sendAuth ? options.tokens?.get(tokenKey(spec.url)) : undefined;
@@ -140,7 +147,10 @@ function onceOn(spec: RequestSpec, url: URL, options: HttpOptions, sendAuth: boo
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), url }),
       );
     };
-    const agent = options.agent !== undefined && agentProtocol(options.agent) === url.protocol ? options.agent : false;
+    const agent =
+      !freshConnection && options.agent !== undefined && agentProtocol(options.agent) === url.protocol
+        ? options.agent
+        : false;
     const req: ClientRequest = (isHttps ? httpsRequest : httpRequest)(
       url,
       {

@@ -109,7 +109,13 @@ export class Registries {
     let agent = this.agents.get(h.host);
     if (!agent) {
       // Idle sockets are closed after 4 s, below the common 5 s+ server idle timeouts, so reuse rarely races a close.
-      const options = { keepAlive: true, maxSockets: MAX_SOCKETS_PER_HOST, maxFreeSockets: 8, timeout: 4_000 };
+      const options = {
+        keepAlive: true,
+        maxSockets: MAX_SOCKETS_PER_HOST,
+        // As many idle as open: a burst of concurrent reads must not close sockets the next burst reopens.
+        maxFreeSockets: MAX_SOCKETS_PER_HOST,
+        timeout: 4_000,
+      };
       agent = h.plainHttp
         ? new HttpAgent(options)
         : new HttpsAgent({ ...options, ...(h.ca !== undefined ? { ca: h.ca } : {}) });

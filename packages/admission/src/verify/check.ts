@@ -1,3 +1,4 @@
+import { readSigstoreBundles, type FetchedBundle } from '@airlock/oci';
 import type { Verdict } from '@airlock/policy';
 import type { ImagePolicy } from '../policy/load.js';
 import type { VerificationCache } from './cache.js';
@@ -60,12 +61,15 @@ async function verifyOnce(
   // Bound to the shared signal: aborted only when every coalesced request has given up.
   const bound: DigestImage = { ...image, client: ctx.registries.client(image.registry, signal) };
   let vsaNote = '';
+  let fetched: FetchedBundle[] | undefined;
   if (policy.vsa) {
-    const vsa = await findAcceptedVsa(bound, policy, trust, new Date());
+    fetched = await readSigstoreBundles(bound.client, bound.repository, bound.digest);
+    const vsa = findAcceptedVsa(bound, policy, trust, new Date(), fetched);
     if ('accepted' in vsa) return { passed: true, via: 'vsa', reason: `accepted by ${vsa.accepted}` };
     vsaNote = ` (no usable VSA: ${vsa.refused})`;
   }
-  const verdict = await ctx.verifier.verify(bound, policy.release, trust, signal);
+  // One referrers listing: the full verification reads the bundles the VSA lookup already read.
+  const verdict = await ctx.verifier.verify(bound, policy.release, trust, signal, fetched);
   const outcome = outcomeOf(verdict);
   return outcome.passed ? outcome : { ...outcome, reason: outcome.reason + vsaNote };
 }

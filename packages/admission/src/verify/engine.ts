@@ -1,3 +1,4 @@
+import type { FetchedBundle } from '@airlock/oci';
 import { verifyImageByPolicy, type LoadedPolicy, type Verdict } from '@airlock/policy';
 import type { DigestImage, ImageVerifier, TrustMaterial } from './types.js';
 
@@ -8,7 +9,16 @@ import type { DigestImage, ImageVerifier, TrustMaterial } from './types.js';
  * never re-resolved: the verdict is about the digest that is admitted and pinned.
  */
 export class EngineImageVerifier implements ImageVerifier {
-  async verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict> {
+  /** `cosignLayers`: see VerifyImageInput (operator configuration; default `always`). */
+  constructor(private readonly options: { cosignLayers?: 'always' | 'when-needed' } = {}) {}
+
+  async verify(
+    image: DigestImage,
+    policy: LoadedPolicy,
+    trust: TrustMaterial,
+    signal: AbortSignal,
+    bundles?: readonly FetchedBundle[],
+  ): Promise<Verdict> {
     const run = await verifyImageByPolicy({
       client: image.client,
       repository: image.repository,
@@ -18,6 +28,8 @@ export class EngineImageVerifier implements ImageVerifier {
       ...(trust.snapshots ? { snapshotSource: trust.snapshots } : {}),
       ...(trust.advisories ? { advisories: trust.advisories } : {}),
       signal,
+      ...(bundles ? { sigstoreBundles: bundles } : {}),
+      ...(this.options.cosignLayers ? { cosignLayers: this.options.cosignLayers } : {}),
     });
     return run.verdict;
   }

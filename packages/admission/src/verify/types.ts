@@ -1,4 +1,4 @@
-import type { RegistryClient } from '@airlock/oci';
+import type { FetchedBundle, RegistryClient } from '@airlock/oci';
 import type { AdvisoryIndex, LoadedPolicy, SnapshotSource, Verdict } from '@airlock/policy';
 import type { BundleVerifier } from '@airlock/verify';
 
@@ -28,5 +28,12 @@ export interface TrustMaterial {
  * cached). The default is @airlock/policy's `verifyImageByPolicy` (verify/engine.ts).
  */
 export interface ImageVerifier {
-  verify(image: DigestImage, policy: LoadedPolicy, trust: TrustMaterial, signal: AbortSignal): Promise<Verdict>;
+  /** `bundles`: the image's referrer bundles when the caller read them already (the VSA lookup): not read again. */
+  verify(
+    image: DigestImage,
+    policy: LoadedPolicy,
+    trust: TrustMaterial,
+    signal: AbortSignal,
+    bundles?: readonly FetchedBundle[],
+  ): Promise<Verdict>;
 }

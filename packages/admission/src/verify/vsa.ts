@@ -1,4 +1,4 @@
-import { readSigstoreBundles } from '@airlock/oci';
+import type { FetchedBundle } from '@airlock/oci';
 import { checkVsa, SLSA_VSA_V1 } from '@airlock/policy';
 import type { ImagePolicy } from '../policy/load.js';
 import type { DigestImage, TrustMaterial } from './types.js';
@@ -9,19 +9,18 @@ const MAX_SKEW_MS = 60_000;
 /**
  * The VSA fast path: a SLSA VSA referrer of the image, signed by the policy's verifier identity (checked offline
  * against the trusted roots), PASSED, about this digest, under this release policy's digest, from the configured
- * verifier id, at the minimum level, and at most maxAge old. Returns why it was accepted, or undefined with the
+ * verifier id, at the minimum level, and at most maxAge old (among `fetched`, the image's referrer bundles). Returns why it was accepted, or undefined with the
  * reason every candidate was refused (then the full verification runs).
  */
-export async function findAcceptedVsa(
+export function findAcceptedVsa(
   image: DigestImage,
   policy: ImagePolicy,
   trust: TrustMaterial,
   now: Date,
-): Promise<{ accepted: string } | { refused: string }> {
+  fetched: readonly FetchedBundle[],
+): { accepted: string } | { refused: string } {
   const vsa = policy.vsa!;
-  const bundles = (await readSigstoreBundles(image.client, image.repository, image.digest)).filter(
-    (b) => b.predicateType === undefined || b.predicateType === SLSA_VSA_V1,
-  );
+  const bundles = fetched.filter((b) => b.predicateType === undefined || b.predicateType === SLSA_VSA_V1);
   const reasons: string[] = [];
   for (const b of bundles) {
     const r = checkOne(b.bundle, image, policy, trust, now);

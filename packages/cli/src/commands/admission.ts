@@ -44,6 +44,7 @@ interface ServeFlags extends ControllerFlags {
   cacheSize: string;
   cache: boolean;
   tagTtl: string;
+  cosignLayers: string;
   toolchainDir?: string;
 }
 
@@ -71,6 +72,12 @@ export function parseMs(flag: string, value: string): number {
   if (!m || !Number.isSafeInteger(ms) || ms <= 0)
     throw new UsageError(`${flag} '${value}': expected a duration such as 8s, 8000ms, 10m`);
   return ms;
+}
+
+/** `--cosign-layers`: `always` (as `airlock verify image`) or `when-needed`. */
+export function parseCosignLayers(value: string): 'always' | 'when-needed' {
+  if (value === 'always' || value === 'when-needed') return value;
+  throw new UsageError(`--cosign-layers '${value}': expected always or when-needed`);
 }
 
 /** Longest `--tag-ttl`: a tag answer older than this is a configuration mistake, not a trade-off. */
@@ -169,6 +176,11 @@ export function registerAdmissionCommands(program: Command): void {
       'reuse a tag→digest answer up to this old (0: resolve every tag live; /mutate still pins what was verified)',
       '0',
     )
+    .option(
+      '--cosign-layers <when>',
+      'cosign .sig/.att layers: always read and cross-checked, or when-needed (only when the Sigstore bundles alone fail the policy)',
+      'always',
+    )
     .option('--toolchain-dir <dir>', 'where POST /workspace may name toolchain files (default: none accepted)')
     .option('--client-ca <pem>', 'require an X509-SVID from this trust bundle for POST /validate, /mutate, /workspace')
     .option(
@@ -185,6 +197,7 @@ export function registerAdmissionCommands(program: Command): void {
         if (port > 65535) throw new UsageError(`--port ${port}: at most 65535`);
         const deadlineMs = parseMs('--deadline', flags.deadline);
         const tagTtlMs = parseTagTtl(flags.tagTtl);
+        const cosignLayers = parseCosignLayers(flags.cosignLayers);
         const metrics = new AdmissionMetrics();
         const controller = createAdmissionController({
           ...controllerConfig(flags),
@@ -195,6 +208,7 @@ export function registerAdmissionCommands(program: Command): void {
               }
             : false,
           ...(tagTtlMs > 0 ? { tags: { ttlMs: tagTtlMs } } : {}),
+          cosignLayers,
           events: metrics,
         });
         let server;

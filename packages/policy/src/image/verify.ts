@@ -4,10 +4,13 @@ import {
   readCosignAttestations,
   readCosignSignatures,
   readSigstoreBundles,
+  type CosignAttestation,
+  type CosignSignature,
   type FetchedBundle,
   type RegistryClient,
 } from '@airlock/oci';
-import { checkBundleInputs } from '../artifact/bundles.js';
+import type { BundleVerifier } from '@airlock/verify';
+import { checkBundleInputs, type CheckedBundles } from '../artifact/bundles.js';
 import { evaluateBundles, verifiersOf, type PolicyContext, type PolicyRun } from '../artifact/verify.js';
 import { authoritiesNamed } from '../attestations.js';
 import { PolicyError } from '../errors.js';
@@ -36,6 +39,14 @@ export interface VerifyImageInput extends PolicyContext {
   signatureAuthorities?: readonly string[];
   /** Checked before and after each registry round trip. */
   signal?: AbortSignal;
+  /**
+   * The cosign `.sig`/`.att` layers: `always` read and cross-checked (default); `when-needed` read only when the
+   * Sigstore bundles alone do not pass the policy (the cross-checks can only fail a verdict, so a pass on the
+   * bundles stands, and an image with a stray `.att` or an unbacked `.sig` beside passing bundles is then allowed).
+   */
+  cosignLayers?: 'always' | 'when-needed';
+  /** The image's referrer bundles, when the caller has just read them for this digest (not read again). */
+  sigstoreBundles?: readonly FetchedBundle[];
 }
 
 /** An image's policy verification: the verdict is about `digest`; `resourceUri` is `host/repository@digest`. */
@@ -43,7 +54,8 @@ export interface ImagePolicyRun extends PolicyRun {
   registry: string;
   repository: string;
   digest: string;
-  cosign: { signatures: number; attestations: number };
+  /** cosign layers read; `read: false` when `cosignLayers: 'when-needed'` did not need them. */
+  cosign: { signatures: number; attestations: number; read?: false };
 }
 
 /**
@@ -66,9 +78,54 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
       );
   }
   const name = `${client.host}/${repository}`;
-  const fetched = await registryCall('the Sigstore bundles', signal, () =>
-    readSigstoreBundles(client, repository, digest),
-  );
+  const given = input.sigstoreBundles;
+  const bundlesRead = given
+    ? Promise.resolve([...given])
+    : registryCall('the Sigstore bundles', signal, () => readSigstoreBundles(client, repository, digest));
+  if (input.cosignLayers === 'when-needed') {
+    const evidence = checkImageBundles(name, repository, digest, verifiers, await bundlesRead);
+    const first = await evaluateImage(input, evidence);
+    // The cosign checks can only fail a verdict: when the bundles alone pass, the layers cannot change it.
+    if (first.verdict.result === 'PASS') return { ...first, cosign: { signatures: 0, attestations: 0, read: false } };
+    return evaluateImage(input, evidence, await readCosign(input, repository, digest));
+  }
+  // The three listings are independent: read at once; a failure is reported in this order, whichever came first.
+  const [fetched, cosign] = await inOrder([bundlesRead, readCosign(input, repository, digest)] as const);
+  return evaluateImage(input, checkImageBundles(name, repository, digest, verifiers, fetched), cosign);
+}
+
+type CosignLayers = { atts: CosignAttestation[]; sigs: CosignSignature[] };
+
+/** The image's cosign `.att` and `.sig` layers (read at once). */
+async function readCosign(input: VerifyImageInput, repository: string, digest: string): Promise<CosignLayers> {
+  const { client, signal } = input;
+  const [atts, sigs] = await inOrder([
+    registryCall('the cosign attestations', signal, () => readCosignAttestations(client, repository, digest)),
+    registryCall('the cosign signatures', signal, () => readCosignSignatures(client, repository, digest)),
+  ] as const);
+  return { atts, sigs };
+}
+
+/** An image's referrer bundles, the DSSE ones verified (once, whatever is evaluated on them). */
+interface ImageEvidence {
+  name: string;
+  repository: string;
+  digest: string;
+  verifiers: readonly BundleVerifier[];
+  artifact: PolicyRun['artifact'];
+  bundles: CheckedBundles;
+  /** The message-signature bundles (they back cosign `.sig` layers). */
+  messageBundles: FetchedBundle[];
+  uriOf(b: FetchedBundle): string;
+}
+
+function checkImageBundles(
+  name: string,
+  repository: string,
+  digest: string,
+  verifiers: readonly BundleVerifier[],
+  fetched: readonly FetchedBundle[],
+): ImageEvidence {
   const uriOf = (b: FetchedBundle): string => `${name}@${b.manifestDigest}`;
   const isDsse = (b: FetchedBundle): boolean => (b.bundle as { dsseEnvelope?: unknown }).dsseEnvelope !== undefined;
   const artifact = { name, digest: { sha256: digest.slice('sha256:'.length) } };
@@ -77,44 +134,59 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
     artifact.digest,
     verifiers,
   );
-  const atts = await registryCall('the cosign attestations', signal, () =>
-    readCosignAttestations(client, repository, digest),
-  );
-  const sigs = await registryCall('the cosign signatures', signal, () =>
-    readCosignSignatures(client, repository, digest),
-  );
+  const messageBundles = fetched.filter((b) => !isDsse(b));
+  return { name, repository, digest, verifiers, artifact, bundles, messageBundles, uriOf };
+}
+
+/**
+ * The policy evaluated on the verified bundles; with cosign layers given, each `.att` must be a verified bundle's
+ * and each `.sig` backed by a verified signature bundle of an allowed signer (extra rules).
+ */
+async function evaluateImage(
+  input: VerifyImageInput,
+  ev: ImageEvidence,
+  cosign: CosignLayers = { atts: [], sigs: [] },
+): Promise<ImagePolicyRun> {
+  const { atts, sigs } = cosign;
   const extra: RuleResult[] = [];
   const attRule = cosignAttestationRule(
     atts,
-    [...bundles.raw.values()],
-    `${name}:sha256-${artifact.digest.sha256}.att`,
+    [...ev.bundles.raw.values()],
+    `${ev.name}:sha256-${ev.artifact.digest.sha256}.att`,
   );
   if (attRule) extra.push(attRule);
   const sig = cosignSignatureRule(
     sigs,
-    fetched.filter((b) => !isDsse(b)),
-    verifiers,
+    ev.messageBundles,
+    ev.verifiers,
     authoritiesNamed(input.policy, signatureAuthorities(input.policy, input.signatureAuthorities)),
-    uriOf,
+    ev.uriOf,
   );
   if (sig.rule) extra.push(sig.rule);
-  checkAborted(signal);
+  checkAborted(input.signal);
   const run = await evaluateBundles({
     ...input,
-    verifiers,
-    resourceUri: `${name}@${digest}`,
-    artifact,
-    bundles,
+    verifiers: ev.verifiers,
+    resourceUri: `${ev.name}@${ev.digest}`,
+    artifact: ev.artifact,
+    bundles: ev.bundles,
     extraRules: extra,
   });
   for (const v of sig.verified) run.verdict.inputAttestations.push({ uri: v.uri, digest: { sha256: v.bundleSha256 } });
   return {
     ...run,
-    registry: client.host,
-    repository,
-    digest,
+    registry: input.client.host,
+    repository: ev.repository,
+    digest: ev.digest,
     cosign: { signatures: sigs.length, attestations: atts.length },
   };
+}
+
+/** Awaits every promise; throws the first rejection in array order (not in time order). */
+async function inOrder<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 export interface ImageTarget {
