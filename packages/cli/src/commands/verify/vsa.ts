@@ -13,7 +13,7 @@ import {
 import { AirlockSigner, type SerializedBundle } from '@airlock/sign';
 import { BundleVerifier, type IdentityPolicy } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../../context.js';
-import { VERSION } from '../../program.js';
+import { VERSION } from '../../program-base.js';
 import { fail, printResult, UsageError, type OutputOptions } from '../../output.js';
 import { exitCodeFor } from './errors.js';
 import { addRegistryOptions, looksLikeImageRef, registryClientFor, type RegistryFlags } from './registry.js';
