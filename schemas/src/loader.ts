@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { Contracts } from './contracts.js';
 
 /** Every JSON Schema of the repository, by name (the file name without `.schema.json`). */
@@ -88,7 +88,8 @@ export class SchemaLoader {
     let fn: ValidateFunction;
     try {
       const schema = JSON.parse(readFileSync(this.locate(file), 'utf8')) as object;
-      this.ajv ??= new Ajv({ strict: true, allErrors: true });
+      // ajv (60 modules) loads with the first schema compiled, not when a CLI call merely imports this package.
+      this.ajv ??= new (require('ajv') as typeof import('ajv')).Ajv({ strict: true, allErrors: true });
       fn = this.ajv.compile(schema);
     } catch (cause) {
       const e = new SchemaError(

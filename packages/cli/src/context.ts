@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { requestAgentToken } from '@airlock/agent';
 import { issueWorkloadToken, readEndpoints } from '@airlock/plane';
 import { EXIT, UsageError } from './output.js';
 
@@ -43,6 +42,8 @@ function agentIdentity(socketPath: string, subject: string | undefined): () => P
   let cached: { token: string; expiresAt: number } | undefined;
   return async () => {
     if (cached && cached.expiresAt - Date.now() > 60_000) return cached.token;
+    // Loaded on use: the agent client pulls in the identity package (jose), which most calls never need.
+    const { requestAgentToken } = await import('@airlock/agent');
     const t = await requestAgentToken(socketPath, subject !== undefined ? { subject } : {});
     cached = { token: t.token, expiresAt: Date.parse(t.expiresAt) };
     return t.token;

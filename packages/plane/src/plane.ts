@@ -2,10 +2,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from '
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AirlockError, type HttpLimits, type ServiceTls } from '@airlock/core';
-import { startTlogServer, type LogStorage, type TileStore } from '@airlock/tlog';
-import { startCaServer } from '@airlock/ca';
-import { startTsaServer } from '@airlock/tsa';
-import { IdentityIssuer, startIdentityIssuer, type BuildClaims, type TrustedIssuer } from '@airlock/identity';
+import type { LogStorage, TileStore } from '@airlock/tlog';
+import type { BuildClaims, TrustedIssuer } from '@airlock/identity';
 import { openPkcs11Signer } from './pkcs11.js';
 import { buildTrustedRoot, type TrustedRootJson } from './trusted-root.js';
 import { buildSigningConfig, SIGNING_CONFIG_FILE } from './signing-config.js';
@@ -124,6 +122,13 @@ export function writeFileAtomic(path: string, data: string, mode = 0o644): void 
  */
 export async function startTrustPlane(options: TrustPlaneOptions): Promise<RunningTrustPlane> {
   const dataDir = options.dataDir;
+  // The servers load here, not at import: CLI calls that only read endpoints.json import this module too.
+  const [{ startTlogServer }, { startCaServer }, { startTsaServer }, { startIdentityIssuer }] = await Promise.all([
+    import('@airlock/tlog'),
+    import('@airlock/ca'),
+    import('@airlock/tsa'),
+    import('@airlock/identity'),
+  ]);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   await refuseIfRunning(dataDir);
   const statePath = join(dataDir, 'plane.json');
@@ -449,6 +454,7 @@ export async function issueWorkloadToken(
   options: WorkloadTokenOptions = {},
 ): Promise<string> {
   const e = await readLiveEndpoints(dataDir);
+  const { IdentityIssuer } = await import('@airlock/identity');
   const issuer = await IdentityIssuer.open({ dataDir, issuerUrl: e.identityIssuerUrl, trustDomain: e.trustDomain });
   return issuer.issueToken({ subject, ...options });
 }

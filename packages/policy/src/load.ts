@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sha256Hex } from '@airlock/core';
-import { validRange } from 'semver';
-import { parseDocument } from 'yaml';
+import { semver, yaml } from './lazy-deps.js';
 import { PolicyError } from './errors.js';
 import { compileAuthority, type CompiledAuthority } from './match.js';
 import { problemsAgainst } from './schemas.js';
@@ -31,7 +30,7 @@ export function parsePolicy(bytes: Buffer | string, uri = 'policy'): LoadedPolic
   const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
   if (buf.length > MAX_POLICY_BYTES)
     throw new PolicyError('POLICY_UNREADABLE', `${uri}: larger than ${MAX_POLICY_BYTES} bytes`);
-  const doc = parseDocument(buf.toString('utf8'), { uniqueKeys: true, prettyErrors: false });
+  const doc = yaml().parseDocument(buf.toString('utf8'), { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0)
     throw new PolicyError('POLICY_UNREADABLE', `${uri}: not valid YAML or JSON: ${doc.errors[0]!.message}`);
   let value: unknown;
@@ -118,7 +117,7 @@ function semanticProblems(p: PolicyDocument): string[] {
   refs(p.dependencies?.syncAuthorities, 'policy.dependencies.syncAuthorities');
   refs(p.sbom?.authorities, 'policy.sbom.authorities');
   const semverTags = p.provenance?.source?.refs?.semverTags;
-  if (semverTags !== undefined && validRange(semverTags) === null)
+  if (semverTags !== undefined && semver().validRange(semverTags) === null)
     problems.push(`policy.provenance.source.refs.semverTags: '${semverTags}' is not a semver range`);
   if (p.dependencies && !p.provenance)
     problems.push('policy.dependencies: needs a provenance section (dependencies are read from the provenance)');

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse as parseSemver, compare as compareSemver } from 'semver';
+import { semver } from './lazy-deps.js';
 import { PolicyError } from './errors.js';
 import { normalizePypiName, osvEcosystem, parsePurl, purlPackageKey, type ParsedPurl } from './purl.js';
 
@@ -204,9 +204,9 @@ function inRange(version: string, events: readonly OsvEvent[], cmp: Compare): bo
 function comparator(type: string, p: ParsedPurl): Compare {
   if (type === 'SEMVER' || osvEcosystem(p) === 'npm') {
     return (a, b) => {
-      const x = parseSemver(a.replace(/^v/, ''));
-      const y = parseSemver(b.replace(/^v/, ''));
-      return x && y ? compareSemver(x, y) : compareGeneric(a, b);
+      const x = semver().parse(a.replace(/^v/, ''));
+      const y = semver().parse(b.replace(/^v/, ''));
+      return x && y ? semver().compare(x, y) : compareGeneric(a, b);
     };
   }
   return compareGeneric;

@@ -1,5 +1,5 @@
 import { canonicalize } from '@airlock/core';
-import { satisfies, valid as validSemver } from 'semver';
+import { semver } from './lazy-deps.js';
 import { ATTESTED_BUILDER_RULE, attestedBuilderRule } from './attested-builder.js';
 import { AIRLOCK_BUILD_TYPE } from './constants.js';
 import type { Accepted, BuildFacts, Dependency, ProvenancePredicate, RuleResult } from './evidence.js';
@@ -202,8 +202,8 @@ function refRule(v: ProvenanceView, refs: NonNullable<NonNullable<ProvenanceRule
   const branch = v.ref?.startsWith('refs/heads/') ? v.ref.slice('refs/heads/'.length) : undefined;
   const tag = v.ref?.startsWith('refs/tags/') ? v.ref.slice('refs/tags/'.length) : undefined;
   const semverOk = (t: string): boolean => {
-    const version = validSemver(t.replace(/^v/, ''));
-    return version !== null && satisfies(version, refs.semverTags!);
+    const version = semver().valid(t.replace(/^v/, ''));
+    return version !== null && semver().satisfies(version, refs.semverTags!);
   };
   const ok =
     (branch !== undefined && refs.branches !== undefined && matchesAny(branch, refs.branches)) ||

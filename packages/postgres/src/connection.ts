@@ -1,5 +1,6 @@
 import { AirlockError } from '@airlock/core';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg-module.js';
 import { PgError } from './errors.js';
 
 /**
@@ -67,7 +68,7 @@ export function toPgError(err: unknown, target: PgTarget, what: string): Error {
 }
 
 export function newPool(target: PgTarget, max = 4): pg.Pool {
-  const pool = new pg.Pool({ ...target.config, max, connectionTimeoutMillis: 10_000 });
+  const pool = new (pgModule().Pool)({ ...target.config, max, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
   return pool;

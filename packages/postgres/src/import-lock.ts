@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { CasError } from '@airlock/cas';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg-module.js';
 import { parsePgUrl, toPgError, type PgTarget } from './connection.js';
 
 // Session advisory lock key of the mirror's import slot (advisory locks are per database: one mirror per database).
@@ -24,7 +25,7 @@ export interface PgImportLock {
 export async function acquirePgImportLock(url: string): Promise<PgImportLock> {
   const target = parsePgUrl(url);
   const me = `${APP_PREFIX} pid ${process.pid} on ${hostname()}`;
-  const client = new pg.Client({
+  const client = new (pgModule().Client)({
     ...target.config,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,

@@ -1,5 +1,6 @@
 import { TlogError, type LogStorage, type NewEntryRow, type NodeCoord, type StoredEntry } from '@airlock/tlog';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg-module.js';
 import { newPool, parsePgUrl, pgQuery, toPgError, type PgTarget } from './connection.js';
 import { migrate } from './migrate.js';
 
@@ -47,7 +48,7 @@ export class PgLogStorage implements LogStorage {
   static async open(url: string): Promise<PgLogStorage> {
     const target = parsePgUrl(url);
     const pool = newPool(target);
-    const writer = new pg.Client({ ...target.config, connectionTimeoutMillis: 10_000 });
+    const writer = new (pgModule().Client)({ ...target.config, connectionTimeoutMillis: 10_000 });
     writer.on('error', () => undefined); // surfaces on the next query
     try {
       await migrate(pool);

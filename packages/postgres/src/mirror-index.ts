@@ -10,7 +10,8 @@ import {
   type SharedIndex,
   type SnapshotRecord,
 } from '@airlock/cas';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg-module.js';
 import { newPool, parsePgUrl, pgQuery, toPgError, type PgTarget } from './connection.js';
 import { migrate } from './migrate.js';
 
@@ -288,7 +289,7 @@ export class PgMirrorIndex implements SharedIndex {
 
   private async listen(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client({ ...this.target.config });
+    const client = new (pgModule().Client)({ ...this.target.config });
     client.on('error', () => {
       // Dropped: polling keeps the replica current; the next tick reconnects.
       if (this.listener === client) this.listener = undefined;

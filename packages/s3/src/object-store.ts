@@ -1,4 +1,5 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './sdk.js';
 import { createHash } from 'node:crypto';
 import type { S3Connection, S3Location } from './config.js';
 import { S3Error } from './errors.js';
@@ -30,7 +31,7 @@ export class S3TileStore {
     try {
       await this.send('PutObject', key, () =>
         this.client.send(
-          new PutObjectCommand({
+          new (s3Sdk().PutObjectCommand)({
             Bucket: this.location.bucket,
             Key: key,
             Body: bytes,
@@ -55,7 +56,7 @@ export class S3TileStore {
     const key = this.keyOf(this.checkpointPath);
     await this.send('PutObject', key, () =>
       this.client.send(
-        new PutObjectCommand({
+        new (s3Sdk().PutObjectCommand)({
           Bucket: this.location.bucket,
           Key: key,
           Body: bytes,
@@ -70,7 +71,7 @@ export class S3TileStore {
     const key = this.keyOf(path);
     try {
       const out = await this.send('GetObject', key, () =>
-        this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: key })),
+        this.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: this.location.bucket, Key: key })),
       );
       return Buffer.from(await out.Body!.transformToByteArray());
     } catch (err) {

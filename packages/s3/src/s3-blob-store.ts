@@ -6,23 +6,8 @@ import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type CompletedPart,
-} from '@aws-sdk/client-s3';
+import type { CompletedPart, S3Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './sdk.js';
 import {
   assertSha256Hex,
   CasError,
@@ -221,7 +206,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.call('CopyObject', key, () =>
         this.client.send(
-          new CopyObjectCommand({
+          new (s3Sdk().CopyObjectCommand)({
             Bucket: this.bucket,
             Key: `${dir}${stamp}.blob`,
             CopySource: `${this.bucket}/${encodeURIComponent(key)}`,
@@ -242,7 +227,7 @@ export class S3BlobStore implements BlobStore {
     };
     await this.call('PutObject', `${dir}${stamp}.json`, () =>
       this.client.send(
-        new PutObjectCommand({
+        new (s3Sdk().PutObjectCommand)({
           Bucket: this.bucket,
           Key: `${dir}${stamp}.json`,
           Body: `${JSON.stringify(record)}\n`,
@@ -251,7 +236,7 @@ export class S3BlobStore implements BlobStore {
       ),
     );
     await this.call('DeleteObject', key, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
+      this.client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.bucket, Key: key })),
     );
     return true;
   }
@@ -260,7 +245,7 @@ export class S3BlobStore implements BlobStore {
     assertSha256Hex(sha256);
     const prefix = `${this.prefix}${S3_BLOB_LAYOUT.quarantine}${sha256}/`;
     const out = await this.call('ListObjectsV2', prefix, () =>
-      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 })),
+      this.client.send(new (s3Sdk().ListObjectsV2Command)({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 })),
     );
     return (out.KeyCount ?? out.Contents?.length ?? 0) > 0;
   }
@@ -286,7 +271,7 @@ export class S3BlobStore implements BlobStore {
     this.forget(sha256);
     if (!(await this.head(key))) return false;
     await this.call('DeleteObject', key, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
+      this.client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.bucket, Key: key })),
     );
     return true;
   }
@@ -309,7 +294,7 @@ export class S3BlobStore implements BlobStore {
     for (;;) {
       const page = await this.call('ListMultipartUploads', prefix, () =>
         this.client.send(
-          new ListMultipartUploadsCommand({
+          new (s3Sdk().ListMultipartUploadsCommand)({
             Bucket: this.bucket,
             Prefix: prefix,
             ...(keyMarker ? { KeyMarker: keyMarker } : {}),
@@ -339,7 +324,7 @@ export class S3BlobStore implements BlobStore {
       try {
         await this.call('PutObject', key, () =>
           this.client.send(
-            new PutObjectCommand({
+            new (s3Sdk().PutObjectCommand)({
               Bucket: this.bucket,
               Key: key,
               Body: bytes,
@@ -367,7 +352,7 @@ export class S3BlobStore implements BlobStore {
   ): Promise<PutResult> {
     const key = this.keyOf(sha256);
     const created = await this.call('CreateMultipartUpload', key, () =>
-      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key })),
+      this.client.send(new (s3Sdk().CreateMultipartUploadCommand)({ Bucket: this.bucket, Key: key })),
     );
     const uploadId = created.UploadId;
     if (!uploadId) throw new S3Error('S3_REQUEST_FAILED', `CreateMultipartUpload ${this.where(key)}: no upload id`);
@@ -383,7 +368,7 @@ export class S3BlobStore implements BlobStore {
       try {
         await this.call('CompleteMultipartUpload', key, () =>
           this.client.send(
-            new CompleteMultipartUploadCommand({
+            new (s3Sdk().CompleteMultipartUploadCommand)({
               Bucket: this.bucket,
               Key: key,
               UploadId: uploadId,
@@ -442,7 +427,7 @@ export class S3BlobStore implements BlobStore {
   private async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
     const out = await this.call('UploadPart', key, () =>
       this.client.send(
-        new UploadPartCommand({
+        new (s3Sdk().UploadPartCommand)({
           Bucket: this.bucket,
           Key: key,
           UploadId: uploadId,
@@ -493,7 +478,9 @@ export class S3BlobStore implements BlobStore {
   private async abortUpload(key: string, uploadId: string): Promise<void> {
     try {
       await this.call('AbortMultipartUpload', key, () =>
-        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })),
+        this.client.send(
+          new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+        ),
       );
     } catch (err) {
       if (!isStatus(err, 404)) throw err; // NoSuchUpload: already gone
@@ -550,7 +537,7 @@ export class S3BlobStore implements BlobStore {
   private async head(key: string): Promise<{ size: number; token: string } | undefined> {
     try {
       const out = await this.call('HeadObject', key, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
+        this.client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: this.bucket, Key: key })),
       );
       const size = out.ContentLength ?? 0;
       return { size, token: tokenOf(out.ETag, out.LastModified, size) };
@@ -567,7 +554,7 @@ export class S3BlobStore implements BlobStore {
     try {
       const out = await this.call('GetObject', key, () =>
         this.client.send(
-          new GetObjectCommand({
+          new (s3Sdk().GetObjectCommand)({
             Bucket: this.bucket,
             Key: key,
             ...(options.range ? { Range: `bytes=${options.range.start}-${options.range.end}` } : {}),
@@ -597,7 +584,7 @@ export class S3BlobStore implements BlobStore {
     do {
       const page = await this.call('ListObjectsV2', prefix, () =>
         this.client.send(
-          new ListObjectsV2Command({
+          new (s3Sdk().ListObjectsV2Command)({
             Bucket: this.bucket,
             Prefix: prefix,
             ...(token ? { ContinuationToken: token } : {}),
@@ -620,12 +607,16 @@ export class S3BlobStore implements BlobStore {
 
   private async checkBucket(create: boolean): Promise<void> {
     try {
-      await this.call('HeadBucket', '', () => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
+      await this.call('HeadBucket', '', () =>
+        this.client.send(new (s3Sdk().HeadBucketCommand)({ Bucket: this.bucket })),
+      );
       return;
     } catch (err) {
       if (!(isStatus(err, 404) && create)) throw err;
     }
-    await this.call('CreateBucket', '', () => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })));
+    await this.call('CreateBucket', '', () =>
+      this.client.send(new (s3Sdk().CreateBucketCommand)({ Bucket: this.bucket })),
+    );
   }
 
   private where(key: string): string {
@@ -648,7 +639,7 @@ export class S3BlobStore implements BlobStore {
 export function makeClient(c: S3Connection, maxSockets: number): S3Client {
   // The SDK warns on Node 20 about its own future releases; that is not the operator's problem at run time.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  return new S3Client({
+  return new (s3Sdk().S3Client)({
     ...(c.endpoint ? { endpoint: c.endpoint } : {}),
     region: c.region,
     forcePathStyle: c.forcePathStyle,

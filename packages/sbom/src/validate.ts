@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { SbomError } from './errors.js';
 
 /**
@@ -16,11 +15,16 @@ export interface SbomValidationResult {
   errors: string[];
 }
 
-// ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
-  ajv: Ajv,
-  opts?: object,
-) => Ajv;
+// ajv and ajv-formats (over 100 modules) load with the first validation, not when a command imports this package.
+// ajv-formats is CommonJS with `exports.default`.
+function loadAjv(): { Ajv: typeof Ajv; addFormats: (ajv: Ajv, opts?: object) => Ajv } {
+  const require = createRequire(import.meta.url);
+  const formats = require('ajv-formats') as { default?: unknown };
+  return {
+    Ajv: (require('ajv') as typeof import('ajv')).Ajv,
+    addFormats: (formats.default ?? formats) as (ajv: Ajv, opts?: object) => Ajv,
+  };
+}
 
 const SCHEMA_FILES = {
   bom: 'bom-1.6.SNAPSHOT.schema.json',
@@ -45,6 +49,7 @@ function validator(): ValidateFunction {
     const dir = schemaDir();
     const load = (file: string): Record<string, unknown> =>
       JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
+    const { Ajv, addFormats } = loadAjv();
     const ajv = new Ajv({ strict: false, useDefaults: false, allErrors: true, addUsedSchema: false });
     addFormats(ajv, { mode: 'full', keywords: false });
     ajv.addFormat('idn-email', /^[^\s@]+@[^\s@]+$/u);

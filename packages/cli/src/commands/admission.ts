@@ -13,8 +13,7 @@ import {
   type WorkspaceVerdict,
 } from '@airlock/admission';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
-import { parseIntFlag } from './mirror.js';
-import { parseListen, runUntilSignal } from './plane.js';
+import { parseIntFlag, parseListen, runUntilSignal } from './cli-flags.js';
 
 /**
  * `airlock admission serve|manifests` (the Kubernetes webhook) and `airlock admit workspace` (the check a dev

@@ -13,7 +13,7 @@ import { IdentityError, IdentityIssuer, watchX509Svid, writeX509SvidFiles, type 
 import { issueWorkloadToken, openPkcs11Signer } from '@airlock/plane';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation.js';
-import { runUntilSignal } from './plane.js';
+import { runUntilSignal } from './cli-flags.js';
 import { isAgentRefusal } from '../context.js';
 
 /** `identity token` failures: bad flags, subject, a missing --break-glass or not the key owner → 2, plane not running → 3, else 1. */

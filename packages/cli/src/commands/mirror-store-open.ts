@@ -10,7 +10,7 @@ import { MirrorStore } from '@airlock/cas';
 import { acquirePgImportLock, isPostgresUrl, PgMirrorIndex, type PgImportLock } from '@airlock/postgres';
 import { isS3Url, openS3BlobStore, S3Error, type S3BlobStore } from '@airlock/s3';
 import { UsageError } from '../output.js';
-import { parseDuration } from './mirror.js';
+import { parseDuration } from './cli-flags.js';
 
 export interface StoreFlags {
   store: string;

@@ -18,7 +18,7 @@ import {
   workerStoreOf,
   type StoreFlags,
 } from './mirror-store-open.js';
-import { parseListen, runUntilSignal } from './plane.js';
+import { parseDuration, parseIntFlag, parseListen, runUntilSignal } from './cli-flags.js';
 
 interface ImportFlags extends OutputOptions, StoreFlags {
   trustedRoot?: string;
@@ -32,17 +32,6 @@ interface ImportFlags extends OutputOptions, StoreFlags {
   create?: boolean;
 }
 
-const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
-/** `30d`, `12h`, `90m`, `45s`, `2w` → milliseconds; anything else is a usage error (a typo must not disable a limit). */
-export function parseDuration(flag: string, value: string): number {
-  const m = /^(\d+)([smhdw])$/.exec(value.trim());
-  const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]!]! : NaN;
-  if (!m || !Number.isSafeInteger(ms) || ms <= 0)
-    throw new UsageError(`${flag} '${value}': expected a duration such as 30d, 12h, 90m (units s, m, h, d, w)`);
-  return ms;
-}
-
 /** Counted progress lines on stderr, at most about one a second (and always the last). */
 function progressLine(flags: OutputOptions, label: string): (done: number, total: number) => void {
   let lastShown = 0;
@@ -51,14 +40,6 @@ function progressLine(flags: OutputOptions, label: string): (done: number, total
     lastShown = performance.now();
     info(flags, `  ${label} ${done}/${total}`);
   };
-}
-
-/** A whole number ≥ min from a flag; NaN or a fraction would otherwise switch a limit off silently. */
-export function parseIntFlag(flag: string, value: string, min = 1): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`${flag} '${value}': expected a whole number ≥ ${min}`);
-  return n;
 }
 
 function syncPolicy(flags: ImportFlags): IdentityPolicy {
@@ -72,6 +53,9 @@ function syncPolicy(flags: ImportFlags): IdentityPolicy {
     ...(flags.syncIdentity ? { subject: flags.syncIdentity } : { subjectRegExp: flags.syncIdentityRegexp! }),
   };
 }
+
+// Moved to the light cli-flags.ts (commands import them without loading the mirror); re-exported for old importers.
+export { parseDuration, parseIntFlag } from './cli-flags.js';
 
 export function registerMirrorCommands(program: Command): void {
   const mirror = program

@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import type { HttpLimits } from '@airlock/core';
 import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
+import { parseListen, parsePort, runUntilSignal } from './cli-flags.js';
 import { registerIdentityCommands } from './identity.js';
 import { addMtlsOptions, mtlsFromFlags, type MtlsFlags } from './mtls-flags.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
@@ -31,33 +32,8 @@ import {
 } from './tlog-backends.js';
 import type { PgLogStorage } from '@airlock/postgres';
 
-function parsePort(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`invalid port '${v}'`);
-  return n;
-}
-
-/** ADDR = host:port, :port or port. */
-export function parseListen(addr: string): { host: string; port: number } {
-  const m = /^(?:\[?([^\]]*?)\]?:)?(\d+)$/.exec(addr);
-  if (!m) throw new UsageError(`invalid listen address '${addr}' (expected HOST:PORT)`);
-  return { host: m[1] || '127.0.0.1', port: parsePort(m[2]!) };
-}
-
-/** Keeps a server process alive until SIGINT/SIGTERM, then closes it cleanly. */
-export function runUntilSignal(close: () => Promise<void>): void {
-  let closing = false;
-  const stop = (): void => {
-    if (closing) return;
-    closing = true;
-    close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-}
+// Moved to the light cli-flags.ts (commands import them without loading the plane); re-exported for old importers.
+export { parseListen, runUntilSignal } from './cli-flags.js';
 
 const ISSUER_FIELDS = ['issuerUrl', 'type', 'trustDomain', 'subjectDomain', 'jwksUrl', 'audience'] as const;
 

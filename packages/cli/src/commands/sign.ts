@@ -15,7 +15,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { makeStatement, sha256Hex, type DigestSet } from '@airlock/core';
-import { AirlockSigner, KeySigner, type SerializedBundle } from '@airlock/sign';
+import type { AirlockSigner, SerializedBundle } from '@airlock/sign';
 import { certificateIdentity, type CertificateIdentity } from '@airlock/verify';
 import {
   contextExitCode,
@@ -56,6 +56,8 @@ function addSigningOptions(cmd: Command, defaultSuffix: string): Command {
 }
 
 async function makeSigner(flags: SignFlags): Promise<AirlockSigner> {
+  // Loaded on use: sigstore's signer and its HTTP stack are not needed to register or to verify.
+  const { AirlockSigner, KeySigner } = await import('@airlock/sign');
   const ctx = resolveSigningContext(flags, { keyBased: flags.key !== undefined });
   await ctx.preflight();
   if (flags.key) {

@@ -6,7 +6,7 @@ import { AirlockSigner } from '@airlock/sign';
 import { readEndpoints } from '@airlock/plane';
 import { isAgentRefusal, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
-import { parseIntFlag } from './mirror.js';
+import { parseIntFlag } from './cli-flags.js';
 
 interface SyncFlags extends SigningFlags, OutputOptions {
   npmLock: string[];

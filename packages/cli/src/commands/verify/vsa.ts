@@ -10,10 +10,10 @@ import {
   type CheckedVsa,
   type PolicyRun,
 } from '@airlock/policy';
-import { AirlockSigner, type SerializedBundle } from '@airlock/sign';
+import type { AirlockSigner, SerializedBundle } from '@airlock/sign';
 import { BundleVerifier, type IdentityPolicy } from '@airlock/verify';
 import { readJsonFile, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../../context.js';
-import { VERSION } from '../../program.js';
+import { VERSION } from '../../program-base.js';
 import { fail, printResult, UsageError, type OutputOptions } from '../../output.js';
 import { exitCodeFor } from './errors.js';
 import { addRegistryOptions, looksLikeImageRef, registryClientFor, type RegistryFlags } from './registry.js';
@@ -52,6 +52,7 @@ export async function signVsa(run: PolicyRun, flags: VsaSigningFlags): Promise<{
   if (verifierId === undefined)
     throw new UsageError('--verifier-id is required when the verifier signs with its own OIDC token');
   const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
+  const { AirlockSigner } = await import('@airlock/sign');
   const signer = new AirlockSigner({ ...signingEndpointsOf(ctx), identity: ctx.identity });
   return writeSignedVsa(run, { signer, verifierId, out, ...(flags.force ? { force: true } : {}) });
 }
