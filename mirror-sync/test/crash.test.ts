@@ -143,7 +143,8 @@ async function rerunAndCheck(w: World): Promise<void> {
 
 describe('sync killed with SIGKILL', () => {
   it('mid-download, with every blob partly staged: no bundle, no state, no staged bytes left; a re-run completes', async () => {
-    const w = world('held', 4, 4 * MiB);
+    // Half of each body (8 MiB) is more than one staging write batch (4 MiB), so bytes reach the sealed files.
+    const w = world('held', 4, 16 * MiB);
     let serveWhole = false;
     w.bodies.forEach((body, i) =>
       up.route(`/held/${i}.bin`, (_req, res) => {

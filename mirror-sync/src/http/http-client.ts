@@ -42,8 +42,8 @@ export interface FetchedBytes {
 }
 
 const MAX_REDIRECTS = 10;
-/** Large writes: fewer syscalls and event-loop turns per blob. */
-const WRITE_HWM = 1 << 20;
+/** Staging writes gathered to 4 MiB (the bundle writer's chunk): fewer syscalls and event-loop turns per blob. */
+const WRITE_HWM = 4 << 20;
 /** fs errors are local trouble, not a flaky upstream: never retried. */
 const LOCAL_ERRNO = new Set(['ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'EMFILE', 'ENFILE', 'EISDIR', 'ENOTDIR', 'EDQUOT']);
 
