@@ -1,15 +1,12 @@
-import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { HashingTransform, MultiHasher, transferTarHeader } from '@airlock/core';
+import tar from 'tar-stream';
 import { SyncError } from '../errors.js';
 import { compareStrings } from '../manifest.js';
-import {
-  BufferPool,
-  encodeTransferHeader,
-  HashingFileWriter,
-  TAR_CHUNK,
-  TAR_END,
-  tarPadding,
-} from './tar-file-writer.js';
 
 export interface BundleFile {
   /** Path inside the tar, e.g. `attestations/manifest.sigstore.json`. */
@@ -25,14 +22,15 @@ export type BundleBlob = { sha256: string; size: number } & (
   { path: string; sealed?: undefined } | { sealed: FileHandle; path?: undefined }
 );
 
+/** Bytes per read of a sealed blob; a fresh buffer each time, since the tar stream may still hold the last one. */
+const SEALED_READ = 1 << 20;
+
 /**
  * Writes the transfer bundle tar to `dest`:
  *   manifest.json, then attestations/* (sorted), then blobs/sha256/<hex> (sorted by hex).
  * The manifest comes first so an importer streaming the tar can check the signature and each blob as it arrives.
- * The tar is written directly (headers byte-identical to tar-stream's, see encodeTransferHeader) and hashed as it
- * is written; blobs are read in 4 MiB chunks, the next read and the previous write in flight while this thread
- * hashes, through a few reused buffers (constant memory). Named staged files are re-hashed on the way in, so one
- * that changed since it was verified fails the write instead of shipping. Returns the bundle's sha256 and size.
+ * Blobs are streamed from disk (constant memory); named staged files are re-hashed on the way in, so one that
+ * changed since it was verified fails the write instead of shipping. Returns the bundle's sha256 and size.
  */
 export async function writeBundle(
   dest: string,
@@ -40,102 +38,121 @@ export async function writeBundle(
   attestations: readonly BundleFile[],
   blobs: readonly BundleBlob[],
 ): Promise<{ sha256: string; size: number }> {
-  let file: FileHandle;
+  const pack = tar.pack();
+  const hasher = new HashingTransform(['sha256']);
+  const sink = pipeline(
+    Readable.from(pack as AsyncIterable<Buffer>),
+    hasher,
+    createWriteStream(dest, { highWaterMark: SEALED_READ }),
+  );
+  // If the consumer fails, the producer below must not wait forever on backpressure.
+  sink.catch((err: unknown) => pack.destroy(err as Error));
   try {
-    file = await open(dest, 'w', 0o644);
-  } catch (cause) {
-    throw bundleError(dest, cause);
-  }
-  try {
-    const out = new HashingFileWriter(file);
-    const pool = new BufferPool();
-    await addBuffer(out, 'manifest.json', manifestBytes);
+    await addBuffer(pack, 'manifest.json', manifestBytes);
     for (const a of [...attestations].sort((x, y) => compareStrings(x.name, y.name)))
-      await addBuffer(out, a.name, a.bytes);
-    for (const b of [...blobs].sort((x, y) => compareStrings(x.sha256, y.sha256))) await addBlob(out, pool, b);
-    await out.push(TAR_END);
-    const written = await out.finish();
-    // Durable before the caller renames it into place.
-    await file.sync();
-    return written;
+      await addBuffer(pack, a.name, a.bytes);
+    for (const b of [...blobs].sort((x, y) => compareStrings(x.sha256, y.sha256))) await addBlob(pack, b);
+    pack.finalize();
   } catch (err) {
-    throw err instanceof SyncError ? err : bundleError(dest, err);
-  } finally {
-    await file.close().catch(() => undefined);
+    pack.destroy(err as Error);
+    await sink.catch(() => {});
+    throw err instanceof SyncError
+      ? err
+      : new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(err as Error).message}`, { cause: err });
   }
+  try {
+    await sink;
+  } catch (cause) {
+    throw new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(cause as Error).message}`, { cause });
+  }
+  // Durable before the caller renames it into place.
+  const fh = await open(dest, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return { sha256: hasher.result!.digests.sha256!, size: hasher.result!.size };
 }
 
-function bundleError(dest: string, cause: unknown): SyncError {
-  return new SyncError('SYNC_BUNDLE_FAILED', `writing ${dest} failed: ${(cause as Error).message}`, { cause });
+function addBuffer(pack: tar.Pack, name: string, bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // Fixed header fields shared with the importer, which accepts nothing else (see transferTarHeader).
+    pack.entry(transferTarHeader(name, bytes.byteLength), Buffer.from(bytes), (err) => (err ? reject(err) : resolve()));
+  });
 }
 
-async function addBuffer(out: HashingFileWriter, name: string, bytes: Uint8Array): Promise<void> {
-  await out.push(encodeTransferHeader(name, bytes.byteLength));
-  await out.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-  await out.push(tarPadding(bytes.byteLength));
+type EntrySink = ReturnType<tar.Pack['entry']>;
+
+function openEntry(pack: tar.Pack, blob: BundleBlob): { sink: EntrySink; finished: Promise<void> } {
+  let sink!: EntrySink;
+  const finished = new Promise<void>((resolve, reject) => {
+    sink = pack.entry(transferTarHeader(`blobs/sha256/${blob.sha256}`, blob.size), (err) =>
+      err ? reject(err) : resolve(),
+    );
+  });
+  finished.catch(() => {}); // observed by the caller; avoid an unhandled rejection while it is still writing
+  // Destroying the entry (a staged blob that changed) emits 'error' on it; unheard, that is an uncaught
+  // exception that kills the process instead of failing the sync. The callback above reports it.
+  (sink as unknown as NodeJS.EventEmitter).on('error', () => {});
+  return { sink, finished };
 }
 
-/** `data` is a view of the pooled buffer `whole`, handed back to the pool once written. */
-interface Chunk {
-  data: Buffer;
-  whole: Buffer;
+async function write(sink: EntrySink, buf: Buffer): Promise<void> {
+  if (!sink.write(buf)) await once(sink as unknown as NodeJS.EventEmitter, 'drain');
 }
 
-/** Reads exactly `size` bytes of `file` in TAR_CHUNK pieces, one read ahead of the consumer. */
-async function* chunks(file: FileHandle, size: number, pool: BufferPool, what: string): AsyncGenerator<Chunk> {
-  const readAt = async (pos: number): Promise<Chunk> => {
-    const buf = pool.take();
-    const want = Math.min(TAR_CHUNK, size - pos);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await file.read(buf, got, want - got, pos + got);
-      if (bytesRead === 0) throw new SyncError('SYNC_BUNDLE_FAILED', `staged blob ${what}: short read`);
-      got += bytesRead;
-    }
-    return { data: buf.subarray(0, want), whole: buf };
+/** A sealed blob: exactly `size` bytes from offset 0, the next read in flight while this chunk is written. */
+async function addSealedBlob(pack: tar.Pack, blob: BundleBlob & { sealed: FileHandle }): Promise<void> {
+  const file = blob.sealed;
+  const { size } = await file.stat();
+  if (size !== blob.size)
+    throw new SyncError('SYNC_BUNDLE_FAILED', `staged blob ${blob.sha256} is ${size} bytes, expected ${blob.size}`);
+  const { sink, finished } = openEntry(pack, blob);
+  const readAt = async (pos: number): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafe(Math.min(SEALED_READ, blob.size - pos));
+    const { bytesRead } = await file.read(buf, 0, buf.length, pos);
+    if (bytesRead !== buf.length) throw new SyncError('SYNC_BUNDLE_FAILED', `staged blob ${blob.sha256}: short read`);
+    return buf;
   };
   let pos = 0;
-  let next = size > 0 ? readAt(0) : undefined;
+  let next = blob.size > 0 ? readAt(0) : undefined;
   try {
     while (next) {
-      const chunk = await next;
-      pos += chunk.data.length;
-      next = pos < size ? readAt(pos) : undefined;
-      yield chunk;
+      const buf = await next;
+      pos += buf.length;
+      next = pos < blob.size ? readAt(pos) : undefined;
+      await write(sink, buf);
     }
-  } finally {
+  } catch (err) {
     await next?.catch(() => undefined);
+    sink.destroy(err as Error);
+    await finished.catch(() => {});
+    throw err;
   }
+  sink.end(undefined); // streamx's typings want an argument; undefined = no final chunk
+  await finished;
 }
 
-async function addBlob(out: HashingFileWriter, pool: BufferPool, blob: BundleBlob): Promise<void> {
-  const file = blob.sealed ?? (await open(blob.path, 'r'));
-  try {
-    const { size } = await file.stat();
-    if (size !== blob.size) {
-      throw new SyncError(
-        'SYNC_BUNDLE_FAILED',
-        blob.sealed
-          ? `staged blob ${blob.sha256} is ${size} bytes, expected ${blob.size}`
-          : `staged blob ${blob.sha256} changed on disk since it was verified (now ${size} bytes, expected ${blob.size})`,
-      );
-    }
-    // A sealed file is unreachable by name since before its first byte: what was verified is what is read.
-    const check = blob.sealed ? undefined : createHash('sha256');
-    await out.push(encodeTransferHeader(`blobs/sha256/${blob.sha256}`, blob.size));
-    for await (const { data, whole } of chunks(file, blob.size, pool, blob.sha256)) {
-      check?.update(data);
-      await out.push(data, () => pool.give(whole));
-    }
-    const got = check?.digest('hex');
-    if (got !== undefined && got !== blob.sha256) {
-      throw new SyncError(
-        'SYNC_BUNDLE_FAILED',
-        `staged blob ${blob.sha256} changed on disk since it was verified (now sha256 ${got})`,
-      );
-    }
-    await out.push(tarPadding(blob.size));
-  } finally {
-    if (!blob.sealed) await file.close();
+async function addBlob(pack: tar.Pack, blob: BundleBlob): Promise<void> {
+  if (blob.sealed) return addSealedBlob(pack, blob);
+  const { sink, finished } = openEntry(pack, blob);
+  const check = new MultiHasher(['sha256']);
+  for await (const chunk of createReadStream(blob.path, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer;
+    check.update(buf);
+    if (check.size > blob.size) break;
+    await write(sink, buf);
   }
+  const got = check.digest();
+  if (got.size !== blob.size || got.digests.sha256 !== blob.sha256) {
+    sink.destroy(new Error('staged blob changed'));
+    await finished.catch(() => {});
+    throw new SyncError(
+      'SYNC_BUNDLE_FAILED',
+      `staged blob ${blob.sha256} changed on disk since it was verified (now ${got.size} bytes, sha256 ${got.digests.sha256})`,
+    );
+  }
+  sink.end(undefined); // streamx's typings want an argument; undefined = no final chunk
+  await finished;
 }

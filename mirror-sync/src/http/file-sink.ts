@@ -1,61 +1,36 @@
 import type { FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 
 /**
- * Writes a sequence of buffers into an open file from offset 0, leaving the handle open (a staged blob is read back
- * through it). Pushed buffers are gathered until `batchBytes`, then written with one positioned writev; one write is
- * in flight while the caller produces (hashes, downloads) the next batch, so this thread's work and the I/O in
- * libuv's pool overlap. No stream machinery: one call per chunk. A buffer handed to `push` must stay unchanged
- * until its `release` callback runs. A failed write surfaces from the next `push` or from `finish`.
+ * Writes a stream into an open file from offset 0, leaving the handle open (the staged blob is read back through
+ * it). Queued chunks go out as one writev. Not `FileHandle.createWriteStream({ autoClose: false })`: that stream
+ * keeps a reference on the handle, and `close()` then waits forever.
  */
-export class BatchedFileWriter {
-  private batch: Buffer[] = [];
-  private releases: (() => void)[] = [];
-  private batchBytes = 0;
+export class FileSink extends Writable {
   private position = 0;
-  private inflight: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly file: FileHandle,
-    private readonly batchLimit: number,
-  ) {}
-
-  async push(buf: Buffer, release?: () => void): Promise<void> {
-    if (release) this.releases.push(release);
-    if (buf.length === 0) return;
-    this.batch.push(buf);
-    this.batchBytes += buf.length;
-    if (this.batchBytes >= this.batchLimit) await this.flush();
+    highWaterMark: number,
+  ) {
+    super({ highWaterMark });
   }
 
-  /** Everything pushed is on the file (not synced). */
-  async finish(): Promise<void> {
-    await this.flush();
-    await this.inflight;
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writeAll([chunk]).then(() => cb(), cb);
   }
 
-  private async flush(): Promise<void> {
-    await this.inflight; // one write at a time: the file grows in order
-    if (this.batchBytes === 0) return;
-    const buffers = this.batch;
-    const releases = this.releases;
-    const at = this.position;
-    this.position += this.batchBytes;
-    this.batch = [];
-    this.releases = [];
-    this.batchBytes = 0;
-    this.inflight = writeFully(this.file, buffers, at).then(() => releases.forEach((r) => r()));
-    this.inflight.catch(() => undefined); // awaited by the next flush or finish
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.writeAll(chunks.map((c) => c.chunk)).then(() => cb(), cb);
   }
-}
 
-async function writeFully(file: FileHandle, buffers: Buffer[], at: number): Promise<void> {
-  let pending = buffers;
-  let position = at;
-  while (pending.length > 0) {
-    // IOV_MAX is 1024; a batch of 64 KiB chunks stays far below it, but never rely on it.
-    const { bytesWritten } = await file.writev(pending.slice(0, 1024), position);
-    position += bytesWritten;
-    pending = skipBytes(pending, bytesWritten);
+  private async writeAll(buffers: Buffer[]): Promise<void> {
+    let pending = buffers;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.file.writev(pending, this.position);
+      this.position += bytesWritten;
+      pending = skipBytes(pending, bytesWritten);
+    }
   }
 }
 

@@ -1,12 +1,13 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import PQueue from 'p-queue';
-import { MultiHasher, type DigestAlgorithm, type DigestResult } from '@airlock/core';
+import { HashingTransform, type DigestAlgorithm, type DigestResult } from '@airlock/core';
 import { SyncError } from '../errors.js';
 import { PRODUCER } from '../producer.js';
-import { BatchedFileWriter } from './file-sink.js';
+import { FileSink } from './file-sink.js';
 import { UrlRewriter } from './url-rewrite.js';
 
 export interface HttpClientOptions {
@@ -42,8 +43,8 @@ export interface FetchedBytes {
 }
 
 const MAX_REDIRECTS = 10;
-/** Staging writes gathered to 4 MiB (the bundle writer's chunk): fewer syscalls and event-loop turns per blob. */
-const WRITE_HWM = 4 << 20;
+/** Large writes: fewer syscalls and event-loop turns per blob. */
+const WRITE_HWM = 1 << 20;
 /** fs errors are local trouble, not a flaky upstream: never retried. */
 const LOCAL_ERRNO = new Set(['ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'EMFILE', 'ENFILE', 'EISDIR', 'ENOTDIR', 'EDQUOT']);
 
@@ -116,15 +117,20 @@ export class HttpClient {
   download(url: string, dest: string | FileHandle, options: DownloadOptions): Promise<DigestResult> {
     return this.withRetries(url, 'application/octet-stream, */*;q=0.5', true, async (res, touch) => {
       this.checkLength(url, res, options.maxBytes);
-      const hasher = new MultiHasher(options.algorithms);
-      const file = typeof dest === 'string' ? await open(dest, 'w', 0o600) : dest;
-      try {
-        if (typeof dest !== 'string') await file.truncate(0);
-        await streamInto(url, res, new BatchedFileWriter(file, WRITE_HWM), hasher, options, touch);
-      } finally {
-        if (typeof dest === 'string') await file.close();
-      }
-      return hasher.digest();
+      const hasher = new HashingTransform(options.algorithms);
+      if (typeof dest !== 'string') await dest.truncate(0);
+      await pipeline(
+        Readable.fromWeb(res.body as unknown as NodeReadableStream<Uint8Array>),
+        new LimitTransform(url, options.maxBytes, (n) => {
+          touch();
+          options.onBytes?.(n);
+        }),
+        hasher,
+        typeof dest === 'string'
+          ? createWriteStream(dest, { highWaterMark: WRITE_HWM })
+          : new FileSink(dest, WRITE_HWM),
+      );
+      return hasher.result!;
     }).then((r) => r.value);
   }
 
@@ -232,12 +238,8 @@ export class HttpClient {
   ): Promise<{ value: T; url: string }> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
-    // Called per chunk: refresh() re-arms the one timer instead of creating a new one each time.
     const touch = (): void => {
-      if (timer) {
-        timer.refresh();
-        return;
-      }
+      clearTimeout(timer);
       timer = setTimeout(
         () => controller.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)),
         this.opts.idleTimeoutMs,
@@ -292,41 +294,6 @@ export class HttpClient {
     } finally {
       clearTimeout(timer);
     }
-  }
-}
-
-/**
- * The body straight from fetch's reader: each chunk counted against the cap, hashed (every digest, one pass) and
- * queued for a batched positioned write, with no stream pipeline in between (a few calls per chunk instead of a
- * Transform per stage). Whatever happens, no write of this attempt is still in flight when this returns or throws:
- * a retry truncates the same file and starts over.
- */
-async function streamInto(
-  url: string,
-  res: Response,
-  out: BatchedFileWriter,
-  hasher: MultiHasher,
-  options: DownloadOptions,
-  touch: () => void,
-): Promise<void> {
-  let total = 0;
-  try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      total += chunk.byteLength;
-      if (total > options.maxBytes) {
-        throw new SyncError('SYNC_SIZE_LIMIT', `${url}: body exceeds the ${options.maxBytes}-byte limit`, {
-          details: { url, limit: options.maxBytes },
-        });
-      }
-      touch();
-      options.onBytes?.(chunk.byteLength);
-      hasher.update(chunk);
-      await out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    }
-    await out.finish();
-  } catch (err) {
-    await out.finish().catch(() => undefined);
-    throw err;
   }
 }
 
