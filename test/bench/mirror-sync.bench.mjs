@@ -5,19 +5,22 @@
 //   syncToBundle (end to end)   a generic list of the files fetched from a loopback upstream (nginx when installed,
 //                               else a Node static server in its own process): streaming download with sha256 +
 //                               the needed digests in one pass (generic files: sha256 only), sealed staging file,
-//                               then the bundle tar written (a second copy of every byte) — MB/s of blob bytes
+//                               then the bundle tar written and hashed as written (a second copy of every byte)
 //   tar write stage             writeBundle alone over the files as staged blobs: sealed (read back, no re-hash)
 //                               and named (re-hashed on the way in, the path used past the open-file budget)
-//   hashing stage               what each download does per chunk, alone: @airlock/core HashingTransform over a
-//                               64 KiB-chunk file stream (the size of the chunks fetch hands over), with the
-//                               sync's three algorithms, and with sha256 only (like for like with sha256sum)
+//   hashing stage               node's sha256 alone: digestFile (4 MiB reads, ping-pong, like openssl's loop), and
+//                               HashingTransform over a 64 KiB-chunk file stream (the size of the chunks fetch hands
+//                               over) with the sync's three algorithms and with sha256 only
+// CPU seconds per GB (user + system) are printed next to MB/s: on a shared 2-core machine wall time moves with the
+// other load, CPU time much less. For the sync it is this process's CPU (the upstream's is printed apart); for
+// openssl and sha256sum the child's, from bash's `time`.
 //   download only               the same files over HTTP from the upstream with fetch (what the sync uses), bytes
 //                               discarded: the transport floor; and with node:http, as a diagnostic of the client
 // Rounds run the methods round-robin (the machine is shared); medians are reported.
 //
 // Env: BENCH_SYNC_FILES (default 4), BENCH_SYNC_MIB (MiB per file, default 256), BENCH_SYNC_ROUNDS (default 3).
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -43,6 +46,7 @@ const FILES = Math.max(1, Number(process.env.BENCH_SYNC_FILES ?? 4));
 const SIZE = Math.round(Number(process.env.BENCH_SYNC_MIB ?? 256) * 1024 * 1024);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_SYNC_ROUNDS ?? 3));
 const BUDGET_MS = 150_000; // no round is started that would end after this
+const CLK_TCK = 100; // /proc/<pid>/stat ticks per second (USER_HZ, 100 on Linux)
 
 const sha256sum = which('sha256sum');
 if (!sha256sum) skip('sha256sum (coreutils) not installed: it is the reference this benchmark compares against');
@@ -50,7 +54,7 @@ const openssl = which('openssl');
 if (!openssl) skip('openssl not installed: it is the reference this benchmark compares against (issue 12: ≥ 0.7×)');
 
 const { syncToBundle } = await importBuilt('mirror-sync');
-const { HashingTransform } = await importBuilt('packages/core');
+const { HashingTransform, digestFile } = await importBuilt('packages/core');
 const { writeBundle } = await import(
   pathToFileURL(join(import.meta.dirname, '..', '..', 'mirror-sync', 'dist', 'bundle', 'bundle-writer.js')).href
 );
@@ -84,9 +88,18 @@ await runBench(scope, async () => {
   }
   const totalBytes = SIZE * FILES;
 
+  // A child's CPU seconds, from bash's `time` (user+system) on stderr.
+  const timed = async (cmd, args) => {
+    const quoted = [cmd, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    const r = await runOk('bash', ['-c', `TIMEFORMAT='CPU %U %S'; time ${quoted}`], { scope });
+    const m = /CPU ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
+    return { stdout: r.stdout, cpuS: m ? Number(m[1]) + Number(m[2]) : NaN };
+  };
+  let childCpu = NaN;
   // sha256sum once to warm the page cache and get the pins.
   const sums = async () => {
-    const r = await runOk(sha256sum, paths, { scope });
+    const r = await timed(sha256sum, paths);
+    childCpu = r.cpuS;
     return r.stdout
       .trim()
       .split('\n')
@@ -97,15 +110,41 @@ await runBench(scope, async () => {
   // ---- the upstream, in another process ----
   let upstream;
   if (findNginx()) {
-    upstream = { name: 'nginx (sendfile)', url: (await startNginx(scope, filesDir, { workers: 1 })).url };
+    const n = await startNginx(scope, filesDir, { workers: 1 });
+    upstream = { name: 'nginx (sendfile)', url: n.url, pid: n.child.pid };
   } else {
     const s = await startJsonChild(scope, process.execPath, [
       join(import.meta.dirname, 'lib-mirror-static.mjs'),
       filesDir,
     ]);
-    upstream = { name: 'node static server (nginx not installed)', url: s.json.url };
+    upstream = { name: 'node static server (nginx not installed)', url: s.json.url, pid: s.child.pid };
   }
   console.log(`upstream: ${upstream.name} at ${upstream.url}`);
+  // The upstream's CPU seconds (nginx master + workers, or the node server), from /proc; NaN where unreadable.
+  const upstreamPids = () => {
+    const root = String(upstream.pid ?? '');
+    if (!root) return [];
+    let kids = [];
+    try {
+      kids = readFileSync(`/proc/${root}/task/${root}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    } catch {
+      // no CONFIG_PROC_CHILDREN: the root process only
+    }
+    return [root, ...kids];
+  };
+  const upstreamCpu = () => {
+    let ticks = 0;
+    for (const pid of upstreamPids()) {
+      try {
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
+      } catch {
+        return NaN;
+      }
+    }
+    return ticks / CLK_TCK;
+  };
+  const upstreamCpuS = [];
   const list = join(scope.root, 'list.json');
   writeFileSync(list, JSON.stringify(names.map((n, i) => ({ url: `${upstream.url}/${n}`, sha256: expected[i] }))));
   const bundleDir = scope.dir('out');
@@ -146,12 +185,14 @@ await runBench(scope, async () => {
     {
       name: 'openssl dgst -sha256',
       run: async () => {
-        const r = await runOk(openssl, ['dgst', '-sha256', ...paths], { scope });
+        const r = await timed(openssl, ['dgst', '-sha256', ...paths]);
+        childCpu = r.cpuS;
         const got = r.stdout
           .trim()
           .split('\n')
           .map((l) => l.slice(l.lastIndexOf('=') + 1).trim());
         if (got.join() !== expected.join()) throw new Error('openssl disagrees with sha256sum');
+        return { cpuS: childCpu };
       },
     },
     {
@@ -159,12 +200,14 @@ await runBench(scope, async () => {
       run: async () => {
         const got = await sums();
         if (got.join() !== expected.join()) throw new Error('sha256sum disagrees with itself');
+        return { cpuS: childCpu };
       },
     },
     {
       name: 'syncToBundle (end to end)',
       run: async () => {
         const out = join(bundleDir, `bundle-${++syncRun}.tar`);
+        const up0 = upstreamCpu();
         const r = await syncToBundle({
           inputs: [{ path: list, kind: 'generic' }],
           out,
@@ -176,13 +219,23 @@ await runBench(scope, async () => {
         if (r.blobs !== FILES || r.blobBytes !== totalBytes)
           throw new Error(`sync wrote ${r.blobs} blobs, ${r.blobBytes} bytes`);
         rmSync(out, { force: true });
-        return r.durationMs;
+        upstreamCpuS.push(upstreamCpu() - up0);
+        return { ms: r.durationMs };
       },
     },
     { name: 'tar write stage: sealed staging', run: () => tarStage(true) },
     { name: 'tar write stage: named staging', run: () => tarStage(false) },
+    {
+      name: 'hashing stage: sha256, digestFile 4 MiB',
+      run: async () => {
+        for (let i = 0; i < paths.length; i++) {
+          const r = await digestFile(paths[i], ['sha256']);
+          if (r.digests.sha256 !== expected[i]) throw new Error(`digestFile: ${names[i]} hashed wrong`);
+        }
+      },
+    },
     { name: 'hashing stage: sha256+sha512+sha1', run: () => hashStage(['sha256', 'sha512', 'sha1']) },
-    { name: 'hashing stage: sha256 only', run: () => hashStage(['sha256']) },
+    { name: 'hashing stage: sha256, 64 KiB stream', run: () => hashStage(['sha256']) },
     {
       name: 'download only (no hashing)',
       run: async () => {
@@ -221,6 +274,7 @@ await runBench(scope, async () => {
   ];
 
   const times = new Map(methods.map((m) => [m.name, []]));
+  const cpus = new Map(methods.map((m) => [m.name, []]));
   const started = performance.now();
   let lastRoundMs = 0;
   for (let r = 0; r < ROUNDS; r++) {
@@ -232,11 +286,15 @@ await runBench(scope, async () => {
     const roundStart = performance.now();
     for (const m of methods) {
       const t0 = performance.now();
-      const reported = await m.run();
-      const ms = reported ?? performance.now() - t0;
+      const c0 = process.cpuUsage();
+      const reported = (await m.run()) ?? {};
+      const c = process.cpuUsage(c0);
+      const ms = reported.ms ?? performance.now() - t0;
+      const cpuPerGb = (reported.cpuS ?? (c.user + c.system) / 1e6) / (totalBytes / 1e9);
       times.get(m.name).push(ms);
+      cpus.get(m.name).push(cpuPerGb);
       console.log(
-        `  round ${r + 1}: ${m.name.padEnd(38)} ${(ms / 1000).toFixed(2)} s  ${mbPerSec(totalBytes, ms)} MB/s`,
+        `  round ${r + 1}: ${m.name.padEnd(38)} ${(ms / 1000).toFixed(2)} s  ${mbPerSec(totalBytes, ms)} MB/s  ${cpuPerGb.toFixed(2)} CPU s/GB`,
       );
     }
     lastRoundMs = performance.now() - roundStart;
@@ -253,19 +311,23 @@ await runBench(scope, async () => {
       mbPerSec: mb,
       vsSha256sum: ratio(mb, ref),
       vsOpenssl: ratio(mb, refOpenssl),
+      cpuSecPerGB: round(median(cpus.get(m.name)), 2),
       runs: times.get(m.name).length,
     };
   });
   console.log('');
-  printTable(rows, ['method', 'seconds', 'mbPerSec', 'vsSha256sum', 'vsOpenssl', 'runs']);
+  printTable(rows, ['method', 'seconds', 'mbPerSec', 'vsSha256sum', 'vsOpenssl', 'cpuSecPerGB', 'runs']);
   console.log(
     `\n${FILES} × ${(SIZE / 2 ** 20).toFixed(0)} MiB = ${(totalBytes / 1e6).toFixed(0)} MB; MB = 10^6 bytes; medians. For these generic files the sync`,
   );
   console.log(
-    'computes sha256 per byte while downloading (npm tarballs also sha512 and sha1), then sha256 of the whole tar for the',
+    'computes sha256 per byte while downloading (npm tarballs also sha512 and sha1), then sha256 of the whole tar as it',
   );
   console.log(
-    'bundle digest, and writes every byte twice (staging file, bundle); openssl computes one and writes nothing.',
+    'is written (the bundle digest), and writes every byte twice (staging file, bundle); openssl computes one and writes',
+  );
+  console.log(
+    `nothing. cpuSecPerGB: user+system CPU seconds per GB of blob bytes (sync: this process only; the upstream spent a median ${round(median(upstreamCpuS) / (totalBytes / 1e9), 2)} s/GB more).`,
   );
   console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
 
@@ -280,7 +342,10 @@ await runBench(scope, async () => {
       ratio_sync: row('syncToBundle (end to end)').vsSha256sum,
       hash3_mbps: row('hashing stage: sha256+sha512+sha1').mbPerSec,
       ratio_hash3: row('hashing stage: sha256+sha512+sha1').vsSha256sum,
-      ratio_sha256_stage: row('hashing stage: sha256 only').vsSha256sum,
+      ratio_sha256_stage: row('hashing stage: sha256, 64 KiB stream').vsSha256sum,
+      sync_cpu_s_per_gb: row('syncToBundle (end to end)').cpuSecPerGB,
+      openssl_cpu_s_per_gb: row('openssl dgst -sha256').cpuSecPerGB,
+      upstream_cpu_s_per_gb: round(median(upstreamCpuS) / (totalBytes / 1e9), 2),
     },
     files: FILES,
     bytesPerFile: SIZE,
