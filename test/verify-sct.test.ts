@@ -215,6 +215,29 @@ describe('the test issuer writes the real RFC 6962 format', () => {
     expect(flat).toContain('Extensions: none');
     expect(flat).not.toContain('1.3.6.1.4.1.11129.2.4.3'); // no poison in the final certificate
   });
+
+  it.skipIf(!opensslAvailable)(
+    'its PEM is readable by openssl at every DER length (no empty line at 64-char ends)',
+    async () => {
+      // 48 SAN lengths walk the DER length through every residue mod 48 (base64 a multiple of 64 chars).
+      const unreadable: number[] = [];
+      for (let n = 0; n < 48; n++) {
+        const leaf = await issuer.issue({
+          san: `${SAN}/${'a'.repeat(n)}`,
+          oidcIssuer: OIDC,
+          notBefore: new Date(Date.now() - 60_000),
+          notAfter: new Date(Date.now() + 60_000),
+          scts: [sct(logA)],
+        });
+        try {
+          execFileSync('openssl', ['x509', '-noout'], { input: leaf.pem, stdio: ['pipe', 'pipe', 'pipe'] });
+        } catch {
+          unreadable.push(n);
+        }
+      }
+      expect(unreadable).toEqual([]);
+    },
+  );
 });
 
 describe('SCTs with and without extensions (RFC 6962 §3.2: the signature covers the extensions)', () => {

@@ -153,7 +153,11 @@ export class SctCertificateIssuer {
     const der = Buffer.from(AsnConvert.serialize(cert));
     return {
       der,
-      pem: `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`,
+      // 64-character lines; no empty line when the base64 is a multiple of 64 (openssl refuses that PEM).
+      pem: `-----BEGIN CERTIFICATE-----\n${der
+        .toString('base64')
+        .match(/.{1,64}/g)!
+        .join('\n')}\n-----END CERTIFICATE-----\n`,
       privateKey: KeyObject.from(leafKeys.privateKey as unknown as webcrypto.CryptoKey),
     };
   }
