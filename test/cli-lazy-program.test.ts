@@ -110,4 +110,15 @@ describe('what a call loads (the built CLI)', () => {
       ['@aws-sdk/client-s3', 'pg', '@cyclonedx/cyclonedx-library', '@sigstore/sign'].filter((p) => r.packages.has(p)),
     ).toEqual([]);
   });
+
+  // Registering these commands loaded the runner, SBOM library, signer, CA and admission controller before round 2.
+  it.each(['run', 'sync', 'demo', 'admission serve', 'mirror serve'])(
+    '%s --help loads none of the heavy libraries (they load in the action)',
+    (command) => {
+      const r = packagesLoaded([...command.split(' '), '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`Usage: airlock ${command}`);
+      expect([...HEAVY, '@peculiar/x509'].filter((p) => r.packages.has(p))).toEqual([]);
+    },
+  );
 });

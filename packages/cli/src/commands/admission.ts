@@ -2,16 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { refuseUnauthorized, spiffeAuthorizer } from '@airlock/identity';
-import {
-  AdmissionMetrics,
-  createAdmissionController,
-  manifestsYaml,
-  renderManifests,
-  startAdmissionServer,
-  type AdmissionControllerConfig,
-  type WorkspaceVerdict,
-} from '@airlock/admission';
+// The controller, server and manifest renderer (jose, yaml, the verifier) load in each action, not at registration.
+import type { AdmissionControllerConfig, WorkspaceVerdict } from '@airlock/admission';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
 import { parseIntFlag, parseListen, runUntilSignal } from './cli-flags.js';
 
@@ -91,9 +83,9 @@ export function parseTagTtl(value: string): number {
 }
 
 /** `--client-ca/--allow-spiffe-id`: POSTs need an authorized SVID; probes and /metrics (GET) stay open. */
-function admissionClientAuth(
+async function admissionClientAuth(
   flags: ServeFlags,
-): { ca: Buffer; gate: (req: IncomingMessage, res: ServerResponse) => boolean } | undefined {
+): Promise<{ ca: Buffer; gate: (req: IncomingMessage, res: ServerResponse) => boolean } | undefined> {
   if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
   if (!flags.clientCa) return undefined;
   let ca: Buffer;
@@ -102,6 +94,7 @@ function admissionClientAuth(
   } catch {
     throw new UsageError(`--client-ca ${flags.clientCa}: cannot read the file`);
   }
+  const { refuseUnauthorized, spiffeAuthorizer } = await import('@airlock/identity');
   try {
     const authorize = spiffeAuthorizer({ trustBundle: ca, allow: flags.allowSpiffeId ?? [] });
     const gate = (req: IncomingMessage, res: ServerResponse): boolean =>
@@ -189,7 +182,9 @@ export function registerAdmissionCommands(program: Command): void {
     )
     .action(async (flags: ServeFlags) => {
       try {
-        const clientAuth = admissionClientAuth(flags);
+        const { AdmissionMetrics, createAdmissionController, startAdmissionServer } =
+          await import('@airlock/admission');
+        const clientAuth = await admissionClientAuth(flags);
         const { host, port } = flags.listen
           ? parseListen(flags.listen)
           : { host: flags.host, port: parseIntFlag('--port', flags.port, 0) };
@@ -258,10 +253,11 @@ export function registerAdmissionCommands(program: Command): void {
     .option('--timeout <seconds>', 'webhook timeoutSeconds (the server denies at 80% of it)', '10')
     .option('--name <name>', 'name of every object', 'airlock-admission')
     .action(
-      (
+      async (
         flags: OutputOptions & { namespace: string; image: string; caBundle?: string; timeout: string; name: string },
       ) => {
         try {
+          const { manifestsYaml, renderManifests } = await import('@airlock/admission');
           let caBundlePem: string | undefined;
           if (flags.caBundle !== undefined) {
             try {
@@ -302,6 +298,7 @@ export function registerAdmissionCommands(program: Command): void {
     .action(async (flags: ControllerFlags & { image: string; toolchain?: string[]; deadline: string }) => {
       let verdict: WorkspaceVerdict;
       try {
+        const { createAdmissionController } = await import('@airlock/admission');
         const deadlineMs = parseMs('--deadline', flags.deadline);
         const controller = createAdmissionController({ ...controllerConfig(flags), watch: false, cache: false });
         try {

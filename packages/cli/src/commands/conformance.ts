@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseStatement } from '@airlock/core';
-import { AirlockSigner } from '@airlock/sign';
 import { BundleVerifier } from '@airlock/verify';
 import { readEndpoints } from '@airlock/plane';
 import { readJsonFile } from '../context.js';
@@ -56,6 +55,8 @@ export function registerConformanceCommands(program: Command): void {
             throw new UsageError(
               '--staging needs the public Sigstore instance, which is not reachable inside the perimeter',
             );
+          // The signer loads only to sign, not to register `conformance` (top-level --help, verify-bundle).
+          const { AirlockSigner } = await import('@airlock/sign');
           const signer = new AirlockSigner({ ...signingEndpoints(flags.signingConfig), identity: flags.identityToken });
           const data = readFileSync(file);
           const bundle = flags.inToto ? await signer.attest(parseStatement(data)) : await signer.signBlob(data);

@@ -9,18 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { hasErrorCode } from '@airlock/core';
-import { MirrorStore } from '@airlock/cas';
-import { importBundle, startMirrorServer } from '@airlock/mirror';
-import { syncToBundle } from '@airlock/mirror-sync';
-import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
+import type { RunningTrustPlane } from '@airlock/plane';
 import type { PolicyRun } from '@airlock/policy';
-import { runBuild, type RunResult } from '@airlock/runner';
-import { sbomFromManifest } from '@airlock/sbom';
-import { AirlockSigner } from '@airlock/sign';
+import type { RunResult } from '@airlock/runner';
+import type { AirlockSigner } from '@airlock/sign';
 import { EXIT, fail, printResult, type OutputOptions } from '../output.js';
-import { ADMISSION_STEPS, demoImageSpec } from './demo-admission.js';
-import { demoRegistryProblem, startDemoRegistry, type DemoRegistry } from './demo-registry.js';
-import { AFTER_BUILD_STEPS } from './demo-steps.js';
+import type { DemoRegistry } from './demo-registry.js';
 
 const execFileAsync = promisify(execFile);
 const FIXTURES = fileURLToPath(new URL('../../../../fixtures/demo/', import.meta.url));
@@ -93,6 +87,30 @@ export interface DemoStepSpec {
  *     admits a Deployment of the signed image and denies one of the unsigned image.
  */
 export async function runDemo(opts: { data?: string; log: (line: string) => void }): Promise<DemoReport> {
+  // The whole chain loads when the demo runs, not to register `demo` (top-level --help loads none of it).
+  const [
+    { MirrorStore },
+    { importBundle, startMirrorServer },
+    { syncToBundle },
+    { startTrustPlane },
+    { runBuild },
+    { sbomFromManifest },
+    { AirlockSigner },
+    { ADMISSION_STEPS, demoImageSpec },
+    { demoRegistryProblem, startDemoRegistry },
+    { AFTER_BUILD_STEPS },
+  ] = await Promise.all([
+    import('@airlock/cas'),
+    import('@airlock/mirror'),
+    import('@airlock/mirror-sync'),
+    import('@airlock/plane'),
+    import('@airlock/runner'),
+    import('@airlock/sbom'),
+    import('@airlock/sign'),
+    import('./demo-admission.js'),
+    import('./demo-registry.js'),
+    import('./demo-steps.js'),
+  ]);
   const dataDir = opts.data ?? mkdtempSync(join(tmpdir(), 'airlock-demo-'));
   mkdirSync(dataDir, { recursive: true });
   if (readdirSync(dataDir).length > 0) throw new Error(`demo data directory ${dataDir} is not empty`);

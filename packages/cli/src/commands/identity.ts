@@ -1,18 +1,10 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import path from 'node:path';
-import {
-  loadEntries,
-  requestAgentX509Svid,
-  startAgent,
-  type AgentLogRecord,
-  type AgentSvidSigner,
-} from '@airlock/agent';
-import { issueX509Svid, loadOrCreateSvidCa, SVID_CA_DIR } from '@airlock/ca';
-import { IdentityError, IdentityIssuer, watchX509Svid, writeX509SvidFiles, type X509Svid } from '@airlock/identity';
-import { issueWorkloadToken, openPkcs11Signer } from '@airlock/plane';
+import type { AgentLogRecord, AgentSvidSigner } from '@airlock/agent';
+import type { X509Svid } from '@airlock/identity';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
-import { tpmNodeAttestation, type TpmAttestationFlags } from './node-attestation.js';
+import type { TpmAttestationFlags } from './node-attestation.js';
 import { runUntilSignal } from './cli-flags.js';
 import { isAgentRefusal } from '../context.js';
 
@@ -52,6 +44,11 @@ interface TokenFlags extends OutputOptions {
  */
 async function breakGlassToken(flags: TokenFlags): Promise<void> {
   try {
+    // The issuer, CA and agent packages load in each action, not at registration (identity --help loads none).
+    const [{ IdentityError }, { issueWorkloadToken }] = await Promise.all([
+      import('@airlock/identity'),
+      import('@airlock/plane'),
+    ]);
     const ttlSeconds = parseTtl(flags.ttl);
     if (flags.breakGlass !== true) {
       throw new IdentityError(
@@ -105,6 +102,7 @@ function auditSink(file: string | undefined): (r: AgentLogRecord) => void {
 
 /** X.509 SVIDs from the plane's SPIFFE CA in `<data>/svid-ca` (created on first use; its key must be 0600). */
 async function planeSvidSigner(dataDir: string, trustDomain: string): Promise<AgentSvidSigner> {
+  const { issueX509Svid, loadOrCreateSvidCa } = await import('@airlock/ca');
   const ca = await loadOrCreateSvidCa(dataDir, trustDomain);
   return ({ spiffeId, ttlSeconds, publicKeyPem }) =>
     issueX509Svid({ ca, spiffeId, ttlSeconds, ...(publicKeyPem !== undefined ? { publicKey: publicKeyPem } : {}) });
@@ -126,6 +124,10 @@ function svidSummary(svid: X509Svid, files: Record<string, string>): Record<stri
  * (re-fetched at about half-life, files replaced atomically) until stopped. A refusal exits 2, no agent 3.
  */
 async function fetchSvid(flags: SvidFlags): Promise<void> {
+  const [{ requestAgentX509Svid }, { watchX509Svid, writeX509SvidFiles }] = await Promise.all([
+    import('@airlock/agent'),
+    import('@airlock/identity'),
+  ]);
   const fetch = (): Promise<X509Svid> =>
     requestAgentX509Svid(flags.socket, flags.subject !== undefined ? { subject: flags.subject } : {});
   let first = true;
@@ -161,6 +163,19 @@ async function fetchSvid(flags: SvidFlags): Promise<void> {
  */
 async function runAgent(flags: AgentFlags): Promise<void> {
   try {
+    const [
+      { loadEntries, startAgent },
+      { SVID_CA_DIR },
+      { IdentityIssuer },
+      { openPkcs11Signer },
+      { tpmNodeAttestation },
+    ] = await Promise.all([
+      import('@airlock/agent'),
+      import('@airlock/ca'),
+      import('@airlock/identity'),
+      import('@airlock/plane'),
+      import('./node-attestation.js'),
+    ]);
     const tokenKey = flags.identityKey !== undefined ? openPkcs11Signer(flags.identityKey) : undefined;
     const signer = await IdentityIssuer.open({
       dataDir: flags.data,

@@ -2,8 +2,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes, sha256Hex } from '@airlock/core';
 import type { Command } from 'commander';
-import { MirrorStore, fsck } from '@airlock/cas';
-import { exportBazelRepositoryCache, importBundle, startMirrorServer } from '@airlock/mirror';
+import type { MirrorStore } from '@airlock/cas';
 import type { IdentityPolicy } from '@airlock/verify';
 import { readJsonFile } from '../context.js';
 import { EXIT, fail, info, printResult, UsageError, type OutputOptions } from '../output.js';
@@ -102,6 +101,8 @@ export function registerMirrorCommands(program: Command): void {
         // Before opening: the opener's recovery of this host's leftovers must not race another host's import.
         sharedLock = await sharedImportLock(flags);
         store = await openMirrorStore(flags, { create: flags.create === true });
+        // @airlock/mirror (the importer, the server, its identity/jose deps) loads in the action, not at registration.
+        const { importBundle } = await import('@airlock/mirror');
         let lastShown = 0;
         const result = await importBundle(bundle, {
           store,
@@ -191,6 +192,7 @@ export function registerMirrorCommands(program: Command): void {
           if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
           const store = await openMirrorStore(flags, { follow: true });
           const workerStore = workerStoreOf(flags);
+          const { startMirrorServer } = await import('@airlock/mirror');
           const server = await startMirrorServer({
             store,
             ...(workerStore ? { workerStore } : {}),
@@ -247,6 +249,7 @@ export function registerMirrorCommands(program: Command): void {
         const total = store.index.listBlobs().length;
         const shown = progressLine(flags, 'checked blobs');
         info(flags, `fsck ${storeLabel(flags)}: re-hashing ${total} blobs…`);
+        const { fsck } = await import('@airlock/cas');
         const report = await fsck(store, {
           ...(flags.removeOrphans ? { removeOrphans: true } : {}),
           onProgress: (checked) => shown(checked, Math.max(total, checked)),
@@ -314,6 +317,7 @@ export function registerMirrorCommands(program: Command): void {
       let store: MirrorStore | undefined;
       try {
         store = await openMirrorStore(flags);
+        const { exportBazelRepositoryCache } = await import('@airlock/mirror');
         const r = await exportBazelRepositoryCache(store, dir, {
           hardlink: !flags.copy,
           onProgress: progressLine(flags, 'exported blobs'),

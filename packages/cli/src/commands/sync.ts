@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseNpmrc, syncToBundle, SyncError, type SyncInput, type InputKind } from '@airlock/mirror-sync';
-import { sbomFromManifest } from '@airlock/sbom';
-import { AirlockSigner } from '@airlock/sign';
+import type { SyncInput, InputKind } from '@airlock/mirror-sync';
 import { readEndpoints } from '@airlock/plane';
 import { isAgentRefusal, resolveSigningContext, signingEndpointsOf, type SigningFlags } from '../context.js';
 import { EXIT, fail, printResult, UsageError, type OutputOptions } from '../output.js';
@@ -109,6 +107,12 @@ export function registerSyncCommand(program: Command): void {
         const subject =
           flags.subject ??
           (flags.data ? `spiffe://${readEndpoints(flags.data).trustDomain}/airlock/mirror-sync` : undefined);
+        // Loaded here, not at the top: registering `sync` (and top-level --help) must not load the signer or the SBOM library.
+        const [{ parseNpmrc, syncToBundle }, { sbomFromManifest }, { AirlockSigner }] = await Promise.all([
+          import('@airlock/mirror-sync'),
+          import('@airlock/sbom'),
+          import('@airlock/sign'),
+        ]);
         const npmrc = flags.npmrc ? parseNpmrc(readNpmrc(flags.npmrc), flags.npmrc) : undefined;
         const npmRegistry = flags.npmRegistry ?? npmrc?.registry;
         const ctx = resolveSigningContext({ ...flags, ...(subject ? { subject } : {}) });
@@ -183,6 +187,7 @@ async function checkPlaneReachable(fulcioUrl: string, rekorUrl: string): Promise
       const res = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: 'manual' });
       await res.body?.cancel();
     } catch (cause) {
+      const { SyncError } = await import('@airlock/mirror-sync');
       throw new SyncError(
         'SYNC_PLANE_UNREACHABLE',
         `the ${what} at ${url} cannot be reached (${(cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error).message}); nothing was downloaded`,
