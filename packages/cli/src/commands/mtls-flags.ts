@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { ServiceTls } from '@airlock/core';
-import { serviceMtls } from '@airlock/identity';
 import { UsageError } from '../output.js';
 
 /** `--tls-cert/--tls-key/--client-ca/--allow-spiffe-id`: a service's mTLS with SPIFFE X509-SVIDs (operator flags). */
@@ -32,8 +31,11 @@ function readFlagFile(flag: string, file: string): Buffer {
   }
 }
 
-/** The server options for the flags (undefined without --tls-cert); `scope` = which requests need an SVID. */
-export function mtlsFromFlags(flags: MtlsFlags, scope: 'all' | 'writes'): ServiceTls | undefined {
+/**
+ * The server options for the flags (undefined without --tls-cert); `scope` = which requests need an SVID.
+ * @airlock/identity (with jose) loads only when a client CA is given, so `--help` stays light.
+ */
+export async function mtlsFromFlags(flags: MtlsFlags, scope: 'all' | 'writes'): Promise<ServiceTls | undefined> {
   if (!!flags.tlsCert !== !!flags.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
   if (flags.clientCa && !flags.tlsCert) throw new UsageError('--client-ca needs --tls-cert/--tls-key');
   if (flags.allowSpiffeId && !flags.clientCa) throw new UsageError('--allow-spiffe-id needs --client-ca');
@@ -41,6 +43,7 @@ export function mtlsFromFlags(flags: MtlsFlags, scope: 'all' | 'writes'): Servic
   const cert = readFlagFile('--tls-cert', flags.tlsCert);
   const key = readFlagFile('--tls-key', flags.tlsKey!);
   if (!flags.clientCa) return { tls: { cert, key, minVersion: 'TLSv1.2' } };
+  const { serviceMtls } = await import('@airlock/identity');
   try {
     return serviceMtls({
       cert,

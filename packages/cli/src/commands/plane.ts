@@ -1,21 +1,12 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { openPkcs11Signer, startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
-import {
-  monitorLog,
-  monitorTiledLog,
-  parseWitnessVkey,
-  startTlogServer,
-  startWitnessServer,
-  witnessTiledLog,
-  witnessVkey,
-  type WitnessEndpoint,
-} from '@airlock/tlog';
+import type { openPkcs11Signer, RunningTrustPlane, startTrustPlane } from '@airlock/plane';
+import type { WitnessEndpoint } from '@airlock/tlog';
 import { privateKeyFileProblem } from '@airlock/core';
 import { writeFileSync } from 'node:fs';
 import type { HttpLimits } from '@airlock/core';
-import { validateTrustedIssuers, type TrustedIssuer } from '@airlock/identity';
+import type { TrustedIssuer } from '@airlock/identity';
 import { readJsonFile } from '../context.js';
 import { parseListen, parsePort, runUntilSignal } from './cli-flags.js';
 import { registerIdentityCommands } from './identity.js';
@@ -35,14 +26,19 @@ import type { PgLogStorage } from '@airlock/postgres';
 // Moved to the light cli-flags.ts (commands import them without loading the plane); re-exported for old importers.
 export { parseListen, runUntilSignal } from './cli-flags.js';
 
+// The plane, log and identity libraries (jose, @noble, sqlite) load when an action runs, not to print help.
+const planeLib = () => import('@airlock/plane');
+const tlogLib = () => import('@airlock/tlog');
+
 const ISSUER_FIELDS = ['issuerUrl', 'type', 'trustDomain', 'subjectDomain', 'jwksUrl', 'audience'] as const;
 
 /**
  * Extra trusted issuers from --issuer-config. Validated here (exit 2 on a bad file): external issuers and their
  * JWKS must be https unless the operator passes --allow-insecure-issuer (tests).
  */
-function loadIssuerConfig(path: string | undefined, allowInsecure: boolean): TrustedIssuer[] {
+async function loadIssuerConfig(path: string | undefined, allowInsecure: boolean): Promise<TrustedIssuer[]> {
   if (!path) return [];
+  const { validateTrustedIssuers } = await import('@airlock/identity');
   const cfg = readJsonFile(path, 'issuer config');
   const list = Array.isArray(cfg) ? cfg : (cfg as { issuers?: unknown }).issuers;
   if (!Array.isArray(list))
@@ -155,15 +151,17 @@ type UpFlags = OutputOptions &
   };
 
 /** Per service mTLS of `up`: one server certificate and client trust bundle, an allow list per service (writes). */
-function planeMtls(flags: UpFlags): NonNullable<Parameters<typeof startTrustPlane>[0]['mtls']> | undefined {
+async function planeMtls(
+  flags: UpFlags,
+): Promise<NonNullable<Parameters<typeof startTrustPlane>[0]['mtls']> | undefined> {
   const base = { ...pick(flags, 'tlsCert', 'tlsKey', 'clientCa') };
   const service = (allow: string[] | undefined) =>
     mtlsFromFlags({ ...base, ...(allow ? { allowSpiffeId: allow } : {}) }, 'writes');
-  const ca = service(flags.caAllowSpiffeId);
-  const tlog = service(flags.tlogAllowSpiffeId);
-  const identity = service(flags.identityAllowSpiffeId);
+  const ca = await service(flags.caAllowSpiffeId);
+  const tlog = await service(flags.tlogAllowSpiffeId);
+  const identity = await service(flags.identityAllowSpiffeId);
   // Who may submit to the log may also get timestamps: signers need both.
-  const tsa = service(flags.tlogAllowSpiffeId);
+  const tsa = await service(flags.tlogAllowSpiffeId);
   return ca && tlog && identity && tsa ? { ca, tlog, identity, tsa } : undefined;
 }
 
@@ -176,8 +174,9 @@ async function up(flags: UpFlags): Promise<void> {
   let backends: Awaited<ReturnType<typeof openLogBackends>> | undefined;
   try {
     const port = (v: string | undefined): number => (v === undefined ? 0 : parsePort(v));
-    const mtls = planeMtls(flags);
+    const mtls = await planeMtls(flags);
     backends = await openLogBackends(flags);
+    const { startTrustPlane } = await planeLib();
     plane = await startTrustPlane({
       ...(backends.storage ? { logStorage: backends.storage } : {}),
       ...(backends.tiles ? { logTiles: backends.tiles.tiles } : {}),
@@ -191,7 +190,7 @@ async function up(flags: UpFlags): Promise<void> {
       },
       reassignPorts: flags.reassignPorts === true,
       trustDomain: flags.trustDomain,
-      externalIssuers: loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
+      externalIssuers: await loadIssuerConfig(flags.issuerConfig, flags.allowInsecureIssuer === true),
       limits: parseLimits(flags),
       ...(flags.caKey ? { caKey: flags.caKey } : {}),
       ...(flags.logKey ? { logKey: flags.logKey } : {}),
@@ -324,7 +323,9 @@ export function registerPlaneCommands(program: Command): void {
         const publicKeyPem = flags.publicKey ? readPublicKeyPem(flags.publicKey) : undefined;
         const result = flags.tiles
           ? await monitorTiles(flags, publicKeyPem)
-          : await monitorLog({ url: flags.url, stateFile: flags.state, ...(publicKeyPem ? { publicKeyPem } : {}) });
+          : await (
+              await tlogLib()
+            ).monitorLog({ url: flags.url, stateFile: flags.state, ...(publicKeyPem ? { publicKeyPem } : {}) });
         printResult(flags, { ok: true, ...result }, () => `log ${flags.url} is consistent: ${JSON.stringify(result)}`);
       } catch (err) {
         const exit = monitorExitCode(err);
@@ -348,6 +349,7 @@ export function registerPlaneCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (flags: OutputOptions & WitnessFlags) => {
       try {
+        const { witnessTiledLog } = await tlogLib();
         const result = await witnessTiledLog({
           tilesUrl: flags.url,
           logPublicKeyPem: readPublicKeyPem(flags.publicKey),
@@ -395,6 +397,7 @@ function addWitnessServe(tlog: Command): void {
       try {
         const { host, port } = parseListen(flags.listen);
         const key = createPrivateKey(readWitnessKey(flags.key));
+        const { startWitnessServer, witnessVkey } = await tlogLib();
         const server = await startWitnessServer({
           name: flags.name,
           key,
@@ -418,7 +421,8 @@ function addWitnessServe(tlog: Command): void {
     });
 }
 
-function witnessEndpoints(flags: { witnessUrl?: string[]; witnessVkey?: string[] }): WitnessEndpoint[] {
+async function witnessEndpoints(flags: { witnessUrl?: string[]; witnessVkey?: string[] }): Promise<WitnessEndpoint[]> {
+  const { parseWitnessVkey } = await tlogLib();
   const urls = flags.witnessUrl ?? [];
   const vkeys = flags.witnessVkey ?? [];
   if (urls.length !== vkeys.length) throw new UsageError('give one --witness-vkey per --witness-url, in order');
@@ -452,11 +456,12 @@ interface WitnessFlags {
   out?: string;
 }
 
-function monitorTiles(flags: MonitorFlags, publicKeyPem: string | undefined) {
+async function monitorTiles(flags: MonitorFlags, publicKeyPem: string | undefined) {
   if (!publicKeyPem || !flags.logName) throw new UsageError('--tiles needs --public-key and --log-name');
   const min = Number(flags.minWitnesses);
   if (!Number.isSafeInteger(min) || min < 0) throw new UsageError(`invalid --min-witnesses '${flags.minWitnesses}'`);
   if (min > (flags.witness ?? []).length) throw new UsageError('--min-witnesses exceeds the number of --witness keys');
+  const { monitorTiledLog } = await tlogLib();
   return monitorTiledLog({
     tilesUrl: flags.url,
     logPublicKeyPem: publicKeyPem,
@@ -517,8 +522,9 @@ async function tlogServeAction(flags: TlogServeFlags): Promise<void> {
   let backends: Awaited<ReturnType<typeof openLogBackends>> | undefined;
   try {
     const { host, port } = parseListen(flags.listen);
-    const mtls = mtlsFromFlags(flags, 'writes');
-    const witnesses = witnessEndpoints(flags);
+    const mtls = await mtlsFromFlags(flags, 'writes');
+    const witnesses = await witnessEndpoints(flags);
+    const [{ openPkcs11Signer }, { startTlogServer }] = await Promise.all([planeLib(), tlogLib()]);
     signer = flags.logKey !== undefined ? openPkcs11Signer(flags.logKey) : undefined;
     backends = await openLogBackends(flags);
     const server = await startTlogServer({

@@ -3,8 +3,7 @@
  * password from PGPASSWORD) and tiles in a directory or an S3 bucket (`--tiles s3://bucket/prefix`, endpoint and
  * credentials from AWS_* or `--s3-config`, as for the mirror). Configuration mistakes are usage errors.
  */
-import { isPostgresUrl, PgLogStorage } from '@airlock/postgres';
-import { isS3Url, openS3BlobStore, parseS3Url, resolveS3Connection, S3Error, S3TileStore } from '@airlock/s3';
+import type { PgLogStorage } from '@airlock/postgres';
 import type { TileStore } from '@airlock/tlog';
 import { UsageError } from '../output.js';
 
@@ -21,6 +20,8 @@ export const PG_INPUT_CODES = new Set(['PG_URL_INVALID', 'PG_SCHEMA_NEWER', 'PG_
 export const S3_INPUT_CODES = new Set(['S3_CONFIG_INVALID', 'S3_CREDENTIALS_MISSING', 'S3_BUCKET_MISSING']);
 
 export async function openPgLogStorage(url: string): Promise<PgLogStorage> {
+  // Loaded here: the PostgreSQL storage pulls in the log and mirror libraries, which `--help` does not need.
+  const { isPostgresUrl, PgLogStorage } = await import('@airlock/postgres');
   if (!isPostgresUrl(url)) throw new UsageError('--index must be a postgres:// URL');
   return PgLogStorage.open(url);
 }
@@ -32,6 +33,7 @@ export interface TileTarget {
 
 /** `--tiles DIR|s3://…` → the log's tile store; the bucket is checked now, not at the first append. */
 export async function openTileTarget(tiles: string, s3Config?: string): Promise<TileTarget> {
+  const { isS3Url, openS3BlobStore, parseS3Url, resolveS3Connection, S3TileStore } = await import('@airlock/s3');
   if (!isS3Url(tiles)) {
     if (s3Config !== undefined) throw new UsageError('--s3-config is only for --tiles s3://…');
     return { tiles, close: () => undefined };
@@ -45,5 +47,6 @@ export async function openTileTarget(tiles: string, s3Config?: string): Promise<
 /** Whether a PostgreSQL or S3 error was caused by the operator's flags (exit 2). */
 export function backendInputExit(err: unknown): boolean {
   const code = String((err as { code?: unknown }).code ?? '');
-  return PG_INPUT_CODES.has(code) || (err instanceof S3Error && S3_INPUT_CODES.has(err.code));
+  // By code alone: these codes are only ever S3Error's/PgError's, and matching by class would load both libraries.
+  return PG_INPUT_CODES.has(code) || S3_INPUT_CODES.has(code);
 }
