@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../errors.js';
-import { sendBlob } from './blob-response.js';
+import { sendBlob, sendCachedWhole } from './blob-response.js';
 import type { MirrorContext } from './context.js';
 import { notFound, parseRequestPath, sendError, sendJson } from './http-utils.js';
 import { handleBlob, handleHashed, parseBlobPath, parseHashedPath } from './routes/hashed.js';
@@ -67,6 +67,7 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
 export function createRequestHandler(ctx: MirrorContext, onError?: (err: unknown, req: IncomingMessage) => void) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const hot = req.method === 'GET' || req.method === 'HEAD' ? ctx.routes.get(req.url ?? '') : undefined;
+    if (hot && sendCachedWhole(ctx, req, res, hot)) return;
     const done = hot ? sendBlob(ctx, req, res, hot.blob, hot) : routeRequest(ctx, req, res);
     done.catch((err: unknown) => {
       if (err instanceof HttpError) {
