@@ -5,6 +5,9 @@
 //   nginx auto        worker_processes auto (= the core count)
 //   airlock w1        one process (`--workers 1`)
 //   airlock wN        N = the core count (`--workers N`: N processes accepting on one socket)
+//   floor w1, floor wN  a bare node:http server (lib-mirror-floor.mjs) answering the same paths from memory with
+//                     the mirror's headers and its process model: what Node itself reaches here. mirror ÷ floor is
+//                     the cost of airlock's own work, floor ÷ nginx the cost of Node.
 // Request mixes, each cycling through every tarball of one size on the npm tarball route
 // (`/@scope/name/-/name-1.0.0.tgz` and `/name/-/name-1.0.0.tgz`: name + version → index → blob):
 //   4k       256 × ~4 KiB            64k   256 × ~64 KiB            1m   32 × ~1 MiB
@@ -32,6 +35,8 @@
 // Env: BENCH_GET_SECONDS (per measurement, default 4), BENCH_GET_WARMUP (s, default 3), BENCH_GET_ROUNDS (2),
 //      BENCH_GET_CONNECTIONS (16), BENCH_GET_THREADS (wrk threads, 1),
 //      BENCH_GET_MIXES (comma-separated subset of 4k,64k,1m,1m-cold,4m; default all),
+//      BENCH_GET_BASELINE_CLI=<path to another checkout's packages/cli/dist/bin.js> (also measure that build's
+//      mirror, as `base w1`/`base wN`, on the same store in the same rounds: an A/B in the same conditions),
 //      BENCH_GET_PROFILE=<dir> (run airlock w1 under `node --cpu-prof`, keep the .cpuprofile in <dir> and print its
 //      top self-time functions; profiling slows that server down, so its numbers are not comparable then).
 import { createCipheriv, createHash } from 'node:crypto';
@@ -70,6 +75,8 @@ import {
 } from './lib-mirror.mjs';
 import { loadGenerator } from './lib-mirror-load.mjs';
 
+const FLOOR_SCRIPT = new URL('./lib-mirror-floor.mjs', import.meta.url).pathname;
+
 const SECONDS = Number(process.env.BENCH_GET_SECONDS ?? 4);
 // Long enough for a freshly forked worker to compile its hot path and fill its verified-blob cache on a loaded
 // machine (1 s measured the workers' warm-up: airlock w2 ran at a tenth of w1 in its first seconds).
@@ -78,6 +85,7 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_GET_ROUNDS ?? 2));
 const CONNECTIONS = Number(process.env.BENCH_GET_CONNECTIONS ?? 16);
 const THREADS = Number(process.env.BENCH_GET_THREADS ?? 1);
 const CORES = cpus().length;
+const BASELINE_CLI = process.env.BENCH_GET_BASELINE_CLI ? resolve(process.env.BENCH_GET_BASELINE_CLI) : undefined;
 const PROFILE = process.env.BENCH_GET_PROFILE ? resolve(process.env.BENCH_GET_PROFILE) : undefined;
 const TARGET = 0.8; // issue 12: airlock --workers <cores> ≥ 0.8× nginx worker_processes auto
 // worker_processes auto is 1 on a single core: then nginx w1 is that server.
@@ -235,6 +243,20 @@ await runBench(scope, async () => {
   };
   const servers = [await nginxServer('nginx w1', 1)];
   if (CORES > 1) servers.push(await nginxServer(NGINX_AUTO, 'auto'));
+  const floorFiles = join(scope.root, 'floor-files.json');
+  writeFileSync(
+    floorFiles,
+    JSON.stringify(
+      packages.map((p) => {
+        const path = npmTarballPath(p.name, p.version);
+        return { path, file: join(www, path), sha256: p.sha256 };
+      }),
+    ),
+  );
+  for (const workers of [...new Set([1, CORES])]) {
+    const f = await startJsonChild(scope, process.execPath, [FLOOR_SCRIPT, floorFiles, String(workers)]);
+    servers.push({ name: `floor w${workers}`, kind: 'floor', workers, url: f.json.url, child: f.child });
+  }
   for (const workers of [...new Set([1, CORES])]) {
     const args = [
       'mirror',
@@ -260,6 +282,13 @@ await runBench(scope, async () => {
       child: a.child,
       profileDir,
     });
+  }
+  if (BASELINE_CLI) {
+    for (const workers of [...new Set([1, CORES])]) {
+      const args = ['mirror', 'serve', '--store', store, '--listen', '127.0.0.1:0', '--workers', String(workers)];
+      const b = await startJsonChild(scope, process.execPath, [BASELINE_CLI, ...args, '--json']);
+      servers.push({ name: `base w${workers}`, kind: 'baseline', workers, url: b.json.url, child: b.child });
+    }
   }
 
   // Every server returns exactly the expected bytes for every path.
@@ -326,12 +355,16 @@ await runBench(scope, async () => {
   for (const r of rows) {
     const same = rows.find((x) => x.mix === r.mix && x.kind === 'nginx' && x.workers === r.workers);
     const auto = rows.find((x) => x.mix === r.mix && x.server === NGINX_AUTO);
-    r.vsNginxSame = r.kind === 'airlock' && same ? ratio(r.reqPerSec, same.reqPerSec) : undefined;
+    const floor = rows.find((x) => x.mix === r.mix && x.kind === 'floor' && x.workers === r.workers);
+    r.vsNginxSame = r.kind !== 'nginx' && same ? ratio(r.reqPerSec, same.reqPerSec) : undefined;
     r.vsNginxAuto = ratio(r.reqPerSec, auto.reqPerSec);
+    r.vsFloor =
+      (r.kind === 'airlock' || r.kind === 'baseline') && floor ? ratio(r.reqPerSec, floor.reqPerSec) : undefined;
     // Per-request CPU efficiency against the cheaper nginx: what the ratio of requests/s would be if every server
     // had the same CPU to itself (the load generator and the neighbours' work removed).
     const cheapest = Math.min(...rows.filter((x) => x.mix === r.mix && x.kind === 'nginx').map((x) => x.cpuUs));
-    r.cpuEff = r.kind === 'airlock' ? ratio(cheapest, r.cpuUs) : undefined;
+    r.cpuEff = r.kind !== 'nginx' ? ratio(cheapest, r.cpuUs) : undefined;
+    r.cpuVsFloor = (r.kind === 'airlock' || r.kind === 'baseline') && floor ? ratio(floor.cpuUs, r.cpuUs) : undefined;
   }
   console.log('');
   printTable(rows, [
@@ -348,12 +381,17 @@ await runBench(scope, async () => {
     'sysUs',
     'vsNginxSame',
     'vsNginxAuto',
+    'vsFloor',
     'cpuEff',
+    'cpuVsFloor',
   ]);
   console.log(
     `\nvsNginxSame = airlock req/s ÷ nginx req/s at the same process count; vsNginxAuto = ÷ nginx worker_processes auto`,
   );
   console.log(`(${CORES}). Target ≥ ${TARGET}×. The load generator runs on the same ${CORES} cores as the servers.`);
+  console.log(
+    'vsFloor = airlock req/s ÷ the bare node:http floor at the same process count; cpuVsFloor = floor cpuUs ÷ airlock cpuUs.',
+  );
   console.log(
     "cpuUs = CPU time (user + sys, all the server's processes) per request; cpuEff = the cheaper nginx's cpuUs ÷",
   );
@@ -398,6 +436,12 @@ await runBench(scope, async () => {
     summary[`${m.id}_cpu_eff`] = airlockRow(m.id, 1).cpuEff;
   }
   summary.worst_ratio = Math.min(...mixes.map((m) => summary[`${m.id}_ratio`]));
+  const floorRow = (mix, w) => rows.find((r) => r.mix === mix && r.server === `floor w${w}`);
+  for (const m of mixes) {
+    summary[`${m.id}_floor_rps`] = floorRow(m.id, CORES).reqPerSec;
+    summary[`${m.id}_floor_vs_nginx_auto`] = floorRow(m.id, CORES).vsNginxAuto;
+    summary[`${m.id}_wN_vs_floor`] = airlockRow(m.id, CORES).vsFloor;
+  }
   for (const m of mixes) summary[`${m.id}_wN_vs_nginx_auto`] = airlockRow(m.id, CORES).vsNginxAuto;
   summary.target_met = mixes.every((m) => summary[`${m.id}_wN_vs_nginx_auto`] >= TARGET);
   console.log(
@@ -409,6 +453,16 @@ await runBench(scope, async () => {
   console.log(
     `target (airlock w${CORES} ÷ nginx auto ≥ ${TARGET}×): ${mixes.map((m) => `${m.id} ${summary[`${m.id}_wN_vs_nginx_auto`]}×`).join(', ')} → ${summary.target_met ? 'met' : 'NOT met'}`,
   );
+  console.log(
+    `floor w${CORES} (bare node:http) ÷ nginx auto, req/s: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_floor_vs_nginx_auto`]}×`).join(', ')}; ` +
+      `airlock w${CORES} ÷ floor w${CORES}: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_wN_vs_floor`]}×`).join(', ')}`,
+  );
+  const belowFloor = mixes.filter((m) => summary[`${m.id}_floor_vs_nginx_auto`] < TARGET).map((m) => m.id);
+  if (belowFloor.length > 0)
+    console.log(
+      `FINDING: at ${belowFloor.join(', ')} a bare node:http server with the same workers answering from memory stays ` +
+        `below ${TARGET}× nginx on this machine, so the target there is out of reach for any Node server as measured.`,
+    );
   const after = await machineLoad();
   emit({
     summary,

@@ -116,4 +116,10 @@ export interface BlobStore {
   removePartialUploads?(): Promise<number>;
   /** Path of the blob on a local filesystem, when the backend has one (hardlink exports). */
   localPath?(sha256: string): string | undefined;
+  /**
+   * The whole verified bytes of a blob already held in memory, without a promise (the mirror's hot path), only
+   * while the backend can tell synchronously that the stored object is the one they were verified from; else
+   * undefined, and the caller uses `openVerifiedRead`, which re-checks and reports errors.
+   */
+  cachedVerifiedSync?(sha256: string): Buffer | undefined;
 }

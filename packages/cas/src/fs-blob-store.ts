@@ -96,7 +96,7 @@ export class FsBlobStore implements BlobStore {
   private readonly onSync: ((kind: 'file' | 'dir', path: string) => void) | undefined;
   private readonly onLink: ((path: string) => void) | undefined;
   private readonly verified: VerifiedCache;
-  private readonly memory: SmallBlobCache;
+  private readonly memory: SmallBlobCache<HeldFile>;
   private readonly smallBlobBytes: number;
   /** Temp files of staged blobs, until published or discarded. */
   private readonly staged = new Map<StagedBlob, StagedFile>();
@@ -113,7 +113,7 @@ export class FsBlobStore implements BlobStore {
     this.onSync = options.onSync;
     this.onLink = options.onLink;
     this.verified = new VerifiedCache(options.verifiedCacheEntries);
-    this.memory = new SmallBlobCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
+    this.memory = new SmallBlobCache<HeldFile>(options.memoryCacheBytes ?? 64 * 1024 * 1024);
     this.smallBlobBytes = options.smallBlobBytes ?? 1024 * 1024;
   }
 
@@ -184,6 +184,35 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
+   * The memory hit of `readSmallVerified` without a promise: the bytes while one lstat shows the very file they were
+   * verified from (device, inode, size, mtime and ctime in ns, compared field by field: building the token string
+   * costs more than the lstat). Undefined on a miss or any change, even a missing file: the caller then takes
+   * `openVerifiedRead`, which re-verifies, quarantines and reports.
+   */
+  cachedVerifiedSync(sha256: string): Buffer | undefined {
+    const held = this.memory.peek(sha256);
+    const f = held?.meta;
+    if (f === undefined) return undefined;
+    let st;
+    try {
+      st = lstatSync(f.path, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      return undefined; // EACCES, ENOTDIR…: the async path reports it
+    }
+    if (
+      st === undefined ||
+      st.ctimeNs !== f.ctimeNs ||
+      st.mtimeNs !== f.mtimeNs ||
+      st.ino !== f.ino ||
+      st.size !== f.size ||
+      st.dev !== f.dev ||
+      !st.isFile()
+    )
+      return undefined;
+    return held!.bytes;
+  }
+
+  /**
    * Small blobs: one lstat when the verified bytes are in memory; otherwise open, read whole, hash, close.
    * Undefined for blobs too big for this path (streamed instead). The lstat is synchronous on purpose: on a local
    * filesystem it is a few µs of cached metadata, an async one costs a threadpool round trip per request (nginx
@@ -213,20 +242,24 @@ export class FsBlobStore implements BlobStore {
     const fh = await this.openBlobFile(sha256);
     let bytes: Buffer;
     let stable: string | undefined;
+    let held: HeldFile | undefined;
     try {
       const before = await fh.stat({ bigint: true });
       if (!before.isFile()) throw new CasError('CAS_CORRUPT', `blob sha256:${sha256} is not a regular file`);
       if (before.size > BigInt(this.smallBlobBytes)) return undefined; // replaced since the lstat: stream it instead
       bytes = await readWhole(fh, Number(before.size));
       const after = await fh.stat({ bigint: true });
-      if (tokenOf(after) === tokenOf(before)) stable = tokenOf(after);
+      if (tokenOf(after) === tokenOf(before)) {
+        stable = tokenOf(after);
+        held = heldFile(this.pathOf(sha256), after);
+      }
     } finally {
       await fh.close();
     }
     // Verified before under the same change token (inode, size, mtime, ctime): the same trust the streaming path
     // gives, and it spares re-hashing every small blob that fell out of the memory cache on each request.
     if (stable !== undefined && this.verified.isVerified(sha256, stable)) {
-      this.memory.set(sha256, stable, bytes);
+      this.memory.set(sha256, stable, bytes, held);
       return bytes;
     }
     const actual = createHash('sha256').update(bytes).digest('hex');
@@ -237,7 +270,7 @@ export class FsBlobStore implements BlobStore {
     }
     if (stable !== undefined) {
       this.verified.remember(sha256, stable);
-      this.memory.set(sha256, stable, bytes);
+      this.memory.set(sha256, stable, bytes, held);
     }
     return bytes;
   }
@@ -629,8 +662,19 @@ export function checkDigestAndSize(sha256: string, size: number, expected: PutEx
 }
 
 /** Change token of a file version: any write moves ctime (which userspace cannot set back). */
-function tokenOf(st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
+type TokenFields = { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint };
+
+function tokenOf(st: TokenFields): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** A memory-held blob's file: its path and the change token's fields, for `cachedVerifiedSync`. */
+interface HeldFile extends TokenFields {
+  path: string;
+}
+
+function heldFile(path: string, st: TokenFields): HeldFile {
+  return { path, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 }
 
 function bufferedRead(sha256: string, size: number, range: ByteRange | undefined, bytes: Buffer): VerifiedRead {

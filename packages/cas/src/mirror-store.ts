@@ -237,6 +237,14 @@ export class MirrorStore {
     }
   }
 
+  /**
+   * The whole verified bytes of a blob the backend holds in memory and can vouch for synchronously (see
+   * BlobStore.cachedVerifiedSync); undefined otherwise, or when closed: then use `openBlob`.
+   */
+  cachedBlobSync(sha256: string): Buffer | undefined {
+    return this.closed ? undefined : this.blobs.cachedVerifiedSync?.(sha256);
+  }
+
   async verifyBlob(sha256: string, options: { force?: boolean } = {}): Promise<VerifyResult> {
     this.assertOpen();
     const result = await this.blobs.verify(sha256, options);

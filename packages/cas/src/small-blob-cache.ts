@@ -1,6 +1,16 @@
-/** Verified bytes of small blobs, bounded by total size; each entry is valid only under its change token. */
-export class SmallBlobCache {
-  private readonly entries = new Map<string, { token: string; bytes: Buffer }>();
+/** One cached blob: its verified bytes, the change token they were verified under, and what the owner keeps beside. */
+export interface SmallBlobEntry<M> {
+  token: string;
+  bytes: Buffer;
+  meta: M | undefined;
+}
+
+/**
+ * Verified bytes of small blobs, bounded by total size; each entry is valid only under its change token. `meta` is
+ * the owner's (FsBlobStore keeps the file's stat fields there, to compare them without rebuilding the token).
+ */
+export class SmallBlobCache<M = undefined> {
+  private readonly entries = new Map<string, SmallBlobEntry<M>>();
   private bytes = 0;
 
   constructor(private readonly budget: number) {}
@@ -23,10 +33,19 @@ export class SmallBlobCache {
     return e.bytes;
   }
 
-  set(sha256: string, token: string, bytes: Buffer): void {
+  /** The entry held for `sha256` whatever its token, refreshed as recently used: the caller checks it is current. */
+  peek(sha256: string): Readonly<SmallBlobEntry<M>> | undefined {
+    const e = this.entries.get(sha256);
+    if (!e) return undefined;
+    this.entries.delete(sha256);
+    this.entries.set(sha256, e);
+    return e;
+  }
+
+  set(sha256: string, token: string, bytes: Buffer, meta?: M): void {
     if (bytes.length > this.budget) return;
     this.forget(sha256);
-    this.entries.set(sha256, { token, bytes });
+    this.entries.set(sha256, { token, bytes, meta });
     this.bytes += bytes.length;
     for (const [key, e] of this.entries) {
       if (this.bytes <= this.budget) break;

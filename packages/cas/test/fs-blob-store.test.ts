@@ -202,6 +202,39 @@ describe('FsBlobStore', () => {
     expect((await disabled.openVerifiedRead(h)).bytes?.toString()).toBe('small and hot');
   });
 
+  it('cachedVerifiedSync answers only for verified in-memory bytes of an unchanged file', async () => {
+    const { sha256: h } = await store.put(chunks('hot and small'));
+    // Whole seconds, so flipByte can put the mtime back exactly: then only the ctime tells.
+    utimesSync(store.pathOf(h), 1_700_000_000, 1_700_000_000);
+    // Nothing verified yet: no synchronous answer (the async path must read and hash first).
+    expect(store.cachedVerifiedSync(h)).toBeUndefined();
+    expect((await store.openVerifiedRead(h)).bytes?.toString()).toBe('hot and small');
+    expect(store.cachedVerifiedSync(h)?.toString()).toBe('hot and small');
+    // Corrupted with size and mtime (to the ns) kept: the ctime betrays it, and the async path then quarantines.
+    flipByte(store.pathOf(h), 2, true);
+    expect(store.cachedVerifiedSync(h)).toBeUndefined();
+    await expect(store.openVerifiedRead(h)).rejects.toEqual(expectCode('CAS_CORRUPT'));
+    expect(store.cachedVerifiedSync(h)).toBeUndefined();
+
+    // A blob moved away (fsck in another process quarantines by renaming): no answer either.
+    const { sha256: g } = await store.put(chunks('moved away'));
+    await store.openVerifiedRead(g);
+    expect(store.cachedVerifiedSync(g)?.toString()).toBe('moved away');
+    const other = await FsBlobStore.open(dir);
+    await other.quarantine(g, 'test');
+    expect(store.cachedVerifiedSync(g)).toBeUndefined();
+
+    // Streamed (large) blobs and a disabled memory cache never answer synchronously.
+    const big = await FsBlobStore.open(dir, { smallBlobBytes: 1024 });
+    const { sha256: b } = await big.put(chunks(Buffer.alloc(4096, 1)));
+    await readAll((await big.openVerifiedRead(b)).stream);
+    expect(big.cachedVerifiedSync(b)).toBeUndefined();
+    const off = await FsBlobStore.open(dir, { memoryCacheBytes: 0 });
+    const { sha256: c } = await off.put(chunks('not held'));
+    await off.openVerifiedRead(c);
+    expect(off.cachedVerifiedSync(c)).toBeUndefined();
+  });
+
   it('verify() reports a mismatch (quarantining) and force re-hashes even when cached', async () => {
     const { sha256: h } = await store.put(chunks('verify me'));
     expect(await store.verify(h)).toMatchObject({ ok: true, cached: false });

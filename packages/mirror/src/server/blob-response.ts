@@ -2,7 +2,7 @@ import { CasError } from '@airlock/cas';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../errors.js';
-import type { MirrorContext } from './context.js';
+import type { BlobRoute, MirrorContext } from './context.js';
 import { etagMatches, parseRange } from './http-utils.js';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -123,6 +123,26 @@ function headersOf(blob: { sha256: string; size: number }, contentType: string):
   });
   wholeHeaders.set(blob, headers);
   return headers;
+}
+
+/**
+ * The hot path without a promise: a plain GET/HEAD (no Range, no conditional) of a remembered route whose verified
+ * bytes the store holds in memory and vouches for synchronously (one lstat). False when any of that does not hold:
+ * the caller then takes `sendBlob`, which re-verifies and reports errors. Answers exactly as `sendWhole` would.
+ */
+export function sendCachedWhole(
+  ctx: MirrorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: BlobRoute,
+): boolean {
+  const h = req.headers;
+  if (h['if-none-match'] !== undefined || h.range !== undefined) return false;
+  const bytes = ctx.store.cachedBlobSync(route.blob.sha256);
+  if (bytes === undefined || bytes.length !== route.blob.size) return false;
+  res.writeHead(200, headersOf(route.blob, route.contentType ?? 'application/octet-stream'));
+  res.end(req.method === 'HEAD' ? undefined : bytes);
+  return true;
 }
 
 /** The common case (no Range, no conditional): 200 with the whole verified blob and prebuilt headers. */

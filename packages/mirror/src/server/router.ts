@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../errors.js';
-import { sendBlob } from './blob-response.js';
+import { sendBlob, sendCachedWhole } from './blob-response.js';
 import type { MirrorContext } from './context.js';
 import { notFound, parseRequestPath, sendError, sendJson } from './http-utils.js';
 import { handleBlob, handleHashed, parseBlobPath, parseHashedPath } from './routes/hashed.js';
@@ -66,15 +66,25 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
 /** Wraps routing so that no request can crash the server; unexpected errors become an opaque 500. */
 export function createRequestHandler(ctx: MirrorContext, onError?: (err: unknown, req: IncomingMessage) => void) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const hot = req.method === 'GET' || req.method === 'HEAD' ? ctx.routes.get(req.url ?? '') : undefined;
-    const done = hot ? sendBlob(ctx, req, res, hot.blob, hot) : routeRequest(ctx, req, res);
-    done.catch((err: unknown) => {
+    const fail = (err: unknown): void => {
       if (err instanceof HttpError) {
         sendError(req, res, err);
         return;
       }
       onError?.(err, req);
       sendError(req, res, new HttpError(500, 'MIRROR_INTERNAL', 'internal error'));
-    });
+    };
+    const hot = req.method === 'GET' || req.method === 'HEAD' ? ctx.routes.get(req.url ?? '') : undefined;
+    if (hot) {
+      // Synchronous: a throw here would otherwise escape the server's 'request' event and end the process.
+      try {
+        if (sendCachedWhole(ctx, req, res, hot)) return;
+      } catch (err) {
+        fail(err);
+        return;
+      }
+    }
+    const done = hot ? sendBlob(ctx, req, res, hot.blob, hot) : routeRequest(ctx, req, res);
+    done.catch(fail);
   };
 }
