@@ -179,6 +179,8 @@ describe('tiles', () => {
     const batch = Array.from({ length: 700 }, (_, i) => prepareEntry(hashedRekord(key, `bulk ${i}`)));
     await server.log.appendBatch(batch.slice(0, 300));
     await server.log.appendBatch(batch.slice(300));
+    // Tiles are published in the background (v1 appends do not wait for them): wait for the publication.
+    await server.tiles!.flush();
     expect(server.tiles!.checkpoint!.size).toBe(server.log.size);
     if (toolsAvailable('tiles served by nginx', [nginxProblem()]))
       nginx = await startStaticNginx(server.tilesDir!, '/api/v2/');
@@ -289,6 +291,7 @@ describe('tile catch-up at start', () => {
       const again = await startTlogServer({ dataDir: d.path });
       try {
         await Promise.all([0, 1, 2, 3].map((i) => again.log.append(hashedRekord(key, `after restart ${i}`))));
+        await again.tiles!.flush();
         const size = again.log.size;
         expect(size).toBe(7);
         const stored = await again.log.getEntryRange(0, size);

@@ -35,12 +35,14 @@ export function toTransparencyLogEntry(
 }
 
 /**
- * POST /api/v2/log/entries. The log answers an append only after the batch's tiles and checkpoint are published
- * (the tile writer is its commit hook), so the checkpoint returned is readable from the tiles, as with rekor-tiles.
+ * POST /api/v2/log/entries. Answered only once the tiles covering the entry are published (the tile writer runs
+ * in the background, grouped across batches), so the checkpoint returned is readable from the tiles, as with
+ * rekor-tiles.
  */
-export const createEntryV2: RouteHandler = async (req, { log }) => {
+export const createEntryV2: RouteHandler = async (req, { log, tiles }) => {
   const prepared = await log.prepare(await req.readJson(), 'v2'); // on the verifier threads, as v1
   const entry = await log.submit(prepared);
+  await tiles?.whenPublished(entry.verification?.inclusionProof?.treeSize ?? log.size);
   return { status: 201, body: toTransparencyLogEntry(entry, { kind: prepared.kind, version: prepared.apiVersion }) };
 };
 
