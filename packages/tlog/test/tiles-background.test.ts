@@ -1,0 +1,197 @@
+import { createHash, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseCheckpoint, parseSignedNote, verifyCheckpoint } from '../src/checkpoint.js';
+import { startTlogServer } from '../src/http/server.js';
+import { CHECKPOINT_PATH } from '../src/tiles/layout.js';
+import { TileReader } from '../src/tiles/reader.js';
+import { FsTileStore, type TileStore } from '../src/tiles/store.js';
+import { hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
+
+// Tiles are published in the background, grouped across batches: a Rekor v1 append is answered once its batch is
+// durable (its tiles may follow), a Rekor v2 append only once the tiles covering it exist, and the tile checkpoint
+// is never written before its tiles.
+
+const key = makeKeySigner();
+
+function v2Request(artifact: string) {
+  const data = Buffer.from(artifact);
+  const rawBytes = Buffer.from(key.publicKeyPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64').toString('base64');
+  return {
+    hashedRekordRequestV002: {
+      digest: createHash('sha256').update(data).digest('base64'),
+      signature: {
+        content: sign('sha256', data, key.privateKey).toString('base64'),
+        verifier: { publicKey: { rawBytes }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' },
+      },
+    },
+  };
+}
+
+/** A directory tile store whose tile puts can be held (closed gate) or made to fail. */
+class GatedStore implements TileStore {
+  readonly inner: FsTileStore;
+  private gate: Promise<void> | undefined;
+  private openGate: (() => void) | undefined;
+  held = 0;
+  failWith: Error | undefined;
+  constructor(root: string) {
+    this.inner = new FsTileStore(root);
+  }
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.openGate = resolve));
+  }
+  release(): void {
+    this.openGate?.();
+    this.gate = undefined;
+  }
+  async put(path: string, bytes: Uint8Array): Promise<void> {
+    if (this.gate) {
+      this.held++;
+      await this.gate;
+    }
+    if (this.failWith) throw this.failWith;
+    await this.inner.put(path, bytes);
+  }
+  putCheckpoint(bytes: Uint8Array): Promise<void> {
+    return this.inner.putCheckpoint(bytes);
+  }
+  get(path: string): Promise<Buffer | undefined> {
+    return this.inner.get(path);
+  }
+}
+
+/** Bounded wait for a condition the test causes (no timing claim: it fails only if the condition never holds). */
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error(`never happened: ${what}`);
+}
+
+const storeSize = async (store: TileStore): Promise<number> => {
+  const bytes = await store.get(CHECKPOINT_PATH);
+  return bytes ? parseCheckpoint(parseSignedNote(bytes.toString('utf8')).note).size : 0;
+};
+
+describe('tiles published in the background', () => {
+  it('answers a v1 append while its tiles are held; a v2 append waits for the tiles that cover it', async () => {
+    const d = tempDir();
+    const store = new GatedStore(join(d.path, 'tiles'));
+    const server = await startTlogServer({ dataDir: d.path, tiles: store });
+    try {
+      store.hold();
+      const v1 = await postJson(`${server.url}/api/v1/log/entries`, hashedRekord(key, 'v1 while held'));
+      expect(v1.status).toBe(201);
+      await until('the held tile write', () => store.held > 0);
+      // The entry is logged and served by the v1 API; the C2SP checkpoint has not moved past its tiles.
+      expect(server.log.size).toBe(1);
+      expect(await storeSize(store)).toBe(0);
+
+      let v2Answered = false;
+      const v2 = postJson(`${server.url}/api/v2/log/entries`, v2Request('v2 while held')).then((r) => {
+        v2Answered = true;
+        return r;
+      });
+      await until('the v2 entry committed', () => server.log.size === 2);
+      await new Promise((r) => setImmediate(r));
+      expect(v2Answered).toBe(false);
+
+      store.release();
+      const res = await v2;
+      expect(res.status).toBe(201);
+      const tle = res.json as { inclusionProof: { treeSize: string; checkpoint: { envelope: string } } };
+      const cp = verifyCheckpoint(tle.inclusionProof.checkpoint.envelope, server.publicKeyPem, server.logName);
+      expect(cp.size).toBe(2);
+      // What the v2 caller got is readable from the tiles alone.
+      expect(await storeSize(store)).toBeGreaterThanOrEqual(2);
+      const reader = new TileReader((p) => store.get(p));
+      expect((await reader.rootAt(2)).equals(cp.rootHash)).toBe(true);
+    } finally {
+      store.release();
+      await server.close();
+      d.remove();
+    }
+  });
+
+  it('never writes the tile checkpoint before the tiles it covers, under concurrent appends across tiles', async () => {
+    const d = tempDir();
+    const inner = new FsTileStore(join(d.path, 'tiles'));
+    const problems: string[] = [];
+    let checks = 0;
+    // Before each checkpoint write: the tiles already in the store must give that checkpoint's root.
+    const checking: TileStore = {
+      put: (p, b) => inner.put(p, b),
+      get: (p) => inner.get(p),
+      async putCheckpoint(bytes) {
+        const cp = parseCheckpoint(parseSignedNote(Buffer.from(bytes).toString('utf8')).note);
+        if (cp.size > 0) {
+          checks++;
+          try {
+            const root = await new TileReader((p) => inner.get(p)).rootAt(cp.size);
+            if (!root.equals(cp.rootHash)) problems.push(`root differs at ${cp.size}`);
+          } catch (err) {
+            problems.push(`size ${cp.size}: ${(err as Error).message}`);
+          }
+        }
+        await inner.putCheckpoint(bytes);
+      },
+    };
+    const server = await startTlogServer({ dataDir: d.path, tiles: checking });
+    try {
+      const clients = Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; i < 40; i++) {
+          const body = i % 2 ? v2Request(`v2 ${c}/${i}`) : hashedRekord(key, `v1 ${c}/${i}`);
+          const res = await postJson(`${server.url}/api/v${i % 2 ? 2 : 1}/log/entries`, body);
+          expect(res.status).toBe(201);
+        }
+      });
+      await Promise.all(clients);
+      await server.tiles!.flush();
+      expect(server.log.size).toBe(320);
+      expect(await storeSize(inner)).toBe(320);
+      expect(checks).toBeGreaterThan(0);
+      expect(problems).toEqual([]);
+    } finally {
+      await server.close();
+      d.remove();
+    }
+  });
+
+  it('a failed tile publication: logged entries stay, v2 waiters and later appends get TLOG_PUBLISH_FAILED', async () => {
+    const d = tempDir();
+    const store = new GatedStore(join(d.path, 'tiles'));
+    const server = await startTlogServer({ dataDir: d.path, tiles: store });
+    try {
+      store.hold();
+      expect((await postJson(`${server.url}/api/v1/log/entries`, hashedRekord(key, 'logged'))).status).toBe(201);
+      const v2 = postJson(`${server.url}/api/v2/log/entries`, v2Request('waits'));
+      await until('the v2 entry committed', () => server.log.size === 2);
+      store.failWith = new Error('disk full');
+      store.release();
+      const failed = await v2;
+      expect(failed.status).toBe(500);
+      await server.tiles!.flush();
+      const later = await postJson(`${server.url}/api/v1/log/entries`, hashedRekord(key, 'after the failure'));
+      expect(later.status).toBe(500);
+      await expect(server.log.append(hashedRekord(key, 'refused'))).rejects.toMatchObject({
+        code: 'TLOG_PUBLISH_FAILED',
+      });
+      // The C2SP checkpoint never moved past the tiles that exist.
+      expect(await storeSize(store)).toBe(0);
+      expect(server.log.size).toBeGreaterThanOrEqual(2);
+    } finally {
+      await server.close().catch(() => undefined);
+      d.remove();
+    }
+  });
+
+  it('a clean stop publishes the tiles of every answered append', async () => {
+    const d = tempDir();
+    const server = await startTlogServer({ dataDir: d.path });
+    await Promise.all([0, 1, 2, 3, 4].map((i) => server.log.append(hashedRekord(key, `before stop ${i}`))));
+    await server.close();
+    const note = readFileSync(join(d.path, 'tiles', CHECKPOINT_PATH), 'utf8');
+    expect(verifyCheckpoint(note, server.publicKeyPem, server.logName).size).toBe(5);
+    d.remove();
+  });
+});
