@@ -234,14 +234,16 @@ export class TileWriter {
       writes.push([tilePath(level, tile, width), Buffer.concat(this.edge[level]!)]);
       if (level === 0) writes.push([entriesPath(tile, width), Buffer.concat(this.edgeEntries)]);
     }
-    // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
-    await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
-    if (cp) {
-      if (cp.size !== this.size)
-        throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
-      await this.store.putCheckpoint(Buffer.from(cp.note));
-      this.published = cp;
+    if (cp && cp.size !== this.size)
+      throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
+    const note = cp && Buffer.from(cp.note);
+    if (this.store.publish) await this.store.publish(writes, note);
+    else {
+      // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
+      await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
+      if (note) await this.store.putCheckpoint(note);
     }
+    if (cp) this.published = cp;
   }
 
   /** Adds a hash to the tile level's edge; a completed tile is queued and its root carried to the next level. */
