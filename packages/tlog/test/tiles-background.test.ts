@@ -1,12 +1,14 @@
 import { createHash, sign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCheckpoint, parseSignedNote, verifyCheckpoint } from '../src/checkpoint.js';
 import { startTlogServer } from '../src/http/server.js';
-import { CHECKPOINT_PATH } from '../src/tiles/layout.js';
+import { TransparencyLog } from '../src/log.js';
+import { CHECKPOINT_PATH, encodeEntryBundle, entriesPath, tilePath } from '../src/tiles/layout.js';
 import { TileReader } from '../src/tiles/reader.js';
 import { FsTileStore, type TileStore } from '../src/tiles/store.js';
+import { prepareEntry } from '../src/types/index.js';
 import { hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
 
 // Tiles are published in the background, grouped across batches: a Rekor v1 append is answered once its batch is
@@ -209,5 +211,48 @@ describe('tiles published in the background', () => {
     const note = readFileSync(join(d.path, 'tiles', CHECKPOINT_PATH), 'utf8');
     expect(verifyCheckpoint(note, server.publicKeyPem, server.logName).size).toBe(5);
     d.remove();
+  });
+
+  /** A log whose tile checkpoint is at 3 while the log holds 5 entries (the tiles of 4 and 5 were never published). */
+  async function logAheadOfTiles(path: string): Promise<void> {
+    const first = await startTlogServer({ dataDir: path });
+    await Promise.all([0, 1, 2].map((i) => first.log.append(hashedRekord(key, `durable ${i}`))));
+    await first.close();
+    const bare = await TransparencyLog.open({ dataDir: path });
+    await bare.appendBatch([3, 4].map((i) => prepareEntry(hashedRekord(key, `unpublished ${i}`))));
+    await bare.close();
+  }
+
+  it('catch-up rewrites a tile that no durable checkpoint names but a crash left with wrong bytes', async () => {
+    const d = tempDir();
+    try {
+      await logAheadOfTiles(d.path);
+      const tiles = join(d.path, 'tiles');
+      // Linked before its data was synced, then power loss: the names survived, the bytes did not.
+      writeFileSync(join(tiles, tilePath(0, 0, 5)), Buffer.alloc(5 * 32));
+      writeFileSync(join(tiles, entriesPath(0, 5)), Buffer.alloc(7));
+      const again = await startTlogServer({ dataDir: d.path });
+      try {
+        const stored = await again.log.getEntryRange(0, 5);
+        expect(readFileSync(join(tiles, tilePath(0, 0, 5)))).toEqual(Buffer.concat(stored.map((e) => e.leafHash)));
+        expect(readFileSync(join(tiles, entriesPath(0, 5)))).toEqual(encodeEntryBundle(stored.map((e) => e.body)));
+        expect(await storeSize(again.tiles!.store)).toBe(5);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      d.remove();
+    }
+  });
+
+  it('catch-up refuses to start when a tile the durable checkpoint names has wrong bytes', async () => {
+    const d = tempDir();
+    try {
+      await logAheadOfTiles(d.path);
+      writeFileSync(join(d.path, 'tiles', tilePath(0, 0, 3)), Buffer.alloc(3 * 32));
+      await expect(startTlogServer({ dataDir: d.path })).rejects.toMatchObject({ code: 'TLOG_STORE_CORRUPT' });
+    } finally {
+      d.remove();
+    }
   });
 });

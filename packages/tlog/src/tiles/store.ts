@@ -32,14 +32,34 @@ export interface TileStore {
   /** The bytes at a tile path or `checkpoint`, or undefined when absent. */
   get(path: string): Promise<Buffer | undefined>;
   /**
-   * Optional: a publication at once — every tile, then (if given) the checkpoint, which must become visible only
-   * after every tile is durable. Stores without it get `put`s, then `putCheckpoint`.
+   * Optional: a publication at once. Every tile, then (if given) the checkpoint, which becomes visible only after
+   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet).
+   * `replace`: tiles no durable checkpoint names (left by a crash mid-publication) may be overwritten — catch-up
+   * only. Stores without it get `put`s, then `putCheckpoint`.
    */
-  publish?(tiles: ReadonlyArray<readonly [string, Uint8Array]>, checkpoint: Uint8Array | undefined): Promise<void>;
+  publish?(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options?: { onReadable?: () => void; replace?: boolean },
+  ): Promise<void>;
 }
 
 function checkPath(path: string): void {
   if (!TILE_PATH_PATTERN.test(path)) throw new TlogError('TLOG_BAD_REQUEST', `not a tile path: ${path.slice(0, 100)}`);
+}
+
+/** Writes `bytes` to a fresh temp file beside `path`; returns its name and open descriptor (not synced). */
+function writeTemp(path: string, bytes: Uint8Array): { tmp: string; fd: number } {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o644);
+  try {
+    for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  return { tmp, fd };
 }
 
 /**
@@ -81,35 +101,42 @@ export class FsTileStore implements TileStore {
   }
 
   /**
-   * Three durable rounds instead of four per publication: every tile and the checkpoint written to temp files and
-   * fdatasynced together; the tiles linked into place and their directories fsynced (each once); then the
-   * checkpoint renamed into place, so it never names a tile that is not durable.
+   * Two durable rounds instead of four per publication. The tiles are written to temp files and linked into place
+   * at once (readable from the page cache: `onReadable`); then their data, their directories (each once) and the
+   * checkpoint's temp file are synced together; then the checkpoint is renamed into place, so it never names a tile
+   * that is not durable. A crash in between can leave a tile that no durable checkpoint names with wrong bytes:
+   * catch-up rewrites those (`replace`).
    */
   async publish(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
+    options: { onReadable?: () => void; replace?: boolean } = {},
   ): Promise<void> {
     const targets = tiles.map(([path]) => this.target(path));
-    const checkpointTarget = join(this.root, CHECKPOINT_PATH);
-    const written = await Promise.allSettled([
-      ...tiles.map(([, bytes], i) => writeDurably(targets[i]!, bytes)),
-      ...(checkpoint ? [writeDurably(checkpointTarget, checkpoint)] : []),
-    ]);
-    const failed = written.find((w) => w.status === 'rejected');
-    if (failed) {
-      for (const w of written) if (w.status === 'fulfilled') unlinkSync(w.value);
-      throw failed.reason;
-    }
-    const tmps = written.map((w) => (w as PromiseFulfilledResult<string>).value);
+    const fds: number[] = [];
+    let checkpointTmp: { tmp: string; fd: number } | undefined;
     try {
-      tiles.forEach(([path, bytes], i) => this.linkInto(tmps[i]!, targets[i]!, bytes, path));
+      tiles.forEach(([path, bytes], i) => {
+        const { tmp, fd } = writeTemp(targets[i]!, bytes);
+        fds.push(fd);
+        this.linkInto(tmp, targets[i]!, bytes, path, options.replace === true);
+      });
+      options.onReadable?.();
+      if (checkpoint) checkpointTmp = writeTemp(join(this.root, CHECKPOINT_PATH), checkpoint);
+      await Promise.all([
+        ...fds.map((fd) => fdatasyncAsync(fd)),
+        ...[...new Set(targets.map((t) => dirname(t)))].map((d) => this.syncDir(d)),
+        ...(checkpointTmp ? [fdatasyncAsync(checkpointTmp.fd)] : []),
+      ]);
     } catch (err) {
-      if (checkpoint) unlinkSync(tmps[tiles.length]!);
+      if (checkpointTmp) unlinkSync(checkpointTmp.tmp);
       throw err;
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      if (checkpointTmp) closeSync(checkpointTmp.fd);
     }
-    await Promise.all([...new Set(targets.map((t) => dirname(t)))].map((d) => this.syncDir(d)));
-    if (checkpoint) {
-      renameSync(tmps[tiles.length]!, checkpointTarget);
+    if (checkpointTmp) {
+      renameSync(checkpointTmp.tmp, join(this.root, CHECKPOINT_PATH));
       await this.syncDir(this.root);
     }
   }
@@ -126,18 +153,24 @@ export class FsTileStore implements TileStore {
     return target;
   }
 
-  /** Links a durable temp file into place (never overwriting) and removes the temp name; the caller fsyncs the directory. */
-  private linkInto(tmp: string, target: string, bytes: Uint8Array, path: string): void {
+  /**
+   * Links a temp file into place (never overwriting a tile, except with `replace`) and removes the temp name; the
+   * caller fsyncs the directory.
+   */
+  private linkInto(tmp: string, target: string, bytes: Uint8Array, path: string, replace = false): void {
     try {
       linkSync(tmp, target);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      // Written before (catch-up after a crash): fine only with the same bytes.
-      if (!readFileSync(target).equals(bytes))
+      // Written before (catch-up after a crash): fine with the same bytes; replaced when no checkpoint names it.
+      const differs = (err as NodeJS.ErrnoException).code !== 'EEXIST' || !readFileSync(target).equals(bytes);
+      if (differs && replace && (err as NodeJS.ErrnoException).code === 'EEXIST') return renameSync(tmp, target);
+      if (differs) {
+        unlinkSync(tmp);
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         throw new TlogError('TLOG_STORE_CORRUPT', `tile ${path} already exists with different contents`);
-    } finally {
-      unlinkSync(tmp);
+      }
     }
+    unlinkSync(tmp);
   }
 
   async putCheckpoint(bytes: Uint8Array): Promise<void> {

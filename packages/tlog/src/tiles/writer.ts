@@ -33,7 +33,7 @@ function split(bytes: Buffer): Buffer[] {
   return out;
 }
 
-/** A caller of `whenPublished(size)` waiting for the tile checkpoint to reach `size`. */
+/** A caller of `whenReadable(size)` waiting for the tiles of tree size `size` to be readable. */
 interface Waiter {
   size: number;
   resolve: () => void;
@@ -50,7 +50,9 @@ interface Waiter {
  * serves the batch only once its tiles exist); `enqueue` returns at once and publishes in the background, one
  * publication for every batch committed meanwhile (fewer files and fsyncs per entry, and the log's answers do
  * not wait for them). Either way the tile checkpoint never precedes its tiles; with `enqueue`, callers that need
- * the tiles (Rekor v2 appends) wait on `whenPublished(size)`.
+ * the tiles (Rekor v2 appends) wait on `whenReadable(size)`: with a store that has `publish` (a directory), the
+ * tiles can be read before they are durable and before the tile checkpoint moves (a crash loses only tiles that
+ * catch-up rebuilds from the log's durable entries).
  */
 export class TileWriter {
   private size = 0;
@@ -60,10 +62,14 @@ export class TileWriter {
   private edgeEntries: Buffer[] = [];
   private published: SignedCheckpoint | undefined;
   private ready = false;
+  /** Past catch-up: a tile that exists with other bytes is an error then, not a crash's leftover to replace. */
+  private live = false;
   /** Background mode: leaves committed but not yet published, the newest checkpoint, and the size they reach. */
   private pending: Array<{ hash: Buffer; body: Buffer }> = [];
   private pendingCheckpoint: SignedCheckpoint | undefined;
   private queuedSize = 0;
+  /** Tree size whose tiles can be read (at least the tile checkpoint's). */
+  private readableSize = 0;
   private running: Promise<void> | undefined;
   private failure: unknown;
   private waiters: Waiter[] = [];
@@ -78,6 +84,8 @@ export class TileWriter {
       batch.checkpoint,
     );
     this.queuedSize = this.size;
+    this.readableSize = this.size;
+    this.live = true;
   };
 
   /**
@@ -93,9 +101,9 @@ export class TileWriter {
     this.running ??= this.runQueue();
   };
 
-  /** Resolves once the tile checkpoint covers `size` (at once if it does); rejects if publication failed. */
-  whenPublished(size: number): Promise<void> {
-    if ((this.published?.size ?? -1) >= size) return Promise.resolve();
+  /** Resolves once the tiles of tree size `size` can be read (at once if they can); rejects if publication failed. */
+  whenReadable(size: number): Promise<void> {
+    if (this.readableSize >= size) return Promise.resolve();
     if (this.failure !== undefined) return Promise.reject(this.failedError());
     return new Promise((resolve, reject) => this.waiters.push({ size, resolve, reject }));
   }
@@ -132,7 +140,7 @@ export class TileWriter {
   }
 
   private settleWaiters(): void {
-    const size = this.published?.size ?? -1;
+    const size = this.readableSize;
     const waiting: Waiter[] = [];
     for (const w of this.waiters) {
       if (w.size <= size) w.resolve();
@@ -166,6 +174,9 @@ export class TileWriter {
         `the tile checkpoint is at size ${start} but the log holds ${log.size}`,
       );
     await this.loadEdge(start);
+    // Before building on the stored tiles: they must be the log's (catch-up may replace only tiles beyond them).
+    if (start > 0 && !(await new TileReader((p) => this.store.get(p)).rootAt(start)).equals(await log.rootAt(start)))
+      throw new TlogError('TLOG_STORE_CORRUPT', `the tiles' root at size ${start} differs from the log's root`);
     this.size = start;
     this.ready = true;
     while (this.size < log.size) {
@@ -183,6 +194,8 @@ export class TileWriter {
       this.published = cp;
     }
     this.queuedSize = this.size;
+    this.readableSize = this.size;
+    this.live = true;
     const root = log.size === 0 ? undefined : await new TileReader((p) => this.store.get(p)).rootAt(log.size);
     if (root && !root.equals(log.checkpoint().rootHash))
       throw new TlogError('TLOG_STORE_CORRUPT', `the tiles' root at size ${log.size} differs from the log's root`);
@@ -237,10 +250,16 @@ export class TileWriter {
     if (cp && cp.size !== this.size)
       throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
     const note = cp && Buffer.from(cp.note);
-    if (this.store.publish) await this.store.publish(writes, note);
+    const size = this.size;
+    const onReadable = (): void => {
+      this.readableSize = size;
+      this.settleWaiters();
+    };
+    if (this.store.publish) await this.store.publish(writes, note, { onReadable, replace: !this.live });
     else {
       // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
       await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
+      onReadable();
       if (note) await this.store.putCheckpoint(note);
     }
     if (cp) this.published = cp;
