@@ -1,6 +1,7 @@
 import { createHash, sign } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseCheckpoint, parseSignedNote, verifyCheckpoint } from '../src/checkpoint.js';
 import { startTlogServer } from '../src/http/server.js';
@@ -64,6 +65,15 @@ class GatedStore implements TileStore {
   }
 }
 
+// The worker thread runs the compiled worker, so these cases drive the built store (as verify-pool.test.ts does).
+const DIST_STORE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'tiles', 'store.js');
+
+async function builtStore(root: string): Promise<FsTileStore> {
+  if (!existsSync(DIST_STORE)) throw new Error(`${DIST_STORE} is missing: build first (npx tsc -b packages/tlog)`);
+  const built = (await import(pathToFileURL(DIST_STORE).href)) as { FsTileStore: typeof FsTileStore };
+  return new built.FsTileStore(root);
+}
+
 /** Bounded wait for a condition the test causes (no timing claim: it fails only if the condition never holds). */
 async function until(what: string, cond: () => boolean): Promise<void> {
   for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -117,13 +127,16 @@ describe('tiles published in the background', () => {
   });
 
   it.each([
-    { name: 'the directory store (one publication in three durable rounds)', plain: false },
-    { name: 'a store with put and putCheckpoint only', plain: true },
+    { name: 'the directory store (one publication in two durable rounds)', kind: 'dir' },
+    { name: 'the built directory store, publishing on its worker thread', kind: 'thread' },
+    { name: 'a store with put and putCheckpoint only', kind: 'plain' },
   ])(
     'never shows a checkpoint before the tiles it covers, under concurrent appends across tiles: $name',
-    async ({ plain }) => {
+    async ({ kind }) => {
+      const plain = kind === 'plain';
       const d = tempDir();
-      const dirStore = new FsTileStore(join(d.path, 'tiles'));
+      const dirStore =
+        kind === 'thread' ? await builtStore(join(d.path, 'tiles')) : new FsTileStore(join(d.path, 'tiles'));
       const store: TileStore = plain
         ? {
             put: (p, b) => dirStore.put(p, b),
@@ -252,6 +265,28 @@ describe('tiles published in the background', () => {
       await logAheadOfTiles(d.path);
       writeFileSync(join(d.path, 'tiles', tilePath(0, 0, 3)), Buffer.alloc(3 * 32));
       await expect(startTlogServer({ dataDir: d.path })).rejects.toMatchObject({ code: 'TLOG_STORE_CORRUPT' });
+    } finally {
+      d.remove();
+    }
+  });
+
+  it('the built directory store publishes on its worker thread: readable before done, errors come back typed', async () => {
+    const d = tempDir();
+    try {
+      const store = await builtStore(d.path);
+      const events: string[] = [];
+      const tile = Buffer.alloc(3 * 32, 1);
+      const note = Buffer.from('not parsed by the store\n');
+      await store.publish([[tilePath(0, 0, 3), tile]], note, { onReadable: () => events.push('readable') });
+      events.push('done');
+      expect(events).toEqual(['readable', 'done']);
+      expect(readFileSync(join(d.path, tilePath(0, 0, 3)))).toEqual(tile);
+      expect(readFileSync(join(d.path, CHECKPOINT_PATH))).toEqual(note);
+      // A tile is write-once: other bytes at the same path are refused, and the checkpoint does not move.
+      await expect(
+        store.publish([[tilePath(0, 0, 3), Buffer.alloc(3 * 32, 2)]], Buffer.from('other\n')),
+      ).rejects.toMatchObject({ code: 'TLOG_STORE_CORRUPT', message: expect.stringMatching(/different contents/) });
+      expect(readFileSync(join(d.path, CHECKPOINT_PATH))).toEqual(note);
     } finally {
       d.remove();
     }

@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fdatasync,
   fsync,
   linkSync,
@@ -13,8 +14,10 @@ import {
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { TlogError } from '../errors.js';
+import { Worker } from 'node:worker_threads';
+import { TlogError, type TlogErrorCode } from '../errors.js';
 import { CHECKPOINT_PATH, TILE_PATH_PATTERN } from './layout.js';
 
 const fdatasyncAsync = promisify(fdatasync);
@@ -89,9 +92,15 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<string> {
 export class FsTileStore implements TileStore {
   /** Directories known to exist (tiles of one directory arrive 256 at a time). */
   private readonly made = new Set<string>();
+  private readonly thread: PublishThread | undefined;
 
-  constructor(readonly root: string) {
+  /** `thread`: run publications on a worker thread (default when the compiled worker exists). */
+  constructor(
+    readonly root: string,
+    options: { thread?: boolean } = {},
+  ) {
     mkdirSync(root, { recursive: true });
+    if (options.thread ?? existsSync(PUBLISH_WORKER)) this.thread = new PublishThread(root);
   }
 
   async put(path: string, bytes: Uint8Array): Promise<void> {
@@ -112,6 +121,7 @@ export class FsTileStore implements TileStore {
     checkpoint: Uint8Array | undefined,
     options: { onReadable?: () => void; replace?: boolean } = {},
   ): Promise<void> {
+    if (this.thread) return this.thread.publish(tiles, checkpoint, options);
     const targets = tiles.map(([path]) => this.target(path));
     const fds: number[] = [];
     let checkpointTmp: { tmp: string; fd: number } | undefined;
@@ -200,5 +210,75 @@ export class FsTileStore implements TileStore {
     } finally {
       if (fd !== undefined) closeSync(fd);
     }
+  }
+}
+
+const PUBLISH_WORKER = fileURLToPath(new URL('./publish-worker.js', import.meta.url));
+
+/** One publication, as it crosses to the worker thread. */
+export interface PublishRequest {
+  id: number;
+  tiles: Array<[string, Uint8Array]>;
+  checkpoint: Uint8Array | undefined;
+  replace: boolean;
+}
+export type PublishReply =
+  | { id: number; readable: true }
+  | { id: number; done: true }
+  | { id: number; error: { message: string; code?: TlogErrorCode } };
+
+interface InFlight {
+  onReadable: (() => void) | undefined;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** The worker thread that runs an `FsTileStore`'s publications; started at the first one, never keeps the process alive. */
+class PublishThread {
+  private worker: Worker | undefined;
+  private readonly inflight = new Map<number, InFlight>();
+  private nextId = 1;
+
+  constructor(private readonly root: string) {}
+
+  publish(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options: { onReadable?: () => void; replace?: boolean },
+  ): Promise<void> {
+    const id = this.nextId++;
+    const req: PublishRequest = {
+      id,
+      tiles: tiles.map(([p, b]) => [p, b]),
+      checkpoint,
+      replace: options.replace === true,
+    };
+    return new Promise((resolve, reject) => {
+      this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
+      (this.worker ??= this.spawn()).postMessage(req);
+    });
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(PUBLISH_WORKER, { workerData: this.root });
+    worker.unref();
+    worker.on('message', (r: PublishReply) => {
+      const job = this.inflight.get(r.id);
+      if (!job) return;
+      if ('readable' in r) return job.onReadable?.();
+      this.inflight.delete(r.id);
+      if ('done' in r) job.resolve();
+      else job.reject(new TlogError(r.error.code ?? 'TLOG_STORE_CORRUPT', `tile publication: ${r.error.message}`));
+    });
+    const fail = (err: unknown): void => {
+      this.worker = undefined;
+      const jobs = [...this.inflight.values()];
+      this.inflight.clear();
+      for (const j of jobs)
+        j.reject(new TlogError('TLOG_STORE_CORRUPT', 'the tile publication thread died', { cause: err }));
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`tile publication thread exited with ${code}`)));
+    return worker;
   }
 }
