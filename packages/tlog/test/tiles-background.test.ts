@@ -1,4 +1,5 @@
 import { createHash, sign } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -287,6 +288,30 @@ describe('tiles published in the background', () => {
         store.publish([[tilePath(0, 0, 3), Buffer.alloc(3 * 32, 2)]], Buffer.from('other\n')),
       ).rejects.toMatchObject({ code: 'TLOG_STORE_CORRUPT', message: expect.stringMatching(/different contents/) });
       expect(readFileSync(join(d.path, CHECKPOINT_PATH))).toEqual(note);
+    } finally {
+      d.remove();
+    }
+  });
+
+  it('a process that published through the built store exits by itself: the thread does not hold it open', () => {
+    const d = tempDir();
+    try {
+      const script = [
+        `const { FsTileStore } = await import(${JSON.stringify(pathToFileURL(DIST_STORE).href)});`,
+        `const store = new FsTileStore(${JSON.stringify(join(d.path, 'tiles'))});`,
+        `await store.publish([[${JSON.stringify(tilePath(0, 0, 1))}, Buffer.alloc(32)]], undefined);`,
+        "console.log('published');",
+      ].join('\n');
+      const file = join(d.path, 'publish-once.mjs');
+      writeFileSync(file, script);
+      // The bound only catches a process that never exits (it hung before the fix).
+      const run = spawnSync(process.execPath, [file], {
+        encoding: 'utf8',
+        timeout: 30_000,
+        killSignal: 'SIGKILL',
+      });
+      expect(run.stdout.trim()).toBe('published');
+      expect({ status: run.status, signal: run.signal }).toEqual({ status: 0, signal: null });
     } finally {
       d.remove();
     }

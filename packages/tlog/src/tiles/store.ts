@@ -233,7 +233,7 @@ interface InFlight {
   reject: (err: unknown) => void;
 }
 
-/** The worker thread that runs an `FsTileStore`'s publications; started at the first one, never keeps the process alive. */
+/** The worker thread that runs an `FsTileStore`'s publications; started at the first one, keeps the process alive only while one is in flight. */
 class PublishThread {
   private worker: Worker | undefined;
   private readonly inflight = new Map<number, InFlight>();
@@ -254,19 +254,22 @@ class PublishThread {
       replace: options.replace === true,
     };
     return new Promise((resolve, reject) => {
+      this.worker ??= this.spawn();
+      // Held open while a publication is in flight (its caller awaits it), never while idle.
+      if (this.inflight.size === 0) this.worker.ref();
       this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
-      (this.worker ??= this.spawn()).postMessage(req);
+      this.worker.postMessage(req);
     });
   }
 
   private spawn(): Worker {
     const worker = new Worker(PUBLISH_WORKER, { workerData: this.root });
-    worker.unref();
     worker.on('message', (r: PublishReply) => {
       const job = this.inflight.get(r.id);
       if (!job) return;
       if ('readable' in r) return job.onReadable?.();
       this.inflight.delete(r.id);
+      if (this.inflight.size === 0) this.worker?.unref();
       if ('done' in r) job.resolve();
       else job.reject(new TlogError(r.error.code ?? 'TLOG_STORE_CORRUPT', `tile publication: ${r.error.message}`));
     });
