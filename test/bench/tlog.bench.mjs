@@ -153,7 +153,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
   const bodies = Array.from({ length: count }, () => JSON.stringify(make()));
   const dir = mkdtempSync(join(work, 'http-'));
   const server = await startServer(dir, maxBatch, verifierThreads, tiles);
-  // v2 answers once the batch's tiles and checkpoint are published (tiles in <data>/tiles).
+  // v1 answers once the batch is durable (tiles follow in the background); v2 once the tiles covering it are readable.
   const url = `${server.url}/api/${kind === 'dsse-v2' ? 'v2' : 'v1'}/log/entries`;
   // warm-up (key load, JIT, connection pool)
   for (let i = 0; i < 5; i++)
