@@ -153,7 +153,7 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
   const bodies = Array.from({ length: count }, () => JSON.stringify(make()));
   const dir = mkdtempSync(join(work, 'http-'));
   const server = await startServer(dir, maxBatch, verifierThreads, tiles);
-  // v2 answers once the batch's tiles and checkpoint are published (tiles in <data>/tiles).
+  // v1 answers once the batch is durable (tiles follow in the background); v2 once the tiles covering it are readable.
   const url = `${server.url}/api/${kind === 'dsse-v2' ? 'v2' : 'v1'}/log/entries`;
   // warm-up (key load, JIT, connection pool)
   for (let i = 0; i < 5; i++)
@@ -166,12 +166,14 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
   const bodiesFile = join(dir, 'bodies.jsonl');
   writeFileSync(bodiesFile, bodies.join('\n'));
   const cpu0 = cpuMs(server.pid);
+  const split0 = cpuSplit(server.pid);
   const gen = await runLoad({ url, bodiesFile, clients, budgetMs: SCENARIO_BUDGET_MS });
   if (gen.errors > 0) throw new Error(`${name}: ${gen.errors} failed appends ${JSON.stringify(gen.statuses)}`);
   const latencies = gen.latencies;
   const done = gen.done;
   const seconds = gen.seconds;
   const serverCpuMs = cpuMs(server.pid) - cpu0;
+  const split = cpuSplit(server.pid, split0);
   await server.stop();
   const lat = summarize(latencies);
   return {
@@ -187,6 +189,9 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
     p99Ms: lat.p99,
     // Load-independent: server CPU (all threads, user+sys) per acknowledged append.
     cpuMsPerEntry: Math.round((serverCpuMs / done) * 100) / 100,
+    // Of which: kernel time, and the event-loop thread's share (the rest: libuv pool, GC and verifier threads).
+    sysMsPerEntry: Math.round((split.sys / done) * 100) / 100,
+    mainMsPerEntry: Math.round((split.main / done) * 100) / 100,
     // The load generator's own CPU per append (it must not be the bottleneck).
     loadGenCpuMsPerEntry: Math.round((gen.cpuMs / done) * 100) / 100,
   };
@@ -217,6 +222,20 @@ function runLoad(config) {
 function cpuMs(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * The server's CPU split (ms): kernel time of all threads, and user+sys of the event-loop thread (tid = pid).
+ * Threads that exit between two readings are missed by `main`, not by `sys` (the process total).
+ */
+function cpuSplit(pid, since = { sys: 0, main: 0 }) {
+  const ticks = (path) => readFileSync(path, 'utf8').split(') ')[1].split(' ');
+  const proc = ticks(`/proc/${pid}/stat`);
+  const main = ticks(`/proc/${pid}/task/${pid}/stat`);
+  return {
+    sys: Number(proc[12]) * 10 - since.sys,
+    main: (Number(main[11]) + Number(main[12])) * 10 - since.main,
+  };
 }
 
 const appendRows = [];
@@ -251,6 +270,8 @@ printTable(appendRows, [
   'p50Ms',
   'p99Ms',
   'cpuMsPerEntry',
+  'sysMsPerEntry',
+  'mainMsPerEntry',
   'loadGenCpuMsPerEntry',
 ]);
 

@@ -144,10 +144,12 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
   const store = withWitnesses(tileStoreFor(options), options);
   const tiles = store && new TileWriter(store);
   const userHook = options.onBatchCommitted;
-  // Tiles first: a batch is answered only once its tiles and checkpoint are published.
+  // Tiles are published in the background, grouped across batches: a Rekor v1 append is answered once its batch
+  // is durable and its checkpoint signed; a Rekor v2 append also waits for the tiles (createEntryV2). The tile
+  // checkpoint is still written only after the tiles it covers.
   const hook: BatchCommittedHook | undefined = tiles
     ? async (batch) => {
-        await tiles.onBatch(batch);
+        tiles.enqueue(batch);
         await userHook?.(batch);
       }
     : userHook;
@@ -206,8 +208,9 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
           });
           server.closeIdleConnections();
         });
-        if (store instanceof CosignatureCollector) await store.close();
         await log.close();
+        await tiles?.flush(); // the last batches' tiles, so a clean stop leaves nothing to catch up
+        if (store instanceof CosignatureCollector) await store.close();
       })();
       return closing;
     },

@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fdatasync,
   fsync,
   linkSync,
@@ -13,8 +14,10 @@ import {
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { TlogError } from '../errors.js';
+import { Worker } from 'node:worker_threads';
+import { TlogError, type TlogErrorCode } from '../errors.js';
 import { CHECKPOINT_PATH, TILE_PATH_PATTERN } from './layout.js';
 
 const fdatasyncAsync = promisify(fdatasync);
@@ -31,10 +34,35 @@ export interface TileStore {
   putCheckpoint(bytes: Uint8Array): Promise<void>;
   /** The bytes at a tile path or `checkpoint`, or undefined when absent. */
   get(path: string): Promise<Buffer | undefined>;
+  /**
+   * Optional: a publication at once. Every tile, then (if given) the checkpoint, which becomes visible only after
+   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet).
+   * `replace`: tiles no durable checkpoint names (left by a crash mid-publication) may be overwritten — catch-up
+   * only. Stores without it get `put`s, then `putCheckpoint`.
+   */
+  publish?(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options?: { onReadable?: () => void; replace?: boolean },
+  ): Promise<void>;
 }
 
 function checkPath(path: string): void {
   if (!TILE_PATH_PATTERN.test(path)) throw new TlogError('TLOG_BAD_REQUEST', `not a tile path: ${path.slice(0, 100)}`);
+}
+
+/** Writes `bytes` to a fresh temp file beside `path`; returns its name and open descriptor (not synced). */
+function writeTemp(path: string, bytes: Uint8Array): { tmp: string; fd: number } {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o644);
+  try {
+    for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  return { tmp, fd };
 }
 
 /**
@@ -64,12 +92,67 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<string> {
 export class FsTileStore implements TileStore {
   /** Directories known to exist (tiles of one directory arrive 256 at a time). */
   private readonly made = new Set<string>();
+  private readonly thread: PublishThread | undefined;
 
-  constructor(readonly root: string) {
+  /** `thread`: run publications on a worker thread (default when the compiled worker exists). */
+  constructor(
+    readonly root: string,
+    options: { thread?: boolean } = {},
+  ) {
     mkdirSync(root, { recursive: true });
+    if (options.thread ?? existsSync(PUBLISH_WORKER)) this.thread = new PublishThread(root);
   }
 
   async put(path: string, bytes: Uint8Array): Promise<void> {
+    const target = this.target(path);
+    this.linkInto(await writeDurably(target, bytes), target, bytes, path);
+    await this.syncDir(dirname(target));
+  }
+
+  /**
+   * Two durable rounds instead of four per publication. The tiles are written to temp files and linked into place
+   * at once (readable from the page cache: `onReadable`); then their data, their directories (each once) and the
+   * checkpoint's temp file are synced together; then the checkpoint is renamed into place, so it never names a tile
+   * that is not durable. A crash in between can leave a tile that no durable checkpoint names with wrong bytes:
+   * catch-up rewrites those (`replace`).
+   */
+  async publish(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options: { onReadable?: () => void; replace?: boolean } = {},
+  ): Promise<void> {
+    if (this.thread) return this.thread.publish(tiles, checkpoint, options);
+    const targets = tiles.map(([path]) => this.target(path));
+    const fds: number[] = [];
+    let checkpointTmp: { tmp: string; fd: number } | undefined;
+    try {
+      tiles.forEach(([path, bytes], i) => {
+        const { tmp, fd } = writeTemp(targets[i]!, bytes);
+        fds.push(fd);
+        this.linkInto(tmp, targets[i]!, bytes, path, options.replace === true);
+      });
+      options.onReadable?.();
+      if (checkpoint) checkpointTmp = writeTemp(join(this.root, CHECKPOINT_PATH), checkpoint);
+      await Promise.all([
+        ...fds.map((fd) => fdatasyncAsync(fd)),
+        ...[...new Set(targets.map((t) => dirname(t)))].map((d) => this.syncDir(d)),
+        ...(checkpointTmp ? [fdatasyncAsync(checkpointTmp.fd)] : []),
+      ]);
+    } catch (err) {
+      if (checkpointTmp) unlinkSync(checkpointTmp.tmp);
+      throw err;
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      if (checkpointTmp) closeSync(checkpointTmp.fd);
+    }
+    if (checkpointTmp) {
+      renameSync(checkpointTmp.tmp, join(this.root, CHECKPOINT_PATH));
+      await this.syncDir(this.root);
+    }
+  }
+
+  /** The file of a tile path, its directory created once. */
+  private target(path: string): string {
     checkPath(path);
     const target = join(this.root, path);
     const dir = dirname(target);
@@ -77,18 +160,27 @@ export class FsTileStore implements TileStore {
       mkdirSync(dir, { recursive: true });
       this.made.add(dir);
     }
-    const tmp = await writeDurably(target, bytes);
+    return target;
+  }
+
+  /**
+   * Links a temp file into place (never overwriting a tile, except with `replace`) and removes the temp name; the
+   * caller fsyncs the directory.
+   */
+  private linkInto(tmp: string, target: string, bytes: Uint8Array, path: string, replace = false): void {
     try {
       linkSync(tmp, target);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      // Written before (catch-up after a crash): fine only with the same bytes.
-      if (!readFileSync(target).equals(bytes))
+      // Written before (catch-up after a crash): fine with the same bytes; replaced when no checkpoint names it.
+      const differs = (err as NodeJS.ErrnoException).code !== 'EEXIST' || !readFileSync(target).equals(bytes);
+      if (differs && replace && (err as NodeJS.ErrnoException).code === 'EEXIST') return renameSync(tmp, target);
+      if (differs) {
+        unlinkSync(tmp);
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         throw new TlogError('TLOG_STORE_CORRUPT', `tile ${path} already exists with different contents`);
-    } finally {
-      unlinkSync(tmp);
+      }
     }
-    await this.syncDir(dir);
+    unlinkSync(tmp);
   }
 
   async putCheckpoint(bytes: Uint8Array): Promise<void> {
@@ -118,5 +210,78 @@ export class FsTileStore implements TileStore {
     } finally {
       if (fd !== undefined) closeSync(fd);
     }
+  }
+}
+
+const PUBLISH_WORKER = fileURLToPath(new URL('./publish-worker.js', import.meta.url));
+
+/** One publication, as it crosses to the worker thread. */
+export interface PublishRequest {
+  id: number;
+  tiles: Array<[string, Uint8Array]>;
+  checkpoint: Uint8Array | undefined;
+  replace: boolean;
+}
+export type PublishReply =
+  | { id: number; readable: true }
+  | { id: number; done: true }
+  | { id: number; error: { message: string; code?: TlogErrorCode } };
+
+interface InFlight {
+  onReadable: (() => void) | undefined;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** The worker thread that runs an `FsTileStore`'s publications; started at the first one, keeps the process alive only while one is in flight. */
+class PublishThread {
+  private worker: Worker | undefined;
+  private readonly inflight = new Map<number, InFlight>();
+  private nextId = 1;
+
+  constructor(private readonly root: string) {}
+
+  publish(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options: { onReadable?: () => void; replace?: boolean },
+  ): Promise<void> {
+    const id = this.nextId++;
+    const req: PublishRequest = {
+      id,
+      tiles: tiles.map(([p, b]) => [p, b]),
+      checkpoint,
+      replace: options.replace === true,
+    };
+    return new Promise((resolve, reject) => {
+      this.worker ??= this.spawn();
+      // Held open while a publication is in flight (its caller awaits it), never while idle.
+      if (this.inflight.size === 0) this.worker.ref();
+      this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
+      this.worker.postMessage(req);
+    });
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(PUBLISH_WORKER, { workerData: this.root });
+    worker.on('message', (r: PublishReply) => {
+      const job = this.inflight.get(r.id);
+      if (!job) return;
+      if ('readable' in r) return job.onReadable?.();
+      this.inflight.delete(r.id);
+      if (this.inflight.size === 0) this.worker?.unref();
+      if ('done' in r) job.resolve();
+      else job.reject(new TlogError(r.error.code ?? 'TLOG_STORE_CORRUPT', `tile publication: ${r.error.message}`));
+    });
+    const fail = (err: unknown): void => {
+      this.worker = undefined;
+      const jobs = [...this.inflight.values()];
+      this.inflight.clear();
+      for (const j of jobs)
+        j.reject(new TlogError('TLOG_STORE_CORRUPT', 'the tile publication thread died', { cause: err }));
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`tile publication thread exited with ${code}`)));
+    return worker;
   }
 }

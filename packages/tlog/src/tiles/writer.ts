@@ -33,12 +33,26 @@ function split(bytes: Buffer): Buffer[] {
   return out;
 }
 
+/** A caller of `whenReadable(size)` waiting for the tiles of tree size `size` to be readable. */
+interface Waiter {
+  size: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
- * Publishes the log as C2SP tlog-tiles, driven by the log's `onBatchCommitted` hook (the log answers a batch's
- * callers, and serves its tree size, only after `onBatch` resolved): the tiles and entry bundles whose width
+ * Publishes the log as C2SP tlog-tiles from the log's committed batches: the tiles and entry bundles whose width
  * changed, then the signed checkpoint, so a reader never sees a checkpoint whose tiles are missing. Self-contained:
  * it keeps the right edge (one partial tile per level and the partial entry bundle) in memory, computes upper
  * levels from completed tiles, and needs nothing from the log's storage but the committed leaves.
+ *
+ * Two hooks for the log's `onBatchCommitted`: `onBatch` publishes before it resolves (the log then answers and
+ * serves the batch only once its tiles exist); `enqueue` returns at once and publishes in the background, one
+ * publication for every batch committed meanwhile (fewer files and fsyncs per entry, and the log's answers do
+ * not wait for them). Either way the tile checkpoint never precedes its tiles; with `enqueue`, callers that need
+ * the tiles (Rekor v2 appends) wait on `whenReadable(size)`: with a store that has `publish` (a directory), the
+ * tiles can be read before they are durable and before the tile checkpoint moves (a crash loses only tiles that
+ * catch-up rebuilds from the log's durable entries).
  */
 export class TileWriter {
   private size = 0;
@@ -48,20 +62,99 @@ export class TileWriter {
   private edgeEntries: Buffer[] = [];
   private published: SignedCheckpoint | undefined;
   private ready = false;
+  /** Past catch-up: a tile that exists with other bytes is an error then, not a crash's leftover to replace. */
+  private live = false;
+  /** Background mode: leaves committed but not yet published, the newest checkpoint, and the size they reach. */
+  private pending: Array<{ hash: Buffer; body: Buffer }> = [];
+  private pendingCheckpoint: SignedCheckpoint | undefined;
+  private queuedSize = 0;
+  /** Tree size whose tiles can be read (at least the tile checkpoint's). */
+  private readableSize = 0;
+  private running: Promise<void> | undefined;
+  private failure: unknown;
+  private waiters: Waiter[] = [];
 
   constructor(readonly store: TileStore) {}
 
-  /** The hook to pass as the log's `onBatchCommitted`. */
+  /** The hook to pass as the log's `onBatchCommitted`: publishes the batch before it resolves. */
   readonly onBatch = async (batch: CommittedBatch): Promise<void> => {
-    if (!this.ready) throw new TlogError('TLOG_STORE_CORRUPT', 'tile writer: a batch arrived before catch-up');
-    const first = batch.treeSize - batch.leaves.length;
-    if (first !== this.size)
-      throw new TlogError('TLOG_STORE_CORRUPT', `tile writer at size ${this.size} got a batch starting at ${first}`);
+    this.checkNext(batch, this.size);
     await this.publish(
       batch.leaves.map((l) => ({ hash: l.leafHash, body: l.body })),
       batch.checkpoint,
     );
+    this.queuedSize = this.size;
+    this.readableSize = this.size;
+    this.live = true;
   };
+
+  /**
+   * The background hook: queues the batch and returns; a single loop publishes everything queued at once. After a
+   * failed publication it throws (the log then refuses appends, TLOG_PUBLISH_FAILED) and publishes nothing more.
+   */
+  readonly enqueue = (batch: CommittedBatch): void => {
+    if (this.failure !== undefined) throw this.failedError();
+    this.checkNext(batch, this.queuedSize);
+    for (const l of batch.leaves) this.pending.push({ hash: l.leafHash, body: l.body });
+    this.pendingCheckpoint = batch.checkpoint;
+    this.queuedSize = batch.treeSize;
+    this.running ??= this.runQueue();
+  };
+
+  /** Resolves once the tiles of tree size `size` can be read (at once if they can); rejects if publication failed. */
+  whenReadable(size: number): Promise<void> {
+    if (this.readableSize >= size) return Promise.resolve();
+    if (this.failure !== undefined) return Promise.reject(this.failedError());
+    return new Promise((resolve, reject) => this.waiters.push({ size, resolve, reject }));
+  }
+
+  /** Resolves when everything queued is published (or publication failed): before closing, and in tests. */
+  async flush(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private checkNext(batch: CommittedBatch, expected: number): void {
+    if (!this.ready) throw new TlogError('TLOG_STORE_CORRUPT', 'tile writer: a batch arrived before catch-up');
+    const first = batch.treeSize - batch.leaves.length;
+    if (first !== expected)
+      throw new TlogError('TLOG_STORE_CORRUPT', `tile writer at size ${expected} got a batch starting at ${first}`);
+  }
+
+  private async runQueue(): Promise<void> {
+    try {
+      while (this.pending.length > 0 && this.failure === undefined) {
+        const leaves = this.pending;
+        const cp = this.pendingCheckpoint;
+        this.pending = [];
+        this.pendingCheckpoint = undefined;
+        try {
+          await this.publish(leaves, cp);
+        } catch (err) {
+          this.failure = err;
+        }
+        this.settleWaiters();
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private settleWaiters(): void {
+    const size = this.readableSize;
+    const waiting: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.size <= size) w.resolve();
+      else if (this.failure !== undefined) w.reject(this.failedError());
+      else waiting.push(w);
+    }
+    this.waiters = waiting;
+  }
+
+  private failedError(): TlogError {
+    return new TlogError('TLOG_PUBLISH_FAILED', 'the log could not publish its tiles (entries are logged)', {
+      cause: this.failure,
+    });
+  }
 
   /** The last checkpoint written to the store. */
   get checkpoint(): SignedCheckpoint | undefined {
@@ -81,6 +174,9 @@ export class TileWriter {
         `the tile checkpoint is at size ${start} but the log holds ${log.size}`,
       );
     await this.loadEdge(start);
+    // Before building on the stored tiles: they must be the log's (catch-up may replace only tiles beyond them).
+    if (start > 0 && !(await new TileReader((p) => this.store.get(p)).rootAt(start)).equals(await log.rootAt(start)))
+      throw new TlogError('TLOG_STORE_CORRUPT', `the tiles' root at size ${start} differs from the log's root`);
     this.size = start;
     this.ready = true;
     while (this.size < log.size) {
@@ -97,6 +193,9 @@ export class TileWriter {
       if (!stored) await this.store.putCheckpoint(Buffer.from(cp.note));
       this.published = cp;
     }
+    this.queuedSize = this.size;
+    this.readableSize = this.size;
+    this.live = true;
     const root = log.size === 0 ? undefined : await new TileReader((p) => this.store.get(p)).rootAt(log.size);
     if (root && !root.equals(log.checkpoint().rootHash))
       throw new TlogError('TLOG_STORE_CORRUPT', `the tiles' root at size ${log.size} differs from the log's root`);
@@ -148,14 +247,22 @@ export class TileWriter {
       writes.push([tilePath(level, tile, width), Buffer.concat(this.edge[level]!)]);
       if (level === 0) writes.push([entriesPath(tile, width), Buffer.concat(this.edgeEntries)]);
     }
-    // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
-    await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
-    if (cp) {
-      if (cp.size !== this.size)
-        throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
-      await this.store.putCheckpoint(Buffer.from(cp.note));
-      this.published = cp;
+    if (cp && cp.size !== this.size)
+      throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
+    const note = cp && Buffer.from(cp.note);
+    const size = this.size;
+    const onReadable = (): void => {
+      this.readableSize = size;
+      this.settleWaiters();
+    };
+    if (this.store.publish) await this.store.publish(writes, note, { onReadable, replace: !this.live });
+    else {
+      // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
+      await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
+      onReadable();
+      if (note) await this.store.putCheckpoint(note);
     }
+    if (cp) this.published = cp;
   }
 
   /** Adds a hash to the tile level's edge; a completed tile is queued and its root carried to the next level. */

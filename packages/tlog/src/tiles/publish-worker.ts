@@ -1,0 +1,25 @@
+/**
+ * Worker thread of `FsTileStore`: runs its publications (create, write, link, fsync, rename) off the log's event
+ * loop. Metadata calls on ext4 wait for the journal while fsyncs run; on the event loop they stalled every request.
+ * One message in = one publication; out: `readable` once the tiles are linked, then `done` or `error`.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { TlogError } from '../errors.js';
+import { FsTileStore, type PublishReply, type PublishRequest } from './store.js';
+
+const store = new FsTileStore(workerData as string, { thread: false });
+
+parentPort!.on('message', (req: PublishRequest) => {
+  const tiles = req.tiles.map(([path, bytes]) => [path, bytes] as const);
+  const reply = (r: PublishReply): void => parentPort!.postMessage(r);
+  store
+    .publish(tiles, req.checkpoint, { replace: req.replace, onReadable: () => reply({ id: req.id, readable: true }) })
+    .then(
+      () => reply({ id: req.id, done: true }),
+      (err: unknown) =>
+        reply({
+          id: req.id,
+          error: { message: (err as Error).message, ...(err instanceof TlogError ? { code: err.code } : {}) },
+        }),
+    );
+});
