@@ -127,6 +127,44 @@ describe('tiles published in the background', () => {
     }
   });
 
+  it('answers a v2 append only once its tiles are durable, not when they are merely readable', async () => {
+    const d = tempDir();
+    const inner = new FsTileStore(join(d.path, 'tiles'));
+    let openGate: (() => void) | undefined;
+    let readable = 0;
+    // Readable (linked) at once, durable only when the gate opens: what a publication looks like mid-fsync.
+    const store: TileStore = {
+      put: (p, b) => inner.put(p, b),
+      putCheckpoint: (b) => inner.putCheckpoint(b),
+      get: (p) => inner.get(p),
+      publish: async (tiles, checkpoint, options) => {
+        await inner.publish(tiles, undefined, { ...(options?.replace ? { replace: true } : {}) });
+        readable++;
+        options?.onReadable?.();
+        if (checkpoint) await new Promise<void>((resolve) => (openGate = resolve));
+        if (checkpoint) await inner.putCheckpoint(checkpoint);
+      },
+    };
+    const server = await startTlogServer({ dataDir: d.path, tiles: store });
+    try {
+      let answered = false;
+      const v2 = postJson(`${server.url}/api/v2/log/entries`, v2Request('v2 durable')).then((r) => {
+        answered = true;
+        return r;
+      });
+      await until('the tiles readable', () => readable > 0 && openGate !== undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      // Before session 8's change the answer went out here: a power loss now could leave the tiles it names unsynced.
+      expect(answered).toBe(false);
+      openGate!();
+      expect((await v2).status).toBe(201);
+    } finally {
+      openGate?.();
+      await server.close();
+      d.remove();
+    }
+  });
+
   it.each([
     { name: 'the directory store (one publication in two durable rounds)', kind: 'dir' },
     { name: 'the built directory store, publishing on its worker thread', kind: 'thread' },

@@ -35,14 +35,14 @@ export function toTransparencyLogEntry(
 }
 
 /**
- * POST /api/v2/log/entries. Answered once the entry's batch is durable and the tiles covering it can be read (the
- * tile writer runs in the background, grouped across batches), so the checkpoint returned is readable from the
- * tiles, as with rekor-tiles. The tile checkpoint itself moves only once those tiles are durable.
+ * POST /api/v2/log/entries. Answered once the entry's batch is durable and the tiles covering it are durable (the
+ * tile writer runs in the background, grouped across batches), so the checkpoint returned is provable from the
+ * tiles, as with rekor-tiles, also after a power loss. The tile checkpoint itself moves only once those tiles are durable.
  */
 export const createEntryV2: RouteHandler = async (req, { log, tiles }) => {
   const prepared = await log.prepare(await req.readJson(), 'v2'); // on the verifier threads, as v1
   const entry = await log.submit(prepared);
-  await tiles?.whenReadable(entry.verification?.inclusionProof?.treeSize ?? log.size);
+  await tiles?.whenPublished(entry.verification?.inclusionProof?.treeSize ?? log.size);
   return { status: 201, body: toTransparencyLogEntry(entry, { kind: prepared.kind, version: prepared.apiVersion }) };
 };
 

@@ -33,7 +33,7 @@ function split(bytes: Buffer): Buffer[] {
   return out;
 }
 
-/** A caller of `whenReadable(size)` waiting for the tiles of tree size `size` to be readable. */
+/** A caller of `whenPublished(size)` waiting for the tiles of tree size `size` to be durable. */
 interface Waiter {
   size: number;
   resolve: () => void;
@@ -50,9 +50,8 @@ interface Waiter {
  * serves the batch only once its tiles exist); `enqueue` returns at once and publishes in the background, one
  * publication for every batch committed meanwhile (fewer files and fsyncs per entry, and the log's answers do
  * not wait for them). Either way the tile checkpoint never precedes its tiles; with `enqueue`, callers that need
- * the tiles (Rekor v2 appends) wait on `whenReadable(size)`: with a store that has `publish` (a directory), the
- * tiles can be read before they are durable and before the tile checkpoint moves (a crash loses only tiles that
- * catch-up rebuilds from the log's durable entries).
+ * the tiles (Rekor v2 appends) wait on `whenPublished(size)`, which resolves once those tiles are durable (a crash
+ * before that loses only tiles that catch-up rebuilds from the log's durable entries, and nobody was given them).
  */
 export class TileWriter {
   private size = 0;
@@ -68,8 +67,8 @@ export class TileWriter {
   private pending: Array<{ hash: Buffer; body: Buffer }> = [];
   private pendingCheckpoint: SignedCheckpoint | undefined;
   private queuedSize = 0;
-  /** Tree size whose tiles can be read (at least the tile checkpoint's). */
-  private readableSize = 0;
+  /** Tree size whose tiles are durable (a v2 answer up to it may be given). */
+  private publishedSize = 0;
   private running: Promise<void> | undefined;
   private failure: unknown;
   private waiters: Waiter[] = [];
@@ -84,7 +83,7 @@ export class TileWriter {
       batch.checkpoint,
     );
     this.queuedSize = this.size;
-    this.readableSize = this.size;
+    this.publishedSize = this.size;
     this.live = true;
   };
 
@@ -101,9 +100,9 @@ export class TileWriter {
     this.running ??= this.runQueue();
   };
 
-  /** Resolves once the tiles of tree size `size` can be read (at once if they can); rejects if publication failed. */
-  whenReadable(size: number): Promise<void> {
-    if (this.readableSize >= size) return Promise.resolve();
+  /** Resolves once the tiles of tree size `size` are durable (at once if they are); rejects if publication failed. */
+  whenPublished(size: number): Promise<void> {
+    if (this.publishedSize >= size) return Promise.resolve();
     if (this.failure !== undefined) return Promise.reject(this.failedError());
     return new Promise((resolve, reject) => this.waiters.push({ size, resolve, reject }));
   }
@@ -140,7 +139,7 @@ export class TileWriter {
   }
 
   private settleWaiters(): void {
-    const size = this.readableSize;
+    const size = this.publishedSize;
     const waiting: Waiter[] = [];
     for (const w of this.waiters) {
       if (w.size <= size) w.resolve();
@@ -194,7 +193,7 @@ export class TileWriter {
       this.published = cp;
     }
     this.queuedSize = this.size;
-    this.readableSize = this.size;
+    this.publishedSize = this.size;
     this.live = true;
     const root = log.size === 0 ? undefined : await new TileReader((p) => this.store.get(p)).rootAt(log.size);
     if (root && !root.equals(log.checkpoint().rootHash))
@@ -251,15 +250,19 @@ export class TileWriter {
       throw new TlogError('TLOG_STORE_CORRUPT', `checkpoint size ${cp.size} is not the tiled size ${this.size}`);
     const note = cp && Buffer.from(cp.note);
     const size = this.size;
-    const onReadable = (): void => {
-      this.readableSize = size;
+    const onPublished = (): void => {
+      this.publishedSize = size;
       this.settleWaiters();
     };
-    if (this.store.publish) await this.store.publish(writes, note, { onReadable, replace: !this.live });
-    else {
+    // Waiters (Rekor v2 answers) are settled once the publication is durable, not merely readable: an answer names
+    // tiles, and after a power loss a linked but unsynced tile could hold other bytes than the ones promised.
+    if (this.store.publish) {
+      await this.store.publish(writes, note, { replace: !this.live });
+      onPublished();
+    } else {
       // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
       await Promise.all(writes.map(([path, bytes]) => this.store.put(path, bytes)));
-      onReadable();
+      onPublished();
       if (note) await this.store.putCheckpoint(note);
     }
     if (cp) this.published = cp;
