@@ -1,8 +1,8 @@
 import { createHash, createPublicKey, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
-import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
-import { RFC3161Timestamp } from '@sigstore/core';
+import { Verifier, toSignedEntity, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import type { RFC3161Timestamp } from '@sigstore/core';
 import {
   INTOTO_PAYLOAD_TYPE,
   findMatchingSubject,
@@ -168,8 +168,9 @@ export class BundleVerifier {
     if (leaf) verifyContentSignature(bundle, options.artifact, leaf.node.publicKey);
 
     let identity: { subjectAlternativeName?: string; issuer?: string };
+    let entity: SignedEntity;
     try {
-      const entity = toSignedEntity(bundle, options.artifact);
+      entity = toSignedEntity(bundle, options.artifact);
       // The same leaf, parsed once here with memoised encodings (see MemoCertificate).
       if (leaf && entity.key.$case === 'certificate') entity.key = { $case: 'certificate', certificate: leaf.cert };
       const signer = this.verifier.verify(entity);
@@ -191,7 +192,7 @@ export class BundleVerifier {
 
     const result: VerificationResult = {
       content: bundle.content.$case,
-      timestamps: verifiedTimestamps(bundle),
+      timestamps: verifiedTimestamps(bundle, entity),
       signer: {},
       tlogEntries: bundle.verificationMaterial.tlogEntries.map(describeEntry),
     };
@@ -299,13 +300,17 @@ function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
   }
 }
 
-/** The times @sigstore/verify has just checked: every RFC 3161 token (each must verify) and every SET. */
-function verifiedTimestamps(bundle: Bundle): VerifiedTimestamp[] {
-  const tokens = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps ?? [];
+/**
+ * The times @sigstore/verify has just checked: every RFC 3161 token (each must verify; the tokens it parsed for
+ * that, in bundle order) and every SET.
+ */
+function verifiedTimestamps(bundle: Bundle, entity: SignedEntity): VerifiedTimestamp[] {
+  const tokens: RFC3161Timestamp[] = [];
+  for (const t of entity.timestamps) if (t.$case === 'timestamp-authority') tokens.push(t.timestamp);
   return [
     ...tokens.map((t) => ({
       source: 'timestamp-authority' as const,
-      time: RFC3161Timestamp.parse(Buffer.from(t.signedTimestamp)).signingTime.toISOString(),
+      time: t.signingTime.toISOString(),
     })),
     ...bundle.verificationMaterial.tlogEntries
       .filter((e) => e.inclusionPromise !== undefined)
