@@ -170,9 +170,14 @@ export class BundleVerifier {
     let identity: { subjectAlternativeName?: string; issuer?: string };
     let entity: SignedEntity;
     try {
-      entity = toSignedEntity(bundle, options.artifact);
-      // The same leaf, parsed once here with memoised encodings (see MemoCertificate).
-      if (leaf && entity.key.$case === 'certificate') entity.key = { $case: 'certificate', certificate: leaf.cert };
+      // The same leaf, parsed once here with memoised encodings (see MemoCertificate): toSignedEntity is not
+      // given the certificate to parse a second copy of.
+      entity = leaf
+        ? {
+            ...toSignedEntity(withoutLeaf(bundle), options.artifact),
+            key: { $case: 'certificate', certificate: leaf.cert },
+          }
+        : toSignedEntity(bundle, options.artifact);
       const signer = this.verifier.verify(entity);
       identity = {
         subjectAlternativeName: signer.identity?.subjectAlternativeName,
@@ -258,6 +263,12 @@ export class BundleVerifier {
     }
     return result;
   }
+}
+
+/** The bundle as toSignedEntity sees it when the leaf is supplied separately (its key part is replaced). */
+function withoutLeaf(bundle: Bundle): Bundle {
+  const content = { $case: 'publicKey' as const, publicKey: { hint: '' } };
+  return { ...bundle, verificationMaterial: { ...bundle.verificationMaterial, content } };
 }
 
 function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, key: KeyObject): void {
