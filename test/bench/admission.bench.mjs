@@ -332,8 +332,8 @@ async function serve(conf, { cache, tagTtl, cosignLayers }) {
   // BENCH_ADMISSION_CPU_PROF=DIR: each server runs under `node --cpu-prof` and writes its profile there on exit.
   const prof = process.env.BENCH_ADMISSION_CPU_PROF;
   const p = prof
-    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', CLI, ...args], (o) => o.trim().endsWith('}'))
-    : await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
+    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', CLI, ...args], printedUrl)
+    : await startCliProcess(CLI, args, printedUrl);
   return { url: JSON.parse(p.stdout()).url, stop: p.stop, pid: p.child.pid };
 }
 
@@ -344,9 +344,18 @@ async function serveVariant(conf, options) {
   const prof = process.env.BENCH_ADMISSION_CPU_PROF;
   const args = [JSON.stringify(config)];
   const p = prof
-    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', SERVER, ...args], (o) => o.trim().endsWith('}'))
-    : await startCliProcess(SERVER, args, (o) => o.trim().endsWith('}'));
+    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', SERVER, ...args], printedUrl)
+    : await startCliProcess(SERVER, args, printedUrl);
   return { url: JSON.parse(p.stdout()).url, stop: p.stop, pid: p.child.pid };
+}
+
+/** Ready once stdout holds the whole JSON object with the URL (the CLI pretty-prints it over several lines). */
+function printedUrl(out) {
+  try {
+    return typeof JSON.parse(out).url === 'string';
+  } catch {
+    return false;
+  }
 }
 
 const SEQUENTIAL = 40;
