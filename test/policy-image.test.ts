@@ -118,6 +118,49 @@ sbom: { authorities: [runner] }
   });
 }, 180_000);
 
+/** A .sig layer's certificate annotation rewritten: the cross-check against its bundle's leaf decides. */
+const SIG_CERTIFICATES: Record<string, (pem: string | undefined) => string | undefined> = {
+  // Another certificate of the same signer (a keyless signer gets a new one per signing).
+  'acme/sig-cert-other': () => otherCertificate,
+  'acme/sig-cert-garbage': () => 'not a certificate',
+  'acme/sig-cert-two': (pem) => `${pem!}${otherCertificate}`,
+  'acme/sig-cert-missing': () => undefined,
+  // The bundle's own leaf with CRLF line ends and no trailing newline: still the same certificate.
+  'acme/sig-cert-crlf': (pem) => pem!.trim().replace(/\n/g, '\r\n'),
+};
+let otherCertificate = '';
+
+describe.runIf(enabled)('verifyImageByPolicy: the .sig certificate annotation', () => {
+  beforeAll(async () => {
+    const other = await w.signers.runner.signBlob(Buffer.from('another signing'));
+    otherCertificate = cosignMaterialFromBundle(other).certificate!;
+    for (const [repo, rewrite] of Object.entries(SIG_CERTIFICATES)) {
+      digests[repo] = await pushImage(client, repo, 'v1');
+      const { runner } = w.signers;
+      await signImage(w, client, repo, digests[repo]!, { attestations: runner, signature: runner }, rewrite);
+    }
+  }, 120_000);
+
+  const sigRule = (run: ImagePolicyRun) => run.verdict.rules.find((r) => r.rule === 'attestations.cosign-signature')!;
+
+  it('the bundle leaf in another PEM layout passes; another certificate, two, none or garbage fail that rule only', async () => {
+    const crlf = await verify({ reference: `${registry.host}/acme/sig-cert-crlf:v1` });
+    expect(failed(crlf)).toEqual([]);
+    const expected: Record<string, RegExp> = {
+      'acme/sig-cert-other': /\.sig layer 0: its certificate is not the one in its signature bundle/,
+      'acme/sig-cert-garbage': /\.sig layer 0: its certificate annotation is not a PEM certificate/,
+      // One certificate is what cosign writes (the chain has its own annotation); a second one is refused.
+      'acme/sig-cert-two': /\.sig layer 0: its certificate annotation is not a PEM certificate/,
+      'acme/sig-cert-missing': /\.sig layer 0: it carries no certificate annotation/,
+    };
+    for (const [repo, message] of Object.entries(expected)) {
+      const run = await verify({ reference: `${registry.host}/${repo}:v1` });
+      expect(failed(run), repo).toEqual(['attestations.cosign-signature']);
+      expect(sigRule(run).message, repo).toMatch(message);
+    }
+  });
+});
+
 afterAll(async () => {
   await registry?.stop();
   await w?.close();

@@ -10,6 +10,8 @@
 //     also by tag with `--tag-ttl 5` (a tag→digest answer up to 5 s old is reused: one HEAD per tag per 5 s);
 //   - cold, nothing cached: `--no-cache`: every request resolves its tags, lists referrers and fetches and
 //     verifies every bundle (concurrent identical verifications still share one run; the count is printed);
+//   - cold, nothing cached, digest-pinned: the same server and verification, with the images given as
+//     `repo@sha256:…` (what the validating webhook sees once the mutating webhook pinned them: no tag lookups);
 //   - cold, nothing cached, `--cosign-layers when-needed`: the same, but the cosign `.sig`/`.att` tags are read only
 //     when the Sigstore bundles alone fail the policy (they pass here: 9 registry reads per image instead of 14);
 //   - cold verification, immutable-blob cache: the same with manifests/blobs by digest kept in memory (tags,
@@ -100,6 +102,7 @@ async function main() {
       warmPinned: await sequential(warmServer, pinnedBody, conf.ca, reg),
       warmTagTtl: await sequential(ttlServer, body, conf.ca, reg),
       cold: await sequential(coldServer, body, conf.ca, reg),
+      coldPinned: await sequential(coldServer, pinnedBody, conf.ca, reg),
       coldCosignWhenNeeded: await sequential(coldLayersServer, body, conf.ca, reg),
       coldBlobCache: await sequential(blobServer, body, conf.ca, reg),
     };
@@ -129,6 +132,13 @@ async function main() {
         { method: 'POST', body: pinnedBody, expect: ALLOWED },
       ],
       ['cold', 'cold, nothing cached (--no-cache)', coldServer, '/validate', { method: 'POST', body, expect: ALLOWED }],
+      [
+        'coldPinned',
+        'cold, nothing cached, digest-pinned (--no-cache)',
+        coldServer,
+        '/validate',
+        { method: 'POST', body: pinnedBody, expect: ALLOWED },
+      ],
       [
         'coldCosignWhenNeeded',
         'cold, nothing cached, --cosign-layers when-needed',
@@ -198,6 +208,7 @@ async function main() {
     say('warm (digest-pinned images)', warmPinned, TARGETS.warmP99Ms);
     say('warm (by tag, --tag-ttl 5)', results.warmTagTtl, TARGETS.warmP99Ms);
     say('cold, nothing cached,', cold, TARGETS.coldP99Ms);
+    say('cold, nothing cached, digest-pinned,', results.coldPinned, TARGETS.coldP99Ms);
     say('cold, nothing cached, --cosign-layers when-needed,', results.coldCosignWhenNeeded, TARGETS.coldP99Ms);
     say('cold verification with immutable-blob cache', coldBlobCache, TARGETS.coldP99Ms);
     emit({
@@ -211,6 +222,8 @@ async function main() {
         coldP50Ms: cold.p50Ms,
         coldP99Ms: cold.p99Ms,
         coldReqPerSec: cold.reqPerSec,
+        coldPinnedP50Ms: results.coldPinned.p50Ms,
+        coldPinnedP99Ms: results.coldPinned.p99Ms,
         coldCosignWhenNeededP50Ms: results.coldCosignWhenNeeded.p50Ms,
         coldCosignWhenNeededP99Ms: results.coldCosignWhenNeeded.p99Ms,
         coldBlobCacheP99Ms: coldBlobCache.p99Ms,
@@ -319,8 +332,8 @@ async function serve(conf, { cache, tagTtl, cosignLayers }) {
   // BENCH_ADMISSION_CPU_PROF=DIR: each server runs under `node --cpu-prof` and writes its profile there on exit.
   const prof = process.env.BENCH_ADMISSION_CPU_PROF;
   const p = prof
-    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', CLI, ...args], (o) => o.trim().endsWith('}'))
-    : await startCliProcess(CLI, args, (o) => o.trim().endsWith('}'));
+    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', CLI, ...args], printedUrl)
+    : await startCliProcess(CLI, args, printedUrl);
   return { url: JSON.parse(p.stdout()).url, stop: p.stop, pid: p.child.pid };
 }
 
@@ -331,9 +344,18 @@ async function serveVariant(conf, options) {
   const prof = process.env.BENCH_ADMISSION_CPU_PROF;
   const args = [JSON.stringify(config)];
   const p = prof
-    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', SERVER, ...args], (o) => o.trim().endsWith('}'))
-    : await startCliProcess(SERVER, args, (o) => o.trim().endsWith('}'));
+    ? await startCliProcess(`--cpu-prof-dir=${prof}`, ['--cpu-prof', SERVER, ...args], printedUrl)
+    : await startCliProcess(SERVER, args, printedUrl);
   return { url: JSON.parse(p.stdout()).url, stop: p.stop, pid: p.child.pid };
+}
+
+/** Ready once stdout holds the whole JSON object with the URL (the CLI pretty-prints it over several lines). */
+function printedUrl(out) {
+  try {
+    return typeof JSON.parse(out).url === 'string';
+  } catch {
+    return false;
+  }
 }
 
 const SEQUENTIAL = 40;

@@ -48,6 +48,8 @@ export async function signImage(
   repo: string,
   digest: string,
   signers: { attestations: AirlockSigner; signature: AirlockSigner },
+  /** Rewrites the `.sig` layer's certificate annotation (tests of that cross-check). */
+  sigCertificate?: (pem: string | undefined) => string | undefined,
 ): Promise<void> {
   const subject = { name: `${client.host}/${repo}`, digest: { sha256: digest.slice('sha256:'.length) } };
   const input = provenanceInput(w, { finishedOn: new Date().toISOString() });
@@ -67,6 +69,12 @@ export async function signImage(
   const payload = simpleSigningPayload({ dockerReference: `${client.host}/${repo}`, manifestDigest: digest });
   const sigBundle = await signers.signature.signBlob(payload);
   const signature = (sigBundle as { messageSignature?: { signature?: string } }).messageSignature!.signature!;
-  await attachCosignSignature(client, repo, digest, { payload, signature, ...cosignMaterialFromBundle(sigBundle) });
+  const material = cosignMaterialFromBundle(sigBundle);
+  if (sigCertificate) {
+    const certificate = sigCertificate(material.certificate);
+    delete material.certificate;
+    if (certificate !== undefined) material.certificate = certificate;
+  }
+  await attachCosignSignature(client, repo, digest, { payload, signature, ...material });
   await attachSigstoreBundle(client, repo, { subject: digest, bundle: sigBundle });
 }

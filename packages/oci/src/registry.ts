@@ -26,6 +26,20 @@ export interface RegistryClientOptions extends HttpOptions {
   url: string;
   /** Largest manifest accepted; default 4 MiB (the limit Distribution enforces on PUT). */
   maxManifestBytes?: number;
+  /**
+   * What this registry's referrers API last answered, shared by the clients of one host (see ReferrersHint).
+   * Without one, the fallback index is read only after the API has answered 404.
+   */
+  referrersHint?: ReferrersHint;
+}
+
+/**
+ * Whether a registry's referrers API answered 404 the last time it was asked. When it did, listReferrers reads the
+ * fallback index at the same time as the API instead of after it (one round trip less per listing). Both are still
+ * read live every time, and which one is used is decided by the API's answer to this request, as without a hint.
+ */
+export interface ReferrersHint {
+  apiAbsent: boolean;
 }
 
 export interface FetchedManifest {
@@ -65,6 +79,20 @@ export const sha256Digest = (bytes: Uint8Array): string => `sha256:${createHash(
 
 const MAX_PAGES = 1000;
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** A promise that never rejects (a read started early whose failure matters only if its result is used). */
+const settled = <T>(p: Promise<T>): Promise<Settled<T>> =>
+  p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+
+function unsettle<T>(s: Settled<T>): T {
+  if (!s.ok) throw s.error;
+  return s.value;
+}
+
 /**
  * A minimal OCI distribution-spec v1.1 client: exactly the calls airlock needs, every fetched byte checked against
  * its digest. Auth: none, HTTP Basic, or Distribution bearer tokens (fetched on a 401 challenge).
@@ -75,6 +103,7 @@ export class RegistryClient {
   readonly host: string;
   private readonly http: HttpOptions;
   private readonly maxManifestBytes: number;
+  private readonly referrersHint: ReferrersHint | undefined;
 
   constructor(options: RegistryClientOptions) {
     let url: URL;
@@ -105,6 +134,7 @@ export class RegistryClient {
       ...(options.agent !== undefined ? { agent: options.agent } : {}),
     };
     this.maxManifestBytes = options.maxManifestBytes ?? 4 << 20;
+    this.referrersHint = options.referrersHint;
   }
 
   private url(path: string): URL {
@@ -365,6 +395,9 @@ export class RegistryClient {
     const first = this.url(`/v2/${repo}/referrers/${digest}`);
     if (options.artifactType !== undefined) first.searchParams.set('artifactType', options.artifactType);
     const descriptors: Descriptor[] = [];
+    const hint = this.referrersHint;
+    // The API was absent last time: read the fallback index now too; used only if the API answers 404 again.
+    const early = hint?.apiAbsent ? settled(this.readFallbackIndex(repo, digest)) : undefined;
     let next: URL | undefined = first;
     for (let page = 0; next !== undefined; page++) {
       if (page >= MAX_PAGES)
@@ -375,8 +408,12 @@ export class RegistryClient {
         headers: { Accept: MEDIA_TYPES.ociIndex },
         maxBytes: this.maxManifestBytes,
       });
-      if (res.status === 404 && page === 0)
-        return { descriptors: filter(await this.readFallbackIndex(repo, digest)), source: 'fallback' };
+      if (res.status === 404 && page === 0) {
+        if (hint) hint.apiAbsent = true;
+        const index = early ? await unsettle(await early) : await this.readFallbackIndex(repo, digest);
+        return { descriptors: filter(index), source: 'fallback' };
+      }
+      if (hint && page === 0) hint.apiAbsent = false;
       if (res.status !== 200) failStatus(res, `GET referrers ${repo}@${digest}`);
       descriptors.push(...parseImageIndex(res.body, `referrers of ${repo}@${digest}`).manifests);
       next = this.nextLink(res);

@@ -1,5 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import { crypto, X509Certificate, type ASN1Obj } from '@sigstore/core';
+import { ASN1Obj, crypto, X509Certificate } from '@sigstore/core';
+import { installKeyMemo, rememberKey } from './key-memo.js';
+
+installKeyMemo();
 
 /**
  * @sigstore/core's X509Certificate with the same answers, computed once per object: its ASN.1 reader re-encodes
@@ -31,9 +34,13 @@ export class MemoCertificate extends X509Certificate {
     return (this.der ??= encodeDer(this.root));
   }
 
-  /** A fresh certificate from the same encoding, as the stock clone() makes it (callers modify clones). */
+  /**
+   * A fresh certificate equal to what the stock clone() makes (a parse of this encoding; callers modify clones):
+   * a deep copy of the parsed tree, which is what parsing its own re-encoding gives, without the ASN.1 reader's
+   * speculative parses (@sigstore/verify clones every leaf for its SCT check).
+   */
   override clone(): X509Certificate {
-    return X509Certificate.parse(Buffer.from(this.encoded()));
+    return new X509Certificate(copyTree(this.root));
   }
 
   override get publicKey(): Buffer {
@@ -42,7 +49,12 @@ export class MemoCertificate extends X509Certificate {
 
   /** The subject public key as a KeyObject. */
   publicKeyObject(): KeyObject {
-    return (this.key ??= crypto.createPublicKey(this.publicKey));
+    if (this.key === undefined) {
+      this.key = crypto.createPublicKey(this.publicKey);
+      // @sigstore/verify asks for this key again per verification (a TSA's for each token): answered from here.
+      rememberKey(this.publicKey, this.key);
+    }
+    return this.key;
   }
 
   override equals(other: X509Certificate): boolean {
@@ -63,6 +75,11 @@ export class MemoCertificate extends X509Certificate {
     this.verified.set(issuer, ok);
     return ok;
   }
+}
+
+/** A deep copy of an ASN.1 tree (own value buffers, own arrays). */
+export function copyTree(obj: ASN1Obj): ASN1Obj {
+  return new ASN1Obj(obj.tag, Buffer.from(obj.value), obj.subs.map(copyTree));
 }
 
 /**

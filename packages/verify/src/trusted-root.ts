@@ -3,6 +3,7 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import { VerifyError } from './errors.js';
 import { MemoCertificate } from './memo-certificate.js';
+import type { X509Certificate } from '@sigstore/core';
 
 export const TRUSTED_ROOT_MEDIA_TYPES = [
   'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
@@ -59,12 +60,27 @@ export function buildTrustMaterial(root: TrustedRoot, publicKeys: Record<string,
   // The CA and TSA certificates are this root's: re-encoded and their signatures checked once, not per bundle.
   type CertAuthority = TrustMaterial['certificateAuthorities'][number];
   const memo = (cas: CertAuthority[]): CertAuthority[] =>
-    cas.map((ca) => ({ ...ca, certChain: ca.certChain.map((c) => MemoCertificate.of(c)) }));
+    cas.map((ca) => ({ ...ca, certChain: ca.certChain.map(withKey) }));
   return {
     ...material,
     certificateAuthorities: memo(material.certificateAuthorities),
     timestampAuthorities: memo(material.timestampAuthorities),
   };
+}
+
+/**
+ * The root's certificate with its key made now, so @sigstore/verify's per-bundle `createPublicKey` of it (a TSA
+ * certificate's, for every token) is answered from memory (key-memo.ts). A key that does not load is left for the
+ * library to refuse where it is used, as before.
+ */
+function withKey(cert: X509Certificate): MemoCertificate {
+  const m = MemoCertificate.of(cert);
+  try {
+    m.publicKeyObject();
+  } catch {
+    // refused at use, with the library's own error
+  }
+  return m;
 }
 
 /**

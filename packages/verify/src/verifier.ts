@@ -1,8 +1,8 @@
 import { createHash, createPublicKey, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Bundle, MessageSignature, TransparencyLogEntry } from '@sigstore/bundle';
 import { HashAlgorithm } from '@sigstore/protobuf-specs';
-import { Verifier, toSignedEntity, type TrustMaterial } from '@sigstore/verify';
-import { RFC3161Timestamp } from '@sigstore/core';
+import { Verifier, toSignedEntity, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import type { RFC3161Timestamp } from '@sigstore/core';
 import {
   INTOTO_PAYLOAD_TYPE,
   findMatchingSubject,
@@ -168,10 +168,16 @@ export class BundleVerifier {
     if (leaf) verifyContentSignature(bundle, options.artifact, leaf.node.publicKey);
 
     let identity: { subjectAlternativeName?: string; issuer?: string };
+    let entity: SignedEntity;
     try {
-      const entity = toSignedEntity(bundle, options.artifact);
-      // The same leaf, parsed once here with memoised encodings (see MemoCertificate).
-      if (leaf && entity.key.$case === 'certificate') entity.key = { $case: 'certificate', certificate: leaf.cert };
+      // The same leaf, parsed once here with memoised encodings (see MemoCertificate): toSignedEntity is not
+      // given the certificate to parse a second copy of.
+      entity = leaf
+        ? {
+            ...toSignedEntity(withoutLeaf(bundle), options.artifact),
+            key: { $case: 'certificate', certificate: leaf.cert },
+          }
+        : toSignedEntity(bundle, options.artifact);
       const signer = this.verifier.verify(entity);
       identity = {
         subjectAlternativeName: signer.identity?.subjectAlternativeName,
@@ -191,7 +197,7 @@ export class BundleVerifier {
 
     const result: VerificationResult = {
       content: bundle.content.$case,
-      timestamps: verifiedTimestamps(bundle),
+      timestamps: verifiedTimestamps(bundle, entity),
       signer: {},
       tlogEntries: bundle.verificationMaterial.tlogEntries.map(describeEntry),
     };
@@ -259,6 +265,12 @@ export class BundleVerifier {
   }
 }
 
+/** The bundle as toSignedEntity sees it when the leaf is supplied separately (its key part is replaced). */
+function withoutLeaf(bundle: Bundle): Bundle {
+  const content = { $case: 'publicKey' as const, publicKey: { hint: '' } };
+  return { ...bundle, verificationMaterial: { ...bundle.verificationMaterial, content } };
+}
+
 function verifyContentSignature(bundle: Bundle, artifact: Buffer | undefined, key: KeyObject): void {
   const alg = key.asymmetricKeyType === 'ed25519' ? null : 'sha256';
   let ok: boolean;
@@ -299,13 +311,17 @@ function checkProofMatchesCheckpoint(entry: TransparencyLogEntry): void {
   }
 }
 
-/** The times @sigstore/verify has just checked: every RFC 3161 token (each must verify) and every SET. */
-function verifiedTimestamps(bundle: Bundle): VerifiedTimestamp[] {
-  const tokens = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps ?? [];
+/**
+ * The times @sigstore/verify has just checked: every RFC 3161 token (each must verify; the tokens it parsed for
+ * that, in bundle order) and every SET.
+ */
+function verifiedTimestamps(bundle: Bundle, entity: SignedEntity): VerifiedTimestamp[] {
+  const tokens: RFC3161Timestamp[] = [];
+  for (const t of entity.timestamps) if (t.$case === 'timestamp-authority') tokens.push(t.timestamp);
   return [
     ...tokens.map((t) => ({
       source: 'timestamp-authority' as const,
-      time: RFC3161Timestamp.parse(Buffer.from(t.signedTimestamp)).signingTime.toISOString(),
+      time: t.signingTime.toISOString(),
     })),
     ...bundle.verificationMaterial.tlogEntries
       .filter((e) => e.inclusionPromise !== undefined)

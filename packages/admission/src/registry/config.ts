@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { RegistryClient } from '@airlock/oci';
+import { RegistryClient, type ReferrersHint } from '@airlock/oci';
 import { parseDocument } from 'yaml';
 import { AdmissionError } from '../errors.js';
 import { isRecord } from '../review/images.js';
@@ -33,6 +33,8 @@ export class Registries {
    * socket count is bounded; requests beyond it queue in the agent (the request deadline still applies).
    */
   private readonly agents = new Map<string, HttpAgent>();
+  /** Per host: whether its referrers API answered 404 last time (the fallback index is then read alongside it). */
+  private readonly referrersHints = new Map<string, ReferrersHint>();
 
   /** Idle socket timeout per registry request (default 5 s); the request's AbortSignal is the real deadline. */
   private readonly timeoutMs: number;
@@ -93,10 +95,17 @@ export class Registries {
       ...(signal ? { signal } : {}),
       tokens,
       agent: this.agent(h),
+      referrersHint: this.referrersHint(host),
       timeoutMs: this.timeoutMs,
       userAgent: 'airlock-admission/0.1',
     };
     return this.immutableReads ? new CachingRegistryClient(options, this.immutableReads) : new RegistryClient(options);
+  }
+
+  private referrersHint(host: string): ReferrersHint {
+    let hint = this.referrersHints.get(host);
+    if (!hint) this.referrersHints.set(host, (hint = { apiAbsent: false }));
+    return hint;
   }
 
   /** Closes every pooled connection (the server is stopping). */

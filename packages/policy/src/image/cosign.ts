@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { sha256Hex } from '@airlock/core';
 import type { CosignAttestation, CosignSignature, FetchedBundle } from '@airlock/oci';
 import type { BundleVerifier, VerificationResult } from '@airlock/verify';
@@ -124,15 +123,24 @@ function checkLayer(
   const leaf = leafDer(b.bundle as BundleShape);
   if (leaf !== undefined) {
     if (layer.certificate === undefined) return 'it carries no certificate annotation';
-    let der: Buffer;
-    try {
-      der = new X509Certificate(layer.certificate).raw;
-    } catch {
-      return 'its certificate annotation is not a PEM certificate';
-    }
+    const der = pemCertificateDer(layer.certificate);
+    if (der === undefined) return 'its certificate annotation is not a PEM certificate';
     if (!der.equals(leaf)) return 'its certificate is not the one in its signature bundle';
   }
   return { uri: uriOf(b), bundleSha256: sha256Hex(b.bytes), verification };
+}
+
+const PEM_CERTIFICATE = /^\s*-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\s*$/;
+
+/**
+ * The DER of a PEM annotation holding exactly one certificate, or undefined. Only compared byte for byte with the
+ * leaf of a bundle that has just verified (a certificate already parsed and checked), so it is not parsed again.
+ */
+function pemCertificateDer(pem: string): Buffer | undefined {
+  const body = PEM_CERTIFICATE.exec(pem)?.[1]?.replace(/\r?\n/g, '');
+  if (body === undefined || body === '' || !/^[A-Za-z0-9+/]+={0,2}$/.test(body) || body.length % 4 !== 0)
+    return undefined;
+  return Buffer.from(body, 'base64');
 }
 
 function leafDer(b: BundleShape): Buffer | undefined {

@@ -20,13 +20,27 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+export interface CountingProxyOptions {
+  /**
+   * While it returns true, the proxy answers `GET /v2/<name>/referrers/<digest>` itself, as a registry with the
+   * referrers API would: the upstream's `sha256-<hex>` fallback index (or an empty index). Distribution 2.8.2 has
+   * no such API; this is a registry that gained one.
+   */
+  referrersApi?: () => boolean;
+}
+
+const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/sha256:([a-f0-9]{64})$/;
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+export async function startCountingProxy(upstream: string, options: CountingProxyOptions = {}): Promise<CountingProxy> {
   const target = new URL(upstream);
   const requests: string[] = [];
   const heldResponses = new Set<ServerResponse>();
   const waiting: ((h: { path: string; closed: Promise<void> }) => void)[] = [];
   let holding = false;
   const forward = (req: IncomingMessage, res: ServerResponse): void => {
+    const referrers = req.method === 'GET' ? REFERRERS_PATH.exec((req.url ?? '').split('?')[0]!) : null;
+    if (referrers && options.referrersApi?.()) return answerReferrers(target, referrers[1]!, referrers[2]!, res);
     const up = request(
       {
         host: target.hostname,
@@ -72,6 +86,33 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     },
   };
   return proxy;
+}
+
+/** A referrers API answer made from the upstream's fallback index (an empty index when there is none). */
+function answerReferrers(target: URL, repo: string, hex: string, res: ServerResponse): void {
+  const up = request(
+    {
+      host: target.hostname,
+      port: target.port,
+      method: 'GET',
+      path: `/v2/${repo}/manifests/sha256-${hex}`,
+      headers: { host: target.host, accept: OCI_INDEX },
+    },
+    (upRes) => {
+      const chunks: Buffer[] = [];
+      upRes.on('data', (c: Buffer) => chunks.push(c));
+      upRes.on('end', () => {
+        const body =
+          upRes.statusCode === 200
+            ? Buffer.concat(chunks)
+            : Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }));
+        res.writeHead(200, { 'content-type': OCI_INDEX, 'content-length': body.byteLength });
+        res.end(body);
+      });
+    },
+  );
+  up.on('error', () => res.destroy());
+  up.end();
 }
 
 /** Upload and redirect Locations name the registry's host; the caller must keep talking to the proxy. */
