@@ -25,8 +25,7 @@
 // stock plane first, reports the refusal, and signs through the same services with a 64 MiB log body limit.
 //
 // Env: BENCH_IMPORT_BLOBS (default 10000), BENCH_IMPORT_CHANGED (fraction new in snapshot 2, default 0.05),
-//      BENCH_IMPORT_ROUNDS (default 2), BENCH_IMPORT_BUDGET_S (whole bench, default 270),
-//      BENCH_IMPORT_SECOND=0 (skip snapshot 2).
+//      BENCH_IMPORT_ROUNDS (default 2), BENCH_IMPORT_BUDGET_S (whole bench, default 270).
 import { execFileSync } from 'node:child_process';
 import { closeSync, fsync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -51,8 +50,6 @@ import {
 const BLOBS = Math.max(1, Number(process.env.BENCH_IMPORT_BLOBS ?? 10_000));
 const CHANGED = Math.min(1, Math.max(0, Number(process.env.BENCH_IMPORT_CHANGED ?? 0.05)));
 const ROUNDS = Math.max(1, Number(process.env.BENCH_IMPORT_ROUNDS ?? 2));
-// BENCH_IMPORT_SECOND=0 skips snapshot 2 (its sync is the slowest step), leaving the budget to more #1 rounds.
-const SECOND = process.env.BENCH_IMPORT_SECOND !== '0';
 // Nothing is started that would, judged by what the same step took before, end after this (from the start).
 const BUDGET_MS = Math.max(30, Number(process.env.BENCH_IMPORT_BUDGET_S ?? 270)) * 1000;
 const T_START = performance.now();
@@ -252,10 +249,10 @@ await runBench(scope, async () => {
   let s2;
   let newInSecond;
   const shared = gen2.filter((f, i) => f === gen1[i]).length;
-  if (SECOND && fits(s1.durationMs + median(samples.first))) {
+  if (fits(s1.durationMs + median(samples.first))) {
     s2 = await sync(gen2, 2);
     console.log(`snapshot 2 shares ${shared} of ${BLOBS} blobs with snapshot 1`);
-    const b = await importInto(join(scope.root, 'store-first-0'), s2.bundlePath);
+    const b = await importInto(join(scope.root, 'store-0'), s2.bundlePath);
     if (b.result.snapshot.sequence !== 2) throw new Error('import 2 did not commit snapshot 2');
     newInSecond = b.result.newBlobs;
     samples.second.push(b.ms);
