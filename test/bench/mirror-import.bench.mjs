@@ -6,10 +6,7 @@
 // fsynced together; one journal fdatasync for the batch; links; one fsync per touched directory — and one atomic
 // commit after every batch is durable). In this order, as long as the time budget allows:
 //   #1  the bundle into an empty store (ROUNDS times in all, fresh stores, the extra rounds last), median — the
-//       headline number; the store's default batch durability (one syncfs for a batch's bytes, one for its names,
-//       on a local Linux filesystem)
-//   #1 with per-file fsync batches (the blob store's `durability: 'fsync'`, the path before syncfs), run
-//       alternately with #1 in the same rounds: the A/B
+//       headline number
 //   peer: GNU tar extracts the same bundle, sha256sum hashes every blob, one `sync -f` (a floor: no checks, no
 //       per-batch durability), with import #1's ratio to it
 //   peer 2: the same blobs as plain files, fsynced 512 at a time concurrently + one directory fsync per batch
@@ -27,7 +24,7 @@
 // Env: BENCH_IMPORT_BLOBS (default 10000), BENCH_IMPORT_CHANGED (fraction new in snapshot 2, default 0.05),
 //      BENCH_IMPORT_ROUNDS (default 2), BENCH_IMPORT_BUDGET_S (whole bench, default 270).
 import { execFileSync } from 'node:child_process';
-import { closeSync, fsync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -154,27 +151,13 @@ await runBench(scope, async () => {
     return r;
   };
 
-  // CPU of this process and of the children it waited for (the syncfs commands) during the import.
-  const cpuNow = () => {
-    const u = process.cpuUsage();
-    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
-    return (u.user + u.system) / 1000 + (Number(f[13]) + Number(f[14])) * 10; // cutime + cstime, 100 Hz ticks
-  };
-  const importInto = async (storeDir, bundle, fs = {}) => {
+  const importInto = async (storeDir, bundle, fsync = true) => {
     mkdirSync(storeDir, { recursive: true });
-    const syncs = { file: 0, dir: 0, filesystem: 0 };
-    const store = await MirrorStore.open(storeDir, { fs: { ...fs, onSync: (kind) => syncs[kind]++ } });
+    const store = await MirrorStore.open(storeDir, fsync ? {} : { fs: { fsync: false } });
     try {
       const t0 = performance.now();
-      const c0 = cpuNow();
       const r = await importBundle(bundle, { store, trustedRoot: signing.trustedRoot, syncIdentity: signing.policy });
-      return {
-        ms: performance.now() - t0,
-        cpuMs: cpuNow() - c0,
-        syncs,
-        durability: store.blobs.batchDurability,
-        result: r,
-      };
+      return { ms: performance.now() - t0, result: r };
     } finally {
       await store.close();
     }
@@ -182,27 +165,16 @@ await runBench(scope, async () => {
 
   // ---- #1: the headline (further rounds come last, as the budget allows) ----
   const s1 = await sync(gen1, 1);
-  const samples = { first: [], firstFsync: [], second: [], nofsync: [], peer: [], rawPeer: [] };
-  const cpu = { first: [], firstFsync: [] };
-  const syncCounts = {};
+  const samples = { first: [], second: [], nofsync: [], peer: [], rawPeer: [] };
   const skipped = [];
-  const importOne = async (r, key, fs) => {
-    const a = await importInto(join(scope.root, `store-${key}-${r}`), s1.bundlePath, fs);
+  const importFirst = async (r) => {
+    const a = await importInto(join(scope.root, `store-${r}`), s1.bundlePath);
     if (a.result.blobs !== BLOBS || a.result.newBlobs !== BLOBS)
       throw new Error(`import 1: ${a.result.blobs} blobs, ${a.result.newBlobs} new`);
-    samples[key].push(a.ms);
-    cpu[key].push(a.cpuMs);
-    syncCounts[key] = { durability: a.durability, ...a.syncs };
+    samples.first.push(a.ms);
     console.log(
-      `  import #1 round ${r + 1} (${a.durability} batches): ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s, ` +
-        `${((a.cpuMs * 1000) / BLOBS).toFixed(0)} µs CPU/blob; syncs: ${a.syncs.file} file, ${a.syncs.dir} dir, ${a.syncs.filesystem} syncfs)`,
+      `  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s)`,
     );
-  };
-  // Alternating, the order flipped every round: the default and the per-file fsync path see the same disk.
-  const importFirst = async (r) => {
-    const pair = [() => importOne(r, 'first', {}), () => importOne(r, 'firstFsync', { durability: 'fsync' })];
-    if (r % 2 === 1) pair.reverse();
-    for (const run of pair) await run();
   };
   await importFirst(0);
 
@@ -240,7 +212,7 @@ await runBench(scope, async () => {
 
   // ---- diagnostic: #1 without the blob store's fsyncs (the journal's fdatasync per new blob remains) ----
   if (fits(median(samples.first))) {
-    const c = await importInto(join(scope.root, 'store-nofsync'), s1.bundlePath, { fsync: false });
+    const c = await importInto(join(scope.root, 'store-nofsync'), s1.bundlePath, false);
     samples.nofsync.push(c.ms);
     console.log(`  diagnostic: import #1 with the blob store's fsyncs off ${(c.ms / 1000).toFixed(2)} s`);
   } else skipped.push('the fsync-off diagnostic');
@@ -260,7 +232,7 @@ await runBench(scope, async () => {
   } else skipped.push('snapshot 2 (sync + import #2)');
 
   for (let r = 1; r < ROUNDS; r++) {
-    if (!fits(median(samples.first) + median(samples.firstFsync))) {
+    if (!fits(median(samples.first))) {
       skipped.push(`import #1 rounds ${r + 1}–${ROUNDS}`);
       break;
     }
@@ -269,11 +241,10 @@ await runBench(scope, async () => {
   if (skipped.length)
     console.log(`time budget (${BUDGET_MS / 1000} s for the whole bench): skipped ${skipped.join(', ')}`);
 
-  const row = (what, ms, blobs, bytes, bundle, note, cpuMs) => ({
+  const row = (what, ms, blobs, bytes, bundle, note) => ({
     import: what,
     seconds: round(ms / 1000, 2),
     blobsPerSec: Math.round(blobs / (ms / 1000)),
-    cpuUsPerBlob: cpuMs === undefined ? '' : Math.round((cpuMs * 1000) / blobs),
     mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
     blobs,
     mb: round(bytes / 1e6, 1),
@@ -287,17 +258,7 @@ await runBench(scope, async () => {
       BLOBS,
       bytes1,
       s1.bytes,
-      `median of ${samples.first.length} run(s), ${syncCounts.first.durability} batches`,
-      median(cpu.first),
-    ),
-    row(
-      '#1, per-file fsync batches (A/B)',
-      median(samples.firstFsync),
-      BLOBS,
-      bytes1,
-      s1.bytes,
-      `median of ${samples.firstFsync.length}; #1 at ${round(median(samples.firstFsync) / median(samples.first), 2)}× this`,
-      median(cpu.firstFsync),
+      `median of ${samples.first.length} run(s)`,
     ),
   ];
   rows.push(
@@ -343,16 +304,9 @@ await runBench(scope, async () => {
       ),
     );
   console.log('');
-  printTable(rows, ['import', 'seconds', 'blobsPerSec', 'cpuUsPerBlob', 'mbPerSec', 'blobs', 'mb', 'bundleMb', 'note']);
+  printTable(rows, ['import', 'seconds', 'blobsPerSec', 'mbPerSec', 'blobs', 'mb', 'bundleMb', 'note']);
   console.log(
     '\nblobs/s and MB/s count every blob in the bundle (all are read and verified; #2 writes only the new ones).',
-  );
-  console.log(
-    `CPU per blob: this process + the sync commands it ran. Syncs per import: ${Object.entries(syncCounts)
-      .map(
-        ([k, c]) => `${k === 'first' ? '#1' : '#1 fsync'} ${c.file} file + ${c.dir} dir fsyncs, ${c.filesystem} syncfs`,
-      )
-      .join('; ')}.`,
   );
   if (samples.nofsync.length) {
     const perBlob = (median(samples.first) - median(samples.nofsync)) / BLOBS;
@@ -370,14 +324,9 @@ await runBench(scope, async () => {
       import1_s: rows[0].seconds,
       import1_blobs_per_s: rows[0].blobsPerSec,
       import1_mbps: rows[0].mbPerSec,
-      import1_cpu_us_per_blob: rows[0].cpuUsPerBlob,
-      import1_durability: syncCounts.first.durability,
-      import1_fsync_blobs_per_s: rows[1].blobsPerSec,
-      import1_fsync_cpu_us_per_blob: rows[1].cpuUsPerBlob,
-      import1_vs_fsync: round(median(samples.firstFsync) / median(samples.first), 2),
-      peer_blobs_per_s: rows[2].blobsPerSec,
+      peer_blobs_per_s: rows[1].blobsPerSec,
       import1_vs_peer: round(median(samples.peer) / median(samples.first), 2),
-      raw_fsync_peer_blobs_per_s: rows[3].blobsPerSec,
+      raw_fsync_peer_blobs_per_s: rows[2].blobsPerSec,
       import1_vs_raw_fsync_peer: round(median(samples.rawPeer) / median(samples.first), 2),
       ...(samples.nofsync.length ? { import1_nofsync_s: round(median(samples.nofsync) / 1000, 2) } : {}),
       ...(s2 ? { import2_s: round(median(samples.second) / 1000, 2) } : {}),
@@ -396,8 +345,6 @@ await runBench(scope, async () => {
       ...(s2 ? { snapshot2: { ms: s2.durationMs, bytes: s2.bytes } } : {}),
     },
     samplesMs: samples,
-    cpuMs: cpu,
-    syncCounts,
     machine: { before: load, after },
     rows,
   });
