@@ -4,15 +4,12 @@
  * still make (a wrong digest, a blob already published, an abort).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   FsBlobStore,
   MirrorStore,
-  type FsBlobStoreOptions,
-  type SyncKind,
   type BlobSource,
   type BlobStore,
   type ByteRange,
@@ -51,51 +48,31 @@ class OrderWatch {
   readonly durable = new Set<string>();
   /** Blobs the commit must find durable (all new blobs of the import). */
   expected = new Set<string>();
-  /** Temp files made durable (by their own fsync or by a syncfs). */
   fileSyncs = 0;
   dirSyncs = 0;
-  fsSyncs = 0;
   store!: MirrorStore;
   constructor(
     private readonly dir: string,
     private readonly preexisting: Set<string>,
   ) {}
 
-  onSync = (kind: SyncKind, path: string): void => {
+  onSync = (kind: 'file' | 'dir', path: string): void => {
     if (kind === 'file') {
-      this.bytesDurable(path);
-      return;
-    }
-    if (kind === 'filesystem') {
-      // One syncfs makes every byte and every name written so far durable: the batch's temp files, its links.
-      this.fsSyncs++;
-      const tmp = join(this.dir, 'tmp');
-      for (const name of readdirSync(tmp)) this.bytesDurable(join(tmp, name));
-      const shards = join(this.dir, 'blobs', 'sha256');
-      for (const shard of readdirSync(shards)) this.namesDurable(join(shards, shard));
+      this.fileSyncs++;
+      const sha = createHash('sha256').update(readFileSync(path)).digest('hex');
+      if (existsSync((this.store.blobs as FsBlobStore).pathOf(sha)))
+        this.violations.push(`${sha} was visible before its bytes were fsynced`);
+      this.fileSynced.add(sha);
       return;
     }
     if (!/\/blobs\/sha256\/[0-9a-f]{2}$/.test(path)) return; // the store's own layout, made at open
     this.dirSyncs++;
-    this.namesDurable(path);
-  };
-
-  private bytesDurable(tmpFile: string): void {
-    const sha = createHash('sha256').update(readFileSync(tmpFile)).digest('hex');
-    if (this.fileSynced.has(sha)) return; // a linked temp file, made durable by an earlier sync
-    this.fileSyncs++;
-    if (existsSync((this.store.blobs as FsBlobStore).pathOf(sha)))
-      this.violations.push(`${sha} was visible before its bytes were fsynced`);
-    this.fileSynced.add(sha);
-  }
-
-  private namesDurable(shardDir: string): void {
-    for (const name of readdirSync(shardDir)) {
+    for (const name of readdirSync(path)) {
       if (this.preexisting.has(name)) continue;
       if (!this.linked.has(name)) this.violations.push(`${name} appeared without the store linking it`);
       this.durable.add(name);
     }
-  }
+  };
 
   /** The moment a name appears: its bytes must be durable and its journal line on disk already. */
   onLink = (path: string): void => {
@@ -120,23 +97,15 @@ class OrderWatch {
   }
 }
 
-async function openWatched(
-  dir: string,
-  preexisting: Set<string> = new Set(),
-  fs: FsBlobStoreOptions = {},
-): Promise<[MirrorStore, OrderWatch]> {
+async function openWatched(dir: string, preexisting: Set<string> = new Set()): Promise<[MirrorStore, OrderWatch]> {
   const watch = new OrderWatch(dir, preexisting);
   const store = await MirrorStore.open(dir, {
-    fs: { ...fs, onSync: watch.onSync, onLink: watch.onLink },
+    fs: { onSync: watch.onSync, onLink: watch.onLink },
     faultInjection: { onCommitStage: watch.onCommitStage },
   });
   watch.store = store;
   stores.push(store);
   return [store, watch];
-}
-
-function fsType(dir: string): string {
-  return execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
 }
 
 async function listBlobs(store: MirrorStore): Promise<string[]> {
@@ -146,78 +115,27 @@ async function listBlobs(store: MirrorStore): Promise<string[]> {
 }
 
 describe('ImportSession.putBatched', () => {
-  it.each(['fsync', 'syncfs'] as const)(
-    'makes every blob durable and journaled before it is visible, and visible durably before the index names it (%s)',
-    async (durability) => {
-      const dir = tempDir();
-      dirs.push(dir);
-      const [store, watch] = await openWatched(dir, new Set(), { durability });
-      const fixture = files(1200, 'b'); // more than one batch (512 blobs)
-      const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
-      const session = await store.beginImport();
-      for (const f of fixture)
-        await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
-      watch.expected = new Set(fixture.map((f) => sha256(f.bytes)));
-      await session.commit({ manifest, signedBundles: null, entries });
-
-      expect(watch.violations).toEqual([]);
-      expect(watch.durable.size).toBe(1200);
-      expect(store.head()?.sequence).toBe(1);
-      expect(await listBlobs(store)).toEqual(fixture.map((f) => sha256(f.bytes)).sort());
-      expect(watch.fileSyncs).toBe(1200);
-      if (durability === 'fsync') {
-        // One fsync per blob file, but directories are fsynced once per batch, not once per blob.
-        expect(watch.fsSyncs).toBe(0);
-        expect(watch.dirSyncs).toBeLessThanOrEqual(3 * 256);
-      } else {
-        // Three batches, two syncfs each (bytes, then names); no per-file or per-directory fsync.
-        expect(watch.fsSyncs).toBe(6);
-        expect(watch.dirSyncs).toBe(0);
-      }
-      expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
-    },
-  );
-
-  it('batches use syncfs by default on a local disk filesystem', async () => {
+  it('makes every blob durable and journaled before it is visible, and visible durably before the index names it', async () => {
     const dir = tempDir();
     dirs.push(dir);
-    const blobs = await FsBlobStore.open(dir);
-    const local = ['ext2/ext3', 'xfs', 'btrfs', 'f2fs', 'tmpfs'].includes(fsType(dir)); // GNU stat: ext4 = ext2/ext3
-    expect(blobs.batchDurability).toBe(process.platform === 'linux' && local ? 'syncfs' : 'fsync');
-  });
+    const [store, watch] = await openWatched(dir);
+    const fixture = files(1200, 'b'); // more than one batch (512 blobs)
+    const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
+    const session = await store.beginImport();
+    for (const f of fixture)
+      await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
+    watch.expected = new Set(fixture.map((f) => sha256(f.bytes)));
+    await session.commit({ manifest, signedBundles: null, entries });
 
-  it.each([
-    ['at the first syncfs (bytes)', 1],
-    ['at the second syncfs (names)', 2],
-  ] as const)(
-    'a sync command that fails %s fails the import with CAS_SYNC_FAILED and publishes nothing',
-    async (_, failAt) => {
-      const dir = tempDir();
-      dirs.push(dir);
-      const counter = join(dir, '..', `${basename(dir)}-syncs`);
-      dirs.push(counter);
-      // Operator configuration: a sync command that succeeds (really syncing) until its failAt-th call.
-      const script = `n=$(($(cat "${counter}" 2>/dev/null || echo 0) + 1)); echo $n > "${counter}"; if [ $n -ge ${failAt} ]; then echo "sync: error syncing: Input/output error" >&2; exit 1; fi; exec sync --file-system "$1"`;
-      const [store, watch] = await openWatched(dir, new Set(), {
-        durability: 'syncfs',
-        syncfsCommand: ['sh', '-c', script, 'sh'],
-      });
-      const fixture = files(20, 'f');
-      const { manifest, entries } = makeManifest({ sequence: 1, previous: null, files: fixture });
-      const session = await store.beginImport();
-      for (const f of fixture)
-        await session.putBatched(chunks(f.bytes), { sha256: sha256(f.bytes), size: f.bytes.length });
-      const failure = session.commit({ manifest, signedBundles: null, entries });
-      await expect(failure).rejects.toMatchObject({ code: 'CAS_SYNC_FAILED' });
-      await expect(failure).rejects.toThrow(/exited with code 1 \(sync: error syncing: Input\/output error\)/);
-      expect(store.head()).toBeUndefined();
-      expect(watch.fsSyncs).toBe(failAt - 1);
-      await session.abort();
-      expect(await listBlobs(store)).toEqual([]);
-      expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
-      expect(watch.violations).toEqual([]);
-    },
-  );
+    expect(watch.violations).toEqual([]);
+    expect(watch.durable.size).toBe(1200);
+    expect(store.head()?.sequence).toBe(1);
+    expect(await listBlobs(store)).toEqual(fixture.map((f) => sha256(f.bytes)).sort());
+    // Batched: one fsync per blob file, but directories are fsynced once per batch, not once per blob.
+    expect(watch.fileSyncs).toBe(1200);
+    expect(watch.dirSyncs).toBeLessThanOrEqual(3 * 256);
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+  });
 
   it('refuses bytes that do not match the expected digest at once, leaving nothing behind', async () => {
     const dir = tempDir();

@@ -26,14 +26,12 @@ import { MirrorStore } from './index.js';
 const [dir, planPath] = process.argv.slice(2);
 const plan = JSON.parse(readFileSync(planPath, 'utf8'));
 const die = () => { process.kill(process.pid, 'SIGKILL'); };
-let syncs = 0;
 const url = process.env.AIRLOCK_TEST_INDEX_URL;
 const sharedIndex = url ? await (await import('@airlock/postgres')).PgMirrorIndex.open(url) : undefined;
 const store = await MirrorStore.open(dir, {
   sharedIndex,
   fs: {
-    durability: plan.durability,
-    onSync(kind) { if (kind === plan.killOnSync && ++syncs === (plan.syncNth ?? 1)) die(); },
+    onSync(kind) { if (kind === plan.killOnSync) die(); },
     onLink() { if (plan.killAt === 'link') die(); },
   },
   faultInjection: { onCommitStage(stage) { if (stage === plan.killAt) die(); } },
@@ -185,42 +183,24 @@ describe.each(backends.map((b) => [b.name, b] as const))(
 
     // Per-blob puts (session.put) and batched ones (putBatched, what the importer uses): kill points in the puts,
     // inside a batch's publish (at its first file fsync: nothing linked yet; right after its first link, whose
-    // journal line must already be durable; at its first directory fsync: all linked; with syncfs batches, at
-    // the first syncfs: nothing linked, and at the second: all linked), after the flush, and in the commit.
-    const cases: {
-      killAt: string;
-      batched: boolean;
-      killOnSync?: 'file' | 'dir' | 'filesystem';
-      syncNth?: number;
-      durability?: 'fsync' | 'syncfs';
-      visible: boolean;
-    }[] = [
+    // journal line must already be durable; at its first directory fsync: all linked), after the flush, and in
+    // the commit.
+    const cases: { killAt: string; batched: boolean; killOnSync?: 'file' | 'dir'; visible: boolean }[] = [
       ...(['mid-put', 'after-puts', 'blobs-checked', 'in-transaction'] as const).map((killAt) => ({
         killAt,
         batched: false,
         visible: true, // 'new one' is put (durably, alone) before the last blob
       })),
       { killAt: 'mid-put', batched: true, visible: false },
-      { killAt: 'file-sync', batched: true, killOnSync: 'file', durability: 'fsync', visible: false },
-      { killAt: 'link', batched: true, durability: 'fsync', visible: true },
-      { killAt: 'dir-sync', batched: true, killOnSync: 'dir', durability: 'fsync', visible: true },
-      { killAt: 'syncfs-bytes', batched: true, killOnSync: 'filesystem', durability: 'syncfs', visible: false },
-      { killAt: 'link', batched: true, durability: 'syncfs', visible: true },
-      {
-        killAt: 'syncfs-names',
-        batched: true,
-        killOnSync: 'filesystem',
-        syncNth: 2,
-        durability: 'syncfs',
-        visible: true,
-      },
+      { killAt: 'file-sync', batched: true, killOnSync: 'file', visible: false },
+      { killAt: 'link', batched: true, visible: true },
+      { killAt: 'dir-sync', batched: true, killOnSync: 'dir', visible: true },
       { killAt: 'after-puts', batched: true, visible: true },
       { killAt: 'blobs-flushed', batched: true, visible: true },
       { killAt: 'in-transaction', batched: true, visible: true },
     ];
-    for (const { killAt, batched, killOnSync, syncNth, durability, visible } of cases) {
-      const how = batched ? ` (batched puts${durability ? `, ${durability}` : ''})` : '';
-      it(`leaves the store exactly as before when killed at ${killAt}${how}`, async () => {
+    for (const { killAt, batched, killOnSync, visible } of cases) {
+      it(`leaves the store exactly as before when killed at ${killAt}${batched ? ' (batched puts)' : ''}`, async () => {
         const { dir, files, second, planPath } = await setup();
         const before = await captureState(dir);
         writeFileSync(
@@ -229,8 +209,6 @@ describe.each(backends.map((b) => [b.name, b] as const))(
             killAt,
             batched,
             killOnSync,
-            syncNth,
-            durability,
             manifest: second.manifest,
             entries: second.entries,
             files: files.map((f) => f.bytes.toString('base64')),
@@ -241,7 +219,7 @@ describe.each(backends.map((b) => [b.name, b] as const))(
         expect(result.signal, result.stderr).toBe('SIGKILL');
         // Leftovers exist before recovery (lock, journal; partial or staged temp files; journaled new blobs).
         expect(readdirSync(join(dir, 'staging'))).toContain('import.lock');
-        if (killAt === 'mid-put' || killAt === 'file-sync' || killAt === 'syncfs-bytes')
+        if (killAt === 'mid-put' || killAt === 'file-sync')
           expect(readdirSync(join(dir, 'tmp')).length).toBeGreaterThan(0);
         const newBlob = join(dir, 'blobs', 'sha256', sha256('new one').slice(0, 2), sha256('new one'));
         expect(existsSync(newBlob)).toBe(visible);
