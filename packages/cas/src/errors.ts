@@ -11,7 +11,6 @@ export type CasErrorCode =
   | 'CAS_CORRUPT'
   | 'CAS_INVALID_RANGE'
   | 'CAS_INVALID_SOURCE'
-  | 'CAS_SYNC_FAILED' // the syncfs command of a batch failed: nothing of the batch is published
   | 'INDEX_INVALID_INPUT'
   | 'INDEX_SCHEMA_UNSUPPORTED'
   | 'SNAPSHOT_INVALID'

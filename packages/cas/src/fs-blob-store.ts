@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -23,7 +22,6 @@ import {
   readFile,
   rename,
   stat,
-  statfs,
   unlink,
   writeFile,
   type FileHandle,
@@ -54,24 +52,8 @@ export interface FsBlobStoreOptions {
   maxBlobSize?: number;
   /** fsync files and directories (default true). Turning it off is only for throwaway stores. */
   fsync?: boolean;
-  /**
-   * How a batch (`publishStaged`) is made durable. `syncfs`: one syncfs(2) of the store's filesystem after the
-   * temp files are written and one after they are linked, instead of one fsync per file and per directory (what
-   * OSTree does for its object store). `fsync`: per file and per directory. Default: `syncfs` on Linux when the
-   * store is on a local disk filesystem (ext4, xfs, btrfs, f2fs, tmpfs), else `fsync`. Single `put`s always fsync.
-   */
-  durability?: 'syncfs' | 'fsync';
-  /**
-   * The command that runs syncfs(2) on the filesystem holding the path appended to it (default
-   * `sync --file-system`, coreutils ≥ 8.24; it reports writeback errors on Linux ≥ 5.8). Any non-zero exit fails
-   * the batch. Operator configuration (and a test seam), never taken from input.
-   */
-  syncfsCommand?: readonly [string, ...string[]];
-  /**
-   * Observer called after each sync (file = the temporary copy, dir = the directory holding a rename,
-   * filesystem = a syncfs of the store's filesystem, path = the store root).
-   */
-  onSync?: (kind: SyncKind, path: string) => void;
+  /** Observer called after each fsync (file = the temporary copy, dir = the directory holding a rename). */
+  onSync?: (kind: 'file' | 'dir', path: string) => void;
   /** Observer called right after a blob's name appears (crash and ordering tests). */
   onLink?: (path: string) => void;
   /** Size of the verified-cache (default 200 000 blobs). */
@@ -85,8 +67,6 @@ export interface FsBlobStoreOptions {
   smallBlobBytes?: number;
 }
 
-export type SyncKind = 'file' | 'dir' | 'filesystem';
-
 /** On-disk layout below the store root. Everything lives on one filesystem so renames are atomic. */
 export const FS_BLOB_LAYOUT = {
   blobs: join('blobs', 'sha256'),
@@ -98,9 +78,6 @@ const DEFAULT_MAX_BLOB_SIZE = 16 * 1024 ** 3;
 const HASH_BUFFER_BYTES = 1 << 20;
 const STREAM_HIGH_WATER_MARK = 256 * 1024;
 const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-const DEFAULT_SYNCFS_COMMAND = ['sync', '--file-system'] as const;
-// statfs(2) f_type of local disk filesystems where syncfs(2) flushes everything a batch wrote (linux/magic.h).
-const SYNCFS_FILESYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0x01021994]);
 // Blob names never come from a symlink: a planted link must not make the server read outside the store.
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
 
@@ -116,9 +93,7 @@ export class FsBlobStore implements BlobStore {
   private readonly quarantineDir: string;
   private readonly maxBlobSize: number;
   private readonly doFsync: boolean;
-  private readonly onSync: ((kind: SyncKind, path: string) => void) | undefined;
-  private durability: 'syncfs' | 'fsync' = 'fsync';
-  private readonly syncfsCommand: readonly [string, ...string[]];
+  private readonly onSync: ((kind: 'file' | 'dir', path: string) => void) | undefined;
   private readonly onLink: ((path: string) => void) | undefined;
   private readonly verified: VerifiedCache;
   private readonly memory: SmallBlobCache;
@@ -136,7 +111,6 @@ export class FsBlobStore implements BlobStore {
     this.maxBlobSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
     this.doFsync = options.fsync ?? true;
     this.onSync = options.onSync;
-    this.syncfsCommand = options.syncfsCommand ?? DEFAULT_SYNCFS_COMMAND;
     this.onLink = options.onLink;
     this.verified = new VerifiedCache(options.verifiedCacheEntries);
     this.memory = new SmallBlobCache(options.memoryCacheBytes ?? 64 * 1024 * 1024);
@@ -157,13 +131,7 @@ export class FsBlobStore implements BlobStore {
       await store.syncDir(join(root, 'blobs'));
       await store.syncDir(root);
     }
-    store.durability = options.durability ?? (await defaultDurability(root));
     return store;
-  }
-
-  /** How `publishStaged` makes a batch durable (see FsBlobStoreOptions.durability). */
-  get batchDurability(): 'syncfs' | 'fsync' {
-    return this.durability;
   }
 
   /** Path of a blob's final file (it may not exist). */
@@ -312,11 +280,9 @@ export class FsBlobStore implements BlobStore {
 
   async put(source: BlobSource, expected?: PutExpectation, options: PutOptions = {}): Promise<PutResult> {
     const staged = await this.stage(source, expected, options);
-    const beforePublish = async (names: readonly string[]) => {
+    const [result] = await this.publishStaged([staged], async (names) => {
       for (const name of names) await options.beforePublish?.(name);
-    };
-    // One blob: its own fsyncs are cheaper than two syncfs child processes.
-    const [result] = await this.publishBatch([staged], beforePublish, 'fsync');
+    });
     return result!;
   }
 
@@ -346,30 +312,19 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
-   * Makes a batch durable and visible: every temp file made durable (`syncfs`: one syncfs; `fsync`: each file
-   * fsynced, concurrently, so the filesystem can commit them in one journal transaction), then `beforePublish`
-   * with every name of the batch, then each linked into place (never overwriting; a name already there goes the
-   * careful single path: kept if intact, healed if not), then the links made durable (one syncfs, or one fsync
-   * per touched shard directory). When it resolves every name in the batch is durable; a crash before that
-   * leaves only names `beforePublish` was told about.
+   * Makes a batch durable and visible: every temp file fsynced (concurrently, so the filesystem can commit them
+   * in one journal transaction), then `beforePublish` with every name of the batch, then each linked into place
+   * (never overwriting; a name already there goes the careful single path: kept if intact, healed if not), then
+   * one fsync per touched shard directory. When it resolves every name in the batch is durable; a crash before
+   * that leaves only names `beforePublish` was told about.
    */
   async publishStaged(
     batch: readonly StagedBlob[],
     beforePublish: (sha256s: readonly string[]) => Promise<void>,
   ): Promise<PutResult[]> {
-    return this.publishBatch(batch, beforePublish, this.durability);
-  }
-
-  private async publishBatch(
-    batch: readonly StagedBlob[],
-    beforePublish: (sha256s: readonly string[]) => Promise<void>,
-    durability: 'syncfs' | 'fsync',
-  ): Promise<PutResult[]> {
     const files = batch.map((b) => this.takeStaged(b));
-    const syncfs = durability === 'syncfs' && this.doFsync;
     try {
-      if (syncfs) await this.syncFilesystem();
-      await Promise.all(files.map((f) => this.syncAndClose(f, !syncfs)));
+      await Promise.all(files.map((f) => this.syncAndClose(f)));
       await beforePublish(batch.map((b) => b.sha256));
       const shards = new Set<string>();
       const results: PutResult[] = [];
@@ -377,8 +332,7 @@ export class FsBlobStore implements BlobStore {
         const { sha256, size } = batch[i]!;
         results.push(await this.linkStaged(files[i]!.tmp, sha256, size, shards));
       }
-      if (syncfs && shards.size > 0) await this.syncFilesystem();
-      else if (!syncfs) await Promise.all([...shards].map((dir) => this.syncDir(dir)));
+      await Promise.all([...shards].map((dir) => this.syncDir(dir)));
       return results;
     } finally {
       for (const f of files) dropTemp(f);
@@ -398,8 +352,8 @@ export class FsBlobStore implements BlobStore {
     return file;
   }
 
-  private async syncAndClose(file: StagedFile, fsync: boolean): Promise<void> {
-    if (fsync && this.doFsync) {
+  private async syncAndClose(file: StagedFile): Promise<void> {
+    if (this.doFsync) {
       await fsyncAsync(file.fd);
       this.onSync?.('file', file.tmp);
     }
@@ -573,29 +527,6 @@ export class FsBlobStore implements BlobStore {
     return { sha256, ok: true, size, cached: false };
   }
 
-  /**
-   * syncfs(2) of the store's filesystem in a child process (Node has no binding): every write made before it is
-   * durable when it resolves. A non-zero exit (a writeback error since Linux 5.8) fails the batch.
-   */
-  private async syncFilesystem(): Promise<void> {
-    const [command, ...args] = this.syncfsCommand;
-    const shown = [...this.syncfsCommand, this.root].join(' ');
-    await new Promise<void>((resolve, reject) => {
-      execFile(command, [...args, this.root], { encoding: 'utf8' }, (err, _stdout, stderr) => {
-        if (!err) return resolve();
-        const why = typeof err.code === 'number' ? `exited with code ${err.code}` : err.message;
-        const said = stderr.trim().split('\n')[0]?.slice(0, 300);
-        reject(
-          new CasError(
-            'CAS_SYNC_FAILED',
-            `could not make the blob store durable: \`${shown}\` ${why}${said ? ` (${said})` : ''}; nothing of this batch is published`,
-          ),
-        );
-      });
-    });
-    this.onSync?.('filesystem', this.root);
-  }
-
   private async syncDir(dir: string): Promise<void> {
     if (!this.doFsync) return;
     // Only the fsync goes to the threadpool: open and close of a directory are quick metadata calls.
@@ -613,13 +544,6 @@ interface StagedFile {
   tmp: string;
   fd: number;
   closed?: boolean;
-}
-
-/** syncfs on Linux local disk filesystems (where it flushes the store's writes and reports their errors). */
-async function defaultDurability(root: string): Promise<'syncfs' | 'fsync'> {
-  if (process.platform !== 'linux') return 'fsync';
-  const { type } = await statfs(root);
-  return SYNCFS_FILESYSTEMS.has(type) ? 'syncfs' : 'fsync';
 }
 
 function dropTemp(file: StagedFile): void {

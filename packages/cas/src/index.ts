@@ -1,7 +1,7 @@
 export * from './errors.js';
 export * from './types.js';
 export * from './blob-store.js';
-export { FsBlobStore, FS_BLOB_LAYOUT, type FsBlobStoreOptions, type SyncKind } from './fs-blob-store.js';
+export { FsBlobStore, FS_BLOB_LAYOUT, type FsBlobStoreOptions } from './fs-blob-store.js';
 export { SmallBlobCache } from './small-blob-cache.js';
 export { VerifiedCache } from './verified-cache.js';
 export {
