@@ -24,7 +24,7 @@
 // Env: BENCH_IMPORT_BLOBS (default 10000), BENCH_IMPORT_CHANGED (fraction new in snapshot 2, default 0.05),
 //      BENCH_IMPORT_ROUNDS (default 2), BENCH_IMPORT_BUDGET_S (whole bench, default 270).
 import { execFileSync } from 'node:child_process';
-import { closeSync, fsync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -151,13 +151,21 @@ await runBench(scope, async () => {
     return r;
   };
 
+  // CPU of this process (all threads) and of children it waited for, in ms: the figure that survives a loaded host.
+  const cpuNow = () => {
+    const u = process.cpuUsage();
+    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    return (u.user + u.system) / 1000 + (Number(f[13]) + Number(f[14])) * 10; // cutime + cstime, 100 Hz ticks
+  };
   const importInto = async (storeDir, bundle, fsync = true) => {
     mkdirSync(storeDir, { recursive: true });
-    const store = await MirrorStore.open(storeDir, fsync ? {} : { fs: { fsync: false } });
+    const syncs = { file: 0, dir: 0 };
+    const store = await MirrorStore.open(storeDir, { fs: { fsync, onSync: (kind) => syncs[kind]++ } });
     try {
       const t0 = performance.now();
+      const c0 = cpuNow();
       const r = await importBundle(bundle, { store, trustedRoot: signing.trustedRoot, syncIdentity: signing.policy });
-      return { ms: performance.now() - t0, result: r };
+      return { ms: performance.now() - t0, cpuMs: cpuNow() - c0, syncs, result: r };
     } finally {
       await store.close();
     }
@@ -166,14 +174,19 @@ await runBench(scope, async () => {
   // ---- #1: the headline (further rounds come last, as the budget allows) ----
   const s1 = await sync(gen1, 1);
   const samples = { first: [], second: [], nofsync: [], peer: [], rawPeer: [] };
+  const cpu = { first: [], second: [] };
+  let syncCounts;
   const skipped = [];
   const importFirst = async (r) => {
     const a = await importInto(join(scope.root, `store-${r}`), s1.bundlePath);
     if (a.result.blobs !== BLOBS || a.result.newBlobs !== BLOBS)
       throw new Error(`import 1: ${a.result.blobs} blobs, ${a.result.newBlobs} new`);
     samples.first.push(a.ms);
+    cpu.first.push(a.cpuMs);
+    syncCounts = a.syncs;
     console.log(
-      `  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s)`,
+      `  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s, ` +
+        `${((a.cpuMs * 1000) / BLOBS).toFixed(0)} µs CPU/blob; ${a.syncs.file} file + ${a.syncs.dir} dir fsyncs)`,
     );
   };
   await importFirst(0);
@@ -228,6 +241,7 @@ await runBench(scope, async () => {
     if (b.result.snapshot.sequence !== 2) throw new Error('import 2 did not commit snapshot 2');
     newInSecond = b.result.newBlobs;
     samples.second.push(b.ms);
+    cpu.second.push(b.cpuMs);
     console.log(`  import #2: ${(b.ms / 1000).toFixed(2)} s (${b.result.newBlobs} new blobs)`);
   } else skipped.push('snapshot 2 (sync + import #2)');
 
@@ -241,10 +255,11 @@ await runBench(scope, async () => {
   if (skipped.length)
     console.log(`time budget (${BUDGET_MS / 1000} s for the whole bench): skipped ${skipped.join(', ')}`);
 
-  const row = (what, ms, blobs, bytes, bundle, note) => ({
+  const row = (what, ms, blobs, bytes, bundle, note, cpuMs) => ({
     import: what,
     seconds: round(ms / 1000, 2),
     blobsPerSec: Math.round(blobs / (ms / 1000)),
+    cpuUsPerBlob: cpuMs === undefined ? '' : Math.round((cpuMs * 1000) / blobs),
     mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
     blobs,
     mb: round(bytes / 1e6, 1),
@@ -259,6 +274,7 @@ await runBench(scope, async () => {
       bytes1,
       s1.bytes,
       `median of ${samples.first.length} run(s)`,
+      median(cpu.first),
     ),
   ];
   rows.push(
@@ -301,12 +317,16 @@ await runBench(scope, async () => {
         bytes2,
         s2.bytes,
         `${newInSecond} new blobs written`,
+        median(cpu.second),
       ),
     );
   console.log('');
-  printTable(rows, ['import', 'seconds', 'blobsPerSec', 'mbPerSec', 'blobs', 'mb', 'bundleMb', 'note']);
+  printTable(rows, ['import', 'seconds', 'blobsPerSec', 'cpuUsPerBlob', 'mbPerSec', 'blobs', 'mb', 'bundleMb', 'note']);
   console.log(
     '\nblobs/s and MB/s count every blob in the bundle (all are read and verified; #2 writes only the new ones).',
+  );
+  console.log(
+    `CPU per blob: the importing process, all threads. Syncs per import #1: ${syncCounts.file} file + ${syncCounts.dir} directory fsyncs.`,
   );
   if (samples.nofsync.length) {
     const perBlob = (median(samples.first) - median(samples.nofsync)) / BLOBS;
@@ -324,6 +344,9 @@ await runBench(scope, async () => {
       import1_s: rows[0].seconds,
       import1_blobs_per_s: rows[0].blobsPerSec,
       import1_mbps: rows[0].mbPerSec,
+      import1_cpu_us_per_blob: rows[0].cpuUsPerBlob,
+      import1_file_fsyncs: syncCounts.file,
+      import1_dir_fsyncs: syncCounts.dir,
       peer_blobs_per_s: rows[1].blobsPerSec,
       import1_vs_peer: round(median(samples.peer) / median(samples.first), 2),
       raw_fsync_peer_blobs_per_s: rows[2].blobsPerSec,
@@ -345,6 +368,7 @@ await runBench(scope, async () => {
       ...(s2 ? { snapshot2: { ms: s2.durationMs, bytes: s2.bytes } } : {}),
     },
     samplesMs: samples,
+    cpuMs: cpu,
     machine: { before: load, after },
     rows,
   });

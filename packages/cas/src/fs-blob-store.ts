@@ -8,6 +8,7 @@ import {
   linkSync,
   lstatSync,
   openSync,
+  readFileSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -100,6 +101,10 @@ export class FsBlobStore implements BlobStore {
   private readonly smallBlobBytes: number;
   /** Temp files of staged blobs, until published or discarded. */
   private readonly staged = new Map<StagedBlob, StagedFile>();
+  /** Temp names: this store's unique prefix and a counter (open's O_EXCL refuses any clash anyway). */
+  private readonly tmpPrefix = `${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}`;
+  private tmpCounter = 0;
+  private readonly createsReadOnly = umaskKeepsReadOnly();
   /** Loads in flight, so concurrent first reads of one blob hash it once. */
   private readonly loading = new Map<string, Promise<Buffer | undefined>>();
 
@@ -326,14 +331,15 @@ export class FsBlobStore implements BlobStore {
   async stage(source: BlobSource, expected?: PutExpectation, options: { maxSize?: number } = {}): Promise<StagedBlob> {
     checkExpectation(expected);
     const limit = Math.min(options.maxSize ?? this.maxBlobSize, this.maxBlobSize);
-    const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}.partial`);
+    const tmp = join(this.tmpDir, `${this.tmpPrefix}-${this.tmpCounter++}.partial`);
     // Small blobs are written with synchronous calls: page-cache writes of a few KiB take microseconds, while each
     // threadpool round trip costs far more (and waits behind the fsyncs of the batch being published).
     const small = expected?.size !== undefined && expected.size <= this.smallBlobBytes;
-    const fd = openSync(tmp, 'wx', 0o600);
+    // Created read-only (the descriptor is still writable): spares an fchmod per blob, a journaled metadata change.
+    const fd = openSync(tmp, 'wx', 0o444);
     try {
       const { sha256, size } = await writeHashed(fd, small, source, expected, limit);
-      fchmodSync(fd, 0o444);
+      if (!this.createsReadOnly) fchmodSync(fd, 0o444);
       const staged: StagedBlob = { sha256, size };
       this.staged.set(staged, { tmp, fd });
       return staged;
@@ -577,6 +583,19 @@ interface StagedFile {
   tmp: string;
   fd: number;
   closed?: boolean;
+}
+
+/**
+ * Whether files created with mode 0444 get exactly 0444 (a umask that strips read bits needs the fchmod). Read
+ * from /proc: process.umask() sets the mask to 0 for a moment, racing files other threads create. Unknown → false.
+ */
+function umaskKeepsReadOnly(): boolean {
+  try {
+    const line = /^Umask:\s+([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return line !== null && (0o444 & ~parseInt(line[1]!, 8)) === 0o444;
+  } catch {
+    return false;
+  }
 }
 
 function dropTemp(file: StagedFile): void {

@@ -130,6 +130,18 @@ describe('FsBlobStore', () => {
     expect(statSync(join(dir, 'blobs', 'sha256', h.slice(0, 2), h)).mode & 0o777).toBe(0o444);
   });
 
+  it('stores final files read-only (0444) under a umask that strips read bits too', async () => {
+    // Temp files are created 0444 and fchmodded only when the umask would strip bits from that.
+    const old = process.umask(0o277);
+    try {
+      const s = await FsBlobStore.open(join(dir, 'strict'));
+      const { sha256: h } = await s.put(chunks('ro under umask'));
+      expect(statSync(s.pathOf(h)).mode & 0o777).toBe(0o444);
+    } finally {
+      process.umask(old);
+    }
+  });
+
   it('fsyncs the temp file before it becomes visible and the shard directory after', async () => {
     const syncs: [string, string][] = [];
     const s = await FsBlobStore.open(dir, { onSync: (kind, path) => syncs.push([kind, path]) });
