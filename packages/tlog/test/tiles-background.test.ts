@@ -1,6 +1,6 @@
 import { createHash, sign } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -329,6 +329,28 @@ describe('tiles published in the background', () => {
     } finally {
       d.remove();
     }
+  });
+
+  it('the built server stops the publication thread of the tile directory it opened when it closes', async () => {
+    const dist = join(dirname(DIST_STORE), '..', 'http', 'server.js');
+    const built = (await import(pathToFileURL(dist).href)) as { startTlogServer: typeof startTlogServer };
+    const threads = (): number => readdirSync('/proc/self/task').length;
+    const cycle = async (i: number): Promise<void> => {
+      const d = tempDir();
+      const server = await built.startTlogServer({ dataDir: d.path });
+      try {
+        // A v2 append waits for its tiles: the publication thread has run by the time it is answered.
+        expect((await postJson(`${server.url}/api/v2/log/entries`, v2Request(`thread ${i}`))).status).toBe(201);
+      } finally {
+        await server.close();
+        d.remove();
+      }
+    };
+    await cycle(0); // the thread pool and the platform's threads exist from here on
+    const baseline = threads();
+    for (let i = 1; i <= 3; i++) await cycle(i);
+    // On the old code every closed server left its idle thread behind: baseline + 3.
+    await until('the publication threads gone', () => threads() <= baseline);
   });
 
   it('a process that published through the built store exits by itself: the thread does not hold it open', () => {

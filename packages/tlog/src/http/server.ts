@@ -141,7 +141,10 @@ function tilesDirOf(store: TileStore | undefined): string | undefined {
 export async function startTlogServer(options: TlogServerOptions): Promise<RunningTlog> {
   const host = options.host ?? '127.0.0.1';
   const logName = options.logName ?? host;
-  const store = withWitnesses(tileStoreFor(options), options);
+  const base = tileStoreFor(options);
+  // A directory store the server made is the server's to close (its publication thread); a store passed in is not.
+  const ownStore = base instanceof FsTileStore && base !== options.tiles ? base : undefined;
+  const store = withWitnesses(base, options);
   const tiles = store && new TileWriter(store);
   const userHook = options.onBatchCommitted;
   // Tiles are published in the background, grouped across batches: a Rekor v1 append is answered once its batch
@@ -169,6 +172,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     if (store instanceof CosignatureCollector) await store.resume();
   } catch (err) {
     await log.close();
+    await ownStore?.close();
     throw err;
   }
   const deps: RouteDeps = { log, ...(tiles ? { tiles } : {}) };
@@ -185,6 +189,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     listening = await listen(server, { ...options, host });
   } catch (err) {
     await log.close();
+    await ownStore?.close();
     throw err;
   }
   let closing: Promise<void> | undefined;
@@ -211,6 +216,7 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
         await log.close();
         await tiles?.flush(); // the last batches' tiles, so a clean stop leaves nothing to catch up
         if (store instanceof CosignatureCollector) await store.close();
+        await ownStore?.close();
       })();
       return closing;
     },

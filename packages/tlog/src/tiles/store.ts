@@ -103,6 +103,11 @@ export class FsTileStore implements TileStore {
     if (options.thread ?? existsSync(PUBLISH_WORKER)) this.thread = new PublishThread(root);
   }
 
+  /** Stops the publication thread (after the last publication: the caller flushes first). */
+  async close(): Promise<void> {
+    await this.thread?.close();
+  }
+
   async put(path: string, bytes: Uint8Array): Promise<void> {
     const target = this.target(path);
     this.linkInto(await writeDurably(target, bytes), target, bytes, path);
@@ -260,6 +265,13 @@ class PublishThread {
       this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
       this.worker.postMessage(req);
     });
+  }
+
+  /** Terminates the thread; a later publication would start a new one. */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
   }
 
   private spawn(): Worker {
