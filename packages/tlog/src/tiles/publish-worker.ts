@@ -1,7 +1,7 @@
 /**
  * Worker thread of `FsTileStore`: runs its publications (create, write, link, fsync, rename) off the log's event
  * loop. Metadata calls on ext4 wait for the journal while fsyncs run; on the event loop they stalled every request.
- * One message in = one publication; out: `readable` once the tiles are linked, then `done` or `error`.
+ * One message in = one publication; out: `readable` once the tiles are linked (if asked), then `done` or `error`.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { TlogError } from '../errors.js';
@@ -13,7 +13,11 @@ parentPort!.on('message', (req: PublishRequest) => {
   const tiles = req.tiles.map(([path, bytes]) => [path, bytes] as const);
   const reply = (r: PublishReply): void => parentPort!.postMessage(r);
   store
-    .publish(tiles, req.checkpoint, { replace: req.replace, onReadable: () => reply({ id: req.id, readable: true }) })
+    .publish(tiles, req.checkpoint, {
+      replace: req.replace,
+      // Only when the caller listens: each reply is a message across threads.
+      ...(req.wantReadable ? { onReadable: () => reply({ id: req.id, readable: true }) } : {}),
+    })
     .then(
       () => reply({ id: req.id, done: true }),
       (err: unknown) =>

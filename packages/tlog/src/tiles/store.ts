@@ -226,6 +226,8 @@ export interface PublishRequest {
   tiles: Array<[string, Uint8Array]>;
   checkpoint: Uint8Array | undefined;
   replace: boolean;
+  /** Whether the caller wants the `readable` reply. */
+  wantReadable: boolean;
 }
 export type PublishReply =
   | { id: number; readable: true }
@@ -257,6 +259,7 @@ class PublishThread {
       tiles: tiles.map(([p, b]) => [p, b]),
       checkpoint,
       replace: options.replace === true,
+      wantReadable: options.onReadable !== undefined,
     };
     return new Promise((resolve, reject) => {
       this.worker ??= this.spawn();
