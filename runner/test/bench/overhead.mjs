@@ -8,12 +8,20 @@
 // monitor (the default) and the strace fallback as peers in the same run, and the rebuild check's cost with each;
 // at most 3 runs each (a cold Bazel build is several seconds). RUNNER_BENCH_NIX=0 skips Nix.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMAND_PROFILE, NETMON_PATH, runBuild, runSandboxed } from '../../dist/index.js';
 
+// A peer that cannot run is named, never silently dropped: the seccomp monitor is a binary `npm ci` builds.
+if (!existsSync(NETMON_PATH)) {
+  console.error(
+    `runner overhead: the seccomp network monitor is not built (${NETMON_PATH}); build it with ` +
+      '`node runner/scripts/build-netmon.mjs` (needs gcc: apt-get install gcc), or run `npm run bench`, which does',
+  );
+  process.exit(1);
+}
 const RUNS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
 const BUILDERS = process.argv.includes('--builders');
 const fixture = fileURLToPath(new URL('../../../fixtures/runner/good/', import.meta.url));
