@@ -79,12 +79,12 @@ function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number, wat
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    let disarm: (() => void) | undefined;
+    let disarm = (): void => {};
     let settled = false; // finish may run inside watch(), before disarm is assigned
     const finish = (err: Error | undefined, body?: Buffer): void => {
       if (settled) return;
       settled = true;
-      disarm?.();
+      disarm();
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onClientGone);
       if (err) {
         chunks.length = 0;
