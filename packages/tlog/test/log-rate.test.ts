@@ -146,3 +146,42 @@ describe('tile deltas to the publication thread', () => {
     }
   });
 });
+
+describe('tile publications gathered while no caller waits for tiles', () => {
+  /** A directory store that counts publications and the entries each one covers (its checkpoint's size). */
+  class CountingStore extends FsTileStore {
+    readonly sizes: number[] = [];
+    override async publish(
+      tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+      checkpoint: Uint8Array | undefined,
+      options?: { onReadable?: () => void; replace?: boolean },
+    ): Promise<void> {
+      await super.publish(tiles, checkpoint, options);
+      if (checkpoint) this.sizes.push(Number(checkpoint.toString().split('\n')[1]));
+    }
+  }
+
+  it('v1 appends linger into one publication; a v2 waiter or a flush publishes at once', async () => {
+    const dir = tempDir();
+    const store = new CountingStore(join(dir.path, 'tiles'), { thread: false });
+    // An hour: the timer never ends a wait here, so every publication below was started by a waiter or a flush.
+    const writer = new TileWriter(store, { lingerMs: 3_600_000 });
+    const log = await TransparencyLog.open({ dataDir: join(dir.path, 'log'), onBatchCommitted: writer.enqueue });
+    try {
+      await writer.catchUp(log);
+      const before = store.sizes.length;
+      for (let i = 0; i < 5; i++) await log.append(hashedRekord(key, Buffer.from(`v1 ${i}`)));
+      expect(log.size).toBe(5); // answered: v1 answers never wait for tiles
+      expect(store.sizes.length).toBe(before); // …and nothing was published yet
+      await writer.whenPublished(log.size); // a v2 caller: ends the wait
+      expect(store.sizes.slice(before)).toEqual([5]); // one publication for all five batches
+      for (let i = 0; i < 3; i++) await log.append(hashedRekord(key, Buffer.from(`more ${i}`)));
+      await writer.flush();
+      expect(store.sizes.slice(before)).toEqual([5, 8]);
+    } finally {
+      await log.close();
+      await writer.flush();
+      dir.remove();
+    }
+  });
+});
