@@ -7,7 +7,7 @@ import { hashLeaf, verifyInclusionProof } from '../src/merkle.js';
 import { startTlogServer } from '../src/http/server.js';
 import { verifyCheckpoint } from '../src/checkpoint.js';
 import { TransparencyLog } from '../src/log.js';
-import { FsTileStore, TileDeltas, type WireTile } from '../src/tiles/store.js';
+import { FsTileStore, TileDeltas, type PublishOptions, type WireTile } from '../src/tiles/store.js';
 import { TileWriter } from '../src/tiles/writer.js';
 import { prepareEntry } from '../src/types/index.js';
 import { getJson, hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
@@ -16,6 +16,8 @@ import { getJson, hashedRekord, makeKeySigner, postJson, tempDir } from './helpe
 // theirs; tiles sent to the publication thread as deltas land byte-identical to tiles written whole.
 
 const key = makeKeySigner();
+// The publication thread runs the compiled worker: cases on it drive the built store, as tiles-background.test.ts does.
+const DIST_STORE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'tiles', 'store.js');
 
 function v2Request(artifact: string) {
   const data = Buffer.from(artifact);
@@ -95,9 +97,6 @@ describe('tile deltas to the publication thread', () => {
     expect(() => receiver.decode(['tile/0/000.p/2', new Uint8Array(32), 32])).toThrow(/delta against 32 bytes/);
   });
 
-  // The publication thread runs the compiled worker: this drives the built store, as tiles-background.test.ts does.
-  const DIST_STORE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'tiles', 'store.js');
-
   it('tiles published on the thread (deltas) are byte-identical to tiles written inline, across full tiles', async () => {
     if (!existsSync(DIST_STORE)) throw new Error(`${DIST_STORE} is missing: build first (npx tsc -b packages/tlog)`);
     const built = (await import(pathToFileURL(DIST_STORE).href)) as { FsTileStore: typeof FsTileStore };
@@ -156,8 +155,8 @@ describe('tile publications gathered while no caller waits for tiles', () => {
       checkpoint: Uint8Array | undefined,
       options?: { onReadable?: () => void; replace?: boolean },
     ): Promise<void> {
-      await super.publish(tiles, checkpoint, options);
       if (checkpoint) this.sizes.push(Number(checkpoint.toString().split('\n')[1]));
+      await super.publish(tiles, checkpoint, options);
     }
   }
 
@@ -181,6 +180,81 @@ describe('tile publications gathered while no caller waits for tiles', () => {
     } finally {
       await log.close();
       await writer.flush();
+      dir.remove();
+    }
+  });
+});
+
+describe('a Rekor v2 answer waits for its tiles, not for the tile checkpoint', () => {
+  /** Publishes the tiles durably, reports it, then holds the checkpoint step until released. */
+  class HeldCheckpointStore extends FsTileStore {
+    private gate: Promise<void> = Promise.resolve();
+    private open: () => void = () => {};
+    hold(): void {
+      this.gate = new Promise((r) => (this.open = r));
+    }
+    release(): void {
+      this.open();
+    }
+    override async publish(
+      tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+      checkpoint: Uint8Array | undefined,
+      options: PublishOptions = {},
+    ): Promise<void> {
+      await super.publish(tiles, undefined, { ...(options.replace ? { replace: true } : {}) });
+      options.onDurable?.();
+      await this.gate;
+      if (checkpoint) await this.putCheckpoint(checkpoint);
+    }
+  }
+
+  /** Bounded wait for a condition the test causes (no timing claim: it fails only if the condition never holds). */
+  async function until(what: string, cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+    if (!cond()) throw new Error(`never happened: ${what}`);
+  }
+
+  it('answers once the tiles are durable, while the checkpoint rename is still pending', async () => {
+    const dir = tempDir();
+    const store = new HeldCheckpointStore(join(dir.path, 'tiles'), { thread: false });
+    const server = await startTlogServer({ dataDir: dir.path, tiles: store });
+    try {
+      store.hold();
+      let answered = false;
+      const v2 = postJson(`${server.url}/api/v2/log/entries`, v2Request('before the checkpoint')).then((r) => {
+        answered = true;
+        return r;
+      });
+      await until('the v2 answer', () => answered);
+      expect((await v2).status).toBe(201);
+      // The tiles prove the answer's checkpoint already; the stored tile checkpoint has not moved.
+      const stored = await store.get('checkpoint');
+      expect(stored?.toString().split('\n')[1]).toBe('0');
+      store.release();
+      await server.tiles!.flush();
+      expect((await store.get('checkpoint'))?.toString().split('\n')[1]).toBe('1');
+    } finally {
+      store.release();
+      await server.close();
+      dir.remove();
+    }
+  });
+
+  it('the built store on its thread reports readable, then durable, then done', async () => {
+    if (!existsSync(DIST_STORE)) throw new Error(`${DIST_STORE} is missing: build first (npx tsc -b packages/tlog)`);
+    const built = (await import(pathToFileURL(DIST_STORE).href)) as { FsTileStore: typeof FsTileStore };
+    const dir = tempDir();
+    const store = new built.FsTileStore(dir.path);
+    try {
+      const events: string[] = [];
+      await store.publish([['tile/0/000.p/1', Buffer.alloc(32, 1)]], Buffer.from('cp\n1\nroot\n'), {
+        onReadable: () => events.push('readable'),
+        onDurable: () => events.push('durable'),
+      });
+      events.push('done');
+      expect(events).toEqual(['readable', 'durable', 'done']);
+    } finally {
+      await store.close();
       dir.remove();
     }
   });

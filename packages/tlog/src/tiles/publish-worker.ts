@@ -1,7 +1,8 @@
 /**
  * Worker thread of `FsTileStore`: runs its publications (create, write, link, fsync, rename) off the log's event
  * loop. Metadata calls on ext4 wait for the journal while fsyncs run; on the event loop they stalled every request.
- * One message in = one publication; out: `readable` once the tiles are linked (if asked), then `done` or `error`.
+ * One message in = one publication; out: `readable` once the tiles are linked and `durable` once they are synced
+ * (each if asked), then `done` or `error`.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { TlogError } from '../errors.js';
@@ -29,6 +30,7 @@ parentPort!.on('message', (req: PublishRequest) => {
       replace: req.replace,
       // Only when the caller listens: each reply is a message across threads.
       ...(req.wantReadable ? { onReadable: () => reply({ id: req.id, readable: true }) } : {}),
+      ...(req.wantDurable ? { onDurable: () => reply({ id: req.id, durable: true }) } : {}),
     })
     .then(() => reply({ id: req.id, done: true }), failed);
 });

@@ -36,7 +36,8 @@ export interface TileStore {
   get(path: string): Promise<Buffer | undefined>;
   /**
    * Optional: a publication at once. Every tile, then (if given) the checkpoint, which becomes visible only after
-   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet).
+   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet),
+   * `onDurable` once they are durable (the checkpoint may not be written yet).
    * `replace`: tiles no durable checkpoint names (left by a crash mid-publication) may be overwritten — catch-up
    * only. Stores without it get `put`s, then `putCheckpoint`. The store may keep the tiles' bytes after it
    * resolves (to send only what a later, longer partial tile adds): callers must not modify them.
@@ -44,8 +45,14 @@ export interface TileStore {
   publish?(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options?: { onReadable?: () => void; replace?: boolean },
+    options?: PublishOptions,
   ): Promise<void>;
+}
+
+export interface PublishOptions {
+  onReadable?: () => void;
+  onDurable?: () => void;
+  replace?: boolean;
 }
 
 function checkPath(path: string): void {
@@ -125,7 +132,7 @@ export class FsTileStore implements TileStore {
   async publish(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options: { onReadable?: () => void; replace?: boolean } = {},
+    options: PublishOptions = {},
   ): Promise<void> {
     if (this.thread) return this.thread.publish(tiles, checkpoint, options);
     const targets = tiles.map(([path]) => this.target(path));
@@ -144,6 +151,7 @@ export class FsTileStore implements TileStore {
         ...[...new Set(targets.map((t) => dirname(t)))].map((d) => this.syncDir(d)),
         ...(checkpointTmp ? [fdatasyncAsync(checkpointTmp.fd)] : []),
       ]);
+      options.onDurable?.();
     } catch (err) {
       if (checkpointTmp) unlinkSync(checkpointTmp.tmp);
       throw err;
@@ -233,16 +241,19 @@ export interface PublishRequest {
   tiles: WireTile[];
   checkpoint: Uint8Array | undefined;
   replace: boolean;
-  /** Whether the caller wants the `readable` reply. */
+  /** Whether the caller wants the `readable` and `durable` replies. */
   wantReadable: boolean;
+  wantDurable: boolean;
 }
 export type PublishReply =
   | { id: number; readable: true }
+  | { id: number; durable: true }
   | { id: number; done: true }
   | { id: number; error: { message: string; code?: TlogErrorCode } };
 
 interface InFlight {
   onReadable: (() => void) | undefined;
+  onDurable: (() => void) | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -260,7 +271,7 @@ class PublishThread {
   publish(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options: { onReadable?: () => void; replace?: boolean },
+    options: PublishOptions,
   ): Promise<void> {
     const id = this.nextId++;
     this.worker ??= this.spawn();
@@ -271,12 +282,13 @@ class PublishThread {
       checkpoint,
       replace: options.replace === true,
       wantReadable: options.onReadable !== undefined,
+      wantDurable: options.onDurable !== undefined,
     };
     return new Promise((resolve, reject) => {
       const worker = this.worker!;
       // Held open while a publication is in flight (its caller awaits it), never while idle.
       if (this.inflight.size === 0) worker.ref();
-      this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
+      this.inflight.set(id, { onReadable: options.onReadable, onDurable: options.onDurable, resolve, reject });
       worker.postMessage(req, transfer);
     });
   }
@@ -295,13 +307,15 @@ class PublishThread {
       const job = this.inflight.get(r.id);
       if (!job) return;
       if ('readable' in r) return job.onReadable?.();
+      if ('durable' in r) return job.onDurable?.();
       this.inflight.delete(r.id);
       if (this.inflight.size === 0) this.worker?.unref();
       if ('done' in r) job.resolve();
       else job.reject(new TlogError(r.error.code ?? 'TLOG_STORE_CORRUPT', `tile publication: ${r.error.message}`));
     });
     const fail = (err: unknown): void => {
-      if (this.worker !== worker) return;
+      // 'error' and then 'exit' both come: once a newer thread runs, its publications are not this one's.
+      if (this.worker !== undefined && this.worker !== worker) return;
       this.worker = undefined;
       const jobs = [...this.inflight.values()];
       this.inflight.clear();

@@ -291,13 +291,16 @@ export class TileWriter {
     const note = cp && Buffer.from(cp.note);
     const size = this.size;
     const onPublished = (): void => {
+      if (this.publishedSize >= size) return;
       this.publishedSize = size;
       this.settleWaiters();
     };
     // Waiters (Rekor v2 answers) are settled once the publication is durable, not merely readable: an answer names
     // tiles, and after a power loss a linked but unsynced tile could hold other bytes than the ones promised.
     if (this.store.publish) {
-      await this.store.publish(writes, note, { replace: !this.live });
+      // Settled once the tiles are durable, before the checkpoint's rename and directory sync (one durable round
+      // less on a v2 answer's path); the answer carries its own signed checkpoint, and readers need the tiles.
+      await this.store.publish(writes, note, { replace: !this.live, onDurable: onPublished });
       onPublished();
     } else {
       // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
