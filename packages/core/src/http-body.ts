@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { performance } from 'node:perf_hooks';
 import { AirlockError } from './errors.js';
 
 /**
@@ -48,6 +49,28 @@ export interface ReadBodyOptions {
  */
 export function readRequestBody(req: IncomingMessage, options: ReadBodyOptions): Promise<Buffer> {
   const { maxBytes, timeoutMs, signal } = options;
+  return readBody(req, maxBytes, timeoutMs, (onTimeout, onAbort) => {
+    if (signal?.aborted) {
+      onAbort(signal.reason);
+      return () => {};
+    }
+    const timer = setTimeout(onTimeout, timeoutMs);
+    const aborted = (): void => onAbort(signal?.reason);
+    signal?.addEventListener('abort', aborted, { once: true });
+    return () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+    };
+  });
+}
+
+/**
+ * Arms the body's deadline and abort: `onTimeout` when the body is late, `onAbort(reason)` when the request is
+ * abandoned (at once if it already is). Returns the disarm function.
+ */
+type BodyWatch = (onTimeout: () => void, onAbort: (reason: unknown) => void) => () => void;
+
+function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number, watch: BodyWatch): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBytes) {
@@ -56,9 +79,12 @@ export function readRequestBody(req: IncomingMessage, options: ReadBodyOptions):
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let disarm = (): void => {};
+    let settled = false; // finish may run inside watch(), before disarm is assigned
     const finish = (err: Error | undefined, body?: Buffer): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      if (settled) return;
+      settled = true;
+      disarm();
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onClientGone);
       if (err) {
         chunks.length = 0;
@@ -70,20 +96,16 @@ export function readRequestBody(req: IncomingMessage, options: ReadBodyOptions):
       if (size > maxBytes) finish(tooLarge(maxBytes));
       else chunks.push(chunk);
     };
-    const onEnd = (): void => finish(undefined, Buffer.concat(chunks));
+    const onEnd = (): void => finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     const onClientGone = (): void =>
       finish(new HttpLimitError('HTTP_REQUEST_ABORTED', 'the client aborted the request'));
     const onError = onClientGone;
-    const onAbort = (): void => {
-      const reason: unknown = signal?.reason;
+    const onAbort = (reason: unknown): void =>
       finish(reason instanceof Error ? reason : new HttpLimitError('HTTP_REQUEST_ABORTED', 'request aborted'));
-    };
-    const timer = setTimeout(
-      () => finish(new HttpLimitError('HTTP_BODY_TIMEOUT', `request body not received within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const onTimeout = (): void =>
+      finish(new HttpLimitError('HTTP_BODY_TIMEOUT', `request body not received within ${timeoutMs} ms`));
+    disarm = watch(onTimeout, onAbort);
+    if (settled) return;
     req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onClientGone);
   });
 }
@@ -94,7 +116,11 @@ function tooLarge(maxBytes: number, size = ''): HttpLimitError {
 
 /** `readRequestBody` + JSON.parse. The message never quotes the body: it may carry a token. */
 export async function readJsonRequestBody(req: IncomingMessage, options: ReadBodyOptions): Promise<unknown> {
-  const text = (await readRequestBody(req, options)).toString('utf8');
+  return parseJsonBody(await readRequestBody(req, options));
+}
+
+function parseJsonBody(body: Buffer): unknown {
+  const text = body.toString('utf8');
   if (text.trim() === '') throw new HttpLimitError('HTTP_BODY_INVALID_JSON', 'request body is empty; expected JSON');
   try {
     return JSON.parse(text) as unknown;
@@ -187,6 +213,11 @@ export function createLimitedServer(handler: LimitedHandler, options: LimitedSer
   const limits = resolveHttpLimits(options.limits);
   // Node checks header/request timeouts on this interval (default 30 s, which would make short limits moot).
   const checkEvery = Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4)));
+  // Every request has the same deadline and body timeout: one timer each for all of them (see DeadlineQueue).
+  const queues = {
+    deadline: new DeadlineQueue(limits.requestDeadlineMs),
+    body: new DeadlineQueue(limits.bodyTimeoutMs),
+  };
   let active = 0;
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     if (options.gate?.(req, res)) return;
@@ -196,7 +227,7 @@ export function createLimitedServer(handler: LimitedHandler, options: LimitedSer
       return;
     }
     active++;
-    const done = serveOne(handler, req, res, limits, options.writeError);
+    const done = serveOne(handler, req, res, limits, options.writeError, queues);
     done.catch((err: unknown) => options.onHandlerError?.(err)).finally(() => active--);
   };
   // node:https.Server has node:http.Server's whole API (it extends tls.Server and mixes in http's).
@@ -210,39 +241,131 @@ export function createLimitedServer(handler: LimitedHandler, options: LimitedSer
   return server;
 }
 
+/** A pending deadline; `fire` is cleared when it is cancelled. */
+interface Due {
+  at: number;
+  fire: (() => void) | undefined;
+}
+
+/**
+ * Deadlines of one fixed duration, in the order they were set, so the oldest is always due first: one timer for
+ * all of them, armed for the oldest live one. Setting and cancelling are O(1) (no timer and no AbortController per
+ * request); cancelled ones are dropped from the front as newer ones arrive. The timer is unref'd: the open request
+ * sockets keep the process alive, a cancelled deadline must not.
+ */
+export class DeadlineQueue {
+  private due: Due[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  /** Calls `fire` after the duration unless the returned function is called first. */
+  add(fire: () => void): () => void {
+    this.dropCancelled();
+    const item: Due = { at: performance.now() + this.ms, fire };
+    this.due.push(item);
+    if (this.timer === undefined) this.arm();
+    return () => {
+      item.fire = undefined;
+    };
+  }
+
+  private dropCancelled(): void {
+    while (this.head < this.due.length && this.due[this.head]!.fire === undefined) this.head++;
+    if (this.head > 64 && this.head * 2 > this.due.length) {
+      this.due = this.due.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private arm(): void {
+    this.dropCancelled();
+    const next = this.due[this.head];
+    if (next === undefined) {
+      this.due = [];
+      this.head = 0;
+      return;
+    }
+    this.timer = setTimeout(() => this.expire(), Math.max(0, next.at - performance.now()));
+    this.timer.unref();
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    while (this.head < this.due.length && this.due[this.head]!.at <= now) {
+      const item = this.due[this.head++]!;
+      const fire = item.fire;
+      item.fire = undefined;
+      fire?.();
+    }
+    this.arm();
+  }
+}
+
+interface ServerQueues {
+  deadline: DeadlineQueue;
+  body: DeadlineQueue;
+}
+
 async function serveOne(
   handler: LimitedHandler,
   req: IncomingMessage,
   res: ServerResponse,
   limits: HttpLimits,
   writeError: ErrorWriter,
+  queues: ServerQueues,
 ): Promise<void> {
-  const controller = new AbortController();
-  const deadline = setTimeout(() => {
+  // The AbortController is made only if the handler asks for the signal or the request is abandoned.
+  let controller: AbortController | undefined;
+  let abandonedWith: HttpLimitError | undefined;
+  let onAbandon: ((reason: unknown) => void) | undefined; // the body read in progress
+  const abandon = (err: HttpLimitError): void => {
+    if (abandonedWith) return;
+    abandonedWith = err;
+    onAbandon?.(err);
+    controller?.abort(err);
+  };
+  const cancelDeadline = queues.deadline.add(() => {
     const err = new HttpLimitError(
       'HTTP_DEADLINE_EXCEEDED',
       `request not answered within ${limits.requestDeadlineMs} ms; abandoned`,
     );
     writeLimitError(writeError, res, err);
-    controller.abort(err);
-  }, limits.requestDeadlineMs);
+    abandon(err);
+  });
   const onGone = (): void => {
-    if (!res.writableFinished) controller.abort(new HttpLimitError('HTTP_REQUEST_ABORTED', 'the client went away'));
+    if (!res.writableFinished) abandon(new HttpLimitError('HTTP_REQUEST_ABORTED', 'the client went away'));
   };
   res.once('close', onGone);
-  const bodyOptions = (maxBytes: number): ReadBodyOptions => ({
-    maxBytes,
-    timeoutMs: limits.bodyTimeoutMs,
-    signal: controller.signal,
-  });
+  const watch: BodyWatch = (onTimeout, onAbort) => {
+    if (abandonedWith) {
+      onAbort(abandonedWith);
+      return () => {};
+    }
+    const cancel = queues.body.add(onTimeout);
+    onAbandon = onAbort;
+    return () => {
+      cancel();
+      onAbandon = undefined;
+    };
+  };
+  const readBodyOf = (maxBytes: number): Promise<Buffer> => readBody(req, maxBytes, limits.bodyTimeoutMs, watch);
   try {
     await handler(req, res, {
-      signal: controller.signal,
-      readBody: (maxBytes) => readRequestBody(req, bodyOptions(maxBytes)),
-      readJson: (maxBytes) => readJsonRequestBody(req, bodyOptions(maxBytes)),
+      get signal(): AbortSignal {
+        if (!controller) {
+          controller = new AbortController();
+          if (abandonedWith) controller.abort(abandonedWith);
+        }
+        return controller.signal;
+      },
+      readBody: readBodyOf,
+      readJson: async (maxBytes) => parseJsonBody(await readBodyOf(maxBytes)),
     });
   } finally {
-    clearTimeout(deadline);
+    cancelDeadline();
     res.off('close', onGone);
   }
 }

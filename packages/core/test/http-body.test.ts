@@ -1,7 +1,13 @@
 import { request, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLimitedServer, HttpLimitError, resolveHttpLimits, type ErrorWriter } from '../src/http-body.js';
+import {
+  createLimitedServer,
+  DeadlineQueue,
+  HttpLimitError,
+  resolveHttpLimits,
+  type ErrorWriter,
+} from '../src/http-body.js';
 
 const writeError: ErrorWriter = (res, status, code, message, headers) => {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -74,5 +80,48 @@ describe('resolveHttpLimits', () => {
         expect.objectContaining({ code: 'HTTP_LIMITS_INVALID' }),
       );
     }
+  });
+});
+
+describe('DeadlineQueue (one timer for all requests of a server)', () => {
+  it('fires live deadlines in the order they were set and never a cancelled one', async () => {
+    const q = new DeadlineQueue(20);
+    const fired: string[] = [];
+    const all = Array.from({ length: 6 }, (_, i) => {
+      let done!: () => void;
+      const settled = new Promise<void>((r) => (done = r));
+      const cancel = q.add(() => {
+        fired.push(`d${i}`);
+        done();
+      });
+      return { cancel, settled };
+    });
+    // Cancel the first (the one the timer is armed for) and two in the middle.
+    for (const i of [0, 2, 3]) all[i]!.cancel();
+    await Promise.all([1, 4, 5].map((i) => all[i]!.settled));
+    expect(fired).toEqual(['d1', 'd4', 'd5']);
+    // Added after the timer ran dry: it re-arms.
+    await new Promise<void>((r) => q.add(r));
+  });
+
+  it("aborts the handler's signal at the deadline, also when the handler asks for it only afterwards", async () => {
+    const seen: Array<{ early: boolean; late: boolean }> = [];
+    const server = createLimitedServer(
+      async (_req, _res, ctx) => {
+        const early = ctx.signal;
+        await new Promise<void>((r) => early.addEventListener('abort', () => r(), { once: true }));
+        seen.push({ early: early.aborted, late: ctx.signal.aborted });
+        await expect(ctx.readJson(64)).rejects.toMatchObject({ code: 'HTTP_DEADLINE_EXCEEDED' });
+      },
+      { writeError, limits: { requestDeadlineMs: 50 } },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const res = await post(url, '{}');
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.text)).toMatchObject({ code: 'HTTP_DEADLINE_EXCEEDED' });
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([{ early: true, late: true }]);
   });
 });

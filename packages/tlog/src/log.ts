@@ -16,11 +16,14 @@ import {
 import { LogSigner, type KeySigner } from './signing-key.js';
 import { SqliteLogStorage, type LogStorage, type NewEntryRow, type StoredEntry } from './storage.js';
 import { type PreparedEntry } from './types/index.js';
+import { HASHEDREKORD_V2_API_VERSION } from './types/v2.js';
 import { VerifierPool, type ProposalApi } from './verify-pool.js';
 
 export const DATABASE_FILE = 'tlog.sqlite';
 const DEFAULT_MAX_BATCH = 1000;
 const MAX_SEARCH_RESULTS = 10_000;
+/** The stored SET of an entry that has none (Rekor v2). */
+const NO_SET = Buffer.alloc(0);
 
 export interface TransparencyLogOptions {
   /** Directory for `tlog.sqlite` and (unless `signingKeyPath`) `tlog-signing-key.pem`. Created if missing. */
@@ -261,8 +264,7 @@ export class TransparencyLog {
       }
       const logIndex = frontier.size;
       const nodes = frontier.append(entry.leafHash).slice(1);
-      const body = entry.body.toString('base64');
-      const signedEntryTimestamp = this.signer.sign(setPayload({ body, integratedTime, logID: this.logId, logIndex }));
+      const signedEntryTimestamp = this.setFor(entry, integratedTime, logIndex);
       const row: NewEntryRow = {
         logIndex,
         leafHash: entry.leafHash,
@@ -366,6 +368,16 @@ export class TransparencyLog {
         else p.reject(this.duplicateError(p.entry, outcome.duplicateOf!));
       });
     }
+  }
+
+  /**
+   * The signed entry timestamp of a v1 entry. Rekor v2 entries carry none (rekor-tiles issues none; their time
+   * comes from a TSA), so none is signed for them: one ECDSA signature less per v2 entry. Stored empty.
+   */
+  private setFor(entry: PreparedEntry, integratedTime: number, logIndex: number): Buffer {
+    if (entry.apiVersion === HASHEDREKORD_V2_API_VERSION) return NO_SET;
+    const body = entry.body.toString('base64');
+    return this.signer.sign(setPayload({ body, integratedTime, logID: this.logId, logIndex }));
   }
 
   private publishError(): TlogError {
@@ -501,7 +513,9 @@ export class TransparencyLog {
       logID: this.logId,
       logIndex: stored.logIndex,
       verification: {
-        signedEntryTimestamp: stored.signedEntryTimestamp.toString('base64'),
+        ...(stored.signedEntryTimestamp.length > 0
+          ? { signedEntryTimestamp: stored.signedEntryTimestamp.toString('base64') }
+          : {}),
         inclusionProof: {
           logIndex: stored.logIndex,
           treeSize: checkpoint.size,

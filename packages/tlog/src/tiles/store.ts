@@ -36,15 +36,23 @@ export interface TileStore {
   get(path: string): Promise<Buffer | undefined>;
   /**
    * Optional: a publication at once. Every tile, then (if given) the checkpoint, which becomes visible only after
-   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet).
+   * every tile is durable. `onReadable` is called once the tiles can be read (they may not be durable yet),
+   * `onDurable` once they are durable (the checkpoint may not be written yet).
    * `replace`: tiles no durable checkpoint names (left by a crash mid-publication) may be overwritten — catch-up
-   * only. Stores without it get `put`s, then `putCheckpoint`.
+   * only. Stores without it get `put`s, then `putCheckpoint`. The store may keep the tiles' bytes after it
+   * resolves (to send only what a later, longer partial tile adds): callers must not modify them.
    */
   publish?(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options?: { onReadable?: () => void; replace?: boolean },
+    options?: PublishOptions,
   ): Promise<void>;
+}
+
+export interface PublishOptions {
+  onReadable?: () => void;
+  onDurable?: () => void;
+  replace?: boolean;
 }
 
 function checkPath(path: string): void {
@@ -124,7 +132,7 @@ export class FsTileStore implements TileStore {
   async publish(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options: { onReadable?: () => void; replace?: boolean } = {},
+    options: PublishOptions = {},
   ): Promise<void> {
     if (this.thread) return this.thread.publish(tiles, checkpoint, options);
     const targets = tiles.map(([path]) => this.target(path));
@@ -143,6 +151,7 @@ export class FsTileStore implements TileStore {
         ...[...new Set(targets.map((t) => dirname(t)))].map((d) => this.syncDir(d)),
         ...(checkpointTmp ? [fdatasyncAsync(checkpointTmp.fd)] : []),
       ]);
+      options.onDurable?.();
     } catch (err) {
       if (checkpointTmp) unlinkSync(checkpointTmp.tmp);
       throw err;
@@ -220,22 +229,31 @@ export class FsTileStore implements TileStore {
 
 const PUBLISH_WORKER = fileURLToPath(new URL('./publish-worker.js', import.meta.url));
 
+/**
+ * A tile as it crosses to the worker thread: whole, or (`prefix`) as the first `prefix` bytes of the last tile
+ * sent for the same tile position (`tile/0/007.p/9` and `tile/0/007` share one) followed by `tail`.
+ */
+export type WireTile = [path: string, bytes: Uint8Array, prefix?: number];
+
 /** One publication, as it crosses to the worker thread. */
 export interface PublishRequest {
   id: number;
-  tiles: Array<[string, Uint8Array]>;
+  tiles: WireTile[];
   checkpoint: Uint8Array | undefined;
   replace: boolean;
-  /** Whether the caller wants the `readable` reply. */
+  /** Whether the caller wants the `readable` and `durable` replies. */
   wantReadable: boolean;
+  wantDurable: boolean;
 }
 export type PublishReply =
   | { id: number; readable: true }
+  | { id: number; durable: true }
   | { id: number; done: true }
   | { id: number; error: { message: string; code?: TlogErrorCode } };
 
 interface InFlight {
   onReadable: (() => void) | undefined;
+  onDurable: (() => void) | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -245,28 +263,33 @@ class PublishThread {
   private worker: Worker | undefined;
   private readonly inflight = new Map<number, InFlight>();
   private nextId = 1;
+  /** The last bytes sent per tile position: the worker holds the same (see `TileDeltas`). */
+  private readonly sent = new TileDeltas();
 
   constructor(private readonly root: string) {}
 
   publish(
     tiles: ReadonlyArray<readonly [string, Uint8Array]>,
     checkpoint: Uint8Array | undefined,
-    options: { onReadable?: () => void; replace?: boolean },
+    options: PublishOptions,
   ): Promise<void> {
     const id = this.nextId++;
+    this.worker ??= this.spawn();
+    const transfer: ArrayBuffer[] = [];
     const req: PublishRequest = {
       id,
-      tiles: tiles.map(([p, b]) => [p, b]),
+      tiles: tiles.map(([path, bytes]) => this.sent.encode(path, bytes, transfer)),
       checkpoint,
       replace: options.replace === true,
       wantReadable: options.onReadable !== undefined,
+      wantDurable: options.onDurable !== undefined,
     };
     return new Promise((resolve, reject) => {
-      this.worker ??= this.spawn();
+      const worker = this.worker!;
       // Held open while a publication is in flight (its caller awaits it), never while idle.
-      if (this.inflight.size === 0) this.worker.ref();
-      this.inflight.set(id, { onReadable: options.onReadable, resolve, reject });
-      this.worker.postMessage(req);
+      if (this.inflight.size === 0) worker.ref();
+      this.inflight.set(id, { onReadable: options.onReadable, onDurable: options.onDurable, resolve, reject });
+      worker.postMessage(req, transfer);
     });
   }
 
@@ -278,17 +301,21 @@ class PublishThread {
   }
 
   private spawn(): Worker {
+    this.sent.clear(); // a new thread knows no earlier tiles
     const worker = new Worker(PUBLISH_WORKER, { workerData: this.root });
     worker.on('message', (r: PublishReply) => {
       const job = this.inflight.get(r.id);
       if (!job) return;
       if ('readable' in r) return job.onReadable?.();
+      if ('durable' in r) return job.onDurable?.();
       this.inflight.delete(r.id);
       if (this.inflight.size === 0) this.worker?.unref();
       if ('done' in r) job.resolve();
       else job.reject(new TlogError(r.error.code ?? 'TLOG_STORE_CORRUPT', `tile publication: ${r.error.message}`));
     });
     const fail = (err: unknown): void => {
+      // 'error' and then 'exit' both come: once a newer thread runs, its publications are not this one's.
+      if (this.worker !== undefined && this.worker !== worker) return;
       this.worker = undefined;
       const jobs = [...this.inflight.values()];
       this.inflight.clear();
@@ -299,4 +326,68 @@ class PublishThread {
     worker.on('exit', (code) => fail(new Error(`tile publication thread exited with ${code}`)));
     return worker;
   }
+}
+
+/** `tile/0/007.p/9` → `tile/0/007`: the position whose partial tiles grow into the full one. */
+function tilePosition(path: string): string {
+  const p = path.indexOf('.p/');
+  return p < 0 ? path : path.slice(0, p);
+}
+
+/** An exact-size copy that owns its memory, so it can be transferred (a view would clone its whole pool slab). */
+function ownCopy(bytes: Uint8Array, transfer: ArrayBuffer[]): Uint8Array {
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  transfer.push(copy.buffer);
+  return copy;
+}
+
+/**
+ * Right-edge tiles only grow: each publication rewrites the partial entry bundle and partial tiles with a few more
+ * entries (O(width) bytes per publication). Both sides of the thread keep the last bytes per tile position, so a
+ * publication sends only what was appended since; the worker rebuilds the whole tile from its copy.
+ */
+export class TileDeltas {
+  private readonly last = new Map<string, Uint8Array>();
+
+  clear(): void {
+    this.last.clear();
+  }
+
+  /** Sender: the wire form of one tile (only its new bytes when it extends the last one sent at its position). */
+  encode(path: string, bytes: Uint8Array, transfer: ArrayBuffer[]): WireTile {
+    const position = tilePosition(path);
+    const prev = this.last.get(position);
+    this.remember(position, path, bytes);
+    const extends_ =
+      prev !== undefined &&
+      prev.length < bytes.length &&
+      Buffer.compare(Buffer.from(prev.buffer, prev.byteOffset, prev.length), bytesView(bytes, prev.length)) === 0;
+    if (!extends_) return [path, ownCopy(bytes, transfer)];
+    return [path, ownCopy(bytes.subarray(prev.length), transfer), prev.length];
+  }
+
+  /** Receiver: the whole tile. Throws when a delta does not fit what was received before (a bug, never silent). */
+  decode([path, bytes, prefix]: WireTile): Uint8Array {
+    const position = tilePosition(path);
+    let whole = bytes;
+    if (prefix !== undefined) {
+      const prev = this.last.get(position);
+      if (!prev || prev.length !== prefix)
+        throw new TlogError('TLOG_STORE_CORRUPT', `tile ${path}: delta against ${prefix} bytes not held`);
+      whole = Buffer.concat([prev, bytes]);
+    }
+    this.remember(position, path, whole);
+    return whole;
+  }
+
+  /** A full tile never changes again: forget its position. */
+  private remember(position: string, path: string, bytes: Uint8Array): void {
+    if (position === path) this.last.delete(position);
+    else this.last.set(position, bytes);
+  }
+}
+
+function bytesView(bytes: Uint8Array, length: number): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, length);
 }

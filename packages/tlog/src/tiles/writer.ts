@@ -15,6 +15,7 @@ import { TileReader } from './reader.js';
 import type { TileStore } from './store.js';
 
 const CATCH_UP_CHUNK = 4096;
+const DEFAULT_LINGER_MS = 100;
 
 /** The root of a full tile: its 256 hashes folded up 8 levels (one hash of the next tile level). */
 function tileRoot(hashes: readonly Buffer[]): Buffer {
@@ -48,8 +49,8 @@ interface Waiter {
  *
  * Two hooks for the log's `onBatchCommitted`: `onBatch` publishes before it resolves (the log then answers and
  * serves the batch only once its tiles exist); `enqueue` returns at once and publishes in the background, one
- * publication for every batch committed meanwhile (fewer files and fsyncs per entry, and the log's answers do
- * not wait for them). Either way the tile checkpoint never precedes its tiles; with `enqueue`, callers that need
+ * publication for every batch committed meanwhile, gathered up to `lingerMs` while no caller waits for tiles
+ * (fewer files, bytes and fsyncs per entry, and the log's answers do not wait for them). Either way the tile checkpoint never precedes its tiles; with `enqueue`, callers that need
  * the tiles (Rekor v2 appends) wait on `whenPublished(size)`, which resolves once those tiles are durable (a crash
  * before that loses only tiles that catch-up rebuilds from the log's durable entries, and nobody was given them).
  */
@@ -72,8 +73,24 @@ export class TileWriter {
   private running: Promise<void> | undefined;
   private failure: unknown;
   private waiters: Waiter[] = [];
+  /** Ends the current linger early (a v2 caller waits, or a flush). */
+  private wake: (() => void) | undefined;
+  private flushing = 0;
+  private readonly lingerMs: number;
 
-  constructor(readonly store: TileStore) {}
+  /**
+   * `lingerMs`: how long the background loop may gather committed batches while no caller waits for tiles (Rekor
+   * v1 traffic) before it publishes them. Each publication rewrites the right-edge partial tiles and entry bundle
+   * whole, O(tile width) bytes, so publishing every few entries writes ~20 KB of tiles per 1 KB entry; gathering
+   * cuts that, and the tile checkpoint lags the log by at most this long (Tessera batches likewise). A Rekor v2
+   * append (`whenPublished`) or a flush ends the wait at once. 0 = publish as soon as a batch is committed.
+   */
+  constructor(
+    readonly store: TileStore,
+    options: { lingerMs?: number } = {},
+  ) {
+    this.lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
+  }
 
   /** The hook to pass as the log's `onBatchCommitted`: publishes the batch before it resolves. */
   readonly onBatch = async (batch: CommittedBatch): Promise<void> => {
@@ -104,12 +121,34 @@ export class TileWriter {
   whenPublished(size: number): Promise<void> {
     if (this.publishedSize >= size) return Promise.resolve();
     if (this.failure !== undefined) return Promise.reject(this.failedError());
-    return new Promise((resolve, reject) => this.waiters.push({ size, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ size, resolve, reject });
+      this.wake?.();
+    });
   }
 
-  /** Resolves when everything queued is published (or publication failed): before closing, and in tests. */
+  /** Publishes everything queued now (no lingering) and resolves when done (or publication failed): before closing, and in tests. */
   async flush(): Promise<void> {
-    while (this.running) await this.running;
+    this.flushing++;
+    try {
+      this.wake?.();
+      while (this.running) await this.running;
+    } finally {
+      this.flushing--;
+    }
+  }
+
+  /** Waits up to `lingerMs` for more batches, unless a caller needs the tiles now. */
+  private linger(): Promise<void> | undefined {
+    if (this.lingerMs === 0 || this.waiters.length > 0 || this.flushing > 0) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), this.lingerMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
   }
 
   private checkNext(batch: CommittedBatch, expected: number): void {
@@ -122,6 +161,7 @@ export class TileWriter {
   private async runQueue(): Promise<void> {
     try {
       while (this.pending.length > 0 && this.failure === undefined) {
+        await this.linger();
         const leaves = this.pending;
         const cp = this.pendingCheckpoint;
         this.pending = [];
@@ -251,13 +291,16 @@ export class TileWriter {
     const note = cp && Buffer.from(cp.note);
     const size = this.size;
     const onPublished = (): void => {
+      if (this.publishedSize >= size) return;
       this.publishedSize = size;
       this.settleWaiters();
     };
     // Waiters (Rekor v2 answers) are settled once the publication is durable, not merely readable: an answer names
     // tiles, and after a power loss a linked but unsynced tile could hold other bytes than the ones promised.
     if (this.store.publish) {
-      await this.store.publish(writes, note, { replace: !this.live });
+      // Settled once the tiles are durable, before the checkpoint's rename and directory sync (one durable round
+      // less on a v2 answer's path); the answer carries its own signed checkpoint, and readers need the tiles.
+      await this.store.publish(writes, note, { replace: !this.live, onDurable: onPublished });
       onPublished();
     } else {
       // Concurrently: their fsyncs overlap; the checkpoint follows only once every tile is durable.
