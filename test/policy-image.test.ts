@@ -13,7 +13,7 @@
  * `.att` then PASS (written down). Skips (printing why) without docker-registry unless AIRLOCK_REQUIRE_TOOLS=1.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   attachCosignAttestation,
   attachCosignSignature,
@@ -26,6 +26,7 @@ import {
   startCountingProxy,
   startRegistry,
   toolsAvailable,
+  type CountingProxy,
   type RunningRegistry,
 } from '@airlock/testkit';
 import { cosignMaterialFromBundle, provenancePredicate, provenanceStatement } from '@airlock/runner';
@@ -293,6 +294,89 @@ describe.runIf(enabled)('verifyImageByPolicy: registry reads', () => {
   });
 });
 
+/** The layer digests of an image's cosign `.sig` or `.att` manifest, read straight from the registry. */
+async function cosignLayerDigests(repo: string, digest: string, suffix: 'sig' | 'att'): Promise<string[]> {
+  const m = await client.tryGetManifest(repo, `sha256-${digest.slice(7)}.${suffix}`);
+  if (m === undefined) return [];
+  return (JSON.parse(m.bytes.toString('utf8')) as { layers: { digest: string }[] }).layers.map((l) => l.digest);
+}
+
+describe.runIf(enabled)('verifyImageByPolicy: cosign blobs the referrer bundles already hold', () => {
+  const blobReads = (requests: string[], digestsOf: string[]): string[] =>
+    requests.filter((r) => digestsOf.some((d) => r.endsWith(`/blobs/${d}`)));
+  let proxy: CountingProxy;
+  let viaProxy: RegistryClient;
+
+  beforeAll(async () => {
+    // Pushed and signed under the name it is verified by (the .sig payload names the image by it).
+    proxy = await startCountingProxy(registry.url);
+    viaProxy = new RegistryClient({ url: proxy.url });
+    digests.held = await pushImage(viaProxy, 'acme/held', 'v1');
+    const { runner } = w.signers;
+    await signImage(w, viaProxy, 'acme/held', digests.held, { attestations: runner, signature: runner });
+    // A .sig whose payload names the image under another name: not the bytes airlock would have attached.
+    digests.sigOtherName = await pushImage(client, 'acme/sig-other-name', 'v1');
+    const payload = simpleSigningPayload({
+      dockerReference: 'registry.example/acme/sig-other-name',
+      manifestDigest: digests.sigOtherName,
+    });
+    const sigBundle = await w.signers.runner.signBlob(payload);
+    const signature = (sigBundle as { messageSignature?: { signature?: string } }).messageSignature!.signature!;
+    await attachCosignSignature(client, 'acme/sig-other-name', digests.sigOtherName, {
+      payload,
+      signature,
+      ...cosignMaterialFromBundle(sigBundle),
+    });
+    await attachSigstoreBundle(client, 'acme/sig-other-name', { subject: digests.sigOtherName, bundle: sigBundle });
+  }, 60_000);
+
+  afterAll(() => proxy?.close());
+  beforeEach(() => proxy?.reset());
+
+  it('as airlock attaches them: the .sig payload and .att envelopes are not fetched again; the same PASS', async () => {
+    const run = await verify({ client: viaProxy, repository: 'acme/held', digest: digests.held });
+    const direct = await verify({ repository: 'acme/held', digest: digests.held });
+    expect(failed(run)).toEqual([]);
+    expect(run.verdict.rules.map((r) => [r.rule, r.passed])).toEqual(
+      direct.verdict.rules.map((r) => [r.rule, r.passed]),
+    );
+    expect(run.cosign).toEqual({ signatures: 1, attestations: 2 });
+    const passed = run.verdict.rules.filter((r) => r.passed).map((r) => r.rule);
+    expect(passed).toEqual(expect.arrayContaining(['attestations.cosign', 'attestations.cosign-signature']));
+    const layers = [
+      ...(await cosignLayerDigests('acme/held', digests.held!, 'sig')),
+      ...(await cosignLayerDigests('acme/held', digests.held!, 'att')),
+    ];
+    expect(layers).toHaveLength(3);
+    expect(blobReads(proxy.requests, layers)).toEqual([]);
+    // Still read: the two cosign manifests (their layers' digests, signatures and certificates).
+    const hex = digests.held!.slice(7);
+    expect(proxy.requests).toEqual(
+      expect.arrayContaining([
+        `GET /v2/acme/held/manifests/sha256-${hex}.sig`,
+        `GET /v2/acme/held/manifests/sha256-${hex}.att`,
+      ]),
+    );
+  });
+
+  it('bytes no bundle holds are fetched and checked as before: a stray .att fails, a foreign .sig payload passes', async () => {
+    {
+      const stray = await verify({ client: viaProxy, repository: 'acme/stray-att', digest: digests.strayAtt });
+      expect(failed(stray)).toEqual(['attestations.cosign']);
+      const att = await cosignLayerDigests('acme/stray-att', digests.strayAtt!, 'att');
+      expect(att).toHaveLength(3);
+      // Only the stray envelope (the last layer) was fetched.
+      expect(blobReads(proxy.requests, att)).toEqual([`GET /v2/acme/stray-att/blobs/${att[2]}`]);
+      proxy.reset();
+      const other = await verify({ client: viaProxy, repository: 'acme/sig-other-name', digest: digests.sigOtherName });
+      const sig = await cosignLayerDigests('acme/sig-other-name', digests.sigOtherName!, 'sig');
+      expect(blobReads(proxy.requests, sig)).toEqual([`GET /v2/acme/sig-other-name/blobs/${sig[0]}`]);
+      expect(other.verdict.rules.find((r) => r.rule === 'attestations.cosign-signature')?.passed).toBe(true);
+      expect(other.cosign).toEqual({ signatures: 1, attestations: 0 });
+    }
+  });
+});
+
 describe.runIf(enabled)("verifyImageByPolicy, cosignLayers: 'when-needed'", () => {
   const needed = (over: Partial<VerifyImageInput>): Promise<ImagePolicyRun> =>
     verify({ ...over, cosignLayers: 'when-needed' });
@@ -317,8 +401,10 @@ describe.runIf(enabled)("verifyImageByPolicy, cosignLayers: 'when-needed'", () =
       expect(run.verdict.verifiedLevels).toEqual(always.verdict.verifiedLevels);
       expect(run.cosign).toEqual({ signatures: 0, attestations: 0, read: false });
       expect(proxy.requests.filter((r) => /\.(sig|att)$/.test(r))).toEqual([]);
-      // .sig and .att manifests, the .sig payload and the two .att envelopes.
-      expect(readAlways - proxy.requests.length).toBe(5);
+      // The .sig and .att manifests, and the .sig payload: acme/app was signed under the registry's own name and is
+      // read here under the proxy's, so its payload is not the one airlock would attach for this name. The .att
+      // envelopes are the referrer bundles' own bytes: not fetched in either mode.
+      expect(readAlways - proxy.requests.length).toBe(3);
     } finally {
       await proxy.close();
     }

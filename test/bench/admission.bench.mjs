@@ -13,7 +13,8 @@
 //   - cold, nothing cached, digest-pinned: the same server and verification, with the images given as
 //     `repo@sha256:…` (what the validating webhook sees once the mutating webhook pinned them: no tag lookups);
 //   - cold, nothing cached, `--cosign-layers when-needed`: the same, but the cosign `.sig`/`.att` tags are read only
-//     when the Sigstore bundles alone fail the policy (they pass here: 9 registry reads per image instead of 14);
+//     when the Sigstore bundles alone fail the policy (they pass here: 9 registry reads per image instead of 11, or
+//     14 before the cosign blobs the bundles already hold were no longer fetched);
 //   - cold verification, immutable-blob cache: the same with manifests/blobs by digest kept in memory (tags,
 //     referrers, fallback index and cosign tags still read live; lib-admission-server.mjs, no CLI flag for it).
 // Also: one request at a time (service time without queueing) and a registry HEAD of one tag, sequentially (what

@@ -16,6 +16,7 @@
 //                                                           warmupSeconds, maxConnections, expect? }
 // Prints one JSON line with the result on stdout.
 import { Agent, request } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 
 const config = JSON.parse(process.argv[2]);
@@ -28,11 +29,29 @@ function percentile(sorted, p) {
 
 const round = (x) => Math.round(x * 100) / 100;
 
+/**
+ * What every request shares, prepared once (the generator runs on the same cores as the server: its own work per
+ * request is kept small): the URL's parts, the body's bytes and the headers.
+ */
+function prepare(url, { method, body, expect }) {
+  const u = new URL(url);
+  const bytes = body ? Buffer.from(body, 'utf8') : undefined;
+  const headers = bytes ? { 'content-type': 'application/json', 'content-length': String(bytes.byteLength) } : {};
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port,
+    path: `${u.pathname}${u.search}`,
+    method,
+    headers,
+    bytes,
+    expect,
+  };
+}
+
 /** Sends one request; resolves with { ok, status } when the whole answer has arrived. */
-function send(agent, url, { method, body, expect }) {
+function send(agent, { host, port, path, method, headers, bytes, expect }) {
   return new Promise((resolve) => {
-    const headers = body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {};
-    const req = request(url, { method, agent, headers }, (res) => {
+    const req = request({ host, port, path, method, agent, headers }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -43,9 +62,11 @@ function send(agent, url, { method, body, expect }) {
     });
     req.on('error', () => resolve({ ok: false, status: 0 }));
     req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-    req.end(body);
+    req.end(bytes);
   });
 }
+
+const target = prepare(config.url, config);
 
 /** `count` requests due every 1000/rate ms from now; returns their latencies (ms from due time) and send lags. */
 async function phase(agent, count) {
@@ -65,7 +86,7 @@ async function phase(agent, count) {
         next++;
         lags.push(now - due);
         pending.push(
-          send(agent, config.url, config).then((r) => {
+          send(agent, target).then((r) => {
             latencies.push(performance.now() - due);
             if (!r.ok) {
               failed++;
@@ -93,7 +114,13 @@ async function phase(agent, count) {
 }
 
 async function main() {
-  const agent = new Agent({ keepAlive: true, maxSockets: config.maxConnections, ca: config.caPem });
+  // One TLS context for every connection: given only `ca`, the agent builds a context (and parses the CA) per
+  // connection it opens.
+  const secureContext = createSecureContext({ ca: config.caPem });
+  const agent = new Agent({ keepAlive: true, maxSockets: config.maxConnections, secureContext });
+  let opened = 0; // warm-up included
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (...args) => (opened++, create(...args));
   // Warm-up (discarded): TLS handshakes, JIT, the server's first requests.
   await phase(agent, Math.round(config.rate * config.warmupSeconds));
   const cpu0 = process.cpuUsage();
@@ -115,6 +142,7 @@ async function main() {
     connections: sockets,
     sendLagP99Ms: round(percentile(lags, 99)),
     generatorCpuPct: round(((cpu.user + cpu.system) / 1000 / r.wallMs) * 100),
+    connectionsOpened: opened,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

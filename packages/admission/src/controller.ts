@@ -52,8 +52,8 @@ export interface AdmissionControllerConfig {
   /**
    * cosign `.sig`/`.att` layers of an image (`admission serve --cosign-layers`): `always` read and cross-checked
    * (default, as `airlock verify image`); `when-needed` read only when the image's Sigstore bundles alone do not
-   * pass the policy — 5 fewer registry reads and one bundle verification less per signed image, but a stray `.att`
-   * or an unbacked `.sig` beside bundles that pass no longer denies.
+   * pass the policy — 2 fewer registry reads (the `.sig`/`.att` manifests) and one bundle verification less per
+   * signed image, but a stray `.att` or an unbacked `.sig` beside bundles that pass no longer denies.
    */
   cosignLayers?: 'always' | 'when-needed';
   /** Image verification (default: @airlock/policy's verifyImageByPolicy). */

@@ -261,7 +261,27 @@ export interface CosignAttestation extends FetchedLayer {
   predicateType?: string;
 }
 
-async function readLayers(client: RegistryClient, repo: string, tag: string, mediaType: string, maxBlobBytes: number) {
+/**
+ * Bytes the caller already holds that a `.sig`/`.att` layer may be (e.g. the DSSE envelopes of the image's Sigstore
+ * bundles). A layer whose digest and size are those of one of them is not fetched: content addressing makes these
+ * exactly the bytes the registry would serve. Anything else is fetched and digest-checked as usual.
+ */
+export type HeldBlobs = () => Promise<readonly Uint8Array[]>;
+
+export interface CosignReadOptions {
+  maxBlobBytes?: number;
+  /** Offered before each layer's blob is fetched (awaited after the manifest arrives; a rejection offers none). */
+  held?: HeldBlobs;
+}
+
+async function readLayers(
+  client: RegistryClient,
+  repo: string,
+  tag: string,
+  mediaType: string,
+  maxBlobBytes: number,
+  held: HeldBlobs | undefined,
+) {
   const fetched = await client.tryGetManifest(repo, tag);
   if (fetched === undefined) return [];
   const manifest = parseImageManifest(fetched.bytes, `${repo}:${tag}`);
@@ -272,9 +292,14 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
         'OCI_SIZE_LIMIT',
         `${repo}:${tag} layer ${layer.digest} is ${layer.size} bytes, limit ${maxBlobBytes}`,
       );
+  const known = layers.length > 0 && held ? await heldByDigest(held) : undefined;
   // The layers' blobs are independent reads: fetched concurrently (bounded), kept in manifest order.
   return mapInOrder(layers, LAYER_READS_IN_FLIGHT, async (layer) => {
-    const blob = await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
+    const have = known?.get(layer.digest);
+    const blob =
+      have !== undefined && have.byteLength === layer.size
+        ? have
+        : await client.getBlob(repo, layer.digest, { expectedSize: layer.size });
     const a = layer.annotations ?? {};
     const base: FetchedLayer = { manifestDigest: fetched.digest, layerDigest: layer.digest, annotations: a };
     if (a[ANNOTATIONS.cosignCertificate] !== undefined) base.certificate = a[ANNOTATIONS.cosignCertificate];
@@ -283,6 +308,22 @@ async function readLayers(client: RegistryClient, repo: string, tag: string, med
     if (a[ANNOTATIONS.cosignRfc3161] !== undefined) base.rfc3161Timestamp = a[ANNOTATIONS.cosignRfc3161];
     return { blob, base };
   });
+}
+
+/** The held bytes by their sha256 digest; none when the caller's promise failed (then every layer is fetched). */
+async function heldByDigest(held: HeldBlobs): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  let blobs: readonly Uint8Array[];
+  try {
+    blobs = await held();
+  } catch {
+    return out;
+  }
+  for (const b of blobs) {
+    const buf = Buffer.isBuffer(b) ? b : Buffer.from(b);
+    out.set(sha256Digest(buf), buf);
+  }
+  return out;
 }
 
 /** Blobs of one cosign tag read at once. */
@@ -296,7 +337,7 @@ export async function readCosignSignatures(
   client: RegistryClient,
   repo: string,
   imageDigest: string,
-  options: { maxBlobBytes?: number } = {},
+  options: CosignReadOptions = {},
 ): Promise<CosignSignature[]> {
   assertDigest(imageDigest, 'image digest');
   const layers = await readLayers(
@@ -305,6 +346,7 @@ export async function readCosignSignatures(
     cosignSignatureTag(imageDigest),
     MEDIA_TYPES.cosignSimpleSigning,
     options.maxBlobBytes ?? 1 << 20,
+    options.held,
   );
   return layers.map(({ blob, base }) => {
     const simpleSigning = parseSimpleSigningPayload(blob);
@@ -324,7 +366,7 @@ export async function readCosignAttestations(
   client: RegistryClient,
   repo: string,
   imageDigest: string,
-  options: { maxBlobBytes?: number } = {},
+  options: CosignReadOptions = {},
 ): Promise<CosignAttestation[]> {
   assertDigest(imageDigest, 'image digest');
   const layers = await readLayers(
@@ -333,6 +375,7 @@ export async function readCosignAttestations(
     cosignAttestationTag(imageDigest),
     MEDIA_TYPES.dsseEnvelope,
     options.maxBlobBytes ?? 16 << 20,
+    options.held,
   );
   return layers.map(({ blob, base }) => {
     const att: CosignAttestation = { ...base, envelopeBytes: blob };

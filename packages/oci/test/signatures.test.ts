@@ -393,5 +393,37 @@ describe.skipIf(!available)(
           (await readSigstoreBundles(client, repo, digest)).length,
       ).toBe(3);
     });
+
+    it('held bytes stand in for a layer only when their sha256 and size are its own (tampering proxy)', async () => {
+      const { repo, digest } = await fresh('tamper/held');
+      const envelope = Buffer.from(JSON.stringify(signDsse(INTOTO_PAYLOAD_TYPE, statement(digest), privateKey)));
+      await attachCosignAttestation(client, repo, digest, { envelope, predicateType: SLSA });
+      const payload = simpleSigningPayload({ dockerReference: `${registry.host}/${repo}`, manifestDigest: digest });
+      await attachCosignSignature(client, repo, digest, {
+        payload,
+        signature: sign('sha256', payload, privateKey).toString('base64'),
+      });
+      const tampered = new RegistryClient({ url: blobProxy.url });
+      const before = blobProxy.corrupted.length;
+      // The exact bytes: not fetched (every blob through this proxy would come back corrupted).
+      const atts = await readCosignAttestations(tampered, repo, digest, {
+        held: async () => [Buffer.from('x'), envelope],
+      });
+      expect(atts.map((a) => a.envelopeBytes.toString())).toEqual([envelope.toString()]);
+      const sigs = await readCosignSignatures(tampered, repo, digest, { held: async () => [payload] });
+      expect(sigs[0]!.payload.equals(payload)).toBe(true);
+      expect(sigs[0]!.payloadMatchesImage).toBe(true);
+      expect(blobProxy.corrupted.length).toBe(before);
+      // Other bytes, or none because the caller's promise failed: fetched and digest-checked as always.
+      const other = Buffer.from(JSON.stringify(signDsse(INTOTO_PAYLOAD_TYPE, statement(digest), otherKey)));
+      await expect(readCosignAttestations(tampered, repo, digest, { held: async () => [other] })).rejects.toMatchObject(
+        { code: 'OCI_DIGEST_MISMATCH' },
+      );
+      const failing = { held: () => Promise.reject(new Error('the bundles could not be read')) };
+      await expect(readCosignSignatures(tampered, repo, digest, failing)).rejects.toMatchObject({
+        code: 'OCI_DIGEST_MISMATCH',
+      });
+      expect(blobProxy.corrupted.length).toBe(before + 2);
+    });
   },
 );

@@ -7,7 +7,11 @@ import type { ImagePolicy, LoadedAdmissionPolicy } from './load.js';
  * policy. Throws for an invalid reference.
  */
 export function matchName(image: string): string {
-  const ref = parseImageReference(image);
+  return matchNameOf(parseImageReference(image));
+}
+
+/** matchName of a reference already parsed (the webhook parses each image once per request). */
+export function matchNameOf(ref: { registry?: string | undefined; repository: string }): string {
   if (ref.registry !== undefined) return `${ref.registry}/${ref.repository}`;
   return `docker.io/${ref.repository.includes('/') ? ref.repository : `library/${ref.repository}`}`;
 }

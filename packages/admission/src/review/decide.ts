@@ -1,5 +1,5 @@
 import type { LoadedAdmissionPolicy } from '../policy/load.js';
-import { matchName, matchingPolicies } from '../policy/match.js';
+import { matchingPolicies, matchNameOf } from '../policy/match.js';
 import type { Registries } from '../registry/config.js';
 import type { AdmissionEvents } from '../types.js';
 import { checkDigest, type CheckContext } from '../verify/check.js';
@@ -63,17 +63,18 @@ export async function decideImage(
 ): Promise<ImageVerdict> {
   const base = { image, at, policies: [] as PolicyVerdict[] };
   let name: string;
+  let ref: ReturnType<typeof parseReference>;
   try {
-    parseReference(image);
-    name = matchName(image);
+    ref = parseReference(image);
+    name = matchNameOf(ref);
   } catch (err) {
     return { ...base, outcome: 'deny', reason: (err as Error).message };
   }
   const matched = matchingPolicies(deps.policy, name, namespace);
-  if (matched.length === 0) return unmatched(base, name, deps, signal);
+  if (matched.length === 0) return unmatched(base, name, deps, signal, ref);
   let resolved: ResolvedImage;
   try {
-    resolved = await resolveImage(image, deps.registries, signal, deps.lookup);
+    resolved = await resolveImage(image, deps.registries, signal, deps.lookup, ref);
   } catch (err) {
     reportRegistryError(err, name, deps);
     return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}`, ...unchecked(err) };
@@ -105,6 +106,7 @@ async function unmatched(
   name: string,
   deps: ImageCheckDeps,
   signal: AbortSignal,
+  ref: ReturnType<typeof parseReference>,
 ): Promise<ImageVerdict> {
   if (deps.policy.unmatched === 'deny')
     return {
@@ -119,7 +121,7 @@ async function unmatched(
     // Pinned all the same, so the tag cannot move under it after admission.
     return {
       ...base,
-      resolved: await resolveImage(base.image, deps.registries, signal, deps.lookup),
+      resolved: await resolveImage(base.image, deps.registries, signal, deps.lookup, ref),
       outcome: 'allow',
       reason,
     };

@@ -39,8 +39,9 @@ export async function resolveImage(
   registries: Registries,
   signal: AbortSignal,
   lookup: TagLookup = directTagLookup(registries),
+  parsed?: ReturnType<typeof parseImageReference>,
 ): Promise<ResolvedImage> {
-  const ref = parseReference(image);
+  const ref = parsed ?? parseReference(image);
   if (ref.registry === undefined)
     throw new AdmissionError(
       'ADMISSION_IMAGE_INVALID',

@@ -4,6 +4,7 @@ import {
   readCosignAttestations,
   readCosignSignatures,
   readSigstoreBundles,
+  simpleSigningPayload,
   type CosignAttestation,
   type CosignSignature,
   type FetchedBundle,
@@ -87,23 +88,58 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
     const first = await evaluateImage(input, evidence);
     // The cosign checks can only fail a verdict: when the bundles alone pass, the layers cannot change it.
     if (first.verdict.result === 'PASS') return { ...first, cosign: { signatures: 0, attestations: 0, read: false } };
-    return evaluateImage(input, evidence, await readCosign(input, repository, digest));
+    return evaluateImage(input, evidence, await readCosign(input, repository, digest, bundlesRead));
   }
   // The three listings are independent: read at once; a failure is reported in this order, whichever came first.
-  const [fetched, cosign] = await inOrder([bundlesRead, readCosign(input, repository, digest)] as const);
+  const [fetched, cosign] = await inOrder([bundlesRead, readCosign(input, repository, digest, bundlesRead)] as const);
   return evaluateImage(input, checkImageBundles(name, repository, digest, verifiers, fetched), cosign);
 }
 
 type CosignLayers = { atts: CosignAttestation[]; sigs: CosignSignature[] };
 
-/** The image's cosign `.att` and `.sig` layers (read at once). */
-async function readCosign(input: VerifyImageInput, repository: string, digest: string): Promise<CosignLayers> {
+/**
+ * The image's cosign `.att` and `.sig` layers (read at once). Their blobs are usually bytes the referrer bundles
+ * already hold (see heldCosignBytes): those are not fetched a second time.
+ */
+async function readCosign(
+  input: VerifyImageInput,
+  repository: string,
+  digest: string,
+  bundles: Promise<readonly FetchedBundle[]>,
+): Promise<CosignLayers> {
   const { client, signal } = input;
+  const held = bundles.then((b) => heldCosignBytes(b, `${client.host}/${repository}`, digest));
+  held.catch(() => undefined);
+  const att = { held: async () => (await held).att };
+  const sig = { held: async () => (await held).sig };
   const [atts, sigs] = await inOrder([
-    registryCall('the cosign attestations', signal, () => readCosignAttestations(client, repository, digest)),
-    registryCall('the cosign signatures', signal, () => readCosignSignatures(client, repository, digest)),
+    registryCall('the cosign attestations', signal, () => readCosignAttestations(client, repository, digest, att)),
+    registryCall('the cosign signatures', signal, () => readCosignSignatures(client, repository, digest, sig)),
   ] as const);
   return { atts, sigs };
+}
+
+/**
+ * What the `.att` and `.sig` blobs are when they were attached as airlock attaches them: each DSSE bundle's
+ * envelope as JSON, and the simple-signing payload naming `name` and the digest. Only candidates: a layer uses one
+ * only when its digest and size are the candidate's (packages/oci checks), so a guess can save a read, never change
+ * what is read.
+ */
+function heldCosignBytes(
+  bundles: readonly FetchedBundle[],
+  name: string,
+  digest: string,
+): { att: Uint8Array[]; sig: Uint8Array[] } {
+  const att: Uint8Array[] = [];
+  let messageSignatures = false;
+  for (const b of bundles) {
+    const shape = b.bundle as { dsseEnvelope?: unknown; messageSignature?: unknown };
+    if (typeof shape.dsseEnvelope === 'object' && shape.dsseEnvelope !== null)
+      att.push(Buffer.from(JSON.stringify(shape.dsseEnvelope), 'utf8'));
+    else if (shape.messageSignature !== undefined) messageSignatures = true;
+  }
+  const sig = messageSignatures ? [simpleSigningPayload({ dockerReference: name, manifestDigest: digest })] : [];
+  return { att, sig };
 }
 
 /** An image's referrer bundles, the DSSE ones verified (once, whatever is evaluated on them). */
