@@ -2,15 +2,17 @@
 // Import time for a 10k-blob transfer bundle: 10,000 small generated blobs listed as a generic file list, synced
 // from a loopback upstream (nginx in its own processes when installed, else a Node static server in another
 // process) into a bundle signed through an in-process trust plane, then `importBundle` into an empty store
-// (signature + identity + manifest checks, every blob streamed, hashed, written durably in batches — temp files,
-// fsynced together; one journal fdatasync for the batch; links; one fsync per touched directory — and one atomic
-// commit after every batch is durable). In this order, as long as the time budget allows:
+// (signature + identity + manifest checks, every blob streamed, hashed, written durably in batches — temp
+// files written and fsynced together; one journal fdatasync for the batch; links; one fsync per touched
+// directory — and one atomic commit after every batch is durable). In this order, as long as the time budget allows:
 //   #1  the bundle into an empty store (ROUNDS times in all, fresh stores, the extra rounds last), median — the
-//       headline number
+//       headline number — each round paired with (and, with BENCH_IMPORT_BASELINE, another build's import)
+//   peer 2: the same blobs as plain files, fsynced 512 at a time concurrently + one directory fsync per batch
+//       (the durable writes alone), with import #1's ratio to it. Every round starts after a `sync`, with another
+//       between the two, and the order alternates (import first, then the peer first), so writeback left by the
+//       sync or the previous run is not charged to whichever runs first; both are printed per round
 //   peer: GNU tar extracts the same bundle, sha256sum hashes every blob, one `sync -f` (a floor: no checks, no
 //       per-batch durability), with import #1's ratio to it
-//   peer 2: the same blobs as plain files, fsynced 512 at a time concurrently + one directory fsync per batch
-//       (the durable writes alone), with import #1's ratio to it
 //   #1 with the blob store's fsyncs off (diagnostic, not a supported mode: the blob file and directory fsyncs go;
 //       the import journal's fdatasync per batch stays): what those fsyncs cost on this disk
 //   #2  the next snapshot, which shares 95% of its blobs with the first, imported on top (every blob is still
@@ -22,11 +24,17 @@
 // stock plane first, reports the refusal, and signs through the same services with a 64 MiB log body limit.
 //
 // Env: BENCH_IMPORT_BLOBS (default 10000), BENCH_IMPORT_CHANGED (fraction new in snapshot 2, default 0.05),
-//      BENCH_IMPORT_ROUNDS (default 2), BENCH_IMPORT_BUDGET_S (whole bench, default 270).
+//      BENCH_IMPORT_ROUNDS (default 4), BENCH_IMPORT_BUDGET_S (whole bench, default 270),
+//      BENCH_IMPORT_PROFILE=<dir> (V8 CPU profile of one extra import before the rounds, this thread: kept in
+//      <dir>, top printed; not counted, since profiling slows it down),
+//      BENCH_IMPORT_BASELINE=<root of another checkout, built> (also import the bundle with that build's importer
+//      in every round, in the alternating order: an A/B in the same conditions).
 import { execFileSync } from 'node:child_process';
 import { closeSync, fsync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { Session } from 'node:inspector/promises';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { emit, printTable } from './lib.mjs';
 import {
@@ -46,7 +54,11 @@ import {
 
 const BLOBS = Math.max(1, Number(process.env.BENCH_IMPORT_BLOBS ?? 10_000));
 const CHANGED = Math.min(1, Math.max(0, Number(process.env.BENCH_IMPORT_CHANGED ?? 0.05)));
-const ROUNDS = Math.max(1, Number(process.env.BENCH_IMPORT_ROUNDS ?? 2));
+const ROUNDS = Math.max(1, Number(process.env.BENCH_IMPORT_ROUNDS ?? 4));
+const PROFILE = process.env.BENCH_IMPORT_PROFILE ? resolve(process.env.BENCH_IMPORT_PROFILE) : undefined;
+const BASELINE = process.env.BENCH_IMPORT_BASELINE
+  ? await loadBaseline(resolve(process.env.BENCH_IMPORT_BASELINE))
+  : undefined;
 // Nothing is started that would, judged by what the same step took before, end after this (from the start).
 const BUDGET_MS = Math.max(30, Number(process.env.BENCH_IMPORT_BUDGET_S ?? 270)) * 1000;
 const T_START = performance.now();
@@ -66,6 +78,49 @@ function makeBlob(rand, id) {
   for (let i = 0; i < size; i += 4) b.writeUInt32LE((rand() * 2 ** 32) >>> 0, Math.min(i, size - 4));
   b.write(`${id}\n`, 0);
   return b;
+}
+
+/** importBundle and MirrorStore of another build (its repository root, built). */
+async function loadBaseline(root) {
+  const load = (ws) => import(pathToFileURL(join(root, ws, 'dist', 'index.js')).href);
+  const [{ importBundle }, { MirrorStore }] = await Promise.all([load('packages/mirror'), load('packages/cas')]);
+  return { root, importBundle, MirrorStore };
+}
+
+/** V8's CPU profiler on this thread (the import runs in this process). */
+async function startProfile() {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return session;
+}
+
+/** Stops the profiler, keeps the .cpuprofile in `dir` and prints the top self-time functions. */
+async function saveProfile(session, dir) {
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'import-1.cpuprofile');
+  writeFileSync(file, JSON.stringify(profile));
+  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
+  const self = new Map();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const f = byId.get(profile.samples[i]).callFrame;
+    const where = f.url
+      ? `${f.url.replace(/^file:\/\/.*\/(packages|node_modules|mirror-sync)\//, '$1/')}:${f.lineNumber + 1}`
+      : '';
+    const k = `${f.functionName || '(anonymous)'} ${where}`.trim();
+    self.set(k, (self.get(k) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  }
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  console.log(`CPU profile of import #1 (this thread; wall ${Math.round(total / 1000)} ms), kept as ${file}:`);
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  for (const [k, us] of top)
+    console.log(
+      `  ${((us / total) * 100).toFixed(1).padStart(5)}% ${String(Math.round(us / 1000)).padStart(6)} ms  ${k}`,
+    );
 }
 
 await runBench(scope, async () => {
@@ -157,26 +212,32 @@ await runBench(scope, async () => {
     const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
     return (u.user + u.system) / 1000 + (Number(f[13]) + Number(f[14])) * 10; // cutime + cstime, 100 Hz ticks
   };
-  const importInto = async (storeDir, bundle, fsync = true) => {
+  const importInto = async (storeDir, bundle, fsync = true, profileDir = undefined) => {
     mkdirSync(storeDir, { recursive: true });
     const syncs = { file: 0, dir: 0 };
     const store = await MirrorStore.open(storeDir, { fs: { fsync, onSync: (kind) => syncs[kind]++ } });
+    const profiler = profileDir ? await startProfile() : undefined;
     try {
       const t0 = performance.now();
       const c0 = cpuNow();
       const r = await importBundle(bundle, { store, trustedRoot: signing.trustedRoot, syncIdentity: signing.policy });
       return { ms: performance.now() - t0, cpuMs: cpuNow() - c0, syncs, result: r };
     } finally {
+      if (profiler) await saveProfile(profiler, profileDir);
       await store.close();
     }
   };
 
-  // ---- #1: the headline (further rounds come last, as the budget allows) ----
+  // ---- #1 and its raw peer, ROUNDS times: each round starts after a `sync` (so writeback left by the sync or the
+  //      previous run is not charged to whoever runs next), and the order alternates (import first in even
+  //      rounds, the peer first in odd ones), with a `sync` between the two ----
   const s1 = await sync(gen1, 1);
-  const samples = { first: [], second: [], nofsync: [], peer: [], rawPeer: [] };
-  const cpu = { first: [], second: [] };
+  const samples = { first: [], second: [], nofsync: [], peer: [], rawPeer: [], base: [] };
+  const cpu = { first: [], second: [], base: [] };
+  const perRound = [];
   let syncCounts;
   const skipped = [];
+  const flush = () => execFileSync('sync');
   const importFirst = async (r) => {
     const a = await importInto(join(scope.root, `store-${r}`), s1.bundlePath);
     if (a.result.blobs !== BLOBS || a.result.newBlobs !== BLOBS)
@@ -184,16 +245,93 @@ await runBench(scope, async () => {
     samples.first.push(a.ms);
     cpu.first.push(a.cpuMs);
     syncCounts = a.syncs;
+    return a;
+  };
+  // The durable writes alone: the same blobs written as plain files, fsynced 512 at a time concurrently on the
+  // libuv pool, one directory fsync per batch (no hashing, no tar, no index).
+  const rawPeer = async (r) => {
+    const rawDir = scope.dir(`peer-raw-${r}`);
+    const t1 = performance.now();
+    for (let b = 0; b < gen1.length; b += 512) {
+      const fds = gen1.slice(b, b + 512).map((f, i) => {
+        const fd = openSync(join(rawDir, String(b + i)), 'wx');
+        writeSync(fd, f.bytes);
+        return fd;
+      });
+      await Promise.all(fds.map((fd) => fsyncAsync(fd)));
+      for (const fd of fds) closeSync(fd);
+      const dfd = openSync(rawDir, 'r');
+      await fsyncAsync(dfd);
+      closeSync(dfd);
+    }
+    const ms = performance.now() - t1;
+    samples.rawPeer.push(ms);
+    return ms;
+  };
+  // Another build's importer (BENCH_IMPORT_BASELINE), run on the same bundle in the same rounds: an A/B.
+  const baseImport = async (r) => {
+    const storeDir = join(scope.root, `store-base-${r}`);
+    mkdirSync(storeDir, { recursive: true });
+    const store = await BASELINE.MirrorStore.open(storeDir, {});
+    try {
+      const t = performance.now();
+      const c0 = cpuNow();
+      const res = await BASELINE.importBundle(s1.bundlePath, {
+        store,
+        trustedRoot: signing.trustedRoot,
+        syncIdentity: signing.policy,
+      });
+      if (res.newBlobs !== BLOBS) throw new Error(`baseline import: ${res.newBlobs} new blobs`);
+      const ms = performance.now() - t;
+      samples.base.push(ms);
+      cpu.base.push(cpuNow() - c0);
+      return ms;
+    } finally {
+      await store.close();
+    }
+  };
+  const round1 = async (r) => {
+    const runs = ['import', ...(BASELINE ? ['base'] : []), 'raw'];
+    if (r % 2 === 1) runs.reverse();
+    const ms = {};
+    let a;
+    for (const what of runs) {
+      flush();
+      if (what === 'import') {
+        a = await importFirst(r);
+        ms.import = a.ms;
+      } else if (what === 'base') ms.base = await baseImport(r);
+      else ms.raw = await rawPeer(r);
+    }
+    const rate = (x) => Math.round(BLOBS / (x / 1000));
+    perRound.push({
+      round: r + 1,
+      order: runs.join(', '),
+      import: rate(ms.import),
+      ...(BASELINE ? { baseline: rate(ms.base) } : {}),
+      rawPeer: rate(ms.raw),
+    });
     console.log(
-      `  import #1 round ${r + 1}: ${(a.ms / 1000).toFixed(2)} s (${Math.round(BLOBS / (a.ms / 1000))} blobs/s, ` +
-        `${((a.cpuMs * 1000) / BLOBS).toFixed(0)} µs CPU/blob; ${a.syncs.file} file + ${a.syncs.dir} dir fsyncs)`,
+      `  round ${r + 1} (${runs.join(' → ')}): import #1 ${(a.ms / 1000).toFixed(2)} s ` +
+        `(${rate(a.ms)} blobs/s, ${((a.cpuMs * 1000) / BLOBS).toFixed(0)} µs CPU/blob; ${a.syncs.file} file + ${a.syncs.dir} dir fsyncs); ` +
+        (BASELINE
+          ? `baseline ${(ms.base / 1000).toFixed(2)} s (${rate(ms.base)} blobs/s, ${((cpu.base.at(-1) * 1000) / BLOBS).toFixed(0)} µs CPU/blob); `
+          : '') +
+        `raw fsync'd writes ${(ms.raw / 1000).toFixed(2)} s (${rate(ms.raw)} blobs/s); import ÷ peer ${(ms.raw / a.ms).toFixed(2)}×`,
     );
   };
-  await importFirst(0);
+  if (PROFILE) {
+    // Profiled on its own, before the rounds: the profiler slows it down, so it is not counted.
+    flush();
+    const p = await importInto(join(scope.root, 'store-profiled'), s1.bundlePath, true, PROFILE);
+    console.log(`  profiled import (not counted): ${(p.ms / 1000).toFixed(2)} s`);
+  }
+  await round1(0);
 
   // ---- peer, same run: GNU tar extracts the bundle, sha256sum hashes every blob, one `sync -f` makes it durable
   //      (no per-file durability, no signature or manifest checks: a floor, not an equivalent) ----
   const peerDir = scope.dir('peer');
+  flush();
   const t0 = performance.now();
   execFileSync('sh', [
     '-c',
@@ -204,24 +342,6 @@ await runBench(scope, async () => {
   ]);
   samples.peer.push(performance.now() - t0);
   console.log(`  peer: tar -x + sha256sum + sync -f ${(samples.peer[0] / 1000).toFixed(2)} s`);
-  // ---- peer 2, same run: the durable writes alone — the same blobs written as plain files, fsynced 512 at a
-  //      time concurrently on the libuv pool, one directory fsync per batch (no hashing, no tar, no index) ----
-  const rawDir = scope.dir('peer-raw');
-  const t1 = performance.now();
-  for (let b = 0; b < gen1.length; b += 512) {
-    const fds = gen1.slice(b, b + 512).map((f, i) => {
-      const fd = openSync(join(rawDir, String(b + i)), 'wx');
-      writeSync(fd, f.bytes);
-      return fd;
-    });
-    await Promise.all(fds.map((fd) => fsyncAsync(fd)));
-    for (const fd of fds) closeSync(fd);
-    const dfd = openSync(rawDir, 'r');
-    await fsyncAsync(dfd);
-    closeSync(dfd);
-  }
-  samples.rawPeer.push(performance.now() - t1);
-  console.log(`  peer: raw fsync'd file writes ${(samples.rawPeer[0] / 1000).toFixed(2)} s`);
 
   // ---- diagnostic: #1 without the blob store's fsyncs (the journal's fdatasync per new blob remains) ----
   if (fits(median(samples.first))) {
@@ -246,11 +366,11 @@ await runBench(scope, async () => {
   } else skipped.push('snapshot 2 (sync + import #2)');
 
   for (let r = 1; r < ROUNDS; r++) {
-    if (!fits(median(samples.first))) {
+    if (!fits(median(samples.first) + median(samples.rawPeer) + (BASELINE ? median(samples.base) : 0))) {
       skipped.push(`import #1 rounds ${r + 1}–${ROUNDS}`);
       break;
     }
-    await importFirst(r);
+    await round1(r);
   }
   if (skipped.length)
     console.log(`time budget (${BUDGET_MS / 1000} s for the whole bench): skipped ${skipped.join(', ')}`);
@@ -297,6 +417,18 @@ await runBench(scope, async () => {
       `import #1 at ${round(median(samples.rawPeer) / median(samples.first), 2)}× the peer's rate`,
     ),
   );
+  if (BASELINE)
+    rows.push(
+      row(
+        'baseline build, #1',
+        median(samples.base),
+        BLOBS,
+        bytes1,
+        s1.bytes,
+        `${BASELINE.root}; import #1 at ${round(median(samples.base) / median(samples.first), 2)}× its rate`,
+        median(cpu.base),
+      ),
+    );
   if (samples.nofsync.length)
     rows.push(
       row(
@@ -351,6 +483,12 @@ await runBench(scope, async () => {
       import1_vs_peer: round(median(samples.peer) / median(samples.first), 2),
       raw_fsync_peer_blobs_per_s: rows[2].blobsPerSec,
       import1_vs_raw_fsync_peer: round(median(samples.rawPeer) / median(samples.first), 2),
+      ...(BASELINE
+        ? {
+            baseline_blobs_per_s: Math.round(BLOBS / (median(samples.base) / 1000)),
+            import1_vs_baseline: round(median(samples.base) / median(samples.first), 2),
+          }
+        : {}),
       ...(samples.nofsync.length ? { import1_nofsync_s: round(median(samples.nofsync) / 1000, 2) } : {}),
       ...(s2 ? { import2_s: round(median(samples.second) / 1000, 2) } : {}),
       bundle_mb: rows[0].bundleMb,
@@ -367,6 +505,7 @@ await runBench(scope, async () => {
       snapshot1: { ms: s1.durationMs, bytes: s1.bytes },
       ...(s2 ? { snapshot2: { ms: s2.durationMs, bytes: s2.bytes } } : {}),
     },
+    rounds: perRound,
     samplesMs: samples,
     cpuMs: cpu,
     machine: { before: load, after },

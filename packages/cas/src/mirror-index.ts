@@ -183,6 +183,7 @@ export class MirrorIndex {
         `SELECT b.* FROM entries e JOIN blobs b ON b.sha256 = e.sha256 WHERE e.sha1 = ? AND e.added_in <= ${HEAD} LIMIT 1`,
       ),
       blob: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE sha256 = ?'),
+      anyBlob: db.prepare<[], { one: number }>('SELECT 1 AS one FROM blobs LIMIT 1'),
       allBlobs: db.prepare<[], BlobRow>('SELECT * FROM blobs ORDER BY sha256'),
       visibleBlobs: db.prepare<[], BlobRow>(`SELECT * FROM blobs WHERE added_in <= ${HEAD} ORDER BY sha256`),
       setBlobState: db.prepare<[string, string]>('UPDATE blobs SET state = ? WHERE sha256 = ?'),
@@ -327,6 +328,11 @@ export class MirrorIndex {
   getBlob(sha256: string): BlobRecord | undefined {
     const row = this.stmts.blob.get(sha256);
     return row ? toBlob(row) : undefined;
+  }
+
+  /** Whether any blob was ever committed (an empty index holds none to skip writing again). */
+  hasBlobs(): boolean {
+    return this.stmts.anyBlob.get() !== undefined;
   }
 
   /** True when a committed snapshot or entry references the blob (GC must keep it). */

@@ -3,6 +3,7 @@ import {
   existsSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   statSync,
   symlinkSync,
@@ -91,6 +92,21 @@ describe('FsBlobStore', () => {
     await expect(small.put(chunks('1234'), undefined, { maxSize: 100 })).rejects.toEqual(expectCode('CAS_SIZE_LIMIT'));
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
     expect(await store.has(h)).toBe(false);
+  });
+
+  it('stage copies the checked bytes: a source that reuses its chunk buffer cannot change them afterwards', async () => {
+    const buf = Buffer.alloc(8);
+    async function* reusing(): AsyncGenerator<Buffer> {
+      buf.write('AAAAAAAA');
+      yield buf;
+      buf.write('BBBBBBBB');
+      yield buf;
+      buf.write('CCCCCCCC'); // after the last chunk: a held view would now read C
+    }
+    const want = Buffer.from('AAAAAAAABBBBBBBB');
+    const staged = await store.stage!(reusing(), { sha256: sha256(want), size: want.length });
+    await store.publishStaged!([staged], async () => undefined);
+    expect(readFileSync(store.pathOf(sha256(want)))).toEqual(want);
   });
 
   it('refuses malformed digests (no path can be formed from them)', async () => {
