@@ -146,20 +146,26 @@ describe('tile deltas to the publication thread', () => {
   });
 });
 
-describe('tile publications gathered while no caller waits for tiles', () => {
-  /** A directory store that counts publications and the entries each one covers (its checkpoint's size). */
-  class CountingStore extends FsTileStore {
-    readonly sizes: number[] = [];
-    override async publish(
-      tiles: ReadonlyArray<readonly [string, Uint8Array]>,
-      checkpoint: Uint8Array | undefined,
-      options?: { onReadable?: () => void; replace?: boolean },
-    ): Promise<void> {
-      if (checkpoint) this.sizes.push(Number(checkpoint.toString().split('\n')[1]));
-      await super.publish(tiles, checkpoint, options);
-    }
+/** A directory store that counts publications and the entries each one covers (its checkpoint's size). */
+class CountingStore extends FsTileStore {
+  readonly sizes: number[] = [];
+  override async publish(
+    tiles: ReadonlyArray<readonly [string, Uint8Array]>,
+    checkpoint: Uint8Array | undefined,
+    options?: { onReadable?: () => void; replace?: boolean },
+  ): Promise<void> {
+    if (checkpoint) this.sizes.push(Number(checkpoint.toString().split('\n')[1]));
+    await super.publish(tiles, checkpoint, options);
   }
+}
 
+/** Bounded wait for a condition the test causes (no timing claim: it fails only if the condition never holds). */
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error(`never happened: ${what}`);
+}
+
+describe('tile publications gathered while no caller waits for tiles', () => {
   it('v1 appends linger into one publication; a v2 waiter or a flush publishes at once', async () => {
     const dir = tempDir();
     const store = new CountingStore(join(dir.path, 'tiles'), { thread: false });
@@ -177,6 +183,31 @@ describe('tile publications gathered while no caller waits for tiles', () => {
       for (let i = 0; i < 3; i++) await log.append(hashedRekord(key, Buffer.from(`more ${i}`)));
       await writer.flush();
       expect(store.sizes.slice(before)).toEqual([5, 8]);
+    } finally {
+      await log.close();
+      await writer.flush();
+      dir.remove();
+    }
+  });
+});
+
+describe('a Rekor v2 append on its way: its batch is published without lingering', () => {
+  it('publishes a batch committed while a v2 append is expected, before any whenPublished', async () => {
+    const dir = tempDir();
+    const store = new CountingStore(join(dir.path, 'tiles'), { thread: false });
+    const writer = new TileWriter(store, { lingerMs: 3_600_000 }); // only an expected v2 append ends a wait here
+    const log = await TransparencyLog.open({ dataDir: join(dir.path, 'log'), onBatchCommitted: writer.enqueue });
+    try {
+      await writer.catchUp(log);
+      const release = writer.expectWaiter();
+      await log.append(hashedRekord(key, Buffer.from('v2 on its way')));
+      await until('the batch published while a v2 append was expected', () => store.sizes.includes(1));
+      release();
+      release(); // idempotent: a second call must not let a later v2 append linger
+      const again = writer.expectWaiter();
+      await log.append(hashedRekord(key, Buffer.from('the next v2')));
+      await until('the next batch published', () => store.sizes.includes(2));
+      again();
     } finally {
       await log.close();
       await writer.flush();
@@ -206,12 +237,6 @@ describe('a Rekor v2 answer waits for its tiles, not for the tile checkpoint', (
       await this.gate;
       if (checkpoint) await this.putCheckpoint(checkpoint);
     }
-  }
-
-  /** Bounded wait for a condition the test causes (no timing claim: it fails only if the condition never holds). */
-  async function until(what: string, cond: () => boolean): Promise<void> {
-    for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-    if (!cond()) throw new Error(`never happened: ${what}`);
   }
 
   it('answers once the tiles are durable, while the checkpoint rename is still pending', async () => {

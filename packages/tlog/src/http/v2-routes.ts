@@ -41,9 +41,14 @@ export function toTransparencyLogEntry(
  */
 export const createEntryV2: RouteHandler = async (req, { log, tiles }) => {
   const prepared = await log.prepare(await req.readJson(), 'v2'); // on the verifier threads, as v1
-  const entry = await log.submit(prepared);
-  await tiles?.whenPublished(entry.verification?.inclusionProof?.treeSize ?? log.size);
-  return { status: 201, body: toTransparencyLogEntry(entry, { kind: prepared.kind, version: prepared.apiVersion }) };
+  const release = tiles?.expectWaiter(); // its batch is published at once, not after a linger
+  try {
+    const entry = await log.submit(prepared);
+    await tiles?.whenPublished(entry.verification?.inclusionProof?.treeSize ?? log.size);
+    return { status: 201, body: toTransparencyLogEntry(entry, { kind: prepared.kind, version: prepared.apiVersion }) };
+  } finally {
+    release?.();
+  }
 };
 
 function tilesOf(tiles: TileWriter | undefined): TileWriter {

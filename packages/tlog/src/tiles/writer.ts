@@ -76,6 +76,8 @@ export class TileWriter {
   /** Ends the current linger early (a v2 caller waits, or a flush). */
   private wake: (() => void) | undefined;
   private flushing = 0;
+  /** Rekor v2 appends on their way (see `expectWaiter`): while any is, nothing lingers. */
+  private expected = 0;
   private readonly lingerMs: number;
 
   /**
@@ -127,6 +129,23 @@ export class TileWriter {
     });
   }
 
+  /**
+   * A Rekor v2 append is on its way: until the returned release is called, publications start as soon as a batch
+   * is committed. Called before the append is submitted, so its batch's publication never waits for the append's
+   * own `whenPublished` (which comes only after the append's answer is built, a gap a lingering loop would add to
+   * every v2 answer).
+   */
+  expectWaiter(): () => void {
+    this.expected++;
+    this.wake?.();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.expected--;
+    };
+  }
+
   /** Publishes everything queued now (no lingering) and resolves when done (or publication failed): before closing, and in tests. */
   async flush(): Promise<void> {
     this.flushing++;
@@ -140,7 +159,7 @@ export class TileWriter {
 
   /** Waits up to `lingerMs` for more batches, unless a caller needs the tiles now. */
   private linger(): Promise<void> | undefined {
-    if (this.lingerMs === 0 || this.waiters.length > 0 || this.flushing > 0) return undefined;
+    if (this.lingerMs === 0 || this.waiters.length > 0 || this.flushing > 0 || this.expected > 0) return undefined;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.wake?.(), this.lingerMs);
       this.wake = () => {
