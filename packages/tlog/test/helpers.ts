@@ -47,6 +47,21 @@ export function makeKeySigner(type: 'P-256' | 'P-384' | 'rsa' | 'ed25519' = 'P-2
 
 export const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
 
+/** A Rekor v2 `hashedRekordRequestV002` (a P-256 key signer's raw SPKI as the verifier) signing `artifact`. */
+export function hashedRekordV2Request(signer: TestSigner, artifact: string) {
+  const data = Buffer.from(artifact);
+  const rawBytes = Buffer.from(signer.publicKeyPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64').toString('base64');
+  return {
+    hashedRekordRequestV002: {
+      digest: createHash('sha256').update(data).digest('base64'),
+      signature: {
+        content: sign('sha256', data, signer.privateKey).toString('base64'),
+        verifier: { publicKey: { rawBytes }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' },
+      },
+    },
+  };
+}
+
 /** A proposed hashedrekord entry signing `artifact`. */
 export function hashedRekord(
   signer: TestSigner,

@@ -1,4 +1,3 @@
-import { createHash, sign } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -10,7 +9,7 @@ import { TransparencyLog } from '../src/log.js';
 import { FsTileStore, TileDeltas, type PublishOptions, type WireTile } from '../src/tiles/store.js';
 import { TileWriter } from '../src/tiles/writer.js';
 import { prepareEntry } from '../src/types/index.js';
-import { getJson, hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
+import { getJson, hashedRekord, hashedRekordV2Request, makeKeySigner, postJson, tempDir } from './helpers.js';
 
 // What the faster log must not change: Rekor v2 entries carry no SET (none is signed for them), v1 entries keep
 // theirs; tiles sent to the publication thread as deltas land byte-identical to tiles written whole.
@@ -19,19 +18,7 @@ const key = makeKeySigner();
 // The publication thread runs the compiled worker: cases on it drive the built store, as tiles-background.test.ts does.
 const DIST_STORE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'tiles', 'store.js');
 
-function v2Request(artifact: string) {
-  const data = Buffer.from(artifact);
-  const rawBytes = Buffer.from(key.publicKeyPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64').toString('base64');
-  return {
-    hashedRekordRequestV002: {
-      digest: createHash('sha256').update(data).digest('base64'),
-      signature: {
-        content: sign('sha256', data, key.privateKey).toString('base64'),
-        verifier: { publicKey: { rawBytes }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' },
-      },
-    },
-  };
-}
+const v2Request = (artifact: string) => hashedRekordV2Request(key, artifact);
 
 describe('signed entry timestamps', () => {
   it('a Rekor v2 entry read through the v1 API has no SET and a valid proof; a v1 entry keeps its SET', async () => {

@@ -1,4 +1,3 @@
-import { createHash, sign } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,7 +10,7 @@ import { CHECKPOINT_PATH, encodeEntryBundle, entriesPath, tilePath } from '../sr
 import { TileReader } from '../src/tiles/reader.js';
 import { FsTileStore, type TileStore } from '../src/tiles/store.js';
 import { prepareEntry } from '../src/types/index.js';
-import { hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
+import { hashedRekord, hashedRekordV2Request, makeKeySigner, postJson, tempDir } from './helpers.js';
 
 // Tiles are published in the background, grouped across batches: a Rekor v1 append is answered once its batch is
 // durable (its tiles may follow), a Rekor v2 append only once the tiles covering it exist, and the tile checkpoint
@@ -19,19 +18,7 @@ import { hashedRekord, makeKeySigner, postJson, tempDir } from './helpers.js';
 
 const key = makeKeySigner();
 
-function v2Request(artifact: string) {
-  const data = Buffer.from(artifact);
-  const rawBytes = Buffer.from(key.publicKeyPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64').toString('base64');
-  return {
-    hashedRekordRequestV002: {
-      digest: createHash('sha256').update(data).digest('base64'),
-      signature: {
-        content: sign('sha256', data, key.privateKey).toString('base64'),
-        verifier: { publicKey: { rawBytes }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' },
-      },
-    },
-  };
-}
+const v2Request = (artifact: string) => hashedRekordV2Request(key, artifact);
 
 /** A directory tile store whose tile puts can be held (closed gate) or made to fail. */
 class GatedStore implements TileStore {
