@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,18 @@ export interface RadosgwOptions {
   parent?: string;
   /** Size of the sparse bluestore file (default 10 GiB; only what is written takes disk). */
   blockBytes?: number;
+  /**
+   * Where the monitor's two ports come from (default: ports the kernel just handed out and released). Another
+   * process may take such a port before the monitor binds it; tests use this to make that happen on purpose.
+   */
+  monPorts?: () => Promise<[number, number]>;
 }
+
+/** How many clusters `startRadosgw` builds before giving up when the monitor cannot bind its ports. */
+const MON_ATTEMPTS = 3;
+
+/** The monitor exited before answering: its port was taken between our probe and its bind. Retried on fresh ports. */
+class MonitorDidNotStart extends Error {}
 
 interface Daemon {
   name: string;
@@ -71,6 +82,16 @@ export async function startRadosgw(options: RadosgwOptions = {}): Promise<Runnin
   const problem = radosgwProblem();
   if (problem) throw new Error(problem);
   installExitHook();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCluster(options);
+    } catch (err) {
+      if (!(err instanceof MonitorDidNotStart) || attempt === MON_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startCluster(options: RadosgwOptions): Promise<RunningRadosgw> {
   const dir = mkdtempSync(join(options.parent ?? tmpdir(), 'airlock-ceph-'));
   liveDirs.add(dir);
   const daemons: Daemon[] = [];
@@ -106,13 +127,14 @@ function envOf(c: ClusterAccess): Record<string, string> {
 
 async function bootstrap(dir: string, options: RadosgwOptions, daemons: Daemon[]): Promise<ClusterAccess> {
   const conf = join(dir, 'ceph.conf');
-  const [monV2, monV1] = [await freePort(), await freePort()];
+  const [monV2, monV1] = await (options.monPorts ?? twoFreePorts)();
   const fsid = randomUUID();
   for (const sub of ['run', 'log', 'crash', 'mon.a', 'osd.0', 'client.rgw.a']) mkdirSync(join(dir, sub));
   const writeConf = (rgwPort: number) =>
     writeFileSync(conf, cephConf(dir, fsid, monV2, monV1, rgwPort, options.blockBytes ?? 10 * 1024 ** 3));
   writeConf(0);
-  const ceph = (args: string[], input?: string) => run('ceph', ['-c', conf, '--connect-timeout', '30', ...args], input);
+  const ceph = (args: string[], input?: string, connectTimeout = 30) =>
+    run('ceph', ['-c', conf, '--connect-timeout', String(connectTimeout), ...args], input);
 
   run('ceph-authtool', [
     '--create-keyring',
@@ -142,8 +164,9 @@ async function bootstrap(dir: string, options: RadosgwOptions, daemons: Daemon[]
     '--keyring',
     join(dir, 'mon.keyring'),
   ]);
-  daemons.push(startDaemon('mon', 'ceph-mon', ['-c', conf, '-f', '-i', 'a']));
-  ceph(['health', 'mute', 'MGR_DOWN', '--sticky']); // no mgr: radosgw does not need one
+  const mon = startDaemon('mon', 'ceph-mon', ['-c', conf, '-f', '-i', 'a']);
+  daemons.push(mon);
+  await monitorAnswers(mon, dir, () => ceph(['health', 'mute', 'MGR_DOWN', '--sticky'], undefined, 5)); // no mgr needed
 
   const osdUuid = randomUUID();
   const secret = run('ceph-authtool', ['--gen-print-key']).trim();
@@ -173,6 +196,46 @@ async function bootstrap(dir: string, options: RadosgwOptions, daemons: Daemon[]
   return access;
 }
 
+async function twoFreePorts(): Promise<[number, number]> {
+  return [await freePort(), await freePort()];
+}
+
+/**
+ * Runs `first` (the first monitor command) until it succeeds, the monitor exits, or 120 s pass. A monitor that
+ * exits did not get its ports (MonitorDidNotStart: the caller starts over on others). One that lives but never
+ * answers is an error naming the end of its log. Short connect timeouts keep a dead monitor from costing 30 s.
+ */
+async function monitorAnswers(mon: Daemon, dir: string, first: () => void): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      first();
+      return;
+    } catch (err) {
+      await sleep(100); // lets the exit event of a monitor that died during the command arrive
+      if (exited(mon)) throw new MonitorDidNotStart(`ceph-mon exited before answering: ${logTail(dir, 'mon.a')}`);
+      if (Date.now() > deadline)
+        throw new Error(`ceph-mon did not answer in 120 s (${(err as Error).message}); ${logTail(dir, 'mon.a')}`);
+    }
+  }
+}
+
+function exited(d: Daemon): boolean {
+  return d.child.exitCode !== null || d.child.signalCode !== null;
+}
+
+/** The last lines of a daemon's log, for errors a test run prints. */
+function logTail(dir: string, name: string): string {
+  try {
+    const lines = readFileSync(join(dir, 'log', `ceph-${name}.log`), 'utf8')
+      .trimEnd()
+      .split('\n');
+    return `its log ends: ${lines.slice(-5).join(' | ').slice(-1500)}`;
+  } catch {
+    return 'it wrote no log';
+  }
+}
+
 /** radosgw on a free port; if another process took the port first, try another. */
 async function startRgw(conf: string, daemons: Daemon[], writeConf: (port: number) => void): Promise<string> {
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -182,7 +245,7 @@ async function startRgw(conf: string, daemons: Daemon[], writeConf: (port: numbe
     daemons.push(rgw);
     const endpoint = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 1200; i++) {
-      if (rgw.child.exitCode !== null || rgw.child.signalCode !== null) break;
+      if (exited(rgw)) break;
       if ((await httpStatus(endpoint)) === 200) return endpoint;
       await sleep(50);
     }
@@ -210,7 +273,7 @@ function startDaemon(name: string, cmd: string, args: string[]): Daemon {
 }
 
 async function stopDaemon(d: Daemon): Promise<void> {
-  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  if (exited(d)) return;
   d.child.kill('SIGTERM');
   const timer = setTimeout(() => d.child.kill('SIGKILL'), 10_000);
   await d.exited;
@@ -228,7 +291,7 @@ function run(cmd: string, args: string[], input?: string): string {
 
 async function until(what: string, daemons: Daemon[], check: () => boolean): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    const dead = daemons.find((d) => d.child.exitCode !== null || d.child.signalCode !== null);
+    const dead = daemons.find(exited);
     if (dead) throw new Error(`ceph ${dead.name} exited while waiting for ${what}`);
     if (check()) return;
     await sleep(100);
@@ -287,6 +350,7 @@ mon data avail warn = 2
 mon data avail crit = 1
 
 [mon]
+ms bind retry delay = 0
 mon data = ${dir}/$name
 keyring = ${dir}/$name/keyring
 auth allow insecure global id reclaim = false
