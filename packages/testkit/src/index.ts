@@ -10,6 +10,7 @@ export * from './upstream/npm-registry.js';
 export * from './registry/docker-registry.js';
 export * from './bundle/bundle-reader.js';
 export * from './tools/tools.js';
+export * from './tools/ports.js';
 export * from './git/fixture-repo.js';
 export * from './sandbox/dirs.js';
 export * from './pki/openssl-pki.js';

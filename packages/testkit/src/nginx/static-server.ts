@@ -1,9 +1,10 @@
 /** A real nginx serving one directory read-only on 127.0.0.1 (tlog-tiles: "any static server can serve them"). */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, type PortOptions } from '../tools/ports.js';
 import { which } from '../tools/tools.js';
 
 export const nginxProblem = (): string | undefined => (which('nginx') ? undefined : 'nginx is not installed');
@@ -14,35 +15,47 @@ export interface StaticNginx {
   close(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+/** Waits until this nginx (not whatever else may hold the port) answers; a string says why it did not. */
+async function waitReady(
+  url: string,
+  token: string,
+  child: ChildProcess,
+  stderr: () => string,
+): Promise<string | void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) return `nginx exited with ${child.exitCode}: ${stderr()}`;
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      if (res.headers.get(INSTANCE_HEADER) === token) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return `nginx did not start: ${stderr()}`;
 }
 
-async function waitReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${stderr()}`);
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nginx did not start: ${stderr()}`);
-}
+const INSTANCE_HEADER = 'x-airlock-instance';
 
 /** Starts nginx serving `dir` under `urlPrefix` (e.g. `/api/v2/`) on an ephemeral loopback port. */
-export async function startStaticNginx(dir: string, urlPrefix: string): Promise<StaticNginx> {
+export async function startStaticNginx(
+  dir: string,
+  urlPrefix: string,
+  options: PortOptions = {},
+): Promise<StaticNginx> {
+  for (let attempt = 1; ; attempt++) {
+    const started = await startOnPort(dir, urlPrefix, await (options.port ?? freePort)());
+    if (typeof started !== 'string') return started;
+    // Another process took the port between our probe and nginx's bind: try another one.
+    if (!/Address already in use/.test(started) || attempt === 3) throw new Error(started);
+  }
+}
+
+async function startOnPort(dir: string, urlPrefix: string, port: number): Promise<StaticNginx | string> {
   const prefix = mkdtempSync(join(tmpdir(), 'airlock-nginx-'));
   mkdirSync(join(prefix, 'tmp'));
-  const port = await freePort();
+  const token = randomBytes(8).toString('hex');
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${prefix}/tmp/${t};`);
   const conf = [
     // As root, workers would drop to `nobody`, who cannot enter private temp dirs: keep the caller's user.
@@ -54,7 +67,8 @@ export async function startStaticNginx(dir: string, urlPrefix: string): Promise<
     'http {',
     '  access_log off;',
     ...temp.map((t) => `  ${t}`),
-    `  server { listen 127.0.0.1:${port}; location ${urlPrefix} { alias ${dir}/; default_type application/octet-stream; } }`,
+    `  server { listen 127.0.0.1:${port}; add_header ${INSTANCE_HEADER} ${token} always;`,
+    `    location ${urlPrefix} { alias ${dir}/; default_type application/octet-stream; } }`,
     '}',
   ].join('\n');
   writeFileSync(join(prefix, 'nginx.conf'), conf);
@@ -76,11 +90,8 @@ export async function startStaticNginx(dir: string, urlPrefix: string): Promise<
     }
     rmSync(prefix, { recursive: true, force: true });
   };
-  try {
-    await waitReady(url, child, () => err);
-  } catch (e) {
-    await close();
-    throw e;
-  }
-  return { url, close };
+  const problem = await waitReady(url, token, child, () => err);
+  if (problem === undefined) return { url, close };
+  await close();
+  return problem;
 }

@@ -7,10 +7,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, type PortOptions } from '../tools/ports.js';
 import { which } from '../tools/tools.js';
 
 const PG_BIN = process.env.AIRLOCK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -65,19 +65,53 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+type Psql = (sql: string, database?: string) => { ok: boolean; out: string };
+
+interface Started {
+  port: number;
+  child: ChildProcess;
+  exited: Promise<void>;
+  psql: Psql;
+}
+
+/** Starts `postgres` on `port` and waits until it accepts connections; a string says why it did not. */
+async function startOnPort(
+  as: (bin: string, args: string[]) => [string, string[]],
+  dir: string,
+  sock: string,
+  port: number,
+): Promise<Started | string> {
+  const data = join(dir, 'data');
+  const args = ['-D', data, '-k', sock, '-h', '127.0.0.1', '-p', String(port), '-c', 'fsync=on'];
+  args.push('-c', 'max_connections=200', '-c', 'log_min_messages=warning');
+  const child: ChildProcess = spawn(...as('postgres', args), { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let dead = false;
+  void exited.then(() => (dead = true));
+  const psql: Psql = (sql, database = 'postgres') => {
+    const conn = ['-h', sock, '-p', String(port), '-U', 'admin', '-d', database];
+    const r = spawnSync(...as('psql', [...conn, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql]), {
+      encoding: 'utf8',
+      cwd: dir,
     });
-  });
+    return { ok: r.status === 0, out: r.status === 0 ? r.stdout : r.stderr || String(r.error) };
+  };
+  for (let i = 0; ; i++) {
+    if (dead) return `postgres exited while starting:\n${log}`;
+    if (psql('SELECT 1').ok) return { port, child, exited, psql };
+    if (i > 300) {
+      child.kill('SIGKILL');
+      await exited;
+      return `postgres did not accept connections within 30 s:\n${log}`;
+    }
+    await sleep(100);
+  }
 }
 
 /** Starts a server; the caller must stop() it (which also removes its directory). */
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(options: PortOptions = {}): Promise<PostgresServer> {
   const who = runAs();
   if (typeof who === 'string') throw new Error(`cannot start PostgreSQL: ${who}`);
   const dir = mkdtempSync(join(tmpdir(), 'airlock-pg-'));
@@ -97,38 +131,19 @@ export async function startPostgres(): Promise<PostgresServer> {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb failed: ${init.stderr || String(init.error)}`);
   }
-  const port = await freePort();
-  const args = ['-D', data, '-k', sock, '-h', '127.0.0.1', '-p', String(port), '-c', 'fsync=on'];
-  args.push('-c', 'max_connections=200', '-c', 'log_min_messages=warning');
-  const child: ChildProcess = spawn(...as('postgres', args), { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
-  let log = '';
-  child.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let server: Started | undefined;
+  for (let attempt = 1; server === undefined; attempt++) {
+    const started = await startOnPort(as, dir, sock, await (options.port ?? freePort)());
+    if (typeof started !== 'string') server = started;
+    // Another process took the port between our probe and the server's bind: try another one.
+    else if (!/could not bind|Address already in use/i.test(started) || attempt === 3) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(started);
+    }
+  }
+  const { port, child, exited, psql } = server;
   let dead = false;
   void exited.then(() => (dead = true));
-
-  const psql = (sql: string, database = 'postgres'): { ok: boolean; out: string } => {
-    const conn = ['-h', sock, '-p', String(port), '-U', 'admin', '-d', database];
-    const r = spawnSync(...as('psql', [...conn, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql]), {
-      encoding: 'utf8',
-      cwd: dir,
-    });
-    return { ok: r.status === 0, out: r.status === 0 ? r.stdout : r.stderr || String(r.error) };
-  };
-  for (let i = 0; ; i++) {
-    if (dead) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`postgres exited while starting:\n${log}`);
-    }
-    if (psql('SELECT 1').ok) break;
-    if (i > 300) {
-      child.kill('SIGKILL');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`postgres did not accept connections within 30 s:\n${log}`);
-    }
-    await sleep(100);
-  }
   let n = 0;
   return {
     host: '127.0.0.1',

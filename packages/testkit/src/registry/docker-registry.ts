@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../tools/ports.js';
 import { toolProblem } from '../tools/tools.js';
 
 export const registryProblem = (): string | undefined => toolProblem('docker-registry', ['--version']);
@@ -33,16 +33,6 @@ export interface RunningRegistry {
 }
 
 /** A port that was free a moment ago (bind 127.0.0.1:0, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createNetServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Operator settings for a registry under load. `blobDescriptorCache`: `storage.cache.blobdescriptor: inmemory`

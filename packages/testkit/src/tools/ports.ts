@@ -1,0 +1,25 @@
+import { createServer } from 'node:net';
+
+/**
+ * A loopback port the kernel has just handed out and released. Nothing reserves it: on a busy machine another
+ * process can take it before the caller's daemon binds it, so every fixture that starts a daemon on one retries on
+ * a fresh port when the daemon reports the address in use.
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PortOptions {
+  /**
+   * Where the daemon's port comes from (default `freePort`). Tests hand out a port another process holds to prove
+   * the fixture notices and moves on.
+   */
+  port?: () => Promise<number>;
+}
