@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 
 /** `host` as it is written in a URL: IPv6 literals in brackets. */
 export function urlHost(host: string): string {
@@ -41,5 +41,21 @@ export function closeNow(server: Server): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.close((err) => (err ? reject(err) : resolve()));
     server.closeAllConnections();
+  });
+}
+
+/**
+ * A loopback port the kernel has just handed out and released, for a child daemon that takes its port from a
+ * config file. Nothing reserves it: another process can take it before the daemon binds it, so callers start the
+ * daemon again on a fresh port when it reports the address in use.
+ */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
   });
 }

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freeLoopbackPort } from '@airlock/core';
 
 /** Debian's CNCF Distribution registry (`docker-registry`), started by the demo on loopback for its images. */
 export interface DemoRegistry {
@@ -20,17 +20,6 @@ export function demoRegistryProblem(): string | undefined {
   return undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * `docker-registry serve` on 127.0.0.1 with its storage under `dir`, plain HTTP, no auth (nothing but loopback can
  * reach it). The port comes from binding port 0; if the registry loses the race for it, it is started again.
@@ -39,7 +28,7 @@ export async function startDemoRegistry(dir: string): Promise<DemoRegistry> {
   mkdirSync(dir, { recursive: true });
   let last = '';
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const config = join(dir, 'config.yml');
     writeFileSync(
       config,

@@ -1,20 +1,11 @@
-import { createServer } from 'node:net';
+import { freeLoopbackPort } from '@airlock/core';
 
 /**
  * A loopback port the kernel has just handed out and released. Nothing reserves it: on a busy machine another
  * process can take it before the caller's daemon binds it, so every fixture that starts a daemon on one retries on
  * a fresh port when the daemon reports the address in use.
  */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export const freePort: () => Promise<number> = freeLoopbackPort;
 
 export interface PortOptions {
   /**
