@@ -127,6 +127,43 @@ describe('mirror serving hot path', () => {
     expect((await get(path, { range: `bytes=${b1.tarball.length + 5}-` })).status).toBe(416);
   });
 
+  it('a cached route honours Range and If-None-Match in any letter case (the hot path reads raw header names)', async () => {
+    const path = tarballPath(b1);
+    expect((await get(path)).status).toBe(200);
+    const etag = `"sha256:${sha('sha256', b1.tarball)}"`;
+    const u = new URL(server.url);
+    const raw = async (
+      headerLines: string,
+      method = 'GET',
+    ): Promise<{ status: number; head: string; body: Buffer }> => {
+      const socket = tcpConnect({ host: u.hostname, port: Number(u.port) });
+      socket.write(`${method} ${path} HTTP/1.1\r\nHost: ${u.host}\r\n${headerLines}Connection: close\r\n\r\n`);
+      const chunks: Buffer[] = [];
+      for await (const c of socket) chunks.push(c as Buffer);
+      const all = Buffer.concat(chunks);
+      const end = all.indexOf('\r\n\r\n');
+      const head = all.subarray(0, end).toString('latin1');
+      return { status: Number(head.split(' ')[1]), head, body: all.subarray(end + 4) };
+    };
+    for (const name of ['RANGE', 'Range', 'rAnGe']) {
+      const r = await raw(`${name}: bytes=2-5\r\n`);
+      expect(r.status, name).toBe(206);
+      expect(r.body.equals(b1.tarball.subarray(2, 6)), name).toBe(true);
+    }
+    for (const name of ['IF-NONE-MATCH', 'If-None-Match']) {
+      const r = await raw(`${name}: ${etag}\r\n`);
+      expect(r.status, name).toBe(304);
+      expect(r.body.length, name).toBe(0);
+    }
+    // Neither (only look-alikes and an If-Range without a Range): the whole blob, from the hot path.
+    const whole = await raw(`X-Range: bytes=2-5\r\nIf-None-Matches: ${etag}\r\nIf-Range: ${etag}\r\n`);
+    expect(whole.status).toBe(200);
+    expect(whole.body.equals(b1.tarball)).toBe(true);
+    const head = await raw('', 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.head).toMatch(new RegExp(`\r\ncontent-length: ${b1.tarball.length}\r\n`, 'i'));
+  });
+
   it('a tarball served (route cached) and then corrupted on disk is never served again; a neighbour still is', async () => {
     const path = tarballPath(a1);
     const file = blobFile(storeDir, sha('sha256', a1.tarball));

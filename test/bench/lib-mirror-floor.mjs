@@ -6,15 +6,19 @@
 // connection paused and handing it to the next process in turn (as the mirror's WorkerPool does). No routing, no
 // verification, no store: what Node itself reaches on this machine, so mirror ÷ floor is what airlock's own work
 // costs and floor ÷ nginx is what Node costs.
+// With --stat, each request first lstats its file (bigint) and compares device, inode, size, mtime and ctime with
+// the values read at start, as the mirror's hot path does for verify-on-read: mirror ÷ this floor is airlock's own
+// work beyond that one syscall.
 //
-// Usage: node lib-mirror-floor.mjs <files.json> <workers>   (files.json: [{ path, file, sha256 }])
+// Usage: node lib-mirror-floor.mjs <files.json> <workers> [--stat]   (files.json: [{ path, file, sha256 }])
 // Prints {"url": "http://127.0.0.1:<port>"} on stdout once every worker is ready.
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+const LSTAT = { bigint: true, throwIfNoEntry: false };
 
 /** path → { headers, bytes }, headers built once per file (as the mirror builds them once per blob). */
 function loadFiles(listFile) {
@@ -29,15 +33,31 @@ function loadFiles(listFile) {
       'Content-Type': 'application/octet-stream',
       'Content-Length': String(bytes.length),
     });
-    routes.set(f.path, { headers, bytes });
+    const st = lstatSync(f.file, LSTAT);
+    routes.set(f.path, { headers, bytes, file: f.file, st });
   }
   return routes;
 }
 
-function floorServer(routes) {
+/** The file still is the one read at start (the mirror's check before it answers from memory). */
+function unchanged(hit) {
+  const st = lstatSync(hit.file, LSTAT);
+  const was = hit.st;
+  return (
+    st !== undefined &&
+    st.ctimeNs === was.ctimeNs &&
+    st.mtimeNs === was.mtimeNs &&
+    st.ino === was.ino &&
+    st.size === was.size &&
+    st.dev === was.dev &&
+    st.isFile()
+  );
+}
+
+function floorServer(routes, stat) {
   const server = createServer((req, res) => {
     const hit = routes.get(req.url);
-    if (!hit) {
+    if (!hit || (stat && !unchanged(hit))) {
       res.writeHead(404, { 'Content-Length': '0' });
       res.end();
       return;
@@ -52,9 +72,10 @@ function floorServer(routes) {
   return server;
 }
 
-const [listFile, workersArg, role] = process.argv.slice(2);
+const stat = process.argv.includes('--stat');
+const [listFile, workersArg, role] = process.argv.slice(2).filter((a) => a !== '--stat');
 const routes = loadFiles(listFile);
-const server = floorServer(routes);
+const server = floorServer(routes, stat);
 
 if (role === 'worker') {
   server.emit('listening');
@@ -70,7 +91,7 @@ if (role === 'worker') {
       { length: workers - 1 },
       () =>
         new Promise((resolve, reject) => {
-          const child = fork(fileURLToPath(import.meta.url), [listFile, '1', 'worker'], {
+          const child = fork(fileURLToPath(import.meta.url), [listFile, '1', 'worker', ...(stat ? ['--stat'] : [])], {
             stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
             execArgv: [],
           });

@@ -8,6 +8,8 @@
 //   floor w1, floor wN  a bare node:http server (lib-mirror-floor.mjs) answering the same paths from memory with
 //                     the mirror's headers and its process model: what Node itself reaches here. mirror ÷ floor is
 //                     the cost of airlock's own work, floor ÷ nginx the cost of Node.
+//   floor+stat wN     the same with one lstat per request compared like the mirror's (lib-mirror-floor.mjs --stat):
+//                     the syscall verify-on-read keeps on the hot path. mirror ÷ floor+stat is airlock's work beyond it.
 // Request mixes, each cycling through every tarball of one size on the npm tarball route
 // (`/@scope/name/-/name-1.0.0.tgz` and `/name/-/name-1.0.0.tgz`: name + version → index → blob):
 //   4k       256 × ~4 KiB            64k   256 × ~64 KiB            1m   32 × ~1 MiB
@@ -257,6 +259,10 @@ await runBench(scope, async () => {
     const f = await startJsonChild(scope, process.execPath, [FLOOR_SCRIPT, floorFiles, String(workers)]);
     servers.push({ name: `floor w${workers}`, kind: 'floor', workers, url: f.json.url, child: f.child });
   }
+  {
+    const f = await startJsonChild(scope, process.execPath, [FLOOR_SCRIPT, floorFiles, String(CORES), '--stat']);
+    servers.push({ name: `floor+stat w${CORES}`, kind: 'floor-stat', workers: CORES, url: f.json.url, child: f.child });
+  }
   for (const workers of [...new Set([1, CORES])]) {
     const args = [
       'mirror',
@@ -365,6 +371,11 @@ await runBench(scope, async () => {
     const cheapest = Math.min(...rows.filter((x) => x.mix === r.mix && x.kind === 'nginx').map((x) => x.cpuUs));
     r.cpuEff = r.kind !== 'nginx' ? ratio(cheapest, r.cpuUs) : undefined;
     r.cpuVsFloor = (r.kind === 'airlock' || r.kind === 'baseline') && floor ? ratio(floor.cpuUs, r.cpuUs) : undefined;
+    const floorStat = rows.find((x) => x.mix === r.mix && x.kind === 'floor-stat' && x.workers === r.workers);
+    r.vsFloorStat =
+      (r.kind === 'airlock' || r.kind === 'baseline') && floorStat
+        ? ratio(r.reqPerSec, floorStat.reqPerSec)
+        : undefined;
   }
   console.log('');
   printTable(rows, [
@@ -382,6 +393,7 @@ await runBench(scope, async () => {
     'vsNginxSame',
     'vsNginxAuto',
     'vsFloor',
+    'vsFloorStat',
     'cpuEff',
     'cpuVsFloor',
   ]);
@@ -392,6 +404,7 @@ await runBench(scope, async () => {
   console.log(
     'vsFloor = airlock req/s ÷ the bare node:http floor at the same process count; cpuVsFloor = floor cpuUs ÷ airlock cpuUs.',
   );
+  console.log('vsFloorStat = airlock req/s ÷ the floor with one lstat per request (floor+stat), same process count.');
   console.log(
     "cpuUs = CPU time (user + sys, all the server's processes) per request; cpuEff = the cheaper nginx's cpuUs ÷",
   );
@@ -441,6 +454,10 @@ await runBench(scope, async () => {
     summary[`${m.id}_floor_rps`] = floorRow(m.id, CORES).reqPerSec;
     summary[`${m.id}_floor_vs_nginx_auto`] = floorRow(m.id, CORES).vsNginxAuto;
     summary[`${m.id}_wN_vs_floor`] = airlockRow(m.id, CORES).vsFloor;
+    const withStat = rows.find((r) => r.mix === m.id && r.kind === 'floor-stat');
+    summary[`${m.id}_floor_stat_vs_nginx_auto`] = withStat.vsNginxAuto;
+    summary[`${m.id}_wN_vs_floor_stat`] = airlockRow(m.id, CORES).vsFloorStat;
+    summary[`${m.id}_stat_cpu_us`] = round(withStat.cpuUs - floorRow(m.id, CORES).cpuUs, 1);
   }
   for (const m of mixes) summary[`${m.id}_wN_vs_nginx_auto`] = airlockRow(m.id, CORES).vsNginxAuto;
   summary.target_met = mixes.every((m) => summary[`${m.id}_wN_vs_nginx_auto`] >= TARGET);
@@ -456,6 +473,11 @@ await runBench(scope, async () => {
   console.log(
     `floor w${CORES} (bare node:http) ÷ nginx auto, req/s: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_floor_vs_nginx_auto`]}×`).join(', ')}; ` +
       `airlock w${CORES} ÷ floor w${CORES}: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_wN_vs_floor`]}×`).join(', ')}`,
+  );
+  console.log(
+    `floor+stat w${CORES} ÷ nginx auto: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_floor_stat_vs_nginx_auto`]}×`).join(', ')}; ` +
+      `airlock w${CORES} ÷ floor+stat w${CORES}: ${mixes.map((m) => `${m.id} ${summary[`${m.id}_wN_vs_floor_stat`]}×`).join(', ')}; ` +
+      `the lstat's CPU per request (floor+stat − floor): ${mixes.map((m) => `${m.id} ${summary[`${m.id}_stat_cpu_us`]} µs`).join(', ')}`,
   );
   const belowFloor = mixes.filter((m) => summary[`${m.id}_floor_vs_nginx_auto`] < TARGET).map((m) => m.id);
   if (belowFloor.length > 0)

@@ -200,7 +200,7 @@ export class FsBlobStore implements BlobStore {
     if (f === undefined) return undefined;
     let st;
     try {
-      st = lstatSync(f.path, { bigint: true, throwIfNoEntry: false });
+      st = lstatSync(f.path, HELD_LSTAT);
     } catch {
       return undefined; // EACCES, ENOTDIR…: the async path reports it
     }
@@ -686,6 +686,9 @@ type TokenFields = { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ct
 function tokenOf(st: TokenFields): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
+
+/** `cachedVerifiedSync`'s lstat options, one object for every call. */
+const HELD_LSTAT = { bigint: true, throwIfNoEntry: false } as const;
 
 /** A memory-held blob's file: its path and the change token's fields, for `cachedVerifiedSync`. */
 interface HeldFile extends TokenFields {

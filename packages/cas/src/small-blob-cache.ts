@@ -5,12 +5,20 @@ export interface SmallBlobEntry<M> {
   meta: M | undefined;
 }
 
+/** An entry with its second-chance bit (see SmallBlobCache). */
+interface Held<M> extends SmallBlobEntry<M> {
+  used: boolean;
+}
+
 /**
  * Verified bytes of small blobs, bounded by total size; each entry is valid only under its change token. `meta` is
  * the owner's (FsBlobStore keeps the file's stat fields there, to compare them without rebuilding the token).
+ * Eviction is second-chance (CLOCK) rather than strict LRU: a hit only sets a bit, where moving the entry to the
+ * end of the map cost two more hash-table operations on every request of the serving hot path; the eviction scan
+ * moves entries hit since the last pass to the end instead of dropping them.
  */
 export class SmallBlobCache<M = undefined> {
-  private readonly entries = new Map<string, SmallBlobEntry<M>>();
+  private readonly entries = new Map<string, Held<M>>();
   private bytes = 0;
 
   constructor(private readonly budget: number) {}
@@ -27,31 +35,23 @@ export class SmallBlobCache<M = undefined> {
       this.forget(sha256);
       return undefined;
     }
-    // Refresh recency.
-    this.entries.delete(sha256);
-    this.entries.set(sha256, e);
+    e.used = true;
     return e.bytes;
   }
 
-  /** The entry held for `sha256` whatever its token, refreshed as recently used: the caller checks it is current. */
+  /** The entry held for `sha256` whatever its token, marked as recently used: the caller checks it is current. */
   peek(sha256: string): Readonly<SmallBlobEntry<M>> | undefined {
     const e = this.entries.get(sha256);
-    if (!e) return undefined;
-    this.entries.delete(sha256);
-    this.entries.set(sha256, e);
+    if (e) e.used = true;
     return e;
   }
 
   set(sha256: string, token: string, bytes: Buffer, meta?: M): void {
     if (bytes.length > this.budget) return;
     this.forget(sha256);
-    this.entries.set(sha256, { token, bytes, meta });
+    this.entries.set(sha256, { token, bytes, meta, used: false });
     this.bytes += bytes.length;
-    for (const [key, e] of this.entries) {
-      if (this.bytes <= this.budget) break;
-      this.entries.delete(key);
-      this.bytes -= e.bytes.length;
-    }
+    this.evict();
   }
 
   forget(sha256: string): void {
@@ -59,5 +59,21 @@ export class SmallBlobCache<M = undefined> {
     if (!e) return;
     this.entries.delete(sha256);
     this.bytes -= e.bytes.length;
+  }
+
+  /** Oldest first; an entry used since it was last passed is moved to the end once instead (ends: bits cleared). */
+  private evict(): void {
+    while (this.bytes > this.budget) {
+      const oldest = this.entries.entries().next();
+      if (oldest.done) return;
+      const [key, e] = oldest.value;
+      this.entries.delete(key);
+      if (e.used) {
+        e.used = false;
+        this.entries.set(key, e);
+      } else {
+        this.bytes -= e.bytes.length;
+      }
+    }
   }
 }

@@ -126,6 +126,21 @@ function headersOf(blob: { sha256: string; size: number }, contentType: string):
 }
 
 /**
+ * Whether the request has an If-None-Match or a Range header (any case): the two that take a blob GET off the
+ * whole-blob path (`sendBlob`'s `plain`). Read from the raw list: `req.headers` builds an object per request.
+ */
+function conditionalOrRange(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const n = name.length; // compared first: lower-casing only the few names that could match
+    if ((n === 5 && name.toLowerCase() === 'range') || (n === 13 && name.toLowerCase() === 'if-none-match'))
+      return true;
+  }
+  return false;
+}
+
+/**
  * The hot path without a promise: a plain GET/HEAD (no Range, no conditional) of a remembered route whose verified
  * bytes the store holds in memory and vouches for synchronously (one lstat). False when any of that does not hold:
  * the caller then takes `sendBlob`, which re-verifies and reports errors. Answers exactly as `sendWhole` would.
@@ -136,11 +151,11 @@ export function sendCachedWhole(
   res: ServerResponse,
   route: BlobRoute,
 ): boolean {
-  const h = req.headers;
-  if (h['if-none-match'] !== undefined || h.range !== undefined) return false;
+  if (conditionalOrRange(req)) return false;
   const bytes = ctx.store.cachedBlobSync(route.blob.sha256);
   if (bytes === undefined || bytes.length !== route.blob.size) return false;
-  res.writeHead(200, headersOf(route.blob, route.contentType ?? 'application/octet-stream'));
+  route.headers ??= headersOf(route.blob, route.contentType ?? 'application/octet-stream');
+  res.writeHead(200, route.headers);
   res.end(req.method === 'HEAD' ? undefined : bytes);
   return true;
 }

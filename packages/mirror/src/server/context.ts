@@ -25,6 +25,8 @@ export interface MirrorContext {
 export interface BlobRoute {
   blob: { sha256: string; size: number };
   contentType?: string;
+  /** The whole-blob 200's headers, kept on the route by the hot path once built. */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -65,26 +65,26 @@ export async function routeRequest(ctx: MirrorContext, req: IncomingMessage, res
 
 /** Wraps routing so that no request can crash the server; unexpected errors become an opaque 500. */
 export function createRequestHandler(ctx: MirrorContext, onError?: (err: unknown, req: IncomingMessage) => void) {
+  const fail = (err: unknown, req: IncomingMessage, res: ServerResponse): void => {
+    if (err instanceof HttpError) {
+      sendError(req, res, err);
+      return;
+    }
+    onError?.(err, req);
+    sendError(req, res, new HttpError(500, 'MIRROR_INTERNAL', 'internal error'));
+  };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const fail = (err: unknown): void => {
-      if (err instanceof HttpError) {
-        sendError(req, res, err);
-        return;
-      }
-      onError?.(err, req);
-      sendError(req, res, new HttpError(500, 'MIRROR_INTERNAL', 'internal error'));
-    };
     const hot = req.method === 'GET' || req.method === 'HEAD' ? ctx.routes.get(req.url ?? '') : undefined;
     if (hot) {
       // Synchronous: a throw here would otherwise escape the server's 'request' event and end the process.
       try {
         if (sendCachedWhole(ctx, req, res, hot)) return;
       } catch (err) {
-        fail(err);
+        fail(err, req, res);
         return;
       }
     }
     const done = hot ? sendBlob(ctx, req, res, hot.blob, hot) : routeRequest(ctx, req, res);
-    done.catch(fail);
+    done.catch((err: unknown) => fail(err, req, res));
   };
 }
