@@ -235,7 +235,8 @@ export function verifyMessage(key: KeyObject, message: Buffer, signature: Buffer
 
 /**
  * Verifies an ECDSA or RSA PKCS#1 v1.5 signature over a message hashed with `algorithm` — natively, where
- * `verifyPrehashed` must do ECDSA in JavaScript. High-S ECDSA is accepted by both (OpenSSL does not enforce low S).
+ * `verifyPrehashed` assembles P-256 from OpenSSL scalar multiplications and does P-384/P-521 in JavaScript.
+ * High-S ECDSA is accepted by both (OpenSSL does not enforce low S).
  */
 export function verifyMessageWith(
   key: KeyObject,
