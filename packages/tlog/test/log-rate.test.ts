@@ -8,6 +8,7 @@ import { verifyCheckpoint } from '../src/checkpoint.js';
 import { TransparencyLog } from '../src/log.js';
 import { FsTileStore, TileDeltas, type PublishOptions, type WireTile } from '../src/tiles/store.js';
 import { TileWriter } from '../src/tiles/writer.js';
+import { SqliteLogStorage, type LogStorage, type NewEntryRow } from '../src/storage.js';
 import { prepareEntry } from '../src/types/index.js';
 import { getJson, hashedRekord, hashedRekordV2Request, makeKeySigner, postJson, tempDir } from './helpers.js';
 
@@ -267,6 +268,86 @@ describe('a Rekor v2 answer waits for its tiles, not for the tile checkpoint', (
       expect(events).toEqual(['readable', 'durable', 'done']);
     } finally {
       await store.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('group commit under concurrent callers', () => {
+  // Only the maxBatch wake-up can end a linger this long: the cases hold no timing assumption.
+  const LONG_LINGER_MS = 600_000;
+  const entry = (name: string) => prepareEntry(hashedRekord(key, Buffer.from(name)));
+
+  /** SQLite storage recording each appended batch's size; the first appendBatch waits until `release`. */
+  async function heldStorage(path: string) {
+    const inner = await SqliteLogStorage.open(path);
+    const sizes: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const firstReached = new Promise<void>((resolve) => (reached = resolve));
+    const storage = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'appendBatch')
+          return async (rows: readonly NewEntryRow[], size: number) => {
+            sizes.push(rows.length);
+            if (sizes.length === 1) {
+              reached();
+              await gate;
+            }
+            return target.appendBatch(rows, size);
+          };
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as LogStorage;
+    return { storage, sizes, release, firstReached };
+  }
+
+  it('an entry queued behind a commit waits for the next caller and commits with it', async () => {
+    const dir = tempDir();
+    const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
+    const log = await TransparencyLog.open({
+      dataDir: dir.path,
+      storage: held.storage,
+      maxBatch: 2,
+      commitLingerMs: LONG_LINGER_MS,
+    });
+    try {
+      const first = log.submit(entry('gather 1'));
+      await held.firstReached;
+      const second = log.submit(entry('gather 2')); // queued while the first batch commits
+      held.release();
+      await first; // answered: the committer has moved on to the second entry
+      const third = log.submit(entry('gather 3'));
+      await Promise.all([second, third]);
+      // Without the linger the second entry was committed alone, before the third arrived: [1, 1, 1].
+      expect(held.sizes).toEqual([1, 2]);
+    } finally {
+      await log.close();
+      dir.remove();
+    }
+  });
+
+  it("a lone caller's entries commit at once, one after another", async () => {
+    const dir = tempDir();
+    const log = await TransparencyLog.open({ dataDir: dir.path, commitLingerMs: LONG_LINGER_MS });
+    try {
+      for (const name of ['alone 1', 'alone 2', 'alone 3']) await log.submit(entry(name));
+      expect(log.size).toBe(3);
+    } finally {
+      await log.close();
+      dir.remove();
+    }
+  });
+
+  it('refuses a negative commit linger', async () => {
+    const dir = tempDir();
+    try {
+      await expect(TransparencyLog.open({ dataDir: dir.path, commitLingerMs: -1 })).rejects.toMatchObject({
+        code: 'TLOG_INVALID_OPTION',
+      });
+    } finally {
       dir.remove();
     }
   });
