@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { formatCheckpoint, isValidKeyName, signNote } from './checkpoint.js';
 import { setPayload, type LogEntry } from './entry.js';
 import { TlogError } from './errors.js';
+import { Linger } from './linger.js';
 import {
   consistencyPlan,
   decompose,
@@ -132,8 +133,8 @@ export class TransparencyLog {
   private readonly commitLingerMs: number;
   /** The last committer run (drain) saw concurrent callers: the next one gathers from its first batch. */
   private concurrentCallers = false;
-  /** Ends the current commit linger early (maxBatch entries queued). */
-  private wakeCommit: (() => void) | undefined;
+  /** The current commit's wait for more entries (ended early when maxBatch are queued, or on close). */
+  private readonly commitLinger = new Linger();
   private readonly now: () => number;
   private readonly hook: BatchCommittedHook | undefined;
   private readonly verifier: VerifierPool;
@@ -228,7 +229,7 @@ export class TransparencyLog {
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the log is closed'));
     if (this.publishFailure !== undefined) return Promise.reject(this.publishError());
     return new Promise((resolve, reject) => {
-      if (this.queue.push({ entry, resolve, reject }) >= this.maxBatch) this.wakeCommit?.();
+      if (this.queue.push({ entry, resolve, reject }) >= this.maxBatch) this.commitLinger.wake();
       this.committing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.drain());
     });
   }
@@ -281,14 +282,7 @@ export class TransparencyLog {
    */
   private gather(): Promise<void> | undefined {
     if (this.commitLingerMs === 0 || this.queue.length >= this.maxBatch) return;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.wakeCommit?.(), this.commitLingerMs);
-      this.wakeCommit = () => {
-        clearTimeout(timer);
-        this.wakeCommit = undefined;
-        resolve();
-      };
-    });
+    return this.commitLinger.wait(this.commitLingerMs);
   }
 
   private async sequence(entries: readonly PreparedEntry[]): Promise<Sequenced> {
@@ -535,7 +529,7 @@ export class TransparencyLog {
   /** Commits and answers pending appends, then closes the storage. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.wakeCommit?.(); // no lingering for entries that will not be joined
+    this.commitLinger.wake(); // no lingering for entries that will not be joined
     while (this.committing) await this.committing;
     this.closed = true;
     await this.verifier.close();

@@ -1,5 +1,6 @@
 import { parseCheckpoint, parseSignedNote } from '../checkpoint.js';
 import { TlogError } from '../errors.js';
+import { Linger } from '../linger.js';
 import type { CommittedBatch, SignedCheckpoint, TransparencyLog } from '../log.js';
 import { hashChildren, hashLeaf, HASH_SIZE } from '../merkle.js';
 import {
@@ -73,8 +74,8 @@ export class TileWriter {
   private running: Promise<void> | undefined;
   private failure: unknown;
   private waiters: Waiter[] = [];
-  /** Ends the current linger early (a v2 caller waits, or a flush). */
-  private wake: (() => void) | undefined;
+  /** The wait for more batches before publishing (ended early when a v2 caller waits, or on a flush). */
+  private readonly publishLinger = new Linger();
   private flushing = 0;
   /** Rekor v2 appends on their way (see `expectWaiter`): while any is, nothing lingers. */
   private expected = 0;
@@ -125,7 +126,7 @@ export class TileWriter {
     if (this.failure !== undefined) return Promise.reject(this.failedError());
     return new Promise((resolve, reject) => {
       this.waiters.push({ size, resolve, reject });
-      this.wake?.();
+      this.publishLinger.wake();
     });
   }
 
@@ -137,7 +138,7 @@ export class TileWriter {
    */
   expectWaiter(): () => void {
     this.expected++;
-    this.wake?.();
+    this.publishLinger.wake();
     let released = false;
     return () => {
       if (released) return;
@@ -150,7 +151,7 @@ export class TileWriter {
   async flush(): Promise<void> {
     this.flushing++;
     try {
-      this.wake?.();
+      this.publishLinger.wake();
       while (this.running) await this.running;
     } finally {
       this.flushing--;
@@ -160,14 +161,7 @@ export class TileWriter {
   /** Waits up to `lingerMs` for more batches, unless a caller needs the tiles now. */
   private linger(): Promise<void> | undefined {
     if (this.lingerMs === 0 || this.waiters.length > 0 || this.flushing > 0 || this.expected > 0) return undefined;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.wake?.(), this.lingerMs);
-      this.wake = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-    });
+    return this.publishLinger.wait(this.lingerMs);
   }
 
   private checkNext(batch: CommittedBatch, expected: number): void {
