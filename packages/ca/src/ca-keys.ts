@@ -17,6 +17,7 @@ import {
 import {
   keyIdentifierHex,
   randomSerialHex,
+  selfSignedCaCertificate,
   SIGNING_ALGORITHM,
   toSigningKey,
   x509Crypto,
@@ -260,27 +261,14 @@ async function createChain(
   now: Date,
 ): Promise<{ root: X509Certificate; intermediate: X509Certificate }> {
   const notBefore = new Date(now.getTime() - CHAIN_BACKDATE_MS);
-  const rootSpki = rootKeys.publicKey.export({ format: 'der', type: 'spki' });
-  const rootKeyId = await keyIdentifierHex(rootSpki);
-  const rootName = new Name([{ O: [org] }, { CN: [`${org}-root`] }]);
-  const root = await X509CertificateGenerator.create(
-    {
-      serialNumber: randomSerialHex(),
-      subject: rootName,
-      issuer: rootName,
-      notBefore,
-      notAfter: new Date(notBefore.getTime() + ROOT_VALIDITY_MS),
-      publicKey: rootSpki,
-      signingKey: await toSigningKey(rootKeys.privateKey),
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new BasicConstraintsExtension(true, 1, true),
-        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
-        new SubjectKeyIdentifierExtension(rootKeyId),
-      ],
-    },
-    x509Crypto,
-  );
+  const root = await selfSignedCaCertificate({
+    name: new Name([{ O: [org] }, { CN: [`${org}-root`] }]),
+    keys: rootKeys,
+    notBefore,
+    validityMs: ROOT_VALIDITY_MS,
+    pathLength: 1,
+  });
+  const rootKeyId = await keyIdentifierHex(rootKeys.publicKey.export({ format: 'der', type: 'spki' }));
 
   const intermediate = await X509CertificateGenerator.create(
     {

@@ -1,6 +1,16 @@
 import './reflect-polyfill.js';
 import { randomBytes, webcrypto, type KeyObject } from 'node:crypto';
-import { PublicKey, X509CertificateGenerator } from '@peculiar/x509';
+import {
+  BasicConstraintsExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  PublicKey,
+  SubjectKeyIdentifierExtension,
+  X509CertificateGenerator,
+  type Extension,
+  type Name,
+  type X509Certificate,
+} from '@peculiar/x509';
 
 /**
  * @peculiar/x509 works on WebCrypto. We hand it Node's implementation explicitly on every call instead of
@@ -29,4 +39,35 @@ export function randomSerialHex(): string {
   const bytes = randomBytes(20);
   bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive and without a leading zero octet
   return bytes.toString('hex');
+}
+
+/** A self-signed CA certificate for `keys`: critical basicConstraints with `pathLength`, keyCertSign + cRLSign, SKI. */
+export async function selfSignedCaCertificate(o: {
+  name: Name;
+  keys: { publicKey: KeyObject; privateKey: KeyObject };
+  notBefore: Date;
+  validityMs: number;
+  pathLength: number;
+  extensions?: Extension[];
+}): Promise<X509Certificate> {
+  const spki = o.keys.publicKey.export({ format: 'der', type: 'spki' });
+  return X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerialHex(),
+      subject: o.name,
+      issuer: o.name,
+      notBefore: o.notBefore,
+      notAfter: new Date(o.notBefore.getTime() + o.validityMs),
+      publicKey: spki,
+      signingKey: await toSigningKey(o.keys.privateKey),
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new BasicConstraintsExtension(true, o.pathLength, true),
+        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+        new SubjectKeyIdentifierExtension(await keyIdentifierHex(spki)),
+        ...(o.extensions ?? []),
+      ],
+    },
+    x509Crypto,
+  );
 }

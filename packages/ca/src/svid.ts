@@ -17,7 +17,14 @@ import {
   X509CertificateGenerator,
 } from '@peculiar/x509';
 import { CHAIN_BACKDATE_MS } from './ca-keys.js';
-import { keyIdentifierHex, randomSerialHex, SIGNING_ALGORITHM, toSigningKey, x509Crypto } from './crypto-provider.js';
+import {
+  keyIdentifierHex,
+  randomSerialHex,
+  selfSignedCaCertificate,
+  SIGNING_ALGORITHM,
+  toSigningKey,
+  x509Crypto,
+} from './crypto-provider.js';
 import { CaError } from './errors.js';
 
 /** A SPIFFE X.509 CA (trust-domain signing certificate + its ECDSA P-256 key). */
@@ -36,28 +43,14 @@ const SVID_CA_VALIDITY_MS = 5 * 365 * 24 * 3600 * 1000;
 export async function createSvidCa(options: { trustDomain: string; now?: Date }): Promise<SvidCa> {
   const td = validateTrustDomain(options.trustDomain);
   const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const spki = keys.publicKey.export({ format: 'der', type: 'spki' });
-  const name = new Name([{ O: ['airlock'] }, { CN: [`${td} SPIFFE CA`] }]);
-  const notBefore = new Date((options.now ?? new Date()).getTime() - CHAIN_BACKDATE_MS);
-  const cert = await X509CertificateGenerator.create(
-    {
-      serialNumber: randomSerialHex(),
-      subject: name,
-      issuer: name,
-      notBefore,
-      notAfter: new Date(notBefore.getTime() + SVID_CA_VALIDITY_MS),
-      publicKey: spki,
-      signingKey: await toSigningKey(keys.privateKey),
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new BasicConstraintsExtension(true, 0, true),
-        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
-        new SubjectKeyIdentifierExtension(await keyIdentifierHex(spki)),
-        new SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }], false),
-      ],
-    },
-    x509Crypto,
-  );
+  const cert = await selfSignedCaCertificate({
+    name: new Name([{ O: ['airlock'] }, { CN: [`${td} SPIFFE CA`] }]),
+    keys,
+    notBefore: new Date((options.now ?? new Date()).getTime() - CHAIN_BACKDATE_MS),
+    validityMs: SVID_CA_VALIDITY_MS,
+    pathLength: 0,
+    extensions: [new SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }], false)],
+  });
   return { trustDomain: td, certificatePem: cert.toString('pem') + '\n', privateKey: keys.privateKey };
 }
 

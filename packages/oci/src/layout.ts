@@ -441,23 +441,25 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
   return v as unknown as Descriptor;
 }
 
-/** Structural check of an image manifest (OCI or Docker v2 schema 2). */
-export function parseImageManifest(bytes: Uint8Array, where: string): ImageManifest {
-  let v: Record<string, unknown>;
+/** Parses a schema-2 manifest or index whose `mediaType`, when present, is one of `mediaTypes`. */
+function parseSchema2(bytes: Uint8Array, where: string, kind: string, mediaTypes: string[]): Record<string, unknown> {
+  let v: unknown;
   try {
-    v = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
+    v = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (err) {
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: not JSON`, { cause: err });
   }
-  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2)
+  if (typeof v !== 'object' || v === null || (v as Record<string, unknown>).schemaVersion !== 2)
     throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
-  if (
-    v.mediaType !== undefined &&
-    v.mediaType !== MEDIA_TYPES.ociManifest &&
-    v.mediaType !== MEDIA_TYPES.dockerManifest
-  ) {
-    throw new OciError('OCI_INVALID_MANIFEST', `${where}: not an image manifest (mediaType ${String(v.mediaType)})`);
-  }
+  const o = v as Record<string, unknown>;
+  if (o.mediaType !== undefined && !mediaTypes.includes(o.mediaType as string))
+    throw new OciError('OCI_INVALID_MANIFEST', `${where}: not an ${kind} (mediaType ${String(o.mediaType)})`);
+  return o;
+}
+
+/** Structural check of an image manifest (OCI or Docker v2 schema 2). */
+export function parseImageManifest(bytes: Uint8Array, where: string): ImageManifest {
+  const v = parseSchema2(bytes, where, 'image manifest', [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
   parseDescriptor(v.config, `${where} config`);
   if (!Array.isArray(v.layers)) throw new OciError('OCI_INVALID_MANIFEST', `${where}: layers must be an array`);
   v.layers.forEach((l, i) => parseDescriptor(l, `${where} layers[${i}]`));
@@ -467,21 +469,7 @@ export function parseImageManifest(bytes: Uint8Array, where: string): ImageManif
 
 /** Structural check of an image index (OCI or Docker manifest list). */
 export function parseImageIndex(bytes: Uint8Array, where: string): ImageIndex {
-  let v: Record<string, unknown>;
-  try {
-    v = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new OciError('OCI_INVALID_MANIFEST', `${where}: not JSON`, { cause: err });
-  }
-  if (typeof v !== 'object' || v === null || v.schemaVersion !== 2)
-    throw new OciError('OCI_INVALID_MANIFEST', `${where}: schemaVersion must be 2`);
-  if (
-    v.mediaType !== undefined &&
-    v.mediaType !== MEDIA_TYPES.ociIndex &&
-    v.mediaType !== MEDIA_TYPES.dockerManifestList
-  ) {
-    throw new OciError('OCI_INVALID_MANIFEST', `${where}: not an image index (mediaType ${String(v.mediaType)})`);
-  }
+  const v = parseSchema2(bytes, where, 'image index', [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList]);
   if (!Array.isArray(v.manifests)) throw new OciError('OCI_INVALID_MANIFEST', `${where}: manifests must be an array`);
   v.manifests.forEach((m, i) => parseDescriptor(m, `${where} manifests[${i}]`));
   return v as unknown as ImageIndex;
