@@ -1,4 +1,4 @@
-import { transferTarHeader } from '@airlock/core';
+import { canonicalTarHeader, tarHeaderSum } from '@airlock/core';
 import { ImportError } from './errors.js';
 
 /**
@@ -13,6 +13,9 @@ import { ImportError } from './errors.js';
  * Constant memory: data is handed on as views of the source's chunks, and the source is read only as fast as
  * the consumer reads the entry bodies (back-pressure is the source's async iterator's).
  */
+
+// The header encoder lives in core, shared with the bundle writer in mirror-sync.
+export { canonicalTarHeader };
 
 const BLOCK = 512;
 /** tar-stream's pack ends an archive with two zero blocks and does not pad to a record size. */
@@ -59,65 +62,6 @@ export function tarHeaderField(i: number): string {
   let field = 'name';
   for (const [start, name] of FIELDS) if (i >= start) field = name;
   return field;
-}
-
-/** tar-stream 3's encodeOct: `n` octal digits, zero-padded, then a space; all 7s when the value does not fit. */
-function oct(value: number, n: number): string {
-  const s = value.toString(8);
-  return s.length > n ? `${'7'.repeat(n)} ` : `${'0'.repeat(n - s.length)}${s} `;
-}
-
-function headerSum(block: Buffer): number {
-  let sum = 8 * 0x20; // the checksum field itself counts as spaces
-  for (let i = 0; i < 148; i++) sum += block[i]!;
-  for (let i = 156; i < BLOCK; i++) sum += block[i]!;
-  return sum;
-}
-
-/**
- * The 512-byte header the bundle writer emits for an entry: tar-stream 3's `headers.encode` of
- * `transferTarHeader(name, size)`, re-implemented here (tar-stream does not export it) and held to pack's
- * output by the unit tests. Undefined when a plain ustar header cannot hold the name (non-ASCII or too long:
- * tar-stream would fall back to a pax header, which no bundle name needs).
- */
-export function canonicalTarHeader(name: string, size: number): Buffer | undefined {
-  const h = transferTarHeader(name, size);
-  if (!Number.isSafeInteger(h.size) || h.size < 0) return undefined;
-  if (Buffer.byteLength(h.name) !== h.name.length) return undefined;
-  let base = h.name;
-  let prefix = '';
-  // tar-stream moves leading directories into the 155-byte prefix field while the name is over 100 bytes.
-  while (base.length > 100) {
-    const i = base.indexOf('/');
-    if (i === -1) return undefined;
-    prefix += prefix ? `/${base.slice(0, i)}` : base.slice(0, i);
-    base = base.slice(i + 1);
-  }
-  if (prefix.length > 155) return undefined;
-  const buf = Buffer.alloc(BLOCK);
-  buf.write(base, 0, 'latin1');
-  buf.write(oct(h.mode & 0o7777, 6), 100, 'latin1');
-  buf.write(oct(h.uid, 6), 108, 'latin1');
-  buf.write(oct(h.gid, 6), 116, 'latin1');
-  if (h.size.toString(8).length > 11) {
-    // base-256 for 8 GiB and up, as tar-stream writes it
-    buf[124] = 0x80;
-    let n = h.size;
-    for (let i = 11; i > 0; i--) {
-      buf[124 + i] = n % 256;
-      n = Math.floor(n / 256);
-    }
-  } else {
-    buf.write(oct(h.size, 11), 124, 'latin1');
-  }
-  buf.write(oct(Math.trunc(h.mtime.getTime() / 1000), 11), 136, 'latin1');
-  buf[156] = 0x30; // '0': regular file
-  buf.write('ustar\u000000', 257, 'latin1');
-  buf.write(oct(0, 6), 329, 'latin1'); // devmajor
-  buf.write(oct(0, 6), 337, 'latin1'); // devminor
-  if (prefix) buf.write(prefix, 345, 'latin1');
-  buf.write(oct(headerSum(buf), 6), 148, 'latin1');
-  return buf;
 }
 
 /** Archive-level name hygiene (IMPORT_ARCHIVE_UNSAFE): nothing that could resolve outside a target directory. */
@@ -338,7 +282,7 @@ async function readEnd(r: ByteReader, first: number): Promise<void> {
 
 async function readHeader(r: ByteReader, block: Buffer, at: number): Promise<{ name: string; size: number }> {
   const stored = numericField(block, 148, 8);
-  const sum = headerSum(block);
+  const sum = tarHeaderSum(block);
   if (stored !== sum) {
     throw noncanonical(
       `the header block at offset ${at} fails its checksum (stored ${stored === undefined ? 'unreadable' : stored}, computed ${sum}); is it an uncompressed tar?`,
