@@ -9,15 +9,16 @@
  *  - nothing about one trusted root served for another: a verifier of plane B refuses plane A's bundle after
  *    verifying B's, and plane A's verifier accepts it.
  */
+import { X509Certificate as NodeX509 } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ASN1Obj, X509Certificate } from '@sigstore/core';
+import { ASN1Obj, crypto as sigstoreCrypto, X509Certificate } from '@sigstore/core';
 import type { SerializedBundle } from '@sigstore/bundle';
 import { startTrustPlane, type RunningTrustPlane } from '@airlock/plane';
 import { AirlockSigner } from '@airlock/sign';
-import { BundleVerifier, MemoCertificate, encodeDer, type IdentityPolicy } from '@airlock/verify';
+import { BundleVerifier, MemoCertificate, encodeDer, stockToDer, type IdentityPolicy } from '@airlock/verify';
 
 const ARTIFACT = Buffer.from('memoised certificates, verified every time\n');
 
@@ -111,10 +112,10 @@ describe('encodeDer', () => {
     expect(ders.length).toBeGreaterThan(3);
     for (const der of ders) {
       const obj = ASN1Obj.parseBuffer(der);
-      expect(encodeDer(obj).equals(obj.toDER())).toBe(true);
+      expect(encodeDer(obj).equals(stockToDer(obj))).toBe(true);
       // Every subtree too (the TBS certificate, names, extensions…).
       const walk = (o: ASN1Obj): void => {
-        expect(encodeDer(o).equals(o.toDER())).toBe(true);
+        expect(encodeDer(o).equals(stockToDer(o))).toBe(true);
         o.subs.forEach(walk);
       };
       walk(obj);
@@ -131,9 +132,22 @@ describe('encodeDer', () => {
               : [0x83, n >> 16, (n >> 8) & 255, n & 255];
       const der = Buffer.concat([Buffer.from([0x04, ...len]), Buffer.alloc(n, 0x41)]);
       const obj = ASN1Obj.parseBuffer(der);
-      expect(encodeDer(obj).equals(obj.toDER())).toBe(true);
+      expect(encodeDer(obj).equals(stockToDer(obj))).toBe(true);
       expect(encodeDer(obj).equals(der)).toBe(true);
     }
+  });
+});
+
+describe('ASN1Obj.toDER behind encodeDer', () => {
+  it("is installed, gives the stock bytes, and a fresh buffer per call (RFC 3161's check writes into it)", () => {
+    const obj = ASN1Obj.parseBuffer(tsaToken(a.bundle));
+    expect(obj.toDER()).not.toBe(obj.toDER());
+    expect(stockToDer(obj)).not.toBe(obj.toDER());
+    expect(obj.toDER().equals(stockToDer(obj))).toBe(true);
+    const mine = obj.toDER();
+    mine[0] = 0x31;
+    expect(obj.toDER().equals(stockToDer(obj))).toBe(true);
+    expect(ASN1Obj.prototype.toDER.toString()).toContain('encodeDer');
   });
 });
 
@@ -158,11 +172,38 @@ describe('MemoCertificate', () => {
         expect(memo[0].equals(memo[1])).toBe(stock[0].equals(stock[1]));
         expect(memo[0].equals(stock[0])).toBe(true);
         expect(memo[0].publicKey.equals(stock[0].publicKey)).toBe(true);
-        expect(memo[0].clone().root.toDER().equals(stock[0].clone().root.toDER())).toBe(true);
+        expect(stockToDer(memo[0].clone().root).equals(stockToDer(stock[0].clone().root))).toBe(true);
       }
     }
     expect(MemoCertificate.fromDer(leafDer(a.bundle)).verify(MemoCertificate.fromDer(caA!))).toBe(true);
     expect(MemoCertificate.fromDer(leafDer(a.bundle)).verify(MemoCertificate.fromDer(caB!))).toBe(false);
+  });
+});
+
+describe('MemoCertificate.adoptKey', () => {
+  it("takes OpenSSL's key only for this certificate's exact DER, and @sigstore/core is then answered with it", () => {
+    const der = leafDer(a.bundle);
+    const memo = MemoCertificate.fromDer(der);
+    const node = new NodeX509(der);
+    memo.adoptKey(der, node.publicKey);
+    expect(memo.publicKeyObject()).toBe(node.publicKey);
+    expect(sigstoreCrypto.createPublicKey(memo.publicKey)).toBe(node.publicKey);
+    expect(node.publicKey.equals(sigstoreCrypto.createPublicKey(Buffer.from(memo.publicKey)))).toBe(true);
+  });
+
+  it("refuses another certificate's DER and key: the key stays the one this parse makes", () => {
+    const der = leafDer(a.bundle);
+    const other = leafDer(b.bundle);
+    const memo = MemoCertificate.fromDer(der);
+    const wrong = new NodeX509(other).publicKey;
+    memo.adoptKey(other, wrong);
+    expect(memo.publicKeyObject()).not.toBe(wrong);
+    expect(memo.publicKeyObject().equals(wrong)).toBe(false);
+    expect(memo.publicKeyObject().equals(new NodeX509(der).publicKey)).toBe(true);
+    // Adopted once made: a later adoptKey with the right DER changes nothing either.
+    const made = memo.publicKeyObject();
+    memo.adoptKey(der, new NodeX509(der).publicKey);
+    expect(memo.publicKeyObject()).toBe(made);
   });
 });
 

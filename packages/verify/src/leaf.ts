@@ -31,10 +31,12 @@ export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
   const buf = Buffer.from(der);
   try {
     const node = new NodeX509(buf);
+    const cert = MemoCertificate.fromDer(buf);
+    cert.adoptKey(buf, node.publicKey);
     return {
       der: buf,
       node,
-      cert: MemoCertificate.fromDer(buf),
+      cert,
       notBefore: Date.parse(node.validFrom),
       notAfter: Date.parse(node.validTo),
     };

@@ -57,6 +57,18 @@ export class MemoCertificate extends X509Certificate {
     return this.key;
   }
 
+  /**
+   * Takes `key` (what OpenSSL decoded from `der`: node:crypto's X509Certificate.publicKey) as the subject key when
+   * `der` is byte for byte this certificate's DER encoding. DER has one encoding per value, so both parsers then
+   * read the same SubjectPublicKeyInfo, and @sigstore/verify's signer check need not decode the EC point again
+   * (a createPublicKey per bundle). Otherwise nothing changes: the key is made from this parse as before.
+   */
+  adoptKey(der: Buffer, key: KeyObject): void {
+    if (this.key !== undefined || !this.encoded().equals(der)) return;
+    this.key = key;
+    rememberKey(this.publicKey, key);
+  }
+
   override equals(other: X509Certificate): boolean {
     return this.encoded().equals(other instanceof MemoCertificate ? other.encoded() : other.root.toDER());
   }
@@ -106,6 +118,33 @@ export function encodeDer(obj: ASN1Obj): Buffer {
   };
   write(obj, 0);
   return out;
+}
+
+type ToDer = (this: ASN1Obj) => Buffer;
+const STOCK_DER = Symbol.for('airlock.verify.stockToDER');
+
+/**
+ * Puts encodeDer behind @sigstore/core's ASN1Obj.toDER (once per process): the same bytes, written into one
+ * buffer instead of one growing buffer per node. The library re-encodes a timestamp token's signed attributes and
+ * TSTInfo on every RFC 3161 check, and a certificate's parts wherever it compares or verifies one (about a tenth of
+ * a bundle's verification CPU here). Every caller still gets a fresh buffer of its own (one mutates it).
+ */
+export function installFastDer(): void {
+  const proto = ASN1Obj.prototype as unknown as Record<string | symbol, unknown>;
+  if (proto[STOCK_DER] !== undefined) return;
+  proto[STOCK_DER] = ASN1Obj.prototype.toDER;
+  const fast: ToDer = function (this: ASN1Obj) {
+    return encodeDer(this);
+  };
+  proto.toDER = fast;
+}
+
+installFastDer();
+
+/** @sigstore/core's own ASN1Obj.toDER on `obj` (tests compare encodeDer with it). */
+export function stockToDer(obj: ASN1Obj): Buffer {
+  const stock = (ASN1Obj.prototype as unknown as Record<symbol, ToDer | undefined>)[STOCK_DER];
+  return (stock ?? ASN1Obj.prototype.toDER).call(obj);
 }
 
 function lengthOctets(len: number): number {
