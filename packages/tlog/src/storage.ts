@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, fsyncSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -16,7 +16,18 @@ import type { AsyncNodeReader, NodeCoord, TreeNode } from './merkle.js';
  */
 
 const SCHEMA_VERSION = '1';
-const CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024;
+const DEFAULT_CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024;
+// SQLite's WAL format (sqlite.org/fileformat2.html#walformat): a 32-byte header whose bytes 16..23 are the salts of
+// the current generation, then frames of a 24-byte header (bytes 8..15: the frame's salts) and one page.
+const WAL_HEADER_BYTES = 32;
+const WAL_FRAME_HEADER_BYTES = 24;
+const WAL_SALTS_AT = 16;
+const FRAME_SALTS_AT = 8;
+
+export interface SqliteStorageOptions {
+  /** Checkpoint once this many bytes of WAL were written since the last checkpoint. Default 16 MiB. */
+  checkpointWalBytes?: number;
+}
 
 export interface StoredEntry {
   logIndex: number;
@@ -96,6 +107,8 @@ export class SqliteLogStorage implements LogStorage {
     private readonly path: string,
     private readonly wal: FileHandle,
     private readonly main: FileHandle,
+    /** Offset of the WAL frame whose presence in the current generation means the checkpoint size is reached. */
+    private readonly checkpointFrameAt: number,
   ) {
     this.stmts = {
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -124,7 +137,10 @@ export class SqliteLogStorage implements LogStorage {
     };
   }
 
-  static async open(path: string): Promise<SqliteLogStorage> {
+  static async open(path: string, options: SqliteStorageOptions = {}): Promise<SqliteLogStorage> {
+    const walBytes = options.checkpointWalBytes ?? DEFAULT_CHECKPOINT_WAL_BYTES;
+    if (!Number.isSafeInteger(walBytes) || walBytes < 1)
+      throw new TlogError('TLOG_INVALID_OPTION', 'checkpointWalBytes must be a positive integer');
     let db: Database.Database;
     try {
       db = new Database(path);
@@ -189,7 +205,9 @@ export class SqliteLogStorage implements LogStorage {
       closeSync(dirFd);
     }
     const [wal, main] = await Promise.all([open(`${path}-wal`, 'r+'), open(path, 'r+')]);
-    return new SqliteLogStorage(db, path, wal, main);
+    const frameBytes = WAL_FRAME_HEADER_BYTES + Number(db.pragma('page_size', { simple: true }));
+    const frames = Math.max(1, Math.floor((walBytes - WAL_HEADER_BYTES) / frameBytes));
+    return new SqliteLogStorage(db, path, wal, main, WAL_HEADER_BYTES + (frames - 1) * frameBytes);
   }
 
   private getMeta(key: string): string | undefined {
@@ -302,13 +320,26 @@ export class SqliteLogStorage implements LogStorage {
    * transaction lets SQLite restart (overwrite) the WAL — so a committed page is always durable in one of them.
    */
   private async checkpointIfLarge(): Promise<void> {
-    // fstat is a metadata read: made directly, not as one more thread-pool trip per batch.
-    if (fstatSync(this.wal.fd).size < CHECKPOINT_WAL_BYTES) return;
+    if (!this.walReachedCheckpointSize()) return;
     this.db.pragma('wal_checkpoint(PASSIVE)');
     await this.main.datasync();
     // The WAL we fsync must be the one SQLite writes (it never unlinks it while open in EXCLUSIVE mode).
     if (fstatSync(this.wal.fd).ino !== statSync(`${this.path}-wal`).ino)
       throw new TlogError('TLOG_STORE_CORRUPT', `the WAL of ${this.path} was replaced underneath the log`);
+  }
+
+  /**
+   * Whether the current WAL generation reaches `checkpointWalBytes`: its frame at that offset carries the salts of
+   * the WAL header. Not the file's size — SQLite reuses the file after a checkpoint without shrinking it, so once
+   * it had grown that large the size said "checkpoint" after every batch (a checkpoint and an fsync of the database
+   * file per batch). Two small preads of pages the kernel has cached, made directly: no thread-pool trip.
+   */
+  private walReachedCheckpointSize(): boolean {
+    const frame = Buffer.alloc(8);
+    if (readSync(this.wal.fd, frame, 0, 8, this.checkpointFrameAt + FRAME_SALTS_AT) < 8) return false;
+    const header = Buffer.alloc(8);
+    if (readSync(this.wal.fd, header, 0, 8, WAL_SALTS_AT) < 8) return false;
+    return frame.equals(header);
   }
 
   async close(): Promise<void> {
