@@ -45,8 +45,9 @@ export interface TransparencyLogOptions {
   maxBatch?: number;
   /**
    * Once callers are seen to be concurrent (two entries in one batch, or one queued while a batch committed), each
-   * next commit waits this long for more entries (or until `maxBatch` are queued): fewer, larger batches, so fewer
-   * fsyncs and WAL pages per entry. A lone caller's entries commit at once. 0 = never wait. Default 1 ms.
+   * next commit waits this long for more entries (or until as many are queued as the last batch held, at least 2 and
+   * at most `maxBatch`): fewer, larger batches, so fewer fsyncs and WAL pages per entry. A lone caller's entries
+   * commit at once. 0 = never wait. Default 1 ms.
    */
   commitLingerMs?: number;
   /** Called after each durable batch, before its callers are answered (tiles are written here). */
