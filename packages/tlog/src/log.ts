@@ -45,8 +45,9 @@ export interface TransparencyLogOptions {
   maxBatch?: number;
   /**
    * Once callers are seen to be concurrent (two entries in one batch, or one queued while a batch committed), each
-   * next commit waits this long for more entries (or until `maxBatch` are queued): fewer, larger batches, so fewer
-   * fsyncs and WAL pages per entry. A lone caller's entries commit at once. 0 = never wait. Default 1 ms.
+   * next commit waits this long for more entries (or until as many are queued as the last batch held, at least 2 and
+   * at most `maxBatch`): fewer, larger batches, so fewer fsyncs and WAL pages per entry. A lone caller's entries
+   * commit at once. 0 = never wait. Default 1 ms.
    */
   commitLingerMs?: number;
   /** Called after each durable batch, before its callers are answered (tiles are written here). */
@@ -133,8 +134,12 @@ export class TransparencyLog {
   private readonly commitLingerMs: number;
   /** The last committer run (drain) saw concurrent callers: the next one gathers from its first batch. */
   private concurrentCallers = false;
-  /** The current commit's wait for more entries (ended early when maxBatch are queued, or on close). */
+  /** The current commit's wait for more entries (ended early when `gatherTarget` are queued, or on close). */
   private readonly commitLinger = new Linger();
+  /** Entries in the last committed batch: under steady load, the callers that come back for the next one. */
+  private lastBatchSize = 0;
+  /** Queue length that ends the current linger (maxBatch when none is running). */
+  private gatherTarget: number;
   private readonly now: () => number;
   private readonly hook: BatchCommittedHook | undefined;
   private readonly verifier: VerifierPool;
@@ -165,6 +170,7 @@ export class TransparencyLog {
     this.publicKeyDer = signer.publicKeyDer;
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     this.commitLingerMs = options.commitLingerMs ?? DEFAULT_COMMIT_LINGER_MS;
+    this.gatherTarget = this.maxBatch;
     this.now = options.now ?? Date.now;
     this.hook = options.onBatchCommitted;
     this.tail = frontier;
@@ -229,7 +235,7 @@ export class TransparencyLog {
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the log is closed'));
     if (this.publishFailure !== undefined) return Promise.reject(this.publishError());
     return new Promise((resolve, reject) => {
-      if (this.queue.push({ entry, resolve, reject }) >= this.maxBatch) this.commitLinger.wake();
+      if (this.queue.push({ entry, resolve, reject }) >= this.gatherTarget) this.commitLinger.wake();
       this.committing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.drain());
     });
   }
@@ -263,6 +269,7 @@ export class TransparencyLog {
         while (this.queue.length > 0) {
           if (seen || this.concurrentCallers) await this.gather();
           const batch = this.queue.splice(0, this.maxBatch);
+          this.lastBatchSize = batch.length;
           await this.commit(batch);
           // Two callers in one batch, or one queued while it committed: not a lone caller.
           seen ||= batch.length > 1 || this.queue.length > 0;
@@ -278,11 +285,19 @@ export class TransparencyLog {
 
   /**
    * Group commit under load: entries queued behind a commit mean more are on their way (the answered callers come
-   * back, others are being read): wait up to `commitLingerMs` for them, or until a full batch is queued.
+   * back, others are being read): wait up to `commitLingerMs` for them, or until as many are queued as the last
+   * batch held (at least 2; at most maxBatch). Steady closed-loop callers all come back well within the linger, and
+   * waiting on after the last of them has arrived only delays their batch (and its fsync) for nobody.
    */
-  private gather(): Promise<void> | undefined {
-    if (this.commitLingerMs === 0 || this.queue.length >= this.maxBatch) return;
-    return this.commitLinger.wait(this.commitLingerMs);
+  private async gather(): Promise<void> {
+    const target = Math.min(this.maxBatch, Math.max(2, this.lastBatchSize));
+    if (this.commitLingerMs === 0 || this.queue.length >= target) return;
+    this.gatherTarget = target;
+    try {
+      await this.commitLinger.wait(this.commitLingerMs);
+    } finally {
+      this.gatherTarget = this.maxBatch;
+    }
   }
 
   private async sequence(entries: readonly PreparedEntry[]): Promise<Sequenced> {

@@ -329,6 +329,33 @@ describe('group commit under concurrent callers', () => {
     }
   });
 
+  it('a linger ends once as many entries are queued as the last batch held', async () => {
+    const dir = tempDir();
+    const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
+    // maxBatch far above the batches: only the last batch's size can end these lingers before LONG_LINGER_MS.
+    const log = await TransparencyLog.open({
+      dataDir: dir.path,
+      storage: held.storage,
+      commitLingerMs: LONG_LINGER_MS,
+    });
+    try {
+      const first = log.submit(entry('target 1'));
+      await held.firstReached;
+      const queued = ['target 2', 'target 3', 'target 4'].map((n) => log.submit(entry(n))); // behind the commit
+      held.release();
+      await Promise.all([first, ...queued]); // 3 queued ≥ the last batch's 1 (and ≥ 2): committed without lingering
+      const second = log.submit(entry('target 5'));
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      const rest = ['target 6', 'target 7'].map((n) => log.submit(entry(n)));
+      await Promise.all([second, ...rest]); // the lone 5th waited (linger) for the 6th and 7th: 3 = the last batch
+      // The old linger (ended only by maxBatch) held the second batch for LONG_LINGER_MS: this case timed out.
+      expect(held.sizes).toEqual([1, 3, 3]);
+    } finally {
+      await log.close();
+      dir.remove();
+    }
+  });
+
   it("a lone caller's entries commit at once, one after another", async () => {
     const dir = tempDir();
     const log = await TransparencyLog.open({ dataDir: dir.path, commitLingerMs: LONG_LINGER_MS });
