@@ -211,7 +211,7 @@ class Controller implements AdmissionController {
           arrived,
           (shared) => {
             this.events.tagLookup?.();
-            return registries.client(registry, shared).manifestDigest(repository, tag);
+            return registries.tagClient(registry, shared).manifestDigest(repository, tag);
           },
           signal,
         ),
