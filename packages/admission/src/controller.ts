@@ -215,6 +215,7 @@ class Controller implements AdmissionController {
           },
           signal,
         ),
+      tagHint: (registry, repository, tag) => this.tags.hint(`${registry}/${repository}:${tag}`),
       events: this.events,
       check: {
         verifier: this.verifier,
