@@ -211,10 +211,11 @@ class Controller implements AdmissionController {
           arrived,
           (shared) => {
             this.events.tagLookup?.();
-            return registries.client(registry, shared).manifestDigest(repository, tag);
+            return registries.tagClient(registry, shared).manifestDigest(repository, tag);
           },
           signal,
         ),
+      tagHint: (registry, repository, tag) => this.tags.hint(`${registry}/${repository}:${tag}`),
       events: this.events,
       check: {
         verifier: this.verifier,

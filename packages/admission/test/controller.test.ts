@@ -453,6 +453,24 @@ policies:
     }
   });
 
+  it('the digest a tag last had is verified early, but only the fresh lookup decides: a moved tag is judged by its new digest', async () => {
+    const { signed, retagged } = w.images;
+    const c = controller({ cache: false });
+    const image = { containers: [`${proxy.host}/${signed.path}:early`] };
+    const expectVerdict = async (allowed: boolean, digest: string): Promise<void> => {
+      const r = await validate(c, pod(image));
+      expect(r.allowed, r.status?.message).toBe(allowed);
+      expect(r.auditAnnotations?.['digest']).toContain(digest);
+    };
+    await w.moveTag(signed.path, 'early', signed.digest);
+    await expectVerdict(true, signed.digest); // no hint yet
+    await expectVerdict(true, signed.digest); // hint = the fresh answer: the early verification is the verdict
+    await w.moveTag(signed.path, 'early', retagged.digest);
+    await expectVerdict(false, retagged.digest); // hint (signed) is stale: never admitted on it
+    await w.moveTag(signed.path, 'early', signed.digest);
+    await expectVerdict(true, signed.digest); // hint (unsigned) is stale: the signed digest is verified afresh
+  });
+
   it('tag TTL: a digest is reused (and pinned) until the TTL passed, then the moved tag is seen; reload drops it; a registry down after it denies', async () => {
     const gate = await startAnswerGate(w.registry.url);
     let closed = false;

@@ -251,6 +251,26 @@ describe('FreshLookups with a TTL', () => {
     expect(lookups.sent).toBe(4);
   });
 
+  it('hint(): the last digest a lookup answered (a guess for early verification), forgotten on errors and clear()', async () => {
+    const lookups = new FreshLookups<string | undefined>({ ttlMs: 0, now: () => 0 });
+    const reg = registry('sha256:1');
+    expect(lookups.hint('app:v1')).toBeUndefined();
+    const p = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+    await flush();
+    expect(lookups.hint('app:v1')).toBeUndefined(); // not before the answer
+    reg.sent.at(-1)!.answer();
+    await p;
+    expect(lookups.hint('app:v1')).toBe('sha256:1');
+    expect(lookups.size).toBe(0); // never an answer: TTL 0 still remembers none
+    const failing = lookups.run('app:v1', lookups.arrive(), () => Promise.reject(new Error('down')), never);
+    await expect(failing).rejects.toThrow('down');
+    expect(lookups.hint('app:v1')).toBeUndefined();
+    await lookups.run('app:v1', lookups.arrive(), () => Promise.resolve('sha256:2'), never);
+    expect(lookups.hint('app:v1')).toBe('sha256:2');
+    lookups.clear();
+    expect(lookups.hint('app:v1')).toBeUndefined();
+  });
+
   it('TTL 0 (the default) remembers nothing: each later request sends its own lookup', async () => {
     const lookups = new FreshLookups<string>({ ttlMs: 0, now: () => 0 });
     const reg = registry('sha256:1');

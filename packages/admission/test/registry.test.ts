@@ -236,3 +236,59 @@ describe.runIf(enabled)('tag → digest through real registries', () => {
     registries.close();
   });
 });
+
+describe.runIf(enabled)('tag lookups on their own connections', () => {
+  it('a tag lookup is answered while every verification connection to the host is stuck', async () => {
+    const reg = await startRegistry(join(dir, 'tagpool'));
+    stops.push(reg.stop);
+    const digest = await pushImage(new RegistryClient({ url: reg.url }), 'acme/app', 'v5');
+    // In front of the real registry: the first STUCK connections are held open and never answered (a burst of slow
+    // verification reads); later ones are forwarded.
+    const STUCK = 16;
+    const target = new URL(reg.url);
+    const sockets = new Set<Socket>();
+    let held = 0;
+    let allHeld!: () => void;
+    const heldAll = new Promise<void>((resolve) => (allHeld = resolve));
+    const forwarder = createServer((down) => {
+      sockets.add(down);
+      down.on('error', () => undefined);
+      if (held < STUCK) {
+        if (++held === STUCK) allHeld();
+        return;
+      }
+      const up = connect(Number(target.port), target.hostname);
+      sockets.add(up);
+      down.pipe(up).pipe(down);
+      down.on('error', () => up.destroy());
+      up.on('error', () => down.destroy());
+    });
+    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+    stops.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => forwarder.close(() => resolve()));
+    });
+    const host = `127.0.0.1:${(forwarder.address() as { port: number }).port}`;
+    // An idle timeout longer than the guard below: the stuck reads must not free their sockets by timing out.
+    const registries = new Registries([{ host, plainHttp: true }], { timeoutMs: 60_000 });
+    const stuck = new AbortController();
+    const reads = Array.from({ length: STUCK }, () =>
+      registries
+        .client(host, stuck.signal)
+        .getManifest('acme/app', digest)
+        .catch(() => undefined),
+    );
+    await heldAll;
+    // Not a timing assertion: only turns "queued behind the stuck reads" into a failure instead of a hang (an
+    // AbortSignal does not reach a request still waiting in a node:http agent's queue).
+    let guardTimer: NodeJS.Timeout | undefined;
+    const queued = new Promise<'queued'>((resolve) => (guardTimer = setTimeout(() => resolve('queued'), 10_000)));
+    const lookup = resolveImage(`${host}/acme/app:v5`, registries, never()).then((r) => r.digest);
+    lookup.catch(() => undefined);
+    expect(await Promise.race([lookup, queued])).toBe(digest);
+    clearTimeout(guardTimer);
+    stuck.abort();
+    await Promise.all(reads);
+    registries.close();
+  });
+});

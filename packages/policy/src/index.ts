@@ -51,6 +51,7 @@ export { parsePurl, type ParsedPurl } from './purl.js';
 export {
   bundleVerifiers,
   checkBundleInputs,
+  checkBundleInputsYielding,
   policyTrustedRoots,
   readBundleFiles,
   type BundleInput,

@@ -33,6 +33,11 @@ export class Registries {
    * socket count is bounded; requests beyond it queue in the agent (the request deadline still applies).
    */
   private readonly agents = new Map<string, HttpAgent>();
+  /**
+   * Tag lookups' own keep-alive sockets per host: a tag HEAD is on every by-tag request's critical path and must
+   * never wait in the agent's queue behind a burst of verification reads (manifests, referrers, blobs).
+   */
+  private readonly tagAgents = new Map<string, HttpAgent>();
   /** Per host: whether its referrers API answered 404 last time (the fallback index is then read alongside it). */
   private readonly referrersHints = new Map<string, ReferrersHint>();
 
@@ -85,6 +90,20 @@ export class Registries {
 
   /** A client for `host` bound to `signal` (clients are cheap; connections are pooled per host). */
   client(host: string, signal?: AbortSignal): RegistryClient {
+    return this.clientOn(host, this.agents, MAX_SOCKETS_PER_HOST, signal);
+  }
+
+  /** A client for `host` for tag lookups only: the same host settings on a pool of its own (see tagAgents). */
+  tagClient(host: string, signal?: AbortSignal): RegistryClient {
+    return this.clientOn(host, this.tagAgents, MAX_TAG_SOCKETS_PER_HOST, signal);
+  }
+
+  private clientOn(
+    host: string,
+    pool: Map<string, HttpAgent>,
+    maxSockets: number,
+    signal: AbortSignal | undefined,
+  ): RegistryClient {
     const h = this.assertConfigured(host);
     let tokens = this.tokens.get(host);
     if (!tokens) this.tokens.set(host, (tokens = new Map()));
@@ -94,7 +113,7 @@ export class Registries {
       ...(h.auth ? { auth: h.auth } : {}),
       ...(signal ? { signal } : {}),
       tokens,
-      agent: this.agent(h),
+      agent: this.agent(h, pool, maxSockets),
       referrersHint: this.referrersHint(host),
       timeoutMs: this.timeoutMs,
       userAgent: 'airlock-admission/0.1',
@@ -110,25 +129,27 @@ export class Registries {
 
   /** Closes every pooled connection (the server is stopping). */
   close(): void {
-    for (const a of this.agents.values()) a.destroy();
-    this.agents.clear();
+    for (const pool of [this.agents, this.tagAgents]) {
+      for (const a of pool.values()) a.destroy();
+      pool.clear();
+    }
   }
 
-  private agent(h: RegistryHost): HttpAgent {
-    let agent = this.agents.get(h.host);
+  private agent(h: RegistryHost, pool: Map<string, HttpAgent>, maxSockets: number): HttpAgent {
+    let agent = pool.get(h.host);
     if (!agent) {
       // Idle sockets are closed after 4 s, below the common 5 s+ server idle timeouts, so reuse rarely races a close.
       const options = {
         keepAlive: true,
-        maxSockets: MAX_SOCKETS_PER_HOST,
+        maxSockets,
         // As many idle as open: a burst of concurrent reads must not close sockets the next burst reopens.
-        maxFreeSockets: MAX_SOCKETS_PER_HOST,
+        maxFreeSockets: maxSockets,
         timeout: 4_000,
       };
       agent = h.plainHttp
         ? new HttpAgent(options)
         : new HttpsAgent({ ...options, ...(h.ca !== undefined ? { ca: h.ca } : {}) });
-      this.agents.set(h.host, agent);
+      pool.set(h.host, agent);
     }
     return agent;
   }
@@ -143,6 +164,11 @@ export interface RegistriesOptions {
 
 /** Connections per registry host (a bound on what a burst of admissions can open). */
 const MAX_SOCKETS_PER_HOST = 16;
+/**
+ * Tag-lookup connections per host, besides those: shared lookups keep at most one HEAD per tag in flight, so a few
+ * sockets carry every tag of a burst.
+ */
+const MAX_TAG_SOCKETS_PER_HOST = 8;
 
 /** The registries file: `registries: { "<host[:port]>": { plainHttp?, caFile?, username?, passwordFile? } }`. */
 interface RegistriesFile {

@@ -17,6 +17,10 @@
  * a request receives the answer of a lookup sent after it arrived OR less than TTL before it arrived. Answers
  * (digests only: never errors, never "tag absent") are remembered for that long, bounded in number, and forgotten
  * on clear() (policy or trusted-root reload); lookups sent before a clear() are never reused through the TTL.
+ *
+ * hint(key) is the last value any lookup of the key answered, however old: never an answer to a request, only a
+ * guess of what the fresh lookup will say (the admission starts verifying that digest while the lookup runs, and
+ * uses that verification only when the fresh answer is the same digest).
  */
 interface Flight<V> {
   /** Ticket taken when the lookup was sent; undefined while queued behind the current one. */
@@ -60,6 +64,8 @@ export class FreshLookups<V> {
   private clock = 0;
   private readonly current = new Map<string, Flight<V>>();
   private readonly answers = new Map<string, Answer<V>>();
+  /** The last value per key (hint()), bounded like answers; forgotten on errors and on clear(). */
+  private readonly hints = new Map<string, V>();
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
@@ -87,7 +93,13 @@ export class FreshLookups<V> {
   /** Forgets every remembered answer: requests arriving from now on see only lookups sent from now on. */
   clear(): void {
     this.answers.clear();
+    this.hints.clear();
     this.clearedSeq = this.clock;
+  }
+
+  /** The last value a lookup of `key` answered (any age): a guess, never an answer for a request. */
+  hint(key: string): V | undefined {
+    return this.hints.get(key);
   }
 
   /** The answer to `key` from a lookup sent after `ticket` was taken, or within the TTL before (shared, or sent now). */
@@ -134,6 +146,13 @@ export class FreshLookups<V> {
     if (this.answers.size > this.maxEntries) this.answers.delete(this.answers.keys().next().value!);
   }
 
+  private hinted(key: string, value: V): void {
+    this.hints.delete(key);
+    if (value === undefined) return;
+    this.hints.set(key, value);
+    if (this.hints.size > this.maxEntries) this.hints.delete(this.hints.keys().next().value!);
+  }
+
   private send(key: string, flight: Flight<V>, lookup: Lookup<V>): Flight<V> {
     flight.sent = ++this.clock;
     if (this.ttlMs > 0) flight.sentAt = this.now();
@@ -142,11 +161,13 @@ export class FreshLookups<V> {
     const settled = (): void => this.settled(key, flight);
     const resolved = (v: V): void => {
       this.remember(key, flight, v);
+      this.hinted(key, v);
       flight.resolve(v);
     };
     const failed = (err: unknown): void => {
       // Errors are never remembered, and the answer they replace is not kept either.
       this.answers.delete(key);
+      this.hints.delete(key);
       flight.reject(err);
     };
     Promise.resolve()

@@ -1,3 +1,5 @@
+import { isSha256Digest } from '@airlock/oci';
+import type { AdmissionError } from '../errors.js';
 import type { LoadedAdmissionPolicy } from '../policy/load.js';
 import { matchingPolicies, matchNameOf } from '../policy/match.js';
 import type { Registries } from '../registry/config.js';
@@ -45,6 +47,8 @@ export interface ImageCheckDeps {
   registries: Registries;
   /** Tag → digest for this request (shared lookups sent after it arrived). */
   lookup: TagLookup;
+  /** What the tag last resolved to, however long ago: only which digest to start verifying early (a guess). */
+  tagHint?: (registry: string, repository: string, tag: string) => string | undefined;
   check: CheckContext;
   events: AdmissionEvents;
 }
@@ -72,20 +76,49 @@ export async function decideImage(
   }
   const matched = matchingPolicies(deps.policy, name, namespace);
   if (matched.length === 0) return unmatched(base, name, deps, signal, ref);
+  // Verifying the digest the tag last had starts now, while the fresh lookup runs; used only if the tag still has it.
+  const early = speculate(ref, matched, deps, signal);
   let resolved: ResolvedImage;
   try {
     resolved = await resolveImage(image, deps.registries, signal, deps.lookup, ref);
   } catch (err) {
+    early?.abort();
     reportRegistryError(err, name, deps);
     return { ...base, outcome: 'deny', reason: `${short(image)}: ${(err as Error).message}`, ...unchecked(err) };
   }
-  const target = {
-    reference: resolved.pinned,
-    registry: resolved.registry,
-    repository: resolved.repository,
-    digest: resolved.digest,
-  };
-  const policies = await Promise.all(
+  let checked: Checked;
+  if (early !== undefined && early.digest === resolved.digest) checked = await early.run;
+  else {
+    early?.abort();
+    checked = await verifyPolicies(targetOf(resolved), matched, deps, signal);
+  }
+  for (const e of checked.errors) reportRegistryError(e, name, deps);
+  const policies = checked.verdicts;
+  return { ...base, resolved, policies, ...summarise(image, resolved, policies) };
+}
+
+type Matched = ReturnType<typeof matchingPolicies>;
+type Target = Parameters<typeof checkDigest>[0];
+
+/** Every matched policy's verdict for one digest; never throws (errors are verdicts, reported by the caller). */
+interface Checked {
+  verdicts: PolicyVerdict[];
+  errors: AdmissionError[];
+}
+
+function targetOf(resolved: ResolvedImage): Target {
+  const { pinned: reference, registry, repository, digest } = resolved;
+  return { reference, registry, repository, digest };
+}
+
+async function verifyPolicies(
+  target: Target,
+  matched: Matched,
+  deps: ImageCheckDeps,
+  signal: AbortSignal,
+): Promise<Checked> {
+  const errors: AdmissionError[] = [];
+  const verdicts = await Promise.all(
     matched.map(async (p): Promise<PolicyVerdict> => {
       try {
         const o = await checkDigest(target, p, deps.check, signal);
@@ -93,12 +126,35 @@ export async function decideImage(
       } catch (err) {
         // The summary names the image already: the reason does not repeat it.
         const e = registryFailure('', err, signal);
-        reportRegistryError(e, name, deps);
+        errors.push(e);
         return { policy: p.name, mode: p.mode, passed: false, reason: e.message, cached: false, ...unchecked(e) };
       }
     }),
   );
-  return { ...base, resolved, policies, ...summarise(image, resolved, policies) };
+  return { verdicts, errors };
+}
+
+/**
+ * The verification of the digest a tag last resolved to (deps.tagHint), started before the fresh lookup answers.
+ * It reads everything live like any other; it is the verdict only when the fresh lookup names the same digest (the
+ * digest is what is verified, not the tag), else it is aborted (shared verifications stop once nobody waits).
+ */
+function speculate(
+  ref: ReturnType<typeof parseReference>,
+  matched: Matched,
+  deps: ImageCheckDeps,
+  signal: AbortSignal,
+): { digest: string; run: Promise<Checked>; abort: () => void } | undefined {
+  const { registry, repository } = ref;
+  if (ref.digest !== undefined || registry === undefined || deps.tagHint === undefined) return undefined;
+  if (!deps.registries.has(registry)) return undefined;
+  const digest = deps.tagHint(registry, repository, ref.tag ?? 'latest');
+  if (digest === undefined || !isSha256Digest(digest)) return undefined;
+  const controller = new AbortController();
+  const reference = `${registry}/${repository}@${digest}`;
+  const target = { reference, registry, repository, digest };
+  const run = verifyPolicies(target, matched, deps, AbortSignal.any([signal, controller.signal]));
+  return { digest, run, abort: () => controller.abort() };
 }
 
 async function unmatched(

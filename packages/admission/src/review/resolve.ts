@@ -26,7 +26,7 @@ export type TagLookup = (
 
 /** A lookup of its own for each call (no sharing). */
 export function directTagLookup(registries: Registries): TagLookup {
-  return (registry, repository, tag, signal) => registries.client(registry, signal).manifestDigest(repository, tag);
+  return (registry, repository, tag, signal) => registries.tagClient(registry, signal).manifestDigest(repository, tag);
 }
 
 /**

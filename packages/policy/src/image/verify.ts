@@ -11,7 +11,7 @@ import {
   type RegistryClient,
 } from '@airlock/oci';
 import type { BundleVerifier } from '@airlock/verify';
-import { checkBundleInputs, type CheckedBundles } from '../artifact/bundles.js';
+import { checkBundleInputsYielding, type CheckedBundles } from '../artifact/bundles.js';
 import { evaluateBundles, verifiersOf, type PolicyContext, type PolicyRun } from '../artifact/verify.js';
 import { authoritiesNamed } from '../attestations.js';
 import { PolicyError } from '../errors.js';
@@ -84,7 +84,7 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
     ? Promise.resolve([...given])
     : registryCall('the Sigstore bundles', signal, () => readSigstoreBundles(client, repository, digest));
   if (input.cosignLayers === 'when-needed') {
-    const evidence = checkImageBundles(name, repository, digest, verifiers, await bundlesRead);
+    const evidence = await checkImageBundles(name, repository, digest, verifiers, await bundlesRead);
     const first = await evaluateImage(input, evidence);
     // The cosign checks can only fail a verdict: when the bundles alone pass, the layers cannot change it.
     if (first.verdict.result === 'PASS') return { ...first, cosign: { signatures: 0, attestations: 0, read: false } };
@@ -92,7 +92,7 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
   }
   // The three listings are independent: read at once; a failure is reported in this order, whichever came first.
   const [fetched, cosign] = await inOrder([bundlesRead, readCosign(input, repository, digest, bundlesRead)] as const);
-  return evaluateImage(input, checkImageBundles(name, repository, digest, verifiers, fetched), cosign);
+  return evaluateImage(input, await checkImageBundles(name, repository, digest, verifiers, fetched), cosign);
 }
 
 type CosignLayers = { atts: CosignAttestation[]; sigs: CosignSignature[] };
@@ -155,17 +155,18 @@ interface ImageEvidence {
   uriOf(b: FetchedBundle): string;
 }
 
-function checkImageBundles(
+async function checkImageBundles(
   name: string,
   repository: string,
   digest: string,
   verifiers: readonly BundleVerifier[],
   fetched: readonly FetchedBundle[],
-): ImageEvidence {
+): Promise<ImageEvidence> {
   const uriOf = (b: FetchedBundle): string => `${name}@${b.manifestDigest}`;
   const isDsse = (b: FetchedBundle): boolean => (b.bundle as { dsseEnvelope?: unknown }).dsseEnvelope !== undefined;
   const artifact = { name, digest: { sha256: digest.slice('sha256:'.length) } };
-  const bundles = checkBundleInputs(
+  // Yielding between bundles: a server verifying images must still read its sockets (a tag lookup's answer).
+  const bundles = await checkBundleInputsYielding(
     fetched.filter(isDsse).map((b) => ({ uri: uriOf(b), bytes: b.bytes })),
     artifact.digest,
     verifiers,
