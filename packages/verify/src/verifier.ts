@@ -172,12 +172,7 @@ export class BundleVerifier {
     try {
       // The same leaf, parsed once here with memoised encodings (see MemoCertificate): toSignedEntity is not
       // given the certificate to parse a second copy of.
-      entity = leaf
-        ? {
-            ...toSignedEntity(withoutLeaf(bundle), options.artifact),
-            key: { $case: 'certificate', certificate: leaf.cert },
-          }
-        : toSignedEntity(bundle, options.artifact);
+      entity = leaf ? leafEntity(bundle, options.artifact, leaf) : toSignedEntity(bundle, options.artifact);
       const signer = this.verifier.verify(entity);
       identity = {
         subjectAlternativeName: signer.identity?.subjectAlternativeName,
@@ -263,6 +258,38 @@ export class BundleVerifier {
     }
     return result;
   }
+}
+
+/**
+ * The signed entity @sigstore/verify checks, with the leaf parsed once (not given to toSignedEntity to parse a
+ * second copy). A DSSE signature has just been checked over the same bytes with the leaf's key by
+ * verifyContentSignature: @sigstore/verify's own check of it is answered from that (see checkedDsse).
+ */
+function leafEntity(bundle: Bundle, artifact: Buffer | undefined, leaf: ParsedLeaf): SignedEntity {
+  const entity = toSignedEntity(withoutLeaf(bundle), artifact);
+  const signature =
+    bundle.content.$case === 'dsseEnvelope' ? checkedDsse(entity.signature, leaf.node.publicKey) : entity.signature;
+  return { ...entity, signature, key: { $case: 'certificate', certificate: leaf.cert } };
+}
+
+/**
+ * A DSSE signature whose check with `key` has passed: asked again with that same key (the signer's key is the
+ * leaf's KeyObject, see MemoCertificate.adoptKey), it is the same verification of the same bytes, so it is not run
+ * twice. Only where the digest is provably the same one: @sigstore/verify passes no algorithm (OpenSSL's default:
+ * SHA-256 for EC keys, none for Ed25519) and verifyContentSignature passes 'sha256' / null. Any other key or key
+ * type is checked as before.
+ */
+type SignatureContent = SignedEntity['signature'];
+
+function checkedDsse(content: SignatureContent, key: KeyObject): SignatureContent {
+  const type = key.asymmetricKeyType;
+  if (type !== 'ec' && type !== 'ed25519') return content;
+  return {
+    signature: content.signature,
+    compareSignature: (s) => content.compareSignature(s),
+    compareDigest: (d) => content.compareDigest(d),
+    verifySignature: (k) => k === key || content.verifySignature(k),
+  };
 }
 
 /** The bundle as toSignedEntity sees it when the leaf is supplied separately (its key part is replaced). */
