@@ -262,28 +262,35 @@ export class BundleVerifier {
 
 /**
  * The signed entity @sigstore/verify checks, with the leaf parsed once (not given to toSignedEntity to parse a
- * second copy). A DSSE signature has just been checked over the same bytes with the leaf's key by
- * verifyContentSignature: @sigstore/verify's own check of it is answered from that (see checkedDsse).
+ * second copy). The signature has just been checked over the same bytes with the leaf's key by
+ * verifyContentSignature: where @sigstore/verify's own check is the very same one, it is answered from that.
  */
 function leafEntity(bundle: Bundle, artifact: Buffer | undefined, leaf: ParsedLeaf): SignedEntity {
   const entity = toSignedEntity(withoutLeaf(bundle), artifact);
-  const signature =
-    bundle.content.$case === 'dsseEnvelope' ? checkedDsse(entity.signature, leaf.node.publicKey) : entity.signature;
+  const key = leaf.node.publicKey;
+  const signature = sameCheck(bundle, key) ? alreadyChecked(entity.signature, key) : entity.signature;
   return { ...entity, signature, key: { $case: 'certificate', certificate: leaf.cert } };
 }
 
 /**
- * A DSSE signature whose check with `key` has passed: asked again with that same key (the signer's key is the
- * leaf's KeyObject, see MemoCertificate.adoptKey), it is the same verification of the same bytes, so it is not run
- * twice. Only where the digest is provably the same one: @sigstore/verify passes no algorithm (OpenSSL's default:
- * SHA-256 for EC keys, none for Ed25519) and verifyContentSignature passes 'sha256' / null. Any other key or key
- * type is checked as before.
+ * Whether @sigstore/verify's signature check with `key` is exactly verifyContentSignature's (same bytes, key and
+ * digest). DSSE: it passes no algorithm, which is OpenSSL's default (SHA-256 for EC keys, none for Ed25519), and we
+ * pass 'sha256' / null. Message signature: it passes the messageDigest's algorithm, we 'sha256' (EC keys only).
  */
+function sameCheck(bundle: Bundle, key: KeyObject): boolean {
+  const type = key.asymmetricKeyType;
+  if (bundle.content.$case === 'dsseEnvelope') return type === 'ec' || type === 'ed25519';
+  return type === 'ec' && bundle.content.messageSignature.messageDigest?.algorithm === HashAlgorithm.SHA2_256;
+}
+
 type SignatureContent = SignedEntity['signature'];
 
-function checkedDsse(content: SignatureContent, key: KeyObject): SignatureContent {
-  const type = key.asymmetricKeyType;
-  if (type !== 'ec' && type !== 'ed25519') return content;
+/**
+ * A signature whose check with `key` has just passed (verifyContentSignature): asked again with that same key (the
+ * signer's key is the leaf's KeyObject, see MemoCertificate.adoptKey), the same verification is not run twice.
+ * Any other key is checked as before.
+ */
+function alreadyChecked(content: SignatureContent, key: KeyObject): SignatureContent {
   return {
     signature: content.signature,
     compareSignature: (s) => content.compareSignature(s),
