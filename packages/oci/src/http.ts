@@ -158,10 +158,10 @@ function onceOn(
         headers,
         agent,
         ...(isHttps && options.ca !== undefined ? { ca: options.ca } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
       },
       onResponse,
     );
+    if (options.signal) abortOn(options.signal, req, what, reject);
     req.setTimeout(options.timeoutMs ?? 60_000, () =>
       req.destroy(new Error(`no activity for ${options.timeoutMs ?? 60_000} ms`)),
     );
@@ -182,6 +182,21 @@ function onceOn(
       src.pipe(req);
     }
   });
+}
+
+/**
+ * Destroys `req` and rejects with OCI_ABORTED when `signal` fires. Not http.request's `signal` option: on Node 20 the
+ * abort of a request still queued in the agent (every socket busy) was reported only once a socket freed up, so the
+ * caller's deadline left the call lingering. Destroyed while queued, the request is never sent.
+ */
+function abortOn(signal: AbortSignal, req: ClientRequest, what: string, reject: (e: OciError) => void): void {
+  const onAbort = (): void => {
+    const err = new OciError('OCI_ABORTED', `${what}: aborted (deadline)`);
+    req.destroy(err);
+    reject(err);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  req.once('close', () => signal.removeEventListener('abort', onAbort));
 }
 
 function agentProtocol(agent: HttpAgent): string | undefined {

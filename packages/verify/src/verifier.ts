@@ -172,12 +172,7 @@ export class BundleVerifier {
     try {
       // The same leaf, parsed once here with memoised encodings (see MemoCertificate): toSignedEntity is not
       // given the certificate to parse a second copy of.
-      entity = leaf
-        ? {
-            ...toSignedEntity(withoutLeaf(bundle), options.artifact),
-            key: { $case: 'certificate', certificate: leaf.cert },
-          }
-        : toSignedEntity(bundle, options.artifact);
+      entity = leaf ? leafEntity(bundle, options.artifact, leaf) : toSignedEntity(bundle, options.artifact);
       const signer = this.verifier.verify(entity);
       identity = {
         subjectAlternativeName: signer.identity?.subjectAlternativeName,
@@ -263,6 +258,45 @@ export class BundleVerifier {
     }
     return result;
   }
+}
+
+/**
+ * The signed entity @sigstore/verify checks, with the leaf parsed once (not given to toSignedEntity to parse a
+ * second copy). The signature has just been checked over the same bytes with the leaf's key by
+ * verifyContentSignature: where @sigstore/verify's own check is the very same one, it is answered from that.
+ */
+function leafEntity(bundle: Bundle, artifact: Buffer | undefined, leaf: ParsedLeaf): SignedEntity {
+  const entity = toSignedEntity(withoutLeaf(bundle), artifact);
+  const key = leaf.node.publicKey;
+  const signature = sameCheck(bundle, key) ? alreadyChecked(entity.signature, key) : entity.signature;
+  return { ...entity, signature, key: { $case: 'certificate', certificate: leaf.cert } };
+}
+
+/**
+ * Whether @sigstore/verify's signature check with `key` is exactly verifyContentSignature's (same bytes, key and
+ * digest). DSSE: it passes no algorithm, which is OpenSSL's default (SHA-256 for EC keys, none for Ed25519), and we
+ * pass 'sha256' / null. Message signature: it passes the messageDigest's algorithm, we 'sha256' (EC keys only).
+ */
+function sameCheck(bundle: Bundle, key: KeyObject): boolean {
+  const type = key.asymmetricKeyType;
+  if (bundle.content.$case === 'dsseEnvelope') return type === 'ec' || type === 'ed25519';
+  return type === 'ec' && bundle.content.messageSignature.messageDigest?.algorithm === HashAlgorithm.SHA2_256;
+}
+
+type SignatureContent = SignedEntity['signature'];
+
+/**
+ * A signature whose check with `key` has just passed (verifyContentSignature): asked again with that same key (the
+ * signer's key is the leaf's KeyObject, see MemoCertificate.adoptKey), the same verification is not run twice.
+ * Any other key is checked as before.
+ */
+function alreadyChecked(content: SignatureContent, key: KeyObject): SignatureContent {
+  return {
+    signature: content.signature,
+    compareSignature: (s) => content.compareSignature(s),
+    compareDigest: (d) => content.compareDigest(d),
+    verifySignature: (k) => k === key || content.verifySignature(k),
+  };
 }
 
 /** The bundle as toSignedEntity sees it when the leaf is supplied separately (its key part is replaced). */
