@@ -459,7 +459,7 @@ export class TransparencyLog {
     }
   }
 
-  /** Stage 2: publishes every staged batch at once (one checkpoint and one hook call), until none is left. */
+  /** Stage 3: publishes every staged batch at once (one checkpoint and one hook call), until none is left. */
   private async publishStaged(): Promise<void> {
     try {
       while (this.staged.length > 0) await this.publishGroup(this.staged.splice(0));
