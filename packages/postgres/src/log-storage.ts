@@ -31,7 +31,7 @@ function toEntry(r: EntryRow): StoredEntry {
 }
 
 /**
- * The transparency log's storage on PostgreSQL (packages/tlog's LogStorage). `appendBatch` is one transaction
+ * The transparency log's storage on PostgreSQL (packages/tlog's LogStorage). `writeBatch` is one transaction
  * with `synchronous_commit = on` forced, committed on the writer's connection before it resolves: an acknowledged
  * entry is durable in PostgreSQL (WAL flushed) whatever the server's default. The writer's connection holds an
  * advisory lock, so a second log process on the same database fails with TLOG_STORE_LOCKED.
@@ -180,7 +180,7 @@ export class PgLogStorage implements LogStorage {
   }
 
   /** THE batch commit: entries, nodes, search keys and the new tree size in one durable transaction. */
-  async appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
+  async writeBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
     await this.inWriterTransaction('appending to the log', async (c) => {
       await c.query('SET LOCAL synchronous_commit = on');
       await c.query(
@@ -211,6 +211,11 @@ export class PgLogStorage implements LogStorage {
         );
       await setMeta(c, 'tree_size', String(newTreeSize));
     });
+  }
+
+  /** Nothing to do: `writeBatch` resolves only once its transaction is durable (synchronous_commit = on). */
+  async sync(): Promise<void> {
+    if (this.closed) throw new TlogError('TLOG_CLOSED', 'the log storage is closed');
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,7 @@ export type TlogErrorCode =
   | 'TLOG_CLOSED'
   | 'TLOG_VERIFIER_FAILED' // a verifier thread died (internal; the request may be retried)
   | 'TLOG_PUBLISH_FAILED' // a durable batch's onBatchCommitted hook (tiles) failed; appends stop
+  | 'TLOG_STORE_FAILED' // a written batch could not be made durable (fsync failed); appends stop
   // client-side verification
   | 'TLOG_CHECKPOINT_MALFORMED'
   | 'TLOG_CHECKPOINT_SIGNATURE_INVALID'

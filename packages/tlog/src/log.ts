@@ -41,7 +41,10 @@ export interface TransparencyLogOptions {
   signer?: KeySigner;
   /** Metadata storage (e.g. PostgreSQL); default SQLite `<dataDir>/tlog.sqlite`. The log closes it on close(). */
   storage?: LogStorage;
-  /** Entries per commit (group commit). 1 = one durable commit per entry (for measurements). Default 1000. */
+  /**
+   * Entries per commit (group commit): per written transaction, and per sync that makes written batches durable.
+   * 1 = one transaction and one fsync per entry (for measurements). Default 1000.
+   */
   maxBatch?: number;
   /**
    * Once callers are seen to be concurrent (two entries in one batch, or one queued while a batch committed), each
@@ -105,18 +108,19 @@ interface Sequenced {
   frontier: MerkleFrontier;
 }
 
-/** A batch durable in storage whose callers wait for its publication. */
+/** A batch written to storage (then durable) whose callers wait for its publication. */
 interface Staged {
   batch: Pending[];
   sequenced: Sequenced;
 }
 
 /**
- * The transparency log, in process: sequencing with group commit, proofs and signed checkpoints. Single writer:
- * one batch is committed at a time; entries submitted while a batch commits form the next batch, so a batch's
- * size adapts to the load and there is one durable commit (fsync) per batch. Publication (checkpoint signing and
- * `onBatchCommitted`, i.e. tiles) is a second stage: it runs while the next batch commits, and publishes every
- * batch that became durable meanwhile at once (one checkpoint, one tile write). A promise from `append`/`submit`
+ * The transparency log, in process: sequencing with group commit, proofs and signed checkpoints. A pipeline of
+ * three stages, each in order: the single writer sequences and writes one batch at a time (entries submitted
+ * meanwhile form the next batch, so a batch's size adapts to the load); the syncer makes written batches durable
+ * (one storage `sync`, i.e. fdatasync, covers every batch written before it started, and runs while the next
+ * batch is written); the publisher (checkpoint signing and `onBatchCommitted`, i.e. tiles) publishes every batch
+ * that became durable meanwhile at once (one checkpoint, one tile write). A promise from `append`/`submit`
  * resolves only after the entry's batch is durable and published. Every read is bounded by the published size.
  */
 export class TransparencyLog {
@@ -145,6 +149,11 @@ export class TransparencyLog {
   private readonly verifier: VerifierPool;
   private queue: Pending[] = [];
   private committing: Promise<void> | undefined;
+  /** Wakes the committer waiting for an entry while earlier batches sync or publish. */
+  private entryQueued: (() => void) | undefined;
+  /** Written batches awaiting a sync, in order, and the syncer working on them. */
+  private written: Staged[] = [];
+  private syncing: Promise<void> | undefined;
   /** Durable batches awaiting publication, in order, and the publisher working on them. */
   private staged: Staged[] = [];
   private publishing: Promise<void> | undefined;
@@ -152,6 +161,8 @@ export class TransparencyLog {
   private tail: MerkleFrontier;
   private closed = false;
   private publishFailure: unknown;
+  /** A storage sync failed: written batches may or may not be durable, so nothing more is written or published. */
+  private syncFailure: unknown;
   private cachedCheckpoint: SignedCheckpoint | undefined;
 
   private constructor(
@@ -233,9 +244,11 @@ export class TransparencyLog {
    */
   submit(entry: PreparedEntry): Promise<LogEntry> {
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the log is closed'));
-    if (this.publishFailure !== undefined) return Promise.reject(this.publishError());
+    const failure = this.failure();
+    if (failure) return Promise.reject(failure);
     return new Promise((resolve, reject) => {
       if (this.queue.push({ entry, resolve, reject }) >= this.gatherTarget) this.commitLinger.wake();
+      this.entryQueued?.();
       this.committing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.drain());
     });
   }
@@ -247,18 +260,23 @@ export class TransparencyLog {
   async appendBatch(entries: readonly PreparedEntry[]): Promise<number[]> {
     this.assertOpen();
     await this.committing;
+    this.assertWritable();
     const sequenced = await this.sequence(entries);
     const dup = sequenced.outcomes.find((o) => o.duplicateOf !== undefined);
     if (dup) throw this.duplicateError(entries[sequenced.outcomes.indexOf(dup)]!, dup.duplicateOf!);
-    if (sequenced.rows.length > 0) await this.store.appendBatch(sequenced.rows, sequenced.frontier.size);
-    this.tail = sequenced.frontier;
+    if (sequenced.rows.length > 0) {
+      await this.store.writeBatch(sequenced.rows, sequenced.frontier.size);
+      this.tail = sequenced.frontier;
+      await this.syncStore();
+    }
     await this.announce(sequenced.rows, sequenced.frontier);
     return sequenced.rows.map((r) => r.logIndex);
   }
 
   /**
-   * The single committer: one batch at a time until the queue is empty, each handed to the publisher once durable;
-   * done when everything committed is also published (close() waits for it).
+   * The single committer: writes one batch at a time until the queue is empty and every written batch is durable
+   * and published (close() waits for it). A batch is handed to the syncer once written, so the next one is
+   * gathered and written while it syncs.
    */
   private async drain(): Promise<void> {
     try {
@@ -266,20 +284,32 @@ export class TransparencyLog {
       // entries, one after another, commit at once.
       let seen = false;
       for (;;) {
-        while (this.queue.length > 0) {
-          if (seen || this.concurrentCallers) await this.gather();
-          const batch = this.queue.splice(0, this.maxBatch);
-          this.lastBatchSize = batch.length;
-          await this.commit(batch);
-          // Two callers in one batch, or one queued while it committed: not a lone caller.
-          seen ||= batch.length > 1 || this.queue.length > 0;
+        if (this.queue.length === 0) {
+          if (!this.syncing && !this.publishing) break;
+          await this.nextEvent();
+          continue;
         }
-        await this.publishing;
-        if (this.queue.length === 0) break;
+        if (seen || this.concurrentCallers) await this.gather();
+        const batch = this.queue.splice(0, this.maxBatch);
+        this.lastBatchSize = batch.length;
+        await this.commit(batch);
+        // Two callers in one batch, or one queued while it was written: not a lone caller.
+        seen ||= batch.length > 1 || this.queue.length > 0;
       }
       this.concurrentCallers = seen;
     } finally {
       this.committing = undefined;
+    }
+  }
+
+  /** Resolves when an entry is queued or the sync or publication in flight ends. */
+  private async nextEvent(): Promise<void> {
+    const queued = new Promise<void>((resolve) => (this.entryQueued = resolve));
+    try {
+      // (An undefined in a race would win it at once: only the stages in flight.)
+      await Promise.race([queued, ...[this.syncing, this.publishing].filter((p) => p !== undefined)]);
+    } finally {
+      this.entryQueued = undefined;
     }
   }
 
@@ -370,23 +400,66 @@ export class TransparencyLog {
     return checkpoint;
   }
 
-  /** Stage 1: sequence and durably store one batch, then queue it for publication (not awaited). */
+  /** Stage 1: sequence and write one batch, then hand it to the syncer (not awaited). */
   private async commit(batch: Pending[]): Promise<void> {
     let sequenced: Sequenced;
     try {
-      if (this.publishFailure !== undefined) throw this.publishError();
+      this.assertWritable();
       sequenced = await this.sequence(batch.map((p) => p.entry));
-      if (sequenced.rows.length > 0) await this.store.appendBatch(sequenced.rows, sequenced.frontier.size);
+      if (sequenced.rows.length > 0) await this.store.writeBatch(sequenced.rows, sequenced.frontier.size);
+      this.assertWritable(); // a sync that failed meanwhile may have covered this batch: its state is unknown
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
     }
     this.tail = sequenced.frontier;
-    this.staged.push({ batch, sequenced });
-    this.publishing ??= this.publishStaged();
+    this.written.push({ batch, sequenced });
+    this.syncing ??= this.syncWritten();
   }
 
-  /** Stage 2: publishes every staged batch at once (one checkpoint and one hook call), until none is left. */
+  /**
+   * Stage 2: one storage sync at a time, each covering every batch written before it started; durable batches go
+   * to the publisher in order. A failed sync rejects its batches and every later one, and stops the log.
+   */
+  private async syncWritten(): Promise<void> {
+    try {
+      while (this.written.length > 0 && this.syncFailure === undefined) {
+        const group = this.written.splice(0, this.syncGroupLength());
+        try {
+          await this.syncStore();
+        } catch (err) {
+          for (const g of [...group, ...this.written.splice(0)]) for (const p of g.batch) p.reject(err);
+          return;
+        }
+        this.staged.push(...group);
+        this.publishing ??= this.publishStaged();
+      }
+    } finally {
+      this.syncing = undefined;
+    }
+  }
+
+  /** How many written batches the next sync acknowledges: at least one, at most `maxBatch` entries in all. */
+  private syncGroupLength(): number {
+    let n = 0;
+    for (let entries = 0; n < this.written.length; n++) {
+      entries += this.written[n]!.batch.length;
+      if (n > 0 && entries > this.maxBatch) break;
+    }
+    return n;
+  }
+
+  /** `store.sync()`; a failure stops the log (TLOG_STORE_FAILED from then on). */
+  private async syncStore(): Promise<void> {
+    try {
+      await this.store.sync();
+    } catch (err) {
+      this.syncFailure ??= err;
+      throw this.syncError();
+    }
+  }
+
+  /** Stage 3: publishes every staged batch at once (one checkpoint and one hook call), until none is left. */
   private async publishStaged(): Promise<void> {
     try {
       while (this.staged.length > 0) await this.publishGroup(this.staged.splice(0));
@@ -429,6 +502,26 @@ export class TransparencyLog {
     if (entry.apiVersion === HASHEDREKORD_V2_API_VERSION) return NO_SET;
     const body = entry.body.toString('base64');
     return this.signer.sign(setPayload({ body, integratedTime, logID: this.logId, logIndex }));
+  }
+
+  /** Why appends are refused (a failed sync or publication), if they are. */
+  private failure(): TlogError | undefined {
+    if (this.syncFailure !== undefined) return this.syncError();
+    if (this.publishFailure !== undefined) return this.publishError();
+    return undefined;
+  }
+
+  private assertWritable(): void {
+    const failure = this.failure();
+    if (failure) throw failure;
+  }
+
+  private syncError(): TlogError {
+    return new TlogError(
+      'TLOG_STORE_FAILED',
+      'the log could not make written entries durable; it accepts no appends until restarted',
+      { cause: this.syncFailure },
+    );
   }
 
   private publishError(): TlogError {

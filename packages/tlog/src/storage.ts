@@ -49,17 +49,19 @@ export interface NewEntryRow extends StoredEntry {
 /**
  * What the log needs from its storage (SQLite here; PostgreSQL in @airlock/postgres). All methods may be
  * asynchronous. Contract:
- * - single writer: the log calls `appendBatch` one batch at a time, in order, and never concurrently;
- * - `appendBatch` resolves only once the whole batch (entries, nodes, index keys, new tree size) is DURABLE
- *   (fsynced / committed); it is atomic — after a crash either all of it is there or none;
- * - reads may see rows of a batch whose `appendBatch` has not resolved yet; the log never asks for them (it bounds
- *   every read by its durable tree size);
+ * - single writer: the log calls `writeBatch` one batch at a time, in order, and never concurrently (nor `sync`);
+ * - `writeBatch` is atomic — after a crash either all of the batch (entries, nodes, index keys, new tree size) is
+ *   there or none — but need not be durable when it resolves; `sync` makes DURABLE every batch whose `writeBatch`
+ *   resolved before `sync` was called (a durable-on-commit storage implements it as a no-op). The log may write the
+ *   next batch while a `sync` runs; a rejected `sync` leaves those batches' durability unknown (the log stops);
+ * - reads may see rows of a batch that is not durable yet; the log never asks for them (it bounds every read by its
+ *   durable tree size);
  * - `getNodes` rejects (TLOG_STORE_CORRUPT) when a node is missing; level 0 are the leaf hashes.
  */
 export interface LogStorage extends AsyncNodeReader {
   /**
    * First open: records `logId` and `treeId` (tree size 0). Later opens: returns the stored values, and rejects
-   * with TLOG_KEY_MISMATCH when the stored log ID differs from `logId`. Atomic.
+   * with TLOG_KEY_MISMATCH when the stored log ID differs from `logId`. Atomic and durable.
    */
   initialize(identity: { logId: string; treeId: string }): Promise<{ treeId: string }>;
   /** The durable tree size, checked against the stored entries (TLOG_STORE_CORRUPT when inconsistent). */
@@ -72,8 +74,10 @@ export interface LogStorage extends AsyncNodeReader {
   findLeafHashes(leafHashes: readonly Buffer[]): Promise<Map<string, number>>;
   /** Log indices under a search key, ascending, at most `limit`. */
   search(key: string, limit: number): Promise<number[]>;
-  /** Durably appends one batch (see the contract above). */
-  appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void>;
+  /** Atomically writes one batch (see the contract above: durable after the next `sync`). */
+  writeBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void>;
+  /** Makes every batch written before this call durable (see the contract above). */
+  sync(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -101,6 +105,13 @@ function toEntry(r: EntryRow): StoredEntry {
 
 export class SqliteLogStorage implements LogStorage {
   private readonly stmts;
+  /** Transactions written, and how many of them an fdatasync of the WAL made durable. */
+  private writes = 0;
+  private synced = 0;
+  /** The checkpoint in progress: writes wait for it. */
+  private checkpointing: Promise<void> | undefined;
+  /** Why a sync or checkpoint failed: then nothing more is written. */
+  private failure: unknown;
 
   private constructor(
     private readonly db: Database.Database,
@@ -193,7 +204,7 @@ export class SqliteLogStorage implements LogStorage {
       });
     }
     // From here on SQLite only write()s (synchronous=OFF) and this class makes commits durable itself, with an
-    // fdatasync of the WAL off the event loop (see appendBatch). Checkpoints are manual so the database file is
+    // fdatasync of the WAL off the event loop (see sync). Checkpoints are manual so the database file is
     // fsynced before SQLite may overwrite the WAL (see checkpointIfLarge).
     db.pragma('synchronous = OFF');
     db.pragma('wal_autocheckpoint = 0');
@@ -288,12 +299,25 @@ export class SqliteLogStorage implements LogStorage {
     return this.stmts.search.all(key, limit).map((r) => r.log_index);
   }
 
-  /**
-   * One transaction (written to the WAL), then fdatasync of the WAL on the libuv thread pool: durable when the
-   * promise resolves, and the event loop keeps serving (and verifying the next batch) during the fsync — the same
-   * guarantee as `synchronous=FULL` without blocking. A crash before the fsync loses only unacknowledged batches.
-   */
+  /** Writes one batch and makes it durable (`writeBatch` + `sync`: imports, tests). */
   async appendBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
+    await this.writeBatch(rows, newTreeSize);
+    await this.sync();
+  }
+
+  /**
+   * One transaction, written to the WAL (SQLite itself does not fsync: synchronous=OFF); durable after the next
+   * `sync`. Waits for a checkpoint in progress: its transaction could restart the WAL before the checkpointed pages
+   * are durable in the database file.
+   */
+  async writeBatch(rows: readonly NewEntryRow[], newTreeSize: number): Promise<void> {
+    while (this.checkpointing) await this.checkpointing;
+    this.assertUsable();
+    this.insertBatch(rows, newTreeSize);
+    this.writes++;
+  }
+
+  private insertBatch(rows: readonly NewEntryRow[], newTreeSize: number): void {
     const run = this.db.transaction(() => {
       for (const r of rows) {
         this.stmts.putEntry.run(
@@ -311,21 +335,69 @@ export class SqliteLogStorage implements LogStorage {
       this.stmts.setMeta.run('tree_size', String(newTreeSize));
     });
     run.immediate();
-    await this.wal.datasync();
-    await this.checkpointIfLarge();
   }
 
   /**
-   * Copies the WAL into the database file once it is large, then fsyncs the database file BEFORE the next write
-   * transaction lets SQLite restart (overwrite) the WAL — so a committed page is always durable in one of them.
+   * fdatasync of the WAL on the libuv thread pool: every transaction written before the call is durable when it
+   * resolves (the guarantee of `synchronous=FULL`), and the event loop keeps serving — and writing the next batch
+   * — during the fsync. A crash before it loses only unacknowledged batches. After a failure (the page cache's
+   * state is unknown) the storage refuses every further write and sync.
    */
-  private async checkpointIfLarge(): Promise<void> {
-    if (!this.walReachedCheckpointSize()) return;
-    this.db.pragma('wal_checkpoint(PASSIVE)');
-    await this.main.datasync();
+  async sync(): Promise<void> {
+    this.assertUsable();
+    const covered = this.writes;
+    try {
+      await this.wal.datasync();
+    } catch (err) {
+      throw this.fail(err);
+    }
+    this.synced = Math.max(this.synced, covered);
+    if (this.walReachedCheckpointSize()) await this.checkpoint();
+  }
+
+  /** One checkpoint at a time; writes wait for it (see writeBatch). */
+  private checkpoint(): Promise<void> {
+    this.checkpointing ??= this.runCheckpoint().finally(() => (this.checkpointing = undefined));
+    return this.checkpointing;
+  }
+
+  /**
+   * Copies the WAL into the database file, then fsyncs the database file BEFORE the next write transaction lets
+   * SQLite restart (overwrite) the WAL — so a committed page is always durable in one of them. Only durable frames
+   * may be copied (a page of a lost transaction in the database file, under older WAL frames, would mix two
+   * states): transactions written since the last fdatasync are made durable first (no write starts meanwhile).
+   */
+  private async runCheckpoint(): Promise<void> {
+    try {
+      if (this.writes > this.synced) {
+        const covered = this.writes;
+        await this.wal.datasync();
+        this.synced = covered;
+      }
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+      await this.main.datasync();
+    } catch (err) {
+      throw this.fail(err);
+    }
     // The WAL we fsync must be the one SQLite writes (it never unlinks it while open in EXCLUSIVE mode).
     if (fstatSync(this.wal.fd).ino !== statSync(`${this.path}-wal`).ino)
-      throw new TlogError('TLOG_STORE_CORRUPT', `the WAL of ${this.path} was replaced underneath the log`);
+      throw this.fail(new TlogError('TLOG_STORE_CORRUPT', `the WAL of ${this.path} was replaced underneath the log`));
+  }
+
+  /** Marks the storage failed (fail closed: no more writes or syncs) and returns the error to throw. */
+  private fail(err: unknown): TlogError {
+    this.failure ??= err;
+    return err instanceof TlogError ? err : this.failedError();
+  }
+
+  private failedError(): TlogError {
+    return new TlogError('TLOG_STORE_FAILED', `a write to ${this.path} could not be made durable`, {
+      cause: this.failure,
+    });
+  }
+
+  private assertUsable(): void {
+    if (this.failure !== undefined) throw this.failedError();
   }
 
   /**
@@ -343,6 +415,7 @@ export class SqliteLogStorage implements LogStorage {
   }
 
   async close(): Promise<void> {
+    await this.checkpointing?.catch(() => undefined);
     if (this.db.open) this.db.close();
     await Promise.allSettled([this.wal.close(), this.main.close()]);
   }

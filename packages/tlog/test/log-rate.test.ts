@@ -278,7 +278,7 @@ describe('group commit under concurrent callers', () => {
   const LONG_LINGER_MS = 600_000;
   const entry = (name: string) => prepareEntry(hashedRekord(key, Buffer.from(name)));
 
-  /** SQLite storage recording each appended batch's size; the first appendBatch waits until `release`. */
+  /** SQLite storage recording each written batch's size; the first writeBatch waits until `release`. */
   async function heldStorage(path: string) {
     const inner = await SqliteLogStorage.open(path);
     const sizes: number[] = [];
@@ -288,14 +288,14 @@ describe('group commit under concurrent callers', () => {
     const firstReached = new Promise<void>((resolve) => (reached = resolve));
     const storage = new Proxy(inner, {
       get(target, prop, receiver) {
-        if (prop === 'appendBatch')
+        if (prop === 'writeBatch')
           return async (rows: readonly NewEntryRow[], size: number) => {
             sizes.push(rows.length);
             if (sizes.length === 1) {
               reached();
               await gate;
             }
-            return target.appendBatch(rows, size);
+            return target.writeBatch(rows, size);
           };
         const value: unknown = Reflect.get(target, prop, receiver);
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;

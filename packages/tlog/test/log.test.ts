@@ -254,10 +254,16 @@ describe('TransparencyLog (in process)', () => {
     const inner = await SqliteLogStorage.open(join(dir, DATABASE_FILE));
     const durable = new Map<number, () => void>();
     const durableAt = (size: number) => new Promise<void>((r) => durable.set(size, r));
+    let written = 0;
     const storage: LogStorage = Object.assign(Object.create(inner) as SqliteLogStorage, {
-      appendBatch: async (rows: readonly NewEntryRow[], size: number) => {
-        await inner.appendBatch(rows, size);
-        durable.get(size)?.();
+      writeBatch: async (rows: readonly NewEntryRow[], size: number) => {
+        await inner.writeBatch(rows, size);
+        written = size;
+      },
+      sync: async () => {
+        const covered = written;
+        await inner.sync();
+        for (const [size, done] of durable) if (size <= covered) done();
       },
     });
     let release!: () => void;
@@ -309,5 +315,108 @@ describe('TransparencyLog (in process)', () => {
     const again = await openLog(dir);
     expect(again.size).toBe(2);
     expect((await again.getEntryRange(0, 10)).map((e) => e.logIndex)).toEqual([0, 1]);
+  });
+});
+
+describe('pipelined group commit (a batch is written while the previous one syncs)', () => {
+  /** SQLite storage whose syncs wait until released (or are failed), recording writes and syncs in order. */
+  async function heldSyncs(dir: string) {
+    const inner = await SqliteLogStorage.open(join(dir, DATABASE_FILE));
+    const events: string[] = [];
+    const waiters: Array<{ size: number; done: () => void }> = [];
+    const held: Array<{ release: () => void; fail: (err: Error) => void }> = [];
+    const syncStarted: Array<() => void> = [];
+    let written = 0;
+    let holding = true;
+    const storage: LogStorage = Object.assign(Object.create(inner) as SqliteLogStorage, {
+      writeBatch: async (rows: readonly NewEntryRow[], size: number) => {
+        await inner.writeBatch(rows, size);
+        written = size;
+        events.push(`write ${size}`);
+        for (const w of waiters.splice(0))
+          if (w.size <= size) w.done();
+          else waiters.push(w);
+      },
+      sync: async () => {
+        const covers = written;
+        events.push(`sync ${covers}`);
+        syncStarted.shift()?.();
+        if (holding) await new Promise<void>((release, fail) => held.push({ release, fail }));
+        await inner.sync();
+        events.push(`synced ${covers}`);
+      },
+    });
+    return {
+      storage,
+      events,
+      /** Resolves once a batch reaching tree size `size` is written. */
+      writtenTo: (size: number) =>
+        new Promise<void>((done) => (written >= size ? done() : waiters.push({ size, done }))),
+      nextSync: () => new Promise<void>((r) => syncStarted.push(r)),
+      held,
+      stopHolding: () => (holding = false),
+    };
+  }
+
+  it('answers a batch written during an earlier sync only after a sync started after its write', async () => {
+    const dir = newDir();
+    const s = await heldSyncs(dir);
+    const log = await openLog(dir, { storage: s.storage, commitLingerMs: 0 });
+    const answered: number[] = [];
+    const submit = (e: PreparedEntry) => log.submit(e).then((r) => (answered.push(r.logIndex), r));
+    const firstSync = s.nextSync();
+    const a = submit(entries(1, 'a')[0]!);
+    await firstSync; // a written, its sync held
+    const b = entries(2, 'b').map(submit);
+    await s.writtenTo(3); // b written while a's sync is still in flight
+    expect(s.events).toEqual(['write 1', 'sync 1', 'write 3']);
+    expect(answered).toEqual([]);
+    expect(log.size).toBe(0);
+    expect(await log.getByIndex(0)).toBeUndefined();
+    const secondSync = s.nextSync();
+    s.held.shift()!.release();
+    expect((await a).verification?.inclusionProof?.treeSize).toBe(1);
+    await secondSync; // the sync covering b started after a's returned, and is held
+    expect(s.events).toEqual(['write 1', 'sync 1', 'write 3', 'synced 1', 'sync 3']);
+    expect(answered).toEqual([0]);
+    expect(log.size).toBe(1);
+    expect(await log.getByIndex(1)).toBeUndefined();
+    expect(await log.getByUuid(entries(2, 'b')[1]!.leafHash.toString('hex'))).toBeUndefined();
+    expect(await log.search([entries(2, 'b')[0]!.indexKeys[0]!])).toEqual([]);
+    s.held.shift()!.release();
+    const rest = await Promise.all(b);
+    expect(answered).toEqual([0, 1, 2]);
+    expect(rest.map((r) => r.verification?.inclusionProof?.treeSize)).toEqual([3, 3]);
+    for (const r of [await a, ...rest]) verifyLogEntry(r, { publicKey: log.publicKeyPem });
+  });
+
+  it('a failed sync rejects its batch and every later written one, and stops the log', async () => {
+    const dir = newDir();
+    const s = await heldSyncs(dir);
+    const log = await openLog(dir, { storage: s.storage, commitLingerMs: 0 });
+    const okSync = s.nextSync();
+    const ok = log.submit(entries(1, 'ok')[0]!);
+    await okSync;
+    s.held.shift()!.release();
+    await ok;
+    const failing = s.nextSync();
+    const a = log.submit(entries(1, 'a')[0]!);
+    await failing;
+    const b = entries(2, 'b').map((e) => log.submit(e));
+    await s.writtenTo(4); // b written while a's sync runs
+    s.held.shift()!.fail(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    for (const p of [a, ...b]) await expect(p).rejects.toMatchObject({ code: 'TLOG_STORE_FAILED' });
+    expect(log.size).toBe(1);
+    expect(await log.getByIndex(1)).toBeUndefined();
+    expect(await log.getEntryRange(0, 10)).toHaveLength(1);
+    await expect(log.submit(entries(1, 'later')[0]!)).rejects.toMatchObject({ code: 'TLOG_STORE_FAILED' });
+    await expect(log.appendBatch(entries(1, 'bulk'))).rejects.toMatchObject({ code: 'TLOG_STORE_FAILED' });
+    // Nothing synced for b (its durability is unknown either way) and nothing written after the failure.
+    expect(s.events).toEqual(['write 1', 'sync 1', 'synced 1', 'write 2', 'sync 2', 'write 4']);
+    await log.close();
+    // Unacknowledged entries may or may not have survived; the acknowledged one did, and the log appends again.
+    const again = await openLog(dir);
+    expect((await again.getByIndex(0))?.logIndex).toBe(0);
+    expect((await again.append(hashedRekord(signer, 'after restart'))).logIndex).toBe(again.size - 1);
   });
 });
