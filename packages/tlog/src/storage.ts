@@ -416,7 +416,13 @@ export class SqliteLogStorage implements LogStorage {
 
   async close(): Promise<void> {
     await this.checkpointing?.catch(() => undefined);
-    if (this.db.open) this.db.close();
+    if (this.db.open) {
+      // Closing, SQLite checkpoints the WAL into the database file and deletes the WAL. With synchronous=OFF it would
+      // not fsync the database file in between, and entries durable only in the WAL could be lost to a power cut
+      // after a clean close. (After a failed sync nothing is known to be durable: no promise to keep.)
+      if (this.failure === undefined) this.db.pragma('synchronous = FULL');
+      this.db.close();
+    }
     await Promise.allSettled([this.wal.close(), this.main.close()]);
   }
 }
