@@ -1,4 +1,5 @@
 import { isSha256Digest } from '@airlock/oci';
+import { sharedSignal } from '../abort.js';
 import type { AdmissionError } from '../errors.js';
 import type { LoadedAdmissionPolicy } from '../policy/load.js';
 import { matchingPolicies, matchNameOf } from '../policy/match.js';
@@ -153,7 +154,7 @@ function speculate(
   const controller = new AbortController();
   const reference = `${registry}/${repository}@${digest}`;
   const target = { reference, registry, repository, digest };
-  const run = verifyPolicies(target, matched, deps, AbortSignal.any([signal, controller.signal]));
+  const run = verifyPolicies(target, matched, deps, sharedSignal(AbortSignal.any([signal, controller.signal])));
   return { digest, run, abort: () => controller.abort() };
 }
 

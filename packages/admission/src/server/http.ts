@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpLimitError, readRequestBody } from '@airlock/core';
 import { AdmissionServerError, type AdmissionServerErrorCode } from './errors.js';
 import type { AdmissionMetrics } from './metrics.js';
+import { sharedSignal } from '../abort.js';
 
 /** Request plumbing shared by the review and workspace handlers: deadline signal, body, answers. */
 
@@ -18,7 +19,7 @@ export function requestSignal(res: ServerResponse, deadlineMs: number): { signal
   };
   res.once('close', onClose);
   return {
-    signal: controller.signal,
+    signal: sharedSignal(controller.signal),
     done: () => {
       clearTimeout(timer);
       res.off('close', onClose);

@@ -1,3 +1,5 @@
+import { sharedSignal } from '../abort.js';
+
 /**
  * Verification results keyed by (image digest, image-policy digest, trust digest): only successes are stored, for
  * `ttlMs`, at most `maxEntries` (least recently used evicted). Identical verifications in flight are coalesced:
@@ -81,6 +83,7 @@ export class VerificationCache<V> {
     cacheable: (value: V) => boolean,
   ): InFlight<V> {
     const controller = new AbortController();
+    sharedSignal(controller.signal);
     const generation = this.generation;
     const promise = verify(controller.signal).then((value) => {
       if (cacheable(value) && generation === this.generation && !controller.signal.aborted) this.store(key, value);

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -303,6 +304,7 @@ export function registerAdmissionCommands(program: Command): void {
         const controller = createAdmissionController({ ...controllerConfig(flags), watch: false, cache: false });
         try {
           const signal = AbortSignal.timeout(deadlineMs);
+          setMaxListeners(0, signal); // every registry read of the check listens on it: not a leak
           verdict = await controller.checkWorkspace(
             {
               image: flags.image,
