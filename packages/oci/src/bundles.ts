@@ -220,16 +220,6 @@ export interface FetchedBundle {
   source: 'api' | 'fallback';
 }
 
-export interface ReadBundlesOptions {
-  maxBlobBytes?: number;
-  /**
-   * Called with each bundle as soon as it has been read and checked (in arrival order), before the others have
-   * arrived: the caller may start working on it. The result is the same whatever it does; if a later read fails,
-   * readSigstoreBundles still rejects.
-   */
-  onBundle?: (bundle: FetchedBundle) => void;
-}
-
 /**
  * Every Sigstore bundle referring to `imageDigest`. Manifests and blobs are digest-checked; a referrer whose
  * manifest does not name this image as `subject` is skipped (an index entry cannot attach it to another image).
@@ -238,7 +228,7 @@ export async function readSigstoreBundles(
   client: RegistryClient,
   repo: string,
   imageDigest: string,
-  options: ReadBundlesOptions = {},
+  options: { maxBlobBytes?: number } = {},
 ): Promise<FetchedBundle[]> {
   assertDigest(imageDigest, 'image digest');
   const maxBlobBytes = options.maxBlobBytes ?? 16 << 20;
@@ -250,11 +240,9 @@ export async function readSigstoreBundles(
     return true;
   });
   // Referrers are independent reads: fetched concurrently (bounded), kept in listing order.
-  const fetched = await mapInOrder(wanted, REFERRER_READS_IN_FLIGHT, async (d) => {
-    const b = await readReferrerBundle(client, repo, imageDigest, d, maxBlobBytes, source);
-    if (b !== undefined) options.onBundle?.(b);
-    return b;
-  });
+  const fetched = await mapInOrder(wanted, REFERRER_READS_IN_FLIGHT, (d) =>
+    readReferrerBundle(client, repo, imageDigest, d, maxBlobBytes, source),
+  );
   return fetched.filter((b): b is FetchedBundle => b !== undefined);
 }
 

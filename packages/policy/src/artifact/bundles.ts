@@ -55,75 +55,48 @@ export function checkBundleInputs(
   verifiers: readonly BundleVerifier[],
 ): CheckedBundles {
   const out: CheckedBundles = { attestations: [], failures: [], raw: new Map() };
-  for (const input of inputs) addCheck(out, checkOne(input, artifact, verifiers));
+  for (const input of inputs) checkOne(out, input, artifact, verifiers);
   return out;
 }
 
 /**
  * checkBundleInputs, yielding to the event loop before each bundle: a bundle's signature, certificate chain and
  * log proof checks take milliseconds of CPU, and a server verifying several at once must still answer its sockets
- * (a registry response, another request) between them. Same result, same order. `started` holds checks begun
- * earlier (startBundleCheck, e.g. as each bundle arrived from a registry) for some of the inputs: used as they are.
+ * (a registry response, another request) between them. Same result, same order.
  */
 export async function checkBundleInputsYielding(
   inputs: readonly BundleInput[],
   artifact: { sha256: string },
   verifiers: readonly BundleVerifier[],
-  started?: ReadonlyMap<BundleInput, Promise<BundleCheck>>,
 ): Promise<CheckedBundles> {
   const out: CheckedBundles = { attestations: [], failures: [], raw: new Map() };
-  for (const input of inputs)
-    addCheck(out, await (started?.get(input) ?? startBundleCheck(input, artifact, verifiers)));
+  for (const input of inputs) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    checkOne(out, input, artifact, verifiers);
+  }
   return out;
 }
 
-/** One bundle's check, before it is added to a CheckedBundles (in input order, whenever it ran). */
-export type BundleCheck =
-  { uri: string; failure: RuleResult } | { uri: string; attestation: AttestationEvidence; json: unknown };
-
-/**
- * The check of one bundle, run after yielding to the event loop (see checkBundleInputsYielding). The check depends
- * only on the bytes, the artifact digest and the verifiers, so when it runs does not change its result. A thrown
- * error (bytes that are not JSON) rejects the promise; it is marked handled, so a check started early and never
- * awaited (a later registry read failed) is no unhandled rejection.
- */
-export function startBundleCheck(
-  input: BundleInput,
-  artifact: { sha256: string },
-  verifiers: readonly BundleVerifier[],
-): Promise<BundleCheck> {
-  const p = new Promise<void>((resolve) => setImmediate(resolve)).then(() => checkOne(input, artifact, verifiers));
-  p.catch(() => undefined);
-  return p;
-}
-
-function addCheck(out: CheckedBundles, check: BundleCheck): void {
-  if ('failure' in check) out.failures.push(check.failure);
-  else {
-    out.attestations.push(check.attestation);
-    out.raw.set(check.uri, check.json);
-  }
-}
-
 function checkOne(
+  out: CheckedBundles,
   { uri, bytes }: BundleInput,
   artifact: { sha256: string },
   verifiers: readonly BundleVerifier[],
-): BundleCheck {
+): void {
   const json = parseJsonBytes(bytes, uri, 'bundle');
   const r = verifyAny(json, artifact, verifiers);
-  if ('error' in r)
-    return {
-      uri,
-      failure: {
-        rule: 'attestations.signature',
-        passed: false,
-        seen: { uri, bundleSha256: sha256Hex(bytes), error: r.error },
-        expected: 'a bundle that verifies against the trusted root and names the artifact',
-        message: `${uri} does not verify: ${r.error}`,
-      },
-    };
-  return { uri, attestation: { uri, bundleDigest: { sha256: sha256Hex(bytes) }, verification: r.result }, json };
+  if ('error' in r) {
+    out.failures.push({
+      rule: 'attestations.signature',
+      passed: false,
+      seen: { uri, bundleSha256: sha256Hex(bytes), error: r.error },
+      expected: 'a bundle that verifies against the trusted root and names the artifact',
+      message: `${uri} does not verify: ${r.error}`,
+    });
+    return;
+  }
+  out.attestations.push({ uri, bundleDigest: { sha256: sha256Hex(bytes) }, verification: r.result });
+  out.raw.set(uri, json);
 }
 
 /** Bundle files read from disk (`uri` = the path). */

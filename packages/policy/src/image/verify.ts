@@ -11,13 +11,7 @@ import {
   type RegistryClient,
 } from '@airlock/oci';
 import type { BundleVerifier } from '@airlock/verify';
-import {
-  checkBundleInputsYielding,
-  startBundleCheck,
-  type BundleCheck,
-  type BundleInput,
-  type CheckedBundles,
-} from '../artifact/bundles.js';
+import { checkBundleInputsYielding, type CheckedBundles } from '../artifact/bundles.js';
 import { evaluateBundles, verifiersOf, type PolicyContext, type PolicyRun } from '../artifact/verify.js';
 import { authoritiesNamed } from '../attestations.js';
 import { PolicyError } from '../errors.js';
@@ -86,17 +80,11 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
   }
   const name = `${client.host}/${repository}`;
   const given = input.sigstoreBundles;
-  // Each DSSE bundle's check starts as it arrives, while the other reads are still in flight (same checks, same
-  // order of results: only sooner).
-  const started = new Map<FetchedBundle, Promise<BundleCheck>>();
-  const onBundle = (b: FetchedBundle): void => {
-    if (isDsse(b)) started.set(b, startBundleCheck(bundleInput(name, b), { sha256: hexOf(digest) }, verifiers));
-  };
   const bundlesRead = given
     ? Promise.resolve([...given])
-    : registryCall('the Sigstore bundles', signal, () => readSigstoreBundles(client, repository, digest, { onBundle }));
+    : registryCall('the Sigstore bundles', signal, () => readSigstoreBundles(client, repository, digest));
   if (input.cosignLayers === 'when-needed') {
-    const evidence = await checkImageBundles(name, repository, digest, verifiers, await bundlesRead, started);
+    const evidence = await checkImageBundles(name, repository, digest, verifiers, await bundlesRead);
     const first = await evaluateImage(input, evidence);
     // The cosign checks can only fail a verdict: when the bundles alone pass, the layers cannot change it.
     if (first.verdict.result === 'PASS') return { ...first, cosign: { signatures: 0, attestations: 0, read: false } };
@@ -104,15 +92,8 @@ export async function verifyImageByPolicy(input: VerifyImageInput): Promise<Imag
   }
   // The three listings are independent: read at once; a failure is reported in this order, whichever came first.
   const [fetched, cosign] = await inOrder([bundlesRead, readCosign(input, repository, digest, bundlesRead)] as const);
-  return evaluateImage(input, await checkImageBundles(name, repository, digest, verifiers, fetched, started), cosign);
+  return evaluateImage(input, await checkImageBundles(name, repository, digest, verifiers, fetched), cosign);
 }
-
-const isDsse = (b: FetchedBundle): boolean => (b.bundle as { dsseEnvelope?: unknown }).dsseEnvelope !== undefined;
-const hexOf = (digest: string): string => digest.slice('sha256:'.length);
-const bundleInput = (name: string, b: FetchedBundle): BundleInput => ({
-  uri: `${name}@${b.manifestDigest}`,
-  bytes: b.bytes,
-});
 
 type CosignLayers = { atts: CosignAttestation[]; sigs: CosignSignature[] };
 
@@ -180,20 +161,16 @@ async function checkImageBundles(
   digest: string,
   verifiers: readonly BundleVerifier[],
   fetched: readonly FetchedBundle[],
-  started: ReadonlyMap<FetchedBundle, Promise<BundleCheck>> = new Map(),
 ): Promise<ImageEvidence> {
   const uriOf = (b: FetchedBundle): string => `${name}@${b.manifestDigest}`;
-  const artifact = { name, digest: { sha256: hexOf(digest) } };
-  const inputs: BundleInput[] = [];
-  const early = new Map<BundleInput, Promise<BundleCheck>>();
-  for (const b of fetched.filter(isDsse)) {
-    const one = bundleInput(name, b);
-    inputs.push(one);
-    const check = started.get(b);
-    if (check) early.set(one, check);
-  }
+  const isDsse = (b: FetchedBundle): boolean => (b.bundle as { dsseEnvelope?: unknown }).dsseEnvelope !== undefined;
+  const artifact = { name, digest: { sha256: digest.slice('sha256:'.length) } };
   // Yielding between bundles: a server verifying images must still read its sockets (a tag lookup's answer).
-  const bundles = await checkBundleInputsYielding(inputs, artifact.digest, verifiers, early);
+  const bundles = await checkBundleInputsYielding(
+    fetched.filter(isDsse).map((b) => ({ uri: uriOf(b), bytes: b.bytes })),
+    artifact.digest,
+    verifiers,
+  );
   const messageBundles = fetched.filter((b) => !isDsse(b));
   return { name, repository, digest, verifiers, artifact, bundles, messageBundles, uriOf };
 }
