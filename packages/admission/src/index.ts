@@ -16,3 +16,4 @@ export { loadRegistries, Registries, type RegistryHost } from './registry/config
 export { VerificationCache, type CacheOptions } from './verify/cache.js';
 export { EngineImageVerifier } from './verify/engine.js';
 export type { DigestImage, ImageVerifier, TrustMaterial } from './verify/types.js';
+export { sharedSignal } from './abort.js';

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -299,12 +298,11 @@ export function registerAdmissionCommands(program: Command): void {
     .action(async (flags: ControllerFlags & { image: string; toolchain?: string[]; deadline: string }) => {
       let verdict: WorkspaceVerdict;
       try {
-        const { createAdmissionController } = await import('@airlock/admission');
+        const { createAdmissionController, sharedSignal } = await import('@airlock/admission');
         const deadlineMs = parseMs('--deadline', flags.deadline);
         const controller = createAdmissionController({ ...controllerConfig(flags), watch: false, cache: false });
         try {
-          const signal = AbortSignal.timeout(deadlineMs);
-          setMaxListeners(0, signal); // every registry read of the check listens on it: not a leak
+          const signal = sharedSignal(AbortSignal.timeout(deadlineMs));
           verdict = await controller.checkWorkspace(
             {
               image: flags.image,
