@@ -35,6 +35,42 @@ afterAll(async () => {
 
 const never = () => new AbortController().signal;
 
+/**
+ * A TCP forwarder on loopback in front of the registry at `url`: the first `hold` connections are held open and
+ * never answered (stuck reads), later ones are forwarded. Counts the connections it accepts.
+ */
+async function startForwarder(
+  url: string,
+  hold = 0,
+): Promise<{ host: string; connections(): number; allHeld: Promise<void> }> {
+  const target = new URL(url);
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  let allHeld!: () => void;
+  const held = new Promise<void>((resolve) => (allHeld = resolve));
+  if (hold === 0) allHeld();
+  const forwarder = createServer((down) => {
+    sockets.add(down);
+    down.on('error', () => undefined);
+    if (++accepted <= hold) {
+      if (accepted === hold) allHeld();
+      return;
+    }
+    const up = connect(Number(target.port), target.hostname);
+    sockets.add(up);
+    down.pipe(up).pipe(down);
+    down.on('error', () => up.destroy());
+    up.on('error', () => down.destroy());
+  });
+  await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+  stops.push(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => forwarder.close(() => resolve()));
+  });
+  const host = `127.0.0.1:${(forwarder.address() as { port: number }).port}`;
+  return { host, connections: () => accepted, allHeld: held };
+}
+
 function write(name: string, text: string): string {
   const p = join(dir, name);
   writeFileSync(p, text);
@@ -212,27 +248,12 @@ describe.runIf(enabled)('tag → digest through real registries', () => {
     stops.push(reg.stop);
     const digest = await pushImage(new RegistryClient({ url: reg.url }), 'acme/app', 'v4');
     // A TCP forwarder in front of the real registry, counting the connections the client opens.
-    const target = new URL(reg.url);
-    let connections = 0;
-    const sockets = new Set<Socket>();
-    const forwarder = createServer((down) => {
-      connections++;
-      const up = connect(Number(target.port), target.hostname);
-      sockets.add(down).add(up);
-      down.pipe(up).pipe(down);
-      down.on('error', () => up.destroy());
-      up.on('error', () => down.destroy());
-    });
-    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
-    stops.push(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => forwarder.close(() => resolve()));
-    });
-    const host = `127.0.0.1:${(forwarder.address() as { port: number }).port}`;
+    const fwd = await startForwarder(reg.url);
+    const host = fwd.host;
     const registries = new Registries([{ host, plainHttp: true }]);
     for (let i = 0; i < 5; i++)
       expect((await resolveImage(`${host}/acme/app:v4`, registries, never())).digest).toBe(digest);
-    expect(connections).toBe(1);
+    expect(fwd.connections()).toBe(1);
     registries.close();
   });
 });
@@ -245,30 +266,8 @@ describe.runIf(enabled)('tag lookups on their own connections', () => {
     // In front of the real registry: the first STUCK connections are held open and never answered (a burst of slow
     // verification reads); later ones are forwarded.
     const STUCK = 16;
-    const target = new URL(reg.url);
-    const sockets = new Set<Socket>();
-    let held = 0;
-    let allHeld!: () => void;
-    const heldAll = new Promise<void>((resolve) => (allHeld = resolve));
-    const forwarder = createServer((down) => {
-      sockets.add(down);
-      down.on('error', () => undefined);
-      if (held < STUCK) {
-        if (++held === STUCK) allHeld();
-        return;
-      }
-      const up = connect(Number(target.port), target.hostname);
-      sockets.add(up);
-      down.pipe(up).pipe(down);
-      down.on('error', () => up.destroy());
-      up.on('error', () => down.destroy());
-    });
-    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
-    stops.push(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => forwarder.close(() => resolve()));
-    });
-    const host = `127.0.0.1:${(forwarder.address() as { port: number }).port}`;
+    const fwd = await startForwarder(reg.url, STUCK);
+    const host = fwd.host;
     // An idle timeout longer than the guard below: the stuck reads must not free their sockets by timing out.
     const registries = new Registries([{ host, plainHttp: true }], { timeoutMs: 60_000 });
     const stuck = new AbortController();
@@ -278,9 +277,8 @@ describe.runIf(enabled)('tag lookups on their own connections', () => {
         .getManifest('acme/app', digest)
         .catch(() => undefined),
     );
-    await heldAll;
-    // Not a timing assertion: only turns "queued behind the stuck reads" into a failure instead of a hang (an
-    // AbortSignal does not reach a request still waiting in a node:http agent's queue).
+    await fwd.allHeld;
+    // Not a timing assertion: only turns "queued behind the stuck reads" into a failure instead of a hang.
     let guardTimer: NodeJS.Timeout | undefined;
     const queued = new Promise<'queued'>((resolve) => (guardTimer = setTimeout(() => resolve('queued'), 10_000)));
     const lookup = resolveImage(`${host}/acme/app:v5`, registries, never()).then((r) => r.digest);
