@@ -317,17 +317,23 @@ export class TransparencyLog {
    * Group commit under load: entries queued behind a commit mean more are on their way (the answered callers come
    * back, others are being read): wait up to `commitLingerMs` for them, or until as many are queued as the last
    * batch held (at least 2; at most maxBatch). Steady closed-loop callers all come back well within the linger, and
-   * waiting on after the last of them has arrived only delays their batch (and its fsync) for nobody.
+   * waiting on after the last of them has arrived only delays their batch (and its fsync) for nobody. Then one more
+   * event-loop turn: requests that have already arrived (read in this turn, not yet parsed) join the batch too —
+   * without it a batch was cut as soon as its target was reached, mid-turn, and under 8 closed-loop callers the
+   * batches stayed at 2 entries, each paying a transaction and a checkpoint signature (measured: 8 entries with it).
    */
   private async gather(): Promise<void> {
+    if (this.commitLingerMs === 0) return;
     const target = Math.min(this.maxBatch, Math.max(2, this.lastBatchSize));
-    if (this.commitLingerMs === 0 || this.queue.length >= target) return;
-    this.gatherTarget = target;
-    try {
-      await this.commitLinger.wait(this.commitLingerMs);
-    } finally {
-      this.gatherTarget = this.maxBatch;
+    if (this.queue.length < target) {
+      this.gatherTarget = target;
+      try {
+        await this.commitLinger.wait(this.commitLingerMs);
+      } finally {
+        this.gatherTarget = this.maxBatch;
+      }
     }
+    if (this.queue.length < this.maxBatch) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   private async sequence(entries: readonly PreparedEntry[]): Promise<Sequenced> {

@@ -4,7 +4,6 @@ import {
   createPublicKey,
   publicDecrypt,
   timingSafeEqual,
-  verify,
   X509Certificate,
   type KeyObject,
 } from 'node:crypto';
@@ -224,34 +223,14 @@ export function verifyPrehashed(
   }
 }
 
-/** Verifies a signature over a message as sigstore's `LoadVerifier(key, SHA256)` does (DSSE): SHA-256, or pure Ed25519. */
-export function verifyMessage(key: KeyObject, message: Buffer, signature: Buffer): boolean {
-  try {
-    return verify(key.asymmetricKeyType === 'ed25519' ? null : 'sha256', message, key, signature);
-  } catch {
-    return false;
-  }
-}
-
 /**
- * Verifies an ECDSA or RSA PKCS#1 v1.5 signature over a message hashed with `algorithm` — natively, where
- * `verifyPrehashed` assembles P-256 from OpenSSL scalar multiplications and does P-384/P-521 in JavaScript.
- * High-S ECDSA is accepted by both (OpenSSL does not enforce low S).
+ * Refuses keys that cannot sign a message hashed with a Rekor v2 `keyDetails` algorithm: ECDSA and RSA PKCS#1 v1.5
+ * only (checked natively by OpenSSL, which accepts high-S ECDSA as `verifyPrehashed` does).
  */
-export function verifyMessageWith(
-  key: KeyObject,
-  algorithm: PrehashAlgorithm,
-  message: Buffer,
-  signature: Buffer,
-): boolean {
+export function assertMessageSigningKey(key: KeyObject): void {
   if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa')
     throw new TlogError(
       'TLOG_UNSUPPORTED_ENTRY',
       `${key.asymmetricKeyType ?? 'this'} keys are not supported (use ECDSA or RSA)`,
     );
-  try {
-    return verify(algorithm, message, key, signature);
-  } catch {
-    return false;
-  }
 }

@@ -3,8 +3,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TlogError, type TlogErrorCode } from './errors.js';
-import { prepareEntry, type PreparedEntry } from './types/index.js';
-import { prepareV2Entry } from './types/v2.js';
+import { entryPreparation, type PreparedEntry } from './types/index.js';
+import { prepareAsync, prepareSync, type Preparation } from './types/preparation.js';
+import { v2Preparation } from './types/v2.js';
 
 /** Verification of one proposal, as it crosses the thread boundary (structured clone turns Buffers into Uint8Arrays). */
 export type WireResult =
@@ -17,9 +18,13 @@ export interface VerifyRequest {
   proposals: Array<{ api: ProposalApi; proposal: unknown }>;
 }
 
+function preparationFor(api: ProposalApi, proposal: unknown): Preparation {
+  return api === 'v2' ? v2Preparation(proposal) : entryPreparation(proposal);
+}
+
 /** Verifies and canonicalizes one proposal of either API (what a verifier thread runs). */
 export function prepareFor(api: ProposalApi, proposal: unknown): PreparedEntry {
-  return api === 'v2' ? prepareV2Entry(proposal) : prepareEntry(proposal);
+  return prepareSync(preparationFor(api, proposal));
 }
 export interface VerifyReply {
   id: number;
@@ -96,13 +101,8 @@ export class VerifierPool {
 
   /** Verifies and canonicalizes a proposal (same contract as `prepareEntry` / `prepareV2Entry`). */
   prepare(proposal: unknown, api: ProposalApi = 'v1'): Promise<PreparedEntry> {
-    if (this.lanes.length === 0) {
-      try {
-        return Promise.resolve(prepareFor(api, proposal));
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
+    // Inline: the signature checks go to the libuv thread pool, the event loop goes on meanwhile.
+    if (this.lanes.length === 0) return prepareAsync(preparationFor(api, proposal));
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the verifier is closed'));
     return new Promise((resolve, reject) => {
       if (this.queue.push({ api, proposal, resolve, reject }) === 1) setImmediate(() => this.dispatch());

@@ -356,6 +356,44 @@ describe('group commit under concurrent callers', () => {
     }
   });
 
+  it('a batch whose target is reached mid-turn still takes the entries that arrive later in the same turn', async () => {
+    const dir = tempDir();
+    const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
+    const log = await TransparencyLog.open({
+      dataDir: dir.path,
+      storage: held.storage,
+      commitLingerMs: LONG_LINGER_MS,
+    });
+    const turns = (n: number) =>
+      Array.from({ length: n }).reduce<Promise<void>>(
+        (p) => p.then(() => new Promise((resolve) => setImmediate(resolve))),
+        Promise.resolve(),
+      );
+    try {
+      const first = log.submit(entry('turn 1'));
+      await held.firstReached;
+      const queued = ['turn 2', 'turn 3'].map((n) => log.submit(entry(n)));
+      held.release();
+      await Promise.all([first, ...queued]); // batches [1], [2]: callers are concurrent, the target is now 2
+      const a = log.submit(entry('turn a')); // the committer lingers for a second entry
+      await turns(5);
+      // Two requests read in one event-loop turn, each its own callback (microtasks run in between, as between two
+      // sockets' data events): the first reaches the target of 2, the second comes a callback later.
+      let b!: Promise<unknown>;
+      let c!: Promise<unknown>;
+      setImmediate(() => (b = log.submit(entry('turn b'))));
+      setImmediate(() => (c = log.submit(entry('turn c'))));
+      await turns(1);
+      await Promise.all([a, b]);
+      // Cut at the target, mid-turn, the batch was [a, b] and c lingered alone behind it.
+      expect(held.sizes).toEqual([1, 2, 3]);
+      await c;
+    } finally {
+      await log.close();
+      dir.remove();
+    }
+  });
+
   it("a lone caller's entries commit at once, one after another", async () => {
     const dir = tempDir();
     const log = await TransparencyLog.open({ dataDir: dir.path, commitLingerMs: LONG_LINGER_MS });

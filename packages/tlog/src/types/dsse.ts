@@ -9,9 +9,10 @@ import {
 import { createHash } from 'node:crypto';
 import { TlogError } from '../errors.js';
 import { hashLeaf } from '../merkle.js';
-import { parseVerifierBase64, verifyMessage, type VerifierKey } from '../pki.js';
+import { parseVerifierBase64, type VerifierKey } from '../pki.js';
 import { artifactKey, field, invalid, isObject, signerKey, type PreparedEntry } from './common.js';
 import type { Json } from './common.js';
+import { prepareSync, type Preparation } from './preparation.js';
 
 /**
  * dsse 0.0.1 (rekor `pkg/types/dsse/v0.0.1/entry.go`). Proposed as `{proposedContent:{envelope: "<JSON>",
@@ -27,6 +28,11 @@ const MAX_SIGNATURES = 16;
 const MAX_SUBJECTS = 1024;
 
 export function prepareDsse(spec: Json): PreparedEntry {
+  return prepareSync(dssePreparation(spec));
+}
+
+/** prepareDsse as a `Preparation`: it yields each envelope signature's check against each verifier in turn. */
+export function* dssePreparation(spec: Json): Preparation {
   if (spec.envelopeHash !== undefined || spec.payloadHash !== undefined || spec.signatures !== undefined) {
     invalid('dsse: send spec.proposedContent only; envelopeHash, payloadHash and signatures are computed by the log');
   }
@@ -53,17 +59,24 @@ export function prepareDsse(spec: Json): PreparedEntry {
   const pae = preAuthEncoding(envelope.payloadType, payload);
   // Rekor keys its result by signature string, so a repeated signature is logged once.
   const bySignature = new Map<string, VerifierKey>();
-  envelope.signatures.forEach((s, i) => {
-    if (bySignature.has(s.sig)) return;
+  for (const [i, s] of envelope.signatures.entries()) {
+    if (bySignature.has(s.sig)) continue;
     const sig = decodeDsseBase64(s.sig)!;
-    const match = verifiers.find((v) => verifyMessage(v.key, pae, sig));
+    let match: VerifierKey | undefined;
+    for (const v of verifiers) {
+      const algorithm = v.key.asymmetricKeyType === 'ed25519' ? null : 'sha256';
+      if (yield { key: v.key, algorithm, message: pae, signature: sig }) {
+        match = v;
+        break;
+      }
+    }
     if (!match)
       throw new TlogError(
         'TLOG_SIGNATURE_INVALID',
         `dsse: envelope signature ${i} does not verify over the PAE with any of the ${verifiers.length} verifier(s)`,
       );
     bySignature.set(s.sig, match);
-  });
+  }
   const signatures = [...bySignature.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([signature, v]) => ({ signature, verifier: Buffer.from(v.canonicalPem).toString('base64') }));

@@ -1,6 +1,7 @@
 import { TlogError } from '../errors.js';
 import { invalid, isObject, type PreparedEntry } from './common.js';
-import { DSSE_API_VERSION, prepareDsse } from './dsse.js';
+import { DSSE_API_VERSION, dssePreparation } from './dsse.js';
+import { prepareSync, type Preparation } from './preparation.js';
 import { HASHEDREKORD_API_VERSION, prepareHashedRekord } from './hashedrekord.js';
 
 export type { PreparedEntry } from './common.js';
@@ -18,6 +19,11 @@ export const SUPPORTED_KINDS: Readonly<Record<string, string>> = {
  * Throws TLOG_INVALID_ENTRY / TLOG_UNSUPPORTED_ENTRY / TLOG_SIGNATURE_INVALID naming what is wrong.
  */
 export function prepareEntry(proposed: unknown): PreparedEntry {
+  return prepareSync(entryPreparation(proposed));
+}
+
+/** prepareEntry as a `Preparation` (see preparation.ts). */
+export function* entryPreparation(proposed: unknown): Preparation {
   if (!isObject(proposed)) invalid('proposed entry must be a JSON object');
   const { kind, apiVersion, spec } = proposed as Record<string, unknown>;
   if (typeof kind !== 'string') invalid('proposed entry has no kind');
@@ -36,5 +42,5 @@ export function prepareEntry(proposed: unknown): PreparedEntry {
       `unsupported ${kind as string} apiVersion '${String(apiVersion).slice(0, 20)}' (supported: ${supported})`,
     );
   }
-  return kind === 'hashedrekord' ? prepareHashedRekord(spec) : prepareDsse(spec);
+  return kind === 'hashedrekord' ? prepareHashedRekord(spec) : yield* dssePreparation(spec);
 }

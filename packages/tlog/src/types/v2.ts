@@ -6,11 +6,12 @@ import {
   decodeStdBase64,
   pemEncode,
   RecentMap,
-  verifyMessageWith,
+  assertMessageSigningKey,
   verifyPrehashed,
   type PrehashAlgorithm,
 } from '../pki.js';
 import { artifactKey, field, invalid, isObject, signerKey, type Json, type PreparedEntry } from './common.js';
+import { prepareSync, type Preparation } from './preparation.js';
 
 /**
  * Rekor v2 (rekor-tiles) write requests: `CreateEntryRequest` in proto3 JSON, either `hashedRekordRequestV002` or
@@ -151,7 +152,7 @@ function prepareHashedRekordV2(req: Json): PreparedEntry {
 }
 
 /** dsseRequestV002 → hashedrekord 0.0.2 over SHA-256(PAE) (rekor-tiles ≥ 2.3 client behaviour, done by the log). */
-function prepareDsseV2(req: Json): PreparedEntry {
+function* dsseV2Preparation(req: Json): Preparation {
   const path = 'dsseRequestV002';
   const envelope = field(req, 'envelope', path);
   if (typeof envelope.payloadType !== 'string' || envelope.payloadType === '')
@@ -170,20 +171,26 @@ function prepareDsseV2(req: Json): PreparedEntry {
   const pae = preAuthEncoding(envelope.payloadType as string, payload);
   const digest = createHash(verifier.details.hash).update(pae).digest();
   // The PAE is at hand, so OpenSSL verifies it (hashing it with the key's hash), the same check as over the digest.
-  if (!verifyMessageWith(verifier.key, verifier.details.hash, pae, sig))
+  assertMessageSigningKey(verifier.key);
+  if (!(yield { key: verifier.key, algorithm: verifier.details.hash, message: pae, signature: sig }))
     throw new TlogError('TLOG_SIGNATURE_INVALID', `${path}: the envelope signature does not verify over the PAE`);
   return hashedRekordBody(digest, sig, verifier);
 }
 
 /** Validates and verifies a Rekor v2 `CreateEntryRequest` (JSON), returning the hashedrekord 0.0.2 entry to log. */
 export function prepareV2Entry(request: unknown): PreparedEntry {
+  return prepareSync(v2Preparation(request));
+}
+
+/** prepareV2Entry as a `Preparation` (see preparation.ts). */
+export function* v2Preparation(request: unknown): Preparation {
   if (!isObject(request)) invalid('request must be a JSON object');
   const keys = Object.keys(request as Json);
   if (keys.length !== 1) invalid('request must hold exactly one of hashedRekordRequestV002 and dsseRequestV002');
   const spec = (request as Json)[keys[0]!];
   if (!isObject(spec)) invalid(`${keys[0]} must be an object`);
   if (keys[0] === 'hashedRekordRequestV002') return prepareHashedRekordV2(spec as Json);
-  if (keys[0] === 'dsseRequestV002') return prepareDsseV2(spec as Json);
+  if (keys[0] === 'dsseRequestV002') return yield* dsseV2Preparation(spec as Json);
   throw new TlogError(
     'TLOG_UNSUPPORTED_ENTRY',
     `unsupported request '${keys[0]!.slice(0, 40)}' (supported: hashedRekordRequestV002, dsseRequestV002)`,
