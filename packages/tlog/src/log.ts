@@ -342,6 +342,7 @@ export class TransparencyLog {
     const existing = await this.store.findLeafHashes(entries.map((e) => e.leafHash));
     const rows: NewEntryRow[] = [];
     const outcomes: Sequenced['outcomes'] = [];
+    const sets: Array<Promise<Buffer>> = [];
     for (const entry of entries) {
       const hex = entry.leafHash.toString('hex');
       const duplicateOf = existing.get(hex);
@@ -351,7 +352,7 @@ export class TransparencyLog {
       }
       const logIndex = frontier.size;
       const nodes = frontier.append(entry.leafHash).slice(1);
-      const signedEntryTimestamp = this.setFor(entry, integratedTime, logIndex);
+      sets.push(this.setFor(entry, integratedTime, logIndex));
       const row: NewEntryRow = {
         logIndex,
         leafHash: entry.leafHash,
@@ -359,7 +360,7 @@ export class TransparencyLog {
         integratedTime,
         kind: entry.kind,
         apiVersion: entry.apiVersion,
-        signedEntryTimestamp,
+        signedEntryTimestamp: NO_SET,
         indexKeys: entry.indexKeys,
         nodes,
       };
@@ -367,6 +368,8 @@ export class TransparencyLog {
       outcomes.push({ row });
       existing.set(hex, logIndex);
     }
+    // The batch's SETs are signed in parallel on the thread pool, not one after another on the event loop.
+    (await Promise.all(sets)).forEach((set, i) => (rows[i]!.signedEntryTimestamp = set));
     return { rows, outcomes, frontier };
   }
 
@@ -504,10 +507,10 @@ export class TransparencyLog {
    * The signed entry timestamp of a v1 entry. Rekor v2 entries carry none (rekor-tiles issues none; their time
    * comes from a TSA), so none is signed for them: one ECDSA signature less per v2 entry. Stored empty.
    */
-  private setFor(entry: PreparedEntry, integratedTime: number, logIndex: number): Buffer {
-    if (entry.apiVersion === HASHEDREKORD_V2_API_VERSION) return NO_SET;
+  private setFor(entry: PreparedEntry, integratedTime: number, logIndex: number): Promise<Buffer> {
+    if (entry.apiVersion === HASHEDREKORD_V2_API_VERSION) return Promise.resolve(NO_SET);
     const body = entry.body.toString('base64');
-    return this.signer.sign(setPayload({ body, integratedTime, logID: this.logId, logIndex }));
+    return this.signer.signAsync(setPayload({ body, integratedTime, logID: this.logId, logIndex }));
   }
 
   /** Why appends are refused (a failed sync or publication), if they are. */

@@ -21,6 +21,8 @@ export const SIGNING_KEY_FILE = 'tlog-signing-key.pem';
 export interface KeySigner {
   readonly spkiDer: Buffer;
   sign(data: Uint8Array): Buffer;
+  /** The same signature made off the event loop (the libuv thread pool), where the key allows it. */
+  signAsync?(data: Uint8Array): Promise<Buffer>;
 }
 
 /** Today's file-backed key as a `KeySigner`. */
@@ -38,6 +40,11 @@ class KeyObjectSigner implements KeySigner {
   }
   sign(data: Uint8Array): Buffer {
     return sign('sha256', data, this.key);
+  }
+  signAsync(data: Uint8Array): Promise<Buffer> {
+    return new Promise((resolve, reject) =>
+      sign('sha256', data, this.key, (err, signature) => (err ? reject(err) : resolve(signature))),
+    );
   }
 }
 
@@ -75,6 +82,16 @@ export class LogSigner {
 
   sign(data: Uint8Array): Buffer {
     return this.signer.sign(data);
+  }
+
+  /** `sign` on the thread pool when the key is in this process (a token's signer signs synchronously). */
+  signAsync(data: Uint8Array): Promise<Buffer> {
+    if (this.signer.signAsync) return this.signer.signAsync(data);
+    try {
+      return Promise.resolve(this.signer.sign(data));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Loads `path` (PKCS#8 or SEC1 PEM), which must be 0600 and owned by this process's user. */

@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -61,6 +61,25 @@ describe('TransparencyLog (in process)', () => {
     expect((await log.getByUuid(entry.uuid))?.verification?.signedEntryTimestamp).toBe(
       entry.verification?.signedEntryTimestamp,
     );
+  });
+
+  it("signs a batch's SETs in parallel, each for its own entry, with an in-process key or a token's sync signer", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    // A KeySigner as a PKCS#11 token provides it: synchronous sign only, no signAsync.
+    const tokenLike = {
+      spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+      sign: (data: Uint8Array) => sign('sha256', data, privateKey),
+    };
+    for (const extra of [{}, { signer: tokenLike }]) {
+      const log = await openLog(newDir(), extra);
+      const results = await Promise.all(entries(12, 'set').map((e) => log.submit(e)));
+      for (const entry of results) verifyLogEntry(entry, { publicKey: log.publicKeyPem, expectedKeyName: 'tlog.test' });
+      // Paired right: each stored entry serves the SET it was answered with.
+      for (const entry of results)
+        expect((await log.getByIndex(entry.logIndex))?.verification?.signedEntryTimestamp).toBe(
+          entry.verification?.signedEntryTimestamp,
+        );
+    }
   });
 
   it('group-commits entries submitted in the same tick: dense indices, one shared checkpoint', async () => {
