@@ -78,7 +78,8 @@ function revive(result: WireResult): PreparedEntry {
  * Signature verification batched across requests: proposals arriving in the same event-loop turn (from any number
  * of concurrent requests) go to worker threads as one message per lane, so the event loop keeps parsing requests
  * and committing batches while signatures are checked in parallel. With 0 threads — or when the compiled worker
- * is missing (sources run directly, as in unit tests) — it verifies inline.
+ * is missing (sources run directly, as in unit tests) — it prepares on the event loop, with message-signature checks
+ * on the libuv thread pool (prepareAsync).
  */
 export class VerifierPool {
   private readonly lanes: Lane[] = [];

@@ -41,7 +41,7 @@ export interface TlogServerOptions {
   maxBatch?: number;
   /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
   storage?: LogStorage;
-  /** Signature-verification threads; default `defaultVerifierThreads()` (0 = inline below 4 cores). 0 = verify on the event loop. */
+  /** Signature-verification threads; default `defaultVerifierThreads()` (0 = inline below 4 cores). 0 = prepare on the event loop (message signatures checked on the libuv thread pool). */
   verifierThreads?: number;
   /** After each durable batch, before its callers are answered (tile writing). */
   onBatchCommitted?: BatchCommittedHook;

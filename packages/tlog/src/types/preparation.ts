@@ -16,7 +16,8 @@ export interface MessageCheck {
  * Validation and canonicalization of a proposal, written once as a generator that yields each message-signature
  * check and receives its verdict — so one definition runs both synchronously (`prepareSync`: verifier threads,
  * imports, tests) and with the checks on the libuv thread pool (`prepareAsync`: the log's event loop, which then
- * parses and answers other requests while OpenSSL verifies; ~0.06 ms of its time per DSSE entry on the bench machine).
+ * parses and answers other requests while OpenSSL verifies: ~0.05 ms of event-loop time less per DSSE signature,
+ * microbenchmark on the bench machine).
  */
 export type Preparation = Generator<MessageCheck, PreparedEntry, boolean>;
 
