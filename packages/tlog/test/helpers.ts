@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, KeyObject, sign, webcrypto } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, KeyObject, sign, webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,29 @@ export function hashedRekordV2Request(signer: TestSigner, artifact: string) {
         content: sign('sha256', data, signer.privateKey).toString('base64'),
         verifier: { publicKey: { rawBytes }, keyDetails: 'PKIX_ECDSA_P256_SHA_256' },
       },
+    },
+  };
+}
+
+/** A Rekor v2 dsseRequestV002 whose envelope `signer` signed (hashing the PAE with `hash`), naming `verifierOf`'s key. */
+export function dsseV2Request(
+  signer: TestSigner,
+  verifierOf: TestSigner,
+  keyDetails: string,
+  hash: string,
+  payload: string,
+) {
+  const type = 'application/vnd.in-toto+json';
+  const pae = preAuthEncoding(type, Buffer.from(payload));
+  const der = createPublicKey(verifierOf.publicKeyPem).export({ type: 'spki', format: 'der' });
+  return {
+    dsseRequestV002: {
+      envelope: {
+        payload: b64(payload),
+        payloadType: type,
+        signatures: [{ sig: b64(sign(hash, pae, signer.privateKey)), keyid: '' }],
+      },
+      verifiers: [{ publicKey: { rawBytes: b64(der) }, keyDetails }],
     },
   };
 }

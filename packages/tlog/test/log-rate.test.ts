@@ -304,16 +304,36 @@ describe('group commit under concurrent callers', () => {
     return { storage, sizes, release, firstReached };
   }
 
-  it('an entry queued behind a commit waits for the next caller and commits with it', async () => {
+  /** A log (with `options`) on heldStorage in a temporary directory, closed and removed after `body`. */
+  async function withHeldLog(
+    options: { maxBatch?: number },
+    body: (log: TransparencyLog, held: Awaited<ReturnType<typeof heldStorage>>) => Promise<void>,
+  ): Promise<void> {
     const dir = tempDir();
     const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
     const log = await TransparencyLog.open({
       dataDir: dir.path,
       storage: held.storage,
-      maxBatch: 2,
       commitLingerMs: LONG_LINGER_MS,
+      ...options,
     });
     try {
+      await body(log, held);
+    } finally {
+      await log.close();
+      dir.remove();
+    }
+  }
+
+  /** Resolves after `n` event-loop turns. */
+  const turns = (n: number) =>
+    Array.from({ length: n }).reduce<Promise<void>>(
+      (p) => p.then(() => new Promise((resolve) => setImmediate(resolve))),
+      Promise.resolve(),
+    );
+
+  it('an entry queued behind a commit waits for the next caller and commits with it', async () => {
+    await withHeldLog({ maxBatch: 2 }, async (log, held) => {
       const first = log.submit(entry('gather 1'));
       await held.firstReached;
       const second = log.submit(entry('gather 2')); // queued while the first batch commits
@@ -323,53 +343,28 @@ describe('group commit under concurrent callers', () => {
       await Promise.all([second, third]);
       // Without the linger the second entry was committed alone, before the third arrived: [1, 1, 1].
       expect(held.sizes).toEqual([1, 2]);
-    } finally {
-      await log.close();
-      dir.remove();
-    }
+    });
   });
 
   it('a linger ends once as many entries are queued as the last batch held', async () => {
-    const dir = tempDir();
-    const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
-    // maxBatch far above the batches: only the last batch's size can end these lingers before LONG_LINGER_MS.
-    const log = await TransparencyLog.open({
-      dataDir: dir.path,
-      storage: held.storage,
-      commitLingerMs: LONG_LINGER_MS,
-    });
-    try {
+    // maxBatch (default) far above the batches: only the last batch's size can end these lingers before LONG_LINGER_MS.
+    await withHeldLog({}, async (log, held) => {
       const first = log.submit(entry('target 1'));
       await held.firstReached;
       const queued = ['target 2', 'target 3', 'target 4'].map((n) => log.submit(entry(n))); // behind the commit
       held.release();
       await Promise.all([first, ...queued]); // 3 queued ≥ the last batch's 1 (and ≥ 2): committed without lingering
       const second = log.submit(entry('target 5'));
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      await turns(5);
       const rest = ['target 6', 'target 7'].map((n) => log.submit(entry(n)));
       await Promise.all([second, ...rest]); // the lone 5th waited (linger) for the 6th and 7th: 3 = the last batch
       // The old linger (ended only by maxBatch) held the second batch for LONG_LINGER_MS: this case timed out.
       expect(held.sizes).toEqual([1, 3, 3]);
-    } finally {
-      await log.close();
-      dir.remove();
-    }
+    });
   });
 
   it('a batch whose target is reached mid-turn still takes the entries that arrive later in the same turn', async () => {
-    const dir = tempDir();
-    const held = await heldStorage(join(dir.path, 'tlog.sqlite'));
-    const log = await TransparencyLog.open({
-      dataDir: dir.path,
-      storage: held.storage,
-      commitLingerMs: LONG_LINGER_MS,
-    });
-    const turns = (n: number) =>
-      Array.from({ length: n }).reduce<Promise<void>>(
-        (p) => p.then(() => new Promise((resolve) => setImmediate(resolve))),
-        Promise.resolve(),
-      );
-    try {
+    await withHeldLog({}, async (log, held) => {
       const first = log.submit(entry('turn 1'));
       await held.firstReached;
       const queued = ['turn 2', 'turn 3'].map((n) => log.submit(entry(n)));
@@ -388,10 +383,7 @@ describe('group commit under concurrent callers', () => {
       // Cut at the target, mid-turn, the batch was [a, b] and c lingered alone behind it.
       expect(held.sizes).toEqual([1, 2, 3]);
       await c;
-    } finally {
-      await log.close();
-      dir.remove();
-    }
+    });
   });
 
   it("a lone caller's entries commit at once, one after another", async () => {

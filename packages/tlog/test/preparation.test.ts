@@ -1,31 +1,13 @@
-import { preAuthEncoding } from '@airlock/core';
-import { createPublicKey, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TlogError } from '../src/errors.js';
 import { entryPreparation } from '../src/types/index.js';
-import { prepareAsync, prepareSync } from '../src/types/preparation.js';
+import { prepareAsync, prepareSync, type Preparation } from '../src/types/preparation.js';
 import { v2Preparation } from '../src/types/v2.js';
 import { VerifierPool } from '../src/verify-pool.js';
-import { b64, dsseEntry, hashedRekord, makeKeySigner, type TestSigner } from './helpers.js';
+import { b64, dsseEntry, dsseV2Request, hashedRekord, makeKeySigner } from './helpers.js';
 
 // The log's event loop prepares proposals with their signature checks on the thread pool (prepareAsync); verifier
 // threads, imports and tests run the same preparations synchronously. Both must give the same verdict and entry.
-
-function v2Dsse(signer: TestSigner, verifier: TestSigner, keyDetails: string, payload: string, hash = 'sha256') {
-  const type = 'application/vnd.in-toto+json';
-  const pae = preAuthEncoding(type, Buffer.from(payload));
-  const der = createPublicKey(verifier.publicKeyPem).export({ type: 'spki', format: 'der' });
-  return {
-    dsseRequestV002: {
-      envelope: {
-        payload: b64(payload),
-        payloadType: type,
-        signatures: [{ sig: b64(sign(hash, pae, signer.privateKey)), keyid: '' }],
-      },
-      verifiers: [{ publicKey: { rawBytes: b64(der) }, keyDetails }],
-    },
-  };
-}
 
 async function outcome(run: () => unknown): Promise<unknown> {
   try {
@@ -49,7 +31,7 @@ const wrongKey = hashedRekord(a, 'nine');
 wrongKey.spec.signature.publicKey.content = b64(b.pem);
 
 const v1: Array<[string, unknown, string | undefined]> = [
-  ['dsse, one verifier', dsseEntry([a], 'one'), undefined],
+  ['v1 dsse, one verifier', dsseEntry([a], 'one'), undefined],
   ['dsse, the second of two verifiers matches', dsseEntry([a], 'two', [b, a]), undefined],
   ['dsse, two signatures', dsseEntry([a, b], 'three'), undefined],
   ['dsse, Ed25519', dsseEntry([ed], 'four'), undefined],
@@ -62,24 +44,28 @@ const v1: Array<[string, unknown, string | undefined]> = [
   ['not an object', 'nope', 'TLOG_INVALID_ENTRY'],
 ];
 const v2: Array<[string, unknown, string | undefined]> = [
-  ['v2 dsse P-256', v2Dsse(a, a, 'PKIX_ECDSA_P256_SHA_256', 'ten'), undefined],
-  ['v2 dsse P-384', v2Dsse(p384, p384, 'PKIX_ECDSA_P384_SHA_384', 'eleven', 'sha384'), undefined],
-  ['v2 dsse wrong key', v2Dsse(b, a, 'PKIX_ECDSA_P256_SHA_256', 'twelve'), 'TLOG_SIGNATURE_INVALID'],
+  ['v2 dsse P-256', dsseV2Request(a, a, 'PKIX_ECDSA_P256_SHA_256', 'sha256', 'ten'), undefined],
+  ['v2 dsse P-384', dsseV2Request(p384, p384, 'PKIX_ECDSA_P384_SHA_384', 'sha384', 'eleven'), undefined],
+  ['v2 dsse wrong key', dsseV2Request(b, a, 'PKIX_ECDSA_P256_SHA_256', 'sha256', 'twelve'), 'TLOG_SIGNATURE_INVALID'],
   ['v2 empty request', {}, 'TLOG_INVALID_ENTRY'],
 ];
 
 describe('a preparation gives the same verdict and entry synchronously and with checks on the thread pool', () => {
-  it.each(v1)('v1 %s', async (_name, proposal, code) => {
-    const sync = await outcome(() => prepareSync(entryPreparation(proposal)));
-    const async = await outcome(() => prepareAsync(entryPreparation(proposal)));
-    expect(async).toEqual(sync);
-    if (code) expect(sync).toMatchObject({ code });
-    else expect(sync).toHaveProperty('entry.leafHash');
-  });
-
-  it.each(v2)('%s', async (_name, request, code) => {
-    const sync = await outcome(() => prepareSync(v2Preparation(request)));
-    const async = await outcome(() => prepareAsync(v2Preparation(request)));
+  const table: Array<[string, () => Preparation, string | undefined]> = [
+    ...v1.map(([name, p, code]): [string, () => Preparation, string | undefined] => [
+      name,
+      () => entryPreparation(p),
+      code,
+    ]),
+    ...v2.map(([name, r, code]): [string, () => Preparation, string | undefined] => [
+      name,
+      () => v2Preparation(r),
+      code,
+    ]),
+  ];
+  it.each(table)('%s', async (_name, preparation, code) => {
+    const sync = await outcome(() => prepareSync(preparation()));
+    const async = await outcome(() => prepareAsync(preparation()));
     expect(async).toEqual(sync);
     if (code) expect(sync).toMatchObject({ code });
     else expect(sync).toHaveProperty('entry.leafHash');

@@ -1,5 +1,4 @@
-import { preAuthEncoding } from '@airlock/core';
-import { createHash, createPublicKey, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashLeaf } from '../src/merkle.js';
 import { pemEncode, parseVerifierPem } from '../src/pki.js';
@@ -9,6 +8,7 @@ import {
   b64,
   dsseEntry,
   dsseEnvelope,
+  dsseV2Request,
   hashedRekord,
   makeCertSigner,
   makeKeySigner,
@@ -215,21 +215,7 @@ describe('dsse 0.0.1', () => {
 });
 
 describe('Rekor v2 dsseRequestV002: the envelope signature is checked over the PAE with the key of keyDetails', () => {
-  const type = 'application/vnd.in-toto+json';
-  function request(signer: TestSigner, verifierOf: TestSigner, keyDetails: string, hash: string, payload: string) {
-    const pae = preAuthEncoding(type, Buffer.from(payload));
-    const der = createPublicKey(verifierOf.publicKeyPem).export({ type: 'spki', format: 'der' });
-    return {
-      dsseRequestV002: {
-        envelope: {
-          payload: b64(payload),
-          payloadType: type,
-          signatures: [{ sig: b64(nodeSign(hash, pae, signer.privateKey)), keyid: '' }],
-        },
-        verifiers: [{ publicKey: { rawBytes: b64(der) }, keyDetails }],
-      },
-    };
-  }
+  const request = dsseV2Request;
   const cases: Array<[string, 'P-256' | 'P-384' | 'rsa', string, string]> = [
     ['ECDSA P-256', 'P-256', 'PKIX_ECDSA_P256_SHA_256', 'sha256'],
     ['ECDSA P-384', 'P-384', 'PKIX_ECDSA_P384_SHA_384', 'sha384'],
