@@ -6,6 +6,7 @@
  */
 import { createServer, Agent, type Server, type ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import { listenLoopback } from './helpers.js';
 import { RegistryClient, type OciError } from '../src/index.js';
 
 const DIGEST = `sha256:${'b'.repeat(64)}`;
@@ -32,20 +33,16 @@ async function startHoldingServer(): Promise<HoldingServer> {
     if (holding) held.push(res);
     else answer(res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
+  const { url, close } = await listenLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     seen,
     release: () => {
       holding = false;
       held.splice(0).forEach(answer);
     },
     held: () => held.length,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }
 

@@ -110,3 +110,16 @@ export function startCorruptingProxy(
     });
   });
 }
+
+/** Listens on 127.0.0.1 (ephemeral port): the URL, and a close that drops kept-alive connections first. */
+export async function listenLoopback(server: Server): Promise<{ url: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

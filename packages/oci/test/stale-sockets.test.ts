@@ -7,6 +7,7 @@
 import { createServer, Agent, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { listenLoopback } from './helpers.js';
 import { RegistryClient } from '../src/index.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
@@ -32,16 +33,12 @@ async function startDroppingServer(): Promise<DroppingServer> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
+  const { url, close } = await listenLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     dropOld: () => sockets.forEach((s) => old.add(s)),
     connections: () => opened,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }
 
