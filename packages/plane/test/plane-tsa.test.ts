@@ -4,37 +4,45 @@
  * group-readable TSA key stops the plane with TSA_KEY_PERMISSIONS.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freeLoopbackPort } from '@airlock/core';
 import { startTrustPlane } from '../src/index.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * A plane started on a pre-TSA plane.json recording just-released ports. Nothing reserves them: when another process
+ * took one meanwhile (the plane refuses with PLANE_PORT_IN_USE, as it must), the test records fresh ones and tries
+ * again, as the testkit fixtures do.
+ */
+async function startOnRecordedPorts(dir: string) {
+  for (let attempt = 1; ; attempt++) {
+    const recorded = {
+      tlog: await freeLoopbackPort(),
+      ca: await freeLoopbackPort(),
+      identity: await freeLoopbackPort(),
+    };
+    writeFileSync(
+      join(dir, 'plane.json'),
+      JSON.stringify({ createdAt: new Date().toISOString(), host: '127.0.0.1', ports: recorded }),
+      { mode: 0o600 },
+    );
+    try {
+      return { recorded, plane: await startTrustPlane({ dataDir: dir }) };
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'PLANE_PORT_IN_USE' || attempt === 5) throw err;
+    }
+  }
 }
 
 describe('trust plane with its TSA', () => {
   it('starts from a pre-TSA plane.json, records a TSA port, writes signing_config.json; TSA key 0600', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-plane-tsa-'));
     dirs.push(dir);
-    const recorded = { tlog: await freePort(), ca: await freePort(), identity: await freePort() };
-    writeFileSync(
-      join(dir, 'plane.json'),
-      JSON.stringify({ createdAt: new Date().toISOString(), host: '127.0.0.1', ports: recorded }),
-      { mode: 0o600 },
-    );
-    const plane = await startTrustPlane({ dataDir: dir });
+    const { recorded, plane } = await startOnRecordedPorts(dir);
     try {
       const state = JSON.parse(readFileSync(join(dir, 'plane.json'), 'utf8')) as { ports: Record<string, number> };
       expect(state.ports).toMatchObject(recorded);
