@@ -16,6 +16,10 @@
 // openssl and sha256sum the child's, from bash's `time`.
 //   download only               the same files over HTTP from the upstream with fetch (what the sync uses), bytes
 //                               discarded: the transport floor; and with node:http, as a diagnostic of the client
+//   disk: durable write (dd)    `cat` of the files into `dd … conv=fdatasync` in the bundle's directory: the same
+//                               bytes written once and made durable, the floor of any sync that leaves a durable
+//                               bundle (the sync fsyncs its bundle before it returns). When this disk writes slower
+//                               than openssl hashes, the disk bounds sync ÷ openssl below 1 whatever the code does.
 // Rounds run the methods round-robin (the machine is shared); medians are reported.
 //
 // Env: BENCH_SYNC_FILES (default 4), BENCH_SYNC_MIB (MiB per file, default 256), BENCH_SYNC_ROUNDS (default 3).
@@ -50,6 +54,8 @@ const CLK_TCK = 100; // /proc/<pid>/stat ticks per second (USER_HZ, 100 on Linux
 
 const sha256sum = which('sha256sum');
 if (!sha256sum) skip('sha256sum (coreutils) not installed: it is the reference this benchmark compares against');
+const dd = which('dd');
+if (!dd) skip('dd (coreutils) not installed: it measures the durable-write floor this benchmark reports');
 const openssl = which('openssl');
 if (!openssl) skip('openssl not installed: it is the reference this benchmark compares against (issue 12: ≥ 0.7×)');
 
@@ -223,6 +229,19 @@ await runBench(scope, async () => {
         return { ms: r.durationMs };
       },
     },
+    {
+      name: 'disk: durable write (dd)',
+      run: async () => {
+        const out = join(bundleDir, 'dd.out');
+        const files = paths.map((p) => `'${p.replaceAll("'", "'\\''")}'`).join(' ');
+        const r = await timed('bash', [
+          '-c',
+          `cat ${files} | ${dd} of='${out}' bs=4M iflag=fullblock conv=fdatasync status=none`,
+        ]);
+        rmSync(out, { force: true });
+        return { cpuS: r.cpuS };
+      },
+    },
     { name: 'tar write stage: sealed staging', run: () => tarStage(true) },
     { name: 'tar write stage: named staging', run: () => tarStage(false) },
     {
@@ -301,6 +320,7 @@ await runBench(scope, async () => {
   }
 
   const ref = mbPerSec(totalBytes, median(times.get('sha256sum')));
+  const row0 = (n) => rows.find((r) => r.method === n);
   const refOpenssl = mbPerSec(totalBytes, median(times.get('openssl dgst -sha256')));
   const rows = methods.map((m) => {
     const ms = median(times.get(m.name));
@@ -330,8 +350,15 @@ await runBench(scope, async () => {
     `nothing. cpuSecPerGB: user+system CPU seconds per GB of blob bytes (sync: this process only; the upstream spent a median ${round(median(upstreamCpuS) / (totalBytes / 1e9), 2)} s/GB more).`,
   );
   console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
+  const diskMb = row0('disk: durable write (dd)').mbPerSec;
+  const syncMb = row0('syncToBundle (end to end)').mbPerSec;
+  console.log(
+    `durable-write floor: this disk took the files at ${diskMb} MB/s (${ratio(diskMb, refOpenssl)}× openssl's hashing); ` +
+      `the sync reached ${ratio(syncMb, diskMb)}× of it. A sync that leaves a durable bundle cannot pass ` +
+      `min(1, disk ÷ openssl) = ${Math.min(1, ratio(diskMb, refOpenssl))}× openssl here (target 0.7×).`,
+  );
 
-  const row = (n) => rows.find((r) => r.method === n);
+  const row = row0;
   const after = await machineLoad();
   emit({
     summary: {
@@ -346,6 +373,9 @@ await runBench(scope, async () => {
       sync_cpu_s_per_gb: row('syncToBundle (end to end)').cpuSecPerGB,
       openssl_cpu_s_per_gb: row('openssl dgst -sha256').cpuSecPerGB,
       upstream_cpu_s_per_gb: round(median(upstreamCpuS) / (totalBytes / 1e9), 2),
+      disk_durable_mbps: row('disk: durable write (dd)').mbPerSec,
+      ratio_disk_openssl: row('disk: durable write (dd)').vsOpenssl,
+      ratio_sync_disk: ratio(row('syncToBundle (end to end)').mbPerSec, row('disk: durable write (dd)').mbPerSec),
     },
     files: FILES,
     bytesPerFile: SIZE,
