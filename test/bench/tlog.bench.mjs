@@ -24,7 +24,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,6 +36,7 @@ const ENTRIES = Number(process.env.BENCH_TLOG_ENTRIES ?? 3000);
 const TREE = Number(process.env.BENCH_TLOG_TREE ?? 10_000_000);
 const SCENARIO_BUDGET_MS = 8_000;
 // Untimed appends per HTTP scenario before it is measured (see warmUp); 0 = the old 5-request warm-up only.
+const CORES = availableParallelism();
 const WARMUP = Number(process.env.BENCH_TLOG_WARMUP ?? 6000);
 const REPEAT = Number(process.env.BENCH_TLOG_REPEAT ?? 3);
 if (!Number.isInteger(REPEAT) || REPEAT < 1) throw new Error('BENCH_TLOG_REPEAT must be a positive integer');
@@ -202,6 +203,10 @@ async function appendScenario(name, { clients, kind = 'dsse', maxBatch, verifier
     mainMsPerEntry: Math.round((split.main / done) * 100) / 100,
     // The load generator's own CPU per append (it must not be the bottleneck).
     loadGenCpuMsPerEntry: Math.round((gen.cpuMs / done) * 100) / 100,
+    // How busy server + load generator kept this machine's cores, and the appends/s their CPU per append would allow
+    // at 100 % of every core (server and clients share them): what throughput to expect where CPU is the limit.
+    cpuBusyPct: Math.round(((serverCpuMs + gen.cpuMs) / (seconds * 1000 * CORES)) * 100),
+    cpuCeilingPerSec: Math.round((CORES * 1000 * done) / (serverCpuMs + gen.cpuMs)),
   };
 }
 
@@ -307,6 +312,8 @@ printTable(appendRows, [
   'sysMsPerEntry',
   'mainMsPerEntry',
   'loadGenCpuMsPerEntry',
+  'cpuBusyPct',
+  'cpuCeilingPerSec',
 ]);
 
 if (ONLY || TREE === 0) {
@@ -438,6 +445,8 @@ emit({
     p99Ms8: by('dsse x8').p99Ms,
     cpuMsPerEntry8: by('dsse x8').cpuMsPerEntry,
     loadGenCpuMsPerEntry8: by('dsse x8').loadGenCpuMsPerEntry,
+    cpuBusyPct8: by('dsse x8').cpuBusyPct,
+    cpuCeilingPerSec8: by('dsse x8').cpuCeilingPerSec,
     inlineVerifyPerSec8: by('dsse x8 inline verify (peer)').perSec,
     ratioVsInline8: Math.round((by('dsse x8').perSec / by('dsse x8 inline verify (peer)').perSec) * 100) / 100,
     oneVerifierThreadPerSec8: by('dsse x8 1 verifier thread (peer)').perSec,
