@@ -16,15 +16,25 @@
 // openssl and sha256sum the child's, from bash's `time`.
 //   download only               the same files over HTTP from the upstream with fetch (what the sync uses), bytes
 //                               discarded: the transport floor; and with node:http, as a diagnostic of the client
-//   disk: durable write (dd)    `cat` of the files into `dd … conv=fdatasync` in the bundle's directory: the same
-//                               bytes written once and made durable, the floor of any sync that leaves a durable
-//                               bundle (the sync fsyncs its bundle before it returns). When this disk writes slower
-//                               than openssl hashes, the disk bounds sync ÷ openssl below 1 whatever the code does.
+//   disk: durable write         the files copied into one file in the bundle's directory (4 MiB reads and writes,
+//                               one fdatasync at the end): the same bytes written once and made durable, the floor of
+//                               any sync that leaves a durable bundle (the sync fsyncs its bundle before it returns).
+//                               Where this disk writes slower than openssl hashes, it bounds sync ÷ openssl below 1.
 // Rounds run the methods round-robin (the machine is shared); medians are reported.
 //
 // Env: BENCH_SYNC_FILES (default 4), BENCH_SYNC_MIB (MiB per file, default 256), BENCH_SYNC_ROUNDS (default 3).
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  fdatasyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -54,8 +64,6 @@ const CLK_TCK = 100; // /proc/<pid>/stat ticks per second (USER_HZ, 100 on Linux
 
 const sha256sum = which('sha256sum');
 if (!sha256sum) skip('sha256sum (coreutils) not installed: it is the reference this benchmark compares against');
-const dd = which('dd');
-if (!dd) skip('dd (coreutils) not installed: it measures the durable-write floor this benchmark reports');
 const openssl = which('openssl');
 if (!openssl) skip('openssl not installed: it is the reference this benchmark compares against (issue 12: ≥ 0.7×)');
 
@@ -230,16 +238,22 @@ await runBench(scope, async () => {
       },
     },
     {
-      name: 'disk: durable write (dd)',
+      name: 'disk: durable write',
       run: async () => {
-        const out = join(bundleDir, 'dd.out');
-        const files = paths.map((p) => `'${p.replaceAll("'", "'\\''")}'`).join(' ');
-        const r = await timed('bash', [
-          '-c',
-          `cat ${files} | ${dd} of='${out}' bs=4M iflag=fullblock conv=fdatasync status=none`,
-        ]);
-        rmSync(out, { force: true });
-        return { cpuS: r.cpuS };
+        const out = join(bundleDir, 'copy.out');
+        const buf = Buffer.allocUnsafe(4 << 20);
+        const fd = openSync(out, 'w');
+        try {
+          for (const p of paths) {
+            const src = openSync(p, 'r');
+            for (let n; (n = readSync(src, buf, 0, buf.length)) > 0;) writeSync(fd, buf, 0, n);
+            closeSync(src);
+          }
+          fdatasyncSync(fd);
+        } finally {
+          closeSync(fd);
+          rmSync(out, { force: true });
+        }
       },
     },
     { name: 'tar write stage: sealed staging', run: () => tarStage(true) },
@@ -350,7 +364,7 @@ await runBench(scope, async () => {
     `nothing. cpuSecPerGB: user+system CPU seconds per GB of blob bytes (sync: this process only; the upstream spent a median ${round(median(upstreamCpuS) / (totalBytes / 1e9), 2)} s/GB more).`,
   );
   console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
-  const diskMb = row0('disk: durable write (dd)').mbPerSec;
+  const diskMb = row0('disk: durable write').mbPerSec;
   const syncMb = row0('syncToBundle (end to end)').mbPerSec;
   console.log(
     `durable-write floor: this disk took the files at ${diskMb} MB/s (${ratio(diskMb, refOpenssl)}× openssl's hashing); ` +
@@ -373,9 +387,9 @@ await runBench(scope, async () => {
       sync_cpu_s_per_gb: row('syncToBundle (end to end)').cpuSecPerGB,
       openssl_cpu_s_per_gb: row('openssl dgst -sha256').cpuSecPerGB,
       upstream_cpu_s_per_gb: round(median(upstreamCpuS) / (totalBytes / 1e9), 2),
-      disk_durable_mbps: row('disk: durable write (dd)').mbPerSec,
-      ratio_disk_openssl: row('disk: durable write (dd)').vsOpenssl,
-      ratio_sync_disk: ratio(row('syncToBundle (end to end)').mbPerSec, row('disk: durable write (dd)').mbPerSec),
+      disk_durable_mbps: row('disk: durable write').mbPerSec,
+      ratio_disk_openssl: row('disk: durable write').vsOpenssl,
+      ratio_sync_disk: ratio(row('syncToBundle (end to end)').mbPerSec, row('disk: durable write').mbPerSec),
     },
     files: FILES,
     bytesPerFile: SIZE,
