@@ -45,7 +45,8 @@ export interface AdmissionControllerConfig {
   /**
    * How old a tag → digest answer a request may receive (`admission serve --tag-ttl`). Default 0: every request
    * resolves its tags with a lookup sent after it arrived. With N > 0 a digest looked up less than N ms before the
-   * request arrived is reused (tags only; errors and absent tags never). What runs is still what was verified:
+   * request arrived is reused (tags only; errors and absent tags never), and renewed in the background once older
+   * than N/2 so steady traffic does not wait for the registry. What runs is still what was verified:
    * /mutate pins that digest. Dropped when the policy or trusted root changes.
    */
   tags?: { ttlMs: number; maxEntries?: number; now?: () => number };

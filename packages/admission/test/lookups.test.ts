@@ -148,12 +148,46 @@ describe('FreshLookups with a TTL', () => {
     const reg = registry('sha256:old');
     expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:old');
     reg.move('sha256:new');
-    clock.t += 4_999;
+    clock.t += 2_499; // under half the TTL: reused, and no refresh yet
     expect(await lookups.run('app:v1', lookups.arrive(), reg.lookup, never)).toBe('sha256:old');
     expect(lookups.sent).toBe(1);
-    clock.t += 1; // 5 s after the lookup was sent: too old
+    clock.t += 2_501; // 5 s after the lookup was sent: too old
     expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:new');
     expect(lookups.sent).toBe(2);
+  });
+
+  it('past half the TTL a reused answer is renewed in the background, so steady traffic never waits for the registry', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
+    reg.move('sha256:2');
+    clock.t += 3_000;
+    // Answered at once from the remembered digest (sent 3 s ago), and one refresh goes out.
+    expect(await lookups.run('app:v1', lookups.arrive(), reg.lookup, never)).toBe('sha256:1');
+    clock.t += 1;
+    expect(await lookups.run('app:v1', lookups.arrive(), reg.lookup, never)).toBe('sha256:1');
+    await flush();
+    expect(reg.sent).toHaveLength(2); // one refresh in flight, not one per request
+    reg.sent[1]!.answer(); // it read the moved tag when it reached the registry
+    await flush();
+    clock.t += 2_400; // 5.4 s after the first lookup, 2.4 s after the refresh was sent
+    const later = lookups.run('app:v1', lookups.arrive(), reg.lookup, never);
+    expect(await Promise.race([later, flush().then(() => 'still waiting')])).toBe('sha256:2');
+    expect(reg.sent).toHaveLength(2); // no request waited for a lookup of its own
+  });
+
+  it('a failed background refresh forgets the answer: the next request looks the tag up itself', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
+    clock.t += 3_000;
+    const down = () => Promise.reject(new Error('registry down'));
+    expect(await lookups.run('app:v1', lookups.arrive(), down, never)).toBe('sha256:1'); // still within the TTL
+    await flush();
+    expect(lookups.size).toBe(0); // the refresh failed: the old answer is gone
+    clock.t += 1;
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
+    expect(lookups.sent).toBe(3);
   });
 
   it('age counts from when the lookup was SENT, not when it answered', async () => {

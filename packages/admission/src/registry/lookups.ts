@@ -17,6 +17,9 @@
  * a request receives the answer of a lookup sent after it arrived OR less than TTL before it arrived. Answers
  * (digests only: never errors, never "tag absent") are remembered for that long, bounded in number, and forgotten
  * on clear() (policy or trusted-root reload); lookups sent before a clear() are never reused through the TTL.
+ * A request served from a remembered answer older than half the TTL also sends a refresh (in the background, at most
+ * one per key in flight): under steady traffic the answer is renewed before it expires, so no request waits for the
+ * registry, and each answer a request receives still comes from a lookup sent less than TTL before it arrived.
  *
  * hint(key) is the last value any lookup of the key answered, however old: never an answer to a request, only a
  * guess of what the fresh lookup will say (the admission starts verifying that digest while the lookup runs, and
@@ -106,7 +109,10 @@ export class FreshLookups<V> {
   run(key: string, ticket: Ticket, lookup: Lookup<V>, signal: AbortSignal): Promise<V> {
     signal.throwIfAborted();
     const known = this.ttlMs > 0 ? this.remembered(key, ticket) : undefined;
-    if (known !== undefined) return Promise.resolve(known.value);
+    if (known !== undefined) {
+      this.refreshAhead(key, known, lookup);
+      return Promise.resolve(known.value);
+    }
     const cur = this.current.get(key);
     let flight: Flight<V>;
     if (cur === undefined) flight = this.send(key, newFlight<V>(), lookup);
@@ -117,6 +123,15 @@ export class FreshLookups<V> {
       flight = cur.next;
     }
     return wait(flight, signal);
+  }
+
+  /**
+   * Past half the TTL, renews a remembered answer in the background (nobody waits for it; its answer is remembered,
+   * its failure forgets the old one, as any lookup's).
+   */
+  private refreshAhead(key: string, answer: Answer<V>, lookup: Lookup<V>): void {
+    if (this.now() - answer.sentAt < this.ttlMs / 2 || this.current.has(key)) return;
+    this.send(key, newFlight<V>(), lookup);
   }
 
   /** Sent after the request arrived, or (TTL) less than TTL before it and after the last clear(). */
