@@ -57,6 +57,8 @@ export interface TransparencyLogOptions {
   onBatchCommitted?: BatchCommittedHook;
   /** Worker threads verifying signatures of `append`ed proposals in batches; 0 (default) = inline. */
   verifierThreads?: number;
+  /** With 0 verifier threads: one thread for hashedrekord proposals only (see VerifierPool). Default false. */
+  prehashedVerifierThread?: boolean;
   /** Clock in milliseconds (tests). */
   now?: () => number;
 }
@@ -185,7 +187,9 @@ export class TransparencyLog {
     this.now = options.now ?? Date.now;
     this.hook = options.onBatchCommitted;
     this.tail = frontier;
-    this.verifier = new VerifierPool(options.verifierThreads ?? 0);
+    this.verifier = new VerifierPool(options.verifierThreads ?? 0, {
+      prehashedThread: options.prehashedVerifierThread === true,
+    });
   }
 
   static async open(options: TransparencyLogOptions): Promise<TransparencyLog> {
