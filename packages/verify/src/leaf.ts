@@ -4,6 +4,7 @@ import { X509Certificate } from '@sigstore/core';
 import { encodeOidContent, NODE_ATTESTATION_OID } from '@airlock/core';
 import { VerifyError } from './errors.js';
 import { MemoCertificate } from './memo-certificate.js';
+import { quietParse } from './quiet-parse.js';
 
 /**
  * The signing certificate of a bundle, parsed once per verification: by OpenSSL (node:crypto) for signatures,
@@ -31,7 +32,7 @@ export function leafOf(bundle: Bundle): ParsedLeaf | undefined {
   const buf = Buffer.from(der);
   try {
     const node = new NodeX509(buf);
-    const cert = MemoCertificate.fromDer(buf);
+    const cert = quietParse(() => MemoCertificate.fromDer(buf));
     cert.adoptKey(buf, node.publicKey);
     return {
       der: buf,

@@ -14,6 +14,7 @@ import {
 } from '@airlock/core';
 import { VerifyError, fromSigstoreError } from './errors.js';
 import { buildTrustMaterial, parseTrustedRoot } from './trusted-root.js';
+import { quietParse } from './quiet-parse.js';
 import { leafOf, nodeAttestationOf, type ParsedLeaf } from './leaf.js';
 import { decodeBundle } from './strict-bundle.js';
 import { checkWitnesses, parseWitnessPolicy, type WitnessPolicy } from './witness.js';
@@ -266,7 +267,7 @@ export class BundleVerifier {
  * verifyContentSignature: where @sigstore/verify's own check is the very same one, it is answered from that.
  */
 function leafEntity(bundle: Bundle, artifact: Buffer | undefined, leaf: ParsedLeaf): SignedEntity {
-  const entity = toSignedEntity(withoutLeaf(bundle), artifact);
+  const entity = quietParse(() => toSignedEntity(withoutLeaf(bundle), artifact));
   const key = leaf.node.publicKey;
   const signature = sameCheck(bundle, key) ? alreadyChecked(entity.signature, key) : entity.signature;
   return { ...entity, signature, key: { $case: 'certificate', certificate: leaf.cert } };
