@@ -216,7 +216,11 @@ class Controller implements AdmissionController {
           },
           signal,
         ),
-      tagHint: (registry, repository, tag) => this.tags.hint(`${registry}/${repository}:${tag}`),
+      // No early verification of the last digest when a remembered answer (--tag-ttl) settles the tag at once.
+      tagHint: (registry, repository, tag) => {
+        const key = `${registry}/${repository}:${tag}`;
+        return this.tags.answerable(key, arrived) ? undefined : this.tags.hint(key);
+      },
       events: this.events,
       check: {
         verifier: this.verifier,

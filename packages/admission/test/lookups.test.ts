@@ -176,6 +176,20 @@ describe('FreshLookups with a TTL', () => {
     expect(reg.sent).toHaveLength(2); // no request waited for a lookup of its own
   });
 
+  it('answerable: only while a remembered answer is usable by that request', async () => {
+    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const reg = registry('sha256:1');
+    expect(lookups.answerable('app:v1', lookups.arrive())).toBe(false);
+    expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
+    expect(lookups.answerable('app:v1', lookups.arrive())).toBe(true);
+    expect(lookups.answerable('app:v2', lookups.arrive())).toBe(false);
+    clock.t += 5_000;
+    expect(lookups.answerable('app:v1', lookups.arrive())).toBe(false);
+    const noTtl = new FreshLookups<string>({ ttlMs: 0, now: () => 0 });
+    expect(await answered(noTtl as unknown as FreshLookups<string | undefined>, 'app:v1', reg)).toBe('sha256:1');
+    expect(noTtl.answerable('app:v1', noTtl.arrive())).toBe(false);
+  });
+
   it('a failed background refresh forgets the answer: the next request looks the tag up itself', async () => {
     const { lookups, clock } = withClock({ ttlMs: 5_000 });
     const reg = registry('sha256:1');

@@ -100,6 +100,16 @@ export class FreshLookups<V> {
     this.clearedSeq = this.clock;
   }
 
+  /**
+   * Whether a request with `ticket` would be answered from a remembered answer now, without a lookup (TTL only):
+   * then guessing ahead (hint) is pointless work.
+   */
+  answerable(key: string, ticket: Ticket): boolean {
+    if (this.ttlMs <= 0) return false;
+    const a = this.answers.get(key);
+    return a !== undefined && this.usable(a.seq, a.sentAt, ticket);
+  }
+
   /** The last value a lookup of `key` answered (any age): a guess, never an answer for a request. */
   hint(key: string): V | undefined {
     return this.hints.get(key);
