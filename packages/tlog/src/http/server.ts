@@ -41,7 +41,11 @@ export interface TlogServerOptions {
   maxBatch?: number;
   /** Metadata storage (PostgreSQL); default SQLite in `dataDir`. */
   storage?: LogStorage;
-  /** Signature-verification threads; default `defaultVerifierThreads()` (0 = inline below 4 cores). 0 = prepare on the event loop (message signatures checked on the libuv thread pool). */
+  /**
+   * Signature-verification threads; default `defaultVerifierThreads()`: none below 4 cores, where proposals are
+   * prepared on the event loop (message signatures checked on the libuv thread pool) and only hashedrekord goes to
+   * one thread. An explicit 0 prepares everything on the event loop.
+   */
   verifierThreads?: number;
   /** After each durable batch, before its callers are answered (tile writing). */
   onBatchCommitted?: BatchCommittedHook;
