@@ -102,10 +102,12 @@ class Controller implements AdmissionController {
     this.registries = reads === false ? registries : registries.with({ immutableReadBytes: reads.maxBytes });
     const c = config.cache === false ? { ttlMs: 0, maxEntries: 0 } : (config.cache ?? {});
     this.cache = new VerificationCache({ ttlMs: c.ttlMs ?? 600_000, maxEntries: c.maxEntries ?? 10_000 });
-    this.tags = new FreshLookups(config.tags ?? {});
+    this.events = config.events ?? NO_EVENTS;
+    // A failed background refresh counts as a registry error of its host (key: `host/repository:tag`).
+    const onRefreshError = (key: string): void => this.events.registryError(key.slice(0, key.indexOf('/')));
+    this.tags = new FreshLookups({ ...(config.tags ?? {}), onRefreshError });
     this.verifier =
       config.verifier ?? new EngineImageVerifier(config.cosignLayers ? { cosignLayers: config.cosignLayers } : {});
-    this.events = config.events ?? NO_EVENTS;
     if (config.watch !== false) this.watchFiles();
   }
 

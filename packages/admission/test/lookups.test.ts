@@ -191,7 +191,13 @@ describe('FreshLookups with a TTL', () => {
   });
 
   it('a failed background refresh forgets the answer: the next request looks the tag up itself', async () => {
-    const { lookups, clock } = withClock({ ttlMs: 5_000 });
+    const clock = { t: 1_000_000 };
+    const failures: string[] = [];
+    const lookups = new FreshLookups<string | undefined>({
+      ttlMs: 5_000,
+      now: () => clock.t,
+      onRefreshError: (key) => failures.push(key),
+    });
     const reg = registry('sha256:1');
     expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
     clock.t += 3_000;
@@ -199,6 +205,7 @@ describe('FreshLookups with a TTL', () => {
     expect(await lookups.run('app:v1', lookups.arrive(), down, never)).toBe('sha256:1'); // still within the TTL
     await flush();
     expect(lookups.size).toBe(0); // the refresh failed: the old answer is gone
+    expect(failures).toEqual(['app:v1']); // and is reported (nobody else waited for it)
     clock.t += 1;
     expect(await answered(lookups, 'app:v1', reg)).toBe('sha256:1');
     expect(lookups.sent).toBe(3);

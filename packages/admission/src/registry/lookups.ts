@@ -55,6 +55,8 @@ export interface FreshLookupsOptions {
   maxEntries?: number;
   /** The clock (tests inject one; default Date.now). */
   now?: () => number;
+  /** A background refresh failed with no request waiting for it (requests report their own failures). */
+  onRefreshError?: (key: string, err: unknown) => void;
 }
 
 interface Answer<V> {
@@ -72,6 +74,7 @@ export class FreshLookups<V> {
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
+  private readonly onRefreshError: ((key: string, err: unknown) => void) | undefined;
   /** Lookups sent at or before this ticket are never reused through the TTL (clear()). */
   private clearedSeq = 0;
   /** Lookups actually sent (tests and metrics). */
@@ -81,6 +84,7 @@ export class FreshLookups<V> {
     this.ttlMs = Math.max(0, options.ttlMs ?? 0);
     this.maxEntries = Math.max(1, options.maxEntries ?? 10_000);
     this.now = options.now ?? Date.now;
+    this.onRefreshError = options.onRefreshError;
   }
 
   /** Remembered answers (tests: bounded). */
@@ -141,7 +145,10 @@ export class FreshLookups<V> {
    */
   private refreshAhead(key: string, answer: Answer<V>, lookup: Lookup<V>): void {
     if (this.now() - answer.sentAt < this.ttlMs / 2 || this.current.has(key)) return;
-    this.send(key, newFlight<V>(), lookup);
+    const flight = this.send(key, newFlight<V>(), lookup);
+    flight.promise.catch((err: unknown) => {
+      if (flight.waiters === 0) this.onRefreshError?.(key, err);
+    });
   }
 
   /** Sent after the request arrived, or (TTL) less than TTL before it and after the last clear(). */
