@@ -128,8 +128,8 @@ export class VerifierPool {
     // Inline: the signature checks go to the libuv thread pool, the event loop goes on meanwhile.
     if (this.lanes.length === 0 || (this.onlyPrehashed && !hasPrehashedCheck(proposal, api)))
       return prepareAsync(preparationFor(api, proposal));
-    if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the verifier is closed'));
     this.threaded++;
+    if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the verifier is closed'));
     return new Promise((resolve, reject) => {
       if (this.queue.push({ api, proposal, resolve, reject }) === 1) setImmediate(() => this.dispatch());
     });
