@@ -57,8 +57,6 @@ export interface TransparencyLogOptions {
   onBatchCommitted?: BatchCommittedHook;
   /** Worker threads verifying signatures of `append`ed proposals in batches; 0 (default) = inline. */
   verifierThreads?: number;
-  /** With 0 verifier threads: one thread for hashedrekord proposals only (see VerifierPool). Default false. */
-  prehashedVerifierThread?: boolean;
   /** Clock in milliseconds (tests). */
   now?: () => number;
 }
@@ -187,9 +185,7 @@ export class TransparencyLog {
     this.now = options.now ?? Date.now;
     this.hook = options.onBatchCommitted;
     this.tail = frontier;
-    this.verifier = new VerifierPool(options.verifierThreads ?? 0, {
-      prehashedThread: options.prehashedVerifierThread === true,
-    });
+    this.verifier = new VerifierPool(options.verifierThreads ?? 0);
   }
 
   static async open(options: TransparencyLogOptions): Promise<TransparencyLog> {

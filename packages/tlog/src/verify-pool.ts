@@ -22,17 +22,6 @@ function preparationFor(api: ProposalApi, proposal: unknown): Preparation {
   return api === 'v2' ? v2Preparation(proposal) : entryPreparation(proposal);
 }
 
-/**
- * Whether a proposal asks for a hashedrekord (v1 `kind`, or a v2 `hashedRekordRequestV002`), whose signature is
- * checked over a client-computed digest on the calling thread. Only routing: a wrong guess runs the same checks
- * elsewhere.
- */
-export function hasPrehashedCheck(proposal: unknown, api: ProposalApi): boolean {
-  if (typeof proposal !== 'object' || proposal === null) return false;
-  if (api === 'v2') return Object.hasOwn(proposal, 'hashedRekordRequestV002');
-  return (proposal as { kind?: unknown }).kind === 'hashedrekord';
-}
-
 /** Verifies and canonicalizes one proposal of either API (what a verifier thread runs). */
 export function prepareFor(api: ProposalApi, proposal: unknown): PreparedEntry {
   return prepareSync(preparationFor(api, proposal));
@@ -98,24 +87,12 @@ export class VerifierPool {
   private nextId = 1;
   private nextLane = 0;
   private closed = false;
-  /** Only proposals with a prehashed signature check go to the (one) thread; the rest are prepared inline. */
-  private readonly onlyPrehashed: boolean;
-  /** Proposals handed to worker threads so far (tests, diagnostics). */
-  threaded = 0;
 
-  /**
-   * `threads` workers verify every proposal; with 0 and `prehashedThread`, one worker verifies only the proposals
-   * whose signature check cannot leave the event loop otherwise (hashedrekord, v1 and v2: a P-256 check over a
-   * digest the client computed, done with ECDH and JavaScript field arithmetic, ~0.2 ms of event-loop time each,
-   * where a message signature goes to the libuv pool for a few µs).
-   */
-  constructor(threads: number = defaultVerifierThreads(), options: { prehashedThread?: boolean } = {}) {
+  constructor(threads: number = defaultVerifierThreads()) {
     if (!Number.isSafeInteger(threads) || threads < 0)
       throw new TlogError('TLOG_INVALID_OPTION', 'verifier threads must be a non-negative integer');
-    this.onlyPrehashed = threads === 0 && options.prehashedThread === true;
     if (!existsSync(WORKER_FILE)) return;
-    const n = this.onlyPrehashed ? 1 : threads;
-    for (let i = 0; i < n; i++) this.lanes.push(this.spawn());
+    for (let i = 0; i < threads; i++) this.lanes.push(this.spawn());
   }
 
   /** Number of worker threads (0 = inline). */
@@ -126,9 +103,7 @@ export class VerifierPool {
   /** Verifies and canonicalizes a proposal (same contract as `prepareEntry` / `prepareV2Entry`). */
   prepare(proposal: unknown, api: ProposalApi = 'v1'): Promise<PreparedEntry> {
     // Inline: the signature checks go to the libuv thread pool, the event loop goes on meanwhile.
-    if (this.lanes.length === 0 || (this.onlyPrehashed && !hasPrehashedCheck(proposal, api)))
-      return prepareAsync(preparationFor(api, proposal));
-    this.threaded++;
+    if (this.lanes.length === 0) return prepareAsync(preparationFor(api, proposal));
     if (this.closed) return Promise.reject(new TlogError('TLOG_CLOSED', 'the verifier is closed'));
     return new Promise((resolve, reject) => {
       if (this.queue.push({ api, proposal, resolve, reject }) === 1) setImmediate(() => this.dispatch());

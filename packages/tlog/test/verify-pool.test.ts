@@ -3,24 +3,20 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareEntry } from '../src/types/index.js';
-import { prepareV2Entry } from '../src/types/v2.js';
 import type { VerifierPool as Pool } from '../src/verify-pool.js';
-import { dsseEntry, dsseV2Request, hashedRekord, hashedRekordV2Request, makeKeySigner } from './helpers.js';
+import { dsseEntry, hashedRekord, makeKeySigner } from './helpers.js';
 
 // The worker threads run the compiled worker, so this drives the built pool (like crash.test.ts drives dist).
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'verify-pool.js');
 
 let pool: Pool;
-let prehashedOnly: Pool;
 beforeAll(async () => {
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: build first (npx tsc -b packages/tlog)`);
   const { VerifierPool } = (await import(pathToFileURL(DIST).href)) as { VerifierPool: typeof Pool };
   pool = new VerifierPool(2);
-  prehashedOnly = new VerifierPool(0, { prehashedThread: true });
 });
 afterAll(async () => {
   await pool?.close();
-  await prehashedOnly?.close();
 });
 
 describe('VerifierPool (worker threads, batched across callers)', () => {
@@ -63,37 +59,5 @@ describe('defaultVerifierThreads', () => {
     const { defaultVerifierThreads } = await import('../src/verify-pool.js');
     expect([1, 2, 3].map((c) => defaultVerifierThreads(c))).toEqual([0, 0, 0]);
     expect([4, 5, 6, 16].map((c) => defaultVerifierThreads(c))).toEqual([2, 3, 4, 4]);
-  });
-});
-
-describe('VerifierPool with no verifier threads but one for prehashed checks (the default below 4 cores)', () => {
-  it('sends hashedrekord (v1 and v2) to its thread, prepares everything else inline, with the same results', async () => {
-    expect(prehashedOnly.threads).toBe(1);
-    const signer = makeKeySigner();
-    const cases = [
-      { api: 'v1' as const, proposal: hashedRekord(signer, 'hr v1'), threaded: true },
-      { api: 'v1' as const, proposal: dsseEntry([signer], 'dsse v1'), threaded: false },
-      { api: 'v2' as const, proposal: hashedRekordV2Request(signer, 'hr v2'), threaded: true },
-      {
-        api: 'v2' as const,
-        proposal: dsseV2Request(signer, signer, 'PKIX_ECDSA_P256_SHA_256', 'sha256', 'dsse v2'),
-        threaded: false,
-      },
-    ];
-    for (const c of cases) {
-      const before = prehashedOnly.threaded;
-      const got = await prehashedOnly.prepare(c.proposal, c.api);
-      expect(prehashedOnly.threaded - before).toBe(c.threaded ? 1 : 0);
-      expect(got).toEqual(c.api === 'v2' ? prepareV2Entry(c.proposal) : prepareEntry(c.proposal));
-    }
-  });
-
-  it('refuses a forged hashedrekord on its thread with the inline error', async () => {
-    const signer = makeKeySigner();
-    const forged = hashedRekord(signer, 'forged');
-    forged.spec.signature.content = hashedRekord(signer, 'other').spec.signature.content;
-    const before = prehashedOnly.threaded;
-    await expect(prehashedOnly.prepare(forged)).rejects.toMatchObject({ code: 'TLOG_SIGNATURE_INVALID' });
-    expect(prehashedOnly.threaded - before).toBe(1);
   });
 });

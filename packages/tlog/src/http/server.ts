@@ -168,8 +168,6 @@ export async function startTlogServer(options: TlogServerOptions): Promise<Runni
     ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
     ...(options.storage ? { storage: options.storage } : {}),
     verifierThreads: options.verifierThreads ?? defaultVerifierThreads(),
-    // Below 4 cores (no verifier threads by default), hashedrekord's event-loop-bound check still gets one thread.
-    prehashedVerifierThread: options.verifierThreads === undefined,
     ...(hook ? { onBatchCommitted: hook } : {}),
   });
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
