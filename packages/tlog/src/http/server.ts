@@ -43,8 +43,7 @@ export interface TlogServerOptions {
   storage?: LogStorage;
   /**
    * Signature-verification threads; default `defaultVerifierThreads()`: none below 4 cores, where proposals are
-   * prepared on the event loop (message signatures checked on the libuv thread pool) and only hashedrekord goes to
-   * one thread. An explicit 0 prepares everything on the event loop.
+   * prepared on the event loop (message signatures checked on the libuv thread pool).
    */
   verifierThreads?: number;
   /** After each durable batch, before its callers are answered (tile writing). */
