@@ -334,7 +334,7 @@ await runBench(scope, async () => {
   }
 
   const ref = mbPerSec(totalBytes, median(times.get('sha256sum')));
-  const row0 = (n) => rows.find((r) => r.method === n);
+  const row = (n) => rows.find((r) => r.method === n);
   const refOpenssl = mbPerSec(totalBytes, median(times.get('openssl dgst -sha256')));
   const rows = methods.map((m) => {
     const ms = median(times.get(m.name));
@@ -364,15 +364,14 @@ await runBench(scope, async () => {
     `nothing. cpuSecPerGB: user+system CPU seconds per GB of blob bytes (sync: this process only; the upstream spent a median ${round(median(upstreamCpuS) / (totalBytes / 1e9), 2)} s/GB more).`,
   );
   console.log('syncToBundle runs unsigned here (signing is one fixed-cost statement, not throughput).');
-  const diskMb = row0('disk: durable write').mbPerSec;
-  const syncMb = row0('syncToBundle (end to end)').mbPerSec;
+  const diskMb = row('disk: durable write').mbPerSec;
+  const syncMb = row('syncToBundle (end to end)').mbPerSec;
   console.log(
     `durable-write floor: this disk took the files at ${diskMb} MB/s (${ratio(diskMb, refOpenssl)}× openssl's hashing); ` +
       `the sync reached ${ratio(syncMb, diskMb)}× of it. A sync that leaves a durable bundle cannot pass ` +
       `min(1, disk ÷ openssl) = ${Math.min(1, ratio(diskMb, refOpenssl))}× openssl here (target 0.7×).`,
   );
 
-  const row = row0;
   const after = await machineLoad();
   emit({
     summary: {
